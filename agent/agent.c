@@ -1,0 +1,849 @@
+/* qosd protocol agent (libqosagent.so): interposes the socket control calls of an unmodified
+ * program (LD_PRELOAD), asks the policy daemon how to treat each socket and applies the
+ * answer with setsockopt before the first packet leaves (paper sections 4.1, 4.1.3).
+ * Data-path calls are never touched; on any failure the real call proceeds unchanged. */
+#define _GNU_SOURCE
+#include "agent.h"
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct qos_cfg qos_cfg;
+struct qos_real qos_real;
+
+static __thread int in_agent; /* re-entrancy guard */
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+/* ---- per-descriptor state: a two-level table, chunks allocated on first use ---- */
+
+enum {
+	F_TRACKED = 1,  /* an AF_INET/AF_INET6 socket we follow */
+	F_PENDING = 2,  /* its Socket message is not yet sent (it goes with the first control call) */
+	F_REPORTED = 4, /* the daemon has heard of it */
+	F_IGNORED = 8,  /* known not to be an inet socket */
+	F_APP_TOS = 16, /* the application chose its own DS field */
+	F_APP_PRIO = 32,
+};
+
+#define DC_SLOTS 8
+struct dest {
+	uint8_t used;
+	uint8_t family;
+	uint16_t port;
+	uint8_t addr[16];
+	int16_t tos;  /* -1: the socket-level mark */
+	int16_t prio; /* -1: the socket-level priority */
+	int deny;
+};
+
+struct fdst {
+	uint8_t flags;
+	uint8_t family;
+	uint8_t type;
+	int16_t proto;
+	int16_t base_tos, cur_tos;   /* socket-level mark, and what is set now (-1 none) */
+	int16_t base_prio, cur_prio;
+	uint8_t dc_next;
+	struct dest *dc;             /* unconnected datagram destinations already decided */
+};
+
+#define CHUNK 1024
+#define NCHUNKS 1024 /* descriptors up to 1,048,576; beyond that calls pass straight through */
+static struct fdst *_Atomic chunks[NCHUNKS];
+
+#define NSTRIPES 64
+static pthread_mutex_t stripes[NSTRIPES];
+
+static struct fdst *fdst_get(int fd, int create)
+{
+	if (fd < 0 || (unsigned)fd >= CHUNK * NCHUNKS)
+		return NULL;
+	unsigned ci = (unsigned)fd / CHUNK;
+	struct fdst *c = chunks[ci];
+	if (!c) {
+		if (!create)
+			return NULL;
+		struct fdst *n = calloc(CHUNK, sizeof *n);
+		if (!n)
+			return NULL;
+		struct fdst *expected = NULL;
+		if (!__atomic_compare_exchange_n(&chunks[ci], &expected, n, 0, __ATOMIC_SEQ_CST,
+						 __ATOMIC_SEQ_CST)) {
+			free(n);
+			c = expected;
+		} else {
+			c = n;
+		}
+	}
+	return &c[(unsigned)fd % CHUNK];
+}
+
+static pthread_mutex_t *stripe(int fd) { return &stripes[(unsigned)fd % NSTRIPES]; }
+
+static void fdst_reset(struct fdst *s)
+{
+	free(s->dc);
+	memset(s, 0, sizeof *s);
+}
+
+static void fdst_track(struct fdst *s, int family, int type, int proto, uint8_t flags)
+{
+	fdst_reset(s);
+	s->flags = F_TRACKED | flags;
+	s->family = (uint8_t)family;
+	s->type = (uint8_t)type;
+	s->proto = (int16_t)proto;
+	s->base_tos = s->cur_tos = s->base_prio = s->cur_prio = -1;
+}
+
+/* The state of fd if it is an inet socket; learns sockets we did not see created
+ * (inherited across exec, dup'ed) from the kernel once. */
+static struct fdst *tracked(int fd)
+{
+	struct fdst *s = fdst_get(fd, 1);
+	if (!s || (s->flags & F_IGNORED))
+		return NULL;
+	if (s->flags & F_TRACKED)
+		return s;
+	int dom, type, proto;
+	socklen_t l = sizeof dom;
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) != 0)
+		return NULL; /* not a socket, or not open: do not remember */
+	l = sizeof type;
+	getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l);
+	l = sizeof proto;
+	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) != 0)
+		proto = 0;
+	pthread_mutex_lock(stripe(fd));
+	if (dom == AF_INET || dom == AF_INET6)
+		fdst_track(s, dom, type, proto, F_PENDING);
+	else
+		s->flags = F_IGNORED;
+	pthread_mutex_unlock(stripe(fd));
+	return (s->flags & F_TRACKED) ? s : NULL;
+}
+
+/* ---- configuration and symbol resolution ---- */
+
+static void resolve(void)
+{
+#define R(name) qos_real.name = dlsym(RTLD_NEXT, #name)
+	R(socket); R(connect); R(bind); R(listen); R(accept); R(accept4); R(close);
+	R(shutdown); R(sendto); R(sendmsg); R(sendmmsg); R(setsockopt); R(dup2); R(dup3);
+	R(close_range); R(closefrom);
+#undef R
+}
+
+static void atfork_prepare(void)
+{
+	for (int i = 0; i < NSTRIPES; i++)
+		pthread_mutex_lock(&stripes[i]);
+	qos_wire_atfork_prepare();
+}
+
+static void atfork_parent(void)
+{
+	qos_wire_atfork_parent();
+	for (int i = NSTRIPES - 1; i >= 0; i--)
+		pthread_mutex_unlock(&stripes[i]);
+}
+
+static void atfork_child(void)
+{
+	for (int i = 0; i < NSTRIPES; i++)
+		pthread_mutex_init(&stripes[i], NULL);
+	qos_wire_atfork_child();
+}
+
+static void init(void)
+{
+	for (int i = 0; i < NSTRIPES; i++)
+		pthread_mutex_init(&stripes[i], NULL);
+	resolve();
+	const char *p = getenv("QOSD_SOCKET");
+	strncpy(qos_cfg.socket_path, p && *p ? p : QOS_DEFAULT_SOCKET, sizeof qos_cfg.socket_path - 1);
+	const char *t = getenv("QOSD_TIMEOUT_MS");
+	long ms = t ? strtol(t, NULL, 10) : QOS_DEFAULT_TIMEOUT_MS;
+	qos_cfg.timeout_ms = ms > 0 && ms <= 60000 ? (int)ms : QOS_DEFAULT_TIMEOUT_MS;
+	const char *d = getenv("QOSD_DEBUG");
+	qos_cfg.debug = d && *d && strcmp(d, "0") != 0;
+	const char *off = getenv("QOSD_DISABLE");
+	qos_cfg.disabled = (off && *off && strcmp(off, "0") != 0) || !qos_real.socket ||
+			   !qos_real.connect || !qos_real.close || !qos_real.setsockopt;
+	qos_wire_init();
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+static inline void ensure_init(void) { pthread_once(&init_once, init); }
+
+__attribute__((constructor)) static void agent_startup(void) { ensure_init(); }
+
+/* ---- decisions ---- */
+
+struct decision {
+	int tos;  /* -1: none */
+	int prio; /* -1: none */
+	int deny; /* errno, 0: none */
+	int override;
+};
+
+static const struct { const char *name; int value; } errnames[] = {
+	{"EPERM", EPERM}, {"EACCES", EACCES}, {"ECONNREFUSED", ECONNREFUSED},
+	{"ENETUNREACH", ENETUNREACH}, {"EHOSTUNREACH", EHOSTUNREACH}, {"ETIMEDOUT", ETIMEDOUT},
+	{"ECONNRESET", ECONNRESET}, {"ECONNABORTED", ECONNABORTED}, {"EADDRINUSE", EADDRINUSE},
+	{"EADDRNOTAVAIL", EADDRNOTAVAIL}, {"ENOBUFS", ENOBUFS}, {"EAGAIN", EAGAIN},
+	{"ENETDOWN", ENETDOWN}, {"EHOSTDOWN", EHOSTDOWN}, {"EAFNOSUPPORT", EAFNOSUPPORT},
+	{"EPROTONOSUPPORT", EPROTONOSUPPORT}, {"EINVAL", EINVAL}, {"EMFILE", EMFILE},
+	{"ENFILE", ENFILE}, {"ENOMEM", ENOMEM}, {"EINTR", EINTR}, {"EIO", EIO},
+	{"EOPNOTSUPP", EOPNOTSUPP}, {"EDQUOT", EDQUOT}, {"ECANCELED", ECANCELED},
+};
+
+static int dscp_value(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (*s && !*end)
+		return v >= 0 && v <= 63 ? (int)v : -1;
+	if (!strcmp(s, "EF")) return 46;
+	if (!strcmp(s, "LE")) return 1;
+	if (!strcmp(s, "VA")) return 44;
+	if (!strcmp(s, "DF") || !strcmp(s, "BE")) return 0;
+	if (s[0] == 'C' && s[1] == 'S' && s[2] >= '0' && s[2] <= '7' && !s[3]) return (s[2] - '0') * 8;
+	if (s[0] == 'A' && s[1] == 'F' && s[2] >= '1' && s[2] <= '4' && s[3] >= '1' && s[3] <= '3' && !s[4])
+		return (s[2] - '0') * 8 + (s[3] - '0') * 2;
+	return -1;
+}
+
+static int int_in(const char *s, int lo, int hi)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	return *s && !*end && v >= lo && v <= hi ? (int)v : -1;
+}
+
+/* Parses a reply line of directives. Anything not understood voids the whole reply: the
+ * call then proceeds as without the agent. */
+static void parse_reply(char *line, struct decision *d)
+{
+	struct decision r = {-1, -1, 0, 0};
+	char *save = NULL;
+	for (char *tok = strtok_r(line, " \t\r", &save); tok; tok = strtok_r(NULL, " \t\r", &save)) {
+		char *arg = NULL;
+		if (!strcmp(tok, "OVERRIDE")) {
+			r.override = 1;
+			continue;
+		}
+		if (strcmp(tok, "TOS") && strcmp(tok, "DSCP") && strcmp(tok, "PRIORITY") && strcmp(tok, "DENY"))
+			goto garbage;
+		arg = strtok_r(NULL, " \t\r", &save);
+		if (!arg)
+			goto garbage;
+		if (!strcmp(tok, "TOS")) {
+			if ((r.tos = int_in(arg, 0, 255)) < 0) goto garbage;
+		} else if (!strcmp(tok, "DSCP")) {
+			int v = dscp_value(arg);
+			if (v < 0) goto garbage;
+			r.tos = v << 2;
+		} else if (!strcmp(tok, "PRIORITY")) {
+			if ((r.prio = int_in(arg, 0, 7)) < 0) goto garbage;
+		} else {
+			for (size_t i = 0; i < sizeof errnames / sizeof *errnames; i++)
+				if (!strcmp(arg, errnames[i].name))
+					r.deny = errnames[i].value;
+			if (!r.deny) goto garbage;
+		}
+	}
+	*d = r;
+	return;
+garbage:
+	qos_debug("ignoring reply directive '%s'", line);
+	*d = (struct decision){-1, -1, 0, 0};
+}
+
+static void set_tos(int fd, int family, int tos)
+{
+	if (family == AF_INET6) {
+		qos_real.setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof tos);
+		/* dual-stack socket talking to a v4-mapped peer: the IPv4 header needs it too */
+		qos_real.setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
+	} else {
+		qos_real.setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
+	}
+}
+
+/* Applies a socket-level decision; caller holds the stripe lock. */
+static void apply(int fd, struct fdst *s, const struct decision *d)
+{
+	if (d->tos >= 0 && (!(s->flags & F_APP_TOS) || d->override)) {
+		s->base_tos = (int16_t)d->tos;
+		if (s->cur_tos != d->tos) {
+			set_tos(fd, s->family, d->tos);
+			s->cur_tos = (int16_t)d->tos;
+		}
+	}
+	if (d->prio >= 0 && (!(s->flags & F_APP_PRIO) || d->override)) {
+		s->base_prio = (int16_t)d->prio;
+		if (s->cur_prio != d->prio) {
+			qos_real.setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &d->prio, sizeof d->prio);
+			s->cur_prio = (int16_t)d->prio;
+		}
+	}
+}
+
+/* ---- messages ---- */
+
+static size_t fmt_addr(char *out, size_t len, size_t cap, const struct sockaddr *sa, socklen_t salen)
+{
+	char host[INET6_ADDRSTRLEN] = "";
+	int port = 0, fam = sa ? sa->sa_family : 0;
+	if (fam == AF_INET && salen >= (socklen_t)sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const void *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+		port = ntohs(in->sin_port);
+	} else if (fam == AF_INET6 && salen >= (socklen_t)sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+		port = ntohs(in6->sin6_port);
+	}
+	char el[INET6_ADDRSTRLEN + 24];
+	int n = snprintf(el, sizeof el, "%d %s %d", fam, host[0] ? host : "{}", port);
+	if (!host[0])
+		n = snprintf(el, sizeof el, "%d {} 0", fam);
+	if (len >= cap || len + (size_t)n + 3 > cap)
+		return cap;
+	out[len++] = ' ';
+	out[len++] = '{';
+	memcpy(out + len, el, (size_t)n);
+	len += (size_t)n;
+	out[len++] = '}';
+	return len;
+}
+
+static size_t fmt_ints(char *out, size_t len, size_t cap, int n, const int *v)
+{
+	for (int i = 0; i < n && len < cap; i++) {
+		int w = snprintf(out + len, cap - len, " %d", v[i]);
+		len = w < 0 || (size_t)w >= cap - len ? cap : len + (size_t)w;
+	}
+	return len;
+}
+
+/* Begins a request in buf: the deferred Socket line for fd, if any, then "Type pid uid cmd".
+ * *nreq counts the lines that expect replies. */
+static size_t begin(char *buf, size_t cap, int fd, struct fdst *s, const char *type, int *nreq)
+{
+	size_t len = 0;
+	*nreq = 0;
+	if (s->flags & F_PENDING) {
+		len = qos_msg_begin(buf, cap, "Socket");
+		int v[4] = {s->family, s->type, s->proto, fd};
+		len = fmt_ints(buf, len, cap, 4, v);
+		if (len + 1 >= cap)
+			return cap;
+		buf[len++] = '\n';
+		(*nreq)++;
+	}
+	size_t l2 = qos_msg_begin(buf + len, cap - len, type);
+	if (l2 >= cap - len)
+		return cap;
+	(*nreq)++;
+	return len + l2;
+}
+
+/* Sends the request in buf and folds the replies into one decision (a deferred Socket
+ * decision first, the call's own after it, which wins). Returns 0 if the daemon answered. */
+static int finish(char *buf, size_t len, size_t cap, int nreq, int fd, struct fdst *s, struct decision *out)
+{
+	*out = (struct decision){-1, -1, 0, 0};
+	if (len + 1 >= cap)
+		return -1;
+	buf[len++] = '\n';
+	char replies[2][QOS_MAX_REPLY];
+	if (qos_ask(buf, len, nreq, replies) != 0)
+		return -1;
+	pthread_mutex_lock(stripe(fd));
+	s->flags = (uint8_t)((s->flags & ~F_PENDING) | F_REPORTED);
+	pthread_mutex_unlock(stripe(fd));
+	for (int i = 0; i < nreq; i++) {
+		struct decision d;
+		parse_reply(replies[i], &d);
+		if (d.tos >= 0) out->tos = d.tos;
+		if (d.prio >= 0) out->prio = d.prio;
+		if (d.deny) out->deny = d.deny;
+		out->override |= d.override;
+	}
+	return 0;
+}
+
+/* Asks about a call on fd with an address argument and trailing integer arguments;
+ * suffix is appended verbatim (e.g. " {} {}" for Connect's sqos and gqos). */
+static int ask_addr(const char *type, int fd, struct fdst *s, const struct sockaddr *sa,
+		    socklen_t salen, const char *suffix, int nints, const int *ints, struct decision *d)
+{
+	char buf[QOS_MAX_MSG];
+	int nreq;
+	size_t len = begin(buf, sizeof buf, fd, s, type, &nreq);
+	len = fmt_ints(buf, len, sizeof buf, 1, &fd);
+	if (sa)
+		len = fmt_addr(buf, len, sizeof buf, sa, salen);
+	if (suffix) {
+		size_t sl = strlen(suffix);
+		len = len + sl < sizeof buf ? (memcpy(buf + len, suffix, sl), len + sl) : sizeof buf;
+	}
+	len = fmt_ints(buf, len, sizeof buf, nints, ints);
+	return finish(buf, len, sizeof buf, nreq, fd, s, d);
+}
+
+static void tell_fd(const char *type, int fd, int nints, const int *ints)
+{
+	char buf[QOS_MAX_MSG];
+	size_t len = qos_msg_begin(buf, sizeof buf, type);
+	len = fmt_ints(buf, len, sizeof buf, 1, &fd);
+	len = fmt_ints(buf, len, sizeof buf, nints, ints);
+	if (len + 1 >= sizeof buf)
+		return;
+	buf[len++] = '\n';
+	qos_tell(buf, len);
+}
+
+/* Forget fd (closed, or replaced by dup2); tells the daemon if it knew the socket. */
+static void forget(int fd, int tell)
+{
+	struct fdst *s = fdst_get(fd, 0);
+	if (!s || !s->flags)
+		return;
+	pthread_mutex_lock(stripe(fd));
+	int reported = (s->flags & F_REPORTED) != 0;
+	fdst_reset(s);
+	pthread_mutex_unlock(stripe(fd));
+	if (reported && tell)
+		tell_fd("Close", fd, 0, NULL);
+}
+
+/* ---- interposed calls ---- */
+
+#define ENTER(realfn, ...)                                                                          \
+	ensure_init();                                                                                 \
+	if (in_agent || qos_cfg.disabled)                                                              \
+		return qos_real.realfn(__VA_ARGS__)
+
+static int inet(const struct sockaddr *sa) { return sa && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6); }
+
+int socket(int domain, int type, int protocol)
+{
+	ENTER(socket, domain, type, protocol);
+	int fd = qos_real.socket(domain, type, protocol);
+	if (fd < 0 || (domain != AF_INET && domain != AF_INET6))
+		return fd;
+	struct fdst *s = fdst_get(fd, 1);
+	if (s) {
+		pthread_mutex_lock(stripe(fd));
+		fdst_track(s, domain, type & 0xf, protocol, F_PENDING);
+		pthread_mutex_unlock(stripe(fd));
+	}
+	return fd;
+}
+
+/* Shared body of connect/bind: ask first; DENY fails the call before it reaches the kernel. */
+static int ask_then(const char *type, int fd, const struct sockaddr *sa, socklen_t salen,
+		    const char *suffix, int (*real)(int, const struct sockaddr *, socklen_t))
+{
+	struct fdst *s = inet(sa) && qos_wire_maybe_up() ? tracked(fd) : NULL;
+	if (s) {
+		struct decision d;
+		in_agent++;
+		int ok = ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, &d) == 0;
+		in_agent--;
+		if (ok && d.deny) {
+			errno = d.deny;
+			return -1;
+		}
+		if (ok) {
+			pthread_mutex_lock(stripe(fd));
+			apply(fd, s, &d);
+			pthread_mutex_unlock(stripe(fd));
+		}
+	}
+	return real(fd, sa, salen);
+}
+
+int connect(int fd, const struct sockaddr *sa, socklen_t salen)
+{
+	ENTER(connect, fd, sa, salen);
+	return ask_then("Connect", fd, sa, salen, " {} {}", qos_real.connect);
+}
+
+int bind(int fd, const struct sockaddr *sa, socklen_t salen)
+{
+	ENTER(bind, fd, sa, salen);
+	return ask_then("Bind", fd, sa, salen, NULL, qos_real.bind);
+}
+
+int listen(int fd, int backlog)
+{
+	ENTER(listen, fd, backlog);
+	struct fdst *s = qos_wire_maybe_up() ? tracked(fd) : NULL;
+	if (s) {
+		struct decision d;
+		in_agent++;
+		int ok = ask_addr("Listen", fd, s, NULL, 0, NULL, 1, &backlog, &d) == 0;
+		in_agent--;
+		if (ok && d.deny) {
+			errno = d.deny;
+			return -1;
+		}
+		if (ok) {
+			pthread_mutex_lock(stripe(fd));
+			apply(fd, s, &d);
+			pthread_mutex_unlock(stripe(fd));
+		}
+	}
+	return qos_real.listen(fd, backlog);
+}
+
+static int after_accept(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen)
+{
+	if (nfd < 0)
+		return nfd;
+	struct fdst *ls = tracked(lfd);
+	struct fdst *ns = ls ? fdst_get(nfd, 1) : NULL;
+	if (!ns)
+		return nfd;
+	pthread_mutex_lock(stripe(nfd));
+	fdst_track(ns, ls->family, ls->type, ls->proto, 0);
+	pthread_mutex_unlock(stripe(nfd));
+	if (!qos_wire_maybe_up())
+		return nfd;
+	struct sockaddr_storage peer;
+	socklen_t pl = sizeof peer;
+	const struct sockaddr *pa = (const struct sockaddr *)&peer;
+	if (sa && salen && *salen >= sizeof(struct sockaddr_in) && inet(sa)) {
+		pa = sa;
+		pl = *salen;
+	} else if (getpeername(nfd, (struct sockaddr *)&peer, &pl) != 0) {
+		pl = 0;
+	}
+	/* Accept pid uid cmd fd address newfd: the listening socket's pending Socket goes first. */
+	char buf[QOS_MAX_MSG];
+	int nreq;
+	in_agent++;
+	size_t len = begin(buf, sizeof buf, lfd, ls, "Accept", &nreq);
+	len = fmt_ints(buf, len, sizeof buf, 1, &lfd);
+	len = fmt_addr(buf, len, sizeof buf, pl ? pa : NULL, pl);
+	len = fmt_ints(buf, len, sizeof buf, 1, &nfd);
+	struct decision d;
+	int ok = finish(buf, len, sizeof buf, nreq, lfd, ls, &d) == 0;
+	in_agent--;
+	if (!ok)
+		return nfd;
+	pthread_mutex_lock(stripe(nfd));
+	ns->flags |= F_REPORTED;
+	if (!d.deny)
+		apply(nfd, ns, &d);
+	pthread_mutex_unlock(stripe(nfd));
+	if (d.deny) {
+		forget(nfd, 0);
+		qos_real.close(nfd);
+		errno = d.deny;
+		return -1;
+	}
+	return nfd;
+}
+
+int accept(int fd, struct sockaddr *sa, socklen_t *salen)
+{
+	ENTER(accept, fd, sa, salen);
+	return after_accept(fd, qos_real.accept(fd, sa, salen), sa, salen);
+}
+
+int accept4(int fd, struct sockaddr *sa, socklen_t *salen, int flags)
+{
+	ENTER(accept4, fd, sa, salen, flags);
+	return after_accept(fd, qos_real.accept4(fd, sa, salen, flags), sa, salen);
+}
+
+int close(int fd)
+{
+	ENTER(close, fd);
+	struct fdst *s = fdst_get(fd, 0);
+	if (s && s->flags)
+		forget(fd, 1);
+	if (qos_wire_is_ours(fd))
+		qos_wire_fd_gone(fd);
+	return qos_real.close(fd);
+}
+
+int shutdown(int fd, int how)
+{
+	ENTER(shutdown, fd, how);
+	int r = qos_real.shutdown(fd, how);
+	struct fdst *s = fdst_get(fd, 0);
+	if (r == 0 && s && (s->flags & F_REPORTED))
+		tell_fd("Shutdown", fd, 1, &how);
+	return r;
+}
+
+/* ---- unconnected datagrams: one SendTo per new destination, then a cached decision ---- */
+
+static int dest_key(const struct sockaddr *sa, socklen_t len, struct dest *k)
+{
+	memset(k, 0, sizeof *k);
+	if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const void *)sa;
+		k->family = AF_INET;
+		k->port = in->sin_port;
+		memcpy(k->addr, &in->sin_addr, 4);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		k->family = AF_INET6;
+		k->port = in6->sin6_port;
+		memcpy(k->addr, &in6->sin6_addr, 16);
+		return 0;
+	}
+	return -1;
+}
+
+static struct dest *dest_find(struct fdst *s, const struct dest *k)
+{
+	for (int i = 0; s->dc && i < DC_SLOTS; i++) {
+		struct dest *e = &s->dc[i];
+		if (e->used && e->family == k->family && e->port == k->port && !memcmp(e->addr, k->addr, 16))
+			return e;
+	}
+	return NULL;
+}
+
+/* Marks fd for a datagram to sa; returns 0 to send, or an errno to refuse the send. */
+static int before_datagram(int fd, const struct sockaddr *sa, socklen_t salen)
+{
+	struct dest k;
+	if (!sa || !inet(sa) || dest_key(sa, salen, &k) != 0)
+		return 0;
+	struct fdst *s = tracked(fd);
+	if (!s || s->type != SOCK_DGRAM)
+		return 0;
+	pthread_mutex_lock(stripe(fd));
+	struct dest *e = dest_find(s, &k);
+	pthread_mutex_unlock(stripe(fd));
+	if (!e) {
+		if (!qos_wire_maybe_up())
+			return 0;
+		struct decision d;
+		in_agent++;
+		int ok = ask_addr("SendTo", fd, s, sa, salen, NULL, 0, NULL, &d) == 0;
+		in_agent--;
+		if (!ok)
+			return 0;
+		pthread_mutex_lock(stripe(fd));
+		if (!s->dc)
+			s->dc = calloc(DC_SLOTS, sizeof *s->dc);
+		if (s->dc) {
+			e = dest_find(s, &k);
+			if (!e) {
+				e = &s->dc[s->dc_next];
+				s->dc_next = (uint8_t)((s->dc_next + 1) % DC_SLOTS);
+			}
+			*e = k;
+			e->used = 1;
+			e->tos = (int16_t)((d.tos >= 0 && (!(s->flags & F_APP_TOS) || d.override)) ? d.tos : -1);
+			e->prio = (int16_t)((d.prio >= 0 && (!(s->flags & F_APP_PRIO) || d.override)) ? d.prio : -1);
+			e->deny = d.deny;
+		}
+		pthread_mutex_unlock(stripe(fd));
+		if (!e)
+			return d.deny;
+	}
+	pthread_mutex_lock(stripe(fd));
+	int deny = e->deny;
+	if (!deny) {
+		int tos = e->tos >= 0 ? e->tos : s->base_tos;
+		int prio = e->prio >= 0 ? e->prio : s->base_prio;
+		if (tos < 0 && s->cur_tos >= 0)
+			tos = 0; /* back to the unmarked default for this destination */
+		if (tos >= 0 && tos != s->cur_tos) {
+			set_tos(fd, s->family, tos);
+			s->cur_tos = (int16_t)tos;
+		}
+		if (prio < 0 && s->cur_prio >= 0)
+			prio = 0;
+		if (prio >= 0 && prio != s->cur_prio) {
+			qos_real.setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof prio);
+			s->cur_prio = (int16_t)prio;
+		}
+	}
+	pthread_mutex_unlock(stripe(fd));
+	return deny;
+}
+
+ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa, socklen_t salen)
+{
+	ENTER(sendto, fd, buf, len, flags, sa, salen);
+	if (sa) {
+		int deny = before_datagram(fd, sa, salen);
+		if (deny) {
+			errno = deny;
+			return -1;
+		}
+	}
+	return qos_real.sendto(fd, buf, len, flags, sa, salen);
+}
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	ENTER(sendmsg, fd, msg, flags);
+	if (msg && msg->msg_name) {
+		int deny = before_datagram(fd, msg->msg_name, msg->msg_namelen);
+		if (deny) {
+			errno = deny;
+			return -1;
+		}
+	}
+	return qos_real.sendmsg(fd, msg, flags);
+}
+
+static int same_dest(const struct msghdr *a, const struct msghdr *b)
+{
+	if (!a->msg_name || !b->msg_name)
+		return a->msg_name == b->msg_name;
+	return a->msg_namelen == b->msg_namelen && !memcmp(a->msg_name, b->msg_name, a->msg_namelen);
+}
+
+int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
+{
+	ENTER(sendmmsg, fd, vec, vlen, flags);
+	if (!vec || vlen == 0 || !vec[0].msg_hdr.msg_name)
+		return qos_real.sendmmsg(fd, vec, vlen, flags);
+	/* One mark per destination: send the leading run of messages to the first
+	 * destination; the caller sends the rest, as for any partial sendmmsg. */
+	unsigned n = 1;
+	while (n < vlen && same_dest(&vec[0].msg_hdr, &vec[n].msg_hdr))
+		n++;
+	int deny = before_datagram(fd, vec[0].msg_hdr.msg_name, vec[0].msg_hdr.msg_namelen);
+	if (deny) {
+		errno = deny;
+		return -1;
+	}
+	return qos_real.sendmmsg(fd, vec, n, flags);
+}
+
+int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
+{
+	ENTER(setsockopt, fd, level, opt, val, len);
+	int r = qos_real.setsockopt(fd, level, opt, val, len);
+	int is_tos = (level == IPPROTO_IP && opt == IP_TOS) || (level == IPPROTO_IPV6 && opt == IPV6_TCLASS);
+	int is_prio = level == SOL_SOCKET && opt == SO_PRIORITY;
+	if (r != 0 || !(is_tos || is_prio) || !val || len < (socklen_t)sizeof(int))
+		return r;
+	struct fdst *s = tracked(fd);
+	if (!s)
+		return r;
+	int v;
+	memcpy(&v, val, sizeof v);
+	pthread_mutex_lock(stripe(fd));
+	if (is_tos) {
+		s->flags |= F_APP_TOS;
+		s->base_tos = s->cur_tos = (int16_t)(v & 0xff);
+	} else {
+		s->flags |= F_APP_PRIO;
+		s->base_prio = s->cur_prio = (int16_t)v;
+	}
+	pthread_mutex_unlock(stripe(fd));
+	if (!qos_wire_maybe_up())
+		return r;
+	/* SetSockOpt pid uid cmd fd level optname value: the reply is the policy's verdict on
+	 * the application's own choice, applied as given (empty by default: the choice stands). */
+	int args[3] = {level, opt, v};
+	struct decision d;
+	in_agent++;
+	int ok = ask_addr("SetSockOpt", fd, s, NULL, 0, NULL, 3, args, &d) == 0;
+	in_agent--;
+	if (ok && !d.deny) {
+		d.override = 1;
+		pthread_mutex_lock(stripe(fd));
+		apply(fd, s, &d);
+		pthread_mutex_unlock(stripe(fd));
+	}
+	return r;
+}
+
+/* ---- descriptor replacement: keep our own connection safe ---- */
+
+int dup2(int oldfd, int newfd)
+{
+	ENTER(dup2, oldfd, newfd);
+	if (oldfd != newfd) {
+		forget(newfd, 1);
+		if (qos_wire_is_ours(newfd))
+			qos_wire_fd_gone(newfd);
+	}
+	return qos_real.dup2(oldfd, newfd);
+}
+
+int dup3(int oldfd, int newfd, int flags)
+{
+	ENTER(dup3, oldfd, newfd, flags);
+	forget(newfd, 1);
+	if (qos_wire_is_ours(newfd))
+		qos_wire_fd_gone(newfd);
+	return qos_real.dup3(oldfd, newfd, flags);
+}
+
+static void range_gone(unsigned first, unsigned last)
+{
+	for (unsigned ci = first / CHUNK; ci < NCHUNKS && ci <= last / CHUNK; ci++) {
+		if (!chunks[ci])
+			continue;
+		for (unsigned i = 0; i < CHUNK; i++) {
+			unsigned fd = ci * CHUNK + i;
+			if (fd >= first && fd <= last && chunks[ci][i].flags)
+				forget((int)fd, 0);
+		}
+	}
+	qos_wire_range_gone(first, last);
+}
+
+int close_range(unsigned int first, unsigned int last, int flags)
+{
+	ensure_init();
+	if (!in_agent && !(flags & 4 /* CLOSE_RANGE_CLOEXEC */) && first <= last)
+		range_gone(first, last);
+	if (qos_real.close_range)
+		return qos_real.close_range(first, last, flags);
+	return (int)syscall(SYS_close_range, first, last, flags);
+}
+
+void closefrom(int lowfd)
+{
+	ensure_init();
+	if (!in_agent && lowfd >= 0)
+		range_gone((unsigned)lowfd, ~0u);
+	if (qos_real.closefrom)
+		qos_real.closefrom(lowfd);
+	else
+		syscall(SYS_close_range, (unsigned)lowfd, ~0u, 0);
+}
+
+/* Cleanup: the process is exiting (paper figure 3); only if it ever talked to the daemon. */
+__attribute__((destructor)) static void agent_cleanup(void)
+{
+	if (qos_cfg.disabled || in_agent)
+		return;
+	char buf[QOS_MAX_MSG];
+	size_t len = qos_msg_begin(buf, sizeof buf, "Cleanup");
+	if (len + 1 >= sizeof buf)
+		return;
+	buf[len++] = '\n';
+	if (qos_wire_started())
+		qos_tell(buf, len);
+}

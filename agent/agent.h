@@ -1,0 +1,64 @@
+/* qosd protocol agent: shared declarations between the interposer (agent.c) and the
+ * daemon connection (wire.c). See docs/protocol.md for the messages. */
+#ifndef QOS_AGENT_H
+#define QOS_AGENT_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#define QOS_PROTOCOL_VERSION 1
+#define QOS_MAX_CMD 4000        /* command line bytes sent; the daemon reads /proc itself */
+#define QOS_MAX_MSG 20000       /* one request line, worst case after quoting */
+#define QOS_MAX_REPLY 512       /* one reply line; anything longer is garbage */
+#define QOS_BACKOFF_MIN_MS 100
+#define QOS_BACKOFF_MAX_MS 5000
+#define QOS_DEFAULT_SOCKET "/run/qosd/agent.sock"
+#define QOS_DEFAULT_TIMEOUT_MS 50
+
+struct qos_cfg {
+	char socket_path[108];
+	int timeout_ms;
+	int debug;
+	int disabled;
+};
+extern struct qos_cfg qos_cfg;
+
+struct qos_real {
+	int (*socket)(int, int, int);
+	int (*connect)(int, const struct sockaddr *, socklen_t);
+	int (*bind)(int, const struct sockaddr *, socklen_t);
+	int (*listen)(int, int);
+	int (*accept)(int, struct sockaddr *, socklen_t *);
+	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+	int (*close)(int);
+	int (*shutdown)(int, int);
+	ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+	ssize_t (*sendmsg)(int, const struct msghdr *, int);
+	int (*sendmmsg)(int, struct mmsghdr *, unsigned int, int);
+	int (*setsockopt)(int, int, int, const void *, socklen_t);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int (*close_range)(unsigned int, unsigned int, int);
+	void (*closefrom)(int);
+};
+extern struct qos_real qos_real;
+
+long long qos_now_ns(void);
+void qos_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+size_t qos_tcl_append(char *out, size_t len, size_t cap, const char *s, size_t n);
+const char *qos_cmd(void);
+size_t qos_msg_begin(char *buf, size_t cap, const char *type);
+int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]);
+void qos_tell(const char *msg, size_t len);
+int qos_wire_maybe_up(void);
+void qos_wire_init(void);
+void qos_wire_fd_gone(int fd);
+int qos_wire_is_ours(int fd);
+void qos_wire_range_gone(unsigned first, unsigned last);
+int qos_wire_started(void);
+void qos_wire_atfork_prepare(void);
+void qos_wire_atfork_parent(void);
+void qos_wire_atfork_child(void);
+
+#endif

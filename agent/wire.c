@@ -1,0 +1,521 @@
+/* qosd protocol agent: the connection to the policy daemon.
+ * One Unix stream connection per thread, request lines out, reply lines in, with a
+ * per-request deadline; any failure disables asking for a back-off period (paper 4.1.1). */
+#define _GNU_SOURCE
+#include "agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+struct conn {
+	int fd;
+	unsigned gen; /* fork generation the connection belongs to */
+	dev_t dev;
+	ino_t ino;
+	size_t rlen; /* bytes buffered in rbuf */
+	char rbuf[QOS_MAX_REPLY];
+};
+
+static __thread struct conn tconn = {.fd = -1};
+static pthread_key_t conn_key;
+
+/* Every open connection, so a forked child can close its parent's (all threads'). */
+#define REG_MAX 4096
+static struct {
+	int fd;
+	dev_t dev;
+	ino_t ino;
+} reg[REG_MAX];
+static int reg_n;
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Our descriptors as a bitmap, so the application's every close() checks without a lock. */
+#define OURS_MAX 65536
+static _Atomic unsigned long ours[OURS_MAX / (8 * sizeof(unsigned long))];
+#define OURS_BITS (8 * sizeof(unsigned long))
+static void ours_set(int fd, int on)
+{
+	if (fd < 0 || fd >= OURS_MAX)
+		return;
+	unsigned long bit = 1UL << ((unsigned)fd % OURS_BITS);
+	if (on)
+		__atomic_fetch_or(&ours[(unsigned)fd / OURS_BITS], bit, __ATOMIC_SEQ_CST);
+	else
+		__atomic_fetch_and(&ours[(unsigned)fd / OURS_BITS], ~bit, __ATOMIC_SEQ_CST);
+}
+
+static _Atomic unsigned fork_gen;
+static _Atomic long long down_until_ns;
+static _Atomic int backoff_ms = QOS_BACKOFF_MIN_MS;
+static _Atomic int startup_sent;
+static _Atomic int daemon_ok = 1; /* 0 once the daemon proved unusable for good */
+
+static pthread_mutex_t cmd_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *cmd_quoted;    /* Tcl-quoted command line, built lazily */
+static unsigned cmd_gen = ~0u;
+
+long long qos_now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+void qos_debug(const char *fmt, ...)
+{
+	if (!qos_cfg.debug)
+		return;
+	char buf[512];
+	int n = snprintf(buf, sizeof buf, "qosagent[%d]: ", (int)getpid());
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
+	va_end(ap);
+	size_t len = strnlen(buf, sizeof buf - 2);
+	buf[len++] = '\n';
+	ssize_t w = write(2, buf, len);
+	(void)w;
+}
+
+/* ---- Tcl list quoting (the paper marshals arguments by Tcl's lexical rules, 4.1.2) ---- */
+
+static int tcl_special(unsigned char c)
+{
+	return c <= ' ' || c == '{' || c == '}' || c == '[' || c == ']' || c == '$' || c == ';' ||
+	       c == '"' || c == '\\' || c == 127;
+}
+
+/* Append one list element to out (capacity cap); returns new length, or cap on overflow. */
+size_t qos_tcl_append(char *out, size_t len, size_t cap, const char *s, size_t n)
+{
+	if (len >= cap)
+		return cap;
+	if (len > 0 && len < cap)
+		out[len++] = ' ';
+	if (n == 0) {
+		if (len + 2 > cap)
+			return cap;
+		out[len++] = '{';
+		out[len++] = '}';
+		return len;
+	}
+	int plain = s[0] != '#';
+	for (size_t i = 0; i < n && plain; i++)
+		plain = !tcl_special((unsigned char)s[i]);
+	if (plain) {
+		if (len + n > cap)
+			return cap;
+		memcpy(out + len, s, n);
+		return len + n;
+	}
+	/* Backslash form: always valid, keeps the request on one line. */
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[5];
+		size_t e = 0;
+		if (c == '\n') { esc[e++] = '\\'; esc[e++] = 'n'; }
+		else if (c == '\r') { esc[e++] = '\\'; esc[e++] = 'r'; }
+		else if (c == '\t') { esc[e++] = '\\'; esc[e++] = 't'; }
+		else if (c < ' ' || c == 127) {
+			static const char hex[] = "0123456789abcdef";
+			esc[e++] = '\\'; esc[e++] = 'x'; esc[e++] = hex[c >> 4]; esc[e++] = hex[c & 15];
+		} else if (tcl_special(c) || (i == 0 && c == '#')) { esc[e++] = '\\'; esc[e++] = (char)c; }
+		else esc[e++] = (char)c;
+		if (len + e > cap)
+			return cap;
+		memcpy(out + len, esc, e);
+		len += e;
+	}
+	return len;
+}
+
+/* The command line, /proc/self/cmdline with NULs as single spaces, quoted once per process. */
+const char *qos_cmd(void)
+{
+	unsigned g = fork_gen;
+	if (cmd_gen == g && cmd_quoted)
+		return cmd_quoted;
+	pthread_mutex_lock(&cmd_lock);
+	if (cmd_gen != g || !cmd_quoted) {
+		char raw[QOS_MAX_CMD + 1];
+		size_t n = 0;
+		int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t r;
+			while (n < QOS_MAX_CMD && (r = read(fd, raw + n, QOS_MAX_CMD - n)) > 0)
+				n += (size_t)r;
+			close(fd);
+		}
+		while (n > 0 && raw[n - 1] == '\0')
+			n--;
+		for (size_t i = 0; i < n; i++)
+			if (raw[i] == '\0')
+				raw[i] = ' ';
+		static char quoted[4 * QOS_MAX_CMD + 8];
+		size_t q = qos_tcl_append(quoted, 0, sizeof quoted - 1, raw, n);
+		if (q >= sizeof quoted - 1)
+			q = qos_tcl_append(quoted, 0, sizeof quoted - 1, "", 0);
+		quoted[q] = '\0';
+		cmd_quoted = quoted;
+		cmd_gen = g;
+	}
+	pthread_mutex_unlock(&cmd_lock);
+	return cmd_quoted;
+}
+
+/* ---- connection management ---- */
+
+static void reg_add(int fd, dev_t dev, ino_t ino)
+{
+	pthread_mutex_lock(&reg_lock);
+	if (reg_n < REG_MAX) {
+		reg[reg_n].fd = fd;
+		reg[reg_n].dev = dev;
+		reg[reg_n].ino = ino;
+		reg_n++;
+	}
+	ours_set(fd, 1);
+	pthread_mutex_unlock(&reg_lock);
+}
+
+static void reg_del(int fd)
+{
+	pthread_mutex_lock(&reg_lock);
+	for (int i = 0; i < reg_n; i++)
+		if (reg[i].fd == fd) {
+			reg[i] = reg[--reg_n];
+			break;
+		}
+	ours_set(fd, 0);
+	pthread_mutex_unlock(&reg_lock);
+}
+
+/* Is fd still the socket we opened? The application may have closed it behind our back
+ * (raw syscall, close_range) and reused the number: then it is not ours to touch. */
+static int still_ours(int fd, dev_t dev, ino_t ino)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
+static void conn_drop(struct conn *c, int close_it)
+{
+	if (c->fd >= 0) {
+		reg_del(c->fd);
+		if (close_it && still_ours(c->fd, c->dev, c->ino))
+			qos_real.close(c->fd);
+	}
+	c->fd = -1;
+	c->rlen = 0;
+}
+
+static void thread_exit(void *unused)
+{
+	(void)unused;
+	if (tconn.gen == fork_gen)
+		conn_drop(&tconn, 1);
+}
+
+void qos_wire_init(void)
+{
+	pthread_key_create(&conn_key, thread_exit);
+}
+
+/* Called when the application closes or dup2()s over fd: if it is one of our connections,
+ * forget it without closing (the application's call does that). */
+void qos_wire_fd_gone(int fd)
+{
+	if (tconn.fd == fd)
+		tconn.fd = -1, tconn.rlen = 0;
+	reg_del(fd);
+}
+
+int qos_wire_is_ours(int fd)
+{
+	if (fd < 0 || fd >= OURS_MAX)
+		return 0;
+	return (ours[(unsigned)fd / OURS_BITS] >> ((unsigned)fd % OURS_BITS)) & 1;
+}
+
+/* close_range/closefrom over [first, last]: forget every connection of ours in it. */
+void qos_wire_range_gone(unsigned first, unsigned last)
+{
+	pthread_mutex_lock(&reg_lock);
+	for (int i = 0; i < reg_n;) {
+		if ((unsigned)reg[i].fd >= first && (unsigned)reg[i].fd <= last) {
+			ours_set(reg[i].fd, 0);
+			reg[i] = reg[--reg_n];
+		} else {
+			i++;
+		}
+	}
+	pthread_mutex_unlock(&reg_lock);
+	if (tconn.fd >= 0 && (unsigned)tconn.fd >= first && (unsigned)tconn.fd <= last)
+		tconn.fd = -1, tconn.rlen = 0;
+}
+
+/* Whether this process has announced itself (so Cleanup is worth sending). */
+int qos_wire_started(void) { return startup_sent; }
+
+void qos_wire_atfork_prepare(void)
+{
+	pthread_mutex_lock(&cmd_lock);
+	pthread_mutex_lock(&reg_lock);
+}
+
+void qos_wire_atfork_parent(void)
+{
+	pthread_mutex_unlock(&reg_lock);
+	pthread_mutex_unlock(&cmd_lock);
+}
+
+/* In the child: the parent's connections identify the parent (SO_PEERCRED), so close them
+ * all; the child connects afresh and announces itself with its own pid. */
+void qos_wire_atfork_child(void)
+{
+	for (int i = 0; i < reg_n; i++)
+		if (still_ours(reg[i].fd, reg[i].dev, reg[i].ino))
+			qos_real.close(reg[i].fd);
+	reg_n = 0;
+	memset((void *)ours, 0, sizeof ours);
+	tconn.fd = -1;
+	tconn.rlen = 0;
+	fork_gen++;
+	startup_sent = 0;
+	pthread_mutex_init(&reg_lock, NULL);
+	pthread_mutex_init(&cmd_lock, NULL);
+}
+
+static void fail(struct conn *c, const char *why)
+{
+	int b = backoff_ms;
+	down_until_ns = qos_now_ns() + (long long)b * 1000000LL;
+	backoff_ms = b * 2 > QOS_BACKOFF_MAX_MS ? QOS_BACKOFF_MAX_MS : b * 2;
+	qos_debug("daemon unusable (%s): not asking for %d ms", why, b);
+	conn_drop(c, 1);
+}
+
+static int conn_open(struct conn *c)
+{
+	int fd = qos_real.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	if (fd < 3) { /* keep off stdin/stdout/stderr, which daemonising programs reopen */
+		int hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		qos_real.close(fd);
+		if (hi < 0)
+			return -1;
+		fd = hi;
+	}
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	memcpy(a.sun_path, qos_cfg.socket_path, strnlen(qos_cfg.socket_path, sizeof a.sun_path - 1));
+	if (qos_real.connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		qos_real.close(fd);
+		return -1;
+	}
+	/* Only trust a daemon run by root or by our own user; never ask ourselves (the
+	 * daemon is itself a process that may carry the agent via /etc/ld.so.preload). */
+	struct ucred peer;
+	socklen_t pl = sizeof peer;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &pl) != 0 || peer.pid == getpid() ||
+	    (peer.uid != 0 && peer.uid != getuid())) {
+		qos_debug("not asking daemon pid %d uid %d", (int)peer.pid, (int)peer.uid);
+		qos_real.close(fd);
+		daemon_ok = 0;
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		qos_real.close(fd);
+		return -1;
+	}
+	c->fd = fd;
+	c->dev = st.st_dev;
+	c->ino = st.st_ino;
+	c->gen = fork_gen;
+	c->rlen = 0;
+	reg_add(fd, st.st_dev, st.st_ino);
+	pthread_setspecific(conn_key, (void *)1);
+	return 0;
+}
+
+static int wait_fd(int fd, short ev, long long deadline)
+{
+	for (;;) {
+		long long left = deadline - qos_now_ns();
+		if (left <= 0)
+			return 0;
+		struct pollfd p = {.fd = fd, .events = ev};
+		int ms = (int)((left + 999999) / 1000000);
+		int r = poll(&p, 1, ms);
+		if (r > 0)
+			return 1;
+		if (r < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+static int send_all(struct conn *c, const char *buf, size_t len, long long deadline)
+{
+	while (len > 0) {
+		ssize_t w = send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w > 0) {
+			buf += w;
+			len -= (size_t)w;
+		} else if (w < 0 && errno == EINTR) {
+			continue;
+		} else if (w < 0 && errno == EAGAIN) {
+			if (deadline == 0 || wait_fd(c->fd, POLLOUT, deadline) != 1)
+				return -1;
+		} else {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Reads one reply line into line (NUL-terminated). 0 ok, -1 failure. */
+static int recv_line(struct conn *c, char *line, size_t cap, long long deadline)
+{
+	for (;;) {
+		char *nl = memchr(c->rbuf, '\n', c->rlen);
+		if (nl) {
+			size_t n = (size_t)(nl - c->rbuf);
+			if (n >= cap)
+				return -1;
+			memcpy(line, c->rbuf, n);
+			line[n] = '\0';
+			c->rlen -= n + 1;
+			memmove(c->rbuf, nl + 1, c->rlen);
+			return 0;
+		}
+		if (c->rlen == sizeof c->rbuf)
+			return -1; /* longer than any reply we accept: garbage */
+		ssize_t r = recv(c->fd, c->rbuf + c->rlen, sizeof c->rbuf - c->rlen, MSG_DONTWAIT);
+		if (r > 0) {
+			c->rlen += (size_t)r;
+		} else if (r < 0 && errno == EINTR) {
+			continue;
+		} else if (r < 0 && errno == EAGAIN) {
+			if (wait_fd(c->fd, POLLIN, deadline) != 1)
+				return -1;
+		} else {
+			return -1;
+		}
+	}
+}
+
+static struct conn *usable_conn(void)
+{
+	if (!daemon_ok || qos_cfg.disabled)
+		return NULL;
+	if (down_until_ns && qos_now_ns() < down_until_ns)
+		return NULL;
+	struct conn *c = &tconn;
+	if (c->fd >= 0 && (c->gen != fork_gen || !still_ours(c->fd, c->dev, c->ino))) {
+		if (c->gen == fork_gen)
+			reg_del(c->fd);
+		c->fd = -1;
+		c->rlen = 0;
+	}
+	if (c->fd < 0 && conn_open(c) != 0) {
+		if (daemon_ok)
+			fail(c, "connect");
+		return NULL;
+	}
+	return c;
+}
+
+/* Builds "Type pid uid cmd" into buf; the caller appends the call's arguments. */
+size_t qos_msg_begin(char *buf, size_t cap, const char *type)
+{
+	int n = snprintf(buf, cap, "%s %d %u ", type, (int)getpid(), (unsigned)getuid());
+	if (n < 0 || (size_t)n >= cap)
+		return cap;
+	size_t len = (size_t)n;
+	const char *cmd = qos_cmd();
+	size_t cl = strlen(cmd);
+	if (len + cl >= cap)
+		return cap;
+	memcpy(buf + len, cmd, cl);
+	return len + cl;
+}
+
+/* Sends the request lines in req (each ending in '\n'; nreq of them expect replies) and
+ * fills replies[0..nreq). Prepends Startup on the process's first request. Returns 0 when
+ * every reply arrived, -1 when the call must proceed as without the agent. */
+int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY])
+{
+	struct conn *c = usable_conn();
+	if (!c)
+		return -1;
+	long long deadline = qos_now_ns() + (long long)qos_cfg.timeout_ms * 1000000LL;
+	int with_startup = 0;
+	if (!startup_sent) {
+		with_startup = !__atomic_exchange_n(&startup_sent, 1, __ATOMIC_SEQ_CST);
+	}
+	if (with_startup) {
+		char st[QOS_MAX_MSG];
+		size_t sl = qos_msg_begin(st, sizeof st - 8, "Startup");
+		if (sl >= sizeof st - 8)
+			return -1;
+		sl += (size_t)snprintf(st + sl, 8, " %d\n", QOS_PROTOCOL_VERSION);
+		if (send_all(c, st, sl, deadline) != 0) {
+			fail(c, "send");
+			return -1;
+		}
+	}
+	if (send_all(c, req, len, deadline) != 0) {
+		fail(c, "send");
+		return -1;
+	}
+	if (with_startup) {
+		char v[QOS_MAX_REPLY];
+		if (recv_line(c, v, sizeof v, deadline) != 0) {
+			fail(c, "timeout or closed");
+			return -1;
+		}
+		int ver = 0;
+		if (sscanf(v, "VERSION %d", &ver) != 1 || ver != QOS_PROTOCOL_VERSION) {
+			qos_debug("daemon speaks '%s', not VERSION %d: agent off", v, QOS_PROTOCOL_VERSION);
+			daemon_ok = 0;
+			conn_drop(c, 1);
+			return -1;
+		}
+	}
+	for (int i = 0; i < nreq; i++) {
+		if (recv_line(c, replies[i], QOS_MAX_REPLY, deadline) != 0) {
+			fail(c, "timeout or closed");
+			return -1;
+		}
+	}
+	backoff_ms = QOS_BACKOFF_MIN_MS;
+	return 0;
+}
+
+/* Fire-and-forget notification (Close, Shutdown, Cleanup): never waits. */
+void qos_tell(const char *msg, size_t len)
+{
+	struct conn *c = usable_conn();
+	if (!c)
+		return;
+	if (send_all(c, msg, len, 0) != 0)
+		conn_drop(c, 1);
+}
+
+/* Whether this thread could talk to the daemon now (used to skip building messages). */
+int qos_wire_maybe_up(void)
+{
+	return daemon_ok && !qos_cfg.disabled && !(down_until_ns && qos_now_ns() < down_until_ns);
+}

@@ -1,0 +1,51 @@
+/* A small client for the daemon's admin API (HTTP over its Unix socket). */
+
+import { request } from 'node:http';
+import { QosError } from '../errors.js';
+
+export interface Response { status: number; body: string }
+
+/** One request; rejects with QOS_ERR_DAEMON_UNREACHABLE if nobody listens. */
+export function call(socketPath: string, method: string, path: string, timeoutMs = 5000): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, method, path, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', (e) => reject(new QosError('QOS_ERR_DAEMON_UNREACHABLE', `no daemon answers on ${socketPath} (${(e as NodeJS.ErrnoException).code ?? e.message}); is \`qos daemon\` running?`)));
+    req.end();
+  });
+}
+
+/** GET/POST returning parsed JSON; a non-2xx answer becomes a QosError. */
+export async function callJson<T>(socketPath: string, method: string, path: string): Promise<T> {
+  const r = await call(socketPath, method, path);
+  let parsed: unknown;
+  try { parsed = JSON.parse(r.body); } catch { throw new QosError('QOS_ERR_API', `daemon answered ${r.status} with non-JSON`); }
+  if (r.status < 200 || r.status >= 300) {
+    const e = (parsed as { error?: { message?: string } }).error;
+    throw new QosError('QOS_ERR_API', e?.message ?? `daemon answered ${r.status}`);
+  }
+  return parsed as T;
+}
+
+/** Streams NDJSON lines from a GET until the connection ends. */
+export function stream(socketPath: string, path: string, onLine: (line: string) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, method: 'GET', path }, (res) => {
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        buf += d;
+        let nl;
+        while ((nl = buf.indexOf('\n')) >= 0) { onLine(buf.slice(0, nl)); buf = buf.slice(nl + 1); }
+      });
+      res.on('end', () => resolve());
+    });
+    req.on('error', (e) => reject(new QosError('QOS_ERR_DAEMON_UNREACHABLE', `no daemon answers on ${socketPath} (${(e as NodeJS.ErrnoException).code ?? e.message})`)));
+    req.end();
+  });
+}

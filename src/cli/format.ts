@@ -1,0 +1,45 @@
+/* Human-readable renderings of daemon answers (the --json forms print the data as is). */
+
+type Rec = Record<string, unknown>;
+
+function ep(e: unknown): string {
+  if (!e || typeof e !== 'object') return '-';
+  const { address, port } = e as { address: string; port: number };
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+function cls(d: unknown): string {
+  if (!d || typeof d !== 'object') return '-';
+  const x = d as { tos?: number; dscp?: number; priority?: number; deny?: string };
+  if (x.deny) return `deny ${x.deny}`;
+  const parts = [];
+  if (x.tos !== undefined) parts.push(`tos ${x.tos}`);
+  if (x.dscp !== undefined) parts.push(`dscp ${x.dscp}`);
+  if (x.priority !== undefined) parts.push(`prio ${x.priority}`);
+  return parts.join(' ') || '-';
+}
+
+export function formatStatus(s: Rec): string {
+  const p = s.policy as Rec;
+  const err = p.last_error as { message: string; at: string } | null;
+  return [
+    `daemon       pid ${s.pid}, up ${s.uptime_s} s, protocol ${s.version}`,
+    `agents       ${s.agents_connected} connected on ${s.agent_socket}`,
+    `policy       ${p.source}: ${p.rules} rules, loaded ${p.loaded_at}`,
+    ...(err ? [`policy error ${err.at}: ${err.message} (previous policy in force)`] : []),
+    `flows        ${s.flows}`,
+    `decisions    ${s.decisions_total}`,
+  ].join('\n');
+}
+
+export function formatFlows(flows: Rec[]): string {
+  const rows = flows.map((f) => [String(f.pid), String(f.fd), String(f.proto ?? f.type ?? '-'), ep(f.local), ep(f.remote), cls(f.decision), String(f.rule ?? '-'), String(f.exe)]);
+  const head = ['PID', 'FD', 'PROTO', 'LOCAL', 'REMOTE', 'MARK', 'RULE', 'EXE'];
+  const all = [head, ...rows];
+  const w = head.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
+  return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ')).join('\n');
+}
+
+export function formatDecision(r: Rec): string {
+  return `${r.time} ${r.event} pid=${r.pid} user=${r.user} fd=${r.fd} remote=${ep(r.remote)} rule=${r.rule ?? '-'} -> ${r.reply || '(none)'} ${r.exe}`;
+}

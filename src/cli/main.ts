@@ -1,0 +1,173 @@
+#!/usr/bin/env node
+/* qos: the single command-line entry point. Errors are caught here, once, and mapped to exit
+ * codes (errors.ts); --json prints machine-readable output wherever there is output. */
+
+import { Command, CommanderError } from 'commander';
+import { exitCodeFor, formatProblems, QosError } from '../errors.js';
+import { AGENT_LIBRARY, adminSocket, agentSocket } from './paths.js';
+import { call, callJson, stream } from './client.js';
+import { formatDecision, formatFlows, formatStatus } from './format.js';
+
+const program = new Command('qos')
+  .description('Quality of service for unmodified applications: marks their sockets by per-machine policy.')
+  .version('0.1.0')
+  .showHelpAfterError()
+  .enablePositionalOptions()
+  .exitOverride();
+
+program
+  .command('daemon')
+  .description('run the policy daemon (agents ask it how to treat each socket)')
+  .option('--socket <path>', 'agent socket (env QOSD_SOCKET)', agentSocket())
+  .option('--admin <path>', 'admin API socket (env QOSD_ADMIN)', adminSocket())
+  .option('--policy <file>', 'policy file, YAML or JSON (default: the built-in policy; `qos policy default` shows it)')
+  .option('--log-level <level>', 'fatal, error, warn, info, debug, trace', 'info')
+  .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string }) => {
+    const { Daemon } = await import('../daemon/daemon.js');
+    const d = new Daemon({ socket: o.socket, admin: o.admin, policy: o.policy, logLevel: o.logLevel });
+    await d.start();
+    process.on('SIGHUP', () => void d.reload('SIGHUP'));
+    await new Promise<void>((resolve) => {
+      const stop = () => void d.stop().then(resolve);
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
+  });
+
+program
+  .command('run')
+  .description('run an unmodified program with the protocol agent preloaded')
+  .usage('[options] -- CMD [ARGS...]')
+  .option('--socket <path>', 'daemon socket the agent asks (must match `qos daemon --socket`)', agentSocket())
+  .option('--timeout-ms <ms>', 'per-request timeout of the agent (default 50)', (v) => positiveInt(v, '--timeout-ms'))
+  .option('--debug', 'let the agent print diagnostics on stderr')
+  .argument('<cmd...>', 'the program and its arguments')
+  .passThroughOptions()
+  .action(async (argv: string[], o: { socket: string; timeoutMs?: number; debug?: boolean }) => {
+    const { run } = await import('../run/run.js');
+    process.exitCode = await run(argv, { library: AGENT_LIBRARY, socket: o.socket, timeoutMs: o.timeoutMs, debug: o.debug });
+  });
+
+program
+  .command('status')
+  .description("show the daemon's state: policy, agents, flows")
+  .option('--admin <path>', 'admin API socket', adminSocket())
+  .option('--json', 'print JSON')
+  .action(async (o: { admin: string; json?: boolean }) => {
+    const s = await callJson<Record<string, unknown>>(o.admin, 'GET', '/v1/status');
+    print(o.json ? JSON.stringify(s, null, 2) : formatStatus(s));
+  });
+
+program
+  .command('flows')
+  .description('list the sockets the daemon knows, with their decisions')
+  .option('--admin <path>', 'admin API socket', adminSocket())
+  .option('--json', 'print JSON')
+  .action(async (o: { admin: string; json?: boolean }) => {
+    const f = await callJson<Record<string, unknown>[]>(o.admin, 'GET', '/v1/flows');
+    print(o.json ? JSON.stringify(f, null, 2) : formatFlows(f));
+  });
+
+program
+  .command('decisions')
+  .description('show recent policy decisions; --follow streams them live')
+  .option('--admin <path>', 'admin API socket', adminSocket())
+  .option('-f, --follow', 'keep streaming new decisions')
+  .option('--limit <n>', 'how many recent decisions to show first', (v) => positiveInt(v, '--limit'), 20)
+  .option('--json', 'print one JSON object per line')
+  .action(async (o: { admin: string; follow?: boolean; limit: number; json?: boolean }) => {
+    await stream(o.admin, `/v1/decisions?limit=${o.limit}${o.follow ? '&follow=1' : ''}`, (line) => {
+      print(o.json ? line : formatDecision(JSON.parse(line) as Record<string, unknown>));
+    });
+  });
+
+program
+  .command('reload')
+  .description('reload the policy file (same as SIGHUP); a bad file keeps the old policy')
+  .option('--admin <path>', 'admin API socket', adminSocket())
+  .option('--json', 'print JSON')
+  .action(async (o: { admin: string; json?: boolean }) => {
+    const r = await callJson<{ ok: boolean; rules: number; error?: { message: string; problems?: [] } }>(o.admin, 'POST', '/v1/reload');
+    if (o.json) print(JSON.stringify(r, null, 2));
+    else if (r.ok) print(`policy reloaded: ${r.rules} rules`);
+    else print(`reload failed, previous policy stays in force:\n${formatProblems(r.error?.problems ?? []) || r.error?.message}`);
+    if (!r.ok) process.exitCode = 65;
+  });
+
+program
+  .command('metrics')
+  .description('print the Prometheus metrics')
+  .option('--admin <path>', 'admin API socket', adminSocket())
+  .action(async (o: { admin: string }) => {
+    process.stdout.write((await call(o.admin, 'GET', '/metrics')).body);
+  });
+
+const policy = program.command('policy').description('work with policy files');
+policy
+  .command('check')
+  .description('validate a policy file; prints every error with line and column')
+  .argument('<file>')
+  .option('--json', 'print JSON')
+  .action(async (file: string, o: { json?: boolean }) => {
+    const { loadPolicyFile } = await import('../policy/load.js');
+    try {
+      const { doc } = await loadPolicyFile(file);
+      print(o.json ? JSON.stringify({ ok: true, file, rules: doc.rules.length, default: doc.default ?? null }) : `${file}: ok, ${doc.rules.length} rules${doc.default ? ', with a default' : ''}`);
+    } catch (e) {
+      if (o.json && e instanceof QosError) {
+        print(JSON.stringify({ ok: false, file, error: e.toJSON() }));
+        process.exitCode = exitCodeFor(e);
+        return;
+      }
+      throw e;
+    }
+  });
+policy
+  .command('default')
+  .description('print the built-in policy (used when the daemon is given none)')
+  .action(async () => {
+    const { DEFAULT_POLICY_TEXT } = await import('../policy/default-policy.js');
+    process.stdout.write(DEFAULT_POLICY_TEXT);
+  });
+
+program
+  .command('agent-path')
+  .description('print the path of libqosagent.so (for LD_PRELOAD or /etc/ld.so.preload)')
+  .action(() => print(AGENT_LIBRARY));
+
+const bench = program.command('bench').description('benchmarks that print JSON');
+bench
+  .command('agent')
+  .description('cost of the agent: IPC floor, connect+close with/without, send path, daemon throughput')
+  .option('--json', 'print JSON (the default; kept for symmetry)')
+  .option('--iterations <n>', 'connect+close samples per side', (v) => positiveInt(v, '--iterations'), 20000)
+  .action(async (o: { iterations: number }) => {
+    const { benchAgent } = await import('../bench/agent.js');
+    print(JSON.stringify(await benchAgent({ iterations: o.iterations }), null, 2));
+  });
+
+function positiveInt(v: string, name: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new QosError('QOS_ERR_USAGE', `${name} takes a positive whole number, not "${v}"`);
+  return n;
+}
+
+function print(s: string): void {
+  process.stdout.write(s.endsWith('\n') ? s : s + '\n');
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    process.exitCode = e.exitCode === 0 ? 0 : 64;
+  } else {
+    if (e instanceof QosError) {
+      process.stderr.write(`qos: ${e.message}\n`);
+      if (e.problems.length) process.stderr.write(formatProblems(e.problems) + '\n');
+    } else {
+      process.stderr.write(`qos: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+    }
+    process.exitCode = exitCodeFor(e);
+  }
+}

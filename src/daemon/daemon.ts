@@ -1,0 +1,161 @@
+/* `qos daemon`: wires the agent server, the policy engine, the flow table, the admin API and
+ * metrics together; reloads the policy atomically on SIGHUP or file change. */
+
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { formatProblems, QosError, type Problem } from '../errors.js';
+import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.js';
+import { PolicyEngine } from '../policy/engine.js';
+import { loadPolicyFile, parsePolicy } from '../policy/load.js';
+import { PROTOCOL_VERSION } from '../protocol/messages.js';
+import { AdminServer } from './admin.js';
+import { AgentServer } from './agents.js';
+import { Decider, type DecisionRecord } from './decide.js';
+import { FlowTable } from './flows.js';
+import { IdentityResolver, startTime } from './identity.js';
+import { Metrics } from './metrics.js';
+
+export const DEFAULT_AGENT_SOCKET = '/run/qosd/agent.sock';
+export const DEFAULT_ADMIN_SOCKET = '/run/qosd/admin.sock';
+
+export interface DaemonOptions {
+  socket: string;
+  admin: string;
+  policy?: string;
+  logLevel?: string;
+  log?: Logger;
+  sweepMs?: number;
+}
+
+interface PolicyState {
+  engine: PolicyEngine;
+  source: string;
+  loadedAt: string;
+  lastError: { at: string; problems: Problem[]; message: string } | null;
+}
+
+const DECISION_LOG = 1000;
+
+export class Daemon {
+  readonly log: Logger;
+  readonly metrics = new Metrics();
+  readonly flows = new FlowTable();
+  private readonly identities = new IdentityResolver();
+  private policy!: PolicyState;
+  private readonly decisions: DecisionRecord[] = [];
+  private readonly followers = new Set<(r: DecisionRecord) => void>();
+  private agents!: AgentServer;
+  private admin!: AdminServer;
+  private watcher: FSWatcher | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private reloadTimer: NodeJS.Timeout | null = null;
+  private readonly started = Date.now();
+  private decisionCount = 0;
+
+  constructor(private readonly o: DaemonOptions) {
+    this.log = o.log ?? pino({ level: o.logLevel ?? 'info', base: { svc: 'qosd' } });
+  }
+
+  /** Loads the policy and opens both sockets; throws QosError if the policy is invalid. */
+  async start(): Promise<void> {
+    const { doc } = this.o.policy ? await loadPolicyFile(this.o.policy) : { doc: parsePolicy(DEFAULT_POLICY_TEXT, '<built-in>') };
+    this.policy = { engine: new PolicyEngine(doc), source: this.o.policy ? resolve(this.o.policy) : '<built-in>', loadedAt: new Date().toISOString(), lastError: null };
+    const decider = new Decider(this.flows, () => this.policy.engine);
+    this.agents = new AgentServer({
+      path: this.o.socket, decider, identities: this.identities, metrics: this.metrics, log: this.log,
+      onDecision: (r) => this.record(r),
+      onDisconnect: (pid) => { if (startTime(pid) === undefined) { this.flows.closePid(pid); this.identities.forget(pid); } },
+    });
+    await this.agents.listen();
+    this.admin = new AdminServer(this.o.admin, {
+      status: () => this.status(),
+      flows: () => this.flows.list(),
+      recentDecisions: (n) => this.decisions.slice(-n),
+      subscribe: (fn) => { this.followers.add(fn); return () => this.followers.delete(fn); },
+      metrics: async () => {
+        this.metrics.flows.set(this.flows.size);
+        return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
+      },
+      reload: () => this.reload('api'),
+    });
+    await this.admin.listen();
+    this.sweepTimer = setInterval(() => this.sweep(), this.o.sweepMs ?? 10_000);
+    this.sweepTimer.unref();
+    if (this.o.policy) this.watchPolicy(this.o.policy);
+    this.log.info({ socket: this.o.socket, admin: this.o.admin, policy: this.policy.source, rules: this.policy.engine.ruleCount, version: PROTOCOL_VERSION }, 'qosd listening');
+  }
+
+  async stop(): Promise<void> {
+    this.watcher?.close();
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    if (this.reloadTimer) clearTimeout(this.reloadTimer);
+    await Promise.all([this.agents?.close(), this.admin?.close()]);
+    this.log.info('qosd stopped');
+  }
+
+  /** Reloads the policy file; a bad file leaves the running policy in force. */
+  async reload(trigger: string): Promise<{ ok: boolean; rules: number; error?: unknown }> {
+    if (!this.o.policy) return { ok: true, rules: this.policy.engine.ruleCount };
+    try {
+      const { doc } = await loadPolicyFile(this.o.policy);
+      const engine = new PolicyEngine(doc);
+      this.policy = { engine, source: this.policy.source, loadedAt: new Date().toISOString(), lastError: null };
+      this.metrics.reloads.inc({ result: 'ok' });
+      this.log.info({ trigger, rules: engine.ruleCount }, 'policy reloaded');
+      return { ok: true, rules: engine.ruleCount };
+    } catch (e) {
+      const err = e instanceof QosError ? e : new QosError('QOS_ERR_INTERNAL', String(e));
+      this.policy.lastError = { at: new Date().toISOString(), problems: err.problems, message: err.message };
+      this.metrics.reloads.inc({ result: 'error' });
+      this.log.error({ trigger, code: err.code, problems: err.problems }, `policy reload failed, previous policy stays in force:\n${formatProblems(err.problems) || err.message}`);
+      return { ok: false, rules: this.policy.engine.ruleCount, error: err.toJSON() };
+    }
+  }
+
+  status(): unknown {
+    const mem = process.memoryUsage();
+    return {
+      version: PROTOCOL_VERSION,
+      pid: process.pid,
+      started: new Date(this.started).toISOString(),
+      uptime_s: Math.round((Date.now() - this.started) / 1000),
+      agent_socket: this.o.socket,
+      admin_socket: this.o.admin,
+      policy: { source: this.policy.source, loaded_at: this.policy.loadedAt, rules: this.policy.engine.ruleCount, last_error: this.policy.lastError },
+      agents_connected: this.agents.connections,
+      flows: this.flows.size,
+      decisions_total: this.decisionCount,
+      memory: { rss: mem.rss, heap_used: mem.heapUsed },
+    };
+  }
+
+  private record(r: DecisionRecord): void {
+    this.decisionCount++;
+    if (this.decisions.length >= DECISION_LOG) this.decisions.splice(0, DECISION_LOG / 10);
+    this.decisions.push(r);
+    for (const f of this.followers) f(r);
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ decision: r }, 'decision');
+  }
+
+  private sweep(): void {
+    const live = this.agents.connectedPids();
+    const n = this.flows.sweep((pid) => live.has(pid) || startTime(pid) !== undefined);
+    if (n) this.log.debug({ removed: n }, 'flow sweep');
+  }
+
+  private watchPolicy(file: string): void {
+    // Watch the directory: editors replace files by rename, which a file watch would lose.
+    const name = basename(file);
+    try {
+      this.watcher = watch(dirname(resolve(file)), (_ev, f) => {
+        if (f && f.toString() !== name) return;
+        if (this.reloadTimer) clearTimeout(this.reloadTimer);
+        this.reloadTimer = setTimeout(() => void this.reload('file-change'), 200);
+      });
+      this.watcher.on('error', (e) => this.log.warn({ err: e.message }, 'policy watch failed; SIGHUP still reloads'));
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'cannot watch the policy file; SIGHUP still reloads');
+    }
+  }
+}

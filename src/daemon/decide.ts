@@ -1,0 +1,153 @@
+/* From one decoded agent message to a reply: keeps the flow table current, asks the policy
+ * engine, and records the decision. No I/O here, so it is tested without sockets. */
+
+import { dscpName } from '../policy/dscp.js';
+import type { CallFacts, Identity, PolicyEngine, Verdict } from '../policy/engine.js';
+import { parseAddr } from '../policy/net.js';
+import type { EventName } from '../policy/schema.js';
+import { encodeReply, PROTOCOL_VERSION, type Decision, type Message, type SockAddr } from '../protocol/messages.js';
+import type { Endpoint, Flow, FlowTable } from './flows.js';
+
+export interface DecisionRecord {
+  time: string;
+  pid: number;
+  user: string;
+  exe: string;
+  event: EventName;
+  fd: number;
+  family: Flow['family'];
+  type: Flow['type'];
+  local: Endpoint | null;
+  remote: Endpoint | null;
+  rule: string | null;
+  decision: Decision | null;
+  class: string;
+  reply: string;
+}
+
+const FAMILY: Record<number, Flow['family']> = { 2: 'inet', 10: 'inet6' };
+const TYPE: Record<number, Flow['type']> = { 1: 'stream', 2: 'dgram', 3: 'raw' };
+
+function protoOf(type: Flow['type'], protocol: number): Flow['proto'] {
+  if (protocol === 6 || (protocol === 0 && type === 'stream')) return 'tcp';
+  if (protocol === 17 || (protocol === 0 && type === 'dgram')) return 'udp';
+  return null;
+}
+
+function endpoint(a: SockAddr | null): Endpoint | null {
+  return a && a.host ? { address: a.host, port: a.port } : null;
+}
+
+function factEndpoint(e: Endpoint | null): CallFacts['remote'] {
+  if (!e) return undefined;
+  const addr = parseAddr(e.address);
+  return addr ? { addr, port: e.port } : undefined;
+}
+
+/** The class a decision puts traffic in, for logs and metrics. */
+export function decisionClass(d: Decision | null): string {
+  if (!d) return 'none';
+  if (d.deny) return 'deny';
+  if (d.tos !== undefined) return dscpName(d.tos >> 2);
+  if (d.dscp !== undefined) return dscpName(d.dscp);
+  return 'priority';
+}
+
+export interface Outcome {
+  /** The reply line without newline, or null for notifications. */
+  reply: string | null;
+  record?: DecisionRecord;
+}
+
+export class Decider {
+  constructor(private readonly flows: FlowTable, private readonly engine: () => PolicyEngine, private readonly now: () => number = Date.now) {}
+
+  handle(m: Message, id: Identity): Outcome {
+    const flows = this.flows;
+    switch (m.type) {
+      case 'Startup':
+        return { reply: `VERSION ${PROTOCOL_VERSION}` };
+      case 'Close':
+        flows.close(id.pid, m.fd);
+        return { reply: null };
+      case 'Cleanup':
+        flows.closePid(id.pid);
+        return { reply: null };
+      case 'Shutdown': {
+        const f = flows.get(id.pid, m.fd);
+        if (f) flows.touch(f);
+        return { reply: null };
+      }
+      case 'Socket': {
+        const type = TYPE[m.sockType] ?? null;
+        const f = flows.open({ pid: id.pid, fd: m.fd, family: FAMILY[m.family] ?? null, type, proto: protoOf(type, m.protocol), protocol: m.protocol, exe: id.exe, user: id.user });
+        return this.decide('socket', f, id);
+      }
+      case 'Connect': {
+        const f = this.flowFor(id, m.fd, m.address.family);
+        f.remote = endpoint(m.address);
+        return this.decide('connect', f, id);
+      }
+      case 'Bind': {
+        const f = this.flowFor(id, m.fd, m.address.family);
+        f.local = endpoint(m.address);
+        return this.decide('bind', f, id);
+      }
+      case 'Listen':
+        return this.decide('listen', this.flowFor(id, m.fd, 0), id);
+      case 'SendTo': {
+        const f = this.flowFor(id, m.fd, m.address.family);
+        f.remote = endpoint(m.address);
+        f.destinations++;
+        return this.decide('sendto', f, id);
+      }
+      case 'Accept': {
+        const lf = this.flowFor(id, m.fd, m.address?.family ?? 0);
+        const f = flows.open({ pid: id.pid, fd: m.newfd, family: lf.family, type: lf.type ?? 'stream', proto: lf.proto ?? 'tcp', protocol: lf.protocol, exe: id.exe, user: id.user });
+        f.local = lf.local;
+        f.remote = endpoint(m.address);
+        return this.decide('accept', f, id);
+      }
+      case 'SetSockOpt': {
+        const f = this.flowFor(id, m.fd, 0);
+        if (m.optname === 15 /* SO_PRIORITY */) f.appPriority = m.value;
+        else f.appTos = m.value & 0xff;
+        return this.decide('setsockopt', f, id);
+      }
+    }
+  }
+
+  /** The flow for pid/fd; one the agent never reported (untracked before) is created. */
+  private flowFor(id: Identity, fd: number, family: number): Flow {
+    return this.flows.get(id.pid, fd) ?? this.flows.open({ pid: id.pid, fd, family: FAMILY[family] ?? null, type: null, proto: null, protocol: 0, exe: id.exe, user: id.user });
+  }
+
+  private decide(event: EventName, f: Flow, id: Identity): Outcome {
+    const facts: CallFacts = {
+      event,
+      family: f.family ?? undefined,
+      type: f.type ?? undefined,
+      proto: f.proto ?? undefined,
+      remote: factEndpoint(f.remote),
+      local: factEndpoint(f.local),
+    };
+    let v: Verdict = this.engine().decide(id, facts);
+    // The default fills in for sockets nothing decided yet; it never undoes a rule's choice
+    // made at an earlier call on the same socket (e.g. a Socket rule, then a SendTo).
+    if (v.rule === 'default' && f.rule && f.rule !== 'default') v = { decision: null, rule: null };
+    if (v.rule !== null) {
+      f.decision = v.decision;
+      f.rule = v.rule;
+    }
+    this.flows.touch(f);
+    const reply = encodeReply(v.decision);
+    return {
+      reply,
+      record: {
+        time: new Date(this.now()).toISOString(), pid: id.pid, user: id.user, exe: id.exe, event, fd: f.fd,
+        family: f.family, type: f.type, local: f.local, remote: f.remote, rule: v.rule, decision: v.decision,
+        class: decisionClass(v.decision), reply,
+      },
+    };
+  }
+}

@@ -1,0 +1,105 @@
+/* Who is on the other end of an agent connection, from the kernel only: SO_PEERCRED for
+ * pid/uid/gid, /proc for exe, command line and cgroup, /etc/passwd and /etc/group for names.
+ * What the agent writes in its messages never overrides these (paper section 6). */
+
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { Identity } from '../policy/engine.js';
+
+const require = createRequire(import.meta.url);
+const native = require('../../native/build/peercred.node') as {
+  peercred(fd: number): { pid: number; uid: number; gid: number } | null;
+};
+
+export interface Cred { pid: number; uid: number; gid: number }
+
+/** Credentials of the peer of a connected Unix socket descriptor, or null. */
+export function peerCred(fd: number): Cred | null {
+  return native.peercred(fd);
+}
+
+function readText(path: string): string | undefined {
+  try { return readFileSync(path, 'latin1'); } catch { return undefined; }
+}
+
+/** Process start time in clock ticks since boot (field 22 of /proc/PID/stat); tells pid reuse. */
+export function startTime(pid: number): number | undefined {
+  const s = readText(`/proc/${pid}/stat`);
+  if (!s) return undefined;
+  const fields = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  const v = Number(fields[19]);
+  return Number.isFinite(v) ? v : undefined;
+}
+
+/** /proc/PID/cmdline with NULs as single spaces and no trailing space (docs/protocol.md). */
+export function cmdlineOf(pid: number): string {
+  const raw = readText(`/proc/${pid}/cmdline`) ?? '';
+  return raw.replace(/\0+$/, '').replace(/\0/g, ' ');
+}
+
+/** The cgroup path (v2 unified, or the systemd v1 hierarchy) and its systemd unit. */
+export function cgroupOf(pid: number): { cgroup: string; unit: string } {
+  const text = readText(`/proc/${pid}/cgroup`) ?? '';
+  let path = '';
+  for (const line of text.split('\n')) {
+    const [, ctrl, p] = /^\d+:([^:]*):(.*)$/.exec(line) ?? [];
+    if (p === undefined) continue;
+    if (ctrl === '') { path = p; break; }
+    if (ctrl === 'name=systemd') path = p;
+  }
+  const unit = path.split('/').reverse().find((c) => /\.(service|scope)$/.test(c)) ?? path.split('/').pop() ?? '';
+  return { cgroup: path, unit };
+}
+
+class NameTable {
+  private names = new Map<number, string>();
+  private mtime = -1;
+  private checked = 0;
+  constructor(private readonly file: string) {}
+  get(id: number, now: number): string {
+    if (now - this.checked > 5000) {
+      this.checked = now;
+      let m = -1;
+      try { m = statSync(this.file).mtimeMs; } catch { /* no file: numbers only */ }
+      if (m !== this.mtime) {
+        this.mtime = m;
+        this.names.clear();
+        for (const line of (readText(this.file) ?? '').split('\n')) {
+          const f = line.split(':');
+          if (f.length >= 3 && /^\d+$/.test(f[2]!) && !this.names.has(Number(f[2]))) this.names.set(Number(f[2]), f[0]!);
+        }
+      }
+    }
+    return this.names.get(id) ?? String(id);
+  }
+}
+
+/** Caches identities by pid, start time, executable and command line (exec keeps the pid). */
+export class IdentityResolver {
+  private readonly cache = new Map<number, Identity & { start: number }>();
+  private readonly users = new NameTable('/etc/passwd');
+  private readonly groups = new NameTable('/etc/group');
+  constructor(private readonly max = 8192) {}
+
+  resolve(cred: Cred): Identity {
+    const { pid } = cred;
+    const start = startTime(pid) ?? 0;
+    let exe = '';
+    try { exe = readlinkSync(`/proc/${pid}/exe`); } catch { /* gone or not permitted */ }
+    const cmdline = cmdlineOf(pid);
+    const hit = this.cache.get(pid);
+    if (hit && hit.start === start && hit.exe === exe && hit.cmdline === cmdline && hit.uid === cred.uid && hit.gid === cred.gid) return hit;
+    const now = Date.now();
+    const id = {
+      pid, uid: cred.uid, gid: cred.gid, user: this.users.get(cred.uid, now), group: this.groups.get(cred.gid, now),
+      exe, cmdline, ...cgroupOf(pid), start,
+    };
+    if (this.cache.size >= this.max) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(pid, id);
+    return id;
+  }
+
+  forget(pid: number): void {
+    this.cache.delete(pid);
+  }
+}

@@ -1,0 +1,66 @@
+/* qosd errors: one base class with stable codes that cross the agent protocol, the HTTP API
+ * and the CLI unchanged; the CLI maps them to exit codes in one place. */
+
+export const ErrorCodes = {
+  QOS_ERR_PROTOCOL: 'malformed or unknown agent message',
+  QOS_ERR_MESSAGE_TOO_LONG: 'agent message longer than the limit',
+  QOS_ERR_POLICY_INVALID: 'policy file is invalid',
+  QOS_ERR_POLICY_IO: 'policy file cannot be read',
+  QOS_ERR_USAGE: 'bad command-line usage',
+  QOS_ERR_DAEMON_UNREACHABLE: 'the daemon does not answer',
+  QOS_ERR_API: 'the daemon refused an admin request',
+  QOS_ERR_NOT_FOUND: 'no such resource',
+  QOS_ERR_ENVIRONMENT: 'this machine lacks something qosd needs',
+  QOS_ERR_INTERNAL: 'internal error',
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** A problem located in a file: line and column are 1-based. */
+export interface Problem {
+  file?: string;
+  line?: number;
+  col?: number;
+  path?: string;
+  message: string;
+}
+
+export class QosError extends Error {
+  readonly code: ErrorCode;
+  readonly problems: Problem[];
+  constructor(code: ErrorCode, message: string, problems: Problem[] = [], options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'QosError';
+    this.code = code;
+    this.problems = problems;
+  }
+  toJSON(): { code: ErrorCode; message: string; problems?: Problem[] } {
+    return this.problems.length
+      ? { code: this.code, message: this.message, problems: this.problems }
+      : { code: this.code, message: this.message };
+  }
+}
+
+/** Exit status for an error reaching the top of the CLI. */
+export function exitCodeFor(err: unknown): number {
+  if (!(err instanceof QosError)) return 70; // EX_SOFTWARE
+  switch (err.code) {
+    case 'QOS_ERR_USAGE': return 64; // EX_USAGE
+    case 'QOS_ERR_POLICY_INVALID': return 65; // EX_DATAERR
+    case 'QOS_ERR_POLICY_IO': return 66; // EX_NOINPUT
+    case 'QOS_ERR_DAEMON_UNREACHABLE': return 69; // EX_UNAVAILABLE
+    case 'QOS_ERR_ENVIRONMENT': return 69;
+    case 'QOS_ERR_NOT_FOUND': return 66;
+    default: return 70;
+  }
+}
+
+/** One line per problem, "file:line:col: message", as compilers print them. */
+export function formatProblems(problems: Problem[]): string {
+  return problems
+    .map((p) => {
+      const where = [p.file, p.line, p.col].filter((x) => x !== undefined && x !== '').join(':');
+      return (where ? where + ': ' : '') + (p.path ? `${p.path}: ` : '') + p.message;
+    })
+    .join('\n');
+}

@@ -1,0 +1,56 @@
+/* Reads a policy file (YAML, or JSON which YAML accepts) and validates it, reporting every
+ * problem at once with line and column, as a compiler would. */
+
+import { readFile } from 'node:fs/promises';
+import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { QosError, type Problem } from '../errors.js';
+import { PolicySchema, type PolicyDoc } from './schema.js';
+
+function position(doc: Document, lc: LineCounter, path: readonly PropertyKey[]): { line?: number; col?: number } {
+  for (let n = path.length; n >= 0; n--) {
+    const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n) as (string | number)[], true);
+    if (isNode(node) && node.range) {
+      const { line, col } = lc.linePos(node.range[0]);
+      return { line, col };
+    }
+  }
+  return {};
+}
+
+function dotted(path: readonly PropertyKey[]): string {
+  return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
+}
+
+/** Parses and validates policy text; throws QOS_ERR_POLICY_INVALID listing every problem. */
+export function parsePolicy(text: string, file = '<policy>'): PolicyDoc {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  const problems: Problem[] = [];
+  for (const e of doc.errors) {
+    const pos = e.linePos?.[0];
+    problems.push({ file, line: pos?.line, col: pos?.col, message: e.message.split('\n')[0]! });
+  }
+  if (problems.length) throw new QosError('QOS_ERR_POLICY_INVALID', `${file}: ${problems.length} error(s)`, problems);
+  const raw = doc.toJS() ?? {};
+  const res = PolicySchema.safeParse(raw);
+  if (!res.success) {
+    for (const issue of res.error.issues) {
+      const path = issue.path as PropertyKey[];
+      problems.push({ file, ...position(doc, lc, path), path: dotted(path) || undefined, message: issue.message });
+    }
+    problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0));
+    throw new QosError('QOS_ERR_POLICY_INVALID', `${file}: ${problems.length} error(s)`, problems);
+  }
+  return res.data;
+}
+
+/** Reads and validates a policy file. */
+export async function loadPolicyFile(path: string): Promise<{ doc: PolicyDoc; text: string }> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new QosError('QOS_ERR_POLICY_IO', `cannot read policy ${path}: ${(e as Error).message}`, [], { cause: e });
+  }
+  return { doc: parsePolicy(text, path), text };
+}

@@ -1,0 +1,89 @@
+/* The declarative policy format (docs/policy.md): ordered rules, first match wins, and an
+ * optional default. This shape is the contract: extend it, don't change it. */
+
+import { z } from 'zod';
+import { dscpValue, ERRNO_NAMES } from './dscp.js';
+import { compilePattern } from './glob.js';
+import { parseCidr, parsePortSpec } from './net.js';
+
+export const EVENT_NAMES = ['socket', 'connect', 'bind', 'listen', 'accept', 'sendto', 'setsockopt'] as const;
+export type EventName = (typeof EVENT_NAMES)[number];
+
+const oneOrMany = <T extends z.ZodType>(s: T, what: string) =>
+  z.union([s, z.array(s).min(1)], { error: `expected ${what}, or a list of them` });
+
+const pattern = z.string().min(1).superRefine((p, ctx) => {
+  try { compilePattern(p); } catch (e) { ctx.addIssue({ code: 'custom', message: `bad pattern: ${(e as Error).message}` }); }
+});
+const cidr = z.string().refine((s) => parseCidr(s) !== undefined, {
+  message: 'expected an address or CIDR prefix, e.g. 192.0.2.0/24 or 2001:db8::/32',
+});
+const port = z.union([z.number(), z.string()]).refine((v) => parsePortSpec(v) !== undefined, {
+  message: 'expected a port 0-65535 or a range "a-b"',
+});
+const id = z.number().int().min(0).max(2 ** 32 - 1);
+
+export const MatchSchema = z.strictObject({
+  event: oneOrMany(z.enum(EVENT_NAMES), `an event (${EVENT_NAMES.join(', ')})`).optional(),
+  exe: oneOrMany(pattern, 'a glob or /regex/').optional(),
+  cmdline: oneOrMany(pattern, 'a glob or /regex/').optional(),
+  user: oneOrMany(z.string().min(1), 'a user name').optional(),
+  group: oneOrMany(z.string().min(1), 'a group name').optional(),
+  uid: oneOrMany(id, 'a numeric uid').optional(),
+  gid: oneOrMany(id, 'a numeric gid').optional(),
+  unit: oneOrMany(pattern, 'a unit glob').optional(),
+  family: oneOrMany(z.enum(['inet', 'inet6']), 'inet or inet6').optional(),
+  type: oneOrMany(z.enum(['stream', 'dgram', 'raw']), 'stream, dgram or raw').optional(),
+  proto: oneOrMany(z.enum(['tcp', 'udp']), 'tcp or udp').optional(),
+  remote: oneOrMany(cidr, 'an address or CIDR prefix, e.g. 192.0.2.0/24 or 2001:db8::/32').optional(),
+  local: oneOrMany(cidr, 'an address or CIDR prefix').optional(),
+  remote_port: oneOrMany(port, 'a port 0-65535 or a range "a-b"').optional(),
+  local_port: oneOrMany(port, 'a port 0-65535 or a range "a-b"').optional(),
+});
+
+export const ActionSchema = z
+  .strictObject({
+    dscp: z.union([z.string(), z.number()]).refine((v) => dscpValue(v) !== undefined, {
+      message: 'expected a DSCP name (EF, AF11..AF43, CS0..CS7, LE, VA) or a number 0-63',
+    }).optional(),
+    tos: z.number().int().min(0).max(255).optional(),
+    priority: z.number().int().min(0).max(7).optional(),
+    deny: z.string().refine((v) => ERRNO_NAMES.includes(v), {
+      message: `expected an errno name: ${ERRNO_NAMES.join(', ')}`,
+    }).optional(),
+    none: z.literal(true).optional(),
+    override: z.boolean().optional(),
+  })
+  .superRefine((a, ctx) => {
+    const set = (['dscp', 'tos', 'priority', 'deny', 'none'] as const).filter((k) => a[k] !== undefined);
+    if (set.length === 0) ctx.addIssue({ code: 'custom', message: 'action needs one of dscp, tos, priority, deny, none' });
+    if (a.dscp !== undefined && a.tos !== undefined) ctx.addIssue({ code: 'custom', message: 'give dscp or tos, not both' });
+    if ((a.deny !== undefined || a.none !== undefined) && set.length > 1)
+      ctx.addIssue({ code: 'custom', message: `${a.deny !== undefined ? 'deny' : 'none'} cannot be combined with ${set.filter((k) => k !== 'deny' && k !== 'none').join(', ') || 'another action'}` });
+  });
+
+export const RuleSchema = z.strictObject({
+  name: z.string().min(1).max(128).regex(/^[\w.:@-]+$/, 'names use letters, digits and _ . : @ -').optional(),
+  match: MatchSchema.default({}),
+  action: ActionSchema,
+});
+
+export const PolicySchema = z
+  .strictObject({
+    default: ActionSchema.optional(),
+    rules: z.array(RuleSchema).default([]),
+  })
+  .superRefine((p, ctx) => {
+    const seen = new Map<string, number>();
+    p.rules.forEach((r, i) => {
+      if (!r.name) return;
+      const first = seen.get(r.name);
+      if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['rules', i, 'name'], message: `duplicate rule name "${r.name}" (first at rules[${first}])` });
+      else seen.set(r.name, i);
+    });
+  });
+
+export type PolicyDoc = z.infer<typeof PolicySchema>;
+export type RuleDoc = z.infer<typeof RuleSchema>;
+export type ActionDoc = z.infer<typeof ActionSchema>;
+export type MatchDoc = z.infer<typeof MatchSchema>;

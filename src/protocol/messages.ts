@@ -1,0 +1,169 @@
+/* Agent protocol messages (docs/protocol.md): one request per line, a Tcl list of
+ * "Type pid uid cmd args...", the call's arguments in the order of the C call (paper 4.1.3).
+ * decode() validates a line into a typed message; encodeReply() renders a decision. */
+
+import { QosError } from '../errors.js';
+import { formatList, parseList } from './tcl-list.js';
+
+export const PROTOCOL_VERSION = 1;
+/** Longest request line accepted, in bytes; longer lines are refused and the connection closed. */
+export const MAX_LINE = 65536;
+
+export interface SockAddr {
+  family: number;
+  host: string;
+  port: number;
+}
+
+interface Base {
+  pid: number;
+  uid: number;
+  cmd: string;
+}
+
+export type Message =
+  | (Base & { type: 'Startup'; version: number })
+  | (Base & { type: 'Socket'; family: number; sockType: number; protocol: number; fd: number })
+  | (Base & { type: 'Connect'; fd: number; address: SockAddr; sqos: string; gqos: string })
+  | (Base & { type: 'Bind'; fd: number; address: SockAddr })
+  | (Base & { type: 'Listen'; fd: number; backlog: number })
+  | (Base & { type: 'Accept'; fd: number; address: SockAddr | null; newfd: number })
+  | (Base & { type: 'SendTo'; fd: number; address: SockAddr })
+  | (Base & { type: 'SetSockOpt'; fd: number; level: number; optname: number; value: number })
+  | (Base & { type: 'Shutdown'; fd: number; how: number })
+  | (Base & { type: 'Close'; fd: number })
+  | (Base & { type: 'Cleanup' });
+
+export type MessageType = Message['type'];
+
+/** Argument names after "Type pid uid cmd", per message type: the wire contract. */
+export const SIGNATURES: Record<MessageType, readonly string[]> = {
+  Startup: ['version'],
+  Socket: ['family', 'type', 'protocol', 'fd'],
+  Connect: ['fd', 'address', 'sqos', 'gqos'],
+  Bind: ['fd', 'address'],
+  Listen: ['fd', 'backlog'],
+  Accept: ['fd', 'address', 'newfd'],
+  SendTo: ['fd', 'address'],
+  SetSockOpt: ['fd', 'level', 'optname', 'value'],
+  Shutdown: ['fd', 'how'],
+  Close: ['fd'],
+  Cleanup: [],
+};
+
+/** Messages the daemon answers; the others are notifications and get no reply. */
+export const NOTIFICATIONS: ReadonlySet<MessageType> = new Set(['Close', 'Shutdown', 'Cleanup']);
+
+function bad(msg: string): never {
+  throw new QosError('QOS_ERR_PROTOCOL', msg);
+}
+
+function int(s: string, name: string, min: number, max: number): number {
+  if (!/^-?\d{1,10}$/.test(s)) bad(`${name} is not an integer: ${JSON.stringify(s.slice(0, 40))}`);
+  const v = Number(s);
+  if (v < min || v > max) bad(`${name} out of range [${min}, ${max}]: ${v}`);
+  return v;
+}
+
+const FD_MAX = 2 ** 31 - 1;
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const IPV6 = /^[0-9a-fA-F:.]{2,45}$/;
+
+function address(s: string, name: string, optional = false): SockAddr | null {
+  const parts = parseList(s);
+  if (optional && parts.length === 0) return null;
+  if (parts.length !== 3) bad(`${name} must be a list {family host port}, got ${parts.length} elements`);
+  const family = int(parts[0]!, `${name} family`, 0, 65535);
+  const host = parts[1]!;
+  if (family === 2 && !IPV4.test(host)) bad(`${name} host is not an IPv4 address: ${JSON.stringify(host.slice(0, 64))}`);
+  if (family === 10 && (!IPV6.test(host) || !host.includes(':')))
+    bad(`${name} host is not an IPv6 address: ${JSON.stringify(host.slice(0, 64))}`);
+  if (family !== 2 && family !== 10 && host !== '') bad(`${name}: family ${family} is not inet or inet6`);
+  return { family, host, port: int(parts[2]!, `${name} port`, 0, 65535) };
+}
+
+/** Decodes one request line (without its newline). Throws QosError(QOS_ERR_PROTOCOL). */
+export function decode(line: string): Message {
+  if (line.length > MAX_LINE) throw new QosError('QOS_ERR_MESSAGE_TOO_LONG', `message of ${line.length} bytes exceeds ${MAX_LINE}`);
+  const t = parseList(line);
+  const type = t[0] as MessageType | undefined;
+  if (type === undefined) bad('empty message');
+  const sig = Object.hasOwn(SIGNATURES, type) ? SIGNATURES[type] : undefined;
+  if (!sig) bad(`unknown message type ${JSON.stringify(type.slice(0, 40))}`);
+  if (t.length !== 4 + sig.length)
+    bad(`${type} takes ${4 + sig.length} tokens (Type pid uid cmd ${sig.join(' ')}), got ${t.length}`);
+  const base: Base = { pid: int(t[1]!, 'pid', 1, 2 ** 22), uid: int(t[2]!, 'uid', 0, 2 ** 32 - 1), cmd: t[3]! };
+  const a = t.slice(4);
+  switch (type) {
+    case 'Startup': return { ...base, type, version: int(a[0]!, 'version', 0, 1000) };
+    case 'Socket':
+      return { ...base, type, family: int(a[0]!, 'family', 0, 65535), sockType: int(a[1]!, 'type', 0, 15),
+        protocol: int(a[2]!, 'protocol', 0, 65535), fd: int(a[3]!, 'fd', 0, FD_MAX) };
+    case 'Connect':
+      return { ...base, type, fd: int(a[0]!, 'fd', 0, FD_MAX), address: address(a[1]!, 'address')!, sqos: a[2]!, gqos: a[3]! };
+    case 'Bind': return { ...base, type, fd: int(a[0]!, 'fd', 0, FD_MAX), address: address(a[1]!, 'address')! };
+    case 'Listen': return { ...base, type, fd: int(a[0]!, 'fd', 0, FD_MAX), backlog: int(a[1]!, 'backlog', -(2 ** 31), FD_MAX) };
+    case 'Accept':
+      return { ...base, type, fd: int(a[0]!, 'fd', 0, FD_MAX), address: address(a[1]!, 'address', true), newfd: int(a[2]!, 'newfd', 0, FD_MAX) };
+    case 'SendTo': return { ...base, type, fd: int(a[0]!, 'fd', 0, FD_MAX), address: address(a[1]!, 'address')! };
+    case 'SetSockOpt':
+      return { ...base, type, fd: int(a[0]!, 'fd', 0, FD_MAX), level: int(a[1]!, 'level', 0, 65535),
+        optname: int(a[2]!, 'optname', 0, 65535), value: int(a[3]!, 'value', -(2 ** 31), FD_MAX) };
+    case 'Shutdown': return { ...base, type, fd: int(a[0]!, 'fd', 0, FD_MAX), how: int(a[1]!, 'how', 0, 2) };
+    case 'Close': return { ...base, type, fd: int(a[0]!, 'fd', 0, FD_MAX) };
+    case 'Cleanup': return { ...base, type };
+  }
+}
+
+function addrList(a: SockAddr | null): string {
+  return a ? formatList([String(a.family), a.host, String(a.port)]) : '';
+}
+
+/** The message's tokens as the paper's Tcl procedures receive them (type first). */
+export function tokens(m: Message): string[] {
+  const head = [m.type, String(m.pid), String(m.uid), m.cmd];
+  switch (m.type) {
+    case 'Startup': return [...head, String(m.version)];
+    case 'Socket': return [...head, String(m.family), String(m.sockType), String(m.protocol), String(m.fd)];
+    case 'Connect': return [...head, String(m.fd), addrList(m.address), m.sqos, m.gqos];
+    case 'Bind': return [...head, String(m.fd), addrList(m.address)];
+    case 'Listen': return [...head, String(m.fd), String(m.backlog)];
+    case 'Accept': return [...head, String(m.fd), addrList(m.address), String(m.newfd)];
+    case 'SendTo': return [...head, String(m.fd), addrList(m.address)];
+    case 'SetSockOpt': return [...head, String(m.fd), String(m.level), String(m.optname), String(m.value)];
+    case 'Shutdown': return [...head, String(m.fd), String(m.how)];
+    case 'Close': return [...head, String(m.fd)];
+    case 'Cleanup': return head;
+  }
+}
+
+/** Encodes a message as a request line (without newline); decode(encode(m)) deep-equals m. */
+export function encode(m: Message): string {
+  return formatList(tokens(m));
+}
+
+/** What a policy decides for one call (the reply directives). */
+export interface Decision {
+  tos?: number;      // raw TOS octet 0-255 (paper: "TOS 48")
+  dscp?: number;     // 0-63
+  priority?: number; // SO_PRIORITY 0-7
+  deny?: string;     // errno name
+  override?: boolean;
+}
+
+/** Renders a decision as a reply line (without newline); empty for "leave it alone". */
+export function encodeReply(d: Decision | null | undefined): string {
+  if (!d) return '';
+  if (d.deny) return `DENY ${d.deny}`;
+  const parts: string[] = [];
+  if (d.override) parts.push('OVERRIDE');
+  if (d.tos !== undefined) parts.push(`TOS ${d.tos}`);
+  else if (d.dscp !== undefined) parts.push(`DSCP ${d.dscp}`);
+  if (d.priority !== undefined) parts.push(`PRIORITY ${d.priority}`);
+  return parts.join(' ');
+}
+
+/** The reply to a message that could not be decoded: the agent treats it as no decision. */
+export function encodeError(err: QosError): string {
+  return `ERROR ${err.code} ${formatList([err.message.slice(0, 200)])}`;
+}
