@@ -27,21 +27,35 @@ export function parsePolicy(text: string, file = '<policy>'): PolicyDoc {
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const problems: Problem[] = [];
   for (const e of doc.errors) {
-    const pos = e.linePos?.[0];
-    problems.push({ file, line: pos?.line, col: pos?.col, message: e.message.split('\n')[0]! });
+    const { line, col } = lc.linePos(e.pos[0]);
+    problems.push({ file, line, col, message: e.message.split('\n')[0]! });
   }
   if (problems.length) throw new QosError('QOS_ERR_POLICY_INVALID', `${file}: ${problems.length} error(s)`, problems);
   const raw = doc.toJS() ?? {};
   const res = PolicySchema.safeParse(raw);
-  if (!res.success) {
-    for (const issue of res.error.issues) {
-      const path = issue.path as PropertyKey[];
-      problems.push({ file, ...position(doc, lc, path), path: dotted(path) || undefined, message: issue.message });
-    }
+  const issues = [...(res.success ? [] : res.error.issues.map((i) => ({ path: i.path as PropertyKey[], message: i.message }))), ...duplicateNames(raw)];
+  if (issues.length) {
+    for (const { path, message } of issues) problems.push({ file, ...position(doc, lc, path), path: dotted(path) || undefined, message });
     problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0));
     throw new QosError('QOS_ERR_POLICY_INVALID', `${file}: ${problems.length} error(s)`, problems);
   }
-  return res.data;
+  return res.data!;
+}
+
+/** Rule names must be unique; checked apart from the schema so it is reported with the rest. */
+function duplicateNames(raw: unknown): { path: PropertyKey[]; message: string }[] {
+  const rules = (raw as { rules?: unknown }).rules;
+  if (!Array.isArray(rules)) return [];
+  const seen = new Map<string, number>();
+  const out: { path: PropertyKey[]; message: string }[] = [];
+  rules.forEach((r: unknown, i) => {
+    const name = (r as { name?: unknown } | null)?.name;
+    if (typeof name !== 'string') return;
+    const first = seen.get(name);
+    if (first !== undefined) out.push({ path: ['rules', i, 'name'], message: `duplicate rule name "${name}" (first at rules[${first}])` });
+    else seen.set(name, i);
+  });
+  return out;
 }
 
 /** Reads and validates a policy file. */

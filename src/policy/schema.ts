@@ -68,20 +68,11 @@ export const RuleSchema = z.strictObject({
   action: ActionSchema,
 });
 
-export const PolicySchema = z
-  .strictObject({
-    default: ActionSchema.optional(),
-    rules: z.array(RuleSchema).default([]),
-  })
-  .superRefine((p, ctx) => {
-    const seen = new Map<string, number>();
-    p.rules.forEach((r, i) => {
-      if (!r.name) return;
-      const first = seen.get(r.name);
-      if (first !== undefined) ctx.addIssue({ code: 'custom', path: ['rules', i, 'name'], message: `duplicate rule name "${r.name}" (first at rules[${first}])` });
-      else seen.set(r.name, i);
-    });
-  });
+/** The whole file; rule-name uniqueness is checked by the loader (load.ts). */
+export const PolicySchema = z.strictObject({
+  default: ActionSchema.optional(),
+  rules: z.array(RuleSchema).default([]),
+});
 
 export type PolicyDoc = z.infer<typeof PolicySchema>;
 export type RuleDoc = z.infer<typeof RuleSchema>;

@@ -1,0 +1,188 @@
+/* End-to-end test harness: two network namespaces joined by a veth pair (client and server),
+ * a daemon under test, packet capture with tcpdump in the server namespace and decoding with
+ * tshark (an independent decoder). Everything created here is removed in cleanup(). */
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
+export const QOS = join(ROOT, 'dist/cli/main.js');
+export const AGENT_TEST_BIN = join(ROOT, 'agent/build/test');
+
+/** Why these tests cannot run here, or null. */
+export function e2eUnavailable(): string | null {
+  if (process.getuid?.() !== 0) return 'needs root (network namespaces)';
+  for (const tool of ['ip', 'tcpdump', 'tshark']) if (spawnSync('which', [tool]).status !== 0) return `needs ${tool}`;
+  return null;
+}
+
+export function sh(argv: string[], opts: { input?: string; timeout?: number; env?: NodeJS.ProcessEnv } = {}): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', input: opts.input, timeout: opts.timeout ?? 60_000, env: opts.env ?? process.env });
+  return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+function must(argv: string[]): string {
+  const r = sh(argv);
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return r.stdout;
+}
+
+let counter = 0;
+
+/** Client and server namespaces on one veth link, IPv4 and IPv6. */
+export class Testbed {
+  readonly id = `q${process.pid % 10000}x${counter++}`;
+  readonly client = `${this.id}c`;
+  readonly server = `${this.id}s`;
+  readonly net = 200 + (process.pid % 50);
+  readonly clientIp = `10.${this.net}.${counter}.1`;
+  readonly serverIp = `10.${this.net}.${counter}.2`;
+  readonly clientIp6 = `fd00:${this.net}:${counter}::1`;
+  readonly serverIp6 = `fd00:${this.net}:${counter}::2`;
+  readonly serverIf = `${this.id}s0`;
+  readonly dir = mkdtempSync(join(tmpdir(), 'qosd-e2e-'));
+  private procs: ChildProcess[] = [];
+
+  constructor() {
+    try {
+      must(['ip', 'netns', 'add', this.client]);
+      must(['ip', 'netns', 'add', this.server]);
+      must(['ip', 'link', 'add', `${this.id}c0`, 'netns', this.client, 'type', 'veth', 'peer', 'name', this.serverIf, 'netns', this.server]);
+      for (const [ns, ifc, ip4, ip6] of [[this.client, `${this.id}c0`, this.clientIp, this.clientIp6], [this.server, this.serverIf, this.serverIp, this.serverIp6]] as const) {
+        must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+        must(['ip', '-n', ns, 'addr', 'add', `${ip4}/24`, 'dev', ifc]);
+        must(['ip', '-n', ns, '-6', 'addr', 'add', `${ip6}/64`, 'dev', ifc, 'nodad']);
+        must(['ip', '-n', ns, 'link', 'set', ifc, 'up']);
+      }
+    } catch (e) {
+      this.cleanup();
+      throw e;
+    }
+  }
+
+  /** Starts a long-running process (in a namespace if given); killed at cleanup. */
+  start(argv: string[], ns?: string, env?: NodeJS.ProcessEnv): ChildProcess {
+    const full = ns ? ['ip', 'netns', 'exec', ns, ...argv] : argv;
+    const p = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+    p.stdout!.resume();
+    this.procs.push(p);
+    return p;
+  }
+
+  /** Runs a command in the client namespace and waits for it. */
+  inClient(argv: string[], opts: { timeout?: number; env?: NodeJS.ProcessEnv } = {}) {
+    return sh(['ip', 'netns', 'exec', this.client, ...argv], opts);
+  }
+
+  /** Starts tcpdump on the server's interface; resolves once it is listening. */
+  async capture(filter: string): Promise<Capture> {
+    const file = join(this.dir, `cap${counter++}.pcap`);
+    const p = spawn('ip', ['netns', 'exec', this.server, 'tcpdump', '-i', this.serverIf, '--immediate-mode', '-U', '-n', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.procs.push(p);
+    await new Promise<void>((res, rej) => {
+      let err = '';
+      const t = setTimeout(() => rej(new Error(`tcpdump did not start: ${err}`)), 10_000);
+      p.stderr!.on('data', (d: Buffer) => { err += d; if (err.includes('listening on')) { clearTimeout(t); res(); } });
+      p.on('exit', (c) => { clearTimeout(t); rej(new Error(`tcpdump exited ${c}: ${err}`)); });
+    });
+    return new Capture(p, file);
+  }
+
+  /** Waits until something listens on a TCP/UDP port in the server namespace. */
+  async waitListening(port: number, proto: 'tcp' | 'udp' = 'tcp'): Promise<void> {
+    for (let i = 0; i < 100; i++) {
+      const r = sh(['ip', 'netns', 'exec', this.server, 'ss', '-Hln', proto === 'tcp' ? '-t' : '-u', `sport = :${port}`]);
+      if (r.stdout.trim()) return;
+      await sleep(50);
+    }
+    throw new Error(`nothing listens on ${proto}/${port} in ${this.server}`);
+  }
+
+  cleanup(): void {
+    for (const p of this.procs) if (p.exitCode === null) p.kill('SIGKILL');
+    sh(['ip', 'netns', 'del', this.client]);
+    sh(['ip', 'netns', 'del', this.server]);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export class Capture {
+  constructor(private readonly proc: ChildProcess, readonly file: string) {}
+
+  /** Stops the capture and returns the packets decoded by tshark. */
+  async packets(): Promise<Packet[]> {
+    await sleep(200); // let the last packets reach the capture
+    const done = new Promise((r) => this.proc.once('exit', r));
+    this.proc.kill('SIGINT');
+    await done;
+    const fields = ['ip.version', 'ip.dsfield.dscp', 'ipv6.tclass', 'ip.proto', 'ipv6.nxt', 'tcp.srcport', 'tcp.dstport', 'udp.srcport', 'udp.dstport', 'tcp.flags.syn', 'tcp.flags.ack', 'ip.src', 'ipv6.src'];
+    const r = sh(['tshark', '-r', this.file, '-T', 'fields', ...fields.flatMap((f) => ['-e', f]), '-E', 'separator=|', '-E', 'occurrence=f']);
+    if (r.status !== 0) throw new Error(`tshark failed: ${r.stderr}`);
+    return r.stdout.split('\n').filter(Boolean).map((l) => {
+      const [v, dscp4, tclass6, p4, p6, tsp, tdp, usp, udp, syn, ack, src4, src6] = l.split('|');
+      const v6 = v !== '4';
+      const proto = Number(v6 ? p6 : p4);
+      return {
+        ipv6: v6,
+        dscp: v6 ? Number(tclass6) >> 2 : Number(dscp4),
+        proto: proto === 6 ? 'tcp' : proto === 17 ? 'udp' : String(proto),
+        srcPort: Number(tsp || usp),
+        dstPort: Number(tdp || udp),
+        syn: syn === '1' || syn === 'True', ack: ack === '1' || ack === 'True',
+        src: (v6 ? src6 : src4) ?? '',
+      };
+    });
+  }
+}
+
+export interface Packet { ipv6: boolean; dscp: number; proto: string; srcPort: number; dstPort: number; syn: boolean; ack: boolean; src: string }
+
+/** A daemon under test with its own sockets and policy. */
+export class TestDaemon {
+  readonly socket: string;
+  readonly admin: string;
+  readonly policyFile: string;
+  proc!: ChildProcess;
+  log = '';
+  constructor(readonly dir: string, policy: string) {
+    this.socket = join(dir, 'agent.sock');
+    this.admin = join(dir, 'admin.sock');
+    this.policyFile = join(dir, 'policy.yaml');
+    writeFileSync(this.policyFile, policy);
+  }
+
+  async start(): Promise<this> {
+    this.proc = spawn(process.execPath, [QOS, 'daemon', '--socket', this.socket, '--admin', this.admin, '--policy', this.policyFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc.stdout!.on('data', (d: Buffer) => (this.log += d));
+    this.proc.stderr!.on('data', (d: Buffer) => (this.log += d));
+    for (let i = 0; i < 200 && !this.log.includes('qosd listening'); i++) {
+      if (this.proc.exitCode !== null) break;
+      await sleep(25);
+    }
+    if (!this.log.includes('qosd listening')) throw new Error(`daemon did not start: ${this.log}`);
+    return this;
+  }
+
+  /** argv prefix that runs a program under the agent against this daemon. */
+  run(...argv: string[]): string[] {
+    return [process.execPath, QOS, 'run', '--socket', this.socket, '--', ...argv];
+  }
+
+  async stop(): Promise<void> {
+    if (this.proc.exitCode !== null) return;
+    const done = new Promise((r) => this.proc.once('exit', r));
+    this.proc.kill('SIGTERM');
+    await done;
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function haveTool(name: string): boolean {
+  return spawnSync('which', [name]).status === 0 || existsSync(name);
+}

@@ -1,0 +1,115 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PolicyEngine, type CallFacts, type Identity } from './engine.js';
+import { parseAddr } from './net.js';
+import { parsePolicy } from './load.js';
+
+const id = (over: Partial<Identity> = {}): Identity => ({
+  pid: 1, uid: 1000, gid: 1000, user: 'alice', group: 'alice', exe: '/usr/bin/curl', cmdline: 'curl http://x', unit: 'session-1.scope', cgroup: '/user.slice', ...over,
+});
+const to = (event: CallFacts['event'], host?: string, port = 0, extra: Partial<CallFacts> = {}): CallFacts => ({
+  event, family: 'inet', type: 'stream', proto: 'tcp', ...(host ? { remote: { addr: parseAddr(host)!, port } } : {}), ...extra,
+});
+
+const engine = (yaml: string) => new PolicyEngine(parsePolicy(yaml));
+
+test('first match wins, default applies otherwise', () => {
+  const e = engine(`
+default: { dscp: CS1 }
+rules:
+  - { name: a, match: { remote: 192.0.2.0/24 }, action: { dscp: AF41 } }
+  - { name: b, match: { remote: 192.0.2.10 }, action: { dscp: EF } }
+`);
+  assert.deepEqual(e.decide(id(), to('connect', '192.0.2.10', 80)), { decision: { dscp: 34 }, rule: 'a' });
+  assert.deepEqual(e.decide(id(), to('connect', '198.51.100.1', 80)), { decision: { dscp: 8 }, rule: 'default' });
+});
+
+test('no default: unmatched calls are left alone', () => {
+  const e = engine('rules: [{ match: { proto: udp }, action: { tos: 48 } }]');
+  assert.deepEqual(e.decide(id(), to('connect', '192.0.2.1', 80)), { decision: null, rule: null });
+  assert.equal(e.decide(id(), to('socket', undefined, 0, { type: 'dgram', proto: 'udp' })).rule, 'rule-1');
+});
+
+test('paper figure 5 as declarative rules', () => {
+  const e = engine(`
+rules:
+  - { name: nm-media, match: { cmdline: '"C:\\Program Files\\NetMeetingNT\\conf.exe" ', family: inet, type: dgram }, action: { tos: 48 } }
+  - { name: nm-other, match: { cmdline: '"C:\\Program Files\\NetMeetingNT\\conf.exe" ' }, action: { tos: 16 } }
+`);
+  const nm = id({ cmdline: '"C:\\Program Files\\NetMeetingNT\\conf.exe" ' });
+  assert.deepEqual(e.decide(nm, to('socket', undefined, 0, { type: 'dgram', proto: 'udp' })).decision, { tos: 48 });
+  assert.deepEqual(e.decide(nm, to('socket')).decision, { tos: 16 });
+  assert.equal(e.decide(id(), to('socket')).rule, null);
+});
+
+test('identity, ports, ranges, lists, events and v4-mapped addresses', () => {
+  const e = engine(`
+rules:
+  - { name: by-user, match: { user: bob }, action: { dscp: CS2 } }
+  - { name: range, match: { event: [connect, sendto], remote_port: "5000-5100" }, action: { dscp: EF } }
+  - { name: list, match: { remote_port: [22, 2222] }, action: { dscp: AF21 } }
+  - { name: exe, match: { exe: "*/python3*", local_port: 7000 }, action: { priority: 6 } }
+  - { name: v4, match: { remote: 203.0.113.0/24 }, action: { deny: EACCES } }
+  - { name: re, match: { cmdline: "/^curl\\\\s+-v/" }, action: { dscp: CS3 } }
+`);
+  assert.equal(e.decide(id({ user: 'bob' }), to('connect', '1.1.1.1', 1)).rule, 'by-user');
+  assert.equal(e.decide(id(), to('sendto', '1.1.1.1', 5050)).rule, 'range');
+  assert.equal(e.decide(id(), to('bind', '1.1.1.1', 5050)).rule, null);
+  assert.equal(e.decide(id(), to('connect', '1.1.1.1', 2222)).rule, 'list');
+  assert.equal(e.decide(id({ exe: '/usr/bin/python3.11' }), { ...to('bind'), local: { addr: parseAddr('0.0.0.0')!, port: 7000 } }).rule, 'exe');
+  assert.deepEqual(e.decide(id(), to('connect', '::ffff:203.0.113.7', 80, { family: 'inet6' })).decision, { deny: 'EACCES' });
+  assert.equal(e.decide(id({ cmdline: 'curl -v x' }), to('connect', '9.9.9.9', 80)).rule, 're');
+  assert.equal(e.decide(id({ cmdline: 'curl x' }), to('connect', '9.9.9.9', 80)).rule, null);
+});
+
+test('setsockopt is decided only by rules that name it; the default never overrides the application', () => {
+  const e = engine(`
+default: { dscp: CS1 }
+rules:
+  - { name: any, match: { proto: tcp }, action: { dscp: AF11 } }
+  - { name: veto, match: { event: setsockopt, user: mallory }, action: { dscp: CS0, override: true } }
+`);
+  assert.deepEqual(e.decide(id(), to('setsockopt')), { decision: null, rule: null });
+  assert.deepEqual(e.decide(id({ user: 'mallory' }), to('setsockopt')), { decision: { dscp: 0, override: true }, rule: 'veto' });
+});
+
+test('a 1,000-rule policy agrees with a linear first-match reference', () => {
+  let seed = 7;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+  const rules = [];
+  for (let i = 0; i < 1000; i++) {
+    const m: Record<string, unknown> = {};
+    const k = rnd(5);
+    if (k === 0) m.remote_port = 1000 + rnd(50);
+    if (k === 1) m.remote_port = `${2000 + rnd(50)}-${2100 + rnd(50)}`;
+    if (k === 2) m.remote = `10.${rnd(4)}.0.0/16`;
+    if (k === 3) m.cmdline = `app${rnd(30)} *`;
+    if (k === 4) { m.exe = `/usr/bin/tool${rnd(30)}`; m.remote_port = [1000 + rnd(50), 1000 + rnd(50)]; }
+    if (rnd(3) === 0) m.event = ['connect', 'sendto', 'socket'][rnd(3)];
+    if (rnd(4) === 0) m.proto = rnd(2) ? 'tcp' : 'udp';
+    rules.push({ name: `r${i}`, match: m, action: { dscp: rnd(64) } });
+  }
+  const doc = parsePolicy(JSON.stringify({ rules }));
+  const e = new PolicyEngine(doc);
+  const reference = (who: Identity, f: CallFacts): string | null => {
+    for (const r of doc.rules) {
+      const m = r.match as Record<string, unknown>;
+      const ports = m.remote_port === undefined ? null : ([] as unknown[]).concat(m.remote_port);
+      if (m.event && m.event !== f.event) continue;
+      if (!m.event && f.event === 'setsockopt') continue;
+      if (m.proto && m.proto !== f.proto) continue;
+      if (ports && !(f.remote && ports.some((p) => { const [lo, hi = lo] = String(p).split('-').map(Number); return f.remote!.port >= lo! && f.remote!.port <= hi!; }))) continue;
+      if (m.remote && !(f.remote && f.remote.addr[2] === 0xffff && (f.remote.addr[3]! >>> 16) === ((10 << 8) | Number(String(m.remote).split('.')[1])))) continue;
+      if (m.cmdline && !(who.cmdline.startsWith(String(m.cmdline).slice(0, -1)))) continue;
+      if (m.exe && m.exe !== who.exe) continue;
+      return r.name!;
+    }
+    return null;
+  };
+  for (let i = 0; i < 20000; i++) {
+    const who = id({ pid: i % 50, cmdline: `app${rnd(35)} --x`, exe: `/usr/bin/tool${rnd(35)}` });
+    const f = to((["connect", "sendto", "socket", "bind"] as const)[rnd(4)]!, `10.${rnd(6)}.1.2`, rnd(3) ? 1000 + rnd(60) : 2000 + rnd(200), { proto: rnd(2) ? 'tcp' : 'udp' });
+    if (f.event === 'socket' || f.event === 'bind') delete f.remote;
+    assert.equal(e.decide(who, f).rule, reference(who, f), JSON.stringify({ who: [who.cmdline, who.exe], f: { ...f, remote: f.remote?.port } }));
+  }
+});

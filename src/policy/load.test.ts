@@ -1,0 +1,63 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { QosError } from '../errors.js';
+import { DEFAULT_POLICY_TEXT } from './default-policy.js';
+import { parsePolicy } from './load.js';
+
+function problems(text: string): string[] {
+  try {
+    parsePolicy(text, 'p.yaml');
+  } catch (e) {
+    assert.ok(e instanceof QosError);
+    assert.equal(e.code, 'QOS_ERR_POLICY_INVALID');
+    return e.problems.map((p) => `${p.line}:${p.col} ${p.path ?? ''} ${p.message}`);
+  }
+  return [];
+}
+
+test('the issue\'s example policy is valid', () => {
+  const doc = parsePolicy(`default: { dscp: CS0 }
+rules:
+  - name: media-udp
+    match: { cmdline: "*conf.exe*", type: dgram }
+    action: { tos: 48 }
+  - name: to-host
+    match: { event: connect, proto: tcp, remote: 192.0.2.10/32 }
+    action: { dscp: AF41 }
+`);
+  assert.equal(doc.rules.length, 2);
+});
+
+test('JSON is accepted too', () => {
+  assert.equal(parsePolicy('{"rules":[{"match":{"proto":"udp"},"action":{"dscp":"EF"}}]}').rules.length, 1);
+});
+
+test('the built-in policy is valid', () => {
+  assert.ok(parsePolicy(DEFAULT_POLICY_TEXT).rules.length > 5);
+});
+
+test('every error is reported at once, with line and column', () => {
+  const p = problems(`rules:
+  - name: a
+    match: { event: conect, remote: 300.1.1.1 }
+    action: { dscp: XX }
+  - name: a
+    match: { remote_port: "9-1", colour: red }
+    action: { tos: 300, deny: NOPE }
+`);
+  assert.deepEqual(p.map((x) => x.split(' ')[0]), ['3:21', '3:37', '4:21', '5:11', '6:12', '6:27', '7:13', '7:20', '7:31']);
+  assert.ok(p.some((x) => /duplicate rule name "a"/.test(x)));
+  assert.ok(p.some((x) => /Unrecognized key.*colour|colour/.test(x)));
+});
+
+test('YAML syntax errors carry positions', () => {
+  const p = problems('rules:\n  - match: { proto: udp\n');
+  assert.ok(p.length >= 1);
+  assert.match(p[0]!, /^\d+:\d+ /);
+});
+
+test('action combinations are checked', () => {
+  assert.ok(problems('rules: [{ action: {} }]').some((x) => /needs one of/.test(x)));
+  assert.ok(problems('rules: [{ action: { deny: EPERM, dscp: EF } }]').some((x) => /cannot be combined/.test(x)));
+  assert.ok(problems('rules: [{ action: { dscp: EF, tos: 8 } }]').some((x) => /not both/.test(x)));
+});

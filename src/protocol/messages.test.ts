@@ -1,0 +1,60 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decode, encode, encodeReply, MAX_LINE, type Message } from './messages.js';
+
+const samples: Message[] = [
+  { type: 'Startup', pid: 10, uid: 0, cmd: 'curl -s http://x', version: 1 },
+  { type: 'Socket', pid: 10, uid: 1000, cmd: '"C:\\Program Files\\NetMeetingNT\\conf.exe" ', family: 2, sockType: 2, protocol: 0, fd: 5 },
+  { type: 'Connect', pid: 10, uid: 0, cmd: 'a', fd: 5, address: { family: 2, host: '199.2.53.102', port: 80 }, sqos: '', gqos: '' },
+  { type: 'Connect', pid: 10, uid: 0, cmd: 'a', fd: 5, address: { family: 10, host: '2001:db8::1', port: 443 }, sqos: '', gqos: '' },
+  { type: 'Bind', pid: 10, uid: 0, cmd: 'a', fd: 3, address: { family: 10, host: '::', port: 0 } },
+  { type: 'Listen', pid: 10, uid: 0, cmd: 'a', fd: 3, backlog: 128 },
+  { type: 'Accept', pid: 10, uid: 0, cmd: 'a', fd: 3, address: { family: 2, host: '10.0.0.1', port: 5555 }, newfd: 7 },
+  { type: 'Accept', pid: 10, uid: 0, cmd: 'a', fd: 3, address: null, newfd: 7 },
+  { type: 'SendTo', pid: 10, uid: 0, cmd: 'a', fd: 4, address: { family: 2, host: '192.0.2.9', port: 5004 } },
+  { type: 'SetSockOpt', pid: 10, uid: 0, cmd: 'a', fd: 4, level: 0, optname: 1, value: 184 },
+  { type: 'Shutdown', pid: 10, uid: 0, cmd: 'a', fd: 4, how: 1 },
+  { type: 'Close', pid: 10, uid: 0, cmd: 'a', fd: 4 },
+  { type: 'Cleanup', pid: 10, uid: 0, cmd: 'a' },
+];
+
+test('every message round-trips encode → decode → encode', () => {
+  for (const m of samples) {
+    const line = encode(m);
+    assert.deepEqual(decode(line), m);
+    assert.equal(encode(decode(line)), line);
+  }
+});
+
+test('the paper\'s Connect line decodes', () => {
+  const m = decode('Connect 4242 1000 {netmeeting} 7 {2 192.168.10.10 1503} {} {}');
+  assert.equal(m.type, 'Connect');
+  if (m.type === 'Connect') assert.deepEqual(m.address, { family: 2, host: '192.168.10.10', port: 1503 });
+});
+
+test('hostile lines are refused with precise errors', () => {
+  const bad: [string, RegExp][] = [
+    ['', /empty message/],
+    ['Bogus 1 0 a', /unknown message type/],
+    ['Socket 1 0 a 2 1 6', /takes 8 tokens/],
+    ['Socket x 0 a 2 1 6 5', /pid is not an integer/],
+    ['Socket 0 0 a 2 1 6 5', /pid out of range/],
+    ['Socket 1 0 a 2 1 6 99999999999', /fd is not an integer/],
+    ['Connect 1 0 a 5 {2 999.1.1.1 80} {} {}', /not an IPv4/],
+    ['Connect 1 0 a 5 {2 1.2.3.4} {} {}', /must be a list/],
+    ['Connect 1 0 a 5 {2 1.2.3.4 70000} {} {}', /port out of range/],
+    ['Connect 1 0 a 5 {10 notv6 80} {} {}', /not an IPv6/],
+    ['Connect 1 0 {a 5 {2 1.2.3.4 80} {} {}', /unmatched open brace/],
+    ['__proto__ 1 0 a', /unknown message type/],
+    ['x'.repeat(MAX_LINE + 1), /exceeds/],
+  ];
+  for (const [line, re] of bad) assert.throws(() => decode(line), re, JSON.stringify(line.slice(0, 50)));
+});
+
+test('replies render the directive vocabulary', () => {
+  assert.equal(encodeReply(null), '');
+  assert.equal(encodeReply({ tos: 48 }), 'TOS 48');
+  assert.equal(encodeReply({ dscp: 46, priority: 5 }), 'DSCP 46 PRIORITY 5');
+  assert.equal(encodeReply({ deny: 'ECONNREFUSED' }), 'DENY ECONNREFUSED');
+  assert.equal(encodeReply({ dscp: 34, override: true }), 'OVERRIDE DSCP 34');
+});
