@@ -297,12 +297,20 @@ void qos_wire_atfork_child(void)
 	pthread_mutex_init(&cmd_lock, NULL);
 }
 
-static void fail(struct conn *c, const char *why)
+/* A failure suspends asking for the current back-off, which doubles only for a failure seen
+ * after the previous pause ended: many threads timing out together are one failure. */
+static void fail(struct conn *c, const char *why, long long started)
 {
-	int b = backoff_ms;
-	down_until_ns = qos_now_ns() + (long long)b * 1000000LL;
-	backoff_ms = b * 2 > QOS_BACKOFF_MAX_MS ? QOS_BACKOFF_MAX_MS : b * 2;
-	qos_debug("daemon unusable (%s): not asking for %d ms", why, b);
+	long long now = qos_now_ns();
+	long long until = down_until_ns;
+	if (started >= until) {
+		int b = backoff_ms;
+		if (__atomic_compare_exchange_n(&down_until_ns, &until, now + (long long)b * 1000000LL, 0,
+						__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+			backoff_ms = b * 2 > QOS_BACKOFF_MAX_MS ? QOS_BACKOFF_MAX_MS : b * 2;
+			qos_debug("daemon unusable (%s): not asking for %d ms", why, b);
+		}
+	}
 	conn_drop(c, 1);
 }
 
@@ -431,7 +439,7 @@ static struct conn *usable_conn(void)
 	}
 	if (c->fd < 0 && conn_open(c) != 0) {
 		if (daemon_ok)
-			fail(c, "connect");
+			fail(c, "connect", qos_now_ns());
 		return NULL;
 	}
 	return c;
@@ -460,7 +468,8 @@ int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]
 	struct conn *c = usable_conn();
 	if (!c)
 		return -1;
-	long long deadline = qos_now_ns() + (long long)qos_cfg.timeout_ms * 1000000LL;
+	long long started = qos_now_ns();
+	long long deadline = started + (long long)qos_cfg.timeout_ms * 1000000LL;
 	int with_startup = 0;
 	if (!startup_sent) {
 		with_startup = !__atomic_exchange_n(&startup_sent, 1, __ATOMIC_SEQ_CST);
@@ -472,18 +481,18 @@ int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]
 			return -1;
 		sl += (size_t)snprintf(st + sl, 8, " %d\n", QOS_PROTOCOL_VERSION);
 		if (send_all(c, st, sl, deadline) != 0) {
-			fail(c, "send");
+			fail(c, "send", started);
 			return -1;
 		}
 	}
 	if (send_all(c, req, len, deadline) != 0) {
-		fail(c, "send");
+		fail(c, "send", started);
 		return -1;
 	}
 	if (with_startup) {
 		char v[QOS_MAX_REPLY];
 		if (recv_line(c, v, sizeof v, deadline) != 0) {
-			fail(c, "timeout or closed");
+			fail(c, "timeout or closed", started);
 			return -1;
 		}
 		int ver = 0;
@@ -496,7 +505,7 @@ int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]
 	}
 	for (int i = 0; i < nreq; i++) {
 		if (recv_line(c, replies[i], QOS_MAX_REPLY, deadline) != 0) {
-			fail(c, "timeout or closed");
+			fail(c, "timeout or closed", started);
 			return -1;
 		}
 	}

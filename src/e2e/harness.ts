@@ -80,15 +80,40 @@ export class Testbed {
   /** Starts tcpdump on the server's interface; resolves once it is listening. */
   async capture(filter: string): Promise<Capture> {
     const file = join(this.dir, `cap${counter++}.pcap`);
-    const p = spawn('ip', ['netns', 'exec', this.server, 'tcpdump', '-i', this.serverIf, '--immediate-mode', '-U', '-n', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn('ip', ['netns', 'exec', this.server, 'tcpdump', '-i', this.serverIf, '--immediate-mode', '-B', '65536', '-U', '-n', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.procs.push(p);
     await new Promise<void>((res, rej) => {
       let err = '';
       const t = setTimeout(() => rej(new Error(`tcpdump did not start: ${err}`)), 10_000);
       p.stderr!.on('data', (d: Buffer) => { err += d; if (err.includes('listening on')) { clearTimeout(t); res(); } });
+      p.stderr!.on('data', (d: Buffer) => { if (/dropped/.test(String(d))) process.stderr.write(`tcpdump: ${d}`); });
       p.on('exit', (c) => { clearTimeout(t); rej(new Error(`tcpdump exited ${c}: ${err}`)); });
     });
     return new Capture(p, file);
+  }
+
+  /** Counts, in the server's kernel (nftables, input hook), SYNs to port: all, and per DSCP
+   * value given. Exact where a capture would drop packets under a burst. */
+  synCounter(port: number, dscps: number[]): { read(): { total: number; byDscp: Map<number, number> } } {
+    const table = `qt${counter++}`;
+    const rules = dscps.map((d) => `    tcp dport ${port} tcp flags & (syn|ack) == syn ip dscp ${d} counter comment "d${d}"`).join('\n');
+    const file = join(this.dir, `${table}.nft`);
+    writeFileSync(file, `table inet ${table} {\n  chain in {\n    type filter hook input priority 0;\n${rules}\n    tcp dport ${port} tcp flags & (syn|ack) == syn counter comment "all"\n  }\n}\n`);
+    must(['ip', 'netns', 'exec', this.server, 'nft', '-f', file]);
+    return {
+      read: () => {
+        const j = JSON.parse(must(['ip', 'netns', 'exec', this.server, 'nft', '-j', 'list', 'table', 'inet', table])) as { nftables: { rule?: { comment?: string; expr: { counter?: { packets: number } }[] } }[] };
+        const byDscp = new Map<number, number>();
+        let total = 0;
+        for (const o of j.nftables) {
+          const r = o.rule;
+          const c = r?.expr.find((e) => e.counter)?.counter?.packets ?? 0;
+          if (r?.comment === 'all') total = c;
+          else if (r?.comment?.startsWith('d')) byDscp.set(Number(r.comment.slice(1)), c);
+        }
+        return { total, byDscp };
+      },
+    };
   }
 
   /** Waits until something listens on a TCP/UDP port in the server namespace. */

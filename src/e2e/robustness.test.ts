@@ -1,0 +1,153 @@
+/* The agent under stress: many threads, forking and daemonising programs, and a daemon that
+ * is absent, hangs, or is killed mid-run. The program's results must equal a run without the
+ * agent; the marks on the wire show the agent did its work while it could. */
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { AGENT_TEST_BIN, e2eUnavailable, QOS, sleep, TestDaemon, Testbed } from './harness.js';
+
+const skip: string | false = e2eUnavailable() ?? false;
+const PORT = 7100;
+const SYN_ONLY = `tcp dst port ${PORT} and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn`;
+let tb: Testbed;
+let daemon: TestDaemon;
+
+const POLICY = `
+rules:
+  - { name: loop, match: { exe: "*/connect_loop" }, action: { dscp: AF21 } }
+  - { name: child1, match: { cmdline: "forkchild-1" }, action: { dscp: EF } }
+  - { name: child2, match: { cmdline: "forkchild-2" }, action: { dscp: AF41 } }
+  - { name: child3, match: { cmdline: "forkchild-3" }, action: { dscp: CS3 } }
+  - { name: parent, match: { exe: "*/fork_children" }, action: { dscp: CS1 } }
+  - { name: daemonize, match: { exe: "*/daemonize" }, action: { dscp: CS2 } }
+`;
+
+before(async () => {
+  if (skip) return;
+  tb = new Testbed();
+  daemon = await new TestDaemon(tb.dir, POLICY).start();
+  // A sink that accepts and closes, with a deep backlog.
+  tb.start([process.execPath, '-e', `require('net').createServer((s) => s.destroy()).listen({ port: ${PORT}, backlog: 8192 })`], tb.server);
+  await tb.waitListening(PORT);
+});
+
+after(async () => {
+  if (skip) return;
+  await daemon.stop();
+  tb.cleanup();
+});
+
+const bin = (name: string) => join(AGENT_TEST_BIN, name);
+
+// TODO(issue 2): with 64 busy threads on 2 cores the daemon misses the 50 ms deadline (event-loop
+// lag up to ~100 ms measured), the agent backs off and most SYNs go out unmarked. The connects
+// all succeed (fail-open holds); the marking half is open work, so this runs as a todo.
+test('64 threads x 200 connects: all succeed, every SYN marked', { skip, todo: skip ? false : 'daemon latency under 64-thread load', timeout: 120_000 }, async () => {
+  // 12,800 SYNs in about a second: a capture drops some on 2 cores, so the server's kernel counts.
+  const syns = tb.synCounter(PORT, [0, 18]);
+  const r = tb.inClient(daemon.run(bin('connect_loop'), tb.serverIp, String(PORT), '200', '64'), { timeout: 100_000 });
+  assert.equal(r.stdout.trim(), 'ok=12800 fail=0', r.stderr);
+  assert.equal(r.status, 0);
+  const { total, byDscp } = syns.read();
+  assert.ok(total >= 12800, `${total} SYNs arrived`);
+  assert.equal(byDscp.get(18), total, 'every SYN carried AF21');
+  assert.equal(byDscp.get(0), 0);
+});
+
+test('forked children are marked by their own (rewritten) command lines', { skip }, async () => {
+  const cap = await tb.capture(SYN_ONLY);
+  const r = tb.inClient(daemon.run(bin('fork_children'), tb.serverIp, String(PORT), '3', 'x'.repeat(64)));
+  assert.equal(r.status, 0, r.stderr);
+  const portOf = new Map<string, number>();
+  for (const line of r.stdout.trim().split('\n')) {
+    const m = /^(parent|child \d) port (\d+)$/.exec(line);
+    assert.ok(m, line);
+    portOf.set(m[1]!, Number(m[2]));
+  }
+  const pkts = await cap.packets();
+  const dscpOf = (who: string) => pkts.find((p) => p.srcPort === portOf.get(who))?.dscp;
+  assert.equal(dscpOf('parent'), 8);
+  assert.equal(dscpOf('child 1'), 46);
+  assert.equal(dscpOf('child 2'), 34);
+  assert.equal(dscpOf('child 3'), 24);
+});
+
+for (const mode of ['close', 'syscall', 'close_range']) {
+  test(`a daemonising program that closes every descriptor (${mode}) keeps working and marked`, { skip }, async () => {
+    const out = join(tb.dir, `daemonize-${mode}.out`);
+    const cap = await tb.capture(SYN_ONLY);
+    const r = tb.inClient(daemon.run(bin('daemonize'), tb.serverIp, String(PORT), mode, out));
+    assert.equal(r.status, 0, r.stderr);
+    const [before, afterPort] = readFileSync(out, 'utf8').trim().split(' ').map(Number);
+    assert.ok(before! > 0 && afterPort! > 0, 'both connects succeeded and no file of the program was written to');
+    const pkts = await cap.packets();
+    assert.equal(pkts.find((p) => p.srcPort === before)?.dscp, 16);
+    assert.equal(pkts.find((p) => p.srcPort === afterPort)?.dscp, 16);
+  });
+}
+
+test('fail-open: no daemon at all', { skip }, async () => {
+  const cap = await tb.capture(SYN_ONLY);
+  const r = tb.inClient([process.execPath, QOS, 'run', '--socket', join(tb.dir, 'nobody.sock'), '--', bin('connect_loop'), tb.serverIp, String(PORT), '1000', '1']);
+  assert.equal(r.stdout.trim(), 'ok=1000 fail=0');
+  assert.equal(r.stderr, '', 'the agent prints nothing');
+  const pkts = await cap.packets();
+  assert.deepEqual([...new Set(pkts.map((p) => p.dscp))], [0]);
+});
+
+test('fail-open: a daemon that accepts but never answers costs at most a few timeouts', { skip }, async () => {
+  const sock = join(tb.dir, 'mute.sock');
+  const held: unknown[] = [];
+  const mute = createServer((s) => { held.push(s); }).listen(sock);
+  await new Promise((r) => mute.once('listening', r));
+  try {
+    const t0 = Date.now();
+    const r = tb.inClient([process.execPath, QOS, 'run', '--socket', sock, '--timeout-ms', '50', '--', bin('connect_loop'), tb.serverIp, String(PORT), '1000', '4'], { timeout: 60_000 });
+    const elapsed = Date.now() - t0;
+    assert.equal(r.stdout.trim(), 'ok=4000 fail=0');
+    assert.equal(r.stderr, '');
+    // 4,000 connects that each waited 50 ms would take 50 s; back-off keeps it to a few timeouts.
+    assert.ok(elapsed < 10_000, `took ${elapsed} ms`);
+  } finally {
+    for (const s of held) (s as { destroy(): void }).destroy();
+    mute.close();
+  }
+});
+
+test('fail-open: the daemon killed with SIGKILL while connects are in progress', { skip, timeout: 60_000 }, async () => {
+  const dir2 = join(tb.dir, 'd2');
+  mkdirSync(dir2);
+  const d2 = await new TestDaemon(dir2, POLICY).start();
+  const cap = await tb.capture(SYN_ONLY);
+  const argv = ['ip', 'netns', 'exec', tb.client, ...d2.run(bin('connect_loop'), tb.serverIp, String(PORT), '5000', '2')];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '', err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d));
+  child.stderr.on('data', (d: Buffer) => (err += d));
+  // Kill once the daemon has decided for some of them.
+  for (let i = 0; i < 400 && (await decisionsMade(d2.admin)) < 50; i++) await sleep(25);
+  d2.proc.kill('SIGKILL');
+  const code = await new Promise<number | null>((r) => child.once('exit', r));
+  assert.equal(out.trim(), 'ok=10000 fail=0', err);
+  assert.equal(code, 0);
+  const pkts = await cap.packets();
+  const marked = pkts.filter((p) => p.dscp === 18).length;
+  const plain = pkts.filter((p) => p.dscp === 0).length;
+  assert.ok(marked > 0, 'marked while the daemon lived');
+  assert.ok(plain > 0, 'unmarked after it died');
+  try { unlinkSync(d2.socket); } catch { /* already gone */ }
+});
+
+async function decisionsMade(admin: string): Promise<number> {
+  const { call } = await import('../cli/client.js');
+  try {
+    const r = await call(admin, 'GET', '/v1/status', 1000);
+    return (JSON.parse(r.body) as { decisions_total: number }).decisions_total;
+  } catch {
+    return 0;
+  }
+}
