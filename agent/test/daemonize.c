@@ -13,16 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int dial(struct sockaddr_in *dst)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)dst, sizeof *dst) != 0) return -1;
-	struct sockaddr_in me;
-	socklen_t l = sizeof me;
-	getsockname(fd, (struct sockaddr *)&me, &l);
-	close(fd);
-	return ntohs(me.sin_port);
-}
+#include "dial.h"
 
 int main(int argc, char **argv)
 {
