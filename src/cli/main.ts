@@ -135,17 +135,6 @@ program
   .description('print the path of libqosagent.so (for LD_PRELOAD or /etc/ld.so.preload)')
   .action(() => print(AGENT_LIBRARY));
 
-const bench = program.command('bench').description('benchmarks that print JSON');
-bench
-  .command('agent')
-  .description('cost of the agent: IPC floor, connect+close with/without, send path, daemon throughput')
-  .option('--json', 'print JSON (the default; kept for symmetry)')
-  .option('--iterations <n>', 'connect+close samples per side', (v) => positiveInt(v, '--iterations'), 20000)
-  .action(async (o: { iterations: number }) => {
-    const { benchAgent } = await import('../bench/agent.js');
-    print(JSON.stringify(await benchAgent({ iterations: o.iterations }), null, 2));
-  });
-
 function positiveInt(v: string, name: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n <= 0) throw new QosError('QOS_ERR_USAGE', `${name} takes a positive whole number, not "${v}"`);
