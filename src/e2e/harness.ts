@@ -30,18 +30,20 @@ function must(argv: string[]): string {
   return r.stdout;
 }
 
-let counter = 0;
+let beds = 0;
+let files = 0;
 
 /** Client and server namespaces on one veth link, IPv4 and IPv6. */
 export class Testbed {
-  readonly id = `q${process.pid % 10000}x${counter++}`;
+  readonly n = ++beds;
+  readonly id = `q${process.pid % 10000}x${this.n}`;
   readonly client = `${this.id}c`;
   readonly server = `${this.id}s`;
   readonly net = 200 + (process.pid % 50);
-  readonly clientIp = `10.${this.net}.${counter}.1`;
-  readonly serverIp = `10.${this.net}.${counter}.2`;
-  readonly clientIp6 = `fd00:${this.net}:${counter}::1`;
-  readonly serverIp6 = `fd00:${this.net}:${counter}::2`;
+  readonly clientIp = `10.${this.net}.${this.n}.1`;
+  readonly serverIp = `10.${this.net}.${this.n}.2`;
+  readonly clientIp6 = `fd00:${this.net}:${this.n}::1`;
+  readonly serverIp6 = `fd00:${this.net}:${this.n}::2`;
   readonly serverIf = `${this.id}s0`;
   readonly dir = mkdtempSync(join(tmpdir(), 'qosd-e2e-'));
   private procs: ChildProcess[] = [];
@@ -79,14 +81,13 @@ export class Testbed {
 
   /** Starts tcpdump on the server's interface; resolves once it is listening. */
   async capture(filter: string): Promise<Capture> {
-    const file = join(this.dir, `cap${counter++}.pcap`);
+    const file = join(this.dir, `cap${files++}.pcap`);
     const p = spawn('ip', ['netns', 'exec', this.server, 'tcpdump', '-i', this.serverIf, '--immediate-mode', '-B', '65536', '-U', '-n', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.procs.push(p);
     await new Promise<void>((res, rej) => {
       let err = '';
       const t = setTimeout(() => rej(new Error(`tcpdump did not start: ${err}`)), 10_000);
       p.stderr!.on('data', (d: Buffer) => { err += d; if (err.includes('listening on')) { clearTimeout(t); res(); } });
-      p.stderr!.on('data', (d: Buffer) => { if (/dropped/.test(String(d))) process.stderr.write(`tcpdump: ${d}`); });
       p.on('exit', (c) => { clearTimeout(t); rej(new Error(`tcpdump exited ${c}: ${err}`)); });
     });
     return new Capture(p, file);
@@ -95,7 +96,7 @@ export class Testbed {
   /** Counts, in the server's kernel (nftables, input hook), SYNs to port: all, and per DSCP
    * value given. Exact where a capture would drop packets under a burst. */
   synCounter(port: number, dscps: number[]): { read(): { total: number; byDscp: Map<number, number> } } {
-    const table = `qt${counter++}`;
+    const table = `qt${files++}`;
     const rules = dscps.map((d) => `    tcp dport ${port} tcp flags & (syn|ack) == syn ip dscp ${d} counter comment "d${d}"`).join('\n');
     const file = join(this.dir, `${table}.nft`);
     writeFileSync(file, `table inet ${table} {\n  chain in {\n    type filter hook input priority 0;\n${rules}\n    tcp dport ${port} tcp flags & (syn|ack) == syn counter comment "all"\n  }\n}\n`);
