@@ -176,6 +176,8 @@ static void init(void)
 	qos_cfg.timeout_ms = ms > 0 && ms <= 60000 ? (int)ms : QOS_DEFAULT_TIMEOUT_MS;
 	const char *d = getenv("QOSD_DEBUG");
 	qos_cfg.debug = d && *d && strcmp(d, "0") != 0;
+	const char *c = getenv("QOSD_CACHE");
+	qos_cfg.cache = !(c && strcmp(c, "0") == 0);
 	const char *off = getenv("QOSD_DISABLE");
 	qos_cfg.disabled = (off && *off && strcmp(off, "0") != 0) || !qos_real.socket ||
 			   !qos_real.connect || !qos_real.close || !qos_real.setsockopt;
@@ -194,7 +196,9 @@ struct decision {
 	int prio; /* -1: none */
 	int deny; /* errno, 0: none */
 	int override;
+	unsigned long long cache_gen; /* CACHE gen: reusable while the daemon publishes gen */
 };
+#define NO_DECISION ((struct decision){-1, -1, 0, 0, 0})
 
 static const struct { const char *name; int value; } errnames[] = {
 	{"EPERM", EPERM}, {"EACCES", EACCES}, {"ECONNREFUSED", ECONNREFUSED},
@@ -234,7 +238,7 @@ static int int_in(const char *s, int lo, int hi)
  * call then proceeds as without the agent. */
 static void parse_reply(char *line, struct decision *d)
 {
-	struct decision r = {-1, -1, 0, 0};
+	struct decision r = NO_DECISION;
 	char *save = NULL;
 	for (char *tok = strtok_r(line, " \t\r", &save); tok; tok = strtok_r(NULL, " \t\r", &save)) {
 		char *arg = NULL;
@@ -242,7 +246,8 @@ static void parse_reply(char *line, struct decision *d)
 			r.override = 1;
 			continue;
 		}
-		if (strcmp(tok, "TOS") && strcmp(tok, "DSCP") && strcmp(tok, "PRIORITY") && strcmp(tok, "DENY"))
+		if (strcmp(tok, "TOS") && strcmp(tok, "DSCP") && strcmp(tok, "PRIORITY") && strcmp(tok, "DENY") &&
+		    strcmp(tok, "CACHE"))
 			goto garbage;
 		arg = strtok_r(NULL, " \t\r", &save);
 		if (!arg)
@@ -255,6 +260,10 @@ static void parse_reply(char *line, struct decision *d)
 			r.tos = v << 2;
 		} else if (!strcmp(tok, "PRIORITY")) {
 			if ((r.prio = int_in(arg, 0, 7)) < 0) goto garbage;
+		} else if (!strcmp(tok, "CACHE")) {
+			char *end;
+			r.cache_gen = strtoull(arg, &end, 10);
+			if (*end || !r.cache_gen) goto garbage;
 		} else {
 			for (size_t i = 0; i < sizeof errnames / sizeof *errnames; i++)
 				if (!strcmp(arg, errnames[i].name))
@@ -266,7 +275,7 @@ static void parse_reply(char *line, struct decision *d)
 	return;
 garbage:
 	qos_debug("ignoring reply directive '%s'", line);
-	*d = (struct decision){-1, -1, 0, 0};
+	*d = NO_DECISION;
 }
 
 static void set_tos(int fd, int family, int tos)
@@ -337,14 +346,15 @@ static size_t fmt_ints(char *out, size_t len, size_t cap, int n, const int *v)
 	return len;
 }
 
-/* Begins a request in buf: the deferred Socket line for fd, if any, then "Type pid uid cmd".
- * *nreq counts the lines that expect replies. */
-static size_t begin(char *buf, size_t cap, int fd, struct fdst *s, const char *type, int *nreq)
+/* Begins a request in buf: the deferred Socket line for fd, if any, then "Type pid uid cmd"
+ * (as Cached notifications when cached_gen != 0). *nreq counts the lines. */
+static size_t begin(char *buf, size_t cap, int fd, struct fdst *s, const char *type, int *nreq,
+		    unsigned long long cached_gen)
 {
 	size_t len = 0;
 	*nreq = 0;
 	if (s->flags & F_PENDING) {
-		len = qos_msg_begin(buf, cap, "Socket");
+		len = qos_msg_begin(buf, cap, "Socket", cached_gen);
 		int v[4] = {s->family, s->type, s->proto, fd};
 		len = fmt_ints(buf, len, cap, 4, v);
 		if (len + 1 >= cap)
@@ -352,7 +362,7 @@ static size_t begin(char *buf, size_t cap, int fd, struct fdst *s, const char *t
 		buf[len++] = '\n';
 		(*nreq)++;
 	}
-	size_t l2 = qos_msg_begin(buf + len, cap - len, type);
+	size_t l2 = qos_msg_begin(buf + len, cap - len, type, cached_gen);
 	if (l2 >= cap - len)
 		return cap;
 	(*nreq)++;
@@ -363,7 +373,7 @@ static size_t begin(char *buf, size_t cap, int fd, struct fdst *s, const char *t
  * decision first, the call's own after it, which wins). Returns 0 if the daemon answered. */
 static int finish(char *buf, size_t len, size_t cap, int nreq, int fd, struct fdst *s, struct decision *out)
 {
-	*out = (struct decision){-1, -1, 0, 0};
+	*out = NO_DECISION;
 	if (len + 1 >= cap)
 		return -1;
 	buf[len++] = '\n';
@@ -380,18 +390,22 @@ static int finish(char *buf, size_t len, size_t cap, int nreq, int fd, struct fd
 		if (d.prio >= 0) out->prio = d.prio;
 		if (d.deny) out->deny = d.deny;
 		out->override |= d.override;
+		/* the outcome is reusable only if every reply in it is, under one generation */
+		out->cache_gen = i == 0 || out->cache_gen == d.cache_gen ? d.cache_gen : 0;
 	}
 	return 0;
 }
 
 /* Asks about a call on fd with an address argument and trailing integer arguments;
- * suffix is appended verbatim (e.g. " {} {}" for Connect's sqos and gqos). */
+ * suffix is appended verbatim (e.g. " {} {}" for Connect's sqos and gqos). With cached_gen,
+ * tells the daemon about a call decided from the cache instead (no reply to wait for). */
 static int ask_addr(const char *type, int fd, struct fdst *s, const struct sockaddr *sa,
-		    socklen_t salen, const char *suffix, int nints, const int *ints, struct decision *d)
+		    socklen_t salen, const char *suffix, int nints, const int *ints, struct decision *d,
+		    unsigned long long cached_gen)
 {
 	char buf[QOS_MAX_MSG];
 	int nreq;
-	size_t len = begin(buf, sizeof buf, fd, s, type, &nreq);
+	size_t len = begin(buf, sizeof buf, fd, s, type, &nreq, cached_gen);
 	len = fmt_ints(buf, len, sizeof buf, 1, &fd);
 	if (sa)
 		len = fmt_addr(buf, len, sizeof buf, sa, salen);
@@ -400,13 +414,109 @@ static int ask_addr(const char *type, int fd, struct fdst *s, const struct socka
 		len = len + sl < sizeof buf ? (memcpy(buf + len, suffix, sl), len + sl) : sizeof buf;
 	}
 	len = fmt_ints(buf, len, sizeof buf, nints, ints);
-	return finish(buf, len, sizeof buf, nreq, fd, s, d);
+	if (!cached_gen)
+		return finish(buf, len, sizeof buf, nreq, fd, s, d);
+	if (len + 1 >= sizeof buf)
+		return -1;
+	buf[len++] = '\n';
+	int told = qos_tell(buf, len);
+	if (told < 0)
+		return -1; /* the daemon is gone: proceed as without it, like a failed ask */
+	if (told == 0) { /* skipped (daemon behind): the decision stands, the daemon misses the flow */
+		pthread_mutex_lock(stripe(fd));
+		s->flags = (uint8_t)((s->flags & ~F_PENDING) | F_REPORTED);
+		pthread_mutex_unlock(stripe(fd));
+	}
+	return 0;
+}
+
+/* ---- the decision cache: per thread, as the daemon sees one connection per thread ----
+ * A first call on a fresh socket (Socket still pending) depends only on who asks, the
+ * socket's kind and the address: when the daemon says so (CACHE gen), the same call on
+ * another fresh socket reuses the outcome while the daemon's published generation is
+ * unchanged, and the daemon is only told (Cached), not asked. */
+
+#define CACHE_SLOTS 64
+struct ckey {
+	char call; /* 'C' connect, 'S' first datagram */
+	uint8_t family, type, afamily;
+	int16_t proto;
+	uint16_t port;
+	uint8_t addr[16];
+};
+struct centry {
+	struct ckey k;
+	unsigned long long gen; /* 0: empty */
+	struct decision d;
+};
+static __thread struct centry cache[CACHE_SLOTS];
+static __thread unsigned cache_fork_gen;
+
+static int ckey_make(struct ckey *k, char call, const struct fdst *s, const struct sockaddr *sa, socklen_t salen)
+{
+	memset(k, 0, sizeof *k);
+	k->call = call;
+	k->family = s->family;
+	k->type = s->type;
+	k->proto = s->proto;
+	if (sa->sa_family == AF_INET && salen >= (socklen_t)sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const void *)sa;
+		k->port = in->sin_port;
+		memcpy(k->addr, &in->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6 && salen >= (socklen_t)sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		k->port = in6->sin6_port;
+		memcpy(k->addr, &in6->sin6_addr, 16);
+	} else {
+		return -1;
+	}
+	k->afamily = (uint8_t)sa->sa_family;
+	return 0;
+}
+
+static struct centry *cache_slot(const struct ckey *k)
+{
+	if (cache_fork_gen != qos_wire_fork_gen()) { /* a forked child is someone else */
+		memset(cache, 0, sizeof cache);
+		cache_fork_gen = qos_wire_fork_gen();
+	}
+	uint32_t h = 2166136261u;
+	const uint8_t *p = (const uint8_t *)k;
+	for (size_t i = 0; i < sizeof *k; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return &cache[h % CACHE_SLOTS];
+}
+
+/* The call's outcome: from the cache if valid (even while asking is paused: using it does
+ * not wait), else asked (and cached when allowed). -1: proceed as without the agent. */
+static int decide_addr(const char *type, int fd, struct fdst *s, const struct sockaddr *sa,
+		       socklen_t salen, const char *suffix, struct decision *d)
+{
+	struct ckey k;
+	struct centry *e = NULL;
+	if (qos_cfg.cache && (s->flags & F_PENDING) && ckey_make(&k, type[0], s, sa, salen) == 0) {
+		e = cache_slot(&k);
+		unsigned long long gen = qos_wire_generation();
+		if (gen && e->gen == gen && !memcmp(&e->k, &k, sizeof k)) {
+			*d = e->d;
+			return ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, d, gen);
+		}
+	}
+	if (!qos_wire_maybe_up())
+		return -1;
+	int r = ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, d, 0);
+	if (r == 0 && e && d->cache_gen) {
+		e->k = k;
+		e->d = *d;
+		e->gen = d->cache_gen;
+	}
+	return r;
 }
 
 static void tell_fd(const char *type, int fd, int nints, const int *ints)
 {
 	char buf[QOS_MAX_MSG];
-	size_t len = qos_msg_begin(buf, sizeof buf, type);
+	size_t len = qos_msg_begin(buf, sizeof buf, type, 0);
 	len = fmt_ints(buf, len, sizeof buf, 1, &fd);
 	len = fmt_ints(buf, len, sizeof buf, nints, ints);
 	if (len + 1 >= sizeof buf)
@@ -457,11 +567,11 @@ int socket(int domain, int type, int protocol)
 static int ask_then(const char *type, int fd, const struct sockaddr *sa, socklen_t salen,
 		    const char *suffix, int (*real)(int, const struct sockaddr *, socklen_t))
 {
-	struct fdst *s = inet(sa) && qos_wire_maybe_up() ? tracked(fd) : NULL;
+	struct fdst *s = inet(sa) ? tracked(fd) : NULL;
 	if (s) {
 		struct decision d;
 		in_agent++;
-		int ok = ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, &d) == 0;
+		int ok = decide_addr(type, fd, s, sa, salen, suffix, &d) == 0;
 		in_agent--;
 		if (ok && d.deny) {
 			errno = d.deny;
@@ -495,7 +605,7 @@ int listen(int fd, int backlog)
 	if (s) {
 		struct decision d;
 		in_agent++;
-		int ok = ask_addr("Listen", fd, s, NULL, 0, NULL, 1, &backlog, &d) == 0;
+		int ok = ask_addr("Listen", fd, s, NULL, 0, NULL, 1, &backlog, &d, 0) == 0;
 		in_agent--;
 		if (ok && d.deny) {
 			errno = d.deny;
@@ -536,7 +646,7 @@ static int after_accept(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen)
 	char buf[QOS_MAX_MSG];
 	int nreq;
 	in_agent++;
-	size_t len = begin(buf, sizeof buf, lfd, ls, "Accept", &nreq);
+	size_t len = begin(buf, sizeof buf, lfd, ls, "Accept", &nreq, 0);
 	len = fmt_ints(buf, len, sizeof buf, 1, &lfd);
 	len = fmt_addr(buf, len, sizeof buf, pl ? pa : NULL, pl);
 	len = fmt_ints(buf, len, sizeof buf, 1, &nfd);
@@ -637,11 +747,9 @@ static int before_datagram(int fd, const struct sockaddr *sa, socklen_t salen)
 	struct dest *e = dest_find(s, &k);
 	pthread_mutex_unlock(stripe(fd));
 	if (!e) {
-		if (!qos_wire_maybe_up())
-			return 0;
 		struct decision d;
 		in_agent++;
-		int ok = ask_addr("SendTo", fd, s, sa, salen, NULL, 0, NULL, &d) == 0;
+		int ok = decide_addr("SendTo", fd, s, sa, salen, NULL, &d) == 0;
 		in_agent--;
 		if (!ok)
 			return 0;
@@ -766,7 +874,7 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 	int args[3] = {level, opt, v};
 	struct decision d;
 	in_agent++;
-	int ok = ask_addr("SetSockOpt", fd, s, NULL, 0, NULL, 3, args, &d) == 0;
+	int ok = ask_addr("SetSockOpt", fd, s, NULL, 0, NULL, 3, args, &d, 0) == 0;
 	in_agent--;
 	if (ok && !d.deny) {
 		d.override = 1;
@@ -840,7 +948,7 @@ __attribute__((destructor)) static void agent_cleanup(void)
 	if (qos_cfg.disabled || in_agent)
 		return;
 	char buf[QOS_MAX_MSG];
-	size_t len = qos_msg_begin(buf, sizeof buf, "Cleanup");
+	size_t len = qos_msg_begin(buf, sizeof buf, "Cleanup", 0);
 	if (len + 1 >= sizeof buf)
 		return;
 	buf[len++] = '\n';

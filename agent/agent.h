@@ -21,6 +21,7 @@ struct qos_cfg {
 	int timeout_ms;
 	int debug;
 	int disabled;
+	int cache; /* reuse decisions the daemon allows to (QOSD_CACHE=0 turns it off) */
 };
 extern struct qos_cfg qos_cfg;
 
@@ -48,9 +49,11 @@ long long qos_now_ns(void);
 void qos_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 size_t qos_tcl_append(char *out, size_t len, size_t cap, const char *s, size_t n);
 const char *qos_cmd(void);
-size_t qos_msg_begin(char *buf, size_t cap, const char *type);
+size_t qos_msg_begin(char *buf, size_t cap, const char *type, unsigned long long cached_gen);
 int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]);
-void qos_tell(const char *msg, size_t len);
+int qos_tell(const char *msg, size_t len);
+unsigned long long qos_wire_generation(void);
+unsigned qos_wire_fork_gen(void);
 int qos_wire_maybe_up(void);
 void qos_wire_init(void);
 void qos_wire_fd_gone(int fd);

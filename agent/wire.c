@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -60,6 +61,10 @@ static _Atomic long long down_until_ns;
 static _Atomic int backoff_ms = QOS_BACKOFF_MIN_MS;
 static _Atomic int startup_sent;
 static _Atomic int daemon_ok = 1; /* 0 once the daemon proved unusable for good */
+
+/* The daemon's policy generation, mapped read-only from "<socket>.gen" (docs/protocol.md). */
+static const volatile unsigned long long *gen_map;
+static _Atomic int gen_tried;
 
 static pthread_mutex_t cmd_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *cmd_quoted;    /* Tcl-quoted command line, built lazily */
@@ -265,6 +270,34 @@ void qos_wire_range_gone(unsigned first, unsigned last)
 		tconn.fd = -1, tconn.rlen = 0;
 }
 
+/* Maps the generation file once per process (the mapping survives fork). Only a file owned
+ * by root or by us counts, like the daemon itself. */
+static void map_generation(void)
+{
+	if (__atomic_exchange_n(&gen_tried, 1, __ATOMIC_SEQ_CST))
+		return;
+	char path[sizeof qos_cfg.socket_path + 8];
+	snprintf(path, sizeof path, "%s.gen", qos_cfg.socket_path);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 8 &&
+	    (st.st_uid == 0 || st.st_uid == getuid())) {
+		void *m = mmap(NULL, 8, PROT_READ, MAP_SHARED, fd, 0);
+		if (m != MAP_FAILED)
+			gen_map = m;
+	}
+	qos_real.close(fd);
+}
+
+unsigned long long qos_wire_generation(void)
+{
+	return gen_map ? *gen_map : 0;
+}
+
+unsigned qos_wire_fork_gen(void) { return fork_gen; }
+
 /* Whether this process has announced itself (so Cleanup is worth sending). */
 int qos_wire_started(void) { return startup_sent; }
 
@@ -308,7 +341,8 @@ static void fail(struct conn *c, const char *why, long long started)
 		if (__atomic_compare_exchange_n(&down_until_ns, &until, now + (long long)b * 1000000LL, 0,
 						__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
 			backoff_ms = b * 2 > QOS_BACKOFF_MAX_MS ? QOS_BACKOFF_MAX_MS : b * 2;
-			qos_debug("daemon unusable (%s): not asking for %d ms", why, b);
+			qos_debug("daemon unusable (%s after %lld ms): not asking for %d ms", why,
+				  (now - started) / 1000000, b);
 		}
 	}
 	conn_drop(c, 1);
@@ -358,15 +392,18 @@ static int conn_open(struct conn *c)
 	return 0;
 }
 
+/* Waits until fd is ready or the deadline passes. Past the deadline it still looks once
+ * without waiting: a thread that was not scheduled for a while (64 busy threads on 2 cores)
+ * must not call a reply that is already there a timeout. */
 static int wait_fd(int fd, short ev, long long deadline)
 {
 	for (;;) {
 		long long left = deadline - qos_now_ns();
-		if (left <= 0)
-			return 0;
 		struct pollfd p = {.fd = fd, .events = ev};
-		int ms = (int)((left + 999999) / 1000000);
+		int ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
 		int r = poll(&p, 1, ms);
+		if (r == 0 && left <= 0)
+			return 0;
 		if (r > 0)
 			return 1;
 		if (r < 0 && errno != EINTR)
@@ -374,17 +411,24 @@ static int wait_fd(int fd, short ev, long long deadline)
 	}
 }
 
-static int send_all(struct conn *c, const char *buf, size_t len, long long deadline)
+/* Sends buf whole: 0 sent; 1 nothing sent because the daemon's socket is full and the caller
+ * may skip this message (may_skip); -1 failed. A line once begun is always finished (within
+ * the timeout), or the stream would be corrupt. */
+static int send_all(struct conn *c, const char *buf, size_t len, long long deadline, int may_skip)
 {
-	while (len > 0) {
-		ssize_t w = send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	size_t sent = 0;
+	while (sent < len) {
+		ssize_t w = send(c->fd, buf + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w > 0) {
-			buf += w;
-			len -= (size_t)w;
+			sent += (size_t)w;
 		} else if (w < 0 && errno == EINTR) {
 			continue;
 		} else if (w < 0 && errno == EAGAIN) {
-			if (deadline == 0 || wait_fd(c->fd, POLLOUT, deadline) != 1)
+			if (sent == 0 && may_skip)
+				return 1;
+			if (deadline == 0)
+				deadline = qos_now_ns() + (long long)qos_cfg.timeout_ms * 1000000LL;
+			if (wait_fd(c->fd, POLLOUT, deadline) != 1)
 				return -1;
 		} else {
 			return -1;
@@ -393,15 +437,15 @@ static int send_all(struct conn *c, const char *buf, size_t len, long long deadl
 	return 0;
 }
 
-/* Reads one reply line into line (NUL-terminated). 0 ok, -1 failure. */
-static int recv_line(struct conn *c, char *line, size_t cap, long long deadline)
+/* Reads one reply line into line (NUL-terminated). 0 ok, -1 failure (*why says which). */
+static int recv_line(struct conn *c, char *line, size_t cap, long long deadline, const char **why)
 {
 	for (;;) {
 		char *nl = memchr(c->rbuf, '\n', c->rlen);
 		if (nl) {
 			size_t n = (size_t)(nl - c->rbuf);
 			if (n >= cap)
-				return -1;
+				return *why = "reply too long", -1;
 			memcpy(line, c->rbuf, n);
 			line[n] = '\0';
 			c->rlen -= n + 1;
@@ -409,7 +453,7 @@ static int recv_line(struct conn *c, char *line, size_t cap, long long deadline)
 			return 0;
 		}
 		if (c->rlen == sizeof c->rbuf)
-			return -1; /* longer than any reply we accept: garbage */
+			return *why = "reply too long", -1; /* longer than any reply we accept: garbage */
 		ssize_t r = recv(c->fd, c->rbuf + c->rlen, sizeof c->rbuf - c->rlen, MSG_DONTWAIT);
 		if (r > 0) {
 			c->rlen += (size_t)r;
@@ -417,18 +461,22 @@ static int recv_line(struct conn *c, char *line, size_t cap, long long deadline)
 			continue;
 		} else if (r < 0 && errno == EAGAIN) {
 			if (wait_fd(c->fd, POLLIN, deadline) != 1)
-				return -1;
+				return *why = "timeout", -1;
 		} else {
-			return -1;
+			return *why = r == 0 ? "closed by the daemon" : "receive error", -1;
 		}
 	}
 }
 
-static struct conn *usable_conn(void)
+/* This thread's connection, opened if need be. During a back-off pause (the daemon failed
+ * to answer in time) nobody asks, but a notification (asking = 0) may still go out on a
+ * connection that is already open: telling never waits. */
+static struct conn *usable_conn(int asking)
 {
 	if (!daemon_ok || qos_cfg.disabled)
 		return NULL;
-	if (down_until_ns && qos_now_ns() < down_until_ns)
+	int paused = down_until_ns && qos_now_ns() < down_until_ns;
+	if (paused && asking)
 		return NULL;
 	struct conn *c = &tconn;
 	if (c->fd >= 0 && (c->gen != fork_gen || !still_ours(c->fd, c->dev, c->ino))) {
@@ -437,6 +485,8 @@ static struct conn *usable_conn(void)
 		c->fd = -1;
 		c->rlen = 0;
 	}
+	if (c->fd < 0 && paused)
+		return NULL;
 	if (c->fd < 0 && conn_open(c) != 0) {
 		if (daemon_ok)
 			fail(c, "connect", qos_now_ns());
@@ -445,10 +495,11 @@ static struct conn *usable_conn(void)
 	return c;
 }
 
-/* Builds "Type pid uid cmd" into buf; the caller appends the call's arguments. */
-size_t qos_msg_begin(char *buf, size_t cap, const char *type)
+/* Builds "Type pid uid cmd" into buf, or "Cached pid uid cmd gen Type" for a call decided
+ * from the cache (cached_gen != 0); the caller appends the call's arguments. */
+size_t qos_msg_begin(char *buf, size_t cap, const char *type, unsigned long long cached_gen)
 {
-	int n = snprintf(buf, cap, "%s %d %u ", type, (int)getpid(), (unsigned)getuid());
+	int n = snprintf(buf, cap, "%s %d %u ", cached_gen ? "Cached" : type, (int)getpid(), (unsigned)getuid());
 	if (n < 0 || (size_t)n >= cap)
 		return cap;
 	size_t len = (size_t)n;
@@ -457,7 +508,14 @@ size_t qos_msg_begin(char *buf, size_t cap, const char *type)
 	if (len + cl >= cap)
 		return cap;
 	memcpy(buf + len, cmd, cl);
-	return len + cl;
+	len += cl;
+	if (cached_gen) {
+		n = snprintf(buf + len, cap - len, " %llu %s", cached_gen, type);
+		if (n < 0 || (size_t)n >= cap - len)
+			return cap;
+		len += (size_t)n;
+	}
+	return len;
 }
 
 /* Sends the request lines in req (each ending in '\n'; nreq of them expect replies) and
@@ -465,7 +523,7 @@ size_t qos_msg_begin(char *buf, size_t cap, const char *type)
  * every reply arrived, -1 when the call must proceed as without the agent. */
 int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY])
 {
-	struct conn *c = usable_conn();
+	struct conn *c = usable_conn(1);
 	if (!c)
 		return -1;
 	long long started = qos_now_ns();
@@ -476,23 +534,24 @@ int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]
 	}
 	if (with_startup) {
 		char st[QOS_MAX_MSG];
-		size_t sl = qos_msg_begin(st, sizeof st - 8, "Startup");
+		size_t sl = qos_msg_begin(st, sizeof st - 8, "Startup", 0);
 		if (sl >= sizeof st - 8)
 			return -1;
 		sl += (size_t)snprintf(st + sl, 8, " %d\n", QOS_PROTOCOL_VERSION);
-		if (send_all(c, st, sl, deadline) != 0) {
+		if (send_all(c, st, sl, deadline, 0) != 0) {
 			fail(c, "send", started);
 			return -1;
 		}
 	}
-	if (send_all(c, req, len, deadline) != 0) {
+	if (send_all(c, req, len, deadline, 0) != 0) {
 		fail(c, "send", started);
 		return -1;
 	}
+	const char *why = "";
 	if (with_startup) {
 		char v[QOS_MAX_REPLY];
-		if (recv_line(c, v, sizeof v, deadline) != 0) {
-			fail(c, "timeout or closed", started);
+		if (recv_line(c, v, sizeof v, deadline, &why) != 0) {
+			fail(c, why, started);
 			return -1;
 		}
 		int ver = 0;
@@ -502,10 +561,11 @@ int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]
 			conn_drop(c, 1);
 			return -1;
 		}
+		map_generation();
 	}
 	for (int i = 0; i < nreq; i++) {
-		if (recv_line(c, replies[i], QOS_MAX_REPLY, deadline) != 0) {
-			fail(c, "timeout or closed", started);
+		if (recv_line(c, replies[i], QOS_MAX_REPLY, deadline, &why) != 0) {
+			fail(c, why, started);
 			return -1;
 		}
 	}
@@ -513,14 +573,18 @@ int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]
 	return 0;
 }
 
-/* Fire-and-forget notification (Close, Shutdown, Cleanup): never waits. */
-void qos_tell(const char *msg, size_t len)
+/* Fire-and-forget notification (Close, Shutdown, Cleanup, Cached): does not wait for the
+ * daemon. 0 sent; 1 skipped because the daemon is behind (its socket is full: it sheds our
+ * notifications, the connection stays); -1 the daemon is gone. */
+int qos_tell(const char *msg, size_t len)
 {
-	struct conn *c = usable_conn();
+	struct conn *c = usable_conn(0);
 	if (!c)
-		return;
-	if (send_all(c, msg, len, 0) != 0)
+		return -1;
+	int r = send_all(c, msg, len, 0, 1);
+	if (r < 0)
 		conn_drop(c, 1);
+	return r;
 }
 
 /* Whether this thread could talk to the daemon now (used to skip building messages). */

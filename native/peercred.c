@@ -1,6 +1,12 @@
-/* qosd daemon native helper: the peer credentials (SO_PEERCRED) of a connected Unix socket.
- * Node cannot read them; the daemon needs them because a client's own claims are not trusted. */
+/* qosd daemon native helper: what Node cannot do on the agent socket.
+ * - peercred(fd): the peer credentials (SO_PEERCRED) of a connected Unix socket; the daemon
+ *   needs them because a client's own claims are not trusted.
+ * - acceptPending(fd, max): accepts every connection already queued on a listening socket.
+ *   libuv accepts one Unix-socket connection per event-loop turn (measured: 64 queued
+ *   connections take 64 turns), so a burst of new threads would wait behind everything
+ *   else the loop does; the daemon drains the queue at the first one instead. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <node_api.h>
 #include <sys/socket.h>
 
@@ -30,10 +36,37 @@ static napi_value peercred(napi_env env, napi_callback_info info)
 	return out;
 }
 
+/* acceptPending(listenFd, max) -> [fd, fd, ...]: non-blocking, close-on-exec descriptors. */
+static napi_value accept_pending(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2], out, v;
+	int32_t lfd = -1, max = 0;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+	    napi_get_value_int32(env, argv[0], &lfd) != napi_ok || napi_get_value_int32(env, argv[1], &max) != napi_ok) {
+		napi_throw_type_error(env, NULL, "acceptPending(fd, max): numbers expected");
+		return NULL;
+	}
+	napi_create_array(env, &out);
+	for (uint32_t n = 0; (int32_t)n < max;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			break; /* EAGAIN: the queue is empty; anything else: libuv will see it too */
+		}
+		napi_create_int32(env, fd, &v);
+		napi_set_element(env, out, n++, v);
+	}
+	return out;
+}
+
 NAPI_MODULE_INIT()
 {
 	napi_value fn;
 	napi_create_function(env, "peercred", NAPI_AUTO_LENGTH, peercred, NULL, &fn);
 	napi_set_named_property(env, exports, "peercred", fn);
+	napi_create_function(env, "acceptPending", NAPI_AUTO_LENGTH, accept_pending, NULL, &fn);
+	napi_set_named_property(env, exports, "acceptPending", fn);
 	return exports;
 }

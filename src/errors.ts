@@ -11,6 +11,7 @@ export const ErrorCodes = {
   QOS_ERR_API: 'the daemon refused an admin request',
   QOS_ERR_NOT_FOUND: 'no such resource',
   QOS_ERR_ENVIRONMENT: 'this machine lacks something qosd needs',
+  QOS_ERR_BENCH: 'a benchmark step failed',
   QOS_ERR_INTERNAL: 'internal error',
 } as const;
 

@@ -41,5 +41,5 @@ export function formatFlows(flows: Rec[]): string {
 }
 
 export function formatDecision(r: Rec): string {
-  return `${r.time} ${r.event} pid=${r.pid} user=${r.user} fd=${r.fd} remote=${ep(r.remote)} rule=${r.rule ?? '-'} -> ${r.reply || '(none)'} ${r.exe}`;
+  return `${r.time} ${r.event} pid=${r.pid} user=${r.user} fd=${r.fd} remote=${ep(r.remote)} rule=${r.rule ?? '-'} -> ${r.reply || '(none)'}${r.cached ? ' (cached)' : ''} ${r.exe}`;
 }

@@ -22,9 +22,10 @@ program
   .option('--admin <path>', 'admin API socket (env QOSD_ADMIN)', adminSocket())
   .option('--policy <file>', 'policy file, YAML or JSON (default: the built-in policy; `qos policy default` shows it)')
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace', 'info')
-  .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string }) => {
+  .option('--nice <n>', 'scheduling priority to take at start, -20..19, or "keep" (default -10: agents wait for the daemon)', niceValue)
+  .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep' }) => {
     const { Daemon } = await import('../daemon/daemon.js');
-    const d = new Daemon({ socket: o.socket, admin: o.admin, policy: o.policy, logLevel: o.logLevel });
+    const d = new Daemon({ socket: o.socket, admin: o.admin, policy: o.policy, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice });
     await d.start();
     process.on('SIGHUP', () => void d.reload('SIGHUP'));
     await new Promise<void>((resolve) => {
@@ -130,6 +131,24 @@ policy
     process.stdout.write(DEFAULT_POLICY_TEXT);
   });
 
+const bench = program.command('bench').description('measure qosd on this machine (prints figures; never part of the tests)');
+bench
+  .command('agent')
+  .description('what the agent adds to connect() and send(), against a bare C-to-C Unix socket round trip, and daemon decisions/s with a 1,000-rule policy')
+  .option('--json', 'print one JSON object')
+  .option('--rounds <n>', 'rounds; figures are medians over rounds', (v) => positiveInt(v, '--rounds'), 7)
+  .option('--connects <n>', 'connects per connect+close run', (v) => positiveInt(v, '--connects'), 10_000)
+  .option('--sends <n>', 'sends per send-path run', (v) => positiveInt(v, '--sends'), 1_000_000)
+  .option('--threads <n>', 'concurrent agents for the decisions/s load', (v) => positiveInt(v, '--threads'), 16)
+  .option('--load-ms <ms>', 'duration of the decisions/s load', (v) => positiveInt(v, '--load-ms'), 3000)
+  .option('--check', 'exit 1 if a target is missed')
+  .action(async (o: { json?: boolean; rounds: number; connects: number; sends: number; threads: number; loadMs: number; check?: boolean }) => {
+    const { benchAgent, formatAgentBench } = await import('../bench/agent.js');
+    const r = await benchAgent({ ...o, progress: o.json ? undefined : (m) => process.stderr.write(`${m}\n`) });
+    print(o.json ? JSON.stringify(r, null, 2) : formatAgentBench(r));
+    if (o.check && !Object.values(r.targets).every((t) => t.ok)) process.exitCode = 1;
+  });
+
 program
   .command('agent-path')
   .description('print the path of libqosagent.so (for LD_PRELOAD or /etc/ld.so.preload)')
@@ -138,6 +157,13 @@ program
 function positiveInt(v: string, name: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n <= 0) throw new QosError('QOS_ERR_USAGE', `${name} takes a positive whole number, not "${v}"`);
+  return n;
+}
+
+function niceValue(v: string): number | 'keep' {
+  if (v === 'keep') return v;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < -20 || n > 19) throw new QosError('QOS_ERR_USAGE', `--nice takes -20..19 or "keep", not "${v}"`);
   return n;
 }
 

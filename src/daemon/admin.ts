@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { chmod, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { QosError } from '../errors.js';
-import type { DecisionRecord } from './decide.js';
+import { decisionJson, type DecisionRecord } from './decide.js';
 
 export interface AdminHandlers {
   status(): unknown;
@@ -70,9 +70,9 @@ export class AdminServer {
       case 'GET /v1/decisions': {
         const limit = Math.min(Math.max(Number(url.searchParams.get('limit') ?? 100) || 100, 1), 10000);
         res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-        for (const r of this.h.recentDecisions(limit)) res.write(JSON.stringify(r) + '\n');
+        for (const r of this.h.recentDecisions(limit)) res.write(decisionJson(r) + '\n');
         if (url.searchParams.get('follow') !== '1') { res.end(); return; }
-        const off = this.h.subscribe((r) => { res.write(JSON.stringify(r) + '\n'); });
+        const off = this.h.subscribe((r) => { res.write(decisionJson(r) + '\n'); });
         req.on('close', off);
         return;
       }

@@ -1,21 +1,34 @@
 /* The agent-facing side of the daemon: a Unix stream socket, one request per line, replies in
  * order. Identity comes from SO_PEERCRED and /proc at accept. Nothing here waits: a slow or
- * hostile client can only fill its own buffers, which are bounded. */
+ * hostile client can only fill its own buffers, which are bounded.
+ *
+ * Scheduling: an agent waits (50 ms at most) only for requests; notifications (Close, Cached,
+ * Shutdown, Cleanup) need no answer. A connection whose buffered lines include a request is
+ * served at once, in order; one holding only notifications goes to a background queue served
+ * a bounded number of lines per event-loop turn, so that a thread telling us about thousands
+ * of connects cannot make another thread's first question miss its deadline. A backlog past
+ * BACKLOG_PAUSE bytes stops reading that connection: its agent's sends then find the socket
+ * full and drop notifications, never requests (docs/agent.md). */
 
-import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
+import { connect as netConnect, createServer, Socket, type Server } from 'node:net';
 import { chmod, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { QosError } from '../errors.js';
 import type { Identity } from '../policy/engine.js';
-import { decode, encodeError, MAX_LINE, type Message } from '../protocol/messages.js';
+import { decode, encodeError, MAX_LINE, NOTIFICATIONS, type Message, type MessageType } from '../protocol/messages.js';
 import type { Decider, DecisionRecord } from './decide.js';
-import type { IdentityResolver } from './identity.js';
-import { peerCred } from './identity.js';
+import type { Cred, IdentityResolver } from './identity.js';
+import { acceptPending, peerCred } from './identity.js';
 import type { Metrics } from './metrics.js';
 
 /** A client that leaves this many reply bytes unread is disconnected. */
 const MAX_UNREAD = 1 << 20;
+/** Notification lines handled per event-loop turn, in all, and per connection. */
+const BACKGROUND_LINES = 256;
+const BACKGROUND_LINES_PER_CONN = 32;
+/** Buffered bytes of notifications after which a connection is not read until worked off. */
+const BACKLOG_PAUSE = 64 * 1024;
 
 export interface AgentServerOptions {
   path: string;
@@ -27,12 +40,26 @@ export interface AgentServerOptions {
   onDisconnect: (pid: number) => void;
 }
 
-interface Conn { sock: Socket; id: Identity; pending: Buffer | null }
+interface Conn {
+  sock: Socket;
+  cred: Cred;
+  id: Identity;
+  /** received bytes not handled yet (a partial line, or lines waiting for a background turn) */
+  pending: Buffer | null;
+  /** a malformed notification was seen: hang up after the replies before it */
+  broken: boolean;
+  /** in the background queue */
+  queued: boolean;
+  /** hung up: what still arrives is dropped until the agent closes its end */
+  closing: boolean;
+}
 
 export class AgentServer {
   private server: Server | null = null;
   private readonly conns = new Set<Conn>();
   private readonly perPid = new Map<number, number>();
+  private readonly background: Conn[] = [];
+  private backgroundScheduled = false;
 
   constructor(private readonly o: AgentServerOptions) {}
 
@@ -49,7 +76,10 @@ export class AgentServer {
     const { path } = this.o;
     await mkdir(dirname(path), { recursive: true, mode: 0o755 });
     await removeStaleSocket(path);
-    const server = createServer({ allowHalfOpen: false }, (s) => this.accept(s));
+    const server = createServer({ allowHalfOpen: false }, (s) => {
+      this.accept(s);
+      this.acceptQueued();
+    });
     server.maxConnections = 65536;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -68,15 +98,22 @@ export class AgentServer {
     await unlink(this.o.path).catch(() => undefined);
   }
 
+  /** Takes every other connection waiting in the listen queue now, not one per loop turn. */
+  private acceptQueued(): void {
+    const lfd = handleFd(this.server);
+    if (lfd === undefined) return;
+    for (const fd of acceptPending(lfd, 4096)) this.accept(new Socket({ fd, readable: true, writable: true, allowHalfOpen: false }));
+  }
+
   private accept(sock: Socket): void {
-    const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    const cred = typeof fd === 'number' && fd >= 0 ? peerCred(fd) : null;
+    const fd = handleFd(sock);
+    const cred = fd !== undefined ? peerCred(fd) : null;
     if (!cred) {
       this.o.metrics.errors.inc({ code: 'QOS_ERR_PEERCRED' });
       sock.destroy();
       return;
     }
-    const conn: Conn = { sock, id: this.o.identities.resolve(cred), pending: null };
+    const conn: Conn = { sock, cred, id: this.o.identities.resolve(cred), pending: null, broken: false, queued: false, closing: false };
     this.conns.add(conn);
     this.perPid.set(cred.pid, (this.perPid.get(cred.pid) ?? 0) + 1);
     this.o.metrics.agents.inc();
@@ -92,53 +129,150 @@ export class AgentServer {
   }
 
   private data(c: Conn, chunk: Buffer): void {
-    const buf = c.pending ? Buffer.concat([c.pending, chunk]) : chunk;
+    if (c.closing) return;
+    c.pending = c.pending ? Buffer.concat([c.pending, chunk]) : chunk;
+    if (hasRequest(c.pending)) {
+      this.drain(c, Infinity);
+      if (!c.pending || c.sock.destroyed) return;
+    }
+    if (c.pending.indexOf(10) < 0) {
+      // Only a partial line: keep it (a copy: do not pin Node's whole read buffer).
+      if (c.pending.buffer === chunk.buffer) c.pending = Buffer.from(c.pending);
+      this.checkLength(c);
+      return;
+    }
+    if (c.pending.length > BACKLOG_PAUSE && !c.sock.isPaused()) c.sock.pause();
+    if (!c.queued) { c.queued = true; this.background.push(c); }
+    this.scheduleBackground();
+  }
+
+  private scheduleBackground(): void {
+    if (this.backgroundScheduled) return;
+    this.backgroundScheduled = true;
+    setImmediate(() => this.backgroundTurn());
+  }
+
+  /** Works off queued notifications, a bounded number of lines per turn, round robin. */
+  private backgroundTurn(): void {
+    this.backgroundScheduled = false;
+    let budget = BACKGROUND_LINES;
+    for (let n = this.background.length; n > 0 && budget > 0; n--) {
+      const c = this.background.shift()!;
+      c.queued = false;
+      if (c.sock.destroyed) continue;
+      budget -= this.drain(c, Math.min(budget, BACKGROUND_LINES_PER_CONN));
+      if (c.sock.destroyed) continue;
+      if (c.pending && c.pending.indexOf(10) >= 0) { c.queued = true; this.background.push(c); }
+      else if (c.sock.isPaused()) c.sock.resume();
+    }
+    if (this.background.length) this.scheduleBackground();
+  }
+
+  /** Handles up to maxLines complete lines of c and writes their replies; returns how many. */
+  private drain(c: Conn, maxLines: number): number {
+    const buf = c.pending;
+    if (!buf || c.sock.destroyed || c.closing) return 0;
     let start = 0;
     let out = '';
-    for (;;) {
+    let n = 0;
+    while (n < maxLines) {
       const nl = buf.indexOf(10, start);
       if (nl < 0) break;
+      n++;
       const r = this.line(c, buf.toString('utf8', start, nl));
       if (r !== null) out += r + '\n';
       start = nl + 1;
+      if (c.broken) {
+        // A malformed notification: any reply would be taken for the answer to the agent's
+        // next request, so answer what came before and hang up instead.
+        this.hangUp(c, 'malformed notification', out);
+        return n;
+      }
     }
-    const rest = buf.length - start;
-    if (rest > MAX_LINE) {
-      this.o.metrics.errors.inc({ code: 'QOS_ERR_MESSAGE_TOO_LONG' });
-      c.sock.end(`${encodeError(new QosError('QOS_ERR_MESSAGE_TOO_LONG', `message longer than ${MAX_LINE} bytes`))}\n`);
-      c.sock.destroySoon();
-      c.pending = null;
-      return;
-    }
-    c.pending = rest > 0 ? buf.subarray(start) : null;
-    if (c.pending && c.pending.buffer === chunk.buffer) c.pending = Buffer.from(c.pending); // don't pin Node's read buffer
+    // Copy the remainder so it does not pin Node's whole read buffer.
+    c.pending = start === 0 ? buf : start < buf.length ? Buffer.from(buf.subarray(start)) : null;
     if (out) {
       c.sock.write(out);
-      if (c.sock.writableLength > MAX_UNREAD) c.sock.destroy();
+      if (c.sock.writableLength > MAX_UNREAD) { this.hangUp(c, 'replies left unread'); return n; }
     }
+    this.checkLength(c);
+    return n;
+  }
+
+  /** A partial line longer than any message is refused and the connection closed. */
+  private checkLength(c: Conn): void {
+    const p = c.pending;
+    if (!p || p.length <= MAX_LINE || p.indexOf(10) >= 0) return;
+    this.o.metrics.errors.inc({ code: 'QOS_ERR_MESSAGE_TOO_LONG' });
+    this.hangUp(c, 'line too long', `${encodeError(new QosError('QOS_ERR_MESSAGE_TOO_LONG', `message longer than ${MAX_LINE} bytes`))}\n`);
+  }
+
+  /** Closes a connection after writing last words. What the agent sent after them is read and
+   * dropped until it closes its end (closing with unread input would reset the connection,
+   * and the agent could lose the replies before it); a second later it is cut regardless. */
+  private hangUp(c: Conn, reason: string, last = ''): void {
+    this.o.log.debug({ pid: c.cred.pid, reason }, 'closing agent connection');
+    c.closing = true;
+    c.pending = null;
+    c.sock.end(last);
+    if (c.sock.isPaused()) c.sock.resume();
+    setTimeout(() => c.sock.destroy(), 1000).unref();
   }
 
   /** Handles one request line; returns the reply (null for notifications). */
   private line(c: Conn, text: string): string | null {
-    const t0 = process.hrtime.bigint();
+    const t0 = performance.now();
     let m: Message;
     try {
       m = decode(text);
     } catch (e) {
       const err = e instanceof QosError ? e : new QosError('QOS_ERR_PROTOCOL', String(e));
       this.o.metrics.errors.inc({ code: err.code });
+      if (NOTIFICATIONS.has(/^\s*(\S*)/.exec(text)![1] as MessageType)) {
+        c.broken = true;
+        return null;
+      }
       return encodeError(err);
     }
-    this.o.metrics.messages.inc({ type: m.type });
+    this.o.metrics.message(m.type);
+    // A Startup opens a process's life (new, forked or exec'd): learn who it is afresh.
+    if (m.type === 'Startup') c.id = this.o.identities.resolve(c.cred, true);
     if (m.pid !== c.id.pid) this.o.log.debug({ claimed: m.pid, pid: c.id.pid }, 'agent claims another pid; using the kernel\'s');
     const out = this.o.decider.handle(m, c.id);
+    if (out.stale) this.o.metrics.staleCached.inc();
     if (out.record) {
-      this.o.metrics.decisions.inc({ rule: out.record.rule ?? 'none', class: out.record.class });
+      this.o.metrics.decision(out.record.rule ?? 'none', out.record.class, out.record.cached);
       this.o.onDecision(out.record);
     }
-    this.o.metrics.latency.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+    if (out.reply !== null) this.o.metrics.latency.observe((performance.now() - t0) / 1e3);
     return out.reply;
   }
+}
+
+function handleFd(h: Server | Socket | null): number | undefined {
+  const fd = (h as unknown as { _handle?: { fd?: number } } | null)?._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+const NOTIFICATION_PREFIXES = [...NOTIFICATIONS].map((t) => Buffer.from(t + ' '));
+
+/** Whether a complete line in buf is a request (anything but a notification: garbage counts,
+ * it gets an ERROR reply). Looks at the first bytes of each line only. */
+export function hasRequest(buf: Buffer): boolean {
+  let start = 0;
+  for (let nl = buf.indexOf(10); nl >= 0; start = nl + 1, nl = buf.indexOf(10, start)) {
+    if (!isNotification(buf, start, nl)) return true;
+  }
+  return false;
+}
+
+function isNotification(buf: Buffer, start: number, end: number): boolean {
+  outer: for (const name of NOTIFICATION_PREFIXES) {
+    if (end - start <= name.length) continue;
+    for (let i = 0; i < name.length; i++) if (buf[start + i] !== name[i]) continue outer;
+    return true;
+  }
+  return false;
 }
 
 /** Removes a socket file nobody listens on; refuses if a daemon is live there. */

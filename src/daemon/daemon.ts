@@ -2,22 +2,26 @@
  * metrics together; reloads the policy atomically on SIGHUP or file change. */
 
 import { watch, type FSWatcher } from 'node:fs';
+import { setPriority } from 'node:os';
 import { basename, dirname, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { formatProblems, QosError, type Problem } from '../errors.js';
 import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { loadPolicyFile, parsePolicy } from '../policy/load.js';
-import { PROTOCOL_VERSION } from '../protocol/messages.js';
+import { decode, PROTOCOL_VERSION } from '../protocol/messages.js';
 import { AdminServer } from './admin.js';
-import { AgentServer } from './agents.js';
+import { AgentServer, hasRequest } from './agents.js';
 import { Decider, type DecisionRecord } from './decide.js';
 import { FlowTable } from './flows.js';
+import { GenerationFile, generationPath } from './generation.js';
 import { IdentityResolver, startTime } from './identity.js';
 import { Metrics } from './metrics.js';
 
 export const DEFAULT_AGENT_SOCKET = '/run/qosd/agent.sock';
 export const DEFAULT_ADMIN_SOCKET = '/run/qosd/admin.sock';
+/** The nice value the daemon takes at start (see raisePriority). */
+export const DEFAULT_NICE = -10;
 
 export interface DaemonOptions {
   socket: string;
@@ -25,17 +29,40 @@ export interface DaemonOptions {
   policy?: string;
   logLevel?: string;
   log?: Logger;
+  /** Scheduling priority to take at start (nice value); null leaves it alone. */
+  nice?: number | null;
   sweepMs?: number;
 }
 
 interface PolicyState {
   engine: PolicyEngine;
+  generation: number;
   source: string;
   loadedAt: string;
   lastError: { at: string; problems: Problem[]; message: string } | null;
 }
 
 const DECISION_LOG = 1000;
+
+/** Runs the request path a few thousand times on throwaway state before the socket opens, so
+ * that the first burst of agents meets compiled code, not the interpreter (measured: a fresh
+ * daemon took 4 ms for its first request and ~30 µs per line for the next thousand). */
+function warmUp(engine: PolicyEngine): void {
+  const flows = new FlowTable();
+  const decider = new Decider(flows, () => ({ engine, generation: 1 }));
+  const id = { pid: 1, uid: 0, gid: 0, user: 'root', group: 'root', exe: '/qosd/warm-up', cmdline: 'qosd warm-up', unit: '', cgroup: '' };
+  for (let i = 0; i < 3000; i++) {
+    const fd = 3 + (i % 100);
+    const host = `198.51.100.${i % 250}`;
+    for (const line of [
+      `Socket 1 0 {qosd warm-up} ${i % 2 ? 10 : 2} ${1 + (i % 2)} 0 ${fd}`,
+      `Connect 1 0 {qosd warm-up} ${fd} {2 ${host} ${1024 + i}} {} {}`,
+      `Cached 1 0 {qosd warm-up} 1 SendTo ${fd} {2 ${host} 53}`,
+      `Close 1 0 {qosd warm-up} ${fd}`,
+    ]) decider.handle(decode(line), id);
+    hasRequest(Buffer.from(`Close 1 0 x ${fd}\nConnect 1 0 x\n`));
+  }
+}
 
 export class Daemon {
   readonly log: Logger;
@@ -46,6 +73,7 @@ export class Daemon {
   private readonly decisions: DecisionRecord[] = [];
   private readonly followers = new Set<(r: DecisionRecord) => void>();
   private agents!: AgentServer;
+  private generations: GenerationFile | null = null;
   private admin!: AdminServer;
   private watcher: FSWatcher | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -60,13 +88,19 @@ export class Daemon {
   /** Loads the policy and opens both sockets; throws QosError if the policy is invalid. */
   async start(): Promise<void> {
     const { doc } = this.o.policy ? await loadPolicyFile(this.o.policy) : { doc: parsePolicy(DEFAULT_POLICY_TEXT, '<built-in>') };
-    this.policy = { engine: new PolicyEngine(doc), source: this.o.policy ? resolve(this.o.policy) : '<built-in>', loadedAt: new Date().toISOString(), lastError: null };
-    const decider = new Decider(this.flows, () => this.policy.engine);
+    this.generations = new GenerationFile(generationPath(this.o.socket));
+    this.policy = {
+      engine: new PolicyEngine(doc), generation: this.generations.next(),
+      source: this.o.policy ? resolve(this.o.policy) : '<built-in>', loadedAt: new Date().toISOString(), lastError: null,
+    };
+    warmUp(this.policy.engine);
+    const decider = new Decider(this.flows, () => this.policy);
     this.agents = new AgentServer({
       path: this.o.socket, decider, identities: this.identities, metrics: this.metrics, log: this.log,
       onDecision: (r) => this.record(r),
       onDisconnect: (pid) => { if (startTime(pid) === undefined) { this.flows.closePid(pid); this.identities.forget(pid); } },
     });
+    this.raisePriority();
     await this.agents.listen();
     this.admin = new AdminServer(this.o.admin, {
       status: () => this.status(),
@@ -86,10 +120,25 @@ export class Daemon {
     this.log.info({ socket: this.o.socket, admin: this.o.admin, policy: this.policy.source, rules: this.policy.engine.ruleCount, version: PROTOCOL_VERSION }, 'qosd listening');
   }
 
+  /** Agents wait for our answers with a deadline; under CPU contention a daemon at the same
+   * priority as a busy program's 64 threads misses it (measured: 64 threads x 200 connects on
+   * 2 cores). Taking a higher priority is what a service manager would do for us. */
+  private raisePriority(): void {
+    const nice = this.o.nice === undefined ? DEFAULT_NICE : this.o.nice;
+    if (nice === null) return;
+    try {
+      setPriority(nice);
+      this.log.debug({ nice }, 'scheduling priority set');
+    } catch (e) {
+      this.log.info({ nice, err: (e as Error).message }, 'cannot raise scheduling priority (needs root or CAP_SYS_NICE); agents may time out under heavy CPU load');
+    }
+  }
+
   async stop(): Promise<void> {
     this.watcher?.close();
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.reloadTimer) clearTimeout(this.reloadTimer);
+    this.generations?.close();
     await Promise.all([this.agents?.close(), this.admin?.close()]);
     this.log.info('qosd stopped');
   }
@@ -100,7 +149,7 @@ export class Daemon {
     try {
       const { doc } = await loadPolicyFile(this.o.policy);
       const engine = new PolicyEngine(doc);
-      this.policy = { engine, source: this.policy.source, loadedAt: new Date().toISOString(), lastError: null };
+      this.policy = { engine, generation: this.generations!.next(), source: this.policy.source, loadedAt: new Date().toISOString(), lastError: null };
       this.metrics.reloads.inc({ result: 'ok' });
       this.log.info({ trigger, rules: engine.ruleCount }, 'policy reloaded');
       return { ok: true, rules: engine.ruleCount };
@@ -122,7 +171,10 @@ export class Daemon {
       uptime_s: Math.round((Date.now() - this.started) / 1000),
       agent_socket: this.o.socket,
       admin_socket: this.o.admin,
-      policy: { source: this.policy.source, loaded_at: this.policy.loadedAt, rules: this.policy.engine.ruleCount, last_error: this.policy.lastError },
+      policy: {
+        source: this.policy.source, loaded_at: this.policy.loadedAt, rules: this.policy.engine.ruleCount,
+        generation: this.policy.generation, last_error: this.policy.lastError,
+      },
       agents_connected: this.agents.connections,
       flows: this.flows.size,
       decisions_total: this.decisionCount,

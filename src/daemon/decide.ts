@@ -9,7 +9,8 @@ import { encodeReply, PROTOCOL_VERSION, type Decision, type Message, type SockAd
 import type { Endpoint, Flow, FlowTable } from './flows.js';
 
 export interface DecisionRecord {
-  time: string;
+  /** When, in ms since the epoch (rendered as ISO time by decisionJson). */
+  at: number;
   pid: number;
   user: string;
   exe: string;
@@ -23,6 +24,15 @@ export interface DecisionRecord {
   decision: Decision | null;
   class: string;
   reply: string;
+  /** The agent applied this from its cache and only told us (a `Cached` message). */
+  cached: boolean;
+}
+
+/** What the decider needs of the running policy. */
+export interface PolicyView {
+  engine: PolicyEngine;
+  /** Published generation (GenerationFile); 0 = agents must not cache. */
+  generation: number;
 }
 
 const FAMILY: Record<number, Flow['family']> = { 2: 'inet', 10: 'inet6' };
@@ -53,18 +63,34 @@ export function decisionClass(d: Decision | null): string {
   return 'priority';
 }
 
+/** A decision record as the admin API shows it: the time as ISO 8601 text first. */
+export function decisionJson(r: DecisionRecord): string {
+  const { at, ...rest } = r;
+  return JSON.stringify({ time: new Date(at).toISOString(), ...rest });
+}
+
 export interface Outcome {
   /** The reply line without newline, or null for notifications. */
   reply: string | null;
   record?: DecisionRecord;
+  /** A Cached message from an agent whose cache predates the running policy. */
+  stale?: boolean;
 }
 
+const CACHEABLE_EVENTS: ReadonlySet<EventName> = new Set(['socket', 'connect', 'sendto']);
+
 export class Decider {
-  constructor(private readonly flows: FlowTable, private readonly engine: () => PolicyEngine, private readonly now: () => number = Date.now) {}
+  constructor(private readonly flows: FlowTable, private readonly policy: () => PolicyView, private readonly now: () => number = Date.now) {}
 
   handle(m: Message, id: Identity): Outcome {
     const flows = this.flows;
     switch (m.type) {
+      case 'Cached': {
+        // Recorded like the call itself; the agent already applied the decision, so no reply.
+        const out = this.handle(m.inner, id);
+        if (out.record) out.record.cached = true;
+        return { reply: null, record: out.record, stale: m.generation !== this.policy().generation };
+      }
       case 'Startup':
         return { reply: `VERSION ${PROTOCOL_VERSION}` };
       case 'Close':
@@ -131,7 +157,8 @@ export class Decider {
       remote: factEndpoint(f.remote),
       local: factEndpoint(f.local),
     };
-    let v: Verdict = this.engine().decide(id, facts);
+    const policy = this.policy();
+    let v: Verdict = policy.engine.decide(id, facts);
     // The default fills in for sockets nothing decided yet; it never undoes a rule's choice
     // made at an earlier call on the same socket (e.g. a Socket rule, then a SendTo).
     if (v.rule === 'default' && f.rule && f.rule !== 'default') v = { decision: null, rule: null };
@@ -140,13 +167,16 @@ export class Decider {
       f.rule = v.rule;
     }
     this.flows.touch(f);
-    const reply = encodeReply(v.decision);
+    let reply = encodeReply(v.decision);
+    // A declarative verdict on a call depends only on who asks, the call's facts and the
+    // policy: the agent may reuse it for identical calls until the generation changes.
+    if (policy.generation > 0 && CACHEABLE_EVENTS.has(event)) reply = reply ? `${reply} CACHE ${policy.generation}` : `CACHE ${policy.generation}`;
     return {
       reply,
       record: {
-        time: new Date(this.now()).toISOString(), pid: id.pid, user: id.user, exe: id.exe, event, fd: f.fd,
+        at: this.now(), pid: id.pid, user: id.user, exe: id.exe, event, fd: f.fd,
         family: f.family, type: f.type, local: f.local, remote: f.remote, rule: v.rule, decision: v.decision,
-        class: decisionClass(v.decision), reply,
+        class: decisionClass(v.decision), reply, cached: false,
       },
     };
   }

@@ -45,7 +45,11 @@ export class FlowTable {
   /** Creates (or replaces: the descriptor number was reused) the entry for pid/fd. */
   open(init: FlowInit): Flow {
     const t = this.now();
-    const f: Flow = { ...init, local: null, remote: null, destinations: 0, decision: null, rule: null, appTos: null, appPriority: null, created: t, updated: t };
+    const f: Flow = {
+      pid: init.pid, fd: init.fd, family: init.family, type: init.type, proto: init.proto, protocol: init.protocol,
+      local: null, remote: null, destinations: 0, decision: null, rule: null, appTos: null, appPriority: null,
+      exe: init.exe, user: init.user, created: t, updated: t,
+    };
     if (this.flows.size >= this.max && !this.flows.has(`${init.pid}/${init.fd}`)) return f; // full: decide, don't remember
     this.flows.set(`${init.pid}/${init.fd}`, f);
     let s = this.byPid.get(init.pid);

@@ -9,6 +9,7 @@ import type { Identity } from '../policy/engine.js';
 const require = createRequire(import.meta.url);
 const native = require('../../native/build/peercred.node') as {
   peercred(fd: number): { pid: number; uid: number; gid: number } | null;
+  acceptPending(fd: number, max: number): number[];
 };
 
 export interface Cred { pid: number; uid: number; gid: number }
@@ -16,6 +17,11 @@ export interface Cred { pid: number; uid: number; gid: number }
 /** Credentials of the peer of a connected Unix socket descriptor, or null. */
 export function peerCred(fd: number): Cred | null {
   return native.peercred(fd);
+}
+
+/** Accepts the connections queued on a listening socket (see native/peercred.c for why). */
+export function acceptPending(listenFd: number, max: number): number[] {
+  return native.acceptPending(listenFd, max);
 }
 
 function readText(path: string): string | undefined {
@@ -74,25 +80,36 @@ class NameTable {
   }
 }
 
-/** Caches identities by pid, start time, executable and command line (exec keeps the pid). */
+/** How long a resolved identity serves further connections of the same process unread. */
+const REUSE_MS = 2000;
+
+/** Identities by pid. A process's first connection carries its Startup message (a new
+ * process, a forked child, or a new program after exec): that one is resolved from /proc
+ * afresh (fresh = true). Its other threads' connections reuse it for REUSE_MS without
+ * reading /proc again: a burst of 64 new threads costs one resolution, not 64. */
 export class IdentityResolver {
-  private readonly cache = new Map<number, Identity & { start: number }>();
+  private readonly cache = new Map<number, Identity & { start: number; at: number }>();
   private readonly users = new NameTable('/etc/passwd');
   private readonly groups = new NameTable('/etc/group');
-  constructor(private readonly max = 8192) {}
+  constructor(private readonly max = 8192, private readonly now: () => number = Date.now) {}
 
-  resolve(cred: Cred): Identity {
+  resolve(cred: Cred, fresh = false): Identity {
     const { pid } = cred;
+    const now = this.now();
+    const hit = this.cache.get(pid);
+    if (!fresh && hit && hit.uid === cred.uid && hit.gid === cred.gid && now - hit.at < REUSE_MS) return hit;
     const start = startTime(pid) ?? 0;
     let exe = '';
     try { exe = readlinkSync(`/proc/${pid}/exe`); } catch { /* gone or not permitted */ }
     const cmdline = cmdlineOf(pid);
-    const hit = this.cache.get(pid);
-    if (hit && hit.start === start && hit.exe === exe && hit.cmdline === cmdline && hit.uid === cred.uid && hit.gid === cred.gid) return hit;
-    const now = Date.now();
+    if (hit && hit.start === start && hit.exe === exe && hit.cmdline === cmdline && hit.uid === cred.uid && hit.gid === cred.gid) {
+      hit.at = now;
+      return hit;
+    }
+    const { cgroup, unit } = cgroupOf(pid);
     const id = {
       pid, uid: cred.uid, gid: cred.gid, user: this.users.get(cred.uid, now), group: this.groups.get(cred.gid, now),
-      exe, cmdline, ...cgroupOf(pid), start,
+      exe, cmdline, cgroup, unit, start, at: now,
     };
     if (this.cache.size >= this.max) this.cache.delete(this.cache.keys().next().value!);
     this.cache.set(pid, id);

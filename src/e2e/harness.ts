@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DaemonChild } from '../daemon/child.js';
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 export const QOS = join(ROOT, 'dist/cli/main.js');
@@ -167,41 +168,10 @@ export class Capture {
 export interface Packet { ipv6: boolean; dscp: number; proto: string; srcPort: number; dstPort: number; syn: boolean; ack: boolean; src: string }
 
 /** A daemon under test with its own sockets and policy. */
-export class TestDaemon {
-  readonly socket: string;
-  readonly admin: string;
-  readonly policyFile: string;
-  proc!: ChildProcess;
-  log = '';
-  constructor(readonly dir: string, policy: string) {
-    this.socket = join(dir, 'agent.sock');
-    this.admin = join(dir, 'admin.sock');
-    this.policyFile = join(dir, 'policy.yaml');
-    writeFileSync(this.policyFile, policy);
-  }
-
-  async start(): Promise<this> {
-    this.proc = spawn(process.execPath, [QOS, 'daemon', '--socket', this.socket, '--admin', this.admin, '--policy', this.policyFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.proc.stdout!.on('data', (d: Buffer) => (this.log += d));
-    this.proc.stderr!.on('data', (d: Buffer) => (this.log += d));
-    for (let i = 0; i < 200 && !this.log.includes('qosd listening'); i++) {
-      if (this.proc.exitCode !== null) break;
-      await sleep(25);
-    }
-    if (!this.log.includes('qosd listening')) throw new Error(`daemon did not start: ${this.log}`);
-    return this;
-  }
-
-  /** argv prefix that runs a program under the agent against this daemon. */
+/** A daemon under test, with the argv prefix that runs a program under the agent against it. */
+export class TestDaemon extends DaemonChild {
   run(...argv: string[]): string[] {
     return [process.execPath, QOS, 'run', '--socket', this.socket, '--', ...argv];
-  }
-
-  async stop(): Promise<void> {
-    if (this.proc.exitCode !== null) return;
-    const done = new Promise((r) => this.proc.once('exit', r));
-    this.proc.kill('SIGTERM');
-    await done;
   }
 }
 

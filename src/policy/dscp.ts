@@ -17,10 +17,12 @@ export function dscpValue(v: string | number): number | undefined {
   return DSCP_NAMES[v.toUpperCase()];
 }
 
+const CANONICAL: string[] = [];
+for (const [k, n] of Object.entries(DSCP_NAMES)) if (k !== 'DF' && k !== 'BE' && CANONICAL[n] === undefined) CANONICAL[n] = k;
+
 /** The canonical name of a DSCP value (EF, AF41, CS0...), or its number. */
 export function dscpName(v: number): string {
-  for (const [k, n] of Object.entries(DSCP_NAMES)) if (n === v && k !== 'DF' && k !== 'BE') return k;
-  return String(v);
+  return (Number.isInteger(v) && CANONICAL[v]) || String(v);
 }
 
 /** Errno names the agent understands in a DENY reply (agent/agent.c keeps the same list). */

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PolicyEngine, type CallFacts, type Identity } from './engine.js';
-import { parseAddr } from './net.js';
+import { cidrContains, parseAddr, parseCidr } from './net.js';
+import { compilePattern } from './glob.js';
 import { parsePolicy } from './load.js';
 
 const id = (over: Partial<Identity> = {}): Identity => ({
@@ -106,10 +107,88 @@ test('a 1,000-rule policy agrees with a linear first-match reference', () => {
     }
     return null;
   };
+  const people = new Map<string, Identity>(); // one identity per process, as the daemon keeps them
   for (let i = 0; i < 20000; i++) {
-    const who = id({ pid: i % 50, cmdline: `app${rnd(35)} --x`, exe: `/usr/bin/tool${rnd(35)}` });
+    const cmdline = `app${rnd(35)} --x`, exe = `/usr/bin/tool${rnd(35)}`;
+    let who = people.get(cmdline + exe);
+    if (!who) people.set(cmdline + exe, (who = id({ pid: people.size, cmdline, exe })));
     const f = to((["connect", "sendto", "socket", "bind"] as const)[rnd(4)]!, `10.${rnd(6)}.1.2`, rnd(3) ? 1000 + rnd(60) : 2000 + rnd(200), { proto: rnd(2) ? 'tcp' : 'udp' });
     if (f.event === 'socket' || f.event === 'bind') delete f.remote;
     assert.equal(e.decide(who, f).rule, reference(who, f), JSON.stringify({ who: [who.cmdline, who.exe], f: { ...f, remote: f.remote?.port } }));
+  }
+});
+
+test('the bitset index agrees with a linear reference on every match dimension', () => {
+  let seed = 99;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+  const pick = <T>(xs: readonly T[]): T => xs[rnd(xs.length)]!;
+  const nets = ['10.0.0.0/8', '10.1.0.0/16', '10.1.2.0/24', '10.1.2.3', '192.0.2.0/25', '0.0.0.0/0', 'fd00::/8', 'fd00:1::/32', '2001:db8::1/128', '::/0'];
+  const hosts = ['10.1.2.3', '10.1.9.9', '10.200.0.1', '192.0.2.7', '192.0.2.200', '8.8.8.8', 'fd00:1::5', 'fd00:2::1', '2001:db8::1', '2001:db8::2'];
+  const port = () => pick([0, 1, 53, 80, 443, 1000, 1024, 5000, 8080, 65535, rnd(65536)]);
+  const rules = [];
+  for (let i = 0; i < 400; i++) {
+    const m: Record<string, unknown> = {};
+    for (let k = 1 + rnd(3); k > 0; k--) {
+      switch (rnd(11)) {
+        case 0: m.event = rnd(2) ? pick(['socket', 'connect', 'bind', 'listen', 'accept', 'sendto']) : ['connect', 'sendto']; break;
+        case 1: m.family = pick(['inet', 'inet6']); break;
+        case 2: m.type = pick(['stream', 'dgram']); break;
+        case 3: m.proto = pick(['tcp', 'udp']); break;
+        case 4: m.remote = rnd(3) ? pick(nets) : [pick(nets), pick(nets)]; break;
+        case 5: m.local = pick(nets); break;
+        case 6: { const lo = port(); m.remote_port = rnd(2) ? lo : `${lo}-${Math.min(65535, lo + rnd(3000))}`; break; }
+        case 7: m.local_port = rnd(2) ? [port(), port()] : port(); break;
+        case 8: m.exe = pick(['/usr/bin/curl', '*/python3*', '/usr/bin/*']); break;
+        case 9: m.user = pick(['alice', 'bob']); break;
+        case 10: m.cmdline = pick(['curl *', '/^python3\\s/', '*-v*']); break;
+      }
+    }
+    rules.push({ name: `r${i}`, match: m, action: { dscp: rnd(64) } });
+  }
+  const doc = parsePolicy(JSON.stringify({ rules }));
+  const e = new PolicyEngine(doc);
+  const inRange = (spec: unknown, p: number) => ([] as unknown[]).concat(spec).some((x) => {
+    const [lo, hi = lo] = String(x).split('-').map(Number);
+    return p >= lo! && p <= hi!;
+  });
+  const inNet = (spec: unknown, a: string) => ([] as string[]).concat(spec as string).some((c) => cidrContains(parseCidr(c)!, parseAddr(a)!));
+  const glob = (p: string, s: string) => compilePattern(p).test(s);
+  const reference = (who: Identity, f: CallFacts & { rh?: string; lh?: string }): string | null => {
+    for (const r of doc.rules) {
+      const m = r.match as Record<string, unknown>;
+      const events = m.event === undefined ? null : ([] as unknown[]).concat(m.event);
+      if (events ? !events.includes(f.event) : f.event === 'setsockopt') continue;
+      if (m.family && m.family !== f.family) continue;
+      if (m.type && m.type !== f.type) continue;
+      if (m.proto && m.proto !== f.proto) continue;
+      if (m.remote && !(f.rh && inNet(m.remote, f.rh))) continue;
+      if (m.local && !(f.lh && inNet(m.local, f.lh))) continue;
+      if (m.remote_port !== undefined && !(f.remote && inRange(m.remote_port, f.remote.port))) continue;
+      if (m.local_port !== undefined && !(f.local && inRange(m.local_port, f.local.port))) continue;
+      if (m.exe && !glob(String(m.exe), who.exe)) continue;
+      if (m.user && m.user !== who.user) continue;
+      if (m.cmdline && !glob(String(m.cmdline), who.cmdline)) continue;
+      return r.name!;
+    }
+    return null;
+  };
+  const people = [
+    id({ exe: '/usr/bin/curl', cmdline: 'curl -v http://x', user: 'alice' }),
+    id({ exe: '/usr/local/bin/python3.11', cmdline: 'python3 app.py', user: 'bob' }),
+    id({ exe: '/opt/x/tool', cmdline: 'tool', user: 'carol' }),
+  ];
+  for (let i = 0; i < 30_000; i++) {
+    const rh = rnd(4) ? pick(hosts) : undefined;
+    const lh = rnd(3) ? undefined : pick(hosts);
+    const f: CallFacts & { rh?: string; lh?: string } = {
+      event: pick(['socket', 'connect', 'bind', 'listen', 'accept', 'sendto', 'setsockopt'] as const),
+      ...(rnd(5) ? { family: pick(['inet', 'inet6'] as const) } : {}),
+      ...(rnd(5) ? { type: pick(['stream', 'dgram'] as const) } : {}),
+      ...(rnd(5) ? { proto: pick(['tcp', 'udp'] as const) } : {}),
+      ...(rh ? { remote: { addr: parseAddr(rh)!, port: port() }, rh } : {}),
+      ...(lh ? { local: { addr: parseAddr(lh)!, port: port() }, lh } : {}),
+    };
+    const who = pick(people);
+    assert.equal(e.decide(who, f).rule, reference(who, f), JSON.stringify({ who: who.exe, f: { ...f, remote: f.remote?.port, local: f.local?.port } }));
   }
 });

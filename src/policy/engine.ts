@@ -1,11 +1,13 @@
-/* The declarative policy engine: rules compiled once into an index so that deciding one call
- * costs neither a scan of every rule nor a regex per rule. First match wins (seed 004's
- * ordered rules); the default applies when no rule matches. */
+/* The declarative policy engine: rules compiled once into bitset indexes (bitindex.ts) so that
+ * deciding one call costs neither a scan of every rule nor a regex per rule: identity
+ * patterns are evaluated once per process, every other dimension is one precomputed set.
+ * First match wins (seed 004's ordered rules); the default applies when no rule matches. */
 
 import type { Decision } from '../protocol/messages.js';
 import { dscpValue } from './dscp.js';
 import { compilePattern, isLiteral } from './glob.js';
-import { cidrContains, parseCidr, parsePortSpec, type Addr128, type Cidr, type PortRange } from './net.js';
+import { andInto, Bits, CidrIndex, clearBit, dropFailed, firstSet, hasBit, PortIndex, setBit, type RuleBits } from './bitindex.js';
+import { parseCidr, parsePortSpec, type Addr128, type Cidr, type PortRange } from './net.js';
 import { EVENT_NAMES, type ActionDoc, type EventName, type PolicyDoc } from './schema.js';
 
 /** Who is calling, as the daemon learned it from the kernel; memo is the engine's cache. */
@@ -19,8 +21,13 @@ export interface Identity {
   cmdline: string;
   unit: string;
   cgroup: string;
-  memo?: { version: number; bits: Int8Array };
+  /** the engine's cache for this process: which rules' identity patterns are known to hold */
+  memo?: IdentityMemo;
 }
+
+/** Rules whose identity patterns were evaluated for one process (known) and those that held
+ * (passed), filled lazily: a process only pays for the patterns of rules its calls reach. */
+export interface IdentityMemo { version: number; known: RuleBits; passed: RuleBits; preds: Int8Array }
 
 export interface Endpoint { addr: Addr128; port: number }
 
@@ -48,10 +55,6 @@ const DEFAULT_EVENTS = ((1 << EVENT_NAMES.length) - 1) & ~EV_BIT.setsockopt;
 const FAMILY_BIT = { inet: 1, inet6: 2 } as const;
 const TYPE_BIT = { stream: 1, dgram: 2, raw: 4 } as const;
 const PROTO_BIT = { tcp: 1, udp: 2 } as const;
-/** Ranges up to this many ports are indexed port by port. */
-const MAX_EXPAND = 16;
-/** Upper bound on index entries before the port index is given up (memory). */
-const MAX_INDEX_ENTRIES = 4_000_000;
 
 type IdentityKey = 'exe' | 'cmdline' | 'user' | 'group' | 'uid' | 'gid' | 'unit';
 
@@ -89,16 +92,6 @@ export function actionDecision(a: ActionDoc): Decision | null {
   return d;
 }
 
-function inPorts(ranges: PortRange[], p: number): boolean {
-  for (const r of ranges) if (p >= r.lo && p <= r.hi) return true;
-  return false;
-}
-
-function inCidrs(cs: Cidr[], a: Addr128): boolean {
-  for (const c of cs) if (cidrContains(c, a)) return true;
-  return false;
-}
-
 let versions = 0;
 
 export class PolicyEngine {
@@ -108,8 +101,17 @@ export class PolicyEngine {
   private readonly preds: Predicate[] = [];
   private readonly defaultDecision: Decision | null;
   private readonly hasDefault: boolean;
-  /** Per event bit: candidates by remote port, and the candidates for any other port. */
-  private readonly index: { byPort: Map<number, Int32Array>; rest: Int32Array }[] = [];
+  /** Rules allowing each event (by event index), family, type and protocol bit (0: absent). */
+  private readonly byEvent: RuleBits[];
+  private readonly byFamily: RuleBits[];
+  private readonly byType: RuleBits[];
+  private readonly byProto: RuleBits[];
+  private readonly remotePorts: PortIndex;
+  private readonly localPorts: PortIndex;
+  private readonly remoteNets: CidrIndex;
+  private readonly localNets: CidrIndex;
+  private readonly scratch: RuleBits;
+  private readonly noIdentity: RuleBits;
 
   constructor(doc: PolicyDoc) {
     const predIds = new Map<string, number>();
@@ -147,71 +149,61 @@ export class PolicyEngine {
     this.ruleCount = this.rules.length;
     this.hasDefault = doc.default !== undefined;
     this.defaultDecision = doc.default ? actionDecision(doc.default) : null;
-    for (let e = 0; e < EVENT_NAMES.length; e++) this.index.push(this.buildIndex(1 << e));
+    const rules = this.rules;
+    const sets = new Bits(rules.length);
+    // A rule that constrains a dimension fails a call that lacks it (index 0).
+    const allowing = (size: number, get: (r: CompiledRule) => number) =>
+      Array.from({ length: size }, (_, v) => sets.of((i) => { const m = get(rules[i]!); return m === 0 || (m & v) !== 0; }));
+    this.byEvent = EVENT_NAMES.map((_, e) => sets.of((i) => (rules[i]!.events & (1 << e)) !== 0));
+    this.byFamily = allowing(3, (r) => r.families);
+    this.byType = allowing(5, (r) => r.types);
+    this.byProto = allowing(3, (r) => r.protos);
+    this.remotePorts = new PortIndex(sets, rules.map((r) => r.remotePorts));
+    this.localPorts = new PortIndex(sets, rules.map((r) => r.localPorts));
+    this.remoteNets = new CidrIndex(sets, rules.map((r) => r.remote));
+    this.localNets = new CidrIndex(sets, rules.map((r) => r.local));
+    this.scratch = sets.empty();
+    this.noIdentity = sets.of((i) => rules[i]!.ident.length === 0);
   }
 
-  private buildIndex(ev: number): { byPort: Map<number, Int32Array>; rest: Int32Array } {
-    const rest: number[] = [];
-    const exact = new Map<number, number[]>();
-    this.rules.forEach((r, i) => {
-      if (!(r.events & ev)) return;
-      const span = r.remotePorts?.reduce((n, p) => n + (p.hi - p.lo + 1), 0) ?? Infinity;
-      if (span <= MAX_EXPAND) {
-        for (const p of r.remotePorts!) for (let port = p.lo; port <= p.hi; port++) {
-          const l = exact.get(port) ?? [];
-          if (l[l.length - 1] !== i) l.push(i);
-          exact.set(port, l);
-        }
-      } else rest.push(i);
-    });
-    const byPort = new Map<number, Int32Array>();
-    if (exact.size * rest.length <= MAX_INDEX_ENTRIES) {
-      for (const [port, ids] of exact) byPort.set(port, Int32Array.from(mergeSorted(ids, rest)));
-      return { byPort, rest: Int32Array.from(rest) };
+  private memoFor(id: Identity): IdentityMemo {
+    if (id.memo?.version === this.version) return id.memo;
+    return (id.memo = { version: this.version, known: this.noIdentity.slice(), passed: this.noIdentity.slice(), preds: new Int8Array(this.preds.length) });
+  }
+
+  /** Whether rule i's identity patterns hold for id (each pattern evaluated once per process). */
+  private identityHolds(id: Identity, memo: IdentityMemo, i: number): boolean {
+    const preds = memo.preds;
+    let ok = true;
+    for (const p of this.rules[i]!.ident) {
+      if (preds[p] === 0) preds[p] = this.preds[p]!.test(id) ? 1 : 2;
+      if (preds[p] === 2) { ok = false; break; }
     }
-    // Too many combinations to precompute: fall back to one ordered list.
-    const all: number[] = [];
-    this.rules.forEach((r, i) => { if (r.events & ev) all.push(i); });
-    return { byPort, rest: Int32Array.from(all) };
+    setBit(memo.known, i);
+    if (ok) setBit(memo.passed, i);
+    return ok;
   }
 
   /** First matching rule's decision, else the default. */
   decide(id: Identity, f: CallFacts): Verdict {
-    const ix = this.index[EVENT_NAMES.indexOf(f.event)]!;
-    const cands = f.remote ? ix.byPort.get(f.remote.port) ?? ix.rest : ix.rest;
-    const fam = f.family ? FAMILY_BIT[f.family] : 0;
-    const typ = f.type ? TYPE_BIT[f.type] : 0;
-    const pro = f.proto ? PROTO_BIT[f.proto] : 0;
-    let memo = id.memo;
-    if (!memo || memo.version !== this.version) memo = id.memo = { version: this.version, bits: new Int8Array(this.preds.length) };
-    outer: for (let k = 0; k < cands.length; k++) {
-      const r = this.rules[cands[k]!]!;
-      if ((r.families && !(r.families & fam)) || (r.types && !(r.types & typ)) || (r.protos && !(r.protos & pro))) continue;
-      if (r.remotePorts && (!f.remote || !inPorts(r.remotePorts, f.remote.port))) continue;
-      if (r.remote && (!f.remote || !inCidrs(r.remote, f.remote.addr))) continue;
-      if (r.localPorts && (!f.local || !inPorts(r.localPorts, f.local.port))) continue;
-      if (r.local && (!f.local || !inCidrs(r.local, f.local.addr))) continue;
-      for (const p of r.ident) {
-        let v = memo.bits[p]!;
-        if (v === 0) v = memo.bits[p] = this.preds[p]!.test(id) ? 1 : 2;
-        if (v === 2) continue outer;
-      }
-      return { decision: r.decision, rule: r.name };
+    const acc = this.scratch;
+    acc.set(this.byEvent[EVENT_NAMES.indexOf(f.event)]!);
+    andInto(acc, this.byFamily[f.family ? FAMILY_BIT[f.family] : 0]!);
+    andInto(acc, this.byType[f.type ? TYPE_BIT[f.type] : 0]!);
+    andInto(acc, this.byProto[f.proto ? PROTO_BIT[f.proto] : 0]!);
+    this.remotePorts.restrict(acc, f.remote?.port);
+    this.remoteNets.restrict(acc, f.remote?.addr);
+    this.localPorts.restrict(acc, f.local?.port);
+    this.localNets.restrict(acc, f.local?.addr);
+    const memo = this.memoFor(id);
+    dropFailed(acc, memo.known, memo.passed);
+    for (let i = firstSet(acc); i >= 0; i = firstSet(acc)) {
+      if (hasBit(memo.known, i) || this.identityHolds(id, memo, i)) return { decision: this.rules[i]!.decision, rule: this.rules[i]!.name };
+      clearBit(acc, i);
     }
     if (f.event === 'setsockopt') return { decision: null, rule: null };
     return this.hasDefault ? { decision: this.defaultDecision, rule: 'default' } : { decision: null, rule: null };
   }
-}
-
-function mergeSorted(a: number[], b: number[]): number[] {
-  const out: number[] = [];
-  let i = 0, j = 0;
-  while (i < a.length || j < b.length) {
-    if (j >= b.length || (i < a.length && a[i]! < b[j]!)) out.push(a[i++]!);
-    else if (i >= a.length || b[j]! < a[i]!) out.push(b[j++]!);
-    else { out.push(a[i++]!); j++; }
-  }
-  return out;
 }
 
 function makeTest(key: IdentityKey, values: (string | number)[]): (id: Identity) => boolean {

@@ -6,14 +6,35 @@ import { isIPv4, isIPv6 } from 'node:net';
 
 export type Addr128 = Uint32Array; // length 4
 
-function v4words(s: string): Addr128 {
-  const p = s.split('.').map(Number);
-  return Uint32Array.of(0, 0, 0xffff, (((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0));
+/** A dotted quad as a 32-bit number, or -1; same syntax as node:net isIPv4 (no leading zeros). */
+function v4value(s: string): number {
+  let v = 0, octet = 0, digits = 0, dots = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46 /* . */) {
+      if (digits === 0 || ++dots > 3) return -1;
+      v = v * 256 + octet;
+      octet = 0; digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && octet === 0) return -1; // leading zero
+      octet = octet * 10 + (c - 48);
+      if (++digits > 3 || octet > 255) return -1;
+    } else return -1;
+  }
+  return dots === 3 && digits > 0 ? v * 256 + octet : -1;
+}
+
+function v4words(v: number): Addr128 {
+  const w = new Uint32Array(4);
+  w[2] = 0xffff;
+  w[3] = v;
+  return w;
 }
 
 /** Parses an IPv4 or IPv6 address (v4-mapped form for IPv4); undefined if invalid. */
 export function parseAddr(s: string): Addr128 | undefined {
-  if (isIPv4(s)) return v4words(s);
+  const v4 = v4value(s);
+  if (v4 >= 0) return v4words(v4);
   const pct = s.indexOf('%');
   const a = pct >= 0 ? s.slice(0, pct) : s;
   if (!isIPv6(a)) return undefined;
@@ -24,7 +45,7 @@ export function parseAddr(s: string): Addr128 | undefined {
     if (!x) return [];
     const out: number[] = [];
     for (const g of x.split(':')) {
-      if (g.includes('.')) { const w = v4words(g)[3]!; out.push(w >>> 16, w & 0xffff); }
+      if (g.includes('.')) { const w = v4value(g); out.push(w >>> 16, w & 0xffff); }
       else out.push(parseInt(g, 16));
     }
     return out;

@@ -16,6 +16,9 @@ const samples: Message[] = [
   { type: 'Shutdown', pid: 10, uid: 0, cmd: 'a', fd: 4, how: 1 },
   { type: 'Close', pid: 10, uid: 0, cmd: 'a', fd: 4 },
   { type: 'Cleanup', pid: 10, uid: 0, cmd: 'a' },
+  { type: 'Cached', pid: 10, uid: 0, cmd: 'a b', generation: 1795287232097000,
+    inner: { type: 'Connect', pid: 10, uid: 0, cmd: 'a b', fd: 5, address: { family: 2, host: '192.0.2.1', port: 80 }, sqos: '', gqos: '' } },
+  { type: 'Cached', pid: 10, uid: 0, cmd: 'a', generation: 7, inner: { type: 'Socket', pid: 10, uid: 0, cmd: 'a', family: 10, sockType: 2, protocol: 0, fd: 9 } },
 ];
 
 test('every message round-trips encode → decode → encode', () => {
@@ -23,6 +26,15 @@ test('every message round-trips encode → decode → encode', () => {
     const line = encode(m);
     assert.deepEqual(decode(line), m);
     assert.equal(encode(decode(line)), line);
+  }
+});
+
+test('the agent\'s Cached line carries the call after its generation', () => {
+  const m = decode('Cached 42 0 {curl -s x} 99 Connect 5 {2 192.0.2.1 443} {} {}');
+  assert.equal(m.type, 'Cached');
+  if (m.type === 'Cached') {
+    assert.equal(m.generation, 99);
+    assert.deepEqual(m.inner, { type: 'Connect', pid: 42, uid: 0, cmd: 'curl -s x', fd: 5, address: { family: 2, host: '192.0.2.1', port: 443 }, sqos: '', gqos: '' });
   }
 });
 
@@ -46,6 +58,10 @@ test('hostile lines are refused with precise errors', () => {
     ['Connect 1 0 a 5 {10 notv6 80} {} {}', /not an IPv6/],
     ['Connect 1 0 {a 5 {2 1.2.3.4 80} {} {}', /unmatched open brace/],
     ['__proto__ 1 0 a', /unknown message type/],
+    ['Cached 1 0 a 7 Close 5', /Cached cannot carry "Close"/],
+    ['Cached 1 0 a 7 Cached 1 0 a 7 Socket 2 1 0 5', /Cached cannot carry "Cached"/],
+    ['Cached 1 0 a 12345678901234567 Socket 2 1 0 5', /generation is not an integer/],
+    ['Cached 1 0 a 7 Socket 2 1 0', /Socket takes 8 tokens/],
     ['x'.repeat(MAX_LINE + 1), /exceeds/],
   ];
   for (const [line, re] of bad) assert.throws(() => decode(line), re, JSON.stringify(line.slice(0, 50)));

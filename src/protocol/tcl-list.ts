@@ -73,14 +73,16 @@ export function parseList(s: string): string[] {
       if (j < n && !isSpace(s.charCodeAt(j)))
         throw new QosError('QOS_ERR_PROTOCOL', `list element in braces followed by "${s[j]}" instead of space at ${j}`);
       // Inside braces only backslash-newline is substituted.
-      out.push(s.slice(i + 1, j - 1).replace(/\\\n[ \t]*/g, ' '));
+      const inner = s.slice(i + 1, j - 1);
+      out.push(inner.includes('\\') ? inner.replace(/\\\n[ \t]*/g, ' ') : inner);
       i = j;
     } else if (c === '"') {
-      let j = i + 1, text = '';
-      while (j < n && s[j] !== '"') {
-        if (s[j] === '\\') { const [t, k] = backslash(s, j); text += t; j = k; }
-        else text += s[j++];
+      let j = i + 1, text = '', from = j;
+      for (let c2 = s.charCodeAt(j); j < n && c2 !== 34 /* " */; c2 = s.charCodeAt(j)) {
+        if (c2 === 92 /* \\ */) { const [t, k] = backslash(s, j); text += s.slice(from, j) + t; j = from = k; }
+        else j++;
       }
+      text += s.slice(from, j);
       if (j >= n) throw new QosError('QOS_ERR_PROTOCOL', `unmatched open quote in list at ${i}`);
       j++;
       if (j < n && !isSpace(s.charCodeAt(j)))
@@ -88,11 +90,12 @@ export function parseList(s: string): string[] {
       out.push(text);
       i = j;
     } else {
-      let j = i, text = '';
-      while (j < n && !isSpace(s.charCodeAt(j))) {
-        if (s[j] === '\\') { const [t, k] = backslash(s, j); text += t; j = k; }
-        else text += s[j++];
+      let j = i, text = '', from = j;
+      for (let c2 = s.charCodeAt(j); j < n && !isSpace(c2); c2 = s.charCodeAt(j)) {
+        if (c2 === 92 /* \\ */) { const [t, k] = backslash(s, j); text += s.slice(from, j) + t; j = from = k; }
+        else j++;
       }
+      text += s.slice(from, j);
       out.push(text);
       i = j;
     }

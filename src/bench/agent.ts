@@ -1,0 +1,190 @@
+/* `qos bench agent`: what the agent costs an application, measured against the floor of any
+ * design that asks a daemon (a bare C-to-C round trip over a Unix socket), in one run on this
+ * machine. The C helpers are in agent/bench/; the daemon is a real `qos daemon` child with a
+ * 1,000-rule policy. Each round runs every configuration once, in rotating order, and the
+ * figures are medians over rounds of per-round results, so that slow phases of a noisy VM
+ * fall on both sides of every comparison. */
+
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { QosError } from '../errors.js';
+import { AGENT_LIBRARY, PACKAGE_ROOT } from '../cli/paths.js';
+import { callJson } from '../cli/client.js';
+import { DaemonChild } from '../daemon/child.js';
+import { agentEnv } from '../run/run.js';
+import { generatePolicy } from './policy-gen.js';
+
+export const BENCH_BIN = join(PACKAGE_ROOT, 'agent/build/bench');
+
+export interface AgentBenchOptions {
+  rounds: number;
+  /** connects per connect_close run */
+  connects: number;
+  /** sends per send_path run */
+  sends: number;
+  /** concurrent agents for daemon_decisions_per_s */
+  threads: number;
+  loadMs: number;
+  progress?: (msg: string) => void;
+}
+
+export const DEFAULT_AGENT_BENCH: AgentBenchOptions = { rounds: 7, connects: 10_000, sends: 1_000_000, threads: 16, loadMs: 3000 };
+
+export interface Target { value: number; limit: number; ok: boolean }
+
+export interface AgentBenchResult {
+  ipc_rtt_ns_p50: number;
+  ipc_rtt_ns_p99: number;
+  connect_close_ns_p50_without: number;
+  connect_close_ns_p99_without: number;
+  connect_close_ns_p50_with: number;
+  connect_close_ns_p99_with: number;
+  added_ns_p50: number;
+  added_ns_p99: number;
+  /** every connect asks the daemon (QOSD_CACHE=0): the first call to a destination */
+  uncached: { connect_close_ns_p50_with: number; connect_close_ns_p99_with: number; added_ns_p50: number; added_ns_p99: number };
+  send_path_ratio: number;
+  send_path_sends_per_s_without: number;
+  send_path_sends_per_s_with: number;
+  daemon_decisions_per_s: number;
+  daemon_pair_rtt_ns_p50: number;
+  daemon_pair_rtt_ns_p99: number;
+  targets: { added_p50_vs_ipc_rtt: Target; send_path_ratio: Target; daemon_decisions_per_s: Target };
+  setup: { rounds: number; connects: number; sends: number; threads: number; load_ms: number; policy_rules: number; cpus: number; node: string };
+}
+
+const POLICY_RULES = 1000;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : Math.round((s[m - 1]! + s[m]!) / 2);
+}
+
+/** Runs a helper to completion and parses the JSON object it prints. */
+function runJson<T>(argv: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 300_000): T {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env, timeout: timeoutMs });
+  if (r.status !== 0) throw new QosError('QOS_ERR_BENCH', `${argv.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || r.stdout}`);
+  try {
+    return JSON.parse(r.stdout) as T;
+  } catch {
+    throw new QosError('QOS_ERR_BENCH', `${argv[0]} printed no JSON: ${r.stdout.slice(0, 200)}`);
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function benchAgent(o: AgentBenchOptions): Promise<AgentBenchResult> {
+  const bin = (n: string) => join(BENCH_BIN, n);
+  for (const f of [AGENT_LIBRARY, bin('ipc_rtt'), bin('connect_close'), bin('send_path'), bin('daemon_load')]) {
+    if (!existsSync(f)) throw new QosError('QOS_ERR_ENVIRONMENT', `${f} is missing: run \`npm install\` (it builds the agent and its benchmark helpers)`);
+  }
+  const say = o.progress ?? (() => undefined);
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-bench-'));
+  const port = await freePort();
+  const sink = spawn(bin('connect_close'), ['serve', String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let daemon: DaemonChild | null = null;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      sink.stdout!.once('data', () => resolve());
+      sink.once('exit', (c) => reject(new QosError('QOS_ERR_BENCH', `connect_close serve exited (${c})`)));
+    });
+    const policy = generatePolicy(POLICY_RULES - 1, [
+      { name: 'bench-connect', match: { exe: '*/connect_close', remote_port: port }, action: { dscp: 'AF21' } },
+    ]);
+    daemon = await new DaemonChild(dir, JSON.stringify(policy, null, 1)).start();
+    const withAgent = agentEnv({ library: AGENT_LIBRARY, socket: daemon.socket });
+    const uncachedEnv = { ...withAgent, QOSD_CACHE: '0' };
+
+    type Lat = { ns_p50: number; ns_p99: number };
+    type Rate = { sends_per_s: number };
+    const ipc: { ipc_rtt_ns_p50: number; ipc_rtt_ns_p99: number }[] = [];
+    const cc = { without: [] as Lat[], with: [] as Lat[], uncached: [] as Lat[] };
+    const sp = { without: [] as Rate[], with: [] as Rate[] };
+    const connect = (env: NodeJS.ProcessEnv) => runJson<Lat>([bin('connect_close'), 'run', String(port), String(o.connects)], env);
+    const send = (env: NodeJS.ProcessEnv) => runJson<Rate>([bin('send_path'), String(o.sends)], env);
+    for (let r = 0; r < o.rounds; r++) {
+      say(`round ${r + 1}/${o.rounds}`);
+      ipc.push(runJson([bin('ipc_rtt'), String(o.connects * 2)]));
+      const order: (keyof typeof cc)[] = (['without', 'with', 'uncached'] as const).map((_, i, a) => a[(i + r) % a.length]!);
+      for (const k of order) cc[k].push(connect(k === 'without' ? process.env : k === 'with' ? withAgent : uncachedEnv));
+      for (const k of r % 2 ? (['with', 'without'] as const) : (['without', 'with'] as const)) sp[k].push(send(k === 'with' ? withAgent : process.env));
+    }
+    say(`daemon load: ${o.threads} agents for ${o.loadMs} ms`);
+    const load = runJson<{ decisions: number; decisions_per_s: number; pair_rtt_ns_p50: number; pair_rtt_ns_p99: number }>(
+      [bin('daemon_load'), daemon.socket, String(o.threads), String(o.loadMs)]);
+
+    // The runs with the agent must have reached the daemon, or the figures mean nothing.
+    const status = await callJson<{ decisions_total: number }>(daemon.admin, 'GET', '/v1/status');
+    const expected = o.rounds * o.connects * 2;
+    if (status.decisions_total < expected) {
+      throw new QosError('QOS_ERR_BENCH', `the daemon saw ${status.decisions_total} decisions, expected at least ${expected}: the agent did not reach it`);
+    }
+
+    const perRound = (a: Lat[], b: Lat[], f: (l: Lat) => number) => median(a.map((x, i) => f(x) - f(b[i]!)));
+    const ipcP50 = median(ipc.map((x) => x.ipc_rtt_ns_p50));
+    const addedP50 = perRound(cc.with, cc.without, (l) => l.ns_p50);
+    const ratio = median(sp.with.map((x, i) => x.sends_per_s / sp.without[i]!.sends_per_s));
+    const round3 = (x: number) => Math.round(x * 1000) / 1000;
+    return {
+      ipc_rtt_ns_p50: ipcP50,
+      ipc_rtt_ns_p99: median(ipc.map((x) => x.ipc_rtt_ns_p99)),
+      connect_close_ns_p50_without: median(cc.without.map((l) => l.ns_p50)),
+      connect_close_ns_p99_without: median(cc.without.map((l) => l.ns_p99)),
+      connect_close_ns_p50_with: median(cc.with.map((l) => l.ns_p50)),
+      connect_close_ns_p99_with: median(cc.with.map((l) => l.ns_p99)),
+      added_ns_p50: addedP50,
+      added_ns_p99: perRound(cc.with, cc.without, (l) => l.ns_p99),
+      uncached: {
+        connect_close_ns_p50_with: median(cc.uncached.map((l) => l.ns_p50)),
+        connect_close_ns_p99_with: median(cc.uncached.map((l) => l.ns_p99)),
+        added_ns_p50: perRound(cc.uncached, cc.without, (l) => l.ns_p50),
+        added_ns_p99: perRound(cc.uncached, cc.without, (l) => l.ns_p99),
+      },
+      send_path_ratio: round3(ratio),
+      send_path_sends_per_s_without: median(sp.without.map((x) => x.sends_per_s)),
+      send_path_sends_per_s_with: median(sp.with.map((x) => x.sends_per_s)),
+      daemon_decisions_per_s: Math.round(load.decisions_per_s),
+      daemon_pair_rtt_ns_p50: load.pair_rtt_ns_p50,
+      daemon_pair_rtt_ns_p99: load.pair_rtt_ns_p99,
+      targets: {
+        added_p50_vs_ipc_rtt: { value: round3(addedP50 / ipcP50), limit: 1.5, ok: addedP50 <= 1.5 * ipcP50 },
+        send_path_ratio: { value: round3(ratio), limit: 0.98, ok: ratio >= 0.98 },
+        daemon_decisions_per_s: { value: Math.round(load.decisions_per_s), limit: 50_000, ok: load.decisions_per_s >= 50_000 },
+      },
+      setup: { rounds: o.rounds, connects: o.connects, sends: o.sends, threads: o.threads, load_ms: o.loadMs, policy_rules: POLICY_RULES, cpus: cpus().length, node: process.version },
+    };
+  } finally {
+    sink.kill('SIGKILL');
+    await daemon?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The figures as a short table for people. */
+export function formatAgentBench(r: AgentBenchResult): string {
+  const us = (ns: number) => `${(ns / 1000).toFixed(1)} µs`;
+  const t = r.targets;
+  const mark = (x: Target) => (x.ok ? 'ok' : 'MISSED');
+  return [
+    `ipc round trip (C to C, the floor)   p50 ${us(r.ipc_rtt_ns_p50)}  p99 ${us(r.ipc_rtt_ns_p99)}`,
+    `connect+close without the agent      p50 ${us(r.connect_close_ns_p50_without)}  p99 ${us(r.connect_close_ns_p99_without)}`,
+    `connect+close with the agent         p50 ${us(r.connect_close_ns_p50_with)}  p99 ${us(r.connect_close_ns_p99_with)}`,
+    `  added by agent + daemon            p50 ${us(r.added_ns_p50)}  p99 ${us(r.added_ns_p99)}  (${t.added_p50_vs_ipc_rtt.value}x the floor, target <= ${t.added_p50_vs_ipc_rtt.limit}x: ${mark(t.added_p50_vs_ipc_rtt)})`,
+    `  added, every connect asking        p50 ${us(r.uncached.added_ns_p50)}  p99 ${us(r.uncached.added_ns_p99)}  (QOSD_CACHE=0)`,
+    `send path with/without               ${r.send_path_ratio} (target >= ${t.send_path_ratio.limit}: ${mark(t.send_path_ratio)})`,
+    `daemon decisions/s, ${r.setup.threads} agents, ${r.setup.policy_rules} rules  ${r.daemon_decisions_per_s} (target >= ${t.daemon_decisions_per_s.limit}: ${mark(t.daemon_decisions_per_s)})`,
+  ].join('\n');
+}

@@ -1,0 +1,48 @@
+/* A `qos daemon` in a child process with its own sockets and policy file, for tests and
+ * benchmarks that must measure the real thing, not an in-process copy. */
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The qos CLI entry point of this package. */
+export const QOS_CLI = resolve(fileURLToPath(import.meta.url), '../../cli/main.js');
+
+export class DaemonChild {
+  readonly socket: string;
+  readonly admin: string;
+  readonly policyFile: string;
+  proc!: ChildProcess;
+  log = '';
+
+  constructor(readonly dir: string, policy: string, private readonly extraArgs: string[] = []) {
+    this.socket = join(dir, 'agent.sock');
+    this.admin = join(dir, 'admin.sock');
+    this.policyFile = join(dir, 'policy.yaml');
+    writeFileSync(this.policyFile, policy);
+  }
+
+  /** Starts the daemon and waits until it listens; throws with its output if it does not. */
+  async start(): Promise<this> {
+    this.proc = spawn(process.execPath, [QOS_CLI, 'daemon', '--socket', this.socket, '--admin', this.admin, '--policy', this.policyFile, ...this.extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc.stdout!.on('data', (d: Buffer) => (this.log += d));
+    this.proc.stderr!.on('data', (d: Buffer) => (this.log += d));
+    for (let i = 0; i < 400 && !this.log.includes('qosd listening'); i++) {
+      if (this.proc.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    if (!this.log.includes('qosd listening')) {
+      this.proc.kill('SIGKILL');
+      throw new Error(`daemon did not start: ${this.log}`);
+    }
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    const done = new Promise((r) => this.proc.once('exit', r));
+    this.proc.kill('SIGTERM');
+    await done;
+  }
+}

@@ -1,0 +1,85 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PolicyEngine, type Identity } from '../policy/engine.js';
+import { parsePolicy } from '../policy/load.js';
+import { decode } from '../protocol/messages.js';
+import { hasRequest } from './agents.js';
+import { Decider } from './decide.js';
+import { FlowTable } from './flows.js';
+import { GenerationFile } from './generation.js';
+
+const who: Identity = { pid: 7, uid: 1000, gid: 1000, user: 'alice', group: 'alice', exe: '/usr/bin/curl', cmdline: 'curl x', unit: '', cgroup: '' };
+
+function setup(policy: string, generation = 5) {
+  const flows = new FlowTable();
+  const view = { engine: new PolicyEngine(parsePolicy(policy)), generation };
+  const d = new Decider(flows, () => view);
+  return { flows, view, ask: (line: string) => d.handle(decode(line), who) };
+}
+
+const POLICY = `
+default: { dscp: CS1 }
+rules:
+  - { name: web, match: { event: connect, remote_port: 443 }, action: { dscp: AF41 } }
+  - { name: dns, match: { event: socket, type: dgram }, action: { dscp: CS2 } }
+`;
+
+test('socket, connect and sendto replies carry CACHE with the published generation', () => {
+  const { ask } = setup(POLICY);
+  assert.equal(ask('Socket 7 1000 x 2 1 0 3').reply, 'DSCP 8 CACHE 5');
+  assert.equal(ask('Connect 7 1000 x 3 {2 192.0.2.1 443} {} {}').reply, 'DSCP 34 CACHE 5');
+  assert.equal(ask('Socket 7 1000 x 2 2 0 4').reply, 'DSCP 16 CACHE 5');
+  assert.equal(ask('SendTo 7 1000 x 4 {2 192.0.2.1 53}').reply, 'CACHE 5', 'the default never undoes the socket rule');
+  assert.equal(ask('Bind 7 1000 x 4 {2 0.0.0.0 5000}').reply, '', 'bind is not cacheable');
+});
+
+test('generation 0 means agents must not cache', () => {
+  const { ask } = setup(POLICY, 0);
+  assert.equal(ask('Socket 7 1000 x 2 1 0 3').reply, 'DSCP 8');
+});
+
+test('a Cached call is recorded like an asked one, without a reply', () => {
+  const { ask, flows, view } = setup(POLICY);
+  const a = ask('Cached 7 1000 x 5 Socket 2 1 0 3');
+  const b = ask('Cached 7 1000 x 5 Connect 3 {2 192.0.2.1 443} {} {}');
+  assert.equal(a.reply, null);
+  assert.equal(b.reply, null);
+  assert.equal(b.record?.cached, true);
+  assert.equal(b.record?.rule, 'web');
+  assert.equal(b.stale, false);
+  const f = flows.get(7, 3);
+  assert.deepEqual([f?.rule, f?.remote?.port, f?.decision], ['web', 443, { dscp: 34 }]);
+  view.generation = 6;
+  assert.equal(ask('Cached 7 1000 x 5 Socket 2 1 0 4').stale, true, 'a reload raced the agent');
+  ask('Close 7 1000 x 3');
+  assert.equal(flows.get(7, 3), undefined);
+});
+
+test('hasRequest tells requests (and garbage) from notifications, complete lines only', () => {
+  assert.equal(hasRequest(Buffer.from('Close 1 0 a 3\nCached 1 0 a 5 Socket 2 1 0 3\n')), false);
+  assert.equal(hasRequest(Buffer.from('Close 1 0 a 3\nConnect 1 0 a 3 {2 1.2.3.4 80} {} {}\n')), true);
+  assert.equal(hasRequest(Buffer.from('Close 1 0 a 3\nConnect 1 0 a 3')), false, 'the request is not complete yet');
+  assert.equal(hasRequest(Buffer.from('Closet 1\n')), true, 'not a notification: gets an ERROR reply');
+  assert.equal(hasRequest(Buffer.from('\n')), true);
+});
+
+test('the generation file is rewritten in place: 8 bytes little-endian, 0 after close', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-gen-'));
+  try {
+    const path = join(dir, 'agent.sock.gen');
+    const g = new GenerationFile(path);
+    const a = g.next(), b = g.next();
+    assert.ok(b > a && a > Date.now() * 1000 - 60e6);
+    assert.equal(readFileSync(path).readBigUInt64LE(), BigInt(b));
+    g.close();
+    assert.equal(readFileSync(path).readBigUInt64LE(), 0n);
+    writeFileSync(join(dir, 'target'), 'x');
+    symlinkSync(join(dir, 'target'), join(dir, 'link.gen'));
+    assert.throws(() => new GenerationFile(join(dir, 'link.gen')), /cannot open the generation file/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

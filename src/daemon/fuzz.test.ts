@@ -1,0 +1,231 @@
+/* Bad input straight to a real daemon's agent socket: random, malformed, truncated and
+ * oversized lines, and mutations of valid messages. Every case is followed by a sentinel
+ * request (a Connect only the sentinel rule answers), so each case's effect can be told apart: a request
+ * gets one reply (an ERROR if it is malformed), a notification none, a malformed notification
+ * or an oversized line closes the connection. Meanwhile another agent keeps asking and must
+ * keep getting right answers, and the daemon's memory must stay flat. */
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { callJson } from '../cli/client.js';
+import { decode, encode, MAX_LINE, NOTIFICATIONS, type Message, type MessageType } from '../protocol/messages.js';
+import { DaemonChild } from './child.js';
+
+const CASES = Number(process.env.QOSD_FUZZ_CASES ?? 100_000);
+const BATCH = 400;
+const SENTINEL = 'Connect 1 0 fuzz 3 {2 192.0.2.9 9} {} {}';
+const SENTINEL_REPLY = /^DSCP 56 CACHE \d+$/;
+const POLICY = `rules:
+  - { name: sentinel, match: { event: connect, remote_port: 9 }, action: { dscp: CS7 } }
+  - { name: web, match: { event: connect, remote_port: 443 }, action: { dscp: AF41 } }
+`;
+
+const VALID: Message[] = [
+  { type: 'Socket', pid: 1, uid: 0, cmd: 'fuzz', family: 2, sockType: 1, protocol: 0, fd: 5 },
+  { type: 'Connect', pid: 1, uid: 0, cmd: 'fuzz -x {a b}', fd: 5, address: { family: 2, host: '192.0.2.1', port: 443 }, sqos: '', gqos: '' },
+  { type: 'Connect', pid: 1, uid: 0, cmd: 'fuzz', fd: 6, address: { family: 10, host: '2001:db8::1', port: 80 }, sqos: '', gqos: '' },
+  { type: 'Bind', pid: 1, uid: 0, cmd: 'fuzz', fd: 5, address: { family: 2, host: '0.0.0.0', port: 5000 } },
+  { type: 'Listen', pid: 1, uid: 0, cmd: 'fuzz', fd: 5, backlog: 5 },
+  { type: 'Accept', pid: 1, uid: 0, cmd: 'fuzz', fd: 5, address: { family: 2, host: '10.0.0.1', port: 999 }, newfd: 8 },
+  { type: 'SendTo', pid: 1, uid: 0, cmd: 'fuzz', fd: 7, address: { family: 2, host: '192.0.2.9', port: 53 } },
+  { type: 'SetSockOpt', pid: 1, uid: 0, cmd: 'fuzz', fd: 7, level: 0, optname: 1, value: 184 },
+  { type: 'Shutdown', pid: 1, uid: 0, cmd: 'fuzz', fd: 7, how: 1 },
+  { type: 'Close', pid: 1, uid: 0, cmd: 'fuzz', fd: 7 },
+  { type: 'Cached', pid: 1, uid: 0, cmd: 'fuzz', generation: 3, inner: { type: 'Socket', pid: 1, uid: 0, cmd: 'fuzz', family: 2, sockType: 2, protocol: 0, fd: 7 } },
+];
+const TOKENS = ['{', '}', '{}', '"', '\\', '\\x', '\\u12', '$x', '[cmd]', ';', '-1', '0', '4294967296', '99999999999', '1e9', 'NaN',
+  '{2 1.2.3.4 80}', '{10 :: 0}', '{2 256.1.1.1 80}', '{2 1.2.3.4 65536}', '{{{{{{{{{{', '}}}}}', 'Startup', 'Close', 'Cached', '__proto__', 'constructor'];
+
+/** xorshift32: reproducible, and unlike a power-of-two LCG its low bits are random too. */
+class Rng {
+  constructor(private s: number) {}
+  int(n: number): number {
+    let x = this.s;
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    this.s = x >>> 0;
+    return this.s % n;
+  }
+  pick<T>(xs: readonly T[]): T {
+    return xs[this.int(xs.length)]!;
+  }
+}
+
+/** One hostile line (no newline inside; the newline is the frame). */
+function hostile(r: Rng, i: number): string {
+  if (i % 5000 === 4999) return 'Socket 1 0 ' + 'x'.repeat(MAX_LINE + r.int(4000)); // oversized
+  switch (r.int(6)) {
+    case 0: { // random bytes, any value but the newline
+      let s = '';
+      for (let n = r.int(120); n > 0; n--) { const c = r.int(256); s += String.fromCharCode(c === 10 ? 11 : c); }
+      return s;
+    }
+    case 1: { // a valid message, truncated anywhere
+      const v = encode(r.pick(VALID));
+      return v.slice(0, r.int(v.length + 1));
+    }
+    case 2: { // a valid message with tokens replaced, dropped or duplicated
+      const parts = encode(r.pick(VALID)).split(' ');
+      for (let k = 1 + r.int(3); k > 0; k--) {
+        const at = r.int(parts.length);
+        const op = r.int(3);
+        if (op === 0) parts[at] = r.pick(TOKENS);
+        else if (op === 1) parts.splice(at, 1);
+        else parts.splice(at, 0, parts[at] ?? r.pick(TOKENS));
+      }
+      return parts.join(' ');
+    }
+    case 3: { // a valid message with bytes flipped
+      const v = [...encode(r.pick(VALID))];
+      for (let k = 1 + r.int(4); k > 0; k--) v[r.int(v.length)] = String.fromCharCode(r.int(128) || 1);
+      return v.join('').replace(/\n/g, ' ');
+    }
+    case 4: // deep nesting, long numbers, long tokens
+      return r.pick(['Connect 1 0 a 5 ' + '{'.repeat(2000 + r.int(2000)), 'Socket 1 0 ' + '9'.repeat(r.int(400)) + ' 1 0 5',
+        'SendTo 1 0 a 5 {2 ' + '1.'.repeat(r.int(300)) + '1 80}', 'Cached 1 0 a ' + '7'.repeat(r.int(30)) + ' Socket 2 1 0 5']);
+    default: // valid messages too: they must keep working in between
+      return encode(r.pick(VALID));
+  }
+}
+
+/** What the daemon must do with a line: answer it (reply), refuse it (error), say nothing
+ * (silent: a well-formed notification), or hang up (closes: a malformed notification,
+ * since any reply would be taken for the answer to the agent's next request). */
+function expectation(line: string): 'reply' | 'error' | 'silent' | 'closes' {
+  const notification = NOTIFICATIONS.has((/^\s*(\S*)/.exec(line)![1] ?? '') as MessageType);
+  try {
+    decode(line);
+  } catch {
+    return notification ? 'closes' : 'error';
+  }
+  return notification ? 'silent' : 'reply';
+}
+
+class LineClient {
+  private buf = '';
+  private waiters: ((l: string | null) => void)[] = [];
+  private lines: (string | null)[] = [];
+  readonly sock: Socket;
+  constructor(path: string) {
+    this.sock = connect(path);
+    this.sock.setEncoding('latin1');
+    this.sock.on('data', (d: string) => {
+      this.buf += d;
+      for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n')) {
+        this.push(this.buf.slice(0, nl));
+        this.buf = this.buf.slice(nl + 1);
+      }
+    });
+    this.sock.on('close', () => this.push(null));
+    this.sock.on('error', () => undefined);
+  }
+  private push(l: string | null): void {
+    const w = this.waiters.shift();
+    if (w) w(l);
+    else this.lines.push(l);
+  }
+  next(): Promise<string | null> {
+    if (this.lines.length) { const l = this.lines[0]!; if (l !== null) this.lines.shift(); return Promise.resolve(l); }
+    return new Promise((r) => this.waiters.push((l) => { if (l === null) this.lines.push(null); r(l); }));
+  }
+}
+
+test(`${CASES} hostile lines: each gets an error reply or its connection closed; others keep being served; memory stays flat`, { timeout: 600_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-fuzz-'));
+  const daemon = await new DaemonChild(dir, POLICY, ['--nice', 'keep']).start();
+  let stop = false;
+  const stats = { errors: 0, replies: 0, silent: 0, closed: 0, good: 0 };
+  // The other agent: asks every 20 ms and checks the answer.
+  const other = (async () => {
+    const c = new LineClient(daemon.socket);
+    c.sock.write('Startup 1 0 other 1\n');
+    assert.equal(await c.next(), 'VERSION 1');
+    for (let fd = 3; !stop; fd++) {
+      c.sock.write(`Connect 1 0 other ${fd} {2 192.0.2.7 443} {} {}\n`);
+      const reply = await c.next();
+      assert.match(reply ?? 'closed', /^DSCP 34( CACHE \d+)?$/, 'the other agent got a wrong answer');
+      stats.good++;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    c.sock.destroy();
+  })();
+  try {
+    const rng = new Rng(20261121);
+    const memory: number[] = [];
+    let c = new LineClient(daemon.socket);
+    const trace: string[] = []; // the last cases and what came back, for a failure message
+    const note = (t: string) => { trace.push(t); if (trace.length > 8) trace.shift(); };
+    for (let i = 0; i < CASES;) {
+      const batch: string[] = [];
+      for (let k = 0; k < BATCH && i + k < CASES; k++) batch.push(hostile(rng, i + k));
+      // Each case, then the sentinel; a Cleanup at the end forgets the flows the valid ones made.
+      c.sock.write(batch.map((l) => `${l}\n${SENTINEL}\n`).join('') + 'Cleanup 1 0 fuzz\n');
+      let k = 0;
+      for (; k < batch.length; k++) {
+        const line = batch[k]!;
+        const kind = expectation(line);
+        const first = await c.next();
+        note(`case ${i + k} (${kind}) ${JSON.stringify(line.slice(0, 60))} -> ${JSON.stringify(first?.slice(0, 60))}`);
+        const where = () => `case ${i + k}; last cases:\n${trace.join('\n')}`;
+        if (first === null) { // closed: only a malformed notification or an oversized line may do that
+          assert.ok(kind === 'closes' || line.length > MAX_LINE, `connection closed: ${where()}`);
+          stats.closed++;
+          k++;
+          break;
+        }
+        if (kind === 'silent') {
+          assert.match(first, SENTINEL_REPLY, `a notification was answered: ${where()}`);
+          stats.silent++;
+          continue;
+        }
+        assert.notEqual(kind, 'closes', `a malformed notification did not close the connection: ${where()}`);
+        if (kind === 'error') {
+          assert.match(first, /^ERROR QOS_ERR_\w+ /, `no error reply: ${where()}`);
+          stats.errors++;
+        } else {
+          assert.match(first, /^(VERSION 1|((OVERRIDE|TOS \d+|DSCP \d+|PRIORITY \d|DENY E[A-Z]+|CACHE \d+) ?)*)$/, `bad reply: ${where()}`);
+          stats.replies++;
+        }
+        const sentinel = await c.next();
+        if (sentinel === null && first.startsWith('ERROR QOS_ERR_MESSAGE_TOO_LONG')) { stats.closed++; k++; break; }
+        assert.match(sentinel ?? 'closed', SENTINEL_REPLY, `replies out of step: ${where()}`);
+      }
+      if (k < batch.length || (await peekClosed(c))) {
+        note(`reconnect after case ${i + k - 1}`);
+        c.sock.destroy();
+        c = new LineClient(daemon.socket);
+      }
+      i += k;
+      if (i >= CASES / 4 && memory.length === 0) memory.push(await rss(daemon));
+    }
+    memory.push(await rss(daemon));
+    c.sock.destroy();
+    const grew = memory[1]! - memory[0]!;
+    console.log(`# fuzz: ${JSON.stringify(stats)}, rss ${(memory[0]! / 2 ** 20).toFixed(1)} -> ${(memory[1]! / 2 ** 20).toFixed(1)} MiB`);
+    assert.ok(stats.errors > CASES / 4, 'most hostile lines were refused with an error');
+    assert.ok(stats.closed > 0 && stats.silent > 0 && stats.replies > 0);
+    assert.ok(grew < 24 * 2 ** 20, `daemon RSS grew by ${(grew / 2 ** 20).toFixed(1)} MiB over the last 3/4 of the cases`);
+  } catch (e) {
+    console.log(`# daemon output:\n${daemon.log.slice(-3000).replace(/^/gm, '# ')}`);
+    throw e;
+  } finally {
+    stop = true;
+    await other;
+    await daemon.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.ok(stats.good > 10, `the other agent was answered ${stats.good} times`);
+});
+
+/** After a batch: the trailing Cleanup gets no reply; the connection may have been closed by it. */
+async function peekClosed(c: LineClient): Promise<boolean> {
+  return c.sock.destroyed;
+}
+
+async function rss(d: DaemonChild): Promise<number> {
+  const s = await callJson<{ memory: { rss: number } }>(d.admin, 'GET', '/v1/status');
+  return s.memory.rss;
+}
