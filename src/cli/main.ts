@@ -136,13 +136,14 @@ bench
   .command('agent')
   .description('what the agent adds to connect() and send(), against a bare C-to-C Unix socket round trip, and daemon decisions/s with a 1,000-rule policy')
   .option('--json', 'print one JSON object')
-  .option('--rounds <n>', 'rounds; figures are medians over rounds', (v) => positiveInt(v, '--rounds'), 7)
+  .option('--rounds <n>', 'connect rounds; figures are medians over rounds', (v) => positiveInt(v, '--rounds'), 7)
+  .option('--send-rounds <n>', 'send-path runs per side, interleaved', (v) => positiveInt(v, '--send-rounds'), 11)
   .option('--connects <n>', 'connects per connect+close run', (v) => positiveInt(v, '--connects'), 10_000)
   .option('--sends <n>', 'sends per send-path run', (v) => positiveInt(v, '--sends'), 1_000_000)
   .option('--threads <n>', 'concurrent agents for the decisions/s load', (v) => positiveInt(v, '--threads'), 16)
   .option('--load-ms <ms>', 'duration of the decisions/s load', (v) => positiveInt(v, '--load-ms'), 3000)
   .option('--check', 'exit 1 if a target is missed')
-  .action(async (o: { json?: boolean; rounds: number; connects: number; sends: number; threads: number; loadMs: number; check?: boolean }) => {
+  .action(async (o: { json?: boolean; rounds: number; sendRounds: number; connects: number; sends: number; threads: number; loadMs: number; check?: boolean }) => {
     const { benchAgent, formatAgentBench } = await import('../bench/agent.js');
     const r = await benchAgent({ ...o, progress: o.json ? undefined : (m) => process.stderr.write(`${m}\n`) });
     print(o.json ? JSON.stringify(r, null, 2) : formatAgentBench(r));

@@ -1,0 +1,26 @@
+/* `qos bench agent` runs end to end and prints every figure (tiny sizes: this checks the
+ * command, not the speed; the figures themselves are judged by running the benchmark). */
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { QOS_CLI } from '../daemon/child.js';
+
+test('qos bench agent --json prints every figure as a positive number', { timeout: 120_000 }, () => {
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'agent', '--json', '--rounds', '1', '--send-rounds', '1', '--connects', '300', '--sends', '20000', '--threads', '2', '--load-ms', '300'], { encoding: 'utf8', timeout: 110_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as Record<string, unknown> & { uncached: Record<string, number>; targets: Record<string, { ok: boolean; value: number }> };
+  for (const k of ['ipc_rtt_ns_p50', 'connect_close_ns_p50_without', 'connect_close_ns_p50_with', 'added_ns_p99', 'send_path_ratio', 'daemon_decisions_per_s']) {
+    assert.equal(typeof j[k], 'number', k);
+    assert.ok((j[k] as number) > 0, `${k} = ${j[k]}`);
+  }
+  assert.equal(typeof j.added_ns_p50, 'number');
+  assert.ok((j.uncached.connect_close_ns_p50_with ?? 0) > 0);
+  assert.deepEqual(Object.keys(j.targets).sort(), ['added_p50_vs_ipc_rtt', 'daemon_decisions_per_s', 'send_path_ratio']);
+});
+
+test('qos bench agent refuses bad sizes with a usage error', () => {
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'agent', '--rounds', '0'], { encoding: 'utf8' });
+  assert.equal(r.status, 64);
+  assert.match(r.stderr, /--rounds takes a positive whole number/);
+});
