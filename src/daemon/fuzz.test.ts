@@ -12,7 +12,8 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { callJson } from '../cli/client.js';
-import { decode, encode, MAX_LINE, NOTIFICATIONS, type Message, type MessageType } from '../protocol/messages.js';
+import { decode, encode, MAX_LINE, NOTIFICATIONS, type MessageType } from '../protocol/messages.js';
+import { SAMPLE_MESSAGES } from '../protocol/samples.js';
 import { DaemonChild } from './child.js';
 
 const CASES = Number(process.env.QOSD_FUZZ_CASES ?? 100_000);
@@ -24,19 +25,7 @@ const POLICY = `rules:
   - { name: web, match: { event: connect, remote_port: 443 }, action: { dscp: AF41 } }
 `;
 
-const VALID: Message[] = [
-  { type: 'Socket', pid: 1, uid: 0, cmd: 'fuzz', family: 2, sockType: 1, protocol: 0, fd: 5 },
-  { type: 'Connect', pid: 1, uid: 0, cmd: 'fuzz -x {a b}', fd: 5, address: { family: 2, host: '192.0.2.1', port: 443 }, sqos: '', gqos: '' },
-  { type: 'Connect', pid: 1, uid: 0, cmd: 'fuzz', fd: 6, address: { family: 10, host: '2001:db8::1', port: 80 }, sqos: '', gqos: '' },
-  { type: 'Bind', pid: 1, uid: 0, cmd: 'fuzz', fd: 5, address: { family: 2, host: '0.0.0.0', port: 5000 } },
-  { type: 'Listen', pid: 1, uid: 0, cmd: 'fuzz', fd: 5, backlog: 5 },
-  { type: 'Accept', pid: 1, uid: 0, cmd: 'fuzz', fd: 5, address: { family: 2, host: '10.0.0.1', port: 999 }, newfd: 8 },
-  { type: 'SendTo', pid: 1, uid: 0, cmd: 'fuzz', fd: 7, address: { family: 2, host: '192.0.2.9', port: 53 } },
-  { type: 'SetSockOpt', pid: 1, uid: 0, cmd: 'fuzz', fd: 7, level: 0, optname: 1, value: 184 },
-  { type: 'Shutdown', pid: 1, uid: 0, cmd: 'fuzz', fd: 7, how: 1 },
-  { type: 'Close', pid: 1, uid: 0, cmd: 'fuzz', fd: 7 },
-  { type: 'Cached', pid: 1, uid: 0, cmd: 'fuzz', generation: 3, inner: { type: 'Socket', pid: 1, uid: 0, cmd: 'fuzz', family: 2, sockType: 2, protocol: 0, fd: 7 } },
-];
+const VALID = SAMPLE_MESSAGES;
 const TOKENS = ['{', '}', '{}', '"', '\\', '\\x', '\\u12', '$x', '[cmd]', ';', '-1', '0', '4294967296', '99999999999', '1e9', 'NaN',
   '{2 1.2.3.4 80}', '{10 :: 0}', '{2 256.1.1.1 80}', '{2 1.2.3.4 65536}', '{{{{{{{{{{', '}}}}}', 'Startup', 'Close', 'Cached', '__proto__', 'constructor'];
 
