@@ -422,7 +422,9 @@ static int ask_addr(const char *type, int fd, struct fdst *s, const struct socka
 	int told = qos_tell(buf, len);
 	if (told < 0)
 		return -1; /* the daemon is gone: proceed as without it, like a failed ask */
-	if (told == 0) { /* skipped (daemon behind): the decision stands, the daemon misses the flow */
+	/* told == 1: skipped (the daemon is behind): the decision stands, the daemon misses this
+	 * flow, and the socket stays unreported (no Close will follow) */
+	if (told == 0) {
 		pthread_mutex_lock(stripe(fd));
 		s->flags = (uint8_t)((s->flags & ~F_PENDING) | F_REPORTED);
 		pthread_mutex_unlock(stripe(fd));
@@ -438,7 +440,7 @@ static int ask_addr(const char *type, int fd, struct fdst *s, const struct socka
 
 #define CACHE_SLOTS 64
 struct ckey {
-	char call; /* 'C' connect, 'S' first datagram */
+	char call; /* first letter of the call: 'C'onnect, 'B'ind, 'S'endTo */
 	uint8_t family, type, afamily;
 	int16_t proto;
 	uint16_t port;
