@@ -23,9 +23,15 @@ program
   .option('--policy <file>', 'policy file, YAML or JSON (default: the built-in policy; `qos policy default` shows it)')
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace', 'info')
   .option('--nice <n>', 'scheduling priority to take at start, -20..19, or "keep" (default -10: agents wait for the daemon)', niceValue)
-  .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep' }) => {
+  .option('--script-workers <n>', 'worker threads for a policy script (default: the number of cores, at least 2)', (v) => positiveInt(v, '--script-workers'))
+  .option('--script-deadline-ms <ms>', 'deadline of one script call', (v) => positiveInt(v, '--script-deadline-ms'), 10)
+  .option('--script-memory-mb <mb>', 'memory cap of a script', (v) => positiveInt(v, '--script-memory-mb'), 32)
+  .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number }) => {
     const { Daemon } = await import('../daemon/daemon.js');
-    const d = new Daemon({ socket: o.socket, admin: o.admin, policy: o.policy, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice });
+    const d = new Daemon({
+      socket: o.socket, admin: o.admin, policy: o.policy, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice,
+      scriptWorkers: o.scriptWorkers, scriptLimits: { deadlineMs: o.scriptDeadlineMs, memoryBytes: o.scriptMemoryMb * 2 ** 20 },
+    });
     await d.start();
     process.on('SIGHUP', () => void d.reload('SIGHUP'));
     await new Promise<void>((resolve) => {
@@ -111,9 +117,14 @@ policy
   .option('--json', 'print JSON')
   .action(async (file: string, o: { json?: boolean }) => {
     const { loadPolicyFile } = await import('../policy/load.js');
+    const { checkScript } = await import('../script/check.js');
     try {
-      const { doc } = await loadPolicyFile(file);
-      print(o.json ? JSON.stringify({ ok: true, file, rules: doc.rules.length, default: doc.default ?? null }) : `${file}: ok, ${doc.rules.length} rules${doc.default ? ', with a default' : ''}`);
+      const { doc, script } = await loadPolicyFile(file);
+      const handlers = script ? await checkScript(script) : [];
+      const scriptText = script ? `, script ${script.path} (${handlers.join(', ')})` : '';
+      print(o.json
+        ? JSON.stringify({ ok: true, file, rules: doc.rules.length, default: doc.default ?? null, script: script ? { file: script.path, handlers } : null })
+        : `${file}: ok, ${doc.rules.length} rules${doc.default ? ', with a default' : ''}${scriptText}`);
     } catch (e) {
       if (o.json && e instanceof QosError) {
         print(JSON.stringify({ ok: false, file, error: e.toJSON() }));

@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import { QosError } from '../errors.js';
 import type { Identity } from '../policy/engine.js';
 import { decode, encodeError, MAX_LINE, NOTIFICATIONS, type Message, type MessageType } from '../protocol/messages.js';
-import type { Decider, DecisionRecord } from './decide.js';
+import type { Decider, DecisionRecord, Outcome } from './decide.js';
 import type { Cred, IdentityResolver } from './identity.js';
 import { acceptPending, peerCred } from './identity.js';
 import type { Metrics } from './metrics.js';
@@ -52,6 +52,8 @@ interface Conn {
   queued: boolean;
   /** hung up: what still arrives is dropped until the agent closes its end */
   closing: boolean;
+  /** a policy script is deciding a request: later lines wait, so replies stay in order */
+  waiting: boolean;
 }
 
 export class AgentServer {
@@ -113,7 +115,7 @@ export class AgentServer {
       sock.destroy();
       return;
     }
-    const conn: Conn = { sock, cred, id: this.o.identities.resolve(cred), pending: null, broken: false, queued: false, closing: false };
+    const conn: Conn = { sock, cred, id: this.o.identities.resolve(cred), pending: null, broken: false, queued: false, closing: false, waiting: false };
     this.conns.add(conn);
     this.perPid.set(cred.pid, (this.perPid.get(cred.pid) ?? 0) + 1);
     this.o.metrics.agents.inc();
@@ -131,13 +133,24 @@ export class AgentServer {
   private data(c: Conn, chunk: Buffer): void {
     if (c.closing) return;
     c.pending = c.pending ? Buffer.concat([c.pending, chunk]) : chunk;
+    this.serve(c, chunk);
+  }
+
+  /** Decides when c's buffered lines are handled: now if they hold a request, else in a
+   * background turn; nothing while a script is deciding one of its requests. */
+  private serve(c: Conn, chunk?: Buffer): void {
+    if (!c.pending || c.sock.destroyed || c.closing) return;
+    if (c.waiting) {
+      if (c.pending.length > BACKLOG_PAUSE && !c.sock.isPaused()) c.sock.pause();
+      return;
+    }
     if (hasRequest(c.pending)) {
       this.drain(c, Infinity);
-      if (!c.pending || c.sock.destroyed) return;
+      if (!c.pending || c.sock.destroyed || c.waiting) return;
     }
     if (c.pending.indexOf(10) < 0) {
       // Only a partial line: keep it (a copy: do not pin Node's whole read buffer).
-      if (c.pending.buffer === chunk.buffer) c.pending = Buffer.from(c.pending);
+      if (chunk && c.pending.buffer === chunk.buffer) c.pending = Buffer.from(c.pending);
       this.checkLength(c);
       return;
     }
@@ -171,7 +184,7 @@ export class AgentServer {
   /** Handles up to maxLines complete lines of c and writes their replies; returns how many. */
   private drain(c: Conn, maxLines: number): number {
     const buf = c.pending;
-    if (!buf || c.sock.destroyed || c.closing) return 0;
+    if (!buf || c.sock.destroyed || c.closing || c.waiting) return 0;
     let start = 0;
     let out = '';
     let n = 0;
@@ -180,8 +193,22 @@ export class AgentServer {
       if (nl < 0) break;
       n++;
       const r = this.line(c, buf.toString('utf8', start, nl));
-      if (r !== null) out += r + '\n';
       start = nl + 1;
+      if (r instanceof Promise) {
+        // A script decides: answer what came before, hold what comes after until it has.
+        c.waiting = true;
+        c.pending = start < buf.length ? Buffer.from(buf.subarray(start)) : null;
+        if (out) c.sock.write(out);
+        void r.then((reply) => {
+          c.waiting = false;
+          if (c.sock.destroyed || c.closing) return;
+          if (reply !== null) c.sock.write(reply + '\n');
+          if (c.sock.isPaused() && !c.queued) c.sock.resume();
+          this.serve(c);
+        });
+        return n;
+      }
+      if (r !== null) out += r + '\n';
       if (c.broken) {
         // A malformed notification: any reply would be taken for the answer to the agent's
         // next request, so answer what came before and hang up instead.
@@ -219,8 +246,9 @@ export class AgentServer {
     setTimeout(() => c.sock.destroy(), 1000).unref();
   }
 
-  /** Handles one request line; returns the reply (null for notifications). */
-  private line(c: Conn, text: string): string | null {
+  /** Handles one line; returns the reply (null for notifications), or a Promise of it when a
+   * policy script decides (the script runs in a worker, never here). */
+  private line(c: Conn, text: string): string | null | Promise<string | null> {
     const t0 = performance.now();
     let m: Message;
     try {
@@ -239,6 +267,10 @@ export class AgentServer {
     if (m.type === 'Startup') c.id = this.o.identities.resolve(c.cred, true);
     if (m.pid !== c.id.pid) this.o.log.debug({ claimed: m.pid, pid: c.id.pid }, 'agent claims another pid; using the kernel\'s');
     const out = this.o.decider.handle(m, c.id);
+    return out instanceof Promise ? out.then((o) => this.finish(o, t0)) : this.finish(out, t0);
+  }
+
+  private finish(out: Outcome, t0: number): string | null {
     if (out.stale) this.o.metrics.staleCached.inc();
     if (out.record) {
       this.o.metrics.decision(out.record.rule ?? 'none', out.record.class, out.record.cached);

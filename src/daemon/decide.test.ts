@@ -7,7 +7,7 @@ import { PolicyEngine, type Identity } from '../policy/engine.js';
 import { parsePolicy } from '../policy/load.js';
 import { decode } from '../protocol/messages.js';
 import { hasRequest } from './agents.js';
-import { Decider } from './decide.js';
+import { Decider, type Outcome } from './decide.js';
 import { FlowTable } from './flows.js';
 import { GenerationFile } from './generation.js';
 
@@ -17,7 +17,7 @@ function setup(policy: string, generation = 5) {
   const flows = new FlowTable();
   const view = { engine: new PolicyEngine(parsePolicy(policy)), generation };
   const d = new Decider(flows, () => view);
-  return { flows, view, ask: (line: string) => d.handle(decode(line), who) };
+  return { flows, view, ask: (line: string) => d.handle(decode(line), who) as Outcome };
 }
 
 const POLICY = `

@@ -5,6 +5,9 @@ import { dscpName } from '../policy/dscp.js';
 import type { CallFacts, Identity, PolicyEngine, Verdict } from '../policy/engine.js';
 import { parseAddr } from '../policy/net.js';
 import type { EventName } from '../policy/schema.js';
+import type { HandlerName } from '../script/js-sandbox.js';
+import type { ScriptOutcome, ScriptStatus } from '../script/pool.js';
+import { loadavg } from 'node:os';
 import { encodeReply, PROTOCOL_VERSION, type Decision, type Message, type SockAddr } from '../protocol/messages.js';
 import type { Endpoint, Flow, FlowTable } from './flows.js';
 
@@ -26,6 +29,14 @@ export interface DecisionRecord {
   reply: string;
   /** The agent applied this from its cache and only told us (a `Cached` message). */
   cached: boolean;
+  /** What the policy script did with the call, if it has a handler for it. */
+  script?: ScriptStatus;
+}
+
+/** A policy script, as the decider sees it (script/pool.ts). */
+export interface ScriptHost {
+  readonly handlers: ReadonlySet<HandlerName>;
+  call(handler: HandlerName, uid: number, json: string): Promise<ScriptOutcome>;
 }
 
 /** What the decider needs of the running policy. */
@@ -33,7 +44,12 @@ export interface PolicyView {
   engine: PolicyEngine;
   /** Published generation (GenerationFile); 0 = agents must not cache. */
   generation: number;
+  script?: ScriptHost | null;
 }
+
+const HANDLER_OF: Record<EventName, HandlerName | null> = {
+  socket: 'Socket', connect: 'Connect', bind: 'Bind', listen: 'Listen', accept: 'Accept', sendto: 'SendTo', setsockopt: null,
+};
 
 const FAMILY: Record<number, Flow['family']> = { 2: 'inet', 10: 'inet6' };
 const TYPE: Record<number, Flow['type']> = { 1: 'stream', 2: 'dgram', 3: 'raw' };
@@ -82,63 +98,71 @@ const CACHEABLE_EVENTS: ReadonlySet<EventName> = new Set(['socket', 'connect', '
 export class Decider {
   constructor(private readonly flows: FlowTable, private readonly policy: () => PolicyView, private readonly now: () => number = Date.now) {}
 
-  handle(m: Message, id: Identity): Outcome {
+  /** The reply and record for one message; a Promise when a policy script decides it. */
+  handle(m: Message, id: Identity, useScript = true): Outcome | Promise<Outcome> {
     const flows = this.flows;
     switch (m.type) {
       case 'Cached': {
         // Recorded like the call itself; the agent already applied the decision, so no reply.
-        const out = this.handle(m.inner, id);
+        // (Only declarative verdicts are cached, so no script is asked.)
+        const out = this.handle(m.inner, id, false) as Outcome;
         if (out.record) out.record.cached = true;
         return { reply: null, record: out.record, stale: m.generation !== this.policy().generation };
       }
       case 'Startup':
+        this.tell('Startup', id, { event: 'startup' });
         return { reply: `VERSION ${PROTOCOL_VERSION}` };
-      case 'Close':
+      case 'Close': {
+        const f = flows.get(id.pid, m.fd);
         flows.close(id.pid, m.fd);
+        this.tell('Close', id, { event: 'close', fd: m.fd, ...(f ? flowFacts(f) : {}) });
         return { reply: null };
+      }
       case 'Cleanup':
         flows.closePid(id.pid);
+        this.tell('Cleanup', id, { event: 'cleanup' });
         return { reply: null };
       case 'Shutdown': {
         const f = flows.get(id.pid, m.fd);
         if (f) flows.touch(f);
+        this.tell('Shutdown', id, { event: 'shutdown', fd: m.fd, how: m.how, ...(f ? flowFacts(f) : {}) });
         return { reply: null };
       }
       case 'Socket': {
         const type = TYPE[m.sockType] ?? null;
         const f = flows.open({ pid: id.pid, fd: m.fd, family: FAMILY[m.family] ?? null, type, proto: protoOf(type, m.protocol), protocol: m.protocol, exe: id.exe, user: id.user });
-        return this.decide('socket', f, id);
+        return this.decide('socket', f, id, useScript);
       }
       case 'Connect': {
         const f = this.flowFor(id, m.fd, m.address.family);
         f.remote = endpoint(m.address);
-        return this.decide('connect', f, id);
+        return this.decide('connect', f, id, useScript);
       }
       case 'Bind': {
         const f = this.flowFor(id, m.fd, m.address.family);
         f.local = endpoint(m.address);
-        return this.decide('bind', f, id);
+        return this.decide('bind', f, id, useScript);
       }
       case 'Listen':
-        return this.decide('listen', this.flowFor(id, m.fd, 0), id);
+        return this.decide('listen', this.flowFor(id, m.fd, 0), id, useScript);
       case 'SendTo': {
         const f = this.flowFor(id, m.fd, m.address.family);
         f.remote = endpoint(m.address);
         f.destinations++;
-        return this.decide('sendto', f, id);
+        return this.decide('sendto', f, id, useScript);
       }
       case 'Accept': {
         const lf = this.flowFor(id, m.fd, m.address?.family ?? 0);
         const f = flows.open({ pid: id.pid, fd: m.newfd, family: lf.family, type: lf.type ?? 'stream', proto: lf.proto ?? 'tcp', protocol: lf.protocol, exe: id.exe, user: id.user });
         f.local = lf.local;
         f.remote = endpoint(m.address);
-        return this.decide('accept', f, id);
+        return this.decide('accept', f, id, useScript);
       }
       case 'SetSockOpt': {
         const f = this.flowFor(id, m.fd, 0);
         if (m.optname === 15 /* SO_PRIORITY */) f.appPriority = m.value;
         else f.appTos = m.value & 0xff;
-        return this.decide('setsockopt', f, id);
+        return this.decide('setsockopt', f, id, false);
       }
     }
   }
@@ -148,20 +172,50 @@ export class Decider {
     return this.flows.get(id.pid, fd) ?? this.flows.open({ pid: id.pid, fd, family: FAMILY[family] ?? null, type: null, proto: null, protocol: 0, exe: id.exe, user: id.user });
   }
 
-  private decide(event: EventName, f: Flow, id: Identity): Outcome {
-    const facts: CallFacts = {
-      event,
-      family: f.family ?? undefined,
-      type: f.type ?? undefined,
-      proto: f.proto ?? undefined,
-      remote: factEndpoint(f.remote),
-      local: factEndpoint(f.local),
-    };
+  /** Tells the script about a notification (its handler keeps state; nothing waits for it). */
+  private tell(handler: HandlerName, id: Identity, event: Record<string, unknown>): void {
+    const script = this.policy().script;
+    if (script?.handlers.has(handler)) void script.call(handler, id.uid, this.callJson(id, event));
+  }
+
+  /** The handler's argument: the event with who is calling, and the machine state it may read. */
+  private callJson(id: Identity, event: Record<string, unknown>): string {
+    const flows = this.flows.ofUser(id.user).map(flowFacts);
+    return JSON.stringify({
+      event: { ...event, pid: id.pid, uid: id.uid, gid: id.gid, user: id.user, group: id.group, exe: id.exe, cmdline: id.cmdline, unit: id.unit },
+      state: { flows, loadavg: loadavg() },
+    });
+  }
+
+  private decide(event: EventName, f: Flow, id: Identity, useScript: boolean): Outcome | Promise<Outcome> {
     const policy = this.policy();
-    let v: Verdict = policy.engine.decide(id, facts);
-    // The default fills in for sockets nothing decided yet; it never undoes a rule's choice
-    // made at an earlier call on the same socket (e.g. a Socket rule, then a SendTo).
-    if (v.rule === 'default' && f.rule && f.rule !== 'default') v = { decision: null, rule: null };
+    const handler = HANDLER_OF[event];
+    const script = policy.script;
+    if (script && handler && script.handlers.has(handler)) {
+      if (!useScript) return this.conclude(event, f, id, policy, null);
+      return script.call(handler, id.uid, this.callJson(id, { event, ...flowFacts(f) })).then((o) => this.conclude(event, f, id, policy, o));
+    }
+    return this.conclude(event, f, id, policy, null);
+  }
+
+  /** Records the verdict on the flow and builds the reply: the script's decision if it made
+   * one, else the rules'. Only a call no script handles may be cached by the agent. */
+  private conclude(event: EventName, f: Flow, id: Identity, policy: PolicyView, o: ScriptOutcome | null): Outcome {
+    let v: Verdict;
+    if (o && o.decision !== undefined) v = { decision: o.decision, rule: 'script' };
+    else {
+      v = policy.engine.decide(id, {
+        event,
+        family: f.family ?? undefined,
+        type: f.type ?? undefined,
+        proto: f.proto ?? undefined,
+        remote: factEndpoint(f.remote),
+        local: factEndpoint(f.local),
+      });
+      // The default fills in for sockets nothing decided yet; it never undoes a rule's choice
+      // made at an earlier call on the same socket (e.g. a Socket rule, then a SendTo).
+      if (v.rule === 'default' && f.rule && f.rule !== 'default') v = { decision: null, rule: null };
+    }
     if (v.rule !== null) {
       f.decision = v.decision;
       f.rule = v.rule;
@@ -170,14 +224,23 @@ export class Decider {
     let reply = encodeReply(v.decision);
     // A declarative verdict on a call depends only on who asks, the call's facts and the
     // policy: the agent may reuse it for identical calls until the generation changes.
-    if (policy.generation > 0 && CACHEABLE_EVENTS.has(event)) reply = reply ? `${reply} CACHE ${policy.generation}` : `CACHE ${policy.generation}`;
-    return {
-      reply,
-      record: {
-        at: this.now(), pid: id.pid, user: id.user, exe: id.exe, event, fd: f.fd,
-        family: f.family, type: f.type, local: f.local, remote: f.remote, rule: v.rule, decision: v.decision,
-        class: decisionClass(v.decision), reply, cached: false,
-      },
+    const scripted = policy.script && HANDLER_OF[event] && policy.script.handlers.has(HANDLER_OF[event]);
+    if (policy.generation > 0 && CACHEABLE_EVENTS.has(event) && !scripted) reply = reply ? `${reply} CACHE ${policy.generation}` : `CACHE ${policy.generation}`;
+    const record: DecisionRecord = {
+      at: this.now(), pid: id.pid, user: id.user, exe: id.exe, event, fd: f.fd,
+      family: f.family, type: f.type, local: f.local, remote: f.remote, rule: v.rule, decision: v.decision,
+      class: decisionClass(v.decision), reply, cached: false,
     };
+    if (o) record.script = o.status;
+    return { reply, record };
   }
+}
+
+/** A flow as a script sees it (docs/scripts.md). */
+function flowFacts(f: Flow): Record<string, unknown> {
+  return {
+    fd: f.fd, pid: f.pid, family: f.family, type: f.type, proto: f.proto, protocol: f.protocol,
+    local: f.local, remote: f.remote, exe: f.exe, rule: f.rule, class: decisionClass(f.decision),
+    dscp: f.decision?.dscp ?? (f.decision?.tos !== undefined ? f.decision.tos >> 2 : null),
+  };
 }

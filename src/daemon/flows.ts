@@ -32,6 +32,7 @@ export type FlowInit = Pick<Flow, 'pid' | 'fd' | 'family' | 'type' | 'proto' | '
 export class FlowTable {
   private readonly flows = new Map<string, Flow>();
   private readonly byPid = new Map<number, Set<number>>();
+  private readonly byUser = new Map<string, Set<Flow>>();
   constructor(private readonly now: () => number = Date.now, private readonly max = 1_000_000) {}
 
   get size(): number {
@@ -51,7 +52,13 @@ export class FlowTable {
       exe: init.exe, user: init.user, created: t, updated: t,
     };
     if (this.flows.size >= this.max && !this.flows.has(`${init.pid}/${init.fd}`)) return f; // full: decide, don't remember
-    this.flows.set(`${init.pid}/${init.fd}`, f);
+    const key = `${init.pid}/${init.fd}`;
+    const old = this.flows.get(key);
+    if (old) this.unindexUser(old);
+    this.flows.set(key, f);
+    let u = this.byUser.get(f.user);
+    if (!u) this.byUser.set(f.user, (u = new Set()));
+    u.add(f);
     let s = this.byPid.get(init.pid);
     if (!s) this.byPid.set(init.pid, (s = new Set()));
     s.add(init.fd);
@@ -62,8 +69,22 @@ export class FlowTable {
     f.updated = this.now();
   }
 
+  /** The flows of one user (what a policy script may read). */
+  ofUser(user: string): Flow[] {
+    const u = this.byUser.get(user);
+    return u ? [...u] : [];
+  }
+
+  private unindexUser(f: Flow): void {
+    const u = this.byUser.get(f.user);
+    if (u) { u.delete(f); if (!u.size) this.byUser.delete(f.user); }
+  }
+
   close(pid: number, fd: number): boolean {
-    const ok = this.flows.delete(`${pid}/${fd}`);
+    const key = `${pid}/${fd}`;
+    const f = this.flows.get(key);
+    if (f) this.unindexUser(f);
+    const ok = this.flows.delete(key);
     const s = this.byPid.get(pid);
     if (s) { s.delete(fd); if (!s.size) this.byPid.delete(pid); }
     return ok;
@@ -73,7 +94,11 @@ export class FlowTable {
   closePid(pid: number): number {
     const s = this.byPid.get(pid);
     if (!s) return 0;
-    for (const fd of s) this.flows.delete(`${pid}/${fd}`);
+    for (const fd of s) {
+      const f = this.flows.get(`${pid}/${fd}`);
+      if (f) this.unindexUser(f);
+      this.flows.delete(`${pid}/${fd}`);
+    }
     this.byPid.delete(pid);
     return s.size;
   }

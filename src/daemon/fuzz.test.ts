@@ -8,13 +8,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { callJson } from '../cli/client.js';
 import { decode, encode, MAX_LINE, NOTIFICATIONS, type MessageType } from '../protocol/messages.js';
 import { SAMPLE_MESSAGES } from '../protocol/samples.js';
 import { DaemonChild } from './child.js';
+import { LineClient } from './line-client.js';
 
 const CASES = Number(process.env.QOSD_FUZZ_CASES ?? 100_000);
 const BATCH = 400;
@@ -91,35 +91,6 @@ function expectation(line: string): 'reply' | 'error' | 'silent' | 'closes' {
     return notification ? 'closes' : 'error';
   }
   return notification ? 'silent' : 'reply';
-}
-
-class LineClient {
-  private buf = '';
-  private waiters: ((l: string | null) => void)[] = [];
-  private lines: (string | null)[] = [];
-  readonly sock: Socket;
-  constructor(path: string) {
-    this.sock = connect(path);
-    this.sock.setEncoding('latin1');
-    this.sock.on('data', (d: string) => {
-      this.buf += d;
-      for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n')) {
-        this.push(this.buf.slice(0, nl));
-        this.buf = this.buf.slice(nl + 1);
-      }
-    });
-    this.sock.on('close', () => this.push(null));
-    this.sock.on('error', () => undefined);
-  }
-  private push(l: string | null): void {
-    const w = this.waiters.shift();
-    if (w) w(l);
-    else this.lines.push(l);
-  }
-  next(): Promise<string | null> {
-    if (this.lines.length) { const l = this.lines[0]!; if (l !== null) this.lines.shift(); return Promise.resolve(l); }
-    return new Promise((r) => this.waiters.push((l) => { if (l === null) this.lines.push(null); r(l); }));
-  }
 }
 
 test(`${CASES} hostile lines: each gets an error reply or its connection closed; others keep being served; memory stays flat`, { timeout: 600_000 }, async () => {

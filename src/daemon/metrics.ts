@@ -32,6 +32,15 @@ export class Metrics {
   readonly staleCached = new Counter({
     name: 'qosd_stale_cached_decisions_total', help: 'Calls an agent decided from a cache older than the running policy (a reload raced them)', registers: [this.registry],
   });
+  readonly scriptCalls = new Counter({
+    name: 'qosd_script_calls_total', help: 'Policy script handler calls, by handler and result (decided, fallthrough, error, timeout, killed, overloaded)',
+    labelNames: ['handler', 'result'], registers: [this.registry],
+  });
+  readonly scriptDuration = new Histogram({
+    name: 'qosd_script_call_duration_seconds', help: 'Time from a script call being queued to its answer',
+    buckets: [1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.25, 1], registers: [this.registry],
+  });
+  readonly scriptRestarts = new Counter({ name: 'qosd_script_worker_restarts_total', help: 'Script workers replaced after hanging or dying', registers: [this.registry] });
   readonly flows = new Gauge({ name: 'qosd_flows', help: 'Entries in the flow table', registers: [this.registry] });
 
   constructor() {

@@ -2,6 +2,7 @@
  * problem at once with line and column, as a compiler would. */
 
 import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
 import { QosError, type Problem } from '../errors.js';
 import { PolicySchema, type PolicyDoc } from './schema.js';
@@ -58,13 +59,33 @@ function duplicateNames(raw: unknown): { path: PropertyKey[]; message: string }[
   return out;
 }
 
-/** Reads and validates a policy file. */
-export async function loadPolicyFile(path: string): Promise<{ doc: PolicyDoc; text: string }> {
+/** A policy's script, read from disk (compiled by script/check.ts or the daemon's pool). */
+export interface PolicyScript {
+  path: string;
+  source: string;
+  kind: 'js' | 'tcl';
+}
+
+/** Reads and validates a policy file, and reads the script it names. */
+export async function loadPolicyFile(path: string): Promise<{ doc: PolicyDoc; text: string; script: PolicyScript | null }> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
     throw new QosError('QOS_ERR_POLICY_IO', `cannot read policy ${path}: ${(e as Error).message}`, [], { cause: e });
   }
-  return { doc: parsePolicy(text, path), text };
+  const doc = parsePolicy(text, path);
+  if (!doc.script) return { doc, text, script: null };
+  const scriptPath = resolve(dirname(path), doc.script);
+  const kind = /\.tcl$/.test(scriptPath) ? 'tcl' : 'js';
+  let source: string;
+  try {
+    source = await readFile(scriptPath, 'utf8');
+  } catch (e) {
+    const at = /^script:\s*/m.exec(text);
+    const line = at ? text.slice(0, at.index).split('\n').length : undefined;
+    const problem = { file: path, line, col: at ? at[0].length + 1 : undefined, path: 'script', message: `cannot read ${scriptPath}: ${(e as Error).message}` };
+    throw new QosError('QOS_ERR_POLICY_INVALID', `${path}: 1 error(s)`, [problem], { cause: e });
+  }
+  return { doc, text, script: { path: scriptPath, source, kind } };
 }

@@ -72,6 +72,8 @@ export const RuleSchema = z.strictObject({
 export const PolicySchema = z.strictObject({
   default: ActionSchema.optional(),
   rules: z.array(RuleSchema).default([]),
+  /** A policy script beside the rules, relative to the policy file (docs/scripts.md). */
+  script: z.string().min(1).regex(/\.(m?js|tcl)$/, 'a script is a JavaScript module (.js, .mjs) or a Tcl file (.tcl)').optional(),
 });
 
 export type PolicyDoc = z.infer<typeof PolicySchema>;

@@ -1,0 +1,121 @@
+/* The script pool against hostile and buggy scripts: every call ends (decided, falling
+ * through, or faulted with its place in the script), and the pool keeps answering. */
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ScriptPool, type ScriptOutcome } from './pool.js';
+
+const state = (flows: unknown[] = []) => ({ flows, loadavg: [0.5, 0.4, 0.3] });
+const arg = (event: Record<string, unknown>, flows: unknown[] = []) => JSON.stringify({ event, state: state(flows) });
+
+const HOSTILE = `
+export function Connect(ev) {
+  switch (ev.case) {
+    case 'loop': while (true) {}
+    case 'recursion': { const f = (n) => f(n + 1) + 1; return f(0); }
+    case 'oom': { const keep = []; while (true) keep.push(new Array(1e5).fill(keep.length)); }
+    case 'fill': return { dscp: new Array(1e7).fill(0).length % 64 };
+    case 'regex': return /^(a+)+$/.test('a'.repeat(32) + '!') ? { dscp: 'EF' } : undefined;
+    case 'throw': throw new Error('policy bug');
+    case 'garbage': return { dscp: 'fast please', tos: -1 };
+    case 'string': return 'TOS 48';
+    case 'require': return require('fs');
+    case 'process': return process.exit(1);
+    case 'import': return import('node:fs');
+    case 'timers': return setTimeout(() => 0, 1);
+    default: return { dscp: 'AF21' };
+  }
+}
+`;
+
+test('hostile handlers: each call ends with the rules deciding, the fault located, the pool still answering', { timeout: 60_000 }, async () => {
+  const pool = await ScriptPool.start(HOSTILE, 'hostile.js', { workers: 2 });
+  try {
+    const expect: [string, ScriptOutcome['status'][], RegExp?][] = [
+      ['loop', ['timeout'], /interrupted/],
+      ['recursion', ['error'], /stack overflow/],
+      ['oom', ['error', 'timeout', 'killed']],
+      ['fill', ['decided', 'error', 'timeout', 'killed']],
+      ['regex', ['timeout', 'killed', 'fallthrough']],
+      ['throw', ['error'], /policy bug/],
+      ['garbage', ['error'], /returned/],
+      ['string', ['error'], /returned/],
+      ['require', ['error'], /require/],
+      ['process', ['error'], /process/],
+      ['import', ['error']],
+      ['timers', ['error'], /setTimeout/],
+    ];
+    for (const [c, statuses, re] of expect) {
+      const o = await pool.call('Connect', 1000, arg({ case: c }));
+      assert.ok(statuses.includes(o.status), `${c}: ${o.status} ${o.fault?.message ?? ''}`);
+      if (re) assert.match(o.fault?.message ?? '', re, c);
+      // A thrown error or an interrupt is located in the script; a bad return value is not.
+      if (o.status === 'timeout' || (o.status === 'error' && !/^returned/.test(o.fault?.message ?? ''))) {
+        assert.ok(o.fault?.line, `${c}: the fault has a line (${JSON.stringify(o.fault)})`);
+      }
+      if (o.status !== 'decided') assert.equal(o.decision, undefined, `${c}: the rules decide`);
+      const fine = await pool.call('Connect', 1000, arg({ case: 'ok' }));
+      assert.deepEqual([fine.status, fine.decision], ['decided', { dscp: 18 }], `after ${c}`);
+    }
+  } finally {
+    await pool.close();
+  }
+});
+
+test('a worker stuck in one long built-in call is replaced; its calls fall through', { timeout: 60_000 }, async () => {
+  // JSON.parse of a big array is one built-in call: the interrupt handler is not consulted
+  // inside it (measured: ~300 ms here), so only the watchdog can end it.
+  const src = `export function Connect(ev) { if (ev.stuck) JSON.parse('[' + '12345,'.repeat(3e6) + '1]'); return { dscp: 'CS3' }; }`;
+  let restarts = 0;
+  const pool = await ScriptPool.start(src, 'stuck.js', { workers: 1, limits: { deadlineMs: 5, memoryBytes: 256 * 2 ** 20, stackBytes: 512 * 1024 }, onRestart: () => restarts++ });
+  try {
+    const [stuck, queued] = await Promise.all([pool.call('Connect', 0, arg({ stuck: true })), pool.call('Connect', 0, arg({}))]);
+    assert.equal(stuck.status, 'killed');
+    assert.equal(queued.status, 'killed', 'the call queued behind it falls through too');
+    assert.equal(restarts, 1);
+    assert.deepEqual((await pool.call('Connect', 0, arg({}))).decision, { dscp: 24 }, 'the new worker answers');
+  } finally {
+    await pool.close();
+  }
+});
+
+test('module state lives across calls; the helper library and machine state are there', async () => {
+  const src = `
+const seen = new Map();
+export function Connect(ev) {
+  const n = (seen.get(ev.user) ?? 0) + 1;
+  seen.set(ev.user, n);
+  return { priority: Math.min(n, 7) };
+}
+export function Socket(ev) {
+  const ok = qos.AF.INET === 2 && qos.AF.INET6 === 10 && qos.SockType.DGRAM === 2 && qos.DSCP.EF === 46
+    && qos.className(34) === 'AF41' && qos.cidr('10.0.0.0/8', '10.1.2.3') && !qos.cidr('10.0.0.0/8', '11.0.0.1')
+    && qos.cidr('2001:db8::/32', '2001:db8::1') && qos.cidr('192.0.2.0/24', '::ffff:192.0.2.9')
+    && qos.glob('*/curl', '/usr/bin/curl') && !qos.glob('*/curl', '/usr/bin/wget')
+    && qos.flows().length === 1 && qos.flows()[0].class === 'EF' && qos.loadavg()[0] === 0.5
+    && typeof Date.now() === 'number';
+  return ok ? { dscp: 'EF' } : { deny: 'EACCES' };
+}
+`;
+  const pool = await ScriptPool.start(src, 'state.js', { workers: 2 });
+  try {
+    const p = [];
+    for (let i = 0; i < 3; i++) p.push((await pool.call('Connect', 1000, arg({ user: 'alice' }))).decision);
+    assert.deepEqual(p, [{ priority: 1 }, { priority: 2 }, { priority: 3 }]);
+    assert.deepEqual((await pool.call('Connect', 1000, arg({ user: 'bob' }))).decision, { priority: 1 });
+    const s = await pool.call('Socket', 1000, arg({}, [{ class: 'EF' }]));
+    assert.deepEqual(s.decision, { dscp: 46 }, JSON.stringify(s));
+  } finally {
+    await pool.close();
+  }
+});
+
+test('a script that does not compile or whose top level throws is refused with its line and column', async () => {
+  await assert.rejects(ScriptPool.start('export function Connect(ev) {\n  return { dscp: "EF" }\n}}\n', 'bad.js'), (e: Error & { problems?: { line?: number; col?: number }[] }) => {
+    assert.match(e.message, /SyntaxError/);
+    assert.equal(e.problems?.[0]?.line, 3);
+    return true;
+  });
+  await assert.rejects(ScriptPool.start('throw new Error("no")\n', 'top.js'), /no/);
+  await assert.rejects(ScriptPool.start('while (true) {}\n', 'spin.js'), /interrupted/);
+});

@@ -1,0 +1,119 @@
+/* The helper library inside the JavaScript sandbox, evaluated before the policy module:
+ * the global `qos` object (docs/scripts.md). Plain JavaScript text, run by QuickJS, so it
+ * can use nothing but the language itself. `__qos_call` is the one entry the host uses. */
+
+export const PRELUDE = String.raw`
+(() => {
+  "use strict";
+  // The paper's SprintLib.tcl arrays, with Linux's numbers (as the agent sends them).
+  const AF = Object.freeze({ UNSPEC: 0, UNIX: 1, INET: 2, INET6: 10 });
+  const SockType = Object.freeze({ STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5 });
+  const DSCP = Object.freeze({
+    CS0: 0, DF: 0, BE: 0, LE: 1, CS1: 8, AF11: 10, AF12: 12, AF13: 14, CS2: 16, AF21: 18, AF22: 20,
+    AF23: 22, CS3: 24, AF31: 26, AF32: 28, AF33: 30, CS4: 32, AF41: 34, AF42: 36, AF43: 38,
+    CS5: 40, VA: 44, EF: 46, CS6: 48, CS7: 56,
+  });
+  const CLASS = [];
+  for (const k of Object.keys(DSCP)) if (k !== 'DF' && k !== 'BE' && CLASS[DSCP[k]] === undefined) CLASS[DSCP[k]] = k;
+
+  function v4(s) {
+    const p = String(s).split('.');
+    if (p.length !== 4) return null;
+    let v = 0;
+    for (const x of p) {
+      if (!/^(0|[1-9][0-9]{0,2})$/.test(x) || +x > 255) return null;
+      v = v * 256 + +x;
+    }
+    return v;
+  }
+  // An address as 8 16-bit groups (IPv4 mapped into ::ffff:0:0/96), or null.
+  function groups(s) {
+    s = String(s);
+    const n = v4(s);
+    if (n !== null) return [0, 0, 0, 0, 0, 0xffff, Math.floor(n / 65536), n % 65536];
+    const pct = s.indexOf('%');
+    if (pct >= 0) s = s.slice(0, pct);
+    const halves = s.split('::');
+    if (halves.length > 2) return null;
+    const part = (h) => {
+      if (h === '') return [];
+      const out = [];
+      const items = h.split(':');
+      for (let i = 0; i < items.length; i++) {
+        const g = items[i];
+        if (i === items.length - 1 && g.includes('.')) {
+          const w = v4(g);
+          if (w === null) return null;
+          out.push(Math.floor(w / 65536), w % 65536);
+        } else if (/^[0-9a-fA-F]{1,4}$/.test(g)) out.push(parseInt(g, 16));
+        else return null;
+      }
+      return out;
+    };
+    const head = part(halves[0]), tail = halves.length === 2 ? part(halves[1]) : [];
+    if (!head || !tail) return null;
+    if (halves.length === 1) return head.length === 8 ? head : null;
+    const fill = 8 - head.length - tail.length;
+    return fill >= 1 ? [...head, ...new Array(fill).fill(0), ...tail] : null;
+  }
+  /** Whether address addr lies in prefix (a.b.c.d/n, v6/n or a bare address). */
+  function cidr(prefix, addr) {
+    const [net, len] = String(prefix).split('/');
+    const a = groups(addr), n = groups(net);
+    if (!a || !n) return false;
+    let bits = len === undefined ? 128 : Number(len) + (v4(net) !== null ? 96 : 0);
+    if (!Number.isInteger(bits) || bits < 0 || bits > 128) return false;
+    for (let i = 0; i < 8 && bits > 0; i++, bits -= 16) {
+      const mask = bits >= 16 ? 0xffff : (0xffff << (16 - bits)) & 0xffff;
+      if ((a[i] & mask) !== (n[i] & mask)) return false;
+    }
+    return true;
+  }
+  /** Glob match as in policy rules: * any run, ? one character, [...] a class. */
+  const globs = new Map();
+  function glob(pattern, s) {
+    let re = globs.get(pattern);
+    if (!re) {
+      let out = '^';
+      for (let i = 0; i < pattern.length; i++) {
+        const c = pattern[i];
+        if (c === '*') out += '[\\s\\S]*';
+        else if (c === '?') out += '[\\s\\S]';
+        else if (c === '[') {
+          const end = pattern.indexOf(']', i + 2);
+          if (end < 0) { out += '\\['; continue; }
+          let cls = pattern.slice(i + 1, end).replace(/\\/g, '\\\\');
+          if (cls.startsWith('!')) cls = '^' + cls.slice(1);
+          out += '[' + cls + ']';
+          i = end;
+        } else out += c.replace(/[.+^$\{\}()|\\/\]]/g, '\\$&');
+      }
+      re = new RegExp(out + '$');
+      if (globs.size > 1000) globs.clear();
+      globs.set(pattern, re);
+    }
+    return re.test(String(s));
+  }
+
+  let state = { flows: [], loadavg: [0, 0, 0] };
+  globalThis.qos = Object.freeze({
+    AF, SockType, DSCP,
+    /** The class name of a DSCP value (46 -> "EF"), or the number as text. */
+    className: (v) => CLASS[v] ?? String(v),
+    cidr, glob,
+    /** The calling user's sockets now, as the daemon's flow table has them. */
+    flows: () => state.flows,
+    /** 1, 5 and 15 minute load averages. */
+    loadavg: () => state.loadavg,
+  });
+  // The host's entry: one call of an exported handler with the event and fresh machine state.
+  Object.defineProperty(globalThis, '__qos_call', {
+    value: (fn, json) => {
+      const arg = JSON.parse(json);
+      state = arg.state;
+      const r = fn(arg.event);
+      return r === undefined || r === null ? undefined : JSON.stringify(r);
+    },
+  });
+})();
+`;
