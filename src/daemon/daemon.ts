@@ -9,8 +9,9 @@ import { formatProblems, QosError, type Problem } from '../errors.js';
 import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { loadPolicyFile, parsePolicy, type PolicyScript } from '../policy/load.js';
-import { DEFAULT_LIMITS, type SandboxLimits } from '../script/js-sandbox.js';
-import { ScriptPool } from '../script/pool.js';
+import { DEFAULT_LIMITS, type HandlerName, type SandboxLimits } from '../script/js-sandbox.js';
+import { ScriptPool, type ScriptOutcome } from '../script/pool.js';
+import { TclHost } from '../script/tcl-host.js';
 import { decode, PROTOCOL_VERSION } from '../protocol/messages.js';
 import { AdminServer } from './admin.js';
 import { AgentServer, hasRequest } from './agents.js';
@@ -42,7 +43,7 @@ export interface DaemonOptions {
 interface PolicyState {
   engine: PolicyEngine;
   generation: number;
-  script: ScriptPool | null;
+  script: ScriptPool | TclHost | null;
   source: string;
   loadedAt: string;
   lastError: { at: string; problems: Problem[]; message: string } | null;
@@ -128,22 +129,20 @@ export class Daemon {
   }
 
   /** The policy's script running in worker threads, or null; throws if it does not compile. */
-  private async startScript(script: PolicyScript | null): Promise<ScriptPool | null> {
+  private async startScript(script: PolicyScript | null): Promise<ScriptPool | TclHost | null> {
     if (!script) return null;
-    if (script.kind === 'tcl') {
-      throw new QosError('QOS_ERR_POLICY_INVALID', `${script.path}: Safe Tcl policy scripts are not supported yet`, [{ file: script.path, message: 'Safe Tcl policy scripts are not supported yet; use a JavaScript module' }]);
-    }
     const m = this.metrics;
-    return ScriptPool.start(script.source, script.path, {
-      workers: this.o.scriptWorkers ?? Math.max(2, availableParallelism()),
+    const common = {
       limits: { ...DEFAULT_LIMITS, ...this.o.scriptLimits },
       log: this.log,
-      onCall: (handler, o) => {
+      onCall: (handler: HandlerName, o: ScriptOutcome) => {
         m.scriptCalls.inc({ handler, result: o.status });
         m.scriptDuration.observe(o.ms / 1000);
       },
       onRestart: () => m.scriptRestarts.inc(),
-    });
+    };
+    if (script.kind === 'tcl') return TclHost.start(script.path, common);
+    return ScriptPool.start(script.source, script.path, { ...common, workers: this.o.scriptWorkers ?? Math.max(2, availableParallelism()) });
   }
 
   /** Agents wait for our answers with a deadline; under CPU contention a daemon at the same

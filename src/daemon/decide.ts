@@ -8,7 +8,7 @@ import type { EventName } from '../policy/schema.js';
 import type { HandlerName } from '../script/js-sandbox.js';
 import type { ScriptOutcome, ScriptStatus } from '../script/pool.js';
 import { loadavg } from 'node:os';
-import { encodeReply, PROTOCOL_VERSION, type Decision, type Message, type SockAddr } from '../protocol/messages.js';
+import { encodeReply, PROTOCOL_VERSION, tokens, type Decision, type Message, type SockAddr } from '../protocol/messages.js';
 import type { Endpoint, Flow, FlowTable } from './flows.js';
 
 export interface DecisionRecord {
@@ -33,10 +33,17 @@ export interface DecisionRecord {
   script?: ScriptStatus;
 }
 
-/** A policy script, as the decider sees it (script/pool.ts). */
+/** What a script handler is given: JavaScript takes the event as JSON, Tcl the message's
+ * tokens (the paper's procedures take them as arguments). Built only when asked for. */
+export interface ScriptRequest {
+  json(): string;
+  tokens(): string[];
+}
+
+/** A policy script, as the decider sees it (script/pool.ts, script/tcl-host.ts). */
 export interface ScriptHost {
   readonly handlers: ReadonlySet<HandlerName>;
-  call(handler: HandlerName, uid: number, json: string): Promise<ScriptOutcome>;
+  decide(handler: HandlerName, uid: number, req: ScriptRequest): Promise<ScriptOutcome>;
 }
 
 /** What the decider needs of the running policy. */
@@ -110,59 +117,59 @@ export class Decider {
         return { reply: null, record: out.record, stale: m.generation !== this.policy().generation };
       }
       case 'Startup':
-        this.tell('Startup', id, { event: 'startup' });
+        this.tell('Startup', id, m, { event: 'startup' });
         return { reply: `VERSION ${PROTOCOL_VERSION}` };
       case 'Close': {
         const f = flows.get(id.pid, m.fd);
         flows.close(id.pid, m.fd);
-        this.tell('Close', id, { event: 'close', fd: m.fd, ...(f ? flowFacts(f) : {}) });
+        this.tell('Close', id, m, { event: 'close', fd: m.fd, ...(f ? flowFacts(f) : {}) });
         return { reply: null };
       }
       case 'Cleanup':
         flows.closePid(id.pid);
-        this.tell('Cleanup', id, { event: 'cleanup' });
+        this.tell('Cleanup', id, m, { event: 'cleanup' });
         return { reply: null };
       case 'Shutdown': {
         const f = flows.get(id.pid, m.fd);
         if (f) flows.touch(f);
-        this.tell('Shutdown', id, { event: 'shutdown', fd: m.fd, how: m.how, ...(f ? flowFacts(f) : {}) });
+        this.tell('Shutdown', id, m, { event: 'shutdown', fd: m.fd, how: m.how, ...(f ? flowFacts(f) : {}) });
         return { reply: null };
       }
       case 'Socket': {
         const type = TYPE[m.sockType] ?? null;
         const f = flows.open({ pid: id.pid, fd: m.fd, family: FAMILY[m.family] ?? null, type, proto: protoOf(type, m.protocol), protocol: m.protocol, exe: id.exe, user: id.user });
-        return this.decide('socket', f, id, useScript);
+        return this.decide('socket', f, id, useScript, m);
       }
       case 'Connect': {
         const f = this.flowFor(id, m.fd, m.address.family);
         f.remote = endpoint(m.address);
-        return this.decide('connect', f, id, useScript);
+        return this.decide('connect', f, id, useScript, m);
       }
       case 'Bind': {
         const f = this.flowFor(id, m.fd, m.address.family);
         f.local = endpoint(m.address);
-        return this.decide('bind', f, id, useScript);
+        return this.decide('bind', f, id, useScript, m);
       }
       case 'Listen':
-        return this.decide('listen', this.flowFor(id, m.fd, 0), id, useScript);
+        return this.decide('listen', this.flowFor(id, m.fd, 0), id, useScript, m);
       case 'SendTo': {
         const f = this.flowFor(id, m.fd, m.address.family);
         f.remote = endpoint(m.address);
         f.destinations++;
-        return this.decide('sendto', f, id, useScript);
+        return this.decide('sendto', f, id, useScript, m);
       }
       case 'Accept': {
         const lf = this.flowFor(id, m.fd, m.address?.family ?? 0);
         const f = flows.open({ pid: id.pid, fd: m.newfd, family: lf.family, type: lf.type ?? 'stream', proto: lf.proto ?? 'tcp', protocol: lf.protocol, exe: id.exe, user: id.user });
         f.local = lf.local;
         f.remote = endpoint(m.address);
-        return this.decide('accept', f, id, useScript);
+        return this.decide('accept', f, id, useScript, m);
       }
       case 'SetSockOpt': {
         const f = this.flowFor(id, m.fd, 0);
         if (m.optname === 15 /* SO_PRIORITY */) f.appPriority = m.value;
         else f.appTos = m.value & 0xff;
-        return this.decide('setsockopt', f, id, false);
+        return this.decide('setsockopt', f, id, false, m);
       }
     }
   }
@@ -173,9 +180,13 @@ export class Decider {
   }
 
   /** Tells the script about a notification (its handler keeps state; nothing waits for it). */
-  private tell(handler: HandlerName, id: Identity, event: Record<string, unknown>): void {
+  private tell(handler: HandlerName, id: Identity, m: Message, event: Record<string, unknown>): void {
     const script = this.policy().script;
-    if (script?.handlers.has(handler)) void script.call(handler, id.uid, this.callJson(id, event));
+    if (script?.handlers.has(handler)) void script.decide(handler, id.uid, this.request(id, m, event));
+  }
+
+  private request(id: Identity, m: Message, event: Record<string, unknown>): ScriptRequest {
+    return { json: () => this.callJson(id, event), tokens: () => tokens(m) };
   }
 
   /** The handler's argument: the event with who is calling, and the machine state it may read. */
@@ -187,13 +198,13 @@ export class Decider {
     });
   }
 
-  private decide(event: EventName, f: Flow, id: Identity, useScript: boolean): Outcome | Promise<Outcome> {
+  private decide(event: EventName, f: Flow, id: Identity, useScript: boolean, m: Message): Outcome | Promise<Outcome> {
     const policy = this.policy();
     const handler = HANDLER_OF[event];
     const script = policy.script;
     if (script && handler && script.handlers.has(handler)) {
       if (!useScript) return this.conclude(event, f, id, policy, null);
-      return script.call(handler, id.uid, this.callJson(id, { event, ...flowFacts(f) })).then((o) => this.conclude(event, f, id, policy, o));
+      return script.decide(handler, id.uid, this.request(id, m, { event, ...flowFacts(f) })).then((o) => this.conclude(event, f, id, policy, o));
     }
     return this.conclude(event, f, id, policy, null);
   }

@@ -76,7 +76,7 @@ export class Testbed {
   }
 
   /** Runs a command in the client namespace and waits for it. */
-  inClient(argv: string[], opts: { timeout?: number; env?: NodeJS.ProcessEnv } = {}) {
+  inClient(argv: string[], opts: { timeout?: number; env?: NodeJS.ProcessEnv; input?: string } = {}) {
     return sh(['ip', 'netns', 'exec', this.client, ...argv], opts);
   }
 

@@ -1,9 +1,10 @@
-/* JavaScript policy scripts under a real agent: the shipped example (at most two EF flows per
- * user) decides for real programs, checked on the wire. */
+/* Policy scripts under a real agent, marks checked on the wire: the shipped JavaScript example
+ * (at most two EF flows per user), and the paper's own Safe Tcl Figures 5 and 6 with only the
+ * NetMeeting command line and the IP address changed. */
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { e2eUnavailable, ROOT, TestDaemon, Testbed } from './harness.js';
 
@@ -49,4 +50,47 @@ test('examples/ef-per-user: two EF flows per user at a time, the third gets AF41
   assert.deepEqual(ports.map(dscpOf), [46, 46, 34]);
   assert.equal(dscpOf(Number(again.stdout.trim())), 46, 'flows closed: EF again');
   assert.equal(dscpOf(Number(other.stdout.trim())), 0, 'not a media program: no rule matches, unmarked');
+});
+
+/** A copy of examples/paper/<name>.{tcl,yaml} with some text replaced, and a daemon for it. */
+async function paperDaemon(name: string, replace: [string, string]): Promise<TestDaemon> {
+  const dir = join(tb.dir, name);
+  mkdirSync(dir);
+  const tcl = readFileSync(join(ROOT, `examples/paper/${name}.tcl`), 'utf8');
+  assert.ok(tcl.includes(replace[0]), `${name}.tcl has ${replace[0]}`);
+  writeFileSync(join(dir, `${name}.tcl`), tcl.replace(replace[0], replace[1]));
+  return new TestDaemon(dir, readFileSync(join(ROOT, `examples/paper/${name}.yaml`), 'utf8')).start();
+}
+
+test('the paper\'s Figure 5 in Safe Tcl: "NetMeeting" datagrams get TOS 48, another program nothing', { skip }, async () => {
+  const netmeeting = ['socat', '-u', '-', `UDP4:${tb.serverIp}:5004`];
+  const d = await paperDaemon('figure5', ['socat -u - UDP4:192.0.2.10:5004', netmeeting.join(' ')]);
+  try {
+    const cap = await tb.capture('udp and (dst port 5004 or dst port 5005)');
+    const a = tb.inClient(d.run(...netmeeting), { input: 'video frame' });
+    const b = tb.inClient(d.run('socat', '-u', '-', `UDP4:${tb.serverIp}:5005`), { input: 'not netmeeting' });
+    assert.equal(a.status, 0, a.stderr);
+    assert.equal(b.status, 0, b.stderr);
+    const pkts = await cap.packets();
+    assert.deepEqual(pkts.filter((p) => p.dstPort === 5004).map((p) => p.dscp), [48 >> 2], 'TOS 48 is DSCP 12');
+    assert.deepEqual(pkts.filter((p) => p.dstPort === 5005).map((p) => p.dscp), [0]);
+  } finally {
+    await d.stop();
+  }
+});
+
+test('the paper\'s Figure 6 in Safe Tcl: connections to one host get TOS 48, to another address nothing', { skip }, async () => {
+  const d = await paperDaemon('figure6', ['"192.0.2.10"', `"${tb.serverIp}"`]);
+  try {
+    const cap = await tb.capture(`tcp dst port ${PORT} and tcp[tcpflags] & tcp-syn != 0 or ip6 and tcp dst port ${PORT}`);
+    const v4 = tb.inClient(d.run('socat', '-u', '-', `TCP4:${tb.serverIp}:${PORT}`), { input: 'x' });
+    const v6 = tb.inClient(d.run('socat', '-u', '-', `TCP6:[${tb.serverIp6}]:${PORT}`), { input: 'x' });
+    assert.equal(v4.status, 0, v4.stderr);
+    assert.equal(v6.status, 0, v6.stderr);
+    const pkts = await cap.packets();
+    assert.deepEqual(pkts.filter((p) => p.syn && !p.ipv6).map((p) => p.dscp), [12]);
+    assert.deepEqual(pkts.filter((p) => p.syn && p.ipv6).map((p) => p.dscp), [0]);
+  } finally {
+    await d.stop();
+  }
 });

@@ -3,12 +3,16 @@
 
 import { QosError } from '../errors.js';
 import type { PolicyScript } from '../policy/load.js';
-import { JsSandbox, type HandlerName } from './js-sandbox.js';
+import { DEFAULT_LIMITS, JsSandbox, type HandlerName } from './js-sandbox.js';
+import { TclHost } from './tcl-host.js';
 
 /** The handlers the script exports; throws QOS_ERR_POLICY_INVALID if it does not compile. */
 export async function checkScript(script: PolicyScript): Promise<HandlerName[]> {
   if (script.kind === 'tcl') {
-    throw new QosError('QOS_ERR_POLICY_INVALID', `${script.path}: Safe Tcl policy scripts are not supported yet`, [{ file: script.path, message: 'Safe Tcl policy scripts are not supported yet; use a JavaScript module' }]);
+    const host = await TclHost.start(script.path, { limits: DEFAULT_LIMITS });
+    const handlers = [...host.handlers];
+    await host.close();
+    return handlers;
   }
   const sb = await JsSandbox.create(script.source, script.path);
   if (!(sb instanceof JsSandbox)) {

@@ -114,6 +114,11 @@ export class ScriptPool {
     return pool;
   }
 
+  /** The daemon's entry (decide.ts ScriptHost): the handler's argument as JSON. */
+  decide(handler: HandlerName, uid: number, req: { json(): string }): Promise<ScriptOutcome> {
+    return this.call(handler, uid, req.json());
+  }
+
   /** Runs handler for a caller (routed by uid); never rejects. */
   call(handler: HandlerName, uid: number, json: string): Promise<ScriptOutcome> {
     const slot = this.slots[uid % this.slots.length]!;
