@@ -4,11 +4,16 @@
  * - acceptPending(fd, max): accepts every connection already queued on a listening socket.
  *   libuv accepts one Unix-socket connection per event-loop turn (measured: 64 queued
  *   connections take 64 turns), so a burst of new threads would wait behind everything
- *   else the loop does; the daemon drains the queue at the first one instead. */
+ *   else the loop does; the daemon drains the queue at the first one instead.
+ * - niceThread(n): the calling thread's own nice value (Linux schedules threads, not
+ *   processes): policy-script workers run below the event loop, so a script spinning to its
+ *   deadline on both cores does not starve the daemon's answers. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <node_api.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 static napi_value peercred(napi_env env, napi_callback_info info)
 {
@@ -61,6 +66,22 @@ static napi_value accept_pending(napi_env env, napi_callback_info info)
 	return out;
 }
 
+/* niceThread(n) -> true if the calling thread's nice value is now n. */
+static napi_value nice_thread(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1], out;
+	int32_t n = 0;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+	    napi_get_value_int32(env, argv[0], &n) != napi_ok) {
+		napi_throw_type_error(env, NULL, "niceThread(n): n must be a number");
+		return NULL;
+	}
+	int ok = setpriority(PRIO_PROCESS, (id_t)gettid(), n) == 0;
+	napi_get_boolean(env, ok, &out);
+	return out;
+}
+
 NAPI_MODULE_INIT()
 {
 	napi_value fn;
@@ -68,5 +89,7 @@ NAPI_MODULE_INIT()
 	napi_set_named_property(env, exports, "peercred", fn);
 	napi_create_function(env, "acceptPending", NAPI_AUTO_LENGTH, accept_pending, NULL, &fn);
 	napi_set_named_property(env, exports, "acceptPending", fn);
+	napi_create_function(env, "niceThread", NAPI_AUTO_LENGTH, nice_thread, NULL, &fn);
+	napi_set_named_property(env, exports, "niceThread", fn);
 	return exports;
 }

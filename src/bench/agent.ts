@@ -71,7 +71,7 @@ function medianF(xs: number[]): number {
 const median = (xs: number[]) => Math.round(medianF(xs));
 
 /** Runs a helper to completion and parses the JSON object it prints. */
-function runJson<T>(argv: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 300_000): T {
+export function runJson<T>(argv: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 300_000): T {
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env, timeout: timeoutMs });
   if (r.status !== 0) throw new QosError('QOS_ERR_BENCH', `${argv.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || r.stdout}`);
   try {

@@ -161,6 +161,21 @@ bench
     if (o.check && !Object.values(r.targets).every((t) => t.ok)) process.exitCode = 1;
   });
 
+bench
+  .command('policy')
+  .description('policy scripts end to end through the daemon: JavaScript and Safe Tcl decisions/s, what a script adds over the rules, and a deadline-hitting script beside rules-only clients')
+  .option('--json', 'print one JSON object')
+  .option('--rounds <n>', 'rounds; figures are medians over rounds', (v) => positiveInt(v, '--rounds'), 3)
+  .option('--threads <n>', 'concurrent agents', (v) => positiveInt(v, '--threads'), 16)
+  .option('--load-ms <ms>', 'duration of each load', (v) => positiveInt(v, '--load-ms'), 2000)
+  .option('--check', 'exit 1 if a target is missed')
+  .action(async (o: { json?: boolean; rounds: number; threads: number; loadMs: number; check?: boolean }) => {
+    const { benchPolicy } = await import('../bench/policy.js');
+    const r = await benchPolicy({ ...o, progress: o.json ? undefined : (m) => process.stderr.write(`${m}\n`) });
+    print(JSON.stringify(r, null, 2));
+    if (o.check && !Object.values(r.targets).every((t) => t.ok)) process.exitCode = 1;
+  });
+
 program
   .command('agent-path')
   .description('print the path of libqosagent.so (for LD_PRELOAD or /etc/ld.so.preload)')

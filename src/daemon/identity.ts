@@ -10,7 +10,13 @@ const require = createRequire(import.meta.url);
 const native = require('../../native/build/peercred.node') as {
   peercred(fd: number): { pid: number; uid: number; gid: number } | null;
   acceptPending(fd: number, max: number): number[];
+  niceThread(n: number): boolean;
 };
+
+/** Sets the calling thread's nice value (see native/peercred.c); false if not permitted. */
+export function niceThread(n: number): boolean {
+  return native.niceThread(n);
+}
 
 export interface Cred { pid: number; uid: number; gid: number }
 

@@ -60,19 +60,22 @@ export class JsSandbox {
     rt.setInterruptHandler(() => Date.now() > this.deadline);
   }
 
-  /** Compiles and runs the module (its top level gets the per-call deadline too). */
+  /** Compiles and runs the module (its top level under a deadline of its own). */
   static async create(source: string, file: string, limits: SandboxLimits = DEFAULT_LIMITS): Promise<JsSandbox | ScriptFault> {
     const rt = (await quickjs()).newRuntime();
     rt.setMemoryLimit(limits.memoryBytes);
     rt.setMaxStackSize(limits.stackBytes);
     const ctx = rt.newContext();
     const fail = (f: ScriptFault) => { ctx.dispose(); rt.dispose(); return f; };
-    let deadline = Date.now() + Math.max(limits.deadlineMs, 100);
+    // The prelude and the module's top level run once: they get a second (wall time; the
+    // worker runs at a low priority and may wait for the CPU).
+    const INIT_MS = Math.max(limits.deadlineMs, 1000);
+    let deadline = Date.now() + INIT_MS;
     rt.setInterruptHandler(() => Date.now() > deadline);
     const pre = ctx.evalCode(PRELUDE, '<qos prelude>');
     if (pre.error) return fail(fault(ctx, pre.error, '<qos prelude>'));
     pre.value.dispose();
-    deadline = Date.now() + Math.max(limits.deadlineMs, 100);
+    deadline = Date.now() + INIT_MS;
     const mod = ctx.evalCode(source, file, { type: 'module' });
     if (mod.error) return fail(fault(ctx, mod.error, file));
     const fns = new Map<HandlerName, QuickJSHandle>();

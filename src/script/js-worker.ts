@@ -3,12 +3,13 @@
  * decision, nothing, or a fault. */
 
 import { parentPort, workerData } from 'node:worker_threads';
+import { niceThread } from '../daemon/identity.js';
 import { actionDecision } from '../policy/engine.js';
 import { ActionSchema } from '../policy/schema.js';
 import type { Decision } from '../protocol/messages.js';
 import { JsSandbox, type HandlerName, type SandboxLimits, type ScriptFault } from './js-sandbox.js';
 
-export interface WorkerInit { source: string; file: string; limits: SandboxLimits }
+export interface WorkerInit { source: string; file: string; limits: SandboxLimits; nice?: number }
 export interface CallRequest { id: number; handler: HandlerName; json: string }
 export type CallReply =
   | { id: number; ok: true; decision: Decision | null | undefined }
@@ -28,20 +29,26 @@ export function toDecision(json: string | undefined): { decision: Decision | nul
 if (parentPort) {
   const port = parentPort;
   const init = workerData as WorkerInit;
+  // Below the event loop: a script spinning to its deadline must not take the daemon's CPU.
+  if (init.nice !== undefined) niceThread(init.nice);
   const sandbox = await JsSandbox.create(init.source, init.file, init.limits);
   if (!(sandbox instanceof JsSandbox)) {
     port.postMessage({ ready: false, fault: sandbox } satisfies WorkerStatus);
   } else {
     port.postMessage({ ready: true, handlers: sandbox.handlers } satisfies WorkerStatus);
-    port.on('message', (req: CallRequest) => {
-      const r = sandbox.call(req.handler, req.json);
-      let reply: CallReply;
-      if (!r.ok) reply = { id: req.id, ok: false, timedOut: r.timedOut, fault: r.fault };
-      else {
-        const d = toDecision(r.json);
-        reply = 'fault' in d ? { id: req.id, ok: false, timedOut: false, fault: d.fault } : { id: req.id, ok: true, decision: d.decision };
+    // Calls come in batches (one message per event-loop turn of the daemon); answers go back
+    // the same way, in order.
+    port.on('message', (batch: CallRequest[]) => {
+      const replies: CallReply[] = [];
+      for (const req of batch) {
+        const r = sandbox.call(req.handler, req.json);
+        if (!r.ok) replies.push({ id: req.id, ok: false, timedOut: r.timedOut, fault: r.fault });
+        else {
+          const d = toDecision(r.json);
+          replies.push('fault' in d ? { id: req.id, ok: false, timedOut: false, fault: d.fault } : { id: req.id, ok: true, decision: d.decision });
+        }
       }
-      port.postMessage(reply);
+      port.postMessage(replies);
     });
   }
 }

@@ -5,6 +5,7 @@
  * held fall through to the rules. */
 
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { setPriority } from 'node:os';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -13,7 +14,7 @@ import { ERRNO_NAMES, dscpValue } from '../policy/dscp.js';
 import type { Decision } from '../protocol/messages.js';
 import { formatList, parseList } from '../protocol/tcl-list.js';
 import { HANDLERS, type HandlerName, type SandboxLimits } from './js-sandbox.js';
-import type { ScriptOutcome } from './pool.js';
+import { SCRIPT_NICE, type ScriptOutcome } from './pool.js';
 
 const HOST = fileURLToPath(new URL('../../src/script/tcl-host.tcl', import.meta.url));
 const SPRINTLIB = fileURLToPath(new URL('../../src/script/SprintLib.tcl', import.meta.url));
@@ -81,6 +82,8 @@ export class TclHost {
     const child = spawn('prlimit', [`--as=${mem}`, '--', 'tclsh8.6', HOST, dirname(this.file), this.file.slice(dirname(this.file).length + 1), SPRINTLIB], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
     this.buf = '';
+    // Below the daemon, as the JavaScript workers: a Tcl loop must not take its CPU.
+    try { if (child.pid) setPriority(child.pid, SCRIPT_NICE); } catch { /* not permitted: same priority */ }
     child.stdout.setEncoding('utf8');
     child.stderr.resume();
     child.stdin.on('error', () => undefined);

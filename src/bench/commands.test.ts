@@ -1,4 +1,4 @@
-/* `qos bench agent` runs end to end and prints every figure (tiny sizes: this checks the
+/* `qos bench agent` and `qos bench policy` run end to end and print every figure (tiny sizes: this checks the
  * command, not the speed; the figures themselves are judged by running the benchmark). */
 
 import { test } from 'node:test';
@@ -23,4 +23,15 @@ test('qos bench agent refuses bad sizes with a usage error', () => {
   const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'agent', '--rounds', '0'], { encoding: 'utf8' });
   assert.equal(r.status, 64);
   assert.match(r.stderr, /--rounds takes a positive whole number/);
+});
+
+test('qos bench policy --json prints every figure', { timeout: 120_000 }, () => {
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'policy', '--json', '--rounds', '1', '--threads', '2', '--load-ms', '300'], { encoding: 'utf8', timeout: 110_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as Record<string, number> & { targets: Record<string, unknown> };
+  for (const k of ['js_decisions_per_s', 'tcl_decisions_per_s', 'rules_pair_rtt_ns_p50', 'js_pair_rtt_ns_p50', 'rules_decisions_per_s', 'rules_decisions_per_s_beside_hostile_script', 'hostile_ratio']) {
+    assert.ok(typeof j[k] === 'number' && j[k] > 0, `${k} = ${j[k]}`);
+  }
+  assert.equal(typeof j.js_added_ns_p50, 'number');
+  assert.deepEqual(Object.keys(j.targets).sort(), ['hostile_ratio', 'js_decisions_per_s', 'tcl_decisions_per_s']);
 });
