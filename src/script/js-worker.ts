@@ -7,9 +7,13 @@ import { niceThread } from '../daemon/identity.js';
 import { actionDecision } from '../policy/engine.js';
 import { ActionSchema } from '../policy/schema.js';
 import type { Decision } from '../protocol/messages.js';
-import { JsSandbox, type HandlerName, type SandboxLimits, type ScriptFault } from './js-sandbox.js';
+import { HANDLERS, JsSandbox, type HandlerName, type SandboxLimits, type ScriptFault } from './js-sandbox.js';
 
-export interface WorkerInit { source: string; file: string; limits: SandboxLimits; nice?: number }
+/** Bytes before the ring's data (seq, head, tail), and before each record's JSON (id, handler, length). */
+export const RING_HEADER = 16;
+export const RECORD_HEADER = 9;
+
+export interface WorkerInit { source: string; file: string; limits: SandboxLimits; nice?: number; ring?: SharedArrayBuffer }
 export interface CallRequest { id: number; handler: HandlerName; json: string }
 export type CallReply =
   | { id: number; ok: true; decision: Decision | null | undefined }
@@ -36,19 +40,42 @@ if (parentPort) {
     port.postMessage({ ready: false, fault: sandbox } satisfies WorkerStatus);
   } else {
     port.postMessage({ ready: true, handlers: sandbox.handlers } satisfies WorkerStatus);
-    // Calls come in batches (one message per event-loop turn of the daemon); answers go back
-    // the same way, in order.
-    port.on('message', (batch: CallRequest[]) => {
-      const replies: CallReply[] = [];
-      for (const req of batch) {
-        const r = sandbox.call(req.handler, req.json);
-        if (!r.ok) replies.push({ id: req.id, ok: false, timedOut: r.timedOut, fault: r.fault });
-        else {
-          const d = toDecision(r.json);
-          replies.push('fault' in d ? { id: req.id, ok: false, timedOut: false, fault: d.fault } : { id: req.id, ok: true, decision: d.decision });
-        }
-      }
-      port.postMessage(replies);
-    });
+    const answer = (id: number, handler: HandlerName, json: string): CallReply => {
+      const r = sandbox.call(handler, json);
+      if (!r.ok) return { id, ok: false, timedOut: r.timedOut, fault: r.fault };
+      const d = toDecision(r.json);
+      return 'fault' in d ? { id, ok: false, timedOut: false, fault: d.fault } : { id, ok: true, decision: d.decision };
+    };
+    if (init.ring) serveRing(init.ring, answer, (replies) => port.postMessage(replies));
+    // Without a ring (tests): calls come in batches by message; answers go back the same way.
+    port.on('message', (batch: CallRequest[]) => port.postMessage(batch.map((req) => answer(req.id, req.handler, req.json))));
+  }
+}
+
+/** Serves calls from the shared request ring (see RequestRing in pool.ts) forever: waits with
+ * Atomics.wait, answers everything queued, posts the answers in one message. */
+function serveRing(sab: SharedArrayBuffer, answer: (id: number, h: HandlerName, json: string) => CallReply, post: (r: CallReply[]) => void): never {
+  const hdr = new Int32Array(sab, 0, 4);
+  const size = sab.byteLength - RING_HEADER;
+  const data = Buffer.from(sab, RING_HEADER, size);
+  for (;;) {
+    const seq = Atomics.load(hdr, 0);
+    const head = Atomics.load(hdr, 1);
+    let tail = Atomics.load(hdr, 2);
+    const replies: CallReply[] = [];
+    while (tail !== head) {
+      const pos = tail & (size - 1);
+      if (size - pos < RECORD_HEADER) { tail = (tail + size - pos) | 0; continue; }
+      const id = data.readUInt32LE(pos);
+      if (id === 0) { tail = (tail + size - pos) | 0; continue; } // wrap marker
+      const handler = HANDLERS[data[pos + 4]!]!;
+      const len = data.readUInt32LE(pos + 5);
+      const json = data.toString('utf8', pos + RECORD_HEADER, pos + RECORD_HEADER + len);
+      tail = (tail + RECORD_HEADER + len) | 0;
+      Atomics.store(hdr, 2, tail);
+      replies.push(answer(id, handler, json));
+    }
+    if (replies.length) post(replies);
+    Atomics.wait(hdr, 0, seq);
   }
 }
