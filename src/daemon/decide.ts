@@ -122,7 +122,7 @@ export class Decider {
       case 'Close': {
         const f = flows.get(id.pid, m.fd);
         flows.close(id.pid, m.fd);
-        this.tell('Close', id, m, { event: 'close', fd: m.fd, ...(f ? flowFacts(f) : {}) });
+        this.tell('Close', id, m, f ? flowFacts(f, { event: 'close' }) : { event: 'close', fd: m.fd });
         return { reply: null };
       }
       case 'Cleanup':
@@ -132,7 +132,7 @@ export class Decider {
       case 'Shutdown': {
         const f = flows.get(id.pid, m.fd);
         if (f) flows.touch(f);
-        this.tell('Shutdown', id, m, { event: 'shutdown', fd: m.fd, how: m.how, ...(f ? flowFacts(f) : {}) });
+        this.tell('Shutdown', id, m, f ? flowFacts(f, { event: 'shutdown', how: m.how }) : { event: 'shutdown', fd: m.fd, how: m.how });
         return { reply: null };
       }
       case 'Socket': {
@@ -191,11 +191,19 @@ export class Decider {
 
   /** The handler's argument: the event with who is calling, and the machine state it may read. */
   private callJson(id: Identity, event: Record<string, unknown>): string {
-    const flows = this.flows.ofUser(id.user).map(flowFacts);
-    return JSON.stringify({
-      event: { ...event, pid: id.pid, uid: id.uid, gid: id.gid, user: id.user, group: id.group, exe: id.exe, cmdline: id.cmdline, unit: id.unit },
-      state: { flows, loadavg: loadavg() },
-    });
+    // Assignments, not spreads: a spread costs microseconds on this V8 (see messages.ts).
+    event.pid = id.pid; event.uid = id.uid; event.gid = id.gid; event.user = id.user; event.group = id.group;
+    event.exe = id.exe; event.cmdline = id.cmdline; event.unit = id.unit;
+    const flows = this.flows.ofUser(id.user).map((f) => flowFacts(f, {}));
+    return JSON.stringify({ event, state: { flows, loadavg: this.loadavg() } });
+  }
+
+  private load = { at: 0, value: [0, 0, 0] };
+  /** The load averages, read at most once a second (they move slower than that). */
+  private loadavg(): number[] {
+    const now = this.now();
+    if (now - this.load.at > 1000) this.load = { at: now, value: loadavg() };
+    return this.load.value;
   }
 
   private decide(event: EventName, f: Flow, id: Identity, useScript: boolean, m: Message): Outcome | Promise<Outcome> {
@@ -204,7 +212,7 @@ export class Decider {
     const script = policy.script;
     if (script && handler && script.handlers.has(handler)) {
       if (!useScript) return this.conclude(event, f, id, policy, null);
-      return script.decide(handler, id.uid, this.request(id, m, { event, ...flowFacts(f) })).then((o) => this.conclude(event, f, id, policy, o));
+      return script.decide(handler, id.uid, this.request(id, m, flowFacts(f, { event }))).then((o) => this.conclude(event, f, id, policy, o));
     }
     return this.conclude(event, f, id, policy, null);
   }
@@ -247,11 +255,11 @@ export class Decider {
   }
 }
 
-/** A flow as a script sees it (docs/scripts.md). */
-function flowFacts(f: Flow): Record<string, unknown> {
-  return {
-    fd: f.fd, pid: f.pid, family: f.family, type: f.type, proto: f.proto, protocol: f.protocol,
-    local: f.local, remote: f.remote, exe: f.exe, rule: f.rule, class: decisionClass(f.decision),
-    dscp: f.decision?.dscp ?? (f.decision?.tos !== undefined ? f.decision.tos >> 2 : null),
-  };
+/** A flow as a script sees it (docs/scripts.md), written into `into`. */
+function flowFacts(f: Flow, into: Record<string, unknown>): Record<string, unknown> {
+  into.fd = f.fd; into.pid = f.pid; into.family = f.family; into.type = f.type; into.proto = f.proto;
+  into.protocol = f.protocol; into.local = f.local; into.remote = f.remote; into.exe = f.exe; into.rule = f.rule;
+  into.class = decisionClass(f.decision);
+  into.dscp = f.decision?.dscp ?? (f.decision?.tos !== undefined ? f.decision.tos >> 2 : null);
+  return into;
 }
