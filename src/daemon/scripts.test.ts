@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { call } from '../cli/client.js';
@@ -21,7 +21,7 @@ export function Connect(ev) {
 `;
 const POLICY = `script: hostile.js
 rules:
-  - { name: web, match: { event: connect, remote_port: [80, 666, 667, 668] }, action: { dscp: AF21 } }
+  - { name: web, match: { event: connect, remote_port: [80, 666, 667, 668, 669] }, action: { dscp: AF21 } }
   - { name: bound, match: { event: bind }, action: { dscp: CS1 } }
 `;
 
@@ -66,6 +66,85 @@ test('a hostile script: its calls fall to the rules, other agents keep their lat
     assert.match(metrics, /qosd_script_worker_restarts_total 4/);
     assert.match(daemon.log, /"script":"[^"]*hostile\.js:3:\d+".*overran its deadline/);
     assert.match(daemon.log, /"script":"[^"]*hostile\.js:5:\d+".*policy bug/);
+  } finally {
+    await daemon.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('reload replaces a script atomically; a broken one leaves the old one deciding', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-script-'));
+  const script = join(dir, 'policy.js');
+  writeFileSync(script, "export function Connect(ev) { return { dscp: 'EF' }; }\n");
+  const daemon = await new DaemonChild(dir, 'script: policy.js\n', ['--nice', 'keep']).start();
+  const c = new LineClient(daemon.socket);
+  const ask = async (fd: number) => {
+    c.sock.write(`Connect 1 0 x ${fd} {2 192.0.2.1 80} {} {}\n`);
+    return c.next();
+  };
+  try {
+    assert.equal(await ask(3), 'DSCP 46');
+    writeFileSync(script, "export function Connect(ev) { return { dscp: 'CS1' } \n}}\n");
+    const bad = JSON.parse((await call(daemon.admin, 'POST', '/v1/reload')).body) as { ok: boolean; error: { problems: { line?: number }[] } };
+    assert.equal(bad.ok, false);
+    assert.equal(bad.error.problems[0]?.line, 2, 'the syntax error is located');
+    assert.equal(await ask(4), 'DSCP 46', 'the old script still decides');
+    const status = JSON.parse((await call(daemon.admin, 'GET', '/v1/status')).body) as { policy: { last_error: { message: string } | null } };
+    assert.match(status.policy.last_error?.message ?? '', /SyntaxError/);
+    writeFileSync(script, "export function Connect(ev) { return { dscp: 'CS1' }; }\n");
+    const good = JSON.parse((await call(daemon.admin, 'POST', '/v1/reload')).body) as { ok: boolean };
+    assert.equal(good.ok, true);
+    assert.equal(await ask(5), 'DSCP 8', 'the new script decides');
+  } finally {
+    c.sock.destroy();
+    await daemon.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a hostile Safe Tcl script: while 1 {} and exec fall to the rules; other agents keep their latency', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-script-'));
+  writeFileSync(join(dir, 'hostile.tcl'), `
+proc Connect { pid uid cmd fd address sqos gqos } {
+  switch [lindex $address 2] {
+    666 { while 1 {} }
+    667 { exec /bin/sh -c "touch /tmp/qosd-pwned" }
+    668 { open /etc/shadow }
+    669 { socket 127.0.0.1 22 }
+  }
+}
+`);
+  const daemon = await new DaemonChild(dir, POLICY.replace('hostile.js', 'hostile.tcl'), ['--nice', 'keep']).start();
+  try {
+    const hostile = new LineClient(daemon.socket);
+    const other = new LineClient(daemon.socket);
+    let stop = false;
+    const worst: number[] = [];
+    const others = (async () => {
+      for (let fd = 3; !stop; fd++) {
+        const t0 = performance.now();
+        other.sock.write(`Bind 1 0 other ${fd} {2 0.0.0.0 ${1000 + (fd % 1000)}}\n`);
+        assert.equal(await other.next(), 'DSCP 8');
+        worst.push(performance.now() - t0);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    for (let i = 0; i < 40; i++) {
+      const port = 666 + (i % 4);
+      hostile.sock.write(`Connect 1 0 hostile ${10 + i} {2 192.0.2.1 ${port}} {} {}\n`);
+      assert.match((await hostile.next()) ?? 'closed', /^DSCP 18/, `request ${i} (port ${port}) got the rule's answer`);
+    }
+    stop = true;
+    await others;
+    hostile.sock.destroy();
+    other.sock.destroy();
+    worst.sort((a, b) => a - b);
+    assert.ok(worst.length > 5, `${worst.length} rules-only requests answered meanwhile`);
+    assert.ok(worst[Math.floor(worst.length * 0.99)]! < 50, 'rules-only p99 under 50 ms');
+    const metrics = (await call(daemon.admin, 'GET', '/metrics')).body;
+    assert.match(metrics, /qosd_script_calls_total\{handler="Connect",result="timeout"\} 10/);
+    assert.match(metrics, /qosd_script_calls_total\{handler="Connect",result="error"\} 30/);
+    assert.ok(!existsSync('/tmp/qosd-pwned'), 'exec did not run');
   } finally {
     await daemon.stop();
     rmSync(dir, { recursive: true, force: true });
