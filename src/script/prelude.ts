@@ -95,22 +95,26 @@ export const PRELUDE = String.raw`
     return re.test(String(s));
   }
 
-  let state = { flows: [], loadavg: [0, 0, 0] };
+  // Machine state comes as JSON text and is parsed only if the handler asks for it: the
+  // caller's flows can be large, and most calls never look at them.
+  let stateText = '{"flows":[],"loadavg":[0,0,0]}', state = null;
+  const current = () => (state ??= JSON.parse(stateText));
   globalThis.qos = Object.freeze({
     AF, SockType, DSCP,
     /** The class name of a DSCP value (46 -> "EF"), or the number as text. */
     className: (v) => CLASS[v] ?? String(v),
     cidr, glob,
     /** The calling user's sockets now, as the daemon's flow table has them. */
-    flows: () => state.flows,
+    flows: () => current().flows,
     /** 1, 5 and 15 minute load averages. */
-    loadavg: () => state.loadavg,
+    loadavg: () => current().loadavg,
   });
   // The host's entry: one call of an exported handler with the event and fresh machine state.
   Object.defineProperty(globalThis, '__qos_call', {
     value: (fn, json) => {
       const arg = JSON.parse(json);
-      state = arg.state;
+      stateText = arg.state;
+      state = null;
       const r = fn(arg.event);
       return r === undefined || r === null ? undefined : JSON.stringify(r);
     },
