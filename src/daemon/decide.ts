@@ -195,8 +195,9 @@ export class Decider {
     event.pid = id.pid; event.uid = id.uid; event.gid = id.gid; event.user = id.user; event.group = id.group;
     event.exe = id.exe; event.cmdline = id.cmdline; event.unit = id.unit;
     const flows = this.flows.ofUser(id.user).map((f) => flowFacts(f, {}));
-    // The state goes as JSON text inside the JSON: the sandbox parses it only if asked.
-    return JSON.stringify({ event, state: JSON.stringify({ flows, loadavg: this.loadavg() }) });
+    // Two JSON texts on two lines (JSON never holds a raw newline): the event, then the machine
+    // state, which the sandbox neither scans nor parses unless the handler asks for it.
+    return `${JSON.stringify(event)}\n${JSON.stringify({ flows, loadavg: this.loadavg() })}`;
   }
 
   private load = { at: 0, value: [0, 0, 0] };

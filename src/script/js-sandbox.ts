@@ -31,6 +31,8 @@ export type CallResult =
   | { ok: true; json: string | undefined }
   | { ok: false; timedOut: boolean; fault: ScriptFault };
 
+const NO_STATE = '{"flows":[],"loadavg":[0,0,0]}';
+
 let engine: Promise<QuickJSWASMModule> | null = null;
 function quickjs(): Promise<QuickJSWASMModule> {
   // The package's CommonJS typings describe its default export as the module namespace.
@@ -93,15 +95,19 @@ export class JsSandbox {
     return [...this.fns.keys()];
   }
 
-  /** Calls a handler with a JSON argument ({event, state}); returns its result as JSON. */
+  /** Calls a handler; json is the event's JSON, a newline, and the machine state's JSON.
+   * Returns the handler's result as JSON. */
   call(name: HandlerName, json: string): CallResult {
     const fn = this.fns.get(name);
     if (!fn) return { ok: true, json: undefined };
     const { ctx } = this;
+    const nl = json.indexOf('\n');
+    const ev = ctx.newString(nl < 0 ? json : json.slice(0, nl));
+    const st = ctx.newString(nl < 0 ? NO_STATE : json.slice(nl + 1));
     this.deadline = Date.now() + this.limits.deadlineMs;
-    const arg = ctx.newString(json);
-    const r = ctx.callFunction(this.entry, ctx.undefined, fn, arg);
-    arg.dispose();
+    const r = ctx.callFunction(this.entry, ctx.undefined, fn, ev, st);
+    ev.dispose();
+    st.dispose();
     const late = Date.now() > this.deadline;
     if (r.error) {
       const f = fault(ctx, r.error, this.file);

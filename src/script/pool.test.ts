@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { ScriptPool, type ScriptOutcome } from './pool.js';
 
 const state = (flows: unknown[] = []) => ({ flows, loadavg: [0.5, 0.4, 0.3] });
-const arg = (event: Record<string, unknown>, flows: unknown[] = []) => JSON.stringify({ event, state: JSON.stringify(state(flows)) });
+const arg = (event: Record<string, unknown>, flows: unknown[] = []) => `${JSON.stringify(event)}\n${JSON.stringify(state(flows))}`;
 
 const HOSTILE = `
 export function Connect(ev) {

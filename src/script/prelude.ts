@@ -109,13 +109,13 @@ export const PRELUDE = String.raw`
     /** 1, 5 and 15 minute load averages. */
     loadavg: () => current().loadavg,
   });
-  // The host's entry: one call of an exported handler with the event and fresh machine state.
+  // The host's entry: one call of an exported handler with the event and fresh machine state
+  // (both JSON text; the state is parsed on first use).
   Object.defineProperty(globalThis, '__qos_call', {
-    value: (fn, json) => {
-      const arg = JSON.parse(json);
-      stateText = arg.state;
+    value: (fn, eventJson, stateJson) => {
+      stateText = stateJson;
       state = null;
-      const r = fn(arg.event);
+      const r = fn(JSON.parse(eventJson));
       return r === undefined || r === null ? undefined : JSON.stringify(r);
     },
   });
