@@ -143,17 +143,23 @@ policy
   });
 
 const bench = program.command('bench').description('measure qosd on this machine (prints figures; never part of the tests)');
-bench
-  .command('agent')
-  .description('what the agent adds to connect() and send(), against a bare C-to-C Unix socket round trip, and daemon decisions/s with a 1,000-rule policy')
-  .option('--json', 'print one JSON object')
+/** A bench subcommand with the options every benchmark has. */
+function benchCommand(name: string, description: string, threads: { help: string; loadMs: number; loadHelp: string }): Command {
+  return bench
+    .command(name)
+    .description(description)
+    .option('--json', 'print one JSON object')
+    .option('--threads <n>', threads.help, (v) => positiveInt(v, '--threads'), 16)
+    .option('--load-ms <ms>', threads.loadHelp, (v) => positiveInt(v, '--load-ms'), threads.loadMs)
+    .option('--check', 'exit 1 if a target is missed');
+}
+
+benchCommand('agent', 'what the agent adds to connect() and send(), against a bare C-to-C Unix socket round trip, and daemon decisions/s with a 1,000-rule policy',
+  { help: 'concurrent agents for the decisions/s load', loadMs: 3000, loadHelp: 'duration of the decisions/s load' })
   .option('--rounds <n>', 'connect rounds; figures are medians over rounds', (v) => positiveInt(v, '--rounds'), 7)
   .option('--send-rounds <n>', 'send-path runs per side, interleaved', (v) => positiveInt(v, '--send-rounds'), 11)
   .option('--connects <n>', 'connects per connect+close run', (v) => positiveInt(v, '--connects'), 10_000)
   .option('--sends <n>', 'sends per send-path run', (v) => positiveInt(v, '--sends'), 1_000_000)
-  .option('--threads <n>', 'concurrent agents for the decisions/s load', (v) => positiveInt(v, '--threads'), 16)
-  .option('--load-ms <ms>', 'duration of the decisions/s load', (v) => positiveInt(v, '--load-ms'), 3000)
-  .option('--check', 'exit 1 if a target is missed')
   .action(async (o: { json?: boolean; rounds: number; sendRounds: number; connects: number; sends: number; threads: number; loadMs: number; check?: boolean }) => {
     const { benchAgent, formatAgentBench } = await import('../bench/agent.js');
     const r = await benchAgent({ ...o, progress: o.json ? undefined : (m) => process.stderr.write(`${m}\n`) });
@@ -161,14 +167,9 @@ bench
     if (o.check && !Object.values(r.targets).every((t) => t.ok)) process.exitCode = 1;
   });
 
-bench
-  .command('policy')
-  .description('policy scripts end to end through the daemon: JavaScript and Safe Tcl decisions/s, what a script adds over the rules, and a deadline-hitting script beside rules-only clients')
-  .option('--json', 'print one JSON object')
+benchCommand('policy', 'policy scripts end to end through the daemon: JavaScript and Safe Tcl decisions/s, what a script adds over the rules, and a deadline-hitting script beside rules-only clients',
+  { help: 'concurrent agents', loadMs: 2000, loadHelp: 'duration of each load' })
   .option('--rounds <n>', 'rounds; figures are medians over rounds', (v) => positiveInt(v, '--rounds'), 3)
-  .option('--threads <n>', 'concurrent agents', (v) => positiveInt(v, '--threads'), 16)
-  .option('--load-ms <ms>', 'duration of each load', (v) => positiveInt(v, '--load-ms'), 2000)
-  .option('--check', 'exit 1 if a target is missed')
   .action(async (o: { json?: boolean; rounds: number; threads: number; loadMs: number; check?: boolean }) => {
     const { benchPolicy } = await import('../bench/policy.js');
     const r = await benchPolicy({ ...o, progress: o.json ? undefined : (m) => process.stderr.write(`${m}\n`) });

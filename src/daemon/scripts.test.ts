@@ -25,6 +25,37 @@ rules:
   - { name: bound, match: { event: bind }, action: { dscp: CS1 } }
 `;
 
+/** Runs a rules-only agent (a bind every 5 ms, timed) beside a hostile one until the hostile
+ * one has made `min` requests, each of which must get the rule's answer, and the other one
+ * 100; returns the rules-only latencies in ms. */
+async function besideHostile(socket: string, min: number, hostileLine: (i: number) => string): Promise<number[]> {
+  const hostile = new LineClient(socket);
+  const other = new LineClient(socket);
+  let stop = false;
+  const latencies: number[] = [];
+  const others = (async () => {
+    for (let fd = 3; !stop; fd++) {
+      const t0 = performance.now();
+      other.sock.write(`Bind 1 0 other ${fd} {2 0.0.0.0 ${1000 + (fd % 1000)}}\n`);
+      assert.equal(await other.next(), 'DSCP 8');
+      latencies.push(performance.now() - t0);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  try {
+    for (let i = 0; i < min || latencies.length < 100; i++) {
+      hostile.sock.write(`${hostileLine(i)}\n`);
+      assert.match((await hostile.next()) ?? 'closed', /^DSCP 18/, `hostile request ${i} got the rule's answer`);
+    }
+  } finally {
+    stop = true;
+    await others;
+    hostile.sock.destroy();
+    other.sock.destroy();
+  }
+  return latencies;
+}
+
 /** The q-th quantile of some latencies (nearest rank). */
 function percentile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -36,30 +67,8 @@ test('a hostile script: its calls fall to the rules, other agents keep their lat
   writeFileSync(join(dir, 'hostile.js'), SCRIPT);
   const daemon = await new DaemonChild(dir, POLICY, ['--nice', 'keep']).start();
   try {
-    const hostile = new LineClient(daemon.socket);
-    const other = new LineClient(daemon.socket);
-    let stop = false;
-    const worst: number[] = [];
-    // The other agent: a rules-only request (bind) every 5 ms, timed.
-    const others = (async () => {
-      for (let fd = 3; !stop; fd++) {
-        const t0 = performance.now();
-        other.sock.write(`Bind 1 0 other ${fd} {2 0.0.0.0 ${1000 + (fd % 1000)}} \n`);
-        assert.equal(await other.next(), 'DSCP 8');
-        worst.push(performance.now() - t0);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    })();
-    // The hostile agent: every request goes to the script and falls back to the rule.
-    for (let i = 0; i < 12 || worst.length < 100; i++) {
-      const port = [666, 667, 668][i % 3];
-      hostile.sock.write(`Connect 1 0 hostile ${10 + i} {2 192.0.2.1 ${port}} {} {}\n`);
-      assert.equal(await hostile.next(), 'DSCP 18', `request ${i} (port ${port}) got the rule's answer`);
-    }
-    stop = true;
-    await others;
-    hostile.sock.destroy();
-    other.sock.destroy();
+    // Every hostile request goes to the script and falls back to the rule.
+    const worst = await besideHostile(daemon.socket, 12, (i) => `Connect 1 0 hostile ${10 + i} {2 192.0.2.1 ${[666, 667, 668][i % 3]}} {} {}`);
     // The agent waits 50 ms at most: rules-only requests must stay well inside that.
     const p95 = percentile(worst, 0.95);
     assert.ok(p95 < 50, `rules-only p95 ${p95.toFixed(1)} ms over ${worst.length} requests while the script misbehaved`);
@@ -120,28 +129,7 @@ proc Connect { pid uid cmd fd address sqos gqos } {
 `);
   const daemon = await new DaemonChild(dir, POLICY.replace('hostile.js', 'hostile.tcl'), ['--nice', 'keep']).start();
   try {
-    const hostile = new LineClient(daemon.socket);
-    const other = new LineClient(daemon.socket);
-    let stop = false;
-    const worst: number[] = [];
-    const others = (async () => {
-      for (let fd = 3; !stop; fd++) {
-        const t0 = performance.now();
-        other.sock.write(`Bind 1 0 other ${fd} {2 0.0.0.0 ${1000 + (fd % 1000)}}\n`);
-        assert.equal(await other.next(), 'DSCP 8');
-        worst.push(performance.now() - t0);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    })();
-    for (let i = 0; i < 40 || worst.length < 100; i++) {
-      const port = 666 + (i % 4);
-      hostile.sock.write(`Connect 1 0 hostile ${10 + i} {2 192.0.2.1 ${port}} {} {}\n`);
-      assert.match((await hostile.next()) ?? 'closed', /^DSCP 18/, `request ${i} (port ${port}) got the rule's answer`);
-    }
-    stop = true;
-    await others;
-    hostile.sock.destroy();
-    other.sock.destroy();
+    const worst = await besideHostile(daemon.socket, 40, (i) => `Connect 1 0 hostile ${10 + i} {2 192.0.2.1 ${666 + (i % 4)}} {} {}`);
     const p95 = percentile(worst, 0.95);
     assert.ok(p95 < 50, `rules-only p95 ${p95.toFixed(1)} ms over ${worst.length} requests`);
     const metrics = (await call(daemon.admin, 'GET', '/metrics')).body;
