@@ -68,7 +68,7 @@ function medianF(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-const median = (xs: number[]) => Math.round(medianF(xs));
+export const median = (xs: number[]) => Math.round(medianF(xs));
 
 /** Runs a helper to completion and parses the JSON object it prints. */
 export function runJson<T>(argv: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 300_000): T {

@@ -10,7 +10,7 @@ import { mkdirSync } from 'node:fs';
 import { call } from '../cli/client.js';
 import { DaemonChild } from '../daemon/child.js';
 import { LineClient } from '../daemon/line-client.js';
-import { BENCH_BIN, runJson } from './agent.js';
+import { BENCH_BIN, median, runJson } from './agent.js';
 
 export interface PolicyBenchOptions { threads: number; loadMs: number; rounds: number; progress?: (m: string) => void }
 
@@ -43,11 +43,6 @@ const TCL = `proc Connect { pid uid cmd fd address sqos gqos } { if {[lindex $ad
 `;
 
 interface Load { decisions: number; decisions_per_s: number; pair_rtt_ns_p50: number; elapsed_ns: number }
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1]!;
-}
 
 async function scriptCalls(d: DaemonChild): Promise<number> {
   const m = (await call(d.admin, 'GET', '/metrics')).body;

@@ -75,10 +75,17 @@ export class RequestRing {
 }
 
 const RING_BYTES = 4 * 2 ** 20;
-/** Calls queued on one worker beyond which new ones fall through at once. */
-const MAX_QUEUE = 1000;
+/** Calls queued on one worker (or the Tcl child) beyond which new ones fall through at once. */
+export const MAX_QUEUE = 1000;
 /** How long past its deadline a call may run before its worker is replaced. */
-const HANG_GRACE_MS = 250;
+export const HANG_GRACE_MS = 250;
+
+/** Logs a call that faulted, overran or was cut off (both script hosts). */
+export function logFault(log: Logger | undefined, where: string, handler: HandlerName, o: ScriptOutcome, cutOff: string): void {
+  if (o.status !== 'error' && o.status !== 'timeout' && o.status !== 'killed') return;
+  const what = o.status === 'error' ? 'failed' : o.status === 'timeout' ? 'overran its deadline' : `hung: ${cutOff}`;
+  log?.warn({ script: where, handler, status: o.status, ms: o.ms, error: o.fault?.message }, `policy script ${handler} ${what}; the rules decide`);
+}
 
 interface Pending { resolve: (o: ScriptOutcome) => void; handler: HandlerName; sent: number }
 
@@ -194,10 +201,8 @@ export class ScriptPool {
 
   private report(handler: HandlerName, o: ScriptOutcome): void {
     this.o.onCall?.(handler, o);
-    if (o.status === 'error' || o.status === 'timeout' || o.status === 'killed') {
-      const where = o.fault?.line ? `${this.init.file}:${o.fault.line}:${o.fault.col ?? 0}` : this.init.file;
-      this.o.log?.warn({ script: where, handler, status: o.status, ms: o.ms, error: o.fault?.message }, `policy script ${handler} ${o.status === 'error' ? 'failed' : o.status === 'timeout' ? 'overran its deadline' : 'hung: worker replaced'}; the rules decide`);
-    }
+    const where = o.fault?.line ? `${this.init.file}:${o.fault.line}:${o.fault.col ?? 0}` : this.init.file;
+    logFault(this.o.log, where, handler, o, 'worker replaced');
   }
 
   /** Replaces workers whose head call runs far past its deadline. */

@@ -1,6 +1,9 @@
 /* The helper library inside the JavaScript sandbox, evaluated before the policy module:
  * the global `qos` object (docs/scripts.md). Plain JavaScript text, run by QuickJS, so it
- * can use nothing but the language itself. `__qos_call` is the one entry the host uses. */
+ * can use nothing but the language itself (the glob compiler is the rules' own, whose
+ * compiled text is self-contained). `__qos_call` is the one entry the host uses. */
+
+import { compilePattern } from '../policy/glob.js';
 
 export const PRELUDE = String.raw`
 (() => {
@@ -69,26 +72,13 @@ export const PRELUDE = String.raw`
     }
     return true;
   }
-  /** Glob match as in policy rules: * any run, ? one character, [...] a class. */
+  /** Glob (or /regex/) match as in policy rules: the rules' own compiler, policy/glob.ts. */
+  const compilePattern = ${compilePattern.toString()};
   const globs = new Map();
   function glob(pattern, s) {
     let re = globs.get(pattern);
     if (!re) {
-      let out = '^';
-      for (let i = 0; i < pattern.length; i++) {
-        const c = pattern[i];
-        if (c === '*') out += '[\\s\\S]*';
-        else if (c === '?') out += '[\\s\\S]';
-        else if (c === '[') {
-          const end = pattern.indexOf(']', i + 2);
-          if (end < 0) { out += '\\['; continue; }
-          let cls = pattern.slice(i + 1, end).replace(/\\/g, '\\\\');
-          if (cls.startsWith('!')) cls = '^' + cls.slice(1);
-          out += '[' + cls + ']';
-          i = end;
-        } else out += c.replace(/[.+^$\{\}()|\\/\]]/g, '\\$&');
-      }
-      re = new RegExp(out + '$');
+      re = compilePattern(String(pattern));
       if (globs.size > 1000) globs.clear();
       globs.set(pattern, re);
     }

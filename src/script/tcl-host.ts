@@ -14,12 +14,10 @@ import { ERRNO_NAMES, dscpValue } from '../policy/dscp.js';
 import type { Decision } from '../protocol/messages.js';
 import { formatList, parseList } from '../protocol/tcl-list.js';
 import { HANDLERS, type HandlerName, type SandboxLimits } from './js-sandbox.js';
-import { SCRIPT_NICE, type ScriptOutcome } from './pool.js';
+import { HANG_GRACE_MS, logFault, MAX_QUEUE, SCRIPT_NICE, type ScriptOutcome } from './pool.js';
 
 const HOST = fileURLToPath(new URL('../../src/script/tcl-host.tcl', import.meta.url));
 const SPRINTLIB = fileURLToPath(new URL('../../src/script/SprintLib.tcl', import.meta.url));
-const HANG_GRACE_MS = 250;
-const MAX_QUEUE = 1000;
 
 /** A Tcl reply string ("TOS 48", "DSCP EF PRIORITY 5", "DENY EACCES", "") as a decision;
  * empty means the rules decide. */
@@ -133,9 +131,7 @@ export class TclHost {
 
   private done(p: Pending, o: ScriptOutcome): void {
     this.o.onCall?.(p.handler, o);
-    if (o.status === 'error' || o.status === 'timeout' || o.status === 'killed') {
-      this.o.log?.warn({ script: this.file, handler: p.handler, status: o.status, ms: o.ms, error: o.fault?.message }, `policy script ${p.handler} ${o.status === 'timeout' ? 'overran its time limit' : o.status === 'killed' ? 'hung: tclsh restarted' : 'failed'}; the rules decide`);
-    }
+    logFault(this.o.log, this.file, p.handler, o, 'tclsh restarted');
     p.resolve(o);
   }
 
