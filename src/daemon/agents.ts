@@ -54,6 +54,10 @@ interface Conn {
   closing: boolean;
   /** a policy script is deciding a request: later lines wait, so replies stay in order */
   waiting: boolean;
+  /** replies not written yet: held while a script decides a request sent with them */
+  held: string;
+  /** held has already waited for one script decision (it waits for no more than one) */
+  heldLong: boolean;
 }
 
 export class AgentServer {
@@ -115,7 +119,7 @@ export class AgentServer {
       sock.destroy();
       return;
     }
-    const conn: Conn = { sock, cred, id: this.o.identities.resolve(cred), pending: null, broken: false, queued: false, closing: false, waiting: false };
+    const conn: Conn = { sock, cred, id: this.o.identities.resolve(cred), pending: null, broken: false, queued: false, closing: false, waiting: false, held: '', heldLong: false };
     this.conns.add(conn);
     this.perPid.set(cred.pid, (this.perPid.get(cred.pid) ?? 0) + 1);
     this.o.metrics.agents.inc();
@@ -186,7 +190,8 @@ export class AgentServer {
     const buf = c.pending;
     if (!buf || c.sock.destroyed || c.closing || c.waiting) return 0;
     let start = 0;
-    let out = '';
+    let out = c.held;
+    c.held = '';
     let n = 0;
     while (n < maxLines) {
       const nl = buf.indexOf(10, start);
@@ -195,14 +200,25 @@ export class AgentServer {
       const r = this.line(c, buf.toString('utf8', start, nl));
       start = nl + 1;
       if (r instanceof Promise) {
-        // A script decides: answer what came before, hold what comes after until it has.
+        // A script decides: hold what comes after until it has. The replies before it are
+        // held too and go out with its own in one write: they answer lines the agent sent
+        // together with this one, so it was not waiting for them (its Socket + Connect).
         c.waiting = true;
         c.pending = start < buf.length ? Buffer.from(buf.subarray(start)) : null;
-        if (out) c.sock.write(out);
+        c.held = out;
         void r.then((reply) => {
           c.waiting = false;
           if (c.sock.destroyed || c.closing) return;
-          if (reply !== null) c.sock.write(reply + '\n');
+          if (reply !== null) c.held += reply + '\n';
+          // A request that had already arrived is served first, still holding these replies
+          // (once: a stream of scripted requests must not hold a reply for long); otherwise
+          // they are written now.
+          if (!c.heldLong && c.pending && hasRequest(c.pending)) c.heldLong = true;
+          else {
+            if (c.held) c.sock.write(c.held);
+            c.held = '';
+            c.heldLong = false;
+          }
           if (c.sock.isPaused() && !c.queued) c.sock.resume();
           this.serve(c);
         });

@@ -115,6 +115,37 @@ test('reload replaces a script atomically; a broken one leaves the old one decid
   }
 });
 
+test('requests sent together and decided by the script are answered in order, each with its own event', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-script-'));
+  // Each handler answers with a TOS made of what it was told: the event's fd, and for
+  // Connect and SendTo the remote port; Shutdown counts into module state.
+  writeFileSync(join(dir, 'policy.js'), `
+let shut = 0;
+export function Socket(ev) { return ev.event === 'socket' && ev.type === 'stream' && ev.user === 'root' ? { tos: ev.fd * 4 } : undefined; }
+export function Connect(ev) { return { tos: (ev.fd + ev.remote.port) * 4 }; }
+export function SendTo(ev) { return { tos: (ev.remote.port + shut) * 4 }; }
+export function Shutdown(ev) { shut += ev.how; }
+`);
+  const daemon = await new DaemonChild(dir, 'script: policy.js\n', ['--nice', 'keep']).start();
+  const c = new LineClient(daemon.socket);
+  try {
+    for (let round = 0; round < 20; round++) {
+      const fd = 10 + round;
+      // One write: Socket + Connect (as the agent pipelines them), a notification the script
+      // counts, and another scripted request that must see the count.
+      c.sock.write(`Socket 1 0 x 2 1 6 ${fd}\nConnect 1 0 x ${fd} {2 192.0.2.1 ${round}} {} {}\n`
+        + `Shutdown 1 0 x ${fd} 1\nSendTo 1 0 x ${fd + 1} {2 192.0.2.2 ${round + 1}}\n`);
+      assert.equal(await c.next(), `TOS ${fd * 4}`, 'Socket');
+      assert.equal(await c.next(), `TOS ${(fd + round) * 4}`, 'Connect');
+      assert.equal(await c.next(), `TOS ${(round + 1 + round + 1) * 4}`, 'SendTo after Shutdown');
+    }
+  } finally {
+    c.sock.destroy();
+    await daemon.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a hostile Safe Tcl script: while 1 {} and exec fall to the rules; other agents keep their latency', { timeout: 60_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-script-'));
   writeFileSync(join(dir, 'hostile.tcl'), `
