@@ -33,10 +33,15 @@ export interface DecisionRecord {
   script?: ScriptStatus;
 }
 
-/** What a script handler is given: JavaScript takes the event as JSON, Tcl the message's
- * tokens (the paper's procedures take them as arguments). Built only when asked for. */
+/** What a script handler is given: JavaScript takes the event as JSON (and the machine state
+ * as JSON, if the handler reads it), Tcl the message's tokens (the paper's procedures take
+ * them as arguments). Built only when asked for. */
 export interface ScriptRequest {
-  json(): string;
+  /** the call's own facts, a JSON array (eventOf in script/prelude.ts) */
+  facts(): string;
+  /** who is calling: the same key for every call of a process */
+  caller: { key: object; json(): string };
+  state(): string;
   tokens(): string[];
 }
 
@@ -117,22 +122,22 @@ export class Decider {
         return { reply: null, record: out.record, stale: m.generation !== this.policy().generation };
       }
       case 'Startup':
-        this.tell('Startup', id, m, { event: 'startup' });
+        this.tell('Startup', id, m, () => factsJson('startup', null, null));
         return { reply: `VERSION ${PROTOCOL_VERSION}` };
       case 'Close': {
         const f = flows.get(id.pid, m.fd);
         flows.close(id.pid, m.fd);
-        this.tell('Close', id, m, f ? flowFacts(f, { event: 'close' }) : { event: 'close', fd: m.fd });
+        this.tell('Close', id, m, () => factsJson('close', m.fd, f ?? null));
         return { reply: null };
       }
       case 'Cleanup':
         flows.closePid(id.pid);
-        this.tell('Cleanup', id, m, { event: 'cleanup' });
+        this.tell('Cleanup', id, m, () => factsJson('cleanup', null, null));
         return { reply: null };
       case 'Shutdown': {
         const f = flows.get(id.pid, m.fd);
         if (f) flows.touch(f);
-        this.tell('Shutdown', id, m, f ? flowFacts(f, { event: 'shutdown', how: m.how }) : { event: 'shutdown', fd: m.fd, how: m.how });
+        this.tell('Shutdown', id, m, () => factsJson('shutdown', m.fd, f ?? null, m.how));
         return { reply: null };
       }
       case 'Socket': {
@@ -180,24 +185,20 @@ export class Decider {
   }
 
   /** Tells the script about a notification (its handler keeps state; nothing waits for it). */
-  private tell(handler: HandlerName, id: Identity, m: Message, event: Record<string, unknown>): void {
+  private tell(handler: HandlerName, id: Identity, m: Message, facts: () => string): void {
     const script = this.policy().script;
-    if (script?.handlers.has(handler)) void script.decide(handler, id.uid, this.request(id, m, event));
+    if (script?.handlers.has(handler)) void script.decide(handler, id.uid, this.request(id, m, facts));
   }
 
-  private request(id: Identity, m: Message, event: Record<string, unknown>): ScriptRequest {
-    return { json: () => this.callJson(id, event), tokens: () => tokens(m) };
+  private request(id: Identity, m: Message, facts: () => string): ScriptRequest {
+    return { facts, caller: { key: id, json: () => callerJson(id) }, state: () => this.stateJson(id), tokens: () => tokens(m) };
   }
 
-  /** The handler's argument: the event with who is calling, and the machine state it may read. */
-  private callJson(id: Identity, event: Record<string, unknown>): string {
-    // Assignments, not spreads: a spread costs microseconds on this V8 (see messages.ts).
-    event.pid = id.pid; event.uid = id.uid; event.gid = id.gid; event.user = id.user; event.group = id.group;
-    event.exe = id.exe; event.cmdline = id.cmdline; event.unit = id.unit;
+  /** The machine state a handler may read, now: the caller's flows and the load averages.
+   * Asked for only by a handler that reads it (a user's flows can be many). */
+  private stateJson(id: Identity): string {
     const flows = this.flows.ofUser(id.user).map((f) => flowFacts(f, {}));
-    // Two JSON texts on two lines (JSON never holds a raw newline): the event, then the machine
-    // state, which the sandbox neither scans nor parses unless the handler asks for it.
-    return `${JSON.stringify(event)}\n${JSON.stringify({ flows, loadavg: this.loadavg() })}`;
+    return JSON.stringify({ flows, loadavg: this.loadavg() });
   }
 
   private load = { at: 0, value: [0, 0, 0] };
@@ -214,7 +215,8 @@ export class Decider {
     const script = policy.script;
     if (script && handler && script.handlers.has(handler)) {
       if (!useScript) return this.conclude(event, f, id, policy, null);
-      return script.decide(handler, id.uid, this.request(id, m, flowFacts(f, { event }))).then((o) => this.conclude(event, f, id, policy, o));
+      const facts = factsJson(event, f.fd, f); // now: before this call's decision
+      return script.decide(handler, id.uid, this.request(id, m, () => facts)).then((o) => this.conclude(event, f, id, policy, o));
     }
     return this.conclude(event, f, id, policy, null);
   }
@@ -259,9 +261,38 @@ export class Decider {
 
 /** A flow as a script sees it (docs/scripts.md), written into `into`. */
 function flowFacts(f: Flow, into: Record<string, unknown>): Record<string, unknown> {
-  into.fd = f.fd; into.pid = f.pid; into.family = f.family; into.type = f.type; into.proto = f.proto;
-  into.protocol = f.protocol; into.local = f.local; into.remote = f.remote; into.exe = f.exe; into.rule = f.rule;
+  into.pid = f.pid; into.fd = f.fd; into.exe = f.exe; into.family = f.family; into.type = f.type; into.proto = f.proto;
+  into.protocol = f.protocol; into.local = f.local; into.remote = f.remote; into.rule = f.rule;
   into.class = decisionClass(f.decision);
-  into.dscp = f.decision?.dscp ?? (f.decision?.tos !== undefined ? f.decision.tos >> 2 : null);
+  into.dscp = dscpOf(f.decision);
   return into;
+}
+
+function dscpOf(d: Decision | null): number | null {
+  return d?.dscp ?? (d?.tos !== undefined ? d.tos >> 2 : null);
+}
+
+const pair = (e: Endpoint | null) => (e ? [e.address, e.port] : null);
+
+/** An event's own facts for a script, as the JSON array eventOf (script/prelude.ts) reads:
+ * event, fd, family, type, proto, protocol, local, remote, rule, class, dscp[, how]. A
+ * positional array because QuickJS parses it in half the time of the keyed object. */
+function factsJson(event: string, fd: number | null, f: Flow | null, how?: number): string {
+  const a: unknown[] = f
+    ? [event, f.fd, f.family, f.type, f.proto, f.protocol, pair(f.local), pair(f.remote), f.rule, decisionClass(f.decision), dscpOf(f.decision)]
+    : [event, fd, null, null, null, null, null, null, null, null, null];
+  if (how !== undefined) a.push(how);
+  return JSON.stringify(a);
+}
+
+const callers = new WeakMap<Identity, string>();
+/** Who is calling, as a JSON object: built once per identity (identities are shared by a
+ * process's calls), and sent to a script worker once per identity (script/pool.ts). */
+function callerJson(id: Identity): string {
+  let s = callers.get(id);
+  if (s === undefined) {
+    s = JSON.stringify({ pid: id.pid, uid: id.uid, gid: id.gid, user: id.user, group: id.group, exe: id.exe, cmdline: id.cmdline, unit: id.unit });
+    callers.set(id, s);
+  }
+  return s;
 }

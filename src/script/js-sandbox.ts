@@ -6,6 +6,7 @@
 import { newQuickJSWASMModuleFromVariant, type QuickJSContext, type QuickJSHandle, type QuickJSRuntime, type QuickJSSyncVariant, type QuickJSWASMModule } from 'quickjs-emscripten-core';
 import variant from '@jitl/quickjs-wasmfile-release-sync';
 import { PRELUDE } from './prelude.js';
+import { DirectCall } from './qjs-direct.js';
 
 /** The handlers a script may export, named after the agent's messages. */
 export const HANDLERS = ['Socket', 'Connect', 'Bind', 'Listen', 'Accept', 'SendTo', 'Close', 'Shutdown', 'Startup', 'Cleanup'] as const;
@@ -16,9 +17,12 @@ export interface SandboxLimits {
   deadlineMs: number;
   memoryBytes: number;
   stackBytes: number;
+  /** How long a handler may wait for the machine state (qos.flows()); not counted against
+   * its deadline, which is for its own work. */
+  stateWaitMs: number;
 }
 
-export const DEFAULT_LIMITS: SandboxLimits = { deadlineMs: 10, memoryBytes: 32 * 2 ** 20, stackBytes: 512 * 1024 };
+export const DEFAULT_LIMITS: SandboxLimits = { deadlineMs: 10, memoryBytes: 32 * 2 ** 20, stackBytes: 512 * 1024, stateWaitMs: 200 };
 
 /** A script error with its place in the script, from QuickJS's stack ("at f (policy.js:3:7)"). */
 export interface ScriptFault {
@@ -31,7 +35,10 @@ export type CallResult =
   | { ok: true; json: string | undefined }
   | { ok: false; timedOut: boolean; fault: ScriptFault };
 
-const NO_STATE = '{"flows":[],"loadavg":[0,0,0]}';
+/** The machine state of a caller as JSON, asked for only when a handler reads it
+ * (qos.flows(), qos.loadavg()); it may throw (the daemon did not answer in time). */
+export type StateSource = () => string;
+export const NO_STATE: StateSource = () => '{"flows":[],"loadavg":[0,0,0]}';
 
 let engine: Promise<QuickJSWASMModule> | null = null;
 function quickjs(): Promise<QuickJSWASMModule> {
@@ -51,6 +58,12 @@ function fault(ctx: QuickJSContext, h: QuickJSHandle, file: string): ScriptFault
 
 export class JsSandbox {
   private deadline = 0;
+  /** Moves the running call's deadline by ms (time it spent waiting for the daemon). */
+  extendDeadline(ms: number): void {
+    this.deadline += ms;
+  }
+  /** the running call's machine state (see StateSource) */
+  state: StateSource = NO_STATE;
   private constructor(
     private readonly rt: QuickJSRuntime,
     private readonly ctx: QuickJSContext,
@@ -58,17 +71,23 @@ export class JsSandbox {
     private readonly entry: QuickJSHandle,
     readonly file: string,
     private readonly limits: SandboxLimits,
+    private readonly direct: DirectCall | null,
   ) {
     rt.setInterruptHandler(() => Date.now() > this.deadline);
   }
 
   /** Compiles and runs the module (its top level under a deadline of its own). */
-  static async create(source: string, file: string, limits: SandboxLimits = DEFAULT_LIMITS): Promise<JsSandbox | ScriptFault> {
+  static async create(source: string, file: string, limits: SandboxLimits = DEFAULT_LIMITS, opts: { direct?: boolean } = {}): Promise<JsSandbox | ScriptFault> {
     const rt = (await quickjs()).newRuntime();
     rt.setMemoryLimit(limits.memoryBytes);
     rt.setMaxStackSize(limits.stackBytes);
     const ctx = rt.newContext();
     const fail = (f: ScriptFault) => { ctx.dispose(); rt.dispose(); return f; };
+    // The prelude's only way out of the sandbox: the running call's machine state, as text.
+    let self: JsSandbox | null = null;
+    const stateFn = ctx.newFunction('__qos_state', () => ctx.newString((self?.state ?? NO_STATE)()));
+    ctx.setProp(ctx.global, '__qos_state', stateFn);
+    stateFn.dispose();
     // The prelude and the module's top level run once: they get a second (wall time; the
     // worker runs at a low priority and may wait for the CPU).
     const INIT_MS = Math.max(limits.deadlineMs, 1000);
@@ -88,37 +107,51 @@ export class JsSandbox {
     }
     mod.value.dispose();
     const entry = ctx.getProp(ctx.global, '__qos_call');
-    return new JsSandbox(rt, ctx, fns, entry, file, limits);
+    self = new JsSandbox(rt, ctx, fns, entry, file, limits, opts.direct === false ? null : DirectCall.probe(ctx));
+    return self;
   }
 
   get handlers(): HandlerName[] {
     return [...this.fns.keys()];
   }
 
-  /** Calls a handler; json is the event's JSON, a newline, and the machine state's JSON.
-   * Returns the handler's result as JSON. */
-  call(name: HandlerName, json: string): CallResult {
+  /** Whether calls take the direct path into QuickJS (qjs-direct.ts). */
+  get directCalls(): boolean {
+    return this.direct !== null;
+  }
+
+  /** Calls a handler with a call record (JSON text: see eventOf in prelude.ts); state is asked
+   * for only if the handler reads the machine state. Returns the handler's result as JSON
+   * (undefined: it returned nothing). */
+  call(name: HandlerName, record: string, state: StateSource = NO_STATE): CallResult {
     const fn = this.fns.get(name);
     if (!fn) return { ok: true, json: undefined };
     const { ctx } = this;
-    const nl = json.indexOf('\n');
-    const ev = ctx.newString(nl < 0 ? json : json.slice(0, nl));
-    const st = ctx.newString(nl < 0 ? NO_STATE : json.slice(nl + 1));
+    this.state = state;
     this.deadline = Date.now() + this.limits.deadlineMs;
-    const r = ctx.callFunction(this.entry, ctx.undefined, fn, ev, st);
-    ev.dispose();
-    st.dispose();
+    let out: { value: string } | { error: QuickJSHandle };
+    if (this.direct) out = this.direct.call(this.entry, fn, record);
+    else {
+      const arg = ctx.newString(record);
+      const r = ctx.callFunction(this.entry, ctx.undefined, fn, arg);
+      arg.dispose();
+      if (r.error) out = { error: r.error };
+      else {
+        out = { value: ctx.typeof(r.value) === 'string' ? ctx.getString(r.value) : '' };
+        r.value.dispose();
+      }
+    }
+    this.state = NO_STATE;
     const late = Date.now() > this.deadline;
-    if (r.error) {
-      const f = fault(ctx, r.error, this.file);
+    if ('error' in out) {
+      const f = fault(ctx, out.error, this.file);
       return { ok: false, timedOut: late && /interrupted/.test(f.message), fault: f };
     }
-    const v = ctx.typeof(r.value) === 'string' ? ctx.getString(r.value) : undefined;
-    r.value.dispose();
-    return { ok: true, json: v };
+    return { ok: true, json: out.value === '' ? undefined : out.value };
   }
 
   dispose(): void {
+    this.direct?.dispose();
     for (const f of this.fns.values()) f.dispose();
     this.entry.dispose();
     this.ctx.dispose();

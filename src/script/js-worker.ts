@@ -2,23 +2,35 @@
  * returns against the rule action vocabulary, so the daemon's main thread only ever sees a
  * decision, nothing, or a fault. */
 
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { niceThread } from '../daemon/identity.js';
 import { actionDecision } from '../policy/engine.js';
 import { ActionSchema } from '../policy/schema.js';
 import type { Decision } from '../protocol/messages.js';
 import { HANDLERS, JsSandbox, type HandlerName, type SandboxLimits, type ScriptFault } from './js-sandbox.js';
+import { Ring } from './ring.js';
 
-/** Bytes before the ring's data (seq, head, tail), and before each record's JSON (id, handler, length). */
-export const RING_HEADER = 16;
-export const RECORD_HEADER = 9;
-
-export interface WorkerInit { source: string; file: string; limits: SandboxLimits; nice?: number; ring?: SharedArrayBuffer }
-export interface CallRequest { id: number; handler: HandlerName; json: string }
-export type CallReply =
-  | { id: number; ok: true; decision: Decision | null | undefined }
-  | { id: number; ok: false; timedOut: boolean; fault: ScriptFault };
-export type WorkerStatus = { ready: true; handlers: HandlerName[] } | { ready: false; fault: ScriptFault };
+export interface WorkerInit {
+  source: string; file: string; limits: SandboxLimits; nice?: number;
+  /** false: call QuickJS through its public API only (tests compare both paths) */
+  direct?: boolean;
+}
+/** What the pool adds for each worker: its rings (calls in: kind = handler index, text = the
+ * event's JSON; answers out: kind = ReplyKind, text below), and the channel on which the
+ * daemon answers a handler's question for its machine state (port, and flag[0] set to 1 with
+ * Atomics.notify when an answer was posted). */
+export interface WorkerLinks { calls: SharedArrayBuffer; replies: SharedArrayBuffer; statePort: MessagePort; stateFlag: SharedArrayBuffer }
+/** An answer's kind in the reply ring; its text is the decision's JSON ('' for none: the
+ * rules decide) or the fault's. */
+export const ReplyKind = { Decided: 0, Failed: 1, TimedOut: 2 } as const;
+export type ReplyKind = (typeof ReplyKind)[keyof typeof ReplyKind];
+/** Longest fault message carried back (a script's own error text can be any length). */
+const MAX_FAULT = 500;
+/** worker -> pool: the machine state for call id, please */
+export interface StateQuestion { state: number }
+/** pool -> worker, on statePort */
+export interface StateAnswer { id: number; json: string }
+export type WorkerStatus = { ready: true; handlers: HandlerName[]; direct: boolean } | { ready: false; fault: ScriptFault };
 
 /** What a handler returned, as a decision: undefined = fall through to the rules. */
 export function toDecision(json: string | undefined): { decision: Decision | null | undefined } | { fault: ScriptFault } {
@@ -32,50 +44,61 @@ export function toDecision(json: string | undefined): { decision: Decision | nul
 
 if (parentPort) {
   const port = parentPort;
-  const init = workerData as WorkerInit;
+  const init = workerData as WorkerInit & WorkerLinks;
   // Below the event loop: a script spinning to its deadline must not take the daemon's CPU.
   if (init.nice !== undefined) niceThread(init.nice);
-  const sandbox = await JsSandbox.create(init.source, init.file, init.limits);
+  const sandbox = await JsSandbox.create(init.source, init.file, init.limits, { direct: init.direct });
   if (!(sandbox instanceof JsSandbox)) {
     port.postMessage({ ready: false, fault: sandbox } satisfies WorkerStatus);
   } else {
-    port.postMessage({ ready: true, handlers: sandbox.handlers } satisfies WorkerStatus);
-    const answer = (id: number, handler: HandlerName, json: string): CallReply => {
-      const r = sandbox.call(handler, json);
-      if (!r.ok) return { id, ok: false, timedOut: r.timedOut, fault: r.fault };
-      const d = toDecision(r.json);
-      return 'fault' in d ? { id, ok: false, timedOut: false, fault: d.fault } : { id, ok: true, decision: d.decision };
+    port.postMessage({ ready: true, handlers: sandbox.handlers, direct: sandbox.directCalls } satisfies WorkerStatus);
+    const flag = new Int32Array(init.stateFlag);
+    const calls = new Ring(init.calls);
+    const replies = new Ring(init.replies);
+    const reply = (id: number, kind: ReplyKind, text: string) => {
+      // The pool keeps at most MAX_QUEUE calls in flight and a record is small: never full.
+      if (!replies.push(id, kind, text, false)) throw new Error('reply ring full');
     };
-    if (init.ring) serveRing(init.ring, answer, (replies) => port.postMessage(replies));
-    // Without a ring (tests): calls come in batches by message; answers go back the same way.
-    port.on('message', (batch: CallRequest[]) => port.postMessage(batch.map((req) => answer(req.id, req.handler, req.json))));
-  }
-}
-
-/** Serves calls from the shared request ring (see RequestRing in pool.ts) forever: waits with
- * Atomics.wait, answers everything queued, posts the answers in one message. */
-function serveRing(sab: SharedArrayBuffer, answer: (id: number, h: HandlerName, json: string) => CallReply, post: (r: CallReply[]) => void): never {
-  const hdr = new Int32Array(sab, 0, 4);
-  const size = sab.byteLength - RING_HEADER;
-  const data = Buffer.from(sab, RING_HEADER, size);
-  for (;;) {
-    const seq = Atomics.load(hdr, 0);
-    const head = Atomics.load(hdr, 1);
-    let tail = Atomics.load(hdr, 2);
-    const replies: CallReply[] = [];
-    while (tail !== head) {
-      const pos = tail & (size - 1);
-      if (size - pos < RECORD_HEADER) { tail = (tail + size - pos) | 0; continue; }
-      const id = data.readUInt32LE(pos);
-      if (id === 0) { tail = (tail + size - pos) | 0; continue; } // wrap marker
-      const handler = HANDLERS[data[pos + 4]!]!;
-      const len = data.readUInt32LE(pos + 5);
-      const json = data.toString('utf8', pos + RECORD_HEADER, pos + RECORD_HEADER + len);
-      tail = (tail + RECORD_HEADER + len) | 0;
-      Atomics.store(hdr, 2, tail);
-      replies.push(answer(id, handler, json));
+    const fault = (id: number, kind: ReplyKind, f: ScriptFault) =>
+      reply(id, kind, JSON.stringify(f.message.length > MAX_FAULT ? { ...f, message: `${f.message.slice(0, MAX_FAULT)}...` } : f));
+    /** Asks the daemon for call id's machine state and waits for it (limits.stateWaitMs at
+     * most; the wait does not count against the call's deadline). The daemon reads the
+     * answers to earlier calls first, so the state already counts their decisions. */
+    const stateOf = (id: number) => (): string => {
+      const t0 = Date.now(); // before asking: asking may hand the CPU to the daemon at once
+      const until = t0 + init.limits.stateWaitMs;
+      replies.wakeReader();
+      port.postMessage({ state: id } satisfies StateQuestion);
+      try {
+        for (;;) {
+          Atomics.wait(flag, 0, 0, Math.max(0, until - Date.now()));
+          Atomics.store(flag, 0, 0);
+          let json: string | undefined;
+          for (let m = receiveMessageOnPort(init.statePort); m && json === undefined; m = receiveMessageOnPort(init.statePort)) {
+            const a = m.message as StateAnswer;
+            if (a.id === id) json = a.json;
+          }
+          // Judged after reading: an answer in hand only after the wait is up is not used.
+          if (Date.now() > until) throw new Error(`the daemon did not send the machine state within ${init.limits.stateWaitMs} ms`);
+          if (json !== undefined) return json;
+        }
+      } finally {
+        sandbox.extendDeadline(Date.now() - t0);
+      }
+    };
+    const answer = (id: number, handler: number, json: string): void => {
+      const r = sandbox.call(HANDLERS[handler]!, json, stateOf(id));
+      if (!r.ok) return fault(id, r.timedOut ? ReplyKind.TimedOut : ReplyKind.Failed, r.fault);
+      const d = toDecision(r.json);
+      if ('fault' in d) return fault(id, ReplyKind.Failed, d.fault);
+      reply(id, ReplyKind.Decided, d.decision === undefined ? '' : JSON.stringify(d.decision));
+    };
+    // Serve calls forever: answer everything queued, then sleep until more come.
+    for (;;) {
+      const seq = calls.seq;
+      calls.read(answer);
+      replies.wakeReader(); // one wake for all the answers of this round
+      calls.wait(seq);
     }
-    if (replies.length) post(replies);
-    Atomics.wait(hdr, 0, seq);
   }
 }

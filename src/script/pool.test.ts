@@ -3,10 +3,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { DEFAULT_LIMITS } from './js-sandbox.js';
 import { ScriptPool, type ScriptOutcome } from './pool.js';
 
-const state = (flows: unknown[] = []) => ({ flows, loadavg: [0.5, 0.4, 0.3] });
-const arg = (event: Record<string, unknown>, flows: unknown[] = []) => `${JSON.stringify(event)}\n${JSON.stringify(state(flows))}`;
+const arg = (event: Record<string, unknown>) => JSON.stringify(event);
+const state = (flows: unknown[] = []) => () => JSON.stringify({ flows, loadavg: [0.5, 0.4, 0.3] });
 
 const HOSTILE = `
 export function Connect(ev) {
@@ -67,7 +68,7 @@ test('a worker stuck in one long built-in call is replaced; its calls fall throu
   // inside it (measured: ~300 ms here), so only the watchdog can end it.
   const src = `export function Connect(ev) { if (ev.stuck) JSON.parse('[' + '12345,'.repeat(3e6) + '1]'); return { dscp: 'CS3' }; }`;
   let restarts = 0;
-  const pool = await ScriptPool.start(src, 'stuck.js', { workers: 1, limits: { deadlineMs: 5, memoryBytes: 256 * 2 ** 20, stackBytes: 512 * 1024 }, onRestart: () => restarts++ });
+  const pool = await ScriptPool.start(src, 'stuck.js', { workers: 1, limits: { ...DEFAULT_LIMITS, deadlineMs: 5, memoryBytes: 256 * 2 ** 20 }, onRestart: () => restarts++ });
   try {
     const [stuck, queued] = await Promise.all([pool.call('Connect', 0, arg({ stuck: true })), pool.call('Connect', 0, arg({}))]);
     assert.equal(stuck.status, 'killed');
@@ -79,7 +80,7 @@ test('a worker stuck in one long built-in call is replaced; its calls fall throu
   }
 });
 
-test('module state lives across calls; the helper library and machine state are there', async () => {
+for (const direct of [true, false]) test(`module state lives across calls; the helper library and machine state are there (${direct ? 'direct' : 'public'} QuickJS calls)`, async () => {
   const src = `
 const seen = new Map();
 export function Connect(ev) {
@@ -97,14 +98,65 @@ export function Socket(ev) {
   return ok ? { dscp: 'EF' } : { deny: 'EACCES' };
 }
 `;
-  const pool = await ScriptPool.start(src, 'state.js', { workers: 2 });
+  const pool = await ScriptPool.start(src, 'state.js', { workers: 2, direct });
+  assert.equal(pool.direct, direct);
   try {
     const p = [];
     for (let i = 0; i < 3; i++) p.push((await pool.call('Connect', 1000, arg({ user: 'alice' }))).decision);
     assert.deepEqual(p, [{ priority: 1 }, { priority: 2 }, { priority: 3 }]);
     assert.deepEqual((await pool.call('Connect', 1000, arg({ user: 'bob' }))).decision, { priority: 1 });
-    const s = await pool.call('Socket', 1000, arg({}, [{ class: 'EF' }]));
+    const s = await pool.call('Socket', 1000, arg({}), state([{ class: 'EF' }]));
     assert.deepEqual(s.decision, { dscp: 46 }, JSON.stringify(s));
+  } finally {
+    await pool.close();
+  }
+});
+
+test('a caller goes to a worker once, then by serial; past the limit the worker forgets and learns again', { timeout: 60_000 }, async () => {
+  const pool = await ScriptPool.start('export function Connect(ev) { return { tos: (ev.uid * 7 + ev.fd) % 256 }; }\n', 'callers.js', { workers: 1 });
+  try {
+    const facts = (fd: number) => JSON.stringify(['connect', fd, 'inet', 'stream', 'tcp', 6, null, ['192.0.2.1', 80], null, 'none', null]);
+    const callers = Array.from({ length: 5000 }, (_, uid) => ({ key: {}, json: () => JSON.stringify({ pid: 1, uid, gid: 0, user: `u${uid}`, group: 'g', exe: '/x', cmdline: 'x', unit: '' }) }));
+    let sent = 0;
+    const counted = callers.map((c) => ({ key: c.key, json: () => { sent++; return c.json(); } }));
+    // 3,000 callers twice (the second time by serial), 2,000 more (the 4,097th makes the
+    // worker forget them all), then the first three again (sent again).
+    const first = [...callers.keys()].slice(0, 3000);
+    const order = [...first, ...first, ...[...callers.keys()].slice(3000), 0, 1, 2];
+    for (const [i, uid] of order.entries()) {
+      const o = await pool.call('Connect', 0, facts(i % 50), undefined, counted[uid]);
+      assert.deepEqual(o.decision, { tos: (uid * 7 + (i % 50)) % 256 }, `call ${i} (caller ${uid})`);
+    }
+    assert.equal(sent, 5003, `callers sent ${sent} times for ${order.length} calls`);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('the machine state is asked for only by a handler that reads it, and only while its call runs', async () => {
+  const src = `
+export function Connect(ev) { return { dscp: qos.flows().length > 1 ? 'AF41' : 'EF' }; }
+export function Socket(ev) { return { dscp: 'CS1' }; }
+`;
+  const pool = await ScriptPool.start(src, 'lazy.js', { workers: 1, limits: { ...DEFAULT_LIMITS, stateWaitMs: 20 } });
+  try {
+    let asked = 0;
+    const counted = (flows: unknown[]) => () => { asked++; return state(flows)(); };
+    assert.deepEqual((await pool.call('Socket', 0, arg({}), counted([]))).decision, { dscp: 8 });
+    assert.equal(asked, 0, 'Socket never reads the state');
+    assert.deepEqual((await pool.call('Connect', 0, arg({}), counted([{}, {}]))).decision, { dscp: 34 });
+    assert.deepEqual((await pool.call('Connect', 0, arg({}), counted([{}]))).decision, { dscp: 46 });
+    assert.equal(asked, 2, 'each Connect asked once');
+    // The daemon takes longer than the handler may wait to produce the state: the handler
+    // cannot get it, the call faults (the rules decide) and the next call is served as usual.
+    const o = await pool.call('Connect', 0, arg({}), () => {
+      const until = Date.now() + 60;
+      while (Date.now() < until);
+      return state([])();
+    });
+    assert.equal(o.decision, undefined);
+    assert.match(o.fault?.message ?? '', /did not send the machine state within 20 ms/, JSON.stringify(o));
+    assert.deepEqual((await pool.call('Connect', 0, arg({}), counted([]))).decision, { dscp: 46 });
   } finally {
     await pool.close();
   }

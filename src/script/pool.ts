@@ -4,12 +4,13 @@
  * answer long after its deadline (a built-in call the interrupt handler cannot stop) is
  * terminated and replaced; its calls in flight fall through to the rules. */
 
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { QosError } from '../errors.js';
 import type { Decision } from '../protocol/messages.js';
-import { DEFAULT_LIMITS, HANDLERS, type HandlerName, type SandboxLimits, type ScriptFault } from './js-sandbox.js';
-import { RECORD_HEADER, RING_HEADER, type CallReply, type CallRequest, type WorkerInit, type WorkerStatus } from './js-worker.js';
+import { DEFAULT_LIMITS, HANDLERS, NO_STATE, type HandlerName, type SandboxLimits, type ScriptFault, type StateSource } from './js-sandbox.js';
+import { ReplyKind, type StateAnswer, type StateQuestion, type WorkerInit, type WorkerLinks, type WorkerStatus } from './js-worker.js';
+import { Ring } from './ring.js';
 
 export type ScriptStatus = 'decided' | 'fallthrough' | 'error' | 'timeout' | 'killed' | 'overloaded';
 
@@ -24,6 +25,8 @@ export interface ScriptOutcome {
 export interface PoolOptions {
   workers: number;
   limits: SandboxLimits;
+  /** false: workers call QuickJS through its public API only (tests) */
+  direct?: boolean;
   log?: Logger;
   /** called for every finished call (metrics) */
   onCall?: (handler: HandlerName, o: ScriptOutcome) => void;
@@ -32,49 +35,11 @@ export interface PoolOptions {
 
 /** Nice value of policy-script threads and processes. */
 export const SCRIPT_NICE = 19;
-/** The shared request ring of one worker: calls are written here and the worker is woken
- * with Atomics.notify (a postMessage round trip cost ~140 us on this VM, an Atomics one ~20).
- * Layout: Int32 seq (bumped per write: the worker waits on it), head (bytes written, by us),
- * tail (bytes consumed, by the worker), then the data; each record is id (u32, never 0),
- * handler index (u8), length (u32) and the JSON. A record never wraps: an id of 0, or too
- * little room for a header, sends the reader back to the start. */
-export class RequestRing {
-  readonly sab: SharedArrayBuffer;
-  private readonly hdr: Int32Array;
-  private readonly data: Buffer;
-  private readonly size: number;
-  constructor(size: number) {
-    this.size = size; // a power of two
-    this.sab = new SharedArrayBuffer(RING_HEADER + size);
-    this.hdr = new Int32Array(this.sab, 0, 4);
-    this.data = Buffer.from(this.sab, RING_HEADER, size);
-  }
-
-  push(req: CallRequest): boolean {
-    const len = Buffer.byteLength(req.json);
-    const need = RECORD_HEADER + len;
-    let head = this.hdr[1]!;
-    const used = (head - Atomics.load(this.hdr, 2)) | 0;
-    let pos = head & (this.size - 1);
-    const skip = this.size - pos < need ? this.size - pos : 0;
-    if (used + skip + need > this.size) return false;
-    if (skip) {
-      if (skip >= RECORD_HEADER) this.data.writeUInt32LE(0, pos);
-      head = (head + skip) | 0;
-      pos = 0;
-    }
-    this.data.writeUInt32LE(req.id, pos);
-    this.data[pos + 4] = HANDLERS.indexOf(req.handler);
-    this.data.writeUInt32LE(len, pos + 5);
-    this.data.write(req.json, pos + RECORD_HEADER, 'utf8');
-    Atomics.store(this.hdr, 1, (head + need) | 0);
-    Atomics.add(this.hdr, 0, 1);
-    Atomics.notify(this.hdr, 0, 1);
-    return true;
-  }
-}
-
+/** Request ring size (events are a few hundred bytes); replies are smaller. */
 const RING_BYTES = 4 * 2 ** 20;
+const REPLY_RING_BYTES = 2 * 2 ** 20;
+/** Callers a worker keeps at most (a process's identity is renewed every few seconds). */
+const MAX_CALLERS = 4096;
 /** Calls queued on one worker (or the Tcl child) beyond which new ones fall through at once. */
 export const MAX_QUEUE = 1000;
 /** How long past its deadline a call may run before its worker is replaced. */
@@ -87,7 +52,10 @@ export function logFault(log: Logger | undefined, where: string, handler: Handle
   log?.warn({ script: where, handler, status: o.status, ms: o.ms, error: o.fault?.message }, `policy script ${handler} ${what}; the rules decide`);
 }
 
-interface Pending { resolve: (o: ScriptOutcome) => void; handler: HandlerName; sent: number }
+/** Who is calling, as the script sees it: sent to a worker once per key (an identity). */
+export interface Caller { key: object; json(): string }
+
+interface Pending { resolve: (o: ScriptOutcome) => void; handler: HandlerName; sent: number; state: StateSource }
 
 class Slot {
   worker!: Worker;
@@ -96,39 +64,103 @@ class Slot {
   headStart = 0;
   /** a replacement worker is starting */
   restarting = false;
-  private ring!: RequestRing;
+  private calls!: Ring;
+  private replies!: Ring;
+  /** callers this worker keeps (see eventOf in prelude.ts), by serial */
+  private readonly callers = new Map<object, number>();
+  private serial = 0;
+  private statePort!: MessagePort;
+  private stateFlag!: Int32Array;
   constructor(private readonly pool: ScriptPool, readonly index: number) {}
 
   async spawn(init: WorkerInit): Promise<WorkerStatus> {
-    this.ring = new RequestRing(RING_BYTES);
-    const w = new Worker(new URL('./js-worker.js', import.meta.url), { workerData: { ...init, ring: this.ring.sab }, resourceLimits: { maxOldGenerationSizeMb: 256 } });
+    const calls = new Ring(RING_BYTES), replies = new Ring(REPLY_RING_BYTES);
+    const previous = this.replies;
+    this.callers.clear();
+    this.calls = calls;
+    this.replies = replies;
+    const { port1, port2 } = new MessageChannel();
+    this.statePort = port1;
+    this.stateFlag = new Int32Array(new SharedArrayBuffer(4));
+    const links: WorkerLinks = { calls: calls.sab, replies: replies.sab, statePort: port2, stateFlag: this.stateFlag.buffer as SharedArrayBuffer };
+    const w = new Worker(new URL('./js-worker.js', import.meta.url), { workerData: { ...init, ...links }, transferList: [port2], resourceLimits: { maxOldGenerationSizeMb: 256 } });
     this.worker = w;
+    previous?.wake(); // ends the replaced worker's pump
     const status = await new Promise<WorkerStatus>((resolve) => {
       w.once('message', (m: WorkerStatus) => resolve(m));
       w.once('error', (e) => resolve({ ready: false, fault: { message: `worker failed: ${e.message}` } }));
     });
-    if (!status.ready) { await w.terminate(); return status; }
-    w.on('message', (rs: CallReply[]) => { for (const r of rs) this.reply(r); });
+    if (!status.ready) { await w.terminate(); port1.close(); return status; }
+    w.on('message', (m: StateQuestion) => this.answerState(m.state));
     w.on('error', (e) => this.pool.lost(this, `worker error: ${e.message}`));
     w.on('exit', () => { if (this.worker === w) this.pool.lost(this, 'worker exited'); });
     this.headStart = Date.now();
+    void this.pump(w, replies);
     return status;
   }
 
-  private reply(r: CallReply): void {
-    const p = this.inflight.get(r.id);
+  /** Reads the worker's answers as they come, until the worker is replaced or closed. */
+  private async pump(w: Worker, replies: Ring): Promise<void> {
+    const take = (id: number, kind: number, text: string) => this.reply(id, kind, text);
+    while (this.worker === w && !this.stopped) {
+      const seq = replies.seq;
+      replies.read(take);
+      await replies.waitAsync(seq);
+    }
+  }
+
+  /** stop reading answers (the pool closes) */
+  stopped = false;
+  stop(): void {
+    this.stopped = true;
+    this.replies?.wake();
+  }
+
+  private reply(id: number, kind: number, text: string): void {
+    const p = this.inflight.get(id);
     if (!p) return;
-    this.inflight.delete(r.id);
+    this.inflight.delete(id);
     const now = Date.now();
     this.headStart = now;
     const ms = now - p.sent;
-    if (r.ok) p.resolve({ decision: r.decision, status: r.decision === undefined ? 'fallthrough' : 'decided', ms });
-    else p.resolve({ decision: undefined, status: r.timedOut ? 'timeout' : 'error', fault: r.fault, ms });
+    if (kind === ReplyKind.Decided) {
+      const decision = text === '' ? undefined : (JSON.parse(text) as Decision | null);
+      p.resolve({ decision, status: decision === undefined ? 'fallthrough' : 'decided', ms });
+    } else p.resolve({ decision: undefined, status: kind === ReplyKind.TimedOut ? 'timeout' : 'error', fault: JSON.parse(text) as ScriptFault, ms });
   }
 
-  /** Hands a call to the worker through the shared ring; false if the ring is full. */
-  post(req: CallRequest): boolean {
-    return this.ring.push(req);
+  /** A handler asked for its machine state. Its answers to earlier calls are read first,
+   * and the state computed once their decisions are recorded (after the promise callbacks
+   * they start), so it counts every decision made before this call. */
+  private answerState(id: number): void {
+    this.replies.read((i, kind, text) => this.reply(i, kind, text));
+    setImmediate(() => {
+      const p = this.inflight.get(id);
+      let json: string;
+      try { json = (p?.state ?? NO_STATE)(); } catch { json = NO_STATE(); }
+      this.statePort.postMessage({ id, json } satisfies StateAnswer);
+      Atomics.store(this.stateFlag, 0, 1);
+      Atomics.notify(this.stateFlag, 0);
+    });
+  }
+
+  /** Hands a call to the worker through the shared ring as a record [serial, caller, facts]
+   * (eventOf in prelude.ts): a caller goes once, then by serial. False if the ring is full. */
+  post(id: number, handler: HandlerName, facts: string, caller: Caller | null): boolean {
+    const kind = HANDLERS.indexOf(handler);
+    if (!caller) return this.calls.push(id, kind, `[0,null,${facts}]`);
+    const known = this.callers.get(caller.key);
+    if (known !== undefined) return this.calls.push(id, kind, `[${known},null,${facts}]`);
+    let reset = false;
+    if (this.callers.size >= MAX_CALLERS || this.serial >= 0x3fffffff) {
+      this.callers.clear();
+      this.serial = 0;
+      reset = true;
+    }
+    const serial = ++this.serial;
+    if (!this.calls.push(id, kind, `[${reset ? -serial : serial},${caller.json()},${facts}]`)) return false;
+    this.callers.set(caller.key, serial);
+    return true;
   }
 
   /** Ends every call in flight (the worker is gone): they fall through to the rules. */
@@ -145,6 +177,8 @@ export class ScriptPool {
   private watchdog: NodeJS.Timeout | null = null;
   private closed = false;
   handlers: ReadonlySet<HandlerName> = new Set();
+  /** whether workers call QuickJS directly (qjs-direct.ts) */
+  direct = false;
 
   private constructor(private readonly init: WorkerInit, private readonly o: PoolOptions) {}
 
@@ -155,10 +189,10 @@ export class ScriptPool {
   /** Starts the workers; throws QOS_ERR_POLICY_INVALID (with line and column) if the script
    * does not compile or its top level fails. */
   static async start(source: string, file: string, o: Partial<PoolOptions> = {}): Promise<ScriptPool> {
-    const opts: PoolOptions = { workers: o.workers ?? 2, limits: o.limits ?? DEFAULT_LIMITS, log: o.log, onCall: o.onCall, onRestart: o.onRestart };
+    const opts: PoolOptions = { workers: o.workers ?? 2, limits: o.limits ?? DEFAULT_LIMITS, direct: o.direct, log: o.log, onCall: o.onCall, onRestart: o.onRestart };
     // Workers run at the lowest priority: policy code only gets CPU nobody else wants, so a
     // script spinning to its deadline on every core does not slow the daemon or the programs.
-    const pool = new ScriptPool({ source, file, limits: opts.limits, nice: SCRIPT_NICE }, opts);
+    const pool = new ScriptPool({ source, file, limits: opts.limits, nice: SCRIPT_NICE, direct: opts.direct }, opts);
     const statuses = await Promise.all(Array.from({ length: Math.max(1, opts.workers) }, (_, i) => {
       const s = new Slot(pool, i);
       pool.slots.push(s);
@@ -169,19 +203,23 @@ export class ScriptPool {
       await pool.close();
       throw new QosError('QOS_ERR_POLICY_INVALID', `${file}: ${bad.fault.message}`, [{ file, line: bad.fault.line, col: bad.fault.col, message: bad.fault.message }]);
     }
-    pool.handlers = new Set((statuses[0] as { handlers: HandlerName[] }).handlers);
+    const ready = statuses[0] as Extract<WorkerStatus, { ready: true }>;
+    pool.handlers = new Set(ready.handlers);
+    pool.direct = ready.direct;
     pool.watchdog = setInterval(() => pool.watch(), 50);
     pool.watchdog.unref();
     return pool;
   }
 
-  /** The daemon's entry (decide.ts ScriptHost): the handler's argument as JSON. */
-  decide(handler: HandlerName, uid: number, req: { json(): string }): Promise<ScriptOutcome> {
-    return this.call(handler, uid, req.json());
+  /** The daemon's entry (decide.ts ScriptHost): the call's facts and caller, and the machine
+   * state should the handler read it. */
+  decide(handler: HandlerName, uid: number, req: { facts(): string; state(): string; caller: Caller }): Promise<ScriptOutcome> {
+    return this.call(handler, uid, req.facts(), () => req.state(), req.caller);
   }
 
-  /** Runs handler for a caller (routed by uid); never rejects. */
-  call(handler: HandlerName, uid: number, json: string): Promise<ScriptOutcome> {
+  /** Runs handler for a caller (routed by uid) on facts: a JSON array in eventOf's order, or
+   * the event as a JSON object. Never rejects. */
+  call(handler: HandlerName, uid: number, facts: string, state: StateSource = NO_STATE, caller: Caller | null = null): Promise<ScriptOutcome> {
     const slot = this.slots[uid % this.slots.length]!;
     if (this.closed || slot.inflight.size >= MAX_QUEUE) {
       const o: ScriptOutcome = { decision: undefined, status: 'overloaded', ms: 0 };
@@ -194,8 +232,8 @@ export class ScriptPool {
       const sent = Date.now();
       if (slot.inflight.size === 0) slot.headStart = sent;
       const done = (o: ScriptOutcome) => { this.report(handler, o); resolve(o); };
-      if (!slot.post({ id, handler, json })) { done({ decision: undefined, status: 'overloaded', ms: 0 }); return; }
-      slot.inflight.set(id, { resolve: done, handler, sent });
+      if (!slot.post(id, handler, facts, caller)) { done({ decision: undefined, status: 'overloaded', ms: 0 }); return; }
+      slot.inflight.set(id, { resolve: done, handler, sent, state });
     });
   }
 
@@ -236,7 +274,7 @@ export class ScriptPool {
   async close(): Promise<void> {
     this.closed = true;
     if (this.watchdog) clearInterval(this.watchdog);
-    for (const s of this.slots) s.abandon('fallthrough');
+    for (const s of this.slots) { s.stop(); s.abandon('fallthrough'); }
     await Promise.all(this.slots.map((s) => s.worker?.terminate()));
   }
 }

@@ -85,10 +85,12 @@ export const PRELUDE = String.raw`
     return re.test(String(s));
   }
 
-  // Machine state comes as JSON text and is parsed only if the handler asks for it: the
-  // caller's flows can be large, and most calls never look at them.
-  let stateText = '{"flows":[],"loadavg":[0,0,0]}', state = null;
-  const current = () => (state ??= JSON.parse(stateText));
+  // Machine state is fetched from the daemon, as JSON text, only when a handler first asks
+  // for it during a call: the caller's flows can be many, and most calls never look.
+  const fetchState = globalThis.__qos_state;
+  delete globalThis.__qos_state;
+  let state = null;
+  const current = () => (state ??= JSON.parse(fetchState()));
   globalThis.qos = Object.freeze({
     AF, SockType, DSCP,
     /** The class name of a DSCP value (46 -> "EF"), or the number as text. */
@@ -99,14 +101,39 @@ export const PRELUDE = String.raw`
     /** 1, 5 and 15 minute load averages. */
     loadavg: () => current().loadavg,
   });
-  // The host's entry: one call of an exported handler with the event and fresh machine state
-  // (both JSON text; the state is parsed on first use).
+  // Callers (who is calling: pid, uid, user, exe, ...) are sent once per process and kept
+  // here by serial number, so that each call parses only its own few facts.
+  const callers = new Map();
+  const ep = (a) => (a ? { address: a[0], port: a[1] } : null);
+  // One call's record, as ScriptPool writes it: [serial, caller, facts]. serial 0: no caller
+  // kept (caller inline or null); > 0: caller is stored under it, or null to use the stored
+  // one; < 0: forget every stored caller first. facts: an array in the order below, or an
+  // event object used as it is.
+  function eventOf(rec) {
+    let serial = rec[0], c = rec[1];
+    if (serial < 0) { callers.clear(); serial = -serial; }
+    if (serial > 0) { if (c) callers.set(serial, c); else c = callers.get(serial) ?? null; }
+    const f = rec[2];
+    if (!Array.isArray(f)) {
+      if (c) for (const k of Object.keys(c)) f[k] = c[k];
+      return f;
+    }
+    const e = {
+      event: f[0], pid: c && c.pid, uid: c && c.uid, gid: c && c.gid, user: c && c.user, group: c && c.group,
+      exe: c && c.exe, cmdline: c && c.cmdline, unit: c && c.unit,
+      fd: f[1], family: f[2], type: f[3], proto: f[4], protocol: f[5], local: ep(f[6]), remote: ep(f[7]),
+      rule: f[8], class: f[9], dscp: f[10],
+    };
+    if (f.length > 11) e.how = f[11];
+    return e;
+  }
+  // The host's entry: one call of an exported handler with a record (JSON text, above);
+  // returns the decision as JSON text, '' for none.
   Object.defineProperty(globalThis, '__qos_call', {
-    value: (fn, eventJson, stateJson) => {
-      stateText = stateJson;
+    value: (fn, record) => {
       state = null;
-      const r = fn(JSON.parse(eventJson));
-      return r === undefined || r === null ? undefined : JSON.stringify(r);
+      const r = fn(eventOf(JSON.parse(record)));
+      return r === undefined || r === null ? '' : String(JSON.stringify(r));
     },
   });
 })();
