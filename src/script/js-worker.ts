@@ -59,8 +59,22 @@ if (parentPort) {
       // The pool keeps at most MAX_QUEUE calls in flight and a record is small: never full.
       if (!replies.push(id, kind, text, false)) throw new Error('reply ring full');
     };
-    const fault = (id: number, kind: ReplyKind, f: ScriptFault) =>
-      reply(id, kind, JSON.stringify(f.message.length > MAX_FAULT ? { ...f, message: `${f.message.slice(0, MAX_FAULT)}...` } : f));
+    const faultText = (f: ScriptFault) => JSON.stringify(f.message.length > MAX_FAULT ? { ...f, message: `${f.message.slice(0, MAX_FAULT)}...` } : f);
+    const fault = (id: number, kind: ReplyKind, f: ScriptFault) => reply(id, kind, faultText(f));
+    /** What a handler's result (JSON) means, by its text: a script returns the same few
+     * decisions over and over, and validating one takes microseconds. */
+    const outcomes = new Map<string, [ReplyKind, string]>();
+    const outcomeOf = (json: string): [ReplyKind, string] => {
+      let o = outcomes.get(json);
+      if (o) return o;
+      const d = toDecision(json);
+      o = 'fault' in d ? [ReplyKind.Failed, faultText(d.fault)] : [ReplyKind.Decided, d.decision === undefined ? '' : JSON.stringify(d.decision)];
+      if (json.length <= 256) {
+        if (outcomes.size >= 256) outcomes.clear();
+        outcomes.set(json, o);
+      }
+      return o;
+    };
     /** Asks the daemon for call id's machine state and waits for it (limits.stateWaitMs at
      * most; the wait does not count against the call's deadline). The daemon reads the
      * answers to earlier calls first, so the state already counts their decisions. */
@@ -89,9 +103,9 @@ if (parentPort) {
     const answer = (id: number, handler: number, json: string): void => {
       const r = sandbox.call(HANDLERS[handler]!, json, stateOf(id));
       if (!r.ok) return fault(id, r.timedOut ? ReplyKind.TimedOut : ReplyKind.Failed, r.fault);
-      const d = toDecision(r.json);
-      if ('fault' in d) return fault(id, ReplyKind.Failed, d.fault);
-      reply(id, ReplyKind.Decided, d.decision === undefined ? '' : JSON.stringify(d.decision));
+      if (r.json === undefined) return reply(id, ReplyKind.Decided, '');
+      const [kind, text] = outcomeOf(r.json);
+      reply(id, kind, text);
     };
     // Serve calls forever: answer everything queued, then sleep until more come.
     for (;;) {
