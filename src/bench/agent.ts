@@ -62,7 +62,8 @@ export interface AgentBenchResult {
 
 const POLICY_RULES = 1000;
 
-function medianF(xs: number[]): number {
+/** The median, unrounded (for ratios). */
+export function medianF(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
@@ -79,6 +80,21 @@ export function runJson<T>(argv: string[], env: NodeJS.ProcessEnv = process.env,
   } catch {
     throw new QosError('QOS_ERR_BENCH', `${argv[0]} printed no JSON: ${r.stdout.slice(0, 200)}`);
   }
+}
+
+/** runJson without blocking the event loop: for loads that run beside clients of our own. */
+export function runJsonAsync<T>(argv: string[], timeoutMs = 300_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
+    let out = '', err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code !== 0) return reject(new QosError('QOS_ERR_BENCH', `${argv.join(' ')} failed (${code ?? signal}): ${err || out}`));
+      try { resolve(JSON.parse(out) as T); } catch { reject(new QosError('QOS_ERR_BENCH', `${argv[0]} printed no JSON: ${out.slice(0, 200)}`)); }
+    });
+  });
 }
 
 function freePort(): Promise<number> {

@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { call } from '../cli/client.js';
+import { QosError } from '../errors.js';
 import { DaemonChild } from '../daemon/child.js';
 import { LineClient } from '../daemon/line-client.js';
-import { BENCH_BIN, median, runJson } from './agent.js';
+import { BENCH_BIN, median, medianF, runJson, runJsonAsync } from './agent.js';
 
 export interface PolicyBenchOptions { threads: number; loadMs: number; rounds: number; progress?: (m: string) => void }
 
@@ -23,9 +24,17 @@ export interface PolicyBenchResult {
   js_added_ns_p50: number;
   /** rules-only requests to a daemon whose script (SendTo only) always overruns */
   rules_decisions_per_s: number;
+  /** js_decisions_per_s over rules_decisions_per_s, both from this run: what a script costs,
+   * less dependent on how fast the machine happens to be */
+  js_to_rules_ratio: number;
   rules_decisions_per_s_beside_hostile_script: number;
-  /** rules-only throughput beside a script that always hits its deadline / without it */
+  /** rules-only throughput beside a script that always hits its deadline / without it
+   * (median of the rounds' ratios: each round measures both, one after the other) */
   hostile_ratio: number;
+  /** calls of the hostile script that ran to their deadline, per second, while measured */
+  hostile_timeouts_per_s: number;
+  /** its calls answered by the rules because the handler was suspended (script/breaker.ts) */
+  hostile_suspended_per_s: number;
   targets: Record<string, { value: number; limit: number; ok: boolean }>;
   setup: { threads: number; load_ms: number; rounds: number };
 }
@@ -46,13 +55,16 @@ const TCL = `proc Socket { pid uid cmd family type protocol fd } { if {$type == 
 proc Connect { pid uid cmd fd address sqos gqos } { if {[lindex $address 2] >= 1000} { return "DSCP AF21" } }
 `;
 
+/** Window pairs (alone, beside the hostile clients) per round. */
+const HOSTILE_WINDOWS = 6;
+
 interface Load { decisions: number; decisions_per_s: number; pair_rtt_ns_p50: number; elapsed_ns: number }
 
-/** Calls the script decided, all handlers. */
-async function scriptCalls(d: DaemonChild): Promise<number> {
+/** Calls the script made with a given result, all handlers. */
+async function scriptCalls(d: DaemonChild, result = 'decided'): Promise<number> {
   const m = (await call(d.admin, 'GET', '/metrics')).body;
   let n = 0;
-  for (const [, v] of m.matchAll(/^qosd_script_calls_total\{handler="\w+",result="decided"\} (\d+)/gm)) n += Number(v);
+  for (const [, v] of m.matchAll(new RegExp(`^qosd_script_calls_total\\{handler="\\w+",result="${result}"\\} (\\d+)`, 'gm'))) n += Number(v);
   return n;
 }
 
@@ -76,7 +88,7 @@ export async function benchPolicy(o: PolicyBenchOptions): Promise<PolicyBenchRes
     const tcl = await start('tcl', `script: policy.tcl\n${RULES}`, { 'policy.tcl': TCL });
     const hostileD = await start('hostile', `script: policy.js\n${RULES}`, { 'policy.js': HOSTILE });
 
-    const r = { js: [] as number[], tcl: [] as number[], rulesRtt: [] as number[], jsRtt: [] as number[], rules: [] as number[], beside: [] as number[] };
+    const r = { js: [] as number[], tcl: [] as number[], rulesRtt: [] as number[], jsRtt: [] as number[], rules: [] as number[], beside: [] as number[], ratio: [] as number[], timeouts: [] as number[], suspended: [] as number[] };
     for (let round = 0; round < o.rounds; round++) {
       say(`round ${round + 1}/${o.rounds}`);
       for (const [d, key] of [[jsBoth, 'js'], [tcl, 'tcl']] as const) {
@@ -86,23 +98,50 @@ export async function benchPolicy(o: PolicyBenchOptions): Promise<PolicyBenchRes
       }
       r.rulesRtt.push(load(rules, 1, Math.min(o.loadMs, 1000)).pair_rtt_ns_p50);
       r.jsRtt.push(load(js, 1, Math.min(o.loadMs, 1000)).pair_rtt_ns_p50);
-      // Rules-only clients, alone and beside two clients whose every request overruns.
-      r.rules.push(load(hostileD).decisions_per_s);
-      const stop = { v: false };
-      const hostile = hammer(hostileD, stop);
-      r.beside.push(load(hostileD).decisions_per_s);
-      stop.v = true;
-      await hostile;
+      // Rules-only clients, alone and beside two clients whose every request overruns, in
+      // alternating windows, in ABBA order (this VM's speed drifts over seconds). The loads
+      // run in a child, asynchronously, so that the hostile clients keep asking meanwhile.
+      const hostile = new Hammer(hostileD);
+      let alone = 0, beside = 0, timeouts = 0, suspended = 0, besideNs = 0;
+      const windowMs = Math.max(300, Math.round(o.loadMs / 2));
+      const run = () => runJsonAsync<Load>([join(BENCH_BIN, 'daemon_load'), hostileD.socket, String(o.threads), String(windowMs)]);
+      const measureAlone = async () => {
+        await hostile.pause();
+        alone += (await run()).decisions_per_s;
+      };
+      const measureBeside = async () => {
+        hostile.resume();
+        await new Promise((res) => setTimeout(res, 50)); // its clients are asking again
+        const [t0, s0] = [await scriptCalls(hostileD, 'timeout'), await scriptCalls(hostileD, 'suspended')];
+        const l = await run();
+        timeouts += (await scriptCalls(hostileD, 'timeout')) - t0;
+        suspended += (await scriptCalls(hostileD, 'suspended')) - s0;
+        beside += l.decisions_per_s;
+        besideNs += l.elapsed_ns;
+      };
+      for (let w = 0; w < HOSTILE_WINDOWS; w++) {
+        if (w % 2 === 0) { await measureAlone(); await measureBeside(); } else { await measureBeside(); await measureAlone(); }
+      }
+      await hostile.stop();
+      if (timeouts + suspended === 0) throw new QosError('QOS_ERR_BENCH', 'the hostile clients made no calls while measured');
+      r.rules.push(alone / HOSTILE_WINDOWS);
+      r.beside.push(beside / HOSTILE_WINDOWS);
+      r.ratio.push(beside / alone);
+      r.timeouts.push(timeouts / (besideNs / 1e9));
+      r.suspended.push(suspended / (besideNs / 1e9));
     }
     const js_decisions_per_s = Math.round(median(r.js));
     const tcl_decisions_per_s = Math.round(median(r.tcl));
     const rulesRtt = median(r.rulesRtt), jsRtt = median(r.jsRtt);
     const rulesRate = median(r.rules), beside = median(r.beside);
-    const ratio = Math.round((beside / rulesRate) * 1000) / 1000;
+    const ratio = Math.round(medianF(r.ratio) * 1000) / 1000;
     return {
       js_decisions_per_s, tcl_decisions_per_s,
       rules_pair_rtt_ns_p50: rulesRtt, js_pair_rtt_ns_p50: jsRtt, js_added_ns_p50: jsRtt - rulesRtt,
-      rules_decisions_per_s: Math.round(rulesRate), rules_decisions_per_s_beside_hostile_script: Math.round(beside), hostile_ratio: ratio,
+      rules_decisions_per_s: Math.round(rulesRate),
+      js_to_rules_ratio: Math.round((js_decisions_per_s / rulesRate) * 1000) / 1000, rules_decisions_per_s_beside_hostile_script: Math.round(beside), hostile_ratio: ratio,
+      hostile_timeouts_per_s: median(r.timeouts),
+      hostile_suspended_per_s: median(r.suspended),
       targets: {
         js_decisions_per_s: { value: js_decisions_per_s, limit: 20_000, ok: js_decisions_per_s >= 20_000 },
         tcl_decisions_per_s: { value: tcl_decisions_per_s, limit: 5_000, ok: tcl_decisions_per_s >= 5_000 },
@@ -116,14 +155,52 @@ export async function benchPolicy(o: PolicyBenchOptions): Promise<PolicyBenchRes
   }
 }
 
-/** Keeps a few connections sending SendTo requests, each of which overruns its deadline. */
-async function hammer(d: DaemonChild, stop: { v: boolean }): Promise<void> {
-  await Promise.all([0, 1].map(async (k) => {
-    const c = new LineClient(d.socket);
-    for (let fd = 3; !stop.v; fd++) {
-      c.sock.write(`SendTo 1 0 hostile-${k} ${fd} {2 192.0.2.1 53}\n`);
-      if ((await c.next()) === null) break;
-    }
-    c.sock.destroy();
-  }));
+/** Two connections sending SendTo requests, each of which overruns its deadline, one after
+ * another but no more often than one per deadline (10 ms) each, so that their own load is the
+ * same whether the script runs or is suspended (its calls then answered at once by the
+ * rules), until paused or stopped. */
+class Hammer {
+  private paused = false;
+  private stopped = false;
+  private wake: (() => void)[] = [];
+  private idle: (() => void)[] = [];
+  private busy = 0;
+  private readonly done: Promise<void>;
+  constructor(d: DaemonChild) {
+    this.done = Promise.all([0, 1].map(async (k) => {
+      const c = new LineClient(d.socket);
+      for (let fd = 3; !this.stopped; fd++) {
+        if (this.paused) {
+          await new Promise<void>((r) => this.wake.push(r));
+          continue;
+        }
+        this.busy++;
+        const t0 = Date.now();
+        c.sock.write(`SendTo 1 0 hostile-${k} ${fd} {2 192.0.2.1 53}\n`);
+        const reply = await c.next();
+        if (--this.busy === 0) for (const r of this.idle.splice(0)) r();
+        if (reply === null) break;
+        const left = t0 + 10 - Date.now();
+        if (left > 0) await new Promise((r) => setTimeout(r, left));
+      }
+      c.sock.destroy();
+    })).then(() => undefined);
+  }
+
+  /** Resolves once no request of ours is in flight. */
+  async pause(): Promise<void> {
+    this.paused = true;
+    if (this.busy) await new Promise<void>((r) => this.idle.push(r));
+  }
+
+  resume(): void {
+    this.paused = false;
+    for (const r of this.wake.splice(0)) r();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.resume();
+    await this.done;
+  }
 }

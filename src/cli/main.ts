@@ -144,18 +144,18 @@ policy
 
 const bench = program.command('bench').description('measure qosd on this machine (prints figures; never part of the tests)');
 /** A bench subcommand with the options every benchmark has. */
-function benchCommand(name: string, description: string, threads: { help: string; loadMs: number; loadHelp: string }): Command {
+function benchCommand(name: string, description: string, threads: { help: string; count: number; loadMs: number; loadHelp: string }): Command {
   return bench
     .command(name)
     .description(description)
     .option('--json', 'print one JSON object')
-    .option('--threads <n>', threads.help, (v) => positiveInt(v, '--threads'), 16)
+    .option('--threads <n>', threads.help, (v) => positiveInt(v, '--threads'), threads.count)
     .option('--load-ms <ms>', threads.loadHelp, (v) => positiveInt(v, '--load-ms'), threads.loadMs)
     .option('--check', 'exit 1 if a target is missed');
 }
 
 benchCommand('agent', 'what the agent adds to connect() and send(), against a bare C-to-C Unix socket round trip, and daemon decisions/s with a 1,000-rule policy',
-  { help: 'concurrent agents for the decisions/s load', loadMs: 3000, loadHelp: 'duration of the decisions/s load' })
+  { help: 'concurrent agents for the decisions/s load', count: 16, loadMs: 3000, loadHelp: 'duration of the decisions/s load' })
   .option('--rounds <n>', 'connect rounds; figures are medians over rounds', (v) => positiveInt(v, '--rounds'), 7)
   .option('--send-rounds <n>', 'send-path runs per side, interleaved', (v) => positiveInt(v, '--send-rounds'), 11)
   .option('--connects <n>', 'connects per connect+close run', (v) => positiveInt(v, '--connects'), 10_000)
@@ -168,7 +168,7 @@ benchCommand('agent', 'what the agent adds to connect() and send(), against a ba
   });
 
 benchCommand('policy', 'policy scripts end to end through the daemon: JavaScript and Safe Tcl decisions/s, what a script adds over the rules, and a deadline-hitting script beside rules-only clients',
-  { help: 'concurrent agents', loadMs: 2000, loadHelp: 'duration of each load' })
+  { help: 'concurrent agents', count: 32, loadMs: 2000, loadHelp: 'duration of each load' })
   .option('--rounds <n>', 'rounds; figures are medians over rounds', (v) => positiveInt(v, '--rounds'), 3)
   .action(async (o: { json?: boolean; rounds: number; threads: number; loadMs: number; check?: boolean }) => {
     const { benchPolicy } = await import('../bench/policy.js');
