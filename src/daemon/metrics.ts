@@ -33,7 +33,7 @@ export class Metrics {
     name: 'qosd_stale_cached_decisions_total', help: 'Calls an agent decided from a cache older than the running policy (a reload raced them)', registers: [this.registry],
   });
   readonly scriptCalls = new Counter({
-    name: 'qosd_script_calls_total', help: 'Policy script handler calls, by handler and result (decided, fallthrough, error, timeout, killed, overloaded)',
+    name: 'qosd_script_calls_total', help: 'Policy script handler calls, by handler and result (decided, fallthrough, error, timeout, killed, overloaded, suspended)',
     labelNames: ['handler', 'result'], registers: [this.registry],
   });
   readonly scriptDuration = new Histogram({

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_LIMITS } from './js-sandbox.js';
 import { ScriptPool, type ScriptOutcome } from './pool.js';
+import { TRIP_AFTER } from './breaker.js';
 
 const arg = (event: Record<string, unknown>) => JSON.stringify(event);
 const state = (flows: unknown[] = []) => () => JSON.stringify({ flows, loadavg: [0.5, 0.4, 0.3] });
@@ -58,6 +59,18 @@ test('hostile handlers: each call ends with the rules deciding, the fault locate
       const fine = await pool.call('Connect', 1000, arg({ case: 'ok' }));
       assert.deepEqual([fine.status, fine.decision], ['decided', { dscp: 18 }], `after ${c}`);
     }
+  } finally {
+    await pool.close();
+  }
+});
+
+test('a handler that keeps overrunning its deadline is suspended: its calls go to the rules at once, others still run', { timeout: 60_000 }, async () => {
+  const pool = await ScriptPool.start("export function Connect(ev) { while (true) {} }\nexport function Socket(ev) { return { dscp: 'CS1' }; }\n", 'spin.js', { workers: 1 });
+  try {
+    for (let i = 0; i < TRIP_AFTER; i++) assert.equal((await pool.call('Connect', 0, arg({}))).status, 'timeout');
+    const o = await pool.call('Connect', 0, arg({}));
+    assert.deepEqual([o.status, o.decision], ['suspended', undefined], 'answered by the rules, the script not run');
+    assert.deepEqual((await pool.call('Socket', 0, arg({}))).decision, { dscp: 8 }, 'Socket is still called');
   } finally {
     await pool.close();
   }

@@ -11,8 +11,9 @@ import type { Decision } from '../protocol/messages.js';
 import { DEFAULT_LIMITS, HANDLERS, NO_STATE, type HandlerName, type SandboxLimits, type ScriptFault, type StateSource } from './js-sandbox.js';
 import { ReplyKind, type StateAnswer, type StateQuestion, type WorkerInit, type WorkerLinks, type WorkerStatus } from './js-worker.js';
 import { Ring } from './ring.js';
+import { Breaker, type CallEnd } from './breaker.js';
 
-export type ScriptStatus = 'decided' | 'fallthrough' | 'error' | 'timeout' | 'killed' | 'overloaded';
+export type ScriptStatus = CallEnd;
 
 export interface ScriptOutcome {
   /** undefined: the rules decide */
@@ -50,6 +51,19 @@ export function logFault(log: Logger | undefined, where: string, handler: Handle
   if (o.status !== 'error' && o.status !== 'timeout' && o.status !== 'killed') return;
   const what = o.status === 'error' ? 'failed' : o.status === 'timeout' ? 'overran its deadline' : `hung: ${cutOff}`;
   log?.warn({ script: where, handler, status: o.status, ms: o.ms, error: o.fault?.message }, `policy script ${handler} ${what}; the rules decide`);
+}
+
+const decisions = new Map<string, Decision | null>();
+/** A worker's decision text as an object: the same few come back over and over, and
+ * decisions are never modified once made, so each text is parsed once. */
+function decisionOf(text: string): Decision | null {
+  let d = decisions.get(text);
+  if (d === undefined) {
+    d = JSON.parse(text) as Decision | null;
+    if (decisions.size >= 256) decisions.clear();
+    decisions.set(text, d);
+  }
+  return d;
 }
 
 /** Who is calling, as the script sees it: sent to a worker once per key (an identity). */
@@ -124,7 +138,7 @@ class Slot {
     this.headStart = now;
     const ms = now - p.sent;
     if (kind === ReplyKind.Decided) {
-      const decision = text === '' ? undefined : (JSON.parse(text) as Decision | null);
+      const decision = text === '' ? undefined : decisionOf(text);
       p.resolve({ decision, status: decision === undefined ? 'fallthrough' : 'decided', ms });
     } else p.resolve({ decision: undefined, status: kind === ReplyKind.TimedOut ? 'timeout' : 'error', fault: JSON.parse(text) as ScriptFault, ms });
   }
@@ -179,8 +193,11 @@ export class ScriptPool {
   handlers: ReadonlySet<HandlerName> = new Set();
   /** whether workers call QuickJS directly (qjs-direct.ts) */
   direct = false;
+  private readonly breaker: Breaker;
 
-  private constructor(private readonly init: WorkerInit, private readonly o: PoolOptions) {}
+  private constructor(private readonly init: WorkerInit, private readonly o: PoolOptions) {
+    this.breaker = new Breaker(init.file, o.log);
+  }
 
   get file(): string {
     return this.init.file;
@@ -221,8 +238,9 @@ export class ScriptPool {
    * the event as a JSON object. Never rejects. */
   call(handler: HandlerName, uid: number, facts: string, state: StateSource = NO_STATE, caller: Caller | null = null): Promise<ScriptOutcome> {
     const slot = this.slots[uid % this.slots.length]!;
-    if (this.closed || slot.inflight.size >= MAX_QUEUE) {
-      const o: ScriptOutcome = { decision: undefined, status: 'overloaded', ms: 0 };
+    const refused = this.breaker.refuse(handler, this.closed || slot.inflight.size >= MAX_QUEUE);
+    if (refused) {
+      const o: ScriptOutcome = { decision: undefined, status: refused, ms: 0 };
       this.o.onCall?.(handler, o);
       return Promise.resolve(o);
     }
@@ -239,6 +257,7 @@ export class ScriptPool {
 
   private report(handler: HandlerName, o: ScriptOutcome): void {
     this.o.onCall?.(handler, o);
+    this.breaker.record(handler, o.status);
     const where = o.fault?.line ? `${this.init.file}:${o.fault.line}:${o.fault.col ?? 0}` : this.init.file;
     logFault(this.o.log, where, handler, o, 'worker replaced');
   }

@@ -15,6 +15,7 @@ import type { Decision } from '../protocol/messages.js';
 import { formatList, parseList } from '../protocol/tcl-list.js';
 import { HANDLERS, type HandlerName, type SandboxLimits } from './js-sandbox.js';
 import { HANG_GRACE_MS, logFault, MAX_QUEUE, SCRIPT_NICE, type ScriptOutcome } from './pool.js';
+import { Breaker } from './breaker.js';
 
 const HOST = fileURLToPath(new URL('../../src/script/tcl-host.tcl', import.meta.url));
 const SPRINTLIB = fileURLToPath(new URL('../../src/script/SprintLib.tcl', import.meta.url));
@@ -57,8 +58,10 @@ export class TclHost {
   private restarting = false;
   private closed = false;
   private readonly watchdog: NodeJS.Timeout;
+  private readonly breaker: Breaker;
 
   private constructor(readonly file: string, private readonly o: TclHostOptions) {
+    this.breaker = new Breaker(file, o.log);
     this.watchdog = setInterval(() => this.watch(), 50);
     this.watchdog.unref();
   }
@@ -131,14 +134,16 @@ export class TclHost {
 
   private done(p: Pending, o: ScriptOutcome): void {
     this.o.onCall?.(p.handler, o);
+    this.breaker.record(p.handler, o.status);
     logFault(this.o.log, this.file, p.handler, o, 'tclsh restarted');
     p.resolve(o);
   }
 
   /** Calls the proc named after the message type with the message's tokens (type first). */
   decide(handler: HandlerName, _uid: number, req: { tokens(): string[] }): Promise<ScriptOutcome> {
-    if (this.closed || this.inflight.size >= MAX_QUEUE) {
-      const o: ScriptOutcome = { decision: undefined, status: 'overloaded', ms: 0 };
+    const refused = this.breaker.refuse(handler, this.closed || this.inflight.size >= MAX_QUEUE);
+    if (refused) {
+      const o: ScriptOutcome = { decision: undefined, status: refused, ms: 0 };
       this.o.onCall?.(handler, o);
       return Promise.resolve(o);
     }
