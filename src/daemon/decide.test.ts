@@ -7,7 +7,7 @@ import { PolicyEngine, type Identity } from '../policy/engine.js';
 import { parsePolicy } from '../policy/load.js';
 import { decode } from '../protocol/messages.js';
 import { hasRequest } from './agents.js';
-import { Decider, type Outcome } from './decide.js';
+import { Decider, type Outcome, type ScriptHost, type ScriptRequest } from './decide.js';
 import { FlowTable } from './flows.js';
 import { GenerationFile } from './generation.js';
 
@@ -81,5 +81,42 @@ test('the generation file is rewritten in place: 8 bytes little-endian, 0 after 
     assert.throws(() => new GenerationFile(join(dir, 'link.gen')), /cannot open the generation file/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a script is given each call as facts (a JSON array in eventOf order) and its caller, and the rules decide what it leaves', async () => {
+  const seen: { handler: string; facts: unknown; caller: unknown; key: object }[] = [];
+  const script: ScriptHost = {
+    handlers: new Set(['Startup', 'Socket', 'Connect', 'Shutdown', 'Close']),
+    decide: (handler, _uid, req: ScriptRequest) => {
+      seen.push({ handler, facts: JSON.parse(req.facts()), caller: JSON.parse(req.caller.json()), key: req.caller.key });
+      return Promise.resolve({ decision: handler === 'Socket' ? { priority: 3 } : undefined, status: handler === 'Socket' ? 'decided' : 'fallthrough', ms: 0 });
+    },
+  };
+  const flows = new FlowTable();
+  const view = { engine: new PolicyEngine(parsePolicy('rules:\n  - { name: web:v6, match: { event: connect }, action: { dscp: AF41 } }\n')), generation: 5, script };
+  const d = new Decider(flows, () => view);
+  const ask = async (line: string) => (await d.handle(decode(line), who)) as Outcome;
+  await ask('Startup 7 1000 x 1');
+  assert.equal((await ask('Socket 7 1000 x 10 1 0 3')).reply, 'PRIORITY 3', 'the script decided; not cacheable');
+  assert.equal((await ask('Connect 7 1000 x 3 {10 2001:db8::1 443} {} {}')).reply, 'DSCP 34', 'the rules decided what the script left');
+  await ask('Connect 7 1000 x 3 {10 2001:db8::1 443} {} {}');
+  await ask('Shutdown 7 1000 x 3 2');
+  await ask('Close 7 1000 x 3');
+  await ask('Close 7 1000 x 99');
+  const caller = { pid: 7, uid: 1000, gid: 1000, user: 'alice', group: 'alice', exe: '/usr/bin/curl', cmdline: 'curl x', unit: '' };
+  const n = null;
+  assert.deepEqual(seen.map((s) => [s.handler, s.facts]), [
+    ['Startup', ['startup', n, n, n, n, n, n, n, n, n, n]],
+    ['Socket', ['socket', 3, 'inet6', 'stream', 'tcp', 0, n, n, n, 'none', n]],
+    ['Connect', ['connect', 3, 'inet6', 'stream', 'tcp', 0, n, ['2001:db8::1', 443], 'script', 'priority', n]],
+    ['Connect', ['connect', 3, 'inet6', 'stream', 'tcp', 0, n, ['2001:db8::1', 443], 'web:v6', 'AF41', 34]],
+    ['Shutdown', ['shutdown', 3, 'inet6', 'stream', 'tcp', 0, n, ['2001:db8::1', 443], 'web:v6', 'AF41', 34, 2]],
+    ['Close', ['close', 3, 'inet6', 'stream', 'tcp', 0, n, ['2001:db8::1', 443], 'web:v6', 'AF41', 34]],
+    ['Close', ['close', 99, n, n, n, n, n, n, n, n, n]],
+  ]);
+  for (const s of seen) {
+    assert.deepEqual(s.caller, caller);
+    assert.equal(s.key, who, 'one key per identity: the caller is sent once');
   }
 });
