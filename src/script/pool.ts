@@ -12,6 +12,7 @@ import { DEFAULT_LIMITS, HANDLERS, NO_STATE, type HandlerName, type SandboxLimit
 import { ReplyKind, type StateAnswer, type StateQuestion, type WorkerInit, type WorkerLinks, type WorkerStatus } from './js-worker.js';
 import { Ring } from './ring.js';
 import { Breaker, type CallEnd } from './breaker.js';
+import { InFlight } from './inflight.js';
 
 export type ScriptStatus = CallEnd;
 
@@ -41,8 +42,6 @@ const RING_BYTES = 4 * 2 ** 20;
 const REPLY_RING_BYTES = 2 * 2 ** 20;
 /** Callers a worker keeps at most (a process's identity is renewed every few seconds). */
 const MAX_CALLERS = 4096;
-/** Calls queued on one worker (or the Tcl child) beyond which new ones fall through at once. */
-export const MAX_QUEUE = 1000;
 /** How long past its deadline a call may run before its worker is replaced. */
 export const HANG_GRACE_MS = 250;
 
@@ -73,11 +72,11 @@ interface Pending { resolve: (o: ScriptOutcome) => void; handler: HandlerName; s
 
 class Slot {
   worker!: Worker;
-  readonly inflight = new Map<number, Pending>();
-  /** when the call at the head of the queue started running */
-  headStart = 0;
+  readonly inflight = new InFlight<Pending>();
   /** a replacement worker is starting */
   restarting = false;
+  /** the pool closed: answers are no longer read */
+  private stopped = false;
   private calls!: Ring;
   private replies!: Ring;
   /** callers this worker keeps (see eventOf in prelude.ts), by serial */
@@ -108,7 +107,7 @@ class Slot {
     w.on('message', (m: StateQuestion) => this.answerState(m.state));
     w.on('error', (e) => this.pool.lost(this, `worker error: ${e.message}`));
     w.on('exit', () => { if (this.worker === w) this.pool.lost(this, 'worker exited'); });
-    this.headStart = Date.now();
+    this.inflight.restarted();
     void this.pump(w, replies);
     return status;
   }
@@ -123,20 +122,16 @@ class Slot {
     }
   }
 
-  /** stop reading answers (the pool closes) */
-  stopped = false;
+  /** Stops reading answers (the pool closes). */
   stop(): void {
     this.stopped = true;
     this.replies?.wake();
   }
 
   private reply(id: number, kind: number, text: string): void {
-    const p = this.inflight.get(id);
-    if (!p) return;
-    this.inflight.delete(id);
-    const now = Date.now();
-    this.headStart = now;
-    const ms = now - p.sent;
+    const t = this.inflight.take(id);
+    if (!t) return;
+    const { p, ms } = t;
     if (kind === ReplyKind.Decided) {
       const decision = text === '' ? undefined : decisionOf(text);
       p.resolve({ decision, status: decision === undefined ? 'fallthrough' : 'decided', ms });
@@ -180,8 +175,7 @@ class Slot {
   /** Ends every call in flight (the worker is gone): they fall through to the rules. */
   abandon(status: ScriptStatus): void {
     const now = Date.now();
-    for (const p of this.inflight.values()) p.resolve({ decision: undefined, status, ms: now - p.sent });
-    this.inflight.clear();
+    for (const p of this.inflight.drain()) p.resolve({ decision: undefined, status, ms: now - p.sent });
   }
 }
 
@@ -238,7 +232,7 @@ export class ScriptPool {
    * the event as a JSON object. Never rejects. */
   call(handler: HandlerName, uid: number, facts: string, state: StateSource = NO_STATE, caller: Caller | null = null): Promise<ScriptOutcome> {
     const slot = this.slots[uid % this.slots.length]!;
-    const refused = this.breaker.refuse(handler, this.closed || slot.inflight.size >= MAX_QUEUE);
+    const refused = this.breaker.refuse(handler, this.closed || slot.inflight.full);
     if (refused) {
       const o: ScriptOutcome = { decision: undefined, status: refused, ms: 0 };
       this.o.onCall?.(handler, o);
@@ -248,10 +242,9 @@ export class ScriptPool {
     this.nextId = (this.nextId % 0xfffffffe) + 1; // never 0: the ring's wrap marker
     return new Promise<ScriptOutcome>((resolve) => {
       const sent = Date.now();
-      if (slot.inflight.size === 0) slot.headStart = sent;
       const done = (o: ScriptOutcome) => { this.report(handler, o); resolve(o); };
       if (!slot.post(id, handler, facts, caller)) { done({ decision: undefined, status: 'overloaded', ms: 0 }); return; }
-      slot.inflight.set(id, { resolve: done, handler, sent, state });
+      slot.inflight.add(id, { resolve: done, handler, sent, state });
     });
   }
 
@@ -265,9 +258,8 @@ export class ScriptPool {
   /** Replaces workers whose head call runs far past its deadline. */
   private watch(): void {
     const limit = this.o.limits.deadlineMs + HANG_GRACE_MS;
-    const now = Date.now();
     for (const s of this.slots) {
-      if (!s.restarting && s.inflight.size && now - s.headStart > limit) void this.replace(s, 'killed');
+      if (!s.restarting && s.inflight.overdue(limit)) void this.replace(s, 'killed');
     }
   }
 

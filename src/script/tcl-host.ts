@@ -14,7 +14,8 @@ import { ERRNO_NAMES, dscpValue } from '../policy/dscp.js';
 import type { Decision } from '../protocol/messages.js';
 import { formatList, parseList } from '../protocol/tcl-list.js';
 import { HANDLERS, type HandlerName, type SandboxLimits } from './js-sandbox.js';
-import { HANG_GRACE_MS, logFault, MAX_QUEUE, SCRIPT_NICE, type ScriptOutcome } from './pool.js';
+import { HANG_GRACE_MS, logFault, SCRIPT_NICE, type ScriptOutcome } from './pool.js';
+import { InFlight } from './inflight.js';
 import { Breaker } from './breaker.js';
 
 const HOST = fileURLToPath(new URL('../../src/script/tcl-host.tcl', import.meta.url));
@@ -51,10 +52,9 @@ export interface TclHostOptions {
 export class TclHost {
   handlers: ReadonlySet<HandlerName> = new Set();
   private child!: ChildProcessWithoutNullStreams;
-  private readonly inflight = new Map<number, Pending>();
+  private readonly inflight = new InFlight<Pending>();
   private nextId = 1;
   private buf = '';
-  private headStart = 0;
   private restarting = false;
   private closed = false;
   private readonly watchdog: NodeJS.Timeout;
@@ -116,12 +116,9 @@ export class TclHost {
     let t: string[];
     try { t = parseList(line); } catch { return; }
     const id = Number(t[0]);
-    const p = this.inflight.get(id);
-    if (!p) return;
-    this.inflight.delete(id);
-    const now = Date.now();
-    this.headStart = now;
-    const ms = now - p.sent;
+    const taken = this.inflight.take(id);
+    if (!taken) return;
+    const { p, ms } = taken;
     let o: ScriptOutcome;
     if (t[1] === 'ok') {
       const r = parseTclReply(t[2] ?? '');
@@ -141,7 +138,7 @@ export class TclHost {
 
   /** Calls the proc named after the message type with the message's tokens (type first). */
   decide(handler: HandlerName, _uid: number, req: { tokens(): string[] }): Promise<ScriptOutcome> {
-    const refused = this.breaker.refuse(handler, this.closed || this.inflight.size >= MAX_QUEUE);
+    const refused = this.breaker.refuse(handler, this.closed || this.inflight.full);
     if (refused) {
       const o: ScriptOutcome = { decision: undefined, status: refused, ms: 0 };
       this.o.onCall?.(handler, o);
@@ -149,15 +146,13 @@ export class TclHost {
     }
     const id = this.nextId++;
     return new Promise((resolve) => {
-      const sent = Date.now();
-      if (this.inflight.size === 0) this.headStart = sent;
-      this.inflight.set(id, { resolve, sent, handler });
+      this.inflight.add(id, { resolve, sent: Date.now(), handler });
       this.child.stdin.write(`${formatList([String(id), String(this.o.limits.deadlineMs), ...req.tokens()])}\n`);
     });
   }
 
   private watch(): void {
-    if (!this.restarting && this.inflight.size && Date.now() - this.headStart > this.o.limits.deadlineMs + HANG_GRACE_MS) void this.restart('killed');
+    if (!this.restarting && this.inflight.overdue(this.o.limits.deadlineMs + HANG_GRACE_MS)) void this.restart('killed');
   }
 
   private lost(why: string): void {
@@ -170,21 +165,19 @@ export class TclHost {
     this.restarting = true;
     const old = this.child;
     const now = Date.now();
-    for (const p of this.inflight.values()) this.done(p, { decision: undefined, status, ms: now - p.sent });
-    this.inflight.clear();
+    for (const p of this.inflight.drain()) this.done(p, { decision: undefined, status, ms: now - p.sent });
     this.o.onRestart?.();
     old.kill('SIGKILL');
     const st = await this.spawn();
     this.restarting = false;
-    this.headStart = Date.now();
+    this.inflight.restarted();
     if ('fault' in st) this.o.log?.error({ script: this.file, error: st.fault }, 'policy script could not restart');
   }
 
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.watchdog);
-    for (const p of this.inflight.values()) p.resolve({ decision: undefined, status: 'fallthrough', ms: 0 });
-    this.inflight.clear();
+    for (const p of this.inflight.drain()) p.resolve({ decision: undefined, status: 'fallthrough', ms: 0 });
     this.child?.kill('SIGKILL');
   }
 }
