@@ -31,11 +31,6 @@ export class Ring {
     this.data = Buffer.from(this.sab, HEADER, this.size);
   }
 
-  /** The largest text a record can carry. */
-  get maxText(): number {
-    return this.size / 2 - RECORD;
-  }
-
   /** Writer: appends a record and wakes a sleeping reader (unless told not to: then
    * wakeReader must follow); false if there is no room. */
   push(id: number, kind: number, text: string, wake = true): boolean {
