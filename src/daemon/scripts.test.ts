@@ -56,6 +56,20 @@ async function besideHostile(socket: string, min: number, hostileLine: (i: numbe
   return latencies;
 }
 
+/** Runs body against a daemon (at the test's priority) whose directory holds files and the
+ * policy, then stops it and removes the directory. */
+async function withDaemon(files: Record<string, string>, policy: string, body: (daemon: DaemonChild, dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-script-'));
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  const daemon = await new DaemonChild(dir, policy, ['--nice', 'keep']).start();
+  try {
+    await body(daemon, dir);
+  } finally {
+    await daemon.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** The q-th quantile of some latencies (nearest rank). */
 function percentile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -63,10 +77,7 @@ function percentile(xs: number[], q: number): number {
 }
 
 test('a hostile script: its calls fall to the rules, other agents keep their latency, metrics and log say what happened', { timeout: 120_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'qosd-script-'));
-  writeFileSync(join(dir, 'hostile.js'), SCRIPT);
-  const daemon = await new DaemonChild(dir, POLICY, ['--nice', 'keep']).start();
-  try {
+  await withDaemon({ 'hostile.js': SCRIPT }, POLICY, async (daemon) => {
     // Every hostile request goes to the script and falls back to the rule.
     const worst = await besideHostile(daemon.socket, 12, (i) => `Connect 1 0 hostile ${10 + i} {2 192.0.2.1 ${[666, 667, 668][i % 3]}} {} {}`);
     // The agent waits 50 ms at most: rules-only requests must stay well inside that.
@@ -79,76 +90,67 @@ test('a hostile script: its calls fall to the rules, other agents keep their lat
     assert.match(metrics, new RegExp(`qosd_script_worker_restarts_total ${killed}`));
     assert.match(daemon.log, /"script":"[^"]*hostile\.js:3:\d+".*overran its deadline/);
     assert.match(daemon.log, /"script":"[^"]*hostile\.js:5:\d+".*policy bug/);
-  } finally {
-    await daemon.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('reload replaces a script atomically; a broken one leaves the old one deciding', { timeout: 60_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'qosd-script-'));
-  const script = join(dir, 'policy.js');
-  writeFileSync(script, "export function Connect(ev) { return { dscp: 'EF' }; }\n");
-  const daemon = await new DaemonChild(dir, 'script: policy.js\n', ['--nice', 'keep']).start();
-  const c = new LineClient(daemon.socket);
-  const ask = async (fd: number) => {
-    c.sock.write(`Connect 1 0 x ${fd} {2 192.0.2.1 80} {} {}\n`);
-    return c.next();
-  };
-  try {
-    assert.equal(await ask(3), 'DSCP 46');
-    writeFileSync(script, "export function Connect(ev) { return { dscp: 'CS1' } \n}}\n");
-    const bad = JSON.parse((await call(daemon.admin, 'POST', '/v1/reload')).body) as { ok: boolean; error: { problems: { line?: number }[] } };
-    assert.equal(bad.ok, false);
-    assert.equal(bad.error.problems[0]?.line, 2, 'the syntax error is located');
-    assert.equal(await ask(4), 'DSCP 46', 'the old script still decides');
-    const status = JSON.parse((await call(daemon.admin, 'GET', '/v1/status')).body) as { policy: { last_error: { message: string } | null } };
-    assert.match(status.policy.last_error?.message ?? '', /SyntaxError/);
-    writeFileSync(script, "export function Connect(ev) { return { dscp: 'CS1' }; }\n");
-    const good = JSON.parse((await call(daemon.admin, 'POST', '/v1/reload')).body) as { ok: boolean };
-    assert.equal(good.ok, true);
-    assert.equal(await ask(5), 'DSCP 8', 'the new script decides');
-  } finally {
-    c.sock.destroy();
-    await daemon.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  await withDaemon({ 'policy.js': "export function Connect(ev) { return { dscp: 'EF' }; }\n" }, 'script: policy.js\n', async (daemon, dir) => {
+    const script = join(dir, 'policy.js');
+    const c = new LineClient(daemon.socket);
+    const ask = async (fd: number) => {
+      c.sock.write(`Connect 1 0 x ${fd} {2 192.0.2.1 80} {} {}\n`);
+      return c.next();
+    };
+    try {
+      assert.equal(await ask(3), 'DSCP 46');
+      writeFileSync(script, "export function Connect(ev) { return { dscp: 'CS1' } \n}}\n");
+      const bad = JSON.parse((await call(daemon.admin, 'POST', '/v1/reload')).body) as { ok: boolean; error: { problems: { line?: number }[] } };
+      assert.equal(bad.ok, false);
+      assert.equal(bad.error.problems[0]?.line, 2, 'the syntax error is located');
+      assert.equal(await ask(4), 'DSCP 46', 'the old script still decides');
+      const status = JSON.parse((await call(daemon.admin, 'GET', '/v1/status')).body) as { policy: { last_error: { message: string } | null } };
+      assert.match(status.policy.last_error?.message ?? '', /SyntaxError/);
+      writeFileSync(script, "export function Connect(ev) { return { dscp: 'CS1' }; }\n");
+      const good = JSON.parse((await call(daemon.admin, 'POST', '/v1/reload')).body) as { ok: boolean };
+      assert.equal(good.ok, true);
+      assert.equal(await ask(5), 'DSCP 8', 'the new script decides');
+    } finally {
+      c.sock.destroy();
+    }
+  });
 });
 
 test('requests sent together and decided by the script are answered in order, each with its own event', { timeout: 60_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'qosd-script-'));
   // Each handler answers with a TOS made of what it was told: the event's fd, and for
   // Connect and SendTo the remote port; Shutdown counts into module state.
-  writeFileSync(join(dir, 'policy.js'), `
+  const script = `
 let shut = 0;
 export function Socket(ev) { return ev.event === 'socket' && ev.type === 'stream' && ev.user === 'root' ? { tos: ev.fd * 4 } : undefined; }
 export function Connect(ev) { return { tos: (ev.fd + ev.remote.port) * 4 }; }
 export function SendTo(ev) { return { tos: (ev.remote.port + shut) * 4 }; }
 export function Shutdown(ev) { shut += ev.how; }
-`);
-  const daemon = await new DaemonChild(dir, 'script: policy.js\n', ['--nice', 'keep']).start();
-  const c = new LineClient(daemon.socket);
-  try {
-    for (let round = 0; round < 20; round++) {
-      const fd = 10 + round;
-      // One write: Socket + Connect (as the agent pipelines them), a notification the script
-      // counts, and another scripted request that must see the count.
-      c.sock.write(`Socket 1 0 x 2 1 6 ${fd}\nConnect 1 0 x ${fd} {2 192.0.2.1 ${round}} {} {}\n`
-        + `Shutdown 1 0 x ${fd} 1\nSendTo 1 0 x ${fd + 1} {2 192.0.2.2 ${round + 1}}\n`);
-      assert.equal(await c.next(), `TOS ${fd * 4}`, 'Socket');
-      assert.equal(await c.next(), `TOS ${(fd + round) * 4}`, 'Connect');
-      assert.equal(await c.next(), `TOS ${(round + 1 + round + 1) * 4}`, 'SendTo after Shutdown');
+`;
+  await withDaemon({ 'policy.js': script }, 'script: policy.js\n', async (daemon) => {
+    const c = new LineClient(daemon.socket);
+    try {
+      for (let round = 0; round < 20; round++) {
+        const fd = 10 + round;
+        // One write: Socket + Connect (as the agent pipelines them), a notification the script
+        // counts, and another scripted request that must see the count.
+        c.sock.write(`Socket 1 0 x 2 1 6 ${fd}\nConnect 1 0 x ${fd} {2 192.0.2.1 ${round}} {} {}\n`
+          + `Shutdown 1 0 x ${fd} 1\nSendTo 1 0 x ${fd + 1} {2 192.0.2.2 ${round + 1}}\n`);
+        assert.equal(await c.next(), `TOS ${fd * 4}`, 'Socket');
+        assert.equal(await c.next(), `TOS ${(fd + round) * 4}`, 'Connect');
+        assert.equal(await c.next(), `TOS ${(round + 1 + round + 1) * 4}`, 'SendTo after Shutdown');
+      }
+    } finally {
+      c.sock.destroy();
     }
-  } finally {
-    c.sock.destroy();
-    await daemon.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a hostile Safe Tcl script: while 1 {} and exec fall to the rules; other agents keep their latency', { timeout: 60_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'qosd-script-'));
-  writeFileSync(join(dir, 'hostile.tcl'), `
+  const script = `
 proc Connect { pid uid cmd fd address sqos gqos } {
   switch [lindex $address 2] {
     666 { while 1 {} }
@@ -157,9 +159,8 @@ proc Connect { pid uid cmd fd address sqos gqos } {
     669 { socket 127.0.0.1 22 }
   }
 }
-`);
-  const daemon = await new DaemonChild(dir, POLICY.replace('hostile.js', 'hostile.tcl'), ['--nice', 'keep']).start();
-  try {
+`;
+  await withDaemon({ 'hostile.tcl': script }, POLICY.replace('hostile.js', 'hostile.tcl'), async (daemon) => {
     const worst = await besideHostile(daemon.socket, 40, (i) => `Connect 1 0 hostile ${10 + i} {2 192.0.2.1 ${666 + (i % 4)}} {} {}`);
     const p95 = percentile(worst, 0.95);
     assert.ok(p95 < 50, `rules-only p95 ${p95.toFixed(1)} ms over ${worst.length} requests`);
@@ -168,8 +169,5 @@ proc Connect { pid uid cmd fd address sqos gqos } {
     const errors = Number(/qosd_script_calls_total\{handler="Connect",result="error"\} (\d+)/.exec(metrics)?.[1] ?? 0);
     assert.ok(timeouts >= 10 && errors >= 30, `timeouts ${timeouts}, errors ${errors}`); // 1 in 4 loops, 3 in 4 missing commands
     assert.ok(!existsSync('/tmp/qosd-pwned'), 'exec did not run');
-  } finally {
-    await daemon.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

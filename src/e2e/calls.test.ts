@@ -29,10 +29,7 @@ before(async () => {
   if (skip) return;
   tb = new Testbed();
   daemon = await new TestDaemon(tb.dir, policy()).start();
-  for (const port of [TOS_KEPT, TOS_VETOED]) {
-    tb.start([process.execPath, '-e', `require('net').createServer((s) => s.resume()).listen(${port})`], tb.server);
-    await tb.waitListening(port);
-  }
+  for (const port of [TOS_KEPT, TOS_VETOED]) await tb.sink(port);
 });
 
 after(async () => {

@@ -118,6 +118,13 @@ export class Testbed {
     };
   }
 
+  /** Starts a TCP server on port in the server namespace that reads and drops what it is
+   * sent, and waits until it listens. */
+  async sink(port: number): Promise<void> {
+    this.start([process.execPath, '-e', `require('net').createServer((s) => s.resume()).listen(${port})`], this.server);
+    await this.waitListening(port);
+  }
+
   /** Waits until something listens on a TCP/UDP port in the server namespace. */
   async waitListening(port: number, proto: 'tcp' | 'udp' = 'tcp'): Promise<void> {
     for (let i = 0; i < 100; i++) {

@@ -20,8 +20,7 @@ before(async () => {
   mkdirSync(dir);
   copyFileSync(join(ROOT, 'examples/ef-per-user/policy.js'), join(dir, 'policy.js'));
   daemon = await new TestDaemon(dir, readFileSync(join(ROOT, 'examples/ef-per-user/policy.yaml'), 'utf8')).start();
-  tb.start([process.execPath, '-e', `require('net').createServer((s) => s.resume()).listen(${PORT})`], tb.server);
-  await tb.waitListening(PORT);
+  await tb.sink(PORT);
 });
 
 after(async () => {
