@@ -12,6 +12,7 @@ export const ErrorCodes = {
   QOS_ERR_NOT_FOUND: 'no such resource',
   QOS_ERR_ENVIRONMENT: 'this machine lacks something qosd needs',
   QOS_ERR_BENCH: 'a benchmark step failed',
+  QOS_ERR_CAPTURE: 'a packet capture is malformed or cannot be taken',
   QOS_ERR_INTERNAL: 'internal error',
 } as const;
 
