@@ -16,7 +16,8 @@ export class DaemonChild {
   proc!: ChildProcess;
   log = '';
 
-  constructor(readonly dir: string, policy: string, private readonly extraArgs: string[] = []) {
+  /** wrap: argv the daemon runs under, e.g. ['ip', 'netns', 'exec', NS] */
+  constructor(readonly dir: string, policy: string, private readonly extraArgs: string[] = [], private readonly wrap: string[] = []) {
     this.socket = join(dir, 'agent.sock');
     this.admin = join(dir, 'admin.sock');
     this.policyFile = join(dir, 'policy.yaml');
@@ -25,7 +26,8 @@ export class DaemonChild {
 
   /** Starts the daemon and waits until it listens; throws with its output if it does not. */
   async start(): Promise<this> {
-    this.proc = spawn(process.execPath, [QOS_CLI, 'daemon', '--socket', this.socket, '--admin', this.admin, '--policy', this.policyFile, ...this.extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const argv = [...this.wrap, process.execPath, QOS_CLI, 'daemon', '--socket', this.socket, '--admin', this.admin, '--policy', this.policyFile, ...this.extraArgs];
+    this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout!.on('data', (d: Buffer) => (this.log += d));
     this.proc.stderr!.on('data', (d: Buffer) => (this.log += d));
     for (let i = 0; i < 400 && !this.log.includes('qosd listening'); i++) {

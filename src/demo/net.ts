@@ -1,0 +1,132 @@
+/* The demonstration network (paper figure 7) in network namespaces: a media source host and
+ * a cross-traffic host on 100 Mb/s access links to a router, and a 10 Mb/s bottleneck from
+ * the router to the sink host, queued by precedence (scheduler.ts). Everything created here
+ * carries the owner's pid in its name and is removed by destroy(), or by the next demo if
+ * this process died before it could. */
+
+import { spawnSync } from 'node:child_process';
+import { QosError } from '../errors.js';
+import { linkPlan, schedulerPlan, type SchedulerOptions } from './scheduler.js';
+
+export interface NetOptions {
+  accessBps: number;
+  scheduler: SchedulerOptions;
+}
+
+export interface Host {
+  ns: string;
+  ip: string;
+  /** the interface towards the router */
+  dev: string;
+}
+
+const PREFIX = 'qosdemo';
+
+/** Runs argv and returns its output; throws a QosError with its stderr if it fails. */
+export function must(argv: string[], what = argv.join(' ')): string {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: 30_000 });
+  if (r.error) throw new QosError('QOS_ERR_ENVIRONMENT', `${what}: ${r.error.message}`);
+  if (r.status !== 0) throw new QosError('QOS_ERR_ENVIRONMENT', `${what} failed: ${(r.stderr || r.stdout).trim()}`);
+  return r.stdout;
+}
+
+/** Why the demonstration cannot run here, or null. */
+export function demoUnavailable(): string | null {
+  if (process.getuid?.() !== 0) return 'qos demo needs root: it creates network namespaces and queueing disciplines (run it with sudo)';
+  for (const tool of ['ip', 'tc', 'tcpdump']) {
+    const r = spawnSync(tool, tool === 'tcpdump' ? ['--version'] : ['-V'], { encoding: 'utf8' });
+    if (r.error) return `qos demo needs \`${tool}\` (apt-get install ${tool === 'tcpdump' ? 'tcpdump' : 'iproute2'})`;
+  }
+  return null;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes namespaces left by demos whose process is gone (killed before it cleaned up). */
+export function removeStale(): string[] {
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  const removed: string[] = [];
+  for (const line of (r.stdout ?? '').split('\n')) {
+    const m = new RegExp(`^(${PREFIX}(\\d+)-\\w+)`).exec(line);
+    if (m && !alive(Number(m[2]))) {
+      spawnSync('ip', ['netns', 'del', m[1]!]);
+      removed.push(m[1]!);
+    }
+  }
+  return removed;
+}
+
+export class DemoNet {
+  readonly tag = `${PREFIX}${process.pid}`;
+  readonly source: Host = { ns: `${this.tag}-src`, ip: '10.91.1.2', dev: 'up0' };
+  readonly cross: Host = { ns: `${this.tag}-xt`, ip: '10.91.2.2', dev: 'up0' };
+  readonly sink: Host = { ns: `${this.tag}-snk`, ip: '10.91.3.2', dev: 'up0' };
+  readonly router = { ns: `${this.tag}-rt`, bottleneck: 'snk0' };
+  private created: string[] = [];
+
+  /** Builds the namespaces, links, addresses, routes and queues; on any failure removes
+   * what it made and throws. */
+  constructor(readonly o: NetOptions) {
+    try {
+      this.build();
+    } catch (e) {
+      this.destroy();
+      throw e;
+    }
+  }
+
+  private build(): void {
+    const rt = this.router.ns;
+    for (const ns of [this.source.ns, this.cross.ns, rt, this.sink.ns]) {
+      must(['ip', 'netns', 'add', ns], 'creating a network namespace');
+      this.created.push(ns);
+      must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+    }
+    const links: Array<[Host, string, string, number]> = [
+      [this.source, 'src0', '10.91.1.1', this.o.accessBps],
+      [this.cross, 'xt0', '10.91.2.1', this.o.accessBps],
+      [this.sink, 'snk0', '10.91.3.1', this.o.scheduler.linkBps],
+    ];
+    for (const [h, rdev, rip, bps] of links) {
+      must(['ip', 'link', 'add', h.dev, 'netns', h.ns, 'type', 'veth', 'peer', 'name', rdev, 'netns', rt]);
+      must(['ip', '-n', h.ns, 'addr', 'add', `${h.ip}/24`, 'dev', h.dev]);
+      must(['ip', '-n', rt, 'addr', 'add', `${rip}/24`, 'dev', rdev]);
+      must(['ip', '-n', h.ns, 'link', 'set', h.dev, 'up']);
+      must(['ip', '-n', rt, 'link', 'set', rdev, 'up']);
+      must(['ip', '-n', h.ns, 'route', 'add', 'default', 'via', rip]);
+      // Both directions of each link run at its rate; the router's side of the bottleneck
+      // is the precedence scheduler.
+      this.tc(h.ns, linkPlan(h.dev, bps));
+      this.tc(rt, rdev === this.router.bottleneck ? schedulerPlan(rdev, this.o.scheduler) : linkPlan(rdev, bps));
+    }
+    must(['ip', 'netns', 'exec', rt, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  }
+
+  private tc(ns: string, plan: string[][]): void {
+    for (const argv of plan) must(['ip', 'netns', 'exec', ns, 'tc', ...argv]);
+  }
+
+  /** argv run inside a host's namespace. */
+  in(ns: string, argv: string[]): string[] {
+    return ['ip', 'netns', 'exec', ns, ...argv];
+  }
+
+  /** Removes every namespace this demo made (their links and queues go with them). */
+  destroy(): void {
+    for (const ns of this.created.splice(0).reverse()) {
+      // A process left in a namespace would outlive its name: stop them first.
+      const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout ?? '';
+      for (const pid of pids.split(/\s+/).filter(Boolean)) {
+        try { process.kill(Number(pid), 'SIGKILL'); } catch { /* already gone */ }
+      }
+      spawnSync('ip', ['netns', 'del', ns]);
+    }
+  }
+}
