@@ -3,6 +3,7 @@
  * codes (errors.ts); --json prints machine-readable output wherever there is output. */
 
 import { Command, CommanderError } from 'commander';
+import { writeFileAtomic } from '../atomic-file.js';
 import { exitCodeFor, formatProblems, QosError } from '../errors.js';
 import { AGENT_LIBRARY, adminSocket, agentSocket } from './paths.js';
 import { call, callJson, stream } from './client.js';
@@ -178,6 +179,49 @@ benchCommand('policy', 'policy scripts end to end through the daemon: JavaScript
   });
 
 program
+  .command('demo')
+  .description("the paper's experiment, measured: an unmodified media application sends across a congested, precedence-queued link, without and then with the policy daemon (needs root; builds and removes its own network namespaces)")
+  .option('--app <name>', 'the media source: media (a video-like UDP stream + TCP call control) or iperf3 (iperf3 -u)', 'media')
+  .option('--scheduler <kind>', "the router's queueing: wfq (weighted classes by precedence) or priority (strict)", 'wfq')
+  .option('--weights <list>', 'wfq weights of precedence 0..7, comma-separated', '1,2,3,4,5,6,7,8')
+  .option('--cycles <n>', 'cross-traffic bursts per run', (v) => positiveInt(v, '--cycles'), 4)
+  .option('--on-ms <ms>', 'length of a burst', (v) => positiveInt(v, '--on-ms'), 2000)
+  .option('--off-ms <ms>', 'pause between bursts', (v) => positiveInt(v, '--off-ms'), 2000)
+  .option('--warmup-ms <ms>', 'media alone before the first burst', (v) => positiveInt(v, '--warmup-ms'), 2000)
+  .option('--bottleneck <rate>', 'rate of the congested link (bits/s; k, M, G suffixes)', '10M')
+  .option('--access <rate>', 'rate of the access links', '100M')
+  .option('--queue <packets>', "packets each of the router's class queues holds", (v) => positiveInt(v, '--queue'), 100)
+  .option('--kbps <n>', 'media rate in kbit/s', (v) => positiveInt(v, '--kbps'), 400)
+  .option('--fps <n>', 'media frames per second', (v) => positiveInt(v, '--fps'), 25)
+  .option('--json <file>', 'write every figure as JSON to FILE (- for standard output)')
+  .option('--report <dir>', 'write an HTML report with charts (and SVG/PNG images) into DIR')
+  .action(async (o: { app: string; scheduler: string; weights: string; cycles: number; onMs: number; offMs: number; warmupMs: number; bottleneck: string; access: string; queue: number; kbps: number; fps: number; json?: string; report?: string }) => {
+    if (o.app !== 'media' && o.app !== 'iperf3') throw new QosError('QOS_ERR_USAGE', `--app takes media or iperf3, not "${o.app}"`);
+    if (o.scheduler !== 'wfq' && o.scheduler !== 'priority') throw new QosError('QOS_ERR_USAGE', `--scheduler takes wfq or priority, not "${o.scheduler}"`);
+    const weights = o.weights.split(',').map((w) => Number(w.trim()));
+    if (weights.length !== 8 || weights.some((w) => !Number.isInteger(w) || w < 1 || w > 1000)) throw new QosError('QOS_ERR_USAGE', `--weights takes eight whole numbers 1..1000 (precedence 0 first), not "${o.weights}"`);
+    const { runDemo } = await import('../demo/demo.js');
+    const { formatDemo } = await import('../demo/table.js');
+    const toStdout = o.json === '-';
+    const r = await runDemo({
+      app: o.app, scheduler: o.scheduler, weights, cycles: o.cycles, onMs: o.onMs, offMs: o.offMs, warmupMs: o.warmupMs,
+      bottleneckBps: bitRate(o.bottleneck, '--bottleneck'), accessBps: bitRate(o.access, '--access'), queuePackets: o.queue, kbps: o.kbps, fps: o.fps,
+      progress: (m) => process.stderr.write(`${m}\n`),
+    });
+    if (o.json) {
+      const text = JSON.stringify(r, null, 2) + '\n';
+      if (toStdout) process.stdout.write(text);
+      else writeFileAtomic(o.json, text);
+    }
+    if (o.report) {
+      const { writeReport } = await import('../demo/report.js');
+      const files = await writeReport(r, o.report);
+      process.stderr.write(`report: ${files.join(', ')}\n`);
+    }
+    if (!toStdout) print(formatDemo(r));
+  });
+
+program
   .command('agent-path')
   .description('print the path of libqosagent.so (for LD_PRELOAD or /etc/ld.so.preload)')
   .action(() => print(AGENT_LIBRARY));
@@ -192,6 +236,14 @@ function niceValue(v: string): number | 'keep' {
   if (v === 'keep') return v;
   const n = Number(v);
   if (!Number.isInteger(n) || n < -20 || n > 19) throw new QosError('QOS_ERR_USAGE', `--nice takes -20..19 or "keep", not "${v}"`);
+  return n;
+}
+
+/** A bit rate such as 10M, 100mbit, 1.5G or 64000 (bits per second). */
+function bitRate(v: string, name: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)(?:bit|b|bps)?$/i.exec(v.trim());
+  const n = m ? Number(m[1]) * ({ '': 1, k: 1e3, m: 1e6, g: 1e9 } as Record<string, number>)[m[2]!.toLowerCase()]! : NaN;
+  if (!(n >= 64_000 && n <= 100e9)) throw new QosError('QOS_ERR_USAGE', `${name} takes a rate from 64k to 100G bits/s such as 10M or 100mbit, not "${v}"`);
   return n;
 }
 

@@ -1,0 +1,336 @@
+/* `qos demo`: the paper's section 5 experiment, measured. Builds the network (net.ts), then
+ * runs the same scenario twice, without the policy daemon and with it: an unmodified media
+ * application under `qos run` on the source host, on/off cross traffic, packet captures at
+ * the source and the sink, the router's class counters sampled. Figures: analyze.ts. */
+
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LiveCapture } from '../capture/live.js';
+import { TCP_ACK, TCP_SYN, type Packet } from '../capture/pcap.js';
+import { DaemonChild, QOS_CLI } from '../daemon/child.js';
+import { QosError } from '../errors.js';
+import { quoteElement } from '../protocol/tcl-list.js';
+import { analyzeRun, type Arrival, type Burst, type ClassSample, type RunFigures, type SentDatagram } from './analyze.js';
+import { DemoNet, demoUnavailable, removeStale } from './net.js';
+import { nowUs, sleep } from './programs.js';
+import { classCounters, DEFAULT_WEIGHTS, type SchedulerKind } from './scheduler.js';
+
+const HERE = resolve(fileURLToPath(import.meta.url), '..');
+const MEDIA_JS = join(HERE, 'media-app.js');
+const CROSS_JS = join(HERE, 'crossgen.js');
+const SINK_JS = join(HERE, 'sink.js');
+
+const MEDIA_PORT = 5004, CONTROL_PORT = 5005, CROSS_PORT = 9000, IPERF_PORT = 5201;
+/** The media's call control connection opens this long after the first burst begins. */
+const CONTROL_INTO_BURST_MS = 500;
+const CLASS_SAMPLE_MS = 250;
+/** Marks the demo's policy gives (see policyTcl). */
+export const MEDIA_TOS = 184, CONTROL_TOS = 72;
+
+export type DemoApp = 'media' | 'iperf3';
+export type RunName = 'unmarked' | 'marked';
+
+export interface DemoOptions {
+  app: DemoApp;
+  scheduler: SchedulerKind;
+  weights: number[];
+  bottleneckBps: number;
+  accessBps: number;
+  queuePackets: number;
+  onMs: number;
+  offMs: number;
+  cycles: number;
+  /** media alone before the first burst */
+  warmupMs: number;
+  kbps: number;
+  fps: number;
+  progress?: (m: string) => void;
+}
+
+export const DEMO_DEFAULTS: DemoOptions = {
+  app: 'media', scheduler: 'wfq', weights: [...DEFAULT_WEIGHTS], bottleneckBps: 10e6, accessBps: 100e6, queuePackets: 100,
+  onMs: 2000, offMs: 2000, cycles: 4, warmupMs: 2000, kbps: 400, fps: 25,
+};
+
+export interface RunResult extends RunFigures {
+  daemon: boolean;
+  /** what the application itself reported (the media app's JSON, or iperf3's loss and jitter) */
+  app_report: Record<string, unknown> | null;
+  /** packets the router dropped during the run, by precedence */
+  router_drops: number[];
+}
+
+export interface DemoResult {
+  setup: Omit<DemoOptions, 'progress'> & { topology: Record<string, string> };
+  runs: Partial<Record<RunName, RunResult>>;
+}
+
+/** The policy of the demonstration: the paper's Figure 5 with the command line changed, and
+ * marks that mean something to a router queueing by precedence. */
+export function policyTcl(cmd: string): string {
+  return `#
+# qos demo: the paper's Figure 5, with two changes. The command-line string is this demo's
+# media application. The marks are TOS ${MEDIA_TOS} (DSCP EF, precedence 5) for its datagrams and
+# TOS ${CONTROL_TOS} (DSCP AF21, precedence 2) for its TCP: the paper's TOS 48 and 16 would be
+# precedence 1 and 0 at a router that queues by precedence, as the demonstration's does.
+#
+source SprintLib.tcl
+
+set MediaStr ${quoteElement(cmd)}
+
+proc Socket { pid uid cmd family type protocol fd } {
+    global MediaStr AF SockType
+    if {[string compare $cmd $MediaStr] == 0} {
+        if { $family == $AF(INET)
+             && $type == $SockType(DGRAM) } {
+            # High priority to the media datagrams
+            return "TOS ${MEDIA_TOS}"
+        } else {
+            # Some help to TCP (call control)
+            return "TOS ${CONTROL_TOS}"
+        }
+    }
+}
+`;
+}
+
+interface Proc { p: ChildProcess; out: string; err: string; exited: Promise<number | null> }
+
+function start(argv: string[], env?: NodeJS.ProcessEnv): Proc {
+  const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+  const r: Proc = { p, out: '', err: '', exited: new Promise((res) => p.once('close', (code) => res(code))) };
+  p.stdout!.on('data', (d: Buffer) => (r.out += d));
+  p.stderr!.on('data', (d: Buffer) => (r.err += d));
+  p.once('error', (e) => (r.err += e.message));
+  return r;
+}
+
+async function waitFor(proc: Proc, text: string, what: string, ms = 10_000): Promise<void> {
+  for (let t = 0; t < ms; t += 20) {
+    if (proc.out.includes(text)) return;
+    if (proc.p.exitCode !== null) break;
+    await sleep(20);
+  }
+  throw new QosError('QOS_ERR_ENVIRONMENT', `${what} did not start: ${(proc.err || proc.out).trim().slice(0, 500)}`);
+}
+
+async function finish(proc: Proc, what: string, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([proc.exited, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), ms)))]);
+  clearTimeout(timer);
+  if (code === 'timeout') {
+    proc.p.kill('SIGKILL');
+    throw new QosError('QOS_ERR_INTERNAL', `${what} did not finish in ${ms} ms`);
+  }
+  if (code !== 0) throw new QosError('QOS_ERR_INTERNAL', `${what} failed (exit ${code}): ${(proc.err || proc.out).trim().slice(0, 500)}`);
+}
+
+function lastJson(text: string): Record<string, unknown> | null {
+  const lines = text.trim().split('\n');
+  for (let i = lines.length - 1; i >= 0; i--) {
+    try { return JSON.parse(lines[i]!) as Record<string, unknown>; } catch { /* not this line */ }
+  }
+  return null;
+}
+
+/** iperf3's own figures from its --json output (the server's loss and jitter, which the
+ * client reports for UDP). */
+function iperfReport(text: string): Record<string, unknown> | null {
+  try {
+    const j = JSON.parse(text) as { end?: { sum?: Record<string, number> }; error?: string };
+    if (j.error) return { error: j.error };
+    const s = j.end?.sum ?? {};
+    return { packets: s.packets ?? null, lost_packets: s.lost_packets ?? null, lost_percent: s.lost_percent ?? null, jitter_ms: s.jitter_ms ?? null, mbps: s.bits_per_second !== undefined ? s.bits_per_second / 1e6 : null };
+  } catch {
+    return null;
+  }
+}
+
+class Demo {
+  private readonly procs: Proc[] = [];
+  private readonly daemons: DaemonChild[] = [];
+  private readonly captures: LiveCapture[] = [];
+  private readonly dir = mkdtempSync(join(tmpdir(), 'qosd-demo-'));
+
+  constructor(private readonly net: DemoNet, private readonly o: DemoOptions) {}
+
+  private spawn(ns: string, argv: string[], env?: NodeJS.ProcessEnv): Proc {
+    const p = start(this.net.in(ns, argv), env);
+    this.procs.push(p);
+    return p;
+  }
+
+  /** The application's command line (argv exactly as `qos run` executes it). */
+  private appArgv(durationMs: number): string[] {
+    const sink = this.net.sink.ip;
+    if (this.o.app === 'iperf3') {
+      const secs = Math.max(1, Math.floor(durationMs / 1000));
+      return ['iperf3', '-u', '-c', sink, '-p', String(IPERF_PORT), '-b', `${this.o.kbps}K`, '-l', '1000', '-t', String(secs), '--json'];
+    }
+    return [process.execPath, MEDIA_JS, '--to', `${sink}:${MEDIA_PORT}`, '--control', `${sink}:${CONTROL_PORT}`,
+      '--control-at', String(this.o.warmupMs + CONTROL_INTO_BURST_MS), '--duration', String(durationMs / 1000), '--fps', String(this.o.fps), '--kbps', String(this.o.kbps)];
+  }
+
+  async run(name: RunName): Promise<RunResult> {
+    const o = this.o, net = this.net, marked = name === 'marked';
+    const iperf = o.app === 'iperf3';
+    const mediaPort = iperf ? IPERF_PORT : MEDIA_PORT, controlPort = iperf ? IPERF_PORT : CONTROL_PORT;
+    const cycleMs = o.cycles * (o.onMs + o.offMs);
+    // The media app streams through the warm-up and every cycle; iperf3 is started half a
+    // burst in (its control connection opens first) and streams to the end.
+    const appMs = iperf ? cycleMs - CONTROL_INTO_BURST_MS : o.warmupMs + cycleMs;
+    const argv = this.appArgv(appMs);
+
+    const sinkProc = this.spawn(net.sink.ns, [process.execPath, SINK_JS, '--udp', String(CROSS_PORT), ...(iperf ? [] : ['--udp', String(MEDIA_PORT), '--tcp', String(CONTROL_PORT)])]);
+    await waitFor(sinkProc, 'ready', 'the sink');
+    if (iperf) await waitFor(this.spawn(net.sink.ns, ['iperf3', '-s', '-1', '--forceflush', '-p', String(IPERF_PORT)]), 'listening', 'iperf3 -s');
+
+    const dir = join(this.dir, name);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir);
+    const socket = join(dir, 'agent.sock');
+    if (marked) {
+      writeFileSync(join(dir, 'demo.tcl'), policyTcl(argv.join(' ')));
+      const d = new DaemonChild(dir, 'script: demo.tcl\n', [], ['ip', 'netns', 'exec', net.source.ns]);
+      this.daemons.push(d);
+      await d.start();
+    }
+
+    const sent: SentDatagram[] = [];
+    const received = new Map<string, number>();
+    const cross: Arrival[] = [];
+    let synUs: number | null = null, synAckUs: number | null = null, synTos: number | null = null;
+    const usOf = (p: Packet) => Number(p.tsNs / 1000n);
+    const keyOf = (p: Packet) => (p.payload.length >= 12 ? p.payload.subarray(0, 16).toString('hex') : null);
+    const sinkIp = net.sink.ip;
+    const srcCap = new LiveCapture({ netns: net.source.ns, iface: net.source.dev, filter: `(udp and dst host ${sinkIp} and dst port ${mediaPort}) or (tcp and host ${sinkIp} and port ${controlPort} and tcp[tcpflags] & tcp-syn != 0)` }, (p) => {
+      if (p.proto === 17) {
+        const key = keyOf(p);
+        if (key) sent.push({ key, tUs: usOf(p), tos: p.tos, bytes: p.ipLength });
+      } else if (p.proto === 6 && p.dst === sinkIp && (p.tcpFlags & (TCP_SYN | TCP_ACK)) === TCP_SYN && synUs === null) {
+        synUs = usOf(p);
+        synTos = p.tos;
+      } else if (p.proto === 6 && p.src === sinkIp && (p.tcpFlags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK) && synUs !== null && synAckUs === null) {
+        synAckUs = usOf(p);
+      }
+    });
+    const sinkCap = new LiveCapture({ netns: net.sink.ns, iface: net.sink.dev, filter: `udp and (dst port ${mediaPort} or dst port ${CROSS_PORT})` }, (p) => {
+      if (p.dport === CROSS_PORT) cross.push({ tUs: usOf(p), bytes: p.ipLength });
+      else {
+        const key = keyOf(p);
+        if (key && !received.has(key)) received.set(key, usOf(p));
+      }
+    });
+    this.captures.push(srcCap, sinkCap);
+    await Promise.all([srcCap.start(), sinkCap.start()]);
+
+    const classes: ClassSample[] = [];
+    let sampling = true;
+    const sample = (): Promise<void> => new Promise((res) => {
+      execFile('ip', ['netns', 'exec', net.router.ns, 'tc', '-s', '-j', 'qdisc', 'show', 'dev', net.router.bottleneck], (err, stdout) => {
+        const t = nowUs();
+        if (!err) {
+          try { classes.push({ tUs: t, ...classCounters(stdout) }); } catch { /* skip a bad sample */ }
+        }
+        res();
+      });
+    });
+    const sampler = (async () => {
+      while (sampling) {
+        const t = performance.now();
+        await sample();
+        await sleep(CLASS_SAMPLE_MS - (performance.now() - t));
+      }
+      await sample();
+    })();
+
+    const startUs = nowUs();
+    const runArgv = [process.execPath, QOS_CLI, 'run', '--socket', socket, '--', ...argv];
+    let app = iperf ? null : this.spawn(net.source.ns, runArgv);
+    await sleep(o.warmupMs);
+    const crossProc = this.spawn(net.cross.ns, [process.execPath, CROSS_JS, '--to', `${sinkIp}:${CROSS_PORT}`, '--on-ms', String(o.onMs), '--off-ms', String(o.offMs), '--cycles', String(o.cycles)]);
+    if (iperf) {
+      await sleep(CONTROL_INTO_BURST_MS);
+      app = this.spawn(net.source.ns, runArgv);
+    }
+    await finish(crossProc, 'the cross-traffic generator', cycleMs + 20_000);
+    await finish(app!, iperf ? 'iperf3 -c' : 'the media application', 30_000);
+    await sleep(300); // the last datagrams through the router's queue
+    sampling = false;
+    await sampler;
+    await Promise.all([srcCap.stop(), sinkCap.stop()]);
+    const endUs = nowUs();
+    for (const d of this.daemons.splice(0)) await d.stop();
+    this.killAll();
+
+    const bursts: Burst[] = crossProc.out.trim().split('\n').filter(Boolean).map((l) => {
+      const b = JSON.parse(l) as { on: number; off: number };
+      return { on: b.on, off: b.off };
+    });
+    if (!bursts.length) throw new QosError('QOS_ERR_INTERNAL', 'the cross-traffic generator reported no bursts');
+    if (!sent.length) throw new QosError('QOS_ERR_INTERNAL', `no media datagrams were captured leaving the source: ${app!.err.trim().slice(0, 300)}`);
+    const figures = analyzeRun({ startUs, endUs, sent, received, cross, bursts, synUs, synAckUs, synTos, classes, binUs: 2_000_000 });
+    const first = classes[0], last = classes[classes.length - 1];
+    return {
+      daemon: marked, ...figures,
+      app_report: iperf ? iperfReport(app!.out) : lastJson(app!.out),
+      router_drops: first && last ? last.drops.map((d, p) => d - first.drops[p]!) : new Array<number>(8).fill(0),
+    };
+  }
+
+  private killAll(): void {
+    for (const p of this.procs.splice(0)) if (p.p.exitCode === null) p.p.kill('SIGKILL');
+  }
+
+  /** Stops everything this demo started (the namespaces are the caller's). */
+  async close(): Promise<void> {
+    for (const c of this.captures.splice(0)) c.kill();
+    this.killAll();
+    for (const d of this.daemons.splice(0)) d.proc?.kill('SIGKILL');
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs the demonstration: builds the network, runs each scenario, removes everything (also
+ * on SIGINT/SIGTERM and on error). */
+export async function runDemo(o: DemoOptions, runs: RunName[] = ['unmarked', 'marked']): Promise<DemoResult> {
+  const why = demoUnavailable();
+  if (why) throw new QosError('QOS_ERR_ENVIRONMENT', why);
+  if (o.app === 'iperf3' && spawnSync('iperf3', ['--version']).error) throw new QosError('QOS_ERR_ENVIRONMENT', 'qos demo --app iperf3 needs iperf3 (apt-get install iperf3)');
+  const stale = removeStale();
+  if (stale.length) o.progress?.(`removed ${stale.length} namespaces left by an earlier demo`);
+  const net = new DemoNet({ accessBps: o.accessBps, scheduler: { kind: o.scheduler, linkBps: o.bottleneckBps, weights: o.weights, queuePackets: o.queuePackets } });
+  const demo = new Demo(net, o);
+  const onSignal = (sig: NodeJS.Signals) => {
+    void demo.close().finally(() => {
+      net.destroy();
+      process.stderr.write(`qos demo: ${sig}: stopped, namespaces removed\n`);
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const result: DemoResult = {
+      setup: {
+        app: o.app, scheduler: o.scheduler, weights: o.weights, bottleneckBps: o.bottleneckBps, accessBps: o.accessBps, queuePackets: o.queuePackets,
+        onMs: o.onMs, offMs: o.offMs, cycles: o.cycles, warmupMs: o.warmupMs, kbps: o.kbps, fps: o.fps,
+        topology: { source: net.source.ip, cross: net.cross.ip, sink: net.sink.ip, router: net.router.ns },
+      },
+      runs: {},
+    };
+    for (const name of runs) {
+      o.progress?.(`${name} run: ${name === 'marked' ? 'with' : 'without'} the policy daemon, ${o.cycles} bursts…`);
+      result.runs[name] = await demo.run(name);
+    }
+    return result;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await demo.close();
+    net.destroy();
+  }
+}

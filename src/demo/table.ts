@@ -1,0 +1,54 @@
+/* The demonstration's result as a person reads it: the two runs side by side. */
+
+import type { PhaseFigures } from './analyze.js';
+import type { DemoResult, RunResult } from './demo.js';
+
+const ms = (x: number | null) => (x === null ? '-' : x >= 100 ? `${x.toFixed(0)} ms` : x >= 1 ? `${x.toFixed(1)} ms` : `${x.toFixed(3)} ms`);
+const pct = (x: number) => `${x.toFixed(x >= 10 ? 1 : 2)} %`;
+
+function marks(r: RunResult): string {
+  return Object.entries(r.media_dscp).map(([d, n]) => `DSCP ${d} ×${n}`).join(', ') || '-';
+}
+
+function rows(get: (r: RunResult) => string, label: string, runs: RunResult[]): string[] {
+  return [label, ...runs.map(get)];
+}
+
+function phaseRows(name: string, f: (r: RunResult) => PhaseFigures, runs: RunResult[]): string[][] {
+  return [
+    rows((r) => `${pct(f(r).loss_pct)} (${f(r).lost}/${f(r).datagrams})`, `${name}: media loss`, runs),
+    rows((r) => `${ms(f(r).delay_ms_p50)} / ${ms(f(r).delay_ms_p99)}`, `${name}: delay p50 / p99`, runs),
+    rows((r) => ms(f(r).jitter_ms), `${name}: jitter (RFC 3550)`, runs),
+  ];
+}
+
+export function formatDemo(d: DemoResult): string {
+  const names = (['unmarked', 'marked'] as const).filter((n) => d.runs[n]);
+  const runs = names.map((n) => d.runs[n]!);
+  const head = ['', ...names.map((n) => (n === 'marked' ? 'with qos daemon' : 'without daemon'))];
+  const s = d.setup;
+  const table: string[][] = [
+    head,
+    rows(marks, 'media datagrams sent', runs),
+    ...phaseRows('burst', (r) => r.burst, runs),
+    ...phaseRows('idle', (r) => r.idle, runs),
+    rows((r) => `${ms(r.tcp_setup_ms)}${r.control_dscp !== null ? ` (DSCP ${r.control_dscp})` : ''}`, 'TCP set-up in a burst (wire)', runs),
+    rows((r) => (s.app === 'media' && typeof r.app_report?.control_setup_ms === 'number' ? ms(r.app_report.control_setup_ms) : '-'), 'TCP connect() as the app saw it', runs),
+    rows((r) => `${r.cross_traffic_mbps_during_burst.toFixed(2)} Mb/s`, 'cross traffic through, in bursts', runs),
+    rows((r) => r.router_drops.map((n, p) => (n ? `p${p}:${n}` : '')).filter(Boolean).join(' ') || 'none', 'router drops by precedence', runs),
+  ];
+  if (s.app === 'iperf3') {
+    table.push(rows((r) => (r.app_report && r.app_report.lost_percent !== null ? `${pct(Number(r.app_report.lost_percent))}, jitter ${ms(Number(r.app_report.jitter_ms))}` : '-'), 'iperf3 says: loss, jitter', runs));
+  }
+  const w = head.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+  const lines = table.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('   ').trimEnd());
+  const title = `qos demo: ${s.app === 'iperf3' ? 'iperf3 -u' : 'media application'} at ${s.kbps} kb/s, ${s.cycles} bursts of ${s.onMs} ms `
+    + `(${s.offMs} ms apart) across a ${s.bottleneckBps / 1e6} Mb/s link queued by precedence (${s.scheduler})`;
+  const out = [title, '', ...lines];
+  const u = d.runs.unmarked, m = d.runs.marked;
+  if (u && m) {
+    out.push('', `With the daemon, media loss during bursts went from ${pct(u.burst.loss_pct)} to ${pct(m.burst.loss_pct)} and p99 delay from ${ms(u.burst.delay_ms_p99)} to ${ms(m.burst.delay_ms_p99)}; `
+      + `the TCP control connection was set up in ${ms(m.tcp_setup_ms)} instead of ${ms(u.tcp_setup_ms)}.`);
+  }
+  return out.join('\n');
+}
