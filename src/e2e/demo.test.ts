@@ -1,0 +1,110 @@
+/* `qos demo` end to end: the real command, real namespaces, queues and captures; the report
+ * rendered by headless Chromium. */
+
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { DemoResult } from '../demo/demo.js';
+import { dumpDom, findChromium, screenshot } from '../report/chromium.js';
+import { e2eUnavailable, QOS } from './harness.js';
+
+const skip = e2eUnavailable();
+const leftovers = (pid: number) => spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.startsWith(`qosdemo${pid}-`));
+
+function demo(args: string[]): Promise<{ code: number | null; out: string; err: string; pid: number }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [QOS, 'demo', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.on('close', (code) => resolve({ code, out, err, pid: p.pid! }));
+  });
+}
+
+test('a shortened demo: the marked media beats the unmarked one during bursts; the report draws', { skip: skip ?? undefined, timeout: 180_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-demo-test-'));
+  try {
+    const json = join(dir, 'demo.json'), report = join(dir, 'report');
+    const r = await demo(['--cycles', '2', '--json', json, '--report', report]);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(leftovers(r.pid), [], 'every namespace removed');
+    assert.match(r.out, /With the daemon, media loss during bursts went from/);
+    const d = JSON.parse(readFileSync(json, 'utf8')) as DemoResult;
+    const u = d.runs.unmarked!, m = d.runs.marked!;
+    // What the wire showed: unmarked datagrams at DSCP 0, marked ones at EF, TCP at AF21.
+    assert.deepEqual(Object.keys(u.media_dscp), ['0']);
+    assert.deepEqual(Object.keys(m.media_dscp), ['46']);
+    assert.equal(m.control_dscp, 18);
+    assert.ok(m.burst.datagrams > 100 && u.burst.datagrams > 100, 'media was sent during the bursts');
+    assert.ok(m.burst.loss_pct < u.burst.loss_pct, `loss ${m.burst.loss_pct} % marked vs ${u.burst.loss_pct} % unmarked`);
+    assert.ok(m.burst.delay_ms_p99! < u.burst.delay_ms_p99!, `p99 ${m.burst.delay_ms_p99} ms marked vs ${u.burst.delay_ms_p99} ms unmarked`);
+    assert.ok(m.burst.loss_pct <= 1, `marked loss in bursts ${m.burst.loss_pct} %`);
+    assert.ok(m.burst.delay_ms_p99! <= 50, `marked p99 in bursts ${m.burst.delay_ms_p99} ms`);
+    assert.ok(u.burst.loss_pct >= 10 || u.burst.delay_ms_p99! >= 10 * m.burst.delay_ms_p99!, 'the unmarked media suffered');
+    assert.ok(m.tcp_setup_ms! < u.tcp_setup_ms!, `TCP set-up ${m.tcp_setup_ms} ms marked vs ${u.tcp_setup_ms} ms unmarked`);
+    assert.ok(m.cross_traffic_mbps_during_burst > 5, 'under wfq the cross traffic keeps flowing in bursts');
+    for (const run of [u, m]) for (const k of ['burst', 'idle'] as const) for (const f of ['loss_pct', 'delay_ms_p50', 'delay_ms_p99', 'jitter_ms']) assert.ok(f in run[k], `${k}.${f}`);
+
+    for (const f of ['index.html', 'delay-marked.svg', 'loss-unmarked.svg', 'classes-marked.svg']) assert.ok(existsSync(join(report, f)), f);
+    const browser = findChromium();
+    assert.ok(browser, 'the report test needs chromium (apt-get install chromium)');
+    const dom = dumpDom(browser, join(report, 'index.html'));
+    const body = /<body([^>]*)>/.exec(dom)![1]!;
+    assert.doesNotMatch(body, /data-error/, 'the page ran without errors');
+    assert.match(body, /data-drawn="6"/);
+    const ink = /data-ink="([\d,]+)"/.exec(body)![1]!.split(',').map(Number);
+    assert.equal(ink.length, 6);
+    for (const n of ink) assert.ok(n > 2000, `a chart canvas has ${n} painted pixels`);
+    const shot = join(dir, 'page.png');
+    screenshot(browser, join(report, 'index.html'), shot, 900, 2400);
+    assert.ok(statSync(shot).size > 20_000, 'the screenshot has content');
+    assert.ok(statSync(join(report, 'delay-unmarked.png')).size > 5_000, 'PNG images rendered');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('iperf3 as the media source, under strict priority: marked and reported beside its own figures', { skip: skip ?? undefined, timeout: 120_000 }, async () => {
+  const r = await demo(['--app', 'iperf3', '--scheduler', 'priority', '--cycles', '1', '--warmup-ms', '500', '--json', '-']);
+  assert.equal(r.code, 0, r.err);
+  assert.deepEqual(leftovers(r.pid), []);
+  const d = JSON.parse(r.out) as DemoResult;
+  assert.equal(d.setup.scheduler, 'priority');
+  const m = d.runs.marked!;
+  assert.deepEqual(Object.keys(m.media_dscp), ['46']);
+  assert.ok(m.burst.datagrams > 20);
+  assert.ok(m.burst.loss_pct <= 1, `iperf3 loss in bursts with the daemon: ${m.burst.loss_pct} %`);
+  assert.equal(typeof m.app_report?.lost_percent, 'number', 'iperf3 reported its own loss');
+  assert.equal(typeof m.cross_traffic_mbps_during_burst, 'number');
+});
+
+test('not root: a clear error and exit 69, no stack trace', { skip: skip ?? undefined }, () => {
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, QOS, 'demo'], { encoding: 'utf8' });
+  assert.equal(r.status, 69, r.stderr);
+  assert.match(r.stderr, /needs root/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+});
+
+test('bad options are refused before anything is built', { skip: skip ?? undefined }, () => {
+  for (const [args, msg] of [[['--scheduler', 'fifo'], /--scheduler takes wfq or priority/], [['--weights', '1,2'], /--weights takes eight/], [['--bottleneck', 'fast'], /--bottleneck takes a rate/]] as const) {
+    const r = spawnSync(process.execPath, [QOS, 'demo', ...args], { encoding: 'utf8' });
+    assert.equal(r.status, 64, r.stderr);
+    assert.match(r.stderr, msg);
+  }
+});
+
+test('Ctrl-C mid-run removes every namespace', { skip: skip ?? undefined, timeout: 60_000 }, async () => {
+  const p = spawn(process.execPath, [QOS, 'demo'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  p.stderr.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((r) => p.on('close', (code) => r(code)));
+  for (let i = 0; i < 200 && !err.includes('unmarked run'); i++) await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => setTimeout(r, 1500)); // into the run: captures and programs going
+  assert.equal(leftovers(p.pid!).length, 4, 'the four hosts exist while it runs');
+  p.kill('SIGINT');
+  assert.equal(await exited, 130, err);
+  assert.deepEqual(leftovers(p.pid!), []);
+});
