@@ -197,7 +197,7 @@ export class Decider {
   /** The machine state a handler may read, now: the caller's flows and the load averages.
    * Asked for only by a handler that reads it (a user's flows can be many). */
   private stateJson(id: Identity): string {
-    const flows = this.flows.ofUser(id.user).map((f) => flowFacts(f, {}));
+    const flows = this.flows.ofUser(id.user).map(flowFacts);
     return JSON.stringify({ flows, loadavg: this.loadavg() });
   }
 
@@ -214,16 +214,17 @@ export class Decider {
     const handler = HANDLER_OF[event];
     const script = policy.script;
     if (script && handler && script.handlers.has(handler)) {
-      if (!useScript) return this.conclude(event, f, id, policy, null);
+      if (!useScript) return this.conclude(event, f, id, policy, null, true);
       const facts = factsJson(event, f.fd, f); // now: before this call's decision
-      return script.decide(handler, id.uid, this.request(id, m, () => facts)).then((o) => this.conclude(event, f, id, policy, o));
+      return script.decide(handler, id.uid, this.request(id, m, () => facts)).then((o) => this.conclude(event, f, id, policy, o, true));
     }
-    return this.conclude(event, f, id, policy, null);
+    return this.conclude(event, f, id, policy, null, false);
   }
 
   /** Records the verdict on the flow and builds the reply: the script's decision if it made
-   * one, else the rules'. Only a call no script handles may be cached by the agent. */
-  private conclude(event: EventName, f: Flow, id: Identity, policy: PolicyView, o: ScriptOutcome | null): Outcome {
+   * one, else the rules'. Only a call no script handles (not `scripted`) may be cached by
+   * the agent. */
+  private conclude(event: EventName, f: Flow, id: Identity, policy: PolicyView, o: ScriptOutcome | null, scripted: boolean): Outcome {
     let v: Verdict;
     if (o && o.decision !== undefined) v = { decision: o.decision, rule: 'script' };
     else {
@@ -247,7 +248,6 @@ export class Decider {
     let reply = encodeReply(v.decision);
     // A declarative verdict on a call depends only on who asks, the call's facts and the
     // policy: the agent may reuse it for identical calls until the generation changes.
-    const scripted = policy.script && HANDLER_OF[event] && policy.script.handlers.has(HANDLER_OF[event]);
     if (policy.generation > 0 && CACHEABLE_EVENTS.has(event) && !scripted) reply = reply ? `${reply} CACHE ${policy.generation}` : `CACHE ${policy.generation}`;
     const record: DecisionRecord = {
       at: this.now(), pid: id.pid, user: id.user, exe: id.exe, event, fd: f.fd,
@@ -259,13 +259,12 @@ export class Decider {
   }
 }
 
-/** A flow as a script sees it (docs/scripts.md), written into `into`. */
-function flowFacts(f: Flow, into: Record<string, unknown>): Record<string, unknown> {
-  into.pid = f.pid; into.fd = f.fd; into.exe = f.exe; into.family = f.family; into.type = f.type; into.proto = f.proto;
-  into.protocol = f.protocol; into.local = f.local; into.remote = f.remote; into.rule = f.rule;
-  into.class = decisionClass(f.decision);
-  into.dscp = dscpOf(f.decision);
-  return into;
+/** A flow as a script sees it in `qos.flows()` (docs/scripts.md). */
+function flowFacts(f: Flow): Record<string, unknown> {
+  return {
+    pid: f.pid, fd: f.fd, exe: f.exe, family: f.family, type: f.type, proto: f.proto, protocol: f.protocol,
+    local: f.local, remote: f.remote, rule: f.rule, class: decisionClass(f.decision), dscp: dscpOf(f.decision),
+  };
 }
 
 function dscpOf(d: Decision | null): number | null {
