@@ -13,6 +13,9 @@ export const ErrorCodes = {
   QOS_ERR_ENVIRONMENT: 'this machine lacks something qosd needs',
   QOS_ERR_BENCH: 'a benchmark step failed',
   QOS_ERR_CAPTURE: 'a packet capture is malformed or cannot be taken',
+  QOS_ERR_RULES_INVALID: 'a kernel rule set or rule is invalid',
+  QOS_ERR_RULES_STALE: 'the rule set changed since the revision the edit was based on',
+  QOS_ERR_KERNEL: 'the kernel refused or could not apply the rules (nftables)',
   QOS_ERR_INTERNAL: 'internal error',
 } as const;
 
@@ -49,6 +52,8 @@ export function exitCodeFor(err: unknown): number {
   switch (err.code) {
     case 'QOS_ERR_USAGE': return 64; // EX_USAGE
     case 'QOS_ERR_POLICY_INVALID': return 65; // EX_DATAERR
+    case 'QOS_ERR_RULES_INVALID': return 65;
+    case 'QOS_ERR_RULES_STALE': return 75; // EX_TEMPFAIL: read again and retry
     case 'QOS_ERR_POLICY_IO': return 66; // EX_NOINPUT
     case 'QOS_ERR_DAEMON_UNREACHABLE': return 69; // EX_UNAVAILABLE
     case 'QOS_ERR_ENVIRONMENT': return 69;

@@ -1,14 +1,16 @@
 /* A small client for the daemon's admin API (HTTP over its Unix socket). */
 
 import { request } from 'node:http';
-import { QosError } from '../errors.js';
+import { ErrorCodes, QosError, type ErrorCode, type Problem } from '../errors.js';
 
 export interface Response { status: number; body: string }
 
 /** One request; rejects with QOS_ERR_DAEMON_UNREACHABLE if nobody listens. */
-export function call(socketPath: string, method: string, path: string, timeoutMs = 5000): Promise<Response> {
+export function call(socketPath: string, method: string, path: string, timeoutMs = 5000, body?: unknown): Promise<Response> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, method, path, timeout: timeoutMs }, (res) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const headers = data === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) };
+    const req = request({ socketPath, method, path, timeout: timeoutMs, headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
@@ -16,18 +18,20 @@ export function call(socketPath: string, method: string, path: string, timeoutMs
     });
     req.on('timeout', () => req.destroy(new Error('timed out')));
     req.on('error', (e) => reject(new QosError('QOS_ERR_DAEMON_UNREACHABLE', `no daemon answers on ${socketPath} (${(e as NodeJS.ErrnoException).code ?? e.message}); is \`qos daemon\` running?`)));
-    req.end();
+    req.end(data);
   });
 }
 
-/** GET/POST returning parsed JSON; a non-2xx answer becomes a QosError. */
-export async function callJson<T>(socketPath: string, method: string, path: string): Promise<T> {
-  const r = await call(socketPath, method, path);
+/** A request returning parsed JSON; a non-2xx answer becomes the daemon's QosError (same
+ * code, message and problems, so the exit status is the one the error deserves). */
+export async function callJson<T>(socketPath: string, method: string, path: string, body?: unknown, timeoutMs = 5000): Promise<T> {
+  const r = await call(socketPath, method, path, timeoutMs, body);
   let parsed: unknown;
   try { parsed = JSON.parse(r.body); } catch { throw new QosError('QOS_ERR_API', `daemon answered ${r.status} with non-JSON`); }
   if (r.status < 200 || r.status >= 300) {
-    const e = (parsed as { error?: { message?: string } }).error;
-    throw new QosError('QOS_ERR_API', e?.message ?? `daemon answered ${r.status}`);
+    const e = (parsed as { error?: { code?: string; message?: string; problems?: Problem[] } }).error;
+    const code = e?.code && e.code in ErrorCodes ? (e.code as ErrorCode) : 'QOS_ERR_API';
+    throw new QosError(code, e?.message ?? `daemon answered ${r.status}`, e?.problems ?? []);
   }
   return parsed as T;
 }

@@ -8,6 +8,7 @@ import { exitCodeFor, formatProblems, QosError } from '../errors.js';
 import { AGENT_LIBRARY, adminSocket, agentSocket } from './paths.js';
 import { call, callJson, stream } from './client.js';
 import { formatDecision, formatFlows, formatStatus } from './format.js';
+import { rulesCommand } from './rules.js';
 
 const program = new Command('qos')
   .description('Quality of service for unmodified applications: marks their sockets by per-machine policy.')
@@ -27,9 +28,15 @@ program
   .option('--script-workers <n>', 'worker threads for a policy script (default: the number of cores, at least 2)', (v) => positiveInt(v, '--script-workers'))
   .option('--script-deadline-ms <ms>', 'deadline of one script call', (v) => positiveInt(v, '--script-deadline-ms'), 10)
   .option('--script-memory-mb <mb>', 'memory cap of a script', (v) => positiveInt(v, '--script-memory-mb'), 32)
-  .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number }) => {
+  .option('--rules <file>', 'where the kernel rule set is kept (`qos rules`)', '/var/lib/qosd/rules.json')
+  .option('--kernel <mode>', 'kernel rules (nftables): auto (if nft works), on (fail if not), off', 'auto')
+  .option('--nft-table <name>', 'the nftables table qosd owns (family inet)', 'qosd')
+  .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; rules: string; kernel: string; nftTable: string }) => {
+    if (o.kernel !== 'auto' && o.kernel !== 'on' && o.kernel !== 'off') throw new QosError('QOS_ERR_USAGE', `--kernel takes auto, on or off, not "${o.kernel}"`);
+    if (!/^[A-Za-z_][\w-]{0,63}$/.test(o.nftTable)) throw new QosError('QOS_ERR_USAGE', `--nft-table takes a name of letters, digits, _ and -, not "${o.nftTable}"`);
     const { Daemon } = await import('../daemon/daemon.js');
     const d = new Daemon({
+      kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel },
       socket: o.socket, admin: o.admin, policy: o.policy, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice,
       scriptWorkers: o.scriptWorkers, scriptLimits: { deadlineMs: o.scriptDeadlineMs, memoryBytes: o.scriptMemoryMb * 2 ** 20 },
     });
@@ -110,6 +117,8 @@ program
     process.stdout.write((await call(o.admin, 'GET', '/metrics')).body);
   });
 
+program.addCommand(rulesCommand(print));
+
 const policy = program.command('policy').description('work with policy files');
 policy
   .command('check')
@@ -122,10 +131,13 @@ policy
     try {
       const { doc, script } = await loadPolicyFile(file);
       const handlers = script ? await checkScript(script) : [];
+      const { policyPlacement } = await import('../kernel/manager.js');
+      const { placements } = policyPlacement(doc);
       const scriptText = script ? `, script ${script.path} (${handlers.join(', ')})` : '';
+      const where = placements.map((p) => `  ${p.name ?? `rule ${p.position}`}: ${p.where === 'agent' ? `agent only (${p.reason})` : 'agent and kernel'}`);
       print(o.json
-        ? JSON.stringify({ ok: true, file, rules: doc.rules.length, default: doc.default ?? null, script: script ? { file: script.path, handlers } : null })
-        : `${file}: ok, ${doc.rules.length} rules${doc.default ? ', with a default' : ''}${scriptText}`);
+        ? JSON.stringify({ ok: true, file, rules: doc.rules.length, default: doc.default ?? null, script: script ? { file: script.path, handlers } : null, enforcement: placements })
+        : [`${file}: ok, ${doc.rules.length} rules${doc.default ? ', with a default (agent only)' : ''}${scriptText}`, ...where].join('\n'));
     } catch (e) {
       if (o.json && e instanceof QosError) {
         print(JSON.stringify({ ok: false, file, error: e.toJSON() }));

@@ -1,5 +1,6 @@
 /* The admin interface: JSON over HTTP on a Unix socket (root-only by file mode).
- * GET /v1/status, /v1/flows, /v1/decisions[?follow=1], /metrics; POST /v1/reload. */
+ * GET /v1/status, /v1/flows, /v1/decisions[?follow=1], /metrics; POST /v1/reload; the kernel
+ * rule set under /v1/rules (kernel/api.ts). */
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { chmod, mkdir, unlink } from 'node:fs/promises';
@@ -14,6 +15,32 @@ export interface AdminHandlers {
   subscribe(fn: (r: DecisionRecord) => void): () => void;
   metrics(): Promise<{ contentType: string; body: string }>;
   reload(): Promise<unknown>;
+  rules(method: string, path: string, body: Record<string, unknown>): Promise<{ status: number; body: unknown }>;
+}
+
+/** Request bodies are JSON objects of at most this many bytes (a 65,535-rule import fits). */
+const MAX_BODY = 64 * 2 ** 20;
+
+function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    req.on('data', (d: Buffer) => {
+      size += d.length;
+      if (size > MAX_BODY) { reject(new QosError('QOS_ERR_USAGE', `request body over ${MAX_BODY} bytes`)); req.destroy(); return; }
+      parts.push(d);
+    });
+    req.on('end', () => {
+      const text = Buffer.concat(parts).toString('utf8');
+      if (!text.trim()) return resolve({});
+      try {
+        const v: unknown = JSON.parse(text);
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
+        resolve(v as Record<string, unknown>);
+      } catch (e) { reject(new QosError('QOS_ERR_USAGE', `request body is not a JSON object: ${(e as Error).message}`)); }
+    });
+    req.on('error', reject);
+  });
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
@@ -57,6 +84,12 @@ export class AdminServer {
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://qosd');
     const key = `${req.method} ${url.pathname}`;
+    if (url.pathname === '/v1/rules' || url.pathname.startsWith('/v1/rules/')) {
+      let body: Record<string, unknown>;
+      try { body = req.method === 'GET' ? {} : await readBody(req); } catch (e) { return json(res, 400, { error: (e as QosError).toJSON() }); }
+      const a = await this.h.rules(req.method ?? 'GET', url.pathname, body);
+      return json(res, a.status, a.body);
+    }
     switch (key) {
       case 'GET /v1/status': return json(res, 200, this.h.status());
       case 'GET /v1/flows': return json(res, 200, this.h.flows());

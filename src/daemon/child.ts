@@ -9,10 +9,14 @@ import { fileURLToPath } from 'node:url';
 /** The qos CLI entry point of this package. */
 export const QOS_CLI = resolve(fileURLToPath(import.meta.url), '../../cli/main.js');
 
+let children = 0;
+
 export class DaemonChild {
   readonly socket: string;
   readonly admin: string;
   readonly policyFile: string;
+  readonly rulesFile: string;
+  readonly nftTable = `qosd_t${process.pid}_${++children}`;
   proc!: ChildProcess;
   log = '';
 
@@ -21,12 +25,15 @@ export class DaemonChild {
     this.socket = join(dir, 'agent.sock');
     this.admin = join(dir, 'admin.sock');
     this.policyFile = join(dir, 'policy.yaml');
+    this.rulesFile = join(dir, 'rules.json');
     writeFileSync(this.policyFile, policy);
   }
 
   /** Starts the daemon and waits until it listens; throws with its output if it does not. */
   async start(): Promise<this> {
-    const argv = [...this.wrap, process.execPath, QOS_CLI, 'daemon', '--socket', this.socket, '--admin', this.admin, '--policy', this.policyFile, ...this.extraArgs];
+    // its own rule-set file and nftables table: daemons under test never touch the machine's
+    const argv = [...this.wrap, process.execPath, QOS_CLI, 'daemon', '--socket', this.socket, '--admin', this.admin, '--policy', this.policyFile,
+      '--rules', this.rulesFile, '--nft-table', this.nftTable, ...this.extraArgs];
     this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout!.on('data', (d: Buffer) => (this.log += d));
     this.proc.stderr!.on('data', (d: Buffer) => (this.log += d));

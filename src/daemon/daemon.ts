@@ -14,6 +14,8 @@ import { ScriptPool, type ScriptOutcome } from '../script/pool.js';
 import { TclHost } from '../script/tcl-host.js';
 import { decode, PROTOCOL_VERSION } from '../protocol/messages.js';
 import { AdminServer } from './admin.js';
+import { rulesApi } from '../kernel/api.js';
+import { KernelRules, type KernelMode } from '../kernel/manager.js';
 import { AgentServer, hasRequest } from './agents.js';
 import { Decider, type DecisionRecord } from './decide.js';
 import { FlowTable } from './flows.js';
@@ -38,7 +40,11 @@ export interface DaemonOptions {
   scriptWorkers?: number;
   scriptLimits?: Partial<SandboxLimits>;
   sweepMs?: number;
+  /** Kernel rules (nftables): where the rule set is stored, the table, and whether to use it. */
+  kernel?: { rulesFile: string; table: string; mode: KernelMode };
 }
+
+export const DEFAULT_RULES_FILE = '/var/lib/qosd/rules.json';
 
 interface PolicyState {
   engine: PolicyEngine;
@@ -82,6 +88,7 @@ export class Daemon {
   private agents!: AgentServer;
   private generations: GenerationFile | null = null;
   private admin!: AdminServer;
+  private kernel!: KernelRules;
   private watcher: FSWatcher | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private reloadTimer: NodeJS.Timeout | null = null;
@@ -102,6 +109,9 @@ export class Daemon {
       source: this.o.policy ? resolve(this.o.policy) : '<built-in>', loadedAt: new Date().toISOString(), lastError: null,
     };
     warmUp(this.policy.engine);
+    const ko = this.o.kernel ?? { rulesFile: DEFAULT_RULES_FILE, table: 'qosd', mode: 'auto' as const };
+    this.kernel = new KernelRules({ ...ko, log: this.log });
+    await this.kernel.start(doc);
     const decider = new Decider(this.flows, () => this.policy);
     this.agents = new AgentServer({
       path: this.o.socket, decider, identities: this.identities, metrics: this.metrics, log: this.log,
@@ -120,6 +130,7 @@ export class Daemon {
         return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
       },
       reload: () => this.reload('api'),
+      rules: (method, path, body) => rulesApi(this.kernel, method, path, body),
     });
     await this.admin.listen();
     this.sweepTimer = setInterval(() => this.sweep(), this.o.sweepMs ?? 10_000);
@@ -164,7 +175,7 @@ export class Daemon {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.reloadTimer) clearTimeout(this.reloadTimer);
     this.generations?.close();
-    await Promise.all([this.agents?.close(), this.admin?.close(), this.policy?.script?.close()]);
+    await Promise.all([this.agents?.close(), this.admin?.close(), this.policy?.script?.close(), this.kernel?.stop()]);
     this.log.info('qosd stopped');
   }
 
@@ -175,6 +186,7 @@ export class Daemon {
       const { doc, script } = await loadPolicyFile(this.o.policy);
       const engine = new PolicyEngine(doc);
       const pool = await this.startScript(script);
+      await this.kernel.setPolicy(doc).catch(async (e: unknown) => { await pool?.close(); throw e; });
       const old = this.policy.script;
       this.policy = { engine, generation: this.generations!.next(), script: pool, source: this.policy.source, loadedAt: new Date().toISOString(), lastError: null };
       // Calls in flight in the old script's workers fall through to the rules they started with.
@@ -208,6 +220,7 @@ export class Daemon {
       agents_connected: this.agents.connections,
       flows: this.flows.size,
       decisions_total: this.decisionCount,
+      kernel: this.kernel.status(),
       memory: { rss: mem.rss, heap_used: mem.heapUsed },
     };
   }

@@ -4,7 +4,8 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
-import { QosError, type Problem } from '../errors.js';
+import type { z } from 'zod';
+import { QosError, type ErrorCode, type Problem } from '../errors.js';
 import { PolicySchema, type PolicyDoc } from './schema.js';
 
 function position(doc: Document, lc: LineCounter, path: readonly PropertyKey[]): { line?: number; col?: number } {
@@ -22,8 +23,12 @@ function dotted(path: readonly PropertyKey[]): string {
   return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
 }
 
-/** Parses and validates policy text; throws QOS_ERR_POLICY_INVALID listing every problem. */
-export function parsePolicy(text: string, file = '<policy>'): PolicyDoc {
+/** Parses YAML/JSON text and validates it with a schema, collecting every problem (syntax,
+ * schema, and the extra checks given) with line and column; throws `code` listing them. */
+export function parseValidated<S extends z.ZodType>(
+  text: string, file: string, schema: S, code: ErrorCode,
+  extra: (raw: unknown) => { path: PropertyKey[]; message: string }[] = () => [],
+): z.infer<S> {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const problems: Problem[] = [];
@@ -31,20 +36,25 @@ export function parsePolicy(text: string, file = '<policy>'): PolicyDoc {
     const { line, col } = lc.linePos(e.pos[0]);
     problems.push({ file, line, col, message: e.message.split('\n')[0]! });
   }
-  if (problems.length) throw new QosError('QOS_ERR_POLICY_INVALID', `${file}: ${problems.length} error(s)`, problems);
+  if (problems.length) throw new QosError(code, `${file}: ${problems.length} error(s)`, problems);
   const raw = doc.toJS() ?? {};
-  const res = PolicySchema.safeParse(raw);
-  const issues = [...(res.success ? [] : res.error.issues.map((i) => ({ path: i.path as PropertyKey[], message: i.message }))), ...duplicateNames(raw)];
+  const res = schema.safeParse(raw);
+  const issues = [...(res.success ? [] : res.error.issues.map((i) => ({ path: i.path as PropertyKey[], message: i.message }))), ...extra(raw)];
   if (issues.length) {
     for (const { path, message } of issues) problems.push({ file, ...position(doc, lc, path), path: dotted(path) || undefined, message });
     problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0));
-    throw new QosError('QOS_ERR_POLICY_INVALID', `${file}: ${problems.length} error(s)`, problems);
+    throw new QosError(code, `${file}: ${problems.length} error(s)`, problems);
   }
-  return res.data!;
+  return res.data as z.infer<S>;
+}
+
+/** Parses and validates policy text; throws QOS_ERR_POLICY_INVALID listing every problem. */
+export function parsePolicy(text: string, file = '<policy>'): PolicyDoc {
+  return parseValidated(text, file, PolicySchema, 'QOS_ERR_POLICY_INVALID', duplicateNames);
 }
 
 /** Rule names must be unique; checked apart from the schema so it is reported with the rest. */
-function duplicateNames(raw: unknown): { path: PropertyKey[]; message: string }[] {
+export function duplicateNames(raw: unknown): { path: PropertyKey[]; message: string }[] {
   const rules = (raw as { rules?: unknown }).rules;
   if (!Array.isArray(rules)) return [];
   const seen = new Map<string, number>();

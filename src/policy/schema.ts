@@ -9,19 +9,24 @@ import { parseCidr, parsePortSpec } from './net.js';
 export const EVENT_NAMES = ['socket', 'connect', 'bind', 'listen', 'accept', 'sendto', 'setsockopt'] as const;
 export type EventName = (typeof EVENT_NAMES)[number];
 
-const oneOrMany = <T extends z.ZodType>(s: T, what: string) =>
+export const oneOrMany = <T extends z.ZodType>(s: T, what: string) =>
   z.union([s, z.array(s).min(1)], { error: `expected ${what}, or a list of them` });
 
 const pattern = z.string().min(1).superRefine((p, ctx) => {
   try { compilePattern(p); } catch (e) { ctx.addIssue({ code: 'custom', message: `bad pattern: ${(e as Error).message}` }); }
 });
-const cidr = z.string().refine((s) => parseCidr(s) !== undefined, {
+export const cidr = z.string().refine((s) => parseCidr(s) !== undefined, {
   message: 'expected an address or CIDR prefix, e.g. 192.0.2.0/24 or 2001:db8::/32',
 });
-const port = z.union([z.number(), z.string()]).refine((v) => parsePortSpec(v) !== undefined, {
+export const port = z.union([z.number(), z.string()]).refine((v) => parsePortSpec(v) !== undefined, {
   message: 'expected a port 0-65535 or a range "a-b"',
 });
-const id = z.number().int().min(0).max(2 ** 32 - 1);
+export const id = z.number().int().min(0).max(2 ** 32 - 1);
+
+export const dscpField = z.union([z.string(), z.number()]).refine((v) => dscpValue(v) !== undefined, {
+  message: 'expected a DSCP name (EF, AF11..AF43, CS0..CS7, LE, VA) or a number 0-63',
+});
+export const ruleName = z.string().min(1).max(128).regex(/^[\w.:@-]+$/, 'names use letters, digits and _ . : @ -');
 
 export const MatchSchema = z.strictObject({
   event: oneOrMany(z.enum(EVENT_NAMES), `an event (${EVENT_NAMES.join(', ')})`).optional(),
@@ -43,9 +48,7 @@ export const MatchSchema = z.strictObject({
 
 export const ActionSchema = z
   .strictObject({
-    dscp: z.union([z.string(), z.number()]).refine((v) => dscpValue(v) !== undefined, {
-      message: 'expected a DSCP name (EF, AF11..AF43, CS0..CS7, LE, VA) or a number 0-63',
-    }).optional(),
+    dscp: dscpField.optional(),
     tos: z.number().int().min(0).max(255).optional(),
     priority: z.number().int().min(0).max(7).optional(),
     deny: z.string().refine((v) => ERRNO_NAMES.includes(v), {
@@ -63,7 +66,7 @@ export const ActionSchema = z
   });
 
 export const RuleSchema = z.strictObject({
-  name: z.string().min(1).max(128).regex(/^[\w.:@-]+$/, 'names use letters, digits and _ . : @ -').optional(),
+  name: ruleName.optional(),
   match: MatchSchema.default({}),
   action: ActionSchema,
 });

@@ -1,0 +1,125 @@
+/* The rule-set part of the admin API (JSON over HTTP, docs/kernel-rules.md):
+ *   GET    /v1/rules                 the set and the policy's kernel rules, with counters
+ *   GET    /v1/rules/status          the backend's state
+ *   GET    /v1/rules/values          allowed values and defaults
+ *   GET    /v1/rules/export          the portable file
+ *   POST   /v1/rules                 { rule, position? }   add (at the end) or insert
+ *   PUT    /v1/rules/REF             { rule }              replace (REF: position or name)
+ *   DELETE /v1/rules/REF
+ *   POST   /v1/rules/move            { from: REF, to: position }
+ *   POST   /v1/rules/enable | disable
+ *   POST   /v1/rules/import          { text }              replace the whole set
+ *   POST   /v1/rules/validate        { text } | { rule }
+ * Every edit takes optional `revision` (refused if the set moved on) and `dry_run`. */
+
+import { QosError } from '../errors.js';
+import { DSCP_NAMES } from '../policy/dscp.js';
+import { checkRule, parseRuleSet, ruleSetText, type KernelRules } from './manager.js';
+import { MAX_ATOMS_PER_RULE, PROTOCOLS, type RuleSetDoc } from './rules.js';
+
+export interface ApiAnswer { status: number; body: unknown }
+
+const STATUS: Partial<Record<string, number>> = { QOS_ERR_RULES_INVALID: 400, QOS_ERR_USAGE: 400, QOS_ERR_RULES_STALE: 409, QOS_ERR_NOT_FOUND: 404, QOS_ERR_KERNEL: 500 };
+
+export function apiError(e: unknown): ApiAnswer {
+  const err = e instanceof QosError ? e : new QosError('QOS_ERR_INTERNAL', String(e));
+  return { status: STATUS[err.code] ?? 500, body: { error: err.toJSON() } };
+}
+
+export const VALUES = {
+  match: {
+    family: ['inet', 'inet6'],
+    proto: Object.keys(PROTOCOLS).concat(['a number 0-255']),
+    remote: 'an address or CIDR prefix (192.0.2.0/24, 2001:db8::/32), or a list',
+    local: 'an address or CIDR prefix, or a list',
+    remote_port: 'a port 0-65535 or a range "a-b", or a list; without proto, tcp and udp',
+    local_port: 'a port 0-65535 or a range "a-b", or a list',
+    uid: 'a numeric uid, or a list', gid: 'a numeric gid, or a list',
+    user: 'a user name from /etc/passwd, or a list', group: 'a group name from /etc/group, or a list',
+  },
+  action: {
+    dscp: Object.keys(DSCP_NAMES).concat(['a number 0-63']),
+    tos: 'a number 0-255 (its DSCP bits are used; ECN is left alone)',
+    priority: 'a number 0-7 (the socket priority, skb->priority)',
+    override: 'true: also re-mark packets that already carry a DSCP',
+  },
+  defaults: { match: 'absent fields match everything (a rule without match is the default rule)', override: false, enabled: true, position: 'the end' },
+  limits: { atoms_per_rule: MAX_ATOMS_PER_RULE, rules: 65535 },
+};
+
+function ref(set: RuleSetDoc, r: string | number): number {
+  const s = String(r);
+  const i = /^\d+$/.test(s) ? Number(s) - 1 : set.rules.findIndex((x) => x.name === s);
+  if (i < 0 || i >= set.rules.length) throw new QosError('QOS_ERR_NOT_FOUND', `no rule ${s} (the set has ${set.rules.length} rules${/^\d+$/.test(s) ? '' : '; none by that name'})`);
+  return i;
+}
+
+function position(v: unknown, max: number): number {
+  if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > max) throw new QosError('QOS_ERR_USAGE', `position must be 1..${max}, not ${JSON.stringify(v)}`);
+  return (v as number) - 1;
+}
+
+function editArgs(body: Record<string, unknown>): { revision: number | undefined; dryRun: boolean } {
+  const revision = body.revision;
+  if (revision !== undefined && !(Number.isInteger(revision) && (revision as number) >= 0)) throw new QosError('QOS_ERR_USAGE', `revision must be a whole number, not ${JSON.stringify(revision)}`);
+  return { revision: revision as number | undefined, dryRun: body.dry_run === true };
+}
+
+/** Answers one /v1/rules request. */
+export async function rulesApi(k: KernelRules, method: string, path: string, body: Record<string, unknown>): Promise<ApiAnswer> {
+  try {
+    const rest = path.replace(/^\/v1\/rules\/?/, '');
+    const { revision, dryRun } = method === 'GET' ? { revision: undefined, dryRun: false } : editArgs(body);
+    const ok = (body: unknown) => ({ status: 200, body });
+    switch (`${method} ${rest.includes('/') ? '?' : rest}`) {
+      case 'GET ': return ok(await k.list());
+      case 'GET status': return ok(k.status());
+      case 'GET values': return ok(VALUES);
+      case 'GET export': return ok({ text: ruleSetText(k.ruleSet), revision: k.storedRevision });
+      case 'POST ': {
+        const rule = checkRule(body.rule);
+        return ok(await k.edit(revision, dryRun, (set, ids) => {
+          const at = body.position === undefined ? set.rules.length : position(body.position, set.rules.length + 1);
+          set.rules.splice(at, 0, rule);
+          ids.splice(at, 0, k.newId());
+        }));
+      }
+      case 'POST move': return ok(await k.edit(revision, dryRun, (set, ids) => {
+        const from = ref(set, body.from as string | number);
+        const to = position(body.to, set.rules.length);
+        const [r] = set.rules.splice(from, 1);
+        const [id] = ids.splice(from, 1);
+        set.rules.splice(to, 0, r!);
+        ids.splice(to, 0, id!);
+      }));
+      case 'POST enable': case 'POST disable': return ok(await k.edit(revision, dryRun, (set) => { set.enabled = rest === 'enable'; }));
+      case 'POST import': {
+        if (typeof body.text !== 'string') throw new QosError('QOS_ERR_USAGE', 'import needs { text: "<the rule-set file>" }');
+        const doc = parseRuleSet(body.text, typeof body.file === 'string' ? body.file : '<import>');
+        return ok(await k.edit(revision, dryRun, (set, ids) => {
+          set.enabled = doc.enabled;
+          set.rules = doc.rules;
+          ids.splice(0, ids.length, ...doc.rules.map(() => k.newId()));
+        }));
+      }
+      case 'POST validate': {
+        if (typeof body.text === 'string') { const d = parseRuleSet(body.text, typeof body.file === 'string' ? body.file : '<text>'); return ok({ ok: true, rules: d.rules.length }); }
+        checkRule(body.rule);
+        return ok({ ok: true, rules: 1 });
+      }
+      default: {
+        if (rest && !rest.includes('/') && (method === 'PUT' || method === 'DELETE')) {
+          const r = decodeURIComponent(rest);
+          const rule = method === 'PUT' ? checkRule(body.rule) : null;
+          return ok(await k.edit(revision, dryRun, (set, ids) => {
+            const i = ref(set, r);
+            if (rule) { set.rules[i] = rule; ids[i] = k.newId(); } else { set.rules.splice(i, 1); ids.splice(i, 1); }
+          }));
+        }
+        throw new QosError('QOS_ERR_NOT_FOUND', `no route ${method} ${path}`);
+      }
+    }
+  } catch (e) {
+    return apiError(e);
+  }
+}

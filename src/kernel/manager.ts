@@ -1,0 +1,228 @@
+/* The daemon's kernel rules: the managed rule set (`qos rules`, stored in a file with a
+ * revision number) after the policy's rules that the kernel can express, compiled into one
+ * nftables table. Edits are serialised; each is validated whole, applied in one
+ * transaction, and only then saved (atomically): a refused edit changes nothing. An edit
+ * based on an older revision than the stored one is refused (QOS_ERR_RULES_STALE). */
+
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { z } from 'zod';
+import { writeFileAtomic } from '../atomic-file.js';
+import { QosError } from '../errors.js';
+import { duplicateNames, parseValidated } from '../policy/load.js';
+import type { PolicyDoc } from '../policy/schema.js';
+import { MAX_RULE_NUM, planTable, type TablePlan } from './layers.js';
+import { nftUnavailable, NftTable, type Counter } from './nft.js';
+import { kernelAction, KernelRuleSchema, policyRuleInKernel, ruleAtoms, ruleProblems, RuleSetSchema, systemNames, type KernelRuleDoc, type KRule, type Names, type RuleSetDoc } from './rules.js';
+
+export type KernelMode = 'auto' | 'on' | 'off';
+
+export interface KernelOptions {
+  rulesFile: string;
+  table: string;
+  mode: KernelMode;
+  log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void };
+}
+
+const StoreSchema = RuleSetSchema.extend({ revision: z.number().int().min(0) });
+
+/** Where each policy rule is enforced. */
+export interface Placement { position: number; name?: string; where: 'agent+kernel' | 'agent'; reason?: string }
+
+export function policyPlacement(doc: PolicyDoc, names: Names = systemNames()): { placements: Placement[]; rules: KernelRuleDoc[]; ids: string[] } {
+  const placements: Placement[] = [];
+  const rules: KernelRuleDoc[] = [];
+  const ids: string[] = [];
+  doc.rules.forEach((r, i) => {
+    const k = policyRuleInKernel(r, names);
+    placements.push({ position: i + 1, ...(r.name ? { name: r.name } : {}), where: k.rule ? 'agent+kernel' : 'agent', ...(k.reason ? { reason: k.reason } : {}) });
+    if (k.rule) { rules.push(k.rule); ids.push(`p:${r.name ?? `#${i + 1}`}`); }
+  });
+  return { placements, rules, ids };
+}
+
+/** Parses and checks rule-set text (JSON or YAML) whole; throws QOS_ERR_RULES_INVALID
+ * listing every problem with line, column and path. */
+export function parseRuleSet(text: string, file: string, names: Names = systemNames()): RuleSetDoc {
+  return parseValidated(text, file, RuleSetSchema, 'QOS_ERR_RULES_INVALID', (raw) => {
+    const out = duplicateNames(raw);
+    const parsed = RuleSetSchema.safeParse(raw);
+    if (parsed.success) parsed.data.rules.forEach((r, i) => { for (const p of ruleProblems(r, names)) out.push({ path: ['rules', i, ...p.path], message: p.message }); });
+    return out;
+  });
+}
+
+/** Checks one rule given through the API. */
+export function checkRule(raw: unknown, names: Names = systemNames()): KernelRuleDoc {
+  const res = KernelRuleSchema.safeParse(raw);
+  const problems = res.success
+    ? ruleProblems(res.data, names).map((p) => ({ path: p.path.map(String).join('.'), message: p.message }))
+    : res.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message }));
+  if (problems.length) throw new QosError('QOS_ERR_RULES_INVALID', `invalid rule: ${problems.length} problem(s)`, problems);
+  return res.data!;
+}
+
+/** The portable text of a rule set: what `export` prints and `import` reads back unchanged. */
+export function ruleSetText(doc: RuleSetDoc): string {
+  return JSON.stringify({ qosd_rules: 1, enabled: doc.enabled, rules: doc.rules }, null, 2) + '\n';
+}
+
+export interface ApplyReport { revision: number; applied: boolean; apply_ms: number; commands: number; layers: Record<string, number>; dry_run?: { nftables: unknown[] } }
+
+export class KernelRules {
+  private set: RuleSetDoc = { qosd_rules: 1, enabled: true, rules: [] };
+  /** stable ids of the set's rules, parallel to set.rules: counters follow a moved rule */
+  private ids: number[] = [];
+  private nextId = 1;
+  private revision = 0;
+  private policy: { rules: KernelRuleDoc[]; ids: string[]; placements: Placement[] } = { rules: [], ids: [], placements: [] };
+  private readonly nft: NftTable;
+  private active = false;
+  private problem: string | null = null;
+  private gen = 0;
+  private readonly nums = new Map<string, number>();
+  private plan: TablePlan | null = null;
+  private lastApplyMs = 0;
+  private queue: Promise<unknown> = Promise.resolve();
+  private names = systemNames();
+
+  constructor(private readonly o: KernelOptions) {
+    this.nft = new NftTable(o.table);
+  }
+
+  /** Loads the stored set and, unless kernel rules are off or unavailable, applies it. */
+  async start(policy: PolicyDoc): Promise<void> {
+    this.policy = policyPlacement(policy, this.names);
+    if (existsSync(this.o.rulesFile)) {
+      const text = readFileSync(this.o.rulesFile, 'utf8');
+      const doc = parseValidated(text, this.o.rulesFile, StoreSchema, 'QOS_ERR_RULES_INVALID');
+      const { revision, ...set } = doc;
+      parseRuleSet(ruleSetText(set), this.o.rulesFile, this.names); // the semantic checks too
+      this.set = set;
+      this.revision = revision;
+      this.ids = set.rules.map(() => this.nextId++);
+    }
+    if (this.o.mode === 'off') { this.problem = 'kernel rules are off (--kernel off)'; return; }
+    const why = await nftUnavailable();
+    if (why) {
+      if (this.o.mode === 'on') throw new QosError('QOS_ERR_ENVIRONMENT', `--kernel on, but nftables cannot be used: ${why}`);
+      this.problem = `nftables cannot be used: ${why}`;
+      this.o.log.warn({ reason: why }, 'kernel rules not applied: the agent alone marks');
+      return;
+    }
+    this.active = true;
+    await this.applyNow(this.set, false);
+  }
+
+  /** The policy changed (reload): its kernel-expressible rules are re-applied. */
+  setPolicy(policy: PolicyDoc): Promise<void> {
+    return this.serial(async () => {
+      const prev = this.policy;
+      this.policy = policyPlacement(policy, this.names);
+      try { await this.applyNow(this.set, false); } catch (e) { this.policy = prev; throw e; }
+    });
+  }
+
+  /** One edit: fn gets a copy of the set and its ids and returns the new ones. */
+  edit(expect: number | undefined, dryRun: boolean, fn: (set: RuleSetDoc, ids: number[]) => void): Promise<ApplyReport> {
+    return this.serial(async () => {
+      if (expect !== undefined && expect !== this.revision) {
+        throw new QosError('QOS_ERR_RULES_STALE', `the rule set is at revision ${this.revision}, not ${expect}: someone changed it since you read it; read it again (qos rules list) and retry`);
+      }
+      this.names = systemNames();
+      const next: RuleSetDoc = structuredClone(this.set);
+      const ids = [...this.ids];
+      fn(next, ids);
+      parseRuleSet(ruleSetText(next), '<rules>', this.names);
+      const nextIdBefore = this.nextId;
+      const report = await this.applyNow(next, dryRun, ids);
+      if (dryRun) { this.nextId = nextIdBefore; return report; }
+      this.set = next;
+      this.ids = ids;
+      this.revision++;
+      mkdirSync(dirname(this.o.rulesFile), { recursive: true });
+      writeFileAtomic(this.o.rulesFile, JSON.stringify({ qosd_rules: 1, revision: this.revision, enabled: next.enabled, rules: next.rules }, null, 2) + '\n');
+      return { ...report, revision: this.revision };
+    });
+  }
+
+  newId(): number { return this.nextId++; }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The kernel rules in order: the policy's, then the set's (if enabled). */
+  private compile(set: RuleSetDoc, ids: number[]): KRule[] {
+    const out: KRule[] = [];
+    this.policy.rules.forEach((r, i) => out.push({ id: this.policy.ids[i]!, ...(r.name ? { name: r.name } : {}), origin: 'policy', atoms: ruleAtoms(r.match, this.names), action: kernelAction(r.action) }));
+    if (set.enabled) set.rules.forEach((r, i) => out.push({ id: `r${ids[i]}`, ...(r.name ? { name: r.name } : {}), origin: 'rules', atoms: ruleAtoms(r.match, this.names), action: kernelAction(r.action) }));
+    return out;
+  }
+
+  private async applyNow(set: RuleSetDoc, dryRun: boolean, ids = this.ids): Promise<ApplyReport> {
+    const t0 = performance.now();
+    const rules = this.compile(set, ids);
+    // rule numbers for the connection mark: kept for rules that stay, freed ones reused
+    const nums = new Map<string, number>();
+    const used = new Set<number>();
+    for (const r of rules) { const n = this.nums.get(r.id); if (n !== undefined) { nums.set(r.id, n); used.add(n); } }
+    let free = 1;
+    for (const r of rules) {
+      if (nums.has(r.id)) continue;
+      while (used.has(free)) free++;
+      if (free > MAX_RULE_NUM) throw new QosError('QOS_ERR_RULES_INVALID', `at most ${MAX_RULE_NUM} kernel rules`);
+      nums.set(r.id, free); used.add(free);
+    }
+    const gen = (this.gen % 0xffff) + 1;
+    const plan = planTable(this.o.table, rules, nums, gen);
+    const layers = plan.layers;
+    if (!this.active && !dryRun) return { revision: this.revision, applied: false, apply_ms: 0, commands: 0, layers };
+    const empty = rules.length === 0;
+    if (dryRun) {
+      const { doc, commands } = empty ? { doc: { nftables: [{ delete: { table: { family: 'inet', name: this.o.table } } }] }, commands: 1 } : await this.nft.apply(plan, true);
+      return { revision: this.revision, applied: false, apply_ms: 0, commands, layers, dry_run: doc };
+    }
+    let commands: number;
+    if (empty) { await this.nft.remove(); commands = 1; } else ({ commands } = await this.nft.apply(plan));
+    this.gen = gen;
+    this.nums.clear();
+    for (const [k, v] of nums) this.nums.set(k, v);
+    this.plan = empty ? null : plan;
+    this.lastApplyMs = performance.now() - t0;
+    this.o.log.info({ rules: rules.length, layers, commands, ms: Math.round(this.lastApplyMs) }, 'kernel rules applied');
+    return { revision: this.revision, applied: true, apply_ms: Math.round(this.lastApplyMs * 10) / 10, commands, layers };
+  }
+
+  /** Removes the table: the daemon stops and leaves no trace. */
+  async stop(): Promise<void> {
+    await this.queue;
+    if (this.active) await this.nft.remove().catch((e: Error) => this.o.log.error({ err: e.message }, 'could not remove the kernel table'));
+    this.active = false;
+  }
+
+  get storedRevision(): number { return this.revision; }
+  get ruleSet(): RuleSetDoc { return this.set; }
+  get stableIds(): number[] { return this.ids; }
+
+  status(): Record<string, unknown> {
+    return {
+      mode: this.o.mode, active: this.active, problem: this.problem, table: `inet ${this.o.table}`, rules_file: this.o.rulesFile,
+      revision: this.revision, enabled: this.set.enabled, rules: this.set.rules.length,
+      policy_rules_in_kernel: this.policy.rules.length, layers: this.plan?.layers ?? null, generation: this.gen, last_apply_ms: Math.round(this.lastApplyMs * 10) / 10,
+    };
+  }
+
+  /** The set's and the policy's rules with their counters. */
+  async list(): Promise<Record<string, unknown>> {
+    const counters: Map<string, Counter> = this.active && this.plan ? await this.nft.counters() : new Map();
+    const c = (id: string) => counters.get(id) ?? { packets: 0, bytes: 0 };
+    return {
+      revision: this.revision, enabled: this.set.enabled, kernel: this.status(),
+      rules: this.set.rules.map((r, i) => ({ position: i + 1, ...r, ...c(`r${this.ids[i]}`) })),
+      policy_rules: this.policy.placements.map((p) => ({ ...p, ...(p.where === 'agent+kernel' ? c(`p:${p.name ?? `#${p.position}`}`) : {}) })),
+    };
+  }
+}
