@@ -81,6 +81,7 @@ export class KernelRules {
   private problem: string | null = null;
   private gen = 0;
   private readonly nums = new Map<string, number>();
+  private nextNum = 1;
   private plan: TablePlan | null = null;
   private lastApplyMs = 0;
   private queue: Promise<unknown> = Promise.resolve();
@@ -165,16 +166,22 @@ export class KernelRules {
   private async applyNow(set: RuleSetDoc, dryRun: boolean, ids = this.ids): Promise<ApplyReport> {
     const t0 = performance.now();
     const rules = this.compile(set, ids);
-    // rule numbers for the connection mark: kept for rules that stay, freed ones reused
+    // Rule numbers for the connection mark. A number keeps its meaning (one rule, one action)
+    // as long as possible: kept for rules that stay, new ones taken from a counter that only
+    // moves on, so a packet crossing a change (which nftables applies to chains and to map
+    // contents separately) or a flow classified before it never meets a number given to
+    // another rule. Only when the counter wraps are numbers of gone rules reused.
     const nums = new Map<string, number>();
     const used = new Set<number>();
     for (const r of rules) { const n = this.nums.get(r.id); if (n !== undefined) { nums.set(r.id, n); used.add(n); } }
-    let free = 1;
+    let next = this.nextNum;
     for (const r of rules) {
       if (nums.has(r.id)) continue;
-      while (used.has(free)) free++;
-      if (free > MAX_RULE_NUM) throw new QosError('QOS_ERR_RULES_INVALID', `at most ${MAX_RULE_NUM} kernel rules`);
-      nums.set(r.id, free); used.add(free);
+      for (let tries = 0; used.has(next) || next > MAX_RULE_NUM || next < 1; tries++) {
+        if (tries > MAX_RULE_NUM) throw new QosError('QOS_ERR_RULES_INVALID', `at most ${MAX_RULE_NUM} kernel rules`);
+        next = next >= MAX_RULE_NUM ? 1 : next + 1;
+      }
+      nums.set(r.id, next); used.add(next);
     }
     const gen = (this.gen % 0xffff) + 1;
     const plan = planTable(this.o.table, rules, nums, gen);
@@ -188,6 +195,7 @@ export class KernelRules {
     let commands: number;
     if (empty) { await this.nft.remove(); commands = 1; } else ({ commands } = await this.nft.apply(plan));
     this.gen = gen;
+    this.nextNum = next;
     this.nums.clear();
     for (const [k, v] of nums) this.nums.set(k, v);
     this.plan = empty ? null : plan;

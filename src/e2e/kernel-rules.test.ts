@@ -1,0 +1,150 @@
+/* Kernel marking rules end to end: a daemon in the client namespace owns an nftables table
+ * there; a statically linked program (which the agent cannot reach) and programs under the
+ * agent send to the server namespace, where tcpdump and tshark read the DS field. */
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generateRules } from '../bench/rules-gen.js';
+import { AGENT_TEST_BIN, e2eUnavailable, QOS, sh, sleep, TestDaemon, Testbed, type Packet } from './harness.js';
+
+const skip: string | false = e2eUnavailable() ?? false;
+const STATIC = join(AGENT_TEST_BIN, 'static_send');
+let tb: Testbed;
+let daemon: TestDaemon;
+let rulesetBefore = '';
+
+// exe is agent-only: the agent marks python3's sockets AF11; the kernel never sees this rule
+const POLICY = 'rules:\n  - { name: py, match: { exe: "*python3*" }, action: { dscp: AF11 } }\n';
+
+const qos = (...args: string[]) => sh([process.execPath, QOS, ...args, ...(args[0] === 'rules' && args[1] !== 'validate' ? ['--admin', daemon.admin] : [])], { timeout: 120_000 });
+const nftRuleset = () => sh(['ip', 'netns', 'exec', tb.client, 'nft', 'list', 'ruleset']).stdout;
+
+before(async () => {
+  if (skip) return;
+  tb = new Testbed();
+  rulesetBefore = nftRuleset();
+  daemon = await new TestDaemon(tb.dir, POLICY, ['--kernel', 'on'], ['ip', 'netns', 'exec', tb.client]).start();
+});
+
+after(async () => {
+  if (skip) return;
+  await daemon.stop();
+  tb.cleanup();
+});
+
+function importRules(rules: unknown[], extra: string[] = []) {
+  const file = join(tb.dir, `set${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(file, JSON.stringify({ qosd_rules: 1, enabled: true, rules }));
+  return qos('rules', 'import', file, ...extra);
+}
+
+const dscpsTo = (pkts: Packet[], port: number, v6: boolean) => [...new Set(pkts.filter((p) => p.dstPort === port && p.ipv6 === v6).map((p) => p.dscp))];
+
+test('a static program is marked by the kernel rules: first match in order, wildcards, the default rule, IPv4 and IPv6, counters', { skip }, async () => {
+  const net24 = tb.serverIp.replace(/\.\d+$/, '.0/24');
+  const r = importRules([
+    { name: 'exact', match: { remote: tb.serverIp, proto: 'udp', remote_port: 7001 }, action: { dscp: 'EF' } },
+    { name: 'prefix-range', match: { remote: net24, remote_port: '7000-7010' }, action: { dscp: 'AF41' } },
+    { name: 'v6-host', match: { remote: tb.serverIp6, remote_port: 7003 }, action: { dscp: 'AF21' } },
+    { name: 'any-7001', match: { remote_port: 7001 }, action: { dscp: 'CS5' } },
+    { name: 'default', match: {}, action: { dscp: 'CS1' } },
+  ]);
+  assert.equal(r.status, 0, r.stderr);
+  for (const ip of [tb.serverIp, tb.serverIp6]) tb.inClient(['ping', '-c', '1', '-W', '2', ip]); // neighbours resolved first
+  const cap = await tb.capture('udp');
+  const sends: [string, number, number][] = [[tb.serverIp, 7001, 46], [tb.serverIp, 7002, 34], [tb.serverIp, 7020, 8], [tb.serverIp6, 7003, 18], [tb.serverIp6, 7001, 40]];
+  for (const [addr, port] of sends) {
+    const s = tb.inClient([STATIC, addr, String(port), '5', '2000']);
+    assert.equal(s.status, 0, s.stderr);
+  }
+  const pkts = await cap.packets();
+  for (const [addr, port, dscp] of sends) assert.deepEqual(dscpsTo(pkts, port, addr.includes(':')), [dscp], `${addr} port ${port}`);
+  const list = JSON.parse(qos('rules', 'list', '--json').stdout) as { rules: { name: string; packets: number; bytes: number }[] };
+  const count = Object.fromEntries(list.rules.map((x) => [x.name, x.packets]));
+  assert.equal(count.exact, 5);
+  assert.equal(count['prefix-range'], 5, 'port 7002: the prefix + range rule; 7001 went to the earlier exact rule');
+  assert.equal(count['v6-host'], 5);
+  assert.equal(count['any-7001'], 5, 'only IPv6 7001 reached it');
+  assert.ok(count.default! >= 5, 'the default rule took the rest (and neighbour discovery)');
+});
+
+test('marks set by the application or the agent stand, unless the rule says override', { skip }, async () => {
+  assert.equal(importRules([
+    { match: { remote_port: 7101 }, action: { dscp: 'EF' } },
+    { match: { remote_port: 7102 }, action: { dscp: 'EF', override: true } },
+  ]).status, 0);
+  const cap = await tb.capture('udp');
+  const py = `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor p in (7101,7102):\n  for i in range(3): s.sendto(b'x'*50,('${tb.serverIp}',p))\n`;
+  const r = tb.inClient(daemon.run('python3', '-c', py));
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(tb.inClient([STATIC, tb.serverIp, '7101', '3', '1000']).status, 0);
+  const pkts = await cap.packets();
+  const fromPy = pkts.filter((p) => p.dstPort === 7101 && p.dscp !== 46);
+  assert.deepEqual([...new Set(fromPy.map((p) => p.dscp))], [10], "python3's AF11 (from the agent) is kept on 7101");
+  assert.equal(fromPy.length, 3);
+  assert.equal(pkts.filter((p) => p.dstPort === 7101 && p.dscp === 46).length, 3, 'the static program, unmarked, gets EF from the kernel');
+  assert.deepEqual(dscpsTo(pkts, 7102, false), [46], 'override: EF replaces AF11');
+});
+
+// Known failing (issue 5 stays open): a handful of packets in a few thousand, sent while the
+// 10,000-rule set replaces the old one, leave with a mark neither set gives them.
+test('10,000 rules are applied in one transaction: traffic never sees a half-built table; a set with one bad rule is refused whole', { skip, todo: 'a few packets crossing the change get a third mark (docs/kernel-rules.md, known problems)' }, async () => {
+  assert.equal(importRules([{ name: 'old', match: { remote: tb.serverIp, remote_port: 7201 }, action: { dscp: 'AF11' } }]).status, 0);
+  const big = [...generateRules(9_999, 7, false), { name: 'new', match: { remote: tb.serverIp, remote_port: 7201 }, action: { dscp: 'EF' } }];
+  const cap = await tb.capture('udp and dst port 7201');
+  // about 2,000 packets a second, each a new flow (source ports 30000 up), until half a
+  // second after the import returned. Flows that span a change are a known problem
+  // (docs/kernel-rules.md): they may keep a wrong rule.
+  const sender = tb.start(['ip', 'netns', 'exec', tb.client, STATIC, tb.serverIp, '7201', '25000', '250', '30000'], undefined, { ...process.env, STATIC_SEND_NEW_FLOWS: '1' });
+  await sleep(300);
+  const r = importRules(big);
+  assert.equal(r.status, 0, r.stderr);
+  await sleep(500);
+  sender.kill('SIGKILL');
+  const pkts = await cap.packets();
+  const by = new Map<number, number>();
+  for (const p of pkts) by.set(p.dscp, (by.get(p.dscp) ?? 0) + 1);
+  assert.deepEqual([...by.keys()].sort((a, b) => a - b), [10, 46], `only the old (AF11) or the new (EF) mark: ${JSON.stringify([...by])}`);
+  const firstNew = pkts.findIndex((p) => p.dscp === 46);
+  assert.ok(pkts.slice(firstNew).every((p) => p.dscp === 46), 'once the new set is in, every packet has it');
+  assert.ok(by.get(10)! > 100 && by.get(46)! > 100, JSON.stringify([...by]));
+
+  const before = qos('rules', 'export').stdout;
+  const bad = structuredClone(big) as { match: Record<string, unknown> }[];
+  bad[4_999]!.match = { remote: '10.0.0.300' };
+  const refused = importRules(bad);
+  assert.equal(refused.status, 65, refused.stderr);
+  assert.match(refused.stderr, /rules\[4999\]\.match\.remote/);
+  assert.equal(qos('rules', 'export').stdout, before, 'the running set stays');
+  const cap2 = await tb.capture('udp and dst port 7201');
+  assert.equal(tb.inClient([STATIC, tb.serverIp, '7201', '3', '1000']).status, 0);
+  assert.deepEqual(dscpsTo(await cap2.packets(), 7201, false), [46]);
+});
+
+test('export and import round-trip exactly; a stale revision is refused; --dry-run changes nothing', { skip }, async () => {
+  assert.equal(importRules([{ name: 'a', match: { remote: '192.0.2.0/24', proto: ['tcp', 'udp'], remote_port: [80, '8000-8080'] }, action: { dscp: 'AF31', priority: 3 } }, { match: { user: 'root' }, action: { tos: 184 } }]).status, 0);
+  const exported = qos('rules', 'export').stdout;
+  const file = join(tb.dir, 'exported.json');
+  writeFileSync(file, exported);
+  assert.equal(qos('rules', 'import', file).status, 0);
+  assert.equal(qos('rules', 'export').stdout, exported);
+  const rev = (JSON.parse(qos('rules', 'list', '--json').stdout) as { revision: number }).revision;
+  const stale = qos('rules', 'delete', '1', '--revision', String(rev - 1));
+  assert.equal(stale.status, 75, stale.stderr);
+  assert.match(stale.stderr, /revision/);
+  const dry = qos('rules', 'move', 'a', '2', '--dry-run', '--revision', String(rev));
+  assert.equal(dry.status, 0, dry.stderr);
+  assert.ok((JSON.parse(dry.stdout) as { nftables: unknown[] }).nftables.length > 1);
+  assert.equal(qos('rules', 'export').stdout, exported);
+  const moved = qos('rules', 'move', 'a', '2', '--revision', String(rev));
+  assert.equal(moved.status, 0, moved.stderr);
+  assert.notEqual(qos('rules', 'export').stdout, exported);
+});
+
+test('stopping the daemon removes its table: nft list ruleset is as before', { skip }, async () => {
+  assert.notEqual(nftRuleset(), rulesetBefore, 'the table is there while the daemon runs');
+  await daemon.stop();
+  assert.equal(nftRuleset(), rulesetBefore);
+});
