@@ -5,7 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { writeFileAtomic } from '../atomic-file.js';
 import { exitCodeFor, formatProblems, QosError } from '../errors.js';
-import { AGENT_LIBRARY, adminSocket, agentSocket } from './paths.js';
+import { AGENT_LIBRARY, adminSocket, agentSocket, DEFAULT_NFT_TABLE, DEFAULT_RULES_FILE } from './paths.js';
 import { call, callJson, stream } from './client.js';
 import { formatDecision, formatFlows, formatStatus } from './format.js';
 import { rulesCommand } from './rules.js';
@@ -28,9 +28,9 @@ program
   .option('--script-workers <n>', 'worker threads for a policy script (default: the number of cores, at least 2)', (v) => positiveInt(v, '--script-workers'))
   .option('--script-deadline-ms <ms>', 'deadline of one script call', (v) => positiveInt(v, '--script-deadline-ms'), 10)
   .option('--script-memory-mb <mb>', 'memory cap of a script', (v) => positiveInt(v, '--script-memory-mb'), 32)
-  .option('--rules <file>', 'where the kernel rule set is kept (`qos rules`)', '/var/lib/qosd/rules.json')
+  .option('--rules <file>', 'where the kernel rule set is kept (`qos rules`)', DEFAULT_RULES_FILE)
   .option('--kernel <mode>', 'kernel rules (nftables): auto (if nft works), on (fail if not), off', 'auto')
-  .option('--nft-table <name>', 'the nftables table qosd owns (family inet)', 'qosd')
+  .option('--nft-table <name>', 'the nftables table qosd owns (family inet)', DEFAULT_NFT_TABLE)
   .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; rules: string; kernel: string; nftTable: string }) => {
     if (o.kernel !== 'auto' && o.kernel !== 'on' && o.kernel !== 'off') throw new QosError('QOS_ERR_USAGE', `--kernel takes auto, on or off, not "${o.kernel}"`);
     if (!/^[A-Za-z_][\w-]{0,63}$/.test(o.nftTable)) throw new QosError('QOS_ERR_USAGE', `--nft-table takes a name of letters, digits, _ and -, not "${o.nftTable}"`);

@@ -14,6 +14,10 @@ export function agentSocket(opt?: string): string {
   return opt ?? process.env.QOSD_SOCKET ?? '/run/qosd/agent.sock';
 }
 
+/** Where `qos daemon` keeps the kernel rule set, and the nftables table it owns. */
+export const DEFAULT_RULES_FILE = '/var/lib/qosd/rules.json';
+export const DEFAULT_NFT_TABLE = 'qosd';
+
 export function adminSocket(opt?: string): string {
   return opt ?? process.env.QOSD_ADMIN ?? '/run/qosd/admin.sock';
 }

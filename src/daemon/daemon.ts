@@ -14,6 +14,7 @@ import { ScriptPool, type ScriptOutcome } from '../script/pool.js';
 import { TclHost } from '../script/tcl-host.js';
 import { decode, PROTOCOL_VERSION } from '../protocol/messages.js';
 import { AdminServer } from './admin.js';
+import { DEFAULT_NFT_TABLE, DEFAULT_RULES_FILE } from '../cli/paths.js';
 import { rulesApi } from '../kernel/api.js';
 import { KernelRules, type KernelMode } from '../kernel/manager.js';
 import { AgentServer, hasRequest } from './agents.js';
@@ -43,8 +44,6 @@ export interface DaemonOptions {
   /** Kernel rules (nftables): where the rule set is stored, the table, and whether to use it. */
   kernel?: { rulesFile: string; table: string; mode: KernelMode };
 }
-
-export const DEFAULT_RULES_FILE = '/var/lib/qosd/rules.json';
 
 interface PolicyState {
   engine: PolicyEngine;
@@ -109,7 +108,7 @@ export class Daemon {
       source: this.o.policy ? resolve(this.o.policy) : '<built-in>', loadedAt: new Date().toISOString(), lastError: null,
     };
     warmUp(this.policy.engine);
-    const ko = this.o.kernel ?? { rulesFile: DEFAULT_RULES_FILE, table: 'qosd', mode: 'auto' as const };
+    const ko = this.o.kernel ?? { rulesFile: DEFAULT_RULES_FILE, table: DEFAULT_NFT_TABLE, mode: 'auto' as const };
     this.kernel = new KernelRules({ ...ko, log: this.log });
     await this.kernel.start(doc);
     const decider = new Decider(this.flows, () => this.policy);

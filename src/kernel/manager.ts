@@ -189,11 +189,11 @@ export class KernelRules {
     if (!this.active && !dryRun) return { revision: this.revision, applied: false, apply_ms: 0, commands: 0, layers };
     const empty = rules.length === 0;
     if (dryRun) {
-      const { doc, commands } = empty ? { doc: { nftables: [{ delete: { table: { family: 'inet', name: this.o.table } } }] }, commands: 1 } : await this.nft.apply(plan, true);
+      const { doc, commands } = empty ? { doc: this.nft.removal(), commands: 2 } : await this.nft.apply(plan, true);
       return { revision: this.revision, applied: false, apply_ms: 0, commands, layers, dry_run: doc };
     }
     let commands: number;
-    if (empty) { await this.nft.remove(); commands = 1; } else ({ commands } = await this.nft.apply(plan));
+    if (empty) { await this.nft.remove(); commands = 2; } else ({ commands } = await this.nft.apply(plan));
     this.gen = gen;
     this.nextNum = next;
     this.nums.clear();
@@ -213,7 +213,6 @@ export class KernelRules {
 
   get storedRevision(): number { return this.revision; }
   get ruleSet(): RuleSetDoc { return this.set; }
-  get stableIds(): number[] { return this.ids; }
 
   status(): Record<string, unknown> {
     return {

@@ -144,10 +144,13 @@ export class NftTable {
   }
 
   /** Removes the table (and nothing else); fine if it is not there. */
-  async remove(): Promise<void> {
-    this.applied = null;
-    await nftJson({ nftables: [{ add: { table: { family: FAMILY, name: this.table } } }, { delete: { table: { family: FAMILY, name: this.table } } }] });
+  /** The document removing the table: adding it first makes deleting it succeed when absent. */
+  removal(): { nftables: unknown[] } {
+    return { nftables: [{ add: { table: { family: FAMILY, name: this.table } } }, { delete: { table: { family: FAMILY, name: this.table } } }] };
   }
 
-  get isApplied(): boolean { return this.applied !== null; }
+  async remove(): Promise<void> {
+    this.applied = null;
+    await nftJson(this.removal());
+  }
 }
