@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../atomic-file.js';
 import { QosError } from '../errors.js';
-import { duplicateNames, parseValidated } from '../policy/load.js';
+import { dotted, duplicateNames, parseValidated } from '../policy/load.js';
 import type { PolicyDoc } from '../policy/schema.js';
 import { MAX_RULE_NUM, planTable, type TablePlan } from './layers.js';
 import { nftUnavailable, NftTable, type Counter } from './nft.js';
@@ -44,12 +44,14 @@ export function policyPlacement(doc: PolicyDoc, names: Names = systemNames()): {
 /** Parses and checks rule-set text (JSON or YAML) whole; throws QOS_ERR_RULES_INVALID
  * listing every problem with line, column and path. */
 export function parseRuleSet(text: string, file: string, names: Names = systemNames()): RuleSetDoc {
-  return parseValidated(text, file, RuleSetSchema, 'QOS_ERR_RULES_INVALID', (raw) => {
-    const out = duplicateNames(raw);
-    const parsed = RuleSetSchema.safeParse(raw);
-    if (parsed.success) parsed.data.rules.forEach((r, i) => { for (const p of ruleProblems(r, names)) out.push({ path: ['rules', i, ...p.path], message: p.message }); });
-    return out;
-  });
+  return parseValidated(text, file, RuleSetSchema, 'QOS_ERR_RULES_INVALID', (raw, set) => setProblems(raw, set, names));
+}
+
+/** What a rule set's schema cannot check: unique names, and each rule's ruleProblems. */
+function setProblems(raw: unknown, set: RuleSetDoc | undefined, names: Names): { path: PropertyKey[]; message: string }[] {
+  const out = duplicateNames(raw);
+  set?.rules.forEach((r, i) => { for (const p of ruleProblems(r, names)) out.push({ path: ['rules', i, ...p.path], message: p.message }); });
+  return out;
 }
 
 /** Checks one rule given through the API. */
@@ -62,9 +64,10 @@ export function checkRule(raw: unknown, names: Names = systemNames()): KernelRul
   return res.data!;
 }
 
-/** The portable text of a rule set: what `export` prints and `import` reads back unchanged. */
-export function ruleSetText(doc: RuleSetDoc): string {
-  return JSON.stringify({ qosd_rules: 1, enabled: doc.enabled, rules: doc.rules }, null, 2) + '\n';
+/** The portable text of a rule set: what `export` prints and `import` reads back unchanged;
+ * with a revision, the daemon's stored file. */
+export function ruleSetText(doc: RuleSetDoc, revision?: number): string {
+  return JSON.stringify({ qosd_rules: 1, ...(revision === undefined ? {} : { revision }), enabled: doc.enabled, rules: doc.rules }, null, 2) + '\n';
 }
 
 export interface ApplyReport { revision: number; applied: boolean; apply_ms: number; commands: number; layers: Record<string, number>; dry_run?: { nftables: unknown[] } }
@@ -96,9 +99,8 @@ export class KernelRules {
     this.policy = policyPlacement(policy, this.names);
     if (existsSync(this.o.rulesFile)) {
       const text = readFileSync(this.o.rulesFile, 'utf8');
-      const doc = parseValidated(text, this.o.rulesFile, StoreSchema, 'QOS_ERR_RULES_INVALID');
+      const doc = parseValidated(text, this.o.rulesFile, StoreSchema, 'QOS_ERR_RULES_INVALID', (raw, d) => setProblems(raw, d, this.names));
       const { revision, ...set } = doc;
-      parseRuleSet(ruleSetText(set), this.o.rulesFile, this.names); // the semantic checks too
       this.set = set;
       this.revision = revision;
       this.ids = set.rules.map(() => this.nextId++);
@@ -134,7 +136,9 @@ export class KernelRules {
       const next: RuleSetDoc = structuredClone(this.set);
       const ids = [...this.ids];
       fn(next, ids);
-      parseRuleSet(ruleSetText(next), '<rules>', this.names);
+      // the rules themselves were checked on the way in; what an edit can break is the set's
+      const problems = setProblems(next, next, this.names).map((p) => ({ file: '<rules>', path: dotted(p.path), message: p.message }));
+      if (problems.length) throw new QosError('QOS_ERR_RULES_INVALID', `<rules>: ${problems.length} error(s)`, problems);
       const nextIdBefore = this.nextId;
       const report = await this.applyNow(next, dryRun, ids);
       if (dryRun) { this.nextId = nextIdBefore; return report; }
@@ -142,7 +146,7 @@ export class KernelRules {
       this.ids = ids;
       this.revision++;
       mkdirSync(dirname(this.o.rulesFile), { recursive: true });
-      writeFileAtomic(this.o.rulesFile, JSON.stringify({ qosd_rules: 1, revision: this.revision, enabled: next.enabled, rules: next.rules }, null, 2) + '\n');
+      writeFileAtomic(this.o.rulesFile, ruleSetText(next, this.revision));
       return { ...report, revision: this.revision };
     });
   }

@@ -19,15 +19,16 @@ function position(doc: Document, lc: LineCounter, path: readonly PropertyKey[]):
   return {};
 }
 
-function dotted(path: readonly PropertyKey[]): string {
+export function dotted(path: readonly PropertyKey[]): string {
   return path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
 }
 
 /** Parses YAML/JSON text and validates it with a schema, collecting every problem (syntax,
- * schema, and the extra checks given) with line and column; throws `code` listing them. */
+ * schema, and the extra checks given, which see the raw value and the parsed one if the
+ * schema accepted it) with line and column; throws `code` listing them. */
 export function parseValidated<S extends z.ZodType>(
   text: string, file: string, schema: S, code: ErrorCode,
-  extra: (raw: unknown) => { path: PropertyKey[]; message: string }[] = () => [],
+  extra: (raw: unknown, parsed: z.infer<S> | undefined) => { path: PropertyKey[]; message: string }[] = () => [],
 ): z.infer<S> {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
@@ -39,7 +40,7 @@ export function parseValidated<S extends z.ZodType>(
   if (problems.length) throw new QosError(code, `${file}: ${problems.length} error(s)`, problems);
   const raw = doc.toJS() ?? {};
   const res = schema.safeParse(raw);
-  const issues = [...(res.success ? [] : res.error.issues.map((i) => ({ path: i.path as PropertyKey[], message: i.message }))), ...extra(raw)];
+  const issues = [...(res.success ? [] : res.error.issues.map((i) => ({ path: i.path as PropertyKey[], message: i.message }))), ...extra(raw, res.success ? (res.data as z.infer<S>) : undefined)];
   if (issues.length) {
     for (const { path, message } of issues) problems.push({ file, ...position(doc, lc, path), path: dotted(path) || undefined, message });
     problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0));
