@@ -4,6 +4,7 @@
 
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { idEntries } from '../id-names.js';
 import type { Identity } from '../policy/engine.js';
 
 const require = createRequire(import.meta.url);
@@ -76,10 +77,7 @@ class NameTable {
       if (m !== this.mtime) {
         this.mtime = m;
         this.names.clear();
-        for (const line of (readText(this.file) ?? '').split('\n')) {
-          const f = line.split(':');
-          if (f.length >= 3 && /^\d+$/.test(f[2]!) && !this.names.has(Number(f[2]))) this.names.set(Number(f[2]), f[0]!);
-        }
+        for (const [name, id] of idEntries(readText(this.file) ?? '')) if (!this.names.has(id)) this.names.set(id, name);
       }
     }
     return this.names.get(id) ?? String(id);

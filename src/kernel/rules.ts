@@ -11,6 +11,7 @@
 
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { idEntries } from '../id-names.js';
 import { dscpValue } from '../policy/dscp.js';
 import { parseCidr, parsePortSpec } from '../policy/net.js';
 import { cidr, dscpField, id, oneOrMany, port, ruleName, type RuleDoc } from '../policy/schema.js';
@@ -124,14 +125,11 @@ function v6text(w: number[]): string {
 }
 
 /** Names from /etc/passwd or /etc/group to numeric ids. */
-export function nameTable(file: '/etc/passwd' | '/etc/group'): Map<string, number> {
+function nameTable(file: '/etc/passwd' | '/etc/group'): Map<string, number> {
   const m = new Map<string, number>();
   let text = '';
   try { text = readFileSync(file, 'utf8'); } catch { return m; }
-  for (const line of text.split('\n')) {
-    const f = line.split(':');
-    if (f.length >= 3 && /^\d+$/.test(f[2]!) && !m.has(f[0]!)) m.set(f[0]!, Number(f[2]));
-  }
+  for (const [name, id] of idEntries(text)) if (!m.has(name)) m.set(name, id);
   return m;
 }
 
