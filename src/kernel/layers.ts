@@ -114,7 +114,7 @@ export function layer(atoms: Placed[]): Layer[] {
 }
 
 /** The first rule (in order) matching a packet, by scanning: the reference the layered
- * table must agree with (tests), and what `qos rules` explains a packet with. */
+ * table must agree with (layers.test.ts). */
 export interface PacketKey { fam: 4 | 6; src: string; dst: string; proto: number; sport: number; dport: number; uid?: number; gid?: number }
 export function firstMatch(rules: KRule[], p: PacketKey): KRule | undefined {
   const inR = (v: number | undefined, r: Range | undefined) => r === undefined || (v !== undefined && r[0] <= v && v <= r[1]);
