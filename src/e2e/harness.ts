@@ -21,7 +21,7 @@ export function e2eUnavailable(): string | null {
 }
 
 export function sh(argv: string[], opts: { input?: string; timeout?: number; env?: NodeJS.ProcessEnv } = {}): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', input: opts.input, timeout: opts.timeout ?? 60_000, env: opts.env ?? process.env });
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', input: opts.input, timeout: opts.timeout ?? 60_000, maxBuffer: 256 << 20, env: opts.env ?? process.env });
   return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
 
@@ -57,9 +57,18 @@ export class Testbed {
       for (const [ns, ifc, ip4, ip6] of [[this.client, `${this.id}c0`, this.clientIp, this.clientIp6], [this.server, this.serverIf, this.serverIp, this.serverIp6]] as const) {
         must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
         must(['ip', '-n', ns, 'addr', 'add', `${ip4}/24`, 'dev', ifc]);
+        // no duplicate address detection, for the link-local address too: a tentative
+        // address holds IPv6 traffic back for a second or more after the link comes up
+        must(['ip', 'netns', 'exec', ns, 'sysctl', '-q', '-w', `net.ipv6.conf.${ifc}.accept_dad=0`]);
         must(['ip', '-n', ns, '-6', 'addr', 'add', `${ip6}/64`, 'dev', ifc, 'nodad']);
         must(['ip', '-n', ns, 'link', 'set', ifc, 'up']);
       }
+      // permanent neighbour entries: no packet of a test waits on (or is lost to) ARP or
+      // neighbour discovery on a link that just came up
+      const mac = (ns: string, ifc: string) => (JSON.parse(must(['ip', '-n', ns, '-j', 'link', 'show', ifc])) as { address: string }[])[0]!.address;
+      const cmac = mac(this.client, `${this.id}c0`), smac = mac(this.server, this.serverIf);
+      for (const ip of [this.serverIp, this.serverIp6]) must(['ip', '-n', this.client, 'neigh', 'replace', ip, 'lladdr', smac, 'dev', `${this.id}c0`, 'nud', 'permanent']);
+      for (const ip of [this.clientIp, this.clientIp6]) must(['ip', '-n', this.server, 'neigh', 'replace', ip, 'lladdr', cmac, 'dev', this.serverIf, 'nud', 'permanent']);
     } catch (e) {
       this.cleanup();
       throw e;
