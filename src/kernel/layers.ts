@@ -11,7 +11,7 @@
  * Everything here is pure: a TablePlan is the whole desired table; nft.ts diffs two plans
  * into one transaction. */
 
-import type { Atom, KAction, KRule, Range } from './rules.js';
+import type { AddrRange, Atom, KAction, KRule, Range } from './rules.js';
 
 export type Field = 'saddr' | 'daddr' | 'proto' | 'sport' | 'dport' | 'uid' | 'gid';
 const TUPLE: Field[] = ['saddr', 'daddr', 'proto', 'sport', 'dport'];
@@ -49,6 +49,16 @@ const full = (r: Range, max: number) => r[0] === 0 && r[1] === max;
  * others (a packet without a socket has no uid, so only rules that name one may need it);
  * none for an atom that matches every packet of its family (the seed's default rule). */
 export function shapeOf(a: Atom): Field[] {
+  return shapeEntry(a).fields;
+}
+/** An atom's shape and its name ("plain" for none), computed once per atom. */
+function shapeEntry(a: Atom): { fields: Field[]; name: string } {
+  let e = shapes.get(a);
+  if (!e) { const fields = shape(a); shapes.set(a, (e = { fields, name: fields.length ? fields.join('.') : 'plain' })); }
+  return e;
+}
+const shapes = new WeakMap<Atom, { fields: Field[]; name: string }>();
+function shape(a: Atom): Field[] {
   const constrained: Field[] = [];
   if (a.src.len > 0) constrained.push('saddr');
   if (a.dst.len > 0) constrained.push('daddr');
@@ -75,23 +85,85 @@ export function overlap(a: Atom, b: Atom): boolean {
 export interface Placed { atom: Atom; rule: KRule }
 export interface Layer { fields: Field[]; members: Placed[] }
 
-/** A layer's members indexed by destination port, so that finding what an atom overlaps
- * does not visit every earlier atom: most rules name one service port. */
-class LayerIndex {
-  readonly byPort = new Map<number, Placed[]>();
-  readonly wide: Placed[] = [];
+function hitList(a: Atom, l: Placed[] | undefined): boolean {
+  if (l) for (let i = 0; i < l.length; i++) if (overlap(a, l[i]!.atom)) return true;
+  return false;
+}
+
+/** Atoms indexed by protocol and destination port, so that finding what an atom overlaps
+ * does not visit every earlier atom: most rules name one protocol and one service port. */
+class PortIndex {
+  /** one protocol, one port: by protocol × 65536 + port */
+  private readonly exact = new Map<number, Placed[]>();
+  /** one protocol, a port range */
+  private readonly byProto = new Map<number, Placed[]>();
+  /** several protocols */
+  private readonly wide: Placed[] = [];
+  private size = 0;
   add(p: Placed): void {
-    const d = p.atom.dport;
-    if (d[0] !== d[1]) { this.wide.push(p); return; }
-    const l = this.byPort.get(d[0]);
-    if (l) l.push(p); else this.byPort.set(d[0], [p]);
+    this.size++;
+    const a = p.atom;
+    if (a.proto[0] !== a.proto[1]) { this.wide.push(p); return; }
+    const one = a.dport[0] === a.dport[1];
+    const m = one ? this.exact : this.byProto, k = one ? a.proto[0] * 65536 + a.dport[0] : a.proto[0];
+    const l = m.get(k);
+    if (l) l.push(p); else m.set(k, [p]);
   }
   overlaps(a: Atom): boolean {
-    const hit = (l: Placed[] | undefined) => { if (l) for (let i = 0; i < l.length; i++) if (overlap(a, l[i]!.atom)) return true; return false; };
-    if (hit(this.wide)) return true;
-    if (a.dport[0] === a.dport[1]) return hit(this.byPort.get(a.dport[0]));
-    if (a.dport[1] - a.dport[0] < this.byPort.size) { for (let p = a.dport[0]; p <= a.dport[1]; p++) if (hit(this.byPort.get(p))) return true; return false; }
-    for (const [p, l] of this.byPort) if (p >= a.dport[0] && p <= a.dport[1] && hit(l)) return true;
+    if (this.size === 0) return false;
+    if (hitList(a, this.wide)) return true;
+    const [p0, p1] = a.proto, [d0, d1] = a.dport;
+    if (p0 === p1) { if (hitList(a, this.byProto.get(p0))) return true; } else for (const [pr, l] of this.byProto) if (pr >= p0 && pr <= p1 && hitList(a, l)) return true;
+    if (p0 === p1 && d0 === d1) return hitList(a, this.exact.get(p0 * 65536 + d0));
+    if ((p1 - p0 + 1) * (d1 - d0 + 1) < this.exact.size) {
+      for (let pr = p0; pr <= p1; pr++) for (let d = d0; d <= d1; d++) if (hitList(a, this.exact.get(pr * 65536 + d))) return true;
+      return false;
+    }
+    for (const [k, l] of this.exact) {
+      const pr = Math.floor(k / 65536), d = k % 65536;
+      if (pr >= p0 && pr <= p1 && d >= d0 && d <= d1 && hitList(a, l)) return true;
+    }
+    return false;
+  }
+}
+
+/** The /16 (IPv4) or /32 (IPv6) holding a whole destination range, as hex; undefined for a
+ * wider range. */
+function dstBucket(d: AddrRange): string | undefined {
+  const n = d.lo.length === 8 ? 4 : 8;
+  const b = d.lo.slice(0, n);
+  return d.hi.startsWith(b) ? b : undefined;
+}
+
+/** A layer's members indexed by destination: hosts by address, prefixes by the /16 (/32 for
+ * IPv6) holding them, each then by protocol and port. Hosts and small prefixes (what most
+ * rules name) are compared only with their neighbours. */
+class LayerIndex {
+  private readonly buckets = new Map<string, { nets: PortIndex; hosts: Map<string, Placed[]> }>();
+  private readonly wideDst = new PortIndex();
+  /** everything, by protocol and port: for atoms whose destination spans many buckets */
+  private readonly all = new PortIndex();
+  /** `b`: dstBucket of the atom's destination */
+  add(p: Placed, b: string | undefined): void {
+    this.all.add(p);
+    if (b === undefined) { this.wideDst.add(p); return; }
+    let e = this.buckets.get(b);
+    if (!e) this.buckets.set(b, (e = { nets: new PortIndex(), hosts: new Map() }));
+    const d = p.atom.dst;
+    if (d.lo !== d.hi) { e.nets.add(p); return; }
+    const l = e.hosts.get(d.lo);
+    if (l) l.push(p); else e.hosts.set(d.lo, [p]);
+  }
+  overlaps(a: Atom, b: string | undefined): boolean {
+    if (b === undefined) return this.all.overlaps(a);
+    if (this.wideDst.overlaps(a)) return true;
+    const e = this.buckets.get(b);
+    return !!e && this.inBucket(e, a);
+  }
+  private inBucket(e: { nets: PortIndex; hosts: Map<string, Placed[]> }, a: Atom): boolean {
+    if (e.nets.overlaps(a)) return true;
+    if (a.dst.lo === a.dst.hi) return hitList(a, e.hosts.get(a.dst.lo));
+    for (const [h, l] of e.hosts) if (h >= a.dst.lo && h <= a.dst.hi && hitList(a, l)) return true;
     return false;
   }
 }
@@ -100,15 +172,15 @@ class LayerIndex {
 export function layer(atoms: Placed[]): Layer[] {
   const layers: (Layer & { shape: string; index: LayerIndex })[] = [];
   for (const x of atoms) {
-    const fields = shapeOf(x.atom);
-    const shape = fields.length ? fields.join('.') : 'plain';
+    const { fields, name: shape } = shapeEntry(x.atom);
+    const b = dstBucket(x.atom.dst);
     let after = -1;
-    for (let L = layers.length - 1; L >= 0; L--) if (layers[L]!.index.overlaps(x.atom)) { after = L; break; }
+    for (let L = layers.length - 1; L >= 0; L--) if (layers[L]!.index.overlaps(x.atom, b)) { after = L; break; }
     let target = -1;
     if (shape !== 'plain') for (let L = after + 1; L < layers.length; L++) if (layers[L]!.shape === shape) { target = L; break; }
     if (target < 0) { layers.push({ fields, shape, members: [], index: new LayerIndex() }); target = layers.length - 1; }
     layers[target]!.members.push(x);
-    layers[target]!.index.add(x);
+    layers[target]!.index.add(x, b);
   }
   return layers.map(({ fields, members }) => ({ fields, members }));
 }
@@ -124,8 +196,22 @@ export function firstMatch(rules: KRule[], p: PacketKey): KRule | undefined {
 
 // ---- the table -------------------------------------------------------------------------
 
-export interface ElemPlan { val: unknown; data: unknown; comment?: string }
-export interface MapPlan { type: string[]; data: 'verdict' | 'mark'; counter: boolean; elems: Map<string, ElemPlan> }
+/** One element: its key as text (unique within its map), what nftables is given as the key
+ * (from the atom, made when rendered), the data (a rule number, or the action chain a
+ * verdict jumps to) and the rule's id as comment (counters are read back by it). */
+export interface ElemPlan { key: string; atom?: Atom; val?: unknown; data: number | string; comment?: string }
+export interface MapPlan {
+  fam: 4 | 6;
+  fields: Field[];
+  type: string[];
+  data: 'verdict' | 'mark';
+  counter: boolean;
+  /** interval maps (ranges, prefixes) are nft's pipapo/rbtree sets; the others hash sets */
+  interval: boolean;
+  elems: Map<string, ElemPlan>;
+}
+/** A rule; `@name` in its expressions names a map of the plan (nft.ts renders the name the
+ * map has in the kernel). */
 export interface RulePlan { expr: unknown[]; comment?: string }
 export interface ChainPlan { base?: boolean; rules: RulePlan[] }
 export interface TablePlan {
@@ -140,6 +226,18 @@ export interface TablePlan {
  * the flow, the lower 16 bits the number of the rule that decided it (0: none). */
 const GEN_MASK = 0xffff0000, NUM_MASK = 0xffff;
 export const MAX_RULE_NUM = NUM_MASK;
+
+/** A layer with more atoms than this is split into chunks (by a hash of each atom), so that a
+ * change rebuilds a chunk of a few hundred elements, not the layer (nft.ts). */
+export const CHUNK_MAX = 256;
+const CHUNK_AIM = 192;
+export const chunksFor = (n: number): number => (n <= CHUNK_MAX ? 1 : 2 ** Math.ceil(Math.log2(n / CHUNK_AIM)));
+
+/** FNV-1a of a string: which chunk an element goes to. */
+export function fnv1a(s: string, h = 0x811c9dc5): number {
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
 
 /** The chain applying an action to one family; its name says what it does. */
 function actionChain(a: KAction, fam: 4 | 6): { name: string; rules: RulePlan[] } {
@@ -172,20 +270,58 @@ function value(a: Atom, f: Field): unknown {
   }
 }
 
+/** An element's key as nftables is given it. */
+export function elemVal(m: MapPlan, e: ElemPlan): unknown {
+  if (!e.atom) return e.val;
+  return m.fields.length === 1 ? value(e.atom, m.fields[0]!) : { concat: m.fields.map((f) => value(e.atom!, f)) };
+}
+
+/** An atom's key as text, from the fields of its layer (its shape), and the key's hash. */
+function atomKey(a: Atom, fields: Field[]): { key: string; hash: number } {
+  let k = keys.get(a);
+  if (!k) { const key = keyText(a, fields); keys.set(a, (k = { key, hash: fnv1a(key) })); }
+  return k;
+}
+const keys = new WeakMap<Atom, { key: string; hash: number }>();
+function keyText(a: Atom, fields: Field[]): string {
+  let s = '';
+  for (const f of fields) {
+    switch (f) {
+      case 'saddr': s += `${a.src.lo}-${a.src.hi} `; break;
+      case 'daddr': s += `${a.dst.lo}-${a.dst.hi} `; break;
+      case 'proto': s += `${a.proto[0]}-${a.proto[1]} `; break;
+      case 'sport': s += `${a.sport[0]}-${a.sport[1]} `; break;
+      case 'dport': s += `${a.dport[0]}-${a.dport[1]} `; break;
+      case 'uid': s += `${a.uid![0]}-${a.uid![1]} `; break;
+      case 'gid': s += `${a.gid![0]}-${a.gid![1]} `; break;
+    }
+  }
+  return s;
+}
+
 const isFamily = (fam: 4 | 6) => ({ match: { op: '==', left: { meta: { key: 'nfproto' } }, right: fam === 4 ? 'ipv4' : 'ipv6' } });
 const dscpOf = (fam: 4 | 6) => ({ payload: { protocol: fam === 4 ? 'ip' : 'ip6', field: 'dscp' } });
 const ctMark = { ct: { key: 'mark' } };
 const setCtMark = (v: unknown) => ({ mangle: { key: ctMark, value: v } });
 
-/** A layer's key: the packet's fields, concatenated. */
-function layerKey(l: Layer, fam: 4 | 6): { name: string; key: unknown; type: string[] } {
-  return {
-    name: l.fields.map((f) => FIELD_CODE[f]).join(''),
-    key: l.fields.length === 1 ? fieldExpr(l.fields[0]!, fam) : { concat: l.fields.map((f) => fieldExpr(f, fam)) },
-    type: l.fields.map((f) => fieldType(f, fam)),
-  };
+/** A layer's maps (one, or its chunks) and the packet key they are looked up with. */
+function layerMaps(seq: string, i: number, l: Layer, fam: 4 | 6, data: 'verdict' | 'mark', elemData: (p: Placed) => number | string):
+  { key: unknown; maps: [string, MapPlan][] } {
+  const code = l.fields.map((f) => FIELD_CODE[f]).join('');
+  const key = l.fields.length === 1 ? fieldExpr(l.fields[0]!, fam) : { concat: l.fields.map((f) => fieldExpr(f, fam)) };
+  const type = l.fields.map((f) => fieldType(f, fam));
+  const n = chunksFor(l.members.length);
+  const maps: [string, MapPlan][] = [];
+  for (let c = 0; c < n; c++) {
+    maps.push([n === 1 ? `${seq}_${i}_${code}` : `${seq}_${i}_${code}_${c}of${n}`,
+      { fam, fields: l.fields, type, data, counter: data === 'verdict', interval: true, elems: new Map() }]);
+  }
+  for (const p of l.members) {
+    const { key: k, hash } = atomKey(p.atom, l.fields);
+    maps[hash % n]![1].elems.set(k, { key: k, atom: p.atom, data: elemData(p), comment: data === 'verdict' ? p.rule.id : undefined });
+  }
+  return { key, maps };
 }
-const atomVal = (l: Layer, a: Atom) => (l.fields.length === 1 ? value(a, l.fields[0]!) : { concat: l.fields.map((f) => value(a, f)) });
 
 /** The whole table for rules in first-match order (each with a number 1..65535, `nums`),
  * tagged with generation `gen` (1..65535, a new one for every change).
@@ -222,23 +358,17 @@ export function planTable(table: string, rules: KRule[], nums: Map<string, numbe
     const head = [isFamily(fam), { match: { op: '!=', left: dscpOf(fam), right: 0 } }];
     if (!ls.length) { base.push({ expr: [...head, { accept: null }] }); continue; }
     base.push({ expr: [...head, { goto: { target: seq } }] });
-    chains.set(seq, {
-      rules: ls.map((l, i): RulePlan => {
-        if (!l.fields.length) {
-          const p = l.members[0]!;
-          return { expr: [{ counter: null }, { goto: { target: useAction(p.rule.action, fam) } }], comment: p.rule.id };
-        }
-        const k = layerKey(l, fam);
-        const name = `${seq}_${i}_${k.name}`;
-        const elems = new Map<string, ElemPlan>();
-        for (const p of l.members) {
-          const val = atomVal(l, p.atom);
-          elems.set(JSON.stringify(val), { val, data: { goto: { target: useAction(p.rule.action, fam) } }, comment: p.rule.id });
-        }
-        maps.set(name, { type: k.type, data: 'verdict', counter: true, elems });
-        return { expr: [{ vmap: { key: k.key, data: `@${name}` } }] };
-      }),
+    const rs: RulePlan[] = [];
+    ls.forEach((l, i) => {
+      if (!l.fields.length) {
+        const p = l.members[0]!;
+        rs.push({ expr: [{ counter: null }, { goto: { target: useAction(p.rule.action, fam) } }], comment: p.rule.id });
+        return;
+      }
+      const { key, maps: ms } = layerMaps(seq, i, l, fam, 'verdict', (p) => useAction(p.rule.action, fam));
+      for (const [name, m] of ms) { maps.set(name, m); rs.push({ expr: [{ vmap: { key, data: `@${name}` } }] }); }
     });
+    chains.set(seq, { rules: rs });
   }
   for (const fam of [4, 6] as const) {
     const seq = `m${fam}`;
@@ -251,27 +381,26 @@ export function planTable(table: string, rules: KRule[], nums: Map<string, numbe
     const ids = new Map<string, ElemPlan>();
     for (const { rule } of placed) {
       const num = nums.get(rule.id)!;
-      if (!ids.has(String(num))) ids.set(String(num), { val: num, data: { goto: { target: useAction(rule.action, fam) } }, comment: rule.id });
+      const k = String(num);
+      if (!ids.has(k)) ids.set(k, { key: k, val: num, data: useAction(rule.action, fam), comment: rule.id });
     }
-    maps.set(byid, { type: ['mark'], data: 'verdict', counter: true, elems: ids });
+    maps.set(byid, { fam, fields: [], type: ['mark'], data: 'verdict', counter: true, interval: false, elems: ids });
+    // each layer its own chain: a change rewrites the chains of the layers it changed
     const classify: RulePlan[] = [{ expr: [setCtMark(0)] }];
     for (let i = ls.length - 1; i >= 0; i--) {
       const l = ls[i]!;
       if (!l.fields.length) { classify.push({ expr: [setCtMark(nums.get(l.members[0]!.rule.id)!)] }); continue; }
-      const k = layerKey(l, fam);
-      const name = `${seq}_${i}_${k.name}`;
-      const elems = new Map<string, ElemPlan>();
-      for (const p of l.members) {
-        const val = atomVal(l, p.atom);
-        elems.set(JSON.stringify(val), { val, data: nums.get(p.rule.id)! });
-      }
-      maps.set(name, { type: k.type, data: 'mark', counter: false, elems });
-      classify.push({ expr: [setCtMark({ map: { key: k.key, data: `@${name}` } })] });
+      const { key, maps: ms } = layerMaps(seq, i, l, fam, 'mark', (p) => nums.get(p.rule.id)!);
+      const lookups: RulePlan[] = [];
+      for (const [name, m] of ms) { maps.set(name, m); lookups.push({ expr: [setCtMark({ map: { key, data: `@${name}` } })] }); }
+      chains.set(`${seq}_${i}`, { rules: lookups });
+      classify.push({ expr: [{ jump: { target: `${seq}_${i}` } }] });
     }
     const tag = (gen << 16) >>> 0;
     const lookup = { vmap: { key: { '&': [ctMark, NUM_MASK] }, data: `@${byid}` } };
-    classify.push({ expr: [setCtMark({ '|': [ctMark, tag] })] }, { expr: [lookup] });
+    classify.push({ expr: [{ goto: { target: `g${fam}` } }] });
     chains.set(`c${fam}`, { rules: classify });
+    chains.set(`g${fam}`, { rules: [{ expr: [setCtMark({ '|': [ctMark, tag] })] }, { expr: [lookup] }] });
     chains.set(`h${fam}`, { rules: [{ expr: [lookup] }] });
     chains.set(seq, {
       rules: [

@@ -4,16 +4,16 @@
  * transaction, and only then saved (atomically): a refused edit changes nothing. An edit
  * based on an older revision than the stored one is refused (QOS_ERR_RULES_STALE). */
 
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomic } from '../atomic-file.js';
+import { stageFile, type StagedFile } from '../atomic-file.js';
 import { QosError } from '../errors.js';
 import { dotted, duplicateNames, parseValidated } from '../policy/load.js';
 import type { PolicyDoc } from '../policy/schema.js';
 import { MAX_RULE_NUM, planTable, type TablePlan } from './layers.js';
-import { nftUnavailable, NftTable, type Counter } from './nft.js';
-import { kernelAction, KernelRuleSchema, policyRuleInKernel, ruleAtoms, ruleProblems, RuleSetSchema, systemNames, type KernelRuleDoc, type KRule, type Names, type RuleSetDoc } from './rules.js';
+import { nftUnavailable, NftTable, type Counter, type NftDoc } from './nft.js';
+import { kernelAction, KernelRuleSchema, policyRuleInKernel, ruleAtoms, ruleProblems, RuleSetSchema, systemNames, type Atom, type KAction, type KernelRuleDoc, type KRule, type Names, type RuleSetDoc } from './rules.js';
 
 export type KernelMode = 'auto' | 'on' | 'off';
 
@@ -47,11 +47,23 @@ export function parseRuleSet(text: string, file: string, names: Names = systemNa
   return parseValidated(text, file, RuleSetSchema, 'QOS_ERR_RULES_INVALID', (raw, set) => setProblems(raw, set, names));
 }
 
+type Problem = { path: PropertyKey[]; message: string };
+
 /** What a rule set's schema cannot check: unique names, and each rule's ruleProblems. */
-function setProblems(raw: unknown, set: RuleSetDoc | undefined, names: Names): { path: PropertyKey[]; message: string }[] {
+function setProblems(raw: unknown, set: RuleSetDoc | undefined, names: Names, problemsOf = (r: KernelRuleDoc) => ruleProblems(r, names)): Problem[] {
   const out = duplicateNames(raw);
-  set?.rules.forEach((r, i) => { for (const p of ruleProblems(r, names)) out.push({ path: ['rules', i, ...p.path], message: p.message }); });
+  set?.rules.forEach((r, i) => { for (const p of problemsOf(r)) out.push({ path: ['rules', i, ...p.path], message: p.message }); });
   return out;
+}
+
+/** A rule as the kernel needs it, kept as long as the rule (an object never changed: edits
+ * replace rules) and the user and group names stay the same. */
+interface Compiled { names: Names; problems: Problem[]; atoms: Atom[]; action: KAction; actionKey: string }
+
+/** The user and group tables, read again only when /etc/passwd or /etc/group changed. */
+function namesStamp(): string {
+  const st = (f: string) => { try { const s = statSync(f); return `${s.mtimeMs}:${s.size}:${s.ino}`; } catch { return '-'; } };
+  return `${st('/etc/passwd')} ${st('/etc/group')}`;
 }
 
 /** Checks one rule given through the API. */
@@ -70,7 +82,7 @@ export function ruleSetText(doc: RuleSetDoc, revision?: number): string {
   return JSON.stringify({ qosd_rules: 1, ...(revision === undefined ? {} : { revision }), enabled: doc.enabled, rules: doc.rules }, null, 2) + '\n';
 }
 
-export interface ApplyReport { revision: number; applied: boolean; apply_ms: number; commands: number; layers: Record<string, number>; dry_run?: { nftables: unknown[] } }
+export interface ApplyReport { revision: number; applied: boolean; apply_ms: number; commands: number; layers: Record<string, number>; dry_run?: NftDoc[] }
 
 export class KernelRules {
   private set: RuleSetDoc = { qosd_rules: 1, enabled: true, rules: [] };
@@ -83,12 +95,15 @@ export class KernelRules {
   private active = false;
   private problem: string | null = null;
   private gen = 0;
-  private readonly nums = new Map<string, number>();
+  /** rule id → the number it has in the kernel, and for which action */
+  private nums = new Map<string, { num: number; actionKey: string }>();
   private nextNum = 1;
   private plan: TablePlan | null = null;
   private lastApplyMs = 0;
   private queue: Promise<unknown> = Promise.resolve();
   private names = systemNames();
+  private namesAt = namesStamp();
+  private readonly compiled = new WeakMap<KernelRuleDoc, Compiled>();
 
   constructor(private readonly o: KernelOptions) {
     this.nft = new NftTable(o.table);
@@ -132,21 +147,33 @@ export class KernelRules {
       if (expect !== undefined && expect !== this.revision) {
         throw new QosError('QOS_ERR_RULES_STALE', `the rule set is at revision ${this.revision}, not ${expect}: someone changed it since you read it; read it again (qos rules list) and retry`);
       }
-      this.names = systemNames();
-      const next: RuleSetDoc = structuredClone(this.set);
+      this.refreshNames();
+      // edits put new rules in the list, never change one: a shallow copy is the old set kept
+      const next: RuleSetDoc = { ...this.set, rules: [...this.set.rules] };
       const ids = [...this.ids];
       fn(next, ids);
-      // the rules themselves were checked on the way in; what an edit can break is the set's
-      const problems = setProblems(next, next, this.names).map((p) => ({ file: '<rules>', path: dotted(p.path), message: p.message }));
+      // new rules were checked on the way in, but names must still be unique and users exist
+      const problems = setProblems(next, next, this.names, (r) => this.compile1(r).problems).map((p) => ({ file: '<rules>', path: dotted(p.path), message: p.message }));
       if (problems.length) throw new QosError('QOS_ERR_RULES_INVALID', `<rules>: ${problems.length} error(s)`, problems);
       const nextIdBefore = this.nextId;
-      const report = await this.applyNow(next, dryRun, ids);
-      if (dryRun) { this.nextId = nextIdBefore; return report; }
+      if (dryRun) { const report = await this.applyNow(next, true, ids); this.nextId = nextIdBefore; return report; }
+      // the new file is written while nft works, and put in place once the kernel took the set
+      let staged: StagedFile | undefined;
+      let stageError: unknown;
+      const stage = () => {
+        try {
+          mkdirSync(dirname(this.o.rulesFile), { recursive: true });
+          staged = stageFile(this.o.rulesFile, ruleSetText(next, this.revision + 1));
+        } catch (e) { stageError = e; }
+      };
+      let report: ApplyReport;
+      try { report = await this.applyNow(next, false, ids, stage); } catch (e) { staged?.discard(); throw e; }
+      if (!staged && stageError === undefined) stage();
       this.set = next;
       this.ids = ids;
       this.revision++;
-      mkdirSync(dirname(this.o.rulesFile), { recursive: true });
-      writeFileAtomic(this.o.rulesFile, ruleSetText(next, this.revision));
+      if (stageError !== undefined) throw stageError;
+      staged!.commit();
       return { ...report, revision: this.revision };
     });
   }
@@ -159,25 +186,49 @@ export class KernelRules {
     return run;
   }
 
-  /** The kernel rules in order: the policy's, then the set's (if enabled). */
-  private compile(set: RuleSetDoc, ids: number[]): KRule[] {
-    const out: KRule[] = [];
-    this.policy.rules.forEach((r, i) => out.push({ id: this.policy.ids[i]!, ...(r.name ? { name: r.name } : {}), origin: 'policy', atoms: ruleAtoms(r.match, this.names), action: kernelAction(r.action) }));
-    if (set.enabled) set.rules.forEach((r, i) => out.push({ id: `r${ids[i]}`, ...(r.name ? { name: r.name } : {}), origin: 'rules', atoms: ruleAtoms(r.match, this.names), action: kernelAction(r.action) }));
+  private refreshNames(): void {
+    const at = namesStamp();
+    if (at !== this.namesAt) { this.names = systemNames(); this.namesAt = at; }
+  }
+
+  private compile1(r: KernelRuleDoc): Compiled {
+    let c = this.compiled.get(r);
+    if (c?.names !== this.names) {
+      const problems = ruleProblems(r, this.names);
+      const action = kernelAction(r.action);
+      c = { names: this.names, problems, atoms: problems.length ? [] : ruleAtoms(r.match, this.names), action, actionKey: JSON.stringify(action) };
+      this.compiled.set(r, c);
+    }
+    return c;
+  }
+
+  /** The kernel rules in order: the policy's, then the set's (if enabled); with each the key
+   * of its action. */
+  private compile(set: RuleSetDoc, ids: number[]): { rule: KRule; actionKey: string }[] {
+    const out: { rule: KRule; actionKey: string }[] = [];
+    const add = (id: string, origin: KRule['origin'], r: KernelRuleDoc) => {
+      const c = this.compile1(r);
+      out.push({ rule: { id, ...(r.name ? { name: r.name } : {}), origin, atoms: c.atoms, action: c.action }, actionKey: c.actionKey });
+    };
+    this.policy.rules.forEach((r, i) => add(this.policy.ids[i]!, 'policy', r));
+    if (set.enabled) set.rules.forEach((r, i) => add(`r${ids[i]}`, 'rules', r));
     return out;
   }
 
-  private async applyNow(set: RuleSetDoc, dryRun: boolean, ids = this.ids): Promise<ApplyReport> {
+  private async applyNow(set: RuleSetDoc, dryRun: boolean, ids = this.ids, meanwhile?: () => void): Promise<ApplyReport> {
     const t0 = performance.now();
-    const rules = this.compile(set, ids);
-    // Rule numbers for the connection mark. A number keeps its meaning (one rule, one action)
-    // as long as possible: kept for rules that stay, new ones taken from a counter that only
-    // moves on, so a packet crossing a change (which nftables applies to chains and to map
-    // contents separately) or a flow classified before it never meets a number given to
-    // another rule. Only when the counter wraps are numbers of gone rules reused.
+    const compiled = this.compile(set, ids);
+    const rules = compiled.map((c) => c.rule);
+    // Rule numbers for the connection mark, one per rule and action: kept while the rule
+    // stays as it is, new ones taken from a counter that only moves on, so that a flow
+    // classified before a change never meets a number that means something else now.
+    // Only when the counter wraps are numbers of gone rules reused.
     const nums = new Map<string, number>();
     const used = new Set<number>();
-    for (const r of rules) { const n = this.nums.get(r.id); if (n !== undefined) { nums.set(r.id, n); used.add(n); } }
+    for (const c of compiled) {
+      const had = this.nums.get(c.rule.id);
+      if (had && had.actionKey === c.actionKey) { nums.set(c.rule.id, had.num); used.add(had.num); }
+    }
     let next = this.nextNum;
     for (const r of rules) {
       if (nums.has(r.id)) continue;
@@ -186,6 +237,7 @@ export class KernelRules {
         next = next >= MAX_RULE_NUM ? 1 : next + 1;
       }
       nums.set(r.id, next); used.add(next);
+      next = next >= MAX_RULE_NUM ? 1 : next + 1;
     }
     const gen = (this.gen % 0xffff) + 1;
     const plan = planTable(this.o.table, rules, nums, gen);
@@ -193,15 +245,14 @@ export class KernelRules {
     if (!this.active && !dryRun) return { revision: this.revision, applied: false, apply_ms: 0, commands: 0, layers };
     const empty = rules.length === 0;
     if (dryRun) {
-      const { doc, commands } = empty ? { doc: this.nft.removal(), commands: 2 } : await this.nft.apply(plan, true);
-      return { revision: this.revision, applied: false, apply_ms: 0, commands, layers, dry_run: doc };
+      const { docs, commands } = empty ? { docs: [this.nft.removal()], commands: 2 } : await this.nft.apply(plan, true);
+      return { revision: this.revision, applied: false, apply_ms: 0, commands, layers, dry_run: docs };
     }
     let commands: number;
-    if (empty) { await this.nft.remove(); commands = 2; } else ({ commands } = await this.nft.apply(plan));
+    if (empty) { const p = this.nft.remove(); meanwhile?.(); await p; commands = 2; } else ({ commands } = await this.nft.apply(plan, false, meanwhile));
     this.gen = gen;
     this.nextNum = next;
-    this.nums.clear();
-    for (const [k, v] of nums) this.nums.set(k, v);
+    this.nums = new Map(compiled.map((c) => [c.rule.id, { num: nums.get(c.rule.id)!, actionKey: c.actionKey }]));
     this.plan = empty ? null : plan;
     this.lastApplyMs = performance.now() - t0;
     this.o.log.info({ rules: rules.length, layers, commands, ms: Math.round(this.lastApplyMs) }, 'kernel rules applied');

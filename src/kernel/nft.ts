@@ -1,15 +1,25 @@
 /* The nftables backend: owns one table (`inet qosd` unless told otherwise) and nothing else.
- * Every change is one transaction: the desired table (layers.ts) is diffed against the one
- * last applied and the difference — or, the first time, "add table; delete table; add
- * table ..." which replaces whatever a crashed daemon left — goes to `nft -j -f FILE` as one
- * JSON document, which the kernel commits whole or not at all. */
+ *
+ * A change is applied in two transactions, because nftables makes a transaction's rules and
+ * hash-set elements visible at once but swaps in the new contents of interval maps (pipapo,
+ * rbtree) one map at a time *after* that: a packet meeting new rules over a map not yet
+ * swapped would be classified half-configured. So interval maps are never changed in place:
+ *   1. prepare: every interval map whose contents change is created anew under a new name
+ *      (big layers are split into chunks, layers.ts, so that a small change rebuilds a few
+ *      hundred elements), with new chains; nothing live refers to them yet. What the
+ *      previous change left unreferenced is deleted here.
+ *   2. switch: the live chains are rewritten to refer to the new maps, and elements are added
+ *      to the hash maps (byid4/6) — all visible at once, over maps already complete.
+ * The first time, step 1 also replaces whatever table a crashed daemon left ("add table;
+ * delete table; add table"), and step 2 adds the base chain. Each step is one `nft -j -f`
+ * document, committed whole or not at all. */
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QosError } from '../errors.js';
-import type { ChainPlan, ElemPlan, MapPlan, TablePlan } from './layers.js';
+import { elemVal, fnv1a, type ElemPlan, type MapPlan, type RulePlan, type TablePlan } from './layers.js';
 
 export interface Counter { packets: number; bytes: number }
 
@@ -30,7 +40,7 @@ export function nft(args: string[]): Promise<string> {
 }
 
 /** Applies a JSON document (nft cannot read JSON from a pipe when spawned from Node). */
-export async function nftJson(doc: { nftables: unknown[] }): Promise<void> {
+export async function nftJson(doc: NftDoc): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-nft-'));
   try {
     const file = join(dir, 'tx.json');
@@ -53,81 +63,201 @@ export async function nftUnavailable(): Promise<string | null> {
 
 const FAMILY = 'inet';
 
+/** An nft document: what `nft -j -f` is given. */
+export interface NftDoc { nftables: unknown[] }
+const doc = (cmds: unknown[]): NftDoc => ({ nftables: [{ metainfo: { json_schema_version: 1 } }, ...cmds] });
+
+/** A chain as rendered for the kernel: its rules as JSON text (maps under their kernel names). */
+interface KChain { base: boolean; rules: string[] }
+
+/** What the table holds in the kernel. */
+interface Kernel {
+  /** every map, by kernel name; for hash maps, the elements the kernel holds */
+  maps: Map<string, MapPlan>;
+  /** interval maps' signatures, to find one with given contents */
+  sigs: Map<string, string>;
+  chains: Map<string, KChain>;
+}
+const emptyKernel = (): Kernel => ({ maps: new Map(), sigs: new Map(), chains: new Map() });
+
+/** What live rules use: the plan's map names → kernel names, chains, hash-map elements. */
+interface Live { names: Map<string, string>; chains: Set<string>; maps: Map<string, MapPlan> }
+
+/** A map's contents as a short text: equal contents give equal signatures whatever the
+ * order of elements (a sum of hashes); equality is then checked element by element. */
+function signature(m: MapPlan): string {
+  let a = 0, b = 0;
+  for (const e of m.elems.values()) {
+    const t = `${e.key}>${e.data}#${e.comment ?? ''}`;
+    a = (a + fnv1a(t)) >>> 0;
+    b = (b + fnv1a(t, 0x2545f491)) >>> 0;
+  }
+  return `${m.fam}|${m.type.join('.')}|${m.data}|${m.counter}|${m.elems.size}|${a.toString(36)}|${b.toString(36)}`;
+}
+const sameElem = (x: ElemPlan | undefined, y: ElemPlan) => !!x && x.data === y.data && x.comment === y.comment;
+function sameContents(x: MapPlan, y: MapPlan): boolean {
+  if (x.elems.size !== y.elems.size || x.fields.join() !== y.fields.join()) return false;
+  for (const [k, e] of y.elems) if (!sameElem(x.elems.get(k), e)) return false;
+  return true;
+}
+
+/** The two transactions of one change (see the top), and what the table holds after each. */
+export interface Change { prepare: unknown[]; switch: unknown[]; afterPrepare: Kernel; afterSwitch: Kernel; live: Live }
+
 export class NftTable {
-  private applied: TablePlan | null = null;
+  private kernel: Kernel | null = null;
+  private live: Live = { names: new Map(), chains: new Set(), maps: new Map() };
+  private version = 0;
 
   constructor(readonly table: string) {}
 
-  /** The transaction turning the applied table into `next` (all of it the first time). */
-  transaction(next: TablePlan): unknown[] {
+  /** The commands turning the table into `next`, in two transactions. Changes nothing but
+   * the counter naming new maps. */
+  change(next: TablePlan): Change {
     const t = { family: FAMILY, table: this.table };
-    const cmds: unknown[] = [];
-    const prev = this.applied;
-    const addChain = (name: string, c: ChainPlan) => cmds.push({ add: { chain: { ...t, name, ...(c.base ? { type: 'filter', hook: 'output', prio: -150, policy: 'accept' } : {}) } } });
-    const addRules = (name: string, c: ChainPlan) => { for (const r of c.rules) cmds.push({ add: { rule: { ...t, chain: name, expr: r.expr, ...(r.comment ? { comment: r.comment } : {}) } } }); };
-    const elem = (e: ElemPlan) => [e.comment ? { elem: { val: e.val, comment: e.comment } } : e.val, e.data];
-    const addElems = (name: string, elems: ElemPlan[]) => { if (elems.length) cmds.push({ add: { element: { ...t, name, elem: elems.map(elem) } } }); };
-    const addMap = (name: string, m: MapPlan) => {
-      cmds.push({ add: { map: { ...t, name, type: m.type.length === 1 ? m.type[0] : m.type, map: m.data, ...(m.type[0] === 'mark' && m.type.length === 1 ? {} : { flags: ['interval'] }), ...(m.counter ? { stmt: [{ counter: null }] } : {}) } } });
-      addElems(name, [...m.elems.values()]);
+    const first = this.kernel === null;
+    const K = this.kernel ?? emptyKernel();
+    const live = this.live;
+    const prepare: unknown[] = [], sw: unknown[] = [];
+    const elem = (m: MapPlan, e: ElemPlan) => {
+      const val = elemVal(m, e);
+      const data = m.data === 'verdict' ? { goto: { target: e.data } } : e.data;
+      return [e.comment ? { elem: { val, comment: e.comment } } : val, data];
     };
-    const same = (a: ElemPlan, b: ElemPlan) => JSON.stringify(a.data) === JSON.stringify(b.data) && a.comment === b.comment;
-    if (!prev) {
-      cmds.push({ add: { table: { family: FAMILY, name: this.table } } }, { delete: { table: { family: FAMILY, name: this.table } } }, { add: { table: { family: FAMILY, name: this.table } } });
-      for (const [name, c] of next.chains) addChain(name, c);
-      for (const [name, m] of next.maps) addMap(name, m);
-      for (const [name, c] of next.chains) addRules(name, c);
-      return cmds;
-    }
-    const changedChains: string[] = [];
-    for (const [name, c] of next.chains) {
-      const old = prev.chains.get(name);
-      if (!old) { addChain(name, c); changedChains.push(name); }
-      else if (JSON.stringify(old.rules) !== JSON.stringify(c.rules)) changedChains.push(name);
-    }
-    for (const [name, m] of next.maps) if (!prev.maps.has(name)) addMap(name, m);
+    const addElems = (to: unknown[], name: string, m: MapPlan, elems: ElemPlan[]) => {
+      if (elems.length) to.push({ add: { element: { ...t, name, elem: elems.map((e) => elem(m, e)) } } });
+    };
+    const delElems = (to: unknown[], name: string, m: MapPlan, elems: ElemPlan[]) => {
+      if (elems.length) to.push({ delete: { element: { ...t, name, elem: elems.map((e) => elemVal(m, e)) } } });
+    };
+
+    // Kernel names for the plan's maps: an interval map with the same contents as one in the
+    // kernel is that map; otherwise it is created under a new name. Hash maps keep their
+    // names and gain elements.
+    const names = new Map<string, string>();
+    const created = new Map<string, MapPlan>();
+    const sigs = new Map<string, string>();
+    const bySig = new Map([...K.sigs].map(([n, sig]) => [sig, n]));
+    const grow = new Map<string, ElemPlan[]>();
     for (const [name, m] of next.maps) {
-      const old = prev.maps.get(name);
-      if (!old) continue;
-      const gone = [...old.elems].filter(([k, e]) => { const n = m.elems.get(k); return !n || !same(n, e); });
-      if (gone.length) cmds.push({ delete: { element: { ...t, name, elem: gone.map(([, e]) => e.val) } } });
-      addElems(name, [...m.elems].filter(([k, e]) => { const o = old.elems.get(k); return !o || !same(o, e); }).map(([, e]) => e));
+      if (!m.interval) {
+        names.set(name, name);
+        const k = K.maps.get(name);
+        if (!k) created.set(name, m);
+        else {
+          const add = [...m.elems.values()].filter((e) => !sameElem(k.elems.get(e.key), e));
+          if (add.length) grow.set(name, add);
+        }
+        continue;
+      }
+      const same = live.names.get(name);
+      if (same !== undefined && K.maps.has(same) && sameContents(K.maps.get(same)!, m)) { names.set(name, same); continue; }
+      const sig = signature(m);
+      const have = bySig.get(sig);
+      if (have !== undefined && sameContents(K.maps.get(have) ?? created.get(have)!, m)) { names.set(name, have); continue; }
+      const kname = `${name}_v${++this.version}`;
+      names.set(name, kname);
+      created.set(kname, m);
+      sigs.set(kname, sig);
+      bySig.set(sig, kname);
     }
-    for (const name of changedChains) {
-      if (prev.chains.has(name)) cmds.push({ flush: { chain: { ...t, name } } });
-      addRules(name, next.chains.get(name)!);
+    const render = (r: RulePlan) => JSON.stringify({ expr: r.expr, ...(r.comment ? { comment: r.comment } : {}) })
+      .replace(/"@([A-Za-z0-9_]+)"/g, (_, n: string) => `"@${names.get(n) ?? n}"`);
+    const chains = new Map<string, KChain>();
+    for (const [name, c] of next.chains) chains.set(name, { base: !!c.base, rules: c.rules.map(render) });
+    const addRules = (to: unknown[], name: string, c: KChain) => {
+      for (const r of c.rules) to.push({ add: { rule: { ...t, chain: name, ...(JSON.parse(r) as object) } } });
+    };
+    const addChain = (to: unknown[], name: string, c: KChain) =>
+      to.push({ add: { chain: { ...t, name, ...(c.base ? { type: 'filter', hook: 'output', prio: -150, policy: 'accept' } : {}) } } });
+
+    // 1. prepare: delete what neither the live rules nor the next ones refer to (left by the
+    // change before); create the new maps and chains, which nothing live refers to yet.
+    // Chains no live rule reaches are emptied first, so that nothing holds what is deleted,
+    // and those the next rules use are filled anew here.
+    const A: Kernel = { maps: new Map(K.maps), sigs: new Map(K.sigs), chains: new Map(K.chains) };
+    if (first) prepare.push({ add: { table: { family: FAMILY, name: this.table } } }, { delete: { table: { family: FAMILY, name: this.table } } }, { add: { table: { family: FAMILY, name: this.table } } });
+    const needed = new Set([...live.names.values(), ...names.values()]);
+    const staleMaps = [...K.maps.keys()].filter((n) => !needed.has(n));
+    const dead = [...K.chains.keys()].filter((n) => !live.chains.has(n));
+    for (const name of dead) prepare.push({ flush: { chain: { ...t, name } } });
+    for (const [name, k] of K.maps) {
+      if (k.interval || !needed.has(name)) continue;
+      const keep = (key: string) => !!(live.maps.get(name)?.elems.has(key) || next.maps.get(name)?.elems.has(key));
+      const gone = [...k.elems.values()].filter((e) => !keep(e.key));
+      delElems(prepare, name, k, gone);
+      if (gone.length) A.maps.set(name, { ...k, elems: new Map([...k.elems].filter(([key]) => keep(key))) });
     }
-    const goneChains = [...prev.chains.keys()].filter((n) => !next.chains.has(n));
-    for (const name of goneChains) cmds.push({ flush: { chain: { ...t, name } } });
-    for (const name of prev.maps.keys()) if (!next.maps.has(name)) cmds.push({ delete: { map: { ...t, name } } });
-    for (const name of goneChains) cmds.push({ delete: { chain: { ...t, name } } });
-    return cmds;
+    for (const name of staleMaps) { prepare.push({ delete: { map: { ...t, name } } }); A.maps.delete(name); A.sigs.delete(name); }
+    for (const name of dead) {
+      A.chains.delete(name);
+      if (!chains.has(name)) prepare.push({ delete: { chain: { ...t, name } } });
+    }
+    const fill = [...chains].filter(([name, c]) => !A.chains.has(name) && !c.base);
+    for (const [name] of fill) if (!K.chains.has(name)) prepare.push({ add: { chain: { ...t, name } } });
+    for (const [name, m] of created) {
+      prepare.push({ add: { map: { ...t, name, type: m.type.length === 1 ? m.type[0] : m.type, map: m.data, ...(m.interval ? { flags: ['interval'] } : {}), ...(m.counter ? { stmt: [{ counter: null }] } : {}) } } });
+      addElems(prepare, name, m, [...m.elems.values()]);
+      A.maps.set(name, m.interval ? m : { ...m, elems: new Map(m.elems) });
+      if (m.interval) A.sigs.set(name, sigs.get(name)!);
+    }
+    for (const [name, c] of fill) { addRules(prepare, name, c); A.chains.set(name, c); }
+
+    // 2. switch: hash-map elements, and the live chains rewritten, visible at once
+    const B: Kernel = { maps: new Map(A.maps), sigs: A.sigs, chains: new Map(A.chains) };
+    for (const [name, add] of grow) {
+      const k = A.maps.get(name)!;
+      delElems(sw, name, k, add.filter((e) => k.elems.has(e.key)));
+      addElems(sw, name, k, add);
+      const elems = new Map(k.elems);
+      for (const e of add) elems.set(e.key, e);
+      B.maps.set(name, { ...k, elems });
+    }
+    for (const [name, c] of chains) {
+      const old = A.chains.get(name);
+      B.chains.set(name, c);
+      if (!old) { addChain(sw, name, c); addRules(sw, name, c); continue; }
+      if (old.rules.length === c.rules.length && old.rules.every((r, i) => r === c.rules[i])) continue;
+      sw.push({ flush: { chain: { ...t, name } } });
+      addRules(sw, name, c);
+    }
+    const liveMaps = new Map<string, MapPlan>();
+    for (const [name, m] of next.maps) if (!m.interval) liveMaps.set(name, m);
+    return { prepare, switch: sw, afterPrepare: A, afterSwitch: B, live: { names, chains: new Set(chains.keys()), maps: liveMaps } };
   }
 
-  /** Applies `next` in one transaction; with dryRun, only returns the document. */
-  async apply(next: TablePlan, dryRun = false): Promise<{ doc: { nftables: unknown[] }; commands: number }> {
-    const cmds = this.transaction(next);
-    const doc = { nftables: [{ metainfo: { json_schema_version: 1 } }, ...cmds] };
-    if (dryRun || cmds.length === 0) return { doc, commands: cmds.length };
-    await nftJson(doc);
-    this.applied = next;
-    return { doc, commands: cmds.length };
+  /** Applies `next`; with dryRun, only returns the two documents (prepare, switch).
+   * `meanwhile` runs once, while the first nft process works. */
+  async apply(next: TablePlan, dryRun = false, meanwhile?: () => void): Promise<{ docs: NftDoc[]; commands: number }> {
+    const c = this.change(next);
+    const docs = [doc(c.prepare), doc(c.switch)];
+    const commands = c.prepare.length + c.switch.length;
+    if (dryRun) return { docs, commands };
+    const run = async (d: NftDoc) => { const p = nftJson(d); meanwhile?.(); meanwhile = undefined; await p; };
+    if (c.prepare.length) {
+      await run(docs[0]!);
+      this.kernel = c.afterPrepare; // the switch may fail: the next change deletes what this one made
+    }
+    if (c.switch.length) await run(docs[1]!);
+    meanwhile?.();
+    this.kernel = c.afterSwitch;
+    this.live = c.live;
+    return { docs, commands };
   }
 
   /** Packets and bytes each rule decided (by rule id), from the kernel's counters: the rule
    * maps of the DSCP-0 sequences and the maps and rules of the override sequences. */
   async counters(): Promise<Map<string, Counter>> {
     const m = new Map<string, Counter>();
-    const plan = this.applied;
-    if (!plan) return m;
+    if (!this.kernel) return m;
     const add = (rule: string | undefined, c: Counter | undefined) => {
       if (!rule || !c) return;
       const k = m.get(rule) ?? { packets: 0, bytes: 0 };
       m.set(rule, { packets: k.packets + c.packets, bytes: k.bytes + c.bytes });
     };
     const lists = [
-      ...[...plan.maps.keys()].filter((n) => /^(byid|o)[46]/.test(n)).map((n) => ['map', n]),
-      ...[...plan.chains.keys()].filter((n) => /^o[46]$/.test(n)).map((n) => ['chain', n]),
+      ...[...this.live.names].filter(([n]) => /^(byid|o)[46]/.test(n)).map(([, k]) => ['map', k]),
+      ...[...this.live.chains].filter((n) => /^o[46]$/.test(n)).map((n) => ['chain', n]),
     ];
     const outs = await Promise.all(lists.map(([kind, name]) => nft(['-j', 'list', kind!, FAMILY, this.table, name!])));
     for (const out of outs) {
@@ -143,14 +273,15 @@ export class NftTable {
     return m;
   }
 
-  /** Removes the table (and nothing else); fine if it is not there. */
   /** The document removing the table: adding it first makes deleting it succeed when absent. */
-  removal(): { nftables: unknown[] } {
-    return { nftables: [{ add: { table: { family: FAMILY, name: this.table } } }, { delete: { table: { family: FAMILY, name: this.table } } }] };
+  removal(): NftDoc {
+    return doc([{ add: { table: { family: FAMILY, name: this.table } } }, { delete: { table: { family: FAMILY, name: this.table } } }]);
   }
 
+  /** Removes the table (and nothing else); fine if it is not there. */
   async remove(): Promise<void> {
-    this.applied = null;
+    this.kernel = null;
+    this.live = { names: new Map(), chains: new Set(), maps: new Map() };
     await nftJson(this.removal());
   }
 }
