@@ -10,7 +10,9 @@ export function call(socketPath: string, method: string, path: string, timeoutMs
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : JSON.stringify(body);
     const headers = data === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) };
-    const req = request({ socketPath, method, path, timeout: timeoutMs, headers }, (res) => {
+    // agent: false, a connection per request: Node's default agent keeps connections alive
+    // and reuses one the daemon has already closed as idle (EPIPE on the next request)
+    const req = request({ socketPath, method, path, timeout: timeoutMs, headers, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
