@@ -276,6 +276,13 @@ export function elemVal(m: MapPlan, e: ElemPlan): unknown {
   return m.fields.length === 1 ? value(e.atom, m.fields[0]!) : { concat: m.fields.map((f) => value(e.atom!, f)) };
 }
 
+/** An element's data as nftables is given it: a verdict (go to an action chain, or accept)
+ * or a mark. */
+export function elemData(m: MapPlan, e: ElemPlan): unknown {
+  if (m.data !== 'verdict') return e.data;
+  return e.data === ACCEPT ? { accept: null } : { goto: { target: e.data } };
+}
+
 /** An atom's key as text, from the fields of its layer (its shape), and the key's hash. */
 function atomKey(a: Atom, fields: Field[]): { key: string; hash: number } {
   let k = keys.get(a);
@@ -302,6 +309,8 @@ function keyText(a: Atom, fields: Field[]): string {
 const isFamily = (fam: 4 | 6) => ({ match: { op: '==', left: { meta: { key: 'nfproto' } }, right: fam === 4 ? 'ipv4' : 'ipv6' } });
 const dscpOf = (fam: 4 | 6) => ({ payload: { protocol: fam === 4 ? 'ip' : 'ip6', field: 'dscp' } });
 const ctMark = { ct: { key: 'mark' } };
+/** verdict-map data meaning "accept" rather than a chain to go to */
+export const ACCEPT = '<accept>';
 const setCtMark = (v: unknown) => ({ mangle: { key: ctMark, value: v } });
 
 /** A layer's maps (one, or its chunks) and the packet key they are looked up with. */
@@ -351,63 +360,67 @@ export function planTable(table: string, rules: KRule[], nums: Map<string, numbe
     return placed;
   };
   for (const fam of [4, 6] as const) {
-    // marked packets: override rules only
-    const seq = `o${fam}`;
-    const ls = layer(placedOf(fam, true));
-    layers[seq] = ls.length;
-    const head = [isFamily(fam), { match: { op: '!=', left: dscpOf(fam), right: 0 } }];
-    if (!ls.length) { base.push({ expr: [...head, { accept: null }] }); continue; }
-    base.push({ expr: [...head, { goto: { target: seq } }] });
-    const rs: RulePlan[] = [];
-    ls.forEach((l, i) => {
-      if (!l.fields.length) {
-        const p = l.members[0]!;
-        rs.push({ expr: [{ counter: null }, { goto: { target: useAction(p.rule.action, fam) } }], comment: p.rule.id });
-        return;
-      }
-      const { key, maps: ms } = layerMaps(seq, i, l, fam, 'verdict', (p) => useAction(p.rule.action, fam));
-      for (const [name, m] of ms) { maps.set(name, m); rs.push({ expr: [{ vmap: { key, data: `@${name}` } }] }); }
-    });
-    chains.set(seq, { rules: rs });
-  }
-  for (const fam of [4, 6] as const) {
+    // Each family's packets go to f4/f6: a packet already carrying a DSCP to the override
+    // rules (o4/o6, uncached), a packet of a flow classified under this generation straight
+    // to its rule's action (byid4/6), any other to classification (c4/c6).
+    const entry: RulePlan[] = [];
+    const marked = { match: { op: '!=', left: dscpOf(fam), right: 0 } };
+    const oseq = `o${fam}`;
+    const ols = layer(placedOf(fam, true));
+    layers[oseq] = ols.length;
+    if (!ols.length) entry.push({ expr: [marked, { accept: null }] });
+    else {
+      entry.push({ expr: [marked, { goto: { target: oseq } }] });
+      const rs: RulePlan[] = [];
+      ols.forEach((l, i) => {
+        if (!l.fields.length) {
+          const p = l.members[0]!;
+          rs.push({ expr: [{ counter: null }, { goto: { target: useAction(p.rule.action, fam) } }], comment: p.rule.id });
+          return;
+        }
+        const { key, maps: ms } = layerMaps(oseq, i, l, fam, 'verdict', (p) => useAction(p.rule.action, fam));
+        for (const [name, m] of ms) { maps.set(name, m); rs.push({ expr: [{ vmap: { key, data: `@${name}` } }] }); }
+      });
+      chains.set(oseq, { rules: rs });
+    }
+
     const seq = `m${fam}`;
     const placed = placedOf(fam, false);
     const ls = layer(placed);
     layers[seq] = ls.length;
-    if (!ls.length) continue;
-    base.push({ expr: [isFamily(fam), { goto: { target: seq } }] });
-    const byid = `byid${fam}`;
-    const ids = new Map<string, ElemPlan>();
-    for (const { rule } of placed) {
-      const num = nums.get(rule.id)!;
-      const k = String(num);
-      if (!ids.has(k)) ids.set(k, { key: k, val: num, data: useAction(rule.action, fam), comment: rule.id });
-    }
-    maps.set(byid, { fam, fields: [], type: ['mark'], data: 'verdict', counter: true, interval: false, elems: ids });
-    // each layer its own chain: a change rewrites the chains of the layers it changed
-    const classify: RulePlan[] = [{ expr: [setCtMark(0)] }];
-    for (let i = ls.length - 1; i >= 0; i--) {
-      const l = ls[i]!;
-      if (!l.fields.length) { classify.push({ expr: [setCtMark(nums.get(l.members[0]!.rule.id)!)] }); continue; }
-      const { key, maps: ms } = layerMaps(seq, i, l, fam, 'mark', (p) => nums.get(p.rule.id)!);
-      const lookups: RulePlan[] = [];
-      for (const [name, m] of ms) { maps.set(name, m); lookups.push({ expr: [setCtMark({ map: { key, data: `@${name}` } })] }); }
-      chains.set(`${seq}_${i}`, { rules: lookups });
-      classify.push({ expr: [{ jump: { target: `${seq}_${i}` } }] });
-    }
-    const tag = (gen << 16) >>> 0;
-    const lookup = { vmap: { key: { '&': [ctMark, NUM_MASK] }, data: `@${byid}` } };
-    classify.push({ expr: [{ goto: { target: `g${fam}` } }] });
-    chains.set(`c${fam}`, { rules: classify });
-    chains.set(`g${fam}`, { rules: [{ expr: [setCtMark({ '|': [ctMark, tag] })] }, { expr: [lookup] }] });
-    chains.set(`h${fam}`, { rules: [{ expr: [lookup] }] });
-    chains.set(seq, {
-      rules: [
-        { expr: [{ match: { op: '==', left: { '&': [ctMark, GEN_MASK] }, right: tag } }, { goto: { target: `h${fam}` } }] },
+    if (ls.length) {
+      const byid = `byid${fam}`;
+      // number 0 (no rule matched) is an element too: a flow no rule takes is not classified again
+      const ids = new Map<string, ElemPlan>([['0', { key: '0', val: 0, data: ACCEPT }]]);
+      for (const { rule } of placed) {
+        const num = nums.get(rule.id)!;
+        const k = String(num);
+        if (!ids.has(k)) ids.set(k, { key: k, val: num, data: useAction(rule.action, fam), comment: rule.id });
+      }
+      maps.set(byid, { fam, fields: [], type: ['mark'], data: 'verdict', counter: true, interval: false, elems: ids });
+      // each layer its own chain: a change rewrites the chains of the layers it changed
+      const classify: RulePlan[] = [{ expr: [setCtMark(0)] }];
+      for (let i = ls.length - 1; i >= 0; i--) {
+        const l = ls[i]!;
+        if (!l.fields.length) { classify.push({ expr: [setCtMark(nums.get(l.members[0]!.rule.id)!)] }); continue; }
+        const { key, maps: ms } = layerMaps(seq, i, l, fam, 'mark', (p) => nums.get(p.rule.id)!);
+        const lookups: RulePlan[] = [];
+        for (const [name, m] of ms) { maps.set(name, m); lookups.push({ expr: [setCtMark({ map: { key, data: `@${name}` } })] }); }
+        chains.set(`${seq}_${i}`, { rules: lookups });
+        classify.push({ expr: [{ jump: { target: `${seq}_${i}` } }] });
+      }
+      const tag = (gen << 16) >>> 0;
+      const lookup = { vmap: { key: { '&': [ctMark, NUM_MASK] }, data: `@${byid}` } };
+      classify.push({ expr: [{ goto: { target: `g${fam}` } }] });
+      chains.set(`c${fam}`, { rules: classify });
+      chains.set(`g${fam}`, { rules: [{ expr: [setCtMark({ '|': [ctMark, tag] })] }, { expr: [lookup] }] });
+      entry.push(
+        { expr: [{ match: { op: '==', left: { '&': [ctMark, GEN_MASK] }, right: tag } }, lookup] },
         { expr: [{ goto: { target: `c${fam}` } }] },
-      ],
-    });
+      );
+    }
+    chains.set(`f${fam}`, { rules: entry });
+    base.push({ expr: [isFamily(fam), { goto: { target: `f${fam}` } }] });
   }
   chains.set('output', { base: true, rules: base });
   return { table, maps, chains, layers };

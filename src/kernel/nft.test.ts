@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateRules } from '../bench/rules-gen.js';
-import { elemVal, planTable, type TablePlan } from './layers.js';
+import { elemData, elemVal, planTable, type TablePlan } from './layers.js';
 import { NftTable } from './nft.js';
 import { kernelAction, ruleAtoms, type KernelRuleDoc, type KRule } from './rules.js';
 
@@ -108,7 +108,7 @@ function canonical(chains: Map<string, string[]>, contents: (name: string) => Ma
 function planContents(plan: TablePlan, name: string): Map<string, string> {
   const m = plan.maps.get(name);
   if (!m) return new Map();
-  return new Map([...m.elems.values()].map((e) => [JSON.stringify(elemVal(m, e)), JSON.stringify(m.data === 'verdict' ? { goto: { target: e.data } } : e.data)]));
+  return new Map([...m.elems.values()].map((e) => [JSON.stringify(elemVal(m, e)), JSON.stringify(elemData(m, e))]));
 }
 
 function rng(seed: number): () => number {

@@ -19,7 +19,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QosError } from '../errors.js';
-import { elemVal, fnv1a, type ElemPlan, type MapPlan, type RulePlan, type TablePlan } from './layers.js';
+import { elemData, elemVal, fnv1a, type ElemPlan, type MapPlan, type RulePlan, type TablePlan } from './layers.js';
 
 export interface Counter { packets: number; bytes: number }
 
@@ -121,7 +121,7 @@ export class NftTable {
     const prepare: unknown[] = [], sw: unknown[] = [];
     const elem = (m: MapPlan, e: ElemPlan) => {
       const val = elemVal(m, e);
-      const data = m.data === 'verdict' ? { goto: { target: e.data } } : e.data;
+      const data = elemData(m, e);
       return [e.comment ? { elem: { val, comment: e.comment } } : val, data];
     };
     const addElems = (to: unknown[], name: string, m: MapPlan, elems: ElemPlan[]) => {

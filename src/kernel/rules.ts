@@ -15,6 +15,7 @@ import { idEntries } from '../id-names.js';
 import { dscpValue } from '../policy/dscp.js';
 import { parseCidr, parsePortSpec } from '../policy/net.js';
 import { cidr, dscpField, id, oneOrMany, port, ruleName, type RuleDoc } from '../policy/schema.js';
+import { MAX_KEY_FIELDS, shapeOf } from './layers.js';
 
 /** Protocols a kernel rule may name; a number 0-255 is accepted too. */
 export const PROTOCOLS: Readonly<Record<string, number>> = Object.freeze({ tcp: 6, udp: 17, icmp: 1, icmpv6: 58, sctp: 132, udplite: 136 });
@@ -165,6 +166,9 @@ export function ruleProblems(r: KernelRuleDoc, names: Names): { path: PropertyKe
   if (!out.length) {
     const n = atomCount(m);
     if (n > MAX_ATOMS_PER_RULE) out.push({ path: ['match'], message: `the lists in this match make ${n} combinations; at most ${MAX_ATOMS_PER_RULE} per rule` });
+    else if (ruleAtoms(m, names).some((a) => shapeOf(a).length > MAX_KEY_FIELDS)) {
+      out.push({ path: ['match'], message: `a rule naming a uid or gid is looked up on the fields it constrains plus the ids, at most ${MAX_KEY_FIELDS} (an nftables key): drop a field, or split the rule` });
+    }
   }
   return out;
 }
