@@ -190,6 +190,24 @@ benchCommand('policy', 'policy scripts end to end through the daemon: JavaScript
     if (o.check && !Object.values(r.targets).every((t) => t.ok)) process.exitCode = 1;
   });
 
+bench
+  .command('rules')
+  .description('kernel rules: iperf3 throughput between two namespaces with a generated rule set in the daemon\'s nftables table against none, the time to apply the set, and to move one rule (needs root, nft, iperf3)')
+  .option('--json', 'print one JSON object')
+  .option('--rules <n>', 'generated rules (the last one the default)', (v) => positiveInt(v, '--rules'), 10_000)
+  .option('--rounds <n>', 'throughput rounds (with and without, alternating order) and applies; figures are medians', (v) => positiveInt(v, '--rounds'), 5)
+  .option('--seconds <n>', 'length of each iperf3 run', (v) => positiveInt(v, '--seconds'), 3)
+  .option('--moves <n>', 'rules moved, one request each', (v) => positiveInt(v, '--moves'), 15)
+  .option('--seed <n>', 'seed of the generated rules and of the moves', (v) => positiveInt(v, '--seed'), 1)
+  .option('--check', 'exit 1 if a target is missed')
+  .action(async (o: { json?: boolean; rules: number; rounds: number; seconds: number; moves: number; seed: number; check?: boolean }) => {
+    if (o.rules < 2) throw new QosError('QOS_ERR_USAGE', '--rules takes at least 2 (a rule to move and the default)');
+    const { benchRules, formatRulesBench } = await import('../bench/rules.js');
+    const r = await benchRules({ ...o, progress: o.json ? undefined : (m) => process.stderr.write(`${m}\n`) });
+    print(o.json ? JSON.stringify(r, null, 2) : formatRulesBench(r));
+    if (o.check && !Object.values(r.targets).every((t) => t.ok)) process.exitCode = 1;
+  });
+
 program
   .command('demo')
   .description("the paper's experiment, measured: an unmodified media application sends across a congested, precedence-queued link, without and then with the policy daemon (needs root; builds and removes its own network namespaces)")

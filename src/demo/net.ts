@@ -49,12 +49,13 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Removes namespaces left by demos whose process is gone (killed before it cleaned up). */
-export function removeStale(): string[] {
+/** Removes namespaces left by demos (or, given its prefix, another user of namespaces
+ * named PREFIX<pid>-...) whose process is gone (killed before it cleaned up). */
+export function removeStale(prefix = PREFIX): string[] {
   const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
   const removed: string[] = [];
   for (const line of (r.stdout ?? '').split('\n')) {
-    const m = new RegExp(`^(${PREFIX}(\\d+)-\\w+)`).exec(line);
+    const m = new RegExp(`^(${prefix}(\\d+)-\\w+)`).exec(line);
     if (m && !alive(Number(m[2]))) {
       spawnSync('ip', ['netns', 'del', m[1]!]);
       removed.push(m[1]!);

@@ -1,0 +1,209 @@
+/* `qos bench rules`: what kernel rules cost, measured on this machine with a real daemon in a
+ * network namespace owning a real nftables table.
+ *
+ * - throughput_ratio_10k: iperf3 TCP from a client namespace to a server namespace, with the
+ *   daemon's table holding N generated rules (rules-gen.ts: hosts and services, prefixes and
+ *   port ranges covering some of them, per-user rules, IPv6; the flow falls through to the
+ *   default rule, so it is classified against every layer and marked) divided by the same
+ *   without any table. Each round runs both back to back, in alternating order; the figure is
+ *   the median of the per-round ratios (the machine is noisy).
+ * - apply_ms_10k: enabling the N-rule set when no table is there (what `qos rules enable` or
+ *   a daemon start costs): the admin API request as the client sees it, median over rounds.
+ *   The first import (parsing and checking the file too) is reported beside it.
+ * - move_ms: moving one rule to another position (`qos rules move`), as the client sees it,
+ *   median over moves; positions are random over the whole set, the same for a seed. */
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { callJson } from '../cli/client.js';
+import { DaemonChild } from '../daemon/child.js';
+import { must, removeStale } from '../demo/net.js';
+import { QosError } from '../errors.js';
+import type { Target } from './agent.js';
+import { generateRules } from './rules-gen.js';
+
+export interface RulesBenchOptions {
+  rules: number;
+  rounds: number;
+  /** seconds of each iperf3 run */
+  seconds: number;
+  moves: number;
+  seed: number;
+  progress?: (m: string) => void;
+}
+
+export interface RulesBenchResult {
+  throughput_ratio_10k: number;
+  throughput_bps_without: number;
+  throughput_bps_with: number;
+  apply_ms_10k: number;
+  apply_ms_10k_runs: number[];
+  import_ms: number;
+  move_ms: number;
+  move_ms_max: number;
+  /** packets the default rule (last) decided during the runs with rules: the flow was classified and marked */
+  default_rule_packets: number;
+  layers: Record<string, number>;
+  targets: { throughput_ratio_10k: Target; apply_ms_10k: Target; move_ms: Target };
+  setup: { rules: number; rounds: number; seconds: number; moves: number; seed: number; cpus: number; kernel: string; node: string };
+}
+
+const PREFIX = 'qosbr';
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const n = s.length; return n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2; };
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+
+/** Why the benchmark cannot run here, or null. */
+export function rulesBenchUnavailable(): string | null {
+  if (process.getuid?.() !== 0) return 'qos bench rules needs root: it creates network namespaces and an nftables table';
+  for (const [tool, arg, pkg] of [['ip', '-V', 'iproute2'], ['nft', '--version', 'nftables'], ['iperf3', '--version', 'iperf3']] as const) {
+    if (spawnSync(tool, [arg], { encoding: 'utf8' }).error) return `qos bench rules needs \`${tool}\` (apt-get install ${pkg})`;
+  }
+  return null;
+}
+
+/** Two namespaces joined by a veth pair: the client (where the daemon and its table are)
+ * and the server (iperf3 -s). */
+class Pair {
+  readonly tag = `${PREFIX}${process.pid}`;
+  readonly client = `${this.tag}-c`;
+  readonly server = `${this.tag}-s`;
+  readonly serverIp = '10.250.0.2';
+  private made: string[] = [];
+  constructor() {
+    try {
+      for (const ns of [this.client, this.server]) { must(['ip', 'netns', 'add', ns], 'creating a network namespace'); this.made.push(ns); must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']); }
+      must(['ip', 'link', 'add', 'br0', 'netns', this.client, 'type', 'veth', 'peer', 'name', 'br1', 'netns', this.server]);
+      must(['ip', '-n', this.client, 'addr', 'add', '10.250.0.1/24', 'dev', 'br0']);
+      must(['ip', '-n', this.server, 'addr', 'add', `${this.serverIp}/24`, 'dev', 'br1']);
+      must(['ip', '-n', this.client, 'link', 'set', 'br0', 'up']);
+      must(['ip', '-n', this.server, 'link', 'set', 'br1', 'up']);
+    } catch (e) {
+      this.destroy();
+      throw e;
+    }
+  }
+  destroy(): void {
+    for (const ns of this.made.splice(0).reverse()) {
+      for (const pid of (spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout ?? '').split(/\s+/).filter(Boolean)) {
+        try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+      }
+      spawnSync('ip', ['netns', 'del', ns]);
+    }
+  }
+}
+
+/** One iperf3 TCP run from the client namespace: bits per second received. */
+function iperf(pair: Pair, port: number, seconds: number): number {
+  const r = spawnSync('ip', ['netns', 'exec', pair.client, 'iperf3', '-c', pair.serverIp, '-p', String(port), '-t', String(seconds), '-J'], { encoding: 'utf8', timeout: (seconds + 20) * 1000 });
+  let j: { end?: { sum_received?: { bits_per_second?: number } }; error?: string };
+  try { j = JSON.parse(r.stdout) as typeof j; } catch { throw new QosError('QOS_ERR_ENVIRONMENT', `iperf3 failed: ${(r.stderr || r.stdout).trim().slice(0, 300)}`); }
+  const bps = j.end?.sum_received?.bits_per_second;
+  if (!bps) throw new QosError('QOS_ERR_ENVIRONMENT', `iperf3 failed: ${j.error ?? 'no result'}`);
+  return bps;
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const t0 = performance.now();
+  const value = await fn();
+  return { ms: performance.now() - t0, value };
+}
+
+export async function benchRules(o: RulesBenchOptions): Promise<RulesBenchResult> {
+  const why = rulesBenchUnavailable();
+  if (why) throw new QosError('QOS_ERR_ENVIRONMENT', why);
+  const say = o.progress ?? (() => undefined);
+  removeStale(PREFIX);
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-bench-rules-'));
+  const pair = new Pair();
+  let server: ChildProcess | undefined;
+  let daemon: DaemonChild | undefined;
+  try {
+    const port = 5201;
+    server = spawn('ip', ['netns', 'exec', pair.server, 'iperf3', '-s', '-p', String(port), '--forceflush'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    server.stdout!.on('data', (d: Buffer) => (out += d));
+    for (let i = 0; i < 200 && !out.includes('listening'); i++) await new Promise((r) => setTimeout(r, 25));
+    if (!out.includes('listening')) throw new QosError('QOS_ERR_ENVIRONMENT', 'iperf3 -s did not start');
+
+    daemon = await new DaemonChild(dir, 'rules: []\n', ['--kernel', 'on'], ['ip', 'netns', 'exec', pair.client]).start();
+    const api = <T>(method: string, path: string, body?: unknown) => callJson<T>(daemon!.admin, method, path, body, 120_000);
+    const text = JSON.stringify({ qosd_rules: 1, enabled: true, rules: generateRules(o.rules, o.seed) });
+    say(`importing ${o.rules} generated rules`);
+    const imported = await timed(() => api<{ layers: Record<string, number> }>('POST', '/v1/rules/import', { text, file: 'generated' }));
+
+    const withBps: number[] = [], withoutBps: number[] = [], ratios: number[] = [], applies: number[] = [];
+    await api('POST', '/v1/rules/disable');
+    for (let r = 0; r < o.rounds; r++) {
+      const order = r % 2 ? ['with', 'without'] : ['without', 'with'];
+      const got: Record<string, number> = {};
+      for (const side of order) {
+        if (side === 'with') applies.push((await timed(() => api('POST', '/v1/rules/enable'))).ms);
+        got[side] = iperf(pair, port, o.seconds);
+        if (side === 'with') await api('POST', '/v1/rules/disable');
+      }
+      withBps.push(got.with!); withoutBps.push(got.without!); ratios.push(got.with! / got.without!);
+      say(`round ${r + 1}/${o.rounds}: ${(got.without! / 1e9).toFixed(2)} Gb/s without, ${(got.with! / 1e9).toFixed(2)} Gb/s with ${o.rules} rules (apply ${applies.at(-1)!.toFixed(0)} ms)`);
+    }
+
+    // the default rule's packets: read while the set is in, after one more short run
+    await api('POST', '/v1/rules/enable');
+    iperf(pair, port, 1);
+    const list = await api<{ rules: { packets: number }[] }>('GET', '/v1/rules');
+    const defaultPackets = list.rules.at(-1)?.packets ?? 0;
+
+    let seed = o.seed >>> 0;
+    const next = (k: number) => { seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0; return 1 + (seed % k); };
+    const moves: number[] = [];
+    for (let i = 0; i < o.moves; i++) {
+      const from = next(o.rules - 1); // the default rule stays last
+      let to = next(o.rules - 1);
+      if (to === from) to = (from % (o.rules - 1)) + 1;
+      moves.push((await timed(() => api('POST', '/v1/rules/move', { from, to }))).ms);
+    }
+    if (moves.length) say(`${moves.length} moves: median ${median(moves).toFixed(0)} ms`);
+    const status = await api<{ layers: Record<string, number> | null }>('GET', '/v1/rules/status');
+
+    const ratio = round(median(ratios), 3), applyMs = round(median(applies)), moveMs = moves.length ? round(median(moves)) : 0;
+    return {
+      throughput_ratio_10k: ratio,
+      throughput_bps_without: Math.round(median(withoutBps)),
+      throughput_bps_with: Math.round(median(withBps)),
+      apply_ms_10k: applyMs,
+      apply_ms_10k_runs: applies.map((x) => round(x)),
+      import_ms: round(imported.ms),
+      move_ms: moveMs,
+      move_ms_max: moves.length ? round(Math.max(...moves)) : 0,
+      default_rule_packets: defaultPackets,
+      layers: status.layers ?? imported.value.layers,
+      targets: {
+        throughput_ratio_10k: { value: ratio, limit: 0.9, ok: ratio >= 0.9 },
+        apply_ms_10k: { value: applyMs, limit: 2000, ok: applyMs <= 2000 },
+        move_ms: { value: moveMs, limit: 200, ok: moveMs <= 200 },
+      },
+      setup: { rules: o.rules, rounds: o.rounds, seconds: o.seconds, moves: o.moves, seed: o.seed, cpus: cpus().length, kernel: spawnSync('uname', ['-r'], { encoding: 'utf8' }).stdout.trim(), node: process.version },
+    };
+  } catch (e) {
+    // what the daemon said is the likeliest explanation
+    if (daemon && e instanceof Error) e.message += `\n--- the daemon's log (last lines) ---\n${daemon.log.trim().split('\n').slice(-8).join('\n')}`;
+    throw e;
+  } finally {
+    await daemon?.stop().catch(() => undefined);
+    server?.kill('SIGKILL');
+    pair.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The result for people: one line per figure, with its target. */
+export function formatRulesBench(r: RulesBenchResult): string {
+  const t = (x: Target) => (x.ok ? 'ok' : 'MISSED');
+  return [
+    `kernel rules: ${r.setup.rules} generated rules, layers ${Object.entries(r.layers).map(([k, v]) => `${k}:${v}`).join(' ')}`,
+    `throughput with/without  ${r.throughput_ratio_10k.toFixed(3)}  (${(r.throughput_bps_with / 1e9).toFixed(2)} vs ${(r.throughput_bps_without / 1e9).toFixed(2)} Gb/s, median of ${r.setup.rounds} rounds; target >= ${r.targets.throughput_ratio_10k.limit}: ${t(r.targets.throughput_ratio_10k)})`,
+    `apply the set            ${r.apply_ms_10k} ms  (median of ${r.apply_ms_10k_runs.length}; first import with checks ${r.import_ms} ms; target <= ${r.targets.apply_ms_10k.limit}: ${t(r.targets.apply_ms_10k)})`,
+    `move one rule            ${r.move_ms} ms  (median of ${r.setup.moves}, max ${r.move_ms_max}; target <= ${r.targets.move_ms.limit}: ${t(r.targets.move_ms)})`,
+    `the default rule decided ${r.default_rule_packets} packets of the last run`,
+  ].join('\n');
+}
