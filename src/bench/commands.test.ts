@@ -1,10 +1,11 @@
-/* `qos bench agent` and `qos bench policy` run end to end and print every figure (tiny sizes: this checks the
+/* `qos bench agent`, `qos bench policy` and `qos bench rules` run end to end and print every figure (tiny sizes: this checks the
  * command, not the speed; the figures themselves are judged by running the benchmark). */
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { QOS_CLI } from '../daemon/child.js';
+import { rulesBenchUnavailable } from './rules.js';
 
 test('qos bench agent --json prints every figure', { timeout: 120_000 }, () => {
   const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'agent', '--json', '--rounds', '1', '--send-rounds', '1', '--connects', '300', '--sends', '20000', '--threads', '2', '--load-ms', '300'], { encoding: 'utf8', timeout: 110_000 });
@@ -38,4 +39,21 @@ test('qos bench policy --json prints every figure', { timeout: 120_000 }, () => 
   assert.equal(typeof j.js_decisions_per_s, 'number');
   assert.equal(typeof j.tcl_decisions_per_s, 'number'); // low-priority script threads may get no CPU in 300 ms
   assert.deepEqual(Object.keys(j.targets).sort(), ['hostile_ratio', 'js_decisions_per_s', 'tcl_decisions_per_s']);
+});
+
+test('qos bench rules --json prints every figure, and the flow was marked by the default rule', { timeout: 120_000, skip: rulesBenchUnavailable() ?? false }, () => {
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'rules', '--json', '--rules', '200', '--rounds', '1', '--seconds', '1', '--moves', '2'], { encoding: 'utf8', timeout: 110_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as Record<string, number> & { targets: Record<string, unknown>; layers: Record<string, number> };
+  for (const k of ['throughput_ratio_10k', 'throughput_bps_without', 'throughput_bps_with', 'apply_ms_10k', 'import_ms', 'move_ms']) assert.ok(typeof j[k] === 'number' && j[k] > 0, `${k} = ${j[k]}`);
+  assert.ok((j.default_rule_packets ?? 0) > 0, 'the iperf3 flow went through the table to the default rule');
+  assert.ok(j.layers.m4! > 1, JSON.stringify(j.layers));
+  assert.deepEqual(Object.keys(j.targets).sort(), ['apply_ms_10k', 'move_ms', 'throughput_ratio_10k']);
+  assert.equal(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes(`qosbr`), false, 'its namespaces are gone');
+});
+
+test('qos bench rules refuses a set too small to move a rule in', () => {
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'rules', '--rules', '1'], { encoding: 'utf8' });
+  assert.equal(r.status, 64);
+  assert.match(r.stderr, /--rules takes at least 2/);
 });
