@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateRules } from '../bench/rules-gen.js';
+import { callJson } from '../cli/client.js';
 import { AGENT_TEST_BIN, e2eUnavailable, QOS, sh, sleep, TestDaemon, Testbed, type Packet } from './harness.js';
 
 const skip: string | false = e2eUnavailable() ?? false;
@@ -146,6 +147,29 @@ test('export and import round-trip exactly; a stale revision is refused; --dry-r
   const moved = qos('rules', 'move', 'a', '2', '--revision', String(rev));
   assert.equal(moved.status, 0, moved.stderr);
   assert.notEqual(qos('rules', 'export').stdout, exported);
+});
+
+test("the policy's kernel-expressible rules go into the table, first; a reload that leaves them alone leaves the table alone", { skip }, async () => {
+  const status = () => callJson<{ generation: number; policy_rules_in_kernel: number }>(daemon.admin, 'GET', '/v1/rules/status');
+  const before = await status();
+  assert.equal(before.policy_rules_in_kernel, 0, 'the exe rule is agent-only');
+  await callJson(daemon.admin, 'POST', '/v1/reload');
+  assert.equal((await status()).generation, before.generation, 'same policy: the table was not touched');
+
+  writeFileSync(daemon.policyFile, `${POLICY}  - { name: sip, match: { remote_port: 7301, proto: udp }, action: { dscp: CS6 } }\n`);
+  await callJson(daemon.admin, 'POST', '/v1/reload');
+  const after = await status();
+  assert.equal(after.policy_rules_in_kernel, 1);
+  assert.notEqual(after.generation, before.generation);
+  const cap = await tb.capture('udp and dst port 7301');
+  assert.equal(tb.inClient([STATIC, tb.serverIp, '7301', '3', '1000']).status, 0);
+  assert.deepEqual(dscpsTo(await cap.packets(), 7301, false), [48], 'the policy rule marks the static program CS6');
+  const list = JSON.parse(qos('rules', 'list', '--json').stdout) as { policy_rules: { name?: string; where: string; packets?: number }[] };
+  assert.deepEqual(list.policy_rules.map((p) => [p.name, p.where, p.packets]), [['py', 'agent', undefined], ['sip', 'agent+kernel', 3]]);
+
+  writeFileSync(daemon.policyFile, POLICY);
+  await callJson(daemon.admin, 'POST', '/v1/reload');
+  assert.equal((await status()).policy_rules_in_kernel, 0);
 });
 
 test('stopping the daemon removes its table: nft list ruleset is as before', { skip }, async () => {

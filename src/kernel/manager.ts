@@ -137,6 +137,9 @@ export class KernelRules {
     return this.serial(async () => {
       const prev = this.policy;
       this.policy = policyPlacement(policy, this.names);
+      // a reload that leaves the kernel's part alone leaves the table (and every flow's cache) alone
+      const same = JSON.stringify([prev.ids, prev.rules]) === JSON.stringify([this.policy.ids, this.policy.rules]);
+      if (same) return;
       try { await this.applyNow(this.set, false); } catch (e) { this.policy = prev; throw e; }
     });
   }
