@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { QosError } from '../errors.js';
 import { DEFAULT_POLICY_TEXT } from './default-policy.js';
-import { parsePolicy } from './load.js';
+import { jsonFastPath, parsePolicy } from './load.js';
 
 function problems(text: string): string[] {
   try {
@@ -60,4 +60,18 @@ test('action combinations are checked', () => {
   assert.ok(problems('rules: [{ action: {} }]').some((x) => /needs one of/.test(x)));
   assert.ok(problems('rules: [{ action: { deny: EPERM, dscp: EF } }]').some((x) => /cannot be combined/.test(x)));
   assert.ok(problems('rules: [{ action: { dscp: EF, tos: 8 } }]').some((x) => /not both/.test(x)));
+});
+
+test('JSON takes a path without the YAML parser, to the same result; a repeated key is still an error with its position', () => {
+  const rules = Array.from({ length: 50 }, (_, i) => ({ name: `r${i}`, match: { remote_port: 1000 + i, proto: i % 2 ? 'udp' : 'tcp' }, action: { dscp: 'AF21' } }));
+  const text = JSON.stringify({ rules }, null, 2);
+  assert.ok(jsonFastPath(text) !== undefined);
+  assert.deepEqual(parsePolicy(text), parsePolicy(`# the same, as YAML the fast path does not take\n${text}`));
+  const dup = '{\n  "rules": [],\n  "rules": []\n}';
+  assert.equal(jsonFastPath(dup), undefined);
+  assert.equal(jsonFastPath('{"a": {"x": 1, "y": 2}, "b": [{"x": 1}, {"x": 2}], "c": "{\\"a\\": 1, \\"a\\": 2}"}') !== undefined, true, 'keys repeat only across objects, or inside strings');
+  assert.equal(jsonFastPath('{"a\\u0062": 1, "ab": 2}'), undefined, 'an escaped key is the key it spells');
+  const p = problems(dup);
+  assert.equal(p.length, 1);
+  assert.match(p[0]!, /^3:3 .*[Uu]nique/);
 });

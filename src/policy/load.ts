@@ -30,6 +30,13 @@ export function parseValidated<S extends z.ZodType>(
   text: string, file: string, schema: S, code: ErrorCode,
   extra: (raw: unknown, parsed: z.infer<S> | undefined) => { path: PropertyKey[]; message: string }[] = () => [],
 ): z.infer<S> {
+  // JSON without problems (a 10,000-rule set, prepared by a program) is taken without the
+  // YAML parser, which costs seconds there; anything wrong goes the YAML way, for positions
+  const fast = jsonFastPath(text);
+  if (fast !== undefined) {
+    const res = schema.safeParse(fast);
+    if (res.success && extra(fast, res.data as z.infer<S>).length === 0) return res.data as z.infer<S>;
+  }
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const problems: Problem[] = [];
@@ -47,6 +54,43 @@ export function parseValidated<S extends z.ZodType>(
     throw new QosError(code, `${file}: ${problems.length} error(s)`, problems);
   }
   return res.data as z.infer<S>;
+}
+
+/** JSON text parsed, if it is JSON without a repeated key in any object (which JSON.parse
+ * would take silently and YAML refuses); undefined otherwise. */
+export function jsonFastPath(text: string): unknown {
+  const t = text.trimStart();
+  if (!t.startsWith('{') && !t.startsWith('[')) return undefined;
+  let value: unknown;
+  try { value = JSON.parse(text); } catch { return undefined; }
+  return hasRepeatedKey(text) ? undefined : value;
+}
+
+/** Whether an object in (valid) JSON text repeats a key, by a scan of its strings and
+ * brackets. */
+function hasRepeatedKey(text: string): boolean {
+  const stack: (Set<string> | null)[] = [];
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      let j = i + 1;
+      while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c ? 2 : 1;
+      const top = stack[stack.length - 1];
+      if (expectKey && top) {
+        const raw = text.slice(i + 1, j);
+        const key = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
+        if (top.has(key)) return true;
+        top.add(key);
+        expectKey = false;
+      }
+      i = j;
+    } else if (c === 0x7b /* { */) { stack.push(new Set()); expectKey = true; }
+    else if (c === 0x5b /* [ */) { stack.push(null); expectKey = false; }
+    else if (c === 0x7d /* } */ || c === 0x5d /* ] */) { stack.pop(); expectKey = false; }
+    else if (c === 0x2c /* , */) expectKey = stack[stack.length - 1] !== null && stack.length > 0;
+  }
+  return false;
 }
 
 /** Parses and validates policy text; throws QOS_ERR_POLICY_INVALID listing every problem. */
