@@ -59,7 +59,7 @@ function editOptions(c: Command): Command {
       if (!/^\d+$/.test(v)) throw new QosError('QOS_ERR_USAGE', `--revision takes a whole number, not "${v}"`);
       return Number(v);
     })
-    .option('--dry-run', 'print the nftables transaction instead of applying it')
+    .option('--dry-run', 'print the nftables documents (prepare, then switch: a JSON array) instead of applying them')
     .option('--json', 'print JSON');
 }
 

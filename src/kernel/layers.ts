@@ -9,7 +9,7 @@
  * handful of layers hold thousands of rules. docs/kernel-rules.md.
  *
  * Everything here is pure: a TablePlan is the whole desired table; nft.ts diffs two plans
- * into one transaction. */
+ * into the two transactions of a change. */
 
 import type { AddrRange, Atom, KAction, KRule, Range } from './rules.js';
 
