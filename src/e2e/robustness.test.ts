@@ -105,22 +105,25 @@ test('fail-open: no daemon at all', { skip }, async () => {
 test('fail-open: a daemon that accepts but never answers costs at most a few timeouts', { skip }, async () => {
   const sock = join(tb.dir, 'mute.sock');
   const held: unknown[] = [];
-  const mute = createServer((s) => { held.push(s); }).listen(sock);
+  let asked = 0; // requests the agent sent (one line each) and waited on
+  const mute = createServer((s) => { held.push(s); s.on('data', (d: Buffer) => { for (const b of d) if (b === 10) asked++; }); }).listen(sock);
   await new Promise((r) => mute.once('listening', r));
   try {
     const loop = [bin('connect_loop'), tb.serverIp, String(PORT), '1000', '4'];
-    let t0 = Date.now();
-    const plain = tb.inClient(loop, { timeout: 60_000 });
-    const base = Date.now() - t0;
-    assert.equal(plain.stdout.trim(), 'ok=4000 fail=0');
-    t0 = Date.now();
-    const r = tb.inClient([process.execPath, QOS, 'run', '--socket', sock, '--timeout-ms', '50', '--', ...loop], { timeout: 60_000 });
-    const elapsed = Date.now() - t0;
+    // run without blocking this process: the mute daemon is in it and must accept and read
+    const p = spawn('ip', ['netns', 'exec', tb.client, process.execPath, QOS, 'run', '--socket', sock, '--timeout-ms', '50', '--', ...loop], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const r = { stdout: '', stderr: '' };
+    p.stdout.on('data', (d: Buffer) => (r.stdout += d));
+    p.stderr.on('data', (d: Buffer) => (r.stderr += d));
+    await new Promise((res) => p.once('close', res));
+    await sleep(100); // the last request read
     assert.equal(r.stdout.trim(), 'ok=4000 fail=0', r.stderr);
     assert.equal(r.stderr, '');
-    // 4,000 connects that each waited 50 ms would add 200 s; the back-off (100 ms doubling to
-    // 5 s) keeps it to a few timeouts. Allow 60 of them over the same run without the agent.
-    assert.ok(elapsed - base < 3000, `took ${elapsed} ms, ${base} ms without the agent`);
+    // 4,000 connects that each waited 50 ms would ask 4,000 times (200 s of waiting); the
+    // back-off (100 ms doubling to 5 s) keeps it to a few questions however long the run
+    // takes on a busy machine. Counted, not timed: allow 60.
+    assert.ok(asked > 0, 'the agent did ask the mute daemon');
+    assert.ok(asked <= 60, `the agent asked ${asked} times`);
   } finally {
     for (const s of held) (s as { destroy(): void }).destroy();
     mute.close();
