@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { PcapReader, TCP_SYN, type Packet } from './pcap.js';
+import { QosError } from '../errors.js';
+import { PcapReader, TCP_ACK, TCP_SYN, type Packet } from './pcap.js';
 
 function header(linkType = 1, nano = true): Buffer {
   const b = Buffer.alloc(24);
@@ -34,6 +39,12 @@ function tcp6(flags: number): Buffer {
   const t = Buffer.alloc(20); t.writeUInt16BE(40000, 0); t.writeUInt16BE(5005, 2); t[12] = 5 << 4; t[13] = flags;
   const sll2 = Buffer.alloc(20); sll2.writeUInt16BE(0x86dd, 0);
   return Buffer.concat([sll2, ip, t]);
+}
+
+/** IPv6/TCP over Ethernet (the SLL2 frame's IP packet behind an Ethernet header). */
+function tcpEth(): Buffer {
+  const eth = Buffer.alloc(14); eth.writeUInt16BE(0x86dd, 12);
+  return Buffer.concat([eth, tcp6(TCP_SYN | TCP_ACK).subarray(20)]);
 }
 
 function read(chunks: Buffer[]): Packet[] {
@@ -70,7 +81,7 @@ test('bad captures get a clear error with the byte offset, never a crash', () =>
   assert.throws(() => read([Buffer.alloc(0)]), /byte 0: empty capture/);
   assert.throws(() => read([file.subarray(0, 10)]), /byte 0: file ends inside the pcap header/);
   assert.throws(() => read([file.subarray(0, file.length - 3)]), (e: Error) => /byte \d+: file ends inside a record/.test(e.message) && (e as { code?: string }).code === 'QOS_ERR_CAPTURE');
-  assert.throws(() => read([Buffer.from('GIF89a........................')]), /not a pcap file/);
+  assert.throws(() => read([Buffer.from('GIF89a........................')]), /not a pcap or pcapng file/);
   assert.throws(() => read([Buffer.concat([Buffer.from([0x0a, 0x0d, 0x0d, 0x0a]), Buffer.alloc(40)])]), /pcapng/);
   const lying = Buffer.from(file);
   lying.writeUInt32LE(0x7fffffff, 24 + 8);
@@ -87,4 +98,104 @@ test('frames that are not IP, or cut short, are skipped', () => {
   const out = read([Buffer.concat([header(), record(1, 0, arp), record(2, 0, short), record(3, 0, udp4(0, Buffer.from('x')))])]);
   assert.equal(out.length, 1);
   assert.equal(out[0]!.payload.toString(), 'x');
+});
+
+// ---- pcapng -------------------------------------------------------------------------------
+
+/** One pcapng block in the given byte order: type, length, body padded to 4, length. */
+function block(type: number, body: Buffer, le = true): Buffer {
+  const pad = Buffer.alloc((4 - (body.length % 4)) % 4);
+  const len = 12 + body.length + pad.length;
+  const h = Buffer.alloc(8), t = Buffer.alloc(4);
+  if (le) { h.writeUInt32LE(type, 0); h.writeUInt32LE(len, 4); t.writeUInt32LE(len, 0); } else { h.writeUInt32BE(type, 0); h.writeUInt32BE(len, 4); t.writeUInt32BE(len, 0); }
+  return Buffer.concat([h, body, pad, t]);
+}
+function shb(le = true): Buffer {
+  const b = Buffer.alloc(16);
+  if (le) { b.writeUInt32LE(0x1a2b3c4d, 0); b.writeUInt16LE(1, 4); } else { b.writeUInt32BE(0x1a2b3c4d, 0); b.writeUInt16BE(1, 4); }
+  b.writeBigInt64LE(-1n, 8);
+  return block(0x0a0d0d0a, b, le);
+}
+function idb(linkType: number, tsresol?: number, le = true): Buffer {
+  const b = Buffer.alloc(8 + (tsresol === undefined ? 0 : 12));
+  if (le) { b.writeUInt16LE(linkType, 0); b.writeUInt32LE(262144, 4); } else { b.writeUInt16BE(linkType, 0); b.writeUInt32BE(262144, 4); }
+  if (tsresol !== undefined) {
+    if (le) { b.writeUInt16LE(9, 8); b.writeUInt16LE(1, 10); } else { b.writeUInt16BE(9, 8); b.writeUInt16BE(1, 10); }
+    b[12] = tsresol; // then padding, then opt_endofopt (zeros)
+  }
+  return block(1, b, le);
+}
+function epb(iface: number, units: bigint, frame: Buffer, le = true): Buffer {
+  const b = Buffer.alloc(20);
+  const w = (v: number, o: number) => (le ? b.writeUInt32LE(v, o) : b.writeUInt32BE(v, o));
+  w(iface, 0); w(Number(units >> 32n), 4); w(Number(units & 0xffffffffn), 8); w(frame.length, 12); w(frame.length, 16);
+  return block(6, Buffer.concat([b, frame]), le);
+}
+
+const ng = Buffer.concat([shb(), idb(1, 9), epb(0, 1_700_000_000_123_456_789n, udp4(184, Buffer.from('QMD1payload'))), block(5, Buffer.alloc(8)), epb(0, 1_700_000_001_000_000_005n, udp4(0, Buffer.alloc(3)))]);
+const key = (ps: Packet[]) => ps.map((p) => [p.tsNs, p.tos, p.src, p.dst, p.proto, p.sport, p.dport, p.ipLength, p.payload.toString('hex')]);
+
+test('pcapng: the same packets as pcap, whatever the chunking; blocks that are not packets skipped', () => {
+  assert.deepEqual(key(read([ng])), key(read([file])));
+  assert.deepEqual(key(read([...ng].map((x) => Buffer.from([x])))), key(read([file])));
+});
+
+test('pcapng: microseconds by default, a power-of-two resolution, a big-endian section, two sections', () => {
+  const us = read([Buffer.concat([shb(), idb(276), epb(0, 10_999_999n, tcp6(TCP_SYN))])]);
+  assert.equal(us[0]!.tsNs, 10_999_999_000n);
+  assert.equal(us[0]!.dport, 5005);
+  const bin = read([Buffer.concat([shb(), idb(1, 0x80 | 10), epb(0, 3n * 1024n + 512n, udp4(0, Buffer.from('y')))])]);
+  assert.equal(bin[0]!.tsNs, 3_500_000_000n, '1/1024 s units');
+  const be = read([Buffer.concat([shb(false), idb(1, 9, false), epb(0, 42n, udp4(8, Buffer.from('be')), false), shb(), idb(101), epb(0, 7n, udp4(0, Buffer.from('le')).subarray(14))])]);
+  assert.deepEqual(be.map((p) => [p.tsNs, p.payload.toString()]), [[42n, 'be'], [7_000n, 'le']]);
+});
+
+test('pcapng: corrupt and truncated files get a clear error with the byte offset', () => {
+  const err = (b: Buffer, re: RegExp) => assert.throws(() => read([b]), (e: Error) => re.test(e.message) && (e as { code?: string }).code === 'QOS_ERR_CAPTURE', re.source);
+  err(ng.subarray(0, ng.length - 5), /byte \d+: file ends inside a block/);
+  const lying = Buffer.from(ng);
+  lying.writeUInt32LE(0x7ffffff0, shb().length + idb(1, 9).length + 4);
+  err(lying, /byte 64: pcapng block length 2147483632 is larger than any packet/);
+  const odd = Buffer.from(ng);
+  odd.writeUInt32LE(30, 4);
+  err(odd, /byte 4: pcapng block length 30/);
+  const tail = Buffer.from(ng);
+  tail.writeUInt32LE(99, shb().length - 4);
+  err(tail, /byte 24: pcapng block ends with length 99, begins with 28/);
+  const cap = Buffer.from(ng);
+  cap.writeUInt32LE(5000, shb().length + idb(1, 9).length + 8 + 12);
+  err(cap, /captured length 5000 runs past its block/);
+  err(Buffer.concat([shb(), epb(0, 1n, udp4(0, Buffer.alloc(1)))]), /interface 0, which the section has not described/);
+  err(Buffer.concat([shb(), idb(105)]), /interface 0: link type 105/);
+  const bom = Buffer.from(ng);
+  bom.writeUInt32LE(0x12345678, 8);
+  err(bom, /byte 8: pcapng section header with byte-order magic 0x12345678/);
+});
+
+test('pcapng written by editcap from a pcap reads as the same packets', { skip: spawnSync('editcap', ['-h']).error ? 'no editcap' : false }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-pcap-'));
+  try {
+    const mixed = Buffer.concat([header(1, true), record(1_700_000_000, 123_456_789, udp4(184, Buffer.from('QMD1payload'))), record(1_700_000_000, 500_000_000, tcpEth()), record(1_700_000_001, 5, udp4(0, Buffer.alloc(3)))]);
+    writeFileSync(join(dir, 'a.pcap'), mixed);
+    const r = spawnSync('editcap', ['-F', 'pcapng', join(dir, 'a.pcap'), join(dir, 'a.pcapng')], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const ngFile = readFileSync(join(dir, 'a.pcapng'));
+    assert.equal(ngFile.readUInt32LE(0), 0x0a0d0d0a, 'editcap wrote pcapng');
+    assert.deepEqual(key(read([ngFile])), key(read([mixed])));
+    assert.equal(read([ngFile]).length, 3);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('damaged captures (random bytes changed, cut anywhere) give packets or a QosError, never anything else', () => {
+  let seed = 7;
+  const rnd = (k: number) => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed % k; };
+  for (const base of [file, ng]) {
+    for (let i = 0; i < 400; i++) {
+      const b = Buffer.from(base.subarray(0, rnd(3) ? base.length : rnd(base.length + 1)));
+      for (let k = rnd(4); k > 0 && b.length; k--) b[rnd(b.length)] = rnd(256);
+      try { read([b]); } catch (e) { assert.ok(e instanceof QosError && e.code === 'QOS_ERR_CAPTURE', `case ${i}: ${(e as Error).stack}`); }
+    }
+  }
 });

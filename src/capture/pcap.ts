@@ -1,7 +1,8 @@
-/* A streaming reader of classic pcap files (tcpdump -w), in constant memory: bytes go in as
- * they come (a file or a live `tcpdump -U -w -`), records come out decoded to what qosd
- * measures (time, DS field, addresses, ports, TCP flags, the start of the payload). Every
- * length is checked against what is there; a bad file gets a QosError with the byte offset. */
+/* A streaming reader of pcap (tcpdump -w) and pcapng (Wireshark, dumpcap) captures, in
+ * constant memory: bytes go in as they come (a file or a live `tcpdump -U -w -`), records
+ * come out decoded to what qosd measures (time, DS field, addresses, ports, TCP flags, the
+ * start of the payload). Every length is checked against what is there; a bad file gets a
+ * QosError with the byte offset. pcapng: https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng */
 
 import { QosError } from '../errors.js';
 
@@ -33,23 +34,31 @@ const LINK_ETHERNET = 1;
 const LINK_RAW = 101;
 const LINK_LINUX_SLL = 113;
 const LINK_LINUX_SLL2 = 276;
+const LINK_TYPES = [LINK_ETHERNET, LINK_RAW, LINK_LINUX_SLL, LINK_LINUX_SLL2];
+const PCAPNG_SHB = 0x0a0d0d0a;
+/** A pcapng block longer than this is taken as corruption. */
+const MAX_BLOCK = 16 << 20;
 const GLOBAL_HEADER = 24;
 const RECORD_HEADER = 16;
 /** Larger records than this are taken as corruption (tcpdump's own limit is 256 KiB). */
 const MAX_RECORD = 262_144;
 
 function fail(offset: number, message: string): never {
-  throw new QosError('QOS_ERR_CAPTURE', `pcap, byte ${offset}: ${message}`);
+  throw new QosError('QOS_ERR_CAPTURE', `capture, byte ${offset}: ${message}`);
 }
 
-/** Feeds pcap bytes in order; calls onPacket for each IP packet (others are skipped). */
+/** Feeds capture bytes in order; calls onPacket for each IP packet (others are skipped). */
 export class PcapReader {
   private buf: Buffer = Buffer.alloc(0);
   /** file offset of buf[0] */
   private offset = 0;
+  private format: 'pcap' | 'pcapng' | null = null;
   private little = true;
+  // pcap
   private nano = false;
   private linkType = -1;
+  // pcapng: the current section's interfaces
+  private ifaces: { linkType: number; snaplen: number; unitsPerSec: bigint; offsetSec: bigint }[] = [];
   /** records seen, IP or not */
   records = 0;
 
@@ -58,8 +67,27 @@ export class PcapReader {
   push(chunk: Buffer): void {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     let pos = 0;
+    if (this.format === null) {
+      if (this.buf.length < 4) return;
+      this.format = this.buf.readUInt32LE(0) === PCAPNG_SHB ? 'pcapng' : 'pcap';
+    }
+    pos = this.format === 'pcap' ? this.pcapRecords() : this.pcapngBlocks();
+    this.offset += pos;
+    this.buf = this.buf.subarray(pos);
+  }
+
+  /** The input ended: a partial record or header left over is an error. */
+  end(): void {
+    if (this.format === null) fail(this.offset, this.buf.length ? 'file ends inside the capture header' : 'empty capture');
+    if (this.format === 'pcap' && this.linkType < 0) fail(this.offset, 'file ends inside the pcap header');
+    if (this.buf.length) fail(this.offset, `file ends inside a ${this.format === 'pcap' ? 'record' : 'block'} (${this.buf.length} bytes of it present)`);
+  }
+
+  /** Decodes whole pcap records from buf; returns how many bytes were used. */
+  private pcapRecords(): number {
+    let pos = 0;
     if (this.linkType < 0) {
-      if (this.buf.length < GLOBAL_HEADER) return;
+      if (this.buf.length < GLOBAL_HEADER) return 0;
       this.header();
       pos = GLOBAL_HEADER;
     }
@@ -78,27 +106,106 @@ export class PcapReader {
       if (p) this.onPacket(p);
       pos += RECORD_HEADER + incl;
     }
-    this.offset += pos;
-    this.buf = this.buf.subarray(pos);
-  }
-
-  /** The input ended: a partial record or header left over is an error. */
-  end(): void {
-    if (this.linkType < 0) fail(this.offset, this.buf.length ? 'file ends inside the pcap header' : 'empty capture');
-    if (this.buf.length) fail(this.offset, `file ends inside a record (${this.buf.length} bytes of it present)`);
+    return pos;
   }
 
   private header(): void {
     const magic = this.buf.readUInt32LE(0);
     if (magic === 0xa1b2c3d4 || magic === 0xa1b23c4d) this.little = true;
     else if (magic === 0xd4c3b2a1 || magic === 0x4d3cb2a1) this.little = false;
-    else if (magic === 0x0a0d0d0a) fail(0, 'this is pcapng, which this reader does not take yet (tcpdump -w writes pcap)');
-    else fail(0, `not a pcap file (magic 0x${magic.toString(16)})`);
+    else fail(0, `not a pcap or pcapng file (magic 0x${magic.toString(16)})`);
     const m = this.little ? magic : this.buf.readUInt32BE(0);
     this.nano = m === 0xa1b23c4d;
     const lt = (this.little ? this.buf.readUInt32LE(20) : this.buf.readUInt32BE(20)) & 0x0fffffff;
-    if (![LINK_ETHERNET, LINK_RAW, LINK_LINUX_SLL, LINK_LINUX_SLL2].includes(lt)) fail(20, `link type ${lt} is not Ethernet, Linux cooked or raw IP`);
+    if (!LINK_TYPES.includes(lt)) fail(20, `link type ${lt} is not Ethernet, Linux cooked or raw IP`);
     this.linkType = lt;
+  }
+
+  /** Decodes whole pcapng blocks from buf; returns how many bytes were used. */
+  private pcapngBlocks(): number {
+    let pos = 0;
+    for (;;) {
+      if (this.buf.length - pos < 12) return pos;
+      const at = this.offset + pos;
+      const type = this.buf.readUInt32LE(pos);
+      if (type === PCAPNG_SHB) {
+        // the byte order of a section is known from its own header
+        const bom = this.buf.readUInt32LE(pos + 8);
+        if (bom === 0x1a2b3c4d) this.little = true;
+        else if (bom === 0x4d3c2b1a) this.little = false;
+        else fail(at + 8, `pcapng section header with byte-order magic 0x${bom.toString(16)}`);
+      } else if (at === 0) fail(0, 'not a pcapng section header');
+      const u32 = (o: number) => (this.little ? this.buf.readUInt32LE(pos + o) : this.buf.readUInt32BE(pos + o));
+      const len = u32(4);
+      if (len < 12 || len % 4 !== 0) fail(at + 4, `pcapng block length ${len} (a block is at least 12 bytes, a multiple of 4)`);
+      if (len > MAX_BLOCK) fail(at + 4, `pcapng block length ${len} is larger than any packet (corrupt file?)`);
+      if (this.buf.length - pos < len) return pos;
+      if (u32(len - 4) !== len) fail(at + len - 4, `pcapng block ends with length ${u32(len - 4)}, begins with ${len}`);
+      const body = this.buf.subarray(pos + 8, pos + len - 4);
+      this.block(this.little ? type : this.buf.readUInt32BE(pos), body, at + 8);
+      pos += len;
+    }
+  }
+
+  private block(type: number, b: Buffer, at: number): void {
+    const u16 = (o: number) => (this.little ? b.readUInt16LE(o) : b.readUInt16BE(o));
+    const u32 = (o: number) => (this.little ? b.readUInt32LE(o) : b.readUInt32BE(o));
+    const need = (n: number, what: string) => { if (b.length < n) fail(at, `pcapng ${what} block of ${b.length} bytes, needs ${n}`); };
+    switch (type) {
+      case PCAPNG_SHB:
+        need(16, 'section header');
+        if (u16(4) !== 1) fail(at + 4, `pcapng major version ${u16(4)} (only 1 exists)`);
+        this.ifaces = [];
+        return;
+      case 1: { // interface description
+        need(8, 'interface description');
+        const linkType = u16(0);
+        if (!LINK_TYPES.includes(linkType)) fail(at, `interface ${this.ifaces.length}: link type ${linkType} is not Ethernet, Linux cooked or raw IP`);
+        let unitsPerSec = 1_000_000n, offsetSec = 0n;
+        for (let o = 8; o + 4 <= b.length;) { // options: code, length, value padded to 4
+          const code = u16(o), olen = u16(o + 2);
+          if (code === 0) break;
+          if (o + 4 + olen > b.length) fail(at + o + 2, `pcapng option length ${olen} runs past its block`);
+          if (code === 9 && olen === 1) { // if_tsresol
+            const v = b[o + 4]!;
+            if ((v & 0x7f) > (v & 0x80 ? 63 : 18)) fail(at + o + 4, `time resolution ${v} out of range`);
+            unitsPerSec = v & 0x80 ? 1n << BigInt(v & 0x7f) : 10n ** BigInt(v);
+          } else if (code === 14 && olen === 8) { // if_tsoffset, seconds
+            offsetSec = this.little ? b.readBigInt64LE(o + 4) : b.readBigInt64BE(o + 4);
+          }
+          o += 4 + olen + ((4 - (olen % 4)) % 4);
+        }
+        this.ifaces.push({ linkType, snaplen: u32(4), unitsPerSec, offsetSec });
+        return;
+      }
+      case 6: case 2: { // enhanced packet; the obsolete packet block
+        need(20, type === 6 ? 'enhanced packet' : 'packet');
+        const id = type === 6 ? u32(0) : u16(0);
+        const ifc = this.ifaces[id];
+        if (!ifc) fail(at, `packet on interface ${id}, which the section has not described`);
+        const caplen = u32(12);
+        if (caplen > b.length - 20) fail(at + 12, `captured length ${caplen} runs past its block (${b.length - 20} bytes)`);
+        this.emit(ifc, (BigInt(u32(4)) << 32n) | BigInt(u32(8)), b.subarray(20, 20 + caplen));
+        return;
+      }
+      case 3: { // simple packet: interface 0, no time
+        need(4, 'simple packet');
+        const ifc = this.ifaces[0];
+        if (!ifc) fail(at, 'simple packet before any interface description');
+        const orig = u32(0);
+        const caplen = Math.min(orig, ifc.snaplen || orig, b.length - 4);
+        this.emit(ifc, 0n, b.subarray(4, 4 + caplen));
+        return;
+      }
+      default: // name resolution, statistics, decryption secrets, custom: not ours
+    }
+  }
+
+  private emit(ifc: { linkType: number; unitsPerSec: bigint; offsetSec: bigint }, units: bigint, data: Buffer): void {
+    this.records++;
+    const ns = (units * 1_000_000_000n) / ifc.unitsPerSec + ifc.offsetSec * 1_000_000_000n;
+    const p = decodeLink(ifc.linkType, data, ns);
+    if (p) this.onPacket(p);
   }
 }
 
