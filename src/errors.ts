@@ -53,6 +53,7 @@ export function exitCodeFor(err: unknown): number {
     case 'QOS_ERR_USAGE': return 64; // EX_USAGE
     case 'QOS_ERR_POLICY_INVALID': return 65; // EX_DATAERR
     case 'QOS_ERR_RULES_INVALID': return 65;
+    case 'QOS_ERR_CAPTURE': return 65; // a malformed capture is bad input data
     case 'QOS_ERR_RULES_STALE': return 75; // EX_TEMPFAIL: read again and retry
     case 'QOS_ERR_POLICY_IO': return 66; // EX_NOINPUT
     case 'QOS_ERR_DAEMON_UNREACHABLE': return 69; // EX_UNAVAILABLE

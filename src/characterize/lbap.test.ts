@@ -84,7 +84,7 @@ test('constant bit rate: b = M for every r at or above its rate; a back-to-back 
   assert.equal(counted.curve()[0]!.b_bytes, 10);
 });
 
-test('the knee: the first rate from which b falls by less than 1 % per 1 % more r', () => {
+test('the knee: the smallest rate from which b falls by at most 1 % per 1 % more r, to the end of the curve', () => {
   // b = 1e9 / r^2 up to 8000 (elasticity 2), flat after (0): the knee is where it flattens
   const pts = [1e3, 2e3, 4e3, 8e3, 16e3].map((r) => ({ r_Bps: r, b_bytes: r < 8e3 ? 1e9 / (r * r) : 1e9 / 64e6 }));
   assert.deepEqual(knee(pts), { ...pts[3]!, index: 3 });
@@ -94,6 +94,9 @@ test('the knee: the first rate from which b falls by less than 1 % per 1 % more 
   assert.equal(knee(flat).index, 0);
   const steep = [{ r_Bps: 1, b_bytes: 1e6 }, { r_Bps: 2, b_bytes: 1e3 }];
   assert.equal(knee(steep).index, 1);
+  // rates below the mean (b falls linearly: flat in log-log), steep near it, flat past it
+  const sub = [[50e3, 200e3], [100e3, 150e3], [200e3, 50e3], [250e3, 5e3], [300e3, 4.9e3], [500e3, 4.8e3]].map(([r, b]) => ({ r_Bps: r!, b_bytes: b! }));
+  assert.equal(knee(sub).index, 3);
   assert.throws(() => knee([{ r_Bps: 0, b_bytes: 0 }]), /no point/);
 });
 

@@ -96,23 +96,23 @@ export function rateGrid(lo: number, hi: number, n: number): Float64Array {
 }
 
 /** The knee of an (r, b) curve (rates increasing): the seed's point "where an r variation
- * produces a same order b variation". Between neighbouring points the elasticity
- * e = -(Δb/b)/(Δr/r), taken on logarithms (-Δln b / Δln r), says how many percent b falls
- * for one percent more r. Low rates have e >> 1 (a little more r saves much bucket), rates at
- * which b has reached M have e = 0. The knee is the first point, by increasing r, from which
- * e <= 1: the smallest rate past which buying rate no longer saves bucket in proportion.
- * Curves that are flat from the start have their knee at the first point; curves that never
- * flatten that much, at the last. */
+ * produces a same order b variation", while elsewhere "a little error on r results in a huge
+ * b variation (and vice-versa)". Between neighbouring points the elasticity
+ * e = -Δln b / Δln r says how many percent b falls for one percent more r: e > 1 where the
+ * curve is steep (approaching the mean rate from above), e < 1 where it is flat (b near M,
+ * or rates below the mean, where b falls only linearly). The knee is the smallest rate from
+ * which every further step has e <= 1: the end of the last steep stretch. A curve with no
+ * steep stretch has its knee at its first point. */
 export function knee(curve: CurvePoint[]): CurvePoint & { index: number } {
   const pts = curve.filter((p) => p.r_Bps > 0 && p.b_bytes > 0);
   if (!pts.length) throw new RangeError('no point of the curve has r > 0 and b > 0');
+  let at = 0;
   for (let i = 0; i + 1 < pts.length; i++) {
     const a = pts[i]!, b = pts[i + 1]!;
     const e = -(Math.log(b.b_bytes) - Math.log(a.b_bytes)) / (Math.log(b.r_Bps) - Math.log(a.r_Bps));
-    if (e <= 1) return { ...a, index: curve.indexOf(a) };
+    if (e > 1) at = i + 1;
   }
-  const last = pts[pts.length - 1]!;
-  return { ...last, index: curve.indexOf(last) };
+  return { ...pts[at]!, index: curve.indexOf(pts[at]!) };
 }
 
 /** What one pass over a flow's packets knows besides b(r): counts, sizes, times, and the

@@ -209,6 +209,35 @@ bench
   });
 
 program
+  .command('characterize')
+  .description("token-bucket curves of the flows in a capture (pcap or pcapng): for each rate r the least bucket b the flow conforms to, the knee of the curve, and a suggested TSpec (docs/characterize.md)")
+  .argument('<file>', 'a capture: tcpdump -w, or pcapng')
+  .option('--flow <spec>', 'only these packets: field=value,... (proto, src, dst, sport, dport, host, port) or a flow key as printed, e.g. "udp 10.0.0.1:4000 > 10.0.0.2:5004"')
+  .option('--rates <list>', 'rates to evaluate, comma-separated: bytes/s, or with a unit (bit, kbit, Mbit, Gbit, B, kB, MB, GB), e.g. 1.5Mbit (default: a grid from each flow\'s mean to its peak rate)')
+  .option('--grid <n>', 'points of the default grid', (v) => positiveInt(v, '--grid'), 32)
+  .option('--count', 'count packets, not bytes (b in packets, r in packets/s)')
+  .option('--min-unit <bytes>', 'm: a smaller packet counts as m bytes', (v) => positiveInt(v, '--min-unit'))
+  .option('--peak-window <ms>', 'window over which the peak rate p is measured', (v) => positiveInt(v, '--peak-window'), 10)
+  .option('--json', 'print one JSON object')
+  .option('--plot <file>', 'draw the largest flow\'s curve with its knee, and its traffic against the token bucket: file.svg, or file.png (needs Chromium)')
+  .action(async (file: string, o: { flow?: string; rates?: string; grid: number; count?: boolean; minUnit?: number; peakWindow: number; json?: boolean; plot?: string }) => {
+    const { characterizeFile, flowFilter, parseRate } = await import('../characterize/offline.js');
+    const { formatCharacterization } = await import('../characterize/format.js');
+    const rates = o.rates?.split(',').map(parseRate);
+    if (rates?.some((r) => !(r > 0))) throw new QosError('QOS_ERR_USAGE', '--rates: every rate must be above 0');
+    const r = await characterizeFile(file, {
+      select: o.flow ? flowFilter(o.flow) : undefined, rates, grid: o.grid, count: o.count, minUnit: o.minUnit, peakWindowS: o.peakWindow / 1000, cumulative: !!o.plot,
+    });
+    if (!r.flows.length) throw new QosError('QOS_ERR_NOT_FOUND', `${file}: no ${o.flow ? 'packet matches --flow' : 'IP packet'}`);
+    if (o.plot) {
+      const { plotSvg, writePlot } = await import('../characterize/plot.js');
+      writePlot(o.plot, plotSvg(r.flows[0]!, r.cumulative!, r.unit));
+    }
+    const { cumulative: _, ...json } = r;
+    print(o.json ? JSON.stringify(json, null, 2) : formatCharacterization(r));
+  });
+
+program
   .command('demo')
   .description("the paper's experiment, measured: an unmodified media application sends across a congested, precedence-queued link, without and then with the policy daemon (needs root; builds and removes its own network namespaces)")
   .option('--app <name>', 'the media source: media (a video-like UDP stream + TCP call control) or iperf3 (iperf3 -u)', 'media')

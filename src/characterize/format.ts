@@ -1,0 +1,20 @@
+/* `qos characterize` for people: per flow a summary line, the suggested TSpec, and (for a few
+ * flows) the curve. */
+
+import type { CharacterizeResult } from './offline.js';
+
+const num = (x: number) => (x >= 1e9 ? `${(x / 1e9).toFixed(2)}G` : x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : x >= 1e4 ? `${(x / 1e3).toFixed(1)}k` : String(Math.round(x * 10) / 10));
+
+export function formatCharacterization(r: CharacterizeResult): string {
+  const u = r.unit === 'bytes' ? 'B' : 'pkt';
+  const out: string[] = [];
+  for (const f of r.flows) {
+    out.push(`${f.key}: ${f.packets} packets, ${num(f.bytes)} ${r.unit === 'bytes' ? 'B' : 'units'} in ${f.duration_s.toFixed(3)} s; mean ${num(f.mean_rate_Bps)} ${u}/s, peak ${num(f.peak_rate_Bps)} ${u}/s (over ${r.peak_window_s * 1000} ms); M ${f.M}, m ${f.m}`);
+    out.push(`  knee r ${num(f.knee.r_Bps)} ${u}/s, b ${num(f.knee.b_bytes)} ${u}; TSpec r=${Math.round(f.tspec.r)} b=${Math.round(f.tspec.b)} p=${Math.round(f.tspec.p)} m=${f.tspec.m} M=${f.tspec.M}; MinimumPolicedSize ${f.minimum_policed_size}`);
+    if (r.flows.length <= 3) {
+      out.push(`  ${'r'.padStart(12)} ${'b'.padStart(12)}`);
+      for (const p of f.curve) out.push(`  ${num(p.r_Bps).padStart(12)} ${num(p.b_bytes).padStart(12)}${p.r_Bps === f.knee.r_Bps ? '  <- knee' : ''}`);
+    }
+  }
+  return out.join('\n');
+}
