@@ -1,4 +1,4 @@
-/* `qos bench agent`, `qos bench policy` and `qos bench rules` run end to end and print every figure (tiny sizes: this checks the
+/* `qos bench agent`, `policy`, `rules` and `characterize` run end to end and print every figure (tiny sizes: this checks the
  * command, not the speed; the figures themselves are judged by running the benchmark). */
 
 import { test } from 'node:test';
@@ -56,4 +56,12 @@ test('qos bench rules refuses a set too small to move a rule in', () => {
   const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'rules', '--rules', '1'], { encoding: 'utf8' });
   assert.equal(r.status, 64);
   assert.match(r.stderr, /--rules takes at least 2/);
+});
+
+test('qos bench characterize --json prints every figure', { timeout: 120_000 }, () => {
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'characterize', '--json', '--packets', '100000', '--runs', '1', '--file-packets', '5000'], { encoding: 'utf8', timeout: 110_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as Record<string, number> & { targets: Record<string, unknown> };
+  for (const k of ['offline_packet_rates_per_s', 'online_packets_per_s', 'peak_rss_mb', 'peak_rss_mb_4x', 'file_packets_per_s']) assert.ok(typeof j[k] === 'number' && j[k] > 0, `${k} = ${j[k]}`);
+  assert.deepEqual(Object.keys(j.targets).sort(), ['offline_packet_rates_per_s', 'online_packets_per_s', 'rss_independent_of_length']);
 });

@@ -14,6 +14,8 @@ export interface CaptureOptions {
   netns?: string;
   /** bytes kept of each packet (default 128: headers and the start of the payload) */
   snaplen?: number;
+  /** also given every chunk of the pcap stream as it comes (to keep the capture in a file) */
+  tee?: (chunk: Buffer) => void;
 }
 
 export class LiveCapture {
@@ -36,7 +38,7 @@ export class LiveCapture {
     this.proc = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout!.on('data', (d: Buffer) => {
       if (this.error) return;
-      try { this.reader.push(d); } catch (e) { this.error = e as Error; }
+      try { this.o.tee?.(d); this.reader.push(d); } catch (e) { this.error = e as Error; }
     });
     this.exited = new Promise((resolve) => this.proc.once('close', () => resolve()));
     await new Promise<void>((resolve, reject) => {

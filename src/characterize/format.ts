@@ -1,6 +1,7 @@
 /* `qos characterize` for people: per flow a summary line, the suggested TSpec, and (for a few
  * flows) the curve. */
 
+import type { Snapshot } from './live.js';
 import type { CharacterizeResult } from './offline.js';
 
 const num = (x: number) => (x >= 1e9 ? `${(x / 1e9).toFixed(2)}G` : x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : x >= 1e4 ? `${(x / 1e3).toFixed(1)}k` : String(Math.round(x * 10) / 10));
@@ -17,4 +18,10 @@ export function formatCharacterization(r: CharacterizeResult): string {
     }
   }
   return out.join('\n');
+}
+
+/** One on-line estimate, as a line. */
+export function formatSnapshot(s: Snapshot, unit: 'bytes' | 'packets'): string {
+  const u = unit === 'bytes' ? 'B' : 'pkt';
+  return `${s.t_s.toFixed(1).padStart(7)} s  ${s.key}: r ${num(s.r)} ${u}/s, b ${num(s.b)} ${u}, p ${num(s.p)} ${u}/s, M ${s.M}, ${s.packets} packets${s.advertise ? '  (advertise)' : ''}`;
 }

@@ -208,11 +208,28 @@ bench
     if (o.check && !Object.values(r.targets).every((t) => t.ok)) process.exitCode = 1;
   });
 
+bench
+  .command('characterize')
+  .description('traffic characterisation: b(r) packet-rates/s off-line, packets/s on-line, and the peak memory of qos characterize on a capture file and one four times as long')
+  .option('--json', 'print one JSON object')
+  .option('--packets <n>', 'synthetic packets', (v) => positiveInt(v, '--packets'), 10_000_000)
+  .option('--rates <n>', 'rates of the curve', (v) => positiveInt(v, '--rates'), 64)
+  .option('--runs <n>', 'runs; figures are medians', (v) => positiveInt(v, '--runs'), 3)
+  .option('--file-packets <n>', 'packets of the smaller capture file (the larger has four times as many)', (v) => positiveInt(v, '--file-packets'), 500_000)
+  .option('--check', 'exit 1 if a target is missed')
+  .action(async (o: { json?: boolean; packets: number; rates: number; runs: number; filePackets: number; check?: boolean }) => {
+    const { benchCharacterize } = await import('../bench/characterize.js');
+    const r = await benchCharacterize({ ...o, progress: o.json ? undefined : (m) => process.stderr.write(`${m}\n`) });
+    print(JSON.stringify(r, null, 2));
+    if (o.check && !Object.values(r.targets).every((t) => t.ok)) process.exitCode = 1;
+  });
+
 program
   .command('characterize')
-  .description("token-bucket curves of the flows in a capture (pcap or pcapng): for each rate r the least bucket b the flow conforms to, the knee of the curve, and a suggested TSpec (docs/characterize.md)")
-  .argument('<file>', 'a capture: tcpdump -w, or pcapng')
+  .description("token-bucket curves of flows, from a capture file (pcap or pcapng) or captured live: for each rate r the least bucket b the flow conforms to, the knee of the curve, and a suggested TSpec (docs/characterize.md)")
+  .argument('[file]', 'a capture: tcpdump -w, or pcapng (not with --live)')
   .option('--flow <spec>', 'only these packets: field=value,... (proto, src, dst, sport, dport, host, port) or a flow key as printed, e.g. "udp 10.0.0.1:4000 > 10.0.0.2:5004"')
+  .option('--app <name>', 'with --live: what the sockets of the programs with this name send (their 5-tuples from the kernel, when the capture starts)')
   .option('--rates <list>', 'rates to evaluate, comma-separated: bytes/s, or with a unit (bit, kbit, Mbit, Gbit, B, kB, MB, GB), e.g. 1.5Mbit (default: a grid from each flow\'s mean to its peak rate)')
   .option('--grid <n>', 'points of the default grid', (v) => positiveInt(v, '--grid'), 32)
   .option('--count', 'count packets, not bytes (b in packets, r in packets/s)')
@@ -220,15 +237,38 @@ program
   .option('--peak-window <ms>', 'window over which the peak rate p is measured', (v) => positiveInt(v, '--peak-window'), 10)
   .option('--json', 'print one JSON object')
   .option('--plot <file>', 'draw the largest flow\'s curve with its knee, and its traffic against the token bucket: file.svg, or file.png (needs Chromium)')
-  .action(async (file: string, o: { flow?: string; rates?: string; grid: number; count?: boolean; minUnit?: number; peakWindow: number; json?: boolean; plot?: string }) => {
+  .option('--live', 'capture with tcpdump instead of reading a file (needs root)')
+  .option('--iface <name>', 'with --live: the interface', 'any')
+  .option('--netns <name>', 'with --live: capture (and look for --app) in this network namespace')
+  .option('--duration <time>', 'with --live: how long to capture (e.g. 30s, 500ms, 2m)', '30s')
+  .option('--refresh <time>', 'with --live: how often to print the on-line estimate', '30s')
+  .action(async (file: string | undefined, o: { flow?: string; app?: string; rates?: string; grid: number; count?: boolean; minUnit?: number; peakWindow: number; json?: boolean; plot?: string; live?: boolean; iface: string; netns?: string; duration: string; refresh: string }) => {
     const { characterizeFile, flowFilter, parseRate } = await import('../characterize/offline.js');
-    const { formatCharacterization } = await import('../characterize/format.js');
+    const { formatCharacterization, formatSnapshot } = await import('../characterize/format.js');
     const rates = o.rates?.split(',').map(parseRate);
     if (rates?.some((r) => !(r > 0))) throw new QosError('QOS_ERR_USAGE', '--rates: every rate must be above 0');
-    const r = await characterizeFile(file, {
-      select: o.flow ? flowFilter(o.flow) : undefined, rates, grid: o.grid, count: o.count, minUnit: o.minUnit, peakWindowS: o.peakWindow / 1000, cumulative: !!o.plot,
-    });
-    if (!r.flows.length) throw new QosError('QOS_ERR_NOT_FOUND', `${file}: no ${o.flow ? 'packet matches --flow' : 'IP packet'}`);
+    const common = { rates, grid: o.grid, count: o.count, minUnit: o.minUnit, peakWindowS: o.peakWindow / 1000, cumulative: !!o.plot };
+    let r: import('../characterize/offline.js').CharacterizeResult;
+    if (o.live) {
+      if (file) throw new QosError('QOS_ERR_USAGE', 'give a file or --live, not both');
+      if (!!o.flow === !!o.app) throw new QosError('QOS_ERR_USAGE', '--live needs --flow or --app (one of them)');
+      const live = await import('../characterize/live.js');
+      let filter: string;
+      if (o.app) {
+        const socks = live.appSockets(o.app, o.netns);
+        if (!socks.length) throw new QosError('QOS_ERR_NOT_FOUND', `no socket of a program named "${o.app}"${o.netns ? ` in ${o.netns}` : ''} (ss -tunap)`);
+        filter = live.bpfForApp(socks);
+      } else filter = live.bpfForFlow(o.flow!);
+      r = await live.characterizeLive({
+        ...common, select: o.flow ? flowFilter(o.flow) : undefined, iface: o.iface, netns: o.netns, filter,
+        durationS: duration(o.duration, '--duration'), refreshS: duration(o.refresh, '--refresh'),
+        onSnapshot: o.json ? undefined : (s) => print(formatSnapshot(s, o.count ? 'packets' : 'bytes')),
+      });
+    } else {
+      if (!file) throw new QosError('QOS_ERR_USAGE', 'give a capture file, or --live');
+      r = await characterizeFile(file, { ...common, select: o.flow ? flowFilter(o.flow) : undefined });
+    }
+    if (!r.flows.length) throw new QosError('QOS_ERR_NOT_FOUND', `${r.file}: no ${o.flow ? 'packet matches --flow' : o.app ? `packet from ${o.app}` : 'IP packet'}`);
     if (o.plot) {
       const { plotSvg, writePlot } = await import('../characterize/plot.js');
       writePlot(o.plot, plotSvg(r.flows[0]!, r.cumulative!, r.unit));
@@ -236,6 +276,14 @@ program
     const { cumulative: _, ...json } = r;
     print(o.json ? JSON.stringify(json, null, 2) : formatCharacterization(r));
   });
+
+/** A duration: 30s, 500ms, 2m, or bare seconds. */
+function duration(v: string, name: string): number {
+  const m = /^([0-9]*\.?[0-9]+)(ms|s|m)?$/.exec(v.trim());
+  const n = m ? Number(m[1]) * (m[2] === 'ms' ? 0.001 : m[2] === 'm' ? 60 : 1) : NaN;
+  if (!(n > 0)) throw new QosError('QOS_ERR_USAGE', `${name} takes a time such as 30s, 500ms or 2m, not "${v}"`);
+  return n;
+}
 
 program
   .command('demo')

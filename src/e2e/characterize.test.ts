@@ -5,8 +5,9 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { bucketByDefinition } from '../characterize/lbap.js';
-import { e2eUnavailable, QOS, sh, Testbed } from './harness.js';
+import { e2eUnavailable, QOS, sh, sleep, Testbed } from './harness.js';
 
 const skip: string | false = e2eUnavailable() ?? false;
 let tb: Testbed;
@@ -42,4 +43,53 @@ test('a real capture: the curve is the definition computed from tshark\'s readin
   const atPeak = f.curve.at(-1)!;
   assert.ok(atPeak.b_bytes >= 8 * 1028 && atPeak.b_bytes <= 10 * 1028, `at the peak rate the burst still needs its size: ${atPeak.b_bytes}`);
   assert.ok(f.knee.b_bytes >= atPeak.b_bytes && f.knee.r_Bps <= atPeak.r_Bps);
+});
+
+/** Runs qos without blocking (the sender must run beside it); resolves with its output. */
+function qosAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [QOS, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d));
+    p.stderr.on('data', (d: Buffer) => (stderr += d));
+    p.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+interface LiveOut { flows: { key: string; packets: number; M: number; knee: { r_Bps: number } }[]; online: { key: string; r: number; b: number; advertise: boolean }[] }
+
+test('--live --flow: captures for the duration, estimates on line every refresh, characterises what it caught', { skip }, async () => {
+  // the sender waits a second (the capture starts), then sends 1028-byte IP packets every 10 ms for 2 s
+  const py = `import socket, time\ntime.sleep(1)\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(200):\n  s.sendto(b'x' * 1000, ('${tb.serverIp}', 7402))\n  time.sleep(0.01)\n`;
+  const run = qosAsync(['characterize', '--live', '--netns', tb.client, '--flow', 'proto=udp,dport=7402', '--duration', '4s', '--refresh', '1s', '--json']);
+  const sent = tb.inClient(['python3', '-c', py]);
+  assert.equal(sent.status, 0, sent.stderr);
+  const r = await run;
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as LiveOut;
+  assert.equal(j.flows.length, 1);
+  assert.equal(j.flows[0]!.packets, 200, 'every datagram sent after the capture began');
+  assert.equal(j.flows[0]!.M, 1028);
+  assert.ok(j.online.length >= 3, `an estimate every second: ${j.online.length}`);
+  assert.equal(j.online.find((s) => s.b > 0)?.advertise, true, 'the first estimate is advertised');
+  const last = j.online.at(-1)!;
+  assert.ok(last.r > 50_000 && last.r < 200_000 && last.b >= 1028, JSON.stringify(last));
+});
+
+test('--live --app: what the sockets of a program send', { skip }, async () => {
+  const py = `import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.connect(('${tb.serverIp}', 7403))\nfor i in range(300):\n  try: s.send(b'y' * 500)\n  except ConnectionRefusedError: pass  # the server's port unreachable, reported on a connected socket\n  time.sleep(0.01)\n`;
+  const sender = spawn('ip', ['netns', 'exec', tb.client, 'python3', '-c', py], { stdio: 'ignore' });
+  try {
+    await sleep(500); // its socket exists
+    const r = await qosAsync(['characterize', '--live', '--netns', tb.client, '--app', 'python3', '--duration', '1500ms', '--refresh', '500ms', '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as LiveOut;
+    assert.deepEqual(j.flows.map((f) => f.key.replace(/:\d+ >/, ':* >')), [`udp ${tb.clientIp}:* > ${tb.serverIp}:7403`]);
+    assert.ok(j.flows[0]!.packets > 50, `${j.flows[0]!.packets} packets`);
+    const none = await qosAsync(['characterize', '--live', '--netns', tb.client, '--app', 'no-such-program', '--duration', '1s']);
+    assert.equal(none.status, 66);
+    assert.match(none.stderr, /no socket of a program named "no-such-program"/);
+  } finally {
+    sender.kill('SIGKILL');
+  }
 });
