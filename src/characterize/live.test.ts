@@ -2,7 +2,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bpfForApp, bpfForFlow, parseSs } from './live.js';
+import type { Packet } from '../capture/pcap.js';
+import { appSelect, bpfForApp, bpfForFlow, parseSs } from './live.js';
 
 const SS = `udp   UNCONN 0      0            0.0.0.0:5353       0.0.0.0:*    users:(("avahi-daemon",pid=512,fd=12))
 udp   ESTAB  0      0          10.0.0.1:40000     10.0.0.2:5004  users:(("python3",pid=77,fd=3))
@@ -30,4 +31,14 @@ test('--flow as a tcpdump filter: a flow key or fields', () => {
   assert.equal(bpfForFlow('proto=udp,dport=5004,host=10.0.0.9'), 'udp and dst port 5004 and host 10.0.0.9');
   assert.equal(bpfForFlow('proto=132'), '(ip proto 132 or ip6 proto 132)');
   assert.throws(() => bpfForFlow('dport=5004 or 1=1'), /is not field=value/);
+});
+
+test("a program's sockets select the same packets from a file as the tcpdump filter does live", () => {
+  const sel = appSelect(parseSs(SS, 'python3'));
+  const pkt = (proto: number, src: string, sport: number, dst: string, dport: number) => ({ proto, src, sport, dst, dport } as Packet);
+  assert.equal(sel(pkt(17, '10.0.0.1', 40000, '10.0.0.2', 5004)), true);
+  assert.equal(sel(pkt(17, '10.0.0.2', 5004, '10.0.0.1', 40000)), false, 'what it receives is not what it sends');
+  assert.equal(sel(pkt(6, '10.0.0.1', 40000, '10.0.0.2', 5004)), false, 'another protocol');
+  assert.equal(sel(pkt(17, 'fe80::1', 546, 'ff02::1:2', 547)), true, 'an unconnected socket: any destination');
+  assert.equal(sel(pkt(17, '10.0.0.1', 546, 'ff02::1:2', 547)), false, 'bound to another address');
 });

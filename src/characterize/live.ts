@@ -72,6 +72,12 @@ export function parseSs(text: string, name: string): AppSocket[] {
   return out;
 }
 
+/** Which packets a program's sockets send (the same test as bpfForApp, for a file). */
+export function appSelect(socks: AppSocket[]): (p: Packet) => boolean {
+  return (p) => socks.some((s) => (s.proto === 'tcp' ? 6 : 17) === p.proto && s.lport === p.sport && (!s.local || s.local === p.src)
+    && (s.peer === null || s.peer === p.dst) && (s.pport === null || s.pport === p.dport));
+}
+
 /** The tcpdump filter for what a program's sockets send. */
 export function bpfForApp(socks: AppSocket[]): string {
   return socks.map((s) => `(${[s.proto, s.local ? `src host ${s.local}` : '', `src port ${s.lport}`, s.peer ? `dst host ${s.peer}` : '', s.pport ? `dst port ${s.pport}` : ''].filter(Boolean).join(' and ')})`).join(' or ');
