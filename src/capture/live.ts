@@ -42,13 +42,13 @@ export class LiveCapture {
     });
     this.exited = new Promise((resolve) => this.proc.once('close', () => resolve()));
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new QosError('QOS_ERR_CAPTURE', `tcpdump did not start on ${this.o.iface}: ${this.stderr.trim()}`)), 10_000);
+      const timer = setTimeout(() => reject(new QosError('QOS_ERR_ENVIRONMENT', `tcpdump did not start on ${this.o.iface}: ${this.stderr.trim()}`)), 10_000);
       this.proc.stderr!.on('data', (d: Buffer) => {
         this.stderr += d;
         if (this.stderr.includes('listening on')) { clearTimeout(timer); resolve(); }
       });
-      this.proc.once('error', (e) => { clearTimeout(timer); reject(new QosError('QOS_ERR_CAPTURE', `tcpdump: ${e.message}`)); });
-      this.proc.once('exit', (code) => { clearTimeout(timer); reject(new QosError('QOS_ERR_CAPTURE', `tcpdump exited (${code}) on ${this.o.iface}: ${this.stderr.trim()}`)); });
+      this.proc.once('error', (e) => { clearTimeout(timer); reject(new QosError('QOS_ERR_ENVIRONMENT', `tcpdump: ${e.message}`)); });
+      this.proc.once('exit', (code) => { clearTimeout(timer); reject(new QosError('QOS_ERR_ENVIRONMENT', `tcpdump exited (${code}) on ${this.o.iface}: ${this.stderr.trim()}`)); });
     });
     return this;
   }
