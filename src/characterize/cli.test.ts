@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QOS_CLI } from '../daemon/child.js';
+import { findChromium } from '../report/chromium.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'qosd-char-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -114,4 +115,14 @@ test('bad captures and bad options: a clear message and the exit code that says 
   r = qos(file, '--flow', 'dport=9');
   assert.equal(r.status, 66);
   assert.match(r.stderr, /no packet matches --flow/);
+});
+
+test('the plot as PNG, rendered by Chromium', { skip: findChromium() ? false : 'no Chromium' }, () => {
+  const png = join(dir, 'plot.png');
+  const r = qos(file, '--flow', 'dport=5004', '--plot', png);
+  assert.equal(r.status, 0, r.stderr);
+  const b = readFileSync(png);
+  assert.deepEqual([...b.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG file');
+  assert.equal(b.readUInt32BE(16), 800, 'as wide as the SVG');
+  assert.equal(qos(file, '--plot', join(dir, 'plot.gif')).status, 64, 'only .svg or .png');
 });
