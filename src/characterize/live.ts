@@ -94,13 +94,14 @@ export function appSockets(name: string, netns?: string): AppSocket[] {
 export async function characterizeLive(o: LiveOptions): Promise<LiveResult> {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-live-'));
   const file = join(dir, 'capture.pcap');
-  const fd = openSync(file, 'w');
+  let fd: number | null = openSync(file, 'w');
+  const close = () => { if (fd !== null) { closeSync(fd); fd = null; } };
   const start = Date.now() / 1000;
   const flows = new Map<string, { on: OnlineLbap; adv: Readvertiser }>();
   const select = o.select ?? (() => true);
   const size = (p: Packet) => (o.count ? 1 : p.ipLength);
   const snapshots: Snapshot[] = [];
-  const cap = new LiveCapture({ iface: o.iface, filter: o.filter, netns: o.netns, tee: (c) => { writeSync(fd, c); } }, (p) => {
+  const cap = new LiveCapture({ iface: o.iface, filter: o.filter, netns: o.netns, tee: (c) => { if (fd !== null) writeSync(fd, c); } }, (p) => {
     if (!select(p)) return;
     const k = flowKey(p);
     let f = flows.get(k);
@@ -122,7 +123,7 @@ export async function characterizeLive(o: LiveOptions): Promise<LiveResult> {
     await new Promise((r) => setTimeout(r, o.durationS * 1000));
     clearInterval(timer);
     await cap.stop();
-    closeSync(fd);
+    close();
     refresh();
     const result = await characterizeFile(file, o);
     return { ...result, file: `live capture on ${o.iface}${o.netns ? ` in ${o.netns}` : ''} (${o.filter})`, online: snapshots };
@@ -130,7 +131,7 @@ export async function characterizeLive(o: LiveOptions): Promise<LiveResult> {
     cap.kill();
     throw e;
   } finally {
-    try { closeSync(fd); } catch { /* closed */ }
+    close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
