@@ -46,22 +46,7 @@ export class BucketCurve {
   /** Many packets at once (times in seconds, sizes), the same as add() for each: the loop the
    * benchmark measures. */
   addAll(t: Float64Array, size: Float64Array, n = t.length): void {
-    const rates = this.rates, debt = this.debt, most = this.most, m = this.minUnit;
-    let last = this.last;
-    for (let i = 0; i < n; i++) {
-      let dt = last === -Infinity ? 0 : t[i]! - last;
-      if (dt > 0 || last === -Infinity) last = t[i]!;
-      if (!(dt > 0)) dt = 0;
-      const s = size[i]! < m ? m : size[i]!;
-      for (let k = 0; k < rates.length; k++) {
-        let d = debt[k]! - rates[k]! * dt;
-        if (d < 0) d = 0;
-        d += s;
-        debt[k] = d;
-        if (d > most[k]!) most[k] = d;
-      }
-    }
-    this.last = last;
+    for (let i = 0; i < n; i++) this.add(t[i]!, size[i]!);
   }
 
   curve(): CurvePoint[] {
