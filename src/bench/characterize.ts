@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { BucketCurve, rateGrid } from '../characterize/lbap.js';
 import { OnlineLbap } from '../characterize/online.js';
 import { QosError } from '../errors.js';
-import type { Target } from './agent.js';
+import { medianF, type Target } from './agent.js';
 
 export interface CharacterizeBenchOptions { packets: number; rates: number; runs: number; filePackets: number; progress?: (m: string) => void }
 
@@ -32,7 +32,6 @@ export interface CharacterizeBenchResult {
   setup: { packets: number; rates: number; runs: number; file_packets: number; cpus: number; node: string };
 }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[s.length >> 1]!; };
 
 /** Synthetic traffic: on/off bursts (a few packets back to back, gaps of up to 2 ms), sizes 64-1500. */
 function traffic(n: number): { t: Float64Array; s: Float64Array } {
@@ -117,9 +116,9 @@ export async function benchCharacterize(o: CharacterizeBenchOptions): Promise<Ch
     const a = characterizeChild(small, o.rates);
     const b = characterizeChild(big, o.rates);
     say(`qos characterize: ${a.rssMb} MB for ${o.filePackets} packets, ${b.rssMb} MB for ${4 * o.filePackets}`);
-    const offS = median(offline);
+    const offS = medianF(offline);
     const pr = Math.round((o.packets * o.rates) / offS);
-    const onPps = Math.round(o.packets / median(online));
+    const onPps = Math.round(o.packets / medianF(online));
     return {
       offline_packet_rates_per_s: pr,
       offline_s: Math.round(offS * 1000) / 1000,

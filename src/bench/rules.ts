@@ -19,9 +19,9 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { callJson } from '../cli/client.js';
 import { DaemonChild } from '../daemon/child.js';
-import { must, removeStale } from '../demo/net.js';
+import { must, removeNamespace, removeStale } from '../demo/net.js';
 import { QosError } from '../errors.js';
-import type { Target } from './agent.js';
+import { medianF, type Target } from './agent.js';
 import { generateRules } from './rules-gen.js';
 
 export interface RulesBenchOptions {
@@ -51,7 +51,6 @@ export interface RulesBenchResult {
 }
 
 const PREFIX = 'qosbr';
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const n = s.length; return n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2; };
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
 /** Why the benchmark cannot run here, or null. */
@@ -85,12 +84,7 @@ class Pair {
     }
   }
   destroy(): void {
-    for (const ns of this.made.splice(0).reverse()) {
-      for (const pid of (spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout ?? '').split(/\s+/).filter(Boolean)) {
-        try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
-      }
-      spawnSync('ip', ['netns', 'del', ns]);
-    }
+    for (const ns of this.made.splice(0).reverse()) removeNamespace(ns);
   }
 }
 
@@ -162,14 +156,14 @@ export async function benchRules(o: RulesBenchOptions): Promise<RulesBenchResult
       if (to === from) to = (from % (o.rules - 1)) + 1;
       moves.push((await timed(() => api('POST', '/v1/rules/move', { from, to }))).ms);
     }
-    if (moves.length) say(`${moves.length} moves: median ${median(moves).toFixed(0)} ms`);
+    if (moves.length) say(`${moves.length} moves: median ${medianF(moves).toFixed(0)} ms`);
     const status = await api<{ layers: Record<string, number> | null }>('GET', '/v1/rules/status');
 
-    const ratio = round(median(ratios), 3), applyMs = round(median(applies)), moveMs = moves.length ? round(median(moves)) : 0;
+    const ratio = round(medianF(ratios), 3), applyMs = round(medianF(applies)), moveMs = moves.length ? round(medianF(moves)) : 0;
     return {
       throughput_ratio_10k: ratio,
-      throughput_bps_without: Math.round(median(withoutBps)),
-      throughput_bps_with: Math.round(median(withBps)),
+      throughput_bps_without: Math.round(medianF(withoutBps)),
+      throughput_bps_with: Math.round(medianF(withBps)),
       apply_ms_10k: applyMs,
       apply_ms_10k_runs: applies.map((x) => round(x)),
       import_ms: round(imported.ms),

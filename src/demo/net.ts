@@ -64,6 +64,16 @@ export function removeStale(prefix = PREFIX): string[] {
   return removed;
 }
 
+/** Deletes a network namespace, killing what still runs in it first (a process left in a
+ * namespace would outlive its name). */
+export function removeNamespace(ns: string): void {
+  const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout ?? '';
+  for (const pid of pids.split(/\s+/).filter(Boolean)) {
+    try { process.kill(Number(pid), 'SIGKILL'); } catch { /* already gone */ }
+  }
+  spawnSync('ip', ['netns', 'del', ns]);
+}
+
 export class DemoNet {
   readonly tag = `${PREFIX}${process.pid}`;
   readonly source: Host = { ns: `${this.tag}-src`, ip: '10.91.1.2', dev: 'up0' };
@@ -121,13 +131,6 @@ export class DemoNet {
 
   /** Removes every namespace this demo made (their links and queues go with them). */
   destroy(): void {
-    for (const ns of this.created.splice(0).reverse()) {
-      // A process left in a namespace would outlive its name: stop them first.
-      const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout ?? '';
-      for (const pid of pids.split(/\s+/).filter(Boolean)) {
-        try { process.kill(Number(pid), 'SIGKILL'); } catch { /* already gone */ }
-      }
-      spawnSync('ip', ['netns', 'del', ns]);
-    }
+    for (const ns of this.created.splice(0).reverse()) removeNamespace(ns);
   }
 }
