@@ -1,38 +1,72 @@
 /* The calls a script host (a JavaScript worker or the tclsh child) has been given and not yet
  * answered, in the order given, and the clock its watchdog reads: when the call at the head
  * of the queue started running. Both hosts answer in order, so that is when the last answer
- * came (or the first call was queued, or the host was (re)started). */
+ * came (or the first call was queued, or the host was (re)started).
+ *
+ * A fixed circular array, not a Map: a Map that keeps taking new keys and deleting old ones
+ * rebuilds its table every few dozen calls, and V8 links each old table to its successor
+ * (for iterators) without clearing it. Once one of those tables is old enough to be promoted,
+ * every later table and every call it held survive each young-generation collection until
+ * the next full one: measured under load, 3 MB promoted per scavenge and 7-13 ms scavenges
+ * on the daemon's event loop, against 0.3 ms with this queue. */
 
 /** Calls queued on one host beyond which new ones go to the rules at once. */
 export const MAX_QUEUE = 1000;
 
 export class InFlight<P extends { sent: number }> {
-  private readonly calls = new Map<number, P>();
+  private readonly ids = new Float64Array(MAX_QUEUE);
+  private readonly items: (P | undefined)[] = new Array<P | undefined>(MAX_QUEUE).fill(undefined);
+  /** index of the oldest call */
+  private head = 0;
+  private count = 0;
   private headStart = 0;
 
   get size(): number {
-    return this.calls.size;
+    return this.count;
   }
 
   /** No room for another call. */
   get full(): boolean {
-    return this.calls.size >= MAX_QUEUE;
+    return this.count >= MAX_QUEUE;
   }
 
+  /** Queues call id (ids must differ from those queued; the caller checks `full` first). */
   add(id: number, p: P): void {
-    if (this.calls.size === 0) this.headStart = p.sent;
-    this.calls.set(id, p);
+    if (this.count >= MAX_QUEUE) throw new RangeError('in-flight queue full');
+    if (this.count === 0) this.headStart = p.sent;
+    const i = (this.head + this.count) % MAX_QUEUE;
+    this.ids[i] = id;
+    this.items[i] = p;
+    this.count++;
+  }
+
+  /** Position of id in the queue (0 = head), or -1. */
+  private find(id: number): number {
+    for (let k = 0; k < this.count; k++) if (this.ids[(this.head + k) % MAX_QUEUE] === id) return k;
+    return -1;
   }
 
   get(id: number): P | undefined {
-    return this.calls.get(id);
+    const k = this.find(id);
+    return k < 0 ? undefined : this.items[(this.head + k) % MAX_QUEUE];
   }
 
-  /** Removes the answered call id; with its time in flight. */
+  /** Removes the answered call id; with its time in flight. Answers come in order, so id is
+   * the head call; one that is not (never expected) is found and removed all the same. */
   take(id: number, now = Date.now()): { p: P; ms: number } | undefined {
-    const p = this.calls.get(id);
-    if (!p) return undefined;
-    this.calls.delete(id);
+    const k = this.ids[this.head] === id && this.count > 0 ? 0 : this.find(id);
+    if (k < 0) return undefined;
+    const at = (this.head + k) % MAX_QUEUE;
+    const p = this.items[at]!;
+    // Close the gap: move the calls before it one place on (none when it is the head).
+    for (let j = k; j > 0; j--) {
+      const to = (this.head + j) % MAX_QUEUE, from = (this.head + j - 1) % MAX_QUEUE;
+      this.ids[to] = this.ids[from]!;
+      this.items[to] = this.items[from];
+    }
+    this.items[this.head] = undefined;
+    this.head = (this.head + 1) % MAX_QUEUE;
+    this.count--;
     this.headStart = now;
     return { p, ms: now - p.sent };
   }
@@ -44,13 +78,18 @@ export class InFlight<P extends { sent: number }> {
 
   /** Whether the head call has been running longer than limitMs. */
   overdue(limitMs: number, now = Date.now()): boolean {
-    return this.calls.size > 0 && now - this.headStart > limitMs;
+    return this.count > 0 && now - this.headStart > limitMs;
   }
 
-  /** Removes and returns every call (the host is gone). */
+  /** Removes and returns every call, oldest first (the host is gone). */
   drain(): P[] {
-    const all = [...this.calls.values()];
-    this.calls.clear();
+    const all: P[] = [];
+    while (this.count > 0) {
+      all.push(this.items[this.head]!);
+      this.items[this.head] = undefined;
+      this.head = (this.head + 1) % MAX_QUEUE;
+      this.count--;
+    }
     return all;
   }
 }
