@@ -146,7 +146,7 @@ export class Daemon {
       limits: { ...DEFAULT_LIMITS, ...this.o.scriptLimits },
       log: this.log,
       onCall: (handler: HandlerName, o: ScriptOutcome) => {
-        m.scriptCalls.inc({ handler, result: o.status });
+        m.scriptCall(handler, o.status);
         m.scriptDuration.observe(o.ms / 1000);
       },
       onRestart: () => m.scriptRestarts.inc(),

@@ -271,8 +271,12 @@ function dscpOf(d: Decision | null): number | null {
   return d?.dscp ?? (d?.tos !== undefined ? d.tos >> 2 : null);
 }
 
-const str = (v: string | null) => (v === null ? 'null' : JSON.stringify(v));
-const pair = (e: Endpoint | null) => (e ? `[${JSON.stringify(e.address)},${e.port}]` : 'null');
+/** Printable ASCII other than " and \: quoted as it is. */
+const PLAIN = /^[ !#-[\]-~]*$/;
+/** A string as JSON: the common case (names, addresses) without JSON.stringify, which cost
+ * ~0.3 us a string here, seven strings a call. */
+const str = (v: string | null) => (v === null ? 'null' : PLAIN.test(v) ? `"${v}"` : JSON.stringify(v));
+const pair = (e: Endpoint | null) => (e ? `[${str(e.address)},${e.port}]` : 'null');
 const NO_FLOW = ',null,null,null,null,null,null,null,null,null';
 
 /** An event's own facts for a script, as the JSON array eventOf (script/prelude.ts) reads:
