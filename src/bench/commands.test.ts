@@ -1,9 +1,12 @@
-/* `qos bench agent`, `policy`, `rules` and `characterize` run end to end and print every figure (tiny sizes: this checks the
+/* `qos bench agent`, `policy`, `ab`, `rules` and `characterize` run end to end and print every figure (tiny sizes: this checks the
  * command, not the speed; the figures themselves are judged by running the benchmark). */
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { QOS_CLI } from '../daemon/child.js';
 import { rulesBenchUnavailable } from './rules.js';
 
@@ -39,6 +42,25 @@ test('qos bench policy --json prints every figure', { timeout: 120_000 }, () => 
   assert.equal(typeof j.js_decisions_per_s, 'number');
   assert.equal(typeof j.tcl_decisions_per_s, 'number'); // low-priority script threads may get no CPU in 300 ms
   assert.deepEqual(Object.keys(j.targets).sort(), ['hostile_ratio', 'js_decisions_per_s', 'tcl_decisions_per_s']);
+});
+
+test('qos bench ab --json runs both builds in alternating windows, a script beside the policy coming along', { timeout: 120_000 }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-ab-test-'));
+  try {
+    writeFileSync(join(dir, 'p.yaml'), 'script: p.js\nrules: []\n');
+    writeFileSync(join(dir, 'p.js'), "export function Connect() { return { dscp: 'EF' }; }\n");
+    const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'ab', '--json', '--old', QOS_CLI, '--policy', join(dir, 'p.yaml'), '--rounds', '2', '--load-ms', '200', '--threads', '2'], { encoding: 'utf8', timeout: 110_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as { old: Record<string, number>; new: Record<string, number>; new_to_old_ratio: number; rounds: unknown[] };
+    for (const side of [j.old, j.new]) for (const k of ['decisions_per_s', 'main_us_per_pair', 'all_us_per_pair']) assert.ok(side[k]! > 0, `${k} = ${side[k]}`);
+    assert.ok(j.new_to_old_ratio > 0);
+    assert.equal(j.rounds.length, 2);
+    const bad = spawnSync(process.execPath, [QOS_CLI, 'bench', 'ab', '--old', join(dir, 'nope.js'), '--policy', join(dir, 'p.yaml')], { encoding: 'utf8' });
+    assert.equal(bad.status, 64);
+    assert.match(bad.stderr, /no such file: .*nope\.js/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('qos bench rules --json prints every figure, and the flow was marked by the default rule', { timeout: 120_000, skip: rulesBenchUnavailable() ?? false }, () => {

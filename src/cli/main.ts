@@ -2,6 +2,8 @@
 /* qos: the single command-line entry point. Errors are caught here, once, and mapped to exit
  * codes (errors.ts); --json prints machine-readable output wherever there is output. */
 
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { writeFileAtomic } from '../atomic-file.js';
 import { exitCodeFor, formatProblems, QosError } from '../errors.js';
@@ -188,6 +190,32 @@ benchCommand('policy', 'policy scripts end to end through the daemon: JavaScript
     const r = await benchPolicy({ ...o, progress: o.json ? undefined : (m) => process.stderr.write(`${m}\n`) });
     print(JSON.stringify(r, null, 2));
     if (o.check && !Object.values(r.targets).every((t) => t.ok)) process.exitCode = 1;
+  });
+
+bench
+  .command('ab')
+  .description('two builds of the daemon with the same policy, in alternating load windows: decisions/s and CPU per Socket+Connect pair of each, and their ratio (judges a change on a machine whose speed drifts)')
+  .requiredOption('--old <cli>', 'the old build\'s qos entry point (a checkout\'s dist/cli/main.js)')
+  .option('--new <cli>', 'the new build\'s entry point (default: this one)')
+  .requiredOption('--policy <file>', 'policy file for both (its directory is copied, so a script beside it comes along)')
+  .option('--new-policy <file>', 'another policy for the new build')
+  .option('--rounds <n>', 'rounds of one window each, alternating order', (v) => positiveInt(v, '--rounds'), 8)
+  .option('--load-ms <ms>', 'length of each window', (v) => positiveInt(v, '--load-ms'), 1500)
+  .option('--threads <n>', 'concurrent agents', (v) => positiveInt(v, '--threads'), 32)
+  .option('--json', 'print one JSON object with every round')
+  .action(async (o: { old: string; new?: string; policy: string; newPolicy?: string; rounds: number; loadMs: number; threads: number; json?: boolean }) => {
+    for (const f of [o.old, o.new, o.policy, o.newPolicy]) if (f !== undefined && !existsSync(f)) throw new QosError('QOS_ERR_USAGE', `no such file: ${f}`);
+    const { benchAb } = await import('../bench/ab.js');
+    const { QOS_CLI } = await import('../daemon/child.js');
+    const r = await benchAb({
+      oldCli: resolve(o.old), newCli: o.new ? resolve(o.new) : QOS_CLI, oldPolicy: resolve(o.policy), newPolicy: resolve(o.newPolicy ?? o.policy),
+      rounds: o.rounds, loadMs: o.loadMs, threads: o.threads, progress: o.json ? undefined : (m) => process.stderr.write(`${m}\n`),
+    });
+    if (o.json) print(JSON.stringify(r, null, 2));
+    else {
+      const { rounds: _r, setup: _s, ...summary } = r;
+      print(JSON.stringify(summary, null, 2));
+    }
   });
 
 bench
