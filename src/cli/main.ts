@@ -158,6 +158,14 @@ policy
   });
 
 const bench = program.command('bench').description('measure qosd on this machine (prints figures; never part of the tests)');
+/** A benchmark's progress lines go to stderr, unless it prints JSON. */
+function benchProgress(json: boolean | undefined): ((m: string) => void) | undefined {
+  return json ? undefined : (m) => process.stderr.write(`${m}\n`);
+}
+/** --check: exit 1 if a target is missed. */
+function checkTargets(check: boolean | undefined, targets: Record<string, { ok: boolean }>): void {
+  if (check && !Object.values(targets).every((t) => t.ok)) process.exitCode = 1;
+}
 /** A bench subcommand with the options every benchmark has. */
 function benchCommand(name: string, description: string, threads: { help: string; count: number; loadMs: number; loadHelp: string }): Command {
   return bench
@@ -177,9 +185,9 @@ benchCommand('agent', 'what the agent adds to connect() and send(), against a ba
   .option('--sends <n>', 'sends per send-path run', (v) => positiveInt(v, '--sends'), 1_000_000)
   .action(async (o: { json?: boolean; rounds: number; sendRounds: number; connects: number; sends: number; threads: number; loadMs: number; check?: boolean }) => {
     const { benchAgent, formatAgentBench } = await import('../bench/agent.js');
-    const r = await benchAgent({ ...o, progress: o.json ? undefined : (m) => process.stderr.write(`${m}\n`) });
+    const r = await benchAgent({ ...o, progress: benchProgress(o.json) });
     print(o.json ? JSON.stringify(r, null, 2) : formatAgentBench(r));
-    if (o.check && !Object.values(r.targets).every((t) => t.ok)) process.exitCode = 1;
+    checkTargets(o.check, r.targets);
   });
 
 benchCommand('policy', 'policy scripts end to end through the daemon: JavaScript and Safe Tcl decisions/s, what a script adds over the rules, and a deadline-hitting script beside rules-only clients',
@@ -187,9 +195,9 @@ benchCommand('policy', 'policy scripts end to end through the daemon: JavaScript
   .option('--rounds <n>', 'rounds; figures are medians over rounds', (v) => positiveInt(v, '--rounds'), 3)
   .action(async (o: { json?: boolean; rounds: number; threads: number; loadMs: number; check?: boolean }) => {
     const { benchPolicy } = await import('../bench/policy.js');
-    const r = await benchPolicy({ ...o, progress: o.json ? undefined : (m) => process.stderr.write(`${m}\n`) });
+    const r = await benchPolicy({ ...o, progress: benchProgress(o.json) });
     print(JSON.stringify(r, null, 2));
-    if (o.check && !Object.values(r.targets).every((t) => t.ok)) process.exitCode = 1;
+    checkTargets(o.check, r.targets);
   });
 
 bench
@@ -209,7 +217,7 @@ bench
     const { QOS_CLI } = await import('../daemon/child.js');
     const r = await benchAb({
       oldCli: resolve(o.old), newCli: o.new ? resolve(o.new) : QOS_CLI, oldPolicy: resolve(o.policy), newPolicy: resolve(o.newPolicy ?? o.policy),
-      rounds: o.rounds, loadMs: o.loadMs, threads: o.threads, progress: o.json ? undefined : (m) => process.stderr.write(`${m}\n`),
+      rounds: o.rounds, loadMs: o.loadMs, threads: o.threads, progress: benchProgress(o.json),
     });
     if (o.json) print(JSON.stringify(r, null, 2));
     else {
@@ -231,9 +239,9 @@ bench
   .action(async (o: { json?: boolean; rules: number; rounds: number; seconds: number; moves: number; seed: number; check?: boolean }) => {
     if (o.rules < 2) throw new QosError('QOS_ERR_USAGE', '--rules takes at least 2 (a rule to move and the default)');
     const { benchRules, formatRulesBench } = await import('../bench/rules.js');
-    const r = await benchRules({ ...o, progress: o.json ? undefined : (m) => process.stderr.write(`${m}\n`) });
+    const r = await benchRules({ ...o, progress: benchProgress(o.json) });
     print(o.json ? JSON.stringify(r, null, 2) : formatRulesBench(r));
-    if (o.check && !Object.values(r.targets).every((t) => t.ok)) process.exitCode = 1;
+    checkTargets(o.check, r.targets);
   });
 
 bench
@@ -247,9 +255,9 @@ bench
   .option('--check', 'exit 1 if a target is missed')
   .action(async (o: { json?: boolean; packets: number; rates: number; runs: number; filePackets: number; check?: boolean }) => {
     const { benchCharacterize } = await import('../bench/characterize.js');
-    const r = await benchCharacterize({ ...o, progress: o.json ? undefined : (m) => process.stderr.write(`${m}\n`) });
+    const r = await benchCharacterize({ ...o, progress: benchProgress(o.json) });
     print(JSON.stringify(r, null, 2));
-    if (o.check && !Object.values(r.targets).every((t) => t.ok)) process.exitCode = 1;
+    checkTargets(o.check, r.targets);
   });
 
 program
