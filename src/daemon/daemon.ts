@@ -233,8 +233,8 @@ export class Daemon {
   }
 
   private sweep(): void {
-    const live = this.agents.connectedPids();
-    const n = this.flows.sweep((pid) => live.has(pid) || startTime(pid) !== undefined);
+    // A flow is its process's while that pid still runs with the start time it had.
+    const n = this.flows.sweep((pid, start) => { const s = startTime(pid); return s !== undefined && (start === undefined || s === start); });
     if (n) this.log.debug({ removed: n }, 'flow sweep');
   }
 

@@ -1,7 +1,6 @@
 /* From one decoded agent message to a reply: keeps the flow table current, asks the policy
  * engine, and records the decision. No I/O here, so it is tested without sockets. */
 
-import { dscpName } from '../policy/dscp.js';
 import type { CallFacts, Identity, PolicyEngine, Verdict } from '../policy/engine.js';
 import { parseAddr } from '../policy/net.js';
 import type { EventName } from '../policy/schema.js';
@@ -9,7 +8,7 @@ import type { HandlerName } from '../script/js-sandbox.js';
 import type { ScriptOutcome, ScriptStatus } from '../script/pool.js';
 import { loadavg } from 'node:os';
 import { encodeReply, PROTOCOL_VERSION, tokens, type Decision, type Message, type SockAddr } from '../protocol/messages.js';
-import type { Endpoint, Flow, FlowTable } from './flows.js';
+import { decisionClass, type Endpoint, type Flow, type FlowTable } from './flows.js';
 
 export interface DecisionRecord {
   /** When, in ms since the epoch (rendered as ISO time by decisionJson). */
@@ -82,14 +81,7 @@ function factEndpoint(e: Endpoint | null): CallFacts['remote'] {
   return addr ? { addr, port: e.port } : undefined;
 }
 
-/** The class a decision puts traffic in, for logs and metrics. */
-export function decisionClass(d: Decision | null): string {
-  if (!d) return 'none';
-  if (d.deny) return 'deny';
-  if (d.tos !== undefined) return dscpName(d.tos >> 2);
-  if (d.dscp !== undefined) return dscpName(d.dscp);
-  return 'priority';
-}
+export { decisionClass };
 
 /** A decision record as the admin API shows it: the time as ISO 8601 text first. */
 export function decisionJson(r: DecisionRecord): string {
@@ -131,7 +123,7 @@ export class Decider {
         return { reply: null };
       }
       case 'Cleanup':
-        flows.closePid(id.pid);
+        flows.closePid(id.pid, id.start);
         this.tell('Cleanup', id, m, () => factsJson('cleanup', null, null));
         return { reply: null };
       case 'Shutdown': {
@@ -142,7 +134,7 @@ export class Decider {
       }
       case 'Socket': {
         const type = TYPE[m.sockType] ?? null;
-        const f = flows.open({ pid: id.pid, fd: m.fd, family: FAMILY[m.family] ?? null, type, proto: protoOf(type, m.protocol), protocol: m.protocol, exe: id.exe, user: id.user });
+        const f = flows.open({ pid: id.pid, fd: m.fd, family: FAMILY[m.family] ?? null, type, proto: protoOf(type, m.protocol), protocol: m.protocol, exe: id.exe, user: id.user, uid: id.uid, start: id.start });
         return this.decide('socket', f, id, useScript, m);
       }
       case 'Connect': {
@@ -165,7 +157,7 @@ export class Decider {
       }
       case 'Accept': {
         const lf = this.flowFor(id, m.fd, m.address?.family ?? 0);
-        const f = flows.open({ pid: id.pid, fd: m.newfd, family: lf.family, type: lf.type ?? 'stream', proto: lf.proto ?? 'tcp', protocol: lf.protocol, exe: id.exe, user: id.user });
+        const f = flows.open({ pid: id.pid, fd: m.newfd, family: lf.family, type: lf.type ?? 'stream', proto: lf.proto ?? 'tcp', protocol: lf.protocol, exe: id.exe, user: id.user, uid: id.uid, start: id.start });
         f.local = lf.local;
         f.remote = endpoint(m.address);
         return this.decide('accept', f, id, useScript, m);
@@ -181,7 +173,7 @@ export class Decider {
 
   /** The flow for pid/fd; one the agent never reported (untracked before) is created. */
   private flowFor(id: Identity, fd: number, family: number): Flow {
-    return this.flows.get(id.pid, fd) ?? this.flows.open({ pid: id.pid, fd, family: FAMILY[family] ?? null, type: null, proto: null, protocol: 0, exe: id.exe, user: id.user });
+    return this.flows.get(id.pid, fd) ?? this.flows.open({ pid: id.pid, fd, family: FAMILY[family] ?? null, type: null, proto: null, protocol: 0, exe: id.exe, user: id.user, uid: id.uid, start: id.start });
   }
 
   /** Tells the script about a notification (its handler keeps state; nothing waits for it). */
@@ -197,7 +189,7 @@ export class Decider {
   /** The machine state a handler may read, now: the caller's flows and the load averages.
    * Asked for only by a handler that reads it (a user's flows can be many). */
   private stateJson(id: Identity): string {
-    const flows = this.flows.ofUser(id.user).map(flowFacts);
+    const flows = this.flows.ofUser(id.uid).map(flowFacts);
     return JSON.stringify({ flows, loadavg: this.loadavg() });
   }
 
@@ -240,10 +232,7 @@ export class Decider {
       // made at an earlier call on the same socket (e.g. a Socket rule, then a SendTo).
       if (v.rule === 'default' && f.rule && f.rule !== 'default') v = { decision: null, rule: null };
     }
-    if (v.rule !== null) {
-      f.decision = v.decision;
-      f.rule = v.rule;
-    }
+    if (v.rule !== null) this.flows.setVerdict(f, v.decision, v.rule);
     this.flows.touch(f);
     let reply = encodeReply(v.decision);
     // A declarative verdict on a call depends only on who asks, the call's facts and the
@@ -263,7 +252,7 @@ export class Decider {
 function flowFacts(f: Flow): Record<string, unknown> {
   return {
     pid: f.pid, fd: f.fd, exe: f.exe, family: f.family, type: f.type, proto: f.proto, protocol: f.protocol,
-    local: f.local, remote: f.remote, rule: f.rule, class: decisionClass(f.decision), dscp: dscpOf(f.decision),
+    local: f.local, remote: f.remote, rule: f.rule, class: f.class, dscp: dscpOf(f.decision),
   };
 }
 
@@ -287,7 +276,7 @@ function factsJson(event: string, fd: number | null, f: Flow | null, how?: numbe
   const tail = how === undefined ? ']' : `,${how}]`;
   if (!f) return `[${str(event)},${fd ?? 'null'}${NO_FLOW}${tail}`;
   return `[${str(event)},${f.fd},${str(f.family)},${str(f.type)},${str(f.proto)},${f.protocol},${pair(f.local)},${pair(f.remote)},`
-    + `${str(f.rule)},${str(decisionClass(f.decision))},${dscpOf(f.decision) ?? 'null'}${tail}`;
+    + `${str(f.rule)},${str(f.class)},${dscpOf(f.decision) ?? 'null'}${tail}`;
 }
 
 const callers = new WeakMap<Identity, string>();

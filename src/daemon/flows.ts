@@ -1,7 +1,15 @@
-/* The daemon's flow table: one entry per (pid, descriptor) the agents told us about, with the
- * decision and the rule that made it. Entries leave on Close/Cleanup, and a sweep removes
- * those of processes that are gone (the clock is injectable for tests). */
+/* The daemon's flow table: one entry per (process, descriptor) the agents told us about, with
+ * the decision and the rule that made it. Entries leave on Close/Cleanup, and a sweep removes
+ * those of processes that are gone (the clock is injectable for tests).
+ *
+ * Hostile users: a process is its pid *and* its start time, so a process that inherited a
+ * connection of a dead parent cannot close the flows of an unrelated process that was given
+ * the same pid; each user (uid) holds at most maxPerUser entries, and past that loses its own
+ * oldest, never another user's; per-user counts by class are kept as decisions change, so a
+ * policy script can ask "how many EF flows has this user" at a cost that does not grow with
+ * the user's flows. */
 
+import { dscpName } from '../policy/dscp.js';
 import type { Decision } from '../protocol/messages.js';
 
 export interface Endpoint { address: string; port: number }
@@ -9,6 +17,7 @@ export interface Endpoint { address: string; port: number }
 export interface Flow {
   pid: number;
   fd: number;
+  uid: number;
   family: 'inet' | 'inet6' | null;
   type: 'stream' | 'dgram' | 'raw' | null;
   proto: 'tcp' | 'udp' | null;
@@ -18,6 +27,8 @@ export interface Flow {
   /** distinct destinations seen through SendTo */
   destinations: number;
   decision: Decision | null;
+  /** decisionClass(decision), kept with it */
+  class: string;
   rule: string | null;
   appTos: number | null;
   appPriority: number | null;
@@ -27,42 +38,92 @@ export interface Flow {
   updated: number;
 }
 
-export type FlowInit = Pick<Flow, 'pid' | 'fd' | 'family' | 'type' | 'proto' | 'protocol' | 'exe' | 'user'>;
+export type FlowInit = Pick<Flow, 'pid' | 'fd' | 'uid' | 'family' | 'type' | 'proto' | 'protocol' | 'exe' | 'user'> & {
+  /** the process's start time (identity.ts startTime); absent: unknown, taken as the same process */
+  start?: number;
+};
+
+/** The class a decision puts traffic in, for logs, metrics and scripts. */
+export function decisionClass(d: Decision | null): string {
+  if (!d) return 'none';
+  if (d.deny) return 'deny';
+  if (d.tos !== undefined) return dscpName(d.tos >> 2);
+  if (d.dscp !== undefined) return dscpName(d.dscp);
+  return 'priority';
+}
+
+interface Proc { start: number | undefined; fds: Map<number, Flow> }
+/** A user's entries in the order they were opened (a Set keeps insertion order), and how
+ * many are in each class. */
+interface UserFlows { flows: Set<Flow>; classes: Map<string, number> }
+
+/** Entries one user may hold; past it the user's oldest entry goes. */
+export const MAX_FLOWS_PER_USER = 65_536;
+const NO_CLASSES: ReadonlyMap<string, number> = new Map();
 
 export class FlowTable {
-  private readonly flows = new Map<string, Flow>();
-  private readonly byPid = new Map<number, Set<number>>();
-  private readonly byUser = new Map<string, Set<Flow>>();
-  constructor(private readonly now: () => number = Date.now, private readonly max = 1_000_000) {}
+  private readonly procs = new Map<number, Proc>();
+  private readonly users = new Map<number, UserFlows>();
+  /** flows not remembered (the table was full) are not in here: their changes count nowhere */
+  private readonly stored = new WeakSet<Flow>();
+  private count = 0;
+  /** entries a user lost to their own bound, in all */
+  evicted = 0;
+  constructor(private readonly now: () => number = Date.now, private readonly max = 1_000_000, private readonly maxPerUser = MAX_FLOWS_PER_USER) {}
 
   get size(): number {
-    return this.flows.size;
+    return this.count;
   }
 
   get(pid: number, fd: number): Flow | undefined {
-    return this.flows.get(`${pid}/${fd}`);
+    return this.procs.get(pid)?.fds.get(fd);
   }
 
-  /** Creates (or replaces: the descriptor number was reused) the entry for pid/fd. */
+  /** Creates (or replaces: the descriptor number was reused) the entry for pid/fd. The
+   * entries of an earlier process with the same pid (another start time) go first. */
   open(init: FlowInit): Flow {
     const t = this.now();
     const f: Flow = {
-      pid: init.pid, fd: init.fd, family: init.family, type: init.type, proto: init.proto, protocol: init.protocol,
-      local: null, remote: null, destinations: 0, decision: null, rule: null, appTos: null, appPriority: null,
+      pid: init.pid, fd: init.fd, uid: init.uid, family: init.family, type: init.type, proto: init.proto, protocol: init.protocol,
+      local: null, remote: null, destinations: 0, decision: null, class: 'none', rule: null, appTos: null, appPriority: null,
       exe: init.exe, user: init.user, created: t, updated: t,
     };
-    if (this.flows.size >= this.max && !this.flows.has(`${init.pid}/${init.fd}`)) return f; // full: decide, don't remember
-    const key = `${init.pid}/${init.fd}`;
-    const old = this.flows.get(key);
-    if (old) this.unindexUser(old);
-    this.flows.set(key, f);
-    let u = this.byUser.get(f.user);
-    if (!u) this.byUser.set(f.user, (u = new Set()));
-    u.add(f);
-    let s = this.byPid.get(init.pid);
-    if (!s) this.byPid.set(init.pid, (s = new Set()));
-    s.add(init.fd);
+    let p = this.procs.get(init.pid);
+    if (p && init.start !== undefined && p.start !== undefined && p.start !== init.start) {
+      this.closePid(init.pid);
+      p = undefined;
+    }
+    const old = p?.fds.get(init.fd);
+    if (old) this.remove(old);
+    const mine = this.users.get(init.uid);
+    if (mine && mine.flows.size >= this.maxPerUser) {
+      this.remove(mine.flows.values().next().value!);
+      this.evicted++;
+    }
+    if (this.count >= this.max) return f; // full: decide, don't remember
+    p = this.procs.get(init.pid); // the removals above may have emptied (and dropped) it
+    if (!p) this.procs.set(init.pid, (p = { start: init.start, fds: new Map() }));
+    else if (p.start === undefined) p.start = init.start;
+    p.fds.set(init.fd, f);
+    let u = this.users.get(init.uid);
+    if (!u) this.users.set(init.uid, (u = { flows: new Set(), classes: new Map() }));
+    u.flows.add(f);
+    bump(u.classes, f.class, 1);
+    this.stored.add(f);
+    this.count++;
     return f;
+  }
+
+  /** Records a flow's decision and the rule that made it, keeping the class counts. */
+  setVerdict(f: Flow, decision: Decision | null, rule: string | null): void {
+    const cls = decisionClass(decision);
+    if (cls !== f.class && this.stored.has(f)) {
+      const u = this.users.get(f.uid);
+      if (u) { bump(u.classes, f.class, -1); bump(u.classes, cls, 1); }
+    }
+    f.decision = decision;
+    f.class = cls;
+    f.rule = rule;
   }
 
   touch(f: Flow): void {
@@ -70,51 +131,77 @@ export class FlowTable {
   }
 
   /** The flows of one user (what a policy script may read). */
-  ofUser(user: string): Flow[] {
-    const u = this.byUser.get(user);
-    return u ? [...u] : [];
+  ofUser(uid: number): Flow[] {
+    const u = this.users.get(uid);
+    return u ? [...u.flows] : [];
   }
 
-  private unindexUser(f: Flow): void {
-    const u = this.byUser.get(f.user);
-    if (u) { u.delete(f); if (!u.size) this.byUser.delete(f.user); }
+  /** How many flows a user has, in all and by class (none, deny, priority, or a DSCP name). */
+  userCounts(uid: number): { flows: number; classes: ReadonlyMap<string, number> } {
+    const u = this.users.get(uid);
+    return u ? { flows: u.flows.size, classes: u.classes } : { flows: 0, classes: NO_CLASSES };
+  }
+
+  private remove(f: Flow): void {
+    if (!this.stored.has(f)) return;
+    this.stored.delete(f);
+    const p = this.procs.get(f.pid);
+    if (p && p.fds.get(f.fd) === f) {
+      p.fds.delete(f.fd);
+      if (!p.fds.size) this.procs.delete(f.pid);
+    }
+    const u = this.users.get(f.uid);
+    if (u) {
+      u.flows.delete(f);
+      bump(u.classes, f.class, -1);
+      if (!u.flows.size) this.users.delete(f.uid);
+    }
+    this.count--;
   }
 
   close(pid: number, fd: number): boolean {
-    const key = `${pid}/${fd}`;
-    const f = this.flows.get(key);
-    if (f) this.unindexUser(f);
-    const ok = this.flows.delete(key);
-    const s = this.byPid.get(pid);
-    if (s) { s.delete(fd); if (!s.size) this.byPid.delete(pid); }
-    return ok;
+    const f = this.get(pid, fd);
+    if (!f) return false;
+    this.remove(f);
+    return true;
   }
 
-  /** Removes every entry of a process; returns how many. */
-  closePid(pid: number): number {
-    const s = this.byPid.get(pid);
-    if (!s) return 0;
-    for (const fd of s) {
-      const f = this.flows.get(`${pid}/${fd}`);
-      if (f) this.unindexUser(f);
-      this.flows.delete(`${pid}/${fd}`);
-    }
-    this.byPid.delete(pid);
-    return s.size;
+  /** Removes every entry of a process; returns how many. With start, only if the entries
+   * are that process's (not those of a later process given the same pid). */
+  closePid(pid: number, start?: number): number {
+    const p = this.procs.get(pid);
+    if (!p) return 0;
+    if (start !== undefined && p.start !== undefined && p.start !== start) return 0;
+    const flows = [...p.fds.values()];
+    for (const f of flows) this.remove(f);
+    return flows.length;
+  }
+
+  /** The start time recorded for a pid's entries. */
+  startOf(pid: number): number | undefined {
+    return this.procs.get(pid)?.start;
   }
 
   pids(): number[] {
-    return [...this.byPid.keys()];
+    return [...this.procs.keys()];
   }
 
   list(): Flow[] {
-    return [...this.flows.values()];
+    const out: Flow[] = [];
+    for (const p of this.procs.values()) for (const f of p.fds.values()) out.push(f);
+    return out;
   }
 
-  /** Removes the entries of processes for which alive(pid) is false. */
-  sweep(alive: (pid: number) => boolean): number {
+  /** Removes the entries of processes for which alive(pid, start) is false. */
+  sweep(alive: (pid: number, start: number | undefined) => boolean): number {
     let n = 0;
-    for (const pid of this.pids()) if (!alive(pid)) n += this.closePid(pid);
+    for (const [pid, p] of [...this.procs]) if (!alive(pid, p.start)) n += this.closePid(pid);
     return n;
   }
+}
+
+function bump(m: Map<string, number>, k: string, d: number): void {
+  const v = (m.get(k) ?? 0) + d;
+  if (v > 0) m.set(k, v);
+  else m.delete(k);
 }

@@ -21,6 +21,8 @@ export interface Identity {
   cmdline: string;
   unit: string;
   cgroup: string;
+  /** the process's start time in clock ticks since boot (tells a reused pid); absent in tests */
+  start?: number;
   /** the engine's cache for this process: which rules' identity patterns are known to hold */
   memo?: IdentityMemo;
 }
