@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { bucketByDefinition } from '../characterize/lbap.js';
-import { e2eUnavailable, QOS, sh, sleep, Testbed } from './harness.js';
+import { e2eUnavailable, QOS, sh, Testbed, waitFor } from './harness.js';
 
 const skip: string | false = e2eUnavailable() ?? false;
 let tb: Testbed;
@@ -77,10 +77,11 @@ test('--live --flow: captures for the duration, estimates on line every refresh,
 });
 
 test('--live --app: what the sockets of a program send', { skip }, async () => {
-  const py = `import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.connect(('${tb.serverIp}', 7403))\nfor i in range(300):\n  try: s.send(b'y' * 500)\n  except ConnectionRefusedError: pass  # the server's port unreachable, reported on a connected socket\n  time.sleep(0.01)\n`;
+  // sends until killed: however slowly this machine runs the test, it is sending throughout
+  const py = `import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.connect(('${tb.serverIp}', 7403))\nwhile True:\n  try: s.send(b'y' * 500)\n  except ConnectionRefusedError: pass  # the server's port unreachable, reported on a connected socket\n  time.sleep(0.01)\n`;
   const sender = spawn('ip', ['netns', 'exec', tb.client, 'python3', '-c', py], { stdio: 'ignore' });
   try {
-    await sleep(500); // its socket exists
+    await waitFor("the sender's socket", () => sh(['ip', 'netns', 'exec', tb.client, 'ss', '-Hun', 'dst', `${tb.serverIp}:7403`]).stdout.trim() !== '');
     const r = await qosAsync(['characterize', '--live', '--netns', tb.client, '--app', 'python3', '--duration', '1500ms', '--refresh', '500ms', '--json']);
     assert.equal(r.status, 0, r.stderr);
     const j = JSON.parse(r.stdout) as LiveOut;

@@ -3,7 +3,7 @@
  * tshark (an independent decoder). Everything created here is removed in cleanup(). */
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -92,24 +92,30 @@ export class Testbed {
   /** Starts tcpdump on the server's interface; resolves once it is listening. */
   async capture(filter: string): Promise<Capture> {
     const file = join(this.dir, `cap${files++}.pcap`);
-    const p = spawn('ip', ['netns', 'exec', this.server, 'tcpdump', '-i', this.serverIf, '--immediate-mode', '-B', '65536', '-U', '-n', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn('ip', ['netns', 'exec', this.server, 'tcpdump', '-i', this.serverIf, '--immediate-mode', '-B', '65536', '-U', '-n', '-w', file, `(${filter}) or (${ENDMARK_FILTER(this.clientIp)})`], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.procs.push(p);
     await new Promise<void>((res, rej) => {
       let err = '';
-      const t = setTimeout(() => rej(new Error(`tcpdump did not start: ${err}`)), 10_000);
+      const t = setTimeout(() => rej(new Error(`tcpdump did not start: ${err}`)), 60_000);
       p.stderr!.on('data', (d: Buffer) => { err += d; if (err.includes('listening on')) { clearTimeout(t); res(); } });
       p.on('exit', (c) => { clearTimeout(t); rej(new Error(`tcpdump exited ${c}: ${err}`)); });
     });
-    return new Capture(p, file);
+    return new Capture(p, file, this);
   }
 
   /** Counts, in the server's kernel (nftables, input hook), SYNs to port: all, and per DSCP
    * value given. Exact where a capture would drop packets under a burst. */
   synCounter(port: number, dscps: number[]): { read(): { total: number; byDscp: Map<number, number> } } {
+    return this.counter(`tcp dport ${port} tcp flags & (syn|ack) == syn`, dscps);
+  }
+
+  /** Counts IPv4 packets the server receives that match an nft expression: all, and per DSCP
+   * value given. */
+  counter(match: string, dscps: number[]): { read(): { total: number; byDscp: Map<number, number> } } {
     const table = `qt${files++}`;
-    const rules = dscps.map((d) => `    tcp dport ${port} tcp flags & (syn|ack) == syn ip dscp ${d} counter comment "d${d}"`).join('\n');
+    const rules = dscps.map((d) => `    ${match} ip dscp ${d} counter comment "d${d}"`).join('\n');
     const file = join(this.dir, `${table}.nft`);
-    writeFileSync(file, `table inet ${table} {\n  chain in {\n    type filter hook input priority 0;\n${rules}\n    tcp dport ${port} tcp flags & (syn|ack) == syn counter comment "all"\n  }\n}\n`);
+    writeFileSync(file, `table inet ${table} {\n  chain in {\n    type filter hook input priority 0;\n${rules}\n    ${match} counter comment "all"\n  }\n}\n`);
     must(['ip', 'netns', 'exec', this.server, 'nft', '-f', file]);
     return {
       read: () => {
@@ -152,19 +158,35 @@ export class Testbed {
   }
 }
 
-export class Capture {
-  constructor(private readonly proc: ChildProcess, readonly file: string) {}
+/** The capture's end mark: a datagram from the client that every capture takes besides its
+ * own filter, and that packets() leaves out. */
+const ENDMARK_PORT = 9;
+const ENDMARK_FILTER = (client: string) => `udp and dst port ${ENDMARK_PORT} and src host ${client}`;
+let endmarks = 0;
 
-  /** Stops the capture and returns the packets decoded by tshark. */
+export class Capture {
+  constructor(private readonly proc: ChildProcess, readonly file: string, private readonly tb: Testbed) {}
+
+  /** Stops the capture and returns the packets decoded by tshark. Every packet sent before
+   * the call is in it: the client sends an end mark after them, and the capture is stopped
+   * only once tcpdump has written that mark (a waiting time would be a guess, too short on a
+   * loaded machine). */
   async packets(): Promise<Packet[]> {
-    await sleep(200); // let the last packets reach the capture
+    const mark = `qosd-capture-end-${process.pid}-${++endmarks}`;
+    const send = () => sh(['ip', 'netns', 'exec', this.tb.client, 'bash', '-c', `printf %s "$1" > /dev/udp/$2/${ENDMARK_PORT}`, 'endmark', mark, this.tb.serverIp]);
+    await waitFor(`the capture's end mark in ${this.file}`, () => {
+      let seen = false;
+      try { seen = readFileSync(this.file).includes(mark); } catch { /* not written yet */ }
+      if (!seen) send();
+      return seen;
+    }, 250);
     const done = new Promise((r) => this.proc.once('exit', r));
     this.proc.kill('SIGINT');
     await done;
     const fields = ['ip.version', 'ip.dsfield.dscp', 'ipv6.tclass', 'ip.proto', 'ipv6.nxt', 'tcp.srcport', 'tcp.dstport', 'udp.srcport', 'udp.dstport', 'tcp.flags.syn', 'tcp.flags.ack', 'ip.src', 'ipv6.src'];
     const r = sh(['tshark', '-r', this.file, '-T', 'fields', ...fields.flatMap((f) => ['-e', f]), '-E', 'separator=|', '-E', 'occurrence=f']);
     if (r.status !== 0) throw new Error(`tshark failed: ${r.stderr}`);
-    return r.stdout.split('\n').filter(Boolean).map((l) => {
+    const all = r.stdout.split('\n').filter(Boolean).map((l): Packet => {
       const [v, dscp4, tclass6, p4, p6, tsp, tdp, usp, udp, syn, ack, src4, src6] = l.split('|');
       const v6 = v !== '4';
       const proto = Number(v6 ? p6 : p4);
@@ -178,6 +200,7 @@ export class Capture {
         src: (v6 ? src6 : src4) ?? '',
       };
     });
+    return all.filter((p) => !(p.proto === 'udp' && p.dstPort === ENDMARK_PORT && p.src === this.tb.clientIp));
   }
 }
 
@@ -193,6 +216,16 @@ export class TestDaemon extends DaemonChild {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls until cond() holds, every everyMs; fails naming what it waited for after a minute
+ * (a bound for a broken test, not a measurement: a loaded machine only polls more often). */
+export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, everyMs = 50, capMs = 60_000): Promise<void> {
+  const until = Date.now() + capMs;
+  while (!(await cond())) {
+    if (Date.now() > until) throw new Error(`waited ${capMs / 1000} s for ${what}`);
+    await sleep(everyMs);
+  }
 }
 
 export function haveTool(name: string): boolean {

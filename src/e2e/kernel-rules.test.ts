@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateRules } from '../bench/rules-gen.js';
 import { callJson } from '../cli/client.js';
-import { AGENT_TEST_BIN, e2eUnavailable, QOS, sh, sleep, TestDaemon, Testbed, type Packet } from './harness.js';
+import { AGENT_TEST_BIN, e2eUnavailable, QOS, sh, TestDaemon, Testbed, waitFor, type Packet } from './harness.js';
 
 const skip: string | false = e2eUnavailable() ?? false;
 const STATIC = join(AGENT_TEST_BIN, 'static_send');
@@ -99,10 +99,14 @@ test('10,000 rules are applied in one transaction: traffic never sees a half-bui
     tb.start(['ip', 'netns', 'exec', tb.client, STATIC, tb.serverIp, '7201', '25000', '250', '2000'], undefined, { ...process.env, STATIC_SEND_NEW_FLOWS: '1' }),
     tb.start(['ip', 'netns', 'exec', tb.client, STATIC, tb.serverIp, '7202', '25000', '250']),
   ];
-  await sleep(300);
+  // Counted where they arrive: over 100 packets of each flow under the old set before the
+  // import, and over 100 under the new one after it.
+  const seen = [7201, 7202].map((port) => tb.counter(`udp dport ${port}`, [10, 46]));
+  const atLeast = (dscp: number, n: number) => () => seen.every((c) => (c.read().byDscp.get(dscp) ?? 0) > n);
+  await waitFor('100 packets of each flow with the old mark', atLeast(10, 100));
   const r = importRules(big);
   assert.equal(r.status, 0, r.stderr);
-  await sleep(500);
+  await waitFor('100 packets of each flow with the new mark', atLeast(46, 100));
   for (const s of senders) s.kill('SIGKILL');
   const pkts = await cap.packets();
   for (const port of [7201, 7202]) {

@@ -3,7 +3,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { e2eUnavailable, haveTool, type Packet, sleep, TestDaemon, Testbed } from './harness.js';
+import { e2eUnavailable, haveTool, type Packet, TestDaemon, Testbed } from './harness.js';
 
 const skip: string | false = e2eUnavailable() ?? false;
 let tb: Testbed;
@@ -143,7 +143,6 @@ test('DENY: curl fails with ECONNREFUSED and nothing reaches the wire', { skip }
   assert.match(denied.stderr, /Connection refused|Couldn't connect/);
   const plain = tb.inClient(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${tb.serverIp}:9999/`]);
   assert.equal(plain.stdout, '200', 'the server is there: only the policy refused');
-  await sleep(100);
   const pkts = await cap.packets();
   const synsFromDenied = pkts.filter((p) => p.syn && !p.ack);
   assert.equal(synsFromDenied.length, 1, 'only the unpreloaded curl sent a SYN');
