@@ -81,6 +81,12 @@ export class PortIndex {
     this.sets = sets;
   }
 
+  /** Gives a structured clone of a PortIndex its classes back (PolicyEngine.revive). */
+  static revive(x: PortIndex): void {
+    Object.setPrototypeOf(x, PortIndex.prototype);
+    Object.setPrototypeOf(x.bits, Bits.prototype);
+  }
+
   private interval(port: number): number {
     let lo = 0, hi = this.starts.length - 1;
     while (lo < hi) {

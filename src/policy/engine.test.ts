@@ -74,7 +74,7 @@ rules:
   assert.deepEqual(e.decide(id({ user: 'mallory' }), to('setsockopt')), { decision: { dscp: 0, override: true }, rule: 'veto' });
 });
 
-test('a 1,000-rule policy agrees with a linear first-match reference', () => {
+test('a 1,000-rule policy agrees with a linear first-match reference, and so does its compiled form revived in another thread', () => {
   let seed = 7;
   const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
   const rules = [];
@@ -92,6 +92,9 @@ test('a 1,000-rule policy agrees with a linear first-match reference', () => {
   }
   const doc = parsePolicy(JSON.stringify({ rules }));
   const e = new PolicyEngine(doc);
+  // what the daemon's policy loader does: compile in a worker, clone, revive on the loop
+  const revived = PolicyEngine.revive(structuredClone(e.snapshot()));
+  assert.notEqual(revived.version, e.version);
   const reference = (who: Identity, f: CallFacts): string | null => {
     for (const r of doc.rules) {
       const m = r.match as Record<string, unknown>;
@@ -114,7 +117,9 @@ test('a 1,000-rule policy agrees with a linear first-match reference', () => {
     if (!who) people.set(cmdline + exe, (who = id({ pid: people.size, cmdline, exe })));
     const f = to((["connect", "sendto", "socket", "bind"] as const)[rnd(4)]!, `10.${rnd(6)}.1.2`, rnd(3) ? 1000 + rnd(60) : 2000 + rnd(200), { proto: rnd(2) ? 'tcp' : 'udp' });
     if (f.event === 'socket' || f.event === 'bind') delete f.remote;
-    assert.equal(e.decide(who, f).rule, reference(who, f), JSON.stringify({ who: [who.cmdline, who.exe], f: { ...f, remote: f.remote?.port } }));
+    const want = reference(who, f);
+    assert.equal(e.decide(who, f).rule, want, JSON.stringify({ who: [who.cmdline, who.exe], f: { ...f, remote: f.remote?.port } }));
+    assert.deepEqual(revived.decide({ ...who, memo: undefined }, f), e.decide(who, f), 'the revived engine decides alike');
   }
 });
 

@@ -60,7 +60,12 @@ const PROTO_BIT = { tcp: 1, udp: 2 } as const;
 
 type IdentityKey = 'exe' | 'cmdline' | 'user' | 'group' | 'uid' | 'gid' | 'unit';
 
-interface Predicate { key: IdentityKey; test: (id: Identity) => boolean }
+interface Predicate { key: IdentityKey; values: (string | number)[]; test: (id: Identity) => boolean }
+
+/** A compiled policy as plain data (typed arrays, maps, arrays): what a worker thread that
+ * parsed and compiled a policy hands back (structured clone), so the daemon's event loop only
+ * revives it (PolicyEngine.revive). Opaque outside this module. */
+export interface CompiledPolicy { readonly compiled: true }
 
 interface CompiledRule {
   name: string;
@@ -123,7 +128,7 @@ export class PolicyEngine {
       if (idx === undefined) {
         idx = this.preds.length;
         predIds.set(sig, idx);
-        this.preds.push({ key, test: makeTest(key, values) });
+        this.preds.push({ key, values, test: makeTest(key, values) });
       }
       return idx;
     };
@@ -166,6 +171,26 @@ export class PolicyEngine {
     this.localNets = new CidrIndex(sets, rules.map((r) => r.local));
     this.scratch = sets.empty();
     this.noIdentity = sets.of((i) => rules[i]!.ident.length === 0);
+  }
+
+  /** This engine as plain data for another thread (see CompiledPolicy). */
+  snapshot(): CompiledPolicy {
+    const { version: _v, preds, ...rest } = this as unknown as Record<string, unknown> & { version: number; preds: Predicate[] };
+    return { ...rest, preds: preds.map((p) => ({ key: p.key, values: p.values })) } as unknown as CompiledPolicy;
+  }
+
+  /** An engine from a snapshot() made in another thread: the identity tests are built again
+   * (functions do not cross threads) and the indexes get their classes back. */
+  static revive(c: CompiledPolicy): PolicyEngine {
+    const s = c as unknown as Record<string, unknown> & { preds: { key: IdentityKey; values: (string | number)[] }[] };
+    const e = Object.create(PolicyEngine.prototype) as PolicyEngine;
+    Object.assign(e, s, {
+      version: ++versions,
+      preds: s.preds.map((p) => ({ ...p, test: makeTest(p.key, p.values) })),
+    });
+    for (const k of ['remotePorts', 'localPorts'] as const) PortIndex.revive(e[k]);
+    for (const k of ['remoteNets', 'localNets'] as const) Object.setPrototypeOf(e[k], CidrIndex.prototype);
+    return e;
   }
 
   private memoFor(id: Identity): IdentityMemo {
