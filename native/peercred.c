@@ -1,6 +1,14 @@
 /* qosd daemon native helper: what Node cannot do on the agent socket.
  * - peercred(fd): the peer credentials (SO_PEERCRED) of a connected Unix socket; the daemon
- *   needs them because a client's own claims are not trusted.
+ *   needs them because a client's own claims are not trusted. With them, the start time of
+ *   the process that connected, read without a race through SO_PEERPIDFD (the kernel's
+ *   reference to that very process, Linux 6.5): /proc/PID/stat is read, then the pidfd must
+ *   still name a live process, so the pid cannot have been given to another process in
+ *   between. start is -1 when the process is gone (a connection nobody can be held to).
+ * - peergroups(fd): the peer's supplementary groups (SO_PEERGROUPS), for the admin socket.
+ * - credsOf(pid): the effective uid and gid a process has now (/proc/PID/status), for a
+ *   process that changed them after connecting (SO_PEERCRED is fixed at connect).
+ * - raiseNofile(n): the descriptor limit raised to n (soft and hard), or as far as allowed.
  * - acceptPending(fd, max): accepts every connection already queued on a listening socket.
  *   libuv accepts one Unix-socket connection per event-loop turn (measured: 64 queued
  *   connections take 64 turns), so a burst of new threads would wait behind everything
@@ -10,10 +18,60 @@
  *   deadline on both cores does not starve the daemon's answers. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <node_api.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+/* Start time (field 22 of /proc/PID/stat, clock ticks since boot), or -1. */
+static long long start_time(int pid)
+{
+	char path[32], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+	if (!p)
+		return -1;
+	p += 2; /* field 3 */
+	for (int field = 3; field < 22 && p; field++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	return p ? strtoll(p, NULL, 10) : -1;
+}
+
+/* The connected process's start time, or -1 if it is gone. Without SO_PEERPIDFD (older
+ * kernels) the pid is read as it is, which a pid reused in between would fool. */
+static long long peer_start(int sock, int pid)
+{
+	int pidfd = -1;
+	socklen_t l = sizeof pidfd;
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &l) != 0 || pidfd < 0)
+		return start_time(pid);
+	long long st = start_time(pid);
+	if (st >= 0 && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) != 0)
+		st = -1; /* exited: what /proc showed may already be another process */
+	close(pidfd);
+	return st;
+}
 
 static napi_value peercred(napi_env env, napi_callback_info info)
 {
@@ -38,6 +96,94 @@ static napi_value peercred(napi_env env, napi_callback_info info)
 	napi_set_named_property(env, out, "uid", v);
 	napi_create_uint32(env, c.gid, &v);
 	napi_set_named_property(env, out, "gid", v);
+	napi_create_double(env, (double)peer_start(fd, c.pid), &v);
+	napi_set_named_property(env, out, "start", v);
+	return out;
+}
+
+/* peergroups(fd) -> [gid, ...] or null */
+static napi_value peergroups(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1], out, v;
+	int32_t fd = -1;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+	    napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+		napi_throw_type_error(env, NULL, "peergroups(fd): fd must be a number");
+		return NULL;
+	}
+	gid_t g[1024];
+	socklen_t l = sizeof g;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &l) != 0) {
+		napi_get_null(env, &out);
+		return out;
+	}
+	napi_create_array(env, &out);
+	for (uint32_t i = 0; i < l / sizeof g[0]; i++) {
+		napi_create_uint32(env, g[i], &v);
+		napi_set_element(env, out, i, v);
+	}
+	return out;
+}
+
+/* credsOf(pid) -> { uid, gid, start } (effective ids now) or null if the process is gone */
+static napi_value creds_of(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1], out, v;
+	int32_t pid = 0;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+	    napi_get_value_int32(env, argv[0], &pid) != napi_ok) {
+		napi_throw_type_error(env, NULL, "credsOf(pid): pid must be a number");
+		return NULL;
+	}
+	char path[32], buf[4096];
+	snprintf(path, sizeof path, "/proc/%d/status", pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	unsigned long ids[2][4];
+	char *u = n > 0 ? (buf[n] = '\0', strstr(buf, "\nUid:")) : NULL;
+	char *g = n > 0 ? strstr(buf, "\nGid:") : NULL;
+	if (!u || !g || sscanf(u, "\nUid: %lu %lu %lu %lu", &ids[0][0], &ids[0][1], &ids[0][2], &ids[0][3]) != 4 ||
+	    sscanf(g, "\nGid: %lu %lu %lu %lu", &ids[1][0], &ids[1][1], &ids[1][2], &ids[1][3]) != 4) {
+		napi_get_null(env, &out);
+		return out;
+	}
+	napi_create_object(env, &out);
+	napi_create_uint32(env, (uint32_t)ids[0][1], &v);
+	napi_set_named_property(env, out, "uid", v);
+	napi_create_uint32(env, (uint32_t)ids[1][1], &v);
+	napi_set_named_property(env, out, "gid", v);
+	napi_create_double(env, (double)start_time(pid), &v);
+	napi_set_named_property(env, out, "start", v);
+	return out;
+}
+
+/* raiseNofile(n) -> the soft descriptor limit now */
+static napi_value raise_nofile(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1], out;
+	int64_t want = 0;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+	    napi_get_value_int64(env, argv[0], &want) != napi_ok) {
+		napi_throw_type_error(env, NULL, "raiseNofile(n): n must be a number");
+		return NULL;
+	}
+	struct rlimit r;
+	getrlimit(RLIMIT_NOFILE, &r);
+	if ((int64_t)r.rlim_cur < want) {
+		struct rlimit up = {.rlim_cur = (rlim_t)want, .rlim_max = r.rlim_max > (rlim_t)want ? r.rlim_max : (rlim_t)want};
+		if (setrlimit(RLIMIT_NOFILE, &up) != 0) { /* not privileged: as far as the hard limit */
+			up.rlim_cur = r.rlim_max < (rlim_t)want ? r.rlim_max : (rlim_t)want;
+			up.rlim_max = r.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &up);
+		}
+		getrlimit(RLIMIT_NOFILE, &r);
+	}
+	napi_create_double(env, (double)r.rlim_cur, &out);
 	return out;
 }
 
@@ -91,5 +237,11 @@ NAPI_MODULE_INIT()
 	napi_set_named_property(env, exports, "acceptPending", fn);
 	napi_create_function(env, "niceThread", NAPI_AUTO_LENGTH, nice_thread, NULL, &fn);
 	napi_set_named_property(env, exports, "niceThread", fn);
+	napi_create_function(env, "peergroups", NAPI_AUTO_LENGTH, peergroups, NULL, &fn);
+	napi_set_named_property(env, exports, "peergroups", fn);
+	napi_create_function(env, "credsOf", NAPI_AUTO_LENGTH, creds_of, NULL, &fn);
+	napi_set_named_property(env, exports, "credsOf", fn);
+	napi_create_function(env, "raiseNofile", NAPI_AUTO_LENGTH, raise_nofile, NULL, &fn);
+	napi_set_named_property(env, exports, "raiseNofile", fn);
 	return exports;
 }

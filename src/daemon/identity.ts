@@ -9,7 +9,10 @@ import type { Identity } from '../policy/engine.js';
 
 const require = createRequire(import.meta.url);
 const native = require('../../native/build/peercred.node') as {
-  peercred(fd: number): { pid: number; uid: number; gid: number } | null;
+  peercred(fd: number): Cred | null;
+  peergroups(fd: number): number[] | null;
+  credsOf(pid: number): { uid: number; gid: number; start: number } | null;
+  raiseNofile(n: number): number;
   acceptPending(fd: number, max: number): number[];
   niceThread(n: number): boolean;
 };
@@ -19,11 +22,28 @@ export function niceThread(n: number): boolean {
   return native.niceThread(n);
 }
 
-export interface Cred { pid: number; uid: number; gid: number }
+/** Who connected: pid, effective uid and gid at connect (SO_PEERCRED), and the start time of
+ * that very process (-1: it is gone), which tells it from a later process given its pid. */
+export interface Cred { pid: number; uid: number; gid: number; start: number }
 
 /** Credentials of the peer of a connected Unix socket descriptor, or null. */
 export function peerCred(fd: number): Cred | null {
   return native.peercred(fd);
+}
+
+/** The supplementary groups of the peer of a connected Unix socket (SO_PEERGROUPS), or null. */
+export function peerGroups(fd: number): number[] | null {
+  return native.peergroups(fd);
+}
+
+/** A process's effective uid and gid now, and its start time; null if it is gone. */
+export function credsOf(pid: number): { uid: number; gid: number; start: number } | null {
+  return native.credsOf(pid);
+}
+
+/** Raises this process's descriptor limit towards n; returns the limit now. */
+export function raiseNofile(n: number): number {
+  return native.raiseNofile(n);
 }
 
 /** Accepts the connections queued on a listening socket (see native/peercred.c for why). */
@@ -97,20 +117,25 @@ export class IdentityResolver {
   private readonly groups = new NameTable('/etc/group');
   constructor(private readonly max = 8192, private readonly now: () => number = Date.now) {}
 
-  resolve(cred: Cred, fresh = false): Identity {
+  /** The identity of the process that connected with cred, or null if that process is gone
+   * (/proc shows another start time: the pid now names someone else). The /proc reads are
+   * taken between two readings of the start time, so they are all of that one process. */
+  resolve(cred: Cred, fresh = false): Identity | null {
     const { pid } = cred;
     const now = this.now();
     const hit = this.cache.get(pid);
-    if (!fresh && hit && hit.uid === cred.uid && hit.gid === cred.gid && now - hit.at < REUSE_MS) return hit;
-    const start = startTime(pid) ?? 0;
+    if (!fresh && hit && hit.start === cred.start && hit.uid === cred.uid && hit.gid === cred.gid && now - hit.at < REUSE_MS) return hit;
+    if (cred.start < 0 || startTime(pid) !== cred.start) return null;
     let exe = '';
     try { exe = readlinkSync(`/proc/${pid}/exe`); } catch { /* gone or not permitted */ }
     const cmdline = cmdlineOf(pid);
-    if (hit && hit.start === start && hit.exe === exe && hit.cmdline === cmdline && hit.uid === cred.uid && hit.gid === cred.gid) {
+    const { cgroup, unit } = cgroupOf(pid);
+    if (startTime(pid) !== cred.start) return null;
+    const start = cred.start;
+    if (hit && hit.start === start && hit.exe === exe && hit.cmdline === cmdline && hit.uid === cred.uid && hit.gid === cred.gid && hit.cgroup === cgroup) {
       hit.at = now;
       return hit;
     }
-    const { cgroup, unit } = cgroupOf(pid);
     const id = {
       pid, uid: cred.uid, gid: cred.gid, user: this.users.get(cred.uid, now), group: this.groups.get(cred.gid, now),
       exe, cmdline, cgroup, unit, start, at: now,
