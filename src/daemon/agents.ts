@@ -2,13 +2,20 @@
  * order. Identity comes from SO_PEERCRED and /proc at accept. Nothing here waits: a slow or
  * hostile client can only fill its own buffers, which are bounded.
  *
- * Scheduling: an agent waits (50 ms at most) only for requests; notifications (Close, Cached,
- * Shutdown, Cleanup) need no answer. A connection whose buffered lines include a request is
- * served at once, in order; one holding only notifications goes to a background queue served
- * a bounded number of lines per event-loop turn, so that a thread telling us about thousands
- * of connects cannot make another thread's first question miss its deadline. A backlog past
- * BACKLOG_PAUSE bytes stops reading that connection: its agent's sends then find the socket
- * full and drop notifications, never requests (docs/agent.md). */
+ * Every local user may be hostile (docs/security.md). Each user (uid) has a share
+ * (shares.ts): a bound on connections (with a reserve only root may use), on lines handled
+ * per event-loop turn, and on bytes waiting. Lines within the user's turn are handled as they
+ * arrive; the rest wait for a background turn that serves users round robin, a bounded number
+ * of lines each, so one user's backlog never holds another's question for more than a turn.
+ * A connection whose buffered lines pass BACKLOG_PAUSE bytes, or whose user's do, is not read
+ * until worked off: its agent's sends then find the socket full and drop notifications, never
+ * requests (docs/agent.md). A connection that sends MAX_ERRORS malformed lines is closed; a
+ * bad line costs what its length costs.
+ *
+ * A connection belongs to the process that opened it (its pid and start time): if that
+ * process is gone, whoever holds the connection now is nobody we know, and it is closed. A
+ * process that changed its uid or gid after connecting is decided by its current ones (read
+ * again at most every RECHECK_MS; the agent itself reconnects at once, docs/agent.md). */
 
 import { connect as netConnect, createServer, Socket, type Server } from 'node:net';
 import { chmod, mkdir, unlink } from 'node:fs/promises';
@@ -19,16 +26,18 @@ import type { Identity } from '../policy/engine.js';
 import { decode, encodeError, MAX_LINE, NOTIFICATIONS, type Message, type MessageType } from '../protocol/messages.js';
 import type { Decider, DecisionRecord, Outcome } from './decide.js';
 import type { Cred, IdentityResolver } from './identity.js';
-import { acceptPending, peerCred } from './identity.js';
+import { acceptPending, credsOf, peerCred, startTime } from './identity.js';
 import type { Metrics } from './metrics.js';
+import { CONN_TURN_LINES, limitsFor, Shares, TURN_LINES, type AgentLimits, type Share } from './shares.js';
 
 /** A client that leaves this many reply bytes unread is disconnected. */
 const MAX_UNREAD = 1 << 20;
-/** Notification lines handled per event-loop turn, in all, and per connection. */
-const BACKGROUND_LINES = 256;
-const BACKGROUND_LINES_PER_CONN = 32;
-/** Buffered bytes of notifications after which a connection is not read until worked off. */
+/** Buffered bytes after which a connection is not read until worked off. */
 const BACKLOG_PAUSE = 64 * 1024;
+/** Malformed lines a connection may send; the next one closes it (an agent sends none). */
+export const MAX_ERRORS = 8;
+/** How often a connection's process is checked again (still there, same uid and gid). */
+const RECHECK_MS = 1000;
 
 export interface AgentServerOptions {
   path: string;
@@ -36,20 +45,35 @@ export interface AgentServerOptions {
   identities: IdentityResolver;
   metrics: Metrics;
   log: Logger;
+  limits?: AgentLimits;
   onDecision: (r: DecisionRecord) => void;
-  onDisconnect: (pid: number) => void;
+  /** the last connection of a process closed */
+  onDisconnect: (pid: number, start: number) => void;
 }
 
 interface Conn {
   sock: Socket;
   cred: Cred;
   id: Identity;
-  /** received bytes not handled yet (a partial line, or lines waiting for a background turn) */
-  pending: Buffer | null;
-  /** a malformed notification was seen: hang up after the replies before it */
-  broken: boolean;
-  /** in the background queue */
-  queued: boolean;
+  share: Share<Conn>;
+  /** received bytes not handled yet, in pieces (joined when handled: joining as they come
+   * would copy a long line once per piece) */
+  bufs: Buffer[];
+  len: number;
+  /** bufs holds a complete line */
+  nl: boolean;
+  /** malformed lines so far */
+  errors: number;
+  /** a Startup was handled (a process announces itself once per connection) */
+  started: boolean;
+  /** when the process was last checked (performance.now()) */
+  checkedAt: number;
+  /** a malformed notification was seen, or the process is gone: hang up after the replies
+   * before it */
+  broken: string | null;
+  /** in its user's background queue of requests, or of notifications (an entry of the other
+   * kind left behind is skipped) */
+  queued: 'ask' | 'tell' | null;
   /** hung up: what still arrives is dropped until the agent closes its end */
   closing: boolean;
   /** a policy script is deciding a request: later lines wait, so replies stay in order */
@@ -64,18 +88,27 @@ export class AgentServer {
   private server: Server | null = null;
   private readonly conns = new Set<Conn>();
   private readonly perPid = new Map<number, number>();
-  private readonly background: Conn[] = [];
+  private readonly shares: Shares<Conn>;
   private backgroundScheduled = false;
+  /** where the next background turn starts among the waiting users */
+  private rr = 0;
+  private readonly lastRefusal = new Map<number, number>();
 
-  constructor(private readonly o: AgentServerOptions) {}
+  constructor(private readonly o: AgentServerOptions) {
+    this.shares = new Shares(o.limits ?? limitsFor(1024));
+  }
 
   get connections(): number {
     return this.conns.size;
   }
 
-  /** Connections open per pid (to tell a live process from a gone one). */
-  connectedPids(): ReadonlySet<number> {
-    return new Set(this.perPid.keys());
+  get limits(): AgentLimits {
+    return this.shares.limits;
+  }
+
+  /** Connections held by each uid. */
+  connectionsByUser(): Map<number, number> {
+    return this.shares.byUser();
   }
 
   async listen(): Promise<void> {
@@ -86,7 +119,7 @@ export class AgentServer {
       this.accept(s);
       this.acceptQueued();
     });
-    server.maxConnections = 65536;
+    server.maxConnections = this.shares.limits.connections + 64; // ours refuse first, with a reason
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => { server.off('error', reject); resolve(); });
@@ -104,6 +137,20 @@ export class AgentServer {
     await unlink(this.o.path).catch(() => undefined);
   }
 
+  /** Closes the connections whose process is gone (held by an heir nobody can be held to);
+   * returns how many. The daemon's periodic sweep calls it. */
+  sweep(): number {
+    let n = 0;
+    const starts = new Map<number, number | undefined>();
+    for (const c of this.conns) {
+      if (c.closing) continue;
+      const pid = c.cred.pid;
+      if (!starts.has(pid)) starts.set(pid, startTime(pid));
+      if (starts.get(pid) !== c.cred.start) { this.hangUp(c, 'process gone'); n++; }
+    }
+    return n;
+  }
+
   /** Takes every other connection waiting in the listen queue now, not one per loop turn. */
   private acceptQueued(): void {
     const lfd = handleFd(this.server);
@@ -119,7 +166,26 @@ export class AgentServer {
       sock.destroy();
       return;
     }
-    const conn: Conn = { sock, cred, id: this.o.identities.resolve(cred), pending: null, broken: false, queued: false, closing: false, waiting: false, held: '', heldLong: false };
+    const share = this.shares.admit(cred.uid);
+    if (typeof share === 'string') {
+      // Closed without a word: the agent takes it as an absent daemon and backs off. (A reply
+      // would be read as the answer to its first question.)
+      this.o.metrics.refused.inc({ reason: share });
+      this.noteRefusal(cred, share);
+      sock.destroy();
+      return;
+    }
+    const id = this.o.identities.resolve(cred);
+    if (!id) {
+      this.shares.leave(share);
+      this.o.metrics.refused.inc({ reason: 'process-gone' });
+      sock.destroy();
+      return;
+    }
+    const conn: Conn = {
+      sock, cred, id, share, bufs: [], len: 0, nl: false, errors: 0, started: false, checkedAt: performance.now(), broken: null,
+      queued: null, closing: false, waiting: false, held: '', heldLong: false,
+    };
     this.conns.add(conn);
     this.perPid.set(cred.pid, (this.perPid.get(cred.pid) ?? 0) + 1);
     this.o.metrics.agents.inc();
@@ -127,40 +193,91 @@ export class AgentServer {
     sock.on('error', () => undefined);
     sock.on('close', () => {
       this.conns.delete(conn);
+      this.setLen(conn, [], 0);
+      this.shares.leave(conn.share);
+      conn.share.paused.delete(conn);
       this.o.metrics.agents.dec();
-      const n = (this.perPid.get(cred.pid) ?? 1) - 1;
-      if (n > 0) this.perPid.set(cred.pid, n);
-      else { this.perPid.delete(cred.pid); this.o.onDisconnect(cred.pid); }
+      const n = (this.perPid.get(conn.cred.pid) ?? 1) - 1;
+      if (n > 0) this.perPid.set(conn.cred.pid, n);
+      else { this.perPid.delete(conn.cred.pid); this.o.onDisconnect(conn.cred.pid, conn.cred.start); }
     });
+  }
+
+  /** Logs a refused connection, once a minute per uid at most. */
+  private noteRefusal(cred: Cred, why: string): void {
+    const now = Date.now();
+    if (now - (this.lastRefusal.get(cred.uid) ?? -Infinity) < 60_000) return;
+    if (this.lastRefusal.size > 10_000) this.lastRefusal.clear();
+    this.lastRefusal.set(cred.uid, now);
+    this.o.log.warn({ uid: cred.uid, pid: cred.pid, bound: why, limits: this.shares.limits }, 'agent connection refused: a bound on connections is reached (qos status shows who holds them)');
   }
 
   private data(c: Conn, chunk: Buffer): void {
     if (c.closing) return;
-    c.pending = c.pending ? Buffer.concat([c.pending, chunk]) : chunk;
-    this.serve(c, chunk);
+    c.bufs.push(chunk);
+    this.setLen(c, c.bufs, c.len + chunk.length);
+    if (!c.nl && chunk.indexOf(10) >= 0) c.nl = true;
+    if (!c.nl) {
+      this.checkLength(c);
+      this.pauseIfFull(c);
+      return;
+    }
+    this.serve(c);
   }
 
-  /** Decides when c's buffered lines are handled: now if they hold a request, else in a
-   * background turn; nothing while a script is deciding one of its requests. */
-  private serve(c: Conn, chunk?: Buffer): void {
-    if (!c.pending || c.sock.destroyed || c.closing) return;
-    if (c.waiting) {
-      if (c.pending.length > BACKLOG_PAUSE && !c.sock.isPaused()) c.sock.pause();
-      return;
+  /** Sets what c holds unhandled, keeping its user's byte count. */
+  private setLen(c: Conn, bufs: Buffer[], len: number): void {
+    c.share.bytes += len - c.len;
+    c.bufs = bufs;
+    c.len = len;
+  }
+
+  /** c's unhandled bytes as one buffer. */
+  private joined(c: Conn): Buffer | null {
+    if (c.bufs.length > 1) c.bufs = [Buffer.concat(c.bufs, c.len)];
+    return c.bufs[0] ?? null;
+  }
+
+  /** Handles c's complete lines at once if they include a request and its user's turn has
+   * room; the rest wait for a background turn, requests before notifications. Nothing while a
+   * script is deciding one of its requests. */
+  private serve(c: Conn): void {
+    if (c.sock.destroyed || c.closing) return;
+    if (c.waiting) { this.pauseIfFull(c); return; }
+    if (c.nl && hasRequest(this.joined(c)!)) {
+      const room = this.shares.room(c.share);
+      if (room > 0) this.shares.spend(c.share, this.drain(c, room));
+      if (c.sock.destroyed || c.closing || c.waiting) return;
     }
-    if (hasRequest(c.pending)) {
-      this.drain(c, Infinity);
-      if (!c.pending || c.sock.destroyed || c.waiting) return;
-    }
-    if (c.pending.indexOf(10) < 0) {
-      // Only a partial line: keep it (a copy: do not pin Node's whole read buffer).
-      if (chunk && c.pending.buffer === chunk.buffer) c.pending = Buffer.from(c.pending);
-      this.checkLength(c);
-      return;
-    }
-    if (c.pending.length > BACKLOG_PAUSE && !c.sock.isPaused()) c.sock.pause();
-    if (!c.queued) { c.queued = true; this.background.push(c); }
+    if (c.nl) this.enqueue(c);
+    this.pauseIfFull(c);
+    this.resumeIfRoom(c);
+  }
+
+  /** Puts c in its user's queue of requests or of notifications, by what it holds. */
+  private enqueue(c: Conn): void {
+    const kind = hasRequest(this.joined(c)!) ? 'ask' : 'tell';
+    if (c.queued === kind || c.queued === 'ask') return;
+    c.queued = kind;
+    (kind === 'ask' ? c.share.asks : c.share.tells).push(c);
     this.scheduleBackground();
+  }
+
+  private pauseIfFull(c: Conn): void {
+    if (c.sock.isPaused()) return;
+    if (this.shares.full(c.share)) { c.share.paused.add(c); c.sock.pause(); }
+    else if (c.len > BACKLOG_PAUSE) c.sock.pause();
+  }
+
+  /** Reads c again once its buffers (and its user's) have room; with its user's room, the
+   * user's other connections paused for it too. */
+  private resumeIfRoom(c: Conn): void {
+    const s = c.share;
+    if (this.shares.full(s)) return;
+    if (c.sock.isPaused() && !c.waiting && !c.closing && c.len <= BACKLOG_PAUSE / 2) { s.paused.delete(c); c.sock.resume(); }
+    if (s.paused.size && s.bytes < this.shares.limits.userBytes / 2) {
+      for (const o of s.paused) if (!o.waiting && !o.closing && o.len <= BACKLOG_PAUSE / 2) { s.paused.delete(o); o.sock.resume(); }
+    }
   }
 
   private scheduleBackground(): void {
@@ -169,42 +286,61 @@ export class AgentServer {
     setImmediate(() => this.backgroundTurn());
   }
 
-  /** Works off queued notifications, a bounded number of lines per turn, round robin. */
+  /** A new turn: every user's room is whole again. Works off waiting lines round robin over
+   * users (each within their room) and, within a user, over their connections
+   * (CONN_TURN_LINES each per round; those holding requests first), TURN_LINES in all; then
+   * lets the loop turn. */
   private backgroundTurn(): void {
     this.backgroundScheduled = false;
-    let budget = BACKGROUND_LINES;
-    for (let n = this.background.length; n > 0 && budget > 0; n--) {
-      const c = this.background.shift()!;
-      c.queued = false;
-      if (c.sock.destroyed) continue;
-      budget -= this.drain(c, Math.min(budget, BACKGROUND_LINES_PER_CONN));
-      if (c.sock.destroyed) continue;
-      if (c.pending && c.pending.indexOf(10) >= 0) { c.queued = true; this.background.push(c); }
-      else if (c.sock.isPaused()) c.sock.resume();
+    this.shares.turn++;
+    const users = this.shares.waiting();
+    if (!users.length) return;
+    const first = this.rr++ % users.length;
+    const order = [...users.slice(first), ...users.slice(0, first)];
+    let budget = TURN_LINES;
+    for (let progress = true; progress && budget > 0;) {
+      progress = false;
+      for (const u of order) {
+        if (budget <= 0) break;
+        const room = this.shares.room(u);
+        const kind = u.asks.length ? 'ask' : 'tell';
+        const queue = kind === 'ask' ? u.asks : u.tells;
+        if (room <= 0 || !queue.length) continue;
+        const c = queue.shift()!;
+        progress = true;
+        if (c.queued !== kind) continue; // moved to the other queue
+        c.queued = null;
+        if (c.sock.destroyed || c.closing || c.waiting) continue;
+        const n = this.drain(c, Math.min(room, CONN_TURN_LINES, budget));
+        this.shares.spend(u, n);
+        budget -= n;
+        if (c.nl && !c.sock.destroyed && !c.closing && !c.waiting) this.enqueue(c);
+        this.resumeIfRoom(c);
+      }
     }
-    if (this.background.length) this.scheduleBackground();
+    if (this.shares.waiting().length) this.scheduleBackground();
   }
 
   /** Handles up to maxLines complete lines of c and writes their replies; returns how many. */
   private drain(c: Conn, maxLines: number): number {
-    const buf = c.pending;
+    const buf = this.joined(c);
     if (!buf || c.sock.destroyed || c.closing || c.waiting) return 0;
     let start = 0;
     let out = c.held;
     c.held = '';
     let n = 0;
-    while (n < maxLines) {
-      const nl = buf.indexOf(10, start);
-      if (nl < 0) break;
+    let nl = buf.indexOf(10);
+    while (n < maxLines && nl >= 0) {
       n++;
       const r = this.line(c, buf.toString('utf8', start, nl));
       start = nl + 1;
+      nl = buf.indexOf(10, start);
       if (r instanceof Promise) {
         // A script decides: hold what comes after until it has. The replies before it are
         // held too and go out with its own in one write: they answer lines the agent sent
         // together with this one, so it was not waiting for them (its Socket + Connect).
         c.waiting = true;
-        c.pending = start < buf.length ? Buffer.from(buf.subarray(start)) : null;
+        this.keep(c, buf, start, nl >= 0);
         c.held = out;
         void r.then((reply) => {
           c.waiting = false;
@@ -213,27 +349,27 @@ export class AgentServer {
           // A request that had already arrived is served first, still holding these replies
           // (once: a stream of scripted requests must not hold a reply for long); otherwise
           // they are written now.
-          if (!c.heldLong && c.pending && hasRequest(c.pending)) c.heldLong = true;
+          const rest = c.nl ? this.joined(c) : null;
+          if (!c.heldLong && rest && hasRequest(rest)) c.heldLong = true;
           else {
             if (c.held) c.sock.write(c.held);
             c.held = '';
             c.heldLong = false;
           }
-          if (c.sock.isPaused() && !c.queued) c.sock.resume();
           this.serve(c);
         });
         return n;
       }
       if (r !== null) out += r + '\n';
-      if (c.broken) {
-        // A malformed notification: any reply would be taken for the answer to the agent's
-        // next request, so answer what came before and hang up instead.
-        this.hangUp(c, 'malformed notification', out);
+      if (c.broken !== null) {
+        // A malformed notification (any reply would be taken for the answer to the agent's
+        // next request), too many malformed lines, or the process gone: answer what came
+        // before and hang up.
+        this.hangUp(c, c.broken, out);
         return n;
       }
     }
-    // Copy the remainder so it does not pin Node's whole read buffer.
-    c.pending = start === 0 ? buf : start < buf.length ? Buffer.from(buf.subarray(start)) : null;
+    this.keep(c, buf, start, nl >= 0);
     if (out) {
       c.sock.write(out);
       if (c.sock.writableLength > MAX_UNREAD) { this.hangUp(c, 'replies left unread'); return n; }
@@ -242,10 +378,17 @@ export class AgentServer {
     return n;
   }
 
+  /** Keeps buf from start as c's unhandled bytes; hasLine: it holds a complete line. */
+  private keep(c: Conn, buf: Buffer, start: number, hasLine: boolean): void {
+    // Only a partial line left: a copy, so it does not pin a whole read buffer.
+    const rest = start >= buf.length ? null : hasLine || start === 0 ? buf.subarray(start) : Buffer.from(buf.subarray(start));
+    this.setLen(c, rest ? [rest] : [], rest ? rest.length : 0);
+    c.nl = hasLine;
+  }
+
   /** A partial line longer than any message is refused and the connection closed. */
   private checkLength(c: Conn): void {
-    const p = c.pending;
-    if (!p || p.length <= MAX_LINE || p.indexOf(10) >= 0) return;
+    if (c.nl || c.len <= MAX_LINE || c.closing) return;
     this.o.metrics.errors.inc({ code: 'QOS_ERR_MESSAGE_TOO_LONG' });
     this.hangUp(c, 'line too long', `${encodeError(new QosError('QOS_ERR_MESSAGE_TOO_LONG', `message longer than ${MAX_LINE} bytes`))}\n`);
   }
@@ -254,18 +397,50 @@ export class AgentServer {
    * dropped until it closes its end (closing with unread input would reset the connection,
    * and the agent could lose the replies before it); a second later it is cut regardless. */
   private hangUp(c: Conn, reason: string, last = ''): void {
-    this.o.log.debug({ pid: c.cred.pid, reason }, 'closing agent connection');
+    if (c.closing) return;
+    this.o.log.debug({ pid: c.cred.pid, uid: c.cred.uid, reason }, 'closing agent connection');
+    this.o.metrics.hangups.inc({ reason });
     c.closing = true;
-    c.pending = null;
+    this.setLen(c, [], 0);
+    c.nl = false;
+    c.share.paused.delete(c);
     c.sock.end(last);
     if (c.sock.isPaused()) c.sock.resume();
     setTimeout(() => c.sock.destroy(), 1000).unref();
+  }
+
+  /** Whether c's process is still the one that connected, with the uid and gid it had;
+   * follows a change of uid or gid. False: the process is gone. */
+  private recheck(c: Conn, now: number): boolean {
+    c.checkedAt = now;
+    const cr = credsOf(c.cred.pid);
+    if (!cr || cr.start !== c.cred.start) return false;
+    if (cr.uid === c.cred.uid && cr.gid === c.cred.gid) return true;
+    const cred = { ...c.cred, uid: cr.uid, gid: cr.gid };
+    const id = this.o.identities.resolve(cred, true);
+    if (!id) return false;
+    this.o.log.info({ pid: cred.pid, from: { uid: c.cred.uid, gid: c.cred.gid }, to: { uid: cr.uid, gid: cr.gid } }, 'agent process changed its credentials: decided by the new ones');
+    if (cr.uid !== c.cred.uid) {
+      const share = this.shares.admit(cr.uid);
+      if (typeof share === 'string') return false;
+      this.setLen(c, [], 0);
+      this.shares.leave(c.share);
+      c.share.paused.delete(c);
+      c.share = share;
+    }
+    c.cred = cred;
+    c.id = id;
+    return true;
   }
 
   /** Handles one line; returns the reply (null for notifications), or a Promise of it when a
    * policy script decides (the script runs in a worker, never here). */
   private line(c: Conn, text: string): string | null | Promise<string | null> {
     const t0 = performance.now();
+    if (t0 - c.checkedAt > RECHECK_MS && !this.recheck(c, t0)) {
+      c.broken = 'process gone';
+      return null;
+    }
     let m: Message;
     try {
       m = decode(text);
@@ -273,14 +448,21 @@ export class AgentServer {
       const err = e instanceof QosError ? e : new QosError('QOS_ERR_PROTOCOL', String(e));
       this.o.metrics.errors.inc({ code: err.code });
       if (NOTIFICATIONS.has(/^\s*(\S*)/.exec(text)![1] as MessageType)) {
-        c.broken = true;
+        c.broken = 'malformed notification';
         return null;
       }
+      if (++c.errors >= MAX_ERRORS) c.broken = 'malformed lines';
       return encodeError(err);
     }
     this.o.metrics.message(m.type);
-    // A Startup opens a process's life (new, forked or exec'd): learn who it is afresh.
-    if (m.type === 'Startup') c.id = this.o.identities.resolve(c.cred, true);
+    // A Startup opens a process's life (new, forked or exec'd): learn who it is afresh, once
+    // per connection (the agent sends one; more would only make us read /proc again).
+    if (m.type === 'Startup' && !c.started) {
+      c.started = true;
+      const id = this.o.identities.resolve(c.cred, true);
+      if (!id) { c.broken = 'process gone'; return null; }
+      c.id = id;
+    }
     if (m.pid !== c.id.pid) this.o.log.debug({ claimed: m.pid, pid: c.id.pid }, 'agent claims another pid; using the kernel\'s');
     const out = this.o.decider.handle(m, c.id);
     return out instanceof Promise ? out.then((o) => this.finish(o, t0)) : this.finish(out, t0);

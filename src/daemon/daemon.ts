@@ -8,7 +8,8 @@ import { pino, type Logger } from 'pino';
 import { formatProblems, QosError, type Problem } from '../errors.js';
 import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.js';
 import { PolicyEngine } from '../policy/engine.js';
-import { loadPolicyFile, parsePolicy, type PolicyScript } from '../policy/load.js';
+import { loadPolicyOffLoop, type LoadedPolicy } from '../policy/compile.js';
+import { parsePolicy, type PolicyScript } from '../policy/load.js';
 import { DEFAULT_LIMITS, type HandlerName, type SandboxLimits } from '../script/js-sandbox.js';
 import { ScriptPool, type ScriptOutcome } from '../script/pool.js';
 import { TclHost } from '../script/tcl-host.js';
@@ -21,7 +22,8 @@ import { AgentServer, hasRequest } from './agents.js';
 import { Decider, type DecisionRecord } from './decide.js';
 import { FlowTable } from './flows.js';
 import { GenerationFile, generationPath } from './generation.js';
-import { IdentityResolver, startTime } from './identity.js';
+import { IdentityResolver, raiseNofile, startTime } from './identity.js';
+import { limitsFor, type AgentLimits } from './shares.js';
 import { Metrics } from './metrics.js';
 
 export const DEFAULT_AGENT_SOCKET = '/run/qosd/agent.sock';
@@ -43,7 +45,17 @@ export interface DaemonOptions {
   sweepMs?: number;
   /** Kernel rules (nftables): where the rule set is stored, the table, and whether to use it. */
   kernel?: { rulesFile: string; table: string; mode: KernelMode };
+  /** Bounds on agent connections (default: from the descriptor limit, see shares.ts). */
+  agentLimits?: Partial<AgentLimits>;
+  /** Flow-table bounds: entries in all, and per user (their oldest go past it). */
+  maxFlows?: number;
+  maxFlowsPerUser?: number;
+  /** gid whose members may use the admin API besides root and the daemon's own user. */
+  adminGroup?: number;
 }
+
+/** Descriptors the daemon asks for at start; agent connections get half (shares.ts). */
+export const NOFILE_WANTED = 65_536;
 
 interface PolicyState {
   engine: PolicyEngine;
@@ -55,6 +67,11 @@ interface PolicyState {
 }
 
 const DECISION_LOG = 1000;
+
+function builtIn(): LoadedPolicy {
+  const doc = parsePolicy(DEFAULT_POLICY_TEXT, '<built-in>');
+  return { doc, script: null, engine: new PolicyEngine(doc) };
+}
 
 /** Runs the request path a few thousand times on throwaway state before the socket opens, so
  * that the first burst of agents meets compiled code, not the interpreter (measured: a fresh
@@ -79,7 +96,7 @@ function warmUp(engine: PolicyEngine): void {
 export class Daemon {
   readonly log: Logger;
   readonly metrics = new Metrics();
-  readonly flows = new FlowTable();
+  readonly flows: FlowTable;
   private readonly identities = new IdentityResolver();
   private policy!: PolicyState;
   private readonly decisions: DecisionRecord[] = [];
@@ -96,15 +113,16 @@ export class Daemon {
 
   constructor(private readonly o: DaemonOptions) {
     this.log = o.log ?? pino({ level: o.logLevel ?? 'info', base: { svc: 'qosd' } });
+    this.flows = new FlowTable(Date.now, o.maxFlows, o.maxFlowsPerUser);
   }
 
   /** Loads the policy and opens both sockets; throws QosError if the policy is invalid. */
   async start(): Promise<void> {
-    const { doc, script } = this.o.policy ? await loadPolicyFile(this.o.policy) : { doc: parsePolicy(DEFAULT_POLICY_TEXT, '<built-in>'), script: null };
+    const { doc, script, engine } = this.o.policy ? await loadPolicyOffLoop(this.o.policy) : builtIn();
     const pool = await this.startScript(script);
     this.generations = new GenerationFile(generationPath(this.o.socket));
     this.policy = {
-      engine: new PolicyEngine(doc), generation: this.generations.next(), script: pool,
+      engine, generation: this.generations.next(), script: pool,
       source: this.o.policy ? resolve(this.o.policy) : '<built-in>', loadedAt: new Date().toISOString(), lastError: null,
     };
     warmUp(this.policy.engine);
@@ -112,11 +130,20 @@ export class Daemon {
     this.kernel = new KernelRules({ ...ko, log: this.log });
     await this.kernel.start(doc);
     const decider = new Decider(this.flows, () => this.policy);
+    // Every connection is a descriptor: take as many as we may, and give agents half of them,
+    // so that no number of idle connections leaves the daemon without descriptors.
+    const nofile = raiseNofile(NOFILE_WANTED);
+    const limits = { ...limitsFor(nofile), ...this.o.agentLimits };
     this.agents = new AgentServer({
-      path: this.o.socket, decider, identities: this.identities, metrics: this.metrics, log: this.log,
+      path: this.o.socket, decider, identities: this.identities, metrics: this.metrics, log: this.log, limits,
       onDecision: (r) => this.record(r),
-      onDisconnect: (pid) => { if (startTime(pid) === undefined) { this.flows.closePid(pid); this.identities.forget(pid); } },
+      onDisconnect: (pid, start) => {
+        if (startTime(pid) === start) return; // still running: its flows stay
+        this.flows.closePid(pid, start);
+        this.identities.forget(pid);
+      },
     });
+    this.log.info({ nofile, limits }, 'agent connection bounds');
     this.raisePriority();
     await this.agents.listen();
     this.admin = new AdminServer(this.o.admin, {
@@ -126,11 +153,12 @@ export class Daemon {
       subscribe: (fn) => { this.followers.add(fn); return () => this.followers.delete(fn); },
       metrics: async () => {
         this.metrics.flows.set(this.flows.size);
+        this.metrics.evicted.set(this.flows.evicted);
         return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
       },
       reload: () => this.reload('api'),
       rules: (method, path, body) => rulesApi(this.kernel, method, path, body),
-    });
+    }, { group: this.o.adminGroup, onDropped: (n) => this.metrics.followerDropped.inc(n) });
     await this.admin.listen();
     this.sweepTimer = setInterval(() => this.sweep(), this.o.sweepMs ?? 10_000);
     this.sweepTimer.unref();
@@ -182,8 +210,7 @@ export class Daemon {
   async reload(trigger: string): Promise<{ ok: boolean; rules: number; error?: unknown }> {
     if (!this.o.policy) return { ok: true, rules: this.policy.engine.ruleCount };
     try {
-      const { doc, script } = await loadPolicyFile(this.o.policy);
-      const engine = new PolicyEngine(doc);
+      const { doc, script, engine } = await loadPolicyOffLoop(this.o.policy);
       const pool = await this.startScript(script);
       await this.kernel.setPolicy(doc).catch(async (e: unknown) => { await pool?.close(); throw e; });
       const old = this.policy.script;
@@ -217,6 +244,8 @@ export class Daemon {
         generation: this.policy.generation, last_error: this.policy.lastError,
       },
       agents_connected: this.agents.connections,
+      agent_limits: this.agents.limits,
+      agents_by_uid: Object.fromEntries([...this.agents.connectionsByUser()].sort((a, b) => b[1] - a[1]).slice(0, 10)),
       flows: this.flows.size,
       decisions_total: this.decisionCount,
       kernel: this.kernel.status(),
@@ -235,7 +264,8 @@ export class Daemon {
   private sweep(): void {
     // A flow is its process's while that pid still runs with the start time it had.
     const n = this.flows.sweep((pid, start) => { const s = startTime(pid); return s !== undefined && (start === undefined || s === start); });
-    if (n) this.log.debug({ removed: n }, 'flow sweep');
+    const orphans = this.agents.sweep();
+    if (n || orphans) this.log.debug({ removed: n, orphan_connections: orphans }, 'flow sweep');
   }
 
   private watchPolicy(file: string): void {

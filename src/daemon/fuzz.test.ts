@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { callJson } from '../cli/client.js';
 import { decode, encode, MAX_LINE, NOTIFICATIONS, type MessageType } from '../protocol/messages.js';
 import { SAMPLE_MESSAGES } from '../protocol/samples.js';
+import { MAX_ERRORS } from './agents.js';
 import { DaemonChild } from './child.js';
 import { LineClient } from './line-client.js';
 
@@ -120,6 +121,7 @@ test(`${CASES} hostile lines: each gets an error reply or its connection closed;
     const samples: { at: number; heap: number; rss: number }[] = [];
     let nextSample = 0;
     let c = new LineClient(daemon.socket);
+    let errs = 0; // malformed lines on this connection: the MAX_ERRORS-th closes it
     const trace: string[] = []; // the last cases and what came back, for a failure message
     const note = (t: string) => { trace.push(t); if (trace.length > 8) trace.shift(); };
     for (let i = 0; i < CASES;) {
@@ -149,18 +151,26 @@ test(`${CASES} hostile lines: each gets an error reply or its connection closed;
         if (kind === 'error') {
           assert.match(first, /^ERROR QOS_ERR_\w+ /, `no error reply: ${where()}`);
           stats.errors++;
+          errs++;
         } else {
           assert.match(first, /^(VERSION 1|((OVERRIDE|TOS \d+|DSCP \d+|PRIORITY \d|DENY E[A-Z]+|CACHE \d+) ?)*)$/, `bad reply: ${where()}`);
           stats.replies++;
         }
         const sentinel = await c.next();
         if (sentinel === null && first.startsWith('ERROR QOS_ERR_MESSAGE_TOO_LONG')) { stats.closed++; k++; break; }
+        if (errs === MAX_ERRORS) {
+          assert.equal(sentinel, null, `the ${MAX_ERRORS}th malformed line did not close the connection: ${where()}`);
+          stats.closed++;
+          k++;
+          break;
+        }
         assert.match(sentinel ?? 'closed', SENTINEL_REPLY, `replies out of step: ${where()}`);
       }
       if (k < batch.length || c.sock.destroyed) {
         note(`reconnect after case ${i + k - 1}`);
         c.sock.destroy();
         c = new LineClient(daemon.socket);
+        errs = 0;
       }
       i += k;
       if (i >= nextSample) {

@@ -73,6 +73,16 @@ export class Metrics {
     [1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.25, 1], this.registry);
   readonly scriptRestarts = new Counter({ name: 'qosd_script_worker_restarts_total', help: 'Script workers replaced after hanging or dying', registers: [this.registry] });
   readonly flows = new Gauge({ name: 'qosd_flows', help: 'Entries in the flow table', registers: [this.registry] });
+  readonly refused = new Counter({
+    name: 'qosd_agent_connections_refused_total', help: 'Agent connections closed at once, by the bound that refused them (total, reserved-for-root, per-user) or because the process that connected was gone',
+    labelNames: ['reason'], registers: [this.registry],
+  });
+  readonly hangups = new Counter({
+    name: 'qosd_agent_hangups_total', help: 'Agent connections the daemon closed, by reason (malformed lines, a line too long, replies left unread, the process gone)',
+    labelNames: ['reason'], registers: [this.registry],
+  });
+  readonly followerDropped = new Counter({ name: 'qosd_follower_decisions_dropped_total', help: 'Decisions not sent to a `qos decisions --follow` reader that fell behind', registers: [this.registry] });
+  readonly evicted = new Gauge({ name: 'qosd_flows_evicted', help: "Flow-table entries users lost to their own bound (their oldest), since start", registers: [this.registry] });
 
   constructor() {
     const decisions = this.decisionTally, cachedDecisions = this.cachedTally, messages = this.messageTally, scripts = this.scriptTally;
