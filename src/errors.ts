@@ -9,6 +9,7 @@ export const ErrorCodes = {
   QOS_ERR_USAGE: 'bad command-line usage',
   QOS_ERR_DAEMON_UNREACHABLE: 'the daemon does not answer',
   QOS_ERR_API: 'the daemon refused an admin request',
+  QOS_ERR_FORBIDDEN: 'the admin API is for root, the daemon\'s own user and its admin group',
   QOS_ERR_NOT_FOUND: 'no such resource',
   QOS_ERR_ENVIRONMENT: 'this machine lacks something qosd needs',
   QOS_ERR_BENCH: 'a benchmark step failed',
@@ -59,6 +60,7 @@ export function exitCodeFor(err: unknown): number {
     case 'QOS_ERR_DAEMON_UNREACHABLE': return 69; // EX_UNAVAILABLE
     case 'QOS_ERR_ENVIRONMENT': return 69;
     case 'QOS_ERR_NOT_FOUND': return 66;
+    case 'QOS_ERR_FORBIDDEN': return 77; // EX_NOPERM
     default: return 70;
   }
 }

@@ -2,11 +2,12 @@
 /* qos: the single command-line entry point. Errors are caught here, once, and mapped to exit
  * codes (errors.ts); --json prints machine-readable output wherever there is output. */
 
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { writeFileAtomic } from '../atomic-file.js';
 import { exitCodeFor, formatProblems, QosError } from '../errors.js';
+import { idEntries } from '../id-names.js';
 import { AGENT_LIBRARY, adminSocket, agentSocket, DEFAULT_NFT_TABLE, DEFAULT_RULES_FILE } from './paths.js';
 import { call, callJson, stream } from './client.js';
 import { formatDecision, formatFlows, formatStatus } from './format.js';
@@ -33,11 +34,22 @@ program
   .option('--rules <file>', 'where the kernel rule set is kept (`qos rules`)', DEFAULT_RULES_FILE)
   .option('--kernel <mode>', 'kernel rules (nftables): auto (if nft works), on (fail if not), off', 'auto')
   .option('--nft-table <name>', 'the nftables table qosd owns (family inet)', DEFAULT_NFT_TABLE)
-  .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; rules: string; kernel: string; nftTable: string }) => {
+  .option('--admin-group <group>', 'a group (name or gid) whose members may use the admin API besides root (default: root only)')
+  .option('--max-connections-per-user <n>', 'agent connections one user other than root may hold (default: a quarter of the bound in all, at most 2048)', (v) => positiveInt(v, '--max-connections-per-user'))
+  .option('--max-connections <n>', 'agent connections in all (default: half the descriptor limit, at most 32768; a tenth kept for root)', (v) => positiveInt(v, '--max-connections'))
+  .option('--max-flows-per-user <n>', "flow-table entries one user may hold; past it the user's oldest go", (v) => positiveInt(v, '--max-flows-per-user'), 65536)
+  .option('--max-flows <n>', 'flow-table entries in all; past it new flows are decided but not remembered', (v) => positiveInt(v, '--max-flows'), 1_000_000)
+  .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; rules: string; kernel: string; nftTable: string;
+    adminGroup?: string; maxConnectionsPerUser?: number; maxConnections?: number; maxFlowsPerUser: number; maxFlows: number }) => {
     if (o.kernel !== 'auto' && o.kernel !== 'on' && o.kernel !== 'off') throw new QosError('QOS_ERR_USAGE', `--kernel takes auto, on or off, not "${o.kernel}"`);
     if (!/^[A-Za-z_][\w-]{0,63}$/.test(o.nftTable)) throw new QosError('QOS_ERR_USAGE', `--nft-table takes a name of letters, digits, _ and -, not "${o.nftTable}"`);
     const { Daemon } = await import('../daemon/daemon.js');
+    const agentLimits = {
+      ...(o.maxConnections ? { connections: o.maxConnections, rootReserve: Math.max(1, Math.floor(o.maxConnections / 10)) } : {}),
+      ...(o.maxConnectionsPerUser ? { perUser: o.maxConnectionsPerUser } : {}),
+    };
     const d = new Daemon({
+      agentLimits, maxFlows: o.maxFlows, maxFlowsPerUser: o.maxFlowsPerUser, adminGroup: o.adminGroup === undefined ? undefined : groupId(o.adminGroup),
       kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel },
       socket: o.socket, admin: o.admin, policy: o.policy, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice,
       scriptWorkers: o.scriptWorkers, scriptLimits: { deadlineMs: o.scriptDeadlineMs, memoryBytes: o.scriptMemoryMb * 2 ** 20 },
@@ -45,11 +57,22 @@ program
     await d.start();
     process.on('SIGHUP', () => void d.reload('SIGHUP'));
     await new Promise<void>((resolve) => {
-      const stop = () => void d.stop().then(resolve);
+      const stop = (sig: NodeJS.Signals) => {
+        // Honoured within STOP_MS whatever the load: past it the daemon exits as it is (a
+        // table left behind is replaced at the next start).
+        setTimeout(() => {
+          d.log.error({ signal: sig, ms: STOP_MS }, 'stopping took too long; exiting now');
+          process.exit(1);
+        }, STOP_MS).unref();
+        void d.stop().then(resolve);
+      };
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
     });
   });
+
+/** How long the daemon may take to stop after SIGTERM or SIGINT. */
+const STOP_MS = 2000;
 
 program
   .command('run')
@@ -94,7 +117,11 @@ program
   .option('--json', 'print one JSON object per line')
   .action(async (o: { admin: string; follow?: boolean; limit: number; json?: boolean }) => {
     await stream(o.admin, `/v1/decisions?limit=${o.limit}${o.follow ? '&follow=1' : ''}`, (line) => {
-      print(o.json ? line : formatDecision(JSON.parse(line) as Record<string, unknown>));
+      if (o.json) return print(line);
+      const r = JSON.parse(line) as Record<string, unknown>;
+      // the daemon keeps at most 1 MiB for a reader that falls behind, and says what it dropped
+      if (typeof r.dropped === 'number') process.stderr.write(`qos decisions: ${r.dropped} decisions dropped: this reader fell behind\n`);
+      else print(formatDecision(r));
     });
   });
 
@@ -375,6 +402,14 @@ program
   .command('agent-path')
   .description('print the path of libqosagent.so (for LD_PRELOAD or /etc/ld.so.preload)')
   .action(() => print(AGENT_LIBRARY));
+
+/** A group given by name (from /etc/group) or number. */
+function groupId(v: string): number {
+  if (/^\d+$/.test(v)) return Number(v);
+  const gid = idEntries(readFileSync('/etc/group', 'utf8')).find(([name]) => name === v)?.[1];
+  if (gid === undefined) throw new QosError('QOS_ERR_USAGE', `--admin-group: no group "${v}" in /etc/group`);
+  return gid;
+}
 
 function positiveInt(v: string, name: string): number {
   const n = Number(v);

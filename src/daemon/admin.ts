@@ -1,12 +1,20 @@
-/* The admin interface: JSON over HTTP on a Unix socket (root-only by file mode).
+/* The admin interface: JSON over HTTP on a Unix socket.
  * GET /v1/status, /v1/flows, /v1/decisions[?follow=1], /metrics; POST /v1/reload; the kernel
- * rule set under /v1/rules (kernel/api.ts). */
+ * rule set under /v1/rules (kernel/api.ts).
+ *
+ * Who may use it: root, the daemon's own user, and members of the admin group if one is set
+ * (`qos daemon --admin-group`). The socket is created with that mode from the start (mode 0600,
+ * or 0660 and the group), and every connection is checked again with SO_PEERCRED and
+ * SO_PEERGROUPS: a connection made through a mode that was wrong for a moment, or a descriptor
+ * handed to someone else, still gets 403. */
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { chmod, mkdir, unlink } from 'node:fs/promises';
+import { chmod, chown, mkdir, unlink } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { QosError } from '../errors.js';
 import { decisionJson, type DecisionRecord } from './decide.js';
+import { peerCred, peerGroups } from './identity.js';
 
 export interface AdminHandlers {
   status(): unknown;
@@ -17,6 +25,10 @@ export interface AdminHandlers {
   reload(): Promise<unknown>;
   rules(method: string, path: string, body: Record<string, unknown>): Promise<{ status: number; body: unknown }>;
 }
+
+/** Decisions a follower has not read yet, in bytes; past it new ones are dropped, counted,
+ * and the follower told how many when it catches up. */
+export const FOLLOW_BUFFER = 1 << 20;
 
 /** Request bodies are JSON objects of at most this many bytes (a 65,535-rule import fits). */
 const MAX_BODY = 64 * 2 ** 20;
@@ -49,26 +61,61 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+export interface AdminOptions {
+  /** gid whose members may use the API besides root and the daemon's user */
+  group?: number;
+  /** followers' decisions dropped for being behind */
+  onDropped?: (n: number) => void;
+}
+
 export class AdminServer {
   private server: Server | null = null;
-  constructor(private readonly path: string, private readonly h: AdminHandlers) {}
+  private readonly refused = new WeakMap<Socket, string>();
+  constructor(private readonly path: string, private readonly h: AdminHandlers, private readonly o: AdminOptions = {}) {}
 
   async listen(): Promise<void> {
     await mkdir(dirname(this.path), { recursive: true, mode: 0o755 });
     await unlink(this.path).catch(() => undefined);
     const server = createServer((req, res) => {
+      const why = this.refused.get(req.socket);
+      if (why !== undefined) {
+        res.setHeader('connection', 'close');
+        json(res, 403, { error: new QosError('QOS_ERR_FORBIDDEN', why).toJSON() });
+        return;
+      }
       this.route(req, res).catch((e: unknown) => {
         const err = e instanceof QosError ? e : new QosError('QOS_ERR_INTERNAL', String(e));
         if (!res.headersSent) json(res, 500, { error: err.toJSON() });
         else res.end();
       });
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.path, () => { server.off('error', reject); resolve(); });
-    });
-    await chmod(this.path, 0o600);
+    server.on('connection', (s: Socket) => { const why = this.who(s); if (why) this.refused.set(s, why); });
+    // The socket is bound inside listen(), synchronously: with this umask it is born with the
+    // mode it keeps (a chmod afterwards would leave a moment in which anyone could connect).
+    const umask = process.umask(this.o.group === undefined ? 0o177 : 0o117);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.path, () => { server.off('error', reject); resolve(); });
+      });
+    } finally {
+      process.umask(umask);
+    }
+    if (this.o.group !== undefined) await chown(this.path, process.getuid?.() ?? 0, this.o.group);
+    await chmod(this.path, this.o.group === undefined ? 0o600 : 0o660);
     this.server = server;
+  }
+
+  /** Why the peer of s may not use the API, or null if it may. */
+  private who(s: Socket): string | null {
+    const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    const cred = typeof fd === 'number' ? peerCred(fd) : null;
+    if (!cred) return 'the daemon cannot tell who is connected (SO_PEERCRED)';
+    const me = process.getuid?.() ?? 0;
+    if (cred.uid === 0 || cred.uid === me) return null;
+    const g = this.o.group;
+    if (g !== undefined && (cred.gid === g || (peerGroups(fd!) ?? []).includes(g))) return null;
+    return `uid ${cred.uid} may not use the admin API: it is root's${me !== 0 ? `, uid ${me}'s` : ''}${g !== undefined ? ` and group ${g}'s` : ''} (qos daemon --admin-group)`;
   }
 
   async close(): Promise<void> {
@@ -105,7 +152,19 @@ export class AdminServer {
         res.writeHead(200, { 'content-type': 'application/x-ndjson' });
         for (const r of this.h.recentDecisions(limit)) res.write(decisionJson(r) + '\n');
         if (url.searchParams.get('follow') !== '1') { res.end(); return; }
-        const off = this.h.subscribe((r) => { res.write(decisionJson(r) + '\n'); });
+        // A follower that does not read must not make the daemon keep what it has not read.
+        let dropped = 0;
+        const notice = () => {
+          if (!dropped) return;
+          res.write(JSON.stringify({ dropped, message: `${dropped} decisions dropped: this reader fell behind` }) + '\n');
+          dropped = 0;
+        };
+        const off = this.h.subscribe((r) => {
+          if (res.writableLength > FOLLOW_BUFFER) { dropped++; this.o.onDropped?.(1); return; }
+          notice();
+          res.write(decisionJson(r) + '\n');
+        });
+        res.on('drain', notice);
         req.on('close', off);
         return;
       }
