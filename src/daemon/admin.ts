@@ -150,6 +150,7 @@ export class AdminServer {
       case 'GET /v1/decisions': {
         const limit = Math.min(Math.max(Number(url.searchParams.get('limit') ?? 100) || 100, 1), 10000);
         res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        res.flushHeaders(); // a follower of a quiet daemon learns at once that it is following
         for (const r of this.h.recentDecisions(limit)) res.write(decisionJson(r) + '\n');
         if (url.searchParams.get('follow') !== '1') { res.end(); return; }
         // A follower that does not read must not make the daemon keep what it has not read.

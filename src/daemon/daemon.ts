@@ -154,6 +154,7 @@ export class Daemon {
       metrics: async () => {
         this.metrics.flows.set(this.flows.size);
         this.metrics.evicted.set(this.flows.evicted);
+        this.metrics.identityReads.set(this.identities.reads);
         return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
       },
       reload: () => this.reload('api'),

@@ -115,6 +115,8 @@ export class IdentityResolver {
   private readonly cache = new Map<number, Identity & { start: number; at: number }>();
   private readonly users = new NameTable('/etc/passwd');
   private readonly groups = new NameTable('/etc/group');
+  /** identities read from /proc since start */
+  reads = 0;
   constructor(private readonly max = 8192, private readonly now: () => number = Date.now) {}
 
   /** The identity of the process that connected with cred, or null if that process is gone
@@ -125,6 +127,7 @@ export class IdentityResolver {
     const now = this.now();
     const hit = this.cache.get(pid);
     if (!fresh && hit && hit.start === cred.start && hit.uid === cred.uid && hit.gid === cred.gid && now - hit.at < REUSE_MS) return hit;
+    this.reads++;
     if (cred.start < 0 || startTime(pid) !== cred.start) return null;
     let exe = '';
     try { exe = readlinkSync(`/proc/${pid}/exe`); } catch { /* gone or not permitted */ }

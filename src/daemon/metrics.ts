@@ -82,6 +82,7 @@ export class Metrics {
     labelNames: ['reason'], registers: [this.registry],
   });
   readonly followerDropped = new Counter({ name: 'qosd_follower_decisions_dropped_total', help: 'Decisions not sent to a `qos decisions --follow` reader that fell behind', registers: [this.registry] });
+  readonly identityReads = new Gauge({ name: 'qosd_identity_reads', help: 'Process identities read from /proc since start (once per new process and per Startup)', registers: [this.registry] });
   readonly evicted = new Gauge({ name: 'qosd_flows_evicted', help: "Flow-table entries users lost to their own bound (their oldest), since start", registers: [this.registry] });
 
   constructor() {
