@@ -1,5 +1,5 @@
-/* qosd protocol agent: shared declarations between the interposer (agent.c) and the
- * daemon connection (wire.c). See docs/protocol.md for the messages. */
+/* qosd protocol agent: shared declarations between the interposer (agent.c), the daemon
+ * connection (wire.c) and the process's credentials (creds.c). See docs/protocol.md. */
 #ifndef QOS_AGENT_H
 #define QOS_AGENT_H
 
@@ -22,6 +22,7 @@ struct qos_cfg {
 	int debug;
 	int disabled;
 	int cache; /* reuse decisions the daemon allows to (QOSD_CACHE=0 turns it off) */
+	int secure; /* AT_SECURE: setuid/setgid or file capabilities; only root is trusted */
 };
 extern struct qos_cfg qos_cfg;
 
@@ -63,5 +64,8 @@ int qos_wire_started(void);
 void qos_wire_atfork_prepare(void);
 void qos_wire_atfork_parent(void);
 void qos_wire_atfork_child(void);
+
+int qos_creds_secure(void);
+int qos_creds_trusted(uid_t owner);
 
 #endif

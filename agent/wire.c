@@ -271,7 +271,7 @@ void qos_wire_range_gone(unsigned first, unsigned last)
 }
 
 /* Maps the generation file once per process (the mapping survives fork). Only a file owned
- * by root or by us counts, like the daemon itself. */
+ * by root or (outside secure mode) by us counts, like the daemon itself. */
 static void map_generation(void)
 {
 	if (__atomic_exchange_n(&gen_tried, 1, __ATOMIC_SEQ_CST))
@@ -283,7 +283,7 @@ static void map_generation(void)
 		return;
 	struct stat st;
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 8 &&
-	    (st.st_uid == 0 || st.st_uid == getuid())) {
+	    qos_creds_trusted(st.st_uid)) {
 		void *m = mmap(NULL, 8, PROT_READ, MAP_SHARED, fd, 0);
 		if (m != MAP_FAILED)
 			gen_map = m;
@@ -366,12 +366,13 @@ static int conn_open(struct conn *c)
 		qos_real.close(fd);
 		return -1;
 	}
-	/* Only trust a daemon run by root or by our own user; never ask ourselves (the
-	 * daemon is itself a process that may carry the agent via /etc/ld.so.preload). */
+	/* Only trust a daemon run by root or (outside secure mode) by our own user; never ask
+	 * ourselves (the daemon is itself a process that may carry the agent via
+	 * /etc/ld.so.preload). */
 	struct ucred peer;
 	socklen_t pl = sizeof peer;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &pl) != 0 || peer.pid == getpid() ||
-	    (peer.uid != 0 && peer.uid != getuid())) {
+	    !qos_creds_trusted(peer.uid)) {
 		qos_debug("not asking daemon pid %d uid %d", (int)peer.pid, (int)peer.uid);
 		qos_real.close(fd);
 		daemon_ok = 0;
