@@ -169,6 +169,7 @@ static void init(void)
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_mutex_init(&stripes[i], NULL);
 	resolve();
+	qos_creds_init();
 	/* secure_getenv: in a setuid/setgid or file-capability program the environment is the
 	 * caller's, who must not choose the daemon, the deadline or a debug stream on the
 	 * program's stderr; there every variable reads as unset (docs/agent.md). So the socket
@@ -457,7 +458,7 @@ struct centry {
 	struct decision d;
 };
 static __thread struct centry cache[CACHE_SLOTS];
-static __thread unsigned cache_fork_gen;
+static __thread unsigned cache_fork_gen, cache_epoch;
 
 static int ckey_make(struct ckey *k, char call, const struct fdst *s, const struct sockaddr *sa, socklen_t salen)
 {
@@ -483,9 +484,12 @@ static int ckey_make(struct ckey *k, char call, const struct fdst *s, const stru
 
 static struct centry *cache_slot(const struct ckey *k)
 {
-	if (cache_fork_gen != qos_wire_fork_gen()) { /* a forked child is someone else */
+	/* A forked child is someone else, and so is a process that changed its uids or gids
+	 * (the daemon decided for who it was): their answers are not ours. */
+	if (cache_fork_gen != qos_wire_fork_gen() || cache_epoch != qos_creds_epoch()) {
 		memset(cache, 0, sizeof cache);
 		cache_fork_gen = qos_wire_fork_gen();
+		cache_epoch = qos_creds_epoch();
 	}
 	uint32_t h = 2166136261u;
 	const uint8_t *p = (const uint8_t *)k;

@@ -65,7 +65,15 @@ void qos_wire_atfork_prepare(void);
 void qos_wire_atfork_parent(void);
 void qos_wire_atfork_child(void);
 
+struct qos_ids {
+	uid_t ruid, euid;
+	gid_t rgid, egid;
+};
 int qos_creds_secure(void);
+void qos_creds_init(void);
+unsigned qos_creds_epoch(void);
+void qos_creds_now(struct qos_ids *ids);
+int qos_creds_moved(const struct qos_ids *was);
 int qos_creds_trusted(uid_t owner);
 
 #endif
