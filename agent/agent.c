@@ -169,16 +169,22 @@ static void init(void)
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_mutex_init(&stripes[i], NULL);
 	resolve();
-	const char *p = getenv("QOSD_SOCKET");
+	qos_creds_init();
+	/* secure_getenv: in a setuid/setgid or file-capability program the environment is the
+	 * caller's, who must not choose the daemon, the deadline or a debug stream on the
+	 * program's stderr; there every variable reads as unset (docs/agent.md). So the socket
+	 * is the default path, and the daemon on it must be root's (qos_creds_trusted). */
+	qos_cfg.secure = qos_creds_secure();
+	const char *p = secure_getenv("QOSD_SOCKET");
 	strncpy(qos_cfg.socket_path, p && *p ? p : QOS_DEFAULT_SOCKET, sizeof qos_cfg.socket_path - 1);
-	const char *t = getenv("QOSD_TIMEOUT_MS");
+	const char *t = secure_getenv("QOSD_TIMEOUT_MS");
 	long ms = t ? strtol(t, NULL, 10) : QOS_DEFAULT_TIMEOUT_MS;
 	qos_cfg.timeout_ms = ms > 0 && ms <= 60000 ? (int)ms : QOS_DEFAULT_TIMEOUT_MS;
-	const char *d = getenv("QOSD_DEBUG");
+	const char *d = secure_getenv("QOSD_DEBUG");
 	qos_cfg.debug = d && *d && strcmp(d, "0") != 0;
-	const char *c = getenv("QOSD_CACHE");
+	const char *c = secure_getenv("QOSD_CACHE");
 	qos_cfg.cache = !(c && strcmp(c, "0") == 0);
-	const char *off = getenv("QOSD_DISABLE");
+	const char *off = secure_getenv("QOSD_DISABLE");
 	qos_cfg.disabled = (off && *off && strcmp(off, "0") != 0) || !qos_real.socket ||
 			   !qos_real.connect || !qos_real.close || !qos_real.setsockopt;
 	qos_wire_init();
@@ -452,7 +458,7 @@ struct centry {
 	struct decision d;
 };
 static __thread struct centry cache[CACHE_SLOTS];
-static __thread unsigned cache_fork_gen;
+static __thread unsigned cache_fork_gen, cache_epoch;
 
 static int ckey_make(struct ckey *k, char call, const struct fdst *s, const struct sockaddr *sa, socklen_t salen)
 {
@@ -478,9 +484,12 @@ static int ckey_make(struct ckey *k, char call, const struct fdst *s, const stru
 
 static struct centry *cache_slot(const struct ckey *k)
 {
-	if (cache_fork_gen != qos_wire_fork_gen()) { /* a forked child is someone else */
+	/* A forked child is someone else, and so is a process that changed its uids or gids
+	 * (the daemon decided for who it was): their answers are not ours. */
+	if (cache_fork_gen != qos_wire_fork_gen() || cache_epoch != qos_creds_epoch()) {
 		memset(cache, 0, sizeof cache);
 		cache_fork_gen = qos_wire_fork_gen();
+		cache_epoch = qos_creds_epoch();
 	}
 	uint32_t h = 2166136261u;
 	const uint8_t *p = (const uint8_t *)k;

@@ -1,5 +1,5 @@
-/* qosd protocol agent: shared declarations between the interposer (agent.c) and the
- * daemon connection (wire.c). See docs/protocol.md for the messages. */
+/* qosd protocol agent: shared declarations between the interposer (agent.c), the daemon
+ * connection (wire.c) and the process's credentials (creds.c). See docs/protocol.md. */
 #ifndef QOS_AGENT_H
 #define QOS_AGENT_H
 
@@ -22,6 +22,7 @@ struct qos_cfg {
 	int debug;
 	int disabled;
 	int cache; /* reuse decisions the daemon allows to (QOSD_CACHE=0 turns it off) */
+	int secure; /* AT_SECURE: setuid/setgid or file capabilities; only root is trusted */
 };
 extern struct qos_cfg qos_cfg;
 
@@ -63,5 +64,16 @@ int qos_wire_started(void);
 void qos_wire_atfork_prepare(void);
 void qos_wire_atfork_parent(void);
 void qos_wire_atfork_child(void);
+
+struct qos_ids {
+	uid_t ruid, euid;
+	gid_t rgid, egid;
+};
+int qos_creds_secure(void);
+void qos_creds_init(void);
+unsigned qos_creds_epoch(void);
+void qos_creds_now(struct qos_ids *ids);
+int qos_creds_moved(const struct qos_ids *was);
+int qos_creds_trusted(uid_t owner);
 
 #endif

@@ -21,7 +21,9 @@
 
 struct conn {
 	int fd;
-	unsigned gen; /* fork generation the connection belongs to */
+	unsigned gen;   /* fork generation the connection belongs to */
+	unsigned epoch; /* credential epoch it was opened in (creds.c) */
+	struct qos_ids ids; /* and the ids then: the daemon's SO_PEERCRED of us */
 	dev_t dev;
 	ino_t ino;
 	size_t rlen; /* bytes buffered in rbuf */
@@ -59,7 +61,9 @@ static void ours_set(int fd, int on)
 static _Atomic unsigned fork_gen;
 static _Atomic long long down_until_ns;
 static _Atomic int backoff_ms = QOS_BACKOFF_MIN_MS;
-static _Atomic int startup_sent;
+/* The Startup line was sent for credential epoch startup_for - 1; 0: not yet. The daemon
+ * reads a process afresh at its Startup, so one goes out again after the uids or gids change. */
+static _Atomic unsigned startup_for;
 static _Atomic int daemon_ok = 1; /* 0 once the daemon proved unusable for good */
 
 /* The daemon's policy generation, mapped read-only from "<socket>.gen" (docs/protocol.md). */
@@ -271,7 +275,7 @@ void qos_wire_range_gone(unsigned first, unsigned last)
 }
 
 /* Maps the generation file once per process (the mapping survives fork). Only a file owned
- * by root or by us counts, like the daemon itself. */
+ * by root or (outside secure mode) by us counts, like the daemon itself. */
 static void map_generation(void)
 {
 	if (__atomic_exchange_n(&gen_tried, 1, __ATOMIC_SEQ_CST))
@@ -283,7 +287,7 @@ static void map_generation(void)
 		return;
 	struct stat st;
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 8 &&
-	    (st.st_uid == 0 || st.st_uid == getuid())) {
+	    qos_creds_trusted(st.st_uid)) {
 		void *m = mmap(NULL, 8, PROT_READ, MAP_SHARED, fd, 0);
 		if (m != MAP_FAILED)
 			gen_map = m;
@@ -299,7 +303,7 @@ unsigned long long qos_wire_generation(void)
 unsigned qos_wire_fork_gen(void) { return fork_gen; }
 
 /* Whether this process has announced itself (so Cleanup is worth sending). */
-int qos_wire_started(void) { return startup_sent; }
+int qos_wire_started(void) { return startup_for != 0; }
 
 void qos_wire_atfork_prepare(void)
 {
@@ -325,7 +329,7 @@ void qos_wire_atfork_child(void)
 	tconn.fd = -1;
 	tconn.rlen = 0;
 	fork_gen++;
-	startup_sent = 0;
+	startup_for = 0;
 	pthread_mutex_init(&reg_lock, NULL);
 	pthread_mutex_init(&cmd_lock, NULL);
 }
@@ -362,16 +366,21 @@ static int conn_open(struct conn *c)
 	}
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	memcpy(a.sun_path, qos_cfg.socket_path, strnlen(qos_cfg.socket_path, sizeof a.sun_path - 1));
+	/* who we are as the connection is made (the kernel records it for the daemon): taken
+	 * before, so a change racing with the connect is seen as a change later */
+	c->epoch = qos_creds_epoch();
+	qos_creds_now(&c->ids);
 	if (qos_real.connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
 		qos_real.close(fd);
 		return -1;
 	}
-	/* Only trust a daemon run by root or by our own user; never ask ourselves (the
-	 * daemon is itself a process that may carry the agent via /etc/ld.so.preload). */
+	/* Only trust a daemon run by root or (outside secure mode) by our own user; never ask
+	 * ourselves (the daemon is itself a process that may carry the agent via
+	 * /etc/ld.so.preload). */
 	struct ucred peer;
 	socklen_t pl = sizeof peer;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &pl) != 0 || peer.pid == getpid() ||
-	    (peer.uid != 0 && peer.uid != getuid())) {
+	    !qos_creds_trusted(peer.uid)) {
 		qos_debug("not asking daemon pid %d uid %d", (int)peer.pid, (int)peer.uid);
 		qos_real.close(fd);
 		daemon_ok = 0;
@@ -485,6 +494,12 @@ static struct conn *usable_conn(int asking)
 		c->fd = -1;
 		c->rlen = 0;
 	}
+	/* The daemon knows this connection as who we were when it was opened: after a change
+	 * of uids or gids, a new one (the decision cache goes too: agent.c). */
+	if (c->fd >= 0 && (c->epoch != qos_creds_epoch() || (asking && qos_creds_moved(&c->ids)))) {
+		qos_debug("credentials changed: reconnecting");
+		conn_drop(c, 1);
+	}
 	if (c->fd < 0 && paused)
 		return NULL;
 	if (c->fd < 0 && conn_open(c) != 0) {
@@ -528,10 +543,9 @@ int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]
 		return -1;
 	long long started = qos_now_ns();
 	long long deadline = started + (long long)qos_cfg.timeout_ms * 1000000LL;
-	int with_startup = 0;
-	if (!startup_sent) {
-		with_startup = !__atomic_exchange_n(&startup_sent, 1, __ATOMIC_SEQ_CST);
-	}
+	unsigned had = startup_for, want = c->epoch + 1;
+	int with_startup = had < want && __atomic_compare_exchange_n(&startup_for, &had, want, 0,
+								       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 	if (with_startup) {
 		char st[QOS_MAX_MSG];
 		size_t sl = qos_msg_begin(st, sizeof st - 8, "Startup", 0);
