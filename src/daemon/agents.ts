@@ -38,6 +38,9 @@ const BACKLOG_PAUSE = 64 * 1024;
 export const MAX_ERRORS = 8;
 /** How often a connection's process is checked again (still there, same uid and gid). */
 const RECHECK_MS = 1000;
+/** Notifications still buffered when an agent closes its connection that are handled then (a
+ * Cleanup sent just before exit; an agent leaves a few at most). */
+const FINAL_LINES = 64;
 
 export interface AgentServerOptions {
   path: string;
@@ -192,6 +195,7 @@ export class AgentServer {
     sock.on('data', (chunk: Buffer) => this.data(conn, chunk));
     sock.on('error', () => undefined);
     sock.on('close', () => {
+      this.finalLines(conn);
       this.conns.delete(conn);
       this.setLen(conn, [], 0);
       this.shares.leave(conn.share);
@@ -409,6 +413,17 @@ export class AgentServer {
     setTimeout(() => c.sock.destroy(), 1000).unref();
   }
 
+  /** Handles the notifications the agent sent before closing that no turn reached yet (its
+   * questions are dropped: nobody waits for their answers). */
+  private finalLines(c: Conn): void {
+    if (c.closing || c.waiting || !c.nl) return;
+    const buf = this.joined(c)!;
+    let start = 0;
+    for (let n = 0, nl = buf.indexOf(10); nl >= 0 && n < FINAL_LINES; n++, start = nl + 1, nl = buf.indexOf(10, start)) {
+      if (isNotification(buf, start, nl)) this.line(c, buf.toString('utf8', start, nl), true);
+    }
+  }
+
   /** Whether c's process is still the one that connected, with the uid and gid it had;
    * follows a change of uid or gid. False: the process is gone. */
   private recheck(c: Conn, now: number): boolean {
@@ -435,9 +450,11 @@ export class AgentServer {
 
   /** Handles one line; returns the reply (null for notifications), or a Promise of it when a
    * policy script decides (the script runs in a worker, never here). */
-  private line(c: Conn, text: string): string | null | Promise<string | null> {
+  private line(c: Conn, text: string, final = false): string | null | Promise<string | null> {
     const t0 = performance.now();
-    if (t0 - c.checkedAt > RECHECK_MS && !this.recheck(c, t0)) {
+    // (final: the process may have exited after sending; its lines still speak for it, and
+    // what they can do is bounded by the identity the connection has.)
+    if (!final && t0 - c.checkedAt > RECHECK_MS && !this.recheck(c, t0)) {
       c.broken = 'process gone';
       return null;
     }
