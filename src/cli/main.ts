@@ -228,6 +228,19 @@ benchCommand('policy', 'policy scripts end to end through the daemon: JavaScript
   });
 
 bench
+  .command('hostile')
+  .description("another user's answer times while one user attacks the daemon: 21,000 held connections, a flood of malformed lines, a policy script made to spin and hang; p99 of each against the agent's 50 ms (needs root: the two users run as uids of their own)")
+  .option('--requests <n>', "the legitimate user's requests per scenario (a p99 wants 500 or more)", (v) => positiveInt(v, '--requests'), 500)
+  .option('--json', 'print one JSON object')
+  .option('--check', 'exit 1 if a target is missed')
+  .action(async (o: { requests: number; json?: boolean; check?: boolean }) => {
+    const { benchHostile } = await import('../bench/hostile.js');
+    const r = await benchHostile({ requests: o.requests, progress: benchProgress(o.json) });
+    print(JSON.stringify(r, null, 2));
+    checkTargets(o.check, r.targets);
+  });
+
+bench
   .command('ab')
   .description('two builds of the daemon with the same policy, in alternating load windows: decisions/s and CPU per Socket+Connect pair of each, and their ratio (judges a change on a machine whose speed drifts)')
   .requiredOption('--old <cli>', 'the old build\'s qos entry point (a checkout\'s dist/cli/main.js)')

@@ -7,6 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { metricOf, runClientAs } from '../bench/hostile.js';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -21,7 +22,6 @@ import { asUser, testUser, type TestUser } from './users.js';
 const skip: string | false = e2eUnavailable() ?? false;
 /** Debian's python3 (package python3): other users cannot reach root's own (e.g. pyenv's). */
 const PYTHON = '/usr/bin/python3';
-const CLIENT = new URL('./hostile-client.js', import.meta.url).pathname;
 let evil: TestUser, good: TestUser;
 const dirs: string[] = [];
 
@@ -41,46 +41,9 @@ async function daemon(policy: string, args: string[] = []): Promise<DaemonChild>
   return new DaemonChild(dir, policy, ['--kernel', 'off', ...args]).start();
 }
 
-interface UserProc { proc: ChildProcess; next(): Promise<Record<string, unknown>>; stop(): Promise<void> }
-
 /** hostile-client.js MODE SOCKET ARGS as user u. */
-function runAs(u: TestUser, args: string[]): UserProc {
-  const proc = spawn(asUser(u, [process.execPath, CLIENT, ...args])[0]!, asUser(u, [process.execPath, CLIENT, ...args]).slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-  let buf = '', err = '';
-  const lines: string[] = [];
-  const waiting: ((l: string) => void)[] = [];
-  proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    buf += d;
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const l = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      const w = waiting.shift();
-      if (w) w(l); else lines.push(l);
-    }
-  });
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<number | null>((r) => proc.once('exit', r));
-  return {
-    proc,
-    next: () => new Promise((resolve, reject) => {
-      const take = (l: string) => resolve(JSON.parse(l) as Record<string, unknown>);
-      if (lines.length) take(lines.shift()!);
-      else {
-        waiting.push(take);
-        void exited.then((code) => reject(new Error(`${args[0]} as ${u.name} exited ${code}: ${err}`)));
-      }
-    }),
-    stop: async () => { proc.stdin!.end(); await exited; },
-  };
-}
-
-/** A figure from the daemon's /metrics: the sum over series whose labels contain `labels`. */
-async function metric(d: DaemonChild, name: string, labels = ''): Promise<number> {
-  const text = (await call(d.admin, 'GET', '/metrics')).body;
-  let sum = 0;
-  for (const m of text.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, 'gm'))) if ((m[1] ?? '').includes(labels)) sum += Number(m[2]);
-  return sum;
-}
+const runAs = (u: TestUser, args: string[]) => runClientAs(u.uid, u.gid, args);
+const metric = metricOf;
 
 /** n requests from the good user (lines: see hostile-client.ts ask); the answers, without
  * CACHE, must be `replies` and nothing else. */

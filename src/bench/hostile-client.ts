@@ -1,17 +1,20 @@
-/* Programs a local user runs against the daemon's agent socket, for the hostile-user tests and
- * `qos bench hostile`: run as that user (setpriv), they speak the agent protocol directly.
+/* Programs a local user runs against the daemon's agent socket, for `qos bench hostile` and the
+ * hostile-user tests: run as that user (setpriv), they speak the agent protocol directly.
  *
  *   hold SOCKET N            open N connections and keep them; prints {"attempted":N} once
  *                            every attempt ended, then waits until stdin closes
  *   garbage SOCKET K         K connections writing malformed lines, each reopened when the
  *                            daemon closes it, until stdin closes; prints {"connections":n}
+ *   abuse SOCKET K           K connections, each asking Connect to port 1 and 2 in turn (a
+ *                            policy script may spin or hang on them), one at a time, until
+ *                            stdin closes; prints {"asked":n}
  *   startups SOCKET K N      K connections, each sending N Startup lines, reading the replies
  *   sockets SOCKET N         N Socket lines on one connection (fds 10..), reading the replies
  *   ask SOCKET N [LINES]     N requests in turn, one after the other, each waiting for its
  *                            reply: LINES is one or more request lines joined by " | ", taken
  *                            in turn, %d in them the round (a descriptor number from 3); the
  *                            default is a Bind. Prints {"replies":[...distinct, without CACHE,
- *                            "" for none...],"answered":n,"ms":[...each...]}
+ *                            "" for none...],"counts":{reply:n},"answered":n,"ms":[...each...]}
  * Everything it prints is one JSON object per line on stdout. */
 
 import { connect, type Socket } from 'node:net';
@@ -62,6 +65,22 @@ async function garbage(k: number): Promise<void> {
   out({ connections });
 }
 
+async function abuse(k: number): Promise<void> {
+  let asked = 0, stop = false;
+  out({ started: true });
+  const done = stdinClosed().then(() => { stop = true; });
+  await Promise.all(Array.from({ length: k }, async (_, w) => {
+    const c = new LineClient(path!);
+    for (let i = 0; !stop; i++) {
+      c.sock.write(`Connect ${process.pid} 0 x ${10 + w} {2 192.0.2.1 ${1 + (i % 2)}} {} {}\n`);
+      if ((await Promise.race([c.next(), done.then(() => null)])) === null) break;
+      asked++;
+    }
+    c.sock.destroy();
+  }));
+  out({ asked });
+}
+
 async function startups(k: number, n: number): Promise<void> {
   await Promise.all(Array.from({ length: k }, async () => {
     const c = new LineClient(path!);
@@ -86,7 +105,7 @@ async function sockets(n: number): Promise<void> {
 async function ask(n: number, template: string): Promise<void> {
   const c = new LineClient(path!);
   const lines = template.split(' | ');
-  const replies = new Set<string>();
+  const counts: Record<string, number> = {};
   const ms: number[] = [];
   let answered = 0;
   for (let i = 0; i < n; i++) {
@@ -95,20 +114,22 @@ async function ask(n: number, template: string): Promise<void> {
     const r = await c.next();
     if (r === null) break;
     ms.push(performance.now() - t0);
-    replies.add(r.replace(/(^| )CACHE \d+$/, ''));
+    const reply = r.replace(/(^| )CACHE \d+$/, '');
+    counts[reply] = (counts[reply] ?? 0) + 1;
     answered++;
   }
   c.sock.destroy();
-  out({ replies: [...replies], answered, ms });
+  out({ replies: Object.keys(counts), counts, answered, ms });
 }
 
 switch (mode) {
   case 'hold': await hold(Number(a)); break;
   case 'garbage': await garbage(Number(a)); break;
+  case 'abuse': await abuse(Number(a)); break;
   case 'startups': await startups(Number(a), Number(b)); break;
   case 'sockets': await sockets(Number(a)); break;
   case 'ask': await ask(Number(a), process.argv[5] ?? 'Bind 1 0 x %d {2 0.0.0.0 5000}'); break;
   default:
-    process.stderr.write('usage: hostile-client.js hold|garbage|startups|sockets|ask SOCKET ...\n');
+    process.stderr.write('usage: hostile-client.js hold|garbage|abuse|startups|sockets|ask SOCKET ...\n');
     process.exitCode = 64;
 }

@@ -1,0 +1,181 @@
+/* `qos bench hostile`: what another local user's programs get from the daemon while one user
+ * attacks it. A legitimate user asks `requests` questions one after the other (as an agent
+ * does) and times each answer, first on a quiet daemon, then while a hostile user holds
+ * 21,000 connections, floods malformed lines from 8 connections, or makes a policy script
+ * spin and hang on every call from 8 connections. Both users are uids of their own (numeric,
+ * no account needed: HOSTILE_UID, LEGIT_UID) running hostile-client.js under setpriv, so
+ * the daemon tells them apart as it would in real life, from the kernel. The agent gives up
+ * on an answer after 50 ms: each p99 must stay under that (target), and aims at 10 ms. */
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { call } from '../cli/client.js';
+import { DaemonChild } from '../daemon/child.js';
+import { QosError } from '../errors.js';
+
+/** The daemon's script workers in the script scenario; calls go to worker uid % SCRIPT_WORKERS,
+ * and the two uids share one: the case where one user's calls could take the script away
+ * from the other. */
+const SCRIPT_WORKERS = 2;
+export const HOSTILE_UID = 64_100;
+export const LEGIT_UID = HOSTILE_UID + SCRIPT_WORKERS;
+export const CLIENT = new URL('./hostile-client.js', import.meta.url).pathname;
+
+export interface HostileBenchOptions { requests: number; progress?: (m: string) => void }
+
+interface Figures { p50: number; p99: number; max: number; answered: number; as_policy_says: number }
+
+export interface HostileBenchResult {
+  legit_p99_ms_quiet: number;
+  legit_p99_ms_under_fd_flood: number;
+  legit_p99_ms_under_garbage: number;
+  legit_p99_ms_under_script_abuse: number;
+  /** each scenario: the legitimate user's answer times (p50, p99, max in ms), how many of the
+   * requests were answered, and the share answered as the policy says (by the script where
+   * the script decides) */
+  scenarios: Record<'quiet' | 'fd_flood' | 'garbage' | 'script_abuse', Figures>;
+  /** what the hostile user got: connections held and refused, lines refused, script calls */
+  hostile: Record<string, number>;
+  targets: Record<string, { value: number; limit: number; ok: boolean }>;
+  setup: { requests: number; hostile_uid: number; legit_uid: number };
+}
+
+/** A program run as uid:gid whose stdout is one JSON object per line. */
+export interface UserProc { proc: ChildProcess; next(): Promise<Record<string, unknown>>; stop(): Promise<void> }
+
+/** hostile-client.js with args, run as uid and gid (no supplementary groups). */
+export function runClientAs(uid: number, gid: number, args: string[]): UserProc {
+  const proc = spawn('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--', process.execPath, CLIENT, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let buf = '', err = '';
+  const lines: string[] = [];
+  const waiting: ((l: string) => void)[] = [];
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    buf += d;
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const l = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      const w = waiting.shift();
+      if (w) w(l); else lines.push(l);
+    }
+  });
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<number | null>((r) => proc.once('exit', r));
+  return {
+    proc,
+    next: () => new Promise((resolve, reject) => {
+      const take = (l: string) => resolve(JSON.parse(l) as Record<string, unknown>);
+      if (lines.length) take(lines.shift()!);
+      else {
+        waiting.push(take);
+        void exited.then((code) => reject(new QosError('QOS_ERR_BENCH', `hostile-client ${args[0]} as uid ${uid} exited ${code}: ${err.trim()}`)));
+      }
+    }),
+    stop: async () => { proc.stdin!.end(); await exited; },
+  };
+}
+
+/** A figure from a daemon's /metrics: the sum over the series whose labels contain `labels`. */
+export async function metricOf(d: DaemonChild, name: string, labels = ''): Promise<number> {
+  const text = (await call(d.admin, 'GET', '/metrics')).body;
+  let sum = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, 'gm'))) if ((m[1] ?? '').includes(labels)) sum += Number(m[2]);
+  return sum;
+}
+
+const RULES = `rules:
+  - { name: web, match: { event: connect }, action: { dscp: CS1 } }
+`;
+// The script decides every connect (AF41, where the rules would say CS1); for the hostile
+// user's calls to port 1 it spins to its deadline, to port 2 it hangs its worker in a
+// built-in call no deadline interrupts.
+const SCRIPT = `export function Connect(ev) {
+  if (ev.uid === ${HOSTILE_UID} && ev.remote.port === 1) while (true) {}
+  if (ev.uid === ${HOSTILE_UID} && ev.remote.port === 2) JSON.parse('[' + '12345,'.repeat(3e6) + '1]');
+  return { dscp: 'AF41' };
+}
+`;
+
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor(s.length * q))]! : NaN;
+}
+
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
+export async function benchHostile(o: HostileBenchOptions): Promise<HostileBenchResult> {
+  if (process.getuid?.() !== 0) throw new QosError('QOS_ERR_ENVIRONMENT', 'qos bench hostile needs root: it runs its two users\' programs under their own uids (setpriv)');
+  const say = o.progress ?? (() => undefined);
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-bench-hostile-'));
+  chmodSync(dir, 0o755); // the two users reach the sockets
+  const hostile: Record<string, number> = {};
+  let n = 0;
+  const daemon = async (policy: string, files: Record<string, string> = {}, args: string[] = []) => {
+    const d = join(dir, `d${n++}`);
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(d, { mode: 0o755 });
+    for (const [f, text] of Object.entries(files)) writeFileSync(join(d, f), text);
+    return new DaemonChild(d, policy, ['--kernel', 'off', ...args]).start();
+  };
+  /** The legitimate user's requests against d, and how many got `want` (the policy's answer). */
+  const legit = async (d: DaemonChild, want: string): Promise<Figures> => {
+    const p = runClientAs(LEGIT_UID, LEGIT_UID, ['ask', d.socket, String(o.requests), 'Connect 1 0 x %d {2 192.0.2.1 443} {} {}']);
+    const r = (await p.next()) as { answered: number; ms: number[]; counts: Record<string, number> };
+    await p.stop();
+    const right = r.counts[want] ?? 0;
+    return { p50: round2(quantile(r.ms, 0.5)), p99: round2(quantile(r.ms, 0.99)), max: round2(Math.max(...r.ms)), answered: r.answered, as_policy_says: round2(right / o.requests) };
+  };
+  try {
+    const scenarios = {} as HostileBenchResult['scenarios'];
+    say('quiet daemon');
+    let d = await daemon(RULES);
+    scenarios.quiet = await legit(d, 'DSCP 8');
+    await d.stop();
+
+    say('a user holding 21,000 connections');
+    d = await daemon(RULES);
+    const holders = [runClientAs(HOSTILE_UID, HOSTILE_UID, ['hold', d.socket, '10500']), runClientAs(HOSTILE_UID, HOSTILE_UID, ['hold', d.socket, '10500'])];
+    for (const h of holders) await h.next();
+    scenarios.fd_flood = await legit(d, 'DSCP 8');
+    hostile.connections_refused = await metricOf(d, 'qosd_agent_connections_refused_total');
+    for (const h of holders) await h.stop();
+    await d.stop();
+
+    say('a user flooding malformed lines from 8 connections');
+    d = await daemon(RULES);
+    const flood = runClientAs(HOSTILE_UID, HOSTILE_UID, ['garbage', d.socket, '8']);
+    await flood.next();
+    scenarios.garbage = await legit(d, 'DSCP 8');
+    hostile.malformed_lines_handled = await metricOf(d, 'qosd_errors_total', 'QOS_ERR_PROTOCOL');
+    await flood.stop();
+    hostile.garbage_connections = Number((await flood.next()).connections);
+    await d.stop();
+
+    say('a user whose script calls spin and hang, from 8 connections');
+    d = await daemon(`script: policy.js\n${RULES}`, { 'policy.js': SCRIPT }, ['--script-workers', String(SCRIPT_WORKERS)]);
+    const abuse = runClientAs(HOSTILE_UID, HOSTILE_UID, ['abuse', d.socket, '8']);
+    await abuse.next();
+    scenarios.script_abuse = await legit(d, 'DSCP 34');
+    await abuse.stop();
+    hostile.script_calls_asked = Number((await abuse.next()).asked);
+    hostile.script_workers_replaced = await metricOf(d, 'qosd_script_worker_restarts_total');
+    await d.stop();
+
+    const targets: HostileBenchResult['targets'] = {};
+    for (const k of ['fd_flood', 'garbage', 'script_abuse'] as const) {
+      const value = scenarios[k].p99;
+      targets[`legit_p99_ms_under_${k}`] = { value, limit: 50, ok: value <= 50 && scenarios[k].answered === o.requests };
+    }
+    return {
+      legit_p99_ms_quiet: scenarios.quiet.p99,
+      legit_p99_ms_under_fd_flood: scenarios.fd_flood.p99,
+      legit_p99_ms_under_garbage: scenarios.garbage.p99,
+      legit_p99_ms_under_script_abuse: scenarios.script_abuse.p99,
+      scenarios, hostile, targets,
+      setup: { requests: o.requests, hostile_uid: HOSTILE_UID, legit_uid: LEGIT_UID },
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
