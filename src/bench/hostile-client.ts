@@ -5,6 +5,9 @@
  *                            every attempt ended, then waits until stdin closes
  *   garbage SOCKET K         K connections writing malformed lines, each reopened when the
  *                            daemon closes it, until stdin closes; prints {"connections":n}
+ *   requests SOCKET K        K connections, each sending well-formed requests (Bind) 1,000 at
+ *                            a time as fast as the daemon answers them, until stdin closes;
+ *                            prints {"answered":n}
  *   abuse SOCKET K           K connections, each asking Connect to port 1 and 2 in turn (a
  *                            policy script may spin or hang on them), one at a time, until
  *                            stdin closes; prints {"asked":n}
@@ -63,6 +66,25 @@ async function garbage(k: number): Promise<void> {
   await stdinClosed();
   stop = true;
   out({ connections });
+}
+
+async function requests(k: number): Promise<void> {
+  let answered = 0, stop = false;
+  const batch = Array.from({ length: 1000 }, (_, i) => `Bind ${process.pid} 0 x ${3 + i} {2 0.0.0.0 1}\n`).join('');
+  out({ started: true });
+  const done = stdinClosed().then(() => { stop = true; });
+  await Promise.all(Array.from({ length: k }, async () => {
+    const c = new LineClient(path!);
+    while (!stop) {
+      c.sock.write(batch);
+      let i = 0;
+      for (; i < 1000; i++) if ((await Promise.race([c.next(), done.then(() => null)])) === null) break;
+      answered += i;
+      if (i < 1000) break;
+    }
+    c.sock.destroy();
+  }));
+  out({ answered });
 }
 
 async function abuse(k: number): Promise<void> {
@@ -125,11 +147,12 @@ async function ask(n: number, template: string): Promise<void> {
 switch (mode) {
   case 'hold': await hold(Number(a)); break;
   case 'garbage': await garbage(Number(a)); break;
+  case 'requests': await requests(Number(a)); break;
   case 'abuse': await abuse(Number(a)); break;
   case 'startups': await startups(Number(a), Number(b)); break;
   case 'sockets': await sockets(Number(a)); break;
   case 'ask': await ask(Number(a), process.argv[5] ?? 'Bind 1 0 x %d {2 0.0.0.0 5000}'); break;
   default:
-    process.stderr.write('usage: hostile-client.js hold|garbage|abuse|startups|sockets|ask SOCKET ...\n');
+    process.stderr.write('usage: hostile-client.js hold|garbage|requests|abuse|startups|sockets|ask SOCKET ...\n');
     process.exitCode = 64;
 }

@@ -1,8 +1,9 @@
 /* `qos bench hostile`: what another local user's programs get from the daemon while one user
  * attacks it. A legitimate user asks `requests` questions one after the other (as an agent
  * does) and times each answer, first on a quiet daemon, then while a hostile user holds
- * 21,000 connections, floods malformed lines from 8 connections, or makes a policy script
- * spin and hang on every call from 8 connections. Both users are uids of their own (numeric,
+ * 21,000 connections, floods malformed lines from 8 connections, sends well-formed requests as
+ * fast as the daemon takes them from 8 connections, or makes a policy script spin and hang on
+ * every call from 8 connections. Both users are uids of their own (numeric,
  * no account needed: HOSTILE_UID, LEGIT_UID) running hostile-client.js under setpriv, so
  * the daemon tells them apart as it would in real life, from the kernel. The agent gives up
  * on an answer after 50 ms: each p99 must stay under that (target), and aims at 10 ms. */
@@ -31,11 +32,13 @@ export interface HostileBenchResult {
   legit_p99_ms_quiet: number;
   legit_p99_ms_under_fd_flood: number;
   legit_p99_ms_under_garbage: number;
+  /** a user sending well-formed requests as fast as the daemon takes them, from 8 connections */
+  legit_p99_ms_under_request_flood: number;
   legit_p99_ms_under_script_abuse: number;
   /** each scenario: the legitimate user's answer times (p50, p99, max in ms), how many of the
    * requests were answered, and the share answered as the policy says (by the script where
    * the script decides) */
-  scenarios: Record<'quiet' | 'fd_flood' | 'garbage' | 'script_abuse', Figures>;
+  scenarios: Record<'quiet' | 'fd_flood' | 'garbage' | 'request_flood' | 'script_abuse', Figures>;
   /** what the hostile user got: connections held and refused, lines refused, script calls */
   hostile: Record<string, number>;
   targets: Record<string, { value: number; limit: number; ok: boolean }>;
@@ -152,6 +155,15 @@ export async function benchHostile(o: HostileBenchOptions): Promise<HostileBench
     hostile.garbage_connections = Number((await flood.next()).connections);
     await d.stop();
 
+    say('a user sending well-formed requests as fast as the daemon answers, from 8 connections');
+    d = await daemon(RULES);
+    const requests = runClientAs(HOSTILE_UID, HOSTILE_UID, ['requests', d.socket, '8']);
+    await requests.next();
+    scenarios.request_flood = await legit(d, 'DSCP 8');
+    await requests.stop();
+    hostile.requests_answered = Number((await requests.next()).answered);
+    await d.stop();
+
     say('a user whose script calls spin and hang, from 8 connections');
     d = await daemon(`script: policy.js\n${RULES}`, { 'policy.js': SCRIPT }, ['--script-workers', String(SCRIPT_WORKERS)]);
     const abuse = runClientAs(HOSTILE_UID, HOSTILE_UID, ['abuse', d.socket, '8']);
@@ -163,7 +175,7 @@ export async function benchHostile(o: HostileBenchOptions): Promise<HostileBench
     await d.stop();
 
     const targets: HostileBenchResult['targets'] = {};
-    for (const k of ['fd_flood', 'garbage', 'script_abuse'] as const) {
+    for (const k of ['fd_flood', 'garbage', 'request_flood', 'script_abuse'] as const) {
       const value = scenarios[k].p99;
       targets[`legit_p99_ms_under_${k}`] = { value, limit: 50, ok: value <= 50 && scenarios[k].answered === o.requests };
     }
@@ -171,6 +183,7 @@ export async function benchHostile(o: HostileBenchOptions): Promise<HostileBench
       legit_p99_ms_quiet: scenarios.quiet.p99,
       legit_p99_ms_under_fd_flood: scenarios.fd_flood.p99,
       legit_p99_ms_under_garbage: scenarios.garbage.p99,
+      legit_p99_ms_under_request_flood: scenarios.request_flood.p99,
       legit_p99_ms_under_script_abuse: scenarios.script_abuse.p99,
       scenarios, hostile, targets,
       setup: { requests: o.requests, hostile_uid: HOSTILE_UID, legit_uid: LEGIT_UID },

@@ -248,19 +248,23 @@ export class AgentServer {
   private serve(c: Conn): void {
     if (c.sock.destroyed || c.closing) return;
     if (c.waiting) { this.pauseIfFull(c); return; }
-    if (c.nl && hasRequest(this.joined(c)!)) {
-      const room = this.shares.room(c.share);
-      if (room > 0) this.shares.spend(c.share, this.drain(c, room));
-      if (c.sock.destroyed || c.closing || c.waiting) return;
+    if (c.nl) {
+      let ask = hasRequest(this.joined(c)!);
+      const room = ask ? this.shares.room(c.share) : 0;
+      if (room > 0) {
+        this.shares.spend(c.share, this.drain(c, room));
+        if (c.sock.destroyed || c.closing || c.waiting) return;
+        ask = c.nl && hasRequest(this.joined(c)!);
+      }
+      if (c.nl) this.enqueue(c, ask);
     }
-    if (c.nl) this.enqueue(c);
     this.pauseIfFull(c);
     this.resumeIfRoom(c);
   }
 
-  /** Puts c in its user's queue of requests or of notifications, by what it holds. */
-  private enqueue(c: Conn): void {
-    const kind = hasRequest(this.joined(c)!) ? 'ask' : 'tell';
+  /** Puts c in its user's queue of requests (ask: it holds one) or of notifications. */
+  private enqueue(c: Conn, ask: boolean): void {
+    const kind = ask ? 'ask' : 'tell';
     if (c.queued === kind || c.queued === 'ask') return;
     c.queued = kind;
     (kind === 'ask' ? c.share.asks : c.share.tells).push(c);
@@ -318,7 +322,7 @@ export class AgentServer {
         const n = this.drain(c, Math.min(room, CONN_TURN_LINES, budget));
         this.shares.spend(u, n);
         budget -= n;
-        if (c.nl && !c.sock.destroyed && !c.closing && !c.waiting) this.enqueue(c);
+        if (c.nl && !c.sock.destroyed && !c.closing && !c.waiting) this.enqueue(c, hasRequest(this.joined(c)!));
         this.resumeIfRoom(c);
       }
     }

@@ -4,8 +4,10 @@
  * loses their own requests; the others' keep their share. Pure bookkeeping, no sockets: the
  * agent server (agents.ts) asks and tells. */
 
-/** Lines one user may have handled per event-loop turn (a turn is a few ms at most). */
-export const USER_TURN_LINES = 128;
+/** Lines one user may have handled per event-loop turn: a few ms of work at most, so another
+ * user's question waits that long behind them. (128 cost a busy single user 15 % of its
+ * decisions/s in `qos bench ab`: its own requests spilled into extra turns.) */
+export const USER_TURN_LINES = 512;
 /** Lines one connection may have handled per round of a background turn. */
 export const CONN_TURN_LINES = 32;
 /** Lines a background turn handles in all before it lets the event loop turn. */
