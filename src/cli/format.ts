@@ -41,5 +41,11 @@ export function formatFlows(flows: Rec[]): string {
 }
 
 export function formatDecision(r: Rec): string {
-  return `${r.time} ${r.event} pid=${r.pid} user=${r.user} fd=${r.fd} remote=${ep(r.remote)} rule=${r.rule ?? '-'} -> ${r.reply || '(none)'}${r.cached ? ' (cached)' : ''} ${r.exe}`;
+  return `${r.time} ${r.event} pid=${r.pid} user=${r.user} fd=${r.fd} remote=${ep(r.remote)} rule=${r.rule ?? '-'} -> ${shownReply(String(r.reply ?? ''))}${r.cached ? ' (cached)' : ''} ${r.exe}`;
+}
+
+/** A reply as a user reads it: without the agent's cache token (CACHE <generation>, which only
+ * says the agent may reuse the answer). */
+function shownReply(reply: string): string {
+  return reply.replace(/(^| )CACHE \d+$/, '') || '(none)';
 }

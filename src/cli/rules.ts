@@ -98,12 +98,15 @@ export function rulesCommand(print: (s: string) => void): Command {
     .option('--admin <path>', 'admin API socket', adminSocket()).option('--json', 'print JSON')
     .action(async (o: { admin: string; json?: boolean }) => {
       const s = await callJson<Record<string, unknown>>(o.admin, 'GET', '/v1/rules/status');
-      print(o.json ? JSON.stringify(s, null, 2) : Object.entries(s).map(([k, v]) => `${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`).join('\n'));
+      // absent facts (no problem, nothing applied yet) are not printed as "null"
+      print(o.json ? JSON.stringify(s, null, 2) : Object.entries(s).filter(([, v]) => v !== null && v !== undefined).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n'));
     });
 
-  rules.command('values').description('allowed values and defaults of every field')
-    .option('--admin <path>', 'admin API socket', adminSocket())
-    .action(async (o: { admin: string }) => print(JSON.stringify(await callJson(o.admin, 'GET', '/v1/rules/values'), null, 2)));
+  rules.command('values').description('allowed values and defaults of every field (fixed: no daemon needed)')
+    .action(async () => {
+      const { VALUES } = await import('../kernel/api.js');
+      print(JSON.stringify(VALUES, null, 2));
+    });
 
   ruleOptions(editOptions(rules.command('add').description('append a rule (before nothing: it is matched last)')))
     .action(async (o: RuleFlags & EditOpts) => edit(o, 'POST', '/v1/rules', { rule: ruleFromFlags(o) }, 'added', print));

@@ -1,0 +1,41 @@
+/* What the CLI prints for a user: no internal tokens, no "null"s, and fixed facts without a
+ * daemon. */
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DaemonChild, QOS_CLI } from '../daemon/child.js';
+import { formatDecision } from './format.js';
+
+const qos = (...args: string[]) => spawnSync(process.execPath, [QOS_CLI, ...args], { encoding: 'utf8' });
+
+test('a decision is shown without the agent cache token', () => {
+  const r = { time: 't', event: 'connect', pid: 1, user: 'u', fd: 3, remote: { address: '192.0.2.1', port: 443 }, rule: 'web', exe: '/x' };
+  assert.match(formatDecision({ ...r, reply: 'DSCP 34 CACHE 1795862445197000' }), /-> DSCP 34 \/x$/);
+  assert.match(formatDecision({ ...r, reply: 'CACHE 17', cached: true }), /-> \(none\) \(cached\) \/x$/);
+  assert.doesNotMatch(formatDecision({ ...r, reply: 'TOS 48 CACHE 3' }), /CACHE/);
+});
+
+test('qos rules values prints the fixed values with no daemon running', () => {
+  const r = qos('rules', 'values');
+  assert.equal(r.status, 0, r.stderr);
+  const v = JSON.parse(r.stdout) as { match: Record<string, unknown>; action: { dscp: string[] } };
+  assert.ok(v.action.dscp.includes('EF') && 'remote_port' in v.match);
+});
+
+test('qos rules status prints facts, not nulls', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-cli-'));
+  const d = await new DaemonChild(dir, 'rules: []\n', ['--kernel', 'off', '--nice', 'keep']).start();
+  try {
+    const r = qos('rules', 'status', '--admin', d.admin);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /problem: kernel rules are off/);
+    assert.doesNotMatch(r.stdout, /\bnull\b/);
+  } finally {
+    await d.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
