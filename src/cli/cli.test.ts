@@ -39,3 +39,16 @@ test('qos rules status prints facts, not nulls', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('qos daemon makes the directory of its sockets: a socket path in a missing directory works', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-cli-'));
+  const socket = join(dir, 'not', 'yet', 'agent.sock');
+  const d = await new DaemonChild(dir, 'rules: []\n', ['--kernel', 'off', '--nice', 'keep', '--socket', socket]).start();
+  try {
+    assert.match(d.log, /"qosd listening"/);
+    assert.equal(qos('status', '--admin', d.admin, '--json').status, 0);
+  } finally {
+    await d.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -78,7 +78,7 @@ program
   .command('run')
   .description('run an unmodified program with the protocol agent preloaded')
   .usage('[options] -- CMD [ARGS...]')
-  .option('--socket <path>', 'daemon socket the agent asks (must match `qos daemon --socket`)', agentSocket())
+  .option('--socket <path>', 'daemon socket the agent asks (must match `qos daemon --socket`; env QOSD_SOCKET)', agentSocket())
   .option('--timeout-ms <ms>', 'per-request timeout of the agent (default 50)', (v) => positiveInt(v, '--timeout-ms'))
   .option('--debug', 'let the agent print diagnostics on stderr')
   .argument('<cmd...>', 'the program and its arguments')

@@ -2,6 +2,7 @@
  * metrics together; reloads the policy atomically on SIGHUP or file change. */
 
 import { watch, type FSWatcher } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { availableParallelism, setPriority } from 'node:os';
 import { basename, dirname, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -120,6 +121,8 @@ export class Daemon {
   async start(): Promise<void> {
     const { doc, script, engine } = this.o.policy ? await loadPolicyOffLoop(this.o.policy) : builtIn();
     const pool = await this.startScript(script);
+    // the generation file lives beside the agent socket: its directory first (as listen() does)
+    await mkdir(dirname(resolve(this.o.socket)), { recursive: true, mode: 0o755 });
     this.generations = new GenerationFile(generationPath(this.o.socket));
     this.policy = {
       engine, generation: this.generations.next(), script: pool,
