@@ -14,9 +14,10 @@ import { asUser, testUser } from './e2e/users.js';
 
 const needsRoot = process.getuid?.() === 0 ? false : 'needs root (a second, unprivileged user plants the links)';
 
-function tmp(): { dir: string; done: () => void } {
+/** Runs fn in a new directory (mkdtemp: 0700, root's), removed after. */
+function inDir(fn: (dir: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-atomic-'));
-  return { dir, done: () => rmSync(dir, { recursive: true, force: true }) };
+  try { fn(dir); } finally { rmSync(dir, { recursive: true, force: true }); }
 }
 
 function run(argv: string[]): void {
@@ -26,14 +27,13 @@ function run(argv: string[]): void {
 
 test('links another user planted at every temporary name the old code used are not written through: the victim is unchanged, the file is ours', { skip: needsRoot }, () => {
   const mallory = testUser('fs-planter');
-  const t = tmp();
-  try {
-    chmodSync(t.dir, 0o755);
+  inDir((dir) => {
+    chmodSync(dir, 0o755);
     // a directory everyone can write in (sticky, like /tmp), given as --rules or an output
-    const shared = join(t.dir, 'shared');
+    const shared = join(dir, 'shared');
     mkdirSync(shared);
     chmodSync(shared, 0o1777);
-    const victimDir = join(t.dir, 'etc');
+    const victimDir = join(dir, 'etc');
     mkdirSync(victimDir);
     const victim = join(victimDir, 'shadow');
     writeFileSync(victim, 'root:secret:1:0:99999:7:::\n', { mode: 0o600 });
@@ -46,33 +46,27 @@ test('links another user planted at every temporary name the old code used are n
     assert.ok(st.isFile(), 'the store is a regular file, not the planted link');
     assert.equal(st.uid, 0);
     assert.equal(readFileSync(store, 'utf8'), '{"qosd_rules":1}\n');
-  } finally {
-    t.done();
-  }
+  });
 });
 
 test('a symbolic link at the target is refused with the reason; the file it points to is unchanged', () => {
-  const t = tmp();
-  try {
-    const real = join(t.dir, 'real.json');
+  inDir((dir) => {
+    const real = join(dir, 'real.json');
     writeFileSync(real, 'old\n');
-    const link = join(t.dir, 'out.json');
+    const link = join(dir, 'out.json');
     symlinkSync(real, link);
     assert.throws(() => writeFileAtomic(link, 'new\n'), (e: unknown) => e instanceof QosError && e.code === 'QOS_ERR_UNSAFE_PATH' && /out\.json is a symbolic link/.test(e.message));
     assert.equal(readFileSync(real, 'utf8'), 'old\n');
     assert.ok(lstatSync(link).isSymbolicLink());
-    assert.deepEqual(readdirSync(t.dir).sort(), ['out.json', 'real.json'], 'no temporary file is left');
-  } finally {
-    t.done();
-  }
+    assert.deepEqual(readdirSync(dir).sort(), ['out.json', 'real.json'], 'no temporary file is left');
+  });
 });
 
 test('temporary names are unpredictable: random, not the pid, new at each write', () => {
-  const t = tmp();
-  try {
-    const target = join(t.dir, 'rules.json');
+  inDir((dir) => {
+    const target = join(dir, 'rules.json');
     const a = stageFile(target, 'a'), b = stageFile(target, 'b');
-    const names = readdirSync(t.dir).sort();
+    const names = readdirSync(dir).sort();
     assert.equal(names.length, 2);
     for (const n of names) {
       assert.match(n, /^\.rules\.json\.[A-Za-z0-9_-]{16}\.tmp$/);
@@ -80,17 +74,14 @@ test('temporary names are unpredictable: random, not the pid, new at each write'
     }
     a.discard();
     b.commit();
-    assert.deepEqual(readdirSync(t.dir), ['rules.json']);
+    assert.deepEqual(readdirSync(dir), ['rules.json']);
     assert.equal(readFileSync(target, 'utf8'), 'b');
-  } finally {
-    t.done();
-  }
+  });
 });
 
 test('a new file gets mode 0644, a replaced file keeps its mode, or the mode asked for', () => {
-  const t = tmp();
-  try {
-    const f = join(t.dir, 'f');
+  inDir((dir) => {
+    const f = join(dir, 'f');
     writeFileAtomic(f, '1');
     assert.equal(statSync(f).mode & 0o777, 0o644);
     chmodSync(f, 0o600);
@@ -98,49 +89,41 @@ test('a new file gets mode 0644, a replaced file keeps its mode, or the mode ask
     assert.equal(statSync(f).mode & 0o777, 0o600);
     writeFileAtomic(f, '3', { mode: 0o640 });
     assert.equal(statSync(f).mode & 0o777, 0o640);
-  } finally {
-    t.done();
-  }
+  });
 });
 
 test('a write that fails (the file system is full) leaves the old file intact and no temporary file', { skip: needsRoot }, () => {
-  const t = tmp();
-  try {
-    run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', t.dir]);
+  inDir((dir) => {
+    run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
     try {
-      const f = join(t.dir, 'rules.json');
+      const f = join(dir, 'rules.json');
       writeFileAtomic(f, 'saved by the user\n');
       assert.throws(() => writeFileAtomic(f, 'x'.repeat(1 << 20)), /ENOSPC/);
       assert.equal(readFileSync(f, 'utf8'), 'saved by the user\n');
-      assert.deepEqual(readdirSync(t.dir), ['rules.json']);
+      assert.deepEqual(readdirSync(dir), ['rules.json']);
     } finally {
-      run(['umount', t.dir]);
+      run(['umount', dir]);
     }
-  } finally {
-    t.done();
-  }
+  });
 });
 
 test('stale temporary files are removed: ours by name only, links themselves (not their targets), nothing else', () => {
-  const t = tmp();
-  try {
-    const store = join(t.dir, 'rules.json');
-    const victim = join(t.dir, 'victim');
+  inDir((dir) => {
+    const store = join(dir, 'rules.json');
+    const victim = join(dir, 'victim');
     writeFileSync(victim, 'keep');
     writeFileSync(store, 'store');
     const ours = ['.rules.json.4242.tmp', '.rules.json.AbCdEfGhIjKlMnOp.tmp', '.rules.json.a-b_c-d_e-f_g-h_.tmp'];
-    for (const n of ours.slice(0, 2)) writeFileSync(join(t.dir, n), 'half');
-    symlinkSync(victim, join(t.dir, ours[2]!));
+    for (const n of ours.slice(0, 2)) writeFileSync(join(dir, n), 'half');
+    symlinkSync(victim, join(dir, ours[2]!));
     const others = ['.rules.json.tmp', '.rules.json.4242.tmp.bak', '.other.json.4242.tmp', 'notes.tmp', '.rules.json.short.tmp'];
-    for (const n of others) writeFileSync(join(t.dir, n), 'other');
-    mkdirSync(join(t.dir, '.rules.json.4243.tmp'));
+    for (const n of others) writeFileSync(join(dir, n), 'other');
+    mkdirSync(join(dir, '.rules.json.4243.tmp'));
     assert.deepEqual(removeStaleTemps(store).sort(), [...ours].sort());
-    for (const n of ours) assert.ok(!existsSync(join(t.dir, n)) && !isLink(join(t.dir, n)), n);
-    for (const n of [...others, '.rules.json.4243.tmp', 'rules.json', 'victim']) assert.ok(existsSync(join(t.dir, n)), n);
+    for (const n of ours) assert.ok(!existsSync(join(dir, n)) && !isLink(join(dir, n)), n);
+    for (const n of [...others, '.rules.json.4243.tmp', 'rules.json', 'victim']) assert.ok(existsSync(join(dir, n)), n);
     assert.equal(readFileSync(victim, 'utf8'), 'keep');
-  } finally {
-    t.done();
-  }
+  });
 });
 
 function isLink(p: string): boolean {
