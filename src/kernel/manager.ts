@@ -4,12 +4,13 @@
  * transaction, and only then saved (atomically): a refused edit changes nothing. An edit
  * based on an older revision than the stored one is refused (QOS_ERR_RULES_STALE). */
 
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { z } from 'zod';
-import { stageFile, type StagedFile } from '../atomic-file.js';
+import { removeStaleTemps, stageFile, type StagedFile } from '../atomic-file.js';
 import { QosError } from '../errors.js';
 import { dotted, duplicateNames, parseValidated } from '../policy/load.js';
+import { checkDirectory, readTextFile } from '../secure-path.js';
 import type { PolicyDoc } from '../policy/schema.js';
 import { MAX_RULE_NUM, planTable, type TablePlan } from './layers.js';
 import { nftUnavailable, NftTable, type Counter, type NftDoc } from './nft.js';
@@ -25,6 +26,8 @@ export interface KernelOptions {
 }
 
 const StoreSchema = RuleSetSchema.extend({ revision: z.number().int().min(0) });
+/** What the daemon reads of its store into its heap: 65,535 rules as it writes them are 12 MB. */
+const STORE_MAX_BYTES = 16 * 2 ** 20;
 
 /** Where each policy rule is enforced. */
 export interface Placement { position: number; name?: string; where: 'agent+kernel' | 'agent'; reason?: string }
@@ -109,12 +112,26 @@ export class KernelRules {
     this.nft = new NftTable(o.table);
   }
 
-  /** Loads the stored set and, unless kernel rules are off or unavailable, applies it. */
+  /** Loads the stored set and, unless kernel rules are off or unavailable, applies it. The
+   * store must be where no other user can change it (QOS_ERR_UNSAFE_PATH otherwise); what a
+   * killed daemon left of a save is removed. */
   async start(policy: PolicyDoc): Promise<void> {
     this.policy = policyPlacement(policy, this.names);
-    if (existsSync(this.o.rulesFile)) {
-      const text = readFileSync(this.o.rulesFile, 'utf8');
-      const doc = parseValidated(text, this.o.rulesFile, StoreSchema, 'QOS_ERR_RULES_INVALID', (raw, d) => setProblems(raw, d, this.names));
+    const file = this.o.rulesFile;
+    checkDirectory(dirname(file), 'the kernel rule store', file);
+    let text: string | null = null;
+    try {
+      const stale = removeStaleTemps(file);
+      if (stale.length) this.o.log.info({ dir: dirname(file), files: stale }, 'removed temporary files of an interrupted save');
+      text = await readTextFile(file, {
+        maxBytes: STORE_MAX_BYTES, trustedAs: 'the kernel rule store',
+        tooBig: (n) => new QosError('QOS_ERR_RULES_INVALID', `${file}: too large`, [{ file, message: `${n} bytes; the store may have at most ${STORE_MAX_BYTES / 2 ** 20} MiB` }]),
+      });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    if (text !== null) {
+      const doc = parseValidated(text, file, StoreSchema, 'QOS_ERR_RULES_INVALID', (raw, d) => setProblems(raw, d, this.names));
       const { revision, ...set } = doc;
       this.set = set;
       this.revision = revision;
@@ -165,8 +182,8 @@ export class KernelRules {
       let stageError: unknown;
       const stage = () => {
         try {
-          mkdirSync(dirname(this.o.rulesFile), { recursive: true });
-          staged = stageFile(this.o.rulesFile, ruleSetText(next, this.revision + 1));
+          mkdirSync(dirname(this.o.rulesFile), { recursive: true, mode: 0o755 });
+          staged = stageFile(this.o.rulesFile, ruleSetText(next, this.revision + 1), { mode: 0o644 });
         } catch (e) { stageError = e; }
       };
       let report: ApplyReport;

@@ -1,11 +1,12 @@
 /* Reads a policy file (YAML, or JSON which YAML accepts) and validates it, reporting every
- * problem at once with line and column, as a compiler would. */
+ * problem at once with line and column, as a compiler would. Free of daemon state: it may
+ * run in a worker thread. */
 
-import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
 import type { z } from 'zod';
 import { QosError, type ErrorCode, type Problem } from '../errors.js';
+import { readTextFile } from '../secure-path.js';
 import { PolicySchema, type PolicyDoc } from './schema.js';
 
 function position(doc: Document, lc: LineCounter, path: readonly PropertyKey[]): { line?: number; col?: number } {
@@ -121,26 +122,41 @@ export interface PolicyScript {
   kind: 'js' | 'tcl';
 }
 
-/** Reads and validates a policy file, and reads the script it names. */
-export async function loadPolicyFile(path: string): Promise<{ doc: PolicyDoc; text: string; script: PolicyScript | null }> {
+/** Reads and validates a policy file, and reads the script it names. By default both must be
+ * files only root or the daemon's user can change (secure-path.ts: the daemon runs what they
+ * say as root); `anyPath` reads them wherever they are (`qos policy check`). */
+export async function loadPolicyFile(path: string, o: { anyPath?: boolean } = {}): Promise<{ doc: PolicyDoc; text: string; script: PolicyScript | null }> {
+  const trustedAs = o.anyPath ? undefined : 'the policy';
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = await readTextFile(path, {
+      maxBytes: POLICY_MAX_BYTES, trustedAs,
+      tooBig: (n, atLeast) => new QosError('QOS_ERR_POLICY_INVALID', `${path}: too large`, [{ file: path, message: `${atLeast ? `more than ${POLICY_MAX_BYTES}` : n} bytes; a policy may have at most ${POLICY_MAX_BYTES / 2 ** 20} MiB` }]),
+    });
   } catch (e) {
+    if (e instanceof QosError) throw e;
     throw new QosError('QOS_ERR_POLICY_IO', `cannot read policy ${path}: ${(e as Error).message}`, [], { cause: e });
   }
   const doc = parsePolicy(text, path);
   if (!doc.script) return { doc, text, script: null };
   const scriptPath = resolve(dirname(path), doc.script);
   const kind = /\.tcl$/.test(scriptPath) ? 'tcl' : 'js';
+  const at = /^script:\s*/m.exec(text);
+  const problem = (message: string) => ({ file: path, line: at ? text.slice(0, at.index).split('\n').length : undefined, col: at ? at[0].length + 1 : undefined, path: 'script', message });
   let source: string;
   try {
-    source = await readFile(scriptPath, 'utf8');
+    source = await readTextFile(scriptPath, {
+      maxBytes: SCRIPT_MAX_BYTES, trustedAs: o.anyPath ? undefined : 'the policy script',
+      tooBig: (n, atLeast) => new QosError('QOS_ERR_POLICY_INVALID', `${path}: 1 error(s)`, [problem(`${scriptPath}: ${atLeast ? `more than ${SCRIPT_MAX_BYTES}` : n} bytes; a script may have at most ${SCRIPT_MAX_BYTES / 2 ** 20} MiB`)]),
+    });
   } catch (e) {
-    const at = /^script:\s*/m.exec(text);
-    const line = at ? text.slice(0, at.index).split('\n').length : undefined;
-    const problem = { file: path, line, col: at ? at[0].length + 1 : undefined, path: 'script', message: `cannot read ${scriptPath}: ${(e as Error).message}` };
-    throw new QosError('QOS_ERR_POLICY_INVALID', `${path}: 1 error(s)`, [problem], { cause: e });
+    if (e instanceof QosError) throw e;
+    throw new QosError('QOS_ERR_POLICY_INVALID', `${path}: 1 error(s)`, [problem(`cannot read ${scriptPath}: ${(e as Error).message}`)], { cause: e });
   }
   return { doc, text, script: { path: scriptPath, source, kind } };
 }
+
+/** What the daemon reads into its heap: a policy (10,000 rules as JSON are 1.6 MB), a script
+ * (compiled in a sandbox with its own memory cap). */
+const POLICY_MAX_BYTES = 4 * 2 ** 20;
+const SCRIPT_MAX_BYTES = 4 * 2 ** 20;
