@@ -1,8 +1,9 @@
 /* What a hostile local user can do to the daemon with files (issue 15), against real daemons
  * and a real unprivileged user: a policy or rule store where others can write, or owned by
  * them, or a link, is refused at start (and the old policy kept at reload) with the path and
- * the reason; what a killed save left is removed at start; a save that fails leaves the
- * stored file as it was. */
+ * the reason; what a killed save left is removed at start; a document built to exhaust the
+ * daemon (a YAML alias bomb, 24 MB) is refused as invalid input, not an internal error; a
+ * save that fails leaves the stored file as it was. */
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +17,7 @@ import { DaemonChild, QOS_CLI } from './child.js';
 
 const skip = process.getuid?.() === 0 ? false : 'needs root (an unprivileged user is the attacker; files are given to them)';
 const POLICY = 'rules:\n  - { name: web, match: { remote_port: 443 }, action: { dscp: AF21 } }\n';
+const BOMB = `${['a: &a ["x","x","x","x","x","x","x","x","x"]', ...'bcdefghi'.split('').map((c, i) => `${c}: &${c} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(',')}]`)].join('\n')}\nrules: []\n`;
 
 const dirs: string[] = [];
 after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
@@ -152,6 +154,42 @@ test('a reload that finds the policy where other users can write keeps the old p
     chmodSync(d, 0o700);
     const ok = await callJson<{ ok: boolean; rules: number }>(daemon.admin, 'POST', '/v1/reload');
     assert.deepEqual(ok, { ok: true, rules: 2 });
+  } finally {
+    await daemon.stop();
+  }
+});
+
+test('a YAML alias bomb and a 24 MB policy are invalid input (exit 65, where and why, no stack trace): at start, at reload (the old policy stays), in `qos policy check` and `qos rules validate`', { skip }, async () => {
+  const d = newDir();
+  const bomb = join(d, 'bomb.yaml');
+  writeFileSync(bomb, BOMB);
+  const huge = join(d, 'huge.yaml');
+  writeFileSync(huge, `rules:\n${'  - { match: { remote_port: 443, proto: tcp }, action: { dscp: AF21 } }\n'.repeat(24 * 2 ** 20 / 68)}`);
+  for (const [file, why] of [[bomb, /bomb\.yaml:9:\d+: .*more than \d+ values in the policy, counting each time a YAML alias repeats one/], [huge, /huge\.yaml: \d+ bytes: a policy may have at most 4 MiB as JSON/]] as const) {
+    let r = qos(['policy', 'check', file]);
+    assert.equal(r.status, 65, r.out);
+    assertClear(r.out, why);
+    r = daemonRefused(file, join(d, 'rules.json'));
+    assert.equal(r.status, 65, r.out);
+    assertClear(r.out, why);
+  }
+  const setBomb = join(d, 'set.yaml');
+  writeFileSync(setBomb, `qosd_rules: 1\n${BOMB}`);
+  const r = qos(['rules', 'validate', setBomb]);
+  assert.equal(r.status, 65, r.out);
+  assertClear(r.out, /more than \d+ values in the rule set/);
+
+  const daemon = await new DaemonChild(newDir(), POLICY, ['--kernel', 'off', '--nice', 'keep']).start();
+  try {
+    for (const text of [BOMB, readFileSync(huge, 'utf8')]) {
+      writeFileSync(daemon.policyFile, text);
+      const re = await callJson<{ ok: boolean; rules: number; error?: { code: string } }>(daemon.admin, 'POST', '/v1/reload');
+      assert.equal(re.ok, false);
+      assert.equal(re.error?.code, 'QOS_ERR_POLICY_INVALID');
+      assert.equal(re.rules, 1, 'the old policy stays');
+    }
+    const status = await callJson<{ policy: { rules: number } }>(daemon.admin, 'GET', '/v1/status');
+    assert.equal(status.policy.rules, 1);
   } finally {
     await daemon.stop();
   }
