@@ -2,7 +2,7 @@
  * there): its (r, b) curve on log axes with the knee marked, and its cumulative traffic d(t)
  * against the suggested token bucket's line b + r t. */
 
-import { renameSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../atomic-file.js';
 import { QosError } from '../errors.js';
@@ -70,14 +70,15 @@ export function writePlot(out: string, svg: string): void {
   if (!out.endsWith('.png')) throw new QosError('QOS_ERR_USAGE', `--plot ${out}: name an .svg or a .png file`);
   const browser = findChromium();
   if (!browser) throw new QosError('QOS_ERR_ENVIRONMENT', '--plot to PNG needs Chromium (apt-get install chromium); an .svg needs nothing');
-  const tmpSvg = join(dirname(out), `.${basename(out)}.${process.pid}.svg`);
-  const tmpPng = join(dirname(out), `.${basename(out)}.${process.pid}.png`);
-  writeFileAtomic(tmpSvg, svg);
+  // Chromium writes the PNG by name, following links: it works in a directory of our own
+  // (mkdtemp: new, 0700, an unguessable name), and the result is put in place atomically.
+  const tmp = mkdtempSync(join(dirname(out), `.${basename(out)}.`));
   try {
-    screenshot(browser, tmpSvg, tmpPng, 800, 2 * H);
-    renameSync(tmpPng, out);
+    const svgFile = join(tmp, 'plot.svg'), pngFile = join(tmp, 'plot.png');
+    writeFileSync(svgFile, svg);
+    screenshot(browser, svgFile, pngFile, 800, 2 * H);
+    writeFileAtomic(out, readFileSync(pngFile));
   } finally {
-    rmSync(tmpSvg, { force: true });
-    rmSync(tmpPng, { force: true });
+    rmSync(tmp, { recursive: true, force: true });
   }
 }

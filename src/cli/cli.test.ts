@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
@@ -49,6 +49,21 @@ test('qos daemon makes the directory of its sockets: a socket path in a missing 
     assert.equal(qos('status', '--admin', d.admin, '--json').status, 0);
   } finally {
     await d.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a daemon whose start fails after its script workers started exits with the error (a bad rule store)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-cli-'));
+  try {
+    writeFileSync(join(dir, 'policy.yaml'), 'script: p.js\n');
+    writeFileSync(join(dir, 'p.js'), "export function Connect(ev) { return { dscp: 'EF' }; }\n");
+    writeFileSync(join(dir, 'rules.json'), '{ "qosd_rules": 1, "revision": 1, "enabled": true, "rules": [ { "match": { "remote": "10.0.0.300" }, "action": { "dscp": "EF" } } ] }\n');
+    const r = spawnSync(process.execPath, [QOS_CLI, 'daemon', '--socket', join(dir, 'a.sock'), '--admin', join(dir, 'b.sock'), '--policy', join(dir, 'policy.yaml'),
+      '--rules', join(dir, 'rules.json'), '--kernel', 'off', '--nice', 'keep'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 65, `exit ${r.status} (signal ${r.signal}): ${r.stderr.slice(-500)}`);
+    assert.match(r.stderr, /rules\.json/);
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -25,13 +25,13 @@ program
   .description('run the policy daemon (agents ask it how to treat each socket)')
   .option('--socket <path>', 'agent socket (env QOSD_SOCKET)', agentSocket())
   .option('--admin <path>', 'admin API socket (env QOSD_ADMIN)', adminSocket())
-  .option('--policy <file>', 'policy file, YAML or JSON (default: the built-in policy; `qos policy default` shows it)')
+  .option('--policy <file>', 'policy file, YAML or JSON, where only root (or the daemon\'s user) can change it (default: the built-in policy; `qos policy default` shows it)')
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace', 'info')
   .option('--nice <n>', 'scheduling priority to take at start, -20..19, or "keep" (default -10: agents wait for the daemon)', niceValue)
   .option('--script-workers <n>', 'worker threads for a policy script (default: the number of cores, at least 2)', (v) => positiveInt(v, '--script-workers'))
   .option('--script-deadline-ms <ms>', 'deadline of one script call', (v) => positiveInt(v, '--script-deadline-ms'), 10)
   .option('--script-memory-mb <mb>', 'memory cap of a script', (v) => positiveInt(v, '--script-memory-mb'), 32)
-  .option('--rules <file>', 'where the kernel rule set is kept (`qos rules`)', DEFAULT_RULES_FILE)
+  .option('--rules <file>', 'where the kernel rule set is kept (`qos rules`), in a directory only root (or the daemon\'s user) can write', DEFAULT_RULES_FILE)
   .option('--kernel <mode>', 'kernel rules (nftables): auto (if nft works), on (fail if not), off', 'auto')
   .option('--nft-table <name>', 'the nftables table qosd owns (family inet)', DEFAULT_NFT_TABLE)
   .option('--admin-group <group>', 'a group (name or gid) whose members may use the admin API besides root (default: root only)')
@@ -43,6 +43,9 @@ program
     adminGroup?: string; maxConnectionsPerUser?: number; maxConnections?: number; maxFlowsPerUser: number; maxFlows: number }) => {
     if (o.kernel !== 'auto' && o.kernel !== 'on' && o.kernel !== 'off') throw new QosError('QOS_ERR_USAGE', `--kernel takes auto, on or off, not "${o.kernel}"`);
     if (!/^[A-Za-z_][\w-]{0,63}$/.test(o.nftTable)) throw new QosError('QOS_ERR_USAGE', `--nft-table takes a name of letters, digits, _ and -, not "${o.nftTable}"`);
+    // refused before anything starts: the daemon reads and rewrites it as root (secure-path.ts)
+    const { checkTrustedPath } = await import('../secure-path.js');
+    checkTrustedPath(o.rules, 'the kernel rule store');
     const { Daemon } = await import('../daemon/daemon.js');
     const agentLimits = {
       ...(o.maxConnections ? { connections: o.maxConnections, rootReserve: Math.max(1, Math.floor(o.maxConnections / 10)) } : {}),
@@ -158,7 +161,7 @@ policy
     const { loadPolicyFile } = await import('../policy/load.js');
     const { checkScript } = await import('../script/check.js');
     try {
-      const { doc, script } = await loadPolicyFile(file);
+      const { doc, script } = await loadPolicyFile(file, { anyPath: true });
       const handlers = script ? await checkScript(script) : [];
       const { policyPlacement } = await import('../kernel/manager.js');
       const { placements } = policyPlacement(doc);

@@ -1,6 +1,5 @@
 /* `qos rules ...`: the kernel rule set through the daemon's admin API (kernel/api.ts). */
 
-import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { QosError } from '../errors.js';
 import { adminSocket } from './paths.js';
@@ -124,7 +123,8 @@ export function rulesCommand(print: (s: string) => void): Command {
     .action(async (o: EditOpts) => edit(o, 'POST', '/v1/rules/disable', {}, 'disabled', print));
   editOptions(rules.command('import').description('replace the whole set with a rule-set file (as `export` writes); refused whole if any rule is bad').argument('<file>', 'a file, or - for standard input'))
     .action(async (file: string, o: EditOpts) => {
-      const text = readText(file);
+      const { readRuleSetFile } = await import('../kernel/manager.js');
+      const text = await readRuleSetFile(file);
       await edit(o, 'POST', '/v1/rules/import', { text, file }, `imported ${file}`, print);
     });
 
@@ -138,13 +138,9 @@ export function rulesCommand(print: (s: string) => void): Command {
   rules.command('validate').description('check a rule-set file without applying it: every error, with line and column')
     .argument('<file>', 'a file, or - for standard input')
     .action(async (file: string) => {
-      const { parseRuleSet } = await import('../kernel/manager.js');
-      const doc = parseRuleSet(readText(file), file);
+      const { parseRuleSet, readRuleSetFile } = await import('../kernel/manager.js');
+      const doc = parseRuleSet(await readRuleSetFile(file), file);
       print(`${file}: ok, ${doc.rules.length} rules${doc.enabled ? '' : ' (disabled)'}`);
     });
   return rules;
-}
-
-function readText(file: string): string {
-  try { return readFileSync(file === '-' ? 0 : file, 'utf8'); } catch (e) { throw new QosError('QOS_ERR_POLICY_IO', `cannot read ${file}: ${(e as Error).message}`); }
 }

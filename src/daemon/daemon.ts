@@ -111,16 +111,30 @@ export class Daemon {
   private reloadTimer: NodeJS.Timeout | null = null;
   private readonly started = Date.now();
   private decisionCount = 0;
+  /** the script host started by start() before the policy is in place (stopped if start fails) */
+  private pendingScript: ScriptPool | TclHost | null = null;
 
   constructor(private readonly o: DaemonOptions) {
     this.log = o.log ?? pino({ level: o.logLevel ?? 'info', base: { svc: 'qosd' } });
     this.flows = new FlowTable(Date.now, o.maxFlows, o.maxFlowsPerUser);
   }
 
-  /** Loads the policy and opens both sockets; throws QosError if the policy is invalid. */
+  /** Loads the policy and opens both sockets; throws QosError if the policy is invalid. A
+   * start that fails stops what it had started (script workers, sockets, the table), so the
+   * process can exit. */
   async start(): Promise<void> {
+    try {
+      await this.startAll();
+    } catch (e) {
+      await this.stop().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private async startAll(): Promise<void> {
     const { doc, script, engine } = this.o.policy ? await loadPolicyOffLoop(this.o.policy) : builtIn();
     const pool = await this.startScript(script);
+    this.pendingScript = pool;
     // the generation file lives beside the agent socket: its directory first (as listen() does)
     await mkdir(dirname(resolve(this.o.socket)), { recursive: true, mode: 0o755 });
     this.generations = new GenerationFile(generationPath(this.o.socket));
@@ -206,7 +220,7 @@ export class Daemon {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.reloadTimer) clearTimeout(this.reloadTimer);
     this.generations?.close();
-    await Promise.all([this.agents?.close(), this.admin?.close(), this.policy?.script?.close(), this.kernel?.stop()]);
+    await Promise.all([this.agents?.close(), this.admin?.close(), this.policy?.script?.close() ?? this.pendingScript?.close(), this.kernel?.stop()]);
     this.log.info('qosd stopped');
   }
 

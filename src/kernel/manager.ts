@@ -4,16 +4,18 @@
  * transaction, and only then saved (atomically): a refused edit changes nothing. An edit
  * based on an older revision than the stored one is refused (QOS_ERR_RULES_STALE). */
 
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { z } from 'zod';
-import { stageFile, type StagedFile } from '../atomic-file.js';
+import { removeStaleTemps, stageFile, type StagedFile } from '../atomic-file.js';
+import { dotted, parseValidated, tooBig, type DocKind, type DocLimits } from '../document.js';
 import { QosError } from '../errors.js';
-import { dotted, duplicateNames, parseValidated } from '../policy/load.js';
+import { duplicateNames } from '../policy/load.js';
+import { checkDirectory, readTextFile } from '../secure-path.js';
 import type { PolicyDoc } from '../policy/schema.js';
 import { MAX_RULE_NUM, planTable, type TablePlan } from './layers.js';
 import { nftUnavailable, NftTable, type Counter, type NftDoc } from './nft.js';
-import { kernelAction, KernelRuleSchema, policyRuleInKernel, ruleAtoms, ruleProblems, RuleSetSchema, systemNames, type Atom, type KAction, type KernelRuleDoc, type KRule, type Names, type RuleSetDoc } from './rules.js';
+import { atomCount, kernelAction, KernelRuleSchema, MAX_ATOMS_PER_SET, policyRuleInKernel, ruleAtoms, ruleProblems, RuleSetSchema, systemNames, type Atom, type KAction, type KernelRuleDoc, type KRule, type Names, type RuleSetDoc } from './rules.js';
 
 export type KernelMode = 'auto' | 'on' | 'off';
 
@@ -25,6 +27,36 @@ export interface KernelOptions {
 }
 
 const StoreSchema = RuleSetSchema.extend({ revision: z.number().int().min(0) });
+
+/** The largest rule set accepted (docs/kernel-rules.md, "Limits"; measured with
+ * `node dist/bench/documents.js rules`): 65,535 rules as `qos rules export` writes them
+ * (JSON, 12 MB) load, and no document these let through costs more than they do. */
+export const RULE_SET_LIMITS: DocLimits = {
+  bytes: 16 * 2 ** 20,
+  yamlBytes: 128 * 2 ** 10,
+  values: 1_000_000,
+  ruleValues: 10_000,
+  rules: 65_535,
+};
+
+/** A rule-set file, or the store (with its revision), as a kind of document. */
+function ruleSetKind<S extends typeof RuleSetSchema | typeof StoreSchema>(schema: S, names: Names): DocKind<S> {
+  return {
+    name: 'rule set', code: 'QOS_ERR_RULES_INVALID', schema, rule: KernelRuleSchema, limits: RULE_SET_LIMITS,
+    docs: 'docs/kernel-rules.md, "Limits"', extra: (raw, set) => setProblems(raw, set, names),
+  };
+}
+
+/** Reads a rule-set file (or standard input, "-") of at most the limit. */
+export async function readRuleSetFile(file: string): Promise<string> {
+  const kind = ruleSetKind(RuleSetSchema, systemNames());
+  try {
+    return await readTextFile(file === '-' ? '/dev/stdin' : file, { maxBytes: RULE_SET_LIMITS.bytes, tooBig: (n, atLeast) => tooBig(kind, file, n, atLeast) });
+  } catch (e) {
+    if (e instanceof QosError) throw e;
+    throw new QosError('QOS_ERR_POLICY_IO', `cannot read ${file}: ${(e as Error).message}`);
+  }
+}
 
 /** Where each policy rule is enforced. */
 export interface Placement { position: number; name?: string; where: 'agent+kernel' | 'agent'; reason?: string }
@@ -44,15 +76,18 @@ export function policyPlacement(doc: PolicyDoc, names: Names = systemNames()): {
 /** Parses and checks rule-set text (JSON or YAML) whole; throws QOS_ERR_RULES_INVALID
  * listing every problem with line, column and path. */
 export function parseRuleSet(text: string, file: string, names: Names = systemNames()): RuleSetDoc {
-  return parseValidated(text, file, RuleSetSchema, 'QOS_ERR_RULES_INVALID', (raw, set) => setProblems(raw, set, names));
+  return parseValidated(text, file, ruleSetKind(RuleSetSchema, names));
 }
 
 type Problem = { path: PropertyKey[]; message: string };
 
-/** What a rule set's schema cannot check: unique names, and each rule's ruleProblems. */
+/** What a rule set's schema cannot check: unique names, the atoms of the whole set, and each
+ * rule's ruleProblems (not made when the set has too many atoms: that is what they cost). */
 function setProblems(raw: unknown, set: RuleSetDoc | undefined, names: Names, problemsOf = (r: KernelRuleDoc) => ruleProblems(r, names)): Problem[] {
   const out = duplicateNames(raw);
-  set?.rules.forEach((r, i) => { for (const p of problemsOf(r)) out.push({ path: ['rules', i, ...p.path], message: p.message }); });
+  const atoms = set?.rules.reduce((n, r) => n + atomCount(r.match), 0) ?? 0;
+  if (atoms > MAX_ATOMS_PER_SET) out.push({ path: ['rules'], message: `the rules' lists make ${atoms} combinations (atoms) in all; a rule set may make at most ${MAX_ATOMS_PER_SET} (docs/kernel-rules.md, "Limits")` });
+  else set?.rules.forEach((r, i) => { for (const p of problemsOf(r)) out.push({ path: ['rules', i, ...p.path], message: p.message }); });
   return out;
 }
 
@@ -109,12 +144,23 @@ export class KernelRules {
     this.nft = new NftTable(o.table);
   }
 
-  /** Loads the stored set and, unless kernel rules are off or unavailable, applies it. */
+  /** Loads the stored set and, unless kernel rules are off or unavailable, applies it. The
+   * store must be where no other user can change it (QOS_ERR_UNSAFE_PATH otherwise); what a
+   * killed daemon left of a save is removed. */
   async start(policy: PolicyDoc): Promise<void> {
     this.policy = policyPlacement(policy, this.names);
-    if (existsSync(this.o.rulesFile)) {
-      const text = readFileSync(this.o.rulesFile, 'utf8');
-      const doc = parseValidated(text, this.o.rulesFile, StoreSchema, 'QOS_ERR_RULES_INVALID', (raw, d) => setProblems(raw, d, this.names));
+    const file = this.o.rulesFile;
+    checkDirectory(dirname(file), 'the kernel rule store', file);
+    let text: string | null = null;
+    try {
+      const stale = removeStaleTemps(file);
+      if (stale.length) this.o.log.info({ dir: dirname(file), files: stale }, 'removed temporary files of an interrupted save');
+      text = await readTextFile(file, { maxBytes: RULE_SET_LIMITS.bytes, tooBig: (n, atLeast) => tooBig(ruleSetKind(StoreSchema, this.names), file, n, atLeast), trustedAs: 'the kernel rule store' });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    if (text !== null) {
+      const doc = parseValidated(text, file, ruleSetKind(StoreSchema, this.names));
       const { revision, ...set } = doc;
       this.set = set;
       this.revision = revision;
@@ -165,8 +211,8 @@ export class KernelRules {
       let stageError: unknown;
       const stage = () => {
         try {
-          mkdirSync(dirname(this.o.rulesFile), { recursive: true });
-          staged = stageFile(this.o.rulesFile, ruleSetText(next, this.revision + 1));
+          mkdirSync(dirname(this.o.rulesFile), { recursive: true, mode: 0o755 });
+          staged = stageFile(this.o.rulesFile, ruleSetText(next, this.revision + 1), { mode: 0o644 });
         } catch (e) { stageError = e; }
       };
       let report: ApplyReport;

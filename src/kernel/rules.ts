@@ -23,6 +23,10 @@ export const PROTOCOLS: Readonly<Record<string, number>> = Object.freeze({ tcp: 
 const PORTED = new Set([6, 17, 132, 136]);
 /** At most this many atoms (combinations of listed values) per rule. */
 export const MAX_ATOMS_PER_RULE = 4096;
+/** And in a whole rule set: 65,535 rules of up to four atoms each (a port rule for both
+ * families and both protocols); more would cost seconds to check and far more to apply
+ * (docs/kernel-rules.md, "Limits"). */
+export const MAX_ATOMS_PER_SET = 262_144;
 
 const protoField = z.union([z.enum(Object.keys(PROTOCOLS) as [string, ...string[]]), z.number().int().min(0).max(255)], {
   error: `expected a protocol (${Object.keys(PROTOCOLS).join(', ')}) or a number 0-255`,
@@ -175,7 +179,8 @@ export function ruleProblems(r: KernelRuleDoc, names: Names): { path: PropertyKe
 
 function protoNumber(p: string | number): number { return typeof p === 'number' ? p : PROTOCOLS[p]!; }
 
-function atomCount(m: KernelMatchDoc): number {
+/** How many atoms a match makes, at most (before families are told apart). */
+export function atomCount(m: KernelMatchDoc): number {
   const n = (v: unknown) => (v === undefined ? 1 : Array.isArray(v) ? v.length : 1);
   const protos = m.proto === undefined && (m.remote_port !== undefined || m.local_port !== undefined) ? 2 : n(m.proto);
   return n(m.remote) * n(m.local) * protos * n(m.remote_port) * n(m.local_port) * n(m.uid ?? m.user) * n(m.gid ?? m.group);

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { QosError } from '../errors.js';
 import { DEFAULT_POLICY_TEXT } from './default-policy.js';
-import { jsonFastPath, parsePolicy } from './load.js';
+import { jsonFastPath } from '../document.js';
+import { parsePolicy } from './load.js';
 
 function problems(text: string): string[] {
   try {

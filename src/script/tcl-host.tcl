@@ -14,15 +14,30 @@ fconfigure stdin -translation lf
 
 set s [interp create -safe]
 # Safe Tcl has no `source`: give it one that reads files from the script's own directory by
-# plain name only (SprintLib.tcl, the script itself), never a path.
+# plain name only (SprintLib.tcl, the script itself), never a path, and never through a
+# symbolic link (one beside the script could lead anywhere: /etc/shadow, and the error
+# message would show its first line). Tcl 8.6 cannot open with O_NOFOLLOW: the entry is
+# checked before and after the open, and must be the same plain file both times.
 proc SafeSource {s name} {
     global dir sprintlib
     if {[file tail $name] ne $name || $name in {. ..}} {
         error "source: only files beside the policy script, by name: \"$name\""
     }
     set path [file join $dir $name]
-    if {$name eq "SprintLib.tcl" && ![file exists $path]} { set path $sprintlib }
+    if {[catch {file lstat $path before}]} {
+        if {$name ne "SprintLib.tcl"} { error "source: no file \"$name\" beside the policy script" }
+        set path $sprintlib
+        file lstat $path before
+    }
+    if {$before(type) ne "file"} {
+        error "source: \"$name\" is a [expr {$before(type) eq "link" ? "symbolic link" : $before(type)}]; only plain files beside the policy script are sourced"
+    }
     set f [open $path]
+    file lstat $path after
+    if {$after(type) ne "file" || $after(ino) != $before(ino) || $after(dev) != $before(dev)} {
+        close $f
+        error "source: \"$name\" was replaced while it was opened"
+    }
     set text [read $f]
     close $f
     interp eval $s [list info script $name]
