@@ -183,7 +183,7 @@ export class Decider {
   }
 
   private request(id: Identity, m: Message, facts: () => string): ScriptRequest {
-    return { facts, caller: { key: id, json: () => callerJson(id) }, state: () => this.stateJson(id), tokens: () => tokens(m) };
+    return { facts, caller: { key: id, json: () => callerJson(id) }, state: () => this.stateJson(id), tokens: () => scriptTokens(m, id) };
   }
 
   /** The machine state a handler may read, now: the caller's flows and the load averages.
@@ -277,6 +277,17 @@ function factsJson(event: string, fd: number | null, f: Flow | null, how?: numbe
   if (!f) return `[${str(event)},${fd ?? 'null'}${NO_FLOW}${tail}`;
   return `[${str(event)},${f.fd},${str(f.family)},${str(f.type)},${str(f.proto)},${f.protocol},${pair(f.local)},${pair(f.remote)},`
     + `${str(f.rule)},${str(f.class)},${dscpOf(f.decision) ?? 'null'}${tail}`;
+}
+
+/** The message's tokens as a Tcl procedure receives them, in the paper's order, but with the
+ * kernel's pid, uid and command line in place of those the agent wrote: a client can write
+ * anything there (uid 0, another user's uid), and a script must not take it for the truth. */
+function scriptTokens(m: Message, id: Identity): string[] {
+  const t = tokens(m);
+  t[1] = String(id.pid);
+  t[2] = String(id.uid);
+  t[3] = id.cmdline;
+  return t;
 }
 
 const callers = new WeakMap<Identity, string>();
