@@ -20,9 +20,16 @@ export interface SandboxLimits {
   /** How long a handler may wait for the machine state (qos.flows()); not counted against
    * its deadline, which is for its own work. */
   stateWaitMs: number;
+  /** The daemon's side: how long a program's request waits for the script, queueing
+   * included, before the rules answer it (`late`); below the agent's 50 ms timeout. */
+  answerMs: number;
+  /** Nice value of the script's threads and processes (null: the daemon's own). 19 by
+   * default: policy code only gets CPU nobody else wants, so a script spinning to its
+   * deadline on every core does not slow the daemon or the programs. */
+  nice: number | null;
 }
 
-export const DEFAULT_LIMITS: SandboxLimits = { deadlineMs: 10, memoryBytes: 32 * 2 ** 20, stackBytes: 512 * 1024, stateWaitMs: 200 };
+export const DEFAULT_LIMITS: SandboxLimits = { deadlineMs: 10, memoryBytes: 32 * 2 ** 20, stackBytes: 512 * 1024, stateWaitMs: 200, answerMs: 30, nice: 19 };
 
 /** A script error with its place in the script, from QuickJS's stack ("at f (policy.js:3:7)"). */
 export interface ScriptFault {

@@ -1,6 +1,8 @@
-/* Worker thread: hosts one JsSandbox and answers calls in order. It validates what a handler
- * returns against the rule action vocabulary, so the daemon's main thread only ever sees a
- * decision, nothing, or a fault. */
+/* Worker thread: hosts one JsSandbox and runs the calls it is given, one at a time, taking
+ * users in turn (round-robin.ts): each call is tagged with its caller's uid, and a user with
+ * a backlog gets one call run, then waits behind every other user with calls waiting. It
+ * validates what a handler returns against the rule action vocabulary, so the daemon's main
+ * thread only ever sees a decision, nothing, or a fault. */
 
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { niceThread } from '../daemon/identity.js';
@@ -9,28 +11,37 @@ import { ActionSchema } from '../policy/schema.js';
 import type { Decision } from '../protocol/messages.js';
 import { HANDLERS, JsSandbox, type HandlerName, type SandboxLimits, type ScriptFault } from './js-sandbox.js';
 import { Ring } from './ring.js';
+import { ownTid } from './cpu.js';
+import { RoundRobin } from './round-robin.js';
 
 export interface WorkerInit {
-  source: string; file: string; limits: SandboxLimits; nice?: number;
+  source: string; file: string; limits: SandboxLimits;
   /** false: call QuickJS through its public API only (tests compare both paths) */
   direct?: boolean;
 }
-/** What the pool adds for each worker: its rings (calls in: kind = handler index, text = the
- * event's JSON; answers out: kind = ReplyKind, text below), and the channel on which the
- * daemon answers a handler's question for its machine state (port, and flag[0] set to 1 with
- * Atomics.notify when an answer was posted). */
+/** What the pool adds for each worker: its rings (calls in: kind = handler index, tag = uid,
+ * text = the event's JSON; answers out: kind = ReplyKind, text below), the channel on which
+ * the daemon answers a handler's question for its machine state (port, and
+ * flag[STATE_ANSWERED] set to 1 with Atomics.notify when an answer was posted), and
+ * flag[STATE_RUNNING]: the id of the call the worker runs now (the watchdog blames it). */
 export interface WorkerLinks { calls: SharedArrayBuffer; replies: SharedArrayBuffer; statePort: MessagePort; stateFlag: SharedArrayBuffer }
+export const STATE_ANSWERED = 0, STATE_RUNNING = 1;
 /** An answer's kind in the reply ring; its text is the decision's JSON ('' for none: the
  * rules decide) or the fault's. */
 export const ReplyKind = { Decided: 0, Failed: 1, TimedOut: 2 } as const;
 export type ReplyKind = (typeof ReplyKind)[keyof typeof ReplyKind];
+/** Longest an answer waits in the reply ring for the daemon to be woken while the worker
+ * runs other calls (see the loop at the end). */
+const WAKE_MS = 1;
 /** Longest fault message carried back (a script's own error text can be any length). */
 const MAX_FAULT = 500;
 /** worker -> pool: the machine state for call id, please */
 export interface StateQuestion { state: number }
 /** pool -> worker, on statePort */
 export interface StateAnswer { id: number; json: string }
-export type WorkerStatus = { ready: true; handlers: HandlerName[]; direct: boolean } | { ready: false; fault: ScriptFault };
+/** ready: the handlers the script exports, whether calls go direct, and the worker's thread
+ * id (for its CPU time: cpu.ts) */
+export type WorkerStatus = { ready: true; handlers: HandlerName[]; direct: boolean; tid: number } | { ready: false; fault: ScriptFault };
 
 /** What a handler returned, as a decision: undefined = fall through to the rules. */
 export function toDecision(json: string | undefined): { decision: Decision | null | undefined } | { fault: ScriptFault } {
@@ -46,12 +57,14 @@ if (parentPort) {
   const port = parentPort;
   const init = workerData as WorkerInit & WorkerLinks;
   // Below the event loop: a script spinning to its deadline must not take the daemon's CPU.
-  if (init.nice !== undefined) niceThread(init.nice);
+  if (init.limits.nice !== null) niceThread(init.limits.nice);
   const sandbox = await JsSandbox.create(init.source, init.file, init.limits, { direct: init.direct });
   if (!(sandbox instanceof JsSandbox)) {
     port.postMessage({ ready: false, fault: sandbox } satisfies WorkerStatus);
   } else {
-    port.postMessage({ ready: true, handlers: sandbox.handlers, direct: sandbox.directCalls } satisfies WorkerStatus);
+    // The validator compiles itself on first use (a few ms): not in a program's first call.
+    toDecision('{"dscp":0}');
+    port.postMessage({ ready: true, handlers: sandbox.handlers, direct: sandbox.directCalls, tid: ownTid() } satisfies WorkerStatus);
     const flag = new Int32Array(init.stateFlag);
     const calls = new Ring(init.calls);
     const replies = new Ring(init.replies);
@@ -85,8 +98,8 @@ if (parentPort) {
       port.postMessage({ state: id } satisfies StateQuestion);
       try {
         for (;;) {
-          Atomics.wait(flag, 0, 0, Math.max(0, until - Date.now()));
-          Atomics.store(flag, 0, 0);
+          Atomics.wait(flag, STATE_ANSWERED, 0, Math.max(0, until - Date.now()));
+          Atomics.store(flag, STATE_ANSWERED, 0);
           let json: string | undefined;
           for (let m = receiveMessageOnPort(init.statePort); m && json === undefined; m = receiveMessageOnPort(init.statePort)) {
             const a = m.message as StateAnswer;
@@ -107,12 +120,50 @@ if (parentPort) {
       const [kind, text] = outcomeOf(r.json);
       reply(id, kind, text);
     };
-    // Serve calls forever: answer everything queued, then sleep until more come.
+    // Calls wait here by user and run one at a time, users in turn. A record that makes the
+    // worker forget the callers it keeps (a negative serial: see eventOf in prelude.ts) must
+    // run after every record before it and before every record after it, whoever's turn it
+    // is: it and what follows it are held until the users' queues are empty.
+    interface Queued { id: number; kind: number; text: string; uid: number }
+    const queued = new RoundRobin<Queued>();
+    const held: Queued[] = [];
+    const resets = (q: Queued) => q.text.startsWith('[-');
+    const take = (id: number, kind: number, text: string, uid: number) => {
+      const q = { id, kind, text, uid };
+      if (held.length || resets(q)) held.push(q);
+      else queued.push(uid, q);
+    };
+    const next = (): Queued | undefined => {
+      const q = queued.shift();
+      if (q || !held.length) return q;
+      const reset = held.shift()!;
+      while (held.length && !resets(held[0]!)) { const h = held.shift()!; queued.push(h.uid, h); }
+      return reset;
+    };
+    // Serve calls forever, looking for new ones after each (a user who just came gets the next
+    // turn), and sleep when there are none. The daemon's reader is woken (if it sleeps) once a
+    // round of calls is answered, a round being the calls there were when it began, as when
+    // the worker answered everything it had read in one go: waking it per answer cost more
+    // than the answers (a wake is a task of its own on the event loop, which then finds the
+    // next answer not there yet and sleeps again). Within a long round it is woken every
+    // WAKE_MS, so that answers do not wait behind a slow call.
+    let woke = 0, left = 0;
     for (;;) {
       const seq = calls.seq;
-      calls.read(answer);
-      replies.wakeReader(); // one wake for all the answers of this round
-      calls.wait(seq);
+      calls.read(take);
+      const q = next();
+      if (!q) {
+        calls.wait(seq); // (the last round's end woke the reader)
+        continue;
+      }
+      if (left === 0) left = queued.size + 1;
+      Atomics.store(flag, STATE_RUNNING, q.id);
+      answer(q.id, q.kind, q.text);
+      const now = Date.now();
+      if (--left === 0 || now - woke >= WAKE_MS) {
+        woke = now;
+        replies.wakeReader();
+      }
     }
   }
 }
