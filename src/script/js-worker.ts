@@ -35,10 +35,10 @@ export type ReplyKind = (typeof ReplyKind)[keyof typeof ReplyKind];
 const WAKE_MS = 1;
 /** Longest fault message carried back (a script's own error text can be any length). */
 const MAX_FAULT = 500;
-/** worker -> pool: the machine state for call id, please */
-export interface StateQuestion { state: number }
-/** pool -> worker, on statePort */
-export interface StateAnswer { id: number; json: string }
+/** worker -> pool: the machine state for call id, please (full: with every flow) */
+export interface StateQuestion { state: number; full: boolean }
+/** pool -> worker, on statePort: the state, or why there is none */
+export type StateAnswer = { id: number; json: string; error?: undefined } | { id: number; error: string; json?: undefined };
 /** ready: the handlers the script exports, whether calls go direct, and the worker's thread
  * id (for its CPU time: cpu.ts) */
 export type WorkerStatus = { ready: true; handlers: HandlerName[]; direct: boolean; tid: number } | { ready: false; fault: ScriptFault };
@@ -91,23 +91,24 @@ if (parentPort) {
     /** Asks the daemon for call id's machine state and waits for it (limits.stateWaitMs at
      * most; the wait does not count against the call's deadline). The daemon reads the
      * answers to earlier calls first, so the state already counts their decisions. */
-    const stateOf = (id: number) => (): string => {
+    const stateOf = (id: number) => (full: boolean): string => {
       const t0 = Date.now(); // before asking: asking may hand the CPU to the daemon at once
       const until = t0 + init.limits.stateWaitMs;
       replies.wakeReader();
-      port.postMessage({ state: id } satisfies StateQuestion);
+      port.postMessage({ state: id, full } satisfies StateQuestion);
       try {
         for (;;) {
           Atomics.wait(flag, STATE_ANSWERED, 0, Math.max(0, until - Date.now()));
           Atomics.store(flag, STATE_ANSWERED, 0);
-          let json: string | undefined;
-          for (let m = receiveMessageOnPort(init.statePort); m && json === undefined; m = receiveMessageOnPort(init.statePort)) {
+          let answer: StateAnswer | undefined;
+          for (let m = receiveMessageOnPort(init.statePort); m && answer === undefined; m = receiveMessageOnPort(init.statePort)) {
             const a = m.message as StateAnswer;
-            if (a.id === id) json = a.json;
+            if (a.id === id) answer = a;
           }
           // Judged after reading: an answer in hand only after the wait is up is not used.
           if (Date.now() > until) throw new Error(`the daemon did not send the machine state within ${init.limits.stateWaitMs} ms`);
-          if (json !== undefined) return json;
+          if (answer?.error !== undefined) throw new Error(answer.error);
+          if (answer) return answer.json;
         }
       } finally {
         sandbox.extendDeadline(Date.now() - t0);

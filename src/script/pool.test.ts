@@ -8,7 +8,13 @@ import { ScriptPool, type ScriptOutcome } from './pool.js';
 import { MAX_USER_CALLS, TRIP_AFTER } from './budget.js';
 
 const arg = (event: Record<string, unknown>) => JSON.stringify(event);
-const state = (flows: unknown[] = []): StateSource => () => JSON.stringify({ flows, loadavg: [0.5, 0.4, 0.3] });
+/** A caller's machine state: flows (each with a class), counted by class for the summary. */
+const state = (flows: { class?: string }[] = []): StateSource => (full) => {
+  if (full) return JSON.stringify({ flows });
+  const classes: Record<string, number> = {};
+  for (const f of flows) if (f.class) classes[f.class] = (classes[f.class] ?? 0) + 1;
+  return JSON.stringify({ count: flows.length, classes, loadavg: [0.5, 0.4, 0.3] });
+};
 /** The workers at the test's own priority: at nice 19 a busy machine can leave them without
  * a CPU for seconds, and a deadline is time on the clock. */
 const LIMITS = { ...DEFAULT_LIMITS, nice: null };
@@ -211,9 +217,10 @@ test('a caller goes to a worker once, then by serial; past the limit the worker 
   }
 });
 
-test('the machine state is asked for only by a handler that reads it, and only while its call runs', { timeout: 60_000 }, async () => {
+test('the machine state is asked for only by a handler that reads it, in the size it reads; a daemon that cannot give it fails the call', { timeout: 60_000 }, async () => {
   const src = `
 export function Connect(ev) { return { dscp: qos.flows().length > 1 ? 'AF41' : 'EF' }; }
+export function Bind(ev) { return { dscp: qos.count('EF') + qos.count(46) + qos.count() === 7 && qos.classes().EF === 2 && qos.count('AF41') === 0 ? 'CS3' : 'CS4' }; }
 export function Socket(ev) { return { dscp: 'CS1' }; }
 `;
   const pool = await ScriptPool.start(src, 'lazy.js', { workers: 1, limits: { ...PATIENT, stateWaitMs: 60_000 } });
@@ -221,18 +228,23 @@ export function Socket(ev) { return { dscp: 'CS1' }; }
   // there before the wait is up, however fast or slow this machine is.
   const hasty = await ScriptPool.start(src, 'lazy.js', { workers: 1, limits: { ...PATIENT, stateWaitMs: 1 } });
   try {
-    let asked = 0;
-    const counted = (flows: unknown[]): StateSource => () => { asked++; return state(flows)(); };
+    const asked: boolean[] = [];
+    const counted = (flows: { class?: string }[]): StateSource => (full) => { asked.push(full); return state(flows)(full); };
     assert.deepEqual((await pool.call('Socket', 0, arg({}), counted([]))).decision, { dscp: 8 });
-    assert.equal(asked, 0, 'Socket never reads the state');
+    assert.deepEqual(asked, [], 'Socket never reads the state');
     assert.deepEqual((await pool.call('Connect', 0, arg({}), counted([{}, {}]))).decision, { dscp: 34 });
     assert.deepEqual((await pool.call('Connect', 0, arg({}), counted([{}]))).decision, { dscp: 46 });
-    assert.equal(asked, 2, 'each Connect asked once');
+    assert.deepEqual((await pool.call('Bind', 0, arg({}), counted([{ class: 'EF' }, { class: 'EF' }, { class: 'none' }]))).decision, { dscp: 24 });
+    assert.deepEqual(asked, [true, true, false], 'each Connect asked once for the flows; Bind, for three counts, once for the summary');
+    // The daemon cannot compute the state: the handler's qos call throws, the rules decide.
+    const o = await pool.call('Connect', 0, arg({}), () => { throw new Error('no flow table'); });
+    assert.deepEqual([o.status, o.decision], ['error', undefined]);
+    assert.match(o.fault?.message ?? '', /could not give the machine state: no flow table/);
     // The daemon answers only after the handler stopped waiting: the answer is not used.
-    const late = await hasty.call('Connect', 0, arg({}), () => {
+    const late = await hasty.call('Connect', 0, arg({}), (full) => {
       const until = Date.now() + 50;
       while (Date.now() < until);
-      return state([])();
+      return state([])(full);
     });
     assert.deepEqual([late.status, late.decision], ['error', undefined]);
     assert.match(late.fault?.message ?? '', /did not send the machine state within 1 ms/, JSON.stringify(late));

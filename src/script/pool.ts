@@ -83,7 +83,7 @@ class Slot extends Lane {
     });
     if (!status.ready) { await w.terminate(); port1.close(); return status; }
     this.stat = status.tid ? threadStat(status.tid) : null;
-    w.on('message', (m: StateQuestion) => this.answerState(m.state));
+    w.on('message', (m: StateQuestion) => this.answerState(m.state, m.full));
     w.on('error', (e) => this.pool.lost(this, `worker error: ${e.message}`));
     w.on('exit', () => { if (this.worker === w) this.pool.lost(this, 'worker exited'); });
     this.inflight.restarted();
@@ -137,13 +137,15 @@ class Slot extends Lane {
   /** A handler asked for its machine state. Its answers to earlier calls are read first,
    * and the state computed once their decisions are recorded (after the promise callbacks
    * they start), so it counts every decision made before this call. */
-  private answerState(id: number): void {
+  private answerState(id: number, full: boolean): void {
     this.replies.read((i, kind, text) => this.reply(i, kind, text));
     setImmediate(() => {
       const p = this.inflight.get(id);
-      let json: string;
-      try { json = (p?.state ?? NO_STATE)(); } catch { json = NO_STATE(); }
-      this.statePort.postMessage({ id, json } satisfies StateAnswer);
+      // a daemon that cannot compute it says so: the handler's qos call throws, the rules
+      // decide (an empty state would tell a quota script the user holds nothing)
+      let a: StateAnswer;
+      try { a = { id, json: (p?.state ?? NO_STATE)(full) }; } catch (e) { a = { id, error: `the daemon could not give the machine state: ${(e as Error).message}` }; }
+      this.statePort.postMessage(a);
       Atomics.store(this.stateFlag, STATE_ANSWERED, 1);
       Atomics.notify(this.stateFlag, STATE_ANSWERED);
     });
@@ -201,8 +203,8 @@ export class ScriptPool extends ScriptHostBase<Slot> {
 
   /** The daemon's entry (decide.ts ScriptHost): the call's facts and caller, and the machine
    * state should the handler read it. */
-  decide(handler: HandlerName, uid: number, req: { facts(): string; state(): string; caller: Caller }): Promise<ScriptOutcome> {
-    return this.call(handler, uid, req.facts(), () => req.state(), req.caller);
+  decide(handler: HandlerName, uid: number, req: { facts(): string; state(full: boolean): string; caller: Caller }): Promise<ScriptOutcome> {
+    return this.call(handler, uid, req.facts(), (full) => req.state(full), req.caller);
   }
 
   /** Runs handler for a caller (routed by uid) on facts: a JSON array in eventOf's order, or
