@@ -146,9 +146,8 @@ const COUNT_RULES = `rules:
   - { name: rules, match: { event: connect }, action: { dscp: CS1 } }
 `;
 /* One worker (the users share it), and a script deadline far longer than alice's calls need
- * even on a loaded machine (the workers run at nice 19). In JavaScript mallory's hang
- * (JSON.parse of 18 MB: ~0.8 s here, given the memory) must outlast the deadline and the
- * 250 ms grace by far. */
+ * even on a loaded machine. In JavaScript mallory's hang (JSON.parse of 18 MB: ~0.8 s of CPU
+ * here, given the memory) must outlast the deadline and the 100 ms grace by far. */
 const PATIENT = ['--script-workers', '1'];
 const PATIENT_JS = [...PATIENT, '--script-deadline-ms', '100', '--script-memory-mb', '256'];
 const PATIENT_TCL = [...PATIENT, '--script-deadline-ms', '500'];

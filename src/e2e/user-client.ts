@@ -26,6 +26,7 @@ export class UserClient {
     for (let i = 0; i < conns; i++) { this.replies.push([]); this.waiters.push([]); }
     let err = '';
     this.child.stderr.on('data', (d: Buffer) => (err += d));
+    this.child.stdin.on('error', () => undefined); // the child is gone: its replies end in null
     const lines = createInterface({ input: this.child.stdout });
     this.ready = new Promise((resolve, reject) => {
       lines.once('line', (l) => (l === 'ready' ? resolve() : reject(new Error(`user client: ${l} ${err}`))));

@@ -35,8 +35,12 @@ export interface HostOptions {
 }
 
 /** How long past its deadline a call may run before its host is replaced: CPU time the host
- * spent on it, not time on the clock (see cpu.ts). */
-export const HANG_GRACE_MS = 250;
+ * spent on it, not time on the clock (see cpu.ts). A call cannot use more CPU than time
+ * passes, so one that has used its deadline and this much more of it is running past its
+ * deadline whatever the machine's load: a built-in the interrupt cannot stop. */
+export const HANG_GRACE_MS = 100;
+/** The same on the clock, for a host whose CPU time cannot be read. */
+const HANG_GRACE_CLOCK_MS = 250;
 /** How long a host may hold calls without answering and without using the CPU to run them
  * (starved, stopped) before it is replaced anyway, blaming no one. */
 export const STARVED_MS = 30_000;
@@ -191,8 +195,8 @@ export abstract class ScriptHostBase<L extends Lane> {
       }
       if (!l.inflight.overdue(limit, now)) continue;
       const cpu = l.cpuMs();
-      // the mark is taken up to WATCH_MS after the last answer: that much CPU may be missed
-      if (cpu === null || l.mark.cpu === null || cpu - l.mark.cpu >= limit - WATCH_MS) void this.hung(l, true);
+      // (the mark is taken up to WATCH_MS after the last answer: the call may have used more)
+      if (cpu !== null && l.mark.cpu !== null ? cpu - l.mark.cpu >= limit : l.inflight.overdue(this.o.limits.deadlineMs + HANG_GRACE_CLOCK_MS, now)) void this.hung(l, true);
       else if (l.inflight.overdue(STARVED_MS, now)) {
         this.o.log?.warn({ script: this.file, lane: l.index, ms: now - since }, 'policy script host has not run for long; starting another');
         void this.hung(l, false);

@@ -56,14 +56,16 @@ export function toDecision(json: string | undefined): { decision: Decision | nul
 if (parentPort) {
   const port = parentPort;
   const init = workerData as WorkerInit & WorkerLinks;
-  // Below the event loop: a script spinning to its deadline must not take the daemon's CPU.
-  if (init.limits.nice !== null) niceThread(init.limits.nice);
   const sandbox = await JsSandbox.create(init.source, init.file, init.limits, { direct: init.direct });
   if (!(sandbox instanceof JsSandbox)) {
     port.postMessage({ ready: false, fault: sandbox } satisfies WorkerStatus);
   } else {
     // The validator compiles itself on first use (a few ms): not in a program's first call.
     toDecision('{"dscp":0}');
+    // Below the event loop from now on: a script spinning to its deadline must not take the
+    // daemon's CPU. Not before: a worker replacing a hung one, started at nice 19 on a busy
+    // machine, took seconds to compile the script while every call waited for it.
+    if (init.limits.nice !== null) niceThread(init.limits.nice);
     port.postMessage({ ready: true, handlers: sandbox.handlers, direct: sandbox.directCalls, tid: ownTid() } satisfies WorkerStatus);
     const flag = new Int32Array(init.stateFlag);
     const calls = new Ring(init.calls);

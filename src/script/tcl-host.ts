@@ -60,8 +60,6 @@ class TclLane extends Lane {
     const child = spawn('prlimit', [`--as=${mem}`, '--', 'tclsh8.6', HOST, dirname(file), file.slice(dirname(file).length + 1), SPRINTLIB], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
     this.current = 0;
-    // Below the daemon, as the JavaScript workers: a Tcl loop must not take its CPU.
-    try { if (child.pid && o.limits.nice !== null) setPriority(child.pid, o.limits.nice); } catch { /* not permitted: same priority */ }
     child.stdout.setEncoding('utf8');
     child.stderr.resume();
     child.stdin.on('error', () => undefined);
@@ -79,6 +77,9 @@ class TclLane extends Lane {
             let t: string[];
             try { t = parseList(line); } catch { t = ['fault', line]; }
             if (t[0] === 'ready') {
+              // Below the daemon once started, as the JavaScript workers: a Tcl loop must not
+              // take its CPU.
+              try { if (child.pid && o.limits.nice !== null) setPriority(child.pid, o.limits.nice); } catch { /* not permitted: same priority */ }
               this.inflight.restarted();
               resolve({ handlers: parseList(t[1] ?? '').filter((x): x is HandlerName => (HANDLERS as readonly string[]).includes(x)) });
             } else resolve({ fault: t[1] ?? line, line: Number(t[2] ?? 0) });
