@@ -92,13 +92,13 @@ export abstract class ScriptHostBase<L extends Lane> {
   protected closed = false;
   private nextId = 1;
   private readonly budget: UserBudget;
-  private readonly clock: AnswerClock<Call>;
+  private readonly clock: AnswerClock;
   private readonly watchdog: NodeJS.Timeout;
 
   /** cutOff: what happens to a hung lane, for the log ("worker replaced") */
   protected constructor(readonly file: string, readonly o: HostOptions, private readonly cutOff: string) {
     this.budget = new UserBudget(file, o.log);
-    this.clock = new AnswerClock<Call>(o.limits.answerMs, (c, now) => this.settle(c, { decision: undefined, status: 'late', ms: now - c.sent }));
+    this.clock = new AnswerClock(o.limits.answerMs, (now) => this.sweep(now));
     this.watchdog = setInterval(() => this.watch(), WATCH_MS);
     this.watchdog.unref();
   }
@@ -144,7 +144,7 @@ export abstract class ScriptHostBase<L extends Lane> {
     return new Promise<ScriptOutcome>((resolve) => {
       const c: Call = { id, uid, handler, sent: Date.now(), request: !NOTIFICATIONS.has(handler), settled: false, resolve, state };
       lane.inflight.add(id, c);
-      if (c.request) this.clock.add(c);
+      if (c.request) this.clock.started(c.sent);
     });
   }
 
@@ -152,6 +152,25 @@ export abstract class ScriptHostBase<L extends Lane> {
     const o: ScriptOutcome = { decision: undefined, status, ms: 0 };
     this.o.onCall?.(handler, o);
     return Promise.resolve(o);
+  }
+
+  /** Answers with the rules the requests whose answer time is up (`late`); returns when the
+   * oldest request still waiting was made, or null. Each lane's calls are in the order they
+   * were made: its walk stops at the first request still in its time. */
+  private sweep(now: number): number | null {
+    let oldest: number | null = null;
+    for (const l of this.allLanes()) {
+      for (let k = 0; k < l.inflight.size; k++) {
+        const c = l.inflight.at(k)!;
+        if (!c.request || c.settled) continue;
+        if (now - c.sent < this.clock.ms) {
+          if (oldest === null || c.sent < oldest) oldest = c.sent;
+          break;
+        }
+        this.settle(c, { decision: undefined, status: 'late', ms: now - c.sent });
+      }
+    }
+    return oldest;
   }
 
   /** A lane's host answered call id. */

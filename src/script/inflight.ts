@@ -53,6 +53,11 @@ export class InFlight<P extends { sent: number }> {
     return -1;
   }
 
+  /** The k-th call, oldest first. */
+  at(k: number): P | undefined {
+    return k < this.count ? this.items[(this.head + k) % MAX_QUEUE] : undefined;
+  }
+
   get(id: number): P | undefined {
     const k = this.find(id);
     return k < 0 ? undefined : this.items[(this.head + k) % MAX_QUEUE];

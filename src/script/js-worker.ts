@@ -30,9 +30,8 @@ export const STATE_ANSWERED = 0, STATE_RUNNING = 1;
  * rules decide) or the fault's. */
 export const ReplyKind = { Decided: 0, Failed: 1, TimedOut: 2 } as const;
 export type ReplyKind = (typeof ReplyKind)[keyof typeof ReplyKind];
-/** Longest an answer waits in the reply ring for the daemon to be woken while the worker
- * runs other calls (see the loop at the end). */
-const WAKE_MS = 1;
+/** A call this long wakes the daemon's reader when it ends (see the loop at the end). */
+const SLOW_MS = 1;
 /** Longest fault message carried back (a script's own error text can be any length). */
 const MAX_FAULT = 500;
 /** worker -> pool: the machine state for call id, please (full: with every flow) */
@@ -148,9 +147,10 @@ if (parentPort) {
     // round of calls is answered, a round being the calls there were when it began, as when
     // the worker answered everything it had read in one go: waking it per answer cost more
     // than the answers (a wake is a task of its own on the event loop, which then finds the
-    // next answer not there yet and sleeps again). Within a long round it is woken every
-    // WAKE_MS, so that answers do not wait behind a slow call.
-    let woke = 0, left = 0;
+    // next answer not there yet and sleeps again), and so did waking it every millisecond
+    // (A/B: 20 % fewer decisions/s). After a slow call too, so that the answers before it
+    // do not wait for the rest of the round.
+    let left = 0;
     for (;;) {
       const seq = calls.seq;
       calls.read(take);
@@ -161,12 +161,9 @@ if (parentPort) {
       }
       if (left === 0) left = queued.size + 1;
       Atomics.store(flag, STATE_RUNNING, q.id);
+      const t0 = performance.now();
       answer(q.id, q.kind, q.text);
-      const now = Date.now();
-      if (--left === 0 || now - woke >= WAKE_MS) {
-        woke = now;
-        replies.wakeReader();
-      }
+      if (--left === 0 || performance.now() - t0 >= SLOW_MS) replies.wakeReader();
     }
   }
 }
