@@ -1,8 +1,9 @@
 /* The daemon-side answer time of script requests: a request whose script has not answered
  * within it is answered by the rules (`late`), so the program gets an answer before its agent
  * gives up (50 ms by default: docs/protocol.md), whatever the script host is doing. The call
- * itself stays with its host: when the host answers, its outcome still counts for the user's
- * breaker (budget.ts) and is logged, but the program already has its answer.
+ * itself stays with its host: one whose turn comes after its answer time is not run (the host
+ * is told the time with the call), one running then runs to its end, and its outcome still
+ * counts for the user's breaker (budget.ts) and is logged, but the program has its answer.
  *
  * One timer, armed for the oldest request still waiting, not a timer per call; and no list of
  * its own: the calls a host has not answered are in its in-flight queue, in the order they

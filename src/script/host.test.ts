@@ -33,6 +33,14 @@ class FakeHost extends ScriptHostBase<FakeLane> {
   tick(now: number): void {
     this.watch(now);
   }
+  /** Lane i's host runs its call on the CPU far past the deadline, the watchdog looking
+   * before and after. */
+  hang(i: number): void {
+    const t0 = Date.now();
+    this.tick(t0);
+    this.lane(i).cpu += 10 + HANG_GRACE_MS;
+    this.tick(t0 + 10 + HANG_GRACE_MS + 1);
+  }
   protected openLane(index: number): FakeLane {
     this.opened++;
     return new FakeLane(index, true);
@@ -68,10 +76,7 @@ test('a lane that keeps the CPU past deadline and grace without answering is rep
   try {
     const hung = h.call(8); // uid 8: lane 0
     const others = [h.call(9), h.call(1)]; // lane 1
-    const t0 = Date.now();
-    h.tick(t0);
-    h.lane(0).cpu += 10 + HANG_GRACE_MS;
-    h.tick(t0 + 10 + HANG_GRACE_MS + 1);
+    h.hang(0);
     assert.deepEqual([h.lane(0).replaced, h.lane(1).replaced], [1, 0], 'lane 1 went unanswered as long, without the CPU: left alone');
     assert.equal((await hung).status, 'killed');
     assert.ok(h.suspended(8, 'Connect'));
@@ -87,10 +92,7 @@ test('a user moved out goes to a lane of their own, made once; the others stay o
   const h = new FakeHost(2);
   try {
     const hung = h.call(8);
-    const t0 = Date.now();
-    h.tick(t0);
-    h.lane(0).cpu += 10 + HANG_GRACE_MS;
-    h.tick(t0 + 10 + HANG_GRACE_MS + 1);
+    h.hang(0);
     await hung;
     // uid 8 is paused for a second; then its calls go to the lane for users moved out
     while (h.suspended(8, 'Connect')) await new Promise((r) => setTimeout(r, 50));

@@ -125,9 +125,10 @@ export abstract class ScriptHostBase<L extends Lane> {
     return this.moved ? [...this.lanes, this.moved] : this.lanes;
   }
 
-  /** Gives uid's call of handler to its lane with post (false: the lane has no room).
-   * Never rejects. */
-  protected submit(handler: HandlerName, uid: number, state: StateSource, post: (lane: L, id: number) => boolean): Promise<ScriptOutcome> {
+  /** Gives uid's call of handler to its lane with post (false: the lane has no room); by is
+   * when a request's answer time is up, in ms since the epoch (0: a notification), so that a
+   * host does not run a request that has had the rules' answer. Never rejects. */
+  protected submit(handler: HandlerName, uid: number, state: StateSource, post: (lane: L, id: number, by: number) => boolean): Promise<ScriptOutcome> {
     const refused = this.closed ? 'overloaded' : this.budget.admit(uid, handler);
     if (refused) return this.refuse(handler, refused);
     const lane = this.budget.movedOut(uid) ? (this.moved ??= this.openLane(this.lanes.length)) : this.lanes[uid % this.lanes.length]!;
@@ -137,12 +138,13 @@ export abstract class ScriptHostBase<L extends Lane> {
     }
     const id = this.nextId;
     this.nextId = (this.nextId % 0xfffffffe) + 1; // never 0: the ring's wrap marker
-    if (!post(lane, id)) {
+    const sent = Date.now(), request = !NOTIFICATIONS.has(handler);
+    if (!post(lane, id, request ? sent + this.clock.ms : 0)) {
       this.budget.release(uid);
       return this.refuse(handler, 'overloaded');
     }
     return new Promise<ScriptOutcome>((resolve) => {
-      const c: Call = { id, uid, handler, sent: Date.now(), request: !NOTIFICATIONS.has(handler), settled: false, resolve, state };
+      const c: Call = { id, uid, handler, sent, request, settled: false, resolve, state };
       lane.inflight.add(id, c);
       if (c.request) this.clock.started(c.sent);
     });

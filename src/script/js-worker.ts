@@ -27,8 +27,8 @@ export interface WorkerInit {
 export interface WorkerLinks { calls: SharedArrayBuffer; replies: SharedArrayBuffer; statePort: MessagePort; stateFlag: SharedArrayBuffer }
 export const STATE_ANSWERED = 0, STATE_RUNNING = 1;
 /** An answer's kind in the reply ring; its text is the decision's JSON ('' for none: the
- * rules decide) or the fault's. */
-export const ReplyKind = { Decided: 0, Failed: 1, TimedOut: 2 } as const;
+ * rules decide) or the fault's; Late: not run, its answer time was up before its turn. */
+export const ReplyKind = { Decided: 0, Failed: 1, TimedOut: 2, Late: 3 } as const;
 export type ReplyKind = (typeof ReplyKind)[keyof typeof ReplyKind];
 /** A call this long wakes the daemon's reader when it ends (see the loop at the end). */
 const SLOW_MS = 1;
@@ -126,12 +126,12 @@ if (parentPort) {
     // worker forget the callers it keeps (a negative serial: see eventOf in prelude.ts) must
     // run after every record before it and before every record after it, whoever's turn it
     // is: it and what follows it are held until the users' queues are empty.
-    interface Queued { id: number; kind: number; text: string; uid: number }
+    interface Queued { id: number; kind: number; text: string; uid: number; by: number }
     const queued = new RoundRobin<Queued>();
     const held: Queued[] = [];
     const resets = (q: Queued) => q.text.startsWith('[-');
-    const take = (id: number, kind: number, text: string, uid: number) => {
-      const q = { id, kind, text, uid };
+    const take = (id: number, kind: number, text: string, uid: number, by: number) => {
+      const q = { id, kind, text, uid, by };
       if (held.length || resets(q)) held.push(q);
       else queued.push(uid, q);
     };
@@ -162,7 +162,10 @@ if (parentPort) {
       if (left === 0) left = queued.size + 1;
       Atomics.store(flag, STATE_RUNNING, q.id);
       const t0 = performance.now();
-      answer(q.id, q.kind, q.text);
+      // A request whose answer time is up has had the rules' answer: it is not run (a
+      // backlog behind a slow call, or of a worker short of CPU, is dropped, not worked off).
+      if (q.by !== 0 && ((Date.now() >>> 0) - q.by | 0) > 0) reply(q.id, ReplyKind.Late, '');
+      else answer(q.id, q.kind, q.text);
       if (--left === 0 || performance.now() - t0 >= SLOW_MS) replies.wakeReader();
     }
   }

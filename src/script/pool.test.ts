@@ -112,17 +112,25 @@ test('a worker runs users in turn: a user who comes while another has a backlog 
   }
 });
 
-test('a request the script has not answered within the answer time gets the rules (late); its own outcome still counts against its user', { timeout: 60_000 }, async () => {
+test('a request the script has not answered within the answer time gets the rules (late); one still queued then is not run; one running still counts against its user', { timeout: 60_000 }, async () => {
   const ends: string[] = [];
-  const pool = await ScriptPool.start("export function Connect(ev) { if (ev.spin) while (true) {} return { dscp: 'EF' }; }\n", 'late.js', {
-    workers: 1, limits: { ...LIMITS, deadlineMs: 300, answerMs: 50 }, onCall: (_h, o) => ends.push(o.status),
-  });
+  // counts the calls it runs, and answers with the count
+  const src = 'let n = 0;\nexport function Connect(ev) { n++; if (ev.spin) while (true) {} return { tos: (n % 64) * 4 }; }\n';
+  const pool = await ScriptPool.start(src, 'late.js', { workers: 1, limits: { ...LIMITS, deadlineMs: 1000, answerMs: 300 }, onCall: (_h, o) => ends.push(o.status) });
   try {
-    const spins = await Promise.all(Array.from({ length: TRIP_AFTER }, () => pool.call('Connect', 1, arg({ spin: true }))));
-    assert.deepEqual(spins.map((o) => [o.status, o.decision]), Array(TRIP_AFTER).fill(['late', undefined]), 'the rules answered each');
-    await settled(pool); // the worker ran them to their deadline meanwhile
+    // three at once: the first runs to its deadline, the others' answer time is up before
+    // their turn
+    const spins = await Promise.all(Array.from({ length: 3 }, () => pool.call('Connect', 1, arg({ spin: true }))));
+    assert.deepEqual(spins.map((o) => [o.status, o.decision]), Array(3).fill(['late', undefined]), 'the rules answered each');
+    await settled(pool);
+    assert.deepEqual((await pool.call('Connect', 2, arg({}))).decision, { tos: 8 }, 'the script ran two calls: the first spin and this one');
+    // the spin that ran counted against its user: two more make TRIP_AFTER
+    for (let i = 1; i < TRIP_AFTER; i++) {
+      assert.equal((await pool.call('Connect', 1, arg({ spin: true }))).status, 'late');
+      await settled(pool);
+    }
     assert.equal((await pool.call('Connect', 1, arg({ spin: true }))).status, 'suspended', 'their overruns counted');
-    assert.deepEqual(ends, [...Array(TRIP_AFTER).fill('late'), 'suspended'], 'each call counted once, as the program saw it');
+    assert.deepEqual(ends, [...Array(3).fill('late'), 'decided', ...Array(TRIP_AFTER - 1).fill('late'), 'suspended'], 'each call counted once, as the program saw it');
   } finally {
     await pool.close();
   }

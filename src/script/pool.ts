@@ -131,7 +131,8 @@ class Slot extends Lane {
     if (kind === ReplyKind.Decided) {
       const decision = text === '' ? undefined : decisionOf(text);
       this.pool.answered(this, id, decision, decision === undefined ? 'fallthrough' : 'decided');
-    } else this.pool.answered(this, id, undefined, kind === ReplyKind.TimedOut ? 'timeout' : 'error', JSON.parse(text) as ScriptFault);
+    } else if (kind === ReplyKind.Late) this.pool.answered(this, id, undefined, 'late');
+    else this.pool.answered(this, id, undefined, kind === ReplyKind.TimedOut ? 'timeout' : 'error', JSON.parse(text) as ScriptFault);
   }
 
   /** A handler asked for its machine state. Its answers to earlier calls are read first,
@@ -152,13 +153,14 @@ class Slot extends Lane {
   }
 
   /** Hands a call to the worker through the shared ring as a record [serial, caller, facts]
-   * (eventOf in prelude.ts), tagged with the uid the worker takes turns by: a caller goes
-   * once, then by serial. False if the ring is full. */
-  post(id: number, handler: HandlerName, facts: string, caller: Caller | null, uid: number): boolean {
+   * (eventOf in prelude.ts), tagged with the uid the worker takes turns by and the time its
+   * answer time is up (by, 0 for none): a caller goes once, then by serial. False if the
+   * ring is full. */
+  post(id: number, handler: HandlerName, facts: string, caller: Caller | null, uid: number, by: number): boolean {
     const kind = HANDLERS.indexOf(handler);
-    if (!caller) return this.calls.push(id, kind, `[0,null,${facts}]`, true, uid);
+    if (!caller) return this.calls.push(id, kind, `[0,null,${facts}]`, true, uid, by);
     const known = this.callers.get(caller.key);
-    if (known !== undefined) return this.calls.push(id, kind, `[${known},null,${facts}]`, true, uid);
+    if (known !== undefined) return this.calls.push(id, kind, `[${known},null,${facts}]`, true, uid, by);
     let reset = false;
     if (this.callers.size >= MAX_CALLERS || this.serial >= 0x3fffffff) {
       this.callers.clear();
@@ -166,7 +168,7 @@ class Slot extends Lane {
       reset = true;
     }
     const serial = ++this.serial;
-    if (!this.calls.push(id, kind, `[${reset ? -serial : serial},${caller.json()},${facts}]`, true, uid)) return false;
+    if (!this.calls.push(id, kind, `[${reset ? -serial : serial},${caller.json()},${facts}]`, true, uid, by)) return false;
     this.callers.set(caller.key, serial);
     return true;
   }
@@ -210,7 +212,7 @@ export class ScriptPool extends ScriptHostBase<Slot> {
   /** Runs handler for a caller (routed by uid) on facts: a JSON array in eventOf's order, or
    * the event as a JSON object. Never rejects. */
   call(handler: HandlerName, uid: number, facts: string, state: StateSource = NO_STATE, caller: Caller | null = null): Promise<ScriptOutcome> {
-    return this.submit(handler, uid, state, (slot, id) => slot.post(id, handler, facts, caller, uid));
+    return this.submit(handler, uid, state, (slot, id, by) => slot.post(id, handler, facts, caller, uid, by));
   }
 
   protected openLane(index: number): Slot {

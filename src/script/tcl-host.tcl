@@ -1,9 +1,11 @@
 # qosd: hosts a policy script in a Safe Tcl interpreter (paper, section 4.2), in a child
 # process of the daemon (run under prlimit). One request per line on stdin:
-#     ID DEADLINE_MS UID Type pid uid cmd args...
-# calls the proc named after the message type with the message tokens as its arguments and
-# answers one line on stdout, with the ID of the call it starts next ({} if none):
+#     ID DEADLINE_MS UID BY Type pid uid cmd args...
+# calls the proc named after the message type with the message tokens as its arguments, unless
+# BY (the call's answer time, ms since the epoch; 0 for none) has passed when its turn comes,
+# and answers one line on stdout, with the ID of the call it starts next ({} if none):
 #     ID ok {result} NEXT  |  ID error {message} NEXT  |  ID timeout {message} NEXT
+#     ID late {} NEXT   (not run: the rules have answered it)
 # so that the daemon knows which call to blame if it hangs (having had none to run, it starts
 # the first line it reads: the oldest the daemon has not had answered). Calls run one at a
 # time, users (UID) in turn: each user with calls waiting gets one run, then waits behind
@@ -122,13 +124,19 @@ proc Serve {} {
                 continue
             }
         }
-        lassign $next id ms
-        Limit $ms
-        if {[catch {interp eval $s [lrange $next 3 end]} result opts]} {
-            set status [expr {[string match "time limit exceeded*" $result] ? "timeout" : "error"}]
-            if {[dict exists $opts -errorline]} { append result " (line [dict get $opts -errorline])" }
+        lassign $next id ms uid by
+        if {$by && [clock milliseconds] > $by} {
+            # the rules have answered it: not run (a backlog is dropped, not worked off)
+            set status late
+            set result ""
         } else {
-            set status ok
+            Limit $ms
+            if {[catch {interp eval $s [lrange $next 4 end]} result opts]} {
+                set status [expr {[string match "time limit exceeded*" $result] ? "timeout" : "error"}]
+                if {[dict exists $opts -errorline]} { append result " (line [dict get $opts -errorline])" }
+            } else {
+                set status ok
+            }
         }
         # New lines: those Tcl has buffered, and the system's at most once a millisecond
         # between calls (a read that finds nothing is a system call per call); a user who

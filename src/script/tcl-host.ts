@@ -102,8 +102,8 @@ class TclLane extends Lane {
     return this.child.pid ? cpuMs(`/proc/${this.child.pid}/stat`) : null;
   }
 
-  /** One answer from tcl-host.tcl: "ID status result NEXT" (call ID ended; it starts call
-   * NEXT, if any). */
+  /** One answer from tcl-host.tcl: "ID status result NEXT" (call ID ended, or was not run:
+   * status late; it starts call NEXT, if any). */
   private line(text: string): void {
     let t: string[];
     try { t = parseList(text); } catch { return; }
@@ -113,12 +113,14 @@ class TclLane extends Lane {
       const r = parseTclReply(t[2] ?? '');
       if ('error' in r) this.host.answered(this, id, undefined, 'error', { message: r.error });
       else this.host.answered(this, id, r.decision, r.decision === undefined ? 'fallthrough' : 'decided');
-    } else this.host.answered(this, id, undefined, t[1] === 'timeout' ? 'timeout' : 'error', { message: t[2] ?? 'error' });
+    } else if (t[1] === 'late') this.host.answered(this, id, undefined, 'late');
+    else this.host.answered(this, id, undefined, t[1] === 'timeout' ? 'timeout' : 'error', { message: t[2] ?? 'error' });
   }
 
-  /** Gives tclsh a call: "ID DEADLINE_MS UID Type tokens...". */
-  post(id: number, uid: number, deadlineMs: number, tokens: string[]): boolean {
-    this.child.stdin.write(`${formatList([String(id), String(deadlineMs), String(uid), ...tokens])}\n`);
+  /** Gives tclsh a call: "ID DEADLINE_MS UID BY Type tokens..." (BY: when its answer time is
+   * up, ms since the epoch, 0 for none). */
+  post(id: number, uid: number, deadlineMs: number, by: number, tokens: string[]): boolean {
+    this.child.stdin.write(`${formatList([String(id), String(deadlineMs), String(uid), String(by), ...tokens])}\n`);
     return true;
   }
 }
@@ -144,7 +146,7 @@ export class TclHost extends ScriptHostBase<TclLane> {
 
   /** Calls the proc named after the message type with the message's tokens (type first). */
   decide(handler: HandlerName, uid: number, req: { tokens(): string[] }): Promise<ScriptOutcome> {
-    return this.submit(handler, uid, NO_STATE, (lane, id) => lane.post(id, uid, this.o.limits.deadlineMs, req.tokens()));
+    return this.submit(handler, uid, NO_STATE, (lane, id, by) => lane.post(id, uid, this.o.limits.deadlineMs, by, req.tokens()));
   }
 
   protected openLane(index: number): TclLane {
