@@ -125,12 +125,14 @@ proc Serve {} {
             }
         }
         lassign $next id ms uid by
-        if {$by && [clock milliseconds] > $by} {
+        set now [clock milliseconds]
+        if {$by && $now > $by} {
             # the rules have answered it: not run (a backlog is dropped, not worked off)
             set status late
             set result ""
         } else {
-            Limit $ms
+            set t [expr {$now + $ms}]
+            interp limit $s time -seconds [expr {$t / 1000}] -milliseconds [expr {$t % 1000}]
             if {[catch {interp eval $s [lrange $next 4 end]} result opts]} {
                 set status [expr {[string match "time limit exceeded*" $result] ? "timeout" : "error"}]
                 if {[dict exists $opts -errorline]} { append result " (line [dict get $opts -errorline])" }
