@@ -5,9 +5,10 @@
  * The scenario: a real daemon with the default script settings (deadline 10 ms, answer time
  * 30 ms, hosts at nice 19) and a script that decides every Connect. The abuser is a real
  * unprivileged user (the daemon tells users apart by SO_PEERCRED) with `abuserConns`
- * connections, each asking again as soon as it has its answer: every call spins to its
- * deadline, or (every `hangEvery`-th connection) runs a built-in the deadline cannot stop
- * and hangs its host. The legit user (this process, root) makes one scripted Connect every
+ * connections, each asking again once it has its answer and `abuserPaceMs` have passed (so
+ * that what is measured is the script's abuse, not a flood of requests, which costs the same
+ * whether the script runs or not): every call spins to its deadline, or (every
+ * `hangEvery`-th connection) runs a built-in the deadline cannot stop and hangs its host. The legit user (this process, root) makes one scripted Connect every
  * `intervalMs` on one connection, and is timed from write to reply. With one worker (the
  * default here) both users share it: the worst case. The same legit load alone, first, gives
  * the baseline. */
@@ -28,12 +29,16 @@ export interface ScriptAbuseOptions {
   durationMs?: number;
   intervalMs?: number;
   abuserConns?: number;
+  /** each abuser connection asks at most once per this many ms */
+  abuserPaceMs?: number;
   /** every n-th abuser connection hangs its host instead of spinning (0: none; Tcl: none) */
   hangEvery?: number;
   /** script workers (JavaScript) */
   workers?: number;
   /** extra `qos daemon` arguments */
   daemonArgs?: string[];
+  /** the qos CLI entry point to run the daemon from (another build's, to compare) */
+  cli?: string;
 }
 
 export interface ScriptAbuseResult {
@@ -99,12 +104,12 @@ async function legit(socket: string, ms: number, intervalMs: number): Promise<{ 
 /** Runs the scenario above; needs root (the abuser is a test user run with setpriv). */
 export async function scriptAbuseP99(o: ScriptAbuseOptions = {}): Promise<ScriptAbuseResult> {
   const lang = o.lang ?? 'js', durationMs = o.durationMs ?? 3000, intervalMs = o.intervalMs ?? 5;
-  const conns = o.abuserConns ?? 8, hangEvery = lang === 'tcl' ? 0 : o.hangEvery ?? 4;
+  const conns = o.abuserConns ?? 8, pace = o.abuserPaceMs ?? 10, hangEvery = lang === 'tcl' ? 0 : o.hangEvery ?? 4;
   const abuser = testUser('sc-bench-abuser');
   const dir = mkdtempSync(join(tmpdir(), 'qosd-bench-abuse-'));
   chmodSync(dir, 0o755); // the abuser reaches the socket through it
   writeFileSync(join(dir, `abuse.${lang}`), SCRIPTS[lang]);
-  const daemon = await new DaemonChild(dir, `script: abuse.${lang}\n${RULES}`, ['--script-workers', String(o.workers ?? 1), ...(o.daemonArgs ?? [])]).start();
+  const daemon = await new DaemonChild(dir, `script: abuse.${lang}\n${RULES}`, ['--script-workers', String(o.workers ?? 1), ...(o.daemonArgs ?? [])], [], o.cli).start();
   const bad = new UserClient(abuser, daemon.socket, conns);
   let stop = false;
   let abuserRequests = 0;
@@ -113,8 +118,11 @@ export async function scriptAbuseP99(o: ScriptAbuseOptions = {}): Promise<Script
     const attacks = Promise.all(Array.from({ length: conns }, async (_, i) => {
       const port = hangEvery > 0 && i % hangEvery === hangEvery - 1 ? 667 : 666;
       for (let fd = 3; !stop; fd++) {
+        const t0 = performance.now();
         if ((await bad.ask(`Connect 1 0 abuser ${fd} {2 192.0.2.1 ${port}} {} {}`, i)) === null) break;
         abuserRequests++;
+        const left = t0 + pace - performance.now();
+        if (left > 0) await new Promise((r) => setTimeout(r, left));
       }
     }));
     await new Promise((r) => setTimeout(r, 200)); // the abuse is under way
