@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { QosError } from '../errors.js';
 import { DaemonChild } from '../daemon/child.js';
+import { statTicks } from '../script/cpu.js';
 import { BENCH_BIN, medianF, runJson } from './agent.js';
 
 export interface AbOptions {
@@ -41,9 +42,7 @@ export function processTicks(pid: number): { main: number; all: number } {
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     let stat: string;
     try { stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'); } catch { continue; } // the thread ended
-    // fields after "(comm) ": state is field 3; utime and stime are fields 14 and 15
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const t = Number(f[11]) + Number(f[12]);
+    const t = statTicks(stat);
     all += t;
     if (Number(tid) === pid) main += t;
   }

@@ -33,7 +33,7 @@ export interface PolicyBenchResult {
   hostile_ratio: number;
   /** calls of the hostile script that ran to their deadline, per second, while measured */
   hostile_timeouts_per_s: number;
-  /** its calls answered by the rules because the handler was suspended (script/breaker.ts) */
+  /** its calls answered by the rules because the handler was suspended for their user (script/budget.ts) */
   hostile_suspended_per_s: number;
   targets: Record<string, { value: number; limit: number; ok: boolean }>;
   setup: { threads: number; load_ms: number; rounds: number };

@@ -31,6 +31,8 @@ program
   .option('--script-workers <n>', 'worker threads for a policy script (default: the number of cores, at least 2)', (v) => positiveInt(v, '--script-workers'))
   .option('--script-deadline-ms <ms>', 'deadline of one script call', (v) => positiveInt(v, '--script-deadline-ms'), 10)
   .option('--script-memory-mb <mb>', 'memory cap of a script', (v) => positiveInt(v, '--script-memory-mb'), 32)
+  .option('--script-nice <n>', 'scheduling priority of policy script threads and processes, -20..19, or "keep" (the daemon\'s)', niceValue, 19)
+  .option('--script-answer-ms <ms>', "how long a program's request waits for the script, queueing included, before the rules answer it (keep it below the agent's timeout, 50 ms by default)", (v) => positiveInt(v, '--script-answer-ms'), 30)
   .option('--rules <file>', 'where the kernel rule set is kept (`qos rules`), in a directory only root (or the daemon\'s user) can write', DEFAULT_RULES_FILE)
   .option('--kernel <mode>', 'kernel rules (nftables): auto (if nft works), on (fail if not), off', 'auto')
   .option('--nft-table <name>', 'the nftables table qosd owns (family inet)', DEFAULT_NFT_TABLE)
@@ -39,7 +41,7 @@ program
   .option('--max-connections <n>', 'agent connections in all (default: half the descriptor limit, at most 32768; a tenth kept for root)', (v) => positiveInt(v, '--max-connections'))
   .option('--max-flows-per-user <n>', "flow-table entries one user may hold; past it the user's oldest go", (v) => positiveInt(v, '--max-flows-per-user'), 65536)
   .option('--max-flows <n>', 'flow-table entries in all; past it new flows are decided but not remembered', (v) => positiveInt(v, '--max-flows'), 1_000_000)
-  .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; rules: string; kernel: string; nftTable: string;
+  .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; scriptAnswerMs: number; scriptNice: number | 'keep'; rules: string; kernel: string; nftTable: string;
     adminGroup?: string; maxConnectionsPerUser?: number; maxConnections?: number; maxFlowsPerUser: number; maxFlows: number }) => {
     if (o.kernel !== 'auto' && o.kernel !== 'on' && o.kernel !== 'off') throw new QosError('QOS_ERR_USAGE', `--kernel takes auto, on or off, not "${o.kernel}"`);
     if (!/^[A-Za-z_][\w-]{0,63}$/.test(o.nftTable)) throw new QosError('QOS_ERR_USAGE', `--nft-table takes a name of letters, digits, _ and -, not "${o.nftTable}"`);
@@ -55,7 +57,7 @@ program
       agentLimits, maxFlows: o.maxFlows, maxFlowsPerUser: o.maxFlowsPerUser, adminGroup: o.adminGroup === undefined ? undefined : groupId(o.adminGroup),
       kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel },
       socket: o.socket, admin: o.admin, policy: o.policy, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice,
-      scriptWorkers: o.scriptWorkers, scriptLimits: { deadlineMs: o.scriptDeadlineMs, memoryBytes: o.scriptMemoryMb * 2 ** 20 },
+      scriptWorkers: o.scriptWorkers, scriptLimits: { deadlineMs: o.scriptDeadlineMs, memoryBytes: o.scriptMemoryMb * 2 ** 20, answerMs: o.scriptAnswerMs, nice: o.scriptNice === 'keep' ? null : o.scriptNice },
     });
     await d.start();
     process.on('SIGHUP', () => void d.reload('SIGHUP'));

@@ -120,3 +120,29 @@ test('a script is given each call as facts (a JSON array in eventOf order) and i
     assert.equal(s.key, who, 'one key per identity: the caller is sent once');
   }
 });
+
+test("a Tcl script's tokens carry the kernel's pid, uid and command line in the paper's order, whatever the line claims", async () => {
+  const seen: string[][] = [];
+  const script: ScriptHost = {
+    handlers: new Set(['Startup', 'Socket', 'Connect', 'Bind', 'SendTo', 'Shutdown', 'Close', 'Cleanup']),
+    decide: (_handler, _uid, req: ScriptRequest) => {
+      seen.push(req.tokens());
+      return Promise.resolve({ decision: undefined, status: 'fallthrough', ms: 0 });
+    },
+  };
+  const d = new Decider(new FlowTable(), () => ({ engine: new PolicyEngine(parsePolicy('rules: []\n')), generation: 5, script }));
+  const lines = ['Startup 1 0 {root tool} 1', 'Socket 1 0 {root tool} 2 1 0 3', 'Connect 1 0 {root tool} 3 {2 192.0.2.1 80} {} {}',
+    'Bind 1 0 {root tool} 3 {2 0.0.0.0 5000}', 'SendTo 1 0 {root tool} 3 {2 192.0.2.1 53}', 'Shutdown 1 0 {root tool} 3 1',
+    'Close 1 0 {root tool} 3', 'Cleanup 1 0 {root tool}', 'Cached 1 0 {root tool} 5 Connect 3 {2 192.0.2.1 80} {} {}'];
+  for (const l of lines) await d.handle(decode(l), who);
+  assert.deepEqual(seen, [
+    ['Startup', '7', '1000', 'curl x', '1'],
+    ['Socket', '7', '1000', 'curl x', '2', '1', '0', '3'],
+    ['Connect', '7', '1000', 'curl x', '3', '2 192.0.2.1 80', '', ''],
+    ['Bind', '7', '1000', 'curl x', '3', '2 0.0.0.0 5000'],
+    ['SendTo', '7', '1000', 'curl x', '3', '2 192.0.2.1 53'],
+    ['Shutdown', '7', '1000', 'curl x', '3', '1'],
+    ['Close', '7', '1000', 'curl x', '3'],
+    ['Cleanup', '7', '1000', 'curl x'],
+  ], 'a Cached call is not given to the script at all');
+});

@@ -40,7 +40,8 @@ export interface ScriptRequest {
   facts(): string;
   /** who is calling: the same key for every call of a process */
   caller: { key: object; json(): string };
-  state(): string;
+  /** the caller's machine state (StateSource in script/js-sandbox.ts): full, every flow */
+  state(full: boolean): string;
   tokens(): string[];
 }
 
@@ -183,14 +184,19 @@ export class Decider {
   }
 
   private request(id: Identity, m: Message, facts: () => string): ScriptRequest {
-    return { facts, caller: { key: id, json: () => callerJson(id) }, state: () => this.stateJson(id), tokens: () => tokens(m) };
+    return { facts, caller: { key: id, json: () => callerJson(id) }, state: (full) => this.stateJson(id, full), tokens: () => scriptTokens(m, id) };
   }
 
-  /** The machine state a handler may read, now: the caller's flows and the load averages.
-   * Asked for only by a handler that reads it (a user's flows can be many). */
-  private stateJson(id: Identity): string {
-    const flows = this.flows.ofUser(id.uid).map(flowFacts);
-    return JSON.stringify({ flows, loadavg: this.loadavg() });
+  /** The machine state a handler may read, now, asked for only by a handler that reads it:
+   * how many flows the caller has, by class, and the load averages (a cost that does not
+   * grow with the caller's flows); or, full, each of the caller's flows (one that does). */
+  private stateJson(id: Identity, full: boolean): string {
+    if (full) return JSON.stringify({ flows: this.flows.ofUser(id.uid).map(flowFacts) });
+    const { flows, classes } = this.flows.userCounts(id.uid);
+    let byClass = '';
+    for (const [cls, n] of classes) byClass += `${byClass ? ',' : ''}${str(cls)}:${n}`;
+    const [a, b, c] = this.loadavg();
+    return `{"count":${flows},"classes":{${byClass}},"loadavg":[${a},${b},${c}]}`;
   }
 
   private load = { at: 0, value: [0, 0, 0] };
@@ -277,6 +283,17 @@ function factsJson(event: string, fd: number | null, f: Flow | null, how?: numbe
   if (!f) return `[${str(event)},${fd ?? 'null'}${NO_FLOW}${tail}`;
   return `[${str(event)},${f.fd},${str(f.family)},${str(f.type)},${str(f.proto)},${f.protocol},${pair(f.local)},${pair(f.remote)},`
     + `${str(f.rule)},${str(f.class)},${dscpOf(f.decision) ?? 'null'}${tail}`;
+}
+
+/** The message's tokens as a Tcl procedure receives them, in the paper's order, but with the
+ * kernel's pid, uid and command line in place of those the agent wrote: a client can write
+ * anything there (uid 0, another user's uid), and a script must not take it for the truth. */
+function scriptTokens(m: Message, id: Identity): string[] {
+  const t = tokens(m);
+  t[1] = String(id.pid);
+  t[2] = String(id.uid);
+  t[3] = id.cmdline;
+  return t;
 }
 
 const callers = new WeakMap<Identity, string>();

@@ -104,7 +104,7 @@ export class Metrics {
       },
     });
     new Counter({
-      name: 'qosd_script_calls_total', help: 'Policy script handler calls, by handler and result (decided, fallthrough, error, timeout, killed, overloaded, suspended)',
+      name: 'qosd_script_calls_total', help: 'Policy script handler calls, by handler and how each ended for the program (decided, fallthrough, error, timeout, killed, overloaded, suspended, late)',
       labelNames: ['handler', 'result'], registers: [this.registry],
       collect() {
         this.reset();

@@ -1,6 +1,7 @@
 /* A hostile policy script inside a real daemon: while one agent keeps triggering an endless
- * loop and a worker-hanging built-in call, another agent's rules-only requests keep their
- * normal latency, and the daemon reports what the script did. */
+ * loop and a worker-hanging built-in call, another agent's rules-only requests are answered
+ * without waiting for the script, and the daemon reports what the script did. (How long they
+ * take is a benchmark's question: src/bench/script-abuse.ts.) */
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,27 +26,35 @@ rules:
   - { name: bound, match: { event: bind }, action: { dscp: CS1 } }
 `;
 
-/** Runs a rules-only agent (a bind every 5 ms, timed) beside a hostile one until the hostile
- * one has made `min` requests, each of which must get the rule's answer, and the other one
- * 100; returns the rules-only latencies in ms. */
-async function besideHostile(socket: string, min: number, hostileLine: (i: number) => string): Promise<number[]> {
+/** What a hostile request got, and how many of the rules-only agent's requests were sent
+ * after it and answered before it. */
+interface HostileCall { reply: string | null; passed: number }
+
+/** Runs a rules-only agent (binds, one after another) beside a hostile one that sends
+ * `lines` one after another, each as soon as the one before is answered; every rules-only
+ * request must get the rule's answer. Returns what each hostile request got, and how many
+ * rules-only requests were answered in all. */
+async function besideHostile(socket: string, lines: string[]): Promise<{ hostile: HostileCall[]; others: number }> {
   const hostile = new LineClient(socket);
   const other = new LineClient(socket);
   let stop = false;
-  const latencies: number[] = [];
+  let answered = 0;
   const others = (async () => {
     for (let fd = 3; !stop; fd++) {
-      const t0 = performance.now();
       other.sock.write(`Bind 1 0 other ${fd} {2 0.0.0.0 ${1000 + (fd % 1000)}}\n`);
-      assert.equal(await other.next(), 'DSCP 8');
-      latencies.push(performance.now() - t0);
-      await new Promise((r) => setTimeout(r, 5));
+      assert.equal(await other.next(), 'DSCP 8', 'a rules-only request got the rule\'s answer');
+      answered++;
+      await new Promise((r) => setImmediate(r));
     }
   })();
+  const calls: HostileCall[] = [];
   try {
-    for (let i = 0; i < min || latencies.length < 100; i++) {
-      hostile.sock.write(`${hostileLine(i)}\n`);
-      assert.match((await hostile.next()) ?? 'closed', /^DSCP 18/, `hostile request ${i} got the rule's answer`);
+    for (const line of lines) {
+      hostile.sock.write(`${line}\n`);
+      const before = answered;
+      const reply = await hostile.next();
+      // the rules-only request in flight when this one was sent may be counted: hence -1
+      calls.push({ reply, passed: Math.max(0, answered - before - 1) });
     }
   } finally {
     stop = true;
@@ -53,15 +62,18 @@ async function besideHostile(socket: string, min: number, hostileLine: (i: numbe
     hostile.sock.destroy();
     other.sock.destroy();
   }
-  return latencies;
+  return { hostile: calls, others: answered };
 }
 
-/** Runs body against a daemon (at the test's priority) whose directory holds files and the
- * policy, then stops it and removes the directory. */
-async function withDaemon(files: Record<string, string>, policy: string, body: (daemon: DaemonChild, dir: string) => Promise<void>): Promise<void> {
+/** Runs body against a daemon (at the test's priority, and its script too) whose directory
+ * holds files and the policy, then stops it and removes the directory. The daemon waits 5 s
+ * for a script's answer (not the default 30 ms), and its script does not run at nice 19 (on
+ * a busy machine that can mean no CPU for seconds): these tests are about what the script
+ * does, not how fast this machine runs it. */
+async function withDaemon(files: Record<string, string>, policy: string, body: (daemon: DaemonChild, dir: string) => Promise<void>, args: string[] = []): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-script-'));
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
-  const daemon = await new DaemonChild(dir, policy, ['--nice', 'keep']).start();
+  const daemon = await new DaemonChild(dir, policy, ['--nice', 'keep', '--script-nice', 'keep', '--script-answer-ms', '5000', ...args]).start();
   try {
     await body(daemon, dir);
   } finally {
@@ -70,26 +82,33 @@ async function withDaemon(files: Record<string, string>, policy: string, body: (
   }
 }
 
-/** The q-th quantile of some latencies (nearest rank). */
-function percentile(xs: number[], q: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(s.length * q))]!;
+/** Script calls of a handler, by how they ended, from the daemon's metrics. */
+async function scriptCalls(daemon: DaemonChild, handler: string): Promise<(result: string) => number> {
+  const metrics = (await call(daemon.admin, 'GET', '/metrics')).body;
+  return (result) => Number(new RegExp(`qosd_script_calls_total\\{handler="${handler}",result="${result}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
 }
 
-test('a hostile script: its calls fall to the rules, other agents keep their latency, metrics and log say what happened', { timeout: 120_000 }, async () => {
+test('a hostile script: its calls fall to the rules, other agents are answered meanwhile, metrics and log say what happened', { timeout: 120_000 }, async () => {
   await withDaemon({ 'hostile.js': SCRIPT }, POLICY, async (daemon) => {
-    // Every hostile request goes to the script and falls back to the rule.
-    const worst = await besideHostile(daemon.socket, 12, (i) => `Connect 1 0 hostile ${10 + i} {2 192.0.2.1 ${[666, 667, 668][i % 3]}} {} {}`);
-    // The agent waits 50 ms at most: rules-only requests must stay well inside that.
-    const p95 = percentile(worst, 0.95);
-    assert.ok(p95 < 50, `rules-only p95 ${p95.toFixed(1)} ms over ${worst.length} requests while the script misbehaved`);
+    const connect = (fd: number, port: number) => `Connect 1 0 hostile ${fd} {2 192.0.2.1 ${port}} {} {}`;
+    // spin, throw, spin, throw (an exception ends in time: no suspension), then a built-in
+    // call that hangs the worker, then the same user again.
+    const ports = [666, 668, 666, 668, 667, 666, 667];
+    const { hostile, others } = await besideHostile(daemon.socket, ports.map((p, i) => connect(10 + i, p)));
+    assert.deepEqual(hostile.map((h) => h.reply), ports.map(() => 'DSCP 18'), 'every hostile request got the rule\'s answer');
+    // The hang held the worker until the watchdog replaced it; rules-only requests sent after
+    // it were answered before it: they did not wait for the script.
+    assert.ok(hostile[4]!.passed >= 1, `rules-only requests answered while the hang was outstanding: ${hostile[4]!.passed}`);
+    assert.ok(others >= 1);
+    const count = await scriptCalls(daemon, 'Connect');
+    assert.deepEqual([count('timeout'), count('error'), count('killed'), count('suspended')], [2, 2, 1, 2],
+      'two overruns, two exceptions, one hang; then that user is suspended: the script is not called for them');
     const metrics = (await call(daemon.admin, 'GET', '/metrics')).body;
-    const count = (result: string) => Number(new RegExp(`qosd_script_calls_total\\{handler="Connect",result="${result}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
-    const [timeouts, killed, errors] = [count('timeout'), count('killed'), count('error')];
-    assert.ok(timeouts >= 4 && killed >= 4 && errors >= 4, `timeouts ${timeouts}, killed ${killed}, errors ${errors}`);
-    assert.match(metrics, new RegExp(`qosd_script_worker_restarts_total ${killed}`));
+    assert.match(metrics, /qosd_script_worker_restarts_total 1\b/);
     assert.match(daemon.log, /"script":"[^"]*hostile\.js:3:\d+".*overran its deadline/);
     assert.match(daemon.log, /"script":"[^"]*hostile\.js:5:\d+".*policy bug/);
+    assert.match(daemon.log, /hung: worker replaced/);
+    assert.match(daemon.log, /hung its host for uid 0; suspended/);
   });
 });
 
@@ -149,7 +168,7 @@ export function Shutdown(ev) { shut += ev.how; }
   });
 });
 
-test('a hostile Safe Tcl script: while 1 {} and exec fall to the rules; other agents keep their latency', { timeout: 60_000 }, async () => {
+test('a hostile Safe Tcl script: while 1 {} and exec fall to the rules; other agents are answered meanwhile', { timeout: 120_000 }, async () => {
   const script = `
 proc Connect { pid uid cmd fd address sqos gqos } {
   switch [lindex $address 2] {
@@ -160,14 +179,15 @@ proc Connect { pid uid cmd fd address sqos gqos } {
   }
 }
 `;
+  // a deadline of 300 ms: each loop holds tclsh that long
   await withDaemon({ 'hostile.tcl': script }, POLICY.replace('hostile.js', 'hostile.tcl'), async (daemon) => {
-    const worst = await besideHostile(daemon.socket, 40, (i) => `Connect 1 0 hostile ${10 + i} {2 192.0.2.1 ${666 + (i % 4)}} {} {}`);
-    const p95 = percentile(worst, 0.95);
-    assert.ok(p95 < 50, `rules-only p95 ${p95.toFixed(1)} ms over ${worst.length} requests`);
-    const metrics = (await call(daemon.admin, 'GET', '/metrics')).body;
-    const timeouts = Number(/qosd_script_calls_total\{handler="Connect",result="timeout"\} (\d+)/.exec(metrics)?.[1] ?? 0);
-    const errors = Number(/qosd_script_calls_total\{handler="Connect",result="error"\} (\d+)/.exec(metrics)?.[1] ?? 0);
-    assert.ok(timeouts >= 10 && errors >= 30, `timeouts ${timeouts}, errors ${errors}`); // 1 in 4 loops, 3 in 4 missing commands
+    const n = 20;
+    const { hostile } = await besideHostile(daemon.socket, Array.from({ length: n }, (_, i) => `Connect 1 0 hostile ${10 + i} {2 192.0.2.1 ${666 + (i % 4)}} {} {}`));
+    assert.deepEqual(hostile.map((h) => h.reply), hostile.map(() => 'DSCP 18'), 'every hostile request got the rule\'s answer');
+    const loops = hostile.filter((_, i) => i % 4 === 0);
+    const count = await scriptCalls(daemon, 'Connect');
+    assert.ok(loops.every((h) => h.passed >= 1), `rules-only requests answered while each loop ran: ${loops.map((h) => h.passed).join(' ')}; timeouts ${count('timeout')} errors ${count('error')} suspended ${count('suspended')} killed ${count('killed')}\n${daemon.log.split('\n').filter((l) => /Connect|tclsh/.test(l)).join('\n')}`);
+    assert.deepEqual([count('timeout'), count('error')], [n / 4, (3 * n) / 4]); // 1 in 4 loops, 3 in 4 missing commands
     assert.ok(!existsSync('/tmp/qosd-pwned'), 'exec did not run');
-  });
+  }, ['--script-deadline-ms', '300']);
 });

@@ -1,7 +1,9 @@
-/* The calls a script host (a JavaScript worker or the tclsh child) has been given and not yet
- * answered, in the order given, and the clock its watchdog reads: when the call at the head
- * of the queue started running. Both hosts answer in order, so that is when the last answer
- * came (or the first call was queued, or the host was (re)started).
+/* The calls a script host (a JavaScript worker or a tclsh child) has been given and not yet
+ * answered, in the order given, and the clock its watchdog reads: when the host last answered
+ * (or was given its first call, or was (re)started). A host runs one call at a time and
+ * answers each as it ends, so a host holding calls that has not answered for longer than a
+ * call may run is stuck in one. Hosts take users in turn (round-robin.ts), so answers come
+ * mostly, not always, in the order given.
  *
  * A fixed circular array, not a Map: a Map that keeps taking new keys and deleting old ones
  * rebuilds its table every few dozen calls, and V8 links each old table to its successor
@@ -19,7 +21,12 @@ export class InFlight<P extends { sent: number }> {
   /** index of the oldest call */
   private head = 0;
   private count = 0;
-  private headStart = 0;
+  private lastAnswer = 0;
+
+  /** When the host last answered (or was given its first call, or (re)started). */
+  get since(): number {
+    return this.lastAnswer;
+  }
 
   get size(): number {
     return this.count;
@@ -33,7 +40,7 @@ export class InFlight<P extends { sent: number }> {
   /** Queues call id (ids must differ from those queued; the caller checks `full` first). */
   add(id: number, p: P): void {
     if (this.count >= MAX_QUEUE) throw new RangeError('in-flight queue full');
-    if (this.count === 0) this.headStart = p.sent;
+    if (this.count === 0) this.lastAnswer = p.sent;
     const i = (this.head + this.count) % MAX_QUEUE;
     this.ids[i] = id;
     this.items[i] = p;
@@ -46,13 +53,19 @@ export class InFlight<P extends { sent: number }> {
     return -1;
   }
 
+  /** The k-th call, oldest first. */
+  at(k: number): P | undefined {
+    return k < this.count ? this.items[(this.head + k) % MAX_QUEUE] : undefined;
+  }
+
   get(id: number): P | undefined {
     const k = this.find(id);
     return k < 0 ? undefined : this.items[(this.head + k) % MAX_QUEUE];
   }
 
-  /** Removes the answered call id; with its time in flight. Answers come in order, so id is
-   * the head call; one that is not (never expected) is found and removed all the same. */
+  /** Removes the answered call id; with its time in flight. Mostly id is the head call (one
+   * user, or users taking turns with one call each); another is found and removed all the
+   * same. */
   take(id: number, now = Date.now()): { p: P; ms: number } | undefined {
     const k = this.ids[this.head] === id && this.count > 0 ? 0 : this.find(id);
     if (k < 0) return undefined;
@@ -67,18 +80,18 @@ export class InFlight<P extends { sent: number }> {
     this.items[this.head] = undefined;
     this.head = (this.head + 1) % MAX_QUEUE;
     this.count--;
-    this.headStart = now;
+    this.lastAnswer = now;
     return { p, ms: now - p.sent };
   }
 
   /** The host (re)started: the head call starts now. */
   restarted(now = Date.now()): void {
-    this.headStart = now;
+    this.lastAnswer = now;
   }
 
-  /** Whether the head call has been running longer than limitMs. */
+  /** Whether calls are held and the host has not answered for longer than limitMs. */
   overdue(limitMs: number, now = Date.now()): boolean {
-    return this.count > 0 && now - this.headStart > limitMs;
+    return this.count > 0 && now - this.lastAnswer > limitMs;
   }
 
   /** Removes and returns every call, oldest first (the host is gone). */

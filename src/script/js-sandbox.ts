@@ -20,9 +20,16 @@ export interface SandboxLimits {
   /** How long a handler may wait for the machine state (qos.flows()); not counted against
    * its deadline, which is for its own work. */
   stateWaitMs: number;
+  /** The daemon's side: how long a program's request waits for the script, queueing
+   * included, before the rules answer it (`late`); below the agent's 50 ms timeout. */
+  answerMs: number;
+  /** Nice value of the script's threads and processes (null: the daemon's own). 19 by
+   * default: policy code only gets CPU nobody else wants, so a script spinning to its
+   * deadline on every core does not slow the daemon or the programs. */
+  nice: number | null;
 }
 
-export const DEFAULT_LIMITS: SandboxLimits = { deadlineMs: 10, memoryBytes: 32 * 2 ** 20, stackBytes: 512 * 1024, stateWaitMs: 200 };
+export const DEFAULT_LIMITS: SandboxLimits = { deadlineMs: 10, memoryBytes: 32 * 2 ** 20, stackBytes: 512 * 1024, stateWaitMs: 200, answerMs: 30, nice: 19 };
 
 /** A script error with its place in the script, from QuickJS's stack ("at f (policy.js:3:7)"). */
 export interface ScriptFault {
@@ -35,10 +42,13 @@ export type CallResult =
   | { ok: true; json: string | undefined }
   | { ok: false; timedOut: boolean; fault: ScriptFault };
 
-/** The machine state of a caller as JSON, asked for only when a handler reads it
- * (qos.flows(), qos.loadavg()); it may throw (the daemon did not answer in time). */
-export type StateSource = () => string;
-export const NO_STATE: StateSource = () => '{"flows":[],"loadavg":[0,0,0]}';
+/** The machine state of a caller as JSON, asked for only when a handler reads it: with full,
+ * the caller's flows (`{"flows":[...]}`: qos.flows()); without, how many they have, in all
+ * and by class, and the load averages (`{"count":n,"classes":{...},"loadavg":[...]}`:
+ * qos.count(), qos.classes(), qos.loadavg()). It may throw (the daemon did not answer in
+ * time, or could not). */
+export type StateSource = (full: boolean) => string;
+export const NO_STATE: StateSource = (full) => (full ? '{"flows":[]}' : '{"count":0,"classes":{},"loadavg":[0,0,0]}');
 
 let engine: Promise<QuickJSWASMModule> | null = null;
 function quickjs(): Promise<QuickJSWASMModule> {
@@ -85,7 +95,7 @@ export class JsSandbox {
     const fail = (f: ScriptFault) => { ctx.dispose(); rt.dispose(); return f; };
     // The prelude's only way out of the sandbox: the running call's machine state, as text.
     let self: JsSandbox | null = null;
-    const stateFn = ctx.newFunction('__qos_state', () => ctx.newString((self?.state ?? NO_STATE)()));
+    const stateFn = ctx.newFunction('__qos_state', (full) => ctx.newString((self?.state ?? NO_STATE)(ctx.dump(full) === true)));
     ctx.setProp(ctx.global, '__qos_state', stateFn);
     stateFn.dispose();
     // The prelude and the module's top level run once: they get a second (wall time; the

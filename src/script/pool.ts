@@ -1,42 +1,27 @@
 /* The daemon's side of JavaScript policies: a few worker threads, each running the script in
- * its own QuickJS runtime, so the event loop never runs policy code. Calls are routed by
- * user (uid), so module-level state keyed by user stays in one place. A worker that does not
- * answer long after its deadline (a built-in call the interrupt handler cannot stop) is
- * terminated and replaced; its calls in flight fall through to the rules. */
+ * its own QuickJS runtime, so the event loop never runs policy code. Each worker is a lane of
+ * host.ts: calls are routed by user (uid), so module-level state keyed by user stays in one
+ * place, each user keeps to a budget, and a worker that does not answer long after its
+ * deadline (a built-in call the interrupt handler cannot stop) is terminated and replaced;
+ * the call it was running is blamed, its user moved to a worker of their own. */
 
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import type { Logger } from 'pino';
 import { QosError } from '../errors.js';
 import type { Decision } from '../protocol/messages.js';
-import { DEFAULT_LIMITS, HANDLERS, NO_STATE, type HandlerName, type SandboxLimits, type ScriptFault, type StateSource } from './js-sandbox.js';
-import { ReplyKind, type StateAnswer, type StateQuestion, type WorkerInit, type WorkerLinks, type WorkerStatus } from './js-worker.js';
+import { DEFAULT_LIMITS, HANDLERS, NO_STATE, type HandlerName, type ScriptFault, type StateSource } from './js-sandbox.js';
+import { ReplyKind, STATE_ANSWERED, STATE_RUNNING, type StateAnswer, type StateQuestion, type WorkerInit, type WorkerLinks, type WorkerStatus } from './js-worker.js';
 import { Ring } from './ring.js';
-import { Breaker, type CallEnd } from './breaker.js';
-import { InFlight } from './inflight.js';
+import { cpuMs, threadStat } from './cpu.js';
+import { Lane, ScriptHostBase, type HostOptions, type ScriptOutcome } from './host.js';
 
-export type ScriptStatus = CallEnd;
+export { HANG_GRACE_MS, type ScriptOutcome, type ScriptStatus } from './host.js';
 
-export interface ScriptOutcome {
-  /** undefined: the rules decide */
-  decision: Decision | null | undefined;
-  status: ScriptStatus;
-  fault?: ScriptFault;
-  ms: number;
-}
-
-export interface PoolOptions {
+export interface PoolOptions extends HostOptions {
   workers: number;
-  limits: SandboxLimits;
   /** false: workers call QuickJS through its public API only (tests) */
   direct?: boolean;
-  log?: Logger;
-  /** called for every finished call (metrics) */
-  onCall?: (handler: HandlerName, o: ScriptOutcome) => void;
-  onRestart?: () => void;
 }
 
-/** Nice value of policy-script threads and processes. */
-export const SCRIPT_NICE = 19;
 /** Request ring size (events are a few hundred bytes); replies are smaller. */
 const RING_BYTES = 4 * 2 ** 20;
 const REPLY_RING_BYTES = 2 * 2 ** 20;
@@ -45,16 +30,6 @@ const MAX_CALLERS = 4096;
 /** Event-loop turns the answer pump polls, finding nothing, before it sleeps (see pump). */
 const POLL_TURNS = 8;
 const nextTurn = () => new Promise<void>((r) => setImmediate(r));
-/** How long past its deadline a call may run before its worker is replaced. */
-export const HANG_GRACE_MS = 250;
-
-/** Logs a call that faulted, overran or was cut off (both script hosts). */
-export function logFault(log: Logger | undefined, where: string, handler: HandlerName, o: ScriptOutcome, cutOff: string): void {
-  if (o.status !== 'error' && o.status !== 'timeout' && o.status !== 'killed') return;
-  const what = o.status === 'error' ? 'failed' : o.status === 'timeout' ? 'overran its deadline' : `hung: ${cutOff}`;
-  log?.warn({ script: where, handler, status: o.status, ms: o.ms, error: o.fault?.message }, `policy script ${handler} ${what}; the rules decide`);
-}
-
 const decisions = new Map<string, Decision | null>();
 /** A worker's decision text as an object: the same few come back over and over, and
  * decisions are never modified once made, so each text is parsed once. */
@@ -71,13 +46,8 @@ function decisionOf(text: string): Decision | null {
 /** Who is calling, as the script sees it: sent to a worker once per key (an identity). */
 export interface Caller { key: object; json(): string }
 
-interface Pending { resolve: (o: ScriptOutcome) => void; handler: HandlerName; sent: number; state: StateSource }
-
-class Slot {
+class Slot extends Lane {
   worker!: Worker;
-  readonly inflight = new InFlight<Pending>();
-  /** a replacement worker is starting */
-  restarting = false;
   /** the pool closed: answers are no longer read */
   private stopped = false;
   private calls!: Ring;
@@ -86,8 +56,13 @@ class Slot {
   private readonly callers = new Map<object, number>();
   private serial = 0;
   private statePort!: MessagePort;
+  /** [STATE_ANSWERED]: a state answer was posted; [STATE_RUNNING]: the call the worker runs */
   private stateFlag!: Int32Array;
-  constructor(private readonly pool: ScriptPool, readonly index: number) {}
+  /** the worker's thread, for its CPU time */
+  private stat: string | null = null;
+  constructor(private readonly pool: ScriptPool, index: number, movedOut: boolean) {
+    super(index, movedOut);
+  }
 
   async spawn(init: WorkerInit): Promise<WorkerStatus> {
     const calls = new Ring(RING_BYTES), replies = new Ring(REPLY_RING_BYTES);
@@ -97,7 +72,7 @@ class Slot {
     this.replies = replies;
     const { port1, port2 } = new MessageChannel();
     this.statePort = port1;
-    this.stateFlag = new Int32Array(new SharedArrayBuffer(4));
+    this.stateFlag = new Int32Array(new SharedArrayBuffer(8));
     const links: WorkerLinks = { calls: calls.sab, replies: replies.sab, statePort: port2, stateFlag: this.stateFlag.buffer as SharedArrayBuffer };
     const w = new Worker(new URL('./js-worker.js', import.meta.url), { workerData: { ...init, ...links }, transferList: [port2], resourceLimits: { maxOldGenerationSizeMb: 256 } });
     this.worker = w;
@@ -107,12 +82,21 @@ class Slot {
       w.once('error', (e) => resolve({ ready: false, fault: { message: `worker failed: ${e.message}` } }));
     });
     if (!status.ready) { await w.terminate(); port1.close(); return status; }
-    w.on('message', (m: StateQuestion) => this.answerState(m.state));
+    this.stat = status.tid ? threadStat(status.tid) : null;
+    w.on('message', (m: StateQuestion) => this.answerState(m.state, m.full));
     w.on('error', (e) => this.pool.lost(this, `worker error: ${e.message}`));
     w.on('exit', () => { if (this.worker === w) this.pool.lost(this, 'worker exited'); });
     this.inflight.restarted();
     void this.pump(w, replies);
     return status;
+  }
+
+  running(): number {
+    return Atomics.load(this.stateFlag, STATE_RUNNING);
+  }
+
+  cpuMs(): number | null {
+    return this.stat ? cpuMs(this.stat) : null;
   }
 
   /** Reads the worker's answers as they come, until the worker is replaced or closed. While
@@ -144,37 +128,39 @@ class Slot {
   }
 
   private reply(id: number, kind: number, text: string): void {
-    const t = this.inflight.take(id);
-    if (!t) return;
-    const { p, ms } = t;
     if (kind === ReplyKind.Decided) {
       const decision = text === '' ? undefined : decisionOf(text);
-      p.resolve({ decision, status: decision === undefined ? 'fallthrough' : 'decided', ms });
-    } else p.resolve({ decision: undefined, status: kind === ReplyKind.TimedOut ? 'timeout' : 'error', fault: JSON.parse(text) as ScriptFault, ms });
+      this.pool.answered(this, id, decision, decision === undefined ? 'fallthrough' : 'decided');
+    } else if (kind === ReplyKind.Late) this.pool.answered(this, id, undefined, 'late');
+    else this.pool.answered(this, id, undefined, kind === ReplyKind.TimedOut ? 'timeout' : 'error', JSON.parse(text) as ScriptFault);
   }
 
   /** A handler asked for its machine state. Its answers to earlier calls are read first,
    * and the state computed once their decisions are recorded (after the promise callbacks
    * they start), so it counts every decision made before this call. */
-  private answerState(id: number): void {
+  private answerState(id: number, full: boolean): void {
     this.replies.read((i, kind, text) => this.reply(i, kind, text));
     setImmediate(() => {
       const p = this.inflight.get(id);
-      let json: string;
-      try { json = (p?.state ?? NO_STATE)(); } catch { json = NO_STATE(); }
-      this.statePort.postMessage({ id, json } satisfies StateAnswer);
-      Atomics.store(this.stateFlag, 0, 1);
-      Atomics.notify(this.stateFlag, 0);
+      // a daemon that cannot compute it says so: the handler's qos call throws, the rules
+      // decide (an empty state would tell a quota script the user holds nothing)
+      let a: StateAnswer;
+      try { a = { id, json: (p?.state ?? NO_STATE)(full) }; } catch (e) { a = { id, error: `the daemon could not give the machine state: ${(e as Error).message}` }; }
+      this.statePort.postMessage(a);
+      Atomics.store(this.stateFlag, STATE_ANSWERED, 1);
+      Atomics.notify(this.stateFlag, STATE_ANSWERED);
     });
   }
 
   /** Hands a call to the worker through the shared ring as a record [serial, caller, facts]
-   * (eventOf in prelude.ts): a caller goes once, then by serial. False if the ring is full. */
-  post(id: number, handler: HandlerName, facts: string, caller: Caller | null): boolean {
+   * (eventOf in prelude.ts), tagged with the uid the worker takes turns by and the time its
+   * answer time is up (by, 0 for none): a caller goes once, then by serial. False if the
+   * ring is full. */
+  post(id: number, handler: HandlerName, facts: string, caller: Caller | null, uid: number, by: number): boolean {
     const kind = HANDLERS.indexOf(handler);
-    if (!caller) return this.calls.push(id, kind, `[0,null,${facts}]`);
+    if (!caller) return this.calls.push(id, kind, `[0,null,${facts}]`, true, uid, by);
     const known = this.callers.get(caller.key);
-    if (known !== undefined) return this.calls.push(id, kind, `[${known},null,${facts}]`);
+    if (known !== undefined) return this.calls.push(id, kind, `[${known},null,${facts}]`, true, uid, by);
     let reset = false;
     if (this.callers.size >= MAX_CALLERS || this.serial >= 0x3fffffff) {
       this.callers.clear();
@@ -182,46 +168,28 @@ class Slot {
       reset = true;
     }
     const serial = ++this.serial;
-    if (!this.calls.push(id, kind, `[${reset ? -serial : serial},${caller.json()},${facts}]`)) return false;
+    if (!this.calls.push(id, kind, `[${reset ? -serial : serial},${caller.json()},${facts}]`, true, uid, by)) return false;
     this.callers.set(caller.key, serial);
     return true;
   }
-
-  /** Ends every call in flight (the worker is gone): they fall through to the rules. */
-  abandon(status: ScriptStatus): void {
-    const now = Date.now();
-    for (const p of this.inflight.drain()) p.resolve({ decision: undefined, status, ms: now - p.sent });
-  }
 }
 
-export class ScriptPool {
-  private readonly slots: Slot[] = [];
-  private nextId = 1;
-  private watchdog: NodeJS.Timeout | null = null;
-  private closed = false;
-  handlers: ReadonlySet<HandlerName> = new Set();
+export class ScriptPool extends ScriptHostBase<Slot> {
   /** whether workers call QuickJS directly (qjs-direct.ts) */
   direct = false;
-  private readonly breaker: Breaker;
 
-  private constructor(private readonly init: WorkerInit, private readonly o: PoolOptions) {
-    this.breaker = new Breaker(init.file, o.log);
-  }
-
-  get file(): string {
-    return this.init.file;
+  private constructor(private readonly init: WorkerInit, o: PoolOptions) {
+    super(init.file, o, 'worker replaced');
   }
 
   /** Starts the workers; throws QOS_ERR_POLICY_INVALID (with line and column) if the script
    * does not compile or its top level fails. */
   static async start(source: string, file: string, o: Partial<PoolOptions> = {}): Promise<ScriptPool> {
     const opts: PoolOptions = { workers: o.workers ?? 2, limits: o.limits ?? DEFAULT_LIMITS, direct: o.direct, log: o.log, onCall: o.onCall, onRestart: o.onRestart };
-    // Workers run at the lowest priority: policy code only gets CPU nobody else wants, so a
-    // script spinning to its deadline on every core does not slow the daemon or the programs.
-    const pool = new ScriptPool({ source, file, limits: opts.limits, nice: SCRIPT_NICE, direct: opts.direct }, opts);
+    const pool = new ScriptPool({ source, file, limits: opts.limits, direct: opts.direct }, opts);
     const statuses = await Promise.all(Array.from({ length: Math.max(1, opts.workers) }, (_, i) => {
-      const s = new Slot(pool, i);
-      pool.slots.push(s);
+      const s = new Slot(pool, i, false);
+      pool.lanes.push(s);
       return s.spawn(pool.init);
     }));
     const bad = statuses.find((s): s is Extract<WorkerStatus, { ready: false }> => !s.ready);
@@ -232,75 +200,41 @@ export class ScriptPool {
     const ready = statuses[0] as Extract<WorkerStatus, { ready: true }>;
     pool.handlers = new Set(ready.handlers);
     pool.direct = ready.direct;
-    pool.watchdog = setInterval(() => pool.watch(), 50);
-    pool.watchdog.unref();
     return pool;
   }
 
   /** The daemon's entry (decide.ts ScriptHost): the call's facts and caller, and the machine
    * state should the handler read it. */
-  decide(handler: HandlerName, uid: number, req: { facts(): string; state(): string; caller: Caller }): Promise<ScriptOutcome> {
-    return this.call(handler, uid, req.facts(), () => req.state(), req.caller);
+  decide(handler: HandlerName, uid: number, req: { facts(): string; state(full: boolean): string; caller: Caller }): Promise<ScriptOutcome> {
+    return this.call(handler, uid, req.facts(), (full) => req.state(full), req.caller);
   }
 
   /** Runs handler for a caller (routed by uid) on facts: a JSON array in eventOf's order, or
    * the event as a JSON object. Never rejects. */
   call(handler: HandlerName, uid: number, facts: string, state: StateSource = NO_STATE, caller: Caller | null = null): Promise<ScriptOutcome> {
-    const slot = this.slots[uid % this.slots.length]!;
-    const refused = this.breaker.refuse(handler, this.closed || slot.inflight.full);
-    if (refused) {
-      const o: ScriptOutcome = { decision: undefined, status: refused, ms: 0 };
-      this.o.onCall?.(handler, o);
-      return Promise.resolve(o);
-    }
-    const id = this.nextId;
-    this.nextId = (this.nextId % 0xfffffffe) + 1; // never 0: the ring's wrap marker
-    return new Promise<ScriptOutcome>((resolve) => {
-      const sent = Date.now();
-      const done = (o: ScriptOutcome) => { this.report(handler, o); resolve(o); };
-      if (!slot.post(id, handler, facts, caller)) { done({ decision: undefined, status: 'overloaded', ms: 0 }); return; }
-      slot.inflight.add(id, { resolve: done, handler, sent, state });
-    });
+    return this.submit(handler, uid, state, (slot, id, by) => slot.post(id, handler, facts, caller, uid, by));
   }
 
-  private report(handler: HandlerName, o: ScriptOutcome): void {
-    this.o.onCall?.(handler, o);
-    this.breaker.record(handler, o.status);
-    const where = o.fault?.line ? `${this.init.file}:${o.fault.line}:${o.fault.col ?? 0}` : this.init.file;
-    logFault(this.o.log, where, handler, o, 'worker replaced');
-  }
-
-  /** Replaces workers whose head call runs far past its deadline. */
-  private watch(): void {
-    const limit = this.o.limits.deadlineMs + HANG_GRACE_MS;
-    for (const s of this.slots) {
-      if (!s.restarting && s.inflight.overdue(limit)) void this.replace(s, 'killed');
-    }
-  }
-
-  /** A worker died or hung: its calls fall through, a fresh one takes its place. */
-  lost(s: Slot, why: string): void {
-    if (this.closed || s.restarting) return;
-    this.o.log?.error({ script: this.init.file, worker: s.index, why }, 'policy script worker lost; starting another');
-    void this.replace(s, 'killed');
-  }
-
-  private async replace(s: Slot, status: ScriptStatus): Promise<void> {
-    const old = s.worker;
+  protected openLane(index: number): Slot {
+    const s = new Slot(this, index, true);
     s.restarting = true;
-    s.abandon(status);
-    this.o.onRestart?.();
+    void s.spawn(this.init).then((st) => {
+      s.restarting = false;
+      if (!st.ready) this.o.log?.error({ script: this.init.file, error: st.fault.message }, 'policy script worker for users moved out could not start');
+    });
+    return s;
+  }
+
+  protected async replaceLane(s: Slot): Promise<void> {
+    const old = s.worker;
     const respawn = s.spawn(this.init);
     void old.terminate();
     const st = await respawn;
-    s.restarting = false;
     if (!st.ready) this.o.log?.error({ script: this.init.file, error: st.fault.message }, 'policy script worker could not restart');
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    if (this.watchdog) clearInterval(this.watchdog);
-    for (const s of this.slots) { s.stop(); s.abandon('fallthrough'); }
-    await Promise.all(this.slots.map((s) => s.worker?.terminate()));
+  protected async stopLane(s: Slot): Promise<void> {
+    s.stop();
+    await s.worker?.terminate();
   }
 }

@@ -86,20 +86,29 @@ export const PRELUDE = String.raw`
   }
 
   // Machine state is fetched from the daemon, as JSON text, only when a handler first asks
-  // for it during a call: the caller's flows can be many, and most calls never look.
+  // for it during a call, and in two sizes: the caller's counts by class and the load (a few
+  // dozen characters whatever the user holds), or every flow of the caller (can be many).
   const fetchState = globalThis.__qos_state;
   delete globalThis.__qos_state;
-  let state = null;
-  const current = () => (state ??= JSON.parse(fetchState()));
+  let summary = null, flows = null;
+  const counts = () => (summary ??= JSON.parse(fetchState(false)));
+  const className = (v) => CLASS[v] ?? String(v);
   globalThis.qos = Object.freeze({
-    AF, SockType, DSCP,
-    /** The class name of a DSCP value (46 -> "EF"), or the number as text. */
-    className: (v) => CLASS[v] ?? String(v),
-    cidr, glob,
-    /** The calling user's sockets now, as the daemon's flow table has them. */
-    flows: () => current().flows,
+    AF, SockType, DSCP, className, cidr, glob,
+    /** How many sockets the calling user has now: all, or those of one class (a name such as
+     * "EF", "none" or "deny", or a DSCP number). */
+    count: (cls) => {
+      const s = counts();
+      if (cls === undefined) return s.count;
+      return s.classes[typeof cls === 'number' ? className(cls) : String(cls)] ?? 0;
+    },
+    /** The calling user's sockets by class now, e.g. { EF: 2, AF41: 1, none: 3 }. */
+    classes: () => Object.assign({}, counts().classes),
+    /** The calling user's sockets now, each in full, as the daemon's flow table has them; the
+     * cost grows with how many the user has. */
+    flows: () => (flows ??= JSON.parse(fetchState(true)).flows),
     /** 1, 5 and 15 minute load averages. */
-    loadavg: () => current().loadavg,
+    loadavg: () => counts().loadavg,
   });
   // Callers (who is calling: pid, uid, user, exe, ...) are sent once per process and kept
   // here by serial number, so that each call parses only its own few facts.
@@ -131,7 +140,7 @@ export const PRELUDE = String.raw`
   // returns the decision as JSON text, '' for none.
   Object.defineProperty(globalThis, '__qos_call', {
     value: (fn, record) => {
-      state = null;
+      summary = flows = null;
       const r = fn(eventOf(JSON.parse(record)));
       return r === undefined || r === null ? '' : String(JSON.stringify(r));
     },

@@ -6,15 +6,17 @@
  *
  * Layout: Int32 seq (bumped per write: the reader waits on it), head (bytes written, by the
  * writer), tail (bytes consumed, by the reader), sleeping (1 while the reader waits or is
- * about to), then the data. Each record is id (u32, never 0), kind (u8), length (u32) and
- * the UTF-8 text. A record never wraps: an id of 0, or too little room for a header, sends
- * the reader back to the start. */
+ * about to), then the data. Each record is id (u32, never 0), kind (u8), tag (u32: the
+ * caller's uid on the way to a worker, which runs users' calls in turn), by (u32: when the
+ * call's answer time is up, in ms mod 2^32, 0 for none), length (u32) and the UTF-8 text. A
+ * record never wraps: an id of 0, or too little room for a header, sends the reader back to
+ * the start. */
 
 const HEADER = 16;
-const RECORD = 9;
+const RECORD = 17;
 const SEQ = 0, HEAD = 1, TAIL = 2, SLEEPING = 3;
 
-export type RecordHandler = (id: number, kind: number, text: string) => void;
+export type RecordHandler = (id: number, kind: number, text: string, tag: number, by: number) => void;
 
 export class Ring {
   readonly sab: SharedArrayBuffer;
@@ -33,7 +35,7 @@ export class Ring {
 
   /** Writer: appends a record and wakes a sleeping reader (unless told not to: then
    * wakeReader must follow); false if there is no room. */
-  push(id: number, kind: number, text: string, wake = true): boolean {
+  push(id: number, kind: number, text: string, wake = true, tag = 0, by = 0): boolean {
     const len = Buffer.byteLength(text);
     const need = RECORD + len;
     let head = this.hdr[HEAD]!;
@@ -48,7 +50,9 @@ export class Ring {
     }
     this.data.writeUInt32LE(id, pos);
     this.data[pos + 4] = kind;
-    this.data.writeUInt32LE(len, pos + 5);
+    this.data.writeUInt32LE(tag, pos + 5);
+    this.data.writeUInt32LE(by >>> 0, pos + 9);
+    this.data.writeUInt32LE(len, pos + 13);
     this.data.write(text, pos + RECORD, 'utf8');
     Atomics.store(this.hdr, HEAD, (head + need) | 0);
     Atomics.add(this.hdr, SEQ, 1);
@@ -79,11 +83,13 @@ export class Ring {
       const id = this.data.readUInt32LE(pos);
       if (id === 0) { tail = (tail + this.size - pos) | 0; continue; } // wrap marker
       const kind = this.data[pos + 4]!;
-      const len = this.data.readUInt32LE(pos + 5);
+      const tag = this.data.readUInt32LE(pos + 5);
+      const by = this.data.readUInt32LE(pos + 9);
+      const len = this.data.readUInt32LE(pos + 13);
       const text = this.data.toString('utf8', pos + RECORD, pos + RECORD + len);
       tail = (tail + RECORD + len) | 0;
       Atomics.store(this.hdr, TAIL, tail);
-      fn(id, kind, text);
+      fn(id, kind, text, tag, by);
       n++;
     }
     return n;

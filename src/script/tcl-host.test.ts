@@ -17,6 +17,9 @@ function script(text: string): { file: string; done: () => void } {
 }
 
 const req = (...t: string[]) => ({ tokens: () => t });
+/** tclsh at the test's own priority: at nice 19 a busy machine can leave it without a CPU for
+ * seconds, and a deadline is time on the clock. */
+const LIMITS = { ...DEFAULT_LIMITS, nice: null };
 
 test('Tcl replies parse to decisions; anything else is refused', () => {
   assert.deepEqual(parseTclReply('TOS 48'), { decision: { tos: 48 } });
@@ -44,7 +47,8 @@ proc Connect { pid uid cmd fd address sqos gqos } {
 }
 `);
   let restarts = 0;
-  const host = await TclHost.start(s.file, { limits: DEFAULT_LIMITS, onRestart: () => restarts++ });
+  // 10 ms deadline (the loop must hit it), but no answer time: each case shows what tclsh did.
+  const host = await TclHost.start(s.file, { limits: { ...LIMITS, answerMs: 60_000 }, onRestart: () => restarts++ });
   try {
     assert.deepEqual([...host.handlers], ['Connect']);
     const expect: [number, string, RegExp][] = [
@@ -70,14 +74,59 @@ test('a tclsh that dies is restarted; its call falls through', { timeout: 60_000
   // Memory is capped with prlimit: a string doubling without end kills the child.
   const s = script('proc Socket {pid uid cmd family type protocol fd} { if {$fd == 9} { set s x; while 1 { append s $s } }; return "DSCP AF21" }\n');
   let restarts = 0;
-  const host = await TclHost.start(s.file, { limits: { ...DEFAULT_LIMITS, deadlineMs: 2000 }, onRestart: () => restarts++ });
+  const host = await TclHost.start(s.file, { limits: { ...LIMITS, deadlineMs: 2000, answerMs: 60_000 }, onRestart: () => restarts++ });
   try {
     const o = await host.decide('Socket', 0, req('Socket', '1', '0', 'x', '2', '1', '0', '9'));
     // Tcl either reports the failed allocation or dies of it; if it died it was replaced.
     assert.ok(['killed', 'error'].includes(o.status), JSON.stringify(o));
     assert.equal(restarts, o.status === 'killed' ? 1 : 0);
-    const ok = await host.decide('Socket', 0, req('Socket', '1', '0', 'x', '2', '1', '0', '3'));
+    // (uid 0's call killed it: uid 0 is suspended now; another user's call)
+    const ok = await host.decide('Socket', 1, req('Socket', '1', '1', 'x', '2', '1', '0', '3'));
     assert.deepEqual(ok.decision, { dscp: 18 });
+  } finally {
+    await host.close();
+    s.done();
+  }
+});
+
+test('tclsh runs users in turn: a user who comes while another has a backlog of calls that run to their deadline waits for one of them, not all', { timeout: 60_000 }, async () => {
+  const s = script('proc Connect { pid uid cmd fd address sqos gqos } { if {$fd == 666} { while 1 {} }; return "DSCP EF" }\n');
+  const host = await TclHost.start(s.file, { limits: { ...LIMITS, deadlineMs: 100, answerMs: 60_000 } });
+  try {
+    const order: string[] = [];
+    const calls = [];
+    for (let i = 1; i <= 4; i++) calls.push(host.decide('Connect', 1, req('Connect', '1', '1', 'x', '666', '2 192.0.2.1 80', '', '')).then((o) => order.push(`spin${i} ${o.status}`)));
+    calls.push(host.decide('Connect', 2, req('Connect', '2', '2', 'x', '5', '2 192.0.2.1 80', '', '')).then((o) => order.push(`other ${o.status}`)));
+    await Promise.all(calls);
+    assert.deepEqual(order, ['spin1 timeout', 'other decided', 'spin2 timeout', 'spin3 timeout', 'spin4 timeout']);
+  } finally {
+    await host.close();
+    s.done();
+  }
+});
+
+test('a user whose call kills tclsh is suspended at once and then runs in a tclsh of its own: the shared one keeps its state', { timeout: 60_000 }, async () => {
+  // fd 667 doubles a string until the memory cap (prlimit) kills tclsh; other calls count
+  // the caller's calls in the script's state.
+  const s = script(`proc Connect { pid uid cmd fd address sqos gqos } {
+  global n
+  if {$fd == 667} { set s x; while 1 { append s $s } }
+  return "TOS [expr {[incr n($uid)] * 4}]"
+}
+`);
+  let restarts = 0;
+  const host = await TclHost.start(s.file, { limits: { ...LIMITS, deadlineMs: 2000, answerMs: 60_000 }, onRestart: () => restarts++ });
+  const ask = (uid: number, fd: number) => host.decide('Connect', uid, req('Connect', '1', String(uid), 'x', String(fd), '2 192.0.2.1 80', '', ''));
+  try {
+    assert.deepEqual((await ask(2, 5)).decision, { tos: 4 });
+    assert.equal((await ask(1, 667)).status, 'killed');
+    assert.equal(restarts, 1);
+    assert.ok(host.suspended(1, 'Connect'), 'one kill suspends its user');
+    assert.deepEqual((await ask(2, 5)).decision, { tos: 4 }, 'that first kill cost the shared tclsh its state');
+    while (host.suspended(1, 'Connect')) await new Promise((r) => setTimeout(r, 50));
+    assert.equal((await ask(1, 667)).status, 'killed', 'uid 1 tries again');
+    assert.equal(restarts, 2);
+    assert.deepEqual((await ask(2, 5)).decision, { tos: 8 }, 'uid 1 now runs apart: the shared tclsh kept uid 2\'s count');
   } finally {
     await host.close();
     s.done();

@@ -1,8 +1,9 @@
-/* The daemon's side of Safe Tcl policies (the paper's own scripts): one tclsh child under
+/* The daemon's side of Safe Tcl policies (the paper's own scripts): a tclsh child under
  * prlimit running tcl-host.tcl, which calls the proc named after each message type with the
- * message's tokens, as in the paper (4.2). Each call has a time limit inside Tcl; a child that
- * dies or does not answer long after its deadline is killed and restarted, and the calls it
- * held fall through to the rules. */
+ * message's tokens, as in the paper (4.2), users taking turns. Each call has a time limit
+ * inside Tcl. The child is a lane of host.ts (per-user budget, answer time; users moved out
+ * get a second child); one that dies or does not answer long after its deadline is killed and
+ * restarted, the call it was running blamed, the others falling through to the rules. */
 
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { setPriority } from 'node:os';
@@ -13,10 +14,9 @@ import { QosError } from '../errors.js';
 import { ERRNO_NAMES, dscpValue } from '../policy/dscp.js';
 import type { Decision } from '../protocol/messages.js';
 import { formatList, parseList } from '../protocol/tcl-list.js';
-import { HANDLERS, type HandlerName, type SandboxLimits } from './js-sandbox.js';
-import { HANG_GRACE_MS, logFault, SCRIPT_NICE, type ScriptOutcome } from './pool.js';
-import { InFlight } from './inflight.js';
-import { Breaker } from './breaker.js';
+import { HANDLERS, NO_STATE, type HandlerName } from './js-sandbox.js';
+import { cpuMs } from './cpu.js';
+import { Lane, ScriptHostBase, type HostOptions, type ScriptOutcome } from './host.js';
 
 const HOST = fileURLToPath(new URL('../../src/script/tcl-host.tcl', import.meta.url));
 const SPRINTLIB = fileURLToPath(new URL('../../src/script/SprintLib.tcl', import.meta.url));
@@ -40,36 +40,102 @@ export function parseTclReply(text: string): { decision: Decision | undefined } 
   return { decision: d };
 }
 
-interface Pending { resolve: (o: ScriptOutcome) => void; sent: number; handler: HandlerName }
+export type TclHostOptions = HostOptions;
 
-export interface TclHostOptions {
-  limits: SandboxLimits;
-  log?: Logger;
-  onCall?: (handler: HandlerName, o: ScriptOutcome) => void;
-  onRestart?: () => void;
+type Started = { handlers: HandlerName[] } | { fault: string; line: number };
+
+/** One tclsh child: a lane of host.ts. */
+class TclLane extends Lane {
+  child!: ChildProcessWithoutNullStreams;
+  /** the call tclsh runs now, as its last answer said; 0: it had none to run then, so it runs
+   * the oldest call not answered, if any (host.ts blames that one) */
+  private current = 0;
+  constructor(private readonly host: TclHost, index: number, movedOut: boolean) {
+    super(index, movedOut);
+  }
+
+  spawn(): Promise<Started> {
+    const { file, o } = this.host;
+    const mem = Math.max(o.limits.memoryBytes * 4, 256 * 2 ** 20); // address space, not heap: tclsh maps its libraries too
+    const child = spawn('prlimit', [`--as=${mem}`, '--', 'tclsh8.6', HOST, dirname(file), file.slice(dirname(file).length + 1), SPRINTLIB], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = child;
+    this.current = 0;
+    child.stdout.setEncoding('utf8');
+    child.stderr.resume();
+    child.stdin.on('error', () => undefined);
+    return new Promise((resolve) => {
+      let started = false;
+      let buf = '';
+      child.stdout.on('data', (d: string) => {
+        if (this.child !== child) return; // replaced: what it still says is not for us
+        buf += d;
+        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (!started) {
+            started = true;
+            let t: string[];
+            try { t = parseList(line); } catch { t = ['fault', line]; }
+            if (t[0] === 'ready') {
+              // Below the daemon once started, as the JavaScript workers: a Tcl loop must not
+              // take its CPU.
+              try { if (child.pid && o.limits.nice !== null) setPriority(child.pid, o.limits.nice); } catch { /* not permitted: same priority */ }
+              this.inflight.restarted();
+              resolve({ handlers: parseList(t[1] ?? '').filter((x): x is HandlerName => (HANDLERS as readonly string[]).includes(x)) });
+            } else resolve({ fault: t[1] ?? line, line: Number(t[2] ?? 0) });
+          } else this.line(line);
+        }
+      });
+      child.once('exit', (code) => {
+        if (!started) { started = true; resolve({ fault: `tclsh exited (${code})`, line: 0 }); return; }
+        if (this.child === child) this.host.lost(this, `tclsh exited (${code})`);
+      });
+      child.once('error', (e) => { if (!started) { started = true; resolve({ fault: `cannot run tclsh8.6 under prlimit: ${e.message}`, line: 0 }); } });
+    });
+  }
+
+  running(): number {
+    return this.current;
+  }
+
+  cpuMs(): number | null {
+    return this.child.pid ? cpuMs(`/proc/${this.child.pid}/stat`) : null;
+  }
+
+  /** One answer from tcl-host.tcl: "ID status result NEXT" (call ID ended, or was not run:
+   * status late; it starts call NEXT, if any). */
+  private line(text: string): void {
+    let t: string[];
+    try { t = parseList(text); } catch { return; }
+    const id = Number(t[0]);
+    this.current = Number(t[3] || 0);
+    if (t[1] === 'ok') {
+      const r = parseTclReply(t[2] ?? '');
+      if ('error' in r) this.host.answered(this, id, undefined, 'error', { message: r.error });
+      else this.host.answered(this, id, r.decision, r.decision === undefined ? 'fallthrough' : 'decided');
+    } else if (t[1] === 'late') this.host.answered(this, id, undefined, 'late');
+    else this.host.answered(this, id, undefined, t[1] === 'timeout' ? 'timeout' : 'error', { message: t[2] ?? 'error' });
+  }
+
+  /** Gives tclsh a call: "ID DEADLINE_MS UID BY Type tokens..." (BY: when its answer time is
+   * up, ms since the epoch, 0 for none). */
+  post(id: number, uid: number, deadlineMs: number, by: number, tokens: string[]): boolean {
+    this.child.stdin.write(`${formatList([String(id), String(deadlineMs), String(uid), String(by), ...tokens])}\n`);
+    return true;
+  }
 }
 
-export class TclHost {
-  handlers: ReadonlySet<HandlerName> = new Set();
-  private child!: ChildProcessWithoutNullStreams;
-  private readonly inflight = new InFlight<Pending>();
-  private nextId = 1;
-  private buf = '';
-  private restarting = false;
-  private closed = false;
-  private readonly watchdog: NodeJS.Timeout;
-  private readonly breaker: Breaker;
-
-  private constructor(readonly file: string, private readonly o: TclHostOptions) {
-    this.breaker = new Breaker(file, o.log);
-    this.watchdog = setInterval(() => this.watch(), 50);
-    this.watchdog.unref();
+export class TclHost extends ScriptHostBase<TclLane> {
+  private constructor(file: string, o: TclHostOptions) {
+    super(file, o, 'tclsh restarted');
   }
 
   /** Starts the child; throws QOS_ERR_POLICY_INVALID if the script does not load. */
   static async start(file: string, o: TclHostOptions): Promise<TclHost> {
     const h = new TclHost(file, o);
-    const status = await h.spawn();
+    const lane = new TclLane(h, 0, false);
+    h.lanes.push(lane);
+    const status = await lane.spawn();
     if ('fault' in status) {
       await h.close();
       throw new QosError('QOS_ERR_POLICY_INVALID', `${file}: ${status.fault}`, [{ file, line: status.line || undefined, message: status.fault }]);
@@ -78,106 +144,29 @@ export class TclHost {
     return h;
   }
 
-  private spawn(): Promise<{ handlers: HandlerName[] } | { fault: string; line: number }> {
-    const mem = Math.max(this.o.limits.memoryBytes * 4, 256 * 2 ** 20); // address space, not heap: tclsh maps its libraries too
-    const child = spawn('prlimit', [`--as=${mem}`, '--', 'tclsh8.6', HOST, dirname(this.file), this.file.slice(dirname(this.file).length + 1), SPRINTLIB], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child = child;
-    this.buf = '';
-    // Below the daemon, as the JavaScript workers: a Tcl loop must not take its CPU.
-    try { if (child.pid) setPriority(child.pid, SCRIPT_NICE); } catch { /* not permitted: same priority */ }
-    child.stdout.setEncoding('utf8');
-    child.stderr.resume();
-    child.stdin.on('error', () => undefined);
-    return new Promise((resolve) => {
-      let started = false;
-      child.stdout.on('data', (d: string) => {
-        this.buf += d;
-        for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n')) {
-          const line = this.buf.slice(0, nl);
-          this.buf = this.buf.slice(nl + 1);
-          if (!started) {
-            started = true;
-            let t: string[];
-            try { t = parseList(line); } catch { t = ['fault', line]; }
-            if (t[0] === 'ready') resolve({ handlers: parseList(t[1] ?? '').filter((x): x is HandlerName => (HANDLERS as readonly string[]).includes(x)) });
-            else resolve({ fault: t[1] ?? line, line: Number(t[2] ?? 0) });
-          } else this.reply(line);
-        }
-      });
-      child.once('exit', (code) => {
-        if (!started) { started = true; resolve({ fault: `tclsh exited (${code})`, line: 0 }); return; }
-        if (this.child === child) this.lost(`tclsh exited (${code})`);
-      });
-      child.once('error', (e) => { if (!started) { started = true; resolve({ fault: `cannot run tclsh8.6 under prlimit: ${e.message}`, line: 0 }); } });
-    });
-  }
-
-  private reply(line: string): void {
-    let t: string[];
-    try { t = parseList(line); } catch { return; }
-    const id = Number(t[0]);
-    const taken = this.inflight.take(id);
-    if (!taken) return;
-    const { p, ms } = taken;
-    let o: ScriptOutcome;
-    if (t[1] === 'ok') {
-      const r = parseTclReply(t[2] ?? '');
-      o = 'error' in r ? { decision: undefined, status: 'error', fault: { message: r.error }, ms } : { decision: r.decision, status: r.decision === undefined ? 'fallthrough' : 'decided', ms };
-    } else {
-      o = { decision: undefined, status: t[1] === 'timeout' ? 'timeout' : 'error', fault: { message: t[2] ?? 'error' }, ms };
-    }
-    this.done(p, o);
-  }
-
-  private done(p: Pending, o: ScriptOutcome): void {
-    this.o.onCall?.(p.handler, o);
-    this.breaker.record(p.handler, o.status);
-    logFault(this.o.log, this.file, p.handler, o, 'tclsh restarted');
-    p.resolve(o);
-  }
-
   /** Calls the proc named after the message type with the message's tokens (type first). */
-  decide(handler: HandlerName, _uid: number, req: { tokens(): string[] }): Promise<ScriptOutcome> {
-    const refused = this.breaker.refuse(handler, this.closed || this.inflight.full);
-    if (refused) {
-      const o: ScriptOutcome = { decision: undefined, status: refused, ms: 0 };
-      this.o.onCall?.(handler, o);
-      return Promise.resolve(o);
-    }
-    const id = this.nextId++;
-    return new Promise((resolve) => {
-      this.inflight.add(id, { resolve, sent: Date.now(), handler });
-      this.child.stdin.write(`${formatList([String(id), String(this.o.limits.deadlineMs), ...req.tokens()])}\n`);
+  decide(handler: HandlerName, uid: number, req: { tokens(): string[] }): Promise<ScriptOutcome> {
+    return this.submit(handler, uid, NO_STATE, (lane, id, by) => lane.post(id, uid, this.o.limits.deadlineMs, by, req.tokens()));
+  }
+
+  protected openLane(index: number): TclLane {
+    const l = new TclLane(this, index, true);
+    l.restarting = true;
+    void l.spawn().then((st) => {
+      l.restarting = false;
+      if ('fault' in st) this.o.log?.error({ script: this.file, error: st.fault }, 'tclsh for users moved out could not start');
     });
+    return l;
   }
 
-  private watch(): void {
-    if (!this.restarting && this.inflight.overdue(this.o.limits.deadlineMs + HANG_GRACE_MS)) void this.restart('killed');
-  }
-
-  private lost(why: string): void {
-    if (this.closed || this.restarting) return;
-    this.o.log?.error({ script: this.file, why }, 'tclsh for the policy script lost; starting another');
-    void this.restart('killed');
-  }
-
-  private async restart(status: 'killed'): Promise<void> {
-    this.restarting = true;
-    const old = this.child;
-    const now = Date.now();
-    for (const p of this.inflight.drain()) this.done(p, { decision: undefined, status, ms: now - p.sent });
-    this.o.onRestart?.();
-    old.kill('SIGKILL');
-    const st = await this.spawn();
-    this.restarting = false;
-    this.inflight.restarted();
+  protected async replaceLane(l: TclLane): Promise<void> {
+    l.child.kill('SIGKILL');
+    const st = await l.spawn();
     if ('fault' in st) this.o.log?.error({ script: this.file, error: st.fault }, 'policy script could not restart');
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    clearInterval(this.watchdog);
-    for (const p of this.inflight.drain()) p.resolve({ decision: undefined, status: 'fallthrough', ms: 0 });
-    this.child?.kill('SIGKILL');
+  protected stopLane(l: TclLane): Promise<void> {
+    l.child?.kill('SIGKILL');
+    return Promise.resolve();
   }
 }
