@@ -32,6 +32,7 @@ enum {
 	F_IGNORED = 8,  /* known not to be an inet socket */
 	F_APP_TOS = 16, /* the application chose its own DS field */
 	F_APP_PRIO = 32,
+	F_CONNECTED = 64, /* a datagram socket with a default destination (connect) */
 };
 
 #define DC_SLOTS 8
@@ -46,7 +47,7 @@ struct dest {
 };
 
 struct fdst {
-	uint8_t flags;
+	uint16_t flags;
 	uint8_t family;
 	uint8_t type;
 	int16_t proto;
@@ -387,7 +388,7 @@ static int finish(char *buf, size_t len, size_t cap, int nreq, int fd, struct fd
 	if (qos_ask(buf, len, nreq, replies) != 0)
 		return -1;
 	pthread_mutex_lock(stripe(fd));
-	s->flags = (uint8_t)((s->flags & ~F_PENDING) | F_REPORTED);
+	s->flags = (uint16_t)((s->flags & ~F_PENDING) | F_REPORTED);
 	pthread_mutex_unlock(stripe(fd));
 	for (int i = 0; i < nreq; i++) {
 		struct decision d;
@@ -432,7 +433,7 @@ static int ask_addr(const char *type, int fd, struct fdst *s, const struct socka
 	 * flow, and the socket stays unreported (no Close will follow) */
 	if (told == 0) {
 		pthread_mutex_lock(stripe(fd));
-		s->flags = (uint8_t)((s->flags & ~F_PENDING) | F_REPORTED);
+		s->flags = (uint16_t)((s->flags & ~F_PENDING) | F_REPORTED);
 		pthread_mutex_unlock(stripe(fd));
 	}
 	return 0;
@@ -559,18 +560,24 @@ static void forget(int fd, int tell)
 
 static int inet(const struct sockaddr *sa) { return sa && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6); }
 
+/* The agent's own work (asking, telling, looking at a descriptor) must not show in errno: a
+ * program sees the errno the real call leaves, success included, as without the agent. Each
+ * interposed call saves errno before that work and puts it back after. */
+
 int socket(int domain, int type, int protocol)
 {
 	ENTER(socket, domain, type, protocol);
 	int fd = qos_real.socket(domain, type, protocol);
 	if (fd < 0 || (domain != AF_INET && domain != AF_INET6))
 		return fd;
+	int saved = errno;
 	struct fdst *s = fdst_get(fd, 1);
 	if (s) {
 		pthread_mutex_lock(stripe(fd));
 		fdst_track(s, domain, type & 0xf, protocol, F_PENDING);
 		pthread_mutex_unlock(stripe(fd));
 	}
+	errno = saved;
 	return fd;
 }
 
@@ -578,6 +585,7 @@ int socket(int domain, int type, int protocol)
 static int ask_then(const char *type, int fd, const struct sockaddr *sa, socklen_t salen,
 		    const char *suffix, int (*real)(int, const struct sockaddr *, socklen_t))
 {
+	int saved = errno;
 	struct fdst *s = inet(sa) ? tracked(fd) : NULL;
 	if (s) {
 		struct decision d;
@@ -594,13 +602,24 @@ static int ask_then(const char *type, int fd, const struct sockaddr *sa, socklen
 			pthread_mutex_unlock(stripe(fd));
 		}
 	}
+	errno = saved;
 	return real(fd, sa, salen);
 }
 
 int connect(int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	ENTER(connect, fd, sa, salen);
-	return ask_then("Connect", fd, sa, salen, " {} {}", qos_real.connect);
+	int r = ask_then("Connect", fd, sa, salen, " {} {}", qos_real.connect);
+	/* A datagram socket's default destination: its datagrams without an address carry the
+	 * socket-level mark (restored after a datagram to another destination); AF_UNSPEC
+	 * dissolves the association. */
+	struct fdst *s = r == 0 && sa ? fdst_get(fd, 0) : NULL;
+	if (s && (s->flags & F_TRACKED) && s->type == SOCK_DGRAM) {
+		pthread_mutex_lock(stripe(fd));
+		s->flags = (uint16_t)(inet(sa) ? s->flags | F_CONNECTED : s->flags & ~F_CONNECTED);
+		pthread_mutex_unlock(stripe(fd));
+	}
+	return r;
 }
 
 int bind(int fd, const struct sockaddr *sa, socklen_t salen)
@@ -612,6 +631,7 @@ int bind(int fd, const struct sockaddr *sa, socklen_t salen)
 int listen(int fd, int backlog)
 {
 	ENTER(listen, fd, backlog);
+	int saved = errno;
 	struct fdst *s = qos_wire_maybe_up() ? tracked(fd) : NULL;
 	if (s) {
 		struct decision d;
@@ -628,13 +648,26 @@ int listen(int fd, int backlog)
 			pthread_mutex_unlock(stripe(fd));
 		}
 	}
+	errno = saved;
 	return qos_real.listen(fd, backlog);
 }
 
+static int accepted(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen);
+
+/* After accept/accept4 returned nfd (the real call's errno is kept). */
 static int after_accept(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen)
 {
 	if (nfd < 0)
 		return nfd;
+	int saved = errno;
+	int r = accepted(lfd, nfd, sa, salen);
+	if (r >= 0)
+		errno = saved;
+	return r;
+}
+
+static int accepted(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen)
+{
 	struct fdst *ls = tracked(lfd);
 	struct fdst *ns = ls ? fdst_get(nfd, 1) : NULL;
 	if (!ns)
@@ -695,11 +728,13 @@ int accept4(int fd, struct sockaddr *sa, socklen_t *salen, int flags)
 int close(int fd)
 {
 	ENTER(close, fd);
+	int saved = errno;
 	struct fdst *s = fdst_get(fd, 0);
 	if (s && s->flags)
 		forget(fd, 1);
 	if (qos_wire_is_ours(fd))
 		qos_wire_fd_gone(fd);
+	errno = saved;
 	return qos_real.close(fd);
 }
 
@@ -708,8 +743,11 @@ int shutdown(int fd, int how)
 	ENTER(shutdown, fd, how);
 	int r = qos_real.shutdown(fd, how);
 	struct fdst *s = fdst_get(fd, 0);
-	if (r == 0 && s && (s->flags & F_REPORTED))
+	if (r == 0 && s && (s->flags & F_REPORTED)) {
+		int saved = errno;
 		tell_fd("Shutdown", fd, 1, &how);
+		errno = saved;
+	}
 	return r;
 }
 
@@ -745,14 +783,29 @@ static struct dest *dest_find(struct fdst *s, const struct dest *k)
 	return NULL;
 }
 
+/* Sets what a datagram leaves with: tos and prio (-1: the unmarked default, if the agent
+ * changed it). Caller holds the stripe lock. */
+static void set_marks(int fd, struct fdst *s, int tos, int prio)
+{
+	if (tos < 0 && s->cur_tos >= 0)
+		tos = 0; /* back to the unmarked default */
+	if (tos >= 0 && tos != s->cur_tos) {
+		set_tos(fd, s->family, tos);
+		s->cur_tos = (int16_t)tos;
+	}
+	if (prio < 0 && s->cur_prio >= 0)
+		prio = 0;
+	if (prio >= 0 && prio != s->cur_prio) {
+		qos_real.setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof prio);
+		s->cur_prio = (int16_t)prio;
+	}
+}
+
 /* Marks fd for a datagram to sa; returns 0 to send, or an errno to refuse the send. */
-static int before_datagram(int fd, const struct sockaddr *sa, socklen_t salen)
+static int before_datagram(int fd, struct fdst *s, const struct sockaddr *sa, socklen_t salen)
 {
 	struct dest k;
 	if (!sa || !inet(sa) || dest_key(sa, salen, &k) != 0)
-		return 0;
-	struct fdst *s = tracked(fd);
-	if (!s || s->type != SOCK_DGRAM)
 		return 0;
 	pthread_mutex_lock(stripe(fd));
 	struct dest *e = dest_find(s, &k);
@@ -785,50 +838,72 @@ static int before_datagram(int fd, const struct sockaddr *sa, socklen_t salen)
 	}
 	pthread_mutex_lock(stripe(fd));
 	int deny = e->deny;
-	if (!deny) {
-		int tos = e->tos >= 0 ? e->tos : s->base_tos;
-		int prio = e->prio >= 0 ? e->prio : s->base_prio;
-		if (tos < 0 && s->cur_tos >= 0)
-			tos = 0; /* back to the unmarked default for this destination */
-		if (tos >= 0 && tos != s->cur_tos) {
-			set_tos(fd, s->family, tos);
-			s->cur_tos = (int16_t)tos;
-		}
-		if (prio < 0 && s->cur_prio >= 0)
-			prio = 0;
-		if (prio >= 0 && prio != s->cur_prio) {
-			qos_real.setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof prio);
-			s->cur_prio = (int16_t)prio;
-		}
-	}
+	if (!deny)
+		set_marks(fd, s, e->tos >= 0 ? e->tos : s->base_tos, e->prio >= 0 ? e->prio : s->base_prio);
 	pthread_mutex_unlock(stripe(fd));
 	return deny;
+}
+
+/* After a datagram to an address on a connected socket: what send() sends next goes to the
+ * connected peer, so the socket-level mark comes back (send and write are not interposed). */
+static void after_datagram(int fd, struct fdst *s)
+{
+	if (!(s->flags & F_CONNECTED))
+		return;
+	pthread_mutex_lock(stripe(fd));
+	set_marks(fd, s, s->base_tos, s->base_prio);
+	pthread_mutex_unlock(stripe(fd));
+}
+
+/* The unconnected datagram socket behind fd, if the agent marks its datagrams. */
+static struct fdst *datagram_socket(int fd)
+{
+	struct fdst *s = tracked(fd);
+	return s && s->type == SOCK_DGRAM ? s : NULL;
 }
 
 ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa, socklen_t salen)
 {
 	ENTER(sendto, fd, buf, len, flags, sa, salen);
-	if (sa) {
-		int deny = before_datagram(fd, sa, salen);
-		if (deny) {
-			errno = deny;
-			return -1;
-		}
+	if (!inet(sa))
+		return qos_real.sendto(fd, buf, len, flags, sa, salen);
+	int saved = errno;
+	struct fdst *s = datagram_socket(fd);
+	int deny = s ? before_datagram(fd, s, sa, salen) : 0;
+	if (deny) {
+		errno = deny;
+		return -1;
 	}
-	return qos_real.sendto(fd, buf, len, flags, sa, salen);
+	errno = saved;
+	ssize_t r = qos_real.sendto(fd, buf, len, flags, sa, salen);
+	if (s && (s->flags & F_CONNECTED)) {
+		saved = errno;
+		after_datagram(fd, s);
+		errno = saved;
+	}
+	return r;
 }
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	ENTER(sendmsg, fd, msg, flags);
-	if (msg && msg->msg_name) {
-		int deny = before_datagram(fd, msg->msg_name, msg->msg_namelen);
-		if (deny) {
-			errno = deny;
-			return -1;
-		}
+	if (!msg || !inet(msg->msg_name))
+		return qos_real.sendmsg(fd, msg, flags);
+	int saved = errno;
+	struct fdst *s = datagram_socket(fd);
+	int deny = s ? before_datagram(fd, s, msg->msg_name, msg->msg_namelen) : 0;
+	if (deny) {
+		errno = deny;
+		return -1;
 	}
-	return qos_real.sendmsg(fd, msg, flags);
+	errno = saved;
+	ssize_t r = qos_real.sendmsg(fd, msg, flags);
+	if (s && (s->flags & F_CONNECTED)) {
+		saved = errno;
+		after_datagram(fd, s);
+		errno = saved;
+	}
+	return r;
 }
 
 static int same_dest(const struct msghdr *a, const struct msghdr *b)
@@ -838,23 +913,63 @@ static int same_dest(const struct msghdr *a, const struct msghdr *b)
 	return a->msg_namelen == b->msg_namelen && !memcmp(a->msg_name, b->msg_name, a->msg_namelen);
 }
 
+/* The kernel sends at most UIO_MAXIOV messages in one sendmmsg (net/socket.c). */
+#define MMSG_MAX 1024
+
 int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
 {
 	ENTER(sendmmsg, fd, vec, vlen, flags);
-	if (!vec || vlen == 0 || !vec[0].msg_hdr.msg_name)
+	if (!vec || vlen == 0)
 		return qos_real.sendmmsg(fd, vec, vlen, flags);
-	/* One mark per destination: send the leading run of messages to the first
-	 * destination; the caller sends the rest, as for any partial sendmmsg. */
-	unsigned n = 1;
-	while (n < vlen && same_dest(&vec[0].msg_hdr, &vec[n].msg_hdr))
-		n++;
-	int deny = before_datagram(fd, vec[0].msg_hdr.msg_name, vec[0].msg_hdr.msg_namelen);
-	if (deny) {
-		errno = deny;
+	int saved = errno;
+	struct fdst *s = datagram_socket(fd);
+	errno = saved;
+	if (!s)
+		return qos_real.sendmmsg(fd, vec, vlen, flags);
+	/* One mark per destination: each run of messages to one destination is marked, then sent
+	 * with its own real sendmmsg, and the program sees the sum, exactly what one call would
+	 * have returned: the count sent before a failure or a short run, or the failure itself if
+	 * nothing was sent. */
+	if (vlen > MMSG_MAX)
+		vlen = MMSG_MAX;
+	unsigned done = 0;
+	int failed = 0;
+	while (done < vlen && !failed) {
+		unsigned n = 1;
+		while (done + n < vlen && same_dest(&vec[done].msg_hdr, &vec[done + n].msg_hdr))
+			n++;
+		const struct msghdr *h = &vec[done].msg_hdr;
+		int deny = 0;
+		if (h->msg_name)
+			deny = before_datagram(fd, s, h->msg_name, h->msg_namelen);
+		else
+			after_datagram(fd, s); /* to the connected peer, with its mark */
+		if (deny) {
+			errno = deny;
+			failed = 1;
+			break;
+		}
+		errno = saved;
+		int r = qos_real.sendmmsg(fd, vec + done, n, flags);
+		if (r < 0) {
+			failed = 1;
+			break;
+		}
+		done += (unsigned)r;
+		if ((unsigned)r < n)
+			break;
+	}
+	int err = errno;
+	after_datagram(fd, s);
+	if (failed && done == 0) {
+		errno = err;
 		return -1;
 	}
-	return qos_real.sendmmsg(fd, vec, n, flags);
+	errno = saved;
+	return (int)done;
 }
+
+static void app_mark(int fd, int level, int opt, const void *val);
 
 int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 {
@@ -864,9 +979,20 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 	int is_prio = level == SOL_SOCKET && opt == SO_PRIORITY;
 	if (r != 0 || !(is_tos || is_prio) || !val || len < (socklen_t)sizeof(int))
 		return r;
+	int saved = errno;
+	app_mark(fd, level, opt, val);
+	errno = saved;
+	return r;
+}
+
+/* The application set its own mark (the real setsockopt succeeded): remember it, so that no
+ * later decision replaces it unless it says OVERRIDE, and ask the policy about it. */
+static void app_mark(int fd, int level, int opt, const void *val)
+{
+	int is_tos = level != SOL_SOCKET;
 	struct fdst *s = tracked(fd);
 	if (!s)
-		return r;
+		return;
 	int v;
 	memcpy(&v, val, sizeof v);
 	pthread_mutex_lock(stripe(fd));
@@ -879,7 +1005,7 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 	}
 	pthread_mutex_unlock(stripe(fd));
 	if (!qos_wire_maybe_up())
-		return r;
+		return;
 	/* SetSockOpt pid uid cmd fd level optname value: the reply is the policy's verdict on
 	 * the application's own choice, applied as given (empty by default: the choice stands). */
 	int args[3] = {level, opt, v};
@@ -893,7 +1019,6 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 		apply(fd, s, &d);
 		pthread_mutex_unlock(stripe(fd));
 	}
-	return r;
 }
 
 /* ---- descriptor replacement: keep our own connection safe ---- */
@@ -901,20 +1026,24 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 int dup2(int oldfd, int newfd)
 {
 	ENTER(dup2, oldfd, newfd);
+	int saved = errno;
 	if (oldfd != newfd) {
 		forget(newfd, 1);
 		if (qos_wire_is_ours(newfd))
 			qos_wire_fd_gone(newfd);
 	}
+	errno = saved;
 	return qos_real.dup2(oldfd, newfd);
 }
 
 int dup3(int oldfd, int newfd, int flags)
 {
 	ENTER(dup3, oldfd, newfd, flags);
+	int saved = errno;
 	forget(newfd, 1);
 	if (qos_wire_is_ours(newfd))
 		qos_wire_fd_gone(newfd);
+	errno = saved;
 	return qos_real.dup3(oldfd, newfd, flags);
 }
 
