@@ -41,8 +41,9 @@ struct dest {
 	uint8_t family;
 	uint16_t port;
 	uint8_t addr[16];
-	int16_t tos;  /* -1: the socket-level mark */
+	int16_t tos;  /* the SendTo decision's; -1: the socket-level mark */
 	int16_t prio; /* -1: the socket-level priority */
+	uint8_t override; /* it says OVERRIDE: it replaces the application's own mark */
 	int deny;
 };
 
@@ -207,6 +208,15 @@ struct decision {
 };
 #define NO_DECISION ((struct decision){-1, -1, 0, 0, 0})
 
+/* What the daemon said about one call: the deferred Socket's decision, if the Socket went
+ * with it, and the call's own. Each is applied by itself, the Socket's first, so that each
+ * says for itself whether it overrides the application's own mark. */
+struct answer {
+	struct decision sock, call;
+	unsigned long long cache_gen; /* every reply carried this CACHE gen (0: not reusable) */
+};
+#define NO_ANSWER ((struct answer){NO_DECISION, NO_DECISION, 0})
+
 static const struct { const char *name; int value; } errnames[] = {
 	{"EPERM", EPERM}, {"EACCES", EACCES}, {"ECONNREFUSED", ECONNREFUSED},
 	{"ENETUNREACH", ENETUNREACH}, {"EHOSTUNREACH", EHOSTUNREACH}, {"ETIMEDOUT", ETIMEDOUT},
@@ -296,7 +306,8 @@ static void set_tos(int fd, int family, int tos)
 	}
 }
 
-/* Applies a socket-level decision; caller holds the stripe lock. */
+/* Applies a socket-level decision; caller holds the stripe lock. The application's own
+ * IP_TOS/IPV6_TCLASS or SO_PRIORITY stands unless the decision says OVERRIDE. */
 static void apply(int fd, struct fdst *s, const struct decision *d)
 {
 	if (d->tos >= 0 && (!(s->flags & F_APP_TOS) || d->override)) {
@@ -376,11 +387,11 @@ static size_t begin(char *buf, size_t cap, int fd, struct fdst *s, const char *t
 	return len + l2;
 }
 
-/* Sends the request in buf and folds the replies into one decision (a deferred Socket
- * decision first, the call's own after it, which wins). Returns 0 if the daemon answered. */
-static int finish(char *buf, size_t len, size_t cap, int nreq, int fd, struct fdst *s, struct decision *out)
+/* Sends the request in buf and reads the replies: with nreq 2, the deferred Socket's first,
+ * then the call's. Returns 0 if the daemon answered. */
+static int finish(char *buf, size_t len, size_t cap, int nreq, int fd, struct fdst *s, struct answer *out)
 {
-	*out = NO_DECISION;
+	*out = NO_ANSWER;
 	if (len + 1 >= cap)
 		return -1;
 	buf[len++] = '\n';
@@ -390,24 +401,31 @@ static int finish(char *buf, size_t len, size_t cap, int nreq, int fd, struct fd
 	pthread_mutex_lock(stripe(fd));
 	s->flags = (uint16_t)((s->flags & ~F_PENDING) | F_REPORTED);
 	pthread_mutex_unlock(stripe(fd));
-	for (int i = 0; i < nreq; i++) {
-		struct decision d;
-		parse_reply(replies[i], &d);
-		if (d.tos >= 0) out->tos = d.tos;
-		if (d.prio >= 0) out->prio = d.prio;
-		if (d.deny) out->deny = d.deny;
-		out->override |= d.override;
-		/* the outcome is reusable only if every reply in it is, under one generation */
-		out->cache_gen = i == 0 || out->cache_gen == d.cache_gen ? d.cache_gen : 0;
-	}
+	if (nreq == 2)
+		parse_reply(replies[0], &out->sock);
+	parse_reply(replies[nreq - 1], &out->call);
+	/* the answer is reusable only if every reply in it is, under one generation */
+	out->cache_gen = nreq == 1 || out->sock.cache_gen == out->call.cache_gen ? out->call.cache_gen : 0;
 	return 0;
 }
+
+/* Applies an answer to fd: the Socket's decision, then the call's. Takes the stripe lock. */
+static void apply_answer(int fd, struct fdst *s, const struct answer *a)
+{
+	pthread_mutex_lock(stripe(fd));
+	apply(fd, s, &a->sock);
+	apply(fd, s, &a->call);
+	pthread_mutex_unlock(stripe(fd));
+}
+
+/* The errno that fails the call (a DENY in the Socket reply fails its first call), or 0. */
+static int denied(const struct answer *a) { return a->sock.deny ? a->sock.deny : a->call.deny; }
 
 /* Asks about a call on fd with an address argument and trailing integer arguments;
  * suffix is appended verbatim (e.g. " {} {}" for Connect's sqos and gqos). With cached_gen,
  * tells the daemon about a call decided from the cache instead (no reply to wait for). */
 static int ask_addr(const char *type, int fd, struct fdst *s, const struct sockaddr *sa,
-		    socklen_t salen, const char *suffix, int nints, const int *ints, struct decision *d,
+		    socklen_t salen, const char *suffix, int nints, const int *ints, struct answer *a,
 		    unsigned long long cached_gen)
 {
 	char buf[QOS_MAX_MSG];
@@ -422,7 +440,7 @@ static int ask_addr(const char *type, int fd, struct fdst *s, const struct socka
 	}
 	len = fmt_ints(buf, len, sizeof buf, nints, ints);
 	if (!cached_gen)
-		return finish(buf, len, sizeof buf, nreq, fd, s, d);
+		return finish(buf, len, sizeof buf, nreq, fd, s, a);
 	if (len + 1 >= sizeof buf)
 		return -1;
 	buf[len++] = '\n';
@@ -456,7 +474,7 @@ struct ckey {
 struct centry {
 	struct ckey k;
 	unsigned long long gen; /* 0: empty */
-	struct decision d;
+	struct answer a;
 };
 static __thread struct centry cache[CACHE_SLOTS];
 static __thread unsigned cache_fork_gen, cache_epoch;
@@ -502,7 +520,7 @@ static struct centry *cache_slot(const struct ckey *k)
 /* The call's outcome: from the cache if valid (even while asking is paused: using it does
  * not wait), else asked (and cached when allowed). -1: proceed as without the agent. */
 static int decide_addr(const char *type, int fd, struct fdst *s, const struct sockaddr *sa,
-		       socklen_t salen, const char *suffix, struct decision *d)
+		       socklen_t salen, const char *suffix, struct answer *a)
 {
 	struct ckey k;
 	struct centry *e = NULL;
@@ -510,17 +528,17 @@ static int decide_addr(const char *type, int fd, struct fdst *s, const struct so
 		e = cache_slot(&k);
 		unsigned long long gen = qos_wire_generation();
 		if (gen && e->gen == gen && !memcmp(&e->k, &k, sizeof k)) {
-			*d = e->d;
-			return ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, d, gen);
+			*a = e->a;
+			return ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, a, gen);
 		}
 	}
 	if (!qos_wire_maybe_up())
 		return -1;
-	int r = ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, d, 0);
-	if (r == 0 && e && d->cache_gen) {
+	int r = ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, a, 0);
+	if (r == 0 && e && a->cache_gen) {
 		e->k = k;
-		e->d = *d;
-		e->gen = d->cache_gen;
+		e->a = *a;
+		e->gen = a->cache_gen;
 	}
 	return r;
 }
@@ -588,19 +606,16 @@ static int ask_then(const char *type, int fd, const struct sockaddr *sa, socklen
 	int saved = errno;
 	struct fdst *s = inet(sa) ? tracked(fd) : NULL;
 	if (s) {
-		struct decision d;
+		struct answer a;
 		in_agent++;
-		int ok = decide_addr(type, fd, s, sa, salen, suffix, &d) == 0;
+		int ok = decide_addr(type, fd, s, sa, salen, suffix, &a) == 0;
 		in_agent--;
-		if (ok && d.deny) {
-			errno = d.deny;
+		if (ok && denied(&a)) {
+			errno = denied(&a);
 			return -1;
 		}
-		if (ok) {
-			pthread_mutex_lock(stripe(fd));
-			apply(fd, s, &d);
-			pthread_mutex_unlock(stripe(fd));
-		}
+		if (ok)
+			apply_answer(fd, s, &a);
 	}
 	errno = saved;
 	return real(fd, sa, salen);
@@ -634,19 +649,16 @@ int listen(int fd, int backlog)
 	int saved = errno;
 	struct fdst *s = qos_wire_maybe_up() ? tracked(fd) : NULL;
 	if (s) {
-		struct decision d;
+		struct answer a;
 		in_agent++;
-		int ok = ask_addr("Listen", fd, s, NULL, 0, NULL, 1, &backlog, &d, 0) == 0;
+		int ok = ask_addr("Listen", fd, s, NULL, 0, NULL, 1, &backlog, &a, 0) == 0;
 		in_agent--;
-		if (ok && d.deny) {
-			errno = d.deny;
+		if (ok && denied(&a)) {
+			errno = denied(&a);
 			return -1;
 		}
-		if (ok) {
-			pthread_mutex_lock(stripe(fd));
-			apply(fd, s, &d);
-			pthread_mutex_unlock(stripe(fd));
-		}
+		if (ok)
+			apply_answer(fd, s, &a);
 	}
 	errno = saved;
 	return qos_real.listen(fd, backlog);
@@ -694,20 +706,28 @@ static int accepted(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen)
 	len = fmt_ints(buf, len, sizeof buf, 1, &lfd);
 	len = fmt_addr(buf, len, sizeof buf, pl ? pa : NULL, pl);
 	len = fmt_ints(buf, len, sizeof buf, 1, &nfd);
-	struct decision d;
-	int ok = finish(buf, len, sizeof buf, nreq, lfd, ls, &d) == 0;
+	struct answer a;
+	int ok = finish(buf, len, sizeof buf, nreq, lfd, ls, &a) == 0;
 	in_agent--;
 	if (!ok)
 		return nfd;
+	/* the listening socket's deferred Socket decision is its own: it applies to lfd (and so
+	 * to the connections accepted after this one, which inherit lfd's marks) */
+	pthread_mutex_lock(stripe(lfd));
+	apply(lfd, ls, &a.sock);
+	pthread_mutex_unlock(stripe(lfd));
+	int deny = denied(&a);
 	pthread_mutex_lock(stripe(nfd));
 	ns->flags |= F_REPORTED;
-	if (!d.deny)
-		apply(nfd, ns, &d);
+	if (!deny) {
+		apply(nfd, ns, &a.sock);
+		apply(nfd, ns, &a.call);
+	}
 	pthread_mutex_unlock(stripe(nfd));
-	if (d.deny) {
+	if (deny) {
 		forget(nfd, 0);
 		qos_real.close(nfd);
-		errno = d.deny;
+		errno = deny;
 		return -1;
 	}
 	return nfd;
@@ -811,13 +831,17 @@ static int before_datagram(int fd, struct fdst *s, const struct sockaddr *sa, so
 	struct dest *e = dest_find(s, &k);
 	pthread_mutex_unlock(stripe(fd));
 	if (!e) {
-		struct decision d;
+		struct answer a;
 		in_agent++;
-		int ok = decide_addr("SendTo", fd, s, sa, salen, NULL, &d) == 0;
+		int ok = decide_addr("SendTo", fd, s, sa, salen, NULL, &a) == 0;
 		in_agent--;
 		if (!ok)
 			return 0;
+		if (a.sock.deny)
+			return a.sock.deny; /* fails this first call only, as for any call */
+		const struct decision *d = &a.call;
 		pthread_mutex_lock(stripe(fd));
+		apply(fd, s, &a.sock); /* the Socket's decision is the socket's, for every destination */
 		if (!s->dc)
 			s->dc = calloc(DC_SLOTS, sizeof *s->dc);
 		if (s->dc) {
@@ -828,18 +852,24 @@ static int before_datagram(int fd, struct fdst *s, const struct sockaddr *sa, so
 			}
 			*e = k;
 			e->used = 1;
-			e->tos = (int16_t)((d.tos >= 0 && (!(s->flags & F_APP_TOS) || d.override)) ? d.tos : -1);
-			e->prio = (int16_t)((d.prio >= 0 && (!(s->flags & F_APP_PRIO) || d.override)) ? d.prio : -1);
-			e->deny = d.deny;
+			e->tos = (int16_t)d->tos;
+			e->prio = (int16_t)d->prio;
+			e->override = (uint8_t)d->override;
+			e->deny = d->deny;
 		}
 		pthread_mutex_unlock(stripe(fd));
 		if (!e)
-			return d.deny;
+			return d->deny;
 	}
 	pthread_mutex_lock(stripe(fd));
 	int deny = e->deny;
-	if (!deny)
-		set_marks(fd, s, e->tos >= 0 ? e->tos : s->base_tos, e->prio >= 0 ? e->prio : s->base_prio);
+	if (!deny) {
+		/* Whether the destination's decision replaces the application's own mark is asked
+		 * now, not when it was decided: the program may have set its mark since. */
+		int tos = e->tos >= 0 && (!(s->flags & F_APP_TOS) || e->override) ? e->tos : s->base_tos;
+		int prio = e->prio >= 0 && (!(s->flags & F_APP_PRIO) || e->override) ? e->prio : s->base_prio;
+		set_marks(fd, s, tos, prio);
+	}
 	pthread_mutex_unlock(stripe(fd));
 	return deny;
 }
@@ -969,32 +999,39 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
 	return (int)done;
 }
 
-static void app_mark(int fd, int level, int opt, const void *val);
+static void app_mark(int fd, int level, int opt, int v);
 
 int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 {
 	ENTER(setsockopt, fd, level, opt, val, len);
 	int r = qos_real.setsockopt(fd, level, opt, val, len);
-	int is_tos = (level == IPPROTO_IP && opt == IP_TOS) || (level == IPPROTO_IPV6 && opt == IPV6_TCLASS);
-	int is_prio = level == SOL_SOCKET && opt == SO_PRIORITY;
-	if (r != 0 || !(is_tos || is_prio) || !val || len < (socklen_t)sizeof(int))
+	int is_mark = (level == IPPROTO_IP && opt == IP_TOS) || (level == IPPROTO_IPV6 && opt == IPV6_TCLASS) ||
+		      (level == SOL_SOCKET && opt == SO_PRIORITY);
+	if (r != 0 || !is_mark)
 		return r;
+	/* What the kernel took (it succeeded): an int, or for IP_TOS also a single byte, or
+	 * nothing (then 0: net/ipv4/ip_sockglue.c); IPV6_TCLASS -1 means the default, 0. */
+	int v = 0;
+	if (len >= (socklen_t)sizeof(int))
+		memcpy(&v, val, sizeof v);
+	else if (len >= 1)
+		v = *(const unsigned char *)val;
+	if (level == IPPROTO_IPV6 && v == -1)
+		v = 0;
 	int saved = errno;
-	app_mark(fd, level, opt, val);
+	app_mark(fd, level, opt, v);
 	errno = saved;
 	return r;
 }
 
 /* The application set its own mark (the real setsockopt succeeded): remember it, so that no
  * later decision replaces it unless it says OVERRIDE, and ask the policy about it. */
-static void app_mark(int fd, int level, int opt, const void *val)
+static void app_mark(int fd, int level, int opt, int v)
 {
 	int is_tos = level != SOL_SOCKET;
 	struct fdst *s = tracked(fd);
 	if (!s)
 		return;
-	int v;
-	memcpy(&v, val, sizeof v);
 	pthread_mutex_lock(stripe(fd));
 	if (is_tos) {
 		s->flags |= F_APP_TOS;
@@ -1009,15 +1046,16 @@ static void app_mark(int fd, int level, int opt, const void *val)
 	/* SetSockOpt pid uid cmd fd level optname value: the reply is the policy's verdict on
 	 * the application's own choice, applied as given (empty by default: the choice stands). */
 	int args[3] = {level, opt, v};
-	struct decision d;
+	struct answer a;
 	in_agent++;
-	int ok = ask_addr("SetSockOpt", fd, s, NULL, 0, NULL, 3, args, &d, 0) == 0;
+	int ok = ask_addr("SetSockOpt", fd, s, NULL, 0, NULL, 3, args, &a, 0) == 0;
 	in_agent--;
-	if (ok && !d.deny) {
-		d.override = 1;
-		pthread_mutex_lock(stripe(fd));
-		apply(fd, s, &d);
-		pthread_mutex_unlock(stripe(fd));
+	if (ok && !denied(&a)) {
+		/* A deferred Socket's decision is about the socket, like any other: it does not
+		 * replace the choice just made unless it says OVERRIDE. The SetSockOpt decision is
+		 * the policy's verdict on that choice itself: it replaces it as given. */
+		a.call.override = 1;
+		apply_answer(fd, s, &a);
 	}
 }
 
