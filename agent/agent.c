@@ -33,6 +33,9 @@ enum {
 	F_APP_TOS = 16, /* the application chose its own DS field */
 	F_APP_PRIO = 32,
 	F_CONNECTED = 64, /* a datagram socket with a default destination (connect) */
+	F_DECIDED = 128, /* with F_PENDING: decided at socket() from the cache; its Socket goes out
+			  * as a Cached notification (sock_gen) with the next message about it */
+	F_FRESH = 256,   /* the daemon has heard only its Socket: the next call is a first call */
 };
 
 #define DC_SLOTS 8
@@ -56,6 +59,7 @@ struct fdst {
 	int16_t base_prio, cur_prio;
 	uint8_t dc_next;
 	struct dest *dc;             /* unconnected datagram destinations already decided */
+	unsigned long long sock_gen; /* F_DECIDED: the generation its Socket was decided under */
 };
 
 #define CHUNK 1024
@@ -364,27 +368,45 @@ static size_t fmt_ints(char *out, size_t len, size_t cap, int n, const int *v)
 	return len;
 }
 
+/* "Socket pid uid cmd family type protocol fd" for fd, or the Cached form with gen != 0;
+ * without the newline. */
+static size_t socket_msg(char *buf, size_t cap, int fd, const struct fdst *s, unsigned long long gen)
+{
+	size_t len = qos_msg_begin(buf, cap, "Socket", gen);
+	int v[4] = {s->family, s->type, s->proto, fd};
+	return fmt_ints(buf, len, cap, 4, v);
+}
+
 /* Begins a request in buf: the deferred Socket line for fd, if any, then "Type pid uid cmd"
- * (as Cached notifications when cached_gen != 0). *nreq counts the lines. */
+ * (as Cached notifications when cached_gen != 0). *nreq counts the lines that get replies: a
+ * Socket decided at socket() from the cache goes as a Cached notification. */
 static size_t begin(char *buf, size_t cap, int fd, struct fdst *s, const char *type, int *nreq,
 		    unsigned long long cached_gen)
 {
 	size_t len = 0;
 	*nreq = 0;
 	if (s->flags & F_PENDING) {
-		len = qos_msg_begin(buf, cap, "Socket", cached_gen);
-		int v[4] = {s->family, s->type, s->proto, fd};
-		len = fmt_ints(buf, len, cap, 4, v);
+		int decided = (s->flags & F_DECIDED) != 0;
+		len = socket_msg(buf, cap, fd, s, decided ? s->sock_gen : cached_gen);
 		if (len + 1 >= cap)
 			return cap;
 		buf[len++] = '\n';
-		(*nreq)++;
+		if (!decided)
+			(*nreq)++;
 	}
 	size_t l2 = qos_msg_begin(buf + len, cap - len, type, cached_gen);
 	if (l2 >= cap - len)
 		return cap;
 	(*nreq)++;
 	return len + l2;
+}
+
+/* The daemon has now heard of fd, by the call just sent: fresh if that was its Socket alone. */
+static void heard(int fd, struct fdst *s, int socket_call)
+{
+	pthread_mutex_lock(stripe(fd));
+	s->flags = (uint16_t)((s->flags & ~(F_PENDING | F_DECIDED | F_FRESH)) | F_REPORTED | (socket_call ? F_FRESH : 0));
+	pthread_mutex_unlock(stripe(fd));
 }
 
 /* Sends the request in buf and reads the replies: with nreq 2, the deferred Socket's first,
@@ -398,9 +420,7 @@ static int finish(char *buf, size_t len, size_t cap, int nreq, int fd, struct fd
 	char replies[2][QOS_MAX_REPLY];
 	if (qos_ask(buf, len, nreq, replies) != 0)
 		return -1;
-	pthread_mutex_lock(stripe(fd));
-	s->flags = (uint16_t)((s->flags & ~F_PENDING) | F_REPORTED);
-	pthread_mutex_unlock(stripe(fd));
+	heard(fd, s, 0);
 	if (nreq == 2)
 		parse_reply(replies[0], &out->sock);
 	parse_reply(replies[nreq - 1], &out->call);
@@ -449,11 +469,8 @@ static int ask_addr(const char *type, int fd, struct fdst *s, const struct socka
 		return -1; /* the daemon is gone: proceed as without it, like a failed ask */
 	/* told == 1: skipped (the daemon is behind): the decision stands, the daemon misses this
 	 * flow, and the socket stays unreported (no Close will follow) */
-	if (told == 0) {
-		pthread_mutex_lock(stripe(fd));
-		s->flags = (uint16_t)((s->flags & ~F_PENDING) | F_REPORTED);
-		pthread_mutex_unlock(stripe(fd));
-	}
+	if (told == 0)
+		heard(fd, s, 0);
 	return 0;
 }
 
@@ -465,7 +482,8 @@ static int ask_addr(const char *type, int fd, struct fdst *s, const struct socka
 
 #define CACHE_SLOTS 64
 struct ckey {
-	char call; /* first letter of the call: 'C'onnect, 'B'ind, 'S'endTo */
+	char call; /* first letter of the call: 'C'onnect, 'B'ind, 'S'endTo; 'O' a Socket alone */
+	uint8_t first; /* the Socket went with the call (its answer holds the Socket's decision) */
 	uint8_t family, type, afamily;
 	int16_t proto;
 	uint16_t port;
@@ -483,10 +501,13 @@ static int ckey_make(struct ckey *k, char call, const struct fdst *s, const stru
 {
 	memset(k, 0, sizeof *k);
 	k->call = call;
+	k->first = call != 'O' && (s->flags & (F_PENDING | F_DECIDED)) == F_PENDING;
 	k->family = s->family;
 	k->type = s->type;
 	k->proto = s->proto;
-	if (sa->sa_family == AF_INET && salen >= (socklen_t)sizeof(struct sockaddr_in)) {
+	if (!sa) {
+		return call == 'O' ? 0 : -1;
+	} else if (sa->sa_family == AF_INET && salen >= (socklen_t)sizeof(struct sockaddr_in)) {
 		const struct sockaddr_in *in = (const void *)sa;
 		k->port = in->sin_port;
 		memcpy(k->addr, &in->sin_addr, 4);
@@ -517,20 +538,27 @@ static struct centry *cache_slot(const struct ckey *k)
 	return &cache[h % CACHE_SLOTS];
 }
 
+/* The cache entry for k if it holds a valid answer (else NULL); *slot is where k goes. */
+static struct centry *cache_find(const struct ckey *k, struct centry **slot, unsigned long long *gen)
+{
+	struct centry *e = *slot = cache_slot(k);
+	*gen = qos_wire_generation();
+	return *gen && e->gen == *gen && !memcmp(&e->k, k, sizeof *k) ? e : NULL;
+}
+
 /* The call's outcome: from the cache if valid (even while asking is paused: using it does
- * not wait), else asked (and cached when allowed). -1: proceed as without the agent. */
+ * not wait), else asked (and cached when allowed). -1: proceed as without the agent. Only a
+ * first call on a socket is cached: its Socket still pending, or the only message before. */
 static int decide_addr(const char *type, int fd, struct fdst *s, const struct sockaddr *sa,
 		       socklen_t salen, const char *suffix, struct answer *a)
 {
 	struct ckey k;
-	struct centry *e = NULL;
-	if (qos_cfg.cache && (s->flags & F_PENDING) && ckey_make(&k, type[0], s, sa, salen) == 0) {
-		e = cache_slot(&k);
-		unsigned long long gen = qos_wire_generation();
-		if (gen && e->gen == gen && !memcmp(&e->k, &k, sizeof k)) {
-			*a = e->a;
-			return ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, a, gen);
-		}
+	struct centry *e = NULL, *hit;
+	unsigned long long gen;
+	if (qos_cfg.cache && (s->flags & (F_PENDING | F_FRESH)) && ckey_make(&k, type[0], s, sa, salen) == 0 &&
+	    (hit = cache_find(&k, &e, &gen))) {
+		*a = hit->a;
+		return ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, a, gen);
 	}
 	if (!qos_wire_maybe_up())
 		return -1;
@@ -543,11 +571,59 @@ static int decide_addr(const char *type, int fd, struct fdst *s, const struct so
 	return r;
 }
 
-static void tell_fd(const char *type, int fd, int nints, const int *ints)
+/* The daemon decides at the socket event (docs/protocol.md): asks about a new socket at once,
+ * so that its marks are on it whatever calls follow, those the agent never sees (io_uring,
+ * raw system calls) included. From the cache nothing is sent: the Socket goes out as Cached
+ * with the socket's next message, or its Close. Returns 0, or the errno of a DENY. */
+static int socket_now(int fd, struct fdst *s)
+{
+	struct ckey k;
+	struct centry *e = NULL, *hit;
+	unsigned long long gen;
+	struct answer a;
+	ckey_make(&k, 'O', s, NULL, 0);
+	if (qos_cfg.cache && (hit = cache_find(&k, &e, &gen))) {
+		a = hit->a;
+		pthread_mutex_lock(stripe(fd));
+		s->flags |= F_DECIDED;
+		s->sock_gen = gen;
+		pthread_mutex_unlock(stripe(fd));
+	} else {
+		if (!qos_wire_maybe_up())
+			return 0;
+		char buf[QOS_MAX_MSG];
+		size_t len = socket_msg(buf, sizeof buf, fd, s, 0);
+		if (finish(buf, len, sizeof buf, 1, fd, s, &a) != 0)
+			return 0;
+		heard(fd, s, 1);
+		if (e && a.cache_gen) {
+			e->k = k;
+			e->a = a;
+			e->gen = a.cache_gen;
+		}
+	}
+	if (a.call.deny)
+		return a.call.deny;
+	apply_answer(fd, s, &a);
+	return 0;
+}
+
+/* Tells the daemon "Type pid uid cmd fd ints...", after the Cached Socket line of untold (a
+ * socket decided at socket() from the cache that the daemon has not heard of yet), if any. */
+static void tell_fd(const char *type, int fd, int nints, const int *ints, const struct fdst *untold)
 {
 	char buf[QOS_MAX_MSG];
-	size_t len = qos_msg_begin(buf, sizeof buf, type, 0);
-	len = fmt_ints(buf, len, sizeof buf, 1, &fd);
+	size_t len = 0;
+	if (untold) {
+		len = socket_msg(buf, sizeof buf, fd, untold, untold->sock_gen);
+		if (len + 1 >= sizeof buf)
+			return;
+		buf[len++] = '\n';
+	}
+	size_t l2 = qos_msg_begin(buf + len, sizeof buf - len, type, 0);
+	if (l2 >= sizeof buf - len)
+		return;
+	len = fmt_ints(buf, len + l2, sizeof buf, 1, &fd);
 	len = fmt_ints(buf, len, sizeof buf, nints, ints);
 	if (len + 1 >= sizeof buf)
 		return;
@@ -555,18 +631,20 @@ static void tell_fd(const char *type, int fd, int nints, const int *ints)
 	qos_tell(buf, len);
 }
 
-/* Forget fd (closed, or replaced by dup2); tells the daemon if it knew the socket. */
+/* Forget fd (closed, or replaced by dup2); tells the daemon if it knew the socket, or if it
+ * was decided at socket() from the cache and never told. */
 static void forget(int fd, int tell)
 {
 	struct fdst *s = fdst_get(fd, 0);
 	if (!s || !s->flags)
 		return;
 	pthread_mutex_lock(stripe(fd));
-	int reported = (s->flags & F_REPORTED) != 0;
+	struct fdst was = *s; /* its flags and kind: the destinations go with fdst_reset */
 	fdst_reset(s);
 	pthread_mutex_unlock(stripe(fd));
-	if (reported && tell)
-		tell_fd("Close", fd, 0, NULL);
+	int untold = (was.flags & (F_PENDING | F_DECIDED)) == (F_PENDING | F_DECIDED);
+	if (tell && (untold || (was.flags & F_REPORTED)))
+		tell_fd("Close", fd, 0, NULL, untold ? &was : NULL);
 }
 
 /* ---- interposed calls ---- */
@@ -590,10 +668,23 @@ int socket(int domain, int type, int protocol)
 		return fd;
 	int saved = errno;
 	struct fdst *s = fdst_get(fd, 1);
-	if (s) {
-		pthread_mutex_lock(stripe(fd));
-		fdst_track(s, domain, type & 0xf, protocol, F_PENDING);
-		pthread_mutex_unlock(stripe(fd));
+	if (!s)
+		return fd;
+	pthread_mutex_lock(stripe(fd));
+	fdst_track(s, domain, type & 0xf, protocol, F_PENDING);
+	pthread_mutex_unlock(stripe(fd));
+	/* Deferred (sent with the socket's first control call: one round trip per connect, none
+	 * for a socket nobody decides on), unless the policy decides at the socket event itself. */
+	if (qos_wire_asks_at_socket()) {
+		in_agent++;
+		int deny = socket_now(fd, s);
+		in_agent--;
+		if (deny) {
+			forget(fd, 1);
+			qos_real.close(fd);
+			errno = deny;
+			return -1;
+		}
 	}
 	errno = saved;
 	return fd;
@@ -765,7 +856,7 @@ int shutdown(int fd, int how)
 	struct fdst *s = fdst_get(fd, 0);
 	if (r == 0 && s && (s->flags & F_REPORTED)) {
 		int saved = errno;
-		tell_fd("Shutdown", fd, 1, &how);
+		tell_fd("Shutdown", fd, 1, &how, NULL);
 		errno = saved;
 	}
 	return r;

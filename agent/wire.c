@@ -66,7 +66,9 @@ static _Atomic int backoff_ms = QOS_BACKOFF_MIN_MS;
 static _Atomic unsigned startup_for;
 static _Atomic int daemon_ok = 1; /* 0 once the daemon proved unusable for good */
 
-/* The daemon's policy generation, mapped read-only from "<socket>.gen" (docs/protocol.md). */
+/* The daemon's policy generation ([0]) and flags ([1]), mapped read-only from "<socket>.gen"
+ * (docs/protocol.md). A file of 8 bytes (an older daemon's) reads flags 0: the rest of a
+ * mapped page past the end of a file reads as zeros. */
 static const volatile unsigned long long *gen_map;
 static _Atomic int gen_tried;
 
@@ -274,8 +276,9 @@ void qos_wire_range_gone(unsigned first, unsigned last)
 		tconn.fd = -1, tconn.rlen = 0;
 }
 
-/* Maps the generation file once per process (the mapping survives fork). Only a file owned
- * by root or (outside secure mode) by us counts, like the daemon itself. */
+/* Maps the generation file once per process (the mapping survives fork): after the first
+ * Startup, or at the first inet socket (qos_wire_asks_at_socket). Only a file owned by root or
+ * (outside secure mode) by us counts, like the daemon itself. */
 static void map_generation(void)
 {
 	if (__atomic_exchange_n(&gen_tried, 1, __ATOMIC_SEQ_CST))
@@ -288,7 +291,7 @@ static void map_generation(void)
 	struct stat st;
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 8 &&
 	    qos_creds_trusted(st.st_uid)) {
-		void *m = mmap(NULL, 8, PROT_READ, MAP_SHARED, fd, 0);
+		void *m = mmap(NULL, 2 * sizeof *gen_map, PROT_READ, MAP_SHARED, fd, 0);
 		if (m != MAP_FAILED)
 			gen_map = m;
 	}
@@ -297,7 +300,18 @@ static void map_generation(void)
 
 unsigned long long qos_wire_generation(void)
 {
-	return gen_map ? *gen_map : 0;
+	return gen_map ? gen_map[0] : 0;
+}
+
+/* Whether the running daemon decides at the socket event, so that a new socket is asked about
+ * at once (flags word bit 0). Memory loads only, once the file is mapped; a process pays the
+ * mapping (four system calls) at its first inet socket. */
+int qos_wire_asks_at_socket(void)
+{
+	if (!gen_tried && daemon_ok && !qos_cfg.disabled)
+		map_generation();
+	const volatile unsigned long long *m = gen_map;
+	return m && m[0] && (m[1] & QOS_GEN_ASK_AT_SOCKET);
 }
 
 unsigned qos_wire_fork_gen(void) { return fork_gen; }

@@ -21,7 +21,7 @@ import { KernelRules, type KernelMode } from '../kernel/manager.js';
 import { AgentServer, hasRequest } from './agents.js';
 import { Decider, type DecisionRecord } from './decide.js';
 import { FlowTable } from './flows.js';
-import { GenerationFile, generationPath } from './generation.js';
+import { agentFlags, GenerationFile, generationPath } from './generation.js';
 import { IdentityResolver, raiseNofile, startTime } from './identity.js';
 import { limitsFor, type AgentLimits } from './shares.js';
 import { Metrics } from './metrics.js';
@@ -122,7 +122,7 @@ export class Daemon {
     const pool = await this.startScript(script);
     this.generations = new GenerationFile(generationPath(this.o.socket));
     this.policy = {
-      engine, generation: this.generations.next(), script: pool,
+      engine, generation: this.generations.next(agentFlags({ engine, script: pool })), script: pool,
       source: this.o.policy ? resolve(this.o.policy) : '<built-in>', loadedAt: new Date().toISOString(), lastError: null,
     };
     warmUp(this.policy.engine);
@@ -215,7 +215,7 @@ export class Daemon {
       const pool = await this.startScript(script);
       await this.kernel.setPolicy(doc).catch(async (e: unknown) => { await pool?.close(); throw e; });
       const old = this.policy.script;
-      this.policy = { engine, generation: this.generations!.next(), script: pool, source: this.policy.source, loadedAt: new Date().toISOString(), lastError: null };
+      this.policy = { engine, generation: this.generations!.next(agentFlags({ engine, script: pool })), script: pool, source: this.policy.source, loadedAt: new Date().toISOString(), lastError: null };
       // Calls in flight in the old script's workers fall through to the rules they started with.
       void old?.close();
       this.metrics.reloads.inc({ result: 'ok' });
