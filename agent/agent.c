@@ -310,25 +310,40 @@ static void set_tos(int fd, int family, int tos)
 	}
 }
 
-/* Applies a socket-level decision; caller holds the stripe lock. The application's own
- * IP_TOS/IPV6_TCLASS or SO_PRIORITY stands unless the decision says OVERRIDE. */
-static void apply(int fd, struct fdst *s, const struct decision *d)
+/* Takes a decision into the socket-level marks (base) without setting them: the
+ * application's own IP_TOS/IPV6_TCLASS or SO_PRIORITY stands unless the decision says
+ * OVERRIDE. Returns what it decided: 1 the DS field, 2 the priority. Caller holds the lock. */
+static int take(struct fdst *s, const struct decision *d)
 {
+	int took = 0;
 	if (d->tos >= 0 && (!(s->flags & F_APP_TOS) || d->override)) {
 		s->base_tos = (int16_t)d->tos;
-		if (s->cur_tos != d->tos) {
-			set_tos(fd, s->family, d->tos);
-			s->cur_tos = (int16_t)d->tos;
-		}
+		took |= 1;
 	}
 	if (d->prio >= 0 && (!(s->flags & F_APP_PRIO) || d->override)) {
 		s->base_prio = (int16_t)d->prio;
-		if (s->cur_prio != d->prio) {
-			qos_real.setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &d->prio, sizeof d->prio);
-			s->cur_prio = (int16_t)d->prio;
-		}
+		took |= 2;
+	}
+	return took;
+}
+
+/* Sets the socket-level marks that took says were decided, if they are not set already:
+ * decisions taken together (a Socket's and its first call's) cost one setsockopt each. */
+static void put(int fd, struct fdst *s, int took)
+{
+	if ((took & 1) && s->cur_tos != s->base_tos) {
+		set_tos(fd, s->family, s->base_tos);
+		s->cur_tos = s->base_tos;
+	}
+	if ((took & 2) && s->cur_prio != s->base_prio) {
+		int prio = s->base_prio;
+		qos_real.setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof prio);
+		s->cur_prio = s->base_prio;
 	}
 }
+
+/* Applies a socket-level decision; caller holds the stripe lock. */
+static void apply(int fd, struct fdst *s, const struct decision *d) { put(fd, s, take(s, d)); }
 
 /* ---- messages ---- */
 
@@ -433,8 +448,7 @@ static int finish(char *buf, size_t len, size_t cap, int nreq, int fd, struct fd
 static void apply_answer(int fd, struct fdst *s, const struct answer *a)
 {
 	pthread_mutex_lock(stripe(fd));
-	apply(fd, s, &a->sock);
-	apply(fd, s, &a->call);
+	put(fd, s, take(s, &a->sock) | take(s, &a->call));
 	pthread_mutex_unlock(stripe(fd));
 }
 
@@ -810,10 +824,8 @@ static int accepted(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen)
 	int deny = denied(&a);
 	pthread_mutex_lock(stripe(nfd));
 	ns->flags |= F_REPORTED;
-	if (!deny) {
-		apply(nfd, ns, &a.sock);
-		apply(nfd, ns, &a.call);
-	}
+	if (!deny)
+		put(nfd, ns, take(ns, &a.sock) | take(ns, &a.call));
 	pthread_mutex_unlock(stripe(nfd));
 	if (deny) {
 		forget(nfd, 0);
@@ -932,7 +944,7 @@ static int before_datagram(int fd, struct fdst *s, const struct sockaddr *sa, so
 			return a.sock.deny; /* fails this first call only, as for any call */
 		const struct decision *d = &a.call;
 		pthread_mutex_lock(stripe(fd));
-		apply(fd, s, &a.sock); /* the Socket's decision is the socket's, for every destination */
+		take(s, &a.sock); /* the Socket's decision is the socket's, for every destination */
 		if (!s->dc)
 			s->dc = calloc(DC_SLOTS, sizeof *s->dc);
 		if (s->dc) {
