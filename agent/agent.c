@@ -978,64 +978,64 @@ static int before_datagram(int fd, struct fdst *s, const struct sockaddr *sa, so
 }
 
 /* After a datagram to an address on a connected socket: what send() sends next goes to the
- * connected peer, so the socket-level mark comes back (send and write are not interposed). */
+ * connected peer, so the socket-level mark comes back (send and write are not interposed).
+ * errno is left as the send left it. */
 static void after_datagram(int fd, struct fdst *s)
 {
 	if (!(s->flags & F_CONNECTED))
 		return;
+	int saved = errno;
 	pthread_mutex_lock(stripe(fd));
 	set_marks(fd, s, s->base_tos, s->base_prio);
 	pthread_mutex_unlock(stripe(fd));
+	errno = saved;
 }
 
-/* The unconnected datagram socket behind fd, if the agent marks its datagrams. */
+/* The datagram socket behind fd, if the agent marks its datagrams. */
 static struct fdst *datagram_socket(int fd)
 {
 	struct fdst *s = tracked(fd);
 	return s && s->type == SOCK_DGRAM ? s : NULL;
 }
 
+/* Before one datagram to sa on fd: *sp is the datagram socket the agent marks, or NULL.
+ * Returns the errno of a DENY, or 0 with errno as it was. */
+static int before_send(int fd, const struct sockaddr *sa, socklen_t salen, struct fdst **sp)
+{
+	int saved = errno;
+	struct fdst *s = *sp = datagram_socket(fd);
+	int deny = s ? before_datagram(fd, s, sa, salen) : 0;
+	errno = saved;
+	return deny;
+}
+
 ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa, socklen_t salen)
 {
 	ENTER(sendto, fd, buf, len, flags, sa, salen);
-	if (!inet(sa))
-		return qos_real.sendto(fd, buf, len, flags, sa, salen);
-	int saved = errno;
-	struct fdst *s = datagram_socket(fd);
-	int deny = s ? before_datagram(fd, s, sa, salen) : 0;
+	struct fdst *s;
+	int deny = inet(sa) ? before_send(fd, sa, salen, &s) : (s = NULL, 0);
 	if (deny) {
 		errno = deny;
 		return -1;
 	}
-	errno = saved;
 	ssize_t r = qos_real.sendto(fd, buf, len, flags, sa, salen);
-	if (s && (s->flags & F_CONNECTED)) {
-		saved = errno;
+	if (s)
 		after_datagram(fd, s);
-		errno = saved;
-	}
 	return r;
 }
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	ENTER(sendmsg, fd, msg, flags);
-	if (!msg || !inet(msg->msg_name))
-		return qos_real.sendmsg(fd, msg, flags);
-	int saved = errno;
-	struct fdst *s = datagram_socket(fd);
-	int deny = s ? before_datagram(fd, s, msg->msg_name, msg->msg_namelen) : 0;
+	struct fdst *s;
+	int deny = msg && inet(msg->msg_name) ? before_send(fd, msg->msg_name, msg->msg_namelen, &s) : (s = NULL, 0);
 	if (deny) {
 		errno = deny;
 		return -1;
 	}
-	errno = saved;
 	ssize_t r = qos_real.sendmsg(fd, msg, flags);
-	if (s && (s->flags & F_CONNECTED)) {
-		saved = errno;
+	if (s)
 		after_datagram(fd, s);
-		errno = saved;
-	}
 	return r;
 }
 
@@ -1067,7 +1067,7 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
 		vlen = MMSG_MAX;
 	unsigned done = 0;
 	int failed = 0;
-	while (done < vlen && !failed) {
+	while (done < vlen) {
 		unsigned n = 1;
 		while (done + n < vlen && same_dest(&vec[done].msg_hdr, &vec[done + n].msg_hdr))
 			n++;
@@ -1092,12 +1092,9 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
 		if ((unsigned)r < n)
 			break;
 	}
-	int err = errno;
 	after_datagram(fd, s);
-	if (failed && done == 0) {
-		errno = err;
+	if (failed && done == 0)
 		return -1;
-	}
 	errno = saved;
 	return (int)done;
 }
