@@ -24,8 +24,11 @@ static int uring_connect(int fd, const struct sockaddr *sa, socklen_t len)
 	struct io_uring_params p;
 	memset(&p, 0, sizeof p);
 	int ring = (int)syscall(SYS_io_uring_setup, 4, &p);
-	if (ring < 0)
-		return -errno;
+	if (ring < 0) {
+		int e = errno;
+		fprintf(stderr, "io_uring_setup: %s (io_uring off: sysctl kernel.io_uring_disabled, or a seccomp filter)\n", strerror(e));
+		return -e;
+	}
 	size_t sq_size = p.sq_off.array + p.sq_entries * sizeof(unsigned);
 	size_t cq_size = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
 	char *sq = mmap(NULL, sq_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQ_RING);
