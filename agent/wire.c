@@ -276,12 +276,16 @@ void qos_wire_range_gone(unsigned first, unsigned last)
 		tconn.fd = -1, tconn.rlen = 0;
 }
 
-/* Maps the generation file once per process (the mapping survives fork): after the first
- * Startup, or at the first inet socket (qos_wire_asks_at_socket). Only a file owned by root or
- * (outside secure mode) by us counts, like the daemon itself. */
-static void map_generation(void)
+/* Maps the generation file once per process (the mapping survives fork): tried at the first
+ * inet socket (qos_wire_asks_at_socket) and, until it is mapped, again after each Startup the
+ * daemon answered (again: a process that made its first socket before the daemon started
+ * would otherwise never map it). Only a file owned by root or (outside secure mode) by us
+ * counts, like the daemon itself. */
+static void map_generation(int again)
 {
-	if (__atomic_exchange_n(&gen_tried, 1, __ATOMIC_SEQ_CST))
+	if (__atomic_exchange_n(&gen_tried, 1, __ATOMIC_SEQ_CST) && !again)
+		return;
+	if (gen_map)
 		return;
 	char path[sizeof qos_cfg.socket_path + 8];
 	snprintf(path, sizeof path, "%s.gen", qos_cfg.socket_path);
@@ -292,8 +296,9 @@ static void map_generation(void)
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 8 &&
 	    qos_creds_trusted(st.st_uid)) {
 		void *m = mmap(NULL, 2 * sizeof *gen_map, PROT_READ, MAP_SHARED, fd, 0);
-		if (m != MAP_FAILED)
-			gen_map = m;
+		const volatile unsigned long long *none = NULL;
+		if (m != MAP_FAILED && !__atomic_compare_exchange_n(&gen_map, &none, m, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+			munmap(m, 2 * sizeof *gen_map); /* another thread mapped it meanwhile */
 	}
 	qos_real.close(fd);
 }
@@ -309,7 +314,7 @@ unsigned long long qos_wire_generation(void)
 int qos_wire_asks_at_socket(void)
 {
 	if (!gen_tried && daemon_ok && !qos_cfg.disabled)
-		map_generation();
+		map_generation(0);
 	const volatile unsigned long long *m = gen_map;
 	return m && m[0] && (m[1] & QOS_GEN_ASK_AT_SOCKET);
 }
@@ -589,7 +594,7 @@ int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]
 			conn_drop(c, 1);
 			return -1;
 		}
-		map_generation();
+		map_generation(1);
 	}
 	for (int i = 0; i < nreq; i++) {
 		if (recv_line(c, replies[i], QOS_MAX_REPLY, deadline, &why) != 0) {

@@ -7,10 +7,10 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { call, callJson } from '../cli/client.js';
-import { AGENT_TEST_BIN, e2eUnavailable, TestDaemon, Testbed } from './harness.js';
+import { AGENT_TEST_BIN, e2eUnavailable, TestDaemon, Testbed, waitFor } from './harness.js';
 
 const skip: string | false = e2eUnavailable() ?? false;
 let tb: Testbed;
@@ -107,4 +107,30 @@ test('a socket decision marks every destination of a datagram socket; a DENY on 
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^udp6 = -1 errno 13$/m, 'EACCES from socket()');
   assert.deepEqual((await cap.packets()).map((p) => [p.dstPort, p.dscp]), [[UDP_A, 24], [UDP_B, 24], [UDP_A, 24]]);
+});
+
+test('a program whose first socket came before the daemon started still gets its decisions cached once the daemon is up', { skip }, async () => {
+  // The generation file is looked at on a process's first inet socket; when there is none yet,
+  // it is looked at again after the daemon's first answer.
+  const dir = join(tb.dir, 'late');
+  mkdirSync(dir);
+  const late = new TestDaemon(dir, WITHOUT);
+  const go = join(dir, 'go'), done = join(dir, 'done');
+  const N = 10;
+  const py = `import os, socket, time
+socket.socket().close()
+while not os.path.exists('${go}'): time.sleep(0.02)
+for i in range(${N}): socket.create_connection(('${tb.serverIp}', ${PORT})).close()
+open('${done}', 'w').close()`;
+  const p = tb.start(late.run('python3', '-c', py), tb.client);
+  try {
+    await late.start();
+    writeFileSync(go, '');
+    await waitFor('the program\'s connects', () => existsSync(done) || p.exitCode !== null);
+    const r = await call(late.admin, 'GET', '/v1/decisions?limit=1000');
+    const connects = r.body.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Decision).filter((d) => d.event === 'connect');
+    assert.deepEqual([connects.filter((d) => !d.cached).length, connects.filter((d) => d.cached).length], [1, N - 1]);
+  } finally {
+    await late.stop();
+  }
 });
