@@ -32,6 +32,10 @@ enum {
 	F_IGNORED = 8,  /* known not to be an inet socket */
 	F_APP_TOS = 16, /* the application chose its own DS field */
 	F_APP_PRIO = 32,
+	F_CONNECTED = 64, /* a datagram socket with a default destination (connect) */
+	F_DECIDED = 128, /* with F_PENDING: decided at socket() from the cache; its Socket goes out
+			  * as a Cached notification (sock_gen) with the next message about it */
+	F_FRESH = 256,   /* the daemon has heard only its Socket: the next call is a first call */
 };
 
 #define DC_SLOTS 8
@@ -40,13 +44,14 @@ struct dest {
 	uint8_t family;
 	uint16_t port;
 	uint8_t addr[16];
-	int16_t tos;  /* -1: the socket-level mark */
+	int16_t tos;  /* the SendTo decision's; -1: the socket-level mark */
 	int16_t prio; /* -1: the socket-level priority */
+	uint8_t override; /* it says OVERRIDE: it replaces the application's own mark */
 	int deny;
 };
 
 struct fdst {
-	uint8_t flags;
+	uint16_t flags;
 	uint8_t family;
 	uint8_t type;
 	int16_t proto;
@@ -54,6 +59,7 @@ struct fdst {
 	int16_t base_prio, cur_prio;
 	uint8_t dc_next;
 	struct dest *dc;             /* unconnected datagram destinations already decided */
+	unsigned long long sock_gen; /* F_DECIDED: the generation its Socket was decided under */
 };
 
 #define CHUNK 1024
@@ -206,6 +212,15 @@ struct decision {
 };
 #define NO_DECISION ((struct decision){-1, -1, 0, 0, 0})
 
+/* What the daemon said about one call: the deferred Socket's decision, if the Socket went
+ * with it, and the call's own. Each is applied by itself, the Socket's first, so that each
+ * says for itself whether it overrides the application's own mark. */
+struct answer {
+	struct decision sock, call;
+	unsigned long long cache_gen; /* every reply carried this CACHE gen (0: not reusable) */
+};
+#define NO_ANSWER ((struct answer){NO_DECISION, NO_DECISION, 0})
+
 static const struct { const char *name; int value; } errnames[] = {
 	{"EPERM", EPERM}, {"EACCES", EACCES}, {"ECONNREFUSED", ECONNREFUSED},
 	{"ENETUNREACH", ENETUNREACH}, {"EHOSTUNREACH", EHOSTUNREACH}, {"ETIMEDOUT", ETIMEDOUT},
@@ -295,24 +310,40 @@ static void set_tos(int fd, int family, int tos)
 	}
 }
 
-/* Applies a socket-level decision; caller holds the stripe lock. */
-static void apply(int fd, struct fdst *s, const struct decision *d)
+/* Takes a decision into the socket-level marks (base) without setting them: the
+ * application's own IP_TOS/IPV6_TCLASS or SO_PRIORITY stands unless the decision says
+ * OVERRIDE. Returns what it decided: 1 the DS field, 2 the priority. Caller holds the lock. */
+static int take(struct fdst *s, const struct decision *d)
 {
+	int took = 0;
 	if (d->tos >= 0 && (!(s->flags & F_APP_TOS) || d->override)) {
 		s->base_tos = (int16_t)d->tos;
-		if (s->cur_tos != d->tos) {
-			set_tos(fd, s->family, d->tos);
-			s->cur_tos = (int16_t)d->tos;
-		}
+		took |= 1;
 	}
 	if (d->prio >= 0 && (!(s->flags & F_APP_PRIO) || d->override)) {
 		s->base_prio = (int16_t)d->prio;
-		if (s->cur_prio != d->prio) {
-			qos_real.setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &d->prio, sizeof d->prio);
-			s->cur_prio = (int16_t)d->prio;
-		}
+		took |= 2;
+	}
+	return took;
+}
+
+/* Sets the socket-level marks that took says were decided, if they are not set already:
+ * decisions taken together (a Socket's and its first call's) cost one setsockopt each. */
+static void put(int fd, struct fdst *s, int took)
+{
+	if ((took & 1) && s->cur_tos != s->base_tos) {
+		set_tos(fd, s->family, s->base_tos);
+		s->cur_tos = s->base_tos;
+	}
+	if ((took & 2) && s->cur_prio != s->base_prio) {
+		int prio = s->base_prio;
+		qos_real.setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof prio);
+		s->cur_prio = s->base_prio;
 	}
 }
+
+/* Applies a socket-level decision; caller holds the stripe lock. */
+static void apply(int fd, struct fdst *s, const struct decision *d) { put(fd, s, take(s, d)); }
 
 /* ---- messages ---- */
 
@@ -352,21 +383,31 @@ static size_t fmt_ints(char *out, size_t len, size_t cap, int n, const int *v)
 	return len;
 }
 
+/* "Socket pid uid cmd family type protocol fd" for fd, or the Cached form with gen != 0;
+ * without the newline. */
+static size_t socket_msg(char *buf, size_t cap, int fd, const struct fdst *s, unsigned long long gen)
+{
+	size_t len = qos_msg_begin(buf, cap, "Socket", gen);
+	int v[4] = {s->family, s->type, s->proto, fd};
+	return fmt_ints(buf, len, cap, 4, v);
+}
+
 /* Begins a request in buf: the deferred Socket line for fd, if any, then "Type pid uid cmd"
- * (as Cached notifications when cached_gen != 0). *nreq counts the lines. */
+ * (as Cached notifications when cached_gen != 0). *nreq counts the lines that get replies: a
+ * Socket decided at socket() from the cache goes as a Cached notification. */
 static size_t begin(char *buf, size_t cap, int fd, struct fdst *s, const char *type, int *nreq,
 		    unsigned long long cached_gen)
 {
 	size_t len = 0;
 	*nreq = 0;
 	if (s->flags & F_PENDING) {
-		len = qos_msg_begin(buf, cap, "Socket", cached_gen);
-		int v[4] = {s->family, s->type, s->proto, fd};
-		len = fmt_ints(buf, len, cap, 4, v);
+		int decided = (s->flags & F_DECIDED) != 0;
+		len = socket_msg(buf, cap, fd, s, decided ? s->sock_gen : cached_gen);
 		if (len + 1 >= cap)
 			return cap;
 		buf[len++] = '\n';
-		(*nreq)++;
+		if (!decided)
+			(*nreq)++;
 	}
 	size_t l2 = qos_msg_begin(buf + len, cap - len, type, cached_gen);
 	if (l2 >= cap - len)
@@ -375,38 +416,50 @@ static size_t begin(char *buf, size_t cap, int fd, struct fdst *s, const char *t
 	return len + l2;
 }
 
-/* Sends the request in buf and folds the replies into one decision (a deferred Socket
- * decision first, the call's own after it, which wins). Returns 0 if the daemon answered. */
-static int finish(char *buf, size_t len, size_t cap, int nreq, int fd, struct fdst *s, struct decision *out)
+/* The daemon has now heard of fd, by the call just sent: fresh if that was its Socket alone. */
+static void heard(int fd, struct fdst *s, int socket_call)
 {
-	*out = NO_DECISION;
+	pthread_mutex_lock(stripe(fd));
+	s->flags = (uint16_t)((s->flags & ~(F_PENDING | F_DECIDED | F_FRESH)) | F_REPORTED | (socket_call ? F_FRESH : 0));
+	pthread_mutex_unlock(stripe(fd));
+}
+
+/* Sends the request in buf and reads the replies: with nreq 2, the deferred Socket's first,
+ * then the call's. Returns 0 if the daemon answered. */
+static int finish(char *buf, size_t len, size_t cap, int nreq, int fd, struct fdst *s, struct answer *out)
+{
+	*out = NO_ANSWER;
 	if (len + 1 >= cap)
 		return -1;
 	buf[len++] = '\n';
 	char replies[2][QOS_MAX_REPLY];
 	if (qos_ask(buf, len, nreq, replies) != 0)
 		return -1;
-	pthread_mutex_lock(stripe(fd));
-	s->flags = (uint8_t)((s->flags & ~F_PENDING) | F_REPORTED);
-	pthread_mutex_unlock(stripe(fd));
-	for (int i = 0; i < nreq; i++) {
-		struct decision d;
-		parse_reply(replies[i], &d);
-		if (d.tos >= 0) out->tos = d.tos;
-		if (d.prio >= 0) out->prio = d.prio;
-		if (d.deny) out->deny = d.deny;
-		out->override |= d.override;
-		/* the outcome is reusable only if every reply in it is, under one generation */
-		out->cache_gen = i == 0 || out->cache_gen == d.cache_gen ? d.cache_gen : 0;
-	}
+	heard(fd, s, 0);
+	if (nreq == 2)
+		parse_reply(replies[0], &out->sock);
+	parse_reply(replies[nreq - 1], &out->call);
+	/* the answer is reusable only if every reply in it is, under one generation */
+	out->cache_gen = nreq == 1 || out->sock.cache_gen == out->call.cache_gen ? out->call.cache_gen : 0;
 	return 0;
 }
+
+/* Applies an answer to fd: the Socket's decision, then the call's. Takes the stripe lock. */
+static void apply_answer(int fd, struct fdst *s, const struct answer *a)
+{
+	pthread_mutex_lock(stripe(fd));
+	put(fd, s, take(s, &a->sock) | take(s, &a->call));
+	pthread_mutex_unlock(stripe(fd));
+}
+
+/* The errno that fails the call (a DENY in the Socket reply fails its first call), or 0. */
+static int denied(const struct answer *a) { return a->sock.deny ? a->sock.deny : a->call.deny; }
 
 /* Asks about a call on fd with an address argument and trailing integer arguments;
  * suffix is appended verbatim (e.g. " {} {}" for Connect's sqos and gqos). With cached_gen,
  * tells the daemon about a call decided from the cache instead (no reply to wait for). */
 static int ask_addr(const char *type, int fd, struct fdst *s, const struct sockaddr *sa,
-		    socklen_t salen, const char *suffix, int nints, const int *ints, struct decision *d,
+		    socklen_t salen, const char *suffix, int nints, const int *ints, struct answer *a,
 		    unsigned long long cached_gen)
 {
 	char buf[QOS_MAX_MSG];
@@ -421,7 +474,7 @@ static int ask_addr(const char *type, int fd, struct fdst *s, const struct socka
 	}
 	len = fmt_ints(buf, len, sizeof buf, nints, ints);
 	if (!cached_gen)
-		return finish(buf, len, sizeof buf, nreq, fd, s, d);
+		return finish(buf, len, sizeof buf, nreq, fd, s, a);
 	if (len + 1 >= sizeof buf)
 		return -1;
 	buf[len++] = '\n';
@@ -430,11 +483,8 @@ static int ask_addr(const char *type, int fd, struct fdst *s, const struct socka
 		return -1; /* the daemon is gone: proceed as without it, like a failed ask */
 	/* told == 1: skipped (the daemon is behind): the decision stands, the daemon misses this
 	 * flow, and the socket stays unreported (no Close will follow) */
-	if (told == 0) {
-		pthread_mutex_lock(stripe(fd));
-		s->flags = (uint8_t)((s->flags & ~F_PENDING) | F_REPORTED);
-		pthread_mutex_unlock(stripe(fd));
-	}
+	if (told == 0)
+		heard(fd, s, 0);
 	return 0;
 }
 
@@ -446,7 +496,8 @@ static int ask_addr(const char *type, int fd, struct fdst *s, const struct socka
 
 #define CACHE_SLOTS 64
 struct ckey {
-	char call; /* first letter of the call: 'C'onnect, 'B'ind, 'S'endTo */
+	char call; /* first letter of the call: 'C'onnect, 'B'ind, 'S'endTo; 'O' a Socket alone */
+	uint8_t first; /* the Socket went with the call (its answer holds the Socket's decision) */
 	uint8_t family, type, afamily;
 	int16_t proto;
 	uint16_t port;
@@ -455,7 +506,7 @@ struct ckey {
 struct centry {
 	struct ckey k;
 	unsigned long long gen; /* 0: empty */
-	struct decision d;
+	struct answer a;
 };
 static __thread struct centry cache[CACHE_SLOTS];
 static __thread unsigned cache_fork_gen, cache_epoch;
@@ -464,10 +515,13 @@ static int ckey_make(struct ckey *k, char call, const struct fdst *s, const stru
 {
 	memset(k, 0, sizeof *k);
 	k->call = call;
+	k->first = call != 'O' && (s->flags & (F_PENDING | F_DECIDED)) == F_PENDING;
 	k->family = s->family;
 	k->type = s->type;
 	k->proto = s->proto;
-	if (sa->sa_family == AF_INET && salen >= (socklen_t)sizeof(struct sockaddr_in)) {
+	if (!sa) {
+		return call == 'O' ? 0 : -1;
+	} else if (sa->sa_family == AF_INET && salen >= (socklen_t)sizeof(struct sockaddr_in)) {
 		const struct sockaddr_in *in = (const void *)sa;
 		k->port = in->sin_port;
 		memcpy(k->addr, &in->sin_addr, 4);
@@ -498,37 +552,92 @@ static struct centry *cache_slot(const struct ckey *k)
 	return &cache[h % CACHE_SLOTS];
 }
 
+/* The cache entry for k if it holds a valid answer (else NULL); *slot is where k goes. */
+static struct centry *cache_find(const struct ckey *k, struct centry **slot, unsigned long long *gen)
+{
+	struct centry *e = *slot = cache_slot(k);
+	*gen = qos_wire_generation();
+	return *gen && e->gen == *gen && !memcmp(&e->k, k, sizeof *k) ? e : NULL;
+}
+
 /* The call's outcome: from the cache if valid (even while asking is paused: using it does
- * not wait), else asked (and cached when allowed). -1: proceed as without the agent. */
+ * not wait), else asked (and cached when allowed). -1: proceed as without the agent. Only a
+ * first call on a socket is cached: its Socket still pending, or the only message before. */
 static int decide_addr(const char *type, int fd, struct fdst *s, const struct sockaddr *sa,
-		       socklen_t salen, const char *suffix, struct decision *d)
+		       socklen_t salen, const char *suffix, struct answer *a)
 {
 	struct ckey k;
-	struct centry *e = NULL;
-	if (qos_cfg.cache && (s->flags & F_PENDING) && ckey_make(&k, type[0], s, sa, salen) == 0) {
-		e = cache_slot(&k);
-		unsigned long long gen = qos_wire_generation();
-		if (gen && e->gen == gen && !memcmp(&e->k, &k, sizeof k)) {
-			*d = e->d;
-			return ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, d, gen);
-		}
+	struct centry *e = NULL, *hit;
+	unsigned long long gen;
+	if (qos_cfg.cache && (s->flags & (F_PENDING | F_FRESH)) && ckey_make(&k, type[0], s, sa, salen) == 0 &&
+	    (hit = cache_find(&k, &e, &gen))) {
+		*a = hit->a;
+		return ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, a, gen);
 	}
 	if (!qos_wire_maybe_up())
 		return -1;
-	int r = ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, d, 0);
-	if (r == 0 && e && d->cache_gen) {
+	int r = ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, a, 0);
+	if (r == 0 && e && a->cache_gen) {
 		e->k = k;
-		e->d = *d;
-		e->gen = d->cache_gen;
+		e->a = *a;
+		e->gen = a->cache_gen;
 	}
 	return r;
 }
 
-static void tell_fd(const char *type, int fd, int nints, const int *ints)
+/* The daemon decides at the socket event (docs/protocol.md): asks about a new socket at once,
+ * so that its marks are on it whatever calls follow, those the agent never sees (io_uring,
+ * raw system calls) included. From the cache nothing is sent: the Socket goes out as Cached
+ * with the socket's next message, or its Close. Returns 0, or the errno of a DENY. */
+static int socket_now(int fd, struct fdst *s)
+{
+	struct ckey k;
+	struct centry *e = NULL, *hit;
+	unsigned long long gen;
+	struct answer a;
+	ckey_make(&k, 'O', s, NULL, 0);
+	if (qos_cfg.cache && (hit = cache_find(&k, &e, &gen))) {
+		a = hit->a;
+		pthread_mutex_lock(stripe(fd));
+		s->flags |= F_DECIDED;
+		s->sock_gen = gen;
+		pthread_mutex_unlock(stripe(fd));
+	} else {
+		if (!qos_wire_maybe_up())
+			return 0;
+		char buf[QOS_MAX_MSG];
+		size_t len = socket_msg(buf, sizeof buf, fd, s, 0);
+		if (finish(buf, len, sizeof buf, 1, fd, s, &a) != 0)
+			return 0;
+		heard(fd, s, 1);
+		if (e && a.cache_gen) {
+			e->k = k;
+			e->a = a;
+			e->gen = a.cache_gen;
+		}
+	}
+	if (a.call.deny)
+		return a.call.deny;
+	apply_answer(fd, s, &a);
+	return 0;
+}
+
+/* Tells the daemon "Type pid uid cmd fd ints...", after the Cached Socket line of untold (a
+ * socket decided at socket() from the cache that the daemon has not heard of yet), if any. */
+static void tell_fd(const char *type, int fd, int nints, const int *ints, const struct fdst *untold)
 {
 	char buf[QOS_MAX_MSG];
-	size_t len = qos_msg_begin(buf, sizeof buf, type, 0);
-	len = fmt_ints(buf, len, sizeof buf, 1, &fd);
+	size_t len = 0;
+	if (untold) {
+		len = socket_msg(buf, sizeof buf, fd, untold, untold->sock_gen);
+		if (len + 1 >= sizeof buf)
+			return;
+		buf[len++] = '\n';
+	}
+	size_t l2 = qos_msg_begin(buf + len, sizeof buf - len, type, 0);
+	if (l2 >= sizeof buf - len)
+		return;
+	len = fmt_ints(buf, len + l2, sizeof buf, 1, &fd);
 	len = fmt_ints(buf, len, sizeof buf, nints, ints);
 	if (len + 1 >= sizeof buf)
 		return;
@@ -536,18 +645,20 @@ static void tell_fd(const char *type, int fd, int nints, const int *ints)
 	qos_tell(buf, len);
 }
 
-/* Forget fd (closed, or replaced by dup2); tells the daemon if it knew the socket. */
+/* Forget fd (closed, or replaced by dup2); tells the daemon if it knew the socket, or if it
+ * was decided at socket() from the cache and never told. */
 static void forget(int fd, int tell)
 {
 	struct fdst *s = fdst_get(fd, 0);
 	if (!s || !s->flags)
 		return;
 	pthread_mutex_lock(stripe(fd));
-	int reported = (s->flags & F_REPORTED) != 0;
+	struct fdst was = *s; /* its flags and kind: the destinations go with fdst_reset */
 	fdst_reset(s);
 	pthread_mutex_unlock(stripe(fd));
-	if (reported && tell)
-		tell_fd("Close", fd, 0, NULL);
+	int untold = (was.flags & (F_PENDING | F_DECIDED)) == (F_PENDING | F_DECIDED);
+	if (tell && (untold || (was.flags & F_REPORTED)))
+		tell_fd("Close", fd, 0, NULL, untold ? &was : NULL);
 }
 
 /* ---- interposed calls ---- */
@@ -559,18 +670,37 @@ static void forget(int fd, int tell)
 
 static int inet(const struct sockaddr *sa) { return sa && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6); }
 
+/* The agent's own work (asking, telling, looking at a descriptor) must not show in errno: a
+ * program sees the errno the real call leaves, success included, as without the agent. Each
+ * interposed call saves errno before that work and puts it back after. */
+
 int socket(int domain, int type, int protocol)
 {
 	ENTER(socket, domain, type, protocol);
 	int fd = qos_real.socket(domain, type, protocol);
 	if (fd < 0 || (domain != AF_INET && domain != AF_INET6))
 		return fd;
+	int saved = errno;
 	struct fdst *s = fdst_get(fd, 1);
-	if (s) {
-		pthread_mutex_lock(stripe(fd));
-		fdst_track(s, domain, type & 0xf, protocol, F_PENDING);
-		pthread_mutex_unlock(stripe(fd));
+	if (!s)
+		return fd;
+	pthread_mutex_lock(stripe(fd));
+	fdst_track(s, domain, type & 0xf, protocol, F_PENDING);
+	pthread_mutex_unlock(stripe(fd));
+	/* Deferred (sent with the socket's first control call: one round trip per connect, none
+	 * for a socket nobody decides on), unless the policy decides at the socket event itself. */
+	if (qos_wire_asks_at_socket()) {
+		in_agent++;
+		int deny = socket_now(fd, s);
+		in_agent--;
+		if (deny) {
+			forget(fd, 1);
+			qos_real.close(fd);
+			errno = deny;
+			return -1;
+		}
 	}
+	errno = saved;
 	return fd;
 }
 
@@ -578,29 +708,38 @@ int socket(int domain, int type, int protocol)
 static int ask_then(const char *type, int fd, const struct sockaddr *sa, socklen_t salen,
 		    const char *suffix, int (*real)(int, const struct sockaddr *, socklen_t))
 {
+	int saved = errno;
 	struct fdst *s = inet(sa) ? tracked(fd) : NULL;
 	if (s) {
-		struct decision d;
+		struct answer a;
 		in_agent++;
-		int ok = decide_addr(type, fd, s, sa, salen, suffix, &d) == 0;
+		int ok = decide_addr(type, fd, s, sa, salen, suffix, &a) == 0;
 		in_agent--;
-		if (ok && d.deny) {
-			errno = d.deny;
+		if (ok && denied(&a)) {
+			errno = denied(&a);
 			return -1;
 		}
-		if (ok) {
-			pthread_mutex_lock(stripe(fd));
-			apply(fd, s, &d);
-			pthread_mutex_unlock(stripe(fd));
-		}
+		if (ok)
+			apply_answer(fd, s, &a);
 	}
+	errno = saved;
 	return real(fd, sa, salen);
 }
 
 int connect(int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	ENTER(connect, fd, sa, salen);
-	return ask_then("Connect", fd, sa, salen, " {} {}", qos_real.connect);
+	int r = ask_then("Connect", fd, sa, salen, " {} {}", qos_real.connect);
+	/* A datagram socket's default destination: its datagrams without an address carry the
+	 * socket-level mark (restored after a datagram to another destination); AF_UNSPEC
+	 * dissolves the association. */
+	struct fdst *s = r == 0 && sa ? fdst_get(fd, 0) : NULL;
+	if (s && (s->flags & F_TRACKED) && s->type == SOCK_DGRAM) {
+		pthread_mutex_lock(stripe(fd));
+		s->flags = (uint16_t)(inet(sa) ? s->flags | F_CONNECTED : s->flags & ~F_CONNECTED);
+		pthread_mutex_unlock(stripe(fd));
+	}
+	return r;
 }
 
 int bind(int fd, const struct sockaddr *sa, socklen_t salen)
@@ -612,29 +751,40 @@ int bind(int fd, const struct sockaddr *sa, socklen_t salen)
 int listen(int fd, int backlog)
 {
 	ENTER(listen, fd, backlog);
+	int saved = errno;
 	struct fdst *s = qos_wire_maybe_up() ? tracked(fd) : NULL;
 	if (s) {
-		struct decision d;
+		struct answer a;
 		in_agent++;
-		int ok = ask_addr("Listen", fd, s, NULL, 0, NULL, 1, &backlog, &d, 0) == 0;
+		int ok = ask_addr("Listen", fd, s, NULL, 0, NULL, 1, &backlog, &a, 0) == 0;
 		in_agent--;
-		if (ok && d.deny) {
-			errno = d.deny;
+		if (ok && denied(&a)) {
+			errno = denied(&a);
 			return -1;
 		}
-		if (ok) {
-			pthread_mutex_lock(stripe(fd));
-			apply(fd, s, &d);
-			pthread_mutex_unlock(stripe(fd));
-		}
+		if (ok)
+			apply_answer(fd, s, &a);
 	}
+	errno = saved;
 	return qos_real.listen(fd, backlog);
 }
 
+static int accepted(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen);
+
+/* After accept/accept4 returned nfd (the real call's errno is kept). */
 static int after_accept(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen)
 {
 	if (nfd < 0)
 		return nfd;
+	int saved = errno;
+	int r = accepted(lfd, nfd, sa, salen);
+	if (r >= 0)
+		errno = saved;
+	return r;
+}
+
+static int accepted(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen)
+{
 	struct fdst *ls = tracked(lfd);
 	struct fdst *ns = ls ? fdst_get(nfd, 1) : NULL;
 	if (!ns)
@@ -661,20 +811,26 @@ static int after_accept(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen)
 	len = fmt_ints(buf, len, sizeof buf, 1, &lfd);
 	len = fmt_addr(buf, len, sizeof buf, pl ? pa : NULL, pl);
 	len = fmt_ints(buf, len, sizeof buf, 1, &nfd);
-	struct decision d;
-	int ok = finish(buf, len, sizeof buf, nreq, lfd, ls, &d) == 0;
+	struct answer a;
+	int ok = finish(buf, len, sizeof buf, nreq, lfd, ls, &a) == 0;
 	in_agent--;
 	if (!ok)
 		return nfd;
+	/* the listening socket's deferred Socket decision is its own: it applies to lfd (and so
+	 * to the connections accepted after this one, which inherit lfd's marks) */
+	pthread_mutex_lock(stripe(lfd));
+	apply(lfd, ls, &a.sock);
+	pthread_mutex_unlock(stripe(lfd));
+	int deny = denied(&a);
 	pthread_mutex_lock(stripe(nfd));
 	ns->flags |= F_REPORTED;
-	if (!d.deny)
-		apply(nfd, ns, &d);
+	if (!deny)
+		put(nfd, ns, take(ns, &a.sock) | take(ns, &a.call));
 	pthread_mutex_unlock(stripe(nfd));
-	if (d.deny) {
+	if (deny) {
 		forget(nfd, 0);
 		qos_real.close(nfd);
-		errno = d.deny;
+		errno = deny;
 		return -1;
 	}
 	return nfd;
@@ -695,11 +851,13 @@ int accept4(int fd, struct sockaddr *sa, socklen_t *salen, int flags)
 int close(int fd)
 {
 	ENTER(close, fd);
+	int saved = errno;
 	struct fdst *s = fdst_get(fd, 0);
 	if (s && s->flags)
 		forget(fd, 1);
 	if (qos_wire_is_ours(fd))
 		qos_wire_fd_gone(fd);
+	errno = saved;
 	return qos_real.close(fd);
 }
 
@@ -708,8 +866,11 @@ int shutdown(int fd, int how)
 	ENTER(shutdown, fd, how);
 	int r = qos_real.shutdown(fd, how);
 	struct fdst *s = fdst_get(fd, 0);
-	if (r == 0 && s && (s->flags & F_REPORTED))
-		tell_fd("Shutdown", fd, 1, &how);
+	if (r == 0 && s && (s->flags & F_REPORTED)) {
+		int saved = errno;
+		tell_fd("Shutdown", fd, 1, &how, NULL);
+		errno = saved;
+	}
 	return r;
 }
 
@@ -745,26 +906,45 @@ static struct dest *dest_find(struct fdst *s, const struct dest *k)
 	return NULL;
 }
 
+/* Sets what a datagram leaves with: tos and prio (-1: the unmarked default, if the agent
+ * changed it). Caller holds the stripe lock. */
+static void set_marks(int fd, struct fdst *s, int tos, int prio)
+{
+	if (tos < 0 && s->cur_tos >= 0)
+		tos = 0; /* back to the unmarked default */
+	if (tos >= 0 && tos != s->cur_tos) {
+		set_tos(fd, s->family, tos);
+		s->cur_tos = (int16_t)tos;
+	}
+	if (prio < 0 && s->cur_prio >= 0)
+		prio = 0;
+	if (prio >= 0 && prio != s->cur_prio) {
+		qos_real.setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof prio);
+		s->cur_prio = (int16_t)prio;
+	}
+}
+
 /* Marks fd for a datagram to sa; returns 0 to send, or an errno to refuse the send. */
-static int before_datagram(int fd, const struct sockaddr *sa, socklen_t salen)
+static int before_datagram(int fd, struct fdst *s, const struct sockaddr *sa, socklen_t salen)
 {
 	struct dest k;
 	if (!sa || !inet(sa) || dest_key(sa, salen, &k) != 0)
-		return 0;
-	struct fdst *s = tracked(fd);
-	if (!s || s->type != SOCK_DGRAM)
 		return 0;
 	pthread_mutex_lock(stripe(fd));
 	struct dest *e = dest_find(s, &k);
 	pthread_mutex_unlock(stripe(fd));
 	if (!e) {
-		struct decision d;
+		struct answer a;
 		in_agent++;
-		int ok = decide_addr("SendTo", fd, s, sa, salen, NULL, &d) == 0;
+		int ok = decide_addr("SendTo", fd, s, sa, salen, NULL, &a) == 0;
 		in_agent--;
 		if (!ok)
 			return 0;
+		if (a.sock.deny)
+			return a.sock.deny; /* fails this first call only, as for any call */
+		const struct decision *d = &a.call;
 		pthread_mutex_lock(stripe(fd));
+		take(s, &a.sock); /* the Socket's decision is the socket's, for every destination */
 		if (!s->dc)
 			s->dc = calloc(DC_SLOTS, sizeof *s->dc);
 		if (s->dc) {
@@ -775,60 +955,88 @@ static int before_datagram(int fd, const struct sockaddr *sa, socklen_t salen)
 			}
 			*e = k;
 			e->used = 1;
-			e->tos = (int16_t)((d.tos >= 0 && (!(s->flags & F_APP_TOS) || d.override)) ? d.tos : -1);
-			e->prio = (int16_t)((d.prio >= 0 && (!(s->flags & F_APP_PRIO) || d.override)) ? d.prio : -1);
-			e->deny = d.deny;
+			e->tos = (int16_t)d->tos;
+			e->prio = (int16_t)d->prio;
+			e->override = (uint8_t)d->override;
+			e->deny = d->deny;
 		}
 		pthread_mutex_unlock(stripe(fd));
 		if (!e)
-			return d.deny;
+			return d->deny;
 	}
 	pthread_mutex_lock(stripe(fd));
 	int deny = e->deny;
 	if (!deny) {
-		int tos = e->tos >= 0 ? e->tos : s->base_tos;
-		int prio = e->prio >= 0 ? e->prio : s->base_prio;
-		if (tos < 0 && s->cur_tos >= 0)
-			tos = 0; /* back to the unmarked default for this destination */
-		if (tos >= 0 && tos != s->cur_tos) {
-			set_tos(fd, s->family, tos);
-			s->cur_tos = (int16_t)tos;
-		}
-		if (prio < 0 && s->cur_prio >= 0)
-			prio = 0;
-		if (prio >= 0 && prio != s->cur_prio) {
-			qos_real.setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof prio);
-			s->cur_prio = (int16_t)prio;
-		}
+		/* Whether the destination's decision replaces the application's own mark is asked
+		 * now, not when it was decided: the program may have set its mark since. */
+		int tos = e->tos >= 0 && (!(s->flags & F_APP_TOS) || e->override) ? e->tos : s->base_tos;
+		int prio = e->prio >= 0 && (!(s->flags & F_APP_PRIO) || e->override) ? e->prio : s->base_prio;
+		set_marks(fd, s, tos, prio);
 	}
 	pthread_mutex_unlock(stripe(fd));
+	return deny;
+}
+
+/* After a datagram to an address on a connected socket: what send() sends next goes to the
+ * connected peer, so the socket-level mark comes back (send and write are not interposed).
+ * errno is left as the send left it. */
+static void after_datagram(int fd, struct fdst *s)
+{
+	if (!(s->flags & F_CONNECTED))
+		return;
+	int saved = errno;
+	pthread_mutex_lock(stripe(fd));
+	set_marks(fd, s, s->base_tos, s->base_prio);
+	pthread_mutex_unlock(stripe(fd));
+	errno = saved;
+}
+
+/* The datagram socket behind fd, if the agent marks its datagrams. */
+static struct fdst *datagram_socket(int fd)
+{
+	struct fdst *s = tracked(fd);
+	return s && s->type == SOCK_DGRAM ? s : NULL;
+}
+
+/* Before one datagram to sa on fd: *sp is the datagram socket the agent marks, or NULL.
+ * Returns the errno of a DENY, or 0 with errno as it was. */
+static int before_send(int fd, const struct sockaddr *sa, socklen_t salen, struct fdst **sp)
+{
+	int saved = errno;
+	struct fdst *s = *sp = datagram_socket(fd);
+	int deny = s ? before_datagram(fd, s, sa, salen) : 0;
+	errno = saved;
 	return deny;
 }
 
 ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa, socklen_t salen)
 {
 	ENTER(sendto, fd, buf, len, flags, sa, salen);
-	if (sa) {
-		int deny = before_datagram(fd, sa, salen);
-		if (deny) {
-			errno = deny;
-			return -1;
-		}
+	struct fdst *s;
+	int deny = inet(sa) ? before_send(fd, sa, salen, &s) : (s = NULL, 0);
+	if (deny) {
+		errno = deny;
+		return -1;
 	}
-	return qos_real.sendto(fd, buf, len, flags, sa, salen);
+	ssize_t r = qos_real.sendto(fd, buf, len, flags, sa, salen);
+	if (s)
+		after_datagram(fd, s);
+	return r;
 }
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	ENTER(sendmsg, fd, msg, flags);
-	if (msg && msg->msg_name) {
-		int deny = before_datagram(fd, msg->msg_name, msg->msg_namelen);
-		if (deny) {
-			errno = deny;
-			return -1;
-		}
+	struct fdst *s;
+	int deny = msg && inet(msg->msg_name) ? before_send(fd, msg->msg_name, msg->msg_namelen, &s) : (s = NULL, 0);
+	if (deny) {
+		errno = deny;
+		return -1;
 	}
-	return qos_real.sendmsg(fd, msg, flags);
+	ssize_t r = qos_real.sendmsg(fd, msg, flags);
+	if (s)
+		after_datagram(fd, s);
+	return r;
 }
 
 static int same_dest(const struct msghdr *a, const struct msghdr *b)
@@ -838,37 +1046,92 @@ static int same_dest(const struct msghdr *a, const struct msghdr *b)
 	return a->msg_namelen == b->msg_namelen && !memcmp(a->msg_name, b->msg_name, a->msg_namelen);
 }
 
+/* The kernel sends at most UIO_MAXIOV messages in one sendmmsg (net/socket.c). */
+#define MMSG_MAX 1024
+
 int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
 {
 	ENTER(sendmmsg, fd, vec, vlen, flags);
-	if (!vec || vlen == 0 || !vec[0].msg_hdr.msg_name)
+	if (!vec || vlen == 0)
 		return qos_real.sendmmsg(fd, vec, vlen, flags);
-	/* One mark per destination: send the leading run of messages to the first
-	 * destination; the caller sends the rest, as for any partial sendmmsg. */
-	unsigned n = 1;
-	while (n < vlen && same_dest(&vec[0].msg_hdr, &vec[n].msg_hdr))
-		n++;
-	int deny = before_datagram(fd, vec[0].msg_hdr.msg_name, vec[0].msg_hdr.msg_namelen);
-	if (deny) {
-		errno = deny;
-		return -1;
+	int saved = errno;
+	struct fdst *s = datagram_socket(fd);
+	errno = saved;
+	if (!s)
+		return qos_real.sendmmsg(fd, vec, vlen, flags);
+	/* One mark per destination: each run of messages to one destination is marked, then sent
+	 * with its own real sendmmsg, and the program sees the sum, exactly what one call would
+	 * have returned: the count sent before a failure or a short run, or the failure itself if
+	 * nothing was sent. */
+	if (vlen > MMSG_MAX)
+		vlen = MMSG_MAX;
+	unsigned done = 0;
+	int failed = 0;
+	while (done < vlen) {
+		unsigned n = 1;
+		while (done + n < vlen && same_dest(&vec[done].msg_hdr, &vec[done + n].msg_hdr))
+			n++;
+		const struct msghdr *h = &vec[done].msg_hdr;
+		int deny = 0;
+		if (h->msg_name)
+			deny = before_datagram(fd, s, h->msg_name, h->msg_namelen);
+		else
+			after_datagram(fd, s); /* to the connected peer, with its mark */
+		if (deny) {
+			errno = deny;
+			failed = 1;
+			break;
+		}
+		errno = saved;
+		int r = qos_real.sendmmsg(fd, vec + done, n, flags);
+		if (r < 0) {
+			failed = 1;
+			break;
+		}
+		done += (unsigned)r;
+		if ((unsigned)r < n)
+			break;
 	}
-	return qos_real.sendmmsg(fd, vec, n, flags);
+	after_datagram(fd, s);
+	if (failed && done == 0)
+		return -1;
+	errno = saved;
+	return (int)done;
 }
+
+static void app_mark(int fd, int level, int opt, int v);
 
 int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 {
 	ENTER(setsockopt, fd, level, opt, val, len);
 	int r = qos_real.setsockopt(fd, level, opt, val, len);
-	int is_tos = (level == IPPROTO_IP && opt == IP_TOS) || (level == IPPROTO_IPV6 && opt == IPV6_TCLASS);
-	int is_prio = level == SOL_SOCKET && opt == SO_PRIORITY;
-	if (r != 0 || !(is_tos || is_prio) || !val || len < (socklen_t)sizeof(int))
+	int is_mark = (level == IPPROTO_IP && opt == IP_TOS) || (level == IPPROTO_IPV6 && opt == IPV6_TCLASS) ||
+		      (level == SOL_SOCKET && opt == SO_PRIORITY);
+	if (r != 0 || !is_mark)
 		return r;
+	/* What the kernel took (it succeeded): an int, or for IP_TOS also a single byte, or
+	 * nothing (then 0: net/ipv4/ip_sockglue.c); IPV6_TCLASS -1 means the default, 0. */
+	int v = 0;
+	if (len >= (socklen_t)sizeof(int))
+		memcpy(&v, val, sizeof v);
+	else if (len >= 1)
+		v = *(const unsigned char *)val;
+	if (level == IPPROTO_IPV6 && v == -1)
+		v = 0;
+	int saved = errno;
+	app_mark(fd, level, opt, v);
+	errno = saved;
+	return r;
+}
+
+/* The application set its own mark (the real setsockopt succeeded): remember it, so that no
+ * later decision replaces it unless it says OVERRIDE, and ask the policy about it. */
+static void app_mark(int fd, int level, int opt, int v)
+{
+	int is_tos = level != SOL_SOCKET;
 	struct fdst *s = tracked(fd);
 	if (!s)
-		return r;
-	int v;
-	memcpy(&v, val, sizeof v);
+		return;
 	pthread_mutex_lock(stripe(fd));
 	if (is_tos) {
 		s->flags |= F_APP_TOS;
@@ -879,21 +1142,21 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 	}
 	pthread_mutex_unlock(stripe(fd));
 	if (!qos_wire_maybe_up())
-		return r;
+		return;
 	/* SetSockOpt pid uid cmd fd level optname value: the reply is the policy's verdict on
 	 * the application's own choice, applied as given (empty by default: the choice stands). */
 	int args[3] = {level, opt, v};
-	struct decision d;
+	struct answer a;
 	in_agent++;
-	int ok = ask_addr("SetSockOpt", fd, s, NULL, 0, NULL, 3, args, &d, 0) == 0;
+	int ok = ask_addr("SetSockOpt", fd, s, NULL, 0, NULL, 3, args, &a, 0) == 0;
 	in_agent--;
-	if (ok && !d.deny) {
-		d.override = 1;
-		pthread_mutex_lock(stripe(fd));
-		apply(fd, s, &d);
-		pthread_mutex_unlock(stripe(fd));
+	if (ok && !denied(&a)) {
+		/* A deferred Socket's decision is about the socket, like any other: it does not
+		 * replace the choice just made unless it says OVERRIDE. The SetSockOpt decision is
+		 * the policy's verdict on that choice itself: it replaces it as given. */
+		a.call.override = 1;
+		apply_answer(fd, s, &a);
 	}
-	return r;
 }
 
 /* ---- descriptor replacement: keep our own connection safe ---- */
@@ -901,20 +1164,24 @@ int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 int dup2(int oldfd, int newfd)
 {
 	ENTER(dup2, oldfd, newfd);
+	int saved = errno;
 	if (oldfd != newfd) {
 		forget(newfd, 1);
 		if (qos_wire_is_ours(newfd))
 			qos_wire_fd_gone(newfd);
 	}
+	errno = saved;
 	return qos_real.dup2(oldfd, newfd);
 }
 
 int dup3(int oldfd, int newfd, int flags)
 {
 	ENTER(dup3, oldfd, newfd, flags);
+	int saved = errno;
 	forget(newfd, 1);
 	if (qos_wire_is_ours(newfd))
 		qos_wire_fd_gone(newfd);
+	errno = saved;
 	return qos_real.dup3(oldfd, newfd, flags);
 }
 

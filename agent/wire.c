@@ -66,7 +66,9 @@ static _Atomic int backoff_ms = QOS_BACKOFF_MIN_MS;
 static _Atomic unsigned startup_for;
 static _Atomic int daemon_ok = 1; /* 0 once the daemon proved unusable for good */
 
-/* The daemon's policy generation, mapped read-only from "<socket>.gen" (docs/protocol.md). */
+/* The daemon's policy generation ([0]) and flags ([1]), mapped read-only from "<socket>.gen"
+ * (docs/protocol.md). A file of 8 bytes (an older daemon's) reads flags 0: the rest of a
+ * mapped page past the end of a file reads as zeros. */
 static const volatile unsigned long long *gen_map;
 static _Atomic int gen_tried;
 
@@ -274,11 +276,16 @@ void qos_wire_range_gone(unsigned first, unsigned last)
 		tconn.fd = -1, tconn.rlen = 0;
 }
 
-/* Maps the generation file once per process (the mapping survives fork). Only a file owned
- * by root or (outside secure mode) by us counts, like the daemon itself. */
-static void map_generation(void)
+/* Maps the generation file once per process (the mapping survives fork): tried at the first
+ * inet socket (qos_wire_asks_at_socket) and, until it is mapped, again after each Startup the
+ * daemon answered (again: a process that made its first socket before the daemon started
+ * would otherwise never map it). Only a file owned by root or (outside secure mode) by us
+ * counts, like the daemon itself. */
+static void map_generation(int again)
 {
-	if (__atomic_exchange_n(&gen_tried, 1, __ATOMIC_SEQ_CST))
+	if (__atomic_exchange_n(&gen_tried, 1, __ATOMIC_SEQ_CST) && !again)
+		return;
+	if (gen_map)
 		return;
 	char path[sizeof qos_cfg.socket_path + 8];
 	snprintf(path, sizeof path, "%s.gen", qos_cfg.socket_path);
@@ -288,16 +295,28 @@ static void map_generation(void)
 	struct stat st;
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 8 &&
 	    qos_creds_trusted(st.st_uid)) {
-		void *m = mmap(NULL, 8, PROT_READ, MAP_SHARED, fd, 0);
-		if (m != MAP_FAILED)
-			gen_map = m;
+		void *m = mmap(NULL, 2 * sizeof *gen_map, PROT_READ, MAP_SHARED, fd, 0);
+		const volatile unsigned long long *none = NULL;
+		if (m != MAP_FAILED && !__atomic_compare_exchange_n(&gen_map, &none, m, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+			munmap(m, 2 * sizeof *gen_map); /* another thread mapped it meanwhile */
 	}
 	qos_real.close(fd);
 }
 
 unsigned long long qos_wire_generation(void)
 {
-	return gen_map ? *gen_map : 0;
+	return gen_map ? gen_map[0] : 0;
+}
+
+/* Whether the running daemon decides at the socket event, so that a new socket is asked about
+ * at once (flags word bit 0). Memory loads only, once the file is mapped; a process pays the
+ * mapping (four system calls) at its first inet socket. */
+int qos_wire_asks_at_socket(void)
+{
+	if (!gen_tried && daemon_ok && !qos_cfg.disabled)
+		map_generation(0);
+	const volatile unsigned long long *m = gen_map;
+	return m && m[0] && (m[1] & QOS_GEN_ASK_AT_SOCKET);
 }
 
 unsigned qos_wire_fork_gen(void) { return fork_gen; }
@@ -575,7 +594,7 @@ int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]
 			conn_drop(c, 1);
 			return -1;
 		}
-		map_generation();
+		map_generation(1);
 	}
 	for (int i = 0; i < nreq; i++) {
 		if (recv_line(c, replies[i], QOS_MAX_REPLY, deadline, &why) != 0) {

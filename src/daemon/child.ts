@@ -20,20 +20,21 @@ export class DaemonChild {
   proc!: ChildProcess;
   log = '';
 
-  /** wrap: argv the daemon runs under, e.g. ['ip', 'netns', 'exec', NS]; cli: the qos entry
-   * point to run (another build's, for `qos bench ab`) */
-  constructor(readonly dir: string, policy: string, private readonly extraArgs: string[] = [], private readonly wrap: string[] = [], private readonly cli = QOS_CLI) {
+  /** policy: the policy file's text, or null for the built-in policy (no --policy); wrap: argv
+   * the daemon runs under, e.g. ['ip', 'netns', 'exec', NS]; cli: the qos entry point to run
+   * (another build's, for `qos bench ab`) */
+  constructor(readonly dir: string, private readonly policy: string | null, private readonly extraArgs: string[] = [], private readonly wrap: string[] = [], private readonly cli = QOS_CLI) {
     this.socket = join(dir, 'agent.sock');
     this.admin = join(dir, 'admin.sock');
     this.policyFile = join(dir, 'policy.yaml');
     this.rulesFile = join(dir, 'rules.json');
-    writeFileSync(this.policyFile, policy);
+    if (policy !== null) writeFileSync(this.policyFile, policy);
   }
 
   /** Starts the daemon and waits until it listens; throws with its output if it does not. */
   async start(): Promise<this> {
     // its own rule-set file and nftables table: daemons under test never touch the machine's
-    const argv = [...this.wrap, process.execPath, this.cli, 'daemon', '--socket', this.socket, '--admin', this.admin, '--policy', this.policyFile,
+    const argv = [...this.wrap, process.execPath, this.cli, 'daemon', '--socket', this.socket, '--admin', this.admin, ...(this.policy === null ? [] : ['--policy', this.policyFile]),
       '--rules', this.rulesFile, '--nft-table', this.nftTable, ...this.extraArgs];
     this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc.stdout!.on('data', (d: Buffer) => (this.log += d));

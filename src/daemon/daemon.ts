@@ -22,7 +22,7 @@ import { KernelRules, type KernelMode } from '../kernel/manager.js';
 import { AgentServer, hasRequest } from './agents.js';
 import { Decider, type DecisionRecord } from './decide.js';
 import { FlowTable } from './flows.js';
-import { GenerationFile, generationPath } from './generation.js';
+import { agentFlags, GenerationFile, generationPath } from './generation.js';
 import { IdentityResolver, raiseNofile, startTime } from './identity.js';
 import { limitsFor, type AgentLimits } from './shares.js';
 import { Metrics } from './metrics.js';
@@ -139,7 +139,7 @@ export class Daemon {
     await mkdir(dirname(resolve(this.o.socket)), { recursive: true, mode: 0o755 });
     this.generations = new GenerationFile(generationPath(this.o.socket));
     this.policy = {
-      engine, generation: this.generations.next(), script: pool,
+      engine, generation: this.generations.next(agentFlags({ engine, script: pool })), script: pool,
       source: this.o.policy ? resolve(this.o.policy) : '<built-in>', loadedAt: new Date().toISOString(), lastError: null,
     };
     warmUp(this.policy.engine);
@@ -232,7 +232,7 @@ export class Daemon {
       const pool = await this.startScript(script);
       await this.kernel.setPolicy(doc).catch(async (e: unknown) => { await pool?.close(); throw e; });
       const old = this.policy.script;
-      this.policy = { engine, generation: this.generations!.next(), script: pool, source: this.policy.source, loadedAt: new Date().toISOString(), lastError: null };
+      this.policy = { engine, generation: this.generations!.next(agentFlags({ engine, script: pool })), script: pool, source: this.policy.source, loadedAt: new Date().toISOString(), lastError: null };
       // Calls in flight in the old script's workers fall through to the rules they started with.
       void old?.close();
       this.metrics.reloads.inc({ result: 'ok' });

@@ -1,17 +1,31 @@
 /* The policy generation, published for agents in a small file beside the agent socket
- * (`<socket>.gen`): eight bytes, little-endian, that agents map read-only. An agent reuses a
- * cached decision only while the number it was given with it (`CACHE gen`) is still the one
- * in the file, so a reload or a stop invalidates every agent's cache with one write, and no
- * agent has to ask to find out.
+ * (`<socket>.gen`) that agents map read-only: the generation (eight bytes, little-endian),
+ * then a flags word (eight bytes) saying what the running policy asks of agents. An agent
+ * reuses a cached decision only while the number it was given with it (`CACHE gen`) is still
+ * the one in the file, so a reload or a stop invalidates every agent's cache with one write,
+ * and no agent has to ask to find out. Agents that predate the flags read the first eight
+ * bytes only.
  *
  * The file is rewritten in place, never replaced: a mapping follows the inode, so a renamed
  * new file would leave every agent reading the old number forever. Zero means "do not use
- * cached decisions" (written when the daemon stops). */
+ * cached decisions" (written when the daemon stops, flags zero too). */
 
 import { closeSync, constants, fchmodSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import type { EventName } from '../policy/schema.js';
 import { QosError } from '../errors.js';
 
-export const GENERATION_BYTES = 8;
+/** The generation and the flags word. */
+export const GENERATION_BYTES = 16;
+
+/** Flag: the running policy decides at the socket event itself (a rule naming `event: socket`,
+ * or a script's Socket handler), so agents ask at socket(), not with the socket's first call
+ * (docs/protocol.md). */
+export const FLAG_ASK_AT_SOCKET = 1;
+
+/** The flags a running policy publishes for agents. */
+export function agentFlags(policy: { engine: { namesEvent(e: EventName): boolean }; script?: { handlers: ReadonlySet<string> } | null }): number {
+  return policy.engine.namesEvent('socket') || policy.script?.handlers.has('Socket') ? FLAG_ASK_AT_SOCKET : 0;
+}
 
 export function generationPath(agentSocket: string): string {
   return `${agentSocket}.gen`;
@@ -34,30 +48,33 @@ export class GenerationFile {
       throw new QosError('QOS_ERR_ENVIRONMENT', `${path} exists and is not a regular file`);
     }
     fchmodSync(this.fd, 0o644); // every user's agents read it
+    // grown in place (an older daemon's file has 8 bytes): agents' mappings stay valid
     if (st.size < GENERATION_BYTES) ftruncateSync(this.fd, GENERATION_BYTES);
   }
 
-  /** Publishes a new generation and returns it. */
-  next(): number {
+  /** Publishes a new generation with the running policy's flags (agentFlags) and returns it. */
+  next(flags = 0): number {
     // Microseconds since the epoch: unique across restarts of the daemon too (agents of the
     // old one may still hold entries), and increasing within one run.
     const gen = Math.max(this.last + 1, Date.now() * 1000);
     this.last = gen;
-    this.write(gen);
+    this.write(gen, flags);
     return gen;
   }
 
   /** Tells agents to stop using cached decisions, and closes the file. */
   close(): void {
     if (this.fd < 0) return;
-    this.write(0);
+    this.write(0, 0);
     closeSync(this.fd);
     this.fd = -1;
   }
 
-  private write(gen: number): void {
+  /** Both words in one write at offset 0. */
+  private write(gen: number, flags: number): void {
     const b = Buffer.alloc(GENERATION_BYTES);
-    b.writeBigUInt64LE(BigInt(gen));
+    b.writeBigUInt64LE(BigInt(gen), 0);
+    b.writeBigUInt64LE(BigInt(flags), 8);
     writeSync(this.fd, b, 0, GENERATION_BYTES, 0);
     this.current = gen;
   }

@@ -89,10 +89,13 @@ export class Testbed {
     return sh(['ip', 'netns', 'exec', this.client, ...argv], opts);
   }
 
-  /** Starts tcpdump on the server's interface; resolves once it is listening. */
-  async capture(filter: string): Promise<Capture> {
+  /** Starts tcpdump on the server's interface (or, on: 'client', on the client's, where a burst
+   * is seen whole: the server's receive queue may drop part of it); resolves once it is
+   * listening. */
+  async capture(filter: string, on: 'server' | 'client' = 'server'): Promise<Capture> {
     const file = join(this.dir, `cap${files++}.pcap`);
-    const p = spawn('ip', ['netns', 'exec', this.server, 'tcpdump', '-i', this.serverIf, '--immediate-mode', '-B', '65536', '-U', '-n', '-w', file, `(${filter}) or (${ENDMARK_FILTER(this.clientIp)})`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const [ns, ifc] = on === 'server' ? [this.server, this.serverIf] : [this.client, `${this.id}c0`];
+    const p = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', ifc, '--immediate-mode', '-B', '65536', '-U', '-n', '-w', file, `(${filter}) or (${ENDMARK_FILTER(this.clientIp)})`], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.procs.push(p);
     await new Promise<void>((res, rej) => {
       let err = '';
@@ -138,6 +141,24 @@ export class Testbed {
   async sink(port: number): Promise<void> {
     this.start([process.execPath, '-e', `require('net').createServer((s) => s.resume()).listen(${port})`], this.server);
     await this.waitListening(port);
+  }
+
+  /** Starts a UDP server on each port in the server namespace (IPv4 and IPv6) that reads and
+   * drops what it is sent, so that no datagram of a test draws an ICMP error (which would
+   * change what a later send on a connected socket returns), and waits until it listens. */
+  async udpSink(ports: number[]): Promise<void> {
+    const code = `import select, socket
+socks = []
+for p in ${JSON.stringify(ports)}:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(('::', p))
+    socks.append(s)
+while True:
+    for s in select.select(socks, [], [])[0]:
+        s.recv(65536)`;
+    this.start(['python3', '-c', code], this.server);
+    for (const port of ports) await this.waitListening(port, 'udp');
   }
 
   /** Waits until something listens on a TCP/UDP port in the server namespace. */
@@ -212,7 +233,28 @@ export class TestDaemon extends DaemonChild {
   run(...argv: string[]): string[] {
     return [process.execPath, QOS, 'run', '--socket', this.socket, '--', ...argv];
   }
+
+  /** Runs argv in the client namespace three ways, each with its own capture of filter (on the
+   * server's interface, or the client's): under the agent with this daemon, under the agent
+   * with no daemon at all (a socket path nobody listens on), and without the agent. */
+  async threeWays(tb: Testbed, argv: string[], filter: string, on: 'server' | 'client' = 'server'): Promise<Record<'agent' | 'noDaemon' | 'plain', Run & { packets: Packet[] }>> {
+    const nobody = join(tb.dir, `nobody${files++}.sock`);
+    const ways = {
+      agent: this.run(...argv),
+      noDaemon: [process.execPath, QOS, 'run', '--socket', nobody, '--', ...argv],
+      plain: argv,
+    };
+    const out: Partial<Record<keyof typeof ways, Run & { packets: Packet[] }>> = {};
+    for (const [way, full] of Object.entries(ways) as [keyof typeof ways, string[]][]) {
+      const cap = await tb.capture(filter, on);
+      const r = tb.inClient(full);
+      out[way] = { ...r, packets: await cap.packets() };
+    }
+    return out as Record<keyof typeof ways, Run & { packets: Packet[] }>;
+  }
 }
+
+export type Run = ReturnType<typeof sh>;
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -1,8 +1,11 @@
-/* Checks of kernel rules the schema cannot make (ruleProblems). */
+/* Checks of kernel rules the schema cannot make (ruleProblems), and which policy rules the
+ * kernel can enforce (policyRuleInKernel). */
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ruleProblems, type KernelRuleDoc } from './rules.js';
+import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.js';
+import { parsePolicy } from '../policy/load.js';
+import { policyRuleInKernel, ruleProblems, type KernelRuleDoc } from './rules.js';
 
 const names = { users: new Map([['alice', 1000]]), groups: new Map([['staff', 50]]) };
 const problems = (match: KernelRuleDoc['match']) => ruleProblems({ match, action: { dscp: 46 } } as KernelRuleDoc, names).map((p) => `${p.path.join('.')}: ${p.message}`);
@@ -20,4 +23,16 @@ test('names must exist, ids and names not both, families agree, ports need a por
   assert.match(problems({ uid: 1, user: 'alice' })[0]!, /give uid or user, not both/);
   assert.match(problems({ family: 'inet', remote: 'fd00::1' })[0]!, /is IPv6 but the rule says family inet/);
   assert.match(problems({ proto: 'icmp', remote_port: 80 })[0]!, /ports need a protocol/);
+});
+
+test('the built-in policy: every port rule goes to the kernel, DNS (name-resolution) on TCP and UDP 53 and 853 among them', () => {
+  const placed = parsePolicy(DEFAULT_POLICY_TEXT).rules.map((r) => [r.name, policyRuleInKernel(r, names)] as const);
+  const inKernel = placed.filter(([, k]) => k.rule).map(([n]) => n);
+  assert.deepEqual(inKernel, ['voip-signalling', 'conferencing-media', 'streaming-control', 'interactive-shell', 'name-resolution', 'network-operations']);
+  assert.deepEqual(placed.filter(([, k]) => k.reason).map(([n, k]) => `${n}: ${k.reason}`), [
+    'bulk-by-program: the kernel does not see the executable or command line',
+    'package-downloads: the kernel does not see the executable or command line',
+  ]);
+  const dns = placed.find(([n]) => n === 'name-resolution')![1].rule!;
+  assert.deepEqual(dns, { name: 'name-resolution', match: { remote_port: [53, 853] }, action: { dscp: 'AF21' } }, 'no proto: tcp and udp both');
 });

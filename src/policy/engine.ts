@@ -119,6 +119,8 @@ export class PolicyEngine {
   private readonly localNets: CidrIndex;
   private readonly scratch: RuleBits;
   private readonly noIdentity: RuleBits;
+  /** The events some rule names in its `event` (bits of EV_BIT); a rule without one is not counted. */
+  private readonly named: number;
 
   constructor(doc: PolicyDoc) {
     const predIds = new Map<string, number>();
@@ -154,6 +156,7 @@ export class PolicyEngine {
       };
     });
     this.ruleCount = this.rules.length;
+    this.named = doc.rules.reduce((acc, r) => acc | bits(r.match.event, EV_BIT), 0);
     this.hasDefault = doc.default !== undefined;
     this.defaultDecision = doc.default ? actionDecision(doc.default) : null;
     const rules = this.rules;
@@ -209,6 +212,12 @@ export class PolicyEngine {
     setBit(memo.known, i);
     if (ok) setBit(memo.passed, i);
     return ok;
+  }
+
+  /** Whether some rule names this event in its `event` (agents ask at socket() itself only if
+   * one names `socket`: docs/policy.md). */
+  namesEvent(event: EventName): boolean {
+    return (this.named & EV_BIT[event]) !== 0;
   }
 
   /** First matching rule's decision, else the default. */

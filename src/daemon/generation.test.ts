@@ -1,0 +1,48 @@
+/* The generation file's layout as agents read it: the generation, then the flags word; an older
+ * daemon's 8-byte file grows in place; a policy asks agents to ask at socket() only if a rule
+ * names the socket event or a script handles it. */
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parsePolicy } from '../policy/load.js';
+import { PolicyEngine } from '../policy/engine.js';
+import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.js';
+import { agentFlags, FLAG_ASK_AT_SOCKET, GENERATION_BYTES, GenerationFile } from './generation.js';
+
+test('the generation file holds the generation, then the flags; an 8-byte file grows in place; a stop writes zeros', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-gen-'));
+  try {
+    const path = join(dir, 'agent.sock.gen');
+    writeFileSync(path, Buffer.alloc(8, 0xff)); // an older daemon's file, agents may map it
+    const ino = statSync(path).ino;
+    const g = new GenerationFile(path);
+    const gen = g.next(FLAG_ASK_AT_SOCKET);
+    const b = readFileSync(path);
+    assert.equal(b.length, GENERATION_BYTES);
+    assert.equal(statSync(path).ino, ino, 'the same inode: mappings follow it');
+    assert.equal(b.readBigUInt64LE(0), BigInt(gen), 'the first eight bytes are all an older agent reads');
+    assert.equal(b.readBigUInt64LE(8), BigInt(FLAG_ASK_AT_SOCKET));
+    g.next(0);
+    assert.equal(readFileSync(path).readBigUInt64LE(8), 0n);
+    g.next(FLAG_ASK_AT_SOCKET);
+    g.close();
+    assert.deepEqual(readFileSync(path), Buffer.alloc(GENERATION_BYTES));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('agents ask at socket() when a rule names the socket event or a script handles it, not for rules without event', () => {
+  const flags = (yaml: string, handlers: string[] = []) => agentFlags({ engine: new PolicyEngine(parsePolicy(yaml)), script: { handlers: new Set(handlers) } });
+  assert.equal(flags('rules:\n  - { match: { event: socket, exe: "*/x" }, action: { dscp: EF } }\n'), FLAG_ASK_AT_SOCKET);
+  assert.equal(flags('rules:\n  - { match: { event: [connect, socket] }, action: { dscp: EF } }\n'), FLAG_ASK_AT_SOCKET);
+  assert.equal(flags('rules:\n  - { match: { exe: "*/x" }, action: { dscp: EF } }\ndefault: { dscp: CS1 }\n'), 0, 'a rule without event is decided with the socket\'s first call');
+  assert.equal(flags('rules: []\n', ['Connect']), 0);
+  assert.equal(flags('rules: []\n', ['Socket']), FLAG_ASK_AT_SOCKET);
+  assert.equal(flags(DEFAULT_POLICY_TEXT), 0, 'the built-in policy costs programs nothing at socket()');
+  const revived = PolicyEngine.revive(new PolicyEngine(parsePolicy('rules:\n  - { match: { event: socket }, action: { dscp: EF } }\n')).snapshot());
+  assert.equal(agentFlags({ engine: revived }), FLAG_ASK_AT_SOCKET, 'an engine compiled in a worker knows it too');
+});
