@@ -87,3 +87,21 @@ test('qos bench characterize --json prints every figure', { timeout: 120_000 }, 
   for (const k of ['offline_packet_rates_per_s', 'online_packets_per_s', 'peak_rss_mb', 'peak_rss_mb_4x', 'file_packets_per_s']) assert.ok(Number.isFinite(j[k]) && j[k]! > 0, `${k} = ${j[k]}`);
   assert.deepEqual(Object.keys(j.targets).sort(), ['offline_packet_rates_per_s', 'online_packets_per_s', 'rss_independent_of_length']);
 });
+
+test('qos bench hostile --json prints every figure, every request answered as the policy says', { timeout: 300_000 }, () => {
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'hostile', '--json', '--requests', '50'], { encoding: 'utf8', timeout: 290_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as Record<string, number> & { scenarios: Record<string, { p50: number; p99: number; answered: number; as_policy_says: number }>; targets: Record<string, unknown>; hostile: Record<string, number> };
+  for (const k of ['legit_p99_ms_quiet', 'legit_p99_ms_under_fd_flood', 'legit_p99_ms_under_garbage', 'legit_p99_ms_under_request_flood', 'legit_p99_ms_under_script_abuse', 'legit_p99_ms_under_tcl_script_abuse']) {
+    assert.ok(Number.isFinite(j[k]) && j[k]! > 0, `${k} = ${j[k]}`);
+  }
+  for (const [name, s] of Object.entries(j.scenarios)) {
+    assert.equal(s.answered, 50, `${name}: every request answered`);
+    // the rules always answer in time; whether a script did within its answer time is the
+    // benchmark's target, not this test's (it depends on the machine's load)
+    if (!name.includes('script')) assert.equal(s.as_policy_says, 1, `${name}: every answer the policy's`);
+    else assert.ok(s.as_policy_says >= 0 && s.as_policy_says <= 1, `${name}: ${s.as_policy_says}`);
+  }
+  assert.ok(j.hostile.connections_refused! > 0 && j.hostile.garbage_connections! > 0 && j.hostile.requests_answered! > 0, JSON.stringify(j.hostile));
+  assert.deepEqual(Object.keys(j.targets).sort(), ['legit_p99_ms_under_fd_flood', 'legit_p99_ms_under_garbage', 'legit_p99_ms_under_request_flood', 'legit_p99_ms_under_script_abuse', 'legit_p99_ms_under_tcl_script_abuse']);
+});
