@@ -103,5 +103,6 @@ test('qos bench hostile --json prints every figure, every request answered as th
     else assert.ok(s.as_policy_says >= 0 && s.as_policy_says <= 1, `${name}: ${s.as_policy_says}`);
   }
   assert.ok(j.hostile.connections_refused! > 0 && j.hostile.garbage_connections! > 0 && j.hostile.requests_answered! > 0, JSON.stringify(j.hostile));
-  assert.deepEqual(Object.keys(j.targets).sort(), ['legit_p99_ms_under_fd_flood', 'legit_p99_ms_under_garbage', 'legit_p99_ms_under_request_flood', 'legit_p99_ms_under_script_abuse', 'legit_p99_ms_under_tcl_script_abuse']);
+  assert.deepEqual(Object.keys(j.targets).sort(), ['legit_p99_ms_under_fd_flood', 'legit_p99_ms_under_garbage', 'legit_p99_ms_under_request_flood', 'legit_p99_ms_under_script_abuse', 'legit_p99_ms_under_tcl_script_abuse',
+    'legit_script_decided_under_script_abuse', 'legit_script_decided_under_tcl_script_abuse']);
 });

@@ -194,11 +194,17 @@ export async function benchHostile(o: HostileBenchOptions): Promise<HostileBench
     await d.stop();
 
     const targets: HostileBenchResult['targets'] = {};
-    // A p99 counts only with the answers right: an old daemon answered fast under script abuse
-    // because it had taken the script away from both users (the rules answered).
+    // Every request answered within the agent's timeout, and answered as the policy says: by
+    // the rules, always; by the script where it decides, but for the calls that were waiting
+    // on a shared worker when the hostile user first hung it (nothing interrupts a running
+    // built-in: they get the rules until it is replaced, docs/scripts.md). An old daemon
+    // looked fast under script abuse because the rules answered for both users.
     for (const k of ['fd_flood', 'garbage', 'request_flood', 'script_abuse', 'tcl_script_abuse'] as const) {
       const f = scenarios[k];
-      targets[`legit_p99_ms_under_${k}`] = { value: f.p99, limit: 50, ok: f.p99 <= 50 && f.answered === o.requests && f.as_policy_says >= 0.99 };
+      targets[`legit_p99_ms_under_${k}`] = { value: f.p99, limit: 50, ok: f.p99 <= 50 && f.answered === o.requests && (k.includes('script') || f.as_policy_says === 1) };
+    }
+    for (const k of ['script_abuse', 'tcl_script_abuse'] as const) {
+      targets[`legit_script_decided_under_${k}`] = { value: scenarios[k].as_policy_says, limit: 0.95, ok: scenarios[k].as_policy_says >= 0.95 };
     }
     return {
       legit_p99_ms_quiet: scenarios.quiet.p99,
