@@ -285,6 +285,7 @@ static void parse_reply(char *line, struct decision *d)
 			char *end;
 			r.cache_gen = strtoull(arg, &end, 10);
 			if (*end || !r.cache_gen) goto garbage;
+			qos_wire_saw_generation(r.cache_gen);
 		} else {
 			for (size_t i = 0; i < sizeof errnames / sizeof *errnames; i++)
 				if (!strcmp(arg, errnames[i].name))

@@ -54,6 +54,7 @@ size_t qos_msg_begin(char *buf, size_t cap, const char *type, unsigned long long
 int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]);
 int qos_tell(const char *msg, size_t len);
 unsigned long long qos_wire_generation(void);
+void qos_wire_saw_generation(unsigned long long gen);
 #define QOS_GEN_ASK_AT_SOCKET 1ULL /* flags word: ask at socket() (src/daemon/generation.ts) */
 int qos_wire_asks_at_socket(void);
 unsigned qos_wire_fork_gen(void);

@@ -71,6 +71,13 @@ static _Atomic int daemon_ok = 1; /* 0 once the daemon proved unusable for good 
  * mapped page past the end of a file reads as zeros. */
 static const volatile unsigned long long *gen_map;
 static _Atomic int gen_tried;
+/* The mapped file (a daemon removes it when it stops and the next one makes a new one): the
+ * mapping is swapped for the new file's after a reconnect. An old mapping is never unmapped
+ * (another thread may be reading it), so swaps are bounded. */
+static dev_t gen_dev;
+static ino_t gen_ino;
+static _Atomic int gen_swaps;
+#define QOS_GEN_MAX_SWAPS 64
 
 static pthread_mutex_t cmd_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *cmd_quoted;    /* Tcl-quoted command line, built lazily */
@@ -285,7 +292,9 @@ static void map_generation(int again)
 {
 	if (__atomic_exchange_n(&gen_tried, 1, __ATOMIC_SEQ_CST) && !again)
 		return;
-	if (gen_map)
+	const volatile unsigned long long *old = gen_map;
+	/* mapped already: looked at again only when it says "stopped" (a new daemon answered) */
+	if (old && (old[0] || gen_swaps >= QOS_GEN_MAX_SWAPS))
 		return;
 	char path[sizeof qos_cfg.socket_path + 8];
 	snprintf(path, sizeof path, "%s.gen", qos_cfg.socket_path);
@@ -294,11 +303,17 @@ static void map_generation(int again)
 		return;
 	struct stat st;
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 8 &&
-	    qos_creds_trusted(st.st_uid)) {
+	    qos_creds_trusted(st.st_uid) && !(old && st.st_dev == gen_dev && st.st_ino == gen_ino)) {
 		void *m = mmap(NULL, 2 * sizeof *gen_map, PROT_READ, MAP_SHARED, fd, 0);
-		const volatile unsigned long long *none = NULL;
-		if (m != MAP_FAILED && !__atomic_compare_exchange_n(&gen_map, &none, m, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-			munmap(m, 2 * sizeof *gen_map); /* another thread mapped it meanwhile */
+		if (m != MAP_FAILED) {
+			if (__atomic_compare_exchange_n(&gen_map, &old, m, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+				gen_dev = st.st_dev, gen_ino = st.st_ino;
+				if (old)
+					gen_swaps++;
+			} else {
+				munmap(m, 2 * sizeof *gen_map); /* another thread mapped it meanwhile */
+			}
+		}
 	}
 	qos_real.close(fd);
 }
@@ -306,6 +321,17 @@ static void map_generation(int again)
 unsigned long long qos_wire_generation(void)
 {
 	return gen_map ? gen_map[0] : 0;
+}
+
+/* A reply carried CACHE gen: a daemon is up. When the mapped file says "stopped", that daemon
+ * has made a new one (the old was removed at its stop), which is mapped instead. Memory loads
+ * only while the mapping is live. */
+void qos_wire_saw_generation(unsigned long long gen)
+{
+	const volatile unsigned long long *m = gen_map;
+	if (!m || m[0] || !gen)
+		return;
+	map_generation(1);
 }
 
 /* Whether the running daemon decides at the socket event, so that a new socket is asked about

@@ -1,10 +1,10 @@
 /* The generation file's layout as agents read it: the generation, then the flags word; an older
- * daemon's 8-byte file grows in place; a policy asks agents to ask at socket() only if a rule
- * names the socket event or a script handles it. */
+ * daemon's 8-byte file grows in place; a stop writes zeros and removes the file; a policy asks
+ * agents to ask at socket() only if a rule names the socket event or a script handles it. */
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parsePolicy } from '../policy/load.js';
@@ -28,8 +28,28 @@ test('the generation file holds the generation, then the flags; an 8-byte file g
     g.next(0);
     assert.equal(readFileSync(path).readBigUInt64LE(8), 0n);
     g.next(FLAG_ASK_AT_SOCKET);
+    const mapped = openSync(path, 'r'); // what an agent's mapping still reads after the stop
     g.close();
-    assert.deepEqual(readFileSync(path), Buffer.alloc(GENERATION_BYTES));
+    const after = Buffer.alloc(GENERATION_BYTES);
+    readSync(mapped, after, 0, GENERATION_BYTES, 0);
+    closeSync(mapped);
+    assert.deepEqual(after, Buffer.alloc(GENERATION_BYTES), 'agents still holding the file read "stopped"');
+    assert.equal(existsSync(path), false, 'a stopped daemon leaves no generation file behind');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a stop does not remove a generation file that is not its own any more', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-gen-'));
+  try {
+    const path = join(dir, 'agent.sock.gen');
+    const g = new GenerationFile(path);
+    g.next(0);
+    rmSync(path);
+    writeFileSync(path, 'another daemon\'s');
+    g.close();
+    assert.equal(readFileSync(path, 'utf8'), 'another daemon\'s');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

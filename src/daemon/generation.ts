@@ -8,9 +8,10 @@
  *
  * The file is rewritten in place, never replaced: a mapping follows the inode, so a renamed
  * new file would leave every agent reading the old number forever. Zero means "do not use
- * cached decisions" (written when the daemon stops, flags zero too). */
+ * cached decisions": written when the daemon stops (flags zero too), which then removes the
+ * file; an agent whose mapping reads zero looks for a new file when a daemon next answers it. */
 
-import { closeSync, constants, fchmodSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, ftruncateSync, lstatSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import type { EventName } from '../policy/schema.js';
 import { QosError } from '../errors.js';
 
@@ -33,6 +34,8 @@ export function generationPath(agentSocket: string): string {
 
 export class GenerationFile {
   private fd: number;
+  private readonly ino: number;
+  private readonly dev: number;
   private last = 0;
   current = 0;
 
@@ -47,6 +50,8 @@ export class GenerationFile {
       closeSync(this.fd);
       throw new QosError('QOS_ERR_ENVIRONMENT', `${path} exists and is not a regular file`);
     }
+    this.ino = st.ino;
+    this.dev = st.dev;
     fchmodSync(this.fd, 0o644); // every user's agents read it
     // grown in place (an older daemon's file has 8 bytes): agents' mappings stay valid
     if (st.size < GENERATION_BYTES) ftruncateSync(this.fd, GENERATION_BYTES);
@@ -62,12 +67,17 @@ export class GenerationFile {
     return gen;
   }
 
-  /** Tells agents to stop using cached decisions, and closes the file. */
+  /** Tells agents to stop using cached decisions, closes the file and removes it (unless
+   * the path names another file by now). */
   close(): void {
     if (this.fd < 0) return;
     this.write(0, 0);
     closeSync(this.fd);
     this.fd = -1;
+    try {
+      const st = lstatSync(this.path);
+      if (st.ino === this.ino && st.dev === this.dev) unlinkSync(this.path);
+    } catch { /* gone already */ }
   }
 
   /** Both words in one write at offset 0. */

@@ -109,6 +109,55 @@ test('a socket decision marks every destination of a datagram socket; a DENY on 
   assert.deepEqual((await cap.packets()).map((p) => [p.dstPort, p.dscp]), [[UDP_A, 24], [UDP_B, 24], [UDP_A, 24]]);
 });
 
+test('a daemon that stops removes its generation file; a program that outlives it gets its decisions cached by the next daemon', { skip }, async () => {
+  // The agent maps <socket>.gen; a stop writes zeros into it and removes it. The next daemon
+  // makes a new file, which the agent maps after that daemon's first answer.
+  const dir = join(tb.dir, 'restart');
+  mkdirSync(dir);
+  const first = new TestDaemon(dir, WITHOUT);
+  const step = (n: number) => join(dir, `go${n}`), done = (n: number) => join(dir, `done${n}`);
+  const N = 10;
+  // the second phase connects until told to stop: the agent waits out its back-off (the
+  // daemon was gone) before it asks again
+  const py = `import os, socket, time
+while not os.path.exists('${dir}/go1'): time.sleep(0.02)
+for i in range(${N}): socket.create_connection(('${tb.serverIp}', ${PORT})).close()
+open('${dir}/done1', 'w').close()
+while not os.path.exists('${dir}/go2'): time.sleep(0.02)
+while not os.path.exists('${dir}/done2'):
+    socket.create_connection(('${tb.serverIp}', ${PORT})).close()
+    time.sleep(0.005)`;
+  await first.start();
+  const p = tb.start(first.run('python3', '-c', py), tb.client);
+  const connects = async (d: TestDaemon): Promise<[number, number]> => {
+    const r = await call(d.admin, 'GET', '/v1/decisions?limit=1000');
+    const c = r.body.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Decision).filter((x) => x.event === 'connect');
+    return [c.filter((x) => !x.cached).length, c.filter((x) => x.cached).length];
+  };
+  let second: TestDaemon | null = null;
+  try {
+    writeFileSync(step(1), '');
+    await waitFor('the first connects', () => existsSync(done(1)) || p.exitCode !== null);
+    assert.deepEqual(await connects(first), [1, N - 1]);
+    await first.stop();
+    assert.equal(existsSync(`${first.socket}.gen`), false, 'no generation file left behind');
+    second = new TestDaemon(dir, WITHOUT);
+    await second.start();
+    writeFileSync(step(2), '');
+    const d2 = second;
+    await waitFor('the second daemon to hear of connects', async () => (await connects(d2)).reduce((a, b) => a + b) >= N || p.exitCode !== null);
+    writeFileSync(done(2), '');
+    assert.equal(p.exitCode, null, 'the program is still running');
+    const [asked, cached] = await connects(second);
+    assert.equal(asked, 1, 'asked once, then cached again under the new daemon\'s generation');
+    assert.ok(cached >= N - 1, `cached ${cached}`);
+  } finally {
+    p.kill();
+    await first.stop();
+    await second?.stop();
+  }
+});
+
 test('a program whose first socket came before the daemon started still gets its decisions cached once the daemon is up', { skip }, async () => {
   // The generation file is looked at on a process's first inet socket; when there is none yet,
   // it is looked at again after the daemon's first answer.
