@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,6 +64,50 @@ test('a daemon whose start fails after its script workers started exits with the
     assert.equal(r.status, 65, `exit ${r.status} (signal ${r.signal}): ${r.stderr.slice(-500)}`);
     assert.match(r.stderr, /rules\.json/);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('qos decisions: --limit 0 shows none of the recent ones, and with --follow only new ones; an empty log says so', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-cli-'));
+  const d = await new DaemonChild(dir, 'rules:\n  - { name: nine, match: { remote_port: 9 }, action: { dscp: EF } }\n', ['--kernel', 'off', '--nice', 'keep']).start();
+  const connect = (port: number) => {
+    const r = spawnSync(process.execPath, [QOS_CLI, 'run', '--socket', d.socket, '--', 'python3', '-c', `import socket\ntry: socket.create_connection(('127.0.0.1', ${port}), 2)\nexcept OSError: pass`], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  };
+  try {
+    const empty = qos('decisions', '--admin', d.admin);
+    assert.equal(empty.status, 0);
+    assert.equal(empty.stdout, '');
+    assert.match(empty.stderr, /none yet.*qos run/);
+    connect(9);
+    connect(9);
+    const before = qos('decisions', '--admin', d.admin, '--json').stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; remote?: { port: number } });
+    assert.deepEqual(before.filter((r) => r.event === 'connect').map((r) => r.remote?.port), [9, 9]);
+    const none = qos('decisions', '--admin', d.admin, '--limit', '0');
+    assert.equal(none.status, 0, none.stderr);
+    assert.equal(none.stdout + none.stderr, '');
+    const bad = qos('decisions', '--admin', d.admin, '--limit', '-1');
+    assert.equal(bad.status, 64);
+    assert.match(bad.stderr, /--limit takes a whole number/);
+    // following from now on: the two old decisions are not shown, a new one is
+    const f = spawn(process.execPath, [QOS_CLI, 'decisions', '--admin', d.admin, '--follow', '--limit', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    f.stdout.on('data', (b: Buffer) => (out += b));
+    try {
+      // the follower is registered once the daemon has sent its headers: a decision made after
+      // the connection shows is the follower's; retry until one arrives
+      for (let i = 0; i < 200 && !out; i++) { connect(9); await new Promise((r) => setTimeout(r, 50)); }
+      const seen = out.trim().split('\n').map((l) => JSON.parse(l) as { event: string; rule: string; pid: number });
+      const all = qos('decisions', '--admin', d.admin, '--json', '--limit', '1000').stdout.trim().split('\n').map((l) => JSON.parse(l) as { pid: number });
+      assert.ok(seen.some((r) => r.event === 'connect' && r.rule === 'nine'), out);
+      assert.ok(seen.every((r) => !before.some((b) => (b as { pid?: number }).pid === r.pid)), 'none of the decisions made before the follower came');
+      assert.ok(all.length > before.length);
+    } finally {
+      f.kill();
+    }
+  } finally {
+    await d.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -118,16 +118,19 @@ program
   .description('show recent policy decisions; --follow streams them live')
   .option('--admin <path>', 'admin API socket', adminSocket())
   .option('-f, --follow', 'keep streaming new decisions')
-  .option('--limit <n>', 'how many recent decisions to show first', (v) => positiveInt(v, '--limit'), 20)
+  .option('--limit <n>', 'how many recent decisions to show first (0: none, with --follow only new ones)', (v) => wholeNumber(v, '--limit'), 20)
   .option('--json', 'print one JSON object per line')
   .action(async (o: { admin: string; follow?: boolean; limit: number; json?: boolean }) => {
+    let shown = 0;
     await stream(o.admin, `/v1/decisions?limit=${o.limit}${o.follow ? '&follow=1' : ''}`, (line) => {
+      shown++;
       if (o.json) return print(line);
       const r = JSON.parse(line) as Record<string, unknown>;
       // the daemon keeps at most 1 MiB for a reader that falls behind, and says what it dropped
       if (typeof r.dropped === 'number') process.stderr.write(`qos decisions: ${r.dropped} decisions dropped: this reader fell behind\n`);
       else print(formatDecision(r));
     });
+    if (!shown && !o.json && o.limit > 0) process.stderr.write('qos decisions: none yet: the daemon decides when a program under the agent makes a socket call (qos run -- CMD; qos try shows one)\n');
   });
 
 program
@@ -432,6 +435,12 @@ function groupId(v: string): number {
 function positiveInt(v: string, name: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n <= 0) throw new QosError('QOS_ERR_USAGE', `${name} takes a positive whole number, not "${v}"`);
+  return n;
+}
+
+function wholeNumber(v: string, name: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < 0) throw new QosError('QOS_ERR_USAGE', `${name} takes a whole number (0 or more), not "${v}"`);
   return n;
 }
 

@@ -148,10 +148,12 @@ export class AdminServer {
       }
       case 'POST /v1/reload': return json(res, 200, await this.h.reload());
       case 'GET /v1/decisions': {
-        const limit = Math.min(Math.max(Number(url.searchParams.get('limit') ?? 100) || 100, 1), 10000);
+        // limit=0: none of the recent ones (a follower that wants only what comes next)
+        const asked = Number(url.searchParams.get('limit') ?? 100);
+        const limit = Number.isInteger(asked) && asked >= 0 ? Math.min(asked, 10000) : 100;
         res.writeHead(200, { 'content-type': 'application/x-ndjson' });
         res.flushHeaders(); // a follower of a quiet daemon learns at once that it is following
-        for (const r of this.h.recentDecisions(limit)) res.write(decisionJson(r) + '\n');
+        if (limit) for (const r of this.h.recentDecisions(limit)) res.write(decisionJson(r) + '\n');
         if (url.searchParams.get('follow') !== '1') { res.end(); return; }
         // A follower that does not read must not make the daemon keep what it has not read.
         let dropped = 0;
