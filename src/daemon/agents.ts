@@ -41,6 +41,14 @@ const RECHECK_MS = 1000;
 /** Notifications still buffered when an agent closes its connection that are handled then (a
  * Cleanup sent just before exit; an agent leaves a few at most). */
 const FINAL_LINES = 64;
+/** The loop notes the time every BEAT_MS; a gap over STALL_MS (ten times the agent's default
+ * timeout) means it was stopped (SIGSTOP, a debugger) or stalled. Then, and for CATCH_UP_MS after, questions are not answered as they
+ * are read but in the turn after that round of reading, by which the connections of agents
+ * that stopped waiting have ended: their questions are dropped rather than decided for nobody
+ * (the backlog of a long stop is connections taken from the listen queue in later rounds). */
+const BEAT_MS = 250;
+export const STALL_MS = 500;
+const CATCH_UP_MS = 5000;
 
 export interface AgentServerOptions {
   path: string;
@@ -96,6 +104,9 @@ export class AgentServer {
   /** where the next background turn starts among the waiting users */
   private rr = 0;
   private readonly lastRefusal = new Map<number, number>();
+  private beat = performance.now();
+  private catchUpUntil = 0;
+  private beatTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: AgentServerOptions) {
     this.shares = new Shares(o.limits ?? limitsFor(1024));
@@ -130,9 +141,15 @@ export class AgentServer {
     // Every user's programs must reach the daemon; identity comes from the kernel, not the socket mode.
     await chmod(path, 0o666);
     this.server = server;
+    this.beatTimer = setInterval(() => {
+      const now = performance.now();
+      if (now - this.beat > STALL_MS) this.catchUpUntil = now + CATCH_UP_MS;
+      this.beat = now;
+    }, BEAT_MS).unref();
   }
 
   async close(): Promise<void> {
+    if (this.beatTimer) clearInterval(this.beatTimer);
     for (const c of this.conns) c.sock.destroy();
     const s = this.server;
     this.server = null;
@@ -194,6 +211,8 @@ export class AgentServer {
     this.o.metrics.agents.inc();
     sock.on('data', (chunk: Buffer) => this.data(conn, chunk));
     sock.on('error', () => undefined);
+    // the agent closed its end: nobody waits for answers any more
+    sock.on('end', () => this.finalLines(conn));
     sock.on('close', () => {
       this.finalLines(conn);
       this.conns.delete(conn);
@@ -250,7 +269,7 @@ export class AgentServer {
     if (c.waiting) { this.pauseIfFull(c); return; }
     if (c.nl) {
       let ask = hasRequest(this.joined(c)!);
-      const room = ask ? this.shares.room(c.share) : 0;
+      const room = ask && !this.behind() ? this.shares.room(c.share) : 0;
       if (room > 0) {
         this.shares.spend(c.share, this.drain(c, room));
         if (c.sock.destroyed || c.closing || c.waiting) return;
@@ -260,6 +279,12 @@ export class AgentServer {
     }
     this.pauseIfFull(c);
     this.resumeIfRoom(c);
+  }
+
+  /** Whether the loop was stopped or stalled a moment ago (BEAT_MS). */
+  private behind(): boolean {
+    const now = performance.now();
+    return now - this.beat > STALL_MS || now < this.catchUpUntil;
   }
 
   /** Puts c in its user's queue of requests (ask: it holds one) or of notifications. */
@@ -418,14 +443,18 @@ export class AgentServer {
   }
 
   /** Handles the notifications the agent sent before closing that no turn reached yet (its
-   * questions are dropped: nobody waits for their answers). */
+   * questions are dropped: nobody waits for their answers), and forgets the rest. */
   private finalLines(c: Conn): void {
     if (c.closing || c.waiting || !c.nl) return;
     const buf = this.joined(c)!;
-    let start = 0;
+    let start = 0, dropped = 0;
     for (let n = 0, nl = buf.indexOf(10); nl >= 0 && n < FINAL_LINES; n++, start = nl + 1, nl = buf.indexOf(10, start)) {
       if (isNotification(buf, start, nl)) this.line(c, buf.toString('utf8', start, nl), true);
+      else dropped++;
     }
+    if (dropped) this.o.metrics.unanswered.inc(dropped);
+    this.setLen(c, [], 0);
+    c.nl = false;
   }
 
   /** Whether c's process is still the one that connected, with the uid and gid it had;

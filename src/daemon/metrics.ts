@@ -81,6 +81,9 @@ export class Metrics {
     name: 'qosd_agent_hangups_total', help: 'Agent connections the daemon closed, by reason (malformed lines, a line too long, replies left unread, the process gone)',
     labelNames: ['reason'], registers: [this.registry],
   });
+  readonly unanswered = new Counter({
+    name: 'qosd_agent_requests_unanswered_total', help: 'Requests not decided because their agent had closed its connection before they were reached (it had stopped waiting: a stopped or stalled daemon)', registers: [this.registry],
+  });
   readonly followerDropped = new Counter({ name: 'qosd_follower_decisions_dropped_total', help: 'Decisions not sent to a `qos decisions --follow` reader that fell behind', registers: [this.registry] });
   readonly identityReads = new Gauge({ name: 'qosd_identity_reads', help: 'Process identities read from /proc since start (once per new process and per Startup)', registers: [this.registry] });
   readonly evicted = new Gauge({ name: 'qosd_flows_evicted', help: "Flow-table entries users lost to their own bound (their oldest), since start", registers: [this.registry] });
