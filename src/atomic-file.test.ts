@@ -11,8 +11,9 @@ import { join } from 'node:path';
 import { removeStaleTemps, stageFile, writeFileAtomic } from './atomic-file.js';
 import { QosError } from './errors.js';
 import { asUser, testUser } from './e2e/users.js';
+import { requireRoot } from './prerequisites.js';
 
-const needsRoot = process.getuid?.() === 0 ? false : 'needs root (a second, unprivileged user plants the links)';
+requireRoot('a second, unprivileged user plants the links');
 
 /** Runs fn in a new directory (mkdtemp: 0700, root's), removed after. */
 function inDir(fn: (dir: string) => void): void {
@@ -25,7 +26,7 @@ function run(argv: string[]): void {
   assert.equal(r.status, 0, `${argv.join(' ')}: ${r.stderr}`);
 }
 
-test('links another user planted at every temporary name the old code used are not written through: the victim is unchanged, the file is ours', { skip: needsRoot }, () => {
+test('links another user planted at every temporary name the old code used are not written through: the victim is unchanged, the file is ours', () => {
   const mallory = testUser('fs-planter');
   inDir((dir) => {
     chmodSync(dir, 0o755);
@@ -92,7 +93,7 @@ test('a new file gets mode 0644, a replaced file keeps its mode, or the mode ask
   });
 });
 
-test('a write that fails (the file system is full) leaves the old file intact and no temporary file', { skip: needsRoot }, () => {
+test('a write that fails (the file system is full) leaves the old file intact and no temporary file', () => {
   inDir((dir) => {
     run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
     try {

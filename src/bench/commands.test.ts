@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QOS_CLI } from '../daemon/child.js';
 import { rulesBenchUnavailable } from './rules.js';
+import { MissingPrerequisite } from '../prerequisites.js';
 
 test('qos bench agent --json prints every figure', { timeout: 120_000 }, () => {
   const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'agent', '--json', '--rounds', '1', '--send-rounds', '1', '--connects', '300', '--sends', '20000', '--threads', '2', '--load-ms', '300'], { encoding: 'utf8', timeout: 110_000 });
@@ -63,7 +64,9 @@ test('qos bench ab --json runs both builds in alternating windows, a script besi
   }
 });
 
-test('qos bench rules --json prints every figure, and the flow was marked by the default rule', { timeout: 120_000, skip: rulesBenchUnavailable() ?? false }, () => {
+test('qos bench rules --json prints every figure, and the flow was marked by the default rule', { timeout: 120_000 }, () => {
+  const why = rulesBenchUnavailable();
+  if (why) throw new MissingPrerequisite(why);
   const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'rules', '--json', '--rules', '200', '--rounds', '1', '--seconds', '1', '--moves', '2'], { encoding: 'utf8', timeout: 110_000 });
   assert.equal(r.status, 0, r.stderr);
   const j = JSON.parse(r.stdout) as Record<string, number> & { targets: Record<string, unknown>; layers: Record<string, number> };

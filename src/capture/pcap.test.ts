@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { QosError } from '../errors.js';
 import { PcapReader, TCP_ACK, TCP_SYN, type Packet } from './pcap.js';
+import { requireTools } from '../prerequisites.js';
 
 function header(linkType = 1, nano = true): Buffer {
   const b = Buffer.alloc(24);
@@ -172,7 +173,8 @@ test('pcapng: corrupt and truncated files get a clear error with the byte offset
   err(bom, /byte 8: pcapng section header with byte-order magic 0x12345678/);
 });
 
-test('pcapng written by editcap from a pcap reads as the same packets', { skip: spawnSync('editcap', ['-h']).error ? 'no editcap' : false }, () => {
+test('pcapng written by editcap from a pcap reads as the same packets', () => {
+  requireTools('editcap');
   const dir = mkdtempSync(join(tmpdir(), 'qosd-pcap-'));
   try {
     const mixed = Buffer.concat([header(1, true), record(1_700_000_000, 123_456_789, udp4(184, Buffer.from('QMD1payload'))), record(1_700_000_000, 500_000_000, tcpEth()), record(1_700_000_001, 5, udp4(0, Buffer.alloc(3)))]);

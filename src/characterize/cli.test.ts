@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QOS_CLI } from '../daemon/child.js';
-import { findChromium } from '../report/chromium.js';
+import { requireChromium, requireTools } from '../prerequisites.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'qosd-char-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -72,7 +72,8 @@ test('--json: every flow with its statistics, curve and knee; --flow picks one; 
   assert.deepEqual(byKey.flows[0]!.curve, [{ r_Bps: 200, b_bytes: 1 }]);
 });
 
-test('pcapng of the same traffic gives the same result', { skip: spawnSync('editcap', ['-h']).error ? 'no editcap' : false }, () => {
+test('pcapng of the same traffic gives the same result', () => {
+  requireTools('editcap');
   const ng = join(dir, 'two.pcapng');
   assert.equal(spawnSync('editcap', ['-F', 'pcapng', file, ng]).status, 0);
   const a = JSON.parse(qos(file, '--json').stdout) as Out & { file?: string };
@@ -117,7 +118,8 @@ test('bad captures and bad options: a clear message and the exit code that says 
   assert.match(r.stderr, /no packet matches --flow/);
 });
 
-test('the plot as PNG, rendered by Chromium', { skip: findChromium() ? false : 'no Chromium' }, () => {
+test('the plot as PNG, rendered by Chromium', () => {
+  requireChromium();
   const png = join(dir, 'plot.png');
   const r = qos(file, '--flow', 'dport=5004', '--plot', png);
   assert.equal(r.status, 0, r.stderr);

@@ -14,8 +14,9 @@ import { join } from 'node:path';
 import { callJson } from '../cli/client.js';
 import { asUser, testUser } from '../e2e/users.js';
 import { DaemonChild, QOS_CLI } from './child.js';
+import { requireRoot } from '../prerequisites.js';
 
-const skip = process.getuid?.() === 0 ? false : 'needs root (an unprivileged user is the attacker; files are given to them)';
+requireRoot('an unprivileged user is the attacker; files are given to them');
 const POLICY = 'rules:\n  - { name: web, match: { remote_port: 443 }, action: { dscp: AF21 } }\n';
 const BOMB = `${['a: &a ["x","x","x","x","x","x","x","x","x"]', ...'bcdefghi'.split('').map((c, i) => `${c}: &${c} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(',')}]`)].join('\n')}\nrules: []\n`;
 
@@ -50,7 +51,7 @@ function assertClear(out: string, ...res: RegExp[]): void {
 
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-test('a daemon given --policy or --rules in a directory other users can write (sticky or not) refuses to start, naming the file and why', { skip }, () => {
+test('a daemon given --policy or --rules in a directory other users can write (sticky or not) refuses to start, naming the file and why', () => {
   const safe = newDir();
   writeFileSync(join(safe, 'policy.yaml'), POLICY);
   for (const mode of [0o777, 0o1777, 0o775]) {
@@ -68,7 +69,7 @@ test('a daemon given --policy or --rules in a directory other users can write (s
   }
 });
 
-test('a policy or rule store that another user owns, or that is a symbolic link, is refused at start', { skip }, () => {
+test('a policy or rule store that another user owns, or that is a symbolic link, is refused at start', () => {
   const mallory = testUser('fs-mallory');
   const d = newDir(0o755);
   const policy = join(d, 'policy.yaml');
@@ -107,7 +108,7 @@ test('a policy or rule store that another user owns, or that is a symbolic link,
   assertClear(r.out, /policy\.yaml is writable by group and others \(mode 0666\)/);
 });
 
-test('`qos policy check` (it only reads) checks a file wherever it is, whoever owns it', { skip }, () => {
+test('`qos policy check` (it only reads) checks a file wherever it is, whoever owns it', () => {
   const mallory = testUser('fs-mallory');
   const open = newDir(0o1777);
   const file = join(open, 'policy.yaml');
@@ -118,7 +119,7 @@ test('`qos policy check` (it only reads) checks a file wherever it is, whoever o
   assert.match(r.out, /ok, 1 rules/);
 });
 
-test('temporary files a killed save left beside the store are gone once the daemon has started; nothing else is touched', { skip }, async () => {
+test('temporary files a killed save left beside the store are gone once the daemon has started; nothing else is touched', async () => {
   const d = newDir();
   const daemon = new DaemonChild(d, POLICY, ['--kernel', 'off', '--nice', 'keep']);
   writeFileSync(daemon.rulesFile, '{"qosd_rules": 1, "revision": 7, "enabled": true, "rules": [{"name": "kept", "match": {"remote_port": 22}, "action": {"dscp": "CS1"}}]}\n');
@@ -140,7 +141,7 @@ test('temporary files a killed save left beside the store are gone once the daem
   }
 });
 
-test('a reload that finds the policy where other users can write keeps the old policy and says why; once mended it loads', { skip }, async () => {
+test('a reload that finds the policy where other users can write keeps the old policy and says why; once mended it loads', async () => {
   const d = newDir();
   const daemon = await new DaemonChild(d, POLICY, ['--kernel', 'off', '--nice', 'keep']).start();
   try {
@@ -159,7 +160,7 @@ test('a reload that finds the policy where other users can write keeps the old p
   }
 });
 
-test('a YAML alias bomb and a 24 MB policy are invalid input (exit 65, where and why, no stack trace): at start, at reload (the old policy stays), in `qos policy check` and `qos rules validate`', { skip }, async () => {
+test('a YAML alias bomb and a 24 MB policy are invalid input (exit 65, where and why, no stack trace): at start, at reload (the old policy stays), in `qos policy check` and `qos rules validate`', async () => {
   const d = newDir();
   const bomb = join(d, 'bomb.yaml');
   writeFileSync(bomb, BOMB);
@@ -195,7 +196,7 @@ test('a YAML alias bomb and a 24 MB policy are invalid input (exit 65, where and
   }
 });
 
-test('an import the store cannot take (its file system is full) leaves the stored file as it was', { skip }, async () => {
+test('an import the store cannot take (its file system is full) leaves the stored file as it was', async () => {
   const d = newDir();
   const store = join(d, 'store');
   mkdirSync(store);

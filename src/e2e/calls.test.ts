@@ -7,9 +7,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { call } from '../cli/client.js';
-import { AGENT_TEST_BIN, e2eUnavailable, sleep, TestDaemon, Testbed } from './harness.js';
+import { AGENT_TEST_BIN, requireE2e, sleep, TestDaemon, Testbed } from './harness.js';
 
-const skip: string | false = e2eUnavailable() ?? false;
+requireE2e();
 let tb: Testbed;
 let daemon: TestDaemon;
 const calls = join(AGENT_TEST_BIN, 'calls');
@@ -26,14 +26,12 @@ rules:
 `;
 
 before(async () => {
-  if (skip) return;
   tb = new Testbed();
   daemon = await new TestDaemon(tb.dir, policy()).start();
   for (const port of [TOS_KEPT, TOS_VETOED]) await tb.sink(port);
 });
 
 after(async () => {
-  if (skip) return;
   await daemon.stop();
   tb.cleanup();
 });
@@ -43,7 +41,7 @@ async function decisions(): Promise<{ event: string; rule: string | null }[]> {
   return r.body.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { event: string; rule: string | null });
 }
 
-test('bind, listen and accept: the SYN-ACK carries the listen decision, the data the accept decision', { skip }, async () => {
+test('bind, listen and accept: the SYN-ACK carries the listen decision, the data the accept decision', async () => {
   const cap = await tb.capture(`tcp and src port ${SERVE}`);
   const server = tb.start(daemon.run(calls, 'serve', String(SERVE), 'hello from the server'), tb.server);
   let out = '';
@@ -65,7 +63,7 @@ test('bind, listen and accept: the SYN-ACK carries the listen decision, the data
   assert.deepEqual([...new Set(seen.map((d) => `${d.event}:${d.rule}`))].sort(), ['accept:srv-accept', 'bind:null', 'listen:srv-listen']);
 });
 
-test('sendmmsg to two destinations: each destination gets its own mark, every datagram sent', { skip }, async () => {
+test('sendmmsg to two destinations: each destination gets its own mark, every datagram sent', async () => {
   const cap = await tb.capture(`udp and (dst port ${MMSG1} or dst port ${MMSG2})`);
   const r = tb.inClient(daemon.run(calls, 'mmsg', tb.serverIp, String(MMSG1), String(MMSG2)));
   assert.equal(r.status, 0, r.stderr);
@@ -74,7 +72,7 @@ test('sendmmsg to two destinations: each destination gets its own mark, every da
   assert.deepEqual(pkts.filter((p) => p.dstPort === MMSG2).map((p) => p.dscp), [34, 34]);
 });
 
-test('setsockopt(IP_TOS) by the application: its choice stands, unless a setsockopt rule overrides it', { skip }, async () => {
+test('setsockopt(IP_TOS) by the application: its choice stands, unless a setsockopt rule overrides it', async () => {
   const cap = await tb.capture(`tcp and (dst port ${TOS_KEPT} or dst port ${TOS_VETOED}) and tcp[tcpflags] & tcp-syn != 0`);
   for (const port of [TOS_KEPT, TOS_VETOED]) {
     const r = tb.inClient(daemon.run(calls, 'tos', tb.serverIp, String(port), String(8 << 2)));

@@ -7,15 +7,15 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { bucketByDefinition } from '../characterize/lbap.js';
-import { e2eUnavailable, QOS, sh, Testbed, waitFor } from './harness.js';
+import { requireE2e, QOS, sh, Testbed, waitFor } from './harness.js';
 
-const skip: string | false = e2eUnavailable() ?? false;
+requireE2e();
 let tb: Testbed;
 
-before(() => { if (!skip) tb = new Testbed(); });
-after(() => { if (!skip) tb.cleanup(); });
+before(() => { tb = new Testbed(); });
+after(() => { tb.cleanup(); });
 
-test('a real capture: the curve is the definition computed from tshark\'s reading of the file, and shows the burst', { skip }, async () => {
+test('a real capture: the curve is the definition computed from tshark\'s reading of the file, and shows the burst', async () => {
   const cap = await tb.capture('udp and dst port 7401');
   // 100 datagrams of 1000 bytes (IP 1028) every 10 ms, and 8 more back to back after the 50th
   const py = `import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(100):\n  s.sendto(b'x' * 1000, ('${tb.serverIp}', 7401))\n  if i == 50:\n    for j in range(8): s.sendto(b'y' * 1000, ('${tb.serverIp}', 7401))\n  time.sleep(0.01)\n`;
@@ -58,7 +58,7 @@ function qosAsync(args: string[]): Promise<{ status: number | null; stdout: stri
 
 interface LiveOut { flows: { key: string; packets: number; M: number; knee: { r_Bps: number } }[]; online: { key: string; r: number; b: number; advertise: boolean }[] }
 
-test('--live --flow: captures for the duration, estimates on line every refresh, characterises what it caught', { skip }, async () => {
+test('--live --flow: captures for the duration, estimates on line every refresh, characterises what it caught', async () => {
   // the sender waits a second (the capture starts), then sends 1028-byte IP packets every 10 ms for 2 s
   const py = `import socket, time\ntime.sleep(1)\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(200):\n  s.sendto(b'x' * 1000, ('${tb.serverIp}', 7402))\n  time.sleep(0.01)\n`;
   const run = qosAsync(['characterize', '--live', '--netns', tb.client, '--flow', 'proto=udp,dport=7402', '--duration', '4s', '--refresh', '1s', '--json']);
@@ -76,7 +76,7 @@ test('--live --flow: captures for the duration, estimates on line every refresh,
   assert.ok(last.r > 50_000 && last.r < 200_000 && last.b >= 1028, JSON.stringify(last));
 });
 
-test('--live --app: what the sockets of a program send', { skip }, async () => {
+test('--live --app: what the sockets of a program send', async () => {
   // sends until killed: however slowly this machine runs the test, it is sending throughout
   const py = `import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.connect(('${tb.serverIp}', 7403))\nwhile True:\n  try: s.send(b'y' * 500)\n  except ConnectionRefusedError: pass  # the server's port unreachable, reported on a connected socket\n  time.sleep(0.01)\n`;
   const sender = spawn('ip', ['netns', 'exec', tb.client, 'python3', '-c', py], { stdio: 'ignore' });

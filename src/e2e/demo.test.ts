@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { DemoResult } from '../demo/demo.js';
 import { dumpDom, findChromium, screenshot } from '../report/chromium.js';
-import { e2eUnavailable, QOS, waitFor } from './harness.js';
+import { requireE2e, QOS, waitFor } from './harness.js';
 
-const skip = e2eUnavailable();
+requireE2e();
 const leftovers = (pid: number) => spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.startsWith(`qosdemo${pid}-`));
 
 function demo(args: string[]): Promise<{ code: number | null; out: string; err: string; pid: number }> {
@@ -24,7 +24,7 @@ function demo(args: string[]): Promise<{ code: number | null; out: string; err: 
   });
 }
 
-test('a shortened demo: EF on the wire, the bursts congest the router and its EF class drops nothing; the report draws', { skip: skip ?? undefined, timeout: 180_000 }, async () => {
+test('a shortened demo: EF on the wire, the bursts congest the router and its EF class drops nothing; the report draws', { timeout: 180_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-demo-test-'));
   try {
     const json = join(dir, 'demo.json'), report = join(dir, 'report');
@@ -68,7 +68,7 @@ test('a shortened demo: EF on the wire, the bursts congest the router and its EF
   }
 });
 
-test('iperf3 as the media source, under strict priority: marked and reported beside its own figures', { skip: skip ?? undefined, timeout: 120_000 }, async () => {
+test('iperf3 as the media source, under strict priority: marked and reported beside its own figures', { timeout: 120_000 }, async () => {
   const r = await demo(['--app', 'iperf3', '--scheduler', 'priority', '--cycles', '1', '--warmup-ms', '500', '--json', '-']);
   assert.equal(r.code, 0, r.err);
   assert.deepEqual(leftovers(r.pid), []);
@@ -83,14 +83,14 @@ test('iperf3 as the media source, under strict priority: marked and reported bes
   assert.equal(typeof m.cross_traffic_mbps_during_burst, 'number');
 });
 
-test('not root: a clear error and exit 69, no stack trace', { skip: skip ?? undefined }, () => {
+test('not root: a clear error and exit 69, no stack trace', {}, () => {
   const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, QOS, 'demo'], { encoding: 'utf8' });
   assert.equal(r.status, 69, r.stderr);
   assert.match(r.stderr, /needs root/);
   assert.doesNotMatch(r.stderr, /\n\s+at /);
 });
 
-test('bad options are refused before anything is built', { skip: skip ?? undefined }, () => {
+test('bad options are refused before anything is built', {}, () => {
   for (const [args, msg] of [[['--scheduler', 'fifo'], /--scheduler takes wfq or priority/], [['--weights', '1,2'], /--weights takes eight/], [['--bottleneck', 'fast'], /--bottleneck takes a rate/]] as const) {
     const r = spawnSync(process.execPath, [QOS, 'demo', ...args], { encoding: 'utf8' });
     assert.equal(r.status, 64, r.stderr);
@@ -98,7 +98,7 @@ test('bad options are refused before anything is built', { skip: skip ?? undefin
   }
 });
 
-test('Ctrl-C mid-run removes every namespace', { skip: skip ?? undefined, timeout: 60_000 }, async () => {
+test('Ctrl-C mid-run removes every namespace', { timeout: 60_000 }, async () => {
   const p = spawn(process.execPath, [QOS, 'demo'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   p.stderr.on('data', (d) => (err += d));

@@ -3,21 +3,21 @@
  * tshark (an independent decoder). Everything created here is removed in cleanup(). */
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DaemonChild } from '../daemon/child.js';
+import { requireRoot, requireTools } from '../prerequisites.js';
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
 export const QOS = join(ROOT, 'dist/cli/main.js');
 export const AGENT_TEST_BIN = join(ROOT, 'agent/build/test');
 
-/** Why these tests cannot run here, or null. */
-export function e2eUnavailable(): string | null {
-  if (process.getuid?.() !== 0) return 'needs root (network namespaces)';
-  for (const tool of ['ip', 'tcpdump', 'tshark']) if (spawnSync('which', [tool]).status !== 0) return `needs ${tool}`;
-  return null;
+/** Fails the test file, naming the package, unless the end-to-end tests can run here. */
+export function requireE2e(...more: string[]): void {
+  requireRoot('they create network namespaces');
+  requireTools('ip', 'tcpdump', 'tshark', ...more);
 }
 
 export function sh(argv: string[], opts: { input?: string; timeout?: number; env?: NodeJS.ProcessEnv } = {}): { status: number | null; stdout: string; stderr: string } {
@@ -268,8 +268,4 @@ export async function waitFor(what: string, cond: () => boolean | Promise<boolea
     if (Date.now() > until) throw new Error(`waited ${capMs / 1000} s for ${what}`);
     await sleep(everyMs);
   }
-}
-
-export function haveTool(name: string): boolean {
-  return spawnSync('which', [name]).status === 0 || existsSync(name);
 }

@@ -16,17 +16,16 @@ import { call, callJson } from '../cli/client.js';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
 import { LineClient } from '../daemon/line-client.js';
 import { MAX_ERRORS } from '../daemon/agents.js';
-import { e2eUnavailable, sh, waitFor } from './harness.js';
+import { requireE2e, sh, waitFor } from './harness.js';
 import { asUser, testUser, type TestUser } from './users.js';
 
-const skip: string | false = e2eUnavailable() ?? false;
+requireE2e();
 /** Debian's python3 (package python3): other users cannot reach root's own (e.g. pyenv's). */
 const PYTHON = '/usr/bin/python3';
 let evil: TestUser, good: TestUser;
 const dirs: string[] = [];
 
 before(() => {
-  if (skip) return;
   evil = testUser('ds-evil');
   good = testUser('ds-good');
 });
@@ -59,7 +58,7 @@ const POLICY = `rules:
   - { name: bound, match: { event: bind }, action: { dscp: CS1 } }
 `;
 
-test('descriptor exhaustion: a user holding 21,000 connections gets its share; another user, root and the admin API are served', { skip, timeout: 180_000 }, async () => {
+test('descriptor exhaustion: a user holding 21,000 connections gets its share; another user, root and the admin API are served', { timeout: 180_000 }, async () => {
   const d = await daemon(POLICY);
   const status = await callJson<{ agent_limits: { connections: number; perUser: number } }>(d.admin, 'GET', '/v1/status');
   const holders = [runAs(evil, ['hold', d.socket, '10500']), runAs(evil, ['hold', d.socket, '10500'])];
@@ -84,7 +83,7 @@ test('descriptor exhaustion: a user holding 21,000 connections gets its share; a
   }
 });
 
-test(`garbage: a connection is closed at its ${MAX_ERRORS}th malformed line; another user is answered throughout the flood; SIGTERM stops the daemon during it`, { skip, timeout: 180_000 }, async () => {
+test(`garbage: a connection is closed at its ${MAX_ERRORS}th malformed line; another user is answered throughout the flood; SIGTERM stops the daemon during it`, { timeout: 180_000 }, async () => {
   const d = await daemon(POLICY);
   const flood = runAs(evil, ['garbage', d.socket, '8']);
   try {
@@ -106,7 +105,7 @@ test(`garbage: a connection is closed at its ${MAX_ERRORS}th malformed line; ano
   }
 });
 
-test('a Startup flood makes the daemon read a process from /proc once per connection, not once per line', { skip, timeout: 120_000 }, async () => {
+test('a Startup flood makes the daemon read a process from /proc once per connection, not once per line', { timeout: 120_000 }, async () => {
   const d = await daemon(POLICY);
   const before = await metric(d, 'qosd_identity_reads');
   const p = runAs(evil, ['startups', d.socket, '10', '4096']);
@@ -118,7 +117,7 @@ test('a Startup flood makes the daemon read a process from /proc once per connec
   await d.stop();
 });
 
-test("one user's flood of Socket lines fills only its own share of the flow table; another user's decisions stay the same", { skip, timeout: 120_000 }, async () => {
+test("one user's flood of Socket lines fills only its own share of the flow table; another user's decisions stay the same", { timeout: 120_000 }, async () => {
   // A socket rule decides the datagram socket; the default would only fill in for sockets
   // nothing decided, so the sendto after it gets nothing new, if the table still remembers it.
   const policy = 'default: { dscp: CS1 }\nrules:\n  - { name: dgram, match: { event: socket, type: dgram }, action: { dscp: CS2 } }\n';
@@ -134,7 +133,7 @@ test("one user's flood of Socket lines fills only its own share of the flow tabl
   await d.stop();
 });
 
-test('pid reuse: a connection kept by an heir of a dead process neither speaks for the new owner of the pid nor closes its flows', { skip, timeout: 120_000 }, async () => {
+test('pid reuse: a connection kept by an heir of a dead process neither speaks for the new owner of the pid nor closes its flows', { timeout: 120_000 }, async () => {
   const d = await daemon(POLICY);
   // The attacker connects and announces itself, forks, and exits; its child keeps the
   // connection and waits for "go" on stdin.
@@ -205,7 +204,7 @@ print('ready', flush=True)
 time.sleep(600)
 `;
 
-test('a process that changes its uid after connecting is decided by its new uid', { skip, timeout: 60_000 }, async () => {
+test('a process that changes its uid after connecting is decided by its new uid', { timeout: 60_000 }, async () => {
   const d = await daemon(`rules:\n  - { name: root-bind, match: { uid: 0, event: bind }, action: { dscp: EF } }\n  - { name: bind, match: { event: bind }, action: { dscp: CS1 } }\n`);
   // as root: ask, drop to the good user (all ids), wait past the daemon's recheck, ask again
   const py = `
@@ -225,7 +224,7 @@ print(a, '|', ask(4))
   await d.stop();
 });
 
-test('the admin API answers root only: another user who reaches the socket gets 403 and exit 77; an admin group can be allowed', { skip, timeout: 60_000 }, async () => {
+test('the admin API answers root only: another user who reaches the socket gets 403 and exit 77; an admin group can be allowed', { timeout: 60_000 }, async () => {
   const d = await daemon(POLICY);
   // As if the user had connected while the mode was wrong: the socket opened to everyone.
   chmodSync(d.admin, 0o666);
@@ -243,7 +242,7 @@ test('the admin API answers root only: another user who reaches the socket gets 
   await g.stop();
 });
 
-test('a follower that stops reading costs the daemon at most its buffer: decisions are dropped, counted and announced', { skip, timeout: 180_000 }, async () => {
+test('a follower that stops reading costs the daemon at most its buffer: decisions are dropped, counted and announced', { timeout: 180_000 }, async () => {
   const d = await daemon(POLICY);
   const rss = async () => (await callJson<{ memory: { rss: number } }>(d.admin, 'GET', '/v1/status')).memory.rss;
   // A follower that reads nothing (its socket paused from the start).
@@ -273,7 +272,7 @@ test('a follower that stops reading costs the daemon at most its buffer: decisio
   await d.stop();
 });
 
-test('a large policy is read, checked and compiled off the event loop: agents are answered while it loads', { skip, timeout: 180_000 }, async () => {
+test('a large policy is read, checked and compiled off the event loop: agents are answered while it loads', { timeout: 180_000 }, async () => {
   const d = await daemon(POLICY);
   // 25,000 rules (JSON: a YAML document that size is refused, docs/policy.md): a second or
   // more of parsing, checking and compiling on this machine

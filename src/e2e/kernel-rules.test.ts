@@ -8,9 +8,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateRules } from '../bench/rules-gen.js';
 import { callJson } from '../cli/client.js';
-import { AGENT_TEST_BIN, e2eUnavailable, QOS, sh, TestDaemon, Testbed, waitFor, type Packet } from './harness.js';
+import { AGENT_TEST_BIN, requireE2e, QOS, sh, TestDaemon, Testbed, waitFor, type Packet } from './harness.js';
 
-const skip: string | false = e2eUnavailable() ?? false;
+requireE2e();
 const STATIC = join(AGENT_TEST_BIN, 'static_send');
 let tb: Testbed;
 let daemon: TestDaemon;
@@ -23,14 +23,12 @@ const qos = (...args: string[]) => sh([process.execPath, QOS, ...args, ...(args[
 const nftRuleset = () => sh(['ip', 'netns', 'exec', tb.client, 'nft', 'list', 'ruleset']).stdout;
 
 before(async () => {
-  if (skip) return;
   tb = new Testbed();
   rulesetBefore = nftRuleset();
   daemon = await new TestDaemon(tb.dir, POLICY, ['--kernel', 'on'], ['ip', 'netns', 'exec', tb.client]).start();
 });
 
 after(async () => {
-  if (skip) return;
   await daemon.stop();
   tb.cleanup();
 });
@@ -43,7 +41,7 @@ function importRules(rules: unknown[], extra: string[] = []) {
 
 const dscpsTo = (pkts: Packet[], port: number, v6: boolean) => [...new Set(pkts.filter((p) => p.dstPort === port && p.ipv6 === v6).map((p) => p.dscp))];
 
-test('a static program is marked by the kernel rules: first match in order, wildcards, the default rule, IPv4 and IPv6, counters', { skip }, async () => {
+test('a static program is marked by the kernel rules: first match in order, wildcards, the default rule, IPv4 and IPv6, counters', async () => {
   const net24 = tb.serverIp.replace(/\.\d+$/, '.0/24');
   const r = importRules([
     { name: 'exact', match: { remote: tb.serverIp, proto: 'udp', remote_port: 7001 }, action: { dscp: 'EF' } },
@@ -70,7 +68,7 @@ test('a static program is marked by the kernel rules: first match in order, wild
   assert.ok(count.default! >= 5, 'the default rule took the rest (and any neighbour discovery)');
 });
 
-test('marks set by the application or the agent stand, unless the rule says override', { skip }, async () => {
+test('marks set by the application or the agent stand, unless the rule says override', async () => {
   assert.equal(importRules([
     { match: { remote_port: 7101 }, action: { dscp: 'EF' } },
     { match: { remote_port: 7102 }, action: { dscp: 'EF', override: true } },
@@ -88,7 +86,7 @@ test('marks set by the application or the agent stand, unless the rule says over
   assert.deepEqual(dscpsTo(pkts, 7102, false), [46], 'override: EF replaces AF11');
 });
 
-test('10,000 rules are applied in one transaction: traffic never sees a half-built table; a set with one bad rule is refused whole', { skip }, async () => {
+test('10,000 rules are applied in one transaction: traffic never sees a half-built table; a set with one bad rule is refused whole', async () => {
   assert.equal(importRules([{ name: 'old', match: { remote: tb.serverIp, remote_port: '7201-7202' }, action: { dscp: 'AF11' } }]).status, 0);
   const big = [...generateRules(9_999, 7, false), { name: 'new', match: { remote: tb.serverIp, remote_port: '7201-7202' }, action: { dscp: 'EF' } }];
   const cap = await tb.capture('udp and (dst port 7201 or dst port 7202)');
@@ -131,7 +129,7 @@ test('10,000 rules are applied in one transaction: traffic never sees a half-bui
   assert.deepEqual(dscpsTo(await cap2.packets(), 7201, false), [46]);
 });
 
-test('export and import round-trip exactly; a stale revision is refused; --dry-run changes nothing', { skip }, async () => {
+test('export and import round-trip exactly; a stale revision is refused; --dry-run changes nothing', async () => {
   assert.equal(importRules([{ name: 'a', match: { remote: '192.0.2.0/24', proto: ['tcp', 'udp'], remote_port: [80, '8000-8080'] }, action: { dscp: 'AF31', priority: 3 } }, { match: { user: 'root' }, action: { tos: 184 } }]).status, 0);
   const exported = qos('rules', 'export').stdout;
   const file = join(tb.dir, 'exported.json');
@@ -153,7 +151,7 @@ test('export and import round-trip exactly; a stale revision is refused; --dry-r
   assert.notEqual(qos('rules', 'export').stdout, exported);
 });
 
-test("the policy's kernel-expressible rules go into the table, first; a reload that leaves them alone leaves the table alone", { skip }, async () => {
+test("the policy's kernel-expressible rules go into the table, first; a reload that leaves them alone leaves the table alone", async () => {
   const status = () => callJson<{ generation: number; policy_rules_in_kernel: number }>(daemon.admin, 'GET', '/v1/rules/status');
   const before = await status();
   assert.equal(before.policy_rules_in_kernel, 0, 'the exe rule is agent-only');
@@ -176,7 +174,7 @@ test("the policy's kernel-expressible rules go into the table, first; a reload t
   assert.equal((await status()).policy_rules_in_kernel, 0);
 });
 
-test('stopping the daemon removes its table: nft list ruleset is as before', { skip }, async () => {
+test('stopping the daemon removes its table: nft list ruleset is as before', async () => {
   assert.notEqual(nftRuleset(), rulesetBefore, 'the table is there while the daemon runs');
   await daemon.stop();
   assert.equal(nftRuleset(), rulesetBefore);

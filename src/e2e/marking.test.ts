@@ -3,9 +3,9 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { e2eUnavailable, haveTool, type Packet, TestDaemon, Testbed } from './harness.js';
+import { requireE2e, type Packet, TestDaemon, Testbed } from './harness.js';
 
-const skip: string | false = e2eUnavailable() ?? false;
+requireE2e('socat', 'iperf3');
 let tb: Testbed;
 let daemon: TestDaemon;
 
@@ -32,7 +32,6 @@ rules:
 `;
 
 before(async () => {
-  if (skip) return;
   tb = new Testbed();
   daemon = await new TestDaemon(tb.dir, POLICY).start();
   tb.start(['python3', '-m', 'http.server', '8080', '--bind', '::'], tb.server);
@@ -42,7 +41,6 @@ before(async () => {
 });
 
 after(async () => {
-  if (skip) return;
   await daemon.stop();
   tb.cleanup();
 });
@@ -51,7 +49,7 @@ function dscps(pkts: Packet[], pred: (p: Packet) => boolean): number[] {
   return [...new Set(pkts.filter(pred).map((p) => p.dscp))];
 }
 
-test('curl: TCP to the matched port is AF41 from the SYN on; another port stays 0', { skip }, async () => {
+test('curl: TCP to the matched port is AF41 from the SYN on; another port stays 0', async () => {
   const cap = await tb.capture('tcp and (dst port 8080 or dst port 8081)');
   const a = tb.inClient(daemon.run('curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${tb.serverIp}:8080/`));
   const b = tb.inClient(daemon.run('curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${tb.serverIp}:8081/`));
@@ -65,7 +63,7 @@ test('curl: TCP to the matched port is AF41 from the SYN on; another port stays 
   assert.deepEqual(dscps(pkts, (p) => p.dstPort === 8081), [0]);
 });
 
-test('curl over IPv6 is marked too', { skip }, async () => {
+test('curl over IPv6 is marked too', async () => {
   const cap = await tb.capture('ip6 and tcp and dst port 8080');
   const r = tb.inClient(daemon.run('curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://[${tb.serverIp6}]:8080/`));
   assert.equal(r.stdout, '200');
@@ -74,7 +72,7 @@ test('curl over IPv6 is marked too', { skip }, async () => {
   assert.deepEqual(dscps(pkts, (p) => p.ipv6), [34]);
 });
 
-test('python3: unconnected UDP sendto over IPv4 and IPv6 is EF from the first datagram', { skip }, async () => {
+test('python3: unconnected UDP sendto over IPv4 and IPv6 is EF from the first datagram', async () => {
   const cap = await tb.capture('udp and dst port 6000');
   const script = `import socket
 for fam, host in ((socket.AF_INET, '${tb.serverIp}'), (socket.AF_INET6, '${tb.serverIp6}')):
@@ -91,7 +89,7 @@ print('sent')`;
   assert.deepEqual(dscps(pkts, () => true), [46]);
 });
 
-test('python3 without the agent stays unmarked (control)', { skip }, async () => {
+test('python3 without the agent stays unmarked (control)', async () => {
   const cap = await tb.capture('udp and dst port 6001');
   tb.inClient(['python3', '-c', `import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('${tb.serverIp}', 6001))`]);
   const pkts = await cap.packets();
@@ -99,7 +97,7 @@ test('python3 without the agent stays unmarked (control)', { skip }, async () =>
   assert.equal(pkts[0]!.dscp, 0);
 });
 
-test('socat: TCP and UDP are CS3', { skip: skip || (haveTool('socat') ? false : 'needs socat') }, async () => {
+test('socat: TCP and UDP are CS3', async () => {
   const cap = await tb.capture('(tcp and dst port 8080) or (udp and dst port 6002)');
   const t = tb.inClient(daemon.run('socat', '-t', '1', '-', `TCP:${tb.serverIp}:8080`), { timeout: 20_000 });
   assert.equal(t.status, 0, t.stderr);
@@ -110,7 +108,7 @@ test('socat: TCP and UDP are CS3', { skip: skip || (haveTool('socat') ? false : 
   assert.deepEqual(dscps(pkts, () => true), [24]);
 });
 
-test('iperf3 -u: control (TCP) and data (UDP) are AF31', { skip: skip || (haveTool('iperf3') ? false : 'needs iperf3') }, async () => {
+test('iperf3 -u: control (TCP) and data (UDP) are AF31', async () => {
   tb.start(['iperf3', '-s', '-1', '-p', '5201'], tb.server);
   await tb.waitListening(5201);
   const cap = await tb.capture('dst port 5201');
@@ -124,7 +122,7 @@ test('iperf3 -u: control (TCP) and data (UDP) are AF31', { skip: skip || (haveTo
   assert.deepEqual(dscps(pkts, (p) => p.proto === 'tcp'), [26]);
 });
 
-test('node: a Node.js script gets TOS 128 (CS4) on its connection', { skip }, async () => {
+test('node: a Node.js script gets TOS 128 (CS4) on its connection', async () => {
   const cap = await tb.capture('tcp and dst port 8080');
   const script = `require('http').get('http://${tb.serverIp}:8080/', (r) => { r.resume(); r.on('end', () => console.log(r.statusCode)); })`;
   const r = tb.inClient(daemon.run(process.execPath, '-e', script));
@@ -134,7 +132,7 @@ test('node: a Node.js script gets TOS 128 (CS4) on its connection', { skip }, as
   assert.deepEqual(dscps(pkts, () => true), [32]);
 });
 
-test('DENY: curl fails with ECONNREFUSED and nothing reaches the wire', { skip }, async () => {
+test('DENY: curl fails with ECONNREFUSED and nothing reaches the wire', async () => {
   tb.start(['python3', '-m', 'http.server', '9999', '--bind', '::'], tb.server);
   await tb.waitListening(9999);
   const cap = await tb.capture('tcp and port 9999');

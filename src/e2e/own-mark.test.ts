@@ -8,9 +8,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { AGENT_TEST_BIN, e2eUnavailable, type Packet, TestDaemon, Testbed } from './harness.js';
+import { AGENT_TEST_BIN, requireE2e, type Packet, TestDaemon, Testbed } from './harness.js';
 
-const skip: string | false = e2eUnavailable() ?? false;
+requireE2e();
 let tb: Testbed;
 let daemon: TestDaemon;
 const ownMark = join(AGENT_TEST_BIN, 'own_mark');
@@ -26,7 +26,6 @@ rules:
 `;
 
 before(async () => {
-  if (skip) return;
   tb = new Testbed();
   daemon = await new TestDaemon(tb.dir, POLICY).start();
   await tb.udpSink([P.udp4, P.udp6, P.later, P.later2, P.byte, P.forced]);
@@ -35,7 +34,6 @@ before(async () => {
 });
 
 after(async () => {
-  if (skip) return;
   await daemon.stop();
   tb.cleanup();
 });
@@ -56,20 +54,20 @@ async function ownMarkRun(steps: string[], ports: number[], sameGet = true) {
   return runs;
 }
 
-test('UDP: the application\'s IP_TOS 0x20 and SO_PRIORITY stand under a matching rule without override (sendto, sendmsg, sendmmsg)', { skip }, async () => {
+test('UDP: the application\'s IP_TOS 0x20 and SO_PRIORITY stand under a matching rule without override (sendto, sendmsg, sendmmsg)', async () => {
   const runs = await ownMarkRun(['udp4', 'tos=32', 'prio=2', `sendto=4:${P.udp4}`, `sendmsg=4:${P.udp4}`, `sendmmsg=4:${P.udp4}`, 'get'], [P.udp4]);
   assert.match(runs.agent.stdout, /^get IP_TOS 32 SO_PRIORITY 2$/m);
   assert.deepEqual(dscpsTo(runs.agent.packets, P.udp4), [8, 8, 8, 8], 'DSCP 8 (0x20), not 12 (the rule\'s 0x30)');
   assert.deepEqual(dscpsTo(runs.plain.packets, P.udp4), [8, 8, 8, 8]);
 });
 
-test('UDP over IPv6: the application\'s IPV6_TCLASS stands', { skip }, async () => {
+test('UDP over IPv6: the application\'s IPV6_TCLASS stands', async () => {
   const runs = await ownMarkRun(['udp6', 'tclass=32', 'prio=2', `sendto=6:${P.udp6}`, `sendmsg=6:${P.udp6}`, `sendmmsg=6:${P.udp6}`, 'get'], [P.udp6]);
   assert.match(runs.agent.stdout, /^get IP_TOS \d+ IPV6_TCLASS 32 SO_PRIORITY 2$/m);
   assert.deepEqual(dscpsTo(runs.agent.packets, P.udp6), [8, 8, 8, 8]);
 });
 
-test('TCP: IP_TOS and IPV6_TCLASS set before connect stand on the SYN and after', { skip }, async () => {
+test('TCP: IP_TOS and IPV6_TCLASS set before connect stand on the SYN and after', async () => {
   const v4 = await ownMarkRun(['tcp4', 'tos=32', 'prio=2', `connect=4:${P.tcp4}`, 'send', 'get'], [P.tcp4]);
   assert.match(v4.agent.stdout, /^get IP_TOS 32 SO_PRIORITY 2$/m);
   const syn4 = v4.agent.packets.filter((p) => p.dstPort === P.tcp4);
@@ -80,21 +78,21 @@ test('TCP: IP_TOS and IPV6_TCLASS set before connect stand on the SYN and after'
   assert.deepEqual([...new Set(v6.agent.packets.map((p) => p.dscp))], [8]);
 });
 
-test('a mark set after the agent decided a destination stands for it and for new ones', { skip }, async () => {
+test('a mark set after the agent decided a destination stands for it and for new ones', async () => {
   const runs = await ownMarkRun(['udp4', `sendto=4:${P.later}`, 'tos=32', 'prio=2', `sendto=4:${P.later}`, `sendto=4:${P.later2}`, `sendto=4:${P.later}`, 'get'], [P.later, P.later2]);
   assert.match(runs.agent.stdout, /^get IP_TOS 32 SO_PRIORITY 2$/m);
   assert.deepEqual(dscpsTo(runs.agent.packets, P.later), [12, 8, 8], 'the rule\'s 0x30 until the program chose 0x20');
   assert.deepEqual(dscpsTo(runs.agent.packets, P.later2), [8]);
 });
 
-test('IP_TOS given as one byte counts as the application\'s choice too', { skip }, async () => {
+test('IP_TOS given as one byte counts as the application\'s choice too', async () => {
   const runs = await ownMarkRun(['udp4', 'tos1=32', `sendto=4:${P.byte}`, `sendto=4:${P.byte}`, 'get'], [P.byte], false);
   assert.match(runs.agent.stdout, /^get IP_TOS 32 SO_PRIORITY 5$/m, 'the program\'s TOS, the rule\'s priority (the program chose none)');
   assert.deepEqual(dscpsTo(runs.agent.packets, P.byte), [8, 8]);
   assert.deepEqual(dscpsTo(runs.plain.packets, P.byte), [8, 8]);
 });
 
-test('a rule with override: true replaces the application\'s choice', { skip }, async () => {
+test('a rule with override: true replaces the application\'s choice', async () => {
   const runs = await ownMarkRun(['udp4', 'tos=32', `sendto=4:${P.forced}`, `sendto=4:${P.forced}`, 'get'], [P.forced], false);
   assert.deepEqual(dscpsTo(runs.agent.packets, P.forced), [12, 12]);
   assert.deepEqual(dscpsTo(runs.plain.packets, P.forced), [8, 8]);

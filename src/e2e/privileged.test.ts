@@ -10,10 +10,10 @@ import { chmodSync, chownSync, copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { call } from '../cli/client.js';
 import { AGENT_LIBRARY } from '../cli/paths.js';
-import { AGENT_TEST_BIN, e2eUnavailable, haveTool, sh, sleep, TestDaemon, Testbed } from './harness.js';
+import { AGENT_TEST_BIN, requireE2e, sh, sleep, TestDaemon, Testbed } from './harness.js';
 import { asUser, testUser, type TestUser } from './users.js';
 
-const skip: string | false = e2eUnavailable() ?? false;
+requireE2e('setcap');
 const DIAL = 7500, DROP1 = 7501, DROP2 = 7502, RAW1 = 7503, RAW2 = 7504;
 const bin = (name: string) => join(AGENT_TEST_BIN, name);
 let tb: Testbed;
@@ -31,8 +31,6 @@ rules:
 `;
 
 before(async () => {
-  if (skip) return;
-  if (!haveTool('setcap')) throw new Error('these tests need setcap: install the Debian package libcap2-bin');
   hostile = testUser('ag-hostile');
   dropped = testUser('ag-drop');
   tb = new Testbed();
@@ -44,7 +42,6 @@ before(async () => {
 });
 
 after(async () => {
-  if (skip) return;
   await daemon.stop();
   tb.cleanup();
 });
@@ -112,7 +109,7 @@ async function synDscp(cap: Awaited<ReturnType<Testbed['capture']>>, srcPort: nu
 
 const SYN_TO = (port: number) => `tcp dst port ${port} and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn`;
 
-test('a setuid-root program ignores QOSD_SOCKET and a daemon of the calling user, even on the default path', { skip }, async () => {
+test('a setuid-root program ignores QOSD_SOCKET and a daemon of the calling user, even on the default path', async () => {
   // The hostile user's "daemons" refuse every connect: one where QOSD_SOCKET points, one on the
   // default socket path (outside a setuid program, a daemon of our own user is trusted).
   const fake = await fakeDaemon('DENY ECONNREFUSED');
@@ -132,7 +129,7 @@ test('a setuid-root program ignores QOSD_SOCKET and a daemon of the calling user
   assert.equal(squatter.lines(), 0, 'and hung up without a word: not root');
 });
 
-test('a file-capability program is served by the root daemon on the default path, not the user\'s QOSD_SOCKET', { skip }, async () => {
+test('a file-capability program is served by the root daemon on the default path, not the user\'s QOSD_SOCKET', async () => {
   const fake = await fakeDaemon('DSCP EF');
   const prog = privilegedCopy('privileged_cap', (p) => {
     const r = sh(['setcap', 'cap_net_raw+ep', p]);
@@ -167,7 +164,7 @@ function runDrop(mode: 'libc' | 'raw', p1: number, p2: number): { who: string; t
   });
 }
 
-test('a root process that drops to another user after connecting is decided as that user, cached answers included, in every thread', { skip }, async () => {
+test('a root process that drops to another user after connecting is decided as that user, cached answers included, in every thread', async () => {
   const cap = await tb.capture(`${SYN_TO(DROP1)} or ${SYN_TO(DROP2)}`);
   const conns = runDrop('libc', DROP1, DROP2);
   assert.equal(conns.length, 8);
@@ -191,7 +188,7 @@ function byUser(seen: string[], root: boolean): string[] {
   return [...new Set(seen.filter((d) => d.startsWith('root ')).map((d) => d.replace(/ cached$/, '')))];
 }
 
-test('a drop made with raw system calls (not through libc) is noticed at the next question', { skip }, async () => {
+test('a drop made with raw system calls (not through libc) is noticed at the next question', async () => {
   const cap = await tb.capture(`${SYN_TO(RAW1)} or ${SYN_TO(RAW2)}`);
   const conns = runDrop('raw', RAW1, RAW2);
   assert.deepEqual(conns.map((c) => `${c.who} ${c.thread}`), ['root main', 'root main', 'user main', 'user main']);

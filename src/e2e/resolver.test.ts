@@ -9,9 +9,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { call, callJson } from '../cli/client.js';
-import { e2eUnavailable, TestDaemon, Testbed } from './harness.js';
+import { requireE2e, TestDaemon, Testbed } from './harness.js';
 
-const skip: string | false = e2eUnavailable() ?? false;
+requireE2e();
 let tb: Testbed;
 let daemon: TestDaemon;
 let netnsEtc = '';
@@ -37,7 +37,6 @@ while True:
 `;
 
 before(async () => {
-  if (skip) return;
   tb = new Testbed();
   // `ip netns exec` puts /etc/netns/NS/resolv.conf in place of /etc/resolv.conf
   netnsEtc = `/etc/netns/${tb.client}`;
@@ -49,18 +48,17 @@ before(async () => {
 });
 
 after(async () => {
-  if (skip) return;
   await daemon.stop();
   tb.cleanup();
   rmSync(netnsEtc, { recursive: true, force: true });
 });
 
-test('the built-in policy places name-resolution in the kernel table', { skip }, async () => {
+test('the built-in policy places name-resolution in the kernel table', async () => {
   const list = await callJson<{ policy_rules: { name?: string; where: string }[] }>(daemon.admin, 'GET', '/v1/rules');
   assert.equal(list.policy_rules.find((r) => r.name === 'name-resolution')?.where, 'agent+kernel');
 });
 
-test('DNS queries of getent and python are AF21 under the agent and without it: the kernel rule marks what the agent cannot see', { skip }, async () => {
+test('DNS queries of getent and python are AF21 under the agent and without it: the kernel rule marks what the agent cannot see', async () => {
   const python = `import socket; print(sorted({a[4][0] for a in socket.getaddrinfo('${NAME}', 53, socket.AF_INET)}))`;
   const programs = [['getent', 'ahostsv4', NAME], ['python3', '-c', python]];
   const cap = await tb.capture(`udp and dst port 53 and dst host ${tb.serverIp}`);

@@ -8,9 +8,9 @@ import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { AGENT_TEST_BIN, e2eUnavailable, QOS, sleep, TestDaemon, Testbed } from './harness.js';
+import { AGENT_TEST_BIN, requireE2e, QOS, sleep, TestDaemon, Testbed } from './harness.js';
 
-const skip: string | false = e2eUnavailable() ?? false;
+requireE2e();
 const PORT = 7100;
 const SYN_ONLY = `tcp dst port ${PORT} and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn`;
 let tb: Testbed;
@@ -27,7 +27,6 @@ rules:
 `;
 
 before(async () => {
-  if (skip) return;
   tb = new Testbed();
   daemon = await new TestDaemon(tb.dir, POLICY).start();
   // A sink that accepts and closes, with a deep backlog.
@@ -36,7 +35,6 @@ before(async () => {
 });
 
 after(async () => {
-  if (skip) return;
   await daemon.stop();
   tb.cleanup();
 });
@@ -48,7 +46,7 @@ const bin = (name: string) => join(AGENT_TEST_BIN, name);
 // load an answer can take longer than the default 50 ms (measured at 50 ms: 3 runs in 22 left
 // 190 to 1,770 SYNs unmarked), so this test gives the agent 250 ms (T64 overrides it): it is
 // about correctness under concurrency, not latency (`qos bench agent` measures that).
-test('64 threads x 200 connects: all succeed, every SYN marked', { skip, timeout: 120_000 }, async () => {
+test('64 threads x 200 connects: all succeed, every SYN marked', { timeout: 120_000 }, async () => {
   // 12,800 SYNs in about a second: a capture drops some on 2 cores, so the server's kernel counts.
   const syns = tb.synCounter(PORT, [0, 18]);
   const argv = [process.execPath, QOS, 'run', '--socket', daemon.socket, '--timeout-ms', process.env.T64 ?? '250', '--', bin('connect_loop'), tb.serverIp, String(PORT), '200', '64'];
@@ -61,7 +59,7 @@ test('64 threads x 200 connects: all succeed, every SYN marked', { skip, timeout
   assert.equal(byDscp.get(0), 0);
 });
 
-test('forked children are marked by their own (rewritten) command lines', { skip }, async () => {
+test('forked children are marked by their own (rewritten) command lines', async () => {
   const cap = await tb.capture(SYN_ONLY);
   const r = tb.inClient(daemon.run(bin('fork_children'), tb.serverIp, String(PORT), '3', 'x'.repeat(64)));
   assert.equal(r.status, 0, r.stderr);
@@ -80,7 +78,7 @@ test('forked children are marked by their own (rewritten) command lines', { skip
 });
 
 for (const mode of ['close', 'syscall', 'close_range']) {
-  test(`a daemonising program that closes every descriptor (${mode}) keeps working and marked`, { skip }, async () => {
+  test(`a daemonising program that closes every descriptor (${mode}) keeps working and marked`, async () => {
     const out = join(tb.dir, `daemonize-${mode}.out`);
     const cap = await tb.capture(SYN_ONLY);
     const r = tb.inClient(daemon.run(bin('daemonize'), tb.serverIp, String(PORT), mode, out));
@@ -93,7 +91,7 @@ for (const mode of ['close', 'syscall', 'close_range']) {
   });
 }
 
-test('fail-open: no daemon at all', { skip }, async () => {
+test('fail-open: no daemon at all', async () => {
   const cap = await tb.capture(SYN_ONLY);
   const r = tb.inClient([process.execPath, QOS, 'run', '--socket', join(tb.dir, 'nobody.sock'), '--', bin('connect_loop'), tb.serverIp, String(PORT), '1000', '1']);
   assert.equal(r.stdout.trim(), 'ok=1000 fail=0');
@@ -102,7 +100,7 @@ test('fail-open: no daemon at all', { skip }, async () => {
   assert.deepEqual([...new Set(pkts.map((p) => p.dscp))], [0]);
 });
 
-test('fail-open: a daemon that accepts but never answers costs at most a few timeouts', { skip }, async () => {
+test('fail-open: a daemon that accepts but never answers costs at most a few timeouts', async () => {
   const sock = join(tb.dir, 'mute.sock');
   const held: unknown[] = [];
   let asked = 0; // requests the agent sent (one line each) and waited on
@@ -136,7 +134,7 @@ test('fail-open: a daemon that accepts but never answers costs at most a few tim
   }
 });
 
-test('fail-open: the daemon killed with SIGKILL while connects are in progress', { skip, timeout: 60_000 }, async () => {
+test('fail-open: the daemon killed with SIGKILL while connects are in progress', { timeout: 60_000 }, async () => {
   const dir2 = join(tb.dir, 'd2');
   mkdirSync(dir2);
   const d2 = await new TestDaemon(dir2, POLICY).start();

@@ -6,9 +6,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { e2eUnavailable, QOS, ROOT, TestDaemon, Testbed } from './harness.js';
+import { requireE2e, QOS, ROOT, TestDaemon, Testbed } from './harness.js';
 
-const skip: string | false = e2eUnavailable() ?? false;
+requireE2e();
 
 /** A daemon whose script runs at the test's priority (not nice 19) and may take 900 ms to
  * answer, and programs whose agent waits 1 s for it: these tests are about the marks on the
@@ -26,7 +26,6 @@ let daemon: PatientDaemon;
 const PORT = 7400;
 
 before(async () => {
-  if (skip) return;
   tb = new Testbed();
   const dir = join(tb.dir, 'ef');
   mkdirSync(dir);
@@ -36,7 +35,6 @@ before(async () => {
 });
 
 after(async () => {
-  if (skip) return;
   await daemon.stop();
   tb.cleanup();
 });
@@ -48,7 +46,7 @@ held = [socket.create_connection(("${tb.serverIp}", ${PORT})) for _ in range(${n
 print(" ".join(str(s.getsockname()[1]) for s in held))
 `, tag];
 
-test('examples/ef-per-user: two EF flows per user at a time, the third gets AF41; others fall to the rules', { skip }, async () => {
+test('examples/ef-per-user: two EF flows per user at a time, the third gets AF41; others fall to the rules', async () => {
   const cap = await tb.capture(`tcp dst port ${PORT} and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn`);
   const media = tb.inClient(daemon.run(...holder(3, 'media')));
   assert.equal(media.status, 0, media.stderr);
@@ -73,7 +71,7 @@ async function paperDaemon(name: string, replace: [string, string]): Promise<Pat
   return new PatientDaemon(dir, readFileSync(join(ROOT, `examples/paper/${name}.yaml`), 'utf8')).start();
 }
 
-test('the paper\'s Figure 5 in Safe Tcl: "NetMeeting" datagrams get TOS 48, another program nothing', { skip }, async () => {
+test('the paper\'s Figure 5 in Safe Tcl: "NetMeeting" datagrams get TOS 48, another program nothing', async () => {
   const netmeeting = ['socat', '-u', '-', `UDP4:${tb.serverIp}:5004`];
   const d = await paperDaemon('figure5', ['socat -u - UDP4:192.0.2.10:5004', netmeeting.join(' ')]);
   try {
@@ -90,7 +88,7 @@ test('the paper\'s Figure 5 in Safe Tcl: "NetMeeting" datagrams get TOS 48, anot
   }
 });
 
-test('the paper\'s Figure 6 in Safe Tcl: connections to one host get TOS 48, to another address nothing', { skip }, async () => {
+test('the paper\'s Figure 6 in Safe Tcl: connections to one host get TOS 48, to another address nothing', async () => {
   const d = await paperDaemon('figure6', ['"192.0.2.10"', `"${tb.serverIp}"`]);
   try {
     const cap = await tb.capture(`tcp dst port ${PORT} and tcp[tcpflags] & tcp-syn != 0 or ip6 and tcp dst port ${PORT}`);

@@ -10,9 +10,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { AGENT_TEST_BIN, e2eUnavailable, type Packet, TestDaemon, Testbed } from './harness.js';
+import { AGENT_TEST_BIN, requireE2e, type Packet, TestDaemon, Testbed } from './harness.js';
 
-const skip: string | false = e2eUnavailable() ?? false;
+requireE2e();
 let tb: Testbed;
 let daemon: TestDaemon;
 const sendCalls = join(AGENT_TEST_BIN, 'send_calls');
@@ -25,21 +25,19 @@ rules:
 `;
 
 before(async () => {
-  if (skip) return;
   tb = new Testbed();
   daemon = await new TestDaemon(tb.dir, POLICY).start();
   await tb.udpSink([A, B]);
 });
 
 after(async () => {
-  if (skip) return;
   await daemon.stop();
   tb.cleanup();
 });
 
 const count = (pkts: Packet[], port: number) => pkts.filter((p) => p.dstPort === port).length;
 
-test('sendmmsg, sendmsg and sendto return the same, and send the same datagrams, with the agent, without a daemon, and without the agent', { skip }, async () => {
+test('sendmmsg, sendmsg and sendto return the same, and send the same datagrams, with the agent, without a daemon, and without the agent', async () => {
   const runs = await daemon.threeWays(tb, [sendCalls, tb.serverIp, String(A), String(B)], `udp and dst host ${tb.serverIp} and (dst port ${A} or dst port ${B})`, 'client');
   for (const r of Object.values(runs)) assert.equal(r.status, 0, r.stderr);
   // what the kernel itself answers, as a plain program sees it

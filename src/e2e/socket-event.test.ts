@@ -10,9 +10,9 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { call, callJson } from '../cli/client.js';
-import { AGENT_TEST_BIN, e2eUnavailable, TestDaemon, Testbed, waitFor } from './harness.js';
+import { AGENT_TEST_BIN, requireE2e, TestDaemon, Testbed, waitFor } from './harness.js';
 
-const skip: string | false = e2eUnavailable() ?? false;
+requireE2e();
 let tb: Testbed;
 let daemon: TestDaemon;
 const uring = join(AGENT_TEST_BIN, 'uring_connect');
@@ -47,7 +47,6 @@ async function usePolicy(text: string): Promise<void> {
 }
 
 before(async () => {
-  if (skip) return;
   tb = new Testbed();
   daemon = await new TestDaemon(tb.dir, WITHOUT).start();
   await tb.sink(PORT);
@@ -55,14 +54,13 @@ before(async () => {
 });
 
 after(async () => {
-  if (skip) return;
   await daemon.stop();
   tb.cleanup();
 });
 
 const SYN = `tcp and dst port ${PORT} and tcp[tcpflags] & tcp-syn != 0`;
 
-test('without a rule naming the socket event, a socket connected through io_uring is left alone and the daemon is not asked', { skip }, async () => {
+test('without a rule naming the socket event, a socket connected through io_uring is left alone and the daemon is not asked', async () => {
   await usePolicy(WITHOUT);
   const cap = await tb.capture(SYN);
   const r = tb.inClient(daemon.run(uring, 'uring', tb.serverIp, String(PORT)));
@@ -72,7 +70,7 @@ test('without a rule naming the socket event, a socket connected through io_urin
 });
 
 for (const how of ['uring', 'syscall'] as const) {
-  test(`a rule on the socket event marks a socket connected through ${how === 'uring' ? 'io_uring' : 'syscall(SYS_connect)'} from its SYN; the program sees the same`, { skip }, async () => {
+  test(`a rule on the socket event marks a socket connected through ${how === 'uring' ? 'io_uring' : 'syscall(SYS_connect)'} from its SYN; the program sees the same`, async () => {
     await usePolicy(WITH);
     const runs = await daemon.threeWays(tb, [uring, how, tb.serverIp, String(PORT)], `tcp and dst port ${PORT}`);
     for (const r of Object.values(runs)) assert.equal(r.stdout, 'connect = 0\n', r.stderr);
@@ -87,7 +85,7 @@ for (const how of ['uring', 'syscall'] as const) {
   });
 }
 
-test('with a rule on the socket event, later sockets of a thread are decided from its cache: one question for the first socket, one for the first connect', { skip }, async () => {
+test('with a rule on the socket event, later sockets of a thread are decided from its cache: one question for the first socket, one for the first connect', async () => {
   await usePolicy(WITH);
   const N = 20;
   const cap = await tb.capture(SYN);
@@ -100,7 +98,7 @@ test('with a rule on the socket event, later sockets of a thread are decided fro
   assert.deepEqual([count('connect', false), count('connect', true)], [1, N - 1]);
 });
 
-test('a socket decision marks every destination of a datagram socket; a DENY on the socket event fails socket() itself', { skip }, async () => {
+test('a socket decision marks every destination of a datagram socket; a DENY on the socket event fails socket() itself', async () => {
   await usePolicy(WITH);
   const cap = await tb.capture(`udp and (dst port ${UDP_A} or dst port ${UDP_B})`);
   const r = tb.inClient(daemon.run(ownMark, tb.serverIp, tb.serverIp6, 'udp4', `sendto=4:${UDP_A}`, `sendto=4:${UDP_B}`, `sendto=4:${UDP_A}`, 'udp6'));
@@ -109,7 +107,7 @@ test('a socket decision marks every destination of a datagram socket; a DENY on 
   assert.deepEqual((await cap.packets()).map((p) => [p.dstPort, p.dscp]), [[UDP_A, 24], [UDP_B, 24], [UDP_A, 24]]);
 });
 
-test('a daemon that stops removes its generation file; a program that outlives it gets its decisions cached by the next daemon', { skip }, async () => {
+test('a daemon that stops removes its generation file; a program that outlives it gets its decisions cached by the next daemon', async () => {
   // The agent maps <socket>.gen; a stop writes zeros into it and removes it. The next daemon
   // makes a new file, which the agent maps after that daemon's first answer.
   const dir = join(tb.dir, 'restart');
@@ -158,7 +156,7 @@ while not os.path.exists('${dir}/done2'):
   }
 });
 
-test('a program whose first socket came before the daemon started still gets its decisions cached once the daemon is up', { skip }, async () => {
+test('a program whose first socket came before the daemon started still gets its decisions cached once the daemon is up', async () => {
   // The generation file is looked at on a process's first inet socket; when there is none yet,
   // it is looked at again after the daemon's first answer.
   const dir = join(tb.dir, 'late');

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { formatList, parseList, quoteElement } from './tcl-list.js';
+import { requireTools } from '../prerequisites.js';
 
 test('parses the paper\'s message shapes', () => {
   assert.deepEqual(parseList('Socket 12 0 {C:\\Program Files\\conf.exe} 2 2 0 5'), ['Socket', '12', '0', 'C:\\Program Files\\conf.exe', '2', '2', '0', '5']);
@@ -34,7 +35,8 @@ test('refuses malformed lists with a protocol error', () => {
   }
 });
 
-test('Tcl itself reads what we format', { skip: spawnSync('tclsh', ['<<<', '']).error ? 'no tclsh' : false }, () => {
+test('Tcl itself reads what we format', () => {
+  requireTools('tclsh');
   const cases = ['C:\\Program Files\\NetMeetingNT\\conf.exe ', 'a b', '{x', 'nl\nx', '$HOME', '[exec]', '#c', ''];
   const script = `set l [gets stdin]\nforeach e $l { puts x[binary encode hex [encoding convertto utf-8 $e]] }`;
   const r = spawnSync('tclsh', [], { input: `${script.replace(/\n/g, ';')}\n${formatList(cases)}\n`, encoding: 'utf8' });

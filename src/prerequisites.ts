@@ -1,0 +1,41 @@
+/* What the tests need of the machine. A missing piece fails the test file at once, naming the
+ * Debian package that provides it (scripts/debian-packages lists them all; scripts/setup
+ * installs them): a test that cannot run is never reported as skipped, so a run that passed
+ * checked everything. */
+
+import { spawnSync } from 'node:child_process';
+import { findChromium } from './report/chromium.js';
+
+/** The Debian package of each program the tests run. */
+const PACKAGE_OF: Record<string, string> = {
+  ip: 'iproute2', tcpdump: 'tcpdump', tshark: 'tshark', editcap: 'wireshark-common (it comes with tshark)',
+  iperf3: 'iperf3', socat: 'socat', curl: 'curl', python3: 'python3', tclsh: 'tcl8.6', nft: 'nftables',
+  setcap: 'libcap2-bin', pgrep: 'procps', gcc: 'gcc', chromium: 'chromium',
+};
+
+export class MissingPrerequisite extends Error {
+  override name = 'MissingPrerequisite';
+}
+
+function onPath(tool: string): boolean {
+  return spawnSync('/bin/sh', ['-c', 'command -v "$1"', 'sh', tool], { stdio: 'ignore' }).status === 0;
+}
+
+/** Throws, naming the package, unless every tool is on PATH. */
+export function requireTools(...tools: string[]): void {
+  for (const t of tools) {
+    if (!onPath(t)) throw new MissingPrerequisite(`these tests need \`${t}\`: install the Debian package ${PACKAGE_OF[t] ?? t} (bash scripts/setup installs all the tests need)`);
+  }
+}
+
+/** Throws unless the tests run as root (they create namespaces, nftables tables, other users' files). */
+export function requireRoot(why: string): void {
+  if (process.getuid?.() !== 0) throw new MissingPrerequisite(`these tests need root: ${why}; run npm test as root`);
+}
+
+/** Throws unless a Chromium the reports can be rendered with is installed. */
+export function requireChromium(): string {
+  const b = findChromium();
+  if (!b) throw new MissingPrerequisite('these tests need a Chromium to render reports: install the Debian package chromium (bash scripts/setup installs all the tests need)');
+  return b;
+}
