@@ -42,10 +42,11 @@ const RECHECK_MS = 1000;
  * Cleanup sent just before exit; an agent leaves a few at most). */
 const FINAL_LINES = 64;
 /** The loop notes the time every BEAT_MS; a gap over STALL_MS (ten times the agent's default
- * timeout) means it was stopped (SIGSTOP, a debugger) or stalled. Then, and for CATCH_UP_MS after, questions are not answered as they
- * are read but in the turn after that round of reading, by which the connections of agents
- * that stopped waiting have ended: their questions are dropped rather than decided for nobody
- * (the backlog of a long stop is connections taken from the listen queue in later rounds). */
+ * timeout) means it was stopped (SIGSTOP, a debugger) or stalled. Then, and for CATCH_UP_MS
+ * after, questions are not answered as they are read but in the turn after that round of
+ * reading, by which the connections of agents that stopped waiting have ended: their
+ * questions are dropped rather than decided for nobody (the backlog of a long stop is
+ * connections taken from the listen queue in later rounds). */
 const BEAT_MS = 250;
 export const STALL_MS = 500;
 const CATCH_UP_MS = 5000;
