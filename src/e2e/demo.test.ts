@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { DemoResult } from '../demo/demo.js';
-import { dumpDom, findChromium, screenshot } from '../report/chromium.js';
+import { dumpDom, findChromium } from '../report/chromium.js';
 import { e2eUnavailable, QOS, waitFor } from './harness.js';
 
 const skip = e2eUnavailable();
@@ -59,9 +59,7 @@ test('a shortened demo: EF on the wire, the bursts congest the router and its EF
     const ink = /data-ink="([\d,]+)"/.exec(body)![1]!.split(',').map(Number);
     assert.equal(ink.length, 6);
     for (const n of ink) assert.ok(n > 2000, `a chart canvas has ${n} painted pixels`);
-    const shot = join(dir, 'page.png');
-    screenshot(browser, join(report, 'index.html'), shot, 900, 2400);
-    assert.ok(statSync(shot).size > 20_000, 'the screenshot has content');
+    assert.ok(statSync(join(report, 'index.png')).size > 20_000, 'the page rendered as one image');
     assert.ok(statSync(join(report, 'delay-unmarked.png')).size > 5_000, 'PNG images rendered');
   } finally {
     rmSync(dir, { recursive: true, force: true });
