@@ -375,7 +375,7 @@ function duration(v: string, name: string): number {
 
 program
   .command('demo')
-  .description("the paper's experiment, measured: an unmodified media application sends across a congested, precedence-queued link, without and then with the policy daemon (needs root; builds and removes its own network namespaces)")
+  .description("the paper's experiment, measured: an unmodified media application sends across a congested, precedence-queued link, without and then with the policy daemon, over IPv4 or IPv6 (needs root; builds and removes its own network namespaces)")
   .option('--app <name>', 'the media source: media (a video-like UDP stream + TCP call control) or iperf3 (iperf3 -u)', 'media')
   .option('--family <4|6>', 'IP version of the run: 4 or 6 (every host has both; the router classifies both)', '4')
   .option('--scheduler <kind>', "the router's queueing: wfq (weighted classes by precedence) or priority (strict)", 'wfq')
@@ -390,7 +390,7 @@ program
   .option('--kbps <n>', 'media rate in kbit/s', (v) => positiveInt(v, '--kbps'), 400)
   .option('--fps <n>', 'media frames per second', (v) => positiveInt(v, '--fps'), 25)
   .option('--json <file>', 'write every figure as JSON to FILE (- for standard output)')
-  .option('--report <dir>', 'write an HTML report with charts (and SVG/PNG images) into DIR')
+  .option('--report <dir>', 'write a report into DIR: index.html (the table and charts, linking the images) and each chart as SVG; with Chromium installed, each chart as PNG too and the whole page as index.png')
   .action(async (o: { app: string; family: string; scheduler: string; weights: string; cycles: number; onMs: number; offMs: number; warmupMs: number; bottleneck: string; access: string; queue: number; kbps: number; fps: number; json?: string; report?: string }) => {
     if (o.app !== 'media' && o.app !== 'iperf3') throw new QosError('QOS_ERR_USAGE', `--app takes media or iperf3, not "${o.app}"`);
     if (o.family !== '4' && o.family !== '6') throw new QosError('QOS_ERR_USAGE', `--family takes 4 or 6, not "${o.family}"`);
