@@ -23,7 +23,7 @@ function trace(): RunTrace {
   const received = new Map<string, number>();
   for (let i = 0; i < 40; i++) {
     const t = i * 100_000;
-    sent.push({ key: `k${i}`, tUs: t, tos: i < 20 ? 0 : 184, bytes: 1000 });
+    sent.push({ key: `k${i}`, tUs: t, tos: i < 20 ? 0 : 184, bytes: 1000, family: i < 30 ? 4 : 6 });
     const burst = t >= 1_000_000 && t < 2_000_000;
     if (burst && i % 2) continue;
     received.set(`k${i}`, t + (burst ? 50_000 : 1000));
@@ -51,6 +51,7 @@ test('a run: loss, delay and jitter per phase, set-up time, cross traffic, marks
   assert.equal(f.cross_traffic_mbps_during_burst, 10);
   assert.equal(f.cross_traffic_mbps_idle, 0.333);
   assert.deepEqual(f.media_dscp, { 0: 20, 46: 20 });
+  assert.deepEqual(f.media_family, { 4: 30, 6: 10 });
   assert.deepEqual(f.series.loss, [[0, 0], [1, 50], [2, 0], [3, 0]]);
   assert.equal(f.series.loss_bin_s, 1);
   assert.deepEqual(f.series.classes, [[0.5, [10, 0, 0, 0, 0, 0.1, 0, 0]]]);

@@ -5,7 +5,7 @@
  * generator reports, and the router's per-class counters. All times are wall-clock
  * microseconds; the namespaces share one clock, so a delay is a plain difference. */
 
-export interface SentDatagram { key: string; tUs: number; tos: number; bytes: number }
+export interface SentDatagram { key: string; tUs: number; tos: number; bytes: number; family: 4 | 6 }
 export interface Arrival { tUs: number; bytes: number }
 export interface Burst { on: number; off: number }
 export interface ClassSample { tUs: number; bytes: number[]; drops: number[] }
@@ -45,6 +45,8 @@ export interface RunFigures {
   cross_traffic_mbps_idle: number;
   /** media datagrams seen leaving the source, by DSCP */
   media_dscp: Record<string, number>;
+  /** media datagrams seen leaving the source, by IP version ("4", "6") */
+  media_family: Record<string, number>;
   /** DSCP of the call-control SYN */
   control_dscp: number | null;
   series: {
@@ -125,8 +127,11 @@ export function analyzeRun(t: RunTrace): RunFigures {
   }
   const mbps = (bytes: number, us: number) => (us > 0 ? round((bytes * 8) / us, 3) : 0);
 
-  const mediaDscp: Record<string, number> = {};
-  for (const s of sent) mediaDscp[String(s.tos >> 2)] = (mediaDscp[String(s.tos >> 2)] ?? 0) + 1;
+  const mediaDscp: Record<string, number> = {}, mediaFamily: Record<string, number> = {};
+  for (const s of sent) {
+    mediaDscp[String(s.tos >> 2)] = (mediaDscp[String(s.tos >> 2)] ?? 0) + 1;
+    mediaFamily[String(s.family)] = (mediaFamily[String(s.family)] ?? 0) + 1;
+  }
 
   const sec = (us: number) => round((us - t.startUs) / 1e6, 4);
   const loss: Array<[number, number]> = [];
@@ -158,6 +163,7 @@ export function analyzeRun(t: RunTrace): RunFigures {
     cross_traffic_mbps_during_burst: mbps(crossBurst, burstUs),
     cross_traffic_mbps_idle: mbps(crossIdle, idleUs),
     media_dscp: mediaDscp,
+    media_family: mediaFamily,
     control_dscp: t.synTos === null ? null : t.synTos >> 2,
     series: {
       delay: items.map((i) => [sec(i.sent.tUs), i.r === undefined ? null : round((i.r - i.sent.tUs) / 1000)]),

@@ -8,7 +8,7 @@
  * Prints one JSON line per burst: {"on": µs, "off": µs, "datagrams": n} (wall clock). */
 
 import { createSocket } from 'node:dgram';
-import { args, hostPort, nowUs, num, sleep } from './programs.js';
+import { args, hostPort, nowUs, num, sleep, udpType } from './programs.js';
 
 const o = args({ to: { type: 'string' }, 'on-ms': { type: 'string' }, 'off-ms': { type: 'string' }, cycles: { type: 'string' }, size: { type: 'string' } });
 const to = hostPort(o.to, '--to');
@@ -19,7 +19,7 @@ const size = num(o.size, '--size', 1, 1470);
 
 /** Datagrams handed to the kernel and not yet reported sent: enough to keep it busy. */
 const WINDOW = 64;
-const sock = createSocket('udp4');
+const sock = createSocket(udpType(to.host));
 sock.on('error', () => { /* a full queue drops; nothing to do */ });
 const payload = Buffer.alloc(size, 0x78);
 

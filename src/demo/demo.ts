@@ -14,8 +14,8 @@ import { DaemonChild, QOS_CLI } from '../daemon/child.js';
 import { QosError } from '../errors.js';
 import { quoteElement } from '../protocol/tcl-list.js';
 import { analyzeRun, type Arrival, type Burst, type ClassSample, type RunFigures, type SentDatagram } from './analyze.js';
-import { DemoNet, demoUnavailable, removeStale } from './net.js';
-import { nowUs, sleep } from './programs.js';
+import { DemoNet, demoUnavailable, removeStale, type IpFamily } from './net.js';
+import { joinHostPort, nowUs, sleep } from './programs.js';
 import { classCounters, DEFAULT_WEIGHTS, type SchedulerKind } from './scheduler.js';
 
 const HERE = resolve(fileURLToPath(import.meta.url), '..');
@@ -24,6 +24,9 @@ const CROSS_JS = join(HERE, 'crossgen.js');
 const SINK_JS = join(HERE, 'sink.js');
 
 const MEDIA_PORT = 5004, CONTROL_PORT = 5005, CROSS_PORT = 9000, IPERF_PORT = 5201;
+/** Cross-traffic packets are 1,498 bytes in either family: the payload is what is left after
+ * the IP header (20 or 40 bytes) and UDP's 8, so no datagram is fragmented on a 1,500 MTU. */
+const CROSS_PAYLOAD: Record<IpFamily, number> = { 4: 1498 - 28, 6: 1498 - 48 };
 /** The media's call control connection opens this long after the first burst begins. */
 const CONTROL_INTO_BURST_MS = 500;
 const CLASS_SAMPLE_MS = 250;
@@ -35,6 +38,8 @@ export type RunName = 'unmarked' | 'marked';
 
 export interface DemoOptions {
   app: DemoApp;
+  /** the IP version the media, its call control and the cross traffic use */
+  family: IpFamily;
   scheduler: SchedulerKind;
   weights: number[];
   bottleneckBps: number;
@@ -51,7 +56,7 @@ export interface DemoOptions {
 }
 
 export const DEMO_DEFAULTS: DemoOptions = {
-  app: 'media', scheduler: 'wfq', weights: [...DEFAULT_WEIGHTS], bottleneckBps: 10e6, accessBps: 100e6, queuePackets: 100,
+  app: 'media', family: 4, scheduler: 'wfq', weights: [...DEFAULT_WEIGHTS], bottleneckBps: 10e6, accessBps: 100e6, queuePackets: 100,
   onMs: 2000, offMs: 2000, cycles: 4, warmupMs: 2000, kbps: 400, fps: 25,
 };
 
@@ -61,6 +66,8 @@ export interface RunResult extends RunFigures {
   app_report: Record<string, unknown> | null;
   /** packets the router dropped during the run, by precedence */
   router_drops: number[];
+  /** bytes the router sent during the run, by precedence */
+  router_bytes: number[];
 }
 
 export interface DemoResult {
@@ -72,10 +79,11 @@ export interface DemoResult {
  * marks that mean something to a router queueing by precedence. */
 export function policyTcl(cmd: string): string {
   return `#
-# qos demo: the paper's Figure 5, with two changes. The command-line string is this demo's
+# qos demo: the paper's Figure 5, with three changes. The command-line string is this demo's
 # media application. The marks are TOS ${MEDIA_TOS} (DSCP EF, precedence 5) for its datagrams and
 # TOS ${CONTROL_TOS} (DSCP AF21, precedence 2) for its TCP: the paper's TOS 48 and 16 would be
 # precedence 1 and 0 at a router that queues by precedence, as the demonstration's does.
+# Datagrams are media over IPv6 too (the agent sets the traffic class from TOS).
 #
 source SprintLib.tcl
 
@@ -84,7 +92,7 @@ set MediaStr ${quoteElement(cmd)}
 proc Socket { pid uid cmd family type protocol fd } {
     global MediaStr AF SockType
     if {[string compare $cmd $MediaStr] == 0} {
-        if { $family == $AF(INET)
+        if { ($family == $AF(INET) || $family == $AF(INET6))
              && $type == $SockType(DGRAM) } {
             # High priority to the media datagrams
             return "TOS ${MEDIA_TOS}"
@@ -165,12 +173,12 @@ class Demo {
 
   /** The application's command line (argv exactly as `qos run` executes it). */
   private appArgv(durationMs: number): string[] {
-    const sink = this.net.sink.ip;
+    const sink = this.net.sink.ip[this.o.family];
     if (this.o.app === 'iperf3') {
       const secs = Math.max(1, Math.floor(durationMs / 1000));
       return ['iperf3', '-u', '-c', sink, '-p', String(IPERF_PORT), '-b', `${this.o.kbps}K`, '-l', '1000', '-t', String(secs), '--json'];
     }
-    return [process.execPath, MEDIA_JS, '--to', `${sink}:${MEDIA_PORT}`, '--control', `${sink}:${CONTROL_PORT}`,
+    return [process.execPath, MEDIA_JS, '--to', joinHostPort(sink, MEDIA_PORT), '--control', joinHostPort(sink, CONTROL_PORT),
       '--control-at', String(this.o.warmupMs + CONTROL_INTO_BURST_MS), '--duration', String(durationMs / 1000), '--fps', String(this.o.fps), '--kbps', String(this.o.kbps)];
   }
 
@@ -205,15 +213,16 @@ class Demo {
     let synUs: number | null = null, synAckUs: number | null = null, synTos: number | null = null;
     const usOf = (p: Packet) => Number(p.tsNs / 1000n);
     const keyOf = (p: Packet) => (p.payload.length >= 12 ? p.payload.subarray(0, 16).toString('hex') : null);
-    const sinkIp = net.sink.ip;
-    const srcCap = new LiveCapture({ netns: net.source.ns, iface: net.source.dev, filter: `(udp and dst host ${sinkIp} and dst port ${mediaPort}) or (tcp and host ${sinkIp} and port ${controlPort} and tcp[tcpflags] & tcp-syn != 0)` }, (p) => {
+    const sinkIp = net.sink.ip[o.family];
+    // The handshake is picked out here, not in the filter: libpcap's tcp[...] reads IPv4 only.
+    const srcCap = new LiveCapture({ netns: net.source.ns, iface: net.source.dev, filter: `(udp and dst host ${sinkIp} and dst port ${mediaPort}) or (tcp and host ${sinkIp} and port ${controlPort})` }, (p) => {
       if (p.proto === 17) {
         const key = keyOf(p);
-        if (key) sent.push({ key, tUs: usOf(p), tos: p.tos, bytes: p.ipLength });
-      } else if (p.proto === 6 && p.dst === sinkIp && (p.tcpFlags & (TCP_SYN | TCP_ACK)) === TCP_SYN && synUs === null) {
+        if (key) sent.push({ key, tUs: usOf(p), tos: p.tos, bytes: p.ipLength, family: p.family });
+      } else if (p.proto === 6 && p.dport === controlPort && (p.tcpFlags & (TCP_SYN | TCP_ACK)) === TCP_SYN && synUs === null) {
         synUs = usOf(p);
         synTos = p.tos;
-      } else if (p.proto === 6 && p.src === sinkIp && (p.tcpFlags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK) && synUs !== null && synAckUs === null) {
+      } else if (p.proto === 6 && p.sport === controlPort && (p.tcpFlags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK) && synUs !== null && synAckUs === null) {
         synAckUs = usOf(p);
       }
     });
@@ -251,7 +260,8 @@ class Demo {
     const runArgv = [process.execPath, QOS_CLI, 'run', '--socket', socket, '--', ...argv];
     let app = iperf ? null : this.spawn(net.source.ns, runArgv);
     await sleep(o.warmupMs);
-    const crossProc = this.spawn(net.cross.ns, [process.execPath, CROSS_JS, '--to', `${sinkIp}:${CROSS_PORT}`, '--on-ms', String(o.onMs), '--off-ms', String(o.offMs), '--cycles', String(o.cycles)]);
+    const crossProc = this.spawn(net.cross.ns, [process.execPath, CROSS_JS, '--to', joinHostPort(sinkIp, CROSS_PORT), '--size', String(CROSS_PAYLOAD[o.family]),
+      '--on-ms', String(o.onMs), '--off-ms', String(o.offMs), '--cycles', String(o.cycles)]);
     if (iperf) {
       await sleep(CONTROL_INTO_BURST_MS);
       app = this.spawn(net.source.ns, runArgv);
@@ -274,10 +284,12 @@ class Demo {
     if (!sent.length) throw new QosError('QOS_ERR_INTERNAL', `no media datagrams were captured leaving the source: ${app!.err.trim().slice(0, 300)}`);
     const figures = analyzeRun({ startUs, endUs, sent, received, cross, bursts, synUs, synAckUs, synTos, classes, binUs: 2_000_000 });
     const first = classes[0], last = classes[classes.length - 1];
+    const during = (k: 'bytes' | 'drops') => (first && last ? last[k].map((x, p) => x - first[k][p]!) : new Array<number>(8).fill(0));
     return {
       daemon: marked, ...figures,
       app_report: iperf ? iperfReport(app!.out) : lastJson(app!.out),
-      router_drops: first && last ? last.drops.map((d, p) => d - first.drops[p]!) : new Array<number>(8).fill(0),
+      router_drops: during('drops'),
+      router_bytes: during('bytes'),
     };
   }
 
@@ -316,9 +328,9 @@ export async function runDemo(o: DemoOptions, runs: RunName[] = ['unmarked', 'ma
   try {
     const result: DemoResult = {
       setup: {
-        app: o.app, scheduler: o.scheduler, weights: o.weights, bottleneckBps: o.bottleneckBps, accessBps: o.accessBps, queuePackets: o.queuePackets,
+        app: o.app, family: o.family, scheduler: o.scheduler, weights: o.weights, bottleneckBps: o.bottleneckBps, accessBps: o.accessBps, queuePackets: o.queuePackets,
         onMs: o.onMs, offMs: o.offMs, cycles: o.cycles, warmupMs: o.warmupMs, kbps: o.kbps, fps: o.fps,
-        topology: { source: net.source.ip, cross: net.cross.ip, sink: net.sink.ip, router: net.router.ns },
+        topology: { source: net.source.ip[o.family], cross: net.cross.ip[o.family], sink: net.sink.ip[o.family], router: net.router.ns },
       },
       runs: {},
     };

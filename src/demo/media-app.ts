@@ -6,13 +6,14 @@
  * frame number and the send time, so a capture can match it on both sides.
  *
  *   node media-app.js --to HOST:PORT [--control HOST:PORT --control-at MS] [--duration S]
+ *                     (an IPv6 HOST in brackets: [fd00:91:3::2]:5004)
  *                     [--fps 25] [--kbps 400] [--seed 1]
  *
  * Prints one JSON line at the end: datagrams, bytes, frames, control_setup_ms. */
 
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
-import { args, hostPort, nowUs, num, sleep } from './programs.js';
+import { args, hostPort, nowUs, num, sleep, udpType } from './programs.js';
 
 const o = args({ to: { type: 'string' }, control: { type: 'string' }, 'control-at': { type: 'string' }, duration: { type: 'string' }, fps: { type: 'string' }, kbps: { type: 'string' }, seed: { type: 'string' } });
 const to = hostPort(o.to, '--to');
@@ -43,7 +44,7 @@ function frameBytes(n: number): number {
   return Math.max(HEADER, Math.round(meanFrame * w * (0.75 + random() * 0.5)));
 }
 
-const sock = createSocket('udp4');
+const sock = createSocket(udpType(to.host));
 let seq = 0, bytes = 0, frames = 0, pending = 0;
 let setupMs: number | null = null;
 

@@ -1,6 +1,7 @@
 /* The demonstration network (paper figure 7) in network namespaces: a media source host and
  * a cross-traffic host on 100 Mb/s access links to a router, and a 10 Mb/s bottleneck from
- * the router to the sink host, queued by precedence (scheduler.ts). Everything created here
+ * the router to the sink host, queued by precedence (scheduler.ts). Every host has an IPv4
+ * and an IPv6 (unique local, RFC 4193) address, so a run may use either. Everything created here
  * carries the owner's pid in its name and is removed by destroy(), or by the next demo if
  * this process died before it could. */
 
@@ -13,14 +14,21 @@ export interface NetOptions {
   scheduler: SchedulerOptions;
 }
 
+export type IpFamily = 4 | 6;
+
 export interface Host {
   ns: string;
-  ip: string;
+  ip: Record<IpFamily, string>;
   /** the interface towards the router */
   dev: string;
 }
 
 const PREFIX = 'qosdemo';
+
+/** Host n's addresses on the demo's subnet i: 10.91.i.n/24 and fd00:91:i::n/64. */
+function addresses(i: number, n: number): Record<IpFamily, string> {
+  return { 4: `10.91.${i}.${n}`, 6: `fd00:91:${i}::${n}` };
+}
 
 /** Runs argv and returns its output; throws a QosError with its stderr if it fails. */
 export function must(argv: string[], what = argv.join(' ')): string {
@@ -76,9 +84,9 @@ export function removeNamespace(ns: string): void {
 
 export class DemoNet {
   readonly tag = `${PREFIX}${process.pid}`;
-  readonly source: Host = { ns: `${this.tag}-src`, ip: '10.91.1.2', dev: 'up0' };
-  readonly cross: Host = { ns: `${this.tag}-xt`, ip: '10.91.2.2', dev: 'up0' };
-  readonly sink: Host = { ns: `${this.tag}-snk`, ip: '10.91.3.2', dev: 'up0' };
+  readonly source: Host = { ns: `${this.tag}-src`, ip: addresses(1, 2), dev: 'up0' };
+  readonly cross: Host = { ns: `${this.tag}-xt`, ip: addresses(2, 2), dev: 'up0' };
+  readonly sink: Host = { ns: `${this.tag}-snk`, ip: addresses(3, 2), dev: 'up0' };
   readonly router = { ns: `${this.tag}-rt`, bottleneck: 'snk0' };
   private created: string[] = [];
 
@@ -100,24 +108,31 @@ export class DemoNet {
       this.created.push(ns);
       must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
     }
-    const links: Array<[Host, string, string, number]> = [
-      [this.source, 'src0', '10.91.1.1', this.o.accessBps],
-      [this.cross, 'xt0', '10.91.2.1', this.o.accessBps],
-      [this.sink, 'snk0', '10.91.3.1', this.o.scheduler.linkBps],
+    // Host h is .2 (::2) on subnet i, the router .1 (::1).
+    const links: Array<[Host, string, number, number]> = [
+      [this.source, 'src0', 1, this.o.accessBps],
+      [this.cross, 'xt0', 2, this.o.accessBps],
+      [this.sink, 'snk0', 3, this.o.scheduler.linkBps],
     ];
-    for (const [h, rdev, rip, bps] of links) {
+    for (const [h, rdev, subnet, bps] of links) {
       must(['ip', 'link', 'add', h.dev, 'netns', h.ns, 'type', 'veth', 'peer', 'name', rdev, 'netns', rt]);
-      must(['ip', '-n', h.ns, 'addr', 'add', `${h.ip}/24`, 'dev', h.dev]);
-      must(['ip', '-n', rt, 'addr', 'add', `${rip}/24`, 'dev', rdev]);
-      must(['ip', '-n', h.ns, 'link', 'set', h.dev, 'up']);
-      must(['ip', '-n', rt, 'link', 'set', rdev, 'up']);
-      must(['ip', '-n', h.ns, 'route', 'add', 'default', 'via', rip]);
+      const rip = addresses(subnet, 1);
+      for (const [ns, dev, ip] of [[h.ns, h.dev, h.ip], [rt, rdev, rip]] as const) {
+        must(['ip', '-n', ns, 'addr', 'add', `${ip[4]}/24`, 'dev', dev]);
+        // No duplicate address detection, for the link-local address either: a tentative
+        // address holds IPv6 back for a second or more after the link comes up.
+        must(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${dev}.accept_dad=0`]);
+        must(['ip', '-n', ns, '-6', 'addr', 'add', `${ip[6]}/64`, 'dev', dev, 'nodad']);
+        must(['ip', '-n', ns, 'link', 'set', dev, 'up']);
+      }
+      must(['ip', '-n', h.ns, 'route', 'add', 'default', 'via', rip[4]]);
+      must(['ip', '-n', h.ns, '-6', 'route', 'add', 'default', 'via', rip[6]]);
       // Both directions of each link run at its rate; the router's side of the bottleneck
       // is the precedence scheduler.
       this.tc(h.ns, linkPlan(h.dev, bps));
       this.tc(rt, rdev === this.router.bottleneck ? schedulerPlan(rdev, this.o.scheduler) : linkPlan(rdev, bps));
     }
-    must(['ip', 'netns', 'exec', rt, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    must(['ip', 'netns', 'exec', rt, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
   }
 
   private tc(ns: string, plan: string[][]): void {

@@ -1,20 +1,23 @@
 /* `qos demo --report DIR`: a self-contained HTML page (uPlot and the data inlined; open it
- * from disk, no server) with, per run, the media's one-way delay over time with the bursts
- * shaded, its loss per 2 s interval and the router's throughput per precedence class; the
- * same charts as SVG files, and as PNG when Chromium is installed to render them. */
+ * from disk, no server) with the summary table and, per run, the media's one-way delay over
+ * time with the bursts shaded, its loss per 2 s interval and the router's throughput per
+ * precedence class; the same charts as SVG files, and as PNG when Chromium is installed to
+ * render them, with the whole page as one PNG too. The page links every image beside it. */
 
 import { mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../atomic-file.js';
-import { findChromium, screenshot } from '../report/chromium.js';
+import { findChromium, screenshot, screenshotPage } from '../report/chromium.js';
 import { renderSvg, type ChartSpec } from '../report/svg-chart.js';
 import type { DemoResult, RunName } from './demo.js';
-import { formatDemo } from './table.js';
+import { demoTable } from './table.js';
 
 const PRECEDENCE_COLORS = ['#7f7f7f', '#1f77b4', '#2ca02c', '#17becf', '#9467bd', '#d62728', '#ff7f0e', '#8c564b'];
 const RUN_LABEL: Record<RunName, string> = { unmarked: 'without the daemon', marked: 'with the daemon' };
 const SIZE = { width: 800, height: 320 };
+/** The page image's width: the page's 900 px column and its margins. */
+const PAGE_WIDTH = 960;
 
 /** The charts of a demo result, in page order. */
 export function demoCharts(r: DemoResult): ChartSpec[] {
@@ -44,8 +47,11 @@ export function demoCharts(r: DemoResult): ChartSpec[] {
 
 const esc = (s: string) => s.replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]!);
 
-/** Draws the specs with uPlot; when done, body gets data-drawn (charts made) and data-ink
- * (painted pixels per chart canvas), or data-error. A screenshot test reads them. */
+/** Draws the specs with uPlot; when done, body gets data-drawn (charts made), data-ink
+ * (painted pixels per chart canvas), or data-error, and the layout as drawn:
+ * data-page-width and data-page-height (the page's scroll size, which screenshotPage
+ * shoots), data-summary-bottom and data-summary-right (the summary's extent on the page) and
+ * data-summary-overflow (1 if the summary is wider than its column). Tests read them. */
 const PAGE_SCRIPT = `
 window.addEventListener('error', (e) => { document.body.dataset.error = String(e.message); });
 (function () {
@@ -74,10 +80,7 @@ window.addEventListener('error', (e) => { document.body.dataset.error = String(e
       series: [{ label: c.xLabel }, ...series],
       hooks: { drawClear: [bands] },
     };
-    const el = document.createElement('div');
-    el.id = c.id;
-    document.getElementById('charts').appendChild(el);
-    made.push(new uPlot(opts, [c.x, ...c.series.map((s) => s.values)], el));
+    made.push(new uPlot(opts, [c.x, ...c.series.map((s) => s.values)], document.getElementById(c.id)));
   }
   setTimeout(() => {
     const ink = made.map((u) => {
@@ -86,31 +89,77 @@ window.addEventListener('error', (e) => { document.body.dataset.error = String(e
       for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250)) n++;
       return n;
     });
-    document.body.dataset.ink = ink.join(',');
-    document.body.dataset.drawn = String(made.length);
+    const b = document.body.dataset, root = document.documentElement, summary = document.getElementById('summary');
+    b.ink = ink.join(',');
+    b.pageWidth = String(root.scrollWidth);
+    b.pageHeight = String(root.scrollHeight);
+    let bottom = 0, right = 0;
+    for (const e of [summary, ...summary.querySelectorAll('*')]) {
+      const r = e.getBoundingClientRect();
+      bottom = Math.max(bottom, r.bottom + scrollY);
+      right = Math.max(right, r.right + scrollX);
+    }
+    b.summaryBottom = String(Math.ceil(bottom));
+    b.summaryRight = String(Math.ceil(right));
+    b.summaryOverflow = summary.scrollWidth > summary.clientWidth ? '1' : '0';
+    b.drawn = String(made.length);
   }, 50);
 })();
 `;
 
-export function demoHtml(r: DemoResult, specs: ChartSpec[]): string {
+/** Relative links to images beside the page: names only, so they work from the directory. */
+function links(files: string[]): string {
+  return files.map((f) => `<a href="${encodeURIComponent(f)}">${esc(f)}</a>`).join(', ');
+}
+
+/** What the page links: each chart's images, and the page's own image. */
+export interface ReportImages { charts: Map<string, string[]>; page: string | null }
+
+function summaryHtml(r: DemoResult): string {
+  const t = demoTable(r);
+  const row = (cells: string[], cell: 'td' | 'th') => `<tr><th scope="row">${esc(cells[0]!)}</th>${cells.slice(1).map((c) => `<${cell}>${esc(c)}</${cell}>`).join('')}</tr>`;
+  return `<section id="summary">
+<table>
+<caption>${esc(t.title)}</caption>
+<thead>${row(t.head, 'th')}</thead>
+<tbody>
+${t.rows.map((cells) => row(cells, 'td')).join('\n')}
+</tbody>
+</table>
+${t.conclusion ? `<p>${esc(t.conclusion)}</p>` : ''}
+</section>`;
+}
+
+export function demoHtml(r: DemoResult, specs: ChartSpec[], images: ReportImages = { charts: new Map(), page: null }): string {
   const require = createRequire(import.meta.url);
   const uplotJs = readFileSync(require.resolve('uplot/dist/uPlot.iife.min.js'), 'utf8');
   const uplotCss = readFileSync(require.resolve('uplot/dist/uPlot.min.css'), 'utf8');
   // Inline data must not end the script element early.
   const data = JSON.stringify(specs).replace(/</g, '\\u003c');
+  const figures = specs.map((s) => {
+    const files = images.charts.get(s.id) ?? [];
+    return `<figure><div id="${esc(s.id)}"></div>${files.length ? `<figcaption>As an image: ${links(files)}</figcaption>` : ''}</figure>`;
+  });
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>qos demo report</title>
 <style>${uplotCss}
 body { font-family: sans-serif; margin: 24px; max-width: 900px; }
-pre { background: #f6f6f6; padding: 12px; overflow-x: auto; }
-#charts > div { margin: 18px 0; }
+#summary table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+#summary caption { text-align: left; font-weight: bold; padding-bottom: 8px; }
+#summary th, #summary td { text-align: left; padding: 3px 14px 3px 0; border-bottom: 1px solid #e4e4e4; }
+#summary tbody th { font-weight: normal; }
+figure { margin: 18px 0; }
+figcaption { font-size: 90%; color: #444; }
 </style></head>
 <body>
 <h1>qos demo</h1>
-<p>The paper's section 5 experiment: an unmodified media application sends across a ${r.setup.bottleneckBps / 1e6} Mb/s link that a router
+<p>The paper's section 5 experiment over IPv${r.setup.family}: an unmodified media application sends across a ${r.setup.bottleneckBps / 1e6} Mb/s link that a router
 queues by IP precedence (${r.setup.scheduler}); cross traffic fills it in bursts (shaded). First without the policy daemon, then with it.</p>
-<pre>${esc(formatDemo(r))}</pre>
-<div id="charts"></div>
+${summaryHtml(r)}
+${images.page ? `<p>This page as one image: ${links([images.page])}</p>` : ''}
+<div id="charts">
+${figures.join('\n')}
+</div>
 <script id="charts-data" type="application/json">${data}</script>
 <script>${uplotJs}</script>
 <script>${PAGE_SCRIPT}</script>
@@ -118,28 +167,31 @@ queues by IP precedence (${r.setup.scheduler}); cross traffic fills it in bursts
 `;
 }
 
-/** Writes the report into dir; returns the files written. */
+/** Writes the report into dir; returns the files written, the page first. */
 export async function writeReport(r: DemoResult, dir: string, o: { png?: boolean } = {}): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
   const specs = demoCharts(r);
-  const files: string[] = [];
-  const html = join(dir, 'index.html');
-  writeFileAtomic(html, demoHtml(r, specs));
-  files.push(html);
-  for (const s of specs) {
-    const f = join(dir, `${s.id}.svg`);
-    writeFileAtomic(f, renderSvg(s));
-    files.push(f);
-  }
   const browser = o.png === false ? null : findChromium();
-  if (browser) {
-    for (const s of specs) {
-      const png = join(dir, `${s.id}.png`);
+  const images: ReportImages = { charts: new Map(), page: browser ? 'index.png' : null };
+  for (const s of specs) {
+    const svg = `${s.id}.svg`;
+    writeFileAtomic(join(dir, svg), renderSvg(s));
+    images.charts.set(s.id, [svg]);
+    if (browser) {
+      // under its own name only once whole
       const tmp = join(dir, `.${s.id}.${process.pid}.png`);
-      screenshot(browser, join(dir, `${s.id}.svg`), tmp, SIZE.width, SIZE.height);
-      renameSync(tmp, png);
-      files.push(png);
+      screenshot(browser, join(dir, svg), tmp, SIZE.width, SIZE.height);
+      renameSync(tmp, join(dir, `${s.id}.png`));
+      images.charts.get(s.id)!.push(`${s.id}.png`);
     }
   }
-  return files;
+  const html = join(dir, 'index.html');
+  writeFileAtomic(html, demoHtml(r, specs, images));
+  if (browser) {
+    const tmp = join(dir, `.index.${process.pid}.png`);
+    screenshotPage(browser, html, tmp, PAGE_WIDTH);
+    renameSync(tmp, join(dir, images.page!));
+  }
+  const beside = [...(images.page ? [images.page] : []), ...[...images.charts.values()].flat()];
+  return [html, ...beside.map((f) => join(dir, f))];
 }

@@ -11,7 +11,7 @@ test('wfq: assured rates follow the weights and add up to the link', () => {
   assert.ok(r.reduce((a, b) => a + b, 0) <= 10e6);
 });
 
-test('wfq plan: eight classes at one HTB priority, ceil = link, quanta in proportion to the weights, u32 on the precedence bits', () => {
+test('wfq plan: eight classes at one HTB priority, ceil = link, quanta in proportion to the weights, u32 on the precedence bits of IPv4 and IPv6', () => {
   const plan = schedulerPlan('snk0', wfq);
   const classes = plan.filter((a) => a[0] === 'class' && a.includes('1:1'));
   const leaves = classes.filter((a) => /^1:1[0-7]$/.test(a[a.indexOf('classid') + 1]!));
@@ -21,8 +21,10 @@ test('wfq plan: eight classes at one HTB priority, ceil = link, quanta in propor
     assert.equal(a[a.indexOf('prio') + 1], '0');
     assert.equal(a[a.indexOf('quantum') + 1], String(1514 * (p + 1)));
   }
-  const filters = plan.filter((a) => a[0] === 'filter');
-  assert.ok(filters[5]!.join(' ').includes('match ip tos 0xa0 0xe0 flowid 1:15'));
+  const filters = plan.filter((a) => a[0] === 'filter').map((a) => a.join(' '));
+  assert.equal(filters.length, 16, 'one filter per precedence and family');
+  assert.ok(filters.includes('filter add dev snk0 parent 1: protocol ip prio 1 u32 match ip tos 0xa0 0xe0 flowid 1:15'));
+  assert.ok(filters.includes('filter add dev snk0 parent 1: protocol ipv6 prio 2 u32 match ip6 priority 0xa0 0xe0 flowid 1:15'), 'IPv6 traffic class classified as IPv4 TOS');
   assert.ok(plan.some((a) => a.join(' ') === 'qdisc add dev snk0 parent 1:10 handle 10: pfifo limit 100'));
 });
 

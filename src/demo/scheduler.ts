@@ -1,6 +1,7 @@
 /* The demonstration router's output queueing (paper section 5): eight queues by the IP
- * precedence bits of the DS field, as tc argument vectors (pure, so tests read the plan),
- * and the per-class byte counters read back from `tc -s -j class show`.
+ * precedence bits of the DS field (IPv4's TOS byte, IPv6's traffic class: RFC 2474 §3 puts
+ * the same DS field in both), as tc argument vectors (pure, so tests read the plan), and the
+ * per-class byte counters read back from `tc -s -j qdisc show`.
  *
  * Why HTB approximates the paper's WFQ: each precedence p gets an HTB class whose assured
  * rate is the link rate times w_p / sum(w), with ceil = link rate. A class under its assured
@@ -51,7 +52,8 @@ export function assuredRates(o: SchedulerOptions): number[] {
 }
 
 /** tc argument vectors (without the leading `tc`) that install the scheduler as the root
- * qdisc of dev. Unclassified traffic (not IPv4) goes to precedence 0. */
+ * qdisc of dev. IPv4 and IPv6 are classified alike; what is neither (ARP) goes to
+ * precedence 0. */
 export function schedulerPlan(dev: string, o: SchedulerOptions): string[][] {
   checkScheduler(o);
   const link = `${Math.round(o.linkBps)}bit`;
@@ -69,7 +71,10 @@ export function schedulerPlan(dev: string, o: SchedulerOptions): string[][] {
     plan.push(['class', 'add', 'dev', dev, 'parent', '1:1', 'classid', classOf(p), 'htb', 'rate', `${rates[p]}bit`, 'ceil', link,
       'quantum', String(quantum), 'prio', String(prio)]);
     plan.push(['qdisc', 'add', 'dev', dev, 'parent', classOf(p), 'handle', `${10 + p}:`, 'pfifo', 'limit', String(o.queuePackets)]);
-    plan.push(['filter', 'add', 'dev', dev, 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32', 'match', 'ip', 'tos', `0x${(p << 5).toString(16)}`, '0xe0', 'flowid', classOf(p)]);
+    const bits = `0x${(p << 5).toString(16)}`;
+    plan.push(['filter', 'add', 'dev', dev, 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32', 'match', 'ip', 'tos', bits, '0xe0', 'flowid', classOf(p)]);
+    // u32's `ip6 priority` is the traffic class byte (bits 4..11 of the header's first word).
+    plan.push(['filter', 'add', 'dev', dev, 'parent', '1:', 'protocol', 'ipv6', 'prio', '2', 'u32', 'match', 'ip6', 'priority', bits, '0xe0', 'flowid', classOf(p)]);
   }
   return plan;
 }

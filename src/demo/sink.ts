@@ -1,5 +1,6 @@
 /* The demonstration's receiving host: takes the media datagrams and the cross traffic
- * (discarding them: measurement is by packet capture) and answers call-control connections.
+ * (discarding them: measurement is by packet capture) and answers call-control connections,
+ * over IPv4 and IPv6 alike.
  *
  *   node sink.js [--udp PORT]... [--tcp PORT]
  *
@@ -14,7 +15,8 @@ const port = (s: string) => (/^\d{1,5}$/.test(s) && Number(s) > 0 && Number(s) <
 
 const waits: Promise<void>[] = [];
 for (const p of (o.udp as string[] | undefined) ?? []) {
-  const s = createSocket('udp4');
+  // An IPv6 socket on :: that also takes IPv4 (as mapped addresses): one sink for both families.
+  const s = createSocket({ type: 'udp6', ipv6Only: false });
   s.on('message', () => {});
   waits.push(new Promise((r) => s.bind(port(p), r)));
 }

@@ -22,13 +22,17 @@ function phaseRows(name: string, f: (r: RunResult) => PhaseFigures, runs: RunRes
   ];
 }
 
-export function formatDemo(d: DemoResult): string {
+/** The demonstration's result as a table: a title, a header, one row per figure, and the
+ * conclusion in one sentence when both runs are there. Printed by formatDemo, an HTML table
+ * in the report. */
+export interface DemoTable { title: string; head: string[]; rows: string[][]; conclusion: string | null }
+
+export function demoTable(d: DemoResult): DemoTable {
   const names = (['unmarked', 'marked'] as const).filter((n) => d.runs[n]);
   const runs = names.map((n) => d.runs[n]!);
   const head = ['', ...names.map((n) => (n === 'marked' ? 'with qos daemon' : 'without daemon'))];
   const s = d.setup;
   const table: string[][] = [
-    head,
     rows(marks, 'media datagrams sent', runs),
     ...phaseRows('burst', (r) => r.burst, runs),
     ...phaseRows('idle', (r) => r.idle, runs),
@@ -40,15 +44,21 @@ export function formatDemo(d: DemoResult): string {
   if (s.app === 'iperf3') {
     table.push(rows((r) => (r.app_report && r.app_report.lost_percent !== null ? `${pct(Number(r.app_report.lost_percent))}, jitter ${ms(Number(r.app_report.jitter_ms))}` : '-'), 'iperf3 says: loss, jitter', runs));
   }
-  const w = head.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
-  const lines = table.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('   ').trimEnd());
   const title = `qos demo: ${s.app === 'iperf3' ? 'iperf3 -u' : 'media application'} at ${s.kbps} kb/s, ${s.cycles} bursts of ${s.onMs} ms `
-    + `(${s.offMs} ms apart) across a ${s.bottleneckBps / 1e6} Mb/s link queued by precedence (${s.scheduler})`;
-  const out = [title, '', ...lines];
+    + `(${s.offMs} ms apart) across a ${s.bottleneckBps / 1e6} Mb/s link queued by precedence (${s.scheduler}), over IPv${s.family}`;
   const u = d.runs.unmarked, m = d.runs.marked;
-  if (u && m) {
-    out.push('', `With the daemon, media loss during bursts went from ${pct(u.burst.loss_pct)} to ${pct(m.burst.loss_pct)} and p99 delay from ${ms(u.burst.delay_ms_p99)} to ${ms(m.burst.delay_ms_p99)}; `
-      + `the TCP control connection was set up in ${ms(m.tcp_setup_ms)} instead of ${ms(u.tcp_setup_ms)}.`);
-  }
-  return out.join('\n');
+  const conclusion = u && m
+    ? `With the daemon, media loss during bursts went from ${pct(u.burst.loss_pct)} to ${pct(m.burst.loss_pct)} and p99 delay from ${ms(u.burst.delay_ms_p99)} to ${ms(m.burst.delay_ms_p99)}; `
+      + `the TCP control connection was set up in ${ms(m.tcp_setup_ms)} instead of ${ms(u.tcp_setup_ms)}.`
+    : null;
+  return { title, head, rows: table, conclusion };
+}
+
+/** The table as text, columns padded. */
+export function formatDemo(d: DemoResult): string {
+  const t = demoTable(d);
+  const all = [t.head, ...t.rows];
+  const w = t.head.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
+  const lines = all.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('   ').trimEnd());
+  return [t.title, '', ...lines, ...(t.conclusion ? ['', t.conclusion] : [])].join('\n');
 }

@@ -27,7 +27,21 @@ export function screenshot(browser: string, file: string, png: string, width: nu
   headless(browser, [`--screenshot=${png}`, `--window-size=${width},${height}`, '--virtual-time-budget=5000'], file);
 }
 
-/** The page's DOM as serialised after its scripts ran. */
-export function dumpDom(browser: string, file: string): string {
-  return headless(browser, ['--dump-dom', '--virtual-time-budget=5000'], file);
+/** The page's DOM as serialised after its scripts ran, laid out `width` pixels wide if given. */
+export function dumpDom(browser: string, file: string, width?: number): string {
+  return headless(browser, ['--dump-dom', ...(width ? [`--window-size=${width},1000`] : []), '--virtual-time-budget=5000'], file);
+}
+
+/** Renders a whole page into a PNG, however long: headless Chromium shoots the window only,
+ * so a first load reads the size the page's script gives once drawn (body's data-page-width
+ * and data-page-height: its scroll size at this width), and the second shoots a window that
+ * size. Returns the PNG's size. */
+export function screenshotPage(browser: string, file: string, png: string, width: number): { width: number; height: number } {
+  const body = /<body([^>]*)>/.exec(dumpDom(browser, file, width))?.[1] ?? '';
+  const size = (k: string) => Number(new RegExp(`data-page-${k}="(\\d+)"`).exec(body)?.[1] ?? NaN);
+  const height = size('height');
+  if (!(height > 0)) throw new QosError('QOS_ERR_INTERNAL', `${file} did not give its size (body data-page-height) after its scripts ran`);
+  const w = Math.max(width, size('width') || 0);
+  screenshot(browser, file, png, w, height);
+  return { width: w, height };
 }
