@@ -3,12 +3,13 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { dumpDom, findChromium } from '../report/chromium.js';
+import { dumpDom } from '../report/chromium.js';
 import { analyzeRun, type ClassSample, type SentDatagram } from './analyze.js';
 import { DEMO_DEFAULTS, type DemoResult, type RunResult } from './demo.js';
 import { writeReport } from './report.js';
+import { requireChromium } from '../prerequisites.js';
 
-const browser = findChromium();
+const browser = requireChromium();
 
 /** A run of 10 s at 25 datagrams/s with bursts at 2-4 s and 6-8 s: unmarked, nine in ten
  * sent in a burst are lost and the rest wait 120 ms; marked, all arrive in 0.05 ms. */
@@ -38,7 +39,7 @@ function pngSize(file: string): { width: number; height: number } {
   return { width: b.readUInt32BE(16), height: b.readUInt32BE(20) };
 }
 
-test('the report page links every image it wrote beside it, by relative links that resolve from its directory', { skip: browser ? undefined : 'needs chromium (apt-get install chromium)' }, async () => {
+test('the report page links every image it wrote beside it, by relative links that resolve from its directory', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-report-test-'));
   try {
     const files = await writeReport(result, dir);
@@ -57,12 +58,12 @@ test('the report page links every image it wrote beside it, by relative links th
   }
 });
 
-test('the page image is the whole page: as wide and as tall as Chromium lays it out, the summary inside it and within its column', { skip: browser ? undefined : 'needs chromium (apt-get install chromium)' }, async () => {
+test('the page image is the whole page: as wide and as tall as Chromium lays it out, the summary inside it and within its column', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-report-test-'));
   try {
     await writeReport(result, dir);
     const png = pngSize(join(dir, 'index.png'));
-    const body = /<body([^>]*)>/.exec(dumpDom(browser!, join(dir, 'index.html'), png.width))![1]!;
+    const body = /<body([^>]*)>/.exec(dumpDom(browser, join(dir, 'index.html'), png.width))![1]!;
     assert.doesNotMatch(body, /data-error/, 'the page ran without errors');
     const attr = (k: string) => Number(new RegExp(`data-${k}="(\\d+)"`).exec(body)?.[1] ?? NaN);
     assert.equal(attr('drawn'), 6);
