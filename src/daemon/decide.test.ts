@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PolicyEngine, type Identity } from '../policy/engine.js';
@@ -66,7 +66,7 @@ test('hasRequest tells requests (and garbage) from notifications, complete lines
   assert.equal(hasRequest(Buffer.from('\n')), true);
 });
 
-test('the generation file is rewritten in place: 8 bytes little-endian, 0 after close', () => {
+test('the generation file is rewritten in place: 8 bytes little-endian, 0 after close (to an agent that has it open)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-gen-'));
   try {
     const path = join(dir, 'agent.sock.gen');
@@ -74,8 +74,12 @@ test('the generation file is rewritten in place: 8 bytes little-endian, 0 after 
     const a = g.next(), b = g.next();
     assert.ok(b > a && a > Date.now() * 1000 - 60e6);
     assert.equal(readFileSync(path).readBigUInt64LE(), BigInt(b));
+    const agent = openSync(path, 'r');
     g.close();
-    assert.equal(readFileSync(path).readBigUInt64LE(), 0n);
+    const word = Buffer.alloc(8);
+    readSync(agent, word, 0, 8, 0);
+    closeSync(agent);
+    assert.equal(word.readBigUInt64LE(), 0n);
     writeFileSync(join(dir, 'target'), 'x');
     symlinkSync(join(dir, 'target'), join(dir, 'link.gen'));
     assert.throws(() => new GenerationFile(join(dir, 'link.gen')), /cannot open the generation file/);

@@ -227,11 +227,15 @@ export class Capture {
 
 export interface Packet { ipv6: boolean; dscp: number; proto: string; srcPort: number; dstPort: number; syn: boolean; ack: boolean; src: string }
 
-/** A daemon under test with its own sockets and policy. */
-/** A daemon under test, with the argv prefix that runs a program under the agent against it. */
+/** A daemon under test, with the argv prefix that runs a program under the agent against it.
+ * The agent waits up to AGENT_TIMEOUT_MS for an answer: a test of what the policy decides must
+ * not depend on the machine's speed (with the default 50 ms, a daemon slowed by a loaded
+ * machine is given up on and the program goes unmarked: fail-open, not the case under test).
+ * Tests of fail-open give their own timeout. */
+export const AGENT_TIMEOUT_MS = 5000;
 export class TestDaemon extends DaemonChild {
   run(...argv: string[]): string[] {
-    return [process.execPath, QOS, 'run', '--socket', this.socket, '--', ...argv];
+    return [process.execPath, QOS, 'run', '--socket', this.socket, '--timeout-ms', String(AGENT_TIMEOUT_MS), '--', ...argv];
   }
 
   /** Runs argv in the client namespace three ways, each with its own capture of filter (on the
