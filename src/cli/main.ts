@@ -8,14 +8,14 @@ import { Command, CommanderError } from 'commander';
 import { writeFileAtomic } from '../atomic-file.js';
 import { exitCodeFor, formatProblems, QosError } from '../errors.js';
 import { idEntries } from '../id-names.js';
-import { AGENT_LIBRARY, adminSocket, agentSocket, DEFAULT_NFT_TABLE, DEFAULT_RULES_FILE } from './paths.js';
+import { AGENT_LIBRARY, adminSocket, agentSocket, choosePolicy, DEFAULT_NFT_TABLE, DEFAULT_POLICY_FILE, DEFAULT_RULES_FILE, PACKAGE_VERSION } from './paths.js';
 import { call, callJson, stream } from './client.js';
 import { formatDecision, formatFlows, formatStatus } from './format.js';
 import { rulesCommand } from './rules.js';
 
 const program = new Command('qos')
   .description('Quality of service for unmodified applications: marks their sockets by per-machine policy.')
-  .version('0.1.0')
+  .version(PACKAGE_VERSION)
   .showHelpAfterError()
   .enablePositionalOptions()
   .exitOverride();
@@ -25,7 +25,7 @@ program
   .description('run the policy daemon (agents ask it how to treat each socket)')
   .option('--socket <path>', 'agent socket (env QOSD_SOCKET)', agentSocket())
   .option('--admin <path>', 'admin API socket (env QOSD_ADMIN)', adminSocket())
-  .option('--policy <file>', 'policy file, YAML or JSON, where only root (or the daemon\'s user) can change it (default: the built-in policy; `qos policy default` shows it)')
+  .option('--policy <file>', `policy file, YAML or JSON, where only root (or the daemon's user) can change it (default: ${DEFAULT_POLICY_FILE} if it is there, else the built-in policy, which \`qos policy default\` prints)`)
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace', 'info')
   .option('--nice <n>', 'scheduling priority to take at start, -20..19, or "keep" (default -10: agents wait for the daemon)', niceValue)
   .option('--script-workers <n>', 'worker threads for a policy script (default: the number of cores, at least 2)', (v) => positiveInt(v, '--script-workers'))
@@ -48,6 +48,7 @@ program
     // refused before anything starts: the daemon reads and rewrites it as root (secure-path.ts)
     const { checkTrustedPath } = await import('../secure-path.js');
     checkTrustedPath(o.rules, 'the kernel rule store');
+    const chosen = choosePolicy(o.policy);
     const { Daemon } = await import('../daemon/daemon.js');
     const agentLimits = {
       ...(o.maxConnections ? { connections: o.maxConnections, rootReserve: Math.max(1, Math.floor(o.maxConnections / 10)) } : {}),
@@ -56,7 +57,7 @@ program
     const d = new Daemon({
       agentLimits, maxFlows: o.maxFlows, maxFlowsPerUser: o.maxFlowsPerUser, adminGroup: o.adminGroup === undefined ? undefined : groupId(o.adminGroup),
       kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel },
-      socket: o.socket, admin: o.admin, policy: o.policy, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice,
+      socket: o.socket, admin: o.admin, policy: chosen.file ?? undefined, policyOrigin: chosen.origin, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice,
       scriptWorkers: o.scriptWorkers, scriptLimits: { deadlineMs: o.scriptDeadlineMs, memoryBytes: o.scriptMemoryMb * 2 ** 20, answerMs: o.scriptAnswerMs, nice: o.scriptNice === 'keep' ? null : o.scriptNice },
     });
     await d.start();
@@ -183,7 +184,7 @@ policy
   });
 policy
   .command('default')
-  .description('print the built-in policy (used when the daemon is given none)')
+  .description(`print the built-in policy (the daemon's when given no --policy and ${DEFAULT_POLICY_FILE} is absent)`)
   .action(async () => {
     const { DEFAULT_POLICY_TEXT } = await import('../policy/default-policy.js');
     process.stdout.write(DEFAULT_POLICY_TEXT);
