@@ -422,6 +422,19 @@ program
   .description('print the path of libqosagent.so (for LD_PRELOAD or /etc/ld.so.preload)')
   .action(() => print(AGENT_LIBRARY));
 
+program
+  .command('manpage', { hidden: true })
+  .description('print the qos(8) manual page, roff, generated from this help (the Debian package installs it)')
+  .option('--date <date>', 'the date in the footer, YYYY-MM-DD (default: today)')
+  .action(async (o: { date?: string }) => {
+    if (o.date !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(o.date)) throw new QosError('QOS_ERR_USAGE', `--date takes YYYY-MM-DD, not "${o.date}"`);
+    const { manPage, qosSections } = await import('./manpage.js');
+    process.stdout.write(manPage(program, {
+      name: 'qos', section: 8, source: `qosd ${PACKAGE_VERSION}`, date: o.date ?? new Date().toISOString().slice(0, 10),
+      summary: 'quality of service for unmodified applications', sections: qosSections(),
+    }));
+  });
+
 /** A group given by name (from /etc/group) or number. */
 function groupId(v: string): number {
   if (/^\d+$/.test(v)) return Number(v);
