@@ -12,6 +12,7 @@ import { AGENT_LIBRARY, adminSocket, agentSocket, choosePolicy, DEFAULT_NFT_TABL
 import { call, callJson, stream } from './client.js';
 import { formatDecision, formatFlows, formatStatus } from './format.js';
 import { rulesCommand } from './rules.js';
+import { serviceCommands } from './service.js';
 
 const program = new Command('qos')
   .description('Quality of service for unmodified applications: marks their sockets by per-machine policy.')
@@ -153,6 +154,7 @@ program
   });
 
 program.addCommand(rulesCommand(print));
+for (const c of serviceCommands(print)) program.addCommand(c);
 
 const policy = program.command('policy').description('work with policy files');
 policy
