@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { Command } from 'commander';
 import { QOS_CLI } from '../daemon/child.js';
+import { PACKAGE_ROOT } from './paths.js';
 import { manPage } from './manpage.js';
 
 /** The page rendered as plain text, one long line per paragraph; fails the test on any groff
@@ -41,6 +42,7 @@ test('qos manpage renders without a warning, with every command and every option
     }
   }
   assert.doesNotMatch(page, /qos manpage/, 'the hidden command is not on the page');
+  assert.ok(!page.includes(PACKAGE_ROOT), 'no path of the tree it was generated in (the package builds it in a staging directory)');
   for (const section of ['NAME', 'SYNOPSIS', 'DESCRIPTION', 'COMMANDS', 'FILES', 'ENVIRONMENT', 'EXIT STATUS', 'SEE ALSO']) assert.match(page, new RegExp(`^${section}$`, 'm'));
   assert.match(page, /^ +77 +QOS_ERR_FORBIDDEN: /m, 'exit statuses come from errors.ts');
   assert.match(page, /^ +64 +QOS_ERR_USAGE: .*, or an unknown command or option$/m);

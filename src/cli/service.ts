@@ -1,7 +1,8 @@
 /* `qos install` and `qos uninstall`: qosd as a system service (service/install.ts does the
  * work; docs/install.md). */
 
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { exitCodeFor, QosError } from '../errors.js';
 import { PACKAGE_ROOT } from './paths.js';
 
 export function serviceCommands(print: (s: string) => void): Command[] {
@@ -10,15 +11,18 @@ export function serviceCommands(print: (s: string) => void): Command[] {
 
 Before changing anything it checks every change can be made safely and refuses if one cannot (a file that is a link, or not its own, an agent that does not load): nothing is then changed. Files are replaced whole, never through a link. What it did is recorded in /var/lib/qosd/install.json; qos uninstall undoes exactly that. Running it again changes nothing, or adds what a new option asks for. Needs root, unless --root is given.`)
     .option('--preload', 'also add the agent library to /etc/ld.so.preload (checked first: only root can change it, every user can read it, and a program started with it preloaded runs)')
-    .option('--prefix <dir>', 'the qosd installation the unit runs and --preload names', PACKAGE_ROOT)
+    // described, not shown: the man page is generated in a build directory
+    .addOption(new Option('--prefix <dir>', 'the qosd installation the unit runs and --preload names').default(PACKAGE_ROOT, 'the one this qos runs from'))
     .option('--root <dir>', 'write into DIR as if it were / (for tests and images; needs no root)', '/')
     .option('--dry-run', 'print what it would do, change nothing')
     .option('--json', 'print a JSON report')
     .action(async (o: { preload?: boolean; prefix: string; root: string; dryRun?: boolean; json?: boolean }) => {
       const { apply, formatReport, planInstall } = await import('../service/install.js');
-      const { report, ops } = planInstall({ root: o.root, prefix: o.prefix, node: process.execPath, preload: !!o.preload, dryRun: !!o.dryRun });
-      if (!o.dryRun) apply(ops);
-      print(o.json ? JSON.stringify(report, null, 2) : formatReport(report));
+      await reporting(o.json, () => {
+        const { report, ops } = planInstall({ root: o.root, prefix: o.prefix, node: process.execPath, preload: !!o.preload, dryRun: !!o.dryRun });
+        if (!o.dryRun) apply(ops);
+        return { report, text: formatReport(report) };
+      });
     });
 
   const uninstall = new Command('uninstall')
@@ -29,9 +33,24 @@ Before changing anything it checks every change can be made safely and refuses i
     .option('--json', 'print a JSON report')
     .action(async (o: { prefix?: string; root: string; dryRun?: boolean; json?: boolean }) => {
       const { apply, formatReport, planUninstall } = await import('../service/install.js');
-      const { report, ops } = planUninstall({ root: o.root, prefix: o.prefix, dryRun: !!o.dryRun });
-      if (!o.dryRun) apply(ops);
-      print(o.json ? JSON.stringify(report, null, 2) : formatReport(report));
+      await reporting(o.json, () => {
+        const { report, ops } = planUninstall({ root: o.root, prefix: o.prefix, dryRun: !!o.dryRun });
+        if (!o.dryRun) apply(ops);
+        return { report, text: formatReport(report) };
+      });
     });
   return [install, uninstall];
+
+  /** Prints the report; with --json a refusal is printed as JSON too ({ ok: false, error }),
+   * with the same exit status, so that a program reads one document either way. */
+  async function reporting(json: boolean | undefined, run: () => { report: object; text: string }): Promise<void> {
+    try {
+      const { report, text } = run();
+      print(json ? JSON.stringify({ ok: true, ...report }, null, 2) : text);
+    } catch (e) {
+      if (!json || !(e instanceof QosError)) throw e;
+      print(JSON.stringify({ ok: false, error: e.toJSON() }, null, 2));
+      process.exitCode = exitCodeFor(e);
+    }
+  }
 }

@@ -16,7 +16,11 @@ import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.js';
 import type { Report } from './install.js';
 import { execArgv, parseUnit, TMPFILES_TEXT } from './unit.js';
 
-const needsRoot = process.getuid?.() === 0 ? false : 'needs root (the agent is loaded as another user; files must be root\'s)';
+/** These tests need root (files must be root's to be trusted; the agent is loaded as another
+ * user): without it they fail, saying so, rather than pass unrun. */
+function needRoot(): void {
+  assert.equal(process.getuid?.(), 0, 'qos install tests need root');
+}
 
 function qos(args: string[], asWho: string[] = []): { status: number | null; stdout: string; stderr: string } {
   const argv = [...asWho, process.execPath, QOS_CLI, ...args];
@@ -54,7 +58,8 @@ function inRoot(fn: (root: string) => void): void {
 
 const results = (r: Report) => Object.fromEntries(r.steps.map((s) => [s.item, s.result]));
 
-test('install --preload writes the unit, the tmpfiles entry, the policy, our line after the others; again changes nothing; uninstall gives back the tree byte for byte', { skip: needsRoot }, () => {
+test('install --preload writes the unit, the tmpfiles entry, the policy, our line after the others; again changes nothing; uninstall gives back the tree byte for byte', () => {
+  needRoot();
   inRoot((root) => {
     mkdirSync(join(root, 'etc'), { mode: 0o755 });
     // another library's line, a comment, and a last line without a newline; mode 0600
@@ -66,6 +71,7 @@ test('install --preload writes the unit, the tmpfiles entry, the policy, our lin
     const first = json(['install', '--preload', '--root', root]);
     assert.deepEqual(results(first), { unit: 'written', tmpfiles: 'written', policy: 'created', preload: 'added', record: 'written' });
     assert.equal(first.prefix, PACKAGE_ROOT);
+    assert.equal((first as Report & { ok?: boolean }).ok, true, '--json: ok with the report');
     assert.equal(readFileSync(preload, 'latin1'), `${other}\n${AGENT_LIBRARY}\n`);
     assert.equal(lstatSync(preload).mode & 0o777, 0o600, 'the file keeps its mode');
     assert.equal(readFileSync(join(root, 'etc/qosd/policy.yaml'), 'utf8'), DEFAULT_POLICY_TEXT);
@@ -91,7 +97,8 @@ test('install --preload writes the unit, the tmpfiles entry, the policy, our lin
   });
 });
 
-test('uninstall keeps a policy edited since install created it, and a line added to ld.so.preload after ours, and says so', { skip: needsRoot }, () => {
+test('uninstall keeps a policy edited since install created it, and a line added to ld.so.preload after ours, and says so', () => {
+  needRoot();
   inRoot((root) => {
     json(['install', '--preload', '--root', root]);
     const policy = join(root, 'etc/qosd/policy.yaml');
@@ -109,7 +116,8 @@ test('uninstall keeps a policy edited since install created it, and a line added
   });
 });
 
-test('an existing policy is the administrator\'s: install keeps it and uninstall leaves it', { skip: needsRoot }, () => {
+test('an existing policy is the administrator\'s: install keeps it and uninstall leaves it', () => {
+  needRoot();
   inRoot((root) => {
     mkdirSync(join(root, 'etc/qosd'), { recursive: true, mode: 0o755 });
     writeFileSync(join(root, 'etc/qosd/policy.yaml'), 'rules: []\n');
@@ -120,7 +128,8 @@ test('an existing policy is the administrator\'s: install keeps it and uninstall
   });
 });
 
-test('a symbolic link at /etc/ld.so.preload is refused, and nothing at all is changed', { skip: needsRoot }, () => {
+test('a symbolic link at /etc/ld.so.preload is refused, and nothing at all is changed; --json says why in JSON', () => {
+  needRoot();
   inRoot((root) => {
     mkdirSync(join(root, 'etc'), { mode: 0o755 });
     writeFileSync(join(root, 'target'), '/opt/a.so\n');
@@ -130,10 +139,17 @@ test('a symbolic link at /etc/ld.so.preload is refused, and nothing at all is ch
     assert.equal(r.status, 78, r.stderr);
     assert.match(r.stderr, /ld\.so\.preload is a symbolic link: qos install edits only a regular file, never through a link/);
     assert.deepEqual(snapshot(root), before, 'no unit, no policy, no record, the link and its target as they were');
+    const j = qos(['install', '--preload', '--root', root, '--json']);
+    assert.equal(j.status, 78);
+    const doc = JSON.parse(j.stdout) as { ok: boolean; error: { code: string; message: string } };
+    assert.equal(doc.ok, false);
+    assert.equal(doc.error.code, 'QOS_ERR_UNSAFE_PATH');
+    assert.deepEqual(snapshot(root), before);
   });
 });
 
-test('a unit qos install did not write is not replaced: refused, nothing changed', { skip: needsRoot }, () => {
+test('a unit qos install did not write is not replaced: refused, nothing changed', () => {
+  needRoot();
   inRoot((root) => {
     mkdirSync(join(root, 'etc/systemd/system'), { recursive: true, mode: 0o755 });
     writeFileSync(join(root, 'etc/systemd/system/qosd.service'), '[Service]\nExecStart=/bin/true\n');
@@ -145,7 +161,8 @@ test('a unit qos install did not write is not replaced: refused, nothing changed
   });
 });
 
-test('a unit and tmpfiles entry a package installed are left to it; an agent that does not load is refused before anything is written', { skip: needsRoot }, () => {
+test('a unit and tmpfiles entry a package installed are left to it; an agent that does not load is refused before anything is written', () => {
+  needRoot();
   inRoot((root) => {
     for (const [d, f] of [['lib/systemd/system', 'qosd.service'], ['usr/lib/tmpfiles.d', 'qosd.conf']] as const) {
       mkdirSync(join(root, d), { recursive: true, mode: 0o755 });
@@ -169,7 +186,8 @@ test('a unit and tmpfiles entry a package installed are left to it; an agent tha
   });
 });
 
-test('--dry-run reports what install would do and changes nothing', { skip: needsRoot }, () => {
+test('--dry-run reports what install would do and changes nothing', () => {
+  needRoot();
   inRoot((root) => {
     const before = snapshot(root);
     const r = json(['install', '--preload', '--dry-run', '--root', root]);
@@ -180,7 +198,8 @@ test('--dry-run reports what install would do and changes nothing', { skip: need
   });
 });
 
-test('an install recorded for another qosd installation is not mixed with this one', { skip: needsRoot }, () => {
+test('an install recorded for another qosd installation is not mixed with this one', () => {
+  needRoot();
   inRoot((root) => {
     json(['install', '--root', root]);
     const record = join(root, 'var/lib/qosd/install.json');
@@ -195,7 +214,8 @@ test('an install recorded for another qosd installation is not mixed with this o
   });
 });
 
-test('without root and without --root, install and uninstall refuse and change nothing', { skip: needsRoot }, () => {
+test('without root and without --root, install and uninstall refuse and change nothing', () => {
+  needRoot();
   const user = testUser('installer');
   const record = '/var/lib/qosd/install.json';
   const had = existsSync(record);
@@ -207,7 +227,8 @@ test('without root and without --root, install and uninstall refuse and change n
   assert.equal(existsSync(record), had);
 });
 
-test('the installed unit passes systemd-analyze verify, and its tmpfiles entry makes /run/qosd root\'s, mode 0755', { skip: needsRoot }, () => {
+test('the installed unit passes systemd-analyze verify, and its tmpfiles entry makes /run/qosd root\'s, mode 0755', () => {
+  needRoot();
   inRoot((root) => {
     json(['install', '--root', root]);
     const unit = join(root, 'etc/systemd/system/qosd.service');

@@ -34,7 +34,7 @@ type Result = 'written' | 'updated' | 'unchanged' | 'created' | 'kept' | 'skippe
 /** One thing install or uninstall did (or, in a dry run, would do) and to which file. */
 export interface Step { item: Item; path: string; result: Result; note?: string }
 
-/** What `--json` prints. */
+/** What `--json` prints (with ok: true; a refusal prints { ok: false, error }). */
 export interface Report {
   action: 'install' | 'uninstall';
   root: string;
@@ -236,7 +236,7 @@ export function planInstall(o: InstallOptions): { report: Report; ops: Op[] } {
     steps.push({ item: 'policy', path: POLICY_FILE, result: 'unchanged' });
   } else {
     const what = policy.kind === 'other' ? `; it is ${policy.what}, which the daemon refuses` : '';
-    steps.push({ item: 'policy', path: POLICY_FILE, result: 'kept', note: `yours: never overwritten${what}` });
+    steps.push({ item: 'policy', path: POLICY_FILE, result: 'kept', note: `there already: never overwritten${what}` });
   }
 
   if (o.preload) {
