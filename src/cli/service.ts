@@ -7,6 +7,7 @@ import { PACKAGE_ROOT } from './paths.js';
 
 export function serviceCommands(print: (s: string) => void): Command[] {
   const install = new Command('install')
+    .summary('install qosd as a system service: unit, tmpfiles entry, default policy, --preload')
     .description(`install qosd as a system service on this machine: the systemd unit qosd.service (/etc/systemd/system) and its tmpfiles entry for /run/qosd (/etc/tmpfiles.d), unless a package installed them; /etc/qosd/policy.yaml from the built-in policy if there is none (never overwritten); and with --preload the agent in /etc/ld.so.preload, so that every program loads it.
 
 Before changing anything it checks every change can be made safely and refuses if one cannot (a file that is a link, or not its own, an agent that does not load): nothing is then changed. Files are replaced whole, never through a link. What it did is recorded in /var/lib/qosd/install.json; qos uninstall undoes exactly that. Running it again changes nothing, or adds what a new option asks for. Needs root, unless --root is given.`)
@@ -26,6 +27,7 @@ Before changing anything it checks every change can be made safely and refuses i
     });
 
   const uninstall = new Command('uninstall')
+    .summary('undo exactly what qos install did')
     .description(`undo what qos install did, as recorded in /var/lib/qosd/install.json: remove the unit and the tmpfiles entry it wrote, its line in /etc/ld.so.preload (every other byte of that file kept; the file itself if qos install had created it and nothing else is in it), /etc/qosd/policy.yaml only if it is still as qos install created it (an edited policy is yours and stays: the report says so), and the directories it made if empty. It does not stop a running daemon. Needs root, unless --root is given.`)
     .option('--prefix <dir>', 'undo only an install of this qosd installation (default: whatever qos install recorded)')
     .option('--root <dir>', 'undo an install made with the same --root', '/')
