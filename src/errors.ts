@@ -18,6 +18,8 @@ export const ErrorCodes = {
   QOS_ERR_RULES_STALE: 'the rule set changed since the revision the edit was based on',
   QOS_ERR_KERNEL: 'the kernel refused or could not apply the rules (nftables)',
   QOS_ERR_UNSAFE_PATH: 'a file, or a directory above it, that another user could change or point elsewhere',
+  QOS_ERR_PRIVILEGE: 'the command changes the system and needs root',
+  QOS_ERR_CONFLICT: 'a file qos install would write is already there and not its own',
   QOS_ERR_INTERNAL: 'internal error',
 } as const;
 
@@ -63,6 +65,8 @@ export function exitCodeFor(err: unknown): number {
     case 'QOS_ERR_NOT_FOUND': return 66;
     case 'QOS_ERR_FORBIDDEN': return 77; // EX_NOPERM
     case 'QOS_ERR_UNSAFE_PATH': return 78; // EX_CONFIG: a file kept where it should not be
+    case 'QOS_ERR_PRIVILEGE': return 77; // EX_NOPERM
+    case 'QOS_ERR_CONFLICT': return 73; // EX_CANTCREAT
     default: return 70;
   }
 }

@@ -46,7 +46,10 @@ test('qos daemon makes the directory of its sockets: a socket path in a missing 
   const d = await new DaemonChild(dir, 'rules: []\n', ['--kernel', 'off', '--nice', 'keep', '--socket', socket]).start();
   try {
     assert.match(d.log, /"qosd listening"/);
-    assert.equal(qos('status', '--admin', d.admin, '--json').status, 0);
+    assert.match(d.log, /"policy_origin":"option"/, 'the start log says the policy came from --policy');
+    const st = qos('status', '--admin', d.admin, '--json');
+    assert.equal(st.status, 0, st.stderr);
+    assert.equal((JSON.parse(st.stdout) as { policy: { origin: string } }).policy.origin, 'option');
   } finally {
     await d.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,7 @@
 /* Human-readable renderings of daemon answers (the --json forms print the data as is). */
 
+import { DEFAULT_POLICY_FILE } from './paths.js';
+
 type Rec = Record<string, unknown>;
 
 function ep(e: unknown): string {
@@ -19,13 +21,16 @@ function cls(d: unknown): string {
   return parts.join(' ') || '-';
 }
 
+/** Why the daemon runs the policy it runs (daemon.ts PolicyOrigin). */
+const ORIGIN: Record<string, string> = { option: ' (--policy)', default: ' (the default file)', 'built-in': ` (no ${DEFAULT_POLICY_FILE})` };
+
 export function formatStatus(s: Rec): string {
   const p = s.policy as Rec;
   const err = p.last_error as { message: string; at: string } | null;
   return [
     `daemon       pid ${s.pid}, up ${s.uptime_s} s, protocol ${s.version}`,
     `agents       ${s.agents_connected} connected on ${s.agent_socket}`,
-    `policy       ${p.source}: ${p.rules} rules, loaded ${p.loaded_at}`,
+    `policy       ${p.source}${ORIGIN[String(p.origin)] ?? ''}: ${p.rules} rules, loaded ${p.loaded_at}`,
     ...(err ? [`policy error ${err.at}: ${err.message} (previous policy in force)`] : []),
     `flows        ${s.flows}`,
     `decisions    ${s.decisions_total}`,

@@ -8,14 +8,15 @@ import { Command, CommanderError } from 'commander';
 import { writeFileAtomic } from '../atomic-file.js';
 import { exitCodeFor, formatProblems, QosError } from '../errors.js';
 import { idEntries } from '../id-names.js';
-import { AGENT_LIBRARY, adminSocket, agentSocket, DEFAULT_NFT_TABLE, DEFAULT_RULES_FILE } from './paths.js';
+import { AGENT_LIBRARY, adminSocket, agentSocket, choosePolicy, DEFAULT_NFT_TABLE, DEFAULT_POLICY_FILE, DEFAULT_RULES_FILE, PACKAGE_VERSION } from './paths.js';
 import { call, callJson, stream } from './client.js';
 import { formatDecision, formatFlows, formatStatus } from './format.js';
 import { rulesCommand } from './rules.js';
+import { serviceCommands } from './service.js';
 
 const program = new Command('qos')
   .description('Quality of service for unmodified applications: marks their sockets by per-machine policy.')
-  .version('0.1.0')
+  .version(PACKAGE_VERSION)
   .showHelpAfterError()
   .enablePositionalOptions()
   .exitOverride();
@@ -25,7 +26,7 @@ program
   .description('run the policy daemon (agents ask it how to treat each socket)')
   .option('--socket <path>', 'agent socket (env QOSD_SOCKET)', agentSocket())
   .option('--admin <path>', 'admin API socket (env QOSD_ADMIN)', adminSocket())
-  .option('--policy <file>', 'policy file, YAML or JSON, where only root (or the daemon\'s user) can change it (default: the built-in policy; `qos policy default` shows it)')
+  .option('--policy <file>', `policy file, YAML or JSON, where only root (or the daemon's user) can change it (default: ${DEFAULT_POLICY_FILE} if it is there, else the built-in policy, which \`qos policy default\` prints)`)
   .option('--log-level <level>', 'fatal, error, warn, info, debug, trace', 'info')
   .option('--nice <n>', 'scheduling priority to take at start, -20..19, or "keep" (default -10: agents wait for the daemon)', niceValue)
   .option('--script-workers <n>', 'worker threads for a policy script (default: the number of cores, at least 2)', (v) => positiveInt(v, '--script-workers'))
@@ -48,6 +49,7 @@ program
     // refused before anything starts: the daemon reads and rewrites it as root (secure-path.ts)
     const { checkTrustedPath } = await import('../secure-path.js');
     checkTrustedPath(o.rules, 'the kernel rule store');
+    const chosen = choosePolicy(o.policy);
     const { Daemon } = await import('../daemon/daemon.js');
     const agentLimits = {
       ...(o.maxConnections ? { connections: o.maxConnections, rootReserve: Math.max(1, Math.floor(o.maxConnections / 10)) } : {}),
@@ -56,7 +58,7 @@ program
     const d = new Daemon({
       agentLimits, maxFlows: o.maxFlows, maxFlowsPerUser: o.maxFlowsPerUser, adminGroup: o.adminGroup === undefined ? undefined : groupId(o.adminGroup),
       kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel },
-      socket: o.socket, admin: o.admin, policy: o.policy, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice,
+      socket: o.socket, admin: o.admin, policy: chosen.file ?? undefined, policyOrigin: chosen.origin, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice,
       scriptWorkers: o.scriptWorkers, scriptLimits: { deadlineMs: o.scriptDeadlineMs, memoryBytes: o.scriptMemoryMb * 2 ** 20, answerMs: o.scriptAnswerMs, nice: o.scriptNice === 'keep' ? null : o.scriptNice },
     });
     await d.start();
@@ -170,6 +172,7 @@ program
   });
 
 program.addCommand(rulesCommand(print));
+for (const c of serviceCommands(print)) program.addCommand(c);
 
 const policy = program.command('policy').description('work with policy files');
 policy
@@ -201,7 +204,7 @@ policy
   });
 policy
   .command('default')
-  .description('print the built-in policy (used when the daemon is given none)')
+  .description(`print the built-in policy (the daemon's when given no --policy and ${DEFAULT_POLICY_FILE} is absent)`)
   .action(async () => {
     const { DEFAULT_POLICY_TEXT } = await import('../policy/default-policy.js');
     process.stdout.write(DEFAULT_POLICY_TEXT);
@@ -440,6 +443,19 @@ program
   .command('agent-path')
   .description('print the path of libqosagent.so (for LD_PRELOAD or /etc/ld.so.preload)')
   .action(() => print(AGENT_LIBRARY));
+
+program
+  .command('manpage', { hidden: true })
+  .description('print the qos(8) manual page, roff, generated from this help (the Debian package installs it)')
+  .option('--date <date>', 'the date in the footer, YYYY-MM-DD (default: today)')
+  .action(async (o: { date?: string }) => {
+    if (o.date !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(o.date)) throw new QosError('QOS_ERR_USAGE', `--date takes YYYY-MM-DD, not "${o.date}"`);
+    const { manPage, qosSections } = await import('./manpage.js');
+    process.stdout.write(manPage(program, {
+      name: 'qos', section: 8, source: `qosd ${PACKAGE_VERSION}`, date: o.date ?? new Date().toISOString().slice(0, 10),
+      summary: 'quality of service for unmodified applications', sections: qosSections(),
+    }));
+  });
 
 /** A group given by name (from /etc/group) or number. */
 function groupId(v: string): number {

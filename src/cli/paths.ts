@@ -1,7 +1,11 @@
-/* Where the installed package keeps its built artefacts, and the default socket paths. */
+/* Where the installed package keeps its built artefacts, its version, and the default paths
+ * of the daemon's sockets, policy and rule store. */
 
+import { lstatSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { resolve } from 'node:path';
+import type { PolicyOrigin } from '../daemon/daemon.js';
+import { QosError } from '../errors.js';
 
 const root = resolve(fileURLToPath(import.meta.url), '../../..');
 
@@ -9,6 +13,8 @@ const root = resolve(fileURLToPath(import.meta.url), '../../..');
 export const PACKAGE_ROOT = root;
 /** The LD_PRELOAD library built by `npm install`. */
 export const AGENT_LIBRARY = resolve(root, 'agent/build/libqosagent.so');
+/** The package's version (package.json): `qos --version`, the man page, the Debian package. */
+export const PACKAGE_VERSION = (JSON.parse(readFileSync(resolve(root, 'package.json'), 'utf8')) as { version: string }).version;
 
 export function agentSocket(opt?: string): string {
   return opt ?? process.env.QOSD_SOCKET ?? '/run/qosd/agent.sock';
@@ -20,4 +26,21 @@ export const DEFAULT_NFT_TABLE = 'qosd';
 
 export function adminSocket(opt?: string): string {
   return opt ?? process.env.QOSD_ADMIN ?? '/run/qosd/admin.sock';
+}
+
+/** The policy `qos daemon` runs when given no --policy, if the file is there. */
+export const DEFAULT_POLICY_FILE = '/etc/qosd/policy.yaml';
+
+/** Which policy the daemon runs and why: --policy's file; else the default file if anything is
+ * there (a link or a directory there is refused when read, not passed over); else the
+ * built-in policy (file null). */
+export function choosePolicy(opt: string | undefined, defaultFile = DEFAULT_POLICY_FILE): { file: string | null; origin: PolicyOrigin } {
+  if (opt !== undefined) return { file: opt, origin: 'option' };
+  try {
+    lstatSync(defaultFile);
+    return { file: defaultFile, origin: 'default' };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { file: null, origin: 'built-in' };
+    throw new QosError('QOS_ERR_POLICY_IO', `cannot tell whether the default policy ${defaultFile} is there: ${(e as Error).message}`, [], { cause: e });
+  }
 }

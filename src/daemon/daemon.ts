@@ -32,10 +32,16 @@ export const DEFAULT_ADMIN_SOCKET = '/run/qosd/admin.sock';
 /** The nice value the daemon takes at start (see raisePriority). */
 export const DEFAULT_NICE = -10;
 
+/** How the daemon's policy was chosen: given with --policy, the default file
+ * (/etc/qosd/policy.yaml), or the built-in policy because that file is absent. */
+export type PolicyOrigin = 'option' | 'default' | 'built-in';
+
 export interface DaemonOptions {
   socket: string;
   admin: string;
   policy?: string;
+  /** how `policy` was chosen, for the log and `qos status` (default: 'option' with a policy) */
+  policyOrigin?: PolicyOrigin;
   logLevel?: string;
   log?: Logger;
   /** Scheduling priority to take at start (nice value); null leaves it alone. */
@@ -63,6 +69,7 @@ interface PolicyState {
   generation: number;
   script: ScriptPool | TclHost | null;
   source: string;
+  origin: PolicyOrigin;
   loadedAt: string;
   lastError: { at: string; problems: Problem[]; message: string } | null;
 }
@@ -140,7 +147,8 @@ export class Daemon {
     this.generations = new GenerationFile(generationPath(this.o.socket));
     this.policy = {
       engine, generation: this.generations.next(agentFlags({ engine, script: pool })), script: pool,
-      source: this.o.policy ? resolve(this.o.policy) : '<built-in>', loadedAt: new Date().toISOString(), lastError: null,
+      source: this.o.policy ? resolve(this.o.policy) : '<built-in>', origin: this.o.policyOrigin ?? (this.o.policy ? 'option' : 'built-in'),
+      loadedAt: new Date().toISOString(), lastError: null,
     };
     warmUp(this.policy.engine);
     const ko = this.o.kernel ?? { rulesFile: DEFAULT_RULES_FILE, table: DEFAULT_NFT_TABLE, mode: 'auto' as const };
@@ -181,7 +189,7 @@ export class Daemon {
     this.sweepTimer = setInterval(() => this.sweep(), this.o.sweepMs ?? 10_000);
     this.sweepTimer.unref();
     if (this.o.policy) this.watchPolicy(this.o.policy);
-    this.log.info({ socket: this.o.socket, admin: this.o.admin, policy: this.policy.source, rules: this.policy.engine.ruleCount, version: PROTOCOL_VERSION }, 'qosd listening');
+    this.log.info({ socket: this.o.socket, admin: this.o.admin, policy: this.policy.source, policy_origin: this.policy.origin, rules: this.policy.engine.ruleCount, version: PROTOCOL_VERSION }, 'qosd listening');
   }
 
   /** The policy's script running in worker threads, or null; throws if it does not compile. */
@@ -232,7 +240,7 @@ export class Daemon {
       const pool = await this.startScript(script);
       await this.kernel.setPolicy(doc).catch(async (e: unknown) => { await pool?.close(); throw e; });
       const old = this.policy.script;
-      this.policy = { engine, generation: this.generations!.next(agentFlags({ engine, script: pool })), script: pool, source: this.policy.source, loadedAt: new Date().toISOString(), lastError: null };
+      this.policy = { engine, generation: this.generations!.next(agentFlags({ engine, script: pool })), script: pool, source: this.policy.source, origin: this.policy.origin, loadedAt: new Date().toISOString(), lastError: null };
       // Calls in flight in the old script's workers fall through to the rules they started with.
       void old?.close();
       this.metrics.reloads.inc({ result: 'ok' });
@@ -257,7 +265,7 @@ export class Daemon {
       agent_socket: this.o.socket,
       admin_socket: this.o.admin,
       policy: {
-        source: this.policy.source, loaded_at: this.policy.loadedAt, rules: this.policy.engine.ruleCount,
+        source: this.policy.source, origin: this.policy.origin, loaded_at: this.policy.loadedAt, rules: this.policy.engine.ruleCount,
         script: this.policy.script ? { file: this.policy.script.file, handlers: [...this.policy.script.handlers] } : null,
         generation: this.policy.generation, last_error: this.policy.lastError,
       },
