@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { PACKAGE_VERSION } from '../cli/paths.js';
@@ -66,6 +66,9 @@ test('the Debian package installs with apt, runs as its unit says, and purges wi
   assert.equal(process.getuid?.(), 0, 'the package test needs root (apt-get, network namespaces)');
   for (const [t, v, pkg] of TOOLS) if (sh([t, v]).error) assert.fail(`${t} is missing: install the Debian package ${pkg} (scripts/debian-packages)`);
   assert.match(known() || 'absent', /^(absent|unknown ok not-installed)$/, `a ${PACKAGE_NAME} package is installed here; the test would purge it`);
+  // README's set-up links /usr/bin/qos to the checkout (npm link): set aside, put back after
+  const npmLink = linkedCli();
+  if (npmLink) rmSync('/usr/bin/qos');
   for (const p of OURS) assert.ok(!existsSync(p), `${p} exists; the test installs and purges ${PACKAGE_NAME} and would remove it`);
   const runDirBefore = existsSync('/run/qosd');
   const preloadBefore = readPreload();
@@ -191,5 +194,17 @@ test('the Debian package installs with apt, runs as its unit says, and purges wi
     sh(['ip', 'netns', 'del', ns]);
     if (known() && !/not-installed/.test(known())) sh(['apt-get', '-q', '-y', '-o', 'DPkg::Lock::Timeout=120', 'remove', '--purge', PACKAGE_NAME], { env: APT_ENV });
     rmSync(dir, { recursive: true, force: true });
+    if (npmLink && !existsSync('/usr/bin/qos')) symlinkSync(npmLink, '/usr/bin/qos');
   }
 });
+
+/** The target of /usr/bin/qos if it is `npm link`'s link to a checkout's CLI, else null. */
+function linkedCli(): string | null {
+  try {
+    if (!lstatSync('/usr/bin/qos').isSymbolicLink()) return null;
+    const target = readlinkSync('/usr/bin/qos');
+    return /node_modules\/qosd\/dist\/cli\/main\.js$|\/dist\/cli\/main\.js$/.test(target) ? target : null;
+  } catch {
+    return null;
+  }
+}
