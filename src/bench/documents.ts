@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { QosError } from '../errors.js';
 import { MAX_ANCHORS, MAX_DEPTH, type DocLimits } from '../document.js';
-import { planTable } from '../kernel/layers.js';
+import { planTable } from '../kernel/plan.js';
 import { parseRuleSet, RULE_SET_LIMITS, ruleSetText } from '../kernel/manager.js';
 import { kernelAction, ruleAtoms, systemNames, type KRule } from '../kernel/rules.js';
 import { PolicyEngine } from '../policy/engine.js';

@@ -13,7 +13,7 @@ import { QosError } from '../errors.js';
 import { duplicateNames } from '../policy/load.js';
 import { checkDirectory, readTextFile } from '../secure-path.js';
 import type { PolicyDoc } from '../policy/schema.js';
-import { MAX_RULE_NUM, planTable, type TablePlan } from './layers.js';
+import { MAX_RULE_NUM, planTable, type TablePlan } from './plan.js';
 import { nftUnavailable, NftTable, type Counter, type NftDoc } from './nft.js';
 import { atomCount, kernelAction, KernelRuleSchema, MAX_ATOMS_PER_SET, policyRuleInKernel, ruleAtoms, ruleProblems, RuleSetSchema, systemNames, type Atom, type KAction, type KernelRuleDoc, type KRule, type Names, type RuleSetDoc } from './rules.js';
 

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateRules } from '../bench/rules-gen.js';
-import { elemData, elemVal, planTable, type TablePlan } from './layers.js';
+import { elemData, elemVal, planTable, type TablePlan } from './plan.js';
 import { NftTable } from './nft.js';
 import { kernelAction, ruleAtoms, type KernelRuleDoc, type KRule } from './rules.js';
 

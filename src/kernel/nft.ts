@@ -19,7 +19,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QosError } from '../errors.js';
-import { elemData, elemVal, fnv1a, type ElemPlan, type MapPlan, type RulePlan, type TablePlan } from './layers.js';
+import { elemData, elemVal, fnv1a, type ElemPlan, type MapPlan, type RulePlan, type TablePlan } from './plan.js';
 
 export interface Counter { packets: number; bytes: number }
 
