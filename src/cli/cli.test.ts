@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
@@ -64,6 +64,40 @@ test('a daemon whose start fails after its script workers started exits with the
     assert.equal(r.status, 65, `exit ${r.status} (signal ${r.signal}): ${r.stderr.slice(-500)}`);
     assert.match(r.stderr, /rules\.json/);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a bad --ct-mask is refused before anything starts: exit 64, the reason, no socket, no rule store', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-cli-'));
+  try {
+    for (const [args, why] of [[['--ct-mask', '0xff'], /--ct-mask 0x000000ff: has 8 bits, and the generation takes 8 of them by default/], [['--ct-mask', 'low'], /--ct-mask takes a 32-bit mask/],
+      [['--ct-mask', '0xffffffff', '--ct-generation-bits', '2'], /the generation takes 4 to 31 of the mask's 32 bits/]] as const) {
+      const r = spawnSync(process.execPath, [QOS_CLI, 'daemon', '--socket', join(dir, 'a.sock'), '--admin', join(dir, 'b.sock'), '--rules', join(dir, 'rules.json'), '--nice', 'keep', ...args], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(r.status, 64, r.stderr);
+      assert.match(r.stderr, why);
+      assert.deepEqual(readdirSync(dir), [], 'nothing made');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a mask with few rule-number bits limits the rules: an import past it is refused (exit 65) with the limit and why, and changes nothing', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-cli-'));
+  // 12 bits, 8 of them the generation's: 4 for the number, 15 rules
+  const d = await new DaemonChild(dir, 'rules: []\n', ['--kernel', 'off', '--nice', 'keep', '--ct-mask', '0x0000fff0']).start();
+  try {
+    const set = (n: number) => { const f = join(dir, `set${n}.json`); writeFileSync(f, JSON.stringify({ qosd_rules: 1, rules: Array.from({ length: n }, (_, i) => ({ match: { remote_port: 1000 + i }, action: { dscp: 'EF' } })) })); return f; };
+    assert.equal(qos('rules', 'import', set(15), '--admin', d.admin).status, 0);
+    const before = qos('rules', 'export', '--admin', d.admin).stdout;
+    const r = qos('rules', 'import', set(16), '--admin', d.admin);
+    assert.equal(r.status, 65, r.stderr);
+    assert.match(r.stderr, /16 kernel rules \(0 from the policy, 16 from the rule set\), but the connection-mark bits 0x0000fff0 leave 4 bits for the rule number: at most 15 rules/);
+    assert.equal(qos('rules', 'export', '--admin', d.admin).stdout, before);
+    assert.ok(existsSync(d.rulesFile));
+  } finally {
+    await d.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });

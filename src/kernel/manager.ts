@@ -13,7 +13,8 @@ import { QosError } from '../errors.js';
 import { duplicateNames } from '../policy/load.js';
 import { checkDirectory, readTextFile } from '../secure-path.js';
 import type { PolicyDoc } from '../policy/schema.js';
-import { MAX_RULE_NUM, planTable, type TablePlan } from './plan.js';
+import { hex32, type CtMark } from './ctmark.js';
+import { planTable, type TablePlan } from './plan.js';
 import { nftUnavailable, NftTable, type Counter, type NftDoc } from './nft.js';
 import { atomCount, kernelAction, KernelRuleSchema, MAX_ATOMS_PER_SET, policyRuleInKernel, ruleAtoms, ruleProblems, RuleSetSchema, systemNames, type Atom, type KAction, type KernelRuleDoc, type KRule, type Names, type RuleSetDoc } from './rules.js';
 
@@ -23,6 +24,8 @@ export interface KernelOptions {
   rulesFile: string;
   table: string;
   mode: KernelMode;
+  /** the bits of the connection mark the table may use (ctmark.ts) */
+  ctMark: CtMark;
   log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void };
 }
 
@@ -278,18 +281,21 @@ export class KernelRules {
       const had = this.nums.get(c.rule.id);
       if (had && had.actionKey === c.actionKey) { nums.set(c.rule.id, had.num); used.add(had.num); }
     }
+    const mark = this.o.ctMark, max = mark.maxRules;
+    if (rules.length > max) {
+      const fromPolicy = this.policy.rules.length;
+      throw new QosError('QOS_ERR_RULES_INVALID', `${rules.length} kernel rules (${fromPolicy} from the policy, ${rules.length - fromPolicy} from the rule set), but the connection-mark bits ${hex32(mark.mask)} `
+        + `leave ${mark.numberBits} bits for the rule number: at most ${max} rules. Give --ct-mask more bits (or fewer to the generation, --ct-generation-bits), or fewer rules (docs/kernel-rules.md, "The connection mark")`);
+    }
     let next = this.nextNum;
     for (const r of rules) {
       if (nums.has(r.id)) continue;
-      for (let tries = 0; used.has(next) || next > MAX_RULE_NUM || next < 1; tries++) {
-        if (tries > MAX_RULE_NUM) throw new QosError('QOS_ERR_RULES_INVALID', `at most ${MAX_RULE_NUM} kernel rules`);
-        next = next >= MAX_RULE_NUM ? 1 : next + 1;
-      }
+      while (used.has(next) || next > max || next < 1) next = next >= max ? 1 : next + 1;
       nums.set(r.id, next); used.add(next);
-      next = next >= MAX_RULE_NUM ? 1 : next + 1;
+      next = next >= max ? 1 : next + 1;
     }
-    const gen = (this.gen % 0xffff) + 1;
-    const plan = planTable(this.o.table, rules, nums, gen);
+    const gen = (this.gen % mark.maxGeneration) + 1;
+    const plan = planTable(this.o.table, rules, nums, gen, mark);
     const layers = plan.layers;
     if (!this.active && !dryRun) return { revision: this.revision, applied: false, apply_ms: 0, commands: 0, layers };
     const empty = rules.length === 0;

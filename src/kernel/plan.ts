@@ -3,6 +3,7 @@
  * here is pure: a TablePlan is the whole desired table; nft.ts diffs two plans into the two
  * transactions of a change. docs/kernel-rules.md. */
 
+import { deposit, type CtMark } from './ctmark.js';
 import { layer, type Field, type Layer, type Placed } from './layers.js';
 import type { Atom, KAction, KRule, Range } from './rules.js';
 
@@ -56,10 +57,6 @@ export interface TablePlan {
   layers: Record<string, number>;
 }
 
-/** The connection mark: the upper 16 bits hold the generation of the rules that classified
- * the flow, the lower 16 bits the number of the rule that decided it (0: none). */
-const GEN_MASK = 0xffff0000, NUM_MASK = 0xffff;
-export const MAX_RULE_NUM = NUM_MASK;
 
 /** A layer with more atoms than this is split into chunks (by a hash of each atom), so that a
  * change rebuilds a chunk of a few hundred elements, not the layer (nft.ts). */
@@ -166,23 +163,27 @@ function layerMaps(seq: string, i: number, l: Layer, fam: 4 | 6, data: 'verdict'
   return { key, maps };
 }
 
-/** The whole table for rules in first-match order (each with a number 1..65535, `nums`),
- * tagged with generation `gen` (1..65535, a new one for every change).
+/** The whole table for rules in first-match order (each with a number 1..mark.maxRules,
+ * `nums`), tagged with generation `gen` (1..mark.maxGeneration, a new one for every change).
  *
  * Packets at DSCP 0 (sequence m4/m6): a flow is classified once, by its first packet, and
- * remembered in its connection mark (generation, rule number); its later packets cost one
- * comparison and one hash lookup (byid4/6, whose element counters count each rule's
- * packets), whatever the number of rules. Classifying looks the packet up in every layer,
- * last to first, each match overwriting the mark: the earliest matching rule is left.
- * A change of rules bumps the generation, so every flow is classified again.
+ * remembered in the bits of its connection mark that `mark` gives the table (generation, rule
+ * number); its later packets cost one comparison and one hash lookup (byid4/6, whose element
+ * counters count each rule's packets), whatever the number of rules. A change of rules bumps
+ * the generation, so every flow is classified again. Only the bits of the mask are read
+ * or written (classifyMasked); when the mask is the whole mark, layers write the number
+ * straight into it (classifyWhole), which costs no chain per rule.
  *
  * Packets already carrying a DSCP (the application's or the agent's choice; sequence o4/o6)
  * are looked up among `override` rules only, in verdict maps, without the cache. */
-export function planTable(table: string, rules: KRule[], nums: Map<string, number>, gen: number): TablePlan {
+export function planTable(table: string, rules: KRule[], nums: Map<string, number>, gen: number, mark: CtMark): TablePlan {
   const maps = new Map<string, MapPlan>();
   const chains = new Map<string, ChainPlan>();
   const layers: Record<string, number> = {};
   const base: RulePlan[] = [];
+  const whole = mark.mask === 0xffffffff;
+  const tag = deposit(gen, mark.generationMask);
+  const t: Table = { maps, chains, nums, mark };
   const useAction = (a: KAction, fam: 4 | 6) => {
     const ac = actionChain(a, fam);
     if (!chains.has(ac.name)) chains.set(ac.name, { rules: ac.rules });
@@ -193,6 +194,8 @@ export function planTable(table: string, rules: KRule[], nums: Map<string, numbe
     for (const r of rules) if (!override || r.action.override) for (const atom of r.atoms) if (atom.fam === fam) placed.push({ atom, rule: r });
     return placed;
   };
+  /** the lookups of the shared tagging chain (masked): per family, its rule map */
+  const tagged: RulePlan[] = [];
   for (const fam of [4, 6] as const) {
     // Each family's packets go to f4/f6: a packet already carrying a DSCP to the override
     // rules (o4/o6, uncached), a packet of a flow classified under this generation straight
@@ -229,33 +232,86 @@ export function planTable(table: string, rules: KRule[], nums: Map<string, numbe
       for (const { rule } of placed) {
         const num = nums.get(rule.id)!;
         const k = String(num);
-        if (!ids.has(k)) ids.set(k, { key: k, val: num, data: useAction(rule.action, fam), comment: rule.id });
+        if (!ids.has(k)) ids.set(k, { key: k, val: deposit(num, mark.numberMask), data: useAction(rule.action, fam), comment: rule.id });
       }
       maps.set(byid, { fam, fields: [], type: ['mark'], data: 'verdict', counter: true, interval: false, elems: ids });
-      // each layer its own chain: a change rewrites the chains of the layers it changed
-      const classify: RulePlan[] = [{ expr: [setCtMark(0)] }];
-      for (let i = ls.length - 1; i >= 0; i--) {
-        const l = ls[i]!;
-        if (!l.fields.length) { classify.push({ expr: [setCtMark(nums.get(l.members[0]!.rule.id)!)] }); continue; }
-        const { key, maps: ms } = layerMaps(seq, i, l, fam, 'mark', (p) => nums.get(p.rule.id)!);
-        const lookups: RulePlan[] = [];
-        for (const [name, m] of ms) { maps.set(name, m); lookups.push({ expr: [setCtMark({ map: { key, data: `@${name}` } })] }); }
-        chains.set(`${seq}_${i}`, { rules: lookups });
-        classify.push({ expr: [{ jump: { target: `${seq}_${i}` } }] });
+      const lookup = { vmap: { key: { '&': [ctMark, mark.numberMask] }, data: `@${byid}` } };
+      if (whole) {
+        chains.set(`c${fam}`, { rules: classifyWhole(t, seq, ls, fam) });
+        chains.set(`g${fam}`, { rules: [{ expr: [setCtMark({ '|': [ctMark, tag] })] }, { expr: [lookup] }] });
+      } else {
+        chains.set(`c${fam}`, { rules: classifyMasked(t, seq, ls, fam) });
+        tagged.push({ expr: [isFamily(fam), lookup] });
       }
-      const tag = (gen << 16) >>> 0;
-      const lookup = { vmap: { key: { '&': [ctMark, NUM_MASK] }, data: `@${byid}` } };
-      classify.push({ expr: [{ goto: { target: `g${fam}` } }] });
-      chains.set(`c${fam}`, { rules: classify });
-      chains.set(`g${fam}`, { rules: [{ expr: [setCtMark({ '|': [ctMark, tag] })] }, { expr: [lookup] }] });
       entry.push(
-        { expr: [{ match: { op: '==', left: { '&': [ctMark, GEN_MASK] }, right: tag } }, lookup] },
+        { expr: [{ match: { op: '==', left: { '&': [ctMark, mark.generationMask] }, right: tag } }, lookup] },
         { expr: [{ goto: { target: `c${fam}` } }] },
       );
     }
     chains.set(`f${fam}`, { rules: entry });
     base.push({ expr: [isFamily(fam), { goto: { target: `f${fam}` } }] });
   }
+  if (tagged.length) chains.set(TAG_CHAIN, { rules: [{ expr: [setCtMark(keepOr(mark.generationMask, tag))] }, ...tagged] });
   chains.set('output', { base: true, rules: base });
   return { table, maps, chains, layers };
 }
+
+/** What the classification chains of one plan share. */
+interface Table { maps: Map<string, MapPlan>; chains: Map<string, ChainPlan>; nums: Map<string, number>; mark: CtMark }
+
+/** The chain of each layer: a change rewrites the chains of the layers it changed. */
+function layerChain(t: Table, seq: string, i: number, l: Layer, fam: 4 | 6, data: 'verdict' | 'mark', elemData: (p: Placed) => number | string,
+  lookup: (key: unknown, map: string) => unknown): string {
+  const { key, maps: ms } = layerMaps(seq, i, l, fam, data, elemData);
+  const lookups: RulePlan[] = [];
+  for (const [name, m] of ms) { t.maps.set(name, m); lookups.push({ expr: [lookup(key, `@${name}`)] }); }
+  t.chains.set(`${seq}_${i}`, { rules: lookups });
+  return `${seq}_${i}`;
+}
+
+/** The mark is the table's alone: every layer, last to first, writes the number of the rule
+ * it finds over the whole mark (a data map), so the earliest matching rule is left; then
+ * g4/g6 add the generation and look the number up. */
+function classifyWhole(t: Table, seq: string, ls: Layer[], fam: 4 | 6): RulePlan[] {
+  const num = (p: Placed) => deposit(t.nums.get(p.rule.id)!, t.mark.numberMask);
+  const classify: RulePlan[] = [{ expr: [setCtMark(0)] }];
+  for (let i = ls.length - 1; i >= 0; i--) {
+    const l = ls[i]!;
+    if (!l.fields.length) { classify.push({ expr: [setCtMark(num(l.members[0]!))] }); continue; }
+    const chain = layerChain(t, seq, i, l, fam, 'mark', num, (key, map) => setCtMark({ map: { key, data: map } }));
+    classify.push({ expr: [{ jump: { target: chain } }] });
+  }
+  classify.push({ expr: [{ goto: { target: `g${fam}` } }] });
+  return classify;
+}
+
+/** Other software owns the bits outside the mask, and nftables (1.0.6) cannot combine the
+ * mark with a looked-up value (the right side of | must be a constant). So each layer is a
+ * verdict map whose elements go to the chain of their rule's number (n<N>: one constant
+ * write of the number bits, shared by both families); layers are looked up first to last and
+ * the first match leaves the chain, so the earliest matching rule decides; without a match
+ * the number bits are cleared (rule 0). Then the tagging chain writes the generation bits and
+ * looks the number up. Every write keeps the bits outside the mask: `ct mark & ~bits | value`. */
+function classifyMasked(t: Table, seq: string, ls: Layer[], fam: 4 | 6): RulePlan[] {
+  const numberChain = (p: Placed) => {
+    const num = t.nums.get(p.rule.id)!;
+    const name = `n${num}`;
+    if (!t.chains.has(name)) t.chains.set(name, { rules: [{ expr: [setCtMark(keepOr(t.mark.numberMask, deposit(num, t.mark.numberMask))), { goto: { target: TAG_CHAIN } }] }] });
+    return name;
+  };
+  const classify: RulePlan[] = [];
+  for (let i = 0; i < ls.length; i++) {
+    const l = ls[i]!;
+    // a layer matching every packet of the family decides all that reach it: none after it can
+    if (!l.fields.length) return [...classify, { expr: [{ goto: { target: numberChain(l.members[0]!) } }] }];
+    const chain = layerChain(t, seq, i, l, fam, 'verdict', numberChain, (key, map) => ({ vmap: { key, data: map } }));
+    classify.push({ expr: [{ jump: { target: chain } }] });
+  }
+  classify.push({ expr: [setCtMark(keepOr(t.mark.numberMask, 0))] }, { expr: [{ goto: { target: TAG_CHAIN } }] });
+  return classify;
+}
+
+/** The chain that tags a classified flow with the generation (masked plan). */
+const TAG_CHAIN = 'g';
+/** The mark with `bits` replaced by `value`, the other bits kept. */
+const keepOr = (bits: number, value: number) => ({ '|': [{ '&': [ctMark, (~bits) >>> 0] }, value] });
