@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
-import { formatDecision } from './format.js';
+import { formatDecision, formatKernel } from './format.js';
 
 const qos = (...args: string[]) => spawnSync(process.execPath, [QOS_CLI, ...args], { encoding: 'utf8' });
 
@@ -66,6 +66,23 @@ test('a daemon whose start fails after its script workers started exits with the
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+const kernelStatus = {
+  mode: 'auto', active: true, problem: null, table: 'inet qosd', installed: true, namespace: { id: 'net:[4026531833]', name: null, host: true }, hook: 'output', priority: -150,
+  ct_mask: '0xffffff00', ct_rule_bits: '0x00ffff00', ct_generation_bits: '0xff000000', max_rules: 65535, policy_kernel_rules: ['interactive-shell', 'name-resolution'],
+  rule_set_in_kernel: 3, acts_on: 'the packets of every process in the namespace, not only programs under the agent',
+};
+
+test('qos status says what the kernel table is, where, with which bits of the connection mark, and on whom it acts', () => {
+  assert.deepEqual(formatKernel(kernelStatus), [
+    "kernel       table inet qosd in network namespace net:[4026531833] (the host's), hook output priority -150, connection-mark bits 0xffffff00 (rule number 0x00ffff00, generation 0xff000000; at most 65535 rules)",
+    '             2 policy rules (interactive-shell, name-resolution) and 3 `qos rules` rules mark the packets of every process in the namespace, not only programs under the agent; --kernel off: none',
+  ]);
+  assert.deepEqual(formatKernel({ ...kernelStatus, installed: false, policy_kernel_rules: [], rule_set_in_kernel: 0 }),
+    ['kernel       no table: no policy rule the kernel can express and no `qos rules` (--kernel auto; would use connection-mark bits 0xffffff00 (rule number 0x00ffff00, generation 0xff000000; at most 65535 rules))']);
+  assert.deepEqual(formatKernel({ mode: 'auto', active: false, problem: 'nftables cannot be used: cannot run nft: spawn nft ENOENT' }),
+    ['kernel       none (--kernel auto): nftables cannot be used: cannot run nft: spawn nft ENOENT']);
 });
 
 test('a bad --ct-mask is refused before anything starts: exit 64, the reason, no socket, no rule store', () => {

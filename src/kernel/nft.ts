@@ -62,6 +62,9 @@ export async function nftUnavailable(): Promise<string | null> {
 }
 
 const FAMILY = 'inet';
+/** Where the table's base chain sees packets: every locally sent packet, after the routing
+ * decision, at the mangle priority (before filter chains at 0). */
+export const BASE_CHAIN = { family: FAMILY, hook: 'output', priority: -150 } as const;
 
 /** An nft document: what `nft -j -f` is given. */
 export interface NftDoc { nftables: unknown[] }
@@ -169,7 +172,7 @@ export class NftTable {
       for (const r of c.rules) to.push({ add: { rule: { ...t, chain: name, ...(JSON.parse(r) as object) } } });
     };
     const addChain = (to: unknown[], name: string, c: KChain) =>
-      to.push({ add: { chain: { ...t, name, ...(c.base ? { type: 'filter', hook: 'output', prio: -150, policy: 'accept' } : {}) } } });
+      to.push({ add: { chain: { ...t, name, ...(c.base ? { type: 'filter', hook: BASE_CHAIN.hook, prio: BASE_CHAIN.priority, policy: 'accept' } : {}) } } });
 
     // 1. prepare: delete what neither the live rules nor the next ones refer to (left by the
     // change before); create the new maps and chains, which nothing live refers to yet.
