@@ -284,9 +284,11 @@ bench
   .option('--seconds <n>', 'length of each iperf3 run', (v) => positiveInt(v, '--seconds'), 3)
   .option('--moves <n>', 'rules moved, one request each', (v) => positiveInt(v, '--moves'), 15)
   .option('--seed <n>', 'seed of the generated rules and of the moves', (v) => positiveInt(v, '--seed'), 1)
+  .option('--ct-mask <mask>', "the daemon's --ct-mask (0xffffffff: the whole mark, the plan without a chain per rule)")
   .option('--check', 'exit 1 if a target is missed')
-  .action(async (o: { json?: boolean; rules: number; rounds: number; seconds: number; moves: number; seed: number; check?: boolean }) => {
+  .action(async (o: { json?: boolean; rules: number; rounds: number; seconds: number; moves: number; seed: number; ctMask?: string; check?: boolean }) => {
     if (o.rules < 2) throw new QosError('QOS_ERR_USAGE', '--rules takes at least 2 (a rule to move and the default)');
+    if (o.ctMask !== undefined) parseCtMask(o.ctMask);
     const { benchRules, formatRulesBench } = await import('../bench/rules.js');
     const r = await benchRules({ ...o, progress: benchProgress(o.json) });
     print(o.json ? JSON.stringify(r, null, 2) : formatRulesBench(r));

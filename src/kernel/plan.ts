@@ -293,10 +293,16 @@ function classifyWhole(t: Table, seq: string, ls: Layer[], fam: 4 | 6): RulePlan
  * the number bits are cleared (rule 0). Then the tagging chain writes the generation bits and
  * looks the number up. Every write keeps the bits outside the mask: `ct mark & ~bits | value`. */
 function classifyMasked(t: Table, seq: string, ls: Layer[], fam: 4 | 6): RulePlan[] {
+  let made = numberChains.get(t.mark);
+  if (!made) numberChains.set(t.mark, (made = new Map()));
   const numberChain = (p: Placed) => {
     const num = t.nums.get(p.rule.id)!;
     const name = `n${num}`;
-    if (!t.chains.has(name)) t.chains.set(name, { rules: [{ expr: [setCtMark(keepOr(t.mark.numberMask, deposit(num, t.mark.numberMask))), { goto: { target: TAG_CHAIN } }] }] });
+    if (!t.chains.has(name)) {
+      let c = made.get(num);
+      if (!c) made.set(num, (c = { rules: [{ expr: [setCtMark(keepOr(t.mark.numberMask, deposit(num, t.mark.numberMask))), { goto: { target: TAG_CHAIN } }] }] }));
+      t.chains.set(name, c);
+    }
     return name;
   };
   const classify: RulePlan[] = [];
@@ -310,6 +316,10 @@ function classifyMasked(t: Table, seq: string, ls: Layer[], fam: 4 | 6): RulePla
   classify.push({ expr: [setCtMark(keepOr(t.mark.numberMask, 0))] }, { expr: [{ goto: { target: TAG_CHAIN } }] });
   return classify;
 }
+
+/** Each number's chain, the same object in every plan of a mask: nft.ts renders and compares a
+ * chain it has seen only once (10,000 rules make 10,000 of them; never changed). */
+const numberChains = new WeakMap<CtMark, Map<number, ChainPlan>>();
 
 /** The chain that tags a classified flow with the generation (masked plan). */
 const TAG_CHAIN = 'g';
