@@ -80,22 +80,23 @@ for (const c of CASES) {
       const arrived = tb.counter(`udp dport ${c.port}`, [46, 34]);
       const rule = (dscp: string) => ({ name: 'ours', match: { remote: tb.serverIp, proto: 'udp', remote_port: c.port }, action: { dscp } });
       const imported = await callJson<{ revision: number }>(daemon.admin, 'POST', '/v1/rules/import', { text: JSON.stringify({ qosd_rules: 1, rules: [rule('EF')] }) });
-      // one flow: a fixed source port, ten packets now and ten after the change
-      const send = () => { const s = tb.inClient([STATIC, tb.serverIp, String(c.port), '10', '1000', String(c.port + 40000)]); assert.equal(s.status, 0, s.stderr); };
-      send();
-      await waitFor('10 packets at the server', () => arrived.read().total >= 10);
-      assert.deepEqual([arrived.read().total, arrived.read().byDscp.get(46)], [10, 10], 'every packet arrives EF');
-      assert.deepEqual(counters(other), { 'before-set': 1, 'before-kept': 9, 'after-kept': 10, 'after-ours': 10, 'after-flip': 10 },
-        "the other table's bits are set once and are there after qosd's chain and at the next packet; qosd's bits are there too");
-      assert.equal(classified(daemon.nftTable, 'r1'), 1, 'the flow was classified once, though the other table changed its bits at every packet');
-
+      // One flow (a fixed source port): ten packets under the first rule, ten after the change.
+      // Each time: every packet arrives with the rule's DSCP; the other table's bits were set
+      // once (its first packet) and are there after qosd's chain and at the flow's next packet,
+      // qosd's too; the flow was classified once, though the other table changed its bits at
+      // every packet.
+      const tenPackets = async (k: number, dscp: number, ruleId: string) => {
+        const s = tb.inClient([STATIC, tb.serverIp, String(c.port), '10', '1000', String(c.port + 40000)]);
+        assert.equal(s.status, 0, s.stderr);
+        await waitFor(`${10 * k} packets at the server`, () => arrived.read().total >= 10 * k);
+        assert.deepEqual([arrived.read().total, arrived.read().byDscp.get(dscp)], [10 * k, 10], `round ${k}: every packet arrives with DSCP ${dscp}`);
+        assert.deepEqual(counters(other), { 'before-set': 1, 'before-kept': 10 * k - 1, 'after-kept': 10 * k, 'after-ours': 10 * k, 'after-flip': 10 * k }, `round ${k}: the other table's bits`);
+        assert.equal(classified(daemon.nftTable, ruleId), 1, `round ${k}: classified once`);
+      };
+      await tenPackets(1, 46, 'r1');
+      // a new generation: the same flow is classified again, its other bits left as they were
       await callJson(daemon.admin, 'PUT', '/v1/rules/ours', { rule: rule('AF41'), revision: imported.revision });
-      send();
-      await waitFor('20 packets at the server', () => arrived.read().total >= 20);
-      assert.deepEqual([arrived.read().total, arrived.read().byDscp.get(34)], [20, 10], 'after the change the same flow arrives AF41');
-      assert.deepEqual(counters(other), { 'before-set': 1, 'before-kept': 19, 'after-kept': 20, 'after-ours': 20, 'after-flip': 20 },
-        "the change classified the flow again and left the other table's bits as they were");
-      assert.equal(classified(daemon.nftTable, 'r2'), 1, 'classified once more, under the new generation');
+      await tenPackets(2, 34, 'r2');
     } finally {
       await daemon.stop();
       sh(['ip', 'netns', 'exec', tb.client, 'nft', 'delete', 'table', 'inet', other]);
