@@ -32,8 +32,9 @@ function fieldType(f: Field, fam: 4 | 6): string {
 const FIELD_CODE: Record<Field, string> = { saddr: 's', daddr: 'd', proto: 'p', sport: 'x', dport: 'y', uid: 'u', gid: 'g' };
 
 /** One element: its key as text (unique within its map), what nftables is given as the key
- * (from the atom, made when rendered), the data (a rule number, or the action chain a
- * verdict jumps to) and the rule's id as comment (counters are read back by it). */
+ * (from the atom, made when rendered), the data (a rule number in the mark's bits, or the
+ * chain a verdict goes to: an action's, or a rule number's) and the rule's id as comment
+ * (counters are read back by it). */
 export interface ElemPlan { key: string; atom?: Atom; val?: unknown; data: number | string; comment?: string }
 export interface MapPlan {
   fam: 4 | 6;
