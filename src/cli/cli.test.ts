@@ -83,6 +83,7 @@ test('qos status says what the kernel table is, where, with which bits of the co
     ['kernel       no table: no policy rule the kernel can express and no `qos rules` (--kernel auto; would use connection-mark bits 0xffffff00 (rule number 0x00ffff00, generation 0xff000000; at most 65535 rules))']);
   assert.deepEqual(formatKernel({ mode: 'auto', active: false, problem: 'nftables cannot be used: cannot run nft: spawn nft ENOENT' }),
     ['kernel       none (--kernel auto): nftables cannot be used: cannot run nft: spawn nft ENOENT']);
+  assert.deepEqual(formatKernel({ mode: 'off', active: false, problem: 'kernel rules are off (--kernel off)' }), ['kernel       none: kernel rules are off (--kernel off)']);
 });
 
 test('a bad --ct-mask is refused before anything starts: exit 64, the reason, no socket, no rule store', () => {

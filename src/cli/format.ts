@@ -36,7 +36,7 @@ export function formatStatus(s: Rec): string {
 /** What the kernel table is, where, and on whom it acts; or why there is none. */
 export function formatKernel(k: Rec): string[] {
   const pad = '             ';
-  if (!k.active) return [`kernel       none (--kernel ${k.mode}): ${k.problem}`];
+  if (!k.active) return [`kernel       none${k.mode === 'off' ? '' : ` (--kernel ${k.mode})`}: ${k.problem}`];
   const ns = k.namespace as { id: string | null; name: string | null; host: boolean | null } | null;
   const where = `network namespace ${ns?.id ?? 'unknown'}${ns?.host ? " (the host's)" : ''}${ns?.name ? ` (named ${ns.name})` : ''}`;
   const bits = `connection-mark bits ${k.ct_mask} (rule number ${k.ct_rule_bits}, generation ${k.ct_generation_bits}; at most ${k.max_rules} rules)`;
