@@ -18,7 +18,8 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { QosError } from '../errors.js';
 import { MAX_ANCHORS, MAX_DEPTH, type DocLimits } from '../document.js';
-import { planTable } from '../kernel/layers.js';
+import { ctMark, DEFAULT_CT_MASK } from '../kernel/ctmark.js';
+import { planTable } from '../kernel/plan.js';
 import { parseRuleSet, RULE_SET_LIMITS, ruleSetText } from '../kernel/manager.js';
 import { kernelAction, ruleAtoms, systemNames, type KRule } from '../kernel/rules.js';
 import { PolicyEngine } from '../policy/engine.js';
@@ -121,7 +122,7 @@ function runCase(kind: Kind, name: string): Outcome {
       const set = parseRuleSet(text, name, names);
       parsed = process.cpuUsage();
       const rules: KRule[] = set.rules.map((r, i) => ({ id: `r${i}`, origin: 'rules', atoms: ruleAtoms(r.match, names), action: kernelAction(r.action) }));
-      const plan = planTable('qosd', rules, new Map(rules.map((r, i) => [r.id, i + 1])), 1);
+      const plan = planTable('qosd', rules, new Map(rules.map((r, i) => [r.id, i + 1])), 1, ctMark(DEFAULT_CT_MASK));
       result = `ok, ${set.rules.length} rules, ${rules.reduce((n, r) => n + r.atoms.length, 0)} atoms, ${Object.values(plan.layers).reduce((a, b) => a + b, 0)} layers`;
     }
   } catch (e) {

@@ -21,6 +21,7 @@ import { callJson } from '../cli/client.js';
 import { DaemonChild } from '../daemon/child.js';
 import { must, removeNamespace, removeStale } from '../demo/net.js';
 import { QosError } from '../errors.js';
+import { DEFAULT_CT_MASK, hex32 } from '../kernel/ctmark.js';
 import { medianF, type Target } from './agent.js';
 import { generateRules } from './rules-gen.js';
 
@@ -31,6 +32,8 @@ export interface RulesBenchOptions {
   seconds: number;
   moves: number;
   seed: number;
+  /** the daemon's --ct-mask (default: its default) */
+  ctMask?: string;
   progress?: (m: string) => void;
 }
 
@@ -47,7 +50,7 @@ export interface RulesBenchResult {
   default_rule_packets: number;
   layers: Record<string, number>;
   targets: { throughput_ratio_10k: Target; apply_ms_10k: Target; move_ms: Target };
-  setup: { rules: number; rounds: number; seconds: number; moves: number; seed: number; cpus: number; kernel: string; node: string };
+  setup: { rules: number; rounds: number; seconds: number; moves: number; seed: number; ct_mask: string; cpus: number; kernel: string; node: string };
 }
 
 const PREFIX = 'qosbr';
@@ -121,7 +124,7 @@ export async function benchRules(o: RulesBenchOptions): Promise<RulesBenchResult
     for (let i = 0; i < 200 && !out.includes('listening'); i++) await new Promise((r) => setTimeout(r, 25));
     if (!out.includes('listening')) throw new QosError('QOS_ERR_ENVIRONMENT', 'iperf3 -s did not start');
 
-    daemon = await new DaemonChild(dir, 'rules: []\n', ['--kernel', 'on'], ['ip', 'netns', 'exec', pair.client]).start();
+    daemon = await new DaemonChild(dir, 'rules: []\n', ['--kernel', 'on', ...(o.ctMask ? ['--ct-mask', o.ctMask] : [])], ['ip', 'netns', 'exec', pair.client]).start();
     const api = <T>(method: string, path: string, body?: unknown) => callJson<T>(daemon!.admin, method, path, body, 120_000);
     const text = JSON.stringify({ qosd_rules: 1, enabled: true, rules: generateRules(o.rules, o.seed) });
     say(`importing ${o.rules} generated rules`);
@@ -176,7 +179,7 @@ export async function benchRules(o: RulesBenchOptions): Promise<RulesBenchResult
         apply_ms_10k: { value: applyMs, limit: 2000, ok: applyMs <= 2000 },
         move_ms: { value: moveMs, limit: 200, ok: moveMs <= 200 },
       },
-      setup: { rules: o.rules, rounds: o.rounds, seconds: o.seconds, moves: o.moves, seed: o.seed, cpus: cpus().length, kernel: spawnSync('uname', ['-r'], { encoding: 'utf8' }).stdout.trim(), node: process.version },
+      setup: { rules: o.rules, rounds: o.rounds, seconds: o.seconds, moves: o.moves, seed: o.seed, ct_mask: o.ctMask ?? hex32(DEFAULT_CT_MASK), cpus: cpus().length, kernel: spawnSync('uname', ['-r'], { encoding: 'utf8' }).stdout.trim(), node: process.version },
     };
   } catch (e) {
     // what the daemon said is the likeliest explanation
@@ -194,7 +197,7 @@ export async function benchRules(o: RulesBenchOptions): Promise<RulesBenchResult
 export function formatRulesBench(r: RulesBenchResult): string {
   const t = (x: Target) => (x.ok ? 'ok' : 'MISSED');
   return [
-    `kernel rules: ${r.setup.rules} generated rules, layers ${Object.entries(r.layers).map(([k, v]) => `${k}:${v}`).join(' ')}`,
+    `kernel rules: ${r.setup.rules} generated rules, connection-mark bits ${r.setup.ct_mask}, layers ${Object.entries(r.layers).map(([k, v]) => `${k}:${v}`).join(' ')}`,
     `throughput with/without  ${r.throughput_ratio_10k.toFixed(3)}  (${(r.throughput_bps_with / 1e9).toFixed(2)} vs ${(r.throughput_bps_without / 1e9).toFixed(2)} Gb/s, median of ${r.setup.rounds} rounds; target >= ${r.targets.throughput_ratio_10k.limit}: ${t(r.targets.throughput_ratio_10k)})`,
     `apply the set            ${r.apply_ms_10k} ms  (median of ${r.apply_ms_10k_runs.length}; first import with checks ${r.import_ms} ms; target <= ${r.targets.apply_ms_10k.limit}: ${t(r.targets.apply_ms_10k)})`,
     `move one rule            ${r.move_ms} ms  (median of ${r.setup.moves}, max ${r.move_ms_max}; target <= ${r.targets.move_ms.limit}: ${t(r.targets.move_ms)})`,

@@ -4,11 +4,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
-import { formatDecision } from './format.js';
+import { formatDecision, formatKernel } from './format.js';
 
 const qos = (...args: string[]) => spawnSync(process.execPath, [QOS_CLI, ...args], { encoding: 'utf8' });
 
@@ -109,6 +109,58 @@ test('qos decisions: --limit 0 shows none of the recent ones, and with --follow 
     } finally {
       f.kill();
     }
+  } finally {
+    await d.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const kernelStatus = {
+  mode: 'auto', active: true, problem: null, table: 'inet qosd', installed: true, namespace: { id: 'net:[4026531833]', name: null, host: true }, hook: 'output', priority: -150,
+  ct_mask: '0xffffff00', ct_rule_bits: '0x00ffff00', ct_generation_bits: '0xff000000', max_rules: 65535, policy_kernel_rules: ['interactive-shell', 'name-resolution'],
+  rule_set_in_kernel: 3, acts_on: 'the packets of every process in the namespace, not only programs under the agent',
+};
+
+test('qos status says what the kernel table is, where, with which bits of the connection mark, and on whom it acts', () => {
+  assert.deepEqual(formatKernel(kernelStatus), [
+    "kernel       table inet qosd in network namespace net:[4026531833] (the host's), hook output priority -150, connection-mark bits 0xffffff00 (rule number 0x00ffff00, generation 0xff000000; at most 65535 rules)",
+    '             2 policy rules (interactive-shell, name-resolution) and 3 `qos rules` rules mark the packets of every process in the namespace, not only programs under the agent; --kernel off: none',
+  ]);
+  assert.deepEqual(formatKernel({ ...kernelStatus, installed: false, policy_kernel_rules: [], rule_set_in_kernel: 0 }),
+    ['kernel       no table: no policy rule the kernel can express and no `qos rules` (--kernel auto; would use connection-mark bits 0xffffff00 (rule number 0x00ffff00, generation 0xff000000; at most 65535 rules))']);
+  assert.deepEqual(formatKernel({ mode: 'auto', active: false, problem: 'nftables cannot be used: cannot run nft: spawn nft ENOENT' }),
+    ['kernel       none (--kernel auto): nftables cannot be used: cannot run nft: spawn nft ENOENT']);
+  assert.deepEqual(formatKernel({ mode: 'off', active: false, problem: 'kernel rules are off (--kernel off)' }), ['kernel       none: kernel rules are off (--kernel off)']);
+});
+
+test('a bad --ct-mask is refused before anything starts: exit 64, the reason, no socket, no rule store', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-cli-'));
+  try {
+    for (const [args, why] of [[['--ct-mask', '0xff'], /--ct-mask 0x000000ff: has 8 bits, and the generation takes 8 of them by default/], [['--ct-mask', 'low'], /--ct-mask takes a 32-bit mask/],
+      [['--ct-mask', '0xffffffff', '--ct-generation-bits', '2'], /the generation takes 4 to 31 of the mask's 32 bits/]] as const) {
+      const r = spawnSync(process.execPath, [QOS_CLI, 'daemon', '--socket', join(dir, 'a.sock'), '--admin', join(dir, 'b.sock'), '--rules', join(dir, 'rules.json'), '--nice', 'keep', ...args], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(r.status, 64, r.stderr);
+      assert.match(r.stderr, why);
+      assert.deepEqual(readdirSync(dir), [], 'nothing made');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a mask with few rule-number bits limits the rules: an import past it is refused (exit 65) with the limit and why, and changes nothing', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-cli-'));
+  // 12 bits, 8 of them the generation's: 4 for the number, 15 rules
+  const d = await new DaemonChild(dir, 'rules: []\n', ['--kernel', 'off', '--nice', 'keep', '--ct-mask', '0x0000fff0']).start();
+  try {
+    const set = (n: number) => { const f = join(dir, `set${n}.json`); writeFileSync(f, JSON.stringify({ qosd_rules: 1, rules: Array.from({ length: n }, (_, i) => ({ match: { remote_port: 1000 + i }, action: { dscp: 'EF' } })) })); return f; };
+    assert.equal(qos('rules', 'import', set(15), '--admin', d.admin).status, 0);
+    const before = qos('rules', 'export', '--admin', d.admin).stdout;
+    const r = qos('rules', 'import', set(16), '--admin', d.admin);
+    assert.equal(r.status, 65, r.stderr);
+    assert.match(r.stderr, /16 kernel rules \(0 from the policy, 16 from the rule set\), but the connection-mark bits 0x0000fff0 leave 4 bits for the rule number: at most 15 rules/);
+    assert.equal(qos('rules', 'export', '--admin', d.admin).stdout, before);
+    assert.ok(existsSync(d.rulesFile));
   } finally {
     await d.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -34,7 +34,23 @@ export function formatStatus(s: Rec): string {
     ...(err ? [`policy error ${err.at}: ${err.message} (previous policy in force)`] : []),
     `flows        ${s.flows}`,
     `decisions    ${s.decisions_total}`,
+    ...(s.kernel ? formatKernel(s.kernel as Rec) : []),
   ].join('\n');
+}
+
+/** What the kernel table is, where, and on whom it acts; or why there is none. */
+export function formatKernel(k: Rec): string[] {
+  const pad = '             ';
+  if (!k.active) return [`kernel       none${k.mode === 'off' ? '' : ` (--kernel ${k.mode})`}: ${k.problem}`];
+  const ns = k.namespace as { id: string | null; name: string | null; host: boolean | null } | null;
+  const where = `network namespace ${ns?.id ?? 'unknown'}${ns?.host ? " (the host's)" : ''}${ns?.name ? ` (named ${ns.name})` : ''}`;
+  const bits = `connection-mark bits ${k.ct_mask} (rule number ${k.ct_rule_bits}, generation ${k.ct_generation_bits}; at most ${k.max_rules} rules)`;
+  if (!k.installed) return [`kernel       no table: no policy rule the kernel can express and no \`qos rules\` (--kernel ${k.mode}; would use ${bits})`];
+  const policy = k.policy_kernel_rules as string[];
+  return [
+    `kernel       table ${k.table} in ${where}, hook ${k.hook} priority ${k.priority}, ${bits}`,
+    `${pad}${policy.length} policy rules${policy.length ? ` (${policy.join(', ')})` : ''} and ${k.rule_set_in_kernel} \`qos rules\` rules mark ${k.acts_on}; --kernel off: none`,
+  ];
 }
 
 export function formatFlows(flows: Rec[]): string {

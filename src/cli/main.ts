@@ -8,6 +8,7 @@ import { Command, CommanderError } from 'commander';
 import { writeFileAtomic } from '../atomic-file.js';
 import { exitCodeFor, formatProblems, QosError } from '../errors.js';
 import { idEntries } from '../id-names.js';
+import { DEFAULT_CT_MASK, hex32, parseCtMask } from '../kernel/ctmark.js';
 import { AGENT_LIBRARY, adminSocket, agentSocket, choosePolicy, DEFAULT_NFT_TABLE, DEFAULT_POLICY_FILE, DEFAULT_RULES_FILE, PACKAGE_VERSION } from './paths.js';
 import { call, callJson, stream } from './client.js';
 import { formatDecision, formatFlows, formatStatus } from './format.js';
@@ -37,15 +38,18 @@ program
   .option('--rules <file>', 'where the kernel rule set is kept (`qos rules`), in a directory only root (or the daemon\'s user) can write', DEFAULT_RULES_FILE)
   .option('--kernel <mode>', 'kernel rules (nftables): auto (if nft works), on (fail if not), off', 'auto')
   .option('--nft-table <name>', 'the nftables table qosd owns (family inet)', DEFAULT_NFT_TABLE)
+  .option('--ct-mask <mask>', 'the bits of the connection mark (ct mark) the kernel table may use; it never changes the others (docs/kernel-rules.md, "The connection mark")', hex32(DEFAULT_CT_MASK))
+  .option('--ct-generation-bits <n>', 'how many of those bits hold the generation of the rules (default: 8, or more when the mask has over 24 bits); the rest hold the rule number')
   .option('--admin-group <group>', 'a group (name or gid) whose members may use the admin API besides root (default: root only)')
   .option('--max-connections-per-user <n>', 'agent connections one user other than root may hold (default: a quarter of the bound in all, at most 2048)', (v) => positiveInt(v, '--max-connections-per-user'))
   .option('--max-connections <n>', 'agent connections in all (default: half the descriptor limit, at most 32768; a tenth kept for root)', (v) => positiveInt(v, '--max-connections'))
   .option('--max-flows-per-user <n>', "flow-table entries one user may hold; past it the user's oldest go", (v) => positiveInt(v, '--max-flows-per-user'), 65536)
   .option('--max-flows <n>', 'flow-table entries in all; past it new flows are decided but not remembered', (v) => positiveInt(v, '--max-flows'), 1_000_000)
-  .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; scriptAnswerMs: number; scriptNice: number | 'keep'; rules: string; kernel: string; nftTable: string;
+  .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; scriptAnswerMs: number; scriptNice: number | 'keep'; rules: string; kernel: string; nftTable: string; ctMask: string; ctGenerationBits?: string;
     adminGroup?: string; maxConnectionsPerUser?: number; maxConnections?: number; maxFlowsPerUser: number; maxFlows: number }) => {
     if (o.kernel !== 'auto' && o.kernel !== 'on' && o.kernel !== 'off') throw new QosError('QOS_ERR_USAGE', `--kernel takes auto, on or off, not "${o.kernel}"`);
     if (!/^[A-Za-z_][\w-]{0,63}$/.test(o.nftTable)) throw new QosError('QOS_ERR_USAGE', `--nft-table takes a name of letters, digits, _ and -, not "${o.nftTable}"`);
+    const ctMark = parseCtMask(o.ctMask, o.ctGenerationBits);
     // refused before anything starts: the daemon reads and rewrites it as root (secure-path.ts)
     const { checkTrustedPath } = await import('../secure-path.js');
     checkTrustedPath(o.rules, 'the kernel rule store');
@@ -57,7 +61,7 @@ program
     };
     const d = new Daemon({
       agentLimits, maxFlows: o.maxFlows, maxFlowsPerUser: o.maxFlowsPerUser, adminGroup: o.adminGroup === undefined ? undefined : groupId(o.adminGroup),
-      kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel },
+      kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel, ctMark },
       socket: o.socket, admin: o.admin, policy: chosen.file ?? undefined, policyOrigin: chosen.origin, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice,
       scriptWorkers: o.scriptWorkers, scriptLimits: { deadlineMs: o.scriptDeadlineMs, memoryBytes: o.scriptMemoryMb * 2 ** 20, answerMs: o.scriptAnswerMs, nice: o.scriptNice === 'keep' ? null : o.scriptNice },
     });
@@ -301,9 +305,11 @@ bench
   .option('--seconds <n>', 'length of each iperf3 run', (v) => positiveInt(v, '--seconds'), 3)
   .option('--moves <n>', 'rules moved, one request each', (v) => positiveInt(v, '--moves'), 15)
   .option('--seed <n>', 'seed of the generated rules and of the moves', (v) => positiveInt(v, '--seed'), 1)
+  .option('--ct-mask <mask>', "the daemon's --ct-mask (0xffffffff: the whole mark, the plan without a chain per rule)")
   .option('--check', 'exit 1 if a target is missed')
-  .action(async (o: { json?: boolean; rules: number; rounds: number; seconds: number; moves: number; seed: number; check?: boolean }) => {
+  .action(async (o: { json?: boolean; rules: number; rounds: number; seconds: number; moves: number; seed: number; ctMask?: string; check?: boolean }) => {
     if (o.rules < 2) throw new QosError('QOS_ERR_USAGE', '--rules takes at least 2 (a rule to move and the default)');
+    if (o.ctMask !== undefined) parseCtMask(o.ctMask);
     const { benchRules, formatRulesBench } = await import('../bench/rules.js');
     const r = await benchRules({ ...o, progress: benchProgress(o.json) });
     print(o.json ? JSON.stringify(r, null, 2) : formatRulesBench(r));

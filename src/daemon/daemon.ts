@@ -18,6 +18,7 @@ import { decode, PROTOCOL_VERSION } from '../protocol/messages.js';
 import { AdminServer } from './admin.js';
 import { DEFAULT_NFT_TABLE, DEFAULT_RULES_FILE } from '../cli/paths.js';
 import { rulesApi } from '../kernel/api.js';
+import { ctMark, DEFAULT_CT_MASK, type CtMark } from '../kernel/ctmark.js';
 import { KernelRules, type KernelMode } from '../kernel/manager.js';
 import { AgentServer, hasRequest } from './agents.js';
 import { Decider, type DecisionRecord } from './decide.js';
@@ -50,8 +51,9 @@ export interface DaemonOptions {
   scriptWorkers?: number;
   scriptLimits?: Partial<SandboxLimits>;
   sweepMs?: number;
-  /** Kernel rules (nftables): where the rule set is stored, the table, and whether to use it. */
-  kernel?: { rulesFile: string; table: string; mode: KernelMode };
+  /** Kernel rules (nftables): where the rule set is stored, the table, whether to use it, and
+   * the bits of the connection mark it may use (default: DEFAULT_CT_MASK). */
+  kernel?: { rulesFile: string; table: string; mode: KernelMode; ctMark?: CtMark };
   /** Bounds on agent connections (default: from the descriptor limit, see shares.ts). */
   agentLimits?: Partial<AgentLimits>;
   /** Flow-table bounds: entries in all, and per user (their oldest go past it). */
@@ -152,7 +154,7 @@ export class Daemon {
     };
     warmUp(this.policy.engine);
     const ko = this.o.kernel ?? { rulesFile: DEFAULT_RULES_FILE, table: DEFAULT_NFT_TABLE, mode: 'auto' as const };
-    this.kernel = new KernelRules({ ...ko, log: this.log });
+    this.kernel = new KernelRules({ ...ko, ctMark: ko.ctMark ?? ctMark(DEFAULT_CT_MASK), log: this.log });
     await this.kernel.start(doc);
     const decider = new Decider(this.flows, () => this.policy);
     // Every connection is a descriptor: take as many as we may, and give agents half of them,

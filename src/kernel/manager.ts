@@ -13,8 +13,10 @@ import { QosError } from '../errors.js';
 import { duplicateNames } from '../policy/load.js';
 import { checkDirectory, readTextFile } from '../secure-path.js';
 import type { PolicyDoc } from '../policy/schema.js';
-import { MAX_RULE_NUM, planTable, type TablePlan } from './layers.js';
-import { nftUnavailable, NftTable, type Counter, type NftDoc } from './nft.js';
+import { describeCtMark, hex32, type CtMark } from './ctmark.js';
+import { currentNetns, describeNetns, type NetnsInfo } from './netns.js';
+import { planTable, type TablePlan } from './plan.js';
+import { BASE_CHAIN, nftUnavailable, NftTable, type Counter, type NftDoc } from './nft.js';
 import { atomCount, kernelAction, KernelRuleSchema, MAX_ATOMS_PER_SET, policyRuleInKernel, ruleAtoms, ruleProblems, RuleSetSchema, systemNames, type Atom, type KAction, type KernelRuleDoc, type KRule, type Names, type RuleSetDoc } from './rules.js';
 
 export type KernelMode = 'auto' | 'on' | 'off';
@@ -23,6 +25,8 @@ export interface KernelOptions {
   rulesFile: string;
   table: string;
   mode: KernelMode;
+  /** the bits of the connection mark the table may use (ctmark.ts) */
+  ctMark: CtMark;
   log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void };
 }
 
@@ -139,6 +143,7 @@ export class KernelRules {
   private names = systemNames();
   private namesAt = namesStamp();
   private readonly compiled = new WeakMap<KernelRuleDoc, Compiled>();
+  private netns: NetnsInfo | null = null;
 
   constructor(private readonly o: KernelOptions) {
     this.nft = new NftTable(o.table);
@@ -166,7 +171,7 @@ export class KernelRules {
       this.revision = revision;
       this.ids = set.rules.map(() => this.nextId++);
     }
-    if (this.o.mode === 'off') { this.problem = 'kernel rules are off (--kernel off)'; return; }
+    if (this.o.mode === 'off') { this.problem = 'kernel rules are off (--kernel off)'; this.o.log.info({ mode: 'off' }, 'kernel rules off (--kernel off): no nftables table'); return; }
     const why = await nftUnavailable();
     if (why) {
       if (this.o.mode === 'on') throw new QosError('QOS_ERR_ENVIRONMENT', `--kernel on, but nftables cannot be used: ${why}`);
@@ -175,7 +180,23 @@ export class KernelRules {
       return;
     }
     this.active = true;
+    this.netns = currentNetns();
     await this.applyNow(this.set, false);
+    this.announce();
+  }
+
+  /** Says in the log what the table is, where, and on whom it acts (every process of the
+   * namespace, not only programs under the agent). */
+  private announce(): void {
+    const s = this.installed();
+    if (!this.plan) {
+      this.o.log.info(s, `kernel rules: none to apply (no policy rule the kernel can express, no \`qos rules\`): no nftables table installed in network namespace ${describeNetns(this.netns!)}`);
+      return;
+    }
+    const names = this.policy.ids.map((id, i) => this.policy.rules[i]!.name ?? id.slice(2));
+    this.o.log.info(s, `kernel rules installed: table ${s.table} in network namespace ${describeNetns(this.netns!)}, hook ${BASE_CHAIN.hook} priority ${BASE_CHAIN.priority}, `
+      + `connection-mark bits ${s.ct_mask}; ${names.length} policy rules${names.length ? ` (${names.join(', ')})` : ''} and ${s.rule_set_in_kernel} \`qos rules\` rules `
+      + "mark the packets of every process in this namespace, not only programs under the agent (--kernel off: none)");
   }
 
   /** The policy changed (reload): its kernel-expressible rules are re-applied. */
@@ -278,18 +299,21 @@ export class KernelRules {
       const had = this.nums.get(c.rule.id);
       if (had && had.actionKey === c.actionKey) { nums.set(c.rule.id, had.num); used.add(had.num); }
     }
+    const mark = this.o.ctMark, max = mark.maxRules;
+    if (rules.length > max) {
+      const fromPolicy = this.policy.rules.length;
+      throw new QosError('QOS_ERR_RULES_INVALID', `${rules.length} kernel rules (${fromPolicy} from the policy, ${rules.length - fromPolicy} from the rule set), but the connection-mark bits ${hex32(mark.mask)} `
+        + `leave ${mark.numberBits} bits for the rule number: at most ${max} rules. Give --ct-mask more bits (or fewer to the generation, --ct-generation-bits), or fewer rules (docs/kernel-rules.md, "The connection mark")`);
+    }
     let next = this.nextNum;
     for (const r of rules) {
       if (nums.has(r.id)) continue;
-      for (let tries = 0; used.has(next) || next > MAX_RULE_NUM || next < 1; tries++) {
-        if (tries > MAX_RULE_NUM) throw new QosError('QOS_ERR_RULES_INVALID', `at most ${MAX_RULE_NUM} kernel rules`);
-        next = next >= MAX_RULE_NUM ? 1 : next + 1;
-      }
+      while (used.has(next) || next > max || next < 1) next = next >= max ? 1 : next + 1;
       nums.set(r.id, next); used.add(next);
-      next = next >= MAX_RULE_NUM ? 1 : next + 1;
+      next = next >= max ? 1 : next + 1;
     }
-    const gen = (this.gen % 0xffff) + 1;
-    const plan = planTable(this.o.table, rules, nums, gen);
+    const gen = (this.gen % mark.maxGeneration) + 1;
+    const plan = planTable(this.o.table, rules, nums, gen, mark);
     const layers = plan.layers;
     if (!this.active && !dryRun) return { revision: this.revision, applied: false, apply_ms: 0, commands: 0, layers };
     const empty = rules.length === 0;
@@ -320,9 +344,21 @@ export class KernelRules {
 
   status(): Record<string, unknown> {
     return {
-      mode: this.o.mode, active: this.active, problem: this.problem, table: `inet ${this.o.table}`, rules_file: this.o.rulesFile,
+      mode: this.o.mode, active: this.active, problem: this.problem, ...this.installed(), rules_file: this.o.rulesFile,
       revision: this.revision, enabled: this.set.enabled, rules: this.set.rules.length,
       policy_rules_in_kernel: this.policy.rules.length, layers: this.plan?.layers ?? null, generation: this.gen, last_apply_ms: Math.round(this.lastApplyMs * 10) / 10,
+    };
+  }
+
+  /** What the table is, where it is, and what it holds: status and the start-up log. */
+  private installed() {
+    const applied = this.active && this.plan !== null;
+    return {
+      table: `${BASE_CHAIN.family} ${this.o.table}`, installed: applied,
+      namespace: this.netns, hook: BASE_CHAIN.hook, priority: BASE_CHAIN.priority, ...describeCtMark(this.o.ctMark),
+      policy_kernel_rules: this.policy.ids.map((id, i) => this.policy.rules[i]!.name ?? id.slice(2)),
+      rule_set_in_kernel: this.set.enabled ? this.set.rules.length : 0,
+      acts_on: applied ? 'the packets of every process in the namespace, not only programs under the agent' : null,
     };
   }
 

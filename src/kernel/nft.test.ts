@@ -7,7 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateRules } from '../bench/rules-gen.js';
-import { elemData, elemVal, planTable, type TablePlan } from './layers.js';
+import { ctMark, DEFAULT_CT_MASK, type CtMark } from './ctmark.js';
+import { elemData, elemVal, planTable, type TablePlan } from './plan.js';
 import { NftTable } from './nft.js';
 import { kernelAction, ruleAtoms, type KernelRuleDoc, type KRule } from './rules.js';
 
@@ -116,7 +117,11 @@ function rng(seed: number): () => number {
   return () => { a = (a + 0x6d2b79f5) >>> 0; let t = Math.imul(a ^ (a >>> 15), a | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
 }
 
-test('each change: prepare leaves what live rules reach as it was, switch touches no interval map, the result is the plan', () => {
+// the whole mark (layers write numbers into it), the default mask, and one not in one run of
+// bits with few generation bits (24 changes wrap it round): layers go to one chain per number
+const MARKS: [string, CtMark][] = [['the whole mark', ctMark(0xffffffff)], ['the default mask', ctMark(DEFAULT_CT_MASK)], ['mask 0x0ff0ff0f, 4 generation bits', ctMark(0x0ff0ff0f, 4)]];
+
+for (const [label, mark] of MARKS) test(`${label}: each change: prepare leaves what live rules reach as it was, switch touches no interval map, the result is the plan`, () => {
   const names = { users: new Map([['root', 0]]), groups: new Map<string, number>() };
   const r = rng(5);
   const table = new NftTable('t');
@@ -140,7 +145,7 @@ test('each change: prepare leaves what live rules reach as it was, switch touche
     }
     const rules: KRule[] = docs.map((d) => ({ id: `r${d.id}`, origin: 'rules', atoms: ruleAtoms(d.match, names), action: kernelAction(d.action) }));
     for (const x of rules) if (!nums.has(x.id)) nums.set(x.id, nextNum++);
-    const plan = planTable('t', rules, nums, (gen = (gen % 0xffff) + 1));
+    const plan = planTable('t', rules, nums, (gen = (gen % mark.maxGeneration) + 1), mark);
     const before = reach(sim);
     const c = table.change(plan);
     run(sim, c.prepare);
@@ -178,6 +183,8 @@ test('each change: prepare leaves what live rules reach as it was, switch touche
       const allowed = new Set([...(prev ? planContents(prev, name).keys() : []), ...planContents(plan, name).keys()]);
       for (const k of sim.maps.get(name)?.elems.keys() ?? []) assert.ok(allowed.has(k), `step ${step}: ${name} keeps ${k} from an older change`);
     }
+    // and no chain outlives the change after the one that last used it (a rule's number chain)
+    for (const name of sim.chains.keys()) assert.ok(plan.chains.has(name) || prev?.chains.has(name), `step ${step}: chain ${name} left from an older change`);
     prev = plan;
   }
 });

@@ -19,7 +19,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QosError } from '../errors.js';
-import { elemData, elemVal, fnv1a, type ElemPlan, type MapPlan, type RulePlan, type TablePlan } from './layers.js';
+import { elemData, elemVal, fnv1a, type ChainPlan, type ElemPlan, type MapPlan, type RulePlan, type TablePlan } from './plan.js';
 
 export interface Counter { packets: number; bytes: number }
 
@@ -62,6 +62,9 @@ export async function nftUnavailable(): Promise<string | null> {
 }
 
 const FAMILY = 'inet';
+/** Where the table's base chain sees packets: every locally sent packet, after the routing
+ * decision, at the mangle priority (before filter chains at 0). */
+export const BASE_CHAIN = { family: FAMILY, hook: 'output', priority: -150 } as const;
 
 /** An nft document: what `nft -j -f` is given. */
 export interface NftDoc { nftables: unknown[] }
@@ -108,6 +111,8 @@ export class NftTable {
   private kernel: Kernel | null = null;
   private live: Live = { names: new Map(), chains: new Set(), maps: new Map() };
   private version = 0;
+  /** chains of earlier plans rendered, for plans that reuse them (plan.ts: a rule number's) */
+  private readonly rendered = new WeakMap<ChainPlan, KChain>();
 
   constructor(readonly table: string) {}
 
@@ -164,12 +169,20 @@ export class NftTable {
     const render = (r: RulePlan) => JSON.stringify({ expr: r.expr, ...(r.comment ? { comment: r.comment } : {}) })
       .replace(/"@([A-Za-z0-9_]+)"/g, (_, n: string) => `"@${names.get(n) ?? n}"`);
     const chains = new Map<string, KChain>();
-    for (const [name, c] of next.chains) chains.set(name, { base: !!c.base, rules: c.rules.map(render) });
+    for (const [name, c] of next.chains) {
+      let k = this.rendered.get(c);
+      if (!k) {
+        k = { base: !!c.base, rules: c.rules.map(render) };
+        // a chain naming no map renders the same whatever the maps are called
+        if (!k.rules.some((r) => r.includes('"@'))) this.rendered.set(c, k);
+      }
+      chains.set(name, k);
+    }
     const addRules = (to: unknown[], name: string, c: KChain) => {
       for (const r of c.rules) to.push({ add: { rule: { ...t, chain: name, ...(JSON.parse(r) as object) } } });
     };
     const addChain = (to: unknown[], name: string, c: KChain) =>
-      to.push({ add: { chain: { ...t, name, ...(c.base ? { type: 'filter', hook: 'output', prio: -150, policy: 'accept' } : {}) } } });
+      to.push({ add: { chain: { ...t, name, ...(c.base ? { type: 'filter', hook: BASE_CHAIN.hook, prio: BASE_CHAIN.priority, policy: 'accept' } : {}) } } });
 
     // 1. prepare: delete what neither the live rules nor the next ones refer to (left by the
     // change before); create the new maps and chains, which nothing live refers to yet.
@@ -217,6 +230,7 @@ export class NftTable {
       const old = A.chains.get(name);
       B.chains.set(name, c);
       if (!old) { addChain(sw, name, c); addRules(sw, name, c); continue; }
+      if (old === c) continue;
       if (old.rules.length === c.rules.length && old.rules.every((r, i) => r === c.rules[i])) continue;
       sw.push({ flush: { chain: { ...t, name } } });
       addRules(sw, name, c);

@@ -1,0 +1,47 @@
+/* Which connection-mark masks and splits are accepted, how a mask splits into rule-number and
+ * generation bits, and what a refused one says. */
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { QosError } from '../errors.js';
+import { ctMark, DEFAULT_CT_MASK, deposit, hex32, parseCtMask } from './ctmark.js';
+
+const split = (m: ReturnType<typeof ctMark>) => [hex32(m.numberMask), hex32(m.generationMask), m.maxRules, m.maxGeneration];
+
+test('the default mask leaves the low byte alone: 16 bits of rule number above it (65,535 rules), 8 of generation on top', () => {
+  assert.equal(hex32(DEFAULT_CT_MASK), '0xffffff00');
+  assert.deepEqual(split(ctMark(DEFAULT_CT_MASK)), ['0x00ffff00', '0xff000000', 65535, 255]);
+});
+
+test('the whole mark splits as before masks: number in the low 16 bits, generation in the high 16', () => {
+  assert.deepEqual(split(ctMark(0xffffffff)), ['0x0000ffff', '0xffff0000', 65535, 65535]);
+});
+
+test('a mask need not be one run of bits: the number takes its lowest set bits, the generation the rest', () => {
+  assert.deepEqual(split(ctMark(0xf0f0f0f0)), ['0x0000f0f0', '0xf0f00000', 255, 255], 'a 16-bit mask: 8 generation bits by default');
+  assert.deepEqual(split(ctMark(0x0ff0ff0f, 4)), ['0x00f0ff0f', '0x0f000000', 65535, 15]);
+  assert.equal(deposit(0b1011, 0xf0f0), 0xb0);
+  assert.equal(deposit(0x1ff, 0x0ff0ff0f), 0x1f0f);
+  assert.equal(deposit(255, 0xff000000), 0xff000000, 'the top bit too (unsigned)');
+});
+
+test('a mask with few bits: the generation keeps 8 by default, fewer (down to 4) when asked', () => {
+  assert.deepEqual(split(ctMark(0x00ffc000, 4)), ['0x000fc000', '0x00f00000', 63, 15], 'ten bits around mwan3 and the low byte');
+  assert.deepEqual(split(ctMark(0x00fff000)), ['0x0000f000', '0x00ff0000', 15, 255]);
+});
+
+function refused(fn: () => unknown, pattern: RegExp): void {
+  assert.throws(fn, (e: unknown) => e instanceof QosError && e.code === 'QOS_ERR_USAGE' && pattern.test(e.message), String(pattern));
+}
+
+test('refused with the reason: not a number, too few bits, a split with no number bits, too many number bits, too few generation bits', () => {
+  refused(() => parseCtMask('ff00'), /--ct-mask takes a 32-bit mask such as 0xffffff00, not "ff00"/);
+  refused(() => parseCtMask('0x1ffffffff'), /not "0x1ffffffff"/);
+  refused(() => parseCtMask('0xf0'), /0x000000f0: has 4 bits; qosd needs at least 5/);
+  refused(() => parseCtMask('0xff'), /0x000000ff: has 8 bits, and the generation takes 8 of them by default: give fewer with --ct-generation-bits/);
+  refused(() => parseCtMask('0xffffffff', '8'), /leaves 24 bits for the rule number; at most 16 .* give 16 or more generation bits/);
+  refused(() => parseCtMask('0xffff', '3'), /the generation takes 4 to 15 of the mask's 16 bits/);
+  refused(() => parseCtMask('0xffff', 'x'), /--ct-generation-bits takes a whole number, not "x"/);
+  assert.equal(parseCtMask('4294967040').mask, DEFAULT_CT_MASK, 'decimal');
+  assert.equal(parseCtMask(' 0xFFFFFF00 ').mask, DEFAULT_CT_MASK, 'upper case, spaces');
+});
