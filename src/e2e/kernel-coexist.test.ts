@@ -12,14 +12,14 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { callJson } from '../cli/client.js';
 import { hex32 } from '../kernel/ctmark.js';
-import { AGENT_TEST_BIN, e2eUnavailable, QOS, sh, TestDaemon, Testbed, waitFor } from './harness.js';
+import { AGENT_TEST_BIN, requireE2e, QOS, sh, TestDaemon, Testbed, waitFor } from './harness.js';
 
-const skip: string | false = e2eUnavailable() ?? false;
+requireE2e();
 const STATIC = join(AGENT_TEST_BIN, 'static_send');
 let tb: Testbed;
 
-before(() => { if (!skip) tb = new Testbed(); });
-after(() => { if (!skip) tb.cleanup(); });
+before(() => { tb = new Testbed(); });
+after(() => { tb.cleanup(); });
 
 /** Packets counted by the rules of a table in the client namespace, by comment. */
 function counters(table: string): Record<string, number> {
@@ -50,7 +50,7 @@ const CASES = [
 ];
 
 for (const c of CASES) {
-  test(`${c.label}: qosd marks, the other bits survive on the flow, a flow is classified once, a rule change classifies it again without touching them`, { skip }, async () => {
+  test(`${c.label}: qosd marks, the other bits survive on the flow, a flow is classified once, a rule change classifies it again without touching them`, async () => {
     const dir = join(tb.dir, `d${c.port}`);
     sh(['mkdir', '-m', '700', dir]);
     const daemon = await new TestDaemon(dir, null, ['--kernel', 'on', '--nice', 'keep', ...c.args], ['ip', 'netns', 'exec', tb.client]).start();
@@ -104,7 +104,7 @@ for (const c of CASES) {
   });
 }
 
-test('--kernel auto says what it installed and where: the log and qos status name the table, namespace, hook, mask and the rules acting on every process', { skip }, async () => {
+test('--kernel auto says what it installed and where: the log and qos status name the table, namespace, hook, mask and the rules acting on every process', async () => {
   const dir = join(tb.dir, 'status');
   sh(['mkdir', '-m', '700', dir]);
   const daemon = await new TestDaemon(dir, null, ['--nice', 'keep'], ['ip', 'netns', 'exec', tb.client]).start();
