@@ -3,18 +3,18 @@
  * as it was byte for byte, and that a change that cannot be made safely is refused before
  * anything is changed. --preload is tried only under --root, never on /etc/ld.so.preload. */
 
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { AGENT_LIBRARY, PACKAGE_ROOT } from '../cli/paths.js';
+import { dirname, join } from 'node:path';
+import { PACKAGE_ROOT } from '../cli/paths.js';
 import { QOS_CLI } from '../daemon/child.js';
 import { asUser, testUser } from '../e2e/users.js';
 import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.js';
-import type { Report } from './install.js';
-import { execArgv, parseUnit, TMPFILES_TEXT } from './unit.js';
+import { AGENT_IN_PREFIX, type Report } from './install.js';
+import { execArgv, HIDDEN_FROM_SERVICE, parseUnit, TMPFILES_TEXT } from './unit.js';
 
 /** These tests need root (files must be root's to be trusted; the agent is loaded as another
  * user): without it they fail, saying so, rather than pass unrun. */
@@ -22,7 +22,28 @@ function needRoot(): void {
   assert.equal(process.getuid?.(), 0, 'qos install tests need root');
 }
 
+/** The qosd installation the tests install: this checkout, or, when the checkout lies where
+ * qosd.service hides it from the daemon (a clone under /tmp: install refuses it), a staged
+ * copy under /opt of what install reads (the CLI's entry point and the agent). */
+const PREFIX = stagePrefix();
+const AGENT = join(PREFIX, AGENT_IN_PREFIX);
+after(() => { if (PREFIX !== PACKAGE_ROOT) rmSync(PREFIX, { recursive: true, force: true }); });
+
+function stagePrefix(): string {
+  if (!HIDDEN_FROM_SERVICE.some((d) => PACKAGE_ROOT === d || PACKAGE_ROOT.startsWith(`${d}/`))) return PACKAGE_ROOT;
+  mkdirSync('/opt', { recursive: true });
+  const dir = mkdtempSync('/opt/qosd-install-test-');
+  for (const f of ['dist/cli/main.js', AGENT_IN_PREFIX]) {
+    mkdirSync(dirname(join(dir, f)), { recursive: true });
+    copyFileSync(join(PACKAGE_ROOT, f), join(dir, f));
+    chmodSync(join(dir, f), 0o644);
+  }
+  for (let d = dirname(join(dir, AGENT_IN_PREFIX)); d !== '/opt'; d = dirname(d)) chmodSync(d, 0o755);
+  return dir;
+}
+
 function qos(args: string[], asWho: string[] = []): { status: number | null; stdout: string; stderr: string } {
+  if (args[0] === 'install' && !args.includes('--prefix')) args = [...args, '--prefix', PREFIX];
   const argv = [...asWho, process.execPath, QOS_CLI, ...args];
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: 60_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -70,15 +91,15 @@ test('install --preload writes the unit, the tmpfiles entry, the policy, our lin
 
     const first = json(['install', '--preload', '--root', root]);
     assert.deepEqual(results(first), { unit: 'written', tmpfiles: 'written', policy: 'created', preload: 'added', record: 'written' });
-    assert.equal(first.prefix, PACKAGE_ROOT);
+    assert.equal(first.prefix, PREFIX);
     assert.equal((first as Report & { ok?: boolean }).ok, true, '--json: ok with the report');
-    assert.equal(readFileSync(preload, 'latin1'), `${other}\n${AGENT_LIBRARY}\n`);
+    assert.equal(readFileSync(preload, 'latin1'), `${other}\n${AGENT}\n`);
     assert.equal(lstatSync(preload).mode & 0o777, 0o600, 'the file keeps its mode');
     assert.equal(readFileSync(join(root, 'etc/qosd/policy.yaml'), 'utf8'), DEFAULT_POLICY_TEXT);
     assert.equal(readFileSync(join(root, 'etc/tmpfiles.d/qosd.conf'), 'utf8'), TMPFILES_TEXT);
     const unit = parseUnit(readFileSync(join(root, 'etc/systemd/system/qosd.service'), 'utf8'));
     const service = unit.get('Service')!;
-    assert.deepEqual(execArgv(service.get('ExecStart')![0]!), [process.execPath, join(PACKAGE_ROOT, 'dist/cli/main.js'), 'daemon'], 'the unit runs this Node.js and this CLI, with the default policy path');
+    assert.deepEqual(execArgv(service.get('ExecStart')![0]!), [process.execPath, join(PREFIX, 'dist/cli/main.js'), 'daemon'], 'the unit runs this Node.js and this CLI, with the default policy path');
     assert.deepEqual(service.get('CapabilityBoundingSet'), ['CAP_NET_ADMIN CAP_SYS_PTRACE CAP_KILL CAP_CHOWN']);
     assert.deepEqual(service.get('ExecReload'), ['/bin/kill -HUP $MAINPID']);
     assert.deepEqual(unit.get('Install')!.get('WantedBy'), ['multi-user.target']);
@@ -88,7 +109,7 @@ test('install --preload writes the unit, the tmpfiles entry, the policy, our lin
     const second = json(['install', '--preload', '--root', root]);
     assert.deepEqual(results(second), { unit: 'unchanged', tmpfiles: 'unchanged', policy: 'unchanged', preload: 'unchanged', record: 'unchanged' });
     assert.deepEqual(snapshot(root), installed, 'installing twice changes nothing');
-    assert.equal(readFileSync(preload, 'latin1').split(AGENT_LIBRARY).length - 1, 1, 'one line');
+    assert.equal(readFileSync(preload, 'latin1').split(AGENT).length - 1, 1, 'one line');
 
     const un = json(['uninstall', '--root', root]);
     assert.deepEqual(results(un), { unit: 'removed', tmpfiles: 'removed', policy: 'removed', preload: 'removed', record: 'removed' });
@@ -203,11 +224,11 @@ test('an install recorded for another qosd installation is not mixed with this o
   inRoot((root) => {
     json(['install', '--root', root]);
     const record = join(root, 'var/lib/qosd/install.json');
-    writeFileSync(record, readFileSync(record, 'utf8').replace(JSON.stringify(PACKAGE_ROOT), JSON.stringify('/opt/other-qosd')));
+    writeFileSync(record, readFileSync(record, 'utf8').replace(JSON.stringify(PREFIX), JSON.stringify('/opt/other-qosd')));
     const r = qos(['install', '--root', root]);
     assert.equal(r.status, 73, r.stderr);
     assert.match(r.stderr, /qos install was run for the qosd in \/opt\/other-qosd/);
-    const only = json(['uninstall', '--root', root, '--prefix', PACKAGE_ROOT]);
+    const only = json(['uninstall', '--root', root, '--prefix', PREFIX]);
     assert.equal(only.steps.length, 0, 'uninstall --prefix of another installation undoes nothing');
     assert.match(only.next[0]!, /nothing to undo for/);
     assert.ok(existsSync(record));
