@@ -103,13 +103,12 @@ program
   .command('try')
   .description('show qosd at work with no internet: curl under the agent to a local server, the decision, and the mark on the wire (tcpdump on lo); uses the running daemon, or a temporary one without kernel rules')
   .option('--port <n>', 'the local server\'s port on 127.0.0.1 (the built-in policy marks 554, RTSP control, AF31)', (v) => positiveInt(v, '--port'), 554)
-  .option('--socket <path>', 'agent socket of a running daemon (env QOSD_SOCKET)', agentSocket())
-  .option('--admin <path>', 'admin API socket of a running daemon', adminSocket())
+  .option('--admin <path>', 'admin API socket of a running daemon (its agent socket is the one used)', adminSocket())
   .option('--json', 'print JSON')
-  .action(async (o: { port: number; socket: string; admin: string; json?: boolean }) => {
+  .action(async (o: { port: number; admin: string; json?: boolean }) => {
     if (o.port > 65535) throw new QosError('QOS_ERR_USAGE', `--port takes a port number (1-65535), not ${o.port}`);
     const { tryIt, formatTry } = await import('../run/try.js');
-    const t = await tryIt({ library: AGENT_LIBRARY, socket: o.socket, admin: o.admin, port: o.port });
+    const t = await tryIt({ library: AGENT_LIBRARY, admin: o.admin, port: o.port });
     print(o.json ? JSON.stringify(t, null, 2) : formatTry(t));
     if (!t.ok) process.exitCode = 1;
   });

@@ -21,7 +21,7 @@ import { agentEnv } from './run.js';
 
 export interface TryOptions {
   library: string;
-  socket: string;
+  /** the admin API of a running daemon (whose agent socket it names) */
   admin: string;
   /** the local server's port (the built-in policy marks 554, RTSP control, AF31) */
   port: number;
@@ -71,7 +71,7 @@ function listen(port: number): Promise<Server> {
 }
 
 /** Runs argv under the agent; resolves with its exit status and output. */
-function runAgent(argv: string[], o: TryOptions): Promise<{ pid: number; exit: number | null; out: string }> {
+function runAgent(argv: string[], o: { library: string; socket: string }): Promise<{ pid: number; exit: number | null; out: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { env: agentEnv({ library: o.library, socket: o.socket }), stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
@@ -101,12 +101,12 @@ export async function tryIt(o: TryOptions): Promise<TryReport> {
   const status = await running(o.admin);
   let temp: DaemonChild | null = null;
   let dir: string | null = null;
-  let socket = o.socket;
+  let socket: string;
   let daemon: TryReport['daemon'];
   if (status) {
     const policy = status.policy as { source?: string } | undefined;
     const kernel = status.kernel as { active?: boolean } | undefined;
-    if (typeof status.agent_socket === 'string') socket = status.agent_socket;
+    socket = String(status.agent_socket);
     daemon = { running: true, socket, policy: policy?.source ?? null, kernel: kernel?.active ? 'on' : 'off' };
   } else {
     dir = mkdtempSync(join(tmpdir(), 'qos-try-'));
@@ -134,7 +134,7 @@ export async function tryIt(o: TryOptions): Promise<TryReport> {
   try {
     await cap.start();
     const argv = ['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', `http://127.0.0.1:${o.port}/`];
-    const prog = await runAgent(argv, { ...o, socket });
+    const prog = await runAgent(argv, { library: o.library, socket });
     await drain(() => marked, mark);
     await cap.stop();
     const r = await call(admin, 'GET', '/v1/decisions?limit=1000');
