@@ -50,6 +50,26 @@ export class QosError extends Error {
   }
 }
 
+/** The HTTP status the admin API answers an error with: one table for every route (the CLI
+ * maps the error's code, not the status, to its exit status). */
+export function httpStatusFor(err: unknown): number {
+  if (!(err instanceof QosError)) return 500;
+  switch (err.code) {
+    case 'QOS_ERR_USAGE':
+    case 'QOS_ERR_PROTOCOL':
+    case 'QOS_ERR_MESSAGE_TOO_LONG':
+    case 'QOS_ERR_POLICY_INVALID':
+    case 'QOS_ERR_RULES_INVALID': return 400;
+    case 'QOS_ERR_FORBIDDEN':
+    case 'QOS_ERR_PRIVILEGE': return 403;
+    case 'QOS_ERR_NOT_FOUND': return 404;
+    case 'QOS_ERR_RULES_STALE':
+    case 'QOS_ERR_CONFLICT': return 409;
+    case 'QOS_ERR_ENVIRONMENT': return 503; // this machine lacks something: not the request's fault
+    default: return 500;
+  }
+}
+
 /** Exit status for an error reaching the top of the CLI. */
 export function exitCodeFor(err: unknown): number {
   if (!(err instanceof QosError)) return 70; // EX_SOFTWARE

@@ -12,7 +12,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { chmod, chown, mkdir, unlink } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { dirname } from 'node:path';
-import { QosError } from '../errors.js';
+import { httpStatusFor, QosError } from '../errors.js';
 import { decisionJson, type DecisionRecord } from './decide.js';
 import { peerCred, peerGroups } from './identity.js';
 
@@ -55,6 +55,12 @@ function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
   });
 }
 
+/** An error as the admin API answers it: its status from its code (errors.ts), its JSON. */
+function fail(res: ServerResponse, e: unknown): void {
+  const err = e instanceof QosError ? e : new QosError('QOS_ERR_INTERNAL', String(e));
+  json(res, httpStatusFor(err), { error: err.toJSON() });
+}
+
 function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body, null, 2) + '\n';
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -80,12 +86,11 @@ export class AdminServer {
       const why = this.refused.get(req.socket);
       if (why !== undefined) {
         res.setHeader('connection', 'close');
-        json(res, 403, { error: new QosError('QOS_ERR_FORBIDDEN', why).toJSON() });
+        fail(res, new QosError('QOS_ERR_FORBIDDEN', why));
         return;
       }
       this.route(req, res).catch((e: unknown) => {
-        const err = e instanceof QosError ? e : new QosError('QOS_ERR_INTERNAL', String(e));
-        if (!res.headersSent) json(res, 500, { error: err.toJSON() });
+        if (!res.headersSent) fail(res, e);
         else res.end();
       });
     });
@@ -133,7 +138,7 @@ export class AdminServer {
     const key = `${req.method} ${url.pathname}`;
     if (url.pathname === '/v1/rules' || url.pathname.startsWith('/v1/rules/')) {
       let body: Record<string, unknown>;
-      try { body = req.method === 'GET' ? {} : await readBody(req); } catch (e) { return json(res, 400, { error: (e as QosError).toJSON() }); }
+      try { body = req.method === 'GET' ? {} : await readBody(req); } catch (e) { return fail(res, e); }
       const a = await this.h.rules(req.method ?? 'GET', url.pathname, body);
       return json(res, a.status, a.body);
     }
@@ -172,7 +177,7 @@ export class AdminServer {
         return;
       }
       default:
-        return json(res, 404, { error: new QosError('QOS_ERR_NOT_FOUND', `no route ${key}`).toJSON() });
+        return fail(res, new QosError('QOS_ERR_NOT_FOUND', `no route ${key}`));
     }
   }
 }

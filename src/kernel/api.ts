@@ -12,18 +12,16 @@
  *   POST   /v1/rules/validate        { text } | { rule }
  * Every edit takes optional `revision` (refused if the set moved on) and `dry_run`. */
 
-import { QosError } from '../errors.js';
+import { httpStatusFor, QosError } from '../errors.js';
 import { DSCP_NAMES } from '../policy/dscp.js';
 import { checkRule, parseRuleSet, ruleSetText, type KernelRules } from './manager.js';
 import { MAX_ATOMS_PER_RULE, PROTOCOLS, type RuleSetDoc } from './rules.js';
 
 export interface ApiAnswer { status: number; body: unknown }
 
-const STATUS: Partial<Record<string, number>> = { QOS_ERR_RULES_INVALID: 400, QOS_ERR_USAGE: 400, QOS_ERR_RULES_STALE: 409, QOS_ERR_NOT_FOUND: 404, QOS_ERR_KERNEL: 500 };
-
 export function apiError(e: unknown): ApiAnswer {
   const err = e instanceof QosError ? e : new QosError('QOS_ERR_INTERNAL', String(e));
-  return { status: STATUS[err.code] ?? 500, body: { error: err.toJSON() } };
+  return { status: httpStatusFor(err), body: { error: err.toJSON() } };
 }
 
 export const VALUES = {
