@@ -22,6 +22,7 @@ import { ctMark, DEFAULT_CT_MASK, type CtMark } from '../kernel/ctmark.js';
 import { KernelRules, type KernelMode } from '../kernel/manager.js';
 import { AgentServer, hasRequest } from './agents.js';
 import { Decider, type DecisionRecord } from './decide.js';
+import { FlowEvents } from './flow-events.js';
 import { FlowTable } from './flows.js';
 import { agentFlags, GenerationFile, generationPath } from './generation.js';
 import { IdentityResolver, raiseNofile, startTime } from './identity.js';
@@ -125,7 +126,9 @@ export class Daemon {
 
   constructor(private readonly o: DaemonOptions) {
     this.log = o.log ?? pino({ level: o.logLevel ?? 'info', base: { svc: 'qosd' } });
-    this.flows = new FlowTable(Date.now, o.maxFlows, o.maxFlowsPerUser);
+    // the flow-event hub (flow-events.ts): parts that follow flows subscribe to flows.events
+    const events = new FlowEvents((err, e) => this.log.error({ err, event: e.kind, pid: e.flow.pid, fd: e.flow.fd }, 'a flow-event subscriber failed'));
+    this.flows = new FlowTable(Date.now, o.maxFlows, o.maxFlowsPerUser, events);
   }
 
   /** Loads the policy and opens both sockets; throws QosError if the policy is invalid. A

@@ -7,10 +7,13 @@
  * the same pid; each user (uid) holds at most maxPerUser entries, and past that loses its own
  * oldest, never another user's; per-user counts by class are kept as decisions change, so a
  * policy script can ask "how many EF flows has this user" at a cost that does not grow with
- * the user's flows. */
+ * the user's flows.
+ *
+ * Every entry made, decided and removed is published on `events` (flow-events.ts). */
 
 import { dscpName } from '../policy/dscp.js';
 import type { Decision } from '../protocol/messages.js';
+import { FlowEvents, type CloseReason } from './flow-events.js';
 
 export interface Endpoint { address: string; port: number }
 
@@ -69,7 +72,7 @@ export class FlowTable {
   private count = 0;
   /** entries a user lost to their own bound, in all */
   evicted = 0;
-  constructor(private readonly now: () => number = Date.now, private readonly max = 1_000_000, private readonly maxPerUser = MAX_FLOWS_PER_USER) {}
+  constructor(private readonly now: () => number = Date.now, private readonly max = 1_000_000, private readonly maxPerUser = MAX_FLOWS_PER_USER, readonly events = new FlowEvents()) {}
 
   get size(): number {
     return this.count;
@@ -90,14 +93,14 @@ export class FlowTable {
     };
     let p = this.procs.get(init.pid);
     if (p && init.start !== undefined && p.start !== undefined && p.start !== init.start) {
-      this.closePid(init.pid);
+      this.closePid(init.pid, undefined, 'gone');
       p = undefined;
     }
     const old = p?.fds.get(init.fd);
-    if (old) this.remove(old);
+    if (old) this.remove(old, 'replaced');
     const mine = this.users.get(init.uid);
     if (mine && mine.flows.size >= this.maxPerUser) {
-      this.remove(mine.flows.values().next().value!);
+      this.remove(mine.flows.values().next().value!, 'evicted');
       this.evicted++;
     }
     if (this.count >= this.max) return f; // full: decide, don't remember
@@ -111,6 +114,7 @@ export class FlowTable {
     bump(u.classes, f.class, 1);
     this.stored.add(f);
     this.count++;
+    if (this.events.active) this.events.publish({ kind: 'open', flow: f });
     return f;
   }
 
@@ -124,6 +128,7 @@ export class FlowTable {
     f.decision = decision;
     f.class = cls;
     f.rule = rule;
+    if (this.events.active && this.stored.has(f)) this.events.publish({ kind: 'decided', flow: f, decision, rule });
   }
 
   touch(f: Flow): void {
@@ -142,7 +147,7 @@ export class FlowTable {
     return u ? { flows: u.flows.size, classes: u.classes } : { flows: 0, classes: NO_CLASSES };
   }
 
-  private remove(f: Flow): void {
+  private remove(f: Flow, why: CloseReason): void {
     if (!this.stored.has(f)) return;
     this.stored.delete(f);
     const p = this.procs.get(f.pid);
@@ -157,23 +162,24 @@ export class FlowTable {
       if (!u.flows.size) this.users.delete(f.uid);
     }
     this.count--;
+    if (this.events.active) this.events.publish({ kind: 'closed', flow: f, why });
   }
 
   close(pid: number, fd: number): boolean {
     const f = this.get(pid, fd);
     if (!f) return false;
-    this.remove(f);
+    this.remove(f, 'close');
     return true;
   }
 
   /** Removes every entry of a process; returns how many. With start, only if the entries
    * are that process's (not those of a later process given the same pid). */
-  closePid(pid: number, start?: number): number {
+  closePid(pid: number, start?: number, why: CloseReason = 'exit'): number {
     const p = this.procs.get(pid);
     if (!p) return 0;
     if (start !== undefined && p.start !== undefined && p.start !== start) return 0;
     const flows = [...p.fds.values()];
-    for (const f of flows) this.remove(f);
+    for (const f of flows) this.remove(f, why);
     return flows.length;
   }
 
@@ -195,7 +201,7 @@ export class FlowTable {
   /** Removes the entries of processes for which alive(pid, start) is false. */
   sweep(alive: (pid: number, start: number | undefined) => boolean): number {
     let n = 0;
-    for (const [pid, p] of [...this.procs]) if (!alive(pid, p.start)) n += this.closePid(pid);
+    for (const [pid, p] of [...this.procs]) if (!alive(pid, p.start)) n += this.closePid(pid, undefined, 'gone');
     return n;
   }
 }
