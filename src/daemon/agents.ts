@@ -21,6 +21,7 @@ import { connect as netConnect, createServer, Socket, type Server } from 'node:n
 import { chmod, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
+import { systemClock, type Clock, type Timer } from '../clock.js';
 import { QosError } from '../errors.js';
 import type { Identity } from '../policy/engine.js';
 import { decode, encodeError, MAX_LINE, NOTIFICATIONS, type Message, type MessageType } from '../protocol/messages.js';
@@ -61,6 +62,8 @@ export interface AgentServerOptions {
   onDecision: (r: DecisionRecord) => void;
   /** the last connection of a process closed */
   onDisconnect: (pid: number, start: number) => void;
+  /** time for the stall watch (default: the system's) */
+  clock?: Clock;
 }
 
 interface Conn {
@@ -105,12 +108,15 @@ export class AgentServer {
   /** where the next background turn starts among the waiting users */
   private rr = 0;
   private readonly lastRefusal = new Map<number, number>();
-  private beat = performance.now();
+  private readonly clock: Clock;
+  private beat: number;
   private catchUpUntil = 0;
-  private beatTimer: NodeJS.Timeout | null = null;
+  private beatTimer: Timer | null = null;
 
   constructor(private readonly o: AgentServerOptions) {
     this.shares = new Shares(o.limits ?? limitsFor(1024));
+    this.clock = o.clock ?? systemClock;
+    this.beat = this.clock.now();
   }
 
   get connections(): number {
@@ -142,15 +148,15 @@ export class AgentServer {
     // Every user's programs must reach the daemon; identity comes from the kernel, not the socket mode.
     await chmod(path, 0o666);
     this.server = server;
-    this.beatTimer = setInterval(() => {
-      const now = performance.now();
+    this.beatTimer = this.clock.every(BEAT_MS, () => {
+      const now = this.clock.now();
       if (now - this.beat > STALL_MS) this.catchUpUntil = now + CATCH_UP_MS;
       this.beat = now;
-    }, BEAT_MS).unref();
+    });
   }
 
   async close(): Promise<void> {
-    if (this.beatTimer) clearInterval(this.beatTimer);
+    this.beatTimer?.cancel();
     for (const c of this.conns) c.sock.destroy();
     const s = this.server;
     this.server = null;
@@ -283,8 +289,8 @@ export class AgentServer {
   }
 
   /** Whether the loop was stopped or stalled a moment ago (BEAT_MS). */
-  private behind(): boolean {
-    const now = performance.now();
+  behind(): boolean {
+    const now = this.clock.now();
     return now - this.beat > STALL_MS || now < this.catchUpUntil;
   }
 
