@@ -22,6 +22,7 @@ import { ctMark, DEFAULT_CT_MASK, type CtMark } from '../kernel/ctmark.js';
 import { KernelRules, type KernelMode } from '../kernel/manager.js';
 import { AgentServer, hasRequest } from './agents.js';
 import { Decider, type DecisionRecord } from './decide.js';
+import { systemClock, type Clock, type Timer } from '../clock.js';
 import { FlowEvents } from './flow-events.js';
 import { FlowTable } from './flows.js';
 import { agentFlags, GenerationFile, generationPath } from './generation.js';
@@ -52,6 +53,8 @@ export interface DaemonOptions {
   scriptWorkers?: number;
   scriptLimits?: Partial<SandboxLimits>;
   sweepMs?: number;
+  /** time for the daemon's timers (default: the system's; tests give a manual clock) */
+  clock?: Clock;
   /** Kernel rules (nftables): where the rule set is stored, the table, whether to use it, and
    * the bits of the connection mark it may use (default: DEFAULT_CT_MASK). */
   kernel?: { rulesFile: string; table: string; mode: KernelMode; ctMark?: CtMark };
@@ -117,14 +120,17 @@ export class Daemon {
   private admin!: AdminServer;
   private kernel!: KernelRules;
   private watcher: FSWatcher | null = null;
-  private sweepTimer: NodeJS.Timeout | null = null;
-  private reloadTimer: NodeJS.Timeout | null = null;
+  private sweepTimer: Timer | null = null;
+  private reloadTimer: Timer | null = null;
   private readonly started = Date.now();
   private decisionCount = 0;
   /** the script host started by start() before the policy is in place (stopped if start fails) */
   private pendingScript: ScriptPool | TclHost | null = null;
 
+  private readonly clock: Clock;
+
   constructor(private readonly o: DaemonOptions) {
+    this.clock = o.clock ?? systemClock;
     this.log = o.log ?? pino({ level: o.logLevel ?? 'info', base: { svc: 'qosd' } });
     // the flow-event hub (flow-events.ts): parts that follow flows subscribe to flows.events
     const events = new FlowEvents((err, e) => this.log.error({ err, event: e.kind, pid: e.flow.pid, fd: e.flow.fd }, 'a flow-event subscriber failed'));
@@ -165,7 +171,7 @@ export class Daemon {
     const nofile = raiseNofile(NOFILE_WANTED);
     const limits = { ...limitsFor(nofile), ...this.o.agentLimits };
     this.agents = new AgentServer({
-      path: this.o.socket, decider, identities: this.identities, metrics: this.metrics, log: this.log, limits,
+      path: this.o.socket, decider, identities: this.identities, metrics: this.metrics, log: this.log, limits, clock: this.clock,
       onDecision: (r) => this.record(r),
       onDisconnect: (pid, start) => {
         if (startTime(pid) === start) return; // still running: its flows stay
@@ -191,8 +197,7 @@ export class Daemon {
       rules: (method, path, body) => rulesApi(this.kernel, method, path, body),
     }, { group: this.o.adminGroup, onDropped: (n) => this.metrics.followerDropped.inc(n) });
     await this.admin.listen();
-    this.sweepTimer = setInterval(() => this.sweep(), this.o.sweepMs ?? 10_000);
-    this.sweepTimer.unref();
+    this.sweepTimer = this.clock.every(this.o.sweepMs ?? 10_000, () => this.sweep());
     if (this.o.policy) this.watchPolicy(this.o.policy);
     this.log.info({ socket: this.o.socket, admin: this.o.admin, policy: this.policy.source, policy_origin: this.policy.origin, rules: this.policy.engine.ruleCount, version: PROTOCOL_VERSION }, 'qosd listening');
   }
@@ -230,8 +235,8 @@ export class Daemon {
 
   async stop(): Promise<void> {
     this.watcher?.close();
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
-    if (this.reloadTimer) clearTimeout(this.reloadTimer);
+    this.sweepTimer?.cancel();
+    this.reloadTimer?.cancel();
     this.generations?.close();
     await Promise.all([this.agents?.close(), this.admin?.close(), this.policy?.script?.close() ?? this.pendingScript?.close(), this.kernel?.stop()]);
     this.log.info('qosd stopped');
@@ -305,8 +310,8 @@ export class Daemon {
     try {
       this.watcher = watch(dirname(resolve(file)), (_ev, f) => {
         if (f && f.toString() !== name) return;
-        if (this.reloadTimer) clearTimeout(this.reloadTimer);
-        this.reloadTimer = setTimeout(() => void this.reload('file-change'), 200);
+        this.reloadTimer?.cancel();
+        this.reloadTimer = this.clock.after(200, () => void this.reload('file-change'));
       });
       this.watcher.on('error', (e) => this.log.warn({ err: e.message }, 'policy watch failed; SIGHUP still reloads'));
     } catch (e) {
