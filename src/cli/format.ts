@@ -1,6 +1,6 @@
 /* Human-readable renderings of daemon answers (the --json forms print the data as is). */
 
-import { DEFAULT_POLICY_FILE } from './paths.js';
+import { DEFAULT_POLICY_FILE } from '../paths.js';
 
 type Rec = Record<string, unknown>;
 

@@ -2,8 +2,8 @@
 
 import { Command } from 'commander';
 import { QosError } from '../errors.js';
-import { adminSocket } from './paths.js';
-import { callJson } from './client.js';
+import { adminSocket } from '../paths.js';
+import { callJson } from '../daemon/admin-client.js';
 
 /** Edits of 10,000 rules take a second or two; listing counters of them too. */
 const TIMEOUT_MS = 120_000;

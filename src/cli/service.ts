@@ -3,7 +3,7 @@
 
 import { Command, Option } from 'commander';
 import { exitCodeFor, QosError } from '../errors.js';
-import { PACKAGE_ROOT } from './paths.js';
+import { PACKAGE_ROOT } from '../paths.js';
 
 export function serviceCommands(print: (s: string) => void): Command[] {
   const install = new Command('install')
