@@ -70,3 +70,8 @@ export function formatDecision(r: Rec): string {
 function shownReply(reply: string): string {
   return reply.replace(/(^| )CACHE \d+$/, '') || '(none)';
 }
+
+/** Prints S on standard output as one or more whole lines. */
+export function print(s: string): void {
+  process.stdout.write(s.endsWith('\n') ? s : s + '\n');
+}
