@@ -10,7 +10,7 @@
  * the user's flows. */
 
 import { dscpName } from '../policy/dscp.js';
-import type { Decision } from '../protocol/messages.js';
+import type { Decision } from '../policy/engine.js';
 
 export interface Endpoint { address: string; port: number }
 
