@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { call } from '../cli/client.js';
+import { call } from '../daemon/admin-client.js';
 import { DaemonChild } from '../daemon/child.js';
 import { QosError } from '../errors.js';
 

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
-import { call } from '../cli/client.js';
+import { call } from '../daemon/admin-client.js';
 import { QosError } from '../errors.js';
 import { DaemonChild } from '../daemon/child.js';
 import { LineClient } from '../daemon/line-client.js';

@@ -17,7 +17,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { callJson } from '../cli/client.js';
+import { callJson } from '../daemon/admin-client.js';
 import { DaemonChild } from '../daemon/child.js';
 import { must, removeNamespace, removeStale } from '../demo/net.js';
 import { QosError } from '../errors.js';

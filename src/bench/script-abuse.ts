@@ -16,7 +16,7 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { call } from '../cli/client.js';
+import { call } from '../daemon/admin-client.js';
 import { DaemonChild } from '../daemon/child.js';
 import { LineClient } from '../daemon/line-client.js';
 import { UserClient } from '../e2e/user-client.js';

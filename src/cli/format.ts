@@ -1,6 +1,6 @@
 /* Human-readable renderings of daemon answers (the --json forms print the data as is). */
 
-import { DEFAULT_POLICY_FILE } from './paths.js';
+import { DEFAULT_POLICY_FILE } from '../paths.js';
 
 type Rec = Record<string, unknown>;
 
@@ -69,4 +69,9 @@ export function formatDecision(r: Rec): string {
  * says the agent may reuse the answer). */
 function shownReply(reply: string): string {
   return reply.replace(/(^| )CACHE \d+$/, '') || '(none)';
+}
+
+/** Prints S on standard output as one or more whole lines. */
+export function print(s: string): void {
+  process.stdout.write(s.endsWith('\n') ? s : s + '\n');
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { Command } from 'commander';
 import { QOS_CLI } from '../daemon/child.js';
-import { PACKAGE_ROOT } from './paths.js';
+import { PACKAGE_ROOT } from '../paths.js';
 import { manPage } from './manpage.js';
 
 /** The page rendered as plain text, one long line per paragraph; fails the test on any groff

@@ -5,7 +5,7 @@
 
 import type { Command, Help } from 'commander';
 import { ErrorCodes, exitCodeFor, QosError, type ErrorCode } from '../errors.js';
-import { DEFAULT_POLICY_FILE, DEFAULT_RULES_FILE } from './paths.js';
+import { DEFAULT_POLICY_FILE, DEFAULT_RULES_FILE } from '../paths.js';
 
 /** A section of the page that is not a command: paragraphs, or a list of terms. */
 export interface ManSection {

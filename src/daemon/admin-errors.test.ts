@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { call } from '../cli/client.js';
+import { call } from './admin-client.js';
 import { httpStatusFor, QosError } from '../errors.js';
 import { DaemonChild } from './child.js';
 

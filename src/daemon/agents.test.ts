@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { callJson } from '../cli/client.js';
+import { callJson } from './admin-client.js';
 import { DaemonChild } from './child.js';
 import { LineClient } from './line-client.js';
 

@@ -16,7 +16,7 @@ import { ScriptPool, type ScriptOutcome } from '../script/pool.js';
 import { TclHost } from '../script/tcl-host.js';
 import { decode, PROTOCOL_VERSION } from '../protocol/messages.js';
 import { AdminServer } from './admin.js';
-import { DEFAULT_NFT_TABLE, DEFAULT_RULES_FILE } from '../cli/paths.js';
+import { DEFAULT_NFT_TABLE, DEFAULT_RULES_FILE, type PolicyOrigin } from '../paths.js';
 import { rulesApi } from '../kernel/api.js';
 import { ctMark, DEFAULT_CT_MASK, type CtMark } from '../kernel/ctmark.js';
 import { KernelRules, type KernelMode } from '../kernel/manager.js';
@@ -34,10 +34,6 @@ export const DEFAULT_AGENT_SOCKET = '/run/qosd/agent.sock';
 export const DEFAULT_ADMIN_SOCKET = '/run/qosd/admin.sock';
 /** The nice value the daemon takes at start (see raisePriority). */
 export const DEFAULT_NICE = -10;
-
-/** How the daemon's policy was chosen: given with --policy, the default file
- * (/etc/qosd/policy.yaml), or the built-in policy because that file is absent. */
-export type PolicyOrigin = 'option' | 'default' | 'built-in';
 
 export interface DaemonOptions {
   socket: string;

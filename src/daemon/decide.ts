@@ -1,13 +1,13 @@
 /* From one decoded agent message to a reply: keeps the flow table current, asks the policy
  * engine, and records the decision. No I/O here, so it is tested without sockets. */
 
-import type { CallFacts, Identity, PolicyEngine, Verdict } from '../policy/engine.js';
+import type { CallFacts, Decision, Identity, PolicyEngine, Verdict } from '../policy/engine.js';
 import { parseAddr } from '../policy/net.js';
 import type { EventName } from '../policy/schema.js';
 import type { HandlerName } from '../script/js-sandbox.js';
 import type { ScriptOutcome, ScriptStatus } from '../script/pool.js';
 import { loadavg } from 'node:os';
-import { encodeReply, PROTOCOL_VERSION, tokens, type Decision, type Message, type SockAddr } from '../protocol/messages.js';
+import { encodeReply, PROTOCOL_VERSION, tokens, type Message, type SockAddr } from '../protocol/messages.js';
 import { decisionClass, type Endpoint, type Flow, type FlowTable } from './flows.js';
 
 export interface DecisionRecord {

@@ -11,7 +11,7 @@
  * subscriber that throws is reported to onError and does not stop the others, or the
  * decision being made. Entries the table could not keep (it was full) are not published. */
 
-import type { Decision } from '../protocol/messages.js';
+import type { Decision } from '../policy/engine.js';
 import type { Flow } from './flows.js';
 
 export type CloseReason =

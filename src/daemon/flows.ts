@@ -12,7 +12,7 @@
  * Every entry made, decided and removed is published on `events` (flow-events.ts). */
 
 import { dscpName } from '../policy/dscp.js';
-import type { Decision } from '../protocol/messages.js';
+import type { Decision } from '../policy/engine.js';
 import { FlowEvents, type CloseReason } from './flow-events.js';
 
 export interface Endpoint { address: string; port: number }

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { callJson } from '../cli/client.js';
+import { callJson } from './admin-client.js';
 import { decode, encode, MAX_LINE, NOTIFICATIONS, type MessageType } from '../protocol/messages.js';
 import { SAMPLE_MESSAGES } from '../protocol/samples.js';
 import { MAX_ERRORS } from './agents.js';

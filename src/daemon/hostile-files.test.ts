@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { callJson } from '../cli/client.js';
+import { callJson } from './admin-client.js';
 import { asUser, testUser } from '../e2e/users.js';
 import { DaemonChild, QOS_CLI } from './child.js';
 import { requireRoot } from '../prerequisites.js';

@@ -3,24 +3,9 @@
  * What the agent writes in its messages never overrides these (paper section 6). */
 
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { idEntries } from '../id-names.js';
+import { native } from '../native.js';
 import type { Identity } from '../policy/engine.js';
-
-const require = createRequire(import.meta.url);
-const native = require('../../native/build/peercred.node') as {
-  peercred(fd: number): Cred | null;
-  peergroups(fd: number): number[] | null;
-  credsOf(pid: number): { uid: number; gid: number; start: number } | null;
-  raiseNofile(n: number): number;
-  acceptPending(fd: number, max: number): number[];
-  niceThread(n: number): boolean;
-};
-
-/** Sets the calling thread's nice value (see native/peercred.c); false if not permitted. */
-export function niceThread(n: number): boolean {
-  return native.niceThread(n);
-}
 
 /** Who connected: pid, effective uid and gid at connect (SO_PEERCRED), and the start time of
  * that very process (-1: it is gone), which tells it from a later process given its pid. */

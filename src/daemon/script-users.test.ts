@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { call } from '../cli/client.js';
+import { call } from './admin-client.js';
 import { DaemonChild } from './child.js';
 import { UserClient } from '../e2e/user-client.js';
 import { testUser } from '../e2e/users.js';

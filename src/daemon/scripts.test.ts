@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { call } from '../cli/client.js';
+import { call } from './admin-client.js';
 import { DaemonChild } from './child.js';
 import { LineClient } from './line-client.js';
 

@@ -9,7 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { call } from '../cli/client.js';
+import { call } from './admin-client.js';
 import { STALL_MS } from './agents.js';
 import { DaemonChild, QOS_CLI } from './child.js';
 

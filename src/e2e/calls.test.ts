@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { call } from '../cli/client.js';
+import { call } from '../daemon/admin-client.js';
 import { AGENT_TEST_BIN, requireE2e, sleep, TestDaemon, Testbed } from './harness.js';
 
 requireE2e();

@@ -12,7 +12,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { call, callJson } from '../cli/client.js';
+import { call, callJson } from '../daemon/admin-client.js';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
 import { LineClient } from '../daemon/line-client.js';
 import { MAX_ERRORS } from '../daemon/agents.js';

@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { callJson } from '../cli/client.js';
+import { callJson } from '../daemon/admin-client.js';
 import { hex32 } from '../kernel/ctmark.js';
 import { AGENT_TEST_BIN, requireE2e, QOS, sh, TestDaemon, Testbed, waitFor } from './harness.js';
 

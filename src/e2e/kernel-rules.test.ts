@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateRules } from '../bench/rules-gen.js';
-import { callJson } from '../cli/client.js';
+import { callJson } from '../daemon/admin-client.js';
 import { AGENT_TEST_BIN, requireE2e, QOS, sh, TestDaemon, Testbed, waitFor, type Packet } from './harness.js';
 
 requireE2e();

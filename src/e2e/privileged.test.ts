@@ -8,8 +8,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { call } from '../cli/client.js';
-import { AGENT_LIBRARY } from '../cli/paths.js';
+import { call } from '../daemon/admin-client.js';
+import { AGENT_LIBRARY } from '../paths.js';
 import { AGENT_TEST_BIN, requireE2e, sh, sleep, TestDaemon, Testbed } from './harness.js';
 import { asUser, testUser, type TestUser } from './users.js';
 

@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { call, callJson } from '../cli/client.js';
+import { call, callJson } from '../daemon/admin-client.js';
 import { requireE2e, TestDaemon, Testbed } from './harness.js';
 
 requireE2e();

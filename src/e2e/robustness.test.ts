@@ -170,7 +170,7 @@ function backoffRounds(ms: number, timeoutMs: number): number {
 }
 
 async function decisionsMade(admin: string): Promise<number> {
-  const { call } = await import('../cli/client.js');
+  const { call } = await import('../daemon/admin-client.js');
   try {
     const r = await call(admin, 'GET', '/v1/status', 1000);
     return (JSON.parse(r.body) as { decisions_total: number }).decisions_total;

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { call, callJson } from '../cli/client.js';
+import { call, callJson } from '../daemon/admin-client.js';
 import { AGENT_TEST_BIN, requireE2e, TestDaemon, Testbed, waitFor } from './harness.js';
 
 requireE2e();

@@ -3,12 +3,20 @@
  * patterns are evaluated once per process, every other dimension is one precomputed set.
  * First match wins (seed 004's ordered rules); the default applies when no rule matches. */
 
-import type { Decision } from '../protocol/messages.js';
 import { dscpValue } from './dscp.js';
 import { compilePattern, isLiteral } from './glob.js';
 import { andInto, Bits, CidrIndex, clearBit, dropFailed, firstSet, hasBit, PortIndex, setBit, type RuleBits } from './bitindex.js';
 import { parseCidr, parsePortSpec, type Addr128, type Cidr, type PortRange } from './net.js';
 import { EVENT_NAMES, type ActionDoc, type EventName, type PolicyDoc } from './schema.js';
+
+/** What a policy decides for one call (the reply directives). */
+export interface Decision {
+  tos?: number;      // raw TOS octet 0-255 (paper: "TOS 48")
+  dscp?: number;     // 0-63
+  priority?: number; // SO_PRIORITY 0-7
+  deny?: string;     // errno name
+  override?: boolean;
+}
 
 /** Who is calling, as the daemon learned it from the kernel; memo is the engine's cache. */
 export interface Identity {

@@ -3,6 +3,7 @@
  * decode() validates a line into a typed message; encodeReply() renders a decision. */
 
 import { QosError } from '../errors.js';
+import type { Decision } from '../policy/engine.js';
 import { formatList, parseList } from './tcl-list.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -163,15 +164,6 @@ export function tokens(m: Message): string[] {
 /** Encodes a message as a request line (without newline); decode(encode(m)) deep-equals m. */
 export function encode(m: Message): string {
   return formatList(tokens(m));
-}
-
-/** What a policy decides for one call (the reply directives). */
-export interface Decision {
-  tos?: number;      // raw TOS octet 0-255 (paper: "TOS 48")
-  dscp?: number;     // 0-63
-  priority?: number; // SO_PRIORITY 0-7
-  deny?: string;     // errno name
-  override?: boolean;
 }
 
 /** Renders a decision as a reply line (without newline); empty for "leave it alone". */

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LiveCapture } from '../capture/live.js';
 import type { Packet } from '../capture/pcap.js';
-import { call } from '../cli/client.js';
+import { call } from '../daemon/admin-client.js';
 import { DaemonChild } from '../daemon/child.js';
 import { QosError } from '../errors.js';
 import { dscpName } from '../policy/dscp.js';

@@ -10,7 +10,7 @@
  * when first needed, shared only by users moved out. */
 
 import type { Logger } from 'pino';
-import type { Decision } from '../protocol/messages.js';
+import type { Decision } from '../policy/engine.js';
 import type { HandlerName, SandboxLimits, ScriptFault, StateSource } from './js-sandbox.js';
 import { AnswerClock } from './answer-time.js';
 import { UserBudget, type CallEnd } from './budget.js';

@@ -5,10 +5,9 @@
  * thread only ever sees a decision, nothing, or a fault. */
 
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
-import { niceThread } from '../daemon/identity.js';
-import { actionDecision } from '../policy/engine.js';
+import { niceThread } from '../native.js';
+import { actionDecision, type Decision } from '../policy/engine.js';
 import { ActionSchema } from '../policy/schema.js';
-import type { Decision } from '../protocol/messages.js';
 import { HANDLERS, JsSandbox, type HandlerName, type SandboxLimits, type ScriptFault } from './js-sandbox.js';
 import { Ring } from './ring.js';
 import { ownTid } from './cpu.js';

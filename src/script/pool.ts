@@ -7,7 +7,7 @@
 
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { QosError } from '../errors.js';
-import type { Decision } from '../protocol/messages.js';
+import type { Decision } from '../policy/engine.js';
 import { DEFAULT_LIMITS, HANDLERS, NO_STATE, type HandlerName, type ScriptFault, type StateSource } from './js-sandbox.js';
 import { ReplyKind, STATE_ANSWERED, STATE_RUNNING, type StateAnswer, type StateQuestion, type WorkerInit, type WorkerLinks, type WorkerStatus } from './js-worker.js';
 import { Ring } from './ring.js';

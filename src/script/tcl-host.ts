@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { QosError } from '../errors.js';
 import { ERRNO_NAMES, dscpValue } from '../policy/dscp.js';
-import type { Decision } from '../protocol/messages.js';
+import type { Decision } from '../policy/engine.js';
 import { formatList, parseList } from '../protocol/tcl-list.js';
 import { HANDLERS, NO_STATE, type HandlerName } from './js-sandbox.js';
 import { cpuMs } from './cpu.js';

@@ -13,7 +13,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { PACKAGE_VERSION } from '../cli/paths.js';
+import { PACKAGE_VERSION } from '../paths.js';
 import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.js';
 import { buildDeb, debArch, INSTALL_PREFIX, PACKAGE_NAME } from './deb.js';
 import { execArgv, parseUnit } from './unit.js';

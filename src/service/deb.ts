@@ -16,7 +16,7 @@ import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdt
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { PACKAGE_ROOT, PACKAGE_VERSION } from '../cli/paths.js';
+import { PACKAGE_ROOT, PACKAGE_VERSION } from '../paths.js';
 import { exitCodeFor, QosError } from '../errors.js';
 import { TMPFILES_NAME, TMPFILES_TEXT, UNIT_NAME, unitText } from './unit.js';
 

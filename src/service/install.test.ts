@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { PACKAGE_ROOT } from '../cli/paths.js';
+import { PACKAGE_ROOT } from '../paths.js';
 import { QOS_CLI } from '../daemon/child.js';
 import { asUser, testUser } from '../e2e/users.js';
 import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.js';

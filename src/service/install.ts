@@ -17,7 +17,7 @@ import { HIDDEN_FROM_SERVICE, TMPFILES_NAME, TMPFILES_TEXT, UNIT_NAME, unitText 
 
 export const RECORD_FILE = '/var/lib/qosd/install.json';
 export const POLICY_FILE = '/etc/qosd/policy.yaml';
-/** Where the agent library is in a qosd installation (cli/paths.ts AGENT_LIBRARY). */
+/** Where the agent library is in a qosd installation (paths.ts AGENT_LIBRARY). */
 export const AGENT_IN_PREFIX = 'agent/build/libqosagent.so';
 const CLI_IN_PREFIX = 'dist/cli/main.js';
 /** The administrator's unit and tmpfiles directories, and the package manager's. */

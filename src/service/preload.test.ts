@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AGENT_LIBRARY } from '../cli/paths.js';
+import { AGENT_LIBRARY } from '../paths.js';
 import { QosError } from '../errors.js';
 import { addPreload, checkPreloadable, preloadNames, removePreload } from './preload.js';
 

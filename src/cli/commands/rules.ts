@@ -1,9 +1,10 @@
 /* `qos rules ...`: the kernel rule set through the daemon's admin API (kernel/api.ts). */
 
 import { Command } from 'commander';
-import { QosError } from '../errors.js';
-import { adminSocket } from './paths.js';
-import { callJson } from './client.js';
+import { QosError } from '../../errors.js';
+import { adminSocket } from '../../paths.js';
+import { callJson } from '../../daemon/admin-client.js';
+import { print } from '../format.js';
 
 /** Edits of 10,000 rules take a second or two; listing counters of them too. */
 const TIMEOUT_MS = 120_000;
@@ -65,7 +66,7 @@ function editOptions(c: Command): Command {
 interface EditOpts { admin: string; revision?: number; dryRun?: boolean; json?: boolean }
 interface EditReport { revision: number; applied: boolean; apply_ms: number; commands: number; layers: Record<string, number>; dry_run?: unknown }
 
-async function edit(o: EditOpts, method: string, path: string, body: Record<string, unknown>, what: string, print: (s: string) => void): Promise<void> {
+async function edit(o: EditOpts, method: string, path: string, body: Record<string, unknown>, what: string): Promise<void> {
   const r = await callJson<EditReport>(o.admin, method, path, { ...body, ...(o.revision !== undefined ? { revision: o.revision } : {}), ...(o.dryRun ? { dry_run: true } : {}) }, TIMEOUT_MS);
   if (o.dryRun) { print(JSON.stringify(r.dry_run, null, o.json ? 2 : undefined)); return; }
   if (o.json) { print(JSON.stringify(r, null, 2)); return; }
@@ -78,7 +79,8 @@ function summary(r: { match?: Record<string, unknown>; action: Record<string, un
   return { match: fmt(r.match) || '(any: default rule)', action: fmt(r.action) };
 }
 
-export function rulesCommand(print: (s: string) => void): Command {
+/** Registers `qos rules` and its subcommands. */
+export function rulesCommands(program: Command): void {
   const rules = new Command('rules').description('the kernel marking rules (nftables): ordered, first match wins; they cover programs the agent cannot reach (docs/kernel-rules.md)');
 
   rules.command('list').description('the rule set in order, with packet and byte counters, and the policy rules also enforced in the kernel')
@@ -103,29 +105,29 @@ export function rulesCommand(print: (s: string) => void): Command {
 
   rules.command('values').description('allowed values and defaults of every field (fixed: no daemon needed)')
     .action(async () => {
-      const { VALUES } = await import('../kernel/api.js');
+      const { VALUES } = await import('../../kernel/api.js');
       print(JSON.stringify(VALUES, null, 2));
     });
 
   ruleOptions(editOptions(rules.command('add').description('append a rule (before nothing: it is matched last)')))
-    .action(async (o: RuleFlags & EditOpts) => edit(o, 'POST', '/v1/rules', { rule: ruleFromFlags(o) }, 'added', print));
+    .action(async (o: RuleFlags & EditOpts) => edit(o, 'POST', '/v1/rules', { rule: ruleFromFlags(o) }, 'added'));
   ruleOptions(editOptions(rules.command('insert').description('insert a rule at a position (1 = matched first)').argument('<position>')))
-    .action(async (pos: string, o: RuleFlags & EditOpts) => edit(o, 'POST', '/v1/rules', { rule: ruleFromFlags(o), position: Number(pos) }, `inserted at ${pos}`, print));
+    .action(async (pos: string, o: RuleFlags & EditOpts) => edit(o, 'POST', '/v1/rules', { rule: ruleFromFlags(o), position: Number(pos) }, `inserted at ${pos}`));
   ruleOptions(editOptions(rules.command('update').description('replace a rule (by position or name); its counters start again').argument('<rule>')))
-    .action(async (ref: string, o: RuleFlags & EditOpts) => edit(o, 'PUT', `/v1/rules/${encodeURIComponent(ref)}`, { rule: ruleFromFlags(o) }, `updated ${ref}`, print));
+    .action(async (ref: string, o: RuleFlags & EditOpts) => edit(o, 'PUT', `/v1/rules/${encodeURIComponent(ref)}`, { rule: ruleFromFlags(o) }, `updated ${ref}`));
   editOptions(rules.command('delete').description('delete a rule (by position or name)').argument('<rule>'))
-    .action(async (ref: string, o: EditOpts) => edit(o, 'DELETE', `/v1/rules/${encodeURIComponent(ref)}`, {}, `deleted ${ref}`, print));
+    .action(async (ref: string, o: EditOpts) => edit(o, 'DELETE', `/v1/rules/${encodeURIComponent(ref)}`, {}, `deleted ${ref}`));
   editOptions(rules.command('move').description('move a rule (by position or name) to a position').argument('<rule>').argument('<position>'))
-    .action(async (ref: string, pos: string, o: EditOpts) => edit(o, 'POST', '/v1/rules/move', { from: ref, to: Number(pos) }, `moved ${ref} to ${pos}`, print));
+    .action(async (ref: string, pos: string, o: EditOpts) => edit(o, 'POST', '/v1/rules/move', { from: ref, to: Number(pos) }, `moved ${ref} to ${pos}`));
   editOptions(rules.command('enable').description('apply the rule set'))
-    .action(async (o: EditOpts) => edit(o, 'POST', '/v1/rules/enable', {}, 'enabled', print));
+    .action(async (o: EditOpts) => edit(o, 'POST', '/v1/rules/enable', {}, 'enabled'));
   editOptions(rules.command('disable').description('stop applying the rule set (it is kept; policy rules stay in the kernel)'))
-    .action(async (o: EditOpts) => edit(o, 'POST', '/v1/rules/disable', {}, 'disabled', print));
+    .action(async (o: EditOpts) => edit(o, 'POST', '/v1/rules/disable', {}, 'disabled'));
   editOptions(rules.command('import').description('replace the whole set with a rule-set file (as `export` writes); refused whole if any rule is bad').argument('<file>', 'a file, or - for standard input'))
     .action(async (file: string, o: EditOpts) => {
-      const { readRuleSetFile } = await import('../kernel/manager.js');
+      const { readRuleSetFile } = await import('../../kernel/manager.js');
       const text = await readRuleSetFile(file);
-      await edit(o, 'POST', '/v1/rules/import', { text, file }, `imported ${file}`, print);
+      await edit(o, 'POST', '/v1/rules/import', { text, file }, `imported ${file}`);
     });
 
   rules.command('export').description('print the rule set as a portable file (import reads it back unchanged)')
@@ -138,9 +140,9 @@ export function rulesCommand(print: (s: string) => void): Command {
   rules.command('validate').description('check a rule-set file without applying it: every error, with line and column')
     .argument('<file>', 'a file, or - for standard input')
     .action(async (file: string) => {
-      const { parseRuleSet, readRuleSetFile } = await import('../kernel/manager.js');
+      const { parseRuleSet, readRuleSetFile } = await import('../../kernel/manager.js');
       const doc = parseRuleSet(await readRuleSetFile(file), file);
       print(`${file}: ok, ${doc.rules.length} rules${doc.enabled ? '' : ' (disabled)'}`);
     });
-  return rules;
+  program.addCommand(rules);
 }

@@ -1,4 +1,5 @@
-/* A small client for the daemon's admin API (HTTP over its Unix socket). */
+/* A small client for the daemon's admin API (HTTP over its Unix socket, admin.ts): the CLI, the
+ * benchmarks, qos try and the tests ask the daemon through it. */
 
 import { request } from 'node:http';
 import { ErrorCodes, QosError, type ErrorCode, type Problem } from '../errors.js';

@@ -6,9 +6,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { QosError } from '../errors.js';
+import { QosError } from './errors.js';
 import { choosePolicy, DEFAULT_POLICY_FILE } from './paths.js';
-import { formatStatus } from './format.js';
 
 function inDir(fn: (dir: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-paths-'));
@@ -50,11 +49,4 @@ test('a default path that cannot be looked at is an error naming it, not the bui
     const file = join(dir, 'qosd', 'policy.yaml');
     assert.throws(() => choosePolicy(undefined, file), (e: unknown) => e instanceof QosError && e.code === 'QOS_ERR_POLICY_IO' && e.message.includes(file));
   });
-});
-
-test('qos status says why the daemon runs its policy', () => {
-  const s = (source: string, origin: string) => formatStatus({ pid: 1, uptime_s: 1, version: 1, agents_connected: 0, agent_socket: 'a', flows: 0, decisions_total: 0, policy: { source, origin, rules: 8, loaded_at: 't', last_error: null } });
-  assert.match(s('<built-in>', 'built-in'), /^policy +<built-in> \(no \/etc\/qosd\/policy\.yaml\): 8 rules/m);
-  assert.match(s('/etc/qosd/policy.yaml', 'default'), /^policy +\/etc\/qosd\/policy\.yaml \(the default file\): 8 rules/m);
-  assert.match(s('/srv/p.yaml', 'option'), /^policy +\/srv\/p\.yaml \(--policy\): 8 rules/m);
 });

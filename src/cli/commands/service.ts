@@ -1,11 +1,13 @@
 /* `qos install` and `qos uninstall`: qosd as a system service (service/install.ts does the
- * work; docs/install.md). */
+ * work; docs/install.md); and the qos(8) page the package installs, made from the help. */
 
 import { Command, Option } from 'commander';
-import { exitCodeFor, QosError } from '../errors.js';
-import { PACKAGE_ROOT } from './paths.js';
+import { exitCodeFor, QosError } from '../../errors.js';
+import { PACKAGE_ROOT, PACKAGE_VERSION } from '../../paths.js';
+import { print } from '../format.js';
 
-export function serviceCommands(print: (s: string) => void): Command[] {
+/** Registers `qos install` and `qos uninstall`. */
+export function serviceCommands(program: Command): void {
   const install = new Command('install')
     .summary('install qosd as a system service: unit, tmpfiles entry, default policy, --preload')
     .description(`install qosd as a system service on this machine: the systemd unit qosd.service (/etc/systemd/system) and its tmpfiles entry for /run/qosd (/etc/tmpfiles.d), unless a package installed them; /etc/qosd/policy.yaml from the built-in policy if there is none (never overwritten); and with --preload the agent in /etc/ld.so.preload, so that every program loads it.
@@ -18,7 +20,7 @@ Before changing anything it checks every change can be made safely and refuses i
     .option('--dry-run', 'print what it would do, change nothing')
     .option('--json', 'print a JSON report')
     .action(async (o: { preload?: boolean; prefix: string; root: string; dryRun?: boolean; json?: boolean }) => {
-      const { apply, formatReport, planInstall } = await import('../service/install.js');
+      const { apply, formatReport, planInstall } = await import('../../service/install.js');
       await reporting(o.json, () => {
         const { report, ops } = planInstall({ root: o.root, prefix: o.prefix, node: process.execPath, preload: !!o.preload, dryRun: !!o.dryRun });
         if (!o.dryRun) apply(ops);
@@ -34,14 +36,15 @@ Before changing anything it checks every change can be made safely and refuses i
     .option('--dry-run', 'print what it would do, change nothing')
     .option('--json', 'print a JSON report')
     .action(async (o: { prefix?: string; root: string; dryRun?: boolean; json?: boolean }) => {
-      const { apply, formatReport, planUninstall } = await import('../service/install.js');
+      const { apply, formatReport, planUninstall } = await import('../../service/install.js');
       await reporting(o.json, () => {
         const { report, ops } = planUninstall({ root: o.root, prefix: o.prefix, dryRun: !!o.dryRun });
         if (!o.dryRun) apply(ops);
         return { report, text: formatReport(report) };
       });
     });
-  return [install, uninstall];
+  program.addCommand(install);
+  program.addCommand(uninstall);
 
   /** Prints the report; with --json a refusal is printed as JSON too ({ ok: false, error }),
    * with the same exit status, so that a program reads one document either way. */
@@ -55,4 +58,20 @@ Before changing anything it checks every change can be made safely and refuses i
       process.exitCode = exitCodeFor(e);
     }
   }
+}
+
+/** Registers the hidden `qos manpage`: qos(8) from the help of every command of PROGRAM. */
+export function manpageCommand(program: Command): void {
+  program
+    .command('manpage', { hidden: true })
+    .description('print the qos(8) manual page, roff, generated from this help (the Debian package installs it)')
+    .option('--date <date>', 'the date in the footer, YYYY-MM-DD (default: today)')
+    .action(async (o: { date?: string }) => {
+      if (o.date !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(o.date)) throw new QosError('QOS_ERR_USAGE', `--date takes YYYY-MM-DD, not "${o.date}"`);
+      const { manPage, qosSections } = await import('../manpage.js');
+      process.stdout.write(manPage(program, {
+        name: 'qos', section: 8, source: `qosd ${PACKAGE_VERSION}`, date: o.date ?? new Date().toISOString().slice(0, 10),
+        summary: 'quality of service for unmodified applications', sections: qosSections(),
+      }));
+    });
 }

@@ -4,10 +4,9 @@
 import { lstatSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { resolve } from 'node:path';
-import type { PolicyOrigin } from '../daemon/daemon.js';
-import { QosError } from '../errors.js';
+import { QosError } from './errors.js';
 
-const root = resolve(fileURLToPath(import.meta.url), '../../..');
+const root = resolve(fileURLToPath(import.meta.url), '../..');
 
 /** The package's root directory (holds agent/, native/, dist/). */
 export const PACKAGE_ROOT = root;
@@ -30,6 +29,10 @@ export function adminSocket(opt?: string): string {
 
 /** The policy `qos daemon` runs when given no --policy, if the file is there. */
 export const DEFAULT_POLICY_FILE = '/etc/qosd/policy.yaml';
+
+/** How the daemon's policy was chosen: given with --policy, the default file
+ * (/etc/qosd/policy.yaml), or the built-in policy because that file is absent. */
+export type PolicyOrigin = 'option' | 'default' | 'built-in';
 
 /** Which policy the daemon runs and why: --policy's file; else the default file if anything is
  * there (a link or a directory there is refused when read, not passed over); else the

@@ -1,0 +1,133 @@
+/* `qos bench ...`: the benchmarks (bench/), each loaded only when its command runs; they print
+ * figures and are never part of the tests. */
+
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Command } from 'commander';
+import { QosError } from '../../errors.js';
+import { parseCtMask } from '../../kernel/ctmark.js';
+import { print } from '../format.js';
+import { positiveInt } from '../options.js';
+
+/** A benchmark's progress lines go to stderr, unless it prints JSON. */
+function benchProgress(json: boolean | undefined): ((m: string) => void) | undefined {
+  return json ? undefined : (m) => process.stderr.write(`${m}\n`);
+}
+/** --check: exit 1 if a target is missed. */
+function checkTargets(check: boolean | undefined, targets: Record<string, { ok: boolean }>): void {
+  if (check && !Object.values(targets).every((t) => t.ok)) process.exitCode = 1;
+}
+
+/** A bench subcommand with the options every benchmark has. */
+function benchCommand(bench: Command, name: string, description: string, threads: { help: string; count: number; loadMs: number; loadHelp: string }): Command {
+  return bench
+    .command(name)
+    .description(description)
+    .option('--json', 'print one JSON object')
+    .option('--threads <n>', threads.help, (v) => positiveInt(v, '--threads'), threads.count)
+    .option('--load-ms <ms>', threads.loadHelp, (v) => positiveInt(v, '--load-ms'), threads.loadMs)
+    .option('--check', 'exit 1 if a target is missed');
+}
+
+/** Registers `qos bench` and its subcommands. */
+export function benchCommands(program: Command): void {
+  const bench = program.command('bench').description('measure qosd on this machine (prints figures; never part of the tests)');
+
+  benchCommand(bench, 'agent', 'what the agent adds to connect() and send(), against a bare C-to-C Unix socket round trip, and daemon decisions/s with a 1,000-rule policy',
+    { help: 'concurrent agents for the decisions/s load', count: 16, loadMs: 3000, loadHelp: 'duration of the decisions/s load' })
+    .option('--rounds <n>', 'connect rounds; figures are medians over rounds', (v) => positiveInt(v, '--rounds'), 7)
+    .option('--send-rounds <n>', 'send-path runs per side, interleaved', (v) => positiveInt(v, '--send-rounds'), 11)
+    .option('--connects <n>', 'connects per connect+close run', (v) => positiveInt(v, '--connects'), 10_000)
+    .option('--sends <n>', 'sends per send-path run', (v) => positiveInt(v, '--sends'), 1_000_000)
+    .action(async (o: { json?: boolean; rounds: number; sendRounds: number; connects: number; sends: number; threads: number; loadMs: number; check?: boolean }) => {
+      const { benchAgent, formatAgentBench } = await import('../../bench/agent.js');
+      const r = await benchAgent({ ...o, progress: benchProgress(o.json) });
+      print(o.json ? JSON.stringify(r, null, 2) : formatAgentBench(r));
+      checkTargets(o.check, r.targets);
+    });
+
+  benchCommand(bench, 'policy', 'policy scripts end to end through the daemon: JavaScript and Safe Tcl decisions/s, what a script adds over the rules, and a deadline-hitting script beside rules-only clients',
+    { help: 'concurrent agents', count: 32, loadMs: 2000, loadHelp: 'duration of each load' })
+    .option('--rounds <n>', 'rounds; figures are medians over rounds', (v) => positiveInt(v, '--rounds'), 3)
+    .action(async (o: { json?: boolean; rounds: number; threads: number; loadMs: number; check?: boolean }) => {
+      const { benchPolicy } = await import('../../bench/policy.js');
+      const r = await benchPolicy({ ...o, progress: benchProgress(o.json) });
+      print(JSON.stringify(r, null, 2));
+      checkTargets(o.check, r.targets);
+    });
+
+  bench
+    .command('hostile')
+    .description("another user's answer times while one user attacks the daemon: 21,000 held connections, a flood of malformed lines, a policy script made to spin and hang; p99 of each against the agent's 50 ms (needs root: the two users run as uids of their own)")
+    .option('--requests <n>', "the legitimate user's requests per scenario (a p99 wants 500 or more)", (v) => positiveInt(v, '--requests'), 500)
+    .option('--json', 'print one JSON object')
+    .option('--check', 'exit 1 if a target is missed')
+    .action(async (o: { requests: number; json?: boolean; check?: boolean }) => {
+      const { benchHostile } = await import('../../bench/hostile.js');
+      const r = await benchHostile({ requests: o.requests, progress: benchProgress(o.json) });
+      print(JSON.stringify(r, null, 2));
+      checkTargets(o.check, r.targets);
+    });
+
+  bench
+    .command('ab')
+    .description('two builds of the daemon with the same policy, in alternating load windows: decisions/s and CPU per Socket+Connect pair of each, and their ratio (judges a change on a machine whose speed drifts)')
+    .requiredOption('--old <cli>', 'the old build\'s qos entry point (a checkout\'s dist/cli/main.js)')
+    .option('--new <cli>', 'the new build\'s entry point (default: this one)')
+    .requiredOption('--policy <file>', 'policy file for both (its directory is copied, so a script beside it comes along)')
+    .option('--new-policy <file>', 'another policy for the new build')
+    .option('--rounds <n>', 'rounds of one window each, alternating order', (v) => positiveInt(v, '--rounds'), 8)
+    .option('--load-ms <ms>', 'length of each window', (v) => positiveInt(v, '--load-ms'), 1500)
+    .option('--threads <n>', 'concurrent agents', (v) => positiveInt(v, '--threads'), 32)
+    .option('--json', 'print one JSON object with every round')
+    .action(async (o: { old: string; new?: string; policy: string; newPolicy?: string; rounds: number; loadMs: number; threads: number; json?: boolean }) => {
+      for (const f of [o.old, o.new, o.policy, o.newPolicy]) if (f !== undefined && !existsSync(f)) throw new QosError('QOS_ERR_USAGE', `no such file: ${f}`);
+      const { benchAb } = await import('../../bench/ab.js');
+      const { QOS_CLI } = await import('../../daemon/child.js');
+      const r = await benchAb({
+        oldCli: resolve(o.old), newCli: o.new ? resolve(o.new) : QOS_CLI, oldPolicy: resolve(o.policy), newPolicy: resolve(o.newPolicy ?? o.policy),
+        rounds: o.rounds, loadMs: o.loadMs, threads: o.threads, progress: benchProgress(o.json),
+      });
+      if (o.json) print(JSON.stringify(r, null, 2));
+      else {
+        const { rounds: _r, setup: _s, ...summary } = r;
+        print(JSON.stringify(summary, null, 2));
+      }
+    });
+
+  bench
+    .command('rules')
+    .description('kernel rules: iperf3 throughput between two namespaces with a generated rule set in the daemon\'s nftables table against none, the time to apply the set, and to move one rule (needs root, nft, iperf3)')
+    .option('--json', 'print one JSON object')
+    .option('--rules <n>', 'generated rules (the last one the default)', (v) => positiveInt(v, '--rules'), 10_000)
+    .option('--rounds <n>', 'throughput rounds (with and without, alternating order) and applies; figures are medians', (v) => positiveInt(v, '--rounds'), 5)
+    .option('--seconds <n>', 'length of each iperf3 run', (v) => positiveInt(v, '--seconds'), 3)
+    .option('--moves <n>', 'rules moved, one request each', (v) => positiveInt(v, '--moves'), 15)
+    .option('--seed <n>', 'seed of the generated rules and of the moves', (v) => positiveInt(v, '--seed'), 1)
+    .option('--ct-mask <mask>', "the daemon's --ct-mask (0xffffffff: the whole mark, the plan without a chain per rule)")
+    .option('--check', 'exit 1 if a target is missed')
+    .action(async (o: { json?: boolean; rules: number; rounds: number; seconds: number; moves: number; seed: number; ctMask?: string; check?: boolean }) => {
+      if (o.rules < 2) throw new QosError('QOS_ERR_USAGE', '--rules takes at least 2 (a rule to move and the default)');
+      if (o.ctMask !== undefined) parseCtMask(o.ctMask);
+      const { benchRules, formatRulesBench } = await import('../../bench/rules.js');
+      const r = await benchRules({ ...o, progress: benchProgress(o.json) });
+      print(o.json ? JSON.stringify(r, null, 2) : formatRulesBench(r));
+      checkTargets(o.check, r.targets);
+    });
+
+  bench
+    .command('characterize')
+    .description('traffic characterisation: b(r) packet-rates/s off-line, packets/s on-line, and the peak memory of qos characterize on a capture file and one four times as long')
+    .option('--json', 'print one JSON object')
+    .option('--packets <n>', 'synthetic packets', (v) => positiveInt(v, '--packets'), 10_000_000)
+    .option('--rates <n>', 'rates of the curve', (v) => positiveInt(v, '--rates'), 64)
+    .option('--runs <n>', 'runs; figures are medians', (v) => positiveInt(v, '--runs'), 3)
+    .option('--file-packets <n>', 'packets of the smaller capture file (the larger has four times as many)', (v) => positiveInt(v, '--file-packets'), 500_000)
+    .option('--check', 'exit 1 if a target is missed')
+    .action(async (o: { json?: boolean; packets: number; rates: number; runs: number; filePackets: number; check?: boolean }) => {
+      const { benchCharacterize } = await import('../../bench/characterize.js');
+      const r = await benchCharacterize({ ...o, progress: benchProgress(o.json) });
+      print(JSON.stringify(r, null, 2));
+      checkTargets(o.check, r.targets);
+    });
+}

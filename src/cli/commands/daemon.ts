@@ -1,0 +1,74 @@
+/* `qos daemon`: its options, checked before anything starts, and its life: started, reloaded on
+ * SIGHUP, stopped on SIGTERM or SIGINT within STOP_MS. */
+
+import { Command } from 'commander';
+import { QosError } from '../../errors.js';
+import { DEFAULT_CT_MASK, hex32, parseCtMask } from '../../kernel/ctmark.js';
+import { adminSocket, agentSocket, choosePolicy, DEFAULT_NFT_TABLE, DEFAULT_POLICY_FILE, DEFAULT_RULES_FILE } from '../../paths.js';
+import { groupId, niceValue, positiveInt } from '../options.js';
+
+/** Registers `qos daemon`. */
+export function daemonCommands(program: Command): void {
+  program
+    .command('daemon')
+    .description('run the policy daemon (agents ask it how to treat each socket)')
+    .option('--socket <path>', 'agent socket (env QOSD_SOCKET)', agentSocket())
+    .option('--admin <path>', 'admin API socket (env QOSD_ADMIN)', adminSocket())
+    .option('--policy <file>', `policy file, YAML or JSON, where only root (or the daemon's user) can change it (default: ${DEFAULT_POLICY_FILE} if it is there, else the built-in policy, which \`qos policy default\` prints)`)
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace', 'info')
+    .option('--nice <n>', 'scheduling priority to take at start, -20..19, or "keep" (default -10: agents wait for the daemon)', niceValue)
+    .option('--script-workers <n>', 'worker threads for a policy script (default: the number of cores, at least 2)', (v) => positiveInt(v, '--script-workers'))
+    .option('--script-deadline-ms <ms>', 'deadline of one script call', (v) => positiveInt(v, '--script-deadline-ms'), 10)
+    .option('--script-memory-mb <mb>', 'memory cap of a script', (v) => positiveInt(v, '--script-memory-mb'), 32)
+    .option('--script-nice <n>', 'scheduling priority of policy script threads and processes, -20..19, or "keep" (the daemon\'s)', niceValue, 19)
+    .option('--script-answer-ms <ms>', "how long a program's request waits for the script, queueing included, before the rules answer it (keep it below the agent's timeout, 50 ms by default)", (v) => positiveInt(v, '--script-answer-ms'), 30)
+    .option('--rules <file>', 'where the kernel rule set is kept (`qos rules`), in a directory only root (or the daemon\'s user) can write', DEFAULT_RULES_FILE)
+    .option('--kernel <mode>', 'kernel rules (nftables): auto (if nft works), on (fail if not), off', 'auto')
+    .option('--nft-table <name>', 'the nftables table qosd owns (family inet)', DEFAULT_NFT_TABLE)
+    .option('--ct-mask <mask>', 'the bits of the connection mark (ct mark) the kernel table may use; it never changes the others (docs/kernel-rules.md, "The connection mark")', hex32(DEFAULT_CT_MASK))
+    .option('--ct-generation-bits <n>', 'how many of those bits hold the generation of the rules (default: 8, or more when the mask has over 24 bits); the rest hold the rule number')
+    .option('--admin-group <group>', 'a group (name or gid) whose members may use the admin API besides root (default: root only)')
+    .option('--max-connections-per-user <n>', 'agent connections one user other than root may hold (default: a quarter of the bound in all, at most 2048)', (v) => positiveInt(v, '--max-connections-per-user'))
+    .option('--max-connections <n>', 'agent connections in all (default: half the descriptor limit, at most 32768; a tenth kept for root)', (v) => positiveInt(v, '--max-connections'))
+    .option('--max-flows-per-user <n>', "flow-table entries one user may hold; past it the user's oldest go", (v) => positiveInt(v, '--max-flows-per-user'), 65536)
+    .option('--max-flows <n>', 'flow-table entries in all; past it new flows are decided but not remembered', (v) => positiveInt(v, '--max-flows'), 1_000_000)
+    .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; scriptAnswerMs: number; scriptNice: number | 'keep'; rules: string; kernel: string; nftTable: string; ctMask: string; ctGenerationBits?: string;
+      adminGroup?: string; maxConnectionsPerUser?: number; maxConnections?: number; maxFlowsPerUser: number; maxFlows: number }) => {
+      if (o.kernel !== 'auto' && o.kernel !== 'on' && o.kernel !== 'off') throw new QosError('QOS_ERR_USAGE', `--kernel takes auto, on or off, not "${o.kernel}"`);
+      if (!/^[A-Za-z_][\w-]{0,63}$/.test(o.nftTable)) throw new QosError('QOS_ERR_USAGE', `--nft-table takes a name of letters, digits, _ and -, not "${o.nftTable}"`);
+      const ctMark = parseCtMask(o.ctMask, o.ctGenerationBits);
+      // refused before anything starts: the daemon reads and rewrites it as root (secure-path.ts)
+      const { checkTrustedPath } = await import('../../secure-path.js');
+      checkTrustedPath(o.rules, 'the kernel rule store');
+      const chosen = choosePolicy(o.policy);
+      const { Daemon } = await import('../../daemon/daemon.js');
+      const agentLimits = {
+        ...(o.maxConnections ? { connections: o.maxConnections, rootReserve: Math.max(1, Math.floor(o.maxConnections / 10)) } : {}),
+        ...(o.maxConnectionsPerUser ? { perUser: o.maxConnectionsPerUser } : {}),
+      };
+      const d = new Daemon({
+        agentLimits, maxFlows: o.maxFlows, maxFlowsPerUser: o.maxFlowsPerUser, adminGroup: o.adminGroup === undefined ? undefined : groupId(o.adminGroup),
+        kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel, ctMark },
+        socket: o.socket, admin: o.admin, policy: chosen.file ?? undefined, policyOrigin: chosen.origin, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice,
+        scriptWorkers: o.scriptWorkers, scriptLimits: { deadlineMs: o.scriptDeadlineMs, memoryBytes: o.scriptMemoryMb * 2 ** 20, answerMs: o.scriptAnswerMs, nice: o.scriptNice === 'keep' ? null : o.scriptNice },
+      });
+      await d.start();
+      process.on('SIGHUP', () => void d.reload('SIGHUP'));
+      await new Promise<void>((resolve) => {
+        const stop = (sig: NodeJS.Signals) => {
+          // Honoured within STOP_MS whatever the load: past it the daemon exits as it is (a
+          // table left behind is replaced at the next start).
+          setTimeout(() => {
+            d.log.error({ signal: sig, ms: STOP_MS }, 'stopping took too long; exiting now');
+            process.exit(1);
+          }, STOP_MS).unref();
+          void d.stop().then(resolve);
+        };
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      });
+    });
+}
+
+/** How long the daemon may take to stop after SIGTERM or SIGINT. */
+const STOP_MS = 2000;

@@ -1,0 +1,12 @@
+/* What `qos status` prints about the daemon's policy. */
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { formatStatus } from './format.js';
+
+test('qos status says why the daemon runs its policy', () => {
+  const s = (source: string, origin: string) => formatStatus({ pid: 1, uptime_s: 1, version: 1, agents_connected: 0, agent_socket: 'a', flows: 0, decisions_total: 0, policy: { source, origin, rules: 8, loaded_at: 't', last_error: null } });
+  assert.match(s('<built-in>', 'built-in'), /^policy +<built-in> \(no \/etc\/qosd\/policy\.yaml\): 8 rules/m);
+  assert.match(s('/etc/qosd/policy.yaml', 'default'), /^policy +\/etc\/qosd\/policy\.yaml \(the default file\): 8 rules/m);
+  assert.match(s('/srv/p.yaml', 'option'), /^policy +\/srv\/p\.yaml \(--policy\): 8 rules/m);
+});

@@ -1,0 +1,52 @@
+/* The option parsers the commands share: each takes the text given and returns the value, or
+ * throws QOS_ERR_USAGE naming the option (exit 64). */
+
+import { readFileSync } from 'node:fs';
+import { QosError } from '../errors.js';
+import { idEntries } from '../id-names.js';
+
+/** A group given by name (from /etc/group) or number. */
+export function groupId(v: string): number {
+  if (/^\d+$/.test(v)) return Number(v);
+  const gid = idEntries(readFileSync('/etc/group', 'utf8')).find(([name]) => name === v)?.[1];
+  if (gid === undefined) throw new QosError('QOS_ERR_USAGE', `--admin-group: no group "${v}" in /etc/group`);
+  return gid;
+}
+
+/** A whole number above 0. */
+export function positiveInt(v: string, name: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new QosError('QOS_ERR_USAGE', `${name} takes a positive whole number, not "${v}"`);
+  return n;
+}
+
+/** A whole number, 0 or more. */
+export function wholeNumber(v: string, name: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < 0) throw new QosError('QOS_ERR_USAGE', `${name} takes a whole number (0 or more), not "${v}"`);
+  return n;
+}
+
+/** A scheduling priority, -20..19, or "keep" (leave it as it is). */
+export function niceValue(v: string): number | 'keep' {
+  if (v === 'keep') return v;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < -20 || n > 19) throw new QosError('QOS_ERR_USAGE', `--nice takes -20..19 or "keep", not "${v}"`);
+  return n;
+}
+
+/** A bit rate such as 10M, 100mbit, 1.5G or 64000 (bits per second). */
+export function bitRate(v: string, name: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)(?:bit|b|bps)?$/i.exec(v.trim());
+  const n = m ? Number(m[1]) * ({ '': 1, k: 1e3, m: 1e6, g: 1e9 } as Record<string, number>)[m[2]!.toLowerCase()]! : NaN;
+  if (!(n >= 64_000 && n <= 100e9)) throw new QosError('QOS_ERR_USAGE', `${name} takes a rate from 64k to 100G bits/s such as 10M or 100mbit, not "${v}"`);
+  return n;
+}
+
+/** A duration: 30s, 500ms, 2m, or bare seconds. */
+export function duration(v: string, name: string): number {
+  const m = /^([0-9]*\.?[0-9]+)(ms|s|m)?$/.exec(v.trim());
+  const n = m ? Number(m[1]) * (m[2] === 'ms' ? 0.001 : m[2] === 'm' ? 60 : 1) : NaN;
+  if (!(n > 0)) throw new QosError('QOS_ERR_USAGE', `${name} takes a time such as 30s, 500ms or 2m, not "${v}"`);
+  return n;
+}
