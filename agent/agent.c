@@ -675,7 +675,7 @@ static int inet(const struct sockaddr *sa) { return sa && (sa->sa_family == AF_I
  * program sees the errno the real call leaves, success included, as without the agent. Each
  * interposed call saves errno before that work and puts it back after. */
 
-int socket(int domain, int type, int protocol)
+QOS_EXPORT int socket(int domain, int type, int protocol)
 {
 	ENTER(socket, domain, type, protocol);
 	int fd = qos_real.socket(domain, type, protocol);
@@ -727,7 +727,7 @@ static int ask_then(const char *type, int fd, const struct sockaddr *sa, socklen
 	return real(fd, sa, salen);
 }
 
-int connect(int fd, const struct sockaddr *sa, socklen_t salen)
+QOS_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	ENTER(connect, fd, sa, salen);
 	int r = ask_then("Connect", fd, sa, salen, " {} {}", qos_real.connect);
@@ -743,13 +743,13 @@ int connect(int fd, const struct sockaddr *sa, socklen_t salen)
 	return r;
 }
 
-int bind(int fd, const struct sockaddr *sa, socklen_t salen)
+QOS_EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	ENTER(bind, fd, sa, salen);
 	return ask_then("Bind", fd, sa, salen, NULL, qos_real.bind);
 }
 
-int listen(int fd, int backlog)
+QOS_EXPORT int listen(int fd, int backlog)
 {
 	ENTER(listen, fd, backlog);
 	int saved = errno;
@@ -837,19 +837,19 @@ static int accepted(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen)
 	return nfd;
 }
 
-int accept(int fd, struct sockaddr *sa, socklen_t *salen)
+QOS_EXPORT int accept(int fd, struct sockaddr *sa, socklen_t *salen)
 {
 	ENTER(accept, fd, sa, salen);
 	return after_accept(fd, qos_real.accept(fd, sa, salen), sa, salen);
 }
 
-int accept4(int fd, struct sockaddr *sa, socklen_t *salen, int flags)
+QOS_EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *salen, int flags)
 {
 	ENTER(accept4, fd, sa, salen, flags);
 	return after_accept(fd, qos_real.accept4(fd, sa, salen, flags), sa, salen);
 }
 
-int close(int fd)
+QOS_EXPORT int close(int fd)
 {
 	ENTER(close, fd);
 	int saved = errno;
@@ -862,7 +862,7 @@ int close(int fd)
 	return qos_real.close(fd);
 }
 
-int shutdown(int fd, int how)
+QOS_EXPORT int shutdown(int fd, int how)
 {
 	ENTER(shutdown, fd, how);
 	int r = qos_real.shutdown(fd, how);
@@ -1010,7 +1010,7 @@ static int before_send(int fd, const struct sockaddr *sa, socklen_t salen, struc
 	return deny;
 }
 
-ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa, socklen_t salen)
+QOS_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa, socklen_t salen)
 {
 	ENTER(sendto, fd, buf, len, flags, sa, salen);
 	struct fdst *s;
@@ -1025,7 +1025,7 @@ ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sock
 	return r;
 }
 
-ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+QOS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	ENTER(sendmsg, fd, msg, flags);
 	struct fdst *s;
@@ -1050,7 +1050,7 @@ static int same_dest(const struct msghdr *a, const struct msghdr *b)
 /* The kernel sends at most UIO_MAXIOV messages in one sendmmsg (net/socket.c). */
 #define MMSG_MAX 1024
 
-int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
+QOS_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
 {
 	ENTER(sendmmsg, fd, vec, vlen, flags);
 	if (!vec || vlen == 0)
@@ -1102,7 +1102,7 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
 
 static void app_mark(int fd, int level, int opt, int v);
 
-int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
+QOS_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 {
 	ENTER(setsockopt, fd, level, opt, val, len);
 	int r = qos_real.setsockopt(fd, level, opt, val, len);
@@ -1162,7 +1162,7 @@ static void app_mark(int fd, int level, int opt, int v)
 
 /* ---- descriptor replacement: keep our own connection safe ---- */
 
-int dup2(int oldfd, int newfd)
+QOS_EXPORT int dup2(int oldfd, int newfd)
 {
 	ENTER(dup2, oldfd, newfd);
 	int saved = errno;
@@ -1175,7 +1175,7 @@ int dup2(int oldfd, int newfd)
 	return qos_real.dup2(oldfd, newfd);
 }
 
-int dup3(int oldfd, int newfd, int flags)
+QOS_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
 	ENTER(dup3, oldfd, newfd, flags);
 	int saved = errno;
@@ -1200,7 +1200,7 @@ static void range_gone(unsigned first, unsigned last)
 	qos_wire_range_gone(first, last);
 }
 
-int close_range(unsigned int first, unsigned int last, int flags)
+QOS_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 {
 	ensure_init();
 	if (!in_agent && !(flags & 4 /* CLOSE_RANGE_CLOEXEC */) && first <= last)
@@ -1210,7 +1210,7 @@ int close_range(unsigned int first, unsigned int last, int flags)
 	return (int)syscall(SYS_close_range, first, last, flags);
 }
 
-void closefrom(int lowfd)
+QOS_EXPORT void closefrom(int lowfd)
 {
 	ensure_init();
 	if (!in_agent && lowfd >= 0)

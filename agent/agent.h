@@ -7,6 +7,10 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+/* The library is built with -fvisibility=hidden: only what QOS_EXPORT marks (the interposed
+ * libc functions) is visible to the host process; the agent's internals stay its own. */
+#define QOS_EXPORT __attribute__((visibility("default")))
+
 #define QOS_PROTOCOL_VERSION 1
 #define QOS_MAX_CMD 4000        /* command line bytes sent; the daemon reads /proc itself */
 #define QOS_MAX_MSG 20000       /* one request line, worst case after quoting */
