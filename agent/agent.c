@@ -303,11 +303,11 @@ garbage:
 static void set_tos(int fd, int family, int tos)
 {
 	if (family == AF_INET6) {
-		qos_real.setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof tos);
+		QOS_REAL(setsockopt, fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof tos);
 		/* dual-stack socket talking to a v4-mapped peer: the IPv4 header needs it too */
-		qos_real.setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
+		QOS_REAL(setsockopt, fd, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
 	} else {
-		qos_real.setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
+		QOS_REAL(setsockopt, fd, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
 	}
 }
 
@@ -338,7 +338,7 @@ static void put(int fd, struct fdst *s, int took)
 	}
 	if ((took & 2) && s->cur_prio != s->base_prio) {
 		int prio = s->base_prio;
-		qos_real.setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof prio);
+		QOS_REAL(setsockopt, fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof prio);
 		s->cur_prio = s->base_prio;
 	}
 }
@@ -667,7 +667,7 @@ static void forget(int fd, int tell)
 #define ENTER(realfn, ...)                                                                          \
 	ensure_init();                                                                                 \
 	if (in_agent || qos_cfg.disabled)                                                              \
-		return qos_real.realfn(__VA_ARGS__)
+		return QOS_REAL(realfn, __VA_ARGS__)
 
 static int inet(const struct sockaddr *sa) { return sa && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6); }
 
@@ -678,7 +678,7 @@ static int inet(const struct sockaddr *sa) { return sa && (sa->sa_family == AF_I
 QOS_EXPORT int socket(int domain, int type, int protocol)
 {
 	ENTER(socket, domain, type, protocol);
-	int fd = qos_real.socket(domain, type, protocol);
+	int fd = QOS_REAL(socket, domain, type, protocol);
 	if (fd < 0 || (domain != AF_INET && domain != AF_INET6))
 		return fd;
 	int saved = errno;
@@ -696,7 +696,7 @@ QOS_EXPORT int socket(int domain, int type, int protocol)
 		in_agent--;
 		if (deny) {
 			forget(fd, 1);
-			qos_real.close(fd);
+			QOS_REAL(close, fd);
 			errno = deny;
 			return -1;
 		}
@@ -705,9 +705,9 @@ QOS_EXPORT int socket(int domain, int type, int protocol)
 	return fd;
 }
 
-/* Shared body of connect/bind: ask first; DENY fails the call before it reaches the kernel. */
-static int ask_then(const char *type, int fd, const struct sockaddr *sa, socklen_t salen,
-		    const char *suffix, int (*real)(int, const struct sockaddr *, socklen_t))
+/* Shared first half of connect/bind: ask first. Returns -1 with errno set if a DENY fails the
+ * call before it reaches the kernel, else 0 with errno as it was: the real call goes next. */
+static int ask_first(const char *type, int fd, const struct sockaddr *sa, socklen_t salen, const char *suffix)
 {
 	int saved = errno;
 	struct fdst *s = inet(sa) ? tracked(fd) : NULL;
@@ -724,13 +724,15 @@ static int ask_then(const char *type, int fd, const struct sockaddr *sa, socklen
 			apply_answer(fd, s, &a);
 	}
 	errno = saved;
-	return real(fd, sa, salen);
+	return 0;
 }
 
 QOS_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	ENTER(connect, fd, sa, salen);
-	int r = ask_then("Connect", fd, sa, salen, " {} {}", qos_real.connect);
+	if (ask_first("Connect", fd, sa, salen, " {} {}") != 0)
+		return -1;
+	int r = QOS_REAL(connect, fd, sa, salen);
 	/* A datagram socket's default destination: its datagrams without an address carry the
 	 * socket-level mark (restored after a datagram to another destination); AF_UNSPEC
 	 * dissolves the association. */
@@ -746,7 +748,9 @@ QOS_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t salen)
 QOS_EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	ENTER(bind, fd, sa, salen);
-	return ask_then("Bind", fd, sa, salen, NULL, qos_real.bind);
+	if (ask_first("Bind", fd, sa, salen, NULL) != 0)
+		return -1;
+	return QOS_REAL(bind, fd, sa, salen);
 }
 
 QOS_EXPORT int listen(int fd, int backlog)
@@ -767,7 +771,7 @@ QOS_EXPORT int listen(int fd, int backlog)
 			apply_answer(fd, s, &a);
 	}
 	errno = saved;
-	return qos_real.listen(fd, backlog);
+	return QOS_REAL(listen, fd, backlog);
 }
 
 static int accepted(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen);
@@ -830,7 +834,7 @@ static int accepted(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen)
 	pthread_mutex_unlock(stripe(nfd));
 	if (deny) {
 		forget(nfd, 0);
-		qos_real.close(nfd);
+		QOS_REAL(close, nfd);
 		errno = deny;
 		return -1;
 	}
@@ -840,13 +844,13 @@ static int accepted(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen)
 QOS_EXPORT int accept(int fd, struct sockaddr *sa, socklen_t *salen)
 {
 	ENTER(accept, fd, sa, salen);
-	return after_accept(fd, qos_real.accept(fd, sa, salen), sa, salen);
+	return after_accept(fd, QOS_REAL(accept, fd, sa, salen), sa, salen);
 }
 
 QOS_EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *salen, int flags)
 {
 	ENTER(accept4, fd, sa, salen, flags);
-	return after_accept(fd, qos_real.accept4(fd, sa, salen, flags), sa, salen);
+	return after_accept(fd, QOS_REAL(accept4, fd, sa, salen, flags), sa, salen);
 }
 
 QOS_EXPORT int close(int fd)
@@ -859,13 +863,13 @@ QOS_EXPORT int close(int fd)
 	if (qos_wire_is_ours(fd))
 		qos_wire_fd_gone(fd);
 	errno = saved;
-	return qos_real.close(fd);
+	return QOS_REAL(close, fd);
 }
 
 QOS_EXPORT int shutdown(int fd, int how)
 {
 	ENTER(shutdown, fd, how);
-	int r = qos_real.shutdown(fd, how);
+	int r = QOS_REAL(shutdown, fd, how);
 	struct fdst *s = fdst_get(fd, 0);
 	if (r == 0 && s && (s->flags & F_REPORTED)) {
 		int saved = errno;
@@ -920,7 +924,7 @@ static void set_marks(int fd, struct fdst *s, int tos, int prio)
 	if (prio < 0 && s->cur_prio >= 0)
 		prio = 0;
 	if (prio >= 0 && prio != s->cur_prio) {
-		qos_real.setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof prio);
+		QOS_REAL(setsockopt, fd, SOL_SOCKET, SO_PRIORITY, &prio, sizeof prio);
 		s->cur_prio = (int16_t)prio;
 	}
 }
@@ -1019,7 +1023,7 @@ QOS_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags, const 
 		errno = deny;
 		return -1;
 	}
-	ssize_t r = qos_real.sendto(fd, buf, len, flags, sa, salen);
+	ssize_t r = QOS_REAL(sendto, fd, buf, len, flags, sa, salen);
 	if (s)
 		after_datagram(fd, s);
 	return r;
@@ -1034,7 +1038,7 @@ QOS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 		errno = deny;
 		return -1;
 	}
-	ssize_t r = qos_real.sendmsg(fd, msg, flags);
+	ssize_t r = QOS_REAL(sendmsg, fd, msg, flags);
 	if (s)
 		after_datagram(fd, s);
 	return r;
@@ -1054,12 +1058,12 @@ QOS_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flag
 {
 	ENTER(sendmmsg, fd, vec, vlen, flags);
 	if (!vec || vlen == 0)
-		return qos_real.sendmmsg(fd, vec, vlen, flags);
+		return QOS_REAL(sendmmsg, fd, vec, vlen, flags);
 	int saved = errno;
 	struct fdst *s = datagram_socket(fd);
 	errno = saved;
 	if (!s)
-		return qos_real.sendmmsg(fd, vec, vlen, flags);
+		return QOS_REAL(sendmmsg, fd, vec, vlen, flags);
 	/* One mark per destination: each run of messages to one destination is marked, then sent
 	 * with its own real sendmmsg, and the program sees the sum, exactly what one call would
 	 * have returned: the count sent before a failure or a short run, or the failure itself if
@@ -1084,7 +1088,7 @@ QOS_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flag
 			break;
 		}
 		errno = saved;
-		int r = qos_real.sendmmsg(fd, vec + done, n, flags);
+		int r = QOS_REAL(sendmmsg, fd, vec + done, n, flags);
 		if (r < 0) {
 			failed = 1;
 			break;
@@ -1105,7 +1109,7 @@ static void app_mark(int fd, int level, int opt, int v);
 QOS_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 {
 	ENTER(setsockopt, fd, level, opt, val, len);
-	int r = qos_real.setsockopt(fd, level, opt, val, len);
+	int r = QOS_REAL(setsockopt, fd, level, opt, val, len);
 	int is_mark = (level == IPPROTO_IP && opt == IP_TOS) || (level == IPPROTO_IPV6 && opt == IPV6_TCLASS) ||
 		      (level == SOL_SOCKET && opt == SO_PRIORITY);
 	if (r != 0 || !is_mark)
@@ -1172,7 +1176,7 @@ QOS_EXPORT int dup2(int oldfd, int newfd)
 			qos_wire_fd_gone(newfd);
 	}
 	errno = saved;
-	return qos_real.dup2(oldfd, newfd);
+	return QOS_REAL(dup2, oldfd, newfd);
 }
 
 QOS_EXPORT int dup3(int oldfd, int newfd, int flags)
@@ -1183,7 +1187,7 @@ QOS_EXPORT int dup3(int oldfd, int newfd, int flags)
 	if (qos_wire_is_ours(newfd))
 		qos_wire_fd_gone(newfd);
 	errno = saved;
-	return qos_real.dup3(oldfd, newfd, flags);
+	return QOS_REAL(dup3, oldfd, newfd, flags);
 }
 
 static void range_gone(unsigned first, unsigned last)

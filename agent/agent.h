@@ -3,6 +3,7 @@
 #ifndef QOS_AGENT_H
 #define QOS_AGENT_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -49,6 +50,11 @@ struct qos_real {
 	void (*closefrom)(int);
 };
 extern struct qos_real qos_real;
+
+/* Calls the real function name, or, if it could not be resolved, fails with ENOSYS as a
+ * missing libc function would: the agent never calls through a null pointer. (close_range
+ * and closefrom, younger than the rest, fall back to the system call instead.) */
+#define QOS_REAL(name, ...) (qos_real.name ? qos_real.name(__VA_ARGS__) : (errno = ENOSYS, -1))
 
 long long qos_now_ns(void);
 void qos_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -232,7 +232,7 @@ static void conn_drop(struct conn *c, int close_it)
 	if (c->fd >= 0) {
 		reg_del(c->fd);
 		if (close_it && still_ours(c->fd, c->dev, c->ino))
-			qos_real.close(c->fd);
+			QOS_REAL(close, c->fd);
 	}
 	c->fd = -1;
 	c->rlen = 0;
@@ -315,7 +315,7 @@ static void map_generation(int again)
 			}
 		}
 	}
-	qos_real.close(fd);
+	QOS_REAL(close, fd);
 }
 
 unsigned long long qos_wire_generation(void)
@@ -368,7 +368,7 @@ void qos_wire_atfork_child(void)
 {
 	for (int i = 0; i < reg_n; i++)
 		if (still_ours(reg[i].fd, reg[i].dev, reg[i].ino))
-			qos_real.close(reg[i].fd);
+			QOS_REAL(close, reg[i].fd);
 	reg_n = 0;
 	memset((void *)ours, 0, sizeof ours);
 	tconn.fd = -1;
@@ -399,12 +399,12 @@ static void fail(struct conn *c, const char *why, long long started)
 
 static int conn_open(struct conn *c)
 {
-	int fd = qos_real.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int fd = QOS_REAL(socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -1;
 	if (fd < 3) { /* keep off stdin/stdout/stderr, which daemonising programs reopen */
 		int hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-		qos_real.close(fd);
+		QOS_REAL(close, fd);
 		if (hi < 0)
 			return -1;
 		fd = hi;
@@ -415,8 +415,8 @@ static int conn_open(struct conn *c)
 	 * before, so a change racing with the connect is seen as a change later */
 	c->epoch = qos_creds_epoch();
 	qos_creds_now(&c->ids);
-	if (qos_real.connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-		qos_real.close(fd);
+	if (QOS_REAL(connect, fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		QOS_REAL(close, fd);
 		return -1;
 	}
 	/* Only trust a daemon run by root or (outside secure mode) by our own user; never ask
@@ -427,13 +427,13 @@ static int conn_open(struct conn *c)
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &pl) != 0 || peer.pid == getpid() ||
 	    !qos_creds_trusted(peer.uid)) {
 		qos_debug("not asking daemon pid %d uid %d", (int)peer.pid, (int)peer.uid);
-		qos_real.close(fd);
+		QOS_REAL(close, fd);
 		daemon_ok = 0;
 		return -1;
 	}
 	struct stat st;
 	if (fstat(fd, &st) != 0) {
-		qos_real.close(fd);
+		QOS_REAL(close, fd);
 		return -1;
 	}
 	c->fd = fd;
