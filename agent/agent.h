@@ -1,5 +1,6 @@
-/* qosd protocol agent: shared declarations between the interposer (agent.c), the daemon
- * connection (wire.c) and the process's credentials (creds.c). See docs/protocol.md. */
+/* qosd protocol agent: declarations shared by its modules: configuration, the real libc
+ * functions, the daemon connection (wire.c) and the process's credentials (creds.c). The
+ * descriptor table, the messages and the decision cache have their own headers. */
 #ifndef QOS_AGENT_H
 #define QOS_AGENT_H
 
@@ -58,9 +59,6 @@ extern struct qos_real qos_real;
 
 long long qos_now_ns(void);
 void qos_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-size_t qos_tcl_append(char *out, size_t len, size_t cap, const char *s, size_t n);
-const char *qos_cmd(void);
-size_t qos_msg_begin(char *buf, size_t cap, const char *type, unsigned long long cached_gen);
 int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]);
 int qos_tell(const char *msg, size_t len);
 unsigned long long qos_wire_generation(void);
