@@ -35,6 +35,17 @@ static void resolve(void)
 	R(shutdown); R(sendto); R(sendmsg); R(sendmmsg); R(setsockopt); R(dup2); R(dup3);
 	R(close_range); R(closefrom);
 #undef R
+#ifdef QOS_TEST_UNRESOLVED
+	/* Test build only (build/test/libqosagent-unresolved.so), as under a libc that lacks the
+	 * functions: "all" clears every real symbol (the agent then disables itself), "some" all
+	 * but the four it needs to work (src/agent/unresolved.test.ts). */
+	const char *u = getenv("QOS_TEST_UNRESOLVED");
+	if (u && !strcmp(u, "all"))
+		memset(&qos_real, 0, sizeof qos_real);
+	if (u && !strcmp(u, "some"))
+		qos_real = (struct qos_real){.socket = qos_real.socket, .connect = qos_real.connect,
+					     .close = qos_real.close, .setsockopt = qos_real.setsockopt};
+#endif
 }
 
 static void atfork_prepare(void)
@@ -350,6 +361,18 @@ QOS_EXPORT int socket(int domain, int type, int protocol)
 	return fd;
 }
 
+/* Follows the daemon's answer about a call on fd: -1 with errno set if it denies the call,
+ * else 0 with the answer applied. */
+static int obey(int fd, struct fdst *s, const struct answer *a)
+{
+	if (denied(a)) {
+		errno = denied(a);
+		return -1;
+	}
+	apply_answer(fd, s, a);
+	return 0;
+}
+
 /* Shared first half of connect/bind: ask first. Returns -1 with errno set if a DENY fails the
  * call before it reaches the kernel, else 0 with errno as it was: the real call goes next. */
 static int ask_first(const char *type, int fd, const struct sockaddr *sa, socklen_t salen, const char *suffix)
@@ -361,12 +384,8 @@ static int ask_first(const char *type, int fd, const struct sockaddr *sa, sockle
 		in_agent++;
 		int ok = decide_addr(type, fd, s, sa, salen, suffix, &a) == 0;
 		in_agent--;
-		if (ok && denied(&a)) {
-			errno = denied(&a);
+		if (ok && obey(fd, s, &a) != 0)
 			return -1;
-		}
-		if (ok)
-			apply_answer(fd, s, &a);
 	}
 	errno = saved;
 	return 0;
@@ -408,12 +427,8 @@ QOS_EXPORT int listen(int fd, int backlog)
 		in_agent++;
 		int ok = ask_addr("Listen", fd, s, NULL, 0, NULL, 1, &backlog, &a, 0) == 0;
 		in_agent--;
-		if (ok && denied(&a)) {
-			errno = denied(&a);
+		if (ok && obey(fd, s, &a) != 0)
 			return -1;
-		}
-		if (ok)
-			apply_answer(fd, s, &a);
 	}
 	errno = saved;
 	return QOS_REAL(listen, fd, backlog);
