@@ -1,11 +1,17 @@
-/* qosd protocol agent: shared declarations between the interposer (agent.c), the daemon
- * connection (wire.c) and the process's credentials (creds.c). See docs/protocol.md. */
+/* qosd protocol agent: declarations shared by its modules: configuration, the real libc
+ * functions, the daemon connection (wire.c) and the process's credentials (creds.c). The
+ * descriptor table, the messages and the decision cache have their own headers. */
 #ifndef QOS_AGENT_H
 #define QOS_AGENT_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+
+/* The library is built with -fvisibility=hidden: only what QOS_EXPORT marks (the interposed
+ * libc functions) is visible to the host process; the agent's internals stay its own. */
+#define QOS_EXPORT __attribute__((visibility("default")))
 
 #define QOS_PROTOCOL_VERSION 1
 #define QOS_MAX_CMD 4000        /* command line bytes sent; the daemon reads /proc itself */
@@ -46,11 +52,13 @@ struct qos_real {
 };
 extern struct qos_real qos_real;
 
+/* Calls the real function name, or, if it could not be resolved, fails with ENOSYS as a
+ * missing libc function would: the agent never calls through a null pointer. (close_range
+ * and closefrom, younger than the rest, fall back to the system call instead.) */
+#define QOS_REAL(name, ...) (qos_real.name ? qos_real.name(__VA_ARGS__) : (errno = ENOSYS, -1))
+
 long long qos_now_ns(void);
 void qos_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-size_t qos_tcl_append(char *out, size_t len, size_t cap, const char *s, size_t n);
-const char *qos_cmd(void);
-size_t qos_msg_begin(char *buf, size_t cap, const char *type, unsigned long long cached_gen);
 int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]);
 int qos_tell(const char *msg, size_t len);
 unsigned long long qos_wire_generation(void);

@@ -88,7 +88,7 @@ void qos_creds_init(void)
 }
 
 #define SETID(name, params, args)                                                                   \
-	int name params                                                                            \
+	QOS_EXPORT int name params                                                                 \
 	{                                                                                          \
 		if (!real.name)                                                                    \
 			qos_creds_init();                                                          \

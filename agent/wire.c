@@ -3,6 +3,7 @@
  * per-request deadline; any failure disables asking for a back-off period (paper 4.1.1). */
 #define _GNU_SOURCE
 #include "agent.h"
+#include "msg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -79,10 +80,6 @@ static ino_t gen_ino;
 static _Atomic int gen_swaps;
 #define QOS_GEN_MAX_SWAPS 64
 
-static pthread_mutex_t cmd_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *cmd_quoted;    /* Tcl-quoted command line, built lazily */
-static unsigned cmd_gen = ~0u;
-
 long long qos_now_ns(void)
 {
 	struct timespec t;
@@ -104,92 +101,6 @@ void qos_debug(const char *fmt, ...)
 	buf[len++] = '\n';
 	ssize_t w = write(2, buf, len);
 	(void)w;
-}
-
-/* ---- Tcl list quoting (the paper marshals arguments by Tcl's lexical rules, 4.1.2) ---- */
-
-static int tcl_special(unsigned char c)
-{
-	return c <= ' ' || c == '{' || c == '}' || c == '[' || c == ']' || c == '$' || c == ';' ||
-	       c == '"' || c == '\\' || c == 127;
-}
-
-/* Append one list element to out (capacity cap); returns new length, or cap on overflow. */
-size_t qos_tcl_append(char *out, size_t len, size_t cap, const char *s, size_t n)
-{
-	if (len >= cap)
-		return cap;
-	if (len > 0 && len < cap)
-		out[len++] = ' ';
-	if (n == 0) {
-		if (len + 2 > cap)
-			return cap;
-		out[len++] = '{';
-		out[len++] = '}';
-		return len;
-	}
-	int plain = s[0] != '#';
-	for (size_t i = 0; i < n && plain; i++)
-		plain = !tcl_special((unsigned char)s[i]);
-	if (plain) {
-		if (len + n > cap)
-			return cap;
-		memcpy(out + len, s, n);
-		return len + n;
-	}
-	/* Backslash form: always valid, keeps the request on one line. */
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		char esc[5];
-		size_t e = 0;
-		if (c == '\n') { esc[e++] = '\\'; esc[e++] = 'n'; }
-		else if (c == '\r') { esc[e++] = '\\'; esc[e++] = 'r'; }
-		else if (c == '\t') { esc[e++] = '\\'; esc[e++] = 't'; }
-		else if (c < ' ' || c == 127) {
-			static const char hex[] = "0123456789abcdef";
-			esc[e++] = '\\'; esc[e++] = 'x'; esc[e++] = hex[c >> 4]; esc[e++] = hex[c & 15];
-		} else if (tcl_special(c) || (i == 0 && c == '#')) { esc[e++] = '\\'; esc[e++] = (char)c; }
-		else esc[e++] = (char)c;
-		if (len + e > cap)
-			return cap;
-		memcpy(out + len, esc, e);
-		len += e;
-	}
-	return len;
-}
-
-/* The command line, /proc/self/cmdline with NULs as single spaces, quoted once per process. */
-const char *qos_cmd(void)
-{
-	unsigned g = fork_gen;
-	if (cmd_gen == g && cmd_quoted)
-		return cmd_quoted;
-	pthread_mutex_lock(&cmd_lock);
-	if (cmd_gen != g || !cmd_quoted) {
-		char raw[QOS_MAX_CMD + 1];
-		size_t n = 0;
-		int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-		if (fd >= 0) {
-			ssize_t r;
-			while (n < QOS_MAX_CMD && (r = read(fd, raw + n, QOS_MAX_CMD - n)) > 0)
-				n += (size_t)r;
-			close(fd);
-		}
-		while (n > 0 && raw[n - 1] == '\0')
-			n--;
-		for (size_t i = 0; i < n; i++)
-			if (raw[i] == '\0')
-				raw[i] = ' ';
-		static char quoted[4 * QOS_MAX_CMD + 8];
-		size_t q = qos_tcl_append(quoted, 0, sizeof quoted - 1, raw, n);
-		if (q >= sizeof quoted - 1)
-			q = qos_tcl_append(quoted, 0, sizeof quoted - 1, "", 0);
-		quoted[q] = '\0';
-		cmd_quoted = quoted;
-		cmd_gen = g;
-	}
-	pthread_mutex_unlock(&cmd_lock);
-	return cmd_quoted;
 }
 
 /* ---- connection management ---- */
@@ -232,7 +143,7 @@ static void conn_drop(struct conn *c, int close_it)
 	if (c->fd >= 0) {
 		reg_del(c->fd);
 		if (close_it && still_ours(c->fd, c->dev, c->ino))
-			qos_real.close(c->fd);
+			QOS_REAL(close, c->fd);
 	}
 	c->fd = -1;
 	c->rlen = 0;
@@ -315,7 +226,7 @@ static void map_generation(int again)
 			}
 		}
 	}
-	qos_real.close(fd);
+	QOS_REAL(close, fd);
 }
 
 unsigned long long qos_wire_generation(void)
@@ -350,17 +261,9 @@ unsigned qos_wire_fork_gen(void) { return fork_gen; }
 /* Whether this process has announced itself (so Cleanup is worth sending). */
 int qos_wire_started(void) { return startup_for != 0; }
 
-void qos_wire_atfork_prepare(void)
-{
-	pthread_mutex_lock(&cmd_lock);
-	pthread_mutex_lock(&reg_lock);
-}
+void qos_wire_atfork_prepare(void) { pthread_mutex_lock(&reg_lock); }
 
-void qos_wire_atfork_parent(void)
-{
-	pthread_mutex_unlock(&reg_lock);
-	pthread_mutex_unlock(&cmd_lock);
-}
+void qos_wire_atfork_parent(void) { pthread_mutex_unlock(&reg_lock); }
 
 /* In the child: the parent's connections identify the parent (SO_PEERCRED), so close them
  * all; the child connects afresh and announces itself with its own pid. */
@@ -368,7 +271,7 @@ void qos_wire_atfork_child(void)
 {
 	for (int i = 0; i < reg_n; i++)
 		if (still_ours(reg[i].fd, reg[i].dev, reg[i].ino))
-			qos_real.close(reg[i].fd);
+			QOS_REAL(close, reg[i].fd);
 	reg_n = 0;
 	memset((void *)ours, 0, sizeof ours);
 	tconn.fd = -1;
@@ -376,7 +279,6 @@ void qos_wire_atfork_child(void)
 	fork_gen++;
 	startup_for = 0;
 	pthread_mutex_init(&reg_lock, NULL);
-	pthread_mutex_init(&cmd_lock, NULL);
 }
 
 /* A failure suspends asking for the current back-off, which doubles only for a failure seen
@@ -399,12 +301,12 @@ static void fail(struct conn *c, const char *why, long long started)
 
 static int conn_open(struct conn *c)
 {
-	int fd = qos_real.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int fd = QOS_REAL(socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -1;
 	if (fd < 3) { /* keep off stdin/stdout/stderr, which daemonising programs reopen */
 		int hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-		qos_real.close(fd);
+		QOS_REAL(close, fd);
 		if (hi < 0)
 			return -1;
 		fd = hi;
@@ -415,8 +317,8 @@ static int conn_open(struct conn *c)
 	 * before, so a change racing with the connect is seen as a change later */
 	c->epoch = qos_creds_epoch();
 	qos_creds_now(&c->ids);
-	if (qos_real.connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-		qos_real.close(fd);
+	if (QOS_REAL(connect, fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		QOS_REAL(close, fd);
 		return -1;
 	}
 	/* Only trust a daemon run by root or (outside secure mode) by our own user; never ask
@@ -427,13 +329,13 @@ static int conn_open(struct conn *c)
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &pl) != 0 || peer.pid == getpid() ||
 	    !qos_creds_trusted(peer.uid)) {
 		qos_debug("not asking daemon pid %d uid %d", (int)peer.pid, (int)peer.uid);
-		qos_real.close(fd);
+		QOS_REAL(close, fd);
 		daemon_ok = 0;
 		return -1;
 	}
 	struct stat st;
 	if (fstat(fd, &st) != 0) {
-		qos_real.close(fd);
+		QOS_REAL(close, fd);
 		return -1;
 	}
 	c->fd = fd;
@@ -553,29 +455,6 @@ static struct conn *usable_conn(int asking)
 		return NULL;
 	}
 	return c;
-}
-
-/* Builds "Type pid uid cmd" into buf, or "Cached pid uid cmd gen Type" for a call decided
- * from the cache (cached_gen != 0); the caller appends the call's arguments. */
-size_t qos_msg_begin(char *buf, size_t cap, const char *type, unsigned long long cached_gen)
-{
-	int n = snprintf(buf, cap, "%s %d %u ", cached_gen ? "Cached" : type, (int)getpid(), (unsigned)getuid());
-	if (n < 0 || (size_t)n >= cap)
-		return cap;
-	size_t len = (size_t)n;
-	const char *cmd = qos_cmd();
-	size_t cl = strlen(cmd);
-	if (len + cl >= cap)
-		return cap;
-	memcpy(buf + len, cmd, cl);
-	len += cl;
-	if (cached_gen) {
-		n = snprintf(buf + len, cap - len, " %llu %s", cached_gen, type);
-		if (n < 0 || (size_t)n >= cap - len)
-			return cap;
-		len += (size_t)n;
-	}
-	return len;
 }
 
 /* Sends the request lines in req (each ending in '\n'; nreq of them expect replies) and

@@ -6,14 +6,21 @@
  * in this process, P the connection's local port (to find its packets in a capture); or, if
  * connect failed, "... connect: <error>" and exits 1. */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
 
 #include "dial.h"
+
+/* Whether libqosagent.so is among the loaded objects: the agent exports only the libc
+ * functions it interposes, so it is found by name, not by one of its symbols. */
+static int agent_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+	return info->dlpi_name && strstr(info->dlpi_name, "libqosagent") != NULL;
+}
 
 int main(int argc, char **argv)
 {
@@ -24,9 +31,8 @@ int main(int argc, char **argv)
 	struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[2]))};
 	if (inet_pton(AF_INET, argv[1], &dst.sin_addr) != 1)
 		return 2;
-	/* qos_ask is one of the agent's exported functions: present only if it was preloaded */
 	printf("secure=%lu euid=%d agent=%d ", getauxval(AT_SECURE), (int)geteuid(),
-	       dlsym(RTLD_DEFAULT, "qos_ask") != NULL);
+	       dl_iterate_phdr(agent_object, NULL));
 	int port = dial(&dst);
 	if (port < 0) {
 		printf("connect: %s\n", strerror(errno));
