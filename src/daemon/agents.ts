@@ -91,6 +91,9 @@ interface Conn {
   queued: 'ask' | 'tell' | null;
   /** hung up: what still arrives is dropped until the agent closes its end */
   closing: boolean;
+  /** the agent closed its end: nobody waits for answers; its questions are dropped, its
+   * notifications still handled */
+  ended: boolean;
   /** a policy script is deciding a request: later lines wait, so replies stay in order */
   waiting: boolean;
   /** replies not written yet: held while a script decides a request sent with them */
@@ -211,7 +214,7 @@ export class AgentServer {
     }
     const conn: Conn = {
       sock, cred, id, share, bufs: [], len: 0, nl: false, errors: 0, started: false, checkedAt: performance.now(), broken: null,
-      queued: null, closing: false, waiting: false, held: '', heldLong: false,
+      queued: null, closing: false, ended: false, waiting: false, held: '', heldLong: false,
     };
     this.conns.add(conn);
     this.perPid.set(cred.pid, (this.perPid.get(cred.pid) ?? 0) + 1);
@@ -219,7 +222,7 @@ export class AgentServer {
     sock.on('data', (chunk: Buffer) => this.data(conn, chunk));
     sock.on('error', () => undefined);
     // the agent closed its end: nobody waits for answers any more
-    sock.on('end', () => this.finalLines(conn));
+    sock.on('end', () => { conn.ended = true; });
     sock.on('close', () => {
       this.finalLines(conn);
       this.conns.delete(conn);
@@ -372,6 +375,13 @@ export class AgentServer {
     let nl = buf.indexOf(10);
     while (n < maxLines && nl >= 0) {
       n++;
+      if (c.ended && !isNotification(buf, start, nl)) {
+        // a question of an agent that gave up: no one to answer (docs/security.md)
+        this.o.metrics.unanswered.inc();
+        start = nl + 1;
+        nl = buf.indexOf(10, start);
+        continue;
+      }
       const r = this.line(c, buf.toString('utf8', start, nl));
       start = nl + 1;
       nl = buf.indexOf(10, start);
@@ -449,8 +459,9 @@ export class AgentServer {
     setTimeout(() => c.sock.destroy(), 1000).unref();
   }
 
-  /** Handles the notifications the agent sent before closing that no turn reached yet (its
-   * questions are dropped: nobody waits for their answers), and forgets the rest. */
+  /** At close: handles the notifications the agent sent before closing that no turn reached
+   * yet (at most FINAL_LINES; its questions are dropped: nobody waits for their answers), and
+   * forgets the rest. */
   private finalLines(c: Conn): void {
     if (c.closing || c.waiting || !c.nl) return;
     const buf = this.joined(c)!;
