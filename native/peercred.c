@@ -73,16 +73,26 @@ static long long peer_start(int sock, int pid)
 	return st;
 }
 
+/* Reads the call's first n arguments as 32-bit integers into out; 0, or -1 with a TypeError
+ * saying usage thrown. */
+static int int32_args(napi_env env, napi_callback_info info, size_t n, int32_t *out, const char *usage)
+{
+	size_t argc = n;
+	napi_value argv[2];
+	int ok = n <= 2 && napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= n;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = napi_get_value_int32(env, argv[i], &out[i]) == napi_ok;
+	if (!ok)
+		napi_throw_type_error(env, NULL, usage);
+	return ok ? 0 : -1;
+}
+
 static napi_value peercred(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1], out, v;
+	napi_value out, v;
 	int32_t fd = -1;
-	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-	    napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-		napi_throw_type_error(env, NULL, "peercred(fd): fd must be a number");
+	if (int32_args(env, info, 1, &fd, "peercred(fd): fd must be a number") != 0)
 		return NULL;
-	}
 	struct ucred c;
 	socklen_t l = sizeof c;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &l) != 0) {
@@ -104,14 +114,10 @@ static napi_value peercred(napi_env env, napi_callback_info info)
 /* peergroups(fd) -> [gid, ...] or null */
 static napi_value peergroups(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1], out, v;
+	napi_value out, v;
 	int32_t fd = -1;
-	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-	    napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-		napi_throw_type_error(env, NULL, "peergroups(fd): fd must be a number");
+	if (int32_args(env, info, 1, &fd, "peergroups(fd): fd must be a number") != 0)
 		return NULL;
-	}
 	gid_t g[1024];
 	socklen_t l = sizeof g;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &l) != 0) {
@@ -129,14 +135,10 @@ static napi_value peergroups(napi_env env, napi_callback_info info)
 /* credsOf(pid) -> { uid, gid, start } (effective ids now) or null if the process is gone */
 static napi_value creds_of(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1], out, v;
+	napi_value out, v;
 	int32_t pid = 0;
-	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-	    napi_get_value_int32(env, argv[0], &pid) != napi_ok) {
-		napi_throw_type_error(env, NULL, "credsOf(pid): pid must be a number");
+	if (int32_args(env, info, 1, &pid, "credsOf(pid): pid must be a number") != 0)
 		return NULL;
-	}
 	char path[32], buf[4096];
 	snprintf(path, sizeof path, "/proc/%d/status", pid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -190,14 +192,11 @@ static napi_value raise_nofile(napi_env env, napi_callback_info info)
 /* acceptPending(listenFd, max) -> [fd, fd, ...]: non-blocking, close-on-exec descriptors. */
 static napi_value accept_pending(napi_env env, napi_callback_info info)
 {
-	size_t argc = 2;
-	napi_value argv[2], out, v;
-	int32_t lfd = -1, max = 0;
-	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
-	    napi_get_value_int32(env, argv[0], &lfd) != napi_ok || napi_get_value_int32(env, argv[1], &max) != napi_ok) {
-		napi_throw_type_error(env, NULL, "acceptPending(fd, max): numbers expected");
+	napi_value out, v;
+	int32_t a[2] = {-1, 0};
+	if (int32_args(env, info, 2, a, "acceptPending(fd, max): numbers expected") != 0)
 		return NULL;
-	}
+	int32_t lfd = a[0], max = a[1];
 	napi_create_array(env, &out);
 	for (uint32_t n = 0; (int32_t)n < max;) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -215,14 +214,10 @@ static napi_value accept_pending(napi_env env, napi_callback_info info)
 /* niceThread(n) -> true if the calling thread's nice value is now n. */
 static napi_value nice_thread(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1], out;
+	napi_value out;
 	int32_t n = 0;
-	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-	    napi_get_value_int32(env, argv[0], &n) != napi_ok) {
-		napi_throw_type_error(env, NULL, "niceThread(n): n must be a number");
+	if (int32_args(env, info, 1, &n, "niceThread(n): n must be a number") != 0)
 		return NULL;
-	}
 	int ok = setpriority(PRIO_PROCESS, (id_t)gettid(), n) == 0;
 	napi_get_boolean(env, ok, &out);
 	return out;
