@@ -11,6 +11,8 @@ const PACKAGE_OF: Record<string, string> = {
   ip: 'iproute2', tcpdump: 'tcpdump', tshark: 'tshark', editcap: 'wireshark-common (it comes with tshark)',
   iperf3: 'iperf3', socat: 'socat', curl: 'curl', python3: 'python3', tclsh: 'tcl8.6', nft: 'nftables',
   setcap: 'libcap2-bin', pgrep: 'procps', gcc: 'gcc', chromium: 'chromium',
+  'dpkg-deb': 'dpkg', 'dpkg-shlibdeps': 'dpkg-dev', 'apt-get': 'apt', 'systemd-analyze': 'systemd', 'systemd-tmpfiles': 'systemd',
+  strace: 'strace', setpriv: 'util-linux', prlimit: 'util-linux', groff: 'groff-base',
 };
 
 export class MissingPrerequisite extends Error {

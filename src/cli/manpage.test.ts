@@ -8,12 +8,13 @@ import { Command } from 'commander';
 import { QOS_CLI } from '../daemon/child.js';
 import { PACKAGE_ROOT } from '../paths.js';
 import { manPage } from './manpage.js';
+import { requireTools } from '../prerequisites.js';
 
 /** The page rendered as plain text, one long line per paragraph; fails the test on any groff
  * warning (-ww) or if groff is missing. */
 function render(roff: string): string {
+  requireTools('groff');
   const r = spawnSync('groff', ['-man', '-Tutf8', '-ww', '-rLL=250n', '-P-cbou'], { input: roff, encoding: 'utf8' });
-  if (r.error) assert.fail(`groff cannot run (${r.error.message}): install the Debian package groff-base (scripts/debian-packages)`);
   assert.equal(r.stderr, '', 'groff warns about the page');
   assert.equal(r.status, 0);
   return r.stdout;

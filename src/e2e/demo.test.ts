@@ -8,8 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { DemoResult } from '../demo/demo.js';
-import { dumpDom, findChromium } from '../report/chromium.js';
+import { dumpDom } from '../report/chromium.js';
 import { requireE2e, QOS, waitFor } from './harness.js';
+import { requireChromium } from '../prerequisites.js';
 
 requireE2e();
 const leftovers = (pid: number) => spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.startsWith(`qosdemo${pid}-`));
@@ -50,8 +51,7 @@ test('a shortened demo: EF on the wire, the bursts congest the router and its EF
     for (const run of [u, m]) for (const k of ['burst', 'idle'] as const) for (const f of ['loss_pct', 'delay_ms_p50', 'delay_ms_p99', 'jitter_ms']) assert.ok(f in run[k], `${k}.${f}`);
 
     for (const f of ['index.html', 'delay-marked.svg', 'loss-unmarked.svg', 'classes-marked.svg']) assert.ok(existsSync(join(report, f)), f);
-    const browser = findChromium();
-    assert.ok(browser, 'the report test needs chromium (apt-get install chromium)');
+    const browser = requireChromium();
     const dom = dumpDom(browser, join(report, 'index.html'));
     const body = /<body([^>]*)>/.exec(dom)![1]!;
     assert.doesNotMatch(body, /data-error/, 'the page ran without errors');

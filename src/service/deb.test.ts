@@ -17,25 +17,15 @@ import { PACKAGE_VERSION } from '../paths.js';
 import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.js';
 import { buildDeb, debArch, INSTALL_PREFIX, PACKAGE_NAME } from './deb.js';
 import { execArgv, parseUnit } from './unit.js';
-
-const TOOLS: [tool: string, versionArg: string, pkg: string][] = [
-  ['dpkg-deb', '--version', 'dpkg'], ['dpkg-shlibdeps', '--version', 'dpkg-dev'], ['apt-get', '--version', 'apt'],
-  ['systemd-analyze', '--version', 'systemd'], ['strace', '-V', 'strace'], ['setpriv', '--version', 'util-linux'],
-  ['prlimit', '--version', 'util-linux'], ['ip', '-V', 'iproute2'], ['nft', '--version', 'nftables'], ['curl', '--version', 'curl'],
-  ['groff', '--version', 'groff-base'],
-];
+import { requireRoot, requireTools } from '../prerequisites.js';
+import { sh, waitFor } from '../e2e/harness.js';
 
 /** What the package may leave behind once purged: nothing of these. */
 const OURS = ['/etc/qosd', '/var/lib/qosd', INSTALL_PREFIX, '/usr/bin/qos', '/lib/systemd/system/qosd.service', '/usr/lib/tmpfiles.d/qosd.conf', '/usr/share/doc/qosd'];
 
-function sh(argv: string[], o: { env?: NodeJS.ProcessEnv; timeout?: number } = {}) {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env: o.env ?? process.env, timeout: o.timeout ?? 120_000, maxBuffer: 64 << 20 });
-  return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', error: r.error };
-}
-
 function must(argv: string[], o: { env?: NodeJS.ProcessEnv } = {}): string {
-  const r = sh(argv, o);
-  assert.equal(r.status, 0, `${argv.join(' ')} (exit ${r.status}): ${r.error?.message ?? ''}${r.stderr}${r.stdout.slice(-2000)}`);
+  const r = sh(argv, { ...o, timeout: 120_000 });
+  assert.equal(r.status, 0, `${argv.join(' ')} (exit ${r.status}): ${r.stderr}${r.stdout.slice(-2000)}`);
   return r.stdout;
 }
 
@@ -47,14 +37,6 @@ function readPreload(): string | null {
   try { return readFileSync('/etc/ld.so.preload', 'latin1'); } catch { return null; }
 }
 
-async function waitFor(what: string, ms: number, ok: () => boolean): Promise<void> {
-  for (const end = Date.now() + ms; Date.now() < end;) {
-    if (ok()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
 /** The hard limit on descriptors here: a container without CAP_SYS_RESOURCE may hold it
  * below the unit's LimitNOFILE, which a systemd-started daemon would get. */
 function hardNofile(): number {
@@ -63,13 +45,12 @@ function hardNofile(): number {
 }
 
 test('the Debian package installs with apt, runs as its unit says, and purges without a trace', { timeout: 240_000 }, async (t) => {
-  assert.equal(process.getuid?.(), 0, 'the package test needs root (apt-get, network namespaces)');
-  for (const [t, v, pkg] of TOOLS) if (sh([t, v]).error) assert.fail(`${t} is missing: install the Debian package ${pkg} (scripts/debian-packages)`);
+  requireRoot('apt-get installs the package, the daemon runs in a network namespace');
+  requireTools('dpkg-deb', 'dpkg-shlibdeps', 'apt-get', 'systemd-analyze', 'strace', 'setpriv', 'prlimit', 'ip', 'nft', 'curl', 'groff');
   assert.match(known() || 'absent', /^(absent|unknown ok not-installed)$/, `a ${PACKAGE_NAME} package is installed here; the test would purge it`);
   // README's set-up links /usr/bin/qos to the checkout (npm link): set aside, put back after
   const npmLink = linkedCli();
-  if (npmLink) rmSync('/usr/bin/qos');
-  for (const p of OURS) assert.ok(!existsSync(p), `${p} exists; the test installs and purges ${PACKAGE_NAME} and would remove it`);
+  for (const p of OURS) if (!(npmLink && p === '/usr/bin/qos')) assert.ok(!existsSync(p), `${p} exists; the test installs and purges ${PACKAGE_NAME} and would remove it`);
   const runDirBefore = existsSync('/run/qosd');
   const preloadBefore = readPreload();
 
@@ -79,6 +60,7 @@ test('the Debian package installs with apt, runs as its unit says, and purges wi
   const procs: ChildProcess[] = [];
   let daemonPid = 0;
   try {
+    if (npmLink) rmSync('/usr/bin/qos');
     const t0 = Date.now();
     const phase = (what: string) => t.diagnostic(`${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const deb = buildDeb({ outDir: dir });
@@ -147,7 +129,7 @@ test('the Debian package installs with apt, runs as its unit says, and purges wi
     let log = '';
     daemon.stdout!.on('data', (d: Buffer) => (log += d));
     daemon.stderr!.on('data', (d: Buffer) => (log += d));
-    await waitFor(`the daemon to listen: ${log}`, 30_000, () => log.includes('qosd listening') || daemon.exitCode !== null);
+    await waitFor(`the daemon to listen: ${log}`, () => log.includes('qosd listening') || daemon.exitCode !== null, 50, 30_000);
     assert.match(log, /"policy":"\/etc\/qosd\/policy\.yaml","policy_origin":"default"/, `the start log names the policy in use: ${log}`);
     const status = JSON.parse(must(['/usr/bin/qos', 'status', '--json', '--admin', env.QOSD_ADMIN])) as { pid: number; policy: { source: string; origin: string }; kernel: unknown };
     daemonPid = status.pid;
@@ -157,7 +139,7 @@ test('the Debian package installs with apt, runs as its unit says, and purges wi
     // curl, run as nobody under the agent, to a server on loopback
     const server = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', "require('net').createServer((s) => s.end('HTTP/1.0 200 OK\\r\\n\\r\\nok')).listen(554, '127.0.0.1')"], { stdio: 'ignore' });
     procs.push(server);
-    await waitFor('the server in the namespace', 10_000, () => sh(['ip', 'netns', 'exec', ns, 'ss', '-Hltn', 'sport = :554']).stdout.trim() !== '');
+    await waitFor('the server in the namespace', () => sh(['ip', 'netns', 'exec', ns, 'ss', '-Hltn', 'sport = :554']).stdout.trim() !== '', 50, 10_000);
     const curl = sh(['ip', 'netns', 'exec', ns, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--', '/usr/bin/qos', 'run', '--', 'curl', '-s', '--max-time', '10', 'http://127.0.0.1:554/'], { env });
     assert.equal(curl.status, 0, curl.stderr);
     assert.equal(curl.stdout, 'ok');
@@ -171,9 +153,9 @@ test('the Debian package installs with apt, runs as its unit says, and purges wi
     // ExecReload, as systemctl reload would run it
     const reload = execArgv(one('ExecReload')).map((a) => a.replace('$MAINPID', String(daemonPid)));
     must(reload);
-    await waitFor('the reload on SIGHUP', 10_000, () => /"trigger":"SIGHUP".*"policy reloaded"/.test(log));
+    await waitFor('the reload on SIGHUP', () => /"trigger":"SIGHUP".*"policy reloaded"/.test(log), 50, 10_000);
     process.kill(daemonPid, 'SIGTERM');
-    await waitFor('the daemon to stop on SIGTERM', 10_000, () => daemon.exitCode !== null);
+    await waitFor('the daemon to stop on SIGTERM', () => daemon.exitCode !== null, 50, 10_000);
     daemonPid = 0;
     const opened = new Set([...readFileSync(traced, 'utf8').matchAll(/socket\((AF_\w+)/g)].map((m) => m[1]!));
     assert.ok(opened.has('AF_UNIX') && opened.has('AF_NETLINK'), `strace saw the daemon's sockets: ${[...opened]}`);

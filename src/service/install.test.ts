@@ -15,12 +15,11 @@ import { asUser, testUser } from '../e2e/users.js';
 import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.js';
 import { AGENT_IN_PREFIX, type Report } from './install.js';
 import { execArgv, HIDDEN_FROM_SERVICE, parseUnit, TMPFILES_TEXT } from './unit.js';
+import { requireRoot, requireTools } from '../prerequisites.js';
 
-/** These tests need root (files must be root's to be trusted; the agent is loaded as another
- * user): without it they fail, saying so, rather than pass unrun. */
-function needRoot(): void {
-  assert.equal(process.getuid?.(), 0, 'qos install tests need root');
-}
+// Files must be root's to be trusted, and the agent is loaded as another user: without root
+// these tests fail, saying so, rather than pass unrun.
+requireRoot('files must be root\'s to be trusted; the agent is loaded as another user');
 
 /** The qosd installation the tests install: this checkout, or, when the checkout lies where
  * qosd.service hides it from the daemon (a clone under /tmp: install refuses it), a staged
@@ -80,7 +79,6 @@ function inRoot(fn: (root: string) => void): void {
 const results = (r: Report) => Object.fromEntries(r.steps.map((s) => [s.item, s.result]));
 
 test('install --preload writes the unit, the tmpfiles entry, the policy, our line after the others; again changes nothing; uninstall gives back the tree byte for byte', () => {
-  needRoot();
   inRoot((root) => {
     mkdirSync(join(root, 'etc'), { mode: 0o755 });
     // another library's line, a comment, and a last line without a newline; mode 0600
@@ -119,7 +117,6 @@ test('install --preload writes the unit, the tmpfiles entry, the policy, our lin
 });
 
 test('uninstall keeps a policy edited since install created it, and a line added to ld.so.preload after ours, and says so', () => {
-  needRoot();
   inRoot((root) => {
     json(['install', '--preload', '--root', root]);
     const policy = join(root, 'etc/qosd/policy.yaml');
@@ -138,7 +135,6 @@ test('uninstall keeps a policy edited since install created it, and a line added
 });
 
 test('an existing policy is the administrator\'s: install keeps it and uninstall leaves it', () => {
-  needRoot();
   inRoot((root) => {
     mkdirSync(join(root, 'etc/qosd'), { recursive: true, mode: 0o755 });
     writeFileSync(join(root, 'etc/qosd/policy.yaml'), 'rules: []\n');
@@ -150,7 +146,6 @@ test('an existing policy is the administrator\'s: install keeps it and uninstall
 });
 
 test('a symbolic link at /etc/ld.so.preload is refused, and nothing at all is changed; --json says why in JSON', () => {
-  needRoot();
   inRoot((root) => {
     mkdirSync(join(root, 'etc'), { mode: 0o755 });
     writeFileSync(join(root, 'target'), '/opt/a.so\n');
@@ -170,7 +165,6 @@ test('a symbolic link at /etc/ld.so.preload is refused, and nothing at all is ch
 });
 
 test('a unit qos install did not write is not replaced: refused, nothing changed', () => {
-  needRoot();
   inRoot((root) => {
     mkdirSync(join(root, 'etc/systemd/system'), { recursive: true, mode: 0o755 });
     writeFileSync(join(root, 'etc/systemd/system/qosd.service'), '[Service]\nExecStart=/bin/true\n');
@@ -183,7 +177,6 @@ test('a unit qos install did not write is not replaced: refused, nothing changed
 });
 
 test('a unit and tmpfiles entry a package installed are left to it; an agent that does not load is refused before anything is written', () => {
-  needRoot();
   inRoot((root) => {
     for (const [d, f] of [['lib/systemd/system', 'qosd.service'], ['usr/lib/tmpfiles.d', 'qosd.conf']] as const) {
       mkdirSync(join(root, d), { recursive: true, mode: 0o755 });
@@ -208,7 +201,6 @@ test('a unit and tmpfiles entry a package installed are left to it; an agent tha
 });
 
 test('--dry-run reports what install would do and changes nothing', () => {
-  needRoot();
   inRoot((root) => {
     const before = snapshot(root);
     const r = json(['install', '--preload', '--dry-run', '--root', root]);
@@ -220,7 +212,6 @@ test('--dry-run reports what install would do and changes nothing', () => {
 });
 
 test('an install recorded for another qosd installation is not mixed with this one', () => {
-  needRoot();
   inRoot((root) => {
     json(['install', '--root', root]);
     const record = join(root, 'var/lib/qosd/install.json');
@@ -236,7 +227,6 @@ test('an install recorded for another qosd installation is not mixed with this o
 });
 
 test('without root and without --root, install and uninstall refuse and change nothing', () => {
-  needRoot();
   const user = testUser('installer');
   const record = '/var/lib/qosd/install.json';
   const had = existsSync(record);
@@ -249,12 +239,11 @@ test('without root and without --root, install and uninstall refuse and change n
 });
 
 test('the installed unit passes systemd-analyze verify, and its tmpfiles entry makes /run/qosd root\'s, mode 0755', () => {
-  needRoot();
   inRoot((root) => {
     json(['install', '--root', root]);
     const unit = join(root, 'etc/systemd/system/qosd.service');
+    requireTools('systemd-analyze', 'systemd-tmpfiles');
     const v = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8' });
-    if (v.error) assert.fail(`systemd-analyze cannot run (${v.error.message}): install the Debian package systemd (scripts/debian-packages)`);
     assert.equal(v.status, 0, v.stderr);
     assert.equal(v.stderr, '', 'no warning');
     const t = spawnSync('systemd-tmpfiles', ['--create', `--root=${root}`, join(root, 'etc/tmpfiles.d/qosd.conf')], { encoding: 'utf8' });
