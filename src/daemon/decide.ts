@@ -262,7 +262,8 @@ function flowFacts(f: Flow): Record<string, unknown> {
   };
 }
 
-function dscpOf(d: Decision | null): number | null {
+/** The DSCP a decision puts on the wire, or null (none: nothing, a priority, a DENY). */
+export function dscpOf(d: Decision | null): number | null {
   return d?.dscp ?? (d?.tos !== undefined ? d.tos >> 2 : null);
 }
 

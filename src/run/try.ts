@@ -12,9 +12,10 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LiveCapture } from '../capture/live.js';
-import type { Packet } from '../capture/pcap.js';
+import { TCP_ACK, TCP_SYN, type Packet } from '../capture/pcap.js';
 import { call } from '../daemon/admin-client.js';
 import { DaemonChild } from '../daemon/child.js';
+import { dscpOf } from '../daemon/decide.js';
 import { QosError } from '../errors.js';
 import { dscpName } from '../policy/dscp.js';
 import { agentEnv } from './run.js';
@@ -98,17 +99,10 @@ async function drain(seen: () => boolean, mark: Buffer): Promise<void> {
 export async function tryIt(o: TryOptions): Promise<TryReport> {
   if (process.getuid?.() !== 0) throw new QosError('QOS_ERR_ENVIRONMENT', 'qos try captures packets on lo with tcpdump: run it as root');
   if (spawnSync('tcpdump', ['--version'], { stdio: 'ignore' }).error) throw new QosError('QOS_ERR_ENVIRONMENT', 'qos try needs tcpdump: install the Debian package tcpdump');
-  const status = await running(o.admin);
+  const found = await running(o.admin);
   let temp: DaemonChild | null = null;
   let dir: string | null = null;
-  let socket: string;
-  let daemon: TryReport['daemon'];
-  if (status) {
-    const policy = status.policy as { source?: string } | undefined;
-    const kernel = status.kernel as { active?: boolean } | undefined;
-    socket = String(status.agent_socket);
-    daemon = { running: true, socket, policy: policy?.source ?? null, kernel: kernel?.active ? 'on' : 'off' };
-  } else {
+  if (!found) {
     dir = mkdtempSync(join(tmpdir(), 'qos-try-'));
     // the policy `qos daemon` would load; no kernel rules: a try changes nothing on the machine
     temp = new DaemonChild(dir, null, ['--kernel', 'off']);
@@ -118,12 +112,15 @@ export async function tryIt(o: TryOptions): Promise<TryReport> {
       rmSync(dir, { recursive: true, force: true });
       throw new QosError('QOS_ERR_ENVIRONMENT', `could not start a temporary daemon: ${(e as Error).message}`);
     }
-    socket = temp.socket;
-    const st = await running(temp.admin);
-    daemon = { running: false, socket, policy: (st?.policy as { source?: string } | undefined)?.source ?? null, kernel: 'off' };
   }
   const admin = temp ? temp.admin : o.admin;
-  const server = await listen(o.port).catch(async (e) => { await temp?.stop(); if (dir) rmSync(dir, { recursive: true, force: true }); throw e; });
+  const status = found ?? (await running(admin));
+  const socket = temp ? temp.socket : String(found!.agent_socket);
+  const daemon: TryReport['daemon'] = {
+    running: found !== null, socket, policy: (status?.policy as { source?: string } | undefined)?.source ?? null,
+    kernel: (status?.kernel as { active?: boolean } | undefined)?.active ? 'on' : 'off',
+  };
+  let server: Server | null = null;
   const packets: Packet[] = [];
   const mark = Buffer.from(`qos-try-end-${process.pid}-${Date.now()}`);
   let marked = false;
@@ -132,6 +129,7 @@ export async function tryIt(o: TryOptions): Promise<TryReport> {
     packets.push(p);
   });
   try {
+    server = await listen(o.port);
     await cap.start();
     const argv = ['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', `http://127.0.0.1:${o.port}/`];
     const prog = await runAgent(argv, { library: o.library, socket });
@@ -141,10 +139,10 @@ export async function tryIt(o: TryOptions): Promise<TryReport> {
     const decisions = r.body.split('\n').filter(Boolean)
       .map((l) => JSON.parse(l) as { pid: number; event: string; rule: string | null; class: string; decision: { dscp?: number; tos?: number } | null; remote: { port: number } | null })
       .filter((d) => d.pid === prog.pid && (d.event !== 'connect' || d.remote?.port === o.port))
-      .map((d): TryDecision => ({ event: d.event, rule: d.rule, class: d.class, dscp: d.decision?.tos !== undefined ? d.decision.tos >> 2 : d.decision?.dscp ?? 0 }));
+      .map((d): TryDecision => ({ event: d.event, rule: d.rule, class: d.class, dscp: dscpOf(d.decision) ?? 0 }));
     const dscp: Record<string, number> = {};
     for (const p of packets) { const n = dscpName(p.tos >> 2); dscp[n] = (dscp[n] ?? 0) + 1; }
-    const syn = packets.find((p) => (p.tcpFlags & 0x12) === 0x02);
+    const syn = packets.find((p) => (p.tcpFlags & (TCP_SYN | TCP_ACK)) === TCP_SYN);
     const decided = decisions.find((d) => d.dscp !== 0)?.dscp ?? 0;
     const asked = decisions.some((d) => d.event === 'connect');
     const ok = asked && packets.length > 0 && packets.every((p) => p.tos >> 2 === decided);
@@ -161,7 +159,7 @@ export async function tryIt(o: TryOptions): Promise<TryReport> {
     };
   } finally {
     cap.kill();
-    await new Promise((r) => server.close(r));
+    if (server) await new Promise((r) => server!.close(r));
     await temp?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   }
