@@ -375,14 +375,10 @@ export class AgentServer {
     let nl = buf.indexOf(10);
     while (n < maxLines && nl >= 0) {
       n++;
-      if (c.ended && !isNotification(buf, start, nl)) {
-        // a question of an agent that gave up: no one to answer (docs/security.md)
-        this.o.metrics.unanswered.inc();
-        start = nl + 1;
-        nl = buf.indexOf(10, start);
-        continue;
-      }
-      const r = this.line(c, buf.toString('utf8', start, nl));
+      // a question of an agent that gave up has no one to answer (docs/security.md)
+      const unasked = c.ended && !isNotification(buf, start, nl);
+      if (unasked) this.o.metrics.unanswered.inc();
+      const r = unasked ? null : this.line(c, buf.toString('utf8', start, nl));
       start = nl + 1;
       nl = buf.indexOf(10, start);
       if (r instanceof Promise) {
@@ -460,8 +456,7 @@ export class AgentServer {
   }
 
   /** At close: handles the notifications the agent sent before closing that no turn reached
-   * yet (at most FINAL_LINES; its questions are dropped: nobody waits for their answers), and
-   * forgets the rest. */
+   * yet (at most FINAL_LINES; its questions are dropped: nobody waits for their answers). */
   private finalLines(c: Conn): void {
     if (c.closing || c.waiting || !c.nl) return;
     const buf = this.joined(c)!;
@@ -471,8 +466,6 @@ export class AgentServer {
       else dropped++;
     }
     if (dropped) this.o.metrics.unanswered.inc(dropped);
-    this.setLen(c, [], 0);
-    c.nl = false;
   }
 
   /** Whether c's process is still the one that connected, with the uid and gid it had;
