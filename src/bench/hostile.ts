@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { call } from '../daemon/admin-client.js';
+import { metricOf } from '../daemon/admin-client.js';
 import { DaemonChild } from '../daemon/child.js';
 import { QosError } from '../errors.js';
 
@@ -81,13 +81,6 @@ export function runClientAs(uid: number, gid: number, args: string[]): UserProc 
   };
 }
 
-/** A figure from a daemon's /metrics: the sum over the series whose labels contain `labels`. */
-export async function metricOf(d: DaemonChild, name: string, labels = ''): Promise<number> {
-  const text = (await call(d.admin, 'GET', '/metrics')).body;
-  let sum = 0;
-  for (const m of text.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, 'gm'))) if ((m[1] ?? '').includes(labels)) sum += Number(m[2]);
-  return sum;
-}
 
 const RULES = `rules:
   - { name: web, match: { event: connect }, action: { dscp: CS1 } }
@@ -151,7 +144,7 @@ export async function benchHostile(o: HostileBenchOptions): Promise<HostileBench
     const holders = [runClientAs(HOSTILE_UID, HOSTILE_UID, ['hold', d.socket, '10500']), runClientAs(HOSTILE_UID, HOSTILE_UID, ['hold', d.socket, '10500'])];
     for (const h of holders) await h.next();
     scenarios.fd_flood = await legit(d, 'DSCP 8');
-    hostile.connections_refused = await metricOf(d, 'qosd_agent_connections_refused_total');
+    hostile.connections_refused = await metricOf(d.admin, 'qosd_agent_connections_refused_total');
     for (const h of holders) await h.stop();
     await d.stop();
 
@@ -160,7 +153,7 @@ export async function benchHostile(o: HostileBenchOptions): Promise<HostileBench
     const flood = runClientAs(HOSTILE_UID, HOSTILE_UID, ['garbage', d.socket, '8']);
     await flood.next();
     scenarios.garbage = await legit(d, 'DSCP 8');
-    hostile.malformed_lines_handled = await metricOf(d, 'qosd_errors_total', 'QOS_ERR_PROTOCOL');
+    hostile.malformed_lines_handled = await metricOf(d.admin, 'qosd_errors_total', 'QOS_ERR_PROTOCOL');
     await flood.stop();
     hostile.garbage_connections = Number((await flood.next()).connections);
     await d.stop();
@@ -181,7 +174,7 @@ export async function benchHostile(o: HostileBenchOptions): Promise<HostileBench
     scenarios.script_abuse = await legit(d, 'DSCP 34');
     await abuse.stop();
     hostile.script_calls_asked = Number((await abuse.next()).asked);
-    hostile.script_workers_replaced = await metricOf(d, 'qosd_script_worker_restarts_total');
+    hostile.script_workers_replaced = await metricOf(d.admin, 'qosd_script_worker_restarts_total');
     await d.stop();
 
     say('the same with a Safe Tcl script');

@@ -56,3 +56,12 @@ export function stream(socketPath: string, path: string, onLine: (line: string) 
     req.end();
   });
 }
+
+/** A figure from a daemon's /metrics: the sum over the series whose labels contain `labels`
+ * (0 when there is none). */
+export async function metricOf(adminSocket: string, name: string, labels = ''): Promise<number> {
+  const text = (await call(adminSocket, 'GET', '/metrics')).body;
+  let sum = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, 'gm'))) if ((m[1] ?? '').includes(labels)) sum += Number(m[2]);
+  return sum;
+}

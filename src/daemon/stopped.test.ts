@@ -9,17 +9,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { call } from './admin-client.js';
+import { call, metricOf } from './admin-client.js';
 import { STALL_MS } from './agents.js';
 import { DaemonChild, QOS_CLI } from './child.js';
 
 const PROGRAMS = 60;
-
-async function metric(admin: string, name: string): Promise<number> {
-  const r = await call(admin, 'GET', '/metrics');
-  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(r.body);
-  return m ? Number(m[1]) : 0;
-}
 
 async function connectDecisions(admin: string): Promise<{ pid: number; rule: string | null }[]> {
   const r = await call(admin, 'GET', '/v1/decisions?limit=10000');
@@ -47,10 +41,10 @@ test('after SIGSTOP and SIGCONT the daemon drops the questions of agents that ga
       process.kill(pid, 'SIGCONT');
     }
     for (let i = 0; i < 400; i++) {
-      if ((await metric(d.admin, 'qosd_agent_requests_unanswered_total')) >= PROGRAMS) break;
+      if ((await metricOf(d.admin, 'qosd_agent_requests_unanswered_total')) >= PROGRAMS) break;
       await new Promise((res) => setTimeout(res, 50));
     }
-    const unanswered = await metric(d.admin, 'qosd_agent_requests_unanswered_total');
+    const unanswered = await metricOf(d.admin, 'qosd_agent_requests_unanswered_total');
     assert.ok(unanswered >= PROGRAMS, `questions dropped: ${unanswered} (each program asked at least its connect)`);
     assert.deepEqual(await connectDecisions(d.admin), [], 'no connect was decided for a program that had stopped waiting');
     // the daemon is not behind: a program now is answered as the policy says

@@ -7,12 +7,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { metricOf, runClientAs } from '../bench/hostile.js';
+import { runClientAs } from '../bench/hostile.js';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { call, callJson } from '../daemon/admin-client.js';
+import { call, callJson, metricOf } from '../daemon/admin-client.js';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
 import { LineClient } from '../daemon/line-client.js';
 import { MAX_ERRORS } from '../daemon/agents.js';
@@ -42,7 +42,7 @@ async function daemon(policy: string, args: string[] = []): Promise<DaemonChild>
 
 /** hostile-client.js MODE SOCKET ARGS as user u. */
 const runAs = (u: TestUser, args: string[]) => runClientAs(u.uid, u.gid, args);
-const metric = metricOf;
+const metric = (d: DaemonChild, name: string, labels?: string) => metricOf(d.admin, name, labels);
 
 /** n requests from the good user (lines: see hostile-client.ts ask); the answers, without
  * CACHE, must be `replies` and nothing else. */
