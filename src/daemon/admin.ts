@@ -1,6 +1,7 @@
-/* The admin interface: JSON over HTTP on a Unix socket.
- * GET /v1/status, /v1/flows, /v1/decisions[?follow=1], /metrics; POST /v1/reload; the kernel
- * rule set under /v1/rules (kernel/api.ts).
+/* The admin interface: JSON over HTTP on a Unix socket. The routes are the components'
+ * (component.ts): GET /v1/status, /metrics (daemon.ts), /v1/flows, /v1/decisions[?follow=1]
+ * (decision-log.ts), POST /v1/reload (policy.ts), the kernel rule set under /v1/rules
+ * (kernel/api.ts). An error thrown by a route is answered with the status of its code.
  *
  * Who may use it: root, the daemon's own user, and members of the admin group if one is set
  * (`qos daemon --admin-group`). The socket is created with that mode from the start (mode 0600,
@@ -13,22 +14,8 @@ import { chmod, chown, mkdir, unlink } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { httpStatusFor, QosError } from '../errors.js';
-import { decisionJson, type DecisionRecord } from './decide.js';
+import type { Components } from '../component.js';
 import { peerCred, peerGroups } from './identity.js';
-
-export interface AdminHandlers {
-  status(): unknown;
-  flows(): unknown;
-  recentDecisions(limit: number): DecisionRecord[];
-  subscribe(fn: (r: DecisionRecord) => void): () => void;
-  metrics(): Promise<{ contentType: string; body: string }>;
-  reload(): Promise<unknown>;
-  rules(method: string, path: string, body: Record<string, unknown>): Promise<{ status: number; body: unknown }>;
-}
-
-/** Decisions a follower has not read yet, in bytes; past it new ones are dropped, counted,
- * and the follower told how many when it catches up. */
-export const FOLLOW_BUFFER = 1 << 20;
 
 /** Request bodies are JSON objects of at most this many bytes (a 65,535-rule import fits). */
 const MAX_BODY = 64 * 2 ** 20;
@@ -70,14 +57,12 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 export interface AdminOptions {
   /** gid whose members may use the API besides root and the daemon's user */
   group?: number;
-  /** followers' decisions dropped for being behind */
-  onDropped?: (n: number) => void;
 }
 
 export class AdminServer {
   private server: Server | null = null;
   private readonly refused = new WeakMap<Socket, string>();
-  constructor(private readonly path: string, private readonly h: AdminHandlers, private readonly o: AdminOptions = {}) {}
+  constructor(private readonly path: string, private readonly routes: Pick<Components, 'route'>, private readonly o: AdminOptions = {}) {}
 
   async listen(): Promise<void> {
     await mkdir(dirname(this.path), { recursive: true, mode: 0o755 });
@@ -135,49 +120,13 @@ export class AdminServer {
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://qosd');
-    const key = `${req.method} ${url.pathname}`;
-    if (url.pathname === '/v1/rules' || url.pathname.startsWith('/v1/rules/')) {
-      let body: Record<string, unknown>;
-      try { body = req.method === 'GET' ? {} : await readBody(req); } catch (e) { return fail(res, e); }
-      const a = await this.h.rules(req.method ?? 'GET', url.pathname, body);
-      return json(res, a.status, a.body);
-    }
-    switch (key) {
-      case 'GET /v1/status': return json(res, 200, this.h.status());
-      case 'GET /v1/flows': return json(res, 200, this.h.flows());
-      case 'GET /metrics': {
-        const m = await this.h.metrics();
-        res.writeHead(200, { 'content-type': m.contentType });
-        res.end(m.body);
-        return;
-      }
-      case 'POST /v1/reload': return json(res, 200, await this.h.reload());
-      case 'GET /v1/decisions': {
-        // limit=0: none of the recent ones (a follower that wants only what comes next)
-        const asked = Number(url.searchParams.get('limit') ?? 100);
-        const limit = Number.isInteger(asked) && asked >= 0 ? Math.min(asked, 10000) : 100;
-        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-        res.flushHeaders(); // a follower of a quiet daemon learns at once that it is following
-        if (limit) for (const r of this.h.recentDecisions(limit)) res.write(decisionJson(r) + '\n');
-        if (url.searchParams.get('follow') !== '1') { res.end(); return; }
-        // A follower that does not read must not make the daemon keep what it has not read.
-        let dropped = 0;
-        const notice = () => {
-          if (!dropped) return;
-          res.write(JSON.stringify({ dropped, message: `${dropped} decisions dropped: this reader fell behind` }) + '\n');
-          dropped = 0;
-        };
-        const off = this.h.subscribe((r) => {
-          if (res.writableLength > FOLLOW_BUFFER) { dropped++; this.o.onDropped?.(1); return; }
-          notice();
-          res.write(decisionJson(r) + '\n');
-        });
-        res.on('drain', notice);
-        req.on('close', off);
-        return;
-      }
-      default:
-        return fail(res, new QosError('QOS_ERR_NOT_FOUND', `no route ${key}`));
-    }
+    const method = req.method ?? 'GET';
+    const route = this.routes.route(method, url.pathname);
+    const body = route.body && method !== 'GET' ? await readBody(req) : {};
+    const a = await route.handle({ method, path: url.pathname, url, body });
+    if ('stream' in a) return a.stream(req, res);
+    if ('json' in a) return json(res, a.status ?? 200, a.json);
+    res.writeHead(a.status ?? 200, { 'content-type': a.contentType });
+    res.end(a.text);
   }
 }

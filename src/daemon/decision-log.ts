@@ -1,0 +1,63 @@
+/* The recent decisions and their followers: GET /v1/decisions[?limit=N][&follow=1] as
+ * newline-delimited JSON (`qos decisions [--follow]`), and `decisions_total` in the status. */
+
+import type { Component, Route } from '../component.js';
+import { decisionJson, type DecisionRecord } from './decide.js';
+
+/** Decisions kept for GET /v1/decisions. */
+export const DECISION_LOG = 1000;
+/** Decisions a follower has not read yet, in bytes; past it new ones are dropped, counted,
+ * and the follower told how many when it catches up. */
+export const FOLLOW_BUFFER = 1 << 20;
+
+export class DecisionLog implements Component {
+  readonly name = 'decisions';
+  private readonly recent: DecisionRecord[] = [];
+  private readonly followers = new Set<(r: DecisionRecord) => void>();
+  private count = 0;
+
+  /** onDropped: decisions dropped for a follower that fell behind */
+  constructor(private readonly o: { onDropped(n: number): void; debug?(r: DecisionRecord): void }) {}
+
+  record(r: DecisionRecord): void {
+    this.count++;
+    if (this.recent.length >= DECISION_LOG) this.recent.splice(0, DECISION_LOG / 10);
+    this.recent.push(r);
+    for (const f of this.followers) f(r);
+    this.o.debug?.(r);
+  }
+
+  status(): Record<string, unknown> {
+    return { decisions_total: this.count };
+  }
+
+  readonly routes: readonly Route[] = [{
+    method: 'GET', path: '/v1/decisions',
+    handle: ({ url }) => ({
+      stream: (req, res) => {
+        // limit=0: none of the recent ones (a follower that wants only what comes next)
+        const asked = Number(url.searchParams.get('limit') ?? 100);
+        const limit = Number.isInteger(asked) && asked >= 0 ? Math.min(asked, 10000) : 100;
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        res.flushHeaders(); // a follower of a quiet daemon learns at once that it is following
+        if (limit) for (const r of this.recent.slice(-limit)) res.write(decisionJson(r) + '\n');
+        if (url.searchParams.get('follow') !== '1') { res.end(); return; }
+        // A follower that does not read must not make the daemon keep what it has not read.
+        let dropped = 0;
+        const notice = () => {
+          if (!dropped) return;
+          res.write(JSON.stringify({ dropped, message: `${dropped} decisions dropped: this reader fell behind` }) + '\n');
+          dropped = 0;
+        };
+        const follow = (r: DecisionRecord) => {
+          if (res.writableLength > FOLLOW_BUFFER) { dropped++; this.o.onDropped(1); return; }
+          notice();
+          res.write(decisionJson(r) + '\n');
+        };
+        this.followers.add(follow);
+        res.on('drain', notice);
+        req.on('close', () => this.followers.delete(follow));
+      },
+    }),
+  }];
+}
