@@ -16,7 +16,7 @@ import { quoteElement } from '../protocol/tcl-list.js';
 import { analyzeRun, type Arrival, type Burst, type ClassSample, type RunFigures, type SentDatagram } from './analyze.js';
 import { DemoNet, demoUnavailable, removeStale, type IpFamily } from './net.js';
 import { joinHostPort, nowUs, sleep } from './programs.js';
-import { classCounters, DEFAULT_WEIGHTS, type SchedulerKind } from './scheduler.js';
+import { classCounters, DEFAULT_WEIGHTS, type SchedulerKind } from '../tc/htb.js';
 
 const HERE = resolve(fileURLToPath(import.meta.url), '..');
 const MEDIA_JS = join(HERE, 'media-app.js');

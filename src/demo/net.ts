@@ -1,13 +1,13 @@
 /* The demonstration network (paper figure 7) in network namespaces: a media source host and
  * a cross-traffic host on 100 Mb/s access links to a router, and a 10 Mb/s bottleneck from
- * the router to the sink host, queued by precedence (scheduler.ts). Every host has an IPv4
+ * the router to the sink host, queued by precedence (tc/htb.ts). Every host has an IPv4
  * and an IPv6 (unique local, RFC 4193) address, so a run may use either. Everything created here
  * carries the owner's pid in its name and is removed by destroy(), or by the next demo if
  * this process died before it could. */
 
 import { spawnSync } from 'node:child_process';
 import { QosError } from '../errors.js';
-import { linkPlan, schedulerPlan, type SchedulerOptions } from './scheduler.js';
+import { linkPlan, schedulerPlan, type SchedulerOptions } from '../tc/htb.js';
 
 export interface NetOptions {
   accessBps: number;

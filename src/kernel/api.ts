@@ -10,12 +10,13 @@
  *   POST   /v1/rules/enable | disable
  *   POST   /v1/rules/import          { text }              replace the whole set
  *   POST   /v1/rules/validate        { text } | { rule }
- * Every edit takes optional `revision` (refused if the set moved on) and `dry_run`. */
+ * Every edit takes optional `revision` (refused if the set moved on) and `dry_run`; each
+ * request becomes one Edit (edits.ts), data the manager applies. */
 
 import { httpStatusFor, QosError } from '../errors.js';
 import { DSCP_NAMES } from '../policy/dscp.js';
 import { checkRule, parseRuleSet, ruleSetText, type KernelRules } from './manager.js';
-import { MAX_ATOMS_PER_RULE, PROTOCOLS, type RuleSetDoc } from './rules.js';
+import { MAX_ATOMS_PER_RULE, PROTOCOLS, systemNames } from './rules.js';
 
 export interface ApiAnswer { status: number; body: unknown }
 
@@ -45,18 +46,6 @@ export const VALUES = {
   limits: { atoms_per_rule: MAX_ATOMS_PER_RULE, rules: 65535 },
 };
 
-function ref(set: RuleSetDoc, r: string | number): number {
-  const s = String(r);
-  const i = /^\d+$/.test(s) ? Number(s) - 1 : set.rules.findIndex((x) => x.name === s);
-  if (i < 0 || i >= set.rules.length) throw new QosError('QOS_ERR_NOT_FOUND', `no rule ${s} (the set has ${set.rules.length} rules${/^\d+$/.test(s) ? '' : '; none by that name'})`);
-  return i;
-}
-
-function position(v: unknown, max: number): number {
-  if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > max) throw new QosError('QOS_ERR_USAGE', `position must be 1..${max}, not ${JSON.stringify(v)}`);
-  return (v as number) - 1;
-}
-
 function editArgs(body: Record<string, unknown>): { revision: number | undefined; dryRun: boolean } {
   const revision = body.revision;
   if (revision !== undefined && !(Number.isInteger(revision) && (revision as number) >= 0)) throw new QosError('QOS_ERR_USAGE', `revision must be a whole number, not ${JSON.stringify(revision)}`);
@@ -69,50 +58,30 @@ export async function rulesApi(k: KernelRules, method: string, path: string, bod
     const rest = path.replace(/^\/v1\/rules\/?/, '');
     const { revision, dryRun } = method === 'GET' ? { revision: undefined, dryRun: false } : editArgs(body);
     const ok = (body: unknown) => ({ status: 200, body });
+    const check = (raw: unknown) => checkRule(raw, systemNames(), k.validate);
     switch (`${method} ${rest.includes('/') ? '?' : rest}`) {
       case 'GET ': return ok(await k.list());
       case 'GET status': return ok(k.status());
       case 'GET values': return ok(VALUES);
       case 'GET export': return ok({ text: ruleSetText(k.ruleSet), revision: k.storedRevision });
-      case 'POST ': {
-        const rule = checkRule(body.rule);
-        return ok(await k.edit(revision, dryRun, (set, ids) => {
-          const at = body.position === undefined ? set.rules.length : position(body.position, set.rules.length + 1);
-          set.rules.splice(at, 0, rule);
-          ids.splice(at, 0, k.newId());
-        }));
-      }
-      case 'POST move': return ok(await k.edit(revision, dryRun, (set, ids) => {
-        const from = ref(set, body.from as string | number);
-        const to = position(body.to, set.rules.length);
-        const [r] = set.rules.splice(from, 1);
-        const [id] = ids.splice(from, 1);
-        set.rules.splice(to, 0, r!);
-        ids.splice(to, 0, id!);
-      }));
-      case 'POST enable': case 'POST disable': return ok(await k.edit(revision, dryRun, (set) => { set.enabled = rest === 'enable'; }));
+      case 'POST ': return ok(await k.edit(revision, dryRun, { op: 'add', rule: check(body.rule), position: body.position }));
+      case 'POST move': return ok(await k.edit(revision, dryRun, { op: 'move', from: body.from, to: body.to }));
+      case 'POST enable': return ok(await k.edit(revision, dryRun, { op: 'enable' }));
+      case 'POST disable': return ok(await k.edit(revision, dryRun, { op: 'disable' }));
       case 'POST import': {
         if (typeof body.text !== 'string') throw new QosError('QOS_ERR_USAGE', 'import needs { text: "<the rule-set file>" }');
-        const doc = parseRuleSet(body.text, typeof body.file === 'string' ? body.file : '<import>');
-        return ok(await k.edit(revision, dryRun, (set, ids) => {
-          set.enabled = doc.enabled;
-          set.rules = doc.rules;
-          ids.splice(0, ids.length, ...doc.rules.map(() => k.newId()));
-        }));
+        const doc = parseRuleSet(body.text, typeof body.file === 'string' ? body.file : '<import>', systemNames(), k.validate);
+        return ok(await k.edit(revision, dryRun, { op: 'import', doc }));
       }
       case 'POST validate': {
-        if (typeof body.text === 'string') { const d = parseRuleSet(body.text, typeof body.file === 'string' ? body.file : '<text>'); return ok({ ok: true, rules: d.rules.length }); }
-        checkRule(body.rule);
+        if (typeof body.text === 'string') { const d = parseRuleSet(body.text, typeof body.file === 'string' ? body.file : '<text>', systemNames(), k.validate); return ok({ ok: true, rules: d.rules.length }); }
+        check(body.rule);
         return ok({ ok: true, rules: 1 });
       }
       default: {
         if (rest && !rest.includes('/') && (method === 'PUT' || method === 'DELETE')) {
-          const r = decodeURIComponent(rest);
-          const rule = method === 'PUT' ? checkRule(body.rule) : null;
-          return ok(await k.edit(revision, dryRun, (set, ids) => {
-            const i = ref(set, r);
-            if (rule) { set.rules[i] = rule; ids[i] = k.newId(); } else { set.rules.splice(i, 1); ids.splice(i, 1); }
-          }));
+          const ref = decodeURIComponent(rest);
+          return ok(await k.edit(revision, dryRun, method === 'PUT' ? { op: 'replace', ref, rule: check(body.rule) } : { op: 'delete', ref }));
         }
         throw new QosError('QOS_ERR_NOT_FOUND', `no route ${method} ${path}`);
       }

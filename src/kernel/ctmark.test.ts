@@ -1,10 +1,10 @@
 /* Which connection-mark masks and splits are accepted, how a mask splits into rule-number and
- * generation bits, and what a refused one says. */
+ * generation bits, what a refused one says, and how rules are numbered in it. */
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { QosError } from '../errors.js';
-import { ctMark, DEFAULT_CT_MASK, deposit, hex32, parseCtMask } from './ctmark.js';
+import { ctMark, DEFAULT_CT_MASK, deposit, hex32, numberRules, parseCtMask } from './ctmark.js';
 
 const split = (m: ReturnType<typeof ctMark>) => [hex32(m.numberMask), hex32(m.generationMask), m.maxRules, m.maxGeneration];
 
@@ -44,4 +44,20 @@ test('refused with the reason: not a number, too few bits, a split with no numbe
   refused(() => parseCtMask('0xffff', 'x'), /--ct-generation-bits takes a whole number, not "x"/);
   assert.equal(parseCtMask('4294967040').mask, DEFAULT_CT_MASK, 'decimal');
   assert.equal(parseCtMask(' 0xFFFFFF00 ').mask, DEFAULT_CT_MASK, 'upper case, spaces');
+});
+
+test('rule numbers: kept while a rule and its action stay, new ones from a counter that moves on, gone ones reused only after it wraps', () => {
+  const mark = ctMark(0xf0000fff, 4); // 16 bits: 12 for the number
+  const r = (id: string, actionKey = 'a', origin: 'policy' | 'rules' = 'rules') => ({ rule: { id, origin }, actionKey });
+  const first = numberRules(new Map(), [r('x'), r('y')], mark, 1);
+  assert.deepEqual([[...first.nums], first.counter], [[['x', 1], ['y', 2]], 3]);
+  const second = numberRules(first.numbers, [r('y'), r('z'), r('x', 'b')], mark, first.counter);
+  assert.deepEqual([[...second.nums], second.counter], [[['y', 2], ['z', 3], ['x', 4]], 5], 'y kept; x changed action: a new number, not its old 1');
+  const wrapped = numberRules(second.numbers, [r('y'), r('w')], mark, mark.maxRules);
+  assert.deepEqual([...wrapped.nums], [['y', 2], ['w', mark.maxRules]]);
+  const past = numberRules(wrapped.numbers, [r('y'), r('w'), r('v')], mark, wrapped.counter);
+  assert.deepEqual(past.nums.get('v'), 1, 'after the wrap, the number of a gone rule');
+  const tiny = ctMark(0x3f, 4); // 2 number bits: 3 rules
+  assert.throws(() => numberRules(new Map(), [r('p1', 'a', 'policy'), r('a'), r('b'), r('c')], tiny, 1),
+    (e: Error & { code?: string }) => e.code === 'QOS_ERR_RULES_INVALID' && /4 kernel rules \(1 from the policy, 3 from the rule set\).*at most 3 rules/.test(e.message));
 });

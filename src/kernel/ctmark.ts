@@ -94,3 +94,37 @@ export function parseCtMask(text: string, generationBits?: string): CtMark {
 export function describeCtMark(m: CtMark): { ct_mask: string; ct_rule_bits: string; ct_generation_bits: string; max_rules: number } {
   return { ct_mask: hex32(m.mask), ct_rule_bits: hex32(m.numberMask), ct_generation_bits: hex32(m.generationMask), max_rules: m.maxRules };
 }
+
+/** The number a rule has in the mark, and the key of the action it was given for. */
+export interface RuleNumber { num: number; actionKey: string }
+
+/** Rule numbers for the connection mark, one per rule and action (pure): a rule keeps its
+ * number while it stays as it is, new ones are taken from `counter`, which only moves on, so
+ * that a flow classified before a change never meets a number that means something else now.
+ * Only when the counter wraps are numbers of gone rules reused. Throws QOS_ERR_RULES_INVALID
+ * when the mark's number bits cannot number every rule. */
+export function numberRules(prev: ReadonlyMap<string, RuleNumber>, rules: readonly { rule: { id: string; origin: 'policy' | 'rules' }; actionKey: string }[], mark: CtMark, counter: number): { nums: Map<string, number>; numbers: Map<string, RuleNumber>; counter: number } {
+  const max = mark.maxRules;
+  if (rules.length > max) {
+    let fromPolicy = 0;
+    for (const r of rules) if (r.rule.origin === 'policy') fromPolicy++;
+    throw new QosError('QOS_ERR_RULES_INVALID', `${rules.length} kernel rules (${fromPolicy} from the policy, ${rules.length - fromPolicy} from the rule set), but the connection-mark bits ${hex32(mark.mask)} `
+      + `leave ${mark.numberBits} bits for the rule number: at most ${max} rules. Give --ct-mask more bits (or fewer to the generation, --ct-generation-bits), or fewer rules (docs/kernel-rules.md, "The connection mark")`);
+  }
+  const nums = new Map<string, number>();
+  const used = new Set<number>();
+  for (const c of rules) {
+    const had = prev.get(c.rule.id);
+    if (had && had.actionKey === c.actionKey) { nums.set(c.rule.id, had.num); used.add(had.num); }
+  }
+  let next = counter;
+  for (const { rule: r } of rules) {
+    if (nums.has(r.id)) continue;
+    while (used.has(next) || next > max || next < 1) next = next >= max ? 1 : next + 1;
+    nums.set(r.id, next); used.add(next);
+    next = next >= max ? 1 : next + 1;
+  }
+  const numbers = new Map<string, RuleNumber>();
+  for (const c of rules) numbers.set(c.rule.id, { num: nums.get(c.rule.id)!, actionKey: c.actionKey });
+  return { nums, numbers, counter: next };
+}

@@ -1,6 +1,6 @@
-/* Compiles ordered first-match kernel rules into one nftables table whose per-packet cost
- * does not grow with the number of rules: the rules' atoms are stacked into a few *layers*,
- * each one interval map (a set lookup: nft's pipapo for concatenated ranges) from the
+/* Stacks ordered first-match kernel rules into lookups whose per-packet cost does not grow
+ * with the number of rules: the rules' atoms are stacked into a few *layers*, each one
+ * non-overlapping interval map (for nftables, a set lookup: pipapo for concatenated ranges) from the
  * packet's 5-tuple (and socket uid/gid) to the rule's action. Within a layer no two atoms
  * overlap, so the map may find them in any order; an atom goes into the first layer after
  * every layer holding an earlier atom it overlaps, so that whenever two rules can both match
@@ -8,15 +8,13 @@
  * rules administrators write (hosts and ports, some prefixes and ranges that cover them), a
  * handful of layers hold thousands of rules. docs/kernel-rules.md.
  *
- * Pure: plan.ts turns the layers into the table, nft.ts diffs two tables into the two
- * transactions of a change. */
+ * Pure and backend-neutral (it knows atoms, not nftables): plan.ts turns the layers into an
+ * nftables table, nft.ts diffs two tables into the two transactions of a change. */
 
-import type { AddrRange, Atom, KRule, Range } from './rules.js';
+import type { AddrRange, Atom, KRule, Range } from './atoms.js';
 
 export type Field = 'saddr' | 'daddr' | 'proto' | 'sport' | 'dport' | 'uid' | 'gid';
 const TUPLE: Field[] = ['saddr', 'daddr', 'proto', 'sport', 'dport'];
-/** nftables keeps the types of a concatenated key in 32 bits: at most five fields. */
-export const MAX_KEY_FIELDS = 5;
 
 const full = (r: Range, max: number) => r[0] === 0 && r[1] === max;
 

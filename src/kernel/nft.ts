@@ -19,9 +19,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QosError } from '../errors.js';
+import type { Counter } from './backend.js';
 import { elemData, elemVal, fnv1a, type ChainPlan, type ElemPlan, type MapPlan, type RulePlan, type TablePlan } from './plan.js';
 
-export interface Counter { packets: number; bytes: number }
+export type { Counter } from './backend.js';
 
 /** Runs nft with arguments; resolves with stdout, rejects with QOS_ERR_KERNEL and stderr. */
 export function nft(args: string[]): Promise<string> {
@@ -62,6 +63,20 @@ export async function nftUnavailable(): Promise<string | null> {
 }
 
 const FAMILY = 'inet';
+
+/** How a table reaches nftables: `nft -j -f` with a document (committed whole or refused),
+ * `nft -j list` of one of its maps or chains, and whether nft works here. The real one runs
+ * nft; tests give the fake (nft-fake.ts). */
+export interface NftRunner {
+  apply(doc: NftDoc): Promise<void>;
+  list(kind: 'map' | 'chain', table: string, name: string): Promise<string>;
+  unavailable(): Promise<string | null>;
+}
+export const nftRunner: NftRunner = {
+  apply: nftJson,
+  list: (kind, table, name) => nft(['-j', 'list', kind, FAMILY, table, name]),
+  unavailable: nftUnavailable,
+};
 /** Where the table's base chain sees packets: every locally sent packet, after the routing
  * decision, at the mangle priority (before filter chains at 0). */
 export const BASE_CHAIN = { family: FAMILY, hook: 'output', priority: -150 } as const;
@@ -105,7 +120,7 @@ function sameContents(x: MapPlan, y: MapPlan): boolean {
 }
 
 /** The two transactions of one change (see the top), and what the table holds after each. */
-export interface Change { prepare: unknown[]; switch: unknown[]; afterPrepare: Kernel; afterSwitch: Kernel; live: Live }
+export interface Change { prepare: unknown[]; switch: unknown[]; afterPrepare: Kernel; afterSwitch: Kernel; live: Live; version: number }
 
 export class NftTable {
   private kernel: Kernel | null = null;
@@ -114,11 +129,12 @@ export class NftTable {
   /** chains of earlier plans rendered, for plans that reuse them (plan.ts: a rule number's) */
   private readonly rendered = new WeakMap<ChainPlan, KChain>();
 
-  constructor(readonly table: string) {}
+  constructor(readonly table: string, private readonly runner: NftRunner = nftRunner) {}
 
-  /** The commands turning the table into `next`, in two transactions. Changes nothing but
-   * the counter naming new maps. */
+  /** The commands turning the table into `next`, in two transactions. Changes nothing: the
+   * counter naming new maps moves on when the change is applied. */
   change(next: TablePlan): Change {
+    let version = this.version;
     const t = { family: FAMILY, table: this.table };
     const first = this.kernel === null;
     const K = this.kernel ?? emptyKernel();
@@ -160,7 +176,7 @@ export class NftTable {
       const sig = signature(m);
       const have = bySig.get(sig);
       if (have !== undefined && sameContents(K.maps.get(have) ?? created.get(have)!, m)) { names.set(name, have); continue; }
-      const kname = `${name}_v${++this.version}`;
+      const kname = `${name}_v${++version}`;
       names.set(name, kname);
       created.set(kname, m);
       sigs.set(kname, sig);
@@ -237,17 +253,20 @@ export class NftTable {
     }
     const liveMaps = new Map<string, MapPlan>();
     for (const [name, m] of next.maps) if (!m.interval) liveMaps.set(name, m);
-    return { prepare, switch: sw, afterPrepare: A, afterSwitch: B, live: { names, chains: new Set(chains.keys()), maps: liveMaps } };
+    return { prepare, switch: sw, afterPrepare: A, afterSwitch: B, live: { names, chains: new Set(chains.keys()), maps: liveMaps }, version };
   }
 
-  /** Applies `next`; with dryRun, only returns the two documents (prepare, switch).
-   * `meanwhile` runs once, while the first nft process works. */
-  async apply(next: TablePlan, dryRun = false, meanwhile?: () => void): Promise<{ docs: NftDoc[]; commands: number }> {
-    const c = this.change(next);
-    const docs = [doc(c.prepare), doc(c.switch)];
-    const commands = c.prepare.length + c.switch.length;
-    if (dryRun) return { docs, commands };
-    const run = async (d: NftDoc) => { const p = nftJson(d); meanwhile?.(); meanwhile = undefined; await p; };
+  /** The two documents of a change (prepare, switch) and how many commands they hold. */
+  static documents(c: Change): { docs: NftDoc[]; commands: number } {
+    return { docs: [doc(c.prepare), doc(c.switch)], commands: c.prepare.length + c.switch.length };
+  }
+
+  /** Applies a change made by `change` from the table as it is now. `meanwhile` runs once,
+   * while the first nft process works. */
+  async apply(c: Change, meanwhile?: () => void): Promise<{ docs: NftDoc[]; commands: number }> {
+    const { docs, commands } = NftTable.documents(c);
+    const run = async (d: NftDoc) => { const p = this.runner.apply(d); meanwhile?.(); meanwhile = undefined; await p; };
+    this.version = c.version; // maps of a change that fails half-way keep their names taken
     if (c.prepare.length) {
       await run(docs[0]!);
       this.kernel = c.afterPrepare; // the switch may fail: the next change deletes what this one made
@@ -273,7 +292,7 @@ export class NftTable {
       ...[...this.live.names].filter(([n]) => /^(byid|o)[46]/.test(n)).map(([, k]) => ['map', k]),
       ...[...this.live.chains].filter((n) => /^o[46]$/.test(n)).map((n) => ['chain', n]),
     ];
-    const outs = await Promise.all(lists.map(([kind, name]) => nft(['-j', 'list', kind!, FAMILY, this.table, name!])));
+    const outs = await Promise.all(lists.map(([kind, name]) => this.runner.list(kind as 'map' | 'chain', this.table, name!)));
     for (const out of outs) {
       for (const o of (JSON.parse(out) as { nftables: Record<string, unknown>[] }).nftables) {
         for (const pair of (o.map as { elem?: unknown[] } | undefined)?.elem ?? []) {
@@ -296,6 +315,6 @@ export class NftTable {
   async remove(): Promise<void> {
     this.kernel = null;
     this.live = { names: new Map(), chains: new Set(), maps: new Map() };
-    await nftJson(this.removal());
+    await this.runner.apply(this.removal());
   }
 }

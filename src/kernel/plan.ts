@@ -4,8 +4,19 @@
  * transactions of a change. docs/kernel-rules.md. */
 
 import { deposit, type CtMark } from './ctmark.js';
-import { layer, type Field, type Layer, type Placed } from './layers.js';
-import type { Atom, KAction, KRule, Range } from './rules.js';
+import type { Atom, KAction, KRule, Range } from './atoms.js';
+import { layer, shapeOf, type Field, type Layer, type Placed } from './layers.js';
+
+/** nftables keeps the types of a concatenated key in 32 bits: at most five fields. */
+export const MAX_KEY_FIELDS = 5;
+
+/** What nftables cannot express of a rule (the backend's check, rules.ts ruleProblems): an
+ * atom whose layer would be keyed on more fields than a key holds. */
+export function nftAtomProblems(atoms: readonly Atom[]): string[] {
+  return atoms.some((a) => shapeOf(a).length > MAX_KEY_FIELDS)
+    ? [`a rule naming a uid or gid is looked up on the fields it constrains plus the ids, at most ${MAX_KEY_FIELDS} (an nftables key): drop a field, or split the rule`]
+    : [];
+}
 
 /** A packet's value for each field, as nftables expressions and data types. */
 function fieldExpr(f: Field, fam: 4 | 6): unknown {

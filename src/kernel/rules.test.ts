@@ -5,10 +5,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.js';
 import { parsePolicy } from '../policy/load.js';
+import { nftAtomProblems } from './plan.js';
 import { policyRuleInKernel, ruleProblems, type KernelRuleDoc } from './rules.js';
 
 const names = { users: new Map([['alice', 1000]]), groups: new Map([['staff', 50]]) };
-const problems = (match: KernelRuleDoc['match']) => ruleProblems({ match, action: { dscp: 46 } } as KernelRuleDoc, names).map((p) => `${p.path.join('.')}: ${p.message}`);
+const problems = (match: KernelRuleDoc['match']) => ruleProblems({ match, action: { dscp: 46 } } as KernelRuleDoc, names, nftAtomProblems).map((p) => `${p.path.join('.')}: ${p.message}`);
 
 test('a rule naming a uid is keyed on at most five fields; more is refused with the reason', () => {
   assert.deepEqual(problems({ uid: 1000, remote: '10.0.0.0/8', remote_port: 443, local: '192.168.1.1' }), [], 'uid + remote + proto + port + local: five');
@@ -26,7 +27,7 @@ test('names must exist, ids and names not both, families agree, ports need a por
 });
 
 test('the built-in policy: every port rule goes to the kernel, DNS (name-resolution) on TCP and UDP 53 and 853 among them', () => {
-  const placed = parsePolicy(DEFAULT_POLICY_TEXT).rules.map((r) => [r.name, policyRuleInKernel(r, names)] as const);
+  const placed = parsePolicy(DEFAULT_POLICY_TEXT).rules.map((r) => [r.name, policyRuleInKernel(r, names, nftAtomProblems)] as const);
   const inKernel = placed.filter(([, k]) => k.rule).map(([n]) => n);
   assert.deepEqual(inKernel, ['voip-signalling', 'conferencing-media', 'streaming-control', 'interactive-shell', 'name-resolution', 'network-operations']);
   assert.deepEqual(placed.filter(([, k]) => k.reason).map(([n, k]) => `${n}: ${k.reason}`), [

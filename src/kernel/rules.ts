@@ -5,9 +5,9 @@
  * their environment, io_uring. A rule without a match is the seed's default rule.
  *
  * This file holds the format (the same vocabulary as policy rules, restricted to what the
- * kernel can match), its checks, and the normal form the compiler (layers.ts) works on:
- * every rule becomes a list of atoms, one per combination of its listed values, each a box
- * of ranges (addresses, protocol, ports, ids). */
+ * kernel can match), its checks, and the normal form (atoms.ts) the layering (layers.ts) and
+ * every backend work on: every rule becomes a list of atoms, one per combination of its
+ * listed values, each a box of ranges (addresses, protocol, ports, ids). */
 
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
@@ -15,7 +15,9 @@ import { idEntries } from '../id-names.js';
 import { dscpValue } from '../policy/dscp.js';
 import { parseCidr, parsePortSpec } from '../policy/net.js';
 import { cidr, dscpField, id, oneOrMany, port, ruleName, type RuleDoc } from '../policy/schema.js';
-import { MAX_KEY_FIELDS, shapeOf } from './layers.js';
+import type { AddrRange, Atom, AtomCheck, KAction, Range } from './atoms.js';
+
+export type { AddrRange, Atom, AtomCheck, KAction, KRule, Range } from './atoms.js';
 
 /** Protocols a kernel rule may name; a number 0-255 is accepted too. */
 export const PROTOCOLS: Readonly<Record<string, number>> = Object.freeze({ tcp: 6, udp: 17, icmp: 1, icmpv6: 58, sctp: 132, udplite: 136 });
@@ -75,27 +77,6 @@ export type KernelRuleDoc = z.infer<typeof KernelRuleSchema>;
 export type KernelMatchDoc = z.infer<typeof KernelMatchSchema>;
 export type RuleSetDoc = z.infer<typeof RuleSetSchema>;
 
-/** What a kernel rule does to a packet it decides. */
-export interface KAction { dscp?: number; priority?: number; override: boolean }
-
-/** An address range: lo/hi as fixed-width hex (8 digits for IPv4, 32 for IPv6) so that
- * ranges compare as strings; addr/len is the prefix nftables is given. */
-export interface AddrRange { lo: string; hi: string; addr: string; len: number }
-export type Range = readonly [number, number];
-
-/** One box of a rule: a packet matches the rule if it falls in any of its atoms. */
-export interface Atom { fam: 4 | 6; src: AddrRange; dst: AddrRange; proto: Range; sport: Range; dport: Range; uid?: Range; gid?: Range }
-
-/** A rule in the kernel's order. */
-export interface KRule {
-  /** Stable within one rendering: "p3" is the policy's 3rd rule, "r7" the rule set's 7th. */
-  id: string;
-  name?: string;
-  origin: 'policy' | 'rules';
-  atoms: Atom[];
-  action: KAction;
-}
-
 const ANY_PORT: Range = [0, 65535];
 const ANY_PROTO: Range = [0, 255];
 const ANY_ID: Range = [0, 2 ** 32 - 1];
@@ -142,8 +123,9 @@ export interface Names { users: Map<string, number>; groups: Map<string, number>
 export const systemNames = (): Names => ({ users: nameTable('/etc/passwd'), groups: nameTable('/etc/group') });
 
 /** Checks that need more than the schema: names that exist, families that agree, ports on
- * protocols that have them, a bounded number of atoms. Paths are relative to the rule. */
-export function ruleProblems(r: KernelRuleDoc, names: Names): { path: PropertyKey[]; message: string }[] {
+ * protocols that have them, a bounded number of atoms, and what the enforcement backend
+ * cannot express (`expressible`, e.g. nftables' key width). Paths are relative to the rule. */
+export function ruleProblems(r: KernelRuleDoc, names: Names, expressible: AtomCheck): { path: PropertyKey[]; message: string }[] {
   const out: { path: PropertyKey[]; message: string }[] = [];
   const m = r.match;
   for (const [key, table] of [['user', names.users], ['group', names.groups]] as const) {
@@ -170,9 +152,7 @@ export function ruleProblems(r: KernelRuleDoc, names: Names): { path: PropertyKe
   if (!out.length) {
     const n = atomCount(m);
     if (n > MAX_ATOMS_PER_RULE) out.push({ path: ['match'], message: `the lists in this match make ${n} combinations; at most ${MAX_ATOMS_PER_RULE} per rule` });
-    else if (ruleAtoms(m, names).some((a) => shapeOf(a).length > MAX_KEY_FIELDS)) {
-      out.push({ path: ['match'], message: `a rule naming a uid or gid is looked up on the fields it constrains plus the ids, at most ${MAX_KEY_FIELDS} (an nftables key): drop a field, or split the rule` });
-    }
+    else for (const message of expressible(ruleAtoms(m, names))) out.push({ path: ['match'], message });
   }
   return out;
 }
@@ -226,7 +206,7 @@ export function ruleAtoms(m: KernelMatchDoc, names: Names): Atom[] {
 }
 
 /** Why a policy rule cannot be enforced in the kernel, or its kernel form. */
-export function policyRuleInKernel(r: RuleDoc, names: Names): { rule: KernelRuleDoc; reason?: undefined } | { rule?: undefined; reason: string } {
+export function policyRuleInKernel(r: RuleDoc, names: Names, expressible: AtomCheck): { rule: KernelRuleDoc; reason?: undefined } | { rule?: undefined; reason: string } {
   const m = r.match, a = r.action;
   if (m.exe !== undefined || m.cmdline !== undefined) return { reason: 'the kernel does not see the executable or command line' };
   if (m.event !== undefined) return { reason: 'the kernel sees packets, not socket calls (event)' };
@@ -238,7 +218,7 @@ export function policyRuleInKernel(r: RuleDoc, names: Names): { rule: KernelRule
   const action: KernelRuleDoc['action'] = {};
   for (const k of ['dscp', 'tos', 'priority', 'override'] as const) if (a[k] !== undefined) (action as Record<string, unknown>)[k] = a[k];
   const rule: KernelRuleDoc = { ...(r.name ? { name: r.name } : {}), match, action };
-  const problems = ruleProblems(rule, names);
+  const problems = ruleProblems(rule, names, expressible);
   if (problems.length) return { reason: problems.map((p) => p.message).join('; ') };
   return { rule };
 }

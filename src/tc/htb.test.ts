@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { assuredRates, classCounters, DEFAULT_WEIGHTS, schedulerPlan } from './scheduler.js';
+import { exitCodeFor, QosError } from '../errors.js';
+import { assuredRates, classCounters, DEFAULT_WEIGHTS, schedulerPlan } from './htb.js';
 
 const wfq = { kind: 'wfq' as const, linkBps: 10e6, weights: DEFAULT_WEIGHTS, queuePackets: 100 };
 
@@ -36,7 +37,8 @@ test('priority plan: precedence 7 is served first, every class at a token rate',
   assert.deepEqual(new Set(assuredRates({ ...wfq, kind: 'priority' })), new Set([8000]));
 });
 
-test('bad scheduler options are refused with the option named', () => {
+test('bad scheduler options are refused as usage errors (exit 64) with the option named', () => {
+  assert.throws(() => schedulerPlan('d', { ...wfq, weights: [1, 2, 3] }), (e) => e instanceof QosError && e.code === 'QOS_ERR_USAGE' && exitCodeFor(e) === 64);
   assert.throws(() => schedulerPlan('d', { ...wfq, weights: [1, 2, 3] }), /eight whole numbers/);
   assert.throws(() => schedulerPlan('d', { ...wfq, weights: [0, 1, 1, 1, 1, 1, 1, 1] }), /1\.\.1000/);
   assert.throws(() => schedulerPlan('d', { ...wfq, queuePackets: 1 }), /queue length/);

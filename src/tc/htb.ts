@@ -1,6 +1,6 @@
-/* The demonstration router's output queueing (paper section 5): eight queues by the IP
- * precedence bits of the DS field (IPv4's TOS byte, IPv6's traffic class: RFC 2474 §3 puts
- * the same DS field in both), as tc argument vectors (pure, so tests read the plan), and the
+/* The tc backend's plans: output queueing in eight HTB classes by the IP precedence bits of
+ * the DS field (IPv4's TOS byte, IPv6's traffic class: RFC 2474 §3 puts the same DS field in
+ * both), as tc argument vectors (pure, so tests read the plan), and the
  * per-class byte counters read back from `tc -s -j qdisc show`.
  *
  * Why HTB approximates the paper's WFQ: each precedence p gets an HTB class whose assured
@@ -9,7 +9,10 @@
  * every class keeps at least its share whatever the others send; idle bandwidth is lent to
  * the backlogged classes by deficit round robin with quanta proportional to the weights, so
  * it is shared in proportion to the weights too. That is the WFQ service guarantee at the
- * granularity of one quantum per round, not WFQ's per-packet finishing-time order. */
+ * granularity of one quantum per round, not WFQ's per-packet finishing-time order.
+ * `qos demo` queues its router this way (paper section 5). */
+
+import { QosError } from '../errors.js';
 
 export type SchedulerKind = 'wfq' | 'priority';
 
@@ -35,13 +38,13 @@ export function classOf(p: number): string {
   return `1:${10 + p}`;
 }
 
-/** Checks the options; throws a RangeError naming the bad one. */
+/** Checks the options; throws QOS_ERR_USAGE naming the bad one. */
 export function checkScheduler(o: SchedulerOptions): void {
   if (o.weights.length !== 8 || o.weights.some((w) => !Number.isInteger(w) || w < 1 || w > 1000)) {
-    throw new RangeError(`weights must be eight whole numbers 1..1000 (precedence 0 first), not "${o.weights.join(',')}"`);
+    throw new QosError('QOS_ERR_USAGE', `weights must be eight whole numbers 1..1000 (precedence 0 first), not "${o.weights.join(',')}"`);
   }
-  if (!(o.linkBps >= 64_000)) throw new RangeError(`the bottleneck rate must be at least 64 kbit/s, not ${o.linkBps}`);
-  if (!Number.isInteger(o.queuePackets) || o.queuePackets < 2 || o.queuePackets > 100_000) throw new RangeError(`queue length must be 2..100000 packets, not ${o.queuePackets}`);
+  if (!(o.linkBps >= 64_000)) throw new QosError('QOS_ERR_USAGE', `the bottleneck rate must be at least 64 kbit/s, not ${o.linkBps}`);
+  if (!Number.isInteger(o.queuePackets) || o.queuePackets < 2 || o.queuePackets > 100_000) throw new QosError('QOS_ERR_USAGE', `queue length must be 2..100000 packets, not ${o.queuePackets}`);
 }
 
 /** The assured rate (bits/s) of each precedence under these options. */
