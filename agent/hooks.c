@@ -159,12 +159,11 @@ static void heard(int fd, struct fdst *s, int socket_call)
 
 /* Sends the request in buf and reads the replies: with nreq 2, the deferred Socket's first,
  * then the call's. Returns 0 if the daemon answered. */
-static int finish(char *buf, size_t len, size_t cap, int nreq, int fd, struct fdst *s, struct answer *out)
+static int finish(const char *buf, size_t len, int nreq, int fd, struct fdst *s, struct answer *out)
 {
 	*out = NO_ANSWER;
-	if (len + 1 >= cap)
+	if (!len)
 		return -1;
-	buf[len++] = '\n';
 	char replies[2][QOS_MAX_REPLY];
 	if (qos_ask(buf, len, nreq, replies) != 0)
 		return -1;
@@ -172,6 +171,9 @@ static int finish(char *buf, size_t len, size_t cap, int nreq, int fd, struct fd
 	if (nreq == 2)
 		qos_parse_reply(replies[0], &out->sock);
 	qos_parse_reply(replies[nreq - 1], &out->call);
+	/* a daemon that answers CACHE is up: its generation file may be a new one (wire.c) */
+	qos_wire_saw_generation(out->sock.cache_gen);
+	qos_wire_saw_generation(out->call.cache_gen);
 	/* the answer is reusable only if every reply in it is, under one generation */
 	out->cache_gen = nreq == 1 || out->sock.cache_gen == out->call.cache_gen ? out->call.cache_gen : 0;
 	return 0;
@@ -188,29 +190,18 @@ static void apply_answer(int fd, struct fdst *s, const struct answer *a)
 /* The errno that fails the call (a DENY in the Socket reply fails its first call), or 0. */
 static int denied(const struct answer *a) { return a->sock.deny ? a->sock.deny : a->call.deny; }
 
-/* Asks about a call on fd with an address argument and trailing integer arguments;
- * suffix is appended verbatim (e.g. " {} {}" for Connect's sqos and gqos). With cached_gen,
- * tells the daemon about a call decided from the cache instead (no reply to wait for). */
-static int ask_addr(const char *type, int fd, struct fdst *s, const struct sockaddr *sa,
-		    socklen_t salen, const char *suffix, int nints, const int *ints, struct answer *a,
-		    unsigned long long cached_gen)
+/* Asks about a call on fd with an address (Connect, Bind, SendTo). With cached_gen, tells the
+ * daemon about a call decided from the cache instead (no reply to wait for). */
+static int ask_addr(const char *type, int fd, struct fdst *s, const struct sockaddr *sa, socklen_t salen,
+		    struct answer *a, unsigned long long cached_gen)
 {
 	char buf[QOS_MAX_MSG];
 	int nreq;
-	size_t len = qos_msg_request(buf, sizeof buf, fd, s, type, &nreq, cached_gen);
-	len = qos_fmt_ints(buf, len, sizeof buf, 1, &fd);
-	if (sa)
-		len = qos_fmt_addr(buf, len, sizeof buf, sa, salen);
-	if (suffix) {
-		size_t sl = strlen(suffix);
-		len = len + sl < sizeof buf ? (memcpy(buf + len, suffix, sl), len + sl) : sizeof buf;
-	}
-	len = qos_fmt_ints(buf, len, sizeof buf, nints, ints);
+	size_t len = qos_msg_addr(buf, sizeof buf, type, fd, s, sa, salen, &nreq, cached_gen);
 	if (!cached_gen)
-		return finish(buf, len, sizeof buf, nreq, fd, s, a);
-	if (len + 1 >= sizeof buf)
+		return finish(buf, len, nreq, fd, s, a);
+	if (!len)
 		return -1;
-	buf[len++] = '\n';
 	int told = qos_tell(buf, len);
 	if (told < 0)
 		return -1; /* the daemon is gone: proceed as without it, like a failed ask */
@@ -221,13 +212,22 @@ static int ask_addr(const char *type, int fd, struct fdst *s, const struct socka
 	return 0;
 }
 
+/* Asks about a call on fd with integer arguments (Listen, SetSockOpt). */
+static int ask_ints(const char *type, int fd, struct fdst *s, int n, const int *v, struct answer *a)
+{
+	char buf[QOS_MAX_MSG];
+	int nreq;
+	size_t len = qos_msg_ints(buf, sizeof buf, type, fd, s, n, v, &nreq);
+	return finish(buf, len, nreq, fd, s, a);
+}
+
 /* ---- deciding: from the decision cache (cache.h), or by asking ---- */
 
 /* The call's outcome: from the cache if valid (even while asking is paused: using it does
  * not wait), else asked (and cached when allowed). -1: proceed as without the agent. Only a
  * first call on a socket is cached: its Socket still pending, or the only message before. */
 static int decide_addr(const char *type, int fd, struct fdst *s, const struct sockaddr *sa,
-		       socklen_t salen, const char *suffix, struct answer *a)
+		       socklen_t salen, struct answer *a)
 {
 	struct ckey k;
 	struct centry *e = NULL, *hit;
@@ -235,11 +235,11 @@ static int decide_addr(const char *type, int fd, struct fdst *s, const struct so
 	if (qos_cfg.cache && (s->flags & (F_PENDING | F_FRESH)) && qos_cache_key(&k, type[0], s, sa, salen) == 0 &&
 	    (hit = qos_cache_find(&k, &e, &gen))) {
 		*a = hit->a;
-		return ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, a, gen);
+		return ask_addr(type, fd, s, sa, salen, a, gen);
 	}
 	if (!qos_wire_maybe_up())
 		return -1;
-	int r = ask_addr(type, fd, s, sa, salen, suffix, 0, NULL, a, 0);
+	int r = ask_addr(type, fd, s, sa, salen, a, 0);
 	if (r == 0 && e && a->cache_gen)
 		qos_cache_store(e, &k, a);
 	return r;
@@ -266,8 +266,8 @@ static int socket_now(int fd, struct fdst *s)
 		if (!qos_wire_maybe_up())
 			return 0;
 		char buf[QOS_MAX_MSG];
-		size_t len = qos_socket_msg(buf, sizeof buf, fd, s, 0);
-		if (finish(buf, len, sizeof buf, 1, fd, s, &a) != 0)
+		size_t len = qos_msg_socket(buf, sizeof buf, fd, s);
+		if (finish(buf, len, 1, fd, s, &a) != 0)
 			return 0;
 		heard(fd, s, 1);
 		if (e && a.cache_gen)
@@ -284,22 +284,9 @@ static int socket_now(int fd, struct fdst *s)
 static void tell_fd(const char *type, int fd, int nints, const int *ints, const struct fdst *untold)
 {
 	char buf[QOS_MAX_MSG];
-	size_t len = 0;
-	if (untold) {
-		len = qos_socket_msg(buf, sizeof buf, fd, untold, untold->sock_gen);
-		if (len + 1 >= sizeof buf)
-			return;
-		buf[len++] = '\n';
-	}
-	size_t l2 = qos_msg_begin(buf + len, sizeof buf - len, type, 0);
-	if (l2 >= sizeof buf - len)
-		return;
-	len = qos_fmt_ints(buf, len + l2, sizeof buf, 1, &fd);
-	len = qos_fmt_ints(buf, len, sizeof buf, nints, ints);
-	if (len + 1 >= sizeof buf)
-		return;
-	buf[len++] = '\n';
-	qos_tell(buf, len);
+	size_t len = qos_msg_notice(buf, sizeof buf, type, fd, nints, ints, untold);
+	if (len)
+		qos_tell(buf, len);
 }
 
 /* Forget fd (closed, or replaced by dup2); tells the daemon if it knew the socket, or if it
@@ -375,14 +362,14 @@ static int obey(int fd, struct fdst *s, const struct answer *a)
 
 /* Shared first half of connect/bind: ask first. Returns -1 with errno set if a DENY fails the
  * call before it reaches the kernel, else 0 with errno as it was: the real call goes next. */
-static int ask_first(const char *type, int fd, const struct sockaddr *sa, socklen_t salen, const char *suffix)
+static int ask_first(const char *type, int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	int saved = errno;
 	struct fdst *s = inet(sa) ? qos_fd_tracked(fd) : NULL;
 	if (s) {
 		struct answer a;
 		in_agent++;
-		int ok = decide_addr(type, fd, s, sa, salen, suffix, &a) == 0;
+		int ok = decide_addr(type, fd, s, sa, salen, &a) == 0;
 		in_agent--;
 		if (ok && obey(fd, s, &a) != 0)
 			return -1;
@@ -394,7 +381,7 @@ static int ask_first(const char *type, int fd, const struct sockaddr *sa, sockle
 QOS_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	ENTER(connect, fd, sa, salen);
-	if (ask_first("Connect", fd, sa, salen, " {} {}") != 0)
+	if (ask_first("Connect", fd, sa, salen) != 0)
 		return -1;
 	int r = QOS_REAL(connect, fd, sa, salen);
 	/* A datagram socket's default destination: its datagrams without an address carry the
@@ -412,7 +399,7 @@ QOS_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t salen)
 QOS_EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t salen)
 {
 	ENTER(bind, fd, sa, salen);
-	if (ask_first("Bind", fd, sa, salen, NULL) != 0)
+	if (ask_first("Bind", fd, sa, salen) != 0)
 		return -1;
 	return QOS_REAL(bind, fd, sa, salen);
 }
@@ -425,7 +412,7 @@ QOS_EXPORT int listen(int fd, int backlog)
 	if (s) {
 		struct answer a;
 		in_agent++;
-		int ok = ask_addr("Listen", fd, s, NULL, 0, NULL, 1, &backlog, &a, 0) == 0;
+		int ok = ask_ints("Listen", fd, s, 1, &backlog, &a) == 0;
 		in_agent--;
 		if (ok && obey(fd, s, &a) != 0)
 			return -1;
@@ -472,12 +459,9 @@ static int accepted(int lfd, int nfd, struct sockaddr *sa, socklen_t *salen)
 	char buf[QOS_MAX_MSG];
 	int nreq;
 	in_agent++;
-	size_t len = qos_msg_request(buf, sizeof buf, lfd, ls, "Accept", &nreq, 0);
-	len = qos_fmt_ints(buf, len, sizeof buf, 1, &lfd);
-	len = qos_fmt_addr(buf, len, sizeof buf, pl ? pa : NULL, pl);
-	len = qos_fmt_ints(buf, len, sizeof buf, 1, &nfd);
+	size_t len = qos_msg_accept(buf, sizeof buf, lfd, ls, pl ? pa : NULL, pl, nfd, &nreq);
 	struct answer a;
-	int ok = finish(buf, len, sizeof buf, nreq, lfd, ls, &a) == 0;
+	int ok = finish(buf, len, nreq, lfd, ls, &a) == 0;
 	in_agent--;
 	if (!ok)
 		return nfd;
@@ -601,7 +585,7 @@ static int before_datagram(int fd, struct fdst *s, const struct sockaddr *sa, so
 	if (!e) {
 		struct answer a;
 		in_agent++;
-		int ok = decide_addr("SendTo", fd, s, sa, salen, NULL, &a) == 0;
+		int ok = decide_addr("SendTo", fd, s, sa, salen, &a) == 0;
 		in_agent--;
 		if (!ok)
 			return 0;
@@ -813,7 +797,7 @@ static void app_mark(int fd, int level, int opt, int v)
 	int args[3] = {level, opt, v};
 	struct answer a;
 	in_agent++;
-	int ok = ask_addr("SetSockOpt", fd, s, NULL, 0, NULL, 3, args, &a, 0) == 0;
+	int ok = ask_ints("SetSockOpt", fd, s, 3, args, &a) == 0;
 	in_agent--;
 	if (ok && !denied(&a)) {
 		/* A deferred Socket's decision is about the socket, like any other: it does not
@@ -885,10 +869,7 @@ __attribute__((destructor)) static void agent_cleanup(void)
 	if (qos_cfg.disabled || in_agent)
 		return;
 	char buf[QOS_MAX_MSG];
-	size_t len = qos_msg_begin(buf, sizeof buf, "Cleanup", 0);
-	if (len + 1 >= sizeof buf)
-		return;
-	buf[len++] = '\n';
-	if (qos_wire_started())
+	size_t len = qos_msg_cleanup(buf, sizeof buf);
+	if (len && qos_wire_started())
 		qos_tell(buf, len);
 }
