@@ -11,7 +11,6 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -36,7 +35,7 @@ static int tcl_special(unsigned char c)
 }
 
 /* Append one list element to out (capacity cap); returns new length, or cap on overflow. */
-size_t qos_tcl_append(char *out, size_t len, size_t cap, const char *s, size_t n)
+static size_t tcl_append(char *out, size_t len, size_t cap, const char *s, size_t n)
 {
 	if (len >= cap)
 		return cap;
@@ -102,9 +101,9 @@ static const char *qos_cmd(void)
 			if (raw[i] == '\0')
 				raw[i] = ' ';
 		static char quoted[4 * QOS_MAX_CMD + 8];
-		size_t len = qos_tcl_append(quoted, 0, sizeof quoted - 1, raw, n);
+		size_t len = tcl_append(quoted, 0, sizeof quoted - 1, raw, n);
 		if (len >= sizeof quoted - 1)
-			len = qos_tcl_append(quoted, 0, sizeof quoted - 1, "", 0);
+			len = tcl_append(quoted, 0, sizeof quoted - 1, "", 0);
 		quoted[len] = '\0';
 		cmd_quoted = quoted;
 	}

@@ -27,9 +27,6 @@ struct answer {
 };
 #define NO_ANSWER ((struct answer){NO_DECISION, NO_DECISION, 0})
 
-/* Appends one Tcl list element to out (capacity cap); returns the new length, or cap. */
-size_t qos_tcl_append(char *out, size_t len, size_t cap, const char *s, size_t n);
-
 /* Request lines. Each builder writes whole lines, each ending in '\n', into buf (capacity cap)
  * and returns their length, or 0 if they do not fit. A call on a socket whose Socket is still
  * pending (F_PENDING) is preceded by that Socket line, and *nreq counts the lines that get a
