@@ -6,7 +6,7 @@ import { connect, type Socket } from 'node:net';
 import { LineSplitter } from '../protocol/lines.js';
 
 export class LineClient {
-  private readonly lines_ = new LineSplitter();
+  private readonly splitter = new LineSplitter();
   private waiters: ((l: string | null) => void)[] = [];
   private lines: (string | null)[] = [];
   readonly sock: Socket;
@@ -14,7 +14,7 @@ export class LineClient {
     this.sock = connect(path);
     this.sock.on('data', (d: Buffer) => {
       let got: string[];
-      try { got = this.lines_.push(d); } catch { this.sock.destroy(); return; }
+      try { got = this.splitter.push(d); } catch { this.sock.destroy(); return; }
       for (const l of got) this.push(l);
     });
     this.sock.on('close', () => this.push(null));
