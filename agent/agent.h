@@ -1,10 +1,12 @@
-/* qosd protocol agent: declarations shared by its modules: configuration, the real libc
- * functions, the daemon connection (wire.c) and the process's credentials (creds.c). The
- * descriptor table, the messages and the decision cache have their own headers. */
+/* qosd protocol agent: declarations shared by its modules: configuration and start (init.c),
+ * the real libc functions, the daemon connection (wire.c) and the process's credentials
+ * (creds.c). The descriptor table, the messages, the decision cache, asking, marks and
+ * datagram destinations have their own headers. */
 #ifndef QOS_AGENT_H
 #define QOS_AGENT_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -56,6 +58,18 @@ extern struct qos_real qos_real;
  * missing libc function would: the agent never calls through a null pointer. (close_range
  * and closefrom, younger than the rest, fall back to the system call instead.) */
 #define QOS_REAL(name, ...) (qos_real.name ? qos_real.name(__VA_ARGS__) : (errno = ENOSYS, -1))
+
+/* Set while the agent itself runs: its own calls of interposed functions pass straight through. */
+extern __thread int qos_in_agent __attribute__((visibility("hidden")));
+/* The agent is initialised once (init.c), at load or at the first interposed call. */
+extern pthread_once_t qos_init_once;
+void qos_init(void);
+static inline void qos_ensure_init(void) { pthread_once(&qos_init_once, qos_init); }
+
+static inline int qos_is_inet(const struct sockaddr *sa)
+{
+	return sa && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6);
+}
 
 long long qos_now_ns(void);
 void qos_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

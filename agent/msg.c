@@ -11,18 +11,20 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static pthread_mutex_t cmd_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *cmd_quoted;    /* Tcl-quoted command line, built lazily */
-static unsigned cmd_gen = ~0u;
+static const char *_Atomic cmd_quoted; /* Tcl-quoted command line, built lazily */
 
-/* fork: the command line's lock is held across it (the child's own is built anew). */
+/* fork: the command line's lock is held across it; the child builds its own anew. */
 void qos_msg_atfork_prepare(void) { pthread_mutex_lock(&cmd_lock); }
 void qos_msg_atfork_parent(void) { pthread_mutex_unlock(&cmd_lock); }
-void qos_msg_atfork_child(void) { pthread_mutex_init(&cmd_lock, NULL); }
+void qos_msg_atfork_child(void)
+{
+	cmd_quoted = NULL;
+	pthread_mutex_init(&cmd_lock, NULL);
+}
 
 /* ---- Tcl list quoting (the paper marshals arguments by Tcl's lexical rules, 4.1.2) ---- */
 
@@ -33,7 +35,7 @@ static int tcl_special(unsigned char c)
 }
 
 /* Append one list element to out (capacity cap); returns new length, or cap on overflow. */
-size_t qos_tcl_append(char *out, size_t len, size_t cap, const char *s, size_t n)
+static size_t tcl_append(char *out, size_t len, size_t cap, const char *s, size_t n)
 {
 	if (len >= cap)
 		return cap;
@@ -77,13 +79,13 @@ size_t qos_tcl_append(char *out, size_t len, size_t cap, const char *s, size_t n
 }
 
 /* The command line, /proc/self/cmdline with NULs as single spaces, quoted once per process. */
-const char *qos_cmd(void)
+static const char *qos_cmd(void)
 {
-	unsigned g = qos_wire_fork_gen();
-	if (cmd_gen == g && cmd_quoted)
-		return cmd_quoted;
+	const char *q = cmd_quoted;
+	if (q)
+		return q;
 	pthread_mutex_lock(&cmd_lock);
-	if (cmd_gen != g || !cmd_quoted) {
+	if (!cmd_quoted) {
 		char raw[QOS_MAX_CMD + 1];
 		size_t n = 0;
 		int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
@@ -99,20 +101,20 @@ const char *qos_cmd(void)
 			if (raw[i] == '\0')
 				raw[i] = ' ';
 		static char quoted[4 * QOS_MAX_CMD + 8];
-		size_t q = qos_tcl_append(quoted, 0, sizeof quoted - 1, raw, n);
-		if (q >= sizeof quoted - 1)
-			q = qos_tcl_append(quoted, 0, sizeof quoted - 1, "", 0);
-		quoted[q] = '\0';
+		size_t len = tcl_append(quoted, 0, sizeof quoted - 1, raw, n);
+		if (len >= sizeof quoted - 1)
+			len = tcl_append(quoted, 0, sizeof quoted - 1, "", 0);
+		quoted[len] = '\0';
 		cmd_quoted = quoted;
-		cmd_gen = g;
 	}
 	pthread_mutex_unlock(&cmd_lock);
 	return cmd_quoted;
 }
 
 /* Builds "Type pid uid cmd" into buf, or "Cached pid uid cmd gen Type" for a call decided
- * from the cache (cached_gen != 0); the caller appends the call's arguments. */
-size_t qos_msg_begin(char *buf, size_t cap, const char *type, unsigned long long cached_gen)
+ * from the cache (cached_gen != 0); the caller appends the call's arguments. Returns cap if
+ * it does not fit. */
+static size_t begin(char *buf, size_t cap, const char *type, unsigned long long cached_gen)
 {
 	int n = snprintf(buf, cap, "%s %d %u ", cached_gen ? "Cached" : type, (int)getpid(), (unsigned)getuid());
 	if (n < 0 || (size_t)n >= cap)
@@ -146,65 +148,57 @@ static const struct { const char *name; int value; } errnames[] = {
 	{"EOPNOTSUPP", EOPNOTSUPP}, {"EDQUOT", EDQUOT}, {"ECANCELED", ECANCELED},
 };
 
-static int dscp_value(const char *s)
+/* A decimal number of 1 to width digits in [lo, hi], or -1: the same grammar as decodeReply
+ * (src/protocol/replies.ts), no sign, no spaces. */
+static long long number(const char *s, size_t width, long long lo, long long hi)
 {
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (*s && !*end)
-		return v >= 0 && v <= 63 ? (int)v : -1;
-	if (!strcmp(s, "EF")) return 46;
-	if (!strcmp(s, "LE")) return 1;
-	if (!strcmp(s, "VA")) return 44;
-	if (!strcmp(s, "DF") || !strcmp(s, "BE")) return 0;
-	if (s[0] == 'C' && s[1] == 'S' && s[2] >= '0' && s[2] <= '7' && !s[3]) return (s[2] - '0') * 8;
-	if (s[0] == 'A' && s[1] == 'F' && s[2] >= '1' && s[2] <= '4' && s[3] >= '1' && s[3] <= '3' && !s[4])
-		return (s[2] - '0') * 8 + (s[3] - '0') * 2;
-	return -1;
+	long long v = 0;
+	size_t n = 0;
+	for (; s[n] >= '0' && s[n] <= '9'; n++) {
+		if (n == width)
+			return -1;
+		v = v * 10 + (s[n] - '0');
+	}
+	return n && !s[n] && v >= lo && v <= hi ? v : -1;
 }
 
-static int int_in(const char *s, int lo, int hi)
-{
-	char *end;
-	long v = strtol(s, &end, 10);
-	return *s && !*end && v >= lo && v <= hi ? (int)v : -1;
-}
+#define QOS_MAX_GEN 9007199254740991LL /* 2^53 - 1: the daemon's generations are JavaScript numbers */
 
 /* Parses a reply line of directives. Anything not understood voids the whole reply: the
- * call then proceeds as without the agent. */
+ * call then proceeds as without the agent. A later mark replaces an earlier one. */
 void qos_parse_reply(char *line, struct decision *d)
 {
 	struct decision r = NO_DECISION;
 	char *save = NULL;
 	for (char *tok = strtok_r(line, " \t\r", &save); tok; tok = strtok_r(NULL, " \t\r", &save)) {
-		char *arg = NULL;
 		if (!strcmp(tok, "OVERRIDE")) {
 			r.override = 1;
 			continue;
 		}
-		if (strcmp(tok, "TOS") && strcmp(tok, "DSCP") && strcmp(tok, "PRIORITY") && strcmp(tok, "DENY") &&
-		    strcmp(tok, "CACHE"))
-			goto garbage;
-		arg = strtok_r(NULL, " \t\r", &save);
+		char *arg = strtok_r(NULL, " \t\r", &save);
+		long long v = -1;
 		if (!arg)
 			goto garbage;
 		if (!strcmp(tok, "TOS")) {
-			if ((r.tos = int_in(arg, 0, 255)) < 0) goto garbage;
+			if ((v = number(arg, 3, 0, 255)) < 0) goto garbage;
+			r.tos = (int)v;
 		} else if (!strcmp(tok, "DSCP")) {
-			int v = dscp_value(arg);
-			if (v < 0) goto garbage;
-			r.tos = v << 2;
+			if ((v = number(arg, 3, 0, 63)) < 0) goto garbage;
+			r.tos = (int)v << 2;
 		} else if (!strcmp(tok, "PRIORITY")) {
-			if ((r.prio = int_in(arg, 0, 7)) < 0) goto garbage;
+			if ((v = number(arg, 3, 0, 7)) < 0) goto garbage;
+			r.prio = (int)v;
 		} else if (!strcmp(tok, "CACHE")) {
-			char *end;
-			r.cache_gen = strtoull(arg, &end, 10);
-			if (*end || !r.cache_gen) goto garbage;
-			qos_wire_saw_generation(r.cache_gen);
-		} else {
+			if ((v = number(arg, 16, 1, QOS_MAX_GEN)) < 0) goto garbage;
+			r.cache_gen = (unsigned long long)v;
+		} else if (!strcmp(tok, "DENY")) {
+			r.deny = 0;
 			for (size_t i = 0; i < sizeof errnames / sizeof *errnames; i++)
 				if (!strcmp(arg, errnames[i].name))
 					r.deny = errnames[i].value;
 			if (!r.deny) goto garbage;
+		} else {
+			goto garbage;
 		}
 	}
 	*d = r;
@@ -214,10 +208,17 @@ garbage:
 	*d = NO_DECISION;
 }
 
+int qos_parse_version(const char *line)
+{
+	return strncmp(line, "VERSION ", 8) ? -1 : (int)number(line + 8, 9, 0, 999999999);
+}
+
 
 /* ---- requests ---- */
 
-size_t qos_fmt_addr(char *out, size_t len, size_t cap, const struct sockaddr *sa, socklen_t salen)
+/* Appends " {family address port}" for sa ({} and port 0 for none); returns the new length,
+ * or cap on overflow. */
+static size_t fmt_addr(char *out, size_t len, size_t cap, const struct sockaddr *sa, socklen_t salen)
 {
 	char host[INET6_ADDRSTRLEN] = "";
 	int port = 0, fam = sa ? sa->sa_family : 0;
@@ -231,9 +232,7 @@ size_t qos_fmt_addr(char *out, size_t len, size_t cap, const struct sockaddr *sa
 		port = ntohs(in6->sin6_port);
 	}
 	char el[INET6_ADDRSTRLEN + 24];
-	int n = snprintf(el, sizeof el, "%d %s %d", fam, host[0] ? host : "{}", port);
-	if (!host[0])
-		n = snprintf(el, sizeof el, "%d {} 0", fam);
+	int n = host[0] ? snprintf(el, sizeof el, "%d %s %d", fam, host, port) : snprintf(el, sizeof el, "%d {} 0", fam);
 	if (len >= cap || len + (size_t)n + 3 > cap)
 		return cap;
 	out[len++] = ' ';
@@ -244,7 +243,8 @@ size_t qos_fmt_addr(char *out, size_t len, size_t cap, const struct sockaddr *sa
 	return len;
 }
 
-size_t qos_fmt_ints(char *out, size_t len, size_t cap, int n, const int *v)
+/* Appends " v0 v1 ..."; returns the new length, or cap on overflow. */
+static size_t fmt_ints(char *out, size_t len, size_t cap, int n, const int *v)
 {
 	for (int i = 0; i < n && len < cap; i++) {
 		int w = snprintf(out + len, cap - len, " %d", v[i]);
@@ -253,36 +253,89 @@ size_t qos_fmt_ints(char *out, size_t len, size_t cap, int n, const int *v)
 	return len;
 }
 
-/* "Socket pid uid cmd family type protocol fd" for fd, or the Cached form with gen != 0;
- * without the newline. */
-size_t qos_socket_msg(char *buf, size_t cap, int fd, const struct fdst *s, unsigned long long gen)
+/* Ends the line at len: its length with the newline, or 0 if it does not fit. */
+static size_t end_line(char *buf, size_t len, size_t cap)
 {
-	size_t len = qos_msg_begin(buf, cap, "Socket", gen);
-	int v[4] = {s->family, s->type, s->proto, fd};
-	return qos_fmt_ints(buf, len, cap, 4, v);
+	if (len + 1 >= cap)
+		return 0;
+	buf[len] = '\n';
+	return len + 1;
 }
 
-/* Begins a request in buf: the deferred Socket line for fd, if any, then "Type pid uid cmd"
+/* "Socket pid uid cmd family type protocol fd" (its Cached form with gen != 0), with newline. */
+static size_t socket_line(char *buf, size_t cap, int fd, const struct fdst *s, unsigned long long gen)
+{
+	int v[4] = {s->family, s->type, s->proto, fd};
+	return end_line(buf, fmt_ints(buf, begin(buf, cap, "Socket", gen), cap, 4, v), cap);
+}
+
+size_t qos_msg_socket(char *buf, size_t cap, int fd, const struct fdst *s) { return socket_line(buf, cap, fd, s, 0); }
+
+/* Begins a call about fd: the deferred Socket line for it, if any, then "Type pid uid cmd fd"
  * (as Cached notifications when cached_gen != 0). *nreq counts the lines that get replies: a
- * Socket decided at socket() from the cache goes as a Cached notification. */
-size_t qos_msg_request(char *buf, size_t cap, int fd, struct fdst *s, const char *type, int *nreq,
-		       unsigned long long cached_gen)
+ * Socket decided at socket() from the cache goes as a Cached notification. Returns cap if it
+ * does not fit. */
+static size_t call(char *buf, size_t cap, const char *type, int fd, const struct fdst *s, int *nreq,
+		   unsigned long long cached_gen)
 {
 	size_t len = 0;
 	*nreq = 0;
 	if (s->flags & F_PENDING) {
 		int decided = (s->flags & F_DECIDED) != 0;
-		len = qos_socket_msg(buf, cap, fd, s, decided ? s->sock_gen : cached_gen);
-		if (len + 1 >= cap)
+		len = socket_line(buf, cap, fd, s, decided ? s->sock_gen : cached_gen);
+		if (!len)
 			return cap;
-		buf[len++] = '\n';
-		if (!decided)
+		if (!decided && !cached_gen)
 			(*nreq)++;
 	}
-	size_t l2 = qos_msg_begin(buf + len, cap - len, type, cached_gen);
+	size_t l2 = begin(buf + len, cap - len, type, cached_gen);
 	if (l2 >= cap - len)
 		return cap;
-	(*nreq)++;
-	return len + l2;
+	if (!cached_gen)
+		(*nreq)++;
+	return fmt_ints(buf, len + l2, cap, 1, &fd);
 }
 
+size_t qos_msg_addr(char *buf, size_t cap, const char *type, int fd, const struct fdst *s,
+		    const struct sockaddr *sa, socklen_t salen, int *nreq, unsigned long long cached_gen)
+{
+	size_t len = fmt_addr(buf, call(buf, cap, type, fd, s, nreq, cached_gen), cap, sa, salen);
+	/* Connect's sqos and gqos, always empty: Linux has no GQoS (paper 4.1.3) */
+	if (!strcmp(type, "Connect"))
+		len = len + 6 < cap ? (memcpy(buf + len, " {} {}", 6), len + 6) : cap;
+	return end_line(buf, len, cap);
+}
+
+size_t qos_msg_ints(char *buf, size_t cap, const char *type, int fd, const struct fdst *s, int n,
+		    const int *v, int *nreq)
+{
+	return end_line(buf, fmt_ints(buf, call(buf, cap, type, fd, s, nreq, 0), cap, n, v), cap);
+}
+
+size_t qos_msg_accept(char *buf, size_t cap, int lfd, const struct fdst *ls, const struct sockaddr *peer,
+		      socklen_t peerlen, int nfd, int *nreq)
+{
+	size_t len = fmt_addr(buf, call(buf, cap, "Accept", lfd, ls, nreq, 0), cap, peer, peerlen);
+	return end_line(buf, fmt_ints(buf, len, cap, 1, &nfd), cap);
+}
+
+size_t qos_msg_notice(char *buf, size_t cap, const char *type, int fd, int n, const int *v,
+		      const struct fdst *untold)
+{
+	size_t len = untold ? socket_line(buf, cap, fd, untold, untold->sock_gen) : 0;
+	if (untold && !len)
+		return 0;
+	size_t l2 = begin(buf + len, cap - len, type, 0);
+	if (l2 >= cap - len)
+		return 0;
+	len = fmt_ints(buf, len + l2, cap, 1, &fd);
+	return end_line(buf, fmt_ints(buf, len, cap, n, v), cap);
+}
+
+size_t qos_msg_cleanup(char *buf, size_t cap) { return end_line(buf, begin(buf, cap, "Cleanup", 0), cap); }
+
+size_t qos_msg_startup(char *buf, size_t cap)
+{
+	int v = QOS_PROTOCOL_VERSION;
+	return end_line(buf, fmt_ints(buf, begin(buf, cap, "Startup", 0), cap, 1, &v), cap);
+}

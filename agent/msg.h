@@ -1,5 +1,6 @@
-/* qosd protocol agent: the C side of the protocol (docs/protocol.md): builds request lines,
- * Tcl-quoted (paper 4.1.2), and parses the daemon's reply lines into decisions. */
+/* qosd protocol agent: the C side of the protocol (docs/protocol.md), its one message module:
+ * builds every request line, Tcl-quoted (paper 4.1.2), and parses the daemon's reply lines into
+ * decisions. Pure text: no I/O but reading the command line (agent/test/codec.c runs it alone). */
 #ifndef QOS_MSG_H
 #define QOS_MSG_H
 
@@ -26,23 +27,40 @@ struct answer {
 };
 #define NO_ANSWER ((struct answer){NO_DECISION, NO_DECISION, 0})
 
-/* Appends one Tcl list element to out (capacity cap); returns the new length, or cap. */
-size_t qos_tcl_append(char *out, size_t len, size_t cap, const char *s, size_t n);
-/* The process's command line, Tcl-quoted, built once per process (again after fork). */
-const char *qos_cmd(void);
-/* Builds "Type pid uid cmd" into buf, or "Cached pid uid cmd gen Type" with cached_gen != 0. */
-size_t qos_msg_begin(char *buf, size_t cap, const char *type, unsigned long long cached_gen);
+/* Request lines. Each builder writes whole lines, each ending in '\n', into buf (capacity cap)
+ * and returns their length, or 0 if they do not fit. A call on a socket whose Socket is still
+ * pending (F_PENDING) is preceded by that Socket line, and *nreq counts the lines that get a
+ * reply; with cached_gen != 0 the call goes as Cached notifications (none gets a reply). */
+
+/* "Startup pid uid cmd version": the process's first request on a connection. */
+size_t qos_msg_startup(char *buf, size_t cap);
+/* "Socket pid uid cmd family type protocol fd", asked at socket(). */
+size_t qos_msg_socket(char *buf, size_t cap, int fd, const struct fdst *s);
+/* A call with an address: "Connect ... fd address {} {}", "Bind ... fd address" or
+ * "SendTo ... fd address" (type). */
+size_t qos_msg_addr(char *buf, size_t cap, const char *type, int fd, const struct fdst *s,
+		    const struct sockaddr *sa, socklen_t salen, int *nreq, unsigned long long cached_gen);
+/* A call with integer arguments: "Listen ... fd backlog", "SetSockOpt ... fd level optname value". */
+size_t qos_msg_ints(char *buf, size_t cap, const char *type, int fd, const struct fdst *s, int n,
+		    const int *v, int *nreq);
+/* "Accept ... lfd address nfd" about the listening socket lfd; peer NULL: address {}. */
+size_t qos_msg_accept(char *buf, size_t cap, int lfd, const struct fdst *ls, const struct sockaddr *peer,
+		      socklen_t peerlen, int nfd, int *nreq);
+/* A notification about fd, "Shutdown ... fd how" or "Close ... fd" (type, then n integers),
+ * after the Cached Socket line of untold (a socket decided at socket() from the cache that the
+ * daemon has not heard of), if any. */
+size_t qos_msg_notice(char *buf, size_t cap, const char *type, int fd, int n, const int *v,
+		      const struct fdst *untold);
+/* "Cleanup pid uid cmd": the process is exiting. */
+size_t qos_msg_cleanup(char *buf, size_t cap);
+
+/* Reply lines. */
+
 /* Parses a reply line of directives into d (NO_DECISION if any of it is not understood). */
 void qos_parse_reply(char *line, struct decision *d);
-/* Appends " {family address port}" for sa; returns the new length, or cap on overflow. */
-size_t qos_fmt_addr(char *out, size_t len, size_t cap, const struct sockaddr *sa, socklen_t salen);
-/* Appends " v0 v1 ..."; returns the new length, or cap on overflow. */
-size_t qos_fmt_ints(char *out, size_t len, size_t cap, int n, const int *v);
-/* "Socket pid uid cmd family type protocol fd", or its Cached form with gen != 0. */
-size_t qos_socket_msg(char *buf, size_t cap, int fd, const struct fdst *s, unsigned long long gen);
-/* Begins a request about fd: its deferred Socket line if any, then "Type pid uid cmd". */
-size_t qos_msg_request(char *buf, size_t cap, int fd, struct fdst *s, const char *type, int *nreq,
-		       unsigned long long cached_gen);
+/* The version in a "VERSION n" reply to Startup, or -1. */
+int qos_parse_version(const char *line);
+
 void qos_msg_atfork_prepare(void);
 void qos_msg_atfork_parent(void);
 void qos_msg_atfork_child(void);

@@ -472,10 +472,9 @@ int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]
 								       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 	if (with_startup) {
 		char st[QOS_MAX_MSG];
-		size_t sl = qos_msg_begin(st, sizeof st - 8, "Startup", 0);
-		if (sl >= sizeof st - 8)
+		size_t sl = qos_msg_startup(st, sizeof st);
+		if (!sl)
 			return -1;
-		sl += (size_t)snprintf(st + sl, 8, " %d\n", QOS_PROTOCOL_VERSION);
 		if (send_all(c, st, sl, deadline, 0) != 0) {
 			fail(c, "send", started);
 			return -1;
@@ -492,8 +491,7 @@ int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]
 			fail(c, why, started);
 			return -1;
 		}
-		int ver = 0;
-		if (sscanf(v, "VERSION %d", &ver) != 1 || ver != QOS_PROTOCOL_VERSION) {
+		if (qos_parse_version(v) != QOS_PROTOCOL_VERSION) {
 			qos_debug("daemon speaks '%s', not VERSION %d: agent off", v, QOS_PROTOCOL_VERSION);
 			daemon_ok = 0;
 			conn_drop(c, 1);

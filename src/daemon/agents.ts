@@ -24,7 +24,9 @@ import type { Logger } from 'pino';
 import { systemClock, type Clock, type Timer } from '../clock.js';
 import { QosError } from '../errors.js';
 import type { Identity } from '../policy/engine.js';
-import { decode, encodeError, MAX_LINE, NOTIFICATIONS, type Message, type MessageType } from '../protocol/messages.js';
+import { lineEnd, lineText, MAX_LINE } from '../protocol/lines.js';
+import { decode, NOTIFICATIONS, type Message, type MessageType } from '../protocol/messages.js';
+import { encodeError } from '../protocol/replies.js';
 import type { Decider, DecisionRecord, Outcome } from './decide.js';
 import type { Cred, IdentityResolver } from './identity.js';
 import { acceptPending, credsOf, peerCred, startTime } from './identity.js';
@@ -249,7 +251,7 @@ export class AgentServer {
     if (c.closing) return;
     c.bufs.push(chunk);
     this.setLen(c, c.bufs, c.len + chunk.length);
-    if (!c.nl && chunk.indexOf(10) >= 0) c.nl = true;
+    if (!c.nl && lineEnd(chunk, 0) >= 0) c.nl = true;
     if (!c.nl) {
       this.checkLength(c);
       this.pauseIfFull(c);
@@ -372,15 +374,15 @@ export class AgentServer {
     let out = c.held;
     c.held = '';
     let n = 0;
-    let nl = buf.indexOf(10);
+    let nl = lineEnd(buf, 0);
     while (n < maxLines && nl >= 0) {
       n++;
       // a question of an agent that gave up has no one to answer (docs/security.md)
       const unasked = c.ended && !isNotification(buf, start, nl);
       if (unasked) this.o.metrics.unanswered.inc();
-      const r = unasked ? null : this.line(c, buf.toString('utf8', start, nl));
+      const r = unasked ? null : this.line(c, lineText(buf, start, nl));
       start = nl + 1;
-      nl = buf.indexOf(10, start);
+      nl = lineEnd(buf, start);
       if (r instanceof Promise) {
         // A script decides: hold what comes after until it has. The replies before it are
         // held too and go out with its own in one write: they answer lines the agent sent
@@ -461,8 +463,8 @@ export class AgentServer {
     if (c.closing || c.waiting || !c.nl) return;
     const buf = this.joined(c)!;
     let start = 0, dropped = 0;
-    for (let n = 0, nl = buf.indexOf(10); nl >= 0 && n < FINAL_LINES; n++, start = nl + 1, nl = buf.indexOf(10, start)) {
-      if (isNotification(buf, start, nl)) this.line(c, buf.toString('utf8', start, nl), true);
+    for (let n = 0, nl = lineEnd(buf, 0); nl >= 0 && n < FINAL_LINES; n++, start = nl + 1, nl = lineEnd(buf, start)) {
+      if (isNotification(buf, start, nl)) this.line(c, lineText(buf, start, nl), true);
       else dropped++;
     }
     if (dropped) this.o.metrics.unanswered.inc(dropped);
@@ -551,7 +553,7 @@ const NOTIFICATION_PREFIXES = [...NOTIFICATIONS].map((t) => Buffer.from(t + ' ')
  * it gets an ERROR reply). Looks at the first bytes of each line only. */
 export function hasRequest(buf: Buffer): boolean {
   let start = 0;
-  for (let nl = buf.indexOf(10); nl >= 0; start = nl + 1, nl = buf.indexOf(10, start)) {
+  for (let nl = lineEnd(buf, 0); nl >= 0; start = nl + 1, nl = lineEnd(buf, start)) {
     if (!isNotification(buf, start, nl)) return true;
   }
   return false;

@@ -7,7 +7,8 @@ import type { EventName } from '../policy/schema.js';
 import type { HandlerName } from '../script/js-sandbox.js';
 import type { ScriptOutcome, ScriptStatus } from '../script/pool.js';
 import { loadavg } from 'node:os';
-import { encodeReply, PROTOCOL_VERSION, tokens, type Message, type SockAddr } from '../protocol/messages.js';
+import { tokens, type Message, type SockAddr } from '../protocol/messages.js';
+import { encodeReply, encodeVersion } from '../protocol/replies.js';
 import { decisionClass, type Endpoint, type Flow, type FlowTable } from './flows.js';
 
 export interface DecisionRecord {
@@ -116,7 +117,7 @@ export class Decider {
       }
       case 'Startup':
         this.tell('Startup', id, m, () => factsJson('startup', null, null));
-        return { reply: `VERSION ${PROTOCOL_VERSION}` };
+        return { reply: encodeVersion() };
       case 'Close': {
         const f = flows.get(id.pid, m.fd);
         flows.close(id.pid, m.fd);
@@ -240,10 +241,9 @@ export class Decider {
     }
     if (v.rule !== null) this.flows.setVerdict(f, v.decision, v.rule);
     this.flows.touch(f);
-    let reply = encodeReply(v.decision);
     // A declarative verdict on a call depends only on who asks, the call's facts and the
     // policy: the agent may reuse it for identical calls until the generation changes.
-    if (policy.generation > 0 && CACHEABLE_EVENTS.has(event) && !scripted) reply = reply ? `${reply} CACHE ${policy.generation}` : `CACHE ${policy.generation}`;
+    const reply = encodeReply(v.decision, CACHEABLE_EVENTS.has(event) && !scripted ? policy.generation : 0);
     const record: DecisionRecord = {
       at: this.now(), pid: id.pid, user: id.user, exe: id.exe, event, fd: f.fd,
       family: f.family, type: f.type, local: f.local, remote: f.remote, rule: v.rule, decision: v.decision,

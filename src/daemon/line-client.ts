@@ -3,21 +3,19 @@
  * daemon has closed the connection (and null ever after). */
 
 import { connect, type Socket } from 'node:net';
+import { LineSplitter } from '../protocol/lines.js';
 
 export class LineClient {
-  private buf = '';
+  private readonly splitter = new LineSplitter();
   private waiters: ((l: string | null) => void)[] = [];
   private lines: (string | null)[] = [];
   readonly sock: Socket;
   constructor(path: string) {
     this.sock = connect(path);
-    this.sock.setEncoding('latin1');
-    this.sock.on('data', (d: string) => {
-      this.buf += d;
-      for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n')) {
-        this.push(this.buf.slice(0, nl));
-        this.buf = this.buf.slice(nl + 1);
-      }
+    this.sock.on('data', (d: Buffer) => {
+      let got: string[];
+      try { got = this.splitter.push(d); } catch { this.sock.destroy(); return; }
+      for (const l of got) this.push(l);
     });
     this.sock.on('close', () => this.push(null));
     this.sock.on('error', () => undefined);

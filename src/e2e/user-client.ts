@@ -8,6 +8,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { LineSplitter } from '../protocol/lines.js';
 import { asUser, type TestUser } from './users.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -86,14 +87,13 @@ async function child(socket: string, n: number): Promise<void> {
   const socks = await Promise.all(Array.from({ length: n }, (_, i) => new Promise<ReturnType<typeof connect>>((resolve, reject) => {
     const s = connect(socket, () => resolve(s));
     s.once('error', reject);
-    s.setEncoding('latin1');
-    let buf = '';
-    s.on('data', (d: string) => {
-      buf += d;
+    const lines = new LineSplitter();
+    s.on('data', (d: Buffer) => {
       let out = '';
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        out += `${i} ${buf.slice(0, nl)}\n`;
-        buf = buf.slice(nl + 1);
+      try {
+        for (const l of lines.push(d)) out += `${i} ${l}\n`;
+      } catch {
+        s.destroy();
       }
       if (out) process.stdout.write(out);
     });

@@ -25,7 +25,8 @@ export function dscpName(v: number): string {
   return (Number.isInteger(v) && CANONICAL[v]) || String(v);
 }
 
-/** Errno names the agent understands in a DENY reply (agent/agent.c keeps the same list). */
+/** Errno names the agent understands in a DENY reply (agent/msg.c keeps the same list;
+ * src/agent/codec.test.ts checks it reads each). */
 export const ERRNO_NAMES: readonly string[] = [
   'EPERM', 'EACCES', 'ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH', 'ETIMEDOUT', 'ECONNRESET',
   'ECONNABORTED', 'EADDRINUSE', 'EADDRNOTAVAIL', 'ENOBUFS', 'EAGAIN', 'ENETDOWN', 'EHOSTDOWN',

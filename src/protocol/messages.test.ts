@@ -1,15 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decode, encode, encodeReply, MAX_LINE } from './messages.js';
+import { decode, encode, MAX_LINE } from './messages.js';
+import { assertRoundTrip } from './roundtrip.js';
 import { SAMPLE_MESSAGES as samples } from './samples.js';
 
 
 test('every message round-trips encode → decode → encode', () => {
-  for (const m of samples) {
-    const line = encode(m);
-    assert.deepEqual(decode(line), m);
-    assert.equal(encode(decode(line)), line);
-  }
+  assertRoundTrip({ encode, decode }, samples);
 });
 
 test('the agent\'s Cached line carries the call after its generation', () => {
@@ -48,12 +45,4 @@ test('hostile lines are refused with precise errors', () => {
     ['x'.repeat(MAX_LINE + 1), /exceeds/],
   ];
   for (const [line, re] of bad) assert.throws(() => decode(line), re, JSON.stringify(line.slice(0, 50)));
-});
-
-test('replies render the directive vocabulary', () => {
-  assert.equal(encodeReply(null), '');
-  assert.equal(encodeReply({ tos: 48 }), 'TOS 48');
-  assert.equal(encodeReply({ dscp: 46, priority: 5 }), 'DSCP 46 PRIORITY 5');
-  assert.equal(encodeReply({ deny: 'ECONNREFUSED' }), 'DENY ECONNREFUSED');
-  assert.equal(encodeReply({ dscp: 34, override: true }), 'OVERRIDE DSCP 34');
 });

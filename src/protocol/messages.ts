@@ -1,14 +1,14 @@
 /* Agent protocol messages (docs/protocol.md): one request per line, a Tcl list of
  * "Type pid uid cmd args...", the call's arguments in the order of the C call (paper 4.1.3).
- * decode() validates a line into a typed message; encodeReply() renders a decision. */
+ * decode() validates a line into a typed message, encode() renders one; the replies are
+ * replies.ts, the line framing lines.ts. */
 
 import { QosError } from '../errors.js';
-import type { Decision } from '../policy/engine.js';
+import { MAX_LINE } from './lines.js';
 import { formatList, parseList } from './tcl-list.js';
 
 export const PROTOCOL_VERSION = 1;
-/** Longest request line accepted, in bytes; longer lines are refused and the connection closed. */
-export const MAX_LINE = 65536;
+export { MAX_LINE };
 
 export interface SockAddr {
   family: number;
@@ -164,21 +164,4 @@ export function tokens(m: Message): string[] {
 /** Encodes a message as a request line (without newline); decode(encode(m)) deep-equals m. */
 export function encode(m: Message): string {
   return formatList(tokens(m));
-}
-
-/** Renders a decision as a reply line (without newline); empty for "leave it alone". */
-export function encodeReply(d: Decision | null | undefined): string {
-  if (!d) return '';
-  if (d.deny) return `DENY ${d.deny}`;
-  const parts: string[] = [];
-  if (d.override) parts.push('OVERRIDE');
-  if (d.tos !== undefined) parts.push(`TOS ${d.tos}`);
-  else if (d.dscp !== undefined) parts.push(`DSCP ${d.dscp}`);
-  if (d.priority !== undefined) parts.push(`PRIORITY ${d.priority}`);
-  return parts.join(' ');
-}
-
-/** The reply to a message that could not be decoded: the agent treats it as no decision. */
-export function encodeError(err: QosError): string {
-  return `ERROR ${err.code} ${formatList([err.message.slice(0, 200)])}`;
 }
