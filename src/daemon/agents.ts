@@ -454,7 +454,7 @@ export class AgentServer {
     c.share.paused.delete(c);
     c.sock.end(last);
     if (c.sock.isPaused()) c.sock.resume();
-    setTimeout(() => c.sock.destroy(), 1000).unref();
+    this.clock.after(1000, () => c.sock.destroy());
   }
 
   /** At close: handles the notifications the agent sent before closing that no turn reached
