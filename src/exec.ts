@@ -181,7 +181,7 @@ export class Child {
     });
     this.proc.stdin?.on('error', () => undefined); // it exited: its status says why
     this.exited = new Promise((resolve) => {
-      this.proc.once('error', (e) => { this.error = notInstalled(this.name, o, e); resolve({ code: null, signal: null }); });
+      this.proc.once('error', (e) => { this.error = notInstalled(argv[0]!, o, e); resolve({ code: null, signal: null }); });
       this.proc.once('close', (code, signal) => resolve({ code, signal }));
     });
   }
