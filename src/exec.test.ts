@@ -66,6 +66,12 @@ test('inNetns wraps argv in ip netns exec', () => {
 test('a started program is waited for: its status, or an error with its stderr', async () => {
   assert.deepEqual(await start(['sh', '-c', 'exit 0']).wait(), { code: 0, signal: null });
   await assert.rejects(start(['sh', '-c', 'echo broken >&2; exit 4'], { code: 'QOS_ERR_CAPTURE' }).wait(), isQos('QOS_ERR_CAPTURE', /^sh failed \(exit 4\): broken$/));
+  const slow = start(['sleep', '60'], { name: 'the generator' });
+  await assert.rejects(slow.wait([0], 200), isQos('QOS_ERR_ENVIRONMENT', /^the generator failed \(timed out after 200 ms\)$/));
+  assert.equal((await slow.exited).signal, 'SIGKILL');
+  const reporter = start(['sh', '-c', 'echo one; echo two'], { keepStdout: true });
+  await reporter.wait();
+  assert.equal(reporter.stdout, 'one\ntwo\n');
 });
 
 test('stop() signals a started program and resolves once it ended; SIGKILL if it ignores the signal', async () => {

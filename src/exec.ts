@@ -155,6 +155,8 @@ export interface StartOptions extends CommonOptions {
   stdio?: ['pipe' | 'ignore' | 'inherit', 'pipe' | 'ignore' | 'inherit', 'pipe' | 'ignore' | 'inherit'];
   /** what the program is called in messages (default argv[0]) */
   name?: string;
+  /** keep all of its stdout (piped) in Child.stdout, for programs that report when done */
+  keepStdout?: boolean;
 }
 
 /** How a started program ended. */
@@ -166,6 +168,8 @@ export class Child {
   readonly name: string;
   /** the end of its stderr (when piped), for error messages */
   stderr = '';
+  /** its stdout, with keepStdout */
+  stdout = '';
   /** why it could not start, if it could not */
   private error: QosError | null = null;
   /** resolves when it has ended and its output is read (never rejects) */
@@ -179,6 +183,7 @@ export class Child {
       this.stderr += d;
       if (this.stderr.length > STDERR_KEPT) this.stderr = this.stderr.slice(-STDERR_KEPT);
     });
+    if (o.keepStdout) this.proc.stdout?.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
     this.proc.stdin?.on('error', () => undefined); // it exited: its status says why
     this.exited = new Promise((resolve) => {
       this.proc.once('error', (e) => { this.error = notInstalled(argv[0]!, o, e); resolve({ code: null, signal: null }); });
@@ -200,9 +205,16 @@ export class Child {
     return this.error ?? failed([this.name], { stdout: '', stderr: this.stderr, code: e.code, signal: e.signal, pid: this.pid }, this.o);
   }
 
-  /** Waits for it to end; throws (failure()) unless it exited with a status in ok. */
-  async wait(ok: readonly number[] = [0]): Promise<Exit> {
-    const e = await this.exited;
+  /** Waits for it to end; throws (failure()) unless it exited with a status in ok; past
+   * timeoutMs, if given, kills it and throws that it timed out. */
+  async wait(ok: readonly number[] = [0], timeoutMs?: number): Promise<Exit> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => { if (timeoutMs !== undefined) timer = setTimeout(() => r('late'), timeoutMs); });
+    const e = await Promise.race([this.exited, late]).finally(() => clearTimeout(timer));
+    if (e === 'late') {
+      this.kill();
+      throw failed([this.name], { stdout: '', stderr: this.stderr, code: null, signal: 'SIGKILL', pid: this.pid }, this.o, timeoutMs);
+    }
     if (this.error || e.code === null || !ok.includes(e.code)) throw this.failure(e);
     return e;
   }
