@@ -75,7 +75,7 @@ class Pair {
   private made: string[] = [];
   constructor() {
     try {
-      for (const ns of [this.client, this.server]) { must(['ip', 'netns', 'add', ns], 'creating a network namespace'); this.made.push(ns); must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']); }
+      for (const ns of [this.client, this.server]) { must(['ip', 'netns', 'add', ns]); this.made.push(ns); must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']); }
       must(['ip', 'link', 'add', 'br0', 'netns', this.client, 'type', 'veth', 'peer', 'name', 'br1', 'netns', this.server]);
       must(['ip', '-n', this.client, 'addr', 'add', '10.250.0.1/24', 'dev', 'br0']);
       must(['ip', '-n', this.server, 'addr', 'add', `${this.serverIp}/24`, 'dev', 'br1']);
