@@ -170,7 +170,7 @@ export class Child {
   stderr = '';
   /** its stdout, with keepStdout */
   stdout = '';
-  /** why it could not start, if it could not */
+  /** why it could not start, if it could not (its cause: the system's error) */
   private error: QosError | null = null;
   /** resolves when it has ended and its output is read (never rejects) */
   readonly exited: Promise<Exit>;
@@ -193,6 +193,11 @@ export class Child {
 
   get pid(): number | undefined {
     return this.proc.pid;
+  }
+
+  /** The system's error if it could not be started (ENOENT: not installed), once exited resolved. */
+  get startError(): NodeJS.ErrnoException | null {
+    return (this.error?.cause as NodeJS.ErrnoException | undefined) ?? null;
   }
 
   /** Whether it is still running. */
