@@ -27,6 +27,8 @@ export interface CommonOptions {
   code?: ErrorCode;
   /** the Debian package to name when the program is not installed */
   pkg?: string;
+  /** what the program is called in messages (default: its argument vector, for start() argv[0]) */
+  name?: string;
 }
 
 export interface RunOptions extends CommonOptions {
@@ -36,8 +38,8 @@ export interface RunOptions extends CommonOptions {
   input?: string | Buffer;
   /** bytes kept of stdout and of stderr each (default 64 MiB); past it the program is killed */
   maxOutput?: number;
-  /** exit statuses that are success (default [0]); 'any': only a signal, a timeout or a
-   * missing program fail */
+  /** exit statuses that are success (default [0]); 'any': every ending is a result, a signal
+   * too (only a missing program, a timeout or too much output fail) */
   ok?: readonly number[] | 'any';
   /** where the program's stderr goes: kept for the result and errors (default), or the caller's */
   stderr?: 'pipe' | 'inherit';
@@ -77,21 +79,26 @@ function notInstalled(program: string, o: CommonOptions, e: NodeJS.ErrnoExceptio
 }
 
 /** The error for a program that ended badly: its name, how it ended, its stderr (or stdout). */
-function failed(argv: readonly string[], r: Result, o: CommonOptions, timedOutMs?: number): QosError {
+function failed(name: string, r: Result, o: CommonOptions, timedOutMs?: number): QosError {
   const how = timedOutMs !== undefined ? `timed out after ${timedOutMs} ms`
     : r.signal ? `killed by ${r.signal}` : `exit ${r.code}`;
   const said = firstLines(r.stderr) || firstLines(r.stdout, 3);
-  return new QosError(o.code ?? 'QOS_ERR_ENVIRONMENT', `${argv.join(' ')} failed (${how})${said ? `: ${said}` : ''}`);
+  return new QosError(o.code ?? 'QOS_ERR_ENVIRONMENT', `${name} failed (${how})${said ? `: ${said}` : ''}`);
+}
+
+function tooMuch(name: string, max: number, o: CommonOptions): QosError {
+  return new QosError(o.code ?? 'QOS_ERR_ENVIRONMENT', `${name} printed more than ${max} bytes: stopped`);
 }
 
 function succeeded(r: Result, ok: RunOptions['ok'] = [0]): boolean {
-  return r.code !== null && (ok === 'any' || ok.includes(r.code));
+  return ok === 'any' || (r.code !== null && ok.includes(r.code));
 }
 
 /** Runs a program to completion; resolves with its output, throws a QosError if it cannot run,
  * times out, is killed or exits with a status not in `ok`. */
 export function run(argv: readonly string[], o: RunOptions = {}): Promise<Result> {
   const cmd = full(argv, o);
+  const name = o.name ?? argv.join(' ');
   const max = o.maxOutput ?? DEFAULT_MAX_OUTPUT;
   return new Promise((resolve, reject) => {
     const p = spawn(cmd[0]!, cmd.slice(1), { env: o.env, cwd: o.cwd, stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', o.stderr ?? 'pipe'] });
@@ -125,9 +132,9 @@ export function run(argv: readonly string[], o: RunOptions = {}): Promise<Result
       clearTimeout(killer);
       if (unstarted) return; // 'error' said why
       const r: Result = { stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), code, signal, pid: p.pid };
-      if (overflow) reject(new QosError(o.code ?? 'QOS_ERR_ENVIRONMENT', `${argv.join(' ')} printed more than ${max} bytes: stopped`));
-      else if (timedOut) reject(failed(argv, r, o, o.timeoutMs));
-      else if (!succeeded(r, o.ok)) reject(failed(argv, r, o));
+      if (overflow) reject(tooMuch(name, max, o));
+      else if (timedOut) reject(failed(name, r, o, o.timeoutMs));
+      else if (!succeeded(r, o.ok)) reject(failed(name, r, o));
       else resolve(r);
     });
   });
@@ -137,15 +144,16 @@ export function run(argv: readonly string[], o: RunOptions = {}): Promise<Result
  * helpers): the same options and errors, but a timeout kills with SIGTERM only. */
 export function runSync(argv: readonly string[], o: RunOptions = {}): Result {
   const cmd = full(argv, o);
+  const name = o.name ?? argv.join(' ');
   const max = o.maxOutput ?? DEFAULT_MAX_OUTPUT;
   const r = spawnSync(cmd[0]!, cmd.slice(1), { env: o.env, cwd: o.cwd, input: o.input, encoding: 'utf8', timeout: o.timeoutMs, maxBuffer: max,
     stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', o.stderr ?? 'pipe'] });
   const res: Result = { stdout: r.stdout ?? '', stderr: r.stderr ?? '', code: r.status, signal: r.signal, pid: r.pid };
   const e = r.error as NodeJS.ErrnoException | undefined;
-  if (e?.code === 'ETIMEDOUT') throw failed(argv, res, o, o.timeoutMs);
-  if (e?.code === 'ENOBUFS') throw new QosError(o.code ?? 'QOS_ERR_ENVIRONMENT', `${argv.join(' ')} printed more than ${max} bytes: stopped`);
+  if (e?.code === 'ETIMEDOUT') throw failed(name, res, o, o.timeoutMs);
+  if (e?.code === 'ENOBUFS') throw tooMuch(name, max, o);
   if (e) throw notInstalled(argv[0]!, o, e);
-  if (!succeeded(res, o.ok)) throw failed(argv, res, o);
+  if (!succeeded(res, o.ok)) throw failed(name, res, o);
   return res;
 }
 
@@ -153,8 +161,6 @@ export interface StartOptions extends CommonOptions {
   /** stdin, stdout and stderr: 'pipe' (the handle's streams), 'ignore' or 'inherit'
    * (default: stdin ignored, stdout and stderr piped; stderr's last 64 KiB are kept) */
   stdio?: ['pipe' | 'ignore' | 'inherit', 'pipe' | 'ignore' | 'inherit', 'pipe' | 'ignore' | 'inherit'];
-  /** what the program is called in messages (default argv[0]) */
-  name?: string;
   /** keep all of its stdout (piped) in Child.stdout, for programs that report when done */
   keepStdout?: boolean;
 }
@@ -207,7 +213,7 @@ export class Child {
 
   /** The error for how it ended (or why it could not start). */
   failure(e: Exit): QosError {
-    return this.error ?? failed([this.name], { stdout: '', stderr: this.stderr, code: e.code, signal: e.signal, pid: this.pid }, this.o);
+    return this.error ?? failed(this.name, { stdout: '', stderr: this.stderr, code: e.code, signal: e.signal, pid: this.pid }, this.o);
   }
 
   /** Waits for it to end; throws (failure()) unless it exited with a status in ok; past
@@ -218,7 +224,7 @@ export class Child {
     const e = await Promise.race([this.exited, late]).finally(() => clearTimeout(timer));
     if (e === 'late') {
       this.kill();
-      throw failed([this.name], { stdout: '', stderr: this.stderr, code: null, signal: 'SIGKILL', pid: this.pid }, this.o, timeoutMs);
+      throw failed(this.name, { stdout: '', stderr: this.stderr, code: null, signal: 'SIGKILL', pid: this.pid }, this.o, timeoutMs);
     }
     if (this.error || e.code === null || !ok.includes(e.code)) throw this.failure(e);
     return e;
