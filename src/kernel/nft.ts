@@ -17,7 +17,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { QosError } from '../errors.js';
 import { run } from '../exec.js';
 import { elemData, elemVal, fnv1a, type ChainPlan, type ElemPlan, type MapPlan, type RulePlan, type TablePlan } from './plan.js';
 
