@@ -105,6 +105,7 @@ export function run(argv: readonly string[], o: RunOptions = {}): Promise<Result
     const out: Buffer[] = [], err: Buffer[] = [];
     const sizes = [0, 0];
     let timedOut = false, overflow = false;
+    const kill = (sig: NodeJS.Signals) => { if (p.exitCode === null && p.signalCode === null) p.kill(sig); };
     const keep = (into: Buffer[], i: 0 | 1) => (d: Buffer) => {
       if (sizes[i]! + d.length > max) { overflow = true; kill('SIGKILL'); d = d.subarray(0, max - sizes[i]!); }
       sizes[i] = sizes[i]! + d.length;
@@ -113,7 +114,6 @@ export function run(argv: readonly string[], o: RunOptions = {}): Promise<Result
     p.stdout!.on('data', keep(out, 0));
     p.stderr?.on('data', keep(err, 1));
     let killer: NodeJS.Timeout | undefined;
-    const kill = (sig: NodeJS.Signals) => { if (p.exitCode === null && p.signalCode === null) p.kill(sig); };
     const timer = o.timeoutMs === undefined ? undefined : setTimeout(() => {
       timedOut = true;
       kill('SIGTERM');
@@ -124,7 +124,13 @@ export function run(argv: readonly string[], o: RunOptions = {}): Promise<Result
       p.stdin!.end(o.input);
     }
     let unstarted = false;
-    p.once('error', (e) => { unstarted = true; clearTimeout(timer); clearTimeout(killer); reject(notInstalled(argv[0]!, o, e)); });
+    p.on('error', (e) => {
+      if (p.pid !== undefined) return; // a signal not sent: it runs on, and its end tells
+      unstarted = true;
+      clearTimeout(timer);
+      clearTimeout(killer);
+      reject(notInstalled(argv[0]!, o, e));
+    });
     // killed by us: what it started may hold its pipes open, and nothing more is wanted from them
     p.once('exit', () => { if (timedOut || overflow) { p.stdout!.destroy(); p.stderr?.destroy(); } });
     p.once('close', (code, signal) => {
@@ -192,7 +198,11 @@ export class Child {
     if (o.keepStdout) this.proc.stdout?.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
     this.proc.stdin?.on('error', () => undefined); // it exited: its status says why
     this.exited = new Promise((resolve) => {
-      this.proc.once('error', (e) => { this.error = notInstalled(argv[0]!, o, e); resolve({ code: null, signal: null }); });
+      this.proc.on('error', (e) => {
+        if (this.proc.pid !== undefined) return; // a signal not sent: it runs on, and its end tells
+        this.error = notInstalled(argv[0]!, o, e);
+        resolve({ code: null, signal: null });
+      });
       this.proc.once('close', (code, signal) => resolve({ code, signal }));
     });
   }
