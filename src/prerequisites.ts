@@ -3,7 +3,7 @@
  * installs them): a test that cannot run is never reported as skipped, so a run that passed
  * checked everything. */
 
-import { spawnSync } from 'node:child_process';
+import { installed } from './exec.js';
 import { findChromium } from './report/chromium.js';
 
 /** The Debian package of each program the tests run. */
@@ -19,14 +19,10 @@ export class MissingPrerequisite extends Error {
   override name = 'MissingPrerequisite';
 }
 
-function onPath(tool: string): boolean {
-  return spawnSync('/bin/sh', ['-c', 'command -v "$1"', 'sh', tool], { stdio: 'ignore' }).status === 0;
-}
-
 /** Throws, naming the package, unless every tool is on PATH. */
 export function requireTools(...tools: string[]): void {
   for (const t of tools) {
-    if (!onPath(t)) throw new MissingPrerequisite(`these tests need \`${t}\`: install the Debian package ${PACKAGE_OF[t] ?? t} (bash scripts/setup installs all the tests need)`);
+    if (!installed(t)) throw new MissingPrerequisite(`these tests need \`${t}\`: install the Debian package ${PACKAGE_OF[t] ?? t} (bash scripts/setup installs all the tests need)`);
   }
 }
 

@@ -5,12 +5,12 @@
  * figures are medians over rounds of per-round results, so that slow phases of a noisy VM
  * fall on both sides of every comparison. */
 
-import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QosError } from '../errors.js';
+import { run, runSync, start } from '../exec.js';
 import { AGENT_LIBRARY, PACKAGE_ROOT } from '../paths.js';
 import { callJson } from '../daemon/admin-client.js';
 import { DaemonChild } from '../daemon/child.js';
@@ -73,28 +73,20 @@ export const median = (xs: number[]) => Math.round(medianF(xs));
 
 /** Runs a helper to completion and parses the JSON object it prints. */
 export function runJson<T>(argv: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 300_000): T {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env, timeout: timeoutMs });
-  if (r.status !== 0) throw new QosError('QOS_ERR_BENCH', `${argv.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || r.stdout}`);
+  return parseJson(argv, runSync(argv, { env, timeoutMs, code: 'QOS_ERR_BENCH' }).stdout);
+}
+
+function parseJson<T>(argv: string[], out: string): T {
   try {
-    return JSON.parse(r.stdout) as T;
+    return JSON.parse(out) as T;
   } catch {
-    throw new QosError('QOS_ERR_BENCH', `${argv[0]} printed no JSON: ${r.stdout.slice(0, 200)}`);
+    throw new QosError('QOS_ERR_BENCH', `${argv[0]} printed no JSON: ${out.slice(0, 200)}`);
   }
 }
 
 /** runJson without blocking the event loop: for loads that run beside clients of our own. */
-export function runJsonAsync<T>(argv: string[], timeoutMs = 300_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
-    let out = '', err = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (code !== 0) return reject(new QosError('QOS_ERR_BENCH', `${argv.join(' ')} failed (${code ?? signal}): ${err || out}`));
-      try { resolve(JSON.parse(out) as T); } catch { reject(new QosError('QOS_ERR_BENCH', `${argv[0]} printed no JSON: ${out.slice(0, 200)}`)); }
-    });
-  });
+export async function runJsonAsync<T>(argv: string[], timeoutMs = 300_000): Promise<T> {
+  return parseJson(argv, (await run(argv, { timeoutMs, code: 'QOS_ERR_BENCH' })).stdout);
 }
 
 function freePort(): Promise<number> {
@@ -116,13 +108,10 @@ export async function benchAgent(o: AgentBenchOptions): Promise<AgentBenchResult
   const say = o.progress ?? (() => undefined);
   const dir = mkdtempSync(join(tmpdir(), 'qosd-bench-'));
   const port = await freePort();
-  const sink = spawn(bin('connect_close'), ['serve', String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const sink = start([bin('connect_close'), 'serve', String(port)], { stdio: ['ignore', 'pipe', 'inherit'], code: 'QOS_ERR_BENCH', name: 'connect_close serve' });
   let daemon: DaemonChild | null = null;
   try {
-    await new Promise<void>((resolve, reject) => {
-      sink.stdout!.once('data', () => resolve());
-      sink.once('exit', (c) => reject(new QosError('QOS_ERR_BENCH', `connect_close serve exited (${c})`)));
-    });
+    await sink.until('ready', 60_000, 'stdout');
     const policy = generatePolicy(POLICY_RULES - 1, [
       { name: 'bench-connect', match: { exe: '*/connect_close', remote_port: port }, action: { dscp: 'AF21' } },
     ]);
@@ -198,7 +187,7 @@ export async function benchAgent(o: AgentBenchOptions): Promise<AgentBenchResult
       setup: { rounds: o.rounds, send_rounds: o.sendRounds, connects: o.connects, sends: o.sends, threads: o.threads, load_ms: o.loadMs, policy_rules: POLICY_RULES, cpus: cpus().length, node: process.version },
     };
   } finally {
-    sink.kill('SIGKILL');
+    sink.kill();
     await daemon?.stop();
     rmSync(dir, { recursive: true, force: true });
   }

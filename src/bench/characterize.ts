@@ -9,14 +9,13 @@
  *   `filePackets` packets, in a child process, its peak resident memory; the same for a file
  *   four times as long, to show it does not grow with the trace (`peak_rss_mb_4x`). */
 
-import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BucketCurve, rateGrid } from '../characterize/lbap.js';
 import { OnlineLbap } from '../characterize/online.js';
-import { QosError } from '../errors.js';
+import { runSync } from '../exec.js';
 import { medianF, type Target } from './agent.js';
 
 export interface CharacterizeBenchOptions { packets: number; rates: number; runs: number; filePackets: number; progress?: (m: string) => void }
@@ -84,8 +83,7 @@ const t0 = performance.now();
 const r = await characterizeFile(${JSON.stringify(file)}, { grid: ${rates} });
 if (r.flows.length !== 1) throw new Error('expected one flow');
 process.stdout.write(JSON.stringify({ rss: process.resourceUsage().maxRSS / 1024, s: (performance.now() - t0) / 1000 }));`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 600_000 });
-  if (r.status !== 0) throw new QosError('QOS_ERR_ENVIRONMENT', `characterize child failed: ${r.stderr.trim().slice(0, 400)}`);
+  const r = runSync([process.execPath, '--input-type=module', '-e', code], { timeoutMs: 600_000, name: 'the characterize child' });
   const j = JSON.parse(r.stdout) as { rss: number; s: number };
   return { rssMb: Math.round(j.rss * 10) / 10, seconds: j.s };
 }

@@ -8,13 +8,13 @@
  * the daemon tells them apart as it would in real life, from the kernel. The agent gives up
  * on an answer after 50 ms: each p99 must stay under that (target), and aims at 10 ms. */
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { metricOf } from '../daemon/admin-client.js';
 import { DaemonChild } from '../daemon/child.js';
 import { QosError } from '../errors.js';
+import { start, type Child } from '../exec.js';
 
 /** The daemon's script workers in the script scenario; calls go to worker uid % SCRIPT_WORKERS,
  * and the two uids share one: the case where one user's calls could take the script away
@@ -48,15 +48,16 @@ export interface HostileBenchResult {
 }
 
 /** A program run as uid:gid whose stdout is one JSON object per line. */
-export interface UserProc { proc: ChildProcess; next(): Promise<Record<string, unknown>>; stop(): Promise<void> }
+export interface UserProc { proc: Child; next(): Promise<Record<string, unknown>>; stop(): Promise<void> }
 
 /** hostile-client.js with args, run as uid and gid (no supplementary groups). */
 export function runClientAs(uid: number, gid: number, args: string[]): UserProc {
-  const proc = spawn('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--', process.execPath, CLIENT, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let buf = '', err = '';
+  const proc = start(['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--', process.execPath, CLIENT, ...args],
+    { stdio: ['pipe', 'pipe', 'pipe'], code: 'QOS_ERR_BENCH', name: `hostile-client ${args[0]} as uid ${uid}` });
+  let buf = '';
   const lines: string[] = [];
   const waiting: ((l: string) => void)[] = [];
-  proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+  proc.proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
     buf += d;
     for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
       const l = buf.slice(0, nl);
@@ -65,8 +66,6 @@ export function runClientAs(uid: number, gid: number, args: string[]): UserProc 
       if (w) w(l); else lines.push(l);
     }
   });
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<number | null>((r) => proc.once('exit', r));
   return {
     proc,
     next: () => new Promise((resolve, reject) => {
@@ -74,10 +73,10 @@ export function runClientAs(uid: number, gid: number, args: string[]): UserProc 
       if (lines.length) take(lines.shift()!);
       else {
         waiting.push(take);
-        void exited.then((code) => reject(new QosError('QOS_ERR_BENCH', `hostile-client ${args[0]} as uid ${uid} exited ${code}: ${err.trim()}`)));
+        void proc.exited.then((e) => reject(proc.failure(e)));
       }
     }),
-    stop: async () => { proc.stdin!.end(); await exited; },
+    stop: async () => { proc.proc.stdin!.end(); await proc.exited; },
   };
 }
 

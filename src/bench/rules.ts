@@ -13,7 +13,6 @@
  * - move_ms: moving one rule to another position (`qos rules move`), as the client sees it,
  *   median over moves; positions are random over the whole set, the same for a seed. */
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +20,7 @@ import { callJson } from '../daemon/admin-client.js';
 import { DaemonChild } from '../daemon/child.js';
 import { must, removeNamespace, removeStale } from '../demo/net.js';
 import { QosError } from '../errors.js';
+import { installed, runSync, start, type Child } from '../exec.js';
 import { DEFAULT_CT_MASK, hex32 } from '../kernel/ctmark.js';
 import { medianF, type Target } from './agent.js';
 import { generateRules } from './rules-gen.js';
@@ -59,8 +59,8 @@ const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 /** Why the benchmark cannot run here, or null. */
 export function rulesBenchUnavailable(): string | null {
   if (process.getuid?.() !== 0) return 'qos bench rules needs root: it creates network namespaces and an nftables table';
-  for (const [tool, arg, pkg] of [['ip', '-V', 'iproute2'], ['nft', '--version', 'nftables'], ['iperf3', '--version', 'iperf3']] as const) {
-    if (spawnSync(tool, [arg], { encoding: 'utf8' }).error) return `qos bench rules needs \`${tool}\` (apt-get install ${pkg})`;
+  for (const [tool, pkg] of [['ip', 'iproute2'], ['nft', 'nftables'], ['iperf3', 'iperf3']] as const) {
+    if (!installed(tool)) return `qos bench rules needs \`${tool}\` (apt-get install ${pkg})`;
   }
   return null;
 }
@@ -75,7 +75,7 @@ class Pair {
   private made: string[] = [];
   constructor() {
     try {
-      for (const ns of [this.client, this.server]) { must(['ip', 'netns', 'add', ns], 'creating a network namespace'); this.made.push(ns); must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']); }
+      for (const ns of [this.client, this.server]) { must(['ip', 'netns', 'add', ns]); this.made.push(ns); must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']); }
       must(['ip', 'link', 'add', 'br0', 'netns', this.client, 'type', 'veth', 'peer', 'name', 'br1', 'netns', this.server]);
       must(['ip', '-n', this.client, 'addr', 'add', '10.250.0.1/24', 'dev', 'br0']);
       must(['ip', '-n', this.server, 'addr', 'add', `${this.serverIp}/24`, 'dev', 'br1']);
@@ -93,7 +93,8 @@ class Pair {
 
 /** One iperf3 TCP run from the client namespace: bits per second received. */
 function iperf(pair: Pair, port: number, seconds: number): number {
-  const r = spawnSync('ip', ['netns', 'exec', pair.client, 'iperf3', '-c', pair.serverIp, '-p', String(port), '-t', String(seconds), '-J'], { encoding: 'utf8', timeout: (seconds + 20) * 1000 });
+  // a failed run says why in its JSON
+  const r = runSync(['iperf3', '-c', pair.serverIp, '-p', String(port), '-t', String(seconds), '-J'], { netns: pair.client, timeoutMs: (seconds + 20) * 1000, ok: 'any' });
   let j: { end?: { sum_received?: { bits_per_second?: number } }; error?: string };
   try { j = JSON.parse(r.stdout) as typeof j; } catch { throw new QosError('QOS_ERR_ENVIRONMENT', `iperf3 failed: ${(r.stderr || r.stdout).trim().slice(0, 300)}`); }
   const bps = j.end?.sum_received?.bits_per_second;
@@ -114,15 +115,12 @@ export async function benchRules(o: RulesBenchOptions): Promise<RulesBenchResult
   removeStale(PREFIX);
   const dir = mkdtempSync(join(tmpdir(), 'qosd-bench-rules-'));
   const pair = new Pair();
-  let server: ChildProcess | undefined;
+  let server: Child | undefined;
   let daemon: DaemonChild | undefined;
   try {
     const port = 5201;
-    server = spawn('ip', ['netns', 'exec', pair.server, 'iperf3', '-s', '-p', String(port), '--forceflush'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    server.stdout!.on('data', (d: Buffer) => (out += d));
-    for (let i = 0; i < 200 && !out.includes('listening'); i++) await new Promise((r) => setTimeout(r, 25));
-    if (!out.includes('listening')) throw new QosError('QOS_ERR_ENVIRONMENT', 'iperf3 -s did not start');
+    server = start(['iperf3', '-s', '-p', String(port), '--forceflush'], { netns: pair.server, name: 'iperf3 -s' });
+    await server.until('listening', 10_000, 'stdout');
 
     daemon = await new DaemonChild(dir, 'rules: []\n', ['--kernel', 'on', ...(o.ctMask ? ['--ct-mask', o.ctMask] : [])], ['ip', 'netns', 'exec', pair.client]).start();
     const api = <T>(method: string, path: string, body?: unknown) => callJson<T>(daemon!.admin, method, path, body, 120_000);
@@ -179,7 +177,7 @@ export async function benchRules(o: RulesBenchOptions): Promise<RulesBenchResult
         apply_ms_10k: { value: applyMs, limit: 2000, ok: applyMs <= 2000 },
         move_ms: { value: moveMs, limit: 200, ok: moveMs <= 200 },
       },
-      setup: { rules: o.rules, rounds: o.rounds, seconds: o.seconds, moves: o.moves, seed: o.seed, ct_mask: o.ctMask ?? hex32(DEFAULT_CT_MASK), cpus: cpus().length, kernel: spawnSync('uname', ['-r'], { encoding: 'utf8' }).stdout.trim(), node: process.version },
+      setup: { rules: o.rules, rounds: o.rounds, seconds: o.seconds, moves: o.moves, seed: o.seed, ct_mask: o.ctMask ?? hex32(DEFAULT_CT_MASK), cpus: cpus().length, kernel: runSync(['uname', '-r']).stdout.trim(), node: process.version },
     };
   } catch (e) {
     // what the daemon said is the likeliest explanation
@@ -187,7 +185,7 @@ export async function benchRules(o: RulesBenchOptions): Promise<RulesBenchResult
     throw e;
   } finally {
     await daemon?.stop().catch(() => undefined);
-    server?.kill('SIGKILL');
+    server?.kill();
     pair.destroy();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -3,13 +3,13 @@
  * every refresh interval; at the end characterise the capture off-line, which the capture
  * was kept for (in a temporary file: two streaming passes, as for a file). */
 
-import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LiveCapture } from '../capture/live.js';
 import type { Packet } from '../capture/pcap.js';
 import { QosError } from '../errors.js';
+import { runSync } from '../exec.js';
 import { characterizeFile, flowKey, type CharacterizeOptions, type CharacterizeResult } from './offline.js';
 import { OnlineLbap, Readvertiser, type OnlineOptions } from './online.js';
 
@@ -85,10 +85,7 @@ export function bpfForApp(socks: AppSocket[]): string {
 
 /** The sockets of the programs named `name` now (in a network namespace, if given). */
 export function appSockets(name: string, netns?: string): AppSocket[] {
-  const argv = ['ss', '-tunapH'];
-  const r = spawnSync(netns ? 'ip' : argv[0]!, netns ? ['netns', 'exec', netns, ...argv] : argv.slice(1), { encoding: 'utf8' });
-  if (r.error || r.status !== 0) throw new QosError('QOS_ERR_ENVIRONMENT', `ss failed: ${r.error?.message ?? r.stderr.trim()}`);
-  return parseSs(r.stdout, name);
+  return parseSs(runSync(['ss', '-tunapH'], { netns, pkg: 'iproute2' }).stdout, name);
 }
 
 export async function characterizeLive(o: LiveOptions): Promise<LiveResult> {

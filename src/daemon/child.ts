@@ -1,10 +1,11 @@
 /* A `qos daemon` in a child process with its own sockets and policy file, for tests and
  * benchmarks that must measure the real thing, not an in-process copy. */
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { start, type Child } from '../exec.js';
 
 /** The qos CLI entry point of this package. */
 export const QOS_CLI = resolve(fileURLToPath(import.meta.url), '../../cli/main.js');
@@ -18,6 +19,7 @@ export class DaemonChild {
   readonly rulesFile: string;
   readonly nftTable = `qosd_t${process.pid}_${++children}`;
   proc!: ChildProcess;
+  private child!: Child;
   log = '';
 
   /** policy: the policy file's text, or null for the built-in policy (no --policy); wrap: argv
@@ -36,24 +38,21 @@ export class DaemonChild {
     // its own rule-set file and nftables table: daemons under test never touch the machine's
     const argv = [...this.wrap, process.execPath, this.cli, 'daemon', '--socket', this.socket, '--admin', this.admin, ...(this.policy === null ? [] : ['--policy', this.policyFile]),
       '--rules', this.rulesFile, '--nft-table', this.nftTable, ...this.extraArgs];
-    this.proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = start(argv, { name: 'qos daemon' });
+    this.proc = this.child.proc;
     this.proc.stdout!.on('data', (d: Buffer) => (this.log += d));
     this.proc.stderr!.on('data', (d: Buffer) => (this.log += d));
-    for (let i = 0; i < 400 && !this.log.includes('qosd listening'); i++) {
-      if (this.proc.exitCode !== null) break;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    if (!this.log.includes('qosd listening')) {
-      this.proc.kill('SIGKILL');
+    try {
+      await this.child.until('qosd listening', 10_000, 'stdout');
+    } catch {
+      this.child.kill();
       throw new Error(`daemon did not start: ${this.log}`);
     }
     return this;
   }
 
+  /** SIGTERM, and waits until it has stopped (SIGKILL if it takes past a minute). */
   async stop(): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    const done = new Promise((r) => this.proc.once('exit', r));
-    this.proc.kill('SIGTERM');
-    await done;
+    await this.child.stop('SIGTERM', 60_000);
   }
 }

@@ -3,7 +3,6 @@
  * application under `qos run` on the source host, on/off cross traffic, packet captures at
  * the source and the sink, the router's class counters sampled. Figures: analyze.ts. */
 
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,6 +11,7 @@ import { LiveCapture } from '../capture/live.js';
 import { TCP_ACK, TCP_SYN, type Packet } from '../capture/pcap.js';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
 import { QosError } from '../errors.js';
+import { installed, run, start, type Child } from '../exec.js';
 import { quoteElement } from '../protocol/tcl-list.js';
 import { analyzeRun, type Arrival, type Burst, type ClassSample, type RunFigures, type SentDatagram } from './analyze.js';
 import { DemoNet, demoUnavailable, removeStale, type IpFamily } from './net.js';
@@ -105,37 +105,6 @@ proc Socket { pid uid cmd family type protocol fd } {
 `;
 }
 
-interface Proc { p: ChildProcess; out: string; err: string; exited: Promise<number | null> }
-
-function start(argv: string[], env?: NodeJS.ProcessEnv): Proc {
-  const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
-  const r: Proc = { p, out: '', err: '', exited: new Promise((res) => p.once('close', (code) => res(code))) };
-  p.stdout!.on('data', (d: Buffer) => (r.out += d));
-  p.stderr!.on('data', (d: Buffer) => (r.err += d));
-  p.once('error', (e) => (r.err += e.message));
-  return r;
-}
-
-async function waitFor(proc: Proc, text: string, what: string, ms = 10_000): Promise<void> {
-  for (let t = 0; t < ms; t += 20) {
-    if (proc.out.includes(text)) return;
-    if (proc.p.exitCode !== null) break;
-    await sleep(20);
-  }
-  throw new QosError('QOS_ERR_ENVIRONMENT', `${what} did not start: ${(proc.err || proc.out).trim().slice(0, 500)}`);
-}
-
-async function finish(proc: Proc, what: string, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const code = await Promise.race([proc.exited, new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), ms)))]);
-  clearTimeout(timer);
-  if (code === 'timeout') {
-    proc.p.kill('SIGKILL');
-    throw new QosError('QOS_ERR_INTERNAL', `${what} did not finish in ${ms} ms`);
-  }
-  if (code !== 0) throw new QosError('QOS_ERR_INTERNAL', `${what} failed (exit ${code}): ${(proc.err || proc.out).trim().slice(0, 500)}`);
-}
-
 function lastJson(text: string): Record<string, unknown> | null {
   const lines = text.trim().split('\n');
   for (let i = lines.length - 1; i >= 0; i--) {
@@ -158,15 +127,16 @@ function iperfReport(text: string): Record<string, unknown> | null {
 }
 
 class Demo {
-  private readonly procs: Proc[] = [];
+  private readonly procs: Child[] = [];
   private readonly daemons: DaemonChild[] = [];
   private readonly captures: LiveCapture[] = [];
   private readonly dir = mkdtempSync(join(tmpdir(), 'qosd-demo-'));
 
   constructor(private readonly net: DemoNet, private readonly o: DemoOptions) {}
 
-  private spawn(ns: string, argv: string[], env?: NodeJS.ProcessEnv): Proc {
-    const p = start(this.net.in(ns, argv), env);
+  /** Starts argv in namespace ns; name: what messages call it. */
+  private spawn(ns: string, argv: string[], name: string): Child {
+    const p = start(argv, { netns: ns, name, keepStdout: true, code: 'QOS_ERR_INTERNAL' });
     this.procs.push(p);
     return p;
   }
@@ -192,9 +162,9 @@ class Demo {
     const appMs = iperf ? cycleMs - CONTROL_INTO_BURST_MS : o.warmupMs + cycleMs;
     const argv = this.appArgv(appMs);
 
-    const sinkProc = this.spawn(net.sink.ns, [process.execPath, SINK_JS, '--udp', String(CROSS_PORT), ...(iperf ? [] : ['--udp', String(MEDIA_PORT), '--tcp', String(CONTROL_PORT)])]);
-    await waitFor(sinkProc, 'ready', 'the sink');
-    if (iperf) await waitFor(this.spawn(net.sink.ns, ['iperf3', '-s', '-1', '--forceflush', '-p', String(IPERF_PORT)]), 'listening', 'iperf3 -s');
+    const sinkProc = this.spawn(net.sink.ns, [process.execPath, SINK_JS, '--udp', String(CROSS_PORT), ...(iperf ? [] : ['--udp', String(MEDIA_PORT), '--tcp', String(CONTROL_PORT)])], 'the sink');
+    await sinkProc.until('ready', 10_000, 'stdout');
+    if (iperf) await this.spawn(net.sink.ns, ['iperf3', '-s', '-1', '--forceflush', '-p', String(IPERF_PORT)], 'iperf3 -s').until('listening', 10_000, 'stdout');
 
     const dir = join(this.dir, name);
     rmSync(dir, { recursive: true, force: true });
@@ -238,15 +208,10 @@ class Demo {
 
     const classes: ClassSample[] = [];
     let sampling = true;
-    const sample = (): Promise<void> => new Promise((res) => {
-      execFile('ip', ['netns', 'exec', net.router.ns, 'tc', '-s', '-j', 'qdisc', 'show', 'dev', net.router.bottleneck], (err, stdout) => {
-        const t = nowUs();
-        if (!err) {
-          try { classes.push({ tUs: t, ...classCounters(stdout) }); } catch { /* skip a bad sample */ }
-        }
-        res();
-      });
-    });
+    const sample = (): Promise<void> => run(['tc', '-s', '-j', 'qdisc', 'show', 'dev', net.router.bottleneck], { netns: net.router.ns }).then(({ stdout }) => {
+      const t = nowUs();
+      try { classes.push({ tUs: t, ...classCounters(stdout) }); } catch { /* skip a bad sample */ }
+    }, () => undefined);
     const sampler = (async () => {
       while (sampling) {
         const t = performance.now();
@@ -258,16 +223,17 @@ class Demo {
 
     const startUs = nowUs();
     const runArgv = [process.execPath, QOS_CLI, 'run', '--socket', socket, '--', ...argv];
-    let app = iperf ? null : this.spawn(net.source.ns, runArgv);
+    const appName = iperf ? 'iperf3 -c' : 'the media application';
+    let app = iperf ? null : this.spawn(net.source.ns, runArgv, appName);
     await sleep(o.warmupMs);
     const crossProc = this.spawn(net.cross.ns, [process.execPath, CROSS_JS, '--to', joinHostPort(sinkIp, CROSS_PORT), '--size', String(CROSS_PAYLOAD[o.family]),
-      '--on-ms', String(o.onMs), '--off-ms', String(o.offMs), '--cycles', String(o.cycles)]);
+      '--on-ms', String(o.onMs), '--off-ms', String(o.offMs), '--cycles', String(o.cycles)], 'the cross-traffic generator');
     if (iperf) {
       await sleep(CONTROL_INTO_BURST_MS);
-      app = this.spawn(net.source.ns, runArgv);
+      app = this.spawn(net.source.ns, runArgv, appName);
     }
-    await finish(crossProc, 'the cross-traffic generator', cycleMs + 20_000);
-    await finish(app!, iperf ? 'iperf3 -c' : 'the media application', 30_000);
+    await crossProc.wait([0], cycleMs + 20_000);
+    await app!.wait([0], 30_000);
     await sleep(300); // the last datagrams through the router's queue
     sampling = false;
     await sampler;
@@ -276,25 +242,25 @@ class Demo {
     for (const d of this.daemons.splice(0)) await d.stop();
     this.killAll();
 
-    const bursts: Burst[] = crossProc.out.trim().split('\n').filter(Boolean).map((l) => {
+    const bursts: Burst[] = crossProc.stdout.trim().split('\n').filter(Boolean).map((l) => {
       const b = JSON.parse(l) as { on: number; off: number };
       return { on: b.on, off: b.off };
     });
     if (!bursts.length) throw new QosError('QOS_ERR_INTERNAL', 'the cross-traffic generator reported no bursts');
-    if (!sent.length) throw new QosError('QOS_ERR_INTERNAL', `no media datagrams were captured leaving the source: ${app!.err.trim().slice(0, 300)}`);
+    if (!sent.length) throw new QosError('QOS_ERR_INTERNAL', `no media datagrams were captured leaving the source: ${app!.stderr.trim().slice(0, 300)}`);
     const figures = analyzeRun({ startUs, endUs, sent, received, cross, bursts, synUs, synAckUs, synTos, classes, binUs: 2_000_000 });
     const first = classes[0], last = classes[classes.length - 1];
     const during = (k: 'bytes' | 'drops') => (first && last ? last[k].map((x, p) => x - first[k][p]!) : new Array<number>(8).fill(0));
     return {
       daemon: marked, ...figures,
-      app_report: iperf ? iperfReport(app!.out) : lastJson(app!.out),
+      app_report: iperf ? iperfReport(app!.stdout) : lastJson(app!.stdout),
       router_drops: during('drops'),
       router_bytes: during('bytes'),
     };
   }
 
   private killAll(): void {
-    for (const p of this.procs.splice(0)) if (p.p.exitCode === null) p.p.kill('SIGKILL');
+    for (const p of this.procs.splice(0)) p.kill();
   }
 
   /** Stops everything this demo started (the namespaces are the caller's). */
@@ -311,7 +277,7 @@ class Demo {
 export async function runDemo(o: DemoOptions, runs: RunName[] = ['unmarked', 'marked']): Promise<DemoResult> {
   const why = demoUnavailable();
   if (why) throw new QosError('QOS_ERR_ENVIRONMENT', why);
-  if (o.app === 'iperf3' && spawnSync('iperf3', ['--version']).error) throw new QosError('QOS_ERR_ENVIRONMENT', 'qos demo --app iperf3 needs iperf3 (apt-get install iperf3)');
+  if (o.app === 'iperf3' && !installed('iperf3')) throw new QosError('QOS_ERR_ENVIRONMENT', 'qos demo --app iperf3 needs iperf3 (apt-get install iperf3)');
   const stale = removeStale();
   if (stale.length) o.progress?.(`removed ${stale.length} namespaces left by an earlier demo`);
   const net = new DemoNet({ accessBps: o.accessBps, scheduler: { kind: o.scheduler, linkBps: o.bottleneckBps, weights: o.weights, queuePackets: o.queuePackets } });

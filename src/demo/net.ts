@@ -5,8 +5,7 @@
  * carries the owner's pid in its name and is removed by destroy(), or by the next demo if
  * this process died before it could. */
 
-import { spawnSync } from 'node:child_process';
-import { QosError } from '../errors.js';
+import { installed, runSync } from '../exec.js';
 import { linkPlan, schedulerPlan, type SchedulerOptions } from '../tc/htb.js';
 
 export interface NetOptions {
@@ -31,19 +30,15 @@ function addresses(i: number, n: number): Record<IpFamily, string> {
 }
 
 /** Runs argv and returns its output; throws a QosError with its stderr if it fails. */
-export function must(argv: string[], what = argv.join(' ')): string {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: 30_000 });
-  if (r.error) throw new QosError('QOS_ERR_ENVIRONMENT', `${what}: ${r.error.message}`);
-  if (r.status !== 0) throw new QosError('QOS_ERR_ENVIRONMENT', `${what} failed: ${(r.stderr || r.stdout).trim()}`);
-  return r.stdout;
+export function must(argv: string[]): string {
+  return runSync(argv, { timeoutMs: 30_000 }).stdout;
 }
 
 /** Why the demonstration cannot run here, or null. */
 export function demoUnavailable(): string | null {
   if (process.getuid?.() !== 0) return 'qos demo needs root: it creates network namespaces and queueing disciplines (run it with sudo)';
   for (const tool of ['ip', 'tc', 'tcpdump']) {
-    const r = spawnSync(tool, tool === 'tcpdump' ? ['--version'] : ['-V'], { encoding: 'utf8' });
-    if (r.error) return `qos demo needs \`${tool}\` (apt-get install ${tool === 'tcpdump' ? 'tcpdump' : 'iproute2'})`;
+    if (!installed(tool)) return `qos demo needs \`${tool}\` (apt-get install ${tool === 'tcpdump' ? 'tcpdump' : 'iproute2'})`;
   }
   return null;
 }
@@ -60,12 +55,11 @@ function alive(pid: number): boolean {
 /** Removes namespaces left by demos (or, given its prefix, another user of namespaces
  * named PREFIX<pid>-...) whose process is gone (killed before it cleaned up). */
 export function removeStale(prefix = PREFIX): string[] {
-  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
   const removed: string[] = [];
-  for (const line of (r.stdout ?? '').split('\n')) {
+  for (const line of runSync(['ip', 'netns', 'list'], { ok: 'any' }).stdout.split('\n')) {
     const m = new RegExp(`^(${prefix}(\\d+)-\\w+)`).exec(line);
     if (m && !alive(Number(m[2]))) {
-      spawnSync('ip', ['netns', 'del', m[1]!]);
+      runSync(['ip', 'netns', 'del', m[1]!], { ok: 'any' });
       removed.push(m[1]!);
     }
   }
@@ -75,11 +69,11 @@ export function removeStale(prefix = PREFIX): string[] {
 /** Deletes a network namespace, killing what still runs in it first (a process left in a
  * namespace would outlive its name). */
 export function removeNamespace(ns: string): void {
-  const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout ?? '';
+  const pids = runSync(['ip', 'netns', 'pids', ns], { ok: 'any' }).stdout;
   for (const pid of pids.split(/\s+/).filter(Boolean)) {
     try { process.kill(Number(pid), 'SIGKILL'); } catch { /* already gone */ }
   }
-  spawnSync('ip', ['netns', 'del', ns]);
+  runSync(['ip', 'netns', 'del', ns], { ok: 'any' });
 }
 
 export class DemoNet {
@@ -104,7 +98,7 @@ export class DemoNet {
   private build(): void {
     const rt = this.router.ns;
     for (const ns of [this.source.ns, this.cross.ns, rt, this.sink.ns]) {
-      must(['ip', 'netns', 'add', ns], 'creating a network namespace');
+      must(['ip', 'netns', 'add', ns]);
       this.created.push(ns);
       must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
     }
@@ -137,11 +131,6 @@ export class DemoNet {
 
   private tc(ns: string, plan: string[][]): void {
     for (const argv of plan) must(['ip', 'netns', 'exec', ns, 'tc', ...argv]);
-  }
-
-  /** argv run inside a host's namespace. */
-  in(ns: string, argv: string[]): string[] {
-    return ['ip', 'netns', 'exec', ns, ...argv];
   }
 
   /** Removes every namespace this demo made (their links and queues go with them). */

@@ -2,12 +2,13 @@
  * a daemon under test, packet capture with tcpdump in the server namespace and decoding with
  * tshark (an independent decoder). Everything created here is removed in cleanup(). */
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DaemonChild } from '../daemon/child.js';
+import { runSync, start, type Child } from '../exec.js';
 import { requireRoot, requireTools } from '../prerequisites.js';
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
@@ -20,15 +21,16 @@ export function requireE2e(...more: string[]): void {
   requireTools('ip', 'tcpdump', 'tshark', ...more);
 }
 
+/** Runs argv to its end, whatever its exit status (a missing program, a signal or a timeout
+ * throw, naming it). */
 export function sh(argv: string[], opts: { input?: string; timeout?: number; env?: NodeJS.ProcessEnv } = {}): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', input: opts.input, timeout: opts.timeout ?? 60_000, maxBuffer: 256 << 20, env: opts.env ?? process.env });
-  return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+  const r = runSync(argv, { input: opts.input, timeoutMs: opts.timeout ?? 60_000, maxOutput: 256 << 20, env: opts.env, ok: 'any' });
+  return { status: r.code, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** Runs argv; throws with its stderr unless it exits 0. */
 function must(argv: string[]): string {
-  const r = sh(argv);
-  if (r.status !== 0) throw new Error(`${argv.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
+  return runSync(argv, { timeoutMs: 60_000 }).stdout;
 }
 
 let beds = 0;
@@ -47,7 +49,7 @@ export class Testbed {
   readonly serverIp6 = `fd00:${this.net}:${this.n}::2`;
   readonly serverIf = `${this.id}s0`;
   readonly dir = mkdtempSync(join(tmpdir(), 'qosd-e2e-'));
-  private procs: ChildProcess[] = [];
+  private procs: Child[] = [];
 
   constructor() {
     try {
@@ -77,11 +79,10 @@ export class Testbed {
 
   /** Starts a long-running process (in a namespace if given); killed at cleanup. */
   start(argv: string[], ns?: string, env?: NodeJS.ProcessEnv): ChildProcess {
-    const full = ns ? ['ip', 'netns', 'exec', ns, ...argv] : argv;
-    const p = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
-    p.stdout!.resume();
+    const p = start(argv, { netns: ns, env });
+    p.proc.stdout!.resume();
     this.procs.push(p);
-    return p;
+    return p.proc;
   }
 
   /** Runs a command in the client namespace and waits for it. */
@@ -95,14 +96,9 @@ export class Testbed {
   async capture(filter: string, on: 'server' | 'client' = 'server'): Promise<Capture> {
     const file = join(this.dir, `cap${files++}.pcap`);
     const [ns, ifc] = on === 'server' ? [this.server, this.serverIf] : [this.client, `${this.id}c0`];
-    const p = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', ifc, '--immediate-mode', '-B', '65536', '-U', '-n', '-w', file, `(${filter}) or (${ENDMARK_FILTER(this.clientIp)})`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = start(['tcpdump', '-i', ifc, '--immediate-mode', '-B', '65536', '-U', '-n', '-w', file, `(${filter}) or (${ENDMARK_FILTER(this.clientIp)})`], { netns: ns, stdio: ['ignore', 'ignore', 'pipe'] });
     this.procs.push(p);
-    await new Promise<void>((res, rej) => {
-      let err = '';
-      const t = setTimeout(() => rej(new Error(`tcpdump did not start: ${err}`)), 60_000);
-      p.stderr!.on('data', (d: Buffer) => { err += d; if (err.includes('listening on')) { clearTimeout(t); res(); } });
-      p.on('exit', (c) => { clearTimeout(t); rej(new Error(`tcpdump exited ${c}: ${err}`)); });
-    });
+    await p.until('listening on', 60_000);
     return new Capture(p, file, this);
   }
 
@@ -172,7 +168,7 @@ while True:
   }
 
   cleanup(): void {
-    for (const p of this.procs) if (p.exitCode === null) p.kill('SIGKILL');
+    for (const p of this.procs) p.kill();
     sh(['ip', 'netns', 'del', this.client]);
     sh(['ip', 'netns', 'del', this.server]);
     rmSync(this.dir, { recursive: true, force: true });
@@ -186,7 +182,7 @@ const ENDMARK_FILTER = (client: string) => `udp and dst port ${ENDMARK_PORT} and
 let endmarks = 0;
 
 export class Capture {
-  constructor(private readonly proc: ChildProcess, readonly file: string, private readonly tb: Testbed) {}
+  constructor(private readonly proc: Child, readonly file: string, private readonly tb: Testbed) {}
 
   /** Stops the capture and returns the packets decoded by tshark. Every packet sent before
    * the call is in it: the client sends an end mark after them, and the capture is stopped
@@ -201,13 +197,10 @@ export class Capture {
       if (!seen) send();
       return seen;
     }, 250);
-    const done = new Promise((r) => this.proc.once('exit', r));
-    this.proc.kill('SIGINT');
-    await done;
+    await this.proc.stop('SIGINT');
     const fields = ['ip.version', 'ip.dsfield.dscp', 'ipv6.tclass', 'ip.proto', 'ipv6.nxt', 'tcp.srcport', 'tcp.dstport', 'udp.srcport', 'udp.dstport', 'tcp.flags.syn', 'tcp.flags.ack', 'ip.src', 'ipv6.src'];
-    const r = sh(['tshark', '-r', this.file, '-T', 'fields', ...fields.flatMap((f) => ['-e', f]), '-E', 'separator=|', '-E', 'occurrence=f']);
-    if (r.status !== 0) throw new Error(`tshark failed: ${r.stderr}`);
-    const all = r.stdout.split('\n').filter(Boolean).map((l): Packet => {
+    const out = must(['tshark', '-r', this.file, '-T', 'fields', ...fields.flatMap((f) => ['-e', f]), '-E', 'separator=|', '-E', 'occurrence=f']);
+    const all = out.split('\n').filter(Boolean).map((l): Packet => {
       const [v, dscp4, tclass6, p4, p6, tsp, tdp, usp, udp, syn, ack, src4, src6] = l.split('|');
       const v6 = v !== '4';
       const proto = Number(v6 ? p6 : p4);

@@ -4,11 +4,12 @@
  * it opens N connections and copies "index line" from stdin to connection index, and each
  * reply back to stdout as "index reply" (one line each, in the order they come). */
 
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { LineSplitter } from '../protocol/lines.js';
+import { start } from '../exec.js';
 import { asUser, type TestUser } from './users.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -23,15 +24,13 @@ export class UserClient {
 
   constructor(u: TestUser, socket: string, readonly conns = 1) {
     const argv = asUser(u, [process.execPath, SELF, socket, String(conns)]);
-    this.child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    const c = start(argv, { stdio: ['pipe', 'pipe', 'pipe'], name: 'user client' });
+    this.child = c.proc as ChildProcessWithoutNullStreams;
     for (let i = 0; i < conns; i++) { this.replies.push([]); this.waiters.push([]); }
-    let err = '';
-    this.child.stderr.on('data', (d: Buffer) => (err += d));
-    this.child.stdin.on('error', () => undefined); // the child is gone: its replies end in null
     const lines = createInterface({ input: this.child.stdout });
     this.ready = new Promise((resolve, reject) => {
-      lines.once('line', (l) => (l === 'ready' ? resolve() : reject(new Error(`user client: ${l} ${err}`))));
-      this.child.once('exit', (code) => reject(new Error(`user client exited (${code}): ${err}`)));
+      lines.once('line', (l) => (l === 'ready' ? resolve() : reject(new Error(`user client: ${l} ${c.stderr}`))));
+      void c.exited.then((e) => reject(c.failure(e)));
     });
     this.ready.catch(() => undefined);
     lines.on('line', (l) => {

@@ -2,13 +2,13 @@
  * (a system account without home or shell), kept for later runs, and their processes started
  * with setpriv, so the daemon learns who they are from the kernel as it would in real life. */
 
-import { spawnSync } from 'node:child_process';
+import { runSync } from '../exec.js';
 
 export interface TestUser { name: string; uid: number; gid: number }
 
 function lookup(name: string): TestUser | null {
-  const r = spawnSync('getent', ['passwd', name], { encoding: 'utf8' });
-  if (r.status !== 0) return null;
+  const r = runSync(['getent', 'passwd', name], { ok: 'any' });
+  if (r.code !== 0) return null;
   const f = r.stdout.trim().split(':');
   return { name, uid: Number(f[2]), gid: Number(f[3]) };
 }
@@ -20,10 +20,10 @@ export function testUser(tag: string): TestUser {
   const name = `qosd-t-${tag}`;
   const known = lookup(name);
   if (known) return known;
-  const r = spawnSync('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', name], { encoding: 'utf8' });
+  const r = runSync(['useradd', '--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', name], { ok: 'any', pkg: 'passwd' });
   // another test process may have created it meanwhile (exit 9: name in use)
   const made = lookup(name);
-  if (!made) throw new Error(`cannot create test user ${name} (useradd exit ${r.status}: ${r.stderr.trim()}); the tests need root and the passwd package`);
+  if (!made) throw new Error(`cannot create test user ${name} (useradd exit ${r.code}: ${r.stderr.trim()}); the tests need root and the passwd package`);
   return made;
 }
 

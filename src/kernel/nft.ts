@@ -14,30 +14,19 @@
  * delete table; add table"), and step 2 adds the base chain. Each step is one `nft -j -f`
  * document, committed whole or not at all. */
 
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QosError } from '../errors.js';
 import type { Counter } from './backend.js';
+import { run } from '../exec.js';
 import { elemData, elemVal, fnv1a, type ChainPlan, type ElemPlan, type MapPlan, type RulePlan, type TablePlan } from './plan.js';
 
 export type { Counter } from './backend.js';
 
 /** Runs nft with arguments; resolves with stdout, rejects with QOS_ERR_KERNEL and stderr. */
 export function nft(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('nft', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => out.push(d));
-    p.stderr.on('data', (d: Buffer) => (err += d));
-    p.on('error', (e) => reject(new QosError('QOS_ERR_KERNEL', `cannot run nft: ${e.message}`, [], { cause: e })));
-    p.on('close', (code) => {
-      if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
-      else reject(new QosError('QOS_ERR_KERNEL', `nft failed (exit ${code}): ${err.trim().split('\n').slice(0, 6).join(' | ') || 'no message'}`));
-    });
-  });
+  return run(['nft', ...args], { code: 'QOS_ERR_KERNEL', pkg: 'nftables' }).then((r) => r.stdout);
 }
 
 /** Applies a JSON document (nft cannot read JSON from a pipe when spawned from Node). */

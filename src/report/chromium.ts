@@ -2,24 +2,21 @@
  * pages and images, and a page's DOM after its scripts ran. Optional: callers say what they
  * skip when it is not installed. */
 
-import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { QosError } from '../errors.js';
+import { installed, runSync } from '../exec.js';
 
 const CANDIDATES = ['chromium', 'chromium-browser', 'google-chrome'];
 
 /** The browser's command, or null if none is installed. */
 export function findChromium(): string | null {
-  for (const c of CANDIDATES) if (!spawnSync(c, ['--version'], { encoding: 'utf8' }).error) return c;
-  return null;
+  return CANDIDATES.find(installed) ?? null;
 }
 
 function headless(browser: string, extra: string[], file: string): string {
   // --no-sandbox: the sandbox refuses to run as root, which the demo needs to be.
   const argv = ['--headless=new', '--no-sandbox', '--disable-gpu', '--hide-scrollbars', '--no-first-run', '--disable-dev-shm-usage', ...extra, pathToFileURL(file).href];
-  const r = spawnSync(browser, argv, { encoding: 'utf8', timeout: 60_000, maxBuffer: 64 << 20 });
-  if (r.error || r.status !== 0) throw new QosError('QOS_ERR_ENVIRONMENT', `${browser} failed on ${file}: ${r.error?.message ?? r.stderr.trim().split('\n').slice(-3).join(' ')}`);
-  return r.stdout;
+  return runSync([browser, ...argv], { timeoutMs: 60_000, pkg: 'chromium' }).stdout;
 }
 
 /** Renders file (HTML or SVG) into a PNG of width × height pixels. */

@@ -1,9 +1,9 @@
 /* `qos run -- CMD ARGS`: runs an unmodified program with the agent preloaded, argv exactly as
  * typed (argv[0] included, so a policy can compare command lines exactly, paper figure 5). */
 
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { QosError } from '../errors.js';
+import { start } from '../exec.js';
 
 export interface RunOptions {
   library: string;
@@ -26,20 +26,20 @@ export function run(argv: string[], o: RunOptions): Promise<number> {
   if (!existsSync(o.library)) throw new QosError('QOS_ERR_ENVIRONMENT', `agent library ${o.library} is missing: run \`npm install\` (it builds the agent)`);
   const [cmd, ...args] = argv;
   if (!cmd) throw new QosError('QOS_ERR_USAGE', 'qos run: give a command after --, e.g. qos run -- curl http://example.com');
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: 'inherit', env: agentEnv(o), argv0: cmd });
-    const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
-    const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
-    const handlers = sigs.map((s) => [s, forward(s)] as const);
-    for (const [s, h] of handlers) process.on(s, h);
-    child.on('error', (e: NodeJS.ErrnoException) => {
+  // the program has our stdio, and its exit status becomes ours, as a shell would report it
+  const child = start([cmd, ...args], { stdio: ['inherit', 'inherit', 'inherit'], env: agentEnv(o) });
+  const forward = (sig: NodeJS.Signals) => () => child.proc.kill(sig);
+  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+  const handlers = sigs.map((s) => [s, forward(s)] as const);
+  for (const [s, h] of handlers) process.on(s, h);
+  return child.exited.then(({ code, signal }) => {
+    for (const [s, h] of handlers) process.off(s, h);
+    const e = child.startError;
+    if (e) {
       process.stderr.write(`qos run: ${cmd}: ${e.code === 'ENOENT' ? 'command not found' : e.message}\n`);
-      resolve(e.code === 'ENOENT' ? 127 : 126);
-    });
-    child.on('exit', (code, signal) => {
-      for (const [s, h] of handlers) process.off(s, h);
-      resolve(code ?? 128 + (signal ? (osSignal(signal) ?? 1) : 1));
-    });
+      return e.code === 'ENOENT' ? 127 : 126;
+    }
+    return code ?? 128 + (signal ? (osSignal(signal) ?? 1) : 1);
   });
 }
 

@@ -5,7 +5,6 @@
  * policy), else a temporary one with the policy `qos daemon` would load, without kernel rules
  * (it touches nothing on the machine), stopped at the end. */
 
-import { spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -17,6 +16,7 @@ import { call } from '../daemon/admin-client.js';
 import { DaemonChild } from '../daemon/child.js';
 import { dscpOf } from '../daemon/decide.js';
 import { QosError } from '../errors.js';
+import { installed, run } from '../exec.js';
 import { dscpName } from '../policy/dscp.js';
 import { agentEnv } from './run.js';
 
@@ -72,14 +72,9 @@ function listen(port: number): Promise<Server> {
 }
 
 /** Runs argv under the agent; resolves with its exit status and output. */
-function runAgent(argv: string[], o: { library: string; socket: string }): Promise<{ pid: number; exit: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { env: agentEnv({ library: o.library, socket: o.socket }), stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d));
-    child.once('error', (e) => reject(new QosError('QOS_ERR_ENVIRONMENT', `cannot run ${argv[0]}: ${e.message} (install the Debian package curl)`)));
-    child.once('close', (code) => resolve({ pid: child.pid!, exit: code, out }));
-  });
+async function runAgent(argv: string[], o: { library: string; socket: string }): Promise<{ pid: number; exit: number | null; out: string }> {
+  const r = await run(argv, { env: agentEnv({ library: o.library, socket: o.socket }), stderr: 'inherit', ok: 'any', pkg: 'curl' });
+  return { pid: r.pid!, exit: r.code, out: r.stdout };
 }
 
 /** Sends end marks to 127.0.0.1:9 until the capture has one: every packet sent before is in it. */
@@ -98,7 +93,7 @@ async function drain(seen: () => boolean, mark: Buffer): Promise<void> {
 
 export async function tryIt(o: TryOptions): Promise<TryReport> {
   if (process.getuid?.() !== 0) throw new QosError('QOS_ERR_ENVIRONMENT', 'qos try captures packets on lo with tcpdump: run it as root');
-  if (spawnSync('tcpdump', ['--version'], { stdio: 'ignore' }).error) throw new QosError('QOS_ERR_ENVIRONMENT', 'qos try needs tcpdump: install the Debian package tcpdump');
+  if (!installed('tcpdump')) throw new QosError('QOS_ERR_ENVIRONMENT', 'qos try needs tcpdump: install the Debian package tcpdump');
   const found = await running(o.admin);
   let temp: DaemonChild | null = null;
   let dir: string | null = null;

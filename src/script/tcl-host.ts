@@ -5,12 +5,13 @@
  * get a second child); one that dies or does not answer long after its deadline is killed and
  * restarted, the call it was running blamed, the others falling through to the rules. */
 
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { setPriority } from 'node:os';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { QosError } from '../errors.js';
+import { start } from '../exec.js';
 import { ERRNO_NAMES, dscpValue } from '../policy/dscp.js';
 import type { Decision } from '../policy/engine.js';
 import { formatList, parseList } from '../protocol/tcl-list.js';
@@ -57,12 +58,11 @@ class TclLane extends Lane {
   spawn(): Promise<Started> {
     const { file, o } = this.host;
     const mem = Math.max(o.limits.memoryBytes * 4, 256 * 2 ** 20); // address space, not heap: tclsh maps its libraries too
-    const child = spawn('prlimit', [`--as=${mem}`, '--', 'tclsh8.6', HOST, dirname(file), file.slice(dirname(file).length + 1), SPRINTLIB], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const c = start(['prlimit', `--as=${mem}`, '--', 'tclsh8.6', HOST, dirname(file), file.slice(dirname(file).length + 1), SPRINTLIB], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = c.proc as ChildProcessWithoutNullStreams;
     this.child = child;
     this.current = 0;
     child.stdout.setEncoding('utf8');
-    child.stderr.resume();
-    child.stdin.on('error', () => undefined);
     return new Promise((resolve) => {
       let started = false;
       let buf = '';
@@ -86,11 +86,11 @@ class TclLane extends Lane {
           } else this.line(line);
         }
       });
-      child.once('exit', (code) => {
-        if (!started) { started = true; resolve({ fault: `tclsh exited (${code})`, line: 0 }); return; }
-        if (this.child === child) this.host.lost(this, `tclsh exited (${code})`);
+      void c.exited.then(({ code }) => {
+        const e = c.startError;
+        if (!started) { started = true; resolve({ fault: e ? `cannot run tclsh8.6 under prlimit: ${e.message}` : `tclsh exited (${code})`, line: 0 }); return; }
+        if (this.child === child && !e) this.host.lost(this, `tclsh exited (${code})`);
       });
-      child.once('error', (e) => { if (!started) { started = true; resolve({ fault: `cannot run tclsh8.6 under prlimit: ${e.message}`, line: 0 }); } });
     });
   }
 

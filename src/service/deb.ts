@@ -10,7 +10,6 @@
  *
  * and the maintainer scripts in src/service/debian/. */
 
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +17,7 @@ import { dirname, join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { PACKAGE_ROOT, PACKAGE_VERSION } from '../paths.js';
 import { exitCodeFor, QosError } from '../errors.js';
+import { runSync } from '../exec.js';
 import { TMPFILES_NAME, TMPFILES_TEXT, UNIT_NAME, unitText } from './unit.js';
 
 /** Where the package puts qosd. */
@@ -49,10 +49,7 @@ export interface DebOptions {
 
 /** Runs a tool, returns its standard output; a missing tool names the Debian package. */
 function tool(argv: string[], pkg: string, o: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', cwd: o.cwd, env: o.env, maxBuffer: 64 << 20, timeout: 120_000 });
-  if (r.error) throw new QosError('QOS_ERR_ENVIRONMENT', `${argv[0]} cannot run (${r.error.message}): building the package needs the Debian package ${pkg}`);
-  if (r.status !== 0) throw new QosError('QOS_ERR_ENVIRONMENT', `${argv.join(' ')} failed (exit ${r.status}): ${(r.stderr || r.stdout).trim()}`);
-  return r.stdout;
+  return runSync(argv, { ...o, timeoutMs: 120_000, pkg }).stdout;
 }
 
 /** The architecture name dpkg uses (amd64 here). */

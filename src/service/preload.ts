@@ -7,10 +7,10 @@
  *
  * Texts are latin1 strings, one character per byte, so that bytes that are not UTF-8 are kept. */
 
-import { spawnSync } from 'node:child_process';
 import { realpathSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { QosError } from '../errors.js';
+import { runSync } from '../exec.js';
 import { directoryProblem } from '../secure-path.js';
 
 export const PRELOAD_FILE = '/etc/ld.so.preload';
@@ -84,9 +84,14 @@ export function checkPreloadable(path: string): string {
   }
   const asNobody = process.geteuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'] : [];
   const argv = [...asNobody, '/bin/cat', '/proc/self/maps'];
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LD_PRELOAD: real, QOSD_DISABLE: '1' }, timeout: 10_000 });
-  if (r.error || r.status !== 0 || r.stderr !== '' || !r.stdout.includes(real)) {
-    const why = r.error?.message ?? (r.stderr.trim() || (r.status !== 0 ? `exit ${r.status}` : 'the library is not in its memory map'));
+  let why: string | null;
+  try {
+    const r = runSync(argv, { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LD_PRELOAD: real, QOSD_DISABLE: '1' }, timeoutMs: 10_000 });
+    why = r.stderr !== '' ? r.stderr.trim() || 'it wrote to stderr' : r.stdout.includes(real) ? null : 'the library is not in its memory map';
+  } catch (e) {
+    why = (e as Error).message;
+  }
+  if (why !== null) {
     throw new QosError('QOS_ERR_ENVIRONMENT', `${what} ${real} does not load into a program (${argv.join(' ')} with LD_PRELOAD: ${why}); ${PRELOAD_FILE} is left as it was`);
   }
   return real;
