@@ -5,6 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { QosError } from '../errors.js';
 import { start, type Child } from '../exec.js';
 
 /** The qos CLI entry point of this package. */
@@ -46,7 +47,8 @@ export class DaemonChild {
       await this.child.until('qosd listening', 10_000, 'stdout');
     } catch {
       this.child.kill();
-      throw new Error(`daemon did not start: ${this.log}`);
+      // the daemon's own words say why (a bad policy or rule store, a socket in use)
+      throw new QosError('QOS_ERR_ENVIRONMENT', `qos daemon did not start: ${this.log.trim()}`);
     }
     return this;
   }
