@@ -30,7 +30,7 @@ export class DaemonChild {
     this.socket = join(dir, 'agent.sock');
     this.admin = join(dir, 'admin.sock');
     this.policyFile = join(dir, 'policy.yaml');
-    this.rulesFile = join(dir, 'rules.json');
+    this.rulesFile = join(dir, 'qosd-rule-store.json'); // not a name a copied policy directory (qos bench ab) would bring
     if (policy !== null) writeFileSync(this.policyFile, policy);
   }
 
