@@ -20,7 +20,7 @@ import { applyEdit, type Edit } from './edits.js';
 import { currentNetns, describeNetns, type NetnsInfo } from './netns.js';
 import { NftBackend } from './nft-backend.js';
 import { nftAtomProblems } from './plan.js';
-import { atomCount, kernelAction, KernelRuleSchema, MAX_ATOMS_PER_SET, policyRuleInKernel, ruleAtoms, ruleProblems, RuleSetSchema, systemNames, type Atom, type AtomCheck, type KAction, type KernelRuleDoc, type KRule, type Names, type RuleSetDoc } from './rules.js';
+import { atomCount, kernelAction, KernelRuleSchema, MAX_ATOMS_PER_SET, policyRuleInKernel, checkRuleAtoms, ruleProblems, RuleSetSchema, systemNames, type Atom, type AtomCheck, type KAction, type KernelRuleDoc, type KRule, type Names, type RuleSetDoc } from './rules.js';
 
 export type KernelMode = 'auto' | 'on' | 'off';
 
@@ -267,9 +267,9 @@ export class KernelRules {
   private compile1(r: KernelRuleDoc): Compiled {
     let c = this.compiled.get(r);
     if (c?.names !== this.names) {
-      const problems = ruleProblems(r, this.names, this.validate);
+      const { problems, atoms } = checkRuleAtoms(r, this.names, this.validate);
       const action = kernelAction(r.action);
-      c = { names: this.names, problems, atoms: problems.length ? [] : ruleAtoms(r.match, this.names), action, actionKey: JSON.stringify(action) };
+      c = { names: this.names, problems, atoms, action, actionKey: JSON.stringify(action) };
       this.compiled.set(r, c);
     }
     return c;

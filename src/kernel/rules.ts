@@ -126,7 +126,13 @@ export const systemNames = (): Names => ({ users: nameTable('/etc/passwd'), grou
  * protocols that have them, a bounded number of atoms, and what the enforcement backend
  * cannot express (`expressible`, e.g. nftables' key width). Paths are relative to the rule. */
 export function ruleProblems(r: KernelRuleDoc, names: Names, expressible: AtomCheck): { path: PropertyKey[]; message: string }[] {
+  return checkRuleAtoms(r, names, expressible).problems;
+}
+
+/** A rule's problems and, when it has none, its atoms (computed once for both). */
+export function checkRuleAtoms(r: KernelRuleDoc, names: Names, expressible: AtomCheck): { problems: { path: PropertyKey[]; message: string }[]; atoms: Atom[] } {
   const out: { path: PropertyKey[]; message: string }[] = [];
+  let atoms: Atom[] = [];
   const m = r.match;
   for (const [key, table] of [['user', names.users], ['group', names.groups]] as const) {
     (list(m[key]) ?? []).forEach((n, i) => {
@@ -152,9 +158,12 @@ export function ruleProblems(r: KernelRuleDoc, names: Names, expressible: AtomCh
   if (!out.length) {
     const n = atomCount(m);
     if (n > MAX_ATOMS_PER_RULE) out.push({ path: ['match'], message: `the lists in this match make ${n} combinations; at most ${MAX_ATOMS_PER_RULE} per rule` });
-    else for (const message of expressible(ruleAtoms(m, names))) out.push({ path: ['match'], message });
+    else {
+      atoms = ruleAtoms(m, names);
+      for (const message of expressible(atoms)) out.push({ path: ['match'], message });
+    }
   }
-  return out;
+  return { problems: out, atoms: out.length ? [] : atoms };
 }
 
 function protoNumber(p: string | number): number { return typeof p === 'number' ? p : PROTOCOLS[p]!; }
