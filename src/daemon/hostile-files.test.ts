@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { callJson } from './admin-client.js';
 import { asUser, testUser } from '../e2e/users.js';
 import { DaemonChild, QOS_CLI } from './child.js';
@@ -124,9 +124,10 @@ test('temporary files a killed save left beside the store are gone once the daem
   const daemon = new DaemonChild(d, POLICY, ['--kernel', 'off', '--nice', 'keep']);
   writeFileSync(daemon.rulesFile, '{"qosd_rules": 1, "revision": 7, "enabled": true, "rules": [{"name": "kept", "match": {"remote_port": 22}, "action": {"dscp": "CS1"}}]}\n');
   // a daemon killed in an import leaves its temporary file: named by pid before, at random now
-  const stale = ['.rules.json.31337.tmp', '.rules.json.Zm9vYmFyYmF6cXV4.tmp'];
+  const store = basename(daemon.rulesFile);
+  const stale = [`.${store}.31337.tmp`, `.${store}.Zm9vYmFyYmF6cXV4.tmp`];
   for (const n of stale) writeFileSync(join(d, n), '{"qosd_rules": 1, "revis');
-  const others = ['.rules.json.bak', 'rules.json.tmp', '.policy.yaml.31337.tmp'];
+  const others = [`.${store}.bak`, `${store}.tmp`, '.policy.yaml.31337.tmp'];
   for (const n of others) writeFileSync(join(d, n), 'not ours');
   await daemon.start();
   try {
