@@ -15,11 +15,12 @@ import { AGENT_LIBRARY, PACKAGE_ROOT } from '../paths.js';
 import { callJson } from '../daemon/admin-client.js';
 import { DaemonChild } from '../daemon/child.js';
 import { agentEnv } from '../run/run.js';
+import { benchCachedPath, curlRule, SHIM_LIBRARY, startFileServer, type CachedPathOptions, type CachedPathResult } from './cached-path.js';
 import { generatePolicy } from './policy-gen.js';
 
 export const BENCH_BIN = join(PACKAGE_ROOT, 'agent/build/bench');
 
-export interface AgentBenchOptions {
+export interface AgentBenchOptions extends CachedPathOptions {
   rounds: number;
   /** send_path runs per side (interleaved) */
   sendRounds: number;
@@ -36,7 +37,7 @@ export interface AgentBenchOptions {
 
 export interface Target { value: number; limit: number; ok: boolean }
 
-export interface AgentBenchResult {
+export interface AgentBenchResult extends CachedPathResult {
   ipc_rtt_ns_p50: number;
   ipc_rtt_ns_p99: number;
   connect_close_ns_p50_without: number;
@@ -56,8 +57,14 @@ export interface AgentBenchResult {
   daemon_decisions_per_s: number;
   daemon_pair_rtt_ns_p50: number;
   daemon_pair_rtt_ns_p99: number;
-  targets: { added_p50_vs_ipc_rtt: Target; send_path_ratio: Target; daemon_decisions_per_s: Target };
-  setup: { rounds: number; send_rounds: number; connects: number; sends: number; threads: number; load_ms: number; policy_rules: number; cpus: number; node: string };
+  targets: {
+    added_p50_vs_ipc_rtt: Target; send_path_ratio: Target; daemon_decisions_per_s: Target;
+    shim_ratio: Target; shim_ratio_curl: Target; extra_syscalls_per_cached_connect: Target; daemon_cpu_us_per_cached_connect: Target;
+  };
+  setup: {
+    rounds: number; send_rounds: number; connects: number; sends: number; threads: number; load_ms: number; policy_rules: number;
+    pairs: number; curl_files: number; strace_connects: number; cpu_connects: number; cpus: number; node: string;
+  };
 }
 
 const POLICY_RULES = 1000;
@@ -102,7 +109,7 @@ function freePort(): Promise<number> {
 
 export async function benchAgent(o: AgentBenchOptions): Promise<AgentBenchResult> {
   const bin = (n: string) => join(BENCH_BIN, n);
-  for (const f of [AGENT_LIBRARY, bin('ipc_rtt'), bin('connect_close'), bin('send_path'), bin('daemon_load')]) {
+  for (const f of [AGENT_LIBRARY, bin('ipc_rtt'), bin('connect_close'), bin('send_path'), bin('daemon_load'), bin(SHIM_LIBRARY)]) {
     if (!existsSync(f)) throw new QosError('QOS_ERR_ENVIRONMENT', `${f} is missing: run \`npm install\` (it builds the agent and its benchmark helpers)`);
   }
   const say = o.progress ?? (() => undefined);
@@ -110,10 +117,12 @@ export async function benchAgent(o: AgentBenchOptions): Promise<AgentBenchResult
   const port = await freePort();
   const sink = start([bin('connect_close'), 'serve', String(port)], { stdio: ['ignore', 'pipe', 'inherit'], code: 'QOS_ERR_BENCH', name: 'connect_close serve' });
   let daemon: DaemonChild | null = null;
+  const files = await startFileServer();
   try {
     await sink.until('ready', 60_000, 'stdout');
-    const policy = generatePolicy(POLICY_RULES - 1, [
+    const policy = generatePolicy(POLICY_RULES - 2, [
       { name: 'bench-connect', match: { exe: '*/connect_close', remote_port: port }, action: { dscp: 'AF21' } },
+      curlRule(files.port),
     ]);
     daemon = await new DaemonChild(dir, JSON.stringify(policy, null, 1)).start();
     const withAgent = agentEnv({ library: AGENT_LIBRARY, socket: daemon.socket });
@@ -147,6 +156,8 @@ export async function benchAgent(o: AgentBenchOptions): Promise<AgentBenchResult
       throw new QosError('QOS_ERR_BENCH', `the daemon saw ${status.decisions_total} decisions, expected at least ${expected}: the agent did not reach it`);
     }
 
+    const shim = await benchCachedPath(o, { binDir: BENCH_BIN, port, httpPort: files.port, daemon, withAgent, say });
+
     const perRound = (a: Lat[], b: Lat[], f: (l: Lat) => number) => median(a.map((x, i) => f(x) - f(b[i]!)));
     const ipcP50 = median(ipc.map((x) => x.ipc_rtt_ns_p50));
     const addedP50 = perRound(cc.with, cc.without, (l) => l.ns_p50);
@@ -179,25 +190,38 @@ export async function benchAgent(o: AgentBenchOptions): Promise<AgentBenchResult
       daemon_decisions_per_s: Math.round(load.decisions_per_s),
       daemon_pair_rtt_ns_p50: load.pair_rtt_ns_p50,
       daemon_pair_rtt_ns_p99: load.pair_rtt_ns_p99,
+      ...shim,
       targets: {
         added_p50_vs_ipc_rtt: { value: round3(addedP50 / ipcP50), limit: 1.5, ok: addedP50 <= 1.5 * ipcP50 },
         send_path_ratio: { value: round3(ratio), limit: 0.98, ok: ratio >= 0.98 },
         daemon_decisions_per_s: { value: Math.round(load.decisions_per_s), limit: 50_000, ok: load.decisions_per_s >= 50_000 },
+        // issue 18: the cached path at the cost of a bare shim, the daemon out of it
+        shim_ratio: atMost(shim.shim_ratio, 1.1),
+        shim_ratio_curl: atMost(shim.shim_ratio_curl, 1.1),
+        extra_syscalls_per_cached_connect: atMost(shim.extra_syscalls_per_cached_connect, 1),
+        daemon_cpu_us_per_cached_connect: atMost(shim.daemon_cpu_us_per_cached_connect, 5),
       },
-      setup: { rounds: o.rounds, send_rounds: o.sendRounds, connects: o.connects, sends: o.sends, threads: o.threads, load_ms: o.loadMs, policy_rules: POLICY_RULES, cpus: cpus().length, node: process.version },
+      setup: {
+        rounds: o.rounds, send_rounds: o.sendRounds, connects: o.connects, sends: o.sends, threads: o.threads, load_ms: o.loadMs, policy_rules: POLICY_RULES,
+        pairs: o.pairs, curl_files: o.curlFiles, strace_connects: o.straceConnects, cpu_connects: o.cpuConnects, cpus: cpus().length, node: process.version,
+      },
     };
   } finally {
+    files.server.close();
     sink.kill();
     await daemon?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
+const atMost = (value: number, limit: number): Target => ({ value, limit, ok: value <= limit });
+
 /** The figures as a short table for people. */
 export function formatAgentBench(r: AgentBenchResult): string {
   const us = (ns: number) => `${(ns / 1000).toFixed(1)} µs`;
   const t = r.targets;
   const mark = (x: Target) => (x.ok ? 'ok' : 'MISSED');
+  const range = ([lo, hi]: [number, number]) => `${lo}-${hi}`;
   return [
     `ipc round trip (C to C, the floor)   p50 ${us(r.ipc_rtt_ns_p50)}  p99 ${us(r.ipc_rtt_ns_p99)}`,
     `connect+close without the agent      p50 ${us(r.connect_close_ns_p50_without)}  p99 ${us(r.connect_close_ns_p99_without)}`,
@@ -206,5 +230,13 @@ export function formatAgentBench(r: AgentBenchResult): string {
     `  added, every connect asking        p50 ${us(r.uncached.added_ns_p50)}  p99 ${us(r.uncached.added_ns_p99)}  (QOSD_CACHE=0)`,
     `send path with/without               ${r.send_path_ratio} fastest runs, ${r.send_path_ratio_median} median of pairs (target >= ${t.send_path_ratio.limit}: ${mark(t.send_path_ratio)})`,
     `daemon decisions/s, ${r.setup.threads} agents, ${r.setup.policy_rules} rules  ${r.daemon_decisions_per_s} (target >= ${t.daemon_decisions_per_s.limit}: ${mark(t.daemon_decisions_per_s)})`,
+    `against a bare IP_TOS shim (issue 18), median of ${r.setup.pairs} pairs [min-max]:`,
+    ...[
+      ['connect+close, agent cached / shim', `${r.shim_ratio} [${range(r.shim_ratio_range)}] (target <= ${t.shim_ratio.limit}: ${mark(t.shim_ratio)})`],
+      ['connect+close, shim / nothing', `${r.bare_ratio} [${range(r.bare_ratio_range)}]`],
+      [`curl, ${r.setup.curl_files} files, agent / shim`, `${r.shim_ratio_curl} [${range(r.shim_ratio_curl_range)}] (${r.curl_ms_with} / ${r.curl_ms_shim} ms; target <= ${t.shim_ratio_curl.limit}: ${mark(t.shim_ratio_curl)})`],
+      ['system calls added per connect', `${r.extra_syscalls_per_cached_connect} (target <= ${t.extra_syscalls_per_cached_connect.limit}: ${mark(t.extra_syscalls_per_cached_connect)})  ${Object.entries(r.extra_syscalls_by_name).map(([k, v]) => `${k} ${v}`).join(', ')}`],
+      ['daemon CPU per cached connect', `${r.daemon_cpu_us_per_cached_connect} µs (target <= ${t.daemon_cpu_us_per_cached_connect.limit}: ${mark(t.daemon_cpu_us_per_cached_connect)})`],
+    ].map(([label, figure]) => `  ${label!.padEnd(35)}${figure}`),
   ].join('\n');
 }

@@ -11,10 +11,11 @@ import { QOS_CLI } from '../daemon/child.js';
 import { rulesBenchUnavailable } from './rules.js';
 import { MissingPrerequisite } from '../prerequisites.js';
 
-test('qos bench agent --json prints every figure', { timeout: 120_000 }, () => {
-  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'agent', '--json', '--rounds', '1', '--send-rounds', '1', '--connects', '300', '--sends', '20000', '--threads', '2', '--load-ms', '300'], { encoding: 'utf8', timeout: 110_000 });
+test('qos bench agent --json prints every figure, the agent against a bare shim among them', { timeout: 120_000 }, () => {
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'agent', '--json', '--rounds', '1', '--send-rounds', '1', '--connects', '300', '--sends', '20000', '--threads', '2', '--load-ms', '300',
+    '--pairs', '3', '--curl-files', '20', '--strace-connects', '200', '--cpu-connects', '300'], { encoding: 'utf8', timeout: 110_000 });
   assert.equal(r.status, 0, r.stderr);
-  const j = JSON.parse(r.stdout) as Record<string, unknown> & { uncached: Record<string, number>; targets: Record<string, { ok: boolean; value: number }> };
+  const j = JSON.parse(r.stdout) as Record<string, unknown> & { uncached: Record<string, number>; targets: Record<string, { ok: boolean; value: number }>; extra_syscalls_by_name: Record<string, number> };
   for (const k of ['ipc_rtt_ns_p50', 'connect_close_ns_p50_without', 'connect_close_ns_p50_with', 'send_path_ratio', 'daemon_decisions_per_s']) {
     assert.ok(Number.isFinite(j[k]), `${k} = ${j[k]}`);
     assert.ok((j[k] as number) > 0, `${k} = ${j[k]}`);
@@ -23,7 +24,16 @@ test('qos bench agent --json prints every figure', { timeout: 120_000 }, () => {
   assert.ok(Number.isFinite(j.added_ns_p50), `j.added_ns_p50 = ${j.added_ns_p50}`);
   assert.ok(Number.isFinite(j.added_ns_p99), `j.added_ns_p99 = ${j.added_ns_p99}`);
   assert.ok((j.uncached.connect_close_ns_p50_with ?? 0) > 0);
-  assert.deepEqual(Object.keys(j.targets).sort(), ['added_p50_vs_ipc_rtt', 'daemon_decisions_per_s', 'send_path_ratio']);
+  for (const k of ['shim_ratio', 'bare_ratio', 'shim_ratio_curl', 'curl_ms_with', 'curl_ms_shim']) assert.ok(Number.isFinite(j[k]) && (j[k] as number) > 0, `${k} = ${j[k]}`);
+  for (const k of ['shim_ratio_range', 'bare_ratio_range', 'shim_ratio_curl_range']) {
+    const [lo, hi] = j[k] as number[];
+    assert.ok(lo! > 0 && lo! <= hi!, `${k} = ${JSON.stringify(j[k])}`);
+  }
+  // counted, not timed: the agent never takes system calls away from a connect
+  assert.ok((j.extra_syscalls_per_cached_connect as number) >= 0, `extra_syscalls_per_cached_connect = ${j.extra_syscalls_per_cached_connect}`);
+  for (const [k, v] of Object.entries(j.extra_syscalls_by_name)) assert.ok(v >= 0.05, `${k} = ${v}`);
+  assert.ok(Number.isFinite(j.daemon_cpu_us_per_cached_connect) && (j.daemon_cpu_us_per_cached_connect as number) >= 0, `daemon_cpu_us_per_cached_connect = ${j.daemon_cpu_us_per_cached_connect}`);
+  assert.deepEqual(Object.keys(j.targets).sort(), ['added_p50_vs_ipc_rtt', 'daemon_cpu_us_per_cached_connect', 'daemon_decisions_per_s', 'extra_syscalls_per_cached_connect', 'send_path_ratio', 'shim_ratio', 'shim_ratio_curl']);
 });
 
 test('qos bench agent refuses bad sizes with a usage error', () => {
