@@ -6,8 +6,11 @@
 #define QOS_AGENT_H
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -69,6 +72,26 @@ static inline void qos_ensure_init(void) { pthread_once(&qos_init_once, qos_init
 static inline int qos_is_inet(const struct sockaddr *sa)
 {
 	return sa && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6);
+}
+
+/* The port (network order) and address (4 or 16 bytes into addr) of an inet sockaddr of
+ * length len; -1 if it is not one, or too short. The decision cache and the datagram
+ * destinations key on these. */
+static inline int qos_inet_addr(const struct sockaddr *sa, socklen_t len, uint16_t *port, uint8_t addr[16])
+{
+	if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const void *)sa;
+		*port = in->sin_port;
+		memcpy(addr, &in->sin_addr, 4);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		*port = in6->sin6_port;
+		memcpy(addr, &in6->sin6_addr, 16);
+		return 0;
+	}
+	return -1;
 }
 
 long long qos_now_ns(void);

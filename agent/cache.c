@@ -19,19 +19,10 @@ int qos_cache_key(struct ckey *k, char call, const struct fdst *s, const struct 
 	k->family = s->family;
 	k->type = s->type;
 	k->proto = s->proto;
-	if (!sa) {
+	if (!sa)
 		return call == 'O' ? 0 : -1;
-	} else if (sa->sa_family == AF_INET && salen >= (socklen_t)sizeof(struct sockaddr_in)) {
-		const struct sockaddr_in *in = (const void *)sa;
-		k->port = in->sin_port;
-		memcpy(k->addr, &in->sin_addr, 4);
-	} else if (sa->sa_family == AF_INET6 && salen >= (socklen_t)sizeof(struct sockaddr_in6)) {
-		const struct sockaddr_in6 *in6 = (const void *)sa;
-		k->port = in6->sin6_port;
-		memcpy(k->addr, &in6->sin6_addr, 16);
-	} else {
+	if (qos_inet_addr(sa, salen, &k->port, k->addr) != 0)
 		return -1;
-	}
 	k->afamily = (uint8_t)sa->sa_family;
 	return 0;
 }

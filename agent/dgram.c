@@ -17,21 +17,8 @@
 static int dest_key(const struct sockaddr *sa, socklen_t len, struct dest *k)
 {
 	memset(k, 0, sizeof *k);
-	if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
-		const struct sockaddr_in *in = (const void *)sa;
-		k->family = AF_INET;
-		k->port = in->sin_port;
-		memcpy(k->addr, &in->sin_addr, 4);
-		return 0;
-	}
-	if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
-		const struct sockaddr_in6 *in6 = (const void *)sa;
-		k->family = AF_INET6;
-		k->port = in6->sin6_port;
-		memcpy(k->addr, &in6->sin6_addr, 16);
-		return 0;
-	}
-	return -1;
+	k->family = (uint8_t)sa->sa_family;
+	return qos_inet_addr(sa, len, &k->port, k->addr);
 }
 
 static struct dest *dest_find(struct fdst *s, const struct dest *k)
