@@ -11,7 +11,8 @@ import { dirname, join } from 'node:path';
 import { QosError } from '../errors.js';
 import { DaemonChild } from '../daemon/child.js';
 import { statTicks } from '../script/cpu.js';
-import { BENCH_BIN, medianF, runJson } from './agent.js';
+import { BENCH_BIN } from './agent.js';
+import { medianF, runJson } from './helpers.js';
 
 export interface AbOptions {
   /** qos CLI entry points (dist/cli/main.js) of the two builds */

@@ -10,13 +10,14 @@ import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QosError } from '../errors.js';
-import { run, runSync, start } from '../exec.js';
+import { start } from '../exec.js';
 import { AGENT_LIBRARY, PACKAGE_ROOT } from '../paths.js';
 import { callJson } from '../daemon/admin-client.js';
 import { DaemonChild } from '../daemon/child.js';
 import { agentEnv } from '../run/run.js';
 import { benchCachedPath, curlRule, SHIM_LIBRARY, startFileServer, type CachedPathOptions, type CachedPathResult } from './cached-path.js';
 import { generatePolicy } from './policy-gen.js';
+import { median, medianF, runJson } from './helpers.js';
 
 export const BENCH_BIN = join(PACKAGE_ROOT, 'agent/build/bench');
 
@@ -69,32 +70,6 @@ export interface AgentBenchResult extends CachedPathResult {
 
 const POLICY_RULES = 1000;
 
-/** The median, unrounded (for ratios). */
-export function medianF(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-export const median = (xs: number[]) => Math.round(medianF(xs));
-
-/** Runs a helper to completion and parses the JSON object it prints. */
-export function runJson<T>(argv: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 300_000): T {
-  return parseJson(argv, runSync(argv, { env, timeoutMs, code: 'QOS_ERR_BENCH' }).stdout);
-}
-
-function parseJson<T>(argv: string[], out: string): T {
-  try {
-    return JSON.parse(out) as T;
-  } catch {
-    throw new QosError('QOS_ERR_BENCH', `${argv[0]} printed no JSON: ${out.slice(0, 200)}`);
-  }
-}
-
-/** runJson without blocking the event loop: for loads that run beside clients of our own. */
-export async function runJsonAsync<T>(argv: string[], timeoutMs = 300_000): Promise<T> {
-  return parseJson(argv, (await run(argv, { timeoutMs, code: 'QOS_ERR_BENCH' })).stdout);
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -12,6 +12,7 @@ import { run, runSync } from '../exec.js';
 import { callJson } from '../daemon/admin-client.js';
 import type { DaemonChild } from '../daemon/child.js';
 import { statTicks } from '../script/cpu.js';
+import { medianF, runJson } from './helpers.js';
 
 export const SHIM_LIBRARY = 'libtosshim.so';
 
@@ -84,9 +85,7 @@ const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
 /** Median, min and max, rounded for a report. */
 function spread(xs: number[]): { median: number; range: [number, number] } {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return { median: round3(s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2), range: [round3(s[0]!), round3(s[s.length - 1]!)] };
+  return { median: round3(medianF(xs)), range: [round3(Math.min(...xs)), round3(Math.max(...xs))] };
 }
 
 /** System calls by name from `strace -c` output. */
@@ -116,8 +115,7 @@ export async function benchCachedPath(o: CachedPathOptions, s: CachedPathSetup):
     s.say(`agent against the shim: connect+close ${p + 1}/${o.pairs}`);
     for (let i = 0; i < configs.length; i++) {
       const k = configs[(i + p) % configs.length]!;
-      const out = runSync(connectArgv(o.connects), { env: envs[k], timeoutMs: 300_000, code: 'QOS_ERR_BENCH' }).stdout;
-      p50[k].push((JSON.parse(out) as { ns_p50: number }).ns_p50);
+      p50[k].push(runJson<{ ns_p50: number }>(connectArgv(o.connects), envs[k]).ns_p50);
     }
   }
   const shim = spread(p50.agent.map((x, i) => x / p50.shim[i]!));

@@ -16,7 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { BucketCurve, rateGrid } from '../characterize/lbap.js';
 import { OnlineLbap } from '../characterize/online.js';
 import { runSync } from '../exec.js';
-import { medianF, type Target } from './agent.js';
+import type { Target } from './agent.js';
+import { medianF } from './helpers.js';
 
 export interface CharacterizeBenchOptions { packets: number; rates: number; runs: number; filePackets: number; progress?: (m: string) => void }
 

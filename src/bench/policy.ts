@@ -11,7 +11,8 @@ import { call } from '../daemon/admin-client.js';
 import { QosError } from '../errors.js';
 import { DaemonChild } from '../daemon/child.js';
 import { LineClient } from '../daemon/line-client.js';
-import { BENCH_BIN, median, medianF, runJson, runJsonAsync } from './agent.js';
+import { BENCH_BIN } from './agent.js';
+import { median, medianF, runJson, runJsonAsync } from './helpers.js';
 
 export interface PolicyBenchOptions { threads: number; loadMs: number; rounds: number; progress?: (m: string) => void }
 

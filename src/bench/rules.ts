@@ -22,7 +22,8 @@ import { must, removeNamespace, removeStale } from '../demo/net.js';
 import { QosError } from '../errors.js';
 import { installed, runSync, start, type Child } from '../exec.js';
 import { DEFAULT_CT_MASK, hex32 } from '../kernel/ctmark.js';
-import { medianF, type Target } from './agent.js';
+import type { Target } from './agent.js';
+import { medianF } from './helpers.js';
 import { generateRules } from './rules-gen.js';
 
 export interface RulesBenchOptions {
