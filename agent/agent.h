@@ -33,6 +33,7 @@ struct qos_cfg {
 	int debug;
 	int disabled;
 	int cache; /* reuse decisions the daemon allows to (QOSD_CACHE=0 turns it off) */
+	int ring;  /* notifications through the shared ring (QOSD_RING=0: as lines) */
 	int secure; /* AT_SECURE: setuid/setgid or file capabilities; only root is trusted */
 };
 extern struct qos_cfg qos_cfg;
@@ -98,6 +99,8 @@ long long qos_now_ns(void);
 void qos_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]);
 int qos_tell(const char *msg, size_t len);
+struct qos_note;
+int qos_wire_note(const struct qos_note *n);
 unsigned long long qos_wire_generation(void);
 void qos_wire_saw_generation(unsigned long long gen);
 #define QOS_GEN_ASK_AT_SOCKET 1ULL /* flags word: ask at socket() (src/daemon/generation.ts) */
@@ -123,5 +126,10 @@ unsigned qos_creds_epoch(void);
 void qos_creds_now(struct qos_ids *ids);
 int qos_creds_moved(const struct qos_ids *was);
 int qos_creds_trusted(uid_t owner);
+/* This process's pid and real uid for the lines it sends, read once (again in a forked child,
+ * and the uid after a change of credentials): the daemon takes both from the kernel anyway. */
+pid_t qos_self_pid(void);
+uid_t qos_self_uid(void);
+void qos_creds_atfork_child(void);
 
 #endif

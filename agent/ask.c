@@ -9,7 +9,9 @@
 #include "cache.h"
 #include "marks.h"
 #include "msg.h"
+#include "ring.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -47,21 +49,79 @@ static int finish(const char *buf, size_t len, int nreq, int fd, struct fdst *s,
 	return 0;
 }
 
+/* ---- notifications: records in the connection's ring (ring.h), or lines ---- */
+
+static void note_gen(struct qos_note *n, unsigned long long gen)
+{
+	n->gen_lo = (uint32_t)gen;
+	n->gen_hi = (uint32_t)(gen >> 32);
+}
+
+/* The record of s's Socket decided from the cache (generation gen). */
+static struct qos_note socket_note(int fd, const struct fdst *s, unsigned long long gen)
+{
+	struct qos_note n = {.kind = QOS_NOTE_SOCKET, .family = s->family, .type = s->type, .fd = fd, .arg = s->proto};
+	note_gen(&n, gen);
+	return n;
+}
+
+/* Writes k records in order: 0 written (the first at least); 1 none, the ring is full; -1
+ * none, there is no ring: the caller sends the lines instead. */
+static int notes(const struct qos_note *n, int k)
+{
+	int r = qos_wire_note(&n[0]);
+	for (int i = 1; i < k && r == 0; i++)
+		if (qos_wire_note(&n[i]) < 0)
+			break; /* the ring went meanwhile: what was written stands */
+	return r;
+}
+
+/* Tells the daemon about a call (Connect or SendTo) decided from the cache under generation
+ * gen, preceded by the socket's own Socket if it is still pending: as records, or, with no
+ * ring, -1. */
+static int note_cached(const char *type, int fd, const struct fdst *s, const struct sockaddr *sa, socklen_t salen,
+		       unsigned long long gen)
+{
+	struct qos_note n[2];
+	int k = 0;
+	if (type[0] != 'C' && type[0] != 'S')
+		return -1; /* only Connect and SendTo answers are cached (docs/protocol.md) */
+	unsigned long long sock_gen = (s->flags & F_DECIDED) ? s->sock_gen : gen;
+	int with_socket = (s->flags & F_PENDING) && sock_gen == gen;
+	if ((s->flags & F_PENDING) && !with_socket)
+		n[k++] = socket_note(fd, s, sock_gen);
+	struct qos_note *c = &n[k++];
+	/* with its pending Socket: that record's family, type and protocol, in this one */
+	*c = with_socket ? socket_note(fd, s, gen) : (struct qos_note){.fd = fd};
+	c->kind = type[0] == 'C' ? QOS_NOTE_CONNECT : QOS_NOTE_SENDTO;
+	c->flags = with_socket ? QOS_NOTE_WITH_SOCKET : 0;
+	c->afamily = (uint8_t)sa->sa_family;
+	if (qos_inet_addr(sa, salen, &c->port, c->addr) != 0)
+		return -1;
+	c->port = ntohs(c->port);
+	note_gen(c, gen);
+	return notes(n, k);
+}
+
 /* Asks about a call on fd with an address (Connect, Bind, SendTo). With cached_gen, tells the
- * daemon about a call decided from the cache instead (no reply to wait for). */
+ * daemon about a call decided from the cache instead (no reply to wait for): in the ring, or
+ * as a line. */
 static int ask_addr(const char *type, int fd, struct fdst *s, const struct sockaddr *sa, socklen_t salen,
 		    struct answer *a, unsigned long long cached_gen)
 {
 	char buf[QOS_MAX_MSG];
 	int nreq;
-	size_t len = qos_msg_addr(buf, sizeof buf, type, fd, s, sa, salen, &nreq, cached_gen);
-	if (!cached_gen)
-		return finish(buf, len, nreq, fd, s, a);
-	if (!len)
-		return -1;
-	int told = qos_tell(buf, len);
-	if (told < 0)
-		return -1; /* the daemon is gone: proceed as without it, like a failed ask */
+	int told = cached_gen ? note_cached(type, fd, s, sa, salen, cached_gen) : -1;
+	if (told < 0) {
+		size_t len = qos_msg_addr(buf, sizeof buf, type, fd, s, sa, salen, &nreq, cached_gen);
+		if (!cached_gen)
+			return finish(buf, len, nreq, fd, s, a);
+		if (!len)
+			return -1;
+		told = qos_tell(buf, len);
+		if (told < 0)
+			return -1; /* the daemon is gone: proceed as without it, like a failed ask */
+	}
 	/* told == 1: skipped (the daemon is behind): the decision stands, the daemon misses this
 	 * flow, and the socket stays unreported (no Close will follow) */
 	if (told == 0)
@@ -140,6 +200,14 @@ int qos_socket_now(int fd, struct fdst *s)
  * socket decided at socket() from the cache that the daemon has not heard of yet), if any. */
 void qos_tell_fd(const char *type, int fd, int nints, const int *ints, const struct fdst *untold)
 {
+	struct qos_note n[2];
+	int k = 0;
+	if (untold)
+		n[k++] = socket_note(fd, untold, untold->sock_gen);
+	n[k++] = (struct qos_note){.kind = type[0] == 'C' ? QOS_NOTE_CLOSE : QOS_NOTE_SHUTDOWN, .fd = fd,
+				   .arg = nints > 0 ? ints[0] : 0};
+	if (notes(n, k) >= 0)
+		return;
 	char buf[QOS_MAX_MSG];
 	size_t len = qos_msg_notice(buf, sizeof buf, type, fd, nints, ints, untold);
 	if (len)

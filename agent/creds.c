@@ -55,6 +55,32 @@ int qos_creds_moved(const struct qos_ids *was)
 	return 1;
 }
 
+static pid_t self_pid;
+/* the uid, and 1 + the epoch it was read in (0: not read), in one word */
+static _Atomic unsigned long long self_uid;
+
+pid_t qos_self_pid(void)
+{
+	pid_t p = __atomic_load_n(&self_pid, __ATOMIC_RELAXED);
+	if (!p)
+		__atomic_store_n(&self_pid, p = getpid(), __ATOMIC_RELAXED);
+	return p;
+}
+
+uid_t qos_self_uid(void)
+{
+	unsigned long long v = __atomic_load_n(&self_uid, __ATOMIC_RELAXED);
+	unsigned long long e = (unsigned long long)qos_creds_epoch() + 1;
+	if (v >> 32 != e) {
+		v = e << 32 | getuid();
+		__atomic_store_n(&self_uid, v, __ATOMIC_RELAXED);
+	}
+	return (uid_t)(v & 0xffffffffu);
+}
+
+/* In a forked child: another pid (the uid stays, and so does the epoch). */
+void qos_creds_atfork_child(void) { self_pid = 0; }
+
 /* Whose daemon (socket owner) or generation file we believe: root's; outside secure mode
  * also our own user's (a user may run qosd for their own programs). In a setuid or
  * file-capability program the caller is not who the program runs for, so theirs is not. */

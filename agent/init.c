@@ -55,6 +55,7 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
+	qos_creds_atfork_child();
 	qos_fd_atfork_child();
 	qos_msg_atfork_child();
 	qos_wire_atfork_child();
@@ -79,6 +80,8 @@ void qos_init(void)
 	qos_cfg.debug = d && *d && strcmp(d, "0") != 0;
 	const char *c = secure_getenv("QOSD_CACHE");
 	qos_cfg.cache = !(c && strcmp(c, "0") == 0);
+	const char *rg = secure_getenv("QOSD_RING");
+	qos_cfg.ring = !(rg && strcmp(rg, "0") == 0);
 	const char *off = secure_getenv("QOSD_DISABLE");
 	qos_cfg.disabled = (off && *off && strcmp(off, "0") != 0) || !qos_real.socket ||
 			   !qos_real.connect || !qos_real.close || !qos_real.setsockopt;

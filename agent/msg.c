@@ -4,6 +4,7 @@
 #include "msg.h"
 
 #include "agent.h"
+#include "ring.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -116,7 +117,7 @@ static const char *qos_cmd(void)
  * it does not fit. */
 static size_t begin(char *buf, size_t cap, const char *type, unsigned long long cached_gen)
 {
-	int n = snprintf(buf, cap, "%s %d %u ", cached_gen ? "Cached" : type, (int)getpid(), (unsigned)getuid());
+	int n = snprintf(buf, cap, "%s %d %u ", cached_gen ? "Cached" : type, (int)qos_self_pid(), (unsigned)qos_self_uid());
 	if (n < 0 || (size_t)n >= cap)
 		return cap;
 	size_t len = (size_t)n;
@@ -211,6 +212,11 @@ garbage:
 int qos_parse_version(const char *line)
 {
 	return strncmp(line, "VERSION ", 8) ? -1 : (int)number(line + 8, 9, 0, 999999999);
+}
+
+long qos_parse_ring(const char *line)
+{
+	return strncmp(line, "RING ", 5) ? -1 : (long)number(line + 5, 6, 0, 999999);
 }
 
 
@@ -333,6 +339,12 @@ size_t qos_msg_notice(char *buf, size_t cap, const char *type, int fd, int n, co
 }
 
 size_t qos_msg_cleanup(char *buf, size_t cap) { return end_line(buf, begin(buf, cap, "Cleanup", 0), cap); }
+
+size_t qos_msg_ring(char *buf, size_t cap)
+{
+	int v = QOS_RING_LAYOUT;
+	return end_line(buf, fmt_ints(buf, begin(buf, cap, "Ring", 0), cap, 1, &v), cap);
+}
 
 size_t qos_msg_startup(char *buf, size_t cap)
 {

@@ -34,6 +34,9 @@ struct answer {
 
 /* "Startup pid uid cmd version": the process's first request on a connection. */
 size_t qos_msg_startup(char *buf, size_t cap);
+/* "Ring pid uid cmd layout": asks for the connection's notification ring (ring.h); sent first
+ * on a new connection. */
+size_t qos_msg_ring(char *buf, size_t cap);
 /* "Socket pid uid cmd family type protocol fd", asked at socket(). */
 size_t qos_msg_socket(char *buf, size_t cap, int fd, const struct fdst *s);
 /* A call with an address: "Connect ... fd address {} {}", "Bind ... fd address" or
@@ -60,6 +63,9 @@ size_t qos_msg_cleanup(char *buf, size_t cap);
 void qos_parse_reply(char *line, struct decision *d);
 /* The version in a "VERSION n" reply to Startup, or -1. */
 int qos_parse_version(const char *line);
+/* The slots in a "RING n" reply to Ring (0: no ring), or -1 (not such a reply: an older daemon
+ * answers ERROR). */
+long qos_parse_ring(const char *line);
 
 void qos_msg_atfork_prepare(void);
 void qos_msg_atfork_parent(void);

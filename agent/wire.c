@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "agent.h"
 #include "msg.h"
+#include "ring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,11 +29,15 @@ struct conn {
 	struct qos_ids ids; /* and the ids then: the daemon's SO_PEERCRED of us */
 	dev_t dev;
 	ino_t ino;
+	struct qos_ring ring; /* its notification ring, if the daemon gave one */
+	int ring_asked;       /* Ring was sent on it (once per connection) */
+	int passed_fd;        /* a descriptor that came with the replies (the ring's), or -1 */
+	long long alive_at;   /* when the connection was last seen open (qos_wire_note) */
 	size_t rlen; /* bytes buffered in rbuf */
 	char rbuf[QOS_MAX_REPLY];
 };
 
-static __thread struct conn tconn = {.fd = -1};
+static __thread struct conn tconn = {.fd = -1, .passed_fd = -1};
 static pthread_key_t conn_key;
 
 /* Every open connection, so a forked child can close its parent's (all threads'). */
@@ -40,6 +46,8 @@ static struct {
 	int fd;
 	dev_t dev;
 	ino_t ino;
+	void *ring; /* its ring's mapping (unmapped in a forked child) */
+	size_t ring_bytes;
 } reg[REG_MAX];
 static int reg_n;
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -112,9 +120,19 @@ static void reg_add(int fd, dev_t dev, ino_t ino)
 		reg[reg_n].fd = fd;
 		reg[reg_n].dev = dev;
 		reg[reg_n].ino = ino;
+		reg[reg_n].ring = NULL;
 		reg_n++;
 	}
 	ours_set(fd, 1);
+	pthread_mutex_unlock(&reg_lock);
+}
+
+static void reg_ring(int fd, void *ring, size_t bytes)
+{
+	pthread_mutex_lock(&reg_lock);
+	for (int i = 0; i < reg_n; i++)
+		if (reg[i].fd == fd)
+			reg[i].ring = ring, reg[i].ring_bytes = bytes;
 	pthread_mutex_unlock(&reg_lock);
 }
 
@@ -138,6 +156,17 @@ static int still_ours(int fd, dev_t dev, ino_t ino)
 	return fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
 }
 
+/* Forgets c's ring and any descriptor that came with its replies (only c's own thread runs
+ * this: nobody else writes the ring). */
+static void conn_forget_ring(struct conn *c)
+{
+	qos_ring_detach(&c->ring);
+	c->ring_asked = 0;
+	if (c->passed_fd >= 0)
+		QOS_REAL(close, c->passed_fd);
+	c->passed_fd = -1;
+}
+
 static void conn_drop(struct conn *c, int close_it)
 {
 	if (c->fd >= 0) {
@@ -147,6 +176,7 @@ static void conn_drop(struct conn *c, int close_it)
 	}
 	c->fd = -1;
 	c->rlen = 0;
+	conn_forget_ring(c);
 }
 
 static void thread_exit(void *unused)
@@ -269,13 +299,21 @@ void qos_wire_atfork_parent(void) { pthread_mutex_unlock(&reg_lock); }
  * all; the child connects afresh and announces itself with its own pid. */
 void qos_wire_atfork_child(void)
 {
-	for (int i = 0; i < reg_n; i++)
+	for (int i = 0; i < reg_n; i++) {
 		if (still_ours(reg[i].fd, reg[i].dev, reg[i].ino))
 			QOS_REAL(close, reg[i].fd);
+		if (reg[i].ring) /* the parent's threads' rings: the child writes none of them */
+			munmap(reg[i].ring, reg[i].ring_bytes);
+	}
 	reg_n = 0;
 	memset((void *)ours, 0, sizeof ours);
 	tconn.fd = -1;
 	tconn.rlen = 0;
+	tconn.ring = (struct qos_ring){0}; /* unmapped above */
+	tconn.ring_asked = 0;
+	if (tconn.passed_fd >= 0)
+		QOS_REAL(close, tconn.passed_fd);
+	tconn.passed_fd = -1;
 	fork_gen++;
 	startup_for = 0;
 	pthread_mutex_init(&reg_lock, NULL);
@@ -301,6 +339,7 @@ static void fail(struct conn *c, const char *why, long long started)
 
 static int conn_open(struct conn *c)
 {
+	conn_forget_ring(c); /* an earlier connection's (its descriptor went behind our back) */
 	int fd = QOS_REAL(socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -1;
@@ -341,6 +380,7 @@ static int conn_open(struct conn *c)
 	c->fd = fd;
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
+	c->alive_at = qos_now_ns();
 	c->gen = fork_gen;
 	c->rlen = 0;
 	reg_add(fd, st.st_dev, st.st_ino);
@@ -367,16 +407,25 @@ static int wait_fd(int fd, short ev, long long deadline)
 	}
 }
 
-/* Sends buf whole: 0 sent; 1 nothing sent because the daemon's socket is full and the caller
- * may skip this message (may_skip); -1 failed. A line once begun is always finished (within
- * the timeout), or the stream would be corrupt. */
-static int send_all(struct conn *c, const char *buf, size_t len, long long deadline, int may_skip)
+/* Sends the n pieces of iov whole, in one system call when the socket has room: 0 sent; 1
+ * nothing sent because the daemon's socket is full and the caller may skip this message
+ * (may_skip); -1 failed. A line once begun is always finished (within the timeout), or the
+ * stream would be corrupt. iov is consumed. */
+static int send_iov(struct conn *c, struct iovec *iov, int n, long long deadline, int may_skip)
 {
 	size_t sent = 0;
-	while (sent < len) {
-		ssize_t w = send(c->fd, buf + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n > 0) {
+		struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+		ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w > 0) {
 			sent += (size_t)w;
+			size_t left = (size_t)w;
+			for (; n > 0 && left >= iov->iov_len; iov++, n--)
+				left -= iov->iov_len;
+			if (n > 0) {
+				iov->iov_base = (char *)iov->iov_base + left;
+				iov->iov_len -= left;
+			}
 		} else if (w < 0 && errno == EINTR) {
 			continue;
 		} else if (w < 0 && errno == EAGAIN) {
@@ -389,8 +438,44 @@ static int send_all(struct conn *c, const char *buf, size_t len, long long deadl
 		} else {
 			return -1;
 		}
+		while (n > 0 && iov->iov_len == 0)
+			iov++, n--;
 	}
 	return 0;
+}
+
+static int send_all(struct conn *c, const char *buf, size_t len, long long deadline, int may_skip)
+{
+	struct iovec v = {.iov_base = (void *)buf, .iov_len = len};
+	return send_iov(c, &v, 1, deadline, may_skip);
+}
+
+/* Receives into c's buffer what the daemon sent, keeping a descriptor passed with it (the
+ * ring's, with the reply to Ring) in c->passed_fd; any other is closed. */
+static ssize_t recv_some(struct conn *c)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec v = {.iov_base = c->rbuf + c->rlen, .iov_len = sizeof c->rbuf - c->rlen};
+	struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+	ssize_t r = recvmsg(c->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (r < 0 || m.msg_controllen == 0)
+		return r;
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (h->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
+			if (c->passed_fd < 0)
+				c->passed_fd = fd;
+			else
+				QOS_REAL(close, fd);
+		}
+	}
+	return r;
 }
 
 /* Reads one reply line into line (NUL-terminated). 0 ok, -1 failure (*why says which). */
@@ -410,7 +495,7 @@ static int recv_line(struct conn *c, char *line, size_t cap, long long deadline,
 		}
 		if (c->rlen == sizeof c->rbuf)
 			return *why = "reply too long", -1; /* longer than any reply we accept: garbage */
-		ssize_t r = recv(c->fd, c->rbuf + c->rlen, sizeof c->rbuf - c->rlen, MSG_DONTWAIT);
+		ssize_t r = recv_some(c);
 		if (r > 0) {
 			c->rlen += (size_t)r;
 		} else if (r < 0 && errno == EINTR) {
@@ -457,9 +542,24 @@ static struct conn *usable_conn(int asking)
 	return c;
 }
 
+/* The reply to Ring: the ring comes with it ("RING n" and the descriptor), or not ("RING 0",
+ * or an ERROR from a daemon that predates rings): either way the connection goes on. */
+static void take_ring(struct conn *c, const char *reply)
+{
+	long slots = qos_parse_ring(reply);
+	int fd = c->passed_fd;
+	c->passed_fd = -1;
+	if (slots > 0 && fd >= 0 && qos_ring_attach(&c->ring, fd, slots) == 0)
+		reg_ring(c->fd, c->ring.mem, (size_t)c->ring.slots * QOS_RING_SLOT);
+	else if (fd >= 0)
+		QOS_REAL(close, fd);
+	qos_debug("notification ring: %s", c->ring.mem ? "mapped" : reply);
+}
+
 /* Sends the request lines in req (each ending in '\n'; nreq of them expect replies) and
- * fills replies[0..nreq). Prepends Startup on the process's first request. Returns 0 when
- * every reply arrived, -1 when the call must proceed as without the agent. */
+ * fills replies[0..nreq). On a new connection Ring goes first, and Startup on the process's
+ * first request, all in one send. Returns 0 when every reply arrived, -1 when the call must
+ * proceed as without the agent. */
 int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY])
 {
 	struct conn *c = usable_conn(1);
@@ -470,23 +570,38 @@ int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]
 	unsigned had = startup_for, want = c->epoch + 1;
 	int with_startup = had < want && __atomic_compare_exchange_n(&startup_for, &had, want, 0,
 								       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+	int with_ring = qos_cfg.ring && !c->ring_asked;
+	char st[QOS_MAX_MSG], rg[QOS_MAX_MSG];
+	struct iovec iov[3];
+	int n = 0;
+	if (with_ring) {
+		size_t rl = qos_msg_ring(rg, sizeof rg);
+		if (!rl)
+			return -1;
+		iov[n++] = (struct iovec){rg, rl};
+		c->ring_asked = 1;
+	}
 	if (with_startup) {
-		char st[QOS_MAX_MSG];
 		size_t sl = qos_msg_startup(st, sizeof st);
 		if (!sl)
 			return -1;
-		if (send_all(c, st, sl, deadline, 0) != 0) {
-			fail(c, "send", started);
-			return -1;
-		}
+		iov[n++] = (struct iovec){st, sl};
 	}
-	if (send_all(c, req, len, deadline, 0) != 0) {
+	iov[n++] = (struct iovec){(void *)req, len};
+	if (send_iov(c, iov, n, deadline, 0) != 0) {
 		fail(c, "send", started);
 		return -1;
 	}
 	const char *why = "";
+	char v[QOS_MAX_REPLY];
+	if (with_ring) {
+		if (recv_line(c, v, sizeof v, deadline, &why) != 0) {
+			fail(c, why, started);
+			return -1;
+		}
+		take_ring(c, v);
+	}
 	if (with_startup) {
-		char v[QOS_MAX_REPLY];
 		if (recv_line(c, v, sizeof v, deadline, &why) != 0) {
 			fail(c, why, started);
 			return -1;
@@ -505,8 +620,45 @@ int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]
 			return -1;
 		}
 	}
+	if (c->passed_fd >= 0) { /* only the reply to Ring carries one */
+		QOS_REAL(close, c->passed_fd);
+		c->passed_fd = -1;
+	}
 	backoff_ms = QOS_BACKOFF_MIN_MS;
 	return 0;
+}
+
+/* Writes a notification into this thread's ring, without a system call: 0 written; 1 dropped
+ * (the ring is full: the daemon is behind, as with a full socket); -1 there is no ring to
+ * write (no connection, none given, or the daemon let go of it): send the line instead. */
+int qos_wire_note(const struct qos_note *n)
+{
+	struct conn *c = &tconn;
+	if (!c->ring.mem || c->fd < 0 || c->gen != fork_gen || c->epoch != qos_creds_epoch() || !daemon_ok ||
+	    qos_cfg.disabled)
+		return -1;
+	/* A daemon that died leaves its ring mapped and writes nothing to say so: at most every
+	 * QOS_ALIVE_CHECK_MS of this thread's notifying, one look at the connection (no system
+	 * call per connect). Gone: the line path finds no daemon, and the call goes unmarked, as
+	 * without the agent. A stopped or busy daemon's connection is still open: the ring fills,
+	 * then sheds. */
+	long long now = qos_now_ns();
+	if (now - c->alive_at > QOS_ALIVE_CHECK_MS * 1000000LL) {
+		char b;
+		ssize_t r = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+			qos_debug("daemon connection closed: notifications as lines");
+			conn_drop(c, 1);
+			return -1;
+		}
+		c->alive_at = now;
+	}
+	int r = qos_ring_put(&c->ring, n);
+	if (r < 0) {
+		qos_debug("notification ring closed by the daemon: reconnecting");
+		conn_drop(c, 1);
+	}
+	return r;
 }
 
 /* Fire-and-forget notification (Close, Shutdown, Cleanup, Cached): does not wait for the

@@ -15,7 +15,13 @@
  *   else the loop does; the daemon drains the queue at the first one instead.
  * - niceThread(n): the calling thread's own nice value (Linux schedules threads, not
  *   processes): policy-script workers run below the event loop, so a script spinning to its
- *   deadline on both cores does not starve the daemon's answers. */
+ *   deadline on both cores does not starve the daemon's answers.
+ * - ringCreate(bytes), sendWithFd(sock, text, fd), ringRelease(buffer): an agent connection's
+ *   notification ring (docs/protocol.md): shared memory (a sealed memfd: the agent can neither
+ *   shrink nor grow it, so reading it never faults), mapped here as an ArrayBuffer, and passed
+ *   to the agent with the reply to its Ring request (SCM_RIGHTS, which Node's sockets do not
+ *   send). Released explicitly: the buffer is detached first, so no JavaScript can read the
+ *   memory after it is unmapped. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -223,6 +230,126 @@ static napi_value nice_thread(napi_env env, napi_callback_info info)
 	return out;
 }
 
+/* ---- notification rings ---- */
+
+struct ring_map {
+	void *addr;
+	size_t size;
+	int released;
+};
+
+static void ring_finalize(napi_env env, void *data, void *hint)
+{
+	(void)env;
+	(void)data;
+	struct ring_map *m = hint;
+	if (!m->released)
+		munmap(m->addr, m->size);
+	free(m);
+}
+
+/* ringCreate(bytes) -> [fd, ArrayBuffer] or null (errno in the log is the daemon's business:
+ * without a ring the agent sends lines, as before). The fd is close-on-exec; the caller closes
+ * it once sent. */
+static napi_value ring_create(napi_env env, napi_callback_info info)
+{
+	napi_value out, v, ab;
+	int32_t bytes = 0;
+	if (int32_args(env, info, 1, &bytes, "ringCreate(bytes): bytes must be a number") != 0)
+		return NULL;
+	napi_get_null(env, &out);
+	if (bytes <= 0)
+		return out;
+	int fd = memfd_create("qosd-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return out;
+	struct ring_map *m = calloc(1, sizeof *m);
+	void *addr = MAP_FAILED;
+	if (!m || ftruncate(fd, bytes) != 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0 ||
+	    (addr = mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+		free(m);
+		close(fd);
+		return out;
+	}
+	m->addr = addr;
+	m->size = (size_t)bytes;
+	if (napi_create_external_arraybuffer(env, addr, m->size, ring_finalize, m, &ab) != napi_ok ||
+	    napi_wrap(env, ab, m, NULL, NULL, NULL) != napi_ok) {
+		munmap(addr, m->size);
+		free(m);
+		close(fd);
+		return out;
+	}
+	napi_create_array_with_length(env, 2, &out);
+	napi_create_int32(env, fd, &v);
+	napi_set_element(env, out, 0, v);
+	napi_set_element(env, out, 1, ab);
+	return out;
+}
+
+/* ringRelease(buffer): detaches the buffer (its views read nothing from now on) and unmaps it. */
+static napi_value ring_release(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1];
+	bool is_ab = false;
+	void *data = NULL;
+	size_t len = 0;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+	    napi_is_arraybuffer(env, argv[0], &is_ab) != napi_ok || !is_ab) {
+		napi_throw_type_error(env, NULL, "ringRelease(buffer): an ArrayBuffer from ringCreate expected");
+		return NULL;
+	}
+	napi_get_arraybuffer_info(env, argv[0], &data, &len);
+	/* the mapping's record, wrapped onto the buffer by ringCreate */
+	struct ring_map *m = NULL;
+	if (!data || !len || napi_remove_wrap(env, argv[0], (void **)&m) != napi_ok || !m || m->addr != data)
+		return NULL; /* released already, or not a ring */
+	/* Unmapped before the buffer is detached, both within this call (no JavaScript runs in
+	 * between); detaching may run the finalizer, which then frees m without unmapping. */
+	munmap(m->addr, m->size);
+	m->released = 1;
+	napi_detach_arraybuffer(env, argv[0]);
+	return NULL;
+}
+
+/* sendWithFd(sock, text, fd) -> bytes sent, or -errno: text on the connected Unix socket sock,
+ * with fd attached (SCM_RIGHTS), without waiting. Only when Node has nothing queued on sock. */
+static napi_value send_with_fd(napi_env env, napi_callback_info info)
+{
+	size_t argc = 3;
+	napi_value argv[3], out;
+	int32_t sock = -1, fd = -1;
+	char text[256];
+	size_t len = 0;
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 ||
+	    napi_get_value_int32(env, argv[0], &sock) != napi_ok ||
+	    napi_get_value_string_utf8(env, argv[1], text, sizeof text, &len) != napi_ok ||
+	    napi_get_value_int32(env, argv[2], &fd) != napi_ok) {
+		napi_throw_type_error(env, NULL, "sendWithFd(sock, text, fd): numbers and a string expected");
+		return NULL;
+	}
+	struct iovec iov = {.iov_base = text, .iov_len = len};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	memset(&u, 0, sizeof u);
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	ssize_t w;
+	do
+		w = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (w < 0 && errno == EINTR);
+	napi_create_int32(env, w < 0 ? -errno : (int32_t)w, &out);
+	return out;
+}
+
 NAPI_MODULE_INIT()
 {
 	napi_value fn;
@@ -238,5 +365,11 @@ NAPI_MODULE_INIT()
 	napi_set_named_property(env, exports, "credsOf", fn);
 	napi_create_function(env, "raiseNofile", NAPI_AUTO_LENGTH, raise_nofile, NULL, &fn);
 	napi_set_named_property(env, exports, "raiseNofile", fn);
+	napi_create_function(env, "ringCreate", NAPI_AUTO_LENGTH, ring_create, NULL, &fn);
+	napi_set_named_property(env, exports, "ringCreate", fn);
+	napi_create_function(env, "ringRelease", NAPI_AUTO_LENGTH, ring_release, NULL, &fn);
+	napi_set_named_property(env, exports, "ringRelease", fn);
+	napi_create_function(env, "sendWithFd", NAPI_AUTO_LENGTH, send_with_fd, NULL, &fn);
+	napi_set_named_property(env, exports, "sendWithFd", fn);
 	return exports;
 }

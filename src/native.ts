@@ -12,6 +12,12 @@ export const native = require('../native/build/peercred.node') as {
   raiseNofile(n: number): number;
   acceptPending(fd: number, max: number): number[];
   niceThread(n: number): boolean;
+  /** a notification ring of bytes (a sealed memfd) mapped here: [fd, memory], or null */
+  ringCreate(bytes: number): [number, ArrayBuffer] | null;
+  /** unmaps a ring's memory (the buffer reads as empty after) */
+  ringRelease(buf: ArrayBuffer): void;
+  /** text on the connected Unix socket sock with fd attached: bytes sent, or -errno */
+  sendWithFd(sock: number, text: string, fd: number): number;
 };
 
 /** Sets the calling thread's nice value (see native/peercred.c); false if not permitted. */

@@ -4,11 +4,22 @@
  *                           each group followed by "= nreq"; the command line in them is this
  *                           program's own, so the test chooses it with the arguments.
  *   codec parse             reads reply lines on stdin and prints, one line each, what the agent
- *                           makes of them: "tos prio deny override cache_gen version" (deny an
- *                           errno name or -, version -1 if the line is not a VERSION reply). */
+ *                           makes of them: "tos prio deny override cache_gen version ring" (deny
+ *                           an errno name or -, version -1 if the line is not a VERSION reply,
+ *                           ring -1 if not a RING reply).
+ *   codec ring FILE SLOTS [ADDR...]
+ *                           maps FILE (SLOTS * 64 bytes) as a notification ring (ring.c) and
+ *                           writes a fixed series of records into it, with a Cached Connect to
+ *                           each ADDR (port 1000 + its index) after them; prints what each write
+ *                           returned, one number a line.
+ *   codec ntop ADDR         prints ADDR as inet_ntop writes it. */
 #define _GNU_SOURCE
 #include "../agent.h"
 #include "../msg.h"
+#include "../ring.h"
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -22,6 +33,11 @@ void qos_debug(const char *fmt, ...)
 {
 	(void)fmt;
 }
+
+/* What msg.c and ring.c take from the rest of the agent (creds.c, init.c). */
+pid_t qos_self_pid(void) { return getpid(); }
+uid_t qos_self_uid(void) { return getuid(); }
+struct qos_real qos_real = {.close = close};
 
 /* Prints the lines a builder wrote and how many of them get replies (read after the call). */
 static void out(size_t len, const char *buf, const int *nreq)
@@ -66,6 +82,7 @@ static void encode(void)
 	int ints[3];
 
 	out(qos_msg_startup(buf, sizeof buf), buf, &one);
+	out(qos_msg_ring(buf, sizeof buf), buf, &one);
 	out(qos_msg_socket(buf, sizeof buf, 5, &pending), buf, &one);
 	out(qos_msg_addr(buf, sizeof buf, "Connect", 5, &pending, SA(a4), &nreq, 0), buf, &nreq);
 	out(qos_msg_addr(buf, sizeof buf, "Connect", 6, &reported, SA(a6), &nreq, 0), buf, &nreq);
@@ -104,21 +121,83 @@ static void parse(void)
 		if (n > 0 && line[n - 1] == '\n')
 			line[n - 1] = '\0';
 		int version = qos_parse_version(line);
+		long ring = qos_parse_ring(line);
 		struct decision d;
 		qos_parse_reply(line, &d);
 		const char *deny = d.deny ? strerrorname_np(d.deny) : "-";
-		printf("%d %d %s %d %llu %d\n", d.tos, d.prio, deny ? deny : "?", d.override, d.cache_gen, version);
+		printf("%d %d %s %d %llu %d %ld\n", d.tos, d.prio, deny ? deny : "?", d.override, d.cache_gen, version, ring);
 	}
 	free(line);
 }
 
+static struct qos_note note(uint8_t kind, int fd, unsigned long long gen)
+{
+	struct qos_note n = {.kind = kind, .fd = fd, .gen_lo = (uint32_t)gen, .gen_hi = (uint32_t)(gen >> 32)};
+	return n;
+}
+
+static struct qos_note to(struct qos_note n, const char *host, int port)
+{
+	n.afamily = strchr(host, ':') ? AF_INET6 : AF_INET;
+	inet_pton(n.afamily, host, n.addr);
+	n.port = (uint16_t)port;
+	return n;
+}
+
+static int ring(int argc, char **argv)
+{
+	int fd = open(argv[2], O_RDWR);
+	struct qos_ring r;
+	if (fd < 0 || qos_ring_attach(&r, fd, atol(argv[3])) != 0)
+		return fprintf(stderr, "cannot map %s as a ring of %s slots\n", argv[2], argv[3]), 1;
+	const unsigned long long gen = 1795287232097000ULL;
+	struct qos_note n[6];
+	n[0] = note(QOS_NOTE_SOCKET, 5, gen);
+	n[0].family = AF_INET, n[0].type = SOCK_STREAM, n[0].arg = 0;
+	n[1] = to(note(QOS_NOTE_CONNECT, 5, gen), "192.0.2.10", 80);
+	n[2] = note(QOS_NOTE_SOCKET, 8, 42);
+	n[2].family = AF_INET6, n[2].type = SOCK_DGRAM, n[2].arg = 17;
+	n[3] = to(note(QOS_NOTE_SENDTO, 8, 42), "2001:db8::1", 443);
+	n[4] = note(QOS_NOTE_SHUTDOWN, 5, 0);
+	n[4].arg = 1;
+	n[5] = note(QOS_NOTE_CLOSE, 5, 0);
+	for (int i = 0; i < 6; i++)
+		printf("%d\n", qos_ring_put(&r, &n[i]));
+	/* a Connect that carries its socket's Socket */
+	struct qos_note both = to(note(QOS_NOTE_CONNECT, 6, gen), "2001:db8::2", 8443);
+	both.flags = QOS_NOTE_WITH_SOCKET, both.family = AF_INET6, both.type = SOCK_STREAM, both.arg = 6;
+	printf("%d\n", qos_ring_put(&r, &both));
+	for (int i = 4; i < argc; i++) {
+		struct qos_note c = to(note(QOS_NOTE_CONNECT, 100 + i, gen), argv[i], 1000 + i - 4);
+		printf("%d\n", qos_ring_put(&r, &c));
+	}
+	qos_ring_detach(&r);
+	return 0;
+}
+
+/* The text inet_ntop makes of an address (what the agent's lines carry). */
+static int ntop(const char *host)
+{
+	int fam = strchr(host, ':') ? AF_INET6 : AF_INET;
+	unsigned char a[16];
+	char out[INET6_ADDRSTRLEN];
+	if (inet_pton(fam, host, a) != 1 || !inet_ntop(fam, a, out, sizeof out))
+		return 1;
+	printf("%s\n", out);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "ntop"))
+		return ntop(argv[2]);
+	if (argc >= 4 && !strcmp(argv[1], "ring"))
+		return ring(argc, argv);
 	if (argc >= 2 && !strcmp(argv[1], "encode"))
 		encode();
 	else if (argc >= 2 && !strcmp(argv[1], "parse"))
 		parse();
 	else
-		return fprintf(stderr, "usage: codec encode [args...] | codec parse\n"), 2;
+		return fprintf(stderr, "usage: codec encode [args...] | codec parse | codec ring FILE SLOTS [ADDR...]\n"), 2;
 	return 0;
 }

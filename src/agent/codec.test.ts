@@ -6,10 +6,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decode, encode, type CacheableMessage, type Message, type SockAddr } from '../protocol/messages.js';
 import { decodeReply, encodeAnyReply } from '../protocol/replies.js';
+import { RING_SLOT_BYTES, RingReader } from '../protocol/note-ring.js';
 import { everyReply, MALFORMED_REPLIES } from '../protocol/samples.js';
 
 const CODEC = join(resolve(fileURLToPath(import.meta.url), '../../..'), 'agent/build/test/codec');
@@ -29,6 +32,7 @@ function expected(pid: number, uid: number, cmd: string): ([Message[], number] |
   const decided = sock(9, 10, 2, 0) as CacheableMessage;
   return [
     [[{ type: 'Startup', ...h, version: 1 }], 1],
+    [[{ type: 'Ring', ...h, layout: 1 }], 1],
     [[sock(5, 2, 1, 0)], 1],
     [[sock(5, 2, 1, 0), connect(5, a4)], 2],
     [[connect(6, a6)], 1],
@@ -99,12 +103,13 @@ test('every request line msg.c builds decodes to the message meant, and TypeScri
 /** What the agent makes of a decoded reply, as `codec parse` prints it. */
 function agentView(line: string): string {
   let r;
-  try { r = decodeReply(line); } catch { return '-1 -1 - 0 0 -1'; }
-  if ('version' in r) return `-1 -1 - 0 0 ${r.version}`;
-  if ('error' in r || !r.decision) return `-1 -1 - 0 ${'error' in r ? 0 : r.cache ?? 0} -1`;
+  try { r = decodeReply(line); } catch { return '-1 -1 - 0 0 -1 -1'; }
+  if ('version' in r) return `-1 -1 - 0 0 ${r.version} -1`;
+  if ('ring' in r) return `-1 -1 - 0 0 -1 ${r.ring}`;
+  if ('error' in r || !r.decision) return `-1 -1 - 0 ${'error' in r ? 0 : r.cache ?? 0} -1 -1`;
   const d = r.decision;
   const tos = d.tos ?? (d.dscp !== undefined ? d.dscp << 2 : -1);
-  return `${tos} ${d.priority ?? -1} ${d.deny ?? '-'} ${d.override ? 1 : 0} ${r.cache ?? 0} -1`;
+  return `${tos} ${d.priority ?? -1} ${d.deny ?? '-'} ${d.override ? 1 : 0} ${r.cache ?? 0} -1 -1`;
 }
 
 test('every reply the daemon sends means the same to the agent as to decodeReply, and what it refuses the agent ignores', () => {
@@ -117,5 +122,48 @@ test('every reply the daemon sends means the same to the agent as to decodeReply
   assert.equal(got.length, lines.length);
   for (const [i, l] of lines.entries()) assert.equal(got[i], agentView(l), JSON.stringify(l));
   // the test is not vacuous: refused lines and decisions are told apart
-  assert.ok(got.some((g) => g.startsWith('184 ')) && got.includes('-1 -1 EPERM 0 2 -1') && got.includes('-1 -1 - 0 0 1'));
+  assert.ok(got.some((g) => g.startsWith('184 ')) && got.includes('-1 -1 EPERM 0 2 -1 -1') && got.includes('-1 -1 - 0 0 1 -1') && got.includes('-1 -1 - 0 0 -1 1024'));
+});
+
+test('the records ring.c writes read back as the messages the lines for the same calls decode to', () => {
+  const slots = 64;
+  const dir = mkdtempSync(join(tmpdir(), 'qos-ring-'));
+  const file = join(dir, 'ring');
+  writeFileSync(file, Buffer.alloc(slots * RING_SLOT_BYTES));
+  // every address form inet_ntop writes: compressed runs (first of equal, longest), mapped and
+  // compatible IPv4, no run of one zero, leading and trailing runs, all zeros, all ones
+  const addrs = ['10.1.2.3', '255.255.255.255', '0.0.0.0', '::', '::1', '1::', '2001:db8::1', '2001:db8:0:1:1:1:1:1',
+    '2001:0:0:1::1', '1:0:0:2:0:0:0:3', '1:0:0:2:0:0:3:4', '::ffff:192.0.2.1', '::192.0.2.1', '::ffff:0:1', '::1:0:0:0:0',
+    'fe80::1:2:3:4', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', '0:1::', '::0.0.0.2'];
+  const r = spawnSync(CODEC, ['ring', file, String(slots), ...addrs], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(r.stdout.trim().split('\n'), new Array(7 + addrs.length).fill('0'), 'every record was written');
+  const buf = new Uint8Array(readFileSync(file)).buffer;
+  rmSync(dir, { recursive: true });
+  const who = { pid: 4242, uid: 1000, cmd: 'curl -s http://192.0.2.10/' };
+  const h = who;
+  const gen = 1795287232097000;
+  const reader = new RingReader(buf, slots);
+  const got: unknown[] = [];
+  for (let m = reader.next(who); m !== null; m = reader.next(who)) got.push(m);
+  const connect = (fd: number, address: SockAddr): CacheableMessage => ({ type: 'Connect', ...h, fd, address, sqos: '', gqos: '' });
+  const want: Message[] = [
+    { type: 'Cached', ...h, generation: gen, inner: { type: 'Socket', ...h, family: 2, sockType: 1, protocol: 0, fd: 5 } },
+    { type: 'Cached', ...h, generation: gen, inner: connect(5, { family: 2, host: '192.0.2.10', port: 80 }) },
+    { type: 'Cached', ...h, generation: 42, inner: { type: 'Socket', ...h, family: 10, sockType: 2, protocol: 17, fd: 8 } },
+    { type: 'Cached', ...h, generation: 42, inner: { type: 'SendTo', ...h, fd: 8, address: { family: 10, host: '2001:db8::1', port: 443 } } },
+    { type: 'Shutdown', ...h, fd: 5, how: 1 },
+    { type: 'Close', ...h, fd: 5 },
+    { type: 'Cached', ...h, generation: gen, inner: { type: 'Socket', ...h, family: 10, sockType: 1, protocol: 6, fd: 6 } },
+    { type: 'Cached', ...h, generation: gen, inner: connect(6, { family: 10, host: '2001:db8::2', port: 8443 }) },
+    ...addrs.map((a, i): Message => {
+      // the host as the agent's line would carry it (inet_ntop): the C codec's own text
+      const line = spawnSync(CODEC, ['ntop', a], { encoding: 'utf8' }).stdout.trim();
+      return { type: 'Cached', ...h, generation: gen, inner: connect(104 + i, { family: a.includes(':') ? 10 : 2, host: line, port: 1000 + i }) };
+    }),
+  ];
+  assert.deepEqual(got, want);
+  // each decodes as its line would: what the daemon records is the same either way
+  for (const m of want) assert.deepEqual(decode(encode(m)), m);
+  assert.equal(reader.next(who), null, 'every slot read is free again');
 });

@@ -26,7 +26,9 @@ import { QosError } from '../errors.js';
 import type { Identity } from '../policy/engine.js';
 import { lineEnd, lineText, MAX_LINE } from '../protocol/lines.js';
 import { decode, NOTIFICATIONS, type Message, type MessageType } from '../protocol/messages.js';
-import { encodeError } from '../protocol/replies.js';
+import { encodeError, encodeRing } from '../protocol/replies.js';
+import { RING_LAYOUT, RING_SLOTS, type RingReader } from '../protocol/note-ring.js';
+import { passRing, RingPoller } from './agent-rings.js';
 import type { Decider, DecisionRecord, Outcome } from './decide.js';
 import type { Cred, IdentityResolver } from './identity.js';
 import { acceptPending, credsOf, peerCred, startTime } from './identity.js';
@@ -102,6 +104,10 @@ interface Conn {
   held: string;
   /** held has already waited for one script decision (it waits for no more than one) */
   heldLong: boolean;
+  /** its notification ring (agent-rings.ts), if the agent asked for one */
+  ring: RingReader | null;
+  ringBuf: ArrayBuffer | null;
+  hot: number;
 }
 
 export class AgentServer {
@@ -117,11 +123,14 @@ export class AgentServer {
   private beat: number;
   private catchUpUntil = 0;
   private beatTimer: Timer | null = null;
+  private readonly rings: RingPoller<Conn>;
 
   constructor(private readonly o: AgentServerOptions) {
     this.shares = new Shares(o.limits ?? limitsFor(1024));
     this.clock = o.clock ?? systemClock;
     this.beat = this.clock.now();
+    // a poll is a turn of its own: every user's share is whole again
+    this.rings = new RingPoller(this.clock, (c, all) => this.drainRing(c, all), () => { this.shares.turn++; });
   }
 
   get connections(): number {
@@ -162,6 +171,8 @@ export class AgentServer {
 
   async close(): Promise<void> {
     this.beatTimer?.cancel();
+    this.rings.close();
+    this.o.metrics.rings.set(0);
     for (const c of this.conns) c.sock.destroy();
     const s = this.server;
     this.server = null;
@@ -216,7 +227,7 @@ export class AgentServer {
     }
     const conn: Conn = {
       sock, cred, id, share, bufs: [], len: 0, nl: false, errors: 0, started: false, checkedAt: performance.now(), broken: null,
-      queued: null, closing: false, ended: false, waiting: false, held: '', heldLong: false,
+      queued: null, closing: false, ended: false, waiting: false, held: '', heldLong: false, ring: null, ringBuf: null, hot: 0,
     };
     this.conns.add(conn);
     this.perPid.set(cred.pid, (this.perPid.get(cred.pid) ?? 0) + 1);
@@ -226,6 +237,9 @@ export class AgentServer {
     // the agent closed its end: nobody waits for answers any more
     sock.on('end', () => { conn.ended = true; });
     sock.on('close', () => {
+      // its threads' records first (written before its last lines), then those lines
+      this.rings.drainPid(conn.cred.pid);
+      this.releaseRing(conn);
       this.finalLines(conn);
       this.conns.delete(conn);
       this.setLen(conn, [], 0);
@@ -366,8 +380,11 @@ export class AgentServer {
     if (this.shares.waiting().length) this.scheduleBackground();
   }
 
-  /** Handles up to maxLines complete lines of c and writes their replies; returns how many. */
+  /** Handles up to maxLines complete lines of c and writes their replies; returns how many.
+   * The records in the rings of c's process come first: those written before these lines
+   * were sent are about earlier calls. */
   private drain(c: Conn, maxLines: number): number {
+    if (this.rings.size) this.rings.drainPid(c.cred.pid);
     const buf = this.joined(c);
     if (!buf || c.sock.destroyed || c.closing || c.waiting) return 0;
     let start = 0;
@@ -380,7 +397,8 @@ export class AgentServer {
       // a question of an agent that gave up has no one to answer (docs/security.md)
       const unasked = c.ended && !isNotification(buf, start, nl);
       if (unasked) this.o.metrics.unanswered.inc();
-      const r = unasked ? null : this.line(c, lineText(buf, start, nl));
+      // (fresh: nothing goes before this line's reply, so a ring may go with it)
+      const r = unasked ? null : this.line(c, lineText(buf, start, nl), false, out === '' && c.sock.writableLength === 0);
       start = nl + 1;
       nl = lineEnd(buf, start);
       if (r instanceof Promise) {
@@ -449,6 +467,7 @@ export class AgentServer {
     this.o.log.debug({ pid: c.cred.pid, uid: c.cred.uid, reason }, 'closing agent connection');
     this.o.metrics.hangups.inc({ reason });
     c.closing = true;
+    this.releaseRing(c);
     this.setLen(c, [], 0);
     c.nl = false;
     c.share.paused.delete(c);
@@ -494,9 +513,10 @@ export class AgentServer {
     return true;
   }
 
-  /** Handles one line; returns the reply (null for notifications), or a Promise of it when a
-   * policy script decides (the script runs in a worker, never here). */
-  private line(c: Conn, text: string, final = false): string | null | Promise<string | null> {
+  /** Handles one line; returns the reply (null for notifications, and for a Ring whose reply
+   * went with the ring), or a Promise of it when a policy script decides (the script runs in
+   * a worker, never here). fresh: nothing is written or queued on c before this reply. */
+  private line(c: Conn, text: string, final = false, fresh = false): string | null | Promise<string | null> {
     const t0 = performance.now();
     // (final: the process may have exited after sending; its lines still speak for it, and
     // what they can do is bounded by the identity the connection has.)
@@ -526,9 +546,60 @@ export class AgentServer {
       if (!id) { c.broken = 'process gone'; return null; }
       c.id = id;
     }
+    if (m.type === 'Ring') return this.giveRing(c, m.layout, fresh);
     if (m.pid !== c.id.pid) this.o.log.debug({ claimed: m.pid, pid: c.id.pid }, 'agent claims another pid; using the kernel\'s');
     const out = this.o.decider.handle(m, c.id);
     return out instanceof Promise ? out.then((o) => this.finish(o, t0)) : this.finish(out, t0);
+  }
+
+  /** The reply to Ring: the connection's notification ring passed with `RING n` (written here,
+   * so null), or `RING 0` when none can go: one is there already, the agent writes another
+   * layout, or replies are queued before this one (the descriptor must come with this reply). */
+  private giveRing(c: Conn, layout: number, fresh: boolean): string | null {
+    const fd = fresh && !c.ring && layout === RING_LAYOUT ? handleFd(c.sock) : undefined;
+    const passed = fd !== undefined ? passRing(fd) : null;
+    if (!passed) return encodeRing(0);
+    this.rings.add(c, passed.ring, passed.buf);
+    this.o.metrics.rings.inc();
+    if (passed.rest) c.sock.write(passed.rest);
+    return null;
+  }
+
+  private releaseRing(c: Conn): void {
+    if (!c.ring) return;
+    this.rings.remove(c);
+    this.o.metrics.rings.dec();
+  }
+
+  /** Handles the records waiting in c's ring, as the lines they stand for: all of them, or as
+   * many as its user's share of this turn allows. A malformed record counts as a malformed
+   * line (MAX_ERRORS of them close the connection). */
+  private drainRing(c: Conn, all: boolean): { read: number; more: boolean } {
+    const ring = c.ring;
+    if (!ring || c.closing) return { read: 0, more: false };
+    const max = all ? Infinity : Math.min(this.shares.room(c.share), RING_SLOTS);
+    const who = { pid: c.id.pid, uid: c.id.uid, cmd: c.id.cmdline };
+    const shed = ring.shed;
+    let n = 0;
+    while (n < max) {
+      const m = ring.next(who);
+      if (m === null) break;
+      n++;
+      const t0 = performance.now();
+      if (typeof m === 'string') {
+        this.o.metrics.errors.inc({ code: 'QOS_ERR_PROTOCOL' });
+        this.o.log.debug({ pid: c.cred.pid, problem: m }, 'malformed ring record');
+        if (++c.errors >= MAX_ERRORS) { this.hangUp(c, 'malformed ring records'); break; }
+        continue;
+      }
+      this.o.metrics.message(m.type);
+      const out = this.o.decider.handle(m, c.id);
+      if (out instanceof Promise) void out.then((o) => this.finish(o, t0));
+      else this.finish(out, t0);
+    }
+    if (ring.shed !== shed) this.o.metrics.ringShed.inc(ring.shed - shed);
+    this.shares.spend(c.share, n);
+    return { read: n, more: n >= max && !!c.ring?.pending };
   }
 
   private finish(out: Outcome, t0: number): string | null {

@@ -8,7 +8,7 @@ import type { HandlerName } from '../script/js-sandbox.js';
 import type { ScriptOutcome, ScriptStatus } from '../script/pool.js';
 import { loadavg } from 'node:os';
 import { tokens, type Message, type SockAddr } from '../protocol/messages.js';
-import { encodeReply, encodeVersion } from '../protocol/replies.js';
+import { encodeReply, encodeRing, encodeVersion } from '../protocol/replies.js';
 import { decisionClass, type Endpoint, type Flow, type FlowTable } from './flows.js';
 
 export interface DecisionRecord {
@@ -118,6 +118,9 @@ export class Decider {
       case 'Startup':
         this.tell('Startup', id, m, () => factsJson('startup', null, null));
         return { reply: encodeVersion() };
+      case 'Ring':
+        // Only the agent server can pass a ring with its reply (agents.ts); from here, none.
+        return { reply: encodeRing(0) };
       case 'Close': {
         const f = flows.get(id.pid, m.fd);
         flows.close(id.pid, m.fd);

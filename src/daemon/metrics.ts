@@ -84,6 +84,10 @@ export class Metrics {
   readonly unanswered = new Counter({
     name: 'qosd_agent_requests_unanswered_total', help: 'Requests not decided because their agent had closed its connection before they were reached (it had stopped waiting: a stopped or stalled daemon)', registers: [this.registry],
   });
+  readonly rings = new Gauge({ name: 'qosd_agent_rings', help: 'Agent connections with a notification ring (docs/protocol.md), now', registers: [this.registry] });
+  readonly ringShed = new Counter({
+    name: 'qosd_agent_notifications_shed_total', help: 'Notifications agents dropped because their ring was full (the daemon was behind): the flows they were about are missing from the flow table', registers: [this.registry],
+  });
   readonly followerDropped = new Counter({ name: 'qosd_follower_decisions_dropped_total', help: 'Decisions not sent to a `qos decisions --follow` reader that fell behind', registers: [this.registry] });
   readonly identityReads = new Gauge({ name: 'qosd_identity_reads', help: 'Process identities read from /proc since start (once per new process and per Startup)', registers: [this.registry] });
   readonly evicted = new Gauge({ name: 'qosd_flows_evicted', help: "Flow-table entries users lost to their own bound (their oldest), since start", registers: [this.registry] });

@@ -126,7 +126,9 @@ test('fail-open: a daemon that accepts but never answers costs at most a few tim
     // take, the questions are bounded by the rounds that fit in it: the run's own length
     // loosens the bound, it never makes the test fail.
     assert.ok(asked > 0, 'the agent did ask the mute daemon');
-    const limit = 1 + 2 * THREADS * backoffRounds(elapsed, 50); // Startup, then Socket + Connect per question
+    // Startup, then per question Socket + Connect and the Ring of the new connection it goes on
+    // (the last one timed out: the agent left it); all in the question's one send
+    const limit = 1 + 3 * THREADS * backoffRounds(elapsed, 50);
     assert.ok(asked <= limit, `the agent sent ${asked} lines in ${Math.round(elapsed)} ms; its back-off allows ${limit}`);
     assert.ok(limit < 4000, 'the bound is far below one question per connect');
   } finally {

@@ -24,6 +24,7 @@ interface Base {
 
 export type Message =
   | (Base & { type: 'Startup'; version: number })
+  | (Base & { type: 'Ring'; layout: number })
   | (Base & { type: 'Socket'; family: number; sockType: number; protocol: number; fd: number })
   | (Base & { type: 'Connect'; fd: number; address: SockAddr; sqos: string; gqos: string })
   | (Base & { type: 'Bind'; fd: number; address: SockAddr })
@@ -45,6 +46,7 @@ export type MessageType = Message['type'];
 /** Argument names after "Type pid uid cmd", per message type: the wire contract. */
 export const SIGNATURES: Record<MessageType, readonly string[]> = {
   Startup: ['version'],
+  Ring: ['layout'],
   Socket: ['family', 'type', 'protocol', 'fd'],
   Connect: ['fd', 'address', 'sqos', 'gqos'],
   Bind: ['fd', 'address'],
@@ -107,6 +109,7 @@ function decodeTokens(t: string[]): Message {
   const pid = int(t[1]!, 'pid', 1, 2 ** 22), uid = int(t[2]!, 'uid', 0, 2 ** 32 - 1), cmd = t[3]!;
   switch (type) {
     case 'Startup': return { type, pid, uid, cmd, version: int(t[4]!, 'version', 0, 1000) };
+    case 'Ring': return { type, pid, uid, cmd, layout: int(t[4]!, 'layout', 0, 1000) };
     case 'Socket':
       return { type, pid, uid, cmd, family: int(t[4]!, 'family', 0, 65535), sockType: int(t[5]!, 'type', 0, 15),
         protocol: int(t[6]!, 'protocol', 0, 65535), fd: int(t[7]!, 'fd', 0, FD_MAX) };
@@ -147,6 +150,7 @@ export function tokens(m: Message): string[] {
   const head = [m.type, String(m.pid), String(m.uid), m.cmd];
   switch (m.type) {
     case 'Startup': return [...head, String(m.version)];
+    case 'Ring': return [...head, String(m.layout)];
     case 'Socket': return [...head, String(m.family), String(m.sockType), String(m.protocol), String(m.fd)];
     case 'Connect': return [...head, String(m.fd), addrList(m.address), m.sqos, m.gqos];
     case 'Bind': return [...head, String(m.fd), addrList(m.address)];

@@ -11,10 +11,12 @@ import { PROTOCOL_VERSION } from './messages.js';
 import { formatList, parseList } from './tcl-list.js';
 
 /** A reply line as the agent reads it: a decision (null: leave the socket alone) with the
- * generation it may be reused under, the daemon's protocol version, or an error. */
+ * generation it may be reused under, the daemon's protocol version, the slots of the
+ * notification ring passed with it (0: none), or an error. */
 export type Reply =
   | { decision: Decision | null; cache?: number }
   | { version: number }
+  | { ring: number }
   | { error: { code: string; text: string } };
 
 /** Renders a decision as a reply line (without newline), with ` CACHE gen` when cache > 0:
@@ -38,6 +40,7 @@ export function encodeReply(d: Decision | null | undefined, cache = 0): string {
 /** Renders any reply as its line (without newline): decodeReply's inverse. */
 export function encodeAnyReply(r: Reply): string {
   if ('version' in r) return `VERSION ${r.version}`;
+  if ('ring' in r) return `RING ${r.ring}`;
   if ('error' in r) return `ERROR ${r.error.code} ${formatList([r.error.text])}`;
   return encodeReply(r.decision, r.cache);
 }
@@ -45,6 +48,11 @@ export function encodeAnyReply(r: Reply): string {
 /** The reply to Startup: the daemon's protocol version. */
 export function encodeVersion(): string {
   return encodeAnyReply({ version: PROTOCOL_VERSION });
+}
+
+/** The reply to Ring: the slots of the ring passed with it (ring.ts), 0 for none. */
+export function encodeRing(slots: number): string {
+  return encodeAnyReply({ ring: slots });
 }
 
 /** The reply to a message that could not be decoded: the agent treats it as no decision. */
@@ -65,6 +73,7 @@ function num(line: string, s: string | undefined, name: string, min: number, max
 }
 
 const VERSION = /^VERSION (\d{1,9})$/;
+const RING = /^RING (\d{1,6})$/;
 const ERROR = /^ERROR (QOS_ERR_[A-Z_]+) (.*)$/s;
 
 /** Decodes one reply line (without its newline) as the agent reads it: directives separated by
@@ -73,6 +82,8 @@ const ERROR = /^ERROR (QOS_ERR_[A-Z_]+) (.*)$/s;
 export function decodeReply(line: string): Reply {
   const v = VERSION.exec(line);
   if (v) return { version: Number(v[1]) };
+  const r = RING.exec(line);
+  if (r) return { ring: Number(r[1]) };
   const e = ERROR.exec(line);
   if (e) {
     const text = parseList(e[2]!);

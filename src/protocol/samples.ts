@@ -8,6 +8,7 @@ import type { Reply } from './replies.js';
 
 export const SAMPLE_MESSAGES: readonly Message[] = [
   { type: 'Startup', pid: 10, uid: 0, cmd: 'curl -s http://x', version: 1 },
+  { type: 'Ring', pid: 10, uid: 0, cmd: 'curl -s http://x', layout: 1 },
   { type: 'Socket', pid: 10, uid: 1000, cmd: '"C:\\Program Files\\NetMeetingNT\\conf.exe" ', family: 2, sockType: 2, protocol: 0, fd: 5 },
   { type: 'Connect', pid: 10, uid: 0, cmd: 'a', fd: 5, address: { family: 2, host: '199.2.53.102', port: 80 }, sqos: '', gqos: '' },
   { type: 'Connect', pid: 10, uid: 0, cmd: 'a', fd: 5, address: { family: 10, host: '2001:db8::1', port: 443 }, sqos: '', gqos: '' },
@@ -27,7 +28,7 @@ export const SAMPLE_MESSAGES: readonly Message[] = [
 
 /** Every reply the daemon sends, one of each kind and every value of each directive. */
 export function everyReply(): Reply[] {
-  const out: Reply[] = [{ decision: null }, { version: 1 }, { error: { code: 'QOS_ERR_PROTOCOL', text: 'Socket takes 8 tokens {x} "y" \\z é' } }, { error: { code: 'QOS_ERR_MESSAGE_TOO_LONG', text: '' } }];
+  const out: Reply[] = [{ decision: null }, { version: 1 }, { ring: 0 }, { ring: 1024 }, { error: { code: 'QOS_ERR_PROTOCOL', text: 'Socket takes 8 tokens {x} "y" \\z é' } }, { error: { code: 'QOS_ERR_MESSAGE_TOO_LONG', text: '' } }];
   for (let dscp = 0; dscp < 64; dscp++) out.push({ decision: { dscp } }, { decision: { dscp, override: true }, cache: 7 });
   for (let tos = 0; tos < 256; tos += 3) out.push({ decision: { tos } });
   for (let priority = 0; priority < 8; priority++) out.push({ decision: { priority } }, { decision: { dscp: 46, priority }, cache: 1795287232097000 });
@@ -41,6 +42,6 @@ export function everyReply(): Reply[] {
 export const MALFORMED_REPLIES = [
   'DSCP', 'DSCP 64', 'DSCP EF', 'DSCP -1', 'DSCP +1', 'DSCP 1x', 'DSCP 0034', 'TOS 256', 'TOS', 'PRIORITY 8',
   'PRIORITY -0', 'DENY', 'DENY ENOENT', 'DENY eperm', 'CACHE 0', 'CACHE', 'CACHE -1', 'CACHE 9007199254740992',
-  'CACHE 12345678901234567', 'OVERRIDE BOGUS', 'dscp 1', 'VERSION', 'VERSION x', 'ERROR', 'ERROR QOS_ERR_PROTOCOL {a',
+  'CACHE 12345678901234567', 'OVERRIDE BOGUS', 'dscp 1', 'VERSION', 'VERSION x', 'RING', 'RING -1', 'RING 1234567', 'ERROR', 'ERROR QOS_ERR_PROTOCOL {a',
   'DSCP 1 DSCP', '\u00e9',
 ];

@@ -1,0 +1,77 @@
+/* Test program: a client of the agent socket that asks for a notification ring itself and
+ * writes into it what it is told (a hostile or broken agent):
+ *   ring_client SOCKET garbage N   N records of an unknown kind
+ *   ring_client SOCKET close FIRST LAST
+ *                                  Close records for descriptors FIRST..LAST (not its own)
+ * Prints "ring N" once mapped, then "written K". With garbage it then waits until the daemon
+ * closes the connection (at most 30 s) and prints "closed" (or "open"); with close it exits,
+ * closing its connection (the daemon reads the ring one last time then). */
+#define _GNU_SOURCE
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	if (argc < 4)
+		return fprintf(stderr, "usage: ring_client SOCKET garbage N | close FIRST LAST\n"), 2;
+	int s = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	strncpy(a.sun_path, argv[1], sizeof a.sun_path - 1);
+	if (connect(s, (struct sockaddr *)&a, sizeof a) != 0)
+		return perror("connect"), 1;
+	char req[128];
+	int n = snprintf(req, sizeof req, "Ring %d %d ring_client 1\n", (int)getpid(), (int)getuid());
+	if (write(s, req, (size_t)n) != n)
+		return perror("write"), 1;
+	char buf[64] = "";
+	union {
+		char c[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec v = {buf, sizeof buf - 1};
+	struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1, .msg_control = u.c, .msg_controllen = sizeof u.c};
+	ssize_t r = recvmsg(s, &m, 0);
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	long slots = r > 5 && !strncmp(buf, "RING ", 5) ? atol(buf + 5) : 0;
+	if (!h || h->cmsg_type != SCM_RIGHTS || slots <= 0)
+		return fprintf(stderr, "no ring: %s\n", buf), 1;
+	int fd;
+	memcpy(&fd, CMSG_DATA(h), sizeof fd);
+	unsigned char *ring = mmap(NULL, (size_t)slots * 64, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (ring == MAP_FAILED)
+		return perror("mmap"), 1;
+	printf("ring %ld\n", slots);
+	long written = 0;
+	int garbage = !strcmp(argv[2], "garbage");
+	long first = garbage ? 0 : atol(argv[3]), last = garbage ? atol(argv[3]) - 1 : atol(argv[4]);
+	for (long i = first; i <= last && written < slots; i++, written++) {
+		unsigned char *slot = ring + written * 64;
+		memset(slot + 4, 0, 60);
+		slot[4] = garbage ? 99 : 4; /* an unknown kind, or Close */
+		int32_t d = (int32_t)i;
+		memcpy(slot + 8, &d, 4);
+		__atomic_store_n((uint32_t *)slot, 1, __ATOMIC_RELEASE);
+	}
+	printf("written %ld\n", written);
+	fflush(stdout);
+	if (!garbage)
+		return 0;
+	struct pollfd p = {.fd = s, .events = POLLIN};
+	char sink[256];
+	for (int t = 0; t < 300; t++) {
+		if (poll(&p, 1, 100) > 0 && read(s, sink, sizeof sink) <= 0) {
+			printf("closed\n");
+			return 0;
+		}
+	}
+	printf("open\n");
+	return 0;
+}
