@@ -101,7 +101,22 @@ export interface Outcome {
 
 const CACHEABLE_EVENTS: ReadonlySet<EventName> = new Set(['socket', 'connect', 'sendto']);
 
+/** Verdicts remembered per process (below); past this many the process's memo starts over. */
+const MEMO_MAX = 256;
+
+/** What the engine is given about a call on f, as one string. */
+function factsKey(event: EventName, f: Flow): string {
+  const r = f.remote, l = f.local;
+  return `${event} ${f.family} ${f.type} ${f.proto} ${r ? `${r.address} ${r.port}` : '-'} ${l ? `${l.address} ${l.port}` : '-'}`;
+}
+
 export class Decider {
+  /** The engine's verdicts on calls it may be told about again as Cached (socket, connect,
+   * sendto without a script), per process and for one engine: a verdict depends only on who
+   * asks, the call's facts and the policy, so a program that connects to the same place over
+   * and over is decided once, and its agent's cached calls are only recorded. */
+  private readonly memo = new WeakMap<Identity, { engine: PolicyEngine; verdicts: Map<string, Verdict> }>();
+
   constructor(private readonly flows: FlowTable, private readonly policy: () => PolicyView, private readonly now: () => number = Date.now) {}
 
   /** The reply and record for one message; a Promise when a policy script decides it. */
@@ -223,6 +238,28 @@ export class Decider {
     return this.conclude(event, f, id, policy, null, false);
   }
 
+  /** The engine's verdict on a call on f. */
+  private verdict(event: EventName, f: Flow, id: Identity, engine: PolicyEngine): Verdict {
+    return engine.decide(id, {
+      event,
+      family: f.family ?? undefined,
+      type: f.type ?? undefined,
+      proto: f.proto ?? undefined,
+      remote: factEndpoint(f.remote),
+      local: factEndpoint(f.local),
+    });
+  }
+
+  /** verdict(), remembered for the process (memo above). */
+  private remembered(event: EventName, f: Flow, id: Identity, engine: PolicyEngine): Verdict {
+    let m = this.memo.get(id);
+    if (!m || m.engine !== engine || m.verdicts.size >= MEMO_MAX) this.memo.set(id, (m = { engine, verdicts: new Map() }));
+    const key = factsKey(event, f);
+    let v = m.verdicts.get(key);
+    if (!v) m.verdicts.set(key, (v = this.verdict(event, f, id, engine)));
+    return v;
+  }
+
   /** Records the verdict on the flow and builds the reply: the script's decision if it made
    * one, else the rules'. Only a call no script handles (not `scripted`) may be cached by
    * the agent. */
@@ -230,14 +267,7 @@ export class Decider {
     let v: Verdict;
     if (o && o.decision !== undefined) v = { decision: o.decision, rule: 'script' };
     else {
-      v = policy.engine.decide(id, {
-        event,
-        family: f.family ?? undefined,
-        type: f.type ?? undefined,
-        proto: f.proto ?? undefined,
-        remote: factEndpoint(f.remote),
-        local: factEndpoint(f.local),
-      });
+      v = !scripted && CACHEABLE_EVENTS.has(event) ? this.remembered(event, f, id, policy.engine) : this.verdict(event, f, id, policy.engine);
       // The default fills in for sockets nothing decided yet; it never undoes a rule's choice
       // made at an earlier call on the same socket (e.g. a Socket rule, then a SendTo).
       if (v.rule === 'default' && f.rule && f.rule !== 'default') v = { decision: null, rule: null };
