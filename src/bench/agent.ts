@@ -211,7 +211,7 @@ export function formatAgentBench(r: AgentBenchResult): string {
       ['connect+close, shim / nothing', `${r.bare_ratio} [${range(r.bare_ratio_range)}]`],
       [`curl, ${r.setup.curl_files} files, agent / shim`, `${r.shim_ratio_curl} [${range(r.shim_ratio_curl_range)}] (${r.curl_ms_with} / ${r.curl_ms_shim} ms; target <= ${t.shim_ratio_curl.limit}: ${mark(t.shim_ratio_curl)})`],
       ['system calls added per connect', `${r.extra_syscalls_per_cached_connect} (target <= ${t.extra_syscalls_per_cached_connect.limit}: ${mark(t.extra_syscalls_per_cached_connect)})  ${Object.entries(r.extra_syscalls_by_name).map(([k, v]) => `${k} ${v}`).join(', ')}`],
-      ['daemon CPU per cached connect', `${r.daemon_cpu_us_per_cached_connect} µs (target <= ${t.daemon_cpu_us_per_cached_connect.limit}: ${mark(t.daemon_cpu_us_per_cached_connect)})`],
+      ['daemon CPU per cached connect', `${r.daemon_cpu_us_per_cached_connect} µs (target <= ${t.daemon_cpu_us_per_cached_connect.limit}: ${mark(t.daemon_cpu_us_per_cached_connect)}), ${r.notifications_shed} notifications shed`],
     ].map(([label, figure]) => `  ${label!.padEnd(35)}${figure}`),
   ].join('\n');
 }

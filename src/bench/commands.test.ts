@@ -33,6 +33,7 @@ test('qos bench agent --json prints every figure, the agent against a bare shim 
   assert.ok((j.extra_syscalls_per_cached_connect as number) >= 0, `extra_syscalls_per_cached_connect = ${j.extra_syscalls_per_cached_connect}`);
   for (const [k, v] of Object.entries(j.extra_syscalls_by_name)) assert.ok(v >= 0.05, `${k} = ${v}`);
   assert.ok(Number.isFinite(j.daemon_cpu_us_per_cached_connect) && (j.daemon_cpu_us_per_cached_connect as number) >= 0, `daemon_cpu_us_per_cached_connect = ${j.daemon_cpu_us_per_cached_connect}`);
+  assert.ok(Number.isInteger(j.notifications_shed) && (j.notifications_shed as number) >= 0, `notifications_shed = ${j.notifications_shed}`);
   assert.deepEqual(Object.keys(j.targets).sort(), ['added_p50_vs_ipc_rtt', 'daemon_cpu_us_per_cached_connect', 'daemon_decisions_per_s', 'extra_syscalls_per_cached_connect', 'send_path_ratio', 'shim_ratio', 'shim_ratio_curl']);
 });
 
