@@ -2,7 +2,7 @@
  * engine, and records the decision. No I/O here, so it is tested without sockets. */
 
 import type { CallFacts, Decision, Identity, PolicyEngine, Verdict } from '../policy/engine.js';
-import { parseAddr } from '../policy/net.js';
+import { parseAddrInto, type Addr128 } from '../policy/net.js';
 import type { EventName } from '../policy/schema.js';
 import type { HandlerName } from '../script/js-sandbox.js';
 import type { ScriptOutcome, ScriptStatus } from '../script/pool.js';
@@ -77,11 +77,16 @@ function endpoint(a: SockAddr | null): Endpoint | null {
   return a && a.host ? { address: a.host, port: a.port } : null;
 }
 
-function factEndpoint(e: Endpoint | null): CallFacts['remote'] {
+/** An endpoint as the engine takes it; an IPv4 address is parsed into `into` (the engine reads
+ * the facts of one call and keeps none of them, so each side's array is reused). */
+function factEndpoint(e: Endpoint | null, into: Addr128): CallFacts['remote'] {
   if (!e) return undefined;
-  const addr = parseAddr(e.address);
+  const addr = parseAddrInto(e.address, into);
   return addr ? { addr, port: e.port } : undefined;
 }
+
+const REMOTE_ADDR: Addr128 = new Uint32Array(4);
+const LOCAL_ADDR: Addr128 = new Uint32Array(4);
 
 export { decisionClass };
 
@@ -245,8 +250,8 @@ export class Decider {
       family: f.family ?? undefined,
       type: f.type ?? undefined,
       proto: f.proto ?? undefined,
-      remote: factEndpoint(f.remote),
-      local: factEndpoint(f.local),
+      remote: factEndpoint(f.remote, REMOTE_ADDR),
+      local: factEndpoint(f.local, LOCAL_ADDR),
     });
   }
 
@@ -280,7 +285,8 @@ export class Decider {
     const record: DecisionRecord = {
       at: this.now(), pid: id.pid, user: id.user, exe: id.exe, event, fd: f.fd,
       family: f.family, type: f.type, local: f.local, remote: f.remote, rule: v.rule, decision: v.decision,
-      class: decisionClass(v.decision), reply, cached: false,
+      // setVerdict has just given the flow this class (decisionClass of the decision)
+      class: v.rule !== null ? f.class : decisionClass(v.decision), reply, cached: false,
     };
     if (o) record.script = o.status;
     return { reply, record };

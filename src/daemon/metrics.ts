@@ -5,16 +5,19 @@
 
 import { Counter, Gauge, Registry, collectDefaultMetrics, type MetricValueWithName } from 'prom-client';
 
-/** Counts by a two-part label key without building a key string per increment. */
+/** Counts by a two-part label key without building a key string per increment: each count is
+ * a cell found by two lookups and bumped in place (no Map.set once the key is known). */
 class Tally {
-  private readonly counts = new Map<string, Map<string, number>>();
+  private readonly counts = new Map<string, Map<string, { n: number }>>();
   add(a: string, b: string): void {
     let m = this.counts.get(a);
     if (!m) this.counts.set(a, (m = new Map()));
-    m.set(b, (m.get(b) ?? 0) + 1);
+    const c = m.get(b);
+    if (c) c.n++;
+    else m.set(b, { n: 1 });
   }
   *entries(): Generator<[string, string, number]> {
-    for (const [a, m] of this.counts) for (const [b, n] of m) yield [a, b, n];
+    for (const [a, m] of this.counts) for (const [b, c] of m) yield [a, b, c.n];
   }
 }
 

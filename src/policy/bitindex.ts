@@ -146,9 +146,19 @@ export class CidrIndex {
 /** The masked address as a map key: a number for IPv4 (v4-mapped, prefix of 96 bits or
  * more: the common case, no string built per call), text otherwise. */
 function maskedKey(a: Addr128, bits: number): number | string {
-  if (bits >= 96 && a[0] === 0 && a[1] === 0 && a[2] === 0xffff) {
-    return bits === 96 ? 0 : (a[3]! & ((0xffffffff << (128 - bits)) >>> 0)) >>> 0;
+  if (a[0] === 0 && a[1] === 0 && a[2] === 0xffff) {
+    if (bits >= 96) return bits === 96 ? 0 : (a[3]! & ((0xffffffff << (128 - bits)) >>> 0)) >>> 0;
+    // shorter than the v4-mapped prefix (an IPv6 rule's /32, say): the same text for every
+    // IPv4 address, made once per length instead of once per call
+    return (V4_SHORT_KEYS[bits] ??= textKey(V4_MAPPED_ZERO, bits));
   }
+  return textKey(a, bits);
+}
+
+const V4_MAPPED_ZERO: Addr128 = Uint32Array.of(0, 0, 0xffff, 0);
+const V4_SHORT_KEYS: string[] = [];
+
+function textKey(a: Addr128, bits: number): string {
   let key = '';
   for (let i = 0, left = bits; i < 4; i++, left -= 32) {
     const mask = left >= 32 ? 0xffffffff : left <= 0 ? 0 : (0xffffffff << (32 - left)) >>> 0;

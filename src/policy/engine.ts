@@ -59,6 +59,7 @@ export interface Verdict {
 }
 
 const EV_BIT = Object.fromEntries(EVENT_NAMES.map((e, i) => [e, 1 << i])) as Record<EventName, number>;
+const EV_INDEX = Object.fromEntries(EVENT_NAMES.map((e, i) => [e, i])) as Record<EventName, number>;
 /** A rule without `event` applies to every call except setsockopt: the application's own
  * marking is overridden only by a rule that names that event. */
 const DEFAULT_EVENTS = ((1 << EVENT_NAMES.length) - 1) & ~EV_BIT.setsockopt;
@@ -129,6 +130,11 @@ export class PolicyEngine {
   private readonly noIdentity: RuleBits;
   /** The events some rule names in its `event` (bits of EV_BIT); a rule without one is not counted. */
   private readonly named: number;
+  /** The rules a call's kind allows before its addresses and ports are looked at: event,
+   * family, type and protocol ANDed, and the unconstrained sets of the endpoints it lacks;
+   * made on first use, by the key decide() computes (at most 7 x 3 x 5 x 3 x 4 of them). Not
+   * in snapshot(). */
+  private bases: (RuleBits | undefined)[] = [];
 
   constructor(doc: PolicyDoc) {
     const predIds = new Map<string, number>();
@@ -186,7 +192,7 @@ export class PolicyEngine {
 
   /** This engine as plain data for another thread (see CompiledPolicy). */
   snapshot(): CompiledPolicy {
-    const { version: _v, preds, ...rest } = this as unknown as Record<string, unknown> & { version: number; preds: Predicate[] };
+    const { version: _v, bases: _b, preds, ...rest } = this as unknown as Record<string, unknown> & { version: number; bases: unknown; preds: Predicate[] };
     return { ...rest, preds: preds.map((p) => ({ key: p.key, values: p.values })) } as unknown as CompiledPolicy;
   }
 
@@ -197,6 +203,7 @@ export class PolicyEngine {
     const e = Object.create(PolicyEngine.prototype) as PolicyEngine;
     Object.assign(e, s, {
       version: ++versions,
+      bases: [],
       preds: s.preds.map((p) => ({ ...p, test: makeTest(p.key, p.values) })),
     });
     for (const k of ['remotePorts', 'localPorts'] as const) PortIndex.revive(e[k]);
@@ -207,6 +214,17 @@ export class PolicyEngine {
   private memoFor(id: Identity): IdentityMemo {
     if (id.memo?.version === this.version) return id.memo;
     return (id.memo = { version: this.version, known: this.noIdentity.slice(), passed: this.noIdentity.slice(), preds: new Int8Array(this.preds.length) });
+  }
+
+  /** The set bases[key] holds (see bases), made now. */
+  private base(key: number, event: EventName, fam: number, type: number, proto: number, remote: boolean, local: boolean): RuleBits {
+    const b = this.byEvent[EV_INDEX[event]]!.slice();
+    andInto(b, this.byFamily[fam]!);
+    andInto(b, this.byType[type]!);
+    andInto(b, this.byProto[proto]!);
+    if (!remote) { this.remotePorts.restrict(b, undefined); this.remoteNets.restrict(b, undefined); }
+    if (!local) { this.localPorts.restrict(b, undefined); this.localNets.restrict(b, undefined); }
+    return (this.bases[key] = b);
   }
 
   /** Whether rule i's identity patterns hold for id (each pattern evaluated once per process). */
@@ -231,14 +249,18 @@ export class PolicyEngine {
   /** First matching rule's decision, else the default. */
   decide(id: Identity, f: CallFacts): Verdict {
     const acc = this.scratch;
-    acc.set(this.byEvent[EVENT_NAMES.indexOf(f.event)]!);
-    andInto(acc, this.byFamily[f.family ? FAMILY_BIT[f.family] : 0]!);
-    andInto(acc, this.byType[f.type ? TYPE_BIT[f.type] : 0]!);
-    andInto(acc, this.byProto[f.proto ? PROTO_BIT[f.proto] : 0]!);
-    this.remotePorts.restrict(acc, f.remote?.port);
-    this.remoteNets.restrict(acc, f.remote?.addr);
-    this.localPorts.restrict(acc, f.local?.port);
-    this.localNets.restrict(acc, f.local?.addr);
+    const fam = f.family ? FAMILY_BIT[f.family] : 0, type = f.type ? TYPE_BIT[f.type] : 0, proto = f.proto ? PROTO_BIT[f.proto] : 0;
+    const remote = f.remote, local = f.local;
+    const key = (((EV_INDEX[f.event] * 3 + fam) * 5 + type) * 3 + proto) * 4 + (remote ? 2 : 0) + (local ? 1 : 0);
+    acc.set(this.bases[key] ?? this.base(key, f.event, fam, type, proto, remote !== undefined, local !== undefined));
+    if (remote) {
+      this.remotePorts.restrict(acc, remote.port);
+      this.remoteNets.restrict(acc, remote.addr);
+    }
+    if (local) {
+      this.localPorts.restrict(acc, local.port);
+      this.localNets.restrict(acc, local.addr);
+    }
     const memo = this.memoFor(id);
     dropFailed(acc, memo.known, memo.passed);
     for (let i = firstSet(acc); i >= 0; i = firstSet(acc)) {

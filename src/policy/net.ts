@@ -31,6 +31,16 @@ function v4words(v: number): Addr128 {
   return w;
 }
 
+/** parseAddr, with an IPv4 address written into `into` (returned) rather than a new array: for
+ * a caller that only reads the result before its next call (an IPv6 address still gets its
+ * own array). */
+export function parseAddrInto(s: string, into: Addr128): Addr128 | undefined {
+  const v4 = v4value(s);
+  if (v4 < 0) return parseAddr(s);
+  into[0] = 0; into[1] = 0; into[2] = 0xffff; into[3] = v4;
+  return into;
+}
+
 /** Parses an IPv4 or IPv6 address (v4-mapped form for IPv4); undefined if invalid. */
 export function parseAddr(s: string): Addr128 | undefined {
   const v4 = v4value(s);

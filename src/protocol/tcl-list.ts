@@ -6,7 +6,7 @@
 import { QosError } from '../errors.js';
 
 function isSpace(c: number): boolean {
-  return c === 32 || c === 9 || c === 10 || c === 11 || c === 12 || c === 13;
+  return c <= 32 && (c === 32 || (c >= 9 && c <= 13));
 }
 
 function hexVal(c: number): number {
@@ -53,7 +53,10 @@ function backslash(s: string, i: number): [string, number] {
   }
 }
 
-/** Splits a Tcl list into its elements (strings). Throws QOS_ERR_PROTOCOL on bad syntax. */
+/** Splits a Tcl list into its elements (strings). Throws QOS_ERR_PROTOCOL on bad syntax.
+ * On the daemon's hot path (every request line, and each address in one): the common
+ * elements, bare words and braces without backslashes, are scanned by char code and cut out
+ * with one slice; elements with backslashes take the substituting loop. */
 export function parseList(s: string): string[] {
   const out: string[] = [];
   let i = 0;
@@ -61,13 +64,17 @@ export function parseList(s: string): string[] {
   for (;;) {
     while (i < n && isSpace(s.charCodeAt(i))) i++;
     if (i >= n) return out;
-    const c = s[i];
-    if (c === '{') {
+    const c = s.charCodeAt(i);
+    if (c === 123 /* { */) {
       let depth = 1, j = i + 1;
-      while (j < n && depth > 0) {
-        const d = s[j];
-        if (d === '\\') j += 2;
-        else { if (d === '{') depth++; else if (d === '}') depth--; j++; }
+      while (j < n) {
+        const d = s.charCodeAt(j);
+        if (d === 92 /* \\ */) j += 2;
+        else {
+          j++;
+          if (d === 123) depth++;
+          else if (d === 125 /* } */ && --depth === 0) break;
+        }
       }
       if (depth !== 0) throw new QosError('QOS_ERR_PROTOCOL', `unmatched open brace in list at ${i}`);
       if (j < n && !isSpace(s.charCodeAt(j)))
@@ -76,9 +83,11 @@ export function parseList(s: string): string[] {
       const inner = s.slice(i + 1, j - 1);
       out.push(inner.includes('\\') ? inner.replace(/\\\n[ \t]*/g, ' ') : inner);
       i = j;
-    } else if (c === '"') {
+    } else if (c === 34 /* " */) {
       let j = i + 1, text = '', from = j;
-      for (let c2 = s.charCodeAt(j); j < n && c2 !== 34 /* " */; c2 = s.charCodeAt(j)) {
+      while (j < n) {
+        const c2 = s.charCodeAt(j);
+        if (c2 === 34) break;
         if (c2 === 92 /* \\ */) { const [t, k] = backslash(s, j); text += s.slice(from, j) + t; j = from = k; }
         else j++;
       }
@@ -90,9 +99,18 @@ export function parseList(s: string): string[] {
       out.push(text);
       i = j;
     } else {
-      let j = i, text = '', from = j;
-      for (let c2 = s.charCodeAt(j); j < n && !isSpace(c2); c2 = s.charCodeAt(j)) {
-        if (c2 === 92 /* \\ */) { const [t, k] = backslash(s, j); text += s.slice(from, j) + t; j = from = k; }
+      let j = i;
+      while (j < n) {
+        const c2 = s.charCodeAt(j);
+        if (c2 === 92 /* \\ */ || isSpace(c2)) break;
+        j++;
+      }
+      if (j >= n || s.charCodeAt(j) !== 92) { out.push(s.slice(i, j)); i = j; continue; }
+      let text = s.slice(i, j), from = j;
+      while (j < n) {
+        const c2 = s.charCodeAt(j);
+        if (isSpace(c2)) break;
+        if (c2 === 92) { const [t, k] = backslash(s, j); text += s.slice(from, j) + t; j = from = k; }
         else j++;
       }
       text += s.slice(from, j);
