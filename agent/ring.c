@@ -58,6 +58,12 @@ int qos_ring_put(struct qos_ring *r, const struct qos_note *n)
 	return ret;
 }
 
+int qos_ring_caught_up(const struct qos_ring *r)
+{
+	unsigned last = (r->head + r->slots - 1) & (r->slots - 1);
+	return __atomic_load_n((uint32_t *)(r->mem + (size_t)last * QOS_RING_SLOT), __ATOMIC_ACQUIRE) != QOS_SLOT_FULL;
+}
+
 void qos_ring_detach(struct qos_ring *r)
 {
 	if (r->mem)

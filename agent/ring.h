@@ -14,7 +14,7 @@
 #define QOS_RING_SLOT 64
 #define QOS_RING_MIN_SLOTS 64
 #define QOS_RING_MAX_SLOTS 65536
-#define QOS_ALIVE_CHECK_MS 50 /* how often a thread writing records looks at its connection */
+#define QOS_ALIVE_CHECK_MS 50 /* records unread this long: the thread looks at its connection */
 
 enum { QOS_SLOT_FREE = 0, QOS_SLOT_FULL = 1, QOS_SLOT_CLOSED = 2 };
 enum { QOS_NOTE_SOCKET = 1, QOS_NOTE_CONNECT = 2, QOS_NOTE_SENDTO = 3, QOS_NOTE_CLOSE = 4, QOS_NOTE_SHUTDOWN = 5 };
@@ -54,6 +54,8 @@ int qos_ring_attach(struct qos_ring *r, int memfd, long slots);
 /* Writes n into the next slot: 0 written; 1 the ring is full (n dropped and counted); -1 the
  * daemon let go of the ring (closed: nothing more will be read from it). */
 int qos_ring_put(struct qos_ring *r, const struct qos_note *n);
+/* Whether the daemon has read the last record written (or none was written yet). */
+int qos_ring_caught_up(const struct qos_ring *r);
 /* Unmaps the ring (only its own thread, or a forked child, may). */
 void qos_ring_detach(struct qos_ring *r);
 

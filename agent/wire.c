@@ -32,7 +32,7 @@ struct conn {
 	struct qos_ring ring; /* its notification ring, if the daemon gave one */
 	int ring_asked;       /* Ring was sent on it (once per connection) */
 	int passed_fd;        /* a descriptor that came with the replies (the ring's), or -1 */
-	long long alive_at;   /* when the connection was last seen open (qos_wire_note) */
+	long long lag_since;  /* since when the daemon has left a record of ours unread, or 0 */
 	size_t rlen; /* bytes buffered in rbuf */
 	char rbuf[QOS_MAX_REPLY];
 };
@@ -380,7 +380,7 @@ static int conn_open(struct conn *c)
 	c->fd = fd;
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
-	c->alive_at = qos_now_ns();
+	c->lag_since = 0;
 	c->gen = fork_gen;
 	c->rlen = 0;
 	reg_add(fd, st.st_dev, st.st_ino);
@@ -637,21 +637,28 @@ int qos_wire_note(const struct qos_note *n)
 	if (!c->ring.mem || c->fd < 0 || c->gen != fork_gen || c->epoch != qos_creds_epoch() || !daemon_ok ||
 	    qos_cfg.disabled)
 		return -1;
-	/* A daemon that died leaves its ring mapped and writes nothing to say so: at most every
-	 * QOS_ALIVE_CHECK_MS of this thread's notifying, one look at the connection (no system
-	 * call per connect). Gone: the line path finds no daemon, and the call goes unmarked, as
-	 * without the agent. A stopped or busy daemon's connection is still open: the ring fills,
-	 * then sheds. */
-	long long now = qos_now_ns();
-	if (now - c->alive_at > QOS_ALIVE_CHECK_MS * 1000000LL) {
-		char b;
-		ssize_t r = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-			qos_debug("daemon connection closed: notifications as lines");
-			conn_drop(c, 1);
-			return -1;
+	/* A daemon that died leaves its ring mapped and writes nothing to say so. One that reads
+	 * our records is there; once it has left one unread for QOS_ALIVE_CHECK_MS, one look at
+	 * the connection (and again every QOS_ALIVE_CHECK_MS while that lasts): no system call
+	 * while the daemon keeps up. Gone: the line path finds no daemon, and the call goes
+	 * unmarked, as without the agent. A stopped or busy daemon's connection is still open:
+	 * the ring fills, then sheds. */
+	if (qos_ring_caught_up(&c->ring)) {
+		c->lag_since = 0;
+	} else {
+		long long now = qos_now_ns();
+		if (!c->lag_since) {
+			c->lag_since = now;
+		} else if (now - c->lag_since > QOS_ALIVE_CHECK_MS * 1000000LL) {
+			char b;
+			ssize_t r = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+			if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+				qos_debug("daemon connection closed: notifications as lines");
+				conn_drop(c, 1);
+				return -1;
+			}
+			c->lag_since = now;
 		}
-		c->alive_at = now;
 	}
 	int r = qos_ring_put(&c->ring, n);
 	if (r < 0) {
