@@ -67,9 +67,20 @@ function bad(msg: string): never {
   throw new QosError('QOS_ERR_PROTOCOL', msg);
 }
 
+/** An optional minus and 1 to 10 decimal digits, in [min, max]. A loop over char codes, not a
+ * regular expression and Number(): every field of every line goes through here (10% of the
+ * daemon's time per decision, measured in process). */
 function int(s: string, name: string, min: number, max: number): number {
-  if (!/^-?\d{1,10}$/.test(s)) bad(`${name} is not an integer: ${JSON.stringify(s.slice(0, 40))}`);
-  const v = Number(s);
+  const neg = s.charCodeAt(0) === 45 /* - */ ? 1 : 0;
+  const n = s.length - neg;
+  let v = 0;
+  for (let i = neg; i < s.length && n <= 10; i++) {
+    const d = s.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) { v = NaN; break; }
+    v = v * 10 + d;
+  }
+  if (n < 1 || n > 10 || Number.isNaN(v)) bad(`${name} is not an integer: ${JSON.stringify(s.slice(0, 40))}`);
+  if (neg) v = -v;
   if (v < min || v > max) bad(`${name} out of range [${min}, ${max}]: ${v}`);
   return v;
 }
