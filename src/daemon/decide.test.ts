@@ -58,6 +58,33 @@ test('a Cached call is recorded like an asked one, without a reply', () => {
   assert.equal(flows.get(7, 3), undefined);
 });
 
+test('remembered verdicts are per process and per policy: the same call decides alike until a reload, and another program is decided for itself', () => {
+  const flows = new FlowTable();
+  const policyA = `
+rules:
+  - { name: curl-web, match: { event: connect, exe: "*/curl", remote_port: 443 }, action: { dscp: AF41 } }
+  - { name: web, match: { event: connect, remote_port: 443 }, action: { dscp: CS2 } }
+  - { name: near, match: { event: connect, remote: 192.0.2.0/24 }, action: { dscp: CS3 } }
+`;
+  const policyB = 'rules:\n  - { name: web, match: { event: connect, remote_port: 443 }, action: { dscp: EF } }\n';
+  const view = { engine: new PolicyEngine(parsePolicy(policyA)), generation: 5 };
+  const d = new Decider(flows, () => view);
+  const wget: Identity = { ...who, pid: 8, exe: '/usr/bin/wget', cmdline: 'wget x' };
+  const ruleOf = (id: Identity, line: string) => (d.handle(decode(line), id) as Outcome).record?.rule;
+  for (let fd = 3; fd < 6; fd++) {
+    assert.equal(ruleOf(who, `Cached 7 1000 x 5 Connect ${fd} {2 192.0.2.1 443} {} {}`), 'curl-web');
+    assert.equal(ruleOf(wget, `Cached 8 1000 x 5 Connect ${fd} {2 192.0.2.1 443} {} {}`), 'web', 'another process is not given curl\'s verdict');
+    assert.equal(ruleOf(who, `Cached 7 1000 x 5 Connect ${fd} {2 192.0.2.1 80} {} {}`), 'near', 'another port');
+    assert.equal(ruleOf(who, `Cached 7 1000 x 5 Connect ${fd} {2 198.51.100.1 80} {} {}`), null, 'another address');
+    assert.equal(ruleOf(who, `Cached 7 1000 x 5 Connect ${fd} {10 2001:db8::1 443} {} {}`), 'curl-web');
+  }
+  view.engine = new PolicyEngine(parsePolicy(policyB));
+  view.generation = 6;
+  assert.equal(ruleOf(who, 'Cached 7 1000 x 6 Connect 3 {2 192.0.2.1 443} {} {}'), 'web');
+  assert.deepEqual(flows.get(7, 3)?.decision, { dscp: 46 }, 'the new policy decides');
+  assert.equal(ruleOf(who, 'Cached 7 1000 x 6 Connect 3 {2 192.0.2.1 80} {} {}'), null);
+});
+
 test('hasRequest tells requests (and garbage) from notifications, complete lines only', () => {
   assert.equal(hasRequest(Buffer.from('Close 1 0 a 3\nCached 1 0 a 5 Socket 2 1 0 3\n')), false);
   assert.equal(hasRequest(Buffer.from('Close 1 0 a 3\nConnect 1 0 a 3 {2 1.2.3.4 80} {} {}\n')), true);

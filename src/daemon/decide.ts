@@ -109,18 +109,29 @@ const CACHEABLE_EVENTS: ReadonlySet<EventName> = new Set(['socket', 'connect', '
 /** Verdicts remembered per process (below); past this many the process's memo starts over. */
 const MEMO_MAX = 256;
 
-/** What the engine is given about a call on f, as one string. */
-function factsKey(event: EventName, f: Flow): string {
-  const r = f.remote, l = f.local;
-  return `${event} ${f.family} ${f.type} ${f.proto} ${r ? `${r.address} ${r.port}` : '-'} ${l ? `${l.address} ${l.port}` : '-'}`;
+/** What the engine is given about a call on f without its remote address and port, as a
+ * short string made once per combination (these are few); the memo looks the address and
+ * port up under it, without building a key per call. */
+const kindKeys = new Map<string, Map<string, Map<string, Map<string, string>>>>();
+function kindKey(event: EventName, f: Flow): string {
+  const a = kindKeys.get(event) ?? kindKeys.set(event, new Map()).get(event)!;
+  const fam = String(f.family), type = String(f.type), proto = String(f.proto);
+  const b = a.get(fam) ?? a.set(fam, new Map()).get(fam)!;
+  const c = b.get(type) ?? b.set(type, new Map()).get(type)!;
+  let k = c.get(proto);
+  if (k === undefined) c.set(proto, (k = `${event} ${fam} ${type} ${proto}`));
+  return k;
 }
+
+/** A process's remembered verdicts: kind of call, then remote address, then remote port. */
+type Verdicts = Map<string, Map<string, Map<number, Verdict>>>;
 
 export class Decider {
   /** The engine's verdicts on calls it may be told about again as Cached (socket, connect,
    * sendto without a script), per process and for one engine: a verdict depends only on who
    * asks, the call's facts and the policy, so a program that connects to the same place over
    * and over is decided once, and its agent's cached calls are only recorded. */
-  private readonly memo = new WeakMap<Identity, { engine: PolicyEngine; verdicts: Map<string, Verdict> }>();
+  private readonly memo = new WeakMap<Identity, { engine: PolicyEngine; verdicts: Verdicts; size: number }>();
 
   constructor(private readonly flows: FlowTable, private readonly policy: () => PolicyView, private readonly now: () => number = Date.now) {}
 
@@ -255,13 +266,20 @@ export class Decider {
     });
   }
 
-  /** verdict(), remembered for the process (memo above). */
+  /** verdict(), remembered for the process (memo above). A call with a local address (a
+   * bound socket's: never one an agent caches) is not remembered. */
   private remembered(event: EventName, f: Flow, id: Identity, engine: PolicyEngine): Verdict {
+    if (f.local) return this.verdict(event, f, id, engine);
     let m = this.memo.get(id);
-    if (!m || m.engine !== engine || m.verdicts.size >= MEMO_MAX) this.memo.set(id, (m = { engine, verdicts: new Map() }));
-    const key = factsKey(event, f);
-    let v = m.verdicts.get(key);
-    if (!v) m.verdicts.set(key, (v = this.verdict(event, f, id, engine)));
+    if (!m || m.engine !== engine || m.size >= MEMO_MAX) this.memo.set(id, (m = { engine, verdicts: new Map(), size: 0 }));
+    const kind = kindKey(event, f), host = f.remote ? f.remote.address : '', port = f.remote ? f.remote.port : -1;
+    const byHost = m.verdicts.get(kind) ?? m.verdicts.set(kind, new Map()).get(kind)!;
+    const byPort = byHost.get(host) ?? byHost.set(host, new Map()).get(host)!;
+    let v = byPort.get(port);
+    if (!v) {
+      byPort.set(port, (v = this.verdict(event, f, id, engine)));
+      m.size++;
+    }
     return v;
   }
 
