@@ -155,13 +155,14 @@ export class FlowTable {
   private remove(f: Flow, why: CloseReason): void {
     const p = this.procs.get(f.pid);
     if (!p || p.fds.get(f.fd) !== f) return;
+    // A process's and a user's entries stay when their last flow goes (a program that
+    // connects and closes over and over would make them anew each time: maps and sets, a
+    // third of the table's cost per flow): closePid and the sweep drop them.
     p.fds.delete(f.fd);
-    if (!p.fds.size) this.procs.delete(f.pid);
     const u = this.users.get(f.uid);
     if (u) {
       u.flows.delete(f);
       bump(u.classes, f.class, -1);
-      if (!u.flows.size) this.users.delete(f.uid);
     }
     this.count--;
     if (this.events.active) this.events.publish({ kind: 'closed', flow: f, why });
@@ -182,6 +183,7 @@ export class FlowTable {
     if (start !== undefined && p.start !== undefined && p.start !== start) return 0;
     const flows = [...p.fds.values()];
     for (const f of flows) this.remove(f, why);
+    if (this.procs.get(pid) === p) this.procs.delete(pid);
     return flows.length;
   }
 
@@ -204,6 +206,7 @@ export class FlowTable {
   sweep(alive: (pid: number, start: number | undefined) => boolean): number {
     let n = 0;
     for (const [pid, p] of [...this.procs]) if (!alive(pid, p.start)) n += this.closePid(pid, undefined, 'gone');
+    for (const [uid, u] of this.users) if (!u.flows.size) this.users.delete(uid);
     return n;
   }
 }
