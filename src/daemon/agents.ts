@@ -585,7 +585,6 @@ export class AgentServer {
       const m = ring.next(who);
       if (m === null) break;
       n++;
-      const t0 = performance.now();
       if (typeof m === 'string') {
         this.o.metrics.errors.inc({ code: 'QOS_ERR_PROTOCOL' });
         this.o.log.debug({ pid: c.cred.pid, problem: m }, 'malformed ring record');
@@ -593,9 +592,10 @@ export class AgentServer {
         continue;
       }
       this.o.metrics.message(m.type);
+      // (a notification: no reply, so no answer time to take)
       const out = this.o.decider.handle(m, c.id);
-      if (out instanceof Promise) void out.then((o) => this.finish(o, t0));
-      else this.finish(out, t0);
+      if (out instanceof Promise) void out.then((o) => this.finish(o, 0));
+      else this.finish(out, 0);
     }
     if (ring.shed !== shed) this.o.metrics.ringShed.inc(ring.shed - shed);
     this.shares.spend(c.share, n);

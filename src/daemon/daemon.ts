@@ -86,7 +86,8 @@ export class Daemon {
     const identities = new IdentityResolver();
     const decisions = new DecisionLog({
       onDropped: (n) => metrics.followerDropped.inc(n),
-      debug: (r) => { if (log.isLevelEnabled('debug')) log.debug({ decision: r }, 'decision'); },
+      // the level is the one given at start (--log-level): asked once, not per decision
+      debug: log.isLevelEnabled('debug') ? (r) => log.debug({ decision: r }, 'decision') : undefined,
     });
     let agents: AgentServer | undefined;
     const c = this.components;
