@@ -342,8 +342,8 @@ size_t qos_msg_cleanup(char *buf, size_t cap) { return end_line(buf, begin(buf, 
 
 size_t qos_msg_ring(char *buf, size_t cap)
 {
-	int v = QOS_RING_LAYOUT;
-	return end_line(buf, fmt_ints(buf, begin(buf, cap, "Ring", 0), cap, 1, &v), cap);
+	int n = snprintf(buf, cap, "Ring %d %u {} %d\n", (int)qos_self_pid(), (unsigned)qos_self_uid(), QOS_RING_LAYOUT);
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
 size_t qos_msg_startup(char *buf, size_t cap)

@@ -34,8 +34,9 @@ struct answer {
 
 /* "Startup pid uid cmd version": the process's first request on a connection. */
 size_t qos_msg_startup(char *buf, size_t cap);
-/* "Ring pid uid cmd layout": asks for the connection's notification ring (ring.h); sent first
- * on a new connection. */
+/* "Ring pid uid {} layout": asks for the connection's notification ring (ring.h); sent first
+ * on a new connection. Its command line is left empty: the line stays short (it goes in the
+ * same send as Startup, which carries it), and the daemon reads /proc anyway. */
 size_t qos_msg_ring(char *buf, size_t cap);
 /* "Socket pid uid cmd family type protocol fd", asked at socket(). */
 size_t qos_msg_socket(char *buf, size_t cap, int fd, const struct fdst *s);

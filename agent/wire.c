@@ -571,7 +571,7 @@ int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]
 	int with_startup = had < want && __atomic_compare_exchange_n(&startup_for, &had, want, 0,
 								       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 	int with_ring = qos_cfg.ring && !c->ring_asked;
-	char st[QOS_MAX_MSG], rg[QOS_MAX_MSG];
+	char st[QOS_MAX_MSG], rg[64];
 	struct iovec iov[3];
 	int n = 0;
 	if (with_ring) {

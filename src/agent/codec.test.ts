@@ -32,7 +32,7 @@ function expected(pid: number, uid: number, cmd: string): ([Message[], number] |
   const decided = sock(9, 10, 2, 0) as CacheableMessage;
   return [
     [[{ type: 'Startup', ...h, version: 1 }], 1],
-    [[{ type: 'Ring', ...h, layout: 1 }], 1],
+    [[{ type: 'Ring', ...h, cmd: '', layout: 1 }], 1],
     [[sock(5, 2, 1, 0)], 1],
     [[sock(5, 2, 1, 0), connect(5, a4)], 2],
     [[connect(6, a6)], 1],
