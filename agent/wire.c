@@ -438,8 +438,6 @@ static int send_iov(struct conn *c, struct iovec *iov, int n, long long deadline
 		} else {
 			return -1;
 		}
-		while (n > 0 && iov->iov_len == 0)
-			iov++, n--;
 	}
 	return 0;
 }
