@@ -109,22 +109,17 @@ const CACHEABLE_EVENTS: ReadonlySet<EventName> = new Set(['socket', 'connect', '
 /** Verdicts remembered per process (below); past this many the process's memo starts over. */
 const MEMO_MAX = 256;
 
-/** What the engine is given about a call on f without its remote address and port, as a
- * short string made once per combination (these are few); the memo looks the address and
- * port up under it, without building a key per call. */
-const kindKeys = new Map<string, Map<string, Map<string, Map<string, string>>>>();
-function kindKey(event: EventName, f: Flow): string {
-  const a = kindKeys.get(event) ?? kindKeys.set(event, new Map()).get(event)!;
-  const fam = String(f.family), type = String(f.type), proto = String(f.proto);
-  const b = a.get(fam) ?? a.set(fam, new Map()).get(fam)!;
-  const c = b.get(type) ?? b.set(type, new Map()).get(type)!;
-  let k = c.get(proto);
-  if (k === undefined) c.set(proto, (k = `${event} ${fam} ${type} ${proto}`));
-  return k;
+/** What the engine is given about a cacheable call on f besides its remote address and port
+ * (event, family, type, protocol: each one of a few values), as one small number; the memo
+ * looks the address and port up under it, without building a key per call. */
+const CODE: Record<string, number> = { socket: 0, connect: 1, sendto: 2, inet: 1, inet6: 2, stream: 1, dgram: 2, raw: 3, tcp: 1, udp: 2 };
+function kindKey(event: EventName, f: Flow): number {
+  const c = (v: string | null) => (v === null ? 0 : CODE[v]!);
+  return c(event) << 6 | c(f.family) << 4 | c(f.type) << 2 | c(f.proto);
 }
 
 /** A process's remembered verdicts: kind of call, then remote address, then remote port. */
-type Verdicts = Map<string, Map<string, Map<number, Verdict>>>;
+type Verdicts = Map<number, Map<string, Map<number, Verdict>>>;
 
 export class Decider {
   /** The engine's verdicts on calls it may be told about again as Cached (socket, connect,
