@@ -12,6 +12,7 @@
  * This file is the layout and the codec, pure: encodeSlot writes what the agent writes
  * (agent/ring.c; tests use it to play an agent), RingReader reads and frees slots in order. */
 
+import { parseAddr } from '../policy/net.js';
 import type { Message, SockAddr } from './messages.js';
 
 /** Bytes per record. */
@@ -114,23 +115,13 @@ export function encodeSlot(buf: ArrayBuffer, i: number, r: RingRecord): boolean 
   return true;
 }
 
+/** An address's bytes in network order: 4 for IPv4, 16 for IPv6 (parsed as the policy does). */
 function addressBytes(a: SockAddr): Uint8Array {
-  if (a.family === 2) return Uint8Array.from(a.host.split('.').map(Number));
-  const out = new Uint8Array(16);
-  const [head, tail] = a.host.includes('::') ? a.host.split('::') : [a.host, undefined];
-  const groups = (s: string | undefined): number[] => {
-    if (!s) return [];
-    const out: number[] = [];
-    for (const g of s.split(':')) {
-      if (g.includes('.')) { const q = g.split('.').map(Number); out.push((q[0]! << 8) | q[1]!, (q[2]! << 8) | q[3]!); }
-      else out.push(parseInt(g, 16));
-    }
-    return out;
-  };
-  const h = groups(head), t = groups(tail);
-  const all = tail === undefined ? h : [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
-  all.forEach((g, i) => { out[2 * i] = g >> 8; out[2 * i + 1] = g & 0xff; });
-  return out;
+  const w = parseAddr(a.host);
+  if (!w) throw new RangeError(`not an address: ${a.host}`);
+  const out = new Uint8Array(16), view = new DataView(out.buffer);
+  for (let i = 0; i < 4; i++) view.setUint32(4 * i, w[i]!);
+  return a.family === 2 ? out.subarray(12) : out;
 }
 
 /** An IPv6 address as inet_ntop writes it (RFC 5952: lower case, the longest run of two or more
