@@ -352,24 +352,18 @@ static napi_value send_with_fd(napi_env env, napi_callback_info info)
 
 NAPI_MODULE_INIT()
 {
-	napi_value fn;
-	napi_create_function(env, "peercred", NAPI_AUTO_LENGTH, peercred, NULL, &fn);
-	napi_set_named_property(env, exports, "peercred", fn);
-	napi_create_function(env, "acceptPending", NAPI_AUTO_LENGTH, accept_pending, NULL, &fn);
-	napi_set_named_property(env, exports, "acceptPending", fn);
-	napi_create_function(env, "niceThread", NAPI_AUTO_LENGTH, nice_thread, NULL, &fn);
-	napi_set_named_property(env, exports, "niceThread", fn);
-	napi_create_function(env, "peergroups", NAPI_AUTO_LENGTH, peergroups, NULL, &fn);
-	napi_set_named_property(env, exports, "peergroups", fn);
-	napi_create_function(env, "credsOf", NAPI_AUTO_LENGTH, creds_of, NULL, &fn);
-	napi_set_named_property(env, exports, "credsOf", fn);
-	napi_create_function(env, "raiseNofile", NAPI_AUTO_LENGTH, raise_nofile, NULL, &fn);
-	napi_set_named_property(env, exports, "raiseNofile", fn);
-	napi_create_function(env, "ringCreate", NAPI_AUTO_LENGTH, ring_create, NULL, &fn);
-	napi_set_named_property(env, exports, "ringCreate", fn);
-	napi_create_function(env, "ringRelease", NAPI_AUTO_LENGTH, ring_release, NULL, &fn);
-	napi_set_named_property(env, exports, "ringRelease", fn);
-	napi_create_function(env, "sendWithFd", NAPI_AUTO_LENGTH, send_with_fd, NULL, &fn);
-	napi_set_named_property(env, exports, "sendWithFd", fn);
+	static const struct {
+		const char *name;
+		napi_callback fn;
+	} fns[] = {
+		{"peercred", peercred},       {"acceptPending", accept_pending}, {"niceThread", nice_thread},
+		{"peergroups", peergroups},   {"credsOf", creds_of},             {"raiseNofile", raise_nofile},
+		{"ringCreate", ring_create},  {"ringRelease", ring_release},     {"sendWithFd", send_with_fd},
+	};
+	for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) {
+		napi_value fn;
+		napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn);
+		napi_set_named_property(env, exports, fns[i].name, fn);
+	}
 	return exports;
 }
