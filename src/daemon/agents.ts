@@ -30,6 +30,7 @@ import { encodeError, encodeRing } from '../protocol/replies.js';
 import { RING_LAYOUT, RING_SLOTS, type RingReader } from '../protocol/note-ring.js';
 import { passRing, RingPoller } from './agent-rings.js';
 import type { Decider, DecisionRecord, Outcome } from './decide.js';
+import { BatchTime } from './batch-time.js';
 import type { Cred, IdentityResolver } from './identity.js';
 import { acceptPending, credsOf, peerCred, startTime } from './identity.js';
 import type { Metrics } from './metrics.js';
@@ -66,6 +67,8 @@ export interface AgentServerOptions {
   onDecision: (r: DecisionRecord) => void;
   /** the last connection of a process closed */
   onDisconnect: (pid: number, start: number) => void;
+  /** the time the decider and the flow table record, fixed for each batch of messages */
+  time?: BatchTime;
   /** time for the stall watch (default: the system's) */
   clock?: Clock;
 }
@@ -124,10 +127,12 @@ export class AgentServer {
   private catchUpUntil = 0;
   private beatTimer: Timer | null = null;
   private readonly rings: RingPoller<Conn>;
+  private readonly time: BatchTime;
 
   constructor(private readonly o: AgentServerOptions) {
     this.shares = new Shares(o.limits ?? limitsFor(1024));
     this.clock = o.clock ?? systemClock;
+    this.time = o.time ?? new BatchTime();
     this.beat = this.clock.now();
     // a poll is a turn of its own: every user's share is whole again
     this.rings = new RingPoller(this.clock, (c, all) => this.drainRing(c, all), () => { this.shares.turn++; });
@@ -384,6 +389,15 @@ export class AgentServer {
    * The records in the rings of c's process come first: those written before these lines
    * were sent are about earlier calls. */
   private drain(c: Conn, maxLines: number): number {
+    this.time.begin();
+    try {
+      return this.drainLines(c, maxLines);
+    } finally {
+      this.time.end();
+    }
+  }
+
+  private drainLines(c: Conn, maxLines: number): number {
     if (this.rings.size) this.rings.drainPid(c.cred.pid);
     const buf = this.joined(c);
     if (!buf || c.sock.destroyed || c.closing || c.waiting) return 0;
@@ -575,8 +589,16 @@ export class AgentServer {
    * many as its user's share of this turn allows. A malformed record counts as a malformed
    * line (MAX_ERRORS of them close the connection). */
   private drainRing(c: Conn, all: boolean): { read: number; more: boolean } {
-    const ring = c.ring;
-    if (!ring || c.closing) return { read: 0, more: false };
+    if (!c.ring || c.closing) return { read: 0, more: false };
+    this.time.begin();
+    try {
+      return this.drainRecords(c, c.ring, all);
+    } finally {
+      this.time.end();
+    }
+  }
+
+  private drainRecords(c: Conn, ring: RingReader, all: boolean): { read: number; more: boolean } {
     const max = all ? Infinity : Math.min(this.shares.room(c.share), RING_SLOTS);
     const who = { pid: c.id.pid, uid: c.id.uid, cmd: c.id.cmdline };
     const shed = ring.shed;

@@ -14,6 +14,7 @@ import { ctMark, DEFAULT_CT_MASK, type CtMark } from '../kernel/ctmark.js';
 import { KernelRules, type KernelMode } from '../kernel/manager.js';
 import { AdminServer } from './admin.js';
 import { AgentServer } from './agents.js';
+import { BatchTime } from './batch-time.js';
 import { Decider } from './decide.js';
 import { DecisionLog } from './decision-log.js';
 import { FlowEvents } from './flow-events.js';
@@ -82,7 +83,9 @@ export class Daemon {
     });
     // the flow-event hub (flow-events.ts): parts that follow flows subscribe to flows.events
     const events = new FlowEvents((err, e) => log.error({ err, event: e.kind, pid: e.flow.pid, fd: e.flow.fd }, 'a flow-event subscriber failed'));
-    const flows = this.flows = new FlowTable(Date.now, o.maxFlows, o.maxFlowsPerUser, events);
+    // one time per batch of agent messages, for the flow table and the decider (batch-time.ts)
+    const time = new BatchTime();
+    const flows = this.flows = new FlowTable(time.now, o.maxFlows, o.maxFlowsPerUser, events);
     const identities = new IdentityResolver();
     const decisions = new DecisionLog({
       onDropped: (n) => metrics.followerDropped.inc(n),
@@ -121,7 +124,7 @@ export class Daemon {
         const nofile = raiseNofile(NOFILE_WANTED);
         const limits = { ...limitsFor(nofile), ...o.agentLimits };
         agents = new AgentServer({
-          path: o.socket, decider: new Decider(flows, () => policy.current), identities, metrics, log, limits, clock,
+          path: o.socket, decider: new Decider(flows, () => policy.current, time.now), identities, metrics, log, limits, clock, time,
           onDecision: (r) => decisions.record(r),
           onDisconnect: (pid, start) => {
             if (startTime(pid) === start) return; // still running: its flows stay
