@@ -55,10 +55,14 @@ export function decisionClass(d: Decision | null): string {
   return 'priority';
 }
 
-interface Proc { start: number | undefined; fds: Map<number, Flow> }
-/** A user's entries in the order they were opened (a Set keeps insertion order), and how
- * many are in each class. */
-interface UserFlows { flows: Set<Flow>; classes: Map<string, number> }
+/** A stored flow, and its place in its user's list. */
+interface Entry { flow: Flow; prev: Entry | null; next: Entry | null }
+interface Proc { start: number | undefined; fds: Map<number, Entry> }
+/** A user's entries in the order they were opened (a list through the entries: linking and
+ * unlinking one is a few stores, where adding to and deleting from a Set rehashed it as a
+ * program's one flow came and went), and how many are in each class: a cell per class,
+ * bumped in place and kept at 0 (there are a few dozen classes). */
+interface UserFlows { first: Entry | null; last: Entry | null; size: number; classes: Map<string, { n: number }> }
 
 /** Entries one user may hold; past it the user's oldest entry goes. */
 export const MAX_FLOWS_PER_USER = 65_536;
@@ -77,7 +81,7 @@ export class FlowTable {
   }
 
   get(pid: number, fd: number): Flow | undefined {
-    return this.procs.get(pid)?.fds.get(fd);
+    return this.procs.get(pid)?.fds.get(fd)?.flow;
   }
 
   /** Creates (or replaces: the descriptor number was reused) the entry for pid/fd. The
@@ -95,20 +99,24 @@ export class FlowTable {
       p = undefined;
     }
     const old = p?.fds.get(init.fd);
-    if (old) this.remove(old, 'replaced');
+    if (old) this.remove(old.flow, 'replaced');
     const mine = this.users.get(init.uid);
-    if (mine && mine.flows.size >= this.maxPerUser) {
-      this.remove(mine.flows.values().next().value!, 'evicted');
+    if (mine?.first && mine.size >= this.maxPerUser) {
+      this.remove(mine.first.flow, 'evicted');
       this.evicted++;
     }
     if (this.count >= this.max) return f; // full: decide, don't remember
     p = this.procs.get(init.pid); // the removals above may have emptied (and dropped) it
     if (!p) this.procs.set(init.pid, (p = { start: init.start, fds: new Map() }));
     else if (p.start === undefined) p.start = init.start;
-    p.fds.set(init.fd, f);
     let u = this.users.get(init.uid);
-    if (!u) this.users.set(init.uid, (u = { flows: new Set(), classes: new Map() }));
-    u.flows.add(f);
+    if (!u) this.users.set(init.uid, (u = { first: null, last: null, size: 0, classes: new Map() }));
+    const e: Entry = { flow: f, prev: u.last, next: null };
+    if (u.last) u.last.next = e;
+    else u.first = e;
+    u.last = e;
+    u.size++;
+    p.fds.set(init.fd, e);
     bump(u.classes, f.class, 1);
     this.count++;
     if (this.events.active) this.events.publish({ kind: 'open', flow: f });
@@ -133,7 +141,7 @@ export class FlowTable {
    * removes the one it replaces), so this is two lookups by number: a WeakSet of stored flows
    * cost ~1 us per open under load (its add, most of all). */
   private stored(f: Flow): boolean {
-    return this.procs.get(f.pid)?.fds.get(f.fd) === f;
+    return this.procs.get(f.pid)?.fds.get(f.fd)?.flow === f;
   }
 
   touch(f: Flow): void {
@@ -142,26 +150,35 @@ export class FlowTable {
 
   /** The flows of one user (what a policy script may read). */
   ofUser(uid: number): Flow[] {
-    const u = this.users.get(uid);
-    return u ? [...u.flows] : [];
+    const out: Flow[] = [];
+    for (let e = this.users.get(uid)?.first; e; e = e.next) out.push(e.flow);
+    return out;
   }
 
   /** How many flows a user has, in all and by class (none, deny, priority, or a DSCP name). */
   userCounts(uid: number): { flows: number; classes: ReadonlyMap<string, number> } {
     const u = this.users.get(uid);
-    return u ? { flows: u.flows.size, classes: u.classes } : { flows: 0, classes: NO_CLASSES };
+    if (!u) return { flows: 0, classes: NO_CLASSES };
+    const classes = new Map<string, number>();
+    for (const [cls, c] of u.classes) if (c.n > 0) classes.set(cls, c.n);
+    return { flows: u.size, classes };
   }
 
   private remove(f: Flow, why: CloseReason): void {
     const p = this.procs.get(f.pid);
-    if (!p || p.fds.get(f.fd) !== f) return;
+    const e = p?.fds.get(f.fd);
+    if (!p || !e || e.flow !== f) return;
     // A process's and a user's entries stay when their last flow goes (a program that
     // connects and closes over and over would make them anew each time: maps and sets, a
     // third of the table's cost per flow): closePid and the sweep drop them.
     p.fds.delete(f.fd);
     const u = this.users.get(f.uid);
     if (u) {
-      u.flows.delete(f);
+      if (e.prev) e.prev.next = e.next;
+      else u.first = e.next;
+      if (e.next) e.next.prev = e.prev;
+      else u.last = e.prev;
+      u.size--;
       bump(u.classes, f.class, -1);
     }
     this.count--;
@@ -182,7 +199,7 @@ export class FlowTable {
     if (!p) return 0;
     if (start !== undefined && p.start !== undefined && p.start !== start) return 0;
     const flows = [...p.fds.values()];
-    for (const f of flows) this.remove(f, why);
+    for (const e of flows) this.remove(e.flow, why);
     if (this.procs.get(pid) === p) this.procs.delete(pid);
     return flows.length;
   }
@@ -198,7 +215,7 @@ export class FlowTable {
 
   list(): Flow[] {
     const out: Flow[] = [];
-    for (const p of this.procs.values()) for (const f of p.fds.values()) out.push(f);
+    for (const p of this.procs.values()) for (const e of p.fds.values()) out.push(e.flow);
     return out;
   }
 
@@ -206,13 +223,13 @@ export class FlowTable {
   sweep(alive: (pid: number, start: number | undefined) => boolean): number {
     let n = 0;
     for (const [pid, p] of [...this.procs]) if (!alive(pid, p.start)) n += this.closePid(pid, undefined, 'gone');
-    for (const [uid, u] of this.users) if (!u.flows.size) this.users.delete(uid);
+    for (const [uid, u] of this.users) if (!u.size) this.users.delete(uid);
     return n;
   }
 }
 
-function bump(m: Map<string, number>, k: string, d: number): void {
-  const v = (m.get(k) ?? 0) + d;
-  if (v > 0) m.set(k, v);
-  else m.delete(k);
+function bump(m: Map<string, { n: number }>, k: string, d: number): void {
+  const c = m.get(k);
+  if (c) c.n += d;
+  else m.set(k, { n: d });
 }
