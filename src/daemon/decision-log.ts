@@ -12,6 +12,7 @@ export const FOLLOW_BUFFER = 1 << 20;
 
 export class DecisionLog implements Component {
   readonly name = 'decisions';
+  /** the last DECISION_LOG decisions, a ring: decision number i (from 0) is at i % DECISION_LOG */
   private readonly recent: DecisionRecord[] = [];
   private readonly followers = new Set<(r: DecisionRecord) => void>();
   private count = 0;
@@ -20,11 +21,18 @@ export class DecisionLog implements Component {
   constructor(private readonly o: { onDropped(n: number): void; debug?(r: DecisionRecord): void }) {}
 
   record(r: DecisionRecord): void {
+    this.recent[this.count % DECISION_LOG] = r;
     this.count++;
-    if (this.recent.length >= DECISION_LOG) this.recent.splice(0, DECISION_LOG / 10);
-    this.recent.push(r);
     for (const f of this.followers) f(r);
     this.o.debug?.(r);
+  }
+
+  /** The last n decisions kept, oldest first. */
+  last(n: number): DecisionRecord[] {
+    const k = Math.min(n, this.recent.length);
+    const out: DecisionRecord[] = [];
+    for (let i = this.count - k; i < this.count; i++) out.push(this.recent[i % DECISION_LOG]!);
+    return out;
   }
 
   status(): Record<string, unknown> {
@@ -40,7 +48,7 @@ export class DecisionLog implements Component {
         const limit = Number.isInteger(asked) && asked >= 0 ? Math.min(asked, 10000) : 100;
         res.writeHead(200, { 'content-type': 'application/x-ndjson' });
         res.flushHeaders(); // a follower of a quiet daemon learns at once that it is following
-        if (limit) for (const r of this.recent.slice(-limit)) res.write(decisionJson(r) + '\n');
+        for (const r of this.last(limit)) res.write(decisionJson(r) + '\n');
         if (url.searchParams.get('follow') !== '1') { res.end(); return; }
         // A follower that does not read must not make the daemon keep what it has not read.
         let dropped = 0;
