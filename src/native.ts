@@ -18,6 +18,8 @@ export const native = require('../native/build/peercred.node') as {
   ringRelease(buf: ArrayBuffer): void;
   /** text on the connected Unix socket sock with fd attached: bytes sent, or -errno */
   sendWithFd(sock: number, text: string, fd: number): number;
+  /** text on the connected socket sock, without waiting: bytes left unsent, or -errno if none went */
+  sendText(sock: number, text: string): number;
 };
 
 /** Sets the calling thread's nice value (see native/peercred.c); false if not permitted. */
