@@ -1,6 +1,8 @@
 /* Bench helper: THREADS agent-like clients, each with its own connection to the daemon,
  * ask as fast as they can for DURATION_MS: per iteration a pipelined Socket + Connect pair
- * (two decisions, one round trip, as the agent's connect()) and a Close notification.
+ * (two decisions, one round trip, as the agent's connect()) and a Close notification. As
+ * the agent does, each connection asks for a notification ring first and writes its Close
+ * notifications there (a line when the ring is full, or when the daemon gives none).
  * Prints one JSON object: decisions, decisions_per_s, and the pair round trip p50/p99/max.
  * usage: daemon_load SOCKET THREADS DURATION_MS */
 #define _GNU_SOURCE
@@ -8,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -46,6 +50,52 @@ static int read_lines(int fd, int want)
 	return bad ? -1 : 0;
 }
 
+/* The reply to Ring, with the ring's descriptor: the ring mapped (its slot count in *slots),
+ * or NULL (none given); *lines counts the newlines read with it. */
+static unsigned char *take_ring(int fd, long *slots, int *lines)
+{
+	char buf[256];
+	union {
+		char c[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec v = {buf, sizeof buf - 1};
+	struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1, .msg_control = u.c, .msg_controllen = sizeof u.c};
+	ssize_t r = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+	*lines = 0;
+	*slots = 0;
+	if (r <= 0)
+		return NULL;
+	buf[r] = '\0';
+	for (ssize_t i = 0; i < r; i++)
+		*lines += buf[i] == '\n';
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	if (!h || h->cmsg_type != SCM_RIGHTS || strncmp(buf, "RING ", 5) != 0)
+		return NULL;
+	int rfd;
+	memcpy(&rfd, CMSG_DATA(h), sizeof rfd);
+	*slots = atol(buf + 5);
+	unsigned char *ring = *slots > 0 ? mmap(NULL, (size_t)*slots * 64, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0) : MAP_FAILED;
+	close(rfd);
+	return ring == MAP_FAILED ? NULL : ring;
+}
+
+/* A Close record in the next slot (docs/protocol.md, "Notification ring"), as the agent
+ * writes it; 0 if that slot is still unread. */
+static int ring_close(unsigned char *ring, long slots, long *next, int sock)
+{
+	unsigned char *slot = ring + (*next % slots) * 64;
+	if (__atomic_load_n((uint32_t *)slot, __ATOMIC_ACQUIRE) != 0)
+		return 0;
+	memset(slot + 4, 0, 60);
+	slot[4] = 4; /* Close */
+	int32_t d = sock;
+	memcpy(slot + 8, &d, 4);
+	__atomic_store_n((uint32_t *)slot, 1, __ATOMIC_RELEASE);
+	++*next;
+	return 1;
+}
+
 static void *worker(void *arg)
 {
 	unsigned seed = (unsigned)(long)arg * 2654435761u + 1;
@@ -59,8 +109,11 @@ static void *worker(void *arg)
 	char msg[512];
 	int pid = getpid();
 	unsigned uid = getuid();
-	int n = snprintf(msg, sizeof msg, "Startup %d %u daemon_load 1\n", pid, uid);
-	if (write(fd, msg, (size_t)n) != n || read_lines(fd, 1) != 0) {
+	int n = snprintf(msg, sizeof msg, "Ring %d %u {} 1\nStartup %d %u daemon_load 1\n", pid, uid, pid, uid);
+	long slots = 0, next = 0;
+	int got = 0;
+	unsigned char *ring = NULL;
+	if (write(fd, msg, (size_t)n) != n || ((ring = take_ring(fd, &slots, &got)), got < 2 && read_lines(fd, 2 - got) != 0)) {
 		errors++;
 		close(fd);
 		return NULL;
@@ -88,6 +141,8 @@ static void *worker(void *arg)
 		long i = nsamples++;
 		if (i < MAX_SAMPLES)
 			samples[i] = t1 - t0;
+		if (ring && ring_close(ring, slots, &next, sock))
+			continue;
 		n = snprintf(msg, sizeof msg, "Close %d %u daemon_load %d\n", pid, uid, sock);
 		if (write(fd, msg, (size_t)n) != n) {
 			errors++;
@@ -95,6 +150,8 @@ static void *worker(void *arg)
 		}
 	}
 	close(fd);
+	if (ring)
+		munmap(ring, (size_t)slots * 64);
 	return NULL;
 }
 
