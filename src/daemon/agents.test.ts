@@ -39,3 +39,32 @@ test('notifications an agent sends just before closing its connection are handle
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('replies a client does not read for a while fill its socket and wait in the daemon: every one arrives, in order, once it reads', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-agents-'));
+  const policy = 'rules:\n  - { name: one, match: { event: connect, remote_port: 1 }, action: { dscp: EF } }\n'
+    + '  - { name: two, match: { event: connect, remote_port: 2 }, action: { dscp: AF41 } }\n';
+  const d = await new DaemonChild(dir, policy, ['--kernel', 'off', '--nice', 'keep']).start();
+  try {
+    const n = 20_000;
+    const c = new LineClient(d.socket);
+    c.sock.pause(); // replies pile up: the kernel's socket buffer first (~200 KB), then the daemon's queue
+    c.sock.write(Array.from({ length: n }, (_, i) => `Connect 1 0 x ${10 + i} {2 192.0.2.1 ${1 + (i % 2)}} {} {}\n`).join(''));
+    // the daemon has answered them all when its decision count says so
+    for (let t = 0; ; t++) {
+      const s = await callJson<{ decisions_total: number }>(d.admin, 'GET', '/v1/status');
+      if (s.decisions_total >= n) break;
+      assert.ok(t < 600, `the daemon answered ${s.decisions_total} of ${n} in 60 s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    c.sock.resume();
+    for (let i = 0; i < n; i++) {
+      const line = await c.next();
+      assert.match(line ?? 'closed', i % 2 ? /^DSCP 34 CACHE \d+$/ : /^DSCP 46 CACHE \d+$/, `reply ${i}`);
+    }
+    c.sock.destroy();
+  } finally {
+    await d.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
