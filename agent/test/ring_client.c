@@ -18,6 +18,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "take_ring.h"
+
 int main(int argc, char **argv)
 {
 	if (argc < 4)
@@ -31,23 +33,11 @@ int main(int argc, char **argv)
 	int n = snprintf(req, sizeof req, "Ring %d %d ring_client 1\n", (int)getpid(), (int)getuid());
 	if (write(s, req, (size_t)n) != n)
 		return perror("write"), 1;
-	char buf[64] = "";
-	union {
-		char c[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct iovec v = {buf, sizeof buf - 1};
-	struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1, .msg_control = u.c, .msg_controllen = sizeof u.c};
-	ssize_t r = recvmsg(s, &m, 0);
-	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-	long slots = r > 5 && !strncmp(buf, "RING ", 5) ? atol(buf + 5) : 0;
-	if (!h || h->cmsg_type != SCM_RIGHTS || slots <= 0)
-		return fprintf(stderr, "no ring: %s\n", buf), 1;
-	int fd;
-	memcpy(&fd, CMSG_DATA(h), sizeof fd);
-	unsigned char *ring = mmap(NULL, (size_t)slots * 64, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (ring == MAP_FAILED)
-		return perror("mmap"), 1;
+	long slots;
+	int lines;
+	unsigned char *ring = take_ring(s, &slots, &lines);
+	if (!ring)
+		return fprintf(stderr, "no ring\n"), 1;
 	printf("ring %ld\n", slots);
 	long written = 0;
 	int garbage = !strcmp(argv[2], "garbage");
