@@ -99,10 +99,15 @@ export function decisionJson(r: DecisionRecord): string {
 export interface Outcome {
   /** The reply line without newline, or null for notifications. */
   reply: string | null;
-  record?: DecisionRecord;
+  record: DecisionRecord | undefined;
   /** A Cached message from an agent whose cache predates the running policy. */
-  stale?: boolean;
+  stale: boolean;
 }
+
+/** The outcome of a notification that records no decision (Close, Cleanup, Shutdown): one
+ * object for all of them, never changed (every outcome has the same three fields, so the
+ * code that reads them sees one shape). */
+const NO_REPLY: Outcome = Object.freeze({ reply: null, record: undefined, stale: false });
 
 const CACHEABLE_EVENTS: ReadonlySet<EventName> = new Set(['socket', 'connect', 'sendto']);
 
@@ -155,29 +160,32 @@ export class Decider {
           this.cachedCall = false;
         }
         if (out.record) out.record.cached = true;
-        return { reply: null, record: out.record, stale: m.generation !== this.policy().generation };
+        // (conclude's outcome is this call's own: reused, one object fewer per cached call)
+        out.reply = null;
+        out.stale = m.generation !== this.policy().generation;
+        return out;
       }
       case 'Startup':
         this.tell('Startup', id, m, () => factsJson('startup', null, null));
-        return { reply: encodeVersion() };
+        return { reply: encodeVersion(), record: undefined, stale: false };
       case 'Ring':
         // Only the agent server can pass a ring with its reply (agents.ts); from here, none.
-        return { reply: encodeRing(0) };
+        return { reply: encodeRing(0), record: undefined, stale: false };
       case 'Close': {
         const f = flows.get(id.pid, m.fd);
         flows.close(id.pid, m.fd);
         this.tell('Close', id, m, () => factsJson('close', m.fd, f ?? null));
-        return { reply: null };
+        return NO_REPLY;
       }
       case 'Cleanup':
         flows.closePid(id.pid, id.start);
         this.tell('Cleanup', id, m, () => factsJson('cleanup', null, null));
-        return { reply: null };
+        return NO_REPLY;
       case 'Shutdown': {
         const f = flows.get(id.pid, m.fd);
         if (f) flows.touch(f);
         this.tell('Shutdown', id, m, () => factsJson('shutdown', m.fd, f ?? null, m.how));
-        return { reply: null };
+        return NO_REPLY;
       }
       case 'Socket': {
         const type = TYPE[m.sockType] ?? null;
@@ -335,7 +343,7 @@ export class Decider {
       class: v.rule !== null ? f.class : decisionClass(v.decision), reply, cached: false,
     };
     if (o) record.script = o.status;
-    return { reply, record };
+    return { reply, record, stale: false };
   }
 }
 
