@@ -12,7 +12,7 @@ import { rulesBenchUnavailable } from './rules.js';
 import { MissingPrerequisite } from '../prerequisites.js';
 
 test('qos bench agent --json prints every figure, the agent against a bare shim among them', { timeout: 120_000 }, () => {
-  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'agent', '--json', '--rounds', '1', '--send-rounds', '1', '--connects', '300', '--sends', '20000', '--threads', '2', '--load-ms', '300',
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'agent', '--json', '--rounds', '1', '--send-rounds', '1', '--connects', '300', '--sends', '20000', '--threads', '2', '--load-ms', '300', '--load-windows', '3',
     '--pairs', '3', '--curl-files', '20', '--strace-connects', '200', '--cpu-connects', '300'], { encoding: 'utf8', timeout: 110_000 });
   assert.equal(r.status, 0, r.stderr);
   const j = JSON.parse(r.stdout) as Record<string, unknown> & { uncached: Record<string, number>; targets: Record<string, { ok: boolean; value: number }>; extra_syscalls_by_name: Record<string, number> };
@@ -25,6 +25,8 @@ test('qos bench agent --json prints every figure, the agent against a bare shim 
   assert.ok(Number.isFinite(j.added_ns_p99), `j.added_ns_p99 = ${j.added_ns_p99}`);
   assert.ok((j.uncached.connect_close_ns_p50_with ?? 0) > 0);
   for (const k of ['shim_ratio', 'bare_ratio', 'shim_ratio_curl', 'curl_ms_with', 'curl_ms_shim']) assert.ok(Number.isFinite(j[k]) && (j[k] as number) > 0, `${k} = ${j[k]}`);
+  const [slowest, fastest] = j.daemon_decisions_per_s_range as number[];
+  assert.ok(slowest! <= (j.daemon_decisions_per_s as number) && (j.daemon_decisions_per_s as number) <= fastest!, `the median of the windows lies within them: ${JSON.stringify(j.daemon_decisions_per_s_range)}`);
   for (const k of ['shim_ratio_range', 'bare_ratio_range', 'shim_ratio_curl_range']) {
     const [lo, hi] = j[k] as number[];
     assert.ok(lo! > 0 && lo! <= hi!, `${k} = ${JSON.stringify(j[k])}`);

@@ -34,7 +34,8 @@ export function benchCommands(program: Command): void {
   const bench = program.command('bench').description('measure qosd on this machine (prints figures; never part of the tests)');
 
   benchCommand(bench, 'agent', 'what the agent adds to connect() and send(), against a bare C-to-C Unix socket round trip and against a bare setsockopt(IP_TOS) LD_PRELOAD shim (system calls counted with strace, the daemon\'s CPU per cached connect), and daemon decisions/s with a 1,000-rule policy',
-    { help: 'concurrent agents for the decisions/s load', count: 16, loadMs: 3000, loadHelp: 'duration of the decisions/s load' })
+    { help: 'concurrent agents for the decisions/s load', count: 16, loadMs: 3000, loadHelp: 'duration of each window of the decisions/s load' })
+    .option('--load-windows <n>', 'windows of the decisions/s load; the figure is their median, with the slowest and fastest', (v) => positiveInt(v, '--load-windows'), 5)
     .option('--rounds <n>', 'connect rounds; figures are medians over rounds', (v) => positiveInt(v, '--rounds'), 7)
     .option('--send-rounds <n>', 'send-path runs per side, interleaved', (v) => positiveInt(v, '--send-rounds'), 11)
     .option('--connects <n>', 'connects per connect+close run', (v) => positiveInt(v, '--connects'), 10_000)
@@ -43,7 +44,7 @@ export function benchCommands(program: Command): void {
     .option('--curl-files <n>', 'files curl fetches from a local HTTP server in one process, a connection each', (v) => positiveInt(v, '--curl-files'), 200)
     .option('--strace-connects <n>', 'connects of the shorter strace run counting system calls (the longer has twice as many)', (v) => positiveInt(v, '--strace-connects'), 2000)
     .option('--cpu-connects <n>', "cached connects over which the daemon's CPU is read from /proc", (v) => positiveInt(v, '--cpu-connects'), 20_000)
-    .action(async (o: { json?: boolean; rounds: number; sendRounds: number; connects: number; sends: number; threads: number; loadMs: number; pairs: number; curlFiles: number; straceConnects: number; cpuConnects: number; check?: boolean }) => {
+    .action(async (o: { json?: boolean; rounds: number; sendRounds: number; connects: number; sends: number; threads: number; loadMs: number; loadWindows: number; pairs: number; curlFiles: number; straceConnects: number; cpuConnects: number; check?: boolean }) => {
       const { benchAgent, formatAgentBench } = await import('../../bench/agent.js');
       const r = await benchAgent({ ...o, progress: benchProgress(o.json) });
       print(o.json ? JSON.stringify(r, null, 2) : formatAgentBench(r));
