@@ -4,6 +4,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../paths.js';
 import { checkFlowSpec } from './parse.js';
 import { actualTokenRate } from './overhead.js';
 import { TEMPLATES, templateNamed, type Codec } from './templates.js';
@@ -97,4 +100,14 @@ test('templates by name in any case, with or without dots; an unknown name lists
   assert.equal(templateNamed('gsm610').name, 'GSM6.10');
   assert.equal(templateNamed('G723.1').name, 'G723.1');
   assert.throws(() => templateNamed('H264'), (e: Error & { code?: string }) => e.code === 'QOS_ERR_USAGE' && e.message === `no FLOWSPEC template "H264": the templates are ${NAMES.join(', ')}`);
+});
+
+test('docs/flowspec.md shows each template with the values the code derives', () => {
+  const doc = readFileSync(join(PACKAGE_ROOT, 'docs', 'flowspec.md'), 'utf8');
+  const udp4 = { proto: 'udp', ipv6: false } as const;
+  for (const t of TEMPLATES) {
+    const s = t.spec;
+    const cells = [t.name, s.ServiceType, s.TokenRate, s.TokenBucketSize, s.PeakBandwidth ?? 'not specified', s.MaxSduSize, s.MinimumPolicedSize, actualTokenRate(s, udp4)];
+    assert.ok(doc.includes(`| ${cells.join(' | ')} |`), `docs/flowspec.md has the row of ${t.name}: | ${cells.join(' | ')} |`);
+  }
 });

@@ -76,7 +76,7 @@ export function deriveTemplate(c: Codec): Template {
   const field = (f: NumericField, formula: string, value: number | null) => { spec[f] = step(f, formula, value); };
   if (c.kind === 'audio') {
     const frame = step('frame', `ceil(${c.bitRate} bit/s x ${c.frameUs / 1e6} s / 8) bytes`, Math.ceil((c.bitRate * c.frameUs) / 8e6))!;
-    const packetUs = step('packet interval', `${c.framesPerPacket} frames x ${c.frameUs} us (microseconds)`, c.framesPerPacket * c.frameUs)!;
+    const packetUs = step('packet interval', `${c.framesPerPacket} x ${c.frameUs} us`, c.framesPerPacket * c.frameUs)!;
     const sdu = step('packet', `${c.framesPerPacket} x ${frame} + RTP ${RTP_HEADER} bytes`, c.framesPerPacket * frame + RTP_HEADER)!;
     // seed 003 section 8.1.4: Guaranteed "for low and bounded latency applications, such as interactive voice"
     spec.ServiceType = 'Guaranteed';
