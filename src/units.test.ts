@@ -5,15 +5,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseDurationUs, parseRate, parseSize } from './units.js';
 
+/** Each [text, expected] pair through the parser. */
+function table<T>(parse: (text: string) => T, cases: [string, T][]): void {
+  for (const [text, want] of cases) assert.equal(parse(text), want, text);
+}
+
 test('a rate is bytes per second: bits in powers of 1000, bytes, "/s" allowed', () => {
-  assert.equal(parseRate('1000'), 1000);
-  assert.equal(parseRate('1.5Mbit'), 187_500);
-  assert.equal(parseRate('64kbit'), 8000);
-  assert.equal(parseRate('8 bit'), 1);
-  assert.equal(parseRate('200kB'), 200_000);
-  assert.equal(parseRate('2MB/s'), 2_000_000);
-  assert.equal(parseRate('1Gbit'), 125_000_000);
-  assert.equal(parseRate('1e3 B'), 1000);
+  table(parseRate, [['1000', 1000], ['1.5Mbit', 187_500], ['64kbit', 8000], ['8 bit', 1], ['200kB', 200_000], ['2MB/s', 2_000_000], ['1Gbit', 125_000_000], ['1e3 B', 1000]]);
 });
 
 test('a rate that is not one is refused, quoting it and naming the units', () => {
@@ -23,23 +21,13 @@ test('a rate that is not one is refused, quoting it and naming the units', () =>
 });
 
 test('a size is bytes: kB in powers of 1000, KiB in powers of 1024', () => {
-  assert.equal(parseSize('1500'), 1500);
-  assert.equal(parseSize('1.5kB'), 1500);
-  assert.equal(parseSize('64KiB'), 65_536);
-  assert.equal(parseSize('1MiB'), 1_048_576);
-  assert.equal(parseSize('2 MB'), 2_000_000);
-  assert.equal(parseSize('200B'), 200);
+  table(parseSize, [['1500', 1500], ['1.5kB', 1500], ['64KiB', 65_536], ['1MiB', 1_048_576], ['2 MB', 2_000_000], ['200B', 200]]);
   for (const bad of ['1kbit', 'big', '1 kb', '-3']) assert.throws(() => parseSize(bad), /size ".*": a number of bytes/, bad);
 });
 
 test('a duration is microseconds; a bare number is in the unit the caller names', () => {
-  assert.equal(parseDurationUs('20ms', 'us'), 20_000);
-  assert.equal(parseDurationUs('250us', 's'), 250);
-  assert.equal(parseDurationUs('250µs', 's'), 250);
-  assert.equal(parseDurationUs('1.5s', 'us'), 1_500_000);
-  assert.equal(parseDurationUs('2m', 'us'), 120_000_000);
-  assert.equal(parseDurationUs('400', 'us'), 400);
-  assert.equal(parseDurationUs('30', 's'), 30_000_000);
+  table((t) => parseDurationUs(t, 'us'), [['20ms', 20_000], ['1.5s', 1_500_000], ['2m', 120_000_000], ['400', 400], ['250µs', 250]]);
+  table((t) => parseDurationUs(t, 's'), [['250us', 250], ['30', 30_000_000]]);
   assert.throws(() => parseDurationUs('20 min', 'us'), /duration "20 min": a number of microseconds/);
   assert.throws(() => parseDurationUs('soon', 's'), /a number of seconds/);
 });
