@@ -92,16 +92,6 @@ export function flowFilter(spec: string): (p: Packet) => boolean {
   return (p) => tests.every((t) => t(p));
 }
 
-/** A rate from the command line: bytes per second when bare, or with a unit: bit, kbit, Mbit,
- * Gbit (bits per second, powers of 1000) or B, kB, MB, GB (bytes per second). */
-export function parseRate(text: string): number {
-  const m = /^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*(bit|kbit|Mbit|Gbit|B|kB|MB|GB)?(?:\/s)?\s*$/.exec(text);
-  if (!m) throw new QosError('QOS_ERR_USAGE', `rate "${text}": a number of bytes per second, or with a unit (bit, kbit, Mbit, Gbit; B, kB, MB, GB), e.g. 1.5Mbit`);
-  const v = Number(m[1]);
-  const k: Record<string, number> = { bit: 1 / 8, kbit: 125, Mbit: 125e3, Gbit: 125e6, B: 1, kB: 1e3, MB: 1e6, GB: 1e9 };
-  return v * (m[2] ? k[m[2]]! : 1);
-}
-
 /** Feeds a capture file through a reader; resolves when it is all read. */
 async function readFile(file: string, onPacket: (p: Packet) => void): Promise<void> {
   const reader = new PcapReader(onPacket);

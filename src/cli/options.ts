@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { QosError } from '../errors.js';
 import { idEntries } from '../id-names.js';
+import { parseDurationUs } from '../units.js';
 
 /** A group given by name (from /etc/group) or number. */
 export function groupId(v: string): number {
@@ -43,10 +44,10 @@ export function bitRate(v: string, name: string): number {
   return n;
 }
 
-/** A duration: 30s, 500ms, 2m, or bare seconds. */
+/** A duration in seconds: 30s, 500ms, 2m, or bare seconds. */
 export function duration(v: string, name: string): number {
-  const m = /^([0-9]*\.?[0-9]+)(ms|s|m)?$/.exec(v.trim());
-  const n = m ? Number(m[1]) * (m[2] === 'ms' ? 0.001 : m[2] === 'm' ? 60 : 1) : NaN;
-  if (!(n > 0)) throw new QosError('QOS_ERR_USAGE', `${name} takes a time such as 30s, 500ms or 2m, not "${v}"`);
-  return n;
+  let us = NaN;
+  try { us = parseDurationUs(v, 's'); } catch { /* reported below, naming the option */ }
+  if (!(us > 0)) throw new QosError('QOS_ERR_USAGE', `${name} takes a time such as 30s, 500ms or 2m, not "${v}"`);
+  return us / 1e6;
 }

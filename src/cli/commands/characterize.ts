@@ -3,6 +3,7 @@
 
 import { Command } from 'commander';
 import { QosError } from '../../errors.js';
+import { parseRate } from '../../units.js';
 import { print } from '../format.js';
 import { duration, positiveInt } from '../options.js';
 
@@ -31,7 +32,7 @@ export function characterizeCommands(program: Command): void {
     .option('--age <time>', 'with --live: how long the on-line estimate remembers a burst', '180s')
     .option('--hold <time>', 'with --live: how long a smaller estimate waits before it is re-advertised', '120s')
     .action(async (file: string | undefined, o: { flow?: string; app?: string; rates?: string; grid: number; count?: boolean; minUnit?: number; peakWindow: number; json?: boolean; plot?: string; live?: boolean; iface: string; netns?: string; duration: string; refresh: string; tokenRate?: string; rateWindow?: string; age: string; hold: string }) => {
-      const { characterizeFile, flowFilter, parseRate } = await import('../../characterize/offline.js');
+      const { characterizeFile, flowFilter } = await import('../../characterize/offline.js');
       const { formatCharacterization, formatSnapshot } = await import('../../characterize/format.js');
       const rates = o.rates?.split(',').map(parseRate);
       if (rates?.some((r) => !(r > 0))) throw new QosError('QOS_ERR_USAGE', '--rates: every rate must be above 0');
