@@ -26,7 +26,8 @@ import { native } from '../native.js';
 import { QosError } from '../errors.js';
 import type { Identity } from '../policy/engine.js';
 import { lineEnd, lineText, MAX_LINE } from '../protocol/lines.js';
-import { decode, NOTIFICATIONS, type Message, type MessageType } from '../protocol/messages.js';
+import { decodeFast } from '../protocol/fast-decode.js';
+import { decode, NOTIFICATIONS, type MessageType } from '../protocol/messages.js';
 import { encodeError, encodeRing } from '../protocol/replies.js';
 import { RING_LAYOUT, RING_SLOTS, type RingReader } from '../protocol/note-ring.js';
 import { passRing, RingPoller } from './agent-rings.js';
@@ -413,7 +414,7 @@ export class AgentServer {
       const unasked = c.ended && !isNotification(buf, start, nl);
       if (unasked) this.o.metrics.unanswered.inc();
       // (fresh: nothing goes before this line's reply, so a ring may go with it)
-      const r = unasked ? null : this.line(c, lineText(buf, start, nl), false, out === '' && c.sock.writableLength === 0);
+      const r = unasked ? null : this.line(c, buf, start, nl, false, out === '' && c.sock.writableLength === 0);
       start = nl + 1;
       nl = lineEnd(buf, start);
       if (r instanceof Promise) {
@@ -509,7 +510,7 @@ export class AgentServer {
     const buf = this.joined(c)!;
     let start = 0, dropped = 0;
     for (let n = 0, nl = lineEnd(buf, 0); nl >= 0 && n < FINAL_LINES; n++, start = nl + 1, nl = lineEnd(buf, start)) {
-      if (isNotification(buf, start, nl)) this.line(c, lineText(buf, start, nl), true);
+      if (isNotification(buf, start, nl)) this.line(c, buf, start, nl, true);
       else dropped++;
     }
     if (dropped) this.o.metrics.unanswered.inc(dropped);
@@ -542,7 +543,7 @@ export class AgentServer {
   /** Handles one line; returns the reply (null for notifications, and for a Ring whose reply
    * went with the ring), or a Promise of it when a policy script decides (the script runs in
    * a worker, never here). fresh: nothing is written or queued on c before this reply. */
-  private line(c: Conn, text: string, final = false, fresh = false): string | null | Promise<string | null> {
+  private line(c: Conn, buf: Buffer, start: number, end: number, final = false, fresh = false): string | null | Promise<string | null> {
     const t0 = performance.now();
     // (final: the process may have exited after sending; its lines still speak for it, and
     // what they can do is bounded by the identity the connection has.)
@@ -550,18 +551,15 @@ export class AgentServer {
       c.broken = 'process gone';
       return null;
     }
-    let m: Message;
-    try {
-      m = decode(text);
-    } catch (e) {
-      const err = e instanceof QosError ? e : new QosError('QOS_ERR_PROTOCOL', String(e));
-      this.o.metrics.errors.inc({ code: err.code });
-      if (NOTIFICATIONS.has(/^\s*(\S*)/.exec(text)![1] as MessageType)) {
-        c.broken = 'malformed notification';
-        return null;
+    // the plain lines agents send most straight from the bytes, the rest (and errors) as text
+    let m = decodeFast(buf, start, end);
+    if (!m) {
+      const text = lineText(buf, start, end);
+      try {
+        m = decode(text);
+      } catch (e) {
+        return this.badLine(c, text, e);
       }
-      if (++c.errors >= MAX_ERRORS) c.broken = 'malformed lines';
-      return encodeError(err);
     }
     this.o.metrics.message(m.type);
     // A Startup opens a process's life (new, forked or exec'd): learn who it is afresh, once
@@ -576,6 +574,20 @@ export class AgentServer {
     if (m.pid !== c.id.pid) this.o.log.debug({ claimed: m.pid, pid: c.id.pid }, 'agent claims another pid; using the kernel\'s');
     const out = this.o.decider.handle(m, c.id);
     return out instanceof Promise ? out.then((o) => this.finish(o, t0)) : this.finish(out, t0);
+  }
+
+  /** A line decode() refused: an ERROR reply to a request, and the connection closed after a
+   * malformed notification (any reply would be taken for the answer to the next request) or
+   * after MAX_ERRORS malformed lines. */
+  private badLine(c: Conn, text: string, e: unknown): string | null {
+    const err = e instanceof QosError ? e : new QosError('QOS_ERR_PROTOCOL', String(e));
+    this.o.metrics.errors.inc({ code: err.code });
+    if (NOTIFICATIONS.has(/^\s*(\S*)/.exec(text)![1] as MessageType)) {
+      c.broken = 'malformed notification';
+      return null;
+    }
+    if (++c.errors >= MAX_ERRORS) c.broken = 'malformed lines';
+    return encodeError(err);
   }
 
   /** The reply to Ring: the connection's notification ring passed with `RING n` (written here,

@@ -85,9 +85,14 @@ function int(s: string, name: string, min: number, max: number): number {
   return v;
 }
 
-const FD_MAX = 2 ** 31 - 1;
+export const FD_MAX = 2 ** 31 - 1;
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const IPV6 = /^[0-9a-fA-F:.]{2,45}$/;
+
+/** Whether host is an address of family (2: dotted IPv4, 10: IPv6 text) as address() takes it. */
+export function hostOfFamily(family: 2 | 10, host: string): boolean {
+  return family === 2 ? IPV4.test(host) : IPV6.test(host) && host.includes(':');
+}
 
 function address(s: string, name: string, optional = false): SockAddr | null {
   const parts = parseList(s);
@@ -95,9 +100,8 @@ function address(s: string, name: string, optional = false): SockAddr | null {
   if (parts.length !== 3) bad(`${name} must be a list {family host port}, got ${parts.length} elements`);
   const family = int(parts[0]!, `${name} family`, 0, 65535);
   const host = parts[1]!;
-  if (family === 2 && !IPV4.test(host)) bad(`${name} host is not an IPv4 address: ${JSON.stringify(host.slice(0, 64))}`);
-  if (family === 10 && (!IPV6.test(host) || !host.includes(':')))
-    bad(`${name} host is not an IPv6 address: ${JSON.stringify(host.slice(0, 64))}`);
+  if (family === 2 && !hostOfFamily(2, host)) bad(`${name} host is not an IPv4 address: ${JSON.stringify(host.slice(0, 64))}`);
+  if (family === 10 && !hostOfFamily(10, host)) bad(`${name} host is not an IPv6 address: ${JSON.stringify(host.slice(0, 64))}`);
   if (family !== 2 && family !== 10 && host !== '') bad(`${name}: family ${family} is not inet or inet6`);
   return { family, host, port: int(parts[2]!, `${name} port`, 0, 65535) };
 }
