@@ -29,7 +29,7 @@ import { lineEnd, lineText, MAX_LINE } from '../protocol/lines.js';
 import { decodeFast } from '../protocol/fast-decode.js';
 import { decode, NOTIFICATIONS, type MessageType } from '../protocol/messages.js';
 import { encodeError, encodeRing } from '../protocol/replies.js';
-import { RING_LAYOUT, RING_SLOTS, type RingReader } from '../protocol/note-ring.js';
+import { RING_LAYOUT, RING_SLOTS, type RingCaller, type RingReader } from '../protocol/note-ring.js';
 import { passRing, RingPoller } from './agent-rings.js';
 import type { Decider, DecisionRecord, Outcome } from './decide.js';
 import { BatchTime } from './batch-time.js';
@@ -113,6 +113,8 @@ interface Conn {
   ring: RingReader | null;
   ringBuf: ArrayBuffer | null;
   hot: number;
+  /** the caller its ring records are read for (drainRecords), and the identity it was made of */
+  who: (RingCaller & { id: Identity }) | null;
 }
 
 export class AgentServer {
@@ -234,7 +236,7 @@ export class AgentServer {
     }
     const conn: Conn = {
       sock, cred, id, share, bufs: [], len: 0, nl: false, errors: 0, started: false, checkedAt: performance.now(), broken: null,
-      queued: null, closing: false, ended: false, waiting: false, held: '', heldLong: false, ring: null, ringBuf: null, hot: 0,
+      queued: null, closing: false, ended: false, waiting: false, held: '', heldLong: false, ring: null, ringBuf: null, hot: 0, who: null,
     };
     this.conns.add(conn);
     this.perPid.set(cred.pid, (this.perPid.get(cred.pid) ?? 0) + 1);
@@ -625,7 +627,9 @@ export class AgentServer {
   private drainRecords(c: Conn, ring: RingReader, all: boolean): { read: number; more: boolean } {
     // (all: no bound that matters; a small integer, as Infinity made V8 drop its optimized code here)
     const max = all ? 1 << 30 : Math.min(this.shares.room(c.share), RING_SLOTS);
-    const who = { pid: c.id.pid, uid: c.id.uid, cmd: c.id.cmdline };
+    // who the records speak for: made again only when the connection's identity changes
+    if (c.who?.id !== c.id) c.who = { id: c.id, pid: c.id.pid, uid: c.id.uid, cmd: c.id.cmdline };
+    const who = c.who;
     const shed = ring.shed;
     let n = 0;
     while (n < max) {

@@ -130,6 +130,8 @@ function kindKey(event: EventName, f: Flow): number {
 /** A remembered verdict, and the reply it renders to under the generation it was made in
  * (the record of each cached call carries it: built once, not per call). */
 interface Remembered { v: Verdict; generation: number; reply: string }
+/** The last call of one event (socket, connect, sendto) a process's memo answered. */
+interface LastCall { kind: number; host: string; port: number; r: Remembered }
 /** A process's remembered verdicts: kind of call, then remote address, then remote port. */
 type Verdicts = Map<number, Map<string, Map<number, Remembered>>>;
 
@@ -138,7 +140,7 @@ export class Decider {
    * without a script), per process and for one engine: a verdict depends only on who asks, the
    * call's facts and the policy, so a program that connects to the same place over and over
    * has its cached calls decided once, and after that only recorded. */
-  private readonly memo = new WeakMap<Identity, { engine: PolicyEngine; verdicts: Verdicts; size: number }>();
+  private readonly memo = new WeakMap<Identity, { engine: PolicyEngine; verdicts: Verdicts; size: number; last: (LastCall | null)[] }>();
   /** handle() is recording a Cached call (the memo is read and filled for those only: a
    * question's destination may never come back, and remembering it costs more than it saves) */
   private cachedCall = false;
@@ -291,15 +293,24 @@ export class Decider {
     const engine = policy.engine;
     if (f.local) return this.remember(this.verdict(event, f, id, engine), policy.generation);
     let m = this.memo.get(id);
-    if (!m || m.engine !== engine || m.size >= MEMO_MAX) this.memo.set(id, (m = { engine, verdicts: new Map(), size: 0 }));
+    if (!m || m.engine !== engine || m.size >= MEMO_MAX) this.memo.set(id, (m = { engine, verdicts: new Map(), size: 0, last: [null, null, null] }));
     const kind = kindKey(event, f), host = f.remote ? f.remote.address : '', port = f.remote ? f.remote.port : -1;
-    const byHost = m.verdicts.get(kind) ?? m.verdicts.set(kind, new Map()).get(kind)!;
-    const byPort = byHost.get(host) ?? byHost.set(host, new Map()).get(host)!;
-    let r = byPort.get(port);
-    if (!r) {
-      byPort.set(port, (r = this.remember(this.verdict(event, f, id, engine), policy.generation)));
-      m.size++;
-    } else if (r.generation !== policy.generation) {
+    // the same call as the last of its event (a program connecting to one place over and
+    // over): no map to look in (a ring record's address is the same string each time)
+    const e = kind >> 6, last = m.last[e];
+    let r: Remembered | undefined;
+    if (last && last.kind === kind && last.port === port && last.host === host) r = last.r;
+    else {
+      const byHost = m.verdicts.get(kind) ?? m.verdicts.set(kind, new Map()).get(kind)!;
+      const byPort = byHost.get(host) ?? byHost.set(host, new Map()).get(host)!;
+      r = byPort.get(port);
+      if (!r) {
+        byPort.set(port, (r = this.remember(this.verdict(event, f, id, engine), policy.generation)));
+        m.size++;
+      }
+      m.last[e] = { kind, host, port, r };
+    }
+    if (r.generation !== policy.generation) {
       // a generation published for the same engine: the verdict holds, its reply says the new one
       r.generation = policy.generation;
       r.reply = encodeReply(r.v.decision, policy.generation);
