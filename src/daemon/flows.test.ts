@@ -74,3 +74,28 @@ test('a full table decides without remembering, and such a flow counts nowhere',
   assert.equal(t.userCounts(0).classes.get('EF'), undefined);
   assert.equal(t.size, 2);
 });
+
+test('a process whose descriptors come and go, the same one or ever new ones: the table holds exactly its open flows', () => {
+  const t = new FlowTable();
+  for (let i = 0; i < 1000; i++) {
+    const f = t.open(init(7, 3, 1000));
+    assert.equal(t.get(7, 3), f);
+    t.close(7, 3);
+  }
+  assert.equal(t.size, 0);
+  assert.equal(t.get(7, 3), undefined);
+  // ever new descriptors, a few kept open: the removed ones leave nothing behind
+  for (let fd = 10; fd < 10_010; fd++) {
+    t.open(init(7, fd, 1000));
+    if (fd % 1000 !== 0) t.close(7, fd);
+  }
+  assert.deepEqual(t.list().map((f) => f.fd).sort((a, b) => a - b), [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000]);
+  assert.deepEqual(t.ofUser(1000).map((f) => f.fd), [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000]);
+  assert.equal(t.userCounts(1000).flows, 10);
+  assert.equal(t.get(7, 11), undefined);
+  const again = t.open(init(7, 11, 1000));
+  assert.equal(t.get(7, 11), again);
+  assert.equal(t.closePid(7), 11, 'closePid counts the open flows, not the descriptors once used');
+  assert.equal(t.size, 0);
+  assert.deepEqual(t.pids(), []);
+});

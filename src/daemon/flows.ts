@@ -55,9 +55,15 @@ export function decisionClass(d: Decision | null): string {
   return 'priority';
 }
 
-/** A stored flow, and its place in its user's list. */
-interface Entry { flow: Flow; prev: Entry | null; next: Entry | null }
-interface Proc { start: number | undefined; fds: Map<number, Entry> }
+/** A stored flow, and its place in its user's list; flow null: the descriptor's flow was
+ * removed and the entry waits for the next one on the same descriptor (below). */
+interface Entry { flow: Flow | null; prev: Entry | null; next: Entry | null }
+/** A process's entries by descriptor. A removed flow leaves its entry in the map, vacant, for
+ * the next flow on that descriptor: a program whose one socket comes and goes made V8 shrink
+ * and regrow the map at every connect. Vacant entries past VACANT_MAX, and past the live
+ * ones, are dropped at once. */
+interface Proc { start: number | undefined; fds: Map<number, Entry>; vacant: number }
+const VACANT_MAX = 64;
 /** A user's entries in the order they were opened (a list through the entries: linking and
  * unlinking one is a few stores, where adding to and deleting from a Set rehashed it as a
  * program's one flow came and went), and how many are in each class: a cell per class,
@@ -81,7 +87,7 @@ export class FlowTable {
   }
 
   get(pid: number, fd: number): Flow | undefined {
-    return this.procs.get(pid)?.fds.get(fd)?.flow;
+    return this.procs.get(pid)?.fds.get(fd)?.flow ?? undefined;
   }
 
   /** Creates (or replaces: the descriptor number was reused) the entry for pid/fd. The
@@ -98,25 +104,30 @@ export class FlowTable {
       this.closePid(init.pid, undefined, 'gone');
       p = undefined;
     }
-    const old = p?.fds.get(init.fd);
-    if (old) this.remove(old.flow, 'replaced');
+    const old = p?.fds.get(init.fd)?.flow;
+    if (old) this.remove(old, 'replaced');
     const mine = this.users.get(init.uid);
     if (mine?.first && mine.size >= this.maxPerUser) {
-      this.remove(mine.first.flow, 'evicted');
+      this.remove(mine.first.flow!, 'evicted'); // (an entry in a user's list is never vacant)
       this.evicted++;
     }
     if (this.count >= this.max) return f; // full: decide, don't remember
     p = this.procs.get(init.pid); // the removals above may have emptied (and dropped) it
-    if (!p) this.procs.set(init.pid, (p = { start: init.start, fds: new Map() }));
+    if (!p) this.procs.set(init.pid, (p = { start: init.start, fds: new Map(), vacant: 0 }));
     else if (p.start === undefined) p.start = init.start;
     let u = this.users.get(init.uid);
     if (!u) this.users.set(init.uid, (u = { first: null, last: null, size: 0, classes: new Map() }));
-    const e: Entry = { flow: f, prev: u.last, next: null };
+    let e = p.fds.get(init.fd);
+    if (e) {
+      // (vacant: its flow was removed above or before)
+      e.flow = f;
+      e.prev = u.last;
+      p.vacant--;
+    } else p.fds.set(init.fd, (e = { flow: f, prev: u.last, next: null }));
     if (u.last) u.last.next = e;
     else u.first = e;
     u.last = e;
     u.size++;
-    p.fds.set(init.fd, e);
     bump(u.classes, f.class, 1);
     this.count++;
     if (this.events.active) this.events.publish({ kind: 'open', flow: f });
@@ -151,7 +162,7 @@ export class FlowTable {
   /** The flows of one user (what a policy script may read). */
   ofUser(uid: number): Flow[] {
     const out: Flow[] = [];
-    for (let e = this.users.get(uid)?.first; e; e = e.next) out.push(e.flow);
+    for (let e = this.users.get(uid)?.first; e; e = e.next) out.push(e.flow!);
     return out;
   }
 
@@ -171,7 +182,6 @@ export class FlowTable {
     // A process's and a user's entries stay when their last flow goes (a program that
     // connects and closes over and over would make them anew each time: maps and sets, a
     // third of the table's cost per flow): closePid and the sweep drop them.
-    p.fds.delete(f.fd);
     const u = this.users.get(f.uid);
     if (u) {
       if (e.prev) e.prev.next = e.next;
@@ -180,6 +190,11 @@ export class FlowTable {
       else u.last = e.prev;
       u.size--;
       bump(u.classes, f.class, -1);
+    }
+    e.flow = e.prev = e.next = null;
+    if (++p.vacant > VACANT_MAX && p.vacant * 2 > p.fds.size) {
+      for (const [fd, v] of p.fds) if (!v.flow) p.fds.delete(fd);
+      p.vacant = 0;
     }
     this.count--;
     if (this.events.active) this.events.publish({ kind: 'closed', flow: f, why });
@@ -198,8 +213,9 @@ export class FlowTable {
     const p = this.procs.get(pid);
     if (!p) return 0;
     if (start !== undefined && p.start !== undefined && p.start !== start) return 0;
-    const flows = [...p.fds.values()];
-    for (const e of flows) this.remove(e.flow, why);
+    const flows: Flow[] = [];
+    for (const e of p.fds.values()) if (e.flow) flows.push(e.flow);
+    for (const f of flows) this.remove(f, why);
     if (this.procs.get(pid) === p) this.procs.delete(pid);
     return flows.length;
   }
@@ -215,7 +231,7 @@ export class FlowTable {
 
   list(): Flow[] {
     const out: Flow[] = [];
-    for (const p of this.procs.values()) for (const e of p.fds.values()) out.push(e.flow);
+    for (const p of this.procs.values()) for (const e of p.fds.values()) if (e.flow) out.push(e.flow);
     return out;
   }
 
