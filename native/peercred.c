@@ -16,8 +16,9 @@
  * - niceThread(n): the calling thread's own nice value (Linux schedules threads, not
  *   processes): policy-script workers run below the event loop, so a script spinning to its
  *   deadline on both cores does not starve the daemon's answers.
- * - sendText(sock, text): a reply written on an agent's socket without Node's stream machinery.
- * - ringCreate(bytes), sendWithFd(sock, text, fd), ringRelease(buffer): an agent connection's
+ * - sendText(sock, text[, fd]): a reply written on an agent's socket without Node's stream
+ *   machinery, with a descriptor if given.
+ * - ringCreate(bytes), ringRelease(buffer): an agent connection's
  *   notification ring (docs/protocol.md): shared memory (a sealed memfd: the agent can neither
  *   shrink nor grow it, so reading it never faults), mapped here as an ArrayBuffer, and passed
  *   to the agent with the reply to its Ring request (SCM_RIGHTS, which Node's sockets do not
@@ -315,20 +316,24 @@ static napi_value ring_release(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
-/* sendWithFd(sock, text, fd) -> bytes sent, or -errno: text on the connected Unix socket sock,
- * with fd attached (SCM_RIGHTS), without waiting. Only when Node has nothing queued on sock. */
-static napi_value send_with_fd(napi_env env, napi_callback_info info)
+/* sendText(sock, text[, fd]) -> bytes of text left unsent (0: all went), or -errno if none went
+ * (-E2BIG: longer than this function takes; send it the usual way). Written at once, without
+ * waiting: replies to an agent's lines when Node has nothing queued on sock (Node's own write of
+ * a few bytes cost a fifth of a decision in its stream machinery), and the reply to Ring with
+ * the ring's descriptor fd attached to its first byte (SCM_RIGHTS, which Node's sockets do not
+ * send). */
+static napi_value send_text(napi_env env, napi_callback_info info)
 {
 	size_t argc = 3;
 	napi_value argv[3], out;
 	int32_t sock = -1, fd = -1;
-	char text[256];
+	char text[16384];
 	size_t len = 0;
-	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 ||
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
 	    napi_get_value_int32(env, argv[0], &sock) != napi_ok ||
 	    napi_get_value_string_utf8(env, argv[1], text, sizeof text, &len) != napi_ok ||
-	    napi_get_value_int32(env, argv[2], &fd) != napi_ok) {
-		napi_throw_type_error(env, NULL, "sendWithFd(sock, text, fd): numbers and a string expected");
+	    (argc >= 3 && napi_get_value_int32(env, argv[2], &fd) != napi_ok)) {
+		napi_throw_type_error(env, NULL, "sendText(sock, text[, fd]): a number, a string and a number expected");
 		return NULL;
 	}
 	struct iovec iov = {.iov_base = text, .iov_len = len};
@@ -336,44 +341,23 @@ static napi_value send_with_fd(napi_env env, napi_callback_info info)
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} u;
-	memset(&u, 0, sizeof u);
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof fd);
-	ssize_t w;
-	do
-		w = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-	while (w < 0 && errno == EINTR);
-	napi_create_int32(env, w < 0 ? -errno : (int32_t)w, &out);
-	return out;
-}
-
-/* sendText(sock, text) -> bytes of text left unsent (0: all went), or -errno if none went
- * (-E2BIG: longer than this function takes; send it the usual way). Replies to an agent's
- * lines, written at once when Node has nothing queued on sock: Node's own write of a few
- * bytes cost a fifth of a decision in its stream machinery. */
-static napi_value send_text(napi_env env, napi_callback_info info)
-{
-	size_t argc = 2;
-	napi_value argv[2], out;
-	int32_t sock = -1;
-	char text[16384];
-	size_t len = 0;
-	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
-	    napi_get_value_int32(env, argv[0], &sock) != napi_ok ||
-	    napi_get_value_string_utf8(env, argv[1], text, sizeof text, &len) != napi_ok) {
-		napi_throw_type_error(env, NULL, "sendText(sock, text): a number and a string expected");
-		return NULL;
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (fd >= 0) {
+		memset(&u, 0, sizeof u);
+		msg.msg_control = u.buf;
+		msg.msg_controllen = sizeof u.buf;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof fd);
 	}
 	ssize_t w = -1;
 	if (len >= sizeof text - 1)
 		errno = E2BIG; /* (maybe cut short: the caller sends it) */
 	else
 		do
-			w = send(sock, text, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+			w = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		while (w < 0 && errno == EINTR);
 	napi_create_int32(env, w < 0 ? -errno : (int32_t)(len - (size_t)w), &out);
 	return out;
@@ -387,8 +371,7 @@ NAPI_MODULE_INIT()
 	} fns[] = {
 		{"peercred", peercred},       {"acceptPending", accept_pending}, {"niceThread", nice_thread},
 		{"peergroups", peergroups},   {"credsOf", creds_of},             {"raiseNofile", raise_nofile},
-		{"ringCreate", ring_create},  {"ringRelease", ring_release},     {"sendWithFd", send_with_fd},
-		{"sendText", send_text},
+		{"ringCreate", ring_create},  {"ringRelease", ring_release},     {"sendText", send_text},
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) {
 		napi_value fn;

@@ -16,10 +16,9 @@ export const native = require('../native/build/peercred.node') as {
   ringCreate(bytes: number): [number, ArrayBuffer] | null;
   /** unmaps a ring's memory (the buffer reads as empty after) */
   ringRelease(buf: ArrayBuffer): void;
-  /** text on the connected Unix socket sock with fd attached: bytes sent, or -errno */
-  sendWithFd(sock: number, text: string, fd: number): number;
-  /** text on the connected socket sock, without waiting: bytes left unsent, or -errno if none went */
-  sendText(sock: number, text: string): number;
+  /** text on the connected socket sock, without waiting, with descriptor fd attached if given
+   * (SCM_RIGHTS): bytes left unsent, or -errno if none went */
+  sendText(sock: number, text: string, fd?: number): number;
 };
 
 /** Sets the calling thread's nice value (see native/peercred.c); false if not permitted. */

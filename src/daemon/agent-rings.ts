@@ -38,14 +38,15 @@ export function passRing(sock: number): { ring: RingReader; buf: ArrayBuffer; re
   if (!made) return null;
   const [fd, buf] = made;
   const text = `${encodeRing(RING_SLOTS)}\n`;
-  const sent = native.sendWithFd(sock, text, fd);
+  const left = native.sendText(sock, text, fd);
   closeSync(fd);
-  if (sent <= 0) {
+  if (left < 0 || left === text.length) {
     native.ringRelease(buf);
     return null;
   }
-  // the descriptor went with the first byte: what did not fit goes the usual way
-  return { ring: new RingReader(buf, RING_SLOTS), buf, rest: text.slice(sent) };
+  // the descriptor went with the first byte: what did not fit goes the usual way (ASCII: a
+  // byte a character)
+  return { ring: new RingReader(buf, RING_SLOTS), buf, rest: text.slice(text.length - left) };
 }
 
 /** Every ring of the agent server, by process, and the poll that reads them. */
