@@ -52,22 +52,6 @@ static int read_lines(int fd, int want)
 	return bad ? -1 : 0;
 }
 
-/* A Close record in the next slot (docs/protocol.md, "Notification ring"), as the agent
- * writes it; 0 if that slot is still unread. */
-static int ring_close(unsigned char *ring, long slots, long *next, int sock)
-{
-	unsigned char *slot = ring + (*next % slots) * 64;
-	if (__atomic_load_n((uint32_t *)slot, __ATOMIC_ACQUIRE) != 0)
-		return 0;
-	memset(slot + 4, 0, 60);
-	slot[4] = 4; /* Close */
-	int32_t d = sock;
-	memcpy(slot + 8, &d, 4);
-	__atomic_store_n((uint32_t *)slot, 1, __ATOMIC_RELEASE);
-	++*next;
-	return 1;
-}
-
 static void *worker(void *arg)
 {
 	unsigned seed = (unsigned)(long)arg * 2654435761u + 1;
@@ -113,7 +97,7 @@ static void *worker(void *arg)
 		long i = nsamples++;
 		if (i < MAX_SAMPLES)
 			samples[i] = t1 - t0;
-		if (ring && ring_close(ring, slots, &next, sock))
+		if (ring && ring_record(ring, slots, &next, 4 /* Close */, sock))
 			continue;
 		n = snprintf(msg, sizeof msg, "Close %d %u daemon_load %d\n", pid, uid, sock);
 		if (write(fd, msg, (size_t)n) != n) {

@@ -42,14 +42,9 @@ int main(int argc, char **argv)
 	long written = 0;
 	int garbage = !strcmp(argv[2], "garbage");
 	long first = garbage ? 0 : atol(argv[3]), last = garbage ? atol(argv[3]) - 1 : atol(argv[4]);
-	for (long i = first; i <= last && written < slots; i++, written++) {
-		unsigned char *slot = ring + written * 64;
-		memset(slot + 4, 0, 60);
-		slot[4] = garbage ? 99 : 4; /* an unknown kind, or Close */
-		int32_t d = (int32_t)i;
-		memcpy(slot + 8, &d, 4);
-		__atomic_store_n((uint32_t *)slot, 1, __ATOMIC_RELEASE);
-	}
+	for (long i = first; i <= last && written < slots; i++)
+		if (!ring_record(ring, slots, &written, garbage ? 99 : 4 /* an unknown kind, or Close */, (int)i))
+			break;
 	printf("written %ld\n", written);
 	fflush(stdout);
 	if (!garbage)

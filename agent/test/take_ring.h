@@ -1,6 +1,7 @@
-/* For test and bench programs that speak to the daemon as the agent does: the reply to a
- * Ring request with the notification ring's descriptor (docs/protocol.md, "Notification
- * ring"). Include after <sys/socket.h>, <sys/mman.h>, <stdlib.h>, <string.h>, <unistd.h>. */
+/* For test and bench programs that speak to the daemon as the agent does (docs/protocol.md,
+ * "Notification ring"): the reply to a Ring request with the ring's descriptor, and a record
+ * written into the ring. Include after <stdint.h>, <sys/socket.h>, <sys/mman.h>, <stdlib.h>,
+ * <string.h>, <unistd.h>. */
 #ifndef QOS_TAKE_RING_H
 #define QOS_TAKE_RING_H
 
@@ -32,6 +33,22 @@ static inline unsigned char *take_ring(int fd, long *slots, int *lines)
 	unsigned char *ring = *slots > 0 ? mmap(NULL, (size_t)*slots * 64, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0) : MAP_FAILED;
 	close(rfd);
 	return ring == MAP_FAILED ? NULL : ring;
+}
+
+/* A record of kind (4: Close) about descriptor fd in the next slot, as agent/ring.c writes one;
+ * 1 written, 0 if that slot is still unread. */
+static inline int ring_record(unsigned char *ring, long slots, long *next, int kind, int fd)
+{
+	unsigned char *slot = ring + (*next % slots) * 64;
+	if (__atomic_load_n((uint32_t *)slot, __ATOMIC_ACQUIRE) != 0)
+		return 0;
+	memset(slot + 4, 0, 60);
+	slot[4] = (unsigned char)kind;
+	int32_t d = fd;
+	memcpy(slot + 8, &d, 4);
+	__atomic_store_n((uint32_t *)slot, 1, __ATOMIC_RELEASE);
+	++*next;
+	return 1;
 }
 
 #endif
