@@ -13,7 +13,7 @@
  * (agent/ring.c; tests use it to play an agent), RingReader reads and frees slots in order. */
 
 import { parseAddr } from '../policy/net.js';
-import type { Message, SockAddr } from './messages.js';
+import { FD_MAX, type Message, type SockAddr } from './messages.js';
 
 /** Bytes per record. */
 export const RING_SLOT_BYTES = 64;
@@ -54,7 +54,6 @@ const O_GEN_LO = 24; // u32: the cached answer's generation (Socket, Connect, Se
 const O_GEN_HI = 28; // u32
 const O_ADDR = 32; // 16 bytes: IPv4 in the first 4
 
-const FD_MAX = 2 ** 31 - 1;
 
 /** One record as the agent means it (encodeSlot) and as the daemon reads it. */
 export interface RingRecord {
