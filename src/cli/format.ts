@@ -1,5 +1,6 @@
 /* Human-readable renderings of daemon answers (the --json forms print the data as is). */
 
+import { columns } from '../columns.js';
 import { DEFAULT_POLICY_FILE } from '../paths.js';
 
 type Rec = Record<string, unknown>;
@@ -56,9 +57,7 @@ export function formatKernel(k: Rec): string[] {
 export function formatFlows(flows: Rec[]): string {
   const rows = flows.map((f) => [String(f.pid), String(f.fd), String(f.proto ?? f.type ?? '-'), ep(f.local), ep(f.remote), cls(f.decision), String(f.rule ?? '-'), String(f.exe)]);
   const head = ['PID', 'FD', 'PROTO', 'LOCAL', 'REMOTE', 'MARK', 'RULE', 'EXE'];
-  const all = [head, ...rows];
-  const w = head.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
-  return all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ')).join('\n');
+  return columns([head, ...rows]).join('\n');
 }
 
 export function formatDecision(r: Rec): string {

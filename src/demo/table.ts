@@ -1,5 +1,6 @@
 /* The demonstration's result as a person reads it: the two runs side by side. */
 
+import { columns } from '../columns.js';
 import type { PhaseFigures } from './analyze.js';
 import type { DemoResult, RunResult } from './demo.js';
 
@@ -57,8 +58,6 @@ export function demoTable(d: DemoResult): DemoTable {
 /** The table as text, columns padded. */
 export function formatDemo(d: DemoResult): string {
   const t = demoTable(d);
-  const all = [t.head, ...t.rows];
-  const w = t.head.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
-  const lines = all.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('   ').trimEnd());
+  const lines = columns([t.head, ...t.rows], '   ').map((l) => l.trimEnd());
   return [t.title, '', ...lines, ...(t.conclusion ? ['', t.conclusion] : [])].join('\n');
 }

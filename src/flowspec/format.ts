@@ -2,6 +2,7 @@
  * (TokenRate in bytes/s, Latency in microseconds), a field not specified is null, ServiceType
  * is the seed's name; the human form says each unit and "not specified". */
 
+import { columns } from '../columns.js';
 import { FIELD_UNITS, FIELDS, SERVICE_TYPES, WINDOWS_SERVICE_TYPES, type FlowSpec } from './model.js';
 import { actualTokenRate, layer3Overhead, type Framing } from './overhead.js';
 import type { Template } from './templates.js';
@@ -45,10 +46,7 @@ export function formatTemplates(ts: readonly Template[]): string {
   const head = ['NAME', 'SERVICE', 'TokenRate', 'Bucket', 'Peak', 'MaxSdu', 'MinPoliced', 'CODEC'];
   const cell = (v: number | null) => (v === null ? '-' : String(v));
   const rows = ts.map((t) => [t.name, t.spec.ServiceType, cell(t.spec.TokenRate), cell(t.spec.TokenBucketSize), cell(t.spec.PeakBandwidth), cell(t.spec.MaxSduSize), cell(t.spec.MinimumPolicedSize), t.codec.about]);
-  const all = [head, ...rows];
-  const w = head.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
-  const table = all.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ')).join('\n');
-  return `${table}\n(rates in bytes/s, sizes in bytes, - not specified; qos flowspec show NAME for a template's derivation)`;
+  return `${columns([head, ...rows]).join('\n')}\n(rates in bytes/s, sizes in bytes, - not specified; qos flowspec show NAME for a template's derivation)`;
 }
 
 /** A template: its codec, the FLOWSPEC and how each value was derived. */
