@@ -310,10 +310,7 @@ void qos_wire_atfork_child(void)
 	tconn.fd = -1;
 	tconn.rlen = 0;
 	tconn.ring = (struct qos_ring){0}; /* unmapped above */
-	tconn.ring_asked = 0;
-	if (tconn.passed_fd >= 0)
-		QOS_REAL(close, tconn.passed_fd);
-	tconn.passed_fd = -1;
+	conn_forget_ring(&tconn);
 	fork_gen++;
 	startup_for = 0;
 	pthread_mutex_init(&reg_lock, NULL);
