@@ -15,6 +15,8 @@ export interface RouteRequest {
   url: URL;
   /** the JSON object of the body (empty for GET and for routes that take no body) */
   body: Record<string, unknown>;
+  /** the caller's uid, from the kernel (SO_PEERCRED) */
+  uid: number;
 }
 
 /** What a route answers: JSON (status 200 unless given), text of a content type, or the

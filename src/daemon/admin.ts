@@ -62,6 +62,8 @@ export interface AdminOptions {
 export class AdminServer {
   private server: Server | null = null;
   private readonly refused = new WeakMap<Socket, string>();
+  /** each connection's uid, from the kernel: routes only root may use check it */
+  private readonly uids = new WeakMap<Socket, number>();
   constructor(private readonly path: string, private readonly routes: Pick<Components, 'route'>, private readonly o: AdminOptions = {}) {}
 
   async listen(): Promise<void> {
@@ -101,6 +103,7 @@ export class AdminServer {
     const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
     const cred = typeof fd === 'number' ? peerCred(fd) : null;
     if (!cred) return 'the daemon cannot tell who is connected (SO_PEERCRED)';
+    this.uids.set(s, cred.uid);
     const me = process.getuid?.() ?? 0;
     if (cred.uid === 0 || cred.uid === me) return null;
     const g = this.o.group;
@@ -123,7 +126,7 @@ export class AdminServer {
     const method = req.method ?? 'GET';
     const route = this.routes.route(method, url.pathname);
     const body = route.body && method !== 'GET' ? await readBody(req) : {};
-    const a = await route.handle({ method, path: url.pathname, url, body });
+    const a = await route.handle({ method, path: url.pathname, url, body, uid: this.uids.get(req.socket)! });
     if ('stream' in a) return a.stream(req, res);
     if ('json' in a) return json(res, a.status ?? 200, a.json);
     res.writeHead(a.status ?? 200, { 'content-type': a.contentType });

@@ -12,6 +12,8 @@ import type { SandboxLimits } from '../script/js-sandbox.js';
 import { rulesApi } from '../kernel/api.js';
 import { ctMark, DEFAULT_CT_MASK, type CtMark } from '../kernel/ctmark.js';
 import { KernelRules, type KernelMode } from '../kernel/manager.js';
+import { tcRoutes } from '../tc/api.js';
+import { TrafficControl } from '../tc/control.js';
 import { AdminServer } from './admin.js';
 import { AgentServer } from './agents.js';
 import { BatchTime } from './batch-time.js';
@@ -55,6 +57,8 @@ export interface DaemonOptions {
   maxFlowsPerUser?: number;
   /** gid whose members may use the admin API besides root and the daemon's own user. */
   adminGroup?: number;
+  /** Host traffic control (tc/): off leaves every interface's queueing alone (default on). */
+  trafficControl?: boolean;
 }
 
 /** Descriptors the daemon asks for at start; agent connections get half (shares.ts). */
@@ -69,6 +73,8 @@ export class Daemon {
   private readonly started = Date.now();
   private readonly policy: RunningPolicy;
   private readonly kernel: KernelRules;
+  /** host traffic control, unless turned off */
+  readonly tc: TrafficControl | undefined;
 
   constructor(private readonly o: DaemonOptions) {
     this.clock = o.clock ?? systemClock;
@@ -105,6 +111,16 @@ export class Daemon {
         handle: async (r) => { const a = await rulesApi(kernel, r.method, r.path, r.body); return { status: a.status, json: a.body }; },
       }],
     });
+    if (o.trafficControl !== false) {
+      const tc = this.tc = new TrafficControl(undefined, log);
+      c.add<Component>({
+        name: 'tc',
+        start: () => tc.start(),
+        stop: () => tc.stop(),
+        status: () => ({ tc: { interfaces: tc.current.devs.size, flows: tc.current.flows.size, filters: tc.current.filters.size, changes_applied: tc.applied } }),
+        routes: tcRoutes(tc),
+      });
+    }
     c.add(every(clock, sweepMs, {
       name: 'flows',
       // A flow is its process's while that pid still runs with the start time it had.

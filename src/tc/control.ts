@@ -1,0 +1,396 @@
+/* The daemon's traffic control (seed 003's TC API): keeps the interfaces, flows and filters,
+ * checks every request against them, and applies the change through a runner (tc, nft, ip).
+ *
+ * Requests made while a change is being applied are gathered and applied together (one tc
+ * batch, one nft transaction): a burst of flows costs a few commands, not a few per flow.
+ * Each request is checked alone against the state the earlier ones leave; one that fails is
+ * refused and changes nothing. If the kernel refuses a batch, the last applied state is
+ * installed again whole and the batch's requests are retried one by one, so each gets its
+ * own answer and nothing is left half-applied.
+ *
+ * What it installs carries its own mark (the HTB handle d5c:, the table inet qosd_tc): at
+ * start it removes what a predecessor killed with SIGKILL left, at stop all it installed. */
+
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { QosError } from '../errors.js';
+import { run } from '../exec.js';
+import { parseFlowSpec } from '../flowspec/parse.js';
+import { templateNamed } from '../flowspec/templates.js';
+import { serviceTypeNamed, SERVICE_TYPE_NAMES, type FlowSpec, type ServiceType } from '../flowspec/model.js';
+import { parseRate } from '../units.js';
+import { checkDev, checkMark, DEFAULT_NONCONFORMING, emptyState, flowProblems, isExact, kernelRate, MAX_FILTER_ID, MAX_FILTERS, MAX_FLOW_ID, MAX_FLOWS, MODES, overlaps, parseFilter, SERVICE_DEFAULTS, type FilterInput, type Mark, type TcFilter, type TcFlow, type TcInterface, type TcMode, type TcState } from './model.js';
+import { filterKey, HANDLE_TEXT, planChange, planText, reservedRate, TABLE, type TcPlan } from './plan.js';
+
+/** What control needs of the machine: the real one runs tc, nft and ip; tests may fake it. */
+export interface TcRunner {
+  apply(plan: TcPlan): Promise<void>;
+  /** whether dev exists, is a VLAN device, and its speed in bytes/s if the driver knows it */
+  link(dev: string): Promise<{ exists: boolean; vlan: boolean; speed: number | null }>;
+  /** root qdiscs with our handle, and whether our table exists: what a predecessor left */
+  leftovers(): Promise<{ devs: string[]; table: boolean }>;
+}
+
+async function withFile<T>(name: string, text: string, f: (path: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-tc-'));
+  try {
+    const file = join(dir, name);
+    writeFileSync(file, text);
+    return await f(file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export const systemRunner: TcRunner = {
+  async apply(p) {
+    // nft deletions must not meet a class that is gone, nor packets a class not yet made:
+    // the transaction goes after tc's additions and before its deletions
+    const [adds, dels] = [p.tc.filter((l) => !/^(class|qdisc) del /.test(l)), p.tc.filter((l) => /^(class|qdisc) del /.test(l))];
+    if (adds.length) await withFile('tc.batch', adds.join('\n') + '\n', (f) => run(['tc', '-batch', f], { code: 'QOS_ERR_KERNEL', pkg: 'iproute2' }));
+    if (p.nft.length) await withFile('tx.nft', p.nft.join('\n') + '\n', (f) => run(['nft', '-f', f], { code: 'QOS_ERR_KERNEL', pkg: 'nftables' }));
+    if (dels.length) await withFile('tc.batch', dels.join('\n') + '\n', (f) => run(['tc', '-batch', f], { code: 'QOS_ERR_KERNEL', pkg: 'iproute2' }));
+    for (const a of p.ip) await run(['ip', ...a], { code: 'QOS_ERR_KERNEL', pkg: 'iproute2' });
+  },
+  async link(dev) {
+    const r = await run(['ip', '-d', '-j', 'link', 'show', 'dev', dev], { ok: 'any', pkg: 'iproute2' });
+    if (r.code !== 0) return { exists: false, vlan: false, speed: null };
+    const info = (JSON.parse(r.stdout) as Array<{ linkinfo?: { info_kind?: string } }>)[0];
+    let speed: number | null = null;
+    try { const mbit = Number(readFileSync(`/sys/class/net/${dev}/speed`, 'utf8')); if (mbit > 0) speed = mbit * 125_000; } catch { /* no speed: a virtual device */ }
+    return { exists: true, vlan: info?.linkinfo?.info_kind === 'vlan', speed };
+  },
+  async leftovers() {
+    const q = JSON.parse((await run(['tc', '-j', 'qdisc', 'show'], { pkg: 'iproute2' })).stdout || '[]') as Array<{ dev: string; handle: string; root?: boolean }>;
+    const t = await run(['nft', 'list', 'table', 'inet', TABLE], { ok: 'any', pkg: 'nftables' });
+    return { devs: q.filter((x) => x.root && x.handle === HANDLE_TEXT).map((x) => x.dev), table: t.code === 0 };
+  },
+};
+
+/** A flow as a user asks for it (API body, CLI): the interface, a FLOWSPEC (fields, or a
+ * template's with fields over it), a service type, a mode (default: the service's), marks. */
+export interface FlowInput {
+  dev?: unknown; template?: unknown; flowspec?: unknown; service?: unknown; mode?: unknown;
+  dscp?: unknown; pcp?: unknown; name?: unknown; proto?: unknown; ipv6?: unknown;
+}
+
+/** An interface's settings as a user gives them: rate, conforming marks by service type,
+ * the non-conforming mark. */
+export interface InterfaceInput { rate?: unknown; marks?: unknown; nonconforming?: unknown }
+
+type Mutable = { devs: Map<string, TcInterface>; flows: Map<number, TcFlow>; filters: Map<number, TcFilter> };
+const clone = (s: TcState): Mutable => ({ devs: new Map(s.devs), flows: new Map(s.flows), filters: new Map(s.filters) });
+
+interface Pending { op: (s: Mutable) => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }
+
+export class TrafficControl {
+  private state: TcState = emptyState();
+  private queue: Pending[] = [];
+  private flushing: Promise<void> | null = null;
+  private nextSlot = 0;
+  private nextFlow = 1;
+  private nextFilter = 1;
+  /** how many changes reached the kernel */
+  applied = 0;
+
+  constructor(private readonly runner: TcRunner = systemRunner, private readonly log?: Logger) {}
+
+  /** Removes what a predecessor left (a daemon killed with SIGKILL cannot clean up). */
+  async start(): Promise<void> {
+    const left = await this.runner.leftovers();
+    if (!left.devs.length && !left.table) return;
+    await this.runner.apply({ tc: left.devs.map((d) => `qdisc del dev ${d} root`), nft: left.table ? [`delete table inet ${TABLE}`] : [], ip: [] });
+    this.log?.info({ devs: left.devs, table: left.table }, 'removed the traffic control a previous daemon left');
+  }
+
+  /** Removes everything installed. */
+  async stop(): Promise<void> {
+    await this.flushing;
+    const plan = planChange(this.state, emptyState());
+    this.state = emptyState();
+    await this.runner.apply(plan);
+  }
+
+  get current(): TcState { return this.state; }
+
+  /** The whole state as the kernel is given it from nothing (`qos tc plan`). */
+  planAll(): string { return planText(planChange(emptyState(), this.state)); }
+
+  list(): { interfaces: unknown[]; flows: unknown[]; filters: unknown[] } {
+    return {
+      interfaces: [...this.state.devs.values()].map((i) => interfaceJson(i, this.state)),
+      flows: [...this.state.flows.values()].map((f) => flowJson(f, this.state)),
+      filters: [...this.state.filters.values()].map(filterJson),
+    };
+  }
+
+  // ---- requests -------------------------------------------------------------------------
+
+  /** Sets an interface's rate and marks (adding it if it is not under control yet). */
+  async setInterface(devIn: unknown, input: InterfaceInput, dryRun = false): Promise<unknown> {
+    const dev = checkDev(devIn);
+    const link = await this.link(dev);
+    const rate = input.rate === undefined ? undefined : rateOf(input.rate, 'rate');
+    const marks = input.marks === undefined ? undefined : marksOf(input.marks);
+    const nonconforming = input.nonconforming === undefined ? undefined : checkMark(input.nonconforming, 'nonconforming');
+    return this.submit(dryRun, (s) => {
+      const old = s.devs.get(dev);
+      const i: TcInterface = old
+        ? { ...old, rate: rate ?? old.rate, marks: marks ?? old.marks, nonconforming: nonconforming ?? old.nonconforming }
+        : this.newInterface(dev, link, rate, marks, nonconforming);
+      checkCapacity(s, i, 0);
+      s.devs.set(dev, i);
+      return interfaceJson(i, s);
+    });
+  }
+
+  async addFlow(input: FlowInput, dryRun = false, owner: TcFlow['owner'] = { kind: 'admin' }): Promise<unknown> {
+    const dev = checkDev(input.dev);
+    const parsed = flowOf(input);
+    const link = this.state.devs.has(dev) ? null : await this.link(dev);
+    return this.submit(dryRun, (s) => {
+      if (s.flows.size >= MAX_FLOWS) throw new QosError('QOS_ERR_CONFLICT', `at most ${MAX_FLOWS} flows`);
+      const i = s.devs.get(dev) ?? this.newInterface(dev, link ?? { exists: true, vlan: false, speed: null });
+      const f: TcFlow = { id: 0, dev, owner, ...parsed };
+      checkCapacity(s, i, kernelRate(f));
+      f.id = this.freeId(s.flows, 'nextFlow', MAX_FLOW_ID, 'flow');
+      s.devs.set(dev, i);
+      s.flows.set(f.id, f);
+      return flowJson(f, s);
+    });
+  }
+
+  /** Replaces a flow's FLOWSPEC, mode or marks (not its interface). */
+  async modifyFlow(id: number, input: FlowInput, dryRun = false): Promise<unknown> {
+    const old = this.state.flows.get(id);
+    if (!old) throw new QosError('QOS_ERR_NOT_FOUND', `no flow ${id}`);
+    if (input.dev !== undefined && input.dev !== old.dev) throw new QosError('QOS_ERR_USAGE', `flow ${id} is on ${old.dev}: a flow does not move; delete it and add one on ${String(input.dev)}`);
+    const parsed = flowOf({ ...input, dev: old.dev }, old);
+    return this.submit(dryRun, (s) => {
+      const cur = s.flows.get(id);
+      if (!cur) throw new QosError('QOS_ERR_NOT_FOUND', `no flow ${id}`);
+      const f: TcFlow = { ...cur, ...parsed };
+      checkCapacity(s, s.devs.get(f.dev)!, kernelRate(f) - kernelRate(cur));
+      s.flows.set(id, f);
+      return flowJson(f, s);
+    });
+  }
+
+  /** Deletes a flow and its filters. */
+  deleteFlow(id: number, dryRun = false): Promise<unknown> {
+    return this.submit(dryRun, (s) => {
+      const f = s.flows.get(id);
+      if (!f) throw new QosError('QOS_ERR_NOT_FOUND', `no flow ${id}`);
+      let filters = 0;
+      for (const [fid, x] of s.filters) if (x.flow === id) { s.filters.delete(fid); filters++; }
+      s.flows.delete(id);
+      return { deleted: id, filters };
+    });
+  }
+
+  addFilter(input: FilterInput, dryRun = false): Promise<unknown> {
+    const probe = parseFilter(input, 0); // bad input fails here, before it waits for a turn
+    return this.submit(dryRun, (s) => {
+      if (s.filters.size >= MAX_FILTERS) throw new QosError('QOS_ERR_CONFLICT', `at most ${MAX_FILTERS} filters`);
+      const flow = s.flows.get(probe.flow);
+      if (!flow) throw new QosError('QOS_ERR_NOT_FOUND', `no flow ${probe.flow}: add the flow first (qos tc add-flow)`);
+      const f = { ...probe, id: this.freeId(s.filters, 'nextFilter', MAX_FILTER_ID, 'filter') };
+      const exact = isExact(f);
+      for (const g of s.filters.values()) {
+        if (isExact(g) !== exact || s.flows.get(g.flow)!.dev !== flow.dev || !overlaps(f, g)) continue;
+        throw new QosError('QOS_ERR_CONFLICT', exact
+          ? `filter ${g.id} (flow ${g.flow}) already matches exactly ${filterKey(f)} on ${flow.dev}`
+          : `filter ${g.id} (flow ${g.flow}, ${filterKey(g)}) overlaps it on ${flow.dev}: filters with wildcards on one interface must not overlap (an exact filter may sit inside one and wins)`);
+      }
+      s.filters.set(f.id, f);
+      return filterJson(f);
+    });
+  }
+
+  deleteFilter(id: number, dryRun = false): Promise<unknown> {
+    return this.submit(dryRun, (s) => {
+      if (!s.filters.delete(id)) throw new QosError('QOS_ERR_NOT_FOUND', `no filter ${id}`);
+      return { deleted: id };
+    });
+  }
+
+  // ---- applying -------------------------------------------------------------------------
+
+  private async link(dev: string): Promise<{ exists: boolean; vlan: boolean; speed: number | null }> {
+    const l = await this.runner.link(dev);
+    if (!l.exists) throw new QosError('QOS_ERR_NOT_FOUND', `no interface ${dev} here`);
+    return l;
+  }
+
+  private newInterface(dev: string, link: { vlan: boolean; speed: number | null }, rate?: number, marks?: TcInterface['marks'], nonconforming?: Mark): TcInterface {
+    const r = rate ?? link.speed;
+    if (r === null) throw new QosError('QOS_ERR_USAGE', `${dev} does not say its speed: give it a rate first (qos tc set-interface ${dev} --rate 100Mbit)`);
+    return { dev, rate: r, marks: marks ?? {}, nonconforming: nonconforming ?? DEFAULT_NONCONFORMING, slot: this.nextSlot++, vlan: link.vlan };
+  }
+
+  private freeId(m: ReadonlyMap<number, unknown>, counter: 'nextFlow' | 'nextFilter', max: number, what: string): number {
+    for (let n = 0; n < max; n++) {
+      const id = counter === 'nextFlow' ? this.nextFlow : this.nextFilter;
+      if (counter === 'nextFlow') this.nextFlow = id >= max ? 1 : id + 1;
+      else this.nextFilter = id >= max ? 1 : id + 1;
+      if (!m.has(id)) return id;
+    }
+    throw new QosError('QOS_ERR_CONFLICT', `no ${what} number left`);
+  }
+
+  /** A request: checked alone against the state the queued ones leave, then applied with
+   * them (or, dry, only planned: the plan's text is the answer). */
+  private submit(dryRun: boolean, op: (s: Mutable) => unknown): Promise<unknown> {
+    if (dryRun) {
+      const s = clone(this.state);
+      const result = op(s);
+      return Promise.resolve({ dry_run: true, result, plan: planText(planChange(this.state, s)) });
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ op, resolve, reject });
+      this.flushing ??= this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    // the requests of this turn of the event loop go together
+    await new Promise((r) => setImmediate(r));
+    try {
+      while (this.queue.length) {
+        const batch = this.queue;
+        this.queue = [];
+        await this.applyBatch(batch, true);
+      }
+    } finally {
+      // in the same turn as the last look at the queue: a request cannot slip between them
+      this.flushing = null;
+    }
+  }
+
+  private async applyBatch(batch: Pending[], retry: boolean): Promise<void> {
+    const base = this.state;
+    const work = clone(base);
+    const done: Array<{ p: Pending; value: unknown }> = [];
+    for (const p of batch) {
+      try {
+        // an op checks everything before it changes anything: a refused one leaves work as it was
+        done.push({ p, value: p.op(work) });
+      } catch (e) {
+        p.reject(e);
+      }
+    }
+    if (!done.length) return;
+    try {
+      await this.runner.apply(planChange(base, work));
+      this.state = work;
+      this.applied++;
+      for (const d of done) d.p.resolve(d.value);
+    } catch (e) {
+      this.log?.error({ err: (e as Error).message, requests: done.length }, 'the kernel refused a traffic-control change; reinstalling the last state');
+      await this.reinstall(base);
+      if (retry && done.length > 1) for (const d of done) await this.applyBatch([d.p], false);
+      else for (const d of done) d.p.reject(e);
+    }
+  }
+
+  /** Installs `s` from nothing: what a refused change may have left half-done goes. */
+  private async reinstall(s: TcState): Promise<void> {
+    try {
+      await this.runner.apply(planChange(s, emptyState()));
+    } catch { /* parts of it were not there: the point is that nothing is left */ }
+    await this.start();
+    this.state = emptyState();
+    // an interface that vanished takes its flows with it
+    const live = clone(s);
+    for (const dev of s.devs.keys()) {
+      if ((await this.runner.link(dev)).exists) continue;
+      live.devs.delete(dev);
+      for (const [id, f] of live.flows) if (f.dev === dev) live.flows.delete(id);
+      for (const [id, f] of live.filters) if (!live.flows.has(f.flow)) live.filters.delete(id);
+      this.log?.warn({ dev }, 'interface gone: its flows and filters are dropped');
+    }
+    try {
+      await this.runner.apply(planChange(emptyState(), live));
+      this.state = live;
+    } catch (e) {
+      this.log?.error({ err: (e as Error).message }, 'cannot reinstall traffic control; it is off until the next change');
+    }
+  }
+}
+
+function rateOf(v: unknown, what: string): number {
+  const r = typeof v === 'number' ? v : typeof v === 'string' ? parseRate(v) : NaN;
+  if (!(r >= 1000 && r <= 100e9)) throw new QosError('QOS_ERR_USAGE', `${what} must be 8kbit..800Gbit (bytes/s as a number, or text like 100Mbit), not ${JSON.stringify(v)}`);
+  return Math.round(r);
+}
+
+function marksOf(v: unknown): Partial<Record<ServiceType, Mark>> {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new QosError('QOS_ERR_USAGE', 'marks is an object of service types, each { dscp, pcp }');
+  const out: Partial<Record<ServiceType, Mark>> = {};
+  for (const [k, m] of Object.entries(v)) {
+    const t = serviceTypeNamed(k);
+    if (!t) throw new QosError('QOS_ERR_USAGE', `marks: no service type "${k}"; the service types are ${SERVICE_TYPE_NAMES.join(', ')}`);
+    out[t] = checkMark(m, `marks.${t}`);
+  }
+  return out;
+}
+
+/** The flow's own fields from a request, over `old`'s for a modification. */
+function flowOf(input: FlowInput, old?: TcFlow): Pick<TcFlow, 'spec' | 'mode' | 'framing' | 'dscp' | 'pcp' | 'name'> {
+  let base: FlowSpec | undefined = old?.spec;
+  if (input.template !== undefined) {
+    if (typeof input.template !== 'string') throw new QosError('QOS_ERR_USAGE', 'template is a template\'s name (qos flowspec templates)');
+    base = templateNamed(input.template).spec;
+  }
+  let spec = input.flowspec === undefined ? base : parseFlowSpec(input.flowspec, { base, path: 'flowspec' });
+  if (!spec) throw new QosError('QOS_ERR_USAGE', 'a flow needs a FLOWSPEC: a template, or flowspec fields (TokenRate at least)');
+  if (input.service !== undefined) {
+    const t = typeof input.service === 'string' ? serviceTypeNamed(input.service) : undefined;
+    if (!t) throw new QosError('QOS_ERR_USAGE', `service: no service type ${JSON.stringify(input.service)}; the service types are ${SERVICE_TYPE_NAMES.join(', ')}`);
+    spec = parseFlowSpec({ ServiceType: t }, { base: spec, path: 'flowspec' });
+  }
+  const mode = (input.mode ?? (input.service !== undefined || !old ? SERVICE_DEFAULTS[spec.ServiceType].mode : old.mode)) as TcMode;
+  const num = (v: unknown, prev: number | null): number | null => (v === undefined ? prev : v === null ? null : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : (v as number));
+  const proto = (input.proto ?? old?.framing.proto ?? 'udp') as 'udp' | 'tcp';
+  if (proto !== 'udp' && proto !== 'tcp') throw new QosError('QOS_ERR_USAGE', `proto (the headers counted per packet) is udp or tcp, not ${JSON.stringify(proto)}`);
+  const name = input.name === undefined ? old?.name ?? null : input.name;
+  if (name !== null && (typeof name !== 'string' || !/^[\w.-]{1,64}$/.test(name))) throw new QosError('QOS_ERR_USAGE', `name is 1-64 letters, digits, '_', '.' or '-', not ${JSON.stringify(name)}`);
+  const f = { spec, mode, framing: { proto, ipv6: input.ipv6 === true || (input.ipv6 === undefined && (old?.framing.ipv6 ?? false)) }, dscp: num(input.dscp, old?.dscp ?? null), pcp: num(input.pcp, old?.pcp ?? null), name };
+  const problems = flowProblems(f);
+  if (!MODES.includes(mode)) problems.push(`mode must be ${MODES.join(', ')}`);
+  if (problems.length) throw new QosError('QOS_ERR_USAGE', `invalid flow: ${problems.join('; ')}`);
+  return f;
+}
+
+/** Flows on an interface must leave its best-effort and demoted classes their share. */
+function checkCapacity(s: TcState, i: TcInterface, adding: number): void {
+  let sum = adding;
+  for (const f of s.flows.values()) if (f.dev === i.dev) sum += kernelRate(f);
+  const room = i.rate - 2 * reservedRate(i);
+  if (sum > room) throw new QosError('QOS_ERR_CONFLICT', `${i.dev} cannot hold it: its flows would reserve ${Math.round(sum * 8)} bit/s of ${Math.round(room * 8)} (the link's ${Math.round(i.rate * 8)} less 2% for best effort and demoted packets)`);
+}
+
+function interfaceJson(i: TcInterface, s: TcState): Record<string, unknown> {
+  let flows = 0, reserved = 0;
+  for (const f of s.flows.values()) if (f.dev === i.dev) { flows++; reserved += kernelRate(f); }
+  const marks = Object.fromEntries(SERVICE_TYPE_NAMES.map((t) => [t, i.marks[t] ?? SERVICE_DEFAULTS[t].mark]));
+  return { dev: i.dev, rate: i.rate, rate_bit: i.rate * 8, reserved, flows, vlan: i.vlan, marks, nonconforming: i.nonconforming };
+}
+
+function flowJson(f: TcFlow, s: TcState): Record<string, unknown> {
+  const i = s.devs.get(f.dev)!;
+  const d = SERVICE_DEFAULTS[f.spec.ServiceType];
+  const m = i.marks[f.spec.ServiceType] ?? d.mark;
+  let filters = 0;
+  for (const x of s.filters.values()) if (x.flow === f.id) filters++;
+  return {
+    id: f.id, dev: f.dev, name: f.name, mode: f.mode, service: f.spec.ServiceType, flowspec: f.spec, rate: kernelRate(f),
+    conforming: { dscp: f.dscp ?? m.dscp, pcp: f.pcp ?? m.pcp }, nonconforming: i.nonconforming, filters, owner: f.owner,
+  };
+}
+
+function filterJson(f: TcFilter): Record<string, unknown> {
+  return { id: f.id, flow: f.flow, family: f.family, ...f.text, exact: isExact(f) };
+}

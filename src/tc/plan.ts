@@ -1,0 +1,257 @@
+/* What the kernel must be told to go from one traffic-control state to another (pure): tc
+ * commands (`tc -batch` lines), one nftables transaction (`nft -f` text) and `ip link`
+ * argument vectors (802.1p on VLAN devices). `qos tc plan` prints exactly this text.
+ *
+ * On each interface under control (docs/traffic-control.md, "How it is built"):
+ *   - an HTB root qdisc, handle d5c:, whose root class d5c:1 holds the link rate; d5c:2 takes
+ *     unfiltered traffic (best effort, HTB prio 4, the rate the flows leave), d5c:3 the
+ *     demoted packets of borrowing flows (prio 7, below best effort, seed 003 note 2); each
+ *     flow is a class d5c:(0x10 + id) with rate = ceil = its token rate and its bucket
+ *     (discard: ceil = the link, the policer alone limits it), at its service's prio;
+ *     a shaping flow's class queues in a byte FIFO bounded by its Latency (or 100 ms), or in a
+ *     TBF with the flow's peak rate when it has one;
+ *   - in the nftables table (`inet qosd_tc`, postrouting, after the marking table's output
+ *     chain), two lookups per family: the exact filters in a hash map, then the filters with
+ *     wildcards in an interval map; each element `goto`s its flow's chain, which polices
+ *     (discard: drop; borrow: goto the interface's demote chain) with `limit rate over`, sets
+ *     `meta priority` to the flow's class (HTB classifies by it, no tc filter is scanned) and
+ *     the conforming DSCP.
+ * The lookups cost the same for 10 or 10,000 filters: no linear scan. */
+
+import { kernelBucket, kernelRate, flowMarks, isExact, BEST_EFFORT_PRIO, DEMOTED_PRIO, type TcFilter, type TcFlow, type TcInterface, type TcState } from './model.js';
+
+export const HANDLE = 'd5c';
+/** The qdisc's major number as the kernel reports it (`tc -j qdisc show`: "d5c:"). */
+export const HANDLE_TEXT = `${HANDLE}:`;
+const MTU_FRAME = 1514;
+/** A shaping flow's queue holds this long at its rate when its FLOWSPEC gives no Latency. */
+const DEFAULT_QUEUE_US = 100_000;
+
+export interface TcPlan {
+  /** `tc -batch` lines, in order */
+  tc: string[];
+  /** one nftables transaction (`nft -f`), empty if nothing changes there */
+  nft: string[];
+  /** `ip` argument vectors (without `ip`), run after tc */
+  ip: string[][];
+}
+
+export const classOf = (flowId: number): string => `${HANDLE}:${(0x10 + flowId).toString(16)}`;
+/** The class id as skb->priority holds it (major << 16 | minor), for egress-qos-map. */
+const priorityOf = (minor: number): number => parseInt(HANDLE, 16) * 65536 + minor;
+const BEST_EFFORT_CLASS = `${HANDLE}:2`;
+const DEMOTED_CLASS = `${HANDLE}:3`;
+
+const bits = (bytesPerS: number) => `${Math.round(bytesPerS * 8)}bit`;
+
+/** The rate each interface's reserved classes keep: a hundredth of the link, at least 1000 B/s. */
+export function reservedRate(i: TcInterface): number {
+  return Math.max(1000, Math.floor(i.rate / 100));
+}
+
+/** What an interface's flows reserve, bytes/s (discard and borrow reserve their token rate too). */
+export function reservedBy(state: TcState, dev: string): number {
+  let sum = 0;
+  for (const f of state.flows.values()) if (f.dev === dev) sum += kernelRate(f);
+  return sum;
+}
+
+/** The rate unfiltered traffic is assured: what the flows and the demoted class leave. */
+function bestEffortRate(state: TcState, i: TcInterface): number {
+  return Math.max(reservedRate(i), i.rate - reservedBy(state, i.dev) - reservedRate(i));
+}
+
+export const TABLE = 'qosd_tc';
+const T = `inet ${TABLE}`;
+const KEY4 = 'ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service';
+const KEY6 = 'ipv6_addr . ipv6_addr . inet_proto . inet_service . inet_service';
+const LOOKUP4 = 'ip saddr . ip daddr . meta l4proto . th sport . th dport';
+const LOOKUP6 = 'ip6 saddr . ip6 daddr . meta l4proto . th sport . th dport';
+const mapName = (i: TcInterface, f: 4 | 6, exact: boolean) => `${exact ? 'x' : 'w'}${f}_${i.slot}`;
+
+function addr(v: bigint, family: 4 | 6): string {
+  if (family === 4) return [24n, 16n, 8n, 0n].map((s) => String((v >> s) & 255n)).join('.');
+  const g: string[] = [];
+  for (let s = 112n; s >= 0n; s -= 16n) g.push(((v >> s) & 0xffffn).toString(16));
+  return g.join(':');
+}
+function span(lo: bigint | number, hi: bigint | number, show: (v: never) => string): string {
+  return lo === hi ? show(lo as never) : `${show(lo as never)}-${show(hi as never)}`;
+}
+/** A filter's key in its map: `src . dst . proto . sport . dport`, ranges as lo-hi. */
+export function filterKey(f: TcFilter): string {
+  const a = (v: bigint) => addr(v, f.family);
+  const n = (v: number) => String(v);
+  return [span(f.src.lo, f.src.hi, a), span(f.dst.lo, f.dst.hi, a), span(f.proto.lo, f.proto.hi, n), span(f.sport.lo, f.sport.hi, n), span(f.dport.lo, f.dport.hi, n)].join(' . ');
+}
+
+function flowClass(f: TcFlow, i: TcInterface, verb: 'add' | 'change'): string[] {
+  const rate = kernelRate(f), bucket = kernelBucket(f), { prio } = flowMarks(f, i);
+  const ceil = f.mode === 'discard' ? i.rate : rate;
+  const out = [`class ${verb} dev ${i.dev} parent ${HANDLE}:1 classid ${classOf(f.id)} htb rate ${bits(rate)} ceil ${bits(ceil)} burst ${bucket} cburst ${bucket} prio ${prio} quantum ${MTU_FRAME}`];
+  if (f.mode === 'shape') {
+    const queue = Math.max(2 * MTU_FRAME, Math.ceil((rate * (f.spec.Latency ?? DEFAULT_QUEUE_US)) / 1e6));
+    const leaf = f.spec.PeakBandwidth !== null && f.spec.PeakBandwidth > rate
+      ? `tbf rate ${bits(rate)} burst ${bucket} peakrate ${bits(f.spec.PeakBandwidth)} minburst ${MTU_FRAME} limit ${queue + bucket}`
+      : `bfifo limit ${queue + bucket}`;
+    out.push(`qdisc replace dev ${i.dev} parent ${classOf(f.id)} ${leaf}`);
+  } else if (verb === 'change') {
+    // a flow that stops shaping goes back to the default queue
+    out.push(`qdisc replace dev ${i.dev} parent ${classOf(f.id)} pfifo`);
+  }
+  return out;
+}
+
+function flowChain(f: TcFlow, i: TcInterface): string[] {
+  const c = `${T} flow_${f.id}`;
+  const { conforming } = flowMarks(f, i);
+  const limit = `limit rate over ${kernelRate(f)} bytes/second burst ${kernelBucket(f)} bytes`;
+  const out: string[] = [];
+  if (f.mode === 'borrow') out.push(`add rule ${c} ${limit} goto demote_${i.slot}`);
+  if (f.mode === 'discard') out.push(`add rule ${c} ${limit} drop`);
+  out.push(`add rule ${c} meta priority set ${classOf(f.id)}`, `add rule ${c} ip dscp set ${conforming.dscp}`, `add rule ${c} ip6 dscp set ${conforming.dscp}`);
+  return out;
+}
+
+function devInstall(state: TcState, i: TcInterface): { tc: string[]; nft: string[] } {
+  const link = bits(i.rate), res = bits(reservedRate(i));
+  const tc = [
+    `qdisc add dev ${i.dev} root handle ${HANDLE}: htb default 2`,
+    `class add dev ${i.dev} parent ${HANDLE}: classid ${HANDLE}:1 htb rate ${link} ceil ${link} quantum ${MTU_FRAME}`,
+    `class add dev ${i.dev} parent ${HANDLE}:1 classid ${BEST_EFFORT_CLASS} htb rate ${bits(bestEffortRate(state, i))} ceil ${link} prio ${BEST_EFFORT_PRIO} quantum ${MTU_FRAME}`,
+    `class add dev ${i.dev} parent ${HANDLE}:1 classid ${DEMOTED_CLASS} htb rate ${res} ceil ${link} prio ${DEMOTED_PRIO} quantum ${MTU_FRAME}`,
+  ];
+  const d = `${T} demote_${i.slot}`;
+  const nft = [
+    `add chain ${d}`,
+    `add rule ${d} meta priority set ${DEMOTED_CLASS}`,
+    `add rule ${d} ip dscp set ${i.nonconforming.dscp}`,
+    `add rule ${d} ip6 dscp set ${i.nonconforming.dscp}`,
+  ];
+  for (const fam of [4, 6] as const) {
+    for (const exact of [true, false]) {
+      nft.push(`add map ${T} ${mapName(i, fam, exact)} { type ${fam === 4 ? KEY4 : KEY6} : verdict; ${exact ? '' : 'flags interval; '}}`);
+    }
+  }
+  // exact before wildcard; the flow chains are reached by goto, so one lookup decides
+  for (const fam of [4, 6] as const) {
+    for (const exact of [true, false]) nft.push(`add rule ${T} post oifname "${i.dev}" ${fam === 4 ? LOOKUP4 : LOOKUP6} vmap @${mapName(i, fam, exact)}`);
+  }
+  return { tc, nft };
+}
+
+/** The 802.1p of a VLAN device's classes: conforming per flow, non-conforming on the demoted
+ * class (egress-qos-map maps skb->priority, the class id, to the tag's PCP). */
+function qosMap(i: TcInterface, entries: Array<[number, number]>): string[][] {
+  return entries.length ? [['link', 'set', 'dev', i.dev, 'type', 'vlan', 'egress-qos-map', ...entries.map(([p, c]) => `${p}:${c}`)]] : [];
+}
+
+/** The commands that take the kernel from `before` to `after`. Both are made by control.ts,
+ * which replaces a flow or filter it changes (never edits one in place: the same object means
+ * unchanged), never moves a flow to another interface, and gives an interface it adds again a
+ * new slot. */
+export function planChange(before: TcState, after: TcState): TcPlan {
+  const plan: TcPlan = { tc: [], nft: [], ip: [] };
+  if (!after.devs.size) {
+    if (before.devs.size) plan.nft.push(`delete table ${T}`);
+    for (const i of before.devs.values()) plan.tc.push(`qdisc del dev ${i.dev} root`);
+    return plan;
+  }
+  const kept = (i: TcInterface) => after.devs.get(i.dev)?.slot === i.slot;
+  const gone = [...before.devs.values()].filter((i) => !kept(i));
+  const fresh = [...after.devs.values()].filter((i) => before.devs.get(i.dev)?.slot !== i.slot);
+  const devOf = (s: TcState, flow: number) => s.devs.get(s.flows.get(flow)!.dev)!;
+  const vlan = new Map<TcInterface, Array<[number, number]>>();
+  const pcp = (i: TcInterface, minor: number, value: number) => { if (i.vlan) vlan.set(i, [...(vlan.get(i) ?? []), [priorityOf(minor), value]]); };
+  const rewritePost = gone.length > 0 || fresh.length > 0;
+  if (!before.devs.size) plan.nft.push(`add table ${T}`, `add chain ${T} post { type filter hook postrouting priority -150; policy accept; }`);
+  // the base chain lets go of maps that go; elements go before the chains they jump to
+  else if (rewritePost) plan.nft.push(`flush chain ${T} post`);
+  for (const [id, f] of before.filters) {
+    const i = devOf(before, f.flow);
+    if (kept(i) && after.filters.get(id) !== f) plan.nft.push(`delete element ${T} ${mapName(i, f.family, isExact(f))} { ${filterKey(f)} }`);
+  }
+  for (const i of gone) for (const fam of [4, 6] as const) for (const exact of [true, false]) plan.nft.push(`delete map ${T} ${mapName(i, fam, exact)}`);
+  const changedDevs = new Set<string>();
+  for (const [id, f] of before.flows) {
+    const i = before.devs.get(f.dev)!;
+    if (kept(i) && after.flows.has(id)) continue;
+    plan.nft.push(`delete chain ${T} flow_${id}`);
+    if (!kept(i)) continue; // its class goes with the root qdisc
+    plan.tc.push(`class del dev ${i.dev} classid ${classOf(id)}`);
+    pcp(i, 0x10 + id, 0);
+    changedDevs.add(i.dev);
+  }
+  for (const i of gone) {
+    plan.nft.push(`delete chain ${T} demote_${i.slot}`);
+    plan.tc.push(`qdisc del dev ${i.dev} root`);
+  }
+  for (const i of fresh) {
+    const d = devInstall(after, i);
+    plan.tc.push(...d.tc);
+    plan.nft.push(...d.nft.filter((l) => !l.startsWith(`add rule ${T} post `)));
+    pcp(i, 3, i.nonconforming.pcp);
+  }
+  for (const i of after.devs.values()) {
+    const b = before.devs.get(i.dev);
+    if (!b || !kept(b) || b === i) continue;
+    if (b.rate !== i.rate) {
+      const link = bits(i.rate);
+      plan.tc.push(`class change dev ${i.dev} parent ${HANDLE}: classid ${HANDLE}:1 htb rate ${link} ceil ${link} quantum ${MTU_FRAME}`);
+      plan.tc.push(`class change dev ${i.dev} parent ${HANDLE}:1 classid ${DEMOTED_CLASS} htb rate ${bits(reservedRate(i))} ceil ${link} prio ${DEMOTED_PRIO} quantum ${MTU_FRAME}`);
+      changedDevs.add(i.dev);
+    }
+    if (b.nonconforming.dscp !== i.nonconforming.dscp) {
+      const d = `${T} demote_${i.slot}`;
+      plan.nft.push(`flush chain ${d}`, `add rule ${d} meta priority set ${DEMOTED_CLASS}`, `add rule ${d} ip dscp set ${i.nonconforming.dscp}`, `add rule ${d} ip6 dscp set ${i.nonconforming.dscp}`);
+    }
+    if (b.nonconforming.pcp !== i.nonconforming.pcp) pcp(i, 3, i.nonconforming.pcp);
+  }
+  for (const [id, f] of after.flows) {
+    const i = after.devs.get(f.dev)!;
+    const b = before.devs.get(f.dev);
+    const g = b && kept(b) ? before.flows.get(id) : undefined;
+    if (g && g === f && b === i) continue;
+    if (g && sameFlow(g, f, b!, i)) continue;
+    if (!g) {
+      plan.tc.push(...flowClass(f, i, 'add'));
+      plan.nft.push(`add chain ${T} flow_${id}`, ...flowChain(f, i));
+    } else {
+      plan.tc.push(...flowClass(f, i, 'change'));
+      plan.nft.push(`flush chain ${T} flow_${id}`, ...flowChain(f, i));
+    }
+    pcp(i, 0x10 + id, flowMarks(f, i).conforming.pcp);
+    changedDevs.add(i.dev);
+  }
+  // the best-effort class keeps what the flows leave (a fresh interface was installed with it)
+  for (const dev of changedDevs) {
+    const i = after.devs.get(dev);
+    if (!i || fresh.includes(i)) continue;
+    plan.tc.push(`class change dev ${dev} parent ${HANDLE}:1 classid ${BEST_EFFORT_CLASS} htb rate ${bits(bestEffortRate(after, i))} ceil ${bits(i.rate)} prio ${BEST_EFFORT_PRIO} quantum ${MTU_FRAME}`);
+  }
+  for (const [id, f] of after.filters) {
+    const i = devOf(after, f.flow);
+    if (before.filters.get(id) === f && !fresh.includes(i)) continue;
+    plan.nft.push(`add element ${T} ${mapName(i, f.family, isExact(f))} { ${filterKey(f)} : goto flow_${f.flow} }`);
+  }
+  if (rewritePost) for (const i of after.devs.values()) plan.nft.push(...devInstall(after, i).nft.filter((l) => l.startsWith(`add rule ${T} post `)));
+  for (const [i, entries] of vlan) plan.ip.push(...qosMap(i, entries));
+  return plan;
+}
+
+/** Whether the kernel holds b's flow as a's: same class, chain and marks. */
+function sameFlow(a: TcFlow, b: TcFlow, ia: TcInterface, ib: TcInterface): boolean {
+  const x = flowMarks(a, ia), y = flowMarks(b, ib);
+  return a.mode === b.mode && kernelRate(a) === kernelRate(b) && kernelBucket(a) === kernelBucket(b) && a.spec.Latency === b.spec.Latency
+    && a.spec.PeakBandwidth === b.spec.PeakBandwidth && x.prio === y.prio && x.conforming.dscp === y.conforming.dscp && x.conforming.pcp === y.conforming.pcp
+    && ia.slot === ib.slot && ia.rate === ib.rate;
+}
+
+/** The plan's text as `qos tc plan` prints it: the tc batch, the nft transaction, the ip commands. */
+export function planText(p: TcPlan): string {
+  const out: string[] = [];
+  if (p.tc.length) out.push('# tc -batch', ...p.tc);
+  if (p.nft.length) out.push('# nft -f', ...p.nft);
+  if (p.ip.length) out.push('# ip', ...p.ip.map((a) => `ip ${a.join(' ')}`));
+  return out.length ? out.join('\n') + '\n' : '# nothing to change\n';
+}
