@@ -21,7 +21,7 @@ import { parseFlowSpec } from '../flowspec/parse.js';
 import { templateNamed } from '../flowspec/templates.js';
 import { serviceTypeNamed, SERVICE_TYPE_NAMES, type FlowSpec, type ServiceType } from '../flowspec/model.js';
 import { parseRate } from '../units.js';
-import { checkDev, checkMark, DEFAULT_NONCONFORMING, emptyState, flowProblems, isExact, kernelRate, MAX_FILTER_ID, MAX_FILTERS, MAX_FLOW_ID, MAX_FLOWS, MODES, overlaps, parseFilter, SERVICE_DEFAULTS, type FilterInput, type Mark, type TcFilter, type TcFlow, type TcInterface, type TcMode, type TcState } from './model.js';
+import { checkDev, checkMark, DEFAULT_NONCONFORMING, emptyState, flowProblems, isExact, kernelBucket, kernelRate, policer, MAX_FILTER_ID, MAX_FILTERS, MAX_FLOW_ID, MAX_FLOWS, MODES, overlaps, parseFilter, SERVICE_DEFAULTS, type FilterInput, type Mark, type TcFilter, type TcFlow, type TcInterface, type TcMode, type TcState } from './model.js';
 import { filterKey, HANDLE_TEXT, planChange, planText, reservedRate, TABLE, type TcPlan } from './plan.js';
 
 /** What control needs of the machine: the real one runs tc, nft and ip; tests may fake it. */
@@ -386,7 +386,7 @@ function flowJson(f: TcFlow, s: TcState): Record<string, unknown> {
   let filters = 0;
   for (const x of s.filters.values()) if (x.flow === f.id) filters++;
   return {
-    id: f.id, dev: f.dev, name: f.name, mode: f.mode, service: f.spec.ServiceType, flowspec: f.spec, rate: kernelRate(f),
+    id: f.id, dev: f.dev, name: f.name, mode: f.mode, service: f.spec.ServiceType, flowspec: f.spec, rate: kernelRate(f), bucket: kernelBucket(f), policer: policer(f),
     conforming: { dscp: f.dscp ?? m.dscp, pcp: f.pcp ?? m.pcp }, nonconforming: i.nonconforming, filters, owner: f.owner,
   };
 }

@@ -7,7 +7,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { QosError } from '../errors.js';
 import type { FlowSpec, ServiceType } from '../flowspec/model.js';
-import { actualTokenRate, type Framing } from '../flowspec/overhead.js';
+import { actualTokenRate, layer3Overhead, type Framing } from '../flowspec/overhead.js';
 import { parseCidr } from '../policy/net.js';
 
 export type TcMode = 'shape' | 'borrow' | 'discard';
@@ -109,6 +109,19 @@ export function kernelRate(f: Pick<TcFlow, 'spec' | 'framing'>): number {
  * (HTB and nft cannot pass a packet bigger than their bucket), 1514 bytes when not given. */
 export function kernelBucket(f: Pick<TcFlow, 'spec'>): number {
   return Math.max(f.spec.TokenBucketSize ?? 0, 1514, (f.spec.MaxSduSize ?? 0) + 60);
+}
+
+/** The policer's token bucket, in packets (`nft limit rate over N/second burst K packets`):
+ * nftables' byte-mode limit always holds a second of its rate on top of its burst (its bucket
+ * is rate x 1 s + burst, net/netfilter/nft_limit.c), far more than a FLOWSPEC's bucket, so the
+ * bucket is counted in packets of the flow's size: MaxSduSize (the largest) or else
+ * MinimumPolicedSize, with the headers, or a full 1500-byte packet. Exact for packets of that
+ * size; a smaller packet costs a whole packet's tokens, as MinimumPolicedSize means.
+ * docs/traffic-control.md, "Conformance". */
+export function policer(f: Pick<TcFlow, 'spec' | 'framing'>): { size: number; pps: number; burst: number } {
+  const size = f.spec.MaxSduSize !== null ? f.spec.MaxSduSize + layer3Overhead(f.framing)
+    : f.spec.MinimumPolicedSize !== null ? f.spec.MinimumPolicedSize + layer3Overhead(f.framing) : 1500;
+  return { size, pps: Math.max(1, Math.round(kernelRate(f) / size)), burst: Math.max(1, Math.floor(kernelBucket(f) / size)) };
 }
 
 /** What a flow's packets get: its mode's sequencing priority and its conforming mark. */

@@ -5,7 +5,9 @@
  * On each interface under control (docs/traffic-control.md, "How it is built"):
  *   - an HTB root qdisc, handle d5c:, whose root class d5c:1 holds the link rate; d5c:2 takes
  *     unfiltered traffic (best effort, HTB prio 4, the rate the flows leave), d5c:3 the
- *     demoted packets of borrowing flows (prio 7, below best effort, seed 003 note 2); each
+ *     demoted packets of borrowing flows (prio 7, below best effort, seed 003 note 2), d5c:4
+ *     the excess of discarding flows (its queue holds nothing: every packet sent there is
+ *     dropped, silently, as a policer drops); each
  *     flow is a class d5c:(0x10 + id) with rate = ceil = its token rate and its bucket
  *     (discard: ceil = the link, the policer alone limits it), at its service's prio;
  *     a shaping flow's class queues in a byte FIFO bounded by its Latency (or 100 ms), or in a
@@ -13,17 +15,19 @@
  *   - in the nftables table (`inet qosd_tc`, postrouting, after the marking table's output
  *     chain), two lookups per family: the exact filters in a hash map, then the filters with
  *     wildcards in an interval map; each element `goto`s its flow's chain, which polices
- *     (discard: drop; borrow: goto the interface's demote chain) with `limit rate over`, sets
+ *     (discard: to d5c:4; borrow: goto the interface's demote chain) with `limit rate over`, sets
  *     `meta priority` to the flow's class (HTB classifies by it, no tc filter is scanned) and
  *     the conforming DSCP.
  * The lookups cost the same for 10 or 10,000 filters: no linear scan. */
 
-import { kernelBucket, kernelRate, flowMarks, isExact, BEST_EFFORT_PRIO, DEMOTED_PRIO, type TcFilter, type TcFlow, type TcInterface, type TcState } from './model.js';
+import { kernelBucket, kernelRate, flowMarks, policer, isExact, BEST_EFFORT_PRIO, DEMOTED_PRIO, type TcFilter, type TcFlow, type TcInterface, type TcState } from './model.js';
 
 export const HANDLE = 'd5c';
 /** The qdisc's major number as the kernel reports it (`tc -j qdisc show`: "d5c:"). */
 export const HANDLE_TEXT = `${HANDLE}:`;
 const MTU_FRAME = 1514;
+/** Packets the demoted class queues. */
+const DEMOTED_QUEUE = 32;
 /** A shaping flow's queue holds this long at its rate when its FLOWSPEC gives no Latency. */
 const DEFAULT_QUEUE_US = 100_000;
 
@@ -41,6 +45,10 @@ export const classOf = (flowId: number): string => `${HANDLE}:${(0x10 + flowId).
 const priorityOf = (minor: number): number => parseInt(HANDLE, 16) * 65536 + minor;
 const BEST_EFFORT_CLASS = `${HANDLE}:2`;
 const DEMOTED_CLASS = `${HANDLE}:3`;
+/** Where discard mode sends the excess: a class whose queue holds nothing. Dropped there, not
+ * by nftables, because a packet nftables drops on output fails the program's send with
+ * EPERM, while one the qdisc drops is lost silently, as on the wire (for UDP; TCP resends). */
+const DISCARD_CLASS = `${HANDLE}:4`;
 
 const bits = (bytesPerS: number) => `${Math.round(bytesPerS * 8)}bit`;
 
@@ -105,10 +113,11 @@ function flowClass(f: TcFlow, i: TcInterface, verb: 'add' | 'change'): string[] 
 function flowChain(f: TcFlow, i: TcInterface): string[] {
   const c = `${T} flow_${f.id}`;
   const { conforming } = flowMarks(f, i);
-  const limit = `limit rate over ${kernelRate(f)} bytes/second burst ${kernelBucket(f)} bytes`;
+  const p = policer(f);
+  const limit = `limit rate over ${p.pps}/second burst ${p.burst} packets`;
   const out: string[] = [];
   if (f.mode === 'borrow') out.push(`add rule ${c} ${limit} goto demote_${i.slot}`);
-  if (f.mode === 'discard') out.push(`add rule ${c} ${limit} drop`);
+  if (f.mode === 'discard') out.push(`add rule ${c} ${limit} meta priority set ${DISCARD_CLASS} accept`);
   out.push(`add rule ${c} meta priority set ${classOf(f.id)}`, `add rule ${c} ip dscp set ${conforming.dscp}`, `add rule ${c} ip6 dscp set ${conforming.dscp}`);
   return out;
 }
@@ -120,6 +129,11 @@ function devInstall(state: TcState, i: TcInterface): { tc: string[]; nft: string
     `class add dev ${i.dev} parent ${HANDLE}: classid ${HANDLE}:1 htb rate ${link} ceil ${link} quantum ${MTU_FRAME}`,
     `class add dev ${i.dev} parent ${HANDLE}:1 classid ${BEST_EFFORT_CLASS} htb rate ${bits(bestEffortRate(state, i))} ceil ${link} prio ${BEST_EFFORT_PRIO} quantum ${MTU_FRAME}`,
     `class add dev ${i.dev} parent ${HANDLE}:1 classid ${DEMOTED_CLASS} htb rate ${res} ceil ${link} prio ${DEMOTED_PRIO} quantum ${MTU_FRAME}`,
+    // short: a demoted packet waits only while the link is busy, and the program's socket
+    // buffer must not fill with them (a blocking sender would then slow to the demoted rate)
+    `qdisc add dev ${i.dev} parent ${DEMOTED_CLASS} pfifo limit ${DEMOTED_QUEUE}`,
+    `class add dev ${i.dev} parent ${HANDLE}:1 classid ${DISCARD_CLASS} htb rate 8kbit ceil 8kbit prio ${DEMOTED_PRIO} quantum ${MTU_FRAME}`,
+    `qdisc add dev ${i.dev} parent ${DISCARD_CLASS} pfifo limit 0`,
   ];
   const d = `${T} demote_${i.slot}`;
   const nft = [
@@ -243,7 +257,7 @@ export function planChange(before: TcState, after: TcState): TcPlan {
 function sameFlow(a: TcFlow, b: TcFlow, ia: TcInterface, ib: TcInterface): boolean {
   const x = flowMarks(a, ia), y = flowMarks(b, ib);
   return a.mode === b.mode && kernelRate(a) === kernelRate(b) && kernelBucket(a) === kernelBucket(b) && a.spec.Latency === b.spec.Latency
-    && a.spec.PeakBandwidth === b.spec.PeakBandwidth && x.prio === y.prio && x.conforming.dscp === y.conforming.dscp && x.conforming.pcp === y.conforming.pcp
+    && a.spec.PeakBandwidth === b.spec.PeakBandwidth && policer(a).pps === policer(b).pps && policer(a).burst === policer(b).burst && x.prio === y.prio && x.conforming.dscp === y.conforming.dscp && x.conforming.pcp === y.conforming.pcp
     && ia.slot === ib.slot && ia.rate === ib.rate;
 }
 

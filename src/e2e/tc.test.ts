@@ -1,0 +1,214 @@
+/* Host traffic control end to end (docs/traffic-control.md): a daemon in the client namespace
+ * puts flows on the client's veth (given a 10 Mb/s link rate); constant-bit-rate UDP senders
+ * run in the client, and the server's capture, read by tshark, says what arrived, when, and
+ * with which DSCP. Rates are measured at the receiver from the capture's timestamps. */
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { callJson } from '../daemon/admin-client.js';
+import { QOS, requireE2e, sh, TestDaemon, Testbed, waitFor } from './harness.js';
+
+requireE2e('python3');
+let tb: Testbed;
+let daemon: TestDaemon;
+let dev: string;
+
+const LINK_BPS = 10e6;
+const PAYLOAD = 1000;
+const qos = (...args: string[]) => sh([process.execPath, QOS, 'tc', ...args, '--admin', daemon.admin], { timeout: 120_000 });
+const api = <T>(method: string, path: string, body?: unknown) => callJson<T>(daemon.admin, method, path, body, 60_000);
+const inClient = (...argv: string[]) => sh(['ip', 'netns', 'exec', tb.client, ...argv]).stdout;
+
+/** A constant-bit-rate UDP sender: datagrams of PAYLOAD bytes, each starting with its sequence
+ * number and send time, at bps of payload, on an absolute schedule (a late wake-up sends the
+ * datagrams it owes at once, as a CBR source does). */
+const CBR = `import socket, struct, sys, time
+dst, port, bps, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+gap = ${PAYLOAD} * 8 / bps
+n = int(secs / gap)
+t0 = time.time() + 0.05
+for k in range(n):
+    d = t0 + k * gap - time.time()
+    if d > 0: time.sleep(d)
+    s.sendto(struct.pack('!Id', k, time.time()).ljust(${PAYLOAD}, b'x'), (dst, port))
+print(n)
+`;
+
+function cbr(port: number, bps: number, secs: number): number {
+  const r = sh(['ip', 'netns', 'exec', tb.client, 'python3', '-c', CBR, tb.serverIp, String(port), String(bps), String(secs)], { timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  return Number(r.stdout.trim());
+}
+
+interface Arrival { at: number; sent: number; seq: number; dscp: number; port: number; ipLen: number }
+
+/** The datagrams to ports that arrived, from the server's capture. */
+async function arrivals(cap: Awaited<ReturnType<Testbed['capture']>>): Promise<Arrival[]> {
+  await cap.packets(); // stops the capture once every packet sent is in it
+  const out = sh(['tshark', '-r', cap.file, '-Y', 'udp && data', '-T', 'fields', '-e', 'frame.time_epoch', '-e', 'ip.dsfield.dscp', '-e', 'udp.dstport', '-e', 'ip.len', '-e', 'data.data', '-E', 'separator=|']).stdout;
+  return out.split('\n').filter(Boolean).map((l) => {
+    const [at, dscp, port, len, data] = l.split('|');
+    const b = Buffer.from(data!.slice(0, 24), 'hex');
+    return { at: Number(at), dscp: Number(dscp), port: Number(port), ipLen: Number(len), seq: b.readUInt32BE(0), sent: b.readDoubleBE(4) };
+  }).filter((a) => a.ipLen === PAYLOAD + 28);
+}
+
+/** Payload bits/s over the arrivals between the first and last fifth of the run (the bucket's
+ * burst at the start and the queue draining at the end left out). */
+function steadyRate(a: Arrival[]): number {
+  const t0 = a[0]!.at, t1 = a[a.length - 1]!.at, span = t1 - t0;
+  const mid = a.filter((x) => x.at >= t0 + span / 5 && x.at <= t1 - span / 5);
+  return ((mid.length - 1) * PAYLOAD * 8) / (mid[mid.length - 1]!.at - mid[0]!.at);
+}
+
+const tcState = () => ({ qdisc: inClient('tc', 'qdisc', 'show', 'dev', dev), nft: inClient('nft', 'list', 'tables') });
+
+before(async () => {
+  tb = new Testbed();
+  dev = `${tb.id}c0`;
+  daemon = await new TestDaemon(tb.dir, null, ['--kernel', 'off'], ['ip', 'netns', 'exec', tb.client]).start();
+  await tb.udpSink([6001, 6002, 6003, 6004, 6005]);
+  const r = qos('set-interface', dev, '--rate', '10Mbit', '--json');
+  assert.equal(r.status, 0, r.stderr);
+});
+
+after(async () => {
+  await daemon.stop();
+  tb.cleanup();
+});
+
+test('shape: a 5 Mb/s CBR sender shaped to 1 Mb/s arrives at 1 Mb/s, each datagram when the token bucket lets it go', async (t) => {
+  const bucket = 10_000;
+  const flow = await api<{ id: number; rate: number }>('POST', '/v1/tc/flows', { dev, flowspec: { TokenRate: '1Mbit', TokenBucketSize: bucket, MinimumPolicedSize: PAYLOAD }, service: 'guaranteed' });
+  assert.equal(qos('add-filter', '--flow', String(flow.id), '--dst', tb.serverIp, '--proto', 'udp', '--dport', '6001').status, 0);
+  const cap = await tb.capture('udp port 6001');
+  const sent = cbr(6001, 5e6, 3);
+  const a = (await arrivals(cap)).filter((x) => x.port === 6001);
+  // every datagram that arrived is the flow's, marked Guaranteed's CS5 (shape mode: all conform)
+  assert.deepEqual([...new Set(a.map((x) => x.dscp))], [40]);
+  const rate = steadyRate(a);
+  // the kernel's rate is the actual token rate, headers counted: TokenRate x 1028/1000 of IP
+  // bytes; HTB also counts the 14-byte Ethernet header, so payload arrives at TokenRate x 1028/1042
+  assert.ok(Math.abs(rate / 1e6 - 1) <= 0.05, `shaped to 1 Mb/s, arrived at ${(rate / 1e6).toFixed(3)} Mb/s (${a.length} of ${sent})`);
+  // the delay of each datagram: a token bucket of `bucket` bytes filling at the flow's rate,
+  // fed the datagrams that arrived at their send times, lets each go at the predicted time
+  const r = flow.rate, frame = PAYLOAD + 28 + 14;
+  let tokens = bucket, last = a[0]!.sent, free = 0;
+  const errors = a.map((x) => {
+    const start = Math.max(x.sent, free);
+    tokens = Math.min(bucket, tokens + (start - last) * r);
+    const wait = tokens >= frame ? 0 : (frame - tokens) / r;
+    free = start + wait; tokens += wait * r - frame; last = free;
+    return Math.abs((x.at - x.sent) - (free - x.sent));
+  });
+  const within = errors.filter((e) => e <= 0.02).length / errors.length;
+  const early = a.findIndex((x) => x.at - x.sent > 0.005);
+  t.diagnostic(`shape: ${(rate / 1e6).toFixed(4)} Mb/s, ${(within * 100).toFixed(1)}% within 20 ms of the bucket, ${early} passed at once, ${a.length} of ${sent} arrived`);
+  assert.ok(within >= 0.9, `${(within * 100).toFixed(1)}% of datagrams left within 20 ms of the token bucket's time (median error ${(errors.sort((p, q) => p - q)[errors.length >> 1]! * 1e3).toFixed(1)} ms)`);
+  // the first ones pass at once: the bucket's bytes, plus what it refills meanwhile
+  assert.ok(early >= Math.floor(bucket / frame) - 1, `only ${early} datagrams passed before the bucket (${bucket} bytes) ran out`);
+  assert.equal(qos('del-flow', String(flow.id)).status, 0);
+});
+
+test('discard: the loss is the excess over the token bucket, the rest arrives unmarked by the policer', async (t) => {
+  const bucket = 20_000, tokenRate = 125_000;
+  const flow = await api<{ id: number; rate: number }>('POST', '/v1/tc/flows', { dev, flowspec: { TokenRate: tokenRate, TokenBucketSize: bucket, MinimumPolicedSize: PAYLOAD }, service: 'controlled-load', mode: 'discard' });
+  await api('POST', '/v1/tc/filters', { flow: flow.id, dst: tb.serverIp, proto: 'udp', dport: 6002 });
+  const cap = await tb.capture('udp port 6002');
+  const secs = 3;
+  const sent = cbr(6002, 4e6, secs);
+  const a = (await arrivals(cap)).filter((x) => x.port === 6002);
+  const span = a[a.length - 1]!.sent - a[0]!.sent;
+  // a CBR source through a policer: the bucket, then the actual token rate (headers counted)
+  const expected = Math.min(sent, Math.floor((bucket + tokenRate * ((PAYLOAD + 28) / PAYLOAD) * span) / (PAYLOAD + 28)));
+  assert.ok(Math.abs(a.length - expected) <= Math.max(3, expected * 0.05), `${a.length} of ${sent} arrived; the token bucket passes ${expected}`);
+  const loss = 1 - a.length / sent, theory = 1 - expected / sent;
+  t.diagnostic(`discard: ${a.length} of ${sent} arrived, theory ${expected}; loss ${(loss * 100).toFixed(2)}% vs ${(theory * 100).toFixed(2)}%`);
+  assert.ok(Math.abs(loss - theory) <= 0.03, `loss ${(loss * 100).toFixed(1)}%, theory ${(theory * 100).toFixed(1)}%`);
+  assert.deepEqual([...new Set(a.map((x) => x.dscp))], [24]);
+  // what passed was not delayed: discard mode polices, it does not shape
+  const late = a.filter((x) => x.at - x.sent > 0.05).length;
+  assert.ok(late <= a.length * 0.05, `${late} of ${a.length} datagrams waited over 50 ms`);
+  assert.equal(qos('del-flow', String(flow.id)).status, 0);
+});
+
+test('borrow: alone the flow uses the idle link, the excess demoted to CS1; against competing traffic it keeps its token rate', async (t) => {
+  const tokenRate = 250_000; // 2 Mb/s
+  const flow = await api<{ id: number }>('POST', '/v1/tc/flows', { dev, flowspec: { TokenRate: tokenRate, TokenBucketSize: 10_000, MinimumPolicedSize: PAYLOAD }, service: 'controlled-load' });
+  await api('POST', '/v1/tc/filters', { flow: flow.id, dst: tb.serverIp, proto: 'udp', dport: 6003 });
+  let cap = await tb.capture('udp port 6003');
+  cbr(6003, 5e6, 3);
+  let a = (await arrivals(cap)).filter((x) => x.port === 6003);
+  const alone = steadyRate(a);
+  assert.ok(alone >= 0.9 * 5e6, `alone on an idle 10 Mb/s link it got ${(alone / 1e6).toFixed(2)} Mb/s of the 5 it sent`);
+  const conforming = a.filter((x) => x.dscp === 24), demoted = a.filter((x) => x.dscp === 8);
+  assert.equal(conforming.length + demoted.length, a.length, `only CS3 and CS1: ${[...new Set(a.map((x) => x.dscp))].join(',')}`);
+  const span = a[a.length - 1]!.sent - a[0]!.sent;
+  const expected = (10_000 + tokenRate * ((PAYLOAD + 28) / PAYLOAD) * span) / (PAYLOAD + 28);
+  assert.ok(Math.abs(conforming.length - expected) <= expected * 0.1, `${conforming.length} conforming (CS3) datagrams, the token bucket allows ${expected.toFixed(0)}`);
+  // now an unfiltered sender saturates the link (12 Mb/s into 10): best effort at prio 4,
+  // above the demoted class; the flow keeps its 2 Mb/s
+  cap = await tb.capture('udp port 6003');
+  const competitor = tb.start(['python3', '-c', CBR, tb.serverIp, '6004', '12e6', '6'], tb.client);
+  await waitFor('the competing sender', () => competitor.pid !== undefined);
+  cbr(6003, 5e6, 3);
+  a = (await arrivals(cap)).filter((x) => x.port === 6003);
+  const contended = steadyRate(a);
+  t.diagnostic(`borrow: alone ${(alone / 1e6).toFixed(3)} Mb/s (${conforming.length} CS3 vs ${expected.toFixed(0)} allowed, ${demoted.length} CS1); contended ${(contended / 1e6).toFixed(3)} Mb/s`);
+  assert.ok(contended >= 0.95 * tokenRate * 8, `against 12 Mb/s of best effort it got ${(contended / 1e6).toFixed(2)} Mb/s; its token rate is ${tokenRate * 8 / 1e6}`);
+  competitor.kill();
+  assert.equal(qos('del-flow', String(flow.id)).status, 0);
+});
+
+test('bad input: a clear error and nothing changed in tc or nft', async () => {
+  const before = tcState();
+  const cases: Array<[string[], RegExp, number]> = [
+    [['add-flow', '--dev', dev, '--token-rate', '2Mbit', '--peak', '1Mbit'], /PeakBandwidth/, 64],
+    [['add-flow', '--dev', dev, '--template', 'H999'], /no FLOWSPEC template "H999"/, 64],
+    [['add-flow', '--dev', 'nosuchdev0', '--token-rate', '1Mbit'], /no interface nosuchdev0/, 66],
+    [['add-filter', '--flow', '999', '--dst', tb.serverIp], /no flow 999/, 66],
+    [['add-flow', '--dev', dev, '--token-rate', '20Mbit'], /cannot hold it/, 73],
+    [['add-flow', '--dev', dev, '--token-rate', '1Mbit', '--mode', 'police'], /mode must be/, 64],
+    [['add-filter', '--flow', '1', '--dst', '10.0.0.0/255.0.255.0'], /contiguous/, 64],
+  ];
+  for (const [args, message, code] of cases) {
+    const r = qos(...args);
+    assert.equal(r.status, code, `qos tc ${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+  }
+  // two filters with wildcards that overlap: the second is refused, naming the first
+  const f = await api<{ id: number }>('POST', '/v1/tc/flows', { dev, flowspec: { TokenRate: '1Mbit' } });
+  const first = await api<{ id: number }>('POST', '/v1/tc/filters', { flow: f.id, dst: tb.serverIp.replace(/\d+$/, '0/24'), proto: 'udp' });
+  const mid = tcState();
+  const r = qos('add-filter', '--flow', String(f.id), '--dst', tb.serverIp, '--proto', 'udp', '--dport', '7000');
+  assert.equal(r.status, 73, r.stderr);
+  assert.match(r.stderr, new RegExp(`filter ${first.id} .*overlaps`));
+  assert.deepEqual(tcState(), mid);
+  // a non-root caller is refused
+  const other = sh(['ip', 'netns', 'exec', tb.client, 'setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, QOS, 'tc', 'flows', '--admin', daemon.admin]);
+  assert.notEqual(other.status, 0);
+  assert.equal(qos('del-flow', String(f.id)).status, 0);
+  assert.equal(tcState().nft, before.nft);
+});
+
+test('a daemon killed with SIGKILL leaves its traffic control; the next one removes it at start, and removes its own at stop', async () => {
+  const f = await api<{ id: number }>('POST', '/v1/tc/flows', { dev, flowspec: { TokenRate: '1Mbit' } });
+  await api('POST', '/v1/tc/filters', { flow: f.id, dst: tb.serverIp, proto: 'udp', dport: 6005 });
+  assert.match(tcState().qdisc, /htb d5c: root/);
+  assert.match(tcState().nft, /qosd_tc/);
+  daemon.proc.kill('SIGKILL');
+  await waitFor('the daemon to die', () => daemon.proc.exitCode !== null || daemon.proc.signalCode !== null);
+  assert.match(tcState().qdisc, /htb d5c: root/, 'SIGKILL leaves it');
+  daemon = await new TestDaemon(tb.dir, null, ['--kernel', 'off'], ['ip', 'netns', 'exec', tb.client]).start();
+  assert.doesNotMatch(tcState().qdisc, /d5c:/);
+  assert.doesNotMatch(tcState().nft, /qosd_tc/);
+  const l = await api<{ flows: unknown[] }>('GET', '/v1/tc');
+  assert.equal(l.flows.length, 0);
+  assert.equal(qos('set-interface', dev, '--rate', '10Mbit').status, 0);
+  await api('POST', '/v1/tc/flows', { dev, flowspec: { TokenRate: '1Mbit' } });
+  await daemon.stop();
+  assert.doesNotMatch(tcState().qdisc, /d5c:/);
+  assert.doesNotMatch(tcState().nft, /qosd_tc/);
+  daemon = await new TestDaemon(tb.dir, null, ['--kernel', 'off'], ['ip', 'netns', 'exec', tb.client]).start();
+});
