@@ -13,7 +13,10 @@ import { rulesApi } from '../kernel/api.js';
 import { ctMark, DEFAULT_CT_MASK, type CtMark } from '../kernel/ctmark.js';
 import { KernelRules, type KernelMode } from '../kernel/manager.js';
 import { tcRoutes } from '../tc/api.js';
+import { TcAttach } from '../tc/attach.js';
 import { TrafficControl } from '../tc/control.js';
+import { asksTc } from '../tc/request.js';
+import type { PolicyDoc } from '../policy/schema.js';
 import { AdminServer } from './admin.js';
 import { AgentServer } from './agents.js';
 import { BatchTime } from './batch-time.js';
@@ -83,9 +86,11 @@ export class Daemon {
     const sweepMs = o.sweepMs ?? 10_000;
     const ko = o.kernel ?? { rulesFile: DEFAULT_RULES_FILE, table: DEFAULT_NFT_TABLE, mode: 'auto' as const };
     const kernel = this.kernel = new KernelRules({ ...ko, ctMark: ko.ctMark ?? ctMark(DEFAULT_CT_MASK), log });
+    // set below, with traffic control: follows flows only while a policy may ask for a flow
+    let followFlows: ((doc: PolicyDoc) => void) | undefined;
     const policy = this.policy = new RunningPolicy({
       file: o.policy, origin: o.policyOrigin, socket: o.socket, scriptWorkers: o.scriptWorkers, scriptLimits: o.scriptLimits,
-      accept: (doc) => kernel.setPolicy(doc), metrics, log, clock,
+      accept: async (doc) => { await kernel.setPolicy(doc); followFlows?.(doc); }, metrics, log, clock,
     });
     // the flow-event hub (flow-events.ts): parts that follow flows subscribe to flows.events
     const events = new FlowEvents((err, e) => log.error({ err, event: e.kind, pid: e.flow.pid, fd: e.flow.fd }, 'a flow-event subscriber failed'));
@@ -113,11 +118,20 @@ export class Daemon {
     });
     if (o.trafficControl !== false) {
       const tc = this.tc = new TrafficControl(undefined, log);
+      const attach = new TcAttach(tc, undefined, log);
+      // every flow event costs its subscribers' time: only a policy whose rules or script may
+      // ask for a flow has the attacher follow them
+      let unsubscribe: (() => void) | null = null;
+      followFlows = (doc) => {
+        const wants = doc.script !== undefined || doc.rules.some((r) => asksTc(r.action)) || (doc.default !== undefined && asksTc(doc.default));
+        if (wants && !unsubscribe) unsubscribe = events.subscribe(attach.onEvent);
+        else if (!wants && unsubscribe) { unsubscribe(); unsubscribe = null; }
+      };
       c.add<Component>({
         name: 'tc',
-        start: () => tc.start(),
-        stop: () => tc.stop(),
-        status: () => ({ tc: { interfaces: tc.current.devs.size, flows: tc.current.flows.size, filters: tc.current.filters.size, changes_applied: tc.applied } }),
+        start: async () => { await tc.start(); followFlows!(policy.doc); },
+        stop: async () => { unsubscribe?.(); await tc.stop(); },
+        status: () => ({ tc: { interfaces: tc.current.devs.size, flows: tc.current.flows.size, filters: tc.current.filters.size, changes_applied: tc.applied, sockets_attached: attach.attachedTotal, sockets_not_attached: attach.failed } }),
         routes: tcRoutes(tc),
       });
     }

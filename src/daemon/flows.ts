@@ -52,7 +52,7 @@ export function decisionClass(d: Decision | null): string {
   if (d.deny) return 'deny';
   if (d.tos !== undefined) return dscpName(d.tos >> 2);
   if (d.dscp !== undefined) return dscpName(d.dscp);
-  return 'priority';
+  return d.priority !== undefined ? 'priority' : 'none'; // (a decision of a flow alone marks nothing itself)
 }
 
 /** A stored flow, and its place in its user's list; flow null: the descriptor's flow was

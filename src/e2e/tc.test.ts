@@ -14,6 +14,12 @@ let tb: Testbed;
 let daemon: TestDaemon;
 let dev: string;
 
+/** An unmodified iperf3 under the agent gets a flow from the H.263 CIF template, shaped. */
+const POLICY = `rules:
+  - name: video
+    match: { exe: "*iperf3*", proto: udp }
+    action: { dscp: AF41, template: H263CIF, service: guaranteed }
+`;
 /** nogroup may use the admin API, so that a non-root caller reaches the tc routes' own check */
 const DAEMON_ARGS = ['--kernel', 'off', '--admin-group', '65534'];
 const PAYLOAD = 1000;
@@ -70,7 +76,7 @@ before(async () => {
   tb = new Testbed();
   chmodSync(tb.dir, 0o711);
   dev = `${tb.id}c0`;
-  daemon = await new TestDaemon(tb.dir, null, DAEMON_ARGS, ['ip', 'netns', 'exec', tb.client]).start();
+  daemon = await new TestDaemon(tb.dir, POLICY, DAEMON_ARGS, ['ip', 'netns', 'exec', tb.client]).start();
   await tb.udpSink([6001, 6002, 6003, 6004, 6005]);
   const r = qos('set-interface', dev, '--rate', '10Mbit', '--json');
   assert.equal(r.status, 0, r.stderr);
@@ -204,7 +210,7 @@ test('a daemon killed with SIGKILL leaves its traffic control; the next one remo
   daemon.proc.kill('SIGKILL');
   await waitFor('the daemon to die', () => daemon.proc.exitCode !== null || daemon.proc.signalCode !== null);
   assert.match(tcState().qdisc, /htb d5c: root/, 'SIGKILL leaves it');
-  daemon = await new TestDaemon(tb.dir, null, DAEMON_ARGS, ['ip', 'netns', 'exec', tb.client]).start();
+  daemon = await new TestDaemon(tb.dir, POLICY, DAEMON_ARGS, ['ip', 'netns', 'exec', tb.client]).start();
   assert.doesNotMatch(tcState().qdisc, /d5c:/);
   assert.doesNotMatch(tcState().nft, /qosd_tc/);
   const l = await api<{ flows: unknown[] }>('GET', '/v1/tc');
@@ -214,5 +220,38 @@ test('a daemon killed with SIGKILL leaves its traffic control; the next one remo
   await daemon.stop();
   assert.doesNotMatch(tcState().qdisc, /d5c:/);
   assert.doesNotMatch(tcState().nft, /qosd_tc/);
-  daemon = await new TestDaemon(tb.dir, null, DAEMON_ARGS, ['ip', 'netns', 'exec', tb.client]).start();
+  daemon = await new TestDaemon(tb.dir, POLICY, DAEMON_ARGS, ['ip', 'netns', 'exec', tb.client]).start();
+});
+
+test('an unmodified iperf3 -u under qos run gets a flow and an exact filter by policy (template) on connect, is shaped to its rate, and both go when it exits', async (t) => {
+  tb.start(['iperf3', '-s', '-1', '-p', '5201'], tb.server);
+  await tb.waitListening(5201);
+  const cap = await tb.capture('udp port 5201');
+  const client = tb.start(daemon.run('iperf3', '-c', tb.serverIp, '-u', '-b', '2M', '-l', String(PAYLOAD), '-t', '4'), tb.client);
+  type Listing = { flows: Array<{ id: number; rate: number; mode: string; service: string; owner: { kind: string; pid?: number; rule?: string }; conforming: { dscp: number } }> };
+  let seen: Listing | undefined;
+  await waitFor('the policy\'s flow', async () => { const l = await api<Listing>('GET', '/v1/tc'); if (l.flows.length) seen = l; return l.flows.length > 0; });
+  const filters = await api<Array<{ flow: number; exact: boolean; dst: string; dport: string; proto: string }>>('GET', '/v1/tc/filters');
+  const flow = seen!.flows[0]!;
+  assert.equal(seen!.flows.length, 1);
+  assert.deepEqual({ kind: flow.owner.kind, rule: flow.owner.rule, mode: flow.mode, service: flow.service }, { kind: 'policy', rule: 'video', mode: 'shape', service: 'Guaranteed' });
+  assert.deepEqual(filters.map((f) => ({ flow: f.flow, exact: f.exact, dst: f.dst, dport: f.dport, proto: f.proto })), [{ flow: flow.id, exact: true, dst: tb.serverIp, dport: '5201', proto: 'udp' }]);
+  await new Promise<void>((resolve) => { if (client.exitCode !== null) resolve(); else client.once('exit', () => resolve()); });
+  assert.equal(client.exitCode, 0);
+  await waitFor('the flow to go with iperf3', async () => (await api<Listing>('GET', '/v1/tc')).flows.length === 0);
+  assert.deepEqual(await api('GET', '/v1/tc/filters'), []);
+  await cap.packets();
+  const out = sh(['tshark', '-r', cap.file, '-Y', `udp.dstport == 5201 && ip.len == ${PAYLOAD + 28}`, '-T', 'fields', '-e', 'frame.time_epoch', '-e', 'ip.dsfield.dscp']).stdout;
+  const all = out.split('\n').filter(Boolean).map((l) => { const [at, dscp] = l.split('\t'); return { at: Number(at), dscp: Number(dscp) }; });
+  // the datagrams sent before the filter was in place (the flow is made after the connect,
+  // off the decision path) carry the agent's AF41; every later one the flow's mark,
+  // Guaranteed's CS5 (its chain runs after the agent's mark), and arrives at the flow's rate
+  const first = all.findIndex((x) => x.dscp === 40);
+  assert.ok(first >= 0 && all.slice(0, first).every((x) => x.dscp === 34) && all.slice(first).every((x) => x.dscp === 40), `DSCPs in order: ${all.map((x) => x.dscp).join(',')}`);
+  const a = all.slice(first);
+  const t0 = a[0]!.at, t1 = a[a.length - 1]!.at, span = t1 - t0;
+  const mid = a.filter((x) => x.at >= t0 + span / 5 && x.at <= t1 - span / 5);
+  const rate = ((mid.length - 1) * (PAYLOAD + 28)) / (mid[mid.length - 1]!.at - mid[0]!.at);
+  t.diagnostic(`iperf3: flow ${flow.id} at ${flow.rate} B/s, arrived at ${rate.toFixed(0)} B/s (${a.length} datagrams in the flow, ${first} before it)`);
+  assert.ok(Math.abs(rate / flow.rate - 1) <= 0.05, `shaped to ${flow.rate} B/s, arrived at ${rate.toFixed(0)} B/s`);
 });

@@ -7,6 +7,7 @@ import { dscpValue } from './dscp.js';
 import { compilePattern, isLiteral } from './glob.js';
 import { andInto, Bits, CidrIndex, clearBit, dropFailed, firstSet, hasBit, PortIndex, setBit, type RuleBits } from './bitindex.js';
 import { parseCidr, parsePortSpec, type Addr128, type Cidr, type PortRange } from './net.js';
+import { asksTc, tcRequestOf, type TcRequest } from '../tc/request.js';
 import { EVENT_NAMES, type ActionDoc, type EventName, type PolicyDoc } from './schema.js';
 
 /** What a policy decides for one call (the reply directives). */
@@ -16,6 +17,8 @@ export interface Decision {
   priority?: number; // SO_PRIORITY 0-7
   deny?: string;     // errno name
   override?: boolean;
+  /** a flow of host traffic control for the socket (tc/request.ts), attached by tc/attach.ts */
+  tc?: TcRequest;
 }
 
 /** Who is calling, as the daemon learned it from the kernel; memo is the engine's cache. */
@@ -105,6 +108,7 @@ export function actionDecision(a: ActionDoc): Decision | null {
   if (a.dscp !== undefined) d.dscp = dscpValue(a.dscp)!;
   if (a.priority !== undefined) d.priority = a.priority;
   if (a.override) d.override = true;
+  if (asksTc(a)) d.tc = tcRequestOf(a);
   return d;
 }
 

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { dscpValue, ERRNO_NAMES } from './dscp.js';
 import { compilePattern } from './glob.js';
 import { parseCidr, parsePortSpec } from './net.js';
+import { asksTc, tcRequestOf } from '../tc/request.js';
 
 export const EVENT_NAMES = ['socket', 'connect', 'bind', 'listen', 'accept', 'sendto', 'setsockopt'] as const;
 export type EventName = (typeof EVENT_NAMES)[number];
@@ -56,10 +57,18 @@ export const ActionSchema = z
     }).optional(),
     none: z.literal(true).optional(),
     override: z.boolean().optional(),
+    // host traffic control for the socket (docs/traffic-control.md, "For unmodified programs")
+    service: z.string().optional(),
+    template: z.string().optional(),
+    flowspec: z.record(z.string(), z.unknown()).optional(),
+    mode: z.string().optional(),
   })
   .superRefine((a, ctx) => {
-    const set = (['dscp', 'tos', 'priority', 'deny', 'none'] as const).filter((k) => a[k] !== undefined);
-    if (set.length === 0) ctx.addIssue({ code: 'custom', message: 'action needs one of dscp, tos, priority, deny, none' });
+    const set = (['dscp', 'tos', 'priority', 'deny', 'none', 'service', 'template', 'flowspec', 'mode'] as const).filter((k) => a[k] !== undefined);
+    if (set.length === 0) ctx.addIssue({ code: 'custom', message: 'action needs one of dscp, tos, priority, deny, none, or a flow (service, template, flowspec)' });
+    if (asksTc(a)) {
+      try { tcRequestOf(a); } catch (e) { ctx.addIssue({ code: 'custom', message: (e as Error).message }); }
+    }
     if (a.dscp !== undefined && a.tos !== undefined) ctx.addIssue({ code: 'custom', message: 'give dscp or tos, not both' });
     if ((a.deny !== undefined || a.none !== undefined) && set.length > 1)
       ctx.addIssue({ code: 'custom', message: `${a.deny !== undefined ? 'deny' : 'none'} cannot be combined with ${set.filter((k) => k !== 'deny' && k !== 'none').join(', ') || 'another action'}` });

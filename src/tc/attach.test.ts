@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Flow } from '../daemon/flows.js';
+import { emptyState } from './model.js';
+import { planChange } from './plan.js';
+import { TcAttach, procAddress, tupleFromProcNet, type FiveTuple } from './attach.js';
+import { TrafficControl, type TcRunner } from './control.js';
+import { tcRequestOf } from './request.js';
+
+test('/proc/net addresses and the line of a socket\'s inode', () => {
+  assert.equal(procAddress('0100007F'), '127.0.0.1');
+  assert.equal(procAddress('0000000000000000FFFF00000201A8C0'), '192.168.1.2');
+  assert.equal(procAddress('B80D0120000000000000000001000000'), '2001:db8:0:0:0:0:0:1');
+  const udp = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  12: 0100000A:D431 0200000A:1451 01 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 0
+  13: 0100000A:0000 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4243 2 0000000000000000 0`;
+  assert.deepEqual(tupleFromProcNet(udp, '4242', 'udp'), { family: 4, proto: 'udp', src: '10.0.0.1', sport: 0xd431, dst: '10.0.0.2', dport: 5201 });
+  assert.equal(tupleFromProcNet(udp, '4243', 'udp'), null, 'not connected yet');
+  assert.equal(tupleFromProcNet(udp, '9', 'udp'), null);
+});
+
+/** A runner that keeps nothing but what it is told, and answers for one interface. */
+function fakeRunner(): TcRunner & { applied: number } {
+  const r = { applied: 0, async apply() { r.applied++; }, async link(dev: string) { return { exists: dev === 'eth0', vlan: false, speed: 125_000_000 }; }, async leftovers() { return { devs: [], table: false }; } };
+  return r;
+}
+
+const flow = (pid: number, fd: number): Flow => ({
+  pid, fd, uid: 1000, family: 'inet', type: 'dgram', proto: 'udp', protocol: 17, local: null, remote: { address: '10.0.0.2', port: 5201 }, destinations: 0,
+  decision: null, class: 'none', rule: 'video', appTos: null, appPriority: null, exe: '/usr/bin/iperf3', user: 'u', created: 0, updated: 0,
+});
+
+test('attach: a decided socket gets a flow and an exact filter; a second socket of the process joins; the flow goes with the last', async () => {
+  const tc = new TrafficControl(fakeRunner());
+  const tuples = new Map<string, FiveTuple>([
+    ['7/3', { family: 4, proto: 'udp', src: '10.0.0.1', sport: 40000, dst: '10.0.0.2', dport: 5201 }],
+    ['7/4', { family: 4, proto: 'udp', src: '10.0.0.1', sport: 40001, dst: '10.0.0.2', dport: 5201 }],
+  ]);
+  const a = new TcAttach(tc, { tuple: (pid, fd) => tuples.get(`${pid}/${fd}`) ?? null, route: async () => 'eth0' });
+  const decision = { dscp: 34, tc: tcRequestOf({ template: 'H263CIF' }) };
+  const f3 = flow(7, 3), f4 = flow(7, 4);
+  a.onEvent({ kind: 'decided', flow: f3, decision, rule: 'video' });
+  a.onEvent({ kind: 'decided', flow: f3, decision, rule: 'video' }); // a cached call again: once
+  const until = async (cond: () => boolean) => { for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5)); assert.ok(cond()); };
+  await until(() => tc.current.filters.size === 1);
+  a.onEvent({ kind: 'decided', flow: f4, decision, rule: 'video' });
+  await until(() => tc.current.filters.size === 2);
+  assert.equal(tc.current.flows.size, 1, 'the second socket joins the process\'s flow');
+  const [fl] = tc.current.flows.values();
+  assert.deepEqual(fl!.owner, { kind: 'policy', pid: 7, fd: 3, rule: 'video' });
+  a.onEvent({ kind: 'closed', flow: f3, why: 'close' });
+  await until(() => tc.current.filters.size === 1);
+  assert.equal(tc.current.flows.size, 1);
+  a.onEvent({ kind: 'closed', flow: f4, why: 'exit' });
+  await until(() => tc.current.flows.size === 0);
+  assert.equal(planChange(tc.current, emptyState()).nft.length, 1, 'only the table is left, as after any last flow');
+  // a socket closed before its tuple appears gets nothing
+  const f5 = flow(8, 5);
+  a.onEvent({ kind: 'decided', flow: f5, decision, rule: 'video' });
+  a.onEvent({ kind: 'closed', flow: f5, why: 'close' });
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(tc.current.flows.size, 0);
+  assert.equal(a.attachedTotal, 2);
+});
