@@ -43,8 +43,8 @@ for k in range(n):
 print(n)
 `;
 
-function cbr(port: number, bps: number, secs: number): number {
-  const r = sh(['ip', 'netns', 'exec', tb.client, 'python3', '-c', CBR, tb.serverIp, String(port), String(bps), String(secs)], { timeout: 120_000 });
+function cbr(port: number, bps: number, secs: number, dst = tb.serverIp): number {
+  const r = sh(['ip', 'netns', 'exec', tb.client, 'python3', '-c', CBR, dst, String(port), String(bps), String(secs)], { timeout: 120_000 });
   assert.equal(r.status, 0, r.stderr);
   return Number(r.stdout.trim());
 }
@@ -168,6 +168,29 @@ test('borrow: alone the flow uses the idle link, the excess demoted to CS1; agai
   assert.ok(contended >= 0.95 * tokenRate * 8, `against 12 Mb/s of best effort it got ${(contended / 1e6).toFixed(2)} Mb/s; its token rate is ${tokenRate * 8 / 1e6}`);
   competitor.kill();
   assert.equal(qos('del-flow', String(flow.id)).status, 0);
+});
+
+test('802.1p in priority tags, with the interface\'s marks overridden (conforming 26/4, demoted 10/2) and a flow\'s own (46/6)', async (t) => {
+  // this kernel has no VLAN devices (CONFIG_VLAN_8021Q): the BPF tagger writes the tag
+  assert.equal(qos('set-interface', dev, '--dot1p', 'on', '--mark', 'ControlledLoad=26/4', '--nonconforming', '10/2').status, 0);
+  const a = await api<{ id: number }>('POST', '/v1/tc/flows', { dev, flowspec: { TokenRate: '1Mbit', TokenBucketSize: 10_000, MinimumPolicedSize: PAYLOAD }, service: 'controlled-load' });
+  const b = await api<{ id: number }>('POST', '/v1/tc/flows', { dev, flowspec: { TokenRate: '1Mbit', TokenBucketSize: 10_000 }, service: 'guaranteed', dscp: 46, pcp: 6 });
+  await api('POST', '/v1/tc/filters', { flow: a.id, dst: tb.serverIp, proto: 'udp', dport: 6011 });
+  await api('POST', '/v1/tc/filters', { flow: b.id, dst: tb.serverIp, proto: 'udp', dport: 6012 });
+  const cap = await tb.capture('udp port 6011 or udp port 6012 or udp port 6013');
+  cbr(6011, 3e6, 2);
+  cbr(6012, 0.5e6, 1);
+  cbr(6013, 0.5e6, 0.5); // unfiltered: untagged
+  await cap.packets();
+  const out = sh(['tshark', '-r', cap.file, '-T', 'fields', '-e', 'udp.dstport', '-e', 'vlan.priority', '-e', 'vlan.id', '-e', 'ip.dsfield.dscp']).stdout;
+  const seen = new Map<string, number>();
+  for (const l of out.split('\n').filter(Boolean)) { const k = l.split('\t').join(' '); if (!k.startsWith('9 ')) seen.set(k, (seen.get(k) ?? 0) + 1); }
+  t.diagnostic(`802.1p: ${JSON.stringify(Object.fromEntries(seen))}`);
+  assert.deepEqual([...seen.keys()].sort(), ['6011 2 0 10', '6011 4 0 26', '6012 6 0 46', '6013   0'], 'port, 802.1p, VLAN id, DSCP');
+  assert.equal(qos('del-flow', String(a.id)).status, 0);
+  assert.equal(qos('del-flow', String(b.id)).status, 0);
+  assert.equal(qos('set-interface', dev, '--dot1p', 'off', '--mark', 'ControlledLoad=24/3', '--nonconforming', '8/1').status, 0);
+  assert.doesNotMatch(inClient('tc', 'filter', 'show', 'dev', dev, 'egress'), /qosd_dot1p/, 'the tagger is gone with --dot1p off');
 });
 
 test('bad input: a clear error and nothing changed in tc or nft', async () => {

@@ -22,15 +22,16 @@ import { templateNamed } from '../flowspec/templates.js';
 import { serviceTypeNamed, SERVICE_TYPE_NAMES, type FlowSpec, type ServiceType } from '../flowspec/model.js';
 import { parseRate } from '../units.js';
 import { checkDev, checkMark, DEFAULT_NONCONFORMING, emptyState, flowProblems, isExact, kernelBucket, kernelRate, policer, MAX_FILTER_ID, MAX_FILTERS, MAX_FLOW_ID, MAX_FLOWS, MODES, overlaps, parseFilter, SERVICE_DEFAULTS, type FilterInput, type Mark, type TcFilter, type TcFlow, type TcInterface, type TcMode, type TcState } from './model.js';
-import { filterKey, HANDLE_TEXT, planChange, planText, reservedRate, TABLE, type TcPlan } from './plan.js';
+import { dot1pAttach, dot1pDetach, DOT1P_PREF, filterKey, HANDLE_TEXT, le32, planChange, planText, reservedRate, TABLE, type Dot1pStep, type TcPlan } from './plan.js';
 
 /** What control needs of the machine: the real one runs tc, nft and ip; tests may fake it. */
 export interface TcRunner {
   apply(plan: TcPlan): Promise<void>;
   /** whether dev exists, is a VLAN device, and its speed in bytes/s if the driver knows it */
   link(dev: string): Promise<{ exists: boolean; vlan: boolean; speed: number | null }>;
-  /** root qdiscs with our handle, and whether our table exists: what a predecessor left */
-  leftovers(): Promise<{ devs: string[]; table: boolean }>;
+  /** root qdiscs with our handle, whether our table exists, interfaces with our 802.1p
+   * tagger: what a predecessor left */
+  leftovers(): Promise<{ devs: string[]; table: boolean; tagged: string[] }>;
 }
 
 async function withFile<T>(name: string, text: string, f: (path: string) => Promise<T>): Promise<T> {
@@ -53,6 +54,7 @@ export const systemRunner: TcRunner = {
     if (p.nft.length) await withFile('tx.nft', p.nft.join('\n') + '\n', (f) => run(['nft', '-f', f], { code: 'QOS_ERR_KERNEL', pkg: 'nftables' }));
     if (dels.length) await withFile('tc.batch', dels.join('\n') + '\n', (f) => run(['tc', '-batch', f], { code: 'QOS_ERR_KERNEL', pkg: 'iproute2' }));
     for (const a of p.ip) await run(['ip', ...a], { code: 'QOS_ERR_KERNEL', pkg: 'iproute2' });
+    for (const s of p.dot1p) await dot1p(s);
   },
   async link(dev) {
     const r = await run(['ip', '-d', '-j', 'link', 'show', 'dev', dev], { ok: 'any', pkg: 'iproute2' });
@@ -63,11 +65,42 @@ export const systemRunner: TcRunner = {
     return { exists: true, vlan: info?.linkinfo?.info_kind === 'vlan', speed };
   },
   async leftovers() {
-    const q = JSON.parse((await run(['tc', '-j', 'qdisc', 'show'], { pkg: 'iproute2' })).stdout || '[]') as Array<{ dev: string; handle: string; root?: boolean }>;
+    const q = JSON.parse((await run(['tc', '-j', 'qdisc', 'show'], { pkg: 'iproute2' })).stdout || '[]') as Array<{ dev: string; handle: string; kind: string; root?: boolean }>;
     const t = await run(['nft', 'list', 'table', 'inet', TABLE], { ok: 'any', pkg: 'nftables' });
-    return { devs: q.filter((x) => x.root && x.handle === HANDLE_TEXT).map((x) => x.dev), table: t.code === 0 };
+    const tagged: string[] = [];
+    for (const c of q.filter((x) => x.kind === 'clsact')) if (await taggerOn(c.dev)) tagged.push(c.dev);
+    return { devs: q.filter((x) => x.root && x.handle === HANDLE_TEXT).map((x) => x.dev), table: t.code === 0, tagged };
   },
 };
+
+/** Whether our tagger is on dev's egress. */
+async function taggerOn(dev: string): Promise<boolean> {
+  const r = await run(['tc', '-j', 'filter', 'show', 'dev', dev, 'egress'], { ok: 'any', pkg: 'iproute2' });
+  if (r.code !== 0) return false;
+  return (JSON.parse(r.stdout || '[]') as Array<{ pref?: number; kind?: string }>).some((f) => f.pref === DOT1P_PREF && f.kind === 'bpf');
+}
+
+/** One step of the 802.1p tagger: tc attaches and detaches it; its map (found through the
+ * program tc attached) is changed with bpftool, in one batch. */
+async function dot1p(s: Dot1pStep): Promise<void> {
+  const tc = (args: string[], ok?: 'any') => run(['tc', ...args], { code: 'QOS_ERR_KERNEL', pkg: 'iproute2', ok });
+  if (s.op === 'attach') { for (const a of dot1pAttach(s.dev)) await tc(a); return; }
+  if (s.op === 'detach') {
+    await tc(dot1pDetach(s.dev), 'any'); // (gone with the interface: fine)
+    // the clsact qdisc goes too if no one else has a filter on it
+    const rest = await Promise.all(['ingress', 'egress'].map((d) => tc(['-j', 'filter', 'show', 'dev', s.dev, d], 'any')));
+    if (rest.every((r) => r.code === 0 && (JSON.parse(r.stdout || '[]') as unknown[]).length === 0)) await tc(['qdisc', 'del', 'dev', s.dev, 'clsact'], 'any');
+    return;
+  }
+  const filters = JSON.parse((await tc(['-j', 'filter', 'show', 'dev', s.dev, 'egress'])).stdout || '[]') as Array<{ pref?: number; options?: { prog?: { id?: number } } }>;
+  const prog = filters.find((f) => f.pref === DOT1P_PREF && f.options?.prog?.id)?.options?.prog?.id;
+  if (!prog) throw new QosError('QOS_ERR_KERNEL', `the 802.1p tagger is not on ${s.dev}`);
+  const info = JSON.parse((await run(['bpftool', '-j', 'prog', 'show', 'id', String(prog)], { code: 'QOS_ERR_KERNEL', pkg: 'bpftool' })).stdout) as { map_ids?: number[] };
+  const map = info.map_ids?.[0];
+  if (map === undefined) throw new QosError('QOS_ERR_KERNEL', `the 802.1p tagger on ${s.dev} has no map`);
+  const lines = s.entries.map(([k, v]) => (v === null ? `map delete id ${map} key ${le32(k)}` : `map update id ${map} key ${le32(k)} value ${le32(v)}`));
+  await withFile('pcp.batch', lines.join('\n') + '\n', (f) => run(['bpftool', 'batch', 'file', f], { code: 'QOS_ERR_KERNEL', pkg: 'bpftool' }));
+}
 
 /** A flow as a user asks for it (API body, CLI): the interface, a FLOWSPEC (fields, or a
  * template's with fields over it), a service type, a mode (default: the service's), marks. */
@@ -78,7 +111,7 @@ export interface FlowInput {
 
 /** An interface's settings as a user gives them: rate, conforming marks by service type,
  * the non-conforming mark. */
-export interface InterfaceInput { rate?: unknown; marks?: unknown; nonconforming?: unknown }
+export interface InterfaceInput { rate?: unknown; marks?: unknown; nonconforming?: unknown; dot1p?: unknown }
 
 type Mutable = { devs: Map<string, TcInterface>; flows: Map<number, TcFlow>; filters: Map<number, TcFilter> };
 const clone = (s: TcState): Mutable => ({ devs: new Map(s.devs), flows: new Map(s.flows), filters: new Map(s.filters) });
@@ -100,9 +133,9 @@ export class TrafficControl {
   /** Removes what a predecessor left (a daemon killed with SIGKILL cannot clean up). */
   async start(): Promise<void> {
     const left = await this.runner.leftovers();
-    if (!left.devs.length && !left.table) return;
-    await this.runner.apply({ tc: left.devs.map((d) => `qdisc del dev ${d} root`), nft: left.table ? [`delete table inet ${TABLE}`] : [], ip: [] });
-    this.log?.info({ devs: left.devs, table: left.table }, 'removed the traffic control a previous daemon left');
+    if (!left.devs.length && !left.table && !left.tagged.length) return;
+    await this.runner.apply({ tc: left.devs.map((d) => `qdisc del dev ${d} root`), nft: left.table ? [`delete table inet ${TABLE}`] : [], ip: [], dot1p: left.tagged.map((dev) => ({ op: 'detach' as const, dev })) });
+    this.log?.info({ devs: left.devs, table: left.table, dot1p: left.tagged }, 'removed the traffic control a previous daemon left');
   }
 
   /** Removes everything installed. */
@@ -135,11 +168,13 @@ export class TrafficControl {
     const rate = input.rate === undefined ? undefined : rateOf(input.rate, 'rate');
     const marks = input.marks === undefined ? undefined : marksOf(input.marks);
     const nonconforming = input.nonconforming === undefined ? undefined : checkMark(input.nonconforming, 'nonconforming');
+    if (input.dot1p !== undefined && typeof input.dot1p !== 'boolean') throw new QosError('QOS_ERR_USAGE', `dot1p is true or false, not ${JSON.stringify(input.dot1p)}`);
+    const dot1p = input.dot1p as boolean | undefined;
     return this.submit(dryRun, (s) => {
       const old = s.devs.get(dev);
       const i: TcInterface = old
-        ? { ...old, rate: rate ?? old.rate, marks: marks ?? old.marks, nonconforming: nonconforming ?? old.nonconforming }
-        : this.newInterface(dev, link, rate, marks, nonconforming);
+        ? { ...old, rate: rate ?? old.rate, marks: marks ?? old.marks, nonconforming: nonconforming ?? old.nonconforming, dot1p: dot1p ?? old.dot1p }
+        : this.newInterface(dev, link, rate, marks, nonconforming, dot1p);
       checkCapacity(s, i, 0);
       s.devs.set(dev, i);
       return interfaceJson(i, s);
@@ -224,10 +259,10 @@ export class TrafficControl {
     return l;
   }
 
-  private newInterface(dev: string, link: { vlan: boolean; speed: number | null }, rate?: number, marks?: TcInterface['marks'], nonconforming?: Mark): TcInterface {
+  private newInterface(dev: string, link: { vlan: boolean; speed: number | null }, rate?: number, marks?: TcInterface['marks'], nonconforming?: Mark, dot1p?: boolean): TcInterface {
     const r = rate ?? link.speed;
     if (r === null) throw new QosError('QOS_ERR_USAGE', `${dev} does not say its speed: give it a rate first (qos tc set-interface ${dev} --rate 100Mbit)`);
-    return { dev, rate: r, marks: marks ?? {}, nonconforming: nonconforming ?? DEFAULT_NONCONFORMING, slot: this.nextSlot++, vlan: link.vlan };
+    return { dev, rate: r, marks: marks ?? {}, nonconforming: nonconforming ?? DEFAULT_NONCONFORMING, slot: this.nextSlot++, vlan: link.vlan, dot1p: dot1p ?? false };
   }
 
   private freeId(m: ReadonlyMap<number, unknown>, counter: 'nextFlow' | 'nextFilter', max: number, what: string): number {
@@ -376,7 +411,7 @@ function interfaceJson(i: TcInterface, s: TcState): Record<string, unknown> {
   let flows = 0, reserved = 0;
   for (const f of s.flows.values()) if (f.dev === i.dev) { flows++; reserved += kernelRate(f); }
   const marks = Object.fromEntries(SERVICE_TYPE_NAMES.map((t) => [t, i.marks[t] ?? SERVICE_DEFAULTS[t].mark]));
-  return { dev: i.dev, rate: i.rate, rate_bit: i.rate * 8, reserved, flows, vlan: i.vlan, marks, nonconforming: i.nonconforming };
+  return { dev: i.dev, rate: i.rate, rate_bit: i.rate * 8, reserved, flows, vlan: i.vlan, dot1p: i.dot1p || i.vlan, marks, nonconforming: i.nonconforming };
 }
 
 function flowJson(f: TcFlow, s: TcState): Record<string, unknown> {

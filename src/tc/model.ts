@@ -52,6 +52,9 @@ export interface TcInterface {
   slot: number;
   /** a VLAN device: 802.1p is written in its tag, from the packet's priority (egress-qos-map) */
   vlan: boolean;
+  /** on another device, 802.1p goes in a priority tag (VLAN id 0) a BPF program pushes: only
+   * when asked (`--dot1p on`), since it changes every frame of the flows */
+  dot1p: boolean;
 }
 
 export interface TcFlow {

@@ -4,7 +4,7 @@ import { parseFlowSpec } from '../flowspec/parse.js';
 import { DEFAULT_NONCONFORMING, emptyState, isExact, overlaps, parseFilter, policer, type TcFilter, type TcFlow, type TcInterface, type TcState } from './model.js';
 import { filterKey, planChange, planText } from './plan.js';
 
-const dev = (slot = 0, over: Partial<TcInterface> = {}): TcInterface => ({ dev: 'eth0', rate: 1_250_000, marks: {}, nonconforming: DEFAULT_NONCONFORMING, slot, vlan: false, ...over });
+const dev = (slot = 0, over: Partial<TcInterface> = {}): TcInterface => ({ dev: 'eth0', rate: 1_250_000, marks: {}, nonconforming: DEFAULT_NONCONFORMING, slot, vlan: false, dot1p: false, ...over });
 const flow = (id: number, over: Partial<TcFlow> = {}): TcFlow => ({
   id, dev: 'eth0', name: null, spec: parseFlowSpec({ TokenRate: '1Mbit', TokenBucketSize: '10kB', ServiceType: 'ControlledLoad' }), mode: 'borrow',
   framing: { proto: 'udp', ipv6: false }, dscp: null, pcp: null, owner: { kind: 'admin' }, ...over,
@@ -59,7 +59,7 @@ test('a flow goes with its filters first; the last flow\'s removal keeps the int
   const p = planChange(state([d], [f1], [filt]), state([d], []));
   assert.deepEqual(p.nft, ['delete element inet qosd_tc w4_0 { 0.0.0.0-255.255.255.255 . 192.0.2.0-192.0.2.255 . 6 . 0-65535 . 80-90 }', 'delete chain inet qosd_tc flow_1']);
   const gone = planChange(state([d], [f1], [filt]), emptyState());
-  assert.deepEqual(gone, { tc: ['qdisc del dev eth0 root'], nft: ['delete table inet qosd_tc'], ip: [] });
+  assert.deepEqual(gone, { tc: ['qdisc del dev eth0 root'], nft: ['delete table inet qosd_tc'], ip: [], dot1p: [] });
 });
 
 test('an interface added again under a new slot is reinstalled; a VLAN device gets 802.1p through egress-qos-map', () => {

@@ -20,6 +20,7 @@
  *     the conforming DSCP.
  * The lookups cost the same for 10 or 10,000 filters: no linear scan. */
 
+import { DOT1P_OBJECT } from '../paths.js';
 import { kernelBucket, kernelRate, flowMarks, policer, isExact, BEST_EFFORT_PRIO, DEMOTED_PRIO, type TcFilter, type TcFlow, type TcInterface, type TcState } from './model.js';
 
 export const HANDLE = 'd5c';
@@ -38,7 +39,25 @@ export interface TcPlan {
   nft: string[];
   /** `ip` argument vectors (without `ip`), run after tc */
   ip: string[][];
+  /** the 802.1p tagger (bpf/dot1p.bpf.c) on interfaces with --dot1p: attached, its map's
+   * entries set (a PCP) or removed (null), detached; run after tc */
+  dot1p: Dot1pStep[];
 }
+
+export type Dot1pStep =
+  | { op: 'attach'; dev: string }
+  | { op: 'detach'; dev: string }
+  | { op: 'map'; dev: string; entries: Array<[number, number | null]> };
+
+/** The tagger's tc filter on egress: its preference marks it as ours. */
+export const DOT1P_PREF = 0xd5c;
+/** tc argument vectors that attach the tagger to dev's egress (clsact runs before the root
+ * qdisc; one already there, with others' filters, is kept). */
+export const dot1pAttach = (dev: string): string[][] => [
+  ['qdisc', 'replace', 'dev', dev, 'clsact'],
+  ['filter', 'replace', 'dev', dev, 'egress', 'pref', String(DOT1P_PREF), 'handle', '1', 'bpf', 'direct-action', 'object-file', DOT1P_OBJECT, 'section', 'tc'],
+];
+export const dot1pDetach = (dev: string): string[] => ['filter', 'del', 'dev', dev, 'egress', 'pref', String(DOT1P_PREF)];
 
 export const classOf = (flowId: number): string => `${HANDLE}:${(0x10 + flowId).toString(16)}`;
 /** The class id as skb->priority holds it (major << 16 | minor), for egress-qos-map. */
@@ -165,10 +184,13 @@ function qosMap(i: TcInterface, entries: Array<[number, number]>): string[][] {
  * unchanged), never moves a flow to another interface, and gives an interface it adds again a
  * new slot. */
 export function planChange(before: TcState, after: TcState): TcPlan {
-  const plan: TcPlan = { tc: [], nft: [], ip: [] };
+  const plan: TcPlan = { tc: [], nft: [], ip: [], dot1p: [] };
   if (!after.devs.size) {
     if (before.devs.size) plan.nft.push(`delete table ${T}`);
-    for (const i of before.devs.values()) plan.tc.push(`qdisc del dev ${i.dev} root`);
+    for (const i of before.devs.values()) {
+      plan.tc.push(`qdisc del dev ${i.dev} root`);
+      if (tags(i)) plan.dot1p.push({ op: 'detach', dev: i.dev });
+    }
     return plan;
   }
   const kept = (i: TcInterface) => after.devs.get(i.dev)?.slot === i.slot;
@@ -176,7 +198,11 @@ export function planChange(before: TcState, after: TcState): TcPlan {
   const fresh = [...after.devs.values()].filter((i) => before.devs.get(i.dev)?.slot !== i.slot);
   const devOf = (s: TcState, flow: number) => s.devs.get(s.flows.get(flow)!.dev)!;
   const vlan = new Map<TcInterface, Array<[number, number]>>();
-  const pcp = (i: TcInterface, minor: number, value: number) => { if (i.vlan) vlan.set(i, [...(vlan.get(i) ?? []), [priorityOf(minor), value]]); };
+  const tagged = new Map<TcInterface, Array<[number, number | null]>>();
+  const pcp = (i: TcInterface, minor: number, value: number | null) => {
+    if (i.vlan) vlan.set(i, [...(vlan.get(i) ?? []), [priorityOf(minor), value ?? 0]]);
+    else if (i.dot1p && (kept(i) || value !== null)) tagged.set(i, [...(tagged.get(i) ?? []), [priorityOf(minor), value]]);
+  };
   const rewritePost = gone.length > 0 || fresh.length > 0;
   if (!before.devs.size) plan.nft.push(`add table ${T}`, `add chain ${T} post { type filter hook postrouting priority -150; policy accept; }`);
   // the base chain lets go of maps that go; elements go before the chains they jump to
@@ -193,17 +219,19 @@ export function planChange(before: TcState, after: TcState): TcPlan {
     plan.nft.push(`delete chain ${T} flow_${id}`);
     if (!kept(i)) continue; // its class goes with the root qdisc
     plan.tc.push(`class del dev ${i.dev} classid ${classOf(id)}`);
-    pcp(i, 0x10 + id, 0);
+    pcp(i, 0x10 + id, null);
     changedDevs.add(i.dev);
   }
   for (const i of gone) {
     plan.nft.push(`delete chain ${T} demote_${i.slot}`);
     plan.tc.push(`qdisc del dev ${i.dev} root`);
+    if (tags(i)) plan.dot1p.push({ op: 'detach', dev: i.dev });
   }
   for (const i of fresh) {
     const d = devInstall(after, i);
     plan.tc.push(...d.tc);
     plan.nft.push(...d.nft.filter((l) => !l.startsWith(`add rule ${T} post `)));
+    if (tags(i)) plan.dot1p.push({ op: 'attach', dev: i.dev });
     pcp(i, 3, i.nonconforming.pcp);
   }
   for (const i of after.devs.values()) {
@@ -219,7 +247,13 @@ export function planChange(before: TcState, after: TcState): TcPlan {
       const d = `${T} demote_${i.slot}`;
       plan.nft.push(`flush chain ${d}`, `add rule ${d} meta priority set ${DEMOTED_CLASS}`, `add rule ${d} ip dscp set ${i.nonconforming.dscp}`, `add rule ${d} ip6 dscp set ${i.nonconforming.dscp}`);
     }
-    if (b.nonconforming.pcp !== i.nonconforming.pcp) pcp(i, 3, i.nonconforming.pcp);
+    if (tags(b) !== tags(i)) {
+      plan.dot1p.push(tags(i) ? { op: 'attach', dev: i.dev } : { op: 'detach', dev: i.dev });
+      if (tags(i)) { // a fresh tagger: every class's PCP
+        pcp(i, 3, i.nonconforming.pcp);
+        for (const f of after.flows.values()) if (f.dev === i.dev && before.flows.get(f.id) === f) pcp(i, 0x10 + f.id, flowMarks(f, i).conforming.pcp);
+      }
+    } else if (b.nonconforming.pcp !== i.nonconforming.pcp) pcp(i, 3, i.nonconforming.pcp);
   }
   for (const [id, f] of after.flows) {
     const i = after.devs.get(f.dev)!;
@@ -250,8 +284,12 @@ export function planChange(before: TcState, after: TcState): TcPlan {
   }
   if (rewritePost) for (const i of after.devs.values()) plan.nft.push(...devInstall(after, i).nft.filter((l) => l.startsWith(`add rule ${T} post `)));
   for (const [i, entries] of vlan) plan.ip.push(...qosMap(i, entries));
+  for (const [i, entries] of tagged) if (tags(i)) plan.dot1p.push({ op: 'map', dev: i.dev, entries });
   return plan;
 }
+
+/** Whether the tagger runs on an interface (a VLAN device tags by itself). */
+const tags = (i: TcInterface) => i.dot1p && !i.vlan;
 
 /** Whether the kernel holds b's flow as a's: same class, chain and marks. */
 function sameFlow(a: TcFlow, b: TcFlow, ia: TcInterface, ib: TcInterface): boolean {
@@ -267,5 +305,18 @@ export function planText(p: TcPlan): string {
   if (p.tc.length) out.push('# tc -batch', ...p.tc);
   if (p.nft.length) out.push('# nft -f', ...p.nft);
   if (p.ip.length) out.push('# ip', ...p.ip.map((a) => `ip ${a.join(' ')}`));
+  if (p.dot1p.length) {
+    out.push('# 802.1p tagger (bpf/dot1p.bpf.c): tc, then bpftool on the map of the program attached to the interface');
+    for (const s of p.dot1p) {
+      if (s.op === 'map') for (const [k, v] of s.entries) out.push(v === null ? `bpftool map delete id <${s.dev}'s qosd_pcp> key ${le32(k)}` : `bpftool map update id <${s.dev}'s qosd_pcp> key ${le32(k)} value ${le32(v)}`);
+      else if (s.op === 'attach') out.push(...dot1pAttach(s.dev).map((a) => `tc ${a.join(' ')}`));
+      else out.push(`tc ${dot1pDetach(s.dev).join(' ')}`);
+    }
+  }
   return out.length ? out.join('\n') + '\n' : '# nothing to change\n';
+}
+
+/** A 32-bit number as bpftool takes a key or value: its four bytes, host (little-endian) order. */
+export function le32(v: number): string {
+  return [0, 8, 16, 24].map((s) => String((v >>> s) & 255)).join(' ');
 }

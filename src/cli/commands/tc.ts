@@ -93,7 +93,7 @@ export function tcCommands(program: Command): void {
     .action(async (o: Common) => {
       const r = await callJson<{ interfaces: Rec[]; flows: Rec[] }>(o.admin, 'GET', '/v1/tc');
       if (o.json) { print(JSON.stringify({ interfaces: r.interfaces, flows: r.flows }, null, 2)); return; }
-      const lines = r.interfaces.map((i) => `${i.dev}: ${bit(i.rate as number)}, ${i.flows} flows reserving ${bit(i.reserved as number)}; non-conforming ${mark(i.nonconforming)}${i.vlan ? '; VLAN (802.1p in the tag)' : ''}`);
+      const lines = r.interfaces.map((i) => `${i.dev}: ${bit(i.rate as number)}, ${i.flows} flows reserving ${bit(i.reserved as number)}; non-conforming ${mark(i.nonconforming)}${i.vlan ? '; VLAN (802.1p in its tag)' : i.dot1p ? '; 802.1p in priority tags' : ''}`);
       if (!r.flows.length) lines.push('no flows');
       else lines.push('', ...columns([['ID', 'DEV', 'NAME', 'SERVICE', 'MODE', 'RATE', 'DSCP/PCP', 'FILTERS', 'OWNER'], ...r.flows.map((f) => {
         const owner = f.owner as { kind: string; pid?: number; fd?: number };
@@ -134,12 +134,17 @@ export function tcCommands(program: Command): void {
     .argument('<dev>', 'the interface')
     .option('--rate <rate>', 'the link rate: 100Mbit, 1Gbit')
     .option('--mark <service=dscp/pcp...>', 'conforming mark of a service type, e.g. ControlledLoad=26/4 (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
-    .option('--nonconforming <dscp/pcp>', 'the mark of non-conforming (demoted) packets (default 8/1: CS1, 802.1p background)'), true)
-    .action((dev: string, o: Common & { rate?: string; mark?: string[]; nonconforming?: string }) => {
+    .option('--nonconforming <dscp/pcp>', 'the mark of non-conforming (demoted) packets (default 8/1: CS1, 802.1p background)')
+    .option('--dot1p <on|off>', 'write each flow\'s 802.1p in a priority tag (VLAN id 0) on the interface\'s frames (default off; a VLAN device carries it in its own tag)'), true)
+    .action((dev: string, o: Common & { rate?: string; mark?: string[]; nonconforming?: string; dot1p?: string }) => {
       const body: Rec = {};
       if (o.rate !== undefined) body.rate = o.rate;
       if (o.mark) body.marks = Object.fromEntries(o.mark.map((m) => { const [k, v] = m.split('='); return [k, markOption(v ?? '', '--mark')]; }));
       if (o.nonconforming !== undefined) body.nonconforming = markOption(o.nonconforming, '--nonconforming');
+      if (o.dot1p !== undefined) {
+        if (o.dot1p !== 'on' && o.dot1p !== 'off') throw new QosError('QOS_ERR_USAGE', `--dot1p takes on or off, not "${o.dot1p}"`);
+        body.dot1p = o.dot1p === 'on';
+      }
       return send(o, 'PUT', `/v1/tc/interfaces/${encodeURIComponent(dev)}`, body, (r) => `${r.dev}: ${bit(r.rate as number)}, non-conforming ${mark(r.nonconforming)}`);
     });
 
