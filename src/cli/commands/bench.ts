@@ -128,7 +128,7 @@ export function benchCommands(program: Command): void {
     .option('--flows-large <n>', 'the larger set of flows', (v) => positiveInt(v, '--flows-large'), 10_000)
     .option('--rounds <n>', 'rounds (throughput with no qdisc, no flows and each set, in alternating order; shaping); figures are medians', (v) => positiveInt(v, '--rounds'), 5)
     .option('--seconds <n>', 'length of each iperf3 run and each shaping run', (v) => positiveInt(v, '--seconds'), 3)
-    .option('--in-flight <n>', 'admin API requests in flight at once while creating or deleting flows', (v) => positiveInt(v, '--in-flight'), 1000)
+    .option('--in-flight <n>', 'admin API requests in flight at once while creating or deleting flows (each holds a connection: past the admin socket\'s listen backlog, 511, a connect may fail with EAGAIN)', (v) => positiveInt(v, '--in-flight'), 500)
     .option('--check', 'exit 1 if a target is missed')
     .action(async (o: { json?: boolean; flowsSmall: number; flowsLarge: number; rounds: number; seconds: number; inFlight: number; check?: boolean }) => {
       if (o.flowsSmall >= o.flowsLarge) throw new QosError('QOS_ERR_USAGE', `--flows-small (${o.flowsSmall}) must be below --flows-large (${o.flowsLarge})`);
