@@ -15,6 +15,11 @@ const PACKAGE_OF: Record<string, string> = {
   strace: 'strace', setpriv: 'util-linux', prlimit: 'util-linux', groff: 'groff-base',
 };
 
+/** The Debian package that provides a program (its own name when the list does not say). */
+export function packageOf(tool: string): string {
+  return PACKAGE_OF[tool] ?? tool;
+}
+
 export class MissingPrerequisite extends Error {
   override name = 'MissingPrerequisite';
 }
@@ -22,7 +27,7 @@ export class MissingPrerequisite extends Error {
 /** Throws, naming the package, unless every tool is on PATH. */
 export function requireTools(...tools: string[]): void {
   for (const t of tools) {
-    if (!installed(t)) throw new MissingPrerequisite(`these tests need \`${t}\`: install the Debian package ${PACKAGE_OF[t] ?? t} (bash scripts/setup installs all the tests need)`);
+    if (!installed(t)) throw new MissingPrerequisite(`these tests need \`${t}\`: install the Debian package ${packageOf(t)} (bash scripts/setup installs all the tests need)`);
   }
 }
 

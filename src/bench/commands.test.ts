@@ -123,3 +123,9 @@ test('qos bench hostile --json prints every figure, every request answered as th
   assert.deepEqual(Object.keys(j.targets).sort(), ['legit_p99_ms_under_fd_flood', 'legit_p99_ms_under_garbage', 'legit_p99_ms_under_request_flood', 'legit_p99_ms_under_script_abuse', 'legit_p99_ms_under_tcl_script_abuse',
     'legit_script_decided_under_script_abuse', 'legit_script_decided_under_tcl_script_abuse']);
 });
+
+test('qos bench tc refuses a small set that is not smaller than the large one', () => {
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'tc', '--flows-small', '500', '--flows-large', '500'], { encoding: 'utf8' });
+  assert.equal(r.status, 64);
+  assert.match(r.stderr, /--flows-small \(500\) must be below --flows-large \(500\)/);
+});

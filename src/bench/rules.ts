@@ -18,12 +18,13 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { callJson } from '../daemon/admin-client.js';
 import { DaemonChild } from '../daemon/child.js';
-import { must, removeNamespace, removeStale } from '../demo/net.js';
+import { removeStale } from '../demo/net.js';
 import { QosError } from '../errors.js';
 import { installed, runSync, start, type Child } from '../exec.js';
 import { DEFAULT_CT_MASK, hex32 } from '../kernel/ctmark.js';
 import type { Target } from './agent.js';
 import { medianF } from './helpers.js';
+import { iperf, NamespacePair } from './netpair.js';
 import { generateRules } from './rules-gen.js';
 
 export interface RulesBenchOptions {
@@ -66,43 +67,6 @@ export function rulesBenchUnavailable(): string | null {
   return null;
 }
 
-/** Two namespaces joined by a veth pair: the client (where the daemon and its table are)
- * and the server (iperf3 -s). */
-class Pair {
-  readonly tag = `${PREFIX}${process.pid}`;
-  readonly client = `${this.tag}-c`;
-  readonly server = `${this.tag}-s`;
-  readonly serverIp = '10.250.0.2';
-  private made: string[] = [];
-  constructor() {
-    try {
-      for (const ns of [this.client, this.server]) { must(['ip', 'netns', 'add', ns]); this.made.push(ns); must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']); }
-      must(['ip', 'link', 'add', 'br0', 'netns', this.client, 'type', 'veth', 'peer', 'name', 'br1', 'netns', this.server]);
-      must(['ip', '-n', this.client, 'addr', 'add', '10.250.0.1/24', 'dev', 'br0']);
-      must(['ip', '-n', this.server, 'addr', 'add', `${this.serverIp}/24`, 'dev', 'br1']);
-      must(['ip', '-n', this.client, 'link', 'set', 'br0', 'up']);
-      must(['ip', '-n', this.server, 'link', 'set', 'br1', 'up']);
-    } catch (e) {
-      this.destroy();
-      throw e;
-    }
-  }
-  destroy(): void {
-    for (const ns of this.made.splice(0).reverse()) removeNamespace(ns);
-  }
-}
-
-/** One iperf3 TCP run from the client namespace: bits per second received. */
-function iperf(pair: Pair, port: number, seconds: number): number {
-  // a failed run says why in its JSON
-  const r = runSync(['iperf3', '-c', pair.serverIp, '-p', String(port), '-t', String(seconds), '-J'], { netns: pair.client, timeoutMs: (seconds + 20) * 1000, ok: 'any' });
-  let j: { end?: { sum_received?: { bits_per_second?: number } }; error?: string };
-  try { j = JSON.parse(r.stdout) as typeof j; } catch { throw new QosError('QOS_ERR_ENVIRONMENT', `iperf3 failed: ${(r.stderr || r.stdout).trim().slice(0, 300)}`); }
-  const bps = j.end?.sum_received?.bits_per_second;
-  if (!bps) throw new QosError('QOS_ERR_ENVIRONMENT', `iperf3 failed: ${j.error ?? 'no result'}`);
-  return bps;
-}
-
 async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
   const t0 = performance.now();
   const value = await fn();
@@ -115,7 +79,7 @@ export async function benchRules(o: RulesBenchOptions): Promise<RulesBenchResult
   const say = o.progress ?? (() => undefined);
   removeStale(PREFIX);
   const dir = mkdtempSync(join(tmpdir(), 'qosd-bench-rules-'));
-  const pair = new Pair();
+  const pair = new NamespacePair(PREFIX);
   let server: Child | undefined;
   let daemon: DaemonChild | undefined;
   try {

@@ -21,8 +21,9 @@ import { parseFlowSpec } from '../flowspec/parse.js';
 import { templateNamed } from '../flowspec/templates.js';
 import { serviceTypeNamed, SERVICE_TYPE_NAMES, type FlowSpec, type ServiceType } from '../flowspec/model.js';
 import { parseRate } from '../units.js';
-import { checkDev, checkMark, DEFAULT_NONCONFORMING, emptyState, flowProblems, isExact, kernelBucket, kernelRate, policer, MAX_FILTER_ID, MAX_FILTERS, MAX_FLOW_ID, MAX_FLOWS, MODES, overlaps, parseFilter, SERVICE_DEFAULTS, type FilterInput, type Mark, type TcFilter, type TcFlow, type TcInterface, type TcMode, type TcState } from './model.js';
+import { checkDev, checkMark, DEFAULT_NONCONFORMING, emptyState, flowProblems, isExact, kernelBucket, kernelRate, policer, MAX_FILTER_ID, MAX_FILTERS, MAX_FLOW_ID, MAX_FLOWS, MODES, parseFilter, SERVICE_DEFAULTS, type FilterInput, type Mark, type TcFilter, type TcFlow, type TcInterface, type TcMode, type TcState } from './model.js';
 import { dot1pAttach, dot1pDetach, DOT1P_PREF, filterKey, HANDLE_TEXT, le32, planChange, planText, reservedRate, TABLE, type Dot1pStep, type TcPlan } from './plan.js';
+import { TcIndex } from './state-index.js';
 
 /** What control needs of the machine: the real one runs tc, nft and ip; tests may fake it. */
 export interface TcRunner {
@@ -113,8 +114,11 @@ export interface FlowInput {
  * the non-conforming mark. */
 export interface InterfaceInput { rate?: unknown; marks?: unknown; nonconforming?: unknown; dot1p?: unknown }
 
-type Mutable = { devs: Map<string, TcInterface>; flows: Map<number, TcFlow>; filters: Map<number, TcFilter> };
+/** A state being changed by a batch, and its index once a request has asked for it (built
+ * once per batch: a request then costs the same with 10 or 10,000 flows). */
+type Mutable = { devs: Map<string, TcInterface>; flows: Map<number, TcFlow>; filters: Map<number, TcFilter>; ix?: TcIndex };
 const clone = (s: TcState): Mutable => ({ devs: new Map(s.devs), flows: new Map(s.flows), filters: new Map(s.filters) });
+const indexOf = (s: Mutable): TcIndex => (s.ix ??= new TcIndex(s));
 
 interface Pending { op: (s: Mutable) => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }
 
@@ -152,9 +156,11 @@ export class TrafficControl {
   planAll(): string { return planText(planChange(emptyState(), this.state)); }
 
   list(): { interfaces: unknown[]; flows: unknown[]; filters: unknown[] } {
+    const counts = new Map<number, number>();
+    for (const x of this.state.filters.values()) counts.set(x.flow, (counts.get(x.flow) ?? 0) + 1);
     return {
       interfaces: [...this.state.devs.values()].map((i) => interfaceJson(i, this.state)),
-      flows: [...this.state.flows.values()].map((f) => flowJson(f, this.state)),
+      flows: [...this.state.flows.values()].map((f) => flowJson(f, this.state, counts.get(f.id) ?? 0)),
       filters: [...this.state.filters.values()].map(filterJson),
     };
   }
@@ -175,7 +181,7 @@ export class TrafficControl {
       const i: TcInterface = old
         ? { ...old, rate: rate ?? old.rate, marks: marks ?? old.marks, nonconforming: nonconforming ?? old.nonconforming, dot1p: dot1p ?? old.dot1p }
         : this.newInterface(dev, link, rate, marks, nonconforming, dot1p);
-      checkCapacity(s, i, 0);
+      checkCapacity(indexOf(s), i, 0);
       s.devs.set(dev, i);
       return interfaceJson(i, s);
     });
@@ -189,11 +195,13 @@ export class TrafficControl {
       if (s.flows.size >= MAX_FLOWS) throw new QosError('QOS_ERR_CONFLICT', `at most ${MAX_FLOWS} flows`);
       const i = s.devs.get(dev) ?? this.newInterface(dev, link ?? { exists: true, vlan: false, speed: null });
       const f: TcFlow = { id: 0, dev, owner, ...parsed };
-      checkCapacity(s, i, kernelRate(f));
+      const ix = indexOf(s);
+      checkCapacity(ix, i, kernelRate(f));
       f.id = this.freeId(s.flows, 'nextFlow', MAX_FLOW_ID, 'flow');
       s.devs.set(dev, i);
       s.flows.set(f.id, f);
-      return flowJson(f, s);
+      ix.addFlow(f);
+      return flowJson(f, s, 0);
     });
   }
 
@@ -207,9 +215,12 @@ export class TrafficControl {
       const cur = s.flows.get(id);
       if (!cur) throw new QosError('QOS_ERR_NOT_FOUND', `no flow ${id}`);
       const f: TcFlow = { ...cur, ...parsed };
-      checkCapacity(s, s.devs.get(f.dev)!, kernelRate(f) - kernelRate(cur));
+      const ix = indexOf(s);
+      checkCapacity(ix, s.devs.get(f.dev)!, kernelRate(f) - kernelRate(cur));
       s.flows.set(id, f);
-      return flowJson(f, s);
+      ix.removeFlow(cur);
+      ix.addFlow(f);
+      return flowJson(f, s, ix.filtersOf(id).length);
     });
   }
 
@@ -218,10 +229,12 @@ export class TrafficControl {
     return this.submit(dryRun, (s) => {
       const f = s.flows.get(id);
       if (!f) throw new QosError('QOS_ERR_NOT_FOUND', `no flow ${id}`);
-      let filters = 0;
-      for (const [fid, x] of s.filters) if (x.flow === id) { s.filters.delete(fid); filters++; }
+      const ix = indexOf(s);
+      const filters = ix.filtersOf(id);
+      for (const fid of filters) { ix.removeFilter(s.filters.get(fid)!); s.filters.delete(fid); }
+      ix.removeFlow(f);
       s.flows.delete(id);
-      return { deleted: id, filters };
+      return { deleted: id, filters: filters.length };
     });
   }
 
@@ -231,22 +244,26 @@ export class TrafficControl {
       if (s.filters.size >= MAX_FILTERS) throw new QosError('QOS_ERR_CONFLICT', `at most ${MAX_FILTERS} filters`);
       const flow = s.flows.get(probe.flow);
       if (!flow) throw new QosError('QOS_ERR_NOT_FOUND', `no flow ${probe.flow}: add the flow first (qos tc add-flow)`);
-      const f = { ...probe, id: this.freeId(s.filters, 'nextFilter', MAX_FILTER_ID, 'filter') };
-      const exact = isExact(f);
-      for (const g of s.filters.values()) {
-        if (isExact(g) !== exact || s.flows.get(g.flow)!.dev !== flow.dev || !overlaps(f, g)) continue;
-        throw new QosError('QOS_ERR_CONFLICT', exact
-          ? `filter ${g.id} (flow ${g.flow}) already matches exactly ${filterKey(f)} on ${flow.dev}`
+      const ix = indexOf(s);
+      const g = ix.conflict(probe);
+      if (g) {
+        throw new QosError('QOS_ERR_CONFLICT', isExact(probe)
+          ? `filter ${g.id} (flow ${g.flow}) already matches exactly ${filterKey(probe)} on ${flow.dev}`
           : `filter ${g.id} (flow ${g.flow}, ${filterKey(g)}) overlaps it on ${flow.dev}: filters with wildcards on one interface must not overlap (an exact filter may sit inside one and wins)`);
       }
+      const f = { ...probe, id: this.freeId(s.filters, 'nextFilter', MAX_FILTER_ID, 'filter') };
       s.filters.set(f.id, f);
+      ix.addFilter(f);
       return filterJson(f);
     });
   }
 
   deleteFilter(id: number, dryRun = false): Promise<unknown> {
     return this.submit(dryRun, (s) => {
-      if (!s.filters.delete(id)) throw new QosError('QOS_ERR_NOT_FOUND', `no filter ${id}`);
+      const f = s.filters.get(id);
+      if (!f) throw new QosError('QOS_ERR_NOT_FOUND', `no filter ${id}`);
+      indexOf(s).removeFilter(f);
+      s.filters.delete(id);
       return { deleted: id };
     });
   }
@@ -400,9 +417,8 @@ function flowOf(input: FlowInput, old?: TcFlow): Pick<TcFlow, 'spec' | 'mode' | 
 }
 
 /** Flows on an interface must leave its best-effort and demoted classes their share. */
-function checkCapacity(s: TcState, i: TcInterface, adding: number): void {
-  let sum = adding;
-  for (const f of s.flows.values()) if (f.dev === i.dev) sum += kernelRate(f);
+function checkCapacity(ix: TcIndex, i: TcInterface, adding: number): void {
+  const sum = ix.reserved(i.dev) + adding;
   const room = i.rate - 2 * reservedRate(i);
   if (sum > room) throw new QosError('QOS_ERR_CONFLICT', `${i.dev} cannot hold it: its flows would reserve ${Math.round(sum * 8)} bit/s of ${Math.round(room * 8)} (the link's ${Math.round(i.rate * 8)} less 2% for best effort and demoted packets)`);
 }
@@ -414,12 +430,11 @@ function interfaceJson(i: TcInterface, s: TcState): Record<string, unknown> {
   return { dev: i.dev, rate: i.rate, rate_bit: i.rate * 8, reserved, flows, vlan: i.vlan, dot1p: i.dot1p || i.vlan, marks, nonconforming: i.nonconforming };
 }
 
-function flowJson(f: TcFlow, s: TcState): Record<string, unknown> {
+/** filters: how many the flow has (the caller counts them: a scan here would cost every request all the filters) */
+function flowJson(f: TcFlow, s: TcState, filters: number): Record<string, unknown> {
   const i = s.devs.get(f.dev)!;
   const d = SERVICE_DEFAULTS[f.spec.ServiceType];
   const m = i.marks[f.spec.ServiceType] ?? d.mark;
-  let filters = 0;
-  for (const x of s.filters.values()) if (x.flow === f.id) filters++;
   return {
     id: f.id, dev: f.dev, name: f.name, mode: f.mode, service: f.spec.ServiceType, flowspec: f.spec, rate: kernelRate(f), bucket: kernelBucket(f), policer: policer(f),
     conforming: { dscp: f.dscp ?? m.dscp, pcp: f.pcp ?? m.pcp }, nonconforming: i.nonconforming, filters, owner: f.owner,

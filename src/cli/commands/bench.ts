@@ -121,6 +121,24 @@ export function benchCommands(program: Command): void {
     });
 
   bench
+    .command('tc')
+    .description('host traffic control: the time to create and delete 1,000 and 10,000 flows with an exact filter each through the admin API, iperf3 throughput of unfiltered traffic beside them against no flows (and no qdisc), and the error of shaping 5 Mb/s of CBR to 1 Mb/s (needs root, tc, nft, iperf3, tcpdump, tshark, python3)')
+    .option('--json', 'print one JSON object')
+    .option('--flows-small <n>', 'the smaller set of flows', (v) => positiveInt(v, '--flows-small'), 1000)
+    .option('--flows-large <n>', 'the larger set of flows', (v) => positiveInt(v, '--flows-large'), 10_000)
+    .option('--rounds <n>', 'rounds (throughput with no qdisc, no flows and each set, in alternating order; shaping); figures are medians', (v) => positiveInt(v, '--rounds'), 5)
+    .option('--seconds <n>', 'length of each iperf3 run and each shaping run', (v) => positiveInt(v, '--seconds'), 3)
+    .option('--in-flight <n>', 'admin API requests in flight at once while creating or deleting flows (each holds a connection: past the admin socket\'s listen backlog, 511, a connect may fail with EAGAIN)', (v) => positiveInt(v, '--in-flight'), 500)
+    .option('--check', 'exit 1 if a target is missed')
+    .action(async (o: { json?: boolean; flowsSmall: number; flowsLarge: number; rounds: number; seconds: number; inFlight: number; check?: boolean }) => {
+      if (o.flowsSmall >= o.flowsLarge) throw new QosError('QOS_ERR_USAGE', `--flows-small (${o.flowsSmall}) must be below --flows-large (${o.flowsLarge})`);
+      const { benchTc, formatTcBench } = await import('../../bench/tc.js');
+      const r = await benchTc({ ...o, progress: benchProgress(o.json) });
+      print(o.json ? JSON.stringify(r, null, 2) : formatTcBench(r));
+      checkTargets(o.check, r.targets);
+    });
+
+  bench
     .command('characterize')
     .description('traffic characterisation: b(r) packet-rates/s off-line, packets/s on-line, and the peak memory of qos characterize on a capture file and one four times as long')
     .option('--json', 'print one JSON object')

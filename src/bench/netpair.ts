@@ -1,0 +1,52 @@
+/* Two network namespaces joined by a veth pair, for the benchmarks that measure the kernel's
+ * path (`qos bench rules`, `qos bench tc`): a client (where the daemon runs) and a server
+ * (iperf3 -s, captures). Named PREFIX<pid>-c/-s, so removeStale(PREFIX) finds those of a
+ * killed run; destroy() removes them and what still runs in them. */
+
+import { must, removeNamespace } from '../demo/net.js';
+import { QosError } from '../errors.js';
+import { runSync } from '../exec.js';
+
+export class NamespacePair {
+  readonly tag: string;
+  readonly client: string;
+  readonly server: string;
+  /** the client's side of the veth pair */
+  readonly clientDev = 'br0';
+  readonly serverDev = 'br1';
+  readonly clientIp = '10.250.0.1';
+  readonly serverIp = '10.250.0.2';
+  private made: string[] = [];
+
+  constructor(prefix: string) {
+    this.tag = `${prefix}${process.pid}`;
+    this.client = `${this.tag}-c`;
+    this.server = `${this.tag}-s`;
+    try {
+      for (const ns of [this.client, this.server]) { must(['ip', 'netns', 'add', ns]); this.made.push(ns); must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']); }
+      must(['ip', 'link', 'add', this.clientDev, 'netns', this.client, 'type', 'veth', 'peer', 'name', this.serverDev, 'netns', this.server]);
+      must(['ip', '-n', this.client, 'addr', 'add', `${this.clientIp}/24`, 'dev', this.clientDev]);
+      must(['ip', '-n', this.server, 'addr', 'add', `${this.serverIp}/24`, 'dev', this.serverDev]);
+      must(['ip', '-n', this.client, 'link', 'set', this.clientDev, 'up']);
+      must(['ip', '-n', this.server, 'link', 'set', this.serverDev, 'up']);
+    } catch (e) {
+      this.destroy();
+      throw e;
+    }
+  }
+
+  destroy(): void {
+    for (const ns of this.made.splice(0).reverse()) removeNamespace(ns);
+  }
+}
+
+/** One iperf3 TCP run from the client namespace to an `iperf3 -s` on port: bits per second received. */
+export function iperf(pair: NamespacePair, port: number, seconds: number): number {
+  // a failed run says why in its JSON
+  const r = runSync(['iperf3', '-c', pair.serverIp, '-p', String(port), '-t', String(seconds), '-J'], { netns: pair.client, timeoutMs: (seconds + 20) * 1000, ok: 'any' });
+  let j: { end?: { sum_received?: { bits_per_second?: number } }; error?: string };
+  try { j = JSON.parse(r.stdout) as typeof j; } catch { throw new QosError('QOS_ERR_ENVIRONMENT', `iperf3 failed: ${(r.stderr || r.stdout).trim().slice(0, 300)}`); }
+  const bps = j.end?.sum_received?.bits_per_second;
+  if (!bps) throw new QosError('QOS_ERR_ENVIRONMENT', `iperf3 failed: ${j.error ?? 'no result'}`);
+  return bps;
+}

@@ -1,0 +1,305 @@
+/* `qos bench tc`: what host traffic control (src/tc/) costs and how well it shapes, measured on
+ * this machine with a real daemon in a network namespace owning the client's side of a veth
+ * pair (docs/traffic-control.md, "Benchmark").
+ *
+ * - create_N_flows_ms, delete_N_flows_ms: N flows, each with one exact 5-tuple UDP filter (what
+ *   a per-socket filter is), made through the admin API as a client sees it: requests in
+ *   flight at once (--in-flight), each flow's filter sent as soon as its flow is answered; the
+ *   daemon gathers a burst into one tc batch and one nft transaction. Then deleted the same way.
+ * - throughput_ratio_N_flows: iperf3 TCP (client -> server) of a flow no filter matches, with
+ *   the N flows and filters on the interface, divided by the same with the interface under
+ *   traffic control and no flow (the daemon's HTB and table, empty): what the flows and
+ *   filters cost the traffic beside them. The interface is given a link rate far above what
+ *   a veth carries, so HTB's rate limits neither side. Against no qdisc at all (the veth's
+ *   noqueue) too, _vs_bare, for information: that ratio includes what any HTB costs.
+ *   Each round measures the four conditions in alternating order (tc-figures.ts); figures
+ *   are medians of the per-round ratios, with min and max in `spread`.
+ * - shape_accuracy_pct: a 5 Mb/s constant-bit-rate UDP sender through a flow of TokenRate
+ *   1 Mbit, MinimumPolicedSize = its payload, service Guaranteed (shape mode); the payload
+ *   rate measured from the server's capture over the middle 60 % of the arrivals, as
+ *   (rate / 1 Mb/s - 1) x 100, median of rounds. */
+
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { callJson } from '../daemon/admin-client.js';
+import { DaemonChild } from '../daemon/child.js';
+import { removeStale } from '../demo/net.js';
+import { QosError } from '../errors.js';
+import { installed, runSync, start, type Child } from '../exec.js';
+import { packageOf } from '../prerequisites.js';
+import type { Target } from './agent.js';
+import { iperf, NamespacePair } from './netpair.js';
+import { errorPct, exactFilter, roundOrder, spread, steadyRate, type Condition, type Spread } from './tc-figures.js';
+
+export interface TcBenchOptions {
+  /** the two sizes of the flow set */
+  flowsSmall: number;
+  flowsLarge: number;
+  rounds: number;
+  /** seconds of each iperf3 run and of each shaping run */
+  seconds: number;
+  /** requests in flight at once while creating or deleting */
+  inFlight: number;
+  progress?: (m: string) => void;
+}
+
+export interface TcBenchResult {
+  /** create_N_flows_ms, delete_N_flows_ms, throughput_ratio_N_flows, throughput_ratio_N_flows_vs_bare for both sizes */
+  [figure: string]: unknown;
+  shape_accuracy_pct: number;
+  /** payload Mb/s the shaped flow arrived at, median of rounds */
+  shape_mbps: number;
+  /** median iperf3 bits/s of each condition */
+  throughput_bps: Record<Condition, number>;
+  /** each figure's median, min and max over the rounds */
+  spread: Record<string, Spread>;
+  /** what the kernel held with each set in (first round): HTB classes of flows, exact-map elements */
+  installed: Record<string, { classes: number; exact_filters: number }>;
+  targets: Record<string, Target>;
+  setup: { flows: number[]; rounds: number; seconds: number; in_flight: number; link_rate: string; flow_rate: string; cpus: number; kernel: string; node: string };
+}
+
+const PREFIX = 'qosbt';
+const IPERF_PORT = 5201;
+const SHAPE_PORT = 6001;
+const END_PORT = 6009;
+/** far above what iperf3 gets through a veth: HTB's link rate never limits it */
+const LINK_RATE = '100Gbit';
+/** each benchmark flow's TokenRate: 10,000 of them reserve 10 Gb/s of the 100 */
+const FLOW_RATE = '1Mbit';
+const PAYLOAD = 1000;
+/** every flow's TokenBucketSize, bytes (Guaranteed needs one; the e2e test's) */
+const BUCKET = 10_000;
+const SHAPE_SENT_BPS = 5e6;
+const SHAPE_RATE_BPS = 1e6;
+const TOOLS = ['ip', 'tc', 'nft', 'iperf3', 'tcpdump', 'tshark', 'python3'];
+
+/** Why the benchmark cannot run here, or null. */
+export function tcBenchUnavailable(): string | null {
+  if (process.getuid?.() !== 0) return 'qos bench tc needs root: it creates network namespaces, queueing disciplines and an nftables table';
+  for (const tool of TOOLS) if (!installed(tool)) return `qos bench tc needs \`${tool}\` (apt-get install ${packageOf(tool)})`;
+  return null;
+}
+
+/** A constant-bit-rate UDP sender (the one of src/e2e/tc.test.ts): datagrams of PAYLOAD bytes at
+ * bps of payload on an absolute schedule (a late wake-up sends what it owes at once); prints
+ * how many it sent. */
+const CBR = `import socket, struct, sys, time
+dst, port, bps, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+gap = ${PAYLOAD} * 8 / bps
+n = int(secs / gap)
+t0 = time.time() + 0.05
+for k in range(n):
+    d = t0 + k * gap - time.time()
+    if d > 0: time.sleep(d)
+    s.sendto(struct.pack('!Id', k, time.time()).ljust(${PAYLOAD}, b'x'), (dst, port))
+print(n)
+`;
+/** Reads and drops datagrams to the ports given. */
+const SINK = `import select, socket, sys
+socks = []
+for p in sys.argv[1:]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(('', int(p)))
+    socks.append(s)
+while True:
+    for s in select.select(socks, [], [])[0]:
+        s.recv(65536)
+`;
+const SEND_ONE = 'import socket, sys\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(sys.argv[1].encode(), (sys.argv[2], int(sys.argv[3])))\n';
+
+/** Runs job(0..n-1) with at most `width` running at once. */
+async function pool(n: number, width: number, job: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => { while (next < n) await job(next++); };
+  await Promise.all(Array.from({ length: Math.min(width, n) }, worker));
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function benchTc(o: TcBenchOptions): Promise<TcBenchResult> {
+  const why = tcBenchUnavailable();
+  if (why) throw new QosError('QOS_ERR_ENVIRONMENT', why);
+  if (o.flowsSmall >= o.flowsLarge) throw new QosError('QOS_ERR_USAGE', `--flows-small (${o.flowsSmall}) must be below --flows-large (${o.flowsLarge})`);
+  const say = o.progress ?? (() => undefined);
+  removeStale(PREFIX);
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-bench-tc-'));
+  const pair = new NamespacePair(PREFIX);
+  const dev = pair.clientDev;
+  const procs: Child[] = [];
+  let daemon: DaemonChild | undefined;
+  let n = 0;
+  const api = <T>(method: string, path: string, body?: unknown) => callJson<T>(daemon!.admin, method, path, body, 120_000);
+  const startDaemon = async () => { daemon = await new DaemonChild(join(dir, `d${n++}`), null, ['--kernel', 'off'], ['ip', 'netns', 'exec', pair.client]).start(); };
+  const stopDaemon = async () => { await daemon?.stop(); daemon = undefined; };
+  const inClient = (argv: string[]) => runSync(argv, { netns: pair.client, timeoutMs: 120_000 }).stdout;
+
+  /** Creates `count` flows with a filter each; their ids, and the time it took. */
+  const create = async (count: number): Promise<{ ids: number[]; ms: number }> => {
+    const ids: number[] = new Array<number>(count);
+    const t0 = performance.now();
+    await pool(count, o.inFlight, async (i) => {
+      const f = await api<{ id: number }>('POST', '/v1/tc/flows', { dev, flowspec: { TokenRate: FLOW_RATE, TokenBucketSize: BUCKET }, service: i % 2 ? 'controlled-load' : 'guaranteed', name: `bench${i}` });
+      await api('POST', '/v1/tc/filters', { flow: f.id, ...exactFilter(i, pair.clientIp, pair.serverIp) });
+      ids[i] = f.id;
+    });
+    return { ids, ms: performance.now() - t0 };
+  };
+  const remove = async (ids: number[]): Promise<number> => {
+    const t0 = performance.now();
+    await pool(ids.length, o.inFlight, async (i) => { await api('DELETE', `/v1/tc/flows/${ids[i]}`); });
+    return performance.now() - t0;
+  };
+  /** What the kernel holds: HTB classes of flows (all but d5c:1-4) and exact IPv4 filters. */
+  const holding = (): { classes: number; exact_filters: number } => {
+    const classes = inClient(['tc', 'class', 'show', 'dev', dev]).split('\n').filter((l) => /^class htb d5c:/.test(l) && !/^class htb d5c:[1-4] /.test(l)).length;
+    const map = JSON.parse(inClient(['nft', '-j', 'list', 'map', 'inet', 'qosd_tc', 'x4_0'])) as { nftables: Array<{ map?: { elem?: unknown[] } }> };
+    return { classes, exact_filters: map.nftables.find((x) => x.map)?.map?.elem?.length ?? 0 };
+  };
+
+  try {
+    procs.push(start(['iperf3', '-s', '-p', String(IPERF_PORT), '--forceflush'], { netns: pair.server, name: 'iperf3 -s' }));
+    await procs[0]!.until('listening', 10_000, 'stdout');
+    procs.push(start(['python3', '-c', SINK, String(SHAPE_PORT), String(END_PORT)], { netns: pair.server, name: 'udp sink' }));
+
+    const sizes: Record<'small' | 'large', number> = { small: o.flowsSmall, large: o.flowsLarge };
+    const bps: Record<Condition, number[]> = { bare: [], zero: [], small: [], large: [] };
+    const createMs: Record<'small' | 'large', number[]> = { small: [], large: [] }, deleteMs: Record<'small' | 'large', number[]> = { small: [], large: [] };
+    const installedSets: TcBenchResult['installed'] = {};
+    for (let r = 0; r < o.rounds; r++) {
+      let ids: number[] = [];
+      let now: Condition = 'bare';
+      const set = (c: 'small' | 'large') => async () => {
+        const made = await create(sizes[c]);
+        ids = made.ids;
+        createMs[c].push(made.ms);
+        const list = (await api<{ flows: unknown[]; filters: unknown[] }>('GET', '/v1/tc'));
+        if (list.flows.length !== sizes[c] || list.filters.length !== sizes[c]) throw new QosError('QOS_ERR_BENCH', `the daemon holds ${list.flows.length} flows and ${list.filters.length} filters, not ${sizes[c]}`);
+        if (r === 0) {
+          const h = installedSets[String(sizes[c])] = holding();
+          if (h.classes !== sizes[c] || h.exact_filters !== sizes[c]) throw new QosError('QOS_ERR_BENCH', `the kernel holds ${h.classes} flow classes and ${h.exact_filters} exact filters, not ${sizes[c]}`);
+        }
+        say(`round ${r + 1}: ${sizes[c]} flows with filters created in ${made.ms.toFixed(0)} ms`);
+      };
+      const unset = async () => {
+        if (now !== 'small' && now !== 'large') return;
+        const ms = await remove(ids);
+        deleteMs[now].push(ms);
+        say(`round ${r + 1}: ${ids.length} flows deleted in ${ms.toFixed(0)} ms`);
+        ids = [];
+      };
+      for (const c of roundOrder(r)) {
+        if (c === 'bare') {
+          await unset();
+          await stopDaemon(); // it removes its qdisc and table: the veth is back to noqueue
+        } else {
+          if (!daemon) {
+            await startDaemon();
+            await api('PUT', `/v1/tc/interfaces/${dev}`, { rate: LINK_RATE });
+          }
+          if (c !== now) await unset();
+          if (c === 'small' || c === 'large') await set(c)();
+        }
+        now = c;
+        bps[c].push(iperf(pair, IPERF_PORT, o.seconds));
+      }
+      await unset();
+      await stopDaemon();
+      const last = (c: Condition) => bps[c].at(-1)!;
+      say(`round ${r + 1}/${o.rounds}: Gb/s bare ${(last('bare') / 1e9).toFixed(2)}, no flows ${(last('zero') / 1e9).toFixed(2)}, ${sizes.small} flows ${(last('small') / 1e9).toFixed(2)}, ${sizes.large} flows ${(last('large') / 1e9).toFixed(2)}`);
+    }
+
+    // shaping: one flow on the same interface, a round each
+    await startDaemon();
+    await api('PUT', `/v1/tc/interfaces/${dev}`, { rate: LINK_RATE });
+    const shapeMbps: number[] = [];
+    for (let r = 0; r < o.rounds; r++) {
+      const flow = await api<{ id: number }>('POST', '/v1/tc/flows', { dev, flowspec: { TokenRate: `${SHAPE_RATE_BPS}bit`, TokenBucketSize: BUCKET, MinimumPolicedSize: PAYLOAD }, service: 'guaranteed' });
+      await api('POST', '/v1/tc/filters', { flow: flow.id, dst: pair.serverIp, proto: 'udp', dport: SHAPE_PORT });
+      const file = join(dir, `shape${r}.pcap`);
+      const cap = start(['tcpdump', '-i', pair.serverDev, '--immediate-mode', '-B', '65536', '-U', '-n', '-w', file, `udp and (dst port ${SHAPE_PORT} or dst port ${END_PORT})`], { netns: pair.server, name: 'tcpdump', stdio: ['ignore', 'ignore', 'pipe'] });
+      procs.push(cap);
+      await cap.until('listening on', 60_000);
+      runSync(['python3', '-c', CBR, pair.serverIp, String(SHAPE_PORT), String(SHAPE_SENT_BPS), String(o.seconds)], { netns: pair.client, timeoutMs: (o.seconds + 60) * 1000 });
+      // the flow's queue holds at most its Latency (100 ms) at its rate: let it drain, then
+      // send end marks (unshaped) until the capture has written one
+      await sleep(300);
+      const mark = `qosd-bench-tc-end-${process.pid}-${r}`;
+      for (let k = 0; ; k++) {
+        let seen = false;
+        try { seen = readFileSync(file).includes(mark); } catch { /* not written yet */ }
+        if (seen) break;
+        if (k > 120) throw new QosError('QOS_ERR_BENCH', `the capture ${file} never got its end mark`);
+        runSync(['python3', '-c', SEND_ONE, mark, pair.serverIp, String(END_PORT)], { netns: pair.client });
+        await sleep(250);
+      }
+      await cap.stop('SIGINT');
+      const times = runSync(['tshark', '-r', file, '-Y', `udp.dstport == ${SHAPE_PORT} && ip.len == ${PAYLOAD + 28}`, '-T', 'fields', '-e', 'frame.time_epoch'], { timeoutMs: 120_000 })
+        .stdout.split('\n').filter(Boolean).map(Number);
+      const rate = steadyRate(times, PAYLOAD);
+      shapeMbps.push(rate / 1e6);
+      say(`shape round ${r + 1}/${o.rounds}: ${(rate / 1e6).toFixed(4)} Mb/s of payload (${times.length} datagrams arrived): ${errorPct(rate, SHAPE_RATE_BPS).toFixed(2)} %`);
+      await api('DELETE', `/v1/tc/flows/${flow.id}`);
+    }
+    await stopDaemon();
+
+    const ratios = (a: Condition, b: Condition) => bps[a].map((x, i) => x / bps[b][i]!);
+    const spreads: Record<string, Spread> = {};
+    const out: Record<string, number> = {};
+    for (const c of ['small', 'large'] as const) {
+      const k = sizes[c];
+      spreads[`create_${k}_flows_ms`] = spread(createMs[c], 0);
+      spreads[`delete_${k}_flows_ms`] = spread(deleteMs[c], 0);
+      spreads[`throughput_ratio_${k}_flows`] = spread(ratios(c, 'zero'));
+      spreads[`throughput_ratio_${k}_flows_vs_bare`] = spread(ratios(c, 'bare'));
+    }
+    spreads.throughput_ratio_no_flows_vs_bare = spread(ratios('zero', 'bare'));
+    spreads.shape_accuracy_pct = spread(shapeMbps.map((m) => errorPct(m * 1e6, SHAPE_RATE_BPS)), 2);
+    for (const [k, s] of Object.entries(spreads)) out[k] = s.median;
+    const shape = out.shape_accuracy_pct!;
+    const targets: Record<string, Target> = {
+      [`create_${sizes.small}_flows_ms`]: { value: out[`create_${sizes.small}_flows_ms`]!, limit: 3000, ok: out[`create_${sizes.small}_flows_ms`]! <= 3000 },
+      [`throughput_ratio_${sizes.small}_flows`]: { value: out[`throughput_ratio_${sizes.small}_flows`]!, limit: 0.9, ok: out[`throughput_ratio_${sizes.small}_flows`]! >= 0.9 },
+      [`throughput_ratio_${sizes.large}_flows`]: { value: out[`throughput_ratio_${sizes.large}_flows`]!, limit: 0.9, ok: out[`throughput_ratio_${sizes.large}_flows`]! >= 0.9 },
+      // |error| at most 5 %: the tolerance of src/e2e/tc.test.ts's shaping test
+      shape_accuracy_pct: { value: shape, limit: 5, ok: Math.abs(shape) <= 5 },
+    };
+    const med = (xs: number[]) => spread(xs, 0).median;
+    return {
+      ...out,
+      shape_accuracy_pct: shape,
+      shape_mbps: spread(shapeMbps, 4).median,
+      throughput_bps: { bare: med(bps.bare), zero: med(bps.zero), small: med(bps.small), large: med(bps.large) },
+      spread: spreads,
+      installed: installedSets,
+      targets,
+      setup: { flows: [sizes.small, sizes.large], rounds: o.rounds, seconds: o.seconds, in_flight: o.inFlight, link_rate: LINK_RATE, flow_rate: FLOW_RATE, cpus: cpus().length, kernel: runSync(['uname', '-r']).stdout.trim(), node: process.version },
+    };
+  } catch (e) {
+    // what the daemon said is the likeliest explanation
+    if (daemon && e instanceof Error) e.message += `\n--- the daemon's log (last lines) ---\n${daemon.log.trim().split('\n').slice(-8).join('\n')}`;
+    throw e;
+  } finally {
+    await daemon?.stop().catch(() => undefined);
+    for (const p of procs) p.kill();
+    pair.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The result for people: one line per figure, with its spread and target. */
+export function formatTcBench(r: TcBenchResult): string {
+  const [small, large] = r.setup.flows as [number, number];
+  const s = (k: string, unit = '') => { const x = r.spread[k]!; return `${x.median}${unit} (${x.min}-${x.max})`; };
+  const t = (k: string) => { const x = r.targets[k]; return x ? `; target ${k.startsWith('create') ? '<=' : k.startsWith('shape') ? '|x| <=' : '>='} ${x.limit}: ${x.ok ? 'ok' : 'MISSED'}` : ''; };
+  const lines = [`host traffic control on a veth at ${r.setup.link_rate}, flows of ${r.setup.flow_rate} with one exact UDP filter each, ${r.setup.in_flight} requests in flight; medians of ${r.setup.rounds} rounds (min-max)`];
+  for (const k of [small, large]) {
+    lines.push(`${k} flows: create ${s(`create_${k}_flows_ms`, ' ms')}${t(`create_${k}_flows_ms`)}; delete ${s(`delete_${k}_flows_ms`, ' ms')}`);
+    lines.push(`  throughput beside them / no flows ${s(`throughput_ratio_${k}_flows`)}${t(`throughput_ratio_${k}_flows`)}; / no qdisc ${s(`throughput_ratio_${k}_flows_vs_bare`)}`);
+  }
+  lines.push(`no flows / no qdisc ${s('throughput_ratio_no_flows_vs_bare')}; Gb/s: no qdisc ${(r.throughput_bps.bare / 1e9).toFixed(2)}, no flows ${(r.throughput_bps.zero / 1e9).toFixed(2)}, ${small} flows ${(r.throughput_bps.small / 1e9).toFixed(2)}, ${large} flows ${(r.throughput_bps.large / 1e9).toFixed(2)}`);
+  lines.push(`shaping 5 Mb/s of CBR to 1 Mb/s: ${r.shape_mbps} Mb/s, error ${s('shape_accuracy_pct', ' %')}${t('shape_accuracy_pct')}`);
+  return lines.join('\n');
+}
