@@ -27,6 +27,11 @@ test('Tcl replies parse to decisions; anything else is refused', () => {
   assert.deepEqual(parseTclReply(''), { decision: undefined });
   assert.ok('error' in parseTclReply('TOS 999'));
   assert.ok('error' in parseTclReply('hello'));
+  // a flow for the socket, as a rule's service/template/mode (tc/request.ts)
+  const flow = parseTclReply('DSCP AF41 TEMPLATE H263CIF SERVICE guaranteed');
+  assert.ok('decision' in flow && flow.decision!.dscp === 34 && flow.decision!.tc!.mode === 'shape' && flow.decision!.tc!.spec.TokenRate === 32490);
+  assert.match((parseTclReply('TEMPLATE H999') as { error: string }).error, /no FLOWSPEC template "H999"/);
+  assert.match((parseTclReply('DENY EACCES TEMPLATE G711') as { error: string }).error, /DENY cannot be combined/);
 });
 
 test('hostile Tcl: while 1 {} hits the time limit, exec/open/socket do not exist, the host keeps answering', { timeout: 60_000 }, async () => {

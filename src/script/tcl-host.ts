@@ -15,6 +15,7 @@ import { start } from '../exec.js';
 import { ERRNO_NAMES, dscpValue } from '../policy/dscp.js';
 import type { Decision } from '../policy/engine.js';
 import { formatList, parseList } from '../protocol/tcl-list.js';
+import { asksTc, tcRequestOf, type TcActionFields } from '../tc/request.js';
 import { HANDLERS, NO_STATE, type HandlerName } from './js-sandbox.js';
 import { cpuMs } from './cpu.js';
 import { Lane, ScriptHostBase, type HostOptions, type ScriptOutcome } from './host.js';
@@ -23,11 +24,14 @@ const HOST = fileURLToPath(new URL('../../src/script/tcl-host.tcl', import.meta.
 const SPRINTLIB = fileURLToPath(new URL('../../src/script/SprintLib.tcl', import.meta.url));
 
 /** A Tcl reply string ("TOS 48", "DSCP EF PRIORITY 5", "DENY EACCES", "") as a decision;
- * empty means the rules decide. */
+ * empty means the rules decide. SERVICE, TEMPLATE and MODE ask for a traffic-control flow
+ * for the socket, as a rule's service, template and mode do (docs/traffic-control.md). */
 export function parseTclReply(text: string): { decision: Decision | undefined } | { error: string } {
   const t = text.trim().split(/\s+/).filter(Boolean);
   if (t.length === 0) return { decision: undefined };
   const d: Decision = {};
+  const flow: TcActionFields = {};
+  const bad = (why = 'not TOS n, DSCP x, PRIORITY n, DENY ENAME, OVERRIDE, SERVICE type, TEMPLATE name or MODE mode') => ({ error: `returned ${JSON.stringify(text.slice(0, 120))}: ${why}` });
   for (let i = 0; i < t.length; i++) {
     const k = t[i]!, v = t[i + 1];
     if (k === 'OVERRIDE') { d.override = true; continue; }
@@ -36,7 +40,14 @@ export function parseTclReply(text: string): { decision: Decision | undefined } 
     else if (k === 'DSCP' && v !== undefined && dscpValue(v) !== undefined) d.dscp = dscpValue(v);
     else if (k === 'PRIORITY' && v !== undefined && /^[0-7]$/.test(v)) d.priority = Number(v);
     else if (k === 'DENY' && v !== undefined && ERRNO_NAMES.includes(v)) d.deny = v;
-    else return { error: `returned ${JSON.stringify(text.slice(0, 120))}: not TOS n, DSCP x, PRIORITY n, DENY ENAME or OVERRIDE` };
+    else if (k === 'SERVICE' && v !== undefined) flow.service = v;
+    else if (k === 'TEMPLATE' && v !== undefined) flow.template = v;
+    else if (k === 'MODE' && v !== undefined) flow.mode = v;
+    else return bad();
+  }
+  if (asksTc(flow)) {
+    if (d.deny) return bad('DENY cannot be combined with a flow');
+    try { d.tc = tcRequestOf(flow); } catch (e) { return bad((e as Error).message); }
   }
   return { decision: d };
 }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { QosError } from '../errors.js';
 import { actionDecision } from '../policy/engine.js';
 import { parsePolicy } from '../policy/load.js';
+import { toDecision } from '../script/js-worker.js';
 import { tcRequestOf } from './request.js';
 
 test('a flow action: a template, fields over it, the service over both, the mode given or the service\'s', () => {
@@ -35,4 +36,13 @@ test('a policy rule asks for a flow; a bad one is a policy error at its place; t
   });
   assert.throws(() => parsePolicy('rules:\n  - action: { deny: EACCES, service: guaranteed, template: G711 }\n', 'p.yaml'),
     (e: unknown) => e instanceof QosError && /deny cannot be combined with service, template/.test(e.problems[0]?.message ?? ''));
+});
+
+test('a JavaScript handler returns the same keys: its decision carries the flow', () => {
+  const r = toDecision(JSON.stringify({ dscp: 'AF41', template: 'H263CIF', mode: 'discard' }));
+  assert.ok('decision' in r);
+  assert.equal(r.decision!.tc!.mode, 'discard');
+  assert.equal(r.decision!.tc!.spec.TokenRate, 32490);
+  const bad = toDecision(JSON.stringify({ template: 'H999' }));
+  assert.ok('fault' in bad && /no FLOWSPEC template "H999"/.test(bad.fault.message));
 });
