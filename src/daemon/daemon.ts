@@ -3,6 +3,7 @@
  * and the daemon's own status and metrics; then the admin API over all their routes. */
 
 import { setPriority } from 'node:os';
+import { dirname, join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { systemClock, type Clock, type Timer } from '../clock.js';
 import { Components, type Component } from '../component.js';
@@ -117,7 +118,9 @@ export class Daemon {
       }],
     });
     if (o.trafficControl !== false) {
-      const tc = this.tc = new TrafficControl(undefined, log);
+      // its own table beside the kernel rules' (qosd: qosd_tc), and beside the admin socket
+      // the interfaces it is changing, for the next daemon if this one is killed
+      const tc = this.tc = new TrafficControl(undefined, log, { table: `${ko.table}_tc`, stateFile: join(dirname(o.admin), 'tc-state.json') });
       const attach = new TcAttach(tc, undefined, log);
       // every flow event costs its subscribers' time: only a policy whose rules or script may
       // ask for a flow has the attacher follow them

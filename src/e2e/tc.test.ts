@@ -5,7 +5,8 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync } from 'node:fs';
+import { chmodSync, mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
 import { callJson } from '../daemon/admin-client.js';
 import { QOS, requireE2e, sh, TestDaemon, Testbed, waitFor } from './harness.js';
 
@@ -225,25 +226,38 @@ test('bad input: a clear error and nothing changed in tc or nft', async () => {
   assert.equal(tcState().nft, before.nft);
 });
 
-test('a daemon killed with SIGKILL leaves its traffic control; the next one removes it at start, and removes its own at stop', async () => {
+test('a daemon killed with SIGKILL leaves its traffic control; the next one (same options) removes it at start, and removes its own at stop; another daemon leaves it alone', async () => {
   const f = await api<{ id: number }>('POST', '/v1/tc/flows', { dev, flowspec: { TokenRate: '1Mbit' } });
   await api('POST', '/v1/tc/filters', { flow: f.id, dst: tb.serverIp, proto: 'udp', dport: 6005 });
+  const table = `${daemon.nftTable}_tc`;
+  const again = [...DAEMON_ARGS, '--nft-table', daemon.nftTable];
   assert.match(tcState().qdisc, /htb d5c: root/);
-  assert.match(tcState().nft, /qosd_tc/);
+  assert.match(tcState().nft, new RegExp(`inet ${table}\\b`));
   daemon.proc.kill('SIGKILL');
   await waitFor('the daemon to die', () => daemon.proc.exitCode !== null || daemon.proc.signalCode !== null);
   assert.match(tcState().qdisc, /htb d5c: root/, 'SIGKILL leaves it');
-  daemon = await new TestDaemon(tb.dir, POLICY, DAEMON_ARGS, ['ip', 'netns', 'exec', tb.client]).start();
+  // a daemon of its own (another directory, another table) in the namespace touches none of it,
+  // and cannot take the interface while it is there
+  const dir = mkdtempSync(join(tb.dir, 'other-'));
+  const other = await new TestDaemon(dir, null, DAEMON_ARGS, ['ip', 'netns', 'exec', tb.client]).start();
+  assert.match(tcState().qdisc, /htb d5c: root/);
+  const taken = sh([process.execPath, QOS, 'tc', 'add-flow', '--dev', dev, '--token-rate', '1Mbit', '--admin', other.admin]);
+  assert.equal(taken.status, 73, taken.stderr);
+  assert.match(taken.stderr, /already has a root qdisc, htb d5c:, that is not this daemon's/);
+  await other.stop();
+  // the same daemon again (its directory, its table) removes what its predecessor left
+  daemon = await new TestDaemon(tb.dir, POLICY, again, ['ip', 'netns', 'exec', tb.client]).start();
   assert.doesNotMatch(tcState().qdisc, /d5c:/);
-  assert.doesNotMatch(tcState().nft, /qosd_tc/);
+  assert.doesNotMatch(tcState().nft, new RegExp(`inet ${table}\\b`));
   const l = await api<{ flows: unknown[] }>('GET', '/v1/tc');
   assert.equal(l.flows.length, 0);
   assert.equal(qos('set-interface', dev, '--rate', '10Mbit').status, 0);
   await api('POST', '/v1/tc/flows', { dev, flowspec: { TokenRate: '1Mbit' } });
   await daemon.stop();
   assert.doesNotMatch(tcState().qdisc, /d5c:/);
-  assert.doesNotMatch(tcState().nft, /qosd_tc/);
-  daemon = await new TestDaemon(tb.dir, POLICY, DAEMON_ARGS, ['ip', 'netns', 'exec', tb.client]).start();
+  assert.doesNotMatch(tcState().nft, new RegExp(`inet ${table}\\b`));
+  daemon = await new TestDaemon(tb.dir, POLICY, again, ['ip', 'netns', 'exec', tb.client]).start();
+  assert.equal(qos('set-interface', dev, '--rate', '10Mbit').status, 0);
 });
 
 test('an unmodified iperf3 -u under qos run gets a flow and an exact filter by policy (template) on connect, is shaped to its rate, and both go when it exits', async (t) => {

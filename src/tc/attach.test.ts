@@ -21,7 +21,7 @@ test('/proc/net addresses and the line of a socket\'s inode', () => {
 
 /** A runner that keeps nothing but what it is told, and answers for one interface. */
 function fakeRunner(): TcRunner & { applied: number } {
-  const r = { applied: 0, async apply() { r.applied++; }, async link(dev: string) { return { exists: dev === 'eth0', vlan: false, speed: 125_000_000 }; }, async leftovers() { return { devs: [], table: false, tagged: [] }; } };
+  const r = { applied: 0, async apply() { r.applied++; }, async link(dev: string) { return { exists: dev === 'eth0', vlan: false, speed: 125_000_000, root: null }; }, async leftovers() { return { devs: [], table: false, tagged: [] }; } };
   return r;
 }
 

@@ -12,6 +12,7 @@
  * start it removes what a predecessor killed with SIGKILL left, at stop all it installed. */
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../atomic-file.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -28,11 +29,12 @@ import { TcIndex } from './state-index.js';
 /** What control needs of the machine: the real one runs tc, nft and ip; tests may fake it. */
 export interface TcRunner {
   apply(plan: TcPlan): Promise<void>;
-  /** whether dev exists, is a VLAN device, and its speed in bytes/s if the driver knows it */
-  link(dev: string): Promise<{ exists: boolean; vlan: boolean; speed: number | null }>;
-  /** root qdiscs with our handle, whether our table exists, interfaces with our 802.1p
-   * tagger: what a predecessor left */
-  leftovers(): Promise<{ devs: string[]; table: boolean; tagged: string[] }>;
+  /** whether dev exists, is a VLAN device, its speed in bytes/s if the driver knows it, and
+   * its root qdisc unless it is the kernel's default (handle 0:) */
+  link(dev: string): Promise<LinkInfo>;
+  /** of what a predecessor installed (its table, its interfaces), what is still there: root
+   * qdiscs with our handle, the table, interfaces with our 802.1p tagger */
+  leftovers(table: string, devs: readonly string[]): Promise<{ devs: string[]; table: boolean; tagged: string[] }>;
 }
 
 async function withFile<T>(name: string, text: string, f: (path: string) => Promise<T>): Promise<T> {
@@ -59,20 +61,32 @@ export const systemRunner: TcRunner = {
   },
   async link(dev) {
     const r = await run(['ip', '-d', '-j', 'link', 'show', 'dev', dev], { ok: 'any', pkg: 'iproute2' });
-    if (r.code !== 0) return { exists: false, vlan: false, speed: null };
+    if (r.code !== 0) return { exists: false, vlan: false, speed: null, root: null };
     const info = (JSON.parse(r.stdout) as Array<{ linkinfo?: { info_kind?: string } }>)[0];
     let speed: number | null = null;
     try { const mbit = Number(readFileSync(`/sys/class/net/${dev}/speed`, 'utf8')); if (mbit > 0) speed = mbit * 125_000; } catch { /* no speed: a virtual device */ }
-    return { exists: true, vlan: info?.linkinfo?.info_kind === 'vlan', speed };
+    const root = (await rootQdisc(dev));
+    return { exists: true, vlan: info?.linkinfo?.info_kind === 'vlan', speed, root: root && root.handle !== '0:' ? `${root.kind} ${root.handle}` : null };
   },
-  async leftovers() {
-    const q = JSON.parse((await run(['tc', '-j', 'qdisc', 'show'], { pkg: 'iproute2' })).stdout || '[]') as Array<{ dev: string; handle: string; kind: string; root?: boolean }>;
-    const t = await run(['nft', 'list', 'table', 'inet', TABLE], { ok: 'any', pkg: 'nftables' });
-    const tagged: string[] = [];
-    for (const c of q.filter((x) => x.kind === 'clsact')) if (await taggerOn(c.dev)) tagged.push(c.dev);
-    return { devs: q.filter((x) => x.root && x.handle === HANDLE_TEXT).map((x) => x.dev), table: t.code === 0, tagged };
+  async leftovers(table, devs) {
+    const t = await run(['nft', 'list', 'table', 'inet', table], { ok: 'any', pkg: 'nftables' });
+    const ours: string[] = [], tagged: string[] = [];
+    for (const dev of devs) {
+      if ((await rootQdisc(dev))?.handle === HANDLE_TEXT) ours.push(dev);
+      if (await taggerOn(dev)) tagged.push(dev);
+    }
+    return { devs: ours, table: t.code === 0, tagged };
   },
 };
+
+export interface LinkInfo { exists: boolean; vlan: boolean; speed: number | null; root: string | null }
+
+/** dev's root qdisc, or null (no such interface). */
+async function rootQdisc(dev: string): Promise<{ kind: string; handle: string } | null> {
+  const r = await run(['tc', '-j', 'qdisc', 'show', 'dev', dev, 'root'], { ok: 'any', pkg: 'iproute2' });
+  if (r.code !== 0) return null;
+  return (JSON.parse(r.stdout || '[]') as Array<{ kind: string; handle: string }>)[0] ?? null;
+}
 
 /** Whether our tagger is on dev's egress. */
 async function taggerOn(dev: string): Promise<boolean> {
@@ -116,14 +130,25 @@ export interface InterfaceInput { rate?: unknown; marks?: unknown; nonconforming
 
 /** A state being changed by a batch, and its index once a request has asked for it (built
  * once per batch: a request then costs the same with 10 or 10,000 flows). */
-type Mutable = { devs: Map<string, TcInterface>; flows: Map<number, TcFlow>; filters: Map<number, TcFilter>; ix?: TcIndex };
-const clone = (s: TcState): Mutable => ({ devs: new Map(s.devs), flows: new Map(s.flows), filters: new Map(s.filters) });
+type Mutable = { devs: Map<string, TcInterface>; flows: Map<number, TcFlow>; filters: Map<number, TcFilter>; table?: string; ix?: TcIndex };
+const clone = (s: TcState): Mutable => ({ devs: new Map(s.devs), flows: new Map(s.flows), filters: new Map(s.filters), table: s.table });
 const indexOf = (s: Mutable): TcIndex => (s.ix ??= new TcIndex(s));
 
 interface Pending { op: (s: Mutable) => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }
 
+export interface TcOptions {
+  /** the nftables table (family inet; default qosd_tc) */
+  table?: string;
+  /** where the interfaces under control are written before the kernel is told, so that the
+   * next daemon removes what this one leaves if it is killed (default: none kept) */
+  stateFile?: string;
+}
+
 export class TrafficControl {
-  private state: TcState = emptyState();
+  private state: TcState;
+  private readonly table: string;
+  /** the interfaces the state file names */
+  private recorded = new Set<string>();
   private queue: Pending[] = [];
   private flushing: Promise<void> | null = null;
   private nextSlot = 0;
@@ -132,28 +157,60 @@ export class TrafficControl {
   /** how many changes reached the kernel */
   applied = 0;
 
-  constructor(private readonly runner: TcRunner = systemRunner, private readonly log?: Logger) {}
+  constructor(private readonly runner: TcRunner = systemRunner, private readonly log?: Logger, private readonly o: TcOptions = {}) {
+    this.table = o.table ?? TABLE;
+    this.state = emptyState(this.table);
+  }
 
-  /** Removes what a predecessor left (a daemon killed with SIGKILL cannot clean up). */
+  /** Removes what a predecessor left (a daemon killed with SIGKILL cannot clean up): its
+   * table, and on the interfaces its state file names, its root qdisc and 802.1p tagger. */
   async start(): Promise<void> {
-    const left = await this.runner.leftovers();
-    if (!left.devs.length && !left.table && !left.tagged.length) return;
-    await this.runner.apply({ tc: left.devs.map((d) => `qdisc del dev ${d} root`), nft: left.table ? [`delete table inet ${TABLE}`] : [], ip: [], dot1p: left.tagged.map((dev) => ({ op: 'detach' as const, dev })) });
-    this.log?.info({ devs: left.devs, table: left.table, dot1p: left.tagged }, 'removed the traffic control a previous daemon left');
+    const left = await this.runner.leftovers(this.table, this.readRecord());
+    if (left.devs.length || left.table || left.tagged.length) {
+      await this.runner.apply({ tc: left.devs.map((d) => `qdisc del dev ${d} root`), nft: left.table ? [`delete table inet ${this.table}`] : [], ip: [], dot1p: left.tagged.map((dev) => ({ op: 'detach' as const, dev })) });
+      this.log?.info({ devs: left.devs, table: left.table, dot1p: left.tagged }, 'removed the traffic control a previous daemon left');
+    }
+    this.record([]);
   }
 
   /** Removes everything installed. */
   async stop(): Promise<void> {
     await this.flushing;
-    const plan = planChange(this.state, emptyState());
-    this.state = emptyState();
+    const plan = planChange(this.state, emptyState(this.table));
+    this.state = emptyState(this.table);
     await this.runner.apply(plan);
+    this.record([]);
+  }
+
+  /** The kernel told to go from one state to the other; the interfaces it will touch are
+   * written down first (the state file). */
+  private async kernel(from: TcState, to: TcState): Promise<void> {
+    const devs = [...from.devs.keys(), ...to.devs.keys()];
+    if (devs.some((d) => !this.recorded.has(d))) this.record([...new Set([...this.recorded, ...devs])]);
+    await this.runner.apply(planChange(from, to));
+  }
+
+  private readRecord(): string[] {
+    if (!this.o.stateFile) return [];
+    try {
+      const v = JSON.parse(readFileSync(this.o.stateFile, 'utf8')) as { devs?: unknown };
+      return Array.isArray(v.devs) ? v.devs.filter((d): d is string => typeof d === 'string' && /^[A-Za-z0-9_.@-]{1,15}$/.test(d)) : [];
+    } catch {
+      return [];
+    }
+  }
+
+  private record(devs: string[]): void {
+    this.recorded = new Set(devs);
+    if (!this.o.stateFile) return;
+    if (devs.length) writeFileAtomic(this.o.stateFile, JSON.stringify({ table: this.table, devs }) + '\n', { mode: 0o600 });
+    else rmSync(this.o.stateFile, { force: true });
   }
 
   get current(): TcState { return this.state; }
 
   /** The whole state as the kernel is given it from nothing (`qos tc plan`). */
-  planAll(): string { return planText(planChange(emptyState(), this.state)); }
+  planAll(): string { return planText(planChange(emptyState(this.table), this.state)); }
 
   list(): { interfaces: unknown[]; flows: unknown[]; filters: unknown[] } {
     const counts = new Map<number, number>();
@@ -193,7 +250,7 @@ export class TrafficControl {
     const link = this.state.devs.has(dev) ? null : await this.link(dev);
     return this.submit(dryRun, (s) => {
       if (s.flows.size >= MAX_FLOWS) throw new QosError('QOS_ERR_CONFLICT', `at most ${MAX_FLOWS} flows`);
-      const i = s.devs.get(dev) ?? this.newInterface(dev, link ?? { exists: true, vlan: false, speed: null });
+      const i = s.devs.get(dev) ?? this.newInterface(dev, link ?? { vlan: false, speed: null, root: null });
       const f: TcFlow = { id: 0, dev, owner, ...parsed };
       const ix = indexOf(s);
       checkCapacity(ix, i, kernelRate(f));
@@ -270,13 +327,14 @@ export class TrafficControl {
 
   // ---- applying -------------------------------------------------------------------------
 
-  private async link(dev: string): Promise<{ exists: boolean; vlan: boolean; speed: number | null }> {
+  private async link(dev: string): Promise<LinkInfo> {
     const l = await this.runner.link(dev);
     if (!l.exists) throw new QosError('QOS_ERR_NOT_FOUND', `no interface ${dev} here`);
     return l;
   }
 
-  private newInterface(dev: string, link: { vlan: boolean; speed: number | null }, rate?: number, marks?: TcInterface['marks'], nonconforming?: Mark, dot1p?: boolean): TcInterface {
+  private newInterface(dev: string, link: Omit<LinkInfo, 'exists'>, rate?: number, marks?: TcInterface['marks'], nonconforming?: Mark, dot1p?: boolean): TcInterface {
+    if (link.root) throw new QosError('QOS_ERR_CONFLICT', `${dev} already has a root qdisc, ${link.root}, that is not this daemon's: remove it first (tc qdisc del dev ${dev} root)`);
     const r = rate ?? link.speed;
     if (r === null) throw new QosError('QOS_ERR_USAGE', `${dev} does not say its speed: give it a rate first (qos tc set-interface ${dev} --rate 100Mbit)`);
     return { dev, rate: r, marks: marks ?? {}, nonconforming: nonconforming ?? DEFAULT_NONCONFORMING, slot: this.nextSlot++, vlan: link.vlan, dot1p: dot1p ?? false };
@@ -335,7 +393,7 @@ export class TrafficControl {
     }
     if (!done.length) return;
     try {
-      await this.runner.apply(planChange(base, work));
+      await this.kernel(base, work);
       this.state = work;
       this.applied++;
       for (const d of done) d.p.resolve(d.value);
@@ -350,10 +408,10 @@ export class TrafficControl {
   /** Installs `s` from nothing: what a refused change may have left half-done goes. */
   private async reinstall(s: TcState): Promise<void> {
     try {
-      await this.runner.apply(planChange(s, emptyState()));
+      await this.runner.apply(planChange(s, emptyState(this.table)));
     } catch { /* parts of it were not there: the point is that nothing is left */ }
     await this.start();
-    this.state = emptyState();
+    this.state = emptyState(this.table);
     // an interface that vanished takes its flows with it
     const live = clone(s);
     for (const dev of s.devs.keys()) {
@@ -364,7 +422,7 @@ export class TrafficControl {
       this.log?.warn({ dev }, 'interface gone: its flows and filters are dropped');
     }
     try {
-      await this.runner.apply(planChange(emptyState(), live));
+      await this.kernel(emptyState(this.table), live);
       this.state = live;
     } catch (e) {
       this.log?.error({ err: (e as Error).message }, 'cannot reinstall traffic control; it is off until the next change');

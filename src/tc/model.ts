@@ -93,8 +93,10 @@ export interface TcState {
   devs: ReadonlyMap<string, TcInterface>;
   flows: ReadonlyMap<number, TcFlow>;
   filters: ReadonlyMap<number, TcFilter>;
+  /** the nftables table (family inet) it lives in: each daemon has its own (default qosd_tc) */
+  table?: string;
 }
-export const emptyState = (): TcState => ({ devs: new Map(), flows: new Map(), filters: new Map() });
+export const emptyState = (table?: string): TcState => ({ devs: new Map(), flows: new Map(), filters: new Map(), ...(table ? { table } : {}) });
 
 /** Ids of flows and filters, and minor class numbers: a flow's HTB class is HANDLE:(0x10+id). */
 export const MAX_FLOW_ID = 0xffff - 0x10;

@@ -88,8 +88,8 @@ function bestEffortRate(state: TcState, i: TcInterface): number {
   return Math.max(reservedRate(i), i.rate - reservedBy(state, i.dev) - reservedRate(i));
 }
 
+/** The table's name unless the daemon gives another (qos daemon --nft-table NAME: NAME_tc). */
 export const TABLE = 'qosd_tc';
-const T = `inet ${TABLE}`;
 const KEY4 = 'ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service';
 const KEY6 = 'ipv6_addr . ipv6_addr . inet_proto . inet_service . inet_service';
 const LOOKUP4 = 'ip saddr . ip daddr . meta l4proto . th sport . th dport';
@@ -129,7 +129,7 @@ function flowClass(f: TcFlow, i: TcInterface, verb: 'add' | 'change'): string[] 
   return out;
 }
 
-function flowChain(f: TcFlow, i: TcInterface): string[] {
+function flowChain(f: TcFlow, i: TcInterface, T: string): string[] {
   const c = `${T} flow_${f.id}`;
   const { conforming } = flowMarks(f, i);
   const p = policer(f);
@@ -141,7 +141,7 @@ function flowChain(f: TcFlow, i: TcInterface): string[] {
   return out;
 }
 
-function devInstall(state: TcState, i: TcInterface): { tc: string[]; nft: string[] } {
+function devInstall(state: TcState, i: TcInterface, T: string): { tc: string[]; nft: string[] } {
   const link = bits(i.rate), res = bits(reservedRate(i));
   const tc = [
     `qdisc add dev ${i.dev} root handle ${HANDLE}: htb default 2`,
@@ -185,6 +185,7 @@ function qosMap(i: TcInterface, entries: Array<[number, number]>): string[][] {
  * new slot. */
 export function planChange(before: TcState, after: TcState): TcPlan {
   const plan: TcPlan = { tc: [], nft: [], ip: [], dot1p: [] };
+  const T = `inet ${after.table ?? before.table ?? TABLE}`;
   if (!after.devs.size) {
     if (before.devs.size) plan.nft.push(`delete table ${T}`);
     for (const i of before.devs.values()) {
@@ -228,7 +229,7 @@ export function planChange(before: TcState, after: TcState): TcPlan {
     if (tags(i)) plan.dot1p.push({ op: 'detach', dev: i.dev });
   }
   for (const i of fresh) {
-    const d = devInstall(after, i);
+    const d = devInstall(after, i, T);
     plan.tc.push(...d.tc);
     plan.nft.push(...d.nft.filter((l) => !l.startsWith(`add rule ${T} post `)));
     if (tags(i)) plan.dot1p.push({ op: 'attach', dev: i.dev });
@@ -263,10 +264,10 @@ export function planChange(before: TcState, after: TcState): TcPlan {
     if (g && sameFlow(g, f, b!, i)) continue;
     if (!g) {
       plan.tc.push(...flowClass(f, i, 'add'));
-      plan.nft.push(`add chain ${T} flow_${id}`, ...flowChain(f, i));
+      plan.nft.push(`add chain ${T} flow_${id}`, ...flowChain(f, i, T));
     } else {
       plan.tc.push(...flowClass(f, i, 'change'));
-      plan.nft.push(`flush chain ${T} flow_${id}`, ...flowChain(f, i));
+      plan.nft.push(`flush chain ${T} flow_${id}`, ...flowChain(f, i, T));
     }
     pcp(i, 0x10 + id, flowMarks(f, i).conforming.pcp);
     changedDevs.add(i.dev);
@@ -282,7 +283,7 @@ export function planChange(before: TcState, after: TcState): TcPlan {
     if (before.filters.get(id) === f && !fresh.includes(i)) continue;
     plan.nft.push(`add element ${T} ${mapName(i, f.family, isExact(f))} { ${filterKey(f)} : goto flow_${f.flow} }`);
   }
-  if (rewritePost) for (const i of after.devs.values()) plan.nft.push(...devInstall(after, i).nft.filter((l) => l.startsWith(`add rule ${T} post `)));
+  if (rewritePost) for (const i of after.devs.values()) plan.nft.push(...devInstall(after, i, T).nft.filter((l) => l.startsWith(`add rule ${T} post `)));
   for (const [i, entries] of vlan) plan.ip.push(...qosMap(i, entries));
   for (const [i, entries] of tagged) if (tags(i)) plan.dot1p.push({ op: 'map', dev: i.dev, entries });
   return plan;
