@@ -134,7 +134,7 @@ export class Daemon {
         name: 'tc',
         start: async () => { await tc.start(); followFlows!(policy.doc); },
         stop: async () => { unsubscribe?.(); await tc.stop(); },
-        status: () => ({ tc: { interfaces: tc.current.devs.size, flows: tc.current.flows.size, filters: tc.current.filters.size, changes_applied: tc.applied, sockets_attached: attach.attachedTotal, sockets_not_attached: attach.failed } }),
+        status: () => ({ tc: { interfaces: tc.current.devs.size, flows: tc.current.flows.size, filters: tc.current.filters.size, changes_applied: tc.applied, sockets_attached: attach.attachedTotal, sockets_not_attached: attach.failed, sockets_over_user_bound: attach.overLimit } }),
         routes: tcRoutes(tc),
       });
     }

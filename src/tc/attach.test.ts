@@ -62,3 +62,23 @@ test('attach: a decided socket gets a flow and an exact filter; a second socket 
   assert.equal(tc.current.flows.size, 0);
   assert.equal(a.attachedTotal, 2);
 });
+
+test('attach: a user past their bound of flows gets no more, and others are not held back', async () => {
+  const tc = new TrafficControl(fakeRunner());
+  const a = new TcAttach(tc, { tuple: (pid, fd) => ({ family: 4, proto: 'udp', src: '10.0.0.1', sport: pid * 10 + fd, dst: '10.0.0.2', dport: 5201 }), route: async () => 'eth0' }, undefined, { flowsPerUser: 2, socketsPerUser: 3 });
+  const decision = { tc: tcRequestOf({ template: 'G711' }) };
+  const until = async (cond: () => boolean) => { for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5)); assert.ok(cond()); };
+  const mine = [1, 2, 3, 4].map((pid) => ({ ...flow(pid, 3), uid: 1000 }));
+  for (const f of mine) a.onEvent({ kind: 'decided', flow: f, decision, rule: 'r' });
+  await until(() => a.attachedTotal + a.overLimit + a.failed === 4);
+  assert.equal(tc.current.flows.size, 2, 'two flows for uid 1000, each a process of its own');
+  assert.equal(a.overLimit, 2);
+  const theirs = { ...flow(9, 3), uid: 1001 };
+  a.onEvent({ kind: 'decided', flow: theirs, decision, rule: 'r' });
+  await until(() => tc.current.flows.size === 3);
+  // a flow that goes gives its user the room back
+  a.onEvent({ kind: 'closed', flow: mine[0]!, why: 'exit' });
+  await until(() => tc.current.flows.size === 2);
+  a.onEvent({ kind: 'decided', flow: mine[3]!, decision, rule: 'r' });
+  await until(() => tc.current.flows.size === 3);
+});

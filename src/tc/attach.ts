@@ -34,18 +34,32 @@ export interface SocketLookup {
 /** Tries after a decision: the agent connects only once it has the answer. */
 const RETRY_MS = [2, 5, 10, 20, 50, 100, 200, 400, 800, 1600];
 
-interface Group { key: string; flowId: number; sockets: Set<string> }
+interface Group { key: string; uid: number; flowId: number; sockets: Set<string> }
 interface Attached { group: Group; filterId: number }
+
+/** What one user's programs may hold (every local user may be hostile: one user's sockets
+ * must not take the flows, filters or link rate others' policy gives them). */
+export interface AttachLimits { flowsPerUser: number; socketsPerUser: number }
+export const DEFAULT_ATTACH_LIMITS: AttachLimits = { flowsPerUser: 32, socketsPerUser: 256 };
 
 export class TcAttach {
   private readonly attached = new Map<string, Attached>();
   private readonly pending = new Map<string, Flow>();
   private readonly groups = new Map<string, Group>();
-  /** how many sockets got a filter, and how many could not */
+  /** per uid: flows held, and sockets attached or on their way */
+  private readonly users = new Map<number, { flows: number; sockets: number }>();
+  /** how many sockets got a filter, how many could not, and how many a user's bound left out */
   attachedTotal = 0;
   failed = 0;
+  overLimit = 0;
 
-  constructor(private readonly tc: TrafficControl, private readonly lookup: SocketLookup = procLookup, private readonly log?: Logger) {}
+  constructor(private readonly tc: TrafficControl, private readonly lookup: SocketLookup = procLookup, private readonly log?: Logger, private readonly limits: AttachLimits = DEFAULT_ATTACH_LIMITS) {}
+
+  private user(uid: number): { flows: number; sockets: number } {
+    let u = this.users.get(uid);
+    if (!u) this.users.set(uid, (u = { flows: 0, sockets: 0 }));
+    return u;
+  }
 
   /** The flow-event subscriber. */
   readonly onEvent = (e: FlowEvent): void => {
@@ -60,51 +74,82 @@ export class TcAttach {
     if (e.kind !== 'decided') return;
     const want = e.decision?.tc;
     if (!want || !f.remote || (f.proto !== 'tcp' && f.proto !== 'udp') || this.attached.has(key) || this.pending.get(key) === f) return;
+    const u = this.user(f.uid);
+    if (u.sockets >= this.limits.socketsPerUser) { this.overLimit++; return; }
+    u.sockets++;
     this.pending.set(key, f);
-    void this.attach(key, f, want, e.rule ?? '-');
+    void this.attach(key, f, want, e.rule ?? '-').then((ok) => { if (!ok) this.release(f.uid, 'sockets'); });
   };
 
-  private async attach(key: string, f: Flow, want: TcRequest, rule: string): Promise<void> {
+  private release(uid: number, what: 'sockets' | 'flows'): void {
+    const u = this.users.get(uid);
+    if (!u) return;
+    u[what]--;
+    if (!u.flows && !u.sockets) this.users.delete(uid);
+  }
+
+  /** Whether the socket got its filter (or is being detached: its count goes there). */
+  private async attach(key: string, f: Flow, want: TcRequest, rule: string): Promise<boolean> {
     let tuple: FiveTuple | null = null;
     for (const ms of RETRY_MS) {
       await new Promise((r) => setTimeout(r, ms));
-      if (this.pending.get(key) !== f) return; // closed meanwhile
+      if (this.pending.get(key) !== f) return false; // closed meanwhile
       tuple = this.lookup.tuple(f.pid, f.fd, f.proto as 'tcp' | 'udp');
       if (tuple) break;
     }
     try {
       if (!tuple) throw new Error('its local address never appeared (not connected, or gone)');
       const dev = await this.lookup.route(tuple.dst, tuple.src);
-      if (this.pending.get(key) !== f) return;
+      if (this.pending.get(key) !== f) return false;
       const gkey = `${f.pid}/${rule}/${dev}`;
       let g = this.groups.get(gkey);
       if (!g) {
-        const flow = await this.tc.addFlow({ dev, flowspec: want.spec, mode: want.mode, name: `${rule}`.slice(0, 64).replace(/[^\w.-]/g, '_'), proto: tuple.proto, ipv6: tuple.family === 6 }, false,
-          { kind: 'policy', pid: f.pid, fd: f.fd, rule }) as { id: number };
-        g = { key: gkey, flowId: flow.id, sockets: new Set() };
+        const u = this.user(f.uid);
+        if (u.flows >= this.limits.flowsPerUser) { this.pending.delete(key); this.overLimit++; return false; }
+        u.flows++;
+        let flow: { id: number };
+        try {
+          flow = await this.tc.addFlow({ dev, flowspec: want.spec, mode: want.mode, name: `${rule}`.slice(0, 64).replace(/[^\w.-]/g, '_'), proto: tuple.proto, ipv6: tuple.family === 6 }, false,
+            { kind: 'policy', pid: f.pid, fd: f.fd, rule }) as { id: number };
+        } catch (e) {
+          this.release(f.uid, 'flows');
+          throw e;
+        }
+        g = { key: gkey, uid: f.uid, flowId: flow.id, sockets: new Set() };
         this.groups.set(gkey, g);
       }
       g.sockets.add(key);
       const filter = await this.tc.addFilter({ flow: g.flowId, family: tuple.family, src: tuple.src, dst: tuple.dst, proto: tuple.proto, sport: tuple.sport, dport: tuple.dport }) as { id: number };
       const a = { group: g, filterId: filter.id };
-      if (this.pending.get(key) !== f) { await this.detach(key, a); return; }
+      if (this.pending.get(key) !== f) { await this.detach(key, a); return true; }
       this.pending.delete(key);
       this.attached.set(key, a);
       this.attachedTotal++;
       this.log?.debug({ pid: f.pid, fd: f.fd, flow: g.flowId, filter: filter.id, dev, ...tuple }, 'socket attached to a traffic-control flow');
+      return true;
     } catch (e) {
       if (this.pending.get(key) === f) this.pending.delete(key);
       this.failed++;
       this.log?.warn({ pid: f.pid, fd: f.fd, rule, err: (e as Error).message }, 'cannot put the socket in a traffic-control flow');
+      // the socket leaves the group it joined without a filter; a group left empty goes
+      for (const g of this.groups.values()) {
+        if (!g.sockets.delete(key) || g.sockets.size) continue;
+        this.groups.delete(g.key);
+        this.release(g.uid, 'flows');
+        await this.tc.deleteFlow(g.flowId).catch(() => undefined);
+      }
+      return false;
     }
   }
 
   private async detach(key: string, a: Attached): Promise<void> {
+    this.release(a.group.uid, 'sockets');
     try {
       a.group.sockets.delete(key);
       await this.tc.deleteFilter(a.filterId).catch(() => undefined); // (gone with its flow, or the interface)
       if (a.group.sockets.size === 0 && this.groups.get(a.group.key) === a.group) {
         this.groups.delete(a.group.key);
+        this.release(a.group.uid, 'flows');
         await this.tc.deleteFlow(a.group.flowId);
       }
     } catch (e) {
