@@ -31,6 +31,7 @@ import { packageOf } from '../prerequisites.js';
 import type { Target } from './agent.js';
 import { iperf, NamespacePair } from './netpair.js';
 import { errorPct, exactFilter, roundOrder, spread, steadyRate, type Condition, type Spread } from './tc-figures.js';
+import { CBR_PAYLOAD, CBR_PROGRAM } from '../tc/cbr.js';
 
 export interface TcBenchOptions {
   /** the two sizes of the flow set */
@@ -68,7 +69,7 @@ const END_PORT = 6009;
 const LINK_RATE = '100Gbit';
 /** each benchmark flow's TokenRate: 10,000 of them reserve 10 Gb/s of the 100 */
 const FLOW_RATE = '1Mbit';
-const PAYLOAD = 1000;
+const PAYLOAD = CBR_PAYLOAD;
 /** every flow's TokenBucketSize, bytes (Guaranteed needs one; the e2e test's) */
 const BUCKET = 10_000;
 const SHAPE_SENT_BPS = 5e6;
@@ -82,21 +83,6 @@ export function tcBenchUnavailable(): string | null {
   return null;
 }
 
-/** A constant-bit-rate UDP sender (the one of src/e2e/tc.test.ts): datagrams of PAYLOAD bytes at
- * bps of payload on an absolute schedule (a late wake-up sends what it owes at once); prints
- * how many it sent. */
-const CBR = `import socket, struct, sys, time
-dst, port, bps, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-gap = ${PAYLOAD} * 8 / bps
-n = int(secs / gap)
-t0 = time.time() + 0.05
-for k in range(n):
-    d = t0 + k * gap - time.time()
-    if d > 0: time.sleep(d)
-    s.sendto(struct.pack('!Id', k, time.time()).ljust(${PAYLOAD}, b'x'), (dst, port))
-print(n)
-`;
 /** Reads and drops datagrams to the ports given. */
 const SINK = `import select, socket, sys
 socks = []
@@ -222,7 +208,7 @@ export async function benchTc(o: TcBenchOptions): Promise<TcBenchResult> {
       const cap = start(['tcpdump', '-i', pair.serverDev, '--immediate-mode', '-B', '65536', '-U', '-n', '-w', file, `udp and (dst port ${SHAPE_PORT} or dst port ${END_PORT})`], { netns: pair.server, name: 'tcpdump', stdio: ['ignore', 'ignore', 'pipe'] });
       procs.push(cap);
       await cap.until('listening on', 60_000);
-      runSync(['python3', '-c', CBR, pair.serverIp, String(SHAPE_PORT), String(SHAPE_SENT_BPS), String(o.seconds)], { netns: pair.client, timeoutMs: (o.seconds + 60) * 1000 });
+      runSync(['python3', '-c', CBR_PROGRAM, pair.serverIp, String(SHAPE_PORT), String(SHAPE_SENT_BPS), String(o.seconds)], { netns: pair.client, timeoutMs: (o.seconds + 60) * 1000 });
       // the flow's queue holds at most its Latency (100 ms) at its rate: let it drain, then
       // send end marks (unshaped) until the capture has written one
       await sleep(300);

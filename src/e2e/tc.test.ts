@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { callJson } from '../daemon/admin-client.js';
+import { CBR_PAYLOAD, CBR_PROGRAM } from '../tc/cbr.js';
 import { QOS, requireE2e, sh, TestDaemon, Testbed, waitFor } from './harness.js';
 
 requireE2e('python3');
@@ -23,29 +24,14 @@ const POLICY = `rules:
 `;
 /** nogroup may use the admin API, so that a non-root caller reaches the tc routes' own check */
 const DAEMON_ARGS = ['--kernel', 'off', '--admin-group', '65534'];
-const PAYLOAD = 1000;
+const PAYLOAD = CBR_PAYLOAD;
 const qos = (...args: string[]) => sh([process.execPath, QOS, 'tc', ...args, '--admin', daemon.admin], { timeout: 120_000 });
 const api = <T>(method: string, path: string, body?: unknown) => callJson<T>(daemon.admin, method, path, body, 60_000);
 const inClient = (...argv: string[]) => sh(['ip', 'netns', 'exec', tb.client, ...argv]).stdout;
 
-/** A constant-bit-rate UDP sender: datagrams of PAYLOAD bytes, each starting with its sequence
- * number and send time, at bps of payload, on an absolute schedule (a late wake-up sends the
- * datagrams it owes at once, as a CBR source does). */
-const CBR = `import socket, struct, sys, time
-dst, port, bps, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-gap = ${PAYLOAD} * 8 / bps
-n = int(secs / gap)
-t0 = time.time() + 0.05
-for k in range(n):
-    d = t0 + k * gap - time.time()
-    if d > 0: time.sleep(d)
-    s.sendto(struct.pack('!Id', k, time.time()).ljust(${PAYLOAD}, b'x'), (dst, port))
-print(n)
-`;
 
 function cbr(port: number, bps: number, secs: number, dst = tb.serverIp): number {
-  const r = sh(['ip', 'netns', 'exec', tb.client, 'python3', '-c', CBR, dst, String(port), String(bps), String(secs)], { timeout: 120_000 });
+  const r = sh(['ip', 'netns', 'exec', tb.client, 'python3', '-c', CBR_PROGRAM, dst, String(port), String(bps), String(secs)], { timeout: 120_000 });
   assert.equal(r.status, 0, r.stderr);
   return Number(r.stdout.trim());
 }
@@ -160,7 +146,7 @@ test('borrow: alone the flow uses the idle link, the excess demoted to CS1; agai
   // now an unfiltered sender saturates the link (12 Mb/s into 10): best effort at prio 4,
   // above the demoted class; the flow keeps its 2 Mb/s
   cap = await tb.capture('udp port 6003');
-  const competitor = tb.start(['python3', '-c', CBR, tb.serverIp, '6004', '12e6', '6'], tb.client);
+  const competitor = tb.start(['python3', '-c', CBR_PROGRAM, tb.serverIp, '6004', '12e6', '6'], tb.client);
   await waitFor('the competing sender', () => competitor.pid !== undefined);
   cbr(6003, 5e6, 3);
   a = (await arrivals(cap)).filter((x) => x.port === 6003);

@@ -1,0 +1,20 @@
+/* A constant-bit-rate UDP sender, for the traffic-control tests and `qos bench tc`: a Python
+ * program run as `python3 -c CBR_PROGRAM DST PORT BPS SECONDS`. Datagrams of CBR_PAYLOAD bytes,
+ * each starting with its sequence number and send time (struct '!Id'), at BPS of payload on an
+ * absolute schedule (a late wake-up sends the datagrams it owes at once, as a CBR source does);
+ * it prints how many it sent. */
+
+export const CBR_PAYLOAD = 1000;
+
+export const CBR_PROGRAM = `import socket, struct, sys, time
+dst, port, bps, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+gap = ${CBR_PAYLOAD} * 8 / bps
+n = int(secs / gap)
+t0 = time.time() + 0.05
+for k in range(n):
+    d = t0 + k * gap - time.time()
+    if d > 0: time.sleep(d)
+    s.sendto(struct.pack('!Id', k, time.time()).ljust(${CBR_PAYLOAD}, b'x'), (dst, port))
+print(n)
+`;
