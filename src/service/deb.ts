@@ -30,8 +30,9 @@ export const PACKAGED_EXEC_START = ['/usr/bin/qos', 'daemon'];
  * and daemon (/usr/bin/node, as the nodejs package installs it), nftables for the kernel
  * rules, procps for the unit's ExecReload (/bin/kill). */
 const DEPENDS = ['nodejs (>= 20)', 'nftables', 'procps'];
-/** tclsh8.6 runs Safe Tcl policy scripts; ss (iproute2) serves qos characterize --app. */
-const RECOMMENDS = ['tcl8.6', 'iproute2'];
+/** tclsh8.6 runs Safe Tcl policy scripts; ss (iproute2) serves qos characterize --app, and
+ * tc, ip and bpftool host traffic control (its 802.1p tagger). */
+const RECOMMENDS = ['tcl8.6', 'iproute2', 'bpftool'];
 /** qos characterize --live, qos bench and qos demo. */
 const SUGGESTS = ['tcpdump', 'tshark', 'iperf3'];
 
@@ -102,6 +103,7 @@ function stageFiles(root: string, pkg: string, date: string): void {
   copy(join(root, 'agent/build/libqosagent.so'), join(lib, 'agent/build/libqosagent.so'));
   for (const f of files(join(root, 'agent/build/bench'))) copy(join(root, 'agent/build/bench', f), join(lib, 'agent/build/bench', f));
   copy(join(root, 'native/build/peercred.node'), join(lib, 'native/build/peercred.node'));
+  copy(join(root, 'bpf/build/dot1p.bpf.o'), join(lib, 'bpf/build/dot1p.bpf.o'));
   for (const f of ['tcl-host.tcl', 'SprintLib.tcl']) copy(join(root, 'src/script', f), join(lib, 'src/script', f));
 
   const debian = join(root, 'src/service/debian');
@@ -141,7 +143,8 @@ function normaliseModes(pkg: string): void {
 
 /** What dpkg-shlibdeps says the ELF files need (libc6 with its version). */
 function sharedLibraryDepends(stage: string, pkg: string): string[] {
-  const elf = files(pkg).filter((f) => readFileSync(join(pkg, f)).subarray(0, 4).equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46])));
+  // (a BPF object is ELF too, for the kernel: no shared library to depend on)
+  const elf = files(pkg).filter((f) => !f.endsWith('.bpf.o') && readFileSync(join(pkg, f)).subarray(0, 4).equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46])));
   writeFileSync(join(stage, 'debian/control'), `Source: ${PACKAGE_NAME}\n\nPackage: ${PACKAGE_NAME}\nArchitecture: any\n`);
   const out = tool(['dpkg-shlibdeps', '-O', ...elf.map((f) => join(relative(stage, pkg), f))], 'dpkg-dev', { cwd: stage });
   const m = /^shlibs:Depends=(.*)$/m.exec(out);
