@@ -21,6 +21,9 @@ const POLICY = `rules:
   - name: video
     match: { exe: "*iperf3*", proto: udp }
     action: { dscp: AF41, template: H263CIF, service: guaranteed }
+  - name: voice
+    match: { exe: "*python3*", remote_port: 6030 }
+    action: { template: G711, service: guaranteed }
 `;
 /** nogroup may use the admin API, so that a non-root caller reaches the tc routes' own check */
 const DAEMON_ARGS = ['--kernel', 'off', '--admin-group', '65534'];
@@ -180,6 +183,22 @@ test('802.1p in priority tags, with the interface\'s marks overridden (conformin
   assert.doesNotMatch(inClient('tc', 'filter', 'show', 'dev', dev, 'egress'), /qosd_dot1p/, 'the tagger is gone with --dot1p off');
 });
 
+test('IPv6: a filter on a v6 prefix puts the datagrams in the flow, marked in the traffic class', async () => {
+  const f = await api<{ id: number }>('POST', '/v1/tc/flows', { dev, flowspec: { TokenRate: '1Mbit', TokenBucketSize: 10_000 }, service: 'network-control' });
+  const net6 = `${tb.serverIp6.replace(/::2$/, '::')}/64`;
+  const filter = await api<{ family: number }>('POST', '/v1/tc/filters', { flow: f.id, dst: net6, proto: 'udp', dport: '6020-6021' });
+  assert.equal(filter.family, 6);
+  const cap = await tb.capture('udp port 6020 or udp port 6022');
+  const sent = cbr(6020, 0.5e6, 1, tb.serverIp6);
+  cbr(6022, 0.5e6, 0.5, tb.serverIp6); // outside the filter's ports
+  const pkts = (await cap.packets()).filter((p) => p.ipv6);
+  const inFlow = pkts.filter((p) => p.dstPort === 6020), outside = pkts.filter((p) => p.dstPort === 6022);
+  assert.equal(inFlow.length, sent);
+  assert.deepEqual([...new Set(inFlow.map((p) => p.dscp))], [48], 'NetworkControl: CS6');
+  assert.deepEqual([...new Set(outside.map((p) => p.dscp))], [0]);
+  assert.equal(qos('del-flow', String(f.id)).status, 0);
+});
+
 test('bad input: a clear error and nothing changed in tc or nft', async () => {
   const before = tcState();
   const cases: Array<[string[], RegExp, number]> = [
@@ -277,4 +296,24 @@ test('an unmodified iperf3 -u under qos run gets a flow and an exact filter by p
   const rate = ((mid.length - 1) * (PAYLOAD + 28)) / (mid[mid.length - 1]!.at - mid[0]!.at);
   t.diagnostic(`iperf3: flow ${flow.id} at ${flow.rate} B/s, arrived at ${rate.toFixed(0)} B/s (${a.length} datagrams in the flow, ${first} before it)`);
   assert.ok(Math.abs(rate / flow.rate - 1) <= 0.05, `shaped to ${flow.rate} B/s, arrived at ${rate.toFixed(0)} B/s`);
+});
+
+test('an unconnected UDP socket under qos run gets its flow at its first sendto: a filter on its destination and local port', async () => {
+  const code = `import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+t0 = time.time()
+while time.time() - t0 < 1.5:
+    s.sendto(b'x' * 160, ('${tb.serverIp}', 6030))
+    time.sleep(0.02)
+print(s.getsockname()[1])`;
+  const prog = tb.start(daemon.run('python3', '-c', code), tb.client);
+  let out = '';
+  prog.stdout!.on('data', (d: Buffer) => (out += d));
+  type F = { flow: number; exact: boolean; src: string; sport: string; dst: string; dport: string };
+  let filters: F[] = [];
+  await waitFor('the sender\'s filter', async () => (filters = await api<F[]>('GET', '/v1/tc/filters')).length > 0);
+  await new Promise<void>((resolve) => { if (prog.exitCode !== null) resolve(); else prog.once('exit', () => resolve()); });
+  assert.equal(prog.exitCode, 0);
+  assert.deepEqual(filters.map((f) => ({ src: f.src, sport: f.sport, dst: f.dst, dport: f.dport })), [{ src: '*', sport: out.trim(), dst: tb.serverIp, dport: '6030' }]);
+  await waitFor('the flow to go with the process', async () => (await api<{ flows: unknown[] }>('GET', '/v1/tc')).flows.length === 0);
 });

@@ -16,6 +16,9 @@ test('/proc/net addresses and the line of a socket\'s inode', () => {
   13: 0100000A:0000 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4243 2 0000000000000000 0`;
   assert.deepEqual(tupleFromProcNet(udp, '4242', 'udp'), { family: 4, proto: 'udp', src: '10.0.0.1', sport: 0xd431, dst: '10.0.0.2', dport: 5201 });
   assert.equal(tupleFromProcNet(udp, '4243', 'udp'), null, 'not connected yet');
+  // unconnected, after a sendto to 10.0.0.9:53 from port 0xd432 of any address
+  const sent = udp.replace('0100000A:0000 00000000:0000', '00000000:D432 00000000:0000');
+  assert.deepEqual(tupleFromProcNet(sent, '4243', 'udp', { address: '::ffff:10.0.0.9', port: 53 }), { family: 4, proto: 'udp', src: '*', sport: 0xd432, dst: '10.0.0.9', dport: 53 });
   assert.equal(tupleFromProcNet(udp, '9', 'udp'), null);
 });
 

@@ -20,14 +20,15 @@ import type { FlowEvent } from '../daemon/flow-events.js';
 import type { TrafficControl } from './control.js';
 import type { TcRequest } from './request.js';
 
-/** Where a socket is: what the filter needs. */
+/** Where a socket is: what the filter needs (src '*': an unconnected socket bound to any address). */
 export interface FiveTuple { family: 4 | 6; proto: 'tcp' | 'udp'; src: string; sport: number; dst: string; dport: number }
 
 /** How attach learns what the kernel knows of a socket and of routes (tests may fake it). */
 export interface SocketLookup {
-  /** the socket's 5-tuple once connected (local port assigned), or null if not yet */
-  tuple(pid: number, fd: number, proto: 'tcp' | 'udp'): FiveTuple | null;
-  /** the interface packets to dst leave by */
+  /** the socket's 5-tuple once connected (local port assigned), or null if not yet; an
+   * unconnected socket's is the destination it sent to (`to`) from its local port */
+  tuple(pid: number, fd: number, proto: 'tcp' | 'udp', to: { address: string; port: number }): FiveTuple | null;
+  /** the interface packets to dst leave by (from src, or any local address: '*') */
   route(dst: string, src: string): Promise<string>;
 }
 
@@ -94,7 +95,7 @@ export class TcAttach {
     for (const ms of RETRY_MS) {
       await new Promise((r) => setTimeout(r, ms));
       if (this.pending.get(key) !== f) return false; // closed meanwhile
-      tuple = this.lookup.tuple(f.pid, f.fd, f.proto as 'tcp' | 'udp');
+      tuple = this.lookup.tuple(f.pid, f.fd, f.proto as 'tcp' | 'udp', f.remote!);
       if (tuple) break;
     }
     try {
@@ -169,22 +170,26 @@ export function procAddress(hex: string): string {
   return g.join(':');
 }
 
-/** The line of /proc/PID/net/FILE whose inode is `inode`, as a 5-tuple with the local port set. */
-export function tupleFromProcNet(text: string, inode: string, proto: 'tcp' | 'udp'): FiveTuple | null {
+/** The line of /proc/PID/net/FILE whose inode is `inode`, as a 5-tuple with the local port set;
+ * for a UDP socket not connected, with `to` (where its first sendto went) as the remote end. */
+export function tupleFromProcNet(text: string, inode: string, proto: 'tcp' | 'udp', to?: { address: string; port: number }): FiveTuple | null {
   for (const line of text.split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
     if (f[9] !== inode) continue;
     const [la, lp] = f[1]!.split(':'), [ra, rp] = f[2]!.split(':');
-    const sport = parseInt(lp!, 16), dport = parseInt(rp!, 16);
+    const sport = parseInt(lp!, 16);
+    let dport = parseInt(rp!, 16), dst = procAddress(ra!);
+    if (!dport && proto === 'udp' && to) { dport = to.port; dst = to.address.replace(/^::ffff:(?=\d+\.)/i, ''); }
     if (!sport || !dport) return null; // not bound or not connected yet
-    const src = procAddress(la!), dst = procAddress(ra!);
+    let src = procAddress(la!);
+    if (src === '0.0.0.0' || /^[0:]+$/.test(src)) src = '*';
     return { family: isIPv4(dst) ? 4 : 6, proto, src, sport, dst, dport };
   }
   return null;
 }
 
 export const procLookup: SocketLookup = {
-  tuple(pid, fd, proto) {
+  tuple(pid, fd, proto, to) {
     let link: string;
     try { link = readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return null; }
     const m = /^socket:\[(\d+)\]$/.exec(link);
@@ -192,13 +197,13 @@ export const procLookup: SocketLookup = {
     for (const file of [proto, `${proto}6`]) {
       let text: string;
       try { text = readFileSync(`/proc/${pid}/net/${file}`, 'utf8'); } catch { continue; }
-      const t = tupleFromProcNet(text, m[1]!, proto);
+      const t = tupleFromProcNet(text, m[1]!, proto, to);
       if (t) return t;
     }
     return null;
   },
   async route(dst, src) {
-    const r = await run(['ip', '-j', 'route', 'get', dst, 'from', src], { code: 'QOS_ERR_KERNEL', pkg: 'iproute2' });
+    const r = await run(['ip', '-j', 'route', 'get', dst, ...(src === '*' ? [] : ['from', src])], { code: 'QOS_ERR_KERNEL', pkg: 'iproute2' });
     const dev = (JSON.parse(r.stdout) as Array<{ dev?: string }>)[0]?.dev;
     if (!dev) throw new Error(`no route to ${dst}`);
     return dev;

@@ -1,5 +1,5 @@
 /* A constant-bit-rate UDP sender, for the traffic-control tests and `qos bench tc`: a Python
- * program run as `python3 -c CBR_PROGRAM DST PORT BPS SECONDS`. Datagrams of CBR_PAYLOAD bytes,
+ * program run as `python3 -c CBR_PROGRAM DST PORT BPS SECONDS` (DST an IPv4 or IPv6 address). Datagrams of CBR_PAYLOAD bytes,
  * each starting with its sequence number and send time (struct '!Id'), at BPS of payload on an
  * absolute schedule (a late wake-up sends the datagrams it owes at once, as a CBR source does);
  * it prints how many it sent. */
@@ -8,13 +8,14 @@ export const CBR_PAYLOAD = 1000;
 
 export const CBR_PROGRAM = `import socket, struct, sys, time
 dst, port, bps, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+fam, _, _, _, addr = socket.getaddrinfo(dst, port, 0, socket.SOCK_DGRAM)[0]
+s = socket.socket(fam, socket.SOCK_DGRAM)
 gap = ${CBR_PAYLOAD} * 8 / bps
 n = int(secs / gap)
 t0 = time.time() + 0.05
 for k in range(n):
     d = t0 + k * gap - time.time()
     if d > 0: time.sleep(d)
-    s.sendto(struct.pack('!Id', k, time.time()).ljust(${CBR_PAYLOAD}, b'x'), (dst, port))
+    s.sendto(struct.pack('!Id', k, time.time()).ljust(${CBR_PAYLOAD}, b'x'), addr)
 print(n)
 `;

@@ -51,6 +51,9 @@ test('a change touches only what changed; identical states plan nothing', () => 
   assert.ok(shape.tc.some((l) => /^class change .* classid d5c:11 /.test(l)));
   assert.ok(shape.tc.some((l) => /^qdisc replace dev eth0 parent d5c:11 bfifo limit \d+$/.test(l)));
   assert.ok(!shape.nft.some((l) => l.includes('limit rate over')), 'shape mode does not police: the shaper makes every packet conform');
+  // with a peak rate, a TBF holds the flow to it: its bucket at the token rate, its peak bucket one frame
+  const peak = planChange(a, state([d], [{ ...f1, mode: 'shape', spec: parseFlowSpec({ TokenRate: '1Mbit', TokenBucketSize: '10kB', PeakBandwidth: '2Mbit', Latency: '50ms' }) }]));
+  assert.ok(peak.tc.includes('qdisc replace dev eth0 parent d5c:11 tbf rate 1000000bit burst 10000 peakrate 2000000bit minburst 1514 limit 16250'), peak.tc.join('\n'));
 });
 
 test('a flow goes with its filters first; the last flow\'s removal keeps the interface; removing all deletes table and root', () => {
