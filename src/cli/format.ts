@@ -36,7 +36,15 @@ export function formatStatus(s: Rec): string {
     `flows        ${s.flows}`,
     `decisions    ${s.decisions_total}`,
     ...(s.kernel ? formatKernel(s.kernel as Rec) : []),
+    ...(s.tc ? [formatTc(s.tc as Rec)] : []),
   ].join('\n');
+}
+
+/** Host traffic control: what is under it, and the sockets policy put in flows. */
+function formatTc(t: Rec): string {
+  const policy = Number(t.sockets_attached) || Number(t.sockets_not_attached) || Number(t.sockets_over_user_bound)
+    ? `; sockets by policy ${t.sockets_attached} attached, ${t.sockets_not_attached} not, ${t.sockets_over_user_bound} past a user's bound` : '';
+  return `tc           ${t.interfaces} interfaces, ${t.flows} flows, ${t.filters} filters (qos tc flows)${policy}`;
 }
 
 /** What the kernel table is, where, and on whom it acts; or why there is none. */

@@ -20,10 +20,10 @@ let dev: string;
 const POLICY = `rules:
   - name: video
     match: { exe: "*iperf3*", proto: udp }
-    action: { dscp: AF41, template: H263CIF, service: guaranteed }
+    action: { template: H263CIF, service: guaranteed }
   - name: voice
     match: { exe: "*python3*", remote_port: 6030 }
-    action: { template: G711, service: guaranteed }
+    action: { dscp: EF, template: G711, service: guaranteed }
 `;
 /** nogroup may use the admin API, so that a non-root caller reaches the tc routes' own check */
 const DAEMON_ARGS = ['--kernel', 'off', '--admin-group', '65534'];
@@ -286,10 +286,10 @@ test('an unmodified iperf3 -u under qos run gets a flow and an exact filter by p
   const out = sh(['tshark', '-r', cap.file, '-Y', `udp.dstport == 5201 && ip.len == ${PAYLOAD + 28}`, '-T', 'fields', '-e', 'frame.time_epoch', '-e', 'ip.dsfield.dscp']).stdout;
   const all = out.split('\n').filter(Boolean).map((l) => { const [at, dscp] = l.split('\t'); return { at: Number(at), dscp: Number(dscp) }; });
   // the datagrams sent before the filter was in place (the flow is made after the connect,
-  // off the decision path) carry the agent's AF41; every later one the flow's mark,
-  // Guaranteed's CS5 (its chain runs after the agent's mark), and arrives at the flow's rate
+  // off the decision path) are unmarked; every later one carries the flow's mark,
+  // Guaranteed's CS5, and arrives at the flow's rate
   const first = all.findIndex((x) => x.dscp === 40);
-  assert.ok(first >= 0 && all.slice(0, first).every((x) => x.dscp === 34) && all.slice(first).every((x) => x.dscp === 40), `DSCPs in order: ${all.map((x) => x.dscp).join(',')}`);
+  assert.ok(first >= 0 && all.slice(0, first).every((x) => x.dscp === 0) && all.slice(first).every((x) => x.dscp === 40), `DSCPs in order: ${all.map((x) => x.dscp).join(',')}`);
   const a = all.slice(first);
   const t0 = a[0]!.at, t1 = a[a.length - 1]!.at, span = t1 - t0;
   const mid = a.filter((x) => x.at >= t0 + span / 5 && x.at <= t1 - span / 5);
@@ -312,8 +312,11 @@ print(s.getsockname()[1])`;
   type F = { flow: number; exact: boolean; src: string; sport: string; dst: string; dport: string };
   let filters: F[] = [];
   await waitFor('the sender\'s filter', async () => (filters = await api<F[]>('GET', '/v1/tc/filters')).length > 0);
+  const flowMark = (await api<{ flows: Array<{ conforming: { dscp: number } }> }>('GET', '/v1/tc')).flows[0]!.conforming.dscp;
   await new Promise<void>((resolve) => { if (prog.exitCode !== null) resolve(); else prog.once('exit', () => resolve()); });
   assert.equal(prog.exitCode, 0);
   assert.deepEqual(filters.map((f) => ({ src: f.src, sport: f.sport, dst: f.dst, dport: f.dport })), [{ src: '*', sport: out.trim(), dst: tb.serverIp, dport: '6030' }]);
+  // the rule's own mark (EF) is the flow's, not Guaranteed's CS5
+  assert.equal(flowMark, 46);
   await waitFor('the flow to go with the process', async () => (await api<{ flows: unknown[] }>('GET', '/v1/tc')).flows.length === 0);
 });

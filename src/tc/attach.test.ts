@@ -51,6 +51,7 @@ test('attach: a decided socket gets a flow and an exact filter; a second socket 
   assert.equal(tc.current.flows.size, 1, 'the second socket joins the process\'s flow');
   const [fl] = tc.current.flows.values();
   assert.deepEqual(fl!.owner, { kind: 'policy', pid: 7, fd: 3, rule: 'video' });
+  assert.equal(fl!.dscp, 34, 'the rule\'s own mark is the flow\'s');
   a.onEvent({ kind: 'closed', flow: f3, why: 'close' });
   await until(() => tc.current.filters.size === 1);
   assert.equal(tc.current.flows.size, 1);

@@ -74,12 +74,15 @@ export class TcAttach {
     }
     if (e.kind !== 'decided') return;
     const want = e.decision?.tc;
+    // the rule's own mark, if it gives one, is the flow's (seed 003's DCLASS), not the service's
     if (!want || !f.remote || (f.proto !== 'tcp' && f.proto !== 'udp') || this.attached.has(key) || this.pending.get(key) === f) return;
     const u = this.user(f.uid);
     if (u.sockets >= this.limits.socketsPerUser) { this.overLimit++; return; }
     u.sockets++;
     this.pending.set(key, f);
-    void this.attach(key, f, want, e.rule ?? '-').then((ok) => { if (!ok) this.release(f.uid, 'sockets'); });
+    const d = e.decision!;
+    const dscp = d.dscp ?? (d.tos !== undefined ? d.tos >> 2 : null);
+    void this.attach(key, f, want, e.rule ?? '-', dscp).then((ok) => { if (!ok) this.release(f.uid, 'sockets'); });
   };
 
   private release(uid: number, what: 'sockets' | 'flows'): void {
@@ -90,7 +93,7 @@ export class TcAttach {
   }
 
   /** Whether the socket got its filter (or is being detached: its count goes there). */
-  private async attach(key: string, f: Flow, want: TcRequest, rule: string): Promise<boolean> {
+  private async attach(key: string, f: Flow, want: TcRequest, rule: string, dscp: number | null): Promise<boolean> {
     let tuple: FiveTuple | null = null;
     for (const ms of RETRY_MS) {
       await new Promise((r) => setTimeout(r, ms));
@@ -110,7 +113,7 @@ export class TcAttach {
         u.flows++;
         let flow: { id: number };
         try {
-          flow = await this.tc.addFlow({ dev, flowspec: want.spec, mode: want.mode, name: `${rule}`.slice(0, 64).replace(/[^\w.-]/g, '_'), proto: tuple.proto, ipv6: tuple.family === 6 }, false,
+          flow = await this.tc.addFlow({ dev, flowspec: want.spec, mode: want.mode, dscp, name: `${rule}`.slice(0, 64).replace(/[^\w.-]/g, '_'), proto: tuple.proto, ipv6: tuple.family === 6 }, false,
             { kind: 'policy', pid: f.pid, fd: f.fd, rule }) as { id: number };
         } catch (e) {
           this.release(f.uid, 'flows');
