@@ -54,14 +54,15 @@ export const integrity = objectCodec<Integrity>({
   },
 });
 
-/** Where the INTEGRITY object's digest is in an encoded message: offset and length, or null. */
+/** Where the INTEGRITY object's digest is in an encoded message (one encode wrote, or decode
+ * accepted): offset and length, or null. */
 export function findDigest(msg: Uint8Array): { at: number; length: number } | null {
   // the common header is 8 bytes; RFC 2747 puts INTEGRITY first, but look at every object
-  const len = (msg[6]! << 8) | msg[7]!;
+  const len = Math.min((msg[6]! << 8) | msg[7]!, msg.length);
   for (let o = 8; o + 4 <= len;) {
     const olen = (msg[o]! << 8) | msg[o + 1]!;
-    if (olen < 4) return null;
-    if (msg[o + 2] === CLASS.INTEGRITY) return { at: o + 20, length: olen - 20 };
+    if (olen < 4 || o + olen > len) return null;
+    if (msg[o + 2] === CLASS.INTEGRITY) return olen > 20 ? { at: o + 20, length: olen - 20 } : null;
     o += olen;
   }
   return null;
@@ -75,19 +76,22 @@ export function keyedDigest(msg: Uint8Array, at: number, length: number, key: Ui
   return createHmac('md5', key).update(copy).digest();
 }
 
-/** Checks an encoded message's INTEGRITY digest with the key its key id names: throws
- * QOS_ERR_RSVP_INTEGRITY when there is no INTEGRITY object, the key is unknown, or the digest differs. */
-export function verifyIntegrity(msg: Uint8Array, keyFor: (keyId: string) => Uint8Array | undefined): { keyId: string; sequence: string } {
+/** Checks a message's INTEGRITY digest with the key its key id names. The message is decoded
+ * first (decode is passed in: message.ts imports this module), so malformed bytes are
+ * QOS_ERR_RSVP_DECODE; QOS_ERR_RSVP_INTEGRITY when there is no INTEGRITY object, the key is
+ * unknown, or the digest differs. */
+export function verifyIntegrityWith(decode: (b: Uint8Array) => { objects: { kind: string }[] }, msg: Uint8Array, keyFor: (keyId: string) => Uint8Array | undefined): { keyId: string; sequence: string } {
+  const m = decode(msg);
+  const obj = m.objects.find((o): o is Integrity => o.kind === 'INTEGRITY');
   const d = findDigest(msg);
-  if (!d) throw new QosError('QOS_ERR_RSVP_INTEGRITY', 'RSVP message has no INTEGRITY object');
-  const keyId = Buffer.from(msg.subarray(d.at - 14, d.at - 8)).toString('hex');
-  const sequence = Buffer.from(msg.subarray(d.at - 8, d.at)).readBigUInt64BE().toString();
+  if (!obj || !d) throw new QosError('QOS_ERR_RSVP_INTEGRITY', 'RSVP message has no INTEGRITY object');
+  const { keyId, sequence } = obj;
   const key = keyFor(keyId);
   if (!key) throw new QosError('QOS_ERR_RSVP_INTEGRITY', `RSVP INTEGRITY, byte ${d.at - 14}: unknown key id ${keyId}`);
   if (d.length !== MD5_DIGEST) throw new QosError('QOS_ERR_RSVP_INTEGRITY', `RSVP INTEGRITY, byte ${d.at}: digest of ${d.length} bytes, HMAC-MD5 gives ${MD5_DIGEST}`);
-  const want = keyedDigest(msg, d.at, d.length, key);
+  const want = keyedDigest(msg.subarray(0, (msg[6]! << 8) | msg[7]!), d.at, d.length, key);
   if (!timingSafeEqual(want, msg.subarray(d.at, d.at + d.length))) {
-    throw new QosError('QOS_ERR_RSVP_INTEGRITY', `RSVP INTEGRITY, byte ${d.at}: keyed digest ${Buffer.from(msg.subarray(d.at, d.at + d.length)).toString('hex')} is not the message's (key id ${keyId})`);
+    throw new QosError('QOS_ERR_RSVP_INTEGRITY', `RSVP INTEGRITY, byte ${d.at}: keyed digest ${obj.digest} is not the message's (key id ${keyId})`);
   }
   return { keyId, sequence };
 }

@@ -9,8 +9,7 @@ import assert from 'node:assert/strict';
 import { QosError } from '../errors.js';
 import { inetChecksum } from '../inet-checksum.js';
 import { assertRoundTrip } from '../protocol/roundtrip.js';
-import { verifyIntegrity } from './integrity.js';
-import { checkOrder, decode, encode, type RsvpMessage, rsvpMessage } from './message.js';
+import { checkOrder, decode, encode, type RsvpMessage, rsvpMessage, verifyIntegrity } from './message.js';
 import { hop4, integrityZero, SAMPLE_MESSAGES_V4, SAMPLE_MESSAGES_V6, session4, tmpl4, tspec } from './samples.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -30,13 +29,13 @@ function throwsRsvp(f: () => unknown, re: RegExp, code = 'QOS_ERR_RSVP_DECODE'):
 }
 
 test('a PathTear worked out by hand: common header, objects, checksum', () => {
-  const m: RsvpMessage = { type: 'PathTear', flags: 0, sendTtl: 64, objects: [session4, hop4] };
+  const m: RsvpMessage = { type: 'PathTear', flags: 0, sendTtl: 64, objects: [session4, { ...hop4, lih: 0 }] };
   // version 1 flags 0, type 5, checksum, send TTL 64, reserved, length 32. The checksum: the
   // 16-bit words sum to 0x1fcd6, folded 0xfcd7, complemented 0x0328 (RFC 2205 section 3.1.1).
-  const want = '1005' + '0328' + '40' + '00' + '0020' + '000c0101c000020a1100138c' + '000c0301c000020100000003';
-  assert.equal(hex(encode({ ...m, objects: [session4, { ...hop4, lih: 0 }] })), want.replace(/00000003$/, '00000000'));
+  const want = '1005' + '0328' + '40' + '00' + '0020' + '000c0101c000020a1100138c' + '000c0301c000020100000000';
+  assert.equal(hex(encode(m)), want);
   // LIH 3 adds 3 to the sum: the checksum is 3 less
-  assert.equal(hex(encode(m)), want.replace('0328', '0325'));
+  assert.equal(hex(encode({ ...m, objects: [session4, hop4] })), want.replace('0328', '0325').replace(/00000000$/, '00000003'));
   assert.deepEqual(decode(bytes(want.replace('0328', '0000'))), m, 'a zero checksum means none was sent');
 });
 
@@ -116,6 +115,13 @@ test('INTEGRITY: a signed message verifies with its key; another key, a changed 
   throwsRsvp(() => verifyIntegrity(changed, keys), /keyed digest/, 'QOS_ERR_RSVP_INTEGRITY');
   throwsRsvp(() => verifyIntegrity(signed, () => undefined), /unknown key id 0000c0000201/, 'QOS_ERR_RSVP_INTEGRITY');
   throwsRsvp(() => verifyIntegrity(encode(SAMPLE_MESSAGES_V4[0]!), keys), /no INTEGRITY object/, 'QOS_ERR_RSVP_INTEGRITY');
+  // hostile bytes: cut short or damaged, verification ends in a QosError too
+  for (let n = 0; n < signed.length; n++) assert.throws(() => verifyIntegrity(signed.subarray(0, n), keys), QosError, `cut to ${n}`);
+  const lying = Uint8Array.from(signed); lying[9] = 24; fixChecksum(lying); // INTEGRITY's length cut: the rest is garbage
+  throwsRsvp(() => verifyIntegrity(lying, keys), /^RSVP .*, byte \d+: /, 'QOS_ERR_RSVP_DECODE');
+  // a digest that is not HMAC-MD5's 16 bytes is refused
+  const short = encode({ ...m, objects: [{ ...integrityZero, digest: '00000000' }, ...m.objects.slice(1)] }, key);
+  throwsRsvp(() => verifyIntegrity(short, keys), /^RSVP INTEGRITY, byte 28: digest of 4 bytes, HMAC-MD5 gives 16$/, 'QOS_ERR_RSVP_INTEGRITY');
 });
 
 test('hostile: every truncation and every lying object length is a QosError', () => {

@@ -6,7 +6,7 @@
 
 import { QosError } from '../errors.js';
 import { inetChecksum } from '../inet-checksum.js';
-import { findDigest, keyedDigest } from './integrity.js';
+import { findDigest, keyedDigest, verifyIntegrityWith } from './integrity.js';
 import { objectLength, type RsvpObject, readObject, writeObject } from './objects.js';
 import { decodeError, invalid } from './wire.js';
 
@@ -132,6 +132,13 @@ export function decode(bytes: Uint8Array, at?: number): RsvpMessage {
 }
 
 const hex4 = (n: number) => n.toString(16).padStart(4, '0');
+
+/** Decodes the message and checks its INTEGRITY digest (RFC 2747) with the key its key id
+ * names: malformed bytes are QOS_ERR_RSVP_DECODE, a missing object, unknown key or wrong digest
+ * QOS_ERR_RSVP_INTEGRITY. Returns the key id and sequence number (replay is the caller's to judge). */
+export function verifyIntegrity(bytes: Uint8Array, keyFor: (keyId: string) => Uint8Array | undefined): { keyId: string; sequence: string } {
+  return verifyIntegrityWith(decode, bytes, keyFor);
+}
 
 /** The message codec in the shape assertRoundTrip takes. */
 export const rsvpMessage = { encode: (m: RsvpMessage) => encode(m), decode, encodingLength };

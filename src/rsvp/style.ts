@@ -4,7 +4,7 @@
  * shared + explicit. The fourth combination, distinct + wildcard, is undefined (section 3.1.5). */
 
 import { CLASS, objectCodec, unknownCType } from './object.js';
-import { decodeError } from './wire.js';
+import { decodeError, invalid } from './wire.js';
 
 export type StyleName = 'WF' | 'FF' | 'SE';
 
@@ -25,7 +25,8 @@ export const style = objectCodec<Style>({
   write(v, w) {
     w.u8(v.flags, 'flags');
     const vector = STYLE_VECTORS[v.style];
-    w.u8(0, 'option vector'); w.u16(vector ?? -1, `option vector of style ${String(v.style)} (WF, FF or SE)`);
+    if (vector === undefined) invalid('STYLE', `style ${JSON.stringify(v.style)} (WF, FF or SE)`);
+    w.u8(0, 'option vector'); w.u16(vector, 'option vector');
   },
   read(r, cType) {
     if (cType !== 1) unknownCType(r, cType);
