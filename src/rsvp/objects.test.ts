@@ -148,3 +148,27 @@ test('IPv6 addresses decode to RFC 5952 text', () => {
   assert.equal(hop.decode(hop.encode({ kind: 'RSVP_HOP', address: '::ffff:192.0.2.1', lih: 0 })).address, '::ffff:c000:201');
   assert.equal(hop.decode(hop.encode({ kind: 'RSVP_HOP', address: '1:0:0:2:0:0:0:3', lih: 0 })).address, '1:0:0:2::3');
 });
+
+test('hostile: randomly damaged objects decode to a QosError or to a value that encodes and decodes to itself', () => {
+  let seed = 2205;
+  const rand = () => { seed = (seed * 1103515245 + 12345) >>> 0; return seed / 2 ** 32; };
+  let errors = 0, values = 0;
+  for (let i = 0; i < 6000; i++) {
+    const o = SAMPLE_OBJECTS[i % SAMPLE_OBJECTS.length]!;
+    const c = codecFor(o);
+    const b = Uint8Array.from(c.encode(o));
+    const hits = 1 + Math.floor(rand() * 3);
+    // mostly the body; now and then the header's length or c-type
+    for (let k = 0; k < hits; k++) b[rand() < 0.15 ? Math.floor(rand() * 4) : 4 + Math.floor(rand() * (b.length - 4))] = Math.floor(rand() * 256);
+    let v: RsvpObject;
+    try { v = c.decode(b); } catch (e) {
+      if (!(e instanceof QosError)) throw e;
+      assert.match(e.message, /^RSVP .*, byte \d+: /);
+      errors++;
+      continue;
+    }
+    values++;
+    assert.deepEqual(c.decode(c.encode(v)), v, `${o.kind} from ${hex(b)}`);
+  }
+  assert.ok(errors > 500 && values > 500, `errors ${errors}, values ${values}`);
+});

@@ -28,7 +28,7 @@ export interface PolicyData {
 }
 
 const pad4 = (n: number) => (n + 3) & ~3;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }); // a BOM is kept: the bytes encode back the same
 
 function attrValue(a: IdentityAttribute): Buffer {
   if ('text' in a) {
