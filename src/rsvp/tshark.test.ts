@@ -64,7 +64,9 @@ function objectFields(o: RsvpObject, raw: Uint8Array): [string, string][] {
       return f;
     }
     case 'ERROR_SPEC': return [[six(o.node) ? 'rsvp.error.error_node_ipv6' : 'rsvp.error.error_node_ipv4', o.node], ['rsvp.error_flags', h2(o.flags)],
-      ['rsvp.error_flags.not_guilty', o.flags & 2 ? '1' : '0'], ['rsvp.error_flags.in_place', o.flags & 1 ? '1' : '0'], ['rsvp.error.error_code', `${o.code}`]];
+      ['rsvp.error_flags.not_guilty', o.flags & 2 ? '1' : '0'], ['rsvp.error_flags.in_place', o.flags & 1 ? '1' : '0'], ['rsvp.error.error_code', `${o.code}`],
+      // for "unknown object class" (13) the value is the class-num and c-type, and tshark shows the class
+      o.code === 13 ? ['rsvp.class', `${o.value >> 8}`] : ['rsvp.error_value', `${o.value}`]];
     case 'SCOPE': return o.senders.map((a) => [six(a) ? 'rsvp.scope.ipv6_address' : 'rsvp.scope.ipv4_address', a]);
     case 'RESV_CONFIRM': return [[six(o.receiver) ? 'rsvp.confirm.receiver_address_ipv6' : 'rsvp.confirm.receiver_address_ipv4', o.receiver]];
     case 'INTEGRITY': return [['rsvp.integrity.flags', h2(o.flags)], ['rsvp.integrity.key_identifier', colons(o.keyId)], ['rsvp.integrity.sequence_number', o.sequence], ['rsvp.integrity.hash', colons(o.digest)]];
