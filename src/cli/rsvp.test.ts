@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { ipPacket, pcapFile, udpPacket } from '../capture/pcap-write.js';
 import { QOS_CLI } from '../daemon/child.js';
 import { encode } from '../rsvp/message.js';
-import { SAMPLE_MESSAGES_V4, SAMPLE_MESSAGES_V6, V4, V6 } from '../rsvp/samples.js';
+import { integrityZero, SAMPLE_MESSAGES_V4, SAMPLE_MESSAGES_V6, V4, V6 } from '../rsvp/samples.js';
 
 const qos = (...args: string[]) => spawnSync(process.execPath, [QOS_CLI, 'rsvp', ...args], { encoding: 'utf8' });
 // the PathTear worked out by hand in rsvp/message.test.ts
@@ -83,4 +83,22 @@ test('qos rsvp decode FILE: every RSVP packet, over IPv4, IPv6 (hop-by-hop Route
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('qos rsvp decode --key: a message signed with the key is shown; another key, or none, is an INTEGRITY error', () => {
+  const key = 'a shared secret';
+  const m = { ...SAMPLE_MESSAGES_V4[0]!, objects: [integrityZero, ...SAMPLE_MESSAGES_V4[0]!.objects] };
+  const signed = Buffer.from(encode(m, Buffer.from(key))).toString('hex');
+  const ok = qos('decode', '--hex', signed, '--key', `${integrityZero.keyId}=${key}`);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, /^ {2}INTEGRITY +flags=1 keyId=0000c0000201 sequence=1732842000000001 digest=[0-9a-f]{32}$/m);
+  const hexKey = qos('decode', '--hex', signed, '--key', `${integrityZero.keyId}=0x${Buffer.from(key).toString('hex')}`);
+  assert.equal(hexKey.status, 0, hexKey.stderr);
+  const wrong = qos('decode', '--hex', signed, '--key', `${integrityZero.keyId}=another`);
+  assert.equal(wrong.status, 65);
+  assert.match(wrong.stderr, /^qos: RSVP INTEGRITY, byte 28: keyed digest [0-9a-f]{32} is not the message's \(key id 0000c0000201\)$/m);
+  const unsigned = qos('decode', '--hex', PATH_TEAR, '--key', `${integrityZero.keyId}=${key}`, '--json');
+  assert.equal(unsigned.status, 65);
+  assert.equal((JSON.parse(unsigned.stdout) as { error: { code: string } }).error.code, 'QOS_ERR_RSVP_INTEGRITY');
+  assert.equal(qos('decode', '--hex', signed, '--key', 'abc=x').status, 64);
 });
