@@ -20,6 +20,10 @@ export const ErrorCodes = {
   QOS_ERR_UNSAFE_PATH: 'a file, or a directory above it, that another user could change or point elsewhere',
   QOS_ERR_PRIVILEGE: 'the command changes the system and needs root',
   QOS_ERR_CONFLICT: 'a file qos install would write is already there and not its own',
+  QOS_ERR_RSVP_DECODE: 'an RSVP message or object is malformed',
+  QOS_ERR_RSVP_CHECKSUM: 'an RSVP message\'s checksum is wrong',
+  QOS_ERR_RSVP_INTEGRITY: 'an RSVP message fails its INTEGRITY check (RFC 2747)',
+  QOS_ERR_RSVP_INVALID: 'an RSVP value cannot be encoded',
   QOS_ERR_INTERNAL: 'internal error',
 } as const;
 
@@ -59,7 +63,11 @@ export function httpStatusFor(err: unknown): number {
     case 'QOS_ERR_PROTOCOL':
     case 'QOS_ERR_MESSAGE_TOO_LONG':
     case 'QOS_ERR_POLICY_INVALID':
-    case 'QOS_ERR_RULES_INVALID': return 400;
+    case 'QOS_ERR_RULES_INVALID':
+    case 'QOS_ERR_RSVP_DECODE':
+    case 'QOS_ERR_RSVP_CHECKSUM':
+    case 'QOS_ERR_RSVP_INVALID': return 400;
+    case 'QOS_ERR_RSVP_INTEGRITY': return 401; // not authenticated: the digest is wrong or its key unknown
     case 'QOS_ERR_FORBIDDEN':
     case 'QOS_ERR_PRIVILEGE': return 403;
     case 'QOS_ERR_NOT_FOUND': return 404;
@@ -78,6 +86,10 @@ export function exitCodeFor(err: unknown): number {
     case 'QOS_ERR_POLICY_INVALID': return 65; // EX_DATAERR
     case 'QOS_ERR_RULES_INVALID': return 65;
     case 'QOS_ERR_CAPTURE': return 65; // a malformed capture is bad input data
+    case 'QOS_ERR_RSVP_DECODE':
+    case 'QOS_ERR_RSVP_CHECKSUM':
+    case 'QOS_ERR_RSVP_INTEGRITY':
+    case 'QOS_ERR_RSVP_INVALID': return 65; // EX_DATAERR: bad message bytes or values
     case 'QOS_ERR_RULES_STALE': return 75; // EX_TEMPFAIL: read again and retry
     case 'QOS_ERR_POLICY_IO': return 66; // EX_NOINPUT
     case 'QOS_ERR_DAEMON_UNREACHABLE': return 69; // EX_UNAVAILABLE

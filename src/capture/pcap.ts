@@ -23,7 +23,9 @@ export interface Packet {
   dport: number;
   /** TCP flags byte, 0 for other protocols */
   tcpFlags: number;
-  /** the captured part of the transport payload (may be cut short by the snap length) */
+  /** the captured part of the transport payload (may be cut short by the snap length); for
+   * protocols other than TCP and UDP, the bytes after the IP header (RSVP, protocol 46; IPv6
+   * extension headers are not followed, so they come first) */
   payload: Buffer;
 }
 
@@ -273,6 +275,8 @@ function transport(p: Packet, d: Buffer, o: number, end: number): Packet {
     p.tcpFlags = d[o + 13]!;
     const doff = (d[o + 12]! >> 4) * 4;
     p.payload = d.subarray(Math.min(stop, o + doff), stop);
+  } else if (p.proto !== 6 && p.proto !== 17) {
+    p.payload = d.subarray(Math.min(o, stop), stop);
   }
   return p;
 }

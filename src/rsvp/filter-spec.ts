@@ -1,0 +1,31 @@
+/* FILTER_SPEC and SENDER_TEMPLATE (RFC 2205 appendix A.9 and A.10): one sender, by source
+ * address and source port; c-type 1 IPv4, 2 IPv6 (the flow-label c-type 3 is not supported).
+ * The two classes share their format. */
+
+import { CLASS, objectCodec, type ObjectCodec, unknownCType } from './object.js';
+import { isIPv6Text } from './wire.js';
+
+export interface FilterSpec { kind: 'FILTER_SPEC'; source: string; port: number }
+export interface SenderTemplate { kind: 'SENDER_TEMPLATE'; source: string; port: number }
+
+function senderCodec<K extends 'FILTER_SPEC' | 'SENDER_TEMPLATE'>(kind: K, classNum: number): ObjectCodec<{ kind: K; source: string; port: number }> {
+  return objectCodec({
+    name: kind,
+    classNum,
+    cType: (v) => (isIPv6Text(v.source) ? 2 : 1),
+    bodyLength: (v) => (isIPv6Text(v.source) ? 20 : 8),
+    write(v, w) {
+      if (isIPv6Text(v.source)) w.ipv6(v.source, 'source'); else w.ipv4(v.source, 'source');
+      w.zero(2); w.u16(v.port, 'source port');
+    },
+    read(r, cType) {
+      if (cType !== 1 && cType !== 2) unknownCType(r, cType);
+      const source = cType === 1 ? r.ipv4('source') : r.ipv6('source');
+      r.skip(2, 'unused');
+      return { kind, source, port: r.u16('source port') };
+    },
+  });
+}
+
+export const filterSpec: ObjectCodec<FilterSpec> = senderCodec('FILTER_SPEC', CLASS.FILTER_SPEC);
+export const senderTemplate: ObjectCodec<SenderTemplate> = senderCodec('SENDER_TEMPLATE', CLASS.SENDER_TEMPLATE);

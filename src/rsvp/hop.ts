@@ -1,0 +1,28 @@
+/* RSVP_HOP (RFC 2205 appendix A.2): PHOP in downstream messages, NHOP in upstream ones; the
+ * address of the node that sent the message and its logical interface handle (LIH). */
+
+import { CLASS, objectCodec, unknownCType } from './object.js';
+import { isIPv6Text } from './wire.js';
+
+export interface Hop {
+  kind: 'RSVP_HOP';
+  address: string;
+  /** logical interface handle */
+  lih: number;
+}
+
+export const hop = objectCodec<Hop>({
+  name: 'RSVP_HOP',
+  classNum: CLASS.RSVP_HOP,
+  cType: (v) => (isIPv6Text(v.address) ? 2 : 1),
+  bodyLength: (v) => (isIPv6Text(v.address) ? 20 : 8),
+  write(v, w) {
+    if (isIPv6Text(v.address)) w.ipv6(v.address, 'address'); else w.ipv4(v.address, 'address');
+    w.u32(v.lih, 'logical interface handle');
+  },
+  read(r, cType) {
+    if (cType !== 1 && cType !== 2) unknownCType(r, cType);
+    const address = cType === 1 ? r.ipv4('address') : r.ipv6('address');
+    return { kind: 'RSVP_HOP', address, lih: r.u32('logical interface handle') };
+  },
+});

@@ -1,0 +1,117 @@
+/* The bounds-checked reader and writer every RSVP object codec uses: each read is checked
+ * against the end of the object it is in, and a failure names the object, the field and the
+ * absolute byte offset; each written value is checked against its field's range. Addresses
+ * are strings (dotted quad, RFC 5952 IPv6 text) so a decoded value compares equal to one typed. */
+
+import { QosError } from '../errors.js';
+
+/** Throws the decode error: the object, the absolute byte offset, what is wrong. */
+export function decodeError(what: string, offset: number, message: string): never {
+  throw new QosError('QOS_ERR_RSVP_DECODE', `RSVP ${what}, byte ${offset}: ${message}`);
+}
+
+/** Throws the encode error: the object and the field whose value cannot be written. */
+export function invalid(what: string, message: string): never {
+  throw new QosError('QOS_ERR_RSVP_INVALID', `RSVP ${what}: ${message}`);
+}
+
+/** Reads fields of one object, never past end (an absolute offset into buf). */
+export class Reader {
+  private readonly dv: DataView;
+  constructor(readonly buf: Uint8Array, public pos: number, readonly end: number, readonly what: string) {
+    this.dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  }
+  get left(): number { return this.end - this.pos; }
+  need(n: number, field: string): void {
+    if (this.end - this.pos < n) decodeError(this.what, this.pos, `${field} needs ${n} bytes, ${Math.max(0, this.end - this.pos)} left`);
+  }
+  u8(field: string): number { this.need(1, field); return this.buf[this.pos++]!; }
+  u16(field: string): number { this.need(2, field); const v = this.dv.getUint16(this.pos); this.pos += 2; return v; }
+  u32(field: string): number { this.need(4, field); const v = this.dv.getUint32(this.pos); this.pos += 4; return v; }
+  f32(field: string): number {
+    this.need(4, field);
+    const v = this.dv.getFloat32(this.pos);
+    if (Number.isNaN(v) || v < 0) decodeError(this.what, this.pos, `${field} is ${v} (RFC 2210 section 3.1: a non-negative IEEE float)`);
+    this.pos += 4;
+    return v;
+  }
+  bytes(n: number, field: string): Uint8Array { this.need(n, field); const b = this.buf.slice(this.pos, this.pos + n); this.pos += n; return b; }
+  ipv4(field: string): string { return formatIPv4(this.bytes(4, field)); }
+  ipv6(field: string): string { return formatIPv6(this.bytes(16, field)); }
+  /** A field that must hold zero (RFC 2205: reserved, sent as zero): skipped, whatever it holds. */
+  skip(n: number, field: string): void { this.need(n, field); this.pos += n; }
+  /** Every byte of the object was read: a longer object than its contents is an error. */
+  done(): void {
+    if (this.pos !== this.end) decodeError(this.what, this.pos, `${this.end - this.pos} bytes left over after the last field (the length says more than the contents)`);
+  }
+}
+
+/** Writes fields into a buffer allocated at the encoding length. */
+export class Writer {
+  private readonly dv: DataView;
+  pos: number;
+  constructor(readonly buf: Uint8Array, pos: number, readonly what: string) {
+    this.dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.pos = pos;
+  }
+  private int(v: number, max: number, field: string): void {
+    if (!Number.isInteger(v) || v < 0 || v > max) invalid(this.what, `${field} is ${v}, not an integer from 0 to ${max}`);
+  }
+  u8(v: number, field: string): void { this.int(v, 0xff, field); this.buf[this.pos++] = v; }
+  u16(v: number, field: string): void { this.int(v, 0xffff, field); this.dv.setUint16(this.pos, v); this.pos += 2; }
+  u32(v: number, field: string): void { this.int(v, 0xffffffff, field); this.dv.setUint32(this.pos, v); this.pos += 4; }
+  f32(v: number, field: string): void {
+    if (typeof v !== 'number' || Number.isNaN(v) || v < 0) invalid(this.what, `${field} is ${v}, not a non-negative number`);
+    if (Math.fround(v) !== v) invalid(this.what, `${field} is ${v}, which a 32-bit IEEE float cannot hold exactly (nearest ${Math.fround(v)})`);
+    this.dv.setFloat32(this.pos, v); this.pos += 4;
+  }
+  bytes(b: Uint8Array): void { this.buf.set(b, this.pos); this.pos += b.length; }
+  zero(n: number): void { this.pos += n; }
+  ipv4(a: string, field: string): void { this.bytes(parseIPv4(a, this.what, field)); }
+  ipv6(a: string, field: string): void { this.bytes(parseIPv6(a, this.what, field)); }
+}
+
+export function isIPv6Text(a: string): boolean { return typeof a === 'string' && a.includes(':'); }
+
+export function formatIPv4(b: Uint8Array): string { return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`; }
+
+/** RFC 5952 text: lower case, the longest run of two or more zero groups (the first of equals) as "::". */
+export function formatIPv6(b: Uint8Array): string {
+  const g = Array.from({ length: 8 }, (_, i) => (b[2 * i]! << 8) | b[2 * i + 1]!);
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (g[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(':');
+  return best < 0 ? hex(g) : `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
+}
+
+export function parseIPv4(a: string, what: string, field: string): Uint8Array {
+  const m = typeof a === 'string' ? /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(a) : null;
+  const parts = m ? m.slice(1).map(Number) : [];
+  if (!m || parts.some((p) => p > 255)) invalid(what, `${field} "${a}" is not an IPv4 address`);
+  return Uint8Array.from(parts);
+}
+
+export function parseIPv6(a: string, what: string, field: string): Uint8Array {
+  const bad = (): never => invalid(what, `${field} "${a}" is not an IPv6 address`);
+  if (typeof a !== 'string') bad();
+  let text = a;
+  const tail: number[] = [];
+  const v4 = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) { const q = parseIPv4(v4[2]!, what, field); tail.push((q[0]! << 8) | q[1]!, (q[2]! << 8) | q[3]!); text = v4[1]!.endsWith('::') ? v4[1]! : v4[1]!.slice(0, -1); }
+  const halves = text.split('::');
+  if (halves.length > 2) bad();
+  const group = (s: string) => (s === '' ? [] : s.split(':').map((h) => (/^[0-9a-fA-F]{1,4}$/.test(h) ? parseInt(h, 16) : bad())));
+  const head = group(halves[0]!);
+  const rest = halves.length === 2 ? [...group(halves[1]!), ...tail] : [];
+  const all = halves.length === 2 ? [...head, ...Array<number>(8 - head.length - rest.length).fill(0), ...rest] : [...head, ...tail];
+  if (all.length !== 8 || (halves.length === 2 && head.length + rest.length > 7)) bad();
+  const out = new Uint8Array(16);
+  all.forEach((x, i) => { out[2 * i] = x >> 8; out[2 * i + 1] = x & 0xff; });
+  return out;
+}
