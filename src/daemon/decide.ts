@@ -174,8 +174,7 @@ export class Decider {
         // Only the agent server can pass a ring with its reply (agents.ts); from here, none.
         return { reply: encodeRing(0), record: undefined, stale: false };
       case 'Close': {
-        const f = flows.get(id.pid, m.fd);
-        flows.close(id.pid, m.fd);
+        const f = flows.close(id.pid, m.fd);
         this.tell('Close', id, m, () => factsJson('close', m.fd, f ?? null));
         return NO_REPLY;
       }
