@@ -19,9 +19,9 @@ import { FD_MAX, type Message, type SockAddr } from './messages.js';
 export const RING_SLOT_BYTES = 64;
 /** The record layout this file reads (the `Ring` request names the one the agent writes). */
 export const RING_LAYOUT = 1;
-/** Slots the daemon gives a connection (64 KiB): at the daemon's busy poll interval that holds
- * what one thread connecting as fast as it can writes meanwhile. */
-export const RING_SLOTS = 1024;
+/** Slots the daemon gives a connection (128 KiB): at the daemon's busy poll interval that
+ * holds what one thread connecting as fast as it can writes meanwhile, several times over. */
+export const RING_SLOTS = 2048;
 export const RING_MIN_SLOTS = 64;
 export const RING_MAX_SLOTS = 65_536;
 
