@@ -236,16 +236,20 @@ export class RingReader {
     const i = this.tail;
     const w = (i * RING_SLOT_BYTES) / 4;
     if (v.u32.length === 0) return null; // released
+    if (this.half) {
+      // the call of a record whose state was read (FULL) with its Socket
+      this.half = false;
+      return this.free(i, decodeSlot(v, i, who));
+    }
     const state = Atomics.load(v.u32, w);
     if (state === SLOT_FREE) return null;
     if (state !== SLOT_FULL) return this.free(i, `record ${i}: state ${state}`);
-    const socket = !this.half && isPair(v, i);
+    const socket = isPair(v, i);
     const m = decodeSlot(v, i, who, socket);
     if (socket && typeof m !== 'string') {
       this.half = true;
       return m;
     }
-    this.half = false;
     return this.free(i, m);
   }
 
