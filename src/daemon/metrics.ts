@@ -6,18 +6,26 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type MetricValueWithName } from 'prom-client';
 
 /** Counts by a two-part label key without building a key string per increment: each count is
- * a cell found by two lookups and bumped in place (no Map.set once the key is known). */
+ * a cell bumped in place, found by a lookup of the first part and then, unless the second is
+ * the one it had last time (a rule mostly decides one class), a lookup of the second. */
 class Tally {
-  private readonly counts = new Map<string, Map<string, { n: number }>>();
+  private readonly counts = new Map<string, { last: string; cell: { n: number }; cells: Map<string, { n: number }> }>();
   add(a: string, b: string): void {
-    let m = this.counts.get(a);
-    if (!m) this.counts.set(a, (m = new Map()));
-    const c = m.get(b);
-    if (c) c.n++;
-    else m.set(b, { n: 1 });
+    const m = this.counts.get(a);
+    if (!m) {
+      const cell = { n: 1 };
+      this.counts.set(a, { last: b, cell, cells: new Map([[b, cell]]) });
+    } else if (m.last === b) m.cell.n++;
+    else {
+      let c = m.cells.get(b);
+      if (!c) m.cells.set(b, (c = { n: 0 }));
+      c.n++;
+      m.last = b;
+      m.cell = c;
+    }
   }
   *entries(): Generator<[string, string, number]> {
-    for (const [a, m] of this.counts) for (const [b, c] of m) yield [a, b, c.n];
+    for (const [a, m] of this.counts) for (const [b, c] of m.cells) yield [a, b, c.n];
   }
 }
 
