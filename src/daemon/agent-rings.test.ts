@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../clock.js';
 import { encodeSlot, RING_SLOT_BYTES, RingReader, SLOT_CLOSED, views } from '../protocol/note-ring.js';
-import { POLL_BUSY_MS, POLL_IDLE_MS, RingPoller, type RingOwner } from './agent-rings.js';
+import { POLL_BEHIND_MS, POLL_BUSY_MS, POLL_IDLE_MS, RingPoller, type RingOwner } from './agent-rings.js';
 
 const SLOTS = 64;
 const who = { pid: 1, uid: 0, cmd: 'x' };
@@ -62,6 +62,33 @@ test('a ring that had records is looked at every POLL_BUSY_MS until it has been 
   clock.advance(POLL_BUSY_MS);
   clock.advance(POLL_IDLE_MS);
   assert.equal(read.length, before + 1);
+});
+
+test('while a share of a turn leaves records unread, the next poll comes after POLL_BEHIND_MS', () => {
+  const clock = new ManualClock();
+  const at: number[] = [];
+  // a user's share of a turn: 4 records
+  const poller = new RingPoller<RingOwner>(clock, (c) => {
+    let n = 0;
+    while (n < 4 && c.ring!.next(who) !== null) { n++; at.push(clock.now()); }
+    return { read: n, more: n === 4 && c.ring!.pending };
+  }, () => undefined);
+  const buf = new ArrayBuffer(SLOTS * RING_SLOT_BYTES);
+  poller.add({ ring: null, ringBuf: null, hot: 0, cred: { pid: 1 } }, new RingReader(buf, SLOTS), buf);
+  for (let i = 0; i < 10; i++) encodeSlot(buf, i, { kind: 'Close', fd: i });
+  clock.advance(POLL_BUSY_MS); // the first poll (hot from the start): 4 read, 6 left
+  assert.equal(at.length, 4);
+  clock.advance(POLL_BEHIND_MS);
+  assert.equal(at.length, 8, 'read again after POLL_BEHIND_MS');
+  clock.advance(POLL_BEHIND_MS);
+  assert.equal(at.length, 10);
+  // all read: back to the busy pace
+  encodeSlot(buf, 10, { kind: 'Close', fd: 10 });
+  clock.advance(POLL_BEHIND_MS);
+  assert.equal(at.length, 10, 'not looked at after POLL_BEHIND_MS');
+  clock.advance(POLL_BUSY_MS - POLL_BEHIND_MS);
+  assert.equal(at.length, 11);
+  poller.close();
 });
 
 test('drainPid reads every ring of that process and only those; each poll is a turn', () => {

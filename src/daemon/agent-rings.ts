@@ -5,9 +5,12 @@
  * (agents.ts: the same as the line it stands for).
  *
  * The poll: every POLL_IDLE_MS it looks at every ring (one memory load each); a ring that had
- * records is hot and looked at again every POLL_BUSY_MS until it has been empty for a while.
- * So a record waits at most POLL_IDLE_MS (plus the time to handle what is before it), the bound
- * on how stale `qos flows` can be, and a busy thread's ring is emptied long before it fills. */
+ * records is hot and looked at again every POLL_BUSY_MS until it has been empty for a while,
+ * and sooner (POLL_BEHIND_MS) while a user's share of a turn leaves records unread. So a record
+ * waits at most POLL_IDLE_MS (plus the time to handle what is before it), the bound on how
+ * stale `qos flows` can be, and a busy thread's ring is emptied long before it fills. Each
+ * poll wakes the event loop, which costs about as much as reading a hundred records here: the
+ * busy pace is as slow as the ring's size allows. */
 
 import { closeSync } from 'node:fs';
 import type { Clock, Timer } from '../clock.js';
@@ -16,9 +19,10 @@ import { encodeRing } from '../protocol/replies.js';
 import { RING_SLOT_BYTES, RING_SLOTS, RingReader } from '../protocol/note-ring.js';
 
 export const POLL_IDLE_MS = 50;
-export const POLL_BUSY_MS = 5;
+export const POLL_BUSY_MS = 10;
+export const POLL_BEHIND_MS = 5;
 /** Busy polls a ring stays hot for after its last record. */
-const HOT_POLLS = 20;
+const HOT_POLLS = 10;
 
 /** What a ring belongs to: an agent connection of process pid. */
 export interface RingOwner {
@@ -132,14 +136,15 @@ export class RingPoller<C extends RingOwner> {
   /** One poll: the hot rings, and every POLL_IDLE_MS all of them. */
   poll(): void {
     this.onTurn();
-    const full = this.hot.size === 0 || (this.sinceFull += POLL_BUSY_MS) >= POLL_IDLE_MS;
+    const full = this.hot.size === 0 || (this.sinceFull += this.period) >= POLL_IDLE_MS;
     if (full) this.sinceFull = 0;
+    let behind = false;
     // (a drain removes rings, from either set, and adds none: the sets are walked as they are)
     for (const c of full ? this.all : this.hot) {
-      if (c.ring?.pending) this.drainOne(c, false);
+      if (c.ring?.pending) behind = this.drainOne(c, false) || behind;
       else if (this.hot.has(c) && --c.hot <= 0) this.hot.delete(c);
     }
-    this.schedule(this.hot.size ? POLL_BUSY_MS : POLL_IDLE_MS);
+    this.schedule(behind ? POLL_BEHIND_MS : this.hot.size ? POLL_BUSY_MS : POLL_IDLE_MS);
   }
 
   /** Lets go of every ring (the daemon stops). */

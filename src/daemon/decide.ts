@@ -7,7 +7,7 @@ import type { EventName } from '../policy/schema.js';
 import type { HandlerName } from '../script/js-sandbox.js';
 import type { ScriptOutcome, ScriptStatus } from '../script/pool.js';
 import { loadavg } from 'node:os';
-import { tokens, type Message, type SockAddr } from '../protocol/messages.js';
+import { tokens, type CacheableMessage, type Message, type SockAddr } from '../protocol/messages.js';
 import { encodeReply, encodeRing, encodeVersion } from '../protocol/replies.js';
 import { decisionClass, type Endpoint, type Flow, type FlowTable } from './flows.js';
 
@@ -141,32 +141,14 @@ export class Decider {
    * call's facts and the policy, so a program that connects to the same place over and over
    * has its cached calls decided once, and after that only recorded. */
   private readonly memo = new WeakMap<Identity, { engine: PolicyEngine; verdicts: Verdicts; size: number; last: (LastCall | null)[] }>();
-  /** handle() is recording a Cached call (the memo is read and filled for those only: a
-   * question's destination may never come back, and remembering it costs more than it saves) */
-  private cachedCall = false;
-
   constructor(private readonly flows: FlowTable, private readonly policy: () => PolicyView, private readonly now: () => number = Date.now) {}
 
   /** The reply and record for one message; a Promise when a policy script decides it. */
   handle(m: Message, id: Identity, useScript = true): Outcome | Promise<Outcome> {
     const flows = this.flows;
     switch (m.type) {
-      case 'Cached': {
-        // Recorded like the call itself; the agent already applied the decision, so no reply.
-        // (Only declarative verdicts are cached, so no script is asked.)
-        this.cachedCall = true;
-        let out: Outcome;
-        try {
-          out = this.handle(m.inner, id, false) as Outcome;
-        } finally {
-          this.cachedCall = false;
-        }
-        if (out.record) out.record.cached = true;
-        // (conclude's outcome is this call's own: reused, one object fewer per cached call)
-        out.reply = null;
-        out.stale = m.generation !== this.policy().generation;
-        return out;
-      }
+      case 'Cached':
+        return this.cached(m.inner, m.generation, id);
       case 'Startup':
         this.tell('Startup', id, m, () => factsJson('startup', null, null));
         return { reply: encodeVersion(), record: undefined, stale: false };
@@ -174,8 +156,7 @@ export class Decider {
         // Only the agent server can pass a ring with its reply (agents.ts); from here, none.
         return { reply: encodeRing(0), record: undefined, stale: false };
       case 'Close': {
-        const f = flows.get(id.pid, m.fd);
-        flows.close(id.pid, m.fd);
+        const f = flows.close(id.pid, m.fd);
         this.tell('Close', id, m, () => factsJson('close', m.fd, f ?? null));
         return NO_REPLY;
       }
@@ -189,16 +170,10 @@ export class Decider {
         this.tell('Shutdown', id, m, () => factsJson('shutdown', m.fd, f ?? null, m.how));
         return NO_REPLY;
       }
-      case 'Socket': {
-        const type = TYPE[m.sockType] ?? null;
-        const f = flows.open({ pid: id.pid, fd: m.fd, family: FAMILY[m.family] ?? null, type, proto: protoOf(type, m.protocol), protocol: m.protocol, exe: id.exe, user: id.user, uid: id.uid, start: id.start });
-        return this.decide('socket', f, id, useScript, m);
-      }
-      case 'Connect': {
-        const f = this.flowFor(id, m.fd, m.address.family);
-        f.remote = endpoint(m.address);
-        return this.decide('connect', f, id, useScript, m);
-      }
+      case 'Socket':
+        return this.decide('socket', this.callFlow(m, id), id, useScript, m);
+      case 'Connect':
+        return this.decide('connect', this.callFlow(m, id), id, useScript, m);
       case 'Bind': {
         const f = this.flowFor(id, m.fd, m.address.family);
         f.local = endpoint(m.address);
@@ -206,12 +181,8 @@ export class Decider {
       }
       case 'Listen':
         return this.decide('listen', this.flowFor(id, m.fd, 0), id, useScript, m);
-      case 'SendTo': {
-        const f = this.flowFor(id, m.fd, m.address.family);
-        f.remote = endpoint(m.address);
-        f.destinations++;
-        return this.decide('sendto', f, id, useScript, m);
-      }
+      case 'SendTo':
+        return this.decide('sendto', this.callFlow(m, id), id, useScript, m);
       case 'Accept': {
         const lf = this.flowFor(id, m.fd, m.address?.family ?? 0);
         const f = flows.open({ pid: id.pid, fd: m.newfd, family: lf.family, type: lf.type ?? 'stream', proto: lf.proto ?? 'tcp', protocol: lf.protocol, exe: id.exe, user: id.user, uid: id.uid, start: id.start });
@@ -226,6 +197,34 @@ export class Decider {
         return this.decide('setsockopt', f, id, false, m);
       }
     }
+  }
+
+  /** A call the agent decided from its cache and only told us of: recorded like the call
+   * itself, without a reply (the agent applied the decision already). Only declarative
+   * verdicts are cached, so no script is asked; the verdict comes from the memo. */
+  private cached(m: CacheableMessage, generation: number, id: Identity): Outcome {
+    const policy = this.policy();
+    const event: EventName = m.type === 'Socket' ? 'socket' : m.type === 'Connect' ? 'connect' : 'sendto';
+    const f = this.callFlow(m, id);
+    const scripted = policy.script?.handlers.has(m.type) ?? false;
+    const out = this.conclude(event, f, id, policy, null, scripted, true);
+    out.record!.cached = true;
+    // (conclude's outcome is this call's own: reused, one object fewer per cached call)
+    out.reply = null;
+    out.stale = generation !== policy.generation;
+    return out;
+  }
+
+  /** The flow a Socket, Connect or SendTo is on, brought up to date with the call. */
+  private callFlow(m: CacheableMessage, id: Identity): Flow {
+    if (m.type === 'Socket') {
+      const type = TYPE[m.sockType] ?? null;
+      return this.flows.open({ pid: id.pid, fd: m.fd, family: FAMILY[m.family] ?? null, type, proto: protoOf(type, m.protocol), protocol: m.protocol, exe: id.exe, user: id.user, uid: id.uid, start: id.start });
+    }
+    const f = this.flowFor(id, m.fd, m.address.family);
+    f.remote = endpoint(m.address);
+    if (m.type === 'SendTo') f.destinations++;
+    return f;
   }
 
   /** The flow for pid/fd; one the agent never reported (untracked before) is created. */
@@ -324,13 +323,14 @@ export class Decider {
 
   /** Records the verdict on the flow and builds the reply: the script's decision if it made
    * one, else the rules'. Only a call no script handles (not `scripted`) may be cached by
-   * the agent. */
-  private conclude(event: EventName, f: Flow, id: Identity, policy: PolicyView, o: ScriptOutcome | null, scripted: boolean): Outcome {
+   * the agent. The memo is read and filled for a cached call only (a question's destination
+   * may never come back, and remembering it costs more than it saves). */
+  private conclude(event: EventName, f: Flow, id: Identity, policy: PolicyView, o: ScriptOutcome | null, scripted: boolean, cached = false): Outcome {
     let v: Verdict;
     let reply: string | null = null;
     if (o && o.decision !== undefined) v = { decision: o.decision, rule: 'script' };
     else {
-      if (this.cachedCall && !scripted && CACHEABLE_EVENTS.has(event)) {
+      if (cached && !scripted) {
         const r = this.remembered(event, f, id, policy);
         v = r.v;
         reply = r.reply;

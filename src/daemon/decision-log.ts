@@ -23,7 +23,8 @@ export class DecisionLog implements Component {
   record(r: DecisionRecord): void {
     this.recent[this.count % DECISION_LOG] = r;
     this.count++;
-    for (const f of this.followers) f(r);
+    // (no iterator made for no follower: the usual case, per decision)
+    if (this.followers.size) for (const f of this.followers) f(r);
     this.o.debug?.(r);
   }
 

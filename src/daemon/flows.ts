@@ -55,9 +55,13 @@ export function decisionClass(d: Decision | null): string {
   return d.priority !== undefined ? 'priority' : 'none'; // (a decision of a flow alone marks nothing itself)
 }
 
-/** A stored flow, and its place in its user's list; flow null: the descriptor's flow was
- * removed and the entry waits for the next one on the same descriptor (below). */
-interface Entry { flow: Flow | null; prev: Entry | null; next: Entry | null }
+/** A stored flow, its place in its user's list, that user and the count of its class there
+ * (kept here, so a verdict or a removal finds them without a lookup); flow null: the
+ * descriptor's flow was removed and the entry waits for the next one on the same descriptor
+ * (below). */
+interface Entry { flow: Flow | null; prev: Entry | null; next: Entry | null; user: UserFlows | null; cell: Cell | null }
+/** A class's count for one user. */
+interface Cell { n: number }
 /** A process's entries by descriptor. A removed flow leaves its entry in the map, vacant, for
  * the next flow on that descriptor: a program whose one socket comes and goes made V8 shrink
  * and regrow the map at every connect. Vacant entries past VACANT_MAX, and past the live
@@ -67,8 +71,9 @@ const VACANT_MAX = 64;
 /** A user's entries in the order they were opened (a list through the entries: linking and
  * unlinking one is a few stores, where adding to and deleting from a Set rehashed it as a
  * program's one flow came and went), and how many are in each class: a cell per class,
- * bumped in place and kept at 0 (there are a few dozen classes). */
-interface UserFlows { first: Entry | null; last: Entry | null; size: number; classes: Map<string, { n: number }> }
+ * bumped in place and kept at 0 (there are a few dozen classes; `none`, every new flow's, is
+ * also kept at hand). */
+interface UserFlows { first: Entry | null; last: Entry | null; size: number; classes: Map<string, Cell>; none: Cell }
 
 /** Entries one user may hold; past it the user's oldest entry goes. */
 export const MAX_FLOWS_PER_USER = 65_536;
@@ -90,6 +95,15 @@ export class FlowTable {
     return this.procs.get(pid)?.fds.get(fd)?.flow ?? undefined;
   }
 
+  /** f's entry, if f is in the table: a flow not remembered (the table was full), or
+   * removed, is not, and its changes count nowhere. A stored flow is always the one at its
+   * pid/fd (open removes the one it replaces), so this is two lookups by number: a WeakSet of
+   * stored flows cost ~1 us per open under load (its add, most of all). */
+  private entryOf(f: Flow): Entry | undefined {
+    const e = this.procs.get(f.pid)?.fds.get(f.fd);
+    return e && e.flow === f ? e : undefined;
+  }
+
   /** Creates (or replaces: the descriptor number was reused) the entry for pid/fd. The
    * entries of an earlier process with the same pid (another start time) go first. */
   open(init: FlowInit): Flow {
@@ -104,31 +118,38 @@ export class FlowTable {
       this.closePid(init.pid, undefined, 'gone');
       p = undefined;
     }
-    const old = p?.fds.get(init.fd)?.flow;
-    if (old) this.remove(old, 'replaced');
-    const mine = this.users.get(init.uid);
-    if (mine?.first && mine.size >= this.maxPerUser) {
-      this.remove(mine.first.flow!, 'evicted'); // (an entry in a user's list is never vacant)
+    let e = p?.fds.get(init.fd);
+    let u = this.users.get(init.uid);
+    // (the usual case removes nothing: the descriptor's entry is vacant, the user below the bound)
+    let removed = false;
+    if (e?.flow) { this.remove(e.flow, 'replaced'); removed = true; }
+    if (u?.first && u.size >= this.maxPerUser) {
+      this.remove(u.first.flow!, 'evicted'); // (an entry in a user's list is never vacant)
       this.evicted++;
+      removed = true;
     }
     if (this.count >= this.max) return f; // full: decide, don't remember
-    p = this.procs.get(init.pid); // the removals above may have emptied (and dropped) it
     if (!p) this.procs.set(init.pid, (p = { start: init.start, fds: new Map(), vacant: 0 }));
     else if (p.start === undefined) p.start = init.start;
-    let u = this.users.get(init.uid);
-    if (!u) this.users.set(init.uid, (u = { first: null, last: null, size: 0, classes: new Map() }));
-    let e = p.fds.get(init.fd);
+    if (!u) {
+      const none = { n: 0 };
+      this.users.set(init.uid, (u = { first: null, last: null, size: 0, classes: new Map([['none', none]]), none }));
+    }
+    if (removed) e = p.fds.get(init.fd); // a removal may have dropped the vacant entries
     if (e) {
       // (vacant: its flow was removed above or before)
       e.flow = f;
       e.prev = u.last;
+      e.user = u;
       p.vacant--;
-    } else p.fds.set(init.fd, (e = { flow: f, prev: u.last, next: null }));
+    } else p.fds.set(init.fd, (e = { flow: f, prev: u.last, next: null, user: u, cell: null }));
     if (u.last) u.last.next = e;
     else u.first = e;
     u.last = e;
     u.size++;
-    bump(u.classes, f.class, 1);
+    // (a new flow's class is none)
+    e.cell = u.none;
+    u.none.n++;
     this.count++;
     if (this.events.active) this.events.publish({ kind: 'open', flow: f });
     return f;
@@ -137,22 +158,18 @@ export class FlowTable {
   /** Records a flow's decision and the rule that made it, keeping the class counts. */
   setVerdict(f: Flow, decision: Decision | null, rule: string | null): void {
     const cls = decisionClass(decision);
-    if (cls !== f.class && this.stored(f)) {
-      const u = this.users.get(f.uid);
-      if (u) { bump(u.classes, f.class, -1); bump(u.classes, cls, 1); }
+    if (cls !== f.class) {
+      const e = this.entryOf(f);
+      if (e) {
+        e.cell!.n--;
+        e.cell = cellOf(e.user!, cls);
+        e.cell.n++;
+      }
     }
     f.decision = decision;
     f.class = cls;
     f.rule = rule;
-    if (this.events.active && this.stored(f)) this.events.publish({ kind: 'decided', flow: f, decision, rule });
-  }
-
-  /** Whether f is in the table: a flow not remembered (the table was full), or removed, is
-   * not, and its changes count nowhere. A stored flow is always the one at its pid/fd (open
-   * removes the one it replaces), so this is two lookups by number: a WeakSet of stored flows
-   * cost ~1 us per open under load (its add, most of all). */
-  private stored(f: Flow): boolean {
-    return this.procs.get(f.pid)?.fds.get(f.fd)?.flow === f;
+    if (this.events.active && this.entryOf(f)) this.events.publish({ kind: 'decided', flow: f, decision, rule });
   }
 
   touch(f: Flow): void {
@@ -178,20 +195,22 @@ export class FlowTable {
   private remove(f: Flow, why: CloseReason): void {
     const p = this.procs.get(f.pid);
     const e = p?.fds.get(f.fd);
-    if (!p || !e || e.flow !== f) return;
+    if (p && e && e.flow === f) this.removeEntry(p, e, f, why);
+  }
+
+  private removeEntry(p: Proc, e: Entry, f: Flow, why: CloseReason): void {
     // A process's and a user's entries stay when their last flow goes (a program that
     // connects and closes over and over would make them anew each time: maps and sets, a
     // third of the table's cost per flow): closePid and the sweep drop them.
-    const u = this.users.get(f.uid);
-    if (u) {
-      if (e.prev) e.prev.next = e.next;
-      else u.first = e.next;
-      if (e.next) e.next.prev = e.prev;
-      else u.last = e.prev;
-      u.size--;
-      bump(u.classes, f.class, -1);
-    }
+    const u = e.user!;
+    if (e.prev) e.prev.next = e.next;
+    else u.first = e.next;
+    if (e.next) e.next.prev = e.prev;
+    else u.last = e.prev;
+    u.size--;
+    e.cell!.n--;
     e.flow = e.prev = e.next = null;
+    e.user = e.cell = null;
     if (++p.vacant > VACANT_MAX && p.vacant * 2 > p.fds.size) {
       for (const [fd, v] of p.fds) if (!v.flow) p.fds.delete(fd);
       p.vacant = 0;
@@ -200,11 +219,14 @@ export class FlowTable {
     if (this.events.active) this.events.publish({ kind: 'closed', flow: f, why });
   }
 
-  close(pid: number, fd: number): boolean {
-    const f = this.get(pid, fd);
-    if (!f) return false;
-    this.remove(f, 'close');
-    return true;
+  /** Removes pid/fd's flow; returns it (undefined: there was none). */
+  close(pid: number, fd: number): Flow | undefined {
+    const p = this.procs.get(pid);
+    const e = p?.fds.get(fd);
+    const f = e?.flow;
+    if (!f) return undefined;
+    this.removeEntry(p!, e!, f, 'close');
+    return f;
   }
 
   /** Removes every entry of a process; returns how many. With start, only if the entries
@@ -244,8 +266,9 @@ export class FlowTable {
   }
 }
 
-function bump(m: Map<string, { n: number }>, k: string, d: number): void {
-  const c = m.get(k);
-  if (c) c.n += d;
-  else m.set(k, { n: d });
+function cellOf(u: UserFlows, cls: string): Cell {
+  if (cls === 'none') return u.none;
+  let c = u.classes.get(cls);
+  if (!c) u.classes.set(cls, (c = { n: 0 }));
+  return c;
 }

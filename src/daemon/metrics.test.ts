@@ -30,3 +30,23 @@ test('Metrics: script calls are counted by handler and result', async () => {
   assert.match(text, /^qosd_script_calls_total\{handler="Connect",result="decided"\} 2$/m);
   assert.match(text, /^qosd_script_calls_total\{handler="Socket",result="timeout"\} 1$/m);
 });
+
+test('Metrics: decisions are counted by rule, class and whether cached, and messages by type', async () => {
+  const m = new Metrics();
+  // one rule deciding two classes in turn, another rule, cached and not
+  for (let i = 0; i < 5; i++) {
+    m.decision('r1', 'EF', true);
+    m.decision('r1', i % 2 ? 'AF21' : 'EF', true);
+  }
+  m.decision('r1', 'EF', false);
+  m.decision('none', 'none', true);
+  for (const t of ['Cached', 'Close', 'Cached']) m.message(t);
+  const text = await m.registry.metrics();
+  assert.match(text, /^qosd_decisions_total\{rule="r1",class="EF",cached="true"\} 8$/m);
+  assert.match(text, /^qosd_decisions_total\{rule="r1",class="AF21",cached="true"\} 2$/m);
+  assert.match(text, /^qosd_decisions_total\{rule="r1",class="EF",cached="false"\} 1$/m);
+  assert.match(text, /^qosd_decisions_total\{rule="none",class="none",cached="true"\} 1$/m);
+  assert.equal(text.match(/^qosd_decisions_total\{/gm)?.length, 4);
+  assert.match(text, /^qosd_agent_messages_total\{type="Cached"\} 2$/m);
+  assert.match(text, /^qosd_agent_messages_total\{type="Close"\} 1$/m);
+});

@@ -6,18 +6,39 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type MetricValueWithName } from 'prom-client';
 
 /** Counts by a two-part label key without building a key string per increment: each count is
- * a cell found by two lookups and bumped in place (no Map.set once the key is known). */
+ * a cell bumped in place, found by a lookup of the first part and then, unless the second is
+ * the one it had last time (a rule mostly decides one class), a lookup of the second. */
 class Tally {
-  private readonly counts = new Map<string, Map<string, { n: number }>>();
+  private readonly counts = new Map<string, { last: string; cell: { n: number }; cells: Map<string, { n: number }> }>();
   add(a: string, b: string): void {
-    let m = this.counts.get(a);
-    if (!m) this.counts.set(a, (m = new Map()));
-    const c = m.get(b);
-    if (c) c.n++;
-    else m.set(b, { n: 1 });
+    const m = this.counts.get(a);
+    if (!m) {
+      const cell = { n: 1 };
+      this.counts.set(a, { last: b, cell, cells: new Map([[b, cell]]) });
+    } else if (m.last === b) m.cell.n++;
+    else {
+      let c = m.cells.get(b);
+      if (!c) m.cells.set(b, (c = { n: 0 }));
+      c.n++;
+      m.last = b;
+      m.cell = c;
+    }
   }
   *entries(): Generator<[string, string, number]> {
-    for (const [a, m] of this.counts) for (const [b, c] of m) yield [a, b, c.n];
+    for (const [a, m] of this.counts) for (const [b, c] of m.cells) yield [a, b, c.n];
+  }
+}
+
+/** Counts by one label, a cell per value found by one lookup and bumped in place. */
+class Counts {
+  private readonly counts = new Map<string, { n: number }>();
+  add(a: string): void {
+    const c = this.counts.get(a);
+    if (c) c.n++;
+    else this.counts.set(a, { n: 1 });
+  }
+  *entries(): Generator<[string, number]> {
+    for (const [a, c] of this.counts) yield [a, c.n];
   }
 }
 
@@ -62,7 +83,7 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly decisionTally = new Tally();
   private readonly cachedTally = new Tally();
-  private readonly messageTally = new Tally();
+  private readonly messageCounts = new Counts();
   private readonly scriptTally = new Tally();
   readonly latency = new FastHistogram('qosd_request_duration_seconds', 'Time from a request line arriving to its reply being written',
     [2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2], this.registry);
@@ -96,7 +117,7 @@ export class Metrics {
   readonly evicted = new Gauge({ name: 'qosd_flows_evicted', help: "Flow-table entries users lost to their own bound (their oldest), since start", registers: [this.registry] });
 
   constructor() {
-    const decisions = this.decisionTally, cachedDecisions = this.cachedTally, messages = this.messageTally, scripts = this.scriptTally;
+    const decisions = this.decisionTally, cachedDecisions = this.cachedTally, messages = this.messageCounts, scripts = this.scriptTally;
     new Counter({
       name: 'qosd_decisions_total', help: 'Policy decisions, by rule and DSCP class; cached="true" for those an agent applied from its cache',
       labelNames: ['rule', 'class', 'cached'], registers: [this.registry],
@@ -110,7 +131,7 @@ export class Metrics {
       name: 'qosd_agent_messages_total', help: 'Agent messages received, by type', labelNames: ['type'], registers: [this.registry],
       collect() {
         this.reset();
-        for (const [type, , n] of messages.entries()) this.inc({ type }, n);
+        for (const [type, n] of messages.entries()) this.inc({ type }, n);
       },
     });
     new Counter({
@@ -133,6 +154,6 @@ export class Metrics {
   }
 
   message(type: string): void {
-    this.messageTally.add(type, '');
+    this.messageCounts.add(type);
   }
 }

@@ -61,6 +61,9 @@ test('malformed records are reported, their slots freed, and reading goes on', (
     [(b) => { v.u8[b + 4] = 4; v.i32[(b + 8) / 4] = -1; }, /fd -1/],
     [(b) => { v.u8[b + 4] = 5; v.i32[(b + 12) / 4] = 3; }, /how 3/],
     [(b) => { v.u8[b + 4] = 2; v.u8[b + 7] = 1; }, /address family 1/],
+    // a call with its Socket: neither message, if any part is wrong
+    [(b) => { v.u8[b + 4] = 2; v.u16[(b + 18) / 2] = 1; v.u8[b + 7] = 1; }, /address family 1/],
+    [(b) => { v.u8[b + 4] = 3; v.u16[(b + 18) / 2] = 1; v.u8[b + 7] = 2; v.u8[b + 6] = 16; }, /socket type 16/],
     [(b) => { v.u8[b + 4] = 2; v.u8[b + 7] = 2; v.u32[(b + 28) / 4] = 2 ** 21; }, /generation/],
     [(b) => { v.u8[b + 4] = 1; v.u8[b + 6] = 16; }, /socket type 16/],
     [(b) => { v.u8[b + 4] = 4; v.u32[b / 4] = 7; }, /state 7/],
@@ -89,6 +92,17 @@ test('closing marks the slot the agent writes next, unless a record is being wri
   encodeSlot(b2, 0, { kind: 'Close', fd: 1 });
   new RingReader(b2, SLOTS).close();
   assert.equal(views(b2).u32[0], 1, 'a waiting record is left as it is');
+});
+
+test('closed between the two messages of a call with its Socket, the ring frees that slot and marks the next', () => {
+  const buf = newRing();
+  const r = new RingReader(buf, SLOTS);
+  encodeSlot(buf, 0, { kind: 'Connect', withSocket: true, fd: 6, family: 2, sockType: 1, protocol: 0, address: { family: 2, host: '10.0.0.1', port: 1 }, generation: 9 });
+  assert.equal((r.next(who) as { inner: { type: string } }).inner.type, 'Socket');
+  assert.equal(r.pending, true, 'its call is still to be read');
+  r.close();
+  assert.equal(views(buf).u32[0], 0, 'its slot is free');
+  assert.equal(views(buf).u32[RING_SLOT_BYTES / 4], SLOT_CLOSED);
 });
 
 test('a detached ring reads as empty', () => {

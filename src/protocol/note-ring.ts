@@ -19,9 +19,9 @@ import { FD_MAX, type Message, type SockAddr } from './messages.js';
 export const RING_SLOT_BYTES = 64;
 /** The record layout this file reads (the `Ring` request names the one the agent writes). */
 export const RING_LAYOUT = 1;
-/** Slots the daemon gives a connection (64 KiB): at the daemon's busy poll interval that holds
- * what one thread connecting as fast as it can writes meanwhile. */
-export const RING_SLOTS = 1024;
+/** Slots the daemon gives a connection (128 KiB): at the daemon's busy poll interval that
+ * holds what one thread connecting as fast as it can writes meanwhile, several times over. */
+export const RING_SLOTS = 2048;
 export const RING_MIN_SLOTS = 64;
 export const RING_MAX_SLOTS = 65_536;
 
@@ -170,9 +170,10 @@ function ipv4Text(word: number, u8: Uint8Array, at: number): string {
 export interface RingCaller { pid: number; uid: number; cmd: string }
 
 /** The message a record stands for (a Cached call, Close or Shutdown), as decode() would
- * give for the line the agent would otherwise have sent, or the two a call with its Socket
- * stands for; a string says what is wrong. */
-export function decodeSlot(v: Views, i: number, who: RingCaller): Message | [Message, Message] | string {
+ * give for the line the agent would otherwise have sent; a string says what is wrong. A call
+ * with its Socket stands for two messages: its Socket if `socket`, else the call. Either is
+ * given only if the whole record is well formed. */
+export function decodeSlot(v: Views, i: number, who: RingCaller, socket = false): Message | string {
   const b = i * RING_SLOT_BYTES;
   const kind = KIND_NAMES[v.u8[b + O_KIND]!];
   if (!kind) return `record ${i}: unknown kind ${v.u8[b + O_KIND]}`;
@@ -186,32 +187,37 @@ export function decodeSlot(v: Views, i: number, who: RingCaller): Message | [Mes
   const generation = hi * 2 ** 32 + v.u32[(b + O_GEN_LO) / 4]!;
   if (hi >= 2 ** 21) return `record ${i}: generation out of range`;
   const withSocket = kind === 'Socket' || (v.u16[(b + O_FLAGS) / 2]! & WITH_SOCKET) !== 0;
-  let sock: Message | null = null;
   if (withSocket) {
     const sockType = v.u8[b + O_TYPE]!;
     if (sockType > 15 || arg < 0 || arg > 65535) return `record ${i}: socket type ${sockType} or protocol ${arg} out of range`;
-    sock = { type: 'Cached', pid, uid, cmd, generation, inner: { type: 'Socket', pid, uid, cmd, family: v.u8[b + O_FAMILY]!, sockType, protocol: arg, fd } };
-    if (kind === 'Socket') return sock;
   }
   const family = v.u8[b + O_AFAMILY]!;
-  let host: string;
-  if (family === 2) host = ipv4Text(v.u32[(b + O_ADDR) / 4]!, v.u8, b + O_ADDR);
-  else if (family === 10) host = formatIPv6(v.u8, b + O_ADDR);
-  else return `record ${i}: address family ${family} is not inet or inet6`;
+  if (kind !== 'Socket' && family !== 2 && family !== 10) return `record ${i}: address family ${family} is not inet or inet6`;
+  if (kind === 'Socket' || (socket && withSocket)) {
+    return { type: 'Cached', pid, uid, cmd, generation, inner: { type: 'Socket', pid, uid, cmd, family: v.u8[b + O_FAMILY]!, sockType: v.u8[b + O_TYPE]!, protocol: arg, fd } };
+  }
+  const host = family === 2 ? ipv4Text(v.u32[(b + O_ADDR) / 4]!, v.u8, b + O_ADDR) : formatIPv6(v.u8, b + O_ADDR);
   const address: SockAddr = { family, host, port: v.u16[(b + O_PORT) / 2]! };
   const inner: Message = kind === 'Connect'
     ? { type: 'Connect', pid, uid, cmd, fd, address, sqos: '', gqos: '' }
     : { type: 'SendTo', pid, uid, cmd, fd, address };
-  const call: Message = { type: 'Cached', pid, uid, cmd, generation, inner };
-  return sock ? [sock, call] : call;
+  return { type: 'Cached', pid, uid, cmd, generation, inner };
+}
+
+/** Whether slot i holds a call that stands for its Socket too (read in two parts). */
+function isPair(v: Views, i: number): boolean {
+  const b = i * RING_SLOT_BYTES;
+  const kind = v.u8[b + O_KIND]!;
+  return (kind === RING_KINDS.Connect || kind === RING_KINDS.SendTo) && (v.u16[(b + O_FLAGS) / 2]! & WITH_SOCKET) !== 0;
 }
 
 /** The daemon's end of one ring: reads records in order and frees their slots. */
 export class RingReader {
   private readonly v: Views;
   private tail = 0;
-  /** the second message of the last record read (a call with its Socket) */
-  private second: Message | null = null;
+  /** the record at tail is a call with its Socket, and its Socket has been read: the call
+   * comes next (its slot is freed after that; nothing is made ahead of being read) */
+  private half = false;
   /** records the agent said it dropped (the ring was full) */
   shed = 0;
   constructor(buf: ArrayBuffer, readonly slots: number) {
@@ -220,31 +226,39 @@ export class RingReader {
 
   /** Whether a record waits. */
   get pending(): boolean {
-    return this.second !== null || this.v.u32.length > 0 && Atomics.load(this.v.u32, (this.tail * RING_SLOT_BYTES) / 4) !== SLOT_FREE;
+    return this.v.u32.length > 0 && Atomics.load(this.v.u32, (this.tail * RING_SLOT_BYTES) / 4) !== SLOT_FREE;
   }
 
   /** The next record's message (a string if it is malformed), or null if none waits. Its slot
    * is free again when this returns. */
   next(who: RingCaller): Message | string | null {
-    if (this.second) {
-      const m = this.second;
-      this.second = null;
-      return m;
-    }
     const v = this.v;
     const i = this.tail;
     const w = (i * RING_SLOT_BYTES) / 4;
     if (v.u32.length === 0) return null; // released
+    if (this.half) {
+      // the call of a record whose state was read (FULL) with its Socket
+      this.half = false;
+      return this.free(i, decodeSlot(v, i, who));
+    }
     const state = Atomics.load(v.u32, w);
     if (state === SLOT_FREE) return null;
-    const m = state === SLOT_FULL ? decodeSlot(v, i, who) : `record ${i}: state ${state}`;
-    this.shed += v.u32[(i * RING_SLOT_BYTES + O_SHED) / 4]!;
-    Atomics.store(v.u32, w, SLOT_FREE);
-    this.tail = (i + 1) % this.slots;
-    if (Array.isArray(m)) {
-      this.second = m[1];
-      return m[0];
+    if (state !== SLOT_FULL) return this.free(i, `record ${i}: state ${state}`);
+    const socket = isPair(v, i);
+    const m = decodeSlot(v, i, who, socket);
+    if (socket && typeof m !== 'string') {
+      this.half = true;
+      return m;
     }
+    return this.free(i, m);
+  }
+
+  /** Frees slot i (the agent may write it again) and returns m, what it was read as. */
+  private free<T>(i: number, m: T): T {
+    const v = this.v;
+    this.shed += v.u32[(i * RING_SLOT_BYTES + O_SHED) / 4]!;
+    Atomics.store(v.u32, (i * RING_SLOT_BYTES) / 4, SLOT_FREE);
+    this.tail = (i + 1) % this.slots;
     return m;
   }
 
@@ -253,6 +267,11 @@ export class RingReader {
   close(): void {
     const v = this.v;
     if (v.u32.length === 0) return;
+    // (a call whose Socket was read goes unread: its slot is the last one read)
+    if (this.half) {
+      this.half = false;
+      this.free(this.tail, null);
+    }
     Atomics.compareExchange(v.u32, (this.tail * RING_SLOT_BYTES) / 4, SLOT_FREE, SLOT_CLOSED);
   }
 }
