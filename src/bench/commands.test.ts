@@ -1,4 +1,4 @@
-/* `qos bench agent`, `policy`, `ab`, `rules` and `characterize` run end to end and print every figure (tiny sizes: this checks the
+/* `qos bench agent`, `policy`, `ab`, `rules`, `characterize` and `tc` run end to end and print every figure (tiny sizes: this checks the
  * command, not the speed; the figures themselves are judged by running the benchmark). */
 
 import { test } from 'node:test';
@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QOS_CLI } from '../daemon/child.js';
 import { rulesBenchUnavailable } from './rules.js';
+import { tcBenchUnavailable } from './tc.js';
 import { MissingPrerequisite } from '../prerequisites.js';
 
 test('qos bench agent --json prints every figure, the agent against a bare shim among them', { timeout: 120_000 }, () => {
@@ -122,6 +123,17 @@ test('qos bench hostile --json prints every figure, every request answered as th
   assert.ok(j.hostile.connections_refused! > 0 && j.hostile.garbage_connections! > 0 && j.hostile.requests_answered! > 0, JSON.stringify(j.hostile));
   assert.deepEqual(Object.keys(j.targets).sort(), ['legit_p99_ms_under_fd_flood', 'legit_p99_ms_under_garbage', 'legit_p99_ms_under_request_flood', 'legit_p99_ms_under_script_abuse', 'legit_p99_ms_under_tcl_script_abuse',
     'legit_script_decided_under_script_abuse', 'legit_script_decided_under_tcl_script_abuse']);
+});
+
+test('qos bench tc --json prints every figure, and the kernel held every flow and filter it made', { timeout: 300_000 }, () => {
+  const why = tcBenchUnavailable();
+  if (why) throw new MissingPrerequisite(why);
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'tc', '--json', '--flows-small', '20', '--flows-large', '40', '--rounds', '1', '--seconds', '1'], { encoding: 'utf8', timeout: 290_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as Record<string, number> & { installed: Record<string, { classes: number; exact_filters: number }> };
+  for (const k of ['create_20_flows_ms', 'delete_20_flows_ms', 'throughput_ratio_20_flows', 'create_40_flows_ms', 'throughput_ratio_40_flows']) assert.ok(Number.isFinite(j[k]) && j[k]! > 0, `${k} = ${j[k]}`);
+  assert.ok(Number.isFinite(j.shape_accuracy_pct), `shape_accuracy_pct = ${j.shape_accuracy_pct}`);
+  assert.deepEqual(j.installed, { 20: { classes: 20, exact_filters: 20 }, 40: { classes: 40, exact_filters: 40 } });
 });
 
 test('qos bench tc refuses a small set that is not smaller than the large one', () => {

@@ -141,7 +141,8 @@ export async function benchTc(o: TcBenchOptions): Promise<TcBenchResult> {
   /** What the kernel holds: HTB classes of flows (all but d5c:1-4) and exact IPv4 filters. */
   const holding = (): { classes: number; exact_filters: number } => {
     const classes = inClient(['tc', 'class', 'show', 'dev', dev]).split('\n').filter((l) => /^class htb d5c:/.test(l) && !/^class htb d5c:[1-4] /.test(l)).length;
-    const map = JSON.parse(inClient(['nft', '-j', 'list', 'map', 'inet', 'qosd_tc', 'x4_0'])) as { nftables: Array<{ map?: { elem?: unknown[] } }> };
+    // (the daemon's traffic-control table: its kernel table's name and _tc)
+    const map = JSON.parse(inClient(['nft', '-j', 'list', 'map', 'inet', `${daemon!.nftTable}_tc`, 'x4_0'])) as { nftables: Array<{ map?: { elem?: unknown[] } }> };
     return { classes, exact_filters: map.nftables.find((x) => x.map)?.map?.elem?.length ?? 0 };
   };
 
