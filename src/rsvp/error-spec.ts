@@ -2,7 +2,7 @@
  * NotGuilty 0x02), the error code and value (appendix B); c-type 1 IPv4, 2 IPv6. */
 
 import { CLASS, objectCodec, unknownCType } from './object.js';
-import { isIPv6Text } from './wire.js';
+import { addressLength, familyCType } from './wire.js';
 
 export interface ErrorSpec {
   kind: 'ERROR_SPEC';
@@ -20,15 +20,15 @@ export const ERROR_CODES = { CONFIRMATION: 0, ADMISSION: 1, POLICY: 2, NO_PATH: 
 export const errorSpec = objectCodec<ErrorSpec>({
   name: 'ERROR_SPEC',
   classNum: CLASS.ERROR_SPEC,
-  cType: (v) => (isIPv6Text(v.node) ? 2 : 1),
-  bodyLength: (v) => (isIPv6Text(v.node) ? 20 : 8),
+  cType: (v) => familyCType(v.node),
+  bodyLength: (v) => addressLength(v.node) + 4,
   write(v, w) {
-    if (isIPv6Text(v.node)) w.ipv6(v.node, 'error node'); else w.ipv4(v.node, 'error node');
+    w.address(v.node, 'error node');
     w.u8(v.flags, 'flags'); w.u8(v.code, 'error code'); w.u16(v.value, 'error value');
   },
   read(r, cType) {
     if (cType !== 1 && cType !== 2) unknownCType(r, cType);
-    const node = cType === 1 ? r.ipv4('error node') : r.ipv6('error node');
+    const node = r.address(cType, 'error node');
     return { kind: 'ERROR_SPEC', node, flags: r.u8('flags'), code: r.u8('error code'), value: r.u16('error value') };
   },
 });

@@ -3,7 +3,7 @@
  * The two classes share their format. */
 
 import { CLASS, objectCodec, type ObjectCodec, unknownCType } from './object.js';
-import { isIPv6Text } from './wire.js';
+import { addressLength, familyCType } from './wire.js';
 
 export interface FilterSpec { kind: 'FILTER_SPEC'; source: string; port: number }
 export interface SenderTemplate { kind: 'SENDER_TEMPLATE'; source: string; port: number }
@@ -12,15 +12,15 @@ function senderCodec<K extends 'FILTER_SPEC' | 'SENDER_TEMPLATE'>(kind: K, class
   return objectCodec({
     name: kind,
     classNum,
-    cType: (v) => (isIPv6Text(v.source) ? 2 : 1),
-    bodyLength: (v) => (isIPv6Text(v.source) ? 20 : 8),
+    cType: (v) => familyCType(v.source),
+    bodyLength: (v) => addressLength(v.source) + 4,
     write(v, w) {
-      if (isIPv6Text(v.source)) w.ipv6(v.source, 'source'); else w.ipv4(v.source, 'source');
+      w.address(v.source, 'source');
       w.zero(2); w.u16(v.port, 'source port');
     },
     read(r, cType) {
       if (cType !== 1 && cType !== 2) unknownCType(r, cType);
-      const source = cType === 1 ? r.ipv4('source') : r.ipv6('source');
+      const source = r.address(cType, 'source');
       r.skip(2, 'unused');
       return { kind, source, port: r.u16('source port') };
     },

@@ -2,7 +2,7 @@
  * address of the node that sent the message and its logical interface handle (LIH). */
 
 import { CLASS, objectCodec, unknownCType } from './object.js';
-import { isIPv6Text } from './wire.js';
+import { addressLength, familyCType } from './wire.js';
 
 export interface Hop {
   kind: 'RSVP_HOP';
@@ -14,15 +14,15 @@ export interface Hop {
 export const hop = objectCodec<Hop>({
   name: 'RSVP_HOP',
   classNum: CLASS.RSVP_HOP,
-  cType: (v) => (isIPv6Text(v.address) ? 2 : 1),
-  bodyLength: (v) => (isIPv6Text(v.address) ? 20 : 8),
+  cType: (v) => familyCType(v.address),
+  bodyLength: (v) => addressLength(v.address) + 4,
   write(v, w) {
-    if (isIPv6Text(v.address)) w.ipv6(v.address, 'address'); else w.ipv4(v.address, 'address');
+    w.address(v.address, 'address');
     w.u32(v.lih, 'logical interface handle');
   },
   read(r, cType) {
     if (cType !== 1 && cType !== 2) unknownCType(r, cType);
-    const address = cType === 1 ? r.ipv4('address') : r.ipv6('address');
+    const address = r.address(cType, 'address');
     return { kind: 'RSVP_HOP', address, lih: r.u32('logical interface handle') };
   },
 });

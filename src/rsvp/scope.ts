@@ -17,7 +17,7 @@ export const scope = objectCodec<Scope>({
     if (!v.senders.length) invalid('SCOPE', 'no senders (at least one address)');
     for (const [i, a] of v.senders.entries()) {
       if (isIPv6Text(a) !== six(v)) invalid('SCOPE', `sender ${i} "${a}" is not of the first one's family`);
-      if (six(v)) w.ipv6(a, `sender ${i}`); else w.ipv4(a, `sender ${i}`);
+      w.address(a, `sender ${i}`);
     }
   },
   read(r, cType) {
@@ -25,7 +25,7 @@ export const scope = objectCodec<Scope>({
     const size = cType === 1 ? 4 : 16;
     if (r.left === 0 || r.left % size) decodeError('SCOPE', r.pos, `${r.left} bytes is not a list of ${size}-byte addresses`);
     const senders: string[] = [];
-    while (r.left) senders.push(cType === 1 ? r.ipv4(`sender ${senders.length}`) : r.ipv6(`sender ${senders.length}`));
+    while (r.left) senders.push(r.address(cType, `sender ${senders.length}`));
     return { kind: 'SCOPE', senders };
   },
 });

@@ -2,7 +2,7 @@
  * destination port; c-type 1 for IPv4, 2 for IPv6 (chosen by the address). */
 
 import { CLASS, objectCodec, unknownCType } from './object.js';
-import { isIPv6Text } from './wire.js';
+import { addressLength, familyCType } from './wire.js';
 
 export interface Session {
   kind: 'SESSION';
@@ -19,15 +19,15 @@ export const SESSION_E_POLICE = 0x01;
 export const session = objectCodec<Session>({
   name: 'SESSION',
   classNum: CLASS.SESSION,
-  cType: (v) => (isIPv6Text(v.destination) ? 2 : 1),
-  bodyLength: (v) => (isIPv6Text(v.destination) ? 20 : 8),
+  cType: (v) => familyCType(v.destination),
+  bodyLength: (v) => addressLength(v.destination) + 4,
   write(v, w) {
-    if (isIPv6Text(v.destination)) w.ipv6(v.destination, 'destination'); else w.ipv4(v.destination, 'destination');
+    w.address(v.destination, 'destination');
     w.u8(v.protocol, 'protocol'); w.u8(v.flags, 'flags'); w.u16(v.port, 'port');
   },
   read(r, cType) {
     if (cType !== 1 && cType !== 2) unknownCType(r, cType);
-    const destination = cType === 1 ? r.ipv4('destination') : r.ipv6('destination');
+    const destination = r.address(cType, 'destination');
     return { kind: 'SESSION', destination, protocol: r.u8('protocol'), flags: r.u8('flags'), port: r.u16('port') };
   },
 });

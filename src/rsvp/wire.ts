@@ -38,6 +38,8 @@ export class Reader {
   bytes(n: number, field: string): Uint8Array { this.need(n, field); const b = this.buf.slice(this.pos, this.pos + n); this.pos += n; return b; }
   ipv4(field: string): string { return formatIPv4(this.bytes(4, field)); }
   ipv6(field: string): string { return formatIPv6(this.bytes(16, field)); }
+  /** An address of the family an object's c-type names: 1 IPv4, 2 IPv6 (familyCType). */
+  address(cType: number, field: string): string { return cType === 1 ? this.ipv4(field) : this.ipv6(field); }
   /** A field that must hold zero (RFC 2205: reserved, sent as zero): skipped, whatever it holds. */
   skip(n: number, field: string): void { this.need(n, field); this.pos += n; }
   /** Every byte of the object was read: a longer object than its contents is an error. */
@@ -69,9 +71,15 @@ export class Writer {
   zero(n: number): void { this.pos += n; }
   ipv4(a: string, field: string): void { this.bytes(parseIPv4(a, this.what, field)); }
   ipv6(a: string, field: string): void { this.bytes(parseIPv6(a, this.what, field)); }
+  /** An address of either family, by its text. */
+  address(a: string, field: string): void { if (isIPv6Text(a)) this.ipv6(a, field); else this.ipv4(a, field); }
 }
 
 export function isIPv6Text(a: string): boolean { return typeof a === 'string' && a.includes(':'); }
+/** The c-type of an object whose format follows its address's family: 1 IPv4, 2 IPv6. */
+export function familyCType(a: string): 1 | 2 { return isIPv6Text(a) ? 2 : 1; }
+/** Bytes of an address of a's family. */
+export function addressLength(a: string): number { return isIPv6Text(a) ? 16 : 4; }
 
 export function formatIPv4(b: Uint8Array): string { return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`; }
 
