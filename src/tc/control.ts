@@ -18,13 +18,12 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { QosError } from '../errors.js';
 import { run } from '../exec.js';
-import { parseFlowSpec } from '../flowspec/parse.js';
-import { templateNamed } from '../flowspec/templates.js';
-import { serviceTypeNamed, SERVICE_TYPE_NAMES, type FlowSpec, type ServiceType } from '../flowspec/model.js';
+import { serviceTypeNamed, SERVICE_TYPE_NAMES, type ServiceType } from '../flowspec/model.js';
 import { parseRate } from '../units.js';
-import { checkDev, checkMark, DEFAULT_NONCONFORMING, emptyState, flowProblems, isExact, kernelBucket, kernelRate, policer, MAX_FILTER_ID, MAX_FILTERS, MAX_FLOW_ID, MAX_FLOWS, MODES, parseFilter, SERVICE_DEFAULTS, type FilterInput, type Mark, type TcFilter, type TcFlow, type TcInterface, type TcMode, type TcState } from './model.js';
+import { checkDev, checkMark, DEFAULT_NONCONFORMING, emptyState, flowMarks, flowProblems, isDevName, isExact, kernelBucket, kernelRate, policer, MAX_FILTER_ID, MAX_FILTERS, MAX_FLOW_ID, MAX_FLOWS, parseFilter, SERVICE_DEFAULTS, type FilterInput, type Mark, type TcFilter, type TcFlow, type TcInterface, type TcMode, type TcState } from './model.js';
 import { dot1pAttach, dot1pDetach, DOT1P_PREF, filterKey, HANDLE_TEXT, le32, planChange, planText, reservedRate, TABLE, type Dot1pStep, type TcPlan } from './plan.js';
 import { TcIndex } from './state-index.js';
+import { flowSpecOf } from './request.js';
 
 /** What control needs of the machine: the real one runs tc, nft and ip; tests may fake it. */
 export interface TcRunner {
@@ -194,7 +193,7 @@ export class TrafficControl {
     if (!this.o.stateFile) return [];
     try {
       const v = JSON.parse(readFileSync(this.o.stateFile, 'utf8')) as { devs?: unknown };
-      return Array.isArray(v.devs) ? v.devs.filter((d): d is string => typeof d === 'string' && /^[A-Za-z0-9_.@-]{1,15}$/.test(d)) : [];
+      return Array.isArray(v.devs) ? v.devs.filter(isDevName) : [];
     } catch {
       return [];
     }
@@ -449,18 +448,7 @@ function marksOf(v: unknown): Partial<Record<ServiceType, Mark>> {
 
 /** The flow's own fields from a request, over `old`'s for a modification. */
 function flowOf(input: FlowInput, old?: TcFlow): Pick<TcFlow, 'spec' | 'mode' | 'framing' | 'dscp' | 'pcp' | 'name'> {
-  let base: FlowSpec | undefined = old?.spec;
-  if (input.template !== undefined) {
-    if (typeof input.template !== 'string') throw new QosError('QOS_ERR_USAGE', 'template is a template\'s name (qos flowspec templates)');
-    base = templateNamed(input.template).spec;
-  }
-  let spec = input.flowspec === undefined ? base : parseFlowSpec(input.flowspec, { base, path: 'flowspec' });
-  if (!spec) throw new QosError('QOS_ERR_USAGE', 'a flow needs a FLOWSPEC: a template, or flowspec fields (TokenRate at least)');
-  if (input.service !== undefined) {
-    const t = typeof input.service === 'string' ? serviceTypeNamed(input.service) : undefined;
-    if (!t) throw new QosError('QOS_ERR_USAGE', `service: no service type ${JSON.stringify(input.service)}; the service types are ${SERVICE_TYPE_NAMES.join(', ')}`);
-    spec = parseFlowSpec({ ServiceType: t }, { base: spec, path: 'flowspec' });
-  }
+  const spec = flowSpecOf(input, old?.spec);
   const mode = (input.mode ?? (input.service !== undefined || !old ? SERVICE_DEFAULTS[spec.ServiceType].mode : old.mode)) as TcMode;
   const num = (v: unknown, prev: number | null): number | null => (v === undefined ? prev : v === null ? null : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : (v as number));
   const proto = (input.proto ?? old?.framing.proto ?? 'udp') as 'udp' | 'tcp';
@@ -469,7 +457,6 @@ function flowOf(input: FlowInput, old?: TcFlow): Pick<TcFlow, 'spec' | 'mode' | 
   if (name !== null && (typeof name !== 'string' || !/^[\w.-]{1,64}$/.test(name))) throw new QosError('QOS_ERR_USAGE', `name is 1-64 letters, digits, '_', '.' or '-', not ${JSON.stringify(name)}`);
   const f = { spec, mode, framing: { proto, ipv6: input.ipv6 === true || (input.ipv6 === undefined && (old?.framing.ipv6 ?? false)) }, dscp: num(input.dscp, old?.dscp ?? null), pcp: num(input.pcp, old?.pcp ?? null), name };
   const problems = flowProblems(f);
-  if (!MODES.includes(mode)) problems.push(`mode must be ${MODES.join(', ')}`);
   if (problems.length) throw new QosError('QOS_ERR_USAGE', `invalid flow: ${problems.join('; ')}`);
   return f;
 }
@@ -490,12 +477,10 @@ function interfaceJson(i: TcInterface, s: TcState): Record<string, unknown> {
 
 /** filters: how many the flow has (the caller counts them: a scan here would cost every request all the filters) */
 function flowJson(f: TcFlow, s: TcState, filters: number): Record<string, unknown> {
-  const i = s.devs.get(f.dev)!;
-  const d = SERVICE_DEFAULTS[f.spec.ServiceType];
-  const m = i.marks[f.spec.ServiceType] ?? d.mark;
+  const { conforming, nonconforming } = flowMarks(f, s.devs.get(f.dev)!);
   return {
     id: f.id, dev: f.dev, name: f.name, mode: f.mode, service: f.spec.ServiceType, flowspec: f.spec, rate: kernelRate(f), bucket: kernelBucket(f), policer: policer(f),
-    conforming: { dscp: f.dscp ?? m.dscp, pcp: f.pcp ?? m.pcp }, nonconforming: i.nonconforming, filters, owner: f.owner,
+    conforming, nonconforming, filters, owner: f.owner,
   };
 }
 

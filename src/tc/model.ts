@@ -157,10 +157,14 @@ export function checkMark(m: unknown, what: string): Mark {
   return { dscp: o.dscp, pcp: o.pcp };
 }
 
-/** An interface name the kernel could hold (IFNAMSIZ, no '/', ':' or blanks): it goes into
- * tc and nft text. */
+/** Whether dev is an interface name the kernel could hold (IFNAMSIZ, no '/', ':' or blanks):
+ * it goes into tc and nft text. */
+export function isDevName(dev: unknown): dev is string {
+  return typeof dev === 'string' && /^[A-Za-z0-9_.@-]{1,15}$/.test(dev) && dev !== '.' && dev !== '..';
+}
+
 export function checkDev(dev: unknown): string {
-  if (typeof dev !== 'string' || !/^[A-Za-z0-9_.@-]{1,15}$/.test(dev) || dev === '.' || dev === '..') {
+  if (!isDevName(dev)) {
     throw new QosError('QOS_ERR_USAGE', `an interface name is 1-15 letters, digits, '_', '.', '@' or '-', not ${JSON.stringify(dev)}`);
   }
   return dev;
