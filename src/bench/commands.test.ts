@@ -128,9 +128,11 @@ test('qos bench hostile --json prints every figure, every request answered as th
 test('qos bench tc --json prints every figure, and the kernel held every flow and filter it made', { timeout: 300_000 }, () => {
   const why = tcBenchUnavailable();
   if (why) throw new MissingPrerequisite(why);
-  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'tc', '--json', '--flows-small', '20', '--flows-large', '40', '--rounds', '1', '--seconds', '1'], { encoding: 'utf8', timeout: 290_000 });
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'tc', '--json', '--flows-small', '20', '--flows-large', '40', '--rounds', '2', '--pairs', '1', '--seconds', '1'], { encoding: 'utf8', timeout: 290_000 });
   assert.equal(r.status, 0, r.stderr);
-  const j = JSON.parse(r.stdout) as Record<string, number> & { installed: Record<string, { classes: number; exact_filters: number }> };
+  const j = JSON.parse(r.stdout) as Record<string, number> & { installed: Record<string, { classes: number; exact_filters: number }>; rounds: { flows: number; link: string; ratios: number[] }[] };
+  // the sets go on one link in the first round and on the other in the second, one turn each
+  assert.deepEqual(j.rounds.map((x) => [x.flows, x.link, x.ratios.length]), [[20, 'br0', 1], [40, 'br0', 1], [40, 'bz0', 1], [20, 'bz0', 1]]);
   for (const k of ['create_20_flows_ms', 'delete_20_flows_ms', 'throughput_ratio_20_flows', 'create_40_flows_ms', 'throughput_ratio_40_flows']) assert.ok(Number.isFinite(j[k]) && j[k]! > 0, `${k} = ${j[k]}`);
   assert.ok(Number.isFinite(j.shape_accuracy_pct), `shape_accuracy_pct = ${j.shape_accuracy_pct}`);
   assert.deepEqual(j.installed, { 20: { classes: 20, exact_filters: 20 }, 40: { classes: 40, exact_filters: 40 } });

@@ -35,15 +35,29 @@ export class NamespacePair {
     }
   }
 
+  /** Another veth pair between the same two namespaces, on subnet 10.250.n.0/24 (n from 1):
+   * the benchmarks compare links side by side, alternating between them in one sitting. */
+  addLink(n: number, clientDev: string, serverDev: string): { clientDev: string; serverDev: string; clientIp: string; serverIp: string } {
+    if (!(Number.isInteger(n) && n >= 1 && n <= 254)) throw new QosError('QOS_ERR_USAGE', `no link number ${n}`);
+    const l = { clientDev, serverDev, clientIp: `10.250.${n}.1`, serverIp: `10.250.${n}.2` };
+    must(['ip', 'link', 'add', clientDev, 'netns', this.client, 'type', 'veth', 'peer', 'name', serverDev, 'netns', this.server]);
+    must(['ip', '-n', this.client, 'addr', 'add', `${l.clientIp}/24`, 'dev', clientDev]);
+    must(['ip', '-n', this.server, 'addr', 'add', `${l.serverIp}/24`, 'dev', serverDev]);
+    must(['ip', '-n', this.client, 'link', 'set', clientDev, 'up']);
+    must(['ip', '-n', this.server, 'link', 'set', serverDev, 'up']);
+    return l;
+  }
+
   destroy(): void {
     for (const ns of this.made.splice(0).reverse()) removeNamespace(ns);
   }
 }
 
-/** One iperf3 TCP run from the client namespace to an `iperf3 -s` on port: bits per second received. */
-export function iperf(pair: NamespacePair, port: number, seconds: number): number {
+/** One iperf3 TCP run from the client namespace to an `iperf3 -s` on port (at the server's
+ * address on the first link unless another is given): bits per second received. */
+export function iperf(pair: NamespacePair, port: number, seconds: number, serverIp = pair.serverIp): number {
   // a failed run says why in its JSON
-  const r = runSync(['iperf3', '-c', pair.serverIp, '-p', String(port), '-t', String(seconds), '-J'], { netns: pair.client, timeoutMs: (seconds + 20) * 1000, ok: 'any' });
+  const r = runSync(['iperf3', '-c', serverIp, '-p', String(port), '-t', String(seconds), '-J'], { netns: pair.client, timeoutMs: (seconds + 20) * 1000, ok: 'any' });
   let j: { end?: { sum_received?: { bits_per_second?: number } }; error?: string };
   try { j = JSON.parse(r.stdout) as typeof j; } catch { throw new QosError('QOS_ERR_ENVIRONMENT', `iperf3 failed: ${(r.stderr || r.stdout).trim().slice(0, 300)}`); }
   const bps = j.end?.sum_received?.bits_per_second;

@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { errorPct, exactFilter, roundOrder, spread, steadyRate } from './tc-figures.js';
+import { errorPct, exactFilter, rotation, spread, steadyRate } from './tc-figures.js';
 
 test('rounds alternate the order of the conditions, each condition once per round', () => {
-  assert.deepEqual(roundOrder(0), ['bare', 'zero', 'small', 'large']);
-  assert.deepEqual(roundOrder(1), ['large', 'small', 'zero', 'bare']);
-  assert.deepEqual(roundOrder(2), roundOrder(0));
+  assert.deepEqual(rotation(0), ['flows', 'zero', 'bare']);
+  assert.deepEqual(rotation(1), ['zero', 'bare', 'flows']);
+  assert.deepEqual(rotation(2), ['bare', 'flows', 'zero']);
+  assert.deepEqual(rotation(3), rotation(0));
 });
 
 test('a spread is the median with the smallest and largest round', () => {

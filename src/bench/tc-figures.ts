@@ -4,15 +4,15 @@
 
 import { medianF } from './helpers.js';
 
-/** What the interface is under while iperf3 runs: no qdisc at all, the daemon's HTB with no
+/** What the link is under while iperf3 runs: no qdisc at all, the daemon's HTB with no
  * flow, or with the small or the large set of flows and filters. */
 export type Condition = 'bare' | 'zero' | 'small' | 'large';
-const FORWARD: readonly Condition[] = ['bare', 'zero', 'small', 'large'];
 
-/** Round r's order: bare to large in even rounds, large to bare in odd ones, so a drift of the
- * machine's speed over a round favours no condition over the whole run. */
-export function roundOrder(r: number): Condition[] {
-  return r % 2 ? [...FORWARD].reverse() : [...FORWARD];
+/** The k-th turn's order of the three links (the set's, the empty one, no qdisc): each comes
+ * first, second and third in turn, so a drift of the machine's speed favours none. */
+export function rotation(k: number): ('flows' | 'zero' | 'bare')[] {
+  const all = ['flows', 'zero', 'bare'] as const;
+  return [0, 1, 2].map((i) => all[(i + k) % 3]!);
 }
 
 /** A figure over rounds: the median and the smallest and largest round, rounded to d decimals. */

@@ -6,14 +6,16 @@
  *   a per-socket filter is), made through the admin API as a client sees it: requests in
  *   flight at once (--in-flight), each flow's filter sent as soon as its flow is answered; the
  *   daemon gathers a burst into one tc batch and one nft transaction. Then deleted the same way.
- * - throughput_ratio_N_flows: iperf3 TCP (client -> server) of a flow no filter matches, with
- *   the N flows and filters on the interface, divided by the same with the interface under
- *   traffic control and no flow (the daemon's HTB and table, empty): what the flows and
- *   filters cost the traffic beside them. The interface is given a link rate far above what
- *   a veth carries, so HTB's rate limits neither side. Against no qdisc at all (the veth's
- *   noqueue) too, _vs_bare, for information: that ratio includes what any HTB costs.
- *   Each round measures the four conditions in alternating order (tc-figures.ts); figures
- *   are medians of the per-round ratios, with min and max in `spread`.
+ * - throughput_ratio_N_flows: iperf3 TCP (client -> server) of traffic no filter matches on a
+ *   link holding the N flows and filters, divided by the same on a second link between the
+ *   same namespaces under the daemon's traffic control with no flow (its HTB and table,
+ *   empty): what the flows and filters cost the traffic beside them. Both links are given a
+ *   link rate far above what a veth carries, so HTB's rate limits neither. A third link has
+ *   no qdisc at all (the veth's noqueue): _vs_bare, for information, includes what any HTB
+ *   costs. The three links take turns, seconds apart, in rotating order (tc-figures.ts), so a
+ *   swing of the machine's speed meets all three; the set goes on the first link in even
+ *   rounds and on the second in odd ones. Each turn gives one ratio; figures are medians of
+ *   all turns, with min and max in `spread`, and every turn's ratio in `rounds`.
  * - shape_accuracy_pct: a 5 Mb/s constant-bit-rate UDP sender through a flow of TokenRate
  *   1 Mbit, MinimumPolicedSize = its payload, service Guaranteed (shape mode); the payload
  *   rate measured from the server's capture over the middle 60 % of the arrivals, as
@@ -30,7 +32,7 @@ import { installed, runSync, start, type Child } from '../exec.js';
 import { packageOf } from '../prerequisites.js';
 import type { Target } from './agent.js';
 import { iperf, NamespacePair } from './netpair.js';
-import { errorPct, exactFilter, roundOrder, spread, steadyRate, type Condition, type Spread } from './tc-figures.js';
+import { errorPct, exactFilter, rotation, spread, steadyRate, type Condition, type Spread } from './tc-figures.js';
 import { CBR_PAYLOAD, CBR_PROGRAM } from '../tc/cbr.js';
 
 export interface TcBenchOptions {
@@ -38,6 +40,8 @@ export interface TcBenchOptions {
   flowsSmall: number;
   flowsLarge: number;
   rounds: number;
+  /** turns of the three links (the set's, the empty one, no qdisc) per set and round */
+  pairs: number;
   /** seconds of each iperf3 run and of each shaping run */
   seconds: number;
   /** requests in flight at once while creating or deleting */
@@ -58,7 +62,9 @@ export interface TcBenchResult {
   /** what the kernel held with each set in (first round): HTB classes of flows, exact-map elements */
   installed: Record<string, { classes: number; exact_filters: number }>;
   targets: Record<string, Target>;
-  setup: { flows: number[]; rounds: number; seconds: number; in_flight: number; link_rate: string; flow_rate: string; cpus: number; kernel: string; node: string };
+  /** each round and set: the link the flows were on, each turn's ratio and Gb/s */
+  rounds: { round: number; flows: number; link: string; ratios: number[]; gbps: Record<'flows' | 'zero' | 'bare', number[]> }[];
+  setup: { flows: number[]; rounds: number; pairs: number; seconds: number; in_flight: number; link_rate: string; flow_rate: string; cpus: number; kernel: string; node: string };
 }
 
 const PREFIX = 'qosbt';
@@ -104,6 +110,8 @@ async function pool(n: number, width: number, job: (i: number) => Promise<void>)
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const gb = (bps: number) => Math.round(bps / 1e7) / 100;
+type Link = ReturnType<NamespacePair['addLink']>;
 
 export async function benchTc(o: TcBenchOptions): Promise<TcBenchResult> {
   const why = tcBenchUnavailable();
@@ -114,6 +122,12 @@ export async function benchTc(o: TcBenchOptions): Promise<TcBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-bench-tc-'));
   const pair = new NamespacePair(PREFIX);
   const dev = pair.clientDev;
+  // the flows' link and the empty one take turns (both under the daemon's HTB); the third has no qdisc
+  const links: [Link, Link, Link] = [
+    { clientDev: pair.clientDev, serverDev: pair.serverDev, clientIp: pair.clientIp, serverIp: pair.serverIp },
+    pair.addLink(1, 'bz0', 'bz1'),
+    pair.addLink(2, 'bb0', 'bb1'),
+  ];
   const procs: Child[] = [];
   let daemon: DaemonChild | undefined;
   let n = 0;
@@ -123,12 +137,12 @@ export async function benchTc(o: TcBenchOptions): Promise<TcBenchResult> {
   const inClient = (argv: string[]) => runSync(argv, { netns: pair.client, timeoutMs: 120_000 }).stdout;
 
   /** Creates `count` flows with a filter each; their ids, and the time it took. */
-  const create = async (count: number): Promise<{ ids: number[]; ms: number }> => {
+  const create = async (count: number, link: Link): Promise<{ ids: number[]; ms: number }> => {
     const ids: number[] = new Array<number>(count);
     const t0 = performance.now();
     await pool(count, o.inFlight, async (i) => {
-      const f = await api<{ id: number }>('POST', '/v1/tc/flows', { dev, flowspec: { TokenRate: FLOW_RATE, TokenBucketSize: BUCKET }, service: i % 2 ? 'controlled-load' : 'guaranteed', name: `bench${i}` });
-      await api('POST', '/v1/tc/filters', { flow: f.id, ...exactFilter(i, pair.clientIp, pair.serverIp) });
+      const f = await api<{ id: number }>('POST', '/v1/tc/flows', { dev: link.clientDev, flowspec: { TokenRate: FLOW_RATE, TokenBucketSize: BUCKET }, service: i % 2 ? 'controlled-load' : 'guaranteed', name: `bench${i}` });
+      await api('POST', '/v1/tc/filters', { flow: f.id, ...exactFilter(i, link.clientIp, link.serverIp) });
       ids[i] = f.id;
     });
     return { ids, ms: performance.now() - t0 };
@@ -139,10 +153,10 @@ export async function benchTc(o: TcBenchOptions): Promise<TcBenchResult> {
     return performance.now() - t0;
   };
   /** What the kernel holds: HTB classes of flows (all but d5c:1-4) and exact IPv4 filters. */
-  const holding = (): { classes: number; exact_filters: number } => {
+  const holding = (dev: string, slot: number): { classes: number; exact_filters: number } => {
     const classes = inClient(['tc', 'class', 'show', 'dev', dev]).split('\n').filter((l) => /^class htb d5c:/.test(l) && !/^class htb d5c:[1-4] /.test(l)).length;
     // (the daemon's traffic-control table: its kernel table's name and _tc)
-    const map = JSON.parse(inClient(['nft', '-j', 'list', 'map', 'inet', `${daemon!.nftTable}_tc`, 'x4_0'])) as { nftables: Array<{ map?: { elem?: unknown[] } }> };
+    const map = JSON.parse(inClient(['nft', '-j', 'list', 'map', 'inet', `${daemon!.nftTable}_tc`, `x4_${slot}`])) as { nftables: Array<{ map?: { elem?: unknown[] } }> };
     return { classes, exact_filters: map.nftables.find((x) => x.map)?.map?.elem?.length ?? 0 };
   };
 
@@ -153,52 +167,51 @@ export async function benchTc(o: TcBenchOptions): Promise<TcBenchResult> {
 
     const sizes: Record<'small' | 'large', number> = { small: o.flowsSmall, large: o.flowsLarge };
     const bps: Record<Condition, number[]> = { bare: [], zero: [], small: [], large: [] };
+    const ratio: Record<string, number[]> = {};
+    const push = (k: string, x: number) => (ratio[k] ??= []).push(x);
     const createMs: Record<'small' | 'large', number[]> = { small: [], large: [] }, deleteMs: Record<'small' | 'large', number[]> = { small: [], large: [] };
     const installedSets: TcBenchResult['installed'] = {};
+    const perRound: TcBenchResult['rounds'] = [];
+    // the daemon runs throughout, with two links under its traffic control (slots 0 and 1)
+    await startDaemon();
+    for (const l of [links[0], links[1]]) await api('PUT', `/v1/tc/interfaces/${l.clientDev}`, { rate: LINK_RATE });
     for (let r = 0; r < o.rounds; r++) {
-      let ids: number[] = [];
-      let now: Condition = 'bare';
-      const set = (c: 'small' | 'large') => async () => {
-        const made = await create(sizes[c]);
-        ids = made.ids;
+      // the flows go on one link and the other stays empty, the other way round next round:
+      // a difference between the two veth pairs favours neither side over the run
+      const [on, off] = (r % 2 ? [1, 0] : [0, 1]) as [0 | 1, 0 | 1];
+      for (const c of (r % 2 ? ['large', 'small'] : ['small', 'large']) as ('small' | 'large')[]) {
+        const link = links[on];
+        const made = await create(sizes[c], link);
         createMs[c].push(made.ms);
         const list = (await api<{ flows: unknown[]; filters: unknown[] }>('GET', '/v1/tc'));
         if (list.flows.length !== sizes[c] || list.filters.length !== sizes[c]) throw new QosError('QOS_ERR_BENCH', `the daemon holds ${list.flows.length} flows and ${list.filters.length} filters, not ${sizes[c]}`);
-        if (r === 0) {
-          const h = installedSets[String(sizes[c])] = holding();
-          if (h.classes !== sizes[c] || h.exact_filters !== sizes[c]) throw new QosError('QOS_ERR_BENCH', `the kernel holds ${h.classes} flow classes and ${h.exact_filters} exact filters, not ${sizes[c]}`);
-        }
-        say(`round ${r + 1}: ${sizes[c]} flows with filters created in ${made.ms.toFixed(0)} ms`);
-      };
-      const unset = async () => {
-        if (now !== 'small' && now !== 'large') return;
-        const ms = await remove(ids);
-        deleteMs[now].push(ms);
-        say(`round ${r + 1}: ${ids.length} flows deleted in ${ms.toFixed(0)} ms`);
-        ids = [];
-      };
-      for (const c of roundOrder(r)) {
-        if (c === 'bare') {
-          await unset();
-          await stopDaemon(); // it removes its qdisc and table: the veth is back to noqueue
-        } else {
-          if (!daemon) {
-            await startDaemon();
-            await api('PUT', `/v1/tc/interfaces/${dev}`, { rate: LINK_RATE });
+        const h = holding(link.clientDev, on);
+        if (h.classes !== sizes[c] || h.exact_filters !== sizes[c]) throw new QosError('QOS_ERR_BENCH', `the kernel holds ${h.classes} flow classes and ${h.exact_filters} exact filters on ${link.clientDev}, not ${sizes[c]}`);
+        installedSets[String(sizes[c])] ??= h;
+        say(`round ${r + 1}: ${sizes[c]} flows with filters created on ${link.clientDev} in ${made.ms.toFixed(0)} ms`);
+        // the three links in turn, the order rotating: the set's, the empty one, no qdisc
+        const at: Record<'flows' | 'zero' | 'bare', number[]> = { flows: [], zero: [], bare: [] };
+        for (let k = 0; k < o.pairs; k++) {
+          for (const cond of rotation(k)) {
+            const l = cond === 'flows' ? links[on] : cond === 'zero' ? links[off] : links[2];
+            at[cond].push(iperf(pair, IPERF_PORT, o.seconds, l.serverIp));
           }
-          if (c !== now) await unset();
-          if (c === 'small' || c === 'large') await set(c)();
+          const [f, z, b] = [at.flows.at(-1)!, at.zero.at(-1)!, at.bare.at(-1)!];
+          push(`throughput_ratio_${sizes[c]}_flows`, f / z);
+          push(`throughput_ratio_${sizes[c]}_flows_vs_bare`, f / b);
+          push('throughput_ratio_no_flows_vs_bare', z / b);
+          bps[c].push(f); bps.zero.push(z); bps.bare.push(b);
         }
-        now = c;
-        bps[c].push(iperf(pair, IPERF_PORT, o.seconds));
+        const ms = await remove(made.ids);
+        deleteMs[c].push(ms);
+        const rs = at.flows.map((f, i) => Math.round((f / at.zero[i]!) * 1000) / 1000);
+        perRound.push({ round: r + 1, flows: sizes[c], link: link.clientDev, ratios: rs, gbps: { flows: at.flows.map(gb), zero: at.zero.map(gb), bare: at.bare.map(gb) } });
+        say(`round ${r + 1}/${o.rounds}, ${sizes[c]} flows (deleted in ${ms.toFixed(0)} ms): with them / beside no flows ${rs.join(' ')}`);
       }
-      await unset();
-      await stopDaemon();
-      const last = (c: Condition) => bps[c].at(-1)!;
-      say(`round ${r + 1}/${o.rounds}: Gb/s bare ${(last('bare') / 1e9).toFixed(2)}, no flows ${(last('zero') / 1e9).toFixed(2)}, ${sizes.small} flows ${(last('small') / 1e9).toFixed(2)}, ${sizes.large} flows ${(last('large') / 1e9).toFixed(2)}`);
     }
+    await stopDaemon();
 
-    // shaping: one flow on the same interface, a round each
+    // shaping: one flow on the first link, a round each
     await startDaemon();
     await api('PUT', `/v1/tc/interfaces/${dev}`, { rate: LINK_RATE });
     const shapeMbps: number[] = [];
@@ -232,17 +245,16 @@ export async function benchTc(o: TcBenchOptions): Promise<TcBenchResult> {
     }
     await stopDaemon();
 
-    const ratios = (a: Condition, b: Condition) => bps[a].map((x, i) => x / bps[b][i]!);
     const spreads: Record<string, Spread> = {};
     const out: Record<string, number> = {};
     for (const c of ['small', 'large'] as const) {
       const k = sizes[c];
       spreads[`create_${k}_flows_ms`] = spread(createMs[c], 0);
       spreads[`delete_${k}_flows_ms`] = spread(deleteMs[c], 0);
-      spreads[`throughput_ratio_${k}_flows`] = spread(ratios(c, 'zero'));
-      spreads[`throughput_ratio_${k}_flows_vs_bare`] = spread(ratios(c, 'bare'));
+      spreads[`throughput_ratio_${k}_flows`] = spread(ratio[`throughput_ratio_${k}_flows`]!);
+      spreads[`throughput_ratio_${k}_flows_vs_bare`] = spread(ratio[`throughput_ratio_${k}_flows_vs_bare`]!);
     }
-    spreads.throughput_ratio_no_flows_vs_bare = spread(ratios('zero', 'bare'));
+    spreads.throughput_ratio_no_flows_vs_bare = spread(ratio.throughput_ratio_no_flows_vs_bare!);
     spreads.shape_accuracy_pct = spread(shapeMbps.map((m) => errorPct(m * 1e6, SHAPE_RATE_BPS)), 2);
     for (const [k, s] of Object.entries(spreads)) out[k] = s.median;
     const shape = out.shape_accuracy_pct!;
@@ -261,8 +273,9 @@ export async function benchTc(o: TcBenchOptions): Promise<TcBenchResult> {
       throughput_bps: { bare: med(bps.bare), zero: med(bps.zero), small: med(bps.small), large: med(bps.large) },
       spread: spreads,
       installed: installedSets,
+      rounds: perRound,
       targets,
-      setup: { flows: [sizes.small, sizes.large], rounds: o.rounds, seconds: o.seconds, in_flight: o.inFlight, link_rate: LINK_RATE, flow_rate: FLOW_RATE, cpus: cpus().length, kernel: runSync(['uname', '-r']).stdout.trim(), node: process.version },
+      setup: { flows: [sizes.small, sizes.large], rounds: o.rounds, pairs: o.pairs, seconds: o.seconds, in_flight: o.inFlight, link_rate: LINK_RATE, flow_rate: FLOW_RATE, cpus: cpus().length, kernel: runSync(['uname', '-r']).stdout.trim(), node: process.version },
     };
   } catch (e) {
     // what the daemon said is the likeliest explanation
@@ -281,7 +294,7 @@ export function formatTcBench(r: TcBenchResult): string {
   const [small, large] = r.setup.flows as [number, number];
   const s = (k: string, unit = '') => { const x = r.spread[k]!; return `${x.median}${unit} (${x.min}-${x.max})`; };
   const t = (k: string) => { const x = r.targets[k]; return x ? `; target ${k.startsWith('create') ? '<=' : k.startsWith('shape') ? '|x| <=' : '>='} ${x.limit}: ${x.ok ? 'ok' : 'MISSED'}` : ''; };
-  const lines = [`host traffic control on a veth at ${r.setup.link_rate}, flows of ${r.setup.flow_rate} with one exact UDP filter each, ${r.setup.in_flight} requests in flight; medians of ${r.setup.rounds} rounds (min-max)`];
+  const lines = [`host traffic control on a veth at ${r.setup.link_rate}, flows of ${r.setup.flow_rate} with one exact UDP filter each, ${r.setup.in_flight} requests in flight; medians of ${r.setup.rounds} rounds x ${r.setup.pairs} turns (min-max)`];
   for (const k of [small, large]) {
     lines.push(`${k} flows: create ${s(`create_${k}_flows_ms`, ' ms')}${t(`create_${k}_flows_ms`)}; delete ${s(`delete_${k}_flows_ms`, ' ms')}`);
     lines.push(`  throughput beside them / no flows ${s(`throughput_ratio_${k}_flows`)}${t(`throughput_ratio_${k}_flows`)}; / no qdisc ${s(`throughput_ratio_${k}_flows_vs_bare`)}`);
