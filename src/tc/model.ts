@@ -68,8 +68,8 @@ export interface TcFlow {
   /** per-flow overrides of the conforming marks (seed 003's DCLASS and TCLASS) */
   dscp: number | null;
   pcp: number | null;
-  /** who made it: an administrator, or the policy for a socket (pid, fd) */
-  owner: { kind: 'admin' } | { kind: 'policy'; pid: number; fd: number; rule: string };
+  /** who made it: an administrator, the policy for a socket (pid, fd), or an RSVP reservation (its key) */
+  owner: { kind: 'admin' } | { kind: 'policy'; pid: number; fd: number; rule: string } | { kind: 'rsvp'; reservation: string };
 }
 
 /** One dimension of a filter: an inclusive range. Addresses are bigints (v4 as 32 bits). */
