@@ -128,7 +128,7 @@ test('qos bench hostile --json prints every figure, every request answered as th
 test('qos bench tc --json prints every figure, and the kernel held every flow and filter it made', { timeout: 300_000 }, () => {
   const why = tcBenchUnavailable();
   if (why) throw new MissingPrerequisite(why);
-  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'tc', '--json', '--flows-small', '20', '--flows-large', '40', '--rounds', '2', '--pairs', '1', '--seconds', '1'], { encoding: 'utf8', timeout: 290_000 });
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'tc', '--json', '--flows-small', '20', '--flows-large', '40', '--rounds', '2', '--turns', '1', '--seconds', '1'], { encoding: 'utf8', timeout: 290_000 });
   assert.equal(r.status, 0, r.stderr);
   const j = JSON.parse(r.stdout) as Record<string, number> & { installed: Record<string, { classes: number; exact_filters: number }>; rounds: { flows: number; link: string; ratios: number[] }[] };
   // the sets go on one link in the first round and on the other in the second, one turn each

@@ -1,13 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { errorPct, exactFilter, rotation, spread, steadyRate } from './tc-figures.js';
-
-test('rounds alternate the order of the conditions, each condition once per round', () => {
-  assert.deepEqual(rotation(0), ['flows', 'zero', 'bare']);
-  assert.deepEqual(rotation(1), ['zero', 'bare', 'flows']);
-  assert.deepEqual(rotation(2), ['bare', 'flows', 'zero']);
-  assert.deepEqual(rotation(3), rotation(0));
-});
+import { errorPct, exactFilter, spread, steadyRate } from './tc-figures.js';
 
 test('a spread is the median with the smallest and largest round', () => {
   assert.deepEqual(spread([0.9, 1.02, 0.95]), { median: 0.95, min: 0.9, max: 1.02 });

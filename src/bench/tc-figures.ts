@@ -1,19 +1,11 @@
-/* The figures of `qos bench tc` from what it measured (pure): the order of the conditions in a
- * round, a median with its spread, the shaped flow's rate from its arrival times, and the
- * 5-tuple of the n-th benchmark flow's filter. */
+/* The figures of `qos bench tc` from what it measured (pure): a median with its spread, the
+ * shaped flow's rate from its arrival times, and the 5-tuple of the n-th benchmark flow's filter. */
 
 import { medianF } from './helpers.js';
 
-/** What the link is under while iperf3 runs: no qdisc at all, the daemon's HTB with no
- * flow, or with the small or the large set of flows and filters. */
+/** What a link is under while iperf3 runs: no qdisc at all, the daemon's HTB with no flow, or
+ * with the small or the large set of flows and filters. */
 export type Condition = 'bare' | 'zero' | 'small' | 'large';
-
-/** The k-th turn's order of the three links (the set's, the empty one, no qdisc): each comes
- * first, second and third in turn, so a drift of the machine's speed favours none. */
-export function rotation(k: number): ('flows' | 'zero' | 'bare')[] {
-  const all = ['flows', 'zero', 'bare'] as const;
-  return [0, 1, 2].map((i) => all[(i + k) % 3]!);
-}
 
 /** A figure over rounds: the median and the smallest and largest round, rounded to d decimals. */
 export interface Spread { median: number; min: number; max: number }

@@ -12,10 +12,12 @@
  *   empty): what the flows and filters cost the traffic beside them. Both links are given a
  *   link rate far above what a veth carries, so HTB's rate limits neither. A third link has
  *   no qdisc at all (the veth's noqueue): _vs_bare, for information, includes what any HTB
- *   costs. The three links take turns, seconds apart, in rotating order (tc-figures.ts), so a
- *   swing of the machine's speed meets all three; the set goes on the first link in even
- *   rounds and on the second in odd ones. Each turn gives one ratio; figures are medians of
- *   all turns, with min and max in `spread`, and every turn's ratio in `rounds`.
+ *   costs. In each turn iperf3 runs on the three links at once, each to its own server, so
+ *   all three meet the same load of the machine (a shared machine's speed swings several-fold
+ *   within seconds: runs one after another compare moments, not links); the set goes on the
+ *   first link in even rounds and on the second in odd ones. Each turn gives one ratio;
+ *   figures are medians of all turns, with min and max in `spread`, and every turn's ratio
+ *   in `rounds`.
  * - shape_accuracy_pct: a 5 Mb/s constant-bit-rate UDP sender through a flow of TokenRate
  *   1 Mbit, MinimumPolicedSize = its payload, service Guaranteed (shape mode); the payload
  *   rate measured from the server's capture over the middle 60 % of the arrivals, as
@@ -31,8 +33,8 @@ import { QosError } from '../errors.js';
 import { installed, runSync, start, type Child } from '../exec.js';
 import { packageOf } from '../prerequisites.js';
 import type { Target } from './agent.js';
-import { iperf, NamespacePair } from './netpair.js';
-import { errorPct, exactFilter, rotation, spread, steadyRate, type Condition, type Spread } from './tc-figures.js';
+import { iperfAsync, NamespacePair } from './netpair.js';
+import { errorPct, exactFilter, spread, steadyRate, type Condition, type Spread } from './tc-figures.js';
 import { CBR_PAYLOAD, CBR_PROGRAM } from '../tc/cbr.js';
 
 export interface TcBenchOptions {
@@ -41,7 +43,7 @@ export interface TcBenchOptions {
   flowsLarge: number;
   rounds: number;
   /** turns of the three links (the set's, the empty one, no qdisc) per set and round */
-  pairs: number;
+  turns: number;
   /** seconds of each iperf3 run and of each shaping run */
   seconds: number;
   /** requests in flight at once while creating or deleting */
@@ -64,7 +66,7 @@ export interface TcBenchResult {
   targets: Record<string, Target>;
   /** each round and set: the link the flows were on, each turn's ratio and Gb/s */
   rounds: { round: number; flows: number; link: string; ratios: number[]; gbps: Record<'flows' | 'zero' | 'bare', number[]> }[];
-  setup: { flows: number[]; rounds: number; pairs: number; seconds: number; in_flight: number; link_rate: string; flow_rate: string; cpus: number; kernel: string; node: string };
+  setup: { flows: number[]; rounds: number; turns: number; seconds: number; in_flight: number; link_rate: string; flow_rate: string; cpus: number; kernel: string; node: string };
 }
 
 const PREFIX = 'qosbt';
@@ -122,7 +124,7 @@ export async function benchTc(o: TcBenchOptions): Promise<TcBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-bench-tc-'));
   const pair = new NamespacePair(PREFIX);
   const dev = pair.clientDev;
-  // the flows' link and the empty one take turns (both under the daemon's HTB); the third has no qdisc
+  // the flows' link and the empty one, both under the daemon's HTB, and a third with no qdisc
   const links: [Link, Link, Link] = [
     { clientDev: pair.clientDev, serverDev: pair.serverDev, clientIp: pair.clientIp, serverIp: pair.serverIp },
     pair.addLink(1, 'bz0', 'bz1'),
@@ -161,8 +163,11 @@ export async function benchTc(o: TcBenchOptions): Promise<TcBenchResult> {
   };
 
   try {
-    procs.push(start(['iperf3', '-s', '-p', String(IPERF_PORT), '--forceflush'], { netns: pair.server, name: 'iperf3 -s' }));
-    await procs[0]!.until('listening', 10_000, 'stdout');
+    for (let i = 0; i < 3; i++) {
+      const server = start(['iperf3', '-s', '-p', String(IPERF_PORT + i), '--forceflush'], { netns: pair.server, name: 'iperf3 -s' });
+      procs.push(server);
+      await server.until('listening', 10_000, 'stdout');
+    }
     procs.push(start(['python3', '-c', SINK, String(SHAPE_PORT), String(END_PORT)], { netns: pair.server, name: 'udp sink' }));
 
     const sizes: Record<'small' | 'large', number> = { small: o.flowsSmall, large: o.flowsLarge };
@@ -189,13 +194,11 @@ export async function benchTc(o: TcBenchOptions): Promise<TcBenchResult> {
         if (h.classes !== sizes[c] || h.exact_filters !== sizes[c]) throw new QosError('QOS_ERR_BENCH', `the kernel holds ${h.classes} flow classes and ${h.exact_filters} exact filters on ${link.clientDev}, not ${sizes[c]}`);
         installedSets[String(sizes[c])] ??= h;
         say(`round ${r + 1}: ${sizes[c]} flows with filters created on ${link.clientDev} in ${made.ms.toFixed(0)} ms`);
-        // the three links in turn, the order rotating: the set's, the empty one, no qdisc
+        // the three links at once, each to its own iperf3 server: the set's, the empty one, no qdisc
         const at: Record<'flows' | 'zero' | 'bare', number[]> = { flows: [], zero: [], bare: [] };
-        for (let k = 0; k < o.pairs; k++) {
-          for (const cond of rotation(k)) {
-            const l = cond === 'flows' ? links[on] : cond === 'zero' ? links[off] : links[2];
-            at[cond].push(iperf(pair, IPERF_PORT, o.seconds, l.serverIp));
-          }
+        for (let k = 0; k < o.turns; k++) {
+          const [f0, z0, b0] = await Promise.all([links[on], links[off], links[2]].map((l, i) => iperfAsync(pair, IPERF_PORT + i, o.seconds, l.serverIp)));
+          at.flows.push(f0!); at.zero.push(z0!); at.bare.push(b0!);
           const [f, z, b] = [at.flows.at(-1)!, at.zero.at(-1)!, at.bare.at(-1)!];
           push(`throughput_ratio_${sizes[c]}_flows`, f / z);
           push(`throughput_ratio_${sizes[c]}_flows_vs_bare`, f / b);
@@ -275,7 +278,7 @@ export async function benchTc(o: TcBenchOptions): Promise<TcBenchResult> {
       installed: installedSets,
       rounds: perRound,
       targets,
-      setup: { flows: [sizes.small, sizes.large], rounds: o.rounds, pairs: o.pairs, seconds: o.seconds, in_flight: o.inFlight, link_rate: LINK_RATE, flow_rate: FLOW_RATE, cpus: cpus().length, kernel: runSync(['uname', '-r']).stdout.trim(), node: process.version },
+      setup: { flows: [sizes.small, sizes.large], rounds: o.rounds, turns: o.turns, seconds: o.seconds, in_flight: o.inFlight, link_rate: LINK_RATE, flow_rate: FLOW_RATE, cpus: cpus().length, kernel: runSync(['uname', '-r']).stdout.trim(), node: process.version },
     };
   } catch (e) {
     // what the daemon said is the likeliest explanation
@@ -294,7 +297,7 @@ export function formatTcBench(r: TcBenchResult): string {
   const [small, large] = r.setup.flows as [number, number];
   const s = (k: string, unit = '') => { const x = r.spread[k]!; return `${x.median}${unit} (${x.min}-${x.max})`; };
   const t = (k: string) => { const x = r.targets[k]; return x ? `; target ${k.startsWith('create') ? '<=' : k.startsWith('shape') ? '|x| <=' : '>='} ${x.limit}: ${x.ok ? 'ok' : 'MISSED'}` : ''; };
-  const lines = [`host traffic control on a veth at ${r.setup.link_rate}, flows of ${r.setup.flow_rate} with one exact UDP filter each, ${r.setup.in_flight} requests in flight; medians of ${r.setup.rounds} rounds x ${r.setup.pairs} turns (min-max)`];
+  const lines = [`host traffic control on a veth at ${r.setup.link_rate}, flows of ${r.setup.flow_rate} with one exact UDP filter each, ${r.setup.in_flight} requests in flight; medians of ${r.setup.rounds} rounds x ${r.setup.turns} turns (min-max)`];
   for (const k of [small, large]) {
     lines.push(`${k} flows: create ${s(`create_${k}_flows_ms`, ' ms')}${t(`create_${k}_flows_ms`)}; delete ${s(`delete_${k}_flows_ms`, ' ms')}`);
     lines.push(`  throughput beside them / no flows ${s(`throughput_ratio_${k}_flows`)}${t(`throughput_ratio_${k}_flows`)}; / no qdisc ${s(`throughput_ratio_${k}_flows_vs_bare`)}`);

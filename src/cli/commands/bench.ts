@@ -127,11 +127,11 @@ export function benchCommands(program: Command): void {
     .option('--flows-small <n>', 'the smaller set of flows', (v) => positiveInt(v, '--flows-small'), 1000)
     .option('--flows-large <n>', 'the larger set of flows', (v) => positiveInt(v, '--flows-large'), 10_000)
     .option('--rounds <n>', 'rounds: each creates each set on one link (the other link each round), measures, deletes; and a shaping run', (v) => positiveInt(v, '--rounds'), 4)
-    .option('--pairs <n>', 'turns per set and round of iperf3 on the three links (the set\'s, an empty one, one with no qdisc), in rotating order; ratios are of each turn', (v) => positiveInt(v, '--pairs'), 4)
+    .option('--turns <n>', 'turns per set and round: iperf3 on the three links at once (the set\'s, an empty one, one with no qdisc), each turn a ratio', (v) => positiveInt(v, '--turns'), 4)
     .option('--seconds <n>', 'length of each iperf3 run and each shaping run', (v) => positiveInt(v, '--seconds'), 2)
     .option('--in-flight <n>', 'admin API requests in flight at once while creating or deleting flows (each holds a connection: past the admin socket\'s listen backlog, 511, a connect may fail with EAGAIN)', (v) => positiveInt(v, '--in-flight'), 500)
     .option('--check', 'exit 1 if a target is missed')
-    .action(async (o: { json?: boolean; flowsSmall: number; flowsLarge: number; rounds: number; pairs: number; seconds: number; inFlight: number; check?: boolean }) => {
+    .action(async (o: { json?: boolean; flowsSmall: number; flowsLarge: number; rounds: number; turns: number; seconds: number; inFlight: number; check?: boolean }) => {
       if (o.flowsSmall >= o.flowsLarge) throw new QosError('QOS_ERR_USAGE', `--flows-small (${o.flowsSmall}) must be below --flows-large (${o.flowsLarge})`);
       const { benchTc, formatTcBench } = await import('../../bench/tc.js');
       const r = await benchTc({ ...o, progress: benchProgress(o.json) });
