@@ -274,3 +274,13 @@ test('1,000 sessions: one clock timer per node, state kept through refreshes', (
   const dump = net.node('R1').engine.state() as { sessions: unknown[] };
   assert.equal(JSON.parse(JSON.stringify(dump)).sessions.length, 1000);
 });
+
+test('PathErr goes hop by hop back to the sender host', () => {
+  const net = chain();
+  setUp(net);
+  const error = { kind: 'ERROR_SPEC' as const, node: '10.0.3.2', flags: 0, code: 20, value: 1 };
+  net.node('R2').engine.receive({ msg: { type: 'PathErr', flags: 0, sendTtl: 64, objects: [uni, error, S1, tspec] }, ifname: 'r2b', src: '10.0.3.2', dst: '10.0.3.1', ttl: 64, routerAlert: false });
+  assert.deepEqual(net.node('R1').sent.filter((x) => x.o.msg.type === 'PathErr').map((x) => x.o.dst), ['10.0.1.2']);
+  const e = net.node('S').events.find((x) => x.kind === 'path-error');
+  assert.ok(e && e.kind === 'path-error' && e.code === 20 && e.node === '10.0.3.2');
+});
