@@ -48,6 +48,9 @@
 #ifndef IPPROTO_RSVP
 #define IPPROTO_RSVP 46
 #endif
+#ifndef IPV6_ROUTER_ALERT_ISOLATE
+#define IPV6_ROUTER_ALERT_ISOLATE 30 /* linux/in6.h, Linux 5.1 */
+#endif
 
 enum { T_SEND = 1, T_PACKET = 2, T_RESULT = 3, T_READY = 4 };
 enum { F_RA = 1 };
@@ -61,7 +64,7 @@ enum { F_RA = 1 };
 static unsigned char inbuf[HEAD + FRAME_MAX];
 static size_t inlen;
 static unsigned char pkt[HEAD + FRAME_MAX + 60];
-static int fd4 = -1, fd6 = -1, udp = 0;
+static int fd4 = -1, fd6 = -1, fd6ra = -1, udp = 0;
 
 static void die(const char *fmt, ...) {
   va_list ap;
@@ -147,7 +150,7 @@ static int has_ra6(const unsigned char *h, size_t n) {
 
 /* One datagram from fd, as a PACKET frame on stdout. Errors on receive are not fatal (an ICMP
  * error queued on the socket, say): they are reported on stderr and the socket read on. */
-static void receive(int fd, int family) {
+static void receive(int fd, int family, int whole) {
   unsigned char *msg = pkt + HEAD + BODY;
   unsigned char cbuf[512];
   struct sockaddr_storage from;
@@ -196,6 +199,16 @@ static void receive(int fd, int family) {
   } else if (family == 4) {
     struct sockaddr_in *s = (struct sockaddr_in *)&from;
     packet_head(4, 0, ttl, ntohs(s->sin_port), ifindex, &s->sin_addr, &dst4, len);
+  } else if (whole) {
+    /* the Router Alert socket reads whole packets: the IPv6 header, hop-by-hop options, and
+     * (only these are RSVP's) protocol 46 after them */
+    if (len < 40 + 8 || msg[6] != 0) return;
+    size_t hl = 40 + (size_t)(msg[41] + 1) * 8;
+    if (hl > len || msg[40] != IPPROTO_RSVP) return;
+    ra = has_ra6(msg + 40, hl - 40);
+    packet_head(6, ra, msg[7], 0, ifindex, msg + 8, msg + 24, len - hl);
+    memmove(msg, msg + hl, len - hl);
+    len -= hl;
   } else {
     struct sockaddr_in6 *s = (struct sockaddr_in6 *)&from;
     packet_head(6, ra, ttl, 0, ifindex, &s->sin6_addr, &dst6, len);
@@ -353,7 +366,14 @@ static int open_raw6(int intercept) {
   setopt(fd, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1, "IPV6_RECVHOPLIMIT");
   setopt(fd, IPPROTO_IPV6, IPV6_RECVHOPOPTS, 1, "IPV6_RECVHOPOPTS");
   setopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, 1, "IPV6_FREEBIND");
-  if (intercept) setopt(fd, IPPROTO_IPV6, IPV6_ROUTER_ALERT, RA_V6_VALUE, "IPV6_ROUTER_ALERT");
+  if (!intercept) return fd;
+  /* Linux takes IPV6_ROUTER_ALERT only on an IPPROTO_RAW socket, which reads whole packets; its
+   * chain is one for all namespaces unless the socket isolates itself to its own */
+  fd6ra = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+  if (fd6ra < 0) die("socket(AF_INET6, SOCK_RAW, IPPROTO_RAW): %s", strerror(errno));
+  setopt(fd6ra, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO");
+  setopt(fd6ra, IPPROTO_IPV6, IPV6_ROUTER_ALERT, RA_V6_VALUE, "IPV6_ROUTER_ALERT");
+  setopt(fd6ra, IPPROTO_IPV6, IPV6_ROUTER_ALERT_ISOLATE, 1, "IPV6_ROUTER_ALERT_ISOLATE");
   return fd;
 }
 
@@ -408,14 +428,15 @@ int main(int argc, char **argv) {
   }
   unsigned char ready[HEAD + 1] = { 0, 0, 0, 1, T_READY };
   out(ready, sizeof ready);
-  struct pollfd p[3] = { { 0, POLLIN, 0 }, { fd4, POLLIN, 0 }, { fd6, POLLIN, 0 } };
+  struct pollfd p[4] = { { 0, POLLIN, 0 }, { fd4, POLLIN, 0 }, { fd6, POLLIN, 0 }, { fd6ra, POLLIN, 0 } };
   for (;;) {
-    if (poll(p, 3, -1) < 0) {
+    if (poll(p, 4, -1) < 0) {
       if (errno == EINTR) continue;
       die("poll: %s", strerror(errno));
     }
-    if (p[1].revents & POLLIN) receive(fd4, 4);
-    if (p[2].revents & POLLIN) receive(fd6, 6);
+    if (p[1].revents & POLLIN) receive(fd4, 4, 0);
+    if (p[2].revents & POLLIN) receive(fd6, 6, 0);
+    if (p[3].revents & POLLIN) receive(fd6ra, 6, 1);
     if (p[0].revents & (POLLIN | POLLHUP | POLLERR) && !read_frames()) return 0;
   }
 }
