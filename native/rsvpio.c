@@ -8,7 +8,8 @@
  *   rsvpio raw [--intercept] [-4] [-6]   protocol 46 (both families unless one is named);
  *                                        --intercept: IP_ROUTER_ALERT / IPV6_ROUTER_ALERT 1, so
  *                                        the kernel hands this socket the packets with Router
- *                                        Alert it would forward (needs forwarding on)
+ *                                        Alert it would forward (needs forwarding on; IPv6 on a
+ *                                        second socket, IPPROTO_RAW, the only kind Linux allows)
  *   rsvpio udp --port P [--join G]       UDP port P (0: any), IPv4, joining group G on every
  *                                        interface
  *
@@ -219,7 +220,10 @@ static void receive(int fd, int family, int whole) {
 /* The IPv4 header, with Router Alert if asked, for IP_HDRINCL: the source may be another
  * node's (a router forwards Path with the sender's address as source, RFC 2205 section
  * 3.1.3). Linux fills the total length and the checksum always, the id when it is 0, and the
- * source when it is 0 (raw(7)). */
+ * source when it is 0 (raw(7)); it does not fragment such a packet: one larger than the
+ * path's MTU fails with EMSGSIZE, reported in the RESULT. IPv6 needs no header of ours: the
+ * source comes in IPV6_PKTINFO (IPV6_FREEBIND lets it be another node's), Router Alert in
+ * IPV6_HOPOPTS, and the kernel fragments. */
 static size_t ip4_header(unsigned char *h, int ra, int ttl, const unsigned char *src, const unsigned char *dst, size_t len) {
   size_t hl = 20 + (ra ? RA_V4_LEN : 0);
   memset(h, 0, hl);
@@ -350,9 +354,16 @@ static int read_frames(void) {
   return 1;
 }
 
+static int open_socket(int domain, int type, int protocol, const char *what) {
+  int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+  if (fd < 0) die("socket(%s): %s%s", what, strerror(errno), type == SOCK_RAW ? " (it needs CAP_NET_RAW)" : "");
+  return fd;
+}
+
+/* A raw IPv4 socket reads the IP header with each packet: TTL, addresses and options come from
+ * there (IP_RECVTTL and IP_RECVOPTS would say the same again); IP_PKTINFO says the interface. */
 static int open_raw4(int intercept) {
-  int fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RSVP);
-  if (fd < 0) die("socket(AF_INET, SOCK_RAW, 46): %s (it needs CAP_NET_RAW)", strerror(errno));
+  int fd = open_socket(AF_INET, SOCK_RAW, IPPROTO_RSVP, "AF_INET, SOCK_RAW, 46");
   setopt(fd, IPPROTO_IP, IP_PKTINFO, 1, "IP_PKTINFO");
   setopt(fd, IPPROTO_IP, IP_HDRINCL, 1, "IP_HDRINCL");
   if (intercept) setopt(fd, IPPROTO_IP, IP_ROUTER_ALERT, 1, "IP_ROUTER_ALERT");
@@ -360,8 +371,7 @@ static int open_raw4(int intercept) {
 }
 
 static int open_raw6(int intercept) {
-  int fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RSVP);
-  if (fd < 0) die("socket(AF_INET6, SOCK_RAW, 46): %s (it needs CAP_NET_RAW)", strerror(errno));
+  int fd = open_socket(AF_INET6, SOCK_RAW, IPPROTO_RSVP, "AF_INET6, SOCK_RAW, 46");
   setopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO");
   setopt(fd, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1, "IPV6_RECVHOPLIMIT");
   setopt(fd, IPPROTO_IPV6, IPV6_RECVHOPOPTS, 1, "IPV6_RECVHOPOPTS");
@@ -369,8 +379,7 @@ static int open_raw6(int intercept) {
   if (!intercept) return fd;
   /* Linux takes IPV6_ROUTER_ALERT only on an IPPROTO_RAW socket, which reads whole packets; its
    * chain is one for all namespaces unless the socket isolates itself to its own */
-  fd6ra = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
-  if (fd6ra < 0) die("socket(AF_INET6, SOCK_RAW, IPPROTO_RAW): %s", strerror(errno));
+  fd6ra = open_socket(AF_INET6, SOCK_RAW, IPPROTO_RAW, "AF_INET6, SOCK_RAW, IPPROTO_RAW");
   setopt(fd6ra, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1, "IPV6_RECVPKTINFO");
   setopt(fd6ra, IPPROTO_IPV6, IPV6_ROUTER_ALERT, RA_V6_VALUE, "IPV6_ROUTER_ALERT");
   setopt(fd6ra, IPPROTO_IPV6, IPV6_ROUTER_ALERT_ISOLATE, 1, "IPV6_ROUTER_ALERT_ISOLATE");
@@ -379,8 +388,7 @@ static int open_raw6(int intercept) {
 
 /* UDP on port, IPv4, joined to group on every interface that can multicast. */
 static int open_udp(unsigned port, const char *group) {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) die("socket(AF_INET, SOCK_DGRAM): %s", strerror(errno));
+  int fd = open_socket(AF_INET, SOCK_DGRAM, 0, "AF_INET, SOCK_DGRAM");
   setopt(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
   setopt(fd, IPPROTO_IP, IP_PKTINFO, 1, "IP_PKTINFO");
   setopt(fd, IPPROTO_IP, IP_RECVTTL, 1, "IP_RECVTTL");

@@ -16,13 +16,14 @@ import { must, removeNamespace, removeStale } from '../demo/net.js';
 import { run, start, type Child } from '../exec.js';
 import { requireTools } from '../prerequisites.js';
 import { decode, encode, type RsvpMessage } from '../rsvp/message.js';
+import { RSVPIO } from '../rsvp/transport/index.js';
 import type { RsvpObject } from '../rsvp/objects.js';
 import { SAMPLE_MESSAGES_V4, SAMPLE_MESSAGES_V6 } from '../rsvp/samples.js';
 import { requireE2e } from './harness.js';
 import { Peer, type PeerEvent, type PeerPacket } from './rsvp-peer.js';
 
 requireE2e();
-requireTools('sysctl');
+requireTools('sysctl', 'setpriv');
 
 const PREFIX = 'qrsvp';
 const TAG = `${PREFIX}${process.pid}`;
@@ -212,4 +213,10 @@ test('the helper goes when its user does: closed, or its process killed, no rsvp
   await killed.child.stop('SIGKILL', 3000);
   for (let i = 0; i < 100 && helpers(ns).length; i++) await sleep(20);
   assert.deepEqual(helpers(ns), [], 'its stdin closed with the peer, and it exited');
+});
+
+test('without CAP_NET_RAW the helper says so in one line and exits 2', async () => {
+  const r = await run(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', RSVPIO, 'raw', '-4'], { ok: 'any', netns: NS.s });
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr, 'rsvpio: socket(AF_INET, SOCK_RAW, 46): Operation not permitted (it needs CAP_NET_RAW)\n');
 });
