@@ -16,7 +16,7 @@ import { must, removeNamespace, removeStale } from '../demo/net.js';
 import { run, start, type Child } from '../exec.js';
 import { requireTools } from '../prerequisites.js';
 import { decode, encode, type RsvpMessage } from '../rsvp/message.js';
-import { RSVPIO } from '../rsvp/transport/index.js';
+import { RSVPIO_PROGRAM as RSVPIO } from '../paths.js';
 import type { RsvpObject } from '../rsvp/objects.js';
 import { SAMPLE_MESSAGES_V4, SAMPLE_MESSAGES_V6 } from '../rsvp/samples.js';
 import { requireE2e } from './harness.js';

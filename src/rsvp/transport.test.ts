@@ -6,11 +6,12 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { start, type Child } from '../exec.js';
 import { encode } from './message.js';
 import { SAMPLE_MESSAGES_V4 } from './samples.js';
 import { BODY, encodeSend, FRAME_MAX, FrameReader, IFNAMSIZ, MSG_MAX, type Datagram, type Frame } from './transport/frames.js';
-import { RSVPIO } from './transport/index.js';
+import { RSVPIO_PROGRAM as RSVPIO } from '../paths.js';
 import { G_STAR, listenOn, PU, PU_HOST, udpDestination } from './transport/udp-encap.js';
 
 const PATH = encode(SAMPLE_MESSAGES_V4[0]!);
@@ -96,7 +97,7 @@ test('the helper carries a message over UDP on loopback, with interface, address
   const rx = new Helper(['udp', '--port', '0']);
   await rx.until(1);
   // its port: the one the kernel gave, read from /proc (the helper has no use for saying it)
-  const port = await boundPort(rx.child.pid!);
+  const port = boundPort(rx.child.pid!);
   const tx = new Helper();
   await tx.until(1);
   tx.child.proc.stdin!.write(encodeSend(datagram({ routerAlert: false, ttl: 7, port, ifname: '', src: '127.0.0.1', dst: '127.0.0.1' })));
@@ -114,8 +115,8 @@ test('the helper carries a message over UDP on loopback, with interface, address
   }
 });
 
-async function boundPort(pid: number): Promise<number> {
-  const { readFileSync, readdirSync, readlinkSync } = await import('node:fs');
+/** The UDP port the process's one socket is bound to, from /proc. */
+function boundPort(pid: number): number {
   const inodes = new Set(readdirSync(`/proc/${pid}/fd`).map((f) => /socket:\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/fd/${f}`))?.[1]).filter(Boolean));
   const line = readFileSync(`/proc/${pid}/net/udp`, 'utf8').split('\n').find((l) => inodes.has(l.trim().split(/\s+/)[9]));
   assert.ok(line, 'the helper has a UDP socket');

@@ -4,10 +4,9 @@
  * both go through native/rsvpio, spawned (exec.ts start) in the caller's network namespace and
  * spoken to in frames (frames.ts). The transport carries bytes; the codec is message.ts. */
 
-import { join } from 'node:path';
 import { QosError } from '../../errors.js';
 import { start, type Child } from '../../exec.js';
-import { PACKAGE_ROOT } from '../../paths.js';
+import { RSVPIO_PROGRAM } from '../../paths.js';
 import { encodeSend, FrameReader, type Datagram, type Frame } from './frames.js';
 import { listenOn, udpDestination, type Role } from './udp-encap.js';
 
@@ -21,8 +20,6 @@ export interface RsvpSocket {
   close(): Promise<void>;
 }
 
-/** The helper, built by native/Makefile. */
-export const RSVPIO = join(PACKAGE_ROOT, 'native/build/rsvpio');
 /** how long the helper may take to open its sockets */
 const READY_MS = 10_000;
 /** how long close() waits for the helper to go once its stdin is closed */
@@ -97,14 +94,16 @@ class HelperSocket implements RsvpSocket {
 
   async close(): Promise<void> {
     this.closing = true;
-    this.child.proc.stdin!.end(); // the helper exits when its stdin closes
-    await this.child.stop('SIGTERM', CLOSE_MS).catch(() => undefined);
+    this.child.proc.stdin!.end(); // the helper answers what it was sent, then exits
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.child.exited, new Promise((r) => (timer = setTimeout(r, CLOSE_MS)))]).finally(() => clearTimeout(timer));
+    if (this.child.running) await this.child.stop('SIGTERM', CLOSE_MS);
   }
 }
 
 /** Starts the helper with args; resolves once its sockets are open, or throws its error. */
 async function open(args: string[], via: 'raw' | 'udp', route: (p: OutPacket) => { dst: string; port: number }): Promise<RsvpSocket> {
-  const child = start([RSVPIO, ...args], { stdio: ['pipe', 'pipe', 'pipe'], name: 'rsvpio', code: 'QOS_ERR_ENVIRONMENT' });
+  const child = start([RSVPIO_PROGRAM, ...args], { stdio: ['pipe', 'pipe', 'pipe'], name: 'rsvpio', code: 'QOS_ERR_ENVIRONMENT' });
   const s = new HelperSocket(child, via, route);
   let timer: NodeJS.Timeout | undefined;
   const failed = Promise.race([
