@@ -1,6 +1,6 @@
 /* rsvpio: RSVP's packet I/O (RFC 2205 section 3.11.5) for the Node process that spawns it,
  * which has no raw sockets: IP protocol 46 with the Router Alert option (RFC 2113, RFC 2711),
- * or the UDP encapsulation of RFC 2205 appendix C. It carries bytes only; src/rsvp/transport.ts
+ * or the UDP encapsulation of RFC 2205 appendix C. It carries bytes only; src/rsvp/transport/
  * decides what goes where. It needs CAP_NET_RAW for `raw` (and nothing for `udp`); it drops
  * nothing itself: run it with just that capability (setcap cap_net_raw+ep, or a unit's
  * AmbientCapabilities) rather than as root where you can.
