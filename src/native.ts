@@ -1,4 +1,4 @@
-/* peercred.node (native/peercred.c), the one native helper, loaded once: the daemon's identity
+/* peercred.node (native/peercred.c), the one native module, loaded once: the daemon's identity
  * module reads peers and processes through it, and script worker threads set their nice value. */
 
 import { createRequire } from 'node:module';

@@ -14,6 +14,8 @@ export const PACKAGE_ROOT = root;
 export const AGENT_LIBRARY = resolve(root, 'agent/build/libqosagent.so');
 /** The BPF program that writes 802.1p priority tags (bpf/dot1p.bpf.c; docs/traffic-control.md). */
 export const DOT1P_OBJECT = resolve(root, 'bpf/build/dot1p.bpf.o');
+/** RSVP's packet I/O helper (native/rsvpio.c), which src/rsvp/transport spawns. */
+export const RSVPIO_PROGRAM = resolve(root, 'native/build/rsvpio');
 /** The package's version (package.json): `qos --version`, the man page, the Debian package. */
 export const PACKAGE_VERSION = (JSON.parse(readFileSync(resolve(root, 'package.json'), 'utf8')) as { version: string }).version;
 

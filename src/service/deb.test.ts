@@ -77,7 +77,7 @@ test('the Debian package installs with apt, runs as its unit says, and purges wi
     // files where they belong, nothing from development
     const listed = must(['dpkg', '-L', PACKAGE_NAME]).split('\n').filter(Boolean);
     for (const f of ['/usr/bin/qos', '/lib/systemd/system/qosd.service', '/usr/lib/tmpfiles.d/qosd.conf', '/usr/share/man/man8/qos.8.gz',
-      `${INSTALL_PREFIX}/agent/build/libqosagent.so`, `${INSTALL_PREFIX}/native/build/peercred.node`, `${INSTALL_PREFIX}/dist/cli/main.js`,
+      `${INSTALL_PREFIX}/agent/build/libqosagent.so`, `${INSTALL_PREFIX}/native/build/peercred.node`, `${INSTALL_PREFIX}/native/build/rsvpio`, `${INSTALL_PREFIX}/dist/cli/main.js`,
       `${INSTALL_PREFIX}/node_modules/commander/package.json`, `${INSTALL_PREFIX}/src/script/tcl-host.tcl`, '/usr/share/doc/qosd/copyright', '/usr/share/doc/qosd/install.md']) {
       assert.ok(listed.includes(f), `the package has ${f}`);
     }

@@ -102,7 +102,7 @@ function stageFiles(root: string, pkg: string, date: string): void {
   for (const m of productionModules(root)) cpSync(m, join(lib, relative(root, m)), { recursive: true, dereference: true });
   copy(join(root, 'agent/build/libqosagent.so'), join(lib, 'agent/build/libqosagent.so'));
   for (const f of files(join(root, 'agent/build/bench'))) copy(join(root, 'agent/build/bench', f), join(lib, 'agent/build/bench', f));
-  copy(join(root, 'native/build/peercred.node'), join(lib, 'native/build/peercred.node'));
+  for (const f of ['peercred.node', 'rsvpio']) copy(join(root, 'native/build', f), join(lib, 'native/build', f));
   copy(join(root, 'bpf/build/dot1p.bpf.o'), join(lib, 'bpf/build/dot1p.bpf.o'));
   for (const f of ['tcl-host.tcl', 'SprintLib.tcl']) copy(join(root, 'src/script', f), join(lib, 'src/script', f));
 
@@ -187,7 +187,7 @@ Description: quality of service for unmodified applications
 /** Builds the package into o.outDir and returns its path. */
 export function buildDeb(o: DebOptions): string {
   const root = o.root ?? PACKAGE_ROOT;
-  for (const f of ['dist/cli/main.js', 'agent/build/libqosagent.so', 'native/build/peercred.node']) {
+  for (const f of ['dist/cli/main.js', 'agent/build/libqosagent.so', 'native/build/peercred.node', 'native/build/rsvpio']) {
     if (!existsSync(join(root, f))) throw new QosError('QOS_ERR_ENVIRONMENT', `${join(root, f)} is missing: build first (npm run build)`);
   }
   const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
