@@ -13,6 +13,7 @@ import type { SandboxLimits } from '../script/js-sandbox.js';
 import { rulesApi } from '../kernel/api.js';
 import { ctMark, DEFAULT_CT_MASK, type CtMark } from '../kernel/ctmark.js';
 import { KernelRules, type KernelMode } from '../kernel/manager.js';
+import { RsvpHost } from '../rsvp/host.js';
 import { tcRoutes } from '../tc/api.js';
 import { TcAttach } from '../tc/attach.js';
 import { TrafficControl } from '../tc/control.js';
@@ -63,6 +64,9 @@ export interface DaemonOptions {
   adminGroup?: number;
   /** Host traffic control (tc/): off leaves every interface's queueing alone (default on). */
   trafficControl?: boolean;
+  /** RSVP on this host (rsvp/host.ts): senders and reservations through the admin API (default off:
+   * it opens a raw IP socket) */
+  rsvp?: { refreshMs?: number; udp?: boolean };
 }
 
 /** Descriptors the daemon asks for at start; agent connections get half (shares.ts). */
@@ -138,6 +142,7 @@ export class Daemon {
         routes: tcRoutes(tc),
       });
     }
+    if (o.rsvp) c.add(new RsvpHost({ ...o.rsvp, log }));
     c.add(every(clock, sweepMs, {
       name: 'flows',
       // A flow is its process's while that pid still runs with the start time it had.

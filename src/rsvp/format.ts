@@ -36,6 +36,9 @@ export function messageJson(m: RsvpMessage, bytes: Uint8Array): Record<string, u
 }
 
 /** JSON.stringify with Infinity as "Infinity". */
-export function toJson(v: unknown): string {
-  return JSON.stringify(v, (_k, x: unknown) => (x === Infinity ? 'Infinity' : x), 2);
+export function toJson(v: unknown, indent = 2): string {
+  return JSON.stringify(v, (_k, x: unknown) => (x === Infinity ? 'Infinity' : x), indent || undefined);
 }
+
+/** The same on one line: a JSON line of a stream. */
+export const toJsonLine = (v: unknown): string => toJson(v, 0);

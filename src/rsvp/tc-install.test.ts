@@ -14,12 +14,13 @@ const ff = (filters: Reservation['filters'], flowspec: Reservation['flowspec'] =
 
 test('a Controlled Load FLOWSPEC is the same token bucket as a GQoS FLOWSPEC; Guaranteed reserves its Rspec rate', () => {
   const cl = flowInputOf(ff([]));
-  assert.deepEqual(cl.flowspec, { TokenRate: 10000, TokenBucketSize: 400, PeakBandwidth: null, MinimumPolicedSize: 200, MaxSduSize: 200 });
+  // IntServ counts IP datagrams: the rate is r as it is, the largest payload M less 28 bytes of IPv4 and UDP
+  assert.deepEqual(cl.flowspec, { TokenRate: 10000, TokenBucketSize: 400, PeakBandwidth: null, MaxSduSize: 172 });
   assert.equal(cl.service, 'ControlledLoad');
   assert.equal(cl.proto, 'udp');
   const gs = flowInputOf(ff([], flowGS));
   assert.equal(gs.service, 'Guaranteed');
-  assert.deepEqual(gs.flowspec, { TokenRate: 12500, TokenBucketSize: 400, PeakBandwidth: 20000, MinimumPolicedSize: 200, MaxSduSize: 200 });
+  assert.deepEqual(gs.flowspec, { TokenRate: 12500, TokenBucketSize: 400, PeakBandwidth: 20000, MaxSduSize: 172 });
 });
 
 test('filters: one per sender, port 0 any port, WF any source', () => {

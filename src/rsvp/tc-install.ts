@@ -3,13 +3,16 @@
  * filter per sender (FF, SE) or one for the whole session (WF: any source), made through the
  * same TrafficControl the daemon's API drives, so they are listed, planned and removed alike.
  *
- * The IntServ FLOWSPEC (RFC 2210) maps onto the GQoS one (seed 002) field by field: Tspec r, b,
- * p, m, M are TokenRate, TokenBucketSize, PeakBandwidth (infinity: not specified),
- * MinimumPolicedSize and MaxSduSize, all in bytes; Guaranteed reserves its Rspec rate R when
- * it is above r (RFC 2212: the rate the flow is served at). */
+ * The IntServ FLOWSPEC (RFC 2210) maps onto the GQoS one (seed 002): Tspec r, b and p are
+ * TokenRate, TokenBucketSize and PeakBandwidth (infinity: not specified). IntServ counts bytes
+ * of IP datagrams, headers included, where GQoS counts the payload and adds the headers from
+ * MinimumPolicedSize: so MinimumPolicedSize is left unspecified (the rate is r as it is) and
+ * MaxSduSize is M less the IP and transport headers (the policer counts packets of M bytes).
+ * Guaranteed reserves its Rspec rate R when it is above r (RFC 2212: the rate it is served at). */
 
 import { QosError } from '../errors.js';
 import type { FlowInput, TrafficControl } from '../tc/control.js';
+import { layer3Overhead } from '../flowspec/overhead.js';
 import type { FilterInput } from '../tc/model.js';
 import type { Reservation, TrafficInstaller } from './engine/types.js';
 
@@ -18,19 +21,18 @@ export function flowInputOf(r: Reservation): FlowInput {
   const t = r.flowspec.tspec;
   const gs = r.flowspec.service === 'GS';
   const whole = (x: number) => Math.ceil(x);
-  const rate = gs ? Math.max(t.r, r.flowspec.service === 'GS' ? r.flowspec.R : 0) : t.r;
+  const rate = r.flowspec.service === 'GS' ? Math.max(t.r, r.flowspec.R) : t.r;
+  const framing = { proto: r.session.protocol === 6 ? 'tcp' as const : 'udp' as const, ipv6: r.session.destination.includes(':') };
   return {
     dev: r.ifname,
     flowspec: {
       TokenRate: whole(rate),
       TokenBucketSize: whole(t.b),
       PeakBandwidth: Number.isFinite(t.p) ? whole(Math.max(t.p, rate)) : null,
-      MinimumPolicedSize: t.m,
-      MaxSduSize: t.M,
+      MaxSduSize: Math.max(1, t.M - layer3Overhead(framing)),
     },
     service: gs ? 'Guaranteed' : 'ControlledLoad',
-    proto: r.session.protocol === 6 ? 'tcp' : 'udp',
-    ipv6: r.session.destination.includes(':'),
+    ...framing,
     name: nameOf(r.key),
   };
 }

@@ -1,10 +1,53 @@
-/* `qos rsvp`: the RSVP codec without a daemon (rsvp/; docs/rsvp.md). `decode` reads one message
- * given in hex, or every RSVP packet of a capture file, and prints each decoded, or the error
- * that names the object and byte where it is malformed. */
+/* `qos rsvp`: RSVP (rsvp/; docs/rsvp.md). `decode` reads one message given in hex, or every RSVP
+ * packet of a capture file, and prints each decoded, or the error that names the object and
+ * byte where it is malformed. `router` runs this namespace as an RSVP router. `send`,
+ * `reserve`, `release`, `stop` and `status` drive the daemon's RSVP host part (`qos daemon
+ * --rsvp on`) through the admin API. `bench` measures the codec and a router's cost. */
 
 import { Command } from 'commander';
+import { callJson } from '../../daemon/admin-client.js';
 import { exitCodeFor, QosError } from '../../errors.js';
+import { adminSocket } from '../../paths.js';
+import { parseRate } from '../../units.js';
 import { print } from '../format.js';
+import { duration, positiveInt } from '../options.js';
+
+type Rec = Record<string, unknown>;
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+/** NAME=RATE options as a map of bytes/s. */
+function rates(values: string[], option: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) {
+    const m = /^([^=]+)=(.+)$/.exec(v);
+    if (!m) throw new QosError('QOS_ERR_USAGE', `${option} takes NAME=RATE, e.g. alice=2Mbit, not "${v}"`);
+    out[m[1]!] = parseRate(m[2]!);
+  }
+  return out;
+}
+
+/** Options a sender and a reservation share: the session and the token bucket. */
+function sessionOptions(c: Command): Command {
+  return c
+    .requiredOption('--dest <address>', 'the session\'s destination address (the receiver, IPv4 or IPv6)')
+    .requiredOption('--port <n>', 'the session\'s destination port')
+    .option('--proto <udp|tcp>', 'the session\'s protocol', 'udp')
+    .requiredOption('--rate <rate>', 'token rate (r): 2Mbit, 250kB')
+    .option('--bucket <size>', 'token bucket (b), bytes (default: a tenth of a second at the rate, at least --max)')
+    .option('--peak <rate>', 'peak rate (p; default: none)')
+    .option('--min <size>', 'minimum policed unit (m), bytes (default 64)')
+    .option('--max <size>', 'maximum packet size (M), bytes (default 1500)')
+    .option('--admin <path>', 'admin API socket', adminSocket())
+    .option('--json', 'print JSON');
+}
+
+interface SessionFlags { dest: string; port: string; proto: string; rate: string; bucket?: string; peak?: string; min?: string; max?: string; admin: string; json?: boolean }
+const sessionBody = (o: SessionFlags): Rec => ({
+  destination: o.dest, port: o.port, protocol: o.proto, rate: o.rate,
+  ...(o.bucket ? { bucket: o.bucket } : {}), ...(o.peak ? { peak: o.peak } : {}), ...(o.min ? { min: o.min } : {}), ...(o.max ? { max: o.max } : {}),
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** --key KEYID=SECRET values as a map from key id (12 hex digits) to the key's bytes. */
 function parseKeys(values: string[]): Map<string, Uint8Array> {
@@ -77,5 +120,128 @@ export function rsvpCommands(program: Command): void {
       print(results.length
         ? results.map((r) => `packet ${r.packet} ${r.src} > ${r.dst} ${r.transport === 'udp' ? 'UDP' : 'IP'}: ${r.ok ? formatMessage(r.message, r.bytes) : `error: ${r.error.message}`}`).join('\n')
         : `no RSVP packets in ${file}`);
+    });
+
+  rsvp
+    .command('router')
+    .description('run this machine (or the network namespace it runs in) as an RSVP router until SIGTERM or SIGINT: intercepts Path messages (Router Alert), forwards Path and Resv hop by hop, admits each reservation on its outgoing interface (reservable share of the link, per-user and per-application quotas from POLICY_DATA) and installs it as a traffic control flow and filter; removes them on teardown, time-out and exit (needs root, IP forwarding on)')
+    .option('--refresh <time>', 'R, the refresh period it sends with (RFC 2205 default 30s)', (v) => duration(v, '--refresh'), 30)
+    .option('--k <n>', 'K: state lives (K + 0.5) x 1.5 x R after its last refresh', (v) => positiveInt(v, '--k'), 3)
+    .option('--link <dev=rate>', 'an interface\'s link rate (r1b=10Mbit): its HTB root\'s rate and what admission shares out; repeat for more. An interface not named has the rate its driver reports; one that reports none (a veth) has nothing reservable', collect, [] as string[])
+    .option('--share <fraction>', 'the share of a link reservations may take', '0.9')
+    .option('--quota-user <name=rate>', 'the most one user\'s reservations (POLICY_DATA AUTH_USER) may take, summed over the router\'s interfaces; repeat', collect, [] as string[])
+    .option('--quota-app <name=rate>', 'the same for an application (AUTH_APP); repeat', collect, [] as string[])
+    .option('--default-user-quota <rate>', 'the quota of a user not named (default: none)')
+    .option('--default-app-quota <rate>', 'the quota of an application not named (default: none)')
+    .option('--udp', 'also speak the UDP encapsulation (RFC 2205 appendix C, port 1698)')
+    .option('--table <name>', 'the nftables table (family inet) for its traffic control', 'qosd_rsvp')
+    .option('--state-dir <dir>', 'where it notes the interfaces it controls, so that the next router removes what a killed one left', '/run/qosd')
+    .option('--json', 'print each reservation installed, changed, refused or removed as a JSON line')
+    .option('--log-level <level>', 'log level (to stderr)', 'warn')
+    .action(async (o: { refresh: number; k: number; link: string[]; share: string; quotaUser: string[]; quotaApp: string[]; defaultUserQuota?: string; defaultAppQuota?: string; udp?: boolean; table: string; stateDir: string; json?: boolean; logLevel: string }) => {
+      const share = Number(o.share);
+      if (!(share > 0 && share <= 1)) throw new QosError('QOS_ERR_USAGE', `--share is a fraction above 0 and at most 1, not "${o.share}"`);
+      if (!/^[a-z][a-z0-9_]{0,30}$/.test(o.table)) throw new QosError('QOS_ERR_USAGE', `--table is a name of lower-case letters, digits and _, not "${o.table}"`);
+      const links = new Map(Object.entries(rates(o.link, '--link')));
+      const { mkdirSync } = await import('node:fs');
+      mkdirSync(o.stateDir, { recursive: true, mode: 0o755 });
+      const { pino, destination } = await import('pino');
+      const log = pino({ level: o.logLevel, base: { svc: 'qos-rsvp-router' } }, destination(2));
+      const { startRouter } = await import('../../rsvp/router.js');
+      const { toJsonLine: toJson } = await import('../../rsvp/format.js');
+      const r = await startRouter({
+        refreshMs: o.refresh * 1000, k: o.k, udp: o.udp ?? false, links, share, table: o.table, stateDir: o.stateDir, log,
+        quotas: {
+          users: rates(o.quotaUser, '--quota-user'), apps: rates(o.quotaApp, '--quota-app'),
+          default: { ...(o.defaultUserQuota ? { user: parseRate(o.defaultUserQuota) } : {}), ...(o.defaultAppQuota ? { app: parseRate(o.defaultAppQuota) } : {}) },
+        },
+        onEvent: (e) => print(o.json ? toJson(e) : `${e.kind} ${toJson(e)}`),
+      });
+      print(o.json ? toJson({ kind: 'ready', pid: process.pid }) : `RSVP router running (pid ${process.pid}); SIGUSR1 prints its state, SIGTERM or SIGINT stops it and removes its reservations`);
+      // the state on demand: what it holds, what it has sent and received, what admission counts
+      process.on('SIGUSR1', () => {
+        const state = { kind: 'state', counts: { ...r.node.engine.counts(), ...r.node.counts() }, reservations: r.installer.list(), admitted: r.admission.usage() };
+        print(o.json ? toJson(state) : `state ${toJson(state)}`);
+      });
+      await new Promise<void>((resolve) => { process.once('SIGTERM', resolve); process.once('SIGINT', resolve); });
+      await r.stop();
+      if (o.json) print(toJson({ kind: 'stopped' }));
+    });
+
+  sessionOptions(rsvp
+    .command('send')
+    .description('announce a sender (the daemon sends Path toward the destination every R until `qos rsvp stop ID`): the session, this sender\'s source port and its traffic (the SENDER_TSPEC)'))
+    .requiredOption('--sport <n>', 'the sender\'s source port')
+    .option('--source <address>', 'the sender\'s address (default: the source of the route to the destination)')
+    .action(async (o: SessionFlags & { sport: string; source?: string }) => {
+      const r = await callJson<Rec>(o.admin, 'POST', '/v1/rsvp/senders', { ...sessionBody(o), sport: o.sport, ...(o.source ? { source: o.source } : {}) });
+      print(o.json ? JSON.stringify(r, null, 2) : `sender ${String(r.id)}: Path every R toward ${o.dest} port ${o.port}`);
+    });
+
+  sessionOptions(rsvp
+    .command('reserve')
+    .description('ask for a reservation as the receiver of a session (the daemon sends Resv toward each sender\'s path and refreshes it until `qos rsvp release ID`). With --wait, waits for the confirmation or the error: exit 0 when confirmed, 1 on a ResvErr (its code and value printed)'))
+    .option('--style <FF|SE|WF>', 'reservation style: FF one per sender, SE shared by the senders named, WF shared by all', 'FF')
+    .option('--service <CL|GS>', 'Controlled Load or Guaranteed', 'CL')
+    .option('--R <rate>', 'Guaranteed: the rate reserved (default: --rate)')
+    .option('--S <us>', 'Guaranteed: the slack term, microseconds')
+    .option('--sender <address:port>', 'a sender the reservation is for (FF, SE); repeat', collect, [] as string[])
+    .option('--user <name>', 'root only: the user the reservation is for (default: yours, from the kernel)')
+    .option('--app <name>', 'root only: the application it is for (POLICY_DATA AUTH_APP)')
+    .option('--wait <time>', 'wait this long for the confirmation (RESV_CONFIRM) or an error', (v) => duration(v, '--wait'))
+    .action(async (o: SessionFlags & { style: string; service: string; R?: string; S?: string; sender: string[]; user?: string; app?: string; wait?: number }) => {
+      const r = await callJson<Rec>(o.admin, 'POST', '/v1/rsvp/reservations', {
+        ...sessionBody(o), style: o.style, service: o.service, senders: o.sender, confirm: o.wait !== undefined,
+        ...(o.R ? { R: o.R } : {}), ...(o.S ? { S: o.S } : {}), ...(o.user ? { user: o.user } : {}), ...(o.app ? { app: o.app } : {}),
+      });
+      if (o.wait === undefined) {
+        print(o.json ? JSON.stringify(r, null, 2) : `reservation ${String(r.id)}: Resv toward the senders of ${o.dest} port ${o.port}`);
+        return;
+      }
+      // the events after the reservation's, for its session: a confirmation or an error
+      const until = Date.now() + o.wait * 1000;
+      let after = Number(r.seq ?? 0);
+      for (;;) {
+        const events = await callJson<{ seq: number; event: Rec & { session: Rec } }[]>(o.admin, 'GET', `/v1/rsvp/events?after=${after}`);
+        for (const e of events) {
+          after = e.seq;
+          const s = e.event.session;
+          if (s?.destination !== o.dest || Number(s.port) !== Number(o.port)) continue;
+          if (e.event.kind === 'confirm' || e.event.kind === 'resv-error') {
+            const ok = e.event.kind === 'confirm';
+            print(o.json ? JSON.stringify({ reservation: r, event: e.event }, null, 2) : ok ? `reservation ${String(r.id)} confirmed by ${String(e.event.receiver)}` : `reservation ${String(r.id)} refused by ${String(e.event.node)}: error code ${String(e.event.code)}, value ${String(e.event.value)}`);
+            if (!ok) process.exitCode = 1;
+            return;
+          }
+        }
+        if (Date.now() > until) throw new QosError('QOS_ERR_ENVIRONMENT', `reservation ${String(r.id)}: no confirmation or error within ${o.wait} s (it stays asked for; qos rsvp release ${String(r.id)})`);
+        await sleep(100);
+      }
+    });
+
+  for (const [name, what, path] of [['release', 'reservation', 'reservations'], ['stop', 'sender', 'senders']] as const) {
+    rsvp
+      .command(name)
+      .description(name === 'release' ? 'release a reservation (ResvTear)' : 'stop announcing a sender (PathTear)')
+      .argument('<id>', `the ${what}'s number (qos rsvp status)`)
+      .option('--admin <path>', 'admin API socket', adminSocket())
+      .option('--json', 'print JSON')
+      .action(async (id: string, o: { admin: string; json?: boolean }) => {
+        const r = await callJson<Rec>(o.admin, 'DELETE', `/v1/rsvp/${path}/${encodeURIComponent(id)}`, {});
+        print(o.json ? JSON.stringify(r, null, 2) : `${what} ${id} ${name === 'release' ? 'released' : 'stopped'}`);
+      });
+  }
+
+  rsvp
+    .command('status')
+    .description('the daemon\'s RSVP state: its senders and reservations, the path and reservation state it holds, message counts')
+    .option('--admin <path>', 'admin API socket', adminSocket())
+    .option('--json', 'print JSON')
+    .action(async (o: { admin: string; json?: boolean }) => {
+      const r = await callJson<{ held: Rec[]; counts: Rec }>(o.admin, 'GET', '/v1/rsvp');
+      if (o.json) { print(JSON.stringify(r, null, 2)); return; }
+      const lines = r.held.map((h) => `${String(h.kind)} ${String(h.id)} (uid ${String(h.uid)}): ${JSON.stringify(h.session)}`);
+      lines.push(`counts: ${Object.entries(r.counts).map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(', ')}`);
+      print(lines.join('\n'));
     });
 }

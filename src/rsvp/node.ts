@@ -1,0 +1,117 @@
+/* One RSVP node on this machine: the engine (engine/, pure) given the real world — the raw IP
+ * transport with Router Alert and, if asked, the UDP encapsulation (transport.ts), the kernel's
+ * routing table and interfaces (routes.ts), the codec between bytes and messages — for a host
+ * (the daemon's part, host.ts) or a router (`qos rsvp router`, router.ts).
+ *
+ * What arrives is decoded here: a message that does not decode is counted by its error code
+ * and dropped (RFC 2205 section 3.10 answers only a known message with a bad object, and the
+ * engine does that), never passed on. What the engine sends is encoded with the send TTL in
+ * its common header equal to the IP TTL, as RFC 2205 section 3.8 requires. */
+
+import type { Logger } from 'pino';
+import { type Clock, systemClock } from '../clock.js';
+import { QosError } from '../errors.js';
+import { RsvpEngine } from './engine/engine.js';
+import type { Admission, EngineOptions, Outbound, Routes, RsvpEvent, TrafficInstaller } from './engine/types.js';
+import { decode, encode } from './message.js';
+import type { PolicyData } from './policy-data.js';
+import { systemRoutes } from './routes.js';
+import { openRaw, openUdp, type Packet, type RsvpSocket } from './transport/index.js';
+
+export interface NodeOptions {
+  role: 'host' | 'router';
+  clock?: Clock;
+  /** R, ms (default 30,000) */
+  refreshMs?: number;
+  k?: number;
+  /** transports: raw IP 46 (default) and/or the UDP encapsulation */
+  raw?: boolean;
+  udp?: boolean;
+  traffic?: TrafficInstaller;
+  admission?: Admission;
+  policyData?: PolicyData;
+  onEvent?: (e: RsvpEvent) => void;
+  log?: Logger;
+  /** how often the routing table and interfaces are read again (default 10 s) */
+  routesEveryMs?: number;
+}
+
+export interface NodeCounts { received: number; sent: number; send_errors: number; undecodable: Record<string, number> }
+
+export class RsvpNode {
+  private readonly undecodable: Record<string, number> = {};
+  private received = 0;
+  private stopped = false;
+
+  private constructor(readonly engine: RsvpEngine, private readonly sockets: RsvpSocket[], private readonly timers: { cancel(): void }[], private readonly routes: Routes) {}
+
+  /** The address this node sends from toward destination (its route's source), or null. */
+  sourceFor(destination: string): string | null {
+    return this.routes.lookup(destination)?.src ?? null;
+  }
+
+  static async open(o: NodeOptions): Promise<RsvpNode> {
+    const clock = o.clock ?? systemClock;
+    const routes = await systemRoutes();
+    const sockets: RsvpSocket[] = [];
+    try {
+      if (o.raw !== false) sockets.push(await openRaw({ intercept: o.role === 'router' }));
+      if (o.udp) sockets.push(await openUdp({ role: o.role }));
+    } catch (e) {
+      for (const s of sockets) await s.close().catch(() => undefined);
+      throw e;
+    }
+    if (!sockets.length) throw new QosError('QOS_ERR_USAGE', 'an RSVP node needs a transport: raw IP, UDP or both');
+    let node: RsvpNode | undefined;
+    const send = (out: Outbound) => node?.send(out);
+    const eo: EngineOptions = {
+      role: o.role, clock, interfaces: routes.interfaces, routes, send,
+      ...(o.traffic ? { traffic: o.traffic } : {}), ...(o.admission ? { admission: o.admission } : {}),
+      ...(o.refreshMs ? { refreshMs: o.refreshMs } : {}), ...(o.k ? { k: o.k } : {}),
+      ...(o.onEvent ? { onEvent: o.onEvent } : {}), ...(o.policyData ? { policyData: o.policyData } : {}),
+    };
+    const engine = new RsvpEngine(eo);
+    // the routing table changes under a running node (links up and down): read it again
+    const refresh = clock.every(o.routesEveryMs ?? 10_000, () => { routes.refresh().catch((e: unknown) => o.log?.warn({ err: String(e) }, 'reading the routing table failed')); });
+    node = new RsvpNode(engine, sockets, [refresh], routes);
+    for (const s of sockets) s.onPacket((p: Packet) => node!.receive(p, o.log));
+    return node;
+  }
+
+  private receive(p: Packet, log?: Logger): void {
+    if (this.stopped) return;
+    this.received++;
+    let msg;
+    try {
+      msg = decode(p.bytes);
+    } catch (e) {
+      const code = e instanceof QosError ? e.code : 'QOS_ERR_INTERNAL';
+      this.undecodable[code] = (this.undecodable[code] ?? 0) + 1;
+      log?.debug({ src: p.src, ifname: p.ifname, err: String(e) }, 'an RSVP packet that does not decode, dropped');
+      return;
+    }
+    this.engine.receive({ msg, ifname: p.ifname, src: p.src, dst: p.dst, ttl: p.ttl, routerAlert: p.routerAlert });
+  }
+
+  private send(out: Outbound): void {
+    if (this.stopped) return;
+    const bytes = encode({ ...out.msg, sendTtl: out.ttl });
+    // raw IP when it is open (it is first), else the UDP encapsulation
+    this.sockets[0]!.send({ bytes, ifname: out.ifname, src: out.src, dst: out.dst, ttl: out.ttl, routerAlert: out.routerAlert });
+  }
+
+  counts(): NodeCounts {
+    let sent = 0, errors = 0;
+    for (const s of this.sockets) { const c = s.counts(); sent += c.sent; errors += c.sendErrors; }
+    return { received: this.received, sent, send_errors: errors, undecodable: { ...this.undecodable } };
+  }
+
+  /** Stops: no timer runs, nothing is sent; the sockets are closed. */
+  async close(): Promise<void> {
+    if (this.stopped) return;
+    this.engine.stop();
+    this.stopped = true;
+    for (const t of this.timers) t.cancel();
+    await Promise.all(this.sockets.map((s) => s.close().catch(() => undefined)));
+  }
+}
