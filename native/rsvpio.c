@@ -54,6 +54,7 @@
 #endif
 
 enum { T_SEND = 1, T_PACKET = 2, T_RESULT = 3, T_READY = 4 };
+enum { BURST = 64 };
 enum { F_RA = 1 };
 #define HEAD 4                    /* the length field */
 #define BODY (1 + 1 + 1 + 1 + 2 + IFNAMSIZ + 16 + 16) /* type, family, flags, ttl, port, ifname, src, dst */
@@ -82,7 +83,7 @@ static void put32(unsigned char *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16
 static unsigned get16(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]; }
 static uint32_t get32(const unsigned char *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
 
-static void out(const unsigned char *p, size_t n) {
+static void write_all(const unsigned char *p, size_t n) {
   while (n > 0) {
     ssize_t w = write(1, p, n);
     if (w < 0 && errno == EINTR) continue;
@@ -91,6 +92,23 @@ static void out(const unsigned char *p, size_t n) {
     p += w;
     n -= (size_t)w;
   }
+}
+
+/* Frames out are gathered and written once per turn of the loop: a router answering a burst
+ * of refreshes makes one write, not one per message (each write wakes the parent). */
+static unsigned char obuf[1 << 18];
+static size_t olen;
+
+static void flush(void) {
+  write_all(obuf, olen);
+  olen = 0;
+}
+
+static void out(const unsigned char *p, size_t n) {
+  if (olen + n > sizeof obuf) flush();
+  if (n > sizeof obuf) { write_all(p, n); return; }
+  memcpy(obuf + olen, p, n);
+  olen += n;
 }
 
 static void result(int err, const char *why) {
@@ -151,7 +169,8 @@ static int has_ra6(const unsigned char *h, size_t n) {
 
 /* One datagram from fd, as a PACKET frame on stdout. Errors on receive are not fatal (an ICMP
  * error queued on the socket, say): they are reported on stderr and the socket read on. */
-static void receive(int fd, int family, int whole) {
+/* Reads one packet if one is waiting and writes its frame; 0 when none was. */
+static int receive(int fd, int family, int whole) {
   unsigned char *msg = pkt + HEAD + BODY;
   unsigned char cbuf[512];
   struct sockaddr_storage from;
@@ -160,7 +179,7 @@ static void receive(int fd, int family, int whole) {
   ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT);
   if (n < 0) {
     if (errno != EAGAIN && errno != EINTR) fprintf(stderr, "rsvpio: recvmsg: %s\n", strerror(errno));
-    return;
+    return 0;
   }
   unsigned ifindex = 0;
   int ttl = 0, ra = 0;
@@ -189,10 +208,10 @@ static void receive(int fd, int family, int whole) {
   if (family == 4 && !udp) {
     /* a raw IPv4 socket reads the IP header too: TTL, addresses and options from it */
     struct ip h;
-    if (len < sizeof h) return;
+    if (len < sizeof h) return 1; /* read, and not ours */
     memcpy(&h, msg, sizeof h);
     size_t hl = (size_t)h.ip_hl * 4;
-    if (hl < sizeof h || hl > len) return;
+    if (hl < sizeof h || hl > len) return 1; /* read, and not ours */
     ra = has_ra4(msg + sizeof h, hl - sizeof h);
     packet_head(4, ra, h.ip_ttl, 0, ifindex, &h.ip_src, &h.ip_dst, len - hl);
     memmove(msg, msg + hl, len - hl);
@@ -203,9 +222,9 @@ static void receive(int fd, int family, int whole) {
   } else if (whole) {
     /* the Router Alert socket reads whole packets: the IPv6 header, hop-by-hop options, and
      * (only these are RSVP's) protocol 46 after them */
-    if (len < 40 + 8 || msg[6] != 0) return;
+    if (len < 40 + 8 || msg[6] != 0) return 1; /* read, and not ours */
     size_t hl = 40 + (size_t)(msg[41] + 1) * 8;
-    if (hl > len || msg[40] != IPPROTO_RSVP) return;
+    if (hl > len || msg[40] != IPPROTO_RSVP) return 1; /* read, and not ours */
     ra = has_ra6(msg + 40, hl - 40);
     packet_head(6, ra, msg[7], 0, ifindex, msg + 8, msg + 24, len - hl);
     memmove(msg, msg + hl, len - hl);
@@ -215,6 +234,7 @@ static void receive(int fd, int family, int whole) {
     packet_head(6, ra, ttl, 0, ifindex, &s->sin6_addr, &dst6, len);
   }
   out(pkt, HEAD + BODY + len);
+  return 1;
 }
 
 /* The IPv4 header, with Router Alert if asked, for IP_HDRINCL: the source may be another
@@ -357,6 +377,13 @@ static int read_frames(void) {
 static int open_socket(int domain, int type, int protocol, const char *what) {
   int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
   if (fd < 0) die("socket(%s): %s%s", what, strerror(errno), type == SOCK_RAW ? " (it needs CAP_NET_RAW)" : "");
+  /* A router takes the refreshes of thousands of sessions in bursts: room for 4 MiB of them.
+   * SO_RCVBUFFORCE passes net.core.rmem_max with CAP_NET_ADMIN; without it, SO_RCVBUF gives
+   * what that limit allows, and a smaller buffer only means more refreshes lost (soft state
+   * survives K - 1 of them), so neither failing stops the helper. */
+  int room = 4 << 20;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &room, sizeof room) < 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &room, sizeof room) < 0)
+    fprintf(stderr, "rsvpio: SO_RCVBUF: %s (the default buffer kept)\n", strerror(errno));
   return fd;
 }
 
@@ -436,15 +463,19 @@ int main(int argc, char **argv) {
   }
   unsigned char ready[HEAD + 1] = { 0, 0, 0, 1, T_READY };
   out(ready, sizeof ready);
+  flush();
   struct pollfd p[4] = { { 0, POLLIN, 0 }, { fd4, POLLIN, 0 }, { fd6, POLLIN, 0 }, { fd6ra, POLLIN, 0 } };
   for (;;) {
     if (poll(p, 4, -1) < 0) {
       if (errno == EINTR) continue;
       die("poll: %s", strerror(errno));
     }
-    if (p[1].revents & POLLIN) receive(fd4, 4, 0);
-    if (p[2].revents & POLLIN) receive(fd6, 6, 0);
-    if (p[3].revents & POLLIN) receive(fd6ra, 6, 1);
-    if (p[0].revents & (POLLIN | POLLHUP | POLLERR) && !read_frames()) return 0;
+    /* up to BURST packets a socket per turn: the frames go out in one write */
+    for (int k = 0; k < BURST && p[1].revents & POLLIN && receive(fd4, 4, 0); k++) {}
+    for (int k = 0; k < BURST && p[2].revents & POLLIN && receive(fd6, 6, 0); k++) {}
+    for (int k = 0; k < BURST && p[3].revents & POLLIN && receive(fd6ra, 6, 1); k++) {}
+    int open = !(p[0].revents & (POLLIN | POLLHUP | POLLERR)) || read_frames();
+    flush();
+    if (!open) return 0;
   }
 }

@@ -34,6 +34,8 @@ export interface NodeOptions {
   log?: Logger;
   /** how often the routing table and interfaces are read again (default 10 s) */
   routesEveryMs?: number;
+  /** the raw transport's families (default both) */
+  families?: (4 | 6)[];
 }
 
 export interface NodeCounts { received: number; sent: number; send_errors: number; undecodable: Record<string, number> }
@@ -55,7 +57,7 @@ export class RsvpNode {
     const routes = await systemRoutes();
     const sockets: RsvpSocket[] = [];
     try {
-      if (o.raw !== false) sockets.push(await openRaw({ intercept: o.role === 'router' }));
+      if (o.raw !== false) sockets.push(await openRaw({ intercept: o.role === 'router', ...(o.families ? { families: o.families } : {}) }));
       if (o.udp) sockets.push(await openUdp({ role: o.role }));
     } catch (e) {
       for (const s of sockets) await s.close().catch(() => undefined);
@@ -68,6 +70,10 @@ export class RsvpNode {
       role: o.role, clock, interfaces: routes.interfaces, routes, send,
       ...(o.traffic ? { traffic: o.traffic } : {}), ...(o.admission ? { admission: o.admission } : {}),
       ...(o.refreshMs ? { refreshMs: o.refreshMs } : {}), ...(o.k ? { k: o.k } : {}),
+      // refreshes within R/100 of each other (300 ms of the default 30 s) go out in one turn
+      // of the event loop, one write to the transport: a node holding thousands of sessions
+      // wakes a few times a second, not once per refresh; still jittered over 0.5-1.5 R
+      slackMs: (o.refreshMs ?? 30_000) / 100,
       ...(o.onEvent ? { onEvent: o.onEvent } : {}), ...(o.policyData ? { policyData: o.policyData } : {}),
     };
     const engine = new RsvpEngine(eo);

@@ -244,4 +244,25 @@ export function rsvpCommands(program: Command): void {
       lines.push(`counts: ${Object.entries(r.counts).map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(', ')}`);
       print(lines.join('\n'));
     });
+
+  rsvp
+    .command('bench')
+    .description('what RSVP costs here: a typical Path decoded and encoded per second (target 200,000 each), and `qos rsvp router` holding 10,000 sessions refreshed every 30 s between two hosts in network namespaces: its CPU (target under 10 % of one core) and memory (needs root, ip, tc, nft for the router part)')
+    .option('--json', 'print one JSON object')
+    .option('--rounds <n>', 'rounds of the codec figures (decode and encode alternating)', (v) => positiveInt(v, '--rounds'), 7)
+    .option('--slice <ms>', 'milliseconds of each codec measurement', (v) => positiveInt(v, '--slice'), 300)
+    .option('--sessions <n>', 'sessions the router holds', (v) => positiveInt(v, '--sessions'), 10_000)
+    .option('--refresh <time>', 'R of the hosts and the router', (v) => duration(v, '--refresh'), 30)
+    .option('--window <time>', 'how long the router\'s CPU is measured once it holds every session (default: two refresh periods)', (v) => duration(v, '--window'))
+    .option('--codec-only', 'measure the codec alone (no namespaces, no root needed)')
+    .option('--check', 'exit 1 if a target is missed')
+    .action(async (o: { json?: boolean; rounds: number; slice: number; sessions: number; refresh: number; window?: number; codecOnly?: boolean; check?: boolean }) => {
+      const { benchRsvp, formatRsvpBench } = await import('../../bench/rsvp.js');
+      const r = await benchRsvp({
+        rounds: o.rounds, sliceMs: o.slice, sessions: o.sessions, refreshMs: o.refresh * 1000, windowMs: (o.window ?? 2 * o.refresh) * 1000, codecOnly: o.codecOnly ?? false,
+        progress: o.json ? undefined : (m: string) => process.stderr.write(m + '\n'),
+      });
+      print(o.json ? JSON.stringify(r, null, 2) : formatRsvpBench(r));
+      if (o.check && Object.values(r.targets).some((t) => !t.ok)) process.exitCode = 1;
+    });
 }

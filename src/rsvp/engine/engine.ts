@@ -104,7 +104,7 @@ export class RsvpEngine {
   private gen = 0;
 
   constructor(private readonly o: EngineOptions) {
-    this.deadlines = new Deadlines(o.clock);
+    this.deadlines = new Deadlines(o.clock, o.slackMs ?? 0);
     this.traffic = new TrafficQueue(o.traffic);
     for (const i of o.interfaces) {
       this.byName.set(i.name, i); this.byLih.set(i.lih, i);

@@ -39,3 +39,12 @@ test('10,000 deadlines hold one clock timer; stop cancels it', () => {
   c.advance(100);
   assert.equal(ran, 5000);
 });
+
+test('with a slack, deadlines due within it of the one that fires run with it, never more than the slack early', () => {
+  const c = new ManualClock(0);
+  const h = new Deadlines(c, 20);
+  const log: string[] = [];
+  for (const at of [100, 110, 120, 121, 200]) h.set(new Deadline(() => log.push(`${at}@${c.now()}`)), at);
+  c.advance(1000);
+  assert.deepEqual(log, ['100@100', '110@100', '120@100', '121@121', '200@200']);
+});

@@ -23,7 +23,11 @@ export class Deadlines {
   private armedAt = Infinity;
   private stopped = false;
 
-  constructor(private readonly clock: Clock) {}
+  /** slackMs: deadlines due within it of the one that fires run with it, early by at most
+   * that. A node's refreshes are jittered across R: with a slack of a few milliseconds those
+   * that fall close together go out in one turn of the event loop (one write to the
+   * transport) instead of one turn each. 0 runs each at its time. */
+  constructor(private readonly clock: Clock, private readonly slackMs = 0) {}
 
   get size(): number { return this.heap.length; }
 
@@ -69,7 +73,7 @@ export class Deadlines {
     this.timer = null; this.armedAt = Infinity;
     const now = this.clock.now();
     // a deadline a callback sets for now or earlier runs in this same loop
-    for (let head = this.heap[0]; head && head.at <= now && !this.stopped; head = this.heap[0]) {
+    for (let head = this.heap[0]; head && head.at <= now + this.slackMs && !this.stopped; head = this.heap[0]) {
       this.cancel(head);
       head.run();
     }

@@ -130,6 +130,8 @@ export interface EngineOptions {
   refreshMs?: number;
   /** K (default 3): state whose refreshes stop lives (K + 0.5) * 1.5 * R of its sender */
   k?: number;
+  /** deadlines this close to one that fires run with it (default 0; timers.ts) */
+  slackMs?: number;
   /** for the refresh jitter (default Math.random) */
   random?: () => number;
   onEvent?: (e: RsvpEvent) => void;

@@ -36,6 +36,7 @@ class HelperSocket implements RsvpSocket {
   private ready!: () => void;
   readonly opened = new Promise<void>((resolve) => (this.ready = resolve));
   private closing = false;
+  private pending: Uint8Array[] = [];
 
   constructor(private readonly child: Child, private readonly via: 'raw' | 'udp', private readonly route: (p: OutPacket) => { dst: string; port: number }) {
     child.proc.stdout!.on('data', (d: Buffer) => {
@@ -81,7 +82,18 @@ class HelperSocket implements RsvpSocket {
       warn(`rsvp send to ${p.dst}: the transport is ${this.closing ? 'closed' : 'down (rsvpio ended)'}`);
       return;
     }
-    this.child.proc.stdin!.write(frame);
+    // the frames of one turn of the event loop (a timer's refreshes, the answers to a burst
+    // received) go to the helper in one write: each write wakes it, and costs the kernel a
+    // pipe transfer
+    this.pending.push(frame);
+    if (this.pending.length === 1) queueMicrotask(() => this.flush());
+  }
+
+  private flush(): void {
+    const frames = this.pending;
+    this.pending = [];
+    if (!frames.length || !this.child.running) return;
+    this.child.proc.stdin!.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
   }
 
   onPacket(cb: (p: Packet) => void): void {
@@ -93,6 +105,7 @@ class HelperSocket implements RsvpSocket {
   }
 
   async close(): Promise<void> {
+    this.flush();
     this.closing = true;
     this.child.proc.stdin!.end(); // the helper answers what it was sent, then exits
     let timer: NodeJS.Timeout | undefined;
