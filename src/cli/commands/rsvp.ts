@@ -209,7 +209,7 @@ export function rsvpCommands(program: Command): void {
           if (s?.destination !== o.dest || Number(s.port) !== Number(o.port)) continue;
           if (e.event.kind === 'confirm' || e.event.kind === 'resv-error') {
             const ok = e.event.kind === 'confirm';
-            print(o.json ? JSON.stringify({ reservation: r, event: e.event }, null, 2) : ok ? `reservation ${String(r.id)} confirmed by ${String(e.event.receiver)}` : `reservation ${String(r.id)} refused by ${String(e.event.node)}: error code ${String(e.event.code)}, value ${String(e.event.value)}`);
+            print(o.json ? JSON.stringify({ reservation: r, event: e.event }, null, 2) : ok ? `reservation ${String(r.id)} confirmed (ResvConf to ${String(e.event.receiver)})` : `reservation ${String(r.id)} refused by ${String(e.event.node)}: error code ${String(e.event.code)}, value ${String(e.event.value)}`);
             if (!ok) process.exitCode = 1;
             return;
           }
