@@ -117,9 +117,8 @@ export function decode(bytes: Uint8Array, at?: number): RsvpMessage {
   if (h.length > bytes.length - offset) decodeError('common header', offset + 6, `message length ${h.length}, only ${bytes.length - offset} bytes there`);
   const end = offset + h.length;
   if (h.checksum !== 0) {
-    const copy = Uint8Array.from(bytes.subarray(offset, end));
-    copy[2] = 0; copy[3] = 0;
-    const want = inetChecksum(copy);
+    // the checksum of the message with its checksum field as zero: the first word, then the rest after the field
+    const want = inetChecksum(bytes.subarray(offset + 4, end), (bytes[offset]! << 8) | bytes[offset + 1]!);
     if (want !== h.checksum) throw new QosError('QOS_ERR_RSVP_CHECKSUM', `RSVP ${type}, byte ${offset + 2}: checksum 0x${hex4(h.checksum)}, the message's is 0x${hex4(want)}`);
   }
   const objects: RsvpObject[] = [];

@@ -70,20 +70,22 @@ function readElement(r: Reader): PolicyElement {
   const pType = r.u16('P-type');
   if (len < 4 || len % 4 || len - 4 > r.left) decodeError('POLICY_DATA', at, `policy element length ${len} (a multiple of 4, at least 4, within the object's ${r.left + 4} bytes left)`);
   const end = r.pos + len - 4;
-  if (pType !== P_AUTH_USER && pType !== P_AUTH_APP) return { pType, data: Buffer.from(r.bytes(len - 4, 'element data')).toString('hex') };
+  if (pType !== P_AUTH_USER && pType !== P_AUTH_APP) return { pType, data: r.hex(len - 4, 'element data') };
   const attributes: IdentityAttribute[] = [];
   while (r.pos < end) {
     const aat = r.pos;
     const alen = r.u16('attribute length');
     const aType = r.u8('A-type'), subType = r.u8('sub-type');
     if (alen < 4 || pad4(alen) > end - aat) decodeError('POLICY_DATA', aat, `identity attribute length ${alen} (at least 4, within its element's ${end - aat} bytes)`);
-    const value = r.bytes(alen - 4, 'attribute value');
-    r.skip(pad4(alen) - alen, 'padding');
+    let attribute: IdentityAttribute;
     if (isText(aType, subType)) {
+      const value = r.view(alen - 4, 'attribute value');
       let text: string;
       try { text = utf8.decode(value); } catch { decodeError('POLICY_DATA', aat + 4, `attribute ${aType}/${subType} is text, but not UTF-8`); }
-      attributes.push({ aType, subType, text });
-    } else attributes.push({ aType, subType, hex: Buffer.from(value).toString('hex') });
+      attribute = { aType, subType, text };
+    } else attribute = { aType, subType, hex: r.hex(alen - 4, 'attribute value') };
+    r.skip(pad4(alen) - alen, 'padding');
+    attributes.push(attribute);
   }
   return { pType, attributes };
 }
@@ -107,7 +109,7 @@ export const policyData = objectCodec<PolicyData>({
     const offset = r.u16('data offset');
     r.skip(2, 'reserved');
     if (offset < 8 || offset % 4 || offset - 8 > r.left) decodeError('POLICY_DATA', at, `data offset ${offset} (a multiple of 4 from 8 to the object's end)`);
-    const options = Buffer.from(r.bytes(offset - 8, 'option list')).toString('hex');
+    const options = r.hex(offset - 8, 'option list');
     const elements: PolicyElement[] = [];
     while (r.left) elements.push(readElement(r));
     return { kind: 'POLICY_DATA', options, elements };
