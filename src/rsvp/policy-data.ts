@@ -30,37 +30,44 @@ export interface PolicyData {
 const pad4 = (n: number) => (n + 3) & ~3;
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }); // a BOM is kept: the bytes encode back the same
 
-function attrValue(a: IdentityAttribute): Buffer {
+/** Bytes of an attribute's value (text as UTF-8), which must be text or hex as its sub-type says. */
+function attrLength(a: IdentityAttribute): number {
   if ('text' in a) {
     if (!isText(a.aType, a.subType)) invalid('POLICY_DATA', `attribute ${a.aType}/${a.subType} is not a text sub-type: give hex`);
-    return Buffer.from(a.text, 'utf8');
+    return Buffer.byteLength(a.text, 'utf8');
   }
   if (isText(a.aType, a.subType)) invalid('POLICY_DATA', `attribute ${a.aType}/${a.subType} is text: give text`);
-  return hexValue(a.hex, 'attribute value');
+  return hexLength(a.hex, 'attribute value');
 }
 
-function hexValue(s: string, field: string): Buffer {
+/** Bytes of lower-case hex text. */
+function hexLength(s: string, field: string): number {
   if (typeof s !== 'string' || !/^([0-9a-f]{2})*$/.test(s)) invalid('POLICY_DATA', `${field} "${s}" is not lower-case hex`);
-  return Buffer.from(s, 'hex');
+  return s.length / 2;
+}
+
+function writeHex(w: Writer, s: string, field: string): void {
+  if (hexLength(s, field)) w.bytes(Buffer.from(s, 'hex'));
 }
 
 const isIdentity = (e: PolicyElement): e is Extract<PolicyElement, { attributes: IdentityAttribute[] }> => 'attributes' in e;
 
 function elementLength(e: PolicyElement): number {
-  if (isIdentity(e)) return 4 + e.attributes.reduce((n, a) => n + pad4(4 + attrValue(a).length), 0);
-  const d = hexValue(e.data, 'element data');
-  if (d.length % 4) invalid('POLICY_DATA', `element data of ${d.length} bytes (a multiple of 4)`);
-  return 4 + d.length;
+  if (isIdentity(e)) return 4 + e.attributes.reduce((n, a) => n + pad4(4 + attrLength(a)), 0);
+  const n = hexLength(e.data, 'element data');
+  if (n % 4) invalid('POLICY_DATA', `element data of ${n} bytes (a multiple of 4)`);
+  return 4 + n;
 }
 
 function writeElement(e: PolicyElement, w: Writer): void {
   w.u16(elementLength(e), 'element length'); w.u16(e.pType, 'P-type');
-  if (!isIdentity(e)) { w.bytes(hexValue(e.data, 'element data')); return; }
+  if (!isIdentity(e)) { writeHex(w, e.data, 'element data'); return; }
   if (e.pType !== P_AUTH_USER && e.pType !== P_AUTH_APP) invalid('POLICY_DATA', `P-type ${e.pType} with attributes: only AUTH_USER (2) and AUTH_APP (3) have them`);
   for (const a of e.attributes) {
-    const v = attrValue(a);
-    w.u16(4 + v.length, 'attribute length'); w.u8(a.aType, 'A-type'); w.u8(a.subType, 'sub-type');
-    w.bytes(v); w.zero(pad4(v.length) - v.length);
+    const n = attrLength(a);
+    w.u16(4 + n, 'attribute length'); w.u8(a.aType, 'A-type'); w.u8(a.subType, 'sub-type');
+    if ('text' in a) w.utf8(a.text, n); else writeHex(w, a.hex, 'attribute value');
+    w.zero(pad4(n) - n);
   }
 }
 
@@ -94,13 +101,13 @@ export const policyData = objectCodec<PolicyData>({
   name: 'POLICY_DATA',
   classNum: CLASS.POLICY_DATA,
   cType: () => 1,
-  bodyLength: (v) => 4 + hexValue(v.options, 'options').length + v.elements.reduce((n, e) => n + elementLength(e), 0),
+  bodyLength: (v) => 4 + hexLength(v.options, 'options') + v.elements.reduce((n, e) => n + elementLength(e), 0),
   write(v, w) {
-    const options = hexValue(v.options, 'options');
-    if (options.length % 4) invalid('POLICY_DATA', `option list of ${options.length} bytes (a multiple of 4)`);
+    const options = hexLength(v.options, 'options');
+    if (options % 4) invalid('POLICY_DATA', `option list of ${options} bytes (a multiple of 4)`);
     // the data offset counts from the first byte of the object header (RFC 2750 section 3.1)
-    w.u16(8 + options.length, 'data offset'); w.zero(2);
-    w.bytes(options);
+    w.u16(8 + options, 'data offset'); w.zero(2);
+    writeHex(w, v.options, 'options');
     for (const e of v.elements) writeElement(e, w);
   },
   read(r, cType) {

@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { QosError } from '../errors.js';
+import { type PolicyData, policyData } from './policy-data.js';
 import { formatIPv4, formatIPv6, ipv4Word, Reader, Writer } from './wire.js';
 
 const byPattern = (a: unknown): number => {
@@ -44,4 +45,19 @@ test('the writer puts words, floats and IPv4 addresses big-endian; the reader re
   assert.equal(formatIPv6(v6, 1), '2001:db8::1');
   assert.equal(new Reader(v6, 1, 17, 'TEST').hex(4, 'x'), '20010db8');
   assert.throws(() => new Writer(buf, 0, 'TEST').ipv4('1.2.3.256', 'd'), (e: unknown) => e instanceof QosError && e.message === 'RSVP TEST: d "1.2.3.256" is not an IPv4 address');
+});
+
+test('text is written as Buffer.from writes it: ASCII by char codes, any other through the encoder', () => {
+  for (const text of ['CN=alice,DC=example,DC=org', '', 'Zoë', '東京 😀', 'lone \ud800 surrogate', '\ufeffBOM']) {
+    const n = Buffer.byteLength(text, 'utf8');
+    const buf = new Uint8Array(n + 2);
+    const w = new Writer(buf, 1, 'TEST');
+    w.utf8(text, n);
+    assert.equal(w.pos, n + 1, text);
+    assert.deepEqual(Buffer.from(buf.subarray(1, n + 1)), Buffer.from(text, 'utf8'), text);
+  }
+  assert.throws(() => new Writer(new Uint8Array(4), 2, 'TEST').utf8('abc', 3), /^Error: internal: TEST writes past the end/);
+  // a POLICY_DATA identity that is not ASCII round-trips
+  const v: PolicyData = { kind: 'POLICY_DATA', options: '', elements: [{ pType: 2, attributes: [{ aType: 1, subType: 2, text: 'CN=Zoë,O=東京' }, { aType: 2, subType: 1, text: 'zoë' }] }] };
+  assert.deepEqual(policyData.decode(policyData.encode(v)), v);
 });

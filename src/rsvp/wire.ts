@@ -18,6 +18,8 @@ export function invalid(what: string, message: string): never {
 // IEEE floats go through this one 4-byte view: an object's reader and writer make none of their own.
 const F32 = new DataView(new ArrayBuffer(4));
 
+const utf8Encoder = new TextEncoder();
+
 /** Reads fields of one object, never past end (an absolute offset into buf). */
 export class Reader {
   constructor(readonly buf: Uint8Array, public pos: number, readonly end: number, readonly what: string) {}
@@ -77,6 +79,13 @@ export class Writer {
     this.word32(F32.getUint32(0));
   }
   bytes(b: Uint8Array): void { this.buf.set(b, this.pos); this.pos += b.length; }
+  /** Text as UTF-8 of n bytes (its Buffer.byteLength): ASCII by its char codes, any other through the encoder. */
+  utf8(s: string, n: number): void {
+    this.room(n);
+    if (n === s.length) { for (let i = 0; i < n; i++) this.buf[this.pos + i] = s.charCodeAt(i); } // every char one byte: ASCII
+    else if (utf8Encoder.encodeInto(s, this.buf.subarray(this.pos, this.pos + n)).read !== s.length) throw new Error(`internal: ${this.what}: text is not ${n} bytes of UTF-8`);
+    this.pos += n;
+  }
   zero(n: number): void { this.pos += n; }
   ipv4(a: string, field: string): void {
     const word = ipv4Word(a);
@@ -86,8 +95,12 @@ export class Writer {
   ipv6(a: string, field: string): void { this.bytes(parseIPv6(a, this.what, field)); }
   /** An address of either family, by its text. */
   address(a: string, field: string): void { if (isIPv6Text(a)) this.ipv6(a, field); else this.ipv4(a, field); }
-  private word16(v: number): void { const b = this.buf, p = this.pos; b[p] = v >>> 8; b[p + 1] = v; this.pos = p + 2; }
-  private word32(v: number): void { const b = this.buf, p = this.pos; b[p] = v >>> 24; b[p + 1] = v >>> 16; b[p + 2] = v >>> 8; b[p + 3] = v; this.pos = p + 4; }
+  /** n more bytes fit in the buffer (allocated at the encoding length: anything else is this codec's bug). */
+  private room(n: number): void {
+    if (this.pos + n > this.buf.length) throw new Error(`internal: ${this.what} writes past the end of its ${this.buf.length}-byte buffer`);
+  }
+  private word16(v: number): void { this.room(2); const b = this.buf, p = this.pos; b[p] = v >>> 8; b[p + 1] = v; this.pos = p + 2; }
+  private word32(v: number): void { this.room(4); const b = this.buf, p = this.pos; b[p] = v >>> 24; b[p + 1] = v >>> 16; b[p + 2] = v >>> 8; b[p + 3] = v; this.pos = p + 4; }
 }
 
 export function isIPv6Text(a: string): boolean { return typeof a === 'string' && a.includes(':'); }
