@@ -50,18 +50,27 @@ const ORDER: Record<MessageType, { head: string; flows?: 'resv' | 'tear' | 'err'
   ResvConf: { head: 'I?SECY', flows: 'resv' },
 };
 
+// The patterns compiled once each: a message type's head and a style's flows make a few dozen at most.
+const ORDER_RE = new Map<string, RegExp>();
+function orderRegExp(pattern: string): RegExp {
+  let re = ORDER_RE.get(pattern);
+  if (!re) { re = new RegExp(`^${pattern}$`); ORDER_RE.set(pattern, re); }
+  return re;
+}
+
 /** Problems with a message's object order (RFC 2205 section 3.1), none if it follows it. */
 export function checkOrder(m: RsvpMessage): string[] {
   const spec = ORDER[m.type];
   if (!spec) return [`unknown message type ${String(m.type)}`];
-  const letters = m.objects.filter((o) => o.kind !== 'UNKNOWN').map((o) => LETTER[o.kind as keyof typeof LETTER]).join('');
+  let letters = '';
+  for (const o of m.objects) if (o.kind !== 'UNKNOWN') letters += LETTER[o.kind];
   let pattern = spec.head;
   if (spec.flows) {
     const st = m.objects.find((o) => o.kind === 'STYLE');
     const name = st?.kind === 'STYLE' ? st.style : 'WF';
     pattern += spec.flows === 'resv' ? FLOWS[name] : FLOWS[`${spec.flows}${name}`];
   }
-  if (new RegExp(`^${pattern}$`).test(letters)) return [];
+  if (orderRegExp(pattern).test(letters)) return [];
   const names = m.objects.filter((o) => o.kind !== 'UNKNOWN').map((o) => o.kind).join(' ');
   return [`${m.type} objects in the order ${names || '(none)'} do not follow RFC 2205 section 3.1 (${pattern.replace(/[A-Z]/g, (c) => ' ' + Object.entries(LETTER).find(([, l]) => l === c)![0]).replace(/\( /g, ' (').trim()})`];
 }
