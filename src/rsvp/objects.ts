@@ -54,9 +54,9 @@ export function objectLength(v: RsvpObject): number {
   return v?.kind === 'UNKNOWN' ? OBJECT_HEADER + forwardedBody(v).length : codecOf(v).encodingLength(v);
 }
 
-/** Writes one object at offset; returns the bytes written. */
-export function writeObject(v: RsvpObject, buf: Uint8Array, offset: number): number {
-  if (v?.kind !== 'UNKNOWN') return codecOf(v).write(v, buf, offset);
+/** Writes one object at offset; returns the bytes written. length, when given, is what objectLength(v) gave. */
+export function writeObject(v: RsvpObject, buf: Uint8Array, offset: number, length?: number): number {
+  if (v?.kind !== 'UNKNOWN') return codecOf(v).write(v, buf, offset, length);
   const body = forwardedBody(v);
   const n = OBJECT_HEADER + body.length;
   if (n > 0xffff) invalid(`object of class ${v.classNum}`, `${n} bytes, longer than the length field allows`);
