@@ -82,8 +82,9 @@ export class Writer {
   /** Text as UTF-8 of n bytes (its Buffer.byteLength): ASCII by its char codes, any other through the encoder. */
   utf8(s: string, n: number): void {
     this.room(n);
-    if (n === s.length) { for (let i = 0; i < n; i++) this.buf[this.pos + i] = s.charCodeAt(i); } // every char one byte: ASCII
-    else if (utf8Encoder.encodeInto(s, this.buf.subarray(this.pos, this.pos + n)).read !== s.length) throw new Error(`internal: ${this.what}: text is not ${n} bytes of UTF-8`);
+    const b = this.buf, p = this.pos;
+    if (n === s.length) { for (let i = 0; i < n; i++) b[p + i] = s.charCodeAt(i); } // every char one byte: ASCII
+    else if (utf8Encoder.encodeInto(s, b.subarray(p, p + n)).read !== s.length) throw new Error(`internal: ${this.what}: text is not ${n} bytes of UTF-8`);
     this.pos += n;
   }
   zero(n: number): void { this.pos += n; }
