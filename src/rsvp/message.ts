@@ -90,12 +90,13 @@ export function encode(m: RsvpMessage, key?: Uint8Array): Uint8Array {
   if (!Number.isInteger(m.flags) || m.flags < 0 || m.flags > 15) invalid('common header', `flags ${m.flags} (4 bits)`);
   if (!Number.isInteger(m.sendTtl) || m.sendTtl < 0 || m.sendTtl > 255) invalid('common header', `send TTL ${m.sendTtl}`);
   const lengths = m.objects.map(objectLength);
-  const n = COMMON_HEADER + lengths.reduce((a, b) => a + b, 0);
+  let n = COMMON_HEADER;
+  for (const l of lengths) n += l;
   if (n > 0xffff) invalid('common header', `message of ${n} bytes is longer than the length field allows`);
   const buf = new Uint8Array(n);
   buf[0] = 0x10 | m.flags; buf[1] = type; buf[4] = m.sendTtl; buf[6] = n >> 8; buf[7] = n & 0xff;
   let at = COMMON_HEADER;
-  m.objects.forEach((o, i) => { at += writeObject(o, buf, at, lengths[i]); });
+  for (let i = 0; i < lengths.length; i++) at += writeObject(m.objects[i]!, buf, at, lengths[i]);
   if (key) {
     const d = findDigest(buf);
     if (!d) invalid(m.type, 'a key is given but the message has no INTEGRITY object');
