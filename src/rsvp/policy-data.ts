@@ -60,8 +60,10 @@ function elementLength(e: PolicyElement): number {
 }
 
 function writeElement(e: PolicyElement, w: Writer): void {
-  w.u16(elementLength(e), 'element length'); w.u16(e.pType, 'P-type');
-  if (!isIdentity(e)) { writeHex(w, e.data, 'element data'); return; }
+  if (!isIdentity(e)) { w.u16(elementLength(e), 'element length'); w.u16(e.pType, 'P-type'); writeHex(w, e.data, 'element data'); return; }
+  // the element's length goes in once its attributes are written: each attribute's length is worked out once
+  const at = w.pos;
+  w.zero(2); w.u16(e.pType, 'P-type');
   if (e.pType !== P_AUTH_USER && e.pType !== P_AUTH_APP) invalid('POLICY_DATA', `P-type ${e.pType} with attributes: only AUTH_USER (2) and AUTH_APP (3) have them`);
   for (const a of e.attributes) {
     const n = attrLength(a);
@@ -69,6 +71,7 @@ function writeElement(e: PolicyElement, w: Writer): void {
     if ('text' in a) w.utf8(a.text, n); else writeHex(w, a.hex, 'attribute value');
     w.zero(pad4(n) - n);
   }
+  w.u16At(at, w.pos - at, 'element length');
 }
 
 function readElement(r: Reader): PolicyElement {

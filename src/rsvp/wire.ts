@@ -44,6 +44,7 @@ export class Reader {
   /** n bytes as lower-case hex, read in place. */
   hex(n: number, field: string): string {
     this.need(n, field);
+    if (n === 0) return ''; // an empty option list: no Buffer to make
     const s = Buffer.from(this.buf.buffer, this.buf.byteOffset + this.pos, n).toString('hex');
     this.pos += n;
     return s;
@@ -72,6 +73,12 @@ export class Writer {
   u8(v: number, field: string): void { this.int(v, 0xff, field); this.buf[this.pos++] = v; }
   u16(v: number, field: string): void { this.int(v, 0xffff, field); this.word16(v); }
   u32(v: number, field: string): void { this.int(v, 0xffffffff, field); this.word32(v); }
+  /** A 16-bit field at an earlier offset (a length known once what it counts is written). */
+  u16At(at: number, v: number, field: string): void {
+    this.int(v, 0xffff, field);
+    const pos = this.pos;
+    this.pos = at; this.word16(v); this.pos = pos;
+  }
   f32(v: number, field: string): void {
     if (typeof v !== 'number' || Number.isNaN(v) || v < 0) invalid(this.what, `${field} is ${v}, not a non-negative number`);
     if (Math.fround(v) !== v) invalid(this.what, `${field} is ${v}, which a 32-bit IEEE float cannot hold exactly (nearest ${Math.fround(v)})`);
