@@ -33,7 +33,9 @@ export interface Adspec {
   cl?: { breakBit: boolean };
 }
 
-const GS_PARAMS: [keyof GsTerms, number][] = [['ctot', 133], ['dtot', 134], ['csum', 135], ['dsum', 136]];
+/** The error terms' parameter ids, in the order they are sent. */
+const GS_PARAMS: Record<keyof GsTerms, number> = { ctot: 133, dtot: 134, csum: 135, dsum: 136 };
+const GS_TERMS = Object.keys(GS_PARAMS) as (keyof GsTerms)[];
 
 const words = (v: Adspec) => 9 + (v.gs ? 1 + (v.gs.terms ? 8 : 0) : 0) + (v.cl ? 1 : 0);
 
@@ -61,7 +63,7 @@ export const adspec = objectCodec<Adspec>({
     if (v.gs) {
       const t = v.gs.terms;
       writeServiceHeader(w, SERVICE_GS, v.gs.breakBit, t ? 8 : 0);
-      if (t) for (const [k, id] of GS_PARAMS) { writeParamHeader(w, id, 1); w.u32(t[k], k); }
+      if (t) for (const k of GS_TERMS) { writeParamHeader(w, GS_PARAMS[k], 1); w.u32(t[k], k); }
     }
     if (v.cl) writeServiceHeader(w, SERVICE_CL, v.cl.breakBit, 0);
   },
@@ -76,9 +78,9 @@ export const adspec = objectCodec<Adspec>({
       if (h.service === SERVICE_GS && !out.gs && !out.cl) {
         if (h.words === 0) { out.gs = { breakBit: h.breakBit, terms: null }; continue; }
         if (h.words !== 8) decodeError('ADSPEC', h.at + 2, `Guaranteed Service fragment of ${h.words} words (0 or 8: overrides are not supported)`);
-        const terms = {} as GsTerms;
-        for (const [k, id] of GS_PARAMS) { expectParam(r, id, 1); terms[k] = r.u32(k); }
-        out.gs = { breakBit: h.breakBit, terms };
+        const term = (k: keyof GsTerms) => { expectParam(r, GS_PARAMS[k], 1); return r.u32(k); };
+        // one object literal, fields in the order sent, rather than a field at a time
+        out.gs = { breakBit: h.breakBit, terms: { ctot: term('ctot'), dtot: term('dtot'), csum: term('csum'), dsum: term('dsum') } };
       } else if (h.service === SERVICE_CL && !out.cl) {
         if (h.words !== 0) decodeError('ADSPEC', h.at + 2, `Controlled Load fragment of ${h.words} words (0: overrides are not supported)`);
         out.cl = { breakBit: h.breakBit };

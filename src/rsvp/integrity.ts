@@ -46,10 +46,10 @@ export const integrity = objectCodec<Integrity>({
   read(r, cType) {
     if (cType !== 1) unknownCType(r, cType);
     const flags = r.u8('flags'); r.skip(1, 'reserved');
-    const keyId = Buffer.from(r.bytes(6, 'key identifier')).toString('hex');
+    const keyId = r.hex(6, 'key identifier');
     const sequence = Buffer.from(r.bytes(8, 'sequence number')).readBigUInt64BE().toString();
     if (r.left === 0) decodeError('INTEGRITY', r.pos, 'no keyed message digest');
-    const digest = Buffer.from(r.bytes(r.left, 'digest')).toString('hex');
+    const digest = r.hex(r.left, 'digest');
     return { kind: 'INTEGRITY', flags, keyId, sequence, digest };
   },
 });

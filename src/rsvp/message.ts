@@ -50,18 +50,27 @@ const ORDER: Record<MessageType, { head: string; flows?: 'resv' | 'tear' | 'err'
   ResvConf: { head: 'I?SECY', flows: 'resv' },
 };
 
+// The patterns compiled once each: a message type's head and a style's flows make a few dozen at most.
+const ORDER_RE = new Map<string, RegExp>();
+function orderRegExp(pattern: string): RegExp {
+  let re = ORDER_RE.get(pattern);
+  if (!re) { re = new RegExp(`^${pattern}$`); ORDER_RE.set(pattern, re); }
+  return re;
+}
+
 /** Problems with a message's object order (RFC 2205 section 3.1), none if it follows it. */
 export function checkOrder(m: RsvpMessage): string[] {
   const spec = ORDER[m.type];
   if (!spec) return [`unknown message type ${String(m.type)}`];
-  const letters = m.objects.filter((o) => o.kind !== 'UNKNOWN').map((o) => LETTER[o.kind as keyof typeof LETTER]).join('');
+  let letters = '';
+  for (const o of m.objects) if (o.kind !== 'UNKNOWN') letters += LETTER[o.kind];
   let pattern = spec.head;
   if (spec.flows) {
     const st = m.objects.find((o) => o.kind === 'STYLE');
     const name = st?.kind === 'STYLE' ? st.style : 'WF';
     pattern += spec.flows === 'resv' ? FLOWS[name] : FLOWS[`${spec.flows}${name}`];
   }
-  if (new RegExp(`^${pattern}$`).test(letters)) return [];
+  if (orderRegExp(pattern).test(letters)) return [];
   const names = m.objects.filter((o) => o.kind !== 'UNKNOWN').map((o) => o.kind).join(' ');
   return [`${m.type} objects in the order ${names || '(none)'} do not follow RFC 2205 section 3.1 (${pattern.replace(/[A-Z]/g, (c) => ' ' + Object.entries(LETTER).find(([, l]) => l === c)![0]).replace(/\( /g, ' (').trim()})`];
 }
@@ -80,12 +89,14 @@ export function encode(m: RsvpMessage, key?: Uint8Array): Uint8Array {
   if (order.length) invalid(m.type, order.join('; '));
   if (!Number.isInteger(m.flags) || m.flags < 0 || m.flags > 15) invalid('common header', `flags ${m.flags} (4 bits)`);
   if (!Number.isInteger(m.sendTtl) || m.sendTtl < 0 || m.sendTtl > 255) invalid('common header', `send TTL ${m.sendTtl}`);
-  const n = encodingLength(m);
+  const lengths = m.objects.map(objectLength);
+  let n = COMMON_HEADER;
+  for (const l of lengths) n += l;
   if (n > 0xffff) invalid('common header', `message of ${n} bytes is longer than the length field allows`);
   const buf = new Uint8Array(n);
   buf[0] = 0x10 | m.flags; buf[1] = type; buf[4] = m.sendTtl; buf[6] = n >> 8; buf[7] = n & 0xff;
   let at = COMMON_HEADER;
-  for (const o of m.objects) at += writeObject(o, buf, at);
+  for (let i = 0; i < lengths.length; i++) at += writeObject(m.objects[i]!, buf, at, lengths[i]);
   if (key) {
     const d = findDigest(buf);
     if (!d) invalid(m.type, 'a key is given but the message has no INTEGRITY object');
@@ -117,9 +128,8 @@ export function decode(bytes: Uint8Array, at?: number): RsvpMessage {
   if (h.length > bytes.length - offset) decodeError('common header', offset + 6, `message length ${h.length}, only ${bytes.length - offset} bytes there`);
   const end = offset + h.length;
   if (h.checksum !== 0) {
-    const copy = Uint8Array.from(bytes.subarray(offset, end));
-    copy[2] = 0; copy[3] = 0;
-    const want = inetChecksum(copy);
+    // the checksum of the message with its checksum field as zero: the first word, then the rest after the field
+    const want = inetChecksum(bytes.subarray(offset + 4, end), (bytes[offset]! << 8) | bytes[offset + 1]!);
     if (want !== h.checksum) throw new QosError('QOS_ERR_RSVP_CHECKSUM', `RSVP ${type}, byte ${offset + 2}: checksum 0x${hex4(h.checksum)}, the message's is 0x${hex4(want)}`);
   }
   const objects: RsvpObject[] = [];

@@ -51,8 +51,9 @@ export interface ObjectCodec<T> extends Codec<T, Uint8Array> {
   encode(v: T): Uint8Array;
   decode(bytes: Uint8Array, offset?: number): T;
   encodingLength(v: T): number;
-  /** Writes the object at offset into buf; returns the bytes written. */
-  write(v: T, buf: Uint8Array, offset: number): number;
+  /** Writes the object at offset into buf; returns the bytes written. length, when given, is
+   * what encodingLength(v) gave (a message's encoder has it already); the bytes written must match it. */
+  write(v: T, buf: Uint8Array, offset: number, length?: number): number;
   /** Reads the object at offset, never past end; returns it with the bytes it took. */
   read(buf: Uint8Array, offset: number, end: number): { value: T; length: number };
 }
@@ -65,8 +66,8 @@ export function objectCodec<T>(def: ObjectDef<T>): ObjectCodec<T> {
     if (n > 0xffff) invalid(def.name, `object of ${n} bytes is longer than the 16-bit length field allows`);
     return n;
   };
-  const write = (v: T, buf: Uint8Array, offset: number): number => {
-    const n = encodingLength(v);
+  const write = (v: T, buf: Uint8Array, offset: number, length?: number): number => {
+    const n = length ?? encodingLength(v);
     const w = new Writer(buf, offset, def.name);
     w.u16(n, 'length'); w.u8(def.classNum, 'class-num'); w.u8(def.cType(v), 'c-type');
     def.write(v, w);

@@ -54,9 +54,9 @@ export function objectLength(v: RsvpObject): number {
   return v?.kind === 'UNKNOWN' ? OBJECT_HEADER + forwardedBody(v).length : codecOf(v).encodingLength(v);
 }
 
-/** Writes one object at offset; returns the bytes written. */
-export function writeObject(v: RsvpObject, buf: Uint8Array, offset: number): number {
-  if (v?.kind !== 'UNKNOWN') return codecOf(v).write(v, buf, offset);
+/** Writes one object at offset; returns the bytes written. length, when given, is what objectLength(v) gave. */
+export function writeObject(v: RsvpObject, buf: Uint8Array, offset: number, length?: number): number {
+  if (v?.kind !== 'UNKNOWN') return codecOf(v).write(v, buf, offset, length);
   const body = forwardedBody(v);
   const n = OBJECT_HEADER + body.length;
   if (n > 0xffff) invalid(`object of class ${v.classNum}`, `${n} bytes, longer than the length field allows`);
@@ -70,10 +70,11 @@ export function writeObject(v: RsvpObject, buf: Uint8Array, offset: number): num
  * an unknown class-num 128 to 191), with the bytes it took. An unknown class-num below 128 is
  * a decode error ("Unknown object class", RFC 2205 error code 13). */
 export function readObject(buf: Uint8Array, offset: number, end: number): { value: RsvpObject | null; length: number } {
+  // a known class's codec checks the header itself (with the same errors): read it once
+  const c = end - offset >= OBJECT_HEADER ? BY_CLASS.get(buf[offset + 2]!) : undefined;
+  if (c) return c.read(buf, offset, end);
   const h = readObjectHeader(buf, offset, end);
   if (h.classNum === CLASS.NULL) return { value: null, length: h.length };
-  const c = BY_CLASS.get(h.classNum);
-  if (c) return c.read(buf, offset, end);
   if (h.classNum < 128) decodeError(`object of class ${h.classNum}`, offset + 2, `unknown class-num ${h.classNum} (0bbbbbbb: the message is rejected, RFC 2205 section 3.10)`);
   if (h.classNum < 192) return { value: null, length: h.length }; // 10bbbbbb: ignored silently, not forwarded
   return { value: { kind: 'UNKNOWN', classNum: h.classNum, cType: h.cType, body: Buffer.from(buf.subarray(offset + OBJECT_HEADER, offset + h.length)).toString('hex') }, length: h.length };

@@ -20,6 +20,7 @@ export const senderTspec = objectCodec<SenderTspec>({
     if (cType !== 2) unknownCType(r, cType);
     readVersion(r);
     expectServiceHeader(r, SERVICE_GENERAL, 6, 'general parameters');
-    return { kind: 'SENDER_TSPEC', ...readTokenBucket(r) };
+    const t = readTokenBucket(r);
+    return { kind: 'SENDER_TSPEC', r: t.r, b: t.b, p: t.p, m: t.m, M: t.M };
   },
 });

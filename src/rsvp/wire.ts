@@ -15,29 +15,42 @@ export function invalid(what: string, message: string): never {
   throw new QosError('QOS_ERR_RSVP_INVALID', `RSVP ${what}: ${message}`);
 }
 
+// IEEE floats go through this one 4-byte view: an object's reader and writer make none of their own.
+const F32 = new DataView(new ArrayBuffer(4));
+
+const utf8Encoder = new TextEncoder();
+
 /** Reads fields of one object, never past end (an absolute offset into buf). */
 export class Reader {
-  private readonly dv: DataView;
-  constructor(readonly buf: Uint8Array, public pos: number, readonly end: number, readonly what: string) {
-    this.dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  }
+  constructor(readonly buf: Uint8Array, public pos: number, readonly end: number, readonly what: string) {}
   get left(): number { return this.end - this.pos; }
   need(n: number, field: string): void {
     if (this.end - this.pos < n) decodeError(this.what, this.pos, `${field} needs ${n} bytes, ${Math.max(0, this.end - this.pos)} left`);
   }
   u8(field: string): number { this.need(1, field); return this.buf[this.pos++]!; }
-  u16(field: string): number { this.need(2, field); const v = this.dv.getUint16(this.pos); this.pos += 2; return v; }
-  u32(field: string): number { this.need(4, field); const v = this.dv.getUint32(this.pos); this.pos += 4; return v; }
+  u16(field: string): number { this.need(2, field); const v = readU16(this.buf, this.pos); this.pos += 2; return v; }
+  u32(field: string): number { this.need(4, field); const v = readU32(this.buf, this.pos); this.pos += 4; return v; }
   f32(field: string): number {
     this.need(4, field);
-    const v = this.dv.getFloat32(this.pos);
+    F32.setUint32(0, readU32(this.buf, this.pos));
+    const v = F32.getFloat32(0);
     if (Number.isNaN(v) || v < 0) decodeError(this.what, this.pos, `${field} is ${v} (RFC 2210 section 3.1: a non-negative IEEE float)`);
     this.pos += 4;
     return v;
   }
   bytes(n: number, field: string): Uint8Array { this.need(n, field); const b = this.buf.slice(this.pos, this.pos + n); this.pos += n; return b; }
-  ipv4(field: string): string { return formatIPv4(this.bytes(4, field)); }
-  ipv6(field: string): string { return formatIPv6(this.bytes(16, field)); }
+  /** n bytes in place, not copied: for a value made from them at once (text), not one to keep. */
+  view(n: number, field: string): Uint8Array { this.need(n, field); const b = this.buf.subarray(this.pos, this.pos + n); this.pos += n; return b; }
+  /** n bytes as lower-case hex, read in place. */
+  hex(n: number, field: string): string {
+    this.need(n, field);
+    if (n === 0) return ''; // an empty option list: no Buffer to make
+    const s = Buffer.from(this.buf.buffer, this.buf.byteOffset + this.pos, n).toString('hex');
+    this.pos += n;
+    return s;
+  }
+  ipv4(field: string): string { this.need(4, field); const s = formatIPv4(this.buf, this.pos); this.pos += 4; return s; }
+  ipv6(field: string): string { this.need(16, field); const s = formatIPv6(this.buf, this.pos); this.pos += 16; return s; }
   /** An address of the family an object's c-type names: 1 IPv4, 2 IPv6 (familyCType). */
   address(cType: number, field: string): string { return cType === 1 ? this.ipv4(field) : this.ipv6(field); }
   /** A field that must hold zero (RFC 2205: reserved, sent as zero): skipped, whatever it holds. */
@@ -48,31 +61,54 @@ export class Reader {
   }
 }
 
+const readU16 = (b: Uint8Array, at: number): number => (b[at]! << 8) | b[at + 1]!;
+const readU32 = (b: Uint8Array, at: number): number => ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+
 /** Writes fields into a buffer allocated at the encoding length. */
 export class Writer {
-  private readonly dv: DataView;
-  pos: number;
-  constructor(readonly buf: Uint8Array, pos: number, readonly what: string) {
-    this.dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    this.pos = pos;
-  }
+  constructor(readonly buf: Uint8Array, public pos: number, readonly what: string) {}
   private int(v: number, max: number, field: string): void {
     if (!Number.isInteger(v) || v < 0 || v > max) invalid(this.what, `${field} is ${v}, not an integer from 0 to ${max}`);
   }
   u8(v: number, field: string): void { this.int(v, 0xff, field); this.buf[this.pos++] = v; }
-  u16(v: number, field: string): void { this.int(v, 0xffff, field); this.dv.setUint16(this.pos, v); this.pos += 2; }
-  u32(v: number, field: string): void { this.int(v, 0xffffffff, field); this.dv.setUint32(this.pos, v); this.pos += 4; }
+  u16(v: number, field: string): void { this.int(v, 0xffff, field); this.word16(v); }
+  u32(v: number, field: string): void { this.int(v, 0xffffffff, field); this.word32(v); }
+  /** A 16-bit field at an earlier offset (a length known once what it counts is written). */
+  u16At(at: number, v: number, field: string): void {
+    this.int(v, 0xffff, field);
+    const pos = this.pos;
+    this.pos = at; this.word16(v); this.pos = pos;
+  }
   f32(v: number, field: string): void {
     if (typeof v !== 'number' || Number.isNaN(v) || v < 0) invalid(this.what, `${field} is ${v}, not a non-negative number`);
     if (Math.fround(v) !== v) invalid(this.what, `${field} is ${v}, which a 32-bit IEEE float cannot hold exactly (nearest ${Math.fround(v)})`);
-    this.dv.setFloat32(this.pos, v); this.pos += 4;
+    F32.setFloat32(0, v);
+    this.word32(F32.getUint32(0));
   }
   bytes(b: Uint8Array): void { this.buf.set(b, this.pos); this.pos += b.length; }
+  /** Text as UTF-8 of n bytes (its Buffer.byteLength): ASCII by its char codes, any other through the encoder. */
+  utf8(s: string, n: number): void {
+    this.room(n);
+    const b = this.buf, p = this.pos;
+    if (n === s.length) { for (let i = 0; i < n; i++) b[p + i] = s.charCodeAt(i); } // every char one byte: ASCII
+    else if (utf8Encoder.encodeInto(s, b.subarray(p, p + n)).read !== s.length) throw new Error(`internal: ${this.what}: text is not ${n} bytes of UTF-8`);
+    this.pos += n;
+  }
   zero(n: number): void { this.pos += n; }
-  ipv4(a: string, field: string): void { this.bytes(parseIPv4(a, this.what, field)); }
+  ipv4(a: string, field: string): void {
+    const word = ipv4Word(a);
+    if (word < 0) invalid(this.what, `${field} "${a}" is not an IPv4 address`);
+    this.word32(word);
+  }
   ipv6(a: string, field: string): void { this.bytes(parseIPv6(a, this.what, field)); }
   /** An address of either family, by its text. */
   address(a: string, field: string): void { if (isIPv6Text(a)) this.ipv6(a, field); else this.ipv4(a, field); }
+  /** n more bytes fit in the buffer (allocated at the encoding length: anything else is this codec's bug). */
+  private room(n: number): void {
+    if (this.pos + n > this.buf.length) throw new Error(`internal: ${this.what} writes past the end of its ${this.buf.length}-byte buffer`);
+  }
+  private word16(v: number): void { this.room(2); const b = this.buf, p = this.pos; b[p] = v >>> 8; b[p + 1] = v; this.pos = p + 2; }
+  private word32(v: number): void { this.room(4); const b = this.buf, p = this.pos; b[p] = v >>> 24; b[p + 1] = v >>> 16; b[p + 2] = v >>> 8; b[p + 3] = v; this.pos = p + 4; }
 }
 
 export function isIPv6Text(a: string): boolean { return typeof a === 'string' && a.includes(':'); }
@@ -81,11 +117,12 @@ export function familyCType(a: string): 1 | 2 { return isIPv6Text(a) ? 2 : 1; }
 /** Bytes of an address of a's family. */
 export function addressLength(a: string): number { return isIPv6Text(a) ? 16 : 4; }
 
-export function formatIPv4(b: Uint8Array): string { return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`; }
+/** Dotted-quad text of the 4 bytes at at. */
+export function formatIPv4(b: Uint8Array, at = 0): string { return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`; }
 
 /** RFC 5952 text: lower case, the longest run of two or more zero groups (the first of equals) as "::". */
-export function formatIPv6(b: Uint8Array): string {
-  const g = Array.from({ length: 8 }, (_, i) => (b[2 * i]! << 8) | b[2 * i + 1]!);
+export function formatIPv6(b: Uint8Array, at = 0): string {
+  const g = Array.from({ length: 8 }, (_, i) => readU16(b, at + 2 * i));
   let best = -1, bestLen = 1;
   for (let i = 0; i < 8;) {
     if (g[i] !== 0) { i++; continue; }
@@ -98,11 +135,26 @@ export function formatIPv6(b: Uint8Array): string {
   return best < 0 ? hex(g) : `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
 }
 
+/** The 32 bits of a dotted-quad address (four decimals of 1 to 3 digits, each at most 255), or -1 for anything else. */
+export function ipv4Word(a: string): number {
+  if (typeof a !== 'string') return -1;
+  let word = 0, part = 0, digits = 0, dots = 0;
+  for (let i = 0; i < a.length; i++) {
+    const c = a.charCodeAt(i);
+    if (c >= 0x30 && c <= 0x39) {
+      if (++digits > 3) return -1;
+      part = part * 10 + (c - 0x30);
+    } else if (c === 0x2e && digits > 0 && dots < 3 && part <= 255) {
+      word = word * 256 + part; part = 0; digits = 0; dots++;
+    } else return -1;
+  }
+  return dots === 3 && digits > 0 && part <= 255 ? word * 256 + part : -1;
+}
+
 export function parseIPv4(a: string, what: string, field: string): Uint8Array {
-  const m = typeof a === 'string' ? /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(a) : null;
-  const parts = m ? m.slice(1).map(Number) : [];
-  if (!m || parts.some((p) => p > 255)) invalid(what, `${field} "${a}" is not an IPv4 address`);
-  return Uint8Array.from(parts);
+  const word = ipv4Word(a);
+  if (word < 0) invalid(what, `${field} "${a}" is not an IPv4 address`);
+  return Uint8Array.of(word >>> 24, (word >>> 16) & 0xff, (word >>> 8) & 0xff, word & 0xff);
 }
 
 export function parseIPv6(a: string, what: string, field: string): Uint8Array {
