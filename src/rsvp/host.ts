@@ -11,14 +11,15 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
-import type { Component, RouteRequest } from '../component.js';
+import type { Component, Route, RouteRequest } from '../component.js';
 import { QosError } from '../errors.js';
 import { idEntries } from '../id-names.js';
 import { parseRate, parseSize } from '../units.js';
+import type { RsvpEngine } from './engine/engine.js';
 import type { RsvpEvent } from './engine/types.js';
 import type { FilterSpec } from './filter-spec.js';
 import type { Flowspec } from './flowspec.js';
-import { RsvpNode } from './node.js';
+import { type NodeCounts, RsvpNode } from './node.js';
 import { A_TYPE, P_AUTH_APP, P_AUTH_USER, type PolicyData } from './policy-data.js';
 import type { Session } from './session.js';
 import type { StyleName } from './style.js';
@@ -28,7 +29,19 @@ import { toJson } from './format.js';
 export const MAX_PER_UID = 64;
 const MAX_EVENTS = 1000;
 
-export interface HostOptions { refreshMs?: number; k?: number; udp?: boolean; log?: Logger }
+/** What the host part needs of its node (node.ts's RsvpNode; tests give an engine on fakes). */
+export interface HostNode {
+  readonly engine: RsvpEngine;
+  counts(): NodeCounts;
+  sourceFor(destination: string): string | null;
+  close(): Promise<void>;
+}
+
+export interface HostOptions {
+  refreshMs?: number; k?: number; udp?: boolean; log?: Logger;
+  /** opens the node (default: RsvpNode.open on the raw transport) */
+  open?: (onEvent: (e: RsvpEvent) => void) => Promise<HostNode>;
+}
 
 interface Held { id: number; uid: number; kind: 'sender' | 'reservation'; session: Session; close(): void; what: Record<string, unknown> }
 
@@ -106,7 +119,7 @@ export function filterOf(v: unknown): FilterSpec {
 
 export class RsvpHost implements Component {
   readonly name = 'rsvp';
-  private node: RsvpNode | null = null;
+  private node: HostNode | null = null;
   private readonly held = new Map<number, Held>();
   private nextId = 1;
   private readonly events: { seq: number; at: string; event: RsvpEvent }[] = [];
@@ -115,7 +128,9 @@ export class RsvpHost implements Component {
   constructor(private readonly o: HostOptions = {}) {}
 
   async start(): Promise<void> {
-    this.node = await RsvpNode.open({ role: 'host', udp: this.o.udp ?? false, ...(this.o.refreshMs ? { refreshMs: this.o.refreshMs } : {}), ...(this.o.k ? { k: this.o.k } : {}), onEvent: (e) => this.event(e), ...(this.o.log ? { log: this.o.log } : {}) });
+    const onEvent = (e: RsvpEvent) => this.event(e);
+    this.node = this.o.open ? await this.o.open(onEvent)
+      : await RsvpNode.open({ role: 'host', udp: this.o.udp ?? false, ...(this.o.refreshMs ? { refreshMs: this.o.refreshMs } : {}), ...(this.o.k ? { k: this.o.k } : {}), onEvent, ...(this.o.log ? { log: this.o.log } : {}) });
   }
 
   /** Tears down what it holds (PathTear, ResvTear), then closes. */
@@ -147,7 +162,7 @@ export class RsvpHost implements Component {
     return identityPolicy(user, app);
   }
 
-  private node_(): RsvpNode {
+  private node_(): HostNode {
     if (!this.node) throw new QosError('QOS_ERR_ENVIRONMENT', 'RSVP is not running');
     return this.node;
   }
@@ -182,7 +197,9 @@ export class RsvpHost implements Component {
     else if (service === 'GS') {
       const R = b.R === undefined ? t.r : rateOf(b.R, 'R');
       if (R < t.r) throw new QosError('QOS_ERR_USAGE', 'R (the Guaranteed rate) is below rate');
-      flowspec = { kind: 'FLOWSPEC', service: 'GS', tspec: t, R, S: b.S === undefined ? 0 : port(b.S, 'S', true) };
+      const S = typeof b.S === 'string' && /^\d{1,10}$/.test(b.S) ? Number(b.S) : b.S ?? 0;
+      if (!Number.isInteger(S) || (S as number) < 0 || (S as number) > 0xffffffff) throw new QosError('QOS_ERR_USAGE', `S (the slack term) is a whole number of microseconds, not ${JSON.stringify(b.S)}`);
+      flowspec = { kind: 'FLOWSPEC', service: 'GS', tspec: t, R, S: S as number };
     } else throw new QosError('QOS_ERR_USAGE', `service is CL (Controlled Load) or GS (Guaranteed), not ${JSON.stringify(service)}`);
     const senders = b.senders === undefined ? [] : Array.isArray(b.senders) ? b.senders.map(filterOf) : [filterOf(b.senders)];
     if (style !== 'WF' && !senders.length) throw new QosError('QOS_ERR_USAGE', `a ${style} reservation names its senders (ADDRESS:PORT)`);
@@ -220,9 +237,7 @@ export class RsvpHost implements Component {
     return { rsvp: { ...this.node.engine.counts(), ...this.node.counts(), held: this.held.size } };
   }
 
-  get routes() {
-    return [{ method: '*' as const, path: '/v1/rsvp', prefix: true, body: true, handle: async (r: RouteRequest) => ({ json: this.answer(r) }) }];
-  }
+  readonly routes: Route[] = [{ method: '*', path: '/v1/rsvp', prefix: true, body: true, handle: async (r: RouteRequest) => ({ json: this.answer(r) }) }];
 
   private answer(r: RouteRequest): unknown {
     const [, , , kind = '', arg, extra] = r.path.split('/');

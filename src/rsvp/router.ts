@@ -49,19 +49,19 @@ class ReportingInstaller implements TrafficInstaller {
   constructor(private readonly inner: TcInstaller, private readonly report: (e: RouterEvent) => void) {}
 
   async update(r: Reservation): Promise<void> {
-    const had = this.inner.list().some((x) => x.key === r.key);
+    const had = this.inner.get(r.key) !== undefined;
     try {
       await this.inner.update(r);
     } catch (e) {
       this.report({ kind: 'tc-error', key: r.key, ifname: r.ifname, error: e instanceof Error ? e.message : String(e) });
       throw e;
     }
-    const h = this.inner.list().find((x) => x.key === r.key)!;
+    const h = this.inner.get(r.key)!;
     this.report({ kind: had ? 'changed' : 'installed', key: r.key, ifname: r.ifname, flow: h.flow, rate: bandwidth(r.flowspec), filters: h.filters.length });
   }
 
   async remove(key: string): Promise<void> {
-    const had = this.inner.list().some((x) => x.key === key);
+    const had = this.inner.get(key) !== undefined;
     await this.inner.remove(key);
     if (had) this.report({ kind: 'removed', key });
   }

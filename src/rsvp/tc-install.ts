@@ -109,6 +109,12 @@ export class TcInstaller implements TrafficInstaller {
     }
   }
 
+  /** the flow and filter numbers of one reservation, if it is held */
+  get(key: string): { flow: number; filters: number[] } | undefined {
+    const h = this.held.get(key);
+    return h && { flow: h.flow, filters: [...h.filters.values()] };
+  }
+
   /** the reservations held: key, flow and filter numbers */
   list(): { key: string; flow: number; filters: number[] }[] {
     return [...this.held].map(([key, h]) => ({ key, flow: h.flow, filters: [...h.filters.values()] }));
