@@ -177,6 +177,27 @@ test('a reservation over its application\'s quota is refused with ResvErr policy
   assert.equal(qos(sender, 'stop', String((JSON.parse(s.stdout) as { id: number }).id)).status, 0);
 });
 
+test('a router killed with SIGKILL leaves its classes; the next one removes them, and soft state puts the reservation back', async () => {
+  const s = qos(sender, 'send', '--dest', DEST(), '--port', '5012', '--sport', '40012', '--rate', '125kB', '--max', '1028', '--json');
+  assert.equal(s.status, 0, s.stderr);
+  await waitFor('the Path of port 5012 at the receiver', async () => (await receiverEvents('path', 5012)).length > 0, 200);
+  const r = qos(receiver, 'reserve', '--dest', DEST(), '--port', '5012', '--rate', '125kB', '--max', '1028', '--sender', `${SRC()}:40012`, '--wait', '60s');
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  const has5012 = () => flowClasses('r2', 'r2b').some((l) => / rate 1Mbit /.test(l));
+  await waitFor('the 1 Mb/s reservation on r2', has5012, 200);
+  routers.r2!.child.proc.kill('SIGKILL');
+  await routers.r2!.child.exited;
+  assert.ok(has5012(), 'a killed router cannot clean up: its class stays');
+  startRouter('r2', ['r2a=100Mbit', 'r2b=100Mbit']);
+  await waitFor('router r2 ready again', () => routers.r2!.events.some((e) => e.kind === 'ready'));
+  // what the killed one left is gone before the new one reserves anything
+  assert.ok(!has5012(), `the new router removed what the killed one left:\n${flowClasses('r2', 'r2b').join('\n')}`);
+  // the next Path refresh gives it path state, the receiver's next Resv refresh the reservation
+  await waitFor('the reservation back on r2 by refreshes alone', has5012, 250);
+  assert.equal(qos(sender, 'stop', String((JSON.parse(s.stdout) as { id: number }).id)).status, 0);
+  await waitFor('the reservation gone from both routers after PathTear', () => !has5012() && !flowClasses('r1', 'r1b').some((l) => / rate 1Mbit /.test(l)), 250);
+});
+
 test('a sender killed with SIGKILL (no PathTear): the routers drop its path state and reservation within the state lifetime', async () => {
   assert.equal(flowClasses('r1', 'r1b').length, 1);
   const killedAt = Date.now();
