@@ -4,16 +4,17 @@
  * (the daemon's part, host.ts) or a router (`qos rsvp router`, router.ts).
  *
  * What arrives is decoded here: a message that does not decode is counted by its error code
- * and dropped (RFC 2205 section 3.10 answers only a known message with a bad object, and the
- * engine does that), never passed on. What the engine sends is encoded with the send TTL in
+ * and dropped, never passed on; one rejected for an object we do not know (RFC 2205 section
+ * 3.10) is answered, a Path with PathErr and a Resv with ResvErr (code 13 or 14). What the engine sends is encoded with the send TTL in
  * its common header equal to the IP TTL, as RFC 2205 section 3.8 requires. */
 
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../clock.js';
 import { QosError } from '../errors.js';
 import { RsvpEngine } from './engine/engine.js';
-import type { Admission, EngineOptions, Outbound, Routes, RsvpEvent, TrafficInstaller } from './engine/types.js';
-import { decode, encode } from './message.js';
+import type { Admission, EngineOptions, Inbound, Outbound, Routes, RsvpEvent, TrafficInstaller } from './engine/types.js';
+import { decode, decodeSkippingUnknown, encode, type RsvpMessage } from './message.js';
+import { UnknownObjectError } from './object.js';
 import type { PolicyData } from './policy-data.js';
 import { systemRoutes } from './routes.js';
 import { openRaw, openUdp, type Packet, type RsvpSocket } from './transport/index.js';
@@ -94,9 +95,23 @@ export class RsvpNode {
       const code = e instanceof QosError ? e.code : 'QOS_ERR_INTERNAL';
       this.undecodable[code] = (this.undecodable[code] ?? 0) + 1;
       log?.debug({ src: p.src, ifname: p.ifname, err: String(e) }, 'an RSVP packet that does not decode, dropped');
+      if (e instanceof UnknownObjectError) this.answerUnknown(p, e);
       return;
     }
-    this.engine.receive({ msg, ifname: p.ifname, src: p.src, dst: p.dst, ttl: p.ttl, routerAlert: p.routerAlert });
+    this.engine.receive(this.inbound(p, msg));
+  }
+
+  /** A Path or Resv rejected for an object we do not know (RFC 2205 section 3.10) is answered
+   * with PathErr or ResvErr 13 (unknown class) or 14 (unknown c-type), the value class-num << 8
+   * | c-type, when the rest of it reads (the engine needs its SESSION and RSVP_HOP). */
+  private answerUnknown(p: Packet, e: UnknownObjectError): void {
+    let msg;
+    try { msg = decodeSkippingUnknown(p.bytes).message; } catch { return; }
+    this.engine.refuseUnknown(this.inbound(p, msg), e.errorCode, (e.classNum << 8) | e.cType);
+  }
+
+  private inbound(p: Packet, msg: RsvpMessage): Inbound {
+    return { msg, ifname: p.ifname, src: p.src, dst: p.dst, ttl: p.ttl, routerAlert: p.routerAlert };
   }
 
   private send(out: Outbound): void {

@@ -95,6 +95,9 @@ export class EngineCore {
   readonly K: number;
   readonly random: () => number;
   gen = 0;
+  /** sessions by destination and protocol: how many with port 0 and how many with another
+   * (RFC 2205 error 7, conflicting destination ports, is one of each) */
+  private readonly ports = new Map<string, { zero: number; other: number }>();
 
   constructor(readonly o: EngineOptions) {
     this.deadlines = new Deadlines(o.clock, o.slackMs ?? 0);
@@ -121,12 +124,29 @@ export class EngineCore {
     if (!s) {
       s = { key, session, psbs: new Map(), rsbs: new Map(), installed: new Map(), upstream: new Map(), blockades: new Map(), confirm: null };
       this.sessions.set(key, s);
+      this.countPorts(session, 1);
     }
     return s;
   }
 
+  /** A session for the same destination and protocol exists with a port 0 where this one has
+   * another, or the other way round (RFC 2205 appendix B, error 7). */
+  portsConflict(session: Session): boolean {
+    const c = this.ports.get(`${session.destination}/${session.protocol}`);
+    return !!c && (session.port === 0 ? c.other > 0 : c.zero > 0);
+  }
+
+  private countPorts(session: Session, by: 1 | -1): void {
+    const k = `${session.destination}/${session.protocol}`;
+    const c = this.ports.get(k) ?? { zero: 0, other: 0 };
+    if (session.port === 0) c.zero += by; else c.other += by;
+    if (c.zero || c.other) this.ports.set(k, c); else this.ports.delete(k);
+  }
+
   gc(s: Sess): void {
-    if (!s.psbs.size && !s.rsbs.size && !s.installed.size && !s.upstream.size && !s.blockades.size && this.sessions.get(s.key) === s) this.sessions.delete(s.key);
+    if (s.psbs.size || s.rsbs.size || s.installed.size || s.upstream.size || s.blockades.size || this.sessions.get(s.key) !== s) return;
+    this.sessions.delete(s.key);
+    this.countPorts(s.session, -1);
   }
 
   /** L = (K + 0.5) * 1.5 * R of the message's sender (section 3.7). */

@@ -55,6 +55,17 @@ export class RsvpEngine {
     }
   }
 
+  /** A Path or Resv this node rejects for an object it does not know (RFC 2205 section 3.10;
+   * decoded without it: message.ts decodeSkippingUnknown): PathErr or ResvErr with `code` (13
+   * unknown class, 14 unknown c-type) and `value` (class-num << 8 | c-type) to the hop it came
+   * from, when its SESSION and RSVP_HOP could be read. Other types are not answered. */
+  refuseUnknown(i: Inbound, code: number, value: number): void {
+    const p = pick(i.msg);
+    if (!p.session) return;
+    if (i.msg.type === 'Path') this.path.refuse(i, p, p.session, code, value);
+    else if (i.msg.type === 'Resv') this.resv.refuse(i, p, p.session, code, value);
+  }
+
   /** Host, sender side: Path toward the destination now and every R (jittered); close() sends PathTear. */
   sender(a: { session: Session; sender: SenderTemplate; tspec: SenderTspec; adspec?: Adspec; policyData?: PolicyData; ttl?: number }): { close(): void } {
     return this.path.sender(a);

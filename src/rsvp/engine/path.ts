@@ -4,12 +4,13 @@
  * hop toward the sender. A change of path state reconciles the reservation side (resv.ts). */
 
 import type { Adspec } from '../adspec.js';
+import { ERROR_CODES, type ErrorSpec } from '../error-spec.js';
 import type { SenderTemplate } from '../filter-spec.js';
 import type { PolicyData } from '../policy-data.js';
 import type { Session } from '../session.js';
 import type { SenderTspec } from '../tspec.js';
 import { type EngineCore, LOCAL, type Psb, type Sess } from './core.js';
-import { pathMsg, pathTearMsg, type Picked } from './messages.js';
+import { pathErrMsg, pathMsg, pathTearMsg, type Picked } from './messages.js';
 import type { ResvSide } from './resv.js';
 import { senderKey, sessionKey } from './state.js';
 import { Deadline } from './timers.js';
@@ -41,8 +42,12 @@ export class PathSide {
     if (!p.hop || !p.template || !p.tspec) return; // a Path with no sender descriptor sets up nothing
     const local = this.c.own.has(session.destination);
     if (!local && this.c.o.role === 'host') return; // hosts do not forward
-    const s = this.c.sess(session);
     const key = senderKey(p.template);
+    const known = this.c.sessions.get(sessionKey(session));
+    const conflict = !known ? this.c.portsConflict(session) && ERROR_CODES.CONFLICTING_PORTS
+      : !known.psbs.has(key) && this.senderPortsConflict(known, p.template) && ERROR_CODES.CONFLICTING_SENDER_PORTS;
+    if (conflict) return this.refuse(i, p, session, conflict, 0); // its state is not installed
+    const s = known ?? this.c.sess(session);
     let psb = s.psbs.get(key);
     if (psb && !psb.phop) return; // our own Path come back: ours stays
     const outIf = local ? LOCAL : this.c.o.routes.lookup(session.destination)?.ifname ?? null;
@@ -61,6 +66,22 @@ export class PathSide {
     if (local) this.c.emit({ kind: 'path', session, sender: psb.template, tspec: psb.tspec, adspec: psb.adspec, phop: p.hop.address });
     else this.startPathRefresh(s, psb); // a trigger: forward now
     this.r.reconcile(s);
+  }
+
+  /** The same sender address with port 0 in one Path and another port in the other (RFC 2205
+   * appendix B, error 8). */
+  private senderPortsConflict(s: Sess, t: SenderTemplate): boolean {
+    for (const q of s.psbs.values()) if (q.template.source === t.source && (q.template.port === 0) !== (t.port === 0)) return true;
+    return false;
+  }
+
+  /** PathErr for a Path not taken, to the previous hop it came from (RFC 2205 section 3.1.6):
+   * conflicting ports, or an object this node does not know (section 3.10). */
+  refuse(i: Inbound, p: Picked, session: Session, code: number, value: number): void {
+    if (!p.hop) return;
+    const node = this.c.addressOn(i.ifname, session);
+    const error: ErrorSpec = { kind: 'ERROR_SPEC', node, flags: 0, code, value };
+    this.c.send(pathErrMsg(session, error, p.template, p.tspec), i.ifname, p.hop.address, node, 64, false);
   }
 
   /** Sends Path downstream now and then every R, jittered. */

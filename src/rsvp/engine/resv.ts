@@ -10,7 +10,7 @@ import type { Flowspec } from '../flowspec.js';
 import type { Hop } from '../hop.js';
 import type { PolicyData } from '../policy-data.js';
 import type { Session } from '../session.js';
-import type { StyleName } from '../style.js';
+import { STYLE_VECTORS, type StyleName } from '../style.js';
 import { type Blockade, type ConfirmAsk, type EngineCore, type Installed, KB, LOCAL, type Psb, type Rsb, type Sess, STYLES, type Upstream } from './core.js';
 import { type Descriptor, type Picked, resvConfMsg, resvErrMsg, resvMsg, resvTearMsg } from './messages.js';
 import { blockades, identityOf, mergeReservations, mergeUpstream, reservationKey, sameFilters, sameFlowspec, senderKey, sessionKey, sortFilters } from './state.js';
@@ -59,7 +59,9 @@ export class ResvSide {
     const s = this.c.sessions.get(sessionKey(session));
     const routed = s ? [...s.psbs.values()].filter((q) => q.outIf === outIf) : [];
     if (!s || !routed.length) return refuse(ERROR_CODES.NO_PATH, 0, style, p.descriptors[0] ?? null);
-    if ([...s.rsbs.values()].some((r) => r.style !== style)) return refuse(ERROR_CODES.CONFLICTING_STYLE, 0, style, p.descriptors[0] ?? null);
+    // the value is the low 16 bits of the existing style's option vector (RFC 2205 appendix B)
+    const other = [...s.rsbs.values()].find((r) => r.style !== style);
+    if (other) return refuse(ERROR_CODES.CONFLICTING_STYLE, STYLE_VECTORS[other.style] & 0xffff, style, p.descriptors[0] ?? null);
     const policies = p.policies;
     const identity = identityOf(policies);
     const changed: Rsb[] = [];
@@ -74,6 +76,14 @@ export class ResvSide {
     }
     this.reconcileUpstream(s, p.confirm ? { receiver: p.confirm, answerHere: true } : undefined);
     if (this.c.o.role === 'host') for (const r of changed) this.c.emit({ kind: 'resv', session, style: r.style, flowspec: r.flowspec, filters: r.filters });
+  }
+
+  /** ResvErr for a Resv not taken because of an object this node does not know (RFC 2205
+   * section 3.10), to the next hop it came from; the style as far as it could be read. */
+  refuse(i: Inbound, p: Picked, session: Session, code: number, value: number): void {
+    if (!p.hop) return;
+    const style = p.style && STYLES.has(p.style) ? p.style as StyleName : 'WF';
+    this.sendResvErr(session, p.hop.address, this.c.byLih.get(p.hop.lih)?.name ?? i.ifname, { code, value, flags: 0 }, style, p.descriptors[0] ?? null);
   }
 
   /** Files one reservation request and makes traffic control follow; a refusal puts back what
