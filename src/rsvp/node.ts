@@ -37,6 +37,9 @@ export interface NodeOptions {
   routesEveryMs?: number;
   /** the raw transport's families (default both) */
   families?: (4 | 6)[];
+  /** link rates by interface name, bytes/s (the router's --link and driver speeds): what the
+   * ADSPEC's path bandwidth is composed with (the MTU comes from the routing table's read) */
+  rates?: Map<string, number>;
 }
 
 export interface NodeCounts { received: number; sent: number; send_errors: number; undecodable: Record<string, number> }
@@ -68,7 +71,8 @@ export class RsvpNode {
     let node: RsvpNode | undefined;
     const send = (out: Outbound) => node?.send(out);
     const eo: EngineOptions = {
-      role: o.role, clock, interfaces: routes.interfaces, routes, send,
+      role: o.role, clock, routes, send,
+      interfaces: routes.interfaces.map((i) => (o.rates?.has(i.name) ? { ...i, rate: o.rates.get(i.name)! } : i)),
       ...(o.traffic ? { traffic: o.traffic } : {}), ...(o.admission ? { admission: o.admission } : {}),
       ...(o.refreshMs ? { refreshMs: o.refreshMs } : {}), ...(o.k ? { k: o.k } : {}),
       // refreshes within R/100 of each other (300 ms of the default 30 s) go out in one turn

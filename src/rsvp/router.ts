@@ -123,7 +123,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
     const admission = new LinkAdmission({ links, ...o.quotas });
     const installer = new TcInstaller(tc);
     node = await RsvpNode.open({
-      role: 'router', refreshMs: o.refreshMs, k: o.k, udp: o.udp, traffic: new ReportingInstaller(installer, report), admission: new ReportingAdmission(admission, report),
+      role: 'router', refreshMs: o.refreshMs, k: o.k, udp: o.udp, rates: new Map(Object.entries(links).map(([dev, l]) => [dev, l.rate])), traffic: new ReportingInstaller(installer, report), admission: new ReportingAdmission(admission, report),
       ...(o.log ? { log: o.log } : {}), onEvent: report,
     });
     const n = node;

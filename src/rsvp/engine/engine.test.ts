@@ -323,3 +323,17 @@ test('refuseUnknown: a Path with an unknown object class gets PathErr 13, a Resv
   assert.deepEqual([r.code, r.value, r.node], [14, 0x0509, '10.0.3.1']);
   assert.equal(net.node('R2').engine.counts().rsb, 1, 'the reservation in place is untouched');
 });
+
+test('ADSPEC composition: each router adds a hop, lowers the path bandwidth to its outgoing link\'s rate and the MTU to its MTU; latency unchanged', () => {
+  const net = chain({ links: { r1b: { rate: 1_250_000, mtu: 1400 }, r2b: { rate: 12_500_000, mtu: 9000 } } });
+  const start = { kind: 'ADSPEC' as const, general: { breakBit: false, hopCount: 0, pathBw: 1e7, minLatency: 120, mtu: 1500 }, cl: { breakBit: false } };
+  net.node('S').engine.sender({ session: uni, sender: S1, tspec, adspec: start });
+  const at = (n: string) => { const p = net.node(n).events.find((e) => e.kind === 'path'); return p?.kind === 'path' ? p.adspec : null; };
+  const fromR1 = pick(net.node('R1').sent.find((x) => x.o.msg.type === 'Path')!.o.msg).adspec;
+  assert.deepEqual(fromR1?.general, { breakBit: false, hopCount: 1, pathBw: 1_250_000, minLatency: 120, mtu: 1400 }, 'R1: its 10 Mb/s link and MTU 1400');
+  assert.deepEqual(at('D'), { ...start, general: { breakBit: false, hopCount: 2, pathBw: 1_250_000, minLatency: 120, mtu: 1400 } }, 'R2\'s faster link and larger MTU change nothing');
+  const odd = chain({ links: { r1b: { rate: 1_000_000.3 } } }); // a rate no 32-bit float holds: the nearest one that is
+  odd.node('S').engine.sender({ session: uni, sender: S1, tspec, adspec: start });
+  const p = odd.node('D').events.find((e) => e.kind === 'path');
+  assert.ok(p?.kind === 'path' && p.adspec?.general.pathBw === Math.fround(1_000_000.3));
+});

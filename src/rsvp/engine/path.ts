@@ -99,12 +99,25 @@ export class PathSide {
     this.c.send(pathMsg({ ...psb, session: s.session, adspec: this.composeAdspec(psb) }, hop, this.c.R, psb.ttl), psb.outIf, s.session.destination, psb.template.source, psb.ttl, true);
   }
 
-  /** The ADSPEC going on (RFC 2210 section 3.3): a router is one more IS hop; a non-RSVP hop
-   * before it breaks the composition (section 3.8 of RFC 2205). */
+  /** The ADSPEC going on (RFC 2210 section 3.3, RFC 2215 for the general parameters): a
+   * router is one more IS hop; the path bandwidth is at most the outgoing link's rate and the
+   * path MTU at most its MTU, where the interface says; the minimum path latency gains this
+   * hop's, which we take as 0 (a router's own forwarding latency is not measured); a non-RSVP
+   * hop before it breaks the composition (section 3.8 of RFC 2205). */
   private composeAdspec(psb: Psb): Adspec | null {
     const a = psb.adspec;
     if (!a || !psb.phop) return a;
-    return { ...a, general: { ...a.general, hopCount: a.general.hopCount + 1, breakBit: a.general.breakBit || psb.breakBit } };
+    const out = psb.outIf ? this.c.byName.get(psb.outIf) : undefined;
+    const g = a.general;
+    return {
+      ...a,
+      general: {
+        ...g, hopCount: g.hopCount + 1, breakBit: g.breakBit || psb.breakBit,
+        // a float the ADSPEC's 32-bit field holds exactly (the encoder takes no other)
+        pathBw: out?.rate ? Math.min(g.pathBw, Math.fround(out.rate)) : g.pathBw,
+        mtu: out?.mtu ? Math.min(g.mtu, out.mtu) : g.mtu,
+      },
+    };
   }
 
   onPathTear(p: Picked, session: Session): void {
