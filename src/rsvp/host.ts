@@ -28,7 +28,11 @@ import { toJson } from './format.js';
 export const MAX_PER_UID = 64;
 const MAX_EVENTS = 1000;
 
-export interface HostOptions { refreshMs?: number; k?: number; udp?: boolean; log?: Logger }
+export interface HostOptions {
+  refreshMs?: number; k?: number; udp?: boolean; log?: Logger;
+  /** INTEGRITY keys (RFC 2747; node.ts NodeOptions.keys) and whether a message without one is dropped */
+  keys?: Map<string, Uint8Array>; requireIntegrity?: boolean;
+}
 
 interface Held { id: number; uid: number; kind: 'sender' | 'reservation'; session: Session; close(): void; what: Record<string, unknown> }
 
@@ -115,7 +119,7 @@ export class RsvpHost implements Component {
   constructor(private readonly o: HostOptions = {}) {}
 
   async start(): Promise<void> {
-    this.node = await RsvpNode.open({ role: 'host', udp: this.o.udp ?? false, ...(this.o.refreshMs ? { refreshMs: this.o.refreshMs } : {}), ...(this.o.k ? { k: this.o.k } : {}), onEvent: (e) => this.event(e), ...(this.o.log ? { log: this.o.log } : {}) });
+    this.node = await RsvpNode.open({ role: 'host', udp: this.o.udp ?? false, ...(this.o.refreshMs ? { refreshMs: this.o.refreshMs } : {}), ...(this.o.k ? { k: this.o.k } : {}), onEvent: (e) => this.event(e), ...(this.o.log ? { log: this.o.log } : {}), ...(this.o.keys ? { keys: this.o.keys, requireIntegrity: this.o.requireIntegrity ?? false } : {}) });
   }
 
   /** Tears down what it holds (PathTear, ResvTear), then closes. */
