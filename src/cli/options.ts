@@ -51,3 +51,16 @@ export function duration(v: string, name: string): number {
   if (!(us > 0)) throw new QosError('QOS_ERR_USAGE', `${name} takes a time such as 30s, 500ms or 2m, not "${v}"`);
   return us / 1e6;
 }
+
+/** --key KEYID=SECRET values (`qos rsvp decode`, `qos rsvp router`, `qos daemon --rsvp-key`) as a map from key id (12 hex digits) to the key's bytes. */
+export function parseKeys(values: string[], flag = '--key'): Map<string, Uint8Array> {
+  const keys = new Map<string, Uint8Array>();
+  for (const v of values) {
+    const m = /^([0-9a-fA-F]{12})=(.+)$/.exec(v);
+    if (!m) throw new QosError('QOS_ERR_USAGE', `${flag} takes KEYID=SECRET, the key id as 12 hex digits, not "${v.replace(/=.*/, '=...')}"`);
+    const secret = m[2]!;
+    if (/^0x/i.test(secret) && !/^0x([0-9a-fA-F]{2})+$/.test(secret)) throw new QosError('QOS_ERR_USAGE', `${flag} ${m[1]}: a secret after 0x is pairs of hex digits`);
+    keys.set(m[1]!.toLowerCase(), /^0x/i.test(secret) ? Buffer.from(secret.slice(2), 'hex') : Buffer.from(secret, 'utf8'));
+  }
+  return keys;
+}

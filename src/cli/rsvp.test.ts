@@ -102,3 +102,14 @@ test('qos rsvp decode --key: a message signed with the key is shown; another key
   assert.equal((JSON.parse(unsigned.stdout) as { error: { code: string } }).error.code, 'QOS_ERR_RSVP_INTEGRITY');
   assert.equal(qos('decode', '--hex', signed, '--key', 'abc=x').status, 64);
 });
+
+test('qos rsvp router --key and qos daemon --rsvp-key: a malformed key or --require-integrity without one is a usage error, before anything starts', () => {
+  const router = (...a: string[]) => qos('router', ...a);
+  const bad = router('--key', 'abc=x');
+  assert.equal(bad.status, 64);
+  assert.match(bad.stderr, /--key takes KEYID=SECRET/);
+  assert.equal(router('--require-integrity').status, 64);
+  const daemon = spawnSync(process.execPath, [QOS_CLI, 'daemon', '--rsvp', 'on', '--rsvp-key', '0000c0000201=0xabc'], { encoding: 'utf8' });
+  assert.equal(daemon.status, 64);
+  assert.match(daemon.stderr, /--rsvp-key 0000c0000201: a secret after 0x is pairs of hex digits/);
+});

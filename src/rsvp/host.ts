@@ -39,6 +39,8 @@ export interface HostNode {
 
 export interface HostOptions {
   refreshMs?: number; k?: number; udp?: boolean; log?: Logger;
+  /** INTEGRITY keys (RFC 2747; node.ts NodeOptions.keys) and whether a message without one is dropped */
+  keys?: Map<string, Uint8Array>; requireIntegrity?: boolean;
   /** opens the node (default: RsvpNode.open on the raw transport) */
   open?: (onEvent: (e: RsvpEvent) => void) => Promise<HostNode>;
 }
@@ -130,7 +132,7 @@ export class RsvpHost implements Component {
   async start(): Promise<void> {
     const onEvent = (e: RsvpEvent) => this.event(e);
     this.node = this.o.open ? await this.o.open(onEvent)
-      : await RsvpNode.open({ role: 'host', udp: this.o.udp ?? false, ...(this.o.refreshMs ? { refreshMs: this.o.refreshMs } : {}), ...(this.o.k ? { k: this.o.k } : {}), onEvent, ...(this.o.log ? { log: this.o.log } : {}) });
+      : await RsvpNode.open({ role: 'host', udp: this.o.udp ?? false, ...(this.o.refreshMs ? { refreshMs: this.o.refreshMs } : {}), ...(this.o.k ? { k: this.o.k } : {}), onEvent, ...(this.o.log ? { log: this.o.log } : {}), ...(this.o.keys ? { keys: this.o.keys, requireIntegrity: this.o.requireIntegrity ?? false } : {}) });
   }
 
   /** Tears down what it holds (PathTear, ResvTear), then closes. */

@@ -82,16 +82,29 @@ export function keyedDigest(msg: Uint8Array, at: number, length: number, key: Ui
  * unknown, or the digest differs. */
 export function verifyIntegrityWith(decode: (b: Uint8Array) => { objects: { kind: string }[] }, msg: Uint8Array, keyFor: (keyId: string) => Uint8Array | undefined): { keyId: string; sequence: string } {
   const m = decode(msg);
-  const obj = m.objects.find((o): o is Integrity => o.kind === 'INTEGRITY');
+  const c = checkDigest(msg, m.objects, keyFor);
+  if (c.ok) return { keyId: c.keyId, sequence: c.sequence };
+  throw new QosError('QOS_ERR_RSVP_INTEGRITY', c.message);
+}
+
+/** Why a message fails its INTEGRITY check (RFC 2747): no INTEGRITY object, an unknown key
+ * id, or a wrong digest (of the wrong length too). */
+export type IntegrityFailure = 'missing' | 'unknown_key' | 'bad_digest';
+
+/** The INTEGRITY check of a message already decoded (its bytes and its objects): the key id and
+ * sequence number, or why it fails and the error's text. */
+export function checkDigest(msg: Uint8Array, objects: readonly { kind: string }[], keyFor: (keyId: string) => Uint8Array | undefined):
+  { ok: true; keyId: string; sequence: string } | { ok: false; why: IntegrityFailure; message: string } {
+  const obj = objects.find((o): o is Integrity => o.kind === 'INTEGRITY');
   const d = findDigest(msg);
-  if (!obj || !d) throw new QosError('QOS_ERR_RSVP_INTEGRITY', 'RSVP message has no INTEGRITY object');
+  if (!obj || !d) return { ok: false, why: 'missing', message: 'RSVP message has no INTEGRITY object' };
   const { keyId, sequence } = obj;
   const key = keyFor(keyId);
-  if (!key) throw new QosError('QOS_ERR_RSVP_INTEGRITY', `RSVP INTEGRITY, byte ${d.at - 14}: unknown key id ${keyId}`);
-  if (d.length !== MD5_DIGEST) throw new QosError('QOS_ERR_RSVP_INTEGRITY', `RSVP INTEGRITY, byte ${d.at}: digest of ${d.length} bytes, HMAC-MD5 gives ${MD5_DIGEST}`);
+  if (!key) return { ok: false, why: 'unknown_key', message: `RSVP INTEGRITY, byte ${d.at - 14}: unknown key id ${keyId}` };
+  if (d.length !== MD5_DIGEST) return { ok: false, why: 'bad_digest', message: `RSVP INTEGRITY, byte ${d.at}: digest of ${d.length} bytes, HMAC-MD5 gives ${MD5_DIGEST}` };
   const want = keyedDigest(msg.subarray(0, (msg[6]! << 8) | msg[7]!), d.at, d.length, key);
   if (!timingSafeEqual(want, msg.subarray(d.at, d.at + d.length))) {
-    throw new QosError('QOS_ERR_RSVP_INTEGRITY', `RSVP INTEGRITY, byte ${d.at}: keyed digest ${obj.digest} is not the message's (key id ${keyId})`);
+    return { ok: false, why: 'bad_digest', message: `RSVP INTEGRITY, byte ${d.at}: keyed digest ${obj.digest} is not the message's (key id ${keyId})` };
   }
-  return { keyId, sequence };
+  return { ok: true, keyId, sequence };
 }

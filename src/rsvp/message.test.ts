@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { QosError } from '../errors.js';
 import { inetChecksum } from '../inet-checksum.js';
 import { assertRoundTrip } from '../protocol/roundtrip.js';
-import { checkOrder, decode, encode, type RsvpMessage, rsvpMessage, verifyIntegrity } from './message.js';
+import { checkOrder, decode, decodeSkippingUnknown, encode, type RsvpMessage, rsvpMessage, verifyIntegrity } from './message.js';
+import { UnknownObjectError } from './object.js';
 import { hop4, integrityZero, SAMPLE_MESSAGES_V4, SAMPLE_MESSAGES_V6, session4, tmpl4, tspec } from './samples.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -97,6 +98,29 @@ test('unknown classes: 0bbbbbbb rejects the message, 10bbbbbb is dropped, 11bbbb
   // a NULL object (class 0) is skipped wherever it is
   assert.deepEqual(decode(withObject(0)), SAMPLE_MESSAGES_V4[4]);
   throwsRsvp(() => encode({ ...kept, objects: [...kept.objects, { kind: 'UNKNOWN', classNum: 100, cType: 1, body: '' }] }), /class-num 100 \(192 to 255/, 'QOS_ERR_RSVP_INVALID');
+});
+
+test('decodeSkippingUnknown: the rest of a message rejected for an unknown class (13) or c-type (14), and which one', () => {
+  const path = encode(SAMPLE_MESSAGES_V4[0]!);
+  assert.equal(SAMPLE_MESSAGES_V4[0]!.type, 'Path');
+  const withObject = (cls: number, cType: number) => {
+    const b = new Uint8Array(path.length + 8);
+    b.set(path); b.set([0x00, 0x08, cls, cType, 0xde, 0xad, 0xbe, 0xef], path.length);
+    b[6] = b.length >> 8; b[7] = b.length & 0xff;
+    return fixChecksum(b);
+  };
+  for (const [cls, cType, code, re] of [[42, 1, 13, /unknown class-num 42/], [5, 9, 14, /^RSVP TIME_VALUES, byte \d+: unknown c-type 9$/]] as const) {
+    const bytes = withObject(cls, cType);
+    throwsRsvp(() => decode(bytes), re); // decode stays strict, its message unchanged
+    assert.throws(() => decode(bytes), (e: unknown) => e instanceof UnknownObjectError && e.classNum === cls && e.cType === cType && e.errorCode === code);
+    const { message, unknown } = decodeSkippingUnknown(bytes);
+    assert.deepEqual(message, SAMPLE_MESSAGES_V4[0], 'everything else is read');
+    assert.deepEqual(unknown.map((u) => [u.classNum, u.cType, u.errorCode]), [[cls, cType, code]]);
+  }
+  assert.deepEqual(decodeSkippingUnknown(path), { message: SAMPLE_MESSAGES_V4[0], unknown: [] });
+  const cut = withObject(42, 1).slice(0, path.length + 4);
+  cut[6] = cut.length >> 8; cut[7] = cut.length & 0xff;
+  throwsRsvp(() => decodeSkippingUnknown(fixChecksum(cut)), /object length 8 runs past the end/, 'QOS_ERR_RSVP_DECODE'); // anything else still throws
 });
 
 test('INTEGRITY: a signed message verifies with its key; another key, a changed byte or no key is rejected', () => {

@@ -7,7 +7,8 @@
 import { QosError } from '../errors.js';
 import { inetChecksum } from '../inet-checksum.js';
 import { findDigest, keyedDigest, verifyIntegrityWith } from './integrity.js';
-import { objectLength, type RsvpObject, readObject, writeObject } from './objects.js';
+import type { UnknownObjectError } from './object.js';
+import { objectLength, type RsvpObject, readObject, readObjectSkipping, writeObject } from './objects.js';
 import { decodeError, invalid } from './wire.js';
 
 export const MESSAGE_TYPES = { Path: 1, Resv: 2, PathErr: 3, ResvErr: 4, PathTear: 5, ResvTear: 6, ResvConf: 7 } as const;
@@ -119,7 +120,20 @@ export function readCommonHeader(bytes: Uint8Array, offset = 0): CommonHeader {
 /** The message at offset; bytes after its length are not read. Throws QOS_ERR_RSVP_DECODE for
  * malformed bytes and QOS_ERR_RSVP_CHECKSUM for a checksum that does not match (zero: none sent). */
 export function decode(bytes: Uint8Array, at?: number): RsvpMessage {
-  const offset = at ?? 0;
+  return decodeMessage(bytes, at ?? 0, null);
+}
+
+/** A message decode() rejects only for objects it does not know (RFC 2205 section 3.10: an
+ * unknown class-num 0bbbbbbb, an unknown c-type of a known class): the rest of it, and what
+ * was left out (class-num, c-type, and the error code to answer with, 13 or 14), so a node can
+ * answer with PathErr or ResvErr. `unknown` is empty when decode() takes the message; every
+ * other problem throws as decode() does. */
+export function decodeSkippingUnknown(bytes: Uint8Array, at?: number): { message: RsvpMessage; unknown: UnknownObjectError[] } {
+  const unknown: UnknownObjectError[] = [];
+  return { message: decodeMessage(bytes, at ?? 0, unknown), unknown };
+}
+
+function decodeMessage(bytes: Uint8Array, offset: number, unknown: UnknownObjectError[] | null): RsvpMessage {
   const h = readCommonHeader(bytes, offset);
   if (h.version !== 1) decodeError('common header', offset, `version ${h.version} (RSVP is 1)`);
   const type = TYPE_NAMES.get(h.typeNum);
@@ -134,7 +148,7 @@ export function decode(bytes: Uint8Array, at?: number): RsvpMessage {
   }
   const objects: RsvpObject[] = [];
   for (let at = offset + COMMON_HEADER; at < end;) {
-    const { value, length } = readObject(bytes, at, end);
+    const { value, length } = unknown ? readObjectSkipping(bytes, at, end, unknown) : readObject(bytes, at, end);
     if (value) objects.push(value);
     at += length;
   }

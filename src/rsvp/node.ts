@@ -4,16 +4,20 @@
  * (the daemon's part, host.ts) or a router (`qos rsvp router`, router.ts).
  *
  * What arrives is decoded here: a message that does not decode is counted by its error code
- * and dropped (RFC 2205 section 3.10 answers only a known message with a bad object, and the
- * engine does that), never passed on. What the engine sends is encoded with the send TTL in
+ * and dropped, never passed on; one rejected for an object we do not know (RFC 2205 section
+ * 3.10) is answered, a Path with PathErr and a Resv with ResvErr (code 13 or 14). With keys,
+ * INTEGRITY (RFC 2747, integrity-state.ts): what arrives is checked and what fails is counted
+ * by why and dropped; what is sent is signed. What the engine sends is encoded with the send TTL in
  * its common header equal to the IP TTL, as RFC 2205 section 3.8 requires. */
 
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../clock.js';
 import { QosError } from '../errors.js';
 import { RsvpEngine } from './engine/engine.js';
-import type { Admission, EngineOptions, Outbound, Routes, RsvpEvent, TrafficInstaller } from './engine/types.js';
-import { decode, encode } from './message.js';
+import type { Admission, EngineOptions, Inbound, Outbound, Routes, RsvpEvent, TrafficInstaller } from './engine/types.js';
+import { decode, decodeSkippingUnknown, encode, type RsvpMessage } from './message.js';
+import { IntegrityState } from './integrity-state.js';
+import { UnknownObjectError } from './object.js';
 import type { PolicyData } from './policy-data.js';
 import { systemRoutes } from './routes.js';
 import { openRaw, openUdp, type Packet, type RsvpSocket } from './transport/index.js';
@@ -36,12 +40,26 @@ export interface NodeOptions {
   routesEveryMs?: number;
   /** the raw transport's families (default both) */
   families?: (4 | 6)[];
+  /** link rates by interface name, bytes/s (the router's --link and driver speeds): what the
+   * ADSPEC's path bandwidth is composed with (the MTU comes from the routing table's read) */
+  rates?: Map<string, number>;
+  /** INTEGRITY keys by key id (12 hex digits, RFC 2747): with them, every message sent is
+   * signed with the first, and what arrives is checked (integrity-state.ts) */
+  keys?: Map<string, Uint8Array>;
+  /** with keys: drop what arrives without INTEGRITY too */
+  requireIntegrity?: boolean;
 }
 
-export interface NodeCounts { received: number; sent: number; send_errors: number; undecodable: Record<string, number> }
+export interface NodeCounts {
+  received: number; sent: number; send_errors: number; undecodable: Record<string, number>;
+  /** dropped by the INTEGRITY check, by why: missing, unknown_key, bad_digest, replay */
+  integrity: Record<string, number>;
+}
 
 export class RsvpNode {
   private readonly undecodable: Record<string, number> = {};
+  private readonly integrityDrops: Record<string, number> = {};
+  private integrity: IntegrityState | null = null;
   private received = 0;
   private stopped = false;
 
@@ -67,7 +85,8 @@ export class RsvpNode {
     let node: RsvpNode | undefined;
     const send = (out: Outbound) => node?.send(out);
     const eo: EngineOptions = {
-      role: o.role, clock, interfaces: routes.interfaces, routes, send,
+      role: o.role, clock, routes, send,
+      interfaces: routes.interfaces.map((i) => (o.rates?.has(i.name) ? { ...i, rate: o.rates.get(i.name)! } : i)),
       ...(o.traffic ? { traffic: o.traffic } : {}), ...(o.admission ? { admission: o.admission } : {}),
       ...(o.refreshMs ? { refreshMs: o.refreshMs } : {}), ...(o.k ? { k: o.k } : {}),
       // refreshes within R/100 of each other (300 ms of the default 30 s) go out in one turn
@@ -80,6 +99,7 @@ export class RsvpNode {
     // the routing table changes under a running node (links up and down): read it again
     const refresh = clock.every(o.routesEveryMs ?? 10_000, () => { routes.refresh().catch((e: unknown) => o.log?.warn({ err: String(e) }, 'reading the routing table failed')); });
     node = new RsvpNode(engine, sockets, [refresh], routes);
+    if (o.keys?.size) node.integrity = new IntegrityState({ keys: o.keys, require: o.requireIntegrity ?? false });
     for (const s of sockets) s.onPacket((p: Packet) => node!.receive(p, o.log));
     return node;
   }
@@ -94,14 +114,39 @@ export class RsvpNode {
       const code = e instanceof QosError ? e.code : 'QOS_ERR_INTERNAL';
       this.undecodable[code] = (this.undecodable[code] ?? 0) + 1;
       log?.debug({ src: p.src, ifname: p.ifname, err: String(e) }, 'an RSVP packet that does not decode, dropped');
+      if (e instanceof UnknownObjectError) this.answerUnknown(p, e);
       return;
     }
-    this.engine.receive({ msg, ifname: p.ifname, src: p.src, dst: p.dst, ttl: p.ttl, routerAlert: p.routerAlert });
+    if (!this.integrityOk(p, msg)) return;
+    this.engine.receive(this.inbound(p, msg));
+  }
+
+  /** A Path or Resv rejected for an object we do not know (RFC 2205 section 3.10) is answered
+   * with PathErr or ResvErr 13 (unknown class) or 14 (unknown c-type), the value class-num << 8
+   * | c-type, when the rest of it reads (the engine needs its SESSION and RSVP_HOP). */
+  private answerUnknown(p: Packet, e: UnknownObjectError): void {
+    let msg;
+    try { msg = decodeSkippingUnknown(p.bytes).message; } catch { return; }
+    if (!this.integrityOk(p, msg)) return;
+    this.engine.refuseUnknown(this.inbound(p, msg), e.errorCode, (e.classNum << 8) | e.cType);
+  }
+
+  /** With keys, the INTEGRITY check (RFC 2747): a message failing it is counted by why and dropped. */
+  private integrityOk(p: Packet, msg: RsvpMessage): boolean {
+    const drop = this.integrity?.check(p.bytes, msg, p.src);
+    if (!drop) return true;
+    this.integrityDrops[drop] = (this.integrityDrops[drop] ?? 0) + 1;
+    return false;
+  }
+
+  private inbound(p: Packet, msg: RsvpMessage): Inbound {
+    return { msg, ifname: p.ifname, src: p.src, dst: p.dst, ttl: p.ttl, routerAlert: p.routerAlert };
   }
 
   private send(out: Outbound): void {
     if (this.stopped) return;
-    const bytes = encode({ ...out.msg, sendTtl: out.ttl });
+    const m = { ...out.msg, sendTtl: out.ttl };
+    const bytes = this.integrity ? this.integrity.sign(m) : encode(m);
     // raw IP when it is open (it is first), else the UDP encapsulation
     this.sockets[0]!.send({ bytes, ifname: out.ifname, src: out.src, dst: out.dst, ttl: out.ttl, routerAlert: out.routerAlert });
   }
@@ -109,7 +154,7 @@ export class RsvpNode {
   counts(): NodeCounts {
     let sent = 0, errors = 0;
     for (const s of this.sockets) { const c = s.counts(); sent += c.sent; errors += c.sendErrors; }
-    return { received: this.received, sent, send_errors: errors, undecodable: { ...this.undecodable } };
+    return { received: this.received, sent, send_errors: errors, undecodable: { ...this.undecodable }, integrity: { ...this.integrityDrops } };
   }
 
   /** Stops: no timer runs, nothing is sent; the sockets are closed. */

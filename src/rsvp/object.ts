@@ -2,6 +2,7 @@
  * every object module builds from its body: encode writes the header with the body, decode
  * checks the header's length against the object's contents and the bytes there. */
 
+import { QosError } from '../errors.js';
 import type { Codec } from '../protocol/roundtrip.js';
 import { decodeError, invalid, Reader, Writer } from './wire.js';
 
@@ -99,7 +100,18 @@ export function objectCodec<T>(def: ObjectDef<T>): ObjectCodec<T> {
   };
 }
 
-/** The decode error for a c-type the class does not define (RFC 2205 section 3.10: reject). */
+/** The decode error for an object the message is rejected for (RFC 2205 section 3.10): an
+ * unknown class-num of the form 0bbbbbbb (RSVP error code 13, Unknown object class) or an
+ * unknown c-type of a known class (14, Unknown object C-Type). A QOS_ERR_RSVP_DECODE like any
+ * other, with the class-num and c-type a node answers with (error value class-num << 8 | c-type). */
+export class UnknownObjectError extends QosError {
+  constructor(message: string, readonly classNum: number, readonly cType: number, readonly errorCode: 13 | 14) {
+    super('QOS_ERR_RSVP_DECODE', message);
+  }
+}
+
+/** The decode error for a c-type the class does not define (RFC 2205 section 3.10: reject).
+ * Called first thing in a body's reader: the header's class-num is 2 bytes back. */
 export function unknownCType(r: Reader, cType: number): never {
-  decodeError(r.what, r.pos - 1, `unknown c-type ${cType}`);
+  throw new UnknownObjectError(`RSVP ${r.what}, byte ${r.pos - 1}: unknown c-type ${cType}`, r.buf[r.pos - 2]!, cType, 14);
 }

@@ -9,7 +9,7 @@ import { filterSpec, type FilterSpec, senderTemplate, type SenderTemplate } from
 import { flowspec, type Flowspec } from './flowspec.js';
 import { hop, type Hop } from './hop.js';
 import { integrity, type Integrity } from './integrity.js';
-import { CLASS, OBJECT_HEADER, type ObjectCodec, readObjectHeader } from './object.js';
+import { CLASS, OBJECT_HEADER, type ObjectCodec, readObjectHeader, UnknownObjectError } from './object.js';
 import { policyData, type PolicyData } from './policy-data.js';
 import { resvConfirm, type ResvConfirm } from './resv-confirm.js';
 import { scope, type Scope } from './scope.js';
@@ -17,7 +17,7 @@ import { session, type Session } from './session.js';
 import { style, type Style } from './style.js';
 import { timeValues, type TimeValues } from './time-values.js';
 import { senderTspec, type SenderTspec } from './tspec.js';
-import { decodeError, invalid } from './wire.js';
+import { invalid } from './wire.js';
 
 /** An object of a class this codec does not know, class-num 192 to 255: kept to be forwarded. */
 export interface ForwardedObject { kind: 'UNKNOWN'; classNum: number; cType: number; body: string }
@@ -66,6 +66,18 @@ export function writeObject(v: RsvpObject, buf: Uint8Array, offset: number, leng
   return n;
 }
 
+/** readObject, but an object the message would be rejected for (UnknownObjectError) is
+ * skipped and put in `unknown`: for a node to answer it (RFC 2205 section 3.10). */
+export function readObjectSkipping(buf: Uint8Array, offset: number, end: number, unknown: UnknownObjectError[]): { value: RsvpObject | null; length: number } {
+  try {
+    return readObject(buf, offset, end);
+  } catch (e) {
+    if (!(e instanceof UnknownObjectError)) throw e;
+    unknown.push(e);
+    return { value: null, length: readObjectHeader(buf, offset, end).length };
+  }
+}
+
 /** One object read at offset, never past end: the object, or null for one to drop (NULL, or
  * an unknown class-num 128 to 191), with the bytes it took. An unknown class-num below 128 is
  * a decode error ("Unknown object class", RFC 2205 error code 13). */
@@ -75,7 +87,7 @@ export function readObject(buf: Uint8Array, offset: number, end: number): { valu
   if (c) return c.read(buf, offset, end);
   const h = readObjectHeader(buf, offset, end);
   if (h.classNum === CLASS.NULL) return { value: null, length: h.length };
-  if (h.classNum < 128) decodeError(`object of class ${h.classNum}`, offset + 2, `unknown class-num ${h.classNum} (0bbbbbbb: the message is rejected, RFC 2205 section 3.10)`);
+  if (h.classNum < 128) throw new UnknownObjectError(`RSVP object of class ${h.classNum}, byte ${offset + 2}: unknown class-num ${h.classNum} (0bbbbbbb: the message is rejected, RFC 2205 section 3.10)`, h.classNum, h.cType, 13);
   if (h.classNum < 192) return { value: null, length: h.length }; // 10bbbbbb: ignored silently, not forwarded
   return { value: { kind: 'UNKNOWN', classNum: h.classNum, cType: h.cType, body: Buffer.from(buf.subarray(offset + OBJECT_HEADER, offset + h.length)).toString('hex') }, length: h.length };
 }

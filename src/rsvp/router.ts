@@ -33,6 +33,9 @@ export interface RouterOptions {
   stateDir: string;
   log?: Logger;
   onEvent?: (e: RouterEvent) => void;
+  /** INTEGRITY keys (RFC 2747; node.ts NodeOptions.keys) and whether a message without one is dropped */
+  keys?: Map<string, Uint8Array>;
+  requireIntegrity?: boolean;
 }
 
 /** What a router reports: the engine's events (path-gone and resv-gone, with why) and what
@@ -123,8 +126,8 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
     const admission = new LinkAdmission({ links, ...o.quotas });
     const installer = new TcInstaller(tc);
     node = await RsvpNode.open({
-      role: 'router', refreshMs: o.refreshMs, k: o.k, udp: o.udp, traffic: new ReportingInstaller(installer, report), admission: new ReportingAdmission(admission, report),
-      ...(o.log ? { log: o.log } : {}), onEvent: report,
+      role: 'router', refreshMs: o.refreshMs, k: o.k, udp: o.udp, rates: new Map(Object.entries(links).map(([dev, l]) => [dev, l.rate])), traffic: new ReportingInstaller(installer, report), admission: new ReportingAdmission(admission, report),
+      ...(o.log ? { log: o.log } : {}), onEvent: report, ...(o.keys ? { keys: o.keys, requireIntegrity: o.requireIntegrity ?? false } : {}),
     });
     const n = node;
     return {

@@ -22,20 +22,20 @@ const ROUTES6 = JSON.stringify([
 ]);
 const LINKS = JSON.stringify([
   { ifindex: 1, ifname: 'lo', flags: ['LOOPBACK', 'UP'], addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host' }] },
-  { ifindex: 4, ifname: 'eth0', flags: ['BROADCAST', 'UP'], addr_info: [
+  { ifindex: 4, ifname: 'eth0', flags: ['BROADCAST', 'UP'], mtu: 1500, addr_info: [
     { family: 'inet', local: '10.1.0.2', prefixlen: 24, scope: 'global' },
     { family: 'inet6', local: 'fe80::2', prefixlen: 64, scope: 'link' },
     { family: 'inet6', local: 'fd00:1::2', prefixlen: 64, scope: 'global' },
   ] },
-  { ifindex: 7, ifname: 'eth1', flags: ['BROADCAST', 'UP'], addr_info: [{ family: 'inet', local: '10.3.0.9', prefixlen: 24, scope: 'global' }] },
+  { ifindex: 7, ifname: 'eth1', flags: ['BROADCAST', 'UP'], mtu: 9000, addr_info: [{ family: 'inet', local: '10.3.0.9', prefixlen: 24, scope: 'global' }] },
   { ifindex: 9, ifname: 'dummy0', flags: ['BROADCAST'] },
 ]);
 const table = new RouteTable([...parseRoutes(ROUTES4, 4), ...parseRoutes(ROUTES6, 6)], parseInterfaces(LINKS));
 
-test('interfaces: all but loopback, the ifindex as the logical interface handle, global addresses first', () => {
+test('interfaces: all but loopback, the ifindex as the logical interface handle, global addresses first, the MTU when ip gives it', () => {
   assert.deepEqual(table.interfaces, [
-    { name: 'eth0', lih: 4, addresses: ['10.1.0.2', 'fd00:1::2', 'fe80::2'] },
-    { name: 'eth1', lih: 7, addresses: ['10.3.0.9'] },
+    { name: 'eth0', lih: 4, addresses: ['10.1.0.2', 'fd00:1::2', 'fe80::2'], mtu: 1500 },
+    { name: 'eth1', lih: 7, addresses: ['10.3.0.9'], mtu: 9000 },
     { name: 'dummy0', lih: 9, addresses: [] },
   ]);
 });

@@ -10,7 +10,7 @@ import type { RouteTo, Routes, RsvpInterface } from './engine/types.js';
 /** One route of `ip -j route` (the fields used). */
 interface IpRoute { dst: string; gateway?: string; dev?: string; prefsrc?: string; metric?: number; type?: string; nexthops?: { gateway?: string; dev?: string }[] }
 /** One interface of `ip -j addr` (the fields used). */
-interface IpLink { ifindex: number; ifname: string; flags?: string[]; addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[] }
+interface IpLink { ifindex: number; ifname: string; flags?: string[]; mtu?: number; addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[] }
 
 interface Entry { family: 4 | 6; net: bigint; len: number; metric: number; to: { ifname: string; gateway: string | null; src: string | null } | null }
 
@@ -44,7 +44,7 @@ export function parseRoutes(json: string, family: 4 | 6): Entry[] {
 }
 
 /** The interfaces RSVP may run on (all but loopback), addresses in the order ip lists them,
- * global before link-local within a family. */
+ * global before link-local within a family, and the MTU (the ADSPEC's path MTU, RFC 2210). */
 export function parseInterfaces(json: string): RsvpInterface[] {
   const rank = (s?: string) => (s === 'link' ? 1 : 0);
   return (JSON.parse(json) as IpLink[])
@@ -54,6 +54,7 @@ export function parseInterfaces(json: string): RsvpInterface[] {
       lih: l.ifindex,
       addresses: [...(l.addr_info ?? [])].filter((a) => a.family === 'inet' || a.family === 'inet6')
         .sort((a, b) => rank(a.scope) - rank(b.scope)).map((a) => a.local),
+      ...(l.mtu ? { mtu: l.mtu } : {}),
     }));
 }
 

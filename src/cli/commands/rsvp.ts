@@ -10,7 +10,7 @@ import { exitCodeFor, QosError } from '../../errors.js';
 import { adminSocket } from '../../paths.js';
 import { parseRate } from '../../units.js';
 import { print } from '../format.js';
-import { duration, positiveInt } from '../options.js';
+import { duration, parseKeys, positiveInt } from '../options.js';
 
 type Rec = Record<string, unknown>;
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -48,19 +48,6 @@ const sessionBody = (o: SessionFlags): Rec => ({
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** --key KEYID=SECRET values as a map from key id (12 hex digits) to the key's bytes. */
-function parseKeys(values: string[]): Map<string, Uint8Array> {
-  const keys = new Map<string, Uint8Array>();
-  for (const v of values) {
-    const m = /^([0-9a-fA-F]{12})=(.+)$/.exec(v);
-    if (!m) throw new QosError('QOS_ERR_USAGE', `--key takes KEYID=SECRET, the key id as 12 hex digits, not "${v.replace(/=.*/, '=...')}"`);
-    const secret = m[2]!;
-    if (/^0x/i.test(secret) && !/^0x([0-9a-fA-F]{2})+$/.test(secret)) throw new QosError('QOS_ERR_USAGE', `--key ${m[1]}: a secret after 0x is pairs of hex digits`);
-    keys.set(m[1]!.toLowerCase(), /^0x/i.test(secret) ? Buffer.from(secret.slice(2), 'hex') : Buffer.from(secret, 'utf8'));
-  }
-  return keys;
-}
 
 /** Registers `qos rsvp` and its subcommands. */
 export function rsvpCommands(program: Command): void {
@@ -134,15 +121,19 @@ export function rsvpCommands(program: Command): void {
     .option('--default-user-quota <rate>', 'the quota of a user not named (default: none)')
     .option('--default-app-quota <rate>', 'the quota of an application not named (default: none)')
     .option('--udp', 'also speak the UDP encapsulation (RFC 2205 appendix C, port 1698)')
+    .option('--key <keyid=secret>', 'an INTEGRITY key (RFC 2747, HMAC-MD5): its 48-bit key id as 12 hex digits, = and the secret (text, or hex after 0x); repeat for more. With keys every message sent is signed with the first, and one received with INTEGRITY must pass its check (unknown key id, wrong digest, replayed sequence number: dropped)', collect, [] as string[])
+    .option('--require-integrity', 'with --key: drop a message without INTEGRITY too')
     .option('--table <name>', 'the nftables table (family inet) for its traffic control', 'qosd_rsvp')
     .option('--state-dir <dir>', 'where it notes the interfaces it controls, so that the next router removes what a killed one left', '/run/qosd')
     .option('--json', 'print each reservation installed, changed, refused or removed as a JSON line')
     .option('--log-level <level>', 'log level (to stderr)', 'warn')
-    .action(async (o: { refresh: number; k: number; link: string[]; share: string; quotaUser: string[]; quotaApp: string[]; defaultUserQuota?: string; defaultAppQuota?: string; udp?: boolean; table: string; stateDir: string; json?: boolean; logLevel: string }) => {
+    .action(async (o: { refresh: number; k: number; link: string[]; share: string; quotaUser: string[]; quotaApp: string[]; defaultUserQuota?: string; defaultAppQuota?: string; udp?: boolean; key: string[]; requireIntegrity?: boolean; table: string; stateDir: string; json?: boolean; logLevel: string }) => {
       const share = Number(o.share);
       if (!(share > 0 && share <= 1)) throw new QosError('QOS_ERR_USAGE', `--share is a fraction above 0 and at most 1, not "${o.share}"`);
       if (!/^[a-z][a-z0-9_]{0,30}$/.test(o.table)) throw new QosError('QOS_ERR_USAGE', `--table is a name of lower-case letters, digits and _, not "${o.table}"`);
       const links = new Map(Object.entries(rates(o.link, '--link')));
+      const keys = parseKeys(o.key);
+      if (o.requireIntegrity && !keys.size) throw new QosError('QOS_ERR_USAGE', '--require-integrity needs a --key');
       const { mkdirSync } = await import('node:fs');
       mkdirSync(o.stateDir, { recursive: true, mode: 0o755 });
       const { pino, destination } = await import('pino');
@@ -150,7 +141,7 @@ export function rsvpCommands(program: Command): void {
       const { startRouter } = await import('../../rsvp/router.js');
       const { toJsonLine: toJson } = await import('../../rsvp/format.js');
       const r = await startRouter({
-        refreshMs: o.refresh * 1000, k: o.k, udp: o.udp ?? false, links, share, table: o.table, stateDir: o.stateDir, log,
+        refreshMs: o.refresh * 1000, k: o.k, udp: o.udp ?? false, links, share, ...(keys.size ? { keys, requireIntegrity: o.requireIntegrity ?? false } : {}), table: o.table, stateDir: o.stateDir, log,
         quotas: {
           users: rates(o.quotaUser, '--quota-user'), apps: rates(o.quotaApp, '--quota-app'),
           default: { ...(o.defaultUserQuota ? { user: parseRate(o.defaultUserQuota) } : {}), ...(o.defaultAppQuota ? { app: parseRate(o.defaultAppQuota) } : {}) },

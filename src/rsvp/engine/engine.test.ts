@@ -175,6 +175,7 @@ test('conflicting styles get ResvErr 5; no path state 3; an unknown style 6', ()
   net.node('E').engine.reserve({ session: group, style: 'SE', descriptors: [{ flowspec: cl(1_000), filters: [f(S1)] }] });
   const e = net.node('E').events.find((x) => x.kind === 'resv-error');
   assert.ok(e && e.kind === 'resv-error' && e.code === 5);
+  assert.equal(e.value, 0x0a, 'the value is the low 16 bits of the existing style\'s option vector: FF (RFC 2205 appendix B)');
   const R2 = net.node('R2').engine;
   const resv = (session: Session, style: string) => ({
     msg: { type: 'Resv' as const, flags: 0, sendTtl: 64, objects: [session, { kind: 'RSVP_HOP' as const, address: '10.0.3.3', lih: 22 }, { kind: 'TIME_VALUES' as const, refreshMs: R }, { kind: 'STYLE' as const, flags: 0, style: style as StyleName }, cl(1), f(S1)] },
@@ -283,4 +284,56 @@ test('PathErr goes hop by hop back to the sender host', () => {
   assert.deepEqual(net.node('R1').sent.filter((x) => x.o.msg.type === 'PathErr').map((x) => x.o.dst), ['10.0.1.2']);
   const e = net.node('S').events.find((x) => x.kind === 'path-error');
   assert.ok(e && e.kind === 'path-error' && e.code === 20 && e.node === '10.0.3.2');
+});
+
+test('a Path whose session conflicts in destination ports gets PathErr 7, one whose sender conflicts in ports PathErr 8; neither is installed', () => {
+  const net = chain();
+  setUp(net);
+  const S = net.node('S');
+  const zero = { kind: 'SENDER_TEMPLATE' as const, source: S1.source, port: 0 };
+  S.engine.sender({ session: { ...uni, port: 0 }, sender: zero, tspec });
+  S.engine.sender({ session: uni, sender: zero, tspec });
+  const errs = S.events.flatMap((e) => (e.kind === 'path-error' ? [[e.code, e.value, e.node, e.session.port]] : []));
+  assert.deepEqual(errs, [[7, 0, '10.0.1.1', 0], [8, 0, '10.0.1.1', 5004]], 'R1 answers each, naming itself');
+  const pathErr = net.node('R1').sent.find((x) => x.o.msg.type === 'PathErr')!.o;
+  assert.deepEqual([pathErr.dst, pathErr.ifname, pathErr.routerAlert], ['10.0.1.2', 'r1a', false]);
+  assert.deepEqual(pick(pathErr.msg).template, zero, 'the PathErr carries the offending sender descriptor');
+  assert.deepEqual(net.node('R1').engine.counts(), { sessions: 1, psb: 1, rsb: 1, tcsb: 1, blockades: 0 }, 'nothing of either Path is installed');
+  assert.equal(net.node('R2').engine.counts().psb, 1, 'nor forwarded');
+  net.clock.advance(3 * R);
+  assert.deepEqual(net.node('R1').engine.counts(), { sessions: 1, psb: 1, rsb: 1, tcsb: 1, blockades: 0 }, 'refreshes of the refused Paths are refused again');
+  assert.ok(S.events.filter((e) => e.kind === 'path-error').length > 2);
+});
+
+test('refuseUnknown: a Path with an unknown object class gets PathErr 13, a Resv with an unknown c-type ResvErr 14, the value class-num << 8 | c-type', () => {
+  const net = chain();
+  setUp(net);
+  const R2 = net.node('R2').engine;
+  const hop = { kind: 'RSVP_HOP' as const, address: '10.0.2.1', lih: 12 };
+  // the messages as decodeSkippingUnknown gives them: what could be read
+  R2.refuseUnknown({ msg: { type: 'Path', flags: 0, sendTtl: 63, objects: [uni, hop, { kind: 'TIME_VALUES', refreshMs: R }, S1, tspec] }, ifname: 'r2a', src: '10.0.1.2', dst: '10.0.3.2', ttl: 63, routerAlert: true }, 13, (100 << 8) | 1);
+  const e = net.node('S').events.find((x) => x.kind === 'path-error');
+  assert.ok(e && e.kind === 'path-error');
+  assert.deepEqual([e.code, e.value, e.node], [13, 0x6401, '10.0.2.2'], 'R2 answered its previous hop, R1 passed it on to the sender');
+  assert.deepEqual(net.node('R2').sent.filter((x) => x.o.msg.type === 'PathErr').map((x) => [x.o.dst, x.o.ifname]), [['10.0.2.1', 'r2a']]);
+  const D = net.node('D');
+  R2.refuseUnknown({ msg: { type: 'Resv', flags: 0, sendTtl: 64, objects: [uni, { kind: 'RSVP_HOP', address: '10.0.3.2', lih: 31 }, { kind: 'STYLE', flags: 0, style: 'FF' }, cl(1), f(S1)] }, ifname: 'r2b', src: '10.0.3.2', dst: '10.0.3.1', ttl: 64, routerAlert: false }, 14, (5 << 8) | 9);
+  const r = D.events.find((x) => x.kind === 'resv-error');
+  assert.ok(r && r.kind === 'resv-error');
+  assert.deepEqual([r.code, r.value, r.node], [14, 0x0509, '10.0.3.1']);
+  assert.equal(net.node('R2').engine.counts().rsb, 1, 'the reservation in place is untouched');
+});
+
+test('ADSPEC composition: each router adds a hop, lowers the path bandwidth to its outgoing link\'s rate and the MTU to its MTU; latency unchanged', () => {
+  const net = chain({ links: { r1b: { rate: 1_250_000, mtu: 1400 }, r2b: { rate: 12_500_000, mtu: 9000 } } });
+  const start = { kind: 'ADSPEC' as const, general: { breakBit: false, hopCount: 0, pathBw: 1e7, minLatency: 120, mtu: 1500 }, cl: { breakBit: false } };
+  net.node('S').engine.sender({ session: uni, sender: S1, tspec, adspec: start });
+  const at = (n: string) => { const p = net.node(n).events.find((e) => e.kind === 'path'); return p?.kind === 'path' ? p.adspec : null; };
+  const fromR1 = pick(net.node('R1').sent.find((x) => x.o.msg.type === 'Path')!.o.msg).adspec;
+  assert.deepEqual(fromR1?.general, { breakBit: false, hopCount: 1, pathBw: 1_250_000, minLatency: 120, mtu: 1400 }, 'R1: its 10 Mb/s link and MTU 1400');
+  assert.deepEqual(at('D'), { ...start, general: { breakBit: false, hopCount: 2, pathBw: 1_250_000, minLatency: 120, mtu: 1400 } }, 'R2\'s faster link and larger MTU change nothing');
+  const odd = chain({ links: { r1b: { rate: 1_000_000.3 } } }); // a rate no 32-bit float holds: the nearest one that is
+  odd.node('S').engine.sender({ session: uni, sender: S1, tspec, adspec: start });
+  const p = odd.node('D').events.find((e) => e.kind === 'path');
+  assert.ok(p?.kind === 'path' && p.adspec?.general.pathBw === Math.fround(1_000_000.3));
 });

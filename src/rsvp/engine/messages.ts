@@ -94,7 +94,7 @@ export function pathTearMsg(session: Session, hop: Hop, template: SenderTemplate
 }
 
 export function pathErrMsg(session: Session, error: ErrorSpec, template?: SenderTemplate, tspec?: SenderTspec): RsvpMessage {
-  return msg('PathErr', 64, [session, error, template, template && tspec]);
+  return msg('PathErr', 64, [session, error, tspec && template, template && tspec]); // the sender descriptor whole, or none
 }
 
 export function resvMsg(session: Session, hop: Hop, refreshMs: number, confirm: string | null, policies: PolicyData[], style: StyleName, ds: Descriptor[]): RsvpMessage {

@@ -24,6 +24,11 @@ export interface RsvpInterface {
   addresses: string[];
   /** the logical interface handle RSVP_HOP carries (RFC 2205 section 3.1.3): the ifindex */
   lih: number;
+  /** the link's rate, bytes/s, when known: Path going out here composes the ADSPEC's path
+   * bandwidth with it (RFC 2210 section 3.3) */
+  rate?: number;
+  /** the link's MTU, bytes, when known: composed into the ADSPEC's path MTU */
+  mtu?: number;
 }
 
 /** Where the routing table sends a destination: the outgoing interface, the next hop's
