@@ -93,6 +93,10 @@ export class EngineCore {
   readonly own = new Set<string>();
   readonly R: number;
   readonly K: number;
+  /** path states held, and the bound on them (EngineOptions.maxPaths) */
+  paths = 0;
+  readonly maxPaths: number;
+  pathsRefused = 0;
   readonly random: () => number;
   gen = 0;
   /** sessions by destination and protocol: how many with port 0 and how many with another
@@ -108,6 +112,7 @@ export class EngineCore {
     }
     this.R = o.refreshMs ?? DEFAULT_R;
     this.K = o.k ?? DEFAULT_K;
+    this.maxPaths = o.maxPaths ?? 100_000;
     this.random = o.random ?? Math.random;
   }
 

@@ -13,6 +13,8 @@ import type { StyleName } from '../style.js';
 import type { SenderTspec } from '../tspec.js';
 import { pick } from './messages.js';
 import { chain, settle, type TestNet } from './testnet.js';
+import { ManualClock } from '../../clock.js';
+import { RsvpEngine } from './engine.js';
 
 const R = 30_000;
 const L = (3 + 0.5) * 1.5 * R;
@@ -49,7 +51,7 @@ test('Path reaches the receiver through both routers; Resv comes back and each r
     assert.equal(u.length, 1, `${n} installs once`);
     assert.deepEqual({ ...u[0]!, session: undefined }, { key: `10.0.3.2/17/5004@${ifname}#10.0.1.2:40000`, ifname, session: undefined, style: 'FF', flowspec: cl(10_000), filters: [f(S1)] });
   }
-  assert.deepEqual(net.node('R1').engine.counts(), { sessions: 1, psb: 1, rsb: 1, tcsb: 1, blockades: 0 });
+  assert.deepEqual(net.node('R1').engine.counts(), { sessions: 1, psb: 1, rsb: 1, tcsb: 1, blockades: 0, paths_refused: 0 });
   assert.ok(kinds(net, 'S').includes('resv'), 'the sender host hears of the reservation');
 });
 
@@ -58,7 +60,7 @@ test('refreshes keep all state for 6 hours with no change and no further traffic
   setUp(net);
   net.clock.advance(6 * 3600_000);
   for (const n of ['R1', 'R2']) {
-    assert.deepEqual(net.node(n).engine.counts(), { sessions: 1, psb: 1, rsb: 1, tcsb: 1, blockades: 0 });
+    assert.deepEqual(net.node(n).engine.counts(), { sessions: 1, psb: 1, rsb: 1, tcsb: 1, blockades: 0, paths_refused: 0 });
     assert.equal(net.node(n).traffic.calls.length, 1);
   }
   const paths = net.node('R1').sent.filter((x) => x.o.msg.type === 'Path').length;
@@ -75,7 +77,7 @@ test('a sender that dies (no PathTear) leaves no path state, reservation or traf
   await settle(); // traffic control calls are async, one key's in order
   for (const n of ['R1', 'R2']) {
     const node = net.node(n);
-    assert.deepEqual(node.engine.counts(), { sessions: 0, psb: 0, rsb: 0, tcsb: 0, blockades: 0 }, n);
+    assert.deepEqual(node.engine.counts(), { sessions: 0, psb: 0, rsb: 0, tcsb: 0, blockades: 0, paths_refused: 0 }, n);
     assert.equal(node.traffic.removes.length, 1, `${n} removed its class`);
     assert.equal(node.traffic.calls.at(-1)!.op, 'remove');
   }
@@ -100,13 +102,13 @@ test('PathTear and ResvTear remove state at once', async () => {
   const net = chain();
   const { s, r } = setUp(net);
   r.close();
-  for (const n of ['R1', 'R2']) assert.deepEqual(net.node(n).engine.counts(), { sessions: 1, psb: 1, rsb: 0, tcsb: 0, blockades: 0 }, n);
+  for (const n of ['R1', 'R2']) assert.deepEqual(net.node(n).engine.counts(), { sessions: 1, psb: 1, rsb: 0, tcsb: 0, blockades: 0, paths_refused: 0 }, n);
   await settle();
   assert.equal(net.node('R1').traffic.removes.length, 1);
   const again = net.node('D').engine.reserve({ session: uni, style: 'FF', descriptors: [{ flowspec: cl(10_000), filters: [f(S1)] }] });
   assert.equal(net.node('R1').engine.counts().rsb, 1);
   s.close();
-  for (const n of ['R1', 'R2']) assert.deepEqual(net.node(n).engine.counts(), { sessions: 0, psb: 0, rsb: 0, tcsb: 0, blockades: 0 }, n);
+  for (const n of ['R1', 'R2']) assert.deepEqual(net.node(n).engine.counts(), { sessions: 0, psb: 0, rsb: 0, tcsb: 0, blockades: 0, paths_refused: 0 }, n);
   assert.ok(net.node('D').events.some((e) => e.kind === 'path-gone' && e.why === 'tear'));
   again.close();
 });
@@ -269,7 +271,7 @@ test('1,000 sessions: one clock timer per node, state kept through refreshes', (
   net.clock.advance(10 * R);
   assert.ok(net.clock.waiting <= net.nodes.size);
   for (const n of ['R1', 'R2']) {
-    assert.deepEqual(net.node(n).engine.counts(), { sessions: 1000, psb: 1000, rsb: 1000, tcsb: 1000, blockades: 0 });
+    assert.deepEqual(net.node(n).engine.counts(), { sessions: 1000, psb: 1000, rsb: 1000, tcsb: 1000, blockades: 0, paths_refused: 0 });
     assert.equal(net.node(n).traffic.calls.length, 1000);
   }
   const dump = net.node('R1').engine.state() as { sessions: unknown[] };
@@ -298,10 +300,10 @@ test('a Path whose session conflicts in destination ports gets PathErr 7, one wh
   const pathErr = net.node('R1').sent.find((x) => x.o.msg.type === 'PathErr')!.o;
   assert.deepEqual([pathErr.dst, pathErr.ifname, pathErr.routerAlert], ['10.0.1.2', 'r1a', false]);
   assert.deepEqual(pick(pathErr.msg).template, zero, 'the PathErr carries the offending sender descriptor');
-  assert.deepEqual(net.node('R1').engine.counts(), { sessions: 1, psb: 1, rsb: 1, tcsb: 1, blockades: 0 }, 'nothing of either Path is installed');
+  assert.deepEqual(net.node('R1').engine.counts(), { sessions: 1, psb: 1, rsb: 1, tcsb: 1, blockades: 0, paths_refused: 0 }, 'nothing of either Path is installed');
   assert.equal(net.node('R2').engine.counts().psb, 1, 'nor forwarded');
   net.clock.advance(3 * R);
-  assert.deepEqual(net.node('R1').engine.counts(), { sessions: 1, psb: 1, rsb: 1, tcsb: 1, blockades: 0 }, 'refreshes of the refused Paths are refused again');
+  assert.deepEqual(net.node('R1').engine.counts(), { sessions: 1, psb: 1, rsb: 1, tcsb: 1, blockades: 0, paths_refused: 0 }, 'refreshes of the refused Paths are refused again');
   assert.ok(S.events.filter((e) => e.kind === 'path-error').length > 2);
 });
 
@@ -336,4 +338,34 @@ test('ADSPEC composition: each router adds a hop, lowers the path bandwidth to i
   odd.node('S').engine.sender({ session: uni, sender: S1, tspec, adspec: start });
   const p = odd.node('D').events.find((e) => e.kind === 'path');
   assert.ok(p?.kind === 'path' && p.adspec?.general.pathBw === Math.fround(1_000_000.3));
+});
+
+test('path state is bounded: past maxPaths a new sender\'s Path is dropped and counted; a refresh of one held is not, and room comes back', () => {
+  const clock = new ManualClock(0);
+  const sent: unknown[] = [];
+  const e = new RsvpEngine({
+    role: 'router', clock, maxPaths: 2, send: (o: unknown) => sent.push(o),
+    interfaces: [{ name: 'a', addresses: ['10.1.0.1'], lih: 1 }, { name: 'b', addresses: ['10.2.0.1'], lih: 2 }],
+    routes: { lookup: () => ({ ifname: 'b', gateway: null, src: '10.2.0.1' }) },
+    traffic: { update: async () => undefined, remove: async () => undefined },
+  });
+  const path = (port: number) => ({
+    msg: { type: 'Path' as const, flags: 0, sendTtl: 64, objects: [
+      { kind: 'SESSION' as const, destination: '10.2.0.9', protocol: 17, flags: 0, port: 5004 },
+      { kind: 'RSVP_HOP' as const, address: '10.1.0.7', lih: 1 },
+      { kind: 'TIME_VALUES' as const, refreshMs: 30_000 },
+      { kind: 'SENDER_TEMPLATE' as const, source: '10.1.0.7', port },
+      { kind: 'SENDER_TSPEC' as const, r: 1000, b: 200, p: Infinity, m: 100, M: 200 },
+    ] },
+    ifname: 'a', src: '10.1.0.7', dst: '10.2.0.9', ttl: 64, routerAlert: true,
+  });
+  e.receive(path(1)); e.receive(path(2)); e.receive(path(3));
+  assert.deepEqual([e.counts().psb, e.counts().paths_refused], [2, 1]);
+  e.receive(path(1)); // a refresh of a sender held
+  assert.deepEqual([e.counts().psb, e.counts().paths_refused], [2, 1]);
+  clock.advance(200_000); // both time out ((3 + 0.5) x 1.5 x 30 s)
+  assert.equal(e.counts().psb, 0);
+  e.receive(path(3));
+  assert.deepEqual([e.counts().psb, e.counts().paths_refused], [1, 1]);
+  e.stop();
 });

@@ -78,7 +78,7 @@ export class RsvpEngine {
   }
 
   counts(): EngineCounts {
-    const c: EngineCounts = { sessions: this.c.sessions.size, psb: 0, rsb: 0, tcsb: 0, blockades: 0 };
+    const c: EngineCounts = { sessions: this.c.sessions.size, psb: 0, rsb: 0, tcsb: 0, blockades: 0, paths_refused: this.c.pathsRefused };
     for (const s of this.c.sessions.values()) {
       c.psb += s.psbs.size; c.rsb += s.rsbs.size; c.tcsb += s.installed.size; c.blockades += s.blockades.size;
     }

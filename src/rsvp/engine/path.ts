@@ -31,7 +31,7 @@ export class PathSide {
       phop: null, inIf: null, outIf: this.c.o.routes.lookup(a.session.destination)?.ifname ?? null,
       ttl: a.ttl ?? 64, breakBit: false, content: '', expire: null, refresh: null,
     };
-    s.psbs.set(key, psb);
+    s.psbs.set(key, psb); this.c.paths++;
     this.startPathRefresh(s, psb);
     return { close: () => { if (s.psbs.get(key) === psb) { this.dropPsb(s, psb, 'tear', true); this.r.reconcile(s); } } };
   }
@@ -47,6 +47,7 @@ export class PathSide {
     const conflict = !known ? this.c.portsConflict(session) && ERROR_CODES.CONFLICTING_PORTS
       : !known.psbs.has(key) && this.senderPortsConflict(known, p.template) && ERROR_CODES.CONFLICTING_SENDER_PORTS;
     if (conflict) return this.refuse(i, p, session, conflict, 0); // its state is not installed
+    if (!known?.psbs.has(key) && this.c.paths >= this.c.maxPaths) { this.c.pathsRefused++; return; } // a flood of new senders
     const s = known ?? this.c.sess(session);
     let psb = s.psbs.get(key);
     if (psb && !psb.phop) return; // our own Path come back: ours stays
@@ -57,7 +58,7 @@ export class PathSide {
       psb = { key, template: p.template, tspec: p.tspec, adspec: null, policies: [], phop: null, inIf: null, outIf: null, ttl: 0, breakBit: false, content: '', expire: null, refresh: null };
       const made = psb;
       psb.expire = new Deadline(() => { this.dropPsb(s, made, 'timeout', true); this.r.reconcile(s); });
-      s.psbs.set(key, psb);
+      s.psbs.set(key, psb); this.c.paths++;
     }
     Object.assign(psb, { tspec: p.tspec, adspec: p.adspec ?? null, policies: p.policies, phop: p.hop, inIf: i.ifname, outIf, ttl: i.ttl - 1, breakBit: i.ttl !== i.msg.sendTtl });
     this.c.deadlines.after(psb.expire!, this.c.lifetime(p.refreshMs));
@@ -133,7 +134,7 @@ export class PathSide {
   dropPsb(s: Sess, psb: Psb, why: 'tear' | 'timeout', tear: boolean): void {
     if (psb.expire) this.c.deadlines.cancel(psb.expire);
     if (psb.refresh) this.c.deadlines.cancel(psb.refresh);
-    s.psbs.delete(psb.key);
+    if (s.psbs.delete(psb.key)) this.c.paths--;
     if (tear && psb.outIf !== LOCAL) {
       const hop = this.c.hopOn(psb.outIf, s.session);
       if (hop && psb.ttl >= 1) this.c.send(pathTearMsg(s.session, hop, psb.template, psb.ttl), psb.outIf, s.session.destination, psb.template.source, psb.ttl, true);

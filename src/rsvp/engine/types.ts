@@ -135,6 +135,9 @@ export interface EngineOptions {
   refreshMs?: number;
   /** K (default 3): state whose refreshes stop lives (K + 0.5) * 1.5 * R of its sender */
   k?: number;
+  /** the most path states this node holds (default 100,000): every RSVP packet on a link is
+   * anyone's to send, and each new sender would otherwise cost memory and a timer for good */
+  maxPaths?: number;
   /** deadlines this close to one that fires run with it (default 0; timers.ts) */
   slackMs?: number;
   /** for the refresh jitter (default Math.random) */
@@ -145,4 +148,8 @@ export interface EngineOptions {
 }
 
 /** The state a node holds, for status, tests and the benchmark. */
-export interface EngineCounts { sessions: number; psb: number; rsb: number; tcsb: number; blockades: number }
+export interface EngineCounts {
+  sessions: number; psb: number; rsb: number; tcsb: number; blockades: number;
+  /** Path messages of new senders dropped because the node held maxPaths path states */
+  paths_refused: number;
+}
