@@ -6,6 +6,8 @@
  * Prints one JSON object: decisions, decisions_per_s, and the pair round trip p50/p99/max.
  * usage: daemon_load SOCKET THREADS DURATION_MS */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,13 +36,23 @@ static long long now_ns(void)
 	return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-/* Reads until `want` newlines arrived; 0 ok, -1 closed or error reply. */
+/* Reads until `want` newlines arrived; 0 ok, -1 closed or error reply. It waits for them as
+ * the agent does (agent/wire.c, recv_line): a receive that does not block, then poll() for
+ * POLLIN. (A thread blocked in read() instead is woken each time the daemon reads its request,
+ * since freeing the request's bytes signals write space on the same wait queue; poll() for
+ * POLLIN is not, and a program under the agent never blocks in read() on this socket.) */
 static int read_lines(int fd, int want)
 {
 	char buf[4096];
 	int bad = 0;
 	while (want > 0) {
-		ssize_t r = read(fd, buf, sizeof buf);
+		ssize_t r = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+			struct pollfd p = {.fd = fd, .events = POLLIN};
+			if (poll(&p, 1, 10000) < 0 && errno != EINTR)
+				return -1;
+			continue;
+		}
 		if (r <= 0)
 			return -1;
 		for (ssize_t i = 0; i < r; i++)
