@@ -81,8 +81,25 @@ export function encodingLength(m: RsvpMessage): number {
   return COMMON_HEADER + m.objects.reduce((n, o) => n + objectLength(o), 0);
 }
 
+// Messages are encoded into slices of a shared zeroed 8 KiB buffer, as Buffer.allocUnsafe does
+// from its pool: a Uint8Array of its own costs about as much as encoding the message (a
+// separately allocated backing store, which the garbage collector accounts for). A slice is
+// never handed out twice, so it is zero as allocated; a message longer than a quarter of the
+// pool gets its own array.
+const POOL_SIZE = 8192;
+let pool = new ArrayBuffer(POOL_SIZE);
+let poolUsed = 0;
+function alloc(n: number): Uint8Array {
+  if (n > POOL_SIZE / 4) return new Uint8Array(n);
+  if (poolUsed + n > POOL_SIZE) { pool = new ArrayBuffer(POOL_SIZE); poolUsed = 0; }
+  const buf = new Uint8Array(pool, poolUsed, n);
+  poolUsed += (n + 7) & ~7; // each slice 8-byte aligned
+  return buf;
+}
+
 /** The message's bytes, checksum computed; objects must be in RFC 2205 order. With key, the
- * INTEGRITY object's digest is computed (HMAC-MD5, RFC 2747) before the checksum. */
+ * INTEGRITY object's digest is computed (HMAC-MD5, RFC 2747) before the checksum. The bytes may
+ * be a view at an offset of a larger ArrayBuffer (see alloc): use byteOffset with .buffer. */
 export function encode(m: RsvpMessage, key?: Uint8Array): Uint8Array {
   const type = MESSAGE_TYPES[m?.type];
   if (!type) invalid('common header', `message type ${JSON.stringify(m?.type)} (${Object.keys(MESSAGE_TYPES).join(', ')})`);
@@ -94,7 +111,7 @@ export function encode(m: RsvpMessage, key?: Uint8Array): Uint8Array {
   let n = COMMON_HEADER;
   for (const l of lengths) n += l;
   if (n > 0xffff) invalid('common header', `message of ${n} bytes is longer than the length field allows`);
-  const buf = new Uint8Array(n);
+  const buf = alloc(n);
   buf[0] = 0x10 | m.flags; buf[1] = type; buf[4] = m.sendTtl; buf[6] = n >> 8; buf[7] = n & 0xff;
   let at = COMMON_HEADER;
   for (let i = 0; i < lengths.length; i++) at += writeObject(m.objects[i]!, buf, at, lengths[i]);
