@@ -37,8 +37,11 @@ const CODECS: { [K in Exclude<ObjectKind, 'UNKNOWN'>]: ObjectCodec<Extract<RsvpO
 
 const BY_CLASS = new Map<number, ObjectCodec<RsvpObject>>(Object.values(CODECS).map((c) => [c.classNum, c as unknown as ObjectCodec<RsvpObject>]));
 
+// by kind, for the encoder: a Map lookup rather than a keyed property load of a varying name
+const BY_KIND = new Map<string, ObjectCodec<RsvpObject>>(Object.entries(CODECS).map(([k, c]) => [k, c as unknown as ObjectCodec<RsvpObject>]));
+
 function codecOf(v: RsvpObject): ObjectCodec<RsvpObject> {
-  const c = (CODECS as Record<string, unknown>)[v?.kind] as ObjectCodec<RsvpObject> | undefined;
+  const c = BY_KIND.get(v?.kind);
   if (!c) invalid('object', `unknown kind ${JSON.stringify(v?.kind)}`);
   return c;
 }
