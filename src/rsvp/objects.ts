@@ -52,6 +52,12 @@ function forwardedBody(v: ForwardedObject): Buffer {
   return Buffer.from(v.body, 'hex');
 }
 
+/** The codec of a known object (an unknown kind is the encode error), null for one to forward
+ * (ForwardedObject: objectLength and writeObject handle it): for an encoder that looks it up once. */
+export function codecFor(v: RsvpObject): ObjectCodec<RsvpObject> | null {
+  return v?.kind === 'UNKNOWN' ? null : codecOf(v);
+}
+
 /** Bytes of one object, header included. */
 export function objectLength(v: RsvpObject): number {
   return v?.kind === 'UNKNOWN' ? OBJECT_HEADER + forwardedBody(v).length : codecOf(v).encodingLength(v);
