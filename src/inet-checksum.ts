@@ -7,8 +7,11 @@
 export function onesComplementSum(bytes: Uint8Array, start = 0): number {
   let sum = start;
   const n = bytes.length;
-  for (let i = 0; i + 1 < n; i += 2) sum += (bytes[i]! << 8) | bytes[i + 1]!;
-  if (n % 2) sum += bytes[n - 1]! << 8;
+  let i = 0;
+  // two words an iteration (an RSVP message is whole 32-bit words), then a last word and byte
+  for (; i + 3 < n; i += 4) sum += ((bytes[i]! << 8) | bytes[i + 1]!) + ((bytes[i + 2]! << 8) | bytes[i + 3]!);
+  if (i + 1 < n) { sum += (bytes[i]! << 8) | bytes[i + 1]!; i += 2; }
+  if (i < n) sum += bytes[i]! << 8;
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return sum;
 }

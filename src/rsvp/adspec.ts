@@ -35,7 +35,6 @@ export interface Adspec {
 
 /** The error terms' parameter ids, in the order they are sent. */
 const GS_PARAMS: Record<keyof GsTerms, number> = { ctot: 133, dtot: 134, csum: 135, dsum: 136 };
-const GS_TERMS = Object.keys(GS_PARAMS) as (keyof GsTerms)[];
 
 const words = (v: Adspec) => 9 + (v.gs ? 1 + (v.gs.terms ? 8 : 0) : 0) + (v.cl ? 1 : 0);
 
@@ -63,7 +62,12 @@ export const adspec = objectCodec<Adspec>({
     if (v.gs) {
       const t = v.gs.terms;
       writeServiceHeader(w, SERVICE_GS, v.gs.breakBit, t ? 8 : 0);
-      if (t) for (const k of GS_TERMS) { writeParamHeader(w, GS_PARAMS[k], 1); w.u32(t[k], k); }
+      if (t) { // the four terms by name, not by a loop over their keys (a keyed load each)
+        writeParamHeader(w, GS_PARAMS.ctot, 1); w.u32(t.ctot, 'ctot');
+        writeParamHeader(w, GS_PARAMS.dtot, 1); w.u32(t.dtot, 'dtot');
+        writeParamHeader(w, GS_PARAMS.csum, 1); w.u32(t.csum, 'csum');
+        writeParamHeader(w, GS_PARAMS.dsum, 1); w.u32(t.dsum, 'dsum');
+      }
     }
     if (v.cl) writeServiceHeader(w, SERVICE_CL, v.cl.breakBit, 0);
   },

@@ -27,7 +27,8 @@ export interface TokenBucket {
 
 /** Writes the message header: version 0, the overall length in words (not counting this word). */
 export function writeVersion(w: Writer, words: number): void {
-  w.u16(0, 'version'); w.u16(words, 'overall length');
+  w.check(words, 0xffff, 'overall length');
+  w.word32(words); // version 0, reserved, the length
 }
 
 /** Reads the message header; the overall length must be what is left of the object. */
@@ -41,7 +42,8 @@ export function readVersion(r: Reader): void {
 }
 
 export function writeServiceHeader(w: Writer, service: number, breakBit: boolean, words: number): void {
-  w.u8(service, 'service number'); w.u8(breakBit ? 0x80 : 0, 'break bit'); w.u16(words, 'service data length');
+  w.check(service, 0xff, 'service number'); w.check(words, 0xffff, 'service data length');
+  w.word32(((service << 24) | (breakBit ? 0x800000 : 0) | words) >>> 0);
 }
 
 /** Reads a service header; its data must fit in what is left. */
@@ -62,7 +64,8 @@ export function expectServiceHeader(r: Reader, service: number, words: number, n
 }
 
 export function writeParamHeader(w: Writer, id: number, words: number): void {
-  w.u8(id, 'parameter id'); w.u8(0, 'parameter flags'); w.u16(words, 'parameter length');
+  w.check(id, 0xff, 'parameter id'); w.check(words, 0xffff, 'parameter length');
+  w.word32(((id << 24) | words) >>> 0); // flags 0
 }
 
 /** Reads a parameter header that must be the given parameter with the given length. */

@@ -7,8 +7,8 @@
 import { QosError } from '../errors.js';
 import { inetChecksum } from '../inet-checksum.js';
 import { findDigest, keyedDigest, verifyIntegrityWith } from './integrity.js';
-import type { UnknownObjectError } from './object.js';
-import { objectLength, type RsvpObject, readObject, readObjectSkipping, writeObject } from './objects.js';
+import type { ObjectCodec, UnknownObjectError } from './object.js';
+import { codecFor, objectLength, type RsvpObject, readObject, readObjectSkipping, writeObject } from './objects.js';
 import { decodeError, invalid } from './wire.js';
 
 export const MESSAGE_TYPES = { Path: 1, Resv: 2, PathErr: 3, ResvErr: 4, PathTear: 5, ResvTear: 6, ResvConf: 7 } as const;
@@ -31,6 +31,9 @@ const LETTER: Record<Exclude<RsvpObject['kind'], 'UNKNOWN'>, string> = {
   INTEGRITY: 'I', SESSION: 'S', RSVP_HOP: 'H', TIME_VALUES: 'T', POLICY_DATA: 'P', SENDER_TEMPLATE: 'M',
   SENDER_TSPEC: 'X', ADSPEC: 'A', RESV_CONFIRM: 'C', SCOPE: 'O', STYLE: 'Y', FLOWSPEC: 'F', FILTER_SPEC: 'L', ERROR_SPEC: 'E',
 };
+
+// the same by kind, for checkOrder: a Map lookup rather than a keyed property load of a varying name
+const LETTER_OF = new Map<string, string>(Object.entries(LETTER));
 
 // Flow descriptor lists by style (RFC 2205 sections 3.1.4, 3.1.5): WF one FLOWSPEC; FF each
 // FILTER_SPEC with its FLOWSPEC, which may be left out after the first (it is then the one
@@ -64,7 +67,7 @@ export function checkOrder(m: RsvpMessage): string[] {
   const spec = ORDER[m.type];
   if (!spec) return [`unknown message type ${String(m.type)}`];
   let letters = '';
-  for (const o of m.objects) if (o.kind !== 'UNKNOWN') letters += LETTER[o.kind];
+  for (const o of m.objects) if (o.kind !== 'UNKNOWN') letters += LETTER_OF.get(o.kind);
   let pattern = spec.head;
   if (spec.flows) {
     const st = m.objects.find((o) => o.kind === 'STYLE');
@@ -81,8 +84,25 @@ export function encodingLength(m: RsvpMessage): number {
   return COMMON_HEADER + m.objects.reduce((n, o) => n + objectLength(o), 0);
 }
 
+// Messages are encoded into slices of a shared zeroed 8 KiB buffer, as Buffer.allocUnsafe does
+// from its pool: a Uint8Array of its own costs about as much as encoding the message (a
+// separately allocated backing store, which the garbage collector accounts for). A slice is
+// never handed out twice, so it is zero as allocated; a message longer than a quarter of the
+// pool gets its own array.
+const POOL_SIZE = 8192;
+let pool = new ArrayBuffer(POOL_SIZE);
+let poolUsed = 0;
+function alloc(n: number): Uint8Array {
+  if (n > POOL_SIZE / 4) return new Uint8Array(n);
+  if (poolUsed + n > POOL_SIZE) { pool = new ArrayBuffer(POOL_SIZE); poolUsed = 0; }
+  const buf = new Uint8Array(pool, poolUsed, n);
+  poolUsed += (n + 7) & ~7; // each slice 8-byte aligned
+  return buf;
+}
+
 /** The message's bytes, checksum computed; objects must be in RFC 2205 order. With key, the
- * INTEGRITY object's digest is computed (HMAC-MD5, RFC 2747) before the checksum. */
+ * INTEGRITY object's digest is computed (HMAC-MD5, RFC 2747) before the checksum. The bytes may
+ * be a view at an offset of a larger ArrayBuffer (see alloc): use byteOffset with .buffer. */
 export function encode(m: RsvpMessage, key?: Uint8Array): Uint8Array {
   const type = MESSAGE_TYPES[m?.type];
   if (!type) invalid('common header', `message type ${JSON.stringify(m?.type)} (${Object.keys(MESSAGE_TYPES).join(', ')})`);
@@ -90,14 +110,22 @@ export function encode(m: RsvpMessage, key?: Uint8Array): Uint8Array {
   if (order.length) invalid(m.type, order.join('; '));
   if (!Number.isInteger(m.flags) || m.flags < 0 || m.flags > 15) invalid('common header', `flags ${m.flags} (4 bits)`);
   if (!Number.isInteger(m.sendTtl) || m.sendTtl < 0 || m.sendTtl > 255) invalid('common header', `send TTL ${m.sendTtl}`);
-  const lengths = m.objects.map(objectLength);
+  // each object's codec looked up once, its length worked out once
+  const objects = m.objects, count = objects.length;
+  const codecs: (ObjectCodec<RsvpObject> | null)[] = [], lengths: number[] = [];
   let n = COMMON_HEADER;
-  for (const l of lengths) n += l;
+  for (let i = 0; i < count; i++) {
+    const o = objects[i]!, c = codecFor(o), l = c ? c.encodingLength(o) : objectLength(o);
+    codecs.push(c); lengths.push(l); n += l;
+  }
   if (n > 0xffff) invalid('common header', `message of ${n} bytes is longer than the length field allows`);
-  const buf = new Uint8Array(n);
+  const buf = alloc(n);
   buf[0] = 0x10 | m.flags; buf[1] = type; buf[4] = m.sendTtl; buf[6] = n >> 8; buf[7] = n & 0xff;
   let at = COMMON_HEADER;
-  for (let i = 0; i < lengths.length; i++) at += writeObject(m.objects[i]!, buf, at, lengths[i]);
+  for (let i = 0; i < count; i++) {
+    const o = objects[i]!, c = codecs[i];
+    at += c ? c.write(o, buf, at, lengths[i]) : writeObject(o, buf, at, lengths[i]);
+  }
   if (key) {
     const d = findDigest(buf);
     if (!d) invalid(m.type, 'a key is given but the message has no INTEGRITY object');

@@ -70,7 +70,9 @@ export function objectCodec<T>(def: ObjectDef<T>): ObjectCodec<T> {
   const write = (v: T, buf: Uint8Array, offset: number, length?: number): number => {
     const n = length ?? encodingLength(v);
     const w = new Writer(buf, offset, def.name);
-    w.u16(n, 'length'); w.u8(def.classNum, 'class-num'); w.u8(def.cType(v), 'c-type');
+    const cType = def.cType(v);
+    w.check(n, 0xffff, 'length'); w.check(def.classNum, 0xff, 'class-num'); w.check(cType, 0xff, 'c-type');
+    w.word32(((n << 16) | (def.classNum << 8) | cType) >>> 0);
     def.write(v, w);
     if (w.pos !== offset + n) throw new Error(`internal: ${def.name} wrote ${w.pos - offset} bytes, its length is ${n}`);
     return n;

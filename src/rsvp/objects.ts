@@ -37,8 +37,11 @@ const CODECS: { [K in Exclude<ObjectKind, 'UNKNOWN'>]: ObjectCodec<Extract<RsvpO
 
 const BY_CLASS = new Map<number, ObjectCodec<RsvpObject>>(Object.values(CODECS).map((c) => [c.classNum, c as unknown as ObjectCodec<RsvpObject>]));
 
+// by kind, for the encoder: a Map lookup rather than a keyed property load of a varying name
+const BY_KIND = new Map<string, ObjectCodec<RsvpObject>>(Object.entries(CODECS).map(([k, c]) => [k, c as unknown as ObjectCodec<RsvpObject>]));
+
 function codecOf(v: RsvpObject): ObjectCodec<RsvpObject> {
-  const c = (CODECS as Record<string, unknown>)[v?.kind] as ObjectCodec<RsvpObject> | undefined;
+  const c = BY_KIND.get(v?.kind);
   if (!c) invalid('object', `unknown kind ${JSON.stringify(v?.kind)}`);
   return c;
 }
@@ -47,6 +50,12 @@ function forwardedBody(v: ForwardedObject): Buffer {
   if (!Number.isInteger(v.classNum) || v.classNum < 192 || v.classNum > 255) invalid('object', `an unknown object to forward has class-num ${v.classNum} (192 to 255, RFC 2205 section 3.10)`);
   if (typeof v.body !== 'string' || !/^([0-9a-f]{8})*$/.test(v.body)) invalid(`object of class ${v.classNum}`, 'body is not lower-case hex of a multiple of 4 bytes');
   return Buffer.from(v.body, 'hex');
+}
+
+/** The codec of a known object (an unknown kind is the encode error), null for one to forward
+ * (ForwardedObject: objectLength and writeObject handle it): for an encoder that looks it up once. */
+export function codecFor(v: RsvpObject): ObjectCodec<RsvpObject> | null {
+  return v?.kind === 'UNKNOWN' ? null : codecOf(v);
 }
 
 /** Bytes of one object, header included. */

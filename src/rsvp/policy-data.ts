@@ -42,6 +42,7 @@ function attrLength(a: IdentityAttribute): number {
 
 /** Bytes of lower-case hex text. */
 function hexLength(s: string, field: string): number {
+  if (s === '') return 0; // no option list, the usual case: no pattern to run
   if (typeof s !== 'string' || !/^([0-9a-f]{2})*$/.test(s)) invalid('POLICY_DATA', `${field} "${s}" is not lower-case hex`);
   return s.length / 2;
 }

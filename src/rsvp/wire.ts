@@ -17,6 +17,11 @@ export function invalid(what: string, message: string): never {
 
 // IEEE floats go through this one 4-byte view: an object's reader and writer make none of their own.
 const F32 = new DataView(new ArrayBuffer(4));
+// The writer's float bits: one float and one word over the same 4 bytes (native order, so the
+// word is the float's bits as a number, written big-endian like any other).
+const F32_BITS = new ArrayBuffer(4);
+const F32_FLOAT = new Float32Array(F32_BITS);
+const F32_WORD = new Uint32Array(F32_BITS);
 
 const utf8Encoder = new TextEncoder();
 
@@ -67,23 +72,24 @@ const readU32 = (b: Uint8Array, at: number): number => ((b[at]! << 24) | (b[at +
 /** Writes fields into a buffer allocated at the encoding length. */
 export class Writer {
   constructor(readonly buf: Uint8Array, public pos: number, readonly what: string) {}
-  private int(v: number, max: number, field: string): void {
+  /** v is an integer from 0 to max (a field of that range), or the encode error names field. */
+  check(v: number, max: number, field: string): void {
     if (!Number.isInteger(v) || v < 0 || v > max) invalid(this.what, `${field} is ${v}, not an integer from 0 to ${max}`);
   }
-  u8(v: number, field: string): void { this.int(v, 0xff, field); this.buf[this.pos++] = v; }
-  u16(v: number, field: string): void { this.int(v, 0xffff, field); this.word16(v); }
-  u32(v: number, field: string): void { this.int(v, 0xffffffff, field); this.word32(v); }
+  u8(v: number, field: string): void { this.check(v, 0xff, field); this.buf[this.pos++] = v; }
+  u16(v: number, field: string): void { this.check(v, 0xffff, field); this.word16(v); }
+  u32(v: number, field: string): void { this.check(v, 0xffffffff, field); this.word32(v); }
   /** A 16-bit field at an earlier offset (a length known once what it counts is written). */
   u16At(at: number, v: number, field: string): void {
-    this.int(v, 0xffff, field);
+    this.check(v, 0xffff, field);
     const pos = this.pos;
     this.pos = at; this.word16(v); this.pos = pos;
   }
   f32(v: number, field: string): void {
     if (typeof v !== 'number' || Number.isNaN(v) || v < 0) invalid(this.what, `${field} is ${v}, not a non-negative number`);
     if (Math.fround(v) !== v) invalid(this.what, `${field} is ${v}, which a 32-bit IEEE float cannot hold exactly (nearest ${Math.fround(v)})`);
-    F32.setFloat32(0, v);
-    this.word32(F32.getUint32(0));
+    F32_FLOAT[0] = v;
+    this.word32(F32_WORD[0]!);
   }
   bytes(b: Uint8Array): void { this.buf.set(b, this.pos); this.pos += b.length; }
   /** Text as UTF-8 of n bytes (its Buffer.byteLength): ASCII by its char codes, any other through the encoder. */
@@ -107,8 +113,10 @@ export class Writer {
   private room(n: number): void {
     if (this.pos + n > this.buf.length) throw new Error(`internal: ${this.what} writes past the end of its ${this.buf.length}-byte buffer`);
   }
-  private word16(v: number): void { this.room(2); const b = this.buf, p = this.pos; b[p] = v >>> 8; b[p + 1] = v; this.pos = p + 2; }
-  private word32(v: number): void { this.room(4); const b = this.buf, p = this.pos; b[p] = v >>> 24; b[p + 1] = v >>> 16; b[p + 2] = v >>> 8; b[p + 3] = v; this.pos = p + 4; }
+  /** 16 bits of v, unchecked: for values checked already or made of checked fields. */
+  word16(v: number): void { this.room(2); const b = this.buf, p = this.pos; b[p] = v >>> 8; b[p + 1] = v; this.pos = p + 2; }
+  /** 32 bits of v, unchecked: for values checked already or made of checked fields (a header of several). */
+  word32(v: number): void { this.room(4); const b = this.buf, p = this.pos; b[p] = v >>> 24; b[p + 1] = v >>> 16; b[p + 2] = v >>> 8; b[p + 3] = v; this.pos = p + 4; }
 }
 
 export function isIPv6Text(a: string): boolean { return typeof a === 'string' && a.includes(':'); }
