@@ -66,7 +66,7 @@ export interface DaemonOptions {
   trafficControl?: boolean;
   /** RSVP on this host (rsvp/host.ts): senders and reservations through the admin API (default off:
    * it opens a raw IP socket) */
-  rsvp?: { refreshMs?: number; udp?: boolean; keys?: Map<string, Uint8Array>; requireIntegrity?: boolean };
+  rsvp?: { refreshMs?: number; transport?: 'raw' | 'udp' | 'both'; keys?: Map<string, Uint8Array>; requireIntegrity?: boolean };
 }
 
 /** Descriptors the daemon asks for at start; agent connections get half (shares.ts). */

@@ -27,6 +27,8 @@ let dir: string;
 const routers: Record<string, { child: Child; events: Record<string, unknown>[] }> = {};
 let sender: TestDaemon;
 let receiver: TestDaemon;
+/** a second host in the sender's namespace that speaks only the UDP encapsulation */
+let udpSender: TestDaemon;
 const captures: { child: Child; file: string }[] = [];
 
 const ns = (name: string) => chain.node(name).ns;
@@ -70,17 +72,19 @@ before(async () => {
     await child.until('listening on', 30_000);
     captures.push({ child, file });
   }
-  startRouter('r1', ['r1a=100Mbit', 'r1b=10Mbit'], ['--quota-app', 'lowprio=100kbit']);
+  startRouter('r1', ['r1a=100Mbit', 'r1b=10Mbit'], ['--quota-app', 'lowprio=100kbit', '--udp']);
   startRouter('r2', ['r2a=100Mbit', 'r2b=100Mbit']);
   for (const name of ['r1', 'r2']) await waitFor(`router ${name} ready`, () => routers[name]!.events.some((e) => e.kind === 'ready'));
   const hostArgs = ['--kernel', 'off', '--tc', 'off', '--rsvp', 'on', '--rsvp-refresh', REFRESH];
   sender = await new TestDaemon(join(dir, 'sender'), null, hostArgs, ['ip', 'netns', 'exec', ns('sender')]).start();
   receiver = await new TestDaemon(join(dir, 'receiver'), null, hostArgs, ['ip', 'netns', 'exec', ns('receiver')]).start();
+  udpSender = await new TestDaemon(join(dir, 'udp-sender'), null, [...hostArgs, '--rsvp-transport', 'udp'], ['ip', 'netns', 'exec', ns('sender')]).start();
 });
 
 after(async () => {
   await sender?.stop().catch(() => undefined);
   await receiver?.stop().catch(() => undefined);
+  await udpSender?.stop().catch(() => undefined);
   for (const r of Object.values(routers)) await r.child.stop('SIGTERM').catch(() => undefined);
   for (const c of captures) await c.child.stop('SIGINT').catch(() => undefined);
   chain?.destroy();
@@ -198,6 +202,19 @@ test('a router killed with SIGKILL leaves its classes; the next one removes them
   await waitFor('the reservation gone from both routers after PathTear', () => !has5012() && !flowClasses('r1', 'r1b').some((l) => / rate 1Mbit /.test(l)), 250);
 });
 
+test('a host speaking only the UDP encapsulation (appendix C): its Path reaches r1 on UDP 1698, r1 answers it on UDP 1699, and the reservation is installed on both routers', async () => {
+  const s = qos(udpSender, 'send', '--dest', DEST(), '--port', '5014', '--sport', '40014', '--rate', '150kB', '--max', '1028', '--json');
+  assert.equal(s.status, 0, s.stderr);
+  await waitFor('the UDP host\'s Path at the receiver', async () => (await receiverEvents('path', 5014)).length > 0, 200);
+  assert.equal(qos(receiver, 'reserve', '--dest', DEST(), '--port', '5014', '--rate', '150kB', '--max', '1028', '--sender', `${SRC()}:40014`).status, 0);
+  const has = (name: string, dev: string) => flowClasses(name, dev).some((l) => / rate 1200Kbit /.test(l));
+  await waitFor('the reservation on r1 and r2', () => has('r1', 'r1b') && has('r2', 'r2b'), 250);
+  // r1 sent its Resv to the UDP host on UDP 1699, which counted it
+  await waitFor('the UDP host receiving r1\'s Resv', async () => ((await callJson<{ counts: { received: number } }>(udpSender.admin, 'GET', '/v1/rsvp')).counts.received) > 0, 200);
+  assert.equal(qos(udpSender, 'stop', String((JSON.parse(s.stdout) as { id: number }).id)).status, 0);
+  await waitFor('the reservation gone after PathTear over UDP', () => !has('r1', 'r1b') && !has('r2', 'r2b'), 250);
+});
+
 test('a sender killed with SIGKILL (no PathTear): the routers drop its path state and reservation within the state lifetime', async () => {
   assert.equal(flowClasses('r1', 'r1b').length, 1);
   const killedAt = Date.now();
@@ -221,7 +238,7 @@ test('every RSVP message on the wires decodes in tshark without error, of every 
   for (const c of captures) await c.child.stop('SIGINT');
   const types = new Set<string>();
   for (const c of captures) {
-    const out = sh(['tshark', '-r', c.file, '-d', 'udp.port==1698,rsvp', '-T', 'fields', '-e', 'rsvp.msg', '-e', '_ws.malformed', '-e', '_ws.expert.severity', '-E', 'separator=|']).stdout;
+    const out = sh(['tshark', '-r', c.file, '-d', 'udp.port==1698,rsvp', '-d', 'udp.port==1699,rsvp', '-T', 'fields', '-e', 'rsvp.msg', '-e', '_ws.malformed', '-e', '_ws.expert.severity', '-E', 'separator=|']).stdout;
     for (const line of out.split('\n').filter(Boolean)) {
       const [msg, malformed, severity] = line.split('|');
       assert.ok(msg, `a packet tshark did not read as RSVP in ${c.file}: ${line}`);
@@ -232,4 +249,8 @@ test('every RSVP message on the wires decodes in tshark without error, of every 
   }
   // Path 1, Resv 2, ResvErr 4, PathTear 5, ResvTear 6, ResvConf 7
   for (const t of ['1', '2', '4', '5', '6', '7']) assert.ok(types.has(t), `message type ${t} on the wire (seen: ${[...types].join(', ')})`);
+  // and the UDP encapsulation on the sender's link: the UDP host's Path to 224.0.0.14:1698, r1's Resv to 1699
+  const udp = sh(['tshark', '-r', captures[0]!.file, '-d', 'udp.port==1698,rsvp', '-d', 'udp.port==1699,rsvp', '-Y', 'udp && rsvp', '-T', 'fields', '-e', 'ip.dst', '-e', 'udp.dstport', '-e', 'rsvp.msg']).stdout;
+  assert.match(udp, /^224\.0\.0\.14\t1698\t1$/m);
+  assert.match(udp, /^10\.251\.1\.1\t1699\t2$/m);
 });

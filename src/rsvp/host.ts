@@ -38,7 +38,9 @@ export interface HostNode {
 }
 
 export interface HostOptions {
-  refreshMs?: number; k?: number; udp?: boolean; log?: Logger;
+  refreshMs?: number; k?: number; log?: Logger;
+  /** raw IP 46 (default), the UDP encapsulation (a host that may not open raw sockets), or both */
+  transport?: 'raw' | 'udp' | 'both';
   /** INTEGRITY keys (RFC 2747; node.ts NodeOptions.keys) and whether a message without one is dropped */
   keys?: Map<string, Uint8Array>; requireIntegrity?: boolean;
   /** opens the node (default: RsvpNode.open on the raw transport) */
@@ -132,7 +134,7 @@ export class RsvpHost implements Component {
   async start(): Promise<void> {
     const onEvent = (e: RsvpEvent) => this.event(e);
     this.node = this.o.open ? await this.o.open(onEvent)
-      : await RsvpNode.open({ role: 'host', udp: this.o.udp ?? false, ...(this.o.refreshMs ? { refreshMs: this.o.refreshMs } : {}), ...(this.o.k ? { k: this.o.k } : {}), onEvent, ...(this.o.log ? { log: this.o.log } : {}), ...(this.o.keys ? { keys: this.o.keys, requireIntegrity: this.o.requireIntegrity ?? false } : {}) });
+      : await RsvpNode.open({ role: 'host', raw: this.o.transport !== 'udp', udp: this.o.transport === 'udp' || this.o.transport === 'both', ...(this.o.refreshMs ? { refreshMs: this.o.refreshMs } : {}), ...(this.o.k ? { k: this.o.k } : {}), onEvent, ...(this.o.log ? { log: this.o.log } : {}), ...(this.o.keys ? { keys: this.o.keys, requireIntegrity: this.o.requireIntegrity ?? false } : {}) });
   }
 
   /** Tears down what it holds (PathTear, ResvTear), then closes. */

@@ -56,12 +56,15 @@ export interface NodeCounts {
   integrity: Record<string, number>;
 }
 
+const MAX_UDP_PEERS = 4096;
+
 export class RsvpNode {
   private readonly undecodable: Record<string, number> = {};
   private readonly integrityDrops: Record<string, number> = {};
   private integrity: IntegrityState | null = null;
   private received = 0;
   private stopped = false;
+  private readonly udpPeers = new Set<string>();
 
   private constructor(readonly engine: RsvpEngine, private readonly sockets: RsvpSocket[], private readonly timers: { cancel(): void }[], private readonly routes: Routes) {}
 
@@ -107,6 +110,7 @@ export class RsvpNode {
   private receive(p: Packet, log?: Logger): void {
     if (this.stopped) return;
     this.received++;
+    if (p.via === 'udp') this.heardOnUdp(p.src);
     let msg;
     try {
       msg = decode(p.bytes);
@@ -147,8 +151,19 @@ export class RsvpNode {
     if (this.stopped) return;
     const m = { ...out.msg, sendTtl: out.ttl };
     const bytes = this.integrity ? this.integrity.sign(m) : encode(m);
-    // raw IP when it is open (it is first), else the UDP encapsulation
-    this.sockets[0]!.send({ bytes, ifname: out.ifname, src: out.src, dst: out.dst, ttl: out.ttl, routerAlert: out.routerAlert });
+    // raw IP unless this node has none, or the neighbour it goes to speaks only the UDP
+    // encapsulation (it was heard on UDP: RFC 2205 appendix C, a UDP-only host)
+    const udp = this.sockets.find((s) => s.via === 'udp');
+    const raw = this.sockets.find((s) => s.via === 'raw');
+    const sock = !raw || (udp && this.udpPeers.has(out.dst)) ? udp! : raw;
+    sock.send({ bytes, ifname: out.ifname, src: out.src, dst: out.dst, ttl: out.ttl, routerAlert: out.routerAlert });
+  }
+
+  /** A neighbour heard over UDP: what goes to it goes over UDP too (bounded: the oldest forgotten). */
+  private heardOnUdp(src: string): void {
+    this.udpPeers.delete(src);
+    this.udpPeers.add(src);
+    if (this.udpPeers.size > MAX_UDP_PEERS) this.udpPeers.delete(this.udpPeers.values().next().value!);
   }
 
   counts(): NodeCounts {

@@ -30,7 +30,7 @@ export function daemonCommands(program: Command): void {
     .option('--tc <mode>', 'host traffic control (`qos tc`, docs/traffic-control.md): on, or off to leave every interface\'s queueing alone', 'on')
     .option('--rsvp <mode>', 'RSVP on this host (`qos rsvp send|reserve`, docs/rsvp.md): on opens a raw IP socket (protocol 46), off (the default) does not', 'off')
     .option('--rsvp-refresh <time>', 'RSVP: R, the refresh period (default 30s)', (v) => duration(v, '--rsvp-refresh'))
-    .option('--rsvp-udp', 'RSVP: also speak the UDP encapsulation (RFC 2205 appendix C)')
+    .option('--rsvp-transport <raw|udp|both>', 'RSVP: raw IP protocol 46 (needs CAP_NET_RAW), the UDP encapsulation of RFC 2205 appendix C (port 1699; the first-hop router must run qos rsvp router --udp), or both', 'raw')
     .option('--rsvp-key <keyid=secret>', 'RSVP: an INTEGRITY key (RFC 2747, HMAC-MD5): its 48-bit key id as 12 hex digits, = and the secret (text, or hex after 0x); repeat for more. With keys every message sent is signed with the first, and one received with INTEGRITY must pass its check (unknown key id, wrong digest, replayed sequence number: dropped)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--rsvp-require-integrity', 'RSVP: with --rsvp-key, drop a message without INTEGRITY too')
     .option('--admin-group <group>', 'a group (name or gid) whose members may use the admin API besides root (default: root only)')
@@ -38,12 +38,13 @@ export function daemonCommands(program: Command): void {
     .option('--max-connections <n>', 'agent connections in all (default: half the descriptor limit, at most 32768; a tenth kept for root)', (v) => positiveInt(v, '--max-connections'))
     .option('--max-flows-per-user <n>', "flow-table entries one user may hold; past it the user's oldest go", (v) => positiveInt(v, '--max-flows-per-user'), 65536)
     .option('--max-flows <n>', 'flow-table entries in all; past it new flows are decided but not remembered', (v) => positiveInt(v, '--max-flows'), 1_000_000)
-    .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; scriptAnswerMs: number; scriptNice: number | 'keep'; rules: string; kernel: string; nftTable: string; ctMask: string; ctGenerationBits?: string; tc: string; rsvp: string; rsvpRefresh?: number; rsvpUdp?: boolean; rsvpKey: string[]; rsvpRequireIntegrity?: boolean;
+    .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; scriptAnswerMs: number; scriptNice: number | 'keep'; rules: string; kernel: string; nftTable: string; ctMask: string; ctGenerationBits?: string; tc: string; rsvp: string; rsvpRefresh?: number; rsvpTransport: string; rsvpKey: string[]; rsvpRequireIntegrity?: boolean;
       adminGroup?: string; maxConnectionsPerUser?: number; maxConnections?: number; maxFlowsPerUser: number; maxFlows: number }) => {
       if (o.kernel !== 'auto' && o.kernel !== 'on' && o.kernel !== 'off') throw new QosError('QOS_ERR_USAGE', `--kernel takes auto, on or off, not "${o.kernel}"`);
       if (!/^[A-Za-z_][\w-]{0,63}$/.test(o.nftTable)) throw new QosError('QOS_ERR_USAGE', `--nft-table takes a name of letters, digits, _ and -, not "${o.nftTable}"`);
       if (o.tc !== 'on' && o.tc !== 'off') throw new QosError('QOS_ERR_USAGE', `--tc takes on or off, not "${o.tc}"`);
       if (o.rsvp !== 'on' && o.rsvp !== 'off') throw new QosError('QOS_ERR_USAGE', `--rsvp takes on or off, not "${o.rsvp}"`);
+      if (!['raw', 'udp', 'both'].includes(o.rsvpTransport)) throw new QosError('QOS_ERR_USAGE', `--rsvp-transport takes raw, udp or both, not "${o.rsvpTransport}"`);
       const ctMark = parseCtMask(o.ctMask, o.ctGenerationBits);
       const rsvpKeys = parseKeys(o.rsvpKey, '--rsvp-key');
       if (o.rsvpRequireIntegrity && !rsvpKeys.size) throw new QosError('QOS_ERR_USAGE', '--rsvp-require-integrity needs an --rsvp-key');
@@ -58,7 +59,7 @@ export function daemonCommands(program: Command): void {
       };
       const d = new Daemon({
         agentLimits, maxFlows: o.maxFlows, maxFlowsPerUser: o.maxFlowsPerUser, adminGroup: o.adminGroup === undefined ? undefined : groupId(o.adminGroup),
-        kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel, ctMark }, trafficControl: o.tc === 'on', rsvp: o.rsvp === 'on' ? { ...(o.rsvpRefresh ? { refreshMs: o.rsvpRefresh * 1000 } : {}), udp: o.rsvpUdp ?? false, ...(rsvpKeys.size ? { keys: rsvpKeys, requireIntegrity: o.rsvpRequireIntegrity ?? false } : {}) } : undefined,
+        kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel, ctMark }, trafficControl: o.tc === 'on', rsvp: o.rsvp === 'on' ? { ...(o.rsvpRefresh ? { refreshMs: o.rsvpRefresh * 1000 } : {}), transport: o.rsvpTransport as 'raw' | 'udp' | 'both', ...(rsvpKeys.size ? { keys: rsvpKeys, requireIntegrity: o.rsvpRequireIntegrity ?? false } : {}) } : undefined,
         socket: o.socket, admin: o.admin, policy: chosen.file ?? undefined, policyOrigin: chosen.origin, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice,
         scriptWorkers: o.scriptWorkers, scriptLimits: { deadlineMs: o.scriptDeadlineMs, memoryBytes: o.scriptMemoryMb * 2 ** 20, answerMs: o.scriptAnswerMs, nice: o.scriptNice === 'keep' ? null : o.scriptNice },
       });

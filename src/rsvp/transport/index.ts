@@ -13,6 +13,8 @@ import { listenOn, udpDestination, type Role } from './udp-encap.js';
 export interface Packet { bytes: Uint8Array; ifname: string; src: string; dst: string; ttl: number; routerAlert: boolean; via: 'raw' | 'udp' }
 export interface OutPacket { bytes: Uint8Array; ifname: string | null; src: string; dst: string; ttl: number; routerAlert: boolean }
 export interface RsvpSocket {
+  /** which transport it is */
+  readonly via: 'raw' | 'udp';
   /** errors: logged (a process warning) and counted, never thrown */
   send(p: OutPacket): void;
   onPacket(cb: (p: Packet) => void): void;
@@ -38,7 +40,7 @@ class HelperSocket implements RsvpSocket {
   private closing = false;
   private pending: Uint8Array[] = [];
 
-  constructor(private readonly child: Child, private readonly via: 'raw' | 'udp', private readonly route: (p: OutPacket) => { dst: string; port: number }) {
+  constructor(private readonly child: Child, readonly via: 'raw' | 'udp', private readonly route: (p: OutPacket) => { dst: string; port: number }) {
     child.proc.stdout!.on('data', (d: Buffer) => {
       let frames: Frame[];
       try { frames = this.reader.push(d); } catch (e) {
