@@ -23,6 +23,7 @@ import { removeStale } from '../demo/net.js';
 import { QosError } from '../errors.js';
 import { installed, runSync, start, type Child } from '../exec.js';
 import { QOS_CLI } from '../daemon/child.js';
+import { statTicks } from '../script/cpu.js';
 import { packageOf } from '../prerequisites.js';
 import { NetChain } from './netchain.js';
 import { decode, encode, type RsvpMessage } from '../rsvp/message.js';
@@ -133,10 +134,8 @@ export function routerBenchUnavailable(): string | null {
 
 /** utime + stime of a process, in clock ticks, and its resident set, bytes. */
 function usage(pid: number): { ticks: number; rss: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return { ticks: Number(f[11]) + Number(f[12]), rss: rss ? Number(rss[1]) * 1024 : 0 };
+  return { ticks: statTicks(readFileSync(`/proc/${pid}/stat`, 'latin1')), rss: rss ? Number(rss[1]) * 1024 : 0 };
 }
 
 /** A process and its children (the router's Node process and its rsvpio helper). */
