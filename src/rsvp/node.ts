@@ -65,8 +65,14 @@ export class RsvpNode {
   private received = 0;
   private stopped = false;
   private readonly udpPeers = new Set<string>();
+  /** the transports it has, found once */
+  private readonly raw: RsvpSocket | undefined;
+  private readonly udp: RsvpSocket | undefined;
 
-  private constructor(readonly engine: RsvpEngine, private readonly sockets: RsvpSocket[], private readonly timers: { cancel(): void }[], private readonly routes: Routes) {}
+  private constructor(readonly engine: RsvpEngine, private readonly sockets: RsvpSocket[], private readonly timers: { cancel(): void }[], private readonly routes: Routes) {
+    this.raw = sockets.find((x) => x.via === 'raw');
+    this.udp = sockets.find((x) => x.via === 'udp');
+  }
 
   /** The address this node sends from toward destination (its route's source), or null. */
   sourceFor(destination: string): string | null {
@@ -153,9 +159,7 @@ export class RsvpNode {
     const bytes = this.integrity ? this.integrity.sign(m) : encode(m);
     // raw IP unless this node has none, or the neighbour it goes to speaks only the UDP
     // encapsulation (it was heard on UDP: RFC 2205 appendix C, a UDP-only host)
-    const udp = this.sockets.find((s) => s.via === 'udp');
-    const raw = this.sockets.find((s) => s.via === 'raw');
-    const sock = !raw || (udp && this.udpPeers.has(out.dst)) ? udp! : raw;
+    const sock = !this.raw || (this.udp && this.udpPeers.has(out.dst)) ? this.udp! : this.raw;
     sock.send({ bytes, ifname: out.ifname, src: out.src, dst: out.dst, ttl: out.ttl, routerAlert: out.routerAlert });
   }
 
