@@ -69,7 +69,7 @@ export function cgroupOf(pid: number): { cgroup: string; unit: string } {
   return { cgroup: path, unit };
 }
 
-class NameTable {
+export class NameTable {
   private names = new Map<number, string>();
   private mtime = -1;
   private checked = 0;

@@ -8,12 +8,11 @@
  * application (a manager acting for a program: issue 21). Each uid holds at most
  * MAX_PER_UID senders and as many reservations; the event log is bounded. */
 
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { Component, Route, RouteRequest } from '../component.js';
 import { QosError } from '../errors.js';
-import { idEntries } from '../id-names.js';
+import { NameTable } from '../daemon/identity.js';
 import { parseRate, parseSize } from '../units.js';
 import type { RsvpEngine } from './engine/engine.js';
 import type { RsvpEvent } from './engine/types.js';
@@ -48,14 +47,6 @@ export interface HostOptions {
 }
 
 interface Held { id: number; uid: number; kind: 'sender' | 'reservation'; session: Session; close(): void; what: Record<string, unknown> }
-
-/** The user's name for a uid, as /etc/passwd has it (the uid as text if it has none). */
-function userName(uid: number): string {
-  try {
-    for (const [name, id] of idEntries(readFileSync('/etc/passwd', 'utf8'))) if (id === uid) return name;
-  } catch { /* no passwd: the number */ }
-  return String(uid);
-}
 
 /** POLICY_DATA naming a user and, if given, an application (RFC 3182: AUTH_USER and AUTH_APP,
  * each a CREDENTIAL attribute of ASCII text). */
@@ -128,6 +119,8 @@ export class RsvpHost implements Component {
   private nextId = 1;
   private readonly events: { seq: number; at: string; event: RsvpEvent }[] = [];
   private seq = 0;
+  /** user names by uid, as the daemon's identity reads them (/etc/passwd, read again when it changes) */
+  private readonly users = new NameTable('/etc/passwd');
 
   constructor(private readonly o: HostOptions = {}) {}
 
@@ -161,7 +154,7 @@ export class RsvpHost implements Component {
   private policyOf(r: RouteRequest): PolicyData {
     const b = r.body;
     if ((b.user !== undefined || b.app !== undefined) && r.uid !== 0) throw new QosError('QOS_ERR_FORBIDDEN', `only root may name the user or application a reservation is for (uid ${r.uid} asked): yours come from the kernel`);
-    const user = b.user === undefined ? userName(r.uid) : text(b.user, 'user');
+    const user = b.user === undefined ? this.users.get(r.uid, Date.now()) : text(b.user, 'user');
     const app = b.app === undefined ? null : text(b.app, 'app');
     return identityPolicy(user, app);
   }
