@@ -8,6 +8,7 @@ import { compilePattern, isLiteral } from './glob.js';
 import { andInto, Bits, CidrIndex, clearBit, dropFailed, firstSet, hasBit, PortIndex, setBit, type RuleBits } from './bitindex.js';
 import { parseCidr, parsePortSpec, type Addr128, type Cidr, type PortRange } from './net.js';
 import { asksTc, tcRequestOf, type TcRequest } from '../tc/request.js';
+import { reserveRequestOf, type ReserveRequest } from '../rsvp/reserve-request.js';
 import { EVENT_NAMES, type ActionDoc, type EventName, type PolicyDoc } from './schema.js';
 
 /** What a policy decides for one call (the reply directives). */
@@ -19,6 +20,9 @@ export interface Decision {
   override?: boolean;
   /** a flow of host traffic control for the socket (tc/request.ts), attached by tc/attach.ts */
   tc?: TcRequest;
+  /** an RSVP reservation for the socket's flow (rsvp/reserve-request.ts), signalled by
+   * rsvp/attach.ts; the socket itself is left best effort until it is admitted */
+  reserve?: ReserveRequest;
 }
 
 /** Who is calling, as the daemon learned it from the kernel; memo is the engine's cache. */
@@ -104,8 +108,15 @@ export function actionDecision(a: ActionDoc): Decision | null {
   if (a.none) return null;
   if (a.deny) return { deny: a.deny };
   const d: Decision = {};
-  if (a.tos !== undefined) d.tos = a.tos;
-  if (a.dscp !== undefined) d.dscp = dscpValue(a.dscp)!;
+  if (a.reserve) {
+    // marked above best effort only once admitted (seed 003): the mark goes with the
+    // reservation, not in the reply that marks the socket now
+    const mark = a.dscp !== undefined ? dscpValue(a.dscp)! : a.tos !== undefined ? a.tos >> 2 : null;
+    d.reserve = reserveRequestOf(a.reserve, mark);
+  } else {
+    if (a.tos !== undefined) d.tos = a.tos;
+    if (a.dscp !== undefined) d.dscp = dscpValue(a.dscp)!;
+  }
   if (a.priority !== undefined) d.priority = a.priority;
   if (a.override) d.override = true;
   if (asksTc(a)) d.tc = tcRequestOf(a);

@@ -6,6 +6,7 @@ import { dscpValue, ERRNO_NAMES } from './dscp.js';
 import { compilePattern } from './glob.js';
 import { parseCidr, parsePortSpec } from './net.js';
 import { asksTc, tcRequestOf } from '../tc/request.js';
+import { reserveRequestOf } from '../rsvp/reserve-request.js';
 
 export const EVENT_NAMES = ['socket', 'connect', 'bind', 'listen', 'accept', 'sendto', 'setsockopt'] as const;
 export type EventName = (typeof EVENT_NAMES)[number];
@@ -62,12 +63,23 @@ export const ActionSchema = z
     template: z.string().optional(),
     flowspec: z.record(z.string(), z.unknown()).optional(),
     mode: z.string().optional(),
+    // an RSVP reservation for the socket's flow, marked once admitted (docs/rsvp.md, "Reservations for programs that never asked")
+    reserve: z.strictObject({
+      service: z.string().optional(),
+      template: z.string().optional(),
+      flowspec: z.record(z.string(), z.unknown()).optional(),
+      characterize: z.boolean().optional(),
+    }).optional(),
   })
   .superRefine((a, ctx) => {
-    const set = (['dscp', 'tos', 'priority', 'deny', 'none', 'service', 'template', 'flowspec', 'mode'] as const).filter((k) => a[k] !== undefined);
-    if (set.length === 0) ctx.addIssue({ code: 'custom', message: 'action needs one of dscp, tos, priority, deny, none, or a flow (service, template, flowspec)' });
+    const set = (['dscp', 'tos', 'priority', 'deny', 'none', 'service', 'template', 'flowspec', 'mode', 'reserve'] as const).filter((k) => a[k] !== undefined);
+    if (set.length === 0) ctx.addIssue({ code: 'custom', message: 'action needs one of dscp, tos, priority, deny, none, a flow (service, template, flowspec), or reserve' });
     if (asksTc(a)) {
       try { tcRequestOf(a); } catch (e) { ctx.addIssue({ code: 'custom', message: (e as Error).message }); }
+    }
+    if (a.reserve !== undefined) {
+      try { reserveRequestOf(a.reserve); } catch (e) { ctx.addIssue({ code: 'custom', message: (e as Error).message }); }
+      if (asksTc(a)) ctx.addIssue({ code: 'custom', message: 'reserve makes its own flow once the Resv arrives: it cannot be combined with service, template, flowspec or mode (put them inside reserve)' });
     }
     if (a.dscp !== undefined && a.tos !== undefined) ctx.addIssue({ code: 'custom', message: 'give dscp or tos, not both' });
     if ((a.deny !== undefined || a.none !== undefined) && set.length > 1)
