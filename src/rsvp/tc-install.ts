@@ -62,10 +62,13 @@ interface Held { flow: number; filters: Map<string, number> }
 export class TcInstaller implements TrafficInstaller {
   private readonly held = new Map<string, Held>();
 
-  constructor(private readonly tc: TrafficControl) {}
+  /** markOf: the conforming DSCP a reservation's flow takes instead of its service's (seed
+   * 003's DCLASS; a host's policy `reserve` with a dscp), or null */
+  constructor(private readonly tc: TrafficControl, private readonly markOf: (r: Reservation) => number | null = () => null) {}
 
   async update(r: Reservation): Promise<void> {
-    const input = flowInputOf(r);
+    const dscp = this.markOf(r);
+    const input = dscp === null ? flowInputOf(r) : { ...flowInputOf(r), dscp };
     let h = this.held.get(r.key);
     if (!h) {
       const made = (await this.tc.addFlow(input, false, { kind: 'rsvp', reservation: r.key })) as { id: number };

@@ -22,12 +22,13 @@ import type { StyleName } from '../style.js';
 import type { SenderTspec } from '../tspec.js';
 import { EngineCore } from './core.js';
 import { pick } from './messages.js';
-import { PathSide } from './path.js';
+import { PathSide, type SenderHandle } from './path.js';
 import { ResvSide } from './resv.js';
 import type { Deadline } from './timers.js';
 import type { EngineCounts, EngineOptions, Inbound } from './types.js';
 
 export { LOCAL } from './core.js';
+export type { SenderHandle } from './path.js';
 
 export class RsvpEngine {
   private readonly c: EngineCore;
@@ -66,8 +67,9 @@ export class RsvpEngine {
     else if (i.msg.type === 'Resv') this.resv.refuse(i, p, p.session, code, value);
   }
 
-  /** Host, sender side: Path toward the destination now and every R (jittered); close() sends PathTear. */
-  sender(a: { session: Session; sender: SenderTemplate; tspec: SenderTspec; adspec?: Adspec; policyData?: PolicyData; ttl?: number }): { close(): void } {
+  /** Host, sender side: Path toward the destination now and every R (jittered); close() sends
+   * PathTear, update() a Path with a new TSpec at once. */
+  sender(a: { session: Session; sender: SenderTemplate; tspec: SenderTspec; adspec?: Adspec; policyData?: PolicyData; ttl?: number }): SenderHandle {
     return this.path.sender(a);
   }
 

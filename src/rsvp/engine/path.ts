@@ -16,11 +16,14 @@ import { senderKey, sessionKey } from './state.js';
 import { Deadline } from './timers.js';
 import type { Inbound } from './types.js';
 
+/** A host's own sender: close() sends PathTear; update() advertises a new TSpec now. */
+export interface SenderHandle { close(): void; update(tspec: SenderTspec): void }
+
 export class PathSide {
   constructor(private readonly c: EngineCore, private readonly r: ResvSide) {}
 
   /** Host, sender side: Path toward the destination now and every R (jittered); close() sends PathTear. */
-  sender(a: { session: Session; sender: SenderTemplate; tspec: SenderTspec; adspec?: Adspec; policyData?: PolicyData; ttl?: number }): { close(): void } {
+  sender(a: { session: Session; sender: SenderTemplate; tspec: SenderTspec; adspec?: Adspec; policyData?: PolicyData; ttl?: number }): SenderHandle {
     const s = this.c.sess(a.session);
     const key = senderKey(a.sender);
     const old = s.psbs.get(key);
@@ -33,7 +36,11 @@ export class PathSide {
     };
     s.psbs.set(key, psb); this.c.paths++;
     this.startPathRefresh(s, psb);
-    return { close: () => { if (s.psbs.get(key) === psb) { this.dropPsb(s, psb, 'tear', true); this.r.reconcile(s); } } };
+    return {
+      close: () => { if (s.psbs.get(key) === psb) { this.dropPsb(s, psb, 'tear', true); this.r.reconcile(s); } },
+      // a new TSpec goes out at once, in a Path that is not a teardown (seed 001's re-advertising)
+      update: (tspec: SenderTspec) => { if (s.psbs.get(key) === psb) { psb.tspec = tspec; this.sendPath(s, psb); } },
+    };
   }
 
   // ---- path state -----------------------------------------------------------------------

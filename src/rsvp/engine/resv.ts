@@ -167,7 +167,7 @@ export class ResvSide {
       if (have && sameFlowspec(have.flowspec, w.flowspec) && sameFilters(have.filters, w.filters)) continue;
       const mine = w.sender === null ? rsbs : rsbs.filter((r) => senderKey(r.filters[0]!) === w.sender);
       const who = cause && mine.includes(cause) ? cause : mine[0]!;
-      const verdict = this.c.o.admission?.admit({ key: w.key, ifname, flowspec: w.flowspec, previous: have?.flowspec ?? null, identity: who.identity }) ?? { ok: true as const };
+      const verdict = this.c.o.admission?.admit({ key: w.key, ifname, session: s.session, flowspec: w.flowspec, previous: have?.flowspec ?? null, identity: who.identity }) ?? { ok: true as const };
       if (!verdict.ok) {
         if (cause) return { code: verdict.code, value: verdict.value };
         continue; // a shrink refused: what is installed stays until the next change

@@ -104,7 +104,7 @@ export interface PolicyIdentity { user: string | null; app: string | null }
  * of the link, and per-user and per-application quotas. Checked before TrafficInstaller.update;
  * `previous` is what the key holds now (a change is judged by its difference). */
 export interface Admission {
-  admit(req: { key: string; ifname: string; flowspec: Flowspec; previous: Flowspec | null; identity: PolicyIdentity }):
+  admit(req: { key: string; ifname: string; session: Session; flowspec: Flowspec; previous: Flowspec | null; identity: PolicyIdentity }):
     | { ok: true }
     | { ok: false; code: number; value: number; reason: string };
   /** the key no longer holds anything */
