@@ -27,7 +27,7 @@ async function host(): Promise<{ h: RsvpHost; sent: Outbound[] }> {
 }
 
 const call = async (h: RsvpHost, uid: number, method: string, path: string, body: Record<string, unknown> = {}) =>
-  (await h.routes[0]!.handle({ method, path, url: new URL(`http://x${path}`), body, uid } as RouteRequest) as { json: Record<string, unknown> }).json;
+  (await h.routes.find((x) => x.prefix)!.handle({ method, path, url: new URL(`http://x${path}`), body, uid } as RouteRequest) as { json: Record<string, unknown> }).json;
 
 const SESSION = { destination: '10.0.9.2', port: 5004, rate: '275kB', max: 1028 };
 

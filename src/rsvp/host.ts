@@ -1,7 +1,17 @@
 /* RSVP on a host, a part of `qos daemon --rsvp on` (docs/rsvp.md, "Hosts"): senders announce
  * their traffic (Path, refreshed every R) and receivers ask for reservations (Resv), through
- * the admin API (`qos rsvp send`, `qos rsvp reserve`); what comes back (path state, errors,
- * confirmations) is kept as numbered events a client can wait on.
+ * the admin API (`qos rsvp send|reserve|open|activate|deactivate|close`), the policy's
+ * `reserve` action (attach.ts) or AutoRESV; the sessions are the manager's (manager.ts). What
+ * comes back is kept twice: the protocol's events (path state, errors, confirmations) and the
+ * status notifications of seed 002's FD_QOS (status.ts), each numbered, for a client to wait
+ * on or follow.
+ *
+ * On a sending host with traffic control, a reservation that reaches this host is installed on
+ * the interface the session leaves by (tc-install.ts): its flow is marked above best effort
+ * from then on, and back to best effort when it is torn down (seed 003: "marked for priority
+ * only while the network approves"). The host admits it first against the share of its own
+ * link (`--rsvp-link`); a refusal there is an ADMISSION_FAILURE here, and a ResvErr toward the
+ * receiver.
  *
  * Whose request it is comes from the kernel: the POLICY_DATA every Resv and Path carries names
  * the caller's user (RFC 3182 AUTH_USER) from its uid; only root may name another user or an
@@ -9,20 +19,27 @@
  * MAX_PER_UID senders and as many reservations; the event log is bounded. */
 
 import { isIP } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
 import type { Component, Route, RouteRequest } from '../component.js';
 import { QosError } from '../errors.js';
 import { NameTable } from '../daemon/identity.js';
-import { parseRate, parseSize } from '../units.js';
+import type { TrafficControl } from '../tc/control.js';
+import { parseDurationUs, parseRate, parseSize } from '../units.js';
+import { LinkAdmission } from './admission.js';
 import type { RsvpEngine } from './engine/engine.js';
-import type { RsvpEvent } from './engine/types.js';
+import type { Admission, Reservation, RsvpEvent, TrafficInstaller } from './engine/types.js';
 import type { FilterSpec } from './filter-spec.js';
-import type { Flowspec } from './flowspec.js';
+import type { TokenBucket } from './intserv.js';
+import type { SenderTspec } from './tspec.js';
+import { RsvpManager, type Managed, type ReceiverParams } from './manager.js';
 import { type NodeCounts, RsvpNode } from './node.js';
 import { A_TYPE, P_AUTH_APP, P_AUTH_USER, type PolicyData } from './policy-data.js';
 import type { Session } from './session.js';
+import type { StatusEvent } from './status.js';
 import type { StyleName } from './style.js';
-import type { SenderTspec } from './tspec.js';
+import { TcInstaller } from './tc-install.js';
 import { toJson } from './format.js';
 
 export const MAX_PER_UID = 64;
@@ -43,10 +60,20 @@ export interface HostOptions {
   /** INTEGRITY keys (RFC 2747; node.ts NodeOptions.keys) and whether a message without one is dropped */
   keys?: Map<string, Uint8Array>; requireIntegrity?: boolean;
   /** opens the node (default: RsvpNode.open on the raw transport) */
-  open?: (onEvent: (e: RsvpEvent) => void) => Promise<HostNode>;
+  open?: (onEvent: (e: RsvpEvent) => void, traffic?: TrafficInstaller, admission?: Admission) => Promise<HostNode>;
+  /** the daemon's traffic control: a reservation reaching this host as a sender is installed
+   * (and its flow marked) on the interface the session leaves by; none: nothing is marked */
+  tc?: TrafficControl;
+  /** this host's links, bytes/s, and the share of each reservations may take (--rsvp-link,
+   * --rsvp-share): admission on the host's own link; a link not listed admits what comes */
+  links?: Map<string, number>; share?: number;
+  /** answer a Path for a local destination nobody registered for (seed 001's AutoRESV) */
+  autoResv?: { service: 'CL' | 'GS'; delayS: number | null } | null;
+  /** the daemon's metrics registry */
+  registry?: Registry;
+  /** a notification about a session made for a program's socket (attach.ts) */
+  onProgramStatus?: (e: StatusEvent, m: Managed) => void;
 }
-
-interface Held { id: number; uid: number; kind: 'sender' | 'reservation'; session: Session; close(): void; what: Record<string, unknown> }
 
 /** POLICY_DATA naming a user and, if given, an application (RFC 3182: AUTH_USER and AUTH_APP,
  * each a CREDENTIAL attribute of ASCII text). */
@@ -112,28 +139,86 @@ export function filterOf(v: unknown): FilterSpec {
   return { kind: 'FILTER_SPEC', source: address(m[1], `sender ${s}`), port: m[2] ? port(m[2], `sender ${s}'s port`, true) : 0 };
 }
 
+const MAX_NOTIFICATIONS = 1000;
+/** bytes a `--follow` reader may leave unread before notifications are dropped for it */
+const FOLLOW_BUFFER = 1 << 20;
+
+/** Admission on this host's own links (LinkAdmission's), telling the manager of each refusal;
+ * an interface with no link rate given admits what comes (the network decides). */
+class HostAdmission implements Admission {
+  private readonly inner: LinkAdmission;
+  constructor(private readonly links: Map<string, number>, share: number, private readonly refused: (session: Session, code: number, reason: string) => void) {
+    this.inner = new LinkAdmission({ links: Object.fromEntries([...links].map(([dev, rate]) => [dev, { rate, share }])) });
+  }
+  admit(req: Parameters<Admission['admit']>[0]): ReturnType<Admission['admit']> {
+    if (!this.links.has(req.ifname)) return { ok: true };
+    const v = this.inner.admit(req);
+    if (!v.ok) this.refused(req.session, v.code, v.reason);
+    return v;
+  }
+  release(key: string): void { this.inner.release(key); }
+}
+
+/** This host's traffic control for reservations that reach it as a sender, telling the manager
+ * what is installed (marked) and what failed. */
+class HostTraffic implements TrafficInstaller {
+  constructor(private readonly inner: TcInstaller, private readonly manager: () => RsvpManager) {}
+  async update(r: Reservation): Promise<void> {
+    try {
+      await this.inner.update(r);
+    } catch (e) {
+      this.manager().localRefusal(r.session, 'TRAFFIC_CTRL_ERROR', `traffic control on ${r.ifname} refused the reservation: ${e instanceof Error ? e.message : String(e)}`);
+      throw e;
+    }
+    const h = this.inner.get(r.key);
+    if (h) this.manager().setInstalled(r.session, r.style, r.filters, { flow: h.flow, key: r.key });
+  }
+  async remove(key: string): Promise<void> {
+    this.manager().clearInstalled(key);
+    await this.inner.remove(key);
+  }
+}
+
 export class RsvpHost implements Component {
   readonly name = 'rsvp';
   private node: HostNode | null = null;
-  private readonly held = new Map<number, Held>();
-  private nextId = 1;
+  readonly manager: RsvpManager;
   private readonly events: { seq: number; at: string; event: RsvpEvent }[] = [];
   private seq = 0;
+  private readonly notes: StatusEvent[] = [];
+  private noteSeq = 0;
+  private readonly followers = new Set<(e: StatusEvent) => void>();
+  private readonly counter: Counter<'code'> | null;
   /** user names by uid, as the daemon's identity reads them (/etc/passwd, read again when it changes) */
   private readonly users = new NameTable('/etc/passwd');
 
-  constructor(private readonly o: HostOptions = {}) {}
+  constructor(private readonly o: HostOptions = {}) {
+    this.manager = new RsvpManager({
+      engine: () => this.node_().engine,
+      notify: (e, m) => this.notify(e, m),
+      autoResv: o.autoResv ?? null,
+      hostPolicy: () => identityPolicy(this.users.get(0, Date.now()), null),
+    });
+    this.counter = o.registry ? new Counter({ name: 'qosd_rsvp_notifications_total', help: 'RSVP status notifications (seed 002\'s FD_QOS codes), by code', labelNames: ['code'], registers: [o.registry] }) : null;
+  }
 
   async start(): Promise<void> {
     const onEvent = (e: RsvpEvent) => this.event(e);
-    this.node = this.o.open ? await this.o.open(onEvent)
-      : await RsvpNode.open({ role: 'host', raw: this.o.transport !== 'udp', udp: this.o.transport === 'udp' || this.o.transport === 'both', ...(this.o.refreshMs ? { refreshMs: this.o.refreshMs } : {}), ...(this.o.k ? { k: this.o.k } : {}), onEvent, ...(this.o.log ? { log: this.o.log } : {}), ...(this.o.keys ? { keys: this.o.keys, requireIntegrity: this.o.requireIntegrity ?? false } : {}) });
+    const traffic = this.o.tc ? new HostTraffic(new TcInstaller(this.o.tc, (r) => this.manager.markFor(r.session, r.style, r.filters)), () => this.manager) : undefined;
+    const admission = this.o.links?.size ? new HostAdmission(this.o.links, this.o.share ?? 0.9, (session, code, reason) => this.manager.localRefusal(session, code === 1 ? 'ADMISSION_FAILURE' : 'POLICY_FAILURE', `this host refused the reservation: ${reason}`)) : undefined;
+    if (this.o.tc && this.o.links) for (const [dev, rate] of this.o.links) await this.o.tc.setInterface(dev, { rate });
+    this.node = this.o.open ? await this.o.open(onEvent, traffic, admission)
+      : await RsvpNode.open({
+        role: 'host', raw: this.o.transport !== 'udp', udp: this.o.transport === 'udp' || this.o.transport === 'both',
+        ...(this.o.refreshMs ? { refreshMs: this.o.refreshMs } : {}), ...(this.o.k ? { k: this.o.k } : {}), onEvent,
+        ...(traffic ? { traffic } : {}), ...(admission ? { admission } : {}), ...(this.o.links ? { rates: this.o.links } : {}),
+        ...(this.o.log ? { log: this.o.log } : {}), ...(this.o.keys ? { keys: this.o.keys, requireIntegrity: this.o.requireIntegrity ?? false } : {}),
+      });
   }
 
   /** Tears down what it holds (PathTear, ResvTear), then closes. */
   async stop(): Promise<void> {
-    for (const h of this.held.values()) h.close();
-    this.held.clear();
+    if (this.node) this.manager.closeAll();
     await this.node?.close();
     this.node = null;
   }
@@ -142,12 +227,23 @@ export class RsvpHost implements Component {
     this.events.push({ seq: ++this.seq, at: new Date().toISOString(), event: e });
     if (this.events.length > MAX_EVENTS) this.events.splice(0, this.events.length - MAX_EVENTS);
     this.o.log?.info({ rsvp: JSON.parse(toJson(e)) as unknown }, `rsvp ${e.kind}`);
+    this.manager.onEngine(e);
   }
 
-  private checkRoom(uid: number, kind: Held['kind']): void {
+  private notify(e: Omit<StatusEvent, 'seq' | 'at'>, m: Managed | null): void {
+    const n: StatusEvent = { seq: ++this.noteSeq, at: new Date().toISOString(), ...e };
+    this.notes.push(n);
+    if (this.notes.length > MAX_NOTIFICATIONS) this.notes.splice(0, this.notes.length - MAX_NOTIFICATIONS);
+    this.counter?.inc({ code: n.code });
+    this.o.log?.info({ rsvp_status: n.code, id: n.id, session: n.session, reason: n.reason }, `rsvp status ${n.code}`);
+    for (const f of this.followers) f(n);
+    if (m?.origin === 'policy') this.o.onProgramStatus?.(n, m);
+  }
+
+  private checkRoom(uid: number, role: Managed['role']): void {
     let n = 0;
-    for (const h of this.held.values()) if (h.uid === uid && h.kind === kind) n++;
-    if (n >= MAX_PER_UID) throw new QosError('QOS_ERR_CONFLICT', `uid ${uid} holds ${n} RSVP ${kind}s, the most one user may`);
+    for (const m of this.manager.all()) if (m.uid === uid && m.role === role) n++;
+    if (n >= MAX_PER_UID) throw new QosError('QOS_ERR_CONFLICT', `uid ${uid} holds ${n} RSVP ${role === 'sender' ? 'senders' : 'reservations'}, the most one user may`);
   }
 
   /** The POLICY_DATA of a request: the caller's user; another user or an application only from root. */
@@ -164,59 +260,111 @@ export class RsvpHost implements Component {
     return this.node;
   }
 
-  addSender(r: RouteRequest): unknown {
-    const b = r.body;
+  /** The address this host sends from toward a destination, or null (not running, no route). */
+  sourceFor(destination: string): string | null {
+    return this.node?.sourceFor(destination) ?? null;
+  }
+
+  /** A sender for a program's socket (attach.ts): the policy's, in the program's user's name and
+   * its executable's (POLICY_DATA AUTH_USER, AUTH_APP). Null: its user holds MAX_PER_UID already. */
+  openForProgram(a: { uid: number; program: NonNullable<Managed['program']>; session: Session; source: string; sport: number; tspec: TokenBucket; dscp: number | null }): Managed | null {
+    if (!this.node) return null;
+    try { this.checkRoom(a.uid, 'sender'); } catch { return null; }
+    const app = a.program.exe.split('/').pop() || a.program.exe;
+    return this.manager.open({
+      uid: a.uid, role: 'sender', origin: 'policy', program: a.program, dscp: a.dscp,
+      policy: identityPolicy(this.users.get(a.uid, Date.now()), app),
+      sender: { session: a.session, sender: { kind: 'SENDER_TEMPLATE', source: a.source, port: a.sport }, tspec: a.tspec },
+    }, true);
+  }
+
+  /** The sender params of a request: the session, this sender's address and port, its TSpec. */
+  private senderOf(b: Record<string, unknown>): NonNullable<Managed['sender']> {
     const session = sessionOf(b);
     const t = bucketOf(b);
     const source = b.source === undefined ? null : address(b.source, 'source');
-    this.checkRoom(r.uid, 'sender');
-    const node = this.node_();
     // the source is the address the route to the destination leaves from, unless given
-    const src = source ?? node.sourceFor(session.destination);
+    const src = source ?? this.node_().sourceFor(session.destination);
     if (!src) throw new QosError('QOS_ERR_USAGE', `no route to ${session.destination}: no address to send from`);
-    const sender = { kind: 'SENDER_TEMPLATE' as const, source: src, port: port(b.sport, 'sport') };
-    const h = node.engine.sender({ session, sender, tspec: { kind: 'SENDER_TSPEC', ...t }, policyData: this.policyOf(r) });
-    const id = this.nextId++;
-    const what = { id, kind: 'sender', uid: r.uid, session, sender, tspec: t };
-    this.held.set(id, { id, uid: r.uid, kind: 'sender', session, close: () => h.close(), what });
-    return JSON.parse(toJson(what));
+    return { session, sender: { kind: 'SENDER_TEMPLATE', source: src, port: port(b.sport, 'sport') }, tspec: t };
+  }
+
+  /** The receiver params of a request. Raw: the TSpec given (rate, bucket...); support: the
+   * bandwidth r and the delay W, the rest from the Path. */
+  private receiverOf(b: Record<string, unknown>, legacy: boolean): ReceiverParams {
+    const session = sessionOf(b);
+    const style = b.style === undefined || b.style === null ? (legacy ? 'FF' : null) : b.style as StyleName;
+    if (style !== null && !['FF', 'SE', 'WF'].includes(style)) throw new QosError('QOS_ERR_USAGE', `style is FF, SE or WF, not ${JSON.stringify(b.style)}`);
+    const service = serviceOf(b.service);
+    const mode = b.mode === undefined ? (b.rate !== undefined ? 'raw' : 'support') : b.mode;
+    if (mode !== 'raw' && mode !== 'support') throw new QosError('QOS_ERR_USAGE', `mode is raw (every parameter) or support (bandwidth and delay), not ${JSON.stringify(b.mode)}`);
+    const tspec = b.rate !== undefined && mode === 'raw' ? bucketOf(b) : null;
+    let R: number | null = null, S = 0;
+    if (service === 'GS' && mode === 'raw') {
+      R = b.R === undefined ? null : rateOf(b.R, 'R');
+      if (R !== null && tspec && R < tspec.r) throw new QosError('QOS_ERR_USAGE', 'R (the Guaranteed rate) is below rate');
+      const Sv = typeof b.S === 'string' && /^\d{1,10}$/.test(b.S) ? Number(b.S) : b.S ?? 0;
+      if (!Number.isInteger(Sv) || (Sv as number) < 0 || (Sv as number) > 0xffffffff) throw new QosError('QOS_ERR_USAGE', `S (the slack term) is a whole number of microseconds, not ${JSON.stringify(b.S)}`);
+      S = Sv as number;
+    }
+    const bandwidth = mode === 'support' && b.bandwidth !== undefined ? rateOf(b.bandwidth, 'bandwidth') : null;
+    const delayS = mode === 'support' && b.delay !== undefined ? delayOf(b.delay) : null;
+    if (mode === 'support' && service === 'GS' && delayS === null) throw new QosError('QOS_ERR_USAGE', 'a Guaranteed reservation in support mode needs the delay W it must keep (e.g. delay 50ms): R follows from it');
+    const senders = b.senders === undefined ? [] : Array.isArray(b.senders) ? b.senders.map(filterOf) : [filterOf(b.senders)];
+    if (style !== null && style !== 'WF' && !senders.length && tspec) throw new QosError('QOS_ERR_USAGE', `a ${style} reservation names its senders (ADDRESS:PORT)`);
+    if (senders.length > 64) throw new QosError('QOS_ERR_USAGE', 'at most 64 senders in one reservation');
+    const autoResv = b.auto_resv === undefined ? tspec === null : b.auto_resv === true;
+    if (b.auto_resv !== undefined && typeof b.auto_resv !== 'boolean') throw new QosError('QOS_ERR_USAGE', 'auto_resv is true or false');
+    return { session, service, mode, style, senders, tspec, R, S, bandwidth, delayS, autoResv, confirm: b.confirm === true };
+  }
+
+  addSender(r: RouteRequest): unknown {
+    const sender = this.senderOf(r.body);
+    this.checkRoom(r.uid, 'sender');
+    const m = this.manager.open({ uid: r.uid, role: 'sender', origin: 'admin', policy: this.policyOf(r), program: null, dscp: null, sender }, true);
+    return JSON.parse(toJson({ id: m.id, kind: 'sender', uid: r.uid, session: sender.session, sender: sender.sender, tspec: sender.tspec }));
   }
 
   addReservation(r: RouteRequest): unknown {
-    const b = r.body;
-    const session = sessionOf(b);
-    const style = (b.style ?? 'FF') as StyleName;
-    if (!['FF', 'SE', 'WF'].includes(style)) throw new QosError('QOS_ERR_USAGE', `style is FF, SE or WF, not ${JSON.stringify(b.style)}`);
-    const t = bucketOf(b);
-    const service = b.service ?? 'CL';
-    let flowspec: Flowspec;
-    if (service === 'CL') flowspec = { kind: 'FLOWSPEC', service: 'CL', tspec: t };
-    else if (service === 'GS') {
-      const R = b.R === undefined ? t.r : rateOf(b.R, 'R');
-      if (R < t.r) throw new QosError('QOS_ERR_USAGE', 'R (the Guaranteed rate) is below rate');
-      const S = typeof b.S === 'string' && /^\d{1,10}$/.test(b.S) ? Number(b.S) : b.S ?? 0;
-      if (!Number.isInteger(S) || (S as number) < 0 || (S as number) > 0xffffffff) throw new QosError('QOS_ERR_USAGE', `S (the slack term) is a whole number of microseconds, not ${JSON.stringify(b.S)}`);
-      flowspec = { kind: 'FLOWSPEC', service: 'GS', tspec: t, R, S: S as number };
-    } else throw new QosError('QOS_ERR_USAGE', `service is CL (Controlled Load) or GS (Guaranteed), not ${JSON.stringify(service)}`);
-    const senders = b.senders === undefined ? [] : Array.isArray(b.senders) ? b.senders.map(filterOf) : [filterOf(b.senders)];
-    if (style !== 'WF' && !senders.length) throw new QosError('QOS_ERR_USAGE', `a ${style} reservation names its senders (ADDRESS:PORT)`);
-    if (senders.length > 64) throw new QosError('QOS_ERR_USAGE', 'at most 64 senders in one reservation');
-    this.checkRoom(r.uid, 'reservation');
-    const node = this.node_();
-    const descriptors = style === 'FF' ? senders.map((f) => ({ flowspec, filters: [f] })) : [{ flowspec, filters: senders }];
-    const h = node.engine.reserve({ session, style, descriptors, confirm: b.confirm === true, policyData: this.policyOf(r) });
-    const id = this.nextId++;
-    const what = { id, kind: 'reservation', uid: r.uid, session, style, flowspec, senders, seq: this.seq };
-    this.held.set(id, { id, uid: r.uid, kind: 'reservation', session, close: () => h.close(), what });
-    return JSON.parse(toJson(what));
+    const receiver = this.receiverOf(r.body, true);
+    if (!receiver.tspec) throw new QosError('QOS_ERR_USAGE', 'rate is missing');
+    this.checkRoom(r.uid, 'receiver');
+    const m = this.manager.open({ uid: r.uid, role: 'receiver', origin: 'admin', policy: this.policyOf(r), program: null, dscp: null, receiver }, true);
+    const style = receiver.style ?? 'FF';
+    const flowspec = receiver.service === 'CL' ? { kind: 'FLOWSPEC', service: 'CL', tspec: receiver.tspec } : { kind: 'FLOWSPEC', service: 'GS', tspec: receiver.tspec, R: receiver.R ?? receiver.tspec.r, S: receiver.S };
+    return JSON.parse(toJson({ id: m.id, kind: 'reservation', uid: r.uid, session: receiver.session, style, flowspec, senders: receiver.senders, seq: this.seq }));
   }
 
-  remove(r: RouteRequest, id: number, kind: Held['kind']): unknown {
-    const h = this.held.get(id);
-    if (!h || h.kind !== kind) throw new QosError('QOS_ERR_NOT_FOUND', `no RSVP ${kind} ${id}`);
-    if (r.uid !== 0 && r.uid !== h.uid) throw new QosError('QOS_ERR_FORBIDDEN', `RSVP ${kind} ${id} is uid ${h.uid}'s`);
-    h.close();
-    this.held.delete(id);
+  /** POST /v1/rsvp/sessions: a session as sender or receiver, active unless `active: false`. */
+  openSession(r: RouteRequest): unknown {
+    const b = r.body;
+    if (b.role !== 'sender' && b.role !== 'receiver') throw new QosError('QOS_ERR_USAGE', `role is sender or receiver, not ${JSON.stringify(b.role)}`);
+    if (b.active !== undefined && typeof b.active !== 'boolean') throw new QosError('QOS_ERR_USAGE', 'active is true or false');
+    const common = { uid: r.uid, origin: 'admin' as const, policy: this.policyOf(r), program: null, dscp: null };
+    let m: Managed;
+    if (b.role === 'sender') {
+      const sender = this.senderOf(b);
+      this.checkRoom(r.uid, 'sender');
+      m = this.manager.open({ ...common, role: 'sender', sender }, b.active !== false);
+    } else {
+      const receiver = this.receiverOf(b, false);
+      this.checkRoom(r.uid, 'receiver');
+      m = this.manager.open({ ...common, role: 'receiver', receiver }, b.active !== false);
+    }
+    return { ...JSON.parse(toJson(this.manager.json(m))) as Record<string, unknown>, notification_seq: this.noteSeq };
+  }
+
+  private owned(r: RouteRequest, id: number, role?: Managed['role']): Managed {
+    const m = this.manager.get(id);
+    const what = role === undefined ? 'session' : role === 'sender' ? 'sender' : 'reservation';
+    if (!m || (role !== undefined && m.role !== role)) throw new QosError('QOS_ERR_NOT_FOUND', `no RSVP ${what} ${id}`);
+    if (r.uid !== 0 && r.uid !== m.uid) throw new QosError('QOS_ERR_FORBIDDEN', `RSVP ${what} ${id} is uid ${m.uid}'s`);
+    return m;
+  }
+
+  remove(r: RouteRequest, id: number, role?: Managed['role']): unknown {
+    this.owned(r, id, role);
+    this.manager.close(id);
     return { deleted: id };
   }
 
@@ -224,23 +372,53 @@ export class RsvpHost implements Component {
     return this.events.filter((e) => e.seq > seq).map((e) => JSON.parse(toJson(e)) as unknown);
   }
 
+  notificationsAfter(seq: number): StatusEvent[] {
+    return this.notes.filter((e) => e.seq > seq);
+  }
+
   list(): unknown {
     const node = this.node_();
-    return JSON.parse(toJson({ held: [...this.held.values()].map((h) => h.what), state: node.engine.state(), counts: { ...node.engine.counts(), ...node.counts() }, last_event: this.seq }));
+    const all = this.manager.all();
+    const held = all.filter((m) => m.origin === 'admin').map((m) => m.role === 'sender'
+      ? { id: m.id, kind: 'sender', uid: m.uid, session: m.sender!.session, sender: m.sender!.sender, tspec: m.sender!.tspec, active: m.active }
+      : { id: m.id, kind: 'reservation', uid: m.uid, session: m.receiver!.session, style: m.receiver!.style, senders: m.receiver!.senders, active: m.active });
+    return JSON.parse(toJson({ held, sessions: all.map((m) => this.manager.json(m)), state: node.engine.state(), counts: { ...node.engine.counts(), ...node.counts() }, last_event: this.seq, last_notification: this.noteSeq }));
   }
 
   status(): Record<string, unknown> {
     if (!this.node) return { rsvp: null };
-    return { rsvp: { ...this.node.engine.counts(), ...this.node.counts(), held: this.held.size } };
+    const all = this.manager.all();
+    return { rsvp: { ...this.node.engine.counts(), ...this.node.counts(), held: all.length, sessions: all.length, active: all.filter((m) => m.active).length } };
   }
 
-  readonly routes: Route[] = [{ method: '*', path: '/v1/rsvp', prefix: true, body: true, handle: async (r: RouteRequest) => ({ json: this.answer(r) }) }];
+  readonly routes: Route[] = [
+    { method: 'GET', path: '/v1/rsvp/notifications', handle: (r: RouteRequest) => ({ stream: (req, res) => this.follow(r, req, res) }) },
+    { method: '*', path: '/v1/rsvp', prefix: true, body: true, handle: async (r: RouteRequest) => ({ json: this.answer(r) }) },
+  ];
+
+  /** GET /v1/rsvp/notifications?after=N[&follow=1]: newline-delimited JSON, then (follow) each new one. */
+  private follow(r: RouteRequest, req: NodeJS.EventEmitter, res: ServerResponse): void {
+    const after = r.url.searchParams.get('after') ?? '0';
+    if (!/^\d{1,12}$/.test(after)) throw new QosError('QOS_ERR_USAGE', `after is a notification number, not "${after}"`);
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    res.flushHeaders();
+    for (const n of this.notificationsAfter(Number(after))) res.write(toJson(n, 0) + '\n');
+    if (r.url.searchParams.get('follow') !== '1') { res.end(); return; }
+    let dropped = 0;
+    const f = (n: StatusEvent) => {
+      if (res.writableLength > FOLLOW_BUFFER) { dropped++; return; }
+      if (dropped) { res.write(JSON.stringify({ dropped, message: `${dropped} notifications dropped: this reader fell behind` }) + '\n'); dropped = 0; }
+      res.write(toJson(n, 0) + '\n');
+    };
+    this.followers.add(f);
+    req.on('close', () => this.followers.delete(f));
+  }
 
   private answer(r: RouteRequest): unknown {
-    const [, , , kind = '', arg, extra] = r.path.split('/');
+    const [, , , kind = '', arg, verb, extra] = r.path.split('/');
     if (extra !== undefined) throw new QosError('QOS_ERR_NOT_FOUND', `no route ${r.method} ${r.path}`);
-    const id = (t: string) => { if (!/^\d{1,9}$/.test(t)) throw new QosError('QOS_ERR_USAGE', `an RSVP sender or reservation is named by its number, not "${t}"`); return Number(t); };
-    switch (`${r.method} ${kind}${arg === undefined ? '' : '/'}`) {
+    const id = (t: string) => { if (!/^\d{1,9}$/.test(t)) throw new QosError('QOS_ERR_USAGE', `an RSVP session, sender or reservation is named by its number, not "${t}"`); return Number(t); };
+    switch (`${r.method} ${kind}${arg === undefined ? '' : '/'}${verb === undefined ? '' : verb}`) {
       case 'GET ': return this.list();
       case 'GET events': {
         const after = r.url.searchParams.get('after') ?? '0';
@@ -250,8 +428,31 @@ export class RsvpHost implements Component {
       case 'POST senders': return this.addSender(r);
       case 'DELETE senders/': return this.remove(r, id(arg!), 'sender');
       case 'POST reservations': return this.addReservation(r);
-      case 'DELETE reservations/': return this.remove(r, id(arg!), 'reservation');
+      case 'DELETE reservations/': return this.remove(r, id(arg!), 'receiver');
+      case 'GET sessions': this.node_(); return this.manager.all().filter((m) => r.uid === 0 || m.uid === r.uid).map((m) => JSON.parse(toJson(this.manager.json(m))) as unknown);
+      case 'POST sessions': return this.openSession(r);
+      case 'DELETE sessions/': return this.remove(r, id(arg!));
+      case 'POST sessions/activate': this.owned(r, id(arg!)); return JSON.parse(toJson(this.manager.json(this.manager.activate(id(arg!)))));
+      case 'POST sessions/deactivate': this.owned(r, id(arg!)); return JSON.parse(toJson(this.manager.json(this.manager.deactivate(id(arg!)))));
       default: throw new QosError('QOS_ERR_NOT_FOUND', `no route ${r.method} ${r.path}`);
     }
   }
 }
+
+/** CL or GS, as people write them: controlled-load, guaranteed, CL, GS (default CL). */
+export function serviceOf(v: unknown): 'CL' | 'GS' {
+  if (v === undefined) return 'CL';
+  const k = typeof v === 'string' ? v.trim().toLowerCase().replace(/[-_ ]/g, '') : '';
+  if (k === 'cl' || k === 'controlledload') return 'CL';
+  if (k === 'gs' || k === 'guaranteed') return 'GS';
+  throw new QosError('QOS_ERR_USAGE', `service is CL (Controlled Load) or GS (Guaranteed), not ${JSON.stringify(v)}`);
+}
+
+/** A delay W: "50ms", "0.05" (seconds) or a number of seconds; above 0, at most 60 s. */
+function delayOf(v: unknown): number {
+  const s = typeof v === 'number' ? v : parseDurationUs(text(v, 'delay'), 's') / 1e6;
+  if (!(s > 0 && s <= 60)) throw new QosError('QOS_ERR_USAGE', `delay is above 0 and at most 60 s, not ${JSON.stringify(v)}`);
+  return s;
+}
+
+
