@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { QosError } from '../errors.js';
 import { idEntries } from '../id-names.js';
-import { parseDurationUs } from '../units.js';
+import { parseDurationUs, parseRate } from '../units.js';
 
 /** A group given by name (from /etc/group) or number. */
 export function groupId(v: string): number {
@@ -63,4 +63,15 @@ export function parseKeys(values: string[], flag = '--key'): Map<string, Uint8Ar
     keys.set(m[1]!.toLowerCase(), /^0x/i.test(secret) ? Buffer.from(secret.slice(2), 'hex') : Buffer.from(secret, 'utf8'));
   }
   return keys;
+}
+
+/** NAME=RATE options (a link's, a user's quota): bytes/s by name. */
+export function namedRates(values: string[], option: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) {
+    const m = /^([^=]+)=(.+)$/.exec(v);
+    if (!m) throw new QosError('QOS_ERR_USAGE', `${option} takes NAME=RATE, e.g. eth0=100Mbit, not "${v}"`);
+    out[m[1]!] = parseRate(m[2]!);
+  }
+  return out;
 }

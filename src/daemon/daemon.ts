@@ -14,6 +14,7 @@ import type { SandboxLimits } from '../script/js-sandbox.js';
 import { rulesApi } from '../kernel/api.js';
 import { ctMark, DEFAULT_CT_MASK, type CtMark } from '../kernel/ctmark.js';
 import { KernelRules, type KernelMode } from '../kernel/manager.js';
+import { RsvpAttach } from '../rsvp/attach.js';
 import { RsvpHost } from '../rsvp/host.js';
 import { tcRoutes } from '../tc/api.js';
 import { TcAttach } from '../tc/attach.js';
@@ -67,7 +68,13 @@ export interface DaemonOptions {
   trafficControl?: boolean;
   /** RSVP on this host (rsvp/host.ts): senders and reservations through the admin API (default off:
    * it opens a raw IP socket) */
-  rsvp?: { refreshMs?: number; transport?: 'raw' | 'udp' | 'both'; keys?: Map<string, Uint8Array>; requireIntegrity?: boolean };
+  rsvp?: {
+    refreshMs?: number; transport?: 'raw' | 'udp' | 'both'; keys?: Map<string, Uint8Array>; requireIntegrity?: boolean;
+    /** this host's links (bytes/s) and the share reservations may take (--rsvp-link, --rsvp-share) */
+    links?: Map<string, number>; share?: number;
+    /** AutoRESV for Paths to this host nobody registered for (--rsvp-auto-resv, --rsvp-auto-delay) */
+    autoResv?: { service: 'CL' | 'GS'; delayS: number | null } | null;
+  };
 }
 
 /** Descriptors the daemon asks for at start; agent connections get half (shares.ts). */
@@ -143,7 +150,27 @@ export class Daemon {
         routes: tcRoutes(tc),
       });
     }
-    if (o.rsvp) c.add(new RsvpHost({ ...o.rsvp, log }));
+    if (o.rsvp) {
+      // the policy's `reserve` (rsvp/attach.ts) follows flows only while a rule or script may ask for it
+      let attach: RsvpAttach | null = null;
+      const host = new RsvpHost({ ...o.rsvp, log, registry: metrics.registry, ...(this.tc ? { tc: this.tc } : {}), onProgramStatus: (e) => attach?.onStatus(e) });
+      attach = new RsvpAttach(host, { log, publish: (e) => events.publish(e), ...(o.rsvp.refreshMs ? { estimateMs: Math.min(o.rsvp.refreshMs, 2000) } : {}) });
+      let unsubscribe: (() => void) | null = null;
+      const before = followFlows;
+      followFlows = (doc) => {
+        before?.(doc);
+        const wants = doc.script !== undefined || doc.rules.some((r) => r.action.reserve !== undefined) || doc.default?.reserve !== undefined;
+        if (wants && !unsubscribe) unsubscribe = events.subscribe(attach!.onEvent);
+        else if (!wants && unsubscribe) { unsubscribe(); unsubscribe = null; }
+      };
+      c.add<Component>({
+        name: host.name,
+        start: async () => { await host.start(); followFlows!(policy.doc); },
+        stop: async () => { unsubscribe?.(); attach!.stop(); await host.stop(); },
+        status: () => ({ ...host.status(), rsvp_sockets: { attached: attach!.attached, not_attached: attach!.failed } }),
+        routes: host.routes,
+      });
+    }
     c.add(every(clock, sweepMs, {
       name: 'flows',
       // A flow is its process's while that pid still runs with the start time it had.

@@ -6,12 +6,15 @@
  *            five-tuple fills in as the socket binds and connects)
  *   decided  the policy decided for it (the decision, or null: nothing applies; the rule)
  *   closed   the entry left the table, and why
+ *   reservation  a status notification (seed 002's FD_QOS codes) of the RSVP session the
+ *            daemon signals for the socket (policy `reserve`)
  *
  * Delivery is synchronous and in order; with no subscriber a publish costs one comparison. A
  * subscriber that throws is reported to onError and does not stop the others, or the
  * decision being made. Entries the table could not keep (it was full) are not published. */
 
 import type { Decision } from '../policy/engine.js';
+import type { StatusEvent } from '../rsvp/status.js';
 import type { Flow } from './flows.js';
 
 export type CloseReason =
@@ -29,7 +32,9 @@ export type CloseReason =
 export type FlowEvent =
   | { kind: 'open'; flow: Readonly<Flow> }
   | { kind: 'decided'; flow: Readonly<Flow>; decision: Decision | null; rule: string | null }
-  | { kind: 'closed'; flow: Readonly<Flow>; why: CloseReason };
+  | { kind: 'closed'; flow: Readonly<Flow>; why: CloseReason }
+  /** a status notification of the RSVP session the daemon signals for it (rsvp/attach.ts) */
+  | { kind: 'reservation'; flow: Readonly<Flow>; status: StatusEvent };
 
 export type FlowListener = (e: FlowEvent) => void;
 

@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { QosError } from '../../errors.js';
 import { DEFAULT_CT_MASK, hex32, parseCtMask } from '../../kernel/ctmark.js';
 import { adminSocket, agentSocket, choosePolicy, DEFAULT_NFT_TABLE, DEFAULT_POLICY_FILE, DEFAULT_RULES_FILE } from '../../paths.js';
-import { duration, groupId, niceValue, parseKeys, positiveInt } from '../options.js';
+import { duration, groupId, namedRates, niceValue, parseKeys, positiveInt } from '../options.js';
 
 /** Registers `qos daemon`. */
 export function daemonCommands(program: Command): void {
@@ -33,12 +33,16 @@ export function daemonCommands(program: Command): void {
     .option('--rsvp-transport <raw|udp|both>', 'RSVP: raw IP protocol 46 (needs CAP_NET_RAW), the UDP encapsulation of RFC 2205 appendix C (port 1699; the first-hop router must run qos rsvp router --udp), or both', 'raw')
     .option('--rsvp-key <keyid=secret>', 'RSVP: an INTEGRITY key (RFC 2747, HMAC-MD5): its 48-bit key id as 12 hex digits, = and the secret (text, or hex after 0x); repeat for more. With keys every message sent is signed with the first, and one received with INTEGRITY must pass its check (unknown key id, wrong digest, replayed sequence number: dropped)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--rsvp-require-integrity', 'RSVP: with --rsvp-key, drop a message without INTEGRITY too')
+    .option('--rsvp-link <dev=rate>', 'RSVP: this host\'s link rate (eth0=100Mbit; a veth has none): a reservation reaching this host as a sender is admitted against --rsvp-share of it before its flow is marked, and the link is put under traffic control at that rate; repeat for more. A link not named admits what the network admitted', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--rsvp-share <fraction>', 'RSVP: the share of a --rsvp-link reservations may take', '0.9')
+    .option('--rsvp-auto-resv <off|cl|gs>', 'RSVP: answer every Path to this host that no session asked for with a Resv (seed 001\'s AutoRESV): Controlled Load, or Guaranteed with R from --rsvp-auto-delay; the TSpec is the sender\'s', 'off')
+    .option('--rsvp-auto-delay <time>', 'RSVP: with --rsvp-auto-resv gs, the end-to-end delay W the reservation must keep (e.g. 50ms): R follows from the ADSPEC', (v) => duration(v, '--rsvp-auto-delay'))
     .option('--admin-group <group>', 'a group (name or gid) whose members may use the admin API besides root (default: root only)')
     .option('--max-connections-per-user <n>', 'agent connections one user other than root may hold (default: a quarter of the bound in all, at most 2048)', (v) => positiveInt(v, '--max-connections-per-user'))
     .option('--max-connections <n>', 'agent connections in all (default: half the descriptor limit, at most 32768; a tenth kept for root)', (v) => positiveInt(v, '--max-connections'))
     .option('--max-flows-per-user <n>', "flow-table entries one user may hold; past it the user's oldest go", (v) => positiveInt(v, '--max-flows-per-user'), 65536)
     .option('--max-flows <n>', 'flow-table entries in all; past it new flows are decided but not remembered', (v) => positiveInt(v, '--max-flows'), 1_000_000)
-    .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; scriptAnswerMs: number; scriptNice: number | 'keep'; rules: string; kernel: string; nftTable: string; ctMask: string; ctGenerationBits?: string; tc: string; rsvp: string; rsvpRefresh?: number; rsvpTransport: string; rsvpKey: string[]; rsvpRequireIntegrity?: boolean;
+    .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; scriptAnswerMs: number; scriptNice: number | 'keep'; rules: string; kernel: string; nftTable: string; ctMask: string; ctGenerationBits?: string; tc: string; rsvp: string; rsvpRefresh?: number; rsvpTransport: string; rsvpKey: string[]; rsvpRequireIntegrity?: boolean; rsvpLink: string[]; rsvpShare: string; rsvpAutoResv: string; rsvpAutoDelay?: number;
       adminGroup?: string; maxConnectionsPerUser?: number; maxConnections?: number; maxFlowsPerUser: number; maxFlows: number }) => {
       if (o.kernel !== 'auto' && o.kernel !== 'on' && o.kernel !== 'off') throw new QosError('QOS_ERR_USAGE', `--kernel takes auto, on or off, not "${o.kernel}"`);
       if (!/^[A-Za-z_][\w-]{0,63}$/.test(o.nftTable)) throw new QosError('QOS_ERR_USAGE', `--nft-table takes a name of letters, digits, _ and -, not "${o.nftTable}"`);
@@ -48,6 +52,13 @@ export function daemonCommands(program: Command): void {
       const ctMark = parseCtMask(o.ctMask, o.ctGenerationBits);
       const rsvpKeys = parseKeys(o.rsvpKey, '--rsvp-key');
       if (o.rsvpRequireIntegrity && !rsvpKeys.size) throw new QosError('QOS_ERR_USAGE', '--rsvp-require-integrity needs an --rsvp-key');
+      const rsvpShare = Number(o.rsvpShare);
+      if (!(rsvpShare > 0 && rsvpShare <= 1)) throw new QosError('QOS_ERR_USAGE', `--rsvp-share is a fraction above 0 and at most 1, not "${o.rsvpShare}"`);
+      const autoService = ({ off: null, cl: 'CL', gs: 'GS' } as const)[o.rsvpAutoResv.toLowerCase() as 'off' | 'cl' | 'gs'];
+      if (autoService === undefined) throw new QosError('QOS_ERR_USAGE', `--rsvp-auto-resv takes off, cl or gs, not "${o.rsvpAutoResv}"`);
+      if (autoService === 'GS' && o.rsvpAutoDelay === undefined) throw new QosError('QOS_ERR_USAGE', '--rsvp-auto-resv gs needs --rsvp-auto-delay (the delay W the reservation must keep, e.g. 50ms)');
+      if (o.tc === 'off' && o.rsvpLink.length) throw new QosError('QOS_ERR_USAGE', '--rsvp-link puts the link under traffic control: it needs --tc on');
+      const rsvpLinks = new Map(Object.entries(namedRates(o.rsvpLink, '--rsvp-link')));
       // refused before anything starts: the daemon reads and rewrites it as root (secure-path.ts)
       const { checkTrustedPath } = await import('../../secure-path.js');
       checkTrustedPath(o.rules, 'the kernel rule store');
@@ -59,7 +70,10 @@ export function daemonCommands(program: Command): void {
       };
       const d = new Daemon({
         agentLimits, maxFlows: o.maxFlows, maxFlowsPerUser: o.maxFlowsPerUser, adminGroup: o.adminGroup === undefined ? undefined : groupId(o.adminGroup),
-        kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel, ctMark }, trafficControl: o.tc === 'on', rsvp: o.rsvp === 'on' ? { ...(o.rsvpRefresh ? { refreshMs: o.rsvpRefresh * 1000 } : {}), transport: o.rsvpTransport as 'raw' | 'udp' | 'both', ...(rsvpKeys.size ? { keys: rsvpKeys, requireIntegrity: o.rsvpRequireIntegrity ?? false } : {}) } : undefined,
+        kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel, ctMark }, trafficControl: o.tc === 'on', rsvp: o.rsvp === 'on' ? {
+          ...(o.rsvpRefresh ? { refreshMs: o.rsvpRefresh * 1000 } : {}), transport: o.rsvpTransport as 'raw' | 'udp' | 'both', ...(rsvpKeys.size ? { keys: rsvpKeys, requireIntegrity: o.rsvpRequireIntegrity ?? false } : {}),
+          links: rsvpLinks, share: rsvpShare, autoResv: autoService ? { service: autoService, delayS: o.rsvpAutoDelay ?? null } : null,
+        } : undefined,
         socket: o.socket, admin: o.admin, policy: chosen.file ?? undefined, policyOrigin: chosen.origin, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice,
         scriptWorkers: o.scriptWorkers, scriptLimits: { deadlineMs: o.scriptDeadlineMs, memoryBytes: o.scriptMemoryMb * 2 ** 20, answerMs: o.scriptAnswerMs, nice: o.scriptNice === 'keep' ? null : o.scriptNice },
       });
