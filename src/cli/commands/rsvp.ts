@@ -10,22 +10,13 @@ import { exitCodeFor, QosError } from '../../errors.js';
 import { adminSocket } from '../../paths.js';
 import { parseRate } from '../../units.js';
 import { print } from '../format.js';
-import { duration, parseKeys, positiveInt } from '../options.js';
+import { addRsvpSessions } from './rsvp-sessions.js';
+import { duration, namedRates, parseKeys, positiveInt } from '../options.js';
 
 type Rec = Record<string, unknown>;
 const collect = (v: string, prev: string[]) => [...prev, v];
 
 /** NAME=RATE options as a map of bytes/s. */
-function rates(values: string[], option: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const v of values) {
-    const m = /^([^=]+)=(.+)$/.exec(v);
-    if (!m) throw new QosError('QOS_ERR_USAGE', `${option} takes NAME=RATE, e.g. alice=2Mbit, not "${v}"`);
-    out[m[1]!] = parseRate(m[2]!);
-  }
-  return out;
-}
-
 /** Options a sender and a reservation share: the session and the token bucket. */
 function sessionOptions(c: Command): Command {
   return c
@@ -131,7 +122,7 @@ export function rsvpCommands(program: Command): void {
       const share = Number(o.share);
       if (!(share > 0 && share <= 1)) throw new QosError('QOS_ERR_USAGE', `--share is a fraction above 0 and at most 1, not "${o.share}"`);
       if (!/^[a-z][a-z0-9_]{0,30}$/.test(o.table)) throw new QosError('QOS_ERR_USAGE', `--table is a name of lower-case letters, digits and _, not "${o.table}"`);
-      const links = new Map(Object.entries(rates(o.link, '--link')));
+      const links = new Map(Object.entries(namedRates(o.link, '--link')));
       const keys = parseKeys(o.key);
       if (o.requireIntegrity && !keys.size) throw new QosError('QOS_ERR_USAGE', '--require-integrity needs a --key');
       const { mkdirSync } = await import('node:fs');
@@ -143,7 +134,7 @@ export function rsvpCommands(program: Command): void {
       const r = await startRouter({
         refreshMs: o.refresh * 1000, k: o.k, udp: o.udp ?? false, links, share, ...(keys.size ? { keys, requireIntegrity: o.requireIntegrity ?? false } : {}), table: o.table, stateDir: o.stateDir, log,
         quotas: {
-          users: rates(o.quotaUser, '--quota-user'), apps: rates(o.quotaApp, '--quota-app'),
+          users: namedRates(o.quotaUser, '--quota-user'), apps: namedRates(o.quotaApp, '--quota-app'),
           default: { ...(o.defaultUserQuota ? { user: parseRate(o.defaultUserQuota) } : {}), ...(o.defaultAppQuota ? { app: parseRate(o.defaultAppQuota) } : {}) },
         },
         onEvent: (e) => print(o.json ? toJson(e) : `${e.kind} ${toJson(e)}`),
@@ -222,6 +213,8 @@ export function rsvpCommands(program: Command): void {
         print(o.json ? JSON.stringify(r, null, 2) : `${what} ${id} ${name === 'release' ? 'released' : 'stopped'}`);
       });
   }
+
+  addRsvpSessions(rsvp);
 
   rsvp
     .command('status')
