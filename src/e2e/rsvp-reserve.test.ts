@@ -1,0 +1,205 @@
+/* Reservations for programs that never asked (docs/rsvp.md): network namespaces in a line,
+ * sender host — x — r1 — receiver host, r1 running `qos rsvp router` with its link toward the
+ * receiver the bottleneck (10 Mb/s, 9 reservable); x only forwards, and is where cross traffic
+ * comes from (traffic a router sends itself is held back by its own queue, not dropped there). The sending host's daemon has a policy whose `reserve`
+ * action makes it the RSVP sender of an unmodified iperf3's UDP socket; the receiving host's
+ * daemon answers every Path with AutoRESV. What is checked is what a user would see: iperf3's
+ * own loss figures, the DSCP of every datagram on the wire against the time the Resv arrived
+ * (tcpdump + tshark), the status notifications, and the router's state. R is 2 s here. */
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NetChain } from '../bench/netchain.js';
+import { callJson } from '../daemon/admin-client.js';
+import { removeStale } from '../demo/net.js';
+import { start, type Child } from '../exec.js';
+import { CBR_PROGRAM } from '../tc/cbr.js';
+import { QOS, requireE2e, sh, TestDaemon, waitFor } from './harness.js';
+
+requireE2e('iperf3', 'tcpdump', 'tshark', 'python3', 'tc', 'nft');
+
+const PREFIX = 'qrr';
+const POLICY = `rules:
+  - name: video
+    match: { exe: "*iperf3*", proto: udp, remote_port: 5201 }
+    action: { reserve: { service: controlled-load, flowspec: { TokenRate: 2.5Mbit, TokenBucketSize: 16kB, MaxSduSize: 1000 } } }
+  - name: big
+    match: { exe: "*iperf3*", proto: udp, remote_port: 5202 }
+    action: { reserve: { service: controlled-load, flowspec: { TokenRate: 6Mbit, TokenBucketSize: 16kB, MaxSduSize: 1000 } } }
+`;
+let chain: NetChain;
+let dir: string;
+let router: { child: Child; events: Record<string, unknown>[] };
+let sender: TestDaemon;
+let receiver: TestDaemon;
+
+const ns = (name: string) => chain.node(name).ns;
+const DEST = () => chain.node('receiver').left!.ip;
+
+type Note = { seq: number; code: string; id: number | null; session: { port: number }; program: { exe: string; pid: number } | null; reason: string };
+async function notes(d: TestDaemon, port: number): Promise<Note[]> {
+  const out = sh([process.execPath, QOS, 'rsvp', 'events', '--json', '--admin', d.admin]);
+  assert.equal(out.status, 0, out.stderr);
+  return out.stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Note).filter((n) => n.session.port === port);
+}
+
+/** tcpdump on the sender's link, until stop(); then each packet's time, protocol, UDP port and DSCP. */
+async function capture(filter: string): Promise<{ stop(): Promise<{ t: number; proto: number; dport: number; dscp: number; rsvp: number }[]> }> {
+  const file = join(dir, `cap${Date.now()}.pcap`);
+  const c = start(['tcpdump', '-i', chain.node('sender').right!.dev, '-U', '--immediate-mode', '-n', '-w', file, filter], { netns: ns('sender'), name: 'tcpdump', stdio: ['ignore', 'ignore', 'pipe'] });
+  await c.until('listening on', 30_000);
+  return {
+    async stop() {
+      await c.stop('SIGINT');
+      const out = sh(['tshark', '-n', '-r', file, '-T', 'fields', '-E', 'separator=|', '-e', 'frame.time_epoch', '-e', 'ip.proto', '-e', 'udp.dstport', '-e', 'ip.dsfield.dscp', '-e', 'rsvp.msg']).stdout;
+      return out.split('\n').filter((l) => l.trim()).map((l) => {
+        const [t, proto, dport, dscp, msg] = l.split('|');
+        return { t: Number(t), proto: Number(proto), dport: Number(dport || 0), dscp: Number(dscp || 0), rsvp: Number(msg || 0) };
+      });
+    },
+  };
+}
+
+before(async () => {
+  removeStale(PREFIX);
+  dir = mkdtempSync(join(tmpdir(), 'qosd-rsvp-reserve-'));
+  chain = new NetChain(PREFIX, ['sender', 'x', 'r1', 'receiver']);
+  const child = start(['ip', 'netns', 'exec', ns('r1'), process.execPath, QOS, 'rsvp', 'router', '--json', '--refresh', '2s', '--state-dir', dir, '--link', 'r1a=100Mbit', '--link', 'r1b=10Mbit'], { name: 'rsvp router r1' });
+  router = { child, events: [] };
+  let buf = '';
+  child.proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    buf += d;
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (line.trim()) router.events.push(JSON.parse(line) as Record<string, unknown>);
+    }
+  });
+  await waitFor('router r1 ready', () => router.events.some((e) => e.kind === 'ready'));
+  const common = ['--kernel', 'off', '--rsvp', 'on', '--rsvp-refresh', '2s'];
+  for (const d of ['sender', 'receiver']) mkdirSync(join(dir, d));
+  // the sending host: 8 Mb/s of its own link, 7.2 reservable (the second reservation, 6 Mb/s, does not fit beside the first)
+  sender = await new TestDaemon(join(dir, 'sender'), POLICY, [...common, '--tc', 'on', '--rsvp-link', `${chain.node('sender').right!.dev}=8Mbit`], ['ip', 'netns', 'exec', ns('sender')]).start();
+  receiver = await new TestDaemon(join(dir, 'receiver'), null, [...common, '--tc', 'off', '--rsvp-auto-resv', 'cl'], ['ip', 'netns', 'exec', ns('receiver')]).start();
+});
+
+after(async () => {
+  await sender?.stop().catch(() => undefined);
+  await receiver?.stop().catch(() => undefined);
+  await router?.child.stop('SIGTERM').catch(() => undefined);
+  chain?.destroy();
+});
+
+test('an unmodified iperf3 -u reserved by policy: best effort until the Resv, then marked CS3; under cross traffic it loses nothing while the same traffic unreserved loses over 10 %', async (t) => {
+  const server = start(['iperf3', '-s', '-1', '-J', '-p', '5201'], { netns: ns('receiver'), name: 'iperf3 server', keepStdout: true });
+  await waitFor('iperf3 server listening', () => sh(['ip', 'netns', 'exec', ns('receiver'), 'ss', '-ltn', 'sport = :5201']).stdout.includes('5201'), 100);
+  const sink = start(['python3', '-c', COUNT_SINK, '3', '5206'], { netns: ns('receiver'), name: 'sink', keepStdout: true });
+  await sink.until('ready', 30_000, 'stdout');
+  const cap = await capture('udp port 5201 or ip proto 46');
+  // iperf3 under the agent: 2 Mb/s for 8 s; meanwhile, once reserved, 2 Mb/s unreserved from
+  // the same host and 15 Mb/s of cross traffic from x into r1's 10 Mb/s link
+  const client = start(sender.run('iperf3', '-c', DEST(), '-u', '-b', '2M', '-l', '1000', '-t', '8', '-p', '5201'), { netns: ns('sender'), name: 'iperf3 client', keepStdout: true });
+  await waitFor('the reservation installed on r1', () => router.events.some((e) => e.kind === 'installed' && e.ifname === 'r1b'), 100);
+  const unreserved = start(['python3', '-c', CBR_PROGRAM, DEST(), '5206', String(2e6), '5', '40206'], { netns: ns('sender'), name: 'unreserved', keepStdout: true });
+  const cross = start(['python3', '-c', CBR_PROGRAM, DEST(), '6000', String(15e6), '5', '46000'], { netns: ns('x'), name: 'cross', keepStdout: true });
+  await Promise.all([client.exited, unreserved.exited, cross.exited]);
+  await server.exited;
+  await sink.exited;
+  const packets = await cap.stop();
+
+  const resv0 = packets.find((p) => p.proto === 46 && p.rsvp === 2);
+  // what a reader of a failure needs: each second's datagrams by DSCP, and when the Resv came
+  const t0 = packets[0]?.t ?? 0;
+  const perSecond: Record<string, Record<number, number>> = {};
+  for (const p of packets.filter((x) => x.proto === 17)) { const k = (p.t - t0).toFixed(0); (perSecond[k] ??= {})[p.dscp] = (perSecond[k]![p.dscp] ?? 0) + 1; }
+  t.diagnostic(`datagrams by second and DSCP: ${JSON.stringify(perSecond)}; Resv at ${((resv0?.t ?? t0) - t0).toFixed(2)} s`);
+  const result = JSON.parse(server.stdout) as { end: { sum: { lost_percent: number; packets: number; lost_packets: number } } };
+  const sent = Number(unreserved.stdout.trim());
+  const got = (JSON.parse(sink.stdout.split('\n').find((l) => l.startsWith('{'))!) as Record<string, number>)['5206'] ?? 0;
+  const unreservedLoss = 1 - got / sent;
+  assert.ok(result.end.sum.packets > 1000, `iperf3 sent ${result.end.sum.packets} datagrams`);
+  assert.ok(result.end.sum.lost_percent <= 0.5, `the reserved iperf3 lost ${result.end.sum.lost_percent} % (${result.end.sum.lost_packets} of ${result.end.sum.packets})`);
+  assert.ok(unreservedLoss >= 0.1, `the unreserved traffic lost only ${(unreservedLoss * 100).toFixed(2)} % (${got} of ${sent})`);
+
+  // on the wire: datagrams best effort first, CS3 (24, Controlled Load's mark) from the Resv on
+  const resv = packets.find((p) => p.proto === 46 && p.rsvp === 2);
+  assert.ok(resv, 'a Resv reached the sending host');
+  const data = packets.filter((p) => p.proto === 17 && p.dport === 5201);
+  const firstMarked = data.find((p) => p.dscp !== 0);
+  assert.ok(firstMarked, 'iperf3\'s datagrams were marked once admitted');
+  assert.equal(firstMarked.dscp, 24);
+  assert.ok(firstMarked.t >= resv.t, `the first marked datagram (${firstMarked.t}) came before the Resv (${resv.t})`);
+  assert.ok(data.some((p) => p.dscp === 0 && p.t < resv.t), 'datagrams before the Resv went best effort');
+  const late = data.filter((p) => p.t > firstMarked.t + 0.5);
+  assert.ok(late.length > 100 && late.every((p) => p.dscp === 24), 'after the Resv every datagram is marked');
+
+  // the notifications: the sending host heard RECEIVERS for iperf3's session; the receiver SENDERS
+  const mine = await notes(sender, 5201);
+  const rcv = mine.find((n) => n.code === 'RECEIVERS');
+  assert.ok(rcv, `RECEIVERS at the sender: ${JSON.stringify(mine)}`);
+  assert.match(rcv.program?.exe ?? '', /iperf3/);
+  assert.ok((await notes(receiver, 5201)).some((n) => n.code === 'SENDERS'), 'SENDERS at the receiver');
+  // iperf3 exited: its sender went with it (PathTear), and so did r1's reservation
+  await waitFor('r1 removing the reservation', () => router.events.some((e) => e.kind === 'removed'), 100);
+  await waitFor('NO_SENDERS at the receiver', async () => (await notes(receiver, 5201)).some((n) => n.code === 'NO_SENDERS'), 200);
+});
+
+test('a second reservation beyond what the sending host\'s link may reserve: ADMISSION_FAILURE there, and the program runs on unmarked', async () => {
+  const first = start(['iperf3', '-s', '-1', '-p', '5201'], { netns: ns('receiver'), name: 'iperf3 server 1' });
+  const second = start(['iperf3', '-s', '-1', '-p', '5202'], { netns: ns('receiver'), name: 'iperf3 server 2' });
+  for (const p of [5201, 5202]) await waitFor(`iperf3 server on ${p}`, () => sh(['ip', 'netns', 'exec', ns('receiver'), 'ss', '-ltn', `sport = :${p}`]).stdout.includes(String(p)), 100);
+  const cap = await capture('udp port 5202');
+  const a = start(sender.run('iperf3', '-c', DEST(), '-u', '-b', '1M', '-l', '1000', '-t', '8', '-p', '5201'), { netns: ns('sender'), name: 'iperf3 a' });
+  await waitFor('RECEIVERS for the first', async () => (await notes(sender, 5201)).filter((n) => n.code === 'RECEIVERS').length >= 2, 100);
+  const b = start(sender.run('iperf3', '-c', DEST(), '-u', '-b', '1M', '-l', '1000', '-t', '4', '-p', '5202'), { netns: ns('sender'), name: 'iperf3 b' });
+  await waitFor('ADMISSION_FAILURE for the second', async () => (await notes(sender, 5202)).some((n) => n.code === 'ADMISSION_FAILURE'), 100);
+  const refused = (await notes(sender, 5202)).find((n) => n.code === 'ADMISSION_FAILURE')!;
+  assert.match(refused.program?.exe ?? '', /iperf3/);
+  assert.match(refused.reason, /this host refused/);
+  const bExit = await b.exited;
+  assert.equal(bExit.code, 0, 'the refused program ran to its end');
+  const packets = await cap.stop();
+  const data = packets.filter((p) => p.proto === 17 && p.dport === 5202);
+  assert.ok(data.length > 300, `${data.length} datagrams of the second program`);
+  assert.ok(data.every((p) => p.dscp === 0), 'the refused program\'s datagrams stayed best effort');
+  await a.exited;
+  await Promise.all([first.exited, second.exited]);
+});
+
+test('SIGKILL of a reserved program: its sender goes (PathTear), and r1\'s class with it', async () => {
+  const server = start(['iperf3', '-s', '-1', '-p', '5201'], { netns: ns('receiver'), name: 'iperf3 server' });
+  await waitFor('iperf3 server listening', () => sh(['ip', 'netns', 'exec', ns('receiver'), 'ss', '-ltn', 'sport = :5201']).stdout.includes('5201'), 100);
+  const installed = router.events.filter((e) => e.kind === 'installed').length;
+  const client = start(sender.run('iperf3', '-c', DEST(), '-u', '-b', '1M', '-l', '1000', '-t', '60', '-p', '5201'), { netns: ns('sender'), name: 'iperf3 to kill' });
+  await waitFor('the reservation installed on r1', () => router.events.filter((e) => e.kind === 'installed').length > installed, 100);
+  const sessions = await callJson<{ role: string; origin: string; program: { pid: number } | null }[]>(sender.admin, 'GET', '/v1/rsvp/sessions');
+  const mine = sessions.find((s) => s.origin === 'policy');
+  assert.ok(mine?.program, `a policy session for the program: ${JSON.stringify(sessions)}`);
+  const at = router.events.length;
+  process.kill(mine.program.pid, 'SIGKILL');
+  const since = () => router.events.slice(at);
+  await waitFor('r1 hearing the PathTear', () => since().some((e) => e.kind === 'path-gone' && (e.session as { port: number }).port === 5201), 100);
+  assert.equal(since().find((e) => e.kind === 'path-gone')!.why, 'tear', 'the path state went by PathTear, not by time-out');
+  await waitFor('r1 removing the reservation', () => since().some((e) => e.kind === 'removed'), 100);
+  await waitFor('no session left on the sending host', async () => (await callJson<unknown[]>(sender.admin, 'GET', '/v1/rsvp/sessions')).length === 0, 100);
+  await client.exited.catch(() => undefined);
+  server.kill();
+});
+
+/** Counts datagrams per port (ARGV[2:]) until ARGV[1] seconds pass with none after the first. */
+const COUNT_SINK = `import json, select, socket, sys, time
+idle = float(sys.argv[1]); counts = {}; socks = {}
+for p in sys.argv[2:]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', int(p))); socks[s] = p; counts[p] = 0
+print('ready', flush=True)
+deadline = time.time() + 120; last = None
+while True:
+    now = time.time()
+    for s in select.select(list(socks), [], [], 0.2)[0]:
+        s.recv(65536); counts[socks[s]] += 1; last = now
+    if (last is not None and now - last > idle) or now > deadline: break
+print(json.dumps(counts), flush=True)
+`;
