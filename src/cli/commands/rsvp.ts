@@ -47,6 +47,19 @@ const sessionBody = (o: SessionFlags): Rec => ({
   ...(o.bucket ? { bucket: o.bucket } : {}), ...(o.peak ? { peak: o.peak } : {}), ...(o.min ? { min: o.min } : {}), ...(o.max ? { max: o.max } : {}),
 });
 
+/** --gs-terms DEV=C,D options: each interface's Guaranteed Service error terms, whole numbers
+ * (C bytes, D microseconds) that fit the ADSPEC's 32-bit fields. */
+function gsTerms(values: string[]): Map<string, { c: number; d: number }> {
+  const out = new Map<string, { c: number; d: number }>();
+  for (const v of values) {
+    const m = /^([^=]+)=(\d+),(\d+)$/.exec(v);
+    const c = Number(m?.[2]), d = Number(m?.[3]);
+    if (!m || c > 0xffffffff || d > 0xffffffff) throw new QosError('QOS_ERR_USAGE', `--gs-terms takes DEV=C,D, C in bytes and D in microseconds, whole numbers below 2^32 (r1b=1500,1200), not "${v}"`);
+    out.set(m[1]!, { c, d });
+  }
+  return out;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Registers `qos rsvp` and its subcommands. */
@@ -115,6 +128,7 @@ export function rsvpCommands(program: Command): void {
     .option('--refresh <time>', 'R, the refresh period it sends with (RFC 2205 default 30s)', (v) => duration(v, '--refresh'), 30)
     .option('--k <n>', 'K: state lives (K + 0.5) x 1.5 x R after its last refresh', (v) => positiveInt(v, '--k'), 3)
     .option('--link <dev=rate>', 'an interface\'s link rate (r1b=10Mbit): its HTB root\'s rate and what admission shares out; repeat for more. An interface not named has the rate its driver reports; one that reports none (a veth) has nothing reservable', collect, [] as string[])
+    .option('--gs-terms <dev=C,D>', 'the Guaranteed Service error terms an interface adds to the ADSPEC of a Path it forwards (RFC 2212 section 6): C bytes, D microseconds (r1b=1500,1200); repeat. Default, on an interface with a rate: C = its MTU, D = one MTU at its rate', collect, [] as string[])
     .option('--share <fraction>', 'the share of a link reservations may take', '0.9')
     .option('--quota-user <name=rate>', 'the most one user\'s reservations (POLICY_DATA AUTH_USER) may take, summed over the router\'s interfaces; repeat', collect, [] as string[])
     .option('--quota-app <name=rate>', 'the same for an application (AUTH_APP); repeat', collect, [] as string[])
@@ -127,11 +141,12 @@ export function rsvpCommands(program: Command): void {
     .option('--state-dir <dir>', 'where it notes the interfaces it controls, so that the next router removes what a killed one left', '/run/qosd')
     .option('--json', 'print each reservation installed, changed, refused or removed as a JSON line')
     .option('--log-level <level>', 'log level (to stderr)', 'warn')
-    .action(async (o: { refresh: number; k: number; link: string[]; share: string; quotaUser: string[]; quotaApp: string[]; defaultUserQuota?: string; defaultAppQuota?: string; udp?: boolean; key: string[]; requireIntegrity?: boolean; table: string; stateDir: string; json?: boolean; logLevel: string }) => {
+    .action(async (o: { refresh: number; k: number; link: string[]; gsTerms: string[]; share: string; quotaUser: string[]; quotaApp: string[]; defaultUserQuota?: string; defaultAppQuota?: string; udp?: boolean; key: string[]; requireIntegrity?: boolean; table: string; stateDir: string; json?: boolean; logLevel: string }) => {
       const share = Number(o.share);
       if (!(share > 0 && share <= 1)) throw new QosError('QOS_ERR_USAGE', `--share is a fraction above 0 and at most 1, not "${o.share}"`);
       if (!/^[a-z][a-z0-9_]{0,30}$/.test(o.table)) throw new QosError('QOS_ERR_USAGE', `--table is a name of lower-case letters, digits and _, not "${o.table}"`);
       const links = new Map(Object.entries(rates(o.link, '--link')));
+      const terms = gsTerms(o.gsTerms);
       const keys = parseKeys(o.key);
       if (o.requireIntegrity && !keys.size) throw new QosError('QOS_ERR_USAGE', '--require-integrity needs a --key');
       const { mkdirSync } = await import('node:fs');
@@ -141,7 +156,7 @@ export function rsvpCommands(program: Command): void {
       const { startRouter } = await import('../../rsvp/router.js');
       const { toJsonLine: toJson } = await import('../../rsvp/format.js');
       const r = await startRouter({
-        refreshMs: o.refresh * 1000, k: o.k, udp: o.udp ?? false, links, share, ...(keys.size ? { keys, requireIntegrity: o.requireIntegrity ?? false } : {}), table: o.table, stateDir: o.stateDir, log,
+        refreshMs: o.refresh * 1000, k: o.k, udp: o.udp ?? false, links, gsTerms: terms, share, ...(keys.size ? { keys, requireIntegrity: o.requireIntegrity ?? false } : {}), table: o.table, stateDir: o.stateDir, log,
         quotas: {
           users: rates(o.quotaUser, '--quota-user'), apps: rates(o.quotaApp, '--quota-app'),
           default: { ...(o.defaultUserQuota ? { user: parseRate(o.defaultUserQuota) } : {}), ...(o.defaultAppQuota ? { app: parseRate(o.defaultAppQuota) } : {}) },
