@@ -11,6 +11,7 @@ import { adminSocket } from '../../paths.js';
 import { parseRate } from '../../units.js';
 import { print } from '../format.js';
 import { duration, parseKeys, positiveInt } from '../options.js';
+import { addRsvpConnections } from './rsvp-connections.js';
 
 type Rec = Record<string, unknown>;
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -251,6 +252,7 @@ export function rsvpCommands(program: Command): void {
       print(lines.join('\n'));
     });
 
+  addRsvpConnections(rsvp);
   rsvp
     .command('bench')
     .description('what RSVP costs here: a typical Path decoded and encoded per second (target 200,000 each), and `qos rsvp router` holding 10,000 sessions refreshed every 30 s between two hosts in network namespaces: its CPU (target under 10 % of one core) and memory (needs root, ip, tc, nft for the router part)')
