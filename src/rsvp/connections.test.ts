@@ -7,7 +7,10 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { requireTools } from '../prerequisites.js';
 import { canonicalAddress, connections, parseProcNet, parseSsRtt } from './connections.js';
+
+requireTools('ss'); // the round-trip times of this process's own connections
 
 // little-endian words, as an x86 or arm64 kernel prints them
 const TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode

@@ -5,8 +5,9 @@
  * From the kernel: each process's descriptors (/proc/PID/fd, `socket:[INODE]`) joined by
  * inode with the socket tables of its own network namespace (/proc/PID/net/tcp, tcp6, udp,
  * udp6), and for TCP the smoothed round-trip time from `ss -tinHe` (rtt:SRTT/RTTVAR, keyed by
- * inode; ss sees this process's namespace only). A process that goes away or whose
- * descriptors we may not read (another user's, without root) is skipped. */
+ * inode), run in each namespace that has connections: this one's directly, another's through
+ * `nsenter --net=/proc/PID/ns/net` (root only; without it, no RTT there). A process that goes
+ * away or whose descriptors we may not read (another user's, without root) is skipped. */
 
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { isIP } from 'node:net';
@@ -169,12 +170,14 @@ async function socketTable(pid: number): Promise<Map<number, ProcSocket>> {
   return out;
 }
 
-/** Round-trip times of this namespace's TCP sockets by inode; empty when ss cannot say. */
-async function tcpRtts(): Promise<Map<number, number>> {
+/** Round-trip times of the TCP sockets of a network namespace by inode: this process's own
+ * (pid null), or process pid's, entered with nsenter; empty when ss cannot say. */
+async function tcpRtts(pid: number | null): Promise<Map<number, number>> {
+  const ss = ['ss', '-tinHe'];
   try {
-    return parseSsRtt((await run(['ss', '-tinHe'], { pkg: 'iproute2', timeoutMs: 10_000 })).stdout);
+    return parseSsRtt((await run(pid === null ? ss : ['nsenter', `--net=/proc/${pid}/ns/net`, ...ss], { pkg: pid === null ? 'iproute2' : 'util-linux', timeoutMs: 10_000 })).stdout);
   } catch {
-    return new Map(); // no ss, or it failed: the sockets are still worth listing, without RTT
+    return new Map(); // no ss, not root enough to enter, or the process is gone: listed without RTT
   }
 }
 
@@ -189,6 +192,7 @@ export async function connections(q: ConnectionQuery): Promise<Connection[]> {
   if (q.peer !== undefined && peer === null) throw new QosError('QOS_ERR_USAGE', `connections: the peer is an IPv4 or IPv6 address, not "${q.peer}"`);
   const tables = new Map<string, Map<number, ProcSocket>>(); // by network namespace
   const found: Connection[] = [];
+  const nsOf = new Map<Connection, { ns: string; pid: number }>();
   for (const pid of (await pids(q)).sort((a, b) => a - b)) {
     const who = await identify(pid, q.program);
     if (!who?.match) continue;
@@ -199,12 +203,19 @@ export async function connections(q: ConnectionQuery): Promise<Connection[]> {
     if (!table) tables.set(ns, (table = await socketTable(pid)));
     for (const inode of inodes) {
       const s = table.get(inode);
-      if (s && matches(s, q.proto, peer)) found.push({ ...s, pid, program: who.comm, rttS: null });
+      if (!s || !matches(s, q.proto, peer)) continue;
+      const c: Connection = { ...s, pid, program: who.comm, rttS: null };
+      found.push(c); nsOf.set(c, { ns, pid });
     }
   }
-  if (found.some((c) => c.proto === 'tcp' && c.remote !== null)) {
-    const rtt = await tcpRtts();
-    for (const c of found) if (c.proto === 'tcp') c.rttS = rtt.get(c.inode) ?? null;
+  // one ss per namespace holding TCP connections
+  const own = await procRead(() => readlink('/proc/self/ns/net'));
+  const rtts = new Map<string, Promise<Map<number, number>>>();
+  for (const c of found) {
+    if (c.proto !== 'tcp' || c.remote === null) continue;
+    const { ns, pid } = nsOf.get(c)!;
+    if (!rtts.has(ns)) rtts.set(ns, tcpRtts(ns === own ? null : pid));
+    c.rttS = (await rtts.get(ns)!).get(c.inode) ?? null;
   }
   return found;
 }
