@@ -183,7 +183,8 @@ async function tcpRtts(pid: number | null): Promise<Map<number, number>> {
 
 /** The TCP and UDP sockets (IPv4 and IPv6) of the process `pid`, of every process called
  * `program`, or with the remote address `peer` (given together: all of them hold), optionally
- * of one protocol; ordered by pid, then as the kernel lists them. */
+ * of one protocol; ordered by pid, then by descriptor. Asynchronous: a daemon calling it does
+ * not wait on /proc or ss. */
 export async function connections(q: ConnectionQuery): Promise<Connection[]> {
   if (q.pid === undefined && q.program === undefined && q.peer === undefined) throw new QosError('QOS_ERR_USAGE', 'connections: name a process (pid), a program or a peer address, or more than one');
   if (q.pid !== undefined && !(Number.isInteger(q.pid) && q.pid > 0)) throw new QosError('QOS_ERR_USAGE', `connections: the pid is a whole number above 0, not ${q.pid}`);
