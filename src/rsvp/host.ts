@@ -39,6 +39,7 @@ import { A_TYPE, P_AUTH_APP, P_AUTH_USER, type PolicyData } from './policy-data.
 import type { Session } from './session.js';
 import type { StatusEvent } from './status.js';
 import type { StyleName } from './style.js';
+import { initialAdspec } from './support.js';
 import { TcInstaller } from './tc-install.js';
 import { toJson } from './format.js';
 
@@ -50,6 +51,8 @@ export interface HostNode {
   readonly engine: RsvpEngine;
   counts(): NodeCounts;
   sourceFor(destination: string): string | null;
+  /** the interface toward destination and its MTU (for the ADSPEC a sender starts) */
+  linkFor?(destination: string): { ifname: string; mtu: number | null } | null;
   close(): Promise<void>;
 }
 
@@ -198,6 +201,12 @@ export class RsvpHost implements Component {
       notify: (e, m) => this.notify(e, m),
       autoResv: o.autoResv ?? null,
       hostPolicy: () => identityPolicy(this.users.get(0, Date.now()), null),
+      // the ADSPEC a sender starts (RFC 2210 3.3): the routers on the way compose their terms in
+      adspecFor: (destination) => {
+        const link = this.node?.linkFor?.(destination) ?? null;
+        const rate = link ? this.o.links?.get(link.ifname) : undefined;
+        return initialAdspec({ mtu: link?.mtu ?? 1500, ...(rate ? { linkRate: rate } : {}) });
+      },
     });
     this.counter = o.registry ? new Counter({ name: 'qosd_rsvp_notifications_total', help: 'RSVP status notifications (seed 002\'s FD_QOS codes), by code', labelNames: ['code'], registers: [o.registry] }) : null;
   }

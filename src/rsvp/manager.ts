@@ -93,6 +93,8 @@ export interface ManagerOptions {
   autoResv?: { service: 'CL' | 'GS'; delayS: number | null } | null;
   /** the policy data of a session AutoRESV makes */
   hostPolicy: () => PolicyData;
+  /** the ADSPEC a sender's Path starts with, toward a destination (none: Path without one) */
+  adspecFor?: (destination: string) => Adspec;
 }
 
 const bucketOf = (t: TokenBucket): TokenBucket => ({ r: t.r, b: t.b, p: t.p, m: t.m, M: t.M });
@@ -126,7 +128,8 @@ export class RsvpManager {
     st.m.active = true;
     if (st.m.role === 'sender') {
       const s = st.m.sender!;
-      st.shandle = this.o.engine().sender({ session: s.session, sender: s.sender, tspec: { kind: 'SENDER_TSPEC', ...s.tspec }, policyData: st.m.policy });
+      const adspec = this.o.adspecFor?.(s.session.destination);
+      st.shandle = this.o.engine().sender({ session: s.session, sender: s.sender, tspec: { kind: 'SENDER_TSPEC', ...s.tspec }, policyData: st.m.policy, ...(adspec ? { adspec } : {}) });
     } else this.reserve(st);
     return st.m;
   }

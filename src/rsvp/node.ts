@@ -14,12 +14,12 @@ import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../clock.js';
 import { QosError } from '../errors.js';
 import { RsvpEngine } from './engine/engine.js';
-import type { Admission, EngineOptions, Inbound, Outbound, Routes, RsvpEvent, TrafficInstaller } from './engine/types.js';
+import type { Admission, EngineOptions, Inbound, Outbound, Routes, RsvpEvent, RsvpInterface, TrafficInstaller } from './engine/types.js';
 import { decode, decodeSkippingUnknown, encode, type RsvpMessage } from './message.js';
 import { IntegrityState } from './integrity-state.js';
 import { UnknownObjectError } from './object.js';
 import type { PolicyData } from './policy-data.js';
-import { systemRoutes } from './routes.js';
+import { type RouteTable, systemRoutes } from './routes.js';
 import { openRaw, openUdp, type Packet, type RsvpSocket } from './transport/index.js';
 
 export interface NodeOptions {
@@ -43,6 +43,10 @@ export interface NodeOptions {
   /** link rates by interface name, bytes/s (the router's --link and driver speeds): what the
    * ADSPEC's path bandwidth is composed with (the MTU comes from the routing table's read) */
   rates?: Map<string, number>;
+  /** the Guaranteed Service error terms (C bytes, D microseconds) an interface, with its rate
+   * from `rates` and its MTU, adds to the ADSPEC of a Path going out on it (RFC 2212 section
+   * 6); undefined: none (the router's: its HTB's, router.ts gsTermsFor) */
+  gsTerms?: (i: RsvpInterface) => { c: number; d: number } | undefined;
   /** INTEGRITY keys by key id (12 hex digits, RFC 2747): with them, every message sent is
    * signed with the first, and what arrives is checked (integrity-state.ts) */
   keys?: Map<string, Uint8Array>;
@@ -69,9 +73,16 @@ export class RsvpNode {
   private readonly raw: RsvpSocket | undefined;
   private readonly udp: RsvpSocket | undefined;
 
-  private constructor(readonly engine: RsvpEngine, private readonly sockets: RsvpSocket[], private readonly timers: { cancel(): void }[], private readonly routes: Routes) {
+  private constructor(readonly engine: RsvpEngine, private readonly sockets: RsvpSocket[], private readonly timers: { cancel(): void }[], private readonly routes: RouteTable) {
     this.raw = sockets.find((x) => x.via === 'raw');
     this.udp = sockets.find((x) => x.via === 'udp');
+  }
+
+  /** The interface this node sends on toward destination and its MTU, or null (no route). */
+  linkFor(destination: string): { ifname: string; mtu: number | null } | null {
+    const r = this.routes.lookup(destination);
+    if (!r) return null;
+    return { ifname: r.ifname, mtu: this.routes.interfaces.find((i) => i.name === r.ifname)?.mtu ?? null };
   }
 
   /** The address this node sends from toward destination (its route's source), or null. */
@@ -95,7 +106,11 @@ export class RsvpNode {
     const send = (out: Outbound) => node?.send(out);
     const eo: EngineOptions = {
       role: o.role, clock, routes, send,
-      interfaces: routes.interfaces.map((i) => (o.rates?.has(i.name) ? { ...i, rate: o.rates.get(i.name)! } : i)),
+      interfaces: routes.interfaces.map((i) => {
+        const j = o.rates?.has(i.name) ? { ...i, rate: o.rates.get(i.name)! } : i;
+        const gs = o.gsTerms?.(j);
+        return gs ? { ...j, gs } : j;
+      }),
       ...(o.traffic ? { traffic: o.traffic } : {}), ...(o.admission ? { admission: o.admission } : {}),
       ...(o.refreshMs ? { refreshMs: o.refreshMs } : {}), ...(o.k ? { k: o.k } : {}),
       // refreshes within R/100 of each other (300 ms of the default 30 s) go out in one turn

@@ -16,7 +16,7 @@ import { QosError } from '../errors.js';
 import { systemRunner, TrafficControl } from '../tc/control.js';
 import { LinkAdmission, type AdmissionConfig } from './admission.js';
 import { bandwidth } from './engine/state.js';
-import type { Admission, Reservation, RsvpEvent, TrafficInstaller } from './engine/types.js';
+import type { Admission, Reservation, RsvpEvent, RsvpInterface, TrafficInstaller } from './engine/types.js';
 import { RsvpNode } from './node.js';
 import { TcInstaller } from './tc-install.js';
 
@@ -33,6 +33,8 @@ export interface RouterOptions {
   stateDir: string;
   log?: Logger;
   onEvent?: (e: RouterEvent) => void;
+  /** Guaranteed Service error terms by interface (--gs-terms), over the defaults of gsTermsFor */
+  gsTerms?: Map<string, { c: number; d: number }>;
   /** INTEGRITY keys (RFC 2747; node.ts NodeOptions.keys) and whether a message without one is dropped */
   keys?: Map<string, Uint8Array>;
   requireIntegrity?: boolean;
@@ -103,6 +105,20 @@ function driverSpeeds(): Map<string, number> {
   return out;
 }
 
+/** The Guaranteed Service error terms (RFC 2212 section 6) an interface exports: those given
+ * for it, else, on an interface it reserves on (one with a rate, the HTB root's), those of a
+ * rate-based scheduler (its HTB class) at that rate: C = the link's MTU, bytes (packets are
+ * served whole, so one may leave up to MTU / R later than the fluid model at R says: the
+ * rate-dependent term), and D = one MTU at the link's rate, microseconds, rounded up (another
+ * flow's packet already on the wire when this one's arrives: the rate-independent term). An
+ * interface with no rate or MTU exports none. */
+export function gsTermsFor(i: Pick<RsvpInterface, 'name' | 'rate' | 'mtu'>, given?: Map<string, { c: number; d: number }>): { c: number; d: number } | undefined {
+  const g = given?.get(i.name);
+  if (g) return g;
+  if (!i.rate || !i.mtu) return undefined;
+  return { c: i.mtu, d: Math.ceil((i.mtu / i.rate) * 1e6) };
+}
+
 export interface RunningRouter {
   node: RsvpNode;
   tc: TrafficControl;
@@ -126,7 +142,7 @@ export async function startRouter(o: RouterOptions): Promise<RunningRouter> {
     const admission = new LinkAdmission({ links, ...o.quotas });
     const installer = new TcInstaller(tc);
     node = await RsvpNode.open({
-      role: 'router', refreshMs: o.refreshMs, k: o.k, udp: o.udp, rates: new Map(Object.entries(links).map(([dev, l]) => [dev, l.rate])), traffic: new ReportingInstaller(installer, report), admission: new ReportingAdmission(admission, report),
+      role: 'router', refreshMs: o.refreshMs, k: o.k, udp: o.udp, rates: new Map(Object.entries(links).map(([dev, l]) => [dev, l.rate])), gsTerms: (i) => gsTermsFor(i, o.gsTerms), traffic: new ReportingInstaller(installer, report), admission: new ReportingAdmission(admission, report),
       ...(o.log ? { log: o.log } : {}), onEvent: report, ...(o.keys ? { keys: o.keys, requireIntegrity: o.requireIntegrity ?? false } : {}),
     });
     const n = node;

@@ -10,8 +10,9 @@ import { exitCodeFor, QosError } from '../../errors.js';
 import { adminSocket } from '../../paths.js';
 import { parseRate } from '../../units.js';
 import { print } from '../format.js';
-import { addRsvpSessions } from './rsvp-sessions.js';
 import { duration, namedRates, parseKeys, positiveInt } from '../options.js';
+import { addRsvpConnections } from './rsvp-connections.js';
+import { addRsvpSessions } from './rsvp-sessions.js';
 
 type Rec = Record<string, unknown>;
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -37,6 +38,19 @@ const sessionBody = (o: SessionFlags): Rec => ({
   destination: o.dest, port: o.port, protocol: o.proto, rate: o.rate,
   ...(o.bucket ? { bucket: o.bucket } : {}), ...(o.peak ? { peak: o.peak } : {}), ...(o.min ? { min: o.min } : {}), ...(o.max ? { max: o.max } : {}),
 });
+
+/** --gs-terms DEV=C,D options: each interface's Guaranteed Service error terms, whole numbers
+ * (C bytes, D microseconds) that fit the ADSPEC's 32-bit fields. */
+function gsTerms(values: string[]): Map<string, { c: number; d: number }> {
+  const out = new Map<string, { c: number; d: number }>();
+  for (const v of values) {
+    const m = /^([^=]+)=(\d+),(\d+)$/.exec(v);
+    const c = Number(m?.[2]), d = Number(m?.[3]);
+    if (!m || c > 0xffffffff || d > 0xffffffff) throw new QosError('QOS_ERR_USAGE', `--gs-terms takes DEV=C,D, C in bytes and D in microseconds, whole numbers below 2^32 (r1b=1500,1200), not "${v}"`);
+    out.set(m[1]!, { c, d });
+  }
+  return out;
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -106,6 +120,7 @@ export function rsvpCommands(program: Command): void {
     .option('--refresh <time>', 'R, the refresh period it sends with (RFC 2205 default 30s)', (v) => duration(v, '--refresh'), 30)
     .option('--k <n>', 'K: state lives (K + 0.5) x 1.5 x R after its last refresh', (v) => positiveInt(v, '--k'), 3)
     .option('--link <dev=rate>', 'an interface\'s link rate (r1b=10Mbit): its HTB root\'s rate and what admission shares out; repeat for more. An interface not named has the rate its driver reports; one that reports none (a veth) has nothing reservable', collect, [] as string[])
+    .option('--gs-terms <dev=C,D>', 'the Guaranteed Service error terms an interface adds to the ADSPEC of a Path it forwards (RFC 2212 section 6): C bytes, D microseconds (r1b=1500,1200); repeat. Default, on an interface with a rate: C = its MTU, D = one MTU at its rate', collect, [] as string[])
     .option('--share <fraction>', 'the share of a link reservations may take', '0.9')
     .option('--quota-user <name=rate>', 'the most one user\'s reservations (POLICY_DATA AUTH_USER) may take, summed over the router\'s interfaces; repeat', collect, [] as string[])
     .option('--quota-app <name=rate>', 'the same for an application (AUTH_APP); repeat', collect, [] as string[])
@@ -118,11 +133,12 @@ export function rsvpCommands(program: Command): void {
     .option('--state-dir <dir>', 'where it notes the interfaces it controls, so that the next router removes what a killed one left', '/run/qosd')
     .option('--json', 'print each reservation installed, changed, refused or removed as a JSON line')
     .option('--log-level <level>', 'log level (to stderr)', 'warn')
-    .action(async (o: { refresh: number; k: number; link: string[]; share: string; quotaUser: string[]; quotaApp: string[]; defaultUserQuota?: string; defaultAppQuota?: string; udp?: boolean; key: string[]; requireIntegrity?: boolean; table: string; stateDir: string; json?: boolean; logLevel: string }) => {
+    .action(async (o: { refresh: number; k: number; link: string[]; gsTerms: string[]; share: string; quotaUser: string[]; quotaApp: string[]; defaultUserQuota?: string; defaultAppQuota?: string; udp?: boolean; key: string[]; requireIntegrity?: boolean; table: string; stateDir: string; json?: boolean; logLevel: string }) => {
       const share = Number(o.share);
       if (!(share > 0 && share <= 1)) throw new QosError('QOS_ERR_USAGE', `--share is a fraction above 0 and at most 1, not "${o.share}"`);
       if (!/^[a-z][a-z0-9_]{0,30}$/.test(o.table)) throw new QosError('QOS_ERR_USAGE', `--table is a name of lower-case letters, digits and _, not "${o.table}"`);
       const links = new Map(Object.entries(namedRates(o.link, '--link')));
+      const terms = gsTerms(o.gsTerms);
       const keys = parseKeys(o.key);
       if (o.requireIntegrity && !keys.size) throw new QosError('QOS_ERR_USAGE', '--require-integrity needs a --key');
       const { mkdirSync } = await import('node:fs');
@@ -132,7 +148,7 @@ export function rsvpCommands(program: Command): void {
       const { startRouter } = await import('../../rsvp/router.js');
       const { toJsonLine: toJson } = await import('../../rsvp/format.js');
       const r = await startRouter({
-        refreshMs: o.refresh * 1000, k: o.k, udp: o.udp ?? false, links, share, ...(keys.size ? { keys, requireIntegrity: o.requireIntegrity ?? false } : {}), table: o.table, stateDir: o.stateDir, log,
+        refreshMs: o.refresh * 1000, k: o.k, udp: o.udp ?? false, links, gsTerms: terms, share, ...(keys.size ? { keys, requireIntegrity: o.requireIntegrity ?? false } : {}), table: o.table, stateDir: o.stateDir, log,
         quotas: {
           users: namedRates(o.quotaUser, '--quota-user'), apps: namedRates(o.quotaApp, '--quota-app'),
           default: { ...(o.defaultUserQuota ? { user: parseRate(o.defaultUserQuota) } : {}), ...(o.defaultAppQuota ? { app: parseRate(o.defaultAppQuota) } : {}) },
@@ -229,6 +245,7 @@ export function rsvpCommands(program: Command): void {
       print(lines.join('\n'));
     });
 
+  addRsvpConnections(rsvp);
   rsvp
     .command('bench')
     .description('what RSVP costs here: a typical Path decoded and encoded per second (target 200,000 each), and `qos rsvp router` holding 10,000 sessions refreshed every 30 s between two hosts in network namespaces: its CPU (target under 10 % of one core) and memory (needs root, ip, tc, nft for the router part)')

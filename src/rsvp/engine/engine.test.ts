@@ -15,6 +15,8 @@ import { pick } from './messages.js';
 import { chain, settle, type TestNet } from './testnet.js';
 import { ManualClock } from '../../clock.js';
 import { RsvpEngine } from './engine.js';
+import type { Adspec } from '../adspec.js';
+import { initialAdspec } from '../support.js';
 
 const R = 30_000;
 const L = (3 + 0.5) * 1.5 * R;
@@ -338,6 +340,28 @@ test('ADSPEC composition: each router adds a hop, lowers the path bandwidth to i
   odd.node('S').engine.sender({ session: uni, sender: S1, tspec, adspec: start });
   const p = odd.node('D').events.find((e) => e.kind === 'path');
   assert.ok(p?.kind === 'path' && p.adspec?.general.pathBw === Math.fround(1_000_000.3));
+});
+
+test('ADSPEC Guaranteed terms: each router adds its outgoing interface\'s C and D to Ctot/Csum and Dtot/Dsum; an empty or broken fragment passes as it came', () => {
+  // R1's 10 Mb/s link: one 1500-byte packet, 1200 us; R2's 100 Mb/s link: 1500 bytes, 120 us
+  const c1 = 1500, d1 = 1200, c2 = 1500, d2 = 120;
+  const gsAt = (net: TestNet, start: Adspec) => {
+    net.node('S').engine.sender({ session: uni, sender: S1, tspec, adspec: start });
+    const p = net.node('D').events.find((e) => e.kind === 'path');
+    assert.ok(p?.kind === 'path', 'D has the path');
+    return p.adspec?.gs;
+  };
+  const links = { r1b: { rate: 1_250_000, gs: { c: c1, d: d1 } }, r2b: { rate: 12_500_000, gs: { c: c2, d: d2 } } };
+  const start = initialAdspec({ mtu: 1500 });
+  assert.deepEqual(gsAt(chain({ links }), start), { breakBit: false, terms: { ctot: c1 + c2, dtot: d1 + d2, csum: c1 + c2, dsum: d1 + d2 } });
+  const from = { breakBit: false, terms: { ctot: 100, dtot: 10, csum: 50, dsum: 5 } };
+  assert.deepEqual(gsAt(chain({ links }), { ...start, gs: from }), { breakBit: false, terms: { ctot: 3100, dtot: 1330, csum: 3050, dsum: 1325 } }, 'added to what the sender put');
+  assert.deepEqual(gsAt(chain({ links: { r1b: links.r1b } }), start)?.terms, { ctot: c1, dtot: d1, csum: c1, dsum: d1 }, 'R2 has no terms: it adds none');
+  assert.deepEqual(gsAt(chain({ links }), { ...start, gs: { breakBit: true, terms: null } }), { breakBit: true, terms: null }, 'an empty, broken fragment');
+  const broken = { breakBit: true, terms: { ctot: 7, dtot: 7, csum: 7, dsum: 7 } };
+  assert.deepEqual(gsAt(chain({ links }), { ...start, gs: broken }), broken, 'a broken fragment is not composed');
+  const big = { breakBit: false, terms: { ctot: 0xffffffff - 100, dtot: 0, csum: 0, dsum: 0 } };
+  assert.equal((gsAt(chain({ links }), { ...start, gs: big }) as { terms: { ctot: number } }).terms.ctot, 0xffffffff, 'held at the largest 32-bit value');
 });
 
 test('path state is bounded: past maxPaths a new sender\'s Path is dropped and counted; a refresh of one held is not, and room comes back', () => {

@@ -19,6 +19,10 @@ import type { Inbound } from './types.js';
 /** A host's own sender: close() sends PathTear; update() advertises a new TSpec now. */
 export interface SenderHandle { close(): void; update(tspec: SenderTspec): void }
 
+/** A composed error term: the sum, held at 2^32 - 1, the largest the ADSPEC's 32-bit field
+ * carries (a path whose terms overflow it is beyond any delay bound anyway). */
+const sum32 = (a: number, b: number) => Math.min(a + b, 0xffffffff);
+
 export class PathSide {
   constructor(private readonly c: EngineCore, private readonly r: ResvSide) {}
 
@@ -111,14 +115,21 @@ export class PathSide {
    * router is one more IS hop; the path bandwidth is at most the outgoing link's rate and the
    * path MTU at most its MTU, where the interface says; the minimum path latency gains this
    * hop's, which we take as 0 (a router's own forwarding latency is not measured); a non-RSVP
-   * hop before it breaks the composition (section 3.8 of RFC 2205). */
+   * hop before it breaks the composition (section 3.8 of RFC 2205). The Guaranteed fragment's
+   * terms (RFC 2212 section 6) gain the outgoing interface's C and D: Ctot and Dtot sum every
+   * hop's, Csum and Dsum the hops' since the last reshaping point, and as no node of ours
+   * counts as one (none reshapes a flow back to its TSpec before its queue), every hop adds to
+   * both. An empty fragment or one with its break bit set passes as it came. */
   private composeAdspec(psb: Psb): Adspec | null {
     const a = psb.adspec;
     if (!a || !psb.phop) return a;
     const out = psb.outIf ? this.c.byName.get(psb.outIf) : undefined;
     const g = a.general;
+    const t = a.gs?.terms;
+    const e = out?.gs;
     return {
       ...a,
+      ...(a.gs && t && e && !a.gs.breakBit ? { gs: { ...a.gs, terms: { ctot: sum32(t.ctot, e.c), dtot: sum32(t.dtot, e.d), csum: sum32(t.csum, e.c), dsum: sum32(t.dsum, e.d) } } } : {}),
       general: {
         ...g, hopCount: g.hopCount + 1, breakBit: g.breakBit || psb.breakBit,
         // a float the ADSPEC's 32-bit field holds exactly (the encoder takes no other)

@@ -30,7 +30,7 @@ export class FakeTraffic implements TrafficInstaller {
 export interface NodeSpec {
   name: string;
   role: 'host' | 'router';
-  interfaces: { name: string; addresses: string[]; lih: number; link: string; rate?: number; mtu?: number }[];
+  interfaces: { name: string; addresses: string[]; lih: number; link: string; rate?: number; mtu?: number; gs?: { c: number; d: number } }[];
   route: (dst: string) => RouteTo | null;
   admission?: Admission;
   traffic?: TrafficInstaller | null;
@@ -56,8 +56,8 @@ export class TestNet {
   private seed = 12345;
   readonly random = () => { this.seed = (this.seed * 1103515245 + 12345) % 2 ** 31; return this.seed / 2 ** 31; };
 
-  /** links: rates and MTUs of interfaces by name, added to every node's */
-  constructor(private readonly links: Record<string, { rate?: number; mtu?: number }> = {}) {}
+  /** links: rates, MTUs and GS error terms of interfaces by name, added to every node's */
+  constructor(private readonly links: Record<string, { rate?: number; mtu?: number; gs?: { c: number; d: number } }> = {}) {}
 
   add(spec: NodeSpec, extra: Partial<EngineOptions> = {}): TestNode {
     const traffic = new FakeTraffic();
@@ -114,7 +114,7 @@ export class TestNet {
 
 /** The chain the tests run on: sender host S - router R1 - router R2 - a LAN with receiver
  * hosts D and E, which both joined the multicast group 224.1.1.1. */
-export function chain(opts: { r1?: Partial<NodeSpec>; r2?: Partial<NodeSpec>; refreshMs?: number; links?: Record<string, { rate?: number; mtu?: number }> } = {}): TestNet {
+export function chain(opts: { r1?: Partial<NodeSpec>; r2?: Partial<NodeSpec>; refreshMs?: number; links?: Record<string, { rate?: number; mtu?: number; gs?: { c: number; d: number } }> } = {}): TestNet {
   const net = new TestNet(opts.links);
   const R = opts.refreshMs ?? 30_000;
   const via = (ifname: string, gateway: string | null, src: string): RouteTo => ({ ifname, gateway, src });

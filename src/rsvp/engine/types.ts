@@ -29,6 +29,11 @@ export interface RsvpInterface {
   rate?: number;
   /** the link's MTU, bytes, when known: composed into the ADSPEC's path MTU */
   mtu?: number;
+  /** the Guaranteed Service error terms of this interface's scheduler (RFC 2212 section 6):
+   * c, bytes (rate-dependent), d, microseconds (rate-independent), whole numbers; Path going
+   * out here adds them to the ADSPEC's Ctot/Csum and Dtot/Dsum. Without them a Path's GS
+   * terms pass unchanged. */
+  gs?: { c: number; d: number };
 }
 
 /** Where the routing table sends a destination: the outgoing interface, the next hop's
