@@ -29,6 +29,12 @@ const POLICY = `rules:
   - name: big
     match: { exe: "*iperf3*", proto: udp, remote_port: 5202 }
     action: { reserve: { service: controlled-load, flowspec: { TokenRate: 6Mbit, TokenBucketSize: 16kB, MaxSduSize: 1000 } } }
+  - name: tcp-bulk
+    match: { exe: "*python3*", proto: tcp, remote_port: 5300 }
+    action: { reserve: { service: controlled-load, flowspec: { TokenRate: 2Mbit, TokenBucketSize: 8kB, MaxSduSize: 1448 } } }
+  - name: live
+    match: { exe: "*python3*", proto: udp, remote_port: 5310 }
+    action: { reserve: { characterize: true } }
 `;
 let chain: NetChain;
 let dir: string;
@@ -188,6 +194,87 @@ test('SIGKILL of a reserved program: its sender goes (PathTear), and r1\'s class
   await client.exited.catch(() => undefined);
   server.kill();
 });
+
+type PathEvent = { event: { kind: string; session: { port: number }; tspec: { r: number; b: number; M: number }; adspec: { gs?: { terms: { ctot: number; dtot: number } | null } } | null } };
+async function pathsAt(d: TestDaemon, port: number): Promise<PathEvent['event'][]> {
+  return (await callJson<PathEvent[]>(d.admin, 'GET', '/v1/rsvp/events?after=0')).map((e) => e.event).filter((e) => e.kind === 'path' && e.session.port === port);
+}
+
+test('support mode: a receiver asks Guaranteed "r = 2 Mb/s, W = 50 ms"; its Resv carries the R the delay bound gives with the ADSPEC\'s Ctot and Dtot, and r1 reserves it', async () => {
+  const at = router.events.length;
+  const r = sh([process.execPath, QOS, 'rsvp', 'open', '--role', 'receiver', '--dest', DEST(), '--port', '5320', '--service', 'gs', '--bandwidth', '2Mbit', '--delay', '50ms', '--json', '--admin', receiver.admin]);
+  assert.equal(r.status, 0, r.stderr);
+  const id = (JSON.parse(r.stdout) as { id: number }).id;
+  const s = sh([process.execPath, QOS, 'rsvp', 'open', '--role', 'sender', '--dest', DEST(), '--port', '5320', '--sport', '40320', '--rate', '2Mbit', '--bucket', '20kB', '--max', '1028', '--json', '--admin', sender.admin]);
+  assert.equal(s.status, 0, s.stderr);
+  await waitFor('the Path at the receiver', async () => (await pathsAt(receiver, 5320)).length > 0, 100);
+  const path = (await pathsAt(receiver, 5320))[0]!;
+  // r1's link toward the receiver, 10 Mb/s with a 1500-byte MTU: C = 1500 bytes, D = 1500 B / 1.25 MB/s = 1200 us
+  assert.deepEqual(path.adspec?.gs?.terms && [path.adspec.gs.terms.ctot, path.adspec.gs.terms.dtot], [1500, 1200]);
+  const installedNow = () => router.events.slice(at).find((e) => e.kind === 'installed' && e.ifname === 'r1b') as { rate: number } | undefined;
+  await waitFor('r1 installing the reservation', () => installedNow() !== undefined, 100);
+  const installed = installedNow()!;
+  // by hand (RFC 2212, p unlimited): W = (b + Ctot) / R + Dtot, so R = (20000 + 1500) / (0.050 - 0.0012) = 440,573.77 B/s
+  const R = (20000 + 1500) / (0.05 - 0.0012);
+  const session = (await callJson<{ id: number; asked: { style: string; descriptors: { flowspec: { service: string; R: number; tspec: { r: number } } }[] } }[]>(receiver.admin, 'GET', '/v1/rsvp/sessions')).find((x) => x.id === id)!;
+  const fs = session.asked.descriptors[0]!.flowspec;
+  assert.equal(session.asked.style, 'WF', 'one sender: WF (seed 001)');
+  assert.equal(fs.service, 'GS');
+  assert.equal(fs.tspec.r, 250000, 'r is the bandwidth asked');
+  assert.ok(fs.R >= R && fs.R - R < 0.05, `R ${fs.R} is not ${R.toFixed(2)} (rounded up to a 32-bit float)`);
+  assert.ok(Math.abs(installed.rate - fs.R) < 1, `r1 reserved ${installed.rate} B/s, not R`);
+  for (const [d, x] of [[receiver, id], [sender, (JSON.parse(s.stdout) as { id: number }).id]] as const) assert.equal(sh([process.execPath, QOS, 'rsvp', 'close', String(x), '--admin', d.admin]).status, 0);
+});
+
+test('a TCP connection reserved by policy: its session carries the measured RTT and the window W_R = 2 RTT r, and its TSpec the burst a sender paced by it makes', async () => {
+  const server = start(['python3', '-c', TCP_SINK, '5300'], { netns: ns('receiver'), name: 'tcp sink', keepStdout: true });
+  await server.until('ready', 30_000, 'stdout');
+  const client = start(sender.run('python3', '-c', TCP_SOURCE, DEST(), '5300', '4'), { netns: ns('sender'), name: 'tcp source' });
+  type S = { origin: string; program: { exe: string } | null; tcp: { rttS: number; window: number } | null; sender: { tspec: { r: number; b: number } } };
+  const find = async () => (await callJson<S[]>(sender.admin, 'GET', '/v1/rsvp/sessions')).find((x) => x.origin === 'policy' && /python3/.test(x.program?.exe ?? ''));
+  await waitFor('a session for the TCP connection', async () => (await find()) !== undefined, 100);
+  const mine = (await find())!;
+  assert.ok(mine.tcp && mine.tcp.rttS > 0, `the round trip was measured: ${JSON.stringify(mine.tcp)}`);
+  const r = 250000, rS = 1e6; // 2 Mbit/s reserved; the sending host's link, --rsvp-link 8Mbit
+  assert.ok(Math.abs(mine.tcp.window - 2 * mine.tcp.rttS * r) <= 1, `window ${mine.tcp.window} is 2 RTT r = ${2 * mine.tcp.rttS * r}`);
+  const burst = mine.tcp.window * (1 - r / rS);
+  assert.ok(mine.sender.tspec.b >= Math.max(8000, burst) && mine.sender.tspec.b <= Math.max(8000, burst) * 1.001 + 1, `b ${mine.sender.tspec.b} is max(the bucket, W_R (1 - r/r_S) = ${burst})`);
+  await waitFor('the Path at the receiver', async () => (await pathsAt(receiver, 5300)).length > 0, 100);
+  assert.equal((await pathsAt(receiver, 5300))[0]!.tspec.b, mine.sender.tspec.b, 'the Path carries that burst');
+  await client.exited;
+  await server.exited;
+});
+
+test('characterize: true: the daemon estimates the live flow and its Path carries the rate it measured', async () => {
+  const sink = start(['python3', '-c', COUNT_SINK, '3', '5310'], { netns: ns('receiver'), name: 'sink', keepStdout: true });
+  await sink.until('ready', 30_000, 'stdout');
+  // 1 Mbit/s of 1000-byte payloads: 125,000 B/s of payload, 128,500 B/s of IP datagrams
+  const cbr = start(sender.run('python3', '-c', CBR_PROGRAM, DEST(), '5310', String(1e6), '8', '40310'), { netns: ns('sender'), name: 'cbr live', keepStdout: true });
+  await waitFor('the estimated Path at the receiver', async () => (await pathsAt(receiver, 5310)).length > 0, 100, 30_000)
+    .catch((e: Error) => { throw new Error(`${e.message}; the sending daemon's log:\n${sender.log.slice(-3000)}`); });
+  const path = (await pathsAt(receiver, 5310))[0]!;
+  assert.ok(path.tspec.r > 128500 * 0.7 && path.tspec.r < 128500 * 1.5, `r ${path.tspec.r} B/s is not near the 128,500 B/s sent`);
+  assert.equal(path.tspec.M, 1028, 'M is the largest datagram seen');
+  await waitFor('RECEIVERS at the sender', async () => (await notes(sender, 5310)).some((n) => n.code === 'RECEIVERS'), 100);
+  await cbr.exited;
+  await sink.exited;
+});
+
+/** Reads TCP on ARGV[1] until the peer closes. */
+const TCP_SINK = `import socket, sys
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); l.bind(('', int(sys.argv[1]))); l.listen(1)
+print('ready', flush=True)
+c, _ = l.accept()
+while c.recv(65536): pass
+`;
+/** Writes 64 kB every 0.1 s to ARGV[1]:ARGV[2] for ARGV[3] seconds. */
+const TCP_SOURCE = `import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+end = time.time() + float(sys.argv[3])
+while time.time() < end:
+    s.sendall(b'x' * 65536); time.sleep(0.1)
+s.close()
+`;
 
 /** Counts datagrams per port (ARGV[2:]) until ARGV[1] seconds pass with none after the first. */
 const COUNT_SINK = `import json, select, socket, sys, time

@@ -23,6 +23,8 @@ import type { TokenBucket } from './intserv.js';
 import type { ReserveRequest } from './reserve-request.js';
 import { tspecFor } from './reserve-request.js';
 import type { StatusEvent } from './status.js';
+import { connections } from './connections.js';
+import { tcpReservation } from './support.js';
 
 /** Tries after a decision: the agent connects only once it has the answer. */
 const RETRY_MS = [2, 5, 10, 20, 50, 100, 200, 400, 800, 1600];
@@ -105,8 +107,8 @@ export class RsvpAttach {
     const t = tuple;
     const source = t.src === '*' ? this.host.sourceFor(t.dst) : t.src;
     if (!source) throw new Error(`no route to ${t.dst}`);
-    const open = (tspec: TokenBucket): boolean => {
-      const m = this.host.openForProgram({
+    const open = (tspec: TokenBucket, tcp: { rttS: number; window: number } | null = null): boolean => {
+      const m = this.host.openForProgram({ tcp,
         uid: f.uid, program: { pid: f.pid, fd: f.fd, exe: f.exe, uid: f.uid, user: f.user, rule }, dscp: want.dscp,
         session: { kind: 'SESSION', destination: t.dst, protocol: t.proto === 'tcp' ? 6 : 17, flags: 0, port: t.dport }, source, sport: t.sport, tspec,
       });
@@ -117,10 +119,31 @@ export class RsvpAttach {
       return true;
     };
     if (want.spec) {
-      if (!open(tspecFor(want.spec, { proto: t.proto, ipv6: t.family === 6 }))) throw new Error(`uid ${f.uid} holds the most RSVP senders one user may`);
+      let tspec = tspecFor(want.spec, { proto: t.proto, ipv6: t.family === 6 });
+      const tcp = t.proto === 'tcp' ? await this.tcpWindow(f.pid, t, tspec) : null;
+      if (tcp) tspec = { ...tspec, b: Math.max(tspec.b, tcp.b) };
+      if (!open(tspec, tcp && { rttS: tcp.rttS, window: tcp.window })) throw new Error(`uid ${f.uid} holds the most RSVP senders one user may`);
       return;
     }
     await this.characterize(key, h, t, open);
+  }
+
+  /** A TCP flow under a reservation (seed 001, "QoS for TCP connections"): the receiver paces
+   * the sender with a window W_R = 2 RTT r, and the sender bursts b = W_R (1 - r / r_S) at its
+   * access rate r_S (support.ts). The RTT is the kernel's for this connection (ss); r_S the
+   * rate of the link it leaves by (--rsvp-link). Null when either is unknown. */
+  private async tcpWindow(pid: number, t: FiveTuple, tspec: TokenBucket): Promise<{ rttS: number; window: number; b: number } | null> {
+    const rS = this.host.linkRateFor(t.dst);
+    if (!rS || rS <= tspec.r) return null;
+    for (let i = 0; i < 5; i++) { // the first RTT sample comes with the handshake
+      const c = (await connections({ pid, proto: 'tcp' })).find((x) => x.lport === t.sport && x.rport === t.dport);
+      if (c?.rttS) {
+        const w = tcpReservation({ rttS: c.rttS, r: tspec.r, rS, M: tspec.M });
+        return { rttS: c.rttS, window: w.window, b: w.tspec.b };
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return null;
   }
 
   /** Seed 001's automatic TSpec retrieval: tcpdump on the interface the flow leaves by, the

@@ -19,7 +19,7 @@ async function host(): Promise<{ h: RsvpHost; sent: Outbound[] }> {
   const h = new RsvpHost({
     open: async (onEvent) => {
       const engine = new RsvpEngine({ role: 'host', clock: new ManualClock(0), interfaces: [iface], routes, send: (o) => sent.push(o), onEvent });
-      return { engine, counts: () => ({ received: 0, sent: sent.length, send_errors: 0, undecodable: {}, integrity: {} }), sourceFor: () => '10.0.0.1', close: async () => engine.stop() };
+      return { engine, counts: () => ({ received: 0, sent: sent.length, send_errors: 0, unencodable: 0, undecodable: {}, integrity: {} }), sourceFor: () => '10.0.0.1', close: async () => engine.stop() };
     },
   });
   await h.start();

@@ -276,12 +276,18 @@ export class RsvpHost implements Component {
 
   /** A sender for a program's socket (attach.ts): the policy's, in the program's user's name and
    * its executable's (POLICY_DATA AUTH_USER, AUTH_APP). Null: its user holds MAX_PER_UID already. */
-  openForProgram(a: { uid: number; program: NonNullable<Managed['program']>; session: Session; source: string; sport: number; tspec: TokenBucket; dscp: number | null }): Managed | null {
+  /** The rate of this host's link toward a destination, bytes/s, when --rsvp-link gives it. */
+  linkRateFor(destination: string): number | null {
+    const link = this.node?.linkFor?.(destination);
+    return (link && this.o.links?.get(link.ifname)) ?? null;
+  }
+
+  openForProgram(a: { uid: number; program: NonNullable<Managed['program']>; session: Session; source: string; sport: number; tspec: TokenBucket; dscp: number | null; tcp?: Managed['tcp'] }): Managed | null {
     if (!this.node) return null;
     try { this.checkRoom(a.uid, 'sender'); } catch { return null; }
     const app = a.program.exe.split('/').pop() || a.program.exe;
     return this.manager.open({
-      uid: a.uid, role: 'sender', origin: 'policy', program: a.program, dscp: a.dscp,
+      uid: a.uid, role: 'sender', origin: 'policy', program: a.program, dscp: a.dscp, tcp: a.tcp ?? null,
       policy: identityPolicy(this.users.get(a.uid, Date.now()), app),
       sender: { session: a.session, sender: { kind: 'SENDER_TEMPLATE', source: a.source, port: a.sport }, tspec: a.tspec },
     }, true);

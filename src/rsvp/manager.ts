@@ -25,7 +25,7 @@ import type { PolicyData } from './policy-data.js';
 import type { Session } from './session.js';
 import { codeOfError, errorText, type StatusCode, type StatusEvent, type StatusProgram } from './status.js';
 import type { StyleName } from './style.js';
-import { guaranteedRate } from './support.js';
+import { float32Up, guaranteedRate } from './support.js';
 
 export interface SenderParams { session: Session; sender: SenderTemplate; tspec: TokenBucket }
 
@@ -65,6 +65,9 @@ export interface Managed {
   receiver?: ReceiverParams;
   /** the mark this session's flow takes once admitted (a policy `reserve` with a dscp) */
   dscp: number | null;
+  /** a TCP sender's measured round trip and the window W_R = 2 RTT r its receiver should
+   * advertise to pace it at r (seed 001), when known */
+  tcp?: { rttS: number; window: number } | null;
   /** when it was opened, ms since the epoch */
   opened: number;
 }
@@ -97,7 +100,9 @@ export interface ManagerOptions {
   adspecFor?: (destination: string) => Adspec;
 }
 
-const bucketOf = (t: TokenBucket): TokenBucket => ({ r: t.r, b: t.b, p: t.p, m: t.m, M: t.M });
+/** A token bucket as the wire carries it: r, b and p 32-bit floats (RFC 2210), rounded up so a
+ * flow is never declared smaller than it is; m and M whole bytes. */
+const bucketOf = (t: TokenBucket): TokenBucket => ({ r: float32Up(t.r), b: float32Up(t.b), p: Number.isFinite(t.p) ? float32Up(t.p) : t.p, m: Math.ceil(t.m), M: Math.ceil(t.M) });
 
 export class RsvpManager {
   private readonly states = new Map<number, State>();
@@ -113,7 +118,7 @@ export class RsvpManager {
 
   /** Registers a session; active: starts signalling at once. */
   open(m: Omit<Managed, 'id' | 'active' | 'opened'>, active: boolean): Managed {
-    const full: Managed = { ...m, id: this.nextId++, active: false, opened: Date.now() };
+    const full: Managed = { ...m, ...(m.sender ? { sender: { ...m.sender, tspec: bucketOf(m.sender.tspec) } } : {}), id: this.nextId++, active: false, opened: Date.now() };
     const st: State = { m: full, shandle: null, rhandle: null, asked: null, askedStyle: null, paths: new Map(), lastResv: null, installed: null, last: null };
     this.states.set(full.id, st);
     // what path state this host already holds for a receiver's session
@@ -159,7 +164,7 @@ export class RsvpManager {
   updateTspec(id: number, tspec: TokenBucket): void {
     const st = this.states.get(id)!;
     st.m.sender!.tspec = bucketOf(tspec);
-    st.shandle?.update({ kind: 'SENDER_TSPEC', ...tspec });
+    st.shandle?.update({ kind: 'SENDER_TSPEC', ...st.m.sender!.tspec });
   }
 
   /** What this host's traffic control holds for a session's reservation (host.ts's installer):
@@ -341,7 +346,7 @@ export class RsvpManager {
   }
 
   private flowspecOf(r: ReceiverParams, sent: TokenBucket, adspec: Adspec | null): Flowspec {
-    const tspec = { ...sent, ...(r.mode === 'support' && r.bandwidth !== null ? { r: r.bandwidth } : {}) };
+    const tspec = bucketOf({ ...sent, ...(r.mode === 'support' && r.bandwidth !== null ? { r: r.bandwidth } : {}) });
     if (tspec.p < tspec.r) tspec.p = tspec.r;
     if (r.service === 'CL') return { kind: 'FLOWSPEC', service: 'CL', tspec };
     let R = r.R ?? tspec.r;

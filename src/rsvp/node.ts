@@ -56,6 +56,8 @@ export interface NodeOptions {
 
 export interface NodeCounts {
   received: number; sent: number; send_errors: number; undecodable: Record<string, number>;
+  /** messages the engine built that the codec refused to encode (not sent; each logged) */
+  unencodable: number;
   /** dropped by the INTEGRITY check, by why: missing, unknown_key, bad_digest, replay */
   integrity: Record<string, number>;
 }
@@ -67,6 +69,8 @@ export class RsvpNode {
   private readonly integrityDrops: Record<string, number> = {};
   private integrity: IntegrityState | null = null;
   private received = 0;
+  private unencodable = 0;
+  private log: Logger | undefined;
   private stopped = false;
   private readonly udpPeers = new Set<string>();
   /** the transports it has, found once */
@@ -124,6 +128,7 @@ export class RsvpNode {
     const refresh = clock.every(o.routesEveryMs ?? 10_000, () => { routes.refresh().catch((e: unknown) => o.log?.warn({ err: String(e) }, 'reading the routing table failed')); });
     node = new RsvpNode(engine, sockets, [refresh], routes);
     if (o.keys?.size) node.integrity = new IntegrityState({ keys: o.keys, require: o.requireIntegrity ?? false });
+    node.log = o.log;
     for (const s of sockets) s.onPacket((p: Packet) => node!.receive(p, o.log));
     return node;
   }
@@ -171,7 +176,16 @@ export class RsvpNode {
   private send(out: Outbound): void {
     if (this.stopped) return;
     const m = { ...out.msg, sendTtl: out.ttl };
-    const bytes = this.integrity ? this.integrity.sign(m) : encode(m);
+    let bytes: Uint8Array;
+    try {
+      bytes = this.integrity ? this.integrity.sign(m) : encode(m);
+    } catch (e) {
+      // a message the engine built from values the codec refuses: counted and logged, never a
+      // crash of the daemon or router holding every other session
+      this.unencodable++;
+      this.log?.warn({ type: out.msg.type, dst: out.dst, err: String(e) }, 'an RSVP message that does not encode, not sent');
+      return;
+    }
     // raw IP unless this node has none, or the neighbour it goes to speaks only the UDP
     // encapsulation (it was heard on UDP: RFC 2205 appendix C, a UDP-only host)
     const sock = !this.raw || (this.udp && this.udpPeers.has(out.dst)) ? this.udp! : this.raw;
@@ -188,7 +202,7 @@ export class RsvpNode {
   counts(): NodeCounts {
     let sent = 0, errors = 0;
     for (const s of this.sockets) { const c = s.counts(); sent += c.sent; errors += c.sendErrors; }
-    return { received: this.received, sent, send_errors: errors, undecodable: { ...this.undecodable }, integrity: { ...this.integrityDrops } };
+    return { received: this.received, sent, send_errors: errors, unencodable: this.unencodable, undecodable: { ...this.undecodable }, integrity: { ...this.integrityDrops } };
   }
 
   /** Stops: no timer runs, nothing is sent; the sockets are closed. */

@@ -51,7 +51,7 @@ export function delayBound(a: GsPath & { R: number }): number {
 
 /** The smallest 32-bit float not below x: the FLOWSPEC carries R as one (RFC 2210 section
  * 3.2), and a rate rounded down would miss the delay asked for. */
-function float32Up(x: number): number {
+export function float32Up(x: number): number {
   const f = Math.fround(x);
   if (f >= x) return f;
   const u = new Uint32Array(new Float32Array([f]).buffer);
