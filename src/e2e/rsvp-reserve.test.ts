@@ -32,6 +32,9 @@ const POLICY = `rules:
   - name: tcp-bulk
     match: { exe: "*python3*", proto: tcp, remote_port: 5300 }
     action: { reserve: { service: controlled-load, flowspec: { TokenRate: 2Mbit, TokenBucketSize: 8kB, MaxSduSize: 1448 } } }
+  - name: until-torn-down
+    match: { exe: "*python3*", proto: udp, remote_port: 5330 }
+    action: { reserve: { service: controlled-load, flowspec: { TokenRate: 1.5Mbit, TokenBucketSize: 8kB, MaxSduSize: 1000 } } }
   - name: live
     match: { exe: "*python3*", proto: udp, remote_port: 5310 }
     action: { reserve: { characterize: true } }
@@ -258,6 +261,26 @@ test('characterize: true: the daemon estimates the live flow and its Path carrie
   await waitFor('RECEIVERS at the sender', async () => (await notes(sender, 5310)).some((n) => n.code === 'RECEIVERS'), 100);
   await cbr.exited;
   await sink.exited;
+});
+
+test('the receiver tears its reservation down: NO_RECEIVERS at the sending host, and the program\'s datagrams go back to best effort on the wire', async () => {
+  const sink = start(['python3', '-c', COUNT_SINK, '3', '5330'], { netns: ns('receiver'), name: 'sink', keepStdout: true });
+  await sink.until('ready', 30_000, 'stdout');
+  const cap = await capture('udp port 5330');
+  const cbr = start(sender.run('python3', '-c', CBR_PROGRAM, DEST(), '5330', String(1e6), '8', '40330'), { netns: ns('sender'), name: 'cbr teardown', keepStdout: true });
+  await waitFor('RECEIVERS at the sender', async () => (await notes(sender, 5330)).some((n) => n.code === 'RECEIVERS'), 100);
+  const auto = (await callJson<{ id: number; origin: string; session: { port: number } }[]>(receiver.admin, 'GET', '/v1/rsvp/sessions')).find((x) => x.origin === 'auto' && x.session.port === 5330);
+  assert.ok(auto, 'AutoRESV made a session for the Path');
+  await new Promise((r) => setTimeout(r, 1000)); // a second of marked datagrams
+  const closed = Date.now() / 1000;
+  assert.equal(sh([process.execPath, QOS, 'rsvp', 'close', String(auto.id), '--admin', receiver.admin]).status, 0);
+  await waitFor('NO_RECEIVERS at the sender', async () => (await notes(sender, 5330)).some((n) => n.code === 'NO_RECEIVERS'), 100);
+  await cbr.exited;
+  await sink.exited;
+  const data = (await cap.stop()).filter((p) => p.proto === 17 && p.dport === 5330);
+  const before = data.filter((p) => p.t < closed), after = data.filter((p) => p.t > closed + 1);
+  assert.ok(before.some((p) => p.dscp === 24), 'marked while reserved');
+  assert.ok(after.length > 200 && after.every((p) => p.dscp === 0), `best effort again a second after the teardown: ${JSON.stringify([...new Set(after.map((p) => p.dscp))])}`);
 });
 
 /** Reads TCP on ARGV[1] until the peer closes. */

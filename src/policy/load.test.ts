@@ -76,3 +76,26 @@ test('JSON takes a path without the YAML parser, to the same result; a repeated 
   assert.equal(p.length, 1);
   assert.match(p[0]!, /^3:3 .*[Uu]nique/);
 });
+
+test('reserve: made into a request at load (IntServ service, the FLOWSPEC, the mark once admitted); bad ones are errors at their place', async () => {
+  const { actionDecision } = await import('./engine.js');
+  const doc = parsePolicy('rules:\n  - match: { exe: "*zoom*" }\n    action: { dscp: AF41, reserve: { service: guaranteed, template: H263CIF } }\n');
+  const d = actionDecision(doc.rules[0]!.action)!;
+  assert.equal(d.dscp, undefined, 'the reply marks nothing: best effort until admitted');
+  assert.equal(d.reserve!.service, 'GS');
+  assert.equal(d.reserve!.dscp, 34);
+  assert.equal(d.reserve!.spec!.TokenRate, 32490);
+  assert.equal(actionDecision(parsePolicy('rules:\n  - action: { reserve: { characterize: true } }\n').rules[0]!.action)!.reserve!.characterize, true);
+  const bad: [string, RegExp][] = [
+    ['{ reserve: { service: guaranteed } }', /needs a template/],
+    ['{ reserve: { service: fast, template: G711 } }', /service is guaranteed or controlled-load/],
+    ['{ reserve: { template: G711, characterize: true } }', /not both/],
+    ['{ service: guaranteed, reserve: { template: G711 } }', /cannot be combined with service/],
+    ['{ deny: EACCES, reserve: { template: G711 } }', /deny cannot be combined/],
+    ['{ reserve: { template: G711, burst: 3 } }', /burst|Unrecognized|unrecognized/],
+  ];
+  for (const [action, re] of bad) {
+    const found = problems(`rules:\n  - action: ${action}\n`);
+    assert.ok(found.some((x) => re.test(x) && x.startsWith('2:')), `${action}: ${JSON.stringify(found)}`);
+  }
+});

@@ -32,6 +32,14 @@ test('Tcl replies parse to decisions; anything else is refused', () => {
   assert.ok('decision' in flow && flow.decision!.dscp === 34 && flow.decision!.tc!.mode === 'shape' && flow.decision!.tc!.spec.TokenRate === 32490);
   assert.match((parseTclReply('TEMPLATE H999') as { error: string }).error, /no FLOWSPEC template "H999"/);
   assert.match((parseTclReply('DENY EACCES TEMPLATE G711') as { error: string }).error, /DENY cannot be combined/);
+  // an RSVP reservation, as a rule's reserve (rsvp/reserve-request.ts): its DSCP is the mark once admitted, not now
+  const r = parseTclReply('DSCP AF41 RESERVE guaranteed TEMPLATE H263CIF');
+  assert.ok('decision' in r && r.decision!.dscp === undefined && r.decision!.reserve!.service === 'GS' && r.decision!.reserve!.dscp === 34 && r.decision!.reserve!.spec!.TokenRate === 32490);
+  const live = parseTclReply('RESERVE characterize');
+  assert.ok('decision' in live && live.decision!.reserve!.characterize && live.decision!.reserve!.spec === null);
+  assert.match((parseTclReply('RESERVE guaranteed') as { error: string }).error, /needs a template/);
+  assert.match((parseTclReply('RESERVE fast TEMPLATE G711') as { error: string }).error, /service is guaranteed or controlled-load/);
+  assert.match((parseTclReply('RESERVE guaranteed TEMPLATE G711 MODE shape') as { error: string }).error, /RESERVE names its service itself/);
 });
 
 test('hostile Tcl: while 1 {} hits the time limit, exec/open/socket do not exist, the host keeps answering', { timeout: 60_000 }, async () => {

@@ -16,6 +16,7 @@ import { ERRNO_NAMES, dscpValue } from '../policy/dscp.js';
 import type { Decision } from '../policy/engine.js';
 import { formatList, parseList } from '../protocol/tcl-list.js';
 import { asksTc, tcRequestOf, type TcActionFields } from '../tc/request.js';
+import { reserveRequestOf } from '../rsvp/reserve-request.js';
 import { HANDLERS, NO_STATE, type HandlerName } from './js-sandbox.js';
 import { cpuMs } from './cpu.js';
 import { Lane, ScriptHostBase, type HostOptions, type ScriptOutcome } from './host.js';
@@ -25,13 +26,17 @@ const SPRINTLIB = fileURLToPath(new URL('../../src/script/SprintLib.tcl', import
 
 /** A Tcl reply string ("TOS 48", "DSCP EF PRIORITY 5", "DENY EACCES", "") as a decision;
  * empty means the rules decide. SERVICE, TEMPLATE and MODE ask for a traffic-control flow
- * for the socket, as a rule's service, template and mode do (docs/traffic-control.md). */
+ * for the socket, as a rule's service, template and mode do (docs/traffic-control.md).
+ * RESERVE service (guaranteed, controlled-load) with TEMPLATE name, or RESERVE characterize,
+ * asks for an RSVP reservation, as a rule's reserve does (docs/rsvp.md); a DSCP or TOS with
+ * it is the mark once admitted. */
 export function parseTclReply(text: string): { decision: Decision | undefined } | { error: string } {
   const t = text.trim().split(/\s+/).filter(Boolean);
   if (t.length === 0) return { decision: undefined };
   const d: Decision = {};
   const flow: TcActionFields = {};
-  const bad = (why = 'not TOS n, DSCP x, PRIORITY n, DENY ENAME, OVERRIDE, SERVICE type, TEMPLATE name or MODE mode') => ({ error: `returned ${JSON.stringify(text.slice(0, 120))}: ${why}` });
+  let reserve: string | undefined;
+  const bad = (why = 'not TOS n, DSCP x, PRIORITY n, DENY ENAME, OVERRIDE, SERVICE type, TEMPLATE name, MODE mode or RESERVE service|characterize') => ({ error: `returned ${JSON.stringify(text.slice(0, 120))}: ${why}` });
   for (let i = 0; i < t.length; i++) {
     const k = t[i]!, v = t[i + 1];
     if (k === 'OVERRIDE') { d.override = true; continue; }
@@ -43,7 +48,18 @@ export function parseTclReply(text: string): { decision: Decision | undefined } 
     else if (k === 'SERVICE' && v !== undefined) flow.service = v;
     else if (k === 'TEMPLATE' && v !== undefined) flow.template = v;
     else if (k === 'MODE' && v !== undefined) flow.mode = v;
+    else if (k === 'RESERVE' && v !== undefined) reserve = v;
     else return bad();
+  }
+  if (reserve !== undefined) {
+    if (d.deny) return bad('DENY cannot be combined with RESERVE');
+    if (flow.service !== undefined || flow.mode !== undefined) return bad('RESERVE names its service itself (RESERVE guaranteed TEMPLATE H263CIF); SERVICE and MODE are for a traffic-control flow');
+    const mark = d.dscp ?? (d.tos !== undefined ? d.tos >> 2 : null);
+    delete d.dscp; delete d.tos;
+    try {
+      d.reserve = reserve.toLowerCase() === 'characterize' ? reserveRequestOf({ characterize: true, ...(flow.template ? { template: flow.template } : {}) }, mark) : reserveRequestOf({ service: reserve, template: flow.template }, mark);
+    } catch (e) { return bad((e as Error).message); }
+    return { decision: d };
   }
   if (asksTc(flow)) {
     if (d.deny) return bad('DENY cannot be combined with a flow');
