@@ -58,7 +58,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export function rsvpCommands(program: Command): void {
   const rsvp = program
     .command('rsvp')
-    .description('RSVP (RFC 2205, IntServ RFC 2210): decode messages, run a router that admits reservations and installs them as traffic control, ask the daemon\'s RSVP host part (qos daemon --rsvp on) to send or reserve, and measure it (docs/rsvp.md)');
+    .description('RSVP (RFC 2205, IntServ RFC 2210): decode messages, run a router that admits reservations and installs them as traffic control, ask the daemon\'s RSVP host part (qos daemon --rsvp on) to send or reserve, manage its sessions (raw or support mode, active or inactive) and follow their status notifications, find a program\'s connections, and measure it (docs/rsvp.md)');
   rsvp
     .command('decode')
     .description('decode RSVP messages: one given with --hex, or every one in a pcap or pcapng file (IP protocol 46, or UDP port 1698/1699); each object\'s fields, the checksum checked, the object order of RFC 2205 section 3.1 reported. A malformed message is reported with the object and byte offset; the exit status is then 65.')
