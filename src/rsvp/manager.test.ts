@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { chain, type TestNet, type TestNode } from './engine/testnet.js';
 import { pick } from './engine/messages.js';
-import { RsvpManager, type Managed } from './manager.js';
+import { MAX_AUTO, RsvpManager, type Managed } from './manager.js';
 import type { PolicyData } from './policy-data.js';
 import type { Session } from './session.js';
 import type { StatusEvent } from './status.js';
@@ -108,4 +108,18 @@ test('a TSpec the wire cannot carry exactly is rounded up to the next 32-bit flo
   const r = pick(path.o.msg).tspec!.r;
   assert.equal(r, Math.fround(r));
   assert.ok(r >= 129_013.969_240_672_77 && r - 129_013.969_240_672_77 < 0.01);
+});
+
+test('AutoRESV answers at most MAX_AUTO sessions: Paths past it are reported, not answered', () => {
+  const net = chain({ refreshMs: 60_000 });
+  const d = managed(net, 'D', { service: 'CL', delayS: null });
+  const s = net.node('S').engine;
+  for (let i = 0; i <= MAX_AUTO; i++) {
+    s.sender({ session: { ...SESSION, port: 10_000 + i }, sender: { kind: 'SENDER_TEMPLATE', source: '10.0.1.2', port: 40000 }, tspec: { kind: 'SENDER_TSPEC', ...bucket(1000) } });
+  }
+  d.pump();
+  assert.equal(d.m.size, MAX_AUTO);
+  const refused = d.notes.filter((n) => n.code === 'GENERIC_ERROR');
+  assert.equal(refused.length, 1);
+  assert.equal(refused[0]!.session.port, 10_000 + MAX_AUTO);
 });

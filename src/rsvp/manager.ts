@@ -102,6 +102,9 @@ export interface ManagerOptions {
 
 /** A token bucket as the wire carries it: r, b and p 32-bit floats (RFC 2210), rounded up so a
  * flow is never declared smaller than it is; m and M whole bytes. */
+/** Sessions AutoRESV makes at most (each answers a Path anyone on the link may send). */
+export const MAX_AUTO = 1024;
+
 const bucketOf = (t: TokenBucket): TokenBucket => ({ r: float32Up(t.r), b: float32Up(t.b), p: Number.isFinite(t.p) ? float32Up(t.p) : t.p, m: Math.ceil(t.m), M: Math.ceil(t.M) });
 
 export class RsvpManager {
@@ -197,7 +200,10 @@ export class RsvpManager {
       case 'path': {
         const mine = this.receivers(e.session);
         let made: State | null = null;
-        if (!mine.length && this.o.autoResv) {
+        if (!mine.length && this.o.autoResv && this.autoCount() >= MAX_AUTO) {
+          // anyone on the link may send Paths: AutoRESV answers at most MAX_AUTO sessions
+          this.emit(null, 'GENERIC_ERROR', e.session, e.sender, null, `AutoRESV holds ${MAX_AUTO} sessions already: this Path is not answered`);
+        } else if (!mine.length && this.o.autoResv) {
           const a = this.o.autoResv;
           mine.push(this.states.get(this.open({
             uid: 0, role: 'receiver', origin: 'auto', policy: this.o.hostPolicy(), program: null, dscp: null,
@@ -284,6 +290,12 @@ export class RsvpManager {
   }
 
   // ---- internals ----------------------------------------------------------------------
+
+  private autoCount(): number {
+    let n = 0;
+    for (const st of this.states.values()) if (st.m.origin === 'auto') n++;
+    return n;
+  }
 
   private emit(st: State | null, code: StatusCode, session: Session, sender: SenderTemplate | FilterSpec | null, error: StatusEvent['error'], reason: string): void {
     const m = st?.m ?? null;
