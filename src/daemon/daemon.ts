@@ -167,7 +167,7 @@ export class Daemon {
         name: host.name,
         start: async () => { await host.start(); followFlows!(policy.doc); },
         stop: async () => { unsubscribe?.(); attach!.stop(); await host.stop(); },
-        status: () => ({ ...host.status(), rsvp_sockets: { attached: attach!.attached, not_attached: attach!.failed } }),
+        status: () => ({ ...host.status(), rsvp_sockets: { attached: attach!.attached, not_attached: attach!.failed, over_user_bound: attach!.overLimit } }),
         routes: host.routes,
       });
     }

@@ -30,6 +30,8 @@ import { tcpReservation } from './support.js';
 const RETRY_MS = [2, 5, 10, 20, 50, 100, 200, 400, 800, 1600];
 /** live characterisations (a tcpdump each) one user's programs may run at once */
 export const CAPTURES_PER_USER = 4;
+/** sockets of one user being attached or attached (each holds timers, then a session) */
+export const SOCKETS_PER_USER = 256;
 
 export interface RsvpAttachOptions {
   /** how often a characterised flow's estimate is taken (and re-advertised if it grew), ms */
@@ -47,9 +49,11 @@ interface Held { flow: Readonly<Flow>; id: number | null; capture: LiveCapture |
 export class RsvpAttach {
   private readonly held = new Map<string, Held>();
   private readonly captures = new Map<number, number>();
-  /** sockets that got a session, and those that could not (logged with why) */
+  private readonly perUser = new Map<number, number>();
+  /** sockets that got a session, those that could not (logged with why), and those past their user's bound */
   attached = 0;
   failed = 0;
+  overLimit = 0;
 
   constructor(private readonly host: RsvpHost, private readonly o: RsvpAttachOptions = {}) {}
 
@@ -61,6 +65,9 @@ export class RsvpAttach {
     if (e.kind !== 'decided') return;
     const want = e.decision?.reserve;
     if (!want || !f.remote || (f.proto !== 'tcp' && f.proto !== 'udp') || this.held.has(key)) return;
+    const n = this.perUser.get(f.uid) ?? 0;
+    if (n >= SOCKETS_PER_USER) { this.overLimit++; return; }
+    this.perUser.set(f.uid, n + 1);
     const h: Held = { flow: f, id: null, capture: null, timer: null };
     this.held.set(key, h);
     void this.attach(key, h, want, e.rule).catch((err: unknown) => {
@@ -84,6 +91,8 @@ export class RsvpAttach {
     const h = this.held.get(key);
     if (!h) return;
     this.held.delete(key);
+    const n = (this.perUser.get(h.flow.uid) ?? 1) - 1;
+    if (n > 0) this.perUser.set(h.flow.uid, n); else this.perUser.delete(h.flow.uid);
     if (h.timer) clearInterval(h.timer);
     if (h.capture) {
       h.capture.kill();
