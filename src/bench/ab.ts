@@ -24,17 +24,22 @@ export interface AbOptions {
   rounds: number;
   loadMs: number;
   threads: number;
+  /** more `qos daemon` options for each side (e.g. one build with and without --nice keep) */
+  oldArgs?: string[];
+  newArgs?: string[];
   progress?: (m: string) => void;
 }
 
-interface Side { decisions_per_s: number; main_us_per_pair: number; all_us_per_pair: number }
+/** clients_us_per_pair: the load clients' CPU (daemon_load's 16 threads), from this process's
+ * waited-for children's times: what the clients got while the daemon served them */
+interface Side { decisions_per_s: number; main_us_per_pair: number; all_us_per_pair: number; clients_us_per_pair: number }
 export interface AbResult {
   old: Side;
   new: Side;
   /** median over rounds of new/old decisions per second (each round measures both) */
   new_to_old_ratio: number;
   rounds: { old: Side; new: Side }[];
-  setup: { threads: number; load_ms: number; rounds: number; old_cli: string; new_cli: string; old_policy: string; new_policy: string };
+  setup: { threads: number; load_ms: number; rounds: number; old_cli: string; new_cli: string; old_policy: string; new_policy: string; old_args: string[]; new_args: string[] };
 }
 
 /** Clock ticks of a process: its main thread and all its threads. */
@@ -50,6 +55,13 @@ export function processTicks(pid: number): { main: number; all: number } {
   return { main, all };
 }
 
+/** Clock ticks of this process's children that were waited for (cutime + cstime). */
+function childTicks(): number {
+  const f = readFileSync('/proc/self/stat', 'latin1');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[13]) + Number(rest[14]); // fields 16 and 17 of proc(5), counted from the state (field 3)
+}
+
 /** Microseconds per clock tick (USER_HZ is 100 on Linux). */
 const US_PER_TICK = 10_000;
 
@@ -57,23 +69,23 @@ export async function benchAb(o: AbOptions): Promise<AbResult> {
   const say = o.progress ?? (() => undefined);
   const dir = mkdtempSync(join(tmpdir(), 'qosd-bench-ab-'));
   const daemons: DaemonChild[] = [];
-  const start = async (name: string, cli: string, policy: string) => {
+  const start = async (name: string, cli: string, policy: string, args: string[]) => {
     const d = join(dir, name);
     cpSync(dirname(policy), d, { recursive: true });
-    const daemon = await new DaemonChild(d, readFileSync(policy, 'utf8'), [], [], cli).start();
+    const daemon = await new DaemonChild(d, readFileSync(policy, 'utf8'), args, [], cli).start();
     daemons.push(daemon);
     return daemon;
   };
   try {
-    const sides = { old: await start('old', o.oldCli, o.oldPolicy), new: await start('new', o.newCli, o.newPolicy) };
+    const sides = { old: await start('old', o.oldCli, o.oldPolicy, o.oldArgs ?? []), new: await start('new', o.newCli, o.newPolicy, o.newArgs ?? []) };
     const window = (d: DaemonChild, ms: number): Side => {
       const pid = d.proc.pid!;
-      const t0 = processTicks(pid);
+      const t0 = processTicks(pid), c0 = childTicks();
       const l = runJson<{ decisions: number; decisions_per_s: number }>([join(BENCH_BIN, 'daemon_load'), d.socket, String(o.threads), String(ms)]);
-      const t1 = processTicks(pid);
+      const t1 = processTicks(pid), c1 = childTicks();
       if (l.decisions === 0) throw new QosError('QOS_ERR_BENCH', `no decisions from the ${d === sides.old ? 'old' : 'new'} daemon`);
       const pairs = l.decisions / 2;
-      return { decisions_per_s: l.decisions_per_s, main_us_per_pair: ((t1.main - t0.main) * US_PER_TICK) / pairs, all_us_per_pair: ((t1.all - t0.all) * US_PER_TICK) / pairs };
+      return { decisions_per_s: l.decisions_per_s, main_us_per_pair: ((t1.main - t0.main) * US_PER_TICK) / pairs, all_us_per_pair: ((t1.all - t0.all) * US_PER_TICK) / pairs, clients_us_per_pair: ((c1 - c0) * US_PER_TICK) / pairs };
     };
     for (const d of [sides.old, sides.new]) window(d, 500); // warm up
     const rounds: { old: Side; new: Side }[] = [];
@@ -88,12 +100,13 @@ export async function benchAb(o: AbOptions): Promise<AbResult> {
       decisions_per_s: Math.round(medianF(rounds.map((x) => x[k].decisions_per_s))),
       main_us_per_pair: Math.round(medianF(rounds.map((x) => x[k].main_us_per_pair)) * 10) / 10,
       all_us_per_pair: Math.round(medianF(rounds.map((x) => x[k].all_us_per_pair)) * 10) / 10,
+      clients_us_per_pair: Math.round(medianF(rounds.map((x) => x[k].clients_us_per_pair)) * 10) / 10,
     });
     return {
       old: med('old'), new: med('new'),
       new_to_old_ratio: Math.round(medianF(rounds.map((x) => x.new.decisions_per_s / x.old.decisions_per_s)) * 1000) / 1000,
       rounds,
-      setup: { threads: o.threads, load_ms: o.loadMs, rounds: o.rounds, old_cli: o.oldCli, new_cli: o.newCli, old_policy: o.oldPolicy, new_policy: o.newPolicy },
+      setup: { threads: o.threads, load_ms: o.loadMs, rounds: o.rounds, old_cli: o.oldCli, new_cli: o.newCli, old_policy: o.oldPolicy, new_policy: o.newPolicy, old_args: o.oldArgs ?? [], new_args: o.newArgs ?? [] },
     };
   } finally {
     await Promise.all(daemons.map((d) => d.stop()));

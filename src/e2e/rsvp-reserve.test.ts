@@ -15,9 +15,10 @@ import { join } from 'node:path';
 import { NetChain } from '../bench/netchain.js';
 import { callJson } from '../daemon/admin-client.js';
 import { removeStale } from '../demo/net.js';
-import { start, type Child } from '../exec.js';
+import { start } from '../exec.js';
 import { CBR_PROGRAM } from '../tc/cbr.js';
 import { QOS, requireE2e, sh, TestDaemon, waitFor } from './harness.js';
+import { COUNT_SINK, startRsvpRouter, type RouterProc } from './rsvp-net.js';
 
 requireE2e('iperf3', 'tcpdump', 'tshark', 'python3', 'tc', 'nft');
 
@@ -25,7 +26,7 @@ const PREFIX = 'qrr';
 const POLICY = `rules:
   - name: video
     match: { exe: "*iperf3*", proto: udp, remote_port: 5201 }
-    action: { reserve: { service: controlled-load, flowspec: { TokenRate: 2.5Mbit, TokenBucketSize: 16kB, MaxSduSize: 1000 } } }
+    action: { reserve: { service: controlled-load, flowspec: { TokenRate: 2.5Mbit, TokenBucketSize: 32kB, MaxSduSize: 1000 } } }
   - name: big
     match: { exe: "*iperf3*", proto: udp, remote_port: 5202 }
     action: { reserve: { service: controlled-load, flowspec: { TokenRate: 6Mbit, TokenBucketSize: 16kB, MaxSduSize: 1000 } } }
@@ -41,7 +42,7 @@ const POLICY = `rules:
 `;
 let chain: NetChain;
 let dir: string;
-let router: { child: Child; events: Record<string, unknown>[] };
+let router: RouterProc;
 let sender: TestDaemon;
 let receiver: TestDaemon;
 
@@ -76,17 +77,7 @@ before(async () => {
   removeStale(PREFIX);
   dir = mkdtempSync(join(tmpdir(), 'qosd-rsvp-reserve-'));
   chain = new NetChain(PREFIX, ['sender', 'x', 'r1', 'receiver']);
-  const child = start(['ip', 'netns', 'exec', ns('r1'), process.execPath, QOS, 'rsvp', 'router', '--json', '--refresh', '2s', '--state-dir', dir, '--link', 'r1a=100Mbit', '--link', 'r1b=10Mbit'], { name: 'rsvp router r1' });
-  router = { child, events: [] };
-  let buf = '';
-  child.proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    buf += d;
-    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      if (line.trim()) router.events.push(JSON.parse(line) as Record<string, unknown>);
-    }
-  });
+  router = startRsvpRouter(ns('r1'), 'r1', ['--refresh', '2s', '--state-dir', dir, '--link', 'r1a=100Mbit', '--link', 'r1b=10Mbit']);
   await waitFor('router r1 ready', () => router.events.some((e) => e.kind === 'ready'));
   const common = ['--kernel', 'off', '--rsvp', 'on', '--rsvp-refresh', '2s'];
   for (const d of ['sender', 'receiver']) mkdirSync(join(dir, d));
@@ -143,7 +134,12 @@ test('an unmodified iperf3 -u reserved by policy: best effort until the Resv, th
   assert.ok(firstMarked.t >= resv.t, `the first marked datagram (${firstMarked.t}) came before the Resv (${resv.t})`);
   assert.ok(data.some((p) => p.dscp === 0 && p.t < resv.t), 'datagrams before the Resv went best effort');
   const late = data.filter((p) => p.t > firstMarked.t + 0.5);
-  assert.ok(late.length > 100 && late.every((p) => p.dscp === 24), 'after the Resv every datagram is marked');
+  // after the Resv nothing goes best effort: CS3, or CS1 for a burst past the token bucket
+  // (Controlled Load borrows: the excess is demoted, not dropped; iperf3 catches up in bursts
+  // when a loaded machine schedules it late)
+  const dscps = [...new Set(late.map((p) => p.dscp))];
+  assert.ok(late.length > 100 && late.every((p) => p.dscp === 24 || p.dscp === 8), `after the Resv every datagram is marked: ${JSON.stringify(dscps)}`);
+  assert.ok(late.filter((p) => p.dscp === 24).length >= late.length * 0.9, 'and nearly all of them conform');
 
   // the notifications: the sending host heard RECEIVERS for iperf3's session; the receiver SENDERS
   const mine = await notes(sender, 5201);
@@ -297,19 +293,4 @@ end = time.time() + float(sys.argv[3])
 while time.time() < end:
     s.sendall(b'x' * 65536); time.sleep(0.1)
 s.close()
-`;
-
-/** Counts datagrams per port (ARGV[2:]) until ARGV[1] seconds pass with none after the first. */
-const COUNT_SINK = `import json, select, socket, sys, time
-idle = float(sys.argv[1]); counts = {}; socks = {}
-for p in sys.argv[2:]:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', int(p))); socks[s] = p; counts[p] = 0
-print('ready', flush=True)
-deadline = time.time() + 120; last = None
-while True:
-    now = time.time()
-    for s in select.select(list(socks), [], [], 0.2)[0]:
-        s.recv(65536); counts[socks[s]] += 1; last = now
-    if (last is not None and now - last > idle) or now > deadline: break
-print(json.dumps(counts), flush=True)
 `;

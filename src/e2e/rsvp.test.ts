@@ -16,6 +16,7 @@ import { removeStale } from '../demo/net.js';
 import { start, type Child } from '../exec.js';
 import { CBR_PROGRAM } from '../tc/cbr.js';
 import { QOS, requireE2e, sh, TestDaemon, waitFor } from './harness.js';
+import { COUNT_SINK, startRsvpRouter, type RouterProc } from './rsvp-net.js';
 
 requireE2e('python3', 'tc', 'nft');
 
@@ -24,7 +25,7 @@ const REFRESH = '2s';
 const LIFETIME_S = (3 + 0.5) * 1.5 * 2;
 let chain: NetChain;
 let dir: string;
-const routers: Record<string, { child: Child; events: Record<string, unknown>[] }> = {};
+const routers: Record<string, RouterProc> = {};
 let sender: TestDaemon;
 let receiver: TestDaemon;
 /** a second host in the sender's namespace that speaks only the UDP encapsulation */
@@ -38,18 +39,7 @@ const DEST = () => chain.node('receiver').left!.ip;
 const SRC = () => chain.node('sender').right!.ip;
 
 function startRouter(name: string, links: string[], extra: string[] = []): void {
-  const child = start(['ip', 'netns', 'exec', ns(name), process.execPath, QOS, 'rsvp', 'router', '--json', '--refresh', REFRESH, '--state-dir', dir, ...links.flatMap((l) => ['--link', l]), ...extra], { name: `rsvp router ${name}` });
-  const r = { child, events: [] as Record<string, unknown>[] };
-  let buf = '';
-  child.proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    buf += d;
-    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      if (line.trim()) r.events.push(JSON.parse(line) as Record<string, unknown>);
-    }
-  });
-  routers[name] = r;
+  routers[name] = startRsvpRouter(ns(name), name, ['--refresh', REFRESH, '--state-dir', dir, ...links.flatMap((l) => ['--link', l]), ...extra]);
 }
 
 /** The HTB classes of reservations on a router's interface (d5c:1-4 are the root's own). */
@@ -127,20 +117,6 @@ async function cbrThrough(flows: { port: number; sport: number; bps: number }[],
   return flows.map((f, i) => ({ sent: sent[i]!, got: got[String(f.port)] ?? 0 }));
 }
 
-/** Counts datagrams per port (ARGV[2:]) until ARGV[1] seconds pass with none after the first. */
-const COUNT_SINK = `import json, select, socket, sys, time
-idle = float(sys.argv[1]); counts = {}; socks = {}
-for p in sys.argv[2:]:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', int(p))); socks[s] = p; counts[p] = 0
-print('ready', flush=True)
-deadline = time.time() + 120; last = None
-while True:
-    now = time.time()
-    for s in select.select(list(socks), [], [], 0.2)[0]:
-        s.recv(65536); counts[socks[s]] += 1; last = now
-    if (last is not None and now - last > idle) or now > deadline: break
-print(json.dumps(counts), flush=True)
-`;
 
 test('reserved traffic keeps its rate through the bottleneck under cross traffic with no loss; the same traffic unreserved loses packets', async () => {
   // 2 Mb/s of payload reserved (port 5004, from port 40000), the same unreserved (5006), and

@@ -76,7 +76,7 @@ export function benchCommands(program: Command): void {
 
   bench
     .command('ab')
-    .description('two builds of the daemon with the same policy, in alternating load windows: decisions/s and CPU per Socket+Connect pair of each, and their ratio (judges a change on a machine whose speed drifts)')
+    .description('two builds of the daemon (or one build with two sets of options) with the same policy, in alternating load windows: decisions/s, the daemon\'s CPU and the load clients\' CPU per Socket+Connect pair of each, and their ratio (judges a change on a machine whose speed drifts)')
     .requiredOption('--old <cli>', 'the old build\'s qos entry point (a checkout\'s dist/cli/main.js)')
     .option('--new <cli>', 'the new build\'s entry point (default: this one)')
     .requiredOption('--policy <file>', 'policy file for both (its directory is copied, so a script beside it comes along)')
@@ -84,14 +84,17 @@ export function benchCommands(program: Command): void {
     .option('--rounds <n>', 'rounds of one window each, alternating order', (v) => positiveInt(v, '--rounds'), 8)
     .option('--load-ms <ms>', 'length of each window', (v) => positiveInt(v, '--load-ms'), 1500)
     .option('--threads <n>', 'concurrent agents', (v) => positiveInt(v, '--threads'), 32)
+    .option('--old-args <args>', 'more `qos daemon` options for the old side, space-separated (e.g. "--nice keep")')
+    .option('--new-args <args>', 'more `qos daemon` options for the new side (e.g. --new the same build with "--nice keep": what the daemon\'s priority does)')
     .option('--json', 'print one JSON object with every round')
-    .action(async (o: { old: string; new?: string; policy: string; newPolicy?: string; rounds: number; loadMs: number; threads: number; json?: boolean }) => {
+    .action(async (o: { old: string; new?: string; policy: string; newPolicy?: string; rounds: number; loadMs: number; threads: number; oldArgs?: string; newArgs?: string; json?: boolean }) => {
       for (const f of [o.old, o.new, o.policy, o.newPolicy]) if (f !== undefined && !existsSync(f)) throw new QosError('QOS_ERR_USAGE', `no such file: ${f}`);
       const { benchAb } = await import('../../bench/ab.js');
       const { QOS_CLI } = await import('../../daemon/child.js');
       const r = await benchAb({
         oldCli: resolve(o.old), newCli: o.new ? resolve(o.new) : QOS_CLI, oldPolicy: resolve(o.policy), newPolicy: resolve(o.newPolicy ?? o.policy),
         rounds: o.rounds, loadMs: o.loadMs, threads: o.threads, progress: benchProgress(o.json),
+        oldArgs: (o.oldArgs ?? '').split(/\s+/).filter(Boolean), newArgs: (o.newArgs ?? '').split(/\s+/).filter(Boolean),
       });
       if (o.json) print(JSON.stringify(r, null, 2));
       else {

@@ -1,0 +1,39 @@
+/* What the RSVP end-to-end tests share: a `qos rsvp router` in a namespace with its JSON-line
+ * events collected as they come, and a sink counting datagrams per port. */
+
+import { start, type Child } from '../exec.js';
+import { QOS } from './harness.js';
+
+export interface RouterProc { child: Child; events: Record<string, unknown>[] }
+
+/** `qos rsvp router --json ARGS` in network namespace ns; its events are pushed as they print. */
+export function startRsvpRouter(ns: string, name: string, args: string[]): RouterProc {
+  const child = start(['ip', 'netns', 'exec', ns, process.execPath, QOS, 'rsvp', 'router', '--json', ...args], { name: `rsvp router ${name}` });
+  const r: RouterProc = { child, events: [] };
+  let buf = '';
+  child.proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    buf += d;
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (line.trim()) r.events.push(JSON.parse(line) as Record<string, unknown>);
+    }
+  });
+  return r;
+}
+
+/** Counts datagrams per port (ARGV[2:]) until ARGV[1] seconds pass with none after the first;
+ * prints "ready", then the counts as one JSON object. */
+export const COUNT_SINK = `import json, select, socket, sys, time
+idle = float(sys.argv[1]); counts = {}; socks = {}
+for p in sys.argv[2:]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', int(p))); socks[s] = p; counts[p] = 0
+print('ready', flush=True)
+deadline = time.time() + 120; last = None
+while True:
+    now = time.time()
+    for s in select.select(list(socks), [], [], 0.2)[0]:
+        s.recv(65536); counts[socks[s]] += 1; last = now
+    if (last is not None and now - last > idle) or now > deadline: break
+print(json.dumps(counts), flush=True)
+`;
