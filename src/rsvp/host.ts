@@ -251,7 +251,7 @@ export class RsvpHost implements Component {
 
   private checkRoom(uid: number, role: Managed['role']): void {
     let n = 0;
-    for (const m of this.manager.all()) if (m.uid === uid && m.role === role) n++;
+    for (const m of this.manager.all()) if (m.uid === uid && m.role === role && m.origin !== 'auto') n++; // AutoRESV's are bounded apart (manager.ts MAX_AUTO)
     if (n >= MAX_PER_UID) throw new QosError('QOS_ERR_CONFLICT', `uid ${uid} holds ${n} RSVP ${role === 'sender' ? 'senders' : 'reservations'}, the most one user may`);
   }
 
