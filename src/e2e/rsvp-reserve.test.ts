@@ -263,6 +263,9 @@ test('the receiver tears its reservation down: NO_RECEIVERS at the sending host,
   const sink = start(['python3', '-c', COUNT_SINK, '3', '5330'], { netns: ns('receiver'), name: 'sink', keepStdout: true });
   await sink.until('ready', 30_000, 'stdout');
   const cap = await capture('udp port 5330');
+  // a follower, as an administrator watching: `qos rsvp events --follow --json` from the last one on
+  const last = Math.max(0, ...(await notes(sender, 5330)).map((n) => n.seq));
+  const follower = start([process.execPath, QOS, 'rsvp', 'events', '--follow', '--json', '--after', String(last), '--admin', sender.admin], { name: 'events --follow', keepStdout: true });
   const cbr = start(sender.run('python3', '-c', CBR_PROGRAM, DEST(), '5330', String(1e6), '8', '40330'), { netns: ns('sender'), name: 'cbr teardown', keepStdout: true });
   await waitFor('RECEIVERS at the sender', async () => (await notes(sender, 5330)).some((n) => n.code === 'RECEIVERS'), 100);
   const auto = (await callJson<{ id: number; origin: string; session: { port: number } }[]>(receiver.admin, 'GET', '/v1/rsvp/sessions')).find((x) => x.origin === 'auto' && x.session.port === 5330);
@@ -271,6 +274,10 @@ test('the receiver tears its reservation down: NO_RECEIVERS at the sending host,
   const closed = Date.now() / 1000;
   assert.equal(sh([process.execPath, QOS, 'rsvp', 'close', String(auto.id), '--admin', receiver.admin]).status, 0);
   await waitFor('NO_RECEIVERS at the sender', async () => (await notes(sender, 5330)).some((n) => n.code === 'NO_RECEIVERS'), 100);
+  await waitFor('the follower printing it', () => follower.stdout.includes('"NO_RECEIVERS"'), 100);
+  const followed = follower.stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Note).filter((n) => n.session.port === 5330).map((n) => n.code);
+  assert.deepEqual(followed.filter((c) => c === 'RECEIVERS' || c === 'NO_RECEIVERS'), ['RECEIVERS', 'NO_RECEIVERS'], 'the follower saw the reservation come and go, in order');
+  follower.kill();
   await cbr.exited;
   await sink.exited;
   const data = (await cap.stop()).filter((p) => p.proto === 17 && p.dport === 5330);
