@@ -110,7 +110,7 @@ test('--reserve: the media reserved through qos rsvp router loses nothing where 
   const dir = mkdtempSync(join(tmpdir(), 'qosd-demo-test-'));
   try {
     const json = join(dir, 'demo.json');
-    const r = await demo(['--reserve', '--cycles', '1', '--warmup-ms', '1000', '--json', json]);
+    const r = await demo(['--reserve', '--cycles', '2', '--warmup-ms', '1000', '--json', json]);
     assert.equal(r.code, 0, r.err);
     assert.deepEqual(leftovers(r.pid), [], 'every namespace removed');
     assert.match(r.out, /RSVP reservation/);
