@@ -45,7 +45,7 @@ function reservationRows(runs: RunResult[]): string[][] {
     rows(cell((x) => `${kbit(x.flowspec.TokenRate)}, bucket ${x.flowspec.TokenBucketSize} B, max ${x.flowspec.MaxSduSize} B`), 'reserved (Controlled Load)', runs),
     rows(cell((x) => (x.receivers_ms_after_media_start === null ? 'never' : `${ms(x.receivers_ms_after_media_start)} after the media began`)), 'Resv at the source (RECEIVERS)', runs),
     rows(cell((x) => (x.router.installed ? `installed on ${x.router.ifname}, ${kbit(x.router.rate_Bps ?? 0)}` : `not installed${x.router.refused ? `: ${x.router.refused}` : ''}`)), 'router reservation', runs),
-    rows(cell((x) => `${x.datagrams_before_mark} before the Resv`), 'media datagrams best effort', runs),
+    rows(cell((x) => (x.datagrams_marked ? `${x.datagrams_before_mark} before the Resv` : `all ${x.datagrams_before_mark}, never marked`)), 'media datagrams best effort', runs),
   ];
 }
 
@@ -75,10 +75,12 @@ export function demoTable(d: DemoResult): DemoTable {
     ? `With the daemon, media loss during bursts went from ${pct(u.burst.loss_pct)} to ${pct(m.burst.loss_pct)} and p99 delay from ${ms(u.burst.delay_ms_p99)} to ${ms(m.burst.delay_ms_p99)}; `
       + `the TCP control connection was set up in ${ms(m.tcp_setup_ms)} instead of ${ms(u.tcp_setup_ms)}.`
     : null;
-  const reserving = u && reserved?.reservation
-    ? `With an RSVP reservation (${reserved.reservation.receivers_ms_after_media_start === null ? 'no Resv came' : `the Resv came ${ms(reserved.reservation.receivers_ms_after_media_start)} after the media began`}), `
-      + `media loss during bursts was ${pct(reserved.burst.loss_pct)} (best effort: ${pct(u.burst.loss_pct)}) and p99 delay ${ms(reserved.burst.delay_ms_p99)}.`
-    : null;
+  const x = reserved?.reservation;
+  const reserving = !u || !reserved || !x ? null
+    : x.receivers_ms_after_media_start === null
+      ? `No reservation reached the source (${x.router.refused ? `the router refused it: ${x.router.refused}` : 'no Resv came'}): the media stayed best effort and lost ${pct(reserved.burst.loss_pct)} during bursts.`
+      : `With an RSVP reservation (the Resv came ${ms(x.receivers_ms_after_media_start)} after the media began), `
+        + `media loss during bursts was ${pct(reserved.burst.loss_pct)} (best effort: ${pct(u.burst.loss_pct)}) and p99 delay ${ms(reserved.burst.delay_ms_p99)}.`;
   const conclusion = [marking, reserving].filter(Boolean).join(' ') || null;
   return { title, head, rows: table, conclusion };
 }
