@@ -1,7 +1,9 @@
 /* `qos demo`: the paper's section 5 experiment, measured. Builds the network (net.ts), then
- * runs the same scenario twice, without the policy daemon and with it: an unmodified media
- * application under `qos run` on the source host, on/off cross traffic, packet captures at
- * the source and the sink, the router's class counters sampled. Figures: analyze.ts. */
+ * runs the same scenario twice, without the policy daemon and with it (and with --reserve a
+ * third time, the media reserved by RSVP through `qos rsvp router`: reservation.ts): an
+ * unmodified media application under `qos run` on the source host, on/off cross traffic,
+ * packet captures at the source and the sink, the router's class counters sampled. Figures:
+ * analyze.ts. */
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +19,7 @@ import { analyzeRun, type Arrival, type Burst, type ClassSample, type RunFigures
 import { DemoNet, demoUnavailable, removeStale, type IpFamily } from './net.js';
 import { joinHostPort, nowUs, sleep } from './programs.js';
 import { classCounters, DEFAULT_WEIGHTS, type SchedulerKind } from '../tc/htb.js';
+import { bestEffortLimit, IPERF_DATAGRAM, reservationFigures, reserveFlowspec, reservePolicy, RSVP_CLASSES, rsvpClassCounters, type Notification, type ReservationFigures, type RouterLine } from './reservation.js';
 
 const HERE = resolve(fileURLToPath(import.meta.url), '..');
 const MEDIA_JS = join(HERE, 'media-app.js');
@@ -34,7 +37,7 @@ const CLASS_SAMPLE_MS = 250;
 export const MEDIA_TOS = 184, CONTROL_TOS = 72;
 
 export type DemoApp = 'media' | 'iperf3';
-export type RunName = 'unmarked' | 'marked';
+export type RunName = 'unmarked' | 'marked' | 'reserved';
 
 export interface DemoOptions {
   app: DemoApp;
@@ -68,6 +71,11 @@ export interface RunResult extends RunFigures {
   router_drops: number[];
   /** bytes the router sent during the run, by precedence */
   router_bytes: number[];
+  /** what router_drops and router_bytes count, when not the eight precedences (the reserved
+   * run: the RSVP router's classes, RSVP_CLASSES) */
+  router_classes?: string[];
+  /** the reserved run: what was reserved, when the Resv came, what the router installed */
+  reservation?: ReservationFigures;
 }
 
 export interface DemoResult {
@@ -105,6 +113,16 @@ proc Socket { pid uid cmd family type protocol fd } {
 `;
 }
 
+/** The JSON lines `qos rsvp router --json` printed. */
+function routerLines(text: string): RouterLine[] {
+  const out: RouterLine[] = [];
+  for (const l of text.split('\n')) {
+    if (!l.trim()) continue;
+    try { out.push(JSON.parse(l) as RouterLine); } catch { /* not a JSON line */ }
+  }
+  return out;
+}
+
 function lastJson(text: string): Record<string, unknown> | null {
   const lines = text.trim().split('\n');
   for (let i = lines.length - 1; i >= 0; i--) {
@@ -131,6 +149,8 @@ class Demo {
   private readonly daemons: DaemonChild[] = [];
   private readonly captures: LiveCapture[] = [];
   private readonly dir = mkdtempSync(join(tmpdir(), 'qosd-demo-'));
+  /** whether the net's queues are qosd's (a reserved run), to be restored */
+  private queuesHandedOver = false;
 
   constructor(private readonly net: DemoNet, private readonly o: DemoOptions) {}
 
@@ -146,14 +166,41 @@ class Demo {
     const sink = this.net.sink.ip[this.o.family];
     if (this.o.app === 'iperf3') {
       const secs = Math.max(1, Math.floor(durationMs / 1000));
-      return ['iperf3', '-u', '-c', sink, '-p', String(IPERF_PORT), '-b', `${this.o.kbps}K`, '-l', '1000', '-t', String(secs), '--json'];
+      return ['iperf3', '-u', '-c', sink, '-p', String(IPERF_PORT), '-b', `${this.o.kbps}K`, '-l', String(IPERF_DATAGRAM), '-t', String(secs), '--json'];
     }
     return [process.execPath, MEDIA_JS, '--to', joinHostPort(sink, MEDIA_PORT), '--control', joinHostPort(sink, CONTROL_PORT),
       '--control-at', String(this.o.warmupMs + CONTROL_INTO_BURST_MS), '--duration', String(durationMs / 1000), '--fps', String(this.o.fps), '--kbps', String(this.o.kbps)];
   }
 
+  /** The reserved run's other parties, started before the application: `qos rsvp router` on
+   * the router, owning the bottleneck's queues (its link rate; admission and an HTB class per
+   * reservation), the sink host's daemon answering every Path with a Controlled Load Resv
+   * (AutoRESV), and the source host's daemon whose policy reserves the media's datagrams,
+   * admitting the Resv on its own access link and marking the flow only then. */
+  private async startReservation(dir: string, appMs: number, port: number): Promise<{ router: Child; source: DaemonChild; flowspec: ReturnType<typeof reserveFlowspec>; bestEffortQueue: number | null }> {
+    const o = this.o, net = this.net;
+    const flowspec = reserveFlowspec({ app: o.app, kbps: o.kbps, fps: o.fps, family: o.family, durationS: appMs / 1000 });
+    net.handOverQueues();
+    this.queuesHandedOver = true;
+    mkdirSync(join(dir, 'router'));
+    mkdirSync(join(dir, 'sink'));
+    const router = this.spawn(net.router.ns, [process.execPath, QOS_CLI, 'rsvp', 'router', '--json', '--link', `${net.router.bottleneck}=${Math.round(o.bottleneckBps)}bit`, '--state-dir', join(dir, 'router')], 'qos rsvp router');
+    await router.until('"ready"', 20_000, 'stdout');
+    const { stdout } = await run(['tc', '-j', 'qdisc', 'show', 'dev', net.router.bottleneck, 'invisible'], { netns: net.router.ns });
+    const bestEffortQueue = bestEffortLimit(stdout);
+    const rsvp = ['--kernel', 'off', '--rsvp', 'on'];
+    const sink = new DaemonChild(join(dir, 'sink'), null, [...rsvp, '--tc', 'off', '--rsvp-auto-resv', 'cl'], ['ip', 'netns', 'exec', net.sink.ns]);
+    this.daemons.push(sink);
+    await sink.start();
+    const source = new DaemonChild(dir, reservePolicy(o.app, port, flowspec), [...rsvp, '--tc', 'on', '--rsvp-link', `${net.source.dev}=${Math.round(o.accessBps)}bit`], ['ip', 'netns', 'exec', net.source.ns]);
+    // the source's daemon first in the list: stopped first, its PathTear reaches a running router
+    this.daemons.unshift(source);
+    await source.start();
+    return { router, source, flowspec, bestEffortQueue };
+  }
+
   async run(name: RunName): Promise<RunResult> {
-    const o = this.o, net = this.net, marked = name === 'marked';
+    const o = this.o, net = this.net, marked = name === 'marked', reserved = name === 'reserved';
     const iperf = o.app === 'iperf3';
     const mediaPort = iperf ? IPERF_PORT : MEDIA_PORT, controlPort = iperf ? IPERF_PORT : CONTROL_PORT;
     const cycleMs = o.cycles * (o.onMs + o.offMs);
@@ -176,6 +223,7 @@ class Demo {
       this.daemons.push(d);
       await d.start();
     }
+    const reservation = reserved ? await this.startReservation(dir, appMs, mediaPort) : null;
 
     const sent: SentDatagram[] = [];
     const received = new Map<string, number>();
@@ -208,9 +256,12 @@ class Demo {
 
     const classes: ClassSample[] = [];
     let sampling = true;
-    const sample = (): Promise<void> => run(['tc', '-s', '-j', 'qdisc', 'show', 'dev', net.router.bottleneck], { netns: net.router.ns }).then(({ stdout }) => {
+    const counters = reserved ? rsvpClassCounters : classCounters;
+    // the RSVP router's class queues are HTB's default ones, which tc lists only when asked
+    const show = ['tc', '-s', '-j', 'qdisc', 'show', 'dev', net.router.bottleneck, ...(reserved ? ['invisible'] : [])];
+    const sample = (): Promise<void> => run(show, { netns: net.router.ns }).then(({ stdout }) => {
       const t = nowUs();
-      try { classes.push({ tUs: t, ...classCounters(stdout) }); } catch { /* skip a bad sample */ }
+      try { classes.push({ tUs: t, ...counters(stdout) }); } catch { /* skip a bad sample */ }
     }, () => undefined);
     const sampler = (async () => {
       while (sampling) {
@@ -239,7 +290,15 @@ class Demo {
     await sampler;
     await Promise.all([srcCap.stop(), sinkCap.stop()]);
     const endUs = nowUs();
+    // what the sending host was told, asked before its daemon stops
+    const notes = reservation ? await this.notifications(reservation.source) : [];
     for (const d of this.daemons.splice(0)) await d.stop();
+    if (reservation) {
+      // SIGTERM: the router removes its reservations and queues; then the demo's come back
+      await reservation.router.stop('SIGTERM', 20_000);
+      this.net.restoreQueues();
+      this.queuesHandedOver = false;
+    }
     this.killAll();
 
     const bursts: Burst[] = crossProc.stdout.trim().split('\n').filter(Boolean).map((l) => {
@@ -249,14 +308,32 @@ class Demo {
     if (!bursts.length) throw new QosError('QOS_ERR_INTERNAL', 'the cross-traffic generator reported no bursts');
     if (!sent.length) throw new QosError('QOS_ERR_INTERNAL', `no media datagrams were captured leaving the source: ${app!.stderr.trim().slice(0, 300)}`);
     const figures = analyzeRun({ startUs, endUs, sent, received, cross, bursts, synUs, synAckUs, synTos, classes, binUs: 2_000_000 });
-    const first = classes[0], last = classes[classes.length - 1];
-    const during = (k: 'bytes' | 'drops') => (first && last ? last[k].map((x, p) => x - first[k][p]!) : new Array<number>(8).fill(0));
+    // what each class sent and dropped, summed over the samples: a reservation's class goes
+    // when the application exits (PathTear), so its counters vanish before the last sample
+    const during = (k: 'bytes' | 'drops') => {
+      const sum = new Array<number>(reserved ? RSVP_CLASSES.length : 8).fill(0);
+      for (let i = 1; i < classes.length; i++) classes[i]![k].forEach((x, c) => (sum[c]! += Math.max(0, x - classes[i - 1]![k][c]!)));
+      return sum;
+    };
     return {
-      daemon: marked, ...figures,
+      daemon: marked || reserved, ...figures,
       app_report: iperf ? iperfReport(app!.stdout) : lastJson(app!.stdout),
       router_drops: during('drops'),
       router_bytes: during('bytes'),
+      ...(reservation ? {
+        router_classes: [...RSVP_CLASSES],
+        reservation: reservationFigures({
+          flowspec: reservation.flowspec, bestEffortQueue: reservation.bestEffortQueue, notes, router: routerLines(reservation.router.stdout), bottleneck: net.router.bottleneck, port: mediaPort,
+          sent: [...sent].sort((a, b) => a.tUs - b.tUs),
+        }),
+      } : {}),
     };
+  }
+
+  /** The sending host's status notifications (`qos rsvp events --json`). */
+  private async notifications(d: DaemonChild): Promise<Notification[]> {
+    const { stdout } = await run([process.execPath, QOS_CLI, 'rsvp', 'events', '--json', '--admin', d.admin], { timeoutMs: 10_000 });
+    return stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Notification);
   }
 
   private killAll(): void {
@@ -268,6 +345,10 @@ class Demo {
     for (const c of this.captures.splice(0)) c.kill();
     this.killAll();
     for (const d of this.daemons.splice(0)) d.proc?.kill('SIGKILL');
+    if (this.queuesHandedOver) {
+      this.queuesHandedOver = false;
+      try { this.net.restoreQueues(); } catch { /* the namespaces go next anyway */ }
+    }
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -301,7 +382,9 @@ export async function runDemo(o: DemoOptions, runs: RunName[] = ['unmarked', 'ma
       runs: {},
     };
     for (const name of runs) {
-      o.progress?.(`${name} run: ${name === 'marked' ? 'with' : 'without'} the policy daemon, ${o.cycles} bursts…`);
+      o.progress?.(name === 'reserved'
+        ? `reserved run: the media reserved by RSVP (the policy's reserve, qos rsvp router on the bottleneck), ${o.cycles} bursts…`
+        : `${name} run: ${name === 'marked' ? 'with' : 'without'} the policy daemon, ${o.cycles} bursts…`);
       result.runs[name] = await demo.run(name);
     }
     return result;

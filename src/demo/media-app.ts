@@ -13,6 +13,7 @@
 
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
+import { datagramsOf, FrameSizes } from './media-model.js';
 import { args, hostPort, nowUs, num, sleep, udpType } from './programs.js';
 
 const o = args({ to: { type: 'string' }, control: { type: 'string' }, 'control-at': { type: 'string' }, duration: { type: 'string' }, fps: { type: 'string' }, kbps: { type: 'string' }, seed: { type: 'string' } });
@@ -22,36 +23,15 @@ const controlAt = num(o['control-at'], '--control-at', 0, 0);
 const durationMs = num(o.duration, '--duration', 0.1, 10) * 1000;
 const fps = num(o.fps, '--fps', 1, 25);
 const kbps = num(o.kbps, '--kbps', 8, 400);
-let seed = num(o.seed, '--seed', 0, 1) >>> 0 || 1;
 
-const MAX_PAYLOAD = 1200;
-const HEADER = 20;
-const GOP = 25;
-const KEY_WEIGHT = 3;
-
-/** xorshift32: the same frame sizes every run with the same seed. */
-function random(): number {
-  seed ^= seed << 13; seed >>>= 0;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5; seed >>>= 0;
-  return seed / 0x100000000;
-}
-
-const meanFrame = (kbps * 1000) / 8 / fps;
-const otherWeight = (GOP - KEY_WEIGHT) / (GOP - 1); // so that a group's mean is meanFrame
-function frameBytes(n: number): number {
-  const w = n % GOP === 0 ? KEY_WEIGHT : otherWeight;
-  return Math.max(HEADER, Math.round(meanFrame * w * (0.75 + random() * 0.5)));
-}
+const frames = new FrameSizes({ kbps, fps, seed: num(o.seed, '--seed', 0, 1) });
 
 const sock = createSocket(udpType(to.host));
-let seq = 0, bytes = 0, frames = 0, pending = 0;
+let seq = 0, bytes = 0, frameCount = 0, pending = 0;
 let setupMs: number | null = null;
 
 function sendFrame(n: number): void {
-  let left = frameBytes(n);
-  while (left > 0) {
-    const size = Math.max(HEADER, Math.min(MAX_PAYLOAD, left));
+  for (const size of datagramsOf(frames.next(n))) {
     const b = Buffer.alloc(size);
     b.write('QMD1', 0, 'latin1');
     b.writeUInt32BE(seq++ >>> 0, 4);
@@ -60,9 +40,8 @@ function sendFrame(n: number): void {
     pending++;
     sock.send(b, to.port, to.host, () => pending--);
     bytes += size;
-    left -= size;
   }
-  frames++;
+  frameCount++;
 }
 
 function openControl(): Promise<void> {
@@ -93,5 +72,5 @@ await Promise.race([controlDone, new Promise<void>((r) => (giveUp = setTimeout(r
 clearTimeout(giveUp);
 while (pending > 0) await sleep(1); // every datagram handed to the kernel
 sock.close();
-process.stdout.write(JSON.stringify({ datagrams: seq, bytes, frames, control_setup_ms: setupMs }) + '\n');
+process.stdout.write(JSON.stringify({ datagrams: seq, bytes, frames: frameCount, control_setup_ms: setupMs }) + '\n');
 process.exit(0);

@@ -23,6 +23,8 @@ export interface Host {
 }
 
 const PREFIX = 'qosdemo';
+/** A veth's transmit queue length, packets. */
+const DEFAULT_TXQUEUELEN = 1000;
 
 /** Host n's addresses on the demo's subnet i: 10.91.i.n/24 and fd00:91:i::n/64. */
 function addresses(i: number, n: number): Record<IpFamily, string> {
@@ -127,6 +129,30 @@ export class DemoNet {
       this.tc(rt, rdev === this.router.bottleneck ? schedulerPlan(rdev, this.o.scheduler) : linkPlan(rdev, bps));
     }
     must(['ip', 'netns', 'exec', rt, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+  }
+
+  /** Hands the source's access link and the router's side of the bottleneck to qosd's traffic
+   * control for a reserved run (`qos demo --reserve`): their root qdiscs go, since the sending
+   * host's daemon (`--rsvp-link`) and `qos rsvp router` (`--link`) each install their own HTB
+   * at the same link rate and refuse an interface with a root that is not theirs. The
+   * bottleneck's transmit queue length becomes queuePackets: the length of the queues the
+   * router's classes get by default (best effort's and a reservation's), as each precedence
+   * class had. restoreQueues() puts back what build() made. */
+  handOverQueues(): void {
+    must(['ip', 'netns', 'exec', this.source.ns, 'tc', 'qdisc', 'del', 'dev', this.source.dev, 'root']);
+    must(['ip', 'netns', 'exec', this.router.ns, 'tc', 'qdisc', 'del', 'dev', this.router.bottleneck, 'root']);
+    must(['ip', '-n', this.router.ns, 'link', 'set', this.router.bottleneck, 'txqueuelen', String(this.o.scheduler.queuePackets)]);
+  }
+
+  /** The source's access link and the router's precedence scheduler as build() made them
+   * (whatever root qdisc is there now goes first). */
+  restoreQueues(): void {
+    for (const [ns, dev] of [[this.source.ns, this.source.dev], [this.router.ns, this.router.bottleneck]] as const) {
+      runSync(['ip', 'netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', dev, 'root'], { ok: 'any' });
+    }
+    must(['ip', '-n', this.router.ns, 'link', 'set', this.router.bottleneck, 'txqueuelen', String(DEFAULT_TXQUEUELEN)]);
+    this.tc(this.source.ns, linkPlan(this.source.dev, this.o.accessBps));
+    this.tc(this.router.ns, schedulerPlan(this.router.bottleneck, this.o.scheduler));
   }
 
   private tc(ns: string, plan: string[][]): void {

@@ -78,3 +78,42 @@ test('the page image is the whole page: as wide and as tall as Chromium lays it 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** The reserved run: the marked one's wire figures, counted in the RSVP router's classes. */
+function reservedRun(): RunResult {
+  const m = run(true);
+  const classes = m.series.classes.map(([t, v]): [number, number[]] => [t, [v[0]!, v[5]!, 0]]);
+  return {
+    ...m, series: { ...m.series, classes }, router_classes: ['best effort', 'reserved', 'demoted'], router_drops: [16_000, 0, 0], router_bytes: [12_000_000, 500_000, 0],
+    reservation: {
+      flowspec: { TokenRate: 82_145, TokenBucketSize: 12_894, MaxSduSize: 1200 }, receivers_ms_after_media_start: 56.6,
+      notifications: [{ code: 'RECEIVERS', ms: 56.6, reason: 'Resv WF Controlled Load 657.2 kbit/s' }],
+      router: { best_effort_queue: 100, installed: true, ifname: 'snk0', rate_Bps: 82_145, refused: null, events: [] },
+      datagrams_before_mark: 8, datagrams_marked: 242,
+    },
+  };
+}
+
+test('with a reserved run: its three charts (the router\'s output by its RSVP classes), and the wider summary still fits its column', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-report-test-'));
+  try {
+    const withReserved: DemoResult = { ...result, runs: { ...result.runs, reserved: reservedRun() } };
+    await writeReport(withReserved, dir, { png: false });
+    for (const f of ['delay-reserved.svg', 'loss-reserved.svg', 'classes-reserved.svg']) assert.ok(existsSync(join(dir, f)), f);
+    const svg = readFileSync(join(dir, 'classes-reserved.svg'), 'utf8');
+    assert.match(svg, /best effort/);
+    assert.match(svg, /reserved/);
+    assert.doesNotMatch(svg, /precedence 5/);
+    const html = readFileSync(join(dir, 'index.html'), 'utf8');
+    assert.match(html, /RSVP reservation/);
+    assert.match(html, /56\.6 ms after the media began/);
+    assert.match(html, /installed on snk0, 657 kb\/s/);
+    const body = /<body([^>]*)>/.exec(dumpDom(browser, join(dir, 'index.html')))![1]!;
+    assert.doesNotMatch(body, /data-error/, 'the page ran without errors');
+    const attr = (k: string) => Number(new RegExp(`data-${k}="(\\d+)"`).exec(body)?.[1] ?? NaN);
+    assert.equal(attr('drawn'), 9);
+    assert.equal(attr('summary-overflow'), 0, 'the summary fits its column');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

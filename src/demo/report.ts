@@ -14,7 +14,9 @@ import type { DemoResult, RunName } from './demo.js';
 import { demoTable } from './table.js';
 
 const PRECEDENCE_COLORS = ['#7f7f7f', '#1f77b4', '#2ca02c', '#17becf', '#9467bd', '#d62728', '#ff7f0e', '#8c564b'];
-const RUN_LABEL: Record<RunName, string> = { unmarked: 'without the daemon', marked: 'with the daemon' };
+const RUN_LABEL: Record<RunName, string> = { unmarked: 'without the daemon', marked: 'with the daemon', reserved: 'with an RSVP reservation' };
+/** Colours of the RSVP router's classes (reservation.ts RSVP_CLASSES): best effort as precedence 0. */
+const RSVP_CLASS_COLORS = ['#7f7f7f', '#d62728', '#1f77b4'];
 const SIZE = { width: 800, height: 320 };
 /** The page image's width: the page's 900 px column and its margins. */
 const PAGE_WIDTH = 960;
@@ -22,7 +24,7 @@ const PAGE_WIDTH = 960;
 /** The charts of a demo result, in page order. */
 export function demoCharts(r: DemoResult): ChartSpec[] {
   const specs: ChartSpec[] = [];
-  for (const name of ['unmarked', 'marked'] as const) {
+  for (const name of ['unmarked', 'marked', 'reserved'] as const) {
     const run = r.runs[name];
     if (!run) continue;
     const s = run.series, label = RUN_LABEL[name];
@@ -36,10 +38,12 @@ export function demoCharts(r: DemoResult): ChartSpec[] {
       x: s.loss.map((l) => l[0] + s.loss_bin_s / 2),
       series: [{ label: 'loss', color: '#d62728', style: 'bars', values: s.loss.map((l) => l[1]) }], bands: s.bursts,
     });
-    const used = [0, 1, 2, 3, 4, 5, 6, 7].filter((p) => s.classes.some((c) => c[1][p]! > 0));
+    const named = run.router_classes;
+    const used = (named ?? PRECEDENCE_COLORS).map((_, k) => k).filter((k) => s.classes.some((c) => c[1][k]! > 0));
     specs.push({
-      id: `classes-${name}`, title: `Router output by precedence class, ${label}`, xLabel: 'time (s)', yLabel: 'Mb/s', yMin: 0,
-      x: s.classes.map((c) => c[0]), series: used.map((p) => ({ label: `precedence ${p}`, color: PRECEDENCE_COLORS[p]!, style: 'line' as const, values: s.classes.map((c) => c[1][p]!) })), bands: s.bursts,
+      id: `classes-${name}`, title: `Router output by ${named ? 'RSVP router class' : 'precedence class'}, ${label}`, xLabel: 'time (s)', yLabel: 'Mb/s', yMin: 0,
+      x: s.classes.map((c) => c[0]),
+      series: used.map((k) => ({ label: named ? named[k]! : `precedence ${k}`, color: (named ? RSVP_CLASS_COLORS : PRECEDENCE_COLORS)[k]!, style: 'line' as const, values: s.classes.map((c) => c[1][k]!) })), bands: s.bursts,
     });
   }
   return specs;
@@ -154,7 +158,7 @@ figcaption { font-size: 90%; color: #444; }
 <body>
 <h1>qos demo</h1>
 <p>The paper's section 5 experiment over IPv${r.setup.family}: an unmodified media application sends across a ${r.setup.bottleneckBps / 1e6} Mb/s link that a router
-queues by IP precedence (${r.setup.scheduler}); cross traffic fills it in bursts (shaded). First without the policy daemon, then with it.</p>
+queues by IP precedence (${r.setup.scheduler}); cross traffic fills it in bursts (shaded). First without the policy daemon, then with it${r.runs.reserved ? '; then with the media reserved by RSVP, the router running <code>qos rsvp router</code> on that link instead of the precedence queues' : ''}.</p>
 ${summaryHtml(r)}
 ${images.page ? `<p>This page as one image: ${links([images.page])}</p>` : ''}
 <div id="charts">

@@ -106,6 +106,46 @@ test('iperf3 as the media source, under strict priority: marked and reported bes
   assert.equal(typeof m.cross_traffic_mbps_during_burst, 'number');
 });
 
+test('--reserve: the media reserved through qos rsvp router loses nothing where best effort loses most; RECEIVERS at the source, the reservation installed on the bottleneck', { timeout: 180_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-demo-test-'));
+  try {
+    const json = join(dir, 'demo.json');
+    const r = await demo(['--reserve', '--cycles', '2', '--warmup-ms', '1000', '--json', json]);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(leftovers(r.pid), [], 'every namespace removed');
+    assert.match(r.out, /RSVP reservation/);
+    assert.match(r.out, /With an RSVP reservation \(the Resv came [\d.]+ ms after the media began\)/);
+    const d = JSON.parse(readFileSync(json, 'utf8')) as DemoResult;
+    const u = d.runs.unmarked!, rs = d.runs.reserved!;
+    assert.ok(d.runs.marked, 'the marked run is still there');
+    const x = rs.reservation!;
+    t.diagnostic(`reserved: ${JSON.stringify({ burst: rs.burst, idle: rs.idle, dscp: rs.media_dscp, drops: rs.router_drops, bytes: rs.router_bytes, flowspec: x.flowspec, receivers_ms: x.receivers_ms_after_media_start })}`);
+    assert.ok(rs.burst.datagrams > 50 && u.burst.datagrams > 50, 'media was sent during the burst');
+    // what a user checks: best effort loses in the burst, the reservation does not
+    assert.ok(u.burst.loss_pct >= 10, `the bursts congested best effort: ${u.burst.loss_pct} %`);
+    assert.ok(rs.burst.loss_pct <= u.burst.loss_pct, `reserved ${rs.burst.loss_pct} % against best effort ${u.burst.loss_pct} %`);
+    assert.ok(rs.burst.loss_pct <= 0.5 && rs.idle.loss_pct <= 0.5, `the reserved media lost ${rs.burst.loss_pct} % in the burst, ${rs.idle.loss_pct} % idle`);
+    // the sending host heard the Resv (RECEIVERS) after its media began, and marked CS3 from then on
+    assert.ok(x.receivers_ms_after_media_start !== null && x.receivers_ms_after_media_start >= 0, `RECEIVERS at the source: ${JSON.stringify(x.notifications)}`);
+    assert.equal(x.notifications[0]?.code, 'RECEIVERS');
+    assert.deepEqual(Object.keys(rs.media_dscp).filter((k) => k !== '0'), ['24'], `CS3 once reserved, best effort before: ${JSON.stringify(rs.media_dscp)}`);
+    assert.equal(x.datagrams_before_mark + x.datagrams_marked, rs.burst.datagrams + rs.idle.datagrams, 'after the first marked datagram every one is marked');
+    // the router admitted it on the bottleneck at the rate asked for, queued it apart from best
+    // effort (whose queue is as long as each precedence class's in the other runs), and dropped
+    // best effort only
+    assert.equal(x.router.installed, true, `the router's lines: ${JSON.stringify(x.router.events)}`);
+    assert.equal(x.router.ifname, 'snk0');
+    assert.equal(x.router.rate_Bps, x.flowspec.TokenRate);
+    assert.equal(x.router.best_effort_queue, d.setup.queuePackets);
+    assert.deepEqual(rs.router_classes, ['best effort', 'reserved', 'demoted']);
+    assert.ok(rs.router_drops[0]! > 0, `the burst made best effort drop: ${rs.router_drops}`);
+    assert.equal(rs.router_drops[1], 0, `nothing dropped in the reservation's class: ${rs.router_drops}`);
+    assert.ok(rs.router_bytes[1]! > 0, `the media went through the reservation's class: ${rs.router_bytes}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('not root: a clear error and exit 69, no stack trace', {}, () => {
   const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, QOS, 'demo'], { encoding: 'utf8' });
   assert.equal(r.status, 69, r.stderr);

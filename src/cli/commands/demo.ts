@@ -24,9 +24,10 @@ export function demoCommands(program: Command): void {
     .option('--queue <packets>', "packets each of the router's class queues holds", (v) => positiveInt(v, '--queue'), 100)
     .option('--kbps <n>', 'media rate in kbit/s', (v) => positiveInt(v, '--kbps'), 400)
     .option('--fps <n>', 'media frames per second', (v) => positiveInt(v, '--fps'), 25)
+    .option('--reserve', 'a third run, "reserved": the media\'s datagrams reserved by RSVP (Controlled Load, a policy `reserve` on the source host, AutoRESV at the sink) through `qos rsvp router`, which queues the bottleneck in place of the precedence classes; best effort until the Resv, then reserved and marked')
     .option('--json <file>', 'write every figure as JSON to FILE (- for standard output)')
     .option('--report <dir>', 'write a report into DIR: index.html (the table and charts, linking the images) and each chart as SVG; with Chromium installed, each chart as PNG too and the whole page as index.png')
-    .action(async (o: { app: string; family: string; scheduler: string; weights: string; cycles: number; onMs: number; offMs: number; warmupMs: number; bottleneck: string; access: string; queue: number; kbps: number; fps: number; json?: string; report?: string }) => {
+    .action(async (o: { app: string; family: string; scheduler: string; weights: string; cycles: number; onMs: number; offMs: number; warmupMs: number; bottleneck: string; access: string; queue: number; kbps: number; fps: number; reserve?: boolean; json?: string; report?: string }) => {
       if (o.app !== 'media' && o.app !== 'iperf3') throw new QosError('QOS_ERR_USAGE', `--app takes media or iperf3, not "${o.app}"`);
       if (o.family !== '4' && o.family !== '6') throw new QosError('QOS_ERR_USAGE', `--family takes 4 or 6, not "${o.family}"`);
       if (o.scheduler !== 'wfq' && o.scheduler !== 'priority') throw new QosError('QOS_ERR_USAGE', `--scheduler takes wfq or priority, not "${o.scheduler}"`);
@@ -39,7 +40,7 @@ export function demoCommands(program: Command): void {
         app: o.app, family: o.family === '6' ? 6 : 4, scheduler: o.scheduler, weights, cycles: o.cycles, onMs: o.onMs, offMs: o.offMs, warmupMs: o.warmupMs,
         bottleneckBps: bitRate(o.bottleneck, '--bottleneck'), accessBps: bitRate(o.access, '--access'), queuePackets: o.queue, kbps: o.kbps, fps: o.fps,
         progress: (m) => process.stderr.write(`${m}\n`),
-      });
+      }, o.reserve ? ['unmarked', 'marked', 'reserved'] : ['unmarked', 'marked']);
       if (o.json) {
         const text = JSON.stringify(r, null, 2) + '\n';
         if (toStdout) process.stdout.write(text);
