@@ -140,6 +140,19 @@ export function benchCommands(program: Command): void {
     });
 
   bench
+    .command('tcp-cheat')
+    .description('sender TCP cheating (qos rsvp cheat, an experiment; docs/tcp-cheating.md): a TCP transfer\'s goodput through a 20 Mbit/s reserved path whose reverse path (256 kbit/s) is flooded with UDP, with the cheat on the ingress router and without, in alternating rounds (needs root, ip, tc, nft)')
+    .option('--json', 'print one JSON object')
+    .option('--rounds <n>', 'pairs of rounds (with and without); figures are medians with min and max', (v) => positiveInt(v, '--rounds'), 5)
+    .option('--seconds <n>', 'the measured window of each round', (v) => positiveInt(v, '--seconds'), 4)
+    .option('--window <bytes>', 'W_R, the window the fake ACKs announce', (v) => positiveInt(v, '--window'), 65_536)
+    .action(async (o: { json?: boolean; rounds: number; seconds: number; window: number }) => {
+      const { benchTcpCheat, formatTcpCheatBench } = await import('../../bench/tcp-cheat.js');
+      const r = await benchTcpCheat({ ...o, progress: benchProgress(o.json) });
+      print(o.json ? JSON.stringify(r, null, 2) : formatTcpCheatBench(r));
+    });
+
+  bench
     .command('characterize')
     .description('traffic characterisation: b(r) packet-rates/s off-line, packets/s on-line, and the peak memory of qos characterize on a capture file and one four times as long')
     .option('--json', 'print one JSON object')
