@@ -48,6 +48,9 @@ export interface RoundOptions {
   /** called once the connection is open, before the flood and the data (a test starts its
    * captures here) */
   opened?: () => Promise<void>;
+  /** called once the window is measured, while the cheat (if any) still runs (a test stops
+   * its captures here: after the cheat, what waits in the reverse queue reaches the sender) */
+  measured?: () => Promise<void>;
 }
 
 /** What the cheat printed when it stopped (`qos rsvp cheat --json`). */
@@ -150,6 +153,7 @@ export class CheatNet {
       send.proc.stdin!.write('go\n');
       await recv.wait([0], (o.seconds + 60) * 1000);
       const m = JSON.parse(lastLine(recv.stdout)) as { bytes: number; seconds: number };
+      await o.measured?.();
       flood.kill();
       send.kill();
       let report: CheatReport | undefined;
