@@ -33,6 +33,8 @@ export interface CheatNetOptions {
   reverseQueue: number;
   /** the UDP cross traffic offered to the reverse path, bytes/s */
   floodBytes: number;
+  /** the sender's TCP congestion control (default: the machine's) */
+  congestionControl?: string;
 }
 
 export const DEFAULT_NET: CheatNetOptions = { forwardBits: 20e6, reverseBits: 256e3, reverseQueue: 16_000, floodBytes: 1e6 };
@@ -49,7 +51,8 @@ export interface RoundOptions {
    * captures here) */
   opened?: () => Promise<void>;
   /** called once the window is measured, while the cheat (if any) still runs (a test stops
-   * its captures here: after the cheat, what waits in the reverse queue reaches the sender) */
+   * its captures here: after the cheat, what waits in the reverse queue reaches the sender);
+   * with the cheat, the sender has stopped writing and everything it wrote is acknowledged */
   measured?: () => Promise<void>;
 }
 
@@ -65,6 +68,10 @@ export interface RoundResult {
   seconds: number;
   /** goodput at the receiver, bits/s */
   bits: number;
+  /** the sender's TCP view at the end of the window (ss -ti): its smoothed and its lowest
+   * round trip time, ms (with the cheat: to A, the sender's own queue included) */
+  senderRttMs: number;
+  senderMinRttMs: number;
   report?: CheatReport;
 }
 
@@ -92,6 +99,7 @@ export class CheatNet {
       // the sender's own queue holds what W_R lets it have in flight: long enough never to drop
       tbf(this.sender.ns, this.sender.right!.dev, o.forwardBits, 32_768, 1 << 20);
       tbf(this.receiver.ns, this.receiver.left!.dev, o.reverseBits, 3_000, o.reverseQueue);
+      if (o.congestionControl) must(['ip', 'netns', 'exec', this.sender.ns, 'sysctl', '-qw', `net.ipv4.tcp_congestion_control=${o.congestionControl}`]);
     } catch (e) {
       this.chain.destroy();
       throw e;
@@ -111,6 +119,28 @@ export class CheatNet {
   async reverseBacklog(): Promise<number> {
     const r = await run(['tc', '-s', '-j', 'qdisc', 'show', 'dev', this.receiver.left!.dev, 'root'], { netns: this.receiver.ns, pkg: 'iproute2' });
     return (JSON.parse(r.stdout) as { backlog?: number }[])[0]?.backlog ?? 0;
+  }
+
+  /** The sender's congestion control (the namespace's default, from the machine's). */
+  async congestionControl(): Promise<string> {
+    const r = await run(['sysctl', '-n', 'net.ipv4.tcp_congestion_control'], { netns: this.sender.ns, pkg: 'procps' });
+    return r.stdout.trim();
+  }
+
+  /** The round trip times the sender's TCP keeps for its connection from port. */
+  private async senderRtt(port: number): Promise<{ rtt: number; minrtt: number }> {
+    const r = await run(['ss', '-tinH', 'state', 'established', `sport = :${port}`], { netns: this.sender.ns, pkg: 'iproute2' });
+    const rtt = /\brtt:([\d.]+)\//.exec(r.stdout), min = /\bminrtt:([\d.]+)/.exec(r.stdout);
+    if (!rtt || !min) throw new QosError('QOS_ERR_BENCH', `ss shows no round trip time for the sender's connection: ${r.stdout.trim() || '(none)'}`);
+    return { rtt: Number(rtt[1]), minrtt: Number(min[1]) };
+  }
+
+  /** The bytes the sender's connection from port has not had acknowledged or not sent (Send-Q). */
+  private async senderUnsent(port: number): Promise<number> {
+    const r = await run(['ss', '-tnH', 'state', 'established', `sport = :${port}`], { netns: this.sender.ns, pkg: 'iproute2' });
+    const f = r.stdout.trim().split(/\s+/);
+    if (f.length < 2) throw new QosError('QOS_ERR_BENCH', 'the sender\'s connection is gone');
+    return Number(f[1]);
   }
 
   /** One connection, measured at the receiver over o.seconds. */
@@ -151,8 +181,17 @@ export class CheatNet {
         await sleep(100);
       }
       send.proc.stdin!.write('go\n');
-      await recv.wait([0], (o.seconds + 60) * 1000);
+      await recv.until('"bytes"', (o.seconds + 60) * 1000, 'stdout');
       const m = JSON.parse(lastLine(recv.stdout)) as { bytes: number; seconds: number };
+      const rtt = await this.senderRtt(o.senderPort);
+      if (o.cheat) {
+        // the sender stops writing and its queue drains: every fake ACK is sent before measured()
+        send.proc.stdin!.write('stop\n');
+        for (let i = 0; (await this.senderUnsent(o.senderPort)) > 0; i++) {
+          if (i > 100) throw new QosError('QOS_ERR_BENCH', 'the sender\'s queue did not drain in 10 s with the cheat on');
+          await sleep(100);
+        }
+      }
       await o.measured?.();
       flood.kill();
       send.kill();
@@ -165,7 +204,7 @@ export class CheatNet {
         const { kind: _k, ...counts } = stopped;
         report = { ...counts, table: ready.table };
       }
-      return { cheat: o.cheat, bytes: m.bytes, seconds: m.seconds, bits: (m.bytes * 8) / m.seconds, ...(report ? { report } : {}) };
+      return { cheat: o.cheat, bytes: m.bytes, seconds: m.seconds, bits: (m.bytes * 8) / m.seconds, senderRttMs: rtt.rtt, senderMinRttMs: rtt.minrtt, ...(report ? { report } : {}) };
     } finally {
       for (const c of children) c.kill();
       await Promise.all(children.map((c) => c.exited));

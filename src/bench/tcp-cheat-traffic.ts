@@ -3,10 +3,11 @@
  *
  *   node tcp-cheat-traffic.js recv --port P --seconds S
  *       takes one TCP connection, reads as fast as it can, and S seconds after the first byte
- *       prints {"bytes":N,"seconds":S} and exits (the goodput of that window)
+ *       prints {"bytes":N,"seconds":S} (the goodput of that window); reads on until killed
  *   node tcp-cheat-traffic.js send --to HOST:PORT --from-port P
  *       connects from port P (the 5-tuple the cheat is told), prints "connected", and on a
- *       line "go" on its stdin writes as fast as the connection takes until killed
+ *       line "go" on its stdin writes as fast as the connection takes, until a line "stop" or
+ *       until killed
  *   node tcp-cheat-traffic.js flood --to HOST:PORT --rate BYTES/S [--size N]
  *       UDP datagrams of N bytes (default 1200) at that rate, until killed: cross traffic
  *   node tcp-cheat-traffic.js udpsink --port P
@@ -42,7 +43,7 @@ if (mode === 'recv') {
         first = performance.now();
         setTimeout(() => {
           say(JSON.stringify({ bytes, seconds: (performance.now() - first) / 1000 }));
-          process.exit(0);
+          // the connection stays open (the sender's TCP state can still be read) until killed
         }, seconds * 1000);
       }
       bytes += d.length;
@@ -57,11 +58,12 @@ if (mode === 'recv') {
   const chunk = Buffer.alloc(64 * 1024, 0x61);
   const s = connect({ host: to.host, port: to.port, localPort }, () => say('connected'));
   s.on('error', (e) => die(`connection: ${e.message}`));
+  let writing = false;
+  const pump = () => { while (writing && s.write(chunk)); };
+  s.on('drain', pump);
   process.stdin.setEncoding('utf8').on('data', (d: string) => {
-    if (!d.includes('go')) return;
-    const pump = () => { while (s.write(chunk)); };
-    s.on('drain', pump);
-    pump();
+    if (d.includes('go')) { writing = true; pump(); }
+    if (d.includes('stop')) writing = false; // what is written is sent; nothing more
   });
 } else if (mode === 'flood') {
   const o = args({ to: { type: 'string' }, rate: { type: 'string' }, size: { type: 'string' } });

@@ -146,7 +146,9 @@ export function benchCommands(program: Command): void {
     .option('--rounds <n>', 'pairs of rounds (with and without); figures are medians with min and max', (v) => positiveInt(v, '--rounds'), 5)
     .option('--seconds <n>', 'the measured window of each round', (v) => positiveInt(v, '--seconds'), 4)
     .option('--window <bytes>', 'W_R, the window the fake ACKs announce', (v) => positiveInt(v, '--window'), 65_536)
-    .action(async (o: { json?: boolean; rounds: number; seconds: number; window: number }) => {
+    .option('--congestion-control <name>', 'the sender\'s TCP congestion control, one of net.ipv4.tcp_allowed_congestion_control (a namespace may take no other), e.g. reno or bbr (default: the machine\'s, net.ipv4.tcp_congestion_control)')
+    .action(async (o: { json?: boolean; rounds: number; seconds: number; window: number; congestionControl?: string }) => {
+      if (o.congestionControl !== undefined && !/^[a-z0-9_]{1,15}$/.test(o.congestionControl)) throw new QosError('QOS_ERR_USAGE', `--congestion-control takes an algorithm's name (cubic, bbr, reno), not "${o.congestionControl}"`);
       const { benchTcpCheat, formatTcpCheatBench } = await import('../../bench/tcp-cheat.js');
       const r = await benchTcpCheat({ ...o, progress: benchProgress(o.json) });
       print(o.json ? JSON.stringify(r, null, 2) : formatTcpCheatBench(r));
