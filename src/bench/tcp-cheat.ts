@@ -20,6 +20,8 @@ export interface TcpCheatBenchOptions {
   net?: CheatNetOptions;
   /** the sender's TCP congestion control (default: the machine's) */
   congestionControl?: string;
+  /** the reverse path's rate, bits/s (default: the testbed's, 256 kbit/s) */
+  reverseBits?: number;
   progress?: (m: string) => void;
 }
 
@@ -54,7 +56,7 @@ function spread(xs: number[], digits = 2): Spread {
 
 export async function benchTcpCheat(o: TcpCheatBenchOptions): Promise<TcpCheatBenchResult> {
   const say = o.progress ?? (() => undefined);
-  const netOptions = { ...(o.net ?? DEFAULT_NET), ...(o.congestionControl ? { congestionControl: o.congestionControl } : {}) };
+  const netOptions = { ...(o.net ?? DEFAULT_NET), ...(o.congestionControl ? { congestionControl: o.congestionControl } : {}), ...(o.reverseBits ? { reverseBits: o.reverseBits } : {}) };
   const net = new CheatNet(PREFIX, netOptions);
   const results: RoundResult[] = [];
   let congestionControl = '';
