@@ -78,7 +78,7 @@ export interface RoundResult {
 /** Why the experiment cannot run here, or null. */
 export function cheatNetUnavailable(): string | null {
   if (process.getuid?.() !== 0) return 'the TCP cheating experiment needs root: it creates network namespaces, queueing disciplines and an nftables table';
-  for (const [tool, pkg] of [['ip', 'iproute2'], ['tc', 'iproute2'], ['nft', 'nftables']] as const) {
+  for (const [tool, pkg] of [['ip', 'iproute2'], ['tc', 'iproute2'], ['ss', 'iproute2'], ['nft', 'nftables'], ['sysctl', 'procps']] as const) {
     if (!installed(tool)) return `the TCP cheating experiment needs \`${tool}\`: install the Debian package ${pkg}`;
   }
   return null;

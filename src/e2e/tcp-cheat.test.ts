@@ -15,7 +15,7 @@ import { CheatNet, DEFAULT_NET, type RoundResult } from '../bench/tcp-cheat-net.
 import { run, start, type Child } from '../exec.js';
 import { QOS, requireE2e, sh, sleep } from './harness.js';
 
-requireE2e('tc', 'nft');
+requireE2e('tc', 'nft', 'ss', 'sysctl');
 
 const WINDOW = 65_536;
 const SECONDS = 2;
@@ -139,9 +139,13 @@ test('a cheat killed with SIGKILL leaves its table; the next one for the same co
   assert.equal(sh(['ip', 'netns', 'pids', net.a.ns]).stdout.trim(), '', 'nothing of either cheat still runs on a (the helper dies with its parent)');
 });
 
-test('qos rsvp cheat refuses a sender that is not A.B.C.D:PORT, before touching anything', () => {
-  const r = sh(['ip', 'netns', 'exec', net.a.ns, process.execPath, QOS, 'rsvp', 'cheat', '--dev', net.aDev, '--sender', net.senderIp, '--receiver', `${net.receiverIp}:5001`, '--window', '1000']);
+test('qos rsvp cheat refuses a sender that is not A.B.C.D:PORT, or an interface that is not there, before touching anything', () => {
+  const cheat = (...args: string[]) => sh(['ip', 'netns', 'exec', net.a.ns, process.execPath, QOS, 'rsvp', 'cheat', ...args]);
+  let r = cheat('--dev', net.aDev, '--sender', net.senderIp, '--receiver', `${net.receiverIp}:5001`, '--window', '1000');
   assert.equal(r.status, 64, r.stderr);
   assert.match(r.stderr, /--sender takes an IPv4 address and a port/);
+  r = cheat('--dev', 'nosuch0', '--sender', `${net.senderIp}:1`, '--receiver', `${net.receiverIp}:5001`, '--window', '1000');
+  assert.equal(r.status, 64, r.stderr);
+  assert.match(r.stderr, /--dev: no interface "nosuch0"/);
   assert.doesNotMatch(tables(net.a.ns), /qosd_tcpcheat/);
 });

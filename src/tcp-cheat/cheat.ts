@@ -50,9 +50,12 @@ export class Cheat {
   /** Installs the table and starts the helper; resolves once the helper's sockets are open. */
   static async start(o: CheatOptions): Promise<Cheat> {
     if (!existsSync(TCPCHEAT_PROGRAM)) throw new QosError('QOS_ERR_ENVIRONMENT', `${TCPCHEAT_PROGRAM} is not built: run \`make -C native\` (needs the Debian package gcc)`);
+    const link = await run(['ip', 'link', 'show', 'dev', o.dev], { netns: o.netns, ok: 'any', pkg: 'iproute2', timeoutMs: 30_000 });
+    if (link.code !== 0) throw new QosError('QOS_ERR_USAGE', `--dev: no interface "${o.dev}" here`);
     const table = tableName(o);
     await removeTable(table, o.netns);
-    await nft(['-j', JSON.stringify(planTable(o, table))], o.netns); // the document as an argument: nft reads no pipe from Node (a socket)
+    // the document as an argument: nft cannot open a pipe from Node (a socket) as /dev/stdin
+    await nft(['-j', JSON.stringify(planTable(o, table))], o.netns, `nft -j (the table ${table})`);
     const argv = [TCPCHEAT_PROGRAM, '--dev', o.dev, '--sender', `${o.sender.addr}:${o.sender.port}`, '--receiver', `${o.receiver.addr}:${o.receiver.port}`,
       '--window', String(o.window), ...(o.wscale === undefined ? [] : ['--wscale', String(o.wscale)])];
     const helper = start(argv, { netns: o.netns, name: 'tcpcheat', keepStdout: true });
@@ -94,8 +97,8 @@ export class Cheat {
   }
 }
 
-async function nft(args: string[], netns: string | undefined): Promise<string> {
-  const r = await run(['nft', ...args], { netns, code: 'QOS_ERR_KERNEL', pkg: 'nftables', timeoutMs: 30_000 });
+async function nft(args: string[], netns: string | undefined, name?: string): Promise<string> {
+  const r = await run(['nft', ...args], { netns, code: 'QOS_ERR_KERNEL', pkg: 'nftables', timeoutMs: 30_000, ...(name ? { name } : {}) });
   return r.stdout;
 }
 

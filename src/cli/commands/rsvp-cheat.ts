@@ -24,6 +24,7 @@ export function addRsvpCheat(rsvp: Command): void {
     .option('--wscale <n>', 'the receiver\'s window scale (RFC 7323), needed only when the cheat starts after the connection\'s SYN and SYN-ACK (it reads it from them otherwise)', (v) => wholeNumber(v, '--wscale'))
     .option('--json', 'print JSON lines: {"kind":"ready",...} once running, {"kind":"stopped",...counts} at the end')
     .action(async (o: { dev: string; sender: string; receiver: string; window: string; wscale?: number; json?: boolean }) => {
+      if (process.getuid?.() !== 0) throw new QosError('QOS_ERR_PRIVILEGE', 'qos rsvp cheat needs root: raw and packet sockets (CAP_NET_RAW) and an nftables table (CAP_NET_ADMIN)');
       const { parseEndpoint } = await import('../../tcp-cheat/table.js');
       const sender = parseEndpoint(o.sender, '--sender');
       const receiver = parseEndpoint(o.receiver, '--receiver');
