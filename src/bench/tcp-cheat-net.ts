@@ -47,6 +47,9 @@ export interface RoundOptions {
   senderPort: number;
   /** W_R, bytes */
   window: number;
+  /** start the cheat after the connection has opened, with --wscale (read from the sender's
+   * TCP), instead of before its handshake */
+  joinOpen?: boolean;
   /** called once the connection is open, before the flood and the data (a test starts its
    * captures here) */
   opened?: () => Promise<void>;
@@ -143,6 +146,15 @@ export class CheatNet {
     return Number(f[1]);
   }
 
+  /** The window scale the sender's connection from port applies to the receiver's windows
+   * (ss: wscale:<the peer's>,<its own>). */
+  private async senderWscale(port: number): Promise<number> {
+    const r = await run(['ss', '-tinH', 'state', 'established', `sport = :${port}`], { netns: this.sender.ns, pkg: 'iproute2' });
+    const m = /\bwscale:(\d+),\d+/.exec(r.stdout);
+    if (!m) throw new QosError('QOS_ERR_BENCH', `ss shows no window scale for the sender's connection: ${r.stdout.trim() || '(none)'}`);
+    return Number(m[1]);
+  }
+
   /** One connection, measured at the receiver over o.seconds. */
   async round(o: RoundOptions): Promise<RoundResult> {
     const children: Child[] = [];
@@ -163,15 +175,19 @@ export class CheatNet {
         await this.sink.until('ready', 30_000, 'stdout');
       }
       let cheat: Child | null = null;
-      if (o.cheat) {
-        cheat = begin([process.execPath, QOS, 'rsvp', 'cheat', '--json', '--dev', this.aDev, '--sender', `${this.senderIp}:${o.senderPort}`,
-          '--receiver', `${this.receiverIp}:${RECEIVER_PORT}`, '--window', String(o.window)], this.a.ns, 'qos rsvp cheat');
-        await cheat.until('"ready"', 30_000, 'stdout');
-      }
+      const startCheat = async (wscale?: number): Promise<Child> => {
+        const c = begin([process.execPath, QOS, 'rsvp', 'cheat', '--json', '--dev', this.aDev, '--sender', `${this.senderIp}:${o.senderPort}`,
+          '--receiver', `${this.receiverIp}:${RECEIVER_PORT}`, '--window', String(o.window), ...(wscale === undefined ? [] : ['--wscale', String(wscale)])], this.a.ns, 'qos rsvp cheat');
+        await c.until('"ready"', 30_000, 'stdout');
+        return c;
+      };
+      if (o.cheat && !o.joinOpen) cheat = await startCheat();
       const recv = begin(node('recv', '--port', String(RECEIVER_PORT), '--seconds', String(o.seconds)), this.receiver.ns, 'receiver');
       await recv.until('ready', 30_000, 'stdout');
       const send = begin(node('send', '--to', `${this.receiverIp}:${RECEIVER_PORT}`, '--from-port', String(o.senderPort)), this.sender.ns, 'sender', 'pipe');
       await send.until('connected', 30_000, 'stdout');
+      // joining an open connection: the receiver's window scale as the sender's TCP has it
+      if (o.cheat && o.joinOpen) cheat = await startCheat(await this.senderWscale(o.senderPort));
       await o.opened?.();
       const flood = begin(node('flood', '--to', `${this.senderIp}:${FLOOD_PORT}`, '--rate', String(this.o.floodBytes)), this.receiver.ns, 'flood');
       await flood.until('ready', 30_000, 'stdout');

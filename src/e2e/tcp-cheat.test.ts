@@ -36,7 +36,7 @@ after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-interface Ack { ttl: number; ack: number; window: number; ipChecksum: number; tcpChecksum: number }
+interface Ack { ttl: number; ack: number; window: number; ipChecksum: number; tcpChecksum: number; tsecr: number | null }
 
 /** tcpdump on a node's link of the pure ACKs from the receiver to the sender's port; stop()
  * gives them decoded by tshark (checksums checked: status 1 is good). */
@@ -51,10 +51,11 @@ async function captureAcks(ns: string, dev: string, senderPort: number): Promise
       await p.stop('SIGINT');
       const r = await run(['tshark', '-r', file, '-o', 'ip.check_checksum:TRUE', '-o', 'tcp.check_checksum:TRUE', '-o', 'tcp.relative_sequence_numbers:FALSE',
         '-Y', 'tcp.flags == 0x010 && tcp.len == 0', '-T', 'fields', '-E', 'separator=|',
-        '-e', 'ip.ttl', '-e', 'tcp.ack', '-e', 'tcp.window_size_value', '-e', 'ip.checksum.status', '-e', 'tcp.checksum.status'], { timeoutMs: 60_000, pkg: 'tshark' });
+        '-e', 'ip.ttl', '-e', 'tcp.ack', '-e', 'tcp.window_size_value', '-e', 'ip.checksum.status', '-e', 'tcp.checksum.status', '-e', 'tcp.options.timestamp.tsecr'], { timeoutMs: 60_000, pkg: 'tshark' });
       return r.stdout.split('\n').filter(Boolean).map((l) => {
-        const [ttl, ack, window, ipc, tcpc] = l.split('|').map(Number);
-        return { ttl: ttl!, ack: ack!, window: window!, ipChecksum: ipc!, tcpChecksum: tcpc! };
+        const f = l.split('|');
+        const [ttl, ack, window, ipc, tcpc] = f.map(Number);
+        return { ttl: ttl!, ack: ack!, window: window!, ipChecksum: ipc!, tcpChecksum: tcpc!, tsecr: f[5] ? Number(f[5]) : null };
       });
     },
   };
@@ -62,12 +63,12 @@ async function captureAcks(ns: string, dev: string, senderPort: number): Promise
 
 /** A round with a capture of the receiver's ACKs on the sender's link and on the receiver's,
  * from the connection's opening to the end of the measured window (the cheat still on). */
-async function capturedRound(cheat: boolean): Promise<{ r: RoundResult; atSender: Ack[]; atReceiver: Ack[] }> {
+async function capturedRound(cheat: boolean, joinOpen = false): Promise<{ r: RoundResult; atSender: Ack[]; atReceiver: Ack[] }> {
   const senderPort = port++;
   let caps: { stop(): Promise<Ack[]> }[] = [];
   let acks: Ack[][] = [];
   const r = await net.round({
-    cheat, seconds: SECONDS, senderPort, window: WINDOW,
+    cheat, joinOpen, seconds: SECONDS, senderPort, window: WINDOW,
     opened: async () => {
       caps = await Promise.all([captureAcks(net.sender.ns, net.sender.right!.dev, senderPort), captureAcks(net.receiver.ns, net.receiver.left!.dev, senderPort)]);
     },
@@ -103,6 +104,7 @@ test('with the cheat on a, the sender gets fake ACKs the receiver never sent, an
   assert.ok(atSender.length <= rep.fakeAcks && atSender.length >= rep.fakeAcks * 0.9, `${atSender.length} fake ACKs captured of ${rep.fakeAcks} sent`);
   assert.deepEqual([...new Set(atSender.map((a) => a.window))], [Math.min(65535, WINDOW >> rep.wscale)], 'each announces W_R in the receiver\'s window scale');
   assert.ok(atSender.every((a) => a.ipChecksum === 1 && a.tcpChecksum === 1), 'tshark finds every IP and TCP checksum good');
+  assert.ok(rep.timestamps && atSender.every((a) => a.tsecr !== null && a.tsecr > 0), 'the connection uses timestamps, and every fake ACK echoes one');
   // the ack numbers climb: each acknowledges the data that had passed a
   assert.ok(atSender.every((a, i) => i === 0 || ((a.ack - atSender[i - 1]!.ack) >>> 0) < 2 ** 31), 'the ack numbers never go back');
   // the receiver did send ACKs; those that got through its congested link were dropped at a
@@ -117,6 +119,17 @@ test('through the congested reverse path, more than three times as many bytes ar
   assert.ok(plain && cheating, 'the two rounds above ran');
   t.diagnostic(`${cheating.bytes} bytes with the cheat, ${plain.bytes} without, in ${SECONDS} s each: ${(cheating.bytes / plain.bytes).toFixed(1)}x`);
   assert.ok(cheating.bytes > 3 * plain.bytes, `${cheating.bytes} bytes with the cheat, ${plain.bytes} without, in ${SECONDS} s each`);
+});
+
+test('a cheat started on an open connection, told the window scale, answers from the first data segment it sees', { timeout: 60_000 }, async () => {
+  const { r, atSender } = await capturedRound(true, true);
+  const rep = r.report!;
+  assert.ok(rep.segments > 0 && rep.fakeAcks === rep.segments && rep.beforeStart === 0, JSON.stringify(rep));
+  assert.ok(!rep.timestamps, 'it did not see the handshake');
+  assert.ok(atSender.length > 0 && atSender.every((a) => a.ttl === 64), 'the sender got fake ACKs only');
+  assert.deepEqual([...new Set(atSender.map((a) => a.window))], [Math.min(65535, WINDOW >> rep.wscale)], 'W_R in the window scale it was given');
+  assert.ok(atSender.every((a) => a.tsecr !== null && a.tsecr > 0), 'timestamps echoed from the segments themselves');
+  assert.ok(r.bytes > 3 * plain.bytes, `${r.bytes} bytes with the cheat joined, ${plain.bytes} without`);
 });
 
 test('a cheat killed with SIGKILL leaves its table; the next one for the same connection removes it, and its own goes when it stops', { timeout: 60_000 }, async () => {
