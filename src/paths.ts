@@ -16,6 +16,8 @@ export const AGENT_LIBRARY = resolve(root, 'agent/build/libqosagent.so');
 export const DOT1P_OBJECT = resolve(root, 'bpf/build/dot1p.bpf.o');
 /** RSVP's packet I/O helper (native/rsvpio.c), which src/rsvp/transport spawns. */
 export const RSVPIO_PROGRAM = resolve(root, 'native/build/rsvpio');
+/** Sender TCP cheating's packet helper (native/tcpcheat.c; docs/tcp-cheating.md). */
+export const TCPCHEAT_PROGRAM = resolve(root, 'native/build/tcpcheat');
 /** The package's version (package.json): `qos --version`, the man page, the Debian package. */
 export const PACKAGE_VERSION = (JSON.parse(readFileSync(resolve(root, 'package.json'), 'utf8')) as { version: string }).version;
 

@@ -1,4 +1,4 @@
-/* `qos bench agent`, `policy`, `ab`, `rules`, `characterize` and `tc` run end to end and print every figure (tiny sizes: this checks the
+/* `qos bench agent`, `policy`, `ab`, `rules`, `characterize`, `tc` and `tcp-cheat` run end to end and print every figure (tiny sizes: this checks the
  * command, not the speed; the figures themselves are judged by running the benchmark). */
 
 import { test } from 'node:test';
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { QOS_CLI } from '../daemon/child.js';
 import { rulesBenchUnavailable } from './rules.js';
 import { tcBenchUnavailable } from './tc.js';
+import { cheatNetUnavailable } from './tcp-cheat-net.js';
 import { MissingPrerequisite } from '../prerequisites.js';
 
 test('qos bench agent --json prints every figure, the agent against a bare shim among them', { timeout: 120_000 }, () => {
@@ -90,6 +91,22 @@ test('qos bench rules --json prints every figure, and the flow was marked by the
   assert.deepEqual(Object.keys(j.targets).sort(), ['apply_ms_10k', 'move_ms', 'throughput_ratio_10k']);
   // its own namespaces, named by its pid (another bench may be running on the machine)
   assert.equal(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes(`qosbr${r.pid}-`), false, 'its namespaces are gone');
+});
+
+test('qos bench tcp-cheat --json prints goodput with and without the cheat, and the cheat\'s counts; its namespaces are gone', { timeout: 120_000 }, () => {
+  const why = cheatNetUnavailable();
+  if (why) throw new MissingPrerequisite(why);
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'tcp-cheat', '--json', '--rounds', '1', '--seconds', '1'], { encoding: 'utf8', timeout: 110_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as { goodput_mbit: Record<string, { median: number; min: number; max: number }>; ratio: { median: number }; cheat: Record<string, number>; rounds: unknown[] };
+  for (const k of ['cheating', 'plain']) {
+    const g = j.goodput_mbit[k]!;
+    assert.ok(g.median > 0 && g.min <= g.median && g.median <= g.max, `${k}: ${JSON.stringify(g)}`);
+  }
+  assert.ok(Number.isFinite(j.ratio.median) && j.ratio.median > 0);
+  assert.equal(j.rounds.length, 2);
+  assert.ok(j.cheat.fake_acks! > 0 && j.cheat.segments! > 0, JSON.stringify(j.cheat));
+  assert.equal(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes(`qtcb${r.pid}-`), false, 'its namespaces are gone');
 });
 
 test('qos bench rules refuses a set too small to move a rule in', () => {

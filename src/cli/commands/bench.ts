@@ -8,6 +8,7 @@ import { QosError } from '../../errors.js';
 import { parseCtMask } from '../../kernel/ctmark.js';
 import { print } from '../format.js';
 import { positiveInt } from '../options.js';
+import { parseRate } from '../../units.js';
 
 /** A benchmark's progress lines go to stderr, unless it prints JSON. */
 function benchProgress(json: boolean | undefined): ((m: string) => void) | undefined {
@@ -140,6 +141,25 @@ export function benchCommands(program: Command): void {
       const r = await benchTc({ ...o, progress: benchProgress(o.json) });
       print(o.json ? JSON.stringify(r, null, 2) : formatTcBench(r));
       checkTargets(o.check, r.targets);
+    });
+
+  bench
+    .command('tcp-cheat')
+    .description('sender TCP cheating (qos rsvp cheat, an experiment; docs/tcp-cheating.md): a TCP transfer\'s goodput through a 20 Mbit/s reserved path whose reverse path (256 kbit/s unless told) is flooded with UDP, with the cheat on the ingress router and without, in alternating rounds (needs root, ip, tc, nft)')
+    .option('--json', 'print one JSON object')
+    .option('--rounds <n>', 'pairs of rounds (with and without); figures are medians with min and max', (v) => positiveInt(v, '--rounds'), 5)
+    .option('--seconds <n>', 'the measured window of each round', (v) => positiveInt(v, '--seconds'), 4)
+    .option('--window <bytes>', 'W_R, the window the fake ACKs announce', (v) => positiveInt(v, '--window'), 65_536)
+    .option('--congestion-control <name>', 'the sender\'s TCP congestion control, one of net.ipv4.tcp_allowed_congestion_control (a namespace may take no other), e.g. reno or bbr (default: the machine\'s, net.ipv4.tcp_congestion_control)')
+    .option('--reverse-rate <rate>', 'the reverse path\'s rate (the receiver\'s link toward the router): 256kbit, 128kbit', '256kbit')
+    .action(async (o: { json?: boolean; rounds: number; seconds: number; window: number; congestionControl?: string; reverseRate: string }) => {
+      if (o.congestionControl !== undefined && !/^[a-z0-9_]{1,15}$/.test(o.congestionControl)) throw new QosError('QOS_ERR_USAGE', `--congestion-control takes an algorithm's name (cubic, bbr, reno), not "${o.congestionControl}"`);
+      const { benchTcpCheat, formatTcpCheatBench } = await import('../../bench/tcp-cheat.js');
+      const { reverseRate, ...rest } = o;
+      const reverseBits = parseRate(reverseRate) * 8;
+      if (reverseBits < 8_000) throw new QosError('QOS_ERR_USAGE', `--reverse-rate takes at least 8kbit, not "${reverseRate}"`);
+      const r = await benchTcpCheat({ ...rest, reverseBits, progress: benchProgress(o.json) });
+      print(o.json ? JSON.stringify(r, null, 2) : formatTcpCheatBench(r));
     });
 
   bench

@@ -11,6 +11,7 @@ import { adminSocket } from '../../paths.js';
 import { parseRate } from '../../units.js';
 import { print } from '../format.js';
 import { duration, namedRates, parseKeys, positiveInt } from '../options.js';
+import { addRsvpCheat } from './rsvp-cheat.js';
 import { addRsvpConnections } from './rsvp-connections.js';
 import { addRsvpSessions } from './rsvp-sessions.js';
 
@@ -246,6 +247,7 @@ export function rsvpCommands(program: Command): void {
     });
 
   addRsvpConnections(rsvp);
+  addRsvpCheat(rsvp);
   rsvp
     .command('bench')
     .description('what RSVP costs here: a typical Path decoded and encoded per second (target 200,000 each), and `qos rsvp router` holding 10,000 sessions refreshed every 30 s between two hosts in network namespaces: its CPU (target under 10 % of one core) and memory (needs root, ip, tc, nft for the router part)')
