@@ -10,45 +10,35 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { must, removeNamespace, removeStale } from '../demo/net.js';
+import { NetChain } from '../bench/netchain.js';
+import { removeStale } from '../demo/net.js';
 import { start } from '../exec.js';
-import { requireTools } from '../prerequisites.js';
 import { decode, encode, type RsvpMessage } from '../rsvp/message.js';
 import { initialAdspec } from '../rsvp/support.js';
 import { QOS, requireE2e } from './harness.js';
 import { Peer, type PeerEvent } from './rsvp-peer.js';
 
 requireE2e('tc', 'nft');
-requireTools('sysctl');
 
 const PREFIX = 'qgst';
-const TAG = `${PREFIX}${process.pid}`;
-const NS = { s: `${TAG}-s`, r: `${TAG}-r`, d: `${TAG}-d` };
-const A = { s: '10.252.1.2', r1: '10.252.1.1', r2: '10.252.2.1', d: '10.252.2.2' };
-const made: string[] = [];
 const peers: Peer[] = [];
+let chain: NetChain;
 let dir: string;
-
-const inNs = (ns: string, ...argv: string[]) => must(['ip', 'netns', 'exec', ns, ...argv]);
+let A: { s: string; d: string };
+/** the router's interface toward the receiver */
+let OUT: string;
 
 before(() => {
   removeStale(PREFIX);
   dir = mkdtempSync(join(tmpdir(), 'qosd-gs-terms-'));
-  for (const ns of Object.values(NS)) { must(['ip', 'netns', 'add', ns]); made.push(ns); inNs(ns, 'ip', 'link', 'set', 'lo', 'up'); }
-  must(['ip', 'link', 'add', 's0', 'netns', NS.s, 'type', 'veth', 'peer', 'name', 'r1', 'netns', NS.r]);
-  must(['ip', 'link', 'add', 'r2', 'netns', NS.r, 'type', 'veth', 'peer', 'name', 'd0', 'netns', NS.d]);
-  for (const [ns, dev, k] of [[NS.s, 's0', 's'], [NS.r, 'r1', 'r1'], [NS.r, 'r2', 'r2'], [NS.d, 'd0', 'd']] as const) {
-    inNs(ns, 'ip', 'addr', 'add', `${A[k]}/24`, 'dev', dev);
-    inNs(ns, 'ip', 'link', 'set', dev, 'up');
-  }
-  inNs(NS.s, 'ip', 'route', 'add', 'default', 'via', A.r1);
-  inNs(NS.d, 'ip', 'route', 'add', 'default', 'via', A.r2);
-  inNs(NS.r, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+  chain = new NetChain(PREFIX, ['s', 'r', 'd']);
+  A = { s: chain.node('s').right!.ip, d: chain.node('d').left!.ip };
+  OUT = chain.node('r').right!.dev;
 });
 
 after(async () => {
   await Promise.all(peers.map((p) => p.child.stop('SIGTERM', 3000)));
-  for (const ns of made.splice(0).reverse()) removeNamespace(ns);
+  chain?.destroy();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -56,10 +46,10 @@ const isPacket = (e: PeerEvent): e is Extract<PeerEvent, { ev: 'packet' }> => e.
 
 /** The ADSPEC of the Path the receiver gets through a router run with these options. */
 async function pathThrough(routerArgs: string[], port: number): Promise<ReturnType<typeof initialAdspec>> {
-  const router = start([process.execPath, QOS, 'rsvp', 'router', '--json', '--refresh', '2s', '--state-dir', dir, ...routerArgs], { netns: NS.r, keepStdout: true, name: 'qos rsvp router' });
+  const router = start([process.execPath, QOS, 'rsvp', 'router', '--json', '--refresh', '2s', '--state-dir', dir, ...routerArgs], { netns: chain.node('r').ns, keepStdout: true, name: 'qos rsvp router' });
   try {
     await router.until('"ready"', 20_000, 'stdout');
-    const sender = new Peer(NS.s), receiver = new Peer(NS.d);
+    const sender = new Peer(chain.node('s').ns), receiver = new Peer(chain.node('d').ns);
     peers.push(sender, receiver);
     await sender.open({ op: 'raw', intercept: false, families: [4] });
     await receiver.open({ op: 'raw', intercept: false, families: [4] });
@@ -83,13 +73,13 @@ async function pathThrough(routerArgs: string[], port: number): Promise<ReturnTy
   }
 }
 
-test('a router with --link r2=10Mbit adds its HTB\'s terms on r2: Ctot = Csum = 1500 bytes (the MTU), Dtot = Dsum = 1200 us (1500 bytes at 10 Mb/s)', async () => {
-  const ad = await pathThrough(['--link', 'r2=10Mbit'], 5004);
+test('a router with --link OUT=10Mbit adds its HTB\'s terms there: Ctot = Csum = 1500 bytes (the MTU), Dtot = Dsum = 1200 us (1500 bytes at 10 Mb/s)', async () => {
+  const ad = await pathThrough(['--link', `${OUT}=10Mbit`], 5004);
   assert.deepEqual(ad.gs, { breakBit: false, terms: { ctot: 1500, dtot: 1200, csum: 1500, dsum: 1200 } });
   assert.deepEqual(ad.general, { breakBit: false, hopCount: 1, pathBw: 1_250_000, minLatency: 0, mtu: 1500 });
 });
 
-test('--gs-terms r2=3000,77 gives r2 those terms instead', async () => {
-  const ad = await pathThrough(['--link', 'r2=10Mbit', '--gs-terms', 'r2=3000,77'], 5006);
+test('--gs-terms OUT=3000,77 gives the interface those terms instead', async () => {
+  const ad = await pathThrough(['--link', `${OUT}=10Mbit`, '--gs-terms', `${OUT}=3000,77`], 5006);
   assert.deepEqual(ad.gs?.terms, { ctot: 3000, dtot: 77, csum: 3000, dsum: 77 });
 });
