@@ -82,3 +82,17 @@ test('one user holds at most SOCKETS_PER_USER sockets being reserved for; anothe
   attach.stop();
   await host.stop();
 });
+
+test('a socket closed before its 5-tuple is read gets no session, and holds nothing of its user\'s', async () => {
+  const { host, attach } = await setUp();
+  const f = flow(300, 5);
+  attach.onEvent({ kind: 'decided', flow: f, decision, rule: 'video' });
+  attach.onEvent({ kind: 'closed', flow: f, why: 'close' });
+  await settle();
+  assert.equal(host.manager.size, 0);
+  // its place in the user's bound was given back: the bound's worth of new sockets all get in
+  for (let fd = 10; fd < 10 + SOCKETS_PER_USER; fd++) attach.onEvent({ kind: 'decided', flow: flow(300, fd), decision, rule: 'video' });
+  assert.equal(attach.overLimit, 0);
+  attach.stop();
+  await host.stop();
+});

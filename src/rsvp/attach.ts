@@ -44,7 +44,7 @@ export interface RsvpAttachOptions {
   publish?: (e: FlowEvent) => void;
 }
 
-interface Held { flow: Readonly<Flow>; id: number | null; capture: LiveCapture | null; timer: NodeJS.Timeout | null }
+interface Held { flow: Readonly<Flow>; id: number | null; capture: LiveCapture | null; timer: NodeJS.Timeout | null; /** it holds one of its user's captures */ counted: boolean }
 
 export class RsvpAttach {
   private readonly held = new Map<string, Held>();
@@ -68,12 +68,12 @@ export class RsvpAttach {
     const n = this.perUser.get(f.uid) ?? 0;
     if (n >= SOCKETS_PER_USER) { this.overLimit++; return; }
     this.perUser.set(f.uid, n + 1);
-    const h: Held = { flow: f, id: null, capture: null, timer: null };
+    const h: Held = { flow: f, id: null, capture: null, timer: null, counted: false };
     this.held.set(key, h);
     void this.attach(key, h, want, e.rule).catch((err: unknown) => {
       this.failed++;
       this.o.log?.warn({ pid: f.pid, fd: f.fd, rule: e.rule, err: err instanceof Error ? err.message : String(err) }, 'cannot reserve for the socket');
-      this.drop(key);
+      if (this.held.get(key) === h) this.drop(key); // (not a new socket on the same descriptor)
     });
   };
 
@@ -94,8 +94,9 @@ export class RsvpAttach {
     const n = (this.perUser.get(h.flow.uid) ?? 1) - 1;
     if (n > 0) this.perUser.set(h.flow.uid, n); else this.perUser.delete(h.flow.uid);
     if (h.timer) clearInterval(h.timer);
-    if (h.capture) {
-      h.capture.kill();
+    h.capture?.kill();
+    if (h.counted) {
+      h.counted = false;
       const n = (this.captures.get(h.flow.uid) ?? 1) - 1;
       if (n > 0) this.captures.set(h.flow.uid, n); else this.captures.delete(h.flow.uid);
     }
@@ -130,6 +131,7 @@ export class RsvpAttach {
     if (want.spec) {
       let tspec = tspecFor(want.spec, { proto: t.proto, ipv6: t.family === 6 });
       const tcp = t.proto === 'tcp' ? await this.tcpWindow(f.pid, t, tspec) : null;
+      if (this.held.get(key) !== h) return; // closed while its round trip was read
       if (tcp) tspec = { ...tspec, b: Math.max(tspec.b, tcp.b) };
       if (!open(tspec, tcp && { rttS: tcp.rttS, window: tcp.window })) throw new Error(`uid ${f.uid} holds the most RSVP senders one user may`);
       return;
@@ -161,8 +163,10 @@ export class RsvpAttach {
     const uid = h.flow.uid;
     if ((this.captures.get(uid) ?? 0) >= CAPTURES_PER_USER) throw new Error(`uid ${uid} runs ${CAPTURES_PER_USER} live characterisations already, the most one user may`);
     this.captures.set(uid, (this.captures.get(uid) ?? 0) + 1);
+    h.counted = true;
     const lookup = this.o.lookup ?? procLookup;
     const dev = await lookup.route(t.dst, t.src);
+    if (this.held.get(key) !== h) return; // closed meanwhile
     const host = (a: string) => `${t.family === 6 ? 'ip6' : 'ip'} and ${t.family === 6 ? 'ip6' : 'ip'} dst host ${a}`;
     const filter = `${host(t.dst)} and ${t.proto} dst port ${t.dport} and ${t.proto} src port ${t.sport}`;
     const lbap = new OnlineLbap();
