@@ -274,8 +274,10 @@ test('the receiver tears its reservation down: NO_RECEIVERS at the sending host,
   const closed = Date.now() / 1000;
   assert.equal(sh([process.execPath, QOS, 'rsvp', 'close', String(auto.id), '--admin', receiver.admin]).status, 0);
   await waitFor('NO_RECEIVERS at the sender', async () => (await notes(sender, 5330)).some((n) => n.code === 'NO_RECEIVERS'), 100);
-  await waitFor('the follower printing it', () => follower.stdout.includes('"NO_RECEIVERS"'), 100);
-  const followed = follower.stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Note).filter((n) => n.session.port === 5330).map((n) => n.code);
+  // (whole lines only: the follower may be printing one as it is read)
+  const followedNow = () => follower.stdout.split('\n').slice(0, -1).filter((l) => l.trim()).map((l) => JSON.parse(l) as Note).filter((n) => n.session.port === 5330).map((n) => n.code);
+  await waitFor('the follower printing it', () => followedNow().includes('NO_RECEIVERS'), 100);
+  const followed = followedNow();
   assert.deepEqual(followed.filter((c) => c === 'RECEIVERS' || c === 'NO_RECEIVERS'), ['RECEIVERS', 'NO_RECEIVERS'], 'the follower saw the reservation come and go, in order');
   follower.kill();
   await cbr.exited;
