@@ -14,6 +14,7 @@
  * program's socket (attach.ts), and from the host's AutoRESV option (a Path for a local
  * destination nobody registered for). */
 
+import { QosError } from '../errors.js';
 import type { Adspec } from './adspec.js';
 import type { RsvpEngine, SenderHandle } from './engine/engine.js';
 import type { RsvpEvent } from './engine/types.js';
@@ -100,11 +101,11 @@ export interface ManagerOptions {
   adspecFor?: (destination: string) => Adspec;
 }
 
-/** A token bucket as the wire carries it: r, b and p 32-bit floats (RFC 2210), rounded up so a
- * flow is never declared smaller than it is; m and M whole bytes. */
 /** Sessions AutoRESV makes at most (each answers a Path anyone on the link may send). */
 export const MAX_AUTO = 1024;
 
+/** A token bucket as the wire carries it: r, b and p 32-bit floats (RFC 2210), rounded up so a
+ * flow is never declared smaller than it is; m and M whole bytes. */
 const bucketOf = (t: TokenBucket): TokenBucket => ({ r: float32Up(t.r), b: float32Up(t.b), p: Number.isFinite(t.p) ? float32Up(t.p) : t.p, m: Math.ceil(t.m), M: Math.ceil(t.M) });
 
 export class RsvpManager {
@@ -131,7 +132,7 @@ export class RsvpManager {
   }
 
   activate(id: number): Managed {
-    const st = this.states.get(id)!;
+    const st = this.state(id);
     if (st.m.active) return st.m;
     st.m.active = true;
     if (st.m.role === 'sender') {
@@ -144,7 +145,7 @@ export class RsvpManager {
 
   /** Stops signalling (PathTear or ResvTear); the session stays registered. */
   deactivate(id: number): Managed {
-    const st = this.states.get(id)!;
+    const st = this.state(id);
     if (!st.m.active) return st.m;
     st.m.active = false;
     st.shandle?.close(); st.shandle = null;
@@ -165,7 +166,7 @@ export class RsvpManager {
 
   /** A sender's new TSpec (seed 001: re-advertised at once in a Path). */
   updateTspec(id: number, tspec: TokenBucket): void {
-    const st = this.states.get(id)!;
+    const st = this.state(id);
     st.m.sender!.tspec = bucketOf(tspec);
     st.shandle?.update({ kind: 'SENDER_TSPEC', ...st.m.sender!.tspec });
   }
@@ -290,6 +291,12 @@ export class RsvpManager {
   }
 
   // ---- internals ----------------------------------------------------------------------
+
+  private state(id: number): State {
+    const st = this.states.get(id);
+    if (!st) throw new QosError('QOS_ERR_NOT_FOUND', `no RSVP session ${id}`);
+    return st;
+  }
 
   private autoCount(): number {
     let n = 0;
