@@ -126,7 +126,7 @@ export class RsvpManager {
     const st: State = { m: full, shandle: null, rhandle: null, asked: null, askedStyle: null, paths: new Map(), lastResv: null, installed: null, last: null };
     this.states.set(full.id, st);
     // what path state this host already holds for a receiver's session
-    if (full.role === 'receiver') for (const p of this.pathsHeld(full.receiver!.session)) st.paths.set(senderKey(p.sender), p);
+    if (full.role === 'receiver') for (const p of this.o.engine().pathsOf(full.receiver!.session)) st.paths.set(senderKey(p.sender), { ...p, tspec: bucketOf(p.tspec) });
     if (active) this.activate(full.id);
     return full;
   }
@@ -320,11 +320,6 @@ export class RsvpManager {
     return [...this.states.values()].filter((st) => st.m.role === 'sender' && sessionKey(st.m.sender!.session) === k);
   }
 
-  private pathsHeld(session: Session): { sender: SenderTemplate; tspec: TokenBucket; adspec: Adspec | null }[] {
-    const k = sessionKey(session);
-    const state = this.o.engine().state() as { sessions: { session: Session; psb: { sender: SenderTemplate; tspec: TokenBucket; adspec: Adspec | null; phop: unknown }[] }[] };
-    return state.sessions.filter((s) => sessionKey(s.session) === k).flatMap((s) => s.psb.filter((p) => p.phop !== null).map((p) => ({ sender: p.sender, tspec: bucketOf(p.tspec), adspec: p.adspec })));
-  }
 
   /** Sends (or changes, or withdraws) a receiver's Resv after what it knows changed. */
   private reserve(st: State): void {

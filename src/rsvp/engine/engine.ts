@@ -24,6 +24,7 @@ import { EngineCore } from './core.js';
 import { pick } from './messages.js';
 import { PathSide, type SenderHandle } from './path.js';
 import { ResvSide } from './resv.js';
+import { sessionKey } from './state.js';
 import type { Deadline } from './timers.js';
 import type { EngineCounts, EngineOptions, Inbound } from './types.js';
 
@@ -77,6 +78,13 @@ export class RsvpEngine {
    * state arrives and every R; close() sends ResvTear. */
   reserve(a: { session: Session; style: StyleName; descriptors: { flowspec: Flowspec; filters: FilterSpec[] }[]; confirm?: boolean; policyData?: PolicyData }): { close(): void } {
     return this.resv.reserve(a);
+  }
+
+  /** The path state a session holds from senders elsewhere (what a receiver here has heard):
+   * each sender, its TSpec and the ADSPEC that came with it. */
+  pathsOf(session: Session): { sender: SenderTemplate; tspec: SenderTspec; adspec: Adspec | null }[] {
+    const s = this.c.sessions.get(sessionKey(session));
+    return s ? [...s.psbs.values()].filter((p) => p.phop !== null).map((p) => ({ sender: p.template, tspec: p.tspec, adspec: p.adspec })) : [];
   }
 
   counts(): EngineCounts {
