@@ -39,6 +39,7 @@ import { A_TYPE, P_AUTH_APP, P_AUTH_USER, type PolicyData } from './policy-data.
 import type { Session } from './session.js';
 import type { StatusEvent } from './status.js';
 import type { StyleName } from './style.js';
+import { reserveServiceNamed } from './reserve-request.js';
 import { initialAdspec } from './support.js';
 import { TcInstaller } from './tc-install.js';
 import { toJson } from './format.js';
@@ -310,7 +311,7 @@ export class RsvpHost implements Component {
     const session = sessionOf(b);
     const style = b.style === undefined || b.style === null ? (legacy ? 'FF' : null) : b.style as StyleName;
     if (style !== null && !['FF', 'SE', 'WF'].includes(style)) throw new QosError('QOS_ERR_USAGE', `style is FF, SE or WF, not ${JSON.stringify(b.style)}`);
-    const service = serviceOf(b.service);
+    const service = b.service === undefined ? 'CL' : reserveServiceNamed(b.service, 'service');
     const mode = b.mode === undefined ? (b.rate !== undefined ? 'raw' : 'support') : b.mode;
     if (mode !== 'raw' && mode !== 'support') throw new QosError('QOS_ERR_USAGE', `mode is raw (every parameter) or support (bandwidth and delay), not ${JSON.stringify(b.mode)}`);
     const tspec = b.rate !== undefined && mode === 'raw' ? bucketOf(b) : null;
@@ -452,15 +453,6 @@ export class RsvpHost implements Component {
       default: throw new QosError('QOS_ERR_NOT_FOUND', `no route ${r.method} ${r.path}`);
     }
   }
-}
-
-/** CL or GS, as people write them: controlled-load, guaranteed, CL, GS (default CL). */
-export function serviceOf(v: unknown): 'CL' | 'GS' {
-  if (v === undefined) return 'CL';
-  const k = typeof v === 'string' ? v.trim().toLowerCase().replace(/[-_ ]/g, '') : '';
-  if (k === 'cl' || k === 'controlledload') return 'CL';
-  if (k === 'gs' || k === 'guaranteed') return 'GS';
-  throw new QosError('QOS_ERR_USAGE', `service is CL (Controlled Load) or GS (Guaranteed), not ${JSON.stringify(v)}`);
 }
 
 /** A delay W: "50ms", "0.05" (seconds) or a number of seconds; above 0, at most 60 s. */

@@ -32,12 +32,13 @@ export interface ReserveRequest {
 
 export interface ReserveFields { service?: unknown; template?: unknown; flowspec?: unknown; characterize?: unknown }
 
-/** The RSVP service a name gives: guaranteed or controlled-load (GS, CL, as GQoS spells them too). */
-export function reserveServiceNamed(v: unknown): ReserveService {
+/** The RSVP service a name gives: guaranteed or controlled-load (GS, CL, as GQoS spells them
+ * too, any case, with or without SERVICETYPE_); `what` names where it came from in the error. */
+export function reserveServiceNamed(v: unknown, what = 'reserve: service'): ReserveService {
   const key = typeof v === 'string' ? v.trim().toLowerCase().replace(/^servicetype_/, '').replace(/[-_ ]/g, '') : '';
   if (key === 'guaranteed' || key === 'gs') return 'GS';
   if (key === 'controlledload' || key === 'cl') return 'CL';
-  throw new QosError('QOS_ERR_USAGE', `reserve: service is guaranteed or controlled-load, not ${JSON.stringify(v)}`);
+  throw new QosError('QOS_ERR_USAGE', `${what} is guaranteed or controlled-load (GS or CL), not ${JSON.stringify(v)}`);
 }
 
 /** The request a `reserve` action makes. Throws QOS_ERR_USAGE naming what is wrong. */
