@@ -17,7 +17,7 @@ import { LiveCapture } from '../capture/live.js';
 import { OnlineLbap, Readvertiser } from '../characterize/online.js';
 import type { FlowEvent } from '../daemon/flow-events.js';
 import type { Flow } from '../daemon/flows.js';
-import { procLookup, type FiveTuple, type SocketLookup } from '../tc/attach.js';
+import { procLookup, tupleOnceConnected, type FiveTuple, type SocketLookup } from '../tc/attach.js';
 import type { RsvpHost } from './host.js';
 import type { TokenBucket } from './intserv.js';
 import type { ReserveRequest } from './reserve-request.js';
@@ -26,8 +26,6 @@ import type { StatusEvent } from './status.js';
 import { connections } from './connections.js';
 import { tcpReservation } from './support.js';
 
-/** Tries after a decision: the agent connects only once it has the answer. */
-const RETRY_MS = [2, 5, 10, 20, 50, 100, 200, 400, 800, 1600];
 /** live characterisations (a tcpdump each) one user's programs may run at once */
 export const CAPTURES_PER_USER = 4;
 /** sockets of one user being attached or attached (each holds timers, then a session) */
@@ -106,13 +104,8 @@ export class RsvpAttach {
   private async attach(key: string, h: Held, want: ReserveRequest, rule: string | null): Promise<void> {
     const f = h.flow;
     const lookup = this.o.lookup ?? procLookup;
-    let tuple: FiveTuple | null = null;
-    for (const ms of RETRY_MS) {
-      await new Promise((r) => setTimeout(r, ms));
-      if (this.held.get(key) !== h) return; // closed meanwhile
-      tuple = lookup.tuple(f.pid, f.fd, f.proto as 'tcp' | 'udp', f.remote!);
-      if (tuple) break;
-    }
+    const tuple = await tupleOnceConnected(lookup, f, () => this.held.get(key) === h);
+    if (tuple === undefined) return; // closed meanwhile
     if (!tuple) throw new Error('its local address never appeared (not connected, or gone)');
     const t = tuple;
     const source = t.src === '*' ? this.host.sourceFor(t.dst) : t.src;

@@ -35,6 +35,19 @@ export interface SocketLookup {
 /** Tries after a decision: the agent connects only once it has the answer. */
 const RETRY_MS = [2, 5, 10, 20, 50, 100, 200, 400, 800, 1600];
 
+/** A decided socket's 5-tuple, read again and again (for about 3 s) until the real connect (or
+ * first sendto) has given it a local port: null if it never did, undefined if `wanted` stopped
+ * holding meanwhile (the socket closed). For this module and rsvp/attach.ts. */
+export async function tupleOnceConnected(lookup: SocketLookup, f: Pick<Flow, 'pid' | 'fd' | 'proto' | 'remote'>, wanted: () => boolean): Promise<FiveTuple | null | undefined> {
+  for (const ms of RETRY_MS) {
+    await new Promise((r) => setTimeout(r, ms));
+    if (!wanted()) return undefined;
+    const t = lookup.tuple(f.pid, f.fd, f.proto as 'tcp' | 'udp', f.remote!);
+    if (t) return t;
+  }
+  return null;
+}
+
 interface Group { key: string; uid: number; flowId: number; sockets: Set<string> }
 interface Attached { group: Group; filterId: number }
 
@@ -94,13 +107,8 @@ export class TcAttach {
 
   /** Whether the socket got its filter (or is being detached: its count goes there). */
   private async attach(key: string, f: Flow, want: TcRequest, rule: string, dscp: number | null): Promise<boolean> {
-    let tuple: FiveTuple | null = null;
-    for (const ms of RETRY_MS) {
-      await new Promise((r) => setTimeout(r, ms));
-      if (this.pending.get(key) !== f) return false; // closed meanwhile
-      tuple = this.lookup.tuple(f.pid, f.fd, f.proto as 'tcp' | 'udp', f.remote!);
-      if (tuple) break;
-    }
+    const tuple = await tupleOnceConnected(this.lookup, f, () => this.pending.get(key) === f);
+    if (tuple === undefined) return false; // closed meanwhile
     try {
       if (!tuple) throw new Error('its local address never appeared (not connected, or gone)');
       const dev = await this.lookup.route(tuple.dst, tuple.src);
