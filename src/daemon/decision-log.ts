@@ -3,12 +3,10 @@
 
 import type { Component, Route } from '../component.js';
 import { decisionJson, type DecisionRecord } from './decide.js';
+import { followStream } from './follow.js';
 
 /** Decisions kept for GET /v1/decisions. */
 export const DECISION_LOG = 1000;
-/** Decisions a follower has not read yet, in bytes; past it new ones are dropped, counted,
- * and the follower told how many when it catches up. */
-export const FOLLOW_BUFFER = 1 << 20;
 
 export class DecisionLog implements Component {
   readonly name = 'decisions';
@@ -47,25 +45,10 @@ export class DecisionLog implements Component {
         // limit=0: none of the recent ones (a follower that wants only what comes next)
         const asked = Number(url.searchParams.get('limit') ?? 100);
         const limit = Number.isInteger(asked) && asked >= 0 ? Math.min(asked, 10000) : 100;
-        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-        res.flushHeaders(); // a follower of a quiet daemon learns at once that it is following
-        for (const r of this.last(limit)) res.write(decisionJson(r) + '\n');
-        if (url.searchParams.get('follow') !== '1') { res.end(); return; }
-        // A follower that does not read must not make the daemon keep what it has not read.
-        let dropped = 0;
-        const notice = () => {
-          if (!dropped) return;
-          res.write(JSON.stringify({ dropped, message: `${dropped} decisions dropped: this reader fell behind` }) + '\n');
-          dropped = 0;
-        };
-        const follow = (r: DecisionRecord) => {
-          if (res.writableLength > FOLLOW_BUFFER) { dropped++; this.o.onDropped(1); return; }
-          notice();
-          res.write(decisionJson(r) + '\n');
-        };
-        this.followers.add(follow);
-        res.on('drain', notice);
-        req.on('close', () => this.followers.delete(follow));
+        followStream(req, res, {
+          first: this.last(limit), render: decisionJson, follow: url.searchParams.get('follow') === '1', what: 'decisions', onDropped: (n) => this.o.onDropped(n),
+          subscribe: (push) => { this.followers.add(push); return () => this.followers.delete(push); },
+        });
       },
     }),
   }];

@@ -24,6 +24,7 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { Component, Route, RouteRequest } from '../component.js';
 import { QosError } from '../errors.js';
+import { followStream } from '../daemon/follow.js';
 import { NameTable } from '../daemon/identity.js';
 import type { TrafficControl } from '../tc/control.js';
 import { parseDurationUs, parseRate, parseSize } from '../units.js';
@@ -144,8 +145,6 @@ export function filterOf(v: unknown): FilterSpec {
 }
 
 const MAX_NOTIFICATIONS = 1000;
-/** bytes a `--follow` reader may leave unread before notifications are dropped for it */
-const FOLLOW_BUFFER = 1 << 20;
 
 /** Admission on this host's own links (LinkAdmission's), telling the manager of each refusal;
  * an interface with no link rate given admits what comes (the network decides). */
@@ -416,18 +415,10 @@ export class RsvpHost implements Component {
   private follow(r: RouteRequest, req: NodeJS.EventEmitter, res: ServerResponse): void {
     const after = r.url.searchParams.get('after') ?? '0';
     if (!/^\d{1,12}$/.test(after)) throw new QosError('QOS_ERR_USAGE', `after is a notification number, not "${after}"`);
-    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-    res.flushHeaders();
-    for (const n of this.notificationsAfter(Number(after))) res.write(toJson(n, 0) + '\n');
-    if (r.url.searchParams.get('follow') !== '1') { res.end(); return; }
-    let dropped = 0;
-    const f = (n: StatusEvent) => {
-      if (res.writableLength > FOLLOW_BUFFER) { dropped++; return; }
-      if (dropped) { res.write(JSON.stringify({ dropped, message: `${dropped} notifications dropped: this reader fell behind` }) + '\n'); dropped = 0; }
-      res.write(toJson(n, 0) + '\n');
-    };
-    this.followers.add(f);
-    req.on('close', () => this.followers.delete(f));
+    followStream(req, res, {
+      first: this.notificationsAfter(Number(after)), render: (n) => toJson(n, 0), follow: r.url.searchParams.get('follow') === '1', what: 'notifications',
+      subscribe: (push) => { this.followers.add(push); return () => this.followers.delete(push); },
+    });
   }
 
   private answer(r: RouteRequest): unknown {
