@@ -9,17 +9,18 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { must, removeNamespace, removeStale } from '../demo/net.js';
-import { run, start, type Child } from '../exec.js';
+import { run } from '../exec.js';
 import { requireTools } from '../prerequisites.js';
 import { decode, encode, type RsvpMessage } from '../rsvp/message.js';
 import { RSVPIO_PROGRAM as RSVPIO } from '../paths.js';
 import type { RsvpObject } from '../rsvp/objects.js';
 import { SAMPLE_MESSAGES_V4, SAMPLE_MESSAGES_V6 } from '../rsvp/samples.js';
-import { requireE2e } from './harness.js';
+import { requireE2e, sleep } from './harness.js';
+import { Capture } from './rsvp-net.js';
 import { Peer, type PeerEvent, type PeerPacket } from './rsvp-peer.js';
 
 requireE2e();
@@ -91,25 +92,6 @@ function message(f: 4 | 6, type: 'Path' | 'Resv'): { msg: RsvpMessage; hex: stri
 }
 
 const isPacket = (e: PeerEvent): e is Extract<PeerEvent, { ev: 'packet' }> => e.ev === 'packet';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** tcpdump on dev in ns into a file, until stop(); then the packets as tshark decodes them. */
-class Capture {
-  private readonly child: Child;
-  readonly file: string;
-  constructor(readonly ns: string, readonly dev: string, filter: string) {
-    this.file = join(dir, `${dev}-${readdirSync(dir).length}.pcap`);
-    this.child = start(['tcpdump', '-i', dev, '-n', '-U', '--immediate-mode', '-w', this.file, filter], { netns: ns, pkg: 'tcpdump', name: `tcpdump on ${dev}` });
-  }
-  started(): Promise<void> { return this.child.until('listening on', 10_000); }
-  /** One line per packet: the fields asked for, separated by |. */
-  async fields(fields: string[], decodeAs: string[] = []): Promise<string[]> {
-    await sleep(200);
-    await this.child.stop('SIGINT', 5000);
-    const r = await run(['tshark', '-n', '-r', this.file, ...decodeAs.flatMap((d) => ['-d', d]), '-T', 'fields', '-E', 'separator=|', ...fields.flatMap((f) => ['-e', f])], { timeoutMs: 60_000 });
-    return r.stdout.split('\n').filter(Boolean);
-  }
-}
 
 for (const f of [4, 6] as const) {
   const a = A[f];
@@ -123,8 +105,8 @@ for (const f of [4, 6] as const) {
     const receiver = await peer(NS.d, { op: 'raw', intercept: false, families: [f] });
     nodes[f] = { sender, router };
     const path = message(f, 'Path');
-    const capIn = new Capture(NS.r, 'r1', f === 4 ? 'ip proto 46' : 'ip6');
-    const capOut = new Capture(NS.d, 'd0', f === 4 ? 'ip proto 46' : 'ip6');
+    const capIn = new Capture(NS.r, 'r1', f === 4 ? 'ip proto 46' : 'ip6', dir);
+    const capOut = new Capture(NS.d, 'd0', f === 4 ? 'ip proto 46' : 'ip6', dir);
     await Promise.all([capIn.started(), capOut.started()]);
 
     // (1) intercepted with where it came from, and not forwarded
@@ -184,8 +166,8 @@ test('UDP encapsulation: a host\'s Path reaches the router on 1698 by 224.0.0.14
   const router = await peer(NS.r, { op: 'udp', role: 'router' });
   const receiver = await peer(NS.d, { op: 'udp', role: 'host' });
   const path = message(4, 'Path');
-  const capIn = new Capture(NS.r, 'r1', 'udp');
-  const capOut = new Capture(NS.d, 'd0', 'udp');
+  const capIn = new Capture(NS.r, 'r1', 'udp', dir);
+  const capOut = new Capture(NS.d, 'd0', 'udp', dir);
   await Promise.all([capIn.started(), capOut.started()]);
   host.cmd({ op: 'send', p: { hex: path.hex, ifname: 's0', src: A[4].s, dst: A[4].d, ttl: 1, routerAlert: true } });
   const got = (await router.waitFor(isPacket)).p;

@@ -1,8 +1,11 @@
 /* What the RSVP end-to-end tests share: a `qos rsvp router` in a namespace with its JSON-line
- * events collected as they come, and a sink counting datagrams per port. */
+ * events collected as they come, a sink counting datagrams per port, and a capture read back
+ * through tshark. */
 
-import { start, type Child } from '../exec.js';
-import { QOS } from './harness.js';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { run, start, type Child } from '../exec.js';
+import { QOS, sleep } from './harness.js';
 
 export interface RouterProc { child: Child; events: Record<string, unknown>[] }
 
@@ -37,3 +40,21 @@ while True:
     if (last is not None and now - last > idle) or now > deadline: break
 print(json.dumps(counts), flush=True)
 `;
+
+/** tcpdump on dev in ns into a file in dir, until fields(); then the packets as tshark decodes them. */
+export class Capture {
+  private readonly child: Child;
+  readonly file: string;
+  constructor(readonly ns: string, readonly dev: string, filter: string, dir: string) {
+    this.file = join(dir, `${dev}-${readdirSync(dir).length}.pcap`);
+    this.child = start(['tcpdump', '-i', dev, '-n', '-U', '--immediate-mode', '-w', this.file, filter], { netns: ns, pkg: 'tcpdump', name: `tcpdump on ${dev}` });
+  }
+  started(): Promise<void> { return this.child.until('listening on', 10_000); }
+  /** Stops the capture; one line per packet: the fields asked for, separated by |. */
+  async fields(fields: string[], decodeAs: string[] = []): Promise<string[]> {
+    await sleep(200);
+    await this.child.stop('SIGINT', 5000);
+    const r = await run(['tshark', '-n', '-r', this.file, ...decodeAs.flatMap((d) => ['-d', d]), '-T', 'fields', '-E', 'separator=|', ...fields.flatMap((f) => ['-e', f])], { timeoutMs: 60_000 });
+    return r.stdout.split('\n').filter(Boolean);
+  }
+}

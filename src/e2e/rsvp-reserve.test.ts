@@ -18,7 +18,7 @@ import { removeStale } from '../demo/net.js';
 import { start } from '../exec.js';
 import { CBR_PROGRAM } from '../tc/cbr.js';
 import { QOS, requireE2e, sh, TestDaemon, waitFor } from './harness.js';
-import { COUNT_SINK, startRsvpRouter, type RouterProc } from './rsvp-net.js';
+import { Capture, COUNT_SINK, startRsvpRouter, type RouterProc } from './rsvp-net.js';
 
 requireE2e('iperf3', 'tcpdump', 'tshark', 'python3', 'tc', 'nft');
 
@@ -56,16 +56,13 @@ async function notes(d: TestDaemon, port: number): Promise<Note[]> {
   return out.stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Note).filter((n) => n.session.port === port);
 }
 
-/** tcpdump on the sender's link, until stop(); then each packet's time, protocol, UDP port and DSCP. */
+/** A capture on the sender's link; stop(): each packet's time, protocol, UDP port, DSCP and RSVP type. */
 async function capture(filter: string): Promise<{ stop(): Promise<{ t: number; proto: number; dport: number; dscp: number; rsvp: number }[]> }> {
-  const file = join(dir, `cap${Date.now()}.pcap`);
-  const c = start(['tcpdump', '-i', chain.node('sender').right!.dev, '-U', '--immediate-mode', '-n', '-w', file, filter], { netns: ns('sender'), name: 'tcpdump', stdio: ['ignore', 'ignore', 'pipe'] });
-  await c.until('listening on', 30_000);
+  const c = new Capture(ns('sender'), chain.node('sender').right!.dev, filter, dir);
+  await c.started();
   return {
     async stop() {
-      await c.stop('SIGINT');
-      const out = sh(['tshark', '-n', '-r', file, '-T', 'fields', '-E', 'separator=|', '-e', 'frame.time_epoch', '-e', 'ip.proto', '-e', 'udp.dstport', '-e', 'ip.dsfield.dscp', '-e', 'rsvp.msg']).stdout;
-      return out.split('\n').filter((l) => l.trim()).map((l) => {
+      return (await c.fields(['frame.time_epoch', 'ip.proto', 'udp.dstport', 'ip.dsfield.dscp', 'rsvp.msg'])).map((l) => {
         const [t, proto, dport, dscp, msg] = l.split('|');
         return { t: Number(t), proto: Number(proto), dport: Number(dport || 0), dscp: Number(dscp || 0), rsvp: Number(msg || 0) };
       });
