@@ -28,6 +28,12 @@ export class DecisionLog implements Component {
     this.o.debug?.(r);
   }
 
+  /** Calls fn with every decision from now on; returns what stops it. */
+  follow(fn: (r: DecisionRecord) => void): () => void {
+    this.followers.add(fn);
+    return () => this.followers.delete(fn);
+  }
+
   /** The last n decisions kept, oldest first. */
   last(n: number): DecisionRecord[] {
     const k = Math.min(n, this.recent.length);
@@ -63,9 +69,9 @@ export class DecisionLog implements Component {
           notice();
           res.write(decisionJson(r) + '\n');
         };
-        this.followers.add(follow);
+        const stop = this.follow(follow);
         res.on('drain', notice);
-        req.on('close', () => this.followers.delete(follow));
+        req.on('close', stop);
       },
     }),
   }];
