@@ -1,0 +1,125 @@
+/* GET /api/events: server-sent events (text/event-stream) of the flow-event hub (`open`,
+ * `decided`, `closed`, `reservation`) and of the decisions (`decision`), for the dashboard's
+ * live pages. The hub publishes only while it has subscribers, and each subscriber costs the
+ * decision path time: this follows both sources only while at least one stream is open.
+ *
+ * Bounded: at most `maxStreams` at once (the admin-route streams the dashboard passes on count
+ * too), and each holds at most `bufferBytes` not yet taken by its reader; past it events are
+ * dropped for that reader, counted, and it gets a `dropped` event once it reads again. A
+ * comment line every `heartbeatMs` (one timer for all streams) keeps proxies and the browser
+ * from taking a quiet stream for a dead one. */
+
+import type { ServerResponse } from 'node:http';
+import type { Clock, Timer } from '../clock.js';
+import { decisionJson, type DecisionRecord } from '../daemon/decide.js';
+import type { FlowEvent, FlowListener } from '../daemon/flow-events.js';
+
+export const MAX_STREAMS = 16;
+export const STREAM_BUFFER = 256 * 1024;
+export const HEARTBEAT_MS = 15_000;
+
+export interface EventSources {
+  /** the flow-event hub (FlowEvents.subscribe): returns what stops it */
+  flows(fn: FlowListener): () => void;
+  /** the decision log (DecisionLog.follow) */
+  decisions(fn: (r: DecisionRecord) => void): () => void;
+}
+
+export interface StreamLimits { maxStreams: number; bufferBytes: number; heartbeatMs: number }
+
+/** A flow event as the dashboard's stream sends it: the flow's fields, its times as ISO text. */
+export function flowEventJson(e: FlowEvent): string {
+  const f = e.flow;
+  return JSON.stringify({
+    program: f.exe, pid: f.pid, fd: f.fd, uid: f.uid, user: f.user,
+    family: f.family, type: f.type, proto: f.proto, local: f.local, remote: f.remote,
+    rule: e.kind === 'decided' ? e.rule : f.rule,
+    decision: e.kind === 'decided' ? e.decision : f.decision,
+    class: f.class,
+    created: new Date(f.created).toISOString(), updated: new Date(f.updated).toISOString(),
+    ...(e.kind === 'closed' ? { why: e.why } : {}),
+    ...(e.kind === 'reservation' ? { status: e.status } : {}),
+  });
+}
+
+interface Reader { res: ServerResponse; dropped: number }
+
+export class EventStreams {
+  private readonly readers = new Set<Reader>();
+  /** streams open in all: these readers and the admin-route streams passed on (claim) */
+  private open = 0;
+  private stopSources: (() => void)[] = [];
+  private heartbeat: Timer | null = null;
+  /** events dropped for readers that fell behind, since start */
+  droppedTotal = 0;
+
+  constructor(private readonly sources: EventSources, private readonly clock: Clock, private readonly limits: StreamLimits = { maxStreams: MAX_STREAMS, bufferBytes: STREAM_BUFFER, heartbeatMs: HEARTBEAT_MS }) {}
+
+  get streams(): number {
+    return this.open;
+  }
+
+  /** Takes one of the streams for a response that stays open until `res` closes; false if all
+   * are taken. */
+  claim(res: ServerResponse): boolean {
+    if (this.open >= this.limits.maxStreams) return false;
+    this.open++;
+    res.once('close', () => this.open--);
+    return true;
+  }
+
+  /** Serves GET /api/events on res (already claimed). */
+  serve(res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
+    res.write('retry: 2000\n\n');
+    const r: Reader = { res, dropped: 0 };
+    this.readers.add(r);
+    if (this.readers.size === 1) this.follow();
+    res.on('drain', () => this.notice(r));
+    res.once('close', () => {
+      this.readers.delete(r);
+      if (this.readers.size === 0) this.unfollow();
+    });
+  }
+
+  /** Ends every stream (at stop). */
+  close(): void {
+    for (const r of this.readers) r.res.destroy();
+    this.readers.clear();
+    this.unfollow();
+  }
+
+  private follow(): void {
+    this.stopSources = [
+      this.sources.flows((e) => this.send(e.kind, flowEventJson(e))),
+      this.sources.decisions((d) => this.send('decision', decisionJson(d))),
+    ];
+    this.heartbeat = this.clock.every(this.limits.heartbeatMs, () => {
+      for (const r of this.readers) if (r.res.writableLength <= this.limits.bufferBytes) r.res.write(': heartbeat\n\n');
+    });
+  }
+
+  private unfollow(): void {
+    for (const stop of this.stopSources) stop();
+    this.stopSources = [];
+    this.heartbeat?.cancel();
+    this.heartbeat = null;
+  }
+
+  /** One event to every reader; a reader holding over the bound unread loses it. */
+  private send(event: string, data: string): void {
+    const text = `event: ${event}\ndata: ${data}\n\n`;
+    for (const r of this.readers) {
+      if (r.res.writableLength > this.limits.bufferBytes) { r.dropped++; this.droppedTotal++; continue; }
+      this.notice(r);
+      r.res.write(text);
+    }
+  }
+
+  /** Tells a reader that caught up how many events it missed. */
+  private notice(r: Reader): void {
+    if (!r.dropped) return;
+    r.res.write(`event: dropped\ndata: ${JSON.stringify({ dropped: r.dropped, message: `${r.dropped} events dropped: this reader fell behind` })}\n\n`);
+    r.dropped = 0;
+  }
+}
