@@ -33,6 +33,8 @@ export interface SseEvent { event: string; data: string }
 /** A reader of GET /api/events: every event as it comes (comments included, as event ':'). */
 export class SseClient {
   readonly events: SseEvent[] = [];
+  /** everything read, as text (for a stream that is not server-sent events: NDJSON) */
+  raw = '';
   res!: IncomingMessage;
   private buf = '';
   private waiters: (() => void)[] = [];
@@ -55,6 +57,7 @@ export class SseClient {
   }
 
   private push(d: string): void {
+    this.raw += d;
     this.buf += d;
     let end;
     while ((end = this.buf.indexOf('\n\n')) >= 0) {
