@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -13,6 +13,7 @@ import { Components } from '../component.js';
 import { DecisionLog } from '../daemon/decision-log.js';
 import { FlowEvents } from '../daemon/flow-events.js';
 import type { Flow } from '../daemon/flows.js';
+import type { QosError } from '../errors.js';
 import { readToken } from './token.js';
 import { DashboardServer, isLoopback, MAX_BODY, parseListen } from './server.js';
 import { ask, login, SseClient } from './test-client.js';
@@ -24,7 +25,7 @@ const FLOW: Flow = {
 
 interface Bed { base: string; token: string; dash: DashboardServer; flows: FlowEvents; decisions: DecisionLog; calls: { uid: number; body: unknown }[]; log: () => string; dir: string; close(): Promise<void> }
 
-async function bed(o: { webRoot?: string; streams?: { maxStreams?: number; bufferBytes?: number; heartbeatMs?: number } } = {}): Promise<Bed> {
+async function bed(o: { host?: string; webRoot?: string; streams?: { maxStreams?: number; bufferBytes?: number; heartbeatMs?: number } } = {}): Promise<Bed> {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-dash-'));
   let logText = '';
   const log = pino({ level: 'debug' }, { write: (s: string) => { logText += s; } });
@@ -38,7 +39,7 @@ async function bed(o: { webRoot?: string; streams?: { maxStreams?: number; buffe
     { method: 'POST', path: '/v1/echo', body: true, handle: (r) => { calls.push({ uid: r.uid, body: r.body }); return { json: r.body }; } },
     { method: 'GET', path: '/metrics', handle: () => ({ contentType: 'text/plain', text: 'm 1\n' }) },
   ] });
-  const dash = new DashboardServer({ host: '127.0.0.1', port: 0, tokenFile: join(dir, 'dashboard.token'), routes: c, log, clock: systemClock, webRoot: o.webRoot ?? join(dir, 'web'), streams: o.streams,
+  const dash = new DashboardServer({ host: o.host ?? '127.0.0.1', port: 0, tokenFile: join(dir, 'dashboard.token'), routes: c, log, clock: systemClock, webRoot: o.webRoot ?? join(dir, 'web'), streams: o.streams,
     sources: { flows: (fn) => flows.subscribe(fn), decisions: (fn) => decisions.follow(fn) } });
   await dash.start();
   return { base: dash.url!, token: readToken(join(dir, 'dashboard.token')), dash, flows, decisions, calls, log: () => logText, dir,
@@ -233,6 +234,24 @@ test('at most maxStreams streams at once; a closed one frees its place', async (
     const d = await SseClient.open(b.base, s.cookie);
     d.close(); c.close();
   } finally { await b.close(); }
+});
+
+test('a dashboard bound beyond loopback works and warns in the log; one on loopback does not warn; a port in use is a clear error', async () => {
+  const wide = await bed({ host: '0.0.0.0' });
+  const narrow = await bed();
+  try {
+    assert.match(wide.log(), /"level":40.*listens beyond this machine/);
+    assert.doesNotMatch(narrow.log(), /"level":40/);
+    const port = new URL(wide.base).port;
+    const s = await login(`http://127.0.0.1:${port}/`, wide.token);
+    assert.equal((await ask(`http://127.0.0.1:${port}/`, 'GET', '/api/v1/status', { headers: { cookie: s.cookie } })).status, 200);
+    const dir = mkdtempSync(join(tmpdir(), 'qosd-dash-'));
+    const again = new DashboardServer({ host: '127.0.0.1', port: Number(new URL(narrow.base).port), tokenFile: join(dir, 'dashboard.token'), routes: new Components(), log: pino({ level: 'silent' }), clock: systemClock,
+      sources: { flows: () => () => undefined, decisions: () => () => undefined } });
+    await assert.rejects(again.start(), (e: QosError) => e.code === 'QOS_ERR_ENVIRONMENT' && /cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE/.test(e.message));
+    assert.throws(() => statSync(join(dir, 'dashboard.token')), /ENOENT/, 'no token is left for a dashboard that did not start');
+    rmSync(dir, { recursive: true, force: true });
+  } finally { await wide.close(); await narrow.close(); }
 });
 
 test('--http ADDR:PORT, and which addresses are loopback', () => {
