@@ -141,6 +141,10 @@ test('every response has the security headers; a body over 1 MiB is 413', async 
     const big = JSON.stringify({ x: 'a'.repeat(MAX_BODY) });
     assert.equal((await ask(b.base, 'POST', '/api/v1/echo', { headers: { cookie: s.cookie, 'x-csrf-token': s.csrf }, body: big })).status, 413);
     assert.equal((await ask(b.base, 'POST', '/api/login', { body: big })).status, 413);
+    // without a length (chunked), the bound holds as it is read
+    const chunked = await ask(b.base, 'POST', '/api/v1/echo', { headers: { cookie: s.cookie, 'x-csrf-token': s.csrf, 'transfer-encoding': 'chunked', 'content-length': '' }, body: big });
+    assert.equal(chunked.status, 413);
+    assert.equal(JSON.parse(chunked.body).error.code, 'QOS_ERR_TOO_LARGE');
     assert.ok(!b.calls.some((c) => 'x' in (c.body as object)), 'the route did not run');
   } finally { await b.close(); }
 });

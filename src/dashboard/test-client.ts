@@ -9,7 +9,10 @@ export interface Answer { status: number; headers: IncomingMessage['headers']; b
 export function ask(base: string, method: string, path: string, o: { headers?: Record<string, string>; body?: string } = {}): Promise<Answer> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = request({ host: u.hostname, port: u.port, method, path, headers: { ...(o.body !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(o.body)) } : {}), ...o.headers }, agent: false }, (res) => {
+    const headers: Record<string, string> = { ...(o.body !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(o.body)) } : {}), ...o.headers };
+    // an empty header is left out: a chunked body has no length
+    for (const [k, v] of Object.entries(headers)) if (v === '') delete headers[k];
+    const req = request({ host: u.hostname, port: u.port, method, path, headers, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
