@@ -5,12 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { callJson } from '../daemon/admin-client.js';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
 import { LineClient } from '../daemon/line-client.js';
+import { requireRoot, requireTools } from '../prerequisites.js';
 import { ask, login, SseClient } from './test-client.js';
 
 const POLICY = `rules:
@@ -113,6 +114,23 @@ test('qos dashboard says so when the daemon has no --http; the token file is gon
   await d2.stop();
   assert.throws(() => statSync(join(dir, 'dashboard.token')), /ENOENT/);
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('qos dashboard by an admin-group member who cannot read the root-only token file: an error naming the file and root, exit 77', async () => {
+  requireRoot('it runs qos dashboard as another user');
+  requireTools('setpriv');
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-dashboard-'));
+  chmodSync(dir, 0o755); // nobody must reach the admin socket (its own mode lets the group in)
+  const d = await new DaemonChild(dir, POLICY, [...ARGS, '--http', '127.0.0.1:0', '--admin-group', '65534']).start();
+  try {
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, QOS_CLI, 'dashboard', '--admin', d.admin], { encoding: 'utf8' });
+    assert.equal(r.status, 77, r.stderr);
+    assert.match(r.stderr, new RegExp(`cannot read the dashboard's login token in ${join(dir, 'dashboard.token')}: it is root's only.*run qos dashboard as root`));
+    assert.equal(r.stdout, '');
+  } finally {
+    await d.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 async function waitFor(cond: () => boolean, ms = 2000): Promise<void> {
