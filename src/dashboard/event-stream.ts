@@ -91,8 +91,8 @@ export class EventStreams {
 
   private follow(): void {
     this.stopSources = [
-      this.sources.flows((e) => this.send(e.kind, flowEventJson(e))),
-      this.sources.decisions((d) => this.send('decision', decisionJson(d))),
+      this.sources.flows((e) => this.send(e.kind, () => flowEventJson(e))),
+      this.sources.decisions((d) => this.send('decision', () => decisionJson(d))),
     ];
     this.heartbeat = this.clock.every(this.limits.heartbeatMs, () => {
       for (const r of this.readers) if (r.res.writableLength <= this.limits.bufferBytes) r.res.write(': heartbeat\n\n');
@@ -106,13 +106,14 @@ export class EventStreams {
     this.heartbeat = null;
   }
 
-  /** One event to every reader; a reader holding over the bound unread loses it. */
-  private send(event: string, data: string): void {
-    const text = `event: ${event}\ndata: ${data}\n\n`;
+  /** One event to every reader; a reader holding over the bound unread loses it. The data is
+   * made only if a reader takes it (this runs in the decision path). */
+  private send(event: string, data: () => string): void {
+    let text: string | undefined;
     for (const r of this.readers) {
       if (r.res.writableLength > this.limits.bufferBytes) { r.dropped++; this.droppedTotal++; continue; }
       this.notice(r);
-      r.res.write(text);
+      r.res.write(text ??= `event: ${event}\ndata: ${data()}\n\n`);
     }
   }
 
