@@ -120,7 +120,10 @@ export class DashboardServer implements Component {
       });
     } catch (e) {
       removeToken(this.o.tokenFile);
-      throw new QosError('QOS_ERR_ENVIRONMENT', `the dashboard cannot listen on ${this.o.host}:${this.o.port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      const code = (e as NodeJS.ErrnoException).code;
+      // qosd.service allows no inet socket unless a drop-in does (docs/dashboard.md, "Under systemd")
+      const hint = code === 'EAFNOSUPPORT' || code === 'EPERM' || code === 'EACCES' ? ' (under qosd.service, add a drop-in with RestrictAddressFamilies=AF_INET AF_INET6 and IPAddressAllow=localhost: docs/dashboard.md)' : '';
+      throw new QosError('QOS_ERR_ENVIRONMENT', `the dashboard cannot listen on ${this.o.host}:${this.o.port}: ${code ?? (e as Error).message}${hint}`);
     }
     this.server = server;
     this.address = server.address() as AddressInfo;
