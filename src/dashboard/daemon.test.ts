@@ -1,5 +1,6 @@
 /* The dashboard of a real daemon (`qos daemon --http 127.0.0.1:0`): its token file, `qos
- * dashboard`, the admin API through it, and the live events an agent's question causes. No
+ * dashboard`, the admin API through it, the live events an agent's question causes, and a real
+ * browser (headless chromium) logging in with the URL qos dashboard prints. No
  * namespace or nftables table: --kernel off, --tc off. */
 
 import { test } from 'node:test';
@@ -11,7 +12,8 @@ import { join } from 'node:path';
 import { callJson } from '../daemon/admin-client.js';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
 import { LineClient } from '../daemon/line-client.js';
-import { requireRoot, requireTools } from '../prerequisites.js';
+import { requireChromium, requireRoot, requireTools } from '../prerequisites.js';
+import { runSync } from '../exec.js';
 import { ask, login, SseClient } from './test-client.js';
 
 const POLICY = `rules:
@@ -127,6 +129,27 @@ test('qos dashboard by an admin-group member who cannot read the root-only token
     assert.equal(r.status, 77, r.stderr);
     assert.match(r.stderr, new RegExp(`cannot read the dashboard's login token in ${join(dir, 'dashboard.token')}: it is root's only.*run qos dashboard as root`));
     assert.equal(r.stdout, '');
+  } finally {
+    await d.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a real browser opening the URL qos dashboard prints logs in (the token from the fragment, under the CSP) and gets the page', async () => {
+  const browser = requireChromium();
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-dashboard-'));
+  const d = await new DaemonChild(dir, POLICY, [...ARGS, '--http', '127.0.0.1:0']).start();
+  try {
+    const url = qos('dashboard', '--admin', d.admin).stdout.trim();
+    const dom = runSync([browser, '--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-dev-shm-usage', '--dump-dom', '--virtual-time-budget=5000', url], { timeoutMs: 60_000, pkg: 'chromium' }).stdout;
+    assert.doesNotMatch(dom, /<form id="login"/, 'past the login page');
+    assert.match(dom, /qosd dashboard/);
+    const st = await callJson<{ dashboard: { sessions: number; logins_refused: number } }>(d.admin, 'GET', '/v1/status');
+    assert.equal(st.dashboard.sessions, 1);
+    assert.equal(st.dashboard.logins_refused, 0);
+    // and without the token, the login page, at 401
+    const bare = runSync([browser, '--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-dev-shm-usage', '--dump-dom', '--virtual-time-budget=3000', url.replace(/#.*/, '')], { timeoutMs: 60_000, pkg: 'chromium' }).stdout;
+    assert.match(bare, /<form id="login"/);
   } finally {
     await d.stop();
     rmSync(dir, { recursive: true, force: true });
