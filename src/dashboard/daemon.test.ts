@@ -52,7 +52,7 @@ test('a daemon with --http: token file 0600 and not in the log, qos dashboard, t
 
     // the same status as the admin socket's, but for what moves by itself
     const strip = (x: Record<string, unknown>) => { const { memory: _m, uptime_s: _u, ...rest } = x; return rest; };
-    const viaDashboard = JSON.parse((await ask(base, 'GET', '/api/v1/status', { headers: { cookie: s.cookie } })).body) as Record<string, unknown>;
+    const viaDashboard = JSON.parse((await ask(base, 'GET', '/api/v1/status', { headers: { cookie: s.cookie, 'x-csrf-token': s.csrf } })).body) as Record<string, unknown>;
     const viaSocket = await callJson<Record<string, unknown>>(d.admin, 'GET', '/v1/status');
     assert.deepEqual(strip(viaDashboard), strip(viaSocket));
     assert.equal((viaSocket.dashboard as { url: string }).url, base);
@@ -64,8 +64,8 @@ test('a daemon with --http: token file 0600 and not in the log, qos dashboard, t
     }
 
     // an agent asks; the stream has the decision within a second
-    const events = await SseClient.open(base, s.cookie);
-    const follow = await SseClient.open(base, s.cookie, '/api/v1/decisions?follow=1&limit=0');
+    const events = await SseClient.open(base, s);
+    const follow = await SseClient.open(base, s, '/api/v1/decisions?follow=1&limit=0');
     const agent = new LineClient(d.socket);
     const asked = Date.now();
     agent.sock.write('Connect 1 0 curl 5 {2 192.0.2.8 443} {} {}\n');

@@ -17,7 +17,13 @@ export const LOGIN_HTML = `<!doctype html>
 export const LOGIN_JS = `'use strict';
 async function login(token) {
   const r = await fetch('/api/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }), credentials: 'same-origin' });
-  if (r.ok) { history.replaceState(null, '', location.pathname); location.reload(); return; }
+  if (r.ok) {
+    // the app sends it with every API request; storage of this origin, port included, is this dashboard's alone
+    localStorage.setItem('qosd-csrf', (await r.json()).csrf);
+    history.replaceState(null, '', location.pathname);
+    location.reload();
+    return;
+  }
   document.getElementById('why').textContent = r.status === 401 ? 'That token is not the daemon\\'s current one (it changes when the daemon restarts).' : 'Login failed: ' + r.status;
 }
 document.addEventListener('DOMContentLoaded', () => {

@@ -62,7 +62,7 @@ test('without a session cookie every route and page is 401; pages answer the log
   } finally { await b.close(); }
 });
 
-test('a wrong token is 401; the right one gives an HttpOnly, SameSite=Strict cookie and a CSRF token; logout ends the session', async () => {
+test('a wrong token is 401; the right one gives an HttpOnly, SameSite=Strict cookie and a CSRF token every API request needs, reads too; logout ends the session', async () => {
   const b = await bed();
   try {
     for (const body of [JSON.stringify({ token: 'f'.repeat(64) }), JSON.stringify({ token: b.token.slice(1) }), '{}', JSON.stringify({ token: 5 }), '[]']) {
@@ -75,8 +75,12 @@ test('a wrong token is 401; the right one gives an HttpOnly, SameSite=Strict coo
     const attrs = s.setCookie.split('; ').slice(1);
     assert.ok(attrs.includes('HttpOnly') && attrs.includes('SameSite=Strict') && attrs.includes('Path=/'), s.setCookie);
     assert.ok(!attrs.includes('Secure'), 'plain http: a Secure cookie would never come back');
-    assert.equal((await ask(b.base, 'GET', '/api/v1/status', { headers: { cookie: s.cookie } })).status, 200);
-    assert.deepEqual(JSON.parse((await ask(b.base, 'GET', '/api/session', { headers: { cookie: s.cookie } })).body), { csrf: s.csrf });
+    assert.equal((await ask(b.base, 'GET', '/api/v1/status', { headers: { cookie: s.cookie, 'x-csrf-token': s.csrf } })).status, 200);
+    // reads need the CSRF token too: the cookie alone reaches any port of 127.0.0.1
+    for (const p of ['/api/v1/status', '/api/events', '/api/metrics', '/api/session', `/api/v1/status?csrf=${s.csrf}`]) {
+      assert.equal((await ask(b.base, 'GET', p, { headers: { cookie: s.cookie } })).status, 403, p);
+    }
+    assert.equal((await ask(b.base, 'GET', '/api/v1/status', { headers: { cookie: s.cookie, 'x-csrf-token': s.csrf.slice(1) } })).status, 403);
     assert.equal((await ask(b.base, 'POST', '/api/logout', { headers: { cookie: s.cookie, 'x-csrf-token': s.csrf } })).status, 200);
     assert.equal((await ask(b.base, 'GET', '/api/v1/status', { headers: { cookie: s.cookie } })).status, 401);
     assert.ok(!b.log().includes(b.token), 'the token is not in the log');
@@ -100,14 +104,14 @@ test('a state-changing request without the session\'s CSRF token is 403; with it
     assert.equal(a.status, 200);
     assert.deepEqual(JSON.parse(a.body), { a: 1 });
     assert.deepEqual(b.calls, [{ uid: 0, body: { a: 1 } }]);
-    const q = await ask(b.base, 'GET', '/api/v1/status?q=x', { headers: { cookie: s.cookie } });
+    const q = await ask(b.base, 'GET', '/api/v1/status?q=x', { headers: { cookie: s.cookie, 'x-csrf-token': s.csrf } });
     assert.deepEqual(JSON.parse(q.body), { ok: true, q: 'x' }, 'the query reaches the route');
-    const m = await ask(b.base, 'GET', '/api/metrics', { headers: { cookie: s.cookie } });
+    const m = await ask(b.base, 'GET', '/api/metrics', { headers: { cookie: s.cookie, 'x-csrf-token': s.csrf } });
     assert.equal(m.body, 'm 1\n');
-    assert.equal((await ask(b.base, 'GET', '/api/v1/none', { headers: { cookie: s.cookie } })).status, 404);
+    assert.equal((await ask(b.base, 'GET', '/api/v1/none', { headers: { cookie: s.cookie, 'x-csrf-token': s.csrf } })).status, 404);
     // another daemon's session is not this one's
     const o = await login(other.base, other.token);
-    assert.equal((await ask(b.base, 'GET', '/api/v1/status', { headers: { cookie: o.cookie } })).status, 401);
+    assert.equal((await ask(b.base, 'GET', '/api/v1/status', { headers: { cookie: o.cookie, 'x-csrf-token': o.csrf } })).status, 401);
   } finally { await b.close(); await other.close(); }
 });
 
@@ -186,7 +190,7 @@ test('the event stream follows the hubs only while a reader is connected, and se
   try {
     const s = await login(b.base, b.token);
     assert.equal(b.flows.active, false);
-    const r = await SseClient.open(b.base, s.cookie);
+    const r = await SseClient.open(b.base, s);
     assert.equal(r.res.headers['content-type'], 'text/event-stream; charset=utf-8');
     assert.equal(b.flows.active, true);
     b.flows.publish({ kind: 'open', flow: FLOW });
@@ -210,7 +214,7 @@ test('a reader that stops reading loses events past its buffer and is told how m
   const b = await bed({ streams: { bufferBytes: 16 * 1024, heartbeatMs: 50 } });
   try {
     const s = await login(b.base, b.token);
-    const r = await SseClient.open(b.base, s.cookie);
+    const r = await SseClient.open(b.base, s);
     await r.until((e) => e.event === ':', 1000);
     r.res.pause();
     // far more than the buffer and the sockets' buffers hold
@@ -230,12 +234,12 @@ test('at most maxStreams streams at once; a closed one frees its place', async (
   const b = await bed({ streams: { maxStreams: 2 } });
   try {
     const s = await login(b.base, b.token);
-    const a = await SseClient.open(b.base, s.cookie);
-    const c = await SseClient.open(b.base, s.cookie, '/api/v1/decisions?follow=1');
-    assert.equal((await ask(b.base, 'GET', '/api/events', { headers: { cookie: s.cookie } })).status, 503);
+    const a = await SseClient.open(b.base, s);
+    const c = await SseClient.open(b.base, s, '/api/v1/decisions?follow=1');
+    assert.equal((await ask(b.base, 'GET', '/api/events', { headers: { cookie: s.cookie, 'x-csrf-token': s.csrf } })).status, 503);
     a.close();
     await waitFor(() => b.dash.streams.streams === 1);
-    const d = await SseClient.open(b.base, s.cookie);
+    const d = await SseClient.open(b.base, s);
     d.close(); c.close();
   } finally { await b.close(); }
 });
@@ -248,7 +252,7 @@ test('a dashboard bound beyond loopback works and warns in the log; one on loopb
     assert.doesNotMatch(narrow.log(), /"level":40/);
     const port = new URL(wide.base).port;
     const s = await login(`http://127.0.0.1:${port}/`, wide.token);
-    assert.equal((await ask(`http://127.0.0.1:${port}/`, 'GET', '/api/v1/status', { headers: { cookie: s.cookie } })).status, 200);
+    assert.equal((await ask(`http://127.0.0.1:${port}/`, 'GET', '/api/v1/status', { headers: { cookie: s.cookie, 'x-csrf-token': s.csrf } })).status, 200);
     const dir = mkdtempSync(join(tmpdir(), 'qosd-dash-'));
     const again = new DashboardServer({ host: '127.0.0.1', port: Number(new URL(narrow.base).port), tokenFile: join(dir, 'dashboard.token'), routes: new Components(), log: pino({ level: 'silent' }), clock: systemClock,
       sources: { flows: () => () => undefined, decisions: () => () => undefined } });

@@ -7,7 +7,13 @@
  * Who may use it: whoever holds the token the daemon writes at start to a root-only file
  * (token.ts). POST /api/login with it gives a session cookie (HttpOnly, SameSite=Strict) and a
  * CSRF token; every other path needs the cookie (401), every request but GET and HEAD also the
- * CSRF token in X-CSRF-Token (403), and a request another origin made is refused (403). */
+ * CSRF token in X-CSRF-Token (403), and a request another origin made is refused (403).
+ *
+ * Every /api/ request needs the CSRF token, reads too: a browser sends a cookie for 127.0.0.1 to
+ * every port of it, so another local user's web server on another port, if the administrator's
+ * browser ever visits it, gets the session cookie. The CSRF token is kept by the page in
+ * storage of its own origin (port included), which no other port can read; the cookie alone
+ * opens only the app's files, which hold nothing secret. */
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createReadStream } from 'node:fs';
@@ -181,15 +187,15 @@ export class DashboardServer implements Component {
       if ((method === 'GET' || method === 'HEAD') && (path === '/' || path === '/index.html')) return this.text(res, 401, 'text/html; charset=utf-8', LOGIN_HTML, method);
       throw new QosError('QOS_ERR_UNAUTHENTICATED', 'no dashboard session: log in at / with the token `qos dashboard` prints');
     }
-    if (method !== 'GET' && method !== 'HEAD' && !sameToken(String(req.headers['x-csrf-token'] ?? ''), session.csrf)) {
-      throw new QosError('QOS_ERR_FORBIDDEN', 'a request that changes something needs the X-CSRF-Token header the login answered');
+    const api = path.startsWith('/api/');
+    if ((api || (method !== 'GET' && method !== 'HEAD')) && !sameToken(this.csrfOf(req, url, path), session.csrf)) {
+      throw new QosError('QOS_ERR_FORBIDDEN', api ? 'an API request needs the X-CSRF-Token header the login answered' : 'a request that changes something needs the X-CSRF-Token header the login answered');
     }
     if (path === '/api/logout' && method === 'POST') {
       this.sessions.drop(session.id);
       res.setHeader('set-cookie', `${COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`);
       return json(res, 200, { ok: true });
     }
-    if (path === '/api/session' && method === 'GET') return json(res, 200, { csrf: session.csrf });
     if (path === '/api/events' && method === 'GET') {
       if (!this.streams.claim(res)) throw new QosError('QOS_ERR_ENVIRONMENT', `the dashboard has ${MAX_STREAMS} streams open already; close one`);
       return this.streams.serve(res);
@@ -197,6 +203,14 @@ export class DashboardServer implements Component {
     if (path.startsWith('/api/')) return this.admin(req, res, method, path.slice('/api'.length), url);
     if (method !== 'GET' && method !== 'HEAD') throw new QosError('QOS_ERR_NOT_FOUND', `no route ${method} ${path}`);
     return this.file(res, path, method);
+  }
+
+  /** The CSRF token the request brings: its X-CSRF-Token header; for GET /api/events also the
+   * query's csrf (a browser's EventSource cannot send headers). */
+  private csrfOf(req: IncomingMessage, url: URL, path: string): string {
+    const h = req.headers['x-csrf-token'];
+    if (typeof h === 'string') return h;
+    return path === '/api/events' ? url.searchParams.get('csrf') ?? '' : '';
   }
 
   private async login(req: IncomingMessage, res: ServerResponse): Promise<void> {

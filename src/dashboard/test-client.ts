@@ -43,11 +43,14 @@ export class SseClient {
   private waiters: (() => void)[] = [];
   private constructor() {}
 
-  static open(base: string, cookie: string, path = '/api/events'): Promise<SseClient> {
+  /** GET /api/events with the CSRF token in the query, as a browser's EventSource sends it;
+   * another path with it in the header. */
+  static open(base: string, s: { cookie: string; csrf: string }, path = '/api/events'): Promise<SseClient> {
     const c = new SseClient();
     const u = new URL(base);
+    const events = path === '/api/events';
     return new Promise((resolve, reject) => {
-      const req = request({ host: u.hostname, port: u.port, path, headers: { cookie }, agent: false }, (res) => {
+      const req = request({ host: u.hostname, port: u.port, path: events ? `${path}?csrf=${encodeURIComponent(s.csrf)}` : path, headers: { cookie: s.cookie, ...(events ? {} : { 'x-csrf-token': s.csrf }) }, agent: false }, (res) => {
         c.res = res;
         if (res.statusCode !== 200) { reject(new Error(`${path} answered ${res.statusCode}`)); res.resume(); return; }
         res.setEncoding('utf8');
