@@ -4,8 +4,9 @@
  * decision path time: this follows both sources only while at least one stream is open.
  *
  * Bounded: at most `maxStreams` at once (the admin-route streams the dashboard passes on count
- * too), and each holds at most `bufferBytes` not yet taken by its reader; past it events are
- * dropped for that reader, counted, and it gets a `dropped` event once it reads again. A
+ * too), and each holds at most `bufferBytes` not yet taken by its reader, plus one turn's
+ * events (a queue itself bounded by `bufferBytes`); past it events are dropped for that
+ * reader, counted, and it gets a `dropped` event once it reads again. A
  * comment line every `heartbeatMs` (one timer for all streams) keeps proxies and the browser
  * from taking a quiet stream for a dead one. */
 
@@ -50,6 +51,10 @@ export class EventStreams {
   private open = 0;
   private stopSources: (() => void)[] = [];
   private heartbeat: Timer | null = null;
+  /** events of this turn of the event loop, not yet written (send, flush) */
+  private queue: string[] = [];
+  private queuedBytes = 0;
+  private flushing = false;
   /** events dropped for readers that fell behind, since start */
   droppedTotal = 0;
 
@@ -106,16 +111,38 @@ export class EventStreams {
     this.heartbeat = null;
   }
 
-  /** One event to every reader; a reader holding over the bound unread loses it. The data is
-   * made only if a reader takes it (this runs in the decision path). */
+  /** Queues one event for every reader. The events of one turn of the event loop go out
+   * together, in one write per reader (a busy daemon decides tens of thousands of times a
+   * second: a write each would cost more than the decisions). The data is made only if a reader
+   * may take it, and the queue holds at most bufferBytes: past it, or when every reader is
+   * over its bound, the event is dropped for all (this runs in the decision path). */
   private send(event: string, data: () => string): void {
-    let text: string | undefined;
-    for (const r of this.readers) {
-      if (r.res.writableLength > this.limits.bufferBytes) { r.dropped++; this.droppedTotal++; continue; }
-      this.notice(r);
-      r.res.write(text ??= `event: ${event}\ndata: ${data()}\n\n`);
+    let open = false;
+    for (const r of this.readers) if (r.res.writableLength <= this.limits.bufferBytes) { open = true; break; }
+    if (!open || this.queuedBytes > this.limits.bufferBytes) {
+      for (const r of this.readers) r.dropped++;
+      this.droppedTotal += this.readers.size;
+      return;
     }
+    const text = `event: ${event}\ndata: ${data()}\n\n`;
+    this.queue.push(text);
+    this.queuedBytes += text.length;
+    if (!this.flushing) { this.flushing = true; setImmediate(this.flush); }
   }
+
+  /** The queued events to every reader within its bound; the others lose them. */
+  private readonly flush = (): void => {
+    this.flushing = false;
+    const n = this.queue.length;
+    const chunk = this.queue.join('');
+    this.queue = [];
+    this.queuedBytes = 0;
+    for (const r of this.readers) {
+      if (r.res.writableLength > this.limits.bufferBytes) { r.dropped += n; this.droppedTotal += n; continue; }
+      this.notice(r);
+      r.res.write(chunk);
+    }
+  };
 
   /** Tells a reader that caught up how many events it missed. */
   private notice(r: Reader): void {

@@ -226,6 +226,10 @@ test('a reader that stops reading loses events past its buffer and is told how m
     const e = await r.until((x) => x.event === 'dropped', 5000);
     const n = (JSON.parse(e.data) as { dropped: number }).dropped;
     assert.ok(n > 0 && n <= dropped, `${n} of ${dropped}`);
+    // every event was either delivered or reported dropped, and most were dropped: the
+    // daemon kept no more than its bounds for this reader
+    await waitFor(() => r.events.filter((x) => x.event === 'open').length + r.events.filter((x) => x.event === 'dropped').reduce((a, x) => a + (JSON.parse(x.data) as { dropped: number }).dropped, 0) === 40_000);
+    assert.ok(r.events.filter((x) => x.event === 'open').length < 20_000);
     r.close();
   } finally { await b.close(); }
 });
