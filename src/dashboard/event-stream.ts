@@ -4,8 +4,8 @@
  * decision path time: this follows both sources only while at least one stream is open.
  *
  * Bounded: at most `maxStreams` at once (the admin-route streams the dashboard passes on count
- * too), and each holds at most `bufferBytes` not yet taken by its reader, plus one turn's
- * events (a queue itself bounded by `bufferBytes`); past it events are dropped for that
+ * too), and each holds at most `bufferBytes` not yet taken by its reader, plus one write
+ * (at most FLUSH_BYTES, or one event past it); past it events are dropped for that
  * reader, counted, and it gets a `dropped` event once it reads again. A
  * comment line every `heartbeatMs` (one timer for all streams) keeps proxies and the browser
  * from taking a quiet stream for a dead one. */
@@ -18,6 +18,8 @@ import type { FlowEvent, FlowListener } from '../daemon/flow-events.js';
 export const MAX_STREAMS = 16;
 export const STREAM_BUFFER = 256 * 1024;
 export const HEARTBEAT_MS = 15_000;
+/** Queued events past this many bytes are written at once, not at the end of the turn. */
+export const FLUSH_BYTES = 64 * 1024;
 
 export interface EventSources {
   /** the flow-event hub (FlowEvents.subscribe): returns what stops it */
@@ -28,8 +30,19 @@ export interface EventSources {
 
 export interface StreamLimits { maxStreams: number; bufferBytes: number; heartbeatMs: number }
 
+/** Times as ISO text, the last one kept: the flows of one batch of agent messages share one
+ * time (batch-time.ts), and making the text is a good part of an event's cost. */
+export class IsoTime {
+  private ms = NaN;
+  private text = '';
+  of(ms: number): string {
+    if (ms !== this.ms) { this.ms = ms; this.text = new Date(ms).toISOString(); }
+    return this.text;
+  }
+}
+
 /** A flow event as the dashboard's stream sends it: the flow's fields, its times as ISO text. */
-export function flowEventJson(e: FlowEvent): string {
+export function flowEventJson(e: FlowEvent, iso: IsoTime = new IsoTime()): string {
   const f = e.flow;
   return JSON.stringify({
     program: f.exe, pid: f.pid, fd: f.fd, uid: f.uid, user: f.user,
@@ -37,7 +50,7 @@ export function flowEventJson(e: FlowEvent): string {
     rule: e.kind === 'decided' ? e.rule : f.rule,
     decision: e.kind === 'decided' ? e.decision : f.decision,
     class: f.class,
-    created: new Date(f.created).toISOString(), updated: new Date(f.updated).toISOString(),
+    created: iso.of(f.created), updated: iso.of(f.updated),
     ...(e.kind === 'closed' ? { why: e.why } : {}),
     ...(e.kind === 'reservation' ? { status: e.status } : {}),
   });
@@ -55,6 +68,7 @@ export class EventStreams {
   private queue: string[] = [];
   private queuedBytes = 0;
   private flushing = false;
+  private readonly iso = new IsoTime();
   /** events dropped for readers that fell behind, since start */
   droppedTotal = 0;
 
@@ -96,7 +110,7 @@ export class EventStreams {
 
   private follow(): void {
     this.stopSources = [
-      this.sources.flows((e) => this.send(e.kind, () => flowEventJson(e))),
+      this.sources.flows((e) => this.send(e.kind, () => flowEventJson(e, this.iso))),
       this.sources.decisions((d) => this.send('decision', () => decisionJson(d))),
     ];
     this.heartbeat = this.clock.every(this.limits.heartbeatMs, () => {
@@ -113,13 +127,14 @@ export class EventStreams {
 
   /** Queues one event for every reader. The events of one turn of the event loop go out
    * together, in one write per reader (a busy daemon decides tens of thousands of times a
-   * second: a write each would cost more than the decisions). The data is made only if a reader
-   * may take it, and the queue holds at most bufferBytes: past it, or when every reader is
-   * over its bound, the event is dropped for all (this runs in the decision path). */
+   * second: a write each would cost more than the decisions), or sooner once FLUSH_BYTES are
+   * queued (a turn that decides thousands of times must not hold them all). The data is made
+   * only if a reader may take it: when every reader is over its bound the event is dropped for
+   * all without it (this runs in the decision path). */
   private send(event: string, data: () => string): void {
     let open = false;
     for (const r of this.readers) if (r.res.writableLength <= this.limits.bufferBytes) { open = true; break; }
-    if (!open || this.queuedBytes > this.limits.bufferBytes) {
+    if (!open) {
       for (const r of this.readers) r.dropped++;
       this.droppedTotal += this.readers.size;
       return;
@@ -127,13 +142,15 @@ export class EventStreams {
     const text = `event: ${event}\ndata: ${data()}\n\n`;
     this.queue.push(text);
     this.queuedBytes += text.length;
-    if (!this.flushing) { this.flushing = true; setImmediate(this.flush); }
+    if (this.queuedBytes >= Math.min(FLUSH_BYTES, this.limits.bufferBytes)) this.flush();
+    else if (!this.flushing) { this.flushing = true; setImmediate(this.flush); }
   }
 
   /** The queued events to every reader within its bound; the others lose them. */
   private readonly flush = (): void => {
     this.flushing = false;
     const n = this.queue.length;
+    if (!n) return;
     const chunk = this.queue.join('');
     this.queue = [];
     this.queuedBytes = 0;
