@@ -16,7 +16,10 @@ import { decisionJson, type DecisionRecord } from '../daemon/decide.js';
 import type { FlowEvent, FlowListener } from '../daemon/flow-events.js';
 
 export const MAX_STREAMS = 16;
-export const STREAM_BUFFER = 256 * 1024;
+/** A reader's unread bytes; also what one turn of the event loop can give it (Node sends a
+ * response's writes to the kernel only after the turn), so a burst of thousands of decisions in one
+ * turn fits. */
+export const STREAM_BUFFER = 1 << 20;
 export const HEARTBEAT_MS = 15_000;
 /** Queued events past this many bytes are written at once, not at the end of the turn. */
 export const FLUSH_BYTES = 64 * 1024;

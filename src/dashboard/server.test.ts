@@ -234,6 +234,18 @@ test('a reader that stops reading loses events past its buffer and is told how m
   } finally { await b.close(); }
 });
 
+test('a reader that keeps reading gets every event of a burst of 2,000 in one turn (the daemon decides in batches)', async () => {
+  const b = await bed();
+  try {
+    const s = await login(b.base, b.token);
+    const r = await SseClient.open(b.base, s);
+    for (let i = 0; i < 2000; i++) b.flows.publish({ kind: 'open', flow: FLOW });
+    await waitFor(() => r.events.filter((e) => e.event === 'open').length === 2000);
+    assert.equal((b.dash.status().dashboard as { events_dropped: number }).events_dropped, 0);
+    r.close();
+  } finally { await b.close(); }
+});
+
 test('at most maxStreams streams at once; a closed one frees its place', async () => {
   const b = await bed({ streams: { maxStreams: 2 } });
   try {
