@@ -11,6 +11,8 @@ export const ErrorCodes = {
   QOS_ERR_API: 'the daemon refused an admin request',
   QOS_ERR_FORBIDDEN: 'the admin API is for root, the daemon\'s own user and its admin group',
   QOS_ERR_NOT_FOUND: 'no such resource',
+  QOS_ERR_UNAUTHENTICATED: 'no dashboard session (log in with the token `qos dashboard` prints), or a wrong token',
+  QOS_ERR_TOO_LARGE: 'a request body over the bound',
   QOS_ERR_ENVIRONMENT: 'this machine lacks something qosd needs',
   QOS_ERR_BENCH: 'a benchmark step failed',
   QOS_ERR_CAPTURE: 'a packet capture is malformed or cannot be taken',
@@ -67,7 +69,9 @@ export function httpStatusFor(err: unknown): number {
     case 'QOS_ERR_RSVP_DECODE':
     case 'QOS_ERR_RSVP_CHECKSUM':
     case 'QOS_ERR_RSVP_INVALID': return 400;
-    case 'QOS_ERR_RSVP_INTEGRITY': return 401; // not authenticated: the digest is wrong or its key unknown
+    case 'QOS_ERR_RSVP_INTEGRITY': return 401;
+    case 'QOS_ERR_UNAUTHENTICATED': return 401;
+    case 'QOS_ERR_TOO_LARGE': return 413; // not authenticated: the digest is wrong or its key unknown
     case 'QOS_ERR_FORBIDDEN':
     case 'QOS_ERR_PRIVILEGE': return 403;
     case 'QOS_ERR_NOT_FOUND': return 404;
@@ -96,6 +100,8 @@ export function exitCodeFor(err: unknown): number {
     case 'QOS_ERR_ENVIRONMENT': return 69;
     case 'QOS_ERR_NOT_FOUND': return 66;
     case 'QOS_ERR_FORBIDDEN': return 77; // EX_NOPERM
+    case 'QOS_ERR_UNAUTHENTICATED': return 77;
+    case 'QOS_ERR_TOO_LARGE': return 65;
     case 'QOS_ERR_UNSAFE_PATH': return 78; // EX_CONFIG: a file kept where it should not be
     case 'QOS_ERR_PRIVILEGE': return 77; // EX_NOPERM
     case 'QOS_ERR_CONFLICT': return 73; // EX_CANTCREAT

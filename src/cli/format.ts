@@ -37,6 +37,7 @@ export function formatStatus(s: Rec): string {
     `decisions    ${s.decisions_total}`,
     ...(s.kernel ? formatKernel(s.kernel as Rec) : []),
     ...(s.tc ? [formatTc(s.tc as Rec)] : []),
+    ...(s.dashboard ? [`dashboard    ${(s.dashboard as Rec).url} (qos dashboard prints the URL to log in with)`] : []),
   ].join('\n');
 }
 

@@ -9,6 +9,7 @@ import { PACKAGE_VERSION } from '../paths.js';
 import { benchCommands } from './commands/bench.js';
 import { characterizeCommands } from './commands/characterize.js';
 import { daemonCommands } from './commands/daemon.js';
+import { dashboardCommands } from './commands/dashboard.js';
 import { demoCommands } from './commands/demo.js';
 import { flowspecCommands } from './commands/flowspec.js';
 import { rsvpCommands } from './commands/rsvp.js';
@@ -30,6 +31,7 @@ const program = new Command('qos')
 daemonCommands(program);
 runCommands(program);
 inspectCommands(program);
+dashboardCommands(program);
 rulesCommands(program);
 serviceCommands(program);
 policyCommands(program);

@@ -20,13 +20,22 @@ import { peerCred, peerGroups } from './identity.js';
 /** Request bodies are JSON objects of at most this many bytes (a 65,535-rule import fits). */
 const MAX_BODY = 64 * 2 ** 20;
 
-function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+/** The JSON object of a request's body ({} if empty); past `max` bytes the rest is not read
+ * and QOS_ERR_TOO_LARGE thrown: its answer (fail) closes the connection (the dashboard reads
+ * bodies with a smaller bound). */
+export function readBody(req: IncomingMessage, max = MAX_BODY): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let size = 0;
     req.on('data', (d: Buffer) => {
       size += d.length;
-      if (size > MAX_BODY) { reject(new QosError('QOS_ERR_USAGE', `request body over ${MAX_BODY} bytes`)); req.destroy(); return; }
+      if (size > max) {
+        req.removeAllListeners('data');
+        req.pause();
+        parts.length = 0;
+        reject(new QosError('QOS_ERR_TOO_LARGE', `request body over ${max} bytes`));
+        return;
+      }
       parts.push(d);
     });
     req.on('end', () => {
@@ -43,12 +52,14 @@ function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
 }
 
 /** An error as the admin API answers it: its status from its code (errors.ts), its JSON. */
-function fail(res: ServerResponse, e: unknown): void {
+export function fail(res: ServerResponse, e: unknown): void {
   const err = e instanceof QosError ? e : new QosError('QOS_ERR_INTERNAL', String(e));
+  // the rest of a body too large is not read: the connection cannot carry another request
+  if (err.code === 'QOS_ERR_TOO_LARGE') res.setHeader('connection', 'close');
   json(res, httpStatusFor(err), { error: err.toJSON() });
 }
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+export function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body, null, 2) + '\n';
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);

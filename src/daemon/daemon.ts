@@ -21,6 +21,8 @@ import { TcAttach } from '../tc/attach.js';
 import { TrafficControl } from '../tc/control.js';
 import { asksTc } from '../tc/request.js';
 import type { PolicyDoc } from '../policy/schema.js';
+import { DashboardServer } from '../dashboard/server.js';
+import { tokenFileFor } from '../dashboard/token.js';
 import { AdminServer } from './admin.js';
 import { AgentServer } from './agents.js';
 import { BatchTime } from './batch-time.js';
@@ -64,6 +66,8 @@ export interface DaemonOptions {
   maxFlowsPerUser?: number;
   /** gid whose members may use the admin API besides root and the daemon's own user. */
   adminGroup?: number;
+  /** The web dashboard (dashboard/): where it listens (`--http ADDR:PORT`); off unless given. */
+  dashboard?: { host: string; port: number };
   /** Host traffic control (tc/): off leaves every interface's queueing alone (default on). */
   trafficControl?: boolean;
   /** RSVP on this host (rsvp/host.ts): senders and reservations through the admin API (default off:
@@ -224,6 +228,13 @@ export class Daemon {
     });
     const admin = new AdminServer(o.admin, c, { group: o.adminGroup });
     c.add<Component>({ name: 'admin', start: () => admin.listen(), stop: () => admin.close() });
+    if (o.dashboard) {
+      // after the admin socket: the token file goes beside it, in the directory it made
+      c.add(new DashboardServer({
+        ...o.dashboard, tokenFile: tokenFileFor(o.admin), routes: c, log, clock,
+        sources: { flows: (fn) => events.subscribe(fn), decisions: (fn) => decisions.follow(fn) },
+      }));
+    }
   }
 
   /** Starts every component (the policy is loaded first; throws QosError if it is invalid).

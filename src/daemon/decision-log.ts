@@ -26,6 +26,12 @@ export class DecisionLog implements Component {
     this.o.debug?.(r);
   }
 
+  /** Calls fn with every decision from now on; returns what stops it. */
+  follow(fn: (r: DecisionRecord) => void): () => void {
+    this.followers.add(fn);
+    return () => this.followers.delete(fn);
+  }
+
   /** The last n decisions kept, oldest first. */
   last(n: number): DecisionRecord[] {
     const k = Math.min(n, this.recent.length);
@@ -47,7 +53,7 @@ export class DecisionLog implements Component {
         const limit = Number.isInteger(asked) && asked >= 0 ? Math.min(asked, 10000) : 100;
         followStream(req, res, {
           first: this.last(limit), render: decisionJson, follow: url.searchParams.get('follow') === '1', what: 'decisions', onDropped: (n) => this.o.onDropped(n),
-          subscribe: (push) => { this.followers.add(push); return () => this.followers.delete(push); },
+          subscribe: (push) => this.follow(push),
         });
       },
     }),
