@@ -24,18 +24,19 @@ import { elemData, elemVal, fnv1a, type ChainPlan, type ElemPlan, type MapPlan, 
 
 export type { Counter } from './backend.js';
 
-/** Runs nft with arguments; resolves with stdout, rejects with QOS_ERR_KERNEL and stderr. */
-export function nft(args: string[]): Promise<string> {
-  return run(['nft', ...args], { code: 'QOS_ERR_KERNEL', pkg: 'nftables' }).then((r) => r.stdout);
+/** Runs nft with arguments (in a network namespace if given); resolves with stdout, rejects
+ * with QOS_ERR_KERNEL and stderr. */
+export function nft(args: string[], netns?: string): Promise<string> {
+  return run(['nft', ...args], { code: 'QOS_ERR_KERNEL', pkg: 'nftables', netns }).then((r) => r.stdout);
 }
 
 /** Applies a JSON document (nft cannot read JSON from a pipe when spawned from Node). */
-export async function nftJson(doc: NftDoc): Promise<void> {
+export async function nftJson(doc: NftDoc, netns?: string): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-nft-'));
   try {
     const file = join(dir, 'tx.json');
     writeFileSync(file, JSON.stringify(doc));
-    await nft(['-j', '-f', file]);
+    await nft(['-j', '-f', file], netns);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
