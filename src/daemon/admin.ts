@@ -1,7 +1,12 @@
 /* The admin interface: JSON over HTTP on a Unix socket. The routes are the components'
  * (component.ts): GET /v1/status, /metrics (daemon.ts), /v1/flows, /v1/decisions[?follow=1]
  * (decision-log.ts), POST /v1/reload (policy.ts), the kernel rule set under /v1/rules
- * (kernel/api.ts). An error thrown by a route is answered with the status of its code.
+ * (kernel/api.ts), GET /v1/metrics/history[?since=ISO] (metrics-history.ts: the last 360
+ * samples, oldest first, of those after `since` if given: `{interval_s, next_sample_in_s,
+ * samples: [{t, decisions_per_s, latency_p50_us, latency_p99_us, script_calls_per_s,
+ * script_faults_per_s, dscp: {<class>: {packets_per_s, bytes_per_s}} | null}]}`, null where
+ * unknown; a `since` that is not an ISO time is 400 QOS_ERR_USAGE). An error thrown by a route
+ * is answered with the status of its code.
  *
  * Who may use it: root, the daemon's own user, and members of the admin group if one is set
  * (`qos daemon --admin-group`). The socket is created with that mode from the start (mode 0600,

@@ -1,6 +1,7 @@
 /* `qos daemon`: the table of the daemon's components (component.ts), in the order they start:
  * the running policy, the kernel rules, the flow table, the agent server, the decision log,
- * and the daemon's own status and metrics; then the admin API over all their routes. */
+ * the kernel's DSCP counters and the metrics history, and the daemon's own status and
+ * metrics; then the admin API over all their routes. */
 
 import { setPriority } from 'node:os';
 import { getHeapSpaceStatistics } from 'node:v8';
@@ -13,6 +14,7 @@ import { PROTOCOL_VERSION } from '../protocol/messages.js';
 import type { SandboxLimits } from '../script/js-sandbox.js';
 import { rulesApi } from '../kernel/api.js';
 import { ctMark, DEFAULT_CT_MASK, type CtMark } from '../kernel/ctmark.js';
+import { DscpCounters } from '../kernel/dscp-counters.js';
 import { KernelRules, type KernelMode } from '../kernel/manager.js';
 import { RsvpAttach } from '../rsvp/attach.js';
 import { RsvpHost } from '../rsvp/host.js';
@@ -33,6 +35,7 @@ import { FlowTable } from './flows.js';
 import { IdentityResolver, raiseNofile, startTime } from './identity.js';
 import { limitsFor, type AgentLimits } from './shares.js';
 import { Metrics } from './metrics.js';
+import { MetricsHistory } from './metrics-history.js';
 import { RunningPolicy } from './running-policy.js';
 
 export const DEFAULT_AGENT_SOCKET = '/run/qosd/agent.sock';
@@ -54,6 +57,8 @@ export interface DaemonOptions {
   scriptWorkers?: number;
   scriptLimits?: Partial<SandboxLimits>;
   sweepMs?: number;
+  /** how often the metrics history takes a sample (`--metrics-interval`; default 10 s) */
+  metricsIntervalMs?: number;
   /** time for the daemon's timers (default: the system's; tests give a manual clock) */
   clock?: Clock;
   /** Kernel rules (nftables): where the rule set is stored, the table, whether to use it, and
@@ -216,6 +221,29 @@ export class Daemon {
       collect: () => metrics.identityReads.set(identities.reads),
     }));
     c.add(decisions);
+    // packets per DSCP from the kernel (kernel/dscp-counters.ts), in a table beside the rules',
+    // unless kernel rules are off; a machine where it cannot be made has no DSCP figures
+    const dscp = ko.mode === 'off' ? null : new DscpCounters(`${ko.table}_dscp`);
+    let counting = false;
+    c.add<Component>({
+      name: 'dscp-counters',
+      start: async () => {
+        if (!dscp) return;
+        try { await dscp.install(); counting = true; } catch (err) { log.warn({ err: (err as Error).message, table: `inet ${dscp.table}` }, 'no DSCP counters: the metrics history has no packets per class'); }
+      },
+      stop: async () => { if (counting) { counting = false; await dscp!.remove(); } },
+      status: () => ({ dscp_counters: counting ? `inet ${dscp!.table}` : null }),
+    });
+    c.add(new MetricsHistory({
+      clock, intervalMs: o.metricsIntervalMs,
+      sources: {
+        decisions: () => decisions.total,
+        latency: () => metrics.latency.buckets(),
+        scripts: () => metrics.scriptTotals(),
+        dscp: () => (counting ? dscp!.read() : Promise.resolve(null)),
+      },
+      onDscpError: (err) => log.warn({ err: (err as Error).message }, 'DSCP counters not read'),
+    }));
     c.add<Component>({
       name: 'daemon',
       status: () => ({ memory: { ...(({ rss, heapUsed }) => ({ rss, heap_used: heapUsed }))(process.memoryUsage()), old_space_used: oldSpaceUsed() } }),

@@ -40,6 +40,11 @@ export class DecisionLog implements Component {
     return out;
   }
 
+  /** Decisions recorded since start. */
+  get total(): number {
+    return this.count;
+  }
+
   status(): Record<string, unknown> {
     return { decisions_total: this.count };
   }

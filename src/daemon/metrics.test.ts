@@ -50,3 +50,10 @@ test('Metrics: decisions are counted by rule, class and whether cached, and mess
   assert.match(text, /^qosd_agent_messages_total\{type="Cached"\} 2$/m);
   assert.match(text, /^qosd_agent_messages_total\{type="Close"\} 1$/m);
 });
+
+test('Metrics: script totals count every call, and as faults those that neither decided nor fell through', () => {
+  const m = new Metrics();
+  for (const r of ['decided', 'decided', 'fallthrough', 'error', 'timeout', 'killed', 'overloaded', 'suspended', 'late']) m.scriptCall('Connect', r);
+  m.scriptCall('Socket', 'error');
+  assert.deepEqual(m.scriptTotals(), { calls: 10, faults: 7 });
+});

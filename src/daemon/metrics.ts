@@ -56,6 +56,12 @@ export class FastHistogram {
     registry.registerMetric(this as never);
   }
 
+  /** The upper bounds and the count in each bucket so far (the last: past every bound), live:
+   * a reader that keeps them copies them. */
+  buckets(): { bounds: readonly number[]; counts: Float64Array } {
+    return { bounds: this.bounds, counts: this.counts };
+  }
+
   observe(v: number): void {
     const b = this.bounds;
     let i = 0;
@@ -151,6 +157,18 @@ export class Metrics {
 
   scriptCall(handler: string, result: string): void {
     this.scriptTally.add(handler, result);
+  }
+
+  /** Script handler calls so far, and how many of them faulted: every end but `decided` and
+   * `fallthrough` (the handler errored, timed out, was killed, or was not run: overloaded,
+   * suspended, late), each of which left the program with the rules' answer. */
+  scriptTotals(): { calls: number; faults: number } {
+    let calls = 0, faults = 0;
+    for (const [, result, n] of this.scriptTally.entries()) {
+      calls += n;
+      if (result !== 'decided' && result !== 'fallthrough') faults += n;
+    }
+    return { calls, faults };
   }
 
   message(type: string): void {

@@ -38,18 +38,20 @@ export function daemonCommands(program: Command): void {
     .option('--rsvp-auto-resv <off|cl|gs>', 'RSVP: answer every Path to this host that no session asked for with a Resv (seed 001\'s AutoRESV): Controlled Load, or Guaranteed with R from --rsvp-auto-delay; the TSpec is the sender\'s', 'off')
     .option('--rsvp-auto-delay <time>', 'RSVP: with --rsvp-auto-resv gs, the end-to-end delay W the reservation must keep (e.g. 50ms): R follows from the ADSPEC', (v) => duration(v, '--rsvp-auto-delay'))
     .option('--http <addr:port>', 'serve the web dashboard (docs/dashboard.md) on this address, e.g. 127.0.0.1:8080; `qos dashboard` prints the URL to log in with. Off unless given; an address beyond loopback works, with a warning in the log')
+    .option('--metrics-interval <time>', 'how often the metrics history (GET /v1/metrics/history, the dashboard\'s Metrics page) takes a sample; it keeps 360, an hour at the default. For tests and tuning: at least 100ms', (v) => duration(v, '--metrics-interval'), 10)
     .option('--admin-group <group>', 'a group (name or gid) whose members may use the admin API besides root (default: root only)')
     .option('--max-connections-per-user <n>', 'agent connections one user other than root may hold (default: a quarter of the bound in all, at most 2048)', (v) => positiveInt(v, '--max-connections-per-user'))
     .option('--max-connections <n>', 'agent connections in all (default: half the descriptor limit, at most 32768; a tenth kept for root)', (v) => positiveInt(v, '--max-connections'))
     .option('--max-flows-per-user <n>', "flow-table entries one user may hold; past it the user's oldest go", (v) => positiveInt(v, '--max-flows-per-user'), 65536)
     .option('--max-flows <n>', 'flow-table entries in all; past it new flows are decided but not remembered', (v) => positiveInt(v, '--max-flows'), 1_000_000)
     .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; scriptAnswerMs: number; scriptNice: number | 'keep'; rules: string; kernel: string; nftTable: string; ctMask: string; ctGenerationBits?: string; tc: string; rsvp: string; rsvpRefresh?: number; rsvpTransport: string; rsvpKey: string[]; rsvpRequireIntegrity?: boolean; rsvpLink: string[]; rsvpShare: string; rsvpAutoResv: string; rsvpAutoDelay?: number;
-      http?: string; adminGroup?: string; maxConnectionsPerUser?: number; maxConnections?: number; maxFlowsPerUser: number; maxFlows: number }) => {
+      http?: string; metricsInterval: number; adminGroup?: string; maxConnectionsPerUser?: number; maxConnections?: number; maxFlowsPerUser: number; maxFlows: number }) => {
       if (o.kernel !== 'auto' && o.kernel !== 'on' && o.kernel !== 'off') throw new QosError('QOS_ERR_USAGE', `--kernel takes auto, on or off, not "${o.kernel}"`);
       if (!/^[A-Za-z_][\w-]{0,63}$/.test(o.nftTable)) throw new QosError('QOS_ERR_USAGE', `--nft-table takes a name of letters, digits, _ and -, not "${o.nftTable}"`);
       if (o.tc !== 'on' && o.tc !== 'off') throw new QosError('QOS_ERR_USAGE', `--tc takes on or off, not "${o.tc}"`);
       if (o.rsvp !== 'on' && o.rsvp !== 'off') throw new QosError('QOS_ERR_USAGE', `--rsvp takes on or off, not "${o.rsvp}"`);
       if (!['raw', 'udp', 'both'].includes(o.rsvpTransport)) throw new QosError('QOS_ERR_USAGE', `--rsvp-transport takes raw, udp or both, not "${o.rsvpTransport}"`);
+      if (o.metricsInterval < 0.1) throw new QosError('QOS_ERR_USAGE', `--metrics-interval is at least 100ms, not ${o.metricsInterval * 1000} ms`);
       const ctMark = parseCtMask(o.ctMask, o.ctGenerationBits);
       const dashboard = o.http === undefined ? undefined : (await import('../../dashboard/server.js')).parseListen(o.http);
       const rsvpKeys = parseKeys(o.rsvpKey, '--rsvp-key');
@@ -71,7 +73,7 @@ export function daemonCommands(program: Command): void {
         ...(o.maxConnectionsPerUser ? { perUser: o.maxConnectionsPerUser } : {}),
       };
       const d = new Daemon({
-        dashboard, agentLimits, maxFlows: o.maxFlows, maxFlowsPerUser: o.maxFlowsPerUser, adminGroup: o.adminGroup === undefined ? undefined : groupId(o.adminGroup),
+        dashboard, agentLimits, metricsIntervalMs: Math.round(o.metricsInterval * 1000), maxFlows: o.maxFlows, maxFlowsPerUser: o.maxFlowsPerUser, adminGroup: o.adminGroup === undefined ? undefined : groupId(o.adminGroup),
         kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel, ctMark }, trafficControl: o.tc === 'on', rsvp: o.rsvp === 'on' ? {
           ...(o.rsvpRefresh ? { refreshMs: o.rsvpRefresh * 1000 } : {}), transport: o.rsvpTransport as 'raw' | 'udp' | 'both', ...(rsvpKeys.size ? { keys: rsvpKeys, requireIntegrity: o.rsvpRequireIntegrity ?? false } : {}),
           links: rsvpLinks, share: rsvpShare, autoResv: autoService ? { service: autoService, delayS: o.rsvpAutoDelay ?? null } : null,
