@@ -14,7 +14,7 @@ import { PROTOCOL_VERSION } from '../protocol/messages.js';
 import type { SandboxLimits } from '../script/js-sandbox.js';
 import { rulesApi } from '../kernel/api.js';
 import { ctMark, DEFAULT_CT_MASK, type CtMark } from '../kernel/ctmark.js';
-import { DscpCounters } from '../kernel/dscp-counters.js';
+import { DSCP_HOOK, DscpCounters } from '../kernel/dscp-counters.js';
 import { KernelRules, type KernelMode } from '../kernel/manager.js';
 import { RsvpAttach } from '../rsvp/attach.js';
 import { RsvpHost } from '../rsvp/host.js';
@@ -229,7 +229,11 @@ export class Daemon {
       name: 'dscp-counters',
       start: async () => {
         if (!dscp) return;
-        try { await dscp.install(); counting = true; } catch (err) { log.warn({ err: (err as Error).message, table: `inet ${dscp.table}` }, 'no DSCP counters: the metrics history has no packets per class'); }
+        try {
+          await dscp.install();
+          counting = true;
+          log.info({ table: `inet ${dscp.table}`, hook: DSCP_HOOK.hook, priority: DSCP_HOOK.priority }, 'DSCP counters installed: packets per class leaving this namespace, counted for the metrics history; they change no packet');
+        } catch (err) { log.warn({ err: (err as Error).message, table: `inet ${dscp.table}` }, 'no DSCP counters: the metrics history has no packets per class'); }
       },
       stop: async () => { if (counting) { counting = false; await dscp!.remove(); } },
       status: () => ({ dscp_counters: counting ? `inet ${dscp!.table}` : null }),
