@@ -33,12 +33,17 @@ const COLORS = ['#0b62c4', '#d9480f', '#2b8a3e', '#862e9c', '#c2255c', '#1098ad'
 /** a DSCP class's colour, the same for a class every time it is drawn */
 const CLASS_COLORS: Record<string, string> = { cs0: '#868e96', ef: '#d9480f', af41: '#0b62c4', af31: '#2b8a3e', af21: '#862e9c', af11: '#1098ad', cs1: '#5c940d', cs6: '#c2255c' };
 
-interface ChartSpec { id: 'decisions' | 'latency' | 'scripts' | 'dscp'; title: string; unit: string; lines(classes: string[]): Line[] }
+interface ChartSpec {
+  id: 'decisions' | 'latency' | 'scripts' | 'dscp'; title: string; unit: string; lines(classes: string[]): Line[];
+  /** a dot at every sample: a series often unknown (latency: no request in the interval) has
+   * figures between gaps, which a line alone does not show */
+  dots?: boolean;
+}
 
 const SPECS: ChartSpec[] = [
   { id: 'decisions', title: 'Decisions', unit: '/s', lines: () => [{ key: 'decisions_per_s', label: 'decisions/s', color: COLORS[0]!, value: (s) => s.decisions_per_s }] },
   {
-    id: 'latency', title: 'Decision latency', unit: 'µs', lines: () => [
+    id: 'latency', title: 'Decision latency', unit: 'µs', dots: true, lines: () => [
       { key: 'latency_p50_us', label: 'p50 µs', color: COLORS[0]!, value: (s) => s.latency_p50_us },
       { key: 'latency_p99_us', label: 'p99 µs', color: COLORS[1]!, value: (s) => s.latency_p99_us },
     ],
@@ -112,7 +117,7 @@ const page: Page = {
             height: 200,
             // (uPlot's own points: shown where samples are far enough apart, so a figure
             // between two unknown ones is still seen)
-            series: lines.map((l) => ({ label: l.label, stroke: l.color, width: 1.5 })),
+            series: lines.map((l) => ({ label: l.label, stroke: l.color, width: 1.5, ...(c.spec.dots ? { points: { show: true, size: 5, fill: l.color } } : {}) })),
             scales: { x: { time: true, range: () => xRange() }, y: { range: (_u, lo, hi) => [Math.min(0, lo ?? 0), hi !== null && hi > 0 ? hi * 1.1 : 1] } },
             axes: [{}, { size: 56 }],
           }, data);
