@@ -1,11 +1,11 @@
 /* The DSCP counters' pure parts: the table's document (one rule per family, replacing a
- * predecessor's table) and the reading of `nft -j -n list set` output, IPv6 keys shifted back.
+ * predecessor's table) and the reading of `nft -j -n list table` output, IPv6 keys shifted back.
  * The kernel's own counts are checked in src/e2e/dscp-counters.test.ts. */
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { NftDoc } from './nft.js';
-import { DscpCounters, dscpTableDoc, parseDscpSet, type DscpRunner } from './dscp-counters.js';
+import { DscpCounters, dscpTableDoc, parseDscpTable, type DscpRunner } from './dscp-counters.js';
 
 test('the table: replaced whole, two counting sets, one rule per family in postrouting', () => {
   const cmds = dscpTableDoc('qosd_dscp').nftables.slice(1) as Record<string, Record<string, Record<string, unknown>>>[];
@@ -19,11 +19,11 @@ test('the table: replaced whole, two counting sets, one rule per family in postr
 });
 
 test('reading the sets: both families summed per DSCP, the IPv6 key (dscp << 6) shifted back', async () => {
-  const list = (name: string, elems: [number, number, number][]) => JSON.stringify({ nftables: [{ metainfo: {} }, { set: { name, elem: elems.map(([val, packets, bytes]) => ({ elem: { val, counter: { packets, bytes } } })) } }] });
+  const set = (name: string, elems: [number, number, number][]) => ({ set: { name, elem: elems.map(([val, packets, bytes]) => ({ elem: { val, counter: { packets, bytes } } })) } });
   const applied: NftDoc[] = [];
   const runner: DscpRunner = {
     apply: async (d) => { applied.push(d); },
-    listSet: async (_t, name) => (name === 'd4' ? list('d4', [[46, 7, 896], [0, 2, 200]]) : list('d6', [[46 << 6, 3, 444], [34 << 6, 2, 296]])),
+    listTable: async () => JSON.stringify({ nftables: [{ metainfo: {} }, { table: { name: 't_dscp' } }, set('d4', [[46, 7, 896], [0, 2, 200]]), set('d6', [[46 << 6, 3, 444], [34 << 6, 2, 296]]), { chain: { name: 'count' } }] }),
   };
   const c = new DscpCounters('t_dscp', runner);
   await c.install();
@@ -31,5 +31,5 @@ test('reading the sets: both families summed per DSCP, the IPv6 key (dscp << 6) 
   assert.deepEqual(Object.fromEntries(got), { 0: { packets: 2, bytes: 200 }, 34: { packets: 2, bytes: 296 }, 46: { packets: 10, bytes: 1340 } });
   await c.remove();
   assert.equal(applied.length, 2);
-  assert.deepEqual(parseDscpSet('{"nftables":[{"set":{"name":"d4"}}]}', false), new Map(), 'a set with no element yet');
+  assert.deepEqual(parseDscpTable('{"nftables":[{"set":{"name":"d4"}},{"set":{"name":"d6"}}]}'), new Map(), 'sets with no element yet');
 });

@@ -4,7 +4,7 @@
  * keyed by the DS field, whose elements carry counters. One rule per family in postrouting,
  * after every chain that may set the DS field (the rules' table at output -150, traffic
  * control's at postrouting -150), adds each packet to its DSCP's element: one hash update
- * per packet. User space reads the sets (`nft -j -n list set`) once per sampling interval,
+ * per packet. User space reads the sets (one `nft -j -n list table`) once per sampling interval,
  * never per packet. docs/kernel-rules.md, "DSCP counters". */
 
 import type { Counter } from './backend.js';
@@ -13,17 +13,18 @@ import { nft, nftJson, type NftDoc } from './nft.js';
 /** The chain's place: postrouting, after the mangle (-150) and NAT (100) priorities. */
 export const DSCP_HOOK = { hook: 'postrouting', priority: 300 } as const;
 
-/** How the counters reach nftables: a document applied whole, a set listed as JSON with
- * numeric values. The real one runs nft (in a network namespace if given). */
+/** How the counters reach nftables: a document applied whole, the table listed as JSON with
+ * numeric values (both sets in one nft run). The real one runs nft (in a network namespace if
+ * given). */
 export interface DscpRunner {
   apply(doc: NftDoc): Promise<void>;
-  listSet(table: string, name: string): Promise<string>;
+  listTable(table: string): Promise<string>;
 }
 
 export function dscpRunner(netns?: string): DscpRunner {
   return {
     apply: (doc) => nftJson(doc, netns),
-    listSet: (table, name) => nft(['-j', '-n', 'list', 'set', 'inet', table, name], netns),
+    listTable: (table) => nft(['-j', '-n', 'list', 'table', 'inet', table], netns),
   };
 }
 
@@ -62,12 +63,15 @@ export function dscpRemovalDoc(table: string): NftDoc {
   return { nftables: [{ metainfo: { json_schema_version: 1 } }, { add: { table: { family: 'inet', name: table } } }, { delete: { table: { family: 'inet', name: table } } }] };
 }
 
-/** The elements of one listed set (`nft -j -n list set`) as DSCP → counter, added into `into`;
- * the IPv6 set's keys are shifted back (V6_SHIFT). Pure. */
-export function parseDscpSet(json: string, v6: boolean, into = new Map<number, Counter>()): Map<number, Counter> {
-  const doc = JSON.parse(json) as { nftables?: { set?: { elem?: unknown[] } }[] };
+/** The elements of the table's two sets (`nft -j -n list table`) as DSCP → counter, both
+ * families summed; the IPv6 set's keys are shifted back (V6_SHIFT). Pure. */
+export function parseDscpTable(json: string): Map<number, Counter> {
+  const into = new Map<number, Counter>();
+  const doc = JSON.parse(json) as { nftables?: { set?: { name?: string; elem?: unknown[] } }[] };
   for (const o of doc.nftables ?? []) {
-    for (const e of o.set?.elem ?? []) {
+    if (o.set?.name !== V4 && o.set?.name !== V6) continue;
+    const v6 = o.set.name === V6;
+    for (const e of o.set.elem ?? []) {
       const el = (e as { elem?: { val?: unknown; counter?: Counter } }).elem;
       if (typeof el?.val !== 'number' || !el.counter) continue;
       const dscp = v6 ? el.val >> V6_SHIFT : el.val;
@@ -90,8 +94,7 @@ export class DscpCounters {
 
   /** Packets and bytes sent so far at each DSCP seen, both families together. */
   async read(): Promise<Map<number, Counter>> {
-    const [v4, v6] = await Promise.all([this.runner.listSet(this.table, V4), this.runner.listSet(this.table, V6)]);
-    return parseDscpSet(v6, true, parseDscpSet(v4, false));
+    return parseDscpTable(await this.runner.listTable(this.table));
   }
 
   /** Removes the table; fine if it is not there. */
