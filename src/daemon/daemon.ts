@@ -21,6 +21,7 @@ import { TcAttach } from '../tc/attach.js';
 import { TrafficControl } from '../tc/control.js';
 import { asksTc } from '../tc/request.js';
 import type { PolicyDoc } from '../policy/schema.js';
+import { CharacterizeApi } from '../characterize/api.js';
 import { DashboardServer } from '../dashboard/server.js';
 import { tokenFileFor } from '../dashboard/token.js';
 import { AdminServer } from './admin.js';
@@ -216,6 +217,8 @@ export class Daemon {
       collect: () => metrics.identityReads.set(identities.reads),
     }));
     c.add(decisions);
+    // characterisation of an uploaded capture or a live flow of the table (docs/characterize.md)
+    c.add(new CharacterizeApi({ flows }));
     c.add<Component>({
       name: 'daemon',
       status: () => ({ memory: { ...(({ rss, heapUsed }) => ({ rss, heap_used: heapUsed }))(process.memoryUsage()), old_space_used: oldSpaceUsed() } }),
