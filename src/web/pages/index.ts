@@ -3,5 +3,8 @@
 import type { Page } from '../page.js';
 import decisions from './decisions.js';
 import flows from './flows.js';
+import characterize from './characterize.js';
+import tc from './tc.js';
+import rsvp from './rsvp.js';
 
-export const PAGES: Page[] = [flows, decisions];
+export const PAGES: Page[] = [flows, decisions, characterize, tc, rsvp];
