@@ -9,19 +9,16 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { callJson } from '../daemon/admin-client.js';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
-import { LineClient } from '../daemon/line-client.js';
 import { ask, login } from '../dashboard/test-client.js';
 import { requireRoot, requireTools } from '../prerequisites.js';
-import { socketOfDescriptor } from '../rsvp/connections.js';
 import { MAX_CAPTURE } from './api.js';
-import { twoFlowCapture } from './test-capture.js';
+import { liveUdpFlow, twoFlowCapture } from './test-capture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'qosd-char-api-'));
 // the daemon's temporary files go here (TMPDIR, inherited), so the test can see them come and go
@@ -203,24 +200,8 @@ test('one characterisation at a time: a second while one runs is refused; the up
 });
 
 test('live: a UDP flow the daemon knows, captured for 2 s, by pid and descriptor or by its addresses', async () => {
-  const sink = createSocket('udp4');
-  await new Promise<void>((r) => sink.bind(0, '127.0.0.1', r));
-  const sender: UdpSocket = createSocket('udp4');
-  await new Promise<void>((r) => sender.connect(sink.address().port, '127.0.0.1', r));
-  const lport = sender.address().port, rport = sink.address().port;
-  // the sender's descriptor, as the kernel lists it
-  let fd = -1;
-  for (const n of readdirSync('/proc/self/fd').map(Number)) {
-    const s = await socketOfDescriptor(process.pid, n);
-    if (s?.proto === 'udp' && s.lport === lport && s.rport === rport) fd = n;
-  }
-  assert.ok(fd >= 0, 'the sender\'s descriptor');
-  // the agent's report of the connect: the daemon's flow table now has (this pid, fd)
-  const agent = new LineClient(d.socket);
-  agent.sock.write(`Connect 1 0 node ${fd} {2 127.0.0.1 ${rport}} {} {}\n`);
-  await agent.next();
-  const payload = Buffer.alloc(472); // 500-byte IP packets
-  const timer = setInterval(() => sender.send(payload), 10);
+  const flow = await liveUdpFlow(d.socket, 500);
+  const { fd, lport, rport } = flow;
   try {
     const flows = await callJson<{ pid: number; fd: number }[]>(d.admin, 'GET', '/v1/flows');
     assert.ok(flows.some((f) => f.pid === process.pid && f.fd === fd), JSON.stringify(flows));
@@ -248,10 +229,7 @@ test('live: a UDP flow the daemon knows, captured for 2 s, by pid and descriptor
       assert.match(errorOf(r).message, /seconds is a whole number from 1 to 60/);
     }
   } finally {
-    clearInterval(timer);
-    agent.sock.destroy();
-    sender.close();
-    sink.close();
+    flow.close();
   }
   await until(() => readdirSync(uploads).length === 0, 'the live capture\'s file to be removed');
 });

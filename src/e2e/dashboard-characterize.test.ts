@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { call, callJson } from '../daemon/admin-client.js';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
 import { runSync } from '../exec.js';
-import { twoFlowCapture } from '../characterize/test-capture.js';
-import { requireRoot } from '../prerequisites.js';
+import { liveUdpFlow, twoFlowCapture } from '../characterize/test-capture.js';
+import { requireRoot, requireTools } from '../prerequisites.js';
 import { NARROW, startDashboard, WIDE, type Dashboard } from './dashboard-browser.js';
 
 /** the page's document, in functions run in the browser */
@@ -74,6 +74,32 @@ test('Characterise: a capture uploaded in the page shows the knee and TSpec of q
       await page.close();
     }
   } finally {
+    await d.close();
+  }
+});
+
+test('Characterise: a live flow picked in the page is captured and characterised', async () => {
+  requireRoot('a live capture (tcpdump)');
+  requireTools('tcpdump');
+  const d = await startDashboard();
+  const flow = await liveUdpFlow(d.socket, 300);
+  try {
+    const { page, errors } = await d.openPage('characterize');
+    await page.click('button[data-role="refresh"]'); // the flow may have come after the page read the list
+    await page.waitForSelector(`select[data-role="live-flow"] option[value="${process.pid}/${flow.fd}"]`, { timeout: 20_000 });
+    await page.select('select[data-role="live-flow"]', `${process.pid}/${flow.fd}`);
+    await page.$eval('input[data-role="seconds"]', (e) => { (e as unknown as { value: string }).value = '2'; });
+    await page.click('button[data-role="capture"]');
+    await page.waitForSelector(`[data-page="characterize"][data-ready="1"] table[data-table="flows"] tr[data-key="${flow.key}"]`, { timeout: 30_000 });
+    const tspec = await page.$$eval('dl[data-role="tspec"] dd', (dds) => Object.fromEntries(dds.map((dd) => [dd.getAttribute('data-field'), Number(dd.getAttribute('data-value'))])));
+    assert.equal(tspec.M, 300, 'the largest packet is the flow\'s');
+    assert.equal(tspec.m, 300);
+    assert.ok(await page.$('div[data-chart="curve"] canvas'));
+    await d.screenshot(page, 'characterize-live');
+    assert.deepEqual(errors, []);
+    await page.close();
+  } finally {
+    flow.close();
     await d.close();
   }
 });

@@ -53,7 +53,7 @@ const page: Page = {
     const flowSelect = h('select', { 'aria-label': 'live flow', dataset: { role: 'live-flow' } });
     const seconds = h('input', { type: 'number', min: '1', max: '60', value: '10', 'aria-label': 'seconds', dataset: { role: 'seconds' } });
     const capture = h('button', { type: 'button', class: 'primary', dataset: { role: 'capture' } }, 'Capture');
-    const refresh = h('button', { type: 'button' }, 'Refresh the list');
+    const refresh = h('button', { type: 'button', dataset: { role: 'refresh' } }, 'Refresh the list');
     const summary = h('p', { class: 'muted' });
     const detail = h('div', { class: 'char-detail' });
     let picked = 0;
@@ -144,7 +144,8 @@ const page: Page = {
     async function loadFlows(): Promise<void> {
       const flows = await api<LiveFlow[]>('/v1/flows');
       if (!alive) return;
-      const usable = flows.filter((f) => f.proto !== null || f.type === 'stream' || f.type === 'dgram');
+      // a socket reported first at its connect has no type yet: the daemon checks it is TCP or UDP
+      const usable = flows.filter((f) => f.type !== 'raw');
       flowsKnown = usable.length > 0;
       fill(flowSelect, flowsKnown
         ? usable.map((f) => h('option', { value: `${f.pid}/${f.fd}` }, `${f.exe} (pid ${f.pid}, fd ${f.fd}) ${f.proto ?? f.type ?? ''} ${fmtEndpoint(f.local) || '*'} → ${fmtEndpoint(f.remote) || '*'}`))
