@@ -10,8 +10,9 @@
  *   POST   /v1/rules/enable | disable
  *   POST   /v1/rules/import          { text }              replace the whole set
  *   POST   /v1/rules/validate        { text } | { rule }
- * Every edit takes optional `revision` (refused if the set moved on) and `dry_run`; each
- * request becomes one Edit (edits.ts), data the manager applies. */
+ * Every edit takes optional `revision` (refused if the set moved on) and `dry_run` (answers
+ * what it would apply, changing nothing: the documents, `dry_run`, and their nft text, `nft`);
+ * each request becomes one Edit (edits.ts), data the manager applies. */
 
 import { httpStatusFor, QosError } from '../errors.js';
 import { DSCP_NAMES } from '../policy/dscp.js';

@@ -66,6 +66,9 @@ test('a dry run changes nothing and shows exactly the documents the edit then ap
   assert.deepEqual([fake.applied.length, fake.table, readFileSync(file, 'utf8'), k.status()], [applied, table, saved, status]);
   const again = await k.edit(1, true, edit);
   assert.deepEqual(again.dry_run, dry.dry_run, 'a second dry run plans the same');
+  // the same as nft text: the switch gives the new rule (r2, AF21) its number in byid4
+  assert.match(dry.nft!, /^# transaction 2 of 2: switch/m);
+  assert.match(dry.nft!, /^add element inet qosd_test byid4 \{ 0x00000200 comment "r2" : goto a4_d18 \}$/m);
   await k.edit(1, false, edit);
   const ran = fake.applied.slice(applied);
   assert.deepEqual(ran, (dry.dry_run as { nftables: unknown[] }[]).filter((d) => d.nftables.length > 1), 'the edit ran what the dry run showed');

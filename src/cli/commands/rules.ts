@@ -60,14 +60,17 @@ function editOptions(c: Command): Command {
       return Number(v);
     })
     .option('--dry-run', 'print the nftables documents (prepare, then switch: a JSON array) instead of applying them')
+    .option('--nft', 'with --dry-run: print them as nft text instead (the `nft -f` commands, one transaction after the other)')
     .option('--json', 'print JSON');
 }
 
-interface EditOpts { admin: string; revision?: number; dryRun?: boolean; json?: boolean }
-interface EditReport { revision: number; applied: boolean; apply_ms: number; commands: number; layers: Record<string, number>; dry_run?: unknown }
+interface EditOpts { admin: string; revision?: number; dryRun?: boolean; nft?: boolean; json?: boolean }
+interface EditReport { revision: number; applied: boolean; apply_ms: number; commands: number; layers: Record<string, number>; dry_run?: unknown; nft?: string }
 
 async function edit(o: EditOpts, method: string, path: string, body: Record<string, unknown>, what: string): Promise<void> {
+  if (o.nft && !o.dryRun) throw new QosError('QOS_ERR_USAGE', '--nft goes with --dry-run (it prints what the edit would apply)');
   const r = await callJson<EditReport>(o.admin, method, path, { ...body, ...(o.revision !== undefined ? { revision: o.revision } : {}), ...(o.dryRun ? { dry_run: true } : {}) }, TIMEOUT_MS);
+  if (o.dryRun && o.nft) { process.stdout.write(r.nft ?? ''); return; }
   if (o.dryRun) { print(JSON.stringify(r.dry_run, null, o.json ? 2 : undefined)); return; }
   if (o.json) { print(JSON.stringify(r, null, 2)); return; }
   const layers = Object.entries(r.layers).filter(([, n]) => n).map(([k, n]) => `${k}:${n}`).join(' ') || 'none';
