@@ -286,7 +286,7 @@ export class KernelRules {
       out.push({ rule: { id, ...(r.name ? { name: r.name } : {}), origin, atoms: c.atoms, action: c.action }, actionKey: c.actionKey });
     };
     this.policy.rules.forEach((r, i) => add(this.policy.ids[i]!, 'policy', r));
-    if (set.enabled) set.rules.forEach((r, i) => add(`r${ids[i]}`, 'rules', r));
+    if (set.enabled) set.rules.forEach((r, i) => { if (r.enabled !== false) add(`r${ids[i]}`, 'rules', r); });
     return out;
   }
 
@@ -338,7 +338,7 @@ export class KernelRules {
     return {
       table: b.table, installed: applied, namespace: this.netns, ...b.where,
       policy_kernel_rules: this.policy.ids.map((id, i) => this.policy.rules[i]!.name ?? id.slice(2)),
-      rule_set_in_kernel: this.set.enabled ? this.set.rules.length : 0,
+      rule_set_in_kernel: this.set.enabled ? this.set.rules.filter((r) => r.enabled !== false).length : 0,
       acts_on: applied ? 'the packets of every process in the namespace, not only programs under the agent' : null,
     };
   }

@@ -89,10 +89,10 @@ export function rulesCommands(program: Command): void {
   rules.command('list').description('the rule set in order, with packet and byte counters, and the policy rules also enforced in the kernel')
     .option('--admin <path>', 'admin API socket', adminSocket()).option('--json', 'print JSON')
     .action(async (o: { admin: string; json?: boolean }) => {
-      const l = await callJson<{ revision: number; enabled: boolean; rules: ({ position: number; name?: string; match?: Record<string, unknown>; action: Record<string, unknown>; packets: number; bytes: number })[]; policy_rules: { position: number; name?: string; where: string; reason?: string; packets?: number }[] }>(o.admin, 'GET', '/v1/rules', undefined, TIMEOUT_MS);
+      const l = await callJson<{ revision: number; enabled: boolean; rules: ({ position: number; name?: string; match?: Record<string, unknown>; action: Record<string, unknown>; enabled?: boolean; packets: number; bytes: number })[]; policy_rules: { position: number; name?: string; where: string; reason?: string; packets?: number }[] }>(o.admin, 'GET', '/v1/rules', undefined, TIMEOUT_MS);
       if (o.json) { print(JSON.stringify(l, null, 2)); return; }
       const lines = [`rule set: revision ${l.revision}, ${l.enabled ? 'enabled' : 'DISABLED'}, ${l.rules.length} rules`];
-      for (const r of l.rules) { const s = summary(r); lines.push(`${String(r.position).padStart(5)}  ${(r.name ?? '').padEnd(16)} ${s.match.padEnd(50)} -> ${s.action.padEnd(16)} ${r.packets} pkts ${r.bytes} bytes`); }
+      for (const r of l.rules) { const s = summary(r); lines.push(`${String(r.position).padStart(5)}  ${(r.name ?? '').padEnd(16)} ${s.match.padEnd(50)} -> ${s.action.padEnd(16)} ${r.enabled === false ? 'disabled' : `${r.packets} pkts ${r.bytes} bytes`}`); }
       const k = l.policy_rules.filter((p) => p.where === 'agent+kernel');
       if (k.length) lines.push(`policy rules also in the kernel (evaluated first): ${k.map((p) => `${p.name ?? `#${p.position}`} (${p.packets ?? 0} pkts)`).join(', ')}`);
       print(lines.join('\n'));
@@ -122,10 +122,10 @@ export function rulesCommands(program: Command): void {
     .action(async (ref: string, o: EditOpts) => edit(o, 'DELETE', `/v1/rules/${encodeURIComponent(ref)}`, {}, `deleted ${ref}`));
   editOptions(rules.command('move').description('move a rule (by position or name) to a position').argument('<rule>').argument('<position>'))
     .action(async (ref: string, pos: string, o: EditOpts) => edit(o, 'POST', '/v1/rules/move', { from: ref, to: Number(pos) }, `moved ${ref} to ${pos}`));
-  editOptions(rules.command('enable').description('apply the rule set'))
-    .action(async (o: EditOpts) => edit(o, 'POST', '/v1/rules/enable', {}, 'enabled'));
-  editOptions(rules.command('disable').description('stop applying the rule set (it is kept; policy rules stay in the kernel)'))
-    .action(async (o: EditOpts) => edit(o, 'POST', '/v1/rules/disable', {}, 'disabled'));
+  editOptions(rules.command('enable').description('apply the rule set; with a rule (by position or name), apply that rule again').argument('[rule]'))
+    .action(async (ref: string | undefined, o: EditOpts) => edit(o, 'POST', ref === undefined ? '/v1/rules/enable' : `/v1/rules/${encodeURIComponent(ref)}/enable`, {}, ref === undefined ? 'enabled' : `enabled ${ref}`));
+  editOptions(rules.command('disable').description('stop applying the rule set (it is kept; policy rules stay in the kernel); with a rule, only that rule (it keeps its place)').argument('[rule]'))
+    .action(async (ref: string | undefined, o: EditOpts) => edit(o, 'POST', ref === undefined ? '/v1/rules/disable' : `/v1/rules/${encodeURIComponent(ref)}/disable`, {}, ref === undefined ? 'disabled' : `disabled ${ref}`));
   editOptions(rules.command('import').description('replace the whole set with a rule-set file (as `export` writes); refused whole if any rule is bad').argument('<file>', 'a file, or - for standard input'))
     .action(async (file: string, o: EditOpts) => {
       const { readRuleSetFile } = await import('../../kernel/manager.js');
