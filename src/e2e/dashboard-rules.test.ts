@@ -185,6 +185,40 @@ test('refused changes are shown with their message and change nothing: a bad add
   await page.close();
 });
 
+test('edit a rule in the form, enable a rule again, the whole set off and on: each previewed, each seen on the wire', async () => {
+  const { page, errors } = await d.openPage('rules', WIDE);
+  await page.click(`${ROWS}[data-key="2"] [data-action="edit"]`);
+  const form = (name: string) => page.$eval(`form[data-role="rule-form"] [name="${name}"]`, (el) => (el as unknown as { value: string }).value);
+  assert.deepEqual([await form('name'), await form('remote'), await form('proto'), await form('remote_port'), await form('dscp'), await form('position')],
+    ['to-receiver', tb.serverIp, 'udp', String(PORT), 'AF41', '2'], 'the form holds the rule');
+  await page.$eval('form[data-role="rule-form"] [name="dscp"]', (el) => { (el as unknown as { value: string }).value = ''; });
+  await page.type('form[data-role="rule-form"] [name="dscp"]', 'EF');
+  await page.click('[data-action="preview-rule"]');
+  assert.match(await previewText(page), /ip dscp set 46 accept/);
+  assert.match(await page.$eval('[data-role="preview"] h2', (el) => el.textContent ?? ''), /^Replace rule 2/);
+  await applyChange(page);
+  assert.deepEqual(await rows(page), [['1', 'cs5', 'no'], ['2', 'to-receiver', 'yes']]);
+  assert.deepEqual(await marks(), [46], 'edited: EF');
+
+  await page.click(`${ROWS}[data-key="1"] [data-action="enable"]`);
+  await previewText(page);
+  await applyChange(page);
+  assert.deepEqual(await rows(page), [['1', 'cs5', 'yes'], ['2', 'to-receiver', 'yes']]);
+  assert.deepEqual(await marks(), [CS5], 'enabled again, first: CS5');
+
+  await page.click('[data-action="set-disable"]');
+  await previewText(page);
+  await applyChange(page);
+  assert.match(await page.$eval('[data-role="summary"]', (el) => el.textContent ?? ''), /the set is disabled/);
+  assert.deepEqual(await marks(), [0], 'the set disabled: unmarked');
+  await page.click('[data-action="set-enable"]');
+  await previewText(page);
+  await applyChange(page);
+  assert.deepEqual(await marks(), [CS5]);
+  await page.close();
+  assert.deepEqual(errors, []);
+});
+
 test('export as text and as a downloaded file; import a file in the page, previewed, changes the marks', async () => {
   const { page, errors } = await d.openPage('rules', WIDE);
   await page.click('[data-action="export"]');
@@ -202,7 +236,7 @@ test('export as text and as a downloaded file; import a file in the page, previe
   assert.match(file, /^qosd-rules-r\d+\.json$/);
   await waitFor('the download complete', () => readFileSync(join(downloads, file), 'utf8') === exported, 100, 10_000);
 
-  // a file with to-receiver disabled and cs5 enabled: imported through the file input
+  // a file with to-receiver disabled (and cs5 as it is): imported through the file input
   const set = JSON.parse(exported) as { rules: { name: string; enabled?: boolean }[] };
   for (const r of set.rules) { if (r.name === 'to-receiver') r.enabled = false; else delete r.enabled; }
   const upload = join(tb.dir, 'swapped.json');
