@@ -3,8 +3,9 @@
 import type { Page } from '../page.js';
 import decisions from './decisions.js';
 import flows from './flows.js';
+import rules from './rules.js';
 import characterize from './characterize.js';
 import tc from './tc.js';
 import rsvp from './rsvp.js';
 
-export const PAGES: Page[] = [flows, decisions, characterize, tc, rsvp];
+export const PAGES: Page[] = [flows, decisions, rules, characterize, tc, rsvp];
