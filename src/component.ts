@@ -17,6 +17,9 @@ export interface RouteRequest {
   body: Record<string, unknown>;
   /** the caller's uid, from the kernel (SO_PEERCRED) */
   uid: number;
+  /** for a route with `upload`: saves the body to a private temporary file and gives its path
+   * (removed once the route has answered); QOS_ERR_TOO_LARGE past the route's `maxBody` */
+  upload?: () => Promise<string>;
 }
 
 /** What a route answers: JSON (status 200 unless given), text of a content type, or the
@@ -33,6 +36,12 @@ export interface Route {
   prefix?: boolean;
   /** the route reads a JSON object from the body (POST, PUT, DELETE) */
   body?: boolean;
+  /** the route takes its body as bytes, not JSON (a capture file): it reads them, when it
+   * decides to, through `upload()` of its request (daemon/upload.ts) */
+  upload?: boolean;
+  /** the most bytes this route's body may have (default: the server's bound); past it the
+   * answer is 413 QOS_ERR_TOO_LARGE, whichever server (admin socket, dashboard) received it */
+  maxBody?: number;
   handle(r: RouteRequest): RouteAnswer | Promise<RouteAnswer>;
 }
 

@@ -68,7 +68,8 @@ export function httpStatusFor(err: unknown): number {
     case 'QOS_ERR_RULES_INVALID':
     case 'QOS_ERR_RSVP_DECODE':
     case 'QOS_ERR_RSVP_CHECKSUM':
-    case 'QOS_ERR_RSVP_INVALID': return 400;
+    case 'QOS_ERR_RSVP_INVALID':
+    case 'QOS_ERR_CAPTURE': return 400; // an uploaded file that is not a capture, or a corrupt one
     case 'QOS_ERR_RSVP_INTEGRITY': return 401;
     case 'QOS_ERR_UNAUTHENTICATED': return 401;
     case 'QOS_ERR_TOO_LARGE': return 413; // not authenticated: the digest is wrong or its key unknown

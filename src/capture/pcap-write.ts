@@ -8,15 +8,17 @@ import { inetChecksum, onesComplementSum } from '../inet-checksum.js';
 export const LINKTYPE_RAW = 101;
 export const IPPROTO_UDP = 17;
 
-/** A pcap file (microsecond times, little-endian) of the given raw IP packets, one second apart. */
-export function pcapFile(packets: readonly Uint8Array[], startSec = 1_700_000_000): Buffer {
+/** A pcap file (microsecond times, little-endian) of the given raw IP packets, one second apart,
+ * or at the given times (seconds after startSec, one per packet). */
+export function pcapFile(packets: readonly Uint8Array[], startSec = 1_700_000_000, times?: readonly number[]): Buffer {
   const head = Buffer.alloc(24);
   head.writeUInt32LE(0xa1b2c3d4, 0); head.writeUInt16LE(2, 4); head.writeUInt16LE(4, 6);
   head.writeUInt32LE(65535, 16); head.writeUInt32LE(LINKTYPE_RAW, 20);
   const parts: Buffer[] = [head];
   packets.forEach((p, i) => {
     const rec = Buffer.alloc(16);
-    rec.writeUInt32LE(startSec + i, 0); rec.writeUInt32LE(0, 4);
+    const us = Math.round((times?.[i] ?? i) * 1e6);
+    rec.writeUInt32LE(startSec + Math.floor(us / 1e6), 0); rec.writeUInt32LE(us % 1e6, 4);
     rec.writeUInt32LE(p.length, 8); rec.writeUInt32LE(p.length, 12);
     parts.push(rec, Buffer.from(p));
   });

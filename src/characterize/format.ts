@@ -3,8 +3,8 @@
 
 import type { Snapshot } from './live.js';
 import type { CharacterizeResult } from './offline.js';
+import { num } from './num.js';
 
-const num = (x: number) => (x >= 1e9 ? `${(x / 1e9).toFixed(2)}G` : x >= 1e6 ? `${(x / 1e6).toFixed(2)}M` : x >= 1e4 ? `${(x / 1e3).toFixed(1)}k` : String(Math.round(x * 10) / 10));
 
 export function formatCharacterization(r: CharacterizeResult): string {
   const u = r.unit === 'bytes' ? 'B' : 'pkt';

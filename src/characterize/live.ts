@@ -23,6 +23,9 @@ export interface LiveOptions extends CharacterizeOptions {
   online?: OnlineOptions;
   holdS?: number;
   onSnapshot?: (s: Snapshot) => void;
+  /** the capture file's bound: past it the capture stops and QOS_ERR_TOO_LARGE is thrown (the
+   * daemon's POST /v1/characterize/live, bounded like an upload) */
+  maxBytes?: number;
 }
 
 /** One flow's on-line estimate at one refresh. */
@@ -91,14 +94,22 @@ export function appSockets(name: string, netns?: string): AppSocket[] {
 export async function characterizeLive(o: LiveOptions): Promise<LiveResult> {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-live-'));
   const file = join(dir, 'capture.pcap');
-  let fd: number | null = openSync(file, 'w');
+  let fd: number | null = openSync(file, 'wx', 0o600);
   const close = () => { if (fd !== null) { closeSync(fd); fd = null; } };
+  let written = 0, overflow = false;
+  let stopEarly = () => {};
+  const keep = (c: Buffer) => {
+    if (fd === null || overflow) return;
+    written += c.length;
+    if (o.maxBytes !== undefined && written > o.maxBytes) { overflow = true; stopEarly(); return; }
+    writeSync(fd, c);
+  };
   const start = Date.now() / 1000;
   const flows = new Map<string, { on: OnlineLbap; adv: Readvertiser }>();
   const select = o.select ?? (() => true);
   const size = (p: Packet) => (o.count ? 1 : p.ipLength);
   const snapshots: Snapshot[] = [];
-  const cap = new LiveCapture({ iface: o.iface, filter: o.filter, netns: o.netns, tee: (c) => { if (fd !== null) writeSync(fd, c); } }, (p) => {
+  const cap = new LiveCapture({ iface: o.iface, filter: o.filter, netns: o.netns, tee: keep }, (p) => {
     if (!select(p)) return;
     const k = flowKey(p);
     let f = flows.get(k);
@@ -117,10 +128,14 @@ export async function characterizeLive(o: LiveOptions): Promise<LiveResult> {
   try {
     await cap.start();
     const timer = setInterval(refresh, o.refreshS * 1000);
-    await new Promise((r) => setTimeout(r, o.durationS * 1000));
+    await new Promise<void>((r) => {
+      const t = setTimeout(r, o.durationS * 1000);
+      stopEarly = () => { clearTimeout(t); r(); };
+    });
     clearInterval(timer);
     await cap.stop();
     close();
+    if (overflow) throw new QosError('QOS_ERR_TOO_LARGE', `the capture passed ${o.maxBytes} bytes before its ${o.durationS} s were over: capture for less time`);
     refresh();
     const result = await characterizeFile(file, o);
     return { ...result, file: `live capture on ${o.iface}${o.netns ? ` in ${o.netns}` : ''} (${o.filter})`, online: snapshots };

@@ -26,6 +26,9 @@ export interface CharacterizeOptions {
   maxFlows?: number;
   /** also sample the largest flow's cumulative traffic (for the plot) */
   cumulative?: boolean;
+  /** how the capture is called in the result and in errors (default: the file's path; an
+   * upload's temporary file is called by the name its sender gave) */
+  name?: string;
 }
 
 export interface TSpec { r: number; b: number; p: number; m: number; M: number }
@@ -93,34 +96,35 @@ export function flowFilter(spec: string): (p: Packet) => boolean {
 }
 
 /** Feeds a capture file through a reader; resolves when it is all read. */
-async function readFile(file: string, onPacket: (p: Packet) => void): Promise<void> {
+async function readFile(file: string, name: string, onPacket: (p: Packet) => void): Promise<void> {
   const reader = new PcapReader(onPacket);
   const stream = createReadStream(file, { highWaterMark: 1 << 20 });
   try {
     for await (const chunk of stream) reader.push(chunk as Buffer);
   } catch (e) {
-    if (e instanceof QosError) throw new QosError(e.code, `${file}: ${e.message}`);
+    if (e instanceof QosError) throw new QosError(e.code, `${name}: ${e.message}`);
     const err = e as NodeJS.ErrnoException;
-    throw new QosError(err.code === 'ENOENT' ? 'QOS_ERR_NOT_FOUND' : 'QOS_ERR_CAPTURE', `${file}: ${err.message}`);
+    throw new QosError(err.code === 'ENOENT' ? 'QOS_ERR_NOT_FOUND' : 'QOS_ERR_CAPTURE', `${name}: ${err.message.replaceAll(file, name)}`);
   }
-  try { reader.end(); } catch (e) { throw new QosError((e as QosError).code, `${file}: ${(e as Error).message}`); }
+  try { reader.end(); } catch (e) { throw new QosError((e as QosError).code, `${name}: ${(e as Error).message}`); }
 }
 
 export async function characterizeFile(file: string, o: CharacterizeOptions = {}): Promise<CharacterizeResult> {
   const select = o.select ?? (() => true);
   const window = o.peakWindowS ?? 0.01;
   const maxFlows = o.maxFlows ?? 10_000;
+  const name = o.name ?? file;
   const size = (p: Packet) => (o.count ? 1 : p.ipLength);
   let t0: bigint | null = null;
   const secs = (p: Packet) => { if (t0 === null) t0 = p.tsNs; return Number(p.tsNs - t0) / 1e9; };
   // pass 1: statistics
   const stats = new Map<string, FlowStats>();
-  await readFile(file, (p) => {
+  await readFile(file, name, (p) => {
     if (!select(p)) return;
     const k = flowKey(p);
     let s = stats.get(k);
     if (!s) {
-      if (stats.size >= maxFlows) throw new QosError('QOS_ERR_USAGE', `${file} has more than ${maxFlows} flows: choose some with --flow`);
+      if (stats.size >= maxFlows) throw new QosError('QOS_ERR_USAGE', `${name} has more than ${maxFlows} flows: choose some with --flow`);
       stats.set(k, (s = new FlowStats(window)));
     }
     s.add(secs(p), size(p));
@@ -141,7 +145,7 @@ export async function characterizeFile(file: string, o: CharacterizeOptions = {}
   for (const [k, s] of stats) if (!biggest || s.bytes > stats.get(biggest)!.bytes) biggest = k;
   const sampler = o.cumulative && biggest ? new CumulativeSampler(stats.get(biggest)!.first, stats.get(biggest)!.last) : undefined;
   t0 = null;
-  await readFile(file, (p) => {
+  await readFile(file, name, (p) => {
     if (!select(p)) return;
     const k = flowKey(p), t = secs(p), n = size(p);
     curves.get(k)?.add(t, n);
@@ -161,7 +165,16 @@ export async function characterizeFile(file: string, o: CharacterizeOptions = {}
     });
   }
   flows.sort((a, b) => b.bytes - a.bytes || a.key.localeCompare(b.key));
-  const result: CharacterizeResult = { file, unit: o.count ? 'packets' : 'bytes', peak_window_s: window, flows };
+  const result: CharacterizeResult = { file: name, unit: o.count ? 'packets' : 'bytes', peak_window_s: window, flows };
   if (sampler && biggest) result.cumulative = { key: biggest, ...sampler.series() };
   return result;
+}
+
+/** What `qos characterize --json` prints, and POST /v1/characterize answers, for a result: it
+ * without the plot's samples; no flow at all is QOS_ERR_NOT_FOUND, saying of what (`none`:
+ * "IP packet", "packet matches --flow"). */
+export function characterizationJson(r: CharacterizeResult, none: string): Omit<CharacterizeResult, 'cumulative'> {
+  if (!r.flows.length) throw new QosError('QOS_ERR_NOT_FOUND', `${r.file}: no ${none}`);
+  const { cumulative: _, ...json } = r;
+  return json;
 }

@@ -1,12 +1,14 @@
 /* The admin interface: JSON over HTTP on a Unix socket. The routes are the components'
  * (component.ts): GET /v1/status, /metrics (daemon.ts), /v1/flows, /v1/decisions[?follow=1]
  * (decision-log.ts), POST /v1/reload (policy.ts), the kernel rule set under /v1/rules
- * (kernel/api.ts), GET /v1/metrics/history[?since=ISO] (metrics-history.ts: the last 360
- * samples, oldest first, of those after `since` if given: `{interval_s, next_sample_in_s,
- * samples: [{t, decisions_per_s, latency_p50_us, latency_p99_us, script_calls_per_s,
- * script_faults_per_s, dscp: {<class>: {packets_per_s, bytes_per_s}} | null}]}`, null where
- * unknown; a `since` that is not an ISO time is 400 QOS_ERR_USAGE). An error thrown by a route
- * is answered with the status of its code.
+ * (kernel/api.ts), POST /v1/characterize[/live] (characterize/api.ts, docs/characterize.md;
+ * the upload's body is a capture file, streamed to a temporary file: upload.ts),
+ * GET /v1/metrics/history[?since=ISO] (metrics-history.ts: the last 360 samples, oldest
+ * first, of those after `since` if given: `{interval_s, next_sample_in_s, samples: [{t,
+ * decisions_per_s, latency_p50_us, latency_p99_us, script_calls_per_s, script_faults_per_s,
+ * dscp: {<class>: {packets_per_s, bytes_per_s}} | null}]}`, null where unknown; a `since`
+ * that is not an ISO time is 400 QOS_ERR_USAGE). An error thrown by a route is answered with
+ * the status of its code.
  *
  * Who may use it: root, the daemon's own user, and members of the admin group if one is set
  * (`qos daemon --admin-group`). The socket is created with that mode from the start (mode 0600,
@@ -21,8 +23,10 @@ import { dirname } from 'node:path';
 import { httpStatusFor, QosError } from '../errors.js';
 import type { Components } from '../component.js';
 import { peerCred, peerGroups } from './identity.js';
+import { withUpload } from './upload.js';
 
-/** Request bodies are JSON objects of at most this many bytes (a 65,535-rule import fits). */
+/** Request bodies are JSON objects of at most this many bytes (a 65,535-rule import fits),
+ * unless their route says otherwise (Route.maxBody). */
 const MAX_BODY = 64 * 2 ** 20;
 
 /** The JSON object of a request's body ({} if empty); past `max` bytes the rest is not read
@@ -141,8 +145,10 @@ export class AdminServer {
     const url = new URL(req.url ?? '/', 'http://qosd');
     const method = req.method ?? 'GET';
     const route = this.routes.route(method, url.pathname);
-    const body = route.body && method !== 'GET' ? await readBody(req) : {};
-    const a = await route.handle({ method, path: url.pathname, url, body, uid: this.uids.get(req.socket)! });
+    const max = route.maxBody ?? MAX_BODY;
+    const body = route.body && method !== 'GET' ? await readBody(req, max) : {};
+    const uid = this.uids.get(req.socket)!;
+    const a = await withUpload(req, res, route.upload ? max : null, (upload) => Promise.resolve(route.handle({ method, path: url.pathname, url, body, uid, upload })));
     if ('stream' in a) return a.stream(req, res);
     if ('json' in a) return json(res, a.status ?? 200, a.json);
     res.writeHead(a.status ?? 200, { 'content-type': a.contentType });

@@ -23,6 +23,7 @@ import { TcAttach } from '../tc/attach.js';
 import { TrafficControl } from '../tc/control.js';
 import { asksTc } from '../tc/request.js';
 import type { PolicyDoc } from '../policy/schema.js';
+import { CharacterizeApi } from '../characterize/api.js';
 import { DashboardServer } from '../dashboard/server.js';
 import { tokenFileFor } from '../dashboard/token.js';
 import { AdminServer } from './admin.js';
@@ -248,6 +249,8 @@ export class Daemon {
       },
       onDscpError: (err) => log.warn({ err: (err as Error).message }, 'DSCP counters not read'),
     }));
+    // characterisation of an uploaded capture or a live flow of the table (docs/characterize.md)
+    c.add(new CharacterizeApi({ flows }));
     c.add<Component>({
       name: 'daemon',
       status: () => ({ memory: { ...(({ rss, heapUsed }) => ({ rss, heap_used: heapUsed }))(process.memoryUsage()), old_space_used: oldSpaceUsed() } }),

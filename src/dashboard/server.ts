@@ -23,6 +23,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Component, Components } from '../component.js';
 import { fail, json, readBody } from '../daemon/admin.js';
+import { withUpload } from '../daemon/upload.js';
 import { QosError } from '../errors.js';
 import { PACKAGE_ROOT } from '../paths.js';
 import { EventStreams, HEARTBEAT_MS, MAX_STREAMS, STREAM_BUFFER, type EventSources } from './event-stream.js';
@@ -31,7 +32,8 @@ import { Sessions } from './sessions.js';
 import { staticFile } from './static-files.js';
 import { newToken, removeToken, sameToken, writeToken } from './token.js';
 
-/** Request bodies are at most this many bytes (413 past it). */
+/** Request bodies are at most this many bytes (413 past it), unless their admin route allows
+ * more (Route.maxBody: a capture file for POST /api/v1/characterize). */
 export const MAX_BODY = 1 << 20;
 /** HTTP connections at once. */
 export const MAX_CONNECTIONS = 256;
@@ -176,9 +178,10 @@ export class DashboardServer implements Component {
     const why = this.crossOrigin(req);
     if (why) throw new QosError('QOS_ERR_FORBIDDEN', why);
     const length = Number(req.headers['content-length'] ?? 0);
-    if (length > MAX_BODY) {
+    const max = this.maxBodyOf(method, path);
+    if (length > max) {
       res.setHeader('connection', 'close');
-      throw new QosError('QOS_ERR_TOO_LARGE', `request body of ${length} bytes: the dashboard takes at most ${MAX_BODY}`);
+      throw new QosError('QOS_ERR_TOO_LARGE', `request body of ${length} bytes: the dashboard takes at most ${max} there`);
     }
     if (path === '/api/login' && method === 'POST') return this.login(req, res);
     if (path === '/login.js' && (method === 'GET' || method === 'HEAD')) return this.text(res, 200, 'text/javascript; charset=utf-8', LOGIN_JS, method);
@@ -205,6 +208,16 @@ export class DashboardServer implements Component {
     return this.file(res, path, method);
   }
 
+  /** The bound on a request's body: MAX_BODY, or its admin route's own (Route.maxBody). */
+  private maxBodyOf(method: string, path: string): number {
+    if (!path.startsWith('/api/') || path === '/api/login' || path === '/api/logout' || path === '/api/events') return MAX_BODY;
+    try {
+      return this.o.routes.route(method, path.slice('/api'.length)).maxBody ?? MAX_BODY;
+    } catch {
+      return MAX_BODY; // no such route: answered 404 later, after the session check
+    }
+  }
+
   /** The CSRF token the request brings: its X-CSRF-Token header; for GET /api/events also the
    * query's csrf (a browser's EventSource cannot send headers). */
   private csrfOf(req: IncomingMessage, url: URL, path: string): string {
@@ -229,9 +242,10 @@ export class DashboardServer implements Component {
   /** /api/<admin path>: the admin API's own route, as root. */
   private async admin(req: IncomingMessage, res: ServerResponse, method: string, path: string, url: URL): Promise<void> {
     const route = this.o.routes.route(method, path);
-    const body = route.body && method !== 'GET' ? await readBody(req, MAX_BODY) : {};
+    const max = route.maxBody ?? MAX_BODY;
+    const body = route.body && method !== 'GET' ? await readBody(req, max) : {};
     const adminUrl = new URL(path + url.search, 'http://qosd');
-    const a = await route.handle({ method, path, url: adminUrl, body, uid: 0 });
+    const a = await withUpload(req, res, route.upload ? max : null, (upload) => Promise.resolve(route.handle({ method, path, url: adminUrl, body, uid: 0, upload })));
     if ('stream' in a) {
       if (!this.streams.claim(res)) throw new QosError('QOS_ERR_ENVIRONMENT', `the dashboard has ${MAX_STREAMS} streams open already; close one`);
       return a.stream(req, res);

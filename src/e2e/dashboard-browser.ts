@@ -15,6 +15,7 @@ import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
 import { QosError } from '../errors.js';
 import { requireChromium } from '../prerequisites.js';
+import { bridgeInto, type Bridge } from './ns-bridge.js';
 
 export const ARTIFACTS = process.env.QOSD_ARTIFACTS ?? resolve(fileURLToPath(import.meta.url), '../../../test-artifacts/dashboard');
 export const WIDE = { width: 1280, height: 800 };
@@ -27,6 +28,9 @@ export interface DashboardOptions {
   daemonArgs?: string[];
   /** the daemon's argv wrapper, e.g. ['ip', 'netns', 'exec', NS] */
   wrap?: string[];
+  /** run the daemon in this network namespace (its nftables table acts there); the browser,
+   * here, reaches its dashboard through a bridge (ns-bridge.ts) */
+  netns?: string;
 }
 
 export interface OpenPage {
@@ -94,11 +98,16 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
   const dir = mkdtempSync(join(tmpdir(), 'qosd-dash-'));
   const daemon = new DaemonChild(dir, o.policy === undefined ? 'rules: []\n' : o.policy, [
     '--kernel', 'off', '--tc', 'off', '--nice', 'keep', '--http', '127.0.0.1:0', ...(o.daemonArgs ?? []),
-  ], o.wrap ?? []);
+  ], o.netns ? ['ip', 'netns', 'exec', o.netns, ...(o.wrap ?? [])] : o.wrap ?? []);
   let browser: Browser | undefined;
+  let bridge: Bridge | undefined;
   try {
     await daemon.start();
-    const { url, token } = dashboardUrl(daemon.admin);
+    let { url, token } = dashboardUrl(daemon.admin);
+    if (o.netns) {
+      bridge = await bridgeInto(o.netns, Number(new URL(url).port), dir);
+      url = url.replace(/^http:\/\/127\.0\.0\.1:\d+/, `http://127.0.0.1:${bridge.port}`);
+    }
     const base = url.replace(/#.*/, '');
     browser = await launchBrowser();
     // log in once: the session cookie and the CSRF token (localStorage) are the browser's for every tab
@@ -126,12 +135,14 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
       },
       async close() {
         await b.close().catch(() => undefined);
+        await bridge?.close().catch(() => undefined);
         await daemon.stop().catch(() => undefined);
         rmSync(dir, { recursive: true, force: true });
       },
     };
   } catch (e) {
     await browser?.close().catch(() => undefined);
+    await bridge?.close().catch(() => undefined);
     await daemon.stop().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
     throw e;

@@ -26,14 +26,19 @@ test('a curl under qos run appears in the Flows page with its rule and decision,
   const srv = await holdingServer();
   try {
     const { page, errors } = await d.openPage('flows', WIDE);
-    // the table is drawn from GET /v1/flows once; after that only events change it
+    // the table is drawn from GET /v1/flows once; after that only events change it: the row
+    // must come by the event stream, not by the page asking again
+    const asked: string[] = [];
+    page.on('request', (r) => { if (r.url().includes('/api/v1/')) asked.push(r.url()); });
     const started = Date.now();
     const curl = await curlUnderAgent(d.socket, srv.port);
     const row = `table[data-table="flows"] tr[data-key^="${curl.pid}:"]`;
     await page.waitForSelector(row, { timeout: 60_000 });
     t.diagnostic(`the curl's row appeared ${Date.now() - started} ms after curl was started (qos bench dashboard measures this lag)`);
+    assert.deepEqual(asked, [], 'the row came by the event stream');
     const cells = await page.$$eval(`${row} td`, (tds) => tds.map((td) => td.textContent ?? ''));
-    await page.waitForFunction((sel) => document.querySelector(sel)?.textContent?.includes('dscp AF41'), { timeout: 60_000 }, row);
+    // the flow's decision and the call's name come by two events (decided, decision)
+    await page.waitForFunction((sel) => { const t = document.querySelector(sel)?.textContent ?? ''; return t.includes('dscp AF41') && t.includes('connect'); }, { timeout: 60_000 }, row);
     const text = await page.$eval(row, (tr) => tr.textContent ?? '');
     assert.match(cells[0]!, /\/curl$/, 'the program');
     assert.equal(cells[1], String(curl.pid), 'the pid');

@@ -7,11 +7,13 @@
  *   PUT    /v1/rules/REF             { rule }              replace (REF: position or name)
  *   DELETE /v1/rules/REF
  *   POST   /v1/rules/move            { from: REF, to: position }
- *   POST   /v1/rules/enable | disable
+ *   POST   /v1/rules/enable | disable            the whole set
+ *   POST   /v1/rules/REF/enable | disable        one rule (kept in its place either way)
  *   POST   /v1/rules/import          { text }              replace the whole set
  *   POST   /v1/rules/validate        { text } | { rule }
- * Every edit takes optional `revision` (refused if the set moved on) and `dry_run`; each
- * request becomes one Edit (edits.ts), data the manager applies. */
+ * Every edit takes optional `revision` (refused if the set moved on) and `dry_run` (answers
+ * what it would apply, changing nothing: the documents, `dry_run`, and their nft text, `nft`);
+ * each request becomes one Edit (edits.ts), data the manager applies. */
 
 import { httpStatusFor, QosError } from '../errors.js';
 import { DSCP_NAMES } from '../policy/dscp.js';
@@ -42,6 +44,7 @@ export const VALUES = {
     priority: 'a number 0-7 (the socket priority, skb->priority)',
     override: 'true: also re-mark packets that already carry a DSCP',
   },
+  enabled: 'true or false: a disabled rule keeps its place and name in the set but is not in the kernel',
   defaults: { match: 'absent fields match everything (a rule without match is the default rule)', override: false, enabled: true, position: 'the end' },
   limits: { atoms_per_rule: MAX_ATOMS_PER_RULE, rules: 65535 },
 };
@@ -79,6 +82,8 @@ export async function rulesApi(k: KernelRules, method: string, path: string, bod
         return ok({ ok: true, rules: 1 });
       }
       default: {
+        const one = /^([^/]+)\/(enable|disable)$/.exec(rest);
+        if (one && method === 'POST') return ok(await k.edit(revision, dryRun, { op: one[2] as 'enable' | 'disable', ref: decodeURIComponent(one[1]!) }));
         if (rest && !rest.includes('/') && (method === 'PUT' || method === 'DELETE')) {
           const ref = decodeURIComponent(rest);
           return ok(await k.edit(revision, dryRun, method === 'PUT' ? { op: 'replace', ref, rule: check(body.rule) } : { op: 'delete', ref }));

@@ -33,8 +33,9 @@ export interface EnforcementBackend<P> {
   plan(rules: readonly PlanRule[]): P;
   /** The plan's layers (per sequence): reports and status. */
   layers(plan: P): Record<string, number>;
-  /** The exact documents apply would run, and how many commands they hold (pure: --dry-run). */
-  describe(plan: P): { documents: unknown[]; commands: number };
+  /** The exact documents apply would run, how many commands they hold, and the same as the
+   * backend's own text for people (nftables: `nft -f` commands) (pure: --dry-run). */
+  describe(plan: P): { documents: unknown[]; commands: number; text: string };
   /** Applies a plan made from the current state; `meanwhile` runs once, while the first
    * command works. Only a plan that was applied becomes the state the next one starts from. */
   apply(plan: P, meanwhile?: () => void): Promise<{ commands: number }>;

@@ -56,7 +56,16 @@ test('enable, disable, and import (the whole set, every rule a new id)', () => {
   assert.deepEqual([r.set.enabled, names(r.set), r.ids, r.nextId], [false, ['y', 'z'], [10, 11], 12]);
 });
 
+test('one rule disabled and enabled again: in its place, with its id and name; the set stays enabled', () => {
+  const off = applyEdit(set, ids, { op: 'disable', ref: 'b' }, 10);
+  assert.deepEqual([off.set.enabled, names(off.set), off.set.rules.map((r) => r.enabled), off.ids, off.nextId], [true, ['a', 'b', 'c'], [undefined, false, undefined], [1, 2, 3], 10]);
+  const on = applyEdit(off.set, off.ids, { op: 'enable', ref: 2 }, 10);
+  assert.deepEqual(on.set.rules[1], rule('b'), 'enabled: the field is gone, the rule as it was');
+  assert.deepEqual(on.ids, [1, 2, 3]);
+  assert.throws(() => applyEdit(set, ids, { op: 'disable', ref: 'zz' }, 10), code('QOS_ERR_NOT_FOUND'));
+});
+
 test('the set and ids given are left as they were (frozen here: a write would throw)', () => {
-  for (const e of [{ op: 'add', rule: rule('d'), position: 2 }, { op: 'move', from: 1, to: 3 }, { op: 'delete', ref: 'c' }, { op: 'replace', ref: 1, rule: rule('x') }, { op: 'disable' }] as Edit[]) applyEdit(set, ids, e, 10);
+  for (const e of [{ op: 'add', rule: rule('d'), position: 2 }, { op: 'move', from: 1, to: 3 }, { op: 'delete', ref: 'c' }, { op: 'replace', ref: 1, rule: rule('x') }, { op: 'disable' }, { op: 'disable', ref: 1 }] as Edit[]) applyEdit(set, ids, e, 10);
   assert.deepEqual([names(set), ids, set.enabled], [['a', 'b', 'c'], [1, 2, 3], true]);
 });

@@ -10,8 +10,10 @@ export type Edit =
   | { op: 'replace'; ref: unknown; rule: KernelRuleDoc }
   | { op: 'delete'; ref: unknown }
   | { op: 'move'; from: unknown; /** 1..n */ to: unknown }
-  | { op: 'enable' }
-  | { op: 'disable' }
+  /** the whole set, or with `ref` one rule (kept in its place, its id and name: only in the
+   * kernel or not) */
+  | { op: 'enable'; ref?: unknown }
+  | { op: 'disable'; ref?: unknown }
   | { op: 'import'; doc: RuleSetDoc };
 
 /** A rule set with its rules' stable ids (parallel to set.rules: counters follow a moved
@@ -36,7 +38,7 @@ function positionIndex(v: unknown, max: number): number {
  * changed: an edit puts new rules in the list). Throws QOS_ERR_NOT_FOUND for a reference to
  * no rule and QOS_ERR_USAGE for a position out of range. */
 export function applyEdit(set: RuleSetDoc, ids: readonly number[], edit: Edit, nextId: number): Edited {
-  if (edit.op === 'enable' || edit.op === 'disable') return { set: { ...set, enabled: edit.op === 'enable' }, ids: [...ids], nextId };
+  if ((edit.op === 'enable' || edit.op === 'disable') && edit.ref === undefined) return { set: { ...set, enabled: edit.op === 'enable' }, ids: [...ids], nextId };
   if (edit.op === 'import') {
     return { set: { ...set, enabled: edit.doc.enabled, rules: edit.doc.rules }, ids: edit.doc.rules.map((_, i) => nextId + i), nextId: nextId + edit.doc.rules.length };
   }
@@ -49,6 +51,14 @@ export function applyEdit(set: RuleSetDoc, ids: readonly number[], edit: Edit, n
       break;
     }
     case 'replace': { const i = ruleIndex(set, edit.ref); rules[i] = edit.rule; out[i] = nextId++; break; }
+    case 'enable': case 'disable': {
+      // the same rule, in or out of the kernel: it keeps its id (its counters); enabled is the
+      // default, so an enabled rule is written without the field
+      const i = ruleIndex(set, edit.ref);
+      const { enabled: _, ...rule } = rules[i]!;
+      rules[i] = edit.op === 'enable' ? rule : { ...rule, enabled: false };
+      break;
+    }
     case 'delete': { const i = ruleIndex(set, edit.ref); rules.splice(i, 1); out.splice(i, 1); break; }
     case 'move': {
       const from = ruleIndex(set, edit.from);

@@ -12,7 +12,7 @@ import { parsePolicy } from '../policy/load.js';
 import { ctMark, DEFAULT_CT_MASK } from './ctmark.js';
 import { KernelRules } from './manager.js';
 import { NftBackend } from './nft-backend.js';
-import { NftFake } from './nft-fake.js';
+import { NftFake, reach } from './nft-fake.js';
 import type { KernelRuleDoc } from './rules.js';
 
 const NO_KERNEL_RULES = parsePolicy('rules: []\n');
@@ -66,9 +66,29 @@ test('a dry run changes nothing and shows exactly the documents the edit then ap
   assert.deepEqual([fake.applied.length, fake.table, readFileSync(file, 'utf8'), k.status()], [applied, table, saved, status]);
   const again = await k.edit(1, true, edit);
   assert.deepEqual(again.dry_run, dry.dry_run, 'a second dry run plans the same');
+  // the same as nft text: the switch gives the new rule (r2, AF21) its number in byid4
+  assert.match(dry.nft!, /^# transaction 2 of 2: switch/m);
+  assert.match(dry.nft!, /^add element inet qosd_test byid4 \{ 0x00000200 comment "r2" : goto a4_d18 \}$/m);
   await k.edit(1, false, edit);
   const ran = fake.applied.slice(applied);
   assert.deepEqual(ran, (dry.dry_run as { nftables: unknown[] }[]).filter((d) => d.nftables.length > 1), 'the edit ran what the dry run showed');
+});
+
+test('a disabled rule keeps its place in the set and leaves the kernel; enabled again, it is back', async (t) => {
+  const { k, fake } = await rulesWithFake(t);
+  await k.edit(undefined, false, { op: 'add', rule: rule('web', 443) });
+  await k.edit(1, false, { op: 'add', rule: rule('dns', 53) });
+  // the rules the classification maps the table reaches hold (byid keeps a number until the
+  // change after, for flows classified before)
+  const inKernel = () => [...reach(fake.table).maps.values()].filter((m) => m.interval).flatMap((m) => [...m.elems.values()].map((e) => e.comment)).filter((c) => c !== undefined).sort();
+  assert.deepEqual([...new Set(inKernel())], ['r1', 'r2']);
+  await k.edit(2, false, { op: 'disable', ref: 'web' });
+  assert.deepEqual([...new Set(inKernel())], ['r2'], 'web is no longer in any map');
+  const listedNow = (await k.list()).rules as { name: string; position: number; enabled?: boolean }[];
+  assert.deepEqual(listedNow.map((r) => [r.position, r.name, r.enabled]), [[1, 'web', false], [2, 'dns', undefined]]);
+  assert.equal(k.status().rule_set_in_kernel, 1);
+  await k.edit(3, false, { op: 'enable', ref: 1 });
+  assert.deepEqual([...new Set(inKernel())], ['r1', 'r2'], 'back, under its own id');
 });
 
 test('an edit on a stale revision, and one the kernel refuses, change nothing', async (t) => {

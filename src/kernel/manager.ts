@@ -126,7 +126,9 @@ export function ruleSetText(doc: RuleSetDoc, revision?: number): string {
   return JSON.stringify({ qosd_rules: 1, ...(revision === undefined ? {} : { revision }), enabled: doc.enabled, rules: doc.rules }, null, 2) + '\n';
 }
 
-export interface ApplyReport { revision: number; applied: boolean; apply_ms: number; commands: number; layers: Record<string, number>; dry_run?: unknown[] }
+/** What an edit did; a dry run (`dry_run` set) applied nothing: `dry_run` holds the exact
+ * documents it would apply, `nft` the same as text (the backend's own: `nft -f` commands). */
+export interface ApplyReport { revision: number; applied: boolean; apply_ms: number; commands: number; layers: Record<string, number>; dry_run?: unknown[]; nft?: string }
 
 export class KernelRules {
   private set: RuleSetDoc = { qosd_rules: 1, enabled: true, rules: [] };
@@ -284,15 +286,15 @@ export class KernelRules {
       out.push({ rule: { id, ...(r.name ? { name: r.name } : {}), origin, atoms: c.atoms, action: c.action }, actionKey: c.actionKey });
     };
     this.policy.rules.forEach((r, i) => add(this.policy.ids[i]!, 'policy', r));
-    if (set.enabled) set.rules.forEach((r, i) => add(`r${ids[i]}`, 'rules', r));
+    if (set.enabled) set.rules.forEach((r, i) => { if (r.enabled !== false) add(`r${ids[i]}`, 'rules', r); });
     return out;
   }
 
   /** What applying the set would do: planned, described, nothing changed. */
   private dryRun(set: RuleSetDoc, ids: number[]): ApplyReport {
     const plan = this.backend.plan(this.compile(set, ids));
-    const { documents, commands } = this.backend.describe(plan);
-    return { revision: this.revision, applied: false, apply_ms: 0, commands, layers: this.backend.layers(plan), dry_run: documents };
+    const { documents, commands, text } = this.backend.describe(plan);
+    return { revision: this.revision, applied: false, apply_ms: 0, commands, layers: this.backend.layers(plan), dry_run: documents, nft: text };
   }
 
   /** Compiles, plans (pure) and applies the set; the plan becomes the current state only
@@ -336,7 +338,7 @@ export class KernelRules {
     return {
       table: b.table, installed: applied, namespace: this.netns, ...b.where,
       policy_kernel_rules: this.policy.ids.map((id, i) => this.policy.rules[i]!.name ?? id.slice(2)),
-      rule_set_in_kernel: this.set.enabled ? this.set.rules.length : 0,
+      rule_set_in_kernel: this.set.enabled ? this.set.rules.filter((r) => r.enabled !== false).length : 0,
       acts_on: applied ? 'the packets of every process in the namespace, not only programs under the agent' : null,
     };
   }

@@ -7,6 +7,7 @@ import type { BackendStatus, Counter, EnforcementBackend, PlanRule } from './bac
 import { describeCtMark, numberRules, type CtMark, type RuleNumber } from './ctmark.js';
 import { BASE_CHAIN, NftTable, nftRunner, type NftRunner } from './nft.js';
 import { nftAtomProblems, planTable, type TablePlan } from './plan.js';
+import { documentsText, type MapTypes } from './nft-text.js';
 
 export interface NftPlan {
   /** the whole table wanted; with no rules, the table is removed */
@@ -53,10 +54,12 @@ export class NftBackend implements EnforcementBackend<NftPlan> {
 
   layers(plan: NftPlan): Record<string, number> { return plan.table.layers; }
 
-  describe(plan: NftPlan): { documents: unknown[]; commands: number } {
-    if (plan.empty) return { documents: [this.nft.removal()], commands: 2 };
+  describe(plan: NftPlan): { documents: unknown[]; commands: number; text: string } {
+    if (plan.empty) { const d = this.nft.removal(); return { documents: [d], commands: 2, text: documentsText([d]) }; }
     const { docs, commands } = NftTable.documents(this.nft.change(plan.table));
-    return { documents: docs, commands };
+    // hash maps keep their names in the kernel: a change may add elements to ones made before
+    const known: MapTypes = new Map([...plan.table.maps].filter(([, m]) => !m.interval).map(([n, m]) => [n, { type: m.type.length === 1 ? m.type[0] : m.type, map: m.data }]));
+    return { documents: docs, commands, text: documentsText(docs, known) };
   }
 
   async apply(plan: NftPlan, meanwhile?: () => void): Promise<{ commands: number }> {

@@ -63,6 +63,8 @@ export const KernelRuleSchema = z.strictObject({
   name: ruleName.optional(),
   match: KernelMatchSchema.default({}),
   action: KernelActionSchema,
+  /** false: kept in the set (its place, its name) but not in the kernel */
+  enabled: z.boolean().optional(),
 });
 
 /** The portable rule-set file (`qos rules export`), prepared centrally and copied to many

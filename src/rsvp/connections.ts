@@ -170,6 +170,16 @@ async function socketTable(pid: number): Promise<Map<number, ProcSocket>> {
   return out;
 }
 
+/** The TCP or UDP socket descriptor `fd` of process `pid` is, as the kernel lists it in the
+ * process's network namespace; null when it is gone, not a socket, or neither TCP nor UDP
+ * (the daemon's live characterisation: the flow table may not know a socket's local end). */
+export async function socketOfDescriptor(pid: number, fd: number): Promise<ProcSocket | null> {
+  const l = await procRead(() => readlink(`/proc/${pid}/fd/${fd}`));
+  const m = l && /^socket:\[(\d+)\]$/.exec(l);
+  if (!m) return null;
+  return (await socketTable(pid)).get(Number(m[1])) ?? null;
+}
+
 /** Round-trip times of the TCP sockets of a network namespace by inode: this process's own
  * (pid null), or process pid's, entered with nsenter; empty when ss cannot say. */
 async function tcpRtts(pid: number | null): Promise<Map<number, number>> {

@@ -32,7 +32,7 @@ export function characterizeCommands(program: Command): void {
     .option('--age <time>', 'with --live: how long the on-line estimate remembers a burst', '180s')
     .option('--hold <time>', 'with --live: how long a smaller estimate waits before it is re-advertised', '120s')
     .action(async (file: string | undefined, o: { flow?: string; app?: string; rates?: string; grid: number; count?: boolean; minUnit?: number; peakWindow: number; json?: boolean; plot?: string; live?: boolean; iface: string; netns?: string; duration: string; refresh: string; tokenRate?: string; rateWindow?: string; age: string; hold: string }) => {
-      const { characterizeFile, flowFilter } = await import('../../characterize/offline.js');
+      const { characterizationJson, characterizeFile, flowFilter } = await import('../../characterize/offline.js');
       const { formatCharacterization, formatSnapshot } = await import('../../characterize/format.js');
       const rates = o.rates?.split(',').map(parseRate);
       if (rates?.some((r) => !(r > 0))) throw new QosError('QOS_ERR_USAGE', '--rates: every rate must be above 0');
@@ -60,12 +60,11 @@ export function characterizeCommands(program: Command): void {
         if (!file) throw new QosError('QOS_ERR_USAGE', 'give a capture file, or --live');
         r = await characterizeFile(file, { ...common, select });
       }
-      if (!r.flows.length) throw new QosError('QOS_ERR_NOT_FOUND', `${r.file}: no ${o.flow ? 'packet matches --flow' : o.app ? `packet from ${o.app}` : 'IP packet'}`);
+      const json = characterizationJson(r, o.flow ? 'packet matches --flow' : o.app ? `packet from ${o.app}` : 'IP packet');
       if (o.plot) {
         const { plotSvg, writePlot } = await import('../../characterize/plot.js');
         writePlot(o.plot, plotSvg(r.flows[0]!, r.cumulative!, r.unit));
       }
-      const { cumulative: _, ...json } = r;
       print(o.json ? JSON.stringify(json, null, 2) : formatCharacterization(r));
     });
 }

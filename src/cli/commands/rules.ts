@@ -60,14 +60,17 @@ function editOptions(c: Command): Command {
       return Number(v);
     })
     .option('--dry-run', 'print the nftables documents (prepare, then switch: a JSON array) instead of applying them')
+    .option('--nft', 'with --dry-run: print them as nft text instead (the `nft -f` commands, one transaction after the other)')
     .option('--json', 'print JSON');
 }
 
-interface EditOpts { admin: string; revision?: number; dryRun?: boolean; json?: boolean }
-interface EditReport { revision: number; applied: boolean; apply_ms: number; commands: number; layers: Record<string, number>; dry_run?: unknown }
+interface EditOpts { admin: string; revision?: number; dryRun?: boolean; nft?: boolean; json?: boolean }
+interface EditReport { revision: number; applied: boolean; apply_ms: number; commands: number; layers: Record<string, number>; dry_run?: unknown; nft?: string }
 
 async function edit(o: EditOpts, method: string, path: string, body: Record<string, unknown>, what: string): Promise<void> {
+  if (o.nft && !o.dryRun) throw new QosError('QOS_ERR_USAGE', '--nft goes with --dry-run (it prints what the edit would apply)');
   const r = await callJson<EditReport>(o.admin, method, path, { ...body, ...(o.revision !== undefined ? { revision: o.revision } : {}), ...(o.dryRun ? { dry_run: true } : {}) }, TIMEOUT_MS);
+  if (o.dryRun && o.nft) { process.stdout.write(r.nft ?? ''); return; }
   if (o.dryRun) { print(JSON.stringify(r.dry_run, null, o.json ? 2 : undefined)); return; }
   if (o.json) { print(JSON.stringify(r, null, 2)); return; }
   const layers = Object.entries(r.layers).filter(([, n]) => n).map(([k, n]) => `${k}:${n}`).join(' ') || 'none';
@@ -86,10 +89,10 @@ export function rulesCommands(program: Command): void {
   rules.command('list').description('the rule set in order, with packet and byte counters, and the policy rules also enforced in the kernel')
     .option('--admin <path>', 'admin API socket', adminSocket()).option('--json', 'print JSON')
     .action(async (o: { admin: string; json?: boolean }) => {
-      const l = await callJson<{ revision: number; enabled: boolean; rules: ({ position: number; name?: string; match?: Record<string, unknown>; action: Record<string, unknown>; packets: number; bytes: number })[]; policy_rules: { position: number; name?: string; where: string; reason?: string; packets?: number }[] }>(o.admin, 'GET', '/v1/rules', undefined, TIMEOUT_MS);
+      const l = await callJson<{ revision: number; enabled: boolean; rules: ({ position: number; name?: string; match?: Record<string, unknown>; action: Record<string, unknown>; enabled?: boolean; packets: number; bytes: number })[]; policy_rules: { position: number; name?: string; where: string; reason?: string; packets?: number }[] }>(o.admin, 'GET', '/v1/rules', undefined, TIMEOUT_MS);
       if (o.json) { print(JSON.stringify(l, null, 2)); return; }
       const lines = [`rule set: revision ${l.revision}, ${l.enabled ? 'enabled' : 'DISABLED'}, ${l.rules.length} rules`];
-      for (const r of l.rules) { const s = summary(r); lines.push(`${String(r.position).padStart(5)}  ${(r.name ?? '').padEnd(16)} ${s.match.padEnd(50)} -> ${s.action.padEnd(16)} ${r.packets} pkts ${r.bytes} bytes`); }
+      for (const r of l.rules) { const s = summary(r); lines.push(`${String(r.position).padStart(5)}  ${(r.name ?? '').padEnd(16)} ${s.match.padEnd(50)} -> ${s.action.padEnd(16)} ${r.enabled === false ? 'disabled' : `${r.packets} pkts ${r.bytes} bytes`}`); }
       const k = l.policy_rules.filter((p) => p.where === 'agent+kernel');
       if (k.length) lines.push(`policy rules also in the kernel (evaluated first): ${k.map((p) => `${p.name ?? `#${p.position}`} (${p.packets ?? 0} pkts)`).join(', ')}`);
       print(lines.join('\n'));
@@ -119,10 +122,10 @@ export function rulesCommands(program: Command): void {
     .action(async (ref: string, o: EditOpts) => edit(o, 'DELETE', `/v1/rules/${encodeURIComponent(ref)}`, {}, `deleted ${ref}`));
   editOptions(rules.command('move').description('move a rule (by position or name) to a position').argument('<rule>').argument('<position>'))
     .action(async (ref: string, pos: string, o: EditOpts) => edit(o, 'POST', '/v1/rules/move', { from: ref, to: Number(pos) }, `moved ${ref} to ${pos}`));
-  editOptions(rules.command('enable').description('apply the rule set'))
-    .action(async (o: EditOpts) => edit(o, 'POST', '/v1/rules/enable', {}, 'enabled'));
-  editOptions(rules.command('disable').description('stop applying the rule set (it is kept; policy rules stay in the kernel)'))
-    .action(async (o: EditOpts) => edit(o, 'POST', '/v1/rules/disable', {}, 'disabled'));
+  editOptions(rules.command('enable').description('apply the rule set; with a rule (by position or name), apply that rule again').argument('[rule]'))
+    .action(async (ref: string | undefined, o: EditOpts) => edit(o, 'POST', ref === undefined ? '/v1/rules/enable' : `/v1/rules/${encodeURIComponent(ref)}/enable`, {}, ref === undefined ? 'enabled' : `enabled ${ref}`));
+  editOptions(rules.command('disable').description('stop applying the rule set (it is kept; policy rules stay in the kernel); with a rule, only that rule (it keeps its place)').argument('[rule]'))
+    .action(async (ref: string | undefined, o: EditOpts) => edit(o, 'POST', ref === undefined ? '/v1/rules/disable' : `/v1/rules/${encodeURIComponent(ref)}/disable`, {}, ref === undefined ? 'disabled' : `disabled ${ref}`));
   editOptions(rules.command('import').description('replace the whole set with a rule-set file (as `export` writes); refused whole if any rule is bad').argument('<file>', 'a file, or - for standard input'))
     .action(async (file: string, o: EditOpts) => {
       const { readRuleSetFile } = await import('../../kernel/manager.js');
