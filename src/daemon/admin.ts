@@ -1,7 +1,10 @@
 /* The admin interface: JSON over HTTP on a Unix socket. The routes are the components'
  * (component.ts): GET /v1/status, /metrics (daemon.ts), /v1/flows, /v1/decisions[?follow=1]
- * (decision-log.ts), POST /v1/reload (policy.ts), the kernel rule set under /v1/rules
- * (kernel/api.ts). An error thrown by a route is answered with the status of its code.
+ * (decision-log.ts), POST /v1/reload (running-policy.ts), the running policy's text, check,
+ * apply and versions: GET /v1/policy, POST /v1/policy/check, POST /v1/policy/apply,
+ * GET /v1/policy/versions[/N], POST /v1/policy/versions/N/restore (policy-api.ts;
+ * docs/policy.md), the kernel rule set under /v1/rules (kernel/api.ts). An error thrown by a
+ * route is answered with the status of its code.
  *
  * Who may use it: root, the daemon's own user, and members of the admin group if one is set
  * (`qos daemon --admin-group`). The socket is created with that mode from the start (mode 0600,
