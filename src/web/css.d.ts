@@ -1,0 +1,2 @@
+/* CSS imported from the app's modules is bundled into assets/app.css by esbuild. */
+declare module '*.css';

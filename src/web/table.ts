@@ -1,0 +1,72 @@
+/* A table of rows that sorts by a column when its header is clicked and shows at most maxRows
+ * (the rest counted below it): the flows, decisions and rules pages use it. Tests find it by
+ * `data-table` and its rows by `data-key`. */
+
+import { h } from './dom.js';
+
+export interface Column<T> {
+  title: string;
+  /** what it sorts by (and shows, without render) */
+  value(row: T): string | number;
+  render?(row: T): Node | string;
+  class?: string;
+}
+
+export class DataTable<T> {
+  readonly el: HTMLElement;
+  private readonly table: HTMLTableElement;
+  private readonly body: HTMLTableSectionElement;
+  private readonly foot: HTMLElement;
+  private readonly heads: HTMLTableCellElement[];
+  private sortBy: number;
+  private desc: boolean;
+  private rows: T[] = [];
+
+  constructor(
+    name: string,
+    private readonly columns: Column<T>[],
+    private readonly o: { key(row: T): string; maxRows?: number; sortBy?: number; desc?: boolean; rowClass?(row: T): string; empty?: string },
+  ) {
+    this.sortBy = o.sortBy ?? 0;
+    this.desc = o.desc ?? false;
+    this.heads = columns.map((c, i) => h('th', { class: c.class, scope: 'col', onclick: () => this.sort(i), title: 'sort' }, c.title));
+    this.body = h('tbody');
+    this.table = h('table', { dataset: { table: name } }, h('thead', null, h('tr', null, this.heads)), this.body);
+    this.foot = h('p', { class: 'muted' });
+    this.el = h('div', { class: 'table-wrap' }, this.table, this.foot);
+  }
+
+  private sort(i: number): void {
+    if (this.sortBy === i) this.desc = !this.desc;
+    else { this.sortBy = i; this.desc = false; }
+    this.render();
+  }
+
+  set(rows: T[]): void {
+    this.rows = rows;
+    this.render();
+  }
+
+  render(): void {
+    const col = this.columns[this.sortBy]!;
+    const sign = this.desc ? -1 : 1;
+    const rows = [...this.rows].sort((a, b) => {
+      const x = col.value(a); const y = col.value(b);
+      return sign * (typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y)));
+    });
+    const max = this.o.maxRows ?? 500;
+    const shown = rows.slice(0, max);
+    this.body.replaceChildren(...shown.map((r) => h('tr', { dataset: { key: this.o.key(r) }, class: this.o.rowClass?.(r) },
+      this.columns.map((c) => h('td', { class: c.class, dataset: { label: c.title } }, c.render ? c.render(r) : String(c.value(r)))))));
+    this.heads.forEach((th, i) => { th.dataset.sort = i === this.sortBy ? (this.desc ? 'desc' : 'asc') : ''; });
+    this.foot.textContent = rows.length > max ? `${rows.length - max} more not shown: narrow the filter` : rows.length === 0 ? (this.o.empty ?? 'None.') : '';
+  }
+}
+
+/** Lowercase words a filter box matches against a row's text: every word must be in it. */
+export function matches(filter: string, ...fields: unknown[]): boolean {
+  const words = filter.toLowerCase().split(/\s+/).filter(Boolean);
+  if (!words.length) return true;
+  const text = fields.map((f) => (f === null || f === undefined ? '' : String(f))).join(' ').toLowerCase();
+  return words.every((w) => text.includes(w));
+}
