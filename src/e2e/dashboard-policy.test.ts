@@ -2,7 +2,8 @@
  * curl under `qos run` sends its SYN so (tshark); the policy is edited in the page to EF,
  * applied after its diff, and the next curl's SYN carries EF. A syntax error typed in the page
  * is shown at the line and column `qos policy check` gives, Apply is disabled, a direct apply
- * is refused, and curl still gets EF. No console error on the way; screenshots kept. */
+ * is refused, and curl still gets EF; the first version, restored from the page, gives AF21
+ * again. The built-in policy is shown read-only. No console error on the way; screenshots kept. */
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -121,5 +122,35 @@ test('the Policy page: edit AF21 to EF, see the diff, apply, and the next SYN is
   assert.equal(running.text, policy('EF'));
   assert.equal(await curlSynDscp(), EF, 'the applied policy still decides');
 
+  // back to the running text; version 1 (AF21) viewed, then restored after its diff
+  await page.click('[data-action="revert"]');
+  await page.waitForSelector('[data-role="problems"]:empty');
+  await page.click('tr[data-key="1"] [data-action="view"]');
+  await page.waitForSelector('[data-role="version-text"]', { visible: true });
+  assert.equal(await page.$eval('[data-role="version-text"]', (e) => e.textContent), policy('AF21'));
+  await page.click('tr[data-key="1"] [data-action="restore"]');
+  await page.waitForSelector('[data-action="confirm"]', { visible: true });
+  const back = await page.$$eval('table.policy-diff tr.del td.line, table.policy-diff tr.add td.line', (cells) => cells.map((c) => c.textContent));
+  assert.deepEqual(back, ['−     action: { dscp: EF }', '+     action: { dscp: AF21 }']);
+  await page.click('[data-action="confirm"]');
+  await page.waitForSelector('[data-page="policy"][data-applied="2"]');
+  assert.match(await page.$eval('[data-role="message"]', (e) => e.textContent ?? ''), /Version 1 restored.*kept as version 2/);
+  assert.equal(await page.$eval('[data-role="editor"]', (e) => (e as unknown as { value: string }).value), policy('AF21'));
+  assert.equal(await curlSynDscp(), AF21, 'the restored policy decides');
+
   assert.deepEqual(errors, [], 'no console error, page error or failed request');
+});
+
+test('the built-in policy: shown read-only, with what to do to edit it; nothing to apply or restore, no error', async () => {
+  const d = await startDashboard({ policy: null });
+  try {
+    const { page, errors } = await d.openPage('policy');
+    assert.equal(await page.$eval('[data-role="editor"]', (e) => (e as unknown as { readOnly: boolean }).readOnly), true);
+    assert.match(await page.$eval('[data-page="policy"]', (e) => e.textContent ?? ''), /built-in policy.*start it with --policy FILE/);
+    assert.equal(await page.$eval('[data-action="apply"]', (e) => (e as unknown as { disabled: boolean }).disabled), true);
+    await d.screenshot(page, 'policy-built-in');
+    assert.deepEqual(errors, []);
+  } finally {
+    await d.close();
+  }
 });

@@ -114,7 +114,7 @@ function mount(root: HTMLElement): () => void {
       const c = await api<Check>('/v1/policy/check', { method: 'POST', body: { text } });
       if (gone || seq !== checkSeq) return;
       checkedText = text;
-      state.textContent = c.ok ? `ok: ${c.rules} rules` : `${c.problems?.length ?? 0} problem(s)`;
+      state.textContent = c.ok ? `ok: ${rules(c.rules ?? 0)}` : `${c.problems?.length ?? 0} problem(s)`;
       state.className = `policy-state ${c.ok ? 'ok' : 'error'}`;
       showProblems(c.ok ? [] : c.problems ?? []);
     } catch (e) {
@@ -142,7 +142,7 @@ function mount(root: HTMLElement): () => void {
   const showInfo = (r: Running) => {
     clear(info);
     info.append(
-      h('span', {}, `${r.source} (${r.origin})`), ' · ', h('span', {}, `${r.rules} rules`), ' · ',
+      h('span', {}, `${r.source} (${r.origin})`), ' · ', h('span', {}, rules(r.rules)), ' · ',
       h('span', {}, `generation ${r.generation}`), ' · ', h('span', {}, `loaded ${r.loaded_at}`),
     );
     if (!r.editable) info.append(h('p', { class: 'note' }, 'The daemon runs the built-in policy, which has no file to write: start it with --policy FILE to edit the running policy here.'));
@@ -160,7 +160,7 @@ function mount(root: HTMLElement): () => void {
       checkedText = r.text;
       problems = [];
       showProblems([]);
-      state.textContent = `running: ${r.rules} rules`;
+      state.textContent = `running: ${rules(r.rules)}`;
       state.className = 'policy-state ok';
     }
     renderGutter();
@@ -194,7 +194,7 @@ function mount(root: HTMLElement): () => void {
     hideReview();
     await load();
     await loadVersions();
-    say(`${a.restored !== undefined ? `Version ${a.restored} restored` : 'Applied'}: ${a.rules} rules, generation ${a.generation}. The policy it replaced is kept as version ${a.version}.`, 'ok');
+    say(`${a.restored !== undefined ? `Version ${a.restored} restored` : 'Applied'}: ${rules(a.rules)}, generation ${a.generation}. The policy it replaced is kept as version ${a.version}.`, 'ok');
     root.dataset.applied = String(a.version);
   };
 
@@ -282,6 +282,8 @@ function mount(root: HTMLElement): () => void {
 
   return () => { gone = true; window.clearTimeout(timer); };
 }
+
+const rules = (n: number) => `${n} rule${n === 1 ? '' : 's'}`;
 
 function diffRow(row: DiffRow): HTMLElement {
   if (row.kind === 'skip') return h('tr', { class: 'skip' }, h('td', { colspan: '3' }, `… ${row.lines} unchanged line(s)`));
