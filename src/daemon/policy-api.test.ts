@@ -7,13 +7,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { call, callJson } from './admin-client.js';
 import { DaemonChild, QOS_CLI } from './child.js';
 import { LineClient } from './line-client.js';
+import { requireRoot, requireTools } from '../prerequisites.js';
 
 const ARGS = ['--kernel', 'off', '--tc', 'off', '--nice', 'keep'];
 const policyWith = (dscp: string, extra = '') => `${extra}rules:\n  - { name: web, match: { event: connect, remote_port: 443 }, action: { dscp: ${dscp} } }\n`;
@@ -32,9 +33,9 @@ async function dscpFor(agent: LineClient): Promise<string> {
   return /^DSCP (\d+)/.exec((await agent.next()) ?? '')?.[1] ?? 'none';
 }
 
-async function withDaemon(policy: string | null, fn: (d: DaemonChild, dir: string) => Promise<void>): Promise<void> {
+async function withDaemon(policy: string | null, fn: (d: DaemonChild, dir: string) => Promise<void>, args = ARGS): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-policy-api-'));
-  const d = await new DaemonChild(dir, policy, ARGS).start();
+  const d = await new DaemonChild(dir, policy, args).start();
   try { await fn(d, dir); } finally {
     await d.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -42,6 +43,7 @@ async function withDaemon(policy: string | null, fn: (d: DaemonChild, dir: strin
 }
 
 test('apply: the running policy and the file change, the replaced text is kept as a version, and the file watcher does not reload a second time', async () => {
+  requireRoot('the policy file is given another group');
   await withDaemon(policyWith('AF41'), async (d, dir) => {
     const agent = new LineClient(d.socket);
     assert.equal(await dscpFor(agent), '34');
@@ -51,15 +53,19 @@ test('apply: the running policy and the file change, the replaced text is kept a
     assert.equal(before.editable, true);
     assert.equal(before.file_differs, false);
 
+    // the file's group and mode are the administrator's: an apply keeps them
+    chownSync(d.policyFile, 0, 65534);
+    chmodSync(d.policyFile, 0o640);
     const checked = await callJson<{ ok: boolean; rules: number; problems: unknown[] }>(d.admin, 'POST', '/v1/policy/check', { text: policyWith('EF') });
-    assert.deepEqual(checked, { ok: true, rules: 1 });
+    assert.deepEqual(checked, { ok: true, rules: 1, problems: [] });
     const r = await callJson<{ ok: boolean; version: number; generation: number; sha256: string; rules: number }>(d.admin, 'POST', '/v1/policy/apply', { text: policyWith('EF'), base_sha256: before.sha256 });
     assert.equal(r.ok, true);
     assert.equal(r.version, 1);
     assert.equal(r.sha256, sha(policyWith('EF')));
     assert.equal(await dscpFor(agent), '46', 'the next decision is the new policy\'s');
     assert.equal(readFileSync(d.policyFile, 'utf8'), policyWith('EF'));
-    assert.equal(statSync(d.policyFile).mode & 0o777, 0o644, 'the file keeps its mode');
+    const st = statSync(d.policyFile);
+    assert.deepEqual([st.mode & 0o777, st.uid, st.gid], [0o640, 0, 65534], 'the file keeps its mode, owner and group');
 
     const versions = await callJson<{ versions: { version: number; sha256: string; by: string; size: number }[] }>(d.admin, 'GET', '/v1/policy/versions');
     assert.deepEqual(versions.versions.map((v) => [v.version, v.sha256, v.by, v.size]), [[1, before.sha256, 'api', Buffer.byteLength(before.text)]]);
@@ -198,4 +204,28 @@ test('a symbolic link in place of the versions directory: apply refused, nothing
     assert.equal((await call(d.admin, 'GET', '/v1/policy/versions')).status, r.status, 'listing is refused too');
     agent.sock.destroy();
   });
+});
+
+test('a text that checks but another part refuses (the kernel rules: more rules than the connection mark can number): the file is put back, the policy still runs, no version kept', async () => {
+  requireRoot('the kernel rules install an nftables table');
+  requireTools('nft');
+  const one = 'rules:\n  - { name: a, match: { proto: tcp, remote_port: 443 }, action: { dscp: AF41 } }\n';
+  const two = `${one}  - { name: b, match: { proto: tcp, remote_port: 8443 }, action: { dscp: EF } }\n`;
+  // one bit of the mark for the rule number: one kernel rule at most
+  await withDaemon(one, async (d) => {
+    const before = await callJson<Running>(d.admin, 'GET', '/v1/policy');
+    assert.deepEqual(await callJson(d.admin, 'POST', '/v1/policy/check', { text: two }), { ok: true, rules: 2, problems: [] }, 'the text itself is good');
+    const r = await call(d.admin, 'POST', '/v1/policy/apply', 30_000, { text: two });
+    const e = (JSON.parse(r.body) as ApiError).error;
+    assert.equal(r.status, 400, r.body);
+    assert.equal(e.code, 'QOS_ERR_RULES_INVALID');
+    assert.match(e.message, /at most 1 rules/);
+    assert.equal(readFileSync(d.policyFile, 'utf8'), one, 'the previous text is back in the file');
+    const p = await callJson<Running & { last_error: { message: string } }>(d.admin, 'GET', '/v1/policy');
+    assert.equal(p.text, one);
+    assert.equal(p.file_differs, false);
+    assert.match(p.last_error.message, /at most 1 rules/);
+    assert.equal(p.generation, before.generation, 'the running policy was not replaced');
+    assert.deepEqual((await callJson<{ versions: unknown[] }>(d.admin, 'GET', '/v1/policy/versions')).versions, []);
+  }, ['--kernel', 'on', '--ct-mask', '0x1ff', '--ct-generation-bits', '8', '--tc', 'off', '--nice', 'keep']);
 });

@@ -232,10 +232,10 @@ export class RunningPolicy implements Component {
   /** Checks policy text with the checker of `qos policy check` (policy/check.ts), in a worker,
    * as if it were the running policy's file (its script read relative to it, only where the
    * daemon trusts it); the built-in policy's texts as if in /etc/qosd. */
-  async check(text: string): Promise<{ ok: true; rules: number } | { ok: false; problems: Problem[] }> {
+  async check(text: string): Promise<{ ok: boolean; rules?: number; problems: Problem[] }> {
     const file = this.o.file ?? DEFAULT_POLICY_FILE;
     try {
-      return { ok: true, rules: (await checkPolicyOffLoop(text, resolve(file))).rules };
+      return { ok: true, rules: (await checkPolicyOffLoop(text, resolve(file))).rules, problems: [] };
     } catch (e) {
       if (e instanceof QosError && (e.code === 'QOS_ERR_POLICY_INVALID' || e.code === 'QOS_ERR_UNSAFE_PATH')) {
         return { ok: false, problems: e.problems.length ? ofText(e.problems, resolve(file)) : [{ message: e.message }] };
