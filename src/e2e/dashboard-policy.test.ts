@@ -148,6 +148,11 @@ test('the built-in policy: shown read-only, with what to do to edit it; nothing 
     assert.equal(await page.$eval('[data-role="editor"]', (e) => (e as unknown as { readOnly: boolean }).readOnly), true);
     assert.match(await page.$eval('[data-page="policy"]', (e) => e.textContent ?? ''), /built-in policy.*start it with --policy FILE/);
     assert.equal(await page.$eval('[data-action="apply"]', (e) => (e as unknown as { disabled: boolean }).disabled), true);
+    // the gutter follows the text's scrolling: the line at the top of the text is the number at the top of the gutter
+    const lines = await page.$eval('[data-role="editor"]', (e) => (e as unknown as { value: string }).value.split('\n').length);
+    assert.equal(await page.$$eval('.policy-gutter > div', (g) => g.length), lines);
+    await page.$eval('[data-role="editor"]', (e) => { (e as unknown as { scrollTop: number }).scrollTop = 180; });
+    await page.waitForFunction('document.querySelector(".policy-gutter").scrollTop === document.querySelector("[data-role=editor]").scrollTop && document.querySelector("[data-role=editor]").scrollTop > 0');
     await d.screenshot(page, 'policy-built-in');
     assert.deepEqual(errors, []);
   } finally {

@@ -56,15 +56,23 @@ function mount(root: HTMLElement): () => void {
     message.className = `policy-message${kind ? ` ${kind}` : ''}`;
   };
 
-  // -- the gutter: one number per line, problem lines marked, scrolled with the text
+  // -- the gutter: one number per line, problem lines marked, scrolled with the text; rebuilt
+  // only when the number of lines or the marks change (not at every key)
+  let shown = '';
   const renderGutter = () => {
-    const n = Math.max(1, editor.value.split('\n').length);
+    let n = 1;
+    for (let i = editor.value.indexOf('\n'); i >= 0; i = editor.value.indexOf('\n', i + 1)) n++;
     const marked = new Map<number, string>();
     for (const p of problems) if (p.line !== undefined && p.file === undefined) marked.set(p.line, [marked.get(p.line), p.message].filter(Boolean).join('\n'));
-    clear(gutter);
-    for (let i = 1; i <= n; i++) {
-      const why = marked.get(i);
-      gutter.append(h('div', why ? { class: 'problem', title: why, dataset: { line: String(i) } } : { dataset: { line: String(i) } }, String(i)));
+    const key = JSON.stringify([n, [...marked]]);
+    if (key !== shown) {
+      shown = key;
+      const rows: HTMLElement[] = [];
+      for (let i = 1; i <= n; i++) {
+        const why = marked.get(i);
+        rows.push(h('div', why ? { class: 'problem', title: why, dataset: { line: String(i) } } : { dataset: { line: String(i) } }, String(i)));
+      }
+      gutter.replaceChildren(...rows);
     }
     gutter.scrollTop = editor.scrollTop;
   };
@@ -98,7 +106,9 @@ function mount(root: HTMLElement): () => void {
       // a problem in the script is at its line, not the editor's
       if (p.line !== undefined && p.file === undefined) {
         li.classList.add('at');
+        li.tabIndex = 0;
         li.addEventListener('click', () => caretAt(p.line!, p.col ?? 1));
+        li.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') caretAt(p.line!, p.col ?? 1); });
       }
       list.append(li);
     }
