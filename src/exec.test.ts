@@ -86,7 +86,7 @@ test('stop() signals a started program and resolves once it ended; SIGKILL if it
 });
 
 test('until() waits for a line of output, and fails with the stderr of a program that ended first', async () => {
-  const c = start(['sh', '-c', 'echo warming >&2; sleep 0.1; echo "listening on x" >&2; sleep 60']);
+  const c = start(['sh', '-c', 'echo warming >&2; sleep 0.1; echo "listening on x" >&2; exec sleep 60']);
   await c.until('listening on', 30_000);
   assert.match(c.stderr, /warming\nlistening on x/);
   c.kill();

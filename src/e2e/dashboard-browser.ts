@@ -5,8 +5,9 @@
  * collected, so a test can require there be none. Screenshots go to
  * test-artifacts/dashboard/ in the repository (or $QOSD_ARTIFACTS), kept by CI. */
 
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -134,5 +135,37 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
     await daemon.stop().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
     throw e;
+  }
+}
+
+/** A TCP server on loopback that accepts and never answers: a curl to it stays connected
+ * (its flow open) until the test lets it go. */
+export async function holdingServer(): Promise<{ port: number; release(): void; close(): Promise<void> }> {
+  const held = new Set<Socket>();
+  const srv = createServer((s) => { held.add(s); s.on('close', () => held.delete(s)); s.resume(); });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  return {
+    port,
+    release() { for (const s of held) s.destroy(); },
+    close: () => new Promise<void>((r) => { for (const s of held) s.destroy(); srv.close(() => r()); }),
+  };
+}
+
+/** curl under `qos run` (which runs it as its child): its pid once it runs, and its end. */
+export async function curlUnderAgent(socket: string, port: number): Promise<{ pid: number; done: Promise<number | null> }> {
+  // the agent waits up to 5 s for the daemon: a loaded machine must not make curl go unmarked
+  const p = spawn(process.execPath, [QOS_CLI, 'run', '--socket', socket, '--timeout-ms', '5000', '--', 'curl', '-s', '-o', '/dev/null', '--max-time', '120', `http://127.0.0.1:${port}/`], { stdio: 'ignore' });
+  const done = new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+  for (let i = 0; ; i++) {
+    let kids = '';
+    try { kids = readFileSync(`/proc/${p.pid}/task/${p.pid}/children`, 'utf8').trim(); } catch { /* not yet, or gone */ }
+    if (kids) {
+      const pid = Number(kids.split(' ')[0]);
+      // the child is curl once it has exec'd
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'curl') return { pid, done };
+    }
+    if (i >= 3000) throw new QosError('QOS_ERR_ENVIRONMENT', 'qos run did not start curl within a minute');
+    await new Promise((r) => setTimeout(r, 20));
   }
 }

@@ -6,52 +6,17 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Socket } from 'node:net';
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { QOS } from './harness.js';
-import { dashboardUrl, NARROW, startDashboard, WIDE } from './dashboard-browser.js';
+import { curlUnderAgent, dashboardUrl, holdingServer, NARROW, startDashboard, WIDE } from './dashboard-browser.js';
 import { requireChromium, requireRoot, requireTools } from '../prerequisites.js';
 import { runSync } from '../exec.js';
-
-const POLICY = `rules:
-  - { name: curl-web, match: { exe: "*/curl", event: connect }, action: { dscp: AF41 } }
-`;
-
-/** A TCP server on loopback that accepts and never answers: a curl to it stays connected
- * (its flow open) until the test lets it go. */
-async function holdingServer(): Promise<{ port: number; release(): void; close(): Promise<void> }> {
-  const held = new Set<Socket>();
-  const srv = createServer((s) => { held.add(s); s.on('close', () => held.delete(s)); s.resume(); });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  return {
-    port,
-    release() { for (const s of held) s.destroy(); },
-    close: () => new Promise<void>((r) => { for (const s of held) s.destroy(); srv.close(() => r()); }),
-  };
-}
 
 // the page's functions run in the browser, where there is a document
 declare const document: { querySelector(s: string): { textContent: string | null; classList: { contains(c: string): boolean } } | null; querySelectorAll(s: string): Iterable<{ textContent: string | null }> };
 
-/** curl under `qos run` (which runs it as its child): its pid once it runs, and its end. */
-async function curlUnderAgent(socket: string, port: number): Promise<{ pid: number; done: Promise<number | null> }> {
-  // the agent waits up to 5 s for the daemon: a loaded machine must not make curl go unmarked
-  const p = spawn(process.execPath, [QOS, 'run', '--socket', socket, '--timeout-ms', '5000', '--', 'curl', '-s', '-o', '/dev/null', '--max-time', '120', `http://127.0.0.1:${port}/`], { stdio: 'ignore' });
-  const done = new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
-  for (let i = 0; ; i++) {
-    let kids = '';
-    try { kids = readFileSync(`/proc/${p.pid}/task/${p.pid}/children`, 'utf8').trim(); } catch { /* not yet, or gone */ }
-    if (kids) {
-      const pid = Number(kids.split(' ')[0]);
-      // the child is curl once it has exec'd
-      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'curl') return { pid, done };
-    }
-    assert.ok(i < 3000, 'qos run started curl');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const POLICY = `rules:
+  - { name: curl-web, match: { exe: "*/curl", event: connect }, action: { dscp: AF41 } }
+`;
 
 test('a curl under qos run appears in the Flows page with its rule and decision, by the event stream; its program view; the Decisions page follows and pauses', async (t) => {
   requireRoot('the daemon runs as root');
@@ -61,14 +26,19 @@ test('a curl under qos run appears in the Flows page with its rule and decision,
   const srv = await holdingServer();
   try {
     const { page, errors } = await d.openPage('flows', WIDE);
-    // the table is drawn from GET /v1/flows once; after that only events change it
+    // the table is drawn from GET /v1/flows once; after that only events change it: the row
+    // must come by the event stream, not by the page asking again
+    const asked: string[] = [];
+    page.on('request', (r) => { if (r.url().includes('/api/v1/')) asked.push(r.url()); });
     const started = Date.now();
     const curl = await curlUnderAgent(d.socket, srv.port);
     const row = `table[data-table="flows"] tr[data-key^="${curl.pid}:"]`;
     await page.waitForSelector(row, { timeout: 60_000 });
     t.diagnostic(`the curl's row appeared ${Date.now() - started} ms after curl was started (qos bench dashboard measures this lag)`);
+    assert.deepEqual(asked, [], 'the row came by the event stream');
     const cells = await page.$$eval(`${row} td`, (tds) => tds.map((td) => td.textContent ?? ''));
-    await page.waitForFunction((sel) => document.querySelector(sel)?.textContent?.includes('dscp AF41'), { timeout: 60_000 }, row);
+    // the flow's decision and the call's name come by two events (decided, decision)
+    await page.waitForFunction((sel) => { const t = document.querySelector(sel)?.textContent ?? ''; return t.includes('dscp AF41') && t.includes('connect'); }, { timeout: 60_000 }, row);
     const text = await page.$eval(row, (tr) => tr.textContent ?? '');
     assert.match(cells[0]!, /\/curl$/, 'the program');
     assert.equal(cells[1], String(curl.pid), 'the pid');

@@ -163,6 +163,22 @@ export function benchCommands(program: Command): void {
     });
 
   bench
+    .command('dashboard')
+    .description('the web dashboard in headless chromium against a real daemon: a connect to its row in the Flows page (sse_lag_ms), a cold load of the page (page_load_ms), the app\'s size gzip-compressed (bundle_kb), and the daemon\'s idle CPU with the page open against without')
+    .option('--json', 'print one JSON object')
+    .option('--samples <n>', 'curls under qos run, one after another, for the lag', (v) => positiveInt(v, '--samples'), 40)
+    .option('--loads <n>', 'cold page loads; the figure is their median', (v) => positiveInt(v, '--loads'), 10)
+    .option('--idle-s <s>', 'seconds of each idle CPU window', (v) => positiveInt(v, '--idle-s'), 10)
+    .option('--rounds <n>', 'idle CPU rounds (a window without the page, then one with it)', (v) => positiveInt(v, '--rounds'), 3)
+    .option('--check', 'exit 1 if a target is missed')
+    .action(async (o: { json?: boolean; samples: number; loads: number; idleS: number; rounds: number; check?: boolean }) => {
+      const { benchDashboard } = await import('../../bench/dashboard.js');
+      const r = await benchDashboard({ ...o, progress: benchProgress(o.json) });
+      print(JSON.stringify(r, null, 2));
+      checkTargets(o.check, r.targets);
+    });
+
+  bench
     .command('characterize')
     .description('traffic characterisation: b(r) packet-rates/s off-line, packets/s on-line, and the peak memory of qos characterize on a capture file and one four times as long')
     .option('--json', 'print one JSON object')
