@@ -159,3 +159,31 @@ test('the built-in policy: shown read-only, with what to do to edit it; nothing 
     await d.close();
   }
 });
+
+test('a policy changed behind the page (qos policy apply meanwhile): Confirm is refused as stale, the page says so and loads the running one on request; nothing of the page\'s edit runs', async () => {
+  const d = await startDashboard({ policy: policy('AF21') });
+  try {
+    const { page, errors } = await d.openPage('policy');
+    await typeText(page, policy('EF'));
+    await page.waitForSelector('[data-action="apply"]:not([disabled])');
+    // someone else applies CS1 through the CLI while the page holds its edit
+    const other = join(d.dir, 'other.yaml');
+    writeFileSync(other, policy('CS1'));
+    assert.equal(sh([process.execPath, QOS, 'policy', 'apply', other, '--admin', d.admin]).status, 0);
+    await page.click('[data-action="apply"]');
+    await page.waitForSelector('[data-action="confirm"]', { visible: true });
+    await page.click('[data-action="confirm"]');
+    await page.waitForSelector('[data-action="reload"]', { visible: true });
+    assert.match(await page.$eval('[data-role="message"]', (e) => e.textContent ?? ''), /Someone changed the policy since this page loaded it/);
+    assert.equal(JSON.parse((await call(d.admin, 'GET', '/v1/policy')).body).text, policy('CS1'), 'the page\'s edit was not applied');
+    await page.click('[data-action="reload"]');
+    await page.waitForFunction(`document.querySelector('[data-role="editor"]').value.includes('dscp: CS1')`);
+    // the refused apply is an error response, which chromium also logs; nothing else went wrong
+    const refusal = `HTTP 409: POST ${d.base}api/v1/policy/apply`;
+    const logged = 'console: Failed to load resource: the server responded with a status of 409 (Conflict)';
+    assert.ok(errors.includes(refusal), errors.join('\n'));
+    assert.deepEqual(errors.filter((e) => e !== refusal && e !== logged), [], 'nothing went wrong but the refused apply');
+  } finally {
+    await d.close();
+  }
+});
