@@ -10,13 +10,15 @@
  * write (secure-path.ts). */
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, lstatSync, openSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, lstatSync, openSync, readdirSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { QosError } from './errors.js';
 
 export interface WriteOptions {
   /** permissions of the file once in place (default: the replaced file's, or 0644) */
   mode?: number;
+  /** give the new file the replaced file's owner and group (default: the writer's) */
+  keepOwner?: boolean;
 }
 
 export function writeFileAtomic(path: string, data: string | Uint8Array, o: WriteOptions = {}): void {
@@ -40,6 +42,11 @@ function tempName(path: string): string {
 
 /** The mode of the regular file at `path`; null if there is none; throws if it is a link. */
 function targetMode(path: string): number | null {
+  return targetStat(path)?.mode ?? null;
+}
+
+/** The mode and owner of the regular file at `path`; null if there is none; throws if it is a link. */
+function targetStat(path: string): { mode: number; uid: number; gid: number } | null {
   let st;
   try { st = lstatSync(path); } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
@@ -48,11 +55,12 @@ function targetMode(path: string): number | null {
   if (st.isSymbolicLink()) {
     throw new QosError('QOS_ERR_UNSAFE_PATH', `${path} is a symbolic link: qos replaces a file by renaming a new one over it, so it will neither write through the link nor replace it; give the path the link points to`);
   }
-  return st.isFile() ? st.mode & 0o777 : null;
+  return st.isFile() ? { mode: st.mode & 0o777, uid: st.uid, gid: st.gid } : null;
 }
 
 export function stageFile(path: string, data: string | Uint8Array, o: WriteOptions = {}): StagedFile {
-  const mode = o.mode ?? targetMode(path) ?? 0o644;
+  const target = targetStat(path);
+  const mode = o.mode ?? target?.mode ?? 0o644;
   const tmp = tempName(path);
   // O_EXCL: a name someone planted (file or link) fails instead of being written through
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
@@ -60,6 +68,7 @@ export function stageFile(path: string, data: string | Uint8Array, o: WriteOptio
   try {
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
     for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);
+    if (o.keepOwner && target) fchownSync(fd, target.uid, target.gid);
     fchmodSync(fd, mode);
     fsyncSync(fd);
     ino = fstatSync(fd).ino;

@@ -6,6 +6,8 @@ export const ErrorCodes = {
   QOS_ERR_MESSAGE_TOO_LONG: 'agent message longer than the limit',
   QOS_ERR_POLICY_INVALID: 'policy file is invalid',
   QOS_ERR_POLICY_IO: 'policy file cannot be read',
+  QOS_ERR_POLICY_STALE: 'the running policy changed since the text the edit was based on',
+  QOS_ERR_POLICY_READONLY: 'the daemon runs the built-in policy, which has no file to write (start it with --policy FILE)',
   QOS_ERR_USAGE: 'bad command-line usage',
   QOS_ERR_DAEMON_UNREACHABLE: 'the daemon does not answer',
   QOS_ERR_API: 'the daemon refused an admin request',
@@ -77,6 +79,8 @@ export function httpStatusFor(err: unknown): number {
     case 'QOS_ERR_PRIVILEGE': return 403;
     case 'QOS_ERR_NOT_FOUND': return 404;
     case 'QOS_ERR_RULES_STALE':
+    case 'QOS_ERR_POLICY_STALE':
+    case 'QOS_ERR_POLICY_READONLY':
     case 'QOS_ERR_CONFLICT': return 409;
     case 'QOS_ERR_ENVIRONMENT': return 503; // this machine lacks something: not the request's fault
     default: return 500;
@@ -96,6 +100,8 @@ export function exitCodeFor(err: unknown): number {
     case 'QOS_ERR_RSVP_INTEGRITY':
     case 'QOS_ERR_RSVP_INVALID': return 65; // EX_DATAERR: bad message bytes or values
     case 'QOS_ERR_RULES_STALE': return 75; // EX_TEMPFAIL: read again and retry
+    case 'QOS_ERR_POLICY_STALE': return 75;
+    case 'QOS_ERR_POLICY_READONLY': return 78; // EX_CONFIG: the daemon was started without a policy file
     case 'QOS_ERR_POLICY_IO': return 66; // EX_NOINPUT
     case 'QOS_ERR_DAEMON_UNREACHABLE': return 69; // EX_UNAVAILABLE
     case 'QOS_ERR_ENVIRONMENT': return 69;

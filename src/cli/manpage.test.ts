@@ -31,7 +31,7 @@ test('qos manpage renders without a warning, with every command and every option
   assert.match(page, /^QOS\(8\) +System Administration +QOS\(8\)$/m);
   assert.match(page, /qosd \d+\.\d+\.\d+ +2024-01-02/, 'the footer has the version and the date');
   // each command's help: its usage line is a heading of the page, its options are items
-  const commands = [['daemon'], ['run'], ['status'], ['policy', 'check'], ['policy', 'default'], ['rules', 'add'], ['bench', 'agent'], ['characterize'], ['flowspec', 'check'], ['flowspec', 'show'], ['install'], ['uninstall'], ['dashboard']];
+  const commands = [['daemon'], ['run'], ['status'], ['policy', 'check'], ['policy', 'default'], ['policy', 'show'], ['policy', 'apply'], ['policy', 'versions'], ['policy', 'restore'], ['rules', 'add'], ['bench', 'agent'], ['characterize'], ['flowspec', 'check'], ['flowspec', 'show'], ['install'], ['uninstall'], ['dashboard']];
   for (const c of commands) {
     const help = qos(...c, '--help');
     const usage = /^Usage: (.*)$/m.exec(help)![1]!.trim();

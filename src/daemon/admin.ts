@@ -1,8 +1,10 @@
 /* The admin interface: JSON over HTTP on a Unix socket. The routes are the components'
  * (component.ts): GET /v1/status, /metrics (daemon.ts), /v1/flows, /v1/decisions[?follow=1]
- * (decision-log.ts), POST /v1/reload (policy.ts), the kernel rule set under /v1/rules
- * (kernel/api.ts), POST /v1/characterize[/live] (characterize/api.ts, docs/characterize.md;
- * the upload's body is a capture file, streamed to a temporary file: upload.ts),
+ * (decision-log.ts), POST /v1/reload (running-policy.ts), the running policy's text, check,
+ * apply and versions: GET /v1/policy, POST /v1/policy/check, POST /v1/policy/apply,
+ * GET /v1/policy/versions[/N], POST /v1/policy/versions/N/restore (policy-api.ts;
+ * docs/policy.md), the kernel rule set under /v1/rules (kernel/api.ts),
+ * POST /v1/characterize[/live] (characterize/api.ts, docs/characterize.md; the upload's body is a capture file, streamed to a temporary file: upload.ts),
  * GET /v1/metrics/history[?since=ISO] (metrics-history.ts: the last 360 samples, oldest
  * first, of those after `since` if given: `{interval_s, next_sample_in_s, samples: [{t,
  * decisions_per_s, latency_p50_us, latency_p99_us, script_calls_per_s, script_faults_per_s,

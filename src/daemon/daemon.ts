@@ -37,7 +37,7 @@ import { IdentityResolver, raiseNofile, startTime } from './identity.js';
 import { limitsFor, type AgentLimits } from './shares.js';
 import { Metrics } from './metrics.js';
 import { MetricsHistory } from './metrics-history.js';
-import { RunningPolicy } from './running-policy.js';
+import { RunningPolicy, type ReloadResult } from './running-policy.js';
 
 export const DEFAULT_AGENT_SOCKET = '/run/qosd/agent.sock';
 export const DEFAULT_ADMIN_SOCKET = '/run/qosd/admin.sock';
@@ -112,7 +112,7 @@ export class Daemon {
     // set below, with traffic control: follows flows only while a policy may ask for a flow
     let followFlows: ((doc: PolicyDoc) => void) | undefined;
     const policy = this.policy = new RunningPolicy({
-      file: o.policy, origin: o.policyOrigin, socket: o.socket, scriptWorkers: o.scriptWorkers, scriptLimits: o.scriptLimits,
+      file: o.policy, origin: o.policyOrigin, socket: o.socket, versionsDir: join(dirname(ko.rulesFile), 'policy-versions'), scriptWorkers: o.scriptWorkers, scriptLimits: o.scriptLimits,
       accept: async (doc) => { await kernel.setPolicy(doc); followFlows?.(doc); }, metrics, log, clock,
     });
     // the flow-event hub (flow-events.ts): parts that follow flows subscribe to flows.events
@@ -300,7 +300,7 @@ export class Daemon {
   }
 
   /** Reloads the policy file; a bad file leaves the running policy in force. */
-  reload(trigger: string): Promise<{ ok: boolean; rules: number; error?: unknown }> {
+  reload(trigger: string): Promise<ReloadResult> {
     return this.policy.reload(trigger);
   }
 

@@ -52,18 +52,27 @@ export interface PolicyScript {
   kind: 'js' | 'tcl';
 }
 
-/** Reads and validates a policy file, and reads the script it names. By default both must be
- * files only root or the daemon's user can change (secure-path.ts: the daemon runs what they
- * say as root); `anyPath` reads them wherever they are (`qos policy check`). */
-export async function loadPolicyFile(path: string, o: { anyPath?: boolean } = {}): Promise<{ doc: PolicyDoc; text: string; script: PolicyScript | null }> {
-  const trustedAs = o.anyPath ? undefined : 'the policy';
-  let text: string;
+/** Reads a policy file's text (bounded; with `anyPath` wherever it is, otherwise only where
+ * the daemon may trust it, secure-path.ts). */
+export async function readPolicyText(path: string, o: { anyPath?: boolean } = {}): Promise<string> {
   try {
-    text = await readTextFile(path, { maxBytes: POLICY_LIMITS.bytes, tooBig: (n, atLeast) => tooBig(POLICY_KIND, path, n, atLeast), trustedAs });
+    return await readTextFile(path, { maxBytes: POLICY_LIMITS.bytes, tooBig: (n, atLeast) => tooBig(POLICY_KIND, path, n, atLeast), trustedAs: o.anyPath ? undefined : 'the policy' });
   } catch (e) {
     if (e instanceof QosError) throw e;
     throw new QosError('QOS_ERR_POLICY_IO', `cannot read policy ${path}: ${(e as Error).message}`, [], { cause: e });
   }
+}
+
+/** Reads and validates a policy file, and reads the script it names. By default both must be
+ * files only root or the daemon's user can change (secure-path.ts: the daemon runs what they
+ * say as root); `anyPath` reads them wherever they are (`qos policy check`). */
+export async function loadPolicyFile(path: string, o: { anyPath?: boolean } = {}): Promise<{ doc: PolicyDoc; text: string; script: PolicyScript | null }> {
+  return policyFromText(await readPolicyText(path, o), path, o);
+}
+
+/** Validates policy text as if it were the file at `path` (problems name it; a script it
+ * names is read relative to its directory), and reads that script as loadPolicyFile does. */
+export async function policyFromText(text: string, path: string, o: { anyPath?: boolean } = {}): Promise<{ doc: PolicyDoc; text: string; script: PolicyScript | null }> {
   const doc = parsePolicy(text, path);
   if (!doc.script) return { doc, text, script: null };
   const scriptPath = resolve(dirname(path), doc.script);

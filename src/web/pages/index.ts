@@ -3,10 +3,11 @@
 import type { Page } from '../page.js';
 import decisions from './decisions.js';
 import flows from './flows.js';
+import policy from './policy.js';
 import rules from './rules.js';
 import metrics from './metrics.js';
 import characterize from './characterize.js';
 import tc from './tc.js';
 import rsvp from './rsvp.js';
 
-export const PAGES: Page[] = [flows, decisions, rules, metrics, characterize, tc, rsvp];
+export const PAGES: Page[] = [flows, decisions, policy, rules, metrics, characterize, tc, rsvp];
