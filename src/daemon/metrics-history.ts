@@ -10,6 +10,9 @@ import type { Component, Route } from '../component.js';
 import { QosError } from '../errors.js';
 import type { Counter } from '../kernel/backend.js';
 import { dscpName } from '../policy/dscp.js';
+import type { DscpRate, HistoryAnswer, HistorySample } from './history-sample.js';
+
+export type { DscpRate, HistorySample } from './history-sample.js';
 
 /** Samples kept: an hour at the default interval. */
 export const HISTORY_SAMPLES = 360;
@@ -29,22 +32,6 @@ export interface HistorySources {
   scripts(): { calls: number; faults: number };
   /** packets and bytes per DSCP the kernel counted; null (or absent): no kernel counters */
   dscp?(): Promise<Map<number, Counter> | null>;
-}
-
-export interface DscpRate { packets_per_s: number; bytes_per_s: number }
-
-export interface HistorySample {
-  /** the end of the interval, ISO 8601 */
-  t: string;
-  decisions_per_s: number;
-  /** null: no request was answered in the interval */
-  latency_p50_us: number | null;
-  latency_p99_us: number | null;
-  script_calls_per_s: number;
-  script_faults_per_s: number;
-  /** by class name (ef, af41, cs0, or the number of an unnamed one); null: no kernel counters,
-   * or they could not be read this time */
-  dscp: Record<string, DscpRate> | null;
 }
 
 export interface HistoryOptions {
@@ -158,7 +145,7 @@ export class MetricsHistory implements Component {
         since = Date.parse(s);
         if (!/^\d{4}-\d\d-\d\dT/.test(s) || Number.isNaN(since)) throw new QosError('QOS_ERR_USAGE', `since must be an ISO 8601 time (2026-01-31T12:00:00.000Z), not "${s.slice(0, 64)}"`);
       }
-      return { json: { interval_s: this.intervalMs / 1000, next_sample_in_s: round(this.nextInMs / 1000, 1), samples: this.samples(since) } };
+      return { json: { interval_s: this.intervalMs / 1000, next_sample_in_s: round(this.nextInMs / 1000, 1), samples: this.samples(since) } satisfies HistoryAnswer };
     },
   }];
 

@@ -10,18 +10,10 @@ import { Chart, type uPlot } from '../chart.js';
 import { errorText, h, notice } from '../dom.js';
 import type { Page } from '../page.js';
 import './metrics.css';
+import type { HistoryAnswer, HistorySample } from '../../daemon/history-sample.js';
 
-interface DscpRate { packets_per_s: number; bytes_per_s: number }
-interface Sample {
-  t: string;
-  decisions_per_s: number;
-  latency_p50_us: number | null;
-  latency_p99_us: number | null;
-  script_calls_per_s: number;
-  script_faults_per_s: number;
-  dscp: Record<string, DscpRate> | null;
-}
-interface History { interval_s: number; next_sample_in_s: number; samples: Sample[] }
+type Sample = HistorySample;
+type History = HistoryAnswer;
 
 /** the samples the daemon keeps (an hour at its default interval): the page keeps as many */
 const KEEP = 360;
