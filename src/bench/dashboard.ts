@@ -109,7 +109,7 @@ export async function benchDashboard(o: DashboardBenchOptions): Promise<Dashboar
         if (at === undefined) await new Promise((r) => setTimeout(r, 20));
       }
       seenAt.push({ pid: curl.pid, at });
-      srv.release();
+      await srv.release();
       await curl.done;
     }
     const r = await call(d.admin, 'GET', '/v1/decisions?limit=10000');

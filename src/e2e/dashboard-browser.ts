@@ -5,7 +5,6 @@
  * collected, so a test can require there be none. Screenshots go to
  * test-artifacts/dashboard/ in the repository (or $QOSD_ARTIFACTS), kept by CI. */
 
-import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
 import { QosError } from '../errors.js';
+import { runSync, start } from '../exec.js';
 import { requireChromium } from '../prerequisites.js';
 import { bridgeInto, type Bridge } from './ns-bridge.js';
 
@@ -56,9 +56,7 @@ export interface Dashboard {
 
 /** The URL (with its token) `qos dashboard --json` prints for the daemon at admin. */
 export function dashboardUrl(admin: string): { url: string; token: string } {
-  const r = spawnSync(process.execPath, [QOS_CLI, 'dashboard', '--admin', admin, '--json'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new QosError('QOS_ERR_ENVIRONMENT', `qos dashboard failed (${r.status}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as { url: string; token: string };
+  return JSON.parse(runSync([process.execPath, QOS_CLI, 'dashboard', '--admin', admin, '--json'], { name: 'qos dashboard' }).stdout) as { url: string; token: string };
 }
 
 /** A command's file, found on PATH as the shell would. */
@@ -150,15 +148,24 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
 }
 
 /** A TCP server on loopback that accepts and never answers: a curl to it stays connected
- * (its flow open) until the test lets it go. */
-export async function holdingServer(): Promise<{ port: number; release(): void; close(): Promise<void> }> {
+ * (its flow open) until the test lets it go. release() waits until a connection has been
+ * accepted here (the kernel may hold it in the listen queue while this process has not run
+ * its event loop since: a test that only ran blocking calls after the connect) and ends every
+ * one held. */
+export async function holdingServer(): Promise<{ port: number; release(): Promise<void>; close(): Promise<void> }> {
   const held = new Set<Socket>();
   const srv = createServer((s) => { held.add(s); s.on('close', () => held.delete(s)); s.resume(); });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   const port = (srv.address() as { port: number }).port;
   return {
     port,
-    release() { for (const s of held) s.destroy(); },
+    async release() {
+      for (let i = 0; held.size === 0; i++) {
+        if (i >= 3000) throw new QosError('QOS_ERR_ENVIRONMENT', 'no connection came to the holding server within a minute');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      for (const s of held) s.destroy();
+    },
     close: () => new Promise<void>((r) => { for (const s of held) s.destroy(); srv.close(() => r()); }),
   };
 }
@@ -166,7 +173,7 @@ export async function holdingServer(): Promise<{ port: number; release(): void; 
 /** curl under `qos run` (which runs it as its child): its pid once it runs, and its end. */
 export async function curlUnderAgent(socket: string, port: number): Promise<{ pid: number; done: Promise<number | null> }> {
   // the agent waits up to 5 s for the daemon: a loaded machine must not make curl go unmarked
-  const p = spawn(process.execPath, [QOS_CLI, 'run', '--socket', socket, '--timeout-ms', '5000', '--', 'curl', '-s', '-o', '/dev/null', '--max-time', '120', `http://127.0.0.1:${port}/`], { stdio: 'ignore' });
+  const p = start([process.execPath, QOS_CLI, 'run', '--socket', socket, '--timeout-ms', '5000', '--', 'curl', '-s', '-o', '/dev/null', '--max-time', '120', `http://127.0.0.1:${port}/`], { name: 'curl under qos run', stdio: ['ignore', 'ignore', 'ignore'] }).proc;
   const done = new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
   for (let i = 0; ; i++) {
     let kids = '';

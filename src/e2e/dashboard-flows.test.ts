@@ -61,7 +61,7 @@ test('a curl under qos run appears in the Flows page with its rule and decision,
     await d.screenshot(page, 'flows-program');
 
     // closed: the row stays, marked closed
-    srv.release();
+    await srv.release();
     await curl.done;
     await page.waitForFunction((sel) => document.querySelector(sel)?.classList.contains('closed'), { timeout: 60_000 }, row);
     assert.deepEqual(errors, []);
@@ -72,7 +72,7 @@ test('a curl under qos run appears in the Flows page with its rule and decision,
     const rows = () => dp.page.$$eval('table[data-table="decisions"] tbody tr', (trs) => trs.map((tr) => tr.textContent ?? ''));
     const second = await curlUnderAgent(d.socket, srv.port);
     await dp.page.waitForFunction((pid) => [...document.querySelectorAll('table[data-table="decisions"] tbody tr')].some((tr) => tr.textContent?.includes(String(pid)) && tr.textContent.includes('connect')), { timeout: 60_000 }, second.pid);
-    srv.release();
+    await srv.release();
     await second.done;
     await dp.page.click('button[data-action="pause"]');
     const before = (await rows()).length;
@@ -86,7 +86,7 @@ test('a curl under qos run appears in the Flows page with its rule and decision,
     await dp.page.type('section[data-page="decisions"] input[type="search"]', `${third.pid}`);
     await dp.page.waitForFunction((pid) => { const trs = [...document.querySelectorAll('table[data-table="decisions"] tbody tr')]; return trs.length > 0 && trs.every((tr) => tr.textContent?.includes(String(pid))); }, { timeout: 60_000 }, third.pid);
     await d.screenshot(dp.page, 'decisions');
-    srv.release();
+    await srv.release();
     await third.done;
     assert.deepEqual(dp.errors, []);
   } finally {
@@ -117,7 +117,7 @@ test('chromium --dump-dom of the URL qos dashboard prints shows the flows table 
     assert.ok(row, `the curl's row (pid ${curl.pid}) is in the DOM`);
     assert.match(row[1]!, /curl-web/);
     assert.match(row[1]!, /dscp AF41/);
-    srv.release();
+    await srv.release();
     await curl.done;
   } finally {
     await srv.close();
