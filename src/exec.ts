@@ -57,10 +57,16 @@ export function inNetns(ns: string, argv: readonly string[]): string[] {
 
 /** Whether a program of that name is on PATH (or, given a path, is executable there). */
 export function installed(program: string): boolean {
-  const dirs = program.includes('/') ? [''] : (process.env.PATH ?? '').split(delimiter).filter(Boolean);
-  return dirs.some((d) => {
-    try { accessSync(d ? join(d, program) : program, constants.X_OK); return true; } catch { return false; }
-  });
+  return whereIs(program) !== null;
+}
+
+/** The executable file a program name runs, found on PATH as the shell would (a name with a
+ * slash is taken as it is), or null. */
+export function whereIs(program: string): string | null {
+  const files = program.includes('/') ? [program] : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, program));
+  return files.find((f) => {
+    try { accessSync(f, constants.X_OK); return true; } catch { return false; }
+  }) ?? null;
 }
 
 function full(argv: readonly string[], o: CommonOptions): string[] {

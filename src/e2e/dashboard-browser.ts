@@ -5,7 +5,7 @@
  * collected, so a test can require there be none. Screenshots go to
  * test-artifacts/dashboard/ in the repository (or $QOSD_ARTIFACTS), kept by CI. */
 
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
 import { QosError } from '../errors.js';
-import { runSync, start } from '../exec.js';
+import { runSync, start, whereIs } from '../exec.js';
 import { requireChromium } from '../prerequisites.js';
 import { bridgeInto, type Bridge } from './ns-bridge.js';
 
@@ -59,19 +59,9 @@ export function dashboardUrl(admin: string): { url: string; token: string } {
   return JSON.parse(runSync([process.execPath, QOS_CLI, 'dashboard', '--admin', admin, '--json'], { name: 'qos dashboard' }).stdout) as { url: string; token: string };
 }
 
-/** A command's file, found on PATH as the shell would. */
-function onPath(cmd: string): string {
-  if (cmd.includes('/')) return cmd;
-  for (const d of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
-    const f = join(d || '.', cmd);
-    if (existsSync(f)) return f;
-  }
-  throw new QosError('QOS_ERR_ENVIRONMENT', `${cmd} is not on PATH`);
-}
-
 export async function launchBrowser(): Promise<Browser> {
   return puppeteer.launch({
-    executablePath: onPath(requireChromium()),
+    executablePath: whereIs(requireChromium())!,
     headless: true,
     // --no-sandbox: the sandbox refuses to run as root, as the tests do
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--hide-scrollbars'],
