@@ -22,6 +22,8 @@ import { call } from '../daemon/admin-client.js';
 import { QosError } from '../errors.js';
 import type { Target } from './agent.js';
 import { medianF } from './helpers.js';
+import { percentile } from '../demo/analyze.js';
+import { cpuMs } from '../script/cpu.js';
 
 export interface DashboardBenchOptions { samples: number; loads: number; idleS: number; rounds: number; progress?: (m: string) => void }
 
@@ -61,20 +63,8 @@ const NOTE_READY = `new MutationObserver((_m, obs) => {
   if (document.querySelector('section[data-page][data-ready="1"]')) { window.readyAt = performance.now(); obs.disconnect(); }
 }).observe(document, { childList: true, subtree: true, attributes: true });`;
 
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
-
 function filesUnder(dir: string): string[] {
   return readdirSync(dir).flatMap((f) => { const p = join(dir, f); return statSync(p).isDirectory() ? filesUnder(p) : [p]; });
-}
-
-/** The process's CPU time so far, in seconds (utime + stime of /proc/PID/stat). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // fields 14 and 15, in clock ticks (USER_HZ 100)
 }
 
 const round1 = (x: number) => Math.round(x * 10) / 10;
@@ -147,9 +137,9 @@ export async function benchDashboard(o: DashboardBenchOptions): Promise<Dashboar
     say(`idle CPU: ${o.rounds} rounds of ${o.idleS} s with and without the page open`);
     const pid = d.daemon.proc.pid!;
     const windowPct = async () => {
-      const c0 = cpuSeconds(pid), t0 = performance.now();
+      const c0 = cpuMs(`/proc/${pid}/stat`)!, t0 = performance.now();
       await new Promise((r) => setTimeout(r, o.idleS * 1000));
-      return ((cpuSeconds(pid) - c0) / ((performance.now() - t0) / 1000)) * 100;
+      return ((cpuMs(`/proc/${pid}/stat`)! - c0) / (performance.now() - t0)) * 100;
     };
     const rounds: { open: number; closed: number }[] = [];
     for (let i = 0; i < o.rounds; i++) {
@@ -160,12 +150,13 @@ export async function benchDashboard(o: DashboardBenchOptions): Promise<Dashboar
       rounds.push({ open: round3(pct), closed: round3(closed) });
     }
 
-    const p99 = percentile(lags, 99);
+    const sorted = [...lags].sort((a, b) => a - b);
+    const p99 = percentile(sorted, 99)!;
     const load = medianF(loads);
     const cpuOpen = medianF(rounds.map((x) => x.open));
     const bundle = gz / 1024;
     return {
-      sse_lag_ms_p50: round1(percentile(lags, 50)), sse_lag_ms_p99: round1(p99), sse_lag_ms_min: round1(Math.min(...lags)), sse_lag_ms_max: round1(Math.max(...lags)),
+      sse_lag_ms_p50: round1(percentile(sorted, 50)!), sse_lag_ms_p99: round1(p99), sse_lag_ms_min: round1(Math.min(...lags)), sse_lag_ms_max: round1(Math.max(...lags)),
       page_load_ms: round1(load), page_load_ms_min: round1(Math.min(...loads)), page_load_ms_max: round1(Math.max(...loads)),
       bundle_kb: round1(bundle), bundle_raw_kb: round1(raw / 1024),
       daemon_cpu_pct_idle_dashboard_open: round3(cpuOpen), daemon_cpu_pct_idle_no_dashboard: round3(medianF(rounds.map((x) => x.closed))),
