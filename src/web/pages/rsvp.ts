@@ -8,6 +8,7 @@ import { api, apiLines } from '../api.js';
 import { errorText, fmtRate, h } from '../dom.js';
 import { onEvent } from '../events.js';
 import type { Page } from '../page.js';
+import { poll } from '../poll.js';
 import { DataTable } from '../table.js';
 
 interface SessionObj { destination: string; protocol: number; port: number }
@@ -52,7 +53,6 @@ const page: Page = {
   available: (status) => !!status.rsvp,
   mount(root) {
     let alive = true;
-    let timer: number | undefined;
     let after = 0;
     let shown = '';
     const notes: Note[] = [];
@@ -108,25 +108,14 @@ const page: Page = {
       root.dataset.ready = '1';
     }
 
-    // one read at a time: an event during a read asks for another right after it
-    let reading = false, again = false;
-    const tick = () => {
-      window.clearTimeout(timer);
-      if (reading) { again = true; return; }
-      reading = true;
-      refresh().catch(fail).finally(() => {
-        reading = false;
-        if (!alive) return;
-        if (again) { again = false; tick(); } else timer = window.setTimeout(tick, REFRESH_MS);
-      });
-    };
-    // a policy session's notification comes on the event stream too: read at once
-    const off = onEvent('reservation', () => tick());
-    tick();
+    const reads = poll(refresh, REFRESH_MS, fail);
+    // a policy session's notification comes on the event stream too: read at once (or right
+    // after the read under way)
+    const off = onEvent('reservation', () => reads.now());
     return () => {
       alive = false;
       off();
-      window.clearTimeout(timer);
+      reads.stop();
     };
   },
 };

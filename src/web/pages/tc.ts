@@ -7,6 +7,7 @@
 import { api } from '../api.js';
 import { errorText, fmtRate, h } from '../dom.js';
 import type { Page } from '../page.js';
+import { poll } from '../poll.js';
 import { DataTable } from '../table.js';
 
 interface Mark { dscp: number; pcp: number }
@@ -45,7 +46,6 @@ const page = {
   available: (status) => !!status.tc,
   mount(root) {
     let alive = true;
-    let timer: number | undefined;
     let shown = '';
     const status = h('p', { class: 'muted', role: 'status', dataset: { role: 'status' } }, 'Loading…');
     const fail = (e: unknown) => {
@@ -113,13 +113,10 @@ const page = {
       root.dataset.ready = '1';
     }
 
-    const tick = () => {
-      refresh().catch(fail).finally(() => { if (alive) timer = window.setTimeout(tick, REFRESH_MS); });
-    };
-    tick();
+    const reads = poll(refresh, REFRESH_MS, fail);
     return () => {
       alive = false;
-      window.clearTimeout(timer);
+      reads.stop();
     };
   },
 } satisfies Page;
