@@ -23,7 +23,7 @@ import { chmod, chown, mkdir, unlink } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { httpStatusFor, QosError } from '../errors.js';
-import type { Components } from '../component.js';
+import type { Components, Route, RouteRequest } from '../component.js';
 import { peerCred, peerGroups } from './identity.js';
 import { withUpload } from './upload.js';
 
@@ -60,6 +60,21 @@ export function readBody(req: IncomingMessage, max = MAX_BODY): Promise<Record<s
     });
     req.on('error', reject);
   });
+}
+
+/** Runs an admin route for a request, as the admin socket and the dashboard both do: its JSON
+ * body (if it takes one) or its body as a file (an upload route), each up to `max` bytes, then
+ * its answer written; before a stream is handed the response, `stream()` may refuse it. */
+export async function runRoute(req: IncomingMessage, res: ServerResponse, route: Route, r: Omit<RouteRequest, 'body' | 'upload'> & { max: number; stream?(): void }): Promise<void> {
+  const body = route.body && r.method !== 'GET' ? await readBody(req, r.max) : {};
+  const a = await withUpload(req, res, route.upload ? r.max : null, (upload) => Promise.resolve(route.handle({ method: r.method, path: r.path, url: r.url, body, uid: r.uid, upload })));
+  if ('stream' in a) {
+    r.stream?.();
+    return a.stream(req, res);
+  }
+  if ('json' in a) return json(res, a.status ?? 200, a.json);
+  res.writeHead(a.status ?? 200, { 'content-type': a.contentType });
+  res.end(a.text);
 }
 
 /** An error as the admin API answers it: its status from its code (errors.ts), its JSON. */
@@ -147,13 +162,6 @@ export class AdminServer {
     const url = new URL(req.url ?? '/', 'http://qosd');
     const method = req.method ?? 'GET';
     const route = this.routes.route(method, url.pathname);
-    const max = route.maxBody ?? MAX_BODY;
-    const body = route.body && method !== 'GET' ? await readBody(req, max) : {};
-    const uid = this.uids.get(req.socket)!;
-    const a = await withUpload(req, res, route.upload ? max : null, (upload) => Promise.resolve(route.handle({ method, path: url.pathname, url, body, uid, upload })));
-    if ('stream' in a) return a.stream(req, res);
-    if ('json' in a) return json(res, a.status ?? 200, a.json);
-    res.writeHead(a.status ?? 200, { 'content-type': a.contentType });
-    res.end(a.text);
+    await runRoute(req, res, route, { method, path: url.pathname, url, uid: this.uids.get(req.socket)!, max: route.maxBody ?? MAX_BODY });
   }
 }

@@ -22,8 +22,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Component, Components } from '../component.js';
-import { fail, json, readBody } from '../daemon/admin.js';
-import { withUpload } from '../daemon/upload.js';
+import { fail, json, readBody, runRoute } from '../daemon/admin.js';
 import { QosError } from '../errors.js';
 import { PACKAGE_ROOT } from '../paths.js';
 import { EventStreams, HEARTBEAT_MS, MAX_STREAMS, STREAM_BUFFER, type EventSources } from './event-stream.js';
@@ -242,17 +241,10 @@ export class DashboardServer implements Component {
   /** /api/<admin path>: the admin API's own route, as root. */
   private async admin(req: IncomingMessage, res: ServerResponse, method: string, path: string, url: URL): Promise<void> {
     const route = this.o.routes.route(method, path);
-    const max = route.maxBody ?? MAX_BODY;
-    const body = route.body && method !== 'GET' ? await readBody(req, max) : {};
-    const adminUrl = new URL(path + url.search, 'http://qosd');
-    const a = await withUpload(req, res, route.upload ? max : null, (upload) => Promise.resolve(route.handle({ method, path, url: adminUrl, body, uid: 0, upload })));
-    if ('stream' in a) {
-      if (!this.streams.claim(res)) throw new QosError('QOS_ERR_ENVIRONMENT', `the dashboard has ${MAX_STREAMS} streams open already; close one`);
-      return a.stream(req, res);
-    }
-    if ('json' in a) return json(res, a.status ?? 200, a.json);
-    res.writeHead(a.status ?? 200, { 'content-type': a.contentType });
-    res.end(a.text);
+    await runRoute(req, res, route, {
+      method, path, url: new URL(path + url.search, 'http://qosd'), uid: 0, max: route.maxBody ?? MAX_BODY,
+      stream: () => { if (!this.streams.claim(res)) throw new QosError('QOS_ERR_ENVIRONMENT', `the dashboard has ${MAX_STREAMS} streams open already; close one`); },
+    });
   }
 
   /** `/`, `/index.html` and `/assets/...` from the web root. */
