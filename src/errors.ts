@@ -28,6 +28,8 @@ export const ErrorCodes = {
   QOS_ERR_RSVP_CHECKSUM: 'an RSVP message\'s checksum is wrong',
   QOS_ERR_RSVP_INTEGRITY: 'an RSVP message fails its INTEGRITY check (RFC 2747)',
   QOS_ERR_RSVP_INVALID: 'an RSVP value cannot be encoded',
+  QOS_ERR_FLEET_UNREACHABLE: 'the fleet\'s etcd does not answer',
+  QOS_ERR_FLEET_REFUSED: 'a node refused the document pushed, or did not report it applied in time (a staged roll-out stops there)',
   QOS_ERR_INTERNAL: 'internal error',
 } as const;
 
@@ -82,6 +84,7 @@ export function httpStatusFor(err: unknown): number {
     case 'QOS_ERR_POLICY_STALE':
     case 'QOS_ERR_POLICY_READONLY':
     case 'QOS_ERR_CONFLICT': return 409;
+    case 'QOS_ERR_FLEET_UNREACHABLE': return 503;
     case 'QOS_ERR_ENVIRONMENT': return 503; // this machine lacks something: not the request's fault
     default: return 500;
   }
@@ -105,6 +108,8 @@ export function exitCodeFor(err: unknown): number {
     case 'QOS_ERR_POLICY_IO': return 66; // EX_NOINPUT
     case 'QOS_ERR_DAEMON_UNREACHABLE': return 69; // EX_UNAVAILABLE
     case 'QOS_ERR_ENVIRONMENT': return 69;
+    case 'QOS_ERR_FLEET_UNREACHABLE': return 69;
+    case 'QOS_ERR_FLEET_REFUSED': return 65; // EX_DATAERR: the document failed where it was tried
     case 'QOS_ERR_NOT_FOUND': return 66;
     case 'QOS_ERR_FORBIDDEN': return 77; // EX_NOPERM
     case 'QOS_ERR_UNAUTHENTICATED': return 77;

@@ -38,7 +38,7 @@ export const DEFAULT_POLICY_FILE = '/etc/qosd/policy.yaml';
 
 /** How the daemon's policy was chosen: given with --policy, the default file
  * (/etc/qosd/policy.yaml), or the built-in policy because that file is absent. */
-export type PolicyOrigin = 'option' | 'default' | 'built-in';
+export type PolicyOrigin = 'option' | 'default' | 'built-in' | 'fleet';
 
 /** Which policy the daemon runs and why: --policy's file; else the default file if anything is
  * there (a link or a directory there is refused when read, not passed over); else the

@@ -38,6 +38,11 @@ import { limitsFor, type AgentLimits } from './shares.js';
 import { Metrics } from './metrics.js';
 import { MetricsHistory } from './metrics-history.js';
 import { RunningPolicy, type ReloadResult } from './running-policy.js';
+import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.js';
+import { parseRuleSet } from '../kernel/manager.js';
+import { systemNames } from '../kernel/rules.js';
+import type { FleetConnection } from '../fleet/connect.js';
+import { FleetNode, fleetPolicyFile } from '../fleet/node.js';
 
 export const DEFAULT_AGENT_SOCKET = '/run/qosd/agent.sock';
 export const DEFAULT_ADMIN_SOCKET = '/run/qosd/admin.sock';
@@ -74,6 +79,10 @@ export interface DaemonOptions {
   adminGroup?: number;
   /** The web dashboard (dashboard/): where it listens (`--http ADDR:PORT`); off unless given. */
   dashboard?: { host: string; port: number };
+  /** The fleet (fleet/, docs/fleet.md): policy and kernel rule sets from etcd, status back;
+   * `dir`: its state (default: fleet/ beside the rule store). With it, the policy file is the
+   * fleet's, and the admin API cannot replace it. */
+  fleet?: FleetConnection & { prefix: string; node: string; groups: string[]; dir?: string; leaseTtlS?: number; statusEveryMs?: number };
   /** Host traffic control (tc/): off leaves every interface's queueing alone (default on). */
   trafficControl?: boolean;
   /** RSVP on this host (rsvp/host.ts): senders and reservations through the admin API (default off:
@@ -111,8 +120,9 @@ export class Daemon {
     const kernel = this.kernel = new KernelRules({ ...ko, ctMark: ko.ctMark ?? ctMark(DEFAULT_CT_MASK), log });
     // set below, with traffic control: follows flows only while a policy may ask for a flow
     let followFlows: ((doc: PolicyDoc) => void) | undefined;
+    const fleetDir = o.fleet ? o.fleet.dir ?? join(dirname(ko.rulesFile), 'fleet') : null;
     const policy = this.policy = new RunningPolicy({
-      file: o.policy, origin: o.policyOrigin, socket: o.socket, versionsDir: join(dirname(ko.rulesFile), 'policy-versions'), scriptWorkers: o.scriptWorkers, scriptLimits: o.scriptLimits,
+      ...(o.fleet ? { file: fleetPolicyFile(fleetDir!, DEFAULT_POLICY_TEXT), origin: 'fleet' as const, managedBy: `the fleet (${o.fleet.fleet}, ${o.fleet.prefix})` } : { file: o.policy, origin: o.policyOrigin }), socket: o.socket, versionsDir: join(dirname(ko.rulesFile), 'policy-versions'), scriptWorkers: o.scriptWorkers, scriptLimits: o.scriptLimits,
       accept: async (doc) => { await kernel.setPolicy(doc); followFlows?.(doc); }, metrics, log, clock,
     });
     // the flow-event hub (flow-events.ts): parts that follow flows subscribe to flows.events
@@ -261,6 +271,22 @@ export class Daemon {
         { method: 'GET', path: '/metrics', handle: async () => { c.collect(); return { contentType: metrics.registry.contentType, text: await metrics.registry.metrics() }; } },
       ],
     });
+    if (o.fleet) {
+      const { fleet } = o;
+      c.add(new FleetNode({
+        ...fleet, dir: fleetDir!, log, clock,
+        targets: {
+          applyPolicy: async (text, by) => { await policy.apply(text, { by, uid: 0, managed: true }); },
+          policySha256: () => policy.sha256,
+          applyRules: async (text, by) => {
+            const doc = parseRuleSet(text, by, systemNames(), kernel.validate);
+            await kernel.edit(undefined, true, { op: 'import', doc });
+            await kernel.edit(undefined, false, { op: 'import', doc });
+          },
+          stats: () => ({ agents: agents?.connections ?? 0, decisions: decisions.total }),
+        },
+      }));
+    }
     const admin = new AdminServer(o.admin, c, { group: o.adminGroup });
     c.add<Component>({ name: 'admin', start: () => admin.listen(), stop: () => admin.close() });
     if (o.dashboard) {

@@ -45,6 +45,9 @@ export interface RunningPolicyOptions {
   versionsDir: string;
   /** another part's say on a new policy (the kernel rules apply its rules); a throw refuses it */
   accept(doc: PolicyDoc): Promise<void>;
+  /** who manages the file instead of the admin API (the fleet: `qos fleet push`); an apply
+   * through the API is refused then */
+  managedBy?: string;
   metrics: Metrics;
   log: Logger;
   clock: Clock;
@@ -118,6 +121,8 @@ export class RunningPolicy implements Component {
   get doc(): PolicyDoc { return this.state.doc; }
   get engine(): PolicyEngine { return this.state.engine; }
   get source(): string { return this.state.source; }
+  /** the running text's sha256 */
+  get sha256(): string { return this.state.sha256; }
   get origin(): PolicyOrigin { return this.state.origin; }
   /** the policy file, or null for the built-in policy */
   get file(): string | null { return this.o.file ?? null; }
@@ -250,9 +255,10 @@ export class RunningPolicy implements Component {
    * written atomically (same mode and owner, never through a link) and reloaded; if the reload
    * fails (another part refuses it: the kernel rules), the file's previous text is put back and
    * the error thrown. A bad policy never replaces a good one, running or on disk. */
-  apply(text: string, o: { base?: string; by: string; uid: number }): Promise<ApplyResult> {
+  apply(text: string, o: { base?: string; by: string; uid: number; managed?: boolean }): Promise<ApplyResult> {
     return this.serial(async () => {
       const file = this.o.file;
+      if (this.o.managedBy && !o.managed) throw new QosError('QOS_ERR_POLICY_READONLY', `this daemon's policy comes from ${this.o.managedBy}: change it there (qos fleet push), not on one node`);
       if (!file) throw new QosError('QOS_ERR_POLICY_READONLY', 'the daemon runs the built-in policy, which has no file to write: start it with --policy FILE to edit the running policy (qos policy default > FILE gives the built-in one to start from)');
       const s = this.state;
       if (o.base !== undefined && o.base !== s.sha256) {

@@ -39,13 +39,21 @@ export function daemonCommands(program: Command): void {
     .option('--rsvp-auto-delay <time>', 'RSVP: with --rsvp-auto-resv gs, the end-to-end delay W the reservation must keep (e.g. 50ms): R follows from the ADSPEC', (v) => duration(v, '--rsvp-auto-delay'))
     .option('--http <addr:port>', 'serve the web dashboard (docs/dashboard.md) on this address, e.g. 127.0.0.1:8080; `qos dashboard` prints the URL to log in with. Off unless given; an address beyond loopback works, with a warning in the log')
     .option('--metrics-interval <time>', 'how often the metrics history (GET /v1/metrics/history, the dashboard\'s Metrics page) takes a sample; it keeps 360, an hour at the default. For tests and tuning: at least 100ms', (v) => duration(v, '--metrics-interval'), 10)
+    .option('--fleet <url>', 'take the policy and kernel rule sets from a fleet in etcd (docs/fleet.md): etcd://HOST:PORT[,HOST:PORT...]; not with --policy')
+    .option('--fleet-prefix <prefix>', 'the fleet\'s key prefix in etcd', '/qosd')
+    .option('--node <name>', 'this node\'s name in the fleet (default: the host name)')
+    .option('--groups <a,b>', 'the fleet groups this node is in, highest precedence first: a group\'s document is above the fleet\'s, below the node\'s', '')
+    .option('--fleet-ca <file>', 'TLS to etcd: the CA of its servers\' certificates')
+    .option('--fleet-cert <file>', 'TLS to etcd: this node\'s client certificate (its CN is its etcd user with client-certificate auth)')
+    .option('--fleet-key <file>', 'TLS to etcd: the client certificate\'s private key')
+    .option('--fleet-lease <time>', 'how long this node\'s status key outlives it in etcd if it dies', (v) => duration(v, '--fleet-lease'), 10)
     .option('--admin-group <group>', 'a group (name or gid) whose members may use the admin API besides root (default: root only)')
     .option('--max-connections-per-user <n>', 'agent connections one user other than root may hold (default: a quarter of the bound in all, at most 2048)', (v) => positiveInt(v, '--max-connections-per-user'))
     .option('--max-connections <n>', 'agent connections in all (default: half the descriptor limit, at most 32768; a tenth kept for root)', (v) => positiveInt(v, '--max-connections'))
     .option('--max-flows-per-user <n>', "flow-table entries one user may hold; past it the user's oldest go", (v) => positiveInt(v, '--max-flows-per-user'), 65536)
     .option('--max-flows <n>', 'flow-table entries in all; past it new flows are decided but not remembered', (v) => positiveInt(v, '--max-flows'), 1_000_000)
     .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; scriptAnswerMs: number; scriptNice: number | 'keep'; rules: string; kernel: string; nftTable: string; ctMask: string; ctGenerationBits?: string; tc: string; rsvp: string; rsvpRefresh?: number; rsvpTransport: string; rsvpKey: string[]; rsvpRequireIntegrity?: boolean; rsvpLink: string[]; rsvpShare: string; rsvpAutoResv: string; rsvpAutoDelay?: number;
-      http?: string; metricsInterval: number; adminGroup?: string; maxConnectionsPerUser?: number; maxConnections?: number; maxFlowsPerUser: number; maxFlows: number }) => {
+      http?: string; metricsInterval: number; fleet?: string; fleetPrefix: string; node?: string; groups: string; fleetCa?: string; fleetCert?: string; fleetKey?: string; fleetLease: number; adminGroup?: string; maxConnectionsPerUser?: number; maxConnections?: number; maxFlowsPerUser: number; maxFlows: number }) => {
       if (o.kernel !== 'auto' && o.kernel !== 'on' && o.kernel !== 'off') throw new QosError('QOS_ERR_USAGE', `--kernel takes auto, on or off, not "${o.kernel}"`);
       if (!/^[A-Za-z_][\w-]{0,63}$/.test(o.nftTable)) throw new QosError('QOS_ERR_USAGE', `--nft-table takes a name of letters, digits, _ and -, not "${o.nftTable}"`);
       if (o.tc !== 'on' && o.tc !== 'off') throw new QosError('QOS_ERR_USAGE', `--tc takes on or off, not "${o.tc}"`);
@@ -66,14 +74,28 @@ export function daemonCommands(program: Command): void {
       // refused before anything starts: the daemon reads and rewrites it as root (secure-path.ts)
       const { checkTrustedPath } = await import('../../secure-path.js');
       checkTrustedPath(o.rules, 'the kernel rule store');
-      const chosen = choosePolicy(o.policy);
+      let fleet;
+      if (o.fleet !== undefined) {
+        if (o.policy !== undefined) throw new QosError('QOS_ERR_USAGE', '--fleet and --policy: a fleet node runs the fleet\'s policy (qos fleet push), not a file of its own');
+        const { checkName, normPrefix, parseFleet } = await import('../../fleet/keys.js');
+        parseFleet(o.fleet);
+        const { hostname } = await import('node:os');
+        const groups = o.groups.split(',').map((g) => g.trim()).filter(Boolean).map((g) => checkName('--groups: group', g));
+        if (new Set(groups).size !== groups.length) throw new QosError('QOS_ERR_USAGE', `--groups names a group twice: ${o.groups}`);
+        if (!(o.fleetLease >= 2 && o.fleetLease <= 3600)) throw new QosError('QOS_ERR_USAGE', '--fleet-lease is from 2s to 1h');
+        fleet = {
+          fleet: o.fleet, prefix: normPrefix(o.fleetPrefix), node: checkName('--node', o.node ?? hostname().split('.')[0]!), groups,
+          ca: o.fleetCa, cert: o.fleetCert, key: o.fleetKey, leaseTtlS: Math.round(o.fleetLease),
+        };
+      } else if (o.groups) throw new QosError('QOS_ERR_USAGE', '--groups is for a fleet node: give --fleet too');
+      const chosen = o.fleet !== undefined ? { file: null, origin: 'fleet' as const } : choosePolicy(o.policy);
       const { Daemon } = await import('../../daemon/daemon.js');
       const agentLimits = {
         ...(o.maxConnections ? { connections: o.maxConnections, rootReserve: Math.max(1, Math.floor(o.maxConnections / 10)) } : {}),
         ...(o.maxConnectionsPerUser ? { perUser: o.maxConnectionsPerUser } : {}),
       };
       const d = new Daemon({
-        dashboard, agentLimits, metricsIntervalMs: Math.round(o.metricsInterval * 1000), maxFlows: o.maxFlows, maxFlowsPerUser: o.maxFlowsPerUser, adminGroup: o.adminGroup === undefined ? undefined : groupId(o.adminGroup),
+        fleet, dashboard, agentLimits, metricsIntervalMs: Math.round(o.metricsInterval * 1000), maxFlows: o.maxFlows, maxFlowsPerUser: o.maxFlowsPerUser, adminGroup: o.adminGroup === undefined ? undefined : groupId(o.adminGroup),
         kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel, ctMark }, trafficControl: o.tc === 'on', rsvp: o.rsvp === 'on' ? {
           ...(o.rsvpRefresh ? { refreshMs: o.rsvpRefresh * 1000 } : {}), transport: o.rsvpTransport as 'raw' | 'udp' | 'both', ...(rsvpKeys.size ? { keys: rsvpKeys, requireIntegrity: o.rsvpRequireIntegrity ?? false } : {}),
           links: rsvpLinks, share: rsvpShare, autoResv: autoService ? { service: autoService, delayS: o.rsvpAutoDelay ?? null } : null,
