@@ -8,7 +8,7 @@
  * store, `state.json` naming the versions), so a daemon started while etcd is down enforces it.
  *
  * When etcd cannot be reached the session ends and a new one starts after a back-off (250 ms,
- * doubling to 10 s, jittered): it reads the keys again at one revision, so it catches up with
+ * doubling to 10 s or `retryMaxMs`, jittered): it reads the keys again at one revision, so it catches up with
  * what it missed, and a version is identified by its key and the revision that wrote it, so
  * nothing is applied twice. Its status is a key on a lease (`P/status/<node>`), rewritten when
  * something changes and every `statusEveryMs`; a node that dies is gone from etcd after the
@@ -75,6 +75,8 @@ export interface FleetNodeOptions extends FleetConnection {
   leaseTtlS?: number;
   /** how often the status is rewritten with fresh figures (default 5 s) */
   statusEveryMs?: number;
+  /** the longest wait between attempts to reach etcd (default 10 s) */
+  retryMaxMs?: number;
 }
 
 interface DiskState { applied: Record<DocKind, AppliedVersion | null> }
@@ -161,6 +163,7 @@ export class FleetNode implements Component {
   }
 
   private async sessions(): Promise<void> {
+    const max = this.o.retryMaxMs ?? BACKOFF_MAX_MS;
     let delay = BACKOFF_MIN_MS;
     while (!this.stopped) {
       const began = Date.now();
@@ -168,13 +171,13 @@ export class FleetNode implements Component {
       this.connected = false;
       if (this.stopped) break;
       // a session that held a while starts the back-off afresh
-      if (Date.now() - began > BACKOFF_MAX_MS) delay = BACKOFF_MIN_MS;
+      if (Date.now() - began > max) delay = BACKOFF_MIN_MS;
       this.o.log.warn({ err: why, retry_ms: delay }, 'fleet: lost etcd; enforcing the last versions applied, and trying again');
       await new Promise<void>((resolve) => {
         const t = this.o.clock.after(delay * (0.75 + Math.random() / 2), () => { this.wake = null; resolve(); });
         this.wake = () => { t.cancel(); this.wake = null; resolve(); };
       });
-      delay = Math.min(delay * 2, BACKOFF_MAX_MS);
+      delay = Math.min(delay * 2, max);
     }
   }
 
