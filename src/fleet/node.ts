@@ -101,6 +101,8 @@ export class FleetNode implements Component {
   private applies: Record<DocKind, number> = { policy: 0, rules: 0 };
   private lastError: string | null = null;
   private connected = false;
+  /** why the last session with etcd ended (shown by `qos status` on the node: etcd cannot be told) */
+  private etcdError: { at: string; error: string } | null = null;
   private stopped = false;
   private readonly started = new Date().toISOString();
   /** the current session's client, watchers and lease */
@@ -151,7 +153,7 @@ export class FleetNode implements Component {
   }
 
   status(): Record<string, unknown> {
-    return { fleet: { fleet: this.o.fleet, prefix: this.o.prefix, connected: this.connected, revision: this.revision, ...this.nodeStatus() } };
+    return { fleet: { fleet: this.o.fleet, prefix: this.o.prefix, connected: this.connected, etcd_error: this.etcdError, revision: this.revision, ...this.nodeStatus() } };
   }
 
   private nodeStatus(): NodeStatus {
@@ -169,6 +171,7 @@ export class FleetNode implements Component {
       const began = Date.now();
       const why = await this.session().catch((e: unknown) => (e as Error).message ?? String(e));
       this.connected = false;
+      this.etcdError = { at: new Date().toISOString(), error: why };
       if (this.stopped) break;
       // a session that held a while starts the back-off afresh
       if (Date.now() - began > max) delay = BACKOFF_MIN_MS;
@@ -196,7 +199,7 @@ export class FleetNode implements Component {
       }
       this.revision = at;
       this.connected = true;
-      this.lastError = null;
+      this.etcdError = null;
       this.o.log.info({ revision: at, documents: [...this.docs.values()].map((d) => `${d.key}@${d.revision}`) }, 'fleet: connected to etcd');
       // the status key, on a lease that lapses if this daemon dies
       const lease = this.lease = client.lease(this.o.leaseTtlS ?? 10, { autoKeepAlive: true });
