@@ -43,6 +43,7 @@ import { parseRuleSet } from '../kernel/manager.js';
 import { systemNames } from '../kernel/rules.js';
 import type { FleetConnection } from '../fleet/connect.js';
 import { FleetNode, fleetPolicyFile } from '../fleet/node.js';
+import { keepLoaderWorker } from '../policy/compile.js';
 
 export const DEFAULT_AGENT_SOCKET = '/run/qosd/agent.sock';
 export const DEFAULT_ADMIN_SOCKET = '/run/qosd/admin.sock';
@@ -121,6 +122,8 @@ export class Daemon {
     // set below, with traffic control: follows flows only while a policy may ask for a flow
     let followFlows: ((doc: PolicyDoc) => void) | undefined;
     const fleetDir = o.fleet ? o.fleet.dir ?? join(dirname(ko.rulesFile), 'fleet') : null;
+    // a fleet node takes a pushed policy whenever it comes: its loader stays warm
+    if (o.fleet) keepLoaderWorker();
     const policy = this.policy = new RunningPolicy({
       ...(o.fleet ? { file: fleetPolicyFile(fleetDir!, DEFAULT_POLICY_TEXT), origin: 'fleet' as const, managedBy: `the fleet (${o.fleet.fleet}, ${o.fleet.prefix})` } : { file: o.policy, origin: o.policyOrigin }), socket: o.socket, versionsDir: join(dirname(ko.rulesFile), 'policy-versions'), scriptWorkers: o.scriptWorkers, scriptLimits: o.scriptLimits,
       accept: async (doc) => { await kernel.setPolicy(doc); followFlows?.(doc); }, metrics, log, clock,

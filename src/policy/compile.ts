@@ -35,6 +35,8 @@ const IDLE_MS = 30_000;
 /** The worker and the jobs waiting for it: one job at a time, in order. A worker that fails
  * (out of memory, a crash) is replaced by the next job. */
 class Loader {
+  /** null: kept for the process's life */
+  idleMs: number | null = IDLE_MS;
   private worker: Worker | null = null;
   private idle: NodeJS.Timeout | null = null;
   private queue: Promise<unknown> = Promise.resolve();
@@ -57,6 +59,7 @@ class Loader {
     if (this.worker !== w) return;
     // an idle worker does not keep the process alive
     w.unref();
+    if (this.idleMs === null) return;
     this.idle = setTimeout(() => { this.idle = null; if (this.worker === w) { this.worker = null; void w.terminate(); } }, IDLE_MS);
     this.idle.unref();
   }
@@ -89,6 +92,14 @@ class Loader {
 }
 
 const loader = new Loader();
+
+/** Keeps the loader's worker for the process's life, for a daemon that must take a new policy
+ * at any moment at the least cost: a fleet node (measured by qos bench fleet, 20 daemons on 2
+ * cores: the first push after the worker had gone took 2.3 to 2.7 s to reach the last daemon,
+ * the others 148 to 602 ms). */
+export function keepLoaderWorker(): void {
+  loader.idleMs = null;
+}
 const runJob = <A extends { ok: true }>(job: PolicyJob): Promise<A> => loader.run<A>(job);
 
 /** Reads, validates and compiles the policy at path in a worker; rejects with the QosError the
