@@ -81,10 +81,12 @@ function copy(from: string, to: string): void {
   copyFileSync(from, to);
 }
 
-/** The production dependencies' directories (npm ls --omit=dev), top-most only. */
+/** The production dependencies' directories (npm ls --omit=dev), top-most only; type
+ * declarations (@types/*, which protobufjs, under etcd3, lists as a dependency) are never
+ * loaded at run time and stay out. */
 function productionModules(root: string): string[] {
   const dirs = tool(['npm', 'ls', '--omit=dev', '--all', '--parseable'], 'nodejs (npm)', { cwd: root }).split('\n').map((l) => l.trim())
-    .filter((l) => l.startsWith(join(root, 'node_modules') + '/')).sort();
+    .filter((l) => l.startsWith(join(root, 'node_modules') + '/') && !/\/node_modules\/@types(\/|$)/.test(l)).sort();
   return dirs.filter((d, i) => !dirs.slice(0, i).some((p) => d.startsWith(p + '/')));
 }
 
