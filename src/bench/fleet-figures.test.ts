@@ -58,6 +58,7 @@ test('a push has converged at the moment the last node reported it applied', () 
   c.note('b2', 10, 170);
   c.note('b0', 10, 900); // a later rewrite of the same status does not move the moment
   assert.equal(c.done(), 170);
+  assert.equal(c.first(), 100);
 });
 
 test('nodes already past the next target count from when they got there; other nodes are ignored', () => {
@@ -69,6 +70,7 @@ test('nodes already past the next target count from when they got there; other n
   assert.equal(c.done(), 60);
   c.aim(7);
   assert.deepEqual(c.missing(), ['b1']);
+  assert.equal(c.first(), 50);
   c.note('b1', 7, 80);
   assert.equal(c.done(), 80);
 });

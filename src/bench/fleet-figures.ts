@@ -97,6 +97,11 @@ export class Convergence {
     return Math.max(...this.reached.values());
   }
 
+  /** The moment the first node reached the target, or null while none has. */
+  first(): number | null {
+    return this.reached.size ? Math.min(...this.reached.values()) : null;
+  }
+
   /** The nodes that have not reached the target yet, in name order. */
   missing(): string[] {
     return [...this.nodes].filter((n) => !this.reached.has(n)).sort();

@@ -23,11 +23,12 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Etcd3, Watcher } from 'etcd3';
 import { DaemonChild } from '../daemon/child.js';
+import { cpuMs } from '../script/cpu.js';
 import { percentile } from '../demo/analyze.js';
 import { QosError } from '../errors.js';
 import { readFleet, push } from '../fleet/admin.js';
 import { fleetClient } from '../fleet/connect.js';
-import { DEFAULT_PREFIX, DOC_KINDS, keysFor, statusPrefix } from '../fleet/keys.js';
+import { DEFAULT_PREFIX, DOC_KINDS, docKey, keysFor, statusPrefix } from '../fleet/keys.js';
 import type { NodeStatus } from '../fleet/node.js';
 import { checkPolicyOffLoop } from '../policy/compile.js';
 import type { Target } from './agent.js';
@@ -53,7 +54,18 @@ export interface FleetBenchOptions {
 }
 
 /** A push as measured. */
-export interface PushFigures { revision: number; policy_bytes: number; converge_ms: number; sent_bytes_per_node: number; observer_bytes_per_node: number }
+export interface PushFigures {
+  revision: number; policy_bytes: number;
+  /** commit to the last daemon's status saying it runs it */
+  converge_ms: number;
+  /** commit to this benchmark's own watch of the policy key getting it: etcd's delivery alone */
+  delivery_ms: number;
+  /** commit to the first daemon's status saying it runs it */
+  first_node_ms: number;
+  sent_bytes_per_node: number; observer_bytes_per_node: number;
+  /** CPU each daemon used from just before the push until the last one applied it (median over daemons) */
+  daemon_cpu_ms: number;
+}
 
 export interface FleetBenchResult {
   converge_ms_p50: number;
@@ -62,6 +74,16 @@ export interface FleetBenchResult {
   converge_ms_max: number;
   target_ms: number;
   meets_target: boolean;
+  /** commit to the first daemon's status with it (median over pushes) */
+  first_node_ms: Spread;
+  /** commit to a watcher of the policy key (this benchmark's) getting it: etcd's part */
+  delivery_ms: Spread;
+  /** CPU a daemon used per push, median over daemons, spread over pushes: the apply (two
+   * worker threads: the check, then the load) and its status write */
+  daemon_cpu_ms_per_apply: Spread;
+  /** daemons x daemon_cpu_ms_per_apply / CPUs: the least a push can take on this machine when
+   * every daemon shares its CPUs (on a real fleet each node has its own) */
+  converge_cpu_floor_ms: number;
   etcd_keys_per_node: number;
   watched_keys_per_node: number;
   /** what keys.ts keysFor says a node with these groups watches, beside the measured figure */
@@ -72,15 +94,26 @@ export interface FleetBenchResult {
   watch_bytes_per_update: number;
   watch_bytes_per_update_min: number;
   watch_bytes_per_update_max: number;
+  /** watch_bytes_per_update less observer_bytes_per_update, per push: what the daemons cost */
+  watch_bytes_per_update_net: Spread;
   /** the bytes of the pushed policies (their median) */
   policy_bytes: number;
-  /** what etcd sent per node beyond the policy's own bytes, per push */
+  /** watch_bytes_per_update_net less the policy's own bytes, per push: etcd's framing, the status
+   * writes' answers, keep-alives in the window */
   overhead_bytes_per_update: Spread;
-  /** of watch_bytes_per_update: the status events this benchmark's own watch received, per node */
+  /** of watch_bytes_per_update: the keys and values of the events this benchmark's own watches
+   * received (every status update, and the policy once), per node; their framing is not in it */
   observer_bytes_per_update: Spread;
   /** a status key's value as the daemons write it (median over daemons) */
   status_value_bytes: number;
-  idle: { seconds: number; sent_bytes_per_s_per_node: number; received_bytes_per_s_per_node: number; observer_bytes_per_s_per_node: number; lease_keepalives_per_s_per_node: number; status_puts_per_s_per_node: number };
+  idle: {
+    seconds: number; sent_bytes_per_s_per_node: number; received_bytes_per_s_per_node: number; observer_bytes_per_s_per_node: number;
+    lease_keepalives_per_s_per_node: number; status_puts_per_s_per_node: number;
+    /** revisions made in the window (each a status write), and the reads etcd answered (Range and Txn: none expected) */
+    revisions: number; reads: number;
+  };
+  /** sessions a daemon began with etcd after its first (each reads every key again): none expected */
+  daemon_reconnects: number;
   daemon_rss_mb_median: number;
   daemon_rss_mb_min: number;
   daemon_rss_mb_max: number;
@@ -112,13 +145,15 @@ function rssMb(pid: number): number {
 }
 
 /** The counters read from every member at once, for a delta. */
-interface Counters { sent: number; received: number; keepalives: number; puts: number; at: number }
+interface Counters { sent: number; received: number; keepalives: number; puts: number; reads: number; at: number }
 function counters(texts: string[], at: number): Counters {
   return {
     sent: promSum(texts, 'etcd_network_client_grpc_sent_bytes_total'),
     received: promSum(texts, 'etcd_network_client_grpc_received_bytes_total'),
     keepalives: promSum(texts, 'grpc_server_msg_received_total', { grpc_service: 'etcdserverpb.Lease', grpc_method: 'LeaseKeepAlive' }),
     puts: promSum(texts, 'grpc_server_msg_received_total', { grpc_service: 'etcdserverpb.KV', grpc_method: 'Put' }),
+    reads: promSum(texts, 'grpc_server_msg_received_total', { grpc_service: 'etcdserverpb.KV', grpc_method: 'Range' })
+      + promSum(texts, 'grpc_server_msg_received_total', { grpc_service: 'etcdserverpb.KV', grpc_method: 'Txn' }),
     at,
   };
 }
@@ -133,9 +168,11 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
   const daemons: DaemonChild[] = [];
   let client: Etcd3 | null = null;
   let watcher: Watcher | null = null;
+  let policyWatcher: Watcher | null = null;
   let closing: Promise<void> | null = null;
   const close = () => (closing ??= (async () => {
     await watcher?.cancel().catch(() => undefined);
+    await policyWatcher?.cancel().catch(() => undefined);
     client?.close();
     await Promise.allSettled(daemons.map((d) => d.stop()));
     await etcd.stop();
@@ -180,6 +217,10 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
       wake?.();
     });
     watcher.on('error', (e: Error) => { failure = `the status watch failed: ${e.message}`; wake?.(); });
+    // the policy key as a daemon watches it: when etcd delivered each revision
+    const delivered = new Map<number, number>();
+    policyWatcher = await client.watch().key(docKey(prefix, target)).create();
+    policyWatcher.on('put', (kv) => { delivered.set(Number(kv.mod_revision), performance.now()); observerBytes += kv.key.length + kv.value.length; });
     /** the moment the last node reported the target applied (performance.now()) */
     const converged = async (what: string, timeoutMs: number): Promise<number> => {
       const end = performance.now() + timeoutMs;
@@ -218,11 +259,14 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
     // a window with no push: what a fleet at rest costs etcd
     say(`idle: ${o.idleS} s with no push`);
     await new Promise((r) => setTimeout(r, 1000)); // the daemons' watches follow their first status
+    const rev0 = (await readFleet(client, prefix)).revision; // (a read of every document: outside the window)
     const i0 = counters(await etcd.metrics(), performance.now());
     const ob0 = observerBytes;
     await new Promise((r) => setTimeout(r, o.idleS * 1000));
     const mIdle = await etcd.metrics();
     const i1 = counters(mIdle, performance.now());
+    const idleObserved = observerBytes - ob0;
+    const idleRevisions = (await readFleet(client, prefix)).revision - rev0;
     const idleDt = (i1.at - i0.at) / 1000;
     const perNodeS = (x: number) => round(x / idleDt / o.daemons, 3);
     const keysWith = await keyCount();
@@ -235,18 +279,24 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
       const text = policies[(i + 1) % 2]!;
       const before = counters(await etcd.metrics(), performance.now());
       const obBefore = observerBytes;
+      const cpuBefore = daemons.map((d) => cpuMs(`/proc/${d.proc.pid!}/stat`)!);
       const r = await push(client, prefix, target, text, { timeoutMs: PUSH_TIMEOUT_MS });
       const committed = performance.now();
       conv.aim(r.revision);
       const done = await converged(`push ${i + 1} (revision ${r.revision})`, PUSH_TIMEOUT_MS);
+      const cpu = daemons.map((d, k) => cpuMs(`/proc/${d.proc.pid!}/stat`)! - cpuBefore[k]!);
       const after = counters(await etcd.metrics(), performance.now());
+      const got = delivered.get(r.revision);
+      if (got === undefined) throw new QosError('QOS_ERR_BENCH', `push ${i + 1}: every daemon applied revision ${r.revision}, but the benchmark's own watch of ${r.key} never got it`);
       pushes.push({
         revision: r.revision, policy_bytes: Buffer.byteLength(text), converge_ms: round(done - committed),
+        delivery_ms: round(got - committed, 2), first_node_ms: round(conv.first()! - committed), daemon_cpu_ms: medianF(cpu),
         sent_bytes_per_node: round((after.sent - before.sent) / o.daemons), observer_bytes_per_node: round((observerBytes - obBefore) / o.daemons),
       });
     }
 
     const rss = daemons.map((d) => rssMb(d.proc.pid!));
+    const reconnects = daemons.reduce((n, d) => n + Math.max(0, d.log.split('fleet: connected to etcd').length - 2), 0);
     const mAfter = await etcd.metrics();
     const revisionAfter = (await readFleet(client, prefix)).revision;
     say('stopping the daemons');
@@ -257,9 +307,13 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
     const p99 = percentile(conv_ms, 99)!;
     const sent = spread(pushes.map((p) => p.sent_bytes_per_node), 1);
     const policyBytes = medianF(pushes.map((p) => p.policy_bytes));
+    const cpuPerApply = spread(pushes.map((p) => p.daemon_cpu_ms), 0);
     return {
       converge_ms_p50: percentile(conv_ms, 50)!, converge_ms_p99: p99, converge_ms_min: conv_ms[0]!, converge_ms_max: conv_ms[conv_ms.length - 1]!,
       target_ms: TARGET_MS, meets_target: p99 <= TARGET_MS,
+      first_node_ms: spread(pushes.map((p) => p.first_node_ms), 1), delivery_ms: spread(pushes.map((p) => p.delivery_ms), 2),
+      daemon_cpu_ms_per_apply: cpuPerApply,
+      converge_cpu_floor_ms: Math.round((o.daemons * cpuPerApply.median) / cpus().length),
       etcd_keys_per_node: round((keysWith - keysWithout) / o.daemons, 3),
       watched_keys_per_node: round((watchersWith - watchersWithout) / o.daemons, 3),
       watched_keys_per_node_by_keysfor: DOC_KINDS.flatMap((k) => keysFor(prefix, k, 'n', groups)).length,
@@ -268,15 +322,18 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
       watchers: { without_daemons: watchersWithout, with_daemons: watchersWith },
       watch_bytes_per_update: sent.median, watch_bytes_per_update_min: sent.min, watch_bytes_per_update_max: sent.max,
       policy_bytes: policyBytes,
-      overhead_bytes_per_update: spread(pushes.map((p) => p.sent_bytes_per_node - p.policy_bytes), 1),
+      watch_bytes_per_update_net: spread(pushes.map((p) => p.sent_bytes_per_node - p.observer_bytes_per_node), 1),
+      overhead_bytes_per_update: spread(pushes.map((p) => p.sent_bytes_per_node - p.observer_bytes_per_node - p.policy_bytes), 1),
       observer_bytes_per_update: spread(pushes.map((p) => p.observer_bytes_per_node), 1),
       status_value_bytes: medianF([...statusBytes.values()]),
       idle: {
         seconds: round(idleDt, 2),
         sent_bytes_per_s_per_node: perNodeS(i1.sent - i0.sent), received_bytes_per_s_per_node: perNodeS(i1.received - i0.received),
-        observer_bytes_per_s_per_node: perNodeS(observerBytes - ob0),
+        observer_bytes_per_s_per_node: perNodeS(idleObserved),
         lease_keepalives_per_s_per_node: perNodeS(i1.keepalives - i0.keepalives), status_puts_per_s_per_node: perNodeS(i1.puts - i0.puts),
+        revisions: idleRevisions, reads: i1.reads - i0.reads,
       },
+      daemon_reconnects: reconnects,
       daemon_rss_mb_median: round(medianF(rss)), daemon_rss_mb_min: round(Math.min(...rss)), daemon_rss_mb_max: round(Math.max(...rss)),
       etcd_db_bytes_before: dbBefore, etcd_db_bytes_after: promMax(mAfter, 'etcd_mvcc_db_total_size_in_bytes'),
       etcd_db_in_use_bytes_before: dbInUseBefore, etcd_db_in_use_bytes_after: promMax(mAfter, 'etcd_mvcc_db_total_size_in_use_in_bytes'),
@@ -301,9 +358,10 @@ export function formatFleetBench(r: FleetBenchResult): string {
   return [
     `fleet of ${s.daemons} daemons on a ${s.members}-member etcd ${s.etcd}, ${s.pushes} pushes of a ${r.policy_bytes}-byte policy (${s.cpus} CPUs, load ${s.loadavg_before.join(' ')} -> ${s.loadavg_after.join(' ')})`,
     `converge: p50 ${r.converge_ms_p50} ms, p99 ${r.converge_ms_p99} ms (min ${r.converge_ms_min}, max ${r.converge_ms_max}); target p99 <= ${r.target_ms} ms: ${r.meets_target ? 'met' : 'MISSED'}`,
+    `per push: etcd delivers it in ${r.delivery_ms.median} ms (median; max ${r.delivery_ms.max}), the first daemon runs it after ${r.first_node_ms.median} ms; a daemon's CPU per apply ${r.daemon_cpu_ms_per_apply.median} ms, so ${s.daemons} daemons on ${s.cpus} CPUs need ${r.converge_cpu_floor_ms} ms at least`,
     `per node: ${r.etcd_keys_per_node} key(s) in etcd, ${r.watched_keys_per_node} watched key(s) (keysFor: ${r.watched_keys_per_node_by_keysfor}), ${r.watch_streams_per_node} watch stream(s), status value ${r.status_value_bytes} bytes`,
-    `etcd sent per node per push: ${r.watch_bytes_per_update} bytes (min ${r.watch_bytes_per_update_min}, max ${r.watch_bytes_per_update_max}); the policy ${r.policy_bytes}, this benchmark's own status watch ${r.observer_bytes_per_update.median}`,
-    `idle, per node: ${r.idle.sent_bytes_per_s_per_node} B/s sent, ${r.idle.received_bytes_per_s_per_node} B/s received, ${r.idle.lease_keepalives_per_s_per_node} keep-alives/s, ${r.idle.status_puts_per_s_per_node} status writes/s (over ${r.idle.seconds} s)`,
+    `etcd sent per node per push: ${r.watch_bytes_per_update} bytes (min ${r.watch_bytes_per_update_min}, max ${r.watch_bytes_per_update_max}); without this benchmark's own watches ${r.watch_bytes_per_update_net.median}: the policy ${r.policy_bytes} and ${r.overhead_bytes_per_update.median} more`,
+    `idle, per node: ${r.idle.sent_bytes_per_s_per_node} B/s sent, ${r.idle.received_bytes_per_s_per_node} B/s received, ${r.idle.lease_keepalives_per_s_per_node} keep-alives/s, ${r.idle.status_puts_per_s_per_node} status writes/s (over ${r.idle.seconds} s: ${r.idle.revisions} revisions, ${r.idle.reads} reads); ${r.daemon_reconnects} reconnect(s)`,
     `daemon RSS: median ${r.daemon_rss_mb_median} MB (${r.daemon_rss_mb_min}-${r.daemon_rss_mb_max}); etcd db ${r.etcd_db_bytes_before} -> ${r.etcd_db_bytes_after} bytes (in use ${r.etcd_db_in_use_bytes_before} -> ${r.etcd_db_in_use_bytes_after}), revision ${r.etcd_revision_before} -> ${r.etcd_revision_after}`,
   ].join('\n');
 }
