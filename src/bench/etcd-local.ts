@@ -44,8 +44,10 @@ export class LocalEtcd {
   }
 
   /** Starts `count` members and waits (up to timeoutMs) until each reports itself healthy;
-   * on failure stops what it started and says which member failed and what it printed. */
-  async start(count: number, timeoutMs = 30_000): Promise<this> {
+   * on failure stops what it started and says which member failed and what it printed. `nice`:
+   * the members' scheduling priority (coreutils nice; every thread of theirs has it). */
+  async start(count: number, o: { timeoutMs?: number; nice?: number } = {}): Promise<this> {
+    const timeoutMs = o.timeoutMs ?? 30_000;
     requireTools('etcd');
     const ports = await freePorts(2 * count);
     const dir = this.dir = mkdtempSync(join(tmpdir(), 'qosd-etcd-'));
@@ -55,7 +57,7 @@ export class LocalEtcd {
       for (let i = 0; i < count; i++) {
         const client = `http://127.0.0.1:${ports[2 * i]!}`;
         this.clientUrls.push(client);
-        this.members.push(start(['etcd', '--name', `m${i}`, '--data-dir', join(dir, `m${i}`),
+        this.members.push(start([...(o.nice === undefined ? [] : ['nice', '-n', String(o.nice)]), 'etcd', '--name', `m${i}`, '--data-dir', join(dir, `m${i}`),
           '--listen-client-urls', client, '--advertise-client-urls', client,
           '--listen-peer-urls', peer(i), '--initial-advertise-peer-urls', peer(i),
           '--initial-cluster', cluster, '--initial-cluster-state', 'new', '--initial-cluster-token', `qosd-bench-${process.pid}-${ports[0]!}`],
