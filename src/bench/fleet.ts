@@ -115,6 +115,8 @@ export interface FleetBenchResult {
   idle: {
     seconds: number; sent_bytes_per_s_per_node: number; received_bytes_per_s_per_node: number; observer_bytes_per_s_per_node: number;
     lease_keepalives_per_s_per_node: number; status_puts_per_s_per_node: number;
+    /** 1 / status_puts_per_s_per_node: how often a daemon rewrites its status at rest */
+    status_every_s: number | null;
     /** revisions made in the window (each a status write), and the reads etcd answered (Range and Txn: none expected) */
     revisions: number; reads: number;
   };
@@ -132,12 +134,10 @@ export interface FleetBenchResult {
   etcd_revision_after: number;
   pushes: PushFigures[];
   targets: { converge_ms_p99: Target };
-  setup: { daemons: number; pushes: number; members: number; groups_per_node: number; policy_rules: number; idle_s: number; lease_s: number; status_every_s: number; nice: { daemons: number; etcd: number; observer: number }; etcd: string; cpus: number; node: string; loadavg_before: number[]; loadavg_after: number[]; seconds: number };
+  setup: { daemons: number; pushes: number; members: number; groups_per_node: number; policy_rules: number; idle_s: number; lease_s: number; nice: { daemons: number; etcd: number; observer: number }; etcd: string; cpus: number; node: string; loadavg_before: number[]; loadavg_after: number[]; seconds: number };
 }
 
 const TARGET_MS = 2000;
-/** what node.ts rewrites each status every, unless told (FleetNodeOptions.statusEveryMs) */
-const STATUS_EVERY_S = 5;
 /** daemons started at once: each takes a second of CPU or so, and must listen within 10 s */
 const START_AT_ONCE = 4;
 const PUSH_TIMEOUT_MS = 30_000;
@@ -350,6 +350,7 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
         sent_bytes_per_s_per_node: perNodeS(i1.sent - i0.sent), received_bytes_per_s_per_node: perNodeS(i1.received - i0.received),
         observer_bytes_per_s_per_node: perNodeS(idleObserved),
         lease_keepalives_per_s_per_node: perNodeS(i1.keepalives - i0.keepalives), status_puts_per_s_per_node: perNodeS(i1.puts - i0.puts),
+        status_every_s: i1.puts > i0.puts ? round((idleDt * o.daemons) / (i1.puts - i0.puts), 2) : null,
         revisions: idleRevisions, reads: i1.reads - i0.reads,
       },
       daemon_reconnects: reconnects,
@@ -360,8 +361,7 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
       pushes,
       targets: { converge_ms_p99: { value: p99, limit: TARGET_MS, ok: p99 <= TARGET_MS } },
       setup: {
-        daemons: o.daemons, pushes: o.pushes, members: o.members, groups_per_node: o.groups, policy_rules: o.policyRules, idle_s: o.idleS, lease_s: o.leaseS, status_every_s: STATUS_EVERY_S,
-        nice: { daemons: daemonNice, etcd: ABOVE_DAEMONS, observer: niceObserver },
+        daemons: o.daemons, pushes: o.pushes, members: o.members, groups_per_node: o.groups, policy_rules: o.policyRules, idle_s: o.idleS, lease_s: o.leaseS,         nice: { daemons: daemonNice, etcd: ABOVE_DAEMONS, observer: niceObserver },
         etcd: etcdVersion, cpus: cpus().length, node: process.version, loadavg_before: loadBefore, loadavg_after: loadavg().map((x) => round(x, 2)), seconds: round((performance.now() - began) / 1000),
       },
     };
@@ -381,7 +381,7 @@ export function formatFleetBench(r: FleetBenchResult): string {
     `per push: etcd delivers it in ${r.delivery_ms.median} ms (median; max ${r.delivery_ms.max}), the first daemon runs it after ${r.first_node_ms.median} ms; a daemon's CPU per apply ${r.daemon_cpu_ms_per_apply.median} ms, so ${s.daemons} daemons on ${s.cpus} CPUs need ${r.converge_cpu_floor_ms} ms at least`,
     `per node: ${r.etcd_keys_per_node} key(s) in etcd, ${r.watched_keys_per_node} watched key(s) (keysFor: ${r.watched_keys_per_node_by_keysfor}), ${r.watch_streams_per_node} watch stream(s), status value ${r.status_value_bytes} bytes`,
     `etcd sent per node per push: ${r.watch_bytes_per_update} bytes (min ${r.watch_bytes_per_update_min}, max ${r.watch_bytes_per_update_max}); without this benchmark's own watches ${r.watch_bytes_per_update_net.median}: the policy ${r.policy_bytes} and ${r.overhead_bytes_per_update.median} more`,
-    `idle, per node: ${r.idle.sent_bytes_per_s_per_node} B/s sent, ${r.idle.received_bytes_per_s_per_node} B/s received, ${r.idle.lease_keepalives_per_s_per_node} keep-alives/s, ${r.idle.status_puts_per_s_per_node} status writes/s (over ${r.idle.seconds} s: ${r.idle.revisions} revisions, ${r.idle.reads} reads); ${r.daemon_reconnects} reconnect(s)`,
+    `idle, per node: ${r.idle.sent_bytes_per_s_per_node} B/s sent, ${r.idle.received_bytes_per_s_per_node} B/s received, ${r.idle.lease_keepalives_per_s_per_node} keep-alives/s, ${r.idle.status_puts_per_s_per_node} status writes/s, one every ${r.idle.status_every_s ?? '-'} s (over ${r.idle.seconds} s: ${r.idle.revisions} revisions, ${r.idle.reads} reads); ${r.daemon_reconnects} reconnect(s)`,
     `daemon RSS: median ${r.daemon_rss_mb_median} MB (${r.daemon_rss_mb_min}-${r.daemon_rss_mb_max}); etcd db ${r.etcd_db_bytes_before} -> ${r.etcd_db_bytes_after} bytes (in use ${r.etcd_db_in_use_bytes_before} -> ${r.etcd_db_in_use_bytes_after}), revision ${r.etcd_revision_before} -> ${r.etcd_revision_after}`,
   ].join('\n');
 }
