@@ -23,7 +23,7 @@ function cls(d: unknown): string {
 }
 
 /** Why the daemon runs the policy it runs (daemon.ts PolicyOrigin). */
-const ORIGIN: Record<string, string> = { option: ' (--policy)', default: ' (the default file)', 'built-in': ` (no ${DEFAULT_POLICY_FILE})` };
+const ORIGIN: Record<string, string> = { option: ' (--policy)', default: ' (the default file)', 'built-in': ` (no ${DEFAULT_POLICY_FILE})`, fleet: ' (the fleet\'s: qos fleet push)' };
 
 export function formatStatus(s: Rec): string {
   const p = s.policy as Rec;
@@ -37,8 +37,24 @@ export function formatStatus(s: Rec): string {
     `decisions    ${s.decisions_total}`,
     ...(s.kernel ? formatKernel(s.kernel as Rec) : []),
     ...(s.tc ? [formatTc(s.tc as Rec)] : []),
+    ...(s.fleet ? formatFleet(s.fleet as Rec) : []),
     ...(s.dashboard ? [`dashboard    ${(s.dashboard as Rec).url} (qos dashboard prints the URL to log in with)`] : []),
   ].join('\n');
+}
+
+/** This node in its fleet: etcd, what it runs from it, what it refused. */
+function formatFleet(f: Rec): string[] {
+  const pad = '             ';
+  const v = (x: unknown) => { const a = x as { key: string; revision: number } | null; return a ? `${a.key}@${a.revision}` : 'none yet'; };
+  const applied = f.applied as Rec;
+  const refused = f.refused as Record<string, { key: string; revision: number; error: string } | null>;
+  const groups = (f.groups as string[]).join(',');
+  const etcd = f.etcd_error as { error: string; at: string } | null;
+  return [
+    `fleet        node ${f.node}${groups ? ` (groups ${groups})` : ''} of ${f.fleet} ${f.prefix}: ${f.connected ? `connected, revision ${f.revision}` : `not connected${etcd ? ` since ${etcd.at}: ${etcd.error}` : ''}; enforcing what it last applied`}`,
+    `${pad}policy ${v(applied.policy)}, rules ${v(applied.rules)}`,
+    ...Object.entries(refused).filter(([, r]) => r).map(([k, r]) => `${pad}refused ${k} ${r!.key}@${r!.revision}: ${r!.error}`),
+  ];
 }
 
 /** Host traffic control: what is under it, and the sockets policy put in flows. */

@@ -82,7 +82,7 @@ export interface DaemonOptions {
   /** The fleet (fleet/, docs/fleet.md): policy and kernel rule sets from etcd, status back;
    * `dir`: its state (default: fleet/ beside the rule store). With it, the policy file is the
    * fleet's, and the admin API cannot replace it. */
-  fleet?: FleetConnection & { prefix: string; node: string; groups: string[]; dir?: string; leaseTtlS?: number; statusEveryMs?: number };
+  fleet?: FleetConnection & { prefix: string; node: string; groups: string[]; dir?: string; leaseTtlS?: number; statusEveryMs?: number; retryMaxMs?: number };
   /** Host traffic control (tc/): off leaves every interface's queueing alone (default on). */
   trafficControl?: boolean;
   /** RSVP on this host (rsvp/host.ts): senders and reservations through the admin API (default off:

@@ -8,10 +8,10 @@
  * store, `state.json` naming the versions), so a daemon started while etcd is down enforces it.
  *
  * When etcd cannot be reached the session ends and a new one starts after a back-off (250 ms,
- * doubling to 10 s, jittered): it reads the keys again at one revision, so it catches up with
+ * doubling to 10 s or `retryMaxMs`, jittered): it reads the keys again at one revision, so it catches up with
  * what it missed, and a version is identified by its key and the revision that wrote it, so
  * nothing is applied twice. Its status is a key on a lease (`P/status/<node>`), rewritten when
- * something changes and every `statusEveryMs`; a node that dies is gone from etcd after the
+ * something changes and every `statusEveryMs` (30 s: agents and decisions/s); a node that dies is gone from etcd after the
  * lease's TTL, one that stops revokes it at once. */
 
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -73,8 +73,10 @@ export interface FleetNodeOptions extends FleetConnection {
   clock: Clock;
   /** the status key's lease (default 10 s) */
   leaseTtlS?: number;
-  /** how often the status is rewritten with fresh figures (default 5 s) */
+  /** how often the status is rewritten with fresh figures (default 30 s) */
   statusEveryMs?: number;
+  /** the longest wait between attempts to reach etcd (default 10 s) */
+  retryMaxMs?: number;
 }
 
 interface DiskState { applied: Record<DocKind, AppliedVersion | null> }
@@ -99,6 +101,8 @@ export class FleetNode implements Component {
   private applies: Record<DocKind, number> = { policy: 0, rules: 0 };
   private lastError: string | null = null;
   private connected = false;
+  /** why the last session with etcd ended (shown by `qos status` on the node: etcd cannot be told) */
+  private etcdError: { at: string; error: string } | null = null;
   private stopped = false;
   private readonly started = new Date().toISOString();
   /** the current session's client, watchers and lease */
@@ -149,7 +153,7 @@ export class FleetNode implements Component {
   }
 
   status(): Record<string, unknown> {
-    return { fleet: { fleet: this.o.fleet, prefix: this.o.prefix, connected: this.connected, revision: this.revision, ...this.nodeStatus() } };
+    return { fleet: { fleet: this.o.fleet, prefix: this.o.prefix, connected: this.connected, etcd_error: this.etcdError, revision: this.revision, ...this.nodeStatus() } };
   }
 
   private nodeStatus(): NodeStatus {
@@ -161,20 +165,22 @@ export class FleetNode implements Component {
   }
 
   private async sessions(): Promise<void> {
+    const max = this.o.retryMaxMs ?? BACKOFF_MAX_MS;
     let delay = BACKOFF_MIN_MS;
     while (!this.stopped) {
       const began = Date.now();
       const why = await this.session().catch((e: unknown) => (e as Error).message ?? String(e));
       this.connected = false;
+      this.etcdError = { at: new Date().toISOString(), error: why };
       if (this.stopped) break;
       // a session that held a while starts the back-off afresh
-      if (Date.now() - began > BACKOFF_MAX_MS) delay = BACKOFF_MIN_MS;
+      if (Date.now() - began > max) delay = BACKOFF_MIN_MS;
       this.o.log.warn({ err: why, retry_ms: delay }, 'fleet: lost etcd; enforcing the last versions applied, and trying again');
       await new Promise<void>((resolve) => {
         const t = this.o.clock.after(delay * (0.75 + Math.random() / 2), () => { this.wake = null; resolve(); });
         this.wake = () => { t.cancel(); this.wake = null; resolve(); };
       });
-      delay = Math.min(delay * 2, BACKOFF_MAX_MS);
+      delay = Math.min(delay * 2, max);
     }
   }
 
@@ -193,13 +199,13 @@ export class FleetNode implements Component {
       }
       this.revision = at;
       this.connected = true;
-      this.lastError = null;
+      this.etcdError = null;
       this.o.log.info({ revision: at, documents: [...this.docs.values()].map((d) => `${d.key}@${d.revision}`) }, 'fleet: connected to etcd');
       // the status key, on a lease that lapses if this daemon dies
       const lease = this.lease = client.lease(this.o.leaseTtlS ?? 10, { autoKeepAlive: true });
       lease.on('lost', (e: Error) => this.endSession?.(`status lease lost: ${e.message}`));
       await lease.grant();
-      this.schedule();
+      this.schedule(true);
       await this.reconciling;
       // then every change from the next revision on, in one stream
       for (const key of keys) {
@@ -210,7 +216,7 @@ export class FleetNode implements Component {
         w.on('disconnected', () => this.endSession?.('the watch stream was cut'));
         w.on('error', (e: Error) => this.endSession?.(`watch failed: ${e.message}`));
       }
-      this.statusTimer = this.o.clock.every(this.o.statusEveryMs ?? 5000, () => void this.publish());
+      this.statusTimer = this.o.clock.every(this.o.statusEveryMs ?? 30_000, () => void this.publish());
       return await ended;
     } finally {
       this.endSession = null;
@@ -227,22 +233,26 @@ export class FleetNode implements Component {
 
   /** Applies what the keys now say, after whatever apply is running (events coming meanwhile
    * are taken together by the next run). */
-  private schedule(): void {
-    this.reconciling = this.reconciling.then(() => this.reconcile(), () => this.reconcile());
+  private schedule(first = false): void {
+    this.reconciling = this.reconciling.then(() => this.reconcile(first), () => this.reconcile(first));
   }
 
-  private async reconcile(): Promise<void> {
-    for (const kind of DOC_KINDS) await this.reconcileKind(kind);
-    await this.publish();
+  /** Applies what each kind resolves to; the status is written when that changed something
+   * (and at the start of a session), the figures in it only every `statusEveryMs`. */
+  private async reconcile(first = false): Promise<void> {
+    let changed = first;
+    for (const kind of DOC_KINDS) if (await this.reconcileKind(kind)) changed = true;
+    if (changed) await this.publish();
   }
 
-  private async reconcileKind(kind: DocKind): Promise<void> {
+  /** Whether it applied or refused a version. */
+  private async reconcileKind(kind: DocKind): Promise<boolean> {
     const doc = effective(this.docs, this.o.prefix, kind, this.o.node, this.o.groups);
-    if (!doc) return; // nothing from the fleet for this kind: what runs stays
+    if (!doc) return false; // nothing from the fleet for this kind: what runs stays
     const cur = this.applied[kind];
-    if (cur && cur.key === doc.key && cur.revision === doc.revision) return;
+    if (cur && cur.key === doc.key && cur.revision === doc.revision) return false;
     const ref = this.refused[kind];
-    if (ref && ref.key === doc.key && ref.revision === doc.revision) return;
+    if (ref && ref.key === doc.key && ref.revision === doc.revision) return false;
     const by = `fleet ${doc.key}@${doc.revision}`;
     const hash = sha256(doc.value);
     const { targets, log } = this.o;
@@ -259,11 +269,13 @@ export class FleetNode implements Component {
       if (!this.refused.policy && !this.refused.rules) this.lastError = null;
       this.save();
       log.info({ kind, key: doc.key, revision: doc.revision, sha256: hash }, `fleet: applied ${kind} ${doc.key} at revision ${doc.revision}`);
+      return true;
     } catch (e) {
       const err = e instanceof QosError ? `${e.message}${e.problems.length ? `: ${e.problems.map((p) => [p.line !== undefined ? `line ${p.line}` : '', p.path, p.message].filter(Boolean).join(': ')).join('; ')}` : ''}` : String((e as Error).message ?? e);
       this.refused[kind] = { key: doc.key, revision: doc.revision, error: err, at: new Date().toISOString() };
       this.lastError = `${kind} ${doc.key}@${doc.revision} refused: ${err}`;
       log.error({ kind, key: doc.key, revision: doc.revision, err }, `fleet: refused ${kind} ${doc.key} at revision ${doc.revision}; the last good version keeps running`);
+      return true;
     }
   }
 

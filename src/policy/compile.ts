@@ -3,7 +3,8 @@
  * data, PolicyEngine.snapshot) comes back to the event loop, which revives it. A policy that
  * takes long to parse (YAML: seconds for tens of thousands of rules here) or that tries to
  * exhaust memory costs the worker, not the agents waiting for answers. Checking a policy's
- * text (the admin API's /v1/policy/check and apply) runs there too, for the same reason. */
+ * text (the admin API's /v1/policy/check and apply) runs there too, for the same reason. The
+ * worker serves one job at a time and is kept a while for the next (Loader). */
 
 import { Worker } from 'node:worker_threads';
 import { QosError, type ErrorCode, type Problem } from '../errors.js';
@@ -26,28 +27,69 @@ export type LoadAnswer = { ok: true; doc: PolicyDoc; script: PolicyScript | null
 /** What the worker posts back for a check. */
 export type CheckAnswer = { ok: true; rules: number; handlers: HandlerName[] } | Failure;
 
-function runJob<A extends { ok: true }>(job: PolicyJob): Promise<A> {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(new URL('./compile-worker.js', import.meta.url), { workerData: job, resourceLimits: { maxOldGenerationSizeMb: LOAD_HEAP_MB } });
-    let settled = false;
-    w.once('message', (a: A | Failure) => {
-      settled = true;
-      void w.terminate();
-      if (a.ok) resolve(a);
-      else reject(new QosError(a.code, a.message, a.problems));
+/** How long the worker is kept after its last job: a burst of jobs (an apply checks, then
+ * loads; a fleet's pushes) pays for one worker's start, not one each (measured: starting one
+ * and importing the loader cost more CPU than checking and loading a 100-rule policy). */
+const IDLE_MS = 30_000;
+
+/** The worker and the jobs waiting for it: one job at a time, in order. A worker that fails
+ * (out of memory, a crash) is replaced by the next job. */
+class Loader {
+  private worker: Worker | null = null;
+  private idle: NodeJS.Timeout | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  run<A extends { ok: true }>(job: PolicyJob): Promise<A> {
+    const next = this.queue.then(() => this.runNow<A>(job), () => this.runNow<A>(job));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private take(): Worker {
+    if (this.idle) { clearTimeout(this.idle); this.idle = null; }
+    if (this.worker) { this.worker.ref(); return this.worker; }
+    const w = new Worker(new URL('./compile-worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: LOAD_HEAP_MB } });
+    w.on('exit', () => { if (this.worker === w) this.worker = null; });
+    return (this.worker = w);
+  }
+
+  private release(w: Worker): void {
+    if (this.worker !== w) return;
+    // an idle worker does not keep the process alive
+    w.unref();
+    this.idle = setTimeout(() => { this.idle = null; if (this.worker === w) { this.worker = null; void w.terminate(); } }, IDLE_MS);
+    this.idle.unref();
+  }
+
+  private runNow<A extends { ok: true }>(job: PolicyJob): Promise<A> {
+    const w = this.take();
+    return new Promise<A>((resolve, reject) => {
+      const done = () => { w.off('message', onMessage); w.off('error', onError); w.off('exit', onExit); };
+      const onMessage = (a: A | Failure) => {
+        done();
+        this.release(w);
+        if (a.ok) resolve(a);
+        else reject(new QosError(a.code, a.message, a.problems));
+      };
+      const onError = (e: Error & { code?: string }) => {
+        done();
+        if (this.worker === w) this.worker = null;
+        void w.terminate();
+        reject(e.code === 'ERR_WORKER_OUT_OF_MEMORY'
+          ? new QosError('QOS_ERR_POLICY_INVALID', `${job.path}: the policy needs more than ${LOAD_HEAP_MB} MiB to load; refused`, [{ file: job.path, message: `needs more than ${LOAD_HEAP_MB} MiB to load` }])
+          : new QosError('QOS_ERR_INTERNAL', `loading ${job.path}: ${e.message}`));
+      };
+      const onExit = (code: number) => { done(); reject(new QosError('QOS_ERR_INTERNAL', `the policy loader exited (${code}) without an answer`)); };
+      w.on('message', onMessage);
+      w.once('error', onError);
+      w.once('exit', onExit);
+      w.postMessage(job);
     });
-    w.once('error', (e: Error & { code?: string }) => {
-      if (settled) return;
-      settled = true;
-      reject(e.code === 'ERR_WORKER_OUT_OF_MEMORY'
-        ? new QosError('QOS_ERR_POLICY_INVALID', `${job.path}: the policy needs more than ${LOAD_HEAP_MB} MiB to load; refused`, [{ file: job.path, message: `needs more than ${LOAD_HEAP_MB} MiB to load` }])
-        : new QosError('QOS_ERR_INTERNAL', `loading ${job.path}: ${e.message}`));
-    });
-    w.once('exit', (code) => {
-      if (!settled) { settled = true; reject(new QosError('QOS_ERR_INTERNAL', `the policy loader exited (${code}) without an answer`)); }
-    });
-  });
+  }
 }
+
+const loader = new Loader();
+const runJob = <A extends { ok: true }>(job: PolicyJob): Promise<A> => loader.run<A>(job);
 
 /** Reads, validates and compiles the policy at path in a worker; rejects with the QosError the
  * file deserves (invalid, unreadable, too large). */

@@ -47,13 +47,15 @@ export function daemonCommands(program: Command): void {
     .option('--fleet-cert <file>', 'TLS to etcd: this node\'s client certificate (its CN is its etcd user with client-certificate auth)')
     .option('--fleet-key <file>', 'TLS to etcd: the client certificate\'s private key')
     .option('--fleet-lease <time>', 'how long this node\'s status key outlives it in etcd if it dies', (v) => duration(v, '--fleet-lease'), 10)
+    .option('--fleet-status-interval <time>', 'how often this node rewrites its status in etcd with fresh figures (agents, decisions/s); a change of what it runs is written at once', (v) => duration(v, '--fleet-status-interval'), 30)
+    .option('--fleet-retry-max <time>', 'the longest wait between attempts to reach etcd once it is lost (the wait starts at 250ms and doubles)', (v) => duration(v, '--fleet-retry-max'), 10)
     .option('--admin-group <group>', 'a group (name or gid) whose members may use the admin API besides root (default: root only)')
     .option('--max-connections-per-user <n>', 'agent connections one user other than root may hold (default: a quarter of the bound in all, at most 2048)', (v) => positiveInt(v, '--max-connections-per-user'))
     .option('--max-connections <n>', 'agent connections in all (default: half the descriptor limit, at most 32768; a tenth kept for root)', (v) => positiveInt(v, '--max-connections'))
     .option('--max-flows-per-user <n>', "flow-table entries one user may hold; past it the user's oldest go", (v) => positiveInt(v, '--max-flows-per-user'), 65536)
     .option('--max-flows <n>', 'flow-table entries in all; past it new flows are decided but not remembered', (v) => positiveInt(v, '--max-flows'), 1_000_000)
     .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; scriptAnswerMs: number; scriptNice: number | 'keep'; rules: string; kernel: string; nftTable: string; ctMask: string; ctGenerationBits?: string; tc: string; rsvp: string; rsvpRefresh?: number; rsvpTransport: string; rsvpKey: string[]; rsvpRequireIntegrity?: boolean; rsvpLink: string[]; rsvpShare: string; rsvpAutoResv: string; rsvpAutoDelay?: number;
-      http?: string; metricsInterval: number; fleet?: string; fleetPrefix: string; node?: string; groups: string; fleetCa?: string; fleetCert?: string; fleetKey?: string; fleetLease: number; adminGroup?: string; maxConnectionsPerUser?: number; maxConnections?: number; maxFlowsPerUser: number; maxFlows: number }) => {
+      http?: string; metricsInterval: number; fleet?: string; fleetPrefix: string; node?: string; groups: string; fleetCa?: string; fleetCert?: string; fleetKey?: string; fleetLease: number; fleetRetryMax: number; fleetStatusInterval: number; adminGroup?: string; maxConnectionsPerUser?: number; maxConnections?: number; maxFlowsPerUser: number; maxFlows: number }) => {
       if (o.kernel !== 'auto' && o.kernel !== 'on' && o.kernel !== 'off') throw new QosError('QOS_ERR_USAGE', `--kernel takes auto, on or off, not "${o.kernel}"`);
       if (!/^[A-Za-z_][\w-]{0,63}$/.test(o.nftTable)) throw new QosError('QOS_ERR_USAGE', `--nft-table takes a name of letters, digits, _ and -, not "${o.nftTable}"`);
       if (o.tc !== 'on' && o.tc !== 'off') throw new QosError('QOS_ERR_USAGE', `--tc takes on or off, not "${o.tc}"`);
@@ -83,9 +85,11 @@ export function daemonCommands(program: Command): void {
         const groups = o.groups.split(',').map((g) => g.trim()).filter(Boolean).map((g) => checkName('--groups: group', g));
         if (new Set(groups).size !== groups.length) throw new QosError('QOS_ERR_USAGE', `--groups names a group twice: ${o.groups}`);
         if (!(o.fleetLease >= 2 && o.fleetLease <= 3600)) throw new QosError('QOS_ERR_USAGE', '--fleet-lease is from 2s to 1h');
+        if (!(o.fleetStatusInterval >= 1 && o.fleetStatusInterval <= 3600)) throw new QosError('QOS_ERR_USAGE', '--fleet-status-interval is from 1s to 1h');
+        if (!(o.fleetRetryMax >= 0.25 && o.fleetRetryMax <= 3600)) throw new QosError('QOS_ERR_USAGE', '--fleet-retry-max is from 250ms to 1h');
         fleet = {
           fleet: o.fleet, prefix: normPrefix(o.fleetPrefix), node: checkName('--node', o.node ?? hostname().split('.')[0]!), groups,
-          ca: o.fleetCa, cert: o.fleetCert, key: o.fleetKey, leaseTtlS: Math.round(o.fleetLease),
+          ca: o.fleetCa, cert: o.fleetCert, key: o.fleetKey, leaseTtlS: Math.round(o.fleetLease), retryMaxMs: Math.round(o.fleetRetryMax * 1000), statusEveryMs: Math.round(o.fleetStatusInterval * 1000),
         };
       } else if (o.groups) throw new QosError('QOS_ERR_USAGE', '--groups is for a fleet node: give --fleet too');
       const chosen = o.fleet !== undefined ? { file: null, origin: 'fleet' as const } : choosePolicy(o.policy);

@@ -9,6 +9,7 @@ import { columns } from '../../columns.js';
 import { exitCodeFor, QosError } from '../../errors.js';
 import { print } from '../format.js';
 import { duration, positiveInt } from '../options.js';
+import { registerRolesCommand } from '../../fleet/roles.js';
 
 interface Conn { fleet?: string; fleetPrefix: string; fleetCa?: string; fleetCert?: string; fleetKey?: string; json?: boolean }
 
@@ -143,4 +144,5 @@ export function fleetCommands(program: Command): void {
         : `documents as at revision ${revision}, written at revision ${r.revision}: ${r.changes.map((c) => `${c.op} ${c.key}`).join(', ')}`);
     });
   });
+  registerRolesCommand(fleet);
 }
