@@ -187,7 +187,7 @@ export function benchCommands(program: Command): void {
     .option('--members <n>', 'etcd members', (v) => positiveInt(v, '--members'), 3)
     .option('--groups <n>', 'groups each daemon is in (each adds two watched keys)', (v) => wholeNumber(v, '--groups'), 1)
     .option('--policy-rules <n>', 'rules of each generated policy (its size is reported)', (v) => positiveInt(v, '--policy-rules'), 100)
-    .option('--idle-s <s>', 'seconds of the window with no push (keep-alives, status writes)', (v) => positiveInt(v, '--idle-s'), 10)
+    .option('--idle-s <s>', 'seconds of the window with no push (keep-alives, status writes): at least the daemons\' --fleet-status-interval (30 s)', (v) => positiveInt(v, '--idle-s'), 30)
     .option('--fleet-lease <time>', 'the daemons\' --fleet-lease (keep-alives go every third of it)', (v) => duration(v, '--fleet-lease'), 10)
     .option('--check', 'exit 1 if a target is missed')
     .action(async (o: { json?: boolean; daemons: number; pushes: number; members: number; groups: number; policyRules: number; idleS: number; fleetLease: number; check?: boolean }) => {
