@@ -1,4 +1,4 @@
-/* `qos bench agent`, `policy`, `ab`, `rules`, `characterize`, `tc` and `tcp-cheat` run end to end and print every figure (tiny sizes: this checks the
+/* `qos bench agent`, `policy`, `ab`, `rules`, `characterize`, `tc`, `tcp-cheat` and `fleet` run end to end and print every figure (tiny sizes: this checks the
  * command, not the speed; the figures themselves are judged by running the benchmark). */
 
 import { test } from 'node:test';
@@ -11,7 +11,7 @@ import { QOS_CLI } from '../daemon/child.js';
 import { rulesBenchUnavailable } from './rules.js';
 import { tcBenchUnavailable } from './tc.js';
 import { cheatNetUnavailable } from './tcp-cheat-net.js';
-import { MissingPrerequisite } from '../prerequisites.js';
+import { MissingPrerequisite, requireTools } from '../prerequisites.js';
 
 test('qos bench agent --json prints every figure, the agent against a bare shim among them', { timeout: 120_000 }, () => {
   const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'agent', '--json', '--rounds', '1', '--send-rounds', '1', '--connects', '300', '--sends', '20000', '--threads', '2', '--load-ms', '300', '--load-windows', '3',
@@ -159,4 +159,25 @@ test('qos bench tc refuses a small set that is not smaller than the large one', 
   const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'tc', '--flows-small', '500', '--flows-large', '500'], { encoding: 'utf8' });
   assert.equal(r.status, 64);
   assert.match(r.stderr, /--flows-small \(500\) must be below --flows-large \(500\)/);
+});
+
+test('qos bench fleet --json prints every figure: each push reached every daemon, one status key and their watched keys each, nothing left after', { timeout: 180_000 }, () => {
+  requireTools('etcd');
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'fleet', '--json', '--daemons', '2', '--pushes', '2', '--members', '1', '--idle-s', '1', '--policy-rules', '5'], { encoding: 'utf8', timeout: 170_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as Record<string, number> & { pushes: { converge_ms: number; sent_bytes_per_node: number; policy_bytes: number }[]; keys: Record<string, number>; targets: Record<string, unknown>; meets_target: boolean };
+  assert.equal(j.pushes.length, 2);
+  for (const k of ['converge_ms_p50', 'converge_ms_p99', 'converge_ms_min', 'converge_ms_max', 'watch_bytes_per_update', 'policy_bytes', 'status_value_bytes', 'daemon_rss_mb_median', 'etcd_db_bytes_after']) {
+    assert.ok(Number.isFinite(j[k]) && j[k]! > 0, `${k} = ${j[k]}`);
+  }
+  assert.ok(j.converge_ms_min! <= j.converge_ms_p50! && j.converge_ms_p50! <= j.converge_ms_max!);
+  // a daemon's key is its status; it watches policy and rules at its canary, node, one group and fleet keys
+  assert.equal(j.etcd_keys_per_node, 1);
+  assert.equal(j.watched_keys_per_node, 8);
+  assert.equal(j.watched_keys_per_node_by_keysfor, 8);
+  assert.equal(j.keys.after_daemons_stopped, j.keys.without_daemons, 'a stopped daemon takes its status key with it');
+  // the policy reached each daemon: etcd sent each at least its bytes
+  for (const p of j.pushes) assert.ok(p.sent_bytes_per_node >= p.policy_bytes, JSON.stringify(p));
+  assert.equal(typeof j.meets_target, 'boolean');
+  assert.deepEqual(Object.keys(j.targets), ['converge_ms_p99']);
 });

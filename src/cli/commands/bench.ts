@@ -7,7 +7,7 @@ import { Command } from 'commander';
 import { QosError } from '../../errors.js';
 import { parseCtMask } from '../../kernel/ctmark.js';
 import { print } from '../format.js';
-import { positiveInt } from '../options.js';
+import { duration, positiveInt, wholeNumber } from '../options.js';
 import { parseRate } from '../../units.js';
 
 /** A benchmark's progress lines go to stderr, unless it prints JSON. */
@@ -175,6 +175,28 @@ export function benchCommands(program: Command): void {
       const { benchDashboard } = await import('../../bench/dashboard.js');
       const r = await benchDashboard({ ...o, progress: benchProgress(o.json) });
       print(JSON.stringify(r, null, 2));
+      checkTargets(o.check, r.targets);
+    });
+
+  bench
+    .command('fleet')
+    .description('a fleet (docs/fleet.md) on this machine: a local etcd cluster and N daemons taking their policy from it; the time from a push to the last daemon reporting it applied (p50, p99), etcd\'s keys and watchers per node, the bytes etcd sends per node per push and at rest, lease keep-alives and status writes, daemon RSS and etcd\'s database size (needs etcd: Debian etcd-server; docs/fleet-cost.md)')
+    .option('--json', 'print one JSON object')
+    .option('--daemons <n>', 'daemons, each a node of the fleet', (v) => positiveInt(v, '--daemons'), 20)
+    .option('--pushes <n>', 'fleet-wide pushes, alternating two policies, each timed to the last daemon', (v) => positiveInt(v, '--pushes'), 30)
+    .option('--members <n>', 'etcd members', (v) => positiveInt(v, '--members'), 3)
+    .option('--groups <n>', 'groups each daemon is in (each adds two watched keys)', (v) => wholeNumber(v, '--groups'), 1)
+    .option('--policy-rules <n>', 'rules of each generated policy (its size is reported)', (v) => positiveInt(v, '--policy-rules'), 100)
+    .option('--idle-s <s>', 'seconds of the window with no push (keep-alives, status writes): at least the daemons\' --fleet-status-interval (30 s)', (v) => positiveInt(v, '--idle-s'), 30)
+    .option('--fleet-lease <time>', 'the daemons\' --fleet-lease (keep-alives go every third of it)', (v) => duration(v, '--fleet-lease'), 10)
+    .option('--check', 'exit 1 if a target is missed')
+    .action(async (o: { json?: boolean; daemons: number; pushes: number; members: number; groups: number; policyRules: number; idleS: number; fleetLease: number; check?: boolean }) => {
+      if (o.members > 9) throw new QosError('QOS_ERR_USAGE', `--members takes 1 to 9 (an etcd cluster is 1, 3 or 5 members), not ${o.members}`);
+      if (!(o.fleetLease >= 2 && o.fleetLease <= 3600)) throw new QosError('QOS_ERR_USAGE', '--fleet-lease is from 2s to 1h');
+      const { benchFleet, formatFleetBench } = await import('../../bench/fleet.js');
+      const { fleetLease, ...rest } = o;
+      const r = await benchFleet({ ...rest, leaseS: Math.round(fleetLease), progress: benchProgress(o.json) });
+      print(o.json ? JSON.stringify(r, null, 2) : formatFleetBench(r));
       checkTargets(o.check, r.targets);
     });
 
