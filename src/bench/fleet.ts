@@ -1,5 +1,5 @@
 /* `qos bench fleet`: what a fleet (docs/fleet.md) costs, measured with a real etcd cluster
- * (etcd-local.ts: 3 members on loopback) and real daemons (`qos daemon --fleet`, `--kernel off
+ * (e2e/etcd-cluster.ts: 3 members on loopback) and real daemons (`qos daemon --fleet`, `--kernel off
  * --tc off`, each in a temporary directory of its own).
  *
  * - converge_ms: for each push (alternating two generated policies, so each changes the text;
@@ -38,7 +38,7 @@ import { DEFAULT_PREFIX, DOC_KINDS, docKey, keysFor, statusPrefix } from '../fle
 import type { NodeStatus } from '../fleet/node.js';
 import { checkPolicyOffLoop } from '../policy/compile.js';
 import type { Target } from './agent.js';
-import { LocalEtcd } from './etcd-local.js';
+import { EtcdCluster } from '../e2e/etcd-cluster.js';
 import { Convergence, promMax, promSum } from './fleet-figures.js';
 import { medianF } from './helpers.js';
 import { generatePolicy } from './policy-gen.js';
@@ -176,12 +176,12 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
   const say = o.progress ?? (() => undefined);
   const began = performance.now();
   const loadBefore = loadavg().map((x) => round(x, 2));
-  const etcdVersion = LocalEtcd.version();
+  const etcdVersion = EtcdCluster.version();
   const dir = mkdtempSync(join(tmpdir(), 'qosd-bench-fleet-'));
   const niceWas = getPriority();
   try { setPriority(ABOVE_DAEMONS); } catch { /* not root: measured at the same priority, and setup says so */ }
   const niceObserver = getPriority();
-  const etcd = new LocalEtcd();
+  let etcd: EtcdCluster | null = null;
   const daemons: DaemonChild[] = [];
   let client: Etcd3 | null = null;
   let watcher: Watcher | null = null;
@@ -192,7 +192,7 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
     await policyWatcher?.cancel().catch(() => undefined);
     client?.close();
     await Promise.allSettled(daemons.map((d) => d.stop()));
-    await etcd.stop();
+    await etcd?.close();
     rmSync(dir, { recursive: true, force: true });
     try { setPriority(niceWas); } catch { /* lowering it back needs no privilege; raising would */ }
   })());
@@ -210,8 +210,8 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
     for (const [i, p] of policies.entries()) await checkPolicyOffLoop(p, join(dir, `policy-${i}.yaml`));
 
     say(`etcd: ${o.members} member(s) on 127.0.0.1`);
-    await etcd.start(o.members, { nice: ABOVE_DAEMONS });
-    client = fleetClient({ fleet: etcd.fleetUrl });
+    const e = etcd = await EtcdCluster.start({ members: o.members as 1 | 3, nice: ABOVE_DAEMONS });
+    client = fleetClient({ fleet: e.url });
     const prefix = DEFAULT_PREFIX;
     const target = { kind: 'policy' as const, level: 'fleet' as const };
     const nodes = Array.from({ length: o.daemons }, (_, i) => `b${i}`);
@@ -258,17 +258,17 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
     const first = await push(client, prefix, target, policies[0]!, { timeoutMs: PUSH_TIMEOUT_MS });
     conv.aim(first.revision);
     const keysWithout = await keyCount();
-    const mBefore = await etcd.metrics();
+    const mBefore = await e.metrics();
     const watchersWithout = promSum(mBefore, 'etcd_debugging_mvcc_watcher_total');
     const streamsWithout = promSum(mBefore, 'etcd_debugging_mvcc_watch_stream_total');
     const dbBefore = promMax(mBefore, 'etcd_mvcc_db_total_size_in_bytes');
     const dbInUseBefore = promMax(mBefore, 'etcd_mvcc_db_total_size_in_use_in_bytes');
     const revisionBefore = (await readFleet(client, prefix)).revision;
 
-    say(`${o.daemons} daemons (qos daemon --fleet ${etcd.fleetUrl} --kernel off --tc off)`);
+    say(`${o.daemons} daemons (qos daemon --fleet ${e.url} --kernel off --tc off)`);
     for (let i = 0; i < nodes.length; i += START_AT_ONCE) {
       const batch = nodes.slice(i, i + START_AT_ONCE).map((node) => new DaemonChild(join(dir, node), null, [
-        '--fleet', etcd.fleetUrl, '--node', node, ...(groups.length ? ['--groups', groups.join(',')] : []), '--fleet-lease', `${o.leaseS}s`, '--kernel', 'off', '--tc', 'off']));
+        '--fleet', e.url, '--node', node, ...(groups.length ? ['--groups', groups.join(',')] : []), '--fleet-lease', `${o.leaseS}s`, '--kernel', 'off', '--tc', 'off']));
       daemons.push(...batch);
       await Promise.all(batch.map((d) => d.start()));
     }
@@ -278,10 +278,10 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
     say(`idle: ${o.idleS} s with no push`);
     await new Promise((r) => setTimeout(r, 1000)); // the daemons' watches follow their first status
     const rev0 = (await readFleet(client, prefix)).revision; // (a read of every document: outside the window)
-    const i0 = counters(await etcd.metrics(), performance.now());
+    const i0 = counters(await e.metrics(), performance.now());
     const ob0 = observerBytes;
     await new Promise((r) => setTimeout(r, o.idleS * 1000));
-    const mIdle = await etcd.metrics();
+    const mIdle = await e.metrics();
     const i1 = counters(mIdle, performance.now());
     const idleObserved = observerBytes - ob0;
     const idleRevisions = (await readFleet(client, prefix)).revision - rev0;
@@ -295,7 +295,7 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
     const pushes: PushFigures[] = [];
     for (let i = 0; i < o.pushes; i++) {
       const text = policies[(i + 1) % 2]!;
-      const before = counters(await etcd.metrics(), performance.now());
+      const before = counters(await e.metrics(), performance.now());
       const obBefore = observerBytes;
       const cpuBefore = daemons.map((d) => cpuMs(`/proc/${d.proc.pid!}/stat`)!);
       const r = await push(client, prefix, target, text, { timeoutMs: PUSH_TIMEOUT_MS });
@@ -303,7 +303,7 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
       conv.aim(r.revision);
       const done = await converged(`push ${i + 1} (revision ${r.revision})`, PUSH_TIMEOUT_MS);
       const cpu = daemons.map((d, k) => cpuMs(`/proc/${d.proc.pid!}/stat`)! - cpuBefore[k]!);
-      const after = counters(await etcd.metrics(), performance.now());
+      const after = counters(await e.metrics(), performance.now());
       const got = delivered.get(r.revision);
       if (got === undefined) throw new QosError('QOS_ERR_BENCH', `push ${i + 1}: every daemon applied revision ${r.revision}, but the benchmark's own watch of ${r.key} never got it`);
       pushes.push({
@@ -316,7 +316,7 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
     const rss = daemons.map((d) => rssMb(d.proc.pid!));
     const daemonNice = medianF(daemons.map((d) => niceOf(d.proc.pid!)));
     const reconnects = daemons.reduce((n, d) => n + Math.max(0, d.log.split('fleet: connected to etcd').length - 2), 0);
-    const mAfter = await etcd.metrics();
+    const mAfter = await e.metrics();
     const revisionAfter = (await readFleet(client, prefix)).revision;
     say('stopping the daemons');
     await Promise.all(daemons.map((d) => d.stop()));

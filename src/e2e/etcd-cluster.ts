@@ -39,6 +39,9 @@ export interface ClusterOptions {
   client?: string;
   /** where the cluster's private temporary directory is made (default: the system's) */
   dir?: string;
+  /** the members' scheduling priority (coreutils nice; every thread of theirs has it):
+   * `qos bench fleet` puts etcd above the daemons it measures */
+  nice?: number;
 }
 
 interface Member { name: string; clientPort: number; peerPort: number; dataDir: string; child: Child | null }
@@ -84,7 +87,7 @@ export class EtcdCluster {
 
   private constructor(readonly dir: string, private readonly members: Member[], readonly tls: Certs | undefined, private readonly client: string | undefined,
     /** --initial-cluster-token: no member of another cluster joins this one */
-    private readonly token: string) {
+    private readonly token: string, private readonly nice?: number) {
     this.scheme = tls ? 'https' : 'http';
   }
 
@@ -101,7 +104,7 @@ export class EtcdCluster {
       const members = Array.from({ length: o.members }, (_, i): Member => ({
         name: `m${i}`, clientPort: ports[2 * i]!, peerPort: ports[2 * i + 1]!, dataDir: join(dir, `try${attempt}-m${i}`), child: null,
       }));
-      const c = new EtcdCluster(dir, members, o.tls, client, `qosd-test-${randomBytes(6).toString('hex')}`);
+      const c = new EtcdCluster(dir, members, o.tls, client, `qosd-test-${randomBytes(6).toString('hex')}`, o.nice);
       live.add(c);
       if (!exitHook) {
         exitHook = true;
@@ -133,6 +136,22 @@ export class EtcdCluster {
   /** qosd's --fleet value: "etcd://" + endpoints (TLS is --fleet-ca's business). */
   get url(): string {
     return `etcd://${this.endpoints}`;
+  }
+
+  /** etcd's version, as `etcd --version` prints it */
+  static version(): string {
+    requireTools('etcd');
+    return /etcd Version:\s*(\S+)/.exec(runSync(['etcd', '--version'], { pkg: 'etcd-server' }).stdout)?.[1] ?? 'unknown';
+  }
+
+  /** Each member's Prometheus text (its /metrics), in member order (without TLS). */
+  async metrics(): Promise<string[]> {
+    return Promise.all(this.members.map(async (m) => {
+      const u = `${this.scheme}://127.0.0.1:${m.clientPort}/metrics`;
+      const r = await fetch(u, { signal: AbortSignal.timeout(10_000) });
+      if (!r.ok) throw new Error(`${u} answered ${r.status}`);
+      return r.text();
+    }));
   }
 
   /** Member i's client endpoint, "127.0.0.1:P". */
@@ -313,6 +332,7 @@ export class EtcdCluster {
       '--heartbeat-interval', HEARTBEAT_MS, '--election-timeout', ELECTION_MS,
       '--logger', 'zap', '--log-outputs', 'stderr'];
     if (this.tls) argv.push('--cert-file', this.tls.server.cert, '--key-file', this.tls.server.key, '--trusted-ca-file', this.tls.ca, '--client-cert-auth');
+    if (this.nice !== undefined) argv.unshift('nice', '-n', String(this.nice));
     m.child = start(argv, { name: `etcd ${m.name}`, pkg: 'etcd-server', stdio: ['ignore', 'ignore', 'pipe'] });
   }
 }
