@@ -166,3 +166,17 @@ test('the etcdctl commands qos fleet roles prints make the same roles on a clust
     await plain.close();
   }
 });
+
+test('against a member that cannot answer (no quorum), qos fleet roles --apply gives up at --timeout, saying so', async () => {
+  const trio = await EtcdCluster.start({ members: 3, dir });
+  try {
+    await trio.stopAll();
+    // alone, a member of three accepts connections and never answers
+    await trio.restart(0, { wait: false });
+    const r = sh([process.execPath, QOS, 'fleet', 'roles', '--node', 'n1', '--apply', '--timeout', '2s', '--fleet', `etcd://${trio.endpoint(0)}`]);
+    assert.equal(r.status, 69, r.stderr);
+    assert.match(r.stderr, /^qos: listing roles: .*deadline exceeded/im);
+  } finally {
+    await trio.close();
+  }
+});
