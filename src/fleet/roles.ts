@@ -250,7 +250,10 @@ export function registerRolesCommand(fleet: Command): void {
     .option('--apply', 'make what is missing in the cluster (roles, permissions, users, grants; permissions not in the plan revoked), then enable auth')
     .option('--timeout <time>', `--apply: how long one request to etcd may take (a member without quorum never answers) (default ${CALL_TIMEOUT_MS / 1000}s)`)
     .option('--json', 'print one JSON object: prefix, roles, users (password: whether one is set), etcdctl (argv lists); with --apply, applied: what changed')
-    .action(async (o: RolesOptions) => {
+    .action(async (o: RolesOptions, cmd: Command) => {
+      if (o.prefix !== undefined && cmd.getOptionValueSource('fleetPrefix') === 'cli' && normPrefix(o.prefix) !== normPrefix(o.fleetPrefix)) {
+        throw new QosError('QOS_ERR_USAGE', `--prefix ${o.prefix} and --fleet-prefix ${o.fleetPrefix}: they are the same option, give one`);
+      }
       const callTimeoutMs = o.timeout === undefined ? CALL_TIMEOUT_MS : timeoutMs(o.timeout);
       const plan = rolePlan(o.prefix ?? o.fleetPrefix, o.node, { passwords: o.passwordFile === undefined ? undefined : passwordsFrom(o.passwordFile) });
       let applied: ApplyReport | undefined;
