@@ -230,12 +230,13 @@ export class EtcdCluster {
     await this.member(i).child?.stop('SIGTERM', CAP_MS);
   }
 
-  /** Starts member i again on its data and ports, and waits until it is healthy. */
-  async restart(i: number): Promise<void> {
+  /** Starts member i again on its data and ports, and waits until it is healthy (unless
+   * wait is false: a member of a 3-member cluster started alone never is). */
+  async restart(i: number, o: { wait?: boolean } = {}): Promise<void> {
     const m = this.member(i);
     if (m.child?.running) throw new Error(`EtcdCluster: member ${m.name} is running: kill() or stop() it first`);
     this.spawn(m);
-    await this.waitHealthy([i]);
+    if (o.wait !== false) await this.waitHealthy([i]);
   }
 
   /** SIGTERM every member, one after the other, and wait until all have stopped (all at once,

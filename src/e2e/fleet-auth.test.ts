@@ -166,3 +166,38 @@ test('the etcdctl commands qos fleet roles prints make the same roles on a clust
     await plain.close();
   }
 });
+
+test('against a member that cannot answer (no quorum), qos fleet roles --apply gives up at --timeout, saying so', async () => {
+  const trio = await EtcdCluster.start({ members: 3, dir });
+  try {
+    await trio.stopAll();
+    // alone, a member of three accepts connections and never answers
+    await trio.restart(0, { wait: false });
+    const r = sh([process.execPath, QOS, 'fleet', 'roles', '--node', 'n1', '--apply', '--timeout', '2s', '--fleet', `etcd://${trio.endpoint(0)}`]);
+    assert.equal(r.status, 69, r.stderr);
+    assert.match(r.stderr, /^qos: listing roles: .*deadline exceeded/im);
+  } finally {
+    await trio.close();
+  }
+});
+
+test('without client certificates, --password-file gives the users passwords, and each logs in with its own', async () => {
+  const { writeFileSync } = await import('node:fs');
+  const plain = await EtcdCluster.start({ members: 1, dir });
+  try {
+    const file = join(dir, 'passwords.json');
+    writeFileSync(file, JSON.stringify({ root: 'root-pw', 'qosd-admin': 'admin-pw', 'qosd-node-n1': 'n1-pw' }), { mode: 0o600 });
+    const r = sh([process.execPath, QOS, 'fleet', 'roles', '--node', 'n1', '--password-file', file, '--apply', '--fleet', plain.url]);
+    assert.equal(r.status, 0, r.stderr);
+    const as = (user: string, ...args: string[]) => plain.etcdctl([`--user=${user}`, ...args]);
+    assert.equal((await as('qosd-admin:admin-pw', 'put', '/qosd/policy/fleet', 'rules: []')).status, 0);
+    assert.equal((await as('qosd-node-n1:n1-pw', 'get', '/qosd/policy/fleet', '--print-value-only')).stdout, 'rules: []\n');
+    assert.equal((await as('qosd-node-n1:n1-pw', 'put', '/qosd/status/n1', '{}')).status, 0);
+    assert.match((await as('qosd-node-n1:n1-pw', 'put', '/qosd/policy/fleet', 'x')).stderr, denied);
+    assert.match((await as('qosd-node-n1:admin-pw', 'get', '/qosd/policy/fleet')).stderr, /authentication failed/);
+    assert.match((await plain.etcdctl(['get', '/qosd/policy/fleet'])).stderr, /user name is empty/);
+    assert.match((await as('root:root-pw', 'user', 'list')).stdout, /qosd-node-n1/);
+  } finally {
+    await plain.close();
+  }
+});

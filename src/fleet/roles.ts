@@ -11,6 +11,7 @@ import type { Command } from 'commander';
 // types only: etcd3 (gRPC) is loaded when a command connects, not by every qos command
 import type { Etcd3, IPermission } from 'etcd3';
 import { QosError } from '../errors.js';
+import { parseDurationUs } from '../units.js';
 import { checkName, DEFAULT_PREFIX, kindPrefix, normPrefix, statusKey } from './keys.js';
 
 /** The admin's role and user. */
@@ -118,10 +119,15 @@ function describe(role: string, p: PermissionSpec): string {
   return `${role}: ${p.type} ${p.key}${p.prefix ? ' (prefix)' : ''}`;
 }
 
-/** What etcd refused as a QosError saying what qosd was doing; a refusal says who may. */
-async function step<T>(doing: string, f: () => Promise<T>): Promise<T> {
+/** How long one call may take by default: etcd answers a member that has no quorum, or has not
+ * joined its cluster yet, with nothing at all, and a call without a deadline waits for ever. */
+export const CALL_TIMEOUT_MS = 30_000;
+
+/** One call with its deadline; what etcd refused becomes a QosError saying what qosd was
+ * doing, and a refusal says who may. */
+async function step<T>(doing: string, timeoutMs: number, f: (o: { deadline: number }) => Promise<T>): Promise<T> {
   try {
-    return await f();
+    return await f({ deadline: Date.now() + timeoutMs });
   } catch (e) {
     if (/permission denied/i.test((e as Error).message ?? '')) {
       throw new QosError('QOS_ERR_FORBIDDEN', `etcd refused ${doing}: ${(e as Error).message}: once auth is enabled only etcd's root user may change roles and users (connect with the root user's certificate, CN=root)`, [], { cause: e });
@@ -135,46 +141,47 @@ async function step<T>(doing: string, f: () => Promise<T>): Promise<T> {
  * users that are missing, grants each role exactly its permissions (revoking others), grants
  * each user its roles. Run it once as any user before auth is enabled (the bootstrap) and as
  * root after; running it again changes nothing. */
-export async function applyRoles(client: Etcd3, plan: RolePlan): Promise<ApplyReport> {
+export async function applyRoles(client: Etcd3, plan: RolePlan, o: { callTimeoutMs?: number } = {}): Promise<ApplyReport> {
+  const t = o.callTimeoutMs ?? CALL_TIMEOUT_MS;
   const report: ApplyReport = { rolesCreated: [], usersCreated: [], permissionsGranted: [], permissionsRevoked: [], rolesGranted: [] };
-  const roles = new Set((await step('listing roles', () => client.auth.roleList())).roles);
-  const users = new Set((await step('listing users', () => client.auth.userList())).users);
+  const roles = new Set((await step('listing roles', t, (d) => client.auth.roleList(d))).roles);
+  const users = new Set((await step('listing users', t, (d) => client.auth.userList(d))).users);
   for (const r of plan.roles) {
     if (!roles.has(r.name)) {
-      await step(`adding role ${r.name}`, () => client.auth.roleAdd({ name: r.name }));
+      await step(`adding role ${r.name}`, t, (d) => client.auth.roleAdd({ name: r.name }, d));
       report.rolesCreated.push(r.name);
     }
     if (r.name === ROOT) continue; // every permission is root's: none is granted or revoked
-    const have = (await step(`reading role ${r.name}`, () => client.auth.roleGet({ role: r.name }))).perm;
+    const have = (await step(`reading role ${r.name}`, t, (d) => client.auth.roleGet({ role: r.name }, d))).perm;
     const want = r.permissions.map((p) => ({ spec: p, wire: wire(p) }));
     const matches = (h: IPermission, w: IPermission) => h.permType === w.permType && Buffer.from(h.key).equals(w.key) && Buffer.from(h.range_end).equals(w.range_end);
     for (const h of have) {
       if (want.some((w) => matches(h, w.wire))) continue;
-      await step(`revoking a permission of ${r.name}`, () => client.auth.roleRevokePermission({ role: r.name, key: Buffer.from(h.key), range_end: Buffer.from(h.range_end) }));
+      await step(`revoking a permission of ${r.name}`, t, (d) => client.auth.roleRevokePermission({ role: r.name, key: Buffer.from(h.key), range_end: Buffer.from(h.range_end) }, d));
       report.permissionsRevoked.push(`${r.name}: ${String(h.permType).toLowerCase()} ${Buffer.from(h.key).toString()}${h.range_end.length ? ` .. ${Buffer.from(h.range_end).toString()}` : ''}`);
     }
     for (const w of want) {
       if (have.some((h) => matches(h, w.wire))) continue;
-      await step(`granting ${describe(r.name, w.spec)}`, () => client.auth.roleGrantPermission({ name: r.name, perm: w.wire }));
+      await step(`granting ${describe(r.name, w.spec)}`, t, (d) => client.auth.roleGrantPermission({ name: r.name, perm: w.wire }, d));
       report.permissionsGranted.push(describe(r.name, w.spec));
     }
   }
   for (const u of plan.users) {
     if (!users.has(u.name)) {
-      await step(`adding user ${u.name}`, () => client.auth.userAdd(u.password === undefined
+      await step(`adding user ${u.name}`, t, (d) => client.auth.userAdd(u.password === undefined
         ? { name: u.name, password: '', options: { no_password: true } }
-        : { name: u.name, password: u.password }));
+        : { name: u.name, password: u.password }, d));
       report.usersCreated.push(u.name);
     }
-    const has = new Set((await step(`reading user ${u.name}`, () => client.auth.userGet({ name: u.name }))).roles);
+    const has = new Set((await step(`reading user ${u.name}`, t, (d) => client.auth.userGet({ name: u.name }, d))).roles);
     for (const r of u.roles) {
       if (has.has(r)) continue;
-      await step(`granting role ${r} to ${u.name}`, () => client.auth.userGrantRole({ user: u.name, role: r }));
+      await step(`granting role ${r} to ${u.name}`, t, (d) => client.auth.userGrantRole({ user: u.name, role: r }, d));
       report.rolesGranted.push(`${u.name}: ${r}`);
     }
   }
   // etcd 3.4 answers an enable of enabled auth with success: the step is the same every time
-  await step('enabling auth', () => client.auth.authEnable());
+  await step('enabling auth', t, (d) => client.auth.authEnable(d));
   return report;
 }
 
@@ -214,7 +221,16 @@ interface RolesOptions {
   fleetKey?: string;
   passwordFile?: string;
   apply?: boolean;
+  timeout?: string;
   json?: boolean;
+}
+
+/** --timeout: a time such as 30s or 500ms, bare seconds. */
+function timeoutMs(v: string): number {
+  let us = NaN;
+  try { us = parseDurationUs(v, 's'); } catch { /* said below, naming the option */ }
+  if (!(us > 0)) throw new QosError('QOS_ERR_USAGE', `--timeout takes a time such as 30s or 500ms, not "${v}"`);
+  return us / 1000;
 }
 
 /** Registers `qos fleet roles` on the `fleet` command (the connection options are those of
@@ -232,8 +248,13 @@ export function registerRolesCommand(fleet: Command): void {
     .option('--fleet-key <file>', 'TLS: this client\'s private key')
     .option('--password-file <file>', 'a JSON object of user name to password, for etcd without client-certificate auth (a user not in it gets no password)')
     .option('--apply', 'make what is missing in the cluster (roles, permissions, users, grants; permissions not in the plan revoked), then enable auth')
+    .option('--timeout <time>', `--apply: how long one request to etcd may take (a member without quorum never answers) (default ${CALL_TIMEOUT_MS / 1000}s)`)
     .option('--json', 'print one JSON object: prefix, roles, users (password: whether one is set), etcdctl (argv lists); with --apply, applied: what changed')
-    .action(async (o: RolesOptions) => {
+    .action(async (o: RolesOptions, cmd: Command) => {
+      if (o.prefix !== undefined && cmd.getOptionValueSource('fleetPrefix') === 'cli' && normPrefix(o.prefix) !== normPrefix(o.fleetPrefix)) {
+        throw new QosError('QOS_ERR_USAGE', `--prefix ${o.prefix} and --fleet-prefix ${o.fleetPrefix}: they are the same option, give one`);
+      }
+      const callTimeoutMs = o.timeout === undefined ? CALL_TIMEOUT_MS : timeoutMs(o.timeout);
       const plan = rolePlan(o.prefix ?? o.fleetPrefix, o.node, { passwords: o.passwordFile === undefined ? undefined : passwordsFrom(o.passwordFile) });
       let applied: ApplyReport | undefined;
       if (o.apply) {
@@ -241,7 +262,7 @@ export function registerRolesCommand(fleet: Command): void {
         if (!url) throw new QosError('QOS_ERR_USAGE', '--apply: which fleet? give --fleet etcd://HOST:PORT[,HOST:PORT...] or set QOSD_FLEET');
         const { fleetClient } = await import('./connect.js');
         const client = fleetClient({ fleet: url, ca: o.fleetCa, cert: o.fleetCert, key: o.fleetKey });
-        try { applied = await applyRoles(client, plan); } finally { client.close(); }
+        try { applied = await applyRoles(client, plan, { callTimeoutMs }); } finally { client.close(); }
       }
       if (o.json) {
         const users = plan.users.map((u) => ({ name: u.name, roles: u.roles, password: u.password !== undefined }));
