@@ -10,6 +10,11 @@ export { parseFleet } from './keys.js';
 
 export interface FleetConnection { fleet: string; ca?: string; cert?: string; key?: string }
 
+/** How long one request to etcd may take (streams, the watches and lease keep-alives, have
+ * none): a member without quorum, or one not yet in its cluster, takes the connection and
+ * never answers, and a call without a deadline would wait for ever. */
+export const CALL_TIMEOUT_MS = 10_000;
+
 function readPem(file: string, what: string): Buffer {
   try {
     return readFileSync(file);
@@ -34,6 +39,7 @@ export function fleetClient(o: FleetConnection): Etcd3 {
       },
     }),
     dialTimeout: 3000,
+    defaultCallOptions: (c) => (c.isStream ? {} : { deadline: Date.now() + CALL_TIMEOUT_MS }),
   });
 }
 
