@@ -48,13 +48,16 @@ function push(name: string, text: string, ...args: string[]): number {
   return qos(['push', file(name, text), '--wait', '--json', ...args]).json().revision as number;
 }
 
-/** The DSCP of a curl's SYN to port 80 from each host, by tshark on the host's link. */
-async function marks(which: Host[] = hosts): Promise<Record<string, number>> {
+/** The DSCP of a curl's SYN to port 80 from each host (under the agent; or to another port,
+ * or without the agent), by tshark on the host's link. */
+async function marks(which: Host[] = hosts, o: { port?: number; agent?: boolean } = {}): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
+  const port = o.port ?? 80;
   await Promise.all(which.map(async (h) => {
-    const cap = await h.tb.capture('tcp dst port 80 and tcp[tcpflags] & tcp-syn != 0');
-    h.tb.inClient(h.d.run('curl', '-s', '--max-time', '5', `http://${h.tb.serverIp}/`));
-    const syns = (await cap.packets()).filter((p) => p.syn && !p.ack && p.dstPort === 80);
+    const cap = await h.tb.capture(`tcp dst port ${port} and tcp[tcpflags] & tcp-syn != 0`);
+    const curl = ['curl', '-s', '--max-time', '5', `http://${h.tb.serverIp}:${port}/`];
+    h.tb.inClient(o.agent === false ? curl : h.d.run(...curl));
+    const syns = (await cap.packets()).filter((p) => p.syn && !p.ack && p.dstPort === port);
     assert.equal(syns.length >= 1, true, `${h.name}: no SYN captured`);
     out[h.name] = syns[0]!.dscp;
   }));
@@ -63,7 +66,8 @@ async function marks(which: Host[] = hosts): Promise<Record<string, number>> {
 
 const all = (dscp: number, which: Host[] = hosts) => Object.fromEntries(which.map((h) => [h.name, dscp]));
 
-type Status = { revision: number; nodes: { node: string; state: string; last_error: string | null; kinds: { policy: { applied: { key: string; revision: number } | null; refused: { error: string } | null } } }[] };
+type Kind = { applied: { key: string; revision: number } | null; refused: { error: string } | null };
+type Status = { revision: number; nodes: { node: string; state: string; last_error: string | null; kinds: { policy: Kind; rules: Kind } }[] };
 const status = (): Status => qos(['status', '--json']).json() as Status;
 /** Whether all five nodes report and each passes: a node whose status lapsed is not missed. */
 const everyNode = (ok: (n: Status['nodes'][number]) => boolean): boolean => { const s = status(); return s.nodes.length === hosts.length && s.nodes.every(ok); };
@@ -137,6 +141,17 @@ test('an invalid policy written with etcdctl directly is refused by every node, 
   assert.deepEqual(await marks(), all(DSCP.EF));
   push('b2.yaml', policy('EF'));
   assert.ok(everyNode((n) => n.state === 'ok' && n.last_error === null));
+});
+
+test('a kernel rule set pushed to a group marks the SYNs of that group\'s hosts, programs without the agent included', async () => {
+  const set = JSON.stringify({ qosd_rules: 1, rules: [{ name: 'alt-http', match: { proto: 'tcp', remote_port: 8080 }, action: { dscp: 'CS6' } }] });
+  const bad = qos(['push-rules', file('bad-rules.json', set.replace('8080', '80800'))], { ok: false });
+  assert.equal(bad.status, 65, bad.stderr);
+  const rev = qos(['push-rules', file('rules.json', set), '--group', 'media', '--wait', '--json']).json().revision as number;
+  assert.deepEqual(await marks(hosts, { port: 8080, agent: false }), { ...all(0), h2: 48 });
+  const s = status();
+  assert.deepEqual(s.nodes.map((n) => [n.node, n.kinds.rules.applied]),
+    hosts.map((h) => [h.name, h.name === 'h2' ? { key: '/qosd/rules/group/media', revision: rev } : null]));
 });
 
 test('canary: a policy one canary node refuses stops the roll-out, and the canary nodes are rolled back', async () => {
