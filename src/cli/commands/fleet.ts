@@ -67,7 +67,7 @@ async function checked(kind: 'policy' | 'rules', file: string): Promise<string> 
   return text;
 }
 
-type PushOpts = Conn & { group?: string; node?: string; canary?: string; timeout: number; wait?: boolean };
+type PushOpts = Conn & { group?: string; node?: string; canary?: string; timeout?: number; wait?: boolean };
 
 function pushCommand(fleet: Command, name: string, kind: 'policy' | 'rules', what: string): void {
   withConnection(fleet.command(name)
@@ -76,7 +76,7 @@ function pushCommand(fleet: Command, name: string, kind: 'policy' | 'rules', wha
     .option('--group <G>', 'the group\'s document: nodes started with --groups G run it unless they have their own')
     .option('--node <N>', 'one node\'s document, above its groups\' and the fleet\'s')
     .option('--canary <share>', 'a staged roll-out: first to this share of the nodes that would run it (e.g. 10%, at least one), then, once each reports it applied, to the target; if one refuses it, stop and roll those nodes back')
-    .option('--timeout <time>', 'how long to wait for nodes to report (--canary, --wait)', (v) => duration(v, '--timeout'), 60)
+    .option('--timeout <time>', 'how long to wait for nodes to report (--canary, --wait; default 60s)', (v) => duration(v, '--timeout'))
     .option('--wait', 'wait until every node that runs it reports it applied (exit 65 if one refuses it)'))
     .action(async (file: string, o: PushOpts) => {
       const { checkName, parseShare } = await import('../../fleet/keys.js');
@@ -86,7 +86,7 @@ function pushCommand(fleet: Command, name: string, kind: 'policy' | 'rules', wha
       const text = await checked(kind, file);
       await withClient(o, `push ${file}`, async (client, prefix) => {
         const { push } = await import('../../fleet/admin.js');
-        const r = await push(client, prefix, target, text, { canary: share, timeoutMs: o.timeout * 1000, wait: o.wait });
+        const r = await push(client, prefix, target, text, { canary: share, timeoutMs: (o.timeout ?? 60) * 1000, wait: o.wait });
         if (o.json) { print(JSON.stringify({ ok: true, ...r }, null, 2)); return; }
         const lines = [`${file}: written to ${r.key} at revision ${r.revision}`];
         if (r.canary) lines.unshift(`canary: ${r.canary.nodes.join(', ')} applied it (revision ${r.canary.key_revision})`);
