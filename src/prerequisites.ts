@@ -12,7 +12,7 @@ const PACKAGE_OF: Record<string, string> = {
   iperf3: 'iperf3', socat: 'socat', curl: 'curl', python3: 'python3', tclsh: 'tcl8.6', nft: 'nftables',
   setcap: 'libcap2-bin', pgrep: 'procps', gcc: 'gcc', chromium: 'chromium',
   'dpkg-deb': 'dpkg', 'dpkg-shlibdeps': 'dpkg-dev', 'apt-get': 'apt', 'systemd-analyze': 'systemd', 'systemd-tmpfiles': 'systemd',
-  strace: 'strace', setpriv: 'util-linux', etcd: 'etcd-server', etcdctl: 'etcd-client', openssl: 'openssl', nsenter: 'util-linux', ss: 'iproute2', sysctl: 'procps', prlimit: 'util-linux', groff: 'groff-base',
+  strace: 'strace', setpriv: 'util-linux', etcd: 'etcd-server', hey: 'hey', mount: 'mount', etcdctl: 'etcd-client', openssl: 'openssl', nsenter: 'util-linux', ss: 'iproute2', sysctl: 'procps', prlimit: 'util-linux', groff: 'groff-base',
 };
 
 /** The Debian package that provides a program (its own name when the list does not say). */
