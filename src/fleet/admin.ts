@@ -8,17 +8,11 @@ import { hostname, userInfo } from 'node:os';
 import type { Etcd3 } from 'etcd3';
 import { QosError } from '../errors.js';
 import { sha256 } from '../daemon/policy-versions.js';
-import { effective, docKey, kindPrefix, logKey, parseDocKey, statusPrefix, DOC_KINDS, type DocKind, type DocVersion, type Target } from './keys.js';
+import { effective, docKey, kindPrefix, logKey, parseDocKey, prefixEnd, statusPrefix, DOC_KINDS, type DocKind, type DocVersion, type Target } from './keys.js';
 import type { NodeStatus } from './node.js';
 
 /** What etcd holds of the fleet at one revision. */
 export interface FleetView { revision: number; docs: Map<string, DocVersion>; nodes: NodeStatus[] }
-
-function prefixEnd(p: string): Buffer {
-  const b = Buffer.from(p);
-  b[b.length - 1]! += 1;
-  return b;
-}
 
 type Kv = { key: Buffer; value: Buffer; mod_revision: string };
 const version = (kv: Kv): DocVersion => ({ key: kv.key.toString(), value: kv.value.toString(), revision: Number(kv.mod_revision) });
@@ -208,13 +202,13 @@ export async function push(client: Etcd3, prefix: string, target: Target, text: 
     const failed = results.filter((r) => r.state !== 'applied');
     if (failed.length) {
       // back to what they ran: the canary keys go, and each node falls back to its next key
-      const arev = await commit(client, prefix, 'canary-abort', pick.map((n) => ({ key: ckey(n), op: 'delete' })), { target: key });
+      await commit(client, prefix, 'canary-abort', pick.map((n) => ({ key: ckey(n), op: 'delete' })), { target: key });
       const after = await readFleet(client, prefix);
       const back = new Map<string, { key: string; revision: number }>();
       for (const n of after.nodes) {
         if (!pick.includes(n.node)) continue;
         const d = effective(after.docs, prefix, target.kind, n.node, n.groups);
-        if (d) back.set(n.node, { key: d.key, revision: Math.min(d.revision, arev) });
+        if (d) back.set(n.node, { key: d.key, revision: d.revision });
       }
       const rolled = await waitFor(client, prefix, target.kind, back, o.timeoutMs);
       const detail = failed.map((f) => `${f.node}: ${f.state}${f.error ? ` (${f.error})` : ''}`).join('; ');

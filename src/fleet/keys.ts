@@ -44,6 +44,16 @@ export function statusPrefix(prefix: string): string { return `${prefix}/status/
 export function logKey(prefix: string): string { return `${prefix}/log`; }
 export function kindPrefix(prefix: string, kind: DocKind): string { return `${prefix}/${kind}/`; }
 
+/** The end of the range of keys starting with key (etcd's prefix range: the last byte below
+ * 0xff incremented, what etcdctl --prefix sends). */
+export function prefixEnd(key: Buffer | string): Buffer {
+  const end = Buffer.from(key);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) { end[i]!++; return end.subarray(0, i + 1); }
+  }
+  return Buffer.from([0]);
+}
+
 /** The target a key names, or null for a key that is not a document's. */
 export function parseDocKey(prefix: string, key: string): Target | null {
   if (!key.startsWith(`${prefix}/`)) return null;

@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import { writeFileAtomic } from '../atomic-file.js';
 import type { Clock, Timer } from '../clock.js';
 import type { Component } from '../component.js';
-import { QosError } from '../errors.js';
+import { formatProblems, QosError } from '../errors.js';
 import { PROTOCOL_VERSION } from '../protocol/messages.js';
 import { sha256 } from '../daemon/policy-versions.js';
 import { DOC_KINDS, effective, keysFor, statusKey, type DocKind, type DocVersion } from './keys.js';
@@ -271,7 +271,7 @@ export class FleetNode implements Component {
       log.info({ kind, key: doc.key, revision: doc.revision, sha256: hash }, `fleet: applied ${kind} ${doc.key} at revision ${doc.revision}`);
       return true;
     } catch (e) {
-      const err = e instanceof QosError ? `${e.message}${e.problems.length ? `: ${e.problems.map((p) => [p.line !== undefined ? `line ${p.line}` : '', p.path, p.message].filter(Boolean).join(': ')).join('; ')}` : ''}` : String((e as Error).message ?? e);
+      const err = e instanceof QosError ? `${e.message}${e.problems.length ? `: ${formatProblems(e.problems).split('\n').join('; ')}` : ''}` : String((e as Error).message ?? e);
       this.refused[kind] = { key: doc.key, revision: doc.revision, error: err, at: new Date().toISOString() };
       this.lastError = `${kind} ${doc.key}@${doc.revision} refused: ${err}`;
       log.error({ kind, key: doc.key, revision: doc.revision, err }, `fleet: refused ${kind} ${doc.key} at revision ${doc.revision}; the last good version keeps running`);

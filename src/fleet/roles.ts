@@ -12,7 +12,7 @@ import type { Command } from 'commander';
 import type { Etcd3, IPermission } from 'etcd3';
 import { QosError } from '../errors.js';
 import { parseDurationUs } from '../units.js';
-import { checkName, DEFAULT_PREFIX, kindPrefix, normPrefix, statusKey } from './keys.js';
+import { checkName, DEFAULT_PREFIX, kindPrefix, normPrefix, prefixEnd, statusKey } from './keys.js';
 
 /** The admin's role and user. */
 export const ADMIN_ROLE = 'qosd-admin';
@@ -100,15 +100,6 @@ export interface ApplyReport {
 /** etcd3 sends and reads a permission's type as the enum's name in its auth.proto */
 const PERM_TYPE: Record<PermissionType, IPermission['permType']> = { read: 'Read', write: 'Write', readwrite: 'Readwrite' };
 
-/** The end of the range of keys starting with key (etcd's prefix range: the last byte below
- * 0xff incremented, what etcdctl --prefix sends). */
-function prefixEnd(key: Buffer): Buffer {
-  const end = Buffer.from(key);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) { end[i]!++; return end.subarray(0, i + 1); }
-  }
-  return Buffer.from([0]);
-}
 
 function wire(p: PermissionSpec): IPermission {
   const key = Buffer.from(p.key);
