@@ -1,12 +1,22 @@
-/* Marking by executable in the kernel (issue 24; docs/ebpf-design.md): cgroup programs that
- * run at every connect and every unconnected send of an inet socket in their cgroup, find the
- * calling process's executable file (its device and inode, through the task's mm), and look
- * it up in `qosd_exe`. A hit sets IP_TOS (IPV6_TCLASS for IPv6) and SO_PRIORITY with
- * bpf_setsockopt before the first packet, or refuses the call with the errno it holds.
+/* Marking by executable in the kernel (docs/ebpf.md): cgroup programs that run at every connect
+ * and every unconnected send of an inet socket in their cgroup, find the calling process's
+ * executable file (its device and inode, through the task's mm), and look it up in `qosd_exe`.
+ * An entry holds the policy's rules that can match that file, in the policy's order, as slots;
+ * the first slot whose conditions hold decides: it sets IP_TOS (IPV6_TCLASS for IPv6) and
+ * SO_PRIORITY with bpf_setsockopt before the first packet, or refuses the call with its errno.
+ *
+ * Precedence: a process the agent serves (its pid and start time in `qosd_agent`, written by
+ * the daemon when the agent connects) keeps the agent's marks; a refusal applies to every
+ * process (the agent cannot grant what the kernel refuses). A socket whose TOS the application
+ * set itself keeps it unless the slot says override, as the agent does.
  *
  * Atomic reload: a key carries the policy's generation, and `qosd_gen` holds the live one. The
- * loader writes every entry of the next generation, then the generation (one 32-bit store),
+ * daemon writes every entry of the next generation, then the generation (one 32-bit store),
  * then deletes the old entries: a call reads the generation once and sees one policy whole.
+ *
+ * Every decided socket is reported once on `qosd_events` (a ring buffer the daemon reads for
+ * `qos flows`), and its release too (cgroup/sock_release), found by socket cookie in
+ * `qosd_sockets`.
  *
  * Kernel structures are declared here with only the fields read, preserve_access_index: libbpf
  * relocates each field to where this kernel's BTF has it (CO-RE), so no vmlinux.h is needed. */
@@ -15,6 +25,7 @@
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 
 #define SOL_SOCKET 1
 #define SO_PRIORITY 12
@@ -24,12 +35,23 @@
 #define IPV6_TCLASS 67
 #define AF_INET 2
 #define AF_INET6 10
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+
+/* /proc/PID/stat's start time is in USER_HZ (100) ticks: nanoseconds / 10^7 */
+#define NS_PER_TICK 10000000ULL
 
 struct super_block { __u32 s_dev; } __attribute__((preserve_access_index));
 struct inode { unsigned long i_ino; struct super_block *i_sb; } __attribute__((preserve_access_index));
 struct file { struct inode *f_inode; } __attribute__((preserve_access_index));
 struct mm_struct { struct file *exe_file; } __attribute__((preserve_access_index));
-struct task_struct { struct mm_struct *mm; } __attribute__((preserve_access_index));
+struct task_struct {
+	struct mm_struct *mm;
+	struct task_struct *group_leader;
+	__u64 start_boottime;
+} __attribute__((preserve_access_index));
 
 /* An executable of one generation of the policy: s_dev as the kernel encodes it (major << 20 |
  * minor), not as stat(2) gives it. */
@@ -39,24 +61,40 @@ struct exe_key {
 	__u64 ino;
 };
 
-/* What a hit does: tos (the whole byte: DSCP << 2) if mark_tos, priority if mark_prio;
- * errno: refuse with it (0: do not refuse). hits: how many calls it decided. */
-struct verdict {
-	__u8 mark_tos;
-	__u8 tos;
-	__u8 mark_prio;
-	__u8 pad;
-	__u32 prio;
-	__u32 errno_;
-	__u32 pad2;
+#define MAX_SLOTS 8
+
+#define F_UID 1
+#define F_GID 2
+#define F_NET 4
+#define F_TOS 8
+#define F_PRIO 16
+#define F_OVERRIDE 32
+#define F_DENY 64
+
+/* One rule as the kernel checks it (64 bytes; src/ebpf/encode.ts writes the same layout).
+ * events: 1 connect, 2 sendto; families: 1 inet, 2 inet6; types: 1 stream, 2 dgram; protos:
+ * 1 tcp, 2 udp (0: any). The remote port is in [port_lo, port_hi]; with F_NET the remote
+ * address masked by mask is net (both in network order, of the one family in families). */
+struct slot {
+	__u8 events, families, types, protos, flags, tos, prio, pad0;
+	__u16 port_lo, port_hi, rule, pad1;
+	__u32 uid, gid, errno_, pad2;
+	__u32 net[4], mask[4];
+};
+
+struct entry {
+	__u32 n;
+	__u32 pad;
 	__u64 hits;
+	struct slot s[MAX_SLOTS];
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct exe_key);
-	__type(value, struct verdict);
+	__type(value, struct entry);
 } qosd_exe SEC(".maps");
 
 struct {
@@ -66,8 +104,123 @@ struct {
 	__type(value, __u32);
 } qosd_gen SEC(".maps");
 
+/* processes the agent serves: tgid -> start time in ticks (tells a reused pid) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u64);
+} qosd_agent SEC(".maps");
+
+/* sockets reported on qosd_events and not yet released: cookie -> 1 */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} qosd_sockets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} qosd_events SEC(".maps");
+
+#define EV_OPEN 1
+#define EV_CLOSE 2
+#define EV_DENY 3
+
+#define R_TOS 1      /* the slot's TOS was set */
+#define R_PRIO 2     /* its priority was set */
+#define R_APP_TOS 4  /* the application's own TOS was kept */
+
+/* 72 bytes; src/ebpf/events.ts reads the same layout */
+struct event {
+	__u64 cookie;
+	__u64 ino;
+	__u32 kind, tgid, uid, gid, dev;
+	__u16 rule;
+	__u8 family, type, proto, hook, tos, prio;
+	__u16 port, result;
+	__u32 errno_;
+	__u32 addr[4];
+	__u32 pad;
+};
+
+static __always_inline int match(const struct slot *s, struct bpf_sock_addr *ctx, const int v6,
+				 const int ev, __u32 uid, __u32 gid, __u16 port)
+{
+	if (!(s->events & ev))
+		return 0;
+	if (s->families && !(s->families & (v6 ? 2 : 1)))
+		return 0;
+	__u32 type = ctx->type, proto = ctx->protocol;
+	if (s->types && !(s->types & (type == SOCK_STREAM ? 1 : type == SOCK_DGRAM ? 2 : 0)))
+		return 0;
+	if (s->protos && !(s->protos & (proto == IPPROTO_TCP ? 1 : proto == IPPROTO_UDP ? 2 : 0)))
+		return 0;
+	if ((s->flags & F_UID) && s->uid != uid)
+		return 0;
+	if ((s->flags & F_GID) && s->gid != gid)
+		return 0;
+	if (port < s->port_lo || port > s->port_hi)
+		return 0;
+	if (s->flags & F_NET) {
+		if (v6) {
+			if ((ctx->user_ip6[0] & s->mask[0]) != s->net[0] || (ctx->user_ip6[1] & s->mask[1]) != s->net[1] ||
+			    (ctx->user_ip6[2] & s->mask[2]) != s->net[2] || (ctx->user_ip6[3] & s->mask[3]) != s->net[3])
+				return 0;
+		} else if ((ctx->user_ip4 & s->mask[0]) != s->net[0]) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static __always_inline void report(struct bpf_sock_addr *ctx, const int v6, const int ev, __u32 kind,
+				   struct exe_key *k, const struct slot *s, __u32 uid, __u32 gid,
+				   __u16 port, __u16 result)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	if (kind == EV_OPEN) {
+		__u8 one = 1;
+		if (bpf_map_update_elem(&qosd_sockets, &cookie, &one, BPF_NOEXIST))
+			return; /* reported already (a datagram socket's later sends) */
+	}
+	struct event *e = bpf_ringbuf_reserve(&qosd_events, sizeof(*e), 0);
+	if (!e)
+		return;
+	e->cookie = cookie;
+	e->ino = k->ino;
+	e->kind = kind;
+	e->tgid = bpf_get_current_pid_tgid() >> 32;
+	e->uid = uid;
+	e->gid = gid;
+	e->dev = k->dev;
+	e->rule = s->rule;
+	e->family = v6 ? AF_INET6 : AF_INET;
+	e->type = ctx->type;
+	e->proto = ctx->protocol;
+	e->hook = ev;
+	e->tos = s->tos;
+	e->prio = s->prio;
+	e->port = port;
+	e->result = result;
+	e->errno_ = s->errno_;
+	if (v6) {
+		e->addr[0] = ctx->user_ip6[0];
+		e->addr[1] = ctx->user_ip6[1];
+		e->addr[2] = ctx->user_ip6[2];
+		e->addr[3] = ctx->user_ip6[3];
+	} else {
+		e->addr[0] = ctx->user_ip4;
+		e->addr[1] = e->addr[2] = e->addr[3] = 0;
+	}
+	e->pad = 0;
+	bpf_ringbuf_submit(e, 0);
+}
+
 /* 1: let the call go on; 0: refuse it (with the errno set by bpf_set_retval). */
-static __always_inline int decide(struct bpf_sock_addr *ctx)
+static __always_inline int decide(struct bpf_sock_addr *ctx, const int v6, const int ev)
 {
 	__u32 zero = 0;
 	__u32 *gen = bpf_map_lookup_elem(&qosd_gen, &zero);
@@ -80,38 +233,91 @@ static __always_inline int decide(struct bpf_sock_addr *ctx)
 	struct exe_key k = { .gen = *gen };
 	k.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
 	k.ino = BPF_CORE_READ(exe, f_inode, i_ino);
-	struct verdict *v = bpf_map_lookup_elem(&qosd_exe, &k);
+	struct entry *v = bpf_map_lookup_elem(&qosd_exe, &k);
 	if (!v)
 		return 1;
+	__u64 ug = bpf_get_current_uid_gid();
+	__u32 uid = (__u32)ug, gid = ug >> 32;
+	__u16 port = bpf_ntohs(ctx->user_port);
+	const struct slot *s = 0;
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		if (i >= v->n)
+			break;
+		if (match(&v->s[i], ctx, v6, ev, uid, gid, port)) {
+			s = &v->s[i];
+			break;
+		}
+	}
+	if (!s)
+		return 1;
 	__sync_fetch_and_add(&v->hits, 1);
-	if (v->errno_) {
-		bpf_set_retval(-(int)v->errno_);
+	if (s->flags & F_DENY) {
+		report(ctx, v6, ev, EV_DENY, &k, s, uid, gid, port, 0);
+		bpf_set_retval(-(int)s->errno_);
 		return 0;
 	}
-	if (v->mark_tos) {
-		int tos = v->tos;
-		if (ctx->family == AF_INET6)
-			bpf_setsockopt(ctx, SOL_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
+	if (!(s->flags & (F_TOS | F_PRIO)))
+		return 1; /* the rule leaves the socket alone (none) */
+	/* a process the agent serves keeps the agent's decision */
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 *agent = bpf_map_lookup_elem(&qosd_agent, &tgid);
+	if (agent && *agent == BPF_CORE_READ(task, group_leader, start_boottime) / NS_PER_TICK)
+		return 1;
+	__u16 result = 0;
+	if (s->flags & F_TOS) {
+		int tos = 0;
+		if (v6)
+			bpf_getsockopt(ctx, SOL_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
 		else
-			bpf_setsockopt(ctx, SOL_IP, IP_TOS, &tos, sizeof(tos));
+			bpf_getsockopt(ctx, SOL_IP, IP_TOS, &tos, sizeof(tos));
+		if ((tos & 0xfc) && !(s->flags & F_OVERRIDE)) {
+			result |= R_APP_TOS;
+		} else {
+			tos = s->tos;
+			if (v6)
+				bpf_setsockopt(ctx, SOL_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
+			else
+				bpf_setsockopt(ctx, SOL_IP, IP_TOS, &tos, sizeof(tos));
+			result |= R_TOS;
+		}
 	}
-	if (v->mark_prio) {
-		int prio = v->prio;
+	if (s->flags & F_PRIO) {
+		int prio = s->prio;
 		bpf_setsockopt(ctx, SOL_SOCKET, SO_PRIORITY, &prio, sizeof(prio));
+		result |= R_PRIO;
 	}
+	report(ctx, v6, ev, EV_OPEN, &k, s, uid, gid, port, result);
 	return 1;
 }
 
 SEC("cgroup/connect4")
-int qosd_connect4(struct bpf_sock_addr *ctx) { return decide(ctx); }
+int qosd_connect4(struct bpf_sock_addr *ctx) { return decide(ctx, 0, 1); }
 
 SEC("cgroup/connect6")
-int qosd_connect6(struct bpf_sock_addr *ctx) { return decide(ctx); }
+int qosd_connect6(struct bpf_sock_addr *ctx) { return decide(ctx, 1, 1); }
 
 SEC("cgroup/sendmsg4")
-int qosd_sendmsg4(struct bpf_sock_addr *ctx) { return decide(ctx); }
+int qosd_sendmsg4(struct bpf_sock_addr *ctx) { return decide(ctx, 0, 2); }
 
 SEC("cgroup/sendmsg6")
-int qosd_sendmsg6(struct bpf_sock_addr *ctx) { return decide(ctx); }
+int qosd_sendmsg6(struct bpf_sock_addr *ctx) { return decide(ctx, 1, 2); }
+
+/* A reported socket's release: one close event, its cookie forgotten. */
+SEC("cgroup/sock_release")
+int qosd_release(struct bpf_sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	if (bpf_map_delete_elem(&qosd_sockets, &cookie))
+		return 1;
+	struct event *e = bpf_ringbuf_reserve(&qosd_events, sizeof(*e), 0);
+	if (!e)
+		return 1;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->cookie = cookie;
+	e->kind = EV_CLOSE;
+	e->tgid = bpf_get_current_pid_tgid() >> 32;
+	bpf_ringbuf_submit(e, 0);
+	return 1;
+}
 
 char LICENSE[] SEC("license") = "GPL";

@@ -14,6 +14,9 @@ export const PACKAGE_ROOT = root;
 export const AGENT_LIBRARY = resolve(root, 'agent/build/libqosagent.so');
 /** The BPF program that writes 802.1p priority tags (bpf/dot1p.bpf.c; docs/traffic-control.md). */
 export const DOT1P_OBJECT = resolve(root, 'bpf/build/dot1p.bpf.o');
+/** The per-executable marking programs (bpf/exe-mark.bpf.c, docs/ebpf.md) and their loader (native/qosbpf.c). */
+export const EXE_MARK_OBJECT = resolve(root, 'bpf/build/exe-mark.bpf.o');
+export const NATIVE_BPF = resolve(root, 'native/build/qosbpf.node');
 /** RSVP's packet I/O helper (native/rsvpio.c), which src/rsvp/transport spawns. */
 export const RSVPIO_PROGRAM = resolve(root, 'native/build/rsvpio');
 /** Sender TCP cheating's packet helper (native/tcpcheat.c; docs/tcp-cheating.md). */

@@ -36,6 +36,7 @@ export function formatStatus(s: Rec): string {
     `flows        ${s.flows}`,
     `decisions    ${s.decisions_total}`,
     ...(s.kernel ? formatKernel(s.kernel as Rec) : []),
+    ...(s.ebpf ? [formatEbpf(s.ebpf as Rec)] : []),
     ...(s.tc ? [formatTc(s.tc as Rec)] : []),
     ...(s.fleet ? formatFleet(s.fleet as Rec) : []),
     ...(s.dashboard ? [`dashboard    ${(s.dashboard as Rec).url} (qos dashboard prints the URL to log in with)`] : []),
@@ -55,6 +56,13 @@ function formatFleet(f: Rec): string[] {
     `${pad}policy ${v(applied.policy)}, rules ${v(applied.rules)}`,
     ...Object.entries(refused).filter(([, r]) => r).map(([k, r]) => `${pad}refused ${k} ${r!.key}@${r!.revision}: ${r!.error}`),
   ];
+}
+
+/** Per-executable marking: where the programs are attached and what they hold, or why not. */
+function formatEbpf(e: Rec): string {
+  if (!e.attached) return `ebpf         not attached${e.mode === 'off' ? '' : ` (--ebpf ${e.mode})`}: ${e.problem}`;
+  const rules = e.rules as string[], files = e.files as string[], notes = e.notes as string[];
+  return `ebpf         ${(e.programs as unknown[]).length} programs on cgroup ${e.cgroup}, generation ${e.generation}: ${rules.length} exe rules${rules.length ? ` (${rules.join(', ')})` : ''} naming ${files.length} files; ${e.sockets_open} sockets open${notes.length ? `; ${notes.length} notes (qos status --json)` : ''}`;
 }
 
 /** Host traffic control: what is under it, and the sockets policy put in flows. */
@@ -80,8 +88,10 @@ export function formatKernel(k: Rec): string[] {
 }
 
 export function formatFlows(flows: Rec[]): string {
-  const rows = flows.map((f) => [String(f.pid), String(f.fd), String(f.proto ?? f.type ?? '-'), ep(f.local), ep(f.remote), cls(f.decision), String(f.rule ?? '-'), String(f.exe)]);
-  const head = ['PID', 'FD', 'PROTO', 'LOCAL', 'REMOTE', 'MARK', 'RULE', 'EXE'];
+  // PATH: which part decided: the agent (a socket call it asked about) or eBPF (a connect or
+  // first send of a program its exe rules name; no descriptor, no local end)
+  const rows = flows.map((f) => [String(f.path ?? 'agent'), String(f.pid), String(f.fd ?? '-'), String(f.proto ?? f.type ?? '-'), ep(f.local), ep(f.remote), cls(f.decision), String(f.rule ?? '-'), String(f.exe)]);
+  const head = ['PATH', 'PID', 'FD', 'PROTO', 'LOCAL', 'REMOTE', 'MARK', 'RULE', 'EXE'];
   return columns([head, ...rows]).join('\n');
 }
 

@@ -69,6 +69,8 @@ export interface AgentServerOptions {
   onDecision: (r: DecisionRecord) => void;
   /** the last connection of a process closed */
   onDisconnect: (pid: number, start: number) => void;
+  /** a process's agent connected (pid and start time from the kernel: SO_PEERCRED, pidfd) */
+  onConnect?: (pid: number, start: number) => void;
   /** the time the decider and the flow table record, fixed for each batch of messages */
   time?: BatchTime;
   /** time for the stall watch (default: the system's) */
@@ -270,6 +272,7 @@ export class AgentServer {
       queued: null, closing: false, ended: false, waiting: false, held: '', heldLong: false, ring: null, ringBuf: null, hot: 0, who: null,
     };
     this.conns.add(conn);
+    if (!this.perPid.has(cred.pid)) this.o.onConnect?.(cred.pid, cred.start);
     this.perPid.set(cred.pid, (this.perPid.get(cred.pid) ?? 0) + 1);
     this.o.metrics.agents.inc();
     // (one of socketOf's reads into READ_BUF; one Node's server made, the usual way)

@@ -38,7 +38,10 @@ export class DaemonChild {
   async start(): Promise<this> {
     // its own rule-set file and nftables table: daemons under test never touch the machine's
     const argv = [...this.wrap, process.execPath, this.cli, 'daemon', '--socket', this.socket, '--admin', this.admin, ...(this.policy === null ? [] : ['--policy', this.policyFile]),
-      '--rules', this.rulesFile, '--nft-table', this.nftTable, ...this.extraArgs];
+      '--rules', this.rulesFile, '--nft-table', this.nftTable,
+      // the eBPF programs attach to a cgroup (the host's root by default), not a namespace: a
+      // test that wants them names its own cgroup (--ebpf on --ebpf-cgroup DIR)
+      ...(this.extraArgs.includes('--ebpf') ? [] : ['--ebpf', 'off']), ...this.extraArgs];
     this.child = start(argv, { name: 'qos daemon' });
     this.proc = this.child.proc;
     this.proc.stdout!.on('data', (d: Buffer) => (this.log += d));

@@ -16,6 +16,7 @@ import { rulesApi } from '../kernel/api.js';
 import { ctMark, DEFAULT_CT_MASK, type CtMark } from '../kernel/ctmark.js';
 import { DSCP_HOOK, DscpCounters } from '../kernel/dscp-counters.js';
 import { KernelRules, type KernelMode } from '../kernel/manager.js';
+import { EbpfMarking, type EbpfMode } from '../ebpf/marking.js';
 import { RsvpAttach } from '../rsvp/attach.js';
 import { RsvpHost } from '../rsvp/host.js';
 import { tcRoutes } from '../tc/api.js';
@@ -71,6 +72,9 @@ export interface DaemonOptions {
   /** Kernel rules (nftables): where the rule set is stored, the table, whether to use it, and
    * the bits of the connection mark it may use (default: DEFAULT_CT_MASK). */
   kernel?: { rulesFile: string; table: string; mode: KernelMode; ctMark?: CtMark };
+  /** Per-executable marking by cgroup eBPF programs (ebpf/, docs/ebpf.md): off unless given
+   * (the CLI's default is auto); the cgroup v2 directory they attach to (default: the root). */
+  ebpf?: { mode: EbpfMode; cgroup?: string; rescanMs?: number };
   /** Bounds on agent connections (default: from the descriptor limit, see shares.ts). */
   agentLimits?: Partial<AgentLimits>;
   /** Flow-table bounds: entries in all, and per user (their oldest go past it). */
@@ -119,6 +123,7 @@ export class Daemon {
     const sweepMs = o.sweepMs ?? 10_000;
     const ko = o.kernel ?? { rulesFile: DEFAULT_RULES_FILE, table: DEFAULT_NFT_TABLE, mode: 'auto' as const };
     const kernel = this.kernel = new KernelRules({ ...ko, ctMark: ko.ctMark ?? ctMark(DEFAULT_CT_MASK), log });
+    const ebpf = new EbpfMarking({ mode: 'off', ...o.ebpf, log, clock });
     // set below, with traffic control: follows flows only while a policy may ask for a flow
     let followFlows: ((doc: PolicyDoc) => void) | undefined;
     const fleetDir = o.fleet ? o.fleet.dir ?? join(dirname(ko.rulesFile), 'fleet') : null;
@@ -126,7 +131,13 @@ export class Daemon {
     if (o.fleet) keepLoaderWorker();
     const policy = this.policy = new RunningPolicy({
       ...(o.fleet ? { file: fleetPolicyFile(fleetDir!, DEFAULT_POLICY_TEXT), origin: 'fleet' as const, managedBy: `the fleet (${o.fleet.fleet}, ${o.fleet.prefix})` } : { file: o.policy, origin: o.policyOrigin }), socket: o.socket, versionsDir: join(dirname(ko.rulesFile), 'policy-versions'), scriptWorkers: o.scriptWorkers, scriptLimits: o.scriptLimits,
-      accept: async (doc) => { await kernel.setPolicy(doc); followFlows?.(doc); }, metrics, log, clock,
+      accept: async (doc) => {
+        // the eBPF maps first: a generation written is put back if the kernel rules refuse
+        const before = policy.doc;
+        ebpf.setPolicy(doc);
+        try { await kernel.setPolicy(doc); } catch (e) { try { ebpf.setPolicy(before); } catch { /* the status says */ } throw e; }
+        followFlows?.(doc);
+      }, metrics, log, clock,
     });
     // the flow-event hub (flow-events.ts): parts that follow flows subscribe to flows.events
     const events = new FlowEvents((err, e) => log.error({ err, event: e.kind, pid: e.flow.pid, fd: e.flow.fd }, 'a flow-event subscriber failed'));
@@ -151,6 +162,12 @@ export class Daemon {
         method: '*', path: '/v1/rules', prefix: true, body: true,
         handle: async (r) => { const a = await rulesApi(kernel, r.method, r.path, r.body); return { status: a.status, json: a.body }; },
       }],
+    });
+    c.add<Component>({
+      name: 'ebpf',
+      start: () => ebpf.start(policy.doc),
+      stop: () => ebpf.stop(),
+      status: () => ebpf.status(),
     });
     if (o.trafficControl !== false) {
       // its own table beside the kernel rules' (qosd: qosd_tc), and beside the admin socket
@@ -203,7 +220,8 @@ export class Daemon {
       },
       status: () => ({ flows: flows.size }),
       collect: () => { metrics.flows.set(flows.size); metrics.evicted.set(flows.evicted); },
-      routes: [{ method: 'GET', path: '/v1/flows', handle: () => ({ json: flows.list() }) }],
+      // the agent's flows, then the sockets the eBPF programs decided (path says which)
+      routes: [{ method: 'GET', path: '/v1/flows', handle: () => ({ json: [...flows.list().map((f) => ({ path: 'agent', ...f })), ...ebpf.flows()] }) }],
     }));
     c.add(every(clock, sweepMs, {
       name: 'agents',
@@ -215,8 +233,10 @@ export class Daemon {
         agents = new AgentServer({
           path: o.socket, decider: new Decider(flows, () => policy.current, time.now), identities, metrics, log, limits, clock, time,
           onDecision: (r) => decisions.record(r),
+          onConnect: (pid, start) => ebpf.agentConnected(pid, start),
           onDisconnect: (pid, start) => {
             if (startTime(pid) === start) return; // still running: its flows stay
+            ebpf.agentGone(pid);
             flows.closePid(pid, start);
             identities.forget(pid);
           },

@@ -104,8 +104,9 @@ function stageFiles(root: string, pkg: string, date: string): void {
   for (const m of productionModules(root)) cpSync(m, join(lib, relative(root, m)), { recursive: true, dereference: true });
   copy(join(root, 'agent/build/libqosagent.so'), join(lib, 'agent/build/libqosagent.so'));
   for (const f of files(join(root, 'agent/build/bench'))) copy(join(root, 'agent/build/bench', f), join(lib, 'agent/build/bench', f));
-  for (const f of ['peercred.node', 'rsvpio', 'tcpcheat']) copy(join(root, 'native/build', f), join(lib, 'native/build', f));
+  for (const f of ['peercred.node', 'qosbpf.node', 'rsvpio', 'tcpcheat']) copy(join(root, 'native/build', f), join(lib, 'native/build', f));
   copy(join(root, 'bpf/build/dot1p.bpf.o'), join(lib, 'bpf/build/dot1p.bpf.o'));
+  copy(join(root, 'bpf/build/exe-mark.bpf.o'), join(lib, 'bpf/build/exe-mark.bpf.o'));
   for (const f of ['tcl-host.tcl', 'SprintLib.tcl']) copy(join(root, 'src/script', f), join(lib, 'src/script', f));
 
   const debian = join(root, 'src/service/debian');

@@ -1,0 +1,455 @@
+/* qosbpf.node: the daemon's eBPF loader (docs/ebpf.md), a thin N-API layer over libbpf.
+ * - open(object, cgroup): loads a BPF object (CO-RE relocated against this kernel's BTF) and
+ *   attaches every program in it to the cgroup v2 directory by bpf_link. Nothing is pinned:
+ *   the programs stay attached and the maps alive only while this process holds the
+ *   descriptors, so a daemon that dies, even by SIGKILL, leaves nothing behind. Returns a
+ *   handle; the error names the step, the errno and the end of libbpf's log (the verifier's).
+ * - describe(h): the programs (name, id, attach type), links and maps (name, fd, id, sizes).
+ * - update(fd, keys, values, flags): one bpf_map_update_elem per key (keys and values each
+ *   one buffer of equal-sized records); delete(fd, keys) likewise (a missing key is no error);
+ *   keys(fd): every key, one buffer; lookup(fd, key): the value or null.
+ * - events(h, map): every record waiting in a ring buffer map, each preceded by its length
+ *   (u32), one buffer (empty if none).
+ * - close(h): links destroyed (the programs detach), then the object (maps freed). */
+#define _GNU_SOURCE
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_HANDLES 8
+#define MAX_LINKS 16
+#define LOG_MAX 4096
+
+struct handle {
+	struct bpf_object *obj;
+	struct bpf_link *links[MAX_LINKS];
+	int nlinks;
+	struct ring_buffer *ring;
+	int ring_map_fd;
+	/* records read by the current events() call */
+	char *buf;
+	size_t len, cap;
+};
+
+static struct handle *handles[MAX_HANDLES];
+
+/* libbpf's messages during open(): the end is kept for the error */
+static char logbuf[LOG_MAX];
+static size_t loglen;
+
+static int log_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	(void)level;
+	char line[1024];
+	int n = vsnprintf(line, sizeof line, fmt, ap);
+	if (n <= 0)
+		return 0;
+	if ((size_t)n >= sizeof line)
+		n = sizeof line - 1;
+	if (loglen + n >= LOG_MAX) { /* keep the newest half */
+		memmove(logbuf, logbuf + LOG_MAX / 2, loglen - LOG_MAX / 2);
+		loglen -= LOG_MAX / 2;
+	}
+	memcpy(logbuf + loglen, line, n);
+	loglen += n;
+	logbuf[loglen] = '\0';
+	return 0;
+}
+
+static napi_value fail(napi_env env, const char *step, int err)
+{
+	char msg[LOG_MAX + 256];
+	const char *tail = loglen > 1500 ? logbuf + loglen - 1500 : logbuf;
+	snprintf(msg, sizeof msg, "%s: %s%s%s", step, strerror(err < 0 ? -err : err), loglen ? "\n" : "", loglen ? tail : "");
+	napi_value code, m, e;
+	char c[16];
+	snprintf(c, sizeof c, "%d", err < 0 ? -err : err);
+	napi_create_string_utf8(env, c, NAPI_AUTO_LENGTH, &code);
+	napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+	napi_create_error(env, code, m, &e);
+	napi_throw(env, e);
+	return NULL;
+}
+
+static int arg_int(napi_env env, napi_value v, int *out)
+{
+	return napi_get_value_int32(env, v, out) == napi_ok ? 0 : -1;
+}
+
+static struct handle *arg_handle(napi_env env, napi_value v)
+{
+	int h;
+	if (arg_int(env, v, &h) || h < 0 || h >= MAX_HANDLES || !handles[h]) {
+		napi_throw_type_error(env, NULL, "not an open eBPF handle");
+		return NULL;
+	}
+	return handles[h];
+}
+
+static void destroy(struct handle *hd)
+{
+	for (int i = hd->nlinks - 1; i >= 0; i--)
+		bpf_link__destroy(hd->links[i]);
+	if (hd->ring)
+		ring_buffer__free(hd->ring);
+	bpf_object__close(hd->obj);
+	free(hd->buf);
+	free(hd);
+}
+
+static napi_value Open(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2];
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	char path[4096], cg[4096];
+	size_t n;
+	if (argc < 2 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &n) != napi_ok ||
+	    napi_get_value_string_utf8(env, argv[1], cg, sizeof cg, &n) != napi_ok) {
+		napi_throw_type_error(env, NULL, "open(object, cgroup)");
+		return NULL;
+	}
+	int slot = -1;
+	for (int i = 0; i < MAX_HANDLES; i++)
+		if (!handles[i]) { slot = i; break; }
+	if (slot < 0)
+		return fail(env, "too many open eBPF objects", EMFILE);
+	loglen = 0;
+	logbuf[0] = '\0';
+	libbpf_print_fn_t before = libbpf_set_print(log_print);
+	struct handle *hd = calloc(1, sizeof *hd);
+	int err = 0;
+	const char *step = "";
+	int cgfd = -1;
+	if (!hd) { err = ENOMEM; step = "memory"; goto out; }
+	hd->obj = bpf_object__open_file(path, NULL);
+	if (!hd->obj) { err = errno; step = "cannot open the BPF object"; free(hd); hd = NULL; goto out; }
+	if ((err = bpf_object__load(hd->obj))) { step = "the kernel refused the BPF programs"; goto out; }
+	cgfd = open(cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cgfd < 0) { err = errno; step = "cannot open the cgroup"; goto out; }
+	struct bpf_program *p;
+	bpf_object__for_each_program(p, hd->obj) {
+		if (hd->nlinks == MAX_LINKS) { err = E2BIG; step = "too many programs"; goto out; }
+		struct bpf_link *l = bpf_program__attach_cgroup(p, cgfd);
+		if (!l) { err = errno; step = "cannot attach a program to the cgroup"; goto out; }
+		hd->links[hd->nlinks++] = l;
+	}
+out:
+	if (cgfd >= 0)
+		close(cgfd);
+	libbpf_set_print(before);
+	if (err) {
+		if (hd)
+			destroy(hd);
+		return fail(env, step, err);
+	}
+	handles[slot] = hd;
+	napi_value r;
+	napi_create_int32(env, slot, &r);
+	return r;
+}
+
+static void set_int(napi_env env, napi_value o, const char *k, long long v)
+{
+	napi_value x;
+	napi_create_int64(env, v, &x);
+	napi_set_named_property(env, o, k, x);
+}
+
+static void set_str(napi_env env, napi_value o, const char *k, const char *v)
+{
+	napi_value x;
+	napi_create_string_utf8(env, v, NAPI_AUTO_LENGTH, &x);
+	napi_set_named_property(env, o, k, x);
+}
+
+static napi_value Describe(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1];
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	struct handle *hd = argc ? arg_handle(env, argv[0]) : NULL;
+	if (!hd)
+		return NULL;
+	napi_value r, progs, maps, links;
+	napi_create_object(env, &r);
+	napi_create_array(env, &progs);
+	napi_create_array(env, &maps);
+	napi_create_array(env, &links);
+	uint32_t i = 0;
+	struct bpf_program *p;
+	bpf_object__for_each_program(p, hd->obj) {
+		struct bpf_prog_info pi = { 0 };
+		__u32 len = sizeof pi;
+		napi_value o;
+		napi_create_object(env, &o);
+		set_str(env, o, "name", bpf_program__name(p));
+		set_str(env, o, "section", bpf_program__section_name(p));
+		if (!bpf_obj_get_info_by_fd(bpf_program__fd(p), &pi, &len))
+			set_int(env, o, "id", pi.id);
+		napi_set_element(env, progs, i++, o);
+	}
+	i = 0;
+	struct bpf_map *m;
+	bpf_object__for_each_map(m, hd->obj) {
+		struct bpf_map_info mi = { 0 };
+		__u32 len = sizeof mi;
+		napi_value o;
+		napi_create_object(env, &o);
+		set_str(env, o, "name", bpf_map__name(m));
+		set_int(env, o, "fd", bpf_map__fd(m));
+		set_int(env, o, "key_size", bpf_map__key_size(m));
+		set_int(env, o, "value_size", bpf_map__value_size(m));
+		set_int(env, o, "max_entries", bpf_map__max_entries(m));
+		if (!bpf_obj_get_info_by_fd(bpf_map__fd(m), &mi, &len))
+			set_int(env, o, "id", mi.id);
+		napi_set_element(env, maps, i++, o);
+	}
+	for (int j = 0; j < hd->nlinks; j++) {
+		struct bpf_link_info li = { 0 };
+		__u32 len = sizeof li;
+		napi_value x;
+		napi_create_int64(env, bpf_obj_get_info_by_fd(bpf_link__fd(hd->links[j]), &li, &len) ? -1 : (long long)li.id, &x);
+		napi_set_element(env, links, j, x);
+	}
+	napi_set_named_property(env, r, "programs", progs);
+	napi_set_named_property(env, r, "maps", maps);
+	napi_set_named_property(env, r, "links", links);
+	return r;
+}
+
+/* A map descriptor and its key and value sizes, from the kernel. */
+static int map_sizes(int fd, __u32 *ks, __u32 *vs)
+{
+	struct bpf_map_info mi = { 0 };
+	__u32 len = sizeof mi;
+	if (bpf_obj_get_info_by_fd(fd, &mi, &len))
+		return -errno;
+	*ks = mi.key_size;
+	*vs = mi.value_size;
+	return 0;
+}
+
+static int arg_buffer(napi_env env, napi_value v, char **data, size_t *len)
+{
+	bool is;
+	if (napi_is_buffer(env, v, &is) != napi_ok || !is)
+		return -1;
+	return napi_get_buffer_info(env, v, (void **)data, len) == napi_ok ? 0 : -1;
+}
+
+static napi_value Update(napi_env env, napi_callback_info info)
+{
+	size_t argc = 4;
+	napi_value argv[4];
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	int fd, flags = BPF_ANY;
+	char *keys, *vals;
+	size_t klen, vlen;
+	__u32 ks = 0, vs = 0;
+	if (argc < 3 || arg_int(env, argv[0], &fd) || arg_buffer(env, argv[1], &keys, &klen) || arg_buffer(env, argv[2], &vals, &vlen) ||
+	    (argc > 3 && arg_int(env, argv[3], &flags))) {
+		napi_throw_type_error(env, NULL, "update(fd, keys, values[, flags])");
+		return NULL;
+	}
+	int err = map_sizes(fd, &ks, &vs);
+	if (err)
+		return fail(env, "not a map", err);
+	if (!ks || klen % ks || vlen != (klen / ks) * vs) {
+		napi_throw_range_error(env, NULL, "keys and values do not make whole records of the map's sizes");
+		return NULL;
+	}
+	for (size_t i = 0; i < klen / ks; i++)
+		if (bpf_map_update_elem(fd, keys + i * ks, vals + i * vs, flags))
+			return fail(env, "map update", errno);
+	return NULL;
+}
+
+static napi_value Delete(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2];
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	int fd;
+	char *keys;
+	size_t klen;
+	__u32 ks = 0, vs = 0;
+	if (argc < 2 || arg_int(env, argv[0], &fd) || arg_buffer(env, argv[1], &keys, &klen)) {
+		napi_throw_type_error(env, NULL, "delete(fd, keys)");
+		return NULL;
+	}
+	int err = map_sizes(fd, &ks, &vs);
+	if (err)
+		return fail(env, "not a map", err);
+	if (!ks || klen % ks) {
+		napi_throw_range_error(env, NULL, "keys do not make whole records of the map's key size");
+		return NULL;
+	}
+	for (size_t i = 0; i < klen / ks; i++)
+		if (bpf_map_delete_elem(fd, keys + i * ks) && errno != ENOENT)
+			return fail(env, "map delete", errno);
+	return NULL;
+}
+
+static napi_value Keys(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1];
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	int fd;
+	__u32 ks = 0, vs = 0;
+	if (argc < 1 || arg_int(env, argv[0], &fd)) {
+		napi_throw_type_error(env, NULL, "keys(fd)");
+		return NULL;
+	}
+	int err = map_sizes(fd, &ks, &vs);
+	if (err)
+		return fail(env, "not a map", err);
+	size_t cap = 64 * ks, len = 0;
+	char *out = malloc(cap), prev[512];
+	if (!out || ks > sizeof prev) {
+		free(out);
+		return fail(env, "keys", ENOMEM);
+	}
+	void *cur = NULL;
+	while (!bpf_map_get_next_key(fd, cur, prev)) {
+		if (len + ks > cap) {
+			char *n = realloc(out, cap *= 2);
+			if (!n) { free(out); return fail(env, "keys", ENOMEM); }
+			out = n;
+		}
+		memcpy(out + len, prev, ks);
+		cur = out + len;
+		len += ks;
+	}
+	napi_value r;
+	napi_create_buffer_copy(env, len, out, NULL, &r);
+	free(out);
+	return r;
+}
+
+static napi_value Lookup(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2];
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	int fd;
+	char *key;
+	size_t klen;
+	__u32 ks = 0, vs = 0;
+	if (argc < 2 || arg_int(env, argv[0], &fd) || arg_buffer(env, argv[1], &key, &klen)) {
+		napi_throw_type_error(env, NULL, "lookup(fd, key)");
+		return NULL;
+	}
+	int err = map_sizes(fd, &ks, &vs);
+	if (err)
+		return fail(env, "not a map", err);
+	if (klen != ks) {
+		napi_throw_range_error(env, NULL, "the key is not of the map's key size");
+		return NULL;
+	}
+	char *val = malloc(vs);
+	if (!val)
+		return fail(env, "lookup", ENOMEM);
+	napi_value r;
+	if (bpf_map_lookup_elem(fd, key, val)) {
+		free(val);
+		if (errno != ENOENT)
+			return fail(env, "map lookup", errno);
+		napi_get_null(env, &r);
+		return r;
+	}
+	napi_create_buffer_copy(env, vs, val, NULL, &r);
+	free(val);
+	return r;
+}
+
+static int on_record(void *ctx, void *data, size_t size)
+{
+	struct handle *hd = ctx;
+	if (hd->len + 4 + size > hd->cap) {
+		size_t cap = hd->cap ? hd->cap : 16384;
+		while (cap < hd->len + 4 + size)
+			cap *= 2;
+		char *n = realloc(hd->buf, cap);
+		if (!n)
+			return -ENOMEM;
+		hd->buf = n;
+		hd->cap = cap;
+	}
+	__u32 n = size;
+	memcpy(hd->buf + hd->len, &n, 4);
+	memcpy(hd->buf + hd->len + 4, data, size);
+	hd->len += 4 + size;
+	return 0;
+}
+
+static napi_value Events(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2];
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	struct handle *hd = argc ? arg_handle(env, argv[0]) : NULL;
+	if (!hd)
+		return NULL;
+	int fd;
+	if (argc < 2 || arg_int(env, argv[1], &fd)) {
+		napi_throw_type_error(env, NULL, "events(handle, mapFd)");
+		return NULL;
+	}
+	if (!hd->ring) {
+		hd->ring = ring_buffer__new(fd, on_record, hd, NULL);
+		if (!hd->ring)
+			return fail(env, "cannot map the ring buffer", errno);
+		hd->ring_map_fd = fd;
+	} else if (hd->ring_map_fd != fd) {
+		napi_throw_range_error(env, NULL, "one ring buffer per handle");
+		return NULL;
+	}
+	hd->len = 0;
+	int n = ring_buffer__consume(hd->ring);
+	if (n < 0)
+		return fail(env, "ring buffer", n);
+	napi_value r;
+	napi_create_buffer_copy(env, hd->len, hd->buf ? hd->buf : "", NULL, &r);
+	return r;
+}
+
+static napi_value Close(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1;
+	napi_value argv[1];
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	struct handle *hd = argc ? arg_handle(env, argv[0]) : NULL;
+	if (!hd)
+		return NULL;
+	int h;
+	arg_int(env, argv[0], &h);
+	handles[h] = NULL;
+	destroy(hd);
+	return NULL;
+}
+
+NAPI_MODULE_INIT()
+{
+	static const struct {
+		const char *name;
+		napi_callback fn;
+	} fns[] = {
+		{ "open", Open }, { "describe", Describe }, { "update", Update }, { "delete", Delete },
+		{ "keys", Keys }, { "lookup", Lookup }, { "events", Events }, { "close", Close },
+	};
+	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+		napi_value fn;
+		napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn);
+		napi_set_named_property(env, exports, fns[i].name, fn);
+	}
+	return exports;
+}

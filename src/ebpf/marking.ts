@@ -1,0 +1,313 @@
+/* The daemon's `ebpf` component (docs/ebpf.md): bpf/exe-mark.bpf.c loaded through qosbpf.node
+ * and attached to a cgroup v2 directory (the hierarchy's root unless told: every process of
+ * the host), its maps filled from the policy's rules the programs can check (rules.ts), the
+ * files their exe patterns name resolved to device and inode (resolve.ts).
+ *
+ * - A policy (at start, at each reload, and when a rescan finds other files) is written as a
+ *   new generation: every entry under the next generation number, then the live generation
+ *   (one store the programs read once per call), then the old entries deleted. No call sees
+ *   half a policy.
+ * - The agent's processes: when an agent connects, its pid and start time go into the agent
+ *   map (the programs leave such a process's marks to the agent); when its last connection
+ *   closes and the process is gone, they leave.
+ * - The programs report each socket they decided, and its release, on a ring buffer: read
+ *   every pollMs into a bounded table that `GET /v1/flows` shows with path "ebpf".
+ * - Nothing is pinned: the programs and maps live while the daemon holds their descriptors.
+ *   At stop they are closed; a daemon killed with SIGKILL leaves nothing for the next one. */
+
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { Logger } from 'pino';
+import type { Clock, Timer } from '../clock.js';
+import type { Component } from '../component.js';
+import { QosError } from '../errors.js';
+import { systemNames, type Names } from '../kernel/rules.js';
+import { decisionClass } from '../daemon/flows.js';
+import type { Decision } from '../policy/engine.js';
+import type { PolicyDoc } from '../policy/schema.js';
+import { EXE_MARK_OBJECT, NATIVE_BPF } from '../paths.js';
+import { agentKey, agentValue, decodeEvents, encodeEntry, encodeKey, ENTRY_SIZE, KEY_SIZE, R_APP_TOS, R_PRIO, R_TOS, type EbpfEvent } from './encode.js';
+import { resolvePatterns, type ResolvedFile } from './resolve.js';
+import { entrySlots, policyRuleInEbpf, type EbpfRule } from './rules.js';
+
+export type EbpfMode = 'auto' | 'on' | 'off';
+
+interface Native {
+  open(object: string, cgroup: string): number;
+  describe(h: number): { programs: { name: string; section: string; id?: number }[]; maps: { name: string; fd: number; id?: number; key_size: number; value_size: number; max_entries: number }[]; links: number[] };
+  update(fd: number, keys: Buffer, values: Buffer, flags?: number): void;
+  delete(fd: number, keys: Buffer): void;
+  keys(fd: number): Buffer;
+  lookup(fd: number, key: Buffer): Buffer | null;
+  events(h: number, fd: number): Buffer;
+  close(h: number): void;
+}
+
+let nativeBpf: Native | null = null;
+/** qosbpf.node, loaded on first use (a daemon with --ebpf off never needs libbpf). */
+function loadNative(): Native {
+  return (nativeBpf ??= createRequire(import.meta.url)(NATIVE_BPF) as Native);
+}
+
+/** The mount point of the cgroup v2 hierarchy (the unified one of a hybrid), or null. */
+export function cgroup2Root(mountinfo = '/proc/self/mountinfo'): string | null {
+  let text: string;
+  try { text = readFileSync(mountinfo, 'utf8'); } catch { return null; }
+  for (const line of text.split('\n')) {
+    const [pre, post] = line.split(' - ');
+    if (post?.split(' ')[0] === 'cgroup2') return pre!.split(' ')[4]!.replace(/\\040/g, ' ');
+  }
+  return null;
+}
+
+/** A socket the programs decided, as `GET /v1/flows` shows it. */
+export interface EbpfFlow {
+  path: 'ebpf';
+  cookie: string;
+  pid: number;
+  uid: number;
+  user: string;
+  exe: string;
+  family: 'inet' | 'inet6';
+  type: 'stream' | 'dgram' | null;
+  proto: 'tcp' | 'udp' | null;
+  remote: { address: string; port: number };
+  /** sendto: the first destination (an unconnected socket's later ones are not reported) */
+  event: 'connect' | 'sendto';
+  decision: Decision | null;
+  class: string;
+  rule: string;
+  /** the application's own TOS was kept (a rule without override) */
+  app_tos_kept: boolean;
+  created: number;
+}
+
+/** Decided sockets kept for `qos flows` (the oldest go past it). */
+export const MAX_EBPF_FLOWS = 65_536;
+
+export interface EbpfOptions {
+  mode: EbpfMode;
+  /** the cgroup v2 directory to attach to (default: the hierarchy's root) */
+  cgroup?: string;
+  log: Logger;
+  clock: Clock;
+  /** how often the exe patterns are resolved again (default 10 s) */
+  rescanMs?: number;
+  /** how often the ring buffer of decided sockets is read (default 100 ms) */
+  pollMs?: number;
+  object?: string;
+  names?: () => Names;
+}
+
+export class EbpfMarking implements Component {
+  readonly name = 'ebpf';
+  private h: number | null = null;
+  private fds: Record<string, number> = {};
+  private programs: { name: string; section: string; id?: number }[] = [];
+  private links: number[] = [];
+  private cgroup: string | null = null;
+  private problem: string | null = null;
+  private gen = 0;
+  /** the live generation's keys (to delete when the next is live) and what it was made of */
+  private liveKeys = Buffer.alloc(0);
+  private liveSig = '';
+  private doc: PolicyDoc | null = null;
+  private rules: EbpfRule[] = [];
+  private ruleNames: string[] = [];
+  private files = new Map<string, ResolvedFile>();
+  private fileNotes: string[] = [];
+  private cut: { file: string; rules: string[] }[] = [];
+  private readonly flowTable = new Map<string, EbpfFlow>();
+  private timers: Timer[] = [];
+  private userNames = new Map<number, string>();
+  private counts = { generations: 0, events: 0, denied: 0, agent_processes: 0 };
+
+  constructor(private readonly o: EbpfOptions) {}
+
+  get attached(): boolean { return this.h !== null; }
+
+  async start(doc?: PolicyDoc): Promise<void> {
+    if (this.o.mode === 'off') { this.problem = 'eBPF marking is off (--ebpf off)'; return; }
+    try {
+      const root = cgroup2Root();
+      const cg = this.o.cgroup ?? root;
+      if (!cg) throw new QosError('QOS_ERR_ENVIRONMENT', 'no cgroup v2 hierarchy is mounted (mount -t cgroup2 none /sys/fs/cgroup/unified, or boot with a unified hierarchy)');
+      if (!existsSync(cg)) throw new QosError('QOS_ERR_ENVIRONMENT', `the cgroup ${cg} does not exist`);
+      const object = this.o.object ?? EXE_MARK_OBJECT;
+      if (!existsSync(object)) throw new QosError('QOS_ERR_ENVIRONMENT', `${object} is missing: build it with make -C bpf (Debian packages clang, libbpf-dev)`);
+      let n: Native;
+      try { n = loadNative(); } catch (e) { throw new QosError('QOS_ERR_ENVIRONMENT', `cannot load the eBPF loader ${NATIVE_BPF}: ${(e as Error).message} (Debian package libbpf1; build with make -C native)`); }
+      try { this.h = n.open(object, cg); } catch (e) { throw new QosError('QOS_ERR_ENVIRONMENT', `the kernel did not take the eBPF programs: ${(e as Error).message}`); }
+      const d = n.describe(this.h);
+      this.fds = Object.fromEntries(d.maps.map((m) => [m.name, m.fd]));
+      this.programs = d.programs;
+      this.links = d.links;
+      this.cgroup = cg;
+      this.problem = null;
+    } catch (e) {
+      if (this.o.mode === 'on') throw e;
+      this.problem = (e as Error).message;
+      this.o.log.warn({ err: this.problem }, 'eBPF marking not attached (--ebpf auto): programs the agent cannot reach are marked by nftables only');
+      return;
+    }
+    if (doc) this.setPolicy(doc);
+    this.timers.push(this.o.clock.every(this.o.pollMs ?? 100, () => this.poll()));
+    this.timers.push(this.o.clock.every(this.o.rescanMs ?? 10_000, () => { try { this.write(false); } catch (e) { this.o.log.error({ err: (e as Error).message }, 'eBPF rescan failed: the last generation stays'); } }));
+    this.o.log.info({ cgroup: this.cgroup, programs: this.programs.map((p) => `${p.section} id ${p.id}`), generation: this.gen, files: this.files.size }, 'eBPF marking attached');
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) t.cancel();
+    this.timers = [];
+    if (this.h !== null) {
+      loadNative().close(this.h);
+      this.h = null;
+      this.o.log.info({ cgroup: this.cgroup }, 'eBPF programs detached, maps freed');
+    }
+  }
+
+  /** A new policy: its eBPF rules written as the next generation (throws if the maps refuse it:
+   * the policy is then refused, as when the kernel rules refuse one). */
+  setPolicy(doc: PolicyDoc): void {
+    const prev = { doc: this.doc, rules: this.rules, names: this.ruleNames };
+    this.doc = doc;
+    const names = (this.o.names ?? systemNames)();
+    // the rules as the programs check them: exe rules and the exe-less ones before them
+    this.rules = doc.rules.flatMap((r, i) => policyRuleInEbpf(r, i, names).rule ?? []);
+    this.ruleNames = doc.rules.map((r, i) => r.name ?? `rule-${i + 1}`);
+    if (this.h === null) return;
+    try { this.write(true); } catch (e) { Object.assign(this, { doc: prev.doc, rules: prev.rules, ruleNames: prev.names }); throw e; }
+  }
+
+  /** Resolves the rules' files and writes the maps as a new generation if anything changed
+   * (or always, if told). */
+  private write(always: boolean): void {
+    if (this.h === null || !this.doc) return;
+    const n = loadNative();
+    const patterns = [...new Set(this.rules.flatMap((r) => r.exe ?? []))];
+    const resolved = resolvePatterns(patterns);
+    const matched = new Map<string, { file: ResolvedFile; rules: Set<number> }>();
+    for (const r of this.rules) for (const p of r.exe ?? []) for (const f of resolved.get(p)!.files) {
+      const k = `${f.dev}:${f.ino}`;
+      const m = matched.get(k) ?? { file: f, rules: new Set<number>() };
+      m.rules.add(r.index);
+      matched.set(k, m);
+    }
+    const entries: { file: ResolvedFile; slots: ReturnType<typeof entrySlots> }[] = [];
+    for (const m of matched.values()) {
+      const s = entrySlots(this.rules, m.rules);
+      if (s.slots.length) entries.push({ file: m.file, slots: s });
+    }
+    const values = Buffer.alloc(entries.length * ENTRY_SIZE);
+    entries.forEach((e, i) => encodeEntry(e.slots.slots, values, i * ENTRY_SIZE));
+    const sig = entries.map((e) => `${e.file.dev}:${e.file.ino}`).join(',') + values.toString('base64');
+    if (!always && sig === this.liveSig) return;
+    const next = (this.gen + 1) >>> 0;
+    const keys = Buffer.alloc(entries.length * KEY_SIZE);
+    entries.forEach((e, i) => encodeKey(next, e.file, keys, i * KEY_SIZE));
+    const exeFd = this.fds.qosd_exe!, genFd = this.fds.qosd_gen!;
+    try {
+      n.update(exeFd, keys, values);
+    } catch (e) {
+      try { n.delete(exeFd, keys); } catch { /* what was written goes below, or with the next generation */ }
+      throw new QosError('QOS_ERR_ENVIRONMENT', `the eBPF map refused the policy's ${entries.length} executables: ${(e as Error).message}`);
+    }
+    n.update(genFd, Buffer.alloc(4), u32(next));
+    n.delete(exeFd, this.liveKeys);
+    this.gen = next;
+    this.liveKeys = keys;
+    this.liveSig = sig;
+    this.files = new Map(entries.map((e) => [`${e.file.dev}:${e.file.ino}`, e.file]));
+    this.fileNotes = [...resolved.values()].flatMap((r) => r.notes);
+    this.cut = entries.filter((e) => e.slots.cut.length).map((e) => ({ file: e.file.path, rules: e.slots.cut }));
+    this.counts.generations++;
+    this.o.log.info({ generation: next, files: entries.length, rules: this.rules.filter((r) => r.exe).length, notes: this.fileNotes.length ? this.fileNotes : undefined }, 'eBPF policy generation live');
+  }
+
+  /** An agent connected for process pid (started at start, clock ticks): the programs leave
+   * its marks to the agent. */
+  agentConnected(pid: number, start: number): void {
+    if (this.h === null || start < 0) return;
+    try { loadNative().update(this.fds.qosd_agent!, agentKey(pid), agentValue(start)); this.counts.agent_processes++; } catch (e) { this.o.log.warn({ pid, err: (e as Error).message }, 'eBPF agent map update failed'); }
+  }
+
+  /** The process is gone: its entry leaves (a reused pid would not match its start time anyway). */
+  agentGone(pid: number): void {
+    if (this.h === null) return;
+    try { loadNative().delete(this.fds.qosd_agent!, agentKey(pid)); } catch { /* not there */ }
+  }
+
+  /** Reads the sockets decided since the last read. */
+  poll(): void {
+    if (this.h === null) return;
+    const events = decodeEvents(loadNative().events(this.h, this.fds.qosd_events!));
+    for (const e of events) this.onEvent(e);
+  }
+
+  private onEvent(e: EbpfEvent): void {
+    this.counts.events++;
+    const key = e.cookie.toString();
+    if (e.kind === 'close') { this.flowTable.delete(key); return; }
+    if (e.kind === 'deny') { this.counts.denied++; return; }
+    const d: Decision = {};
+    if (e.result & R_TOS) d.dscp = e.tos >> 2;
+    if (e.result & R_PRIO) d.priority = e.prio;
+    const decision = Object.keys(d).length ? d : null;
+    if (this.flowTable.size >= MAX_EBPF_FLOWS) this.flowTable.delete(this.flowTable.keys().next().value!);
+    this.flowTable.set(key, {
+      path: 'ebpf', cookie: key, pid: e.pid, uid: e.uid, user: this.userName(e.uid),
+      exe: this.files.get(`${e.file.dev}:${e.file.ino}`)?.path ?? `dev ${e.file.dev} inode ${e.file.ino}`,
+      family: e.family, type: e.type === 1 ? 'stream' : e.type === 2 ? 'dgram' : null,
+      proto: e.protocol === 6 ? 'tcp' : e.protocol === 17 ? 'udp' : null,
+      remote: e.remote!, event: e.hook === 2 ? 'sendto' : 'connect',
+      decision, class: decisionClass(decision), rule: this.ruleNames[e.rule] ?? `rule-${e.rule + 1}`,
+      app_tos_kept: (e.result & R_APP_TOS) !== 0, created: Date.now(),
+    });
+  }
+
+  private userName(uid: number): string {
+    let n = this.userNames.get(uid);
+    if (n === undefined) {
+      n = String(uid);
+      for (const [name, id] of systemNames().users) if (id === uid) { n = name; break; }
+      if (this.userNames.size > 1024) this.userNames.clear();
+      this.userNames.set(uid, n);
+    }
+    return n;
+  }
+
+  /** The sockets the programs decided that are still open, oldest first. */
+  flows(): EbpfFlow[] {
+    this.poll();
+    return [...this.flowTable.values()];
+  }
+
+  /** Hits per executable entry of the live generation (a diagnostic: `qos status --json`). */
+  private hits(): number {
+    if (this.h === null || !this.liveKeys.length) return 0;
+    let total = 0;
+    for (let at = 0; at < this.liveKeys.length; at += KEY_SIZE) {
+      const v = loadNative().lookup(this.fds.qosd_exe!, this.liveKeys.subarray(at, at + KEY_SIZE));
+      if (v) total += Number(v.readBigUInt64LE(8));
+    }
+    return total;
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      ebpf: {
+        mode: this.o.mode, attached: this.h !== null, problem: this.problem, cgroup: this.cgroup,
+        programs: this.programs.map((p) => ({ name: p.name, attach: p.section, id: p.id ?? null })), links: this.links,
+        generation: this.gen, rules: this.rules.filter((r) => r.exe).map((r) => r.name), files: [...this.files.values()].map((f) => f.path).sort(),
+        notes: [...this.fileNotes, ...this.cut.map((c) => `${c.file}: more rules can match it than an entry holds; not checked by eBPF: ${c.rules.join(', ')}`)],
+        calls_decided: this.hits(), sockets_open: this.flowTable.size, refused: this.counts.denied, generations_written: this.counts.generations,
+      },
+    };
+  }
+}
+
+function u32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v >>> 0);
+  return b;
+}
