@@ -32,7 +32,8 @@ import { entrySlots, policyRuleInEbpf, type EbpfRule } from './rules.js';
 
 export type EbpfMode = 'auto' | 'on' | 'off';
 
-interface Native {
+/** What the component asks of qosbpf.node (native/qosbpf.c); tests give a fake. */
+export interface Native {
   open(object: string, cgroup: string): number;
   describe(h: number): { programs: { name: string; section: string; id?: number }[]; maps: { name: string; fd: number; id?: number; key_size: number; value_size: number; max_entries: number }[]; links: number[] };
   update(fd: number, keys: Buffer, values: Buffer, flags?: number): void;
@@ -97,6 +98,10 @@ export interface EbpfOptions {
   pollMs?: number;
   object?: string;
   names?: () => Names;
+  /** the loader (default: qosbpf.node) */
+  native?: Native;
+  /** the files exe patterns name (default: resolve.ts) */
+  resolve?: typeof resolvePatterns;
 }
 
 export class EbpfMarking implements Component {
@@ -124,6 +129,8 @@ export class EbpfMarking implements Component {
 
   constructor(private readonly o: EbpfOptions) {}
 
+  private get n(): Native { return this.o.native ?? loadNative(); }
+
   get attached(): boolean { return this.h !== null; }
 
   async start(doc?: PolicyDoc): Promise<void> {
@@ -134,9 +141,9 @@ export class EbpfMarking implements Component {
       if (!cg) throw new QosError('QOS_ERR_ENVIRONMENT', 'no cgroup v2 hierarchy is mounted (mount -t cgroup2 none /sys/fs/cgroup/unified, or boot with a unified hierarchy)');
       if (!existsSync(cg)) throw new QosError('QOS_ERR_ENVIRONMENT', `the cgroup ${cg} does not exist`);
       const object = this.o.object ?? EXE_MARK_OBJECT;
-      if (!existsSync(object)) throw new QosError('QOS_ERR_ENVIRONMENT', `${object} is missing: build it with make -C bpf (Debian packages clang, libbpf-dev)`);
+      if (!this.o.native && !existsSync(object)) throw new QosError('QOS_ERR_ENVIRONMENT', `${object} is missing: build it with make -C bpf (Debian packages clang, libbpf-dev)`);
       let n: Native;
-      try { n = loadNative(); } catch (e) { throw new QosError('QOS_ERR_ENVIRONMENT', `cannot load the eBPF loader ${NATIVE_BPF}: ${(e as Error).message} (Debian package libbpf1; build with make -C native)`); }
+      try { n = this.n; } catch (e) { throw new QosError('QOS_ERR_ENVIRONMENT', `cannot load the eBPF loader ${NATIVE_BPF}: ${(e as Error).message} (Debian package libbpf1; build with make -C native)`); }
       try { this.h = n.open(object, cg); } catch (e) { throw new QosError('QOS_ERR_ENVIRONMENT', `the kernel did not take the eBPF programs: ${(e as Error).message}`); }
       const d = n.describe(this.h);
       this.fds = Object.fromEntries(d.maps.map((m) => [m.name, m.fd]));
@@ -160,7 +167,7 @@ export class EbpfMarking implements Component {
     for (const t of this.timers) t.cancel();
     this.timers = [];
     if (this.h !== null) {
-      loadNative().close(this.h);
+      this.n.close(this.h);
       this.h = null;
       this.o.log.info({ cgroup: this.cgroup }, 'eBPF programs detached, maps freed');
     }
@@ -183,9 +190,9 @@ export class EbpfMarking implements Component {
    * (or always, if told). */
   private write(always: boolean): void {
     if (this.h === null || !this.doc) return;
-    const n = loadNative();
+    const n = this.n;
     const patterns = [...new Set(this.rules.flatMap((r) => r.exe ?? []))];
-    const resolved = resolvePatterns(patterns);
+    const resolved = (this.o.resolve ?? resolvePatterns)(patterns);
     const matched = new Map<string, { file: ResolvedFile; rules: Set<number> }>();
     for (const r of this.rules) for (const p of r.exe ?? []) for (const f of resolved.get(p)!.files) {
       const k = `${f.dev}:${f.ino}`;
@@ -228,19 +235,19 @@ export class EbpfMarking implements Component {
    * its marks to the agent. */
   agentConnected(pid: number, start: number): void {
     if (this.h === null || start < 0) return;
-    try { loadNative().update(this.fds.qosd_agent!, agentKey(pid), agentValue(start)); this.counts.agent_processes++; } catch (e) { this.o.log.warn({ pid, err: (e as Error).message }, 'eBPF agent map update failed'); }
+    try { this.n.update(this.fds.qosd_agent!, agentKey(pid), agentValue(start)); this.counts.agent_processes++; } catch (e) { this.o.log.warn({ pid, err: (e as Error).message }, 'eBPF agent map update failed'); }
   }
 
   /** The process is gone: its entry leaves (a reused pid would not match its start time anyway). */
   agentGone(pid: number): void {
     if (this.h === null) return;
-    try { loadNative().delete(this.fds.qosd_agent!, agentKey(pid)); } catch { /* not there */ }
+    try { this.n.delete(this.fds.qosd_agent!, agentKey(pid)); } catch { /* not there */ }
   }
 
   /** Reads the sockets decided since the last read. */
   poll(): void {
     if (this.h === null) return;
-    const events = decodeEvents(loadNative().events(this.h, this.fds.qosd_events!));
+    const events = decodeEvents(this.n.events(this.h, this.fds.qosd_events!));
     for (const e of events) this.onEvent(e);
   }
 
@@ -287,7 +294,7 @@ export class EbpfMarking implements Component {
     if (this.h === null || !this.liveKeys.length) return 0;
     let total = 0;
     for (let at = 0; at < this.liveKeys.length; at += KEY_SIZE) {
-      const v = loadNative().lookup(this.fds.qosd_exe!, this.liveKeys.subarray(at, at + KEY_SIZE));
+      const v = this.n.lookup(this.fds.qosd_exe!, this.liveKeys.subarray(at, at + KEY_SIZE));
       if (v) total += Number(v.readBigUInt64LE(8));
     }
     return total;

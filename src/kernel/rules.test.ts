@@ -31,8 +31,8 @@ test('the built-in policy: every port rule goes to the kernel, DNS (name-resolut
   const inKernel = placed.filter(([, k]) => k.rule).map(([n]) => n);
   assert.deepEqual(inKernel, ['voip-signalling', 'conferencing-media', 'streaming-control', 'interactive-shell', 'name-resolution', 'network-operations']);
   assert.deepEqual(placed.filter(([, k]) => k.reason).map(([n, k]) => `${n}: ${k.reason}`), [
-    'bulk-by-program: the kernel does not see the executable or command line',
-    'package-downloads: the kernel does not see the executable or command line',
+    'bulk-by-program: nftables sees packets, not the program (exe, cmdline): the eBPF path marks by exe',
+    'package-downloads: nftables sees packets, not the program (exe, cmdline): the eBPF path marks by exe',
   ]);
   const dns = placed.find(([n]) => n === 'name-resolution')![1].rule!;
   assert.deepEqual(dns, { name: 'name-resolution', match: { remote_port: [53, 853] }, action: { dscp: 'AF21' } }, 'no proto: tcp and udp both');

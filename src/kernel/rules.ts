@@ -219,7 +219,7 @@ export function ruleAtoms(m: KernelMatchDoc, names: Names): Atom[] {
 /** Why a policy rule cannot be enforced in the kernel, or its kernel form. */
 export function policyRuleInKernel(r: RuleDoc, names: Names, expressible: AtomCheck): { rule: KernelRuleDoc; reason?: undefined } | { rule?: undefined; reason: string } {
   const m = r.match, a = r.action;
-  if (m.exe !== undefined || m.cmdline !== undefined) return { reason: 'the kernel does not see the executable or command line' };
+  if (m.exe !== undefined || m.cmdline !== undefined) return { reason: 'nftables sees packets, not the program (exe, cmdline): the eBPF path marks by exe' };
   if (m.event !== undefined) return { reason: 'the kernel sees packets, not socket calls (event)' };
   if (m.type !== undefined) return { reason: 'the kernel sees the protocol, not the socket type (use proto)' };
   if (m.unit !== undefined) return { reason: 'systemd units are matched by the agent only (nftables needs the cgroup v2 path at load time, and units come and go)' };

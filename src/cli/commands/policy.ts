@@ -44,12 +44,21 @@ export function policyCommands(program: Command): void {
       try {
         const { doc, script, handlers } = await checkPolicyFile(file, { anyPath: true });
         const { policyPlacement } = await import('../../kernel/manager.js');
+        const { ebpfEnforcement } = await import('../../ebpf/rules.js');
+        const { systemNames } = await import('../../kernel/rules.js');
+        const { resolvePatterns } = await import('../../ebpf/resolve.js');
         const { placements } = policyPlacement(doc);
+        const ebpf = ebpfEnforcement(doc, systemNames(), resolvePatterns);
+        const enforcement = placements.map((p, i) => ({ ...p, ...ebpf[i]! }));
         const scriptText = script ? `, script ${script.path} (${handlers.join(', ')})` : '';
-        const where = placements.map((p) => `  ${p.name ?? `rule ${p.position}`}: ${p.where === 'agent' ? `agent only (${p.reason})` : 'agent and kernel'}`);
+        const where = enforcement.map((p) => {
+          const paths = ['agent', ...(p.ebpf ? [`eBPF (${p.ebpf_files!.length} files now${p.ebpf_notes?.length ? `: ${p.ebpf_notes.join('; ')}` : ''})`] : []), ...(p.where === 'agent+kernel' ? ['nftables'] : [])];
+          const not = [...(p.ebpf ? [] : [`eBPF: ${p.ebpf_reason}`]), ...(p.where === 'agent+kernel' ? [] : [`nftables: ${p.reason}`])];
+          return `  ${p.name ?? `rule ${p.position}`}: ${paths.join(', ')}${not.length ? `; not ${not.join('; ')}` : ''}`;
+        });
         print(o.json
-          ? JSON.stringify({ ok: true, file, rules: doc.rules.length, default: doc.default ?? null, script: script ? { file: script.path, handlers } : null, enforcement: placements })
-          : [`${file}: ok, ${doc.rules.length} rules${doc.default ? ', with a default (agent only)' : ''}${scriptText}`, ...where].join('\n'));
+          ? JSON.stringify({ ok: true, file, rules: doc.rules.length, default: doc.default ?? null, script: script ? { file: script.path, handlers } : null, enforcement })
+          : [`${file}: ok, ${doc.rules.length} rules${doc.default ? ', with a default (agent only)' : ''}${scriptText}`, '  (each rule: the paths that enforce it; the agent decides first where it runs, then eBPF, then nftables: docs/ebpf.md)', ...where].join('\n'));
       } catch (e) {
         if (o.json && e instanceof QosError) {
           print(JSON.stringify({ ok: false, file, error: e.toJSON() }));
