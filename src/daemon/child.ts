@@ -6,12 +6,21 @@ import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { QosError } from '../errors.js';
-import { start, type Child } from '../exec.js';
+import { runSync, start, type Child } from '../exec.js';
 
 /** The qos CLI entry point of this package. */
 export const QOS_CLI = resolve(fileURLToPath(import.meta.url), '../../cli/main.js');
 
 let children = 0;
+
+const ebpfOption = new Map<string, boolean>();
+/** Whether the qos entry point cli has `qos daemon --ebpf` (this package's has). */
+function knowsEbpf(cli: string): boolean {
+  if (cli === QOS_CLI) return true;
+  let known = ebpfOption.get(cli);
+  if (known === undefined) ebpfOption.set(cli, known = runSync([process.execPath, cli, 'daemon', '--help'], { ok: 'any' }).stdout.includes('--ebpf <mode>'));
+  return known;
+}
 
 export class DaemonChild {
   readonly socket: string;
@@ -41,7 +50,8 @@ export class DaemonChild {
       '--rules', this.rulesFile, '--nft-table', this.nftTable,
       // the eBPF programs attach to a cgroup (the host's root by default), not a namespace: a
       // test that wants them names its own cgroup (--ebpf on --ebpf-cgroup DIR)
-      ...(this.extraArgs.includes('--ebpf') ? [] : ['--ebpf', 'off']), ...this.extraArgs];
+      // (another build's daemon, for `qos bench ab`, may predate the option)
+      ...(this.extraArgs.includes('--ebpf') || !knowsEbpf(this.cli) ? [] : ['--ebpf', 'off']), ...this.extraArgs];
     this.child = start(argv, { name: 'qos daemon' });
     this.proc = this.child.proc;
     this.proc.stdout!.on('data', (d: Buffer) => (this.log += d));

@@ -10,8 +10,8 @@ import { after, test } from 'node:test';
 import pino from 'pino';
 import { ManualClock } from '../clock.js';
 import { PolicySchema } from '../policy/schema.js';
-import { KEY_SIZE } from './encode.js';
-import { EbpfMarking, type Native } from './marking.js';
+import { EVENT_SIZE, KEY_SIZE } from './encode.js';
+import { EbpfMarking, MAX_EBPF_FLOWS_PER_USER, type Native } from './marking.js';
 
 const cg = mkdtempSync(join(tmpdir(), 'qosd-cg-'));
 after(() => rmSync(cg, { recursive: true, force: true }));
@@ -83,4 +83,43 @@ test('--ebpf auto on a machine without the cgroup: not attached, with the reason
   assert.match(s.problem, /the cgroup .*missing does not exist/);
   const on = new EbpfMarking({ mode: 'on', cgroup: join(cg, 'missing'), log: pino({ level: 'silent' }), clock: new ManualClock(), native: fakeNative() });
   await assert.rejects(on.start(policy(1)), (e: Error & { code?: string }) => e.code === 'QOS_ERR_ENVIRONMENT');
+});
+
+/** A ring-buffer read of open (or close) records, as qosbpf.node's events() gives them. */
+function records(evs: { kind: number; cookie: number; uid: number; pid?: number }[]): Buffer {
+  const b = Buffer.alloc(evs.length * (4 + EVENT_SIZE));
+  evs.forEach((e, i) => {
+    const o = i * (4 + EVENT_SIZE);
+    b.writeUInt32LE(EVENT_SIZE, o);
+    b.writeBigUInt64LE(BigInt(e.cookie), o + 4);
+    b.writeUInt32LE(e.kind, o + 4 + 16);
+    b.writeUInt32LE(e.pid ?? process.pid, o + 4 + 20);
+    b.writeUInt32LE(e.uid, o + 4 + 24);
+    b[o + 4 + 38] = 2; b[o + 4 + 39] = 1; b[o + 4 + 40] = 6; b[o + 4 + 41] = 1; b[o + 4 + 42] = 46 << 2;
+    b.writeUInt16LE(1, o + 4 + 46);
+  });
+  return b;
+}
+
+test('the sockets the programs report: open and close, one user\'s flood evicts only that user\'s oldest, a process gone is swept', async () => {
+  const n = fakeNative();
+  let pending: Buffer[] = [];
+  n.events = () => Buffer.concat(pending.splice(0));
+  const clock = new ManualClock();
+  const m = new EbpfMarking({ mode: 'on', cgroup: cg, log: pino({ level: 'silent' }), clock, native: n, resolve: files, rescanMs: 1000 });
+  await m.start(policy(1));
+  pending.push(records([{ kind: 1, cookie: 1, uid: 1001 }, { kind: 1, cookie: 2, uid: 1001 }, { kind: 2, cookie: 1, uid: 0 }]));
+  assert.deepEqual(m.flows().map((f) => [f.cookie, f.uid, f.class, f.rule, f.path]), [['2', 1001, 'EF', 'r0', 'ebpf']]);
+  const flood = Array.from({ length: MAX_EBPF_FLOWS_PER_USER + 10 }, (_, i) => ({ kind: 1, cookie: 1000 + i, uid: 666 }));
+  pending.push(records(flood));
+  const all = m.flows();
+  assert.equal(all.filter((f) => f.uid === 666).length, MAX_EBPF_FLOWS_PER_USER);
+  assert.deepEqual(all.filter((f) => f.uid === 1001).map((f) => f.cookie), ['2'], 'the other user\'s socket stays');
+  assert.equal(all.find((f) => f.uid === 666)!.cookie, String(1000 + 10), 'the flooder\'s oldest went');
+  // a process that is gone (its releases lost): swept at the next rescan
+  pending.push(records([{ kind: 1, cookie: 5, uid: 1001, pid: 2 ** 22 + 7 }]));
+  assert.equal(m.flows().filter((f) => f.uid === 1001).length, 2);
+  clock.advance(1000);
+  assert.deepEqual(m.flows().filter((f) => f.uid === 1001).map((f) => f.cookie), ['2']);
+  await m.stop();
 });

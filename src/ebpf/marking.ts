@@ -23,6 +23,7 @@ import type { Component } from '../component.js';
 import { QosError } from '../errors.js';
 import { systemNames, type Names } from '../kernel/rules.js';
 import { decisionClass } from '../daemon/flows.js';
+import { startTime } from '../daemon/identity.js';
 import type { Decision } from '../policy/engine.js';
 import type { PolicyDoc } from '../policy/schema.js';
 import { EXE_MARK_OBJECT, NATIVE_BPF } from '../paths.js';
@@ -83,8 +84,9 @@ export interface EbpfFlow {
   created: number;
 }
 
-/** Decided sockets kept for `qos flows` (the oldest go past it). */
-export const MAX_EBPF_FLOWS = 65_536;
+/** Decided sockets kept for `qos flows` (the oldest go past it), in all and per user (past it
+ * that user's oldest go, never another user's). */
+export const MAX_EBPF_FLOWS = 65_536, MAX_EBPF_FLOWS_PER_USER = 16_384;
 
 export interface EbpfOptions {
   mode: EbpfMode;
@@ -123,6 +125,9 @@ export class EbpfMarking implements Component {
   private fileNotes: string[] = [];
   private cut: { file: string; rules: string[] }[] = [];
   private readonly flowTable = new Map<string, EbpfFlow>();
+  private readonly flowsPerUser = new Map<number, number>();
+  /** the processes in the agent map, with their start times (swept when gone) */
+  private readonly agents = new Map<number, number>();
   private timers: Timer[] = [];
   private userNames = new Map<number, string>();
   private counts = { generations: 0, events: 0, denied: 0, agent_processes: 0 };
@@ -159,7 +164,10 @@ export class EbpfMarking implements Component {
     }
     if (doc) this.setPolicy(doc);
     this.timers.push(this.o.clock.every(this.o.pollMs ?? 100, () => this.poll()));
-    this.timers.push(this.o.clock.every(this.o.rescanMs ?? 10_000, () => { try { this.write(false); } catch (e) { this.o.log.error({ err: (e as Error).message }, 'eBPF rescan failed: the last generation stays'); } }));
+    this.timers.push(this.o.clock.every(this.o.rescanMs ?? 10_000, () => {
+      this.sweep();
+      try { this.write(false); } catch (e) { this.o.log.error({ err: (e as Error).message }, 'eBPF rescan failed: the last generation stays'); }
+    }));
     this.o.log.info({ cgroup: this.cgroup, programs: this.programs.map((p) => `${p.section} id ${p.id}`), generation: this.gen, files: this.files.size }, 'eBPF marking attached');
   }
 
@@ -235,13 +243,32 @@ export class EbpfMarking implements Component {
    * its marks to the agent. */
   agentConnected(pid: number, start: number): void {
     if (this.h === null || start < 0) return;
-    try { this.n.update(this.fds.qosd_agent!, agentKey(pid), agentValue(start)); this.counts.agent_processes++; } catch (e) { this.o.log.warn({ pid, err: (e as Error).message }, 'eBPF agent map update failed'); }
+    try { this.n.update(this.fds.qosd_agent!, agentKey(pid), agentValue(start)); this.agents.set(pid, start); this.counts.agent_processes++; } catch (e) { this.o.log.warn({ pid, err: (e as Error).message }, 'eBPF agent map update failed'); }
   }
 
   /** The process is gone: its entry leaves (a reused pid would not match its start time anyway). */
   agentGone(pid: number): void {
-    if (this.h === null) return;
+    if (this.h === null || !this.agents.delete(pid)) return;
     try { this.n.delete(this.fds.qosd_agent!, agentKey(pid)); } catch { /* not there */ }
+  }
+
+  /** Drops the agent map's processes that are gone (a process that outlived its last agent
+   * connection), and the flows of processes gone (a release the ring buffer could not hold). */
+  private sweep(): void {
+    for (const [pid, start] of this.agents) if (startTime(pid) !== start) this.agentGone(pid);
+    const alive = new Map<number, boolean>();
+    for (const [k, f] of this.flowTable) {
+      let a = alive.get(f.pid);
+      if (a === undefined) alive.set(f.pid, a = existsSync(`/proc/${f.pid}`));
+      if (!a) this.dropFlow(k, f);
+    }
+  }
+
+  private dropFlow(key: string, f: EbpfFlow): void {
+    this.flowTable.delete(key);
+    const n = (this.flowsPerUser.get(f.uid) ?? 1) - 1;
+    if (n > 0) this.flowsPerUser.set(f.uid, n);
+    else this.flowsPerUser.delete(f.uid);
   }
 
   /** Reads the sockets decided since the last read. */
@@ -254,13 +281,21 @@ export class EbpfMarking implements Component {
   private onEvent(e: EbpfEvent): void {
     this.counts.events++;
     const key = e.cookie.toString();
-    if (e.kind === 'close') { this.flowTable.delete(key); return; }
+    if (e.kind === 'close') { const f = this.flowTable.get(key); if (f) this.dropFlow(key, f); return; }
     if (e.kind === 'deny') { this.counts.denied++; return; }
     const d: Decision = {};
     if (e.result & R_TOS) d.dscp = e.tos >> 2;
     if (e.result & R_PRIO) d.priority = e.prio;
     const decision = Object.keys(d).length ? d : null;
-    if (this.flowTable.size >= MAX_EBPF_FLOWS) this.flowTable.delete(this.flowTable.keys().next().value!);
+    const old = this.flowTable.get(key);
+    if (old) this.dropFlow(key, old);
+    if ((this.flowsPerUser.get(e.uid) ?? 0) >= MAX_EBPF_FLOWS_PER_USER) {
+      for (const [k, f] of this.flowTable) if (f.uid === e.uid) { this.dropFlow(k, f); break; }
+    } else if (this.flowTable.size >= MAX_EBPF_FLOWS) {
+      const [k, f] = this.flowTable.entries().next().value!;
+      this.dropFlow(k, f);
+    }
+    this.flowsPerUser.set(e.uid, (this.flowsPerUser.get(e.uid) ?? 0) + 1);
     this.flowTable.set(key, {
       path: 'ebpf', cookie: key, pid: e.pid, uid: e.uid, user: this.userName(e.uid),
       exe: this.files.get(`${e.file.dev}:${e.file.ino}`)?.path ?? `dev ${e.file.dev} inode ${e.file.ino}`,

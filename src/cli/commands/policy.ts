@@ -52,7 +52,7 @@ export function policyCommands(program: Command): void {
         const enforcement = placements.map((p, i) => ({ ...p, ...ebpf[i]! }));
         const scriptText = script ? `, script ${script.path} (${handlers.join(', ')})` : '';
         const where = enforcement.map((p) => {
-          const paths = ['agent', ...(p.ebpf ? [`eBPF (${p.ebpf_files!.length} files now${p.ebpf_notes?.length ? `: ${p.ebpf_notes.join('; ')}` : ''})`] : []), ...(p.where === 'agent+kernel' ? ['nftables'] : [])];
+          const paths = ['agent', ...(p.ebpf ? [`eBPF (${p.ebpf_files!.length} file${p.ebpf_files!.length === 1 ? '' : 's'} now${p.ebpf_notes?.length ? `: ${p.ebpf_notes.join('; ')}` : ''})`] : []), ...(p.where === 'agent+kernel' ? ['nftables'] : [])];
           const not = [...(p.ebpf ? [] : [`eBPF: ${p.ebpf_reason}`]), ...(p.where === 'agent+kernel' ? [] : [`nftables: ${p.reason}`])];
           return `  ${p.name ?? `rule ${p.position}`}: ${paths.join(', ')}${not.length ? `; not ${not.join('; ')}` : ''}`;
         });
