@@ -245,89 +245,94 @@ static int arg_buffer(napi_env env, napi_value v, char **data, size_t *len)
 	return napi_get_buffer_info(env, v, (void **)data, len) == napi_ok ? 0 : -1;
 }
 
-static napi_value Update(napi_env env, napi_callback_info info)
+/* A map call's arguments: the map's descriptor, nbuf buffers, optional flags; the map's key and
+ * value sizes from the kernel. */
+struct margs {
+	int fd, flags;
+	__u32 ks, vs;
+	char *buf[2];
+	size_t len[2];
+};
+
+/* 0, or -1 with an exception thrown. */
+static int map_args(napi_env env, napi_callback_info info, const char *usage, int nbuf, struct margs *a)
 {
 	size_t argc = 4;
 	napi_value argv[4];
 	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	int fd, flags = BPF_ANY;
-	char *keys, *vals;
-	size_t klen, vlen;
-	__u32 ks = 0, vs = 0;
-	if (argc < 3 || arg_int(env, argv[0], &fd) || arg_buffer(env, argv[1], &keys, &klen) || arg_buffer(env, argv[2], &vals, &vlen) ||
-	    (argc > 3 && arg_int(env, argv[3], &flags))) {
-		napi_throw_type_error(env, NULL, "update(fd, keys, values[, flags])");
+	a->flags = BPF_ANY;
+	int bad = argc < (size_t)(1 + nbuf) || arg_int(env, argv[0], &a->fd);
+	for (int i = 0; !bad && i < nbuf; i++)
+		bad = arg_buffer(env, argv[1 + i], &a->buf[i], &a->len[i]);
+	if (!bad && argc > (size_t)(1 + nbuf))
+		bad = arg_int(env, argv[1 + nbuf], &a->flags);
+	if (bad) {
+		napi_throw_type_error(env, NULL, usage);
+		return -1;
+	}
+	int err = map_sizes(a->fd, &a->ks, &a->vs);
+	if (err) {
+		fail(env, "not a map", err);
+		return -1;
+	}
+	if (!a->ks || (nbuf && a->len[0] % a->ks)) {
+		napi_throw_range_error(env, NULL, "keys do not make whole records of the map's key size");
+		return -1;
+	}
+	return 0;
+}
+
+static napi_value Update(napi_env env, napi_callback_info info)
+{
+	struct margs a = { 0 };
+	if (map_args(env, info, "update(fd, keys, values[, flags])", 2, &a))
+		return NULL;
+	size_t n = a.len[0] / a.ks;
+	if (a.len[1] != n * a.vs) {
+		napi_throw_range_error(env, NULL, "values do not make one record of the map's value size per key");
 		return NULL;
 	}
-	int err = map_sizes(fd, &ks, &vs);
-	if (err)
-		return fail(env, "not a map", err);
-	if (!ks || klen % ks || vlen != (klen / ks) * vs) {
-		napi_throw_range_error(env, NULL, "keys and values do not make whole records of the map's sizes");
-		return NULL;
-	}
-	for (size_t i = 0; i < klen / ks; i++)
-		if (bpf_map_update_elem(fd, keys + i * ks, vals + i * vs, flags))
+	for (size_t i = 0; i < n; i++)
+		if (bpf_map_update_elem(a.fd, a.buf[0] + i * a.ks, a.buf[1] + i * a.vs, a.flags))
 			return fail(env, "map update", errno);
 	return NULL;
 }
 
 static napi_value Delete(napi_env env, napi_callback_info info)
 {
-	size_t argc = 2;
-	napi_value argv[2];
-	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	int fd;
-	char *keys;
-	size_t klen;
-	__u32 ks = 0, vs = 0;
-	if (argc < 2 || arg_int(env, argv[0], &fd) || arg_buffer(env, argv[1], &keys, &klen)) {
-		napi_throw_type_error(env, NULL, "delete(fd, keys)");
+	struct margs a = { 0 };
+	if (map_args(env, info, "delete(fd, keys)", 1, &a))
 		return NULL;
-	}
-	int err = map_sizes(fd, &ks, &vs);
-	if (err)
-		return fail(env, "not a map", err);
-	if (!ks || klen % ks) {
-		napi_throw_range_error(env, NULL, "keys do not make whole records of the map's key size");
-		return NULL;
-	}
-	for (size_t i = 0; i < klen / ks; i++)
-		if (bpf_map_delete_elem(fd, keys + i * ks) && errno != ENOENT)
+	for (size_t i = 0; i < a.len[0] / a.ks; i++)
+		if (bpf_map_delete_elem(a.fd, a.buf[0] + i * a.ks) && errno != ENOENT)
 			return fail(env, "map delete", errno);
 	return NULL;
 }
 
 static napi_value Keys(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1];
-	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	int fd;
-	__u32 ks = 0, vs = 0;
-	if (argc < 1 || arg_int(env, argv[0], &fd)) {
-		napi_throw_type_error(env, NULL, "keys(fd)");
+	struct margs a = { 0 };
+	if (map_args(env, info, "keys(fd)", 0, &a))
 		return NULL;
-	}
-	int err = map_sizes(fd, &ks, &vs);
-	if (err)
-		return fail(env, "not a map", err);
-	size_t cap = 64 * ks, len = 0;
+	size_t cap = 64 * a.ks, len = 0;
 	char *out = malloc(cap), prev[512];
-	if (!out || ks > sizeof prev) {
+	if (!out || a.ks > sizeof prev) {
 		free(out);
 		return fail(env, "keys", ENOMEM);
 	}
 	void *cur = NULL;
-	while (!bpf_map_get_next_key(fd, cur, prev)) {
-		if (len + ks > cap) {
+	while (!bpf_map_get_next_key(a.fd, cur, prev)) {
+		if (len + a.ks > cap) {
 			char *n = realloc(out, cap *= 2);
-			if (!n) { free(out); return fail(env, "keys", ENOMEM); }
+			if (!n) {
+				free(out);
+				return fail(env, "keys", ENOMEM);
+			}
 			out = n;
 		}
-		memcpy(out + len, prev, ks);
+		memcpy(out + len, prev, a.ks);
 		cur = out + len;
-		len += ks;
+		len += a.ks;
 	}
 	napi_value r;
 	napi_create_buffer_copy(env, len, out, NULL, &r);
@@ -337,36 +342,25 @@ static napi_value Keys(napi_env env, napi_callback_info info)
 
 static napi_value Lookup(napi_env env, napi_callback_info info)
 {
-	size_t argc = 2;
-	napi_value argv[2];
-	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	int fd;
-	char *key;
-	size_t klen;
-	__u32 ks = 0, vs = 0;
-	if (argc < 2 || arg_int(env, argv[0], &fd) || arg_buffer(env, argv[1], &key, &klen)) {
-		napi_throw_type_error(env, NULL, "lookup(fd, key)");
+	struct margs a = { 0 };
+	if (map_args(env, info, "lookup(fd, key)", 1, &a))
 		return NULL;
-	}
-	int err = map_sizes(fd, &ks, &vs);
-	if (err)
-		return fail(env, "not a map", err);
-	if (klen != ks) {
+	if (a.len[0] != a.ks) {
 		napi_throw_range_error(env, NULL, "the key is not of the map's key size");
 		return NULL;
 	}
-	char *val = malloc(vs);
+	char *val = malloc(a.vs);
 	if (!val)
 		return fail(env, "lookup", ENOMEM);
 	napi_value r;
-	if (bpf_map_lookup_elem(fd, key, val)) {
+	if (bpf_map_lookup_elem(a.fd, a.buf[0], val)) {
 		free(val);
 		if (errno != ENOENT)
 			return fail(env, "map lookup", errno);
 		napi_get_null(env, &r);
 		return r;
 	}
-	napi_create_buffer_copy(env, vs, val, NULL, &r);
+	napi_create_buffer_copy(env, a.vs, val, NULL, &r);
 	free(val);
 	return r;
 }
