@@ -6,12 +6,12 @@ import { test } from 'node:test';
 import { parse } from 'yaml';
 import { ebpfFigures, exePolicy, markingProblem, type PairRun, type SideRun } from './ebpf-figures.js';
 
-const side = (connect_ns: number, bps: number, tos = 0, iperfTos = 0): SideRun => ({ connect_ns, bps, connect_tos: [tos, tos], syn_tos: [iperfTos, iperfTos] });
+const side = (connect_ns: number, bps: number, tos = 0, iperfTos = 0, daemon_cpu_ms = 0): SideRun => ({ connect_ns, bps, connect_tos: [tos, tos], syn_tos: [iperfTos, iperfTos], daemon_cpu_ms });
 const TOS = { client: 184, iperf: 136 };
 
 test('a figure is the median of the per-pair ratios with their min and max, so a machine slowing between pairs does not move it', () => {
   const pairs: PairRun[] = [
-    { first: 'without', with: side(1020, 9e9), without: side(1000, 10e9) },
+    { first: 'without', with: side(1020, 9e9, 0, 0, 40), without: side(1000, 10e9, 0, 0, 10) },
     // every run twice as slow: the ratios are what they were
     { first: 'with', with: side(2100, 4.5e9), without: side(2000, 5e9) },
     { first: 'without', with: side(3000, 3e9), without: side(3000, 3e9) },
@@ -21,6 +21,7 @@ test('a figure is the median of the per-pair ratios with their min and max, so a
   assert.deepEqual(f.throughput_ratio, { median: 0.9, min: 0.9, max: 1 });
   assert.deepEqual(f.connect_ns.without, { median: 2000, min: 1000, max: 3000 });
   assert.deepEqual(f.throughput_gbps.with, { median: 4.5, min: 3, max: 9 });
+  assert.deepEqual(f.daemon_cpu_ms_connect_run, { with: { median: 0, min: 0, max: 40 }, without: { median: 0, min: 0, max: 10 } });
   assert.deepEqual(f.targets.connect_ratio, { value: 1.02, limit: 1.05, ok: true });
   assert.deepEqual(f.targets.throughput_ratio, { value: 0.9, limit: 0.98, ok: false });
 });

@@ -4,7 +4,8 @@
 import type { Target } from './agent.js';
 import { spread, type Spread } from './tc-figures.js';
 
-/** One side of a pair: with the eBPF programs attached (and the policy's maps filled) or without. */
+/** One side of a pair: the daemon with the eBPF programs attached (and the policy's maps
+ * filled) or with --ebpf off. */
 export interface SideRun {
   /** nanoseconds per connect+close of the static client */
   connect_ns: number;
@@ -14,6 +15,8 @@ export interface SideRun {
   connect_tos: number[];
   /** the DS field of iperf3's SYNs, captured on the server's side */
   syn_tos: number[];
+  /** CPU the daemon used while the static client ran (ms, /proc: 10 ms ticks) */
+  daemon_cpu_ms: number;
 }
 
 export interface PairRun { first: 'with' | 'without'; with: SideRun; without: SideRun }
@@ -43,6 +46,7 @@ export interface EbpfFigures {
   throughput_ratio: Spread;
   connect_ns: { with: Spread; without: Spread };
   throughput_gbps: { with: Spread; without: Spread };
+  daemon_cpu_ms_connect_run: { with: Spread; without: Spread };
   targets: { connect_ratio: Target; throughput_ratio: Target };
 }
 
@@ -57,6 +61,7 @@ export function ebpfFigures(pairs: readonly PairRun[]): EbpfFigures {
   const side = (s: 'with' | 'without') => ({
     ns: spread(pairs.map((p) => p[s].connect_ns), 0),
     gbps: spread(pairs.map((p) => p[s].bps / 1e9), 2),
+    cpu: spread(pairs.map((p) => p[s].daemon_cpu_ms), 0),
   });
   const w = side('with'), wo = side('without');
   return {
@@ -64,6 +69,7 @@ export function ebpfFigures(pairs: readonly PairRun[]): EbpfFigures {
     throughput_ratio: throughput,
     connect_ns: { with: w.ns, without: wo.ns },
     throughput_gbps: { with: w.gbps, without: wo.gbps },
+    daemon_cpu_ms_connect_run: { with: w.cpu, without: wo.cpu },
     targets: {
       connect_ratio: { value: connect.median, limit: CONNECT_RATIO_LIMIT, ok: connect.median <= CONNECT_RATIO_LIMIT },
       throughput_ratio: { value: throughput.median, limit: THROUGHPUT_RATIO_LIMIT, ok: throughput.median >= THROUGHPUT_RATIO_LIMIT },

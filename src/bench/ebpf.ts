@@ -5,8 +5,10 @@
  *
  * - connect_ratio: ns per socket+connect+close of a static C client (agent/bench/exe_connect.c,
  *   the agent cannot reach it) to a listener on 127.0.0.1 in the client namespace, with the
- *   programs attached (its rule marks it) divided by the same with no daemon and nothing
- *   attached; the client is in the cgroup both times.
+ *   programs attached (its rule marks it) divided by the same with the daemon's --ebpf off
+ *   (the same policy, nothing attached); the client is in the cgroup both times. The daemon's
+ *   CPU during each client run is reported beside it (it reads the programs' ring buffer of
+ *   decided sockets).
  * - throughput_ratio: iperf3 TCP from the client namespace to the server namespace, iperf3 in
  *   the cgroup and named by an exe rule (its connects are marked), the same way.
  * Each pair runs both sides back to back in alternating order; a figure is the median of the
@@ -29,6 +31,7 @@ import { QosError } from '../errors.js';
 import { installed, runSync, start, whereIs, type Child } from '../exec.js';
 import { dscpValue } from '../policy/dscp.js';
 import { packageOf } from '../prerequisites.js';
+import { cpuMs } from '../script/cpu.js';
 import { BENCH_BIN } from './agent.js';
 import { BenchCgroup, removeStaleCgroups } from './cgroup.js';
 import { ebpfFigures, exePolicy, markingProblem, type EbpfFigures, type PairRun, type SideRun } from './ebpf-figures.js';
@@ -66,6 +69,8 @@ const RULES = 1000;
 const LISTEN_PORT = 5301, IPERF_PORT = 5201;
 const CLIENT_DSCP = 'EF', RELOAD_DSCP = 'CS5', IPERF_DSCP = 'AF41';
 const FILLER = '/bin/true';
+/** after a daemon starts, before its side runs: its start-up work done */
+const SETTLE_MS = 1000;
 const tosOf = (dscp: string) => dscpValue(dscp)! << 2;
 const round = (x: number) => Math.round(x * 10) / 10;
 
@@ -114,9 +119,13 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
     await server.until('listening', 10_000, 'stdout');
 
     const status = async () => (await callJson<{ ebpf: EbpfStatus }>(daemon!.admin, 'GET', '/v1/status', undefined, 30_000)).ebpf;
-    const startDaemon = async (text: string) => {
-      daemon = await new DaemonChild(join(dir, 'daemon'), text, ['--ebpf', 'on', '--ebpf-cgroup', cg.dir, '--kernel', 'off', '--tc', 'off']).start();
+    const startDaemon = async (text: string, ebpf: 'on' | 'off') => {
+      daemon = await new DaemonChild(join(dir, 'daemon'), text, ['--ebpf', ebpf, '--ebpf-cgroup', cg.dir, '--kernel', 'off', '--tc', 'off']).start();
       const s = await status();
+      if (ebpf === 'off') {
+        if (s.attached) throw new QosError('QOS_ERR_BENCH', 'the daemon with --ebpf off says its eBPF programs are attached');
+        return;
+      }
       if (!s.attached || s.rules.length !== RULES || s.files.length !== RULES) {
         throw new QosError('QOS_ERR_BENCH', `the daemon's eBPF programs: attached ${s.attached}${s.problem ? ` (${s.problem})` : ''}, ${s.rules.length} exe rules and ${s.files.length} files in the maps, not ${RULES}${s.notes.length ? `: ${s.notes.slice(0, 3).join('; ')}` : ''}`);
       }
@@ -125,15 +134,19 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
     const connectRun = (n: number) => runJson<{ elapsed_ns: number; connects: number; failed: number; tos: number[] }>(cg.run(p.client, [client, '127.0.0.1', String(LISTEN_PORT), String(n)]), process.env, 300_000);
 
     const runSide = async (side: 'with' | 'without'): Promise<SideRun> => {
-      if (side === 'with') await startDaemon(policy(CLIENT_DSCP));
+      await startDaemon(policy(CLIENT_DSCP), side === 'with' ? 'on' : 'off');
+      await sleep(SETTLE_MS);
+      const cpu = () => cpuMs(`/proc/${daemon!.proc.pid}/stat`) ?? NaN;
+      const cpu0 = cpu();
       const c = connectRun(o.connects);
+      const daemonCpu = cpu() - cpu0;
       const syn: number[] = [];
       capture = await new LiveCapture({ iface: p.serverDev, netns: p.server, filter: `tcp dst port ${IPERF_PORT} and tcp[tcpflags] & tcp-syn != 0` }, (pk) => syn.push(pk.tos)).start();
       const bps = await iperfAsync(p, IPERF_PORT, o.seconds, p.serverIp, (argv) => cg.run(p.client, argv));
       await capture.stop();
       capture = undefined;
-      if (side === 'with') await stopDaemon();
-      const run = { connect_ns: c.elapsed_ns / c.connects, bps, connect_tos: c.tos, syn_tos: syn };
+      await stopDaemon();
+      const run = { connect_ns: c.elapsed_ns / c.connects, bps, connect_tos: c.tos, syn_tos: syn, daemon_cpu_ms: daemonCpu };
       const problem = markingProblem(side, run, tos);
       if (problem) throw new QosError('QOS_ERR_BENCH', `not measuring what it should: ${problem}`);
       return run;
@@ -154,7 +167,7 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
     }
 
     // reloads: the client's rule changes class each time, so each is a new policy
-    await startDaemon(policy(CLIENT_DSCP));
+    await startDaemon(policy(CLIENT_DSCP), 'on');
     const toGen: number[] = [], request: number[] = [];
     let dscp = CLIENT_DSCP;
     for (let i = 0; i < o.reloads; i++) {
@@ -198,7 +211,7 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
       setup: {
         rules: RULES, exe_files: RULES, pairs: o.pairs, connects: o.connects, seconds: o.seconds, reloads: o.reloads, cgroup: cg.dir,
         cpus: cpus().length, kernel: runSync(['uname', '-r']).stdout.trim(), node: process.version, loadavg_before: loadBefore, loadavg_after: loadavg().map((x) => Math.round(x * 100) / 100),
-        note: `one machine: the clients, the listener, iperf3's server and the daemon share its ${cpus().length} CPUs; the connect+close runs are to 127.0.0.1 inside the client namespace, iperf3 over a veth pair; "without" is no daemon and nothing attached, the client in the same cgroup`,
+        note: `one machine: the clients, the listener, iperf3's server and the daemon share its ${cpus().length} CPUs; the connect+close runs are to 127.0.0.1 inside the client namespace, iperf3 over a veth pair; "without" is the daemon with --ebpf off and the same policy (nothing attached), the client in the same cgroup; each side starts its daemon and waits ${SETTLE_MS} ms`,
       },
     };
   } catch (e) {
@@ -222,6 +235,7 @@ export function formatEbpfBench(r: EbpfBenchResult): string {
     `eBPF marking by executable: ${r.setup.rules} exe rules in the maps, ${r.setup.pairs} pairs with/without in alternating order, medians (min-max); marks checked on every run`,
     `connect+close with/without  ${s(r.connect_ratio)}  ${s(r.connect_ns.with, ' ns')} vs ${s(r.connect_ns.without, ' ns')}; target <= ${r.targets.connect_ratio.limit}: ${t(r.targets.connect_ratio.ok)}`,
     `iperf3 with/without         ${s(r.throughput_ratio)}  ${s(r.throughput_gbps.with, ' Gb/s')} vs ${s(r.throughput_gbps.without, ' Gb/s')}; target >= ${r.targets.throughput_ratio.limit}: ${t(r.targets.throughput_ratio.ok)}`,
+    `daemon CPU per client run   ${s(r.daemon_cpu_ms_connect_run.with, ' ms')} with, ${s(r.daemon_cpu_ms_connect_run.without, ' ms')} with --ebpf off`,
     `reload of ${r.setup.rules} rules          ${s(r.reload_ms_1000_rules, ' ms')} to the next generation in the status; the request ${s(r.reload_request_ms, ' ms')}`,
   ].join('\n');
 }
