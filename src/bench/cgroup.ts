@@ -25,15 +25,18 @@ function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
 }
 
-/** Kills what runs in dir and removes it (a cgroup with processes cannot be). */
+/** Kills what runs in dir and removes it (a cgroup with processes cannot be: EBUSY until the
+ * killed ones have exited, a moment after they leave cgroup.procs). */
 async function remove(dir: string): Promise<void> {
-  for (let i = 0; i < 50; i++) {
-    const pids = pidsOf(dir);
-    if (!pids.length) break;
-    for (const pid of pids) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-    await sleep(100);
+  for (let i = 0; ; i++) {
+    for (const pid of pidsOf(dir)) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    try { rmdirSync(dir); return; } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' || i >= 100) throw e;
+    }
+    await sleep(50);
   }
-  try { rmdirSync(dir); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
 }
 
 /** Removes the cgroups of benchmark runs whose process is gone. */

@@ -94,6 +94,24 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
   const dir = realpathSync(mkdtempSync(join(tmpdir(), 'qosd-bench-ebpf-')));
   let pair: NamespacePair | undefined, cgroup: BenchCgroup | undefined, daemon: DaemonChild | undefined, capture: LiveCapture | undefined;
   const procs: Child[] = [];
+  let closing: Promise<void> | null = null;
+  /** Removes everything the run made: at its end, on error, and on SIGINT or SIGTERM. */
+  const close = () => (closing ??= (async () => {
+    capture?.kill();
+    await (daemon as DaemonChild | undefined)?.stop().catch(() => undefined);
+    for (const c of procs) c.kill();
+    await cgroup?.destroy().catch(() => undefined);
+    pair?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  })());
+  const onSignal = (sig: NodeJS.Signals) => {
+    void close().finally(() => {
+      process.stderr.write(`qos bench ebpf: ${sig}: stopped; its daemon, cgroup, namespaces and temporary files are gone\n`);
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     pair = new NamespacePair(PREFIX);
     cgroup = new BenchCgroup();
@@ -218,12 +236,9 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
     if (daemon && e instanceof Error) e.message += `\n--- the daemon's log (last lines) ---\n${(daemon as DaemonChild).log.trim().split('\n').slice(-8).join('\n')}`;
     throw e;
   } finally {
-    capture?.kill();
-    await (daemon as DaemonChild | undefined)?.stop().catch(() => undefined);
-    for (const c of procs) c.kill();
-    await cgroup?.destroy().catch(() => undefined);
-    pair?.destroy();
-    rmSync(dir, { recursive: true, force: true });
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await close();
   }
 }
 
