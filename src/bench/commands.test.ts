@@ -1,13 +1,14 @@
-/* `qos bench agent`, `policy`, `ab`, `rules`, `characterize`, `tc`, `tcp-cheat` and `fleet` run end to end and print every figure (tiny sizes: this checks the
+/* `qos bench agent`, `policy`, `ab`, `rules`, `characterize`, `tc`, `tcp-cheat`, `ebpf` and `fleet` run end to end and print every figure (tiny sizes: this checks the
  * command, not the speed; the figures themselves are judged by running the benchmark). */
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QOS_CLI } from '../daemon/child.js';
+import { ebpfBenchUnavailable } from './ebpf.js';
 import { rulesBenchUnavailable } from './rules.js';
 import { tcBenchUnavailable } from './tc.js';
 import { cheatNetUnavailable } from './tcp-cheat-net.js';
@@ -159,6 +160,27 @@ test('qos bench tc refuses a small set that is not smaller than the large one', 
   const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'tc', '--flows-small', '500', '--flows-large', '500'], { encoding: 'utf8' });
   assert.equal(r.status, 64);
   assert.match(r.stderr, /--flows-small \(500\) must be below --flows-large \(500\)/);
+});
+
+test('qos bench ebpf --json prints every figure, each run\'s sockets marked with the programs and not without, nothing left after', { timeout: 180_000 }, () => {
+  const why = ebpfBenchUnavailable();
+  if (why) throw new MissingPrerequisite(why);
+  const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'ebpf', '--json', '--pairs', '2', '--connects', '200', '--seconds', '1', '--reloads', '2'], { encoding: 'utf8', timeout: 170_000 });
+  assert.equal(r.status, 0, r.stderr);
+  type Side = { connect_ns: number; bps: number; connect_tos: number[]; syn_tos: number[] };
+  const j = JSON.parse(r.stdout) as Record<string, { median: number; min: number; max: number }> & { marked_ok: boolean; pairs: { first: string; with: Side; without: Side }[]; targets: Record<string, unknown>; setup: { cgroup: string } };
+  for (const k of ['connect_ratio', 'throughput_ratio', 'reload_ms_1000_rules', 'reload_request_ms']) {
+    const f = j[k]!;
+    assert.ok(f.median > 0 && f.min <= f.median && f.median <= f.max, `${k}: ${JSON.stringify(f)}`);
+  }
+  assert.equal(j.marked_ok, true);
+  assert.deepEqual(j.pairs.map((p) => p.first), ['without', 'with']);
+  for (const p of j.pairs) {
+    assert.deepEqual([p.with.connect_tos, p.with.syn_tos, p.without.connect_tos, p.without.syn_tos], [[184, 184], [136, 136], [0, 0], [0, 0]], 'EF on the client, AF41 on iperf3, nothing without');
+  }
+  assert.deepEqual(Object.keys(j.targets).sort(), ['connect_ratio', 'throughput_ratio']);
+  assert.equal(existsSync(j.setup.cgroup), false, 'its cgroup is gone');
+  assert.equal(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes(`qosbe${r.pid}-`), false, 'its namespaces are gone');
 });
 
 test('qos bench fleet --json prints every figure: each push reached every daemon, one status key and their watched keys each, nothing left after', { timeout: 180_000 }, () => {

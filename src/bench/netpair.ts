@@ -5,7 +5,7 @@
 
 import { must, removeNamespace } from '../demo/net.js';
 import { QosError } from '../errors.js';
-import { run, runSync } from '../exec.js';
+import { inNetns, run, runSync } from '../exec.js';
 
 export class NamespacePair {
   readonly tag: string;
@@ -57,15 +57,18 @@ export class NamespacePair {
  * address on the first link unless another is given): bits per second received. */
 export function iperf(pair: NamespacePair, port: number, seconds: number, serverIp = pair.serverIp): number {
   // a failed run says why in its JSON
-  return iperfResult(runSync(iperfArgv(pair, port, seconds, serverIp), { netns: pair.client, timeoutMs: (seconds + 20) * 1000, ok: 'any' }));
+  return iperfResult(runSync(iperfArgv(pair, port, seconds, serverIp), { timeoutMs: (seconds + 20) * 1000, ok: 'any' }));
 }
 
-/** The same, not waiting: several run at once (`qos bench tc` compares links side by side). */
-export async function iperfAsync(pair: NamespacePair, port: number, seconds: number, serverIp: string): Promise<number> {
-  return iperfResult(await run(iperfArgv(pair, port, seconds, serverIp), { netns: pair.client, timeoutMs: (seconds + 20) * 1000, ok: 'any' }));
+/** The same, not waiting: several run at once (`qos bench tc` compares links side by side).
+ * inClient: how the client is started in its namespace (default `ip netns exec`; `qos bench
+ * ebpf` joins a cgroup first, BenchCgroup.run). */
+export async function iperfAsync(pair: NamespacePair, port: number, seconds: number, serverIp: string, inClient?: (argv: string[]) => string[]): Promise<number> {
+  return iperfResult(await run(iperfArgv(pair, port, seconds, serverIp, inClient), { timeoutMs: (seconds + 20) * 1000, ok: 'any' }));
 }
 
-const iperfArgv = (pair: NamespacePair, port: number, seconds: number, serverIp: string) => ['iperf3', '-c', serverIp, '-p', String(port), '-t', String(seconds), '-J'];
+const iperfArgv = (pair: NamespacePair, port: number, seconds: number, serverIp: string, inClient = (argv: string[]) => inNetns(pair.client, argv)) =>
+  inClient(['iperf3', '-c', serverIp, '-p', String(port), '-t', String(seconds), '-J']);
 
 function iperfResult(r: { stdout: string; stderr: string }): number {
   let j: { end?: { sum_received?: { bits_per_second?: number } }; error?: string };

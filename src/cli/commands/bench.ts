@@ -125,6 +125,22 @@ export function benchCommands(program: Command): void {
     });
 
   bench
+    .command('ebpf')
+    .description('per-executable marking by the cgroup eBPF programs (qos daemon --ebpf on) with a 1,000-rule exe policy in their maps, against nothing attached, in alternating pairs: connect+close of a static client, iperf3 throughput, the sockets\' marks checked on every run; and the time a reload of the policy takes to the next eBPF generation (needs root, a cgroup v2 hierarchy, iperf3, tcpdump)')
+    .option('--json', 'print one JSON object')
+    .option('--pairs <n>', 'pairs of runs (with the programs and without, alternating order); figures are medians of the per-pair ratios, with min and max', (v) => positiveInt(v, '--pairs'), 7)
+    .option('--connects <n>', 'timed connect+close of each client run', (v) => positiveInt(v, '--connects'), 5000)
+    .option('--seconds <n>', 'length of each iperf3 run', (v) => positiveInt(v, '--seconds'), 3)
+    .option('--reloads <n>', 'policy reloads timed to the next eBPF generation', (v) => positiveInt(v, '--reloads'), 10)
+    .option('--check', 'exit 1 if a target is missed')
+    .action(async (o: { json?: boolean; pairs: number; connects: number; seconds: number; reloads: number; check?: boolean }) => {
+      const { benchEbpf, formatEbpfBench } = await import('../../bench/ebpf.js');
+      const r = await benchEbpf({ ...o, progress: benchProgress(o.json) });
+      print(o.json ? JSON.stringify(r, null, 2) : formatEbpfBench(r));
+      checkTargets(o.check, r.targets);
+    });
+
+  bench
     .command('tc')
     .description('host traffic control: the time to create and delete 1,000 and 10,000 flows with an exact filter each through the admin API, iperf3 throughput of unfiltered traffic beside them against no flows (and no qdisc), and the error of shaping 5 Mb/s of CBR to 1 Mb/s (needs root, tc, nft, iperf3, tcpdump, tshark, python3)')
     .option('--json', 'print one JSON object')
