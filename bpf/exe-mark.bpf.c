@@ -14,9 +14,9 @@
  * daemon writes every entry of the next generation, then the generation (one 32-bit store),
  * then deletes the old entries: a call reads the generation once and sees one policy whole.
  *
- * Every decided socket is reported once on `qosd_events` (a ring buffer the daemon reads for
- * `qos flows`), and its release too (cgroup/sock_release), found by socket cookie in
- * `qosd_sockets`.
+ * Every decided socket is recorded in `qosd_sockets` by its cookie, where `qos flows` reads it
+ * when asked (the daemon does nothing per connect), until its release (cgroup/sock_release)
+ * deletes it; `qosd_counts` counts sockets decided and calls refused.
  *
  * Kernel structures are declared here with only the fields read, preserve_access_index: libbpf
  * relocates each field to where this kernel's BTF has it (CO-RE), so no vmlinux.h is needed. */
@@ -112,39 +112,45 @@ struct {
 	__type(value, __u64);
 } qosd_agent SEC(".maps");
 
-/* sockets reported on qosd_events and not yet released: cookie -> 1 */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, __u8);
-} qosd_sockets SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
-} qosd_events SEC(".maps");
-
-#define EV_OPEN 1
-#define EV_CLOSE 2
-#define EV_DENY 3
-
 #define R_TOS 1      /* the slot's TOS was set */
 #define R_PRIO 2     /* its priority was set */
 #define R_APP_TOS 4  /* the application's own TOS was kept */
 
-/* 72 bytes; src/ebpf/events.ts reads the same layout */
-struct event {
-	__u64 cookie;
+/* A decided socket (64 bytes; src/ebpf/encode.ts reads the same layout). */
+struct sockrec {
 	__u64 ino;
-	__u32 kind, tgid, uid, gid, dev;
+	__u32 tgid, uid, gid, dev;
 	__u16 rule;
 	__u8 family, type, proto, hook, tos, prio;
 	__u16 port, result;
-	__u32 errno_;
 	__u32 addr[4];
-	__u32 pad;
+	__u32 pad[3];
 };
+
+/* sockets decided and not yet released: cookie -> what was decided (the least recently
+ * written go past the bound: `qos flows` may miss them, decisions never do) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct sockrec);
+} qosd_sockets SEC(".maps");
+
+#define C_DECIDED 0
+#define C_REFUSED 1
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} qosd_counts SEC(".maps");
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *c = bpf_map_lookup_elem(&qosd_counts, &which);
+	if (c)
+		*c += 1;
+}
 
 static __always_inline int match(const struct slot *s, struct bpf_sock_addr *ctx, const int v6,
 				 const int ev, __u32 uid, __u32 gid, __u16 port)
@@ -176,47 +182,27 @@ static __always_inline int match(const struct slot *s, struct bpf_sock_addr *ctx
 	return 1;
 }
 
-static __always_inline void report(struct bpf_sock_addr *ctx, const int v6, const int ev, __u32 kind,
-				   struct exe_key *k, const struct slot *s, __u32 uid, __u32 gid,
-				   __u16 port, __u16 result)
+/* Records a decided socket (a datagram socket at its first send only). */
+static __always_inline void record(struct bpf_sock_addr *ctx, const int v6, const int ev, struct exe_key *k,
+				   const struct slot *s, __u32 uid, __u32 gid, __u16 port, __u16 result)
 {
 	__u64 cookie = bpf_get_socket_cookie(ctx);
-	if (kind == EV_OPEN) {
-		__u8 one = 1;
-		if (bpf_map_update_elem(&qosd_sockets, &cookie, &one, BPF_NOEXIST))
-			return; /* reported already (a datagram socket's later sends) */
-	}
-	struct event *e = bpf_ringbuf_reserve(&qosd_events, sizeof(*e), 0);
-	if (!e)
-		return;
-	e->cookie = cookie;
-	e->ino = k->ino;
-	e->kind = kind;
-	e->tgid = bpf_get_current_pid_tgid() >> 32;
-	e->uid = uid;
-	e->gid = gid;
-	e->dev = k->dev;
-	e->rule = s->rule;
-	e->family = v6 ? AF_INET6 : AF_INET;
-	e->type = ctx->type;
-	e->proto = ctx->protocol;
-	e->hook = ev;
-	e->tos = s->tos;
-	e->prio = s->prio;
-	e->port = port;
-	e->result = result;
-	e->errno_ = s->errno_;
+	struct sockrec r = {
+		.ino = k->ino, .tgid = bpf_get_current_pid_tgid() >> 32, .uid = uid, .gid = gid, .dev = k->dev,
+		.rule = s->rule, .family = v6 ? AF_INET6 : AF_INET, .type = ctx->type, .proto = ctx->protocol,
+		.hook = ev, .tos = s->tos, .prio = s->prio, .port = port, .result = result,
+	};
 	if (v6) {
-		e->addr[0] = ctx->user_ip6[0];
-		e->addr[1] = ctx->user_ip6[1];
-		e->addr[2] = ctx->user_ip6[2];
-		e->addr[3] = ctx->user_ip6[3];
+		r.addr[0] = ctx->user_ip6[0];
+		r.addr[1] = ctx->user_ip6[1];
+		r.addr[2] = ctx->user_ip6[2];
+		r.addr[3] = ctx->user_ip6[3];
 	} else {
-		e->addr[0] = ctx->user_ip4;
-		e->addr[1] = e->addr[2] = e->addr[3] = 0;
+		r.addr[0] = ctx->user_ip4;
 	}
-	e->pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	/* a connect records (again: a datagram socket may connect anew); a send only the first */
+	if (!bpf_map_update_elem(&qosd_sockets, &cookie, &r, ev == 1 ? BPF_ANY : BPF_NOEXIST))
+		count(C_DECIDED);
 }
 
 /* 1: let the call go on; 0: refuse it (with the errno set by bpf_set_retval). */
@@ -252,7 +238,7 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, const int v6, const
 		return 1;
 	__sync_fetch_and_add(&v->hits, 1);
 	if (s->flags & F_DENY) {
-		report(ctx, v6, ev, EV_DENY, &k, s, uid, gid, port, 0);
+		count(C_REFUSED);
 		bpf_set_retval(-(int)s->errno_);
 		return 0;
 	}
@@ -286,7 +272,7 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, const int v6, const
 		bpf_setsockopt(ctx, SOL_SOCKET, SO_PRIORITY, &prio, sizeof(prio));
 		result |= R_PRIO;
 	}
-	report(ctx, v6, ev, EV_OPEN, &k, s, uid, gid, port, result);
+	record(ctx, v6, ev, &k, s, uid, gid, port, result);
 	return 1;
 }
 
@@ -302,21 +288,12 @@ int qosd_sendmsg4(struct bpf_sock_addr *ctx) { return decide(ctx, 0, 2); }
 SEC("cgroup/sendmsg6")
 int qosd_sendmsg6(struct bpf_sock_addr *ctx) { return decide(ctx, 1, 2); }
 
-/* A reported socket's release: one close event, its cookie forgotten. */
+/* A socket's release: its record goes. */
 SEC("cgroup/sock_release")
 int qosd_release(struct bpf_sock *sk)
 {
 	__u64 cookie = bpf_get_socket_cookie(sk);
-	if (bpf_map_delete_elem(&qosd_sockets, &cookie))
-		return 1;
-	struct event *e = bpf_ringbuf_reserve(&qosd_events, sizeof(*e), 0);
-	if (!e)
-		return 1;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->cookie = cookie;
-	e->kind = EV_CLOSE;
-	e->tgid = bpf_get_current_pid_tgid() >> 32;
-	bpf_ringbuf_submit(e, 0);
+	bpf_map_delete_elem(&qosd_sockets, &cookie);
 	return 1;
 }
 

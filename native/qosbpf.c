@@ -7,9 +7,9 @@
  * - describe(h): the programs (name, id, attach type), links and maps (name, fd, id, sizes).
  * - update(fd, keys, values, flags): one bpf_map_update_elem per key (keys and values each
  *   one buffer of equal-sized records); delete(fd, keys) likewise (a missing key is no error);
- *   keys(fd): every key, one buffer; lookup(fd, key): the value or null.
- * - events(h, map): every record waiting in a ring buffer map, each preceded by its length
- *   (u32), one buffer (empty if none).
+ *   keys(fd): every key, one buffer; lookup(fd, key): the value or null; dump(fd): every
+ *   entry, each key followed by its value, one buffer. A per-CPU map's value is one per
+ *   possible CPU, each rounded up to 8 bytes, as the kernel gives it.
  * - close(h): links destroyed (the programs detach), then the object (maps freed). */
 #define _GNU_SOURCE
 #include <bpf/bpf.h>
@@ -31,11 +31,6 @@ struct handle {
 	struct bpf_object *obj;
 	struct bpf_link *links[MAX_LINKS];
 	int nlinks;
-	struct ring_buffer *ring;
-	int ring_map_fd;
-	/* records read by the current events() call */
-	char *buf;
-	size_t len, cap;
 };
 
 static struct handle *handles[MAX_HANDLES];
@@ -97,10 +92,7 @@ static void destroy(struct handle *hd)
 {
 	for (int i = hd->nlinks - 1; i >= 0; i--)
 		bpf_link__destroy(hd->links[i]);
-	if (hd->ring)
-		ring_buffer__free(hd->ring);
 	bpf_object__close(hd->obj);
-	free(hd->buf);
 	free(hd);
 }
 
@@ -234,6 +226,12 @@ static int map_sizes(int fd, __u32 *ks, __u32 *vs)
 		return -errno;
 	*ks = mi.key_size;
 	*vs = mi.value_size;
+	if (mi.type == BPF_MAP_TYPE_PERCPU_HASH || mi.type == BPF_MAP_TYPE_PERCPU_ARRAY || mi.type == BPF_MAP_TYPE_LRU_PERCPU_HASH) {
+		int cpus = libbpf_num_possible_cpus();
+		if (cpus < 0)
+			return cpus;
+		*vs = ((*vs + 7) & ~7u) * cpus;
+	}
 	return 0;
 }
 
@@ -309,20 +307,20 @@ static napi_value Delete(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
-static napi_value Keys(napi_env env, napi_callback_info info)
+/* Every key (with_values: each followed by its value) of a map, one buffer. */
+static napi_value entries(napi_env env, struct margs *a, int with_values)
 {
-	struct margs a = { 0 };
-	if (map_args(env, info, "keys(fd)", 0, &a))
-		return NULL;
-	size_t cap = 64 * a.ks, len = 0;
-	char *out = malloc(cap), prev[512];
-	if (!out || a.ks > sizeof prev) {
+	size_t rec = a->ks + (with_values ? a->vs : 0), cap = 64 * rec, len = 0;
+	char *out = malloc(cap), key[512], last[512];
+	int have = 0;
+	if (!out || a->ks > sizeof key) {
 		free(out);
 		return fail(env, "keys", ENOMEM);
 	}
-	void *cur = NULL;
-	while (!bpf_map_get_next_key(a.fd, cur, prev)) {
-		if (len + a.ks > cap) {
+	while (!bpf_map_get_next_key(a->fd, have ? last : NULL, key)) {
+		memcpy(last, key, a->ks);
+		have = 1;
+		if (len + rec > cap) {
 			char *n = realloc(out, cap *= 2);
 			if (!n) {
 				free(out);
@@ -330,14 +328,31 @@ static napi_value Keys(napi_env env, napi_callback_info info)
 			}
 			out = n;
 		}
-		memcpy(out + len, prev, a.ks);
-		cur = out + len;
-		len += a.ks;
+		memcpy(out + len, key, a->ks);
+		if (with_values && bpf_map_lookup_elem(a->fd, key, out + len + a->ks))
+			continue; /* deleted since: the next key follows it all the same */
+		len += rec;
 	}
 	napi_value r;
 	napi_create_buffer_copy(env, len, out, NULL, &r);
 	free(out);
 	return r;
+}
+
+static napi_value Keys(napi_env env, napi_callback_info info)
+{
+	struct margs a = { 0 };
+	if (map_args(env, info, "keys(fd)", 0, &a))
+		return NULL;
+	return entries(env, &a, 0);
+}
+
+static napi_value Dump(napi_env env, napi_callback_info info)
+{
+	struct margs a = { 0 };
+	if (map_args(env, info, "dump(fd)", 0, &a))
+		return NULL;
+	return entries(env, &a, 1);
 }
 
 static napi_value Lookup(napi_env env, napi_callback_info info)
@@ -365,57 +380,6 @@ static napi_value Lookup(napi_env env, napi_callback_info info)
 	return r;
 }
 
-static int on_record(void *ctx, void *data, size_t size)
-{
-	struct handle *hd = ctx;
-	if (hd->len + 4 + size > hd->cap) {
-		size_t cap = hd->cap ? hd->cap : 16384;
-		while (cap < hd->len + 4 + size)
-			cap *= 2;
-		char *n = realloc(hd->buf, cap);
-		if (!n)
-			return -ENOMEM;
-		hd->buf = n;
-		hd->cap = cap;
-	}
-	__u32 n = size;
-	memcpy(hd->buf + hd->len, &n, 4);
-	memcpy(hd->buf + hd->len + 4, data, size);
-	hd->len += 4 + size;
-	return 0;
-}
-
-static napi_value Events(napi_env env, napi_callback_info info)
-{
-	size_t argc = 2;
-	napi_value argv[2];
-	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	struct handle *hd = argc ? arg_handle(env, argv[0]) : NULL;
-	if (!hd)
-		return NULL;
-	int fd;
-	if (argc < 2 || arg_int(env, argv[1], &fd)) {
-		napi_throw_type_error(env, NULL, "events(handle, mapFd)");
-		return NULL;
-	}
-	if (!hd->ring) {
-		hd->ring = ring_buffer__new(fd, on_record, hd, NULL);
-		if (!hd->ring)
-			return fail(env, "cannot map the ring buffer", errno);
-		hd->ring_map_fd = fd;
-	} else if (hd->ring_map_fd != fd) {
-		napi_throw_range_error(env, NULL, "one ring buffer per handle");
-		return NULL;
-	}
-	hd->len = 0;
-	int n = ring_buffer__consume(hd->ring);
-	if (n < 0)
-		return fail(env, "ring buffer", n);
-	napi_value r;
-	napi_create_buffer_copy(env, hd->len, hd->buf ? hd->buf : "", NULL, &r);
-	return r;
-}
-
 static napi_value Close(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
@@ -438,7 +402,7 @@ NAPI_MODULE_INIT()
 		napi_callback fn;
 	} fns[] = {
 		{ "open", Open }, { "describe", Describe }, { "update", Update }, { "delete", Delete },
-		{ "keys", Keys }, { "lookup", Lookup }, { "events", Events }, { "close", Close },
+		{ "keys", Keys }, { "lookup", Lookup }, { "dump", Dump }, { "close", Close },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value fn;

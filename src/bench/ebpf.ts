@@ -7,8 +7,8 @@
  *   the agent cannot reach it) to a listener on 127.0.0.1 in the client namespace, with the
  *   programs attached (its rule marks it) divided by the same with the daemon's --ebpf off
  *   (the same policy, nothing attached); the client is in the cgroup both times. The daemon's
- *   CPU during each client run is reported beside it (it reads the programs' ring buffer of
- *   decided sockets).
+ *   CPU during each client run is reported beside it (it should be none: the programs record
+ *   decided sockets in a map the daemon reads only when asked).
  * - throughput_ratio: iperf3 TCP from the client namespace to the server namespace, iperf3 in
  *   the cgroup and named by an exe rule (its connects are marked), the same way.
  * Each pair runs both sides back to back in alternating order; a figure is the median of the

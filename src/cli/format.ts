@@ -62,7 +62,7 @@ function formatFleet(f: Rec): string[] {
 function formatEbpf(e: Rec): string {
   if (!e.attached) return `ebpf         not attached${e.mode === 'off' ? '' : ` (--ebpf ${e.mode})`}: ${e.problem}`;
   const rules = e.rules as string[], files = e.files as string[], notes = e.notes as string[];
-  return `ebpf         ${(e.programs as unknown[]).length} programs on cgroup ${e.cgroup}, generation ${e.generation}: ${rules.length} exe rules${rules.length ? ` (${rules.join(', ')})` : ''} naming ${files.length} files; ${e.sockets_open} sockets open${notes.length ? `; ${notes.length} notes (qos status --json)` : ''}`;
+  return `ebpf         ${(e.programs as unknown[]).length} programs on cgroup ${e.cgroup}, generation ${e.generation}: ${rules.length} exe rules${rules.length ? ` (${rules.join(', ')})` : ''} naming ${files.length} files; ${e.sockets_decided} sockets decided, ${e.calls_refused} calls refused${notes.length ? `; ${notes.length} notes (qos status --json)` : ''}`;
 }
 
 /** Host traffic control: what is under it, and the sockets policy put in flows. */

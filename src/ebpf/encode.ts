@@ -1,5 +1,5 @@
-/* The bytes of bpf/exe-mark.bpf.c's maps and events (pure): keys and entries of `qosd_exe`,
- * the agent map's pid and start time, and the records of `qosd_events`. The layouts are the C
+/* The bytes of bpf/exe-mark.bpf.c's maps (pure): keys and entries of `qosd_exe`, the agent
+ * map's pid and start time, the decided sockets of `qosd_sockets` and the counters. The layouts are the C
  * structures' (little-endian, the machine's); src/ebpf/encode.test.ts pins their sizes. */
 
 import { MAX_SLOTS, type Slot } from './rules.js';
@@ -7,7 +7,6 @@ import { MAX_SLOTS, type Slot } from './rules.js';
 export const KEY_SIZE = 16;    // struct exe_key
 export const SLOT_SIZE = 64;   // struct slot
 export const ENTRY_SIZE = 16 + MAX_SLOTS * SLOT_SIZE; // struct entry
-export const EVENT_SIZE = 72;  // struct event
 
 /** An executable file as the kernel names it: s_dev in the kernel's encoding, the inode. */
 export interface FileId { dev: number; ino: bigint }
@@ -65,11 +64,11 @@ export function agentValue(start: number): Buffer {
   return b;
 }
 
-export const EV_OPEN = 1, EV_CLOSE = 2, EV_DENY = 3;
 export const R_TOS = 1, R_PRIO = 2, R_APP_TOS = 4;
+export const SOCKREC_SIZE = 64; // struct sockrec
 
-export interface EbpfEvent {
-  kind: 'open' | 'close' | 'deny';
+/** A socket the programs decided, as `qosd_sockets` holds it. */
+export interface DecidedSocket {
   cookie: bigint;
   pid: number;
   uid: number;
@@ -85,35 +84,33 @@ export interface EbpfEvent {
   prio: number;
   /** R_* bits: what was set */
   result: number;
-  errno: number;
-  remote: { address: string; port: number } | null;
+  remote: { address: string; port: number };
 }
 
-/** The records events() read (each a u32 length, then the record); records of another size
- * are skipped. */
-export function decodeEvents(buf: Buffer): EbpfEvent[] {
-  const out: EbpfEvent[] = [];
-  for (let at = 0; at + 4 <= buf.length;) {
-    const len = buf.readUInt32LE(at);
-    const o = at + 4;
-    at = o + len;
-    if (len !== EVENT_SIZE || at > buf.length) continue;
-    const kind = buf.readUInt32LE(o + 16);
-    if (kind !== EV_OPEN && kind !== EV_CLOSE && kind !== EV_DENY) continue;
-    const family = buf.readUInt8(o + 38) === 10 ? 'inet6' : 'inet';
-    const port = buf.readUInt16LE(o + 44);
-    const addr = buf.subarray(o + 52, o + 68);
+/** The entries of a dump() of `qosd_sockets`: each a cookie (u64), then its record. */
+export function decodeSockets(buf: Buffer): DecidedSocket[] {
+  const out: DecidedSocket[] = [];
+  for (let at = 0; at + 8 + SOCKREC_SIZE <= buf.length; at += 8 + SOCKREC_SIZE) {
+    const o = at + 8;
+    const family = buf.readUInt8(o + 26) === 10 ? 'inet6' : 'inet';
+    const addr = buf.subarray(o + 36, o + 52);
     out.push({
-      kind: kind === EV_OPEN ? 'open' : kind === EV_CLOSE ? 'close' : 'deny',
-      cookie: buf.readBigUInt64LE(o),
-      pid: buf.readUInt32LE(o + 20), uid: buf.readUInt32LE(o + 24), gid: buf.readUInt32LE(o + 28),
-      file: { dev: buf.readUInt32LE(o + 32), ino: buf.readBigUInt64LE(o + 8) },
-      rule: buf.readUInt16LE(o + 36), family, type: buf.readUInt8(o + 39), protocol: buf.readUInt8(o + 40), hook: buf.readUInt8(o + 41),
-      tos: buf.readUInt8(o + 42), prio: buf.readUInt8(o + 43), result: buf.readUInt16LE(o + 46), errno: buf.readUInt32LE(o + 48),
-      remote: kind === EV_CLOSE ? null : { address: family === 'inet' ? [...addr.subarray(0, 4)].join('.') : v6text(addr), port },
+      cookie: buf.readBigUInt64LE(at),
+      pid: buf.readUInt32LE(o + 8), uid: buf.readUInt32LE(o + 12), gid: buf.readUInt32LE(o + 16),
+      file: { dev: buf.readUInt32LE(o + 20), ino: buf.readBigUInt64LE(o) },
+      rule: buf.readUInt16LE(o + 24), family, type: buf.readUInt8(o + 27), protocol: buf.readUInt8(o + 28), hook: buf.readUInt8(o + 29),
+      tos: buf.readUInt8(o + 30), prio: buf.readUInt8(o + 31), result: buf.readUInt16LE(o + 34),
+      remote: { address: family === 'inet' ? [...addr.subarray(0, 4)].join('.') : v6text(addr), port: buf.readUInt16LE(o + 32) },
     });
   }
   return out;
+}
+
+/** A per-CPU array's value as lookup() gives it (one u64 per CPU, each 8 bytes): their sum. */
+export function perCpuSum(v: Buffer | null): number {
+  let n = 0n;
+  for (let at = 0; v && at + 8 <= v.length; at += 8) n += v.readBigUInt64LE(at);
+  return Number(n);
 }
 
 function v6text(b: Buffer): string {

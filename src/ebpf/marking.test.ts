@@ -10,8 +10,8 @@ import { after, test } from 'node:test';
 import pino from 'pino';
 import { ManualClock } from '../clock.js';
 import { PolicySchema } from '../policy/schema.js';
-import { EVENT_SIZE, KEY_SIZE } from './encode.js';
-import { EbpfMarking, MAX_EBPF_FLOWS_PER_USER, type Native } from './marking.js';
+import { KEY_SIZE, SOCKREC_SIZE } from './encode.js';
+import { EbpfMarking, type Native } from './marking.js';
 
 const cg = mkdtempSync(join(tmpdir(), 'qosd-cg-'));
 after(() => rmSync(cg, { recursive: true, force: true }));
@@ -22,7 +22,7 @@ function fakeNative(fail?: (op: string, fd: number) => boolean): Native & { ops:
   const n = {
     ops: [] as Op[], map, gen: 0,
     open: () => 0,
-    describe: () => ({ programs: [{ name: 'p', section: 'cgroup/connect4', id: 1 }], maps: ['qosd_exe', 'qosd_gen', 'qosd_agent', 'qosd_events'].map((name, i) => ({ name, fd: 10 + i, key_size: 0, value_size: 0, max_entries: 0 })), links: [1] }),
+    describe: () => ({ programs: [{ name: 'p', section: 'cgroup/connect4', id: 1 }], maps: ['qosd_exe', 'qosd_gen', 'qosd_agent', 'qosd_sockets', 'qosd_counts'].map((name, i) => ({ name, fd: 10 + i, key_size: 0, value_size: 0, max_entries: 0 })), links: [1] }),
     update(fd: number, keys: Buffer, values: Buffer) {
       if (fail?.('update', fd)) throw new Error('E2BIG');
       if (fd === 11) { n.gen = values.readUInt32LE(0); n.ops.push(['gen', n.gen]); return; }
@@ -35,7 +35,7 @@ function fakeNative(fail?: (op: string, fd: number) => boolean): Native & { ops:
       for (let at = 0; at < keys.length; at += KEY_SIZE) { map.delete(keys.subarray(at, at + KEY_SIZE).toString('hex')); gens.add(keys.readUInt32LE(at)); }
       n.ops.push(['del', fd, [...gens], keys.length / KEY_SIZE]);
     },
-    keys: () => Buffer.alloc(0), lookup: () => null, events: () => Buffer.alloc(0), close: () => { n.ops.push(['close']); },
+    keys: () => Buffer.alloc(0), lookup: (): Buffer | null => null, dump: () => Buffer.alloc(0), close: () => { n.ops.push(['close']); },
   };
   return n;
 }
@@ -85,41 +85,42 @@ test('--ebpf auto on a machine without the cgroup: not attached, with the reason
   await assert.rejects(on.start(policy(1)), (e: Error & { code?: string }) => e.code === 'QOS_ERR_ENVIRONMENT');
 });
 
-/** A ring-buffer read of open (or close) records, as qosbpf.node's events() gives them. */
-function records(evs: { kind: number; cookie: number; uid: number; pid?: number }[]): Buffer {
-  const b = Buffer.alloc(evs.length * (4 + EVENT_SIZE));
-  evs.forEach((e, i) => {
-    const o = i * (4 + EVENT_SIZE);
-    b.writeUInt32LE(EVENT_SIZE, o);
-    b.writeBigUInt64LE(BigInt(e.cookie), o + 4);
-    b.writeUInt32LE(e.kind, o + 4 + 16);
-    b.writeUInt32LE(e.pid ?? process.pid, o + 4 + 20);
-    b.writeUInt32LE(e.uid, o + 4 + 24);
-    b[o + 4 + 38] = 2; b[o + 4 + 39] = 1; b[o + 4 + 40] = 6; b[o + 4 + 41] = 1; b[o + 4 + 42] = 46 << 2;
-    b.writeUInt16LE(1, o + 4 + 46);
+/** A dump() of the decided sockets: each a cookie, then its record (struct sockrec). */
+function sockets(recs: { cookie: number; uid: number; pid?: number; rule?: number }[]): Buffer {
+  const b = Buffer.alloc(recs.length * (8 + SOCKREC_SIZE));
+  recs.forEach((r, i) => {
+    const at = i * (8 + SOCKREC_SIZE), o = at + 8;
+    b.writeBigUInt64LE(BigInt(r.cookie), at);
+    b.writeBigUInt64LE(100n, o);            // ino: /bin/p0 in files()
+    b.writeUInt32LE(r.pid ?? 4242, o + 8);
+    b.writeUInt32LE(r.uid, o + 12);
+    b.writeUInt32LE(1, o + 20);             // dev
+    b.writeUInt16LE(r.rule ?? 0, o + 24);
+    b[o + 26] = 2; b[o + 27] = 1; b[o + 28] = 6; b[o + 29] = 1; b[o + 30] = 46 << 2;
+    b.writeUInt16LE(443, o + 32);
+    b.writeUInt16LE(1, o + 34);             // R_TOS
+    Buffer.from([192, 0, 2, 7]).copy(b, o + 36);
   });
   return b;
 }
 
-test('the sockets the programs report: open and close, one user\'s flood evicts only that user\'s oldest, a process gone is swept', async () => {
+test('qos flows: the decided sockets read from the kernel map when asked, with the program, the rule and the mark; the counters summed over CPUs', async () => {
   const n = fakeNative();
-  let pending: Buffer[] = [];
-  n.events = () => Buffer.concat(pending.splice(0));
-  const clock = new ManualClock();
-  const m = new EbpfMarking({ mode: 'on', cgroup: cg, log: pino({ level: 'silent' }), clock, native: n, resolve: files, rescanMs: 1000 });
-  await m.start(policy(1));
-  pending.push(records([{ kind: 1, cookie: 1, uid: 1001 }, { kind: 1, cookie: 2, uid: 1001 }, { kind: 2, cookie: 1, uid: 0 }]));
-  assert.deepEqual(m.flows().map((f) => [f.cookie, f.uid, f.class, f.rule, f.path]), [['2', 1001, 'EF', 'r0', 'ebpf']]);
-  const flood = Array.from({ length: MAX_EBPF_FLOWS_PER_USER + 10 }, (_, i) => ({ kind: 1, cookie: 1000 + i, uid: 666 }));
-  pending.push(records(flood));
-  const all = m.flows();
-  assert.equal(all.filter((f) => f.uid === 666).length, MAX_EBPF_FLOWS_PER_USER);
-  assert.deepEqual(all.filter((f) => f.uid === 1001).map((f) => f.cookie), ['2'], 'the other user\'s socket stays');
-  assert.equal(all.find((f) => f.uid === 666)!.cookie, String(1000 + 10), 'the flooder\'s oldest went');
-  // a process that is gone (its releases lost): swept at the next rescan
-  pending.push(records([{ kind: 1, cookie: 5, uid: 1001, pid: 2 ** 22 + 7 }]));
-  assert.equal(m.flows().filter((f) => f.uid === 1001).length, 2);
-  clock.advance(1000);
-  assert.deepEqual(m.flows().filter((f) => f.uid === 1001).map((f) => f.cookie), ['2']);
+  n.dump = () => sockets([{ cookie: 7, uid: 0 }, { cookie: 9, uid: 65534, rule: 1 }]);
+  n.lookup = (fd: number, key: Buffer) => {
+    if (fd !== 14) return null;
+    const v = Buffer.alloc(16); // two CPUs
+    v.writeBigUInt64LE(BigInt(3 + key.readUInt32LE()), 0);
+    v.writeBigUInt64LE(2n, 8);
+    return v;
+  };
+  const m = new EbpfMarking({ mode: 'on', cgroup: cg, log: pino({ level: 'silent' }), clock: new ManualClock(), native: n, resolve: files });
+  await m.start(policy(2));
+  assert.deepEqual(m.flows().map((f) => [f.path, f.cookie, f.pid, f.exe, f.rule, f.class, f.proto, f.event, `${f.remote.address}:${f.remote.port}`]), [
+    ['ebpf', '7', 4242, '/bin/p0', 'r0', 'EF', 'tcp', 'connect', '192.0.2.7:443'],
+    ['ebpf', '9', 4242, '/bin/p0', 'r1', 'EF', 'tcp', 'connect', '192.0.2.7:443'],
+  ]);
+  const s = m.status().ebpf as { sockets_decided: number; calls_refused: number };
+  assert.deepEqual([s.sockets_decided, s.calls_refused], [5, 6]);
   await m.stop();
 });

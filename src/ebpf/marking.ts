@@ -10,8 +10,9 @@
  * - The agent's processes: when an agent connects, its pid and start time go into the agent
  *   map (the programs leave such a process's marks to the agent); when its last connection
  *   closes and the process is gone, they leave.
- * - The programs report each socket they decided, and its release, on a ring buffer: read
- *   every pollMs into a bounded table that `GET /v1/flows` shows with path "ebpf".
+ * - The programs record each socket they decided in a map (by cookie) until its release:
+ *   `GET /v1/flows` reads it when asked and shows each with path "ebpf". The daemon does
+ *   nothing per connect.
  * - Nothing is pinned: the programs and maps live while the daemon holds their descriptors.
  *   At stop they are closed; a daemon killed with SIGKILL leaves nothing for the next one. */
 
@@ -27,7 +28,7 @@ import { startTime } from '../daemon/identity.js';
 import type { Decision } from '../policy/engine.js';
 import type { PolicyDoc } from '../policy/schema.js';
 import { EXE_MARK_OBJECT, NATIVE_BPF } from '../paths.js';
-import { agentKey, agentValue, decodeEvents, encodeEntry, encodeKey, ENTRY_SIZE, KEY_SIZE, R_APP_TOS, R_PRIO, R_TOS, type EbpfEvent } from './encode.js';
+import { agentKey, agentValue, decodeSockets, encodeEntry, encodeKey, ENTRY_SIZE, KEY_SIZE, perCpuSum, R_APP_TOS, R_PRIO, R_TOS } from './encode.js';
 import { resolvePatterns, type ResolvedFile } from './resolve.js';
 import { entrySlots, policyRuleInEbpf, type EbpfRule } from './rules.js';
 
@@ -41,7 +42,7 @@ export interface Native {
   delete(fd: number, keys: Buffer): void;
   keys(fd: number): Buffer;
   lookup(fd: number, key: Buffer): Buffer | null;
-  events(h: number, fd: number): Buffer;
+  dump(fd: number): Buffer;
   close(h: number): void;
 }
 
@@ -74,19 +75,14 @@ export interface EbpfFlow {
   type: 'stream' | 'dgram' | null;
   proto: 'tcp' | 'udp' | null;
   remote: { address: string; port: number };
-  /** sendto: the first destination (an unconnected socket's later ones are not reported) */
+  /** sendto: the first destination (an unconnected socket's later ones are not recorded) */
   event: 'connect' | 'sendto';
   decision: Decision | null;
   class: string;
   rule: string;
   /** the application's own TOS was kept (a rule without override) */
   app_tos_kept: boolean;
-  created: number;
 }
-
-/** Decided sockets kept for `qos flows` (the oldest go past it), in all and per user (past it
- * that user's oldest go, never another user's). */
-export const MAX_EBPF_FLOWS = 65_536, MAX_EBPF_FLOWS_PER_USER = 16_384;
 
 export interface EbpfOptions {
   mode: EbpfMode;
@@ -96,8 +92,6 @@ export interface EbpfOptions {
   clock: Clock;
   /** how often the exe patterns are resolved again (default 10 s) */
   rescanMs?: number;
-  /** how often the ring buffer of decided sockets is read (default 100 ms) */
-  pollMs?: number;
   object?: string;
   names?: () => Names;
   /** the loader (default: qosbpf.node) */
@@ -124,13 +118,11 @@ export class EbpfMarking implements Component {
   private files = new Map<string, ResolvedFile>();
   private fileNotes: string[] = [];
   private cut: { file: string; rules: string[] }[] = [];
-  private readonly flowTable = new Map<string, EbpfFlow>();
-  private readonly flowsPerUser = new Map<number, number>();
   /** the processes in the agent map, with their start times (swept when gone) */
   private readonly agents = new Map<number, number>();
   private timers: Timer[] = [];
   private userNames = new Map<number, string>();
-  private counts = { generations: 0, events: 0, denied: 0, agent_processes: 0 };
+  private counts = { generations: 0, agent_processes: 0 };
 
   constructor(private readonly o: EbpfOptions) {}
 
@@ -163,7 +155,6 @@ export class EbpfMarking implements Component {
       return;
     }
     if (doc) this.setPolicy(doc);
-    this.timers.push(this.o.clock.every(this.o.pollMs ?? 100, () => this.poll()));
     this.timers.push(this.o.clock.every(this.o.rescanMs ?? 10_000, () => {
       this.sweep();
       try { this.write(false); } catch (e) { this.o.log.error({ err: (e as Error).message }, 'eBPF rescan failed: the last generation stays'); }
@@ -253,58 +244,9 @@ export class EbpfMarking implements Component {
   }
 
   /** Drops the agent map's processes that are gone (a process that outlived its last agent
-   * connection), and the flows of processes gone (a release the ring buffer could not hold). */
+   * connection). */
   private sweep(): void {
     for (const [pid, start] of this.agents) if (startTime(pid) !== start) this.agentGone(pid);
-    const alive = new Map<number, boolean>();
-    for (const [k, f] of this.flowTable) {
-      let a = alive.get(f.pid);
-      if (a === undefined) alive.set(f.pid, a = existsSync(`/proc/${f.pid}`));
-      if (!a) this.dropFlow(k, f);
-    }
-  }
-
-  private dropFlow(key: string, f: EbpfFlow): void {
-    this.flowTable.delete(key);
-    const n = (this.flowsPerUser.get(f.uid) ?? 1) - 1;
-    if (n > 0) this.flowsPerUser.set(f.uid, n);
-    else this.flowsPerUser.delete(f.uid);
-  }
-
-  /** Reads the sockets decided since the last read. */
-  poll(): void {
-    if (this.h === null) return;
-    const events = decodeEvents(this.n.events(this.h, this.fds.qosd_events!));
-    for (const e of events) this.onEvent(e);
-  }
-
-  private onEvent(e: EbpfEvent): void {
-    this.counts.events++;
-    const key = e.cookie.toString();
-    if (e.kind === 'close') { const f = this.flowTable.get(key); if (f) this.dropFlow(key, f); return; }
-    if (e.kind === 'deny') { this.counts.denied++; return; }
-    const d: Decision = {};
-    if (e.result & R_TOS) d.dscp = e.tos >> 2;
-    if (e.result & R_PRIO) d.priority = e.prio;
-    const decision = Object.keys(d).length ? d : null;
-    const old = this.flowTable.get(key);
-    if (old) this.dropFlow(key, old);
-    if ((this.flowsPerUser.get(e.uid) ?? 0) >= MAX_EBPF_FLOWS_PER_USER) {
-      for (const [k, f] of this.flowTable) if (f.uid === e.uid) { this.dropFlow(k, f); break; }
-    } else if (this.flowTable.size >= MAX_EBPF_FLOWS) {
-      const [k, f] = this.flowTable.entries().next().value!;
-      this.dropFlow(k, f);
-    }
-    this.flowsPerUser.set(e.uid, (this.flowsPerUser.get(e.uid) ?? 0) + 1);
-    this.flowTable.set(key, {
-      path: 'ebpf', cookie: key, pid: e.pid, uid: e.uid, user: this.userName(e.uid),
-      exe: this.files.get(`${e.file.dev}:${e.file.ino}`)?.path ?? `dev ${e.file.dev} inode ${e.file.ino}`,
-      family: e.family, type: e.type === 1 ? 'stream' : e.type === 2 ? 'dgram' : null,
-      proto: e.protocol === 6 ? 'tcp' : e.protocol === 17 ? 'udp' : null,
-      remote: e.remote!, event: e.hook === 2 ? 'sendto' : 'connect',
-      decision, class: decisionClass(decision), rule: this.ruleNames[e.rule] ?? `rule-${e.rule + 1}`,
-      app_tos_kept: (e.result & R_APP_TOS) !== 0, created: Date.now(),
-    });
   }
 
   private userName(uid: number): string {
@@ -318,10 +260,30 @@ export class EbpfMarking implements Component {
     return n;
   }
 
-  /** The sockets the programs decided that are still open, oldest first. */
+  /** The sockets the programs decided that are still open. */
   flows(): EbpfFlow[] {
-    this.poll();
-    return [...this.flowTable.values()];
+    if (this.h === null) return [];
+    return decodeSockets(this.n.dump(this.fds.qosd_sockets!)).map((e) => {
+      const d: Decision = {};
+      if (e.result & R_TOS) d.dscp = e.tos >> 2;
+      if (e.result & R_PRIO) d.priority = e.prio;
+      const decision = Object.keys(d).length ? d : null;
+      return {
+        path: 'ebpf', cookie: e.cookie.toString(), pid: e.pid, uid: e.uid, user: this.userName(e.uid),
+        exe: this.files.get(`${e.file.dev}:${e.file.ino}`)?.path ?? `dev ${e.file.dev} inode ${e.file.ino}`,
+        family: e.family, type: e.type === 1 ? 'stream' : e.type === 2 ? 'dgram' : null,
+        proto: e.protocol === 6 ? 'tcp' : e.protocol === 17 ? 'udp' : null,
+        remote: e.remote, event: e.hook === 2 ? 'sendto' : 'connect',
+        decision, class: decisionClass(decision), rule: this.ruleNames[e.rule] ?? `rule-${e.rule + 1}`,
+        app_tos_kept: (e.result & R_APP_TOS) !== 0,
+      };
+    });
+  }
+
+  private counter(i: number): number {
+    const k = Buffer.alloc(4);
+    k.writeUInt32LE(i);
+    return perCpuSum(this.n.lookup(this.fds.qosd_counts!, k));
   }
 
   /** Hits per executable entry of the live generation (a diagnostic: `qos status --json`). */
@@ -342,7 +304,7 @@ export class EbpfMarking implements Component {
         programs: this.programs.map((p) => ({ name: p.name, attach: p.section, id: p.id ?? null })), links: this.links,
         generation: this.gen, rules: this.rules.filter((r) => r.exe).map((r) => r.name), files: [...this.files.values()].map((f) => f.path).sort(),
         notes: [...this.fileNotes, ...this.cut.map((c) => `${c.file}: more rules can match it than an entry holds; not checked by eBPF: ${c.rules.join(', ')}`)],
-        calls_decided: this.hits(), sockets_open: this.flowTable.size, refused: this.counts.denied, generations_written: this.counts.generations,
+        calls_decided: this.hits(), sockets_decided: this.h === null ? 0 : this.counter(0), calls_refused: this.h === null ? 0 : this.counter(1), generations_written: this.counts.generations,
       },
     };
   }

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Names } from '../kernel/rules.js';
 import { PolicySchema, type PolicyDoc } from '../policy/schema.js';
-import { decodeEvents, encodeEntry, encodeKey, ENTRY_SIZE, EVENT_SIZE, kernelDev } from './encode.js';
+import { decodeSockets, encodeEntry, encodeKey, ENTRY_SIZE, kernelDev, SOCKREC_SIZE } from './encode.js';
 import { ebpfEnforcement, ebpfPlacements, entrySlots, F_DENY, F_GID, F_NET, F_OVERRIDE, F_PRIO, F_TOS, F_UID, MAX_SLOTS, policyRuleInEbpf, type EbpfRule } from './rules.js';
 
 const names: Names = { users: new Map([['alice', 1000]]), groups: new Map([['media', 2000]]) };
@@ -69,7 +69,7 @@ test('an entry holds the rules that can match its file in policy order, exe-less
   assert.deepEqual(e.cut, ['r1', 'r2'], 'r2 would fit, but r1 comes before it');
 });
 
-test('the bytes: a key, an entry and an event as bpf/exe-mark.bpf.c lays them out; stat\'s device number as the kernel encodes it', () => {
+test('the bytes: a key, an entry and a decided socket as bpf/exe-mark.bpf.c lays them out; stat\'s device number as the kernel encodes it', () => {
   assert.equal(kernelDev(0xfe00n), 254 << 20, 'major 254, minor 0');
   assert.equal(kernelDev(0x10300n), (259 << 20) | 0, 'st_dev 0x10300: major 259');
   assert.equal(kernelDev(0x801n), (8 << 20) | 1);
@@ -83,21 +83,17 @@ test('the bytes: a key, an entry and an event as bpf/exe-mark.bpf.c lays them ou
   assert.deepEqual([...s.subarray(0, 8)], [3, 0, 0, 0, F_TOS | F_PRIO | F_UID, 34 << 2, 3, 0]);
   assert.deepEqual([s.readUInt16LE(8), s.readUInt16LE(10), s.readUInt16LE(12), s.readUInt32LE(16)], [443, 443, 4, 5]);
   assert.throws(() => encodeEntry(Array(MAX_SLOTS + 1).fill(r.slots[0])), /holds 8 slots/);
-  // an event: an open of a TCP socket to [2001:db8::1]:443, then a record of another size, skipped
-  const ev = Buffer.alloc(4 + EVENT_SIZE + 4 + 8);
-  ev.writeUInt32LE(EVENT_SIZE, 0);
-  const o = 4;
-  ev.writeBigUInt64LE(99n, o); ev.writeBigUInt64LE(1234n, o + 8); ev.writeUInt32LE(1, o + 16); ev.writeUInt32LE(4242, o + 20);
-  ev.writeUInt32LE(1000, o + 24); ev.writeUInt32LE(1000, o + 28); ev.writeUInt32LE(254 << 20, o + 32); ev.writeUInt16LE(4, o + 36);
-  ev[o + 38] = 10; ev[o + 39] = 1; ev[o + 40] = 6; ev[o + 41] = 1; ev[o + 42] = 34 << 2; ev[o + 43] = 3; ev.writeUInt16LE(443, o + 44); ev.writeUInt16LE(3, o + 46);
-  Buffer.from('20010db8000000000000000000000001', 'hex').copy(ev, o + 52);
-  ev.writeUInt32LE(8, 4 + EVENT_SIZE);
-  const [d, ...rest] = decodeEvents(ev);
-  assert.equal(rest.length, 0);
-  assert.deepEqual(d, {
-    kind: 'open', cookie: 99n, pid: 4242, uid: 1000, gid: 1000, file: { dev: 254 << 20, ino: 1234n }, rule: 4, family: 'inet6', type: 1, protocol: 6, hook: 1,
-    tos: 136, prio: 3, result: 3, errno: 0, remote: { address: '2001:db8::1', port: 443 },
-  });
+  // a decided socket: a TCP connect to [2001:db8::1]:443, as a dump() of qosd_sockets gives it
+  const rec = Buffer.alloc(8 + SOCKREC_SIZE);
+  const o = 8;
+  rec.writeBigUInt64LE(99n, 0); rec.writeBigUInt64LE(1234n, o); rec.writeUInt32LE(4242, o + 8);
+  rec.writeUInt32LE(1000, o + 12); rec.writeUInt32LE(1000, o + 16); rec.writeUInt32LE(254 << 20, o + 20); rec.writeUInt16LE(4, o + 24);
+  rec[o + 26] = 10; rec[o + 27] = 1; rec[o + 28] = 6; rec[o + 29] = 1; rec[o + 30] = 34 << 2; rec[o + 31] = 3; rec.writeUInt16LE(443, o + 32); rec.writeUInt16LE(3, o + 34);
+  Buffer.from('20010db8000000000000000000000001', 'hex').copy(rec, o + 36);
+  assert.deepEqual(decodeSockets(Buffer.concat([rec, Buffer.alloc(10)])), [{
+    cookie: 99n, pid: 4242, uid: 1000, gid: 1000, file: { dev: 254 << 20, ino: 1234n }, rule: 4, family: 'inet6', type: 1, protocol: 6, hook: 1,
+    tos: 136, prio: 3, result: 3, remote: { address: '2001:db8::1', port: 443 },
+  }], 'a partial record at the end is not read');
 });
 
 test('qos policy check\'s eBPF column: the files each exe rule names now, and why a symbolic link or a missing file names none', () => {
