@@ -78,14 +78,17 @@ static int arg_int(napi_env env, napi_value v, int *out)
 	return napi_get_value_int32(env, v, out) == napi_ok ? 0 : -1;
 }
 
-static struct handle *arg_handle(napi_env env, napi_value v)
+/* The call's first argument as an open handle (its number in *h), or NULL with an exception. */
+static struct handle *arg_handle(napi_env env, napi_callback_info info, int *h)
 {
-	int h;
-	if (arg_int(env, v, &h) || h < 0 || h >= MAX_HANDLES || !handles[h]) {
+	size_t argc = 1;
+	napi_value argv[1];
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	if (argc < 1 || arg_int(env, argv[0], h) || *h < 0 || *h >= MAX_HANDLES || !handles[*h]) {
 		napi_throw_type_error(env, NULL, "not an open eBPF handle");
 		return NULL;
 	}
-	return handles[h];
+	return handles[*h];
 }
 
 static void destroy(struct handle *hd)
@@ -164,10 +167,8 @@ static void set_str(napi_env env, napi_value o, const char *k, const char *v)
 
 static napi_value Describe(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1];
-	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	struct handle *hd = argc ? arg_handle(env, argv[0]) : NULL;
+	int h;
+	struct handle *hd = arg_handle(env, info, &h);
 	if (!hd)
 		return NULL;
 	napi_value r, progs, maps, links;
@@ -382,14 +383,10 @@ static napi_value Lookup(napi_env env, napi_callback_info info)
 
 static napi_value Close(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
-	napi_value argv[1];
-	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	struct handle *hd = argc ? arg_handle(env, argv[0]) : NULL;
+	int h;
+	struct handle *hd = arg_handle(env, info, &h);
 	if (!hd)
 		return NULL;
-	int h;
-	arg_int(env, argv[0], &h);
 	handles[h] = NULL;
 	destroy(hd);
 	return NULL;
