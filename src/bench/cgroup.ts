@@ -1,7 +1,7 @@
-/* A cgroup v2 directory of a benchmark's own, for `qos bench ebpf`: the eBPF programs attach to
+/* Cgroup v2 directories of a benchmark's own, for `qos bench ebpf`: the eBPF programs attach to
  * a cgroup, not a namespace, so the programs measured join one made for the run (named
- * qosd-bench-<pid> under the hierarchy's root, the unified one of a hybrid); destroy() removes
- * it and kills what still runs in it, and removeStaleCgroups() finds a killed run's. */
+ * qosd-bench-<pid>-<name> under the hierarchy's root, the unified one of a hybrid); destroy()
+ * removes it and kills what still runs in it, and removeStaleCgroups() finds a killed run's. */
 
 import { mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -44,7 +44,7 @@ export async function removeStaleCgroups(): Promise<void> {
   const r = cgroup2Root();
   if (!r) return;
   for (const name of readdirSync(r)) {
-    const m = new RegExp(`^${PREFIX}(\\d+)$`).exec(name);
+    const m = new RegExp(`^${PREFIX}(\\d+)(-[\\w]+)?$`).exec(name);
     if (m && !alive(Number(m[1]))) await remove(join(r, name));
   }
 }
@@ -52,8 +52,8 @@ export async function removeStaleCgroups(): Promise<void> {
 export class BenchCgroup {
   readonly dir: string;
 
-  constructor() {
-    this.dir = join(root(), `${PREFIX}${process.pid}`);
+  constructor(name: string) {
+    this.dir = join(root(), `${PREFIX}${process.pid}-${name}`);
     mkdirSync(this.dir);
   }
 

@@ -168,7 +168,7 @@ test('qos bench ebpf --json prints every figure, each run\'s sockets marked with
   const r = spawnSync(process.execPath, [QOS_CLI, 'bench', 'ebpf', '--json', '--pairs', '2', '--connects', '200', '--seconds', '1', '--reloads', '2'], { encoding: 'utf8', timeout: 170_000 });
   assert.equal(r.status, 0, r.stderr);
   type Side = { connect_ns: number; bps: number; connect_tos: number[]; syn_tos: number[] };
-  const j = JSON.parse(r.stdout) as Record<string, { median: number; min: number; max: number }> & { marked_ok: boolean; pairs: { first: string; with: Side; without: Side }[]; targets: Record<string, unknown>; setup: { cgroup: string } };
+  const j = JSON.parse(r.stdout) as Record<string, { median: number; min: number; max: number }> & { marked_ok: boolean; pairs: { first: string; with: Side; without: Side }[]; targets: Record<string, unknown>; setup: { cgroup: string; cgroup_without: string } };
   for (const k of ['connect_ratio', 'throughput_ratio', 'reload_ms_1000_rules', 'reload_request_ms']) {
     const f = j[k]!;
     assert.ok(f.median > 0 && f.min <= f.median && f.median <= f.max, `${k}: ${JSON.stringify(f)}`);
@@ -179,7 +179,8 @@ test('qos bench ebpf --json prints every figure, each run\'s sockets marked with
     assert.deepEqual([p.with.connect_tos, p.with.syn_tos, p.without.connect_tos, p.without.syn_tos], [[184, 184], [136, 136], [0, 0], [0, 0]], 'EF on the client, AF41 on iperf3, nothing without');
   }
   assert.deepEqual(Object.keys(j.targets).sort(), ['connect_ratio', 'throughput_ratio']);
-  assert.equal(existsSync(j.setup.cgroup), false, 'its cgroup is gone');
+  assert.equal(existsSync(j.setup.cgroup), false, 'its cgroups are gone');
+  assert.equal(existsSync(j.setup.cgroup_without), false);
   assert.equal(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes(`qosbe${r.pid}-`), false, 'its namespaces are gone');
 });
 

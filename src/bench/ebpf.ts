@@ -4,11 +4,11 @@
  * of /bin/true, the static client, iperf3).
  *
  * - connect_ratio: ns per socket+connect+close of a static C client (agent/bench/exe_connect.c,
- *   the agent cannot reach it) to a listener on 127.0.0.1 in the client namespace, with the
- *   programs attached (its rule marks it) divided by the same with the daemon's --ebpf off
- *   (the same policy, nothing attached); the client is in the cgroup both times. The daemon's
- *   CPU during each client run is reported beside it (it should be none: the programs record
- *   decided sockets in a map the daemon reads only when asked).
+ *   the agent cannot reach it) to a listener on 127.0.0.1 in the client namespace, in the
+ *   cgroup the programs are attached to (its rule marks it), divided by the same in a sibling
+ *   cgroup with nothing attached; one daemon runs throughout. Its CPU during each client run is
+ *   reported beside it (it should be none: the programs record decided sockets in a map the
+ *   daemon reads only when asked).
  * - throughput_ratio: iperf3 TCP from the client namespace to the server namespace, iperf3 in
  *   the cgroup and named by an exe rule (its connects are marked), the same way.
  * Each pair runs both sides back to back in alternating order; a figure is the median of the
@@ -59,7 +59,7 @@ export interface EbpfBenchResult extends EbpfFigures {
   marking: { client_tos: number; iperf3_tos: number; checked: string; after_reloads: { dscp: string; client_tos: number[] } };
   pairs: PairRun[];
   setup: {
-    rules: number; exe_files: number; pairs: number; connects: number; seconds: number; reloads: number; cgroup: string;
+    rules: number; exe_files: number; pairs: number; connects: number; seconds: number; reloads: number; cgroup: string; cgroup_without: string;
     cpus: number; kernel: string; node: string; loadavg_before: number[]; loadavg_after: number[]; note: string;
   };
 }
@@ -69,7 +69,7 @@ const RULES = 1000;
 const LISTEN_PORT = 5301, IPERF_PORT = 5201;
 const CLIENT_DSCP = 'EF', RELOAD_DSCP = 'CS5', IPERF_DSCP = 'AF41';
 const FILLER = '/bin/true';
-/** after a daemon starts, before its side runs: its start-up work done */
+/** after the daemon starts, before the first run: its start-up work done */
 const SETTLE_MS = 1000;
 const tosOf = (dscp: string) => dscpValue(dscp)! << 2;
 const round = (x: number) => Math.round(x * 10) / 10;
@@ -92,7 +92,8 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
   await removeStaleCgroups();
   const loadBefore = loadavg().map((x) => Math.round(x * 100) / 100);
   const dir = realpathSync(mkdtempSync(join(tmpdir(), 'qosd-bench-ebpf-')));
-  let pair: NamespacePair | undefined, cgroup: BenchCgroup | undefined, daemon: DaemonChild | undefined, capture: LiveCapture | undefined;
+  let pair: NamespacePair | undefined, daemon: DaemonChild | undefined, capture: LiveCapture | undefined;
+  const cgroups: BenchCgroup[] = [];
   const procs: Child[] = [];
   let closing: Promise<void> | null = null;
   /** Removes everything the run made: at its end, on error, and on SIGINT or SIGTERM. */
@@ -100,7 +101,7 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
     capture?.kill();
     await (daemon as DaemonChild | undefined)?.stop().catch(() => undefined);
     for (const c of procs) c.kill();
-    await cgroup?.destroy().catch(() => undefined);
+    for (const c of cgroups) await c.destroy().catch(() => undefined);
     pair?.destroy();
     rmSync(dir, { recursive: true, force: true });
   })());
@@ -114,8 +115,13 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
   process.once('SIGTERM', onSignal);
   try {
     pair = new NamespacePair(PREFIX);
-    cgroup = new BenchCgroup();
-    const p = pair, cg = cgroup;
+    // the programs attach to one; the other, beside it, has none: the same client, by turns
+    const cg = new BenchCgroup('with');
+    cgroups.push(cg);
+    const bare = new BenchCgroup('without');
+    cgroups.push(bare);
+    const p = pair;
+    const cgOf = (side: 'with' | 'without') => (side === 'with' ? cg : bare);
     // the policy: a rule per file, each file another executable (a copy, not a link: its own inode)
     const client = realpathSync(join(BENCH_BIN, 'exe_connect'));
     const iperf3 = realpathSync(whereIs('iperf3')!);
@@ -137,42 +143,38 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
     await server.until('listening', 10_000, 'stdout');
 
     const status = async () => (await callJson<{ ebpf: EbpfStatus }>(daemon!.admin, 'GET', '/v1/status', undefined, 30_000)).ebpf;
-    const startDaemon = async (text: string, ebpf: 'on' | 'off') => {
-      daemon = await new DaemonChild(join(dir, 'daemon'), text, ['--ebpf', ebpf, '--ebpf-cgroup', cg.dir, '--kernel', 'off', '--tc', 'off']).start();
+    const startDaemon = async (text: string) => {
+      daemon = await new DaemonChild(join(dir, 'daemon'), text, ['--ebpf', 'on', '--ebpf-cgroup', cg.dir, '--kernel', 'off', '--tc', 'off']).start();
       const s = await status();
-      if (ebpf === 'off') {
-        if (s.attached) throw new QosError('QOS_ERR_BENCH', 'the daemon with --ebpf off says its eBPF programs are attached');
-        return;
-      }
       if (!s.attached || s.rules.length !== RULES || s.files.length !== RULES) {
         throw new QosError('QOS_ERR_BENCH', `the daemon's eBPF programs: attached ${s.attached}${s.problem ? ` (${s.problem})` : ''}, ${s.rules.length} exe rules and ${s.files.length} files in the maps, not ${RULES}${s.notes.length ? `: ${s.notes.slice(0, 3).join('; ')}` : ''}`);
       }
     };
-    const stopDaemon = async () => { await daemon?.stop(); daemon = undefined; };
-    const connectRun = (n: number) => runJson<{ elapsed_ns: number; connects: number; failed: number; tos: number[] }>(cg.run(p.client, [client, '127.0.0.1', String(LISTEN_PORT), String(n)]), process.env, 300_000);
+    const connectRun = (side: 'with' | 'without', n: number) => runJson<{ elapsed_ns: number; connects: number; failed: number; tos: number[] }>(cgOf(side).run(p.client, [client, '127.0.0.1', String(LISTEN_PORT), String(n)]), process.env, 300_000);
 
     const runSide = async (side: 'with' | 'without'): Promise<SideRun> => {
-      await startDaemon(policy(CLIENT_DSCP), side === 'with' ? 'on' : 'off');
-      await sleep(SETTLE_MS);
       const cpu = () => cpuMs(`/proc/${daemon!.proc.pid}/stat`) ?? NaN;
       const cpu0 = cpu();
-      const c = connectRun(o.connects);
+      const c = connectRun(side, o.connects);
       const daemonCpu = cpu() - cpu0;
       const syn: number[] = [];
       capture = await new LiveCapture({ iface: p.serverDev, netns: p.server, filter: `tcp dst port ${IPERF_PORT} and tcp[tcpflags] & tcp-syn != 0` }, (pk) => syn.push(pk.tos)).start();
-      const bps = await iperfAsync(p, IPERF_PORT, o.seconds, p.serverIp, (argv) => cg.run(p.client, argv));
+      const bps = await iperfAsync(p, IPERF_PORT, o.seconds, p.serverIp, (argv) => cgOf(side).run(p.client, argv));
       await capture.stop();
       capture = undefined;
-      await stopDaemon();
       const run = { connect_ns: c.elapsed_ns / c.connects, bps, connect_tos: c.tos, syn_tos: syn, daemon_cpu_ms: daemonCpu };
       const problem = markingProblem(side, run, tos);
       if (problem) throw new QosError('QOS_ERR_BENCH', `not measuring what it should: ${problem}`);
       return run;
     };
 
+    await startDaemon(policy(CLIENT_DSCP));
+    await sleep(SETTLE_MS);
     // a warm-up, not recorded: the first side of the first pair would otherwise start cold
-    connectRun(o.connects);
-    await iperfAsync(p, IPERF_PORT, 1, p.serverIp, (argv) => cg.run(p.client, argv));
+    for (const side of ['with', 'without'] as const) {
+      connectRun(side, o.connects);
+      await iperfAsync(p, IPERF_PORT, 1, p.serverIp, (argv) => cgOf(side).run(p.client, argv));
+    }
 
     const pairs: PairRun[] = [];
     for (let i = 0; i < o.pairs; i++) {
@@ -185,7 +187,6 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
     }
 
     // reloads: the client's rule changes class each time, so each is a new policy
-    await startDaemon(policy(CLIENT_DSCP), 'on');
     const toGen: number[] = [], request: number[] = [];
     let dscp = CLIENT_DSCP;
     for (let i = 0; i < o.reloads; i++) {
@@ -209,10 +210,11 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
       // nothing changes); let that pass before the next reload
       await sleep(1000);
     }
-    const after = connectRun(10).tos;
+    const after = connectRun('with', 10).tos;
     if (after.some((t) => t !== tosOf(dscp))) throw new QosError('QOS_ERR_BENCH', `after ${o.reloads} reloads the client's sockets had IP_TOS [${after.join(', ')}], not ${tosOf(dscp)} (${dscp})`);
     say(`${o.reloads} reloads of ${RULES} rules: ${toGen.map((x) => x.toFixed(0)).join(' ')} ms`);
-    await stopDaemon();
+    await daemon!.stop();
+    daemon = undefined;
 
     return {
       bench: 'ebpf',
@@ -227,9 +229,9 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
       },
       pairs: pairs.map((r) => ({ ...r, with: { ...r.with, connect_ns: round(r.with.connect_ns) }, without: { ...r.without, connect_ns: round(r.without.connect_ns) } })),
       setup: {
-        rules: RULES, exe_files: RULES, pairs: o.pairs, connects: o.connects, seconds: o.seconds, reloads: o.reloads, cgroup: cg.dir,
+        rules: RULES, exe_files: RULES, pairs: o.pairs, connects: o.connects, seconds: o.seconds, reloads: o.reloads, cgroup: cg.dir, cgroup_without: bare.dir,
         cpus: cpus().length, kernel: runSync(['uname', '-r']).stdout.trim(), node: process.version, loadavg_before: loadBefore, loadavg_after: loadavg().map((x) => Math.round(x * 100) / 100),
-        note: `one machine: the clients, the listener, iperf3's server and the daemon share its ${cpus().length} CPUs; the connect+close runs are to 127.0.0.1 inside the client namespace, iperf3 over a veth pair; "without" is the daemon with --ebpf off and the same policy (nothing attached), the client in the same cgroup; each side starts its daemon and waits ${SETTLE_MS} ms`,
+        note: `one machine: the clients, the listener, iperf3's server and the daemon share its ${cpus().length} CPUs; the connect+close runs are to 127.0.0.1 inside the client namespace, iperf3 over a veth pair; one daemon runs throughout, its programs attached to the cgroup "with"; "without" is the same client in a sibling cgroup with nothing attached`,
       },
     };
   } catch (e) {
@@ -250,7 +252,7 @@ export function formatEbpfBench(r: EbpfBenchResult): string {
     `eBPF marking by executable: ${r.setup.rules} exe rules in the maps, ${r.setup.pairs} pairs with/without in alternating order, medians (min-max); marks checked on every run`,
     `connect+close with/without  ${s(r.connect_ratio)}  ${s(r.connect_ns.with, ' ns')} vs ${s(r.connect_ns.without, ' ns')}; target <= ${r.targets.connect_ratio.limit}: ${t(r.targets.connect_ratio.ok)}`,
     `iperf3 with/without         ${s(r.throughput_ratio)}  ${s(r.throughput_gbps.with, ' Gb/s')} vs ${s(r.throughput_gbps.without, ' Gb/s')}; target >= ${r.targets.throughput_ratio.limit}: ${t(r.targets.throughput_ratio.ok)}`,
-    `daemon CPU per client run   ${s(r.daemon_cpu_ms_connect_run.with, ' ms')} with, ${s(r.daemon_cpu_ms_connect_run.without, ' ms')} with --ebpf off`,
+    `daemon CPU per client run   ${s(r.daemon_cpu_ms_connect_run.with, ' ms')} with, ${s(r.daemon_cpu_ms_connect_run.without, ' ms')} without`,
     `reload of ${r.setup.rules} rules          ${s(r.reload_ms_1000_rules, ' ms')} to the next generation in the status; the request ${s(r.reload_request_ms, ' ms')}`,
   ].join('\n');
 }
