@@ -212,13 +212,16 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, const int v6, const
 	__u32 *gen = bpf_map_lookup_elem(&qosd_gen, &zero);
 	if (!gen)
 		return 1;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
-	if (!exe)
+	/* a BTF pointer: its fields are read by plain loads the verifier guards, not helper calls */
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct mm_struct *mm = task->mm;
+	if (!mm)
 		return 1; /* a kernel thread */
-	struct exe_key k = { .gen = *gen };
-	k.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
-	k.ino = BPF_CORE_READ(exe, f_inode, i_ino);
+	struct file *exe = mm->exe_file;
+	if (!exe)
+		return 1;
+	struct inode *inode = exe->f_inode;
+	struct exe_key k = { .gen = *gen, .dev = inode->i_sb->s_dev, .ino = inode->i_ino };
 	struct entry *v = bpf_map_lookup_elem(&qosd_exe, &k);
 	if (!v)
 		return 1;
@@ -247,7 +250,7 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, const int v6, const
 	/* a process the agent serves keeps the agent's decision */
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u64 *agent = bpf_map_lookup_elem(&qosd_agent, &tgid);
-	if (agent && *agent == BPF_CORE_READ(task, group_leader, start_boottime) / NS_PER_TICK)
+	if (agent && *agent == task->group_leader->start_boottime / NS_PER_TICK)
 		return 1;
 	__u16 result = 0;
 	if (s->flags & F_TOS) {

@@ -11,7 +11,8 @@
  *   daemon reads only when asked).
  * - throughput_ratio: iperf3 TCP from the client namespace to the server namespace, iperf3 in
  *   the cgroup and named by an exe rule (its connects are marked), the same way.
- * Each pair runs both sides back to back in alternating order; a figure is the median of the
+ * Each pair runs both sides back to back in alternating order (connect+close CONNECT_RUNS times
+ * each and iperf3 IPERF_RUNS times each, by turns, a side's figure the median of its runs); a figure is the median of the
  * per-pair ratios with their min and max. Every side's marks are checked as it runs (the IP_TOS
  * the client reads back, the DS field of iperf3's SYNs captured on the server): a run whose
  * sockets were not marked with the programs, or were without them, stops the benchmark.
@@ -59,7 +60,7 @@ export interface EbpfBenchResult extends EbpfFigures {
   marking: { client_tos: number; iperf3_tos: number; checked: string; after_reloads: { dscp: string; client_tos: number[] } };
   pairs: PairRun[];
   setup: {
-    rules: number; exe_files: number; pairs: number; connects: number; seconds: number; reloads: number; cgroup: string; cgroup_without: string;
+    rules: number; exe_files: number; pairs: number; connects: number; connect_runs_per_side: number; iperf3_runs_per_side: number; seconds: number; reloads: number; cgroup: string; cgroup_without: string;
     cpus: number; kernel: string; node: string; loadavg_before: number[]; loadavg_after: number[]; note: string;
   };
 }
@@ -71,6 +72,8 @@ const CLIENT_DSCP = 'EF', RELOAD_DSCP = 'CS5', IPERF_DSCP = 'AF41';
 const FILLER = '/bin/true';
 /** after the daemon starts, before the first run: its start-up work done */
 const SETTLE_MS = 1000;
+/** connect+close and iperf3 runs of each side in a pair (see connectSides, runPair) */
+const CONNECT_RUNS = 5, IPERF_RUNS = 3;
 const tosOf = (dscp: string) => dscpValue(dscp)! << 2;
 const round = (x: number) => Math.round(x * 10) / 10;
 
@@ -152,20 +155,48 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
     };
     const connectRun = (side: 'with' | 'without', n: number) => runJson<{ elapsed_ns: number; connects: number; failed: number; tos: number[] }>(cgOf(side).run(p.client, [client, '127.0.0.1', String(LISTEN_PORT), String(n)]), process.env, 300_000);
 
-    const runSide = async (side: 'with' | 'without'): Promise<SideRun> => {
-      const cpu = () => cpuMs(`/proc/${daemon!.proc.pid}/stat`) ?? NaN;
-      const cpu0 = cpu();
-      const c = connectRun(side, o.connects);
-      const daemonCpu = cpu() - cpu0;
+    // a pair's connect+close: CONNECT_RUNS runs of each side by turns (a run is a fraction of a
+    // second: one alone is at the mercy of a moment's load), each side its median run; the
+    // daemon's CPU summed over its side's runs
+    const daemonCpu = () => cpuMs(`/proc/${daemon!.proc.pid}/stat`) ?? NaN;
+    const connectSides = (order: readonly ('with' | 'without')[]) => {
+      const got = { with: { ns: [] as number[], tos: [] as number[], cpu: 0 }, without: { ns: [] as number[], tos: [] as number[], cpu: 0 } };
+      for (let k = 0; k < CONNECT_RUNS; k++) for (const side of order) {
+        const cpu0 = daemonCpu();
+        const c = connectRun(side, o.connects);
+        got[side].cpu += daemonCpu() - cpu0;
+        got[side].ns.push(c.elapsed_ns / c.connects);
+        // every run's marks: the first connect's and the last's, once for the side
+        if (!got[side].tos.length || c.tos.some((t) => t !== got[side].tos[0])) got[side].tos = [...c.tos];
+      }
+      return got;
+    };
+    const iperfSide = async (side: 'with' | 'without') => {
       const syn: number[] = [];
       capture = await new LiveCapture({ iface: p.serverDev, netns: p.server, filter: `tcp dst port ${IPERF_PORT} and tcp[tcpflags] & tcp-syn != 0` }, (pk) => syn.push(pk.tos)).start();
       const bps = await iperfAsync(p, IPERF_PORT, o.seconds, p.serverIp, (argv) => cgOf(side).run(p.client, argv));
       await capture.stop();
       capture = undefined;
-      const run = { connect_ns: c.elapsed_ns / c.connects, bps, connect_tos: c.tos, syn_tos: syn, daemon_cpu_ms: daemonCpu };
-      const problem = markingProblem(side, run, tos);
-      if (problem) throw new QosError('QOS_ERR_BENCH', `not measuring what it should: ${problem}`);
-      return run;
+      return { bps, syn };
+    };
+    const runPair = async (first: 'with' | 'without'): Promise<PairRun> => {
+      const order = first === 'with' ? ['with', 'without'] as const : ['without', 'with'] as const;
+      const c = connectSides(order);
+      // iperf3 likewise: IPERF_RUNS runs a side by turns, the side's figure their median
+      const it = { with: { bps: [] as number[], syn: [] as number[] }, without: { bps: [] as number[], syn: [] as number[] } };
+      for (let k = 0; k < IPERF_RUNS; k++) for (const side of order) {
+        const i = await iperfSide(side);
+        it[side].bps.push(i.bps);
+        it[side].syn.push(...i.syn);
+      }
+      const out: Partial<Record<'with' | 'without', SideRun>> = {};
+      for (const side of order) {
+        const run: SideRun = { connect_ns: spread(c[side].ns, 1).median, bps: spread(it[side].bps, 0).median, connect_tos: c[side].tos, syn_tos: it[side].syn, daemon_cpu_ms: c[side].cpu };
+        const problem = markingProblem(side, run, tos);
+        if (problem) throw new QosError('QOS_ERR_BENCH', `not measuring what it should: ${problem}`);
+        out[side] = run;
+      }
+      return { first, with: out.with!, without: out.without! };
     };
 
     await startDaemon(policy(CLIENT_DSCP));
@@ -179,9 +210,7 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
     const pairs: PairRun[] = [];
     for (let i = 0; i < o.pairs; i++) {
       const first = i % 2 ? 'with' : 'without';
-      const got: Partial<Record<'with' | 'without', SideRun>> = {};
-      for (const side of first === 'with' ? ['with', 'without'] as const : ['without', 'with'] as const) got[side] = await runSide(side);
-      const r: PairRun = { first, with: got.with!, without: got.without! };
+      const r = await runPair(first);
       pairs.push(r);
       say(`pair ${i + 1}/${o.pairs}: connect+close ${r.with.connect_ns.toFixed(0)} ns with, ${r.without.connect_ns.toFixed(0)} ns without; iperf3 ${(r.with.bps / 1e9).toFixed(2)} vs ${(r.without.bps / 1e9).toFixed(2)} Gb/s`);
     }
@@ -229,7 +258,7 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
       },
       pairs: pairs.map((r) => ({ ...r, with: { ...r.with, connect_ns: round(r.with.connect_ns) }, without: { ...r.without, connect_ns: round(r.without.connect_ns) } })),
       setup: {
-        rules: RULES, exe_files: RULES, pairs: o.pairs, connects: o.connects, seconds: o.seconds, reloads: o.reloads, cgroup: cg.dir, cgroup_without: bare.dir,
+        rules: RULES, exe_files: RULES, pairs: o.pairs, connects: o.connects, connect_runs_per_side: CONNECT_RUNS, iperf3_runs_per_side: IPERF_RUNS, seconds: o.seconds, reloads: o.reloads, cgroup: cg.dir, cgroup_without: bare.dir,
         cpus: cpus().length, kernel: runSync(['uname', '-r']).stdout.trim(), node: process.version, loadavg_before: loadBefore, loadavg_after: loadavg().map((x) => Math.round(x * 100) / 100),
         note: `one machine: the clients, the listener, iperf3's server and the daemon share its ${cpus().length} CPUs; the connect+close runs are to 127.0.0.1 inside the client namespace, iperf3 over a veth pair; one daemon runs throughout, its programs attached to the cgroup "with"; "without" is the same client in a sibling cgroup with nothing attached`,
       },

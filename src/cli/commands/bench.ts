@@ -128,9 +128,9 @@ export function benchCommands(program: Command): void {
     .command('ebpf')
     .description('per-executable marking by the cgroup eBPF programs (qos daemon --ebpf on) with a 1,000-rule exe policy in their maps, against nothing attached, in alternating pairs: connect+close of a static client, iperf3 throughput, the sockets\' marks checked on every run; and the time a reload of the policy takes to the next eBPF generation (needs root, a cgroup v2 hierarchy, iperf3, tcpdump)')
     .option('--json', 'print one JSON object')
-    .option('--pairs <n>', 'pairs of runs (with the programs and without, alternating order); figures are medians of the per-pair ratios, with min and max', (v) => positiveInt(v, '--pairs'), 15)
+    .option('--pairs <n>', 'pairs of runs (with the programs and without, alternating order; in each, 5 connect+close runs and 3 iperf3 runs a side by turns); figures are medians of the per-pair ratios, with min and max', (v) => positiveInt(v, '--pairs'), 11)
     .option('--connects <n>', 'timed connect+close of each client run', (v) => positiveInt(v, '--connects'), 5000)
-    .option('--seconds <n>', 'length of each iperf3 run', (v) => positiveInt(v, '--seconds'), 3)
+    .option('--seconds <n>', 'length of each iperf3 run', (v) => positiveInt(v, '--seconds'), 2)
     .option('--reloads <n>', 'policy reloads timed to the next eBPF generation', (v) => positiveInt(v, '--reloads'), 10)
     .option('--check', 'exit 1 if a target is missed')
     .action(async (o: { json?: boolean; pairs: number; connects: number; seconds: number; reloads: number; check?: boolean }) => {
