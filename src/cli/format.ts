@@ -37,6 +37,7 @@ export function formatStatus(s: Rec): string {
     `decisions    ${s.decisions_total}`,
     ...(s.kernel ? formatKernel(s.kernel as Rec) : []),
     ...(s.ebpf ? [formatEbpf(s.ebpf as Rec)] : []),
+    ...(s.doctor ? [formatDoctor(s.doctor as Rec)] : []),
     ...(s.tc ? [formatTc(s.tc as Rec)] : []),
     ...(s.fleet ? formatFleet(s.fleet as Rec) : []),
     ...(s.dashboard ? [`dashboard    ${(s.dashboard as Rec).url} (qos dashboard prints the URL to log in with)`] : []),
@@ -63,6 +64,14 @@ function formatEbpf(e: Rec): string {
   if (!e.attached) return `ebpf         not attached${e.mode === 'off' ? '' : ` (--ebpf ${e.mode})`}: ${e.problem}`;
   const rules = e.rules as string[], files = e.files as string[], notes = e.notes as string[];
   return `ebpf         ${(e.programs as unknown[]).length} programs on cgroup ${e.cgroup}, generation ${e.generation}: ${rules.length} exe rules${rules.length ? ` (${rules.join(', ')})` : ''} naming ${files.length} files; ${e.sockets_decided} sockets decided, ${e.calls_refused} calls refused${notes.length ? `; ${notes.length} notes (qos status --json)` : ''}`;
+}
+
+/** The host probe at start (qos doctor's, without its self-test). */
+function formatDoctor(d: Rec): string {
+  if (!d.checked_at) return `host         ${d.probing ? 'being probed' : 'not probed (--probe off)'}`;
+  const needed = d.needed_missing as string[], optional = d.optional_missing as string[], na = d.not_available as string[];
+  return `host         probed ${d.checked_at}: ${needed.length ? `${needed.length} things qosd needs do not work: ${needed.join('; ')}` : 'everything qosd needs works'}`
+    + `${optional.length ? `; optional, not set up: ${optional.join(', ')}` : ''}${na.length ? `; not in this kernel (qosd does not use them): ${na.join(', ')}` : ''} (qos doctor)`;
 }
 
 /** Host traffic control: what is under it, and the sockets policy put in flows. */

@@ -11,6 +11,7 @@ import { characterizeCommands } from './commands/characterize.js';
 import { daemonCommands } from './commands/daemon.js';
 import { dashboardCommands } from './commands/dashboard.js';
 import { demoCommands } from './commands/demo.js';
+import { doctorCommands } from './commands/doctor.js';
 import { fleetCommands } from './commands/fleet.js';
 import { flowspecCommands } from './commands/flowspec.js';
 import { rsvpCommands } from './commands/rsvp.js';
@@ -43,6 +44,7 @@ fleetCommands(program);
 rsvpCommands(program);
 tcCommands(program);
 demoCommands(program);
+doctorCommands(program);
 agentPathCommand(program);
 manpageCommand(program);
 

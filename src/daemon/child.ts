@@ -13,13 +13,20 @@ export const QOS_CLI = resolve(fileURLToPath(import.meta.url), '../../cli/main.j
 
 let children = 0;
 
-const ebpfOption = new Map<string, boolean>();
-/** Whether the qos entry point cli has `qos daemon --ebpf` (this package's has). */
-function knowsEbpf(cli: string): boolean {
+const options = new Map<string, string>();
+/** Whether the qos entry point cli's `qos daemon` has option (this package's has all). */
+function knows(cli: string, option: string): boolean {
   if (cli === QOS_CLI) return true;
-  let known = ebpfOption.get(cli);
-  if (known === undefined) ebpfOption.set(cli, known = runSync([process.execPath, cli, 'daemon', '--help'], { ok: 'any' }).stdout.includes('--ebpf <mode>'));
-  return known;
+  let help = options.get(cli);
+  if (help === undefined) options.set(cli, help = runSync([process.execPath, cli, 'daemon', '--help'], { ok: 'any' }).stdout);
+  return help.includes(`${option} <mode>`);
+}
+
+/** An option a test daemon is given unless its test names it: off for the parts that act
+ * beyond the daemon's namespace or cost every start (another build's daemon, for `qos bench
+ * ab`, may predate the option). */
+function offUnlessGiven(cli: string, args: readonly string[], option: string): string[] {
+  return args.includes(option) || !knows(cli, option) ? [] : [option, 'off'];
 }
 
 export class DaemonChild {
@@ -49,9 +56,9 @@ export class DaemonChild {
     const argv = [...this.wrap, process.execPath, this.cli, 'daemon', '--socket', this.socket, '--admin', this.admin, ...(this.policy === null ? [] : ['--policy', this.policyFile]),
       '--rules', this.rulesFile, '--nft-table', this.nftTable,
       // the eBPF programs attach to a cgroup (the host's root by default), not a namespace: a
-      // test that wants them names its own cgroup (--ebpf on --ebpf-cgroup DIR)
-      // (another build's daemon, for `qos bench ab`, may predate the option)
-      ...(this.extraArgs.includes('--ebpf') || !knowsEbpf(this.cli) ? [] : ['--ebpf', 'off']), ...this.extraArgs];
+      // test that wants them names its own cgroup (--ebpf on --ebpf-cgroup DIR); the host
+      // probe runs tc and nft in a namespace of its own at every start
+      ...offUnlessGiven(this.cli, this.extraArgs, '--ebpf'), ...offUnlessGiven(this.cli, this.extraArgs, '--probe'), ...this.extraArgs];
     this.child = start(argv, { name: 'qos daemon' });
     this.proc = this.child.proc;
     this.proc.stdout!.on('data', (d: Buffer) => (this.log += d));

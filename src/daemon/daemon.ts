@@ -17,6 +17,7 @@ import { ctMark, DEFAULT_CT_MASK, type CtMark } from '../kernel/ctmark.js';
 import { DSCP_HOOK, DscpCounters } from '../kernel/dscp-counters.js';
 import { KernelRules, type KernelMode } from '../kernel/manager.js';
 import { EbpfMarking, type EbpfMode } from '../ebpf/marking.js';
+import { probeHost, summarize, type Check } from '../doctor/probes.js';
 import { RsvpAttach } from '../rsvp/attach.js';
 import { RsvpHost } from '../rsvp/host.js';
 import { tcRoutes } from '../tc/api.js';
@@ -75,6 +76,9 @@ export interface DaemonOptions {
   /** Per-executable marking by cgroup eBPF programs (ebpf/, docs/ebpf.md): off unless given
    * (the CLI's default is auto); the cgroup v2 directory they attach to (default: the root). */
   ebpf?: { mode: EbpfMode; cgroup?: string; rescanMs?: number };
+  /** Probe what the host offers (doctor/probes.ts) once all runs, for `qos status` (default off;
+   * the CLI's default is on). */
+  probe?: boolean;
   /** Bounds on agent connections (default: from the descriptor limit, see shares.ts). */
   agentLimits?: Partial<AgentLimits>;
   /** Flow-table bounds: entries in all, and per user (their oldest go past it). */
@@ -162,6 +166,24 @@ export class Daemon {
         method: '*', path: '/v1/rules', prefix: true, body: true,
         handle: async (r) => { const a = await rulesApi(kernel, r.method, r.path, r.body); return { status: a.status, json: a.body }; },
       }],
+    });
+    // what the host offers (qos doctor's probes, without its self-test), once everything runs:
+    // in the background, so the daemon answers meanwhile
+    let probed: { at: string; checks: Check[] } | null = null, probing = false;
+    c.add<Component>({
+      name: 'doctor',
+      running: () => {
+        if (!o.probe) return;
+        probing = true;
+        // (its eBPF part is the ebpf component's: attached, or why not)
+        void probeHost({ ebpf: false }).then((checks) => {
+          probed = { at: new Date().toISOString(), checks };
+          const sum = summarize(checks);
+          if (sum.ok) log.info({ not_available: sum.not_available, optional_missing: sum.optional_missing }, 'host probe: everything qosd needs works here (qos doctor)');
+          else log.warn({ needed_missing: sum.needed_missing }, 'host probe: some things qosd needs do not work here (qos doctor)');
+        }, (err: unknown) => log.error({ err }, 'host probe failed')).finally(() => { probing = false; });
+      },
+      status: () => ({ doctor: probed ? { checked_at: probed.at, ...summarize(probed.checks) } : { checked_at: null, probing } }),
     });
     c.add<Component>({
       name: 'ebpf',

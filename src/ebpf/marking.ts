@@ -48,7 +48,7 @@ export interface Native {
 
 let nativeBpf: Native | null = null;
 /** qosbpf.node, loaded on first use (a daemon with --ebpf off never needs libbpf). */
-function loadNative(): Native {
+export function loadEbpf(): Native {
   return (nativeBpf ??= createRequire(import.meta.url)(NATIVE_BPF) as Native);
 }
 
@@ -126,7 +126,7 @@ export class EbpfMarking implements Component {
 
   constructor(private readonly o: EbpfOptions) {}
 
-  private get n(): Native { return this.o.native ?? loadNative(); }
+  private get n(): Native { return this.o.native ?? loadEbpf(); }
 
   get attached(): boolean { return this.h !== null; }
 

@@ -98,7 +98,7 @@ test('install --preload writes the unit, the tmpfiles entry, the policy, our lin
     const unit = parseUnit(readFileSync(join(root, 'etc/systemd/system/qosd.service'), 'utf8'));
     const service = unit.get('Service')!;
     assert.deepEqual(execArgv(service.get('ExecStart')![0]!), [process.execPath, join(PREFIX, 'dist/cli/main.js'), 'daemon'], 'the unit runs this Node.js and this CLI, with the default policy path');
-    assert.deepEqual(service.get('CapabilityBoundingSet'), ['CAP_NET_ADMIN CAP_SYS_PTRACE CAP_KILL CAP_CHOWN']);
+    assert.deepEqual(service.get('CapabilityBoundingSet'), ['CAP_NET_ADMIN CAP_SYS_PTRACE CAP_KILL CAP_CHOWN CAP_BPF CAP_PERFMON']);
     assert.deepEqual(service.get('ExecReload'), ['/bin/kill -HUP $MAINPID']);
     assert.deepEqual(unit.get('Install')!.get('WantedBy'), ['multi-user.target']);
     for (const d of ['etc/qosd', 'etc/systemd/system', 'var/lib/qosd']) assert.equal(lstatSync(join(root, d)).mode & 0o777, 0o755, d);

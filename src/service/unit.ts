@@ -12,6 +12,8 @@ export const CAPABILITIES: readonly (readonly [cap: string, why: string])[] = [
   ['CAP_SYS_PTRACE', "readlink /proc/PID/exe of another user's or a setuid process (the exe a policy matches)"],
   ['CAP_KILL', "pidfd_send_signal(pidfd, 0) on another user's process: whether the process that connected still lives"],
   ['CAP_CHOWN', '--admin-group: the admin socket is handed to that group'],
+  ['CAP_BPF', '--ebpf: loading the per-executable marking programs and their maps (docs/ebpf.md)'],
+  ['CAP_PERFMON', '--ebpf: the programs read the calling task (its executable file) through BTF'],
 ];
 
 /** The address families the daemon opens: Unix (agents, admin API) and netlink (nft). */
