@@ -12,6 +12,7 @@ import { daemonCommands } from './commands/daemon.js';
 import { dashboardCommands } from './commands/dashboard.js';
 import { demoCommands } from './commands/demo.js';
 import { doctorCommands } from './commands/doctor.js';
+import { explainCommands } from './commands/explain.js';
 import { fleetCommands } from './commands/fleet.js';
 import { flowspecCommands } from './commands/flowspec.js';
 import { rsvpCommands } from './commands/rsvp.js';
@@ -45,6 +46,7 @@ rsvpCommands(program);
 tcCommands(program);
 demoCommands(program);
 doctorCommands(program);
+explainCommands(program);
 agentPathCommand(program);
 manpageCommand(program);
 
