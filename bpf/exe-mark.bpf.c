@@ -12,7 +12,8 @@
  *
  * Atomic reload: a key carries the policy's generation, and `qosd_gen` holds the live one. The
  * daemon writes every entry of the next generation, then the generation (one 32-bit store),
- * then deletes the old entries: a call reads the generation once and sees one policy whole.
+ * and deletes a generation's entries only at the switch after: a call reads the generation
+ * once and sees one policy whole.
  *
  * Every decided socket is recorded in `qosd_sockets` by its cookie, where `qos flows` reads it
  * when asked (the daemon does nothing per connect), until its release (cgroup/sock_release)

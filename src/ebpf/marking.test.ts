@@ -43,16 +43,19 @@ function fakeNative(fail?: (op: string, fd: number) => boolean): Native & { ops:
 const files = (patterns: readonly string[]) => new Map(patterns.map((p, i) => [p, { files: [{ path: p, dev: 1, ino: BigInt(100 + i) }], notes: [] }]));
 const policy = (n: number, dscp = 'EF') => PolicySchema.parse({ rules: Array.from({ length: n }, (_, i) => ({ name: `r${i}`, match: { exe: `/bin/p${i}` }, action: { dscp } })) });
 
-test('each policy is a new generation: its entries, then the generation, then the old entries deleted', async () => {
+test('each policy is a new generation: its entries, then the generation, then the entries of the generation before the last deleted', async () => {
   const n = fakeNative();
   const m = new EbpfMarking({ mode: 'on', cgroup: cg, log: pino({ level: 'silent' }), clock: new ManualClock(), native: n, resolve: files });
   await m.start(policy(3));
   m.setPolicy(policy(2, 'CS5'));
+  m.setPolicy(policy(1, 'CS1'));
   assert.deepEqual(n.ops, [
     ['put', 10, [1], 3], ['gen', 1], ['del', 10, [], 0],
-    ['put', 10, [2], 2], ['gen', 2], ['del', 10, [1], 3],
+    ['put', 10, [2], 2], ['gen', 2], ['del', 10, [], 0],
+    // a call that read generation 2 just before the switch to 3 still finds its entries
+    ['put', 10, [3], 1], ['gen', 3], ['del', 10, [1], 3],
   ]);
-  assert.equal(n.map.size, 2, 'only the live generation\'s entries remain');
+  assert.equal(n.map.size, 3, 'the live generation\'s entries and the last one\'s remain');
   await m.stop();
   assert.deepEqual(n.ops.at(-1), ['close']);
 });

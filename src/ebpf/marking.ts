@@ -5,8 +5,9 @@
  *
  * - A policy (at start, at each reload, and when a rescan finds other files) is written as a
  *   new generation: every entry under the next generation number, then the live generation
- *   (one store the programs read once per call), then the old entries deleted. No call sees
- *   half a policy.
+ *   (one store the programs read once per call), then the entries of the generation before
+ *   the last deleted (the last stays until the next switch, for a call that read it just
+ *   before). No call sees half a policy.
  * - The agent's processes: when an agent connects, its pid and start time go into the agent
  *   map (the programs leave such a process's marks to the agent); when its last connection
  *   closes and the process is gone, they leave.
@@ -109,8 +110,10 @@ export class EbpfMarking implements Component {
   private cgroup: string | null = null;
   private problem: string | null = null;
   private gen = 0;
-  /** the live generation's keys (to delete when the next is live) and what it was made of */
+  /** the live generation's keys and the one before's (deleted once the next is live: a call
+   * that read the previous generation just before a switch still finds its entries) */
   private liveKeys = Buffer.alloc(0);
+  private oldKeys = Buffer.alloc(0);
   private liveSig = '';
   private doc: PolicyDoc | null = null;
   private rules: EbpfRule[] = [];
@@ -154,7 +157,15 @@ export class EbpfMarking implements Component {
       this.o.log.warn({ err: this.problem }, 'eBPF marking not attached (--ebpf auto): programs the agent cannot reach are marked by nftables only');
       return;
     }
-    if (doc) this.setPolicy(doc);
+    if (doc) {
+      try { this.setPolicy(doc); } catch (e) {
+        await this.stop();
+        if (this.o.mode === 'on') throw e;
+        this.problem = (e as Error).message;
+        this.o.log.warn({ err: this.problem }, 'eBPF marking not attached (--ebpf auto): the policy did not fit its maps');
+        return;
+      }
+    }
     this.timers.push(this.o.clock.every(this.o.rescanMs ?? 10_000, () => {
       this.sweep();
       try { this.write(false); } catch (e) { this.o.log.error({ err: (e as Error).message }, 'eBPF rescan failed: the last generation stays'); }
@@ -219,8 +230,9 @@ export class EbpfMarking implements Component {
       throw new QosError('QOS_ERR_ENVIRONMENT', `the eBPF map refused the policy's ${entries.length} executables: ${(e as Error).message}`);
     }
     n.update(genFd, Buffer.alloc(4), u32(next));
-    n.delete(exeFd, this.liveKeys);
+    n.delete(exeFd, this.oldKeys);
     this.gen = next;
+    this.oldKeys = this.liveKeys;
     this.liveKeys = keys;
     this.liveSig = sig;
     this.files = new Map(entries.map((e) => [`${e.file.dev}:${e.file.ino}`, e.file]));
