@@ -12,6 +12,9 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { QOS_CLI } from '../daemon/child.js';
 import { AGENT_LIBRARY } from '../paths.js';
+import { requireTools } from '../prerequisites.js';
+
+requireTools('python3', 'nsenter', 'ss');
 
 const dir = mkdtempSync(join(tmpdir(), 'qosd-explain-'));
 const children: ReturnType<typeof spawn>[] = [];
@@ -73,6 +76,33 @@ test('a running process: its own executable and command line; with the agent loa
   // (a web rule on port 443, which nftables could also enforce: the agent, loaded, decides first)
   const a = JSON.parse(qos('--pid', String(agent.pid), '--remote', '10.0.0.5:443', '--json').stdout) as { agent: boolean; decided_by: string; path: { path: string } };
   assert.deepEqual([a.agent, a.decided_by, a.path.path], [true, 'web', 'agent']);
+});
+
+test('a process\'s sockets: the mark the kernel has on each now, and --fd explains one (its protocol and remote end the call)', async () => {
+  // a program that set its own marks: EF on a TCP connection, AF41 and priority 5 on a UDP one
+  const py = spawn('python3', ['-c', [
+    'import socket, sys, time',
+    's = socket.socket(); s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xb8)',
+    "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(); s.connect(l.getsockname())",
+    "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x88); u.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, 5); u.connect(('127.0.0.1', 53))",
+    "print(s.fileno(), u.fileno(), flush=True); time.sleep(60)",
+  ].join('\n')]);
+  children.push(py);
+  let said = '';
+  const [tcpFd, udpFd] = await new Promise<[number, number]>((res) => py.stdout!.on('data', (d: Buffer) => { said += d; if (said.includes('\n')) res(said.trim().split(' ').map(Number) as [number, number]); }));
+  type S = { fd: number; proto: string; tos: number; priority: number; remote: string };
+  const jr = qos('--pid', String(py.pid), '--fd', String(udpFd), '--json');
+  assert.equal(jr.status, 0, jr.stderr);
+  const j = JSON.parse(jr.stdout) as { sockets: S[]; call: { proto: string; remote: { port: number } }; decided_by: string };
+  const by = new Map(j.sockets.map((k) => [k.fd, k]));
+  assert.deepEqual([by.get(tcpFd)?.proto, by.get(tcpFd)?.tos], ['tcp', 0xb8]);
+  assert.deepEqual([by.get(udpFd)?.proto, by.get(udpFd)?.tos, by.get(udpFd)?.priority], ['udp', 0x88, 5]);
+  assert.deepEqual([j.call.proto, j.call.remote.port, j.decided_by], ['udp', 53, 'dns'], 'the UDP socket to port 53: the dns rule');
+  const text = qos('--pid', String(py.pid), '--fd', String(tcpFd)).stdout;
+  assert.match(text, new RegExp(`^  fd ${tcpFd} tcp ESTAB 127\\.0\\.0\\.1:\\d+ -> 127\\.0\\.0\\.1:\\d+: TOS 0xb8 \\(EF\\), priority \\d+$`, 'm'), text);
+  const missing = qos('--pid', String(py.pid), '--fd', '999');
+  assert.equal(missing.status, 66);
+  assert.match(missing.stderr, new RegExp(`process ${py.pid} has no TCP or UDP socket on descriptor 999`));
 });
 
 test('bad input: no program, a bad endpoint, a missing policy, a process that is not there', () => {

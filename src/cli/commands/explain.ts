@@ -12,6 +12,7 @@ import { adminSocket } from '../../paths.js';
 import { print } from '../format.js';
 import { positiveInt, wholeNumber } from '../options.js';
 import { EVENT_NAMES, type EventName } from '../../policy/schema.js';
+import type { KernelSocket } from '../../kernel/sockets.js';
 
 /** "ADDR:PORT" or "[V6]:PORT" */
 function endpoint(v: string, name: string): { address: string; port: number } {
@@ -20,7 +21,22 @@ function endpoint(v: string, name: string): { address: string; port: number } {
   return { address: m[1]!, port: Number(m[2]) };
 }
 
-interface Opts { policy?: string; admin: string; pid?: number; exe?: string; cmdline?: string; user?: string; uid?: number; event: string; proto: string; remote?: string; local?: string; json?: boolean }
+/** A socket for people: its ends, the kernel's mark now, and what the daemon decided for it. */
+function socketLine(k: KernelSocket & { daemon?: Record<string, unknown> }, dscpName: (v: number) => string): string {
+  const mark = `TOS 0x${k.tos.toString(16).padStart(2, '0')} (${dscpName(k.tos >> 2)}), priority ${k.priority}`;
+  const f = k.daemon;
+  let said = '';
+  if (f) {
+    const d = f.decision as { dscp?: number; tos?: number; override?: boolean } | null;
+    const app = f.appTos as number | null | undefined;
+    said = `; decided by the ${f.path ?? 'agent'}${f.rule ? `, rule ${f.rule}` : ''}: ${String(f.class ?? '-')}`;
+    if (app !== null && app !== undefined) said += `; the application set TOS 0x${app.toString(16)} itself: ${d?.override ? 'overridden (the rule says override)' : 'kept (the rule has no override)'}`;
+    if (f.app_tos_kept === true) said += '; the application\'s own TOS kept (the rule has no override)';
+  }
+  return `fd ${k.fd} ${k.proto} ${k.state} ${k.local} -> ${k.remote}: ${mark}${said}`;
+}
+
+interface Opts { policy?: string; admin: string; pid?: number; fd?: number; exe?: string; cmdline?: string; user?: string; uid?: number; event: string; proto: string; remote?: string; local?: string; json?: boolean }
 
 export function explainCommands(program: Command): void {
   program
@@ -29,6 +45,7 @@ export function explainCommands(program: Command): void {
     .option('--policy <file>', 'a policy file (default: the policy the daemon runs, asked on --admin)')
     .option('--admin <path>', 'admin API socket', adminSocket())
     .option('--pid <pid>', 'the program: a running process (its executable, command line, user, and whether it has the agent)', (v) => positiveInt(v, '--pid'))
+    .option('--fd <n>', 'with --pid: one of its sockets; its protocol and remote end are the call unless given', (v) => wholeNumber(v, '--fd'))
     .option('--exe <path>', 'the program: its executable (without --pid)')
     .option('--cmdline <text>', 'its command line (without --pid)', '')
     .option('--user <name>', 'the user it runs as (without --pid; default: yours)')
@@ -42,6 +59,7 @@ export function explainCommands(program: Command): void {
       if (!EVENT_NAMES.includes(o.event as EventName)) throw new QosError('QOS_ERR_USAGE', `--event takes ${EVENT_NAMES.join(', ')}, not "${o.event}"`);
       if (o.proto !== 'tcp' && o.proto !== 'udp') throw new QosError('QOS_ERR_USAGE', `--proto takes tcp or udp, not "${o.proto}"`);
       if (o.pid === undefined && o.exe === undefined) throw new QosError('QOS_ERR_USAGE', 'say which program: --pid PID (a running process) or --exe PATH');
+      if (o.fd !== undefined && o.pid === undefined) throw new QosError('QOS_ERR_USAGE', '--fd is one of a process\'s sockets: give --pid too');
       const { parseAddr } = await import('../../policy/net.js');
       const { explainCall } = await import('../../policy/explain.js');
       const { policyFromText } = await import('../../policy/load.js');
@@ -83,6 +101,24 @@ export function explainCommands(program: Command): void {
         if (o.user !== undefined && !names.users.has(o.user)) throw new QosError('QOS_ERR_USAGE', `no user ${o.user} on this host`);
         who = { pid: 0, uid, gid: uid, user: o.user ?? nameOf(names.users, uid), group: nameOf(names.groups, uid), exe: o.exe!, cmdline: o.cmdline ?? '', unit: '', cgroup: '' };
       }
+      // its sockets as the kernel has them now, and as the daemon decided them
+      let sockets: (KernelSocket & { daemon?: Record<string, unknown> })[] | null = null, socketsError: string | null = null;
+      if (o.pid !== undefined) {
+        const { socketsOf } = await import('../../kernel/sockets.js');
+        try { sockets = await socketsOf(o.pid); } catch (e) { socketsError = (e as Error).message.split('\n')[0]!; }
+        try {
+          const { callJson } = await import('../../daemon/admin-client.js');
+          const flows = (await callJson<Record<string, unknown>[]>(o.admin, 'GET', '/v1/flows', undefined, 5000)).filter((f) => f.pid === o.pid);
+          for (const s of sockets ?? []) {
+            const f = flows.find((x) => x.fd === s.fd) ?? flows.find((x) => x.path === 'ebpf' && (x.remote as { port?: number } | null)?.port === Number(s.remote.split(':').pop()));
+            if (f) s.daemon = f;
+          }
+        } catch { /* no daemon: the kernel's view alone */ }
+      }
+      const socket = o.fd === undefined ? undefined : sockets?.find((s) => s.fd === o.fd);
+      if (o.fd !== undefined && !socket) throw new QosError('QOS_ERR_NOT_FOUND', socketsError ? `cannot read process ${o.pid}'s sockets: ${socketsError}` : `process ${o.pid} has no TCP or UDP socket on descriptor ${o.fd}`);
+      if (socket && !o.remote && !/\*$/.test(socket.remote)) o.remote = socket.remote;
+      if (socket && o.proto === 'tcp') o.proto = socket.proto;
       // the call
       const remote = o.remote ? endpoint(o.remote, '--remote') : undefined, local = o.local ? endpoint(o.local, '--local') : undefined;
       const family = (remote ?? local)?.address.includes(':') ? 'inet6' as const : 'inet' as const;
@@ -104,7 +140,7 @@ export function explainCommands(program: Command): void {
         else if (kernel.where === 'agent+kernel' && live?.kernel !== false) path = { path: 'nftables', why: `${agent === false ? 'the process has no agent; ' : ''}the nftables table holds this rule${live ? '' : ', if the daemon has it installed (qos status)'}` };
         else path = { path: agent === false ? 'none' : 'agent', why: agent === false ? `the process has no agent, and neither eBPF nor nftables can enforce this rule (${inEbpf ? `eBPF: ${who.exe} is not among the files its exe names` : policyRuleInEbpf(r, i, names).reason}; nftables: ${kernel.reason})` : 'only the agent can enforce this rule: the program must run under it (qos run)' };
       } else if (e.rule === 'default') path = { path: agent === false ? 'none' : 'agent', why: 'the policy\'s default is the agent\'s' };
-      const out = { policy: source, program: who, agent, call: { event: facts.event, proto: facts.proto, remote: remote ?? null, local: local ?? null }, decided_by: e.rule, line: e.line ?? null, decision: e.decision, path, rules: e.rules };
+      const out = { policy: source, program: who, agent, sockets, ...(socketsError ? { sockets_error: socketsError } : {}), call: { event: facts.event, proto: facts.proto, remote: remote ?? null, local: local ?? null }, decided_by: e.rule, line: e.line ?? null, decision: e.decision, path, rules: e.rules };
       if (o.json) return print(JSON.stringify(out, null, 2));
       const { dscpName } = await import('../../policy/dscp.js');
       const d = e.decision;
@@ -115,6 +151,7 @@ export function explainCommands(program: Command): void {
         `enforced by: ${path.path} (${path.why})`,
         'rules:',
         ...e.rules.map((r) => `  ${r.position} ${r.name}${r.line ? ` (line ${r.line})` : ''}: ${r.result === 'failed' ? r.failed : r.result}`),
+        ...(sockets ? [`sockets of pid ${who.pid} (the kernel's marks now, by ss --tos):`, ...(sockets.length ? sockets.map((k) => `  ${socketLine(k, dscpName)}`) : ['  none'])] : socketsError ? [`sockets: cannot read them: ${socketsError}`] : []),
       ].join('\n'));
     });
 }
