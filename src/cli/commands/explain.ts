@@ -1,7 +1,8 @@
 /* `qos explain`: why a program's call gets the decision it gets (policy/explain.ts): the rule
  * that decides with its line, every rule before it with the first condition that failed, and
  * which path enforces it for that program (the agent, eBPF, nftables, or none). The policy is a
- * file (--policy) or the daemon's running one; the program a running process (--pid) or
+ * file (--policy) or the daemon's running one; the program a running process (--pid: also its
+ * sockets' marks in the kernel now, kernel/sockets.ts, and what the daemon decided for each) or
  * described (--exe, --user, --cmdline). */
 
 import { readFileSync, readlinkSync } from 'node:fs';
@@ -41,7 +42,7 @@ interface Opts { policy?: string; admin: string; pid?: number; fd?: number; exe?
 export function explainCommands(program: Command): void {
   program
     .command('explain')
-    .description('say why a call of a program gets its decision: the rule that decides (with its line), each rule before it with the first condition that failed ("exe */zoom did not match /usr/bin/firefox"), and which path enforces it for that program: the agent, eBPF, nftables, or none (docs/policy.md, "Why this mark")')
+    .description('say why a call of a program gets its decision: the rule that decides (with its line), each rule before it with the first condition that failed ("exe */zoom did not match /usr/bin/firefox"), and which path enforces it for that program: the agent, eBPF, nftables, or none; with --pid, the marks the kernel has on its sockets now (docs/policy.md, "Why this mark")')
     .option('--policy <file>', 'a policy file (default: the policy the daemon runs, asked on --admin)')
     .option('--admin <path>', 'admin API socket', adminSocket())
     .option('--pid <pid>', 'the program: a running process (its executable, command line, user, and whether it has the agent)', (v) => positiveInt(v, '--pid'))
