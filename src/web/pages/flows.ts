@@ -32,6 +32,8 @@ interface FlowRow {
   event: string;
   closed?: number;
   why?: string;
+  /** which part decided: the agent, or the eBPF programs (docs/ebpf.md) */
+  path: string;
 }
 
 /** GET /v1/flows gives the table's own fields (exe, times in ms); the event stream the
@@ -40,15 +42,19 @@ interface WireFlow {
   exe?: string; program?: string; pid: number; fd: number; user: string;
   proto: string | null; type?: string | null; local: Endpoint | null; remote: Endpoint | null;
   rule: string | null; decision: Decision | null; class: string; created: number | string; why?: string;
+  /** an eBPF-decided socket: no descriptor, its cookie instead, and the call that was decided */
+  path?: string; cookie?: string; event?: string;
 }
 
 interface DecisionRow { time: string; pid: number; fd: number; user: string; exe: string; event: string; remote: Endpoint | null; rule: string | null; decision: Decision | null; cached?: boolean; script?: string }
 
 const keyOf = (pid: number, fd: number) => `${pid}:${fd}`;
+/** a flow's key: its process and descriptor, or an eBPF-decided socket's cookie */
+const flowKey = (w: WireFlow) => (w.cookie !== undefined ? `ebpf:${w.cookie}` : keyOf(w.pid, w.fd));
 
 function rowOf(w: WireFlow, event: string): FlowRow {
   return {
-    key: keyOf(w.pid, w.fd), program: w.program ?? w.exe ?? '?', pid: w.pid, fd: w.fd, user: w.user,
+    key: flowKey(w), path: w.path ?? 'agent', program: w.program ?? w.exe ?? '?', pid: w.pid, fd: w.fd, user: w.user,
     proto: w.proto ?? w.type ?? '', local: w.local, remote: w.remote, rule: w.rule, decision: w.decision, cls: w.class,
     created: typeof w.created === 'number' ? w.created : Date.parse(w.created), event,
   };
@@ -76,7 +82,7 @@ const page: Page = {
       { title: 'Proto', value: (r) => r.proto },
       { title: 'Local', value: (r) => fmtEndpoint(r.local), class: 'addr' },
       { title: 'Remote', value: (r) => fmtEndpoint(r.remote), class: 'addr' },
-      { title: 'Event', value: (r) => (r.closed ? `closed${r.why ? ` (${r.why})` : ''}` : r.event) },
+      { title: 'Event', value: (r) => (r.closed ? `closed${r.why ? ` (${r.why})` : ''}` : r.path === 'ebpf' ? `${r.event} (eBPF)` : r.event) },
       { title: 'Rule', value: (r) => r.rule ?? '-' },
       { title: 'Decision', value: (r) => fmtDecision(r.decision) },
       { title: 'Age', value: (r) => Date.now() - r.created, render: (r) => fmtAge(Date.now() - r.created), class: 'num' },
@@ -153,11 +159,11 @@ const page: Page = {
         for (const d of recent) lastEvent.set(keyOf(d.pid, d.fd), d.event);
         if (program) programDecisions.splice(0, programDecisions.length, ...recent.filter((d) => d.exe === program));
         for (const w of flows) {
-          const k = keyOf(w.pid, w.fd);
-          if (!rows.get(k)?.closed) rows.set(k, rowOf(w, lastEvent.get(k) ?? ''));
+          const k = flowKey(w);
+          if (!rows.get(k)?.closed) rows.set(k, rowOf(w, lastEvent.get(k) ?? w.event ?? ''));
         }
         // a flow the list no longer has closed while the stream was behind
-        const live = new Set(flows.map((w) => keyOf(w.pid, w.fd)));
+        const live = new Set(flows.map(flowKey));
         for (const r of rows.values()) if (!r.closed && !live.has(r.key)) { r.closed = Date.now(); closed.push(r.key); }
         draw();
         root.dataset.ready = '1';
