@@ -2,6 +2,7 @@
  * map's pid and start time, the decided sockets of `qosd_sockets` and the counters. The layouts are the C
  * structures' (little-endian, the machine's); src/ebpf/encode.test.ts pins their sizes. */
 
+import { formatIPv6 } from '../protocol/note-ring.js';
 import { MAX_SLOTS, type Slot } from './rules.js';
 
 export const KEY_SIZE = 16;    // struct exe_key
@@ -100,7 +101,7 @@ export function decodeSockets(buf: Buffer): DecidedSocket[] {
       file: { dev: buf.readUInt32LE(o + 20), ino: buf.readBigUInt64LE(o) },
       rule: buf.readUInt16LE(o + 24), family, type: buf.readUInt8(o + 27), protocol: buf.readUInt8(o + 28), hook: buf.readUInt8(o + 29),
       tos: buf.readUInt8(o + 30), prio: buf.readUInt8(o + 31), result: buf.readUInt16LE(o + 34),
-      remote: { address: family === 'inet' ? [...addr.subarray(0, 4)].join('.') : v6text(addr), port: buf.readUInt16LE(o + 32) },
+      remote: { address: family === 'inet' ? [...addr.subarray(0, 4)].join('.') : formatIPv6(buf, o + 36), port: buf.readUInt16LE(o + 32) },
     });
   }
   return out;
@@ -111,20 +112,4 @@ export function perCpuSum(v: Buffer | null): number {
   let n = 0n;
   for (let at = 0; v && at + 8 <= v.length; at += 8) n += v.readBigUInt64LE(at);
   return Number(n);
-}
-
-function v6text(b: Buffer): string {
-  const g: string[] = [];
-  for (let i = 0; i < 16; i += 2) g.push(b.readUInt16BE(i).toString(16));
-  // the longest run of zero groups as ::
-  let best = -1, bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== '0') { i++; continue; }
-    let j = i;
-    while (j < 8 && g[j] === '0') j++;
-    if (j - i > bestLen) { best = i; bestLen = j - i; }
-    i = j;
-  }
-  if (best < 0) return g.join(':');
-  return `${g.slice(0, best).join(':')}::${g.slice(best + bestLen).join(':')}`;
 }

@@ -25,7 +25,7 @@ import type { Component } from '../component.js';
 import { QosError } from '../errors.js';
 import { systemNames, type Names } from '../kernel/rules.js';
 import { decisionClass } from '../daemon/flows.js';
-import { startTime } from '../daemon/identity.js';
+import { NameTable, startTime } from '../daemon/identity.js';
 import type { Decision } from '../policy/engine.js';
 import type { PolicyDoc } from '../policy/schema.js';
 import { EXE_MARK_OBJECT, NATIVE_BPF } from '../paths.js';
@@ -124,7 +124,8 @@ export class EbpfMarking implements Component {
   /** the processes in the agent map, with their start times (swept when gone) */
   private readonly agents = new Map<number, number>();
   private timers: Timer[] = [];
-  private userNames = new Map<number, string>();
+  /** uid to user name, read again when /etc/passwd changes */
+  private readonly users = new NameTable('/etc/passwd');
   private counts = { generations: 0, agent_processes: 0 };
 
   constructor(private readonly o: EbpfOptions) {}
@@ -261,17 +262,6 @@ export class EbpfMarking implements Component {
     for (const [pid, start] of this.agents) if (startTime(pid) !== start) this.agentGone(pid);
   }
 
-  private userName(uid: number): string {
-    let n = this.userNames.get(uid);
-    if (n === undefined) {
-      n = String(uid);
-      for (const [name, id] of systemNames().users) if (id === uid) { n = name; break; }
-      if (this.userNames.size > 1024) this.userNames.clear();
-      this.userNames.set(uid, n);
-    }
-    return n;
-  }
-
   /** The sockets the programs decided that are still open. */
   flows(): EbpfFlow[] {
     if (this.h === null) return [];
@@ -281,7 +271,7 @@ export class EbpfMarking implements Component {
       if (e.result & R_PRIO) d.priority = e.prio;
       const decision = Object.keys(d).length ? d : null;
       return {
-        path: 'ebpf', cookie: e.cookie.toString(), pid: e.pid, uid: e.uid, user: this.userName(e.uid),
+        path: 'ebpf', cookie: e.cookie.toString(), pid: e.pid, uid: e.uid, user: this.users.get(e.uid, Date.now()),
         exe: this.files.get(`${e.file.dev}:${e.file.ino}`)?.path ?? `dev ${e.file.dev} inode ${e.file.ino}`,
         family: e.family, type: e.type === 1 ? 'stream' : e.type === 2 ? 'dgram' : null,
         proto: e.protocol === 6 ? 'tcp' : e.protocol === 17 ? 'udp' : null,

@@ -97,13 +97,14 @@ test('the bytes: a key, an entry and a decided socket as bpf/exe-mark.bpf.c lays
 });
 
 test('qos policy check\'s eBPF column: the files each exe rule names now, and why a symbolic link or a missing file names none', () => {
-  const d = doc([{ name: 'x', match: { exe: ['/usr/bin/x', '/opt/*/y'] }, action: { dscp: 'EF' } }, { name: 'n', match: { cmdline: 'x' }, action: { dscp: 'EF' } }]);
+  const d = doc([{ name: 'x', match: { exe: ['/usr/bin/x', '/opt/*/y'] }, action: { dscp: 'EF' } }, { name: 'n', match: { cmdline: 'x' }, action: { dscp: 'EF' } }, { name: 'z', match: { exe: '/opt/*/y' }, action: { dscp: 'CS1' } }]);
   const seen: string[][] = [];
   const out = ebpfEnforcement(d, names, (patterns) => {
     seen.push(patterns);
     return new Map([['/usr/bin/x', { files: [], notes: ['/usr/bin/x is a symbolic link'] }], ['/opt/*/y', { files: [{ path: '/opt/a/y' }, { path: '/opt/b/y' }], notes: [] }]]);
   });
-  assert.deepEqual(seen, [['/usr/bin/x', '/opt/*/y']]);
+  assert.deepEqual(seen, [['/usr/bin/x', '/opt/*/y']], 'every rule\'s patterns resolved in one call');
   assert.deepEqual(out[0], { ebpf: true, ebpf_files: ['/opt/a/y', '/opt/b/y'], ebpf_notes: ['/usr/bin/x is a symbolic link'] });
   assert.equal(out[1]!.ebpf, false);
+  assert.deepEqual(out[2], { ebpf: true, ebpf_files: ['/opt/a/y', '/opt/b/y'], ebpf_notes: [] });
 });

@@ -179,10 +179,14 @@ export function entrySlots(rules: readonly EbpfRule[], matched: ReadonlySet<numb
 /** What `qos policy check` says of each rule's eBPF path: whether the programs check it, the
  * files its exe patterns name now (and what stands out about them), or why not. */
 export function ebpfEnforcement(doc: PolicyDoc, names: Names, resolve: (patterns: string[]) => Map<string, { files: { path: string }[]; notes: string[] }>): { ebpf: boolean; ebpf_reason?: string; ebpf_files?: string[]; ebpf_notes?: string[] }[] {
-  return ebpfPlacements(doc, names).map((p) => {
+  const placements = ebpfPlacements(doc, names);
+  // every rule's patterns resolved at once: a pattern without a directory walks the program
+  // directories and the running processes, once for all the rules that have one
+  const resolved = resolve([...new Set(placements.flatMap((p) => p.rule?.exe ?? []))]);
+  return placements.map((p) => {
     if (!p.rule) return { ebpf: false, ebpf_reason: p.reason };
-    const r = resolve(p.rule.exe!);
-    const files = [...new Set([...r.values()].flatMap((x) => x.files.map((f) => f.path)))].sort();
-    return { ebpf: true, ebpf_files: files, ebpf_notes: [...r.values()].flatMap((x) => x.notes) };
+    const r = [...new Set(p.rule.exe!)].map((pattern) => resolved.get(pattern)!);
+    const files = [...new Set(r.flatMap((x) => x.files.map((f) => f.path)))].sort();
+    return { ebpf: true, ebpf_files: files, ebpf_notes: r.flatMap((x) => x.notes) };
   });
 }

@@ -8,7 +8,8 @@
 import { LineCounter, parseDocument } from 'yaml';
 import { compilePattern, isLiteral } from './glob.js';
 import { actionDecision, type CallFacts, type Decision, type Identity } from './engine.js';
-import { cidrContains, parseCidr, parsePortSpec, type Addr128 } from './net.js';
+import { cidrContains, isV4Mapped, parseCidr, parsePortSpec, type Addr128 } from './net.js';
+import { formatIPv6 } from '../protocol/note-ring.js';
 import type { PolicyDoc, RuleDoc } from './schema.js';
 
 export interface RuleExplanation {
@@ -34,11 +35,12 @@ const list = <T>(v: T | T[] | undefined): T[] | undefined => (v === undefined ? 
 /** The events a rule without `event` applies to: every call but setsockopt (engine.ts). */
 const DEFAULT_EVENTS = ['socket', 'connect', 'bind', 'listen', 'accept', 'sendto'];
 
+/** An address as the agent's records and flows write it: IPv4 dotted, IPv6 as inet_ntop does. */
 function addrText(a: Addr128): string {
-  if (a[0] === 0 && a[1] === 0 && a[2] === 0xffff) return [a[3]! >>> 24, (a[3]! >>> 16) & 255, (a[3]! >>> 8) & 255, a[3]! & 255].join('.');
-  const g: string[] = [];
-  for (let i = 0; i < 4; i++) g.push((a[i]! >>> 16).toString(16), (a[i]! & 0xffff).toString(16));
-  return g.join(':').replace(/\b(?:0:){2,}/, ':').replace(/^0::/, '::');
+  if (isV4Mapped(a)) return [a[3]! >>> 24, (a[3]! >>> 16) & 255, (a[3]! >>> 8) & 255, a[3]! & 255].join('.');
+  const b = new Uint8Array(16), view = new DataView(b.buffer);
+  for (let i = 0; i < 4; i++) view.setUint32(4 * i, a[i]!);
+  return formatIPv6(b, 0);
 }
 
 /** The first condition of rule r that does not hold for (id, f), or null if all hold. The

@@ -85,7 +85,8 @@ export function explainCommands(program: Command): void {
       const { doc } = await policyFromText(text, source, { anyPath: true });
       // the program
       const names = systemNames();
-      const nameOf = (table: Map<string, number>, id: number) => [...table].find(([, v]) => v === id)?.[0] ?? String(id);
+      const { NameTable } = await import('../../daemon/identity.js');
+      const users = new NameTable('/etc/passwd'), groups = new NameTable('/etc/group');
       let who: { pid: number; uid: number; gid: number; user: string; group: string; exe: string; cmdline: string; unit: string; cgroup: string };
       let agent: boolean | null = null;
       if (o.pid !== undefined) {
@@ -95,12 +96,12 @@ export function explainCommands(program: Command): void {
         let exe = '';
         try { exe = readlinkSync(`/proc/${o.pid}/exe`); } catch { throw new QosError('QOS_ERR_PRIVILEGE', `cannot read /proc/${o.pid}/exe: run qos explain as root or as the process's user`); }
         const { cgroup, unit } = cgroupOf(o.pid);
-        who = { pid: o.pid, uid: creds.uid, gid: creds.gid, user: nameOf(names.users, creds.uid), group: nameOf(names.groups, creds.gid), exe, cmdline: cmdlineOf(o.pid), unit, cgroup };
+        who = { pid: o.pid, uid: creds.uid, gid: creds.gid, user: users.get(creds.uid, Date.now()), group: groups.get(creds.gid, Date.now()), exe, cmdline: cmdlineOf(o.pid), unit, cgroup };
         try { agent = readFileSync(`/proc/${o.pid}/maps`, 'utf8').includes('libqosagent.so'); } catch { agent = null; }
       } else {
         const uid = o.uid ?? (o.user !== undefined ? names.users.get(o.user) : process.getuid?.()) ?? 0;
         if (o.user !== undefined && !names.users.has(o.user)) throw new QosError('QOS_ERR_USAGE', `no user ${o.user} on this host`);
-        who = { pid: 0, uid, gid: uid, user: o.user ?? nameOf(names.users, uid), group: nameOf(names.groups, uid), exe: o.exe!, cmdline: o.cmdline ?? '', unit: '', cgroup: '' };
+        who = { pid: 0, uid, gid: uid, user: o.user ?? users.get(uid, Date.now()), group: groups.get(uid, Date.now()), exe: o.exe!, cmdline: o.cmdline ?? '', unit: '', cgroup: '' };
       }
       // its sockets as the kernel has them now, and as the daemon decided them
       let sockets: (KernelSocket & { daemon?: Record<string, unknown> })[] | null = null, socketsError: string | null = null;
