@@ -53,12 +53,15 @@ export function encodeEntry(slots: readonly Slot[], into = Buffer.alloc(ENTRY_SI
   return into;
 }
 
-/** The agent map's key (the process's pid) and value (its start time in clock ticks). */
-export function agentKey(pid: number): Buffer {
+/** A 32-bit key or value (a pid in the agent map, an index of the generation and counter
+ * arrays, a generation). */
+export function u32le(v: number): Buffer {
   const b = Buffer.alloc(4);
-  b.writeUInt32LE(pid >>> 0);
+  b.writeUInt32LE(v >>> 0);
   return b;
 }
+
+/** The agent map's value: the process's start time in clock ticks (its key: the pid, u32le). */
 export function agentValue(start: number): Buffer {
   const b = Buffer.alloc(8);
   b.writeBigUInt64LE(BigInt(start));

@@ -29,7 +29,7 @@ import { NameTable, startTime } from '../daemon/identity.js';
 import type { Decision } from '../policy/engine.js';
 import type { PolicyDoc } from '../policy/schema.js';
 import { EXE_MARK_OBJECT, NATIVE_BPF } from '../paths.js';
-import { agentKey, agentValue, decodeSockets, encodeEntry, encodeKey, ENTRY_SIZE, KEY_SIZE, perCpuSum, R_APP_TOS, R_PRIO, R_TOS } from './encode.js';
+import { agentValue, decodeSockets, encodeEntry, encodeKey, ENTRY_SIZE, KEY_SIZE, perCpuSum, R_APP_TOS, R_PRIO, R_TOS, u32le } from './encode.js';
 import { resolvePatterns, type ResolvedFile } from './resolve.js';
 import { entrySlots, policyRuleInEbpf, type EbpfRule } from './rules.js';
 
@@ -114,7 +114,9 @@ export class EbpfMarking implements Component {
    * that read the previous generation just before a switch still finds its entries) */
   private liveKeys = Buffer.alloc(0);
   private oldKeys = Buffer.alloc(0);
-  private liveSig = '';
+  /** what the live generation was made of: a rescan that finds the same writes nothing */
+  private liveFiles = '';
+  private liveValues = Buffer.alloc(0);
   private doc: PolicyDoc | null = null;
   private rules: EbpfRule[] = [];
   private ruleNames: string[] = [];
@@ -218,8 +220,8 @@ export class EbpfMarking implements Component {
     }
     const values = Buffer.alloc(entries.length * ENTRY_SIZE);
     entries.forEach((e, i) => encodeEntry(e.slots.slots, values, i * ENTRY_SIZE));
-    const sig = entries.map((e) => `${e.file.dev}:${e.file.ino}`).join(',') + values.toString('base64');
-    if (!always && sig === this.liveSig) return;
+    const files = entries.map((e) => `${e.file.dev}:${e.file.ino}`).join(',');
+    if (!always && files === this.liveFiles && values.equals(this.liveValues)) return;
     const next = (this.gen + 1) >>> 0;
     const keys = Buffer.alloc(entries.length * KEY_SIZE);
     entries.forEach((e, i) => encodeKey(next, e.file, keys, i * KEY_SIZE));
@@ -230,12 +232,13 @@ export class EbpfMarking implements Component {
       try { n.delete(exeFd, keys); } catch { /* what was written goes below, or with the next generation */ }
       throw new QosError('QOS_ERR_ENVIRONMENT', `the eBPF map refused the policy's ${entries.length} executables: ${(e as Error).message}`);
     }
-    n.update(genFd, Buffer.alloc(4), u32(next));
+    n.update(genFd, u32le(0), u32le(next));
     n.delete(exeFd, this.oldKeys);
     this.gen = next;
     this.oldKeys = this.liveKeys;
     this.liveKeys = keys;
-    this.liveSig = sig;
+    this.liveFiles = files;
+    this.liveValues = values;
     this.files = new Map(entries.map((e) => [`${e.file.dev}:${e.file.ino}`, e.file]));
     this.fileNotes = [...resolved.values()].flatMap((r) => r.notes);
     this.cut = entries.filter((e) => e.slots.cut.length).map((e) => ({ file: e.file.path, rules: e.slots.cut }));
@@ -247,13 +250,13 @@ export class EbpfMarking implements Component {
    * its marks to the agent. */
   agentConnected(pid: number, start: number): void {
     if (this.h === null || start < 0) return;
-    try { this.n.update(this.fds.qosd_agent!, agentKey(pid), agentValue(start)); this.agents.set(pid, start); this.counts.agent_processes++; } catch (e) { this.o.log.warn({ pid, err: (e as Error).message }, 'eBPF agent map update failed'); }
+    try { this.n.update(this.fds.qosd_agent!, u32le(pid), agentValue(start)); this.agents.set(pid, start); this.counts.agent_processes++; } catch (e) { this.o.log.warn({ pid, err: (e as Error).message }, 'eBPF agent map update failed'); }
   }
 
   /** The process is gone: its entry leaves (a reused pid would not match its start time anyway). */
   agentGone(pid: number): void {
     if (this.h === null || !this.agents.delete(pid)) return;
-    try { this.n.delete(this.fds.qosd_agent!, agentKey(pid)); } catch { /* not there */ }
+    try { this.n.delete(this.fds.qosd_agent!, u32le(pid)); } catch { /* not there */ }
   }
 
   /** Drops the agent map's processes that are gone (a process that outlived its last agent
@@ -283,9 +286,7 @@ export class EbpfMarking implements Component {
   }
 
   private counter(i: number): number {
-    const k = Buffer.alloc(4);
-    k.writeUInt32LE(i);
-    return perCpuSum(this.n.lookup(this.fds.qosd_counts!, k));
+    return perCpuSum(this.n.lookup(this.fds.qosd_counts!, u32le(i)));
   }
 
   /** Hits per executable entry of the live generation (a diagnostic: `qos status --json`). */
@@ -310,10 +311,4 @@ export class EbpfMarking implements Component {
       },
     };
   }
-}
-
-function u32(v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(v >>> 0);
-  return b;
 }
