@@ -6,6 +6,7 @@
 import { mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { alive } from '../demo/net.js';
 import { cgroup2Root } from '../ebpf/marking.js';
 import { QosError } from '../errors.js';
 
@@ -19,10 +20,6 @@ function root(): string {
 
 function pidsOf(dir: string): number[] {
   try { return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number); } catch { return []; }
-}
-
-function alive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
 }
 
 /** Kills what runs in dir and removes it (a cgroup with processes cannot be: EBUSY until the

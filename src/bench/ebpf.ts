@@ -12,8 +12,8 @@
  * - throughput_ratio: iperf3 TCP from the client namespace to the server namespace, iperf3 in
  *   the cgroup and named by an exe rule (its connects are marked), the same way.
  * Each pair runs both sides back to back in alternating order (connect+close CONNECT_RUNS times
- * each and iperf3 IPERF_RUNS times each, by turns, a side's figure the median of its runs); a figure is the median of the
- * per-pair ratios with their min and max. Every side's marks are checked as it runs (the IP_TOS
+ * each and iperf3 IPERF_RUNS times each, by turns, a side's figure the median of its runs); a
+ * figure is the median of the per-pair ratios with their min and max. Every side's marks are checked as it runs (the IP_TOS
  * the client reads back, the DS field of iperf3's SYNs captured on the server): a run whose
  * sockets were not marked with the programs, or were without them, stops the benchmark.
  * - reload_ms_1000_rules: from `POST /v1/reload` of the policy with a rule changed until

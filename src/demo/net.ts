@@ -45,7 +45,8 @@ export function demoUnavailable(): string | null {
   return null;
 }
 
-function alive(pid: number): boolean {
+/** Whether process pid exists (another user's too: EPERM means it does). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
