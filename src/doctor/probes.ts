@@ -32,7 +32,14 @@ export interface Check {
 
 const quiet = { ok: 'any' as const, timeoutMs: 20_000 };
 const failed = (r: Result) => r.code !== 0;
-const firstLine = (r: Result) => (r.stderr || r.stdout).trim().split('\n')[0] ?? '';
+export const firstLine = (r: Result) => (r.stderr || r.stdout).trim().split('\n')[0] ?? '';
+
+/** A check from one attempt that makes something: ok if it worked. A failure of something qosd
+ * needs gets the fix; of something it does not use, `for` says what it uses instead. */
+function tried(id: string, what: string, r: Result, needed: boolean, forText: string, fix: string): Check {
+  const ok = !failed(r);
+  return { id, what, ok, needed, ...(needed ? {} : { unused: true as const }), for: forText, detail: ok ? 'available' : firstLine(r), ...(!ok && needed ? { fix } : {}) };
+}
 
 /** The nftables features the kernel rules and the DSCP counters use, each a rule nft checks
  * (nft -c: the kernel validates the transaction, nothing is made). */
@@ -94,22 +101,22 @@ async function tcChecks(): Promise<Check[]> {
     for (const [name, args, needed] of QDISCS) {
       const r = await inNs(['tc', 'qdisc', 'add', 'dev', 'q0', 'root', ...args]);
       await inNs(['tc', 'qdisc', 'del', 'dev', 'q0', 'root']);
-      out.push({ id: `qdisc:${name}`, what: `qdisc ${name}`, ok: !failed(r), needed, ...(needed ? {} : { unused: true as const }), for: needed ? tcFor : 'it shapes with HTB and TBF', detail: failed(r) ? firstLine(r) : 'available', ...(failed(r) && needed ? { fix: `a kernel with sch_${name}` } : {}) });
+      out.push(tried(`qdisc:${name}`, `qdisc ${name}`, r, needed, needed ? tcFor : 'it shapes with HTB and TBF', `a kernel with sch_${name}`));
     }
     for (const q of ['clsact', 'ingress'] as const) {
       const r = await inNs(['tc', 'qdisc', 'add', 'dev', q === 'clsact' ? 'q0' : 'q1', q]);
-      out.push({ id: `qdisc:${q}`, what: `qdisc ${q}`, ok: !failed(r), needed: true, for: q === 'clsact' ? 'the 802.1p tagger and ingress limits' : 'ingress limits', detail: failed(r) ? firstLine(r) : 'available', ...(failed(r) ? { fix: `a kernel with sch_${q}` } : {}) });
+      out.push(tried(`qdisc:${q}`, `qdisc ${q}`, r, true, q === 'clsact' ? 'the 802.1p tagger and ingress limits' : 'ingress limits', `a kernel with sch_${q}`));
     }
     for (const [name, args, needed] of [['u32', ['protocol', 'ip', 'u32', 'match', 'ip', 'dst', '192.0.2.1/32'], true], ['bpf', ['bpf', 'bytecode', '1,6 0 0 0,'], true], ['flower', ['protocol', 'ip', 'flower', 'dst_ip', '192.0.2.1'], false], ['matchall', ['matchall'], false]] as [string, string[], boolean][]) {
       const r = await inNs(['tc', 'filter', 'add', 'dev', 'q0', 'ingress', ...args]);
-      out.push({ id: `filter:${name}`, what: `tc filter ${name}`, ok: !failed(r), needed, ...(needed ? {} : { unused: true as const }), for: needed ? (name === 'u32' ? tcFor : 'the 802.1p tagger') : 'it classifies with u32 and nftables', detail: failed(r) ? firstLine(r) : 'available', ...(failed(r) && needed ? { fix: `a kernel with cls_${name}` } : {}) });
+      out.push(tried(`filter:${name}`, `tc filter ${name}`, r, needed, needed ? (name === 'u32' ? tcFor : 'the 802.1p tagger') : 'it classifies with u32 and nftables', `a kernel with cls_${name}`));
     }
     for (const [name, args, needed, uses] of ACTIONS) {
       const r = await inNs(['tc', 'actions', 'add', 'action', ...args.map((a) => (a === 'PEER' ? 'q1' : a))]);
-      out.push({ id: `action:${name}`, what: `tc action ${name}`, ok: !failed(r), needed, ...(needed ? {} : { unused: true as const }), for: uses, detail: failed(r) ? firstLine(r) : 'available', ...(failed(r) && needed ? { fix: `a kernel with act_${name}` } : {}) });
+      out.push(tried(`action:${name}`, `tc action ${name}`, r, needed, uses, `a kernel with act_${name}`));
     }
     const ifb = await run(['ip', '-n', ns, 'link', 'add', 'qi0', 'type', 'ifb'], quiet);
-    out.push({ id: 'ifb', what: 'IFB device', ok: !failed(ifb), needed: true, for: 'ingress limits', detail: failed(ifb) ? firstLine(ifb) : 'available', ...(failed(ifb) ? { fix: 'a kernel with the ifb module' } : {}) });
+    out.push(tried('ifb', 'IFB device', ifb, true, 'ingress limits', 'a kernel with the ifb module'));
   } finally {
     await run(['ip', 'netns', 'del', ns], quiet);
   }

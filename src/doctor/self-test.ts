@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
 import { installed, run } from '../exec.js';
 import { packageOf } from '../prerequisites.js';
-import type { Check } from './probes.js';
+import { firstLine, type Check } from './probes.js';
 
 const PORT = 47_913;
 const MARKER = 'qos-doctor-self-test';
@@ -46,7 +46,7 @@ export async function selfTest(): Promise<Check> {
     // the kernel rules and traffic control off: the agent alone marks
     daemon = await new DaemonChild(dir, POLICY, ['--kernel', 'off', '--tc', 'off', '--nice', 'keep'], ['ip', 'netns', 'exec', ns]).start();
     const prog = await run(['ip', 'netns', 'exec', ns, process.execPath, QOS_CLI, 'run', '--socket', daemon.socket, '--timeout-ms', '5000', '--', process.execPath, '-e', PROGRAM, MARKER], q);
-    if (prog.code !== 0) return { ...base, ok: false, detail: `the program under the agent failed (exit ${prog.code}): ${(prog.stderr || prog.stdout).trim().split('\n')[0]}` };
+    if (prog.code !== 0) return { ...base, ok: false, detail: `the program under the agent failed (exit ${prog.code}): ${firstLine(prog)}` };
     const listed = await run(['ip', 'netns', 'exec', ns, 'nft', '-j', 'list', 'table', 'inet', 'qosd_doctor'], q);
     const counters = (JSON.parse(listed.stdout) as { nftables: { rule?: { expr: { counter?: { packets: number } }[] } }[] }).nftables
       .flatMap((o) => (o.rule ? [o.rule.expr.find((e) => e.counter)?.counter?.packets ?? 0] : []));
