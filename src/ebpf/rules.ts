@@ -13,7 +13,7 @@
 import { constants } from 'node:os';
 import { dscpValue } from '../policy/dscp.js';
 import { parseCidr, parsePortSpec, type Cidr } from '../policy/net.js';
-import type { MatchDoc, PolicyDoc, RuleDoc } from '../policy/schema.js';
+import { list, type MatchDoc, type PolicyDoc, type RuleDoc } from '../policy/schema.js';
 import type { Names } from '../kernel/rules.js';
 
 /** Slots one executable's entry holds (MAX_SLOTS in bpf/exe-mark.bpf.c). */
@@ -49,8 +49,6 @@ export interface Slot {
 export interface EbpfRule { index: number; name: string; exe: string[] | null; slots: Slot[] }
 
 export type EbpfPlacement = { rule: EbpfRule; reason?: undefined } | { rule?: undefined; reason: string };
-
-const list = <T>(v: T | T[] | undefined): T[] | undefined => (v === undefined ? undefined : Array.isArray(v) ? v : [v]);
 
 const UNSEEN: [keyof MatchDoc, string][] = [
   ['cmdline', 'the command line'], ['unit', 'the unit'], ['local', 'the local address'], ['local_port', 'the local port'],

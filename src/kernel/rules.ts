@@ -14,7 +14,7 @@ import { z } from 'zod';
 import { idEntries } from '../id-names.js';
 import { dscpValue } from '../policy/dscp.js';
 import { parseCidr, parsePortSpec } from '../policy/net.js';
-import { cidr, dscpField, id, oneOrMany, port, ruleName, type RuleDoc } from '../policy/schema.js';
+import { cidr, dscpField, id, list, oneOrMany, port, ruleName, type RuleDoc } from '../policy/schema.js';
 import type { AddrRange, Atom, AtomCheck, KAction, Range } from './atoms.js';
 
 export type { AddrRange, Atom, AtomCheck, KAction, KRule, Range } from './atoms.js';
@@ -84,8 +84,6 @@ const ANY_PROTO: Range = [0, 255];
 const ANY_ID: Range = [0, 2 ** 32 - 1];
 const ANY4: AddrRange = { lo: '00000000', hi: 'ffffffff', addr: '0.0.0.0', len: 0 };
 const ANY6: AddrRange = { lo: '0'.repeat(32), hi: 'f'.repeat(32), addr: '::', len: 0 };
-
-const list = <T>(v: T | T[] | undefined): T[] | undefined => (v === undefined ? undefined : Array.isArray(v) ? v : [v]);
 
 function hex(w: number): string { return (w >>> 0).toString(16).padStart(8, '0'); }
 

@@ -9,7 +9,7 @@ import { andInto, Bits, CidrIndex, clearBit, dropFailed, firstSet, hasBit, PortI
 import { parseCidr, parsePortSpec, type Addr128, type Cidr, type PortRange } from './net.js';
 import { asksTc, tcRequestOf, type TcRequest } from '../tc/request.js';
 import { reserveRequestOf, type ReserveRequest } from '../rsvp/reserve-request.js';
-import { EVENT_NAMES, type ActionDoc, type EventName, type PolicyDoc } from './schema.js';
+import { EVENT_NAMES, list, type ActionDoc, type EventName, type PolicyDoc } from './schema.js';
 
 /** What a policy decides for one call (the reply directives). */
 export interface Decision {
@@ -96,8 +96,6 @@ interface CompiledRule {
   localPorts?: PortRange[];
   decision: Decision | null;
 }
-
-const list = <T>(v: T | T[] | undefined): T[] | undefined => (v === undefined ? undefined : Array.isArray(v) ? v : [v]);
 
 function bits<K extends string>(v: K | K[] | undefined, table: Record<K, number>): number {
   return (list(v) ?? []).reduce((acc, k) => acc | table[k], 0);

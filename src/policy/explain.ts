@@ -10,7 +10,7 @@ import { compilePattern, isLiteral } from './glob.js';
 import { actionDecision, type CallFacts, type Decision, type Identity } from './engine.js';
 import { cidrContains, isV4Mapped, parseCidr, parsePortSpec, type Addr128 } from './net.js';
 import { formatIPv6 } from '../protocol/note-ring.js';
-import type { PolicyDoc, RuleDoc } from './schema.js';
+import { list, type PolicyDoc, type RuleDoc } from './schema.js';
 
 export interface RuleExplanation {
   position: number;
@@ -29,8 +29,6 @@ export interface Explanation {
   decision: Decision | null;
   rules: RuleExplanation[];
 }
-
-const list = <T>(v: T | T[] | undefined): T[] | undefined => (v === undefined ? undefined : Array.isArray(v) ? v : [v]);
 
 /** The events a rule without `event` applies to: every call but setsockopt (engine.ts). */
 const DEFAULT_EVENTS = ['socket', 'connect', 'bind', 'listen', 'accept', 'sendto'];

@@ -13,6 +13,8 @@ export type EventName = (typeof EVENT_NAMES)[number];
 
 export const oneOrMany = <T extends z.ZodType>(s: T, what: string) =>
   z.union([s, z.array(s).min(1)], { error: `expected ${what}, or a list of them` });
+/** A oneOrMany value as a list (undefined: not given). */
+export const list = <T>(v: T | T[] | undefined): T[] | undefined => (v === undefined ? undefined : Array.isArray(v) ? v : [v]);
 
 const pattern = z.string().min(1).superRefine((p, ctx) => {
   try { compilePattern(p); } catch (e) { ctx.addIssue({ code: 'custom', message: `bad pattern: ${(e as Error).message}` }); }
