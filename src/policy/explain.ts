@@ -10,7 +10,7 @@ import { compilePattern, isLiteral } from './glob.js';
 import { actionDecision, type CallFacts, type Decision, type Identity } from './engine.js';
 import { cidrContains, isV4Mapped, parseCidr, parsePortSpec, type Addr128 } from './net.js';
 import { formatIPv6 } from '../protocol/note-ring.js';
-import { list, type PolicyDoc, type RuleDoc } from './schema.js';
+import { EVENT_NAMES, list, type PolicyDoc, type RuleDoc } from './schema.js';
 
 export interface RuleExplanation {
   position: number;
@@ -31,7 +31,7 @@ export interface Explanation {
 }
 
 /** The events a rule without `event` applies to: every call but setsockopt (engine.ts). */
-const DEFAULT_EVENTS = ['socket', 'connect', 'bind', 'listen', 'accept', 'sendto'];
+const DEFAULT_EVENTS: readonly string[] = EVENT_NAMES.filter((e) => e !== 'setsockopt');
 
 /** An address as the agent's records and flows write it: IPv4 dotted, IPv6 as inet_ntop does. */
 function addrText(a: Addr128): string {
