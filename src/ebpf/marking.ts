@@ -139,8 +139,7 @@ export class EbpfMarking implements Component {
   async start(doc?: PolicyDoc): Promise<void> {
     if (this.o.mode === 'off') { this.problem = 'eBPF marking is off (--ebpf off)'; return; }
     try {
-      const root = cgroup2Root();
-      const cg = this.o.cgroup ?? root;
+      const cg = this.o.cgroup ?? cgroup2Root();
       if (!cg) throw new QosError('QOS_ERR_ENVIRONMENT', 'no cgroup v2 hierarchy is mounted (mount -t cgroup2 none /sys/fs/cgroup/unified, or boot with a unified hierarchy)');
       if (!existsSync(cg)) throw new QosError('QOS_ERR_ENVIRONMENT', `the cgroup ${cg} does not exist`);
       const object = this.o.object ?? EXE_MARK_OBJECT;
