@@ -46,7 +46,10 @@
 
 struct super_block { __u32 s_dev; } __attribute__((preserve_access_index));
 struct inode { unsigned long i_ino; struct super_block *i_sb; } __attribute__((preserve_access_index));
-struct file { struct inode *f_inode; } __attribute__((preserve_access_index));
+struct qstr { const unsigned char *name; } __attribute__((preserve_access_index));
+struct dentry { struct qstr d_name; } __attribute__((preserve_access_index));
+struct path { struct dentry *dentry; } __attribute__((preserve_access_index));
+struct file { struct inode *f_inode; struct path f_path; } __attribute__((preserve_access_index));
 struct mm_struct { struct file *exe_file; } __attribute__((preserve_access_index));
 struct task_struct {
 	struct mm_struct *mm;
@@ -71,14 +74,16 @@ struct exe_key {
 #define F_PRIO 16
 #define F_OVERRIDE 32
 #define F_DENY 64
+#define F_LIMIT 128
 
 /* One rule as the kernel checks it (64 bytes; src/ebpf/encode.ts writes the same layout).
+ * With F_LIMIT, `limit` is the per-application limit the socket is put under (qosd_limits).
  * events: 1 connect, 2 sendto; families: 1 inet, 2 inet6; types: 1 stream, 2 dgram; protos:
  * 1 tcp, 2 udp (0: any). The remote port is in [port_lo, port_hi]; with F_NET the remote
  * address masked by mask is net (both in network order, of the one family in families). */
 struct slot {
 	__u8 events, families, types, protos, flags, tos, prio, pad0;
-	__u16 port_lo, port_hi, rule, pad1;
+	__u16 port_lo, port_hi, rule, limit;
 	__u32 uid, gid, errno_, pad2;
 	__u32 net[4], mask[4];
 };
@@ -116,6 +121,7 @@ struct {
 #define R_TOS 1      /* the slot's TOS was set */
 #define R_PRIO 2     /* its priority was set */
 #define R_APP_TOS 4  /* the application's own TOS was kept */
+#define R_LIMIT 8    /* the socket was put under the slot's limit */
 
 /* A decided socket (64 bytes; src/ebpf/encode.ts reads the same layout). */
 struct sockrec {
@@ -151,6 +157,284 @@ static __always_inline void count(__u32 which)
 	__u64 *c = bpf_map_lookup_elem(&qosd_counts, &which);
 	if (c)
 		*c += 1;
+}
+
+/* ---- Per-application statistics and limits (docs/apps.md) ----
+ *
+ * Every inet socket created in the cgroup is tagged at creation (cgroup/sock_create, in the
+ * creating process) with what made it: the executable (device, inode), the uid and the cgroup.
+ * The tag lives in the socket's own storage and is copied to the sockets a listener accepts.
+ * cgroup_skb programs count each packet the socket sends and receives into qosd_stats under
+ * that tag, the direction and the packet's DSCP: the daemon reads the counters when asked or
+ * every few seconds, never per packet. A packet the segmentation offload will split counts as
+ * its segments, with their headers, as the wire carries them.
+ *
+ * A socket the policy puts under a `limit` carries the limit's id in its tag (written at its
+ * connect by the programs above, or by the daemon for a socket the agent decided). Two tc
+ * programs on every interface hand its packets to the limit's HTB class on the daemon's IFB
+ * device: on egress the packet's own socket, on ingress the socket the packet is for (looked up
+ * by its addresses and ports). They return -1 (a match: the filter's mirred action redirects the
+ * packet to the IFB device) with skb->priority set to the class, or 0 (no match: the packet goes
+ * on untouched). */
+
+struct app_tag {
+	__u64 ino;
+	__u64 cgid;
+	__u32 dev, uid;
+	__u16 limit, pad0;
+	__u32 tgid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct app_tag);
+} qosd_tags SEC(".maps");
+
+/* 32 bytes; src/ebpf/apps.ts reads the same layout. dir: 0 sent, 1 received. A socket older
+ * than the programs has no tag: its uid and cgroup come from the packet's socket, dev and ino
+ * are 0. */
+struct stat_key {
+	__u64 ino;
+	__u64 cgid;
+	__u32 dev, uid;
+	__u8 dir, dscp, pad[6];
+};
+
+struct stat_val {
+	__u64 packets, bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct stat_key);
+	__type(value, struct stat_val);
+} qosd_stats SEC(".maps");
+
+/* an executable's file name (the last component) and a process that ran it, for the daemon to
+ * name a program whose processes are gone */
+struct exe_id {
+	__u32 dev, pad;
+	__u64 ino;
+};
+struct exe_name {
+	char name[56];
+	__u32 tgid, pad;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct exe_id);
+	__type(value, struct exe_name);
+} qosd_exe_names SEC(".maps");
+
+/* a limit's HTB classes on the IFB device (0: no limit that way) */
+struct limit_classes {
+	__u32 egress, ingress;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct limit_classes);
+} qosd_limits SEC(".maps");
+
+/* The socket's tag, made now (in the process that creates or connects it) if it has none. */
+static __always_inline struct app_tag *tag_of(struct bpf_sock *sk)
+{
+	struct app_tag *t = bpf_sk_storage_get(&qosd_tags, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!t || t->tgid)
+		return t;
+	__u64 ug = bpf_get_current_uid_gid();
+	t->uid = (__u32)ug;
+	t->cgid = bpf_get_current_cgroup_id();
+	t->tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct mm_struct *mm = task->mm;
+	if (!mm)
+		return t;
+	struct file *exe = mm->exe_file;
+	if (!exe)
+		return t;
+	struct inode *inode = exe->f_inode;
+	t->dev = inode->i_sb->s_dev;
+	t->ino = inode->i_ino;
+	struct exe_id id = { .dev = t->dev, .ino = t->ino };
+	struct exe_name *known = bpf_map_lookup_elem(&qosd_exe_names, &id);
+	if (known) {
+		known->tgid = t->tgid;
+		return t;
+	}
+	struct exe_name n = { .tgid = t->tgid };
+	bpf_probe_read_kernel_str(n.name, sizeof(n.name), exe->f_path.dentry->d_name.name);
+	bpf_map_update_elem(&qosd_exe_names, &id, &n, BPF_NOEXIST);
+	return t;
+}
+
+SEC("cgroup/sock_create")
+int qosd_sock_create(struct bpf_sock *sk)
+{
+	tag_of(sk);
+	return 1;
+}
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+
+/* The packet's DSCP, and the length of its IP and transport headers (each segment of an
+ * offloaded packet carries them): 0 when it is not IPv4 or IPv6. */
+static __always_inline __u32 ip_headers(struct __sk_buff *skb, __u8 *dscp)
+{
+	__u8 b[40];
+	__u32 hdr, proto;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 0, b, 20))
+			return 0;
+		*dscp = b[1] >> 2;
+		hdr = (b[0] & 15) * 4;
+		proto = b[9];
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, 0, b, 40))
+			return 0;
+		*dscp = ((b[0] & 15) << 2) | (b[1] >> 6);
+		hdr = 40;
+		proto = b[6];
+	} else {
+		return 0;
+	}
+	if (proto == IPPROTO_UDP)
+		return hdr + 8;
+	if (proto == IPPROTO_TCP) {
+		__u8 off;
+		if (bpf_skb_load_bytes(skb, (hdr & 63) + 12, &off, 1))
+			return hdr + 20;
+		return hdr + (off >> 4) * 4;
+	}
+	return hdr;
+}
+
+static __always_inline int account(struct __sk_buff *skb, __u8 dir)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+	struct stat_key k = { .dir = dir };
+	struct app_tag *t = bpf_sk_storage_get(&qosd_tags, sk, 0, 0);
+	if (t) {
+		k.ino = t->ino;
+		k.dev = t->dev;
+		k.uid = t->uid;
+		k.cgid = t->cgid;
+	} else {
+		k.uid = bpf_get_socket_uid(skb);
+		k.cgid = bpf_skb_cgroup_id(skb);
+	}
+	__u8 dscp = 0;
+	__u32 hdr = ip_headers(skb, &dscp);
+	k.dscp = dscp;
+	__u32 segs = skb->gso_segs;
+	if (segs < 1)
+		segs = 1;
+	__u64 bytes = skb->len + (__u64)(segs - 1) * hdr;
+	struct stat_val *v = bpf_map_lookup_elem(&qosd_stats, &k);
+	if (!v) {
+		struct stat_val z = { .packets = segs, .bytes = bytes };
+		if (!bpf_map_update_elem(&qosd_stats, &k, &z, BPF_NOEXIST))
+			return 1;
+		v = bpf_map_lookup_elem(&qosd_stats, &k);
+		if (!v)
+			return 1;
+	}
+	v->packets += segs;
+	v->bytes += bytes;
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int qosd_count_egress(struct __sk_buff *skb) { return account(skb, 0); }
+
+SEC("cgroup_skb/ingress")
+int qosd_count_ingress(struct __sk_buff *skb) { return account(skb, 1); }
+
+/* -1: into the limit's class (priority set), 0: not limited this way. */
+static __always_inline int limit_class(struct app_tag *t, int ingress, struct __sk_buff *skb)
+{
+	if (!t || !t->limit)
+		return 0;
+	__u32 id = t->limit;
+	struct limit_classes *c = bpf_map_lookup_elem(&qosd_limits, &id);
+	if (!c)
+		return 0;
+	__u32 cls = ingress ? c->ingress : c->egress;
+	if (!cls)
+		return 0;
+	skb->priority = cls;
+	return -1;
+}
+
+SEC("tc")
+int qosd_limit_egress(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return 0;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 0;
+	return limit_class(bpf_sk_storage_get(&qosd_tags, sk, 0, 0), 0, skb);
+}
+
+SEC("tc")
+int qosd_limit_ingress(struct __sk_buff *skb)
+{
+	struct bpf_sock_tuple tup = {};
+	__u8 b[40];
+	__u32 len, hdr, proto;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes_relative(skb, 0, b, 20, BPF_HDR_START_NET))
+			return 0;
+		if (b[6] & 0x3f || b[7]) /* a fragment: its ports are in the first one only */
+			return 0;
+		hdr = (b[0] & 15) * 4;
+		proto = b[9];
+		__builtin_memcpy(&tup.ipv4.saddr, b + 12, 4);
+		__builtin_memcpy(&tup.ipv4.daddr, b + 16, 4);
+		len = sizeof(tup.ipv4);
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes_relative(skb, 0, b, 40, BPF_HDR_START_NET))
+			return 0;
+		hdr = 40;
+		proto = b[6]; /* extension headers are not followed */
+		__builtin_memcpy(tup.ipv6.saddr, b + 8, 16);
+		__builtin_memcpy(tup.ipv6.daddr, b + 24, 16);
+		len = sizeof(tup.ipv6);
+	} else {
+		return 0;
+	}
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return 0;
+	__u16 ports[2];
+	if (bpf_skb_load_bytes_relative(skb, hdr & 63, ports, 4, BPF_HDR_START_NET))
+		return 0;
+	if (len == sizeof(tup.ipv4)) {
+		tup.ipv4.sport = ports[0];
+		tup.ipv4.dport = ports[1];
+	} else {
+		tup.ipv6.sport = ports[0];
+		tup.ipv6.dport = ports[1];
+	}
+	struct bpf_sock *sk = proto == IPPROTO_TCP ? bpf_sk_lookup_tcp(skb, &tup, len, BPF_F_CURRENT_NETNS, 0)
+						   : bpf_sk_lookup_udp(skb, &tup, len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	int r = limit_class(bpf_sk_storage_get(&qosd_tags, sk, 0, 0), 1, skb);
+	bpf_sk_release(sk);
+	return r;
 }
 
 static __always_inline int match(const struct slot *s, struct bpf_sock_addr *ctx, const int v6,
@@ -246,7 +530,7 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, const int v6, const
 		bpf_set_retval(-(int)s->errno_);
 		return 0;
 	}
-	if (!(s->flags & (F_TOS | F_PRIO)))
+	if (!(s->flags & (F_TOS | F_PRIO | F_LIMIT)))
 		return 1; /* the rule leaves the socket alone (none) */
 	/* a process the agent serves keeps the agent's decision */
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -254,6 +538,14 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, const int v6, const
 	if (agent && *agent == task->group_leader->start_boottime / NS_PER_TICK)
 		return 1;
 	__u16 result = 0;
+	if (s->flags & F_LIMIT) {
+		struct bpf_sock *sk = ctx->sk;
+		struct app_tag *t = sk ? tag_of(sk) : 0;
+		if (t) {
+			t->limit = s->limit;
+			result |= R_LIMIT;
+		}
+	}
 	if (s->flags & F_TOS) {
 		int tos = 0;
 		if (v6)

@@ -10,7 +10,20 @@
  *   keys(fd): every key, one buffer; lookup(fd, key): the value or null; dump(fd): every
  *   entry, each key followed by its value, one buffer. A per-CPU map's value is one per
  *   possible CPU, each rounded up to 8 bytes, as the kernel gives it.
- * - close(h): links destroyed (the programs detach), then the object (maps freed). */
+ * - close(h): links destroyed (the programs detach), then the object (maps freed).
+ * Programs of the tc type (SEC("tc")) are not attached to the cgroup at open():
+ * - tcAttach(h, program, ifindex, egress, ifb, prio): puts the program on the interface's
+ *   clsact hook (made if missing) as a classic cls_bpf filter (not direct-action) at that
+ *   priority, handle 1, with a mirred action that redirects a packet it matches (returns -1) to
+ *   the IFB device `ifb`: mirred, unlike bpf_redirect, records where an egress packet came from,
+ *   which IFB needs to send it on. Replaces a filter of ours already there.
+ * - tcDetach(ifindex, egress, prio): removes it (no error if it is gone).
+ * - tagSocket(map, pid, fd, offset, bytes[, family, address, port]): the socket descriptor fd
+ *   of process pid, duplicated with pidfd_getfd (the process's own descriptor is untouched), has
+ *   bytes written at offset into its value in the socket-storage map (the rest kept; a socket
+ *   without one gets zeros around them); with a family (2 or 10), only if the socket's peer is
+ *   that address and port (a descriptor number reused since is left alone). Returns whether it
+ *   did. */
 #define _GNU_SOURCE
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -22,14 +35,32 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/netlink.h>
+#include <linux/pkt_cls.h>
+#include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
+#include <linux/tc_act/tc_mirred.h>
+#include <net/if.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
 
 #define MAX_HANDLES 8
-#define MAX_LINKS 16
+#define MAX_PROG_LINKS 16
 #define LOG_MAX 4096
 
 struct handle {
 	struct bpf_object *obj;
-	struct bpf_link *links[MAX_LINKS];
+	struct bpf_link *links[MAX_PROG_LINKS];
 	int nlinks;
 };
 
@@ -131,7 +162,9 @@ static napi_value Open(napi_env env, napi_callback_info info)
 	if (cgfd < 0) { err = errno; step = "cannot open the cgroup"; goto out; }
 	struct bpf_program *p;
 	bpf_object__for_each_program(p, hd->obj) {
-		if (hd->nlinks == MAX_LINKS) { err = E2BIG; step = "too many programs"; goto out; }
+		if (hd->nlinks == MAX_PROG_LINKS) { err = E2BIG; step = "too many programs"; goto out; }
+		if (bpf_program__type(p) == BPF_PROG_TYPE_SCHED_CLS)
+			continue; /* put on interfaces by tcAttach */
 		struct bpf_link *l = bpf_program__attach_cgroup(p, cgfd);
 		if (!l) { err = errno; step = "cannot attach a program to the cgroup"; goto out; }
 		hd->links[hd->nlinks++] = l;
@@ -381,6 +414,216 @@ static napi_value Lookup(napi_env env, napi_callback_info info)
 	return r;
 }
 
+/* ---- tc filters with a mirred action, over rtnetlink ---- */
+
+struct nlreq {
+	char buf[1024];
+	size_t len;
+};
+
+static struct rtattr *attr(struct nlreq *r, int type, const void *data, size_t len)
+{
+	struct rtattr *a = (struct rtattr *)(r->buf + NLMSG_ALIGN(r->len));
+	a->rta_type = type;
+	a->rta_len = RTA_LENGTH(len);
+	if (len)
+		memcpy(RTA_DATA(a), data, len);
+	r->len = NLMSG_ALIGN(r->len) + RTA_ALIGN(a->rta_len);
+	return a;
+}
+
+static void nest_end(struct nlreq *r, struct rtattr *a)
+{
+	a->rta_len = (r->buf + r->len) - (char *)a;
+}
+
+/* Sends the request and reads the kernel's answer: 0 or -errno. */
+static int nl_talk(struct nlreq *r)
+{
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (fd < 0)
+		return -errno;
+	struct nlmsghdr *h = (struct nlmsghdr *)r->buf;
+	h->nlmsg_len = r->len;
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+	int err = 0;
+	if (sendto(fd, r->buf, r->len, 0, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		err = -errno;
+		goto out;
+	}
+	char ans[4096];
+	ssize_t n = recv(fd, ans, sizeof ans, 0);
+	if (n < 0) {
+		err = -errno;
+		goto out;
+	}
+	for (struct nlmsghdr *m = (struct nlmsghdr *)ans; NLMSG_OK(m, (size_t)n); m = NLMSG_NEXT(m, n))
+		if (m->nlmsg_type == NLMSG_ERROR) {
+			err = ((struct nlmsgerr *)NLMSG_DATA(m))->error;
+			break;
+		}
+out:
+	close(fd);
+	return err;
+}
+
+static void tc_header(struct nlreq *r, int type, int flags, int ifindex, int egress, int prio)
+{
+	memset(r, 0, sizeof *r);
+	struct nlmsghdr *h = (struct nlmsghdr *)r->buf;
+	h->nlmsg_type = type;
+	h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+	struct tcmsg *t = NLMSG_DATA(h);
+	t->tcm_family = AF_UNSPEC;
+	t->tcm_ifindex = ifindex;
+	t->tcm_handle = 1;
+	t->tcm_parent = TC_H_MAKE(TC_H_CLSACT, egress ? TC_H_MIN_EGRESS : TC_H_MIN_INGRESS);
+	t->tcm_info = TC_H_MAKE((__u32)prio << 16, htons(ETH_P_ALL));
+	r->len = NLMSG_LENGTH(sizeof *t);
+	attr(r, TCA_KIND, "bpf", 4);
+}
+
+static napi_value TcAttach(napi_env env, napi_callback_info info)
+{
+	size_t argc = 6;
+	napi_value argv[6];
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	int h, ifindex, ifb, prio;
+	bool egress;
+	char name[128];
+	size_t n;
+	if (argc < 6 || arg_int(env, argv[0], &h) || h < 0 || h >= MAX_HANDLES || !handles[h] ||
+	    napi_get_value_string_utf8(env, argv[1], name, sizeof name, &n) != napi_ok || arg_int(env, argv[2], &ifindex) ||
+	    napi_get_value_bool(env, argv[3], &egress) != napi_ok || arg_int(env, argv[4], &ifb) || arg_int(env, argv[5], &prio) ||
+	    prio < 1 || prio > 0xffff) {
+		napi_throw_type_error(env, NULL, "tcAttach(handle, program, ifindex, egress, ifb, prio)");
+		return NULL;
+	}
+	struct bpf_program *p = bpf_object__find_program_by_name(handles[h]->obj, name);
+	if (!p)
+		return fail(env, "no such program in the object", ENOENT);
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+	/* the clsact qdisc, for both directions (libbpf's message when it is there already is kept
+	 * out of the daemon's stderr) */
+	loglen = 0;
+	libbpf_print_fn_t before = libbpf_set_print(log_print);
+	int err = bpf_tc_hook_create(&hook);
+	libbpf_set_print(before);
+	if (err && err != -EEXIST)
+		return fail(env, "cannot make the clsact qdisc", err);
+	struct nlreq r;
+	tc_header(&r, RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_REPLACE, ifindex, egress, prio);
+	struct rtattr *opts = attr(&r, TCA_OPTIONS, NULL, 0);
+	int fd = bpf_program__fd(p);
+	__u32 flags = 0;
+	attr(&r, TCA_BPF_FD, &fd, 4);
+	attr(&r, TCA_BPF_NAME, name, strlen(name) + 1);
+	attr(&r, TCA_BPF_FLAGS, &flags, 4);
+	struct rtattr *acts = attr(&r, TCA_BPF_ACT, NULL, 0);
+	struct rtattr *act = attr(&r, 1, NULL, 0);
+	attr(&r, TCA_ACT_KIND, "mirred", 7);
+	struct rtattr *aopts = attr(&r, TCA_ACT_OPTIONS, NULL, 0);
+	struct tc_mirred m = { .action = TC_ACT_STOLEN, .eaction = TCA_EGRESS_REDIR, .ifindex = ifb };
+	attr(&r, TCA_MIRRED_PARMS, &m, sizeof m);
+	nest_end(&r, aopts);
+	nest_end(&r, act);
+	nest_end(&r, acts);
+	nest_end(&r, opts);
+	if ((err = nl_talk(&r)))
+		return fail(env, "cannot add the tc filter", err);
+	return NULL;
+}
+
+static napi_value TcDetach(napi_env env, napi_callback_info info)
+{
+	size_t argc = 3;
+	napi_value argv[3];
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	int ifindex, prio;
+	bool egress;
+	if (argc < 3 || arg_int(env, argv[0], &ifindex) || napi_get_value_bool(env, argv[1], &egress) != napi_ok ||
+	    arg_int(env, argv[2], &prio) || prio < 1 || prio > 0xffff) {
+		napi_throw_type_error(env, NULL, "tcDetach(ifindex, egress, prio)");
+		return NULL;
+	}
+	struct nlreq r;
+	tc_header(&r, RTM_DELTFILTER, 0, ifindex, egress, prio);
+	int err = nl_talk(&r);
+	if (err && err != -ENOENT && err != -ENODEV && err != -EINVAL)
+		return fail(env, "cannot remove the tc filter", err);
+	return NULL;
+}
+
+/* ---- a socket of another process tagged ---- */
+
+static napi_value TagSocket(napi_env env, napi_callback_info info)
+{
+	size_t argc = 8;
+	napi_value argv[8];
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	int map, pid, fd, off, family = 0, port = 0;
+	char *bytes, addr[64] = "";
+	size_t blen, n;
+	if (argc < 5 || arg_int(env, argv[0], &map) || arg_int(env, argv[1], &pid) || arg_int(env, argv[2], &fd) ||
+	    arg_int(env, argv[3], &off) || arg_buffer(env, argv[4], &bytes, &blen) ||
+	    (argc >= 8 && (arg_int(env, argv[5], &family) ||
+			   napi_get_value_string_utf8(env, argv[6], addr, sizeof addr, &n) != napi_ok || arg_int(env, argv[7], &port)))) {
+		napi_throw_type_error(env, NULL, "tagSocket(map, pid, fd, offset, bytes[, family, address, port])");
+		return NULL;
+	}
+	__u32 ks, vs;
+	int err = map_sizes(map, &ks, &vs);
+	if (err)
+		return fail(env, "not a map", err);
+	if (off < 0 || vs > 256 || (size_t)off + blen > vs) {
+		napi_throw_range_error(env, NULL, "the bytes do not fit in the map's value");
+		return NULL;
+	}
+	int pidfd = syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		return fail(env, "pidfd_open", errno);
+	int sfd = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	err = sfd < 0 ? errno : 0;
+	close(pidfd);
+	if (err)
+		return fail(env, "pidfd_getfd", err);
+	bool same = true;
+	struct stat st;
+	if (fstat(sfd, &st) || !S_ISSOCK(st.st_mode)) {
+		same = false;
+	} else if (family) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof ss;
+		if (getpeername(sfd, (struct sockaddr *)&ss, &sl) || ss.ss_family != family) {
+			same = false;
+		} else if (family == AF_INET) {
+			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+			struct in_addr want;
+			same = inet_pton(AF_INET, addr, &want) == 1 && a->sin_addr.s_addr == want.s_addr && ntohs(a->sin_port) == port;
+		} else {
+			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+			struct in6_addr want;
+			same = inet_pton(AF_INET6, addr, &want) == 1 && !memcmp(&a->sin6_addr, &want, sizeof want) && ntohs(a->sin6_port) == port;
+		}
+	}
+	if (same) {
+		char val[256] = { 0 };
+		if (bpf_map_lookup_elem(map, &sfd, val) && errno != ENOENT) {
+			err = errno;
+		} else {
+			memcpy(val + off, bytes, blen);
+			if (bpf_map_update_elem(map, &sfd, val, BPF_ANY))
+				err = errno;
+		}
+	}
+	close(sfd);
+	if (err)
+		return fail(env, "socket storage", err);
+	napi_value r;
+	napi_get_boolean(env, same, &r);
+	return r;
+}
+
 static napi_value Close(napi_env env, napi_callback_info info)
 {
 	int h;
@@ -400,6 +643,7 @@ NAPI_MODULE_INIT()
 	} fns[] = {
 		{ "open", Open }, { "describe", Describe }, { "update", Update }, { "delete", Delete },
 		{ "keys", Keys }, { "lookup", Lookup }, { "dump", Dump }, { "close", Close },
+		{ "tcAttach", TcAttach }, { "tcDetach", TcDetach }, { "tagSocket", TagSocket },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value fn;
