@@ -9,6 +9,7 @@ import { andInto, Bits, CidrIndex, clearBit, dropFailed, firstSet, hasBit, PortI
 import { parseCidr, parsePortSpec, type Addr128, type Cidr, type PortRange } from './net.js';
 import { asksTc, tcRequestOf, type TcRequest } from '../tc/request.js';
 import { reserveRequestOf, type ReserveRequest } from '../rsvp/reserve-request.js';
+import { parseRate } from '../units.js';
 import { EVENT_NAMES, list, type ActionDoc, type EventName, type PolicyDoc } from './schema.js';
 
 /** What a policy decides for one call (the reply directives). */
@@ -23,7 +24,12 @@ export interface Decision {
   /** an RSVP reservation for the socket's flow (rsvp/reserve-request.ts), signalled by
    * rsvp/attach.ts; the socket itself is left best effort until it is admitted */
   reserve?: ReserveRequest;
+  /** a per-application limit (docs/apps.md): key names it (the rule's name, or `default`), and
+   * every socket decided with that key shares its rates, in bytes per second */
+  limit?: DecisionLimit;
 }
+
+export interface DecisionLimit { key: string; egress?: number; ingress?: number }
 
 /** Who is calling, as the daemon learned it from the kernel; memo is the engine's cache. */
 export interface Identity {
@@ -101,8 +107,9 @@ function bits<K extends string>(v: K | K[] | undefined, table: Record<K, number>
   return (list(v) ?? []).reduce((acc, k) => acc | table[k], 0);
 }
 
-/** Turns an action into the reply decision (null for `none`). */
-export function actionDecision(a: ActionDoc): Decision | null {
+/** Turns an action into the reply decision (null for `none`); a limit is kept under key (a
+ * rule's name, or `default`): without one (a script's answer) the action has no limit. */
+export function actionDecision(a: ActionDoc, key?: string): Decision | null {
   if (a.none) return null;
   if (a.deny) return { deny: a.deny };
   const d: Decision = {};
@@ -118,6 +125,11 @@ export function actionDecision(a: ActionDoc): Decision | null {
   if (a.priority !== undefined) d.priority = a.priority;
   if (a.override) d.override = true;
   if (asksTc(a)) d.tc = tcRequestOf(a);
+  if (a.limit && key !== undefined) {
+    d.limit = { key };
+    if (a.limit.egress !== undefined) d.limit.egress = parseRate(a.limit.egress);
+    if (a.limit.ingress !== undefined) d.limit.ingress = parseRate(a.limit.ingress);
+  }
   return d;
 }
 
@@ -179,13 +191,13 @@ export class PolicyEngine {
         local: list(m.local)?.map((c) => parseCidr(c)!),
         remotePorts: list(m.remote_port)?.map((p) => parsePortSpec(p)!),
         localPorts: list(m.local_port)?.map((p) => parsePortSpec(p)!),
-        decision: actionDecision(r.action),
+        decision: actionDecision(r.action, r.name ?? `rule-${i + 1}`),
       };
     });
     this.ruleCount = this.rules.length;
     this.named = doc.rules.reduce((acc, r) => acc | bits(r.match.event, EV_BIT), 0);
     this.hasDefault = doc.default !== undefined;
-    this.defaultDecision = doc.default ? actionDecision(doc.default) : null;
+    this.defaultDecision = doc.default ? actionDecision(doc.default, 'default') : null;
     const rules = this.rules;
     const sets = new Bits(rules.length);
     // A rule that constrains a dimension fails a call that lacks it (index 0).

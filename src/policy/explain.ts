@@ -91,8 +91,8 @@ export function explainCall(doc: PolicyDoc, id: Identity, f: CallFacts, text?: s
   });
   if (decided !== null) {
     const r = doc.rules[decided]!;
-    return { rule: r.name ?? `rule-${decided + 1}`, ...(lines[decided] ? { line: lines[decided] } : {}), decision: actionDecision(r.action), rules };
+    return { rule: r.name ?? `rule-${decided + 1}`, ...(lines[decided] ? { line: lines[decided] } : {}), decision: actionDecision(r.action, r.name ?? `rule-${decided + 1}`), rules };
   }
   if (f.event === 'setsockopt' || !doc.default) return { rule: null, decision: null, rules };
-  return { rule: 'default', decision: actionDecision(doc.default), rules };
+  return { rule: 'default', decision: actionDecision(doc.default, 'default'), rules };
 }

@@ -7,6 +7,7 @@ import { compilePattern } from './glob.js';
 import { parseCidr, parsePortSpec } from './net.js';
 import { asksTc, tcRequestOf } from '../tc/request.js';
 import { reserveRequestOf } from '../rsvp/reserve-request.js';
+import { parseRate } from '../units.js';
 
 export const EVENT_NAMES = ['socket', 'connect', 'bind', 'listen', 'accept', 'sendto', 'setsockopt'] as const;
 export type EventName = (typeof EVENT_NAMES)[number];
@@ -50,6 +51,17 @@ export const MatchSchema = z.strictObject({
   local_port: oneOrMany(port, 'a port 0-65535 or a range "a-b"').optional(),
 });
 
+/** The slowest and fastest limit (bytes/s): HTB's rate table has no use below 8 kbit/s, and
+ * 100 Gbit/s is beyond any link it shapes. */
+export const LIMIT_MIN = 1000;
+export const LIMIT_MAX = 12.5e9;
+const limitRate = z.string().transform((v, ctx) => {
+  let r: number;
+  try { r = parseRate(v); } catch (e) { ctx.addIssue({ code: 'custom', message: (e as Error).message }); return z.NEVER; }
+  if (r < LIMIT_MIN || r > LIMIT_MAX) { ctx.addIssue({ code: 'custom', message: `a limit is from 8kbit to 100Gbit; "${v}" is ${r * 8} bit/s` }); return z.NEVER; }
+  return v;
+});
+
 export const ActionSchema = z
   .strictObject({
     dscp: dscpField.optional(),
@@ -72,10 +84,14 @@ export const ActionSchema = z
       flowspec: z.record(z.string(), z.unknown()).optional(),
       characterize: z.boolean().optional(),
     }).optional(),
+    // a per-application limit: every socket this rule decides shares it (docs/apps.md)
+    limit: z.strictObject({ egress: limitRate.optional(), ingress: limitRate.optional() })
+      .refine((l) => l.egress !== undefined || l.ingress !== undefined, { message: 'a limit needs egress, ingress or both, e.g. { egress: 2Mbit, ingress: 10Mbit }' })
+      .optional(),
   })
   .superRefine((a, ctx) => {
-    const set = (['dscp', 'tos', 'priority', 'deny', 'none', 'service', 'template', 'flowspec', 'mode', 'reserve'] as const).filter((k) => a[k] !== undefined);
-    if (set.length === 0) ctx.addIssue({ code: 'custom', message: 'action needs one of dscp, tos, priority, deny, none, a flow (service, template, flowspec), or reserve' });
+    const set = (['dscp', 'tos', 'priority', 'deny', 'none', 'service', 'template', 'flowspec', 'mode', 'reserve', 'limit'] as const).filter((k) => a[k] !== undefined);
+    if (set.length === 0) ctx.addIssue({ code: 'custom', message: 'action needs one of dscp, tos, priority, deny, none, a flow (service, template, flowspec), reserve, or limit' });
     if (asksTc(a)) {
       try { tcRequestOf(a); } catch (e) { ctx.addIssue({ code: 'custom', message: (e as Error).message }); }
     }

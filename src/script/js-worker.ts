@@ -48,6 +48,7 @@ export function toDecision(json: string | undefined): { decision: Decision | nul
   try { v = JSON.parse(json); } catch { return { fault: { message: 'returned something that is not a decision' } }; }
   const r = ActionSchema.safeParse(v);
   if (!r.success) return { fault: { message: `returned ${json.slice(0, 120)}: ${r.error.issues.map((i) => i.message).join('; ')}` } };
+  if (r.data.limit) return { fault: { message: 'returned a limit: a limit is a rule\'s action (its rates are set up when the policy loads), not a script\'s' } };
   return { decision: actionDecision(r.data) };
 }
 
