@@ -17,6 +17,8 @@ import { ctMark, DEFAULT_CT_MASK, type CtMark } from '../kernel/ctmark.js';
 import { DSCP_HOOK, DscpCounters } from '../kernel/dscp-counters.js';
 import { KernelRules, type KernelMode } from '../kernel/manager.js';
 import { EbpfMarking, type EbpfMode } from '../ebpf/marking.js';
+import { appsCount, appsDimension } from '../ebpf/apps.js';
+import { policyLimits } from '../ebpf/limits.js';
 import { probeHost, summarize, type Check } from '../doctor/probes.js';
 import { RsvpAttach } from '../rsvp/attach.js';
 import { RsvpHost } from '../rsvp/host.js';
@@ -75,7 +77,7 @@ export interface DaemonOptions {
   kernel?: { rulesFile: string; table: string; mode: KernelMode; ctMark?: CtMark };
   /** Per-executable marking by cgroup eBPF programs (ebpf/, docs/ebpf.md): off unless given
    * (the CLI's default is auto); the cgroup v2 directory they attach to (default: the root). */
-  ebpf?: { mode: EbpfMode; cgroup?: string; rescanMs?: number };
+  ebpf?: { mode: EbpfMode; cgroup?: string; rescanMs?: number; statsLabels?: number };
   /** Probe what the host offers (doctor/probes.ts) once all runs, for `qos status` (default off;
    * the CLI's default is on). */
   probe?: boolean;
@@ -127,8 +129,8 @@ export class Daemon {
     const sweepMs = o.sweepMs ?? 10_000;
     const ko = o.kernel ?? { rulesFile: DEFAULT_RULES_FILE, table: DEFAULT_NFT_TABLE, mode: 'auto' as const };
     const kernel = this.kernel = new KernelRules({ ...ko, ctMark: ko.ctMark ?? ctMark(DEFAULT_CT_MASK), log });
-    const ebpf = new EbpfMarking({ mode: 'off', ...o.ebpf, log, clock });
-    // set below, with traffic control: follows flows only while a policy may ask for a flow
+    const ebpf = new EbpfMarking({ mode: 'off', ...o.ebpf, log, clock, table: ko.table, registry: metrics.registry });
+    // set below: the parts that follow flows do so only while a policy may ask for them
     let followFlows: ((doc: PolicyDoc) => void) | undefined;
     const fleetDir = o.fleet ? o.fleet.dir ?? join(dirname(ko.rulesFile), 'fleet') : null;
     // a fleet node takes a pushed policy whenever it comes: its loader stays warm
@@ -185,12 +187,22 @@ export class Daemon {
       },
       status: () => ({ doctor: probed ? { checked_at: probed.at, ...summarize(probed.checks) } : { checked_at: null, probing } }),
     });
-    c.add<Component>({
-      name: 'ebpf',
-      start: () => ebpf.start(policy.doc),
-      stop: () => ebpf.stop(),
-      status: () => ebpf.status(),
-    });
+    {
+      // a socket the agent's decision puts under a limit gets its tag (ebpf/limits.ts)
+      let unsubscribe: (() => void) | null = null;
+      followFlows = (doc) => {
+        const wants = ebpf.attached && policyLimits(doc).length > 0;
+        if (wants && !unsubscribe) unsubscribe = events.subscribe(ebpf.limits.onEvent);
+        else if (!wants && unsubscribe) { unsubscribe(); unsubscribe = null; }
+      };
+      c.add<Component>({
+        name: 'ebpf',
+        start: async () => { await ebpf.start(policy.doc); followFlows!(policy.doc); },
+        stop: async () => { unsubscribe?.(); await ebpf.stop(); },
+        status: () => ebpf.status(),
+        routes: [{ method: 'GET', path: '/v1/apps', handle: (r) => ({ json: ebpf.apps(appsDimension(r.url.searchParams.get('by')), appsCount(r.url.searchParams.get('n'))) }) }],
+      });
+    }
     if (o.trafficControl !== false) {
       // its own table beside the kernel rules' (qosd: qosd_tc), and beside the admin socket
       // the interfaces it is changing, for the next daemon if this one is killed
@@ -199,7 +211,9 @@ export class Daemon {
       // every flow event costs its subscribers' time: only a policy whose rules or script may
       // ask for a flow has the attacher follow them
       let unsubscribe: (() => void) | null = null;
+      const before = followFlows;
       followFlows = (doc) => {
+        before?.(doc);
         const wants = doc.script !== undefined || doc.rules.some((r) => asksTc(r.action)) || (doc.default !== undefined && asksTc(doc.default));
         if (wants && !unsubscribe) unsubscribe = events.subscribe(attach.onEvent);
         else if (!wants && unsubscribe) { unsubscribe(); unsubscribe = null; }

@@ -42,6 +42,7 @@ export function encodeEntry(slots: readonly Slot[], into = Buffer.alloc(ENTRY_SI
     into.writeUInt16LE(s.portLo, o + 8);
     into.writeUInt16LE(s.portHi, o + 10);
     into.writeUInt16LE(Math.min(s.rule, 0xffff), o + 12);
+    into.writeUInt16LE(s.limit, o + 14);
     into.writeUInt32LE(s.uid >>> 0, o + 16);
     into.writeUInt32LE(s.gid >>> 0, o + 20);
     into.writeUInt32LE(s.errno >>> 0, o + 24);
@@ -68,7 +69,7 @@ export function agentValue(start: number): Buffer {
   return b;
 }
 
-export const R_TOS = 1, R_PRIO = 2, R_APP_TOS = 4;
+export const R_TOS = 1, R_PRIO = 2, R_APP_TOS = 4, R_LIMIT = 8;
 export const SOCKREC_SIZE = 64; // struct sockrec
 
 /** A socket the programs decided, as `qosd_sockets` holds it. */

@@ -12,6 +12,7 @@ import { ManualClock } from '../clock.js';
 import { PolicySchema } from '../policy/schema.js';
 import { KEY_SIZE, SOCKREC_SIZE } from './encode.js';
 import { EbpfMarking, type Native } from './marking.js';
+import type { LimitHost } from './limits.js';
 
 const cg = mkdtempSync(join(tmpdir(), 'qosd-cg-'));
 after(() => rmSync(cg, { recursive: true, force: true }));
@@ -36,16 +37,20 @@ function fakeNative(fail?: (op: string, fd: number) => boolean): Native & { ops:
       n.ops.push(['del', fd, [...gens], keys.length / KEY_SIZE]);
     },
     keys: () => Buffer.alloc(0), lookup: (): Buffer | null => null, dump: () => Buffer.alloc(0), close: () => { n.ops.push(['close']); },
+    tcAttach: () => undefined, tcDetach: () => undefined, tagSocket: () => false,
   };
   return n;
 }
+
+/** limits.ts's host with no interfaces and nothing to run (a policy without limits asks nothing of it) */
+const limitHost: LimitHost = { links: async () => [], tc: async () => undefined, ip: async () => undefined, attach: () => undefined, detach: () => undefined, tag: () => false };
 
 const files = (patterns: readonly string[]) => new Map(patterns.map((p, i) => [p, { files: [{ path: p, dev: 1, ino: BigInt(100 + i) }], notes: [] }]));
 const policy = (n: number, dscp = 'EF') => PolicySchema.parse({ rules: Array.from({ length: n }, (_, i) => ({ name: `r${i}`, match: { exe: `/bin/p${i}` }, action: { dscp } })) });
 
 test('each policy is a new generation: its entries, then the generation, then the entries of the generation before the last deleted', async () => {
   const n = fakeNative();
-  const m = new EbpfMarking({ mode: 'on', cgroup: cg, log: pino({ level: 'silent' }), clock: new ManualClock(), native: n, resolve: files });
+  const m = new EbpfMarking({ mode: 'on', limitHost, cgroup: cg, log: pino({ level: 'silent' }), clock: new ManualClock(), native: n, resolve: files });
   await m.start(policy(3));
   m.setPolicy(policy(2, 'CS5'));
   m.setPolicy(policy(1, 'CS1'));
@@ -64,7 +69,7 @@ test('a rescan writes a generation only when the files changed; a refused write 
   let version = 0;
   const n = fakeNative((op, fd) => op === 'update' && fd === 10 && version === 2);
   const clock = new ManualClock();
-  const m = new EbpfMarking({ mode: 'on', cgroup: cg, log: pino({ level: 'silent' }), clock, native: n, rescanMs: 1000, resolve: (p) => new Map(p.map((x) => [x, { files: [{ path: x, dev: 1, ino: BigInt(100 + version) }], notes: [] }])) });
+  const m = new EbpfMarking({ mode: 'on', limitHost, cgroup: cg, log: pino({ level: 'silent' }), clock, native: n, rescanMs: 1000, resolve: (p) => new Map(p.map((x) => [x, { files: [{ path: x, dev: 1, ino: BigInt(100 + version) }], notes: [] }])) });
   await m.start(policy(1));
   clock.advance(1000);
   assert.equal(n.ops.filter((o) => o[0] === 'gen').length, 1, 'same files: no new generation');
@@ -79,12 +84,12 @@ test('a rescan writes a generation only when the files changed; a refused write 
 });
 
 test('--ebpf auto on a machine without the cgroup: not attached, with the reason; --ebpf on: the start fails with it', async () => {
-  const auto = new EbpfMarking({ mode: 'auto', cgroup: join(cg, 'missing'), log: pino({ level: 'silent' }), clock: new ManualClock(), native: fakeNative() });
+  const auto = new EbpfMarking({ mode: 'auto', limitHost, cgroup: join(cg, 'missing'), log: pino({ level: 'silent' }), clock: new ManualClock(), native: fakeNative() });
   await auto.start(policy(1));
   const s = auto.status().ebpf as { attached: boolean; problem: string };
   assert.equal(s.attached, false);
   assert.match(s.problem, /the cgroup .*missing does not exist/);
-  const on = new EbpfMarking({ mode: 'on', cgroup: join(cg, 'missing'), log: pino({ level: 'silent' }), clock: new ManualClock(), native: fakeNative() });
+  const on = new EbpfMarking({ mode: 'on', limitHost, cgroup: join(cg, 'missing'), log: pino({ level: 'silent' }), clock: new ManualClock(), native: fakeNative() });
   await assert.rejects(on.start(policy(1)), (e: Error & { code?: string }) => e.code === 'QOS_ERR_ENVIRONMENT');
 });
 
@@ -117,7 +122,7 @@ test('qos flows: the decided sockets read from the kernel map when asked, with t
     v.writeBigUInt64LE(2n, 8);
     return v;
   };
-  const m = new EbpfMarking({ mode: 'on', cgroup: cg, log: pino({ level: 'silent' }), clock: new ManualClock(), native: n, resolve: files });
+  const m = new EbpfMarking({ mode: 'on', limitHost, cgroup: cg, log: pino({ level: 'silent' }), clock: new ManualClock(), native: n, resolve: files });
   await m.start(policy(2));
   assert.deepEqual(m.flows().map((f) => [f.path, f.cookie, f.pid, f.exe, f.rule, f.class, f.proto, f.event, `${f.remote.address}:${f.remote.port}`]), [
     ['ebpf', '7', 4242, '/bin/p0', 'r0', 'EF', 'tcp', 'connect', '192.0.2.7:443'],

@@ -32,6 +32,11 @@ import { EXE_MARK_OBJECT, NATIVE_BPF } from '../paths.js';
 import { agentValue, decodeSockets, encodeEntry, encodeKey, ENTRY_SIZE, KEY_SIZE, perCpuSum, R_APP_TOS, R_PRIO, R_TOS, u32le } from './encode.js';
 import { resolvePatterns, type ResolvedFile } from './resolve.js';
 import { entrySlots, policyRuleInEbpf, type EbpfRule } from './rules.js';
+import { AppStats, decodeExeNames, decodeStats, HostNaming, possibleCpus, registerAppMetrics, type Dimension } from './apps.js';
+import { AppLimits, LIMIT_PRIO, limitClass, systemLinks, TAG_LIMIT_OFFSET, type LimitHost } from './limits.js';
+import { run } from '../exec.js';
+import type { DecisionLimit } from '../policy/engine.js';
+import type { Registry } from 'prom-client';
 
 export type EbpfMode = 'auto' | 'on' | 'off';
 
@@ -45,6 +50,9 @@ export interface Native {
   lookup(fd: number, key: Buffer): Buffer | null;
   dump(fd: number): Buffer;
   close(h: number): void;
+  tcAttach(h: number, program: string, ifindex: number, egress: boolean, ifb: number, prio: number): void;
+  tcDetach(ifindex: number, egress: boolean, prio: number): void;
+  tagSocket(map: number, pid: number, fd: number, offset: number, bytes: Buffer): boolean;
 }
 
 let nativeBpf: Native | null = null;
@@ -99,6 +107,16 @@ export interface EbpfOptions {
   native?: Native;
   /** the files exe patterns name (default: resolve.ts) */
   resolve?: typeof resolvePatterns;
+  /** the kernel rules' table: the limits' IFB device is named after it (limits.ts) */
+  table?: string;
+  /** Prometheus: the per-application counters go there (apps.ts) */
+  registry?: Registry;
+  /** programs (and users, units) with a label of their own in Prometheus (default 20) */
+  statsLabels?: number;
+  /** how often the kernel's counters are folded (default 5 s) */
+  statsMs?: number;
+  /** what limits ask of the host (default: this one's, through qosbpf.node) */
+  limitHost?: LimitHost;
 }
 
 export class EbpfMarking implements Component {
@@ -129,8 +147,60 @@ export class EbpfMarking implements Component {
   /** uid to user name, read again when /etc/passwd changes */
   private readonly users = new NameTable('/etc/passwd');
   private counts = { generations: 0, agent_processes: 0 };
+  /** per-application statistics and limits, while attached */
+  private stats: AppStats | null = null;
+  readonly limits: AppLimits;
+  private cpus = 1;
+  private statsAt = 0;
 
-  constructor(private readonly o: EbpfOptions) {}
+  constructor(private readonly o: EbpfOptions) {
+    this.limits = new AppLimits({ host: o.limitHost ?? this.systemLimitHost(), table: o.table ?? 'qosd', log: o.log, writeClasses: (live, gone) => this.writeLimits(live, gone) });
+    if (o.registry) registerAppMetrics(o.registry, () => this.stats, () => this.readStats());
+  }
+
+  /** limits.ts's host: this namespace's links and tc, our programs through qosbpf.node */
+  private systemLimitHost(): LimitHost {
+    return {
+      links: systemLinks,
+      tc: async (lines) => { await run(['tc', '-batch', '-'], { input: lines.join('\n') + '\n', pkg: 'iproute2', code: 'QOS_ERR_KERNEL' }); },
+      ip: async (argv) => { await run(['ip', ...argv], { pkg: 'iproute2', code: 'QOS_ERR_KERNEL' }); },
+      attach: (ifindex, egress, ifb) => { if (this.h !== null) this.n.tcAttach(this.h, egress ? 'qosd_limit_egress' : 'qosd_limit_ingress', ifindex, egress, ifb, LIMIT_PRIO); },
+      detach: (ifindex, egress) => this.n.tcDetach(ifindex, egress, LIMIT_PRIO),
+      tag: (pid, fd, id) => {
+        if (this.h === null) return false;
+        const b = Buffer.alloc(2);
+        b.writeUInt16LE(id);
+        return this.n.tagSocket(this.fds.qosd_tags!, pid, fd, TAG_LIMIT_OFFSET, b);
+      },
+    };
+  }
+
+  /** qosd_limits: each live limit's classes (0: none that way); the ids gone deleted. */
+  private writeLimits(live: ReadonlyMap<number, DecisionLimit>, gone: readonly number[]): void {
+    if (this.h === null) return;
+    const fd = this.fds.qosd_limits!;
+    if (gone.length) this.n.delete(fd, Buffer.concat(gone.map((id) => u32le(id))));
+    if (!live.size) return;
+    const keys = Buffer.concat([...live.keys()].map((id) => u32le(id)));
+    const values = Buffer.concat([...live].map(([id, l]) => Buffer.concat([
+      u32le(l.egress !== undefined ? limitClass(id, 'egress').id : 0), u32le(l.ingress !== undefined ? limitClass(id, 'ingress').id : 0)])));
+    this.n.update(fd, keys, values);
+  }
+
+  /** Folds the kernel's counters into the statistics now. */
+  readStats(): void {
+    if (this.h === null || !this.stats) return;
+    const now = Date.now();
+    this.stats.fold(decodeStats(this.n.dump(this.fds.qosd_stats!), this.cpus), decodeExeNames(this.n.dump(this.fds.qosd_exe_names!)), now);
+    this.statsAt = now;
+  }
+
+  /** The statistics of one dimension (GET /v1/apps), read afresh unless read within 500 ms. */
+  apps(by: Dimension, n?: number): Record<string, unknown> {
+    if (this.h === null || !this.stats) throw new QosError('QOS_ERR_ENVIRONMENT', `per-application statistics need the eBPF programs: ${this.problem ?? 'not attached'}`);
+    if (Date.now() - this.statsAt > 500) this.readStats();
+    return { at: new Date(this.statsAt).toISOString(), by, ...this.stats.rows(by, n), total: { ...this.stats.total } };
+  }
 
   private get n(): Native { return this.o.native ?? loadEbpf(); }
 
@@ -153,6 +223,9 @@ export class EbpfMarking implements Component {
       this.links = d.links;
       this.cgroup = cg;
       this.problem = null;
+      this.cpus = possibleCpus();
+      this.stats = new AppStats(new HostNaming((uid) => this.users.get(uid, Date.now()), cgroup2Root()), this.o.statsLabels ?? 20);
+      await this.limits.cleanLeftovers();
     } catch (e) {
       if (this.o.mode === 'on') throw e;
       this.problem = (e as Error).message;
@@ -168,8 +241,12 @@ export class EbpfMarking implements Component {
         return;
       }
     }
+    this.timers.push(this.o.clock.every(this.o.statsMs ?? 5000, () => {
+      try { this.readStats(); } catch (e) { this.o.log.error({ err: (e as Error).message }, 'reading the per-application counters failed'); }
+    }));
     this.timers.push(this.o.clock.every(this.o.rescanMs ?? 10_000, () => {
       this.sweep();
+      this.limits.refresh();
       try { this.write(false); } catch (e) { this.o.log.error({ err: (e as Error).message }, 'eBPF rescan failed: the last generation stays'); }
     }));
     this.o.log.info({ cgroup: this.cgroup, programs: this.programs.map((p) => `${p.section} id ${p.id}`), generation: this.gen, files: this.files.size }, 'eBPF marking attached');
@@ -179,7 +256,9 @@ export class EbpfMarking implements Component {
     for (const t of this.timers) t.cancel();
     this.timers = [];
     if (this.h !== null) {
+      await this.limits.stop();
       this.n.close(this.h);
+      this.stats = null;
       this.h = null;
       this.o.log.info({ cgroup: this.cgroup }, 'eBPF programs detached, maps freed');
     }
@@ -192,10 +271,12 @@ export class EbpfMarking implements Component {
     this.doc = doc;
     const names = (this.o.names ?? systemNames)();
     // the rules as the programs check them: exe rules and the exe-less ones before them
-    this.rules = doc.rules.flatMap((r, i) => policyRuleInEbpf(r, i, names).rule ?? []);
+    const limitId = (key: string) => this.limits.idOf(key);
+    this.rules = doc.rules.flatMap((r, i) => policyRuleInEbpf(r, i, names, limitId).rule ?? []);
     this.ruleNames = doc.rules.map((r, i) => r.name ?? `rule-${i + 1}`);
     if (this.h === null) return;
     try { this.write(true); } catch (e) { Object.assign(this, { doc: prev.doc, rules: prev.rules, ruleNames: prev.names }); throw e; }
+    this.limits.setPolicy(doc);
   }
 
   /** Resolves the rules' files and writes the maps as a new generation if anything changed
@@ -307,6 +388,8 @@ export class EbpfMarking implements Component {
         generation: this.gen, rules: this.rules.filter((r) => r.exe).map((r) => r.name), files: [...this.files.values()].map((f) => f.path).sort(),
         notes: [...this.fileNotes, ...this.cut.map((c) => `${c.file}: more rules can match it than an entry holds; not checked by eBPF: ${c.rules.join(', ')}`)],
         calls_decided: this.hits(), sockets_decided: this.h === null ? 0 : this.counter(0), calls_refused: this.h === null ? 0 : this.counter(1), generations_written: this.counts.generations,
+        stats: this.stats ? { reads: this.stats.reads, programs: this.stats.rows('program', 0).tracked, restarts: this.stats.restarts } : null,
+        limits: this.limits.status(),
       },
     };
   }

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import type { Names } from '../kernel/rules.js';
 import { PolicySchema, type PolicyDoc } from '../policy/schema.js';
 import { decodeSockets, encodeEntry, encodeKey, ENTRY_SIZE, kernelDev, SOCKREC_SIZE } from './encode.js';
-import { ebpfEnforcement, ebpfPlacements, entrySlots, F_DENY, F_GID, F_NET, F_OVERRIDE, F_PRIO, F_TOS, F_UID, MAX_SLOTS, policyRuleInEbpf, type EbpfRule } from './rules.js';
+import { ebpfEnforcement, ebpfPlacements, entrySlots, F_DENY, F_GID, F_LIMIT, F_NET, F_OVERRIDE, F_PRIO, F_TOS, F_UID, MAX_SLOTS, policyRuleInEbpf, type EbpfRule } from './rules.js';
 
 const names: Names = { users: new Map([['alice', 1000]]), groups: new Map([['media', 2000]]) };
 const doc = (rules: unknown[]): PolicyDoc => PolicySchema.parse({ rules });
@@ -32,7 +32,7 @@ test('a rule with exe and what the programs see is theirs; cmdline, unit, the lo
   const a = p[0]!.rule!;
   assert.equal(a.slots.length, 1);
   assert.deepEqual({ ...a.slots[0], net: undefined, mask: undefined }, {
-    rule: 0, events: 3, families: 0, types: 0, protos: 1, flags: F_TOS | F_PRIO | F_UID, uid: 1000, gid: 0, portLo: 1000, portHi: 2000, tos: 46 << 2, prio: 5, errno: 0, net: undefined, mask: undefined,
+    rule: 0, events: 3, families: 0, types: 0, protos: 1, flags: F_TOS | F_PRIO | F_UID, uid: 1000, gid: 0, portLo: 1000, portHi: 2000, tos: 46 << 2, prio: 5, errno: 0, limit: 0, net: undefined, mask: undefined,
   });
   const j = p[9]!.rule!;
   assert.equal(j.slots[0]!.events, 2, 'sendto only');
@@ -107,4 +107,18 @@ test('qos policy check\'s eBPF column: the files each exe rule names now, and wh
   assert.deepEqual(out[0], { ebpf: true, ebpf_files: ['/opt/a/y', '/opt/b/y'], ebpf_notes: ['/usr/bin/x is a symbolic link'] });
   assert.equal(out[1]!.ebpf, false);
   assert.deepEqual(out[2], { ebpf: true, ebpf_files: ['/opt/a/y', '/opt/b/y'], ebpf_notes: [] });
+});
+
+test('a limit is the eBPF path\'s too: its slot carries the limit\'s id (F_LIMIT), at bytes 14-15 of the slot', () => {
+  const d = doc([{ name: 'slow', match: { exe: '/x' }, action: { limit: { egress: '2Mbit' } } }, { match: { exe: '/y' }, action: { dscp: 'EF', limit: { ingress: '1Mbit' } } }]);
+  const ids: string[] = [];
+  const id = (k: string) => { ids.push(k); return 7; };
+  const a = policyRuleInEbpf(d.rules[0]!, 0, names, id).rule!.slots[0]!;
+  assert.equal(a.flags, F_LIMIT);
+  assert.equal(a.limit, 7);
+  const b = policyRuleInEbpf(d.rules[1]!, 1, names, id).rule!.slots[0]!;
+  assert.equal(b.flags, F_LIMIT | F_TOS);
+  assert.deepEqual(ids, ['slow', 'rule-2'], 'keyed by the rule\'s name');
+  assert.equal(policyRuleInEbpf(d.rules[0]!, 0, names).rule!.slots[0]!.flags, 0, 'no id yet: the slot does not limit');
+  assert.equal(encodeEntry([a]).readUInt16LE(16 + 14), 7);
 });

@@ -20,7 +20,7 @@ import type { Names } from '../kernel/rules.js';
 export const MAX_SLOTS = 8;
 
 export const EV_CONNECT = 1, EV_SENDTO = 2;
-export const F_UID = 1, F_GID = 2, F_NET = 4, F_TOS = 8, F_PRIO = 16, F_OVERRIDE = 32, F_DENY = 64;
+export const F_UID = 1, F_GID = 2, F_NET = 4, F_TOS = 8, F_PRIO = 16, F_OVERRIDE = 32, F_DENY = 64, F_LIMIT = 128;
 
 /** One combination of a rule's conditions, with its action: what a slot of the map holds. */
 export interface Slot {
@@ -39,6 +39,8 @@ export interface Slot {
   tos: number;
   prio: number;
   errno: number;
+  /** with F_LIMIT: the per-application limit's id (ebpf/limits.ts) */
+  limit: number;
   /** with F_NET: the remote prefix, as four 32-bit words in network order (IPv4: the first) */
   net: number[];
   mask: number[];
@@ -54,8 +56,9 @@ const UNSEEN: [keyof MatchDoc, string][] = [
   ['cmdline', 'the command line'], ['unit', 'the unit'], ['local', 'the local address'], ['local_port', 'the local port'],
 ];
 
-/** The rule as the eBPF programs check it, or why they cannot. */
-export function policyRuleInEbpf(r: RuleDoc, index: number, names: Names): EbpfPlacement {
+/** The rule as the eBPF programs check it, or why they cannot; limitId gives a `limit`'s id
+ * (0: none yet, the slot does not limit). */
+export function policyRuleInEbpf(r: RuleDoc, index: number, names: Names, limitId: (key: string) => number = () => 0): EbpfPlacement {
   const m = r.match, a = r.action;
   for (const [k, what] of UNSEEN) if (m[k] !== undefined) return { reason: `the eBPF programs do not see ${what} (${k})` };
   if (a.service !== undefined || a.template !== undefined || a.flowspec !== undefined || a.mode !== undefined || a.reserve !== undefined)
@@ -88,7 +91,7 @@ export function policyRuleInEbpf(r: RuleDoc, index: number, names: Names): EbpfP
   const famBits = families ? (families.includes('inet') ? 1 : 0) | (families.includes('inet6') ? 2 : 0) : 0;
   const nets: (Cidr | undefined)[] = list(m.remote)?.map((c) => parseCidr(c)!) ?? [undefined];
   const ports = list(m.remote_port)?.map((p) => parsePortSpec(p)!) ?? [{ lo: 0, hi: 65535 }];
-  const act = actionSlot(r);
+  const act = actionSlot(r, r.action.limit ? limitId(r.name ?? `rule-${index + 1}`) : 0);
   const slots: Slot[] = [];
   const combos = (uids.length || 1) * (gids.length || 1) * nets.length * ports.length;
   if (combos > MAX_SLOTS) return { reason: `its lists make ${combos} combinations; an eBPF entry holds ${MAX_SLOTS}` };
@@ -98,7 +101,7 @@ export function policyRuleInEbpf(r: RuleDoc, index: number, names: Names): EbpfP
       types: list(m.type)?.reduce((b, t) => b | (t === 'stream' ? 1 : 2), 0) ?? 0,
       protos: list(m.proto)?.reduce((b, p) => b | (p === 'tcp' ? 1 : 2), 0) ?? 0,
       flags: act.flags | (uid !== undefined ? F_UID : 0) | (gid !== undefined ? F_GID : 0),
-      uid: uid ?? 0, gid: gid ?? 0, portLo: port.lo, portHi: port.hi, tos: act.tos, prio: act.prio, errno: act.errno,
+      uid: uid ?? 0, gid: gid ?? 0, portLo: port.lo, portHi: port.hi, tos: act.tos, prio: act.prio, errno: act.errno, limit: act.limit,
       net: [0, 0, 0, 0], mask: [0, 0, 0, 0],
     };
     if (!net) { slots.push(base); continue; }
@@ -114,20 +117,21 @@ export function policyRuleInEbpf(r: RuleDoc, index: number, names: Names): EbpfP
   return { rule: { index, name: r.name ?? `rule-${index + 1}`, exe: list(m.exe) ?? null, slots } };
 }
 
-/** The action's part of a slot: mark (TOS, priority, override), refuse (errno) or leave alone. */
-function actionSlot(r: RuleDoc): { flags: number; tos: number; prio: number; errno: number } {
+/** The action's part of a slot: mark (TOS, priority, override), limit, refuse (errno) or leave
+ * alone. */
+function actionSlot(r: RuleDoc, limit: number): { flags: number; tos: number; prio: number; errno: number; limit: number } {
   const a = r.action;
   if (a.deny !== undefined) {
     const errno = (constants.errno as Record<string, number>)[a.deny];
-    return { flags: F_DENY, tos: 0, prio: 0, errno: errno ?? constants.errno.EPERM };
+    return { flags: F_DENY, tos: 0, prio: 0, errno: errno ?? constants.errno.EPERM, limit: 0 };
   }
-  if (a.none) return { flags: 0, tos: 0, prio: 0, errno: 0 };
-  let flags = 0, tos = 0, prio = 0;
+  if (a.none) return { flags: 0, tos: 0, prio: 0, errno: 0, limit: 0 };
+  let flags = limit ? F_LIMIT : 0, tos = 0, prio = 0;
   if (a.dscp !== undefined) { flags |= F_TOS; tos = dscpValue(a.dscp)! << 2; }
   if (a.tos !== undefined) { flags |= F_TOS; tos = a.tos; }
   if (a.priority !== undefined) { flags |= F_PRIO; prio = a.priority; }
   if (a.override) flags |= F_OVERRIDE;
-  return { flags, tos, prio, errno: 0 };
+  return { flags, tos, prio, errno: 0, limit };
 }
 
 function maskWord(bits: number, word: number): number {
