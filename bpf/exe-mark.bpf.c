@@ -47,7 +47,7 @@
 struct super_block { __u32 s_dev; } __attribute__((preserve_access_index));
 struct inode { unsigned long i_ino; struct super_block *i_sb; } __attribute__((preserve_access_index));
 struct qstr { const unsigned char *name; } __attribute__((preserve_access_index));
-struct dentry { struct qstr d_name; } __attribute__((preserve_access_index));
+struct dentry { struct qstr d_name; struct dentry *d_parent; } __attribute__((preserve_access_index));
 struct path { struct dentry *dentry; } __attribute__((preserve_access_index));
 struct file { struct inode *f_inode; struct path f_path; } __attribute__((preserve_access_index));
 struct mm_struct { struct file *exe_file; } __attribute__((preserve_access_index));
@@ -213,22 +213,33 @@ struct {
 	__type(value, struct stat_val);
 } qosd_stats SEC(".maps");
 
-/* an executable's file name (the last component) and a process that ran it, for the daemon to
- * name a program whose processes are gone */
+/* an executable's path within its filesystem (its last PATH_PARTS components, the file's name
+ * first, each cut at PART_LEN - 1 bytes) and a process that ran it: the daemon names a program
+ * whose processes are gone from these and the mount table */
+#define PATH_PARTS 8
+#define PART_LEN 40
 struct exe_id {
 	__u32 dev, pad;
 	__u64 ino;
 };
 struct exe_name {
-	char name[56];
-	__u32 tgid, pad;
+	char parts[PATH_PARTS][PART_LEN];
+	__u32 tgid, depth; /* depth: the components read; PATH_PARTS + 1 if there were more */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 4096);
 	__type(key, struct exe_id);
 	__type(value, struct exe_name);
 } qosd_exe_names SEC(".maps");
+
+/* scratch for a new name (too big for the stack) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exe_name);
+} qosd_name_scratch SEC(".maps");
 
 /* a limit's HTB classes on the IFB device (0: no limit that way) */
 struct limit_classes {
@@ -267,9 +278,23 @@ static __always_inline struct app_tag *tag_of(struct bpf_sock *sk)
 		known->tgid = t->tgid;
 		return t;
 	}
-	struct exe_name n = { .tgid = t->tgid };
-	bpf_probe_read_kernel_str(n.name, sizeof(n.name), exe->f_path.dentry->d_name.name);
-	bpf_map_update_elem(&qosd_exe_names, &id, &n, BPF_NOEXIST);
+	__u32 zero = 0;
+	struct exe_name *n = bpf_map_lookup_elem(&qosd_name_scratch, &zero);
+	if (!n)
+		return t;
+	n->tgid = t->tgid;
+	n->depth = PATH_PARTS + 1;
+	struct dentry *d = exe->f_path.dentry;
+	for (int i = 0; i < PATH_PARTS; i++) {
+		struct dentry *up = d->d_parent;
+		if (!up || up == d) { /* the filesystem's root */
+			n->depth = i;
+			break;
+		}
+		bpf_probe_read_kernel_str(n->parts[i], PART_LEN, d->d_name.name);
+		d = up;
+	}
+	bpf_map_update_elem(&qosd_exe_names, &id, n, BPF_NOEXIST);
 	return t;
 }
 

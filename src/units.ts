@@ -41,3 +41,16 @@ export function parseSize(text: string): number {
 export function parseDurationUs(text: string, bare: 'us' | 's'): number {
   return DURATION.parse(text, bare, () => `duration "${text}": a number${bare === 'us' ? ' of microseconds' : ' of seconds'}, or with a unit (us, ms, s, m), e.g. 20ms`);
 }
+
+/** A rate in bytes per second as people read it: 9.58 Mbit/s (bits, powers of 1000). */
+export function formatBitRate(bytesPerS: number): string {
+  const bits = bytesPerS * 8;
+  for (const [f, u] of [[1e9, 'Gbit/s'], [1e6, 'Mbit/s'], [1e3, 'kbit/s']] as const) if (bits >= f) return `${+(bits / f).toPrecision(3)} ${u}`;
+  return `${Math.round(bits)} bit/s`;
+}
+
+/** A size in bytes as people read it: 745 MB (powers of 1000). */
+export function formatBytes(bytes: number): string {
+  for (const [f, u] of [[1e12, 'TB'], [1e9, 'GB'], [1e6, 'MB'], [1e3, 'kB']] as const) if (bytes >= f) return `${+(bytes / f).toPrecision(3)} ${u}`;
+  return `${bytes} B`;
+}

@@ -6,7 +6,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
-import { appsCount, appsDimension, AppStats, decodeExeNames, decodeStats, registerAppMetrics, STAT_KEY_SIZE, STAT_VAL_SIZE, unitName, type Naming } from './apps.js';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { appsCount, appsDimension, AppStats, decodeExeNames, decodeStats, EXE_NAME_SIZE, mountedPath, registerAppMetrics, STAT_KEY_SIZE, STAT_VAL_SIZE, unitName, type ExeSeen, type Naming } from './apps.js';
 
 interface E { ino: number; dev?: number; uid?: number; cgid?: number; dir: 0 | 1; dscp?: number; packets: number; bytes: number }
 
@@ -32,16 +35,21 @@ function dump(entries: E[], cpus = 2): Buffer {
   return b;
 }
 
-const naming: Naming = { program: (_d, ino, _p, name) => name || `prog${ino}`, user: (uid) => `u${uid}`, unit: (cg) => `unit${cg}.service` };
-const names = new Map<string, { name: string; pid: number }>();
+const naming: Naming = { program: (_d, ino, _p, seen) => seen?.path ?? `prog${ino}`, user: (uid) => `u${uid}`, unit: (cg) => `unit${cg}.service` };
+const names = new Map<string, ExeSeen>();
 const fold = (s: AppStats, entries: E[], now: number) => s.fold(decodeStats(dump(entries), 2), names, now);
 
 test('a dump decodes to its entries, the counts summed over the CPUs; exe names decode to name and pid', () => {
   const [e] = decodeStats(dump([{ ino: 42, dev: 9, uid: 5, cgid: 77, dir: 1, dscp: 46, packets: 11, bytes: 12345 }], 4), 4);
   assert.deepEqual({ ...e, key: undefined }, { key: undefined, ino: 42n, dev: 9, uid: 5, cgid: 77n, dir: 1, dscp: 46, packets: 11n, bytes: 12345n });
-  const nb = Buffer.alloc(80);
-  nb.writeUInt32LE(9, 0); nb.writeBigUInt64LE(42n, 8); nb.write('curl', 16); nb.writeUInt32LE(4242, 16 + 56);
-  assert.deepEqual([...decodeExeNames(nb)], [['9:42', { name: 'curl', pid: 4242 }]]);
+  // the kernel's record of /usr/bin/curl: its components from the file up, the process, depth 3
+  const nb = Buffer.alloc(16 + EXE_NAME_SIZE);
+  nb.writeUInt32LE(9, 0); nb.writeBigUInt64LE(42n, 8);
+  ['curl', 'bin', 'usr'].forEach((p, i) => nb.write(p, 16 + i * 40));
+  nb.writeUInt32LE(4242, 16 + 320); nb.writeUInt32LE(3, 16 + 324);
+  assert.deepEqual([...decodeExeNames(nb)], [['9:42', { path: '/usr/bin/curl', complete: true, pid: 4242 }]]);
+  nb.writeUInt32LE(9, 16 + 324);
+  assert.equal(decodeExeNames(nb).get('9:42')!.complete, false, 'deeper than the programs read');
 });
 
 test('deltas add once to every dimension; the rates are over the interval between reads', () => {
@@ -109,4 +117,22 @@ test('by and n of GET /v1/apps are checked; a unit is the cgroup path\'s last sy
   assert.equal(unitName('user.slice/user-1000.slice/session-3.scope'), 'session-3.scope');
   assert.equal(unitName('qosd-test-1'), '/qosd-test-1');
   assert.equal(unitName(''), '/');
+});
+
+test('a path within its filesystem is named under the mount of that filesystem that holds it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-mi-'));
+  const mi = join(dir, 'mountinfo');
+  writeFileSync(mi, [
+    '22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw',
+    '40 22 0:45 / /tmp rw shared:2 - tmpfs tmpfs rw',
+    '41 22 254:1 /srv/data /mnt/my\\040data rw shared:1 - ext4 /dev/vda1 rw',
+  ].join('\n'));
+  try {
+    const dev = (maj: number, min: number) => ((maj << 20) | min) >>> 0;
+    assert.equal(mountedPath(dev(0, 45), '/qosd-x/sender', mi), '/tmp/qosd-x/sender');
+    assert.equal(mountedPath(dev(254, 1), '/usr/bin/curl', mi), '/usr/bin/curl');
+    assert.equal(mountedPath(dev(9, 9), '/x', mi), null);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -24,9 +24,10 @@ import { QosError } from '../errors.js';
 /** struct stat_key and struct stat_val (per CPU, each rounded to 8 bytes) */
 export const STAT_KEY_SIZE = 32;
 export const STAT_VAL_SIZE = 16;
-/** struct exe_id and struct exe_name */
+/** struct exe_id and struct exe_name (PATH_PARTS components of PART_LEN bytes, tgid, depth) */
 export const EXE_ID_SIZE = 16;
-export const EXE_NAME_SIZE = 64;
+const PATH_PARTS = 8, PART_LEN = 40;
+export const EXE_NAME_SIZE = PATH_PARTS * PART_LEN + 8;
 
 export const MAX_ROWS = 4096;
 export const IDLE_MS = 5 * 60_000;
@@ -57,14 +58,24 @@ export function decodeStats(buf: Buffer, cpus: number): StatEntry[] {
   return out;
 }
 
-/** qosd_exe_names' entries: "dev:ino" -> the file's name and a process that ran it. */
-export function decodeExeNames(buf: Buffer): Map<string, { name: string; pid: number }> {
-  const out = new Map<string, { name: string; pid: number }>();
+/** An executable as the kernel saw it: its path within its filesystem (complete: false when it
+ * is deeper than the programs read, its first components missing), and a process that ran it. */
+export interface ExeSeen { path: string; complete: boolean; pid: number }
+
+/** qosd_exe_names' entries: "dev:ino" -> what the kernel saw of the file. */
+export function decodeExeNames(buf: Buffer): Map<string, ExeSeen> {
+  const out = new Map<string, ExeSeen>();
   const rec = EXE_ID_SIZE + EXE_NAME_SIZE;
   for (let at = 0; at + rec <= buf.length; at += rec) {
     const v = buf.subarray(at + EXE_ID_SIZE, at + rec);
-    const end = v.indexOf(0);
-    out.set(`${buf.readUInt32LE(at)}:${buf.readBigUInt64LE(at + 8)}`, { name: v.toString('utf8', 0, end < 0 || end > 56 ? 56 : end), pid: v.readUInt32LE(56) });
+    const depth = v.readUInt32LE(PATH_PARTS * PART_LEN + 4);
+    const parts: string[] = [];
+    for (let i = 0; i < Math.min(depth, PATH_PARTS); i++) {
+      const p = v.subarray(i * PART_LEN, (i + 1) * PART_LEN);
+      const end = p.indexOf(0);
+      parts.unshift(p.toString('utf8', 0, end < 0 ? PART_LEN : end));
+    }
+    out.set(`${buf.readUInt32LE(at)}:${buf.readBigUInt64LE(at + 8)}`, { path: '/' + parts.join('/'), complete: depth <= PATH_PARTS, pid: v.readUInt32LE(PATH_PARTS * PART_LEN) });
   }
   return out;
 }
@@ -93,8 +104,9 @@ interface Table { rows: Map<string, Row>; other: Row; labelled: Map<string, Coun
 
 /** How the stats learn names (tests give fakes). */
 export interface Naming {
-  /** the program's path, if a process still runs it (pid: one that did) */
-  program(dev: number, ino: bigint, pid: number, fileName: string): string;
+  /** the program's path: a running process's (pid: one that ran it), or from where the kernel
+   * saw it in its filesystem (seen) and the mount table */
+  program(dev: number, ino: bigint, pid: number, seen: ExeSeen | undefined): string;
   user(uid: number): string;
   /** the unit (the cgroup's last component ending in .service, .scope or .slice, else its
    * path), from the cgroup id */
@@ -114,7 +126,7 @@ export class AppStats {
   constructor(private readonly naming: Naming, private readonly labels = 20, private readonly maxRows = MAX_ROWS) {}
 
   /** Folds one read of the kernel's counters, taken at `now` (ms). */
-  fold(entries: readonly StatEntry[], exeNames: ReadonlyMap<string, { name: string; pid: number }>, now: number): void {
+  fold(entries: readonly StatEntry[], exeNames: ReadonlyMap<string, ExeSeen>, now: number): void {
     const dt = this.lastRead ? (now - this.lastRead) / 1000 : 0;
     this.lastRead = now;
     this.reads++;
@@ -152,8 +164,6 @@ export class AppStats {
           if (t.rows.size >= this.maxRows) this.evictOldest(t);
           r = { key: k, name: this.nameOf(d, e, exeNames), ...zero(), tx_bps: 0, rx_bps: 0, last_active: now };
           t.rows.set(k, r);
-        } else if (d === 'program' && r.name.endsWith(' (exited)')) {
-          r.name = this.nameOf(d, e, exeNames); // run again since: its path may be known now
         }
         add(r, counts);
         r.last_active = now;
@@ -174,13 +184,13 @@ export class AppStats {
     }
   }
 
-  private nameOf(d: Dimension, e: StatEntry, exeNames: ReadonlyMap<string, { name: string; pid: number }>): string {
+  private nameOf(d: Dimension, e: StatEntry, exeNames: ReadonlyMap<string, ExeSeen>): string {
     if (d === 'user') return this.naming.user(e.uid);
     if (d === 'unit') return this.naming.unit(e.cgid);
     if (d === 'class') return dscpName(e.dscp);
     if (!e.ino) return '(sockets older than the daemon)';
     const n = exeNames.get(`${e.dev}:${e.ino}`);
-    return this.naming.program(e.dev, e.ino, n?.pid ?? 0, n?.name ?? '');
+    return this.naming.program(e.dev, e.ino, n?.pid ?? 0, n);
   }
 
   private evictOldest(t: Table): void {
@@ -256,22 +266,22 @@ export class HostNaming implements Naming {
 
   constructor(private readonly users: (uid: number) => string, private readonly cgroupRoot: string | null) {}
 
-  program(dev: number, ino: bigint, pid: number, fileName: string): string {
+  program(dev: number, ino: bigint, pid: number, seen: ExeSeen | undefined): string {
     const k = `${dev}:${ino}`;
     const known = this.programs.get(k);
     if (known) return known;
+    let path: string | null = null;
     if (pid) {
       try {
         const st = statSync(`/proc/${pid}/exe`, { bigint: true });
-        if (st.ino === ino && kernelDev(st.dev) === dev) {
-          const path = readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, '');
-          if (this.programs.size >= MAX_ROWS) this.programs.clear();
-          this.programs.set(k, path);
-          return path;
-        }
+        if (st.ino === ino && kernelDev(st.dev) === dev) path = readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, '');
       } catch { /* gone */ }
     }
-    return fileName ? `${fileName} (exited)` : `dev ${dev} inode ${ino}`;
+    if (!path && seen) path = seen.complete ? mountedPath(dev, seen.path) : null;
+    if (!path) return seen ? `…${seen.path}` : `dev ${dev >>> 20}:${dev & 0xfffff} inode ${ino}`;
+    if (this.programs.size >= MAX_ROWS) this.programs.clear();
+    this.programs.set(k, path);
+    return path;
   }
 
   user(uid: number): string { return this.users(uid); }
@@ -290,6 +300,23 @@ export class HostNaming implements Naming {
     }
     return u ?? `cgroup ${k}`;
   }
+}
+
+/** A path within the filesystem on dev (the kernel's encoding) as this process's mount table
+ * shows it: under the first mount of that filesystem whose root holds it; null if none does. */
+export function mountedPath(dev: number, rel: string, mountinfo = '/proc/self/mountinfo'): string | null {
+  let text: string;
+  try { text = readFileSync(mountinfo, 'utf8'); } catch { return null; }
+  const want = `${dev >>> 20}:${dev & 0xfffff}`;
+  const unescape = (x: string) => x.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    if (f[2] !== want) continue;
+    const root = unescape(f[3]!), point = unescape(f[4]!);
+    if (root === '/') return point === '/' ? rel : point + rel;
+    if (rel === root || rel.startsWith(root + '/')) return (point === '/' ? '' : point) + rel.slice(root.length) || '/';
+  }
+  return null;
 }
 
 /** The unit of a cgroup path: its last component that is a systemd unit, else the path. */
