@@ -141,6 +141,22 @@ export function benchCommands(program: Command): void {
     });
 
   bench
+    .command('stats')
+    .description('per-application statistics and limits (docs/apps.md): iperf3 throughput with every packet counted by the eBPF programs against none attached, in alternating pairs; the time the daemon takes to explain a process\'s sockets; how exactly a 10 Mbit/s limit holds an upload and a download (needs root, a cgroup v2 hierarchy, iperf3)')
+    .option('--json', 'print one JSON object')
+    .option('--pairs <n>', 'pairs of runs (counting on and off, alternating order; 3 iperf3 runs a side by turns); the figure is the median of the per-pair ratios, with min and max', (v) => positiveInt(v, '--pairs'), 7)
+    .option('--seconds <n>', 'length of each iperf3 run of the pairs', (v) => positiveInt(v, '--seconds'), 2)
+    .option('--limit-runs <n>', 'limited uploads and downloads, each (5 s, four sockets)', (v) => positiveInt(v, '--limit-runs'), 3)
+    .option('--explains <n>', 'explain requests timed', (v) => positiveInt(v, '--explains'), 50)
+    .option('--check', 'exit 1 if a target is missed')
+    .action(async (o: { json?: boolean; pairs: number; seconds: number; limitRuns: number; explains: number; check?: boolean }) => {
+      const { benchStats, formatStatsBench } = await import('../../bench/stats.js');
+      const r = await benchStats({ ...o, progress: benchProgress(o.json) });
+      print(o.json ? JSON.stringify(r, null, 2) : formatStatsBench(r));
+      checkTargets(o.check, r.targets);
+    });
+
+  bench
     .command('tc')
     .description('host traffic control: the time to create and delete 1,000 and 10,000 flows with an exact filter each through the admin API, iperf3 throughput of unfiltered traffic beside them against no flows (and no qdisc), and the error of shaping 5 Mb/s of CBR to 1 Mb/s (needs root, tc, nft, iperf3, tcpdump, tshark, python3)')
     .option('--json', 'print one JSON object')
