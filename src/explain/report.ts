@@ -11,8 +11,7 @@
 import { readFileSync, readlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { QosError } from '../errors.js';
-import { explainCall, type RuleExplanation } from '../policy/explain.js';
-import type { Decision } from '../policy/engine.js';
+import { explainCall } from '../policy/explain.js';
 import { parseAddr } from '../policy/net.js';
 import { EVENT_NAMES, type EventName, type PolicyDoc } from '../policy/schema.js';
 import { cgroupOf, cmdlineOf, credsOf, NameTable } from '../daemon/identity.js';
@@ -23,7 +22,10 @@ import { policyRuleInEbpf } from '../ebpf/rules.js';
 import { resolvePatterns } from '../ebpf/resolve.js';
 import { procLookup, type FiveTuple } from '../tc/attach.js';
 import { markOf } from './conntrack.js';
-import { tcLookup, tcPlace, type TcListing, type TcLookup, type TcPlace } from './tc-place.js';
+import { tcLookup, tcPlace, type TcListing, type TcLookup } from './tc-place.js';
+import type { DaemonFlow, ExplainReport, KernelRuleFact, OwnTos, SocketReport, TcPlace } from './types.js';
+
+export type { DaemonFlow, ExplainReport, KernelRuleFact, OwnTos, SocketReport } from './types.js';
 
 /** What is explained: the program (a running process, or an executable described) and the
  * call; the CLI's options by the same names, the body of POST /v1/explain. */
@@ -76,19 +78,9 @@ function endpoint(v: string, name: string): { address: string; port: number } {
   return { address: m[1]!, port: Number(m[2]) };
 }
 
-/** A flow as GET /v1/flows lists it: the agent's (pid and fd) or the eBPF programs' (a cookie). */
-export interface DaemonFlow {
-  path?: string; pid: number; fd?: number; cookie?: string; proto: string | null;
-  remote: { address: string; port: number } | null; rule: string | null; class: string; decision: Decision | null;
-  appTos?: number | null; app_tos_kept?: boolean;
-}
-
 /** What the daemon has in place: its eBPF programs (attached, the files and rules they hold)
  * and its nftables table. */
 export interface LiveState { ebpf: { attached: boolean; files: readonly string[]; rules: readonly string[] }; kernel: boolean }
-
-/** The kernel rule a connection's mark names (kernel/manager.ts connectionRule). */
-export interface KernelRuleFact { mark: string; number: number; generation: number; current: boolean; rule: { origin: 'policy' | 'rules'; name: string | null; position: number } | null }
 
 /** Where explain gets what is not the program's own. */
 export interface ExplainSources {
@@ -104,47 +96,6 @@ export interface ExplainSources {
   connectionRule(mark: number): KernelRuleFact | string;
   /** the network namespace the daemon's table and traffic control act in (net:[N]) */
   netns: string | null;
-}
-
-/** What the application asked for itself, and whether the kernel has it. */
-export interface OwnTos {
-  /** the TOS byte it set (IP_TOS / IPV6_TCLASS), as the agent reported it; null: eBPF saw it
-   * keep one but does not report its value */
-  asked: number | null;
-  by: 'agent' | 'ebpf';
-  /** whether the deciding rule says override */
-  override: boolean;
-  /** whether the kernel's TOS now is the application's */
-  honoured: boolean;
-}
-
-/** One socket of the process: the kernel's, with what qosd has to do with it. */
-export interface SocketReport extends KernelSocket {
-  /** what the daemon's flows say the agent or the eBPF programs decided for it */
-  daemon?: DaemonFlow;
-  own_tos: OwnTos | null;
-  /** the kernel rule its connection's mark names, or why there is none to name */
-  kernel_rule: KernelRuleFact | { why: string };
-  /** the traffic-control flow its packets fall in, or none and why */
-  tc: TcPlace;
-}
-
-export interface ExplainReport {
-  policy: string;
-  program: { pid: number; uid: number; gid: number; user: string; group: string; exe: string; cmdline: string; unit: string; cgroup: string };
-  /** whether the process has the agent loaded (null: not known, or not a process) */
-  agent: boolean | null;
-  call: { event: EventName; proto: 'tcp' | 'udp'; remote: { address: string; port: number } | null; local: { address: string; port: number } | null };
-  decided_by: string | null;
-  line: number | null;
-  decision: Decision | null;
-  path: { path: 'agent' | 'ebpf' | 'nftables' | 'none'; why: string };
-  rules: RuleExplanation[];
-  /** with a pid: its TCP and UDP sockets as the kernel has them now */
-  sockets: SocketReport[] | null;
-  sockets_error?: string;
-  /** the socket the call is about: --fd, or the process's socket to --remote */
-  socket: SocketReport | null;
 }
 
 const ntop = (e: { address: string; port: number }) => (e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`);

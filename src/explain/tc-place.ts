@@ -8,6 +8,9 @@
 import { classOf } from '../tc/plan.js';
 import { isExact, overlaps, parseFilter, type TcFilter } from '../tc/model.js';
 import type { FiveTuple } from '../tc/attach.js';
+import type { TcPlace } from './types.js';
+
+export type { TcPlace } from './types.js';
 
 /** A flow as GET /v1/tc lists it (control.ts flowJson): the fields explain shows. */
 export interface TcFlowJson {
@@ -19,10 +22,6 @@ export interface TcFlowJson {
 export interface TcFilterJson { id: number; flow: number; family: 4 | 6; src: string; dst: string; proto: string; sport: string; dport: string; exact: boolean }
 export interface TcListing { flows: TcFlowJson[]; filters: TcFilterJson[] }
 
-/** Where a socket's packets are in traffic control: a flow, through a filter, or none and why. */
-export type TcPlace =
-  | { in: 'flow'; dev: string; flow: { id: number; name: string | null; class: string; mode: string; service: string; rate: number; conforming: { dscp: number; pcp: number }; nonconforming: { dscp: number; pcp: number }; owner: TcFlowJson['owner'] }; filter: { id: number; exact: boolean; match: string } }
-  | { in: 'none'; why: string };
 
 /** The listing's filters parsed once per explanation, each with its flow. */
 export interface TcLookup { byDev: Map<string, { filter: TcFilter; flow: TcFlowJson; text: TcFilterJson }[]> }

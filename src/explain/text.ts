@@ -1,16 +1,15 @@
 /* `qos explain` for people: the report (report.ts) as lines, from the JSON alone, so the CLI
- * prints the same whether it assembled the report or the daemon did. Pure. */
+ * prints the same whether it assembled the report or the daemon did, and the dashboard says
+ * each part in the same words. Pure, and nothing of Node's (the browser app bundles it). */
 
 import { dscpName } from '../policy/dscp.js';
-import type { Decision } from '../policy/engine.js';
-import type { ExplainReport, SocketReport } from './report.js';
-import type { TcPlace } from './tc-place.js';
+import type { DecisionJson, ExplainReport, OwnTos, SocketReport, TcPlace } from './types.js';
 
 const hex = (v: number) => `0x${v.toString(16).padStart(2, '0')}`;
 const mark = (m: { dscp: number; pcp: number }) => `${dscpName(m.dscp)}, 802.1p ${m.pcp}`;
 
 /** What a decision does to a socket, in words. */
-export function decisionText(d: Decision | null): string {
+export function decisionText(d: DecisionJson | null): string {
   if (!d) return 'leave the socket alone';
   if (d.deny) return `refuse with ${d.deny}`;
   return [d.dscp !== undefined ? `DSCP ${dscpName(d.dscp)}` : '', d.tos !== undefined ? `TOS ${d.tos}` : '', d.priority !== undefined ? `priority ${d.priority}` : '', d.override ? 'over the application\'s own' : '', d.tc ? 'a traffic-control flow' : '', d.reserve ? 'an RSVP reservation' : ''].filter(Boolean).join(', ');
@@ -33,16 +32,22 @@ export function kernelRuleText(k: SocketReport['kernel_rule']): string {
   return `${r ? `${r.origin === 'policy' ? 'policy rule' : `qos rules rule ${r.position}`} ${r.name ?? ''}`.trim() : `rule number ${k.number}, which the table no longer has`} (connection mark ${k.mark}: number ${k.number}, ${gen})`;
 }
 
+/** What the application asked for itself and whether the kernel has it, in words. */
+export function ownTosText(own: OwnTos | null, kernelTos: number): string {
+  if (!own) return 'the application set no TOS of its own (as far as the agent or the eBPF programs saw)';
+  const asked = own.asked === null ? 'the application\'s own TOS' : `the application set TOS ${hex(own.asked)} itself`;
+  return own.honoured ? `${asked}: honoured, the kernel has it (${own.override ? 'though the rule says override' : 'the rule has no override'})` : `${asked}: not honoured, the kernel has ${hex(kernelTos)} (${own.override ? 'the rule says override' : 'the rule has no override'})`;
+}
+
+/** The kernel's mark on a socket now, in words. */
+export const kernelMarkText = (k: Pick<SocketReport, 'tos' | 'priority'>): string => `TOS ${hex(k.tos)} (${dscpName(k.tos >> 2)}), priority ${k.priority}`;
+
 /** A socket's first line: its ends and the kernel's mark now, and what the daemon decided. */
 function socketLine(k: SocketReport): string {
-  const kernel = `TOS ${hex(k.tos)} (${dscpName(k.tos >> 2)}), priority ${k.priority}`;
+  const kernel = kernelMarkText(k);
   const f = k.daemon;
   let said = f ? `; decided by the ${f.path ?? 'agent'}${f.rule ? `, rule ${f.rule}` : ''}: ${f.class}` : '';
-  const own = k.own_tos;
-  if (own) {
-    said += own.asked === null ? '; the application\'s own TOS' : `; the application set TOS ${hex(own.asked)} itself`;
-    said += own.honoured ? `: honoured, the kernel has it (${own.override ? 'though the rule says override' : 'the rule has no override'})` : `: not honoured, the kernel has ${hex(k.tos)} (${own.override ? 'the rule says override' : 'the rule has no override'})`;
-  }
+  if (k.own_tos) said += `; ${ownTosText(k.own_tos, k.tos)}`;
   return `fd ${k.fd} ${k.proto} ${k.state} ${k.local} -> ${k.remote}: ${kernel}${said}`;
 }
 
