@@ -219,6 +219,7 @@ test('an application that sets its own IP_TOS under a rule without override: hon
   assert.equal(s.tos, 0xb8, 'the kernel has the application\'s EF, not the rule\'s AF11 (ss)');
   assert.deepEqual(s.own_tos, { asked: 0xb8, by: 'agent', override: false, honoured: true });
   assert.deepEqual([s.daemon?.rule, s.daemon?.class], ['own-tos', 'AF11']);
+  assert.deepEqual(s.kernel_rule, { mark: '0x00000000', number: 0, generation: 0, current: false, rule: null }, 'its packets carry a DSCP: the table never classified the flow');
   const text = qos('--pid', String(py), '--fd', String(fd)).stdout;
   assert.match(text, new RegExp(`^  fd ${fd} tcp ESTAB ${tb.clientIp}:\\d+ -> ${tb.serverIp}:${PORT2}: TOS 0xb8 \\(EF\\), priority \\d+; decided by the agent, rule own-tos: AF11; the application set TOS 0xb8 itself: honoured, the kernel has it \\(the rule has no override\\)$`, 'm'), text);
   run.kill('SIGKILL');

@@ -26,6 +26,8 @@ export function tcText(p: TcPlace): string {
 /** The kernel rule a connection's mark names, in words. */
 export function kernelRuleText(k: SocketReport['kernel_rule']): string {
   if ('why' in k) return `unknown (${k.why})`;
+  // a packet carrying a DSCP already goes to the override rules alone: its flow is never classified
+  if (!k.generation) return `none: the connection mark ${k.mark} says the table never classified the flow (its packets carry a DSCP already, the application's or the agent's, which only override rules change)`;
   const gen = `generation ${k.generation}${k.current ? ', the current one' : ', not the current one: its next packet is classified again'}`;
   if (!k.number) return `none: the connection mark ${k.mark} says no kernel rule took the flow (${gen})`;
   const r = k.rule;
