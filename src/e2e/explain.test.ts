@@ -255,3 +255,14 @@ test('an unmatched program: path none, every rule\'s failing condition; the conn
   assert.match(text, new RegExp(`^    nftables: none: the connection mark 0x[0-9a-f]{8} says no kernel rule took the flow \\(generation \\d+, the current one\\)$`, 'm'), text);
   p.kill('SIGKILL');
 });
+
+test('POST /v1/explain refuses what qos explain refuses: a bad field, an unknown one, no program, a process that is not there', async () => {
+  const refused = async (body: unknown) => callJson(daemon.admin, 'POST', '/v1/explain', body).then(() => assert.fail('answered'), (e: { code: string; message: string }) => `${e.code}: ${e.message}`);
+  assert.equal(await refused({ pid: 'x' }), 'QOS_ERR_USAGE: --pid takes a whole number above 0, not "x"');
+  assert.equal(await refused({ exe: '/x', colour: 'red' }), 'QOS_ERR_USAGE: explain takes pid, fd, exe, cmdline, user, uid, event, proto, remote, local; not colour');
+  assert.equal(await refused({ remote: '10.0.0.5:80' }), 'QOS_ERR_USAGE: say which program: --pid PID (a running process) or --exe PATH');
+  assert.equal(await refused({ pid: 4194303 }), 'QOS_ERR_NOT_FOUND: no process 4194303');
+  const gone = qos('--pid', '4194303');
+  assert.equal(gone.status, 66, 'the CLI exits as for any QOS_ERR_NOT_FOUND');
+  assert.match(gone.stderr, /no process 4194303/);
+});

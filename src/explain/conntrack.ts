@@ -13,17 +13,29 @@ const same = (a: string, b: string) => {
   return !!x && !!y && x.every((w, i) => w === y[i]);
 };
 
-/** The mark of the entry whose original direction is t (the socket's packets going out), or
- * null if conntrack has none. The first src/dst/sport/dport of a line are the original
- * direction's, the second the reply's. */
-export function markOf(text: string, t: FiveTuple): number | null {
+/** Conntrack's entries by protocol and ports, each with its original direction's addresses and
+ * its mark: read once for all of a process's sockets. */
+export type ConntrackIndex = Map<string, { src: string; dst: string; mark: number }[]>;
+
+/** The entries of nf_conntrack's text. The first src/dst/sport/dport of a line are the
+ * original direction's (the socket's packets going out), the second the reply's. */
+export function conntrackIndex(text: string): ConntrackIndex {
+  const out: ConntrackIndex = new Map();
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
-    if (f[2] !== t.proto) continue;
     const first = (k: string) => f.find((x) => x.startsWith(`${k}=`))?.slice(k.length + 1);
     const src = first('src'), dst = first('dst'), sport = first('sport'), dport = first('dport'), mark = first('mark');
-    if (!src || !dst || mark === undefined || Number(sport) !== t.sport || Number(dport) !== t.dport) continue;
-    if ((t.src === '*' || same(src, t.src)) && same(dst, t.dst)) return Number(mark);
+    if (!src || !dst || !sport || !dport || mark === undefined || (f[2] !== 'tcp' && f[2] !== 'udp')) continue;
+    const key = `${f[2]} ${Number(sport)} ${Number(dport)}`;
+    const list = out.get(key) ?? [];
+    list.push({ src, dst, mark: Number(mark) });
+    out.set(key, list);
   }
-  return null;
+  return out;
+}
+
+/** The mark of the entry whose original direction is t, or null if conntrack has none. */
+export function markOf(ix: ConntrackIndex, t: FiveTuple): number | null {
+  const hit = ix.get(`${t.proto} ${t.sport} ${t.dport}`)?.find((e) => (t.src === '*' || same(e.src, t.src)) && same(e.dst, t.dst));
+  return hit ? hit.mark : null;
 }

@@ -8,7 +8,8 @@
  * come from is the caller's (ExplainSources): the daemon's own parts (api.ts), or a policy file
  * and what a daemon answers, if one does (`qos explain --policy`). */
 
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readlinkSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { QosError } from '../errors.js';
 import { explainCall } from '../policy/explain.js';
@@ -21,7 +22,7 @@ import { endOf, socketsOf, type KernelSocket } from '../kernel/sockets.js';
 import { policyRuleInEbpf } from '../ebpf/rules.js';
 import { resolvePatterns } from '../ebpf/resolve.js';
 import { procLookup, type FiveTuple } from '../tc/attach.js';
-import { markOf } from './conntrack.js';
+import { conntrackIndex, markOf, type ConntrackIndex } from './conntrack.js';
 import { tcLookup, tcPlace, type TcListing, type TcLookup } from './tc-place.js';
 import type { DaemonFlow, ExplainReport, KernelRuleFact, OwnTos, SocketReport, TcPlace } from './types.js';
 
@@ -123,7 +124,7 @@ export async function explain(input: ExplainInput, sources: ExplainSources, call
     try { exe = readlinkSync(`/proc/${pid}/exe`); } catch { throw new QosError('QOS_ERR_PRIVILEGE', `cannot read /proc/${pid}/exe: run qos explain as root or as the process's user`); }
     const { cgroup, unit } = cgroupOf(pid);
     program = { pid, uid: creds.uid, gid: creds.gid, user: users.get(creds.uid, now), group: groups.get(creds.gid, now), exe, cmdline: cmdlineOf(pid), unit, cgroup };
-    try { agent = readFileSync(`/proc/${pid}/maps`, 'utf8').includes('libqosagent.so'); } catch { agent = null; }
+    try { agent = (await readFile(`/proc/${pid}/maps`, 'utf8')).includes('libqosagent.so'); } catch { agent = null; }
   } else {
     if (input.user !== undefined && !names.users.has(input.user)) throw new QosError('QOS_ERR_USAGE', `no user ${input.user} on this host`);
     const uid = input.uid ?? (input.user !== undefined ? names.users.get(input.user)! : callerUid);
@@ -192,9 +193,9 @@ async function socketReports(pid: number, sources: ExplainSources): Promise<Sock
   const any = tuples.some((t) => t !== null);
   const listing = any && !elsewhere ? await sources.tc().catch((e: Error) => `cannot read the daemon's traffic control: ${e.message}`) : null;
   const lookup: TcLookup | string | null = listing === null ? null : typeof listing === 'string' ? listing : tcLookup(listing);
-  let conntrack: string | null = null, conntrackError = '';
+  let conntrack: ConntrackIndex | null = null, conntrackError = '';
   if (any && !elsewhere) {
-    try { conntrack = readFileSync(`/proc/${pid}/net/nf_conntrack`, 'utf8'); } catch (e) { conntrackError = `cannot read /proc/${pid}/net/nf_conntrack (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): no connection tracking in its namespace`; }
+    try { conntrack = conntrackIndex(await readFile(`/proc/${pid}/net/nf_conntrack`, 'utf8')); } catch (e) { conntrackError = `cannot read /proc/${pid}/net/nf_conntrack (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): no connection tracking in its namespace`; }
   }
   const routes = new Map<string, Promise<string>>();
   const route = (t: FiveTuple) => {
