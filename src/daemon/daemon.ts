@@ -28,6 +28,7 @@ import { TrafficControl } from '../tc/control.js';
 import { asksTc } from '../tc/request.js';
 import type { PolicyDoc } from '../policy/schema.js';
 import { CharacterizeApi } from '../characterize/api.js';
+import { explainRoutes } from '../explain/api.js';
 import { DashboardServer } from '../dashboard/server.js';
 import { tokenFileFor } from '../dashboard/token.js';
 import { AdminServer } from './admin.js';
@@ -247,6 +248,8 @@ export class Daemon {
         routes: host.routes,
       });
     }
+    // the agent's flows, then the sockets the eBPF programs decided (path says which)
+    const allFlows = () => [...flows.list().map((f) => ({ path: 'agent', ...f })), ...ebpf.flows()];
     c.add(every(clock, sweepMs, {
       name: 'flows',
       // A flow is its process's while that pid still runs with the start time it had.
@@ -256,9 +259,10 @@ export class Daemon {
       },
       status: () => ({ flows: flows.size }),
       collect: () => { metrics.flows.set(flows.size); metrics.evicted.set(flows.evicted); },
-      // the agent's flows, then the sockets the eBPF programs decided (path says which)
-      routes: [{ method: 'GET', path: '/v1/flows', handle: () => ({ json: [...flows.list().map((f) => ({ path: 'agent', ...f })), ...ebpf.flows()] }) }],
+      routes: [{ method: 'GET', path: '/v1/flows', handle: () => ({ json: allFlows() }) }],
     }));
+    // why a socket has its mark: qos explain's answer (explain/api.ts)
+    c.add<Component>({ name: 'explain', routes: explainRoutes({ policy, kernel, ebpf, ...(this.tc ? { tc: this.tc } : {}), flows: allFlows }) });
     c.add(every(clock, sweepMs, {
       name: 'agents',
       start: async () => {

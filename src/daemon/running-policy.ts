@@ -123,6 +123,8 @@ export class RunningPolicy implements Component {
   get source(): string { return this.state.source; }
   /** the running text's sha256 */
   get sha256(): string { return this.state.sha256; }
+  /** the text the running policy was loaded from */
+  get text(): string { return this.state.text; }
   get origin(): PolicyOrigin { return this.state.origin; }
   /** the policy file, or null for the built-in policy */
   get file(): string | null { return this.o.file ?? null; }

@@ -44,4 +44,8 @@ export interface EnforcementBackend<P> {
   /** Packets and bytes each rule decided, by rule id. */
   counters(): Promise<Map<string, Counter>>;
   status(): BackendStatus;
+  /** The rule a connection's mark says took its flow (`qos explain`): the rule's id (null for
+   * number 0, no rule, or a number no rule of the current state has), its number and
+   * generation, and whether that generation is the current one. */
+  connectionRule(mark: number): { id: string | null; number: number; generation: number; current: boolean };
 }

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { QosError } from '../errors.js';
-import { ctMark, DEFAULT_CT_MASK, deposit, hex32, numberRules, parseCtMask } from './ctmark.js';
+import { ctMark, DEFAULT_CT_MASK, deposit, hex32, numberRules, parseCtMask, readCtMark } from './ctmark.js';
 
 const split = (m: ReturnType<typeof ctMark>) => [hex32(m.numberMask), hex32(m.generationMask), m.maxRules, m.maxGeneration];
 
@@ -60,4 +60,14 @@ test('rule numbers: kept while a rule and its action stay, new ones from a count
   const tiny = ctMark(0x3f, 4); // 2 number bits: 3 rules
   assert.throws(() => numberRules(new Map(), [r('p1', 'a', 'policy'), r('a'), r('b'), r('c')], tiny, 1),
     (e: Error & { code?: string }) => e.code === 'QOS_ERR_RULES_INVALID' && /4 kernel rules \(1 from the policy, 3 from the rule set\).*at most 3 rules/.test(e.message));
+});
+
+test('a connection mark read back (qos explain): the number and generation the table deposited, the other bits ignored', () => {
+  const def = ctMark(DEFAULT_CT_MASK);
+  assert.deepEqual(readCtMark(0x01000100, def), { number: 1, generation: 1 });
+  assert.deepEqual(readCtMark(0x0a0007ff, def), { number: 7, generation: 10 }, 'the low byte is another tool\'s');
+  assert.deepEqual(readCtMark(0, def), { number: 0, generation: 0 });
+  const odd = ctMark(0x0ff0ff0f, 4);
+  const mark = deposit(0xabc, odd.numberMask) | deposit(5, odd.generationMask) | 0xf00f00f0; // every bit outside the mask set
+  assert.deepEqual(readCtMark(mark, odd), { number: 0xabc, generation: 5 });
 });

@@ -90,6 +90,23 @@ export function parseCtMask(text: string, generationBits?: string): CtMark {
   return ctMark(mask, gen);
 }
 
+/** The inverse of deposit: the set bits of mask in v, gathered lowest first into a number. */
+export function extract(v: number, mask: number): number {
+  let out = 0;
+  for (let bit = 1, m = mask >>> 0; m; bit *= 2) {
+    const low = m & -m;
+    if ((v >>> 0) & low) out += bit;
+    m &= m - 1;
+  }
+  return out;
+}
+
+/** A connection mark read back (`qos explain`): the rule number and the generation the table
+ * wrote in its bits (0 and 0: a flow it never classified); the other bits are not qosd's. */
+export function readCtMark(mark: number, m: CtMark): { number: number; generation: number } {
+  return { number: extract(mark, m.numberMask), generation: extract(mark, m.generationMask) };
+}
+
 /** What status and the start-up log say about the bits. */
 export function describeCtMark(m: CtMark): { ct_mask: string; ct_rule_bits: string; ct_generation_bits: string; max_rules: number } {
   return { ct_mask: hex32(m.mask), ct_rule_bits: hex32(m.numberMask), ct_generation_bits: hex32(m.generationMask), max_rules: m.maxRules };

@@ -15,7 +15,7 @@ import { duplicateNames } from '../policy/load.js';
 import { checkDirectory, readTextFile } from '../secure-path.js';
 import type { PolicyDoc } from '../policy/schema.js';
 import type { Counter, EnforcementBackend, PlanRule } from './backend.js';
-import type { CtMark } from './ctmark.js';
+import { hex32, type CtMark } from './ctmark.js';
 import { applyEdit, type Edit } from './edits.js';
 import { currentNetns, describeNetns, type NetnsInfo } from './netns.js';
 import { NftBackend } from './nft-backend.js';
@@ -341,6 +341,23 @@ export class KernelRules {
       rule_set_in_kernel: this.set.enabled ? this.set.rules.filter((r) => r.enabled !== false).length : 0,
       acts_on: applied ? 'the packets of every process in the namespace, not only programs under the agent' : null,
     };
+  }
+
+  /** What a connection's mark says of it (`qos explain`): the kernel rule that took the flow,
+   * a policy rule by its name or a `qos rules` rule by its position and name; null while no
+   * table is installed (the mark's bits are then not this daemon's). */
+  connectionRule(mark: number): { mark: string; number: number; generation: number; current: boolean; rule: { origin: 'policy' | 'rules'; name: string | null; position: number } | null } | null {
+    if (!this.active || this.plan === null) return null;
+    const c = this.backend.connectionRule(mark);
+    let rule: { origin: 'policy' | 'rules'; name: string | null; position: number } | null = null;
+    if (c.id?.startsWith('p:')) {
+      const i = this.policy.ids.indexOf(c.id);
+      if (i >= 0) rule = { origin: 'policy', name: this.policy.rules[i]!.name ?? c.id.slice(2), position: this.policy.placements.find((p) => `p:${p.name ?? `#${p.position}`}` === c.id)?.position ?? 0 };
+    } else if (c.id?.startsWith('r')) {
+      const i = this.ids.indexOf(Number(c.id.slice(1)));
+      if (i >= 0) rule = { origin: 'rules', name: this.set.rules[i]!.name ?? null, position: i + 1 };
+    }
+    return { mark: hex32(mark), number: c.number, generation: c.generation, current: c.current, rule };
   }
 
   /** The set's and the policy's rules with their counters. */

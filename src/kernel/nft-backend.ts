@@ -4,7 +4,7 @@
  * left and changes nothing, so --dry-run costs nothing; only apply moves the state on. */
 
 import type { BackendStatus, Counter, EnforcementBackend, PlanRule } from './backend.js';
-import { describeCtMark, numberRules, type CtMark, type RuleNumber } from './ctmark.js';
+import { describeCtMark, numberRules, readCtMark, type CtMark, type RuleNumber } from './ctmark.js';
 import { BASE_CHAIN, NftTable, nftRunner, type NftRunner } from './nft.js';
 import { nftAtomProblems, planTable, type TablePlan } from './plan.js';
 import { documentsText, type MapTypes } from './nft-text.js';
@@ -74,6 +74,13 @@ export class NftBackend implements EnforcementBackend<NftPlan> {
   remove(): Promise<void> { return this.nft.remove(); }
 
   counters(): Promise<Map<string, Counter>> { return this.nft.counters(); }
+
+  connectionRule(mark: number): { id: string | null; number: number; generation: number; current: boolean } {
+    const { number, generation } = readCtMark(mark, this.o.ctMark);
+    let id: string | null = null;
+    if (number) for (const [k, n] of this.numbers) if (n.num === number) { id = k; break; }
+    return { id, number, generation, current: generation !== 0 && generation === this.generation };
+  }
 
   status(): BackendStatus {
     const bits = describeCtMark(this.o.ctMark);

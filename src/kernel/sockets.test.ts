@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseSs } from './sockets.js';
+import { endOf, parseSs } from './sockets.js';
 
 test('a process\'s TCP and UDP sockets with their TOS and priority; other processes\' and other protocols\' left out', () => {
   const text = [
@@ -19,4 +19,15 @@ test('a process\'s TCP and UDP sockets with their TOS and priority; other proces
   ]);
   assert.deepEqual(parseSs(text, 8920).map((s) => s.fd), [7], 'a socket shared by two processes is each one\'s');
   assert.deepEqual(parseSs(text, 1), []);
+});
+
+test('an end as ss prints it: the address the packets carry (v4-mapped dotted, scope dropped) and the port; none without a port', () => {
+  assert.deepEqual(endOf('10.0.0.1:80'), { address: '10.0.0.1', port: 80 });
+  assert.deepEqual(endOf('[2001:db8::1]:443'), { address: '2001:db8::1', port: 443 });
+  assert.deepEqual(endOf('[::ffff:10.0.0.1]:5004'), { address: '10.0.0.1', port: 5004 });
+  assert.deepEqual(endOf('127.0.0.53%lo:53'), { address: '127.0.0.53', port: 53 });
+  assert.deepEqual(endOf('[fe80::1%eth0]:22'), { address: 'fe80::1', port: 22 });
+  assert.equal(endOf('0.0.0.0:*'), null);
+  assert.equal(endOf('*:*'), null);
+  assert.equal(endOf('[::]:*'), null);
 });

@@ -3,6 +3,7 @@
  * through `ss --tos` in the process's own network namespace: the mark the kernel has, whoever
  * set it (the application, the agent, the eBPF programs). */
 
+import { isIP } from 'node:net';
 import { run } from '../exec.js';
 
 export interface KernelSocket {
@@ -32,6 +33,16 @@ export function parseSs(text: string, pid: number): KernelSocket[] {
     }
   }
   return out.sort((a, b) => a.fd - b.fd);
+}
+
+/** One end as ss prints it ("10.0.0.1:80", "[2001:db8::1]:443", "127.0.0.53%lo:53",
+ * "[::ffff:10.0.0.1]:80"), the address as the packets carry it (a v4-mapped one dotted); null
+ * for an end with no port yet ("0.0.0.0:*", "*:*"). */
+export function endOf(text: string): { address: string; port: number } | null {
+  const m = /^\[?([^\]]*?)(?:%[^\]:]+)?\]?:(\d+)$/.exec(text);
+  if (!m || m[1] === '*') return null;
+  const address = m[1]!.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+  return isIP(address) ? { address, port: Number(m[2]) } : null;
 }
 
 /** The inet sockets of process pid as the kernel has them now, read in its network namespace. */

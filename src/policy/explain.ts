@@ -78,9 +78,10 @@ export function ruleLines(text: string): number[] {
   return (rules?.items ?? []).map((n) => (n.range ? lc.linePos(n.range[0]).line : 0));
 }
 
-/** The policy walked for one call: which rule decided, and for each rule why or why not. */
-export function explainCall(doc: PolicyDoc, id: Identity, f: CallFacts, text?: string): Explanation {
-  const lines = text ? ruleLines(text) : [];
+/** The policy walked for one call: which rule decided, and for each rule why or why not; the
+ * rules' lines from the policy's text, or as ruleLines gave them before. */
+export function explainCall(doc: PolicyDoc, id: Identity, f: CallFacts, text?: string | readonly number[]): Explanation {
+  const lines = typeof text === 'string' ? ruleLines(text) : text ?? [];
   const rules: RuleExplanation[] = [];
   let decided: number | null = null;
   doc.rules.forEach((r, i) => {

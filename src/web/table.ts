@@ -25,7 +25,11 @@ export class DataTable<T> {
   constructor(
     name: string,
     private readonly columns: Column<T>[],
-    private readonly o: { key(row: T): string; maxRows?: number; sortBy?: number; desc?: boolean; rowClass?(row: T): string; empty?: string },
+    private readonly o: {
+      key(row: T): string; maxRows?: number; sortBy?: number; desc?: boolean; rowClass?(row: T): string; empty?: string;
+      /** a click on a row (not on a link or control in it), or Enter on it */
+      onRow?(row: T): void;
+    },
   ) {
     this.sortBy = o.sortBy ?? 0;
     this.desc = o.desc ?? false;
@@ -56,7 +60,9 @@ export class DataTable<T> {
     });
     const max = this.o.maxRows ?? 500;
     const shown = rows.slice(0, max);
-    this.body.replaceChildren(...shown.map((r) => h('tr', { dataset: { key: this.o.key(r) }, class: this.o.rowClass?.(r) },
+    const on = this.o.onRow;
+    const pick = on ? (r: T) => (e: Event) => { if (!(e.target as Element).closest('a, button, input') && (e.type === 'click' || (e as KeyboardEvent).key === 'Enter')) on(r); } : null;
+    this.body.replaceChildren(...shown.map((r) => h('tr', { dataset: { key: this.o.key(r) }, class: [this.o.rowClass?.(r), on ? 'clickable' : ''].filter(Boolean).join(' ') || undefined, ...(pick ? { tabindex: '0', onclick: pick(r), onkeydown: pick(r) } : {}) },
       this.columns.map((c) => h('td', { class: c.class, dataset: { label: c.title } }, c.render ? c.render(r) : String(c.value(r)))))));
     this.heads.forEach((th, i) => { th.dataset.sort = i === this.sortBy ? (this.desc ? 'desc' : 'asc') : ''; });
     this.foot.textContent = rows.length > max ? `${rows.length - max} more not shown: narrow the filter` : rows.length === 0 ? (this.o.empty ?? 'None.') : '';

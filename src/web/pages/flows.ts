@@ -1,9 +1,11 @@
 /* Flows: the sockets the daemon knows (GET /v1/flows), kept live by the event stream (open,
  * decided, closed; each decision's event name from `decision`), filterable and sortable. A
  * closed flow stays a minute, marked closed, so a short program's connection can be seen. A
- * program's name leads to its view: #/flows?program=EXE, its flows and its decisions. */
+ * program's name leads to its view: #/flows?program=EXE, its flows and its decisions. A click
+ * on a flow opens why it has its mark (POST /v1/explain, ../explain-panel.ts). */
 
 import { api, apiLines } from '../api.js';
+import { explainPanel } from '../explain-panel.js';
 import { append, errorText, fmtAge, fmtDecision, fmtEndpoint, h, notice, type Decision, type Endpoint } from '../dom.js';
 import { onEvent } from '../events.js';
 import type { Page } from '../page.js';
@@ -86,7 +88,20 @@ const page: Page = {
       { title: 'Rule', value: (r) => r.rule ?? '-' },
       { title: 'Decision', value: (r) => fmtDecision(r.decision) },
       { title: 'Age', value: (r) => Date.now() - r.created, render: (r) => fmtAge(Date.now() - r.created), class: 'num' },
-    ], { key: (r) => r.key, sortBy: 9, rowClass: (r) => (r.closed ? 'closed' : ''), empty: program ? 'This program has no flow now.' : 'No flow: start a program under `qos run`.' });
+    ], {
+      key: (r) => r.key, sortBy: 9, rowClass: (r) => [r.closed ? 'closed' : '', r.key === selected ? 'selected' : ''].filter(Boolean).join(' '),
+      empty: program ? 'This program has no flow now.' : 'No flow: start a program under `qos run`.',
+      onRow: (r) => {
+        selected = r.key;
+        draw();
+        // the agent's flow by its descriptor; an eBPF-decided socket by its remote end
+        const target = r.path === 'ebpf' ? { pid: r.pid, ...(r.proto === 'tcp' || r.proto === 'udp' ? { proto: r.proto } : {}), ...(r.remote ? { remote: fmtEndpoint(r.remote) } : {}) } : { pid: r.pid, fd: r.fd };
+        void explain.show(target, `${r.program} (pid ${r.pid}${r.path === 'ebpf' ? '' : `, fd ${r.fd}`}${r.remote ? ` to ${fmtEndpoint(r.remote)}` : ''})`);
+      },
+    });
+    /** the flow whose explanation is shown */
+    let selected: string | null = null;
+    const explain = explainPanel();
 
     const decisions = program ? new DataTable<DecisionRow>('program-decisions', [
       { title: 'Time', value: (d) => d.time, render: (d) => d.time.slice(11, 23) },
@@ -103,6 +118,7 @@ const page: Page = {
       h('h1', null, program ? ['Flows of ', h('code', null, program)] : 'Flows'),
       program ? h('p', null, h('a', { href: '#/flows' }, '← all flows')) : null,
       h('div', { class: 'toolbar' }, box, status),
+      explain.el,
       table.el,
       decisions ? [h('h2', null, 'Its decisions'), decisions.el] : null,
     ]);
