@@ -23,7 +23,9 @@
  *   bytes written at offset into its value in the socket-storage map (the rest kept; a socket
  *   without one gets zeros around them); with a family (2 or 10), only if the socket's peer is
  *   that address and port (a descriptor number reused since is left alone). Returns whether it
- *   did. */
+ *   did.
+ * - socketStorage(map, pid, fd): that socket's value in the socket-storage map, or null (none, or
+ *   the descriptor is not a socket). */
 #define _GNU_SOURCE
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -556,6 +558,55 @@ static napi_value TcDetach(napi_env env, napi_callback_info info)
 
 /* ---- a socket of another process tagged ---- */
 
+/* Another process's descriptor, duplicated (pidfd_getfd): >= 0, or -errno. */
+static int their_fd(int pid, int fd)
+{
+	int pidfd = syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		return -errno;
+	int sfd = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	int err = sfd < 0 ? -errno : sfd;
+	close(pidfd);
+	return err;
+}
+
+static napi_value SocketStorage(napi_env env, napi_callback_info info)
+{
+	size_t argc = 3;
+	napi_value argv[3];
+	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+	int map, pid, fd;
+	if (argc < 3 || arg_int(env, argv[0], &map) || arg_int(env, argv[1], &pid) || arg_int(env, argv[2], &fd)) {
+		napi_throw_type_error(env, NULL, "socketStorage(map, pid, fd)");
+		return NULL;
+	}
+	__u32 ks, vs;
+	int err = map_sizes(map, &ks, &vs);
+	if (err)
+		return fail(env, "not a map", err);
+	if (vs > 256)
+		return fail(env, "socket storage", E2BIG);
+	int sfd = their_fd(pid, fd);
+	if (sfd < 0)
+		return fail(env, "pidfd_getfd", sfd);
+	char val[256];
+	struct stat st;
+	int found = 0;
+	if (fstat(sfd, &st))
+		err = errno;
+	else if (S_ISSOCK(st.st_mode) && !(found = !bpf_map_lookup_elem(map, &sfd, val)) && errno != ENOENT)
+		err = errno;
+	close(sfd);
+	if (err)
+		return fail(env, "socket storage", err);
+	napi_value r;
+	if (found)
+		napi_create_buffer_copy(env, vs, val, NULL, &r);
+	else
+		napi_get_null(env, &r);
+	return r;
+}
+
 static napi_value TagSocket(napi_env env, napi_callback_info info)
 {
 	size_t argc = 8;
@@ -579,14 +630,9 @@ static napi_value TagSocket(napi_env env, napi_callback_info info)
 		napi_throw_range_error(env, NULL, "the bytes do not fit in the map's value");
 		return NULL;
 	}
-	int pidfd = syscall(SYS_pidfd_open, pid, 0);
-	if (pidfd < 0)
-		return fail(env, "pidfd_open", errno);
-	int sfd = syscall(SYS_pidfd_getfd, pidfd, fd, 0);
-	err = sfd < 0 ? errno : 0;
-	close(pidfd);
-	if (err)
-		return fail(env, "pidfd_getfd", err);
+	int sfd = their_fd(pid, fd);
+	if (sfd < 0)
+		return fail(env, "pidfd_getfd", sfd);
 	bool same = true;
 	struct stat st;
 	if (fstat(sfd, &st) || !S_ISSOCK(st.st_mode)) {
@@ -643,7 +689,7 @@ NAPI_MODULE_INIT()
 	} fns[] = {
 		{ "open", Open }, { "describe", Describe }, { "update", Update }, { "delete", Delete },
 		{ "keys", Keys }, { "lookup", Lookup }, { "dump", Dump }, { "close", Close },
-		{ "tcAttach", TcAttach }, { "tcDetach", TcDetach }, { "tagSocket", TagSocket },
+		{ "tcAttach", TcAttach }, { "tcDetach", TcDetach }, { "tagSocket", TagSocket }, { "socketStorage", SocketStorage },
 	};
 	for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
 		napi_value fn;

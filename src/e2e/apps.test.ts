@@ -217,6 +217,25 @@ test('limits: a program the agent decides is held too (the daemon tags its socke
   assert.ok((await limitsStatus()).sockets_tagged >= before + 2, 'its control and data sockets tagged');
 });
 
+test('qos explain names the limit a socket\'s tag in the kernel puts it under, and none for another program\'s', async () => {
+  const held = (path: string, port: number) => start(['sh', '-c', `echo $$ > ${cgroup}/cgroup.procs && exec ip netns exec ${tb.client} ${path} -c ${tb.serverIp} -p ${port} -t 20 -b 100k`]);
+  const a = held(bin.lim!, PERF), b = held(bin.free!, PERF2);
+  try {
+    const pidOf = async (path: string) => { let pid = 0; await waitFor(`${path} running`, () => { pid = Number(sh(['pgrep', '-n', '-f', `^${path} -c`]).stdout.trim()); return pid > 0; }); return pid; };
+    type Sock = { remote: string; limit: { in: string; name?: string; id?: number; egress_bps?: number | null; ingress_bps?: number | null; why?: string } };
+    // its control and data sockets, both to the server's port
+    const socks = async (pid: number, port: number) => {
+      let out: Sock[] = [];
+      await waitFor('its sockets', async () => { out = (await callJson<{ sockets: Sock[] }>(daemon!.admin, 'POST', '/v1/explain', { pid })).sockets.filter((k) => k.remote.endsWith(`:${port}`)); return out.length >= 2; });
+      return out;
+    };
+    for (const k of await socks(await pidOf(bin.lim!), PERF)) assert.deepEqual(k.limit, { in: 'limit', name: 'slow', id: k.limit.id, egress_bps: 8e6, ingress_bps: 10e6 });
+    for (const k of await socks(await pidOf(bin.free!), PERF2)) assert.deepEqual(k.limit, { in: 'none', why: 'its tag in the kernel names no limit' });
+  } finally {
+    a.kill(); b.kill();
+  }
+});
+
 test('stop removes the IFB device and the filters; after SIGKILL the next daemon removes what the killed one left', async () => {
   const s = await limitsStatus();
   assert.ok(s.ifb && links().includes(s.ifb));

@@ -101,7 +101,7 @@ export const systemLinks = async (): Promise<Link[]> => {
 export class AppLimits {
   private readonly ids = new Map<string, number>();
   /** the limits the IFB's classes and the kernel map hold now, by id */
-  private live = new Map<number, DecisionLimit>();
+  private liveLimits = new Map<number, DecisionLimit>();
   private wanted = new Map<number, DecisionLimit>();
   /** interfaces with our two filters: ifindex -> name */
   private readonly on = new Map<number, string>();
@@ -121,7 +121,7 @@ export class AppLimits {
   idOf(key: string): number {
     let id = this.ids.get(key);
     if (id !== undefined) return id;
-    const used = new Set([...this.ids.values(), ...this.live.keys()]);
+    const used = new Set([...this.ids.values(), ...this.liveLimits.keys()]);
     for (let i = 0; i < MAX_LIMIT_ID; i++) {
       this.next = this.next % MAX_LIMIT_ID + 1;
       if (!used.has(this.next)) { this.ids.set(key, this.next); return this.next; }
@@ -152,7 +152,7 @@ export class AppLimits {
 
   /** Interfaces looked at again (a new one gets the filters). */
   refresh(): void {
-    if (this.live.size || this.wanted.size) this.enqueue(() => this.converge());
+    if (this.liveLimits.size || this.wanted.size) this.enqueue(() => this.converge());
   }
 
   private enqueue(f: () => Promise<void>): void {
@@ -168,11 +168,11 @@ export class AppLimits {
   private async converge(): Promise<void> {
     const h = this.o.host, want = this.wanted;
     if (!want.size) {
-      if (!this.live.size && !this.on.size && !this.ifbIndex) return;
+      if (!this.liveLimits.size && !this.on.size && !this.ifbIndex) return;
       for (const [ifindex] of this.on) for (const egress of [false, true]) h.detach(ifindex, egress);
       this.on.clear();
-      this.o.writeClasses(new Map(), [...this.live.keys()]);
-      this.live = new Map();
+      this.o.writeClasses(new Map(), [...this.liveLimits.keys()]);
+      this.liveLimits = new Map();
       await h.ip(['link', 'del', 'dev', this.ifb]);
       this.ifbIndex = 0;
       this.problem = null;
@@ -185,17 +185,17 @@ export class AppLimits {
       await h.ip(['link', 'add', 'name', this.ifb, 'txqueuelen', '1000', 'type', 'ifb']);
       await h.ip(['link', 'set', 'dev', this.ifb, 'up']);
       await h.tc([`qdisc replace dev ${this.ifb} root handle 1: htb default 0`]);
-      this.live = new Map();
+      this.liveLimits = new Map();
       links = await h.links();
       ifb = links.find((l) => l.name === this.ifb);
       if (!ifb) throw new QosError('QOS_ERR_KERNEL', `the IFB device ${this.ifb} did not appear`);
     }
     this.ifbIndex = ifb.ifindex;
-    const lines = classBatch(this.ifb, this.live, want);
+    const lines = classBatch(this.ifb, this.liveLimits, want);
     if (lines.length) await h.tc(lines);
-    const gone = [...this.live.keys()].filter((id) => !want.has(id));
+    const gone = [...this.liveLimits.keys()].filter((id) => !want.has(id));
     this.o.writeClasses(want, gone);
-    this.live = new Map(want);
+    this.liveLimits = new Map(want);
     // every interface but loopback and IFB devices (ours among them) has the two filters
     const present = new Set<number>();
     for (const l of links) {
@@ -240,11 +240,14 @@ export class AppLimits {
   status(): Record<string, unknown> {
     const byId = new Map([...this.ids].map(([k, id]) => [id, k]));
     return {
-      ifb: this.live.size ? this.ifb : null, problem: this.problem,
-      limits: [...this.live].map(([id, l]) => ({ name: byId.get(id) ?? l.key, id, egress_bps: l.egress !== undefined ? l.egress * 8 : null, ingress_bps: l.ingress !== undefined ? l.ingress * 8 : null })),
+      ifb: this.liveLimits.size ? this.ifb : null, problem: this.problem,
+      limits: [...this.liveLimits].map(([id, l]) => ({ name: byId.get(id) ?? l.key, id, egress_bps: l.egress !== undefined ? l.egress * 8 : null, ingress_bps: l.ingress !== undefined ? l.ingress * 8 : null })),
       interfaces: [...this.on.values()].sort(), ...this.counts,
     };
   }
+
+  /** A live limit's rates, by id. */
+  live(id: number): DecisionLimit | undefined { return this.liveLimits.get(id); }
 
   /** The limit a socket tag's id stands for (qos explain). */
   nameOf(id: number): string | null {

@@ -37,7 +37,7 @@ function fakeNative(fail?: (op: string, fd: number) => boolean): Native & { ops:
       n.ops.push(['del', fd, [...gens], keys.length / KEY_SIZE]);
     },
     keys: () => Buffer.alloc(0), lookup: (): Buffer | null => null, dump: () => Buffer.alloc(0), close: () => { n.ops.push(['close']); },
-    tcAttach: () => undefined, tcDetach: () => undefined, tagSocket: () => false,
+    tcAttach: () => undefined, tcDetach: () => undefined, tagSocket: () => false, socketStorage: () => null,
   };
   return n;
 }

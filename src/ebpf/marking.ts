@@ -53,6 +53,7 @@ export interface Native {
   tcAttach(h: number, program: string, ifindex: number, egress: boolean, ifb: number, prio: number): void;
   tcDetach(ifindex: number, egress: boolean, prio: number): void;
   tagSocket(map: number, pid: number, fd: number, offset: number, bytes: Buffer): boolean;
+  socketStorage(map: number, pid: number, fd: number): Buffer | null;
 }
 
 let nativeBpf: Native | null = null;
@@ -185,6 +186,18 @@ export class EbpfMarking implements Component {
     const values = Buffer.concat([...live].map(([id, l]) => Buffer.concat([
       u32le(l.egress !== undefined ? limitClass(id, 'egress').id : 0), u32le(l.ingress !== undefined ? limitClass(id, 'ingress').id : 0)])));
     this.n.update(fd, keys, values);
+  }
+
+  /** The per-application limit process pid's socket fd is under, read from its tag in the
+   * kernel (qos explain): null if none, or why it cannot be said. */
+  socketLimit(pid: number, fd: number): { name: string; id: number; egress_bps: number | null; ingress_bps: number | null } | null | string {
+    if (this.h === null) return `the eBPF programs are not attached: ${this.problem ?? 'no limit is in place'}`;
+    let tag: Buffer | null;
+    try { tag = this.n.socketStorage(this.fds.qosd_tags!, pid, fd); } catch (e) { return `cannot read the socket's tag: ${(e as Error).message}`; }
+    const id = tag ? tag.readUInt16LE(TAG_LIMIT_OFFSET) : 0;
+    if (!id) return null;
+    const l = this.limits.live(id);
+    return { name: this.limits.nameOf(id) ?? `limit ${id} (no longer in the policy)`, id, egress_bps: l?.egress !== undefined ? l.egress * 8 : null, ingress_bps: l?.ingress !== undefined ? l.ingress * 8 : null };
   }
 
   /** Folds the kernel's counters into the statistics now. */

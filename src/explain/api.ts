@@ -44,6 +44,7 @@ export function daemonSources(d: DaemonParts): ExplainSources {
     flows: async () => d.flows(),
     tc: async () => (d.tc ? d.tc.list() as unknown as TcListing : 'the daemon runs without traffic control (--tc off)'),
     connectionRule: (mark) => d.kernel.connectionRule(mark) ?? 'the daemon has no nftables table installed',
+    limit: (pid, fd) => d.ebpf.socketLimit(pid, fd),
     netns,
   };
 }

@@ -24,7 +24,7 @@ import { resolvePatterns } from '../ebpf/resolve.js';
 import { procLookup, type FiveTuple } from '../tc/attach.js';
 import { conntrackIndex, markOf, type ConntrackIndex } from './conntrack.js';
 import { tcLookup, tcPlace, type TcListing, type TcLookup } from './tc-place.js';
-import type { DaemonFlow, ExplainReport, KernelRuleFact, OwnTos, SocketReport, TcPlace } from './types.js';
+import type { DaemonFlow, ExplainReport, KernelRuleFact, LimitPlace, OwnTos, SocketReport, TcPlace } from './types.js';
 
 export type { DaemonFlow, ExplainReport, KernelRuleFact, OwnTos, SocketReport } from './types.js';
 
@@ -97,6 +97,9 @@ export interface ExplainSources {
   connectionRule(mark: number): KernelRuleFact | string;
   /** the network namespace the daemon's table and traffic control act in (net:[N]) */
   netns: string | null;
+  /** the per-application limit the socket's tag in the kernel names: null for none, or why it
+   * cannot be said */
+  limit(pid: number, fd: number): { name: string; id: number; egress_bps: number | null; ingress_bps: number | null } | null | string;
 }
 
 const ntop = (e: { address: string; port: number }) => (e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`);
@@ -180,8 +183,8 @@ async function enforcement(doc: PolicyDoc, rule: string | null, exe: string, age
 }
 
 /** The process's sockets, each with the daemon's decision, the application's own TOS, the
- * kernel rule its connection's mark names and its traffic-control flow. (A per-application
- * limit class goes beside tc, the same way.) */
+ * kernel rule its connection's mark names, its traffic-control flow and its per-application
+ * limit. */
 async function socketReports(pid: number, sources: ExplainSources): Promise<SocketReport[]> {
   const kernel = await socketsOf(pid);
   const flows = ((await sources.flows().catch(() => null)) ?? []).filter((f) => f.pid === pid);
@@ -225,7 +228,9 @@ async function socketReports(pid: number, sources: ExplainSources): Promise<Sock
       else if (mark === null) rule = { why: 'connection tracking has no entry for it' };
       else { const c = sources.connectionRule(mark); rule = typeof c === 'string' ? { why: c } : c; }
     }
-    return { ...k, ...(f ? { daemon: f } : {}), own_tos: ownTos(f, k), kernel_rule: rule, tc };
+    const l = sources.limit(pid, k.fd);
+    const limit: LimitPlace = typeof l === 'string' ? { in: 'none', why: l } : l === null ? { in: 'none', why: 'its tag in the kernel names no limit' } : { in: 'limit', ...l };
+    return { ...k, ...(f ? { daemon: f } : {}), own_tos: ownTos(f, k), kernel_rule: rule, tc, limit };
   }));
 }
 

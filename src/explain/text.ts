@@ -3,7 +3,8 @@
  * each part in the same words. Pure, and nothing of Node's (the browser app bundles it). */
 
 import { dscpName } from '../policy/dscp.js';
-import type { DecisionJson, ExplainReport, OwnTos, SocketReport, TcPlace } from './types.js';
+import { formatBitRate } from '../units.js';
+import type { DecisionJson, ExplainReport, LimitPlace, OwnTos, SocketReport, TcPlace } from './types.js';
 
 const hex = (v: number) => `0x${v.toString(16).padStart(2, '0')}`;
 const mark = (m: { dscp: number; pcp: number }) => `${dscpName(m.dscp)}, 802.1p ${m.pcp}`;
@@ -24,6 +25,12 @@ export function tcText(p: TcPlace): string {
 }
 
 /** The kernel rule a connection's mark names, in words. */
+export function limitText(l: LimitPlace): string {
+  if (l.in === 'none') return `none: ${l.why}`;
+  const rate = (bps: number | null) => (bps === null ? 'not limited' : formatBitRate(bps / 8));
+  return `${l.name}: sending ${rate(l.egress_bps)}, receiving ${rate(l.ingress_bps)}, shared by every socket the rule decides`;
+}
+
 export function kernelRuleText(k: SocketReport['kernel_rule']): string {
   if ('why' in k) return `unknown (${k.why})`;
   // a packet carrying a DSCP already goes to the override rules alone: its flow is never classified
@@ -56,7 +63,7 @@ function socketLine(k: SocketReport): string {
 export function explanationText(r: ExplainReport): string {
   const p = r.program, c = r.call;
   const remote = c.remote ? (c.remote.address.includes(':') ? `[${c.remote.address}]:${c.remote.port}` : `${c.remote.address}:${c.remote.port}`) : null;
-  const socketLines = (k: SocketReport) => [`  ${socketLine(k)}`, `    nftables: ${kernelRuleText(k.kernel_rule)}`, `    traffic control: ${tcText(k.tc)}`];
+  const socketLines = (k: SocketReport) => [`  ${socketLine(k)}`, `    nftables: ${kernelRuleText(k.kernel_rule)}`, `    traffic control: ${tcText(k.tc)}`, `    limit: ${limitText(k.limit)}`];
   return [
     `${c.event} ${c.proto}${remote ? ` to ${remote}` : ''} by ${p.exe} (${p.pid ? `pid ${p.pid}, ` : ''}user ${p.user})`,
     r.decided_by ? `decided by ${r.decided_by === 'default' ? 'the default' : `rule ${r.decided_by}`}${r.line ? ` (${r.policy}:${r.line})` : ''}: ${decisionText(r.decision)}` : 'no rule matches and there is no default: the socket is left alone',

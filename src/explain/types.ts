@@ -59,7 +59,13 @@ export interface SocketReport {
   kernel_rule: KernelRuleFact | { why: string };
   /** the traffic-control flow its packets fall in, or none and why */
   tc: TcPlace;
+  /** the per-application limit its tag in the kernel puts it under (docs/apps.md), or none and why */
+  limit: LimitPlace;
 }
+
+/** A socket's per-application limit: the policy's limit (rates in bit/s, null: not limited that
+ * way), or none and why. */
+export type LimitPlace = { in: 'limit'; name: string; id: number; egress_bps: number | null; ingress_bps: number | null } | { in: 'none'; why: string };
 
 export interface ExplainReport {
   policy: string;

@@ -7,7 +7,7 @@
 
 import { api } from './api.js';
 import { errorText, h, notice } from './dom.js';
-import { decisionText, kernelMarkText, kernelRuleText, ownTosText, tcText } from '../explain/text.js';
+import { decisionText, kernelMarkText, kernelRuleText, limitText, ownTosText, tcText } from '../explain/text.js';
 import type { ExplainReport } from '../explain/types.js';
 import './explain-panel.css';
 
@@ -33,6 +33,7 @@ function render(r: ExplainReport): Node[] {
     field('kernel-mark', 'Kernel mark now', s ? `${kernelMarkText(s)} (ss, fd ${s.fd} ${s.local} -> ${s.remote})` : r.sockets_error ? `cannot read the sockets: ${r.sockets_error}` : 'the socket is gone'),
     field('kernel-rule', 'nftables', s ? kernelRuleText(s.kernel_rule) : '-'),
     field('tc', 'Traffic control', s ? tcText(s.tc) : '-'),
+    field('limit', 'Limit', s ? limitText(s.limit) : '-'),
   ),
   h('h3', null, 'Rules'),
   h('ol', { class: 'explain-rules', dataset: { field: 'rules' } }, r.rules.map((x) => h('li', { dataset: { result: x.result } },

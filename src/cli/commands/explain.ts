@@ -33,6 +33,7 @@ async function fileSources(file: string, admin: string): Promise<ExplainSources>
     flows: () => callJson(admin, 'GET', '/v1/flows', undefined, 5000).then((f) => f as never, () => null),
     tc: () => callJson(admin, 'GET', '/v1/tc', undefined, 5000).then((l) => l as never, (e: Error) => `no daemon's traffic control to look in (${e.message.split('\n')[0]})`),
     connectionRule: () => 'with --policy, the daemon\'s rule numbers are not asked: run qos explain without --policy',
+    limit: () => 'with --policy, the daemon\'s limits are not asked: run qos explain without --policy',
     netns,
   };
 }
