@@ -71,6 +71,29 @@ export async function apiLines<T>(path: string, o: ApiOptions = {}): Promise<T[]
   return (await apiText(path, o)).split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as T);
 }
 
+/** A row of GET /v1/apps: one program, user, unit (cgroup) or DSCP class, as the daemon's
+ * eBPF programs counted its sockets' packets (src/ebpf/apps.ts). Bytes include the IP headers;
+ * the rates are bytes/s over the daemon's last read of the counters. */
+export interface AppRow {
+  key: string; name: string;
+  tx_bytes: number; rx_bytes: number; tx_packets: number; rx_packets: number;
+  tx_bps: number; rx_bps: number;
+  /** ms since the epoch, the daemon's clock */
+  last_active: number;
+  /** program rows: a process that ran it, and the users that did */
+  pid?: number; users?: string[];
+}
+export type AppCounts = Pick<AppRow, 'tx_bytes' | 'rx_bytes' | 'tx_packets' | 'rx_packets'>;
+export type AppsBy = 'program' | 'user' | 'unit' | 'class';
+/** GET /v1/apps: the n rows with the most bytes, the rest summed in `other` (null when none) */
+export interface AppsAnswer { at: string; by: AppsBy; rows: AppRow[]; other: AppCounts | null; tracked: number; total: AppCounts }
+
+/** The per-application statistics by one dimension (GET /v1/apps?by=&n=); without the daemon's
+ * eBPF programs an ApiError QOS_ERR_ENVIRONMENT saying why. */
+export function apps(by: AppsBy, n: number): Promise<AppsAnswer> {
+  return api<AppsAnswer>('/v1/apps', { query: { by, n } });
+}
+
 export async function logout(): Promise<void> {
   await fetch('/api/logout', { method: 'POST', headers: { 'x-csrf-token': csrfToken() }, credentials: 'same-origin' }).catch(() => undefined);
   localStorage.removeItem(CSRF_KEY);

@@ -3,6 +3,7 @@
 import type { Page } from '../page.js';
 import decisions from './decisions.js';
 import flows from './flows.js';
+import apps from './apps.js';
 import policy from './policy.js';
 import rules from './rules.js';
 import metrics from './metrics.js';
@@ -10,4 +11,4 @@ import characterize from './characterize.js';
 import tc from './tc.js';
 import rsvp from './rsvp.js';
 
-export const PAGES: Page[] = [flows, decisions, policy, rules, metrics, characterize, tc, rsvp];
+export const PAGES: Page[] = [flows, decisions, apps, policy, rules, metrics, characterize, tc, rsvp];
