@@ -9,7 +9,7 @@ export const TMPFILES_NAME = 'qosd.conf';
 /** The capabilities the daemon keeps (CapabilityBoundingSet), each with what needs it. */
 export const CAPABILITIES: readonly (readonly [cap: string, why: string])[] = [
   ['CAP_NET_ADMIN', 'nft: the daemon\'s nftables table (kernel rules)'],
-  ['CAP_SYS_PTRACE', "readlink /proc/PID/exe of another user's or a setuid process (the exe a policy matches)"],
+  ['CAP_SYS_PTRACE', "readlink /proc/PID/exe of another user's or a setuid process (the exe a policy matches); pidfd_getfd of a socket the agent decided under a limit (docs/apps.md)"],
   ['CAP_KILL', "pidfd_send_signal(pidfd, 0) on another user's process: whether the process that connected still lives"],
   ['CAP_CHOWN', '--admin-group: the admin socket is handed to that group'],
   ['CAP_BPF', '--ebpf: loading the per-executable marking programs and their maps (docs/ebpf.md)'],
