@@ -183,6 +183,12 @@ struct app_tag {
 	__u32 dev, uid;
 	__u16 limit, pad0;
 	__u32 tgid;
+	/* what the socket sent [0] and received [1] since its counts last went to qosd_stats, the
+	 * DSCP they were of, and when (ms, coarse) they last went */
+	__u64 acc_bytes[2];
+	__u32 acc_pkts[2];
+	__u32 acc_at[2];
+	__u8 acc_dscp[2], pad1[6];
 };
 
 struct {
@@ -340,6 +346,42 @@ static __always_inline __u32 ip_headers(struct __sk_buff *skb, __u8 *dscp)
 	return hdr;
 }
 
+static __always_inline void add_stats(struct stat_key *k, __u64 packets, __u64 bytes)
+{
+	struct stat_val *v = bpf_map_lookup_elem(&qosd_stats, k);
+	if (!v) {
+		struct stat_val z = { .packets = packets, .bytes = bytes };
+		if (!bpf_map_update_elem(&qosd_stats, k, &z, BPF_NOEXIST))
+			return;
+		v = bpf_map_lookup_elem(&qosd_stats, k);
+		if (!v)
+			return;
+	}
+	v->packets += packets;
+	v->bytes += bytes;
+}
+
+/* A socket's counts since the last time go to qosd_stats under its tag. */
+static __always_inline void flush(struct app_tag *t, __u8 dir)
+{
+	dir &= 1;
+	/* what is there now moves, less what another CPU adds meanwhile (it stays for next time) */
+	__u64 bytes = t->acc_bytes[dir];
+	__u32 packets = t->acc_pkts[dir];
+	if (!bytes && !packets)
+		return;
+	__sync_fetch_and_add(&t->acc_bytes[dir], -bytes);
+	__sync_fetch_and_add(&t->acc_pkts[dir], -packets);
+	struct stat_key k = { .ino = t->ino, .cgid = t->cgid, .dev = t->dev, .uid = t->uid, .dir = dir, .dscp = t->acc_dscp[dir] };
+	add_stats(&k, packets, bytes);
+}
+
+/* A socket's packets add to its own counts (its storage: no lookup), which go to qosd_stats
+ * every FLUSH_PACKETS packets, after FLUSH_MS, when the DSCP changes, and at its release: a
+ * stream of ACKs costs one hash update per 32 of them, not one each. */
+#define FLUSH_PACKETS 32
+#define FLUSH_MS 1000
+
 static __always_inline int account(struct __sk_buff *skb, __u8 dir)
 {
 	struct bpf_sock *sk = skb->sk;
@@ -348,35 +390,30 @@ static __always_inline int account(struct __sk_buff *skb, __u8 dir)
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return 1;
-	struct stat_key k = { .dir = dir };
-	struct app_tag *t = bpf_sk_storage_get(&qosd_tags, sk, 0, 0);
-	if (t) {
-		k.ino = t->ino;
-		k.dev = t->dev;
-		k.uid = t->uid;
-		k.cgid = t->cgid;
-	} else {
-		k.uid = bpf_get_socket_uid(skb);
-		k.cgid = bpf_skb_cgroup_id(skb);
-	}
 	__u8 dscp = 0;
 	__u32 hdr = ip_headers(skb, &dscp);
-	k.dscp = dscp;
 	__u32 segs = skb->gso_segs;
 	if (segs < 1)
 		segs = 1;
 	__u64 bytes = skb->len + (__u64)(segs - 1) * hdr;
-	struct stat_val *v = bpf_map_lookup_elem(&qosd_stats, &k);
-	if (!v) {
-		struct stat_val z = { .packets = segs, .bytes = bytes };
-		if (!bpf_map_update_elem(&qosd_stats, &k, &z, BPF_NOEXIST))
-			return 1;
-		v = bpf_map_lookup_elem(&qosd_stats, &k);
-		if (!v)
-			return 1;
+	struct app_tag *t = bpf_sk_storage_get(&qosd_tags, sk, 0, 0);
+	if (!t) {
+		/* a socket older than the programs: counted at once, by its uid and cgroup */
+		struct stat_key k = { .uid = bpf_get_socket_uid(skb), .cgid = bpf_skb_cgroup_id(skb), .dir = dir, .dscp = dscp };
+		add_stats(&k, segs, bytes);
+		return 1;
 	}
-	v->packets += segs;
-	v->bytes += bytes;
+	if (t->acc_dscp[dir] != dscp) {
+		flush(t, dir);
+		t->acc_dscp[dir] = dscp;
+	}
+	__sync_fetch_and_add(&t->acc_bytes[dir], bytes);
+	__sync_fetch_and_add(&t->acc_pkts[dir], segs);
+	__u32 now = bpf_ktime_get_coarse_ns() >> 20;
+	if (t->acc_pkts[dir] >= FLUSH_PACKETS || now - t->acc_at[dir] >= FLUSH_MS) {
+		t->acc_at[dir] = now;
+		flush(t, dir);
+	}
 	return 1;
 }
 
@@ -609,12 +646,18 @@ int qosd_sendmsg4(struct bpf_sock_addr *ctx) { return decide(ctx, 0, 2); }
 SEC("cgroup/sendmsg6")
 int qosd_sendmsg6(struct bpf_sock_addr *ctx) { return decide(ctx, 1, 2); }
 
-/* A socket's release: its record goes. */
+/* A socket's release: its record goes, and its last counts go to qosd_stats. */
 SEC("cgroup/sock_release")
 int qosd_release(struct bpf_sock *sk)
 {
 	__u64 cookie = bpf_get_socket_cookie(sk);
 	bpf_map_delete_elem(&qosd_sockets, &cookie);
+	/* and what it counted since its counts last went to qosd_stats goes now */
+	struct app_tag *t = bpf_sk_storage_get(&qosd_tags, sk, 0, 0);
+	if (t) {
+		flush(t, 0);
+		flush(t, 1);
+	}
 	return 1;
 }
 
