@@ -315,19 +315,26 @@ int qosd_sock_create(struct bpf_sock *sk)
 #define ETH_P_IPV6 0x86DD
 
 /* The packet's DSCP, and the length of its IP and transport headers (each segment of an
- * offloaded packet carries them): 0 when it is not IPv4 or IPv6. */
+ * offloaded packet carries them): 0 when it is not IPv4 or IPv6. A cgroup_skb program's packet
+ * starts at its IP header; the headers are read in place (no helper call), or with
+ * bpf_skb_load_bytes where they are not in the linear part. */
 static __always_inline __u32 ip_headers(struct __sk_buff *skb, __u8 *dscp)
 {
+	__u8 *d = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
 	__u8 b[40];
 	__u32 hdr, proto;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (bpf_skb_load_bytes(skb, 0, b, 20))
+		if (d + 20 <= end)
+			__builtin_memcpy(b, d, 20);
+		else if (bpf_skb_load_bytes(skb, 0, b, 20))
 			return 0;
 		*dscp = b[1] >> 2;
 		hdr = (b[0] & 15) * 4;
 		proto = b[9];
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		if (bpf_skb_load_bytes(skb, 0, b, 40))
+		if (d + 8 <= end)
+			__builtin_memcpy(b, d, 8);
+		else if (bpf_skb_load_bytes(skb, 0, b, 8))
 			return 0;
 		*dscp = ((b[0] & 15) << 2) | (b[1] >> 6);
 		hdr = 40;
@@ -338,8 +345,11 @@ static __always_inline __u32 ip_headers(struct __sk_buff *skb, __u8 *dscp)
 	if (proto == IPPROTO_UDP)
 		return hdr + 8;
 	if (proto == IPPROTO_TCP) {
+		__u32 at = (hdr & 63) + 12;
 		__u8 off;
-		if (bpf_skb_load_bytes(skb, (hdr & 63) + 12, &off, 1))
+		if (d + at + 1 <= end)
+			off = d[at];
+		else if (bpf_skb_load_bytes(skb, at, &off, 1))
 			return hdr + 20;
 		return hdr + (off >> 4) * 4;
 	}
