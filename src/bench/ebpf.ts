@@ -36,7 +36,7 @@ import { cpuMs } from '../script/cpu.js';
 import { BENCH_BIN } from './agent.js';
 import { BenchCgroup, removeStaleCgroups } from './cgroup.js';
 import { ebpfFigures, exePolicy, markingProblem, type EbpfFigures, type PairRun, type SideRun } from './ebpf-figures.js';
-import { runJson } from './helpers.js';
+import { closeOnSignal, runJson } from './helpers.js';
 import { iperfAsync, NamespacePair } from './netpair.js';
 import { spread, type Spread } from './tc-figures.js';
 
@@ -108,14 +108,7 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
     pair?.destroy();
     rmSync(dir, { recursive: true, force: true });
   })());
-  const onSignal = (sig: NodeJS.Signals) => {
-    void close().finally(() => {
-      process.stderr.write(`qos bench ebpf: ${sig}: stopped; its daemon, cgroup, namespaces and temporary files are gone\n`);
-      process.exit(sig === 'SIGINT' ? 130 : 143);
-    });
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const stopListening = closeOnSignal('ebpf', 'its daemon, cgroup, namespaces and temporary files', close);
   try {
     pair = new NamespacePair(PREFIX);
     // the programs attach to one; the other, beside it, has none: the same client, by turns
@@ -267,8 +260,7 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
     if (daemon && e instanceof Error) e.message += `\n--- the daemon's log (last lines) ---\n${(daemon as DaemonChild).log.trim().split('\n').slice(-8).join('\n')}`;
     throw e;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    stopListening();
     await close();
   }
 }

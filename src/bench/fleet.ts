@@ -40,7 +40,7 @@ import { checkPolicyOffLoop } from '../policy/compile.js';
 import type { Target } from './agent.js';
 import { EtcdCluster } from '../e2e/etcd-cluster.js';
 import { Convergence, promMax, promSum } from './fleet-figures.js';
-import { medianF } from './helpers.js';
+import { closeOnSignal, medianF } from './helpers.js';
 import { generatePolicy } from './policy-gen.js';
 import { spread, type Spread } from './tc-figures.js';
 
@@ -196,14 +196,7 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
     rmSync(dir, { recursive: true, force: true });
     try { setPriority(niceWas); } catch { /* lowering it back needs no privilege; raising would */ }
   })());
-  const onSignal = (sig: NodeJS.Signals) => {
-    void close().finally(() => {
-      process.stderr.write(`qos bench fleet: ${sig}: stopped; its daemons, etcd and temporary files are gone\n`);
-      process.exit(sig === 'SIGINT' ? 130 : 143);
-    });
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const stopListening = closeOnSignal('fleet', 'its daemons, etcd and temporary files', close);
   try {
     // two policies of the same size and kind, different texts; checked as `qos fleet push` would
     const policies = [1, 2].map((seed) => JSON.stringify(generatePolicy(o.policyRules, [], seed), null, 1) + '\n');
@@ -366,8 +359,7 @@ export async function benchFleet(o: FleetBenchOptions): Promise<FleetBenchResult
       },
     };
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    stopListening();
     await close();
   }
 }

@@ -29,3 +29,17 @@ function parseJson<T>(argv: string[], out: string): T {
 export async function runJsonAsync<T>(argv: string[], timeoutMs = 300_000): Promise<T> {
   return parseJson(argv, (await run(argv, { timeoutMs, code: 'QOS_ERR_BENCH' })).stdout);
 }
+
+/** Has close run at SIGINT or SIGTERM, then the process exit (130, 143) saying that `what` of
+ * `qos bench name` are gone; returns what stops listening (at the benchmark's own end). */
+export function closeOnSignal(name: string, what: string, close: () => Promise<void>): () => void {
+  const onSignal = (sig: NodeJS.Signals) => {
+    void close().finally(() => {
+      process.stderr.write(`qos bench ${name}: ${sig}: stopped; ${what} are gone\n`);
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return () => { process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal); };
+}

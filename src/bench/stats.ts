@@ -25,7 +25,7 @@ import { installed, run, start, whereIs, type Child } from '../exec.js';
 import { packageOf } from '../prerequisites.js';
 import type { Target } from './agent.js';
 import { BenchCgroup, removeStaleCgroups } from './cgroup.js';
-import { medianF } from './helpers.js';
+import { closeOnSignal, medianF } from './helpers.js';
 import { NamespacePair } from './netpair.js';
 import { spread, type Spread } from './tc-figures.js';
 
@@ -95,14 +95,7 @@ export async function benchStats(o: StatsBenchOptions): Promise<StatsBenchResult
     pair?.destroy();
     rmSync(dir, { recursive: true, force: true });
   })());
-  const onSignal = (sig: NodeJS.Signals) => {
-    void close().finally(() => {
-      process.stderr.write(`qos bench stats: ${sig}: stopped; its daemon, cgroups, namespaces and temporary files are gone\n`);
-      process.exit(sig === 'SIGINT' ? 130 : 143);
-    });
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const stopListening = closeOnSignal('stats', 'its daemon, cgroups, namespaces and temporary files', close);
   try {
     pair = new NamespacePair(PREFIX);
     const p = pair;
@@ -184,8 +177,7 @@ export async function benchStats(o: StatsBenchOptions): Promise<StatsBenchResult
       setup: { pairs: o.pairs, runs_per_side: RUNS, seconds: o.seconds, limit_runs: o.limitRuns, explains: o.explains, cpus: cpus().length, kernel: (await run(['uname', '-r'])).stdout.trim(), node: process.version, loadavg_before: loadBefore, loadavg_after: loadavg().map((x) => Math.round(x * 100) / 100) },
     };
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    stopListening();
     await close();
   }
 }
