@@ -14,29 +14,28 @@
  *   socket). After SIGKILL the next daemon removes what the killed one left. */
 
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { runSync, start } from '../exec.js';
 import { call, callJson } from '../daemon/admin-client.js';
 import { LIMIT_PRIO } from '../ebpf/limits.js';
-import { QOS, requireE2e, sh, Testbed, TestDaemon, waitFor } from './harness.js';
+import { QOS, requireE2e, sh, Testbed, TestCgroup, TestDaemon, waitFor } from './harness.js';
 
 requireE2e('iperf3', 'gcc', 'bpftool');
 
-const CGROUP2 = '/sys/fs/cgroup/unified';
 const SINK = 8091, SINK2 = 8092, PERF = 5301, PERF2 = 5302, PERF3 = 5303;
 const LABELS = 5;
 
 let tb: Testbed;
-let cgroup: string;
+let cg: TestCgroup;
 let daemon: TestDaemon | null = null;
 const bin: Record<string, string> = {};
 const must = (argv: string[]) => runSync(argv, { timeoutMs: 120_000 }).stdout;
 
 /** Runs argv in the test's cgroup and the client namespace. */
 function inCgroup(argv: string[], timeout = 120_000) {
-  const r = sh(['sh', '-c', `echo $$ > ${cgroup}/cgroup.procs && exec ip netns exec ${tb.client} "$@"`, 'sh', ...argv], { timeout });
+  const r = sh(cg.argv(tb.client, [...argv]), { timeout });
   assert.equal(r.status, 0, `${argv.join(' ')}: ${r.stderr}`);
   return r.stdout;
 }
@@ -89,7 +88,7 @@ function policy(): string {
 async function startDaemon(text = policy()): Promise<TestDaemon> {
   // one table name for every daemon here: the next daemon with the same options is the one
   // that removes what a killed one left
-  daemon = await new TestDaemon(tb.dir, text, ['--ebpf', 'on', '--ebpf-cgroup', cgroup, '--kernel', 'off', '--tc', 'off', '--stats-labels', String(LABELS), '--nft-table', `qapps${process.pid % 100000}`], ['nsenter', `--net=/run/netns/${tb.client}`]).start();
+  daemon = await new TestDaemon(tb.dir, text, ['--ebpf', 'on', '--ebpf-cgroup', cg.dir, '--kernel', 'off', '--tc', 'off', '--stats-labels', String(LABELS), '--nft-table', `qapps${process.pid % 100000}`], ['nsenter', `--net=/run/netns/${tb.client}`]).start();
   return daemon;
 }
 
@@ -111,8 +110,7 @@ function ourFilters(): number {
 
 before(async () => {
   tb = new Testbed();
-  cgroup = join(CGROUP2, `qosd-apps-${process.pid}`);
-  mkdirSync(cgroup);
+  cg = new TestCgroup('apps');
   const src = join(tb.dir, 'sendn.c');
   writeFileSync(src, SENDN);
   bin.a = join(tb.dir, 'sender-a');
@@ -132,7 +130,7 @@ before(async () => {
 
 after(async () => {
   await daemon?.stop();
-  try { rmdirSync(cgroup); } catch { /* processes still in it: none should be */ }
+  cg?.remove();
   tb?.cleanup();
 });
 
@@ -197,7 +195,7 @@ test('limits: an upload and a download over four sockets arrive at the program\'
   assert.ok(Math.abs(up.bps - want) / want < 0.05, `upload: ${(up.bps / 1e6).toFixed(2)} Mbit/s of payload at the receiver; the 8 Mbit/s limit gives ${(want / 1e6).toFixed(2)}`);
   // the download, and another program's paced at 20 Mbit/s by its sender, at once
   const freeOut = join(tb.dir, 'free.json');
-  const free = start(['sh', '-c', `echo $$ > ${cgroup}/cgroup.procs && exec ip netns exec ${tb.client} ${bin.free} -c ${tb.serverIp} -p ${PERF2} -R -b 20M -t 7 -O 1 -J > ${freeOut}`]);
+  const free = start(cg.argv(tb.client, ['sh', '-c', `${bin.free} -c ${tb.serverIp} -p ${PERF2} -R -b 20M -t 7 -O 1 -J > ${freeOut}`]));
   const down = iperf([bin.lim!, '-c', tb.serverIp, '-p', String(PERF), '-R', '-t', '5', '-O', '1', '-P', '4', '-J']);
   await free.wait([0], 60_000);
   const wantDown = goodput(10e6, down.mss);
@@ -218,7 +216,7 @@ test('limits: a program the agent decides is held too (the daemon tags its socke
 });
 
 test('qos explain names the limit a socket\'s tag in the kernel puts it under, and none for another program\'s', async () => {
-  const held = (path: string, port: number) => start(['sh', '-c', `echo $$ > ${cgroup}/cgroup.procs && exec ip netns exec ${tb.client} ${path} -c ${tb.serverIp} -p ${port} -t 20 -b 100k`]);
+  const held = (path: string, port: number) => start(cg.argv(tb.client, [path, '-c', tb.serverIp, '-p', String(port), '-t', '20', '-b', '100k']));
   const a = held(bin.lim!, PERF), b = held(bin.free!, PERF2);
   try {
     const pidOf = async (path: string) => { let pid = 0; await waitFor(`${path} running`, () => { pid = Number(sh(['pgrep', '-n', '-f', `^${path} -c`]).stdout.trim()); return pid > 0; }); return pid; };

@@ -9,14 +9,14 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'puppeteer-core';
 import { callJson } from '../daemon/admin-client.js';
 import { runSync, start, type Child } from '../exec.js';
 import { requireChromium, requireRoot, requireTools } from '../prerequisites.js';
 import { NARROW, startDashboard, WIDE, type Dashboard } from './dashboard-browser.js';
-import { Testbed, waitFor } from './harness.js';
+import { Testbed, TestCgroup, waitFor } from './harness.js';
 
 requireRoot('the daemon attaches eBPF programs, the test makes network namespaces and a cgroup');
 requireTools('ip', 'gcc');
@@ -26,7 +26,6 @@ requireChromium();
 interface El { textContent: string | null; getAttribute(n: string): string | null; querySelector(s: string): El | null; querySelectorAll(s: string): Iterable<El> }
 declare const document: El & { documentElement: { scrollWidth: number } };
 
-const CGROUP2 = '/sys/fs/cgroup/unified';
 const PORT = 8091;
 /** what the burst sender writes */
 const BURST = 16 << 20;
@@ -74,13 +73,12 @@ interface Row extends Counts { key: string; name: string; tx_bps: number; rx_bps
 interface Answer { by: string; rows: Row[]; other: Counts | null; tracked: number; total: Counts }
 
 let tb: Testbed;
-let cgroup: string;
+let cg: TestCgroup;
 const bin: Record<'burst' | 'trickle', string> = { burst: '', trickle: '' };
 
 before(async () => {
   tb = new Testbed();
-  cgroup = join(CGROUP2, `qosd-apps-${process.pid}`);
-  mkdirSync(cgroup);
+  cg = new TestCgroup('apps');
   const src = join(tb.dir, 'sender.c');
   writeFileSync(src, SENDER);
   // one program under two paths: two executables to the kernel (two inodes)
@@ -92,14 +90,14 @@ before(async () => {
 });
 
 after(() => {
-  try { rmdirSync(cgroup); } catch { /* a sender still in it: none should be */ }
+  cg?.remove();
   tb?.cleanup();
 });
 
 /** A sender started in the test's cgroup (joined first: `ip netns exec` mounts a sysfs of its
  * own) and the client namespace. */
 function sender(exe: string, bytes: number): Child {
-  return start(['sh', '-c', `echo $$ > ${cgroup}/cgroup.procs && exec ip netns exec ${tb.client} "$@"`, 'sh', exe, tb.serverIp, String(PORT), String(bytes), '50'],
+  return start(cg.argv(tb.client, [exe, tb.serverIp, String(PORT), String(bytes), '50']),
     { name: exe, stdio: ['pipe', 'pipe', 'pipe'], keepStdout: true });
 }
 
@@ -153,7 +151,7 @@ async function pageAgrees(page: Page, d: Dashboard, by: string, pick: (a: Answer
 }
 
 test('the Applications page lists two programs by path, the busiest now first, with the byte totals of GET /v1/apps; the rest and the total under them; by user, root', async () => {
-  const d = await startDashboard({ daemonArgs: ['--ebpf', 'on', '--ebpf-cgroup', cgroup] });
+  const d = await startDashboard({ daemonArgs: ['--ebpf', 'on', '--ebpf-cgroup', cg.dir] });
   const trickle = sender(bin.trickle, 0);
   const burst = sender(bin.burst, BURST);
   try {

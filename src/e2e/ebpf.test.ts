@@ -6,20 +6,19 @@
  * agent loaded: a static C client, an io_uring connect, a Go program (Debian's hey). */
 
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { runSync } from '../exec.js';
 import { callJson } from '../daemon/admin-client.js';
-import { requireE2e, sh, Testbed, TestDaemon, waitFor, QOS } from './harness.js';
+import { CGROUP2, requireE2e, sh, Testbed, TestCgroup, TestDaemon, waitFor, QOS } from './harness.js';
 
 requireE2e('bpftool', 'gcc', 'hey');
 
-const CGROUP2 = '/sys/fs/cgroup/unified';
 const PORT = 8081, PORT2 = 8082;
 
 let tb: Testbed;
-let cgroup: string;
+let cg: TestCgroup;
 let daemon: TestDaemon | null = null;
 const bin: Record<string, string> = {};
 
@@ -27,7 +26,7 @@ const must = (argv: string[]) => runSync(argv, { timeoutMs: 60_000 }).stdout;
 
 /** Runs argv in the test's cgroup and the client namespace. */
 function inCgroup(argv: string[]) {
-  return sh(['sh', '-c', `echo $$ > ${cgroup}/cgroup.procs && exec ip netns exec ${tb.client} "$@"`, 'sh', ...argv]);
+  return sh(cg.argv(tb.client, [...argv]));
 }
 
 /** The DSCP of every packet matching filter (default: to PORT) that a run sends, read by tshark
@@ -102,7 +101,7 @@ const status = async () => ((await callJson<{ ebpf: EbpfStatus }>(daemon!.admin,
 
 /** The ids of the programs attached to the test's cgroup, by bpftool. */
 function attachedIds(): number[] {
-  const text = must(['bpftool', '-j', 'cgroup', 'show', cgroup]).trim(); // (nothing at all when none)
+  const text = must(['bpftool', '-j', 'cgroup', 'show', cg.dir]).trim(); // (nothing at all when none)
   const out = (text ? JSON.parse(text) : []) as { id: number }[];
   return out.map((p) => p.id).sort((a, b) => a - b);
 }
@@ -110,14 +109,13 @@ const progIds = () => (JSON.parse(must(['bpftool', '-j', 'prog', 'show'])) as { 
 const mapIds = () => (JSON.parse(must(['bpftool', '-j', 'map', 'show'])) as { id: number }[]).map((m) => m.id);
 
 async function startDaemon(extra: string[] = []): Promise<TestDaemon> {
-  daemon = await new TestDaemon(tb.dir, policy(), ['--ebpf', 'on', '--ebpf-cgroup', cgroup, '--kernel', 'off', '--tc', 'off', ...extra]).start();
+  daemon = await new TestDaemon(tb.dir, policy(), ['--ebpf', 'on', '--ebpf-cgroup', cg.dir, '--kernel', 'off', '--tc', 'off', ...extra]).start();
   return daemon;
 }
 
 before(async () => {
   tb = new Testbed();
-  cgroup = join(CGROUP2, `qosd-test-${process.pid}`);
-  mkdirSync(cgroup);
+  cg = new TestCgroup('test');
   const src = join(tb.dir, 'client.c');
   writeFileSync(src, CLIENT);
   bin.static = join(tb.dir, 'client-static');
@@ -140,7 +138,7 @@ before(async () => {
 
 after(async () => {
   await daemon?.stop();
-  try { rmdirSync(cgroup); } catch { /* processes still in it: none should be */ }
+  cg?.remove();
   tb?.cleanup();
 });
 
@@ -185,7 +183,7 @@ test('the agent and eBPF from one policy: under the agent the program gets the a
 });
 
 test('qos flows shows a socket the eBPF programs decided, with the path, program and rule, until it closes', async () => {
-  const p = tb.start(['sh', '-c', `echo $$ > ${cgroup}/cgroup.procs && exec ip netns exec ${tb.client} "$@"`, 'sh', bin.static!, 'tcp', tb.serverIp, String(PORT), '30']);
+  const p = tb.start(cg.argv(tb.client, [bin.static!, 'tcp', tb.serverIp, String(PORT), '30']));
   type F = { path: string; pid: number; exe: string; rule: string; class: string; remote: { address: string; port: number }; proto: string };
   const mine = async () => (await callJson<F[]>(daemon!.admin, 'GET', '/v1/flows')).filter((f) => f.path === 'ebpf' && f.pid === p.pid);
   await waitFor('the static client\'s socket in /v1/flows', async () => (await mine()).length === 1);

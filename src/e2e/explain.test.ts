@@ -10,7 +10,7 @@
  * policy says, and the kernel rule's mark against the packets tshark reads. */
 
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { runSync } from '../exec.js';
@@ -18,17 +18,16 @@ import { callJson } from '../daemon/admin-client.js';
 import { socketsOf } from '../kernel/sockets.js';
 import { requireTools } from '../prerequisites.js';
 import type { ExplainReport } from '../explain/report.js';
-import { requireE2e, sh, Testbed, TestDaemon, waitFor, QOS } from './harness.js';
+import { requireE2e, sh, Testbed, TestCgroup, TestDaemon, waitFor, QOS } from './harness.js';
 
 requireE2e('gcc', 'curl', 'nsenter', 'ss');
 requireTools('python3');
 
-const CGROUP2 = '/sys/fs/cgroup/unified';
 const PORT = 8081, PORT2 = 8082, PORT3 = 8083;
 const PYTHON = '/usr/bin/python3';
 
 let tb: Testbed;
-let cgroup: string;
+let cg: TestCgroup;
 let daemon: TestDaemon;
 const bin: Record<string, string> = {};
 
@@ -99,8 +98,7 @@ const rulesOf = (r: ExplainReport) => r.rules.map((x) => [x.name, x.line, x.resu
 
 before(async () => {
   tb = new Testbed();
-  cgroup = join(CGROUP2, `qosd-explain-${process.pid}`);
-  mkdirSync(cgroup);
+  cg = new TestCgroup('explain');
   const src = join(tb.dir, 'client.c');
   writeFileSync(src, CLIENT);
   bin.static = join(tb.dir, 'client-static');
@@ -108,7 +106,7 @@ before(async () => {
   bin.other = join(tb.dir, 'client-other');
   copyFileSync(bin.static, bin.other); // the same bytes in another file: another program
   for (const p of [PORT, PORT2, PORT3]) await tb.sink(p);
-  daemon = await new TestDaemon(tb.dir, policy(), ['--ebpf', 'on', '--ebpf-cgroup', cgroup, '--kernel', 'on'], ['nsenter', `--net=/run/netns/${tb.client}`]).start();
+  daemon = await new TestDaemon(tb.dir, policy(), ['--ebpf', 'on', '--ebpf-cgroup', cg.dir, '--kernel', 'on'], ['nsenter', `--net=/run/netns/${tb.client}`]).start();
   // a veth says no speed: traffic control needs the link's rate
   await callJson(daemon.admin, 'PUT', `/v1/tc/interfaces/${tb.id}c0`, { rate: '100Mbit' });
 });
@@ -116,7 +114,7 @@ before(async () => {
 after(async () => {
   await daemon?.stop();
   tb?.cleanup();
-  try { rmdirSync(cgroup); } catch { /* a process still in it: none should be */ }
+  cg?.remove();
 });
 
 test('an agent-marked curl: the agent decides by its rule, the kernel has the rule\'s TOS, and its socket is in the traffic-control flow the rule asked for', async () => {
@@ -155,7 +153,7 @@ test('an agent-marked curl: the agent decides by its rule, the kernel has the ru
 });
 
 test('an eBPF-marked static program: no agent, the programs hold its exe rule, the kernel has EF on its socket', async () => {
-  const p = tb.start(['sh', '-c', `echo $$ > ${cgroup}/cgroup.procs && exec ip netns exec ${tb.client} "$@"`, 'sh', bin.static!, tb.serverIp, String(PORT), '120']);
+  const p = tb.start(cg.argv(tb.client, [bin.static!, tb.serverIp, String(PORT), '120']));
   const fd = await connectedFd(p.pid!, PORT);
   await waitFor('its socket among the eBPF flows', async () => (await callJson<{ path: string; pid: number }[]>(daemon.admin, 'GET', '/v1/flows')).some((f) => f.path === 'ebpf' && f.pid === p.pid));
   const r = explainJson('--pid', String(p.pid), '--fd', String(fd));

@@ -3,7 +3,7 @@
  * tshark (an independent decoder). Everything created here is removed in cleanup(). */
 
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -215,6 +215,30 @@ export class Capture {
       };
     });
     return all.filter((p) => !(p.proto === 'udp' && p.dstPort === ENDMARK_PORT && p.src === this.tb.clientIp));
+  }
+}
+
+/** The cgroup v2 hierarchy (the unified one of Debian's hybrid). */
+export const CGROUP2 = '/sys/fs/cgroup/unified';
+
+/** A cgroup v2 directory of a test's own, qosd-NAME-PID: the daemon's eBPF programs attach to a
+ * cgroup, not a namespace (--ebpf-cgroup), and the programs a test runs join it. */
+export class TestCgroup {
+  readonly dir: string;
+
+  constructor(name: string) {
+    this.dir = join(CGROUP2, `qosd-${name}-${process.pid}`);
+    mkdirSync(this.dir);
+  }
+
+  /** argv run in this cgroup and network namespace ns: the process joins the cgroup first
+   * (`ip netns exec` mounts a sysfs of its own, where the cgroup is not). */
+  argv(ns: string, argv: readonly string[]): string[] {
+    return ['sh', '-c', `echo $$ > ${this.dir}/cgroup.procs && ns=$1 && shift && exec ip netns exec "$ns" "$@"`, 'sh', ns, ...argv];
+  }
+
+  remove(): void {
+    try { rmdirSync(this.dir); } catch { /* a process still in it: none should be */ }
   }
 }
 
