@@ -2,6 +2,7 @@
 
 import { columns } from '../columns.js';
 import { DEFAULT_POLICY_FILE } from '../paths.js';
+import { formatBitRate } from '../units.js';
 
 type Rec = Record<string, unknown>;
 
@@ -36,7 +37,7 @@ export function formatStatus(s: Rec): string {
     `flows        ${s.flows}`,
     `decisions    ${s.decisions_total}`,
     ...(s.kernel ? formatKernel(s.kernel as Rec) : []),
-    ...(s.ebpf ? [formatEbpf(s.ebpf as Rec)] : []),
+    ...(s.ebpf ? formatEbpf(s.ebpf as Rec) : []),
     ...(s.doctor ? [formatDoctor(s.doctor as Rec)] : []),
     ...(s.tc ? [formatTc(s.tc as Rec)] : []),
     ...(s.fleet ? formatFleet(s.fleet as Rec) : []),
@@ -59,11 +60,20 @@ function formatFleet(f: Rec): string[] {
   ];
 }
 
-/** Per-executable marking: where the programs are attached and what they hold, or why not. */
-function formatEbpf(e: Rec): string {
-  if (!e.attached) return `ebpf         not attached${e.mode === 'off' ? '' : ` (--ebpf ${e.mode})`}: ${e.problem}`;
+/** Per-executable marking: where the programs are attached and what they hold, or why not; the
+ * per-application counting and limits (docs/apps.md). */
+function formatEbpf(e: Rec): string[] {
+  if (!e.attached) return [`ebpf         not attached${e.mode === 'off' ? '' : ` (--ebpf ${e.mode})`}: ${e.problem}`];
   const rules = e.rules as string[], files = e.files as string[], notes = e.notes as string[];
-  return `ebpf         ${(e.programs as unknown[]).length} programs on cgroup ${e.cgroup}, generation ${e.generation}: ${rules.length} exe rules${rules.length ? ` (${rules.join(', ')})` : ''} naming ${files.length} files; ${e.sockets_decided} sockets decided, ${e.calls_refused} calls refused${notes.length ? `; ${notes.length} notes (qos status --json)` : ''}`;
+  const out = [`ebpf         ${(e.programs as unknown[]).length} programs on cgroup ${e.cgroup}, generation ${e.generation}: ${rules.length} exe rules${rules.length ? ` (${rules.join(', ')})` : ''} naming ${files.length} files; ${e.sockets_decided} sockets decided, ${e.calls_refused} calls refused${notes.length ? `; ${notes.length} notes (qos status --json)` : ''}`];
+  const st = e.stats as Rec | null, l = e.limits as Rec | undefined;
+  if (st) out.push(`apps         ${st.programs} programs counted (qos top)`);
+  const limits = (l?.limits as Rec[] | undefined) ?? [];
+  if (l && (limits.length || l.problem)) {
+    const rate = (bps: unknown) => (typeof bps === 'number' ? formatBitRate(bps / 8) : '-');
+    out.push(`limits       ${l.problem ? `not in place: ${l.problem}` : `${limits.length} on ${l.ifb} (${limits.map((x) => `${x.name}: out ${rate(x.egress_bps)}, in ${rate(x.ingress_bps)}`).join('; ')}), on ${(l.interfaces as string[]).join(', ') || 'no interface'}; ${l.sockets_tagged} sockets of the agent's tagged`}`);
+  }
+  return out;
 }
 
 /** The host probe at start (qos doctor's, without its self-test). */
