@@ -28,6 +28,8 @@ export class TcLinks {
   /** the events not handled yet run one after another, in order */
   private chain: Promise<void> = Promise.resolve();
   readonly counts = { gone: 0, restored: 0, renamed: 0, refused: 0 };
+  /** link events handled, of any interface */
+  handled = 0;
   last: LinkNote | null = null;
 
   constructor(private readonly tc: TrafficControl, private readonly links: LinkEvents, private readonly log?: Logger) {}
@@ -50,7 +52,7 @@ export class TcLinks {
   }
 
   status(): Record<string, unknown> {
-    return { link_events: { ...this.counts }, last_link_event: this.last };
+    return { link_events: { handled: this.handled, ...this.counts }, last_link_event: this.last };
   }
 
   private note(n: Omit<LinkNote, 'at'>): void {
@@ -60,29 +62,38 @@ export class TcLinks {
   private async handle(e: LinkEvent): Promise<void> {
     const { name: dev, index } = e.link;
     try {
-      if (e.kind === 'removed') {
-        if (!(await this.tc.interfaceGone(dev, index, 'gone'))) return;
-        this.counts.gone++;
-        this.note({ dev, what: 'gone' });
-        const waiting = this.flowsOn(dev);
-        this.log?.warn({ dev, ifindex: index, flows: waiting }, 'interface gone: its traffic control (rate, marks, flows, filters) waits for an interface of that name');
-      } else if (e.kind === 'added') {
-        await this.back(dev, index);
-      } else if (e.kind === 'renamed') {
-        const moved = await this.tc.interfaceRenamed(index, e.from, dev);
-        if (!moved) { await this.back(dev, index); return; }
-        this.counts.renamed++;
-        this.note({ dev, from: e.from, what: 'renamed' });
-        this.log?.info({ dev, from: e.from, ifindex: index }, 'interface renamed: its traffic control follows it');
-        if (moved.dropped) this.log?.warn({ dev, ...moved.dropped }, `the configuration that waited for ${dev} is dropped: ${e.from}'s, renamed ${dev}, took its name`);
-      } else if (e.kind === 'up') {
-        const r = await this.tc.interfaceUp(dev, index);
-        if (r === 'restored') { this.counts.restored++; this.note({ dev, what: 'reinstalled', why: 'its root qdisc was gone when it came up' }); this.log?.warn({ dev }, 'interface up without our root qdisc (removed meanwhile): its traffic control is installed again'); }
-        if (r === 'refused') this.refused(dev, 'another root qdisc replaced ours');
-      }
+      await this.follow(e, dev, index);
     } catch (err) {
       // a change the kernel refused: control.ts put the last state back; the next event tries again
       this.log?.error({ dev, event: e.kind, err: (err as Error).message }, 'cannot follow an interface change in traffic control');
+    } finally {
+      this.handled++;
+    }
+  }
+
+  private async follow(e: LinkEvent, dev: string, index: number): Promise<void> {
+    if (e.kind === 'removed') {
+      if (!(await this.tc.interfaceGone(dev, index, 'gone'))) return;
+      this.counts.gone++;
+      this.note({ dev, what: 'gone' });
+      this.log?.warn({ dev, ifindex: index, flows: this.flowsOn(dev) }, 'interface gone: its traffic control (rate, marks, flows, filters) waits for an interface of that name');
+    } else if (e.kind === 'added') {
+      await this.back(dev, index);
+    } else if (e.kind === 'renamed') {
+      const moved = await this.tc.interfaceRenamed(index, e.from, dev);
+      if (!moved) { await this.back(dev, index); return; }
+      this.counts.renamed++;
+      this.note({ dev, from: e.from, what: 'renamed' });
+      this.log?.info({ dev, from: e.from, ifindex: index }, 'interface renamed: its traffic control follows it');
+      if (moved.dropped) this.log?.warn({ dev, ...moved.dropped }, `the configuration that waited for ${dev} is dropped: ${e.from}, renamed ${dev}, took its name with its own`);
+    } else if (e.kind === 'up') {
+      const r = await this.tc.interfaceUp(dev, index);
+      if (r === 'restored') {
+        this.counts.restored++;
+        this.note({ dev, what: 'reinstalled', why: 'its root qdisc was gone when it came up' });
+        this.log?.warn({ dev }, 'interface up without our root qdisc (removed meanwhile): its traffic control is installed again');
+      }
+      if (r === 'refused') this.refused(dev, 'another root qdisc replaced ours');
     }
   }
 
