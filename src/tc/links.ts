@@ -17,6 +17,11 @@ import type { Logger } from 'pino';
 import type { LinkEvent } from '../net/link-events.js';
 import type { TrafficControl } from './control.js';
 
+/** The log's messages when an interface under control goes and when it is installed again
+ * (`qos bench tc` times the return by them). */
+export const GONE_MSG = 'interface gone: its traffic control (rate, marks, flows, filters) waits for an interface of that name';
+export const RESTORED_MSG = 'interface back: its traffic control is installed again';
+
 /** What the follower needs of the watcher: subscribing. */
 export interface LinkEvents { subscribe(fn: (e: LinkEvent) => void): () => void }
 
@@ -76,7 +81,7 @@ export class TcLinks {
       if (!(await this.tc.interfaceGone(dev, index, 'gone'))) return;
       this.counts.gone++;
       this.note({ dev, what: 'gone' });
-      this.log?.warn({ dev, ifindex: index, flows: this.flowsOn(dev) }, 'interface gone: its traffic control (rate, marks, flows, filters) waits for an interface of that name');
+      this.log?.warn({ dev, ifindex: index, flows: this.flowsOn(dev) }, GONE_MSG);
     } else if (e.kind === 'added') {
       await this.back(dev, index);
     } else if (e.kind === 'renamed') {
@@ -103,7 +108,7 @@ export class TcLinks {
     if (r.done === 'refused') { this.refused(dev, r.why!); return; }
     this.counts.restored++;
     this.note({ dev, what: 'restored' });
-    this.log?.info({ dev, ifindex: index, flows: this.flowsOn(dev) }, 'interface back: its traffic control is installed again');
+    this.log?.info({ dev, ifindex: index, flows: this.flowsOn(dev) }, RESTORED_MSG);
   }
 
   private refused(dev: string, why: string): void {
