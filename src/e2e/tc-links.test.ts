@@ -74,6 +74,12 @@ async function relink(t: { diagnostic(s: string): void }, what: string): Promise
   tb.configureLink();
 }
 
+/** Whether process pid has ended (gone, or a zombie nobody reaped yet). */
+function ended(pid: number): boolean {
+  const stat = sh(['cat', `/proc/${pid}/stat`]);
+  return stat.status !== 0 || /^\d+ \(.*\) Z /.test(stat.stdout);
+}
+
 /** Deletes the veth; waits until the daemon says the interface is absent. */
 async function unlink(): Promise<void> {
   assert.equal(sh(['ip', '-n', tb.client, 'link', 'del', dev]).status, 0);
@@ -168,7 +174,7 @@ test('the link monitor killed with SIGKILL is started again, and a deletion made
   process.kill(daemonPid, 'SIGSTOP');
   try {
     process.kill(monitor, 'SIGKILL');
-    await waitFor('the monitor to die', () => { try { return /^\d+ \(.*\) Z/.test(sh(['cat', `/proc/${monitor}/stat`]).stdout) || sh(['test', '-e', `/proc/${monitor}`]).status !== 0; } catch { return true; } }, 5, RETURN_BOUND_MS);
+    await waitFor('the monitor to die', () => ended(monitor), 5, RETURN_BOUND_MS);
     assert.equal(sh(['ip', '-n', tb.client, 'link', 'del', dev]).status, 0);
   } finally {
     process.kill(daemonPid, 'SIGCONT');
@@ -205,4 +211,12 @@ test('back with a root qdisc not ours (made under another name, renamed): refuse
   assert.ok(installed());
   tb.configureLink();
   assert.deepEqual(await marks(), { v4: [DSCP], v6: [DSCP] });
+});
+
+test('a daemon killed with SIGKILL takes its link monitor with it (an orphan would keep the namespace alive)', async () => {
+  const monitor = (await status()).links.monitor_pid!;
+  assert.match(sh(['cat', `/proc/${monitor}/cmdline`]).stdout.replace(/\0/g, ' '), /^ip -o monitor link/);
+  daemon.proc.kill('SIGKILL');
+  await waitFor('the daemon to die', () => daemon.proc.exitCode !== null || daemon.proc.signalCode !== null);
+  await waitFor('its link monitor to die with it', () => ended(monitor), 20, RETURN_BOUND_MS);
 });

@@ -53,7 +53,9 @@ export function ipSource(clock: Clock = systemClock): LinkSource {
       return parseSnapshot(r.stdout);
     },
     monitor(onLine) {
-      const child: Child = start(['ip', '-o', 'monitor', 'link'], { pkg: 'iproute2', name: 'ip monitor link' });
+      // killed with the daemon (PR_SET_PDEATHSIG): a daemon killed with SIGKILL cannot stop it,
+      // and an orphan would keep its network namespace alive, printing for nobody
+      const child: Child = start(['setpriv', '--pdeathsig', 'KILL', '--', 'ip', '-o', 'monitor', 'link'], { pkg: 'util-linux and iproute2', name: 'ip monitor link' });
       let rest = '';
       child.proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
         const lines = (rest + d).split('\n');
