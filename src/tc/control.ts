@@ -284,7 +284,7 @@ export class TrafficControl {
    * interface gets: one with a root qdisc not ours is refused, and goes on waiting, saying
    * why. Null if there was nothing to do. */
   async interfaceBack(dev: string, index: number): Promise<{ done: 'restored' | 'refused'; why?: string } | null> {
-    const wants = (i: TcInterface | undefined) => i !== undefined && (i.absent !== undefined || i.ifindex !== index);
+    const wants = (i: TcInterface | undefined) => i !== undefined && (i.absent !== undefined || (i.ifindex !== undefined && i.ifindex !== index));
     if (!wants(this.state.devs.get(dev))) return null;
     const link = await this.runner.link(dev);
     // gone again, or another device has the name now: its own event tells
