@@ -7,7 +7,8 @@
  * snapshot is taken once its netlink socket has subscribed, and the lines read meanwhile are
  * applied after it (the last of each link: link-events.ts, lastOfEach). If the monitor dies it
  * is started again after a back-off (100 ms doubling to 5 s), and a fresh snapshot is diffed
- * against what was known, so a change made while it was away still becomes its event.
+ * against what was known, so a change made while it was away still becomes its event. The
+ * monitor dies with the daemon (parent-death signal), a daemon killed with SIGKILL included.
  *
  * Subscribing (the whole API for a follower):
  *   const off = links.subscribe((e) => { if (e.kind === 'added') attach(e.link.name); });
