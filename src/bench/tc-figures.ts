@@ -37,3 +37,17 @@ export function exactFilter(n: number, src: string, dst: string): { src: string;
   if (!(Number.isInteger(n) && n >= 0 && n < 65536 * 64512)) throw new Error(`no filter number ${n}`);
   return { src, dst, proto: 'udp', sport: 1024 + (n % 64512), dport: 1 + Math.floor(n / 64512) };
 }
+
+
+/** The time (ms since the epoch, pino's `time`) of the first log line with message `msg` about
+ * interface `dev` in the daemon's JSON log, or null if there is none yet. */
+export function loggedAt(log: string, msg: string, dev: string): number | null {
+  for (const line of log.split('\n')) {
+    if (!line.includes(msg)) continue;
+    try {
+      const o = JSON.parse(line) as { msg?: string; dev?: string; time?: number };
+      if (o.msg === msg && o.dev === dev && typeof o.time === 'number') return o.time;
+    } catch { /* not a whole JSON line (yet) */ }
+  }
+  return null;
+}

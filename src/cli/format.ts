@@ -88,7 +88,14 @@ function formatDoctor(d: Rec): string {
 function formatTc(t: Rec): string {
   const policy = Number(t.sockets_attached) || Number(t.sockets_not_attached) || Number(t.sockets_over_user_bound)
     ? `; sockets by policy ${t.sockets_attached} attached, ${t.sockets_not_attached} not, ${t.sockets_over_user_bound} past a user's bound` : '';
-  return `tc           ${t.interfaces} interfaces, ${t.flows} flows, ${t.filters} filters (qos tc flows)${policy}`;
+  const absent = (t.absent as Array<{ dev: string; since: string; why: string }> | undefined) ?? [];
+  const last = t.last_link_event as { at: string; dev: string; what: string; from?: string; why?: string } | null | undefined;
+  const pad = '             ';
+  return [
+    `tc           ${t.interfaces} interfaces, ${t.flows} flows, ${t.filters} filters (qos tc flows)${policy}`,
+    ...absent.map((a) => `${pad}${a.dev} absent since ${a.since} (${a.why}): ${a.dev}'s flows wait for it`),
+    ...(last ? [`${pad}last interface change: ${last.dev} ${last.what}${last.from ? ` (was ${last.from})` : ''} at ${last.at}${last.why ? `: ${last.why}` : ''}`] : []),
+  ].join('\n');
 }
 
 /** What the kernel table is, where, and on whom it acts; or why there is none. */

@@ -25,6 +25,8 @@ import { RsvpHost } from '../rsvp/host.js';
 import { tcRoutes } from '../tc/api.js';
 import { TcAttach } from '../tc/attach.js';
 import { TrafficControl } from '../tc/control.js';
+import { TcLinks } from '../tc/links.js';
+import { LinkWatch } from '../net/link-watch.js';
 import { asksTc } from '../tc/request.js';
 import type { PolicyDoc } from '../policy/schema.js';
 import { CharacterizeApi } from '../characterize/api.js';
@@ -207,7 +209,11 @@ export class Daemon {
     if (o.trafficControl !== false) {
       // its own table beside the kernel rules' (qosd: qosd_tc), and beside the admin socket
       // the interfaces it is changing, for the next daemon if this one is killed
-      const tc = this.tc = new TrafficControl(undefined, log, { table: `${ko.table}_tc`, stateFile: join(dirname(o.admin), 'tc-state.json') });
+      // the interfaces as they come and go (net/link-watch.ts): one watcher for every part
+      // that follows them, started before them; traffic control follows it (tc/links.ts)
+      const links = c.add(new LinkWatch({ log, clock }));
+      const tc = this.tc = new TrafficControl(undefined, log, { table: `${ko.table}_tc`, stateFile: join(dirname(o.admin), 'tc-state.json'), links });
+      const tcLinks = new TcLinks(tc, links, log);
       const attach = new TcAttach(tc, undefined, log);
       // every flow event costs its subscribers' time: only a policy whose rules or script may
       // ask for a flow has the attacher follow them
@@ -221,9 +227,9 @@ export class Daemon {
       };
       c.add<Component>({
         name: 'tc',
-        start: async () => { await tc.start(); followFlows!(policy.doc); },
-        stop: async () => { unsubscribe?.(); await tc.stop(); },
-        status: () => ({ tc: { interfaces: tc.current.devs.size, flows: tc.current.flows.size, filters: tc.current.filters.size, changes_applied: tc.applied, sockets_attached: attach.attachedTotal, sockets_not_attached: attach.failed, sockets_over_user_bound: attach.overLimit } }),
+        start: async () => { await tc.start(); tcLinks.start(); followFlows!(policy.doc); },
+        stop: async () => { unsubscribe?.(); await tcLinks.stop(); await tc.stop(); },
+        status: () => ({ tc: { ...tc.status(), ...tcLinks.status(), sockets_attached: attach.attachedTotal, sockets_not_attached: attach.failed, sockets_over_user_bound: attach.overLimit } }),
         routes: tcRoutes(tc),
       });
     }

@@ -55,26 +55,41 @@ export class Testbed {
     try {
       must(['ip', 'netns', 'add', this.client]);
       must(['ip', 'netns', 'add', this.server]);
-      must(['ip', 'link', 'add', `${this.id}c0`, 'netns', this.client, 'type', 'veth', 'peer', 'name', this.serverIf, 'netns', this.server]);
-      for (const [ns, ifc, ip4, ip6] of [[this.client, `${this.id}c0`, this.clientIp, this.clientIp6], [this.server, this.serverIf, this.serverIp, this.serverIp6]] as const) {
-        must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
-        must(['ip', '-n', ns, 'addr', 'add', `${ip4}/24`, 'dev', ifc]);
-        // no duplicate address detection, for the link-local address too: a tentative
-        // address holds IPv6 traffic back for a second or more after the link comes up
-        must(['ip', 'netns', 'exec', ns, 'sysctl', '-q', '-w', `net.ipv6.conf.${ifc}.accept_dad=0`]);
-        must(['ip', '-n', ns, '-6', 'addr', 'add', `${ip6}/64`, 'dev', ifc, 'nodad']);
-        must(['ip', '-n', ns, 'link', 'set', ifc, 'up']);
-      }
-      // permanent neighbour entries: no packet of a test waits on (or is lost to) ARP or
-      // neighbour discovery on a link that just came up
-      const mac = (ns: string, ifc: string) => (JSON.parse(must(['ip', '-n', ns, '-j', 'link', 'show', ifc])) as { address: string }[])[0]!.address;
-      const cmac = mac(this.client, `${this.id}c0`), smac = mac(this.server, this.serverIf);
-      for (const ip of [this.serverIp, this.serverIp6]) must(['ip', '-n', this.client, 'neigh', 'replace', ip, 'lladdr', smac, 'dev', `${this.id}c0`, 'nud', 'permanent']);
-      for (const ip of [this.clientIp, this.clientIp6]) must(['ip', '-n', this.server, 'neigh', 'replace', ip, 'lladdr', cmac, 'dev', this.serverIf, 'nud', 'permanent']);
+      for (const ns of [this.client, this.server]) must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+      this.addLink();
+      this.configureLink();
     } catch (e) {
       this.cleanup();
       throw e;
     }
+  }
+
+  /** Makes the veth pair between the namespaces (its client end named `clientIf`), down and
+   * without addresses (configureLink() gives them); returns when (performance.now()) it ran
+   * `ip link add`. Tests of interfaces that come and go delete it and make it again. */
+  addLink(clientIf = `${this.id}c0`): number {
+    const at = performance.now();
+    must(['ip', 'link', 'add', clientIf, 'netns', this.client, 'type', 'veth', 'peer', 'name', this.serverIf, 'netns', this.server]);
+    return at;
+  }
+
+  /** Addresses, up and neighbour entries on both ends of the pair (again after a link went
+   * down: IPv6 addresses and neighbour entries go with it). */
+  configureLink(clientIf = `${this.id}c0`): void {
+    for (const [ns, ifc, ip4, ip6] of [[this.client, clientIf, this.clientIp, this.clientIp6], [this.server, this.serverIf, this.serverIp, this.serverIp6]] as const) {
+      must(['ip', '-n', ns, 'addr', 'replace', `${ip4}/24`, 'dev', ifc]);
+      // no duplicate address detection, for the link-local address too: a tentative
+      // address holds IPv6 traffic back for a second or more after the link comes up
+      must(['ip', 'netns', 'exec', ns, 'sysctl', '-q', '-w', `net.ipv6.conf.${ifc}.accept_dad=0`]);
+      must(['ip', '-n', ns, '-6', 'addr', 'replace', `${ip6}/64`, 'dev', ifc, 'nodad']);
+      must(['ip', '-n', ns, 'link', 'set', ifc, 'up']);
+    }
+    // permanent neighbour entries: no packet of a test waits on (or is lost to) ARP or
+    // neighbour discovery on a link that just came up
+    const mac = (ns: string, ifc: string) => (JSON.parse(must(['ip', '-n', ns, '-j', 'link', 'show', ifc])) as { address: string }[])[0]!.address;
+    const cmac = mac(this.client, clientIf), smac = mac(this.server, this.serverIf);
+    for (const ip of [this.serverIp, this.serverIp6]) must(['ip', '-n', this.client, 'neigh', 'replace', ip, 'lladdr', smac, 'dev', clientIf, 'nud', 'permanent']);
+    for (const ip of [this.clientIp, this.clientIp6]) must(['ip', '-n', this.server, 'neigh', 'replace', ip, 'lladdr', cmac, 'dev', this.serverIf, 'nud', 'permanent']);
   }
 
   /** Starts a long-running process (in a namespace if given); killed at cleanup. */

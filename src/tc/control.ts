@@ -11,17 +11,15 @@
  * What it installs carries its own mark (the HTB handle d5c:, the table inet qosd_tc): at
  * start it removes what a predecessor killed with SIGKILL left, at stop all it installed. */
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from '../atomic-file.js';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { QosError } from '../errors.js';
-import { run } from '../exec.js';
 import { serviceTypeNamed, SERVICE_TYPE_NAMES, type ServiceType } from '../flowspec/model.js';
 import { parseRate } from '../units.js';
 import { checkDev, checkMark, DEFAULT_NONCONFORMING, emptyState, flowMarks, flowProblems, isDevName, isExact, kernelBucket, kernelRate, policer, MAX_FILTER_ID, MAX_FILTERS, MAX_FLOW_ID, MAX_FLOWS, parseFilter, SERVICE_DEFAULTS, type FilterInput, type Mark, type TcFilter, type TcFlow, type TcInterface, type TcMode, type TcState } from './model.js';
-import { dot1pAttach, dot1pDetach, DOT1P_PREF, filterKey, HANDLE_TEXT, le32, planChange, planText, reservedRate, TABLE, type Dot1pStep, type TcPlan } from './plan.js';
+import { filterKey, HANDLE_TEXT, planChange, planText, reservedRate, TABLE, type TcPlan } from './plan.js';
+import { systemRunner } from './runner.js';
 import { TcIndex } from './state-index.js';
 import { flowSpecOf } from './request.js';
 
@@ -36,85 +34,8 @@ export interface TcRunner {
   leftovers(table: string, devs: readonly string[]): Promise<{ devs: string[]; table: boolean; tagged: string[] }>;
 }
 
-async function withFile<T>(name: string, text: string, f: (path: string) => Promise<T>): Promise<T> {
-  const dir = mkdtempSync(join(tmpdir(), 'qosd-tc-'));
-  try {
-    const file = join(dir, name);
-    writeFileSync(file, text);
-    return await f(file);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-export const systemRunner: TcRunner = {
-  async apply(p) {
-    // nft deletions must not meet a class that is gone, nor packets a class not yet made:
-    // the transaction goes after tc's additions and before its deletions
-    const [adds, dels] = [p.tc.filter((l) => !/^(class|qdisc) del /.test(l)), p.tc.filter((l) => /^(class|qdisc) del /.test(l))];
-    if (adds.length) await withFile('tc.batch', adds.join('\n') + '\n', (f) => run(['tc', '-batch', f], { code: 'QOS_ERR_KERNEL', pkg: 'iproute2' }));
-    if (p.nft.length) await withFile('tx.nft', p.nft.join('\n') + '\n', (f) => run(['nft', '-f', f], { code: 'QOS_ERR_KERNEL', pkg: 'nftables' }));
-    if (dels.length) await withFile('tc.batch', dels.join('\n') + '\n', (f) => run(['tc', '-batch', f], { code: 'QOS_ERR_KERNEL', pkg: 'iproute2' }));
-    for (const a of p.ip) await run(['ip', ...a], { code: 'QOS_ERR_KERNEL', pkg: 'iproute2' });
-    for (const s of p.dot1p) await dot1p(s);
-  },
-  async link(dev) {
-    const r = await run(['ip', '-d', '-j', 'link', 'show', 'dev', dev], { ok: 'any', pkg: 'iproute2' });
-    if (r.code !== 0) return { exists: false, vlan: false, speed: null, root: null };
-    const info = (JSON.parse(r.stdout) as Array<{ linkinfo?: { info_kind?: string } }>)[0];
-    let speed: number | null = null;
-    try { const mbit = Number(readFileSync(`/sys/class/net/${dev}/speed`, 'utf8')); if (mbit > 0) speed = mbit * 125_000; } catch { /* no speed: a virtual device */ }
-    const root = (await rootQdisc(dev));
-    return { exists: true, vlan: info?.linkinfo?.info_kind === 'vlan', speed, root: root && root.handle !== '0:' ? `${root.kind} ${root.handle}` : null };
-  },
-  async leftovers(table, devs) {
-    const t = await run(['nft', 'list', 'table', 'inet', table], { ok: 'any', pkg: 'nftables' });
-    const ours: string[] = [], tagged: string[] = [];
-    for (const dev of devs) {
-      if ((await rootQdisc(dev))?.handle === HANDLE_TEXT) ours.push(dev);
-      if (await taggerOn(dev)) tagged.push(dev);
-    }
-    return { devs: ours, table: t.code === 0, tagged };
-  },
-};
-
-export interface LinkInfo { exists: boolean; vlan: boolean; speed: number | null; root: string | null }
-
-/** dev's root qdisc, or null (no such interface). */
-async function rootQdisc(dev: string): Promise<{ kind: string; handle: string } | null> {
-  const r = await run(['tc', '-j', 'qdisc', 'show', 'dev', dev, 'root'], { ok: 'any', pkg: 'iproute2' });
-  if (r.code !== 0) return null;
-  return (JSON.parse(r.stdout || '[]') as Array<{ kind: string; handle: string }>)[0] ?? null;
-}
-
-/** Whether our tagger is on dev's egress. */
-async function taggerOn(dev: string): Promise<boolean> {
-  const r = await run(['tc', '-j', 'filter', 'show', 'dev', dev, 'egress'], { ok: 'any', pkg: 'iproute2' });
-  if (r.code !== 0) return false;
-  return (JSON.parse(r.stdout || '[]') as Array<{ pref?: number; kind?: string }>).some((f) => f.pref === DOT1P_PREF && f.kind === 'bpf');
-}
-
-/** One step of the 802.1p tagger: tc attaches and detaches it; its map (found through the
- * program tc attached) is changed with bpftool, in one batch. */
-async function dot1p(s: Dot1pStep): Promise<void> {
-  const tc = (args: string[], ok?: 'any') => run(['tc', ...args], { code: 'QOS_ERR_KERNEL', pkg: 'iproute2', ok });
-  if (s.op === 'attach') { for (const a of dot1pAttach(s.dev)) await tc(a); return; }
-  if (s.op === 'detach') {
-    await tc(dot1pDetach(s.dev), 'any'); // (gone with the interface: fine)
-    // the clsact qdisc goes too if no one else has a filter on it
-    const rest = await Promise.all(['ingress', 'egress'].map((d) => tc(['-j', 'filter', 'show', 'dev', s.dev, d], 'any')));
-    if (rest.every((r) => r.code === 0 && (JSON.parse(r.stdout || '[]') as unknown[]).length === 0)) await tc(['qdisc', 'del', 'dev', s.dev, 'clsact'], 'any');
-    return;
-  }
-  const filters = JSON.parse((await tc(['-j', 'filter', 'show', 'dev', s.dev, 'egress'])).stdout || '[]') as Array<{ pref?: number; options?: { prog?: { id?: number } } }>;
-  const prog = filters.find((f) => f.pref === DOT1P_PREF && f.options?.prog?.id)?.options?.prog?.id;
-  if (!prog) throw new QosError('QOS_ERR_KERNEL', `the 802.1p tagger is not on ${s.dev}`);
-  const info = JSON.parse((await run(['bpftool', '-j', 'prog', 'show', 'id', String(prog)], { code: 'QOS_ERR_KERNEL', pkg: 'bpftool' })).stdout) as { map_ids?: number[] };
-  const map = info.map_ids?.[0];
-  if (map === undefined) throw new QosError('QOS_ERR_KERNEL', `the 802.1p tagger on ${s.dev} has no map`);
-  const lines = s.entries.map(([k, v]) => (v === null ? `map delete id ${map} key ${le32(k)}` : `map update id ${map} key ${le32(k)} value ${le32(v)}`));
-  await withFile('pcp.batch', lines.join('\n') + '\n', (f) => run(['bpftool', 'batch', 'file', f], { code: 'QOS_ERR_KERNEL', pkg: 'bpftool' }));
-}
+/** What the runner says of an interface: `index` the kernel's (when the runner knows it). */
+export interface LinkInfo { exists: boolean; vlan: boolean; speed: number | null; root: string | null; index?: number }
 
 /** A flow as a user asks for it (API body, CLI): the interface, a FLOWSPEC (fields, or a
  * template's with fields over it), a service type, a mode (default: the service's), marks. */
@@ -141,6 +62,10 @@ export interface TcOptions {
   /** where the interfaces under control are written before the kernel is told, so that the
    * next daemon removes what this one leaves if it is killed (default: none kept) */
   stateFile?: string;
+  /** where the interfaces are now (the daemon's link watcher, net/link-watch.ts): an
+   * interface's index is taken from it when a request is applied, so that a device replaced
+   * meanwhile is told from the one the request saw */
+  links?: { byName(name: string): { index: number } | undefined };
 }
 
 export class TrafficControl {
@@ -211,6 +136,16 @@ export class TrafficControl {
   /** The whole state as the kernel is given it from nothing (`qos tc plan`). */
   planAll(): string { return planText(planChange(emptyState(this.table), this.state)); }
 
+  /** `qos status`'s tc counts, and the interfaces whose configuration waits (since, why). */
+  status(): Record<string, unknown> {
+    const absent = [...this.state.devs.values()].filter((i) => i.absent);
+    const waiting = [...this.state.flows.values()].filter((f) => this.state.devs.get(f.dev)!.absent).length;
+    return {
+      interfaces: this.state.devs.size, flows: this.state.flows.size, filters: this.state.filters.size, changes_applied: this.applied,
+      absent: absent.map((i) => ({ dev: i.dev, since: i.absent!.since, why: i.absent!.why })), flows_waiting: waiting,
+    };
+  }
+
   list(): { interfaces: unknown[]; flows: unknown[]; filters: unknown[] } {
     const counts = new Map<number, number>();
     for (const x of this.state.filters.values()) counts.set(x.flow, (counts.get(x.flow) ?? 0) + 1);
@@ -226,7 +161,8 @@ export class TrafficControl {
   /** Sets an interface's rate and marks (adding it if it is not under control yet). */
   async setInterface(devIn: unknown, input: InterfaceInput, dryRun = false): Promise<unknown> {
     const dev = checkDev(devIn);
-    const link = await this.link(dev);
+    // a configuration waiting for its interface may be changed while the interface is away
+    const link = this.state.devs.get(dev)?.absent ? await this.runner.link(dev) : await this.link(dev);
     const rate = input.rate === undefined ? undefined : rateOf(input.rate, 'rate');
     const marks = input.marks === undefined ? undefined : marksOf(input.marks);
     const nonconforming = input.nonconforming === undefined ? undefined : checkMark(input.nonconforming, 'nonconforming');
@@ -234,9 +170,11 @@ export class TrafficControl {
     const dot1p = input.dot1p as boolean | undefined;
     return this.submit(dryRun, (s) => {
       const old = s.devs.get(dev);
-      const i: TcInterface = old
+      let i: TcInterface = old
         ? { ...old, rate: rate ?? old.rate, marks: marks ?? old.marks, nonconforming: nonconforming ?? old.nonconforming, dot1p: dot1p ?? old.dot1p }
         : this.newInterface(dev, link, rate, marks, nonconforming, dot1p);
+      // one waiting whose interface is there now is installed again, checked as a new one
+      if (i.absent && link.exists) i = this.returned(i, link);
       checkCapacity(indexOf(s), i, 0);
       s.devs.set(dev, i);
       return interfaceJson(i, s);
@@ -324,6 +262,88 @@ export class TrafficControl {
     });
   }
 
+  // ---- interfaces that come and go (tc/links.ts follows the link watcher and calls these) --
+
+  /** dev's device (index, if known) went: its configuration, flows and filters stay and wait
+   * for an interface of that name; only its nftables part leaves the kernel (the kernel took
+   * the rest with the device). False if dev was not in the kernel under this index. */
+  async interfaceGone(dev: string, index: number | undefined, why: string): Promise<boolean> {
+    const ours = (i: TcInterface | undefined): i is TcInterface => i !== undefined && !i.absent && (index === undefined || i.ifindex === undefined || i.ifindex === index);
+    // (most links that come and go are not under control: no turn is taken for them)
+    if (!ours(this.state.devs.get(dev)) && !this.queue.length && !this.flushing) return false;
+    return this.submit(false, (s) => {
+      const i = s.devs.get(dev);
+      if (!ours(i)) return false;
+      s.devs.set(dev, { ...i, absent: { since: new Date().toISOString(), why } });
+      return true;
+    }) as Promise<boolean>;
+  }
+
+  /** An interface named dev is there (index): a configuration that waits for it (or that was
+   * on another device of that name) is installed again whole, at once, after the check a new
+   * interface gets: one with a root qdisc not ours is refused, and goes on waiting, saying
+   * why. Null if there was nothing to do. */
+  async interfaceBack(dev: string, index: number): Promise<{ done: 'restored' | 'refused'; why?: string } | null> {
+    const wants = (i: TcInterface | undefined) => i !== undefined && (i.absent !== undefined || (i.ifindex !== undefined && i.ifindex !== index));
+    if (!wants(this.state.devs.get(dev))) return null;
+    const link = await this.runner.link(dev);
+    // gone again, or another device has the name now: its own event tells
+    if (!link.exists || (link.index !== undefined && link.index !== index)) return null;
+    return this.submit(false, (s) => {
+      const i = s.devs.get(dev);
+      if (!wants(i) || (this.o.links && this.o.links.byName(dev)?.index !== index)) return null;
+      if (link.root) {
+        const why = `it has a root qdisc, ${link.root}, that is not this daemon's: remove it (tc qdisc del dev ${dev} root) and run qos tc set-interface ${dev}`;
+        s.devs.set(dev, { ...i!, absent: { since: i!.absent?.since ?? new Date().toISOString(), why } });
+        return { done: 'refused', why };
+      }
+      s.devs.set(dev, { ...this.returned(i!, link), ifindex: index });
+      return { done: 'restored' };
+    }) as Promise<{ done: 'restored' | 'refused'; why?: string } | null>;
+  }
+
+  /** The device `index` was renamed from → to: its configuration, flows and filters move to
+   * the new name (the kernel kept its qdisc and classes; the lookups naming it are written
+   * again). A configuration waiting for `to` is dropped, names being unique: its flow and
+   * filter counts are returned. Null if no configuration was on that device. */
+  async interfaceRenamed(index: number, from: string, to: string): Promise<{ dropped: { flows: number; filters: number } | null } | null> {
+    const ours = (i: TcInterface | undefined): i is TcInterface => i !== undefined && !i.absent && (i.ifindex === undefined || i.ifindex === index);
+    if (!ours(this.state.devs.get(from)) && !this.queue.length && !this.flushing) return null;
+    return this.submit(false, (s) => {
+      const i = s.devs.get(from);
+      if (!ours(i)) return null;
+      let dropped: { flows: number; filters: number } | null = null;
+      if (s.devs.has(to)) {
+        dropped = { flows: 0, filters: 0 };
+        const ix = indexOf(s);
+        for (const [id, f] of s.flows) {
+          if (f.dev !== to) continue;
+          for (const fid of ix.filtersOf(id)) { s.filters.delete(fid); dropped.filters++; }
+          s.flows.delete(id);
+          dropped.flows++;
+        }
+        s.devs.delete(to);
+      }
+      s.devs.delete(from);
+      s.devs.set(to, { ...i, dev: to, ifindex: index });
+      for (const [id, f] of s.flows) if (f.dev === from) s.flows.set(id, { ...f, dev: to });
+      s.ix = undefined; // it counts by name
+      return { dropped };
+    }) as Promise<{ dropped: { flows: number; filters: number } | null } | null>;
+  }
+
+  /** dev (index) came up: the kernel keeps qdiscs through down and up, so ours should be
+   * there; if it is not (removed by hand meanwhile), everything is installed again. */
+  async interfaceUp(dev: string, index: number): Promise<'kept' | 'restored' | 'refused' | null> {
+    const i = this.state.devs.get(dev);
+    if (!i || i.absent || (i.ifindex !== undefined && i.ifindex !== index)) return null;
+    const link = await this.runner.link(dev);
+    if (!link.exists) return null;
+    if (link.root === `htb ${HANDLE_TEXT}`) return 'kept';
+    await this.interfaceGone(dev, index, link.root ? `its root qdisc was replaced by ${link.root}` : 'its root qdisc was removed');
+    return (await this.interfaceBack(dev, index))?.done ?? null;
+  }
+
   // ---- applying -------------------------------------------------------------------------
 
   private async link(dev: string): Promise<LinkInfo> {
@@ -333,10 +353,25 @@ export class TrafficControl {
   }
 
   private newInterface(dev: string, link: Omit<LinkInfo, 'exists'>, rate?: number, marks?: TcInterface['marks'], nonconforming?: Mark, dot1p?: boolean): TcInterface {
-    if (link.root) throw new QosError('QOS_ERR_CONFLICT', `${dev} already has a root qdisc, ${link.root}, that is not this daemon's: remove it first (tc qdisc del dev ${dev} root)`);
+    checkRoot(dev, link);
     const r = rate ?? link.speed;
     if (r === null) throw new QosError('QOS_ERR_USAGE', `${dev} does not say its speed: give it a rate first (qos tc set-interface ${dev} --rate 100Mbit)`);
-    return { dev, rate: r, marks: marks ?? {}, nonconforming: nonconforming ?? DEFAULT_NONCONFORMING, slot: this.nextSlot++, vlan: link.vlan, dot1p: dot1p ?? false };
+    const ifindex = this.ifindexOf(dev, link);
+    return { dev, rate: r, marks: marks ?? {}, nonconforming: nonconforming ?? DEFAULT_NONCONFORMING, slot: this.nextSlot++, vlan: link.vlan, dot1p: dot1p ?? false, ...(ifindex !== undefined ? { ifindex } : {}) };
+  }
+
+  /** A waiting configuration on the interface that is there again: checked as a new one (a
+   * root qdisc not ours is refused), under a new slot, so that all of it is installed. */
+  private returned(i: TcInterface, link: Omit<LinkInfo, 'exists'>): TcInterface {
+    checkRoot(i.dev, link);
+    const { absent: _, ifindex: __, ...rest } = i;
+    const ifindex = this.ifindexOf(i.dev, link);
+    return { ...rest, slot: this.nextSlot++, vlan: link.vlan, ...(ifindex !== undefined ? { ifindex } : {}) };
+  }
+
+  /** dev's index as the link watcher has it now (it may be ahead of what `link` saw), or as the runner said. */
+  private ifindexOf(dev: string, link: Omit<LinkInfo, 'exists'>): number | undefined {
+    return this.o.links?.byName(dev)?.index ?? link.index;
   }
 
   private freeId(m: ReadonlyMap<number, unknown>, counter: 'nextFlow' | 'nextFilter', max: number, what: string): number {
@@ -411,14 +446,12 @@ export class TrafficControl {
     } catch { /* parts of it were not there: the point is that nothing is left */ }
     await this.start();
     this.state = emptyState(this.table);
-    // an interface that vanished takes its flows with it
+    // an interface that vanished meanwhile waits for its return, with its flows and filters
     const live = clone(s);
-    for (const dev of s.devs.keys()) {
-      if ((await this.runner.link(dev)).exists) continue;
-      live.devs.delete(dev);
-      for (const [id, f] of live.flows) if (f.dev === dev) live.flows.delete(id);
-      for (const [id, f] of live.filters) if (!live.flows.has(f.flow)) live.filters.delete(id);
-      this.log?.warn({ dev }, 'interface gone: its flows and filters are dropped');
+    for (const [dev, i] of s.devs) {
+      if (i.absent || (await this.runner.link(dev)).exists) continue;
+      live.devs.set(dev, { ...i, absent: { since: new Date().toISOString(), why: 'gone' } });
+      this.log?.warn({ dev }, 'interface gone: its traffic control waits for it to come back');
     }
     try {
       await this.kernel(emptyState(this.table), live);
@@ -461,6 +494,11 @@ function flowOf(input: FlowInput, old?: TcFlow): Pick<TcFlow, 'spec' | 'mode' | 
   return f;
 }
 
+/** An interface with a root qdisc that is not the kernel's default is another's: refused. */
+function checkRoot(dev: string, link: Pick<LinkInfo, 'root'>): void {
+  if (link.root) throw new QosError('QOS_ERR_CONFLICT', `${dev} already has a root qdisc, ${link.root}, that is not this daemon's: remove it first (tc qdisc del dev ${dev} root)`);
+}
+
 /** Flows on an interface must leave its best-effort and demoted classes their share. */
 function checkCapacity(ix: TcIndex, i: TcInterface, adding: number): void {
   const sum = ix.reserved(i.dev) + adding;
@@ -472,14 +510,17 @@ function interfaceJson(i: TcInterface, s: TcState): Record<string, unknown> {
   let flows = 0, reserved = 0;
   for (const f of s.flows.values()) if (f.dev === i.dev) { flows++; reserved += kernelRate(f); }
   const marks = Object.fromEntries(SERVICE_TYPE_NAMES.map((t) => [t, i.marks[t] ?? SERVICE_DEFAULTS[t].mark]));
-  return { dev: i.dev, rate: i.rate, rate_bit: i.rate * 8, reserved, flows, vlan: i.vlan, dot1p: i.dot1p || i.vlan, marks, nonconforming: i.nonconforming };
+  // absent: the interface is not there; its configuration and flows wait for it (since, why)
+  return { dev: i.dev, present: !i.absent, absent: i.absent ?? null, ifindex: i.ifindex ?? null, rate: i.rate, rate_bit: i.rate * 8, reserved, flows, vlan: i.vlan, dot1p: i.dot1p || i.vlan, marks, nonconforming: i.nonconforming };
 }
 
 /** filters: how many the flow has (the caller counts them: a scan here would cost every request all the filters) */
 function flowJson(f: TcFlow, s: TcState, filters: number): Record<string, unknown> {
-  const { conforming, nonconforming } = flowMarks(f, s.devs.get(f.dev)!);
+  const i = s.devs.get(f.dev)!;
+  const { conforming, nonconforming } = flowMarks(f, i);
   return {
-    id: f.id, dev: f.dev, name: f.name, mode: f.mode, service: f.spec.ServiceType, flowspec: f.spec, rate: kernelRate(f), bucket: kernelBucket(f), policer: policer(f),
+    // waiting: its interface is absent; it is installed again with it
+    id: f.id, dev: f.dev, waiting: i.absent !== undefined, name: f.name, mode: f.mode, service: f.spec.ServiceType, flowspec: f.spec, rate: kernelRate(f), bucket: kernelBucket(f), policer: policer(f),
     conforming, nonconforming, filters, owner: f.owner,
   };
 }

@@ -55,6 +55,13 @@ export interface TcInterface {
   /** on another device, 802.1p goes in a priority tag (VLAN id 0) a BPF program pushes: only
    * when asked (`--dot1p on`), since it changes every frame of the flows */
   dot1p: boolean;
+  /** the kernel's index of the device it is installed on, when known: a rename (same index)
+   * moves the configuration, a device of this name with another index is a new one */
+  ifindex?: number;
+  /** not in the kernel: the interface went (or came back with a root qdisc not ours); its
+   * configuration, flows and filters are kept and installed again when an interface of this
+   * name appears (docs/traffic-control.md, "Interfaces that come and go") */
+  absent?: { since: string; why: string };
 }
 
 export interface TcFlow {

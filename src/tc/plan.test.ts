@@ -104,3 +104,56 @@ test('the policer counts packets of the flow\'s size: its bucket and rate in pac
   // 8000 B/s of 160-byte packets is 50/s; no bucket given: one full frame's, 1514 bytes, 8 of them
   assert.deepEqual(policer(g), { size: 188, pps: 50, burst: 8 });
 });
+
+test('an interface gone: only its nftables part is removed (the kernel took the rest with the device); back with a new slot, all of it is installed', () => {
+  const d = dev(0, { ifindex: 5 }), e = dev(1, { dev: 'eth1', ifindex: 6, dot1p: true });
+  const f1 = flow(1), f2 = flow(2, { dev: 'eth1' });
+  const x = parseFilter({ flow: 1, src: '10.0.0.1', dst: '10.0.0.2', proto: 'udp', sport: 4000, dport: 5000 }, 7);
+  const y = parseFilter({ flow: 1, dst: '2001:db8::/32', proto: 'udp' }, 8);
+  const live = state([d, e], [f1, f2], [x, y]);
+  const absent = { ...d, absent: { since: '2026-01-01T00:00:00.000Z', why: 'gone' } };
+  const waiting = state([absent, e], [f1, f2], [x, y]);
+  const gone = planChange(live, waiting);
+  assert.deepEqual(gone.tc, [], 'nothing asked of a device that is not there');
+  assert.deepEqual(gone.dot1p, []);
+  assert.deepEqual(gone.nft, [
+    'flush chain inet qosd_tc post',
+    'delete map inet qosd_tc x4_0', 'delete map inet qosd_tc w4_0', 'delete map inet qosd_tc x6_0', 'delete map inet qosd_tc w6_0',
+    'delete chain inet qosd_tc flow_1', 'delete chain inet qosd_tc demote_0',
+    ...['x4_1', 'w4_1', 'x6_1', 'w6_1'].map((m) => `add rule inet qosd_tc post oifname "eth1" ${m.includes('4') ? 'ip saddr . ip daddr' : 'ip6 saddr . ip6 daddr'} . meta l4proto . th sport . th dport vmap @${m}`),
+  ]);
+  // waiting changes nothing in the kernel; stopping removes only what is there
+  assert.equal(planText(planChange(waiting, waiting)), '# nothing to change\n');
+  assert.deepEqual(planChange(waiting, emptyState()).tc, ['qdisc del dev eth1 root']);
+  // the last interface gone takes the table; nothing is asked of its device
+  assert.deepEqual(planChange(state([d], [f1]), state([absent], [f1])), { tc: [], nft: ['delete table inet qosd_tc'], ip: [], dot1p: [] });
+  // back: a new device (index 9), a new slot; root, classes, chains, maps, elements again
+  const back = state([{ ...d, slot: 2, ifindex: 9 }, e], [f1, f2], [x, y]);
+  const again = planChange(waiting, back);
+  assert.equal(again.tc[0], 'qdisc add dev eth0 root handle d5c: htb default 2');
+  assert.ok(again.tc.some((l) => l.startsWith('class add dev eth0 parent d5c:1 classid d5c:11 ')));
+  assert.ok(again.nft.includes('add chain inet qosd_tc flow_1'));
+  assert.ok(again.nft.includes('add element inet qosd_tc x4_2 { 10.0.0.1 . 10.0.0.2 . 17 . 4000 . 5000 : goto flow_1 }'));
+  assert.ok(again.nft.some((l) => l.startsWith('add element inet qosd_tc w6_2 { ')));
+  assert.ok(!again.tc.some((l) => l.includes('eth1')) && !again.nft.some((l) => l.includes('flow_2')), 'eth1 untouched');
+  // a device that replaced it before the removal was seen (another index): the same, without deleting on the new one
+  const replaced = planChange(live, back);
+  assert.ok(!replaced.tc.includes('qdisc del dev eth0 root'));
+  assert.equal(replaced.tc[0], 'qdisc add dev eth0 root handle d5c: htb default 2');
+  assert.ok(replaced.nft.includes('delete map inet qosd_tc x4_0') && replaced.nft.includes('delete chain inet qosd_tc flow_1') && replaced.nft.includes('add chain inet qosd_tc flow_1'));
+});
+
+test('a rename keeps the interface\'s slot, qdisc and classes: only the lookups, which name it, are written again', () => {
+  const d = dev(0, { ifindex: 5 }), f1 = flow(1), f2 = flow(2, { mode: 'shape' });
+  const x = parseFilter({ flow: 1, dst: '10.0.0.2', proto: 'udp' }, 7);
+  const before = state([d], [f1, f2], [x]);
+  const moved = state([{ ...d, dev: 'wan0' }], [{ ...f1, dev: 'wan0' }, { ...f2, dev: 'wan0' }], [x]);
+  const p = planChange(before, moved);
+  assert.deepEqual(p, {
+    tc: [], ip: [], dot1p: [],
+    nft: ['flush chain inet qosd_tc post', ...['x4_0', 'w4_0', 'x6_0', 'w6_0'].map((m) => `add rule inet qosd_tc post oifname "wan0" ${m.includes('4') ? 'ip saddr . ip daddr' : 'ip6 saddr . ip6 daddr'} . meta l4proto . th sport . th dport vmap @${m}`)],
+  });
+  // what changes after it is asked of the new name
+  const later = planChange(moved, state([{ ...d, dev: 'wan0' }], [{ ...f1, dev: 'wan0' }], [x]));
+  assert.ok(later.tc.includes('class del dev wan0 classid d5c:12'));
+});

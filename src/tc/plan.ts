@@ -179,32 +179,63 @@ function qosMap(i: TcInterface, entries: Array<[number, number]>): string[][] {
   return entries.length ? [['link', 'set', 'dev', i.dev, 'type', 'vlan', 'egress-qos-map', ...entries.map(([p, c]) => `${p}:${c}`)]] : [];
 }
 
+/** What of a state is in the kernel: without the interfaces that are absent (their
+ * configuration waits for an interface of their name) and their flows and filters. The
+ * same state when none is absent; otherwise the same objects in new maps. */
+export function inKernel(s: TcState): TcState {
+  if (![...s.devs.values()].some((i) => i.absent)) return s;
+  const devs = new Map([...s.devs].filter(([, i]) => !i.absent));
+  const flows = new Map([...s.flows].filter(([, f]) => devs.has(f.dev)));
+  const filters = new Map([...s.filters].filter(([, f]) => flows.has(f.flow)));
+  return { devs, flows, filters, ...(s.table ? { table: s.table } : {}) };
+}
+
 /** The commands that take the kernel from `before` to `after`. Both are made by control.ts,
  * which replaces a flow or filter it changes (never edits one in place: the same object means
- * unchanged), never moves a flow to another interface, and gives an interface it adds again a
- * new slot. */
-export function planChange(before: TcState, after: TcState): TcPlan {
+ * unchanged), never moves a flow to another interface but with the interface's rename, and
+ * gives an interface it installs again a new slot. An interface is known by its slot: one
+ * renamed keeps it, and only the lookups, which name it (`oifname`), are written again (the
+ * kernel keeps its qdisc, classes, tagger and egress map through a rename, and its maps and
+ * chains are named by slot). An interface whose device went (absent now, or its name on a
+ * device of another index) lost its qdisc, classes, tagger and egress map with the device:
+ * only its nftables part is removed. */
+export function planChange(beforeAll: TcState, afterAll: TcState): TcPlan {
   const plan: TcPlan = { tc: [], nft: [], ip: [], dot1p: [] };
+  const before = inKernel(beforeAll), after = inKernel(afterAll);
   const T = `inet ${after.table ?? before.table ?? TABLE}`;
+  const afterBySlot = new Map([...after.devs.values()].map((i) => [i.slot, i]));
+  const beforeBySlot = new Map([...before.devs.values()].map((i) => [i.slot, i]));
+  const kept = (i: TcInterface) => afterBySlot.has(i.slot);
+  /** its device is gone with what the kernel held on it: the name is absent now, or another
+   * device (another index) has it */
+  const vanished = (i: TcInterface) => {
+    const a = afterAll.devs.get(i.dev);
+    return !kept(i) && a !== undefined && (a.absent !== undefined || a.ifindex !== i.ifindex);
+  };
   if (!after.devs.size) {
     if (before.devs.size) plan.nft.push(`delete table ${T}`);
     for (const i of before.devs.values()) {
+      if (vanished(i)) continue;
       plan.tc.push(`qdisc del dev ${i.dev} root`);
       if (tags(i)) plan.dot1p.push({ op: 'detach', dev: i.dev });
     }
     return plan;
   }
-  const kept = (i: TcInterface) => after.devs.get(i.dev)?.slot === i.slot;
+  /** a kept interface as it is after (its name may have changed) */
+  const now = (i: TcInterface) => afterBySlot.get(i.slot)!;
   const gone = [...before.devs.values()].filter((i) => !kept(i));
-  const fresh = [...after.devs.values()].filter((i) => before.devs.get(i.dev)?.slot !== i.slot);
+  const fresh = [...after.devs.values()].filter((i) => !beforeBySlot.has(i.slot));
+  const renamed = [...before.devs.values()].some((i) => kept(i) && now(i).dev !== i.dev);
   const devOf = (s: TcState, flow: number) => s.devs.get(s.flows.get(flow)!.dev)!;
+  /** the flow of that id before, if it was on the same interface (slot) */
+  const prior = (id: number, i: TcInterface) => { const g = before.flows.get(id); return g && before.devs.get(g.dev)!.slot === i.slot ? g : undefined; };
   const vlan = new Map<TcInterface, Array<[number, number]>>();
   const tagged = new Map<TcInterface, Array<[number, number | null]>>();
   const pcp = (i: TcInterface, minor: number, value: number | null) => {
     if (i.vlan) vlan.set(i, [...(vlan.get(i) ?? []), [priorityOf(minor), value ?? 0]]);
-    else if (i.dot1p && (kept(i) || value !== null)) tagged.set(i, [...(tagged.get(i) ?? []), [priorityOf(minor), value]]);
+    else if (i.dot1p && (beforeBySlot.has(i.slot) || value !== null)) tagged.set(i, [...(tagged.get(i) ?? []), [priorityOf(minor), value]]);
   };
-  const rewritePost = gone.length > 0 || fresh.length > 0;
+  const rewritePost = gone.length > 0 || fresh.length > 0 || renamed;
   if (!before.devs.size) plan.nft.push(`add table ${T}`, `add chain ${T} post { type filter hook postrouting priority -150; policy accept; }`);
   // the base chain lets go of maps that go; elements go before the chains they jump to
   else if (rewritePost) plan.nft.push(`flush chain ${T} post`);
@@ -213,18 +244,19 @@ export function planChange(before: TcState, after: TcState): TcPlan {
     if (kept(i) && after.filters.get(id) !== f) plan.nft.push(`delete element ${T} ${mapName(i, f.family, isExact(f))} { ${filterKey(f)} }`);
   }
   for (const i of gone) for (const fam of [4, 6] as const) for (const exact of [true, false]) plan.nft.push(`delete map ${T} ${mapName(i, fam, exact)}`);
-  const changedDevs = new Set<string>();
+  const changedDevs = new Set<TcInterface>();
   for (const [id, f] of before.flows) {
     const i = before.devs.get(f.dev)!;
-    if (kept(i) && after.flows.has(id)) continue;
+    if (kept(i) && after.flows.has(id) && prior(id, devOf(after, id)) === f) continue;
     plan.nft.push(`delete chain ${T} flow_${id}`);
     if (!kept(i)) continue; // its class goes with the root qdisc
-    plan.tc.push(`class del dev ${i.dev} classid ${classOf(id)}`);
-    pcp(i, 0x10 + id, null);
-    changedDevs.add(i.dev);
+    plan.tc.push(`class del dev ${now(i).dev} classid ${classOf(id)}`);
+    pcp(now(i), 0x10 + id, null);
+    changedDevs.add(now(i));
   }
   for (const i of gone) {
     plan.nft.push(`delete chain ${T} demote_${i.slot}`);
+    if (vanished(i)) continue;
     plan.tc.push(`qdisc del dev ${i.dev} root`);
     if (tags(i)) plan.dot1p.push({ op: 'detach', dev: i.dev });
   }
@@ -235,14 +267,19 @@ export function planChange(before: TcState, after: TcState): TcPlan {
     if (tags(i)) plan.dot1p.push({ op: 'attach', dev: i.dev });
     pcp(i, 3, i.nonconforming.pcp);
   }
+  /** a flow the kernel holds as it is (the same, or changed only in name with its interface) */
+  const unchanged = (f: TcFlow, i: TcInterface) => {
+    const g = prior(f.id, i), b = beforeBySlot.get(i.slot);
+    return g !== undefined && b !== undefined && ((g === f && b === i) || sameFlow(g, f, b, i));
+  };
   for (const i of after.devs.values()) {
-    const b = before.devs.get(i.dev);
-    if (!b || !kept(b) || b === i) continue;
+    const b = beforeBySlot.get(i.slot);
+    if (!b || b === i) continue;
     if (b.rate !== i.rate) {
       const link = bits(i.rate);
       plan.tc.push(`class change dev ${i.dev} parent ${HANDLE}: classid ${HANDLE}:1 htb rate ${link} ceil ${link} quantum ${MTU_FRAME}`);
       plan.tc.push(`class change dev ${i.dev} parent ${HANDLE}:1 classid ${DEMOTED_CLASS} htb rate ${bits(reservedRate(i))} ceil ${link} prio ${DEMOTED_PRIO} quantum ${MTU_FRAME}`);
-      changedDevs.add(i.dev);
+      changedDevs.add(i);
     }
     if (b.nonconforming.dscp !== i.nonconforming.dscp) {
       const d = `${T} demote_${i.slot}`;
@@ -252,16 +289,14 @@ export function planChange(before: TcState, after: TcState): TcPlan {
       plan.dot1p.push(tags(i) ? { op: 'attach', dev: i.dev } : { op: 'detach', dev: i.dev });
       if (tags(i)) { // a fresh tagger: every class's PCP
         pcp(i, 3, i.nonconforming.pcp);
-        for (const f of after.flows.values()) if (f.dev === i.dev && before.flows.get(f.id) === f) pcp(i, 0x10 + f.id, flowMarks(f, i).conforming.pcp);
+        for (const f of after.flows.values()) if (f.dev === i.dev && unchanged(f, i)) pcp(i, 0x10 + f.id, flowMarks(f, i).conforming.pcp);
       }
     } else if (b.nonconforming.pcp !== i.nonconforming.pcp) pcp(i, 3, i.nonconforming.pcp);
   }
   for (const [id, f] of after.flows) {
     const i = after.devs.get(f.dev)!;
-    const b = before.devs.get(f.dev);
-    const g = b && kept(b) ? before.flows.get(id) : undefined;
-    if (g && g === f && b === i) continue;
-    if (g && sameFlow(g, f, b!, i)) continue;
+    if (unchanged(f, i)) continue;
+    const g = prior(id, i);
     if (!g) {
       plan.tc.push(...flowClass(f, i, 'add'));
       plan.nft.push(`add chain ${T} flow_${id}`, ...flowChain(f, i, T));
@@ -270,13 +305,12 @@ export function planChange(before: TcState, after: TcState): TcPlan {
       plan.nft.push(`flush chain ${T} flow_${id}`, ...flowChain(f, i, T));
     }
     pcp(i, 0x10 + id, flowMarks(f, i).conforming.pcp);
-    changedDevs.add(i.dev);
+    changedDevs.add(i);
   }
   // the best-effort class keeps what the flows leave (a fresh interface was installed with it)
-  for (const dev of changedDevs) {
-    const i = after.devs.get(dev);
-    if (!i || fresh.includes(i)) continue;
-    plan.tc.push(`class change dev ${dev} parent ${HANDLE}:1 classid ${BEST_EFFORT_CLASS} htb rate ${bits(bestEffortRate(after, i))} ceil ${bits(i.rate)} prio ${BEST_EFFORT_PRIO} quantum ${MTU_FRAME}`);
+  for (const i of changedDevs) {
+    if (fresh.includes(i)) continue;
+    plan.tc.push(`class change dev ${i.dev} parent ${HANDLE}:1 classid ${BEST_EFFORT_CLASS} htb rate ${bits(bestEffortRate(after, i))} ceil ${bits(i.rate)} prio ${BEST_EFFORT_PRIO} quantum ${MTU_FRAME}`);
   }
   for (const [id, f] of after.filters) {
     const i = devOf(after, f.flow);

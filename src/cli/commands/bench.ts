@@ -158,7 +158,7 @@ export function benchCommands(program: Command): void {
 
   bench
     .command('tc')
-    .description('host traffic control: the time to create and delete 1,000 and 10,000 flows with an exact filter each through the admin API, iperf3 throughput of unfiltered traffic beside them against no flows (and no qdisc), and the error of shaping 5 Mb/s of CBR to 1 Mb/s (needs root, tc, nft, iperf3, tcpdump, tshark, python3)')
+    .description('host traffic control: the time to create and delete 1,000 and 10,000 flows with an exact filter each through the admin API, iperf3 throughput of unfiltered traffic beside them against no flows (and no qdisc), the error of shaping 5 Mb/s of CBR to 1 Mb/s, and the time a link deleted and made again takes to get its traffic control back (needs root, tc, nft, iperf3, tcpdump, tshark, python3)')
     .option('--json', 'print one JSON object')
     .option('--flows-small <n>', 'the smaller set of flows', (v) => positiveInt(v, '--flows-small'), 1000)
     .option('--flows-large <n>', 'the larger set of flows', (v) => positiveInt(v, '--flows-large'), 10_000)
@@ -166,8 +166,9 @@ export function benchCommands(program: Command): void {
     .option('--turns <n>', 'turns per set and round: iperf3 on the three links at once (the set\'s, an empty one, one with no qdisc), each turn a ratio', (v) => positiveInt(v, '--turns'), 4)
     .option('--seconds <n>', 'length of each iperf3 run and each shaping run', (v) => positiveInt(v, '--seconds'), 2)
     .option('--in-flight <n>', 'admin API requests in flight at once while creating or deleting flows (each holds a connection: past the admin socket\'s listen backlog, 511, a connect may fail with EAGAIN)', (v) => positiveInt(v, '--in-flight'), 500)
+    .option('--relinks <n>', 'times a link with a flow is deleted and made again with its name, each timed until its traffic control is back (relink_ms)', (v) => positiveInt(v, '--relinks'), 7)
     .option('--check', 'exit 1 if a target is missed')
-    .action(async (o: { json?: boolean; flowsSmall: number; flowsLarge: number; rounds: number; turns: number; seconds: number; inFlight: number; check?: boolean }) => {
+    .action(async (o: { json?: boolean; flowsSmall: number; flowsLarge: number; rounds: number; turns: number; seconds: number; inFlight: number; relinks: number; check?: boolean }) => {
       if (o.flowsSmall >= o.flowsLarge) throw new QosError('QOS_ERR_USAGE', `--flows-small (${o.flowsSmall}) must be below --flows-large (${o.flowsLarge})`);
       const { benchTc, formatTcBench } = await import('../../bench/tc.js');
       const r = await benchTc({ ...o, progress: benchProgress(o.json) });

@@ -93,11 +93,15 @@ export function tcCommands(program: Command): void {
     .action(async (o: Common) => {
       const r = await callJson<{ interfaces: Rec[]; flows: Rec[] }>(o.admin, 'GET', '/v1/tc');
       if (o.json) { print(JSON.stringify({ interfaces: r.interfaces, flows: r.flows }, null, 2)); return; }
-      const lines = r.interfaces.map((i) => `${i.dev}: ${bit(i.rate as number)}, ${i.flows} flows reserving ${bit(i.reserved as number)}; non-conforming ${mark(i.nonconforming)}${i.vlan ? '; VLAN (802.1p in its tag)' : i.dot1p ? '; 802.1p in priority tags' : ''}`);
+      const lines = r.interfaces.map((i) => {
+        const absent = i.absent as { since: string; why: string } | null;
+        const head = `${i.dev}: ${bit(i.rate as number)}, ${i.flows} flows reserving ${bit(i.reserved as number)}; non-conforming ${mark(i.nonconforming)}${i.vlan ? '; VLAN (802.1p in its tag)' : i.dot1p ? '; 802.1p in priority tags' : ''}`;
+        return absent ? `${head}\n  absent since ${absent.since} (${absent.why}): its flows and filters wait for it and are installed again when it is back` : head;
+      });
       if (!r.flows.length) lines.push('no flows');
-      else lines.push('', ...columns([['ID', 'DEV', 'NAME', 'SERVICE', 'MODE', 'RATE', 'DSCP/PCP', 'FILTERS', 'OWNER'], ...r.flows.map((f) => {
+      else lines.push('', ...columns([['ID', 'DEV', 'NAME', 'SERVICE', 'MODE', 'RATE', 'DSCP/PCP', 'FILTERS', 'OWNER', 'STATE'], ...r.flows.map((f) => {
         const owner = f.owner as { kind: string; pid?: number; fd?: number };
-        return [String(f.id), String(f.dev), String(f.name ?? '-'), String(f.service), String(f.mode), bit(f.rate as number), mark(f.conforming), String(f.filters), owner.kind === 'policy' ? `pid ${owner.pid} fd ${owner.fd}` : owner.kind];
+        return [String(f.id), String(f.dev), String(f.name ?? '-'), String(f.service), String(f.mode), bit(f.rate as number), mark(f.conforming), String(f.filters), owner.kind === 'policy' ? `pid ${owner.pid} fd ${owner.fd}` : owner.kind, f.waiting ? 'waiting' : 'installed'];
       })]));
       print(lines.join('\n'));
     });
