@@ -1,6 +1,7 @@
 /* qosbpf.node: the daemon's eBPF loader (docs/ebpf.md), a thin N-API layer over libbpf.
- * - open(object, cgroup): loads a BPF object (CO-RE relocated against this kernel's BTF) and
- *   attaches every program in it to the cgroup v2 directory by bpf_link. Nothing is pinned:
+ * - open(object, cgroup[, skip]): loads a BPF object (CO-RE relocated against this kernel's BTF) and
+ *   attaches every cgroup program in it, but those skip names (comma-separated), to the cgroup
+ *   v2 directory by bpf_link. Nothing is pinned:
  *   the programs stay attached and the maps alive only while this process holds the
  *   descriptors, so a daemon that dies, even by SIGKILL, leaves nothing behind. Returns a
  *   handle; the error names the step, the errno and the end of libbpf's log (the verifier's).
@@ -132,16 +133,33 @@ static void destroy(struct handle *hd)
 	free(hd);
 }
 
+/* Whether name is one of the comma-separated names of list. */
+static int in_list(const char *list, const char *name)
+{
+	size_t len = strlen(name);
+	for (const char *p = list; *p;) {
+		const char *end = strchr(p, ',');
+		size_t l = end ? (size_t)(end - p) : strlen(p);
+		if (l == len && !strncmp(p, name, len))
+			return 1;
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	return 0;
+}
+
 static napi_value Open(napi_env env, napi_callback_info info)
 {
-	size_t argc = 2;
-	napi_value argv[2];
+	size_t argc = 3;
+	napi_value argv[3];
 	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	char path[4096], cg[4096];
+	char path[4096], cg[4096], skip[1024] = "";
 	size_t n;
 	if (argc < 2 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &n) != napi_ok ||
-	    napi_get_value_string_utf8(env, argv[1], cg, sizeof cg, &n) != napi_ok) {
-		napi_throw_type_error(env, NULL, "open(object, cgroup)");
+	    napi_get_value_string_utf8(env, argv[1], cg, sizeof cg, &n) != napi_ok ||
+	    (argc > 2 && napi_get_value_string_utf8(env, argv[2], skip, sizeof skip, &n) != napi_ok)) {
+		napi_throw_type_error(env, NULL, "open(object, cgroup[, skip])");
 		return NULL;
 	}
 	int slot = -1;
@@ -167,6 +185,8 @@ static napi_value Open(napi_env env, napi_callback_info info)
 		if (hd->nlinks == MAX_PROG_LINKS) { err = E2BIG; step = "too many programs"; goto out; }
 		if (bpf_program__type(p) == BPF_PROG_TYPE_SCHED_CLS)
 			continue; /* put on interfaces by tcAttach */
+		if (in_list(skip, bpf_program__name(p)))
+			continue; /* loaded (its maps are shared) but not attached */
 		struct bpf_link *l = bpf_program__attach_cgroup(p, cgfd);
 		if (!l) { err = errno; step = "cannot attach a program to the cgroup"; goto out; }
 		hd->links[hd->nlinks++] = l;

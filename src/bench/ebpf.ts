@@ -47,6 +47,8 @@ export interface EbpfBenchOptions {
   /** length of each iperf3 run */
   seconds: number;
   reloads: number;
+  /** the daemon's per-application counting (docs/apps.md): off measures marking alone */
+  stats: 'on' | 'off';
   progress?: (m: string) => void;
 }
 
@@ -60,7 +62,7 @@ export interface EbpfBenchResult extends EbpfFigures {
   marking: { client_tos: number; iperf3_tos: number; checked: string; after_reloads: { dscp: string; client_tos: number[] } };
   pairs: PairRun[];
   setup: {
-    rules: number; exe_files: number; pairs: number; connects: number; connect_runs_per_side: number; iperf3_runs_per_side: number; seconds: number; reloads: number; cgroup: string; cgroup_without: string;
+    rules: number; exe_files: number; stats: 'on' | 'off'; pairs: number; connects: number; connect_runs_per_side: number; iperf3_runs_per_side: number; seconds: number; reloads: number; cgroup: string; cgroup_without: string;
     cpus: number; kernel: string; node: string; loadavg_before: number[]; loadavg_after: number[]; note: string;
   };
 }
@@ -140,7 +142,7 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
 
     const status = async () => (await callJson<{ ebpf: EbpfStatus }>(daemon!.admin, 'GET', '/v1/status', undefined, 30_000)).ebpf;
     const startDaemon = async (text: string) => {
-      daemon = await new DaemonChild(join(dir, 'daemon'), text, ['--ebpf', 'on', '--ebpf-cgroup', cg.dir, '--kernel', 'off', '--tc', 'off']).start();
+      daemon = await new DaemonChild(join(dir, 'daemon'), text, ['--ebpf', 'on', '--ebpf-cgroup', cg.dir, '--kernel', 'off', '--tc', 'off', '--stats', o.stats]).start();
       const s = await status();
       if (!s.attached || s.rules.length !== RULES || s.files.length !== RULES) {
         throw new QosError('QOS_ERR_BENCH', `the daemon's eBPF programs: attached ${s.attached}${s.problem ? ` (${s.problem})` : ''}, ${s.rules.length} exe rules and ${s.files.length} files in the maps, not ${RULES}${s.notes.length ? `: ${s.notes.slice(0, 3).join('; ')}` : ''}`);
@@ -251,7 +253,7 @@ export async function benchEbpf(o: EbpfBenchOptions): Promise<EbpfBenchResult> {
       },
       pairs: pairs.map((r) => ({ ...r, with: { ...r.with, connect_ns: round(r.with.connect_ns) }, without: { ...r.without, connect_ns: round(r.without.connect_ns) } })),
       setup: {
-        rules: RULES, exe_files: RULES, pairs: o.pairs, connects: o.connects, connect_runs_per_side: CONNECT_RUNS, iperf3_runs_per_side: IPERF_RUNS, seconds: o.seconds, reloads: o.reloads, cgroup: cg.dir, cgroup_without: bare.dir,
+        rules: RULES, exe_files: RULES, stats: o.stats, pairs: o.pairs, connects: o.connects, connect_runs_per_side: CONNECT_RUNS, iperf3_runs_per_side: IPERF_RUNS, seconds: o.seconds, reloads: o.reloads, cgroup: cg.dir, cgroup_without: bare.dir,
         cpus: cpus().length, kernel: runSync(['uname', '-r']).stdout.trim(), node: process.version, loadavg_before: loadBefore, loadavg_after: loadavg().map((x) => Math.round(x * 100) / 100),
         note: `one machine: the clients, the listener, iperf3's server and the daemon share its ${cpus().length} CPUs; the connect+close runs are to 127.0.0.1 inside the client namespace, iperf3 over a veth pair; one daemon runs throughout, its programs attached to the cgroup "with"; "without" is the same client in a sibling cgroup with nothing attached`,
       },

@@ -80,7 +80,7 @@ export interface DaemonOptions {
   kernel?: { rulesFile: string; table: string; mode: KernelMode; ctMark?: CtMark };
   /** Per-executable marking by cgroup eBPF programs (ebpf/, docs/ebpf.md): off unless given
    * (the CLI's default is auto); the cgroup v2 directory they attach to (default: the root). */
-  ebpf?: { mode: EbpfMode; cgroup?: string; rescanMs?: number; statsLabels?: number };
+  ebpf?: { mode: EbpfMode; cgroup?: string; rescanMs?: number; stats?: boolean; statsLabels?: number };
   /** Probe what the host offers (doctor/probes.ts) once all runs, for `qos status` (default off;
    * the CLI's default is on). */
   probe?: boolean;
@@ -190,9 +190,15 @@ export class Daemon {
       },
       status: () => ({ doctor: probed ? { checked_at: probed.at, ...summarize(probed.checks) } : { checked_at: null, probing } }),
     });
+    // the interfaces as they come and go (net/link-watch.ts): one watcher for every part that
+    // follows them, started before them: traffic control (tc/links.ts), the eBPF limits' filters
+    const links = o.trafficControl !== false || (o.ebpf?.mode ?? 'off') !== 'off' ? c.add(new LinkWatch({ log, clock })) : null;
     {
       // a socket the agent's decision puts under a limit gets its tag (ebpf/limits.ts)
       let unsubscribe: (() => void) | null = null;
+      // an interface that appears (or is renamed) gets the limits' filters at once; one that goes
+      // leaves their list
+      let offLinks: (() => void) | undefined;
       followFlows = (doc) => {
         const wants = ebpf.attached && policyLimits(doc).length > 0;
         if (wants && !unsubscribe) unsubscribe = events.subscribe(ebpf.limits.onEvent);
@@ -200,8 +206,12 @@ export class Daemon {
       };
       c.add<Component>({
         name: 'ebpf',
-        start: async () => { await ebpf.start(policy.doc); followFlows!(policy.doc); },
-        stop: async () => { unsubscribe?.(); await ebpf.stop(); },
+        start: async () => {
+          await ebpf.start(policy.doc);
+          followFlows!(policy.doc);
+          offLinks = links?.subscribe((e) => { if (e.kind === 'added' || e.kind === 'renamed' || e.kind === 'removed') ebpf.limits.refresh(); });
+        },
+        stop: async () => { offLinks?.(); unsubscribe?.(); await ebpf.stop(); },
         status: () => ebpf.status(),
         routes: [{ method: 'GET', path: '/v1/apps', handle: (r) => ({ json: ebpf.apps(appsDimension(r.url.searchParams.get('by')), appsCount(r.url.searchParams.get('n'))) }) }],
       });
@@ -209,11 +219,8 @@ export class Daemon {
     if (o.trafficControl !== false) {
       // its own table beside the kernel rules' (qosd: qosd_tc), and beside the admin socket
       // the interfaces it is changing, for the next daemon if this one is killed
-      // the interfaces as they come and go (net/link-watch.ts): one watcher for every part
-      // that follows them, started before them; traffic control follows it (tc/links.ts)
-      const links = c.add(new LinkWatch({ log, clock }));
-      const tc = this.tc = new TrafficControl(undefined, log, { table: `${ko.table}_tc`, stateFile: join(dirname(o.admin), 'tc-state.json'), links });
-      const tcLinks = new TcLinks(tc, links, log);
+      const tc = this.tc = new TrafficControl(undefined, log, { table: `${ko.table}_tc`, stateFile: join(dirname(o.admin), 'tc-state.json'), links: links! });
+      const tcLinks = new TcLinks(tc, links!, log);
       const attach = new TcAttach(tc, undefined, log);
       // every flow event costs its subscribers' time: only a policy whose rules or script may
       // ask for a flow has the attacher follow them

@@ -87,8 +87,9 @@ function policy(): string {
 
 async function startDaemon(text = policy()): Promise<TestDaemon> {
   // one table name for every daemon here: the next daemon with the same options is the one
-  // that removes what a killed one left
-  daemon = await new TestDaemon(tb.dir, text, ['--ebpf', 'on', '--ebpf-cgroup', cg.dir, '--kernel', 'off', '--tc', 'off', '--stats-labels', String(LABELS), '--nft-table', `qapps${process.pid % 100000}`], ['nsenter', `--net=/run/netns/${tb.client}`]).start();
+  // that removes what a killed one left; no rescan during the test: a new interface gets the
+  // filters from the link watcher or not at all
+  daemon = await new TestDaemon(tb.dir, text, ['--ebpf', 'on', '--ebpf-cgroup', cg.dir, '--kernel', 'off', '--tc', 'off', '--stats-labels', String(LABELS), '--nft-table', `qapps${process.pid % 100000}`, '--ebpf-rescan', '60m'], ['nsenter', `--net=/run/netns/${tb.client}`]).start();
   return daemon;
 }
 
@@ -99,10 +100,10 @@ const limitsStatus = async () => (await callJson<{ ebpf: { limits: LimitsStatus 
 
 /** The client namespace's interfaces, and the filters at our priority on its veth. */
 const links = () => (JSON.parse(must(['ip', '-n', tb.client, '-j', 'link', 'show'])) as { ifname: string }[]).map((l) => l.ifname);
-function ourFilters(): number {
+function ourFilters(dev = `${tb.id}c0`): number {
   let n = 0;
   for (const dir of ['ingress', 'egress']) {
-    const r = sh(['ip', 'netns', 'exec', tb.client, 'tc', '-j', 'filter', 'show', 'dev', `${tb.id}c0`, dir]);
+    const r = sh(['ip', 'netns', 'exec', tb.client, 'tc', '-j', 'filter', 'show', 'dev', dev, dir]);
     if (r.status === 0 && r.stdout.trim()) n += (JSON.parse(r.stdout) as { pref?: number; options?: unknown }[]).filter((f) => f.pref === LIMIT_PRIO && f.options).length;
   }
   return n;
@@ -232,6 +233,20 @@ test('qos explain names the limit a socket\'s tag in the kernel puts it under, a
   } finally {
     a.kill(); b.kill();
   }
+});
+
+test('an interface that appears while the daemon runs gets the two filters, from the link watcher (not the 10 s rescan)', async (t) => {
+  const dev = `${tb.id}n0`;
+  const t0 = Date.now();
+  must(['ip', '-n', tb.client, 'link', 'add', dev, 'type', 'veth', 'peer', 'name', `${tb.id}n1`]);
+  try {
+    await waitFor(`the filters on ${dev}`, () => ourFilters(dev) === 2, 20, 30_000);
+    t.diagnostic(`filters on the new interface ${Date.now() - t0} ms after ip link add`);
+    assert.ok((await limitsStatus()).interfaces.includes(dev));
+  } finally {
+    must(['ip', '-n', tb.client, 'link', 'del', dev]);
+  }
+  await waitFor('the interface gone from the status', async () => !(await limitsStatus()).interfaces.includes(dev), 50, 30_000);
 });
 
 test('stop removes the IFB device and the filters; after SIGKILL the next daemon removes what the killed one left', async () => {

@@ -14,8 +14,8 @@
  *   mirred action, priority LIMIT_PRIO on clsact) send a limited socket's packets through its
  *   class on the IFB device, which hands them back where they were going: egress by the
  *   packet's socket, ingress by the socket the packet is for. Unlimited traffic is not
- *   redirected and pays one lookup. Interfaces that appear later are found by a rescan
- *   (refresh()).
+ *   redirected and pays one lookup. An interface that appears later gets them when the daemon's
+ *   link watcher says so, or at the next rescan (refresh()).
  * - Nothing is left at stop: the filters are removed and the IFB device deleted. A daemon
  *   killed with SIGKILL leaves them (tc holds the programs); the next one that starts finds its
  *   IFB device and removes them before anything else. */

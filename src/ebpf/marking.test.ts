@@ -11,7 +11,7 @@ import pino from 'pino';
 import { ManualClock } from '../clock.js';
 import { PolicySchema } from '../policy/schema.js';
 import { KEY_SIZE, SOCKREC_SIZE } from './encode.js';
-import { EbpfMarking, type Native } from './marking.js';
+import { COUNTING_PROGRAMS, EbpfMarking, type Native } from './marking.js';
 import type { LimitHost } from './limits.js';
 
 const cg = mkdtempSync(join(tmpdir(), 'qosd-cg-'));
@@ -131,4 +131,22 @@ test('qos flows: the decided sockets read from the kernel map when asked, with t
   const s = m.status().ebpf as { sockets_decided: number; calls_refused: number };
   assert.deepEqual([s.sockets_decided, s.calls_refused], [5, 6]);
   await m.stop();
+});
+
+test('--stats off: the counting programs are loaded but not attached, and GET /v1/apps says statistics are off', async () => {
+  const n = fakeNative();
+  let skip: string | undefined;
+  n.open = (_o: string, _c: string, s?: string) => { skip = s; return 0; };
+  const m = new EbpfMarking({ mode: 'on', limitHost, cgroup: cg, log: pino({ level: 'silent' }), clock: new ManualClock(), native: n, resolve: files, stats: false });
+  await m.start(policy(1));
+  assert.deepEqual(skip?.split(','), COUNTING_PROGRAMS);
+  assert.throws(() => m.apps('program'), /per-application statistics are off \(qos daemon --stats off\)/);
+  assert.equal((m.status().ebpf as { stats: unknown }).stats, null);
+  await m.stop();
+  const on = fakeNative();
+  on.open = (_o: string, _c: string, s?: string) => { skip = s; return 0; };
+  const m2 = new EbpfMarking({ mode: 'on', limitHost, cgroup: cg, log: pino({ level: 'silent' }), clock: new ManualClock(), native: on, resolve: files });
+  await m2.start(policy(1));
+  assert.equal(skip, '', 'by default every cgroup program is attached');
+  await m2.stop();
 });

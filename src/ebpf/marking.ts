@@ -40,9 +40,12 @@ import type { Registry } from 'prom-client';
 
 export type EbpfMode = 'auto' | 'on' | 'off';
 
+/** The programs that count each program's packets (docs/apps.md): not attached with --stats off. */
+export const COUNTING_PROGRAMS = ['qosd_sock_create', 'qosd_count_egress', 'qosd_count_ingress'];
+
 /** What the component asks of qosbpf.node (native/qosbpf.c); tests give a fake. */
 export interface Native {
-  open(object: string, cgroup: string): number;
+  open(object: string, cgroup: string, skip?: string): number;
   describe(h: number): { programs: { name: string; section: string; id?: number }[]; maps: { name: string; fd: number; id?: number; key_size: number; value_size: number; max_entries: number }[]; links: number[] };
   update(fd: number, keys: Buffer, values: Buffer, flags?: number): void;
   delete(fd: number, keys: Buffer): void;
@@ -112,6 +115,9 @@ export interface EbpfOptions {
   table?: string;
   /** Prometheus: the per-application counters go there (apps.ts) */
   registry?: Registry;
+  /** whether the programs count each program's packets (default true): off, the counting
+   * programs are loaded but not attached (limits still work) */
+  stats?: boolean;
   /** programs (and users, units) with a label of their own in Prometheus (default 20) */
   statsLabels?: number;
   /** how often the kernel's counters are folded (default 5 s) */
@@ -210,7 +216,8 @@ export class EbpfMarking implements Component {
 
   /** The statistics of one dimension (GET /v1/apps), read afresh unless read within 500 ms. */
   apps(by: Dimension, n?: number): Record<string, unknown> {
-    if (this.h === null || !this.stats) throw new QosError('QOS_ERR_ENVIRONMENT', `per-application statistics need the eBPF programs: ${this.problem ?? 'not attached'}`);
+    if (this.h === null) throw new QosError('QOS_ERR_ENVIRONMENT', `per-application statistics need the eBPF programs: ${this.problem ?? 'not attached'}`);
+    if (!this.stats) throw new QosError('QOS_ERR_ENVIRONMENT', 'per-application statistics are off (qos daemon --stats off)');
     if (Date.now() - this.statsAt > 500) this.readStats();
     return { at: new Date(this.statsAt).toISOString(), by, ...this.stats.rows(by, n), total: { ...this.stats.total } };
   }
@@ -229,7 +236,7 @@ export class EbpfMarking implements Component {
       if (!this.o.native && !existsSync(object)) throw new QosError('QOS_ERR_ENVIRONMENT', `${object} is missing: build it with make -C bpf (Debian packages clang, libbpf-dev)`);
       let n: Native;
       try { n = this.n; } catch (e) { throw new QosError('QOS_ERR_ENVIRONMENT', `cannot load the eBPF loader ${NATIVE_BPF}: ${(e as Error).message} (Debian package libbpf1; build with make -C native)`); }
-      try { this.h = n.open(object, cg); } catch (e) { throw new QosError('QOS_ERR_ENVIRONMENT', `the kernel did not take the eBPF programs: ${(e as Error).message}`); }
+      try { this.h = n.open(object, cg, this.o.stats === false ? COUNTING_PROGRAMS.join(',') : ''); } catch (e) { throw new QosError('QOS_ERR_ENVIRONMENT', `the kernel did not take the eBPF programs: ${(e as Error).message}`); }
       const d = n.describe(this.h);
       this.fds = Object.fromEntries(d.maps.map((m) => [m.name, m.fd]));
       this.programs = d.programs;
@@ -237,7 +244,7 @@ export class EbpfMarking implements Component {
       this.cgroup = cg;
       this.problem = null;
       this.cpus = possibleCpus();
-      this.stats = new AppStats(new HostNaming((uid) => this.users.get(uid, Date.now()), cgroup2Root()), this.o.statsLabels ?? 20);
+      if (this.o.stats !== false) this.stats = new AppStats(new HostNaming((uid) => this.users.get(uid, Date.now()), cgroup2Root()), this.o.statsLabels ?? 20);
       await this.limits.cleanLeftovers();
     } catch (e) {
       if (this.o.mode === 'on') throw e;

@@ -132,10 +132,12 @@ export function benchCommands(program: Command): void {
     .option('--connects <n>', 'timed connect+close of each client run', (v) => positiveInt(v, '--connects'), 5000)
     .option('--seconds <n>', 'length of each iperf3 run', (v) => positiveInt(v, '--seconds'), 2)
     .option('--reloads <n>', 'policy reloads timed to the next eBPF generation', (v) => positiveInt(v, '--reloads'), 10)
+    .option('--stats <mode>', 'the daemon\'s per-application counting (docs/apps.md): off measures marking alone; on, what a connect costs with every packet counted too (the daemon\'s default)', 'off')
     .option('--check', 'exit 1 if a target is missed')
-    .action(async (o: { json?: boolean; pairs: number; connects: number; seconds: number; reloads: number; check?: boolean }) => {
+    .action(async (o: { json?: boolean; pairs: number; connects: number; seconds: number; reloads: number; stats: string; check?: boolean }) => {
+      if (o.stats !== 'on' && o.stats !== 'off') throw new QosError('QOS_ERR_USAGE', `--stats takes on or off, not "${o.stats}"`);
       const { benchEbpf, formatEbpfBench } = await import('../../bench/ebpf.js');
-      const r = await benchEbpf({ ...o, progress: benchProgress(o.json) });
+      const r = await benchEbpf({ ...o, stats: o.stats, progress: benchProgress(o.json) });
       print(o.json ? JSON.stringify(r, null, 2) : formatEbpfBench(r));
       checkTargets(o.check, r.targets);
     });

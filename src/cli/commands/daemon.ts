@@ -30,6 +30,7 @@ export function daemonCommands(program: Command): void {
     .option('--ebpf <mode>', 'per-executable marking in the kernel (docs/ebpf.md): cgroup eBPF programs mark or refuse the connects and sends of programs named by the policy\'s exe rules, agent or not: auto (if the kernel takes them), on (fail if not), off', 'auto')
     .option('--ebpf-cgroup <dir>', 'the cgroup v2 directory the eBPF programs attach to: they act on the processes in it and below (default: the hierarchy\'s root, every process)')
     .option('--ebpf-rescan <time>', 'how often the files the exe patterns name are looked up again (a program upgraded is a new file)', (v) => duration(v, '--ebpf-rescan'), 10)
+    .option('--stats <mode>', 'per-application statistics (docs/apps.md, qos top): on, the eBPF programs count every packet by program; off, they do not (a connect costs less; limits still work)', 'on')
     .option('--stats-labels <n>', 'per-application statistics (docs/apps.md): how many programs, users and units get a Prometheus label of their own; the rest are "other"', (v) => positiveInt(v, '--stats-labels'), 20)
     .option('--probe <mode>', 'probe what the host offers at start, as qos doctor does without its self-test, for qos status: on or off', 'on')
     .option('--tc <mode>', 'host traffic control (`qos tc`, docs/traffic-control.md): on, or off to leave every interface\'s queueing alone', 'on')
@@ -59,10 +60,11 @@ export function daemonCommands(program: Command): void {
     .option('--max-connections <n>', 'agent connections in all (default: half the descriptor limit, at most 32768; a tenth kept for root)', (v) => positiveInt(v, '--max-connections'))
     .option('--max-flows-per-user <n>', "flow-table entries one user may hold; past it the user's oldest go", (v) => positiveInt(v, '--max-flows-per-user'), 65536)
     .option('--max-flows <n>', 'flow-table entries in all; past it new flows are decided but not remembered', (v) => positiveInt(v, '--max-flows'), 1_000_000)
-    .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; scriptAnswerMs: number; scriptNice: number | 'keep'; rules: string; kernel: string; ebpf: string; ebpfCgroup?: string; ebpfRescan: number; statsLabels: number; probe: string; nftTable: string; ctMask: string; ctGenerationBits?: string; tc: string; rsvp: string; rsvpRefresh?: number; rsvpTransport: string; rsvpKey: string[]; rsvpRequireIntegrity?: boolean; rsvpLink: string[]; rsvpShare: string; rsvpAutoResv: string; rsvpAutoDelay?: number;
+    .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; scriptAnswerMs: number; scriptNice: number | 'keep'; rules: string; kernel: string; ebpf: string; ebpfCgroup?: string; ebpfRescan: number; stats: string; statsLabels: number; probe: string; nftTable: string; ctMask: string; ctGenerationBits?: string; tc: string; rsvp: string; rsvpRefresh?: number; rsvpTransport: string; rsvpKey: string[]; rsvpRequireIntegrity?: boolean; rsvpLink: string[]; rsvpShare: string; rsvpAutoResv: string; rsvpAutoDelay?: number;
       http?: string; metricsInterval: number; fleet?: string; fleetPrefix: string; node?: string; groups: string; fleetCa?: string; fleetCert?: string; fleetKey?: string; fleetLease: number; fleetRetryMax: number; fleetStatusInterval: number; adminGroup?: string; maxConnectionsPerUser?: number; maxConnections?: number; maxFlowsPerUser: number; maxFlows: number }) => {
       if (o.kernel !== 'auto' && o.kernel !== 'on' && o.kernel !== 'off') throw new QosError('QOS_ERR_USAGE', `--kernel takes auto, on or off, not "${o.kernel}"`);
       if (o.ebpf !== 'auto' && o.ebpf !== 'on' && o.ebpf !== 'off') throw new QosError('QOS_ERR_USAGE', `--ebpf takes auto, on or off, not "${o.ebpf}"`);
+      if (o.stats !== 'on' && o.stats !== 'off') throw new QosError('QOS_ERR_USAGE', `--stats takes on or off, not "${o.stats}"`);
       if (o.probe !== 'on' && o.probe !== 'off') throw new QosError('QOS_ERR_USAGE', `--probe takes on or off, not "${o.probe}"`);
       if (!(o.ebpfRescan >= 0.1 && o.ebpfRescan <= 86400)) throw new QosError('QOS_ERR_USAGE', '--ebpf-rescan is from 100ms to 24h');
       if (!/^[A-Za-z_][\w-]{0,63}$/.test(o.nftTable)) throw new QosError('QOS_ERR_USAGE', `--nft-table takes a name of letters, digits, _ and -, not "${o.nftTable}"`);
@@ -108,7 +110,7 @@ export function daemonCommands(program: Command): void {
       };
       const d = new Daemon({
         fleet, dashboard, agentLimits, metricsIntervalMs: Math.round(o.metricsInterval * 1000), maxFlows: o.maxFlows, maxFlowsPerUser: o.maxFlowsPerUser, adminGroup: o.adminGroup === undefined ? undefined : groupId(o.adminGroup),
-        kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel, ctMark }, ebpf: { mode: o.ebpf, ...(o.ebpfCgroup ? { cgroup: o.ebpfCgroup } : {}), rescanMs: Math.round(o.ebpfRescan * 1000), statsLabels: o.statsLabels }, probe: o.probe === 'on', trafficControl: o.tc === 'on', rsvp: o.rsvp === 'on' ? {
+        kernel: { rulesFile: o.rules, table: o.nftTable, mode: o.kernel, ctMark }, ebpf: { mode: o.ebpf, ...(o.ebpfCgroup ? { cgroup: o.ebpfCgroup } : {}), rescanMs: Math.round(o.ebpfRescan * 1000), stats: o.stats === 'on', statsLabels: o.statsLabels }, probe: o.probe === 'on', trafficControl: o.tc === 'on', rsvp: o.rsvp === 'on' ? {
           ...(o.rsvpRefresh ? { refreshMs: o.rsvpRefresh * 1000 } : {}), transport: o.rsvpTransport as 'raw' | 'udp' | 'both', ...(rsvpKeys.size ? { keys: rsvpKeys, requireIntegrity: o.rsvpRequireIntegrity ?? false } : {}),
           links: rsvpLinks, share: rsvpShare, autoResv: autoService ? { service: autoService, delayS: o.rsvpAutoDelay ?? null } : null,
         } : undefined,
