@@ -19,12 +19,10 @@
  *   the IFB device `ifb`: mirred, unlike bpf_redirect, records where an egress packet came from,
  *   which IFB needs to send it on. Replaces a filter of ours already there.
  * - tcDetach(ifindex, egress, prio): removes it (no error if it is gone).
- * - tagSocket(map, pid, fd, offset, bytes[, family, address, port]): the socket descriptor fd
- *   of process pid, duplicated with pidfd_getfd (the process's own descriptor is untouched), has
- *   bytes written at offset into its value in the socket-storage map (the rest kept; a socket
- *   without one gets zeros around them); with a family (2 or 10), only if the socket's peer is
- *   that address and port (a descriptor number reused since is left alone). Returns whether it
- *   did.
+ * - tagSocket(map, pid, fd, offset, bytes): the socket descriptor fd of process pid,
+ *   duplicated with pidfd_getfd (the process's own descriptor is untouched), has bytes written
+ *   at offset into its value in the socket-storage map (the rest kept; a socket without one gets
+ *   zeros around them). Returns whether fd was a socket.
  * - socketStorage(map, pid, fd): that socket's value in the socket-storage map, or null (none, or
  *   the descriptor is not a socket). */
 #define _GNU_SOURCE
@@ -629,17 +627,15 @@ static napi_value SocketStorage(napi_env env, napi_callback_info info)
 
 static napi_value TagSocket(napi_env env, napi_callback_info info)
 {
-	size_t argc = 8;
-	napi_value argv[8];
+	size_t argc = 5;
+	napi_value argv[5];
 	napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-	int map, pid, fd, off, family = 0, port = 0;
-	char *bytes, addr[64] = "";
-	size_t blen, n;
+	int map, pid, fd, off;
+	char *bytes;
+	size_t blen;
 	if (argc < 5 || arg_int(env, argv[0], &map) || arg_int(env, argv[1], &pid) || arg_int(env, argv[2], &fd) ||
-	    arg_int(env, argv[3], &off) || arg_buffer(env, argv[4], &bytes, &blen) ||
-	    (argc >= 8 && (arg_int(env, argv[5], &family) ||
-			   napi_get_value_string_utf8(env, argv[6], addr, sizeof addr, &n) != napi_ok || arg_int(env, argv[7], &port)))) {
-		napi_throw_type_error(env, NULL, "tagSocket(map, pid, fd, offset, bytes[, family, address, port])");
+	    arg_int(env, argv[3], &off) || arg_buffer(env, argv[4], &bytes, &blen)) {
+		napi_throw_type_error(env, NULL, "tagSocket(map, pid, fd, offset, bytes)");
 		return NULL;
 	}
 	__u32 ks, vs;
@@ -653,26 +649,9 @@ static napi_value TagSocket(napi_env env, napi_callback_info info)
 	int sfd = their_fd(pid, fd);
 	if (sfd < 0)
 		return fail(env, "pidfd_getfd", sfd);
-	bool same = true;
 	struct stat st;
-	if (fstat(sfd, &st) || !S_ISSOCK(st.st_mode)) {
-		same = false;
-	} else if (family) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof ss;
-		if (getpeername(sfd, (struct sockaddr *)&ss, &sl) || ss.ss_family != family) {
-			same = false;
-		} else if (family == AF_INET) {
-			struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-			struct in_addr want;
-			same = inet_pton(AF_INET, addr, &want) == 1 && a->sin_addr.s_addr == want.s_addr && ntohs(a->sin_port) == port;
-		} else {
-			struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-			struct in6_addr want;
-			same = inet_pton(AF_INET6, addr, &want) == 1 && !memcmp(&a->sin6_addr, &want, sizeof want) && ntohs(a->sin6_port) == port;
-		}
-	}
-	if (same) {
+	bool sock = !fstat(sfd, &st) && S_ISSOCK(st.st_mode);
+	if (sock) {
 		char val[256] = { 0 };
 		if (bpf_map_lookup_elem(map, &sfd, val) && errno != ENOENT) {
 			err = errno;
@@ -686,7 +665,7 @@ static napi_value TagSocket(napi_env env, napi_callback_info info)
 	if (err)
 		return fail(env, "socket storage", err);
 	napi_value r;
-	napi_get_boolean(env, same, &r);
+	napi_get_boolean(env, sock, &r);
 	return r;
 }
 
