@@ -236,10 +236,12 @@ export class EbpfMarking implements Component {
       if (!this.o.native && !existsSync(object)) throw new QosError('QOS_ERR_ENVIRONMENT', `${object} is missing: build it with make -C bpf (Debian packages clang, libbpf-dev)`);
       let n: Native;
       try { n = this.n; } catch (e) { throw new QosError('QOS_ERR_ENVIRONMENT', `cannot load the eBPF loader ${NATIVE_BPF}: ${(e as Error).message} (Debian package libbpf1; build with make -C native)`); }
-      try { this.h = n.open(object, cg, this.o.stats === false ? COUNTING_PROGRAMS.join(',') : ''); } catch (e) { throw new QosError('QOS_ERR_ENVIRONMENT', `the kernel did not take the eBPF programs: ${(e as Error).message}`); }
+      const skip = this.o.stats === false ? COUNTING_PROGRAMS : [];
+      try { this.h = n.open(object, cg, skip.join(',')); } catch (e) { throw new QosError('QOS_ERR_ENVIRONMENT', `the kernel did not take the eBPF programs: ${(e as Error).message}`); }
       const d = n.describe(this.h);
       this.fds = Object.fromEntries(d.maps.map((m) => [m.name, m.fd]));
-      this.programs = d.programs;
+      // the programs on the cgroup (the tc ones go on interfaces, with limits)
+      this.programs = d.programs.filter((p) => p.section.startsWith('cgroup') && !skip.includes(p.name));
       this.links = d.links;
       this.cgroup = cg;
       this.problem = null;
