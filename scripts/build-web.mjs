@@ -23,9 +23,12 @@ await build({
   logLevel: 'warning',
 });
 
+// the page declares an empty icon: a browser would otherwise ask for /favicon.ico, which the
+// dashboard does not serve (a 404 on every first load)
 writeFileSync(join(out, 'index.html'), `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>qosd</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/assets/app.css">
 <script src="/assets/app.js" defer></script></head>
 <body><div id="app"><p>Loading…</p></div></body></html>

@@ -7,6 +7,7 @@
 export const LOGIN_HTML = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>qosd: log in</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <script src="/login.js" defer></script></head>
 <body><h1>qosd dashboard</h1>
 <p id="why">Log in with the token <code>sudo qos dashboard</code> prints.</p>
@@ -35,6 +36,6 @@ document.addEventListener('DOMContentLoaded', () => {
 
 /** What `/` answers (after login) while dist/web/ has no index.html. */
 export const NOT_BUILT_HTML = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>qosd</title></head>
+<html lang="en"><head><meta charset="utf-8"><title>qosd</title><link rel="icon" href="data:,"></head>
 <body><h1>qosd dashboard</h1><p>The browser app is not built (no index.html in dist/web/). The API answers under /api/: /api/v1/status, /api/v1/flows, /api/events.</p></body></html>
 `;

@@ -2,9 +2,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { LOGIN_HTML, NOT_BUILT_HTML } from './login-page.js';
+import { DEFAULT_WEB_ROOT } from './server.js';
 import { staticFile } from './static-files.js';
 
 function webRoot(): { dir: string; root: string } {
@@ -43,4 +45,11 @@ test('no way out of the root: .., encoded or doubly, a link, a NUL; no directory
 
 test('a web root that is not there has no files', () => {
   assert.equal(staticFile('/nonexistent/qosd-web', '/'), null);
+});
+
+test('every page the dashboard serves declares its icon, so a browser never asks for /favicon.ico (which would be a 404 on each first load)', () => {
+  const built = readFileSync(join(DEFAULT_WEB_ROOT, 'index.html'), 'utf8');
+  for (const [name, html] of [['dist/web/index.html', built], ['the login page', LOGIN_HTML], ['the not-built page', NOT_BUILT_HTML]] as const) {
+    assert.match(html, /<link rel="icon" href="data:,">/, name);
+  }
 });
