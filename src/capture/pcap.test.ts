@@ -201,3 +201,25 @@ test('damaged captures (random bytes changed, cut anywhere) give packets or a Qo
     }
   }
 });
+
+test('an IPv4 Total Length of 0 (a TSO or BIG TCP packet captured on its sender) is the captured length, as tshark presumes', () => {
+  const frame = udp4(0, Buffer.alloc(3000));
+  frame.writeUInt16BE(0, 14 + 2);
+  const [p] = read([Buffer.concat([header(), record(1_700_000_000, 0, frame)])]);
+  assert.equal(p!.ipLength, frame.length - 14);
+  assert.equal(p!.payload.length, 3000);
+});
+
+test('an IPv6 jumbogram (RFC 2675) is as long as its Jumbo Payload option says, its transport after the hop-by-hop header', () => {
+  const ip = Buffer.alloc(40);
+  ip.writeUInt32BE(6 << 28, 0); ip.writeUInt16BE(0, 4); ip[6] = 0; ip[7] = 64; // payload length 0, next: hop-by-hop
+  ip.writeUInt16BE(0xfd00, 8); ip.writeUInt16BE(1, 22); ip.writeUInt16BE(0xfd00, 24); ip.writeUInt16BE(2, 38);
+  const hbh = Buffer.from([17, 0, 0xc2, 4, 0, 1, 0, 14]); // next UDP; Jumbo Payload 65,550
+  const u = Buffer.alloc(8); u.writeUInt16BE(4000, 0); u.writeUInt16BE(5004, 2);
+  const eth = Buffer.alloc(14); eth.writeUInt16BE(0x86dd, 12);
+  const frame = Buffer.concat([eth, ip, hbh, u, Buffer.alloc(100)]); // captured short of its 65,590 bytes
+  const [p] = read([Buffer.concat([header(), record(1_700_000_000, 0, frame)])]);
+  assert.equal(p!.ipLength, 40 + 65_550);
+  assert.equal(p!.proto, 17);
+  assert.deepEqual([p!.sport, p!.dport], [4000, 5004]);
+});

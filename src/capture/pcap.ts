@@ -248,7 +248,10 @@ function ipv4(d: Buffer, o: number, tsNs: bigint): Packet | null {
   const ihl = (d[o]! & 0x0f) * 4;
   if (ihl < 20 || d.length < o + ihl) return null;
   const fragOffset = d.readUInt16BE(o + 6) & 0x1fff;
-  const p = base(d, tsNs, 4, d[o + 1]!, d.readUInt16BE(o + 2), d[o + 9]!, `${d[o + 12]}.${d[o + 13]}.${d[o + 14]}.${d[o + 15]}`, `${d[o + 16]}.${d[o + 17]}.${d[o + 18]}.${d[o + 19]}`);
+  // a Total Length of 0 is a packet the sender's segmentation offload (TSO, BIG TCP) has not cut
+  // yet: its size is what was captured, as tshark presumes ("reported as 0, presumed TSO")
+  const total = d.readUInt16BE(o + 2) || d.length - o;
+  const p = base(d, tsNs, 4, d[o + 1]!, total, d[o + 9]!, `${d[o + 12]}.${d[o + 13]}.${d[o + 14]}.${d[o + 15]}`, `${d[o + 16]}.${d[o + 17]}.${d[o + 18]}.${d[o + 19]}`);
   // Only a first fragment carries the transport header.
   return fragOffset === 0 ? transport(p, d, o + ihl, o + Math.max(ihl, p.ipLength)) : p;
 }
@@ -258,7 +261,31 @@ function ipv6(d: Buffer, o: number, tsNs: bigint): Packet | null {
   const tc = ((d.readUInt16BE(o) >> 4) & 0xff);
   const addr = (a: number) => Array.from({ length: 8 }, (_, i) => d.readUInt16BE(a + 2 * i).toString(16)).join(':').replace(/(^|:)0(:0)+(:|$)/, '::');
   const p = base(d, tsNs, 6, tc, 40 + d.readUInt16BE(o + 4), d[o + 6]!, addr(o + 8), addr(o + 24));
+  const jumbo = d.readUInt16BE(o + 4) === 0 && d[o + 6] === 0 ? jumboLength(d, o + 40) : null;
+  if (jumbo) {
+    // a jumbogram (RFC 2675): its length in the hop-by-hop header's Jumbo Payload option, its
+    // transport after that header
+    p.ipLength = 40 + jumbo.payload;
+    p.proto = jumbo.next;
+    return transport(p, d, o + 40 + jumbo.hbh, o + p.ipLength);
+  }
   return transport(p, d, o + 40, o + p.ipLength); // extension headers are not followed
+}
+
+/** The Jumbo Payload option (type 0xC2, 4 bytes) of the hop-by-hop header at o, with the header's
+ * length and next header; null if there is none. */
+function jumboLength(d: Buffer, o: number): { payload: number; next: number; hbh: number } | null {
+  if (d.length < o + 8) return null;
+  const hbh = (d[o + 1]! + 1) * 8;
+  for (let i = o + 2; i < Math.min(o + hbh, d.length);) {
+    const type = d[i]!;
+    if (type === 0) { i++; continue; } // Pad1
+    if (i + 2 > d.length) break;
+    const len = d[i + 1]!;
+    if (type === 0xc2 && len === 4 && i + 6 <= d.length) return { payload: d.readUInt32BE(i + 2), next: d[o]!, hbh };
+    i += 2 + len;
+  }
+  return null;
 }
 
 function base(d: Buffer, tsNs: bigint, family: 4 | 6, tos: number, ipLength: number, proto: number, src: string, dst: string): Packet {

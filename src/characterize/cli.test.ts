@@ -22,13 +22,13 @@ function pcap(pkts: [number, number, number][]): Buffer {
     const ip = Buffer.alloc(28); // headers only, as a short snap length captures them
     ip[0] = 0x45; ip.writeUInt16BE(len, 2); ip[8] = 64; ip[9] = 17;
     Buffer.from([10, 1, 0, 1]).copy(ip, 12); Buffer.from([10, 1, 0, 2]).copy(ip, 16);
-    ip.writeUInt16BE(4000, 20); ip.writeUInt16BE(dport, 22); ip.writeUInt16BE(len - 20, 24);
+    ip.writeUInt16BE(4000, 20); ip.writeUInt16BE(dport, 22); ip.writeUInt16BE(Math.max(8, len - 20), 24);
     const eth = Buffer.alloc(14); eth.writeUInt16BE(0x0800, 12);
     const frame = Buffer.concat([eth, ip]);
     const r = Buffer.alloc(16);
     const ns = BigInt(Math.round(t * 1e9));
     r.writeUInt32LE(Number(ns / 1_000_000_000n), 0); r.writeUInt32LE(Number(ns % 1_000_000_000n), 4);
-    r.writeUInt32LE(frame.length, 8); r.writeUInt32LE(len + 14, 12);
+    r.writeUInt32LE(frame.length, 8); r.writeUInt32LE(Math.max(len + 14, frame.length), 12);
     return Buffer.concat([r, frame]);
   });
   return Buffer.concat([h, ...recs]);
@@ -127,4 +127,15 @@ test('the plot as PNG, rendered by Chromium', () => {
   assert.deepEqual([...b.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG file');
   assert.equal(b.readUInt32BE(16), 800, 'as wide as the SVG');
   assert.equal(qos(file, '--plot', join(dir, 'plot.gif')).status, 64, 'only .svg or .png');
+});
+
+test('a capture taken on a TSO sender (IPv4 Total Length 0): each packet counts as what was captured of it, and the run reports the flow instead of failing', () => {
+  // before: every packet 0 bytes, the flow's rates 0, and rateGrid(0, 0) threw a RangeError (exit 70)
+  const tso = join(dir, 'tso.pcap');
+  writeFileSync(tso, pcap([[1000, 0, 7000], [1000.01, 0, 7000], [1000.02, 0, 7000]]));
+  const r = qos(tso, '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const [f] = (JSON.parse(r.stdout) as Out).flows;
+  assert.deepEqual([f!.key, f!.packets, f!.bytes], ['udp 10.1.0.1:4000 > 10.1.0.2:7000', 3, 3 * 28], 'the 28 captured bytes of each (its IP and UDP headers)');
+  assert.ok(f!.curve.length > 0 && f!.knee.r_Bps > 0);
 });

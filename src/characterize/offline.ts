@@ -137,7 +137,8 @@ export async function characterizeFile(file: string, o: CharacterizeOptions = {}
     else {
       const hi = Math.max(s.peakRate, s.meanRate);
       const lo = s.meanRate > 0 ? s.meanRate : hi / 100;
-      rates = rateGrid(lo, Math.max(hi, lo), o.grid ?? 32);
+      // a flow that carried no bytes has no rate to grid: one point, and no knee of its own
+      rates = hi > 0 ? rateGrid(lo, Math.max(hi, lo), o.grid ?? 32) : Float64Array.of(1);
     }
     curves.set(k, new BucketCurve(rates, o.minUnit ?? 0));
   }
