@@ -576,7 +576,8 @@ static napi_value TcDetach(napi_env env, napi_callback_info info)
 
 /* ---- a socket of another process tagged ---- */
 
-/* Another process's descriptor, duplicated (pidfd_getfd): >= 0, or -errno. */
+/* Another process's descriptor fd, duplicated (pidfd_getfd; its own is untouched): >= 0, or
+ * -errno. */
 static int their_fd(int pid, int fd)
 {
 	int pidfd = syscall(SYS_pidfd_open, pid, 0);
@@ -586,6 +587,46 @@ static int their_fd(int pid, int fd)
 	int err = sfd < 0 ? -errno : sfd;
 	close(pidfd);
 	return err;
+}
+
+/* Process pid's descriptor fd in a socket-storage map (values of at most 256 bytes): its copy
+ * in t->sfd (the caller closes it), whether it is a socket, whether it has a value (then in
+ * t->val, else zeros). 0, or -1 with an exception thrown and nothing left open. */
+struct their_socket {
+	int sfd;
+	bool sock, found;
+	__u32 vs;
+	char val[256];
+};
+
+static int their_socket(napi_env env, int map, int pid, int fd, struct their_socket *t)
+{
+	__u32 ks;
+	int err = map_sizes(map, &ks, &t->vs);
+	if (err) {
+		fail(env, "not a map", err);
+		return -1;
+	}
+	if (t->vs > sizeof t->val) {
+		fail(env, "socket storage", E2BIG);
+		return -1;
+	}
+	t->sfd = their_fd(pid, fd);
+	if (t->sfd < 0) {
+		fail(env, "pidfd_getfd", t->sfd);
+		return -1;
+	}
+	struct stat st;
+	memset(t->val, 0, sizeof t->val);
+	t->sock = !fstat(t->sfd, &st) && S_ISSOCK(st.st_mode);
+	t->found = t->sock && !bpf_map_lookup_elem(map, &t->sfd, t->val);
+	if (t->sock && !t->found && errno != ENOENT) {
+		err = errno;
+		close(t->sfd);
+		fail(env, "socket storage", err);
+		return -1;
+	}
+	return 0;
 }
 
 static napi_value SocketStorage(napi_env env, napi_callback_info info)
@@ -598,28 +639,13 @@ static napi_value SocketStorage(napi_env env, napi_callback_info info)
 		napi_throw_type_error(env, NULL, "socketStorage(map, pid, fd)");
 		return NULL;
 	}
-	__u32 ks, vs;
-	int err = map_sizes(map, &ks, &vs);
-	if (err)
-		return fail(env, "not a map", err);
-	if (vs > 256)
-		return fail(env, "socket storage", E2BIG);
-	int sfd = their_fd(pid, fd);
-	if (sfd < 0)
-		return fail(env, "pidfd_getfd", sfd);
-	char val[256];
-	struct stat st;
-	int found = 0;
-	if (fstat(sfd, &st))
-		err = errno;
-	else if (S_ISSOCK(st.st_mode) && !(found = !bpf_map_lookup_elem(map, &sfd, val)) && errno != ENOENT)
-		err = errno;
-	close(sfd);
-	if (err)
-		return fail(env, "socket storage", err);
+	struct their_socket t;
+	if (their_socket(env, map, pid, fd, &t))
+		return NULL;
+	close(t.sfd);
 	napi_value r;
-	if (found)
-		napi_create_buffer_copy(env, vs, val, NULL, &r);
+	if (t.found)
+		napi_create_buffer_copy(env, t.vs, t.val, NULL, &r);
 	else
 		napi_get_null(env, &r);
 	return r;
@@ -638,34 +664,25 @@ static napi_value TagSocket(napi_env env, napi_callback_info info)
 		napi_throw_type_error(env, NULL, "tagSocket(map, pid, fd, offset, bytes)");
 		return NULL;
 	}
-	__u32 ks, vs;
-	int err = map_sizes(map, &ks, &vs);
-	if (err)
-		return fail(env, "not a map", err);
-	if (off < 0 || vs > 256 || (size_t)off + blen > vs) {
+	struct their_socket t;
+	if (their_socket(env, map, pid, fd, &t))
+		return NULL;
+	int err = 0;
+	if (off < 0 || (size_t)off + blen > t.vs) {
+		close(t.sfd);
 		napi_throw_range_error(env, NULL, "the bytes do not fit in the map's value");
 		return NULL;
 	}
-	int sfd = their_fd(pid, fd);
-	if (sfd < 0)
-		return fail(env, "pidfd_getfd", sfd);
-	struct stat st;
-	bool sock = !fstat(sfd, &st) && S_ISSOCK(st.st_mode);
-	if (sock) {
-		char val[256] = { 0 };
-		if (bpf_map_lookup_elem(map, &sfd, val) && errno != ENOENT) {
+	if (t.sock) {
+		memcpy(t.val + off, bytes, blen);
+		if (bpf_map_update_elem(map, &t.sfd, t.val, BPF_ANY))
 			err = errno;
-		} else {
-			memcpy(val + off, bytes, blen);
-			if (bpf_map_update_elem(map, &sfd, val, BPF_ANY))
-				err = errno;
-		}
 	}
-	close(sfd);
+	close(t.sfd);
 	if (err)
 		return fail(env, "socket storage", err);
 	napi_value r;
-	napi_get_boolean(env, sock, &r);
+	napi_get_boolean(env, t.sock, &r);
 	return r;
 }
 
