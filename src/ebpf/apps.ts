@@ -202,13 +202,16 @@ export class AppStats {
     t.other.last_active = Math.max(t.other.last_active, oldest.last_active);
   }
 
+  /** How many rows one dimension tracks now (qos status: without sorting them). */
+  tracked(d: Dimension): number { return this.tables.get(d)!.rows.size; }
+
   /** The rows of one dimension, the most bytes first (at most n), and the rest's sum. */
   rows(d: Dimension, n = this.maxRows): { rows: Row[]; other: Counts | null; tracked: number } {
     const t = this.tables.get(d)!;
     const all = [...t.rows.values()].sort((a, b) => b.tx_bytes + b.rx_bytes - (a.tx_bytes + a.rx_bytes));
-    const rest = all.slice(n).reduce((acc, r) => add(acc, r), t.other.tx_bytes + t.other.rx_bytes ? { ...pick(t.other) } : zero());
+    const rest = all.slice(n).reduce((acc, r) => add(acc, r), pick(t.other));
     const hasRest = rest.tx_bytes + rest.rx_bytes + rest.tx_packets + rest.rx_packets > 0;
-    return { rows: all.slice(0, n).map((r) => ({ ...r, ...(r.users ? { users: [...r.users] } : {}) })), other: hasRest ? rest : null, tracked: t.rows.size };
+    return { rows: all.slice(0, n).map((r) => ({ ...r, ...(r.users ? { users: [...r.users] } : {}) })), other: hasRest ? rest : null, tracked: this.tracked(d) };
   }
 
   /** The Prometheus series of one dimension: [label value, counts] (labelled rows by name, and

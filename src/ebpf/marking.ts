@@ -410,7 +410,7 @@ export class EbpfMarking implements Component {
         generation: this.gen, rules: this.rules.filter((r) => r.exe).map((r) => r.name), files: [...this.files.values()].map((f) => f.path).sort(),
         notes: [...this.fileNotes, ...this.cut.map((c) => `${c.file}: more rules can match it than an entry holds; not checked by eBPF: ${c.rules.join(', ')}`)],
         calls_decided: this.hits(), sockets_decided: this.h === null ? 0 : this.counter(0), calls_refused: this.h === null ? 0 : this.counter(1), generations_written: this.counts.generations,
-        stats: this.stats ? { reads: this.stats.reads, programs: this.stats.rows('program', 0).tracked, restarts: this.stats.restarts } : null,
+        stats: this.stats ? { reads: this.stats.reads, programs: this.stats.tracked('program'), restarts: this.stats.restarts } : null,
         limits: this.limits.status(),
       },
     };

@@ -17,9 +17,9 @@ export function byRate(rows: readonly Row[]): Row[] {
   return [...rows].sort((a, b) => b.tx_bps + b.rx_bps - (a.tx_bps + a.rx_bps) || b.tx_bytes + b.rx_bytes - (a.tx_bytes + a.rx_bytes));
 }
 
-/** The human view: a header line, then one line per row (at most n). */
+/** The human view: a header line, then one line per row (at most n), in the order given. */
 export function formatTop(a: Apps, n: number): string {
-  const rows = byRate(a.rows).slice(0, n);
+  const rows = a.rows.slice(0, n);
   const who = a.by === 'program' ? 'PROGRAM' : a.by.toUpperCase();
   const sent = rows.reduce((s, r) => s + r.tx_bps, 0), received = rows.reduce((s, r) => s + r.rx_bps, 0);
   const head = `qos top: by ${a.by}, ${a.at.replace('T', ' ').slice(0, 19)} UTC; now sent ${formatBitRate(sent)}, received ${formatBitRate(received)}; since the daemon started sent ${formatBytes(a.total.tx_bytes)}, received ${formatBytes(a.total.rx_bytes)}`;
