@@ -17,9 +17,10 @@ function header(linkType = 1, nano = true): Buffer {
   return b;
 }
 
-function record(sec: number, frac: number, frame: Buffer): Buffer {
+/** A pcap record; orig: the frame's length on the wire (default what is captured). */
+function record(sec: number, frac: number, frame: Buffer, orig = frame.length): Buffer {
   const h = Buffer.alloc(16);
-  h.writeUInt32LE(sec, 0); h.writeUInt32LE(frac, 4); h.writeUInt32LE(frame.length, 8); h.writeUInt32LE(frame.length, 12);
+  h.writeUInt32LE(sec, 0); h.writeUInt32LE(frac, 4); h.writeUInt32LE(frame.length, 8); h.writeUInt32LE(orig, 12);
   return Buffer.concat([h, frame]);
 }
 
@@ -87,10 +88,81 @@ test('bad captures get a clear error with the byte offset, never a crash', () =>
   const lying = Buffer.from(file);
   lying.writeUInt32LE(0x7fffffff, 24 + 8);
   assert.throws(() => read([lying]), /byte 32: record length 2147483647/);
+  const v14 = Buffer.from(file); v14.writeUInt16LE(1, 4);
+  assert.throws(() => read([v14]), /byte 4: pcap version 1\.4: there is none such/);
+  const reserved = Buffer.from(file); reserved.writeUInt32LE(0x00010001, 20);
+  assert.throws(() => read([reserved]), /byte 20: link type field 0x00010001 has its reserved bits set/);
+});
+
+/** The reader after a whole file, and the packets it gave. */
+function readAll(b: Buffer): { reader: PcapReader; packets: Packet[] } {
+  const packets: Packet[] = [];
+  const reader = new PcapReader((p) => packets.push(p));
+  reader.push(b);
+  reader.end();
+  return { reader, packets };
+}
+
+test('a record with a sub-second time out of range is skipped as damaged, with a warning naming its offset; the rest is read', () => {
   const badTime = Buffer.from(file);
   badTime.writeUInt32LE(2_000_000_000, 24 + 4);
-  assert.throws(() => read([badTime]), /byte 28: sub-second time/);
-  assert.throws(() => read([header(105)]), /link type 105/);
+  const { reader, packets } = readAll(badTime);
+  assert.equal(packets.length, 1);
+  assert.equal(packets[0]!.tsNs, 1_700_000_001_000_000_005n);
+  assert.deepEqual(reader.warnings, ['capture, byte 28: record 1: sub-second time 2000000000 is out of range (ns): skipped as damaged']);
+  const s = reader.summary();
+  assert.deepEqual([s.records, s.ip_packets, s.damaged, s.first_s, s.last_s], [2, 1, 1, '1700000001.000000005', '1700000001.000000005']);
+});
+
+test('records of a link type not read are skipped and counted under it, with one warning; in pcapng per interface', () => {
+  const { reader, packets } = readAll(Buffer.concat([header(105), record(1, 0, udp4(0, Buffer.alloc(1))), record(2, 0, udp4(0, Buffer.alloc(1)))]));
+  assert.equal(packets.length, 0);
+  assert.deepEqual(reader.summary().skipped, { 105: 2 });
+  assert.equal(reader.warnings.length, 1);
+  assert.match(reader.warnings[0]!, /^capture, byte 20: link type 105 \(IEEE 802\.11\) is not one qosd reads \(.*\): its records are skipped$/);
+  const ngMixed = readAll(Buffer.concat([shb(), idb(105), idb(1), epb(0, 1n, udp4(0, Buffer.alloc(1))), epb(1, 2n, udp4(0, Buffer.from('y')))]));
+  assert.deepEqual(ngMixed.packets.map((p) => p.payload.toString()), ['y']);
+  assert.deepEqual(ngMixed.reader.summary().skipped, { 105: 1 });
+});
+
+test('an IP header that cannot be read (cut short, a wrong version, a length under 20) is a damaged record with a warning', () => {
+  const cut = udp4(0, Buffer.alloc(0)).subarray(0, 14 + 19);
+  const v5 = udp4(0, Buffer.alloc(4)); v5[14] = 0x55;
+  const ihl = udp4(0, Buffer.alloc(4)); ihl[14] = 0x44;
+  const { reader, packets } = readAll(Buffer.concat([header(), record(1, 0, cut), record(2, 0, v5), record(3, 0, ihl), record(4, 0, udp4(0, Buffer.from('ok')))]));
+  assert.deepEqual(packets.map((p) => p.payload.toString()), ['ok']);
+  assert.equal(reader.summary().damaged, 3);
+  assert.deepEqual(reader.warnings.map((w) => w.replace(/^capture, byte (\d+): record (\d+): (.*): skipped as damaged$/, '$1 $2 $3')), [
+    '24 1 EtherType IPv4: IPv4 header cut short (19 bytes)', '73 2 EtherType IPv4: IP version 5, not 4', '135 3 EtherType IPv4: IPv4 header length 16, less than 20']);
+});
+
+test('warnings stop at 20; the rest are counted', () => {
+  const bad = Array.from({ length: 25 }, (_, i) => record(i, 1_000_000_000, udp4(0, Buffer.alloc(1))));
+  const { reader } = readAll(Buffer.concat([header(), ...bad]));
+  assert.equal(reader.warnings.length, 20);
+  assert.equal(reader.warningsLeftOff, 5);
+  assert.equal(reader.summary().damaged, 25);
+});
+
+test('pcap versions and magics libpcap reads: 2.2 and DG/UX 543.0 (lengths the other way round), 2.3 (either way), the modified pcap\'s 24-byte records', () => {
+  const frame = udp4(0, Buffer.from('z'));
+  const rec = (a: number, b: number, extra = 0) => { const h = Buffer.alloc(16 + extra); h.writeUInt32LE(9, 0); h.writeUInt32LE(a, 8); h.writeUInt32LE(b, 12); return Buffer.concat([h, frame]); };
+  for (const [maj, min, a, b] of [[2, 2, frame.length + 50, frame.length], [543, 0, frame.length + 50, frame.length], [2, 3, frame.length + 50, frame.length], [2, 3, frame.length, frame.length + 50]] as const) {
+    const h = header(1, false); h.writeUInt16LE(maj, 4); h.writeUInt16LE(min, 6);
+    const { packets } = readAll(Buffer.concat([h, rec(a, b)]));
+    assert.deepEqual(packets.map((p) => p.payload.toString()), ['z'], `${maj}.${min}`);
+  }
+  const kuz = header(1, false); kuz.writeUInt32LE(0xa1b2cd34, 0);
+  assert.deepEqual(readAll(Buffer.concat([kuz, rec(frame.length, frame.length, 8), rec(frame.length, frame.length, 8)])).packets.length, 2);
+});
+
+test('a frame\'s FCS (pcap link-type field, pcapng if_fcslen) is not part of the IP packet: a TSO packet is as long as the frame without it', () => {
+  const tso = udp4(0, Buffer.alloc(200)); tso.writeUInt16BE(0, 16);
+  const withFcs = Buffer.concat([tso, Buffer.alloc(4, 0xee)]);
+  const pcapFcs = header(1); pcapFcs.writeUInt32LE(0x24000001, 20); // P bit, 2 16-bit words
+  assert.equal(readAll(Buffer.concat([pcapFcs, record(1, 0, withFcs)])).packets[0]!.ipLength, tso.length - 14);
+  const idbFcs = Buffer.alloc(16); idbFcs.writeUInt16LE(1, 0); idbFcs.writeUInt16LE(13, 8); idbFcs.writeUInt16LE(1, 10); idbFcs[12] = 4;
+  assert.equal(readAll(Buffer.concat([shb(), block(1, idbFcs), epb(0, 1n, withFcs)])).packets[0]!.ipLength, tso.length - 14);
 });
 
 test('frames that are not IP, or cut short, are skipped', () => {
@@ -167,7 +239,8 @@ test('pcapng: corrupt and truncated files get a clear error with the byte offset
   cap.writeUInt32LE(5000, shb().length + idb(1, 9).length + 8 + 12);
   err(cap, /captured length 5000 runs past its block/);
   err(Buffer.concat([shb(), epb(0, 1n, udp4(0, Buffer.alloc(1)))]), /interface 0, which the section has not described/);
-  err(Buffer.concat([shb(), idb(105)]), /interface 0: link type 105/);
+  const v11 = shb(); v11.writeUInt16LE(1, 8 + 6);
+  err(Buffer.concat([v11, idb(1)]), /byte 12: pcapng version 1\.1: there is none such/);
   const bom = Buffer.from(ng);
   bom.writeUInt32LE(0x12345678, 8);
   err(bom, /byte 8: pcapng section header with byte-order magic 0x12345678/);
@@ -217,9 +290,18 @@ test('an IPv6 jumbogram (RFC 2675) is as long as its Jumbo Payload option says, 
   const hbh = Buffer.from([17, 0, 0xc2, 4, 0, 1, 0, 14]); // next UDP; Jumbo Payload 65,550
   const u = Buffer.alloc(8); u.writeUInt16BE(4000, 0); u.writeUInt16BE(5004, 2);
   const eth = Buffer.alloc(14); eth.writeUInt16BE(0x86dd, 12);
-  const frame = Buffer.concat([eth, ip, hbh, u, Buffer.alloc(100)]); // captured short of its 65,590 bytes
-  const [p] = read([Buffer.concat([header(), record(1_700_000_000, 0, frame)])]);
+  const frame = Buffer.concat([eth, ip, hbh, u, Buffer.alloc(100)]); // captured short of its 65,604 bytes
+  const [p] = read([Buffer.concat([header(), record(1_700_000_000, 0, frame, 14 + 40 + 65_550)])]);
   assert.equal(p!.ipLength, 40 + 65_550);
   assert.equal(p!.proto, 17);
   assert.deepEqual([p!.sport, p!.dport], [4000, 5004]);
+  // a Jumbo Payload longer than the frame on the wire is not believed: the wire length is
+  const [q] = read([Buffer.concat([header(), record(1_700_000_000, 0, frame, 14 + 40 + 1000)])]);
+  assert.equal(q!.ipLength, 40 + 1000);
+  // BIG TCP takes the hop-by-hop header off: Payload Length 0 and none, as long as on the wire
+  const big = Buffer.concat([eth, ip, u, Buffer.alloc(100)]);
+  big[14 + 6] = 17;
+  const [r] = read([Buffer.concat([header(), record(1_700_000_000, 0, big, 14 + 80_000)])]);
+  assert.equal(r!.ipLength, 80_000);
+  assert.equal(r!.dport, 5004);
 });
