@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QOS_CLI } from '../daemon/child.js';
+import { PACKAGE_ROOT } from '../paths.js';
 import { requireChromium, requireTools } from '../prerequisites.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'qosd-char-'));
@@ -76,9 +77,10 @@ test('pcapng of the same traffic gives the same result', () => {
   requireTools('editcap');
   const ng = join(dir, 'two.pcapng');
   assert.equal(spawnSync('editcap', ['-F', 'pcapng', file, ng]).status, 0);
-  const a = JSON.parse(qos(file, '--json').stdout) as Out & { file?: string };
-  const b = JSON.parse(qos(ng, '--json').stdout) as Out & { file?: string };
-  delete a.file; delete b.file;
+  const a = JSON.parse(qos(file, '--json').stdout) as Out & { file?: string; capture: { format?: string } };
+  const b = JSON.parse(qos(ng, '--json').stdout) as Out & { file?: string; capture: { format?: string } };
+  assert.deepEqual([a.capture.format, b.capture.format], ['pcap', 'pcapng']);
+  delete a.file; delete b.file; delete a.capture.format; delete b.capture.format;
   assert.deepEqual(b, a);
 });
 
@@ -138,4 +140,36 @@ test('a capture taken on a TSO sender (IPv4 Total Length 0): each packet counts 
   const [f] = (JSON.parse(r.stdout) as Out).flows;
   assert.deepEqual([f!.key, f!.packets, f!.bytes], ['udp 10.1.0.1:4000 > 10.1.0.2:7000', 3, 3 * 28], 'the 28 captured bytes of each (its IP and UDP headers)');
   assert.ok(f!.curve.length > 0 && f!.knee.r_Bps > 0);
+});
+
+const FIXTURES = join(PACKAGE_ROOT, 'test/fixtures/captures'); // README.md there: origin and licence
+
+test('a record with an impossible time: a warning on stderr naming its offset, counted damaged in the JSON, the rest characterised (exit 0)', () => {
+  const r = qos(join(FIXTURES, 'timestamp_invalid_micro.pcap'), '--json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /^qos: warning: \S+timestamp_invalid_micro\.pcap: capture, byte 120: record 2: sub-second time 1000000 is out of range \(µs\): skipped as damaged$/m);
+  assert.match(r.stderr, /byte 212: record 3: sub-second time 2147483648 is out of range/);
+  const out = JSON.parse(r.stdout) as Out & { capture: Record<string, unknown>; warnings: string[] };
+  assert.deepEqual(out.capture, { format: 'pcap', records: 3, ip_packets: 1, ip_bytes: 60, first_s: '1418145369.999999000', last_s: '1418145369.999999000', not_ip: 0, damaged: 2, skipped: {} });
+  assert.equal(out.warnings.length, 2);
+  assert.equal(out.flows[0]!.packets, 1);
+});
+
+test('link types not read: skipped and counted by link type in --json (a pcapng of an 802.11 and an Ethernet interface, merged by mergecap); with nothing else, exit 66 saying so', () => {
+  requireTools('mergecap');
+  const merged = join(dir, 'merged.pcapng');
+  const m = spawnSync('mergecap', ['-F', 'pcapng', '-w', merged, join(FIXTURES, 'ieee802.11_htc.pcap'), join(FIXTURES, 'rsvp_cap.pcap')], { encoding: 'utf8' });
+  assert.equal(m.status, 0, m.stderr);
+  let r = qos(merged, '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as Out & { capture: { records: number; skipped: Record<string, number> } };
+  assert.deepEqual([out.capture.records, out.capture.skipped], [2, { 127: 1 }]);
+  assert.equal(out.flows.length, 1);
+  assert.match(out.flows[0]!.key, /^ip46 /, 'the RSVP message behind the VLAN tag');
+  assert.match(r.stderr, /link type 127 \(radiotap 802\.11\) is not one qosd reads/);
+  r = qos(merged);
+  assert.match(r.stdout, /merged\.pcapng: pcapng, 2 records: 1 IP packets \(\d+ B\) from \S+ to \S+; 1 of link type 127 \(radiotap 802\.11\) skipped/);
+  r = qos(join(FIXTURES, 'ieee802.11_htc.pcap'));
+  assert.equal(r.status, 66);
+  assert.match(r.stderr, /ieee802\.11_htc\.pcap: no IP packet \(1 records: 1 of link type 127 \(radiotap 802\.11\), not read\)/);
 });

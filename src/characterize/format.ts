@@ -1,14 +1,24 @@
 /* `qos characterize` for people: per flow a summary line, the suggested TSpec, and (for a few
  * flows) the curve. */
 
+import { linkTypeName, type CaptureSummary } from '../capture/pcap.js';
 import type { Snapshot } from './live.js';
 import type { CharacterizeResult } from './offline.js';
 import { num } from './num.js';
 
+/** What the file held, in a line: its records, IP packets, their time, what was skipped. */
+export function formatCapture(file: string, c: CaptureSummary): string {
+  const iso = (s: string) => new Date(Number(s) * 1000).toISOString();
+  const parts = [`${c.ip_packets} IP packets (${num(c.ip_bytes)} B)${c.first_s && c.last_s ? ` from ${iso(c.first_s)} to ${iso(c.last_s)}` : ''}`];
+  if (c.not_ip) parts.push(`${c.not_ip} without IP`);
+  for (const [t, n] of Object.entries(c.skipped)) parts.push(`${n} of link type ${linkTypeName(Number(t))} skipped`);
+  if (c.damaged) parts.push(`${c.damaged} damaged, skipped`);
+  return `${file}: ${c.format ?? 'capture'}, ${c.records} records: ${parts.join('; ')}`;
+}
 
 export function formatCharacterization(r: CharacterizeResult): string {
   const u = r.unit === 'bytes' ? 'B' : 'pkt';
-  const out: string[] = [];
+  const out: string[] = [formatCapture(r.file, r.capture)];
   for (const f of r.flows) {
     out.push(`${f.key}: ${f.packets} packets, ${num(f.bytes)} ${r.unit === 'bytes' ? 'B' : 'units'} in ${f.duration_s.toFixed(3)} s; mean ${num(f.mean_rate_Bps)} ${u}/s, peak ${num(f.peak_rate_Bps)} ${u}/s (over ${r.peak_window_s * 1000} ms); M ${f.M}, m ${f.m}`);
     out.push(`  knee r ${num(f.knee.r_Bps)} ${u}/s, b ${num(f.knee.b_bytes)} ${u}; TSpec r=${Math.round(f.tspec.r)} b=${Math.round(f.tspec.b)} p=${Math.round(f.tspec.p)} m=${f.tspec.m} M=${f.tspec.M}; MinimumPolicedSize ${f.minimum_policed_size}`);

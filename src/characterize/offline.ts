@@ -4,7 +4,7 @@
  * which bound the grid of rates; the second computes b(r) on it. docs/characterize.md. */
 
 import { createReadStream } from 'node:fs';
-import { PcapReader, type Packet } from '../capture/pcap.js';
+import { linkTypeName, PcapReader, type CaptureSummary, type Packet } from '../capture/pcap.js';
 import { QosError } from '../errors.js';
 import { BucketCurve, FlowStats, knee, rateGrid, type CurvePoint } from './lbap.js';
 import { CumulativeSampler } from './plot.js';
@@ -54,6 +54,10 @@ export interface CharacterizeResult {
   unit: 'bytes' | 'packets';
   peak_window_s: number;
   flows: FlowResult[];
+  /** what the file held: records, IP packets and bytes, first and last time, what was skipped */
+  capture: CaptureSummary;
+  /** records skipped and why (a damaged record's offset, a link type not read) */
+  warnings: string[];
   /** the largest flow's cumulative traffic, when asked for */
   cumulative?: { key: string; t: number[]; d: number[] };
 }
@@ -95,8 +99,8 @@ export function flowFilter(spec: string): (p: Packet) => boolean {
   return (p) => tests.every((t) => t(p));
 }
 
-/** Feeds a capture file through a reader; resolves when it is all read. */
-async function readFile(file: string, name: string, onPacket: (p: Packet) => void): Promise<void> {
+/** Feeds a capture file through a reader; resolves, with the reader, when it is all read. */
+async function readFile(file: string, name: string, onPacket: (p: Packet) => void): Promise<PcapReader> {
   const reader = new PcapReader(onPacket);
   const stream = createReadStream(file, { highWaterMark: 1 << 20 });
   try {
@@ -107,6 +111,7 @@ async function readFile(file: string, name: string, onPacket: (p: Packet) => voi
     throw new QosError(err.code === 'ENOENT' ? 'QOS_ERR_NOT_FOUND' : 'QOS_ERR_CAPTURE', `${name}: ${err.message.replaceAll(file, name)}`);
   }
   try { reader.end(); } catch (e) { throw new QosError((e as QosError).code, `${name}: ${(e as Error).message}`); }
+  return reader;
 }
 
 export async function characterizeFile(file: string, o: CharacterizeOptions = {}): Promise<CharacterizeResult> {
@@ -119,7 +124,7 @@ export async function characterizeFile(file: string, o: CharacterizeOptions = {}
   const secs = (p: Packet) => { if (t0 === null) t0 = p.tsNs; return Number(p.tsNs - t0) / 1e9; };
   // pass 1: statistics
   const stats = new Map<string, FlowStats>();
-  await readFile(file, name, (p) => {
+  const read = await readFile(file, name, (p) => {
     if (!select(p)) return;
     const k = flowKey(p);
     let s = stats.get(k);
@@ -166,7 +171,9 @@ export async function characterizeFile(file: string, o: CharacterizeOptions = {}
     });
   }
   flows.sort((a, b) => b.bytes - a.bytes || a.key.localeCompare(b.key));
-  const result: CharacterizeResult = { file: name, unit: o.count ? 'packets' : 'bytes', peak_window_s: window, flows };
+  const warnings = read.warnings.map((w) => `${name}: ${w}`);
+  if (read.warningsLeftOff) warnings.push(`${name}: and ${read.warningsLeftOff} more warnings like these`);
+  const result: CharacterizeResult = { file: name, unit: o.count ? 'packets' : 'bytes', peak_window_s: window, flows, capture: read.summary(), warnings };
   if (sampler && biggest) result.cumulative = { key: biggest, ...sampler.series() };
   return result;
 }
@@ -175,7 +182,15 @@ export async function characterizeFile(file: string, o: CharacterizeOptions = {}
  * without the plot's samples; no flow at all is QOS_ERR_NOT_FOUND, saying of what (`none`:
  * "IP packet", "packet matches --flow"). */
 export function characterizationJson(r: CharacterizeResult, none: string): Omit<CharacterizeResult, 'cumulative'> {
-  if (!r.flows.length) throw new QosError('QOS_ERR_NOT_FOUND', `${r.file}: no ${none}`);
+  if (!r.flows.length) throw new QosError('QOS_ERR_NOT_FOUND', `${r.file}: no ${none}${skippedNote(r.capture)}`);
   const { cumulative: _, ...json } = r;
   return json;
+}
+
+/** What a capture with no flow skipped, as the end of the error that says so. */
+function skippedNote(c: CaptureSummary): string {
+  const parts = Object.entries(c.skipped).map(([t, n]) => `${n} of link type ${linkTypeName(Number(t))}, not read`);
+  if (c.damaged) parts.push(`${c.damaged} damaged`);
+  if (c.not_ip) parts.push(`${c.not_ip} without IP`);
+  return parts.length ? ` (${c.records} records: ${parts.join('; ')})` : '';
 }

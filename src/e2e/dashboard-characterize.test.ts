@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { call, callJson } from '../daemon/admin-client.js';
 import { DaemonChild, QOS_CLI } from '../daemon/child.js';
 import { runSync } from '../exec.js';
+import { PACKAGE_ROOT } from '../paths.js';
 import { liveUdpFlow, twoFlowCapture } from '../characterize/test-capture.js';
 import { requireRoot, requireTools } from '../prerequisites.js';
 import { NARROW, startDashboard, WIDE, type Dashboard } from './dashboard-browser.js';
@@ -73,6 +74,17 @@ test('Characterise: a capture uploaded in the page shows the knee and TSpec of q
       assert.deepEqual(errors, [], 'no console error');
       await page.close();
     }
+
+    // a public capture with two records of impossible times: the page says they were skipped, and where
+    const { page, errors } = await d.openPage('characterize', WIDE);
+    await page.waitForSelector('[data-page="characterize"][data-ready="1"]');
+    const input = await page.waitForSelector('input[type=file]');
+    await input!.uploadFile(join(PACKAGE_ROOT, 'test/fixtures/captures/timestamp_invalid_micro.pcap'));
+    await page.waitForSelector('[data-page="characterize"][data-ready="1"] table[data-table="flows"] tr[data-key]');
+    const said = await page.$eval('[data-role="summary"]', (e) => e.textContent ?? '');
+    assert.match(said, /Of its 3 records, 2 damaged and skipped \(timestamp_invalid_micro\.pcap: capture, byte 120: record 2: sub-second time 1000000 is out of range/);
+    assert.deepEqual(errors, [], 'no console error');
+    await page.close();
   } finally {
     await d.close();
   }

@@ -60,6 +60,7 @@ export function characterizeCommands(program: Command): void {
         if (!file) throw new QosError('QOS_ERR_USAGE', 'give a capture file, or --live');
         r = await characterizeFile(file, { ...common, select });
       }
+      for (const w of r.warnings) process.stderr.write(`qos: warning: ${w}\n`);
       const json = characterizationJson(r, o.flow ? 'packet matches --flow' : o.app ? `packet from ${o.app}` : 'IP packet');
       if (o.plot) {
         const { plotSvg, writePlot } = await import('../../characterize/plot.js');

@@ -17,7 +17,21 @@ interface FlowResult {
   key: string; packets: number; bytes: number; duration_s: number; mean_rate_Bps: number; peak_rate_Bps: number; M: number; m: number;
   curve: Point[]; knee: Point; tspec: { r: number; b: number; p: number; m: number; M: number }; minimum_policed_size: number;
 }
-interface Result { file: string; unit: 'bytes' | 'packets'; peak_window_s: number; flows: FlowResult[] }
+interface Result {
+  file: string; unit: 'bytes' | 'packets'; peak_window_s: number; flows: FlowResult[];
+  /** what the file held beside its flows (src/capture/pcap.ts CaptureSummary) */
+  capture: { records: number; damaged: number; skipped: Record<string, number> };
+  warnings: string[];
+}
+
+/** What the capture's reading skipped, as a sentence (empty when nothing was). */
+function skippedText(r: Result): string {
+  const parts: string[] = [];
+  if (r.capture.damaged) parts.push(`${r.capture.damaged} damaged and skipped`);
+  for (const [t, n] of Object.entries(r.capture.skipped)) parts.push(`${n} of link type ${t}, which is not read`);
+  if (!parts.length) return '';
+  return ` Of its ${r.capture.records} records, ${parts.join('; ')}${r.warnings[0] ? ` (${r.warnings[0]})` : ''}.`;
+}
 interface LiveFlow { pid: number; fd: number; exe: string; user: string; proto: 'tcp' | 'udp' | null; type: string | null; local: Endpoint | null; remote: Endpoint | null }
 
 /** the uploaded file's bound (the route's: src/characterize/api.ts MAX_CAPTURE) */
@@ -54,7 +68,7 @@ const page: Page = {
     const seconds = h('input', { type: 'number', min: '1', max: '60', value: '10', 'aria-label': 'seconds', dataset: { role: 'seconds' } });
     const capture = h('button', { type: 'button', class: 'primary', dataset: { role: 'capture' } }, 'Capture');
     const refresh = h('button', { type: 'button', dataset: { role: 'refresh' } }, 'Refresh the list');
-    const summary = h('p', { class: 'muted' });
+    const summary = h('p', { class: 'muted', 'data-role': 'summary' });
     const detail = h('div', { class: 'char-detail' });
     let picked = 0;
     const table = new DataTable<FlowResult & { i: number }>('flows', [
@@ -120,7 +134,7 @@ const page: Page = {
       result = r;
       picked = 0;
       results.hidden = false;
-      summary.textContent = `${r.file}: ${r.flows.length} flow${r.flows.length === 1 ? '' : 's'} in ${r.unit}, the peak rate over ${r.peak_window_s * 1000} ms. The largest is shown; click another in the table below.`;
+      summary.textContent = `${r.file}: ${r.flows.length} flow${r.flows.length === 1 ? '' : 's'} in ${r.unit}, the peak rate over ${r.peak_window_s * 1000} ms.${skippedText(r)} The largest is shown; click another in the table below.`;
       table.set(r.flows.map((f, i) => ({ ...f, i })));
       if (r.flows.length) pick(0);
       results.scrollIntoView({ block: 'start' });
