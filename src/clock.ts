@@ -3,6 +3,8 @@
  * (hours of protocol time in milliseconds: RSVP refreshes and time-outs, sweeps, stalls).
  * Timers of the system clock never keep the process alive (unref). */
 
+import { QosError } from './errors.js';
+
 export interface Timer {
   cancel(): void;
 }
@@ -49,7 +51,7 @@ export class ManualClock implements Clock {
   }
 
   every(ms: number, fn: () => void): Timer {
-    if (!(ms > 0)) throw new RangeError(`a repeating timer needs a period over 0 ms, not ${ms}`);
+    if (!(ms > 0)) throw new QosError('QOS_ERR_INTERNAL', `a repeating timer needs a period over 0 ms, not ${ms}`);
     return this.add(ms, fn, ms);
   }
 
@@ -62,7 +64,7 @@ export class ManualClock implements Clock {
    * The timers that fell due run late, at the next advance (advance(0): at once), each once,
    * and a repeating one then keeps its period from then on, as Node's do. */
   stall(ms: number): void {
-    if (!(ms >= 0)) throw new RangeError(`time does not go back: ${ms}`);
+    if (!(ms >= 0)) throw new QosError('QOS_ERR_INTERNAL', `time does not go back: ${ms}`);
     this.t += ms;
   }
 
@@ -73,7 +75,7 @@ export class ManualClock implements Clock {
   }
 
   to(end: number): void {
-    if (end < this.t) throw new RangeError(`time does not go back: ${end} < ${this.t}`);
+    if (end < this.t) throw new QosError('QOS_ERR_INTERNAL', `time does not go back: ${end} < ${this.t}`);
     for (;;) {
       let next: Pending | undefined;
       for (const p of this.pending) if (p.live && p.at <= end && (!next || p.at < next.at || (p.at === next.at && p.seq < next.seq))) next = p;

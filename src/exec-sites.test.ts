@@ -3,22 +3,14 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { SRC, sources } from './source-files.js';
 
-const SRC = join(dirname(fileURLToPath(import.meta.url)), '../src');
 /** the files allowed to use node:child_process, each with why */
 const ALLOWED: Record<string, string> = {
   'exec.ts': 'the one way to run programs',
 };
-
-function sources(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const p = join(dir, e.name);
-    return e.isDirectory() ? sources(p) : e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') ? [p] : [];
-  });
-}
 
 /** The node:child_process imports of a source text that bring in more than types. */
 export function spawningImports(text: string): string[] {

@@ -11,6 +11,8 @@
  * when counting packets); a packet smaller than m counts as m when m is given. b(r) is
  * non-increasing and convex in r, and never below the largest packet M. docs/characterize.md. */
 
+import { QosError } from '../errors.js';
+
 export interface CurvePoint { r_Bps: number; b_bytes: number }
 
 /** b(r) for a fixed set of rates, fed packets in time order. */
@@ -21,7 +23,7 @@ export class BucketCurve {
 
   /** rates in bytes (or packets) per second; minUnit: m, the smallest size counted */
   constructor(readonly rates: Float64Array, readonly minUnit = 0) {
-    for (const r of rates) if (!(r >= 0) || !Number.isFinite(r)) throw new RangeError(`rate ${r} is not a finite number >= 0`);
+    for (const r of rates) if (!(r >= 0) || !Number.isFinite(r)) throw new QosError('QOS_ERR_USAGE', `rate ${r} is not a finite number >= 0`);
     this.debt = new Float64Array(rates.length);
     this.most = new Float64Array(rates.length);
   }
@@ -71,7 +73,7 @@ export function bucketByDefinition(t: number[], size: number[], r: number, minUn
 
 /** n rates spaced evenly in log between lo and hi (both included); one rate if they meet. */
 export function rateGrid(lo: number, hi: number, n: number): Float64Array {
-  if (!(lo > 0) || !(hi >= lo) || n < 1) throw new RangeError(`no grid between ${lo} and ${hi}`);
+  if (!(lo > 0) || !(hi >= lo) || n < 1) throw new QosError('QOS_ERR_USAGE', `no grid of ${n} rates between ${lo} and ${hi}`);
   if (n === 1 || hi === lo) return Float64Array.of(hi);
   const out = new Float64Array(n);
   const a = Math.log(lo), step = (Math.log(hi) - a) / (n - 1);
@@ -90,7 +92,7 @@ export function rateGrid(lo: number, hi: number, n: number): Float64Array {
  * steep stretch has its knee at its first point. */
 export function knee(curve: CurvePoint[]): CurvePoint & { index: number } {
   const pts = curve.filter((p) => p.r_Bps > 0 && p.b_bytes > 0);
-  if (!pts.length) throw new RangeError('no point of the curve has r > 0 and b > 0');
+  if (!pts.length) throw new QosError('QOS_ERR_INTERNAL', 'no point of the curve has r > 0 and b > 0');
   let at = 0;
   for (let i = 0; i + 1 < pts.length; i++) {
     const a = pts[i]!, b = pts[i + 1]!;
@@ -117,7 +119,7 @@ export class FlowStats {
   private inWindow = 0;
 
   constructor(readonly windowS = 0.01) {
-    if (!(windowS > 0)) throw new RangeError(`peak window ${windowS} s is not > 0`);
+    if (!(windowS > 0)) throw new QosError('QOS_ERR_USAGE', `peak window ${windowS} s is not above 0`);
   }
 
   add(t: number, size: number): void {

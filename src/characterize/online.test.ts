@@ -47,7 +47,7 @@ test('the rate: measured since the start, or over a moving window, or given', ()
   assert.ok(Math.abs(since.estimate().r - 150_000) < 1_000, `since start: ${since.estimate().r}`);
   assert.ok(Math.abs(win.estimate().r - 200_000) < 5_000, `over the last 2 s: ${win.estimate().r}`);
   assert.equal(new OnlineLbap({ rate: 123 }).rate(), 123);
-  assert.throws(() => new OnlineLbap({ rate: 0 }), /not > 0/);
+  assert.throws(() => new OnlineLbap({ rate: 0 }), /not above 0/);
 });
 
 test('re-advertising: a bigger flow at once, a smaller one after the hold time, small changes never', () => {

@@ -14,6 +14,8 @@
  * packet. Like the seed's, it does not promise that b covers every burst at that rate, nor
  * bound by how much it may exceed it. docs/characterize.md. */
 
+import { QosError } from '../errors.js';
+
 export interface OnlineOptions {
   /** the token rate, bytes/s, when known (a video stream's); default: the measured average */
   rate?: number;
@@ -74,7 +76,7 @@ export class OnlineLbap {
 
   constructor(o: OnlineOptions = {}) {
     this.o = { gap: 0.1, ageS: 180, maxLevels: 16, peakWindowS: 0.01, ...o };
-    if (o.rate !== undefined && !(o.rate > 0)) throw new RangeError(`rate ${o.rate} is not > 0`);
+    if (o.rate !== undefined && !(o.rate > 0)) throw new QosError('QOS_ERR_USAGE', `the on-line bucket's rate ${o.rate} is not above 0`);
     if (o.windowS !== undefined) this.avg = new SlotWindow(o.windowS);
     this.peakWin = new SlotWindow(this.o.peakWindowS, 8);
   }

@@ -17,5 +17,5 @@ test('b = W_R (1 - r / r_S): a sender emitting W_R at r_S once per W_R / r, meas
     assert.ok(Math.abs(sim - want) < 1e-6 * want, `rtt ${rtt}, r ${r}, r_S ${rS}: simulated ${sim}, formula ${want}`);
   }
   assert.throws(() => tcpBurst(1000, 10, 5), /r_S > r/);
-  assert.throws(() => receiverWindow(0, 1), /must be > 0/);
+  assert.throws(() => receiverWindow(0, 1), /must be above 0/);
 });

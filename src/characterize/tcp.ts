@@ -17,14 +17,16 @@
  * Sent as packets of size s, the last one arrives (W_R - s) / r_S after the first: one more
  * r s / r_S of debt. src/characterize/tcp.test.ts holds the formula to a simulation. */
 
+import { QosError } from '../errors.js';
+
 /** The receive window, bytes, that paces a TCP sender at r bytes/s over a round trip of rtt s. */
 export function receiverWindow(rttS: number, r: number): number {
-  if (!(rttS > 0) || !(r > 0)) throw new RangeError('the round trip and the rate must be > 0');
+  if (!(rttS > 0) || !(r > 0)) throw new QosError('QOS_ERR_USAGE', `the round trip (${rttS} s) and the rate (${r} B/s) must be above 0`);
   return 2 * rttS * r;
 }
 
 /** The bucket, bytes, a TCP sender sending wR bytes per period at access rate rS needs at rate r. */
 export function tcpBurst(wR: number, r: number, rS: number): number {
-  if (!(wR > 0) || !(r > 0) || !(rS > r)) throw new RangeError('needs W_R > 0 and r_S > r > 0');
+  if (!(wR > 0) || !(r > 0) || !(rS > r)) throw new QosError('QOS_ERR_USAGE', `a TCP burst needs W_R > 0 and r_S > r > 0 (W_R ${wR}, r ${r}, r_S ${rS})`);
   return wR * (1 - r / rS);
 }

@@ -4,6 +4,7 @@
 
 import { formatIPv6 } from '../protocol/note-ring.js';
 import { MAX_SLOTS, type Slot } from './rules.js';
+import { QosError } from '../errors.js';
 
 export const KEY_SIZE = 16;    // struct exe_key
 export const SLOT_SIZE = 64;   // struct slot
@@ -27,7 +28,7 @@ export function encodeKey(gen: number, f: FileId, into = Buffer.alloc(KEY_SIZE),
 }
 
 export function encodeEntry(slots: readonly Slot[], into = Buffer.alloc(ENTRY_SIZE), at = 0): Buffer {
-  if (slots.length > MAX_SLOTS) throw new RangeError(`an entry holds ${MAX_SLOTS} slots, not ${slots.length}`);
+  if (slots.length > MAX_SLOTS) throw new QosError('QOS_ERR_INTERNAL', `an entry holds ${MAX_SLOTS} slots, not ${slots.length}`);
   into.fill(0, at, at + ENTRY_SIZE);
   into.writeUInt32LE(slots.length, at);
   slots.forEach((s, i) => {

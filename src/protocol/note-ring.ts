@@ -14,6 +14,7 @@
 
 import { parseAddr } from '../policy/net.js';
 import { FD_MAX, type Message, type SockAddr } from './messages.js';
+import { QosError } from '../errors.js';
 
 /** Bytes per record. */
 export const RING_SLOT_BYTES = 64;
@@ -117,7 +118,7 @@ export function encodeSlot(buf: ArrayBuffer, i: number, r: RingRecord): boolean 
 /** An address's bytes in network order: 4 for IPv4, 16 for IPv6 (parsed as the policy does). */
 function addressBytes(a: SockAddr): Uint8Array {
   const w = parseAddr(a.host);
-  if (!w) throw new RangeError(`not an address: ${a.host}`);
+  if (!w) throw new QosError('QOS_ERR_INTERNAL', `not an address: ${a.host}`);
   const out = new Uint8Array(16), view = new DataView(out.buffer);
   for (let i = 0; i < 4; i++) view.setUint32(4 * i, w[i]!);
   return a.family === 2 ? out.subarray(12) : out;

@@ -12,6 +12,8 @@
  * the next full one: measured under load, 3 MB promoted per scavenge and 7-13 ms scavenges
  * on the daemon's event loop, against 0.3 ms with this queue. */
 
+import { QosError } from '../errors.js';
+
 /** Calls queued on one host beyond which new ones go to the rules at once. */
 export const MAX_QUEUE = 1000;
 
@@ -39,7 +41,7 @@ export class InFlight<P extends { sent: number }> {
 
   /** Queues call id (ids must differ from those queued; the caller checks `full` first). */
   add(id: number, p: P): void {
-    if (this.count >= MAX_QUEUE) throw new RangeError('in-flight queue full');
+    if (this.count >= MAX_QUEUE) throw new QosError('QOS_ERR_INTERNAL', 'in-flight queue full');
     if (this.count === 0) this.lastAnswer = p.sent;
     const i = (this.head + this.count) % MAX_QUEUE;
     this.ids[i] = id;

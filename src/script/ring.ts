@@ -12,6 +12,8 @@
  * record never wraps: an id of 0, or too little room for a header, sends the reader back to
  * the start. */
 
+import { QosError } from '../errors.js';
+
 const HEADER = 16;
 const RECORD = 17;
 const SEQ = 0, HEAD = 1, TAIL = 2, SLEEPING = 3;
@@ -28,7 +30,7 @@ export class Ring {
   constructor(from: number | SharedArrayBuffer) {
     this.sab = typeof from === 'number' ? new SharedArrayBuffer(HEADER + from) : from;
     this.size = this.sab.byteLength - HEADER;
-    if (this.size <= 0 || (this.size & (this.size - 1)) !== 0) throw new RangeError('ring size must be a power of two');
+    if (this.size <= 0 || (this.size & (this.size - 1)) !== 0) throw new QosError('QOS_ERR_INTERNAL', 'ring size must be a power of two');
     this.hdr = new Int32Array(this.sab, 0, 4);
     this.data = Buffer.from(this.sab, HEADER, this.size);
   }
