@@ -351,50 +351,53 @@ export type Decoded = Packet | string | null;
 /** The IP packet inside one link-layer frame. lost: bytes of the frame on the wire that the
  * capture did not keep (its snap length), for the sizes the IP header does not give. */
 export function decodeLink(linkType: number, d: Buffer, tsNs: bigint, lost = 0): Decoded {
-  const f: Frame = { d, tsNs, lost };
   switch (linkType) {
-    case 1: return d.length < 14 ? null : network(f, 14, d.readUInt16BE(12)); // Ethernet
-    case 113: return d.length < 16 ? null : network(f, 16, d.readUInt16BE(14)); // Linux cooked
-    case 276: return d.length < 20 ? null : network(f, 20, d.readUInt16BE(0)); // Linux cooked v2
+    case 1: return d.length < 14 ? null : network(d, 14, d.readUInt16BE(12), tsNs, lost); // Ethernet
+    case 113: return d.length < 16 ? null : network(d, 16, d.readUInt16BE(14), tsNs, lost); // Linux cooked
+    case 276: return d.length < 20 ? null : network(d, 20, d.readUInt16BE(0), tsNs, lost); // Linux cooked v2
     case 0: case 108: { // the address family, in the capturing host's byte order (0), or network order (108)
       if (d.length < 4) return null;
       let af = linkType === 108 ? d.readUInt32BE(0) : d.readUInt32LE(0);
       if (af > 0xffff) af = d.readUInt32BE(0);
       // AF_INET; AF_INET6 on NetBSD and OpenBSD, FreeBSD, Darwin (Linux does not write these)
-      return network(f, 4, af === 2 ? 0x0800 : af === 24 || af === 28 || af === 30 ? 0x86dd : -1);
+      return network(d, 4, af === 2 ? 0x0800 : af === 24 || af === 28 || af === 30 ? 0x86dd : -1, tsNs, lost);
     }
     case 9: case 50: { // PPP, perhaps behind HDLC's address and control bytes; or Cisco HDLC
       if (d.length < 4) return null;
-      if (linkType === 50 && (d[0] === 0x0f || d[0] === 0x8f)) return network(f, 4, d.readUInt16BE(2));
+      if (linkType === 50 && (d[0] === 0x0f || d[0] === 0x8f)) return network(d, 4, d.readUInt16BE(2), tsNs, lost);
       const o = d[0] === 0xff && d[1] === 0x03 ? 2 : 0;
       // a protocol field compressed to one byte is odd
       const [proto, at] = d[o]! & 1 ? [d[o]!, o + 1] : [d.readUInt16BE(o), o + 2];
-      return network(f, at, PPP_TYPES.get(proto) ?? -1);
+      return network(d, at, PPP_TYPES.get(proto) ?? -1, tsNs, lost);
     }
-    case 104: return d.length < 4 ? null : network(f, 4, d.readUInt16BE(2)); // Cisco HDLC
-    case 239: return nflog(f);
-    case 228: return ipv4(f, 0, 'raw IPv4');
-    case 229: return ipv6(f, 0, 'raw IPv6');
+    case 104: return d.length < 4 ? null : network(d, 4, d.readUInt16BE(2), tsNs, lost); // Cisco HDLC
+    case 239: return nflog(d, tsNs, lost);
+    case 228: return ipv4(d, 0, tsNs, lost, 'raw IPv4');
+    case 229: return ipv6(d, 0, tsNs, lost, 'raw IPv6');
     case 12: case 14: case 101: // raw IP: the version says which
-      return d.length < 1 ? null : d[0]! >> 4 === 6 ? ipv6(f, 0, 'raw IP') : ipv4(f, 0, 'raw IP');
+      return d.length < 1 ? null : d[0]! >> 4 === 6 ? ipv6(d, 0, tsNs, lost, 'raw IP') : ipv4(d, 0, tsNs, lost, 'raw IP');
     default: return null;
   }
 }
-
-/** A frame being decoded: its bytes (MACsec's ICV taken off), its time, what was not captured. */
-interface Frame { d: Buffer; tsNs: bigint; lost: number }
 
 /** PPP protocol numbers, as EtherTypes: IPv4, IPv6, MPLS unicast and multicast. */
 const PPP_TYPES = new Map([[0x21, 0x0800], [0x57, 0x86dd], [0x281, 0x8847], [0x283, 0x8848]]);
 
 /** The IP packet behind an EtherType at offset o, following VLAN tags (802.1Q, 802.1ad QinQ),
  * MPLS labels, LLC/SNAP, integrity-only MACsec and Arista's timestamp header. */
-function network(f: Frame, o: number, type: number): Decoded {
+function network(d: Buffer, o: number, type: number, tsNs: bigint, lost: number): Decoded {
+  // IP at once, as most frames are: kept small for the compiler to inline
+  if (type === 0x0800) return ipv4(d, o, tsNs, lost, 'EtherType IPv4');
+  if (type === 0x86dd) return ipv6(d, o, tsNs, lost, 'EtherType IPv6');
+  return encapsulated(d, o, type, tsNs, lost);
+}
+
+/** network() for the EtherTypes that are not IP. */
+function encapsulated(d: Buffer, o: number, type: number, tsNs: bigint, lost: number): Decoded {
   for (;;) {
-    const d = f.d;
     switch (type) {
-      case 0x0800: return ipv4(f, o, 'EtherType IPv4');
-      case 0x86dd: return ipv6(f, o, 'EtherType IPv6');
+      case 0x0800: return ipv4(d, o, tsNs, lost, 'EtherType IPv4');
+      case 0x86dd: return ipv6(d, o, tsNs, lost, 'EtherType IPv6');
       case 0x8100: case 0x88a8: case 0x9100: // a VLAN tag: TCI, then the EtherType within
         if (d.length < o + 4) return null;
         type = d.readUInt16BE(o + 2); o += 4;
@@ -406,17 +409,15 @@ function network(f: Frame, o: number, type: number): Decoded {
           o += 4;
           if (bottom) break;
         }
-        return d[o]! >> 4 === 4 ? ipv4(f, o, 'MPLS') : d[o]! >> 4 === 6 ? ipv6(f, o, 'MPLS') : null;
+        return d[o]! >> 4 === 4 ? ipv4(d, o, tsNs, lost, 'MPLS') : d[o]! >> 4 === 6 ? ipv6(d, o, tsNs, lost, 'MPLS') : null;
       case 0x88e5: { // MACsec: a SecTAG (with the SCI when its bit says), the data, a 16-byte ICV
         if (d.length < o + 1) return null;
         const tci = d[o]!;
         if (tci & 0x0c) return null; // encrypted or changed: nothing to read
         const tag = tci & 0x20 ? 14 : 6;
-        const icvKept = Math.max(0, 16 - f.lost); // the ICV ends the frame: the capture may have cut it
+        const icvKept = Math.max(0, 16 - lost); // the ICV ends the frame: the capture may have cut it
         if (d.length < o + tag + 2 + icvKept) return null;
-        f.d = d.subarray(0, d.length - icvKept); f.lost -= 16 - icvKept;
-        type = d.readUInt16BE(o + tag); o += tag + 2;
-        continue;
+        return network(d.subarray(0, d.length - icvKept), o + tag + 2, d.readUInt16BE(o + tag), tsNs, lost - (16 - icvKept));
       }
       case 0xd28b: { // Arista's timestamp: subtype 1, timescale, format (64 or 48 bits), time
         if (d.length < o + 4 || d.readUInt16BE(o) !== 1) return null;
@@ -439,8 +440,7 @@ function network(f: Frame, o: number, type: number): Decoded {
 
 /** Linux NFLOG (`tcpdump -i nflog:N`): a header (family, version, group), then TLVs of the
  * capturing host's byte order, each padded to 4 bytes; the packet is the payload TLV (type 9). */
-function nflog(f: Frame): Decoded {
-  const d = f.d;
+function nflog(d: Buffer, tsNs: bigint, lost: number): Decoded {
   if (d.length < 4) return null;
   for (const little of [true, false]) {
     for (let o = 4; o + 4 <= d.length;) {
@@ -448,8 +448,8 @@ function nflog(f: Frame): Decoded {
       const type = (little ? d.readUInt16LE(o + 2) : d.readUInt16BE(o + 2)) & 0x7fff;
       if (len < 4 || o + len > d.length) break; // not this byte order, or cut
       if (type === 9) {
-        const g: Frame = { d: d.subarray(o + 4, o + len), tsNs: f.tsNs, lost: f.lost };
-        return g.d.length < 1 ? null : g.d[0]! >> 4 === 6 ? ipv6(g, 0, 'NFLOG') : ipv4(g, 0, 'NFLOG');
+        const ip = d.subarray(o + 4, o + len);
+        return ip.length < 1 ? null : ip[0]! >> 4 === 6 ? ipv6(ip, 0, tsNs, lost, 'NFLOG') : ipv4(ip, 0, tsNs, lost, 'NFLOG');
       }
       o += (len + 3) & ~3;
     }
@@ -458,10 +458,9 @@ function nflog(f: Frame): Decoded {
 }
 
 /** The bytes from o to the end of the frame as it was on the wire. */
-const wire = (f: Frame, o: number) => f.d.length - o + f.lost;
+const wire = (d: Buffer, o: number, lost: number) => d.length - o + lost;
 
-function ipv4(f: Frame, o: number, what: string): Decoded {
-  const d = f.d, tsNs = f.tsNs;
+function ipv4(d: Buffer, o: number, tsNs: bigint, lost: number, what: string): Decoded {
   if (d.length < o + 20) return `${what}: IPv4 header cut short (${d.length - o} bytes)`;
   if (d[o]! >> 4 !== 4) return `${what}: IP version ${d[o]! >> 4}, not 4`;
   const ihl = (d[o]! & 0x0f) * 4;
@@ -469,14 +468,13 @@ function ipv4(f: Frame, o: number, what: string): Decoded {
   const fragOffset = d.readUInt16BE(o + 6) & 0x1fff;
   // a Total Length of 0 is a packet the sender's segmentation offload (TSO, BIG TCP) has not cut
   // yet: its size is its length on the wire, as tshark presumes ("reported as 0, presumed TSO")
-  const total = d.readUInt16BE(o + 2) || wire(f, o);
+  const total = d.readUInt16BE(o + 2) || wire(d, o, lost);
   const p = base(d, tsNs, 4, d[o + 1]!, total, d[o + 9]!, `${d[o + 12]}.${d[o + 13]}.${d[o + 14]}.${d[o + 15]}`, `${d[o + 16]}.${d[o + 17]}.${d[o + 18]}.${d[o + 19]}`);
   // Only a first fragment carries the transport header, and only after options all captured.
   return fragOffset === 0 && d.length >= o + ihl ? transport(p, d, o + ihl, o + Math.max(ihl, p.ipLength)) : p;
 }
 
-function ipv6(f: Frame, o: number, what: string): Decoded {
-  const d = f.d, tsNs = f.tsNs;
+function ipv6(d: Buffer, o: number, tsNs: bigint, lost: number, what: string): Decoded {
   if (d.length < o + 40) return `${what}: IPv6 header cut short (${d.length - o} bytes)`;
   if (d[o]! >> 4 !== 6) return `${what}: IP version ${d[o]! >> 4}, not 6`;
   const tc = ((d.readUInt16BE(o) >> 4) & 0xff);
@@ -487,14 +485,14 @@ function ipv6(f: Frame, o: number, what: string): Decoded {
     // a jumbogram (RFC 2675): its length in the hop-by-hop header's Jumbo Payload option (over
     // 65,535 and within the frame), its transport after that header
     const jumbo = d[o + 6] === 0 ? jumboLength(d, o + 40) : null;
-    if (jumbo && jumbo.payload > 0xffff && 40 + jumbo.payload <= wire(f, o)) {
+    if (jumbo && jumbo.payload > 0xffff && 40 + jumbo.payload <= wire(d, o, lost)) {
       p.ipLength = 40 + jumbo.payload;
       p.proto = jumbo.next;
       return transport(p, d, o + 40 + jumbo.hbh, o + p.ipLength);
     }
     // otherwise, as an IPv4 Total Length of 0: a packet before segmentation offload (BIG TCP
     // takes the hop-by-hop header off), as long as it was on the wire
-    p.ipLength = wire(f, o);
+    p.ipLength = wire(d, o, lost);
     if (jumbo) { p.proto = jumbo.next; return transport(p, d, o + 40 + jumbo.hbh, o + p.ipLength); }
   }
   return transport(p, d, o + 40, o + p.ipLength); // extension headers are not followed
