@@ -3,8 +3,8 @@
  * come out decoded to what qosd measures (time, DS field, addresses, ports, TCP flags, the
  * start of the payload). Every length is checked against what is there; a file whose
  * structure is broken gets a QosError with the byte offset, one bad record (a time out of
- * range) is skipped as damaged with a warning, and records of link types not read are
- * counted. Versions and the link-type field are checked as libpcap checks them.
+ * range, an IP header that cannot be read) is skipped as damaged with a warning, and records
+ * of link types not read are counted. Versions and the link-type field are checked as libpcap checks them.
  * pcap: https://www.ietf.org/archive/id/draft-ietf-opsawg-pcap; pcapng:
  * https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng */
 
@@ -41,8 +41,7 @@ export const TCP_ACK = 0x10;
 const READ: ReadonlyMap<number, string> = new Map([
   [0, 'BSD loopback'], [1, 'Ethernet'], [9, 'PPP'], [12, 'raw IP'], [14, 'raw IP'], [50, 'PPP in HDLC framing'],
   [101, 'raw IP'], [104, 'Cisco HDLC'], [108, 'OpenBSD loopback'], [113, 'Linux cooked'], [228, 'raw IPv4'],
-  [239, 'Linux NFLOG'],
-  [229, 'raw IPv6'], [276, 'Linux cooked v2'],
+  [229, 'raw IPv6'], [239, 'Linux NFLOG'], [276, 'Linux cooked v2'],
 ]);
 /** Some link types not read, named in the warning that says their records are skipped. */
 const OTHERS: ReadonlyMap<number, string> = new Map([
@@ -100,8 +99,9 @@ export function epochSeconds(ns: bigint): string {
 interface Iface { linkType: number; read: boolean; snaplen: number; unitsPerSec: bigint; offsetSec: bigint; fcs: number }
 
 /** Feeds capture bytes in order; calls onPacket for each IP packet. Records of a link type
- * not read are skipped and counted (`skipped`), a record with an impossible time is skipped
- * as damaged with a warning; a file whose structure is broken is a QosError. */
+ * not read are skipped and counted (`skipped`), a record with an impossible time or an IP
+ * header that cannot be read is skipped as damaged with a warning; a file whose structure is
+ * broken is a QosError. */
 export class PcapReader {
   private buf: Buffer = Buffer.alloc(0);
   /** file offset of buf[0] */

@@ -9,11 +9,11 @@ import { num } from './num.js';
 /** What the file held, in a line: its records, IP packets, their time, what was skipped. */
 export function formatCapture(file: string, c: CaptureSummary): string {
   const iso = (s: string) => new Date(Number(s) * 1000).toISOString();
-  const parts = [`${c.ip_packets} IP packets (${num(c.ip_bytes)} B)${c.first_s && c.last_s ? ` from ${iso(c.first_s)} to ${iso(c.last_s)}` : ''}`];
+  const parts = [`${c.ip_packets} IP packet${c.ip_packets === 1 ? '' : 's'} (${num(c.ip_bytes)} B)${c.first_s && c.last_s ? ` from ${iso(c.first_s)} to ${iso(c.last_s)}` : ''}`];
   if (c.not_ip) parts.push(`${c.not_ip} without IP`);
   for (const [t, n] of Object.entries(c.skipped)) parts.push(`${n} of link type ${linkTypeName(Number(t))} skipped`);
   if (c.damaged) parts.push(`${c.damaged} damaged, skipped`);
-  return `${file}: ${c.format ?? 'capture'}, ${c.records} records: ${parts.join('; ')}`;
+  return `${file}: ${c.format ?? 'capture'}, ${c.records} record${c.records === 1 ? '' : 's'}: ${parts.join('; ')}`;
 }
 
 export function formatCharacterization(r: CharacterizeResult): string {

@@ -192,5 +192,5 @@ function skippedNote(c: CaptureSummary): string {
   const parts = Object.entries(c.skipped).map(([t, n]) => `${n} of link type ${linkTypeName(Number(t))}, not read`);
   if (c.damaged) parts.push(`${c.damaged} damaged`);
   if (c.not_ip) parts.push(`${c.not_ip} without IP`);
-  return parts.length ? ` (${c.records} records: ${parts.join('; ')})` : '';
+  return parts.length ? ` (${c.records} record${c.records === 1 ? '' : 's'}: ${parts.join('; ')})` : '';
 }
