@@ -14,7 +14,8 @@ import { test } from 'node:test';
 import { PACKAGE_ROOT } from '../paths.js';
 import { requireTools } from '../prerequisites.js';
 import { QosError } from '../errors.js';
-import { PcapReader, type CaptureSummary } from './pcap.js';
+import { epochSeconds, PcapReader, type CaptureSummary } from './pcap.js';
+import { pcapFile, udpPacket, type PcapFileOptions } from './pcap-write.js';
 
 const DIR = join(PACKAGE_ROOT, 'test/fixtures/captures');
 
@@ -42,10 +43,7 @@ function tshark(file: string): { frames: number; ip: Map<number, Frame> } {
 /** What qosd reads in a file: its IP packets by record number, the summary and the warnings. */
 function qosd(file: string): { ip: Map<number, Frame>; summary: CaptureSummary; warnings: string[] } {
   const ip = new Map<number, Frame>();
-  const reader: PcapReader = new PcapReader((p) => {
-    const s = p.tsNs / 1_000_000_000n, ns = p.tsNs % 1_000_000_000n;
-    ip.set(reader.records, { time: `${s}.${String(ns).padStart(9, '0')}`, bytes: p.ipLength });
-  });
+  const reader: PcapReader = new PcapReader((p) => ip.set(reader.records, { time: epochSeconds(p.tsNs), bytes: p.ipLength }));
   reader.push(readFileSync(file));
   reader.end();
   return { ip, summary: reader.summary(), warnings: reader.warnings };
@@ -151,40 +149,21 @@ test('captures libpcap refuses (its own test files) are refused, with the byte o
 
 // ---- frames built here, in every encapsulation qosd follows --------------------------------
 
-/** A pcap file; lengths: the record's two length fields (default both the frame's length). */
-function pcapFile(linkField: number, frames: Buffer[], o: { version?: [number, number]; lengths?: (f: Buffer) => [number, number] } = {}): Buffer {
-  const h = Buffer.alloc(24);
-  h.writeUInt32LE(0xa1b2c3d4, 0); h.writeUInt16LE(o.version?.[0] ?? 2, 4); h.writeUInt16LE(o.version?.[1] ?? 4, 6);
-  h.writeUInt32LE(262144, 16); h.writeUInt32LE(linkField >>> 0, 20);
-  const recs = frames.map((f, i) => {
-    const r = Buffer.alloc(16);
-    const [a, b] = o.lengths?.(f) ?? [f.length, f.length];
-    r.writeUInt32LE(1_700_000_000 + i, 0); r.writeUInt32LE(1000 * i + 7, 4); r.writeUInt32LE(a, 8); r.writeUInt32LE(b, 12);
-    return Buffer.concat([r, f]);
-  });
-  return Buffer.concat([h, ...recs]);
-}
+/** A pcap file of these frames in this link-type field (pcap-write.ts), one second apart. */
+const pcapOf = (linkField: number, frames: Buffer[], o: Omit<PcapFileOptions, 'linkField'> = {}) => pcapFile(frames, 1_700_000_000, undefined, { ...o, linkField });
 
 const u16 = (v: number) => { const b = Buffer.alloc(2); b.writeUInt16BE(v); return b; };
 const u32le = (v: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return b; };
 const u32be = (v: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(v); return b; };
 
-/** An IPv4/UDP packet of n bytes of payload (Total Length 0 when tso). */
+/** An IPv4/UDP packet of n bytes of payload (Total Length 0 when tso, as a sender's capture has it). */
 function ip4(n: number, tso = false): Buffer {
-  const ip = Buffer.alloc(20 + 8 + n);
-  ip[0] = 0x45; ip[1] = 0xb8; ip.writeUInt16BE(tso ? 0 : ip.length, 2); ip[8] = 64; ip[9] = 17;
-  Buffer.from([192, 0, 2, 1]).copy(ip, 12); Buffer.from([192, 0, 2, 2]).copy(ip, 16);
-  ip.writeUInt16BE(4000, 20); ip.writeUInt16BE(5004, 22); ip.writeUInt16BE(8 + n, 24);
+  const ip = udpPacket({ src: '192.0.2.1', dst: '192.0.2.2', sport: 4000, dport: 5004, payload: Buffer.alloc(n) });
+  if (tso) ip.writeUInt16BE(0, 2);
   return ip;
 }
 /** An IPv6/UDP packet of n bytes of payload. */
-function ip6(n: number): Buffer {
-  const ip = Buffer.alloc(40 + 8 + n);
-  ip.writeUInt32BE(6 << 28, 0); ip.writeUInt16BE(8 + n, 4); ip[6] = 17; ip[7] = 64;
-  ip.writeUInt16BE(0x2001, 8); ip.writeUInt16BE(0xdb8, 10); ip[23] = 1; ip.writeUInt16BE(0x2001, 24); ip.writeUInt16BE(0xdb8, 26); ip[39] = 2;
-  ip.writeUInt16BE(4000, 40); ip.writeUInt16BE(5004, 42); ip.writeUInt16BE(8 + n, 44);
-  return ip;
-}
+const ip6 = (n: number) => udpPacket({ src: '2001:db8::1', dst: '2001:db8::2', sport: 4000, dport: 5004, payload: Buffer.alloc(n) });
 const MACS = Buffer.from('020000000001020000000002', 'hex');
 const eth = (...rest: Buffer[]) => Buffer.concat([MACS, ...rest]);
 const mpls = (label: number, bottom: boolean) => u32be((label << 12) | (bottom ? 0x100 : 0) | 64);
@@ -194,7 +173,7 @@ test('frames built here in every encapsulation qosd follows: tshark reads the sa
   const dir = mkdtempSync(join(tmpdir(), 'qosd-encap-'));
   try {
     const files: [string, Buffer, Case?][] = [
-      ['ethernet.pcap', pcapFile(1, [
+      ['ethernet.pcap', pcapOf(1, [
         eth(u16(0x8100), u16(10), u16(0x0800), ip4(100)), // 802.1Q
         eth(u16(0x88a8), u16(100), u16(0x8100), u16(200), u16(0x86dd), ip6(200)), // QinQ
         eth(u16(0x9100), u16(5), u16(0x0800), ip4(50)), // the older QinQ type
@@ -206,20 +185,20 @@ test('frames built here in every encapsulation qosd follows: tshark reads the sa
         eth(u16(0x0800), ip4(1000, true)), // TSO: Total Length 0
       ]), { file: 'ethernet.pcap', covers: '', notIp: 2 }],
       // Ethernet frames ending with a 4-byte FCS, as the link-type field says (P bit, 2 words)
-      ['fcs.pcap', pcapFile(0x24000001, [eth(u16(0x0800), ip4(500, true), Buffer.from('deadbeef', 'hex')), eth(u16(0x0800), ip4(40), Buffer.from('01020304', 'hex'))])],
+      ['fcs.pcap', pcapOf(0x24000001, [eth(u16(0x0800), ip4(500, true), Buffer.from('deadbeef', 'hex')), eth(u16(0x0800), ip4(40), Buffer.from('01020304', 'hex'))])],
       // the address family in either byte order (a big-endian host's capture), AF_INET6 of the
       // BSDs, FreeBSD and Darwin; Linux's AF_INET6 (10) is no family in this link type
-      ['null.pcap', pcapFile(0, [Buffer.concat([u32be(2), ip4(20)]), Buffer.concat([u32le(24), ip6(20)]), Buffer.concat([u32le(28), ip6(30)]), Buffer.concat([u32be(30), ip6(40)]), Buffer.concat([u32le(10), ip6(40)])]), { file: '', covers: '', notIp: 1 }],
-      ['loop.pcap', pcapFile(108, [Buffer.concat([u32be(2), ip4(20)]), Buffer.concat([u32be(24), ip6(20)])])],
+      ['null.pcap', pcapOf(0, [Buffer.concat([u32be(2), ip4(20)]), Buffer.concat([u32le(24), ip6(20)]), Buffer.concat([u32le(28), ip6(30)]), Buffer.concat([u32be(30), ip6(40)]), Buffer.concat([u32le(10), ip6(40)])]), { file: '', covers: '', notIp: 1 }],
+      ['loop.pcap', pcapOf(108, [Buffer.concat([u32be(2), ip4(20)]), Buffer.concat([u32be(24), ip6(20)])])],
       // PPP with and without HDLC's address and control, a protocol field compressed to one byte
-      ['ppp.pcap', pcapFile(9, [Buffer.concat([Buffer.from('ff03', 'hex'), u16(0x21), ip4(20)]), Buffer.concat([u16(0x57), ip6(20)]), Buffer.concat([Buffer.from([0x21]), ip4(30)]), Buffer.concat([u16(0x281), mpls(3, true), ip4(40)])])],
-      ['ppp-hdlc.pcap', pcapFile(50, [Buffer.concat([Buffer.from('ff03', 'hex'), u16(0x21), ip4(20)]), Buffer.concat([Buffer.from('0f00', 'hex'), u16(0x86dd), ip6(20)])])],
-      ['raw12.pcap', pcapFile(12, [ip4(20), ip6(20)])],
-      ['raw14.pcap', pcapFile(14, [ip4(30), ip6(30)])],
-      ['sll2.pcap', pcapFile(276, [Buffer.concat([u16(0x0800), Buffer.alloc(18), ip4(20)]), Buffer.concat([u16(0x8100), Buffer.alloc(18), u16(3), u16(0x86dd), ip6(20)])])],
+      ['ppp.pcap', pcapOf(9, [Buffer.concat([Buffer.from('ff03', 'hex'), u16(0x21), ip4(20)]), Buffer.concat([u16(0x57), ip6(20)]), Buffer.concat([Buffer.from([0x21]), ip4(30)]), Buffer.concat([u16(0x281), mpls(3, true), ip4(40)])])],
+      ['ppp-hdlc.pcap', pcapOf(50, [Buffer.concat([Buffer.from('ff03', 'hex'), u16(0x21), ip4(20)]), Buffer.concat([Buffer.from('0f00', 'hex'), u16(0x86dd), ip6(20)])])],
+      ['raw12.pcap', pcapOf(12, [ip4(20), ip6(20)])],
+      ['raw14.pcap', pcapOf(14, [ip4(30), ip6(30)])],
+      ['sll2.pcap', pcapOf(276, [Buffer.concat([u16(0x0800), Buffer.alloc(18), ip4(20)]), Buffer.concat([u16(0x8100), Buffer.alloc(18), u16(3), u16(0x86dd), ip6(20)])])],
       // pcap 2.2 has the record's two lengths the other way round (wire, then captured): a TSO
       // packet captured short is as long as the wire length says
-      ['v2.2.pcap', pcapFile(1, [eth(u16(0x0800), ip4(20, true)), eth(u16(0x0800), ip4(60))], { version: [2, 2], lengths: (f) => [f.length + 100, f.length] })],
+      ['v2.2.pcap', pcapOf(1, [eth(u16(0x0800), ip4(20, true)), eth(u16(0x0800), ip4(60))], { version: [2, 2], lengths: (f) => [f.length + 100, f.length] })],
     ];
     for (const [name, bytes, c] of files) {
       writeFileSync(join(dir, name), bytes);

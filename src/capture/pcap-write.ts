@@ -8,18 +8,29 @@ import { inetChecksum, onesComplementSum } from '../inet-checksum.js';
 export const LINKTYPE_RAW = 101;
 export const IPPROTO_UDP = 17;
 
-/** A pcap file (microsecond times, little-endian) of the given raw IP packets, one second apart,
- * or at the given times (seconds after startSec, one per packet). */
-export function pcapFile(packets: readonly Uint8Array[], startSec = 1_700_000_000, times?: readonly number[]): Buffer {
+/** What else a pcap file may be written with (tests of the reader): the header's link-type
+ * field (default raw IP) and version (2.4), and each record's two length fields as they stand
+ * in the file (default both the packet's length). */
+export interface PcapFileOptions {
+  linkField?: number;
+  version?: readonly [number, number];
+  lengths?: (packet: Uint8Array) => readonly [number, number];
+}
+
+/** A pcap file (microsecond times, little-endian) of the given packets (raw IP unless
+ * o.linkField says otherwise), one second apart, or at the given times (seconds after
+ * startSec, one per packet). */
+export function pcapFile(packets: readonly Uint8Array[], startSec = 1_700_000_000, times?: readonly number[], o: PcapFileOptions = {}): Buffer {
   const head = Buffer.alloc(24);
-  head.writeUInt32LE(0xa1b2c3d4, 0); head.writeUInt16LE(2, 4); head.writeUInt16LE(4, 6);
-  head.writeUInt32LE(65535, 16); head.writeUInt32LE(LINKTYPE_RAW, 20);
+  head.writeUInt32LE(0xa1b2c3d4, 0); head.writeUInt16LE(o.version?.[0] ?? 2, 4); head.writeUInt16LE(o.version?.[1] ?? 4, 6);
+  head.writeUInt32LE(65535, 16); head.writeUInt32LE((o.linkField ?? LINKTYPE_RAW) >>> 0, 20);
   const parts: Buffer[] = [head];
   packets.forEach((p, i) => {
     const rec = Buffer.alloc(16);
     const us = Math.round((times?.[i] ?? i) * 1e6);
+    const [a, b] = o.lengths?.(p) ?? [p.length, p.length];
     rec.writeUInt32LE(startSec + Math.floor(us / 1e6), 0); rec.writeUInt32LE(us % 1e6, 4);
-    rec.writeUInt32LE(p.length, 8); rec.writeUInt32LE(p.length, 12);
+    rec.writeUInt32LE(a, 8); rec.writeUInt32LE(b, 12);
     parts.push(rec, Buffer.from(p));
   });
   return Buffer.concat(parts);
