@@ -271,9 +271,15 @@ test('an unmodified iperf3 -u under qos run gets a flow and an exact filter by p
   const cap = await tb.capture('udp port 5201');
   const client = tb.start(daemon.run('iperf3', '-c', tb.serverIp, '-u', '-b', '2M', '-l', String(PAYLOAD), '-t', '4'), tb.client);
   type Listing = { flows: Array<{ id: number; rate: number; mode: string; service: string; owner: { kind: string; pid?: number; rule?: string }; conforming: { dscp: number } }> };
+  type Filters = Array<{ flow: number; exact: boolean; dst: string; dport: string; proto: string }>;
   let seen: Listing | undefined;
-  await waitFor('the policy\'s flow', async () => { const l = await api<Listing>('GET', '/v1/tc'); if (l.flows.length) seen = l; return l.flows.length > 0; });
-  const filters = await api<Array<{ flow: number; exact: boolean; dst: string; dport: string; proto: string }>>('GET', '/v1/tc/filters');
+  let filters: Filters = [];
+  // the flow is made first and its filter after it: wait for both
+  await waitFor('the policy\'s flow and its filter', async () => {
+    filters = await api<Filters>('GET', '/v1/tc/filters');
+    seen = await api<Listing>('GET', '/v1/tc');
+    return filters.length > 0 && seen.flows.length > 0;
+  });
   const flow = seen!.flows[0]!;
   assert.equal(seen!.flows.length, 1);
   assert.deepEqual({ kind: flow.owner.kind, rule: flow.owner.rule, mode: flow.mode, service: flow.service }, { kind: 'policy', rule: 'video', mode: 'shape', service: 'Guaranteed' });
