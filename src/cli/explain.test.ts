@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -68,7 +68,14 @@ test('a running process: its own executable and command line; with the agent loa
   const plain = spawn('sleep', ['3600']);
   const agent = spawn('sleep', ['3601'], { env: { ...process.env, LD_PRELOAD: AGENT_LIBRARY } });
   children.push(plain, agent);
-  await new Promise((r) => setTimeout(r, 300));
+  // what qos explain reads: the command line after the exec, and the agent mapped by ld.so
+  const ready = () => {
+    try {
+      return readFileSync(`/proc/${plain.pid}/cmdline`, 'utf8') === 'sleep\u00003600\u0000' && readFileSync(`/proc/${agent.pid}/maps`, 'utf8').includes('libqosagent.so');
+    } catch { return false; }
+  };
+  for (let i = 0; i < 400 && !ready(); i++) await new Promise((r) => setTimeout(r, 25));
+  assert.ok(ready(), 'both sleeps started, the agent loaded in one');
   const p = JSON.parse(qos('--pid', String(plain.pid), '--remote', '10.0.0.5:80', '--json').stdout) as { program: { exe: string; cmdline: string }; agent: boolean; decided_by: string; path: { path: string; why: string } };
   assert.equal(p.program.cmdline, 'sleep 3600');
   assert.deepEqual([p.agent, p.decided_by, p.path.path], [false, 'sleeper', 'none']);
