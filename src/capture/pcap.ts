@@ -9,6 +9,9 @@
  * https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng */
 
 import { QosError } from '../errors.js';
+import { linkTypeName, READ_LINK_TYPES, type CaptureSummary } from './summary.js';
+
+export { linkTypeName, type CaptureSummary } from './summary.js';
 
 /** One captured IP packet. */
 export interface Packet {
@@ -36,26 +39,6 @@ export interface Packet {
 export const TCP_SYN = 0x02;
 export const TCP_ACK = 0x10;
 
-/** The link types read (LINKTYPE_ values, as a pcap or pcapng file names them), and what they
- * are called in messages. Another link type's records are skipped and counted. */
-const READ: ReadonlyMap<number, string> = new Map([
-  [0, 'BSD loopback'], [1, 'Ethernet'], [9, 'PPP'], [12, 'raw IP'], [14, 'raw IP'], [50, 'PPP in HDLC framing'],
-  [101, 'raw IP'], [104, 'Cisco HDLC'], [108, 'OpenBSD loopback'], [113, 'Linux cooked'], [228, 'raw IPv4'],
-  [229, 'raw IPv6'], [239, 'Linux NFLOG'], [276, 'Linux cooked v2'],
-]);
-/** Some link types not read, named in the warning that says their records are skipped. */
-const OTHERS: ReadonlyMap<number, string> = new Map([
-  [6, 'Token Ring'], [7, 'ARCNET'], [8, 'SLIP'], [10, 'FDDI'], [105, 'IEEE 802.11'], [107, 'Frame Relay'],
-  [119, 'Prism 802.11'], [127, 'radiotap 802.11'], [129, 'ARCNET (Linux)'], [143, 'DOCSIS'], [163, 'AVS 802.11'],
-  [192, 'PPI'], [195, 'IEEE 802.15.4'], [201, 'Bluetooth HCI'], [220, 'USB (Linux)'], [252, 'Wireshark upper PDU'],
-]);
-
-/** A link type as messages call it: "105 (IEEE 802.11)". */
-export function linkTypeName(t: number): string {
-  const n = READ.get(t) ?? OTHERS.get(t);
-  return n ? `${t} (${n})` : String(t);
-}
-
 const PCAPNG_SHB = 0x0a0d0d0a;
 /** A pcapng block longer than this is taken as corruption. */
 const MAX_BLOCK = 16 << 20;
@@ -70,25 +53,6 @@ function fail(offset: number, message: string): never {
 }
 
 /** What a capture held, beside its IP packets: for `qos characterize --json` (its `capture`). */
-export interface CaptureSummary {
-  format: 'pcap' | 'pcapng' | null;
-  /** every record (packet block) in the file, as tshark numbers its frames */
-  records: number;
-  /** IP packets decoded, and their lengths summed */
-  ip_packets: number;
-  ip_bytes: number;
-  /** the first and the last IP packet's time in file order, seconds since the epoch to the
-   * nanosecond (as tshark's frame.time_epoch), or null with none */
-  first_s: string | null;
-  last_s: string | null;
-  /** frames of a link type read that hold no IP packet (ARP, LLDP, encrypted MACsec, ...) */
-  not_ip: number;
-  /** records skipped as damaged (a time out of range, an IP header that cannot be read), each
-   * with a warning naming its offset */
-  damaged: number;
-  /** records of link types not read, by link type number */
-  skipped: Record<string, number>;
-}
 
 /** Seconds since the epoch with nine decimals, from nanoseconds. */
 export function epochSeconds(ns: bigint): string {
@@ -221,8 +185,8 @@ export class PcapReader {
   /** An interface (the pcap file's one, or a pcapng description); one of a link type not read
    * is kept, to count its records, with a warning. */
   private iface(linkType: number, at: number, snaplen: number, unitsPerSec: bigint, offsetSec: bigint, fcs: number): Iface {
-    const read = READ.has(linkType);
-    if (!read) this.warn(at, `link type ${linkTypeName(linkType)} is not one qosd reads (${[...new Set(READ.values())].join(', ')}): its records are skipped`);
+    const read = READ_LINK_TYPES.has(linkType);
+    if (!read) this.warn(at, `link type ${linkTypeName(linkType)} is not one qosd reads (${[...new Set(READ_LINK_TYPES.values())].join(', ')}): its records are skipped`);
     return { linkType, read, snaplen, unitsPerSec, offsetSec, fcs };
   }
 

@@ -1,7 +1,7 @@
 /* `qos characterize` for people: per flow a summary line, the suggested TSpec, and (for a few
  * flows) the curve. */
 
-import { linkTypeName, type CaptureSummary } from '../capture/pcap.js';
+import { notCounted, records, type CaptureSummary } from '../capture/summary.js';
 import type { Snapshot } from './live.js';
 import type { CharacterizeResult } from './offline.js';
 import { num } from './num.js';
@@ -9,11 +9,8 @@ import { num } from './num.js';
 /** What the file held, in a line: its records, IP packets, their time, what was skipped. */
 export function formatCapture(file: string, c: CaptureSummary): string {
   const iso = (s: string) => new Date(Number(s) * 1000).toISOString();
-  const parts = [`${c.ip_packets} IP packet${c.ip_packets === 1 ? '' : 's'} (${num(c.ip_bytes)} B)${c.first_s && c.last_s ? ` from ${iso(c.first_s)} to ${iso(c.last_s)}` : ''}`];
-  if (c.not_ip) parts.push(`${c.not_ip} without IP`);
-  for (const [t, n] of Object.entries(c.skipped)) parts.push(`${n} of link type ${linkTypeName(Number(t))} skipped`);
-  if (c.damaged) parts.push(`${c.damaged} damaged, skipped`);
-  return `${file}: ${c.format ?? 'capture'}, ${c.records} record${c.records === 1 ? '' : 's'}: ${parts.join('; ')}`;
+  const ip = `${c.ip_packets} IP packet${c.ip_packets === 1 ? '' : 's'} (${num(c.ip_bytes)} B)${c.first_s && c.last_s ? ` from ${iso(c.first_s)} to ${iso(c.last_s)}` : ''}`;
+  return `${file}: ${c.format ?? 'capture'}, ${records(c.records)}: ${[ip, ...notCounted(c)].join('; ')}`;
 }
 
 export function formatCharacterization(r: CharacterizeResult): string {

@@ -4,7 +4,8 @@
  * which bound the grid of rates; the second computes b(r) on it. docs/characterize.md. */
 
 import { createReadStream } from 'node:fs';
-import { linkTypeName, PcapReader, type CaptureSummary, type Packet } from '../capture/pcap.js';
+import { PcapReader, type Packet } from '../capture/pcap.js';
+import { notCounted, records, type CaptureSummary } from '../capture/summary.js';
 import { QosError } from '../errors.js';
 import { BucketCurve, FlowStats, knee, rateGrid, type CurvePoint } from './lbap.js';
 import { CumulativeSampler } from './plot.js';
@@ -187,10 +188,8 @@ export function characterizationJson(r: CharacterizeResult, none: string): Omit<
   return json;
 }
 
-/** What a capture with no flow skipped, as the end of the error that says so. */
+/** What a capture with no flow held instead, as the end of the error that says so. */
 function skippedNote(c: CaptureSummary): string {
-  const parts = Object.entries(c.skipped).map(([t, n]) => `${n} of link type ${linkTypeName(Number(t))}, not read`);
-  if (c.damaged) parts.push(`${c.damaged} damaged`);
-  if (c.not_ip) parts.push(`${c.not_ip} without IP`);
-  return parts.length ? ` (${c.records} record${c.records === 1 ? '' : 's'}: ${parts.join('; ')})` : '';
+  const parts = notCounted(c);
+  return parts.length ? ` (${records(c.records)}: ${parts.join('; ')})` : '';
 }

@@ -10,6 +10,7 @@ import { errorText, fill, fmtEndpoint, h, notice, type Endpoint } from '../dom.j
 import type { Page } from '../page.js';
 import { DataTable } from '../table.js';
 import { num } from '../../characterize/num.js';
+import { notCounted, records, type CaptureSummary } from '../../capture/summary.js';
 import './characterize.css';
 
 interface Point { r_Bps: number; b_bytes: number }
@@ -19,18 +20,16 @@ interface FlowResult {
 }
 interface Result {
   file: string; unit: 'bytes' | 'packets'; peak_window_s: number; flows: FlowResult[];
-  /** what the file held beside its flows (src/capture/pcap.ts CaptureSummary) */
-  capture: { records: number; damaged: number; skipped: Record<string, number> };
+  /** what the file held beside its flows */
+  capture: CaptureSummary;
   warnings: string[];
 }
 
-/** What the capture's reading skipped, as a sentence (empty when nothing was). */
+/** What the capture held besides the IP packets counted, as a sentence (empty when nothing). */
 function skippedText(r: Result): string {
-  const parts: string[] = [];
-  if (r.capture.damaged) parts.push(`${r.capture.damaged} damaged and skipped`);
-  for (const [t, n] of Object.entries(r.capture.skipped)) parts.push(`${n} of link type ${t}, which is not read`);
+  const parts = notCounted(r.capture);
   if (!parts.length) return '';
-  return ` Of its ${r.capture.records} records, ${parts.join('; ')}${r.warnings[0] ? ` (${r.warnings[0]})` : ''}.`;
+  return ` Of its ${records(r.capture.records)}, ${parts.join('; ')}${r.warnings[0] ? ` (${r.warnings[0]})` : ''}.`;
 }
 interface LiveFlow { pid: number; fd: number; exe: string; user: string; proto: 'tcp' | 'udp' | null; type: string | null; local: Endpoint | null; remote: Endpoint | null }
 
