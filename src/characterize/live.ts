@@ -23,6 +23,8 @@ export interface LiveOptions extends CharacterizeOptions {
   online?: OnlineOptions;
   holdS?: number;
   onSnapshot?: (s: Snapshot) => void;
+  /** called once tcpdump listens: what is sent from then on is in the capture */
+  onStart?: () => void;
   /** the capture file's bound: past it the capture stops and QOS_ERR_TOO_LARGE is thrown (the
    * daemon's POST /v1/characterize/live, bounded like an upload) */
   maxBytes?: number;
@@ -127,6 +129,7 @@ export async function characterizeLive(o: LiveOptions): Promise<LiveResult> {
   };
   try {
     await cap.start();
+    o.onStart?.();
     const timer = setInterval(refresh, o.refreshS * 1000);
     await new Promise<void>((r) => {
       const t = setTimeout(r, o.durationS * 1000);

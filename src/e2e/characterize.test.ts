@@ -45,13 +45,14 @@ test('a real capture: the curve is the definition computed from tshark\'s readin
   assert.ok(f.knee.b_bytes >= atPeak.b_bytes && f.knee.r_Bps <= atPeak.r_Bps);
 });
 
-/** Runs qos without blocking (the sender must run beside it); resolves with its output. */
-function qosAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+/** Runs qos without blocking (the sender must run beside it); resolves with its output.
+ * onStderr is given its stderr so far each time more comes. */
+function qosAsync(args: string[], onStderr?: (stderr: string) => void): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const p = spawn(process.execPath, [QOS, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '', stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d));
-    p.stderr.on('data', (d: Buffer) => (stderr += d));
+    p.stderr.on('data', (d: Buffer) => { stderr += d; onStderr?.(stderr); });
     p.on('close', (status) => resolve({ status, stdout, stderr }));
   });
 }
@@ -59,9 +60,14 @@ function qosAsync(args: string[]): Promise<{ status: number | null; stdout: stri
 interface LiveOut { flows: { key: string; packets: number; M: number; knee: { r_Bps: number } }[]; online: { key: string; r: number; b: number; advertise: boolean }[] }
 
 test('--live --flow: captures for the duration, estimates on line every refresh, characterises what it caught', async () => {
-  // the sender waits a second (the capture starts), then sends 1028-byte IP packets every 10 ms for 2 s
-  const py = `import socket, time\ntime.sleep(1)\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(200):\n  s.sendto(b'x' * 1000, ('${tb.serverIp}', 7402))\n  time.sleep(0.01)\n`;
-  const run = qosAsync(['characterize', '--live', '--netns', tb.client, '--flow', 'proto=udp,dport=7402', '--duration', '4s', '--refresh', '1s', '--json']);
+  // once the capture has begun (qos says so), the sender sends 1028-byte IP packets every 10 ms for 2 s
+  const py = `import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range(200):\n  s.sendto(b'x' * 1000, ('${tb.serverIp}', 7402))\n  time.sleep(0.01)\n`;
+  let capturing!: () => void;
+  const begun = new Promise<void>((r) => (capturing = r));
+  const run = qosAsync(['characterize', '--live', '--netns', tb.client, '--flow', 'proto=udp,dport=7402', '--duration', '4s', '--refresh', '1s', '--json'],
+    (stderr) => { if (/^qos: capturing on any in \S+ for 4s$/m.test(stderr)) capturing(); });
+  const early = await Promise.race([begun.then(() => null), run]);
+  assert.equal(early, null, `qos characterize --live ended before it said it was capturing: ${JSON.stringify(early)}`);
   const sent = tb.inClient(['python3', '-c', py]);
   assert.equal(sent.status, 0, sent.stderr);
   const r = await run;

@@ -2,10 +2,10 @@
  * events collected as they come, a sink counting datagrams per port, and a capture read back
  * through tshark. */
 
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, start, type Child } from '../exec.js';
-import { QOS, sleep } from './harness.js';
+import { QOS, sh, waitFor } from './harness.js';
 
 export interface RouterProc { child: Child; events: Record<string, unknown>[] }
 
@@ -41,20 +41,40 @@ while True:
 print(json.dumps(counts), flush=True)
 `;
 
+/** The capture's end mark: an Ethernet frame of the local experimental EtherType 0x88b5, sent
+ * on the captured interface, that every capture takes besides its own filter and that fields()
+ * leaves out (no IP stack, RSVP node or router reads it). */
+const MARK_TYPE = '0x88b5';
+const SEND_MARK = `import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+s.send(b'\\xff' * 6 + b'\\x02\\x00\\x00\\x00\\x00\\x01' + b'\\x88\\xb5' + sys.argv[2].encode())
+`;
+let marks = 0;
+
 /** tcpdump on dev in ns into a file in dir, until fields(); then the packets as tshark decodes them. */
 export class Capture {
   private readonly child: Child;
   readonly file: string;
   constructor(readonly ns: string, readonly dev: string, filter: string, dir: string) {
     this.file = join(dir, `${dev}-${readdirSync(dir).length}.pcap`);
-    this.child = start(['tcpdump', '-i', dev, '-n', '-U', '--immediate-mode', '-w', this.file, filter], { netns: ns, pkg: 'tcpdump', name: `tcpdump on ${dev}` });
+    this.child = start(['tcpdump', '-i', dev, '-n', '-U', '--immediate-mode', '-w', this.file, `(${filter}) or (ether proto ${MARK_TYPE})`], { netns: ns, pkg: 'tcpdump', name: `tcpdump on ${dev}` });
   }
   started(): Promise<void> { return this.child.until('listening on', 10_000); }
-  /** Stops the capture; one line per packet: the fields asked for, separated by |. */
+  /** Stops the capture; one line per packet: the fields asked for, separated by |. Every packet
+   * on the interface before the call is in it: an end mark is sent after them, and tcpdump is
+   * stopped only once it has written that mark (a waiting time would be a guess, too short on a
+   * loaded machine, where tcpdump may not have read what the kernel holds for it yet). */
   async fields(fields: string[], decodeAs: string[] = []): Promise<string[]> {
-    await sleep(200);
+    const mark = `qosd-capture-end-${process.pid}-${++marks}`;
+    await waitFor(`the capture's end mark in ${this.file}`, () => {
+      let seen = false;
+      try { seen = readFileSync(this.file).includes(mark); } catch { /* not written yet */ }
+      if (!seen) sh(['ip', 'netns', 'exec', this.ns, 'python3', '-c', SEND_MARK, this.dev, mark]);
+      return seen;
+    }, 250);
     await this.child.stop('SIGINT', 5000);
-    const r = await run(['tshark', '-n', '-r', this.file, ...decodeAs.flatMap((d) => ['-d', d]), '-T', 'fields', '-E', 'separator=|', ...fields.flatMap((f) => ['-e', f])], { timeoutMs: 60_000 });
+    const r = await run(['tshark', '-n', '-r', this.file, '-Y', `!(eth.type == ${MARK_TYPE})`, ...decodeAs.flatMap((d) => ['-d', d]), '-T', 'fields', '-E', 'separator=|', ...fields.flatMap((f) => ['-e', f])], { timeoutMs: 60_000 });
     return r.stdout.split('\n').filter(Boolean);
   }
 }

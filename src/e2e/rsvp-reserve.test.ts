@@ -267,10 +267,23 @@ test('the receiver tears its reservation down: NO_RECEIVERS at the sending host,
   await waitFor('RECEIVERS at the sender', async () => (await notes(sender, 5330)).some((n) => n.code === 'RECEIVERS'), 100);
   const auto = (await callJson<{ id: number; origin: string; session: { port: number } }[]>(receiver.admin, 'GET', '/v1/rsvp/sessions')).find((x) => x.origin === 'auto' && x.session.port === 5330);
   assert.ok(auto, 'AutoRESV made a session for the Path');
-  await new Promise((r) => setTimeout(r, 1000)); // a second of marked datagrams
+  // RECEIVERS comes with the Resv; the sending host's traffic control takes the reservation
+  // after it: wait until it has (the session marked), and until datagrams went through its flow
+  type Mine = { origin: string; session: { port: number }; marked: { flow: number } | null };
+  const mine = async () => (await callJson<Mine[]>(sender.admin, 'GET', '/v1/rsvp/sessions')).find((x) => x.origin === 'policy' && x.session.port === 5330);
+  let flow = 0;
+  await waitFor('the sending host marking the program\'s datagrams', async () => { flow = (await mine())?.marked?.flow ?? 0; return flow > 0; }, 100);
+  const dev = chain.node('sender').right!.dev;
+  // (tc -s class show: the class's line, then " Sent B bytes P pkt ...")
+  const through = () => Number(new RegExp(`^class htb d5c:${(0x10 + flow).toString(16)} .*\\n Sent \\d+ bytes (\\d+) pkt`, 'm')
+    .exec(sh(['ip', 'netns', 'exec', ns('sender'), 'tc', '-s', 'class', 'show', 'dev', dev]).stdout)?.[1] ?? 0);
+  await waitFor('datagrams through the reservation\'s flow', () => through() > 0, 100);
   const closed = Date.now() / 1000;
   assert.equal(sh([process.execPath, QOS, 'rsvp', 'close', String(auto.id), '--admin', receiver.admin]).status, 0);
   await waitFor('NO_RECEIVERS at the sender', async () => (await notes(sender, 5330)).some((n) => n.code === 'NO_RECEIVERS'), 100);
+  // and its traffic control lets the reservation go after NO_RECEIVERS: wait until its flow is gone
+  await waitFor('the reservation\'s flow gone from the sending host', async () => !(await callJson<{ flows: { id: number }[] }>(sender.admin, 'GET', '/v1/tc')).flows.some((f) => f.id === flow), 100);
+  const unmarked = Date.now() / 1000;
   // (whole lines only: the follower may be printing one as it is read)
   const followedNow = () => follower.stdout.split('\n').slice(0, -1).filter((l) => l.trim()).map((l) => JSON.parse(l) as Note).filter((n) => n.session.port === 5330).map((n) => n.code);
   await waitFor('the follower printing it', () => followedNow().includes('NO_RECEIVERS'), 100);
@@ -280,9 +293,9 @@ test('the receiver tears its reservation down: NO_RECEIVERS at the sending host,
   await cbr.exited;
   await sink.exited;
   const data = (await cap.stop()).filter((p) => p.proto === 17 && p.dport === 5330);
-  const before = data.filter((p) => p.t < closed), after = data.filter((p) => p.t > closed + 1);
+  const before = data.filter((p) => p.t < closed), after = data.filter((p) => p.t > unmarked);
   assert.ok(before.some((p) => p.dscp === 24), 'marked while reserved');
-  assert.ok(after.length > 200 && after.every((p) => p.dscp === 0), `best effort again a second after the teardown: ${JSON.stringify([...new Set(after.map((p) => p.dscp))])}`);
+  assert.ok(after.length > 200 && after.every((p) => p.dscp === 0), `best effort again once the sending host let the reservation go: ${after.length} datagrams, ${JSON.stringify([...new Set(after.map((p) => p.dscp))])}`);
 });
 
 /** Reads TCP on ARGV[1] until the peer closes. */

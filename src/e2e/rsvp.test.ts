@@ -97,9 +97,12 @@ test('a Path crosses both routers to the receiver; its Resv comes back, each rou
   assert.equal(r.status, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /confirmed/);
   for (const [name, dev] of [['r1', 'r1b'], ['r2', 'r2b']] as const) {
-    await waitFor(`the reservation on ${name}`, () => flowClasses(name, dev).length === 1, 200);
+    // a router makes the reservation's class first and its filter after it: wait for both
+    const filters = (t: string) => t.includes(`${SRC()} . ${DEST()}`) || t.includes(SRC());
+    await waitFor(`the reservation on ${name}, its class and its filter`, () => flowClasses(name, dev).length === 1 && filters(nftTable(name)), 200);
     assert.match(flowClasses(name, dev)[0]!, / rate 2200Kbit /, 'the class has the reservation\'s rate: 275 kB/s of IP datagrams');
-    assert.ok(nftTable(name).includes(`${SRC()} . ${DEST()}`) || nftTable(name).includes(SRC()), `${name}'s table filters the sender's packets:\n${nftTable(name)}`);
+    const table = nftTable(name);
+    assert.ok(filters(table), `${name}'s table filters the sender's packets:\n${table}`);
     assert.equal(flowClasses(name, name === 'r1' ? 'r1a' : 'r2a').length, 0, 'nothing is reserved toward the sender');
   }
   await waitFor('r1 reporting the reservation installed', () => routers.r1!.events.some((e) => e.kind === 'installed' && e.ifname === 'r1b'));

@@ -120,7 +120,11 @@ test('an interface deleted keeps its traffic control, waiting; made again with i
   assert.match(text.stdout, /\bwaiting\s*$/m);
   assert.notEqual(nftTable().status, 0, 'its only interface gone, the table went with its lookups');
   assert.match(qos('status').stdout, new RegExp(`${dev} absent since \\S+ \\(gone\\): ${dev}'s flows wait for it`));
+  const restored = (await status()).tc.link_events.restored!;
   await relink(t, 'deleted and made again');
+  // the kernel has it all before the daemon has taken it in (its state, the note for status,
+  // the log): wait for the return to be handled
+  await waitFor('the daemon to have handled the return', async () => (await status()).tc.link_events.restored === restored + 1, 20, RETURN_BOUND_MS);
   const s = await status();
   assert.deepEqual(s.tc.absent, []);
   assert.equal(s.tc.last_link_event!.what, 'restored');

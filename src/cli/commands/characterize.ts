@@ -55,6 +55,8 @@ export function characterizeCommands(program: Command): void {
           online: { ...(o.tokenRate ? { rate: parseRate(o.tokenRate) } : {}), ...(o.rateWindow ? { windowS: duration(o.rateWindow, '--rate-window') } : {}), ageS: duration(o.age, '--age') },
           holdS: duration(o.hold, '--hold'),
           onSnapshot: o.json ? undefined : (s) => print(formatSnapshot(s, o.count ? 'packets' : 'bytes')),
+          // on stderr, so that --json's output stays one object: from this line on, what is sent is caught
+          onStart: () => process.stderr.write(`qos: capturing on ${o.iface}${o.netns ? ` in ${o.netns}` : ''} for ${o.duration}\n`),
         });
       } else {
         if (!file) throw new QosError('QOS_ERR_USAGE', 'give a capture file, or --live');
