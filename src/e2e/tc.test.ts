@@ -315,11 +315,13 @@ print(s.getsockname()[1])`;
   const prog = tb.start(daemon.run('python3', '-c', code), tb.client);
   let out = '';
   prog.stdout!.on('data', (d: Buffer) => (out += d));
+  // 'close', not 'exit': its output (the port it sent from) may still be on its way at exit
+  const closed = new Promise<void>((resolve) => prog.once('close', () => resolve()));
   type F = { flow: number; exact: boolean; src: string; sport: string; dst: string; dport: string };
   let filters: F[] = [];
   await waitFor('the sender\'s filter', async () => (filters = await api<F[]>('GET', '/v1/tc/filters')).length > 0);
   const flowMark = (await api<{ flows: Array<{ conforming: { dscp: number } }> }>('GET', '/v1/tc')).flows[0]!.conforming.dscp;
-  await new Promise<void>((resolve) => { if (prog.exitCode !== null) resolve(); else prog.once('exit', () => resolve()); });
+  await closed;
   assert.equal(prog.exitCode, 0);
   assert.deepEqual(filters.map((f) => ({ src: f.src, sport: f.sport, dst: f.dst, dport: f.dport })), [{ src: '*', sport: out.trim(), dst: tb.serverIp, dport: '6030' }]);
   // the rule's own mark (EF) is the flow's, not Guaranteed's CS5
