@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { call } from '../daemon/admin-client.js';
-import { AGENT_TEST_BIN, requireE2e, sleep, TestDaemon, Testbed } from './harness.js';
+import { AGENT_TEST_BIN, requireE2e, TestDaemon, Testbed, waitFor } from './harness.js';
 
 requireE2e();
 let tb: Testbed;
@@ -46,7 +46,8 @@ test('bind, listen and accept: the SYN-ACK carries the listen decision, the data
   const server = tb.start(daemon.run(calls, 'serve', String(SERVE), 'hello from the server'), tb.server);
   let out = '';
   server.stdout!.on('data', (d: Buffer) => (out += d));
-  for (let i = 0; i < 100 && !out.includes('listening'); i++) await sleep(50);
+  // (it listens once the daemon has answered its bind and listen: however long that takes)
+  await waitFor('the server to listen', () => out.includes('listening') || server.exitCode !== null);
   assert.match(out, /listening/);
   const r = tb.inClient(['socat', '-u', `TCP:${tb.serverIp}:${SERVE}`, '-']);
   assert.equal(r.stdout, 'hello from the server', r.stderr);

@@ -13,7 +13,7 @@ import { start, type Child } from '../exec.js';
 import { AGENT_LIBRARY } from '../paths.js';
 import { RING_SLOTS } from '../protocol/note-ring.js';
 import { requireTools } from '../prerequisites.js';
-import { AGENT_TEST_BIN, requireE2e, sh, TestDaemon, Testbed, waitFor } from './harness.js';
+import { AGENT_TEST_BIN, AGENT_TIMEOUT_MS, requireE2e, sh, TestDaemon, Testbed, waitFor } from './harness.js';
 
 requireE2e();
 requireTools('strace');
@@ -54,10 +54,12 @@ afterEach(async () => {
 const bin = (name: string) => join(AGENT_TEST_BIN, name);
 
 /** connect_steps under the agent (not through `qos run`: strace follows the program alone),
- * traced: the calls of each name it made, of those given. */
+ * traced: the calls of each name it made, of those given. The agent waits AGENT_TIMEOUT_MS for
+ * an answer, as under `qos run` in these tests: with its default 50 ms, a daemon slowed by a
+ * loaded machine is given up on, and a connect left undecided adds calls of its own. */
 function traced(input: string, names: string[], env: Record<string, string> = {}): { calls: Map<string, number>; lines: string[] } {
   const out = join(tb.dir, `strace${Math.random().toString(36).slice(2)}.txt`);
-  const vars = Object.entries({ LD_PRELOAD: AGENT_LIBRARY, QOSD_SOCKET: daemon.socket, ...env }).flatMap(([k, v]) => ['-E', `${k}=${v}`]);
+  const vars = Object.entries({ LD_PRELOAD: AGENT_LIBRARY, QOSD_SOCKET: daemon.socket, QOSD_TIMEOUT_MS: String(AGENT_TIMEOUT_MS), ...env }).flatMap(([k, v]) => ['-E', `${k}=${v}`]);
   const r = tb.inClient(['strace', '-f', '-qq', '-e', `trace=${names.join(',')}`, '-o', out, ...vars, bin('connect_steps'), tb.serverIp, String(PORT)], { input });
   assert.equal(r.status, 0, r.stderr);
   const calls = new Map<string, number>();

@@ -10,7 +10,7 @@ import { chmodSync, chownSync, copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { call } from '../daemon/admin-client.js';
 import { AGENT_LIBRARY } from '../paths.js';
-import { AGENT_TEST_BIN, requireE2e, sh, sleep, TestDaemon, Testbed } from './harness.js';
+import { AGENT_TEST_BIN, requireE2e, sh, TestDaemon, Testbed, waitFor } from './harness.js';
 import { asUser, testUser, type TestUser } from './users.js';
 
 requireE2e('setcap');
@@ -81,7 +81,7 @@ async function fakeDaemon(reply: string): Promise<FakeDaemon> {
   const p = tb.start(asUser(hostile, [process.execPath, '-e', js, socket, reply]));
   let out = '';
   p.stdout!.on('data', (d: Buffer) => (out += d));
-  for (let i = 0; i < 200 && !out.includes('listening'); i++) await sleep(25);
+  await waitFor('the fake daemon to listen', () => out.includes('listening') || p.exitCode !== null);
   assert.match(out, /listening/, 'the fake daemon started');
   const count = (what: string) => out.split('\n').filter((l) => l === what).length;
   return { socket, dir, connections: () => count('connection'), lines: () => count('line') };
@@ -124,7 +124,8 @@ test('a setuid-root program ignores QOSD_SOCKET and a daemon of the calling user
   assert.deepEqual(await synDscp(cap, Number(m[1])), [0], 'the SYN left unmarked');
   assert.equal(fake.connections(), 0, 'the agent never connected to QOSD_SOCKET');
   // the agent learns who runs the daemon on the default path from the connection (SO_PEERCRED)
-  for (let i = 0; i < 200 && squatter.connections() === 0; i++) await sleep(25);
+  // (the fake daemon says so on its stdout, which comes when it comes)
+  await waitFor('the fake daemon on the default path to report the agent\'s connection', () => squatter.connections() > 0);
   assert.equal(squatter.connections(), 1, 'the agent looked at the daemon on the default path, once');
   assert.equal(squatter.lines(), 0, 'and hung up without a word: not root');
 });

@@ -92,7 +92,10 @@ test('with a rule on the socket event, later sockets of a thread are decided fro
   const r = tb.inClient(daemon.run(loop, tb.serverIp, String(PORT), String(N), '1'));
   assert.equal(r.stdout.trim(), `ok=${N} fail=0`, r.stderr);
   assert.deepEqual((await cap.packets()).map((p) => p.dscp), new Array(N).fill(34), 'every SYN AF41');
-  const seen = await decisions('connect_loop');
+  // a cached socket or connect is a record in the connection's ring, read within 50 ms (or
+  // later on a loaded machine), not before the program exits: count once all 2N are heard of
+  let seen: Decision[] = [];
+  await waitFor(`the daemon to hear of ${N} sockets and ${N} connects`, async () => (seen = await decisions('connect_loop')).length >= 2 * N);
   const count = (event: string, cached: boolean) => seen.filter((d) => d.event === event && d.cached === cached).length;
   assert.deepEqual([count('socket', false), count('socket', true)], [1, N - 1]);
   assert.deepEqual([count('connect', false), count('connect', true)], [1, N - 1]);
@@ -178,8 +181,14 @@ open('${done}', 'w').close()`;
     await late.start();
     writeFileSync(go, '');
     await waitFor('the program\'s connects', () => existsSync(done) || p.exitCode !== null);
-    const r = await call(late.admin, 'GET', '/v1/decisions?limit=1000');
-    const connects = r.body.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Decision).filter((d) => d.event === 'connect');
+    // the cached connects are records in the connection's ring, read after the program wrote
+    // done (within 50 ms, or later on a loaded machine): count once all N are heard of
+    let connects: Decision[] = [];
+    await waitFor(`the daemon to hear of ${N} connects`, async () => {
+      const r = await call(late.admin, 'GET', '/v1/decisions?limit=1000');
+      connects = r.body.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Decision).filter((d) => d.event === 'connect');
+      return connects.length >= N || p.exitCode !== null && p.exitCode !== 0;
+    });
     assert.deepEqual([connects.filter((d) => !d.cached).length, connects.filter((d) => d.cached).length], [1, N - 1]);
   } finally {
     await late.stop();

@@ -8,12 +8,12 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheatNet, DEFAULT_NET, type RoundResult } from '../bench/tcp-cheat-net.js';
 import { run, start, type Child } from '../exec.js';
-import { QOS, requireE2e, sh, sleep } from './harness.js';
+import { QOS, requireE2e, sh, waitFor } from './harness.js';
 
 requireE2e('tc', 'nft', 'ss', 'sysctl');
 
@@ -39,15 +39,25 @@ after(() => {
 interface Ack { ttl: number; ack: number; window: number; ipChecksum: number; tcpChecksum: number; tsecr: number | null }
 
 /** tcpdump on a node's link of the pure ACKs from the receiver to the sender's port; stop()
- * gives them decoded by tshark (checksums checked: status 1 is good). */
-async function captureAcks(ns: string, dev: string, senderPort: number): Promise<{ stop(): Promise<Ack[]> }> {
+ * gives them decoded by tshark (checksums checked: status 1 is good). Every ACK that crossed
+ * the link before stop() is in it: a sends an end mark to the node's address ip over the link
+ * after them, and tcpdump is stopped only once it has written the mark (a waiting time would
+ * be a guess, too short on a loaded machine). */
+async function captureAcks(ns: string, dev: string, ip: string, senderPort: number): Promise<{ stop(): Promise<Ack[]> }> {
   const file = join(dir, `${dev}-${senderPort}.pcap`);
   const filter = `tcp and src host ${net.receiverIp} and src port ${net.receiverPort} and dst port ${senderPort}`;
-  const p: Child = start(['tcpdump', '-i', dev, '-U', '--immediate-mode', '-B', '8192', '-n', '-w', file, filter], { netns: ns, name: `tcpdump ${dev}`, stdio: ['ignore', 'ignore', 'pipe'] });
+  const endMark = `udp and dst host ${ip} and dst port 9`;
+  const p: Child = start(['tcpdump', '-i', dev, '-U', '--immediate-mode', '-B', '8192', '-n', '-w', file, `(${filter}) or (${endMark})`], { netns: ns, name: `tcpdump ${dev}`, stdio: ['ignore', 'ignore', 'pipe'] });
   await p.until('listening on', 30_000);
   return {
     async stop() {
-      await sleep(500); // what the kernel has queued for it is written before it stops
+      const mark = `qosd-tcp-cheat-end-${senderPort}-${dev}`;
+      await waitFor(`the end mark in ${file}`, () => {
+        let seen = false;
+        try { seen = readFileSync(file).includes(mark); } catch { /* not written yet */ }
+        if (!seen) sh(['ip', 'netns', 'exec', net.a.ns, 'bash', '-c', 'printf %s "$1" > /dev/udp/$2/9', 'endmark', mark, ip]);
+        return seen;
+      }, 250);
       await p.stop('SIGINT');
       const r = await run(['tshark', '-r', file, '-o', 'ip.check_checksum:TRUE', '-o', 'tcp.check_checksum:TRUE', '-o', 'tcp.relative_sequence_numbers:FALSE',
         '-Y', 'tcp.flags == 0x010 && tcp.len == 0', '-T', 'fields', '-E', 'separator=|',
@@ -70,7 +80,7 @@ async function capturedRound(cheat: boolean, joinOpen = false): Promise<{ r: Rou
   const r = await net.round({
     cheat, joinOpen, seconds: SECONDS, senderPort, window: WINDOW,
     opened: async () => {
-      caps = await Promise.all([captureAcks(net.sender.ns, net.sender.right!.dev, senderPort), captureAcks(net.receiver.ns, net.receiver.left!.dev, senderPort)]);
+      caps = await Promise.all([captureAcks(net.sender.ns, net.sender.right!.dev, net.senderIp, senderPort), captureAcks(net.receiver.ns, net.receiver.left!.dev, net.receiverIp, senderPort)]);
     },
     measured: async () => { acks = await Promise.all(caps.map((c) => c.stop())); },
   });
