@@ -196,6 +196,22 @@ const ENDMARK_PORT = 9;
 const ENDMARK_FILTER = (client: string) => `udp and dst port ${ENDMARK_PORT} and src host ${client}`;
 let endmarks = 0;
 
+/** Stops a tcpdump writing `file` once every packet it was to see before the call is in the
+ * file: `send` puts an end mark on the wire after them (again every 250 ms until it shows), and
+ * tcpdump gets its SIGINT only once it has written the mark (a waiting time would be a guess,
+ * too short on a loaded machine, where tcpdump may not yet have read what the kernel holds for
+ * it, and SIGINT drops that). The mark is a string unique to the call, given to `send`. */
+export async function stopAtEndMark(tcpdump: Child, file: string, send: (mark: string) => void): Promise<void> {
+  const mark = `qosd-capture-end-${process.pid}-${++endmarks}`;
+  await waitFor(`the capture's end mark in ${file}`, () => {
+    let seen = false;
+    try { seen = readFileSync(file).includes(mark); } catch { /* not written yet */ }
+    if (!seen) send(mark);
+    return seen;
+  }, 250);
+  await tcpdump.stop('SIGINT');
+}
+
 export class Capture {
   constructor(private readonly proc: Child, readonly file: string, private readonly tb: Testbed) {}
 
@@ -204,15 +220,7 @@ export class Capture {
    * only once tcpdump has written that mark (a waiting time would be a guess, too short on a
    * loaded machine). */
   async packets(): Promise<Packet[]> {
-    const mark = `qosd-capture-end-${process.pid}-${++endmarks}`;
-    const send = () => sh(['ip', 'netns', 'exec', this.tb.client, 'bash', '-c', `printf %s "$1" > /dev/udp/$2/${ENDMARK_PORT}`, 'endmark', mark, this.tb.serverIp]);
-    await waitFor(`the capture's end mark in ${this.file}`, () => {
-      let seen = false;
-      try { seen = readFileSync(this.file).includes(mark); } catch { /* not written yet */ }
-      if (!seen) send();
-      return seen;
-    }, 250);
-    await this.proc.stop('SIGINT');
+    await stopAtEndMark(this.proc, this.file, (mark) => sh(['ip', 'netns', 'exec', this.tb.client, 'bash', '-c', `printf %s "$1" > /dev/udp/$2/${ENDMARK_PORT}`, 'endmark', mark, this.tb.serverIp]));
     const fields = ['ip.version', 'ip.dsfield.dscp', 'ipv6.tclass', 'ip.proto', 'ipv6.nxt', 'tcp.srcport', 'tcp.dstport', 'udp.srcport', 'udp.dstport', 'tcp.flags.syn', 'tcp.flags.ack', 'ip.src', 'ipv6.src'];
     const out = must(['tshark', '-r', this.file, '-T', 'fields', ...fields.flatMap((f) => ['-e', f]), '-E', 'separator=|', '-E', 'occurrence=f']);
     const all = out.split('\n').filter(Boolean).map((l): Packet => {

@@ -2,10 +2,10 @@
  * events collected as they come, a sink counting datagrams per port, and a capture read back
  * through tshark. */
 
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, start, type Child } from '../exec.js';
-import { QOS, sh, waitFor } from './harness.js';
+import { QOS, sh, stopAtEndMark } from './harness.js';
 
 export interface RouterProc { child: Child; events: Record<string, unknown>[] }
 
@@ -50,7 +50,6 @@ s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind((sys.argv[1], 0))
 s.send(b'\\xff' * 6 + b'\\x02\\x00\\x00\\x00\\x00\\x01' + b'\\x88\\xb5' + sys.argv[2].encode())
 `;
-let marks = 0;
 
 /** tcpdump on dev in ns into a file in dir, until fields(); then the packets as tshark decodes them. */
 export class Capture {
@@ -66,14 +65,7 @@ export class Capture {
    * stopped only once it has written that mark (a waiting time would be a guess, too short on a
    * loaded machine, where tcpdump may not have read what the kernel holds for it yet). */
   async fields(fields: string[], decodeAs: string[] = []): Promise<string[]> {
-    const mark = `qosd-capture-end-${process.pid}-${++marks}`;
-    await waitFor(`the capture's end mark in ${this.file}`, () => {
-      let seen = false;
-      try { seen = readFileSync(this.file).includes(mark); } catch { /* not written yet */ }
-      if (!seen) sh(['ip', 'netns', 'exec', this.ns, 'python3', '-c', SEND_MARK, this.dev, mark]);
-      return seen;
-    }, 250);
-    await this.child.stop('SIGINT', 5000);
+    await stopAtEndMark(this.child, this.file, (mark) => sh(['ip', 'netns', 'exec', this.ns, 'python3', '-c', SEND_MARK, this.dev, mark]));
     const r = await run(['tshark', '-n', '-r', this.file, '-Y', `!(eth.type == ${MARK_TYPE})`, ...decodeAs.flatMap((d) => ['-d', d]), '-T', 'fields', '-E', 'separator=|', ...fields.flatMap((f) => ['-e', f])], { timeoutMs: 60_000 });
     return r.stdout.split('\n').filter(Boolean);
   }

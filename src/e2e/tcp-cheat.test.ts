@@ -8,12 +8,12 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheatNet, DEFAULT_NET, type RoundResult } from '../bench/tcp-cheat-net.js';
 import { run, start, type Child } from '../exec.js';
-import { QOS, requireE2e, sh, waitFor } from './harness.js';
+import { QOS, requireE2e, sh, stopAtEndMark } from './harness.js';
 
 requireE2e('tc', 'nft', 'ss', 'sysctl');
 
@@ -51,14 +51,7 @@ async function captureAcks(ns: string, dev: string, ip: string, senderPort: numb
   await p.until('listening on', 30_000);
   return {
     async stop() {
-      const mark = `qosd-tcp-cheat-end-${senderPort}-${dev}`;
-      await waitFor(`the end mark in ${file}`, () => {
-        let seen = false;
-        try { seen = readFileSync(file).includes(mark); } catch { /* not written yet */ }
-        if (!seen) sh(['ip', 'netns', 'exec', net.a.ns, 'bash', '-c', 'printf %s "$1" > /dev/udp/$2/9', 'endmark', mark, ip]);
-        return seen;
-      }, 250);
-      await p.stop('SIGINT');
+      await stopAtEndMark(p, file, (mark) => sh(['ip', 'netns', 'exec', net.a.ns, 'bash', '-c', 'printf %s "$1" > /dev/udp/$2/9', 'endmark', mark, ip]));
       const r = await run(['tshark', '-r', file, '-o', 'ip.check_checksum:TRUE', '-o', 'tcp.check_checksum:TRUE', '-o', 'tcp.relative_sequence_numbers:FALSE',
         '-Y', 'tcp.flags == 0x010 && tcp.len == 0', '-T', 'fields', '-E', 'separator=|',
         '-e', 'ip.ttl', '-e', 'tcp.ack', '-e', 'tcp.window_size_value', '-e', 'ip.checksum.status', '-e', 'tcp.checksum.status', '-e', 'tcp.options.timestamp.tsecr'], { timeoutMs: 60_000, pkg: 'tshark' });
