@@ -100,6 +100,8 @@ test('Prometheus: at most `labels` programs have a series of their own, the rest
   assert.ok(series.some((l) => l.includes('program="other"')));
   assert.equal(series.reduce((a, l) => a + Number(l.split(' ').pop()), 0), s.total.tx_bytes);
   assert.equal(reads, 1, 'one read per scrape');
+  await reg.metrics();
+  assert.equal(reads, 2, 'the next scrape reads again, with no other read in between');
   // the labelled programs go idle: after IDLE_MS others take their labels
   fold(s, [{ ino: 999, dir: 0, packets: 5, bytes: 5000 }], 1000 + 6 * 60_000);
   const after = (await reg.metrics()).split('\n').filter((l) => l.startsWith('qosd_app_bytes_total{') && l.includes('direction="tx"'));

@@ -242,16 +242,15 @@ export function registerAppMetrics(registry: Registry, stats: () => AppStats | n
     ['qosd_unit_bytes_total', 'unit', 'Bytes the sockets of each unit (cgroup) sent and received (docs/apps.md)', 'bytes'],
     ['qosd_class_bytes_total', 'class', 'Bytes sent and received by DSCP class of the packet (docs/apps.md)', 'bytes'],
   ];
-  let readAt = -1;
-  for (const [name, d, help, what] of defs) {
+  for (const [i, [name, d, help, what]] of defs.entries()) {
     new Counter({
       name, help, labelNames: [d, 'direction'], registers: [registry],
       collect() {
         this.reset();
         const s = stats();
         if (!s) return;
-        // one read per scrape, whichever metric is collected first
-        if (readAt !== s.reads) { read(); readAt = s.reads; }
+        // one read per scrape: a scrape collects the metrics in the order they were registered
+        if (i === 0) read();
         for (const [label, c] of s.series(d)) {
           this.inc({ [d]: label, direction: 'tx' }, what === 'bytes' ? c.tx_bytes : c.tx_packets);
           this.inc({ [d]: label, direction: 'rx' }, what === 'bytes' ? c.rx_bytes : c.rx_packets);
