@@ -184,6 +184,13 @@ while True:
 
   cleanup(): void {
     for (const p of this.procs) p.kill();
+    // and what they started there: a program under a killed `qos run` would live on, holding
+    // the test's pipes open, and the test file would never end
+    for (const ns of [this.client, this.server]) {
+      for (const pid of sh(['ip', 'netns', 'pids', ns]).stdout.split('\n').filter(Boolean)) {
+        try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone meanwhile */ }
+      }
+    }
     sh(['ip', 'netns', 'del', this.client]);
     sh(['ip', 'netns', 'del', this.server]);
     rmSync(this.dir, { recursive: true, force: true });
