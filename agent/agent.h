@@ -30,6 +30,7 @@
 struct qos_cfg {
 	char socket_path[108];
 	int timeout_ms;
+	int timeout_given; /* QOSD_TIMEOUT_MS set (never in secure mode): it wins over the daemon's */
 	int debug;
 	int disabled;
 	int cache; /* reuse decisions the daemon allows to (QOSD_CACHE=0 turns it off) */

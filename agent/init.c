@@ -74,8 +74,9 @@ void qos_init(void)
 	const char *p = secure_getenv("QOSD_SOCKET");
 	strncpy(qos_cfg.socket_path, p && *p ? p : QOS_DEFAULT_SOCKET, sizeof qos_cfg.socket_path - 1);
 	const char *t = secure_getenv("QOSD_TIMEOUT_MS");
-	long ms = t ? strtol(t, NULL, 10) : QOS_DEFAULT_TIMEOUT_MS;
-	qos_cfg.timeout_ms = ms > 0 && ms <= 60000 ? (int)ms : QOS_DEFAULT_TIMEOUT_MS;
+	long ms = t ? strtol(t, NULL, 10) : 0;
+	qos_cfg.timeout_given = ms > 0 && ms <= 60000;
+	qos_cfg.timeout_ms = qos_cfg.timeout_given ? (int)ms : QOS_DEFAULT_TIMEOUT_MS;
 	const char *d = secure_getenv("QOSD_DEBUG");
 	qos_cfg.debug = d && *d && strcmp(d, "0") != 0;
 	const char *c = secure_getenv("QOSD_CACHE");

@@ -75,9 +75,11 @@ static _Atomic int backoff_ms = QOS_BACKOFF_MIN_MS;
 static _Atomic unsigned startup_for;
 static _Atomic int daemon_ok = 1; /* 0 once the daemon proved unusable for good */
 
-/* The daemon's policy generation ([0]) and flags ([1]), mapped read-only from "<socket>.gen"
- * (docs/protocol.md). A file of 8 bytes (an older daemon's) reads flags 0: the rest of a
+/* The daemon's policy generation ([0]), flags ([1]) and the deadline it gives agents in ms
+ * ([2], qos daemon --agent-timeout-ms), mapped read-only from "<socket>.gen"
+ * (docs/protocol.md). An older daemon's shorter file reads 0 for what it lacks: the rest of a
  * mapped page past the end of a file reads as zeros. */
+#define QOS_GEN_WORDS 3
 static const volatile unsigned long long *gen_map;
 static _Atomic int gen_tried;
 /* The mapped file (a daemon removes it when it stops and the next one makes a new one): the
@@ -245,18 +247,34 @@ static void map_generation(int again)
 	struct stat st;
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 8 &&
 	    qos_creds_trusted(st.st_uid) && !(old && st.st_dev == gen_dev && st.st_ino == gen_ino)) {
-		void *m = mmap(NULL, 2 * sizeof *gen_map, PROT_READ, MAP_SHARED, fd, 0);
+		void *m = mmap(NULL, QOS_GEN_WORDS * sizeof *gen_map, PROT_READ, MAP_SHARED, fd, 0);
 		if (m != MAP_FAILED) {
 			if (__atomic_compare_exchange_n(&gen_map, &old, m, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
 				gen_dev = st.st_dev, gen_ino = st.st_ino;
 				if (old)
 					gen_swaps++;
 			} else {
-				munmap(m, 2 * sizeof *gen_map); /* another thread mapped it meanwhile */
+				munmap(m, QOS_GEN_WORDS * sizeof *gen_map); /* another thread mapped it meanwhile */
 			}
 		}
 	}
 	QOS_REAL(close, fd);
+}
+
+/* The deadline of one request: QOSD_TIMEOUT_MS if given (not in a privileged program), else
+ * the running daemon's (its generation file, a file only root or, outside secure mode, our
+ * own user can have made), else the built-in 50 ms. */
+static int timeout_ms(void)
+{
+	if (qos_cfg.timeout_given)
+		return qos_cfg.timeout_ms;
+	const volatile unsigned long long *m = gen_map;
+	if (m && m[0]) {
+		unsigned long long ms = m[2];
+		if (ms >= 1 && ms <= 60000)
+			return (int)ms;
+	}
+	return qos_cfg.timeout_ms;
 }
 
 unsigned long long qos_wire_generation(void)
@@ -429,7 +447,7 @@ static int send_iov(struct conn *c, struct iovec *iov, int n, long long deadline
 			if (sent == 0 && may_skip)
 				return 1;
 			if (deadline == 0)
-				deadline = qos_now_ns() + (long long)qos_cfg.timeout_ms * 1000000LL;
+				deadline = qos_now_ns() + (long long)timeout_ms() * 1000000LL;
 			if (wait_fd(c->fd, POLLOUT, deadline) != 1)
 				return -1;
 		} else {
@@ -561,7 +579,7 @@ int qos_ask(const char *req, size_t len, int nreq, char replies[][QOS_MAX_REPLY]
 	if (!c)
 		return -1;
 	long long started = qos_now_ns();
-	long long deadline = started + (long long)qos_cfg.timeout_ms * 1000000LL;
+	long long deadline = started + (long long)timeout_ms() * 1000000LL;
 	unsigned had = startup_for, want = c->epoch + 1;
 	int with_startup = had < want && __atomic_compare_exchange_n(&startup_for, &had, want, 0,
 								       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);

@@ -167,11 +167,15 @@ test('a mask with few rule-number bits limits the rules: an import past it is re
   }
 });
 
-test('a bad --metrics-interval is refused before anything starts: exit 64, the reason, no socket', () => {
+test('a bad --metrics-interval or --agent-timeout-ms is refused before anything starts: exit 64, the reason, no socket', () => {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-cli-'));
   try {
-    for (const [v, why] of [['50ms', /--metrics-interval is at least 100ms, not 50 ms/], ['often', /--metrics-interval takes a time such as 30s/]] as const) {
-      const r = spawnSync(process.execPath, [QOS_CLI, 'daemon', '--socket', join(dir, 'a.sock'), '--admin', join(dir, 'b.sock'), '--rules', join(dir, 'rules.json'), '--nice', 'keep', '--metrics-interval', v], { encoding: 'utf8', timeout: 60_000 });
+    const cases = [
+      ['--metrics-interval', '50ms', /--metrics-interval is at least 100ms, not 50 ms/], ['--metrics-interval', 'often', /--metrics-interval takes a time such as 30s/],
+      ['--agent-timeout-ms', '0', /--agent-timeout-ms takes a positive whole number, not "0"/], ['--agent-timeout-ms', '60001', /--agent-timeout-ms is at most 60000, not 60001/],
+    ] as const;
+    for (const [option, v, why] of cases) {
+      const r = spawnSync(process.execPath, [QOS_CLI, 'daemon', '--socket', join(dir, 'a.sock'), '--admin', join(dir, 'b.sock'), '--rules', join(dir, 'rules.json'), '--nice', 'keep', option, v], { encoding: 'utf8', timeout: 60_000 });
       assert.equal(r.status, 64, r.stderr);
       assert.match(r.stderr, why);
       assert.deepEqual(readdirSync(dir), [], 'nothing made');

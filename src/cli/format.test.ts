@@ -11,6 +11,11 @@ test('qos status says why the daemon runs its policy', () => {
   assert.match(s('/srv/p.yaml', 'option'), /^policy +\/srv\/p\.yaml \(--policy\): 8 rules/m);
 });
 
+test('qos status says how long agents wait for an answer (the daemon\'s --agent-timeout-ms)', () => {
+  const base = { pid: 1, uptime_s: 1, version: 1, agents_connected: 2, agent_socket: '/run/qosd/agent.sock', flows: 0, decisions_total: 0, policy: { source: 'p', origin: 'option', rules: 1, loaded_at: 't', last_error: null } };
+  assert.match(formatStatus({ ...base, agent_timeout_ms: 250 }), /^agents +2 connected on \/run\/qosd\/agent\.sock, waiting 250 ms for each answer unless told otherwise$/m);
+});
+
 test('qos status shows the dashboard\'s URL when the daemon serves one, and nothing of it otherwise', () => {
   const base = { pid: 1, uptime_s: 1, version: 1, agents_connected: 0, agent_socket: 'a', flows: 0, decisions_total: 0, policy: { source: 'p', origin: 'option', rules: 1, loaded_at: 't', last_error: null } };
   assert.match(formatStatus({ ...base, dashboard: { url: 'http://127.0.0.1:8080/', token_file: '/run/qosd/dashboard.token' } }), /^dashboard +http:\/\/127\.0\.0\.1:8080\/ \(qos dashboard prints the URL to log in with\)$/m);

@@ -31,7 +31,7 @@ export function formatStatus(s: Rec): string {
   const err = p.last_error as { message: string; at: string } | null;
   return [
     `daemon       pid ${s.pid}, up ${s.uptime_s} s, protocol ${s.version}`,
-    `agents       ${s.agents_connected} connected on ${s.agent_socket}`,
+    `agents       ${s.agents_connected} connected on ${s.agent_socket}${s.agent_timeout_ms === undefined ? '' : `, waiting ${s.agent_timeout_ms} ms for each answer unless told otherwise`}`,
     `policy       ${p.source}${ORIGIN[String(p.origin)] ?? ''}: ${p.rules} rules, loaded ${p.loaded_at}`,
     ...(err ? [`policy error ${err.at}: ${err.message} (previous policy in force)`] : []),
     `flows        ${s.flows}`,

@@ -40,6 +40,7 @@ import { Decider } from './decide.js';
 import { DecisionLog } from './decision-log.js';
 import { FlowEvents } from './flow-events.js';
 import { FlowTable } from './flows.js';
+import { DEFAULT_AGENT_TIMEOUT_MS } from './generation.js';
 import { IdentityResolver, raiseNofile, startTime } from './identity.js';
 import { limitsFor, type AgentLimits } from './shares.js';
 import { Metrics } from './metrics.js';
@@ -67,6 +68,9 @@ export interface DaemonOptions {
   log?: Logger;
   /** Scheduling priority to take at start (nice value); null leaves it alone. */
   nice?: number | null;
+  /** The deadline agents give each request, published in the generation file (generation.ts):
+   * for programs given no QOSD_TIMEOUT_MS, and for privileged ones always (default 50 ms). */
+  agentTimeoutMs?: number;
   /** Worker threads for a JavaScript policy script, and each call's limits. */
   scriptWorkers?: number;
   scriptLimits?: Partial<SandboxLimits>;
@@ -139,7 +143,7 @@ export class Daemon {
     // a fleet node takes a pushed policy whenever it comes: its loader stays warm
     if (o.fleet) keepLoaderWorker();
     const policy = this.policy = new RunningPolicy({
-      ...(o.fleet ? { file: fleetPolicyFile(fleetDir!, DEFAULT_POLICY_TEXT), origin: 'fleet' as const, managedBy: `the fleet (${o.fleet.fleet}, ${o.fleet.prefix})` } : { file: o.policy, origin: o.policyOrigin }), socket: o.socket, versionsDir: join(dirname(ko.rulesFile), 'policy-versions'), scriptWorkers: o.scriptWorkers, scriptLimits: o.scriptLimits,
+      ...(o.fleet ? { file: fleetPolicyFile(fleetDir!, DEFAULT_POLICY_TEXT), origin: 'fleet' as const, managedBy: `the fleet (${o.fleet.fleet}, ${o.fleet.prefix})` } : { file: o.policy, origin: o.policyOrigin }), socket: o.socket, agentTimeoutMs: o.agentTimeoutMs, versionsDir: join(dirname(ko.rulesFile), 'policy-versions'), scriptWorkers: o.scriptWorkers, scriptLimits: o.scriptLimits,
       accept: async (doc) => {
         // the eBPF maps first: a generation written is put back if the kernel rules refuse
         const before = policy.doc;
@@ -413,6 +417,8 @@ export class Daemon {
       started: new Date(this.started).toISOString(),
       uptime_s: Math.round((Date.now() - this.started) / 1000),
       agent_socket: this.o.socket,
+      /** the deadline agents not told otherwise give each request (generation.ts) */
+      agent_timeout_ms: this.o.agentTimeoutMs ?? DEFAULT_AGENT_TIMEOUT_MS,
       admin_socket: this.o.admin,
       ...this.components.status(),
     };

@@ -1,5 +1,5 @@
-/* The generation file's layout as agents read it: the generation, then the flags word; an older
- * daemon's 8-byte file grows in place; a stop writes zeros and removes the file; a policy asks
+/* The generation file's layout as agents read it: the generation, the flags word, the agents'
+ * deadline; an older daemon's 8-byte file grows in place; a stop writes zeros and removes the file; a policy asks
  * agents to ask at socket() only if a rule names the socket event or a script handles it. */
 
 import { test } from 'node:test';
@@ -10,23 +10,25 @@ import { join } from 'node:path';
 import { parsePolicy } from '../policy/load.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { DEFAULT_POLICY_TEXT } from '../policy/default-policy.js';
-import { agentFlags, FLAG_ASK_AT_SOCKET, GENERATION_BYTES, GenerationFile } from './generation.js';
+import { agentFlags, DEFAULT_AGENT_TIMEOUT_MS, FLAG_ASK_AT_SOCKET, GENERATION_BYTES, GenerationFile } from './generation.js';
 
-test('the generation file holds the generation, then the flags; an 8-byte file grows in place; a stop writes zeros', () => {
+test('the generation file holds the generation, the flags and the agents\' deadline; an 8-byte file grows in place; a stop writes zeros', () => {
   const dir = mkdtempSync(join(tmpdir(), 'qosd-gen-'));
   try {
     const path = join(dir, 'agent.sock.gen');
     writeFileSync(path, Buffer.alloc(8, 0xff)); // an older daemon's file, agents may map it
     const ino = statSync(path).ino;
-    const g = new GenerationFile(path);
+    const g = new GenerationFile(path, 2500);
     const gen = g.next(FLAG_ASK_AT_SOCKET);
     const b = readFileSync(path);
     assert.equal(b.length, GENERATION_BYTES);
+    assert.equal(b.readBigUInt64LE(16), 2500n, 'the deadline agents give each request, in ms');
     assert.equal(statSync(path).ino, ino, 'the same inode: mappings follow it');
     assert.equal(b.readBigUInt64LE(0), BigInt(gen), 'the first eight bytes are all an older agent reads');
     assert.equal(b.readBigUInt64LE(8), BigInt(FLAG_ASK_AT_SOCKET));
     g.next(0);
     assert.equal(readFileSync(path).readBigUInt64LE(8), 0n);
+    assert.equal(readFileSync(path).readBigUInt64LE(16), 2500n, 'with every generation');
     g.next(FLAG_ASK_AT_SOCKET);
     const mapped = openSync(path, 'r'); // what an agent's mapping still reads after the stop
     g.close();
@@ -35,6 +37,20 @@ test('the generation file holds the generation, then the flags; an 8-byte file g
     closeSync(mapped);
     assert.deepEqual(after, Buffer.alloc(GENERATION_BYTES), 'agents still holding the file read "stopped"');
     assert.equal(existsSync(path), false, 'a stopped daemon leaves no generation file behind');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('given no deadline, the daemon publishes the agent\'s own default', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qosd-gen-'));
+  try {
+    const path = join(dir, 'agent.sock.gen');
+    const g = new GenerationFile(path);
+    g.next(0);
+    assert.equal(readFileSync(path).readBigUInt64LE(16), BigInt(DEFAULT_AGENT_TIMEOUT_MS));
+    assert.equal(DEFAULT_AGENT_TIMEOUT_MS, Number(/#define QOS_DEFAULT_TIMEOUT_MS (\d+)/.exec(readFileSync(new URL('../../agent/agent.h', import.meta.url), 'utf8'))?.[1]), 'the agent\'s built-in default (agent/agent.h)');
+    g.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,10 +1,12 @@
 /* The policy generation, published for agents in a small file beside the agent socket
  * (`<socket>.gen`) that agents map read-only: the generation (eight bytes, little-endian),
- * then a flags word (eight bytes) saying what the running policy asks of agents. An agent
+ * then a flags word (eight bytes) saying what the running policy asks of agents, then the
+ * deadline in ms an agent gives each request (`--agent-timeout-ms`; eight bytes), which a
+ * program given no QOSD_TIMEOUT_MS takes, and a privileged program always. An agent
  * reuses a cached decision only while the number it was given with it (`CACHE gen`) is still
  * the one in the file, so a reload or a stop invalidates every agent's cache with one write,
- * and no agent has to ask to find out. Agents that predate the flags read the first eight
- * bytes only.
+ * and no agent has to ask to find out. Agents that predate the flags or the deadline read
+ * the words they know only.
  *
  * The file is rewritten in place, never replaced: a mapping follows the inode, so a renamed
  * new file would leave every agent reading the old number forever. Zero means "do not use
@@ -15,8 +17,13 @@ import { closeSync, constants, fchmodSync, fstatSync, ftruncateSync, lstatSync, 
 import type { EventName } from '../policy/schema.js';
 import { QosError } from '../errors.js';
 
-/** The generation and the flags word. */
-export const GENERATION_BYTES = 16;
+/** The generation, the flags word and the agents' deadline. */
+export const GENERATION_BYTES = 24;
+
+/** The agents' deadline when the daemon is given none: the agent's own default. */
+export const DEFAULT_AGENT_TIMEOUT_MS = 50;
+/** The longest deadline an agent takes (as for QOSD_TIMEOUT_MS). */
+export const MAX_AGENT_TIMEOUT_MS = 60_000;
 
 /** Flag: the running policy decides at the socket event itself (a rule naming `event: socket`,
  * or a script's Socket handler), so agents ask at socket(), not with the socket's first call
@@ -39,7 +46,8 @@ export class GenerationFile {
   private last = 0;
   current = 0;
 
-  constructor(readonly path: string) {
+  /** agentTimeoutMs: the deadline published for agents (1 to MAX_AGENT_TIMEOUT_MS) */
+  constructor(readonly path: string, private readonly agentTimeoutMs = DEFAULT_AGENT_TIMEOUT_MS) {
     try {
       this.fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o644);
     } catch (e) {
@@ -53,7 +61,7 @@ export class GenerationFile {
     this.ino = st.ino;
     this.dev = st.dev;
     fchmodSync(this.fd, 0o644); // every user's agents read it
-    // grown in place (an older daemon's file has 8 bytes): agents' mappings stay valid
+    // grown in place (an older daemon's file has 8 or 16 bytes): agents' mappings stay valid
     if (st.size < GENERATION_BYTES) ftruncateSync(this.fd, GENERATION_BYTES);
   }
 
@@ -63,7 +71,7 @@ export class GenerationFile {
     // old one may still hold entries), and increasing within one run.
     const gen = Math.max(this.last + 1, Date.now() * 1000);
     this.last = gen;
-    this.write(gen, flags);
+    this.write(gen, flags, this.agentTimeoutMs);
     return gen;
   }
 
@@ -71,7 +79,7 @@ export class GenerationFile {
    * the path names another file by now). */
   close(): void {
     if (this.fd < 0) return;
-    this.write(0, 0);
+    this.write(0, 0, 0);
     closeSync(this.fd);
     this.fd = -1;
     try {
@@ -80,11 +88,12 @@ export class GenerationFile {
     } catch { /* gone already */ }
   }
 
-  /** Both words in one write at offset 0. */
-  private write(gen: number, flags: number): void {
+  /** The three words in one write at offset 0. */
+  private write(gen: number, flags: number, timeoutMs: number): void {
     const b = Buffer.alloc(GENERATION_BYTES);
     b.writeBigUInt64LE(BigInt(gen), 0);
     b.writeBigUInt64LE(BigInt(flags), 8);
+    b.writeBigUInt64LE(BigInt(timeoutMs), 16);
     writeSync(this.fd, b, 0, GENERATION_BYTES, 0);
     this.current = gen;
   }

@@ -39,6 +39,8 @@ export interface RunningPolicyOptions {
   origin?: PolicyOrigin;
   /** the agent socket: the generation file goes beside it */
   socket: string;
+  /** the deadline published for agents in the generation file (default: the agent's 50 ms) */
+  agentTimeoutMs?: number;
   scriptWorkers?: number;
   scriptLimits?: Partial<SandboxLimits>;
   /** where earlier versions are kept (policy-versions/ beside the kernel rule store) */
@@ -143,7 +145,7 @@ export class RunningPolicy implements Component {
     this.pending = await this.startScript(script);
     // the generation file lives beside the agent socket: its directory first (as listen() does)
     await mkdir(dirname(resolve(this.o.socket)), { recursive: true, mode: 0o755 });
-    this.generations = new GenerationFile(generationPath(this.o.socket));
+    this.generations = new GenerationFile(generationPath(this.o.socket), this.o.agentTimeoutMs);
     this.state = {
       engine, doc, generation: this.generations.next(agentFlags({ engine, script: this.pending })), script: this.pending,
       source: this.o.file ? resolve(this.o.file) : '<built-in>', origin: this.o.origin ?? (this.o.file ? 'option' : 'built-in'),

@@ -4,6 +4,7 @@
 import { Command } from 'commander';
 import { QosError } from '../../errors.js';
 import { DEFAULT_CT_MASK, hex32, parseCtMask } from '../../kernel/ctmark.js';
+import { DEFAULT_AGENT_TIMEOUT_MS, MAX_AGENT_TIMEOUT_MS } from '../../daemon/generation.js';
 import { adminSocket, agentSocket, choosePolicy, DEFAULT_NFT_TABLE, DEFAULT_POLICY_FILE, DEFAULT_RULES_FILE } from '../../paths.js';
 import { duration, groupId, namedRates, niceValue, parseKeys, positiveInt } from '../options.js';
 
@@ -21,7 +22,8 @@ export function daemonCommands(program: Command): void {
     .option('--script-deadline-ms <ms>', 'deadline of one script call', (v) => positiveInt(v, '--script-deadline-ms'), 10)
     .option('--script-memory-mb <mb>', 'memory cap of a script', (v) => positiveInt(v, '--script-memory-mb'), 32)
     .option('--script-nice <n>', 'scheduling priority of policy script threads and processes, -20..19, or "keep" (the daemon\'s)', niceValue, 19)
-    .option('--script-answer-ms <ms>', "how long a program's request waits for the script, queueing included, before the rules answer it (keep it below the agent's timeout, 50 ms by default)", (v) => positiveInt(v, '--script-answer-ms'), 30)
+    .option('--agent-timeout-ms <ms>', `how long an agent waits for each answer before its program goes on unmarked (fail-open), for programs given no QOSD_TIMEOUT_MS and for setuid and file-capability programs always (1 to ${MAX_AGENT_TIMEOUT_MS})`, (v) => agentTimeout(v), DEFAULT_AGENT_TIMEOUT_MS)
+    .option('--script-answer-ms <ms>', "how long a program's request waits for the script, queueing included, before the rules answer it (keep it below --agent-timeout-ms, or the agents' own QOSD_TIMEOUT_MS)", (v) => positiveInt(v, '--script-answer-ms'), 30)
     .option('--rules <file>', 'where the kernel rule set is kept (`qos rules`), in a directory only root (or the daemon\'s user) can write', DEFAULT_RULES_FILE)
     .option('--kernel <mode>', 'kernel rules (nftables): auto (if nft works), on (fail if not), off', 'auto')
     .option('--nft-table <name>', 'the nftables table qosd owns (family inet)', DEFAULT_NFT_TABLE)
@@ -60,7 +62,7 @@ export function daemonCommands(program: Command): void {
     .option('--max-connections <n>', 'agent connections in all (default: half the descriptor limit, at most 32768; a tenth kept for root)', (v) => positiveInt(v, '--max-connections'))
     .option('--max-flows-per-user <n>', "flow-table entries one user may hold; past it the user's oldest go", (v) => positiveInt(v, '--max-flows-per-user'), 65536)
     .option('--max-flows <n>', 'flow-table entries in all; past it new flows are decided but not remembered', (v) => positiveInt(v, '--max-flows'), 1_000_000)
-    .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; scriptAnswerMs: number; scriptNice: number | 'keep'; rules: string; kernel: string; ebpf: string; ebpfCgroup?: string; ebpfRescan: number; stats: string; statsLabels: number; probe: string; nftTable: string; ctMask: string; ctGenerationBits?: string; tc: string; rsvp: string; rsvpRefresh?: number; rsvpTransport: string; rsvpKey: string[]; rsvpRequireIntegrity?: boolean; rsvpLink: string[]; rsvpShare: string; rsvpAutoResv: string; rsvpAutoDelay?: number;
+    .action(async (o: { socket: string; admin: string; policy?: string; logLevel: string; nice?: number | 'keep'; scriptWorkers?: number; scriptDeadlineMs: number; scriptMemoryMb: number; scriptAnswerMs: number; agentTimeoutMs: number; scriptNice: number | 'keep'; rules: string; kernel: string; ebpf: string; ebpfCgroup?: string; ebpfRescan: number; stats: string; statsLabels: number; probe: string; nftTable: string; ctMask: string; ctGenerationBits?: string; tc: string; rsvp: string; rsvpRefresh?: number; rsvpTransport: string; rsvpKey: string[]; rsvpRequireIntegrity?: boolean; rsvpLink: string[]; rsvpShare: string; rsvpAutoResv: string; rsvpAutoDelay?: number;
       http?: string; metricsInterval: number; fleet?: string; fleetPrefix: string; node?: string; groups: string; fleetCa?: string; fleetCert?: string; fleetKey?: string; fleetLease: number; fleetRetryMax: number; fleetStatusInterval: number; adminGroup?: string; maxConnectionsPerUser?: number; maxConnections?: number; maxFlowsPerUser: number; maxFlows: number }) => {
       if (o.kernel !== 'auto' && o.kernel !== 'on' && o.kernel !== 'off') throw new QosError('QOS_ERR_USAGE', `--kernel takes auto, on or off, not "${o.kernel}"`);
       if (o.ebpf !== 'auto' && o.ebpf !== 'on' && o.ebpf !== 'off') throw new QosError('QOS_ERR_USAGE', `--ebpf takes auto, on or off, not "${o.ebpf}"`);
@@ -114,7 +116,7 @@ export function daemonCommands(program: Command): void {
           ...(o.rsvpRefresh ? { refreshMs: o.rsvpRefresh * 1000 } : {}), transport: o.rsvpTransport as 'raw' | 'udp' | 'both', ...(rsvpKeys.size ? { keys: rsvpKeys, requireIntegrity: o.rsvpRequireIntegrity ?? false } : {}),
           links: rsvpLinks, share: rsvpShare, autoResv: autoService ? { service: autoService, delayS: o.rsvpAutoDelay ?? null } : null,
         } : undefined,
-        socket: o.socket, admin: o.admin, policy: chosen.file ?? undefined, policyOrigin: chosen.origin, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice,
+        socket: o.socket, admin: o.admin, agentTimeoutMs: o.agentTimeoutMs, policy: chosen.file ?? undefined, policyOrigin: chosen.origin, logLevel: o.logLevel, nice: o.nice === 'keep' ? null : o.nice,
         scriptWorkers: o.scriptWorkers, scriptLimits: { deadlineMs: o.scriptDeadlineMs, memoryBytes: o.scriptMemoryMb * 2 ** 20, answerMs: o.scriptAnswerMs, nice: o.scriptNice === 'keep' ? null : o.scriptNice },
       });
       await d.start();
@@ -137,3 +139,10 @@ export function daemonCommands(program: Command): void {
 
 /** How long the daemon may take to stop after SIGTERM or SIGINT. */
 const STOP_MS = 2000;
+
+/** --agent-timeout-ms: whole milliseconds an agent takes (as QOSD_TIMEOUT_MS). */
+function agentTimeout(v: string): number {
+  const n = positiveInt(v, '--agent-timeout-ms');
+  if (n > MAX_AGENT_TIMEOUT_MS) throw new QosError('QOS_ERR_USAGE', `--agent-timeout-ms is at most ${MAX_AGENT_TIMEOUT_MS}, not ${n}`);
+  return n;
+}

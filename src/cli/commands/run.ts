@@ -13,7 +13,7 @@ export function runCommands(program: Command): void {
     .description('run an unmodified program with the protocol agent preloaded')
     .usage('[options] -- CMD [ARGS...]')
     .option('--socket <path>', 'daemon socket the agent asks (must match `qos daemon --socket`; env QOSD_SOCKET)', agentSocket())
-    .option('--timeout-ms <ms>', 'per-request timeout of the agent (default 50)', (v) => positiveInt(v, '--timeout-ms'))
+    .option('--timeout-ms <ms>', "per-request timeout of the agent (QOSD_TIMEOUT_MS; default: the daemon's --agent-timeout-ms, 50 unless set)", (v) => positiveInt(v, '--timeout-ms'))
     .option('--debug', 'let the agent print diagnostics on stderr')
     .argument('<cmd...>', 'the program and its arguments')
     .passThroughOptions()
