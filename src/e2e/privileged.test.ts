@@ -10,7 +10,7 @@ import { chmodSync, chownSync, copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { call } from '../daemon/admin-client.js';
 import { AGENT_LIBRARY } from '../paths.js';
-import { AGENT_TEST_BIN, requireE2e, sh, TestDaemon, Testbed, waitFor } from './harness.js';
+import { AGENT_TEST_BIN, AGENT_TIMEOUT_MS, requireE2e, sh, TestDaemon, Testbed, waitFor } from './harness.js';
 import { asUser, testUser, type TestUser } from './users.js';
 
 requireE2e('setcap');
@@ -37,7 +37,9 @@ before(async () => {
   // the test users reach the daemon's socket, the fake daemon's and the privileged copies
   chmodSync(tb.dir, 0o755);
   mkdirSync(join(tb.dir, 'qosd'));
-  daemon = await new TestDaemon(join(tb.dir, 'qosd'), policy()).start();
+  // privileged programs read no QOSD_TIMEOUT_MS: they take the daemon's deadline, which these
+  // tests of who decides make long, as QOSD_TIMEOUT_MS does for the others (AGENT_TIMEOUT_MS)
+  daemon = await new TestDaemon(join(tb.dir, 'qosd'), policy(), ['--agent-timeout-ms', String(AGENT_TIMEOUT_MS)]).start();
   for (const port of [DIAL, DROP1, DROP2, RAW1, RAW2]) await tb.sink(port);
 });
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { AGENT_TEST_BIN, AGENT_TIMEOUT_MS, requireE2e, QOS, TestDaemon, Testbed, waitFor } from './harness.js';
 
 requireE2e();
@@ -134,6 +134,29 @@ test('fail-open: a daemon that accepts but never answers costs at most a few tim
   } finally {
     for (const s of held) (s as { destroy(): void }).destroy();
     mute.close();
+  }
+});
+
+test('the agents\' deadline is the daemon\'s --agent-timeout-ms unless a program is given its own: a script that answers in 300 ms marks a program given none, and one given 50 ms goes on unmarked', { timeout: 120_000 }, async () => {
+  const dir3 = join(tb.dir, 'd3');
+  mkdirSync(dir3);
+  // every connect waits 300 ms for the script (busy, within its deadline and answer time)
+  writeFileSync(join(dir3, 'slow.js'), 'export function Connect(ev) {\n  const t = Date.now();\n  while (Date.now() - t < 300) { /* a slow decision */ }\n  return { dscp: \'EF\' };\n}\n');
+  const d3 = await new TestDaemon(dir3, 'script: slow.js\nrules: []\n', ['--kernel', 'off', '--script-nice', 'keep', '--script-deadline-ms', '2000', '--script-answer-ms', '4000', '--agent-timeout-ms', String(AGENT_TIMEOUT_MS)]).start();
+  try {
+    const connect = ['python3', '-c', `import socket\ns = socket.create_connection(("${tb.serverIp}", ${PORT}))\nprint(s.getsockname()[1])`];
+    const cap = await tb.capture(SYN_ONLY);
+    // qos run without --timeout-ms sets no QOSD_TIMEOUT_MS: the agent takes the daemon's
+    const none = tb.inClient([process.execPath, QOS, 'run', '--socket', d3.socket, '--', ...connect], { env: { ...process.env, QOSD_TIMEOUT_MS: '' } });
+    const own = tb.inClient([process.execPath, QOS, 'run', '--socket', d3.socket, '--timeout-ms', '50', '--', ...connect]);
+    assert.equal(none.status, 0, none.stderr);
+    assert.equal(own.status, 0, own.stderr);
+    const pkts = await cap.packets();
+    const dscpOf = (r: { stdout: string }) => pkts.filter((p) => p.srcPort === Number(r.stdout.trim())).map((p) => p.dscp);
+    assert.deepEqual(dscpOf(none), [46], 'given no deadline, the agent waited the daemon\'s and the script\'s EF went on the SYN');
+    assert.deepEqual(dscpOf(own), [0], 'given 50 ms, it went on unmarked before the script answered');
+  } finally {
+    await d3.stop();
   }
 });
 
