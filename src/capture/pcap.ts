@@ -52,8 +52,6 @@ function fail(offset: number, message: string): never {
   throw new QosError('QOS_ERR_CAPTURE', `capture, byte ${offset}: ${message}`);
 }
 
-/** What a capture held, beside its IP packets: for `qos characterize --json` (its `capture`). */
-
 /** Seconds since the epoch with nine decimals, from nanoseconds. */
 export function epochSeconds(ns: bigint): string {
   const neg = ns < 0n, a = neg ? -ns : ns;
@@ -338,8 +336,7 @@ export function decodeLink(linkType: number, d: Buffer, tsNs: bigint, lost = 0):
     case 239: return nflog(d, tsNs, lost);
     case 228: return ipv4(d, 0, tsNs, lost, 'raw IPv4');
     case 229: return ipv6(d, 0, tsNs, lost, 'raw IPv6');
-    case 12: case 14: case 101: // raw IP: the version says which
-      return d.length < 1 ? null : d[0]! >> 4 === 6 ? ipv6(d, 0, tsNs, lost, 'raw IP') : ipv4(d, 0, tsNs, lost, 'raw IP');
+    case 12: case 14: case 101: return ipByVersion(d, tsNs, lost, 'raw IP');
     default: return null;
   }
 }
@@ -412,13 +409,17 @@ function nflog(d: Buffer, tsNs: bigint, lost: number): Decoded {
       const type = (little ? d.readUInt16LE(o + 2) : d.readUInt16BE(o + 2)) & 0x7fff;
       if (len < 4 || o + len > d.length) break; // not this byte order, or cut
       if (type === 9) {
-        const ip = d.subarray(o + 4, o + len);
-        return ip.length < 1 ? null : ip[0]! >> 4 === 6 ? ipv6(ip, 0, tsNs, lost, 'NFLOG') : ipv4(ip, 0, tsNs, lost, 'NFLOG');
+        return ipByVersion(d.subarray(o + 4, o + len), tsNs, lost, 'NFLOG');
       }
       o += (len + 3) & ~3;
     }
   }
   return null;
+}
+
+/** A bare IP packet (raw IP, NFLOG's payload): its version says which; none if it is empty. */
+function ipByVersion(d: Buffer, tsNs: bigint, lost: number, what: string): Decoded {
+  return d.length < 1 ? null : d[0]! >> 4 === 6 ? ipv6(d, 0, tsNs, lost, what) : ipv4(d, 0, tsNs, lost, what);
 }
 
 /** The bytes from o to the end of the frame as it was on the wire. */
