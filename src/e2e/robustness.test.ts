@@ -137,12 +137,14 @@ test('fail-open: a daemon that accepts but never answers costs at most a few tim
   }
 });
 
-test('the agents\' deadline is the daemon\'s --agent-timeout-ms unless a program is given its own: a script that answers in 300 ms marks a program given none, and one given 50 ms goes on unmarked', { timeout: 120_000 }, async () => {
+test('the agents\' deadline is the daemon\'s --agent-timeout-ms unless a program is given its own: a script that answers in a second marks a program given none, and one given 50 ms goes on unmarked', { timeout: 120_000 }, async () => {
   const dir3 = join(tb.dir, 'd3');
   mkdirSync(dir3);
-  // every connect waits 300 ms for the script (busy, within its deadline and answer time)
-  writeFileSync(join(dir3, 'slow.js'), 'export function Connect(ev) {\n  const t = Date.now();\n  while (Date.now() - t < 300) { /* a slow decision */ }\n  return { dscp: \'EF\' };\n}\n');
-  const d3 = await new TestDaemon(dir3, 'script: slow.js\nrules: []\n', ['--kernel', 'off', '--script-nice', 'keep', '--script-deadline-ms', '2000', '--script-answer-ms', '4000', '--agent-timeout-ms', String(AGENT_TIMEOUT_MS)]).start();
+  // every connect waits a second for the script (busy, within its deadline and answer time):
+  // twenty times the 50 ms of the program given its own deadline, and well inside the daemon's
+  const SLOW_MS = 1000;
+  writeFileSync(join(dir3, 'slow.js'), `export function Connect(ev) {\n  const t = Date.now();\n  while (Date.now() - t < ${SLOW_MS}) { /* a slow decision */ }\n  return { dscp: 'EF' };\n}\n`);
+  const d3 = await new TestDaemon(dir3, 'script: slow.js\nrules: []\n', ['--kernel', 'off', '--script-nice', 'keep', '--script-deadline-ms', String(3 * SLOW_MS), '--script-answer-ms', String(4 * SLOW_MS), '--agent-timeout-ms', String(AGENT_TIMEOUT_MS)]).start();
   try {
     const connect = ['python3', '-c', `import socket\ns = socket.create_connection(("${tb.serverIp}", ${PORT}))\nprint(s.getsockname()[1])`];
     const cap = await tb.capture(SYN_ONLY);
